@@ -1,0 +1,61 @@
+//! Verify cost against the hardware limit: a bare `hmac`+`sha2` HMAC-SHA256 of the same bytes.
+//!
+//! `cargo bench -p hookguard-core --bench verify`
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use hookguard_core::schemes::{BuildWorkPro, GitHub, StandardWebhooks};
+use hookguard_core::{clock::ManualClock, RequestHead, Scheme, SignParams, Verifier};
+use sha2::Sha256;
+
+const SIZES: [usize; 4] = [256, 4 << 10, 64 << 10, 1 << 20];
+const NOW: u64 = 1_700_000_000;
+
+fn body(n: usize) -> Bytes {
+    Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>())
+}
+
+fn bench_scheme(c: &mut Criterion, name: &str, scheme: impl Scheme + Clone, secret: &str, key: &[u8]) {
+    let mut g = c.benchmark_group(name);
+    for n in SIZES {
+        let body = body(n);
+        let signed = scheme.sign(secret, &body, &SignParams::new(NOW).id("msg_2Kx1")).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.extend(signed.headers);
+        let v = Verifier::builder(scheme.clone()).secret(secret).clock(ManualClock::new(NOW)).build().unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+        let head = RequestHead::new(&m, &u, &headers);
+        assert!(v.authenticate(&head, &body).is_ok());
+        g.throughput(Throughput::Bytes(n as u64));
+        // The limit: one HMAC-SHA256 over the same bytes (prefix + body), keyed from scratch.
+        let prefix: &[u8] = match name {
+            "buildworkpro" => b"1700000000.",
+            "standard" => b"msg_2Kx1.1700000000.",
+            _ => b"",
+        };
+        g.bench_with_input(BenchmarkId::new("bare_hmac", n), &body, |b, body| {
+            b.iter(|| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(black_box(key)).unwrap();
+                mac.update(prefix);
+                mac.update(black_box(body));
+                black_box(mac.finalize().into_bytes())
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("hookguard_verify", n), &body, |b, body| {
+            b.iter(|| black_box(v.authenticate(black_box(&head), black_box(body)).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_scheme(c, "buildworkpro", BuildWorkPro::new(), "whsec_5f3c1b2a9d", b"whsec_5f3c1b2a9d");
+    let std_key = b"0123456789abcdef0123456789abcdef";
+    let std_secret = format!("whsec_{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std_key));
+    bench_scheme(c, "standard", StandardWebhooks::new(), &std_secret, std_key);
+    bench_scheme(c, "github", GitHub::new(), "gh-secret", b"gh-secret");
+}
+
+criterion_group!(verify, benches);
+criterion_main!(verify);

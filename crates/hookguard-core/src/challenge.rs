@@ -1,0 +1,145 @@
+//! Challenge echo (HCSS `?challenge=`, Microsoft Graph `validationToken`, Slack
+//! `url_verification`) and query-string parsing.
+//!
+//! A challenge value is reflected to whoever asks, so it is bounded in length and answered as
+//! `text/plain` with `X-Content-Type-Options: nosniff`: a hostile value can never become HTML
+//! or script in a browser.
+
+use bytes::Bytes;
+use http::Uri;
+
+use crate::Rejection;
+
+/// The exact bytes to answer a challenge with.
+///
+/// ```
+/// let a = hookguard_core::ChallengeAnswer::new("abc");
+/// let resp = a.into_response();
+/// assert_eq!(resp.status(), 200);
+/// assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+/// assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+/// assert_eq!(resp.body().as_ref(), b"abc");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeAnswer(Bytes);
+
+impl ChallengeAnswer {
+    /// An answer with exactly `value` as the body.
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value echoed.
+    pub fn value(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// `200`, `text/plain`, `nosniff`, `Cache-Control: no-store`, the value as the whole body.
+    pub fn into_response(self) -> http::Response<Bytes> {
+        let mut r = http::Response::new(self.0);
+        let h = r.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+/// Checks a challenge value against the bound.
+pub(crate) fn bounded(value: Vec<u8>, max: usize) -> Result<ChallengeAnswer, Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::ChallengeMissing);
+    }
+    if value.len() > max {
+        return Err(Rejection::ChallengeTooLong { limit: max });
+    }
+    Ok(ChallengeAnswer::new(value))
+}
+
+/// The first value of query parameter `name`, percent-decoded (`+` is a space, as in
+/// `application/x-www-form-urlencoded`). `Ok(None)` when absent; `Err` when the raw value is
+/// longer than `max_raw` (checked before decoding, so a huge query costs nothing).
+///
+/// ```
+/// let uri = http::Uri::from_static("/h?a=1&challenge=x%2By+z");
+/// assert_eq!(hookguard_core::challenge::query_param(&uri, "challenge", 1024).unwrap().unwrap(), b"x+y z");
+/// assert_eq!(hookguard_core::challenge::query_param(&uri, "missing", 1024).unwrap(), None);
+/// ```
+pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
+    let Some(q) = uri.query() else { return Ok(None) };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != name {
+            continue;
+        }
+        if v.len() > max_raw.saturating_mul(3) {
+            return Err(Rejection::ChallengeTooLong { limit: max_raw });
+        }
+        return Ok(Some(percent_decode(v.as_bytes())));
+    }
+    Ok(None)
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                match (hex(s[i + 1]), hex(s[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes() {
+        assert_eq!(percent_decode(b"a%41%4a"), b"aAJ");
+        assert_eq!(percent_decode(b"%"), b"%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%zz"), b"%zz");
+        assert_eq!(percent_decode(b"%3Cscript%3E"), b"<script>");
+        assert_eq!(percent_decode(b"%ff"), [0xff]);
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(bounded(vec![], 4), Err(Rejection::ChallengeMissing));
+        assert_eq!(bounded(vec![b'a'; 5], 4), Err(Rejection::ChallengeTooLong { limit: 4 }));
+        assert!(bounded(vec![b'a'; 4], 4).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn query_parsing_never_panics(q in "[a-z%=&+0-9A-F]{0,64}") {
+            let uri: Uri = format!("/h?{q}").parse().unwrap();
+            let _ = query_param(&uri, "challenge", 16);
+        }
+
+        #[test]
+        fn round_trips_any_bytes(v in proptest::collection::vec(any::<u8>(), 1..64)) {
+            let enc: String = v.iter().map(|b| format!("%{b:02X}")).collect();
+            let uri: Uri = format!("/h?challenge={enc}").parse().unwrap();
+            prop_assert_eq!(query_param(&uri, "challenge", 64).unwrap().unwrap(), v);
+        }
+    }
+}

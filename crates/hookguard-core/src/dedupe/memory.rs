@@ -1,0 +1,405 @@
+//! The in-memory store: one process, bounded by capacity and by time.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use crate::clock::{Clock, SystemClock};
+
+/// Keys are 128-bit keyed SipHash digests of the dedupe key, already uniformly random, so the
+/// map needs no second hash. A per-process random key means nobody can craft two ids that
+/// collide (a collision would drop a genuine event as a duplicate).
+type Digest = (u64, u64);
+
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// Value: expiry (seconds since the store's epoch) in the high 32 bits, claim token in the
+/// low 32 bits; token 0 means done.
+type Map = HashMap<Digest, u64, BuildHasherDefault<PassThrough>>;
+
+const DONE: u32 = 0;
+
+/// Two generations per shard: new entries go to `cur`; when `cur` holds half the shard's
+/// capacity, or has been open for the maximum retention, `old` is dropped and `cur` becomes
+/// `old`. Memory is therefore bounded by capacity (the oldest half is evicted first) and by
+/// time (nothing outlives two maximum retentions), with no per-entry list or timer.
+struct Shard {
+    cur: Map,
+    old: Map,
+    cur_started: u32,
+}
+
+/// A thread-safe, bounded, in-memory [`DedupeStore`] for a single receiver process.
+///
+/// **Memory:** about 25 bytes per remembered key in the hash tables (16-byte digest, 8-byte
+/// value, 1 control byte), 50–60 bytes per key including table slack; measured in
+/// `BENCHMARKS.md`. Memory stays flat once `capacity` is reached: the oldest keys are evicted.
+/// Several receiver replicas need a shared store (`hookguard-redis`).
+///
+/// ```
+/// use hookguard_core::dedupe::MemoryStore;
+/// let store = MemoryStore::new(100_000);
+/// assert_eq!(store.len(), 0);
+/// ```
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    digest: (RandomState, RandomState),
+    clock: Arc<dyn Clock>,
+    epoch: u64,
+    half_shard: usize,
+    max_age: u32,
+    next_token: AtomicU32,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .field("capacity", &(self.half_shard * 2 * self.shards.len()))
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Configures a [`MemoryStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::MemoryStore;
+/// let store = MemoryStore::builder().capacity(1_000).max_retention(Duration::from_secs(3600)).build();
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryStoreBuilder {
+    capacity: usize,
+    max_retention: Duration,
+    shards: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStoreBuilder {
+    /// The most keys remembered (default 1,000,000).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n;
+        self
+    }
+    /// The longest a key is remembered, whatever retention a caller asks for (default 7 days).
+    pub fn max_retention(mut self, d: Duration) -> Self {
+        self.max_retention = d;
+        self
+    }
+    /// Lock shards (default 16; rounded up to a power of two).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+    /// The clock for leases and retention.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let shards = self.shards.clamp(1, 1024).next_power_of_two();
+        let half_shard = (self.capacity / shards / 2).max(1);
+        let epoch = self.clock.now_unix();
+        MemoryStore {
+            shards: (0..shards)
+                .map(|_| Mutex::new(Shard { cur: Map::default(), old: Map::default(), cur_started: 0 }))
+                .collect(),
+            digest: (RandomState::new(), RandomState::new()),
+            clock: self.clock,
+            epoch,
+            half_shard,
+            max_age: secs_u32(self.max_retention).max(1),
+            next_token: AtomicU32::new(1),
+        }
+    }
+}
+
+fn secs_u32(d: Duration) -> u32 {
+    // Round up: a lease of 1.5 s lasts 2 s, never 1.
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(s).unwrap_or(u32::MAX)
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl MemoryStore {
+    /// A store remembering at most `capacity` keys, with the system clock.
+    pub fn new(capacity: usize) -> Self {
+        Self::builder().capacity(capacity).build()
+    }
+
+    /// Configures a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            capacity: 1_000_000,
+            max_retention: Duration::from_secs(7 * 24 * 3600),
+            shards: 16,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Keys remembered now (done or in flight, including expired ones not yet evicted).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = lock(s);
+                s.cur.len() + s.old.len()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.clock.now_unix().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
+    }
+
+    fn locate(&self, key: &str) -> (Digest, MutexGuard<'_, Shard>) {
+        let d = (self.digest.0.hash_one(key), self.digest.1.hash_one(key));
+        let shard = &self.shards[(d.1 as usize) & (self.shards.len() - 1)];
+        (d, lock(shard))
+    }
+
+    /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
+    pub fn claim_now(&self, key: &str, lease: Duration) -> Claim {
+        let now = self.now();
+        let (d, mut s) = self.locate(key);
+        self.maybe_rotate(&mut s, now);
+        let live = |v: u64| (v >> 32) as u32 > now;
+        let existing = s.cur.get(&d).or_else(|| s.old.get(&d)).copied().filter(|&v| live(v));
+        if let Some(v) = existing {
+            return if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
+        }
+        s.old.remove(&d);
+        let token = self.token();
+        let expires = now.saturating_add(secs_u32(lease).min(self.max_age));
+        s.cur.insert(d, pack(expires, token));
+        Claim::New(ClaimToken::new(key, u128::from(token)))
+    }
+
+    /// Completes synchronously.
+    pub fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
+        let now = self.now();
+        let (d, mut s) = self.locate(token.key());
+        if !owns(&s, d, token) {
+            return false;
+        }
+        s.old.remove(&d);
+        let expires = now.saturating_add(secs_u32(retention).min(self.max_age));
+        s.cur.insert(d, pack(expires, DONE));
+        self.maybe_rotate(&mut s, now);
+        true
+    }
+
+    /// Releases synchronously.
+    pub fn release_now(&self, token: &ClaimToken) -> bool {
+        let (d, mut s) = self.locate(token.key());
+        if !owns(&s, d, token) {
+            return false;
+        }
+        s.cur.remove(&d);
+        s.old.remove(&d);
+        true
+    }
+
+    fn token(&self) -> u32 {
+        loop {
+            let t = self.next_token.fetch_add(1, Ordering::Relaxed);
+            if t != DONE {
+                return t;
+            }
+        }
+    }
+
+    fn maybe_rotate(&self, s: &mut Shard, now: u32) {
+        if s.cur.len() >= self.half_shard || now.saturating_sub(s.cur_started) >= self.max_age {
+            std::mem::swap(&mut s.cur, &mut s.old);
+            // `clear` keeps the allocation: steady-state memory is two half-shard tables.
+            s.cur.clear();
+            s.cur_started = now;
+        }
+    }
+}
+
+fn pack(expires: u32, token: u32) -> u64 {
+    (u64::from(expires) << 32) | u64::from(token)
+}
+
+fn owns(s: &Shard, d: Digest, token: &ClaimToken) -> bool {
+    let v = s.cur.get(&d).or_else(|| s.old.get(&d)).copied();
+    matches!(v, Some(v) if v as u32 != DONE && u128::from(v as u32) == token.token())
+}
+
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock cannot leave a shard half-updated (every update is one
+    // map operation), so a poisoned lock is safe to keep using.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DedupeStore for MemoryStore {
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+        let r = self.claim_now(key, lease);
+        Box::pin(std::future::ready(Ok::<_, StoreError>(r)))
+    }
+
+    fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+        let r = self.complete_now(token, retention);
+        Box::pin(std::future::ready(Ok(r)))
+    }
+
+    fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+        let r = self.release_now(token);
+        Box::pin(std::future::ready(Ok(r)))
+    }
+
+    fn abandon(&self, token: ClaimToken) {
+        self.release_now(&token);
+    }
+}
+
+impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+        (**self).claim(key, lease)
+    }
+    fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+        (**self).complete(token, retention)
+    }
+    fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+        (**self).release(token)
+    }
+    fn abandon(&self, token: ClaimToken) {
+        (**self).abandon(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const L: Duration = Duration::from_secs(30);
+    const R: Duration = Duration::from_secs(3600);
+
+    fn store(cap: usize) -> (MemoryStore, ManualClock) {
+        let clock = ManualClock::new(1_000_000);
+        let s = MemoryStore::builder().capacity(cap).shards(1).max_retention(Duration::from_secs(86_400)).clock(clock.clone()).build();
+        (s, clock)
+    }
+
+    fn new(c: Claim) -> ClaimToken {
+        match c {
+            Claim::New(t) => t,
+            other => panic!("expected New, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn two_phase() {
+        let (s, _) = store(100);
+        let t = new(s.claim_now("k", L));
+        assert_eq!(s.claim_now("k", L), Claim::InFlight);
+        assert!(s.release_now(&t));
+        let t2 = new(s.claim_now("k", L));
+        assert!(!s.complete_now(&t, R), "a released token cannot complete");
+        assert!(s.complete_now(&t2, R));
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+        assert!(!s.release_now(&t2), "done keys are not released");
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+    }
+
+    #[test]
+    fn lease_expiry_lets_a_retry_in_and_the_late_completion_is_refused() {
+        let (s, clock) = store(100);
+        let first = new(s.claim_now("k", L));
+        clock.advance(31);
+        let second = new(s.claim_now("k", L));
+        assert!(!s.complete_now(&first, R));
+        assert!(!s.release_now(&first));
+        assert_eq!(s.claim_now("k", L), Claim::InFlight);
+        assert!(s.complete_now(&second, R));
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+    }
+
+    #[test]
+    fn retention_expires() {
+        let (s, clock) = store(100);
+        let t = new(s.claim_now("k", L));
+        s.complete_now(&t, R);
+        clock.advance(3599);
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+        clock.advance(1);
+        assert!(matches!(s.claim_now("k", L), Claim::New(_)));
+    }
+
+    #[test]
+    fn capacity_bounds_memory_and_evicts_oldest_first() {
+        let (s, _) = store(1000);
+        for i in 0..100_000 {
+            let t = new(s.claim_now(&format!("k{i}"), L));
+            s.complete_now(&t, R);
+        }
+        assert!(s.len() <= 1000, "{}", s.len());
+        assert_eq!(s.claim_now("k99999", L), Claim::Done);
+        assert!(matches!(s.claim_now("k0", L), Claim::New(_)));
+    }
+
+    #[test]
+    fn time_bounds_memory() {
+        let (s, clock) = store(1_000_000);
+        for i in 0..100 {
+            let t = new(s.claim_now(&format!("k{i}"), L));
+            s.complete_now(&t, R);
+        }
+        clock.advance(2 * 86_400);
+        let _ = s.claim_now("x", L);
+        clock.advance(86_400);
+        let _ = s.claim_now("y", L);
+        assert!(s.len() <= 2, "{}", s.len());
+    }
+
+    #[test]
+    fn concurrent_claims_have_one_winner() {
+        let s = Arc::new(MemoryStore::new(10_000));
+        let winners: usize = (0..8)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || (0..100).filter(|i| matches!(s.claim_now(&format!("k{i}"), L), Claim::New(_))).count())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(winners, 100);
+    }
+}

@@ -1,0 +1,288 @@
+//! Deduplication with a two-phase claim, so nothing runs twice and nothing is lost.
+//!
+//! 1. [`DedupeStore::claim`] the delivery's key for a *lease*: the answer is
+//!    [`Claim::New`] (handle it), [`Claim::InFlight`] (another copy is being handled: answer a
+//!    retryable status) or [`Claim::Done`] (already handled: answer 2xx).
+//! 2. After the handler **succeeded**, [`DedupeStore::complete`] marks the key done for the
+//!    *retention* period; after it failed, [`DedupeStore::release`] forgets the claim so the
+//!    sender's retry is handled. If the handler's future is dropped, [`ClaimGuard`] releases
+//!    the claim on drop.
+//!
+//! A claim whose handler hangs past its lease can be claimed again; a late `complete` or
+//! `release` of the old claim is refused by token, so it never clobbers the newer one.
+
+mod memory;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+use crate::{Delivery, Rejection};
+
+/// The future every store method returns (boxed so stores can be used as `dyn DedupeStore`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store could not answer (unreachable, timed out, protocol error).
+///
+/// ```
+/// let e = hookguard_core::dedupe::StoreError::msg("timed out");
+/// assert_eq!(e.to_string(), "dedupe store error: timed out");
+/// ```
+#[derive(Debug)]
+pub struct StoreError(Box<dyn StdError + Send + Sync>);
+
+impl StoreError {
+    /// Wraps any error.
+    pub fn new(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self(e.into())
+    }
+    /// A plain message.
+    pub fn msg(m: impl Into<String>) -> Self {
+        Self(m.into().into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dedupe store error: {}", self.0)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Proof of a claim: the key and the token only its holder knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken {
+    key: String,
+    token: u128,
+}
+
+impl ClaimToken {
+    /// A token for `key` (stores create these).
+    pub fn new(key: impl Into<String>, token: u128) -> Self {
+        Self { key: key.into(), token }
+    }
+    /// The claimed key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// The token value.
+    pub fn token(&self) -> u128 {
+        self.token
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody handled or is handling this key: handle it, then complete or release.
+    New(ClaimToken),
+    /// Another copy holds a live lease.
+    InFlight,
+    /// Handled already, within the retention period.
+    Done,
+}
+
+/// Where claims live: in memory for one process ([`MemoryStore`]), or shared by replicas
+/// (the `hookguard-redis` crate).
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output { hookguard_core::testing::block_on(f) }
+/// let store = MemoryStore::new(1_000);
+/// block_on(async {
+///     let Claim::New(token) = store.claim("buildworkpro:evt_1", Duration::from_secs(30)).await? else { panic!() };
+///     assert_eq!(store.claim("buildworkpro:evt_1", Duration::from_secs(30)).await?, Claim::InFlight);
+///     assert!(store.complete(&token, Duration::from_secs(3600)).await?);
+///     assert_eq!(store.claim("buildworkpro:evt_1", Duration::from_secs(30)).await?, Claim::Done);
+///     Ok::<_, hookguard_core::dedupe::StoreError>(())
+/// }).unwrap();
+/// ```
+pub trait DedupeStore: Send + Sync + 'static {
+    /// Claims `key` for `lease` if nobody holds or completed it. Atomic: of concurrent
+    /// claims of one key, exactly one gets [`Claim::New`].
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim>;
+
+    /// Marks the claimed key done for `retention`. `Ok(false)` when the token no longer
+    /// holds the key (its lease expired and another claim took it): nothing is changed.
+    fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool>;
+
+    /// Forgets the claim so a retry is handled. `Ok(false)` when the token no longer holds it.
+    fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool>;
+
+    /// Releases without waiting (called from `Drop` when a handler's future is dropped).
+    /// Stores that cannot release synchronously may spawn the release or let the lease expire.
+    fn abandon(&self, token: ClaimToken);
+}
+
+/// How a receiver deduplicates: the store, the lease and retention, and what to do when the
+/// store fails.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Dedupe, MemoryStore};
+/// let d = Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(20));
+/// assert_eq!(d.lease_duration(), Duration::from_secs(20));
+/// ```
+#[derive(Clone)]
+pub struct Dedupe {
+    store: Arc<dyn DedupeStore>,
+    lease: Duration,
+    retention: Duration,
+    fail_open: bool,
+}
+
+impl fmt::Debug for Dedupe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedupe")
+            .field("lease", &self.lease)
+            .field("retention", &self.retention)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default lease: longer than any sender waits (BuildWorkPro 10 s, Procore 5 s).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default retention: 48 h, longer than BuildWorkPro's whole retry schedule (≈31 h, +20 %
+/// jitter) and Procore's 12 h queue.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// What the receiver should do with a verified delivery.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Handle it; then [`ClaimGuard::complete`] on success, [`ClaimGuard::release`] on failure.
+    New(ClaimGuard),
+    /// Handle it: it carries no dedupe key.
+    Unkeyed,
+    /// Handle it without a claim: the store failed and the policy is fail-open.
+    FailedOpen(StoreError),
+    /// Already handled: answer 2xx, do not call the handler.
+    Done,
+}
+
+impl Dedupe {
+    /// Deduplicates in `store`, failing closed, with the default lease and retention.
+    pub fn new(store: impl DedupeStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Deduplicates in a shared store.
+    pub fn from_arc(store: Arc<dyn DedupeStore>) -> Self {
+        Self { store, lease: DEFAULT_LEASE, retention: DEFAULT_RETENTION, fail_open: false }
+    }
+
+    /// How long a claim blocks copies while its handler runs (default 30 s).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a handled key is remembered (default 48 h).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// **Risky opt-in**: when the store fails, handle the delivery anyway instead of answering
+    /// 503. Copies arriving while the store is down may then be handled twice.
+    pub fn fail_open(mut self, yes: bool) -> Self {
+        self.fail_open = yes;
+        self
+    }
+
+    /// The lease.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn DedupeStore> {
+        &self.store
+    }
+
+    /// Claims the delivery's key.
+    ///
+    /// # Errors
+    /// [`Rejection::DuplicateInFlight`] while another copy is handled;
+    /// [`Rejection::StoreUnavailable`] when the store fails and the policy is fail-closed.
+    pub async fn admit(&self, delivery: &Delivery) -> Result<Admission, Rejection> {
+        let Some(key) = delivery.dedupe_key() else { return Ok(Admission::Unkeyed) };
+        match self.store.claim(key, self.lease).await {
+            Ok(Claim::New(token)) => Ok(Admission::New(ClaimGuard {
+                store: Arc::clone(&self.store),
+                token: Some(token),
+                retention: self.retention,
+            })),
+            Ok(Claim::InFlight) => Err(Rejection::DuplicateInFlight),
+            Ok(Claim::Done) => Ok(Admission::Done),
+            Err(e) if self.fail_open => Ok(Admission::FailedOpen(e)),
+            Err(_) => Err(Rejection::StoreUnavailable),
+        }
+    }
+}
+
+/// A held claim. Complete it after the handler succeeded, release it after it failed; if it
+/// is dropped unresolved (the request future was dropped, the handler panicked), it releases.
+pub struct ClaimGuard {
+    store: Arc<dyn DedupeStore>,
+    token: Option<ClaimToken>,
+    retention: Duration,
+}
+
+impl fmt::Debug for ClaimGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimGuard").field("key", &self.token.as_ref().map(ClaimToken::key)).finish()
+    }
+}
+
+impl ClaimGuard {
+    /// Marks the delivery done. `Ok(false)` if the lease had expired and another claim took it.
+    ///
+    /// # Errors
+    /// The store failed; the lease will expire and a retry will be handled again.
+    pub async fn complete(mut self) -> Result<bool, StoreError> {
+        let token = self.token.take().expect("claim resolved once");
+        self.store.complete(&token, self.retention).await
+    }
+
+    /// Forgets the claim so the sender's retry is handled.
+    ///
+    /// # Errors
+    /// The store failed; the lease will expire and a retry will be handled then.
+    pub async fn release(mut self) -> Result<bool, StoreError> {
+        let token = self.token.take().expect("claim resolved once");
+        self.store.release(&token).await
+    }
+
+    /// Completes on success, releases otherwise.
+    ///
+    /// # Errors
+    /// As [`complete`](Self::complete) and [`release`](Self::release).
+    pub async fn finish(self, success: bool) -> Result<bool, StoreError> {
+        if success {
+            self.complete().await
+        } else {
+            self.release().await
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.store.abandon(token);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! A verified delivery.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::{Provider, Rejection};
+
+/// A delivery whose authenticity was proven: who sent it, what it is, and the raw body.
+///
+/// The body is the exact bytes received, shared (`Bytes`), never copied again. `Debug` shows
+/// its length, not its content.
+///
+/// ```
+/// use hookguard_core::{schemes::BuildWorkPro, envelope::BuildWorkProEvent, testing};
+/// let body = br#"{"id":"evt_1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"bidId":9}}"#;
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", body).unwrap();
+/// assert_eq!(d.event_id(), Some("evt_1"));
+/// assert_eq!(d.dedupe_key(), Some("buildworkpro:evt_1"));
+/// let ev: BuildWorkProEvent = d.json().unwrap();
+/// assert_eq!(ev.tenant_id, 17);
+/// ```
+#[derive(Clone)]
+pub struct Delivery {
+    pub(crate) provider: Provider,
+    pub(crate) event_id: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) timestamp: Option<u64>,
+    pub(crate) dedupe_key: Option<String>,
+    pub(crate) source_application_id: Option<String>,
+    pub(crate) body: Bytes,
+}
+
+impl Delivery {
+    /// The sender.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+    /// The sender's event id exactly as sent (`None` for senders that send none, like HCSS).
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.as_deref()
+    }
+    /// The event type.
+    pub fn event_type(&self) -> Option<&str> {
+        self.event_type.as_deref()
+    }
+    /// The signed timestamp, for schemes that sign one.
+    pub fn timestamp(&self) -> Option<u64> {
+        self.timestamp
+    }
+    /// The dedupe key, `"{provider}:{key}"`; `None` when the delivery carries nothing to
+    /// recognise copies by (it is then handled every time).
+    pub fn dedupe_key(&self) -> Option<&str> {
+        self.dedupe_key.as_deref()
+    }
+    /// Procore's `metadata.source_application_id`.
+    pub fn source_application_id(&self) -> Option<&str> {
+        self.source_application_id.as_deref()
+    }
+    /// The raw body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+    /// Takes the raw body.
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+    /// Parses the body into a typed envelope (see [`crate::envelope`]) or any serde type.
+    ///
+    /// # Errors
+    /// [`Rejection::InvalidPayload`] when the body is not that shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
+        serde_json::from_slice(&self.body).map_err(|_| Rejection::InvalidPayload("body does not match the expected type"))
+    }
+    /// The one-line JSON summary the CLI prints: provider, id (a string exactly as sent), type, dedupe key.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, testing};
+    /// let d = testing::deliver(GitHub::new(), "s", b"{}").unwrap();
+    /// assert!(d.summary_json().starts_with(r#"{"provider":"github""#));
+    /// ```
+    pub fn summary_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            provider: &'a str,
+            id: Option<&'a str>,
+            #[serde(rename = "type")]
+            kind: Option<&'a str>,
+            dedupe_key: Option<&'a str>,
+        }
+        let s = Summary {
+            provider: self.provider.as_str(),
+            id: self.event_id(),
+            kind: self.event_type(),
+            dedupe_key: self.dedupe_key(),
+        };
+        serde_json::to_string(&s).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("provider", &self.provider)
+            .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
+            .field("timestamp", &self.timestamp)
+            .field("dedupe_key", &self.dedupe_key)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}

@@ -1,0 +1,289 @@
+//! The one rejection type every adapter answers with.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+/// Why a request was not accepted as a genuine, new delivery.
+///
+/// Every variant has a stable machine-readable [`code`](Rejection::code), the HTTP
+/// [`status`](Rejection::status) that makes the *sender* do the right thing, and a short
+/// message that never contains a secret, a signature or the body.
+///
+/// | code | status | why this status |
+/// |---|---|---|
+/// | `missing_signature` | 401 | forged or misconfigured: BuildWorkPro stops on any 4xx but 408/429 |
+/// | `malformed_signature` | 400 | a signature header that cannot be parsed is never genuine |
+/// | `signature_mismatch` | 401 | forged, tampered, or signed with a secret we do not hold |
+/// | `unauthorized` | 401 | Procore/HCSS shared header or URL token missing or wrong |
+/// | `missing_header` | 400 | a required header (timestamp, id) is absent |
+/// | `malformed_timestamp` | 400 | |
+/// | `timestamp_out_of_window` | 400 | a replay, or a sender clock far off: retrying the same bytes cannot help |
+/// | `header_too_large` | 431 | bounded header parsing |
+/// | `too_many_signatures` | 400 | bounded signature lists |
+/// | `body_too_large` | 413 | bounded body; the same bytes will never fit |
+/// | `body_read_failed` | 400 | the connection broke mid-body |
+/// | `invalid_payload` | 400 | authentic but not the provider's JSON shape (no id, not JSON) |
+/// | `method_not_allowed` | 405 | deliveries are POSTs, challenges GETs |
+/// | `challenge_missing` | 400 | |
+/// | `challenge_too_long` | 400 | reflected values are bounded |
+/// | `duplicate_in_flight` | 429 + `Retry-After` | another copy is being handled; 429 is retried by every sender |
+/// | `store_unavailable` | 503 + `Retry-After` | fail closed: the sender retries later, nothing is lost |
+/// | `handler_failed` | 500 | the application's handler failed; the sender retries |
+/// | `handler_timeout` | 503 + `Retry-After` | answered before the sender's own timeout |
+///
+/// A duplicate that was already handled is *not* a rejection: it is answered `200`.
+///
+/// ```
+/// use hookguard_core::Rejection;
+/// let r = Rejection::SignatureMismatch;
+/// assert_eq!(r.code(), "signature_mismatch");
+/// assert_eq!(r.status().as_u16(), 401);
+/// assert!(!r.is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The signature header is absent.
+    #[error("signature header `{0}` is missing")]
+    MissingSignature(&'static str),
+    /// The signature header could not be parsed, or held no well-formed signature.
+    #[error("signature header is malformed")]
+    MalformedSignature,
+    /// No configured secret produced any of the signatures in the header.
+    #[error("signature does not match")]
+    SignatureMismatch,
+    /// The shared header or URL token is missing or not one of the accepted values.
+    #[error("credentials are missing or not accepted")]
+    Unauthorized,
+    /// A required header is absent.
+    #[error("required header `{0}` is missing")]
+    MissingHeader(&'static str),
+    /// The timestamp is not a unix time in seconds.
+    #[error("timestamp is malformed")]
+    MalformedTimestamp,
+    /// The timestamp is further from now than the tolerance allows.
+    #[error("timestamp is outside the accepted window")]
+    TimestampOutOfWindow,
+    /// A header is longer than the configured bound, or not visible ASCII.
+    #[error("header `{0}` is too large or not visible ASCII")]
+    HeaderTooLarge(&'static str),
+    /// More signatures than the configured bound.
+    #[error("too many signatures in the header")]
+    TooManySignatures,
+    /// The body is larger than the configured limit.
+    #[error("body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("body could not be read")]
+    BodyReadFailed,
+    /// The body is authentic but not the shape the provider sends.
+    #[error("payload is invalid: {0}")]
+    InvalidPayload(&'static str),
+    /// The HTTP method is not one the receiver answers.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A challenge request without a value.
+    #[error("challenge value is missing")]
+    ChallengeMissing,
+    /// A challenge value over the bound.
+    #[error("challenge value is longer than {limit} bytes")]
+    ChallengeTooLong {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// Another copy of this delivery is being handled right now.
+    #[error("a copy of this delivery is being handled; retry later")]
+    DuplicateInFlight,
+    /// The dedupe store could not be reached; failing closed.
+    #[error("dedupe store unavailable; retry later")]
+    StoreUnavailable,
+    /// The application's handler failed; the delivery stays retryable.
+    #[error("handler failed; retry later")]
+    HandlerFailed,
+    /// The application's handler did not answer within its budget.
+    #[error("handler did not answer in time; retry later")]
+    HandlerTimeout,
+}
+
+impl Rejection {
+    /// The stable machine-readable code, e.g. `signature_mismatch`.
+    ///
+    /// ```
+    /// assert_eq!(hookguard_core::Rejection::BodyTooLarge { limit: 1 }.code(), "body_too_large");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingSignature(_) => "missing_signature",
+            Self::MalformedSignature => "malformed_signature",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::Unauthorized => "unauthorized",
+            Self::MissingHeader(_) => "missing_header",
+            Self::MalformedTimestamp => "malformed_timestamp",
+            Self::TimestampOutOfWindow => "timestamp_out_of_window",
+            Self::HeaderTooLarge(_) => "header_too_large",
+            Self::TooManySignatures => "too_many_signatures",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyReadFailed => "body_read_failed",
+            Self::InvalidPayload(_) => "invalid_payload",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::ChallengeMissing => "challenge_missing",
+            Self::ChallengeTooLong { .. } => "challenge_too_long",
+            Self::DuplicateInFlight => "duplicate_in_flight",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::HandlerFailed => "handler_failed",
+            Self::HandlerTimeout => "handler_timeout",
+        }
+    }
+
+    /// The HTTP status to answer. See the table on [`Rejection`].
+    ///
+    /// ```
+    /// assert_eq!(hookguard_core::Rejection::StoreUnavailable.status().as_u16(), 503);
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingSignature(_) | Self::SignatureMismatch | Self::Unauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DuplicateInFlight => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreUnavailable | Self::HandlerTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HandlerFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MalformedSignature
+            | Self::MissingHeader(_)
+            | Self::MalformedTimestamp
+            | Self::TimestampOutOfWindow
+            | Self::TooManySignatures
+            | Self::BodyReadFailed
+            | Self::InvalidPayload(_)
+            | Self::ChallengeMissing
+            | Self::ChallengeTooLong { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether senders retry on this answer (BuildWorkPro retries 408, 429 and 5xx only).
+    ///
+    /// ```
+    /// assert!(hookguard_core::Rejection::DuplicateInFlight.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        let s = self.status();
+        s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s.is_server_error()
+    }
+
+    /// The `Retry-After` hint for retryable rejections.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(hookguard_core::Rejection::StoreUnavailable.retry_after(), Some(Duration::from_secs(5)));
+    /// assert_eq!(hookguard_core::Rejection::SignatureMismatch.retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::DuplicateInFlight | Self::StoreUnavailable | Self::HandlerTimeout => {
+                Some(Duration::from_secs(5))
+            }
+            _ => None,
+        }
+    }
+
+    /// The small JSON body every adapter answers with: `{"error":"<code>","message":"<message>"}`.
+    ///
+    /// ```
+    /// let body = hookguard_core::Rejection::Unauthorized.json_body();
+    /// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(v["error"], "unauthorized");
+    /// ```
+    pub fn json_body(&self) -> Bytes {
+        let v = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        Bytes::from(v.to_string())
+    }
+}
+
+/// A verifier or scheme was configured wrongly (for example a `whsec_` secret that is not base64).
+///
+/// Its `Debug` and `Display` never contain the secret.
+///
+/// ```
+/// use hookguard_core::{schemes::StandardWebhooks, Verifier};
+/// let err = Verifier::builder(StandardWebhooks::new()).secret("whsec_%%hunter2%%").build().unwrap_err();
+/// assert_eq!(err.to_string(), "secret #0 is invalid: not base64 after the whsec_ prefix");
+/// assert!(!format!("{err:?}").contains("hunter2"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A secret could not be turned into key material.
+    #[error("secret #{index} is invalid: {reason}")]
+    InvalidSecret {
+        /// Position of the secret in the order it was added.
+        index: usize,
+        /// Why, without the secret itself.
+        reason: &'static str,
+    },
+    /// The scheme needs at least one secret.
+    #[error("no secret configured")]
+    NoSecret,
+    /// Too many secrets for the configured bound.
+    #[error("too many secrets (at most {0})")]
+    TooManySecrets(usize),
+    /// Another invalid setting.
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_follow_sender_rules() {
+        let all = [
+            Rejection::MissingSignature("x"),
+            Rejection::MalformedSignature,
+            Rejection::SignatureMismatch,
+            Rejection::Unauthorized,
+            Rejection::MissingHeader("x"),
+            Rejection::MalformedTimestamp,
+            Rejection::TimestampOutOfWindow,
+            Rejection::HeaderTooLarge("x"),
+            Rejection::TooManySignatures,
+            Rejection::BodyTooLarge { limit: 1 },
+            Rejection::BodyReadFailed,
+            Rejection::InvalidPayload("x"),
+            Rejection::MethodNotAllowed,
+            Rejection::ChallengeMissing,
+            Rejection::ChallengeTooLong { limit: 1 },
+            Rejection::DuplicateInFlight,
+            Rejection::StoreUnavailable,
+            Rejection::HandlerFailed,
+            Rejection::HandlerTimeout,
+        ];
+        let mut codes: Vec<_> = all.iter().map(|r| r.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        for r in &all {
+            let s = r.status();
+            // Never a 408/2xx for a rejection; retryable ones carry a hint or are 500.
+            assert!(s.is_client_error() || s.is_server_error(), "{r:?}");
+            if r.is_retryable() && s != StatusCode::INTERNAL_SERVER_ERROR {
+                assert!(r.retry_after().is_some(), "{r:?}");
+            }
+        }
+        // Forged or malformed deliveries are permanent for BuildWorkPro (4xx but 408/429).
+        for r in [Rejection::SignatureMismatch, Rejection::MalformedSignature, Rejection::TimestampOutOfWindow] {
+            assert!(!r.is_retryable());
+        }
+        assert_eq!(Rejection::BodyTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

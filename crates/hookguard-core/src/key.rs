@@ -1,0 +1,122 @@
+//! Key material prepared once from a configured secret.
+//!
+//! Secrets are turned into keys when a [`Verifier`](crate::Verifier) is built: the HMAC key
+//! schedule (inner and outer pads) is computed once, and shared tokens are kept only as their
+//! SHA-256 digest, so comparisons are constant-time *and* length-independent. No key ever
+//! appears in `Debug` output.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// HMAC-SHA256 with a pre-computed key schedule.
+pub type HmacSha256 = Hmac<Sha256>;
+
+/// Prepared key material for one configured secret.
+///
+/// ```
+/// use hookguard_core::Key;
+/// let k = Key::hmac(b"whsec_abc");
+/// assert_eq!(format!("{k:?}"), "Key::Hmac(<redacted>)");
+/// ```
+#[derive(Clone)]
+pub enum Key {
+    /// An HMAC-SHA256 key, keyed once.
+    Hmac(Box<HmacSha256>),
+    /// A shared token (header value or URL token), kept as its SHA-256 digest.
+    Token([u8; 32]),
+}
+
+impl Key {
+    /// An HMAC-SHA256 key over the given bytes.
+    ///
+    /// ```
+    /// let _ = hookguard_core::Key::hmac(b"secret");
+    /// ```
+    pub fn hmac(secret: &[u8]) -> Self {
+        // `new_from_slice` accepts any key length for HMAC.
+        let mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        Key::Hmac(Box::new(mac))
+    }
+
+    /// A shared token compared in constant time.
+    ///
+    /// ```
+    /// let k = hookguard_core::Key::token(b"Bearer abc");
+    /// assert!(k.token_matches(b"Bearer abc"));
+    /// assert!(!k.token_matches(b"Bearer abd"));
+    /// ```
+    pub fn token(value: &[u8]) -> Self {
+        Key::Token(Sha256::digest(value).into())
+    }
+
+    /// The keyed MAC state, ready for `update`; `None` for token keys.
+    ///
+    /// ```
+    /// use hmac::Mac;
+    /// let k = hookguard_core::Key::hmac(b"k");
+    /// let mut mac = k.mac().unwrap();
+    /// mac.update(b"body");
+    /// assert_eq!(mac.finalize().into_bytes().len(), 32);
+    /// ```
+    pub fn mac(&self) -> Option<HmacSha256> {
+        match self {
+            Key::Hmac(m) => Some((**m).clone()),
+            Key::Token(_) => None,
+        }
+    }
+
+    /// Constant-time check of a presented token; always false for HMAC keys.
+    ///
+    /// ```
+    /// assert!(!hookguard_core::Key::hmac(b"x").token_matches(b"x"));
+    /// ```
+    pub fn token_matches(&self, presented: &[u8]) -> bool {
+        match self {
+            Key::Token(digest) => {
+                let got: [u8; 32] = Sha256::digest(presented).into();
+                bool::from(digest.ct_eq(&got))
+            }
+            Key::Hmac(_) => false,
+        }
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Hmac(_) => f.write_str("Key::Hmac(<redacted>)"),
+            Key::Token(_) => f.write_str("Key::Token(<redacted>)"),
+        }
+    }
+}
+
+/// HMAC-SHA256 of `parts` concatenated, with every key; true if any result equals any
+/// candidate, compared in constant time. Candidates must be exactly 32 bytes to be tried.
+///
+/// The body is hashed once per key, never copied.
+pub(crate) fn any_mac_matches(keys: &[Key], parts: &[&[u8]], candidates: &[[u8; 32]]) -> bool {
+    let mut ok = subtle::Choice::from(0u8);
+    for key in keys {
+        let Some(mut mac) = key.mac() else { continue };
+        for p in parts {
+            mac.update(p);
+        }
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        for c in candidates {
+            ok |= tag.ct_eq(c);
+        }
+    }
+    bool::from(ok)
+}
+
+/// HMAC-SHA256 of `parts` with `secret`, for signing.
+pub(crate) fn mac_of(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}

@@ -1,0 +1,77 @@
+//! # hookguard-core
+//!
+//! Framework-free verification of incoming webhooks: every sender's signature scheme, a
+//! replay window with an injectable clock, challenge echo, two-phase deduplication, typed
+//! envelopes, and one [`Rejection`] type that knows the HTTP status each sender needs.
+//! The `hookguard-tower` and `hookguard-actix` crates wrap this core for their frameworks.
+//!
+//! ## Flow of one request
+//! 1. [`Verifier::precheck`] before the body: answer a challenge, refuse a wrong method or an
+//!    oversized `Content-Length`.
+//! 2. Read at most `limit` bytes once into [`bytes::Bytes`].
+//! 3. [`Verifier::verify`]: authenticate (constant-time), check the replay window, describe the
+//!    delivery (id, type, dedupe key).
+//! 4. [`dedupe::Dedupe::admit`]: claim the key; run the handler; complete or release.
+//!
+//! ## Statuses
+//! See the table on [`Rejection`]. In short: forged or malformed → permanent 4xx (BuildWorkPro
+//! stops retrying on any 4xx but 408/429); body too large → 413; a copy still being handled →
+//! 429 with `Retry-After`; a store outage → 503 with `Retry-After`; a copy already handled → 200.
+//!
+//! ```
+//! use hookguard_core::{schemes::BuildWorkPro, Verifier, Verdict, Precheck, RequestHead, Scheme, SignParams};
+//! use hookguard_core::dedupe::{Admission, Dedupe, MemoryStore};
+//! # hookguard_core::testing::block_on(async {
+//! let verifier = Verifier::builder(BuildWorkPro::new()).secret("whsec_abc").build()?;
+//! let dedupe = Dedupe::new(MemoryStore::new(100_000));
+//!
+//! // A request as BuildWorkPro sends it.
+//! let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+//! let now = verifier.now_unix();
+//! let mut headers = http::HeaderMap::new();
+//! headers.extend(BuildWorkPro::new().sign("whsec_abc", &body, &SignParams::new(now))?.headers);
+//! let (method, uri) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+//! let head = RequestHead::new(&method, &uri, &headers);
+//!
+//! assert!(matches!(verifier.precheck(&head)?, Precheck::ReadBody { .. }));
+//! let Verdict::Deliver(delivery) = verifier.verify(&head, body)? else { unreachable!() };
+//! match dedupe.admit(&delivery).await? {
+//!     Admission::New(claim) => {
+//!         // ... handle the event; on success:
+//!         claim.complete().await?;
+//!     }
+//!     Admission::Done => { /* answer 200, already handled */ }
+//!     _ => {}
+//! }
+//! assert!(matches!(dedupe.admit(&delivery).await?, Admission::Done));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod challenge;
+pub mod clock;
+pub mod dedupe;
+mod delivery;
+pub mod envelope;
+mod error;
+mod key;
+pub mod response;
+mod scheme;
+pub mod schemes;
+pub mod testing;
+mod verifier;
+
+pub use challenge::ChallengeAnswer;
+pub use delivery::Delivery;
+pub use error::{ConfigError, Rejection};
+pub use key::{HmacSha256, Key};
+pub use scheme::{Authenticated, ChallengeRule, Context, Described, Provider, RequestHead, Scheme, SignParams, Signed, UnknownProvider};
+pub use verifier::{
+    Precheck, Verdict, Verifier, VerifierBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_CHALLENGE, DEFAULT_MAX_HEADER_LEN,
+    DEFAULT_MAX_SIGNATURES, MAX_SECRETS,
+};
+
+pub use bytes;
+pub use http;

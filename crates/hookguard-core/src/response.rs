@@ -1,0 +1,50 @@
+//! The HTTP answers every adapter gives, built once here so tower and actix answer the same.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::Rejection;
+
+fn json(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The answer to a rejection: its status, `{"error":code,"message":…}`, and `Retry-After`
+/// when the sender should come back.
+///
+/// ```
+/// let r = hookguard_core::response::rejection(&hookguard_core::Rejection::DuplicateInFlight);
+/// assert_eq!(r.status(), 429);
+/// assert_eq!(r.headers()["retry-after"], "5");
+/// ```
+pub fn rejection(r: &Rejection) -> Response<Bytes> {
+    let mut resp = json(r.status(), r.json_body());
+    if let Some(after) = r.retry_after() {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
+    resp
+}
+
+/// `200 {"status":"duplicate"}`: a copy of a delivery that was already handled.
+///
+/// ```
+/// assert_eq!(hookguard_core::response::duplicate().status(), 200);
+/// ```
+pub fn duplicate() -> Response<Bytes> {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"duplicate"}"#))
+}
+
+/// `200 {"status":"ignored"}`: a genuine delivery filtered out by configuration (loop filter).
+///
+/// ```
+/// assert_eq!(hookguard_core::response::ignored().status(), 200);
+/// ```
+pub fn ignored() -> Response<Bytes> {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ignored"}"#))
+}

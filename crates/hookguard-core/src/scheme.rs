@@ -1,0 +1,419 @@
+//! The [`Scheme`] trait: how one sender authenticates and describes its deliveries.
+//!
+//! Every built-in sender is one type in [`crate::schemes`]; implement [`Scheme`] to add your own.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+use crate::{ConfigError, Key, Rejection};
+
+/// Who sent a delivery.
+///
+/// ```
+/// use hookguard_core::Provider;
+/// let p: Provider = "buildworkpro".parse().unwrap();
+/// assert_eq!(p, Provider::BuildWorkPro);
+/// assert_eq!(p.as_str(), "buildworkpro");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// BuildWorkPro (`BuildWorkPro-Signature`).
+    BuildWorkPro,
+    /// Procore (shared `Authorization` header).
+    Procore,
+    /// HCSS (challenge echo, shared header or URL token).
+    Hcss,
+    /// Standard Webhooks (`webhook-signature`).
+    StandardWebhooks,
+    /// Stripe-style (`Stripe-Signature`).
+    Stripe,
+    /// GitHub (`X-Hub-Signature-256`).
+    GitHub,
+    /// Slack (`X-Slack-Signature`).
+    Slack,
+    /// A user-defined sender.
+    Custom(&'static str),
+}
+
+impl Provider {
+    /// Every built-in provider, in the order of the README's table.
+    pub const BUILT_IN: [Provider; 7] = [
+        Provider::BuildWorkPro,
+        Provider::Procore,
+        Provider::Hcss,
+        Provider::StandardWebhooks,
+        Provider::Stripe,
+        Provider::GitHub,
+        Provider::Slack,
+    ];
+
+    /// The stable lower-case name used in dedupe keys, logs and the CLI.
+    ///
+    /// ```
+    /// assert_eq!(hookguard_core::Provider::StandardWebhooks.as_str(), "standard");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Provider::BuildWorkPro => "buildworkpro",
+            Provider::Procore => "procore",
+            Provider::Hcss => "hcss",
+            Provider::StandardWebhooks => "standard",
+            Provider::Stripe => "stripe",
+            Provider::GitHub => "github",
+            Provider::Slack => "slack",
+            Provider::Custom(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown provider name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider `{0}` (expected one of buildworkpro, procore, hcss, standard, stripe, github, slack)")]
+pub struct UnknownProvider(pub String);
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::BUILT_IN
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownProvider(s.to_owned()))
+    }
+}
+
+/// The parts of a request a scheme may look at: never the whole framework request.
+///
+/// ```
+/// use hookguard_core::RequestHead;
+/// let (method, uri, headers) = (http::Method::POST, http::Uri::from_static("/h"), http::HeaderMap::new());
+/// let head = RequestHead::new(&method, &uri, &headers);
+/// assert_eq!(head.uri.path(), "/h");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI (path and query).
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Borrows the parts.
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Self { method, uri, headers }
+    }
+}
+
+/// What a scheme gets to authenticate one request: the prepared keys and the bounds.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub(crate) keys: &'a [Key],
+    pub(crate) tolerance: Option<Duration>,
+    pub(crate) now: u64,
+    pub(crate) max_signatures: usize,
+    pub(crate) max_header_len: usize,
+}
+
+impl<'a> Context<'a> {
+    /// A context for calling a scheme directly (the [`Verifier`](crate::Verifier) builds one for you).
+    ///
+    /// ```
+    /// use hookguard_core::{Context, Key};
+    /// let keys = [Key::hmac(b"s")];
+    /// let ctx = Context::new(&keys, None, 0);
+    /// assert_eq!(ctx.keys().len(), 1);
+    /// ```
+    pub fn new(keys: &'a [Key], tolerance: Option<Duration>, now: u64) -> Self {
+        Self { keys, tolerance, now, max_signatures: 16, max_header_len: 4096 }
+    }
+
+    /// The prepared keys, one per configured secret (rotation: any may match).
+    pub fn keys(&self) -> &'a [Key] {
+        self.keys
+    }
+
+    /// The most signatures one header may carry.
+    pub fn max_signatures(&self) -> usize {
+        self.max_signatures
+    }
+
+    /// A header as visible ASCII, bounded in length. `Ok(None)` when absent.
+    ///
+    /// ```
+    /// use hookguard_core::{Context, RequestHead};
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-a", "b".parse().unwrap());
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let ctx = Context::new(&[], None, 0);
+    /// assert_eq!(ctx.header(&RequestHead::new(&m, &u, &headers), "x-a").unwrap(), Some("b"));
+    /// ```
+    pub fn header<'h>(&self, req: &RequestHead<'h>, name: &'static str) -> Result<Option<&'h str>, Rejection> {
+        let Some(v) = req.headers.get(name) else { return Ok(None) };
+        if v.len() > self.max_header_len {
+            return Err(Rejection::HeaderTooLarge(name));
+        }
+        v.to_str().map(Some).map_err(|_| Rejection::HeaderTooLarge(name))
+    }
+
+    /// Checks a sender timestamp against the two-sided window (no-op when the window is off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{Context, Rejection};
+    /// let ctx = Context::new(&[], Some(Duration::from_secs(300)), 1_000);
+    /// assert!(ctx.check_timestamp(700).is_ok());
+    /// assert_eq!(ctx.check_timestamp(699), Err(Rejection::TimestampOutOfWindow));
+    /// assert_eq!(ctx.check_timestamp(1_301), Err(Rejection::TimestampOutOfWindow));
+    /// ```
+    pub fn check_timestamp(&self, ts: u64) -> Result<(), Rejection> {
+        match self.tolerance {
+            Some(tol) if self.now.abs_diff(ts) > tol.as_secs() => Err(Rejection::TimestampOutOfWindow),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a scheme learnt while authenticating.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The signed timestamp, for schemes that have one.
+    pub timestamp: Option<u64>,
+}
+
+impl Authenticated {
+    /// With a signed timestamp.
+    pub fn at(timestamp: u64) -> Self {
+        Self { timestamp: Some(timestamp) }
+    }
+}
+
+/// What a scheme reads from an authenticated delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Described {
+    /// The sender's event id exactly as sent (digits of a big integer stay digits).
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// The key under which copies of this event are recognised (without the provider prefix).
+    pub dedupe_key: Option<String>,
+    /// Procore's `metadata.source_application_id`, for loop filtering.
+    pub source_application_id: Option<String>,
+    /// A value to echo back instead of handling the delivery (Slack `url_verification`).
+    pub challenge: Option<String>,
+}
+
+/// Inputs for producing a sender's headers.
+///
+/// ```
+/// let p = hookguard_core::SignParams::new(1_700_000_000).id("evt_1");
+/// assert_eq!(p.timestamp, 1_700_000_000);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignParams {
+    /// The unix timestamp to sign with.
+    pub timestamp: u64,
+    /// The message/event id, for schemes that send one in a header.
+    pub id: Option<String>,
+    /// The event type, for schemes that send one in a header.
+    pub event_type: Option<String>,
+}
+
+impl SignParams {
+    /// Sign at `timestamp`.
+    pub fn new(timestamp: u64) -> Self {
+        Self { timestamp, ..Self::default() }
+    }
+    /// With a message/event id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+    /// With an event type.
+    pub fn event_type(mut self, t: impl Into<String>) -> Self {
+        self.event_type = Some(t.into());
+        self
+    }
+}
+
+/// What a sender would add to a request: headers, and for URL-token schemes a query pair.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Signed {
+    /// Headers to send.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A `name=value` query pair to append to the URL.
+    pub query: Option<(String, String)>,
+}
+
+/// How a request must be echoed back to prove the endpoint is ours.
+///
+/// ```
+/// use hookguard_core::ChallengeRule;
+/// let rule = ChallengeRule::query(http::Method::GET, "challenge");
+/// assert_eq!(rule.param, "challenge");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRule {
+    /// The method the challenge arrives with.
+    pub method: Method,
+    /// The query parameter that carries the value.
+    pub param: &'static str,
+}
+
+impl ChallengeRule {
+    /// A challenge carried in query parameter `param` of a `method` request.
+    pub fn query(method: Method, param: &'static str) -> Self {
+        Self { method, param }
+    }
+}
+
+/// One sender's authentication and payload rules.
+///
+/// A scheme is stateless apart from its configuration; key material comes from the
+/// [`Context`], prepared once by [`Scheme::key`].
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, Scheme, Provider};
+/// assert_eq!(GitHub::new().provider(), Provider::GitHub);
+/// ```
+pub trait Scheme: fmt::Debug + Send + Sync + 'static {
+    /// Who this scheme is for.
+    fn provider(&self) -> Provider;
+
+    /// Turns a configured secret into key material. Default: HMAC-SHA256 keyed with the
+    /// secret's UTF-8 bytes as is.
+    fn key(&self, secret: &str) -> Result<Key, &'static str> {
+        Ok(Key::hmac(secret.as_bytes()))
+    }
+
+    /// Whether deliveries carry a signed timestamp (so a replay window applies).
+    fn has_timestamp(&self) -> bool {
+        true
+    }
+
+    /// The default replay tolerance for this sender; `None` turns the window off.
+    fn default_tolerance(&self) -> Option<Duration> {
+        self.has_timestamp().then_some(Duration::from_secs(300))
+    }
+
+    /// Challenges this sender sends before deliveries.
+    fn challenges(&self) -> Vec<ChallengeRule> {
+        Vec::new()
+    }
+
+    /// Authenticates a request against the keys in `ctx`. Must be constant-time in the MAC or token.
+    fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection>;
+
+    /// Reads the event id, type and dedupe key of an authenticated delivery.
+    fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection>;
+
+    /// Produces the headers the sender would send for `body` (for tests, the CLI and load tests).
+    fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError>;
+}
+
+/// Builds a header pair, rejecting values that are not valid header text.
+pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
+    let v = HeaderValue::from_str(value.as_ref()).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+    Ok((HeaderName::from_static(name), v))
+}
+
+/// Parses a unix-seconds timestamp: ASCII digits only, at most 12 of them.
+pub(crate) fn parse_timestamp(s: &str) -> Result<u64, Rejection> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::MalformedTimestamp);
+    }
+    s.parse().map_err(|_| Rejection::MalformedTimestamp)
+}
+
+/// Decodes a 64-hex-digit MAC. Anything else (empty, short, odd, non-hex) is `None`.
+pub(crate) fn decode_hex_mac(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut out).ok()?;
+    Some(out)
+}
+
+pub(crate) fn mac_hex(mac: &[u8; 32]) -> String {
+    hex::encode(mac)
+}
+
+/// A short list of candidate MACs, bounded by `max`.
+pub(crate) struct Candidates {
+    pub(crate) macs: Vec<[u8; 32]>,
+    pub(crate) seen: usize,
+}
+
+impl Candidates {
+    pub(crate) fn new() -> Self {
+        Self { macs: Vec::with_capacity(2), seen: 0 }
+    }
+    /// Records one signature entry; malformed ones count towards the bound but are never tried.
+    pub(crate) fn push(&mut self, mac: Option<[u8; 32]>, max: usize) -> Result<(), Rejection> {
+        self.seen += 1;
+        if self.seen > max {
+            return Err(Rejection::TooManySignatures);
+        }
+        if let Some(m) = mac {
+            self.macs.push(m);
+        }
+        Ok(())
+    }
+    /// Malformed when no entry was a well-formed MAC: an empty `v1=` never verifies anything.
+    pub(crate) fn verify(&self, keys: &[Key], parts: &[&[u8]]) -> Result<(), Rejection> {
+        if self.macs.is_empty() {
+            return Err(Rejection::MalformedSignature);
+        }
+        if crate::key::any_mac_matches(keys, parts, &self.macs) {
+            Ok(())
+        } else {
+            Err(Rejection::SignatureMismatch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_strict() {
+        assert_eq!(parse_timestamp("1700000000"), Ok(1_700_000_000));
+        for bad in ["", "-1", "1e9", "0x10", "１２", "1234567890123", "12 34"] {
+            assert_eq!(parse_timestamp(bad), Err(Rejection::MalformedTimestamp), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_macs_must_be_exactly_32_bytes() {
+        assert!(decode_hex_mac(&"ab".repeat(32)).is_some());
+        for bad in ["", "ab", &"ab".repeat(31), &"ab".repeat(33), &"zz".repeat(32)] {
+            assert!(decode_hex_mac(bad).is_none());
+        }
+    }
+
+    #[test]
+    fn window_is_inclusive_at_the_edge() {
+        let ctx = Context::new(&[], Some(Duration::from_secs(300)), 10_000);
+        assert!(ctx.check_timestamp(9_700).is_ok());
+        assert!(ctx.check_timestamp(10_300).is_ok());
+        assert!(ctx.check_timestamp(9_699).is_err());
+        assert!(ctx.check_timestamp(10_301).is_err());
+        let off = Context::new(&[], None, 10_000);
+        assert!(off.check_timestamp(0).is_ok());
+    }
+}

@@ -1,0 +1,73 @@
+//! BuildWorkPro: `BuildWorkPro-Signature: t=<unix>,v1=<hex>`.
+
+use serde::Deserialize;
+
+use super::{json, non_empty, opt_id, tv1};
+use crate::scheme::header;
+use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+
+/// BuildWorkPro's scheme.
+///
+/// HMAC-SHA256 keyed by the signing secret's UTF-8 bytes **including** the `whsec_` prefix
+/// (it is not base64-decoded), over `"{t}." + raw body`; ±300 s. Deduplicated on the body's
+/// `id` (signed), not on `BuildWorkPro-Delivery-Id`, which changes when a delivery is replayed.
+///
+/// ```
+/// use hookguard_core::{schemes::BuildWorkPro, Scheme, SignParams};
+/// let signed = BuildWorkPro::new().sign("whsec_test", br#"{"id":"evt_1","type":"bid.accepted"}"#, &SignParams::new(1_700_000_000)).unwrap();
+/// assert_eq!(signed.headers[0].0, "buildworkpro-signature");
+/// assert!(signed.headers[0].1.to_str().unwrap().starts_with("t=1700000000,v1="));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct BuildWorkPro {
+    _priv: (),
+}
+
+impl BuildWorkPro {
+    /// The signature header.
+    pub const SIGNATURE_HEADER: &'static str = "buildworkpro-signature";
+
+    /// The scheme with BuildWorkPro's rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, deserialize_with = "opt_id")]
+    id: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl Scheme for BuildWorkPro {
+    fn provider(&self) -> Provider {
+        Provider::BuildWorkPro
+    }
+
+    fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
+        let value = ctx
+            .header(req, Self::SIGNATURE_HEADER)?
+            .ok_or(Rejection::MissingSignature("BuildWorkPro-Signature"))?;
+        tv1::authenticate(value, body, ctx).map(Authenticated::at)
+    }
+
+    fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
+        let p: Probe = json(body)?;
+        let id = non_empty(p.id).ok_or(Rejection::InvalidPayload("missing event id"))?;
+        Ok(Described { dedupe_key: Some(id.clone()), event_id: Some(id), event_type: p.kind, ..Described::default() })
+    }
+
+    fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
+        let mut headers = vec![header(Self::SIGNATURE_HEADER, tv1::sign(secret.as_bytes(), params.timestamp, body))?];
+        if let Some(id) = &params.id {
+            headers.push(header("buildworkpro-event-id", id)?);
+        }
+        if let Some(t) = &params.event_type {
+            headers.push(header("buildworkpro-event", t)?);
+        }
+        headers.push(header("user-agent", "BuildWorkPro-Webhooks/1.0")?);
+        Ok(Signed { headers, query: None })
+    }
+}

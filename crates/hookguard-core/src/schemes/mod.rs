@@ -1,0 +1,123 @@
+//! One type per sender. Adding a sender is one file here and one row in the README's table.
+//!
+//! | type | header(s) | key | window |
+//! |---|---|---|---|
+//! | [`BuildWorkPro`] | `BuildWorkPro-Signature: t=…,v1=<hex>` | secret string incl. `whsec_` | ±300 s |
+//! | [`Procore`] | configured header (default `Authorization`), constant-time | accepted values | none |
+//! | [`Hcss`] | `GET ?challenge=` echo; URL token, shared header or a plugged-in scheme | accepted values | none |
+//! | [`StandardWebhooks`] | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> …` | `whsec_` base64, decoded | ±300 s |
+//! | [`Stripe`] | `Stripe-Signature: t=…,v1=…[,v1=…]` | secret string | ±300 s |
+//! | [`GitHub`] | `X-Hub-Signature-256: sha256=<hex>` | secret string | none |
+//! | [`Slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | secret string | ±300 s |
+
+mod buildworkpro;
+mod github;
+mod hcss;
+mod procore;
+mod slack;
+mod standard;
+mod stripe;
+mod tv1;
+
+use std::sync::Arc;
+
+pub use buildworkpro::BuildWorkPro;
+pub use github::GitHub;
+pub use hcss::{Hcss, HcssAuth};
+pub use procore::Procore;
+pub use slack::Slack;
+pub use standard::StandardWebhooks;
+pub use stripe::Stripe;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::{Provider, Rejection, Scheme};
+
+/// The built-in scheme for a provider, with its default settings.
+///
+/// ```
+/// use hookguard_core::{schemes, Provider};
+/// let s = schemes::for_provider(Provider::Stripe).unwrap();
+/// assert_eq!(s.provider(), Provider::Stripe);
+/// assert!(schemes::for_provider(Provider::Custom("x")).is_none());
+/// ```
+pub fn for_provider(p: Provider) -> Option<Arc<dyn Scheme>> {
+    Some(match p {
+        Provider::BuildWorkPro => Arc::new(BuildWorkPro::new()),
+        Provider::Procore => Arc::new(Procore::new()),
+        Provider::Hcss => Arc::new(Hcss::new()),
+        Provider::StandardWebhooks => Arc::new(StandardWebhooks::new()),
+        Provider::Stripe => Arc::new(Stripe::new()),
+        Provider::GitHub => Arc::new(GitHub::new()),
+        Provider::Slack => Arc::new(Slack::new()),
+        Provider::Custom(_) => return None,
+    })
+}
+
+/// Parses a JSON body into a small probe struct.
+pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(body).map_err(|_| Rejection::InvalidPayload("body is not the provider's JSON shape"))
+}
+
+/// An id sent as a JSON string or integer, kept as the exact digits or text.
+/// Floats are refused: an id like `5982324300946918154` must never pass through `f64`.
+pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an id (string or integer)")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v.len() > 256 {
+                return Err(E::custom("id too long"));
+            }
+            Ok(Some(v.to_owned()))
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// Refuses ids that are empty.
+pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct P {
+        #[serde(default, deserialize_with = "opt_id")]
+        id: Option<String>,
+    }
+
+    #[test]
+    fn ids_keep_full_precision() {
+        let p: P = serde_json::from_str(r#"{"id":5982324300946918154}"#).unwrap();
+        assert_eq!(p.id.as_deref(), Some("5982324300946918154"));
+        let p: P = serde_json::from_str(r#"{"id":"01EDPD2J6SBY1163N77H95GW09"}"#).unwrap();
+        assert_eq!(p.id.as_deref(), Some("01EDPD2J6SBY1163N77H95GW09"));
+        let p: P = serde_json::from_str(r#"{"id":null}"#).unwrap();
+        assert_eq!(p.id, None);
+        let p: P = serde_json::from_str(r#"{}"#).unwrap();
+        assert_eq!(p.id, None);
+        assert!(serde_json::from_str::<P>(r#"{"id":1.5}"#).is_err());
+    }
+}

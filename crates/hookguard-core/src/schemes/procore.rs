@@ -1,0 +1,150 @@
+//! Procore: no signature; a configured header value compared in constant time.
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use super::{json, non_empty, opt_id};
+use crate::{Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+
+/// Procore's scheme. Procore sends, verbatim on every POST, the header value configured on
+/// the hook (usually `Authorization: Bearer …`). Every configured secret is an accepted value
+/// (several while a token rotates); each is kept as a SHA-256 digest and compared in
+/// constant time. Deliveries are deduplicated on `ulid` (v2/v3) or `id` (v4 ULID).
+///
+/// ```
+/// use hookguard_core::{schemes::Procore, Verifier, RequestHead};
+/// let v = Verifier::builder(Procore::new()).secret("Bearer s3cret").build().unwrap();
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// let body = br#"{"id":5982324300946918154,"ulid":"01EDPD2J6SBY1163N77H95GW09","event_type":"create","resource_name":"RFIs","resource_id":1}"#;
+/// let out = v.verify(&RequestHead::new(&m, &u, &headers), bytes::Bytes::from_static(body)).unwrap();
+/// let d = out.delivery().unwrap();
+/// assert_eq!(d.event_id(), Some("5982324300946918154"));
+/// assert_eq!(d.dedupe_key(), Some("procore:01EDPD2J6SBY1163N77H95GW09"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Procore {
+    header: HeaderName,
+}
+
+impl Default for Procore {
+    fn default() -> Self {
+        Self { header: http::header::AUTHORIZATION }
+    }
+}
+
+impl Procore {
+    /// Accepts the values of `Authorization`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts the values of another header (Procore's `destination_headers` may name any).
+    ///
+    /// ```
+    /// let p = hookguard_core::schemes::Procore::new().header(http::HeaderName::from_static("x-hook-token"));
+    /// assert_eq!(p.header_name(), "x-hook-token");
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.header = name;
+        self
+    }
+
+    /// The header checked.
+    pub fn header_name(&self) -> &HeaderName {
+        &self.header
+    }
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(default, deserialize_with = "opt_id")]
+    source_application_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, deserialize_with = "opt_id")]
+    id: Option<String>,
+    #[serde(default)]
+    ulid: Option<String>,
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    resource_name: Option<String>,
+    #[serde(default)]
+    resource_type: Option<String>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+/// Compares a presented header value against every accepted value, without early exit.
+pub(crate) fn token_check(keys: &[Key], presented: Option<&str>) -> Result<(), Rejection> {
+    let presented = presented.ok_or(Rejection::Unauthorized)?;
+    let mut ok = false;
+    for k in keys {
+        ok |= k.token_matches(presented.as_bytes());
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::Unauthorized)
+    }
+}
+
+impl Scheme for Procore {
+    fn provider(&self) -> Provider {
+        Provider::Procore
+    }
+
+    fn key(&self, secret: &str) -> Result<Key, &'static str> {
+        if secret.is_empty() {
+            return Err("empty header value");
+        }
+        Ok(Key::token(secret.as_bytes()))
+    }
+
+    fn has_timestamp(&self) -> bool {
+        false
+    }
+
+    fn authenticate(&self, req: &RequestHead<'_>, _body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
+        let presented = match req.headers.get(&self.header) {
+            Some(v) if v.len() <= ctx.max_header_len => v.to_str().ok(),
+            Some(_) => return Err(Rejection::HeaderTooLarge("authorization")),
+            None => None,
+        };
+        token_check(ctx.keys(), presented)?;
+        Ok(Authenticated::default())
+    }
+
+    fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
+        let p: Probe = json(body)?;
+        let id = non_empty(p.id);
+        let key = non_empty(p.ulid).or_else(|| id.clone());
+        if key.is_none() {
+            return Err(Rejection::InvalidPayload("missing event id"));
+        }
+        let action = p.event_type.or(p.reason);
+        let resource = p.resource_name.or(p.resource_type);
+        let event_type = match (resource, action) {
+            (Some(r), Some(a)) => Some(format!("{r}.{a}")),
+            (r, a) => a.or(r),
+        };
+        Ok(Described {
+            event_id: id,
+            event_type,
+            dedupe_key: key,
+            source_application_id: p.metadata.and_then(|m| m.source_application_id),
+            challenge: None,
+        })
+    }
+
+    fn sign(&self, secret: &str, _body: &[u8], _params: &SignParams) -> Result<Signed, ConfigError> {
+        let v = http::HeaderValue::from_str(secret).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+        Ok(Signed { headers: vec![(self.header.clone(), v)], query: None })
+    }
+}

@@ -1,0 +1,412 @@
+//! [`Verifier`]: one sender's scheme, secrets, replay window and bounds, ready to check requests.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::challenge::{bounded, query_param, ChallengeAnswer};
+use crate::clock::{Clock, SystemClock};
+use crate::{ChallengeRule, ConfigError, Context, Delivery, Key, Provider, Rejection, RequestHead, Scheme};
+
+/// Default body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default bound for one header we parse.
+pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
+/// Default bound for signatures in one header.
+pub const DEFAULT_MAX_SIGNATURES: usize = 16;
+/// Default bound for a reflected challenge value: 1 KiB.
+pub const DEFAULT_MAX_CHALLENGE: usize = 1024;
+/// The most secrets one verifier holds (rotation needs two or three).
+pub const MAX_SECRETS: usize = 16;
+
+/// What to do with a request before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Precheck {
+    /// Answer this challenge; do not read the body or call the handler.
+    Challenge(ChallengeAnswer),
+    /// Read at most `limit` body bytes, then call [`Verifier::verify`].
+    ReadBody {
+        /// The body limit in bytes.
+        limit: usize,
+    },
+}
+
+/// The result of verifying a request with its body.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// A genuine delivery to hand to the application (after dedupe).
+    Deliver(Delivery),
+    /// A genuine challenge (Slack `url_verification`): answer it, call no handler.
+    Challenge(ChallengeAnswer),
+    /// A genuine delivery the configuration filters out (the integrator's own Procore app):
+    /// answer 2xx, call no handler.
+    Ignored(Delivery),
+}
+
+impl Verdict {
+    /// The delivery, unless this is a challenge.
+    pub fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            Verdict::Deliver(d) | Verdict::Ignored(d) => Some(d),
+            Verdict::Challenge(_) => None,
+        }
+    }
+}
+
+/// Checks requests from one sender: challenge, body bound, authenticity, replay window.
+///
+/// Cheap to clone (one `Arc`). Build with [`Verifier::builder`].
+///
+/// ```
+/// use hookguard_core::{schemes::BuildWorkPro, Verifier, Verdict, RequestHead, Scheme, SignParams, clock::ManualClock};
+/// let v = Verifier::builder(BuildWorkPro::new())
+///     .secret("whsec_old")
+///     .secret("whsec_new") // rotation: either verifies
+///     .clock(ManualClock::new(1_700_000_000))
+///     .build()?;
+/// let body = br#"{"id":"evt_1","type":"bid.accepted"}"#;
+/// let signed = BuildWorkPro::new().sign("whsec_new", body, &SignParams::new(1_700_000_100))?;
+/// let mut headers = http::HeaderMap::new();
+/// headers.extend(signed.headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+/// let verdict = v.verify(&RequestHead::new(&m, &u, &headers), bytes::Bytes::from_static(body))?;
+/// assert!(matches!(verdict, Verdict::Deliver(_)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheme: Arc<dyn Scheme>,
+    keys: Vec<Key>,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    max_body: usize,
+    max_header_len: usize,
+    max_signatures: usize,
+    max_challenge: usize,
+    challenges: Vec<ChallengeRule>,
+    ignore_apps: Vec<String>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Verifier")
+            .field("scheme", &i.scheme)
+            .field("secrets", &i.keys.len())
+            .field("tolerance", &i.tolerance)
+            .field("max_body", &i.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Starts configuring a verifier for `scheme`.
+    pub fn builder(scheme: impl Scheme) -> VerifierBuilder {
+        Self::builder_arc(Arc::new(scheme))
+    }
+
+    /// Starts configuring a verifier for a shared scheme.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes, Provider, Verifier};
+    /// let v = Verifier::builder_arc(schemes::for_provider(Provider::GitHub).unwrap()).secret("s").build().unwrap();
+    /// assert_eq!(v.provider(), Provider::GitHub);
+    /// ```
+    pub fn builder_arc(scheme: Arc<dyn Scheme>) -> VerifierBuilder {
+        VerifierBuilder {
+            tolerance: scheme.default_tolerance(),
+            challenges: scheme.challenges(),
+            scheme,
+            secrets: Vec::new(),
+            clock: Arc::new(SystemClock),
+            max_body: DEFAULT_MAX_BODY,
+            max_header_len: DEFAULT_MAX_HEADER_LEN,
+            max_signatures: DEFAULT_MAX_SIGNATURES,
+            max_challenge: DEFAULT_MAX_CHALLENGE,
+            ignore_apps: Vec::new(),
+            bad: None,
+        }
+    }
+
+    /// The sender.
+    pub fn provider(&self) -> Provider {
+        self.inner.scheme.provider()
+    }
+
+    /// The body limit in bytes.
+    pub fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> &Arc<dyn Scheme> {
+        &self.inner.scheme
+    }
+
+    /// The current time according to the configured clock.
+    pub fn now_unix(&self) -> u64 {
+        self.inner.clock.now_unix()
+    }
+
+    /// Decides what to do before reading the body: answer a challenge, refuse the method or a
+    /// declared `Content-Length` over the limit, or read the body.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, Verifier, Precheck, RequestHead, Rejection};
+    /// let v = Verifier::builder(Hcss::new()).secret("t").build().unwrap();
+    /// let (m, h) = (http::Method::GET, http::HeaderMap::new());
+    /// let u = http::Uri::from_static("/hooks?challenge=abc123");
+    /// match v.precheck(&RequestHead::new(&m, &u, &h)).unwrap() {
+    ///     Precheck::Challenge(a) => assert_eq!(a.value().as_ref(), b"abc123"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// let u = http::Uri::from_static("/hooks");
+    /// assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)), Err(Rejection::ChallengeMissing));
+    /// ```
+    pub fn precheck(&self, head: &RequestHead<'_>) -> Result<Precheck, Rejection> {
+        let i = &self.inner;
+        for rule in &i.challenges {
+            if head.method != rule.method {
+                continue;
+            }
+            match query_param(head.uri, rule.param, i.max_challenge)? {
+                Some(v) => return bounded(v, i.max_challenge).map(Precheck::Challenge),
+                // A challenge-only method (GET) without the value is a broken challenge;
+                // a POST without it is a delivery.
+                None if rule.method != Method::POST => return Err(Rejection::ChallengeMissing),
+                None => {}
+            }
+        }
+        if head.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        if let Some(len) = head.headers.get(http::header::CONTENT_LENGTH) {
+            let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(Rejection::BodyReadFailed)?;
+            if len > i.max_body as u64 {
+                return Err(Rejection::BodyTooLarge { limit: i.max_body });
+            }
+        }
+        Ok(Precheck::ReadBody { limit: i.max_body })
+    }
+
+    /// Authenticates only (signature or token, replay window), without reading the payload:
+    /// the part of [`verify`](Self::verify) that costs the HMAC.
+    ///
+    /// # Errors
+    /// The [`Rejection`] to answer with.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Verifier, RequestHead};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+    /// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "missing_signature");
+    /// ```
+    pub fn authenticate(&self, head: &RequestHead<'_>, body: &[u8]) -> Result<crate::Authenticated, Rejection> {
+        let i = &self.inner;
+        let ctx = Context {
+            keys: &i.keys,
+            tolerance: i.tolerance,
+            now: i.clock.now_unix(),
+            max_signatures: i.max_signatures,
+            max_header_len: i.max_header_len,
+        };
+        i.scheme.authenticate(head, body, &ctx)
+    }
+
+    /// Verifies a request and its complete body.
+    ///
+    /// # Errors
+    /// The [`Rejection`] to answer with.
+    pub fn verify(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Verdict, Rejection> {
+        let i = &self.inner;
+        if body.len() > i.max_body {
+            return Err(Rejection::BodyTooLarge { limit: i.max_body });
+        }
+        let auth = self.authenticate(head, &body)?;
+        let d = i.scheme.describe(head, &body)?;
+        if let Some(c) = d.challenge {
+            return bounded(c.into_bytes(), i.max_challenge).map(Verdict::Challenge);
+        }
+        let provider = i.scheme.provider();
+        let delivery = Delivery {
+            provider,
+            dedupe_key: d.dedupe_key.map(|k| format!("{}:{k}", provider.as_str())),
+            event_id: d.event_id,
+            event_type: d.event_type,
+            timestamp: auth.timestamp,
+            source_application_id: d.source_application_id,
+            body,
+        };
+        match &delivery.source_application_id {
+            Some(app) if i.ignore_apps.iter().any(|a| a == app) => Ok(Verdict::Ignored(delivery)),
+            _ => Ok(Verdict::Deliver(delivery)),
+        }
+    }
+}
+
+/// Configures a [`Verifier`]. Secrets are turned into keys at [`build`](Self::build) and are
+/// never kept as text, printed or logged.
+pub struct VerifierBuilder {
+    scheme: Arc<dyn Scheme>,
+    secrets: Vec<Key>,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    max_body: usize,
+    max_header_len: usize,
+    max_signatures: usize,
+    max_challenge: usize,
+    challenges: Vec<ChallengeRule>,
+    ignore_apps: Vec<String>,
+    bad: Option<(usize, &'static str)>,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder").field("scheme", &self.scheme).field("secrets", &self.secrets.len()).finish_non_exhaustive()
+    }
+}
+
+impl VerifierBuilder {
+    /// Adds a secret (a signing secret, or an accepted header value/token). With several, any
+    /// may match: keep the old one during a rotation.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("old").secret("new").build().unwrap();
+    /// assert!(!format!("{v:?}").contains("old"));
+    /// ```
+    pub fn secret(mut self, secret: impl AsRef<str>) -> Self {
+        match self.scheme.key(secret.as_ref()) {
+            Ok(k) => self.secrets.push(k),
+            Err(reason) => self.invalid_secret(reason),
+        }
+        self
+    }
+
+    fn invalid_secret(&mut self, reason: &'static str) {
+        // Remember the failure without the secret: a poisoned slot that `build` reports.
+        self.bad.get_or_insert((self.secrets.len(), reason));
+    }
+
+    /// Adds several secrets.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Verifier};
+    /// assert!(Verifier::builder(GitHub::new()).secrets(["a", "b"]).build().is_ok());
+    /// ```
+    pub fn secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for s in secrets {
+            self = self.secret(s);
+        }
+        self
+    }
+
+    /// The two-sided replay window (default: 300 s for timestamped schemes).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
+    pub fn no_replay_window(mut self) -> Self {
+        self.tolerance = None;
+        self
+    }
+
+    /// The clock for the replay window (tests inject a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The body limit in bytes (default 1 MiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The bound for one parsed header (default 4096 bytes).
+    pub fn max_header_len(mut self, bytes: usize) -> Self {
+        self.max_header_len = bytes;
+        self
+    }
+
+    /// The bound for signatures in one header (default 16).
+    pub fn max_signatures(mut self, n: usize) -> Self {
+        self.max_signatures = n;
+        self
+    }
+
+    /// The bound for a reflected challenge value (default 1 KiB).
+    pub fn max_challenge_len(mut self, bytes: usize) -> Self {
+        self.max_challenge = bytes;
+        self
+    }
+
+    /// Also answers a challenge carried in a query parameter, e.g. Microsoft Graph's
+    /// `POST ?validationToken=`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, ChallengeRule, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("s")
+    ///     .challenge(ChallengeRule::query(http::Method::POST, "validationToken")).build().unwrap();
+    /// # let _ = v;
+    /// ```
+    pub fn challenge(mut self, rule: ChallengeRule) -> Self {
+        self.challenges.push(rule);
+        self
+    }
+
+    /// Answers 2xx without calling the handler for Procore deliveries caused by this
+    /// application id (`metadata.source_application_id`): your own writes, which would loop.
+    pub fn ignore_source_application(mut self, app_id: impl Into<String>) -> Self {
+        self.ignore_apps.push(app_id.into());
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    /// No secret, too many, or one the scheme cannot use (named by position, never by value).
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if let Some((index, reason)) = self.bad {
+            return Err(ConfigError::InvalidSecret { index, reason });
+        }
+        if self.secrets.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        if self.secrets.len() > MAX_SECRETS {
+            return Err(ConfigError::TooManySecrets(MAX_SECRETS));
+        }
+        if self.max_signatures == 0 || self.max_challenge == 0 || self.max_header_len == 0 {
+            return Err(ConfigError::Invalid("bounds must be at least 1"));
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                scheme: self.scheme,
+                keys: self.secrets,
+                tolerance: self.tolerance,
+                clock: self.clock,
+                max_body: self.max_body,
+                max_header_len: self.max_header_len,
+                max_signatures: self.max_signatures,
+                max_challenge: self.max_challenge,
+                challenges: self.challenges,
+                ignore_apps: self.ignore_apps,
+            }),
+        })
+    }
+}

@@ -1,0 +1,2 @@
+//! hookguard
+pub use hookguard_core::*;
