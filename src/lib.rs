@@ -1,2 +1,30 @@
-//! hookguard
+//! # hookguard
+//!
+//! Receive webhooks safely: answer challenges, prove each delivery is genuine, reject replays,
+//! survive retries and duplicates, and answer fast — for HCSS, Procore, BuildWorkPro and the
+//! generic schemes (Standard Webhooks, Stripe, GitHub, Slack).
+//!
+//! This crate re-exports [`hookguard_core`] and, behind features, the adapters:
+//! `tower` / `axum` ([`tower`] module), `actix` (`actix` module), `redis` ([`redis`] module).
+//!
+//! ```
+//! use hookguard::{schemes::BuildWorkPro, Verifier};
+//! let verifier = Verifier::builder(BuildWorkPro::new()).secret("whsec_...").build().unwrap();
+//! assert_eq!(verifier.provider().as_str(), "buildworkpro");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub use hookguard_core::*;
+
+/// The tower layer and axum extractors (feature `tower`; extractors with `axum`).
+#[cfg(feature = "tower")]
+pub mod tower {
+    pub use hookguard_tower::*;
+}
+
+/// The Redis dedupe store for several receiver replicas (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use hookguard_redis::*;
+}

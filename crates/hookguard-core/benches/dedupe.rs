@@ -9,7 +9,9 @@ use hookguard_core::dedupe::{Claim, MemoryStore};
 
 fn benches(c: &mut Criterion) {
     let store = MemoryStore::new(1_000_000);
-    let keys: Vec<String> = (0..1_000_000u32).map(|i| format!("buildworkpro:evt_{i:016x}")).collect();
+    let keys: Vec<String> = (0..1_000_000u32)
+        .map(|i| format!("buildworkpro:evt_{i:016x}"))
+        .collect();
     let mut i = 0usize;
     let mut g = c.benchmark_group("memory_store");
     g.throughput(Throughput::Elements(1));

@@ -20,10 +20,16 @@ fn bench_scheme(c: &mut Criterion, name: &str, scheme: impl Scheme + Clone, secr
     let mut g = c.benchmark_group(name);
     for n in SIZES {
         let body = body(n);
-        let signed = scheme.sign(secret, &body, &SignParams::new(NOW).id("msg_2Kx1")).unwrap();
+        let signed = scheme
+            .sign(secret, &body, &SignParams::new(NOW).id("msg_2Kx1"))
+            .unwrap();
         let mut headers = http::HeaderMap::new();
         headers.extend(signed.headers);
-        let v = Verifier::builder(scheme.clone()).secret(secret).clock(ManualClock::new(NOW)).build().unwrap();
+        let v = Verifier::builder(scheme.clone())
+            .secret(secret)
+            .clock(ManualClock::new(NOW))
+            .build()
+            .unwrap();
         let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
         let head = RequestHead::new(&m, &u, &headers);
         assert!(v.authenticate(&head, &body).is_ok());
@@ -50,9 +56,18 @@ fn bench_scheme(c: &mut Criterion, name: &str, scheme: impl Scheme + Clone, secr
 }
 
 fn benches(c: &mut Criterion) {
-    bench_scheme(c, "buildworkpro", BuildWorkPro::new(), "whsec_5f3c1b2a9d", b"whsec_5f3c1b2a9d");
+    bench_scheme(
+        c,
+        "buildworkpro",
+        BuildWorkPro::new(),
+        "whsec_5f3c1b2a9d",
+        b"whsec_5f3c1b2a9d",
+    );
     let std_key = b"0123456789abcdef0123456789abcdef";
-    let std_secret = format!("whsec_{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std_key));
+    let std_secret = format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std_key)
+    );
     bench_scheme(c, "standard", StandardWebhooks::new(), &std_secret, std_key);
     bench_scheme(c, "github", GitHub::new(), "gh-secret", b"gh-secret");
 }

@@ -71,7 +71,8 @@ impl Delivery {
     /// # Errors
     /// [`Rejection::InvalidPayload`] when the body is not that shape.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_slice(&self.body).map_err(|_| Rejection::InvalidPayload("body does not match the expected type"))
+        serde_json::from_slice(&self.body)
+            .map_err(|_| Rejection::InvalidPayload("body does not match the expected type"))
     }
     /// The one-line JSON summary the CLI prints: provider, id (a string exactly as sent), type, dedupe key.
     ///

@@ -147,9 +147,7 @@ impl Rejection {
     /// ```
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingSignature(_) | Self::SignatureMismatch | Self::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingSignature(_) | Self::SignatureMismatch | Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -175,9 +173,7 @@ impl Rejection {
     /// ```
     pub fn is_retryable(&self) -> bool {
         let s = self.status();
-        s == StatusCode::TOO_MANY_REQUESTS
-            || s == StatusCode::REQUEST_TIMEOUT
-            || s.is_server_error()
+        s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error()
     }
 
     /// The `Retry-After` hint for retryable rejections.
@@ -189,9 +185,7 @@ impl Rejection {
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::DuplicateInFlight | Self::StoreUnavailable | Self::HandlerTimeout => {
-                Some(Duration::from_secs(5))
-            }
+            Self::DuplicateInFlight | Self::StoreUnavailable | Self::HandlerTimeout => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -281,9 +275,16 @@ mod tests {
             }
         }
         // Forged or malformed deliveries are permanent for BuildWorkPro (4xx but 408/429).
-        for r in [Rejection::SignatureMismatch, Rejection::MalformedSignature, Rejection::TimestampOutOfWindow] {
+        for r in [
+            Rejection::SignatureMismatch,
+            Rejection::MalformedSignature,
+            Rejection::TimestampOutOfWindow,
+        ] {
             assert!(!r.is_retryable());
         }
-        assert_eq!(Rejection::BodyTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            Rejection::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

@@ -57,6 +57,7 @@ mod delivery;
 pub mod envelope;
 mod error;
 mod key;
+mod receiver;
 pub mod response;
 mod scheme;
 pub mod schemes;
@@ -67,7 +68,11 @@ pub use challenge::ChallengeAnswer;
 pub use delivery::Delivery;
 pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
-pub use scheme::{Authenticated, ChallengeRule, Context, Described, Provider, RequestHead, Scheme, SignParams, Signed, UnknownProvider};
+pub use receiver::{HandlerOutcome, Receiver, Reply};
+pub use scheme::{
+    Authenticated, ChallengeRule, Context, Described, Provider, RequestHead, Scheme, SignParams, Signed,
+    UnknownProvider,
+};
 pub use verifier::{
     Precheck, Verdict, Verifier, VerifierBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_CHALLENGE, DEFAULT_MAX_HEADER_LEN,
     DEFAULT_MAX_SIGNATURES, MAX_SECRETS,

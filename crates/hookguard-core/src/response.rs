@@ -26,7 +26,8 @@ fn json(status: StatusCode, body: Bytes) -> Response<Bytes> {
 pub fn rejection(r: &Rejection) -> Response<Bytes> {
     let mut resp = json(r.status(), r.json_body());
     if let Some(after) = r.retry_after() {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
     }
     resp
 }

@@ -136,7 +136,13 @@ impl<'a> Context<'a> {
     /// assert_eq!(ctx.keys().len(), 1);
     /// ```
     pub fn new(keys: &'a [Key], tolerance: Option<Duration>, now: u64) -> Self {
-        Self { keys, tolerance, now, max_signatures: 16, max_header_len: 4096 }
+        Self {
+            keys,
+            tolerance,
+            now,
+            max_signatures: 16,
+            max_header_len: 4096,
+        }
     }
 
     /// The prepared keys, one per configured secret (rotation: any may match).
@@ -160,7 +166,9 @@ impl<'a> Context<'a> {
     /// assert_eq!(ctx.header(&RequestHead::new(&m, &u, &headers), "x-a").unwrap(), Some("b"));
     /// ```
     pub fn header<'h>(&self, req: &RequestHead<'h>, name: &'static str) -> Result<Option<&'h str>, Rejection> {
-        let Some(v) = req.headers.get(name) else { return Ok(None) };
+        let Some(v) = req.headers.get(name) else {
+            return Ok(None);
+        };
         if v.len() > self.max_header_len {
             return Err(Rejection::HeaderTooLarge(name));
         }
@@ -196,7 +204,9 @@ pub struct Authenticated {
 impl Authenticated {
     /// With a signed timestamp.
     pub fn at(timestamp: u64) -> Self {
-        Self { timestamp: Some(timestamp) }
+        Self {
+            timestamp: Some(timestamp),
+        }
     }
 }
 
@@ -236,7 +246,10 @@ pub struct SignParams {
 impl SignParams {
     /// Sign at `timestamp`.
     pub fn new(timestamp: u64) -> Self {
-        Self { timestamp, ..Self::default() }
+        Self {
+            timestamp,
+            ..Self::default()
+        }
     }
     /// With a message/event id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
@@ -328,7 +341,8 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
 
 /// Builds a header pair, rejecting values that are not valid header text.
 pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
-    let v = HeaderValue::from_str(value.as_ref()).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+    let v =
+        HeaderValue::from_str(value.as_ref()).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
     Ok((HeaderName::from_static(name), v))
 }
 
@@ -360,7 +374,10 @@ pub(crate) struct Candidates {
 
 impl Candidates {
     pub(crate) fn new() -> Self {
-        Self { macs: Vec::with_capacity(2), seen: 0 }
+        Self {
+            macs: Vec::with_capacity(2),
+            seen: 0,
+        }
     }
     /// Records one signature entry; malformed ones count towards the bound but are never tried.
     pub(crate) fn push(&mut self, mac: Option<[u8; 32]>, max: usize) -> Result<(), Rejection> {

@@ -18,15 +18,24 @@ use crate::{clock::ManualClock, Delivery, Rejection, RequestHead, Scheme, SignPa
 /// ```
 pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result<Delivery, Rejection> {
     let now = 1_700_000_000;
-    let signed = scheme.sign(secret, body, &SignParams::new(now).id("msg_1")).expect("sign");
-    let v = Verifier::builder(scheme).secret(secret).clock(ManualClock::new(now)).build().expect("verifier");
+    let signed = scheme
+        .sign(secret, body, &SignParams::new(now).id("msg_1"))
+        .expect("sign");
+    let v = Verifier::builder(scheme)
+        .secret(secret)
+        .clock(ManualClock::new(now))
+        .build()
+        .expect("verifier");
     let mut headers = http::HeaderMap::new();
     headers.extend(signed.headers);
     let uri: http::Uri = match signed.query {
         Some((k, val)) => format!("/?{k}={val}").parse().expect("uri"),
         None => http::Uri::from_static("/"),
     };
-    match v.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), Bytes::from_static(body))? {
+    match v.verify(
+        &RequestHead::new(&http::Method::POST, &uri, &headers),
+        Bytes::from_static(body),
+    )? {
         Verdict::Deliver(d) | Verdict::Ignored(d) => Ok(d),
         Verdict::Challenge(_) => Err(Rejection::InvalidPayload("a challenge, not a delivery")),
     }

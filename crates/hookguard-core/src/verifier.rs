@@ -190,7 +190,11 @@ impl Verifier {
             return Err(Rejection::MethodNotAllowed);
         }
         if let Some(len) = head.headers.get(http::header::CONTENT_LENGTH) {
-            let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).ok_or(Rejection::BodyReadFailed)?;
+            let len: u64 = len
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(Rejection::BodyReadFailed)?;
             if len > i.max_body as u64 {
                 return Err(Rejection::BodyTooLarge { limit: i.max_body });
             }
@@ -271,7 +275,10 @@ pub struct VerifierBuilder {
 
 impl fmt::Debug for VerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifierBuilder").field("scheme", &self.scheme).field("secrets", &self.secrets.len()).finish_non_exhaustive()
+        f.debug_struct("VerifierBuilder")
+            .field("scheme", &self.scheme)
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -125,7 +125,13 @@ impl MemoryStoreBuilder {
         let epoch = self.clock.now_unix();
         MemoryStore {
             shards: (0..shards)
-                .map(|_| Mutex::new(Shard { cur: Map::default(), old: Map::default(), cur_started: 0 }))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        cur: Map::default(),
+                        old: Map::default(),
+                        cur_started: 0,
+                    })
+                })
                 .collect(),
             digest: (RandomState::new(), RandomState::new()),
             clock: self.clock,
@@ -313,7 +319,12 @@ mod tests {
 
     fn store(cap: usize) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(1_000_000);
-        let s = MemoryStore::builder().capacity(cap).shards(1).max_retention(Duration::from_secs(86_400)).clock(clock.clone()).build();
+        let s = MemoryStore::builder()
+            .capacity(cap)
+            .shards(1)
+            .max_retention(Duration::from_secs(86_400))
+            .clock(clock.clone())
+            .build();
         (s, clock)
     }
 
@@ -394,7 +405,11 @@ mod tests {
         let winners: usize = (0..8)
             .map(|_| {
                 let s = Arc::clone(&s);
-                std::thread::spawn(move || (0..100).filter(|i| matches!(s.claim_now(&format!("k{i}"), L), Claim::New(_))).count())
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|i| matches!(s.claim_now(&format!("k{i}"), L), Claim::New(_)))
+                        .count()
+                })
             })
             .collect::<Vec<_>>()
             .into_iter()

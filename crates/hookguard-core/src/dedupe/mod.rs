@@ -180,7 +180,12 @@ impl Dedupe {
 
     /// Deduplicates in a shared store.
     pub fn from_arc(store: Arc<dyn DedupeStore>) -> Self {
-        Self { store, lease: DEFAULT_LEASE, retention: DEFAULT_RETENTION, fail_open: false }
+        Self {
+            store,
+            lease: DEFAULT_LEASE,
+            retention: DEFAULT_RETENTION,
+            fail_open: false,
+        }
     }
 
     /// How long a claim blocks copies while its handler runs (default 30 s).
@@ -218,7 +223,9 @@ impl Dedupe {
     /// [`Rejection::DuplicateInFlight`] while another copy is handled;
     /// [`Rejection::StoreUnavailable`] when the store fails and the policy is fail-closed.
     pub async fn admit(&self, delivery: &Delivery) -> Result<Admission, Rejection> {
-        let Some(key) = delivery.dedupe_key() else { return Ok(Admission::Unkeyed) };
+        let Some(key) = delivery.dedupe_key() else {
+            return Ok(Admission::Unkeyed);
+        };
         match self.store.claim(key, self.lease).await {
             Ok(Claim::New(token)) => Ok(Admission::New(ClaimGuard {
                 store: Arc::clone(&self.store),
@@ -243,7 +250,9 @@ pub struct ClaimGuard {
 
 impl fmt::Debug for ClaimGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClaimGuard").field("key", &self.token.as_ref().map(ClaimToken::key)).finish()
+        f.debug_struct("ClaimGuard")
+            .field("key", &self.token.as_ref().map(ClaimToken::key))
+            .finish()
     }
 }
 

@@ -4,7 +4,9 @@ use serde::Deserialize;
 
 use super::{json, non_empty, opt_id, tv1};
 use crate::scheme::header;
-use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// BuildWorkPro's scheme.
 ///
@@ -56,11 +58,19 @@ impl Scheme for BuildWorkPro {
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
         let id = non_empty(p.id).ok_or(Rejection::InvalidPayload("missing event id"))?;
-        Ok(Described { dedupe_key: Some(id.clone()), event_id: Some(id), event_type: p.kind, ..Described::default() })
+        Ok(Described {
+            dedupe_key: Some(id.clone()),
+            event_id: Some(id),
+            event_type: p.kind,
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
-        let mut headers = vec![header(Self::SIGNATURE_HEADER, tv1::sign(secret.as_bytes(), params.timestamp, body))?];
+        let mut headers = vec![header(
+            Self::SIGNATURE_HEADER,
+            tv1::sign(secret.as_bytes(), params.timestamp, body),
+        )?];
         if let Some(id) = &params.id {
             headers.push(header("buildworkpro-event-id", id)?);
         }

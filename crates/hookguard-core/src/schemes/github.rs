@@ -1,7 +1,9 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`.
 
 use crate::scheme::{decode_hex_mac, header, mac_hex, Candidates};
-use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// GitHub's scheme: HMAC-SHA256 of the raw body with the secret string; no timestamp, so no
 /// replay window. The dedupe key is `X-GitHub-Delivery`, which GitHub keeps on redelivery
@@ -45,7 +47,10 @@ impl Scheme for GitHub {
         let value = ctx
             .header(req, Self::SIGNATURE_HEADER)?
             .ok_or(Rejection::MissingSignature("X-Hub-Signature-256"))?;
-        let hex = value.trim().strip_prefix("sha256=").ok_or(Rejection::MalformedSignature)?;
+        let hex = value
+            .trim()
+            .strip_prefix("sha256=")
+            .ok_or(Rejection::MalformedSignature)?;
         let mut sigs = Candidates::new();
         sigs.push(decode_hex_mac(hex), ctx.max_signatures())?;
         sigs.verify(ctx.keys(), &[body])?;
@@ -61,7 +66,12 @@ impl Scheme for GitHub {
                 .map(str::to_owned)
         };
         let id = get("x-github-delivery");
-        Ok(Described { dedupe_key: id.clone(), event_id: id, event_type: get("x-github-event"), ..Described::default() })
+        Ok(Described {
+            dedupe_key: id.clone(),
+            event_id: id,
+            event_type: get("x-github-event"),
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
@@ -70,7 +80,10 @@ impl Scheme for GitHub {
         if let Some(id) = &params.id {
             headers.push(header("x-github-delivery", id)?);
         }
-        headers.push(header("x-github-event", params.event_type.as_deref().unwrap_or("ping"))?);
+        headers.push(header(
+            "x-github-event",
+            params.event_type.as_deref().unwrap_or("ping"),
+        )?);
         Ok(Signed { headers, query: None })
     }
 }

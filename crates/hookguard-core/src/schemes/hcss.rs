@@ -7,7 +7,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::json;
-use crate::{Authenticated, ChallengeRule, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ChallengeRule, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme,
+    SignParams, Signed,
+};
 
 /// How HCSS POSTs are authenticated.
 ///
@@ -46,7 +49,9 @@ pub struct Hcss {
 
 impl Default for Hcss {
     fn default() -> Self {
-        Self { auth: HcssAuth::QueryToken("token") }
+        Self {
+            auth: HcssAuth::QueryToken("token"),
+        }
     }
 }
 
@@ -62,7 +67,9 @@ impl Hcss {
     /// let _ = hookguard_core::schemes::Hcss::query_token("key");
     /// ```
     pub fn query_token(param: &'static str) -> Self {
-        Self { auth: HcssAuth::QueryToken(param) }
+        Self {
+            auth: HcssAuth::QueryToken(param),
+        }
     }
 
     /// Authenticates with a shared header.
@@ -71,7 +78,9 @@ impl Hcss {
     /// let _ = hookguard_core::schemes::Hcss::header(http::HeaderName::from_static("x-hcss-token"));
     /// ```
     pub fn header(name: HeaderName) -> Self {
-        Self { auth: HcssAuth::Header(name) }
+        Self {
+            auth: HcssAuth::Header(name),
+        }
     }
 
     /// Authenticates with a user-supplied scheme (for HCSS's own signature, once documented).
@@ -81,7 +90,9 @@ impl Hcss {
     /// let _ = hookguard_core::schemes::Hcss::with_scheme(Arc::new(hookguard_core::schemes::GitHub::new()));
     /// ```
     pub fn with_scheme(scheme: Arc<dyn Scheme>) -> Self {
-        Self { auth: HcssAuth::Scheme(scheme) }
+        Self {
+            auth: HcssAuth::Scheme(scheme),
+        }
     }
 
     /// How POSTs are authenticated.
@@ -150,15 +161,26 @@ impl Scheme for Hcss {
         let digest = Sha256::digest(body);
         // 128 bits of the digest: collisions need 2^64 deliveries.
         let key = hex::encode(&digest[..16]);
-        Ok(Described { event_type: p.event_type, dedupe_key: Some(key), ..Described::default() })
+        Ok(Described {
+            event_type: p.event_type,
+            dedupe_key: Some(key),
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
         match &self.auth {
-            HcssAuth::QueryToken(param) => Ok(Signed { headers: vec![], query: Some(((*param).to_owned(), secret.to_owned())) }),
+            HcssAuth::QueryToken(param) => Ok(Signed {
+                headers: vec![],
+                query: Some(((*param).to_owned(), secret.to_owned())),
+            }),
             HcssAuth::Header(name) => {
-                let v = http::HeaderValue::from_str(secret).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
-                Ok(Signed { headers: vec![(name.clone(), v)], query: None })
+                let v = http::HeaderValue::from_str(secret)
+                    .map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+                Ok(Signed {
+                    headers: vec![(name.clone(), v)],
+                    query: None,
+                })
             }
             HcssAuth::Scheme(s) => s.sign(secret, body, params),
         }

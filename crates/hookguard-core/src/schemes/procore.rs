@@ -4,7 +4,9 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::{json, non_empty, opt_id};
-use crate::{Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// Procore's scheme. Procore sends, verbatim on every POST, the header value configured on
 /// the hook (usually `Authorization: Bearer …`). Every configured secret is an accepted value
@@ -30,7 +32,9 @@ pub struct Procore {
 
 impl Default for Procore {
     fn default() -> Self {
-        Self { header: http::header::AUTHORIZATION }
+        Self {
+            header: http::header::AUTHORIZATION,
+        }
     }
 }
 
@@ -144,7 +148,11 @@ impl Scheme for Procore {
     }
 
     fn sign(&self, secret: &str, _body: &[u8], _params: &SignParams) -> Result<Signed, ConfigError> {
-        let v = http::HeaderValue::from_str(secret).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
-        Ok(Signed { headers: vec![(self.header.clone(), v)], query: None })
+        let v =
+            http::HeaderValue::from_str(secret).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+        Ok(Signed {
+            headers: vec![(self.header.clone(), v)],
+            query: None,
+        })
     }
 }

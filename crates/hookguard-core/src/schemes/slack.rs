@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use crate::scheme::{decode_hex_mac, header, mac_hex, parse_timestamp, Candidates};
-use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// Slack's scheme: HMAC-SHA256 with the signing secret over `"v0:{ts}:{body}"`, ±300 s.
 /// A signed `url_verification` POST is answered with its `challenge`; Events API deliveries
@@ -69,12 +71,22 @@ impl Scheme for Slack {
             return Ok(Described::default());
         };
         let challenge = if p.kind.as_deref() == Some("url_verification") {
-            Some(p.challenge.filter(|c| !c.is_empty()).ok_or(Rejection::ChallengeMissing)?)
+            Some(
+                p.challenge
+                    .filter(|c| !c.is_empty())
+                    .ok_or(Rejection::ChallengeMissing)?,
+            )
         } else {
             None
         };
         let id = super::non_empty(p.event_id);
-        Ok(Described { dedupe_key: id.clone(), event_id: id, event_type: p.kind, challenge, ..Described::default() })
+        Ok(Described {
+            dedupe_key: id.clone(),
+            event_id: id,
+            event_type: p.kind,
+            challenge,
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {

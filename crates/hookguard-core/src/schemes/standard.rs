@@ -5,7 +5,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::scheme::{header, parse_timestamp, Candidates};
-use crate::{Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// The Standard Webhooks scheme: the secret is `whsec_` + base64, **decoded** to get the HMAC
 /// key; the signed content is `"{id}.{timestamp}.{body}"`; the header is a space-separated
@@ -77,7 +79,9 @@ impl Scheme for StandardWebhooks {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let id = ctx.header(req, Self::ID_HEADER)?.ok_or(Rejection::MissingHeader("webhook-id"))?;
+        let id = ctx
+            .header(req, Self::ID_HEADER)?
+            .ok_or(Rejection::MissingHeader("webhook-id"))?;
         let ts_raw = ctx
             .header(req, Self::TIMESTAMP_HEADER)?
             .ok_or(Rejection::MissingHeader("webhook-timestamp"))?
@@ -103,10 +107,19 @@ impl Scheme for StandardWebhooks {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let id = req.headers.get(Self::ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let id = req
+            .headers
+            .get(Self::ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         // The payload is usually JSON with a `type`; the signature does not depend on it.
         let kind = serde_json::from_slice::<Probe>(body).ok().and_then(|p| p.kind);
-        Ok(Described { dedupe_key: id.clone(), event_id: id, event_type: kind, ..Described::default() })
+        Ok(Described {
+            dedupe_key: id.clone(),
+            event_id: id,
+            event_type: kind,
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {

@@ -4,7 +4,9 @@ use serde::Deserialize;
 
 use super::{json, non_empty, opt_id, tv1};
 use crate::scheme::header;
-use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed};
+use crate::{
+    Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
+};
 
 /// Stripe's scheme: HMAC-SHA256 keyed by the secret string as is, over `"{t}." + body`;
 /// any of several `v1` may match (a secret being rolled sends one per secret); ±300 s.
@@ -59,11 +61,19 @@ impl Scheme for Stripe {
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
         let id = non_empty(p.id);
-        Ok(Described { dedupe_key: id.clone(), event_id: id, event_type: p.kind, ..Described::default() })
+        Ok(Described {
+            dedupe_key: id.clone(),
+            event_id: id,
+            event_type: p.kind,
+            ..Described::default()
+        })
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
-        let headers = vec![header(Self::SIGNATURE_HEADER, tv1::sign(secret.as_bytes(), params.timestamp, body))?];
+        let headers = vec![header(
+            Self::SIGNATURE_HEADER,
+            tv1::sign(secret.as_bytes(), params.timestamp, body),
+        )?];
         Ok(Signed { headers, query: None })
     }
 }

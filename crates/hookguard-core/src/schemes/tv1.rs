@@ -15,23 +15,27 @@ pub(crate) struct Tv1<'h> {
 pub(crate) fn parse<'h>(value: &'h str, ctx: &Context<'_>) -> Result<Tv1<'h>, Rejection> {
     let mut t_raw = None;
     let mut sigs = Candidates::new();
+    let mut repeated_t = false;
     for item in value.split(',') {
         let Some((k, v)) = item.trim().split_once('=') else {
             return Err(Rejection::MalformedSignature);
         };
         match k {
-            "t" => {
-                if t_raw.replace(v).is_some() {
-                    return Err(Rejection::MalformedSignature);
-                }
-            }
+            "t" => repeated_t |= t_raw.replace(v).is_some(),
             "v1" => sigs.push(decode_hex_mac(v), ctx.max_signatures())?,
             _ => {}
         }
     }
+    if repeated_t {
+        return Err(Rejection::MalformedSignature);
+    }
     let t_raw = t_raw.ok_or(Rejection::MalformedSignature)?;
     let t = parse_timestamp(t_raw)?;
-    Ok(Tv1 { t_raw: t_raw.trim(), t, sigs })
+    Ok(Tv1 {
+        t_raw: t_raw.trim(),
+        t,
+        sigs,
+    })
 }
 
 /// Authenticates `"{t}." + body` against the header.
@@ -63,9 +67,24 @@ mod tests {
     fn traps() {
         let keys = [Key::hmac(b"s")];
         let c = ctx(&keys);
-        for h in ["t=1,v1=", "t=1,v1", "v1=abc", "t=1", "", "t=1,v1=,v1=", "t=,v1=00", "t=1,t=2,v1=00"] {
+        for h in [
+            "t=1,v1=",
+            "t=1,v1",
+            "v1=abc",
+            "t=1",
+            "",
+            "t=1,v1=,v1=",
+            "t=,v1=00",
+            "t=1,t=2,v1=00",
+        ] {
             let r = authenticate(h, b"x", &c);
-            assert!(matches!(r, Err(Rejection::MalformedSignature) | Err(Rejection::MalformedTimestamp)), "{h}: {r:?}");
+            assert!(
+                matches!(
+                    r,
+                    Err(Rejection::MalformedSignature) | Err(Rejection::MalformedTimestamp)
+                ),
+                "{h}: {r:?}"
+            );
         }
         let good = sign(b"s", 1, b"x");
         assert_eq!(authenticate(&good, b"x", &c), Ok(1));
@@ -85,7 +104,10 @@ mod tests {
     fn signature_count_is_bounded() {
         let keys = [Key::hmac(b"s")];
         let many = format!("t=1{}", ",v1=00".repeat(17));
-        assert_eq!(authenticate(&many, b"b", &ctx(&keys)).err(), Some(Rejection::TooManySignatures));
+        assert_eq!(
+            authenticate(&many, b"b", &ctx(&keys)).err(),
+            Some(Rejection::TooManySignatures)
+        );
     }
 
     proptest! {

@@ -1,0 +1,636 @@
+//! A Redis [`DedupeStore`] for hookguard: exactly-once handling across receiver replicas.
+//!
+//! Every replica connects to the same Redis; a delivery's dedupe key is claimed there, so of
+//! all the copies a sender (or a retry storm) delivers to any replica, exactly one is handled.
+//!
+//! ```no_run
+//! use hookguard_core::dedupe::Dedupe;
+//! use hookguard_redis::RedisStore;
+//! # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+//! let dedupe = Dedupe::new(store); // fail-closed: a Redis outage answers 503
+//! # let _ = dedupe; Ok(()) }
+//! ```
+//!
+//! # How a claim is stored
+//!
+//! Each dedupe key is one Redis string under a prefix (default [`DEFAULT_PREFIX`]):
+//!
+//! * **claim** is a single round trip: one `EVALSHA` of a small Lua script that runs
+//!   `SET key <token> NX PX <lease>` and, when the key exists, reads it to answer
+//!   [`Claim::Done`] (value `done`) or [`Claim::InFlight`] (any other value: another holder's
+//!   token). The token is a random `u128` stored as 32 hex digits.
+//! * **complete** is a script that, only if the key still holds the caller's token, replaces it
+//!   with `done` for the retention period. A handler that outlived its lease therefore never
+//!   overwrites the claim of the copy that was handled after it.
+//! * **release** is a script that, only if the key still holds the caller's token, deletes it.
+//!
+//! The scripts are loaded when the store connects and invoked by SHA1 (`EVALSHA`); after a
+//! Redis restart has flushed the script cache they are loaded again automatically.
+//!
+//! Keys longer than [`MAX_KEY_LEN`] bytes (and keys that themselves begin with `sha256:`) are
+//! stored as `sha256:<64 hex digits>` of the key, so Redis keys stay bounded in length
+//! whatever a sender puts in its event ids.
+//!
+//! # Outages: fail-closed by default
+//!
+//! The store talks to Redis through a [`ConnectionManager`](redis::aio::ConnectionManager),
+//! which reconnects after the connection drops. Every call is bounded by short timeouts
+//! (connect 1 s, response 500 ms, whole call [connect + response](RedisStoreBuilder::call_timeout)
+//! by default), so an unreachable or hung Redis turns into a [`StoreError`] quickly rather
+//! than into piled-up requests.
+//!
+//! What a [`StoreError`] means for a delivery is the [`Dedupe`](hookguard_core::dedupe::Dedupe)
+//! policy's choice:
+//!
+//! * **Fail-closed (the default).** The receiver answers `503 Service Unavailable` with
+//!   `Retry-After`; the sender retries later and the delivery is handled once Redis is back.
+//!   Nothing runs twice and nothing is lost, as long as the sender's retry schedule outlasts
+//!   the outage.
+//! * **Fail-open** ([`Dedupe::fail_open(true)`](hookguard_core::dedupe::Dedupe::fail_open),
+//!   an explicit opt-in). Deliveries are handled without a claim while Redis is down. The
+//!   receiver stays available, but every copy that arrives during the outage (sender retries,
+//!   duplicate deliveries to several replicas) is handled, so handlers **may run twice**.
+//!   Choose it only when handlers are idempotent on their own.
+//!
+//! [`RedisStore::connect`] itself fails when Redis is unreachable at startup (so a
+//! misconfigured URL is noticed at once); outages after that are absorbed by reconnecting.
+//!
+//! # Operating Redis for dedupe
+//!
+//! Dedupe is only as durable as the Redis behind it: with `maxmemory` set, use the
+//! `noeviction` policy (an evicted `done` marker lets a retry be handled again; with
+//! `noeviction` a full Redis fails claims, which fail closed). A restart without persistence,
+//! or a failover to a replica that had not received the latest writes, forgets recent
+//! claims, so copies arriving afterwards may be handled again.
+//!
+//! # Errors and secrets
+//!
+//! [`StoreError`] messages are short descriptions such as `redis claim: timed out`; they
+//! never include the URL, the password or any server-supplied text beyond an error code.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ConnectionInfo, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
+use sha2::{Digest, Sha256};
+
+/// The default prefix of every Redis key the store writes.
+///
+/// ```
+/// assert_eq!(hookguard_redis::DEFAULT_PREFIX, "hookguard:dedupe:");
+/// ```
+pub const DEFAULT_PREFIX: &str = "hookguard:dedupe:";
+
+/// Dedupe keys longer than this many bytes are stored as `sha256:<hex>` of the key.
+///
+/// ```
+/// assert_eq!(hookguard_redis::MAX_KEY_LEN, 128);
+/// ```
+pub const MAX_KEY_LEN: usize = 128;
+
+/// The default timeout of one attempt to connect to Redis.
+///
+/// ```
+/// assert_eq!(hookguard_redis::DEFAULT_CONNECT_TIMEOUT, std::time::Duration::from_secs(1));
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The default time Redis has to answer one command.
+///
+/// ```
+/// assert_eq!(hookguard_redis::DEFAULT_RESPONSE_TIMEOUT, std::time::Duration::from_millis(500));
+/// ```
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The default number of reconnection attempts after a failed (re)connect, before calls
+/// fail until the next call starts a new round of attempts.
+///
+/// ```
+/// assert_eq!(hookguard_redis::DEFAULT_RECONNECT_RETRIES, 3);
+/// ```
+pub const DEFAULT_RECONNECT_RETRIES: usize = 3;
+
+/// Backoff between reconnection attempts: starts near this, doubles, jittered.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// Backoff between reconnection attempts never exceeds this, so a recovered Redis is found soon.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+const HASHED: &str = "sha256:";
+/// Longest TTL sent to Redis (≈ 8,900 years): keeps `PX` far from Redis's overflow check.
+const MAX_TTL_MS: u64 = 1 << 48;
+
+/// `KEYS[1]` key, `ARGV[1]` token, `ARGV[2]` lease in ms. 1 = claimed, 2 = done, 3 = in flight.
+const CLAIM_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == 'done' then return 2 end
+return 3
+";
+
+/// `KEYS[1]` key, `ARGV[1]` token, `ARGV[2]` retention in ms. 1 = completed, 0 = not held.
+const COMPLETE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// `KEYS[1]` key, `ARGV[1]` token. 1 = released, 0 = not held.
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+struct Scripts {
+    claim: Script,
+    complete: Script,
+    release: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    claim: Script::new(CLAIM_LUA),
+    complete: Script::new(COMPLETE_LUA),
+    release: Script::new(RELEASE_LUA),
+});
+
+/// A [`DedupeStore`] in Redis, shared by every receiver replica that connects to it.
+///
+/// Cloning is cheap and shares the connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Claim, DedupeStore};
+/// use hookguard_redis::RedisStore;
+/// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// if let Claim::New(token) = store.claim("procore:evt_1", Duration::from_secs(30)).await? {
+///     // ... handle the delivery, then:
+///     store.complete(&token, Duration::from_secs(48 * 3600)).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    prefix: String,
+    call_timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No connection details: the URL may carry a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("call_timeout", &self.inner.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something a [`RedisStore`] can connect to: a URL (`&str`, `String`), a
+/// [`redis::ConnectionInfo`] or a ready [`redis::Client`].
+///
+/// ```
+/// use hookguard_redis::IntoRedisClient;
+/// assert!("redis://127.0.0.1:6379".into_redis_client().is_ok());
+/// assert!("not a url".into_redis_client().is_err());
+/// ```
+pub trait IntoRedisClient {
+    /// Opens the client (no I/O happens here).
+    ///
+    /// # Errors
+    /// The URL or connection info is invalid; the message never repeats the URL.
+    fn into_redis_client(self) -> Result<Client, StoreError>;
+}
+
+fn open(info: impl redis::IntoConnectionInfo) -> Result<Client, StoreError> {
+    Client::open(info).map_err(|e| StoreError::msg(format!("redis connect: {}", describe(&e))))
+}
+
+impl IntoRedisClient for &str {
+    fn into_redis_client(self) -> Result<Client, StoreError> {
+        open(self)
+    }
+}
+
+impl IntoRedisClient for String {
+    fn into_redis_client(self) -> Result<Client, StoreError> {
+        open(self)
+    }
+}
+
+impl IntoRedisClient for &String {
+    fn into_redis_client(self) -> Result<Client, StoreError> {
+        open(self.as_str())
+    }
+}
+
+impl IntoRedisClient for ConnectionInfo {
+    fn into_redis_client(self) -> Result<Client, StoreError> {
+        open(self)
+    }
+}
+
+impl IntoRedisClient for Client {
+    fn into_redis_client(self) -> Result<Client, StoreError> {
+        Ok(self)
+    }
+}
+
+/// Configures and connects a [`RedisStore`]; see [`RedisStore::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use hookguard_redis::RedisStore;
+/// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+/// let store = RedisStore::builder("redis://redis.internal:6379")
+///     .prefix("billing:webhooks:")
+///     .connect_timeout(Duration::from_millis(500))
+///     .response_timeout(Duration::from_millis(250))
+///     .connect()
+///     .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+pub struct RedisStoreBuilder {
+    client: Result<Client, StoreError>,
+    prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    call_timeout: Option<Duration>,
+    reconnect_retries: usize,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("call_timeout", &self.effective_call_timeout())
+            .field("reconnect_retries", &self.reconnect_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key the store writes (default [`DEFAULT_PREFIX`]). Give
+    /// receivers that must not share dedupe state different prefixes.
+    ///
+    /// ```
+    /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").prefix("staging:dedupe:");
+    /// assert!(format!("{b:?}").contains("staging:dedupe:"));
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one attempt to connect may take (default 1 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").connect_timeout(Duration::from_millis(300));
+    /// assert!(format!("{b:?}").contains("300ms"));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long Redis has to answer one command (default 500 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").response_timeout(Duration::from_millis(200));
+    /// assert!(format!("{b:?}").contains("200ms"));
+    /// ```
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The deadline of a whole store call (claim, complete, release), including waiting for a
+    /// reconnection in progress. Default: connect timeout + response timeout (1.5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").call_timeout(Duration::from_millis(800));
+    /// assert!(format!("{b:?}").contains("800ms"));
+    /// ```
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// How many times a failed (re)connection is retried, with jittered exponential backoff
+    /// from 100 ms up to 1 s, before calls fail; the next call then starts a new round
+    /// (default [`DEFAULT_RECONNECT_RETRIES`]).
+    ///
+    /// ```
+    /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").reconnect_retries(5);
+    /// assert!(format!("{b:?}").contains("reconnect_retries: 5"));
+    /// ```
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    fn effective_call_timeout(&self) -> Duration {
+        self.call_timeout
+            .unwrap_or(self.connect_timeout.saturating_add(self.response_timeout))
+    }
+
+    /// Connects and loads the scripts.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+    /// let store = hookguard_redis::RedisStore::builder("redis://127.0.0.1:6379").connect().await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The URL is invalid, or Redis is unreachable, refuses the credentials, or does not
+    /// answer in time. Later outages do not fail the store: its calls fail until Redis is
+    /// reachable again.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let call_timeout = self.effective_call_timeout();
+        let client = self.client?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(self.reconnect_retries)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        // The first connection retries like a reconnection; bound the whole of it.
+        let attempts = u32::try_from(self.reconnect_retries)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let deadline = call_timeout
+            .saturating_add(RECONNECT_MAX_DELAY)
+            .saturating_mul(attempts);
+        let mut conn = match tokio::time::timeout(deadline, ConnectionManager::new_with_config(client, config)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
+            Err(_) => return Err(failed("connect", "timed out")),
+        };
+        // Load the scripts now, so that every claim is one EVALSHA from the first one on.
+        for script in [&SCRIPTS.claim, &SCRIPTS.complete, &SCRIPTS.release] {
+            match tokio::time::timeout(call_timeout, script.load_async(&mut conn)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
+                Err(_) => return Err(failed("connect", "timed out")),
+            }
+        }
+        tracing::debug!(prefix = %self.prefix, "redis dedupe store connected");
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: self.prefix,
+                call_timeout,
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// Configures a store connecting to `target`: a URL such as `redis://127.0.0.1:6379`,
+    /// `rediss://…` (if redis is built with TLS), a [`redis::ConnectionInfo`] or a
+    /// [`redis::Client`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = hookguard_redis::RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .response_timeout(Duration::from_millis(250));
+    /// # let _ = builder;
+    /// ```
+    pub fn builder(target: impl IntoRedisClient) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            client: target.into_redis_client(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            call_timeout: None,
+            reconnect_retries: DEFAULT_RECONNECT_RETRIES,
+        }
+    }
+
+    /// Connects with the default settings.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+    /// let store = hookguard_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::connect`]: fails when Redis is unreachable now.
+    pub async fn connect(target: impl IntoRedisClient) -> Result<Self, StoreError> {
+        Self::builder(target).connect().await
+    }
+
+    /// The key prefix.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+    /// let store = hookguard_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.prefix(), hookguard_redis::DEFAULT_PREFIX);
+    /// # Ok(()) }
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Redis key under which `key` is stored: the prefix, then the key itself, or
+    /// `sha256:<hex>` of it when it is longer than [`MAX_KEY_LEN`] bytes or starts with
+    /// `sha256:`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hookguard_core::dedupe::StoreError> {
+    /// let store = hookguard_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.redis_key("procore:evt_1"), "hookguard:dedupe:procore:evt_1");
+    /// assert!(store.redis_key(&"x".repeat(500)).starts_with("hookguard:dedupe:sha256:"));
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_key(&self, key: &str) -> String {
+        storage_key(&self.inner.prefix, key)
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        match tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(failed(op, &describe(&e))),
+            Err(_) => Err(failed(op, "timed out")),
+        }
+    }
+}
+
+impl DedupeStore for RedisStore {
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let token: u128 = rand::random();
+            let mut invocation = SCRIPTS.claim.prepare_invoke();
+            invocation
+                .key(self.redis_key(key))
+                .arg(token_hex(token))
+                .arg(ttl_ms(lease));
+            match self.run::<i64>("claim", &invocation).await? {
+                1 => Ok(Claim::New(ClaimToken::new(key, token))),
+                2 => Ok(Claim::Done),
+                3 => Ok(Claim::InFlight),
+                _ => Err(failed("claim", "unexpected reply")),
+            }
+        })
+    }
+
+    fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut invocation = SCRIPTS.complete.prepare_invoke();
+            invocation
+                .key(self.redis_key(token.key()))
+                .arg(token_hex(token.token()))
+                .arg(ttl_ms(retention));
+            Ok(self.run::<i64>("complete", &invocation).await? == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut invocation = SCRIPTS.release.prepare_invoke();
+            invocation
+                .key(self.redis_key(token.key()))
+                .arg(token_hex(token.token()));
+            Ok(self.run::<i64>("release", &invocation).await? == 1)
+        })
+    }
+
+    /// Spawns the release on the current Tokio runtime; outside one, does nothing and the
+    /// claim expires with its lease.
+    fn abandon(&self, token: ClaimToken) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let store = self.clone();
+                // Failures are logged by `run`; the lease expires anyway.
+                handle.spawn(async move { store.release(&token).await });
+            }
+            Err(_) => tracing::debug!("no tokio runtime: the abandoned claim expires with its lease"),
+        }
+    }
+}
+
+fn storage_key(prefix: &str, key: &str) -> String {
+    if key.len() > MAX_KEY_LEN || key.starts_with(HASHED) {
+        format!("{prefix}{HASHED}{}", hex::encode(Sha256::digest(key.as_bytes())))
+    } else {
+        format!("{prefix}{key}")
+    }
+}
+
+fn token_hex(token: u128) -> String {
+    format!("{token:032x}")
+}
+
+/// Milliseconds for `PX`: rounded up (a 1.5 ms lease lasts 2 ms), at least 1, capped.
+fn ttl_ms(d: Duration) -> u64 {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).unwrap_or(u64::MAX).clamp(1, MAX_TTL_MS)
+}
+
+fn failed(op: &'static str, reason: &str) -> StoreError {
+    tracing::warn!(op, reason, "redis dedupe store call failed");
+    StoreError::msg(format!("redis {op}: {reason}"))
+}
+
+/// A short description of a Redis error, free of URLs, credentials and server-supplied text.
+fn describe(e: &RedisError) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connection_refusal() {
+        return "connection refused".into();
+    }
+    if e.is_io_error() || e.is_connection_dropped() {
+        return "connection failed".into();
+    }
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => "authentication failed".into(),
+        ErrorKind::InvalidClientConfig => "invalid url or configuration".into(),
+        ErrorKind::Server(_) => {
+            // The code is the reply's first word (`ERR`, `NOPERM`, `READONLY`, `OOM`...).
+            let code: String = e
+                .code()
+                .unwrap_or("ERR")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(24)
+                .collect();
+            format!("server error {code}")
+        }
+        _ => format!("{} error", e.category()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_and_bounded() {
+        assert_eq!(storage_key("p:", "hcss:1"), "p:hcss:1");
+        let exact = "k".repeat(MAX_KEY_LEN);
+        assert_eq!(storage_key("p:", &exact), format!("p:{exact}"));
+        let long = storage_key("p:", &"k".repeat(MAX_KEY_LEN + 1));
+        assert!(long.starts_with("p:sha256:"));
+        assert_eq!(long.len(), "p:sha256:".len() + 64);
+        assert_ne!(long, storage_key("p:", &"k".repeat(MAX_KEY_LEN + 2)));
+        // A short key that looks hashed is hashed too, so it cannot alias a long key's digest.
+        let lookalike = format!("sha256:{}", &long["p:sha256:".len()..]);
+        assert_ne!(storage_key("p:", &lookalike), long);
+        assert!(storage_key("p:", &lookalike).starts_with("p:sha256:"));
+    }
+
+    #[test]
+    fn tokens_are_32_hex_digits_and_never_done() {
+        assert_eq!(token_hex(0), "0".repeat(32));
+        assert_eq!(token_hex(u128::MAX), "f".repeat(32));
+        // The done marker is `done`: never 32 characters long.
+        assert_ne!(token_hex(0xd0e), "done");
+    }
+
+    #[test]
+    fn ttls_round_up_and_stay_in_range() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(1)), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(1500)), 2);
+        assert_eq!(ttl_ms(Duration::from_secs(30)), 30_000);
+        assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn bad_urls_fail_without_echoing_them() {
+        let e = "redis://:hunter2@".into_redis_client().unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = "http://user:hunter2@example.com"
+            .into_redis_client()
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,341 @@
+//! Tests against a real Redis: `HOOKGUARD_REDIS_URL` (default `redis://127.0.0.1:6379`; run
+//! `scripts/ensure-redis.sh` to get one), plus private `redis-server` processes the fault and
+//! round-trip tests start themselves (the binary must be on `PATH`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore};
+use hookguard_redis::{RedisStore, MAX_KEY_LEN};
+use redis::aio::MultiplexedConnection;
+
+const LEASE: Duration = Duration::from_secs(30);
+const RETENTION: Duration = Duration::from_secs(120);
+
+fn redis_url() -> String {
+    std::env::var("HOOKGUARD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other test (or test run) shares.
+fn unique_prefix(test: &str) -> String {
+    format!("hookguard-test:{test}:{:016x}:", rand::random::<u64>())
+}
+
+async fn store_at(url: &str, prefix: &str) -> RedisStore {
+    RedisStore::builder(url)
+        .prefix(prefix)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach Redis at {url} (run scripts/ensure-redis.sh): {e}"))
+}
+
+async fn admin(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+fn new(c: Claim) -> ClaimToken {
+    match c {
+        Claim::New(t) => t,
+        other => panic!("expected Claim::New, got {other:?}"),
+    }
+}
+
+/// A private `redis-server`, killed on drop.
+struct Server {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--dir"])
+            .arg(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let server = Self { port, child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.answers() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut line = String::new();
+        s.write_all(b"PING\r\n").is_ok() && BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-CONT"); // a stopped process must run to die promptly
+        }
+        self.kill();
+    }
+}
+
+/// `calls` per command from `INFO commandstats`.
+async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && k != "info")
+        .collect()
+}
+
+#[tokio::test]
+async fn two_phase_protocol() {
+    let store = store_at(&redis_url(), &unique_prefix("two-phase")).await;
+    let t = new(store.claim("bwp:evt_1", LEASE).await.unwrap());
+    assert_eq!(t.key(), "bwp:evt_1");
+    assert_eq!(store.claim("bwp:evt_1", LEASE).await.unwrap(), Claim::InFlight);
+
+    // Released: the retry is handled.
+    assert!(store.release(&t).await.unwrap());
+    assert!(!store.release(&t).await.unwrap(), "released twice");
+    let t2 = new(store.claim("bwp:evt_1", LEASE).await.unwrap());
+    assert!(!store.complete(&t, RETENTION).await.unwrap(), "a released token cannot complete");
+
+    // Completed: copies are answered as done, and the done key cannot be released.
+    assert!(store.complete(&t2, RETENTION).await.unwrap());
+    assert_eq!(store.claim("bwp:evt_1", LEASE).await.unwrap(), Claim::Done);
+    assert!(!store.release(&t2).await.unwrap());
+    assert_eq!(store.claim("bwp:evt_1", LEASE).await.unwrap(), Claim::Done);
+
+    // Retention is the TTL of the done marker.
+    let mut conn = admin(&redis_url()).await;
+    let pttl: i64 = redis::cmd("PTTL").arg(store.redis_key("bwp:evt_1")).query_async(&mut conn).await.unwrap();
+    assert!(pttl > 100_000 && pttl <= 120_000, "{pttl}");
+    let value: String = redis::cmd("GET").arg(store.redis_key("bwp:evt_1")).query_async(&mut conn).await.unwrap();
+    assert_eq!(value, "done");
+
+    // Other keys are independent.
+    new(store.claim("bwp:evt_2", LEASE).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_across_replicas_under_concurrency() {
+    let prefix = unique_prefix("concurrency");
+    let replicas = [Arc::new(store_at(&redis_url(), &prefix).await), Arc::new(store_at(&redis_url(), &prefix).await)];
+    for round in 0..16 {
+        let key = format!("hcss:evt_{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let store = Arc::clone(&replicas[i % 2]);
+            let (key, barrier) = (key.clone(), Arc::clone(&barrier));
+            tasks.spawn(async move {
+                barrier.wait().await;
+                store.claim(&key, LEASE).await.unwrap()
+            });
+        }
+        let claims = tasks.join_all().await;
+        let winners = claims.iter().filter(|c| matches!(c, Claim::New(_))).count();
+        assert_eq!(winners, 1, "round {round}: {claims:?}");
+        assert!(claims.iter().all(|c| matches!(c, Claim::New(_) | Claim::InFlight)));
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_lets_a_retry_in_and_the_late_completion_is_refused() {
+    let store = store_at(&redis_url(), &unique_prefix("lease")).await;
+    let first = new(store.claim("procore:evt_9", Duration::from_millis(200)).await.unwrap());
+    assert_eq!(store.claim("procore:evt_9", LEASE).await.unwrap(), Claim::InFlight);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = new(store.claim("procore:evt_9", LEASE).await.unwrap());
+    assert_ne!(first.token(), second.token());
+
+    // The first handler finishes late: refused, and the second claim is untouched.
+    assert!(!store.complete(&first, RETENTION).await.unwrap());
+    assert!(!store.release(&first).await.unwrap());
+    assert_eq!(store.claim("procore:evt_9", LEASE).await.unwrap(), Claim::InFlight);
+    let mut conn = admin(&redis_url()).await;
+    let value: String = redis::cmd("GET").arg(store.redis_key("procore:evt_9")).query_async(&mut conn).await.unwrap();
+    assert_eq!(value, format!("{:032x}", second.token()));
+
+    assert!(store.complete(&second, RETENTION).await.unwrap());
+    assert_eq!(store.claim("procore:evt_9", LEASE).await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
+async fn a_claim_is_one_evalsha_round_trip() {
+    let server = Server::start();
+    let store = store_at(&server.url(), &unique_prefix("round-trip")).await;
+    let mut conn = admin(&server.url()).await;
+
+    // New, in flight, then done: each claim must be exactly one command from the client.
+    let before = command_calls(&mut conn).await;
+    let t = new(store.claim("k", LEASE).await.unwrap());
+    assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight);
+    let mid = command_calls(&mut conn).await;
+    // Inside the scripts: SET NX (both claims), GET (the losing claim). Nothing else.
+    let expected: HashMap<String, u64> = [("evalsha", 2), ("set", 2), ("get", 1)].map(|(k, v)| (k.into(), v)).into();
+    assert_eq!(delta(&before, &mid), expected);
+
+    assert!(store.complete(&t, RETENTION).await.unwrap());
+    let mid = command_calls(&mut conn).await;
+    assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::Done);
+    let after = command_calls(&mut conn).await;
+    let expected: HashMap<String, u64> = [("evalsha", 1), ("set", 1), ("get", 1)].map(|(k, v)| (k.into(), v)).into();
+    assert_eq!(delta(&mid, &after), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_fail_fast_and_the_store_recovers() {
+    let mut server = Server::start();
+    let port = server.port;
+    let store = store_at(&server.url(), &unique_prefix("fault")).await;
+    new(store.claim("a", LEASE).await.unwrap());
+
+    // Redis dies: calls fail quickly, they do not hang.
+    server.kill();
+    for i in 0..3 {
+        let started = Instant::now();
+        let err = store.claim(&format!("down{i}"), LEASE).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert!(err.to_string().len() < 80, "{err}");
+    }
+
+    // Redis is back (with an empty script cache): the store reconnects by itself.
+    let server = Server::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let claim = loop {
+        match store.claim("after", LEASE).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let t = new(claim);
+    assert!(store.complete(&t, RETENTION).await.unwrap());
+    assert_eq!(store.claim("after", LEASE).await.unwrap(), Claim::Done);
+
+    // Redis hangs (SIGSTOP): calls time out instead of waiting.
+    server.signal("-STOP");
+    let started = Instant::now();
+    assert!(store.claim("hung", LEASE).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    server.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.claim("resumed", LEASE).await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn connect_fails_when_redis_is_unreachable_without_leaking_the_password() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://:hunter2-secret@127.0.0.1:{port}");
+    let started = Instant::now();
+    let err = RedisStore::builder(url.as_str()).reconnect_retries(1).connect().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let msg = format!("{err} {err:?}");
+    assert!(!msg.contains("hunter2") && !msg.contains(&port.to_string()), "{msg}");
+    assert!(format!("{:?}", RedisStore::builder(url.as_str())).find("hunter2").is_none());
+}
+
+#[tokio::test]
+async fn long_keys_are_hashed_and_still_deduplicate() {
+    let prefix = unique_prefix("long-keys");
+    let store = store_at(&redis_url(), &prefix).await;
+    let long = format!("buildworkpro:{}", "e".repeat(500));
+    let other = format!("{long}2"); // same first 128 bytes, different key
+    let redis_key = store.redis_key(&long);
+    assert!(redis_key.starts_with(&format!("{prefix}sha256:")), "{redis_key}");
+    assert_eq!(redis_key.len(), prefix.len() + "sha256:".len() + 64);
+    assert_eq!(store.redis_key(&"k".repeat(MAX_KEY_LEN)), format!("{prefix}{}", "k".repeat(MAX_KEY_LEN)));
+
+    let t = new(store.claim(&long, LEASE).await.unwrap());
+    assert_eq!(t.key(), long, "the token keeps the caller's key");
+    assert_eq!(store.claim(&long, LEASE).await.unwrap(), Claim::InFlight);
+    new(store.claim(&other, LEASE).await.unwrap());
+    assert!(store.complete(&t, RETENTION).await.unwrap());
+    assert_eq!(store.claim(&long, LEASE).await.unwrap(), Claim::Done);
+
+    let mut conn = admin(&redis_url()).await;
+    let exists: bool = redis::cmd("EXISTS").arg(&redis_key).query_async(&mut conn).await.unwrap();
+    assert!(exists);
+    let raw: bool = redis::cmd("EXISTS").arg(format!("{prefix}{long}")).query_async(&mut conn).await.unwrap();
+    assert!(!raw, "the long key itself is never written");
+}
+
+#[tokio::test]
+async fn abandon_releases_in_the_background() {
+    let store = store_at(&redis_url(), &unique_prefix("abandon")).await;
+    let t = new(store.claim("k", LEASE).await.unwrap());
+    store.abandon(t);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match store.claim("k", LEASE).await.unwrap() {
+            Claim::New(_) => break,
+            Claim::InFlight if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+            other => panic!("not released: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn abandon_outside_a_runtime_does_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(store_at(&redis_url(), &unique_prefix("abandon-no-rt")));
+    let t = new(rt.block_on(store.claim("k", LEASE)).unwrap());
+    store.abandon(t); // no runtime on this thread: the lease will expire instead
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rt.block_on(store.claim("k", LEASE)).unwrap(), Claim::InFlight);
+}
+
+#[tokio::test]
+async fn usable_as_a_shared_dyn_store() {
+    let store: Arc<dyn DedupeStore> = Arc::new(store_at(&redis_url(), &unique_prefix("dyn")).await);
+    let dedupe = hookguard_core::dedupe::Dedupe::from_arc(Arc::clone(&store));
+    assert_eq!(dedupe.lease_duration(), hookguard_core::dedupe::DEFAULT_LEASE);
+    new(store.claim("k", LEASE).await.unwrap());
+}

@@ -1,0 +1,133 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hookguard_core::{HandlerOutcome, Receiver, Rejection, Reply, RequestHead};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+
+/// The service [`WebhookLayer`](crate::WebhookLayer) produces.
+///
+/// The inner service receives the request rebuilt around the verified body bytes (the body type
+/// must be `From<Bytes>`, like `axum::body::Body` or `http_body_util::Full<Bytes>`) with the
+/// [`Delivery`](hookguard_core::Delivery) in its extensions.
+pub struct Webhook<S> {
+    inner: S,
+    receiver: Arc<Receiver>,
+}
+
+impl<S: Clone> Clone for Webhook<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            receiver: Arc::clone(&self.receiver),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Webhook<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("inner", &self.inner)
+            .field("receiver", &self.receiver)
+            .finish()
+    }
+}
+
+impl<S> Webhook<S> {
+    pub(crate) fn new(inner: S, receiver: Arc<Receiver>) -> Self {
+        Self { inner, receiver }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+fn convert<B: From<Bytes>>(r: Response<Bytes>) -> Response<B> {
+    r.map(B::from)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Webhook<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: std::error::Error + Send + Sync + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // tower: the clone may not be ready; use the one we polled and leave the clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let rx = Arc::clone(&self.receiver);
+        ResponseFuture::new(async move {
+            let (parts, body) = req.into_parts();
+            let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
+            let limit = match rx.precheck(&head) {
+                Ok(limit) => limit,
+                Err(answer) => return Ok(convert(answer)),
+            };
+            let bytes = match Limited::new(body, limit).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    let r = if e.is::<http_body_util::LengthLimitError>() {
+                        Rejection::BodyTooLarge { limit }
+                    } else {
+                        Rejection::BodyReadFailed
+                    };
+                    return Ok(convert(rx.reject(&r)));
+                }
+            };
+            let budget = rx.budget();
+            let reply = rx
+                .deliver(&head, bytes, |delivery| {
+                    let mut req = Request::new(ReqBody::from(delivery.body().clone()));
+                    *req.method_mut() = parts.method.clone();
+                    *req.uri_mut() = parts.uri.clone();
+                    *req.version_mut() = parts.version;
+                    *req.headers_mut() = parts.headers.clone();
+                    *req.extensions_mut() = parts.extensions.clone();
+                    req.extensions_mut().insert(delivery);
+                    async move {
+                        let fut = inner.call(req);
+                        let res = match budget {
+                            Some(b) => match tokio::time::timeout(b, fut).await {
+                                Ok(r) => r,
+                                Err(_) => return HandlerOutcome::TimedOut,
+                            },
+                            None => fut.await,
+                        };
+                        match res {
+                            Ok(response) => {
+                                let success = response.status().is_success();
+                                HandlerOutcome::Responded { response, success }
+                            }
+                            Err(e) => HandlerOutcome::Failed(e),
+                        }
+                    }
+                })
+                .await?;
+            Ok(match reply {
+                Reply::Handler(r) => r,
+                Reply::Respond(r) => convert(r),
+            })
+        })
+    }
+}

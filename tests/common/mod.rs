@@ -1,0 +1,628 @@
+//! The conformance table: the same cases, run against every adapter through a real server on
+//! 127.0.0.1. An adapter's test starts its server with [`routes`]'s settings and a handler
+//! built on [`Handler`], then calls [`run_all`].
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookguard_core::clock::ManualClock;
+use hookguard_core::dedupe::{Dedupe, MemoryStore};
+use hookguard_core::schemes::{BuildWorkPro, GitHub, Hcss, Procore};
+use hookguard_core::{Delivery, Scheme, SignParams, Verifier};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The fixed "now" of every receiver in the suite.
+pub const NOW: u64 = 1_700_000_000;
+pub const BWP_SECRET: &str = "whsec_conformance_new";
+pub const BWP_OLD_SECRET: &str = "whsec_conformance_old";
+pub const PROCORE_TOKEN: &str = "Bearer procore-conformance";
+pub const OWN_APP: &str = "our-app-42";
+pub const HCSS_TOKEN: &str = "hcss-url-token";
+pub const GITHUB_SECRET: &str = "gh-conformance";
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// One protected route of the conformance server: path and the verifier + dedupe it uses.
+pub struct Route {
+    pub path: &'static str,
+    pub verifier: Verifier,
+    pub dedupe: Dedupe,
+}
+
+/// The routes every adapter must serve, each with its own in-memory store.
+pub fn routes() -> Vec<Route> {
+    let clock = ManualClock::new(NOW);
+    let dedupe = || Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30));
+    vec![
+        Route {
+            path: "/bwp",
+            verifier: Verifier::builder(BuildWorkPro::new())
+                .secrets([BWP_OLD_SECRET, BWP_SECRET])
+                .clock(clock.clone())
+                .max_body(MAX_BODY)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+        },
+        Route {
+            path: "/procore",
+            verifier: Verifier::builder(Procore::new())
+                .secret(PROCORE_TOKEN)
+                .ignore_source_application(OWN_APP)
+                .max_body(MAX_BODY)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+        },
+        Route {
+            path: "/hcss",
+            verifier: Verifier::builder(Hcss::new())
+                .secret(HCSS_TOKEN)
+                .max_body(MAX_BODY)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+        },
+        Route {
+            path: "/github",
+            verifier: Verifier::builder(GitHub::new())
+                .secret(GITHUB_SECRET)
+                .max_body(MAX_BODY)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+        },
+    ]
+}
+
+/// The application handler's behaviour, shared by every adapter: counts calls per dedupe key;
+/// ids containing `fail_once` fail (500) the first time; ids containing `slow` take 1.5 s.
+#[derive(Clone, Default)]
+pub struct Handler {
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Handler {
+    /// Runs the handler for a verified delivery; returns the status to answer.
+    pub async fn handle(&self, d: &Delivery) -> u16 {
+        let key = d.dedupe_key().unwrap_or("none").to_owned();
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if key.contains("slow") {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        if key.contains("fail_once") && n == 1 {
+            return 500;
+        }
+        204
+    }
+
+    /// How often the handler ran for a dedupe key.
+    pub fn calls(&self, key: &str) -> u32 {
+        self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+}
+
+/// A raw HTTP/1.1 exchange, so the suite controls framing (declared lengths, chunking).
+pub struct Answer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn code(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("error").and_then(|e| e.as_str()).map(str::to_owned)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// How the body is framed on the wire.
+#[derive(Clone, Copy)]
+pub enum Framing {
+    Length,
+    Chunked,
+    /// Declare this Content-Length but send no body.
+    Declared(usize),
+}
+
+pub async fn send(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    framing: Framing,
+) -> Answer {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match framing {
+        Framing::Length => req.push_str(&format!("content-length: {}\r\n\r\n", body.len())),
+        Framing::Chunked => req.push_str("transfer-encoding: chunked\r\n\r\n"),
+        Framing::Declared(n) => req.push_str(&format!("content-length: {n}\r\n\r\n")),
+    }
+    let mut wire = req.into_bytes();
+    match framing {
+        Framing::Length => wire.extend_from_slice(body),
+        Framing::Chunked => {
+            for chunk in body.chunks(8 * 1024) {
+                wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+        }
+        Framing::Declared(_) => {}
+    }
+    // The server may answer (413) and close before reading everything: ignore write errors.
+    let _ = s.write_all(&wire).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> Answer {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let raw = &buf[end + 4..];
+    let body = if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(raw)
+    } else {
+        raw.to_vec()
+    };
+    Answer { status, headers, body }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = raw.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&raw[..p]).unwrap().trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[p + 2..p + 2 + n]);
+        raw = &raw[p + 4 + n..];
+    }
+    out
+}
+
+fn signed(scheme: &dyn Scheme, secret: &str, body: &[u8], ts: u64) -> Vec<(String, String)> {
+    let s = scheme.sign(secret, body, &SignParams::new(ts)).unwrap();
+    let mut h: Vec<(String, String)> = s
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    h.push(("content-type".into(), "application/json".into()));
+    h
+}
+
+fn bwp_body(id: &str, kind: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"bidId":9}}}}"#
+    )
+    .into_bytes()
+}
+
+fn bwp(id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = bwp_body(id, "bid.accepted");
+    (signed(&BuildWorkPro::new(), BWP_SECRET, &body, NOW), body)
+}
+
+fn procore_body(ulid: &str, app: Option<&str>) -> Vec<u8> {
+    let app = app.map(|a| format!("\"{a}\"")).unwrap_or_else(|| "null".into());
+    format!(
+        r#"{{"api_version":"v2","company_id":6452,"event_type":"create","id":5982324300946918154,"metadata":{{"source_application_id":{app},"source_company_id":6452,"source_operation_id":null,"source_project_id":219542,"source_user_id":1469242}},"project_id":219542,"resource_id":245510722,"resource_name":"Purchase Order Contract Line Items","timestamp":"2020-07-20T15:22:01.353581Z","ulid":"{ulid}","user_id":1469242}}"#
+    )
+    .into_bytes()
+}
+
+/// What one step must answer.
+struct Expect {
+    status: u16,
+    code: Option<&'static str>,
+}
+
+const OK: Expect = Expect {
+    status: 204,
+    code: None,
+};
+const fn rej(status: u16, code: &'static str) -> Expect {
+    Expect {
+        status,
+        code: Some(code),
+    }
+}
+
+/// Runs every case; panics with the list of every mismatch.
+pub async fn run_all(addr: &str, handler: &Handler) {
+    let failures = std::cell::RefCell::new(Vec::new());
+    let check = |case: &str, a: &Answer, e: &Expect| {
+        if a.status != e.status || (e.code.is_some() && a.code().as_deref() != e.code) {
+            failures.borrow_mut().push(format!(
+                "{case}: expected {} {:?}, got {} {:?} ({})",
+                e.status,
+                e.code,
+                a.status,
+                a.code(),
+                String::from_utf8_lossy(&a.body)
+            ));
+        }
+    };
+    let post = |path: &'static str, h: Vec<(String, String)>, body: Vec<u8>| async move {
+        send(addr, "POST", path, &h, &body, Framing::Length).await
+    };
+
+    // --- BuildWorkPro: authenticity and replay window.
+    let (h, b) = bwp("evt_valid");
+    let a = post("/bwp", h, b).await;
+    check("valid", &a, &OK);
+    check(
+        "valid handled once",
+        &Answer {
+            status: handler.calls("buildworkpro:evt_valid") as u16,
+            headers: HashMap::new(),
+            body: vec![],
+        },
+        &Expect { status: 1, code: None },
+    );
+
+    let (h, mut b) = bwp("evt_tampered_body");
+    b[10] ^= 1;
+    check(
+        "tampered body",
+        &post("/bwp", h, b).await,
+        &rej(401, "signature_mismatch"),
+    );
+
+    let (mut h, b) = bwp("evt_tampered_header");
+    let v = &mut h[0].1;
+    let last = v.pop().unwrap();
+    v.push(if last == '0' { '1' } else { '0' });
+    check(
+        "tampered header",
+        &post("/bwp", h, b).await,
+        &rej(401, "signature_mismatch"),
+    );
+
+    for (name, ts, expect) in [
+        ("stale at -300 s (edge, accepted)", NOW - 300, OK),
+        ("stale at -301 s", NOW - 301, rej(400, "timestamp_out_of_window")),
+        ("future at +300 s (edge, accepted)", NOW + 300, OK),
+        ("future at +301 s", NOW + 301, rej(400, "timestamp_out_of_window")),
+    ] {
+        let body = bwp_body(&format!("evt_ts_{ts}"), "bid.created");
+        let h = signed(&BuildWorkPro::new(), BWP_SECRET, &body, ts);
+        check(name, &post("/bwp", h, body).await, &expect);
+    }
+
+    let body = bwp_body("evt_old_secret", "bid.created");
+    check(
+        "rotated: old secret still accepted",
+        &post(
+            "/bwp",
+            signed(&BuildWorkPro::new(), BWP_OLD_SECRET, &body, NOW),
+            body.clone(),
+        )
+        .await,
+        &OK,
+    );
+    let body = bwp_body("evt_unknown_secret", "bid.created");
+    check(
+        "unknown secret",
+        &post("/bwp", signed(&BuildWorkPro::new(), "whsec_other", &body, NOW), body).await,
+        &rej(401, "signature_mismatch"),
+    );
+
+    for (name, value, expect) in [
+        ("empty v1=", format!("t={NOW},v1="), rej(400, "malformed_signature")),
+        ("short v1", format!("t={NOW},v1=abcd"), rej(400, "malformed_signature")),
+        ("garbage", "nonsense".to_owned(), rej(400, "malformed_signature")),
+        (
+            "no timestamp",
+            format!("v1={}", "0".repeat(64)),
+            rej(400, "malformed_signature"),
+        ),
+        (
+            "too many signatures",
+            format!("t={NOW}{}", ",v1=00".repeat(40)),
+            rej(400, "too_many_signatures"),
+        ),
+    ] {
+        let body = bwp_body("evt_bad_sig", "bid.created");
+        let h = vec![("buildworkpro-signature".to_owned(), value)];
+        check(name, &post("/bwp", h, body).await, &expect);
+    }
+    check(
+        "missing signature",
+        &post("/bwp", vec![], bwp_body("evt_nosig", "bid.created")).await,
+        &rej(401, "missing_signature"),
+    );
+    check(
+        "huge header",
+        &post(
+            "/bwp",
+            vec![("buildworkpro-signature".into(), "v".repeat(5000))],
+            bwp_body("e", "x"),
+        )
+        .await,
+        &rej(431, "header_too_large"),
+    );
+
+    // --- Dedupe.
+    let (h, b) = bwp("evt_dup");
+    check("duplicate: first", &post("/bwp", h.clone(), b.clone()).await, &OK);
+    let a = post("/bwp", h, b).await;
+    check(
+        "duplicate: done → 200",
+        &a,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if !String::from_utf8_lossy(&a.body).contains("duplicate") || handler.calls("buildworkpro:evt_dup") != 1 {
+        failures.borrow_mut().push(format!(
+            "duplicate: handler ran {} times, body {:?}",
+            handler.calls("buildworkpro:evt_dup"),
+            String::from_utf8_lossy(&a.body)
+        ));
+    }
+
+    let (h, b) = bwp("evt_slow_inflight");
+    let first = tokio::spawn({
+        let (addr, h, b) = (addr.to_owned(), h.clone(), b.clone());
+        async move { send(&addr, "POST", "/bwp", &h, &b, Framing::Length).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = post("/bwp", h, b).await;
+    check("in flight: copy → 429", &second, &rej(429, "duplicate_in_flight"));
+    if second.header("retry-after").is_none() {
+        failures.borrow_mut().push("in flight: no Retry-After".into());
+    }
+    check("in flight: original", &first.await.unwrap(), &OK);
+    if handler.calls("buildworkpro:evt_slow_inflight") != 1 {
+        failures
+            .borrow_mut()
+            .push("in flight: handler did not run exactly once".into());
+    }
+
+    let (h, b) = bwp("evt_fail_once");
+    check(
+        "handler failure → 500",
+        &post("/bwp", h.clone(), b.clone()).await,
+        &Expect {
+            status: 500,
+            code: None,
+        },
+    );
+    check(
+        "retry after failure → handled",
+        &post("/bwp", h.clone(), b.clone()).await,
+        &OK,
+    );
+    check(
+        "after success → duplicate",
+        &post("/bwp", h, b).await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if handler.calls("buildworkpro:evt_fail_once") != 2 {
+        failures.borrow_mut().push(format!(
+            "failure then retry: handler ran {} times, want 2",
+            handler.calls("buildworkpro:evt_fail_once")
+        ));
+    }
+
+    // --- Body bounds.
+    let big = bwp_body(&format!("evt_big_{}", "x".repeat(MAX_BODY)), "bid.created");
+    let h = signed(&BuildWorkPro::new(), BWP_SECRET, &big, NOW);
+    check(
+        "declared length over limit",
+        &send(addr, "POST", "/bwp", &h, &[], Framing::Declared(MAX_BODY + 1)).await,
+        &rej(413, "body_too_large"),
+    );
+    check(
+        "chunked body over limit",
+        &send(addr, "POST", "/bwp", &h, &big, Framing::Chunked).await,
+        &rej(413, "body_too_large"),
+    );
+    let (h, b) = bwp("evt_chunked_ok");
+    check(
+        "chunked body within limit",
+        &send(addr, "POST", "/bwp", &h, &b, Framing::Chunked).await,
+        &OK,
+    );
+
+    // --- Payload shapes.
+    let body = bwp_body("evt_unknown_type", "widget.exploded");
+    check(
+        "unknown event type reaches the handler",
+        &post("/bwp", signed(&BuildWorkPro::new(), BWP_SECRET, &body, NOW), body).await,
+        &OK,
+    );
+    let raw: Vec<u8> = vec![0xff, 0xfe, 0x00, 0x80, b'{'];
+    let mut h = signed(&GitHub::new(), GITHUB_SECRET, &raw, NOW);
+    h.push(("x-github-delivery".into(), "gh-non-utf8".into()));
+    check(
+        "non-UTF-8 body verifies (GitHub)",
+        &post("/github", h, raw.clone()).await,
+        &OK,
+    );
+    check(
+        "non-UTF-8 body on a JSON provider",
+        &post("/bwp", signed(&BuildWorkPro::new(), BWP_SECRET, &raw, NOW), raw).await,
+        &rej(400, "invalid_payload"),
+    );
+    check(
+        "wrong method",
+        &send(addr, "PUT", "/bwp", &[], b"", Framing::Length).await,
+        &rej(405, "method_not_allowed"),
+    );
+
+    // --- HCSS challenge echo.
+    let a = send(addr, "GET", "/hcss?challenge=abc123", &[], b"", Framing::Length).await;
+    check(
+        "challenge echo",
+        &a,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if a.body != b"abc123"
+        || a.header("content-type").is_none_or(|c| !c.starts_with("text/plain"))
+        || a.header("x-content-type-options") != Some("nosniff")
+    {
+        failures.borrow_mut().push(format!(
+            "challenge echo: body {:?}, headers {:?}",
+            String::from_utf8_lossy(&a.body),
+            a.headers
+        ));
+    }
+    let a = send(
+        addr,
+        "GET",
+        "/hcss?challenge=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+        b"",
+        Framing::Length,
+    )
+    .await;
+    if a.status != 200
+        || a.body != b"<script>alert(1)</script>"
+        || a.header("x-content-type-options") != Some("nosniff")
+        || a.header("content-type").is_none_or(|c| !c.starts_with("text/plain"))
+    {
+        failures.borrow_mut().push(format!(
+            "hostile challenge: {} {:?} {:?}",
+            a.status,
+            String::from_utf8_lossy(&a.body),
+            a.headers
+        ));
+    }
+    let long = format!("/hcss?challenge={}", "a".repeat(2000));
+    check(
+        "over-long challenge",
+        &send(addr, "GET", &long, &[], b"", Framing::Length).await,
+        &rej(400, "challenge_too_long"),
+    );
+    check(
+        "missing challenge",
+        &send(addr, "GET", "/hcss", &[], b"", Framing::Length).await,
+        &rej(400, "challenge_missing"),
+    );
+    let ev = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e1"}"#.to_vec();
+    check(
+        "HCSS event with URL token",
+        &send(
+            addr,
+            "POST",
+            &format!("/hcss?token={HCSS_TOKEN}"),
+            &[],
+            &ev,
+            Framing::Length,
+        )
+        .await,
+        &OK,
+    );
+    check(
+        "HCSS event again → duplicate",
+        &send(
+            addr,
+            "POST",
+            &format!("/hcss?token={HCSS_TOKEN}"),
+            &[],
+            &ev,
+            Framing::Length,
+        )
+        .await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    check(
+        "HCSS event without token",
+        &send(addr, "POST", "/hcss", &[], &ev, Framing::Length).await,
+        &rej(401, "unauthorized"),
+    );
+
+    // --- Procore.
+    let auth = |v: &str| {
+        vec![
+            ("authorization".to_owned(), v.to_owned()),
+            ("content-type".into(), "application/json".into()),
+        ]
+    };
+    let b = procore_body("01EDPD2J6SBY1163N77H95GW09", None);
+    check(
+        "procore right Authorization",
+        &post("/procore", auth(PROCORE_TOKEN), b.clone()).await,
+        &OK,
+    );
+    check(
+        "procore duplicate ULID",
+        &post("/procore", auth(PROCORE_TOKEN), b.clone()).await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    check(
+        "procore wrong Authorization",
+        &post("/procore", auth("Bearer wrong"), b.clone()).await,
+        &rej(401, "unauthorized"),
+    );
+    check(
+        "procore missing Authorization",
+        &post("/procore", vec![], b).await,
+        &rej(401, "unauthorized"),
+    );
+    let own = procore_body("01EDPD2J6SBY1163N77H95GW10", Some(OWN_APP));
+    let a = post("/procore", auth(PROCORE_TOKEN), own).await;
+    check(
+        "procore own-app event ignored",
+        &a,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if handler.calls("procore:01EDPD2J6SBY1163N77H95GW10") != 0 || !String::from_utf8_lossy(&a.body).contains("ignored")
+    {
+        failures
+            .borrow_mut()
+            .push("procore own-app event reached the handler".into());
+    }
+
+    let failures = failures.into_inner();
+    assert!(
+        failures.is_empty(),
+        "{} conformance failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
