@@ -34,11 +34,11 @@
 //!
 //! # Outages: fail-closed by default
 //!
-//! The store talks to Redis through a [`ConnectionManager`](redis::aio::ConnectionManager),
-//! which reconnects after the connection drops. Every call is bounded by short timeouts
-//! (connect 1 s, response 500 ms, whole call [connect + response](RedisStoreBuilder::call_timeout)
-//! by default), so an unreachable or hung Redis turns into a [`StoreError`] quickly rather
-//! than into piled-up requests.
+//! The store talks to Redis through a [`ConnectionManager`], which reconnects after the
+//! connection drops. Every call is bounded by short timeouts (by default: connect 1 s,
+//! response 500 ms, whole call [connect + response](RedisStoreBuilder::call_timeout)), so an
+//! unreachable or hung Redis turns into a [`StoreError`] quickly rather than into piled-up
+//! requests.
 //!
 //! What a [`StoreError`] means for a delivery is the [`Dedupe`](hookguard_core::dedupe::Dedupe)
 //! policy's choice:
@@ -54,7 +54,12 @@
 //!   Choose it only when handlers are idempotent on their own.
 //!
 //! [`RedisStore::connect`] itself fails when Redis is unreachable at startup (so a
-//! misconfigured URL is noticed at once); outages after that are absorbed by reconnecting.
+//! misconfigured URL is noticed at once). After that, calls fail while Redis is down and the
+//! store reconnects by itself when it is back; it never needs to be rebuilt.
+//!
+//! A call that times out may still have been carried out by Redis. A claim nobody learned
+//! about then blocks copies of that delivery until its lease expires: they are answered as
+//! in flight, the sender retries, and the delivery is handled after the lease.
 //!
 //! # Operating Redis for dedupe
 //!
@@ -109,13 +114,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// ```
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The default number of reconnection attempts after a failed (re)connect, before calls
-/// fail until the next call starts a new round of attempts.
+/// The default number of retries of a failed (re)connection attempt.
+///
+/// Calls waiting for a reconnection fail once its retries are exhausted, and the next call
+/// starts a new reconnection; so while Redis is down, calls fail after about one backoff
+/// delay (≈ 100–200 ms with one retry), and the first call after Redis is back succeeds.
 ///
 /// ```
-/// assert_eq!(hookguard_redis::DEFAULT_RECONNECT_RETRIES, 3);
+/// assert_eq!(hookguard_redis::DEFAULT_RECONNECT_RETRIES, 1);
 /// ```
-pub const DEFAULT_RECONNECT_RETRIES: usize = 3;
+pub const DEFAULT_RECONNECT_RETRIES: usize = 1;
 
 /// Backoff between reconnection attempts: starts near this, doubles, jittered.
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
@@ -335,9 +343,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many times a failed (re)connection is retried, with jittered exponential backoff
-    /// from 100 ms up to 1 s, before calls fail; the next call then starts a new round
-    /// (default [`DEFAULT_RECONNECT_RETRIES`]).
+    /// How many times a failed (re)connection attempt is retried, with jittered exponential
+    /// backoff from 100 ms up to 1 s, before the calls waiting for it fail; the next call then
+    /// starts a new reconnection (default [`DEFAULT_RECONNECT_RETRIES`]). More retries ride
+    /// out longer blips, but make every call during an outage wait longer before it fails
+    /// (three retries: about 1 s), still bounded by the [call timeout](Self::call_timeout).
     ///
     /// ```
     /// let b = hookguard_redis::RedisStore::builder("redis://127.0.0.1").reconnect_retries(5);

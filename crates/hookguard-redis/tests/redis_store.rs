@@ -34,7 +34,11 @@ async fn store_at(url: &str, prefix: &str) -> RedisStore {
 }
 
 async fn admin(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 fn new(c: Claim) -> ClaimToken {
@@ -58,14 +62,26 @@ impl Server {
 
     fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--daemonize", "no", "--dir"])
             .arg(std::env::temp_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let server = Self { port, child: Some(child) };
+        let server = Self {
+            port,
+            child: Some(child),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !server.answers() {
             assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
@@ -75,7 +91,9 @@ impl Server {
     }
 
     fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let mut line = String::new();
         s.write_all(b"PING\r\n").is_ok() && BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG")
@@ -100,8 +118,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT"); // a stopped process must run to die promptly
+        if let Some(child) = &self.child {
+            // A stopped process must continue to die promptly; never panic in drop.
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
         }
         self.kill();
     }
@@ -138,7 +157,10 @@ async fn two_phase_protocol() {
     assert!(store.release(&t).await.unwrap());
     assert!(!store.release(&t).await.unwrap(), "released twice");
     let t2 = new(store.claim("bwp:evt_1", LEASE).await.unwrap());
-    assert!(!store.complete(&t, RETENTION).await.unwrap(), "a released token cannot complete");
+    assert!(
+        !store.complete(&t, RETENTION).await.unwrap(),
+        "a released token cannot complete"
+    );
 
     // Completed: copies are answered as done, and the done key cannot be released.
     assert!(store.complete(&t2, RETENTION).await.unwrap());
@@ -148,9 +170,17 @@ async fn two_phase_protocol() {
 
     // Retention is the TTL of the done marker.
     let mut conn = admin(&redis_url()).await;
-    let pttl: i64 = redis::cmd("PTTL").arg(store.redis_key("bwp:evt_1")).query_async(&mut conn).await.unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(store.redis_key("bwp:evt_1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(pttl > 100_000 && pttl <= 120_000, "{pttl}");
-    let value: String = redis::cmd("GET").arg(store.redis_key("bwp:evt_1")).query_async(&mut conn).await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg(store.redis_key("bwp:evt_1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(value, "done");
 
     // Other keys are independent.
@@ -160,7 +190,10 @@ async fn two_phase_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_replicas_under_concurrency() {
     let prefix = unique_prefix("concurrency");
-    let replicas = [Arc::new(store_at(&redis_url(), &prefix).await), Arc::new(store_at(&redis_url(), &prefix).await)];
+    let replicas = [
+        Arc::new(store_at(&redis_url(), &prefix).await),
+        Arc::new(store_at(&redis_url(), &prefix).await),
+    ];
     for round in 0..16 {
         let key = format!("hcss:evt_{round}");
         let barrier = Arc::new(tokio::sync::Barrier::new(64));
@@ -195,7 +228,11 @@ async fn an_expired_lease_lets_a_retry_in_and_the_late_completion_is_refused() {
     assert!(!store.release(&first).await.unwrap());
     assert_eq!(store.claim("procore:evt_9", LEASE).await.unwrap(), Claim::InFlight);
     let mut conn = admin(&redis_url()).await;
-    let value: String = redis::cmd("GET").arg(store.redis_key("procore:evt_9")).query_async(&mut conn).await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg(store.redis_key("procore:evt_9"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(value, format!("{:032x}", second.token()));
 
     assert!(store.complete(&second, RETENTION).await.unwrap());
@@ -214,14 +251,18 @@ async fn a_claim_is_one_evalsha_round_trip() {
     assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::InFlight);
     let mid = command_calls(&mut conn).await;
     // Inside the scripts: SET NX (both claims), GET (the losing claim). Nothing else.
-    let expected: HashMap<String, u64> = [("evalsha", 2), ("set", 2), ("get", 1)].map(|(k, v)| (k.into(), v)).into();
+    let expected: HashMap<String, u64> = [("evalsha", 2), ("set", 2), ("get", 1)]
+        .map(|(k, v)| (k.into(), v))
+        .into();
     assert_eq!(delta(&before, &mid), expected);
 
     assert!(store.complete(&t, RETENTION).await.unwrap());
     let mid = command_calls(&mut conn).await;
     assert_eq!(store.claim("k", LEASE).await.unwrap(), Claim::Done);
     let after = command_calls(&mut conn).await;
-    let expected: HashMap<String, u64> = [("evalsha", 1), ("set", 1), ("get", 1)].map(|(k, v)| (k.into(), v)).into();
+    let expected: HashMap<String, u64> = [("evalsha", 1), ("set", 1), ("get", 1)]
+        .map(|(k, v)| (k.into(), v))
+        .into();
     assert_eq!(delta(&mid, &after), expected);
 }
 
@@ -237,7 +278,11 @@ async fn outages_fail_fast_and_the_store_recovers() {
     for i in 0..3 {
         let started = Instant::now();
         let err = store.claim(&format!("down{i}"), LEASE).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
         assert!(err.to_string().len() < 80, "{err}");
     }
 
@@ -261,7 +306,11 @@ async fn outages_fail_fast_and_the_store_recovers() {
     server.signal("-STOP");
     let started = Instant::now();
     assert!(store.claim("hung", LEASE).await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     server.signal("-CONT");
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.claim("resumed", LEASE).await.is_err() {
@@ -275,11 +324,21 @@ async fn connect_fails_when_redis_is_unreachable_without_leaking_the_password() 
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("redis://:hunter2-secret@127.0.0.1:{port}");
     let started = Instant::now();
-    let err = RedisStore::builder(url.as_str()).reconnect_retries(1).connect().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let err = RedisStore::builder(url.as_str())
+        .reconnect_retries(1)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let msg = format!("{err} {err:?}");
     assert!(!msg.contains("hunter2") && !msg.contains(&port.to_string()), "{msg}");
-    assert!(format!("{:?}", RedisStore::builder(url.as_str())).find("hunter2").is_none());
+    assert!(format!("{:?}", RedisStore::builder(url.as_str()))
+        .find("hunter2")
+        .is_none());
 }
 
 #[tokio::test]
@@ -291,7 +350,10 @@ async fn long_keys_are_hashed_and_still_deduplicate() {
     let redis_key = store.redis_key(&long);
     assert!(redis_key.starts_with(&format!("{prefix}sha256:")), "{redis_key}");
     assert_eq!(redis_key.len(), prefix.len() + "sha256:".len() + 64);
-    assert_eq!(store.redis_key(&"k".repeat(MAX_KEY_LEN)), format!("{prefix}{}", "k".repeat(MAX_KEY_LEN)));
+    assert_eq!(
+        store.redis_key(&"k".repeat(MAX_KEY_LEN)),
+        format!("{prefix}{}", "k".repeat(MAX_KEY_LEN))
+    );
 
     let t = new(store.claim(&long, LEASE).await.unwrap());
     assert_eq!(t.key(), long, "the token keeps the caller's key");
@@ -301,9 +363,17 @@ async fn long_keys_are_hashed_and_still_deduplicate() {
     assert_eq!(store.claim(&long, LEASE).await.unwrap(), Claim::Done);
 
     let mut conn = admin(&redis_url()).await;
-    let exists: bool = redis::cmd("EXISTS").arg(&redis_key).query_async(&mut conn).await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(exists);
-    let raw: bool = redis::cmd("EXISTS").arg(format!("{prefix}{long}")).query_async(&mut conn).await.unwrap();
+    let raw: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}{long}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(!raw, "the long key itself is never written");
 }
 

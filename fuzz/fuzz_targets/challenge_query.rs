@@ -1,0 +1,12 @@
+#![no_main]
+//! Query strings: challenge echo and URL tokens.
+use hookguard_core::challenge::query_param;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(uri) = format!("/h?{s}").parse::<http::Uri>() else { return };
+    if let Ok(Some(v)) = query_param(&uri, "challenge", 1024) {
+        assert!(v.len() <= 3 * 1024);
+    }
+});
