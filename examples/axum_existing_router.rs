@@ -35,9 +35,10 @@ async fn on_hcss(Verified(event): Verified<HcssEvent>) -> StatusCode {
 
 /// The application as it was before webhooks: a health check and a small JSON API.
 fn existing_router() -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/api/echo", post(|Json(v): Json<serde_json::Value>| async move { Json(v) }))
+    Router::new().route("/health", get(|| async { "ok" })).route(
+        "/api/echo",
+        post(|Json(v): Json<serde_json::Value>| async move { Json(v) }),
+    )
 }
 
 fn secret(name: &str, default: &str) -> String {
@@ -63,7 +64,10 @@ pub fn app() -> Result<Router, ConfigError> {
         .route("/webhooks/buildworkpro", post(on_buildworkpro).layer(bwp))
         .route("/webhooks/procore", post(on_procore).layer(procore))
         // HCSS challenges with GET on the same URL: the layer answers it.
-        .route("/webhooks/hcss", post(on_hcss).get(|| async { StatusCode::OK }).layer(hcss)))
+        .route(
+            "/webhooks/hcss",
+            post(on_hcss).get(|| async { StatusCode::OK }).layer(hcss),
+        ))
 }
 
 #[tokio::main]

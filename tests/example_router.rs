@@ -25,17 +25,44 @@ async fn unrelated_routes_are_untouched_and_webhook_routes_are_protected() {
     assert_eq!(echo.body, br#"{"a":1}"#);
 
     // The same unsigned POST to a webhook route is refused by the layer.
-    let hook = send(&addr, "POST", "/webhooks/buildworkpro", &json, br#"{"a":1}"#, Framing::Length).await;
+    let hook = send(
+        &addr,
+        "POST",
+        "/webhooks/buildworkpro",
+        &json,
+        br#"{"a":1}"#,
+        Framing::Length,
+    )
+    .await;
     assert_eq!((hook.status, hook.code().as_deref()), (401, Some("missing_signature")));
 
     // A genuine delivery reaches the typed handler (204), a copy is answered as a duplicate.
-    let body = br#"{"id":"evt_ex","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":1,"data":{}}"#;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let signed = BuildWorkPro::new().sign("whsec_example", body, &SignParams::new(now)).unwrap();
-    let h: Vec<(String, String)> =
-        signed.headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned())).collect();
-    assert_eq!(send(&addr, "POST", "/webhooks/buildworkpro", &h, body, Framing::Length).await.status, 204);
-    assert_eq!(send(&addr, "POST", "/webhooks/buildworkpro", &h, body, Framing::Length).await.status, 200);
+    let body =
+        br#"{"id":"evt_ex","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":1,"data":{}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = BuildWorkPro::new()
+        .sign("whsec_example", body, &SignParams::new(now))
+        .unwrap();
+    let h: Vec<(String, String)> = signed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        send(&addr, "POST", "/webhooks/buildworkpro", &h, body, Framing::Length)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send(&addr, "POST", "/webhooks/buildworkpro", &h, body, Framing::Length)
+            .await
+            .status,
+        200
+    );
 
     // HCSS challenge on the same URL.
     let c = send(&addr, "GET", "/webhooks/hcss?challenge=xyz", &[], b"", Framing::Length).await;

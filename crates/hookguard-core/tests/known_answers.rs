@@ -9,10 +9,16 @@ use hookguard_core::{Provider, Rejection, RequestHead, Scheme, SignParams, Verdi
 fn verify(v: &Verifier, headers: &[(&str, &str)], uri: &str, body: &[u8]) -> Result<Verdict, Rejection> {
     let mut h = http::HeaderMap::new();
     for (k, val) in headers {
-        h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), val.parse().unwrap());
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            val.parse().unwrap(),
+        );
     }
     let uri: http::Uri = uri.parse().unwrap();
-    v.verify(&RequestHead::new(&http::Method::POST, &uri, &h), Bytes::copy_from_slice(body))
+    v.verify(
+        &RequestHead::new(&http::Method::POST, &uri, &h),
+        Bytes::copy_from_slice(body),
+    )
 }
 
 /// standard-webhooks/standard-webhooks, libraries/python/tests/test_webhooks.py (and the JS tests).
@@ -30,30 +36,54 @@ fn standard_webhooks_reference_vector() {
         ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
     ];
     let d = verify(&v, &ok, "/", body).unwrap();
-    assert_eq!(d.delivery().unwrap().dedupe_key(), Some("standard:msg_p5jXN8AQM9LWM0D4loKWxJek"));
+    assert_eq!(
+        d.delivery().unwrap().dedupe_key(),
+        Some("standard:msg_p5jXN8AQM9LWM0D4loKWxJek")
+    );
     // The reference tests' near miss, and the traps.
-    for sig in ["v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=", "v1,", "v1", "", "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="]
-    {
+    for sig in [
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=",
+        "v1,",
+        "v1",
+        "",
+        "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    ] {
         let h = [ok[0], ok[1], ("webhook-signature", sig)];
         assert!(verify(&v, &h, "/", body).is_err(), "{sig:?} must not verify");
     }
     // Several signatures: any may match.
-    let h = [ok[0], ok[1], ("webhook-signature", "v1,Zm9v v1a,xyz v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")];
+    let h = [
+        ok[0],
+        ok[1],
+        (
+            "webhook-signature",
+            "v1,Zm9v v1a,xyz v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
     assert!(verify(&v, &h, "/", body).is_ok());
 }
 
 /// GitHub docs, "Validating webhook deliveries" → "Testing the webhook payload validation".
 #[test]
 fn github_reference_vector() {
-    let v = Verifier::builder(GitHub::new()).secret("It's a Secret to Everybody").build().unwrap();
+    let v = Verifier::builder(GitHub::new())
+        .secret("It's a Secret to Everybody")
+        .build()
+        .unwrap();
     let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     assert!(verify(&v, &[("x-hub-signature-256", sig)], "/", b"Hello, World!").is_ok());
     assert_eq!(
         verify(&v, &[("x-hub-signature-256", sig)], "/", b"Hello, World?").unwrap_err(),
         Rejection::SignatureMismatch
     );
-    assert_eq!(verify(&v, &[("x-hub-signature-256", "sha256=")], "/", b"x").unwrap_err(), Rejection::MalformedSignature);
-    assert_eq!(verify(&v, &[("x-hub-signature-256", "sha1=ab")], "/", b"x").unwrap_err(), Rejection::MalformedSignature);
+    assert_eq!(
+        verify(&v, &[("x-hub-signature-256", "sha256=")], "/", b"x").unwrap_err(),
+        Rejection::MalformedSignature
+    );
+    assert_eq!(
+        verify(&v, &[("x-hub-signature-256", "sha1=ab")], "/", b"x").unwrap_err(),
+        Rejection::MalformedSignature
+    );
 }
 
 /// Slack docs, "Verifying requests from Slack" (worked example).
@@ -67,7 +97,10 @@ fn slack_reference_vector() {
         .unwrap();
     let h = [
         ("x-slack-request-timestamp", "1531420618"),
-        ("x-slack-signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"),
+        (
+            "x-slack-signature",
+            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+        ),
     ];
     assert!(verify(&v, &h, "/", body.as_bytes()).is_ok());
     let stale = Verifier::builder(Slack::new())
@@ -75,7 +108,10 @@ fn slack_reference_vector() {
         .clock(ManualClock::new(1531420618 + 301))
         .build()
         .unwrap();
-    assert_eq!(verify(&stale, &h, "/", body.as_bytes()).unwrap_err(), Rejection::TimestampOutOfWindow);
+    assert_eq!(
+        verify(&stale, &h, "/", body.as_bytes()).unwrap_err(),
+        Rejection::TimestampOutOfWindow
+    );
 }
 
 /// stripe/stripe-dotnet, src/StripeTests/Services/Events/EventUtilityTest.cs.
@@ -83,7 +119,11 @@ fn slack_reference_vector() {
 fn stripe_reference_vector() {
     let body = include_bytes!("vectors/stripe_event.json");
     let header = "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
-    let v = Verifier::builder(Stripe::new()).secret("webhook_secret").clock(ManualClock::new(1533204720)).build().unwrap();
+    let v = Verifier::builder(Stripe::new())
+        .secret("webhook_secret")
+        .clock(ManualClock::new(1533204720))
+        .build()
+        .unwrap();
     let d = verify(&v, &[("stripe-signature", header)], "/", body).unwrap();
     assert_eq!(d.delivery().unwrap().event_type(), Some("customer.created"));
     // Trailing newline is part of the signed bytes.
@@ -94,11 +134,22 @@ fn stripe_reference_vector() {
 fn slack_url_verification_is_a_signed_challenge() {
     let body = br#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
     let s = Slack::new().sign("sec", body, &SignParams::new(100)).unwrap();
-    let v = Verifier::builder(Slack::new()).secret("sec").clock(ManualClock::new(100)).build().unwrap();
-    let h: Vec<(String, String)> = s.headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned())).collect();
+    let v = Verifier::builder(Slack::new())
+        .secret("sec")
+        .clock(ManualClock::new(100))
+        .build()
+        .unwrap();
+    let h: Vec<(String, String)> = s
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
     let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     match verify(&v, &h, "/", body).unwrap() {
-        Verdict::Challenge(a) => assert_eq!(a.value().as_ref(), b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"),
+        Verdict::Challenge(a) => assert_eq!(
+            a.value().as_ref(),
+            b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -132,7 +183,11 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
         let scheme = schemes::for_provider(p).unwrap();
         for count in 1..=3 {
             let secrets: Vec<String> = (0..count).map(|i| secret_for(p, i)).collect();
-            let v = Verifier::builder_arc(scheme.clone()).secrets(&secrets).clock(ManualClock::new(NOW)).build().unwrap();
+            let v = Verifier::builder_arc(scheme.clone())
+                .secrets(&secrets)
+                .clock(ManualClock::new(NOW))
+                .build()
+                .unwrap();
             for signer in &secrets {
                 for (offset, ok) in [(0i64, true), (-300, true), (300, true), (-301, false), (301, false)] {
                     let ts = (NOW as i64 + offset) as u64;
@@ -144,7 +199,10 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
                         Some((k, val)) => format!("/h?{k}={val}").parse().unwrap(),
                         None => "/h".parse().unwrap(),
                     };
-                    let r = v.verify(&RequestHead::new(&http::Method::POST, &uri, &h), Bytes::from_static(body));
+                    let r = v.verify(
+                        &RequestHead::new(&http::Method::POST, &uri, &h),
+                        Bytes::from_static(body),
+                    );
                     let expect_ok = ok || !scheme.has_timestamp();
                     assert_eq!(r.is_ok(), expect_ok, "{p} count={count} offset={offset}: {r:?}");
                     if !expect_ok {
@@ -154,14 +212,19 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
             }
             // A secret that is not configured never verifies.
             let stranger = secret_for(p, 9);
-            let signed = scheme.sign(&stranger, sample(p), &SignParams::new(NOW).id("msg_rt")).unwrap();
+            let signed = scheme
+                .sign(&stranger, sample(p), &SignParams::new(NOW).id("msg_rt"))
+                .unwrap();
             let mut h = http::HeaderMap::new();
             h.extend(signed.headers);
             let uri: http::Uri = match signed.query {
                 Some((k, val)) => format!("/h?{k}={val}").parse().unwrap(),
                 None => "/h".parse().unwrap(),
             };
-            let r = v.verify(&RequestHead::new(&http::Method::POST, &uri, &h), Bytes::from_static(sample(p)));
+            let r = v.verify(
+                &RequestHead::new(&http::Method::POST, &uri, &h),
+                Bytes::from_static(sample(p)),
+            );
             assert!(r.is_err(), "{p}: a stranger's secret verified");
         }
     }
@@ -169,9 +232,15 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
 
 #[test]
 fn secrets_never_appear_in_debug_output() {
-    let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_TOPSECRET").build().unwrap();
+    let v = Verifier::builder(BuildWorkPro::new())
+        .secret("whsec_TOPSECRET")
+        .build()
+        .unwrap();
     assert!(!format!("{v:?}").contains("TOPSECRET"));
-    let v = Verifier::builder(Procore::new()).secret("Bearer TOPSECRET").build().unwrap();
+    let v = Verifier::builder(Procore::new())
+        .secret("Bearer TOPSECRET")
+        .build()
+        .unwrap();
     assert!(!format!("{v:?}").contains("TOPSECRET"));
     let v = Verifier::builder(Hcss::new()).secret("TOPSECRET").build().unwrap();
     assert!(!format!("{v:?}").contains("TOPSECRET"));
@@ -194,6 +263,9 @@ fn procore_ids_keep_full_precision_and_v4_is_supported() {
 fn empty_secret_lists_are_refused() {
     assert!(Verifier::builder(GitHub::new()).build().is_err());
     assert!(Verifier::builder(Procore::new()).secret("").build().is_err());
-    assert!(Verifier::builder(GitHub::new()).secrets((0..17).map(|i| i.to_string())).build().is_err());
+    assert!(Verifier::builder(GitHub::new())
+        .secrets((0..17).map(|i| i.to_string()))
+        .build()
+        .is_err());
     let _ = Scheme::provider(&GitHub::new());
 }
