@@ -23,6 +23,12 @@ pub mod tower {
     pub use hookguard_tower::*;
 }
 
+/// The actix-web middleware and extractors (feature `actix`).
+#[cfg(feature = "actix")]
+pub mod actix {
+    pub use hookguard_actix::*;
+}
+
 /// The Redis dedupe store for several receiver replicas (feature `redis`).
 #[cfg(feature = "redis")]
 pub mod redis {

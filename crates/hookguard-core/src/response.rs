@@ -49,3 +49,16 @@ pub fn duplicate() -> Response<Bytes> {
 pub fn ignored() -> Response<Bytes> {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ignored"}"#))
 }
+
+/// `500 {"error":code,"message":message}`: a wiring mistake in the application (an extractor
+/// used without its middleware), in the same shape as every rejection, logged at `error`.
+///
+/// ```
+/// let r = hookguard_core::response::misconfigured("missing_webhook_layer", "add the layer");
+/// assert_eq!(r.status(), 500);
+/// ```
+pub fn misconfigured(code: &'static str, message: &'static str) -> Response<Bytes> {
+    tracing::error!(code, "{message}");
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    json(StatusCode::INTERNAL_SERVER_ERROR, Bytes::from(body))
+}

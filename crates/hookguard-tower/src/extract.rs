@@ -2,10 +2,8 @@
 
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use hookguard_core::{ChallengeAnswer, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
 use http::request::Parts;
-use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// Why an extractor could not produce a verified delivery. Answers with the same status,
@@ -17,26 +15,23 @@ pub enum VerifiedRejection {
     Rejected(Rejection),
     /// A genuine challenge: answered with the echo, not a handler call.
     Challenge(ChallengeAnswer),
+    /// A genuine delivery the configuration filters out (your own Procore application's
+    /// change): answered `200 {"status":"ignored"}`, not a handler call.
+    Ignored,
     /// [`Verified`] was used on a route without [`WebhookLayer`](crate::WebhookLayer).
     MissingLayer,
 }
+
+const MISSING_LAYER: &str = "Verified<T> needs hookguard_tower::WebhookLayer on this route";
 
 impl IntoResponse for VerifiedRejection {
     fn into_response(self) -> Response {
         let r = match self {
             VerifiedRejection::Rejected(r) => hookguard_core::response::rejection(&r),
             VerifiedRejection::Challenge(a) => a.into_response(),
+            VerifiedRejection::Ignored => hookguard_core::response::ignored(),
             VerifiedRejection::MissingLayer => {
-                tracing::error!("hookguard Verified<T> used on a route without hookguard_tower::WebhookLayer");
-                let mut r = http::Response::new(Bytes::from_static(
-                    br#"{"error":"missing_webhook_layer","message":"Verified<T> needs hookguard_tower::WebhookLayer on this route"}"#,
-                ));
-                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                r
+                hookguard_core::response::misconfigured("missing_webhook_layer", MISSING_LAYER)
             }
         };
         r.map(axum::body::Body::from)
@@ -48,9 +43,8 @@ impl std::fmt::Display for VerifiedRejection {
         match self {
             VerifiedRejection::Rejected(r) => r.fmt(f),
             VerifiedRejection::Challenge(_) => f.write_str("challenge answered"),
-            VerifiedRejection::MissingLayer => {
-                f.write_str("Verified<T> needs hookguard_tower::WebhookLayer on this route")
-            }
+            VerifiedRejection::Ignored => f.write_str("delivery ignored by configuration"),
+            VerifiedRejection::MissingLayer => f.write_str(MISSING_LAYER),
         }
     }
 }
@@ -163,7 +157,8 @@ where
             })
         })?;
         match verifier.verify(&head, bytes).map_err(VerifiedRejection::Rejected)? {
-            Verdict::Deliver(d) | Verdict::Ignored(d) => d.json().map(Verify).map_err(VerifiedRejection::Rejected),
+            Verdict::Deliver(d) => d.json().map(Verify).map_err(VerifiedRejection::Rejected),
+            Verdict::Ignored(_) => Err(VerifiedRejection::Ignored),
             Verdict::Challenge(a) => Err(VerifiedRejection::Challenge(a)),
             _ => Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
         }

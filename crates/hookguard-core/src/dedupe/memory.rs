@@ -51,9 +51,14 @@ struct Shard {
 
 /// A thread-safe, bounded, in-memory [`DedupeStore`] for a single receiver process.
 ///
-/// **Memory:** about 25 bytes per remembered key in the hash tables (16-byte digest, 8-byte
-/// value, 1 control byte), 50–60 bytes per key including table slack; measured in
-/// `BENCHMARKS.md`. Memory stays flat once `capacity` is reached: the oldest keys are evicted.
+/// **Capacity:** keys live in two generations per shard, each sized to fill a power-of-two
+/// hash table (so `capacity` is rounded down to that); when the newer generation is full the
+/// older one is dropped. The store therefore remembers between half and all of its capacity,
+/// the most recent keys first.
+///
+/// **Memory:** 25 bytes per slot (16-byte keyed digest, 8-byte expiry+token, 1 control byte),
+/// slots at most 7/8 full: about 29 bytes per remembered key when full, allocated once at
+/// construction and flat from then on, whatever the flood of ids (measured in `BENCHMARKS.md`).
 /// Several receiver replicas need a shared store (`hookguard-redis`).
 ///
 /// ```
@@ -121,14 +126,16 @@ impl MemoryStoreBuilder {
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let shards = self.shards.clamp(1, 1024).next_power_of_two();
-        let half_shard = (self.capacity / shards / 2).max(1);
+        let half_shard = table_fit(self.capacity / shards / 2);
         let epoch = self.clock.now_unix();
         MemoryStore {
             shards: (0..shards)
                 .map(|_| {
+                    // Both generations are allocated once at their final size (untouched slots
+                    // are not resident); rotation swaps and clears, so memory never moves again.
                     Mutex::new(Shard {
-                        cur: Map::default(),
-                        old: Map::default(),
+                        cur: Map::with_capacity_and_hasher(half_shard, Default::default()),
+                        old: Map::with_capacity_and_hasher(half_shard, Default::default()),
                         cur_started: 0,
                     })
                 })
@@ -140,6 +147,21 @@ impl MemoryStoreBuilder {
             max_age: secs_u32(self.max_retention).max(1),
             next_token: AtomicU32::new(1),
         }
+    }
+}
+
+/// The largest entry count at or below `n` that fills a hash table of power-of-two buckets
+/// to its maximum load (7/8): a generation never grows into a half-empty table twice its size.
+fn table_fit(n: usize) -> usize {
+    if n < 8 {
+        return n.max(1);
+    }
+    let buckets = ((n * 8 / 7) + 1).next_power_of_two();
+    let fit = buckets / 8 * 7;
+    if fit <= n {
+        fit
+    } else {
+        buckets / 2 / 8 * 7
     }
 }
 
@@ -203,14 +225,25 @@ impl MemoryStore {
         let (d, mut s) = self.locate(key);
         self.maybe_rotate(&mut s, now);
         let live = |v: u64| (v >> 32) as u32 > now;
-        let existing = s.cur.get(&d).or_else(|| s.old.get(&d)).copied().filter(|&v| live(v));
-        if let Some(v) = existing {
-            return if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
-        }
-        s.old.remove(&d);
+        let answer = |v: u64| if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
         let token = self.token();
-        let expires = now.saturating_add(secs_u32(lease).min(self.max_age));
-        s.cur.insert(d, pack(expires, token));
+        let claimed = pack(now.saturating_add(secs_u32(lease).min(self.max_age)), token);
+        // Entries of the newer generation are overwritten in place, never removed and
+        // re-inserted: removals leave tombstones that would make a full table grow.
+        if let Some(v) = s.cur.get_mut(&d) {
+            if live(*v) {
+                return answer(*v);
+            }
+            *v = claimed;
+            return Claim::New(ClaimToken::new(key, u128::from(token)));
+        }
+        if let Some(&v) = s.old.get(&d) {
+            if live(v) {
+                return answer(v);
+            }
+            s.old.remove(&d);
+        }
+        s.cur.insert(d, claimed);
         Claim::New(ClaimToken::new(key, u128::from(token)))
     }
 
@@ -221,10 +254,16 @@ impl MemoryStore {
         if !owns(&s, d, token) {
             return false;
         }
+        let done = pack(now.saturating_add(secs_u32(retention).min(self.max_age)), DONE);
+        // Update in place when the claim is in the newer generation: `HashMap::insert` reserves
+        // a slot even for an existing key, which would grow a full table to twice its size.
+        if let Some(v) = s.cur.get_mut(&d) {
+            *v = done;
+            return true;
+        }
         s.old.remove(&d);
-        let expires = now.saturating_add(secs_u32(retention).min(self.max_age));
-        s.cur.insert(d, pack(expires, DONE));
         self.maybe_rotate(&mut s, now);
+        s.cur.insert(d, done);
         true
     }
 
@@ -234,8 +273,12 @@ impl MemoryStore {
         if !owns(&s, d, token) {
             return false;
         }
-        s.cur.remove(&d);
-        s.old.remove(&d);
+        // Expire in place (see `claim_now`): a released key is free to claim again.
+        if let Some(v) = s.cur.get_mut(&d) {
+            *v = 0;
+        } else {
+            s.old.remove(&d);
+        }
         true
     }
 
@@ -374,6 +417,18 @@ mod tests {
     }
 
     #[test]
+    fn table_fit_rounds_down_to_full_tables() {
+        assert_eq!(table_fit(31_250), 28_672);
+        assert_eq!(table_fit(28_672), 28_672);
+        assert_eq!(table_fit(57_344), 57_344);
+        assert_eq!(table_fit(3), 3);
+        for n in [8, 9, 100, 1000, 12345, 1 << 20] {
+            let f = table_fit(n);
+            assert!(f <= n && f * 2 > n / 2, "{n} -> {f}");
+        }
+    }
+
+    #[test]
     fn capacity_bounds_memory_and_evicts_oldest_first() {
         let (s, _) = store(1000);
         for i in 0..100_000 {
@@ -383,6 +438,25 @@ mod tests {
         assert!(s.len() <= 1000, "{}", s.len());
         assert_eq!(s.claim_now("k99999", L), Claim::Done);
         assert!(matches!(s.claim_now("k0", L), Claim::New(_)));
+    }
+
+    #[test]
+    fn tables_never_grow_past_their_first_size() {
+        let (s, _) = store(100_000);
+        let cap = |s: &MemoryStore| {
+            let sh = lock(&s.shards[0]);
+            (sh.cur.capacity(), sh.old.capacity())
+        };
+        let initial = cap(&s);
+        for i in 0..1_000_000 {
+            let t = new(s.claim_now(&format!("k{i}"), L));
+            if i % 10 == 0 {
+                s.release_now(&t);
+            } else {
+                s.complete_now(&t, R);
+            }
+        }
+        assert_eq!(cap(&s), initial);
     }
 
     #[test]

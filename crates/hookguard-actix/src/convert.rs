@@ -1,0 +1,164 @@
+//! Translation between actix-web's types (built on `http` 0.2) and the core's (`http` 1.x):
+//! the request head in, the core's answers out, and the bounded body read.
+
+use actix_web::dev::{Payload, RequestHead as ActixHead};
+use actix_web::error::PayloadError;
+use actix_web::http::{header as actix_header, StatusCode};
+use actix_web::HttpResponse;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use hookguard_core::{Rejection, RequestHead};
+
+/// The parts of an actix request the core looks at, as `http` 1.x values.
+///
+/// Both `http` versions accept exactly the same method tokens, request targets and header
+/// bytes, so every conversion below is a re-parse of bytes actix already validated.
+pub(crate) struct Head {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Head {
+    pub(crate) fn new(head: &ActixHead) -> Result<Self, Rejection> {
+        let method =
+            http::Method::from_bytes(head.method.as_str().as_bytes()).map_err(|_| Rejection::MethodNotAllowed)?;
+        // Server requests are origin-form (`/path?query`): re-parse just that, no `Display` round trip.
+        let uri = match head.uri.path_and_query() {
+            Some(pq) if head.uri.scheme().is_none() => http::Uri::try_from(pq.as_str()),
+            _ => http::Uri::try_from(head.uri.to_string()),
+        }
+        .map_err(|_| Rejection::InvalidPayload("request target is not a valid URI"))?;
+        let mut headers = http::HeaderMap::with_capacity(head.headers.len());
+        for (name, value) in head.headers.iter() {
+            // Standard names are looked up without allocating; values are copied once.
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        Ok(Self { method, uri, headers })
+    }
+
+    pub(crate) fn as_core(&self) -> RequestHead<'_> {
+        RequestHead::new(&self.method, &self.uri, &self.headers)
+    }
+
+    /// The declared length, for sizing the buffer (the core already refused one over the limit).
+    fn content_length(&self) -> Option<usize> {
+        self.headers
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
+
+/// An answer the core built (rejection, challenge echo, duplicate, ignored) as an actix response:
+/// status, every header (`Content-Type`, `nosniff`, `Retry-After`, …) and the body.
+pub(crate) fn response(r: &http::Response<Bytes>) -> HttpResponse {
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = HttpResponse::with_body(status, r.body().clone());
+    let headers = res.headers_mut();
+    for (name, value) in r.headers() {
+        if let (Ok(n), Ok(v)) = (
+            actix_header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            actix_header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    res.map_into_boxed_body()
+}
+
+/// Reads the whole payload, refusing it as soon as more than `limit` bytes have arrived
+/// (chunked bodies declare no length, so the bound is enforced on the stream itself).
+///
+/// A body that arrives in one chunk is returned as that chunk, without a copy.
+pub(crate) async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<Bytes, Rejection> {
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut len = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            PayloadError::Overflow => Rejection::BodyTooLarge { limit },
+            _ => Rejection::BodyReadFailed,
+        })?;
+        len = len.saturating_add(chunk.len());
+        if len > limit {
+            return Err(Rejection::BodyTooLarge { limit });
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(chunk),
+            Some(f) => {
+                rest.reserve(head.content_length().unwrap_or(len).clamp(len, limit));
+                rest.extend_from_slice(&f);
+                rest.extend_from_slice(&chunk);
+            }
+            None => rest.extend_from_slice(&chunk),
+        }
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn head_keeps_method_query_and_every_header_value() {
+        let req = TestRequest::post()
+            .uri("/hooks/hcss?token=a%2Bb&x=1")
+            .append_header(("x-multi", "1"))
+            .append_header(("x-multi", "2"))
+            .append_header(("Authorization", "Bearer t"))
+            .to_http_request();
+        let head = Head::new(req.head()).unwrap();
+        let core = head.as_core();
+        assert_eq!(core.method, http::Method::POST);
+        assert_eq!(core.uri.path(), "/hooks/hcss");
+        assert_eq!(core.uri.query(), Some("token=a%2Bb&x=1"));
+        assert_eq!(core.headers.get_all("x-multi").iter().count(), 2);
+        assert_eq!(core.headers["authorization"], "Bearer t");
+    }
+
+    #[test]
+    fn response_keeps_status_headers_and_body() {
+        let core = hookguard_core::response::rejection(&Rejection::DuplicateInFlight);
+        let res = response(&core);
+        assert_eq!(res.status().as_u16(), 429);
+        assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+        assert_eq!(res.headers().get("content-type").unwrap(), "application/json");
+        assert_eq!(res.headers().get("x-content-type-options").unwrap(), "nosniff");
+        let body = actix_web::body::to_bytes(res.into_body());
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        assert_eq!(body, Rejection::DuplicateInFlight.json_body());
+    }
+
+    fn payload(chunks: &[&'static [u8]]) -> Payload {
+        let chunks: Vec<Result<Bytes, PayloadError>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Payload::Stream {
+            payload: Box::pin(futures_util::stream::iter(chunks)),
+        }
+    }
+
+    #[actix_web::test]
+    async fn read_body_is_bounded_and_joins_chunks() {
+        let req = TestRequest::post().to_http_request();
+        let head = Head::new(req.head()).unwrap();
+        assert_eq!(read_body(&mut payload(&[b"abc"]), &head, 3).await.unwrap(), "abc");
+        assert_eq!(
+            read_body(&mut payload(&[b"ab", b"c", b"d"]), &head, 4).await.unwrap(),
+            "abcd"
+        );
+        assert_eq!(read_body(&mut payload(&[]), &head, 4).await.unwrap(), "");
+        assert_eq!(
+            read_body(&mut payload(&[b"ab", b"cd", b"e"]), &head, 4).await,
+            Err(Rejection::BodyTooLarge { limit: 4 })
+        );
+    }
+}

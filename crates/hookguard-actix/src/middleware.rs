@@ -1,0 +1,155 @@
+//! [`WebhookMiddleware`]: the service [`Webhook`](crate::Webhook) wraps around a resource.
+
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage as _, HttpResponse, ResponseError};
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use hookguard_core::{HandlerOutcome, Receiver, Reply};
+
+use crate::convert::{self, Head};
+
+/// The middleware service [`Webhook`](crate::Webhook) builds around the wrapped service.
+///
+/// The wrapped service receives the request with the verified body put back as its payload
+/// (so `web::Json`, `web::Bytes` and other extractors work as usual) and the
+/// [`Delivery`](hookguard_core::Delivery) in the request extensions (read it with
+/// [`Verified`](crate::Verified) or [`VerifiedDelivery`](crate::VerifiedDelivery)). Its 2xx
+/// completes the dedupe claim; any other status or an error releases it.
+///
+/// ```
+/// use actix_web::{test, web, App, HttpResponse};
+/// use hookguard_core::schemes::GitHub;
+/// use hookguard_actix::Webhook;
+/// # actix_web::rt::System::new().block_on(async {
+/// let hooks = Webhook::builder(GitHub::new()).secret("s").build().unwrap();
+/// let app = test::init_service(
+///     App::new().service(web::resource("/gh").wrap(hooks).route(web::post().to(HttpResponse::NoContent))),
+/// )
+/// .await;
+/// // No signature: answered by the middleware, the handler never runs.
+/// let res = test::call_service(&app, test::TestRequest::post().uri("/gh").set_payload("{}").to_request()).await;
+/// assert_eq!(res.status(), 401);
+/// # });
+/// ```
+pub struct WebhookMiddleware<S> {
+    service: Rc<S>,
+    receiver: Arc<Receiver>,
+}
+
+impl<S> WebhookMiddleware<S> {
+    pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
+        Self { service, receiver }
+    }
+}
+
+impl<S> fmt::Debug for WebhookMiddleware<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookMiddleware")
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lifts a core answer (rejection, challenge, duplicate, ignored) into a response around `req`.
+fn answer<B>(req: ServiceRequest, r: &http::Response<Bytes>) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(convert::response(r)).map_into_right_body()
+}
+
+impl<S, B> Service<ServiceRequest> for WebhookMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let rx = Arc::clone(&self.receiver);
+        Box::pin(async move {
+            let head = match Head::new(req.head()) {
+                Ok(head) => head,
+                Err(r) => return Ok(answer(req, &rx.reject(&r))),
+            };
+            let limit = match rx.precheck(&head.as_core()) {
+                Ok(limit) => limit,
+                Err(early) => return Ok(answer(req, &early)),
+            };
+            let mut payload = req.take_payload();
+            let body = match convert::read_body(&mut payload, &head, limit).await {
+                Ok(body) => body,
+                Err(r) => return Ok(answer(req, &rx.reject(&r))),
+            };
+            let budget = rx.budget();
+            // The request goes to the handler only for a new, genuine delivery; otherwise it
+            // stays here to carry hookguard's own answer.
+            let mut waiting = Some(req);
+            let reply = rx
+                .deliver(&head.as_core(), body, |delivery| {
+                    let mut req = waiting.take().expect("the core calls the handler at most once");
+                    req.set_payload(Payload::from(delivery.body().clone()));
+                    req.extensions_mut().insert(delivery);
+                    let call = service.call(req);
+                    async move {
+                        let res = match budget {
+                            Some(b) => match tokio::time::timeout(b, call).await {
+                                Ok(res) => res,
+                                Err(_) => return HandlerOutcome::TimedOut,
+                            },
+                            None => call.await,
+                        };
+                        match res {
+                            Ok(response) => {
+                                let success = response.status().is_success();
+                                HandlerOutcome::Responded { response, success }
+                            }
+                            Err(e) => HandlerOutcome::Failed(e),
+                        }
+                    }
+                })
+                .await?;
+            match (reply, waiting) {
+                (Reply::Handler(res), _) => Ok(res.map_into_left_body()),
+                (Reply::Respond(r), Some(req)) => Ok(answer(req, &r)),
+                // Over budget: the request was dropped with the handler's future, so the answer
+                // travels as an error whose response is exactly the core's.
+                (Reply::Respond(r), None) => Err(Answered(r).into()),
+            }
+        })
+    }
+}
+
+/// A core answer returned as an error, because no request was left to build a response around.
+struct Answered(http::Response<Bytes>);
+
+impl fmt::Debug for Answered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Answered").field(&self.0.status()).finish()
+    }
+}
+
+impl fmt::Display for Answered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "webhook answered {}", self.0.status())
+    }
+}
+
+impl ResponseError for Answered {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(self.0.status().as_u16())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        convert::response(&self.0)
+    }
+}

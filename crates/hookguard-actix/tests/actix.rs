@@ -1,0 +1,306 @@
+//! The actix-specific parts the conformance table cannot see: the payload handed back to
+//! downstream extractors, the typed extractors, the standalone `Verify<T>`, the handler budget
+//! and the wrapped service's errors.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::{web, App, HttpResponse};
+use hookguard_actix::{Verified, VerifiedDelivery, Verify, Webhook};
+use hookguard_core::clock::ManualClock;
+use hookguard_core::dedupe::MemoryStore;
+use hookguard_core::envelope::BuildWorkProEvent;
+use hookguard_core::schemes::{BuildWorkPro, GitHub, Hcss};
+use hookguard_core::{Scheme, SignParams, Verifier};
+
+const NOW: u64 = 1_700_000_000;
+const SECRET: &str = "whsec_actix";
+
+fn bwp_body(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"bidId":9}}}}"#
+    )
+}
+
+/// A signed BuildWorkPro request to `uri`.
+fn bwp_request(uri: &str, id: &str) -> TestRequest {
+    let body = bwp_body(id);
+    let signed = BuildWorkPro::new()
+        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
+        .unwrap();
+    let mut req = TestRequest::post()
+        .uri(uri)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    req
+}
+
+fn hooks() -> Webhook {
+    Webhook::builder(BuildWorkPro::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .dedupe(MemoryStore::default())
+        .build()
+        .unwrap()
+}
+
+fn verifier() -> Verifier {
+    Verifier::builder(BuildWorkPro::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .build()
+        .unwrap()
+}
+
+async fn json_of<B: actix_web::body::MessageBody>(res: ServiceResponse<B>) -> serde_json::Value
+where
+    B::Error: std::fmt::Debug,
+{
+    let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+}
+
+#[actix_web::test]
+async fn downstream_extractors_get_the_body_back() {
+    let app = test::init_service(
+        App::new()
+            .service(web::resource("/json").wrap(hooks()).route(web::post().to(
+                |v: web::Json<serde_json::Value>| async move {
+                    HttpResponse::Ok().body(v["id"].as_str().unwrap().to_owned())
+                },
+            )))
+            .service(web::resource("/bytes").wrap(hooks()).route(web::post().to(
+                |b: web::Bytes, VerifiedDelivery(d): VerifiedDelivery| async move {
+                    assert_eq!(&b, d.body());
+                    HttpResponse::Ok().body(b)
+                },
+            )))
+            .service(web::resource("/typed").wrap(hooks()).route(
+                web::post().to(|Verified(e): Verified<BuildWorkProEvent>| async move { HttpResponse::Ok().body(e.id) }),
+            )),
+    )
+    .await;
+    let res = test::call_service(&app, bwp_request("/json", "evt_json").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, "evt_json");
+    let res = test::call_service(&app, bwp_request("/bytes", "evt_bytes").to_request()).await;
+    assert_eq!(test::read_body(res).await, bwp_body("evt_bytes"));
+    let res = test::call_service(&app, bwp_request("/typed", "evt_typed").to_request()).await;
+    assert_eq!(test::read_body(res).await, "evt_typed");
+}
+
+#[actix_web::test]
+async fn a_body_that_is_not_the_type_answers_invalid_payload() {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Other {
+        missing_field: u8,
+    }
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/")
+                .wrap(hooks())
+                .route(web::post().to(|Verified(_): Verified<Other>| async { HttpResponse::NoContent().finish() })),
+        ),
+    )
+    .await;
+    let res = test::call_service(&app, bwp_request("/", "evt_shape").to_request()).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(json_of(res).await["error"], "invalid_payload");
+}
+
+#[actix_web::test]
+async fn verified_without_the_middleware_names_it() {
+    let app = test::init_service(App::new().route(
+        "/",
+        web::post().to(|VerifiedDelivery(_): VerifiedDelivery| async { HttpResponse::NoContent().finish() }),
+    ))
+    .await;
+    let res = test::call_service(&app, bwp_request("/", "evt_nolayer").to_request()).await;
+    assert_eq!(res.status(), 500);
+    let v = json_of(res).await;
+    assert_eq!(v["error"], "missing_webhook_layer");
+    assert!(v["message"].as_str().unwrap().contains("hookguard_actix::Webhook"));
+}
+
+#[actix_web::test]
+async fn handler_budget_answers_503_and_releases_the_claim() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let hooks = Webhook::builder(BuildWorkPro::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .dedupe(MemoryStore::default())
+        .handler_budget(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let c = Arc::clone(&calls);
+    let app = test::init_service(
+        App::new().service(web::resource("/").wrap(hooks).route(web::post().to(move || {
+            let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                HttpResponse::NoContent().finish()
+            }
+        }))),
+    )
+    .await;
+    // Over budget: the same 503 + Retry-After + JSON as tower, as an error actix renders.
+    let err = app
+        .call(bwp_request("/", "evt_budget").to_request())
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    let res = err.error_response();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+    let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"],
+        "handler_timeout"
+    );
+    // The claim was released: the retry is handled, then it is a duplicate.
+    let res = test::call_service(&app, bwp_request("/", "evt_budget").to_request()).await;
+    assert_eq!(res.status(), 204);
+    let res = test::call_service(&app, bwp_request("/", "evt_budget").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json_of(res).await["status"], "duplicate");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn a_service_error_is_passed_on_and_releases_the_claim() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let app = test::init_service(
+        App::new().service(web::resource("/").wrap(hooks()).route(web::post().to(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(actix_web::error::ErrorServiceUnavailable("db down"))
+                } else {
+                    Ok(HttpResponse::NoContent().finish())
+                }
+            }
+        }))),
+    )
+    .await;
+    let res = test::call_service(&app, bwp_request("/", "evt_err").to_request()).await;
+    assert_eq!(res.status(), 503);
+    let res = test::call_service(&app, bwp_request("/", "evt_err").to_request()).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn other_routes_are_untouched() {
+    let app = test::init_service(
+        App::new().route("/health", web::get().to(|| async { "ok" })).service(
+            web::resource("/hook")
+                .wrap(hooks())
+                .route(web::post().to(HttpResponse::NoContent)),
+        ),
+    )
+    .await;
+    let res = test::call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(test::read_body(res).await, "ok");
+}
+
+#[actix_web::test]
+async fn verify_stands_alone_with_a_verifier_in_app_data() {
+    let app = test::init_service(App::new().app_data(web::Data::new(verifier())).route(
+        "/bwp",
+        web::post().to(|Verify(e): Verify<BuildWorkProEvent>| async move { HttpResponse::Ok().body(e.id) }),
+    ))
+    .await;
+
+    let res = test::call_service(&app, bwp_request("/bwp", "evt_verify").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, "evt_verify");
+    // Not deduplicated: the same delivery reaches the handler again.
+    let res = test::call_service(&app, bwp_request("/bwp", "evt_verify").to_request()).await;
+    assert_eq!(res.status(), 200);
+
+    let forged = TestRequest::post()
+        .uri("/bwp")
+        .insert_header(("buildworkpro-signature", format!("t={NOW},v1={}", "0".repeat(64))))
+        .set_payload(bwp_body("evt_forged"))
+        .to_request();
+    let res = test::call_service(&app, forged).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(json_of(res).await["error"], "signature_mismatch");
+
+    let big = bwp_request("/bwp", &"x".repeat(2 << 20)).to_request();
+    let res = test::call_service(&app, big).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(json_of(res).await["error"], "body_too_large");
+
+    // A plain `Verifier` in app data works too; the challenge is echoed by the error.
+    let hcss = Verifier::builder(Hcss::new())
+        .secret("tok")
+        .max_challenge_len(8)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().app_data(hcss).route(
+        "/plain/hcss",
+        web::route().to(|Verify(_): Verify<serde_json::Value>| async { HttpResponse::NoContent().finish() }),
+    ))
+    .await;
+    let res = test::call_service(&app, TestRequest::get().uri("/plain/hcss?challenge=abc").to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers().get("x-content-type-options").unwrap(), "nosniff");
+    assert!(res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(test::read_body(res).await, "abc");
+    let res = test::call_service(
+        &app,
+        TestRequest::get().uri("/plain/hcss?challenge=123456789").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(json_of(res).await["error"], "challenge_too_long");
+    let res = test::call_service(&app, TestRequest::put().uri("/plain/hcss").to_request()).await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(json_of(res).await["error"], "method_not_allowed");
+    let res = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/plain/hcss?token=tok")
+            .set_payload(r#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e1"}"#)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+}
+
+#[actix_web::test]
+async fn verify_without_a_verifier_names_it() {
+    let app = test::init_service(App::new().route(
+        "/",
+        web::post().to(|Verify(_): Verify<serde_json::Value>| async { HttpResponse::NoContent().finish() }),
+    ))
+    .await;
+    let body = br#"{"a":1}"#;
+    let signed = GitHub::new().sign("s", body, &SignParams::new(NOW).id("d1")).unwrap();
+    let mut req = TestRequest::post().uri("/").set_payload(&body[..]);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(json_of(res).await["error"], "missing_verifier");
+}

@@ -1,0 +1,308 @@
+//! What every subcommand shares: providers, secrets and auth headers, bodies, errors.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use hookguard_core::http::{HeaderName, HeaderValue};
+use hookguard_core::schemes::{self, Hcss, Procore};
+use hookguard_core::{Provider, Scheme};
+
+/// Why a command could not do its job.
+#[derive(Debug)]
+pub enum CliError {
+    /// The command line or the configuration is wrong: exit 2.
+    Usage(String),
+    /// Something failed at run time (bind, connect, I/O): exit 1.
+    Failed(String),
+}
+
+/// A command's result.
+pub type CliResult<T> = Result<T, CliError>;
+
+/// A usage/configuration error (exit 2).
+pub fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+/// A run-time failure (exit 1).
+pub fn failed(msg: impl Into<String>) -> CliError {
+    CliError::Failed(msg.into())
+}
+
+/// The providers the CLI speaks, named as in `hookguard_core::Provider::as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// BuildWorkPro: `BuildWorkPro-Signature: t=…,v1=<hex>`, secret `whsec_…` used as is.
+    #[value(name = "buildworkpro")]
+    BuildWorkPro,
+    /// Procore: a configured header (default `Authorization`) compared in constant time.
+    #[value(name = "procore")]
+    Procore,
+    /// HCSS: `GET ?challenge=` echo; URL token `?token=` or a shared header.
+    #[value(name = "hcss")]
+    Hcss,
+    /// Standard Webhooks: `webhook-id/-timestamp/-signature`, secret `whsec_<base64>`.
+    #[value(name = "standard")]
+    Standard,
+    /// Stripe: `Stripe-Signature: t=…,v1=…`.
+    #[value(name = "stripe")]
+    Stripe,
+    /// GitHub: `X-Hub-Signature-256: sha256=…`.
+    #[value(name = "github")]
+    GitHub,
+    /// Slack: `X-Slack-Signature: v0=…`, `X-Slack-Request-Timestamp`.
+    #[value(name = "slack")]
+    Slack,
+}
+
+impl ProviderArg {
+    /// The core's provider.
+    pub fn provider(self) -> Provider {
+        match self {
+            ProviderArg::BuildWorkPro => Provider::BuildWorkPro,
+            ProviderArg::Procore => Provider::Procore,
+            ProviderArg::Hcss => Provider::Hcss,
+            ProviderArg::Standard => Provider::StandardWebhooks,
+            ProviderArg::Stripe => Provider::Stripe,
+            ProviderArg::GitHub => Provider::GitHub,
+            ProviderArg::Slack => Provider::Slack,
+        }
+    }
+
+    /// The vendor's name as people write it.
+    pub fn display(self) -> &'static str {
+        match self {
+            ProviderArg::BuildWorkPro => "BuildWorkPro",
+            ProviderArg::Procore => "Procore",
+            ProviderArg::Hcss => "HCSS",
+            ProviderArg::Standard => "Standard Webhooks sender",
+            ProviderArg::Stripe => "Stripe",
+            ProviderArg::GitHub => "GitHub",
+            ProviderArg::Slack => "Slack",
+        }
+    }
+}
+
+/// A `Name: value` header given on the command line.
+#[derive(Debug, Clone)]
+pub struct HeaderArg {
+    /// The header name (lower case).
+    pub name: HeaderName,
+    /// The value, trimmed.
+    pub value: String,
+}
+
+/// Parses `Name: value` (clap value parser: a bad one is a usage error, exit 2).
+pub fn parse_header_arg(s: &str) -> Result<HeaderArg, String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected 'Name: value', got {s:?}"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+    let value = value.trim().to_owned();
+    HeaderValue::from_str(&value).map_err(|_| format!("invalid value for header `{name}`"))?;
+    Ok(HeaderArg { name, value })
+}
+
+/// Parses seconds, fractions allowed (`4`, `0.5`).
+pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("expected seconds, got {s:?}"))?;
+    if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
+        return Err(format!("seconds out of range: {s}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// How a provider's deliveries are authenticated, ready for a verifier or a sender.
+pub struct Auth {
+    /// The scheme, configured (Procore header name, HCSS mode).
+    pub scheme: Arc<dyn Scheme>,
+    /// Accepted secrets / header values / tokens, in order.
+    pub secrets: Vec<String>,
+    /// A human description of the mode, for logs.
+    pub mode: String,
+}
+
+/// Builds the scheme and the list of accepted secrets from `--secret` and `--auth-header`.
+///
+/// - procore: `--secret V` accepts `Authorization: V`; `--auth-header 'Name: V'` accepts
+///   `Name: V` (`Procore::new().header(Name)`); both together add values for that header.
+/// - hcss: `--secret T` is the URL token `?token=T`; `--auth-header 'Name: V'` a shared
+///   header (`Hcss::header(Name)`); the two modes are exclusive.
+/// - the signing providers take `--secret` only.
+pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliResult<Auth> {
+    if let Some(first) = headers.first() {
+        if let Some(other) = headers.iter().find(|h| h.name != first.name) {
+            return Err(usage(format!(
+                "all --auth-header values must name the same header (got `{}` and `{}`)",
+                first.name, other.name
+            )));
+        }
+    }
+    let header_values = headers.iter().map(|h| h.value.clone());
+    let (scheme, all, mode): (Arc<dyn Scheme>, Vec<String>, String) = match p {
+        ProviderArg::Procore => {
+            let name = headers
+                .first()
+                .map(|h| h.name.clone())
+                .unwrap_or(hookguard_core::http::header::AUTHORIZATION);
+            let mode = format!("header `{name}`");
+            let all = header_values.chain(secrets.iter().cloned()).collect();
+            (Arc::new(Procore::new().header(name)), all, mode)
+        }
+        ProviderArg::Hcss => match headers.first() {
+            Some(h) if !secrets.is_empty() => {
+                return Err(usage(format!(
+                    "hcss: --secret (URL token ?token=) and --auth-header (shared header `{}`) are exclusive",
+                    h.name
+                )))
+            }
+            Some(h) => (
+                Arc::new(Hcss::header(h.name.clone())),
+                header_values.collect(),
+                format!("shared header `{}`", h.name),
+            ),
+            None => (Arc::new(Hcss::new()), secrets.to_vec(), "URL token ?token=".to_owned()),
+        },
+        other => {
+            if !headers.is_empty() {
+                return Err(usage(format!(
+                    "--auth-header applies to procore and hcss only; {} signs with --secret",
+                    other.provider()
+                )));
+            }
+            let scheme = schemes::for_provider(other.provider()).ok_or_else(|| usage("unknown provider"))?;
+            (scheme, secrets.to_vec(), "signature".to_owned())
+        }
+    };
+    if all.is_empty() {
+        let hint = match p {
+            ProviderArg::Procore => "--secret 'Bearer …' (the Authorization value) or --auth-header 'Name: value'",
+            ProviderArg::Hcss => "--secret TOKEN (URL token ?token=) or --auth-header 'Name: value'",
+            _ => "--secret SECRET",
+        };
+        return Err(usage(format!("{}: no secret given; pass {hint}", p.provider())));
+    }
+    if all.iter().any(String::is_empty) {
+        return Err(usage("a secret or header value is empty"));
+    }
+    Ok(Auth {
+        scheme,
+        secrets: all,
+        mode,
+    })
+}
+
+/// Reads the body from `--file` (or `-`), else from stdin, as raw bytes.
+pub fn read_body(file: Option<&Path>) -> CliResult<Vec<u8>> {
+    let mut body = Vec::new();
+    match file {
+        Some(p) if p != Path::new("-") => {
+            body = std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+        }
+        _ => {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut body)
+                .map_err(|e| failed(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    Ok(body)
+}
+
+/// How a header is usually written (`BuildWorkPro-Signature`, `X-GitHub-Delivery`).
+pub fn display_name(name: &HeaderName) -> String {
+    let known = [
+        ("x-github-delivery", "X-GitHub-Delivery"),
+        ("x-github-event", "X-GitHub-Event"),
+        ("webhook-id", "webhook-id"),
+        ("webhook-timestamp", "webhook-timestamp"),
+        ("webhook-signature", "webhook-signature"),
+    ];
+    let n = name.as_str();
+    if let Some((_, d)) = known.iter().find(|(k, _)| *k == n) {
+        return (*d).to_owned();
+    }
+    n.split('-')
+        .map(|part| match part {
+            "buildworkpro" => "BuildWorkPro".to_owned(),
+            "id" => "Id".to_owned(),
+            p => {
+                let mut c = p.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Percent-encodes a query value (unreserved characters stay).
+pub fn encode_query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The current unix time in seconds.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `error` code of a rejection body, if it is one.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("error").and_then(|e| e.as_str()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_args_parse() {
+        let h = parse_header_arg("Authorization: Bearer x y").unwrap();
+        assert_eq!(h.name, "authorization");
+        assert_eq!(h.value, "Bearer x y");
+        assert!(parse_header_arg("no colon").is_err());
+        assert!(parse_header_arg("bad name: v").is_err());
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(
+            display_name(&HeaderName::from_static("buildworkpro-event-id")),
+            "BuildWorkPro-Event-Id"
+        );
+        assert_eq!(
+            display_name(&HeaderName::from_static("x-hub-signature-256")),
+            "X-Hub-Signature-256"
+        );
+        assert_eq!(display_name(&HeaderName::from_static("authorization")), "Authorization");
+    }
+
+    #[test]
+    fn auth_rules() {
+        let h = parse_header_arg("X-Token: abc").unwrap();
+        assert!(auth(ProviderArg::GitHub, &[], std::slice::from_ref(&h)).is_err());
+        assert!(auth(ProviderArg::Hcss, &["t".into()], std::slice::from_ref(&h)).is_err());
+        assert!(auth(ProviderArg::Stripe, &[], &[]).is_err());
+        let a = auth(ProviderArg::Procore, &["second".into()], &[h]).unwrap();
+        assert_eq!(a.secrets, ["abc", "second"]);
+    }
+
+    #[test]
+    fn query_encoding() {
+        assert_eq!(encode_query_value("a b/c~"), "a%20b%2Fc~");
+    }
+}

@@ -1,0 +1,107 @@
+//! `hookguard`: run a webhook receiver, play any vendor's sender, sign and verify from the shell.
+#![forbid(unsafe_code)]
+
+mod common;
+mod demo;
+mod send;
+mod serve;
+mod sign;
+mod vendor;
+mod verify;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::common::CliError;
+
+const AFTER_HELP: &str = "\
+Providers: buildworkpro, procore, hcss, standard (Standard Webhooks), stripe, github, slack.
+Exit codes: 0 success; 1 rejected / the vendor gave up / run-time failure; 2 usage or
+configuration error. Secrets may also come from the HOOKGUARD_SECRET environment variable.
+HTTP is plain (no TLS in this build). Logs go to stderr (RUST_LOG=debug for more).
+
+Examples:
+  hookguard demo
+  hookguard serve --provider buildworkpro --secret whsec_abc --listen 127.0.0.1:8787
+  hookguard send --provider buildworkpro --secret whsec_abc --url http://127.0.0.1:8787/webhooks
+  hookguard sign --provider github --secret s3cret --id d-1 < payload.json
+  hookguard verify --provider github --secret s3cret -H 'X-Hub-Signature-256: sha256=…' < payload.json";
+
+/// Receive webhooks safely — and play every sender against your receiver.
+#[derive(Debug, Parser)]
+#[command(name = "hookguard", version, after_help = AFTER_HELP)]
+#[command(long_about = "\
+Receive webhooks safely — and play every sender against your receiver.
+
+hookguard answers the sender's challenge, proves each delivery is genuine (constant time),
+rejects replays, de-duplicates retries with a two-phase claim, and answers with the status
+that makes each sender do the right thing: HCSS, Procore, BuildWorkPro, plus Standard
+Webhooks, Stripe, GitHub and Slack.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro and Procore senders against it.
+    Demo(demo::DemoArgs),
+    /// Run a receiver (tower layer in axum): verify, de-duplicate, print or --exec each delivery.
+    Serve(serve::ServeArgs),
+    /// Print the headers a vendor would send with a body.
+    Sign(sign::SignArgs),
+    /// Verify one delivery offline: JSON summary (exit 0) or the rejection code (exit 1).
+    Verify(verify::VerifyArgs),
+    /// Act as a vendor's sender: sign, POST, and retry by the vendor's rules.
+    Send(send::SendArgs),
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookguard: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Serve(a) => serve::run(a).await,
+            Command::Sign(a) => sign::run(a),
+            Command::Verify(a) => verify::run(a),
+            Command::Send(a) => send::run(a).await,
+        }
+    });
+    // Do not wait for lingering tasks (an --exec child being killed, idle connections).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(CliError::Usage(m)) => {
+            eprintln!("hookguard: {m}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("hookguard: {m}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! `hookguard send`: play a vendor's sender against an endpoint, retries included.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::Url;
+
+use crate::common::{
+    auth, encode_query_value, error_code, now_unix, parse_header_arg, parse_secs, read_body, usage, CliResult,
+    HeaderArg, ProviderArg,
+};
+use crate::vendor::{human, rand_hex, sample_body, sign_params, Next, Outcome, Vendor};
+
+const AFTER_HELP: &str = "\
+Signs a realistic sample body for the provider (or --file), POSTs it with the vendor's timeout
+and follows the vendor's documented retry rules, printing every attempt and the vendor's
+verdict. Every attempt is signed again with a fresh timestamp (as BuildWorkPro does); ids stay
+the same across retries. Exit 0 when an attempt is accepted (2xx), 1 when the vendor gives up,
+2 on usage errors.
+
+Schedules (--schedule vendor waits for real; --schedule fast makes every wait at most 100 ms,
+same number and order of attempts):
+  buildworkpro  10 s timeout; 7 attempts: now, +30 s, +2 min, +15 min, +1 h, +6 h, +24 h (±20 %
+                jitter); 2xx delivered; 408/429/5xx/timeouts/network errors retried; any other
+                4xx is a permanent failure, never retried
+  procore       5 s timeout; any non-2xx pauses the endpoint and is retried from 1 s doubling up
+                to 1 h; after 12 h the queue is discarded
+  hcss          timeout unpublished (10 s assumed); 5 tries with exponential backoff — HCSS
+                publishes no intervals: 1, 2, 4, 8 s assumed; then the subscription is Stopped
+  standard      15 s timeout; now, +5 s, +5 min, +30 min, +2 h, +5 h, +10 h, +10 h (Svix)
+  stripe        10 s timeout (assumed); up to 3 days, 1 min doubling capped at 12 h (assumed)
+  github        10 s timeout; no automatic retry
+  slack         3 s timeout; now, +1 s, +1 min, +5 min (X-Slack-Retry-Num on retries)
+
+--challenge (hcss) sends the subscription challenge instead: GET URL?challenge=<random> and
+exits 0 only if the answer is 200 with exactly that value as the body.
+
+Plain HTTP only: this build has no TLS stack (https:// URLs need a TLS-enabled build of
+reqwest; put a local http endpoint or a tunnel in front).
+
+Examples:
+  hookguard send --provider buildworkpro --secret whsec_abc --url http://127.0.0.1:8787/webhooks
+  hookguard send --provider procore --secret 'Bearer s3cret' --url http://127.0.0.1:8787/webhooks --schedule fast
+  hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --challenge
+  hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --event-type CostCodeUpdated
+  hookguard send --provider stripe --secret whsec_x --url http://127.0.0.1:8787/webhooks --file event.json";
+
+/// How long the sender really waits between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleArg {
+    /// The vendor's real intervals (minutes to hours).
+    Vendor,
+    /// Every wait capped at 100 ms; same attempts in the same order.
+    Fast,
+}
+
+/// `hookguard send`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct SendArgs {
+    /// Which vendor's sender to play.
+    #[arg(long, value_enum)]
+    provider: ProviderArg,
+    /// The signing secret (procore: the Authorization value; hcss: the URL token ?token=).
+    #[arg(long, value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// procore/hcss: send this header instead: 'Name: value'.
+    #[arg(long = "auth-header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
+    auth_header: Option<HeaderArg>,
+    /// The endpoint (http:// only).
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// The event type of the sample body (e.g. project.created, CostCodeUpdated, update).
+    #[arg(long, value_name = "T")]
+    event_type: Option<String>,
+    /// Send this body instead of a sample.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Real vendor waits, or fast (each wait at most 100 ms).
+    #[arg(long, value_enum, default_value = "vendor")]
+    schedule: ScheduleArg,
+    /// hcss: perform the subscription challenge (GET ?challenge=) instead of a delivery.
+    #[arg(long)]
+    challenge: bool,
+    /// Override the vendor's timeout per attempt, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    timeout: Option<Duration>,
+}
+
+fn parse_url(s: &str) -> CliResult<Url> {
+    let url = Url::parse(s).map_err(|e| usage(format!("--url {s:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" => Ok(url),
+        "https" => Err(usage(
+            "https:// needs a TLS-enabled build; this build of hookguard speaks plain HTTP only",
+        )),
+        other => Err(usage(format!("--url must be http://, got {other}://"))),
+    }
+}
+
+fn client() -> CliResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| usage(format!("cannot build the HTTP client: {e}")))
+}
+
+/// What one attempt got back, for printing.
+struct Attempt {
+    outcome: Outcome,
+    detail: String,
+    took: Duration,
+}
+
+async fn attempt(req: reqwest::RequestBuilder, timeout: Duration) -> Attempt {
+    let started = Instant::now();
+    let (outcome, detail) = match req.timeout(timeout).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let reason = status.canonical_reason().unwrap_or("");
+            match resp.bytes().await {
+                Ok(body) => {
+                    let extra = match error_code(&body) {
+                        Some(code) => code,
+                        None if body.is_empty() => String::new(),
+                        None => snippet(&body),
+                    };
+                    let detail = format!("{} {reason} {extra}", status.as_u16());
+                    (Outcome::Status(status.as_u16()), detail.trim_end().to_owned())
+                }
+                Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
+                Err(e) => (Outcome::Network, format!("connection broke: {}", describe(&e))),
+            }
+        }
+        Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
+        Err(e) => (Outcome::Network, format!("no connection: {}", describe(&e))),
+    };
+    Attempt {
+        outcome,
+        detail,
+        took: started.elapsed(),
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let s = s.trim();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// Runs `hookguard send`.
+pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
+    let url = parse_url(&args.url)?;
+    let client = client()?;
+    let vendor = Vendor(args.provider);
+    let timeout = args.timeout.unwrap_or_else(|| vendor.timeout());
+    if args.challenge {
+        return challenge(&args, url, &client, timeout).await;
+    }
+    let secrets: Vec<String> = args.secret.iter().cloned().collect();
+    let headers: Vec<HeaderArg> = args.auth_header.iter().cloned().collect();
+    let a = auth(args.provider, &secrets, &headers)?;
+    let start = now_unix();
+    let body = match &args.file {
+        Some(p) => read_body(Some(p))?,
+        None => sample_body(args.provider, args.event_type.as_deref(), start),
+    };
+    let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+    let mut params = sign_params(args.provider, &body, start, None, args.event_type.as_deref(), true);
+    let delivery_id = format!("dlv_{}", rand_hex(12));
+    // Fail on a secret the scheme cannot use before any request.
+    a.scheme
+        .sign(&a.secrets[0], &body, &params)
+        .map_err(|e| usage(format!("cannot sign: {e}")))?;
+
+    let display = display_url(&url, args.provider, &headers, &secrets);
+    let described = [
+        params.id.as_deref().map(|i| format!("id {i}")),
+        params.event_type.as_deref().map(|t| format!("type {t}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    println!(
+        "{} sender → POST {display} ({} bytes{}{described}); timeout {}",
+        args.provider.display(),
+        body.len(),
+        if described.is_empty() { "" } else { ", " },
+        human(timeout)
+    );
+    println!("schedule: {}", vendor.schedule_doc());
+
+    let total = vendor.max_attempts().map(|n| format!("/{n}")).unwrap_or_default();
+    let mut elapsed = Duration::ZERO;
+    let mut last_reason = None;
+    for n in 1.. {
+        params.timestamp = now_unix();
+        let signed = a
+            .scheme
+            .sign(&a.secrets[0], &body, &params)
+            .map_err(|e| usage(format!("cannot sign: {e}")))?;
+        let mut target = url.clone();
+        if let Some((k, v)) = &signed.query {
+            target.query_pairs_mut().append_pair(k, v);
+        }
+        let mut req = client.post(target).body(body.clone());
+        if is_json {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in signed.headers {
+            req = req.header(name, value);
+        }
+        match args.provider {
+            ProviderArg::BuildWorkPro => req = req.header("buildworkpro-delivery-id", &delivery_id),
+            ProviderArg::Slack if n > 1 => {
+                req = req
+                    .header("x-slack-retry-num", (n - 1).to_string())
+                    .header("x-slack-retry-reason", last_reason.unwrap_or("http_error"));
+            }
+            _ => {}
+        }
+        let at = attempt(req, timeout).await;
+        last_reason = Some(match at.outcome {
+            Outcome::Timeout => "http_timeout",
+            Outcome::Network => "connection_failed",
+            Outcome::Status(_) => "http_error",
+        });
+        let next = vendor.judge(&at.outcome, n, elapsed);
+        let verdict = match &next {
+            Next::Delivered => "delivered".to_owned(),
+            Next::Retry { .. } => "failed".to_owned(),
+            Next::GiveUp { verdict } => verdict.clone(),
+        };
+        println!(
+            "attempt {n}{total} (+{}): {} ({} ms) → {verdict}",
+            human(elapsed),
+            at.detail,
+            at.took.as_millis()
+        );
+        match next {
+            Next::Delivered => {
+                println!("{}: delivered after {n} attempt{}", args.provider.display(), plural(n));
+                return Ok(ExitCode::SUCCESS);
+            }
+            Next::GiveUp { .. } => {
+                println!("{}: gave up after {n} attempt{}", args.provider.display(), plural(n));
+                return Ok(ExitCode::from(1));
+            }
+            Next::Retry { after, note } => {
+                let wait = match args.schedule {
+                    ScheduleArg::Fast => after.min(Duration::from_millis(100)),
+                    ScheduleArg::Vendor if args.provider == ProviderArg::BuildWorkPro => {
+                        after.mul_f64(0.8 + 0.4 * rand::random::<f64>())
+                    }
+                    ScheduleArg::Vendor => after,
+                };
+                if args.schedule == ScheduleArg::Fast {
+                    println!("  {note} [fast: waiting {} ms]", wait.as_millis());
+                } else {
+                    println!("  {note}");
+                }
+                tokio::time::sleep(wait).await;
+                elapsed += after;
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The URL as printed: a URL token is masked.
+fn display_url(url: &Url, p: ProviderArg, headers: &[HeaderArg], secrets: &[String]) -> String {
+    if p == ProviderArg::Hcss && headers.is_empty() && !secrets.is_empty() {
+        let sep = if url.query().is_some() { '&' } else { '?' };
+        format!("{url}{sep}token=***")
+    } else {
+        url.to_string()
+    }
+}
+
+async fn challenge(args: &SendArgs, url: Url, client: &reqwest::Client, timeout: Duration) -> CliResult<ExitCode> {
+    if args.provider != ProviderArg::Hcss {
+        return Err(usage(
+            "--challenge is HCSS's subscription check: use it with --provider hcss",
+        ));
+    }
+    let value = format!("hg{}", rand_hex(16));
+    let mut target = url.clone();
+    let mut display = url.to_string();
+    if args.auth_header.is_none() {
+        if let Some(token) = &args.secret {
+            // The token is part of the callback URL HCSS was given.
+            target.query_pairs_mut().append_pair("token", token);
+        }
+    }
+    target.query_pairs_mut().append_pair("challenge", &value);
+    display.push(if url.query().is_some() { '&' } else { '?' });
+    if args.auth_header.is_none() && args.secret.is_some() {
+        display.push_str("token=***&");
+    }
+    display.push_str(&format!("challenge={}", encode_query_value(&value)));
+    let mut req = client.get(target).timeout(timeout);
+    if let Some(h) = &args.auth_header {
+        req = req.header(h.name.clone(), h.value.clone());
+    }
+    println!(
+        "HCSS subscription challenge → GET {display}; timeout {}",
+        human(timeout)
+    );
+    let started = Instant::now();
+    let (ok, detail) = match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            match resp.bytes().await {
+                Ok(body) => (
+                    status == 200 && body.as_ref() == value.as_bytes(),
+                    format!("{status} ({ctype}) body {:?}", snippet(&body)),
+                ),
+                Err(e) => (false, format!("{status}, body unreadable: {}", describe(&e))),
+            }
+        }
+        Err(e) if e.is_timeout() => (false, format!("no answer within {}", human(timeout))),
+        Err(e) => (false, format!("no connection: {}", describe(&e))),
+    };
+    println!(
+        "answer: {detail} ({} ms); expected 200 with body {value:?}",
+        started.elapsed().as_millis()
+    );
+    if ok {
+        println!("HCSS: challenge echoed exactly → subscription created");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("HCSS: challenge not echoed exactly → the subscription is not created");
+        Ok(ExitCode::from(1))
+    }
+}

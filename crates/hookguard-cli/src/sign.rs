@@ -1,0 +1,91 @@
+//! `hookguard sign`: the headers a vendor would send with a body.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::common::{
+    auth, display_name, encode_query_value, now_unix, parse_header_arg, read_body, usage, CliResult, HeaderArg,
+    ProviderArg,
+};
+use crate::vendor::sign_params;
+
+const AFTER_HELP: &str = "\
+Prints one `Name: value` line per header the vendor would send with the body (read from stdin,
+or --file), signed with `Scheme::sign`, plus `Content-Type: application/json` when the body is
+JSON. For hcss in URL-token mode (--secret), there is no header: the line `?token=VALUE`
+(percent-encoded) is the query pair the callback URL carries. Feed the output to
+`hookguard verify --headers-file FILE` (it understands the `?…` line), or pass each header
+with -H.
+
+The id and type in headers (BuildWorkPro-Event-Id, BuildWorkPro-Event) default to the body's
+`id` and `type`; webhook-id (standard) defaults to msg_<timestamp>; X-GitHub-Delivery is
+sent only with --id.
+
+Examples:
+  echo -n '{\"id\":\"evt_1\",\"type\":\"bid.accepted\"}' | hookguard sign --provider buildworkpro --secret whsec_abc
+  hookguard sign --provider standard --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --id msg_1 --file event.json
+  hookguard sign --provider procore --secret 'Bearer s3cret' --file event.json
+  hookguard sign --provider hcss --secret hcss-url-token --file event.json     # prints ?token=hcss-url-token";
+
+/// `hookguard sign`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct SignArgs {
+    /// Whose headers to produce.
+    #[arg(long, value_enum)]
+    provider: ProviderArg,
+    /// The signing secret (procore: the Authorization value; hcss: the URL token).
+    #[arg(long, value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// procore/hcss: send the secret in this header instead: 'Name: value'.
+    #[arg(long = "auth-header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
+    auth_header: Option<HeaderArg>,
+    /// The unix timestamp to sign with (default: now).
+    #[arg(long, value_name = "UNIX")]
+    timestamp: Option<u64>,
+    /// The event/message id for id headers (default: the body's `id` for buildworkpro).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// The event type for type headers (BuildWorkPro-Event, X-GitHub-Event).
+    #[arg(long, value_name = "T")]
+    event_type: Option<String>,
+    /// Read the body from this file instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
+/// Runs `hookguard sign`.
+pub fn run(args: SignArgs) -> CliResult<ExitCode> {
+    let secrets: Vec<String> = args.secret.into_iter().collect();
+    let headers: Vec<HeaderArg> = args.auth_header.into_iter().collect();
+    let a = auth(args.provider, &secrets, &headers)?;
+    let body = read_body(args.file.as_deref())?;
+    let ts = args.timestamp.unwrap_or_else(now_unix);
+    let params = sign_params(
+        args.provider,
+        &body,
+        ts,
+        args.id.as_deref(),
+        args.event_type.as_deref(),
+        false,
+    );
+    let signed = a
+        .scheme
+        .sign(&a.secrets[0], &body, &params)
+        .map_err(|e| usage(format!("cannot sign: {e}")))?;
+    let mut out = String::new();
+    for (name, value) in &signed.headers {
+        let v = value
+            .to_str()
+            .map_err(|_| usage("a header value is not printable text"))?;
+        out.push_str(&format!("{}: {v}\n", display_name(name)));
+    }
+    if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+        out.push_str("Content-Type: application/json\n");
+    }
+    if let Some((k, v)) = &signed.query {
+        out.push_str(&format!("?{}={}\n", encode_query_value(k), encode_query_value(v)));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}

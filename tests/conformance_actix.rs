@@ -1,0 +1,128 @@
+//! The conformance table against the actix-web middleware, through a real actix-web server on
+//! 127.0.0.1 (its own thread and actix system, two workers), driven by the same raw-HTTP client
+//! as the tower adapter's run.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+
+use actix_web::{http::StatusCode, web, App, HttpResponse, HttpServer};
+use common::{routes, run_all, Handler};
+use hookguard_actix::{VerifiedDelivery, Webhook};
+
+fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
+    let handler = Handler::default();
+    let hooks: Vec<(&'static str, Webhook)> = routes()
+        .into_iter()
+        .map(|r| (r.path, Webhook::new(r.verifier).with_dedupe(r.dedupe)))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    let h = handler.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let mut app = App::new().route("/health", web::get().to(|| async { "ok" }));
+                for (path, hook) in &hooks {
+                    let h = h.clone();
+                    let on_delivery = move |VerifiedDelivery(d): VerifiedDelivery| {
+                        let h = h.clone();
+                        async move { HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap()) }
+                    };
+                    app = app.service(
+                        web::resource(*path)
+                            .wrap(hook.clone())
+                            .route(web::post().to(on_delivery))
+                            .route(web::get().to(HttpResponse::Ok)),
+                    );
+                }
+                app
+            })
+            .workers(2)
+            .listen(listener)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            server.await.unwrap();
+        });
+    });
+    (addr, handler, rx.recv().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_adapter_passes_the_conformance_table() {
+    let (addr, handler, server) = start();
+    run_all(&addr, &handler).await;
+    server.stop(true).await;
+}
+
+/// Every answer the extractors give is the tower adapter's: status, headers and body, byte for
+/// byte (a wiring mistake names its own framework's middleware, with the same code).
+#[tokio::test]
+async fn extractor_rejections_match_tower() {
+    use axum::response::IntoResponse as _;
+    use hookguard_core::{ChallengeAnswer, Rejection};
+
+    async fn tower(r: hookguard_tower::VerifiedRejection) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let res = r.into_response();
+        let mut headers: Vec<_> = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        let status = res.status().as_u16();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, headers, body.to_vec())
+    }
+    async fn actix(r: hookguard_actix::VerifiedRejection) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let res = actix_web::ResponseError::error_response(&r);
+        let mut headers: Vec<_> = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        let status = res.status().as_u16();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        (status, headers, body.to_vec())
+    }
+
+    let rejections = [
+        Rejection::MissingSignature("buildworkpro-signature"),
+        Rejection::MalformedSignature,
+        Rejection::SignatureMismatch,
+        Rejection::Unauthorized,
+        Rejection::MissingHeader("webhook-id"),
+        Rejection::MalformedTimestamp,
+        Rejection::TimestampOutOfWindow,
+        Rejection::HeaderTooLarge("authorization"),
+        Rejection::TooManySignatures,
+        Rejection::BodyTooLarge { limit: 1024 },
+        Rejection::BodyReadFailed,
+        Rejection::InvalidPayload("body does not match the expected type"),
+        Rejection::MethodNotAllowed,
+        Rejection::ChallengeMissing,
+        Rejection::ChallengeTooLong { limit: 8 },
+        Rejection::DuplicateInFlight,
+        Rejection::StoreUnavailable,
+        Rejection::HandlerFailed,
+        Rejection::HandlerTimeout,
+    ];
+    for r in rejections {
+        let t = tower(hookguard_tower::VerifiedRejection::Rejected(r.clone())).await;
+        let a = actix(hookguard_actix::VerifiedRejection::Rejected(r.clone())).await;
+        assert_eq!(a, t, "{}", r.code());
+    }
+    let echo = ChallengeAnswer::new("<b>abc</b>");
+    assert_eq!(
+        actix(hookguard_actix::VerifiedRejection::Challenge(echo.clone())).await,
+        tower(hookguard_tower::VerifiedRejection::Challenge(echo)).await
+    );
+    let (ts, th, tb) = tower(hookguard_tower::VerifiedRejection::MissingLayer).await;
+    let (s, h, b) = actix(hookguard_actix::VerifiedRejection::MissingMiddleware).await;
+    let code = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["error"].clone();
+    assert_eq!((s, h, code(&b)), (ts, th, code(&tb)));
+}
