@@ -2,7 +2,8 @@
 # Runs every benchmark and rewrites the generated tables in BENCHMARKS.md.
 #   bash scripts/bench.sh            # all
 #   BENCH_QUICK=1 bash scripts/bench.sh   # shorter criterion runs
-# Needs: wrk-free (own load generator), taskset (util-linux), a Redis (scripts/ensure-redis.sh).
+# Needs: taskset (util-linux), python3, a Redis (scripts/ensure-redis.sh starts one), and for the
+# peer bench libssl-dev + pkg-config (the svix crate only builds with a TLS connector).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -69,7 +70,7 @@ sections = {
     "peers": peers,
     "dedupe": dedupe + "\n\n" + open(os.path.join(out, "memory.md")).read().strip(),
     "layer": open(os.path.join(out, "layer.md")).read().strip(),
-    "redis": open(os.path.join(out, "redis.md")).read().strip(),
+    "redis": "| benchmark | tasks | claims/s (claim+complete) | EVALSHA per claim+complete | claims/s (claim only) | EVALSHA per claim | Redis |\n|---|---|---|---|---|---|---|\n" + open(os.path.join(out, "redis.md")).read().strip(),
 }
 doc = open("BENCHMARKS.md").read()
 for name, body in sections.items():

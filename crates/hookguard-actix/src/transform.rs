@@ -69,8 +69,19 @@ impl Webhook {
     /// # let _ = hooks;
     /// ```
     pub fn builder(scheme: impl Scheme) -> WebhookBuilder {
+        Self::builder_arc(std::sync::Arc::new(scheme))
+    }
+
+    /// Starts configuring for a scheme chosen at run time (e.g. from a provider name).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes, Provider};
+    /// let scheme = schemes::for_provider("github".parse::<Provider>().unwrap()).unwrap();
+    /// let _ = hookguard_actix::Webhook::builder_arc(scheme).secret("s").build().unwrap();
+    /// ```
+    pub fn builder_arc(scheme: std::sync::Arc<dyn Scheme>) -> WebhookBuilder {
         WebhookBuilder {
-            verifier: Verifier::builder(scheme),
+            verifier: Verifier::builder_arc(scheme),
             dedupe: None,
             budget: None,
         }

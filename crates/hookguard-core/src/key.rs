@@ -97,7 +97,11 @@ impl fmt::Debug for Key {
 /// candidate, compared in constant time. Candidates must be exactly 32 bytes to be tried.
 ///
 /// The body is hashed once per key, never copied.
-pub(crate) fn any_mac_matches(keys: &[Key], parts: &[&[u8]], candidates: &[[u8; 32]]) -> bool {
+pub(crate) fn any_mac_matches<'c>(
+    keys: &[Key],
+    parts: &[&[u8]],
+    candidates: impl Iterator<Item = &'c [u8; 32]> + Clone,
+) -> bool {
     let mut ok = subtle::Choice::from(0u8);
     for key in keys {
         let Some(mut mac) = key.mac() else { continue };
@@ -105,7 +109,7 @@ pub(crate) fn any_mac_matches(keys: &[Key], parts: &[&[u8]], candidates: &[[u8; 
             mac.update(p);
         }
         let tag: [u8; 32] = mac.finalize().into_bytes().into();
-        for c in candidates {
+        for c in candidates.clone() {
             ok |= tag.ct_eq(c);
         }
     }

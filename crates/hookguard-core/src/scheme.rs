@@ -159,20 +159,24 @@ impl<'a> Context<'a> {
     ///
     /// ```
     /// use hookguard_core::{Context, RequestHead};
+    /// static X_A: http::HeaderName = http::HeaderName::from_static("x-a");
     /// let mut headers = http::HeaderMap::new();
     /// headers.insert("x-a", "b".parse().unwrap());
     /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
     /// let ctx = Context::new(&[], None, 0);
-    /// assert_eq!(ctx.header(&RequestHead::new(&m, &u, &headers), "x-a").unwrap(), Some("b"));
+    /// assert_eq!(ctx.header(&RequestHead::new(&m, &u, &headers), &X_A).unwrap(), Some("b"));
     /// ```
-    pub fn header<'h>(&self, req: &RequestHead<'h>, name: &'static str) -> Result<Option<&'h str>, Rejection> {
+    pub fn header<'h>(&self, req: &RequestHead<'h>, name: &'static HeaderName) -> Result<Option<&'h str>, Rejection> {
+        // A pre-built `HeaderName` is hashed directly; a `&str` would be parsed on every request.
         let Some(v) = req.headers.get(name) else {
             return Ok(None);
         };
         if v.len() > self.max_header_len {
-            return Err(Rejection::HeaderTooLarge(name));
+            return Err(Rejection::HeaderTooLarge(name.as_str()));
         }
-        v.to_str().map(Some).map_err(|_| Rejection::HeaderTooLarge(name))
+        v.to_str()
+            .map(Some)
+            .map_err(|_| Rejection::HeaderTooLarge(name.as_str()))
     }
 
     /// Checks a sender timestamp against the two-sided window (no-op when the window is off).
@@ -355,27 +359,58 @@ pub(crate) fn parse_timestamp(s: &str) -> Result<u64, Rejection> {
     s.parse().map_err(|_| Rejection::MalformedTimestamp)
 }
 
-/// Decodes a 64-hex-digit MAC. Anything else (empty, short, odd, non-hex) is `None`.
+/// Decodes a 64-hex-digit MAC (either case). Anything else (empty, short, odd, non-hex) is `None`.
 pub(crate) fn decode_hex_mac(s: &str) -> Option<[u8; 32]> {
+    const fn table() -> [u8; 256] {
+        let mut t = [0xff; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    }
+    static HEX: [u8; 256] = table();
+    let b = s.trim().as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s.trim(), &mut out).ok()?;
-    Some(out)
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= h | l;
+        *o = (h << 4) | (l & 0x0f);
+    }
+    // Any 0xff lookup sets the high bits: one check, no early exit.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 pub(crate) fn mac_hex(mac: &[u8; 32]) -> String {
     hex::encode(mac)
 }
 
-/// A short list of candidate MACs, bounded by `max`.
+/// The candidate MACs of one header, bounded by `max`. The first four live inline: a header
+/// carries one or two, and verifying must not allocate.
 pub(crate) struct Candidates {
-    pub(crate) macs: Vec<[u8; 32]>,
-    pub(crate) seen: usize,
+    inline: [[u8; 32]; 4],
+    len: usize,
+    spill: Vec<[u8; 32]>,
+    seen: usize,
 }
 
 impl Candidates {
     pub(crate) fn new() -> Self {
         Self {
-            macs: Vec::with_capacity(2),
+            inline: [[0; 32]; 4],
+            len: 0,
+            spill: Vec::new(),
             seen: 0,
         }
     }
@@ -386,16 +421,22 @@ impl Candidates {
             return Err(Rejection::TooManySignatures);
         }
         if let Some(m) = mac {
-            self.macs.push(m);
+            if self.len < self.inline.len() {
+                self.inline[self.len] = m;
+                self.len += 1;
+            } else {
+                self.spill.push(m);
+            }
         }
         Ok(())
     }
     /// Malformed when no entry was a well-formed MAC: an empty `v1=` never verifies anything.
     pub(crate) fn verify(&self, keys: &[Key], parts: &[&[u8]]) -> Result<(), Rejection> {
-        if self.macs.is_empty() {
+        if self.len == 0 {
             return Err(Rejection::MalformedSignature);
         }
-        if crate::key::any_mac_matches(keys, parts, &self.macs) {
+        let macs = self.inline[..self.len].iter().chain(&self.spill);
+        if crate::key::any_mac_matches(keys, parts, macs) {
             Ok(())
         } else {
             Err(Rejection::SignatureMismatch)
@@ -418,6 +459,16 @@ mod tests {
     #[test]
     fn hex_macs_must_be_exactly_32_bytes() {
         assert!(decode_hex_mac(&"ab".repeat(32)).is_some());
+        let mixed = "0123456789abcdefABCDEF".repeat(3);
+        assert_eq!(
+            decode_hex_mac(&mixed[..64]).map(hex::encode),
+            hex::decode(&mixed[..64]).ok().map(hex::encode)
+        );
+        for i in 0..64 {
+            let mut bad = "ab".repeat(32).into_bytes();
+            bad[i] = b'g';
+            assert!(decode_hex_mac(std::str::from_utf8(&bad).unwrap()).is_none());
+        }
         for bad in ["", "ab", &"ab".repeat(31), &"ab".repeat(33), &"zz".repeat(32)] {
             assert!(decode_hex_mac(bad).is_none());
         }

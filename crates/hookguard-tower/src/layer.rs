@@ -35,8 +35,19 @@ impl fmt::Debug for WebhookLayer {
 impl WebhookLayer {
     /// Starts configuring a layer for one sender's scheme.
     pub fn builder(scheme: impl Scheme) -> WebhookLayerBuilder {
+        Self::builder_arc(std::sync::Arc::new(scheme))
+    }
+
+    /// Starts configuring for a scheme chosen at run time (e.g. from a provider name).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes, Provider};
+    /// let scheme = schemes::for_provider("github".parse::<Provider>().unwrap()).unwrap();
+    /// let _ = hookguard_tower::WebhookLayer::builder_arc(scheme).secret("s").build().unwrap();
+    /// ```
+    pub fn builder_arc(scheme: std::sync::Arc<dyn Scheme>) -> WebhookLayerBuilder {
         WebhookLayerBuilder {
-            verifier: Verifier::builder(scheme),
+            verifier: Verifier::builder_arc(scheme),
             dedupe: None,
             budget: None,
         }

@@ -25,6 +25,8 @@ pub struct BuildWorkPro {
     _priv: (),
 }
 
+static SIGNATURE: http::HeaderName = http::HeaderName::from_static(BuildWorkPro::SIGNATURE_HEADER);
+
 impl BuildWorkPro {
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "buildworkpro-signature";
@@ -50,7 +52,7 @@ impl Scheme for BuildWorkPro {
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
-            .header(req, Self::SIGNATURE_HEADER)?
+            .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("BuildWorkPro-Signature"))?;
         tv1::authenticate(value, body, ctx).map(Authenticated::at)
     }

@@ -24,6 +24,8 @@ pub struct GitHub {
     _priv: (),
 }
 
+static SIGNATURE: http::HeaderName = http::HeaderName::from_static(GitHub::SIGNATURE_HEADER);
+
 impl GitHub {
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "x-hub-signature-256";
@@ -45,7 +47,7 @@ impl Scheme for GitHub {
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
-            .header(req, Self::SIGNATURE_HEADER)?
+            .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("X-Hub-Signature-256"))?;
         let hex = value
             .trim()

@@ -21,6 +21,9 @@ pub struct Slack {
     _priv: (),
 }
 
+static SIGNATURE: http::HeaderName = http::HeaderName::from_static(Slack::SIGNATURE_HEADER);
+static TIMESTAMP: http::HeaderName = http::HeaderName::from_static(Slack::TIMESTAMP_HEADER);
+
 impl Slack {
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "x-slack-signature";
@@ -50,10 +53,10 @@ impl Scheme for Slack {
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let sig = ctx
-            .header(req, Self::SIGNATURE_HEADER)?
+            .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("X-Slack-Signature"))?;
         let ts_raw = ctx
-            .header(req, Self::TIMESTAMP_HEADER)?
+            .header(req, &TIMESTAMP)?
             .ok_or(Rejection::MissingHeader("X-Slack-Request-Timestamp"))?
             .trim();
         let ts = parse_timestamp(ts_raw)?;

@@ -28,6 +28,10 @@ pub struct StandardWebhooks {
     _priv: (),
 }
 
+static ID: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::ID_HEADER);
+static TIMESTAMP: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::TIMESTAMP_HEADER);
+static SIGNATURE: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::SIGNATURE_HEADER);
+
 impl StandardWebhooks {
     /// The id header.
     pub const ID_HEADER: &'static str = "webhook-id";
@@ -79,15 +83,13 @@ impl Scheme for StandardWebhooks {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let id = ctx
-            .header(req, Self::ID_HEADER)?
-            .ok_or(Rejection::MissingHeader("webhook-id"))?;
+        let id = ctx.header(req, &ID)?.ok_or(Rejection::MissingHeader("webhook-id"))?;
         let ts_raw = ctx
-            .header(req, Self::TIMESTAMP_HEADER)?
+            .header(req, &TIMESTAMP)?
             .ok_or(Rejection::MissingHeader("webhook-timestamp"))?
             .trim();
         let sig = ctx
-            .header(req, Self::SIGNATURE_HEADER)?
+            .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("webhook-signature"))?;
         if id.is_empty() {
             return Err(Rejection::MissingHeader("webhook-id"));

@@ -28,6 +28,8 @@ pub struct Stripe {
     _priv: (),
 }
 
+static SIGNATURE: http::HeaderName = http::HeaderName::from_static(Stripe::SIGNATURE_HEADER);
+
 impl Stripe {
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "stripe-signature";
@@ -53,7 +55,7 @@ impl Scheme for Stripe {
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
-            .header(req, Self::SIGNATURE_HEADER)?
+            .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("Stripe-Signature"))?;
         tv1::authenticate(value, body, ctx).map(Authenticated::at)
     }
