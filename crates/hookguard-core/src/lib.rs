@@ -68,7 +68,7 @@ pub use challenge::ChallengeAnswer;
 pub use delivery::Delivery;
 pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
-pub use receiver::{HandlerOutcome, Receiver, Reply};
+pub use receiver::{HandlerOutcome, Receiver, ReceiverBuilder, Reply};
 pub use scheme::{
     Authenticated, ChallengeRule, Context, Described, Provider, RequestHead, Scheme, SignParams, Signed,
     UnknownProvider,

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::Response;
 
 use crate::dedupe::{Admission, Dedupe};
-use crate::{Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
+use crate::{ConfigError, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
 /// What the application's handler did, as the adapter saw it.
 #[derive(Debug)]
@@ -207,5 +207,164 @@ impl Receiver {
                 Ok(Reply::Respond(self.reject(&Rejection::HandlerTimeout)))
             }
         }
+    }
+}
+
+/// Configures a [`Receiver`] — the verifier's settings plus dedupe and a handler budget — and
+/// builds it into `T`: the receiver itself, or an adapter's middleware (`hookguard_tower`'s
+/// `WebhookLayerBuilder` and `hookguard_actix`'s `WebhookBuilder` are this type), so every
+/// framework is configured with the same methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{schemes::BuildWorkPro, dedupe::MemoryStore, Receiver};
+/// let rx: Receiver = Receiver::builder(BuildWorkPro::new())
+///     .secrets(["whsec_old", "whsec_new"])
+///     .tolerance(Duration::from_secs(300))
+///     .max_body(256 * 1024)
+///     .dedupe(MemoryStore::default())
+///     .handler_budget(Duration::from_secs(8))
+///     .build()
+///     .unwrap();
+/// assert_eq!(rx.verifier().max_body(), 256 * 1024);
+/// assert_eq!(rx.budget(), Some(Duration::from_secs(8)));
+/// ```
+pub struct ReceiverBuilder<T = Receiver> {
+    verifier: crate::VerifierBuilder,
+    dedupe: Option<Dedupe>,
+    budget: Option<Duration>,
+    out: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for ReceiverBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiverBuilder")
+            .field("verifier", &self.verifier)
+            .field("dedupe", &self.dedupe)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// Starts configuring a receiver for one sender's scheme.
+    pub fn builder(scheme: impl crate::Scheme) -> ReceiverBuilder {
+        ReceiverBuilder::new(std::sync::Arc::new(scheme))
+    }
+}
+
+impl<T> ReceiverBuilder<T> {
+    /// Starts configuring for a shared scheme (e.g. one chosen at run time).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes, Provider, Receiver, ReceiverBuilder};
+    /// let scheme = schemes::for_provider(Provider::GitHub).unwrap();
+    /// let rx: Receiver = ReceiverBuilder::new(scheme).secret("s").build().unwrap();
+    /// # let _ = rx;
+    /// ```
+    pub fn new(scheme: std::sync::Arc<dyn crate::Scheme>) -> Self {
+        Self {
+            verifier: Verifier::builder_arc(scheme),
+            dedupe: None,
+            budget: None,
+            out: std::marker::PhantomData,
+        }
+    }
+
+    fn map(mut self, f: impl FnOnce(crate::VerifierBuilder) -> crate::VerifierBuilder) -> Self {
+        self.verifier = f(self.verifier);
+        self
+    }
+
+    /// Adds a secret (or accepted header value / URL token). Several: any may match (rotation).
+    /// Secrets become keys at once and are never kept as text, printed or logged.
+    pub fn secret(self, secret: impl AsRef<str>) -> Self {
+        self.map(|v| v.secret(secret))
+    }
+
+    /// Adds several secrets.
+    pub fn secrets<I: IntoIterator<Item = S>, S: AsRef<str>>(self, secrets: I) -> Self {
+        self.map(|v| v.secrets(secrets))
+    }
+
+    /// The two-sided replay window (default 300 s for timestamped schemes).
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        self.map(|v| v.tolerance(tolerance))
+    }
+
+    /// The body limit (default 1 MiB).
+    pub fn max_body(self, bytes: usize) -> Self {
+        self.map(|v| v.max_body(bytes))
+    }
+
+    /// The bound for one parsed header (default 4096 bytes).
+    pub fn max_header_len(self, bytes: usize) -> Self {
+        self.map(|v| v.max_header_len(bytes))
+    }
+
+    /// The bound for signatures in one header (default 16).
+    pub fn max_signatures(self, n: usize) -> Self {
+        self.map(|v| v.max_signatures(n))
+    }
+
+    /// The bound for a reflected challenge value (default 1 KiB).
+    pub fn max_challenge_len(self, bytes: usize) -> Self {
+        self.map(|v| v.max_challenge_len(bytes))
+    }
+
+    /// Also answers a query-parameter challenge (e.g. Microsoft Graph `validationToken`).
+    pub fn challenge(self, rule: crate::ChallengeRule) -> Self {
+        self.map(|v| v.challenge(rule))
+    }
+
+    /// The clock for the replay window.
+    pub fn clock(self, clock: impl crate::clock::Clock) -> Self {
+        self.map(|v| v.clock(clock))
+    }
+
+    /// Answers 2xx without calling the handler for Procore deliveries caused by `app_id`.
+    pub fn ignore_source_application(self, app_id: impl Into<String>) -> Self {
+        self.map(|v| v.ignore_source_application(app_id))
+    }
+
+    /// De-duplicates in `store` with the default lease (30 s) and retention (48 h), failing closed.
+    pub fn dedupe(mut self, store: impl crate::dedupe::DedupeStore) -> Self {
+        self.dedupe = Some(Dedupe::new(store));
+        self
+    }
+
+    /// De-duplicates with a fully configured policy (lease, retention, fail-open).
+    pub fn dedupe_policy(mut self, dedupe: Dedupe) -> Self {
+        self.dedupe = Some(dedupe);
+        self
+    }
+
+    /// Answers `503` + `Retry-After` (retryable) when the handler has not answered within
+    /// `budget`, releasing the claim. Set it below the sender's timeout (BuildWorkPro 10 s,
+    /// Procore 5 s).
+    pub fn handler_budget(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Builds the receiver and turns it into `T`.
+    ///
+    /// # Errors
+    /// As [`VerifierBuilder::build`](crate::VerifierBuilder::build): no secret, too many, or one
+    /// the scheme cannot use (named by position, never by value).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, ConfigError, Receiver};
+    /// assert_eq!(Receiver::builder(GitHub::new()).build().unwrap_err(), ConfigError::NoSecret);
+    /// ```
+    pub fn build(self) -> Result<T, ConfigError>
+    where
+        T: From<Receiver>,
+    {
+        let mut rx = Receiver::new(self.verifier.build()?).with_budget(self.budget);
+        if let Some(d) = self.dedupe {
+            rx = rx.with_dedupe(d);
+        }
+        Ok(T::from(rx))
     }
 }
