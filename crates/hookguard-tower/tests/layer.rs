@@ -1,0 +1,197 @@
+//! The layer's edges that the conformance table does not reach: handler budget, a panicking
+//! handler, a dropped request future, and the extractors without the layer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRef;
+use axum::http::{Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use hookguard_core::clock::ManualClock;
+use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
+use hookguard_core::schemes::{BuildWorkPro, Procore};
+use hookguard_core::{Scheme, SignParams, Verifier};
+use hookguard_tower::{Verified, VerifiedDelivery, Verify, WebhookLayer};
+use tower::ServiceExt;
+
+const NOW: u64 = 1_700_000_000;
+const SECRET: &str = "whsec_layer_tests";
+
+fn signed(id: &str) -> Request<Body> {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted","created_at":"t","tenant_id":1,"data":{{}}}}"#);
+    let s = BuildWorkPro::new()
+        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
+        .unwrap();
+    let mut req = Request::post("/hook").body(Body::from(body)).unwrap();
+    req.headers_mut().extend(s.headers);
+    req
+}
+
+async fn status_and_code(app: &Router, req: Request<Body>) -> (StatusCode, Option<String>) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    (status, code)
+}
+
+fn layer(store: Arc<MemoryStore>, budget: Option<Duration>) -> WebhookLayer {
+    let mut b = WebhookLayer::builder(BuildWorkPro::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .dedupe(store);
+    if let Some(d) = budget {
+        b = b.handler_budget(d);
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn handler_over_budget_answers_503_and_the_retry_is_handled() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |VerifiedDelivery(_): VerifiedDelivery| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                StatusCode::NO_CONTENT
+            }
+        })
+        .layer(layer(Arc::new(MemoryStore::new(100)), Some(Duration::from_millis(100)))),
+    );
+    assert_eq!(
+        status_and_code(&app, signed("evt_slow")).await,
+        (StatusCode::SERVICE_UNAVAILABLE, Some("handler_timeout".into()))
+    );
+    assert_eq!(
+        status_and_code(&app, signed("evt_slow")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        status_and_code(&app, signed("evt_slow")).await.0,
+        StatusCode::OK,
+        "now a duplicate"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_releases_its_claim() {
+    let store = Arc::new(MemoryStore::new(100));
+    let app = Router::new().route(
+        "/hook",
+        post(|| async {
+            panic!("handler bug");
+            #[allow(unreachable_code)]
+            StatusCode::OK
+        })
+        .layer(layer(store.clone(), None)),
+    );
+    let r = tokio::spawn({
+        let app = app.clone();
+        async move { app.oneshot(signed("evt_panic")).await }
+    })
+    .await;
+    assert!(r.is_err(), "the handler panicked");
+    assert!(matches!(
+        store
+            .claim("buildworkpro:evt_panic", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Claim::New(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_dropped_request_future_releases_its_claim() {
+    let store = Arc::new(MemoryStore::new(100));
+    let app = Router::new().route(
+        "/hook",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK
+        })
+        .layer(layer(store.clone(), None)),
+    );
+    let fut = app.clone().oneshot(signed("evt_dropped"));
+    assert!(tokio::time::timeout(Duration::from_millis(100), fut).await.is_err());
+    // Dropped while the handler ran: the claim is free for the sender's retry.
+    assert!(matches!(
+        store
+            .claim("buildworkpro:evt_dropped", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Claim::New(_)
+    ));
+}
+
+#[tokio::test]
+async fn verified_without_the_layer_names_the_missing_layer() {
+    let app = Router::new().route(
+        "/hook",
+        post(|Verified(_): Verified<serde_json::Value>| async { StatusCode::OK }),
+    );
+    assert_eq!(
+        status_and_code(&app, signed("evt_x")).await,
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("missing_webhook_layer".into()))
+    );
+}
+
+#[derive(Clone)]
+struct State {
+    procore: Verifier,
+}
+
+impl FromRef<State> for Verifier {
+    fn from_ref(s: &State) -> Verifier {
+        s.procore.clone()
+    }
+}
+
+#[tokio::test]
+async fn standalone_verify_extractor() {
+    let state = State {
+        procore: Verifier::builder(Procore::new())
+            .secret("Bearer t")
+            .ignore_source_application("own")
+            .build()
+            .unwrap(),
+    };
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|Verify(_): Verify<serde_json::Value>| async { StatusCode::NO_CONTENT }),
+        )
+        .with_state(state);
+    let req = |auth: &str, app_id: &str| {
+        let body = format!(
+            r#"{{"id":1,"ulid":"01EDPD2J6SBY1163N77H95GW09","metadata":{{"source_application_id":"{app_id}"}}}}"#
+        );
+        Request::post("/hook")
+            .header("authorization", auth)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    assert_eq!(
+        status_and_code(&app, req("Bearer t", "other")).await,
+        (StatusCode::NO_CONTENT, None)
+    );
+    assert_eq!(
+        status_and_code(&app, req("Bearer x", "other")).await,
+        (StatusCode::UNAUTHORIZED, Some("unauthorized".into()))
+    );
+    // The integrator's own change: answered 200 ignored, the handler is not called.
+    assert_eq!(
+        status_and_code(&app, req("Bearer t", "own")).await,
+        (StatusCode::OK, None)
+    );
+}
