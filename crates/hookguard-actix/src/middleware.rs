@@ -98,23 +98,8 @@ where
                     let mut req = waiting.take().expect("the core calls the handler at most once");
                     req.set_payload(Payload::from(delivery.body().clone()));
                     req.extensions_mut().insert(delivery);
-                    let call = service.call(req);
-                    async move {
-                        let res = match budget {
-                            Some(b) => match tokio::time::timeout(b, call).await {
-                                Ok(res) => res,
-                                Err(_) => return HandlerOutcome::TimedOut,
-                            },
-                            None => call.await,
-                        };
-                        match res {
-                            Ok(response) => {
-                                let success = response.status().is_success();
-                                HandlerOutcome::Responded { response, success }
-                            }
-                            Err(e) => HandlerOutcome::Failed(e),
-                        }
-                    }
+                    let deadline = budget.map(tokio::time::sleep);
+                    HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())
                 })
                 .await?;
             match (reply, waiting) {

@@ -32,6 +32,47 @@ pub enum HandlerOutcome<R, E> {
     TimedOut,
 }
 
+impl<R, E> HandlerOutcome<R, E> {
+    /// Runs the application's handler future and classifies its result: `Ok` answers count as
+    /// success when `success` says so, `Err` is [`Failed`](Self::Failed), and if `deadline`
+    /// completes first (e.g. `tokio::time::sleep(budget)`; the core needs no runtime) the
+    /// handler is dropped and the outcome is [`TimedOut`](Self::TimedOut).
+    ///
+    /// ```
+    /// use hookguard_core::{testing::block_on, HandlerOutcome};
+    /// let ok = block_on(HandlerOutcome::of(async { Ok::<u16, ()>(204) }, None::<std::future::Ready<()>>, |s| *s < 300));
+    /// assert!(matches!(ok, HandlerOutcome::Responded { response: 204, success: true }));
+    /// let late = block_on(HandlerOutcome::of(std::future::pending::<Result<u16, ()>>(), Some(async {}), |_| true));
+    /// assert!(matches!(late, HandlerOutcome::TimedOut));
+    /// ```
+    pub async fn of<F, D>(handler: F, deadline: Option<D>, success: impl FnOnce(&R) -> bool) -> Self
+    where
+        F: Future<Output = Result<R, E>>,
+        D: Future<Output = ()>,
+    {
+        let mut handler = std::pin::pin!(handler);
+        let mut deadline = std::pin::pin!(deadline);
+        let result = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = handler.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(r));
+            }
+            match deadline.as_mut().as_pin_mut() {
+                Some(d) => d.poll(cx).map(|()| None),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await;
+        match result {
+            Some(Ok(response)) => {
+                let success = success(&response);
+                HandlerOutcome::Responded { response, success }
+            }
+            Some(Err(e)) => HandlerOutcome::Failed(e),
+            None => HandlerOutcome::TimedOut,
+        }
+    }
+}
+
 /// What to send back.
 #[derive(Debug)]
 pub enum Reply<R> {

@@ -105,23 +105,8 @@ where
                     *req.headers_mut() = parts.headers.clone();
                     *req.extensions_mut() = parts.extensions.clone();
                     req.extensions_mut().insert(delivery);
-                    async move {
-                        let fut = inner.call(req);
-                        let res = match budget {
-                            Some(b) => match tokio::time::timeout(b, fut).await {
-                                Ok(r) => r,
-                                Err(_) => return HandlerOutcome::TimedOut,
-                            },
-                            None => fut.await,
-                        };
-                        match res {
-                            Ok(response) => {
-                                let success = response.status().is_success();
-                                HandlerOutcome::Responded { response, success }
-                            }
-                            Err(e) => HandlerOutcome::Failed(e),
-                        }
-                    }
+                    let deadline = budget.map(tokio::time::sleep);
+                    HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
                 })
                 .await?;
             Ok(match reply {
