@@ -133,23 +133,12 @@ impl Scheme for Hcss {
         match &self.auth {
             HcssAuth::QueryToken(param) => {
                 let token = crate::challenge::query_param(req.uri, param, ctx.max_header_len)
-                    .map_err(|_| Rejection::Unauthorized)?
-                    .ok_or(Rejection::Unauthorized)?;
-                let keys = ctx.keys();
-                let ok = keys.iter().fold(false, |ok, k| ok | k.token_matches(&token));
-                if ok {
-                    Ok(Authenticated::default())
-                } else {
-                    Err(Rejection::Unauthorized)
-                }
+                    .map_err(|_| Rejection::Unauthorized)?;
+                super::token_check(ctx.keys(), token.as_deref())?;
+                Ok(Authenticated::default())
             }
             HcssAuth::Header(name) => {
-                let presented = match req.headers.get(name) {
-                    Some(v) if v.len() <= ctx.max_header_len => v.to_str().ok(),
-                    Some(_) => return Err(Rejection::HeaderTooLarge("hcss token header")),
-                    None => None,
-                };
-                super::procore::token_check(ctx.keys(), presented)?;
+                super::header_token(req, ctx, name, "hcss token header")?;
                 Ok(Authenticated::default())
             }
             HcssAuth::Scheme(s) => s.authenticate(req, body, ctx),

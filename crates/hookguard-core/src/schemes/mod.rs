@@ -54,6 +54,32 @@ pub fn for_provider(p: Provider) -> Option<Arc<dyn Scheme>> {
     })
 }
 
+/// Checks a shared token against every accepted value (constant time, no early exit).
+pub(crate) fn token_check(keys: &[crate::Key], presented: Option<&[u8]>) -> Result<(), Rejection> {
+    let presented = presented.ok_or(Rejection::Unauthorized)?;
+    let ok = keys.iter().fold(false, |ok, k| ok | k.token_matches(presented));
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::Unauthorized)
+    }
+}
+
+/// Checks a shared token sent in header `name` (bounded; `label` names it in a rejection).
+pub(crate) fn header_token(
+    req: &crate::RequestHead<'_>,
+    ctx: &crate::Context<'_>,
+    name: &http::HeaderName,
+    label: &'static str,
+) -> Result<(), Rejection> {
+    let presented = match req.headers.get(name) {
+        Some(v) if v.len() <= ctx.max_header_len => v.to_str().ok(),
+        Some(_) => return Err(Rejection::HeaderTooLarge(label)),
+        None => None,
+    };
+    token_check(ctx.keys(), presented.map(str::as_bytes))
+}
+
 /// Parses a JSON body into a small probe struct.
 pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejection> {
     serde_json::from_slice(body).map_err(|_| Rejection::InvalidPayload("body is not the provider's JSON shape"))

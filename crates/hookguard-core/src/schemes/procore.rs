@@ -85,20 +85,6 @@ struct Probe {
     metadata: Option<Metadata>,
 }
 
-/// Compares a presented header value against every accepted value, without early exit.
-pub(crate) fn token_check(keys: &[Key], presented: Option<&str>) -> Result<(), Rejection> {
-    let presented = presented.ok_or(Rejection::Unauthorized)?;
-    let mut ok = false;
-    for k in keys {
-        ok |= k.token_matches(presented.as_bytes());
-    }
-    if ok {
-        Ok(())
-    } else {
-        Err(Rejection::Unauthorized)
-    }
-}
-
 impl Scheme for Procore {
     fn provider(&self) -> Provider {
         Provider::Procore
@@ -116,12 +102,7 @@ impl Scheme for Procore {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, _body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let presented = match req.headers.get(&self.header) {
-            Some(v) if v.len() <= ctx.max_header_len => v.to_str().ok(),
-            Some(_) => return Err(Rejection::HeaderTooLarge("authorization")),
-            None => None,
-        };
-        token_check(ctx.keys(), presented)?;
+        super::header_token(req, ctx, &self.header, "authorization")?;
         Ok(Authenticated::default())
     }
 
