@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 
-use crate::{clock::ManualClock, Delivery, Rejection, RequestHead, Scheme, SignParams, Verdict, Verifier};
+use crate::{clock::ManualClock, Delivery, Rejection, RequestHead, Scheme, SignParams, Signed, Verdict, Verifier};
 
 /// Signs `body` as `scheme`'s sender would with `secret`, then verifies it: the delivery a
 /// handler would get. Panics on configuration errors (it is for tests).
@@ -26,12 +26,7 @@ pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result
         .clock(ManualClock::new(now))
         .build()
         .expect("verifier");
-    let mut headers = http::HeaderMap::new();
-    headers.extend(signed.headers);
-    let uri: http::Uri = match signed.query {
-        Some((k, val)) => format!("/?{k}={val}").parse().expect("uri"),
-        None => http::Uri::from_static("/"),
-    };
+    let (headers, uri) = request_parts(signed, "/");
     match v.verify(
         &RequestHead::new(&http::Method::POST, &uri, &headers),
         Bytes::from_static(body),
@@ -39,6 +34,25 @@ pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result
         Verdict::Deliver(d) | Verdict::Ignored(d) => Ok(d),
         Verdict::Challenge(_) => Err(Rejection::InvalidPayload("a challenge, not a delivery")),
     }
+}
+
+/// The headers and URI a sender sends to `path` (`Signed::query`, the URL token of HCSS's
+/// default scheme, is appended to the path). Panics on an invalid path (it is for tests).
+///
+/// ```
+/// use hookguard_core::{schemes::Hcss, Scheme, SignParams};
+/// let signed = Hcss::new().sign("tok", b"{}", &SignParams::new(0)).unwrap();
+/// let (_headers, uri) = hookguard_core::testing::request_parts(signed, "/hooks");
+/// assert_eq!(uri, "/hooks?token=tok");
+/// ```
+pub fn request_parts(signed: Signed, path: &str) -> (http::HeaderMap, http::Uri) {
+    let mut headers = http::HeaderMap::new();
+    headers.extend(signed.headers);
+    let uri = match signed.query {
+        Some((k, val)) => format!("{path}?{k}={val}"),
+        None => path.to_owned(),
+    };
+    (headers, uri.parse().expect("uri"))
 }
 
 /// Runs a future that never waits on I/O (the in-memory store's) to completion.

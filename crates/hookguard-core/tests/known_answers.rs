@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use hookguard_core::clock::ManualClock;
 use hookguard_core::schemes::{self, BuildWorkPro, GitHub, Hcss, Procore, Slack, StandardWebhooks, Stripe};
+use hookguard_core::testing::request_parts;
 use hookguard_core::{Provider, Rejection, RequestHead, Scheme, SignParams, Verdict, Verifier};
 
 fn verify(v: &Verifier, headers: &[(&str, &str)], uri: &str, body: &[u8]) -> Result<Verdict, Rejection> {
@@ -193,12 +194,7 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
                     let ts = (NOW as i64 + offset) as u64;
                     let body = sample(p);
                     let signed = scheme.sign(signer, body, &SignParams::new(ts).id("msg_rt")).unwrap();
-                    let mut h = http::HeaderMap::new();
-                    h.extend(signed.headers);
-                    let uri: http::Uri = match signed.query {
-                        Some((k, val)) => format!("/h?{k}={val}").parse().unwrap(),
-                        None => "/h".parse().unwrap(),
-                    };
+                    let (h, uri) = request_parts(signed, "/h");
                     let r = v.verify(
                         &RequestHead::new(&http::Method::POST, &uri, &h),
                         Bytes::from_static(body),
@@ -215,12 +211,7 @@ fn round_trips_for_every_scheme_secret_count_and_window_edge() {
             let signed = scheme
                 .sign(&stranger, sample(p), &SignParams::new(NOW).id("msg_rt"))
                 .unwrap();
-            let mut h = http::HeaderMap::new();
-            h.extend(signed.headers);
-            let uri: http::Uri = match signed.query {
-                Some((k, val)) => format!("/h?{k}={val}").parse().unwrap(),
-                None => "/h".parse().unwrap(),
-            };
+            let (h, uri) = request_parts(signed, "/h");
             let r = v.verify(
                 &RequestHead::new(&http::Method::POST, &uri, &h),
                 Bytes::from_static(sample(p)),
