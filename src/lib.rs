@@ -5,7 +5,8 @@
 //! generic schemes (Standard Webhooks, Stripe, GitHub, Slack).
 //!
 //! This crate re-exports [`hookguard_core`] and, behind features, the adapters:
-//! `tower` / `axum` ([`tower`] module), `actix` (`actix` module), `redis` ([`redis`] module).
+//! `tower` / `axum` ([`tower`] module), `actix` (`actix` module), `redis` ([`redis`] module), `sqlite` ([`sqlite`] module: the durable inbox, with the
+//! [`inbox::Worker`]).
 //!
 //! ```
 //! use hookguard::{schemes::BuildWorkPro, Verifier};
@@ -13,6 +14,8 @@
 //! assert_eq!(verifier.provider().as_str(), "buildworkpro");
 //! ```
 #![forbid(unsafe_code)]
+// The README's Rust snippets are compiled as doctests, so they can never drift from the API.
+#![cfg_attr(all(doctest, feature = "full"), doc = include_str!("../README.md"))]
 #![warn(missing_docs)]
 
 pub use hookguard_core::*;
@@ -27,6 +30,12 @@ pub mod tower {
 #[cfg(feature = "actix")]
 pub mod actix {
     pub use hookguard_actix::*;
+}
+
+/// The embedded durable inbox on SQLite, and the inbox worker (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use hookguard_sqlite::*;
 }
 
 /// The Redis dedupe store for several receiver replicas (feature `redis`).

@@ -8,14 +8,15 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 
 use actix_web::{http::StatusCode, web, App, HttpResponse, HttpServer};
-use common::{routes, run_all, Handler};
-use hookguard_actix::{VerifiedDelivery, Webhook};
+use common::{routes, run_all, Handler, HandlerKind};
+use hookguard_actix::{Verified, VerifiedDelivery, Webhook};
+use hookguard_core::envelope::BuildWorkProEvent;
 
 fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
     let handler = Handler::default();
-    let hooks: Vec<(&'static str, Webhook)> = routes()
+    let hooks: Vec<(&'static str, HandlerKind, Webhook)> = routes()
         .into_iter()
-        .map(|r| (r.path, Webhook::new(r.verifier).with_dedupe(r.dedupe)))
+        .map(|r| (r.path, r.handler, Webhook::new(r.verifier).with_dedupe(r.dedupe)))
         .collect();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -25,16 +26,36 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
                 let mut app = App::new().route("/health", web::get().to(|| async { "ok" }));
-                for (path, hook) in &hooks {
+                for (path, kind, hook) in &hooks {
                     let h = h.clone();
-                    let on_delivery = move |VerifiedDelivery(d): VerifiedDelivery| {
-                        let h = h.clone();
-                        async move { HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap()) }
+                    let post = match kind {
+                        HandlerKind::Delivery => web::post().to(move |VerifiedDelivery(d): VerifiedDelivery| {
+                            let h = h.clone();
+                            async move { HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap()) }
+                        }),
+                        HandlerKind::RawBody => {
+                            web::post().to(move |VerifiedDelivery(d): VerifiedDelivery, body: web::Bytes| {
+                                let h = h.clone();
+                                async move {
+                                    assert_eq!(body.len(), d.body().len());
+                                    HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
+                                }
+                            })
+                        }
+                        HandlerKind::Typed => web::post().to(
+                            move |VerifiedDelivery(d): VerifiedDelivery, Verified(e): Verified<BuildWorkProEvent>| {
+                                let h = h.clone();
+                                async move {
+                                    assert_eq!(Some(e.id.as_str()), d.event_id());
+                                    HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
+                                }
+                            },
+                        ),
                     };
                     app = app.service(
                         web::resource(*path)
                             .wrap(hook.clone())
-                            .route(web::post().to(on_delivery))
+                            .route(post)
                             .route(web::get().to(HttpResponse::Ok)),
                     );
                 }
@@ -102,7 +123,11 @@ async fn extractor_rejections_match_tower() {
         Rejection::TooManySignatures,
         Rejection::BodyTooLarge { limit: 1024 },
         Rejection::BodyReadFailed,
-        Rejection::InvalidPayload("body does not match the expected type"),
+        Rejection::InvalidPayload("body is not JSON"),
+        Rejection::UnexpectedPayload {
+            detail: "missing field `x`".into(),
+        },
+        Rejection::BodyReadTimeout,
         Rejection::MethodNotAllowed,
         Rejection::ChallengeMissing,
         Rejection::ChallengeTooLong { limit: 8 },

@@ -2,18 +2,32 @@
 
 mod common;
 
+use axum::body::Bytes;
 use axum::{http::StatusCode, routing::post, Router};
-use common::{routes, run_all, Handler};
-use hookguard_tower::{VerifiedDelivery, WebhookLayer};
+use common::{routes, run_all, Handler, HandlerKind};
+use hookguard_core::envelope::BuildWorkProEvent;
+use hookguard_tower::{Verified, VerifiedDelivery, WebhookLayer};
 
 async fn start() -> (String, Handler) {
     let handler = Handler::default();
     let mut app = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
     for r in routes() {
         let h = handler.clone();
-        let route = post(move |VerifiedDelivery(d): VerifiedDelivery| async move {
-            StatusCode::from_u16(h.handle(&d).await).unwrap()
-        })
+        let route = match r.handler {
+            HandlerKind::Delivery => post(move |VerifiedDelivery(d): VerifiedDelivery| async move {
+                StatusCode::from_u16(h.handle(&d).await).unwrap()
+            }),
+            HandlerKind::RawBody => post(move |VerifiedDelivery(d): VerifiedDelivery, body: Bytes| async move {
+                assert_eq!(body.len(), d.body().len());
+                StatusCode::from_u16(h.handle(&d).await).unwrap()
+            }),
+            HandlerKind::Typed => post(
+                move |VerifiedDelivery(d): VerifiedDelivery, Verified(e): Verified<BuildWorkProEvent>| async move {
+                    assert_eq!(Some(e.id.as_str()), d.event_id());
+                    StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+        }
         .get(|| async { StatusCode::OK });
         app = app.route(r.path, route.layer(WebhookLayer::new(r.verifier).with_dedupe(r.dedupe)));
     }

@@ -28,7 +28,27 @@ pub struct Route {
     pub path: &'static str,
     pub verifier: Verifier,
     pub dedupe: Dedupe,
+    pub handler: HandlerKind,
 }
+
+/// How the route's application handler reads the delivery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// The verified delivery only.
+    Delivery,
+    /// The delivery and the body through the framework's own bytes extractor (axum `Bytes`,
+    /// actix `web::Bytes`): the handler must see the verifier's body limit, not the framework's.
+    RawBody,
+    /// The typed `BuildWorkProEvent` envelope (`Verified<BuildWorkProEvent>`).
+    Typed,
+}
+
+/// The body limit of the `/bwp-big` and `/bwp-typed` routes.
+pub const BIG_MAX_BODY: usize = 1 << 20;
+/// The body read timeout of every route (a slow drip is answered 408 after it).
+pub const READ_TIMEOUT: Duration = Duration::from_millis(800);
+/// A second HCSS URL token, base64 with `+`, `/` and `=`, registered raw.
+pub const HCSS_B64_TOKEN: &str = "ab+c/d==";
 
 /// The routes every adapter must serve, each with its own in-memory store.
 pub fn routes() -> Vec<Route> {
@@ -41,9 +61,34 @@ pub fn routes() -> Vec<Route> {
                 .secrets([BWP_OLD_SECRET, BWP_SECRET])
                 .clock(clock.clone())
                 .max_body(MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
                 .build()
                 .unwrap(),
             dedupe: dedupe(),
+            handler: HandlerKind::Delivery,
+        },
+        Route {
+            path: "/bwp-big",
+            verifier: Verifier::builder(BuildWorkPro::new())
+                .secret(BWP_SECRET)
+                .clock(clock.clone())
+                .max_body(BIG_MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+            handler: HandlerKind::RawBody,
+        },
+        Route {
+            path: "/bwp-typed",
+            verifier: Verifier::builder(BuildWorkPro::new())
+                .secret(BWP_SECRET)
+                .clock(clock.clone())
+                .body_read_timeout(READ_TIMEOUT)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+            handler: HandlerKind::Typed,
         },
         Route {
             path: "/procore",
@@ -51,27 +96,33 @@ pub fn routes() -> Vec<Route> {
                 .secret(PROCORE_TOKEN)
                 .ignore_source_application(OWN_APP)
                 .max_body(MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
                 .build()
                 .unwrap(),
             dedupe: dedupe(),
+            handler: HandlerKind::Delivery,
         },
         Route {
             path: "/hcss",
             verifier: Verifier::builder(Hcss::new())
-                .secret(HCSS_TOKEN)
+                .secrets([HCSS_TOKEN, HCSS_B64_TOKEN])
                 .max_body(MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
                 .build()
                 .unwrap(),
             dedupe: dedupe(),
+            handler: HandlerKind::Delivery,
         },
         Route {
             path: "/github",
             verifier: Verifier::builder(GitHub::new())
                 .secret(GITHUB_SECRET)
                 .max_body(MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
                 .build()
                 .unwrap(),
             dedupe: dedupe(),
+            handler: HandlerKind::Delivery,
         },
     ]
 }
@@ -105,6 +156,17 @@ impl Handler {
     /// How often the handler ran for a dedupe key.
     pub fn calls(&self, key: &str) -> u32 {
         self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    /// How often the handler ran for all keys matching `f`.
+    pub fn calls_matching(&self, f: impl Fn(&str) -> bool) -> u32 {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| f(k))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -549,7 +611,7 @@ pub async fn run_all(addr: &str, handler: &Handler) {
         &OK,
     );
     check(
-        "HCSS event again → duplicate",
+        "HCSS Setups event again after it was handled → a new edit, handled",
         &send(
             addr,
             "POST",
@@ -559,10 +621,7 @@ pub async fn run_all(addr: &str, handler: &Handler) {
             Framing::Length,
         )
         .await,
-        &Expect {
-            status: 200,
-            code: None,
-        },
+        &OK,
     );
     check(
         "HCSS event without token",
@@ -616,6 +675,147 @@ pub async fn run_all(addr: &str, handler: &Handler) {
         failures
             .borrow_mut()
             .push("procore own-app event reached the handler".into());
+    }
+
+    // --- Hardening (issue 16).
+    // A genuine 300 KiB delivery reaches a handler that reads the body with the framework's
+    // own extractor: the verifier's limit (1 MiB) applies, not the framework's 256 KiB.
+    let big = format!(
+        r#"{{"id":"evt_300k","type":"bid.created","data":{{"notes":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    )
+    .into_bytes();
+    check(
+        "300 KiB delivery, handler reads the body",
+        &post("/bwp-big", signed(&BuildWorkPro::new(), BWP_SECRET, &big, NOW), big).await,
+        &OK,
+    );
+    // The typed envelope accepts a minimal signed body (only `id` and `type`).
+    let minimal = br#"{"id":"evt_minimal","type":"bid.created"}"#.to_vec();
+    check(
+        "typed envelope: minimal body",
+        &post(
+            "/bwp-typed",
+            signed(&BuildWorkPro::new(), BWP_SECRET, &minimal, NOW),
+            minimal,
+        )
+        .await,
+        &OK,
+    );
+    // A verified body our model cannot read is our gap: retryable 500, never a permanent 4xx.
+    let odd = br#"{"id":"evt_odd","type":"bid.created","tenant_id":"seventeen"}"#.to_vec();
+    check(
+        "typed envelope: unexpected shape → 500",
+        &post("/bwp-typed", signed(&BuildWorkPro::new(), BWP_SECRET, &odd, NOW), odd).await,
+        &rej(500, "unexpected_payload"),
+    );
+    // A slow drip: headers announce 1000 bytes that never come.
+    let (h, _) = bwp("evt_slow_drip");
+    let started = std::time::Instant::now();
+    check(
+        "slow drip → 408",
+        &send(addr, "POST", "/bwp", &h, &[], Framing::Declared(1000)).await,
+        &rej(408, "body_read_timeout"),
+    );
+    if started.elapsed() > READ_TIMEOUT * 4 {
+        failures
+            .borrow_mut()
+            .push(format!("slow drip answered after {:?}", started.elapsed()));
+    }
+    // Header-authenticated senders are refused before their body is read: a wrong token with
+    // a body that never comes gets 401, not a 408 after the read timeout.
+    check(
+        "procore wrong token, body never sent → 401 at once",
+        &send(
+            addr,
+            "POST",
+            "/procore",
+            &[("authorization".into(), "Bearer wrong".into())],
+            &[],
+            Framing::Declared(1000),
+        )
+        .await,
+        &rej(401, "unauthorized"),
+    );
+    check(
+        "hcss wrong URL token, body never sent → 401 at once",
+        &send(addr, "POST", "/hcss?token=nope", &[], &[], Framing::Declared(1000)).await,
+        &rej(401, "unauthorized"),
+    );
+    // GitHub: one signed body replayed with fresh (unsigned) delivery ids is one event.
+    let gh = br#"{"action":"opened","number":7}"#.to_vec();
+    for (i, id) in ["gh-replay-1", "gh-replay-2", "gh-replay-3"].iter().enumerate() {
+        let mut h = signed(&GitHub::new(), GITHUB_SECRET, &gh, NOW);
+        h.push(("x-github-delivery".into(), (*id).into()));
+        let a = post("/github", h, gh.clone()).await;
+        let want = if i == 0 {
+            OK
+        } else {
+            Expect {
+                status: 200,
+                code: None,
+            }
+        };
+        check(&format!("github replay with fresh delivery id #{i}"), &a, &want);
+    }
+    let handled = handler.calls_matching(|k| k.starts_with("github:sha256:"));
+    if handled != 2 {
+        // One for the non-UTF-8 case above, one for the replayed body.
+        failures.borrow_mut().push(format!(
+            "github replays: handler ran {handled} times for 2 distinct bodies"
+        ));
+    }
+    // HCSS Setups bodies carry no id and no time: an identical body after the first was
+    // handled is a second genuine edit and is handled again.
+    let setups = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e-twice"}"#.to_vec();
+    let target = format!("/hcss?token={HCSS_TOKEN}");
+    for round in 0..2 {
+        check(
+            &format!("HCSS Setups identical body #{round} → handled"),
+            &send(addr, "POST", &target, &[], &setups, Framing::Length).await,
+            &OK,
+        );
+    }
+    // Pre-Construction events carry a date: an identical body is a copy of one event.
+    let precon = br#"{"eventSource":"HeavyBid Pre-Construction","eventType":"ProjectChanged","version":"1","date":"2019-09-10T16:12:29Z","data":{"companyId":"c","businessUnitId":"b","projectId":"p"}}"#.to_vec();
+    check(
+        "HCSS Pre-Construction first",
+        &send(addr, "POST", &target, &[], &precon, Framing::Length).await,
+        &OK,
+    );
+    check(
+        "HCSS Pre-Construction identical → duplicate",
+        &send(addr, "POST", &target, &[], &precon, Framing::Length).await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    // A base64 URL token registered raw keeps its `+`; its percent-encoded form is the same.
+    for (i, q) in ["token=ab+c/d==", "token=ab%2Bc%2Fd%3D%3D"].iter().enumerate() {
+        let ev = format!(r#"{{"companyId":"c","eventType":"EquipmentCreated","businessUnitId":"b","id":"tok-{i}"}}"#);
+        check(
+            &format!("HCSS base64 URL token {q}"),
+            &send(addr, "POST", &format!("/hcss?{q}"), &[], ev.as_bytes(), Framing::Length).await,
+            &OK,
+        );
+    }
+    // A challenge appended naively to a callback URL that already has a query.
+    let a = send(
+        addr,
+        "GET",
+        &format!("/hcss?token={HCSS_TOKEN}?challenge=naive42"),
+        &[],
+        b"",
+        Framing::Length,
+    )
+    .await;
+    if a.status != 200 || a.body != b"naive42" {
+        failures.borrow_mut().push(format!(
+            "naive challenge append: {} {:?}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
+        ));
     }
 
     let failures = failures.into_inner();

@@ -77,8 +77,20 @@ pub(crate) fn response(r: &http::Response<Bytes>) -> HttpResponse {
 /// Reads the whole payload, refusing it as soon as more than `limit` bytes have arrived
 /// (chunked bodies declare no length, so the bound is enforced on the stream itself).
 ///
-/// A body that arrives in one chunk is returned as that chunk, without a copy.
-pub(crate) async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<Bytes, Rejection> {
+/// A body that arrives in one chunk is returned as that chunk, without a copy. A body that
+/// has not fully arrived within `timeout` is refused with `408 body_read_timeout`.
+pub(crate) async fn read_body_within(
+    payload: &mut Payload,
+    head: &Head,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Rejection> {
+    tokio::time::timeout(timeout, read_body(payload, head, limit))
+        .await
+        .unwrap_or(Err(Rejection::BodyReadTimeout))
+}
+
+async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<Bytes, Rejection> {
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     let mut len = 0usize;

@@ -98,7 +98,8 @@ impl ResponseError for VerifiedRejection {
 /// The typed envelope of a delivery the [`Webhook`](crate::Webhook) middleware verified.
 ///
 /// Parses the body kept with the [`Delivery`]; a body that is not `T` answers
-/// `400 invalid_payload`. Without the middleware on the route it answers
+/// a retryable `500 unexpected_payload` (logged at error level with the field: the body is
+/// authentic, so the mismatch is our model's gap). Without the middleware on the route it answers
 /// `500 missing_webhook_layer` (and logs the mistake).
 ///
 /// ```
@@ -211,7 +212,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Verify<T> {
                 Precheck::Challenge(a) => return Err(VerifiedRejection::Challenge(a)),
                 _ => return Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
             };
-            let body = convert::read_body(&mut payload, &head, limit)
+            let body = convert::read_body_within(&mut payload, &head, limit, verifier.read_timeout())
                 .await
                 .map_err(VerifiedRejection::Rejected)?;
             match verifier

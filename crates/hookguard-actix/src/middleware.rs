@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::Extensions;
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse};
+use actix_web::web::{self, PayloadConfig};
 use actix_web::{Error, HttpMessage as _, HttpResponse, ResponseError};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -85,7 +87,8 @@ where
                 Err(early) => return Ok(answer(req, &early)),
             };
             let mut payload = req.take_payload();
-            let body = match convert::read_body(&mut payload, &head, limit).await {
+            let read_timeout = rx.verifier().read_timeout();
+            let body = match convert::read_body_within(&mut payload, &head, limit, read_timeout).await {
                 Ok(body) => body,
                 Err(r) => return Ok(answer(req, &rx.reject(&r))),
             };
@@ -97,6 +100,15 @@ where
                 .deliver(&head.as_core(), body, |delivery| {
                     let mut req = waiting.take().expect("the core calls the handler at most once");
                     req.set_payload(Payload::from(delivery.body().clone()));
+                    // The handler's own extractors (`web::Bytes`, `String`) re-limit the body
+                    // with `PayloadConfig` (256 KiB by default): give them the verifier's limit,
+                    // unless the application configured its own.
+                    if req.app_data::<PayloadConfig>().is_none() && req.app_data::<web::Data<PayloadConfig>>().is_none()
+                    {
+                        let mut data = Extensions::new();
+                        data.insert(PayloadConfig::new(limit));
+                        req.add_data_container(Rc::new(data));
+                    }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())

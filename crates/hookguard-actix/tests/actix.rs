@@ -97,7 +97,7 @@ async fn downstream_extractors_get_the_body_back() {
 }
 
 #[actix_web::test]
-async fn a_body_that_is_not_the_type_answers_invalid_payload() {
+async fn a_body_that_is_not_the_type_answers_a_retryable_unexpected_payload() {
     #[derive(serde::Deserialize)]
     #[allow(dead_code)]
     struct Other {
@@ -112,8 +112,9 @@ async fn a_body_that_is_not_the_type_answers_invalid_payload() {
     )
     .await;
     let res = test::call_service(&app, bwp_request("/", "evt_shape").to_request()).await;
-    assert_eq!(res.status(), 400);
-    assert_eq!(json_of(res).await["error"], "invalid_payload");
+    // Authentic, so the mismatch is our model's gap: retryable, never a permanent 4xx.
+    assert_eq!(res.status(), 500);
+    assert_eq!(json_of(res).await["error"], "unexpected_payload");
 }
 
 #[actix_web::test]

@@ -1,6 +1,6 @@
 //! What every subcommand shares: providers, secrets and auth headers, bodies, errors.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +15,9 @@ pub enum CliError {
     Usage(String),
     /// Something failed at run time (bind, connect, I/O): exit 1.
     Failed(String),
+    /// Stdout was closed by its reader (`hookguard send … | head -3`): exit 1 without a
+    /// message, as a command killed by SIGPIPE would stop.
+    StdoutClosed,
 }
 
 /// A command's result.
@@ -29,6 +32,36 @@ pub fn usage(msg: impl Into<String>) -> CliError {
 pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())
 }
+
+/// Writes to stdout through its lock and flushes. A reader that went away (`| head`) is
+/// [`CliError::StdoutClosed`], never a panic; another write error is a failure.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args).and_then(|()| out.flush()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::StdoutClosed
+        } else {
+            failed(format!("cannot write to stdout: {e}"))
+        }
+    })
+}
+
+/// Writes one line to stderr; a closed or broken stderr is ignored (never a panic).
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
+/// `println!` that returns [`CliResult`]: `outln!("…", args)?` (see [`write_stdout`]).
+macro_rules! outln {
+    () => {
+        $crate::common::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::common::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
 
 /// The providers the CLI speaks, named as in `hookguard_core::Provider::as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -10,7 +10,7 @@ use hookguard_core::schemes::BuildWorkPro;
 use hookguard_core::{Scheme, SignParams};
 use reqwest::header::CONTENT_TYPE;
 
-use crate::common::{display_name, error_code, failed, now_unix, CliResult, ProviderArg};
+use crate::common::{display_name, error_code, failed, now_unix, outln, CliResult, ProviderArg};
 use crate::serve::{layer, route, Handler, ReceiverSpec};
 use crate::vendor::{guid, rand_hex, rfc3339, sample_body, ulid, Next, Outcome, Vendor};
 
@@ -83,7 +83,7 @@ fn short(s: &str, n: usize) -> String {
 }
 
 impl Demo {
-    async fn step(&mut self, vendor: ProviderArg, title: &str, req: Request, expect: Expect) {
+    async fn step(&mut self, vendor: ProviderArg, title: &str, req: Request, expect: Expect) -> CliResult<()> {
         self.step += 1;
         let before = self.handler.handled().len();
         let url = format!("{}{}", self.base, req.path);
@@ -100,7 +100,7 @@ impl Demo {
                 let s = resp.status().as_u16();
                 (s, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
             }
-            Err(e) => (0, format!("request failed: {e}").into_bytes()),
+            Err(e) => (0, format!("request failed: {}", e.without_url()).into_bytes()),
         };
         let code = error_code(&body);
         let handled: Vec<String> = self.handler.handled().split_off(before);
@@ -149,7 +149,7 @@ impl Demo {
         }
 
         let ok = problems.is_empty();
-        println!("  [{}] {}. {title}", if ok { "ok" } else { "FAIL" }, self.step);
+        outln!("  [{}] {}. {title}", if ok { "ok" } else { "FAIL" }, self.step)?;
         let mut sent = format!("{} {}", req.method, req.path.replace(HCSS_TOKEN, "***"));
         for (n, v) in &req.headers {
             if n == CONTENT_TYPE || n == "user-agent" || n == "buildworkpro-event" {
@@ -158,12 +158,12 @@ impl Demo {
             let v = v.to_str().unwrap_or("?");
             sent.push_str(&format!("  {}: {}", display_name(n), short(v, 34)));
         }
-        println!("       sent      {sent}");
+        outln!("       sent      {sent}")?;
         if !req.body.is_empty() {
-            println!(
+            outln!(
                 "                 body {}",
                 short(&String::from_utf8_lossy(&req.body), 96)
-            );
+            )?;
         }
         let reason = hookguard_core::http::StatusCode::from_u16(status)
             .ok()
@@ -174,21 +174,22 @@ impl Demo {
             (None, true) => String::new(),
             (None, false) => short(&text, 60),
         };
-        println!("       answered  {status} {reason}  {shown}");
+        outln!("       answered  {status} {reason}  {shown}")?;
         match handled.as_slice() {
-            [] => println!("       handler   not called"),
+            [] => outln!("       handler   not called")?,
             lines => {
                 for l in lines {
-                    println!("       handler   ran once: {l}");
+                    outln!("       handler   ran once: {l}")?;
                 }
             }
         }
-        println!("       vendor    {next_text}");
+        outln!("       vendor    {next_text}")?;
         if !ok {
             let p = problems.join("; ");
-            println!("       MISMATCH  {p}");
+            outln!("       MISMATCH  {p}")?;
             self.failures.push(format!("step {} ({title}): {p}", self.step));
         }
+        Ok(())
     }
 }
 
@@ -287,10 +288,10 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         .build()
         .map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?;
     let base = format!("http://{addr}");
-    println!("hookguard demo: receiver on {base} (axum + hookguard_tower::WebhookLayer, in-memory dedupe)");
-    println!("  /webhooks/hcss          HCSS: URL token ?token=***, challenge echo, dedupe on a body digest");
-    println!("  /webhooks/buildworkpro  BuildWorkPro: BuildWorkPro-Signature with {BWP_SECRET}, ±300 s window");
-    println!("  /webhooks/procore       Procore: Authorization: {PROCORE_TOKEN}; own app {OWN_APP} filtered");
+    outln!("hookguard demo: receiver on {base} (axum + hookguard_tower::WebhookLayer, in-memory dedupe)")?;
+    outln!("  /webhooks/hcss          HCSS: URL token ?token=***, challenge echo, dedupe on a body digest")?;
+    outln!("  /webhooks/buildworkpro  BuildWorkPro: BuildWorkPro-Signature with {BWP_SECRET}, ±300 s window")?;
+    outln!("  /webhooks/procore       Procore: Authorization: {PROCORE_TOKEN}; own app {OWN_APP} filtered")?;
     let mut demo = Demo {
         client,
         base,
@@ -301,7 +302,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     let now = now_unix();
 
     // --- HCSS.
-    println!("\nHCSS — {}", Vendor(ProviderArg::Hcss).schedule_doc());
+    outln!("\nHCSS — {}", Vendor(ProviderArg::Hcss).schedule_doc())?;
     let value = format!("hg{}", rand_hex(12));
     demo.step(
         ProviderArg::Hcss,
@@ -314,10 +315,12 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         },
         expect(200, None, 0, Want::Echoed),
     )
-    .await;
-    // HeavyJob shape: no event id.
+    .await?;
+    // Pre-Construction shape: no event id, but a `date`, so a byte-identical copy is the same
+    // event (a Setups/HeavyJob body, with neither, is only coalesced while one is in flight).
     let event = format!(
-        r#"{{"companyId":"{}","eventType":"CostCodeUpdated","jobId":"{}","costCodeId":"{}"}}"#,
+        r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"ProjectChanged","version":"1","date":{},"data":{{"companyId":"{}","businessUnitId":"{}","projectId":"{}"}}}}"#,
+        serde_json::Value::from(rfc3339(now, 0).replace(".000Z", "Z")),
         guid(),
         guid(),
         guid()
@@ -331,11 +334,11 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     };
     demo.step(
         ProviderArg::Hcss,
-        "HeavyJob event CostCodeUpdated with the URL token",
+        "Pre-Construction event ProjectChanged with the URL token",
         hcss_post(HCSS_TOKEN),
         expect(204, None, 1, Want::Delivered),
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::Hcss,
         "the same event again (HCSS sends no id: dedupe on the body digest)",
@@ -345,17 +348,17 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
             ..expect(200, None, 0, Want::Delivered)
         },
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::Hcss,
         "an event with a wrong URL token",
         hcss_post("not-the-token"),
         expect(401, Some("unauthorized"), 0, Want::Retry),
     )
-    .await;
+    .await?;
 
     // --- BuildWorkPro.
-    println!("\nBuildWorkPro — {}", Vendor(ProviderArg::BuildWorkPro).schedule_doc());
+    outln!("\nBuildWorkPro — {}", Vendor(ProviderArg::BuildWorkPro).schedule_doc())?;
     let body = sample_body(ProviderArg::BuildWorkPro, Some("bid.accepted"), now);
     let id = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -373,21 +376,21 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         bwp(bwp_headers(BWP_SECRET, &body, now, &id)),
         expect(204, None, 1, Want::Delivered),
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::BuildWorkPro,
         "forged: signed with a secret the receiver does not hold",
         bwp(bwp_headers("whsec_attacker_guess", &body, now, &id)),
         expect(401, Some("signature_mismatch"), 0, Want::GiveUp),
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::BuildWorkPro,
         "replayed too late: a genuine signature from 10 minutes ago",
         bwp(bwp_headers(BWP_SECRET, &body, now - 600, &id)),
         expect(400, Some("timestamp_out_of_window"), 0, Want::GiveUp),
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::BuildWorkPro,
         "duplicate: the same event id re-sent and re-signed (a retry after a lost answer)",
@@ -397,10 +400,10 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
             ..expect(200, None, 0, Want::Delivered)
         },
     )
-    .await;
+    .await?;
 
     // --- Procore.
-    println!("\nProcore — {}", Vendor(ProviderArg::Procore).schedule_doc());
+    outln!("\nProcore — {}", Vendor(ProviderArg::Procore).schedule_doc())?;
     let first = procore_body(&ulid(now * 1000), None);
     let procore = |headers, body: &Vec<u8>| Request {
         method: "POST",
@@ -414,7 +417,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         procore(procore_headers(PROCORE_TOKEN), &first),
         expect(204, None, 1, Want::Delivered),
     )
-    .await;
+    .await?;
     let kept_digits = demo
         .handler
         .handled()
@@ -423,7 +426,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     if !kept_digits {
         demo.failures
             .push("procore id did not keep its digits in the summary".into());
-        println!("       MISMATCH  the summary does not carry id \"{PROCORE_ID}\"");
+        outln!("       MISMATCH  the summary does not carry id \"{PROCORE_ID}\"")?;
     }
     demo.step(
         ProviderArg::Procore,
@@ -431,7 +434,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         procore(procore_headers("Bearer stale-token"), &first),
         expect(401, Some("unauthorized"), 0, Want::Retry),
     )
-    .await;
+    .await?;
     demo.step(
         ProviderArg::Procore,
         "duplicate ULID (at-least-once delivery sent it twice)",
@@ -441,7 +444,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
             ..expect(200, None, 0, Want::Delivered)
         },
     )
-    .await;
+    .await?;
     let own = procore_body(&ulid(now * 1000 + 1), Some(OWN_APP));
     demo.step(
         ProviderArg::Procore,
@@ -452,22 +455,22 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
             ..expect(200, None, 0, Want::Delivered)
         },
     )
-    .await;
+    .await?;
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let total = demo.step;
-    println!();
+    outln!()?;
     if demo.failures.is_empty() {
-        println!("{total}/{total} steps behaved as expected");
+        outln!("{total}/{total} steps behaved as expected")?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        outln!(
             "{}/{total} steps behaved as expected; mismatches:",
             total - demo.failures.len().min(total)
-        );
+        )?;
         for f in &demo.failures {
-            println!("  {f}");
+            outln!("  {f}")?;
         }
         Ok(ExitCode::from(1))
     }

@@ -14,12 +14,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::common::CliError;
+use crate::common::{write_stderr, CliError};
 
 const AFTER_HELP: &str = "\
 Providers: buildworkpro, procore, hcss, standard (Standard Webhooks), stripe, github, slack.
 Exit codes: 0 success; 1 rejected / the vendor gave up / run-time failure; 2 usage or
-configuration error. Secrets may also come from the HOOKGUARD_SECRET environment variable.
+configuration error. A closed stdout (`hookguard send … | head -3`) stops the command at once,
+quietly, with exit 1. Secrets may also come from the HOOKGUARD_SECRET environment variable.
 HTTP is plain (no TLS in this build). Logs go to stderr (RUST_LOG=debug for more).
 
 Examples:
@@ -66,6 +67,8 @@ fn init_tracing(default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        // A closed stderr must not turn a log line into a panic (its fallback is eprintln!).
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("hookguard: cannot start the runtime: {e}");
+            write_stderr(format_args!("hookguard: cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -96,12 +99,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(CliError::Usage(m)) => {
-            eprintln!("hookguard: {m}");
+            write_stderr(format_args!("hookguard: {m}"));
             ExitCode::from(2)
         }
         Err(CliError::Failed(m)) => {
-            eprintln!("hookguard: {m}");
+            write_stderr(format_args!("hookguard: {m}"));
             ExitCode::from(1)
         }
+        Err(CliError::StdoutClosed) => ExitCode::from(1),
     }
 }

@@ -8,8 +8,8 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::Url;
 
 use crate::common::{
-    auth, encode_query_value, error_code, now_unix, parse_header_arg, parse_secs, read_body, usage, CliResult,
-    HeaderArg, ProviderArg,
+    auth, encode_query_value, error_code, now_unix, outln, parse_header_arg, parse_secs, read_body, usage, Auth,
+    CliResult, HeaderArg, ProviderArg,
 };
 use crate::vendor::{human, rand_hex, sample_body, sign_params, Next, Outcome, Vendor};
 
@@ -37,6 +37,11 @@ same number and order of attempts):
 --challenge (hcss) sends the subscription challenge instead: GET URL?challenge=<random> and
 exits 0 only if the answer is 200 with exactly that value as the body.
 
+HCSS sends no credential of its own: --secret TOKEN appends ?token=TOKEN to --url, and a
+token already in the callback URL you registered (--url '…/webhooks?token=TOKEN') works
+without --secret. Secrets are never printed: URLs are shown with every query value and any
+password replaced by ***, and error messages without the URL.
+
 Plain HTTP only: this build has no TLS stack (https:// URLs need a TLS-enabled build of
 reqwest; put a local http endpoint or a tunnel in front).
 
@@ -45,6 +50,7 @@ Examples:
   hookguard send --provider procore --secret 'Bearer s3cret' --url http://127.0.0.1:8787/webhooks --schedule fast
   hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --challenge
   hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --event-type CostCodeUpdated
+  hookguard send --provider hcss --url 'http://127.0.0.1:8787/webhooks?token=tok'
   hookguard send --provider stripe --secret whsec_x --url http://127.0.0.1:8787/webhooks --file event.json";
 
 /// How long the sender really waits between attempts.
@@ -63,7 +69,8 @@ pub struct SendArgs {
     /// Which vendor's sender to play.
     #[arg(long, value_enum)]
     provider: ProviderArg,
-    /// The signing secret (procore: the Authorization value; hcss: the URL token ?token=).
+    /// The signing secret (procore: the Authorization value; hcss: the URL token ?token=, optional
+    /// when --url already carries it).
     #[arg(long, value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// procore/hcss: send this header instead: 'Name: value'.
@@ -90,7 +97,8 @@ pub struct SendArgs {
 }
 
 fn parse_url(s: &str) -> CliResult<Url> {
-    let url = Url::parse(s).map_err(|e| usage(format!("--url {s:?} is not a URL: {e}")))?;
+    // The URL may carry a token: the message names the problem, never the URL.
+    let url = Url::parse(s).map_err(|e| usage(format!("--url is not a valid URL: {e}")))?;
     match url.scheme() {
         "http" => Ok(url),
         "https" => Err(usage(
@@ -115,7 +123,7 @@ struct Attempt {
     took: Duration,
 }
 
-async fn attempt(req: reqwest::RequestBuilder, timeout: Duration) -> Attempt {
+async fn attempt(req: reqwest::RequestBuilder, timeout: Duration, secrets: &Redact) -> Attempt {
     let started = Instant::now();
     let (outcome, detail) = match req.timeout(timeout).send().await {
         Ok(resp) => {
@@ -126,17 +134,17 @@ async fn attempt(req: reqwest::RequestBuilder, timeout: Duration) -> Attempt {
                     let extra = match error_code(&body) {
                         Some(code) => code,
                         None if body.is_empty() => String::new(),
-                        None => snippet(&body),
+                        None => snippet(&body, secrets),
                     };
                     let detail = format!("{} {reason} {extra}", status.as_u16());
                     (Outcome::Status(status.as_u16()), detail.trim_end().to_owned())
                 }
                 Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
-                Err(e) => (Outcome::Network, format!("connection broke: {}", describe(&e))),
+                Err(e) => (Outcome::Network, format!("connection broke: {}", describe(e, secrets))),
             }
         }
         Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
-        Err(e) => (Outcome::Network, format!("no connection: {}", describe(&e))),
+        Err(e) => (Outcome::Network, format!("no connection: {}", describe(e, secrets))),
     };
     Attempt {
         outcome,
@@ -145,24 +153,59 @@ async fn attempt(req: reqwest::RequestBuilder, timeout: Duration) -> Attempt {
     }
 }
 
-fn snippet(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
-    let s = s.trim();
+/// The start of an answer's body (a receiver may echo the request URL: secrets masked).
+fn snippet(body: &[u8], secrets: &Redact) -> String {
+    let s = secrets.clean(String::from_utf8_lossy(body).trim().to_owned());
     if s.chars().count() > 60 {
         format!("{}…", s.chars().take(60).collect::<String>())
     } else {
-        s.to_owned()
+        s
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// A transport error with its causes, without the URL reqwest attaches (it holds the token).
+fn describe(e: reqwest::Error, secrets: &Redact) -> String {
+    let e = e.without_url();
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         msg = format!("{msg}: {s}");
         src = s.source();
     }
-    msg
+    secrets.clean(msg)
+}
+
+/// The secret strings of one `send` (flags, URL password and query values), masked as `***`
+/// in anything printed that the program did not write itself.
+struct Redact(Vec<String>);
+
+impl Redact {
+    fn new(url: &Url, secret: Option<&str>, header: Option<&HeaderArg>) -> Self {
+        let mut all: Vec<String> = secret.into_iter().map(str::to_owned).collect();
+        all.extend(header.map(|h| h.value.clone()));
+        all.extend(url.password().map(str::to_owned));
+        for (_, v) in url.query_pairs() {
+            all.push(v.into_owned());
+        }
+        for pair in url.query().unwrap_or("").split('&') {
+            all.extend(pair.split_once('=').map(|(_, v)| v.to_owned()));
+        }
+        // Longest first, so a secret containing another is masked whole; very short values
+        // (`?page=2`) would mask unrelated digits and are left.
+        all.retain(|s| s.len() >= 3);
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all.dedup();
+        Self(all)
+    }
+
+    fn clean(&self, mut s: String) -> String {
+        for secret in &self.0 {
+            if s.contains(secret.as_str()) {
+                s = s.replace(secret.as_str(), "***");
+            }
+        }
+        s
+    }
 }
 
 /// Runs `hookguard send`.
@@ -171,12 +214,19 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     let client = client()?;
     let vendor = Vendor(args.provider);
     let timeout = args.timeout.unwrap_or_else(|| vendor.timeout());
+    let secrets_shown = Redact::new(&url, args.secret.as_deref(), args.auth_header.as_ref());
     if args.challenge {
-        return challenge(&args, url, &client, timeout).await;
+        return challenge(&args, url, &client, timeout, &secrets_shown).await;
     }
     let secrets: Vec<String> = args.secret.iter().cloned().collect();
     let headers: Vec<HeaderArg> = args.auth_header.iter().cloned().collect();
-    let a = auth(args.provider, &secrets, &headers)?;
+    // HCSS sends no credential of its own: without --secret/--auth-header, whatever token the
+    // registered callback URL carries is the authentication, and nothing is added.
+    let signer: Option<Auth> = if args.provider == ProviderArg::Hcss && secrets.is_empty() && headers.is_empty() {
+        None
+    } else {
+        Some(auth(args.provider, &secrets, &headers)?)
+    };
     let start = now_unix();
     let body = match &args.file {
         Some(p) => read_body(Some(p))?,
@@ -186,11 +236,17 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     let mut params = sign_params(args.provider, &body, start, None, args.event_type.as_deref(), true);
     let delivery_id = format!("dlv_{}", rand_hex(12));
     // Fail on a secret the scheme cannot use before any request.
-    a.scheme
-        .sign(&a.secrets[0], &body, &params)
-        .map_err(|e| usage(format!("cannot sign: {e}")))?;
+    if let Some(a) = &signer {
+        a.scheme
+            .sign(&a.secrets[0], &body, &params)
+            .map_err(|e| usage(format!("cannot sign: {e}")))?;
+    }
 
-    let display = display_url(&url, args.provider, &headers, &secrets);
+    let mut display = display_url(&url);
+    if args.provider == ProviderArg::Hcss && headers.is_empty() && !secrets.is_empty() {
+        display.push(if url.query().is_some() { '&' } else { '?' });
+        display.push_str("token=***");
+    }
     let described = [
         params.id.as_deref().map(|i| format!("id {i}")),
         params.event_type.as_deref().map(|t| format!("type {t}")),
@@ -199,33 +255,37 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     .flatten()
     .collect::<Vec<_>>()
     .join(", ");
-    println!(
+    outln!(
         "{} sender → POST {display} ({} bytes{}{described}); timeout {}",
         args.provider.display(),
         body.len(),
         if described.is_empty() { "" } else { ", " },
         human(timeout)
-    );
-    println!("schedule: {}", vendor.schedule_doc());
+    )?;
+    outln!("schedule: {}", vendor.schedule_doc())?;
 
     let total = vendor.max_attempts().map(|n| format!("/{n}")).unwrap_or_default();
     let mut elapsed = Duration::ZERO;
     let mut last_reason = None;
     for n in 1.. {
         params.timestamp = now_unix();
-        let signed = a
-            .scheme
-            .sign(&a.secrets[0], &body, &params)
-            .map_err(|e| usage(format!("cannot sign: {e}")))?;
         let mut target = url.clone();
-        if let Some((k, v)) = &signed.query {
-            target.query_pairs_mut().append_pair(k, v);
+        let mut req_headers = Vec::new();
+        if let Some(a) = &signer {
+            let signed = a
+                .scheme
+                .sign(&a.secrets[0], &body, &params)
+                .map_err(|e| usage(format!("cannot sign: {e}")))?;
+            if let Some((k, v)) = &signed.query {
+                target.query_pairs_mut().append_pair(k, v);
+            }
+            req_headers = signed.headers;
         }
         let mut req = client.post(target).body(body.clone());
         if is_json {
             req = req.header(CONTENT_TYPE, "application/json");
         }
-        for (name, value) in signed.headers {
+        for (name, value) in req_headers {
             req = req.header(name, value);
         }
         match args.provider {
@@ -237,7 +297,7 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             }
             _ => {}
         }
-        let at = attempt(req, timeout).await;
+        let at = attempt(req, timeout, &secrets_shown).await;
         last_reason = Some(match at.outcome {
             Outcome::Timeout => "http_timeout",
             Outcome::Network => "connection_failed",
@@ -249,19 +309,19 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             Next::Retry { .. } => "failed".to_owned(),
             Next::GiveUp { verdict } => verdict.clone(),
         };
-        println!(
+        outln!(
             "attempt {n}{total} (+{}): {} ({} ms) → {verdict}",
             human(elapsed),
             at.detail,
             at.took.as_millis()
-        );
+        )?;
         match next {
             Next::Delivered => {
-                println!("{}: delivered after {n} attempt{}", args.provider.display(), plural(n));
+                outln!("{}: delivered after {n} attempt{}", args.provider.display(), plural(n))?;
                 return Ok(ExitCode::SUCCESS);
             }
             Next::GiveUp { .. } => {
-                println!("{}: gave up after {n} attempt{}", args.provider.display(), plural(n));
+                outln!("{}: gave up after {n} attempt{}", args.provider.display(), plural(n))?;
                 return Ok(ExitCode::from(1));
             }
             Next::Retry { after, note } => {
@@ -273,9 +333,9 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
                     ScheduleArg::Vendor => after,
                 };
                 if args.schedule == ScheduleArg::Fast {
-                    println!("  {note} [fast: waiting {} ms]", wait.as_millis());
+                    outln!("  {note} [fast: waiting {} ms]", wait.as_millis())?;
                 } else {
-                    println!("  {note}");
+                    outln!("  {note}")?;
                 }
                 tokio::time::sleep(wait).await;
                 elapsed += after;
@@ -293,17 +353,31 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// The URL as printed: a URL token is masked.
-fn display_url(url: &Url, p: ProviderArg, headers: &[HeaderArg], secrets: &[String]) -> String {
-    if p == ProviderArg::Hcss && headers.is_empty() && !secrets.is_empty() {
-        let sep = if url.query().is_some() { '&' } else { '?' };
-        format!("{url}{sep}token=***")
-    } else {
-        url.to_string()
+/// The URL as printed: every query value and any password masked (a token may be in either).
+fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_fragment(None);
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
     }
+    if shown.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut q = shown.query_pairs_mut();
+        q.clear();
+        for k in &names {
+            q.append_pair(k, "***");
+        }
+    }
+    shown.to_string()
 }
 
-async fn challenge(args: &SendArgs, url: Url, client: &reqwest::Client, timeout: Duration) -> CliResult<ExitCode> {
+async fn challenge(
+    args: &SendArgs,
+    url: Url,
+    client: &reqwest::Client,
+    timeout: Duration,
+    secrets: &Redact,
+) -> CliResult<ExitCode> {
     if args.provider != ProviderArg::Hcss {
         return Err(usage(
             "--challenge is HCSS's subscription check: use it with --provider hcss",
@@ -311,27 +385,24 @@ async fn challenge(args: &SendArgs, url: Url, client: &reqwest::Client, timeout:
     }
     let value = format!("hg{}", rand_hex(16));
     let mut target = url.clone();
-    let mut display = url.to_string();
     if args.auth_header.is_none() {
         if let Some(token) = &args.secret {
             // The token is part of the callback URL HCSS was given.
             target.query_pairs_mut().append_pair("token", token);
         }
     }
-    target.query_pairs_mut().append_pair("challenge", &value);
-    display.push(if url.query().is_some() { '&' } else { '?' });
-    if args.auth_header.is_none() && args.secret.is_some() {
-        display.push_str("token=***&");
-    }
+    let mut display = display_url(&target);
+    display.push(if target.query().is_some() { '&' } else { '?' });
     display.push_str(&format!("challenge={}", encode_query_value(&value)));
+    target.query_pairs_mut().append_pair("challenge", &value);
     let mut req = client.get(target).timeout(timeout);
     if let Some(h) = &args.auth_header {
         req = req.header(h.name.clone(), h.value.clone());
     }
-    println!(
+    outln!(
         "HCSS subscription challenge → GET {display}; timeout {}",
         human(timeout)
-    );
+    )?;
     let started = Instant::now();
     let (ok, detail) = match req.send().await {
         Ok(resp) => {
@@ -345,23 +416,44 @@ async fn challenge(args: &SendArgs, url: Url, client: &reqwest::Client, timeout:
             match resp.bytes().await {
                 Ok(body) => (
                     status == 200 && body.as_ref() == value.as_bytes(),
-                    format!("{status} ({ctype}) body {:?}", snippet(&body)),
+                    format!("{status} ({ctype}) body {:?}", snippet(&body, secrets)),
                 ),
-                Err(e) => (false, format!("{status}, body unreadable: {}", describe(&e))),
+                Err(e) => (false, format!("{status}, body unreadable: {}", describe(e, secrets))),
             }
         }
         Err(e) if e.is_timeout() => (false, format!("no answer within {}", human(timeout))),
-        Err(e) => (false, format!("no connection: {}", describe(&e))),
+        Err(e) => (false, format!("no connection: {}", describe(e, secrets))),
     };
-    println!(
+    outln!(
         "answer: {detail} ({} ms); expected 200 with body {value:?}",
         started.elapsed().as_millis()
-    );
+    )?;
     if ok {
-        println!("HCSS: challenge echoed exactly → subscription created");
+        outln!("HCSS: challenge echoed exactly → subscription created")?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("HCSS: challenge not echoed exactly → the subscription is not created");
+        outln!("HCSS: challenge not echoed exactly → the subscription is not created")?;
         Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_urls_and_errors_hide_tokens() {
+        let url = Url::parse("http://user:pw-secret@127.0.0.1:9/hooks?token=tok%2Fsecret&page=2#f").unwrap();
+        assert_eq!(
+            display_url(&url),
+            "http://user:***@127.0.0.1:9/hooks?token=***&page=***"
+        );
+        let r = Redact::new(&url, Some("flag-secret"), None);
+        let msg =
+            r.clean("for url (http://127.0.0.1:9/hooks?token=tok%2Fsecret) tok/secret flag-secret pw-secret 2".into());
+        for s in ["tok%2Fsecret", "tok/secret", "flag-secret", "pw-secret"] {
+            assert!(!msg.contains(s), "{msg}");
+        }
+        assert!(msg.ends_with(" 2"), "{msg}");
     }
 }

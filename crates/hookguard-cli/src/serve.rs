@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -13,22 +14,35 @@ use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore, DEFAULT_LEASE};
 use hookguard_core::{Delivery, Rejection, Verifier};
 use hookguard_tower::{VerifiedDelivery, WebhookLayer};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
-use crate::common::{auth, failed, parse_header_arg, parse_secs, usage, CliResult, HeaderArg, ProviderArg};
+use crate::common::{
+    auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
+};
 
 const AFTER_HELP: &str = "\
 Answers challenges on GET PATH (HCSS `?challenge=`) and receives deliveries on POST PATH.
-For every first-time verified delivery whose handling succeeded, prints one JSON line on stdout:
+For every first-time verified delivery whose handling succeeded, prints one JSON line on stdout
+once the delivery is recorded as done (the claim completed):
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"procore:01ED…\"}
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
+Lines wait in a queue of --stdout-queue lines written by a thread of their own, so a slow
+reader never stalls the server (challenges and rejections are still answered). When the queue
+is full, deliveries are answered 503 stdout_backlog (Retry-After: 5; claim released, the
+sender retries): a delivery answered 2xx always has its line. If stdout is closed (the reader
+exited), serve stops and exits 1.
 Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more.
 The first stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
---exec CMD runs `sh -c CMD` once per first-time delivery, the raw body on stdin and
-HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE, HOOKGUARD_DEDUPE_KEY in the
-environment (its stdout goes to stderr). Exit 0 → 204, delivery done. Non-zero exit → 500
-handler_failed; past --exec-timeout → killed, 503 handler_timeout; either way the claim is
-released so the sender's retry runs it again.
+--exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
+raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
+HOOKGUARD_DEDUPE_KEY in the environment (empty when the delivery has none; its stdout goes to
+stderr). A value the environment cannot carry (a NUL byte, or over 8 KiB: the sender's id is
+not ours to choose) is left out and HOOKGUARD_EVENT_ID_INVALID=1 (…_EVENT_TYPE_INVALID,
+…_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has everything. Exit 0 → 204,
+delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
+group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
+sender's retry runs it again.
 
 Authentication:
   buildworkpro, standard, stripe, github, slack: --secret (repeat it during a rotation)
@@ -79,6 +93,9 @@ pub struct ServeArgs {
     /// Procore 5 s, BuildWorkPro 10 s).
     #[arg(long, value_name = "SECS", default_value = "4", value_parser = parse_secs)]
     exec_timeout: Duration,
+    /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
+    #[arg(long, value_name = "LINES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    stdout_queue: u32,
     /// Procore: answer 200 without handling deliveries caused by this application id
     /// (`metadata.source_application_id`), to avoid loops. Repeatable.
     #[arg(long = "ignore-source-application", value_name = "ID")]
@@ -107,20 +124,105 @@ impl std::fmt::Display for ExecError {
             ExecError::Spawn(e) => write!(f, "could not start sh: {e}"),
             ExecError::Exit(s) => write!(f, "exited with {s}"),
             ExecError::Io(e) => write!(f, "i/o error: {e}"),
-            ExecError::TimedOut => f.write_str("timed out and was killed"),
+            ExecError::TimedOut => f.write_str("timed out; its process group was killed"),
+        }
+    }
+}
+
+/// The longest value put in the command's environment. Linux refuses a single string over
+/// 128 KiB (`E2BIG`) and all of them together over the argument limit; ids and types are short.
+const MAX_ENV_VALUE: usize = 8 * 1024;
+
+/// Why a value is not put in the environment as is.
+fn env_unsafe(value: &str) -> Option<&'static str> {
+    if value.as_bytes().contains(&0) {
+        Some("it holds a NUL byte")
+    } else if value.len() > MAX_ENV_VALUE {
+        Some("it is longer than 8 KiB")
+    } else {
+        None
+    }
+}
+
+/// `sh -c 'kill -s KILL -- -PGID'`: SIGKILL to a whole process group. The crate forbids
+/// `unsafe` (no `libc::kill`), and the POSIX shell the command runs in is there anyway.
+fn kill_group_command(pgid: u32) -> std::process::Command {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("kill -s KILL -- \"-$1\"")
+        .arg("hookguard-exec-kill")
+        .arg(pgid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Kills the process group `pgid` unless disarmed: a handler future dropped mid-run (the
+/// connection closed, shutdown) leaves no stray processes behind. It must be disarmed once
+/// the group leader has been reaped (its number could then be reused).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    async fn kill(&mut self) {
+        if let Some(pgid) = self.0 {
+            let mut c = tokio::process::Command::from(kill_group_command(pgid));
+            if !c.status().await.is_ok_and(|s| s.success()) {
+                tracing::warn!(pgid, "could not kill the --exec process group");
+            }
+            // Only now: dropped while waiting for `kill`, the guard still kills on drop.
+            self.0 = None;
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // Rare path (dropped mid-run): a short blocking fork+exec is acceptable here.
+            let _ = kill_group_command(pgid).status();
         }
     }
 }
 
 impl Exec {
     async fn run(&self, d: &Delivery) -> Result<(), ExecError> {
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
             .arg(&self.cmd)
-            .env("HOOKGUARD_PROVIDER", d.provider().as_str())
-            .env("HOOKGUARD_EVENT_ID", d.event_id().unwrap_or(""))
-            .env("HOOKGUARD_EVENT_TYPE", d.event_type().unwrap_or(""))
-            .env("HOOKGUARD_DEDUPE_KEY", d.dedupe_key().unwrap_or(""))
+            .env("HOOKGUARD_PROVIDER", d.provider().as_str());
+        for (name, value) in [
+            ("HOOKGUARD_EVENT_ID", d.event_id()),
+            ("HOOKGUARD_EVENT_TYPE", d.event_type()),
+            ("HOOKGUARD_DEDUPE_KEY", d.dedupe_key()),
+        ] {
+            let value = value.unwrap_or("");
+            let invalid = format!("{name}_INVALID");
+            match env_unsafe(value) {
+                None => {
+                    cmd.env(name, value).env_remove(invalid);
+                }
+                Some(why) => {
+                    // Refusing would cost the event (a permanent 4xx) or retry it forever (5xx):
+                    // the command still gets the raw body, with everything, on stdin.
+                    tracing::warn!(
+                        provider = %d.provider(),
+                        variable = name,
+                        len = value.len(),
+                        "--exec: {name} left out of the environment because {why}; {invalid}=1 set"
+                    );
+                    cmd.env_remove(name).env(invalid, "1");
+                }
+            }
+        }
+        // A group of its own, so a timeout kills the command's children too.
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd
             .stdin(Stdio::piped())
             // Keep stdout for the JSON lines: the command's output goes to stderr.
             .stdout(Stdio::from(std::io::stderr()))
@@ -128,6 +230,8 @@ impl Exec {
             .kill_on_drop(true)
             .spawn()
             .map_err(ExecError::Spawn)?;
+        // Declared after `child`, so dropped first: the group dies before tokio reaps sh.
+        let mut group = GroupGuard(child.id());
         let stdin = child.stdin.take();
         let body = d.body().clone();
         let result = tokio::time::timeout(self.timeout, async {
@@ -140,10 +244,20 @@ impl Exec {
         })
         .await;
         match result {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(ExecError::Exit(status)),
+            Ok(Ok(status)) => {
+                // sh is reaped: its number may be reused, never signal that group again.
+                group.disarm();
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(ExecError::Exit(status))
+                }
+            }
             Ok(Err(e)) => Err(ExecError::Io(e)),
             Err(_) => {
+                // Kill the whole group while sh is still unreaped (its number stays ours),
+                // then reap sh; the orphaned children are reaped by init.
+                group.kill().await;
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 Err(ExecError::TimedOut)
@@ -152,20 +266,34 @@ impl Exec {
     }
 }
 
+/// Where the JSON lines of handled deliveries go.
+enum Output {
+    /// The bounded queue the stdout writer thread drains.
+    Stdout(mpsc::Sender<String>),
+    /// Kept in memory (the demo).
+    Record(Mutex<Vec<String>>),
+}
+
 /// What the handler does with a verified, first-time delivery.
 pub struct Handler {
     exec: Option<Exec>,
-    print: bool,
-    handled: Mutex<Vec<String>>,
+    output: Output,
 }
 
+/// A delivery's JSON line with its reserved queue slot, carried in the handler's response
+/// extensions to [`print_when_done`], which sends it once the claim is completed.
+#[derive(Clone)]
+struct PendingLine(Arc<Mutex<Option<ReservedLine>>>);
+
+/// A line and the queue slot it will be sent in.
+type ReservedLine = (mpsc::OwnedPermit<String>, String);
+
 impl Handler {
-    /// A handler that prints each done delivery's JSON line on stdout.
-    pub fn printing(exec: Option<Exec>) -> Self {
+    /// A handler whose lines go to the stdout queue (see [`StdoutWriter`]).
+    pub fn printing(exec: Option<Exec>, queue: mpsc::Sender<String>) -> Self {
         Self {
             exec,
-            print: true,
-            handled: Mutex::new(Vec::new()),
+            output: Output::Stdout(queue),
         }
     }
 
@@ -173,31 +301,15 @@ impl Handler {
     pub fn recording() -> Self {
         Self {
             exec: None,
-            print: false,
-            handled: Mutex::new(Vec::new()),
+            output: Output::Record(Mutex::new(Vec::new())),
         }
     }
 
     /// The JSON summaries of every delivery handled so far (recording handlers only).
     pub fn handled(&self) -> Vec<String> {
-        self.handled.lock().map(|h| h.clone()).unwrap_or_default()
-    }
-
-    fn done(&self, d: &Delivery) {
-        let line = d.summary_json();
-        tracing::info!(
-            provider = %d.provider(),
-            event_id = d.event_id(),
-            event_type = d.event_type(),
-            "delivery handled"
-        );
-        if self.print {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        } else if let Ok(mut h) = self.handled.lock() {
-            // Only the demo records (a dozen lines); a long-running `serve` keeps nothing.
-            h.push(line);
+        match &self.output {
+            Output::Record(h) => h.lock().map(|h| h.clone()).unwrap_or_default(),
+            Output::Stdout(_) => Vec::new(),
         }
     }
 }
@@ -208,7 +320,45 @@ fn rejection(r: &Rejection) -> Response {
         .into_response()
 }
 
+/// `503` + `Retry-After`: the stdout reader is behind (or gone); the claim is released.
+fn stdout_unavailable(code: &'static str, message: &'static str) -> Response {
+    let mut r = (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (http::header::CONTENT_TYPE, "application/json"),
+            (http::header::RETRY_AFTER, "5"),
+            (http::header::CACHE_CONTROL, "no-store"),
+        ],
+        serde_json::json!({ "error": code, "message": message }).to_string(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
 async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): VerifiedDelivery) -> Response {
+    // Reserve the line's place first: a 2xx must never be answered for a line that cannot be
+    // printed, and a full queue must not run the command (the retry will).
+    let permit = match &h.output {
+        Output::Stdout(queue) => match queue.clone().try_reserve_owned() {
+            Ok(p) => Some(p),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    provider = %d.provider(),
+                    event_id = d.event_id(),
+                    "stdout is not being read fast enough (queue full); answering 503 stdout_backlog"
+                );
+                return stdout_unavailable("stdout_backlog", "the receiver's output is not being read; retry later");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return stdout_unavailable("stdout_closed", "the receiver is stopping; retry later");
+            }
+        },
+        Output::Record(_) => None,
+    };
     if let Some(exec) = &h.exec {
         if let Err(e) = exec.run(&d).await {
             tracing::warn!(
@@ -223,16 +373,105 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
             });
         }
     }
-    h.done(&d);
-    http::StatusCode::NO_CONTENT.into_response()
+    tracing::info!(
+        provider = %d.provider(),
+        event_id = d.event_id(),
+        event_type = d.event_type(),
+        "delivery handled"
+    );
+    let line = d.summary_json();
+    let mut response = http::StatusCode::NO_CONTENT.into_response();
+    match (&h.output, permit) {
+        (Output::Stdout(_), Some(p)) => {
+            response
+                .extensions_mut()
+                .insert(PendingLine(Arc::new(Mutex::new(Some((p, line))))));
+        }
+        (Output::Record(h), _) => {
+            // Only the demo records (a dozen lines); a long-running `serve` keeps nothing.
+            if let Ok(mut h) = h.lock() {
+                h.push(line);
+            }
+        }
+        (Output::Stdout(_), None) => {}
+    }
+    response
+}
+
+/// Outside the webhook layer: its future has finished, so a successful delivery's claim is
+/// completed; only now is its line queued (in the slot the handler reserved, so never lost
+/// and never blocking). Nothing awaits between the two, so a dropped connection cannot
+/// separate them.
+async fn print_when_done(req: axum::extract::Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if let Some(PendingLine(pending)) = response.extensions_mut().remove::<PendingLine>() {
+        let taken = pending.lock().ok().and_then(|mut p| p.take());
+        if let Some((permit, line)) = taken {
+            if response.status().is_success() {
+                permit.send(line);
+            }
+        }
+    }
+    response
 }
 
 /// A router serving one webhook route behind `layer` (every method goes through the layer:
 /// it answers challenges and refuses other methods itself).
 pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
     Router::new()
-        .route(path, any(on_delivery).layer(layer))
+        .route(
+            path,
+            any(on_delivery)
+                .layer(layer)
+                .layer(axum::middleware::from_fn(print_when_done)),
+        )
         .with_state(handler)
+}
+
+/// The thread that writes the queued JSON lines to stdout: blocking writes happen here, never
+/// on the async workers.
+pub struct StdoutWriter {
+    thread: std::thread::JoinHandle<()>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl StdoutWriter {
+    /// Starts the writer with a queue of `capacity` lines. `closed` fires if stdout fails
+    /// (its reader went away); the queue is then closed, so deliveries get 503, not a 2xx.
+    pub fn start(
+        capacity: usize,
+        closed: tokio::sync::oneshot::Sender<std::io::Error>,
+    ) -> CliResult<(Self, mpsc::Sender<String>)> {
+        let (tx, mut rx) = mpsc::channel::<String>(capacity);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hookguard-stdout".into())
+            .spawn(move || {
+                let stdout = std::io::stdout();
+                while let Some(mut line) = rx.blocking_recv() {
+                    line.push('\n');
+                    let mut out = stdout.lock();
+                    if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                        rx.close();
+                        let _ = closed.send(e);
+                        break;
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| failed(format!("cannot start the stdout writer: {e}")))?;
+        Ok((Self { thread, done }, tx))
+    }
+
+    /// Waits (at most `limit`) for the queued lines to be written, once every sender is gone.
+    /// Returns whether the writer finished.
+    pub fn finish(self, limit: Duration) -> bool {
+        let finished = self.done.recv_timeout(limit).is_ok();
+        if finished {
+            let _ = self.thread.join();
+        }
+        finished
+    }
 }
 
 /// The receiver settings shared by `serve` and `demo`.
@@ -340,23 +579,47 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     drop(probe);
     let (store, store_name) = open_store(&args.store).await?;
     let (layer, mode) = layer(&spec, store)?;
-    let app = route(&args.path, layer, Arc::new(Handler::printing(exec)));
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
+    let app = route(&args.path, layer, Arc::new(Handler::printing(exec, queue)));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| failed(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener
         .local_addr()
         .map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
-    eprintln!(
+    write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, store {store_name}{})",
         args.path,
         args.provider.provider(),
         if args.exec.is_some() { ", --exec" } else { "" }
-    );
+    ));
+    let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
+    let seen = Arc::clone(&stdout_closed);
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            Ok(e) = closed_rx => {
+                tracing::error!(error = %e, "stdout is closed (its reader exited): no delivery can be printed; shutting down");
+                if let Ok(mut s) = seen.lock() {
+                    *s = Some(e);
+                }
+            }
+        }
+    };
+    // The router (and with it the queue's sender) is dropped when serving ends.
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .map_err(|e| failed(format!("server error: {e}")))?;
-    eprintln!("hookguard: stopped");
+    if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
+        return Err(CliError::StdoutClosed);
+    }
+    // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
+    // that stopped reading must not keep the process alive).
+    if !writer.finish(Duration::from_secs(10)) {
+        tracing::warn!("stdout is not being read: queued lines may not have been written");
+    }
+    write_stderr(format_args!("hookguard: stopped"));
     Ok(ExitCode::SUCCESS)
 }

@@ -86,6 +86,6 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
     if let Some((k, v)) = &signed.query {
         out.push_str(&format!("?{}={}\n", encode_query_value(k), encode_query_value(v)));
     }
-    print!("{out}");
+    crate::common::write_stdout(format_args!("{out}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use hookguard_core::clock::ManualClock;
 use hookguard_core::http::{HeaderMap, HeaderValue, Method, Uri};
 use hookguard_core::{RequestHead, Verdict, Verifier};
 
-use crate::common::{auth, parse_header_arg, read_body, usage, CliResult, HeaderArg, ProviderArg};
+use crate::common::{auth, outln, parse_header_arg, read_body, usage, CliResult, HeaderArg, ProviderArg};
 
 const AFTER_HELP: &str = "\
 Verifies the body (stdin, or --file) with the request headers given by -H (and/or
@@ -105,20 +105,20 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     let head = RequestHead::new(&Method::POST, &uri, &headers);
     match verifier.verify(&head, Bytes::from(body)) {
         Ok(Verdict::Deliver(d)) | Ok(Verdict::Ignored(d)) => {
-            println!("{}", d.summary_json());
+            outln!("{}", d.summary_json())?;
             Ok(ExitCode::SUCCESS)
         }
         Ok(Verdict::Challenge(answer)) => {
             let value = String::from_utf8_lossy(answer.value()).into_owned();
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"provider": args.provider.provider().as_str(), "challenge": value})
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => Err(usage("unexpected verdict")),
         Err(r) => {
-            println!("{}", String::from_utf8_lossy(&r.json_body()));
+            outln!("{}", String::from_utf8_lossy(&r.json_body()))?;
             Ok(ExitCode::from(1))
         }
     }

@@ -1,9 +1,10 @@
 //! The real `hookguard` binary: demo, serve + send for each vendor, sign | verify round trips,
 //! --exec retries, and the Redis store (at `HOOKGUARD_REDIS_URL`, default redis://127.0.0.1:6379).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,16 +57,32 @@ fn scratch(name: &str) -> Scratch {
     Scratch(d)
 }
 
+/// What a test does with `serve`'s stdout.
+#[derive(Clone, Copy, PartialEq)]
+enum ServeStdout {
+    /// Read every line as it comes (`Server::lines`).
+    Read,
+    /// A pipe nobody reads until the test takes it (`Server::unread`).
+    Unread,
+    /// A pipe whose reading end is closed at once.
+    Closed,
+}
+
 /// A running `hookguard serve`, killed on drop.
 struct Server {
     child: Child,
     port: u16,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    unread: Option<ChildStdout>,
 }
 
 impl Server {
     fn start(args: &[&str]) -> Server {
+        Server::start_with(args, ServeStdout::Read)
+    }
+
+    fn start_with(args: &[&str], mode: ServeStdout) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -79,13 +96,13 @@ impl Server {
             .expect("spawn hookguard serve");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let lines = Arc::clone(&stdout);
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        });
+        let pipe = child.stdout.take().unwrap();
+        let mut unread = None;
+        match mode {
+            ServeStdout::Read => read_lines_into(pipe, Arc::clone(&stdout)),
+            ServeStdout::Unread => unread = Some(pipe),
+            ServeStdout::Closed => drop(pipe),
+        }
         let err = BufReader::new(child.stderr.take().unwrap());
         let lines = Arc::clone(&stderr);
         std::thread::spawn(move || {
@@ -117,6 +134,27 @@ impl Server {
             port,
             stdout,
             stderr,
+            unread,
+        }
+    }
+
+    /// Starts reading the stdout pipe nobody read so far.
+    fn read_unread(&mut self) {
+        let pipe = self.unread.take().expect("started with ServeStdout::Unread");
+        read_lines_into(pipe, Arc::clone(&self.stdout));
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -155,6 +193,66 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn read_lines_into(pipe: ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for l in BufReader::new(pipe).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(l);
+        }
+    });
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with 10 s socket
+/// timeouts so a stalled server fails the test instead of hanging it. Returns the status and
+/// the body.
+fn http(port: u16, method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Vec<u8>) {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect to serve");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    c.write_all(req.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    if let Err(e) = c.read_to_end(&mut answer) {
+        panic!(
+            "{method} {target}: no complete answer within 10 s ({e}); got {:?}",
+            text(&answer)
+        );
+    }
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {:?}", text(&answer)));
+    let status = text(&answer[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, answer[split + 4..].to_vec())
+}
+
+/// The headers `hookguard sign` produces for `body`, as (name, value) pairs.
+fn signed_headers(args: &[&str], body: &[u8]) -> Vec<(String, String)> {
+    let mut all = vec!["sign"];
+    all.extend_from_slice(args);
+    let o = hookguard(&all, Some(body));
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A 127.0.0.1 port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 fn send(args: &[&str]) -> Output {
@@ -880,6 +978,8 @@ fn every_subcommand_has_complete_help_with_an_example() {
         "--exec",
         "--exec-timeout",
         "--ignore-source-application",
+        "--stdout-queue",
+        "stdout_backlog",
         "127.0.0.1:8787",
         "/webhooks",
         "1048576",
@@ -890,4 +990,448 @@ fn every_subcommand_has_complete_help_with_an_example() {
     for needle in ["--schedule", "--challenge", "+24 h", "12 h", "Stopped", "TLS"] {
         assert!(h.contains(needle), "send --help lacks {needle}");
     }
+}
+
+/// `/proc/PID/stat` fields 3 (state) and 4 (parent), or `None` once the process is gone.
+fn proc_state(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: read after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// The zombie children of `parent` (processes it has not reaped).
+fn zombie_children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| proc_state(*pid) == Some(('Z', parent)))
+        .collect()
+}
+
+#[test]
+fn exec_timeout_kills_the_whole_process_group() {
+    let dir = scratch("exec-group");
+    let pid_file = dir.join("child.pid");
+    // sh starts a child of its own and waits for it: the timeout must kill both.
+    let cmd = format!(
+        "cat >/dev/null; sleep 60 & echo $! > '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
+        p = pid_file.display()
+    );
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--exec",
+        &cmd,
+        "--exec-timeout",
+        "1",
+    ]);
+    let body = br#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#;
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body);
+    assert_eq!(status, 503, "{}", text(&answer));
+    assert!(text(&answer).contains("handler_timeout"), "{}", text(&answer));
+    let pid = read_pid(&pid_file);
+    // The child was killed with its group. Its new parent (init) reaps it; until then it may
+    // show as a zombie, which is dead, but never as a zombie of serve.
+    let server = s.child.id();
+    assert_dies(pid, server);
+    // sh itself (and the kill helper) were reaped by serve: no zombie children.
+    assert_eq!(zombie_children(server), Vec::<u32>::new());
+    assert!(s.stderr().contains("process group was killed"), "{}", s.stderr());
+}
+
+/// Waits (at most 10 s) until `pid` is dead: gone, or a zombie waiting for a parent other
+/// than `server` (orphans are reaped by init).
+fn assert_dies(pid: u32, server: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match proc_state(pid) {
+            None => return,
+            Some(('Z', parent)) if parent != server => return,
+            Some(st) => assert!(Instant::now() < deadline, "process {pid} still runs: {st:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (at most 10 s) for the pid an --exec command wrote.
+fn read_pid(file: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command wrote no pid to {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exec_children_die_when_the_sender_hangs_up() {
+    let dir = scratch("exec-hangup");
+    let pid_file = dir.join("child.pid");
+    let cmd = format!(
+        "cat >/dev/null; sleep 60 & echo $! > '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
+        p = pid_file.display()
+    );
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--exec",
+        &cmd,
+        "--exec-timeout",
+        "30",
+    ]);
+    let body = br#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#;
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        c,
+        "POST /webhooks?token=t HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    let pid = read_pid(&pid_file);
+    // The sender gives up (its own timeout) and closes the connection: the handler is
+    // dropped, and the command's whole group with it.
+    drop(c);
+    assert_dies(pid, s.child.id());
+}
+
+#[test]
+fn exec_leaves_nul_and_oversized_values_out_of_the_environment() {
+    let dir = scratch("exec-env");
+    let env_log = dir.join("env.log");
+    let body_file = dir.join("body");
+    let cmd = format!(
+        "cat > '{b}'; {{ env | grep '^HOOKGUARD_' | sort; echo ---; }} >> '{e}'",
+        b = body_file.display(),
+        e = env_log.display()
+    );
+    let s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_env", "--exec", &cmd]);
+    // (JSON id, JSON type, variables left out, variables kept with their value)
+    let long_type = format!("bid.{}", "a".repeat(200_000));
+    let cases = [
+        // An id holding a NUL byte (JSON "\u0000"): the id and the key built from it.
+        (
+            r"evt_nul\u0000x".to_owned(),
+            "bid.accepted".to_owned(),
+            &["HOOKGUARD_EVENT_ID", "HOOKGUARD_DEDUPE_KEY"][..],
+            vec!["HOOKGUARD_EVENT_TYPE=bid.accepted".to_owned()],
+        ),
+        // A type far over the environment's per-string limit (Linux: 128 KiB, E2BIG).
+        (
+            "evt_long_type".to_owned(),
+            long_type.clone(),
+            &["HOOKGUARD_EVENT_TYPE"][..],
+            vec![
+                "HOOKGUARD_EVENT_ID=evt_long_type".to_owned(),
+                "HOOKGUARD_DEDUPE_KEY=buildworkpro:evt_long_type".to_owned(),
+            ],
+        ),
+    ];
+    for (n, (json_id, kind, left_out, kept)) in cases.iter().enumerate() {
+        let body = format!(
+            r#"{{"id":"{json_id}","type":"{kind}","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{}}}}"#
+        );
+        // The unsigned BuildWorkPro-Event(-Id) headers get plain values (a header cannot hold
+        // a NUL); the id, type and dedupe key come from the signed body.
+        let headers = signed_headers(
+            &[
+                "--provider",
+                "buildworkpro",
+                "--secret",
+                "whsec_env",
+                "--id",
+                "evt_header",
+                "--event-type",
+                "bid.header",
+            ],
+            body.as_bytes(),
+        );
+        let (status, answer) = http(s.port, "POST", "/webhooks", &headers, body.as_bytes());
+        assert_eq!(status, 204, "case {n}: {}\n{}", text(&answer), s.stderr());
+        let log = std::fs::read_to_string(&env_log).unwrap();
+        let block = log.split("---\n").nth(n).expect("one environment per run");
+        let vars: Vec<&str> = block.lines().collect();
+        for name in *left_out {
+            assert!(
+                vars.contains(&format!("{name}_INVALID=1").as_str()),
+                "case {n}: {vars:?}"
+            );
+            assert!(
+                !vars.iter().any(|v| v.starts_with(&format!("{name}="))),
+                "case {n}: {vars:?}"
+            );
+        }
+        for v in kept
+            .iter()
+            .map(String::as_str)
+            .chain(["HOOKGUARD_PROVIDER=buildworkpro"])
+        {
+            assert!(vars.contains(&v), "case {n}: {v} not in {vars:?}");
+        }
+        assert_eq!(
+            vars.iter().filter(|v| v.contains("_INVALID=")).count(),
+            left_out.len(),
+            "case {n}: {vars:?}"
+        );
+        // The raw body, with the exact values, still reaches the command on stdin.
+        assert_eq!(std::fs::read(&body_file).unwrap(), body.as_bytes(), "case {n}");
+        // Done once: a copy is a duplicate, not run again.
+        let (status, answer) = http(s.port, "POST", "/webhooks", &headers, body.as_bytes());
+        assert_eq!(status, 200, "case {n}: {}", text(&answer));
+    }
+    let lines = s.json_lines(2);
+    assert_eq!(lines.len(), 2, "{}", s.stderr());
+    assert_eq!(lines[0]["id"], "evt_nul\u{0}x");
+    assert_eq!(lines[1]["type"], long_type.as_str());
+    assert_eq!(std::fs::read_to_string(&env_log).unwrap().matches("---").count(), 2);
+    assert!(s.stderr().contains("left out of the environment"), "{}", s.stderr());
+}
+
+#[test]
+fn send_never_prints_a_token_or_secret() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/webhooks?token=URLTOKEN4f7a");
+    let secrets = ["URLTOKEN4f7a", "FLAGSECRET9c1e", "PASSWORD3b8d"];
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            "--provider".into(),
+            "hcss".into(),
+            "--secret".into(),
+            "FLAGSECRET9c1e".into(),
+            "--url".into(),
+            url.clone(),
+            "--schedule".into(),
+            "fast".into(),
+        ],
+        vec![
+            "--provider".into(),
+            "hcss".into(),
+            "--url".into(),
+            url.clone(),
+            "--schedule".into(),
+            "fast".into(),
+        ],
+        vec![
+            "--provider".into(),
+            "hcss".into(),
+            "--secret".into(),
+            "FLAGSECRET9c1e".into(),
+            "--url".into(),
+            url.clone(),
+            "--challenge".into(),
+        ],
+        vec![
+            "--provider".into(),
+            "github".into(),
+            "--secret".into(),
+            "FLAGSECRET9c1e".into(),
+            "--url".into(),
+            format!("http://user:PASSWORD3b8d@127.0.0.1:{port}/hooks?key=URLTOKEN4f7a"),
+        ],
+    ];
+    for args in &runs {
+        let o = send(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert_eq!(code(&o), 1, "{args:?}\n{out}\n{err}");
+        assert!(out.contains("no connection"), "{args:?}: {out}");
+        for secret in secrets {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{args:?} printed {secret}:\n{out}\n{err}"
+            );
+        }
+        assert!(out.contains("token=***") || out.contains("key=***"), "{out}");
+    }
+    // A URL that does not parse is not echoed either.
+    let o = send(&["--provider", "hcss", "--url", "http://[::1/webhooks?token=URLTOKEN4f7a"]);
+    assert_eq!(code(&o), 2);
+    assert!(!text(&o.stderr).contains("URLTOKEN4f7a"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn hcss_send_needs_no_secret_when_the_url_carries_the_token() {
+    let s = Server::start(&["--provider", "hcss", "--secret", "URLTOKEN61d2"]);
+    let url = format!("{}?token=URLTOKEN61d2", s.url());
+    let o = send(&["--provider", "hcss", "--url", &url, "--challenge"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stdout));
+    let o = send(&["--provider", "hcss", "--url", &url, "--schedule", "fast"]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
+    assert!(out.contains("attempt 1/5") && out.contains("delivered"), "{out}");
+    assert!(
+        !out.contains("URLTOKEN61d2") && !text(&o.stderr).contains("URLTOKEN61d2"),
+        "{out}"
+    );
+    assert_eq!(s.json_lines(1).len(), 1);
+    // Without the token anywhere, the receiver refuses it (and the sender says so).
+    let o = send(&["--provider", "hcss", "--url", &s.url(), "--schedule", "fast"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stdout).contains("unauthorized"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
+    // The default queue (1024 lines) plus a 64 KiB pipe nobody reads.
+    let mut s = Server::start_with(&["--provider", "hcss", "--secret", "t"], ServeStdout::Unread);
+    // Longer event types make longer JSON lines: a few dozen fill the pipe.
+    let body = |i: usize| {
+        format!(
+            r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"T{i}-{}","version":"1","date":"2026-04-25T17:42:01Z","data":{{"projectId":"p{i}"}}}}"#,
+            "x".repeat(2048),
+        )
+    };
+    let mut delivered = Vec::new();
+    let mut refused = None;
+    for i in 0..5000 {
+        let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(i).as_bytes());
+        match status {
+            204 => delivered.push(i),
+            503 => {
+                assert!(text(&answer).contains("stdout_backlog"), "{}", text(&answer));
+                refused = Some(i);
+                break;
+            }
+            other => panic!("delivery {i}: {other} {}", text(&answer)),
+        }
+    }
+    let refused = refused.expect("a full stdout queue answers 503");
+    assert!(delivered.len() >= 1024, "{}", delivered.len());
+    // Challenges and rejections are still answered while stdout is stuck.
+    let (status, answer) = http(s.port, "GET", "/webhooks?token=t&challenge=still-here", &[], b"");
+    assert_eq!((status, text(&answer).as_str()), (200, "still-here"));
+    let (status, _) = http(s.port, "POST", "/webhooks?token=wrong", &[], body(9999).as_bytes());
+    assert_eq!(status, 401);
+
+    // Once the reader catches up, every 2xx delivery has its line, exactly once, and the
+    // refused one was released: its retry is handled and printed.
+    s.read_unread();
+    let lines = s.json_lines(delivered.len());
+    let (status, _) = http(s.port, "POST", "/webhooks?token=t", &[], body(refused).as_bytes());
+    assert_eq!(status, 204, "{}", s.stderr());
+    // A line is printed only once its delivery is recorded as done: a copy is a duplicate.
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(delivered[0]).as_bytes());
+    assert_eq!((status, text(&answer).contains("duplicate")), (200, true));
+    let lines_after = s.json_lines(delivered.len() + 1);
+    let kinds = |ls: &[serde_json::Value]| -> Vec<usize> {
+        ls.iter()
+            .map(|l| {
+                let t = l["type"].as_str().unwrap();
+                t[1..t.find('-').unwrap()].parse().unwrap()
+            })
+            .collect()
+    };
+    let mut printed = kinds(&lines);
+    printed.sort_unstable();
+    assert_eq!(printed, delivered);
+    let mut all = kinds(&lines_after);
+    all.sort_unstable();
+    let mut expected = delivered.clone();
+    expected.push(refused);
+    expected.sort_unstable();
+    assert_eq!(all, expected);
+}
+
+/// Runs the binary with stdout a pipe whose reader is closed before it writes (stdin is
+/// written only after closing); returns the exit status and stderr.
+fn run_with_closed_stdout(args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("HOOKGUARD_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin);
+    drop(input);
+    let o = wait_bounded(child, Duration::from_secs(30));
+    (o.status.code(), text(&o.stderr))
+}
+
+fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    // `hookguard send … | head -1`: the reader goes away after one line, mid-retries.
+    let url = format!("http://127.0.0.1:{}/webhooks", closed_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "send",
+            "--provider",
+            "procore",
+            "--secret",
+            "Bearer x",
+            "--url",
+            &url,
+            "--schedule",
+            "fast",
+        ])
+        .env_remove("HOOKGUARD_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("Procore sender"), "{first}");
+    let o = wait_bounded(child, Duration::from_secs(30));
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+
+    let bwp = br#"{"id":"evt_1","type":"bid.accepted"}"#;
+    for args in [
+        &["sign", "--provider", "buildworkpro", "--secret", "whsec_x"][..],
+        &["verify", "--provider", "github", "--secret", "s"][..],
+        &["demo"][..],
+    ] {
+        let (status, err) = run_with_closed_stdout(args, bwp);
+        assert_eq!(status, Some(1), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // serve: a reader that exits stops the receiver (exit 1), no panic, no silent 2xx after.
+    let mut s = Server::start_with(&["--provider", "hcss", "--secret", "t"], ServeStdout::Closed);
+    let body = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
+    let (status, _) = http(s.port, "POST", "/webhooks?token=t", &[], body);
+    assert_eq!(status, 204);
+    let st = s
+        .wait_exit(Duration::from_secs(15))
+        .expect("serve stops when stdout is closed");
+    assert_eq!(st.code(), Some(1), "{}", s.stderr());
+    assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
+    assert!(s.stderr().contains("stdout is closed"), "{}", s.stderr());
 }

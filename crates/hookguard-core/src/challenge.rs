@@ -66,14 +66,40 @@ pub(crate) fn bounded(value: Vec<u8>, max: usize) -> Result<ChallengeAnswer, Rej
 /// `application/x-www-form-urlencoded`). `Ok(None)` when absent; `Err` when the raw value is
 /// longer than `max_raw` (checked before decoding, so a huge query costs nothing).
 ///
+/// Pairs are separated by `&`, and also by a second `?`: a sender that appends
+/// `?challenge=…` naively to a callback URL that already has a query (`…?token=T`) produces
+/// `token=T?challenge=…`, and the challenge must still be found.
+///
 /// ```
 /// let uri = http::Uri::from_static("/h?a=1&challenge=x%2By+z");
 /// assert_eq!(hookguard_core::challenge::query_param(&uri, "challenge", 1024).unwrap().unwrap(), b"x+y z");
 /// assert_eq!(hookguard_core::challenge::query_param(&uri, "missing", 1024).unwrap(), None);
+/// let naive = http::Uri::from_static("/h?token=T?challenge=abc");
+/// assert_eq!(hookguard_core::challenge::query_param(&naive, "challenge", 1024).unwrap().unwrap(), b"abc");
 /// ```
 pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
+    find(uri, name, max_raw, true)
+}
+
+/// Like [`query_param`] for a secret token in the URL: percent-decoded, but `+` stays `+`.
+/// A base64 token registered raw (`?token=ab+c/d==`) and its percent-encoded form
+/// (`?token=ab%2Bc%2Fd%3D%3D`) are the same token; form decoding would turn the raw `+` into
+/// a space and refuse every delivery.
+///
+/// ```
+/// use hookguard_core::challenge::query_token;
+/// let raw = http::Uri::from_static("/h?token=ab+c/d==");
+/// let enc = http::Uri::from_static("/h?token=ab%2Bc%2Fd%3D%3D");
+/// assert_eq!(query_token(&raw, "token", 1024).unwrap().unwrap(), b"ab+c/d==");
+/// assert_eq!(query_token(&enc, "token", 1024).unwrap().unwrap(), b"ab+c/d==");
+/// ```
+pub fn query_token(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
+    find(uri, name, max_raw, false)
+}
+
+fn find(uri: &Uri, name: &str, max_raw: usize, plus_is_space: bool) -> Result<Option<Vec<u8>>, Rejection> {
     let Some(q) = uri.query() else { return Ok(None) };
-    for pair in q.split('&') {
+    for pair in q.split(['&', '?']) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k != name {
             continue;
@@ -81,12 +107,12 @@ pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u
         if v.len() > max_raw.saturating_mul(3) {
             return Err(Rejection::ChallengeTooLong { limit: max_raw });
         }
-        return Ok(Some(percent_decode(v.as_bytes())));
+        return Ok(Some(percent_decode(v.as_bytes(), plus_is_space)));
     }
     Ok(None)
 }
 
-fn percent_decode(s: &[u8]) -> Vec<u8> {
+fn percent_decode(s: &[u8], plus_is_space: bool) -> Vec<u8> {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
@@ -94,7 +120,7 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -117,12 +143,21 @@ mod tests {
 
     #[test]
     fn decodes() {
-        assert_eq!(percent_decode(b"a%41%4a"), b"aAJ");
-        assert_eq!(percent_decode(b"%"), b"%");
-        assert_eq!(percent_decode(b"%4"), b"%4");
-        assert_eq!(percent_decode(b"%zz"), b"%zz");
-        assert_eq!(percent_decode(b"%3Cscript%3E"), b"<script>");
-        assert_eq!(percent_decode(b"%ff"), [0xff]);
+        assert_eq!(percent_decode(b"a%41%4a", true), b"aAJ");
+        assert_eq!(percent_decode(b"%", true), b"%");
+        assert_eq!(percent_decode(b"%4", true), b"%4");
+        assert_eq!(percent_decode(b"%zz", true), b"%zz");
+        assert_eq!(percent_decode(b"%3Cscript%3E", true), b"<script>");
+        assert_eq!(percent_decode(b"%ff", true), [0xff]);
+    }
+
+    #[test]
+    fn tokens_keep_plus_and_challenges_survive_a_naive_append() {
+        assert_eq!(percent_decode(b"a+b", false), b"a+b");
+        assert_eq!(percent_decode(b"a+b", true), b"a b");
+        let uri = Uri::from_static("/h?token=ab+c/d==?challenge=x%20y");
+        assert_eq!(query_token(&uri, "token", 64).unwrap().unwrap(), b"ab+c/d==");
+        assert_eq!(query_param(&uri, "challenge", 64).unwrap().unwrap(), b"x y");
     }
 
     #[test]

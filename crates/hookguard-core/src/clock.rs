@@ -3,17 +3,28 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A source of the current unix time in seconds.
+/// A source of the current unix time in seconds, and of monotonic time for durations.
 ///
 /// ```
 /// use hookguard_core::clock::{Clock, SystemClock};
 /// assert!(SystemClock.now_unix() > 1_700_000_000);
+/// let a = SystemClock.monotonic();
+/// assert!(SystemClock.monotonic() >= a);
 /// ```
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
-    /// Seconds since the unix epoch.
+    /// Seconds since the unix epoch (the wall clock: replay windows compare it with the
+    /// sender's timestamps).
     fn now_unix(&self) -> u64;
+
+    /// Time that only moves forward, from an arbitrary origin: leases and retention are
+    /// measured on it, so a wall-clock step never expires them all at once. The default is
+    /// [`now_unix`](Self::now_unix) in seconds (right for test clocks that only move forward).
+    fn monotonic(&self) -> Duration {
+        Duration::from_secs(self.now_unix())
+    }
 }
 
 /// The system's wall clock.
@@ -31,6 +42,11 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
+    }
+
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
     }
 }
 

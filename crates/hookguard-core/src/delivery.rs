@@ -5,7 +5,27 @@ use std::fmt;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::{Provider, Rejection};
+use crate::{DedupeScope, Provider, Rejection};
+
+/// A serde error message with quoted values replaced by `"…"`: it names the field, never
+/// the body's content.
+fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        match (c, inside) {
+            ('"', false) => {
+                inside = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => inside = false,
+            (c, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    out.truncate(256);
+    out
+}
 
 /// A delivery whose authenticity was proven: who sent it, what it is, and the raw body.
 ///
@@ -19,7 +39,7 @@ use crate::{Provider, Rejection};
 /// assert_eq!(d.event_id(), Some("evt_1"));
 /// assert_eq!(d.dedupe_key(), Some("buildworkpro:evt_1"));
 /// let ev: BuildWorkProEvent = d.json().unwrap();
-/// assert_eq!(ev.tenant_id, 17);
+/// assert_eq!(ev.tenant_id, Some(17));
 /// ```
 #[derive(Clone)]
 pub struct Delivery {
@@ -28,6 +48,7 @@ pub struct Delivery {
     pub(crate) event_type: Option<String>,
     pub(crate) timestamp: Option<u64>,
     pub(crate) dedupe_key: Option<String>,
+    pub(crate) dedupe_scope: DedupeScope,
     pub(crate) source_application_id: Option<String>,
     pub(crate) body: Bytes,
 }
@@ -54,6 +75,10 @@ impl Delivery {
     pub fn dedupe_key(&self) -> Option<&str> {
         self.dedupe_key.as_deref()
     }
+    /// How long the dedupe key recognises copies (see [`DedupeScope`]).
+    pub fn dedupe_scope(&self) -> DedupeScope {
+        self.dedupe_scope
+    }
     /// Procore's `metadata.source_application_id`.
     pub fn source_application_id(&self) -> Option<&str> {
         self.source_application_id.as_deref()
@@ -68,11 +93,36 @@ impl Delivery {
     }
     /// Parses the body into a typed envelope (see [`crate::envelope`]) or any serde type.
     ///
+    /// The body is authentic, so a mismatch is a gap in *our* model (a field the sender
+    /// omitted or changed), not the sender's fault: it is logged at error level naming the
+    /// field, and answered with a retryable `500 unexpected_payload` so the event is not lost
+    /// while the model is fixed.
+    ///
     /// # Errors
-    /// [`Rejection::InvalidPayload`] when the body is not that shape.
+    /// [`Rejection::UnexpectedPayload`] when the body is not that shape.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, testing};
+    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug)]
+/// struct Mine { #[allow(dead_code)] amount: u64 }
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let err = d.json::<Mine>().unwrap_err();
+    /// assert_eq!((err.code(), err.status().as_u16()), ("unexpected_payload", 500));
+    /// assert!(err.detail().unwrap().contains("amount"));
+    /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| Rejection::InvalidPayload("body does not match the expected type"))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            let detail = redact_values(&e.to_string());
+            tracing::error!(
+                provider = %self.provider,
+                event_id = self.event_id(),
+                target_type = std::any::type_name::<T>(),
+                error = %detail,
+                "verified webhook body does not match the application's type; answering 500 so the sender retries"
+            );
+            Rejection::UnexpectedPayload { detail }
+        })
     }
     /// The one-line JSON summary the CLI prints: provider, id (a string exactly as sent), type, dedupe key.
     ///

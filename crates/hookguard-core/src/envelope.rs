@@ -2,7 +2,13 @@
 //!
 //! Ids keep full precision: Procore's legacy `id` (e.g. `5982324300946918154`, beyond
 //! 2^53) is a `u64`, never a float. Unknown fields are ignored and unknown event types are
-//! plain strings, so new sender events still parse.
+//! plain strings, so new sender events still parse. Fields a sender's documents do not
+//! promise on every event are `Option`s, and the HCSS and Procore enums end in an `Other`
+//! variant holding the raw JSON: a shape we did not model still reaches the handler.
+//!
+//! Should a body still not fit (a documented field missing), [`Delivery::json`](crate::Delivery::json)
+//! answers a retryable `500 unexpected_payload` and logs the field at error level: a gap in
+//! our model must never be a permanent `4xx` that makes the sender drop the event.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,6 +21,9 @@ use serde_json::Value;
 /// let e: BuildWorkProEvent = serde_json::from_str(r#"{"id":"evt_1","type":"project.status_changed","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"projectId":3},"previous_attributes":{"status":"bidding"}}"#).unwrap();
 /// assert_eq!(e.event_type, "project.status_changed");
 /// assert!(e.previous_attributes.is_some());
+/// // Only `id` and `type` are needed: what a minimal signed body carries.
+/// let e: BuildWorkProEvent = serde_json::from_str(r#"{"id":"evt_2","type":"bid.created"}"#).unwrap();
+/// assert_eq!((e.tenant_id, e.data), (None, None));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildWorkProEvent<D = Value> {
@@ -24,14 +33,21 @@ pub struct BuildWorkProEvent<D = Value> {
     #[serde(rename = "type")]
     pub event_type: String,
     /// RFC 3339 time.
-    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// The tenant.
-    pub tenant_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<u64>,
     /// The record (camelCase keys).
-    pub data: D,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub data: Option<D>,
     /// Changed attributes' previous values, on updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_attributes: Option<Value>,
+}
+
+fn none<D>() -> Option<D> {
+    None
 }
 
 /// Procore's `metadata` (any field may be null).
@@ -143,6 +159,8 @@ pub struct ProcoreV4Event {
 /// use hookguard_core::envelope::ProcoreEvent;
 /// let e: ProcoreEvent = serde_json::from_str(r#"{"id":"01J0000000000000000000000A","timestamp":"t","reason":"update","resource_type":"RFIs","resource_id":"3"}"#).unwrap();
 /// assert!(matches!(e, ProcoreEvent::V4(_)));
+/// let e: ProcoreEvent = serde_json::from_str(r#"{"id":"x","event":"new"}"#).unwrap();
+/// assert!(matches!(e, ProcoreEvent::Other(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -151,6 +169,8 @@ pub enum ProcoreEvent {
     Legacy(ProcoreLegacyEvent),
     /// v4.
     V4(ProcoreV4Event),
+    /// A shape neither v2/v3 nor v4 matches (a future version): the raw JSON.
+    Other(Value),
 }
 
 /// HeavyBid Pre-Construction `data`.
@@ -181,7 +201,8 @@ pub struct HcssPreConstructionEvent {
     #[serde(default)]
     pub entity_url: Option<String>,
     /// Payload version.
-    pub version: String,
+    #[serde(default)]
+    pub version: Option<String>,
     /// UTC time.
     pub date: String,
     /// The ids.
@@ -224,8 +245,10 @@ pub struct HcssHeavyJobEvent {
 /// assert!(matches!(e, HcssEvent::HeavyJob(_)));
 /// let e: HcssEvent = serde_json::from_str(r#"{"eventSource":"HeavyBid Pre-Construction","eventType":"ProjectCreated","version":"1","date":"2019-09-10T16:12:29Z","data":{"companyId":"c","businessUnitId":"b","projectId":"p"}}"#).unwrap();
 /// assert!(matches!(e, HcssEvent::PreConstruction(_)));
+/// let e: HcssEvent = serde_json::from_str(r#"{"eventType":"CrewCreated","crewId":"x"}"#).unwrap();
+/// assert!(matches!(e, HcssEvent::Other(_)));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum HcssEvent {
     /// HeavyBid Pre-Construction.
@@ -234,6 +257,8 @@ pub enum HcssEvent {
     HeavyJob(HcssHeavyJobEvent),
     /// Setups.
     Setups(HcssSetupsEvent),
+    /// A shape we did not model (another HCSS product, a changed field): the raw JSON.
+    Other(Value),
 }
 
 /// A Standard Webhooks payload: `{type, timestamp, data}`.

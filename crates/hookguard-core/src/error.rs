@@ -24,12 +24,15 @@ use http::StatusCode;
 /// | `too_many_signatures` | 400 | bounded signature lists |
 /// | `body_too_large` | 413 | bounded body; the same bytes will never fit |
 /// | `body_read_failed` | 400 | the connection broke mid-body |
-/// | `invalid_payload` | 400 | authentic but not the provider's JSON shape (no id, not JSON) |
+/// | `invalid_payload` | 400 | authentic but not JSON at all: the sender's mistake, the same bytes never parse |
+/// | `unexpected_payload` | 500 | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
+/// | `body_read_timeout` | 408 | the body did not arrive within the read timeout (slow drip); retried by every sender |
 /// | `method_not_allowed` | 405 | deliveries are POSTs, challenges GETs |
 /// | `challenge_missing` | 400 | |
 /// | `challenge_too_long` | 400 | reflected values are bounded |
 /// | `duplicate_in_flight` | 429 + `Retry-After` | another copy is being handled; 429 is retried by every sender |
-/// | `store_unavailable` | 503 + `Retry-After` | fail closed: the sender retries later, nothing is lost |
+/// | `store_unavailable` | 503 + `Retry-After` | fail closed: the sender retries later, nothing is lost (also: the inbox could not store the delivery) |
+/// | `inbox_full` | 503 + `Retry-After` | the inbox holds its cap of pending items; nothing stored, the sender retries |
 /// | `handler_failed` | 500 | the application's handler failed; the sender retries |
 /// | `handler_timeout` | 503 + `Retry-After` | answered before the sender's own timeout |
 ///
@@ -84,6 +87,16 @@ pub enum Rejection {
     /// The body is authentic but not the shape the provider sends.
     #[error("payload is invalid: {0}")]
     InvalidPayload(&'static str),
+    /// The body is authentic JSON, but not the shape our model expects (a missing or changed
+    /// field). A gap in the receiver's model, not the sender's fault: retryable.
+    #[error("payload does not match the receiver's model; retry later")]
+    UnexpectedPayload {
+        /// Which field or type did not match (values redacted); logged, never answered.
+        detail: String,
+    },
+    /// The body did not arrive within the read timeout.
+    #[error("body was not received in time")]
+    BodyReadTimeout,
     /// The HTTP method is not one the receiver answers.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -102,6 +115,9 @@ pub enum Rejection {
     /// The dedupe store could not be reached; failing closed.
     #[error("dedupe store unavailable; retry later")]
     StoreUnavailable,
+    /// The inbox holds its cap of pending items; nothing was stored.
+    #[error("inbox is full; retry later")]
+    InboxFull,
     /// The application's handler failed; the delivery stays retryable.
     #[error("handler failed; retry later")]
     HandlerFailed,
@@ -130,11 +146,14 @@ impl Rejection {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyReadFailed => "body_read_failed",
             Self::InvalidPayload(_) => "invalid_payload",
+            Self::UnexpectedPayload { .. } => "unexpected_payload",
+            Self::BodyReadTimeout => "body_read_timeout",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ChallengeMissing => "challenge_missing",
             Self::ChallengeTooLong { .. } => "challenge_too_long",
             Self::DuplicateInFlight => "duplicate_in_flight",
             Self::StoreUnavailable => "store_unavailable",
+            Self::InboxFull => "inbox_full",
             Self::HandlerFailed => "handler_failed",
             Self::HandlerTimeout => "handler_timeout",
         }
@@ -152,8 +171,9 @@ impl Rejection {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DuplicateInFlight => StatusCode::TOO_MANY_REQUESTS,
-            Self::StoreUnavailable | Self::HandlerTimeout => StatusCode::SERVICE_UNAVAILABLE,
-            Self::HandlerFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::StoreUnavailable | Self::HandlerTimeout | Self::InboxFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HandlerFailed | Self::UnexpectedPayload { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MalformedSignature
             | Self::MissingHeader(_)
             | Self::MalformedTimestamp
@@ -163,6 +183,19 @@ impl Rejection {
             | Self::InvalidPayload(_)
             | Self::ChallengeMissing
             | Self::ChallengeTooLong { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The detail of an [`UnexpectedPayload`](Self::UnexpectedPayload) (for logs; it is not
+    /// sent to the sender).
+    ///
+    /// ```
+    /// assert_eq!(hookguard_core::Rejection::Unauthorized.detail(), None);
+    /// ```
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::UnexpectedPayload { detail } => Some(detail),
+            _ => None,
         }
     }
 
@@ -186,6 +219,7 @@ impl Rejection {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::DuplicateInFlight | Self::StoreUnavailable | Self::HandlerTimeout => Some(Duration::from_secs(5)),
+            Self::InboxFull => Some(Duration::from_secs(30)),
             _ => None,
         }
     }
@@ -235,6 +269,23 @@ pub enum ConfigError {
     Invalid(&'static str),
 }
 
+/// So `build()?` works in a `main` returning `std::io::Result` (actix-web's usual `main`).
+///
+/// ```
+/// fn main() -> std::io::Result<()> {
+///     let err = hookguard_core::Receiver::builder(hookguard_core::schemes::GitHub::new()).build();
+///     assert!(err.is_err());
+///     let io: std::io::Error = err.unwrap_err().into();
+///     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+///     Ok(())
+/// }
+/// ```
+impl From<ConfigError> for std::io::Error {
+    fn from(e: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,11 +305,14 @@ mod tests {
             Rejection::BodyTooLarge { limit: 1 },
             Rejection::BodyReadFailed,
             Rejection::InvalidPayload("x"),
+            Rejection::UnexpectedPayload { detail: "x".into() },
+            Rejection::BodyReadTimeout,
             Rejection::MethodNotAllowed,
             Rejection::ChallengeMissing,
             Rejection::ChallengeTooLong { limit: 1 },
             Rejection::DuplicateInFlight,
             Rejection::StoreUnavailable,
+            Rejection::InboxFull,
             Rejection::HandlerFailed,
             Rejection::HandlerTimeout,
         ];
@@ -270,7 +324,7 @@ mod tests {
             let s = r.status();
             // Never a 408/2xx for a rejection; retryable ones carry a hint or are 500.
             assert!(s.is_client_error() || s.is_server_error(), "{r:?}");
-            if r.is_retryable() && s != StatusCode::INTERNAL_SERVER_ERROR {
+            if r.is_retryable() && s != StatusCode::INTERNAL_SERVER_ERROR && s != StatusCode::REQUEST_TIMEOUT {
                 assert!(r.retry_after().is_some(), "{r:?}");
             }
         }
@@ -282,6 +336,9 @@ mod tests {
         ] {
             assert!(!r.is_retryable());
         }
+        // Our own model's gaps and slow reads are retried, never permanent.
+        assert!(Rejection::UnexpectedPayload { detail: "x".into() }.is_retryable());
+        assert!(Rejection::BodyReadTimeout.is_retryable());
         assert_eq!(
             Rejection::BodyTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE

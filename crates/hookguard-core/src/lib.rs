@@ -56,6 +56,7 @@ pub mod dedupe;
 mod delivery;
 pub mod envelope;
 mod error;
+pub mod inbox;
 mod key;
 mod receiver;
 pub mod response;
@@ -70,12 +71,12 @@ pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
 pub use receiver::{HandlerOutcome, Receiver, ReceiverBuilder, Reply};
 pub use scheme::{
-    Authenticated, ChallengeRule, Context, Described, Provider, RequestHead, Scheme, SignParams, Signed,
-    UnknownProvider,
+    Authenticated, ChallengeRule, Context, DedupePolicy, DedupeScope, Described, Provider, RequestHead, Scheme,
+    SignParams, Signed, UnknownProvider,
 };
 pub use verifier::{
     Precheck, Verdict, Verifier, VerifierBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_CHALLENGE, DEFAULT_MAX_HEADER_LEN,
-    DEFAULT_MAX_SIGNATURES, MAX_SECRETS,
+    DEFAULT_MAX_SIGNATURES, DEFAULT_READ_TIMEOUT, MAX_SECRETS,
 };
 
 pub use bytes;

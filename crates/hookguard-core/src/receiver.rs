@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::Response;
 
 use crate::dedupe::{Admission, Dedupe};
+use crate::inbox::{stored_headers, Accepted, InboxError, InboxStore, NewItem};
 use crate::{ConfigError, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
 /// What the application's handler did, as the adapter saw it.
@@ -106,6 +107,7 @@ pub struct Receiver {
     verifier: Verifier,
     dedupe: Option<Dedupe>,
     budget: Option<Duration>,
+    inbox: Option<std::sync::Arc<dyn InboxStore>>,
 }
 
 impl fmt::Debug for Receiver {
@@ -114,6 +116,7 @@ impl fmt::Debug for Receiver {
             .field("verifier", &self.verifier)
             .field("dedupe", &self.dedupe)
             .field("budget", &self.budget)
+            .field("inbox", &self.inbox.is_some())
             .finish()
     }
 }
@@ -125,7 +128,20 @@ impl Receiver {
             verifier,
             dedupe: None,
             budget: None,
+            inbox: None,
         }
+    }
+
+    /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
+    /// are durable, instead of calling the handler inline (a worker handles them afterwards).
+    pub fn with_inbox(mut self, inbox: std::sync::Arc<dyn InboxStore>) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// The inbox, in inbox mode.
+    pub fn inbox(&self) -> Option<&std::sync::Arc<dyn InboxStore>> {
+        self.inbox.as_ref()
     }
 
     /// De-duplicates with `dedupe`.
@@ -205,6 +221,9 @@ impl Receiver {
             }
             Err(r) => return Ok(Reply::Respond(self.reject(&r))),
         };
+        if let Some(inbox) = &self.inbox {
+            return Ok(Reply::Respond(self.store(inbox.as_ref(), head, &delivery).await));
+        }
         let guard = match &self.dedupe {
             None => None,
             Some(dedupe) => match dedupe.admit(&delivery).await {
@@ -251,6 +270,33 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Inbox mode: stores the delivery durably and answers; never calls the handler.
+    async fn store(&self, inbox: &dyn InboxStore, head: &RequestHead<'_>, delivery: &Delivery) -> Response<Bytes> {
+        let provider = self.verifier.provider();
+        let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
+        let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
+        match inbox.accept(item).await {
+            Ok(Accepted::Stored(id)) => {
+                tracing::info!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
+                crate::response::accepted()
+            }
+            Ok(Accepted::Duplicate(id)) => {
+                tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
+                crate::response::duplicate()
+            }
+            Err(InboxError::Full { limit }) => {
+                tracing::warn!(%provider, limit, "inbox full: answering 503 so the sender retries");
+                self.reject(&Rejection::InboxFull)
+            }
+            Err(e) => {
+                tracing::error!(%provider, error = %e, "inbox could not store the delivery: answering 503");
+                self.reject(&Rejection::StoreUnavailable)
+            }
+        }
+    }
+}
+
 /// Configures a [`Receiver`] — the verifier's settings plus dedupe and a handler budget — and
 /// builds it into `T`: the receiver itself, or an adapter's middleware (`hookguard_tower`'s
 /// `WebhookLayerBuilder` and `hookguard_actix`'s `WebhookBuilder` are this type), so every
@@ -274,6 +320,7 @@ pub struct ReceiverBuilder<T = Receiver> {
     verifier: crate::VerifierBuilder,
     dedupe: Option<Dedupe>,
     budget: Option<Duration>,
+    inbox: Option<std::sync::Arc<dyn InboxStore>>,
     out: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -283,6 +330,7 @@ impl<T> fmt::Debug for ReceiverBuilder<T> {
             .field("verifier", &self.verifier)
             .field("dedupe", &self.dedupe)
             .field("budget", &self.budget)
+            .field("inbox", &self.inbox.is_some())
             .finish()
     }
 }
@@ -308,6 +356,7 @@ impl<T> ReceiverBuilder<T> {
             verifier: Verifier::builder_arc(scheme),
             dedupe: None,
             budget: None,
+            inbox: None,
             out: std::marker::PhantomData,
         }
     }
@@ -353,6 +402,17 @@ impl<T> ReceiverBuilder<T> {
         self.map(|v| v.max_challenge_len(bytes))
     }
 
+    /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
+    pub fn no_replay_window(self) -> Self {
+        self.map(|v| v.no_replay_window())
+    }
+
+    /// How long to wait for the whole body before answering `408 body_read_timeout`
+    /// (default 4 s, below every sender's own timeout).
+    pub fn body_read_timeout(self, timeout: Duration) -> Self {
+        self.map(|v| v.body_read_timeout(timeout))
+    }
+
     /// Also answers a query-parameter challenge (e.g. Microsoft Graph `validationToken`).
     pub fn challenge(self, rule: crate::ChallengeRule) -> Self {
         self.map(|v| v.challenge(rule))
@@ -380,6 +440,17 @@ impl<T> ReceiverBuilder<T> {
         self
     }
 
+    /// Inbox mode: a verified, new delivery is stored durably in `inbox` and answered
+    /// `200 {"status":"accepted"}`; a copy is answered `200 {"status":"duplicate"}`; when it
+    /// cannot be stored (disk full, cap reached, database down) the answer is `503` +
+    /// `Retry-After`, never `2xx`. The route's handler is **not** called: run a
+    /// [`Worker`](crate::inbox) on the same inbox. The inbox is the dedupe record, so no
+    /// separate [`dedupe`](Self::dedupe) store is needed (configuring both is refused).
+    pub fn inbox(mut self, inbox: impl InboxStore) -> Self {
+        self.inbox = Some(std::sync::Arc::new(inbox));
+        self
+    }
+
     /// Answers `503` + `Retry-After` (retryable) when the handler has not answered within
     /// `budget`, releasing the claim. Set it below the sender's timeout (BuildWorkPro 10 s,
     /// Procore 5 s).
@@ -392,19 +463,42 @@ impl<T> ReceiverBuilder<T> {
     ///
     /// # Errors
     /// As [`VerifierBuilder::build`](crate::VerifierBuilder::build): no secret, too many, or one
-    /// the scheme cannot use (named by position, never by value).
+    /// the scheme cannot use (named by position, never by value). Also a handler budget at or
+    /// above the dedupe lease: a retry could claim the delivery while the first handler still
+    /// runs.
     ///
     /// ```
-    /// use hookguard_core::{schemes::GitHub, ConfigError, Receiver};
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::GitHub, dedupe::MemoryStore, ConfigError, Receiver};
     /// assert_eq!(Receiver::builder(GitHub::new()).build().unwrap_err(), ConfigError::NoSecret);
+    /// let too_long = Receiver::builder(GitHub::new()).secret("s")
+    ///     .dedupe(MemoryStore::default()) // lease 30 s
+    ///     .handler_budget(Duration::from_secs(30))
+    ///     .build();
+    /// assert!(matches!(too_long, Err(ConfigError::Invalid(_))));
     /// ```
     pub fn build(self) -> Result<T, ConfigError>
     where
         T: From<Receiver>,
     {
+        if self.inbox.is_some() && self.dedupe.is_some() {
+            return Err(ConfigError::Invalid(
+                "an inbox is the dedupe record: configure either .inbox(..) or .dedupe(..), not both",
+            ));
+        }
+        if let (Some(budget), Some(d)) = (self.budget, &self.dedupe) {
+            if budget >= d.lease_duration() {
+                return Err(ConfigError::Invalid(
+                    "the handler budget must be shorter than the dedupe lease (a retry could claim the delivery while its handler still runs)",
+                ));
+            }
+        }
         let mut rx = Receiver::new(self.verifier.build()?).with_budget(self.budget);
         if let Some(d) = self.dedupe {
             rx = rx.with_dedupe(d);
+        }
+        if let Some(inbox) = self.inbox {
+            rx = rx.with_inbox(inbox);
         }
         Ok(T::from(rx))
     }

@@ -41,6 +41,16 @@ pub fn duplicate() -> Response<Bytes> {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"duplicate"}"#))
 }
 
+/// `200 {"status":"accepted"}`: the delivery is durably stored in the inbox and will be
+/// handled by the worker. 200, not 202: Procore documents 200/204, HCSS 200.
+///
+/// ```
+/// assert_eq!(hookguard_core::response::accepted().status(), 200);
+/// ```
+pub fn accepted() -> Response<Bytes> {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"accepted"}"#))
+}
+
 /// `200 {"status":"ignored"}`: a genuine delivery filtered out by configuration (loop filter).
 ///
 /// ```

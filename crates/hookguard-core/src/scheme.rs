@@ -228,6 +228,68 @@ pub struct Described {
     pub source_application_id: Option<String>,
     /// A value to echo back instead of handling the delivery (Slack `url_verification`).
     pub challenge: Option<String>,
+    /// How long copies under `dedupe_key` are recognised.
+    pub dedupe_scope: DedupeScope,
+}
+
+/// How long a delivery's dedupe key keeps recognising copies.
+///
+/// ```
+/// use hookguard_core::DedupeScope;
+/// assert_eq!(DedupeScope::default(), DedupeScope::Retained);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DedupeScope {
+    /// The key identifies one event: once handled, copies are answered `duplicate` for the
+    /// retention period.
+    #[default]
+    Retained,
+    /// The key identifies content, not an event: two genuine events can carry identical bytes
+    /// (HCSS Setups and HeavyJob bodies carry no id and no time). Copies coalesce only while
+    /// one is pending or running; an identical body after it was handled is a new event.
+    WhileInFlight,
+}
+
+/// Where a scheme's dedupe key comes from: documented per sender in the providers table.
+///
+/// ```
+/// use hookguard_core::{schemes::{GitHub, Hcss, BuildWorkPro}, DedupePolicy, Scheme};
+/// assert_eq!(BuildWorkPro::new().dedupe_policy(), DedupePolicy::EventId);
+/// assert_eq!(GitHub::new().dedupe_policy(), DedupePolicy::BodyDigest);
+/// assert_eq!(Hcss::new().dedupe_policy(), DedupePolicy::BodyDigestRetainedIfDated);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DedupePolicy {
+    /// The sender's own event id, covered by its signature (or by its shared credential),
+    /// stable across retries; remembered for the retention.
+    EventId,
+    /// A digest of the signed body (the sender has no signed id); remembered for the retention.
+    BodyDigest,
+    /// A digest of the body; remembered for the retention when the body carries a time,
+    /// otherwise copies coalesce only while one is in flight ([`DedupeScope::WhileInFlight`]).
+    BodyDigestRetainedIfDated,
+    /// No dedupe key.
+    None,
+}
+
+impl DedupePolicy {
+    /// A short human description, used by the CLI and the README table.
+    ///
+    /// ```
+    /// assert!(hookguard_core::DedupePolicy::EventId.describe().contains("event id"));
+    /// ```
+    pub fn describe(&self) -> &'static str {
+        match self {
+            DedupePolicy::EventId => "the sender's event id, remembered for the retention",
+            DedupePolicy::BodyDigest => "a SHA-256 digest of the signed body, remembered for the retention",
+            DedupePolicy::BodyDigestRetainedIfDated => {
+                "a SHA-256 digest of the body: remembered when the body carries a time, else only while a copy is in flight"
+            }
+            DedupePolicy::None => "none",
+        }
+    }
 }
 
 /// Inputs for producing a sender's headers.
@@ -326,6 +388,24 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// The default replay tolerance for this sender; `None` turns the window off.
     fn default_tolerance(&self) -> Option<Duration> {
         self.has_timestamp().then_some(Duration::from_secs(300))
+    }
+
+    /// Where this sender's dedupe key comes from (default: its event id).
+    fn dedupe_policy(&self) -> DedupePolicy {
+        DedupePolicy::EventId
+    }
+
+    /// Whether [`authenticate`](Self::authenticate) looks at the headers and URI only (a shared
+    /// header or URL token). Such requests are authenticated before the body is read, so a
+    /// forged one is refused without buffering it.
+    fn authenticates_head_only(&self) -> bool {
+        false
+    }
+
+    /// The header that carries this sender's shared credential, if any (Procore's configured
+    /// header, an HCSS token header): never stored in an inbox, never logged.
+    fn credential_header(&self) -> Option<&HeaderName> {
+        None
     }
 
     /// Challenges this sender sends before deliveries.

@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
 pub const DEFAULT_MAX_SIGNATURES: usize = 16;
 /// Default bound for a reflected challenge value: 1 KiB.
 pub const DEFAULT_MAX_CHALLENGE: usize = 1024;
+/// Default bound for reading one body: 4 s, below every sender's own timeout (Procore 5 s,
+/// APS 6 s, BuildWorkPro 10 s), so a slow-drip client is answered `408` while the sender
+/// would still read the answer.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// The most secrets one verifier holds (rotation needs two or three).
 pub const MAX_SECRETS: usize = 16;
 
@@ -92,6 +96,7 @@ struct Inner {
     max_header_len: usize,
     max_signatures: usize,
     max_challenge: usize,
+    read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
 }
@@ -132,6 +137,7 @@ impl Verifier {
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_signatures: DEFAULT_MAX_SIGNATURES,
             max_challenge: DEFAULT_MAX_CHALLENGE,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             ignore_apps: Vec::new(),
             bad: None,
         }
@@ -147,6 +153,17 @@ impl Verifier {
         self.inner.max_body
     }
 
+    /// How long adapters wait for the whole body before answering `408 body_read_timeout`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Verifier, DEFAULT_READ_TIMEOUT};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// assert_eq!(v.read_timeout(), DEFAULT_READ_TIMEOUT);
+    /// ```
+    pub fn read_timeout(&self) -> Duration {
+        self.inner.read_timeout
+    }
+
     /// The scheme.
     pub fn scheme(&self) -> &Arc<dyn Scheme> {
         &self.inner.scheme
@@ -158,7 +175,9 @@ impl Verifier {
     }
 
     /// Decides what to do before reading the body: answer a challenge, refuse the method or a
-    /// declared `Content-Length` over the limit, or read the body.
+    /// declared `Content-Length` over the limit, refuse a wrong shared header or URL token
+    /// (schemes that [authenticate on the head only](Scheme::authenticates_head_only): a
+    /// forged request is never buffered), or read the body.
     ///
     /// ```
     /// use hookguard_core::{schemes::Hcss, Verifier, Precheck, RequestHead, Rejection};
@@ -198,6 +217,9 @@ impl Verifier {
             if len > i.max_body as u64 {
                 return Err(Rejection::BodyTooLarge { limit: i.max_body });
             }
+        }
+        if i.scheme.authenticates_head_only() {
+            self.authenticate(head, &[])?;
         }
         Ok(Precheck::ReadBody { limit: i.max_body })
     }
@@ -244,6 +266,7 @@ impl Verifier {
         let delivery = Delivery {
             provider,
             dedupe_key: d.dedupe_key.map(|k| format!("{}:{k}", provider.as_str())),
+            dedupe_scope: d.dedupe_scope,
             event_id: d.event_id,
             event_type: d.event_type,
             timestamp: auth.timestamp,
@@ -268,6 +291,7 @@ pub struct VerifierBuilder {
     max_header_len: usize,
     max_signatures: usize,
     max_challenge: usize,
+    read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
     bad: Option<(usize, &'static str)>,
@@ -363,6 +387,20 @@ impl VerifierBuilder {
         self
     }
 
+    /// How long an adapter waits for the whole body before answering `408 body_read_timeout`
+    /// (default [`DEFAULT_READ_TIMEOUT`], 4 s: below every sender's own timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::GitHub, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").body_read_timeout(Duration::from_secs(2)).build().unwrap();
+    /// assert_eq!(v.read_timeout(), Duration::from_secs(2));
+    /// ```
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
     /// Also answers a challenge carried in a query parameter, e.g. Microsoft Graph's
     /// `POST ?validationToken=`.
     ///
@@ -398,6 +436,9 @@ impl VerifierBuilder {
         if self.secrets.len() > MAX_SECRETS {
             return Err(ConfigError::TooManySecrets(MAX_SECRETS));
         }
+        if self.read_timeout.is_zero() {
+            return Err(ConfigError::Invalid("the body read timeout must be above zero"));
+        }
         if self.max_signatures == 0 || self.max_challenge == 0 || self.max_header_len == 0 {
             return Err(ConfigError::Invalid("bounds must be at least 1"));
         }
@@ -411,6 +452,7 @@ impl VerifierBuilder {
                 max_header_len: self.max_header_len,
                 max_signatures: self.max_signatures,
                 max_challenge: self.max_challenge,
+                read_timeout: self.read_timeout,
                 challenges: self.challenges,
                 ignore_apps: self.ignore_apps,
             }),

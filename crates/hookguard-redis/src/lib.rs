@@ -20,9 +20,11 @@
 //!   `SET key <token> NX PX <lease>` and, when the key exists, reads it to answer
 //!   [`Claim::Done`] (value `done`) or [`Claim::InFlight`] (any other value: another holder's
 //!   token). The token is a random `u128` stored as 32 hex digits.
-//! * **complete** is a script that, only if the key still holds the caller's token, replaces it
-//!   with `done` for the retention period. A handler that outlived its lease therefore never
-//!   overwrites the claim of the copy that was handled after it.
+//! * **complete** is a script that, if the key still holds the caller's token *or no longer
+//!   exists* (the lease expired and no other copy claimed it since), stores `done` for the
+//!   retention period. A handler that outlived its lease therefore never overwrites the claim
+//!   of a copy being handled after it, and a late success is still remembered (the same
+//!   semantics as the in-memory store).
 //! * **release** is a script that, only if the key still holds the caller's token, deletes it.
 //!
 //! The scripts are loaded when the store connects and invoked by SHA1 (`EVALSHA`); after a
@@ -141,9 +143,12 @@ if redis.call('GET', KEYS[1]) == 'done' then return 2 end
 return 3
 ";
 
-/// `KEYS[1]` key, `ARGV[1]` token, `ARGV[2]` retention in ms. 1 = completed, 0 = not held.
+/// `KEYS[1]` key, `ARGV[1]` token, `ARGV[2]` retention in ms. 1 = completed, 0 = another
+/// claim holds the key or it is done. A key that expired (lease over, nobody claimed it since)
+/// records the outcome too: the handler did succeed.
 const COMPLETE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == false then
   redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
   return 1
 end

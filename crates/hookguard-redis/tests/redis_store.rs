@@ -137,6 +137,24 @@ async fn exactly_once_across_replicas_under_concurrency() {
     }
 }
 
+/// The same semantics as `MemoryStore` (its unit test `a_late_completion_with_no_newer_claim_is_recorded`):
+/// a handler that succeeded after its lease expired, with no newer claim, is remembered.
+#[tokio::test]
+async fn a_late_completion_with_no_newer_claim_is_recorded() {
+    let store = store_at(&redis_url(), &unique_prefix("late")).await;
+    let first = new(store.claim("bwp:evt_late", Duration::from_millis(200)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !store.release(&first).await.unwrap(),
+        "an expired claim is no longer held"
+    );
+    assert!(
+        store.complete(&first, RETENTION).await.unwrap(),
+        "nobody else claimed it: the success counts"
+    );
+    assert_eq!(store.claim("bwp:evt_late", LEASE).await.unwrap(), Claim::Done);
+}
+
 #[tokio::test]
 async fn an_expired_lease_lets_a_retry_in_and_the_late_completion_is_refused() {
     let store = store_at(&redis_url(), &unique_prefix("lease")).await;

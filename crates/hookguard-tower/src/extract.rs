@@ -147,15 +147,20 @@ where
             Precheck::Challenge(a) => return Err(VerifiedRejection::Challenge(a)),
             _ => return Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
         };
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            VerifiedRejection::Rejected(if too_large {
-                Rejection::BodyTooLarge { limit }
-            } else {
-                Rejection::BodyReadFailed
-            })
-        })?;
+        let read = tokio::time::timeout(verifier.read_timeout(), axum::body::to_bytes(body, limit));
+        let bytes = read
+            .await
+            .map_err(|_| VerifiedRejection::Rejected(Rejection::BodyReadTimeout))?
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                    || e.to_string().contains("length limit");
+                VerifiedRejection::Rejected(if too_large {
+                    Rejection::BodyTooLarge { limit }
+                } else {
+                    Rejection::BodyReadFailed
+                })
+            })?;
         match verifier.verify(&head, bytes).map_err(VerifiedRejection::Rejected)? {
             Verdict::Deliver(d) => d.json().map(Verify).map_err(VerifiedRejection::Rejected),
             Verdict::Ignored(_) => Err(VerifiedRejection::Ignored),

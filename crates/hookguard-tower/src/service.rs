@@ -84,9 +84,11 @@ where
                 Ok(limit) => limit,
                 Err(answer) => return Ok(convert(answer)),
             };
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
+            let read = tokio::time::timeout(rx.verifier().read_timeout(), Limited::new(body, limit).collect());
+            let bytes = match read.await {
+                Ok(Ok(c)) => c.to_bytes(),
+                Err(_elapsed) => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
+                Ok(Err(e)) => {
                     let r = if e.is::<http_body_util::LengthLimitError>() {
                         Rejection::BodyTooLarge { limit }
                     } else {

@@ -127,7 +127,7 @@ impl MemoryStoreBuilder {
     pub fn build(self) -> MemoryStore {
         let shards = self.shards.clamp(1, 1024).next_power_of_two();
         let half_shard = table_fit(self.capacity / shards / 2);
-        let epoch = self.clock.now_unix();
+        let epoch = self.clock.monotonic().as_secs();
         MemoryStore {
             shards: (0..shards)
                 .map(|_| {
@@ -209,8 +209,10 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Seconds since the store was built, on the clock's *monotonic* time: a wall-clock step
+    /// (NTP, a VM resume) never expires every claim and done marker at once.
     fn now(&self) -> u32 {
-        u32::try_from(self.clock.now_unix().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
+        u32::try_from(self.clock.monotonic().as_secs().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
     }
 
     fn locate(&self, key: &str) -> (Digest, MutexGuard<'_, Shard>) {
@@ -247,11 +249,18 @@ impl MemoryStore {
         Claim::New(ClaimToken::new(key, u128::from(token)))
     }
 
-    /// Completes synchronously.
+    /// Completes synchronously: records the outcome unless another copy holds a live claim
+    /// on the key or it is already done (the same semantics as the Redis store: a late
+    /// completion after the lease expired, with no newer claim, is recorded).
     pub fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
         let now = self.now();
         let (d, mut s) = self.locate(token.key());
-        if !owns(&s, d, token) {
+        let held_by_other = s
+            .cur
+            .get(&d)
+            .or_else(|| s.old.get(&d))
+            .is_some_and(|&v| (v >> 32) as u32 > now && u128::from(v as u32) != token.token());
+        if held_by_other {
             return false;
         }
         let done = pack(now.saturating_add(secs_u32(retention).min(self.max_age)), DONE);
@@ -267,10 +276,11 @@ impl MemoryStore {
         true
     }
 
-    /// Releases synchronously.
+    /// Releases synchronously. `false` when the token no longer holds a live claim.
     pub fn release_now(&self, token: &ClaimToken) -> bool {
+        let now = self.now();
         let (d, mut s) = self.locate(token.key());
-        if !owns(&s, d, token) {
+        if !owns(&s, d, token, now) {
             return false;
         }
         // Expire in place (see `claim_now`): a released key is free to claim again.
@@ -305,9 +315,9 @@ fn pack(expires: u32, token: u32) -> u64 {
     (u64::from(expires) << 32) | u64::from(token)
 }
 
-fn owns(s: &Shard, d: Digest, token: &ClaimToken) -> bool {
+fn owns(s: &Shard, d: Digest, token: &ClaimToken, now: u32) -> bool {
     let v = s.cur.get(&d).or_else(|| s.old.get(&d)).copied();
-    matches!(v, Some(v) if v as u32 != DONE && u128::from(v as u32) == token.token())
+    matches!(v, Some(v) if v as u32 != DONE && u128::from(v as u32) == token.token() && (v >> 32) as u32 > now)
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -403,6 +413,46 @@ mod tests {
         assert_eq!(s.claim_now("k", L), Claim::InFlight);
         assert!(s.complete_now(&second, R));
         assert_eq!(s.claim_now("k", L), Claim::Done);
+    }
+
+    #[test]
+    fn a_late_completion_with_no_newer_claim_is_recorded() {
+        let (s, clock) = store(100);
+        let first = new(s.claim_now("k", L));
+        clock.advance(31);
+        assert!(!s.release_now(&first), "an expired claim is no longer held");
+        assert!(s.complete_now(&first, R), "nobody else claimed it: the success counts");
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+    }
+
+    /// A clock whose wall time steps while its monotonic time stands still.
+    #[derive(Debug, Clone, Default)]
+    struct SteppingWall(Arc<std::sync::atomic::AtomicU64>);
+    impl Clock for SteppingWall {
+        fn now_unix(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn monotonic(&self) -> Duration {
+            Duration::from_secs(500)
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_step_does_not_expire_claims_or_done_markers() {
+        let clock = SteppingWall::default();
+        clock.0.store(1_700_000_000, Ordering::SeqCst);
+        let s = MemoryStore::builder()
+            .capacity(100)
+            .shards(1)
+            .clock(clock.clone())
+            .build();
+        let t = new(s.claim_now("a", L));
+        let done = new(s.claim_now("b", L));
+        s.complete_now(&done, R);
+        clock.0.fetch_add(365 * 86_400, Ordering::SeqCst);
+        assert_eq!(s.claim_now("a", L), Claim::InFlight);
+        assert_eq!(s.claim_now("b", L), Claim::Done);
+        assert!(s.complete_now(&t, R));
     }
 
     #[test]

@@ -231,6 +231,7 @@ impl Dedupe {
                 store: Arc::clone(&self.store),
                 token: Some(token),
                 retention: self.retention,
+                remember: delivery.dedupe_scope() == crate::DedupeScope::Retained,
             })),
             Ok(Claim::InFlight) => Err(Rejection::DuplicateInFlight),
             Ok(Claim::Done) => Ok(Admission::Done),
@@ -246,12 +247,14 @@ pub struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
     token: Option<ClaimToken>,
     retention: Duration,
+    remember: bool,
 }
 
 impl fmt::Debug for ClaimGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaimGuard")
             .field("key", &self.token.as_ref().map(ClaimToken::key))
+            .field("remember", &self.remember)
             .finish()
     }
 }
@@ -259,11 +262,19 @@ impl fmt::Debug for ClaimGuard {
 impl ClaimGuard {
     /// Marks the delivery done. `Ok(false)` if the lease had expired and another claim took it.
     ///
+    /// For a delivery whose key only coalesces copies in flight
+    /// ([`DedupeScope::WhileInFlight`](crate::DedupeScope::WhileInFlight)), completing
+    /// forgets the key instead: an identical body later is a new event.
+    ///
     /// # Errors
     /// The store failed; the lease will expire and a retry will be handled again.
     pub async fn complete(mut self) -> Result<bool, StoreError> {
         let token = self.token.take().expect("claim resolved once");
-        self.store.complete(&token, self.retention).await
+        if self.remember {
+            self.store.complete(&token, self.retention).await
+        } else {
+            self.store.release(&token).await
+        }
     }
 
     /// Forgets the claim so the sender's retry is handled.

@@ -59,10 +59,19 @@ impl Scheme for BuildWorkPro {
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
-        let id = non_empty(p.id).ok_or(Rejection::InvalidPayload("missing event id"))?;
+        let id = non_empty(p.id);
+        // BuildWorkPro documents `id` on every event; should one arrive without it, a retry
+        // still carries the same signed bytes, so the body's digest recognises it.
+        let key = match &id {
+            Some(id) => id.clone(),
+            None => {
+                tracing::warn!("BuildWorkPro delivery without `id`; deduplicating on a digest of the body");
+                super::body_digest(body)
+            }
+        };
         Ok(Described {
-            dedupe_key: Some(id.clone()),
-            event_id: Some(id),
+            dedupe_key: Some(key),
+            event_id: id,
             event_type: p.kind,
             ..Described::default()
         })

@@ -6,9 +6,10 @@ use crate::{
 };
 
 /// GitHub's scheme: HMAC-SHA256 of the raw body with the secret string; no timestamp, so no
-/// replay window. The dedupe key is `X-GitHub-Delivery`, which GitHub keeps on redelivery
-/// (it is not signed: a replayed body with a new delivery id is processed again; GitHub offers
-/// nothing signed to prevent that).
+/// replay window. `X-GitHub-Delivery` is reported as the event id, but it is *not* signed, so
+/// it is not the dedupe key: a captured body replayed with fresh delivery ids would run the
+/// handler each time and store a new key each time. The dedupe key is a digest of the signed
+/// body instead, so every replay or redelivery of one body is one event.
 ///
 /// ```
 /// use hookguard_core::{schemes::GitHub, Verifier, RequestHead};
@@ -59,7 +60,11 @@ impl Scheme for GitHub {
         Ok(Authenticated::default())
     }
 
-    fn describe(&self, req: &RequestHead<'_>, _body: &[u8]) -> Result<Described, Rejection> {
+    fn dedupe_policy(&self) -> crate::DedupePolicy {
+        crate::DedupePolicy::BodyDigest
+    }
+
+    fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let get = |name| {
             req.headers
                 .get(name)
@@ -67,10 +72,9 @@ impl Scheme for GitHub {
                 .filter(|v| !v.is_empty() && v.len() <= 128)
                 .map(str::to_owned)
         };
-        let id = get("x-github-delivery");
         Ok(Described {
-            dedupe_key: id.clone(),
-            event_id: id,
+            dedupe_key: Some(super::body_digest(body)),
+            event_id: get("x-github-delivery"),
             event_type: get("x-github-event"),
             ..Described::default()
         })

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::json;
 use crate::{
-    Authenticated, ChallengeRule, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme,
-    SignParams, Signed,
+    Authenticated, ChallengeRule, ConfigError, Context, DedupePolicy, DedupeScope, Described, Key, Provider, Rejection,
+    RequestHead, Scheme, SignParams, Signed,
 };
 
 /// How HCSS POSTs are authenticated.
@@ -30,9 +29,14 @@ pub enum HcssAuth {
 
 /// HCSS's scheme: answers `GET ?challenge=` with the value, authenticates POSTs with
 /// [`HcssAuth`], and — since HCSS sends no event id — derives the dedupe key from a SHA-256
-/// digest of the body: a retry of the same event carries the same bytes. Two genuinely
-/// separate but byte-identical notifications inside the retention window are handled once;
-/// they notify "entity X changed", so the handler re-reads the same current state anyway.
+/// digest of the body: a retry of the same event carries the same bytes.
+///
+/// Pre-Construction events carry a `date`, so their digest identifies one event and is
+/// remembered for the retention. Setups and HeavyJob bodies carry no id and no time: a second
+/// genuine edit of the same employee is byte-identical to the first, so for those (and any
+/// shape without `date`) copies coalesce only while one is in flight
+/// ([`DedupeScope::WhileInFlight`](crate::DedupeScope)); an identical body after the first
+/// was handled is handled again.
 ///
 /// ```
 /// use hookguard_core::{schemes::Hcss, Verifier, RequestHead};
@@ -106,6 +110,8 @@ impl Hcss {
 struct Probe {
     #[serde(default)]
     event_type: Option<String>,
+    #[serde(default)]
+    date: Option<serde::de::IgnoredAny>,
 }
 
 impl Scheme for Hcss {
@@ -125,6 +131,22 @@ impl Scheme for Hcss {
         matches!(&self.auth, HcssAuth::Scheme(s) if s.has_timestamp())
     }
 
+    fn dedupe_policy(&self) -> DedupePolicy {
+        DedupePolicy::BodyDigestRetainedIfDated
+    }
+
+    fn authenticates_head_only(&self) -> bool {
+        !matches!(&self.auth, HcssAuth::Scheme(_))
+    }
+
+    fn credential_header(&self) -> Option<&HeaderName> {
+        match &self.auth {
+            HcssAuth::Header(name) => Some(name),
+            HcssAuth::Scheme(s) => s.credential_header(),
+            HcssAuth::QueryToken(_) => None,
+        }
+    }
+
     fn challenges(&self) -> Vec<ChallengeRule> {
         vec![ChallengeRule::query(Method::GET, "challenge")]
     }
@@ -132,7 +154,7 @@ impl Scheme for Hcss {
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         match &self.auth {
             HcssAuth::QueryToken(param) => {
-                let token = crate::challenge::query_param(req.uri, param, ctx.max_header_len)
+                let token = crate::challenge::query_token(req.uri, param, ctx.max_header_len)
                     .map_err(|_| Rejection::Unauthorized)?;
                 super::token_check(ctx.keys(), token.as_deref())?;
                 Ok(Authenticated::default())
@@ -147,12 +169,15 @@ impl Scheme for Hcss {
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
-        let digest = Sha256::digest(body);
-        // 128 bits of the digest: collisions need 2^64 deliveries.
-        let key = hex::encode(&digest[..16]);
+        let scope = if p.date.is_some() {
+            DedupeScope::Retained
+        } else {
+            DedupeScope::WhileInFlight
+        };
         Ok(Described {
             event_type: p.event_type,
-            dedupe_key: Some(key),
+            dedupe_key: Some(super::body_digest(body)),
+            dedupe_scope: scope,
             ..Described::default()
         })
     }

@@ -101,6 +101,14 @@ impl Scheme for Procore {
         false
     }
 
+    fn authenticates_head_only(&self) -> bool {
+        true
+    }
+
+    fn credential_header(&self) -> Option<&http::HeaderName> {
+        Some(&self.header)
+    }
+
     fn authenticate(&self, req: &RequestHead<'_>, _body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         super::header_token(req, ctx, &self.header, "authorization")?;
         Ok(Authenticated::default())
@@ -109,10 +117,12 @@ impl Scheme for Procore {
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
         let id = non_empty(p.id);
-        let key = non_empty(p.ulid).or_else(|| id.clone());
-        if key.is_none() {
-            return Err(Rejection::InvalidPayload("missing event id"));
-        }
+        let key = non_empty(p.ulid).or_else(|| id.clone()).or_else(|| {
+            // Procore documents an id on every payload version; without one, a retry still
+            // carries the same bytes, so the body's digest recognises it.
+            tracing::warn!("Procore delivery without `id` or `ulid`; deduplicating on a digest of the body");
+            Some(super::body_digest(body))
+        });
         let action = p.event_type.or(p.reason);
         let resource = p.resource_name.or(p.resource_type);
         let event_type = match (resource, action) {
@@ -124,7 +134,7 @@ impl Scheme for Procore {
             event_type,
             dedupe_key: key,
             source_application_id: p.metadata.and_then(|m| m.source_application_id),
-            challenge: None,
+            ..Described::default()
         })
     }
 

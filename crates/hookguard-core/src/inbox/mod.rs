@@ -1,0 +1,667 @@
+//! The durable inbox: answer `2xx` only once a delivery is on disk, handle it afterwards.
+//!
+//! Every sender asks the same of a receiver: persist the event, answer at once, do the work
+//! later (BuildWorkPro: "return 200 as soon as you've persisted the event id"; Procore: "send
+//! back the 2XX as soon as possible"). With an inbox, a verified delivery is
+//! [accepted](InboxStore::accept) — written durably, insert-if-absent on
+//! `(provider, dedupe key)` — and answered `200 {"status":"accepted"}`; a worker then runs it
+//! through the application's handler with retries on *our* schedule, so a slow or failing
+//! handler never counts against the sender's kill switch.
+//!
+//! ## Life of an item
+//!
+//! ```text
+//! accept ──▶ pending ──claim──▶ running ──complete──▶ done ──purge──▶ (gone)
+//!               ▲                  │
+//!               └── fail (retry) ──┤
+//!                                  └── fail (last attempt) ──▶ dead ──replay──▶ pending
+//! ```
+//!
+//! A claim holds a *lease*: a process killed during a handler leaves a lease that expires,
+//! and the item is claimed again (handlers run **at least once**). Each claim gets a fresh
+//! [`ClaimedItem::attempt`] number; completing or failing with a stale one is refused, so a
+//! handler that outlived its lease never overwrites the outcome of the attempt after it.
+//!
+//! ## Dedupe
+//!
+//! The inbox row itself is the dedupe record. A key with
+//! [`DedupeScope::Retained`](crate::DedupeScope::Retained) (a sender's unique event id) is
+//! remembered until the row is purged (default retention 7 days, longer than every sender's
+//! retry horizon). A key with [`DedupeScope::WhileInFlight`](crate::DedupeScope::WhileInFlight)
+//! (HCSS Setups and HeavyJob bodies, which carry no id and no time) coalesces copies only while
+//! an item is pending or running; an identical body after it is done is a new event.
+//!
+//! ## What is stored
+//!
+//! The body bytes exactly as received, the event id exactly as sent, the event type, and the
+//! request headers needed to inspect or re-verify the delivery — **never** a credential:
+//! [`stored_headers`] drops `Authorization`, `Proxy-Authorization`, `Cookie`, the scheme's own
+//! credential header (Procore's configured header, an HCSS token header), and the URL (so no
+//! URL token) is not stored at all.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::{DedupeScope, Delivery, Provider};
+
+#[cfg(feature = "worker")]
+mod worker;
+#[cfg(feature = "worker")]
+pub use worker::{HandlerError, HandlerFuture, InboxHandler, Outcome, Worker, WorkerBuilder, WorkerHandle};
+
+/// The future every inbox method returns (boxed so stores can be used as `dyn InboxStore`).
+pub type InboxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, InboxError>> + Send + 'a>>;
+
+/// Default retention of done items: 7 days, longer than every sender's retry horizon
+/// (BuildWorkPro ≈ 31 h, Procore 12 h, APS ≥ 48 h).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default cap on pending and running items.
+pub const DEFAULT_MAX_PENDING: u64 = 100_000;
+/// The most headers stored per delivery.
+pub const MAX_STORED_HEADERS: usize = 64;
+/// The longest header value stored.
+pub const MAX_STORED_HEADER_LEN: usize = 4096;
+
+/// Why an inbox operation failed.
+///
+/// ```
+/// let e = hookguard_core::inbox::InboxError::Full { limit: 10 };
+/// assert_eq!(e.to_string(), "inbox is full (10 pending items)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboxError {
+    /// The cap on pending items is reached: answer `503` + `Retry-After`, store nothing.
+    #[error("inbox is full ({limit} pending items)")]
+    Full {
+        /// The configured cap.
+        limit: u64,
+    },
+    /// No item with this id.
+    #[error("no inbox item {0}")]
+    NotFound(i64),
+    /// The item is not in a state the operation applies to (e.g. replaying a pending item).
+    #[error("inbox item {id} is {state}, not {expected}")]
+    WrongState {
+        /// The item.
+        id: i64,
+        /// Its state.
+        state: InboxState,
+        /// What the operation needs.
+        expected: &'static str,
+    },
+    /// The backend failed (disk full, I/O error, database unreachable).
+    #[error("inbox storage error: {0}")]
+    Storage(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl InboxError {
+    /// Wraps a backend error.
+    ///
+    /// ```
+    /// let e = hookguard_core::inbox::InboxError::storage("disk full");
+    /// assert!(e.to_string().contains("disk full"));
+    /// ```
+    pub fn storage(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+/// Where an item is in its life.
+///
+/// ```
+/// use hookguard_core::inbox::InboxState;
+/// assert_eq!("dead".parse::<InboxState>().unwrap(), InboxState::Dead);
+/// assert_eq!(InboxState::Pending.as_str(), "pending");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// A worker holds its lease.
+    Running,
+    /// Handled.
+    Done,
+    /// Every attempt failed; waits for a replay or a purge.
+    Dead,
+}
+
+impl InboxState {
+    /// Every state, in life order.
+    pub const ALL: [InboxState; 4] = [
+        InboxState::Pending,
+        InboxState::Running,
+        InboxState::Done,
+        InboxState::Dead,
+    ];
+
+    /// The stable lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InboxState::Pending => "pending",
+            InboxState::Running => "running",
+            InboxState::Done => "done",
+            InboxState::Dead => "dead",
+        }
+    }
+
+    /// The small integer backends store.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::InboxState;
+    /// for s in InboxState::ALL { assert_eq!(InboxState::from_code(s.code()), Some(s)); }
+    /// ```
+    pub fn code(&self) -> i64 {
+        match self {
+            InboxState::Pending => 0,
+            InboxState::Running => 1,
+            InboxState::Done => 2,
+            InboxState::Dead => 3,
+        }
+    }
+
+    /// The state stored as `code`.
+    pub fn from_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl fmt::Display for InboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for InboxState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown state `{s}` (expected pending, running, done or dead)"))
+    }
+}
+
+/// A verified delivery to store.
+///
+/// ```
+/// use hookguard_core::{inbox::NewItem, schemes::BuildWorkPro, testing};
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// let item = NewItem::from_delivery(&d, Vec::new(), 1_700_000_000_000);
+/// assert_eq!(item.dedupe_key.as_deref(), Some("buildworkpro:evt_1"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewItem {
+    /// The sender.
+    pub provider: String,
+    /// The dedupe key (`None`: nothing to recognise copies by, always stored).
+    pub dedupe_key: Option<String>,
+    /// How long the key recognises copies.
+    pub scope: DedupeScope,
+    /// The event id exactly as sent.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// Unix time in milliseconds.
+    pub received_at_ms: i64,
+    /// Headers kept for inspection and re-verification (never credentials; see [`stored_headers`]).
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+impl NewItem {
+    /// The item for a verified delivery.
+    pub fn from_delivery(d: &Delivery, headers: Vec<(String, String)>, received_at_ms: i64) -> Self {
+        Self {
+            provider: d.provider().as_str().to_owned(),
+            dedupe_key: d.dedupe_key().map(str::to_owned),
+            scope: d.dedupe_scope(),
+            event_id: d.event_id().map(str::to_owned),
+            event_type: d.event_type().map(str::to_owned),
+            received_at_ms,
+            headers,
+            body: d.body().clone(),
+        }
+    }
+}
+
+/// The answer to [`InboxStore::accept`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Durably stored under this id.
+    Stored(i64),
+    /// A copy of an item already in the inbox (pending, running, done or dead): nothing stored.
+    Duplicate(i64),
+}
+
+/// One stored item, as listed and shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxRecord {
+    /// The inbox's id.
+    pub id: i64,
+    /// The sender.
+    pub provider: String,
+    /// The dedupe key.
+    pub dedupe_key: Option<String>,
+    /// The event id exactly as sent.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// The state.
+    pub state: InboxState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Unix ms when accepted.
+    pub received_at_ms: i64,
+    /// Unix ms of the next attempt (pending), or when the lease ends (running).
+    pub next_attempt_at_ms: i64,
+    /// Unix ms when it became done or dead.
+    pub finished_at_ms: Option<i64>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// Stored headers (only in [`InboxStore::get`]).
+    pub headers: Vec<(String, String)>,
+    /// The body (only in [`InboxStore::get`]).
+    pub body: Option<Bytes>,
+    /// Body size in bytes.
+    pub body_len: u64,
+}
+
+impl InboxRecord {
+    /// A pending record with only its id and provider set (backends fill in the rest).
+    ///
+    /// ```
+    /// let r = hookguard_core::inbox::InboxRecord::empty(7, "hcss".into());
+    /// assert_eq!((r.id, r.attempts), (7, 0));
+    /// ```
+    pub fn empty(id: i64, provider: String) -> Self {
+        Self {
+            id,
+            provider,
+            dedupe_key: None,
+            event_id: None,
+            event_type: None,
+            state: InboxState::Pending,
+            attempts: 0,
+            received_at_ms: 0,
+            next_attempt_at_ms: 0,
+            finished_at_ms: None,
+            last_error: None,
+            headers: Vec::new(),
+            body: None,
+            body_len: 0,
+        }
+    }
+}
+
+/// An item a worker claimed: run the handler, then [`complete`](InboxStore::complete) or
+/// [`fail`](InboxStore::fail) with its id and attempt.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClaimedItem {
+    /// The inbox id.
+    pub id: i64,
+    /// This attempt's number (1 for the first); the token of the claim.
+    pub attempt: u32,
+    /// The delivery as it was received.
+    pub delivery: Delivery,
+    /// Unix ms when accepted.
+    pub received_at_ms: i64,
+}
+
+impl ClaimedItem {
+    /// Rebuilds the claimed delivery from stored parts (for backends).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: i64,
+        attempt: u32,
+        provider: &str,
+        dedupe_key: Option<String>,
+        event_id: Option<String>,
+        event_type: Option<String>,
+        body: Bytes,
+        received_at_ms: i64,
+    ) -> Self {
+        let provider = provider
+            .parse::<Provider>()
+            .unwrap_or_else(|_| Provider::Custom(intern(provider)));
+        Self {
+            id,
+            attempt,
+            delivery: Delivery {
+                provider,
+                event_id,
+                event_type,
+                timestamp: None,
+                dedupe_key,
+                dedupe_scope: DedupeScope::Retained,
+                source_application_id: None,
+                body,
+            },
+            received_at_ms,
+        }
+    }
+}
+
+/// Custom provider names read back from storage are few (one per configured sender): keep one
+/// leaked copy of each.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let set = names.get_or_insert_with(HashSet::new);
+    if let Some(n) = set.get(name) {
+        return n;
+    }
+    if set.len() >= 64 {
+        return "custom";
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Filters for [`InboxStore::list`].
+///
+/// ```
+/// use hookguard_core::inbox::{ListFilter, InboxState};
+/// let f = ListFilter::default().state(InboxState::Dead).limit(10);
+/// assert_eq!(f.limit, 10);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListFilter {
+    /// Only this state.
+    pub state: Option<InboxState>,
+    /// Only this provider.
+    pub provider: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self {
+            state: None,
+            provider: None,
+            limit: 100,
+        }
+    }
+}
+
+impl ListFilter {
+    /// Only items in `state`.
+    pub fn state(mut self, state: InboxState) -> Self {
+        self.state = Some(state);
+        self
+    }
+    /// Only items from `provider`.
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+    /// At most `n` items.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = n;
+        self
+    }
+}
+
+/// Counts and sizes, for `hookguard inbox stats` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxStats {
+    /// Items per state: pending, running, done, dead.
+    pub pending: u64,
+    /// Running items.
+    pub running: u64,
+    /// Done items (until purged).
+    pub done: u64,
+    /// Dead items.
+    pub dead: u64,
+    /// Unix ms when the oldest pending item was received.
+    pub oldest_pending_ms: Option<i64>,
+    /// Bytes of stored bodies.
+    pub body_bytes: u64,
+    /// Bytes the backend uses on disk, where it knows.
+    pub disk_bytes: Option<u64>,
+}
+
+/// Where deliveries wait: embedded SQLite (`hookguard-sqlite`), PostgreSQL for many replicas.
+///
+/// Every method is one transaction. `accept` returns only once the item is durable (synced
+/// to disk), so the `200` it leads to is a promise.
+pub trait InboxStore: Send + Sync + 'static {
+    /// Stores `item` unless a copy is already there (see the module docs for dedupe scope).
+    /// Durable when it returns `Stored`.
+    ///
+    /// # Errors
+    /// [`InboxError::Full`] over the pending cap; [`InboxError::Storage`] when nothing could be
+    /// stored. Either way the receiver answers `503` + `Retry-After`, never `2xx`.
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted>;
+
+    /// Claims up to `limit` due items (pending with `next_attempt_at <= now`, or running with an
+    /// expired lease) for `lease`: each becomes running with `attempts + 1`.
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>>;
+
+    /// Marks attempt `attempt` of item `id` done. `Ok(false)`: that attempt no longer holds
+    /// the item (its lease expired and another attempt claimed it).
+    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool>;
+
+    /// Records a failed attempt: back to pending at `retry_at_ms`, or dead when `None`.
+    /// `Ok(false)` as for [`complete`](Self::complete).
+    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool>;
+
+    /// Gives a claim back without counting the attempt (graceful shutdown): pending, due now.
+    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool>;
+
+    /// One item with its headers and body.
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>>;
+
+    /// Items matching `filter`, newest first, without bodies.
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>>;
+
+    /// A dead or done item back to pending, due now, with its attempts reset.
+    ///
+    /// # Errors
+    /// [`InboxError::NotFound`], or [`InboxError::WrongState`] for a pending or running item.
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()>;
+
+    /// Every dead item back to pending; returns how many.
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64>;
+
+    /// Deletes done items (and dead ones with `include_dead`) that finished before
+    /// `before_ms`; returns how many. A purged item's dedupe key is forgotten.
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64>;
+
+    /// Counts per state, oldest pending, bytes.
+    fn stats(&self) -> InboxFuture<'_, InboxStats>;
+
+    /// Resolves when new work may be due (an accept or a replay in this process). Workers also
+    /// poll, for work added by other processes. Default: never resolves.
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+impl<T: InboxStore + ?Sized> InboxStore for std::sync::Arc<T> {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        (**self).accept(item)
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        (**self).claim(now_ms, lease, limit)
+    }
+    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).complete(id, attempt, now_ms)
+    }
+    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).fail(id, attempt, error, retry_at_ms, now_ms)
+    }
+    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
+        (**self).release(id, attempt)
+    }
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
+        (**self).get(id)
+    }
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
+        (**self).list(filter)
+    }
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        (**self).replay(id, now_ms)
+    }
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        (**self).replay_dead(now_ms)
+    }
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        (**self).purge(before_ms, include_dead)
+    }
+    fn stats(&self) -> InboxFuture<'_, InboxStats> {
+        (**self).stats()
+    }
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        (**self).notified()
+    }
+}
+
+/// When to try a failed item again: exponential backoff with full jitter, capped.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::inbox::RetryPolicy;
+/// let p = RetryPolicy::default();
+/// assert_eq!(p.max_attempts, 10);
+/// // Attempt 1 failed: the next one comes within the base delay.
+/// assert!(p.delay_after(1, 0.999) <= Duration::from_secs(1));
+/// // Never above the cap, never after the last attempt.
+/// assert!(p.delay_after(30, 0.999) <= Duration::from_secs(3600));
+/// assert!(p.next_after(10, 0.5).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// The first retry's delay bound (default 1 s).
+    pub base: Duration,
+    /// The longest delay (default 1 h).
+    pub max: Duration,
+    /// Attempts before an item is dead (default 10).
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            max_attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these bounds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = hookguard_core::inbox::RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 3);
+    /// assert_eq!(p.max_attempts, 3);
+    /// ```
+    pub fn new(base: Duration, max: Duration, max_attempts: u32) -> Self {
+        Self {
+            base,
+            max,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// The delay after failed attempt `attempt` (1-based): a random point (`jitter` in
+    /// `[0, 1)`) between half and all of `base × 2^(attempt-1)`, capped at `max`.
+    pub fn delay_after(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let ceiling = self.base.saturating_mul(1u32 << exp).min(self.max);
+        let j = jitter.clamp(0.0, 1.0);
+        ceiling.mul_f64(0.5 + 0.5 * j)
+    }
+
+    /// The delay before the next attempt, or `None` when `attempt` was the last.
+    pub fn next_after(&self, attempt: u32, jitter: f64) -> Option<Duration> {
+        (attempt < self.max_attempts).then(|| self.delay_after(attempt, jitter))
+    }
+}
+
+/// The headers of a request worth keeping with a stored delivery: everything but credentials
+/// (`Authorization`, `Proxy-Authorization`, `Cookie`, and `credential`: the scheme's own token
+/// header), bounded in count and length. Values that are not visible ASCII are dropped.
+///
+/// ```
+/// use hookguard_core::inbox::stored_headers;
+/// let mut h = http::HeaderMap::new();
+/// h.insert("authorization", "Bearer s3cret".parse().unwrap());
+/// h.insert("x-hcss-token", "t0ken".parse().unwrap());
+/// h.insert("buildworkpro-signature", "t=1,v1=ab".parse().unwrap());
+/// let kept = stored_headers(&h, Some(&http::HeaderName::from_static("x-hcss-token")));
+/// assert_eq!(kept, vec![("buildworkpro-signature".to_owned(), "t=1,v1=ab".to_owned())]);
+/// ```
+pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>) -> Vec<(String, String)> {
+    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            **name != AUTHORIZATION && **name != PROXY_AUTHORIZATION && **name != COOKIE && Some(*name) != credential
+        })
+        .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN)
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .take(MAX_STORED_HEADERS)
+        .collect()
+}
+
+/// The current unix time in milliseconds.
+///
+/// ```
+/// assert!(hookguard_core::inbox::now_ms() > 1_700_000_000_000);
+/// ```
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(60), 10);
+        assert_eq!(p.delay_after(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.delay_after(2, 0.0), Duration::from_secs(1));
+        assert_eq!(p.delay_after(3, 0.999_999), Duration::from_secs(4).mul_f64(0.999_999_5));
+        assert_eq!(
+            p.delay_after(40, 0.999_999),
+            Duration::from_secs(60).mul_f64(0.999_999_5)
+        );
+        assert!(p.next_after(9, 0.5).is_some());
+        assert!(p.next_after(10, 0.5).is_none());
+    }
+
+    #[test]
+    fn credentials_are_never_stored() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer x".parse().unwrap());
+        h.insert("proxy-authorization", "Basic y".parse().unwrap());
+        h.insert("cookie", "a=b".parse().unwrap());
+        h.insert("x-token", "z".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let kept = stored_headers(&h, Some(&http::HeaderName::from_static("x-token")));
+        assert_eq!(kept, vec![("content-type".to_owned(), "application/json".to_owned())]);
+    }
+}

@@ -1,0 +1,422 @@
+//! The worker that drains an inbox through the application's handler (feature `worker`, tokio).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{now_ms, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION};
+
+/// Why a handler attempt failed; stored as the item's `last_error` (keep secrets out of it).
+///
+/// ```
+/// let e = hookguard_core::inbox::HandlerError::new("exit status 3");
+/// assert_eq!(e.to_string(), "exit status 3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError(String);
+
+impl HandlerError {
+    /// An error with this message (bounded to 1 KiB when stored).
+    pub fn new(msg: impl Into<String>) -> Self {
+        let mut m: String = msg.into();
+        if m.len() > 1024 {
+            let mut cut = 1024;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+        }
+        Self(m)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+/// The boxed future a handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
+
+/// The application's handler for stored deliveries. Any `Fn(ClaimedItem) -> impl Future<Output
+/// = Result<(), HandlerError>>` is one. It runs **at least once** per item: make its effects
+/// idempotent, keyed by the item's dedupe key or event id.
+pub trait InboxHandler: Send + Sync + 'static {
+    /// Handles one attempt.
+    fn handle(&self, item: ClaimedItem) -> HandlerFuture;
+}
+
+impl<F, Fut> InboxHandler for F
+where
+    F: Fn(ClaimedItem) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle(&self, item: ClaimedItem) -> HandlerFuture {
+        Box::pin(self(item))
+    }
+}
+
+/// What became of one attempt, for [`WorkerBuilder::on_outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Handled; the item is done.
+    Done,
+    /// Failed; tried again after this delay.
+    Retry {
+        /// Why it failed.
+        error: String,
+        /// When it is tried again.
+        after: Duration,
+    },
+    /// Failed on its last attempt; the item is dead.
+    Dead {
+        /// Why it failed.
+        error: String,
+    },
+    /// The attempt no longer held the item (its lease expired): nothing recorded.
+    Lost,
+}
+
+type OutcomeHook = Arc<dyn Fn(&ClaimedItem, &Outcome) + Send + Sync>;
+
+/// Configures a [`Worker`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::inbox::{HandlerError, RetryPolicy, Worker, ClaimedItem};
+/// # fn demo(store: std::sync::Arc<dyn hookguard_core::inbox::InboxStore>) {
+/// let worker = Worker::builder(store, |item: ClaimedItem| async move {
+///     println!("{:?}", item.delivery.event_id());
+///     Ok::<(), HandlerError>(())
+/// })
+/// .concurrency(8)
+/// .retry(RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(3600), 10))
+/// .lease(Duration::from_secs(60))
+/// .build();
+/// # let _ = worker; }
+/// ```
+pub struct WorkerBuilder {
+    store: Arc<dyn InboxStore>,
+    handler: Arc<dyn InboxHandler>,
+    concurrency: usize,
+    retry: RetryPolicy,
+    lease: Duration,
+    handler_timeout: Option<Duration>,
+    poll: Duration,
+    retention: Duration,
+    purge_every: Duration,
+    grace: Duration,
+    on_outcome: Option<OutcomeHook>,
+}
+
+impl fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder {
+    /// Handlers running at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+    /// The retry policy (default: 1 s base, 1 h cap, 10 attempts).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// How long a claim holds an item (default 60 s). A handler is stopped and its attempt
+    /// counted as failed at 90 % of the lease, so no other process claims it while it runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+    /// Stops a handler after `timeout` (at most 90 % of the lease) and counts a failed attempt.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+    /// How often to look for work added by other processes or due retries (default 1 s).
+    /// Work accepted in this process wakes the worker at once.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(10));
+        self
+    }
+    /// How long done items are kept (and copies recognised) before the periodic purge
+    /// deletes them (default 7 days). Dead items are never purged automatically.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+    /// How often the purge runs (default 60 s).
+    pub fn purge_every(mut self, every: Duration) -> Self {
+        self.purge_every = every.max(Duration::from_millis(10));
+        self
+    }
+    /// On shutdown, how long running handlers may finish before their claims are given back
+    /// (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+    /// Called after each attempt's outcome was recorded (metrics, the CLI's output line).
+    pub fn on_outcome(mut self, f: impl Fn(&ClaimedItem, &Outcome) + Send + Sync + 'static) -> Self {
+        self.on_outcome = Some(Arc::new(f));
+        self
+    }
+    /// Builds and starts the worker on the current tokio runtime.
+    pub fn spawn(self) -> WorkerHandle {
+        self.build().spawn()
+    }
+
+    /// The worker, not yet running.
+    pub fn build(self) -> Worker {
+        let limit = self.lease.mul_f64(0.9);
+        let timeout = self.handler_timeout.map_or(limit, |t| t.min(limit));
+        Worker {
+            cfg: Arc::new(Config {
+                store: self.store,
+                handler: self.handler,
+                concurrency: self.concurrency,
+                retry: self.retry,
+                lease: self.lease,
+                timeout,
+                poll: self.poll,
+                retention: self.retention,
+                purge_every: self.purge_every,
+                grace: self.grace,
+                on_outcome: self.on_outcome,
+            }),
+        }
+    }
+}
+
+struct Config {
+    store: Arc<dyn InboxStore>,
+    handler: Arc<dyn InboxHandler>,
+    concurrency: usize,
+    retry: RetryPolicy,
+    lease: Duration,
+    timeout: Duration,
+    poll: Duration,
+    retention: Duration,
+    purge_every: Duration,
+    grace: Duration,
+    on_outcome: Option<OutcomeHook>,
+}
+
+/// Drains an inbox: claims due items, runs the handler with a concurrency limit, records done,
+/// retry (exponential backoff with jitter) or dead; purges done items past the retention.
+///
+/// A handler error, a panic or a timeout is a failed attempt. Shutdown is graceful: no new
+/// claims, running handlers get [`shutdown_grace`](WorkerBuilder::shutdown_grace) to finish,
+/// and claims still held after it are given back, so pending work waits for the next start.
+pub struct Worker {
+    cfg: Arc<Config>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("concurrency", &self.cfg.concurrency)
+            .field("lease", &self.cfg.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running worker; [`shutdown`](Self::shutdown) stops it gracefully.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets running handlers finish within the grace period, gives back the
+    /// claims of those that did not, and returns when all is settled.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+impl Worker {
+    /// Starts configuring a worker for `store` and `handler`.
+    pub fn builder(store: Arc<dyn InboxStore>, handler: impl InboxHandler) -> WorkerBuilder {
+        WorkerBuilder {
+            store,
+            handler: Arc::new(handler),
+            concurrency: 4,
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(60),
+            handler_timeout: None,
+            poll: Duration::from_secs(1),
+            retention: DEFAULT_RETENTION,
+            purge_every: Duration::from_secs(60),
+            grace: Duration::from_secs(10),
+            on_outcome: None,
+        }
+    }
+
+    /// Runs on the current tokio runtime until [`WorkerHandle::shutdown`].
+    pub fn spawn(self) -> WorkerHandle {
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(self.cfg, Arc::clone(&stop)));
+        WorkerHandle { stop, task }
+    }
+}
+
+fn jitter() -> f64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
+    let permits = Arc::new(Semaphore::new(cfg.concurrency));
+    let wake = Arc::new(Notify::new());
+    let running: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    let mut next_purge = tokio::time::Instant::now();
+    let mut stop_wait = std::pin::pin!(stop.notified());
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if tokio::time::Instant::now() >= next_purge {
+            next_purge = tokio::time::Instant::now() + cfg.purge_every;
+            let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
+            match cfg.store.purge(before, false).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "inbox: done items past the retention purged"),
+                Err(e) => tracing::warn!(error = %e, "inbox purge failed"),
+            }
+        }
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = &mut stop_wait => break,
+                p = permits.acquire() => drop(p),
+            }
+            continue;
+        }
+        let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        let claimed = match cfg.store.claim(now_ms(), cfg.lease, limit).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbox claim failed; retrying after the poll interval");
+                Vec::new()
+            }
+        };
+        let n = claimed.len();
+        for item in claimed {
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                break;
+            };
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(item.id, item.attempt);
+            let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
+            tasks.spawn(async move {
+                let id = item.id;
+                attempt(&cfg, item, &wake).await;
+                running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                drop(permit);
+            });
+        }
+        if n > 0 && n as u32 == limit {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut stop_wait => break,
+            _ = cfg.store.notified() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(cfg.poll) => {}
+        }
+    }
+    // Graceful shutdown: let running handlers finish, then give back what is still held.
+    let drained = tokio::time::timeout(cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let held: Vec<(i64, u32)> = running.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        for (id, att) in held {
+            if let Err(e) = cfg.store.release(id, att).await {
+                tracing::warn!(id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
+            }
+        }
+    }
+}
+
+async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
+    let handler = cfg.handler.handle(item.clone());
+    let result = match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(_panic)) => Err("handler panicked".to_owned()),
+        Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
+    };
+    let now = now_ms();
+    let outcome = match result {
+        Ok(()) => match cfg.store.complete(item.id, item.attempt, now).await {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::Lost,
+            Err(e) => {
+                // Not recorded: the lease expires and the item runs again (at least once).
+                tracing::warn!(id = item.id, error = %e, "inbox: could not mark an item done");
+                return;
+            }
+        },
+        Err(error) => {
+            let next = cfg.retry.next_after(item.attempt, jitter());
+            let retry_at = next.map(|d| now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            match cfg.store.fail(item.id, item.attempt, &error, retry_at, now).await {
+                Ok(true) => match next {
+                    Some(after) => {
+                        let wake = Arc::clone(wake);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            wake.notify_one();
+                        });
+                        tracing::info!(id = item.id, attempt = item.attempt, %error, ?after, "inbox: attempt failed; retrying");
+                        Outcome::Retry { error, after }
+                    }
+                    None => {
+                        tracing::error!(id = item.id, attempt = item.attempt, %error, "inbox: last attempt failed; item is dead until replayed");
+                        Outcome::Dead { error }
+                    }
+                },
+                Ok(false) => Outcome::Lost,
+                Err(e) => {
+                    tracing::warn!(id = item.id, error = %e, "inbox: could not record a failed attempt");
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(hook) = &cfg.on_outcome {
+        hook(&item, &outcome);
+    }
+}

@@ -1,0 +1,755 @@
+//! # hookguard-sqlite
+//!
+//! The embedded default [`InboxStore`]: one SQLite file, no server. A delivery is answered
+//! `2xx` only after its row is committed with `journal_mode=WAL` and `synchronous=FULL`, i.e.
+//! synced to disk.
+//!
+//! **Group commit.** One fsync per request would cap accepts at the disk's sync rate (about
+//! 5,500 commits/s on the machines this was measured on). Every operation goes to one writer
+//! thread instead, which takes everything queued — up to [`SqliteInboxBuilder::max_batch`]
+//! operations — into one transaction and one sync, then answers each caller. Under load,
+//! concurrent accepts share commits; alone, an accept costs one commit.
+//!
+//! **Bounds.** The queue to the writer is bounded (a full queue answers
+//! [`InboxError::Full`], i.e. `503`); pending and running items are capped
+//! ([`max_pending`](SqliteInboxBuilder::max_pending), default 100,000); done items are purged
+//! after the retention by the worker, so disk use stays flat under a flood of unique ids.
+//!
+//! **Other processes.** The file can be read and changed by other processes while a receiver
+//! runs (`hookguard inbox list|show|replay|purge|stats`): WAL lets readers in, and writers wait
+//! up to 5 s for each other.
+//!
+//! ```
+//! use hookguard_core::inbox::{InboxStore, NewItem, Accepted};
+//! use hookguard_core::{schemes::BuildWorkPro, testing};
+//! use hookguard_sqlite::SqliteInbox;
+//! # let dir = std::env::temp_dir().join(format!("hg-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let inbox = SqliteInbox::open(dir.join("inbox.db"))?;
+//! let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async {
+//!     let first = inbox.accept(NewItem::from_delivery(&d, vec![], 0)).await?;
+//!     assert!(matches!(first, Accepted::Stored(_)));
+//!     let copy = inbox.accept(NewItem::from_delivery(&d, vec![], 0)).await?;
+//!     assert!(matches!(copy, Accepted::Duplicate(_)));
+//!     Ok::<_, hookguard_core::inbox::InboxError>(())
+//! })?;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::mpsc::{self, Receiver as ChanRx, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookguard_core::inbox::{
+    Accepted, ClaimedItem, InboxError, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter,
+    NewItem, DEFAULT_MAX_PENDING,
+};
+use hookguard_core::DedupeScope;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{oneshot, Notify};
+
+/// The schema, applied idempotently at open. `unique_key` holds the dedupe key while it
+/// recognises copies (always for retained keys; only while pending or running for
+/// in-flight-only keys) and is `NULL` otherwise; a partial unique index makes the insert
+/// insert-if-absent.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hookguard_inbox (
+    id              INTEGER PRIMARY KEY,
+    provider        TEXT    NOT NULL,
+    dedupe_key      TEXT,
+    unique_key      TEXT,
+    scope           INTEGER NOT NULL DEFAULT 0,
+    event_id        TEXT,
+    event_type      TEXT,
+    state           INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    received_at     INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    finished_at     INTEGER,
+    last_error      TEXT,
+    headers         TEXT    NOT NULL,
+    body            BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON hookguard_inbox(provider, unique_key)
+    WHERE unique_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_due ON hookguard_inbox(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS hookguard_inbox_finished ON hookguard_inbox(state, finished_at);
+";
+
+const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
+                       next_attempt_at, finished_at, last_error, length(body)";
+
+/// Configures a [`SqliteInbox`].
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("hg-doc-b-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db")).max_pending(10_000).open()?;
+/// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), hookguard_core::inbox::InboxError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteInboxBuilder {
+    path: PathBuf,
+    max_pending: u64,
+    max_batch: usize,
+    queue: usize,
+}
+
+impl SqliteInboxBuilder {
+    /// The most pending and running items; accepts beyond it answer `503` (default 100,000).
+    pub fn max_pending(mut self, n: u64) -> Self {
+        self.max_pending = n;
+        self
+    }
+    /// The most operations one transaction (one sync) carries (default 512).
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+    /// The most operations waiting for the writer; beyond it callers get `Full` (default 16,384).
+    pub fn queue(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// Opens (creating if needed) the file and starts its writer thread.
+    ///
+    /// # Errors
+    /// The file cannot be opened or is not a hookguard inbox.
+    pub fn open(self) -> Result<SqliteInbox, InboxError> {
+        let conn = connect(&self.path)?;
+        conn.execute_batch(SCHEMA).map_err(storage)?;
+        let pending = count_pending(&conn).map_err(storage)?;
+        let (tx, rx) = mpsc::sync_channel(self.queue);
+        let notify = Arc::new(Notify::new());
+        let writer = Writer {
+            conn,
+            rx,
+            max_pending: self.max_pending,
+            max_batch: self.max_batch,
+            pending,
+            counted_at: Instant::now(),
+            notify: Arc::clone(&notify),
+        };
+        std::thread::Builder::new()
+            .name("hookguard-sqlite".into())
+            .spawn(move || writer.run())
+            .map_err(storage)?;
+        Ok(SqliteInbox {
+            inner: Arc::new(Inner {
+                tx,
+                notify,
+                path: self.path,
+            }),
+        })
+    }
+}
+
+/// The SQLite inbox. Cheap to clone; the writer thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteInbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: SyncSender<Op>,
+    notify: Arc<Notify>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for SqliteInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteInbox").field("path", &self.inner.path).finish()
+    }
+}
+
+impl SqliteInbox {
+    /// Opens `path` with the default settings.
+    ///
+    /// # Errors
+    /// As [`SqliteInboxBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, InboxError> {
+        Self::builder(path).open()
+    }
+
+    /// Configures an inbox at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
+        SqliteInboxBuilder {
+            path: path.as_ref().to_owned(),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_batch: 512,
+            queue: 16_384,
+        }
+    }
+
+    /// Opens an existing inbox file, failing (rather than creating one) when it does not exist.
+    ///
+    /// # Errors
+    /// The file is missing, unreadable, or not a hookguard inbox.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, InboxError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
+        }
+        let inbox = Self::open(path)?;
+        Ok(inbox)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, InboxError>>) -> Op,
+    ) -> InboxFuture<'_, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.inner.tx.try_send(make(reply));
+        Box::pin(async move {
+            match sent {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(InboxError::storage("the inbox writer's queue is full")),
+                Err(TrySendError::Disconnected(_)) => return Err(InboxError::storage("the inbox writer stopped")),
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err(InboxError::storage("the inbox writer stopped")))
+        })
+    }
+}
+
+fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::storage(e)
+}
+
+fn connect(path: &Path) -> Result<Connection, InboxError> {
+    let conn = Connection::open(path).map_err(storage)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(storage)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(InboxError::storage(format!(
+            "cannot use WAL on this file (journal mode {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL;").map_err(storage)?;
+    Ok(conn)
+}
+
+fn count_pending(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM hookguard_inbox WHERE state IN (0, 1)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+type Reply<T> = oneshot::Sender<Result<T, InboxError>>;
+
+enum Op {
+    Accept(Box<NewItem>, Reply<Accepted>),
+    Claim(i64, i64, u32, Reply<Vec<ClaimedItem>>),
+    Complete(i64, u32, i64, Reply<bool>),
+    Fail(i64, u32, String, Option<i64>, i64, Reply<bool>),
+    Release(i64, u32, Reply<bool>),
+    Get(i64, Reply<Option<InboxRecord>>),
+    List(ListFilter, Reply<Vec<InboxRecord>>),
+    Replay(i64, i64, Reply<()>),
+    ReplayDead(i64, Reply<u64>),
+    Purge(i64, bool, Reply<u64>),
+    Stats(Reply<InboxStats>),
+}
+
+/// An operation's result, held until its transaction commits.
+enum Done {
+    Accept(Reply<Accepted>, Result<Accepted, InboxError>),
+    Claim(Reply<Vec<ClaimedItem>>, Result<Vec<ClaimedItem>, InboxError>),
+    Bool(Reply<bool>, Result<bool, InboxError>),
+    Unit(Reply<()>, Result<(), InboxError>),
+    Count(Reply<u64>, Result<u64, InboxError>),
+    Get(Reply<Option<InboxRecord>>, Result<Option<InboxRecord>, InboxError>),
+    List(Reply<Vec<InboxRecord>>, Result<Vec<InboxRecord>, InboxError>),
+    Stats(Reply<InboxStats>, Result<InboxStats, InboxError>),
+}
+
+impl Done {
+    fn storage_failed(&self) -> bool {
+        fn bad<T>(r: &Result<T, InboxError>) -> bool {
+            matches!(r, Err(InboxError::Storage(_)))
+        }
+        match self {
+            Done::Accept(_, r) => bad(r),
+            Done::Claim(_, r) => bad(r),
+            Done::Bool(_, r) => bad(r),
+            Done::Unit(_, r) => bad(r),
+            Done::Count(_, r) => bad(r),
+            Done::Get(_, r) => bad(r),
+            Done::List(_, r) => bad(r),
+            Done::Stats(_, r) => bad(r),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Accept(tx, r) => drop(tx.send(r)),
+            Done::Claim(tx, r) => drop(tx.send(r)),
+            Done::Bool(tx, r) => drop(tx.send(r)),
+            Done::Unit(tx, r) => drop(tx.send(r)),
+            Done::Count(tx, r) => drop(tx.send(r)),
+            Done::Get(tx, r) => drop(tx.send(r)),
+            Done::List(tx, r) => drop(tx.send(r)),
+            Done::Stats(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, msg: &str) {
+        fn e<T>(msg: &str) -> Result<T, InboxError> {
+            Err(InboxError::storage(msg.to_owned()))
+        }
+        match self {
+            Done::Accept(tx, _) => drop(tx.send(e(msg))),
+            Done::Claim(tx, _) => drop(tx.send(e(msg))),
+            Done::Bool(tx, _) => drop(tx.send(e(msg))),
+            Done::Unit(tx, _) => drop(tx.send(e(msg))),
+            Done::Count(tx, _) => drop(tx.send(e(msg))),
+            Done::Get(tx, _) => drop(tx.send(e(msg))),
+            Done::List(tx, _) => drop(tx.send(e(msg))),
+            Done::Stats(tx, _) => drop(tx.send(e(msg))),
+        }
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    rx: ChanRx<Op>,
+    max_pending: u64,
+    max_batch: usize,
+    /// Pending + running items, kept exact for this process's writes and recounted every
+    /// second (other processes may replay or purge).
+    pending: u64,
+    counted_at: Instant,
+    notify: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Op>) {
+        if self.counted_at.elapsed() > Duration::from_secs(1) {
+            if let Ok(n) = count_pending(&self.conn) {
+                self.pending = n;
+            }
+            self.counted_at = Instant::now();
+        }
+        let pending_before = self.pending;
+        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "inbox: cannot begin a transaction");
+                for op in batch {
+                    op_reply(op).fail(&msg);
+                }
+                return;
+            }
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let mut wake = false;
+        let mut failed = None;
+        for op in batch {
+            let done = apply(&tx, op, self.max_pending, &mut self.pending, &mut wake);
+            if failed.is_none() && done.storage_failed() {
+                failed = Some("a storage error rolled back this batch".to_owned());
+            }
+            results.push(done);
+        }
+        let outcome = match failed {
+            Some(msg) => Err(msg),
+            None => tx.commit().map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                if wake {
+                    self.notify.notify_one();
+                }
+                for r in results {
+                    r.send();
+                }
+            }
+            Err(msg) => {
+                tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
+                self.pending = pending_before;
+                for r in results {
+                    r.fail(&msg);
+                }
+            }
+        }
+    }
+}
+
+/// The reply slot of an operation that never ran (its transaction could not begin).
+fn op_reply(op: Op) -> Done {
+    fn e<T>() -> Result<T, InboxError> {
+        Err(InboxError::storage("not run"))
+    }
+    match op {
+        Op::Accept(_, tx) => Done::Accept(tx, e()),
+        Op::Claim(.., tx) => Done::Claim(tx, e()),
+        Op::Complete(.., tx) | Op::Fail(.., tx) | Op::Release(.., tx) => Done::Bool(tx, e()),
+        Op::Get(_, tx) => Done::Get(tx, e()),
+        Op::List(_, tx) => Done::List(tx, e()),
+        Op::Replay(.., tx) => Done::Unit(tx, e()),
+        Op::ReplayDead(_, tx) | Op::Purge(.., tx) => Done::Count(tx, e()),
+        Op::Stats(tx) => Done::Stats(tx, e()),
+    }
+}
+
+fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &mut bool) -> Done {
+    match op {
+        Op::Accept(item, tx) => {
+            let r = accept(conn, &item, max_pending, pending);
+            if matches!(r, Ok(Accepted::Stored(_))) {
+                *wake = true;
+            }
+            Done::Accept(tx, r)
+        }
+        Op::Claim(now, until, limit, tx) => Done::Claim(tx, claim(conn, now, until, limit).map_err(storage)),
+        Op::Complete(id, attempt, now, tx) => {
+            let r = finish(conn, id, attempt, now, None).map_err(storage);
+            if matches!(r, Ok(true)) {
+                *pending = pending.saturating_sub(1);
+            }
+            Done::Bool(tx, r)
+        }
+        Op::Fail(id, attempt, error, retry_at, now, tx) => {
+            let r = match retry_at {
+                Some(at) => conn
+                    .execute(
+                        "UPDATE hookguard_inbox SET state = 0, next_attempt_at = ?3, last_error = ?4
+                         WHERE id = ?1 AND attempts = ?2 AND state = 1",
+                        params![id, attempt, at, error],
+                    )
+                    .map(|n| n == 1)
+                    .map_err(storage),
+                None => {
+                    let r = finish(conn, id, attempt, now, Some(&error)).map_err(storage);
+                    if matches!(r, Ok(true)) {
+                        *pending = pending.saturating_sub(1);
+                    }
+                    r
+                }
+            };
+            Done::Bool(tx, r)
+        }
+        Op::Release(id, attempt, tx) => {
+            let r = conn
+                .execute(
+                    "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = 0
+                     WHERE id = ?1 AND attempts = ?2 AND state = 1",
+                    params![id, attempt],
+                )
+                .map(|n| n == 1)
+                .map_err(storage);
+            Done::Bool(tx, r)
+        }
+        Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
+        Op::List(filter, tx) => Done::List(tx, list(conn, &filter).map_err(storage)),
+        Op::Replay(id, now, tx) => {
+            let r = replay(conn, id, now);
+            if r.is_ok() {
+                *pending += 1;
+                *wake = true;
+            }
+            Done::Unit(tx, r)
+        }
+        Op::ReplayDead(now, tx) => {
+            let r = replay_dead(conn, now).map_err(storage);
+            if let Ok(n) = r {
+                *pending += n;
+                *wake |= n > 0;
+            }
+            Done::Count(tx, r)
+        }
+        Op::Purge(before, include_dead, tx) => {
+            let sql = if include_dead {
+                "DELETE FROM hookguard_inbox WHERE state IN (2, 3) AND finished_at < ?1"
+            } else {
+                "DELETE FROM hookguard_inbox WHERE state = 2 AND finished_at < ?1"
+            };
+            Done::Count(
+                tx,
+                conn.execute(sql, params![before]).map(|n| n as u64).map_err(storage),
+            )
+        }
+        Op::Stats(tx) => Done::Stats(tx, stats(conn).map_err(storage)),
+    }
+}
+
+fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64) -> Result<Accepted, InboxError> {
+    if let Some(key) = &item.dedupe_key {
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT id FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
+            .and_then(|mut s| s.query_row(params![item.provider, key], |r| r.get(0)).optional())
+            .map_err(storage)?;
+        if let Some(id) = existing {
+            return Ok(Accepted::Duplicate(id));
+        }
+    }
+    if *pending >= max_pending {
+        return Err(InboxError::Full { limit: max_pending });
+    }
+    let scope = match item.scope {
+        DedupeScope::WhileInFlight => 1,
+        _ => 0,
+    };
+    let headers = serde_json::to_string(&item.headers).unwrap_or_else(|_| "[]".into());
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO hookguard_inbox
+                 (provider, dedupe_key, unique_key, scope, event_id, event_type, state, attempts,
+                  received_at, next_attempt_at, headers, body)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, 0, ?7, ?8)
+             RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    item.provider,
+                    item.dedupe_key,
+                    scope,
+                    item.event_id,
+                    item.event_type,
+                    item.received_at_ms,
+                    headers,
+                    item.body.as_ref()
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(storage)?;
+    *pending += 1;
+    Ok(Accepted::Stored(id))
+}
+
+fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Result<Vec<ClaimedItem>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2
+         WHERE id IN (SELECT id FROM hookguard_inbox
+                      WHERE state IN (0, 1) AND next_attempt_at <= ?1
+                      ORDER BY next_attempt_at, id LIMIT ?3)
+         RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at",
+    )?;
+    let rows = stmt.query_map(params![now, until, limit], |r| {
+        Ok(ClaimedItem::new(
+            r.get(0)?,
+            r.get(1)?,
+            &r.get::<_, String>(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            Bytes::from(r.get::<_, Vec<u8>>(6)?),
+            r.get(7)?,
+        ))
+    })?;
+    let mut items: Vec<ClaimedItem> = rows.collect::<Result<_, _>>()?;
+    items.sort_by_key(|i| i.id);
+    Ok(items)
+}
+
+/// Done (`error` None) or dead: the attempt must still hold the item. An in-flight-only key
+/// stops recognising copies.
+fn finish(conn: &Connection, id: i64, attempt: u32, now: i64, error: Option<&str>) -> rusqlite::Result<bool> {
+    let state = if error.is_some() { 3 } else { 2 };
+    conn.prepare_cached(
+        "UPDATE hookguard_inbox
+         SET state = ?3, finished_at = ?4, last_error = ?5,
+             unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+         WHERE id = ?1 AND attempts = ?2 AND state = 1",
+    )?
+    .execute(params![id, attempt, state, now, error])
+    .map(|n| n == 1)
+}
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
+    let state: i64 = r.get(5)?;
+    let mut rec = InboxRecord::empty(r.get(0)?, r.get(1)?);
+    rec.dedupe_key = r.get(2)?;
+    rec.event_id = r.get(3)?;
+    rec.event_type = r.get(4)?;
+    rec.state = InboxState::from_code(state).unwrap_or(InboxState::Dead);
+    rec.attempts = r.get(6)?;
+    rec.received_at_ms = r.get(7)?;
+    rec.next_attempt_at_ms = r.get(8)?;
+    rec.finished_at_ms = r.get(9)?;
+    rec.last_error = r.get(10)?;
+    rec.body_len = u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0);
+    Ok(rec)
+}
+
+fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS}, headers, body FROM hookguard_inbox WHERE id = ?1"),
+        params![id],
+        |r| {
+            let mut rec = record(r)?;
+            let headers: String = r.get(12)?;
+            rec.headers = serde_json::from_str(&headers).unwrap_or_default();
+            rec.body = Some(Bytes::from(r.get::<_, Vec<u8>>(13)?));
+            Ok(rec)
+        },
+    )
+    .optional()
+}
+
+fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM hookguard_inbox
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR provider = ?2)
+         ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![f.state.map(|s| s.code()), f.provider, f.limit], record)?;
+    rows.collect()
+}
+
+fn replay(conn: &Connection, id: i64, now: i64) -> Result<(), InboxError> {
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT state, scope FROM hookguard_inbox WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(storage)?;
+    let Some((state, scope)) = row else {
+        return Err(InboxError::NotFound(id));
+    };
+    let state = InboxState::from_code(state).unwrap_or(InboxState::Dead);
+    if !matches!(state, InboxState::Done | InboxState::Dead) {
+        return Err(InboxError::WrongState {
+            id,
+            state,
+            expected: "done or dead",
+        });
+    }
+    let reset = "UPDATE hookguard_inbox SET state = 0, attempts = 0, next_attempt_at = ?2, finished_at = NULL, \
+                 last_error = NULL WHERE id = ?1";
+    conn.execute(reset, params![id, now]).map_err(storage)?;
+    if scope == 1 {
+        // An in-flight-only key recognises copies again while pending, unless a newer copy
+        // holds it already (then this replay simply runs beside it).
+        let _ = conn.execute(
+            "UPDATE OR IGNORE hookguard_inbox SET unique_key = dedupe_key WHERE id = ?1",
+            params![id],
+        );
+    }
+    Ok(())
+}
+
+fn replay_dead(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM hookguard_inbox WHERE state = 3")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        replay(conn, *id, now).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    }
+    Ok(ids.len() as u64)
+}
+
+fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
+    let mut s = InboxStats::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT state, count(*), coalesce(sum(length(body)), 0) FROM hookguard_inbox GROUP BY state")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (state, n, bytes) = row?;
+        let n = u64::try_from(n).unwrap_or(0);
+        match InboxState::from_code(state) {
+            Some(InboxState::Pending) => s.pending = n,
+            Some(InboxState::Running) => s.running = n,
+            Some(InboxState::Done) => s.done = n,
+            Some(InboxState::Dead) => s.dead = n,
+            None => {}
+        }
+        s.body_bytes += u64::try_from(bytes).unwrap_or(0);
+    }
+    s.oldest_pending_ms = conn.query_row(
+        "SELECT min(received_at) FROM hookguard_inbox WHERE state = 0",
+        [],
+        |r| r.get(0),
+    )?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let wal = conn
+        .path()
+        .and_then(|p| std::fs::metadata(format!("{p}-wal")).ok())
+        .map_or(0, |m| m.len());
+    s.disk_bytes = Some(u64::try_from(pages * size).unwrap_or(0) + wal);
+    Ok(s)
+}
+
+impl InboxStore for SqliteInbox {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        self.call(|tx| Op::Accept(Box::new(item), tx))
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.call(move |tx| Op::Claim(now_ms, until, limit, tx))
+    }
+    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Complete(id, attempt, now_ms, tx))
+    }
+    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        let error = error.to_owned();
+        self.call(move |tx| Op::Fail(id, attempt, error, retry_at_ms, now_ms, tx))
+    }
+    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Release(id, attempt, tx))
+    }
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
+        self.call(move |tx| Op::Get(id, tx))
+    }
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
+        self.call(move |tx| Op::List(filter, tx))
+    }
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        self.call(move |tx| Op::Replay(id, now_ms, tx))
+    }
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        self.call(move |tx| Op::ReplayDead(now_ms, tx))
+    }
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        self.call(move |tx| Op::Purge(before_ms, include_dead, tx))
+    }
+    fn stats(&self) -> InboxFuture<'_, InboxStats> {
+        self.call(Op::Stats)
+    }
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.notify.notified())
+    }
+}

@@ -1,0 +1,458 @@
+//! The SQLite inbox and the worker against real SQLite files.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookguard_core::inbox::{
+    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, ListFilter, NewItem, Outcome,
+    RetryPolicy, Worker,
+};
+use hookguard_core::schemes::{BuildWorkPro, Hcss};
+use hookguard_core::{testing, Delivery};
+use hookguard_sqlite::SqliteInbox;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("hg-sqlite-{name}-{}-{}", std::process::id(), now_ms()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("inbox.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bwp(id: &str) -> Delivery {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#);
+    testing::deliver(BuildWorkPro::new(), "whsec_k", leak(body)).unwrap()
+}
+
+fn leak(s: String) -> &'static [u8] {
+    Box::leak(s.into_boxed_str()).as_bytes()
+}
+
+fn hcss_setups(entity: &str) -> Delivery {
+    let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{entity}"}}"#);
+    let v = hookguard_core::Verifier::builder(Hcss::new())
+        .secret("tok")
+        .build()
+        .unwrap();
+    let (m, u, h) = (
+        http::Method::POST,
+        http::Uri::from_static("/h?token=tok"),
+        http::HeaderMap::new(),
+    );
+    match v
+        .verify(&hookguard_core::RequestHead::new(&m, &u, &h), bytes::Bytes::from(body))
+        .unwrap()
+    {
+        hookguard_core::Verdict::Deliver(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn item(d: &Delivery) -> NewItem {
+    NewItem::from_delivery(d, vec![("content-type".into(), "application/json".into())], now_ms())
+}
+
+async fn stored(inbox: &SqliteInbox, d: &Delivery) -> i64 {
+    match inbox.accept(item(d)).await.unwrap() {
+        Accepted::Stored(id) => id,
+        other => panic!("expected stored, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accepts_are_durable_and_copies_are_duplicates_across_reopen() {
+    let dir = TempDir::new("durable");
+    let id = {
+        let inbox = SqliteInbox::open(dir.file()).unwrap();
+        let id = stored(&inbox, &bwp("evt_1")).await;
+        assert_eq!(
+            inbox.accept(item(&bwp("evt_1"))).await.unwrap(),
+            Accepted::Duplicate(id)
+        );
+        id
+    };
+    // A new process (a new connection) sees the row, with its body and headers exactly.
+    let inbox = SqliteInbox::open_existing(dir.file()).unwrap();
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.state, InboxState::Pending);
+    assert_eq!(rec.event_id.as_deref(), Some("evt_1"));
+    assert_eq!(rec.body.unwrap().as_ref(), br#"{"id":"evt_1","type":"bid.accepted"}"#);
+    assert_eq!(
+        rec.headers,
+        vec![("content-type".to_owned(), "application/json".to_owned())]
+    );
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_1"))).await.unwrap(),
+        Accepted::Duplicate(id)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_inbox_is_a_clear_error() {
+    let dir = TempDir::new("missing");
+    let err = SqliteInbox::open_existing(dir.0.join("nope.db")).unwrap_err();
+    assert!(err.to_string().contains("no inbox file"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_store_one_row() {
+    let dir = TempDir::new("copies");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.accept(item(&bwp("evt_copy"))).await.unwrap() })
+        })
+        .collect();
+    let mut stored = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Accepted::Stored(_)) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn hcss_identical_bodies_coalesce_while_pending_and_are_new_after_done() {
+    let dir = TempDir::new("hcss");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let first = stored(&inbox, &hcss_setups("e1")).await;
+    assert_eq!(
+        inbox.accept(item(&hcss_setups("e1"))).await.unwrap(),
+        Accepted::Duplicate(first),
+        "a copy while pending"
+    );
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        inbox.accept(item(&hcss_setups("e1"))).await.unwrap(),
+        Accepted::Duplicate(first),
+        "a copy while running"
+    );
+    assert!(inbox.complete(first, claimed[0].attempt, now_ms()).await.unwrap());
+    let second = stored(&inbox, &hcss_setups("e1")).await;
+    assert_ne!(first, second, "an identical body after done is a new edit");
+    // A BuildWorkPro id stays remembered after done.
+    let b = stored(&inbox, &bwp("evt_kept")).await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    for i in &c {
+        assert!(inbox.complete(i.id, i.attempt, now_ms()).await.unwrap());
+    }
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_kept"))).await.unwrap(),
+        Accepted::Duplicate(b)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_and_the_stale_attempt_is_refused() {
+    let dir = TempDir::new("lease");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_lease")).await;
+    let now = now_ms();
+    let first = inbox.claim(now, Duration::from_millis(100), 10).await.unwrap();
+    assert_eq!((first.len(), first[0].attempt), (1, 1));
+    assert!(
+        inbox
+            .claim(now + 50, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    let second = inbox.claim(now + 200, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!((second.len(), second[0].attempt), (1, 2));
+    assert!(!inbox.complete(id, 1, now_ms()).await.unwrap(), "stale attempt");
+    assert!(
+        !inbox.fail(id, 1, "late", None, now_ms()).await.unwrap(),
+        "stale attempt"
+    );
+    assert!(inbox.complete(id, 2, now_ms()).await.unwrap());
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Done);
+}
+
+#[tokio::test]
+async fn the_pending_cap_answers_full_and_frees_up() {
+    let dir = TempDir::new("cap");
+    let inbox = SqliteInbox::builder(dir.file()).max_pending(2).open().unwrap();
+    stored(&inbox, &bwp("a")).await;
+    stored(&inbox, &bwp("b")).await;
+    assert!(matches!(
+        inbox.accept(item(&bwp("c"))).await,
+        Err(InboxError::Full { limit: 2 })
+    ));
+    // A copy of a stored item is still recognised at the cap.
+    assert!(matches!(
+        inbox.accept(item(&bwp("a"))).await,
+        Ok(Accepted::Duplicate(_))
+    ));
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert!(inbox.complete(c[0].id, c[0].attempt, now_ms()).await.unwrap());
+    stored(&inbox, &bwp("c")).await;
+}
+
+#[tokio::test]
+async fn purge_forgets_done_items_and_keeps_dead_ones_unless_asked() {
+    let dir = TempDir::new("purge");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let done = stored(&inbox, &bwp("done")).await;
+    let dead = stored(&inbox, &bwp("dead")).await;
+    for c in inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap() {
+        if c.id == done {
+            assert!(inbox.complete(c.id, c.attempt, now_ms()).await.unwrap());
+        } else {
+            assert!(inbox.fail(c.id, c.attempt, "boom", None, now_ms()).await.unwrap());
+        }
+    }
+    assert_eq!(inbox.purge(now_ms() + 1, false).await.unwrap(), 1);
+    assert!(inbox.get(done).await.unwrap().is_none());
+    assert_eq!(inbox.get(dead).await.unwrap().unwrap().state, InboxState::Dead);
+    // The purged key is forgotten: a later copy is stored again.
+    stored(&inbox, &bwp("done")).await;
+    assert_eq!(inbox.purge(now_ms() + 1, true).await.unwrap(), 1);
+    assert!(inbox.get(dead).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_handler_backs_off_goes_dead_and_a_replay_after_the_fix_is_done() {
+    let dir = TempDir::new("worker");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_flaky")).await;
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicU32::new(0));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let (f, c, o) = (Arc::clone(&fixed), Arc::clone(&calls), Arc::clone(&outcomes));
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(Arc::clone(&store), move |item: ClaimedItem| {
+        let (f, c) = (Arc::clone(&f), Arc::clone(&c));
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(item.delivery.event_id(), Some("evt_flaky"));
+            if f.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(HandlerError::new("downstream refused"))
+            }
+        }
+    })
+    .retry(RetryPolicy::new(
+        Duration::from_millis(20),
+        Duration::from_millis(80),
+        3,
+    ))
+    .poll_interval(Duration::from_millis(20))
+    .on_outcome(move |_, out| o.lock().unwrap().push(out.clone()))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Dead).await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.attempts, 3);
+    assert_eq!(rec.last_error.as_deref(), Some("downstream refused"));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    {
+        let o = outcomes.lock().unwrap();
+        assert!(matches!(o[0], Outcome::Retry { .. }) && matches!(o[1], Outcome::Retry { .. }));
+        assert!(matches!(o[2], Outcome::Dead { .. }));
+    }
+    // Dead items wait; after the fix, a replay is handled.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "dead items are not retried");
+    fixed.store(true, Ordering::SeqCst);
+    inbox.replay(id, now_ms()).await.unwrap();
+    wait_for(&inbox, id, InboxState::Done).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert!(
+        matches!(inbox.replay(id, now_ms()).await, Ok(())),
+        "done items can be replayed too"
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
+    let dir = TempDir::new("panic");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let p = stored(&inbox, &bwp("evt_panic")).await;
+    let s = stored(&inbox, &bwp("evt_slow")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |item: ClaimedItem| async move {
+        if item.delivery.event_id() == Some("evt_panic") {
+            panic!("handler bug");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<(), HandlerError>(())
+    })
+    .retry(RetryPolicy::new(
+        Duration::from_millis(10),
+        Duration::from_millis(10),
+        1,
+    ))
+    .handler_timeout(Duration::from_millis(100))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, p, InboxState::Dead).await;
+    wait_for(&inbox, s, InboxState::Dead).await;
+    assert_eq!(
+        inbox.get(p).await.unwrap().unwrap().last_error.as_deref(),
+        Some("handler panicked")
+    );
+    assert!(inbox
+        .get(s)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("did not finish"));
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_back_claims_of_handlers_that_do_not_finish() {
+    let dir = TempDir::new("shutdown");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_long")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok::<(), HandlerError>(())
+    })
+    .shutdown_grace(Duration::from_millis(100))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Running).await;
+    worker.shutdown().await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts),
+        (InboxState::Pending, 0),
+        "given back, attempt not counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_wakes_the_worker_without_waiting_for_a_poll() {
+    let dir = TempDir::new("wake");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move { Ok::<(), HandlerError>(()) })
+        .poll_interval(Duration::from_secs(3600))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = stored(&inbox, &bwp("evt_wake")).await;
+    tokio::time::timeout(Duration::from_secs(5), wait_for(&inbox, id, InboxState::Done))
+        .await
+        .expect("handled without a poll");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_filters_by_state_and_provider() {
+    let dir = TempDir::new("list");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    for i in 0..5 {
+        stored(&inbox, &bwp(&format!("evt_{i}"))).await;
+    }
+    stored(&inbox, &hcss_setups("x")).await;
+    let all = inbox.list(ListFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let hcss = inbox.list(ListFilter::default().provider("hcss")).await.unwrap();
+    assert_eq!(hcss.len(), 1);
+    assert_eq!(hcss[0].event_type.as_deref(), Some("EmployeeUpdated"));
+    assert!(inbox
+        .list(ListFilter::default().state(InboxState::Dead))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(inbox.list(ListFilter::default().limit(2)).await.unwrap().len(), 2);
+}
+
+/// A real full disk: a 1 MiB tmpfs. Accepts fail (never "stored") while it is full, and work
+/// again once space returns.
+#[tokio::test]
+async fn a_full_disk_refuses_accepts_and_recovers() {
+    let dir = TempDir::new("full");
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root (as on CI and these machines)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let inbox = SqliteInbox::open(mnt.join("inbox.db")).unwrap();
+    stored(&inbox, &bwp("before")).await;
+    // Fill the disk.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while f.write_all(&chunk).and_then(|_| f.sync_all()).is_ok() {}
+    }
+    let mut refused = 0;
+    for i in 0..50 {
+        let body = format!(
+            r#"{{"id":"full_{i}","type":"bid.accepted","pad":"{}"}}"#,
+            "x".repeat(4096)
+        );
+        let d = testing::deliver(BuildWorkPro::new(), "whsec_k", leak(body)).unwrap();
+        match inbox.accept(item(&d)).await {
+            Ok(Accepted::Stored(id)) => {
+                // Whatever was answered "stored" must really be there.
+                assert!(inbox.get(id).await.unwrap().is_some());
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(matches!(e, InboxError::Storage(_)), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a full disk must refuse accepts");
+    std::fs::remove_file(&filler).unwrap();
+    stored(&inbox, &bwp("after")).await;
+    let stats = inbox.stats().await.unwrap();
+    assert!(stats.pending >= 2, "{stats:?}");
+}
+
+async fn wait_for(inbox: &SqliteInbox, id: i64, state: InboxState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rec = inbox.get(id).await.unwrap().unwrap();
+        if rec.state == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "item {id} stuck in {} (want {state})",
+            rec.state
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

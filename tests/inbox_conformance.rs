@@ -1,0 +1,352 @@
+//! The conformance table's inbox column: the same inbox cases against the tower layer (axum)
+//! and the actix-web middleware, each through a real server on 127.0.0.1 with its own SQLite
+//! inbox file. In inbox mode a verified delivery is stored and answered `200 accepted`; the
+//! route's handler is never called.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+
+use common::{send, Framing, NOW};
+use hookguard::clock::ManualClock;
+use hookguard::inbox::{InboxState, InboxStore, ListFilter};
+use hookguard::schemes::{BuildWorkPro, Hcss, Procore};
+use hookguard::sqlite::SqliteInbox;
+use hookguard::{ReceiverBuilder, Scheme, SignParams};
+
+const BWP: &str = "whsec_inbox";
+const PROCORE: &str = "Bearer inbox-procore";
+const HCSS: &str = "inbox-token";
+
+struct Inboxes {
+    bwp: SqliteInbox,
+    procore: SqliteInbox,
+    hcss: SqliteInbox,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn inboxes(name: &str) -> Inboxes {
+    let dir = std::env::temp_dir().join(format!("hg-inbox-conf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Inboxes {
+        bwp: SqliteInbox::builder(dir.join("bwp.db")).max_pending(40).open().unwrap(),
+        procore: SqliteInbox::open(dir.join("procore.db")).unwrap(),
+        hcss: SqliteInbox::open(dir.join("hcss.db")).unwrap(),
+        _dir: TempDir(dir),
+    }
+}
+
+fn builder<T>(scheme: impl Scheme, secret: &str, inbox: &SqliteInbox) -> ReceiverBuilder<T> {
+    ReceiverBuilder::new(Arc::new(scheme))
+        .secret(secret)
+        .clock(ManualClock::new(NOW))
+        .inbox(inbox.clone())
+}
+
+/// How often a route's own handler ran: never, in inbox mode.
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicU32>);
+
+async fn start_tower(ib: &Inboxes, calls: Calls) -> String {
+    use axum::{http::StatusCode, routing::post, Router};
+    use hookguard::tower::WebhookLayer;
+    let route = |calls: Calls| {
+        post(move || async move {
+            calls.0.fetch_add(1, Ordering::SeqCst);
+            StatusCode::NO_CONTENT
+        })
+        .get(|| async { StatusCode::OK })
+    };
+    let app = Router::new()
+        .route(
+            "/bwp",
+            route(calls.clone()).layer(
+                builder::<WebhookLayer>(BuildWorkPro::new(), BWP, &ib.bwp)
+                    .build()
+                    .unwrap(),
+            ),
+        )
+        .route(
+            "/procore",
+            route(calls.clone()).layer(
+                builder::<WebhookLayer>(Procore::new(), PROCORE, &ib.procore)
+                    .build()
+                    .unwrap(),
+            ),
+        )
+        .route(
+            "/hcss",
+            route(calls).layer(builder::<WebhookLayer>(Hcss::new(), HCSS, &ib.hcss).build().unwrap()),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn start_actix(ib: &Inboxes, calls: Calls) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use hookguard::actix::Webhook;
+    let hooks: Vec<(&'static str, Webhook)> = vec![
+        ("/bwp", builder(BuildWorkPro::new(), BWP, &ib.bwp).build().unwrap()),
+        (
+            "/procore",
+            builder(Procore::new(), PROCORE, &ib.procore).build().unwrap(),
+        ),
+        ("/hcss", builder(Hcss::new(), HCSS, &ib.hcss).build().unwrap()),
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let mut app = App::new();
+                for (path, hook) in &hooks {
+                    let calls = calls.clone();
+                    app = app.service(
+                        web::resource(*path)
+                            .wrap(hook.clone())
+                            .route(web::post().to(move || {
+                                let calls = calls.clone();
+                                async move {
+                                    calls.0.fetch_add(1, Ordering::SeqCst);
+                                    HttpResponse::NoContent().finish()
+                                }
+                            }))
+                            .route(web::get().to(HttpResponse::Ok)),
+                    );
+                }
+                app
+            })
+            .workers(2)
+            .listen(listener)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            server.await.unwrap();
+        });
+    });
+    (addr, rx.recv().unwrap())
+}
+
+fn bwp(id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted","data":{{"bidId":9}}}}"#).into_bytes();
+    let signed = BuildWorkPro::new().sign(BWP, &body, &SignParams::new(NOW)).unwrap();
+    let h = signed
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    (h, body)
+}
+
+async fn post(addr: &str, path: &str, h: &[(String, String)], body: &[u8]) -> (u16, String) {
+    let a = send(addr, "POST", path, h, body, Framing::Length).await;
+    (a.status, String::from_utf8_lossy(&a.body).into_owned())
+}
+
+/// The inbox cases; every mismatch is collected and reported at once.
+async fn run(addr: &str, ib: &Inboxes, calls: &Calls) {
+    let failures = std::cell::RefCell::new(Vec::new());
+    let expect = |case: &str, got: (u16, String), status: u16, has: &str| {
+        if got.0 != status || !got.1.contains(has) {
+            failures.borrow_mut().push(format!(
+                "{case}: expected {status} containing {has:?}, got {} {}",
+                got.0, got.1
+            ));
+        }
+    };
+
+    let (h, b) = bwp("evt_inbox_1");
+    expect(
+        "new delivery → stored",
+        post(addr, "/bwp", &h, &b).await,
+        200,
+        r#""accepted""#,
+    );
+    expect(
+        "copy → duplicate",
+        post(addr, "/bwp", &h, &b).await,
+        200,
+        r#""duplicate""#,
+    );
+
+    // 32 concurrent copies: all 2xx, one row.
+    let (h, b) = bwp("evt_inbox_32");
+    let copies: Vec<_> = (0..32)
+        .map(|_| {
+            let (addr, h, b) = (addr.to_owned(), h.clone(), b.clone());
+            tokio::spawn(async move { post(&addr, "/bwp", &h, &b).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for c in copies {
+        let (status, body) = c.await.unwrap();
+        if status != 200 {
+            failures
+                .borrow_mut()
+                .push(format!("32 copies: a copy got {status} {body}"));
+        }
+        accepted += usize::from(body.contains("accepted"));
+    }
+    if accepted != 1 {
+        failures
+            .borrow_mut()
+            .push(format!("32 copies: {accepted} answered accepted, want 1"));
+    }
+
+    // Forged deliveries are never stored.
+    let before = ib.bwp.stats().await.unwrap();
+    let (h, mut b) = bwp("evt_forged");
+    b[8] ^= 1;
+    expect(
+        "forged → 401",
+        post(addr, "/bwp", &h, &b).await,
+        401,
+        "signature_mismatch",
+    );
+    let (_, b) = bwp("evt_unsigned");
+    expect(
+        "unsigned → 401",
+        post(addr, "/bwp", &[], &b).await,
+        401,
+        "missing_signature",
+    );
+    let after = ib.bwp.stats().await.unwrap();
+    if after.pending != before.pending {
+        failures
+            .borrow_mut()
+            .push(format!("forged deliveries were stored: {before:?} → {after:?}"));
+    }
+
+    // Procore: the credential header is never stored.
+    let pbody = br#"{"id":"01J00000000000000000000001","timestamp":"t","reason":"create","resource_type":"RFIs","resource_id":"3"}"#;
+    let ph = vec![
+        ("authorization".to_owned(), PROCORE.to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    expect(
+        "procore → stored",
+        post(addr, "/procore", &ph, pbody).await,
+        200,
+        "accepted",
+    );
+    let listed = ib.procore.list(ListFilter::default()).await.unwrap();
+    match listed.first() {
+        Some(rec) => {
+            let full = ib.procore.get(rec.id).await.unwrap().unwrap();
+            if full
+                .headers
+                .iter()
+                .any(|(k, v)| k == "authorization" || v.contains("inbox-procore"))
+            {
+                failures
+                    .borrow_mut()
+                    .push(format!("procore credential stored: {:?}", full.headers));
+            }
+        }
+        None => failures.borrow_mut().push("procore delivery not in the inbox".into()),
+    }
+
+    // HCSS: challenge answered; identical Setups bodies coalesce while pending; the URL token
+    // is not stored (the URL is not stored at all).
+    let a = send(addr, "GET", "/hcss?challenge=inbox-ch", &[], b"", Framing::Length).await;
+    if a.status != 200 || a.body != b"inbox-ch" {
+        failures.borrow_mut().push(format!(
+            "hcss challenge: {} {:?}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
+        ));
+    }
+    let ev = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e1"}"#;
+    let target = format!("/hcss?token={HCSS}");
+    expect("hcss → stored", post(addr, &target, &[], ev).await, 200, "accepted");
+    expect(
+        "hcss copy while pending → duplicate",
+        post(addr, &target, &[], ev).await,
+        200,
+        "duplicate",
+    );
+    let rec = &ib.hcss.list(ListFilter::default()).await.unwrap()[0];
+    let full = ib.hcss.get(rec.id).await.unwrap().unwrap();
+    if full.headers.iter().any(|(_, v)| v.contains(HCSS)) {
+        failures.borrow_mut().push("hcss token stored".into());
+    }
+
+    // Over the cap: 503 + Retry-After, nothing stored, never 2xx.
+    let mut full_answers = 0;
+    for i in 0..60 {
+        let (h, b) = bwp(&format!("evt_cap_{i}"));
+        let a = send(addr, "POST", "/bwp", &h, &b, Framing::Length).await;
+        match a.status {
+            200 => {}
+            503 => {
+                full_answers += 1;
+                if a.header("retry-after").is_none() || a.code().as_deref() != Some("inbox_full") {
+                    failures
+                        .borrow_mut()
+                        .push(format!("cap: 503 without Retry-After or code: {:?}", a.code()));
+                }
+            }
+            s => failures.borrow_mut().push(format!("cap: unexpected {s}")),
+        }
+    }
+    let stats = ib.bwp.stats().await.unwrap();
+    if full_answers == 0 || stats.pending != 40 {
+        failures.borrow_mut().push(format!(
+            "cap: {full_answers} answered 503, {} pending (cap 40)",
+            stats.pending
+        ));
+    }
+    if ib
+        .bwp
+        .list(ListFilter::default().state(InboxState::Pending).limit(1000))
+        .await
+        .unwrap()
+        .len()
+        != 40
+    {
+        failures.borrow_mut().push("cap: more rows than the cap".into());
+    }
+
+    if calls.0.load(Ordering::SeqCst) != 0 {
+        failures
+            .borrow_mut()
+            .push("the route's handler ran in inbox mode".into());
+    }
+    let failures = failures.into_inner();
+    assert!(
+        failures.is_empty(),
+        "{} inbox failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_inbox_column() {
+    let ib = inboxes("tower");
+    let calls = Calls::default();
+    let addr = start_tower(&ib, calls.clone()).await;
+    run(&addr, &ib, &calls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_inbox_column() {
+    let ib = inboxes("actix");
+    let calls = Calls::default();
+    let (addr, server) = start_actix(&ib, calls.clone());
+    run(&addr, &ib, &calls).await;
+    server.stop(true).await;
+}
