@@ -105,7 +105,7 @@ impl Delivery {
     /// use hookguard_core::{schemes::BuildWorkPro, testing};
     /// #[derive(serde::Deserialize)]
     /// #[derive(Debug)]
-/// struct Mine { #[allow(dead_code)] amount: u64 }
+    /// struct Mine { #[allow(dead_code)] amount: u64 }
     /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
     /// let err = d.json::<Mine>().unwrap_err();
     /// assert_eq!((err.code(), err.status().as_u16()), ("unexpected_payload", 500));

@@ -579,15 +579,15 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
     Ok(items)
 }
 
-/// Done (`error` None) or dead: the attempt must still hold the item. An in-flight-only key
-/// stops recognising copies.
+/// Done (`error` None) or dead: the attempt must still hold the item (completing an item this
+/// same attempt already completed is idempotent). An in-flight-only key stops recognising copies.
 fn finish(conn: &Connection, id: i64, attempt: u32, now: i64, error: Option<&str>) -> rusqlite::Result<bool> {
     let state = if error.is_some() { 3 } else { 2 };
     conn.prepare_cached(
         "UPDATE hookguard_inbox
          SET state = ?3, finished_at = ?4, last_error = ?5,
              unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
-         WHERE id = ?1 AND attempts = ?2 AND state = 1",
+         WHERE id = ?1 AND attempts = ?2 AND (state = 1 OR (state = 2 AND ?3 = 2))",
     )?
     .execute(params![id, attempt, state, now, error])
     .map(|n| n == 1)

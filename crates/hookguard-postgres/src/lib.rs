@@ -1,0 +1,758 @@
+//! # hookguard-postgres
+//!
+//! The durable inbox on PostgreSQL, for receivers running as several replicas behind a load
+//! balancer: every replica accepts into one table, every replica's worker drains it.
+//!
+//! Built on **sqlx 0.8** (the current 0.8 line, with `runtime-tokio`, no TLS feature: add
+//! sqlx's own `tls-*` feature in your application if your database needs it). sqlx is the pool
+//! most Rust services already hold, so you pass your own [`PgPool`] (and, for transactional
+//! handlers, work inside the `sqlx::Transaction` hookguard gives you).
+//!
+//! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id` (with the
+//!   existing row's id read in the same statement), durable when PostgreSQL commits it
+//!   (`synchronous_commit` as your server has it, `on` by default). Dedupe semantics per sender
+//!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
+//!   or running.
+//! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
+//!   replica that dies mid-handler leaves a lease that expires, and another replica takes the
+//!   item. An insert trigger sends `NOTIFY`; workers wake on it (`LISTEN`) with a bounded
+//!   fallback poll.
+//! * **Transactional handlers** ([`transactional`]): the handler gets the transaction in which
+//!   hookguard marks the item done, so the application's own writes commit atomically with the
+//!   mark — their effects happen exactly once per event within the retention. Side effects
+//!   outside this database (an e-mail, an HTTP call) are still at least once: pass the event's
+//!   dedupe key downstream as an idempotency key.
+//! * **Fail closed.** Pool acquire and statements are bounded (defaults 1 s and 2 s, well below
+//!   every sender's timeout — Procore 5 s); an unreachable or failing database makes accepts
+//!   fail, which the receiver answers `503` + `Retry-After`. Nothing is reported accepted that
+//!   was not committed.
+//!
+//! ```no_run
+//! use hookguard_postgres::PgInbox;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let inbox = PgInbox::connect("postgres://hookguard@db.internal/app").await?; // migrates
+//! # let _ = inbox; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookguard_core::inbox::{
+    Accepted, ClaimedItem, HandlerError, HandlerFuture, InboxError, InboxFuture, InboxHandler, InboxRecord, InboxState,
+    InboxStats, InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
+};
+use hookguard_core::DedupeScope;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::Notify;
+
+pub use sqlx::PgPool;
+
+/// Default bound for waiting on a pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `statement_timeout` of the connections [`PgInbox::connect`] opens.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The schema version this crate creates.
+pub const SCHEMA_VERSION: i32 = 1;
+
+fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::storage(e)
+}
+
+/// Configures a [`PgInbox`].
+#[derive(Debug, Clone)]
+pub struct PgInboxBuilder {
+    schema: String,
+    max_pending: u64,
+}
+
+impl Default for PgInboxBuilder {
+    fn default() -> Self {
+        Self {
+            schema: "public".into(),
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
+impl PgInboxBuilder {
+    /// The schema holding the table (default `public`); created if missing. Letters, digits
+    /// and `_` only.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The most pending and running items (default 100,000); each replica checks a count
+    /// refreshed every second, so the cap is approximate by what arrives in that second.
+    pub fn max_pending(mut self, n: u64) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// Opens an inbox on a pool you built (your own timeouts apply; keep them below the
+    /// senders' timeouts), applying the migrations.
+    ///
+    /// # Errors
+    /// The database is unreachable, or the migration failed.
+    pub async fn open(self, pool: PgPool) -> Result<PgInbox, InboxError> {
+        if self.schema.is_empty() || !self.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(InboxError::storage("schema names are letters, digits and _"));
+        }
+        migrate(&pool, &self.schema).await?;
+        let table = format!("\"{}\".hookguard_inbox", self.schema);
+        let channel = format!("hookguard_inbox_{}", self.schema);
+        let notify = Arc::new(Notify::new());
+        let pending = Arc::new(AtomicU64::new(0));
+        let inner = Arc::new(Inner {
+            sql: Sql::new(&table),
+            pool,
+            notify,
+            pending,
+            max_pending: self.max_pending,
+            channel,
+            table,
+        });
+        inner.refresh_pending().await?;
+        spawn_background(&inner);
+        Ok(PgInbox { inner })
+    }
+}
+
+/// The PostgreSQL inbox. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct PgInbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    table: String,
+    channel: String,
+    sql: Sql,
+    notify: Arc<Notify>,
+    pending: Arc<AtomicU64>,
+    max_pending: u64,
+}
+
+impl fmt::Debug for PgInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgInbox")
+            .field("table", &self.inner.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statements, with the table name filled in once.
+struct Sql {
+    accept: String,
+    claim: String,
+    complete: String,
+    dead: String,
+    retry: String,
+    release: String,
+    get: String,
+    list: String,
+    replay: String,
+    purge: String,
+    purge_dead: String,
+    stats: String,
+    oldest: String,
+    count_pending: String,
+}
+
+const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
+                       next_attempt_at, finished_at, last_error, octet_length(body)::bigint AS body_len";
+
+impl Sql {
+    fn new(t: &str) -> Self {
+        Self {
+            // One statement, one round trip: insert-if-absent, or the id of the copy already there.
+            accept: format!(
+                "WITH ins AS (
+                    INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
+                                     attempts, received_at, next_attempt_at, headers, body)
+                    VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, 0, $7, $8)
+                    ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                    RETURNING id)
+                 SELECT id, true AS stored FROM ins
+                 UNION ALL
+                 SELECT id, false FROM {t} WHERE provider = $1 AND unique_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)"
+            ),
+            claim: format!(
+                "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = $2
+                 WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= $1
+                              ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at"
+            ),
+            complete: format!(
+                "UPDATE {t} SET state = 2, finished_at = $3, last_error = NULL,
+                        unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+                 WHERE id = $1 AND attempts = $2 AND state IN (1, 2)"
+            ),
+            dead: format!(
+                "UPDATE {t} SET state = 3, finished_at = $3, last_error = $4,
+                        unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+                 WHERE id = $1 AND attempts = $2 AND state = 1"
+            ),
+            retry: format!(
+                "UPDATE {t} SET state = 0, next_attempt_at = $3, last_error = $4
+                 WHERE id = $1 AND attempts = $2 AND state = 1"
+            ),
+            release: format!(
+                "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = 0
+                 WHERE id = $1 AND attempts = $2 AND state = 1"
+            ),
+            get: format!("SELECT {COLUMNS}, headers, body FROM {t} WHERE id = $1"),
+            list: format!(
+                "SELECT {COLUMNS} FROM {t}
+                 WHERE ($1::smallint IS NULL OR state = $1) AND ($2::text IS NULL OR provider = $2)
+                 ORDER BY id DESC LIMIT $3"
+            ),
+            replay: format!(
+                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = $2, finished_at = NULL, last_error = NULL,
+                        unique_key = CASE WHEN scope = 1 AND NOT EXISTS (
+                            SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
+                            THEN dedupe_key ELSE unique_key END
+                 WHERE id = $1 AND state IN (2, 3) RETURNING id"
+            ),
+            purge: format!("DELETE FROM {t} WHERE state = 2 AND finished_at < $1"),
+            purge_dead: format!("DELETE FROM {t} WHERE state IN (2, 3) AND finished_at < $1"),
+            stats: format!(
+                "SELECT state, count(*)::bigint, coalesce(sum(octet_length(body)), 0)::bigint FROM {t} GROUP BY state"
+            ),
+            oldest: format!("SELECT min(received_at) FROM {t} WHERE state = 0"),
+            count_pending: format!("SELECT count(*)::bigint FROM {t} WHERE state IN (0, 1)"),
+        }
+    }
+}
+
+/// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
+/// replicas starting together do not race. Idempotent.
+async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
+    let t = format!("\"{schema}\".hookguard_inbox");
+    let mut tx = pool.begin().await.map_err(storage)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+    let statements = [
+        format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
+        format!("CREATE TABLE IF NOT EXISTS \"{schema}\".hookguard_schema (version integer NOT NULL)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                id              bigserial PRIMARY KEY,
+                provider        text      NOT NULL,
+                dedupe_key      text,
+                unique_key      text,
+                scope           smallint  NOT NULL DEFAULT 0,
+                event_id        text,
+                event_type      text,
+                state           smallint  NOT NULL,
+                attempts        integer   NOT NULL DEFAULT 0,
+                received_at     bigint    NOT NULL,
+                next_attempt_at bigint    NOT NULL,
+                finished_at     bigint,
+                last_error      text,
+                headers         jsonb     NOT NULL,
+                body            bytea     NOT NULL)"
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON {t} (provider, unique_key)
+             WHERE unique_key IS NOT NULL"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS hookguard_inbox_due ON {t} (next_attempt_at) WHERE state IN (0, 1)"),
+        format!("CREATE INDEX IF NOT EXISTS hookguard_inbox_finished ON {t} (state, finished_at)"),
+        format!(
+            "CREATE OR REPLACE FUNCTION \"{schema}\".hookguard_inbox_notify() RETURNS trigger AS $$
+             BEGIN PERFORM pg_notify('hookguard_inbox_{schema}', ''); RETURN NULL; END $$ LANGUAGE plpgsql"
+        ),
+        format!("DROP TRIGGER IF EXISTS hookguard_inbox_notify ON {t}"),
+        format!(
+            "CREATE TRIGGER hookguard_inbox_notify AFTER INSERT ON {t}
+             FOR EACH STATEMENT EXECUTE FUNCTION \"{schema}\".hookguard_inbox_notify()"
+        ),
+        format!(
+            "INSERT INTO \"{schema}\".hookguard_schema (version)
+             SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
+        ),
+    ];
+    for s in &statements {
+        sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
+    }
+    let version: i32 = sqlx::query_scalar(&format!("SELECT max(version) FROM \"{schema}\".hookguard_schema"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage)?;
+    if version > SCHEMA_VERSION {
+        return Err(InboxError::storage(format!(
+            "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    tx.commit().await.map_err(storage)
+}
+
+/// LISTEN for inserts (any replica) and recount pending items every second.
+fn spawn_background(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    let (pool, channel, notify) = (inner.pool.clone(), inner.channel.clone(), Arc::clone(&inner.notify));
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if listener.listen(&channel).await.is_err() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+                    Ok(Ok(Some(_))) => notify.notify_one(),
+                    Ok(Ok(None)) | Ok(Err(_)) => break, // connection lost: reconnect
+                    Err(_) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = inner.refresh_pending().await;
+            }
+        }
+    });
+}
+
+impl Inner {
+    async fn refresh_pending(&self) -> Result<(), InboxError> {
+        let n: i64 = sqlx::query_scalar(&self.sql.count_pending)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage)?;
+        self.pending.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl PgInbox {
+    /// Connects with hookguard's bounded defaults (pool of 16, acquire 1 s, statement timeout
+    /// 2 s) and opens the inbox in schema `public`.
+    ///
+    /// # Errors
+    /// The URL is invalid, the database unreachable, or the migration failed.
+    pub async fn connect(url: &str) -> Result<Self, InboxError> {
+        let opts: PgConnectOptions = url.parse().map_err(storage)?;
+        let opts = opts.options([(
+            "statement_timeout",
+            format!("{}", DEFAULT_STATEMENT_TIMEOUT.as_millis()),
+        )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .connect_with(opts)
+            .await
+            .map_err(storage)?;
+        Self::builder().open(pool).await
+    }
+
+    /// Configures an inbox (schema, pending cap) to open on your own pool.
+    pub fn builder() -> PgInboxBuilder {
+        PgInboxBuilder::default()
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The qualified table name.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// Marks attempt `attempt` of item `id` done inside `tx` (the transactional handler's
+    /// transaction). `Ok(false)`: that attempt no longer holds the item; roll back.
+    ///
+    /// # Errors
+    /// The statement failed.
+    pub async fn complete_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        id: i64,
+        attempt: u32,
+    ) -> Result<bool, InboxError> {
+        let r = sqlx::query(&self.inner.sql.complete)
+            .bind(id)
+            .bind(attempt as i32)
+            .bind(hookguard_core::inbox::now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(storage)?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+fn record(r: &PgRow) -> Result<InboxRecord, sqlx::Error> {
+    let mut rec = InboxRecord::empty(r.try_get("id")?, r.try_get("provider")?);
+    rec.dedupe_key = r.try_get("dedupe_key")?;
+    rec.event_id = r.try_get("event_id")?;
+    rec.event_type = r.try_get("event_type")?;
+    rec.state = InboxState::from_code(i64::from(r.try_get::<i16, _>("state")?)).unwrap_or(InboxState::Dead);
+    rec.attempts = u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0);
+    rec.received_at_ms = r.try_get("received_at")?;
+    rec.next_attempt_at_ms = r.try_get("next_attempt_at")?;
+    rec.finished_at_ms = r.try_get("finished_at")?;
+    rec.last_error = r.try_get("last_error")?;
+    rec.body_len = u64::try_from(r.try_get::<i64, _>("body_len")?).unwrap_or(0);
+    Ok(rec)
+}
+
+impl InboxStore for PgInbox {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            if inner.pending.load(Ordering::Relaxed) >= inner.max_pending {
+                // The cap only refuses new rows; a copy is still recognised below.
+                if let Some(key) = &item.dedupe_key {
+                    let id: Option<i64> = sqlx::query_scalar(&format!(
+                        "SELECT id FROM {} WHERE provider = $1 AND unique_key = $2",
+                        inner.table
+                    ))
+                    .bind(&item.provider)
+                    .bind(key)
+                    .fetch_optional(&inner.pool)
+                    .await
+                    .map_err(storage)?;
+                    if let Some(id) = id {
+                        return Ok(Accepted::Duplicate(id));
+                    }
+                }
+                return Err(InboxError::Full {
+                    limit: inner.max_pending,
+                });
+            }
+            let scope: i16 = match item.scope {
+                DedupeScope::WhileInFlight => 1,
+                _ => 0,
+            };
+            let headers = serde_json::to_value(&item.headers).unwrap_or_default();
+            let row = sqlx::query(&inner.sql.accept)
+                .bind(&item.provider)
+                .bind(&item.dedupe_key)
+                .bind(scope)
+                .bind(&item.event_id)
+                .bind(&item.event_type)
+                .bind(item.received_at_ms)
+                .bind(sqlx::types::Json(headers))
+                .bind(item.body.as_ref())
+                .fetch_optional(&inner.pool)
+                .await
+                .map_err(storage)?;
+            match row {
+                Some(r) => {
+                    let id: i64 = r.try_get(0).map_err(storage)?;
+                    if r.try_get::<bool, _>(1).map_err(storage)? {
+                        inner.pending.fetch_add(1, Ordering::Relaxed);
+                        Ok(Accepted::Stored(id))
+                    } else {
+                        Ok(Accepted::Duplicate(id))
+                    }
+                }
+                // The conflicting row was committed by a concurrent copy after this statement's
+                // snapshot: a duplicate whose id this statement cannot see.
+                None => Ok(Accepted::Duplicate(0)),
+            }
+        })
+    }
+
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        Box::pin(async move {
+            let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            let rows = sqlx::query(&self.inner.sql.claim)
+                .bind(now_ms)
+                .bind(until)
+                .bind(i64::from(limit))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            let mut items = rows
+                .iter()
+                .map(|r| {
+                    Ok(ClaimedItem::new(
+                        r.try_get("id")?,
+                        u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
+                        &r.try_get::<String, _>("provider")?,
+                        r.try_get("dedupe_key")?,
+                        r.try_get("event_id")?,
+                        r.try_get("event_type")?,
+                        Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                        r.try_get("received_at")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(storage)?;
+            items.sort_by_key(|i| i.id);
+            Ok(items)
+        })
+    }
+
+    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(&self.inner.sql.complete)
+                .bind(id)
+                .bind(attempt as i32)
+                .bind(now_ms)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            let done = r.rows_affected() == 1;
+            if done {
+                let _ = self
+                    .inner
+                    .pending
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+            Ok(done)
+        })
+    }
+
+    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        let error = error.to_owned();
+        Box::pin(async move {
+            let q = match retry_at_ms {
+                Some(at) => sqlx::query(&self.inner.sql.retry)
+                    .bind(id)
+                    .bind(attempt as i32)
+                    .bind(at),
+                None => sqlx::query(&self.inner.sql.dead)
+                    .bind(id)
+                    .bind(attempt as i32)
+                    .bind(now_ms),
+            };
+            let r = q.bind(error).execute(&self.inner.pool).await.map_err(storage)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
+        Box::pin(async move {
+            let r = sqlx::query(&self.inner.sql.release)
+                .bind(id)
+                .bind(attempt as i32)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
+        Box::pin(async move {
+            let Some(r) = sqlx::query(&self.inner.sql.get)
+                .bind(id)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(storage)?
+            else {
+                return Ok(None);
+            };
+            let mut rec = record(&r).map_err(storage)?;
+            let headers: sqlx::types::Json<Vec<(String, String)>> = r.try_get("headers").map_err(storage)?;
+            rec.headers = headers.0;
+            rec.body = Some(Bytes::from(r.try_get::<Vec<u8>, _>("body").map_err(storage)?));
+            Ok(Some(rec))
+        })
+    }
+
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&self.inner.sql.list)
+                .bind(filter.state.map(|s| s.code() as i16))
+                .bind(filter.provider)
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            rows.iter().map(record).collect::<Result<_, _>>().map_err(storage)
+        })
+    }
+
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            let r = sqlx::query(&self.inner.sql.replay)
+                .bind(id)
+                .bind(now_ms)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            if r.is_some() {
+                self.inner.pending.fetch_add(1, Ordering::Relaxed);
+                self.inner.notify.notify_one();
+                return Ok(());
+            }
+            match self.get(id).await? {
+                None => Err(InboxError::NotFound(id)),
+                Some(rec) => Err(InboxError::WrongState {
+                    id,
+                    state: rec.state,
+                    expected: "done or dead",
+                }),
+            }
+        })
+    }
+
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        Box::pin(async move {
+            let ids: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM {} WHERE state = 3", self.inner.table))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            let mut n = 0;
+            for id in ids {
+                if self.replay(id, now_ms).await.is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        Box::pin(async move {
+            let sql = if include_dead {
+                &self.inner.sql.purge_dead
+            } else {
+                &self.inner.sql.purge
+            };
+            let r = sqlx::query(sql)
+                .bind(before_ms)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn stats(&self) -> InboxFuture<'_, InboxStats> {
+        Box::pin(async move {
+            let mut s = InboxStats::default();
+            let rows = sqlx::query(&self.inner.sql.stats)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            for r in rows {
+                let state: i16 = r.try_get(0).map_err(storage)?;
+                let n = u64::try_from(r.try_get::<i64, _>(1).map_err(storage)?).unwrap_or(0);
+                let bytes = u64::try_from(r.try_get::<i64, _>(2).map_err(storage)?).unwrap_or(0);
+                match InboxState::from_code(i64::from(state)) {
+                    Some(InboxState::Pending) => s.pending = n,
+                    Some(InboxState::Running) => s.running = n,
+                    Some(InboxState::Done) => s.done = n,
+                    Some(InboxState::Dead) => s.dead = n,
+                    None => {}
+                }
+                s.body_bytes += bytes;
+            }
+            s.oldest_pending_ms = sqlx::query_scalar(&self.inner.sql.oldest)
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            let size: Option<i64> = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
+                .bind(&self.inner.table)
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            s.disk_bytes = size.and_then(|n| u64::try_from(n).ok());
+            Ok(s)
+        })
+    }
+
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.notify.notified())
+    }
+}
+
+/// The boxed future a transactional handler returns.
+pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 't>>;
+
+/// A handler that does its database work inside the transaction that marks the item done.
+pub trait TxHandler: Send + Sync + 'static {
+    /// Handles one attempt inside `tx`; hookguard commits `tx` with the done mark when it
+    /// returns `Ok`, and rolls it back otherwise.
+    fn handle<'t>(&'t self, item: &'t ClaimedItem, tx: &'t mut Transaction<'static, Postgres>) -> TxFuture<'t>;
+}
+
+impl<F> TxHandler for F
+where
+    F: for<'t> Fn(&'t ClaimedItem, &'t mut Transaction<'static, Postgres>) -> TxFuture<'t> + Send + Sync + 'static,
+{
+    fn handle<'t>(&'t self, item: &'t ClaimedItem, tx: &'t mut Transaction<'static, Postgres>) -> TxFuture<'t> {
+        self(item, tx)
+    }
+}
+
+/// Wraps a [`TxHandler`] into an [`InboxHandler`] for the [`Worker`](hookguard_core::inbox::Worker):
+/// each attempt opens a transaction, runs the handler in it, marks the item done in it, and
+/// commits — the application's writes and the done mark together, or neither.
+///
+/// What this promises: for writes made through `tx`, exactly once per item (per event key
+/// within the retention). A crash before the commit leaves neither; the retry writes again
+/// into a fresh transaction. What it does not: effects outside this database (an e-mail, an
+/// HTTP call) still happen at least once — pass the item's dedupe key as an idempotency key.
+///
+/// ```no_run
+/// use hookguard_core::inbox::{ClaimedItem, Worker};
+/// use hookguard_postgres::{transactional, PgInbox, TxFuture};
+/// # async fn run(inbox: PgInbox) {
+/// fn record<'t>(item: &'t ClaimedItem, tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> TxFuture<'t> {
+///     Box::pin(async move {
+///         sqlx::query("INSERT INTO events (key) VALUES ($1)")
+///             .bind(item.delivery.dedupe_key())
+///             .execute(&mut **tx)
+///             .await?;
+///         Ok(())
+///     })
+/// }
+/// let worker = Worker::builder(std::sync::Arc::new(inbox.clone()), transactional(inbox, record)).spawn();
+/// # worker.shutdown().await; }
+/// ```
+pub fn transactional(inbox: PgInbox, handler: impl TxHandler) -> impl InboxHandler {
+    TxAdapter {
+        inbox,
+        handler: Arc::new(handler),
+    }
+}
+
+struct TxAdapter {
+    inbox: PgInbox,
+    handler: Arc<dyn TxHandler>,
+}
+
+impl InboxHandler for TxAdapter {
+    fn handle(&self, item: ClaimedItem) -> HandlerFuture {
+        let (inbox, handler) = (self.inbox.clone(), Arc::clone(&self.handler));
+        Box::pin(async move {
+            let mut tx = inbox.pool().begin().await?;
+            handler.handle(&item, &mut tx).await?;
+            if !inbox
+                .complete_in(&mut tx, item.id, item.attempt)
+                .await
+                .map_err(|e| HandlerError::new(e.to_string()))?
+            {
+                tx.rollback().await?;
+                return Err(HandlerError::new("the claim was lost (lease expired); rolled back"));
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,495 @@
+//! The PostgreSQL inbox against a real PostgreSQL: `$HOOKGUARD_POSTGRES_URL` (scripts/test.sh
+//! sets it; default the local server), each test in its own schema. The outage test starts a
+//! private server of its own, so it can stop and start it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::{http::StatusCode, routing::post, Router};
+use hookguard_core::clock::ManualClock;
+use hookguard_core::inbox::{
+    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, NewItem, RetryPolicy, Worker,
+};
+use hookguard_core::schemes::{BuildWorkPro, Hcss};
+use hookguard_core::{testing, Delivery, Scheme, SignParams};
+use hookguard_postgres::{transactional, PgInbox, PgPool, TxFuture};
+use hookguard_tower::WebhookLayer;
+use sqlx::postgres::PgPoolOptions;
+
+const NOW: u64 = 1_700_000_000;
+const SECRET: &str = "whsec_pg";
+
+fn url() -> String {
+    std::env::var("HOOKGUARD_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A schema of its own for one test, dropped at the end of it.
+struct Schema(String);
+
+impl std::ops::Deref for Schema {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(url())
+            .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0)])
+            .output();
+    }
+}
+
+fn schema(name: &str) -> Schema {
+    Schema(format!("hg_{name}_{}_{}", std::process::id(), now_ms() % 1_000_000))
+}
+
+async fn pool_at(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(url)
+        .await
+        .expect("PostgreSQL reachable (scripts/test.sh starts one)")
+}
+
+async fn inbox(schema: &str) -> PgInbox {
+    PgInbox::builder()
+        .schema(schema)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap()
+}
+
+fn leak(s: String) -> &'static [u8] {
+    Box::leak(s.into_boxed_str()).as_bytes()
+}
+
+fn bwp(id: &str) -> Delivery {
+    testing::deliver(
+        BuildWorkPro::new(),
+        "whsec_k",
+        leak(format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#)),
+    )
+    .unwrap()
+}
+
+fn hcss(entity: &str) -> Delivery {
+    let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{entity}"}}"#);
+    let v = hookguard_core::Verifier::builder(Hcss::new())
+        .secret("tok")
+        .build()
+        .unwrap();
+    let (m, u, h) = (
+        http::Method::POST,
+        http::Uri::from_static("/h?token=tok"),
+        http::HeaderMap::new(),
+    );
+    match v
+        .verify(&hookguard_core::RequestHead::new(&m, &u, &h), bytes::Bytes::from(body))
+        .unwrap()
+    {
+        hookguard_core::Verdict::Deliver(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn item(d: &Delivery) -> NewItem {
+    NewItem::from_delivery(d, vec![("content-type".into(), "application/json".into())], now_ms())
+}
+
+async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
+    match inbox.accept(item(d)).await.unwrap() {
+        Accepted::Stored(id) => id,
+        other => panic!("expected stored, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
+    let s = schema("sem");
+    let a = inbox(&s).await;
+    let _again = inbox(&s).await; // migrating twice is fine
+    let id = stored(&a, &bwp("evt_1")).await;
+    assert_eq!(a.accept(item(&bwp("evt_1"))).await.unwrap(), Accepted::Duplicate(id));
+    let rec = a.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.event_id.as_deref(), Some("evt_1"));
+    assert_eq!(
+        rec.headers,
+        vec![("content-type".to_owned(), "application/json".to_owned())]
+    );
+
+    // HCSS in-flight-only keys: coalesce while pending/running, new after done.
+    let h1 = stored(&a, &hcss("e1")).await;
+    assert_eq!(a.accept(item(&hcss("e1"))).await.unwrap(), Accepted::Duplicate(h1));
+    let claimed = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        assert!(a.complete(c.id, c.attempt, now_ms()).await.unwrap());
+        assert!(
+            a.complete(c.id, c.attempt, now_ms()).await.unwrap(),
+            "idempotent for the same attempt"
+        );
+    }
+    assert_ne!(stored(&a, &hcss("e1")).await, h1);
+    assert_eq!(
+        a.accept(item(&bwp("evt_1"))).await.unwrap(),
+        Accepted::Duplicate(id),
+        "retained"
+    );
+
+    // Lease expiry: claimed again with a new attempt; the stale attempt is refused.
+    let now = now_ms();
+    let first = a.claim(now, Duration::from_millis(100), 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let again = a.claim(now + 200, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(again[0].attempt, first[0].attempt + 1);
+    assert!(!a.complete(first[0].id, first[0].attempt, now_ms()).await.unwrap());
+    assert!(a
+        .fail(again[0].id, again[0].attempt, "boom", None, now_ms())
+        .await
+        .unwrap());
+    assert_eq!(a.get(again[0].id).await.unwrap().unwrap().state, InboxState::Dead);
+    a.replay(again[0].id, now_ms()).await.unwrap();
+    assert!(matches!(a.replay(id, now_ms()).await, Ok(())), "done items replay too");
+    assert!(matches!(
+        a.replay(again[0].id, now_ms()).await,
+        Err(InboxError::WrongState { .. })
+    ));
+    assert!(matches!(a.replay(-1, now_ms()).await, Err(InboxError::NotFound(-1))));
+
+    // Purge: done only by default.
+    let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    for i in &c {
+        assert!(a.complete(i.id, i.attempt, now_ms()).await.unwrap());
+    }
+    let st = a.stats().await.unwrap();
+    assert!(st.done >= 2 && st.disk_bytes.unwrap() > 0, "{st:?}");
+    assert_eq!(a.purge(now_ms() + 1, false).await.unwrap(), st.done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_copies_on_two_replicas_store_one_row() {
+    let s = schema("copies");
+    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.accept(item(&bwp("evt_64"))).await.unwrap() })
+        })
+        .collect();
+    let mut stored = 0;
+    for t in tasks {
+        stored += usize::from(matches!(t.await.unwrap(), Accepted::Stored(_)));
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(a.stats().await.unwrap().pending, 1);
+}
+
+async fn replica(inbox: &PgInbox) -> String {
+    let hooks: WebhookLayer = hookguard_core::ReceiverBuilder::new(Arc::new(BuildWorkPro::new()))
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .inbox(inbox.clone())
+        .build()
+        .unwrap();
+    let app = Router::new().route("/bwp", post(|| async { StatusCode::OK }).layer(hooks));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn signed(id: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#).into_bytes();
+    let s = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(NOW)).unwrap();
+    let mut h = reqwest::header::HeaderMap::new();
+    for (k, v) in s.headers {
+        h.insert(k, v);
+    }
+    (h, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_64_copies_all_2xx_one_row_handled_once() {
+    let s = schema("replicas");
+    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    let (addr_a, addr_b) = (replica(&a).await, replica(&b).await);
+    let calls = Arc::new(AtomicU32::new(0));
+    let worker = |store: PgInbox| {
+        let calls = Arc::clone(&calls);
+        Worker::builder(Arc::new(store), move |_item: ClaimedItem| {
+            let calls = Arc::clone(&calls);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        })
+        .poll_interval(Duration::from_millis(50))
+        .spawn()
+    };
+    let (wa, wb) = (worker(a.clone()), worker(b.clone()));
+    let client = reqwest::Client::new();
+    let (h, body) = signed("evt_two_replicas");
+    let sends: Vec<_> = (0..64)
+        .map(|i| {
+            let url = format!("http://{}/bwp", if i % 2 == 0 { &addr_a } else { &addr_b });
+            let (client, h, body) = (client.clone(), h.clone(), body.clone());
+            tokio::spawn(async move { client.post(url).headers(h).body(body).send().await.unwrap().status() })
+        })
+        .collect();
+    for t in sends {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.stats().await.unwrap().done != 1 {
+        assert!(Instant::now() < deadline, "not handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let st = a.stats().await.unwrap();
+    assert_eq!(st.pending + st.running + st.done + st.dead, 1, "one row");
+    wa.shutdown().await;
+    wb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_dies_mid_handler_leaves_a_lease_the_other_takes_over() {
+    let s = schema("takeover");
+    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    let id = stored(&a, &bwp("evt_takeover")).await;
+    // Replica A claims and "dies": the claim is never completed, failed or given back.
+    let claimed = a.claim(now_ms(), Duration::from_millis(300), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let wb = Worker::builder(Arc::new(b.clone()), move |item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            assert_eq!(item.attempt, 2);
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .poll_interval(Duration::from_millis(50))
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.get(id).await.unwrap().unwrap().state != InboxState::Done {
+        assert!(Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(
+        !a.complete(id, claimed[0].attempt, now_ms()).await.unwrap(),
+        "the dead replica's late completion is refused"
+    );
+    wb.shutdown().await;
+}
+
+fn record_event<'t>(item: &'t ClaimedItem, tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> TxFuture<'t> {
+    Box::pin(async move {
+        let table = std::env::var("HG_TX_TABLE").unwrap();
+        sqlx::query(&format!("INSERT INTO {table} (key, attempt) VALUES ($1, $2)"))
+            .bind(item.delivery.dedupe_key())
+            .bind(item.attempt as i32)
+            .execute(&mut **tx)
+            .await?;
+        // The first attempt "crashes" after its write and before the done mark.
+        if item.attempt == 1 {
+            return Err(HandlerError::new("crash between the write and the done mark"));
+        }
+        Ok(())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_handler_commits_its_write_with_the_done_mark() {
+    let s = schema("tx");
+    let a = inbox(&s).await;
+    let table = format!("\"{}\".events", &*s);
+    sqlx::query(&format!("CREATE TABLE {table} (key text PRIMARY KEY, attempt int)"))
+        .execute(a.pool())
+        .await
+        .unwrap();
+    // SAFETY of the test: one test uses this variable.
+    std::env::set_var("HG_TX_TABLE", &table);
+    let id = stored(&a, &bwp("evt_tx")).await;
+    let worker = Worker::builder(Arc::new(a.clone()), transactional(a.clone(), record_event))
+        .retry(RetryPolicy::new(
+            Duration::from_millis(20),
+            Duration::from_millis(20),
+            5,
+        ))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.get(id).await.unwrap().unwrap().state != InboxState::Done {
+        assert!(Instant::now() < deadline, "not done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    let rows: Vec<(String, i32)> = sqlx::query_as(&format!("SELECT key, attempt FROM {table}"))
+        .fetch_all(a.pool())
+        .await
+        .unwrap();
+    // The first attempt's write rolled back with it; the retry wrote the row once.
+    assert_eq!(rows, vec![("buildworkpro:evt_tx".to_owned(), 2)]);
+    assert_eq!(a.get(id).await.unwrap().unwrap().attempts, 2);
+}
+
+/// A private PostgreSQL server (so it can be stopped), run as the `postgres` user when root.
+struct PrivatePg {
+    bindir: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivatePg {
+    fn start() -> Self {
+        let bindir = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Debian's postgresql (scripts/ensure-postgres.sh installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("hg-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self { bindir, dir, port };
+        pg.run("initdb", &["-D", &pg.data(), "-U", "postgres", "--auth=trust"]);
+        pg.ctl("start");
+        pg
+    }
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+    fn run(&self, tool: &str, args: &[&str]) {
+        let root = is_root();
+        if root {
+            Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&self.dir)
+                .status()
+                .unwrap();
+        }
+        let mut cmd = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bindir.join(tool));
+            c
+        } else {
+            Command::new(self.bindir.join(tool))
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    fn ctl(&self, action: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        match action {
+            "start" => self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"]),
+            _ => self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]),
+        }
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bindir.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_answers_503_never_2xx_and_recovers() {
+    let pg = PrivatePg::start();
+    let inbox = PgInbox::connect(&pg.url()).await.unwrap();
+    let addr = replica(&inbox).await;
+    let client = reqwest::Client::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let worker = Worker::builder(Arc::new(inbox.clone()), move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .poll_interval(Duration::from_millis(50))
+    .spawn();
+    let post = |id: &str| {
+        let (h, body) = signed(id);
+        let (client, url) = (client.clone(), format!("http://{addr}/bwp"));
+        async move { client.post(url).headers(h).body(body).send().await.unwrap() }
+    };
+    assert_eq!(post("evt_before").await.status(), 200);
+    // Let the worker finish it first: a completion lost to the outage would wait for its lease.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox.stats().await.unwrap().done < 1 {
+        assert!(Instant::now() < deadline, "not handled before the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    pg.ctl("stop");
+    let started = Instant::now();
+    let r = post("evt_outage").await;
+    assert_eq!(r.status(), 503, "never 2xx while the database is down");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the sender's timeout: {:?}",
+        started.elapsed()
+    );
+
+    pg.ctl("start");
+    // The sender's retry after the outage is accepted and handled once.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = post("evt_outage").await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not accepted after the restart: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(post("evt_outage").await.text().await.unwrap().contains("duplicate"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while inbox.stats().await.map(|s| s.done).unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "not handled after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    worker.shutdown().await;
+}
