@@ -58,6 +58,7 @@ pub mod envelope;
 mod error;
 pub mod inbox;
 mod key;
+pub mod observe;
 mod receiver;
 pub mod response;
 mod scheme;

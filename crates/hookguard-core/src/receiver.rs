@@ -15,6 +15,7 @@ use http::Response;
 
 use crate::dedupe::{Admission, Dedupe};
 use crate::inbox::{stored_headers, Accepted, InboxError, InboxStore, NewItem};
+use crate::observe::{self, SenderHealth};
 use crate::{ConfigError, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
 /// What the application's handler did, as the adapter saw it.
@@ -108,6 +109,7 @@ pub struct Receiver {
     dedupe: Option<Dedupe>,
     budget: Option<Duration>,
     inbox: Option<std::sync::Arc<dyn InboxStore>>,
+    health: std::sync::Arc<SenderHealth>,
 }
 
 impl fmt::Debug for Receiver {
@@ -124,12 +126,33 @@ impl fmt::Debug for Receiver {
 impl Receiver {
     /// A receiver that verifies with `verifier`, without dedupe or budget.
     pub fn new(verifier: Verifier) -> Self {
+        let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch());
         Self {
             verifier,
             dedupe: None,
             budget: None,
             inbox: None,
+            health: std::sync::Arc::new(health),
         }
+    }
+
+    /// How many non-2xx answers this receiver gave its sender in a row, against the sender's
+    /// kill switch (see [`SenderHealth`]).
+    pub fn health(&self) -> &SenderHealth {
+        &self.health
+    }
+
+    /// Counts one answer (metrics) and feeds the sender-health count.
+    fn answered(&self, outcome: &'static str, code: &'static str, success: bool) {
+        observe::count(
+            "hookguard_answers_total",
+            &[
+                ("provider", self.verifier.provider().as_str()),
+                ("outcome", outcome),
+                ("code", code),
+            ],
+        );
+        self.health.answered(success);
     }
 
     /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
@@ -184,6 +207,7 @@ impl Receiver {
             Ok(Precheck::ReadBody { limit }) => Ok(limit),
             Ok(Precheck::Challenge(answer)) => {
                 tracing::info!(provider = %self.verifier.provider(), "webhook challenge answered");
+                self.answered("challenge", "", true);
                 Err(answer.into_response())
             }
             Err(r) => Err(self.reject(&r)),
@@ -198,6 +222,7 @@ impl Receiver {
             status = r.status().as_u16(),
             "webhook rejected"
         );
+        self.answered("rejected", r.code(), false);
         crate::response::rejection(r)
     }
 
@@ -212,11 +237,18 @@ impl Receiver {
         Fut: Future<Output = HandlerOutcome<R, E>>,
     {
         let provider = self.verifier.provider();
-        let delivery = match self.verifier.verify(head, body) {
+        let started = std::time::Instant::now();
+        let verdict = self.verifier.verify(head, body);
+        observe::time("hookguard_verify_seconds", provider, started.elapsed());
+        let delivery = match verdict {
             Ok(Verdict::Deliver(d)) => d,
-            Ok(Verdict::Challenge(answer)) => return Ok(Reply::Respond(answer.into_response())),
+            Ok(Verdict::Challenge(answer)) => {
+                self.answered("challenge", "", true);
+                return Ok(Reply::Respond(answer.into_response()));
+            }
             Ok(Verdict::Ignored(d)) => {
                 tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application");
+                self.answered("ignored", "", true);
                 return Ok(Reply::Respond(crate::response::ignored()));
             }
             Err(r) => return Ok(Reply::Respond(self.reject(&r))),
@@ -230,6 +262,7 @@ impl Receiver {
                 Ok(Admission::New(guard)) => Some(guard),
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
+                    self.answered("duplicate", "", true);
                     return Ok(Reply::Respond(crate::response::duplicate()));
                 }
                 Ok(Admission::FailedOpen(e)) => {
@@ -241,8 +274,19 @@ impl Receiver {
             },
         };
         let key = delivery.dedupe_key().map(str::to_owned);
-        match call(delivery).await {
+        let started = std::time::Instant::now();
+        let outcome = call(delivery).await;
+        observe::handler_time(provider, started.elapsed());
+        let handled = |what: &'static str| {
+            observe::count(
+                "hookguard_handler_outcomes_total",
+                &[("provider", provider.as_str()), ("outcome", what)],
+            )
+        };
+        match outcome {
             HandlerOutcome::Responded { response, success } => {
+                handled(if success { "success" } else { "failure" });
+                self.answered(if success { "handled" } else { "handler_failed" }, "", success);
                 if let Some(g) = guard {
                     match g.finish(success).await {
                         Ok(true) => {}
@@ -255,12 +299,15 @@ impl Receiver {
                 Ok(Reply::Handler(response))
             }
             HandlerOutcome::Failed(e) => {
+                handled("failure");
+                self.answered("handler_failed", "", false);
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
                 Err(e)
             }
             HandlerOutcome::TimedOut => {
+                handled("timeout");
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
@@ -276,13 +323,19 @@ impl Receiver {
         let provider = self.verifier.provider();
         let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
         let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
-        match inbox.accept(item).await {
+        let started = std::time::Instant::now();
+        let accepted = inbox.accept(item).await;
+        observe::time("hookguard_accept_seconds", provider, started.elapsed());
+        match accepted {
             Ok(Accepted::Stored(id)) => {
                 tracing::info!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
+                self.answered("accepted", "", true);
+                observe::inbox_transition(provider.as_str(), "accepted");
                 crate::response::accepted()
             }
             Ok(Accepted::Duplicate(id)) => {
                 tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
+                self.answered("duplicate", "", true);
                 crate::response::duplicate()
             }
             Err(InboxError::Full { limit }) => {

@@ -408,6 +408,12 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// After how many failed answers this sender stops delivering, and what it does then (for
+    /// [`SenderHealth`](crate::observe::SenderHealth) warnings). `None` when unknown.
+    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
+        None
+    }
+
     /// Challenges this sender sends before deliveries.
     fn challenges(&self) -> Vec<ChallengeRule> {
         Vec::new()

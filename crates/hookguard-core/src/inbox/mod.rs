@@ -217,6 +217,26 @@ pub struct NewItem {
 }
 
 impl NewItem {
+    /// An item from its parts (the rest empty: set the public fields), for backends, tests and
+    /// benchmarks.
+    ///
+    /// ```
+    /// let it = hookguard_core::inbox::NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}"));
+    /// assert_eq!(it.provider, "hcss");
+    /// ```
+    pub fn from_parts(provider: &str, dedupe_key: Option<String>, body: Bytes) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            dedupe_key,
+            scope: DedupeScope::Retained,
+            event_id: None,
+            event_type: None,
+            received_at_ms: 0,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
     /// The item for a verified delivery.
     pub fn from_delivery(d: &Delivery, headers: Vec<(String, String)>, received_at_ms: i64) -> Self {
         Self {

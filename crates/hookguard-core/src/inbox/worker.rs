@@ -301,6 +301,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let running: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
     let mut tasks = JoinSet::new();
     let mut next_purge = tokio::time::Instant::now();
+    let mut next_sample = tokio::time::Instant::now();
     let mut stop_wait = std::pin::pin!(stop.notified());
     loop {
         while tasks.try_join_next().is_some() {}
@@ -309,9 +310,20 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
             match cfg.store.purge(before, false).await {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(purged = n, "inbox: done items past the retention purged"),
+                Ok(n) => {
+                    tracing::debug!(purged = n, "inbox: done items past the retention purged");
+                    crate::observe::count_by(
+                        "hookguard_inbox_transitions_total",
+                        &[("provider", "all"), ("transition", "purged")],
+                        n,
+                    );
+                }
                 Err(e) => tracing::warn!(error = %e, "inbox purge failed"),
             }
+        }
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample = tokio::time::Instant::now() + SAMPLE_EVERY;
+            sample_gauges(cfg.store.as_ref()).await;
         }
         let free = permits.available_permits();
         if free == 0 {
@@ -372,20 +384,22 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
 
 async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
     let handler = cfg.handler.handle(item.clone());
+    let started = std::time::Instant::now();
     let result = match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(e.to_string()),
         Ok(Err(_panic)) => Err("handler panicked".to_owned()),
         Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
     };
+    let elapsed = started.elapsed();
     let now = now_ms();
     let outcome = match result {
-        Ok(()) => match cfg.store.complete(item.id, item.attempt, now).await {
+        Ok(()) => match complete_with_retries(cfg, &item, now).await {
             Ok(true) => Outcome::Done,
             Ok(false) => Outcome::Lost,
             Err(e) => {
                 // Not recorded: the lease expires and the item runs again (at least once).
-                tracing::warn!(id = item.id, error = %e, "inbox: could not mark an item done");
+                tracing::warn!(id = item.id, error = %e, "inbox: could not mark an item done; it runs again after its lease");
                 return;
             }
         },
@@ -416,7 +430,51 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
             }
         }
     };
+    let provider = item.delivery.provider();
+    crate::observe::handler_time(provider, elapsed);
+    let transition = match &outcome {
+        Outcome::Done => "done",
+        Outcome::Retry { .. } => "retried",
+        Outcome::Dead { .. } => "dead",
+        Outcome::Lost => "lost",
+    };
+    crate::observe::inbox_transition(provider.as_str(), transition);
     if let Some(hook) = &cfg.on_outcome {
         hook(&item, &outcome);
     }
+}
+
+/// A brief storage hiccup should not cost a whole lease and a second run: try the done mark a
+/// few times (0.1, 0.2, 0.4, 0.8 s) before leaving it to the lease.
+async fn complete_with_retries(cfg: &Config, item: &ClaimedItem, now: i64) -> Result<bool, super::InboxError> {
+    let mut delay = Duration::from_millis(100);
+    let mut last = None;
+    for _ in 0..5 {
+        match cfg.store.complete(item.id, item.attempt, now).await {
+            Ok(done) => return Ok(done),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// How often the worker samples the inbox gauges.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+async fn sample_gauges(store: &dyn InboxStore) {
+    let Ok(s) = store.stats().await else { return };
+    for (state, n) in [
+        ("pending", s.pending),
+        ("running", s.running),
+        ("done", s.done),
+        ("dead", s.dead),
+    ] {
+        crate::observe::gauge("hookguard_inbox_items", Some(("state", state)), n as f64);
+    }
+    let age = s
+        .oldest_pending_ms
+        .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+    crate::observe::gauge("hookguard_inbox_oldest_pending_seconds", None, age);
 }

@@ -50,6 +50,14 @@ impl Scheme for BuildWorkPro {
         Provider::BuildWorkPro
     }
 
+    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
+        Some(crate::observe::KillSwitch::new(
+            20,
+            "disables this endpoint after 20 consecutive failed deliveries",
+            "the endpoint is probably disabled: re-enable it in BuildWorkPro",
+        ))
+    }
+
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
             .header(req, &SIGNATURE)?

@@ -119,6 +119,14 @@ impl Scheme for Hcss {
         Provider::Hcss
     }
 
+    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
+        Some(crate::observe::KillSwitch::new(
+            5,
+            "stops this subscription after 5 failed tries",
+            "the subscription is probably stopped: re-subscribe",
+        ))
+    }
+
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
         match &self.auth {
             HcssAuth::Scheme(s) => s.key(secret),

@@ -90,6 +90,14 @@ impl Scheme for Procore {
         Provider::Procore
     }
 
+    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
+        Some(crate::observe::KillSwitch::new(
+            1,
+            "pauses every delivery to this endpoint after a failed one, and discards its queue after 12 h",
+            "fix the endpoint before Procore's queue is discarded",
+        ))
+    }
+
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
         if secret.is_empty() {
             return Err("empty header value");

@@ -1,0 +1,290 @@
+//! What the receiver tells the outside world: metrics through the [`metrics`] facade (feature
+//! `metrics`; the library installs no exporter — the application or `hookguard serve
+//! --metrics` does) and sender-health warnings through `tracing` (always on).
+//!
+//! | metric | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `hookguard_answers_total` | counter | `provider`, `outcome`, `code` | every answer: `outcome` is `handled`, `handler_failed`, `accepted`, `duplicate`, `ignored`, `challenge` or `rejected` (then `code` is the stable rejection code, else empty) |
+//! | `hookguard_handler_outcomes_total` | counter | `provider`, `outcome` | inline handlers: `success`, `failure` (non-2xx or error), `timeout` |
+//! | `hookguard_inbox_transitions_total` | counter | `provider`, `transition` | `accepted`, `done`, `retried`, `dead`, `lost`, `replayed`, `purged` |
+//! | `hookguard_verify_seconds` | histogram | `provider` | authenticating and describing one delivery |
+//! | `hookguard_handler_seconds` | histogram | `provider` | one handler run (inline or from the inbox) |
+//! | `hookguard_accept_seconds` | histogram | `provider` | storing one delivery in the inbox (the durable commit) |
+//! | `hookguard_inbox_items` | gauge | `state` | items per state (`pending`, `running`, `done`, `dead`), sampled by the worker |
+//! | `hookguard_inbox_oldest_pending_seconds` | gauge | | age of the oldest pending item |
+//! | `hookguard_sender_consecutive_failures` | gauge | `provider` | non-2xx answers in a row, to compare with the sender's kill switch |
+//!
+//! Labels have bounded cardinality: providers and states are fixed sets, codes are the stable
+//! rejection codes. No event id, path or secret is ever a label.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::Provider;
+
+/// A sender's kill switch: after how many failed answers it stops, and what it does then.
+///
+/// ```
+/// use hookguard_core::{schemes::Hcss, Scheme};
+/// let k = Hcss::new().kill_switch().unwrap();
+/// assert_eq!(k.failures, 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KillSwitch {
+    /// Failed answers after which the sender gives up.
+    pub failures: u32,
+    /// What it does then, in the sender's words ("stops this subscription after 5 failed tries").
+    pub what: &'static str,
+    /// What the operator should do once it has tripped.
+    pub remedy: &'static str,
+}
+
+impl KillSwitch {
+    /// A kill switch tripping after `failures` failed answers.
+    pub const fn new(failures: u32, what: &'static str, remedy: &'static str) -> Self {
+        Self { failures, what, remedy }
+    }
+}
+
+/// Counts the non-2xx answers hookguard gave one sender in a row and warns before its kill
+/// switch trips: a WARN at half the threshold, an ERROR when it is reached. Any `2xx` resets
+/// the count. (A forged request's `401` counts too — hookguard cannot tell it from a genuine
+/// delivery refused by a wrong secret, which is exactly the case to warn about; the next
+/// genuine delivery answered `2xx` resets it.)
+///
+/// ```
+/// use hookguard_core::observe::{KillSwitch, SenderHealth};
+/// let h = SenderHealth::new(hookguard_core::Provider::Hcss, Some(KillSwitch::new(5, "stops", "re-subscribe")));
+/// for _ in 0..3 { h.answered(false); }
+/// assert_eq!(h.consecutive_failures(), 3);
+/// h.answered(true);
+/// assert_eq!(h.consecutive_failures(), 0);
+/// ```
+#[derive(Debug)]
+pub struct SenderHealth {
+    provider: Provider,
+    kill_switch: Option<KillSwitch>,
+    failures: AtomicU32,
+}
+
+impl SenderHealth {
+    /// Health for `provider`, with its kill switch if it has one.
+    pub fn new(provider: Provider, kill_switch: Option<KillSwitch>) -> Self {
+        Self {
+            provider,
+            kill_switch,
+            failures: AtomicU32::new(0),
+        }
+    }
+
+    /// Non-2xx answers in a row.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Records one answer.
+    pub fn answered(&self, success: bool) {
+        let n = if success {
+            if self.failures.swap(0, Ordering::Relaxed) == 0 {
+                return;
+            }
+            0
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+        };
+        gauge_set("hookguard_sender_consecutive_failures", self.provider, f64::from(n));
+        let Some(k) = self.kill_switch else { return };
+        if n == 0 {
+            return;
+        }
+        let warn_at = k.failures.div_ceil(2).max(1);
+        if n == k.failures {
+            tracing::error!(
+                provider = %self.provider,
+                consecutive_failures = n,
+                "{} {} ({n} non-2xx answers in a row): {}",
+                self.provider_name(),
+                k.what,
+                k.remedy
+            );
+        } else if n == warn_at && n < k.failures {
+            tracing::warn!(
+                provider = %self.provider,
+                consecutive_failures = n,
+                "{} {}; {n} in a row so far",
+                self.provider_name(),
+                k.what
+            );
+        }
+    }
+
+    fn provider_name(&self) -> &'static str {
+        match self.provider {
+            Provider::BuildWorkPro => "BuildWorkPro",
+            Provider::Procore => "Procore",
+            Provider::Hcss => "HCSS",
+            Provider::StandardWebhooks => "The Standard Webhooks sender",
+            Provider::Stripe => "Stripe",
+            Provider::GitHub => "GitHub",
+            Provider::Slack => "Slack",
+            Provider::Custom(name) => name,
+        }
+    }
+}
+
+/// Increments a counter (no-op without the `metrics` feature).
+pub(crate) fn count(name: &'static str, labels: &[(&'static str, &'static str)]) {
+    count_by(name, labels, 1);
+}
+
+/// Adds `n` to a counter.
+pub fn count_by(name: &'static str, labels: &[(&'static str, &'static str)], n: u64) {
+    #[cfg(feature = "metrics")]
+    {
+        let labels: Vec<metrics::Label> = labels.iter().map(|(k, v)| metrics::Label::new(*k, *v)).collect();
+        metrics::counter!(name, labels).increment(n);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, labels, n);
+}
+
+/// Records a duration in seconds.
+pub(crate) fn time(name: &'static str, provider: Provider, d: Duration) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!(name, "provider" => provider.as_str()).record(d.as_secs_f64());
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, provider, d);
+}
+
+fn gauge_set(name: &'static str, provider: Provider, v: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(name, "provider" => provider.as_str()).set(v);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, provider, v);
+}
+
+/// Sets a gauge with one label (the worker's inbox gauges).
+pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v: f64) {
+    #[cfg(feature = "metrics")]
+    match label {
+        Some((k, val)) => metrics::gauge!(name, k => val).set(v),
+        None => metrics::gauge!(name).set(v),
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, label, v);
+}
+
+/// Counts an inbox transition.
+pub fn inbox_transition(provider: &str, transition: &'static str) {
+    let provider = provider.parse::<Provider>().map(|p| p.as_str()).unwrap_or("custom");
+    count(
+        "hookguard_inbox_transitions_total",
+        &[("provider", provider), ("transition", transition)],
+    );
+}
+
+/// Records a handler's run time.
+pub fn handler_time(provider: Provider, d: Duration) {
+    time("hookguard_handler_seconds", provider, d);
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    use crate::dedupe::{Dedupe, MemoryStore};
+    use crate::schemes::Hcss;
+    use crate::testing::block_on;
+    use crate::{HandlerOutcome, Receiver, RequestHead, Verifier};
+
+    /// Records counter increments by `name{labels}`.
+    #[derive(Default, Clone)]
+    struct Counts(Arc<Mutex<HashMap<String, u64>>>);
+
+    struct Handle(Arc<Mutex<HashMap<String, u64>>>, String);
+    impl metrics::CounterFn for Handle {
+        fn increment(&self, n: u64) {
+            *self.0.lock().unwrap().entry(self.1.clone()).or_default() += n;
+        }
+        fn absolute(&self, n: u64) {
+            self.0.lock().unwrap().insert(self.1.clone(), n);
+        }
+    }
+    impl metrics::GaugeFn for Handle {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, v: f64) {
+            self.0.lock().unwrap().insert(self.1.clone(), v as u64);
+        }
+    }
+
+    fn render(key: &Key) -> String {
+        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl Recorder for Counts {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Handle(Arc::clone(&self.0), render(key))))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(Handle(Arc::clone(&self.0), render(key))))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn answers_are_counted_by_provider_outcome_and_code_and_health_follows() {
+        let counts = Counts::default();
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
+            .with_dedupe(Dedupe::new(MemoryStore::new(100)));
+        let body = bytes::Bytes::from_static(
+            br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#,
+        );
+        let headers = http::HeaderMap::new();
+        let post = |uri: &'static str| {
+            let (m, u) = (http::Method::POST, http::Uri::from_static(uri));
+            let head = RequestHead::new(&m, &u, &headers);
+            match rx.precheck(&head) {
+                Err(_) => {}
+                Ok(_) => {
+                    let _ = block_on(rx.deliver(&head, body.clone(), |_d| async {
+                        HandlerOutcome::<_, ()>::Responded {
+                            response: (),
+                            success: true,
+                        }
+                    }));
+                }
+            }
+        };
+        metrics::with_local_recorder(&counts, || {
+            post("/h?token=wrong");
+            post("/h?token=wrong");
+            post("/h?token=wrong");
+            assert_eq!(rx.health().consecutive_failures(), 3);
+            post("/h?token=tok");
+            assert_eq!(rx.health().consecutive_failures(), 0);
+        });
+        let c = counts.0.lock().unwrap();
+        assert_eq!(
+            c["hookguard_answers_total{provider=hcss,outcome=rejected,code=unauthorized}"],
+            3
+        );
+        assert_eq!(c["hookguard_answers_total{provider=hcss,outcome=handled,code=}"], 1);
+        assert_eq!(c["hookguard_handler_outcomes_total{provider=hcss,outcome=success}"], 1);
+        assert_eq!(c["hookguard_sender_consecutive_failures{provider=hcss}"], 0);
+        // Bounded labels: no event id, token or path anywhere.
+        assert!(c
+            .keys()
+            .all(|k| !k.contains("tok") && !k.contains("/h") && !k.contains("EmployeeUpdated")));
+    }
+}
