@@ -137,17 +137,35 @@ async fn extractor_rejections_match_tower() {
         Rejection::HandlerTimeout,
     ];
     for r in rejections {
-        let t = tower(hookguard_tower::VerifiedRejection::Rejected(r.clone())).await;
-        let a = actix(hookguard_actix::VerifiedRejection::Rejected(r.clone())).await;
+        let t = tower(hookguard_tower::VerifiedRejection(
+            hookguard_core::extract::Refusal::Rejected(r.clone()),
+        ))
+        .await;
+        let a = actix(hookguard_actix::VerifiedRejection(
+            hookguard_core::extract::Refusal::Rejected(r.clone()),
+        ))
+        .await;
         assert_eq!(a, t, "{}", r.code());
     }
     let echo = ChallengeAnswer::new("<b>abc</b>");
     assert_eq!(
-        actix(hookguard_actix::VerifiedRejection::Challenge(echo.clone())).await,
-        tower(hookguard_tower::VerifiedRejection::Challenge(echo)).await
+        actix(hookguard_actix::VerifiedRejection(
+            hookguard_core::extract::Refusal::Challenge(echo.clone())
+        ))
+        .await,
+        tower(hookguard_tower::VerifiedRejection(
+            hookguard_core::extract::Refusal::Challenge(echo)
+        ))
+        .await
     );
-    let (ts, th, tb) = tower(hookguard_tower::VerifiedRejection::MissingLayer).await;
-    let (s, h, b) = actix(hookguard_actix::VerifiedRejection::MissingMiddleware).await;
+    let (ts, th, tb) = tower(hookguard_tower::VerifiedRejection(
+        hookguard_core::extract::Refusal::MissingMiddleware,
+    ))
+    .await;
+    let (s, h, b) = actix(hookguard_actix::VerifiedRejection(
+        hookguard_core::extract::Refusal::MissingMiddleware,
+    ))
+    .await;
     let code = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["error"].clone();
     assert_eq!((s, h, code(&b)), (ts, th, code(&tb)));
 }

@@ -1,4 +1,6 @@
-//! Extractors: [`Verified`] and [`VerifiedDelivery`] behind the middleware, [`Verify`] on its own.
+//! Extractors: [`Verified`] and [`VerifiedDelivery`] behind the middleware (deduplicated),
+//! [`VerifiedNoDedupe`] on its own. The protocol (what each refusal answers, the standalone
+//! sequence) is the core's [`hookguard_core::extract`]; this file only translates it to actix.
 
 use std::fmt;
 use std::future::{ready, Ready};
@@ -6,72 +8,38 @@ use std::future::{ready, Ready};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
-use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
-use hookguard_core::{ChallengeAnswer, Delivery, Precheck, Rejection, Verdict, Verifier};
+use hookguard_core::extract::{self, Refusal};
+use hookguard_core::{Delivery, Verifier};
 use serde::de::DeserializeOwned;
 
 use crate::convert::{self, Head};
 
-/// Why an extractor could not produce a verified delivery. As an actix error it answers with
-/// the same status, stable code and JSON body (`{"error":code,"message":…}`) as the
-/// middleware and as the tower adapter; a genuine challenge is answered with its echo.
+/// Why an extractor could not produce a verified delivery: the core's [`Refusal`]. As an actix
+/// error it answers with the same status, stable code and JSON body as the middleware and as
+/// the tower adapter; a genuine challenge is answered with its echo.
 ///
 /// ```
 /// use actix_web::ResponseError;
-/// use hookguard_core::Rejection;
+/// use hookguard_core::{extract::Refusal, Rejection};
 /// use hookguard_actix::VerifiedRejection;
-/// let e = VerifiedRejection::Rejected(Rejection::SignatureMismatch);
+/// let e = VerifiedRejection(Refusal::Rejected(Rejection::SignatureMismatch));
 /// assert_eq!(e.status_code(), 401);
 /// assert_eq!(e.error_response().headers().get("content-type").unwrap(), "application/json");
-/// assert_eq!(VerifiedRejection::MissingMiddleware.status_code(), 500);
+/// assert_eq!(VerifiedRejection(Refusal::MissingMiddleware).status_code(), 500);
 /// ```
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum VerifiedRejection {
-    /// The request was rejected (forged, malformed, too large, …) or the body is not `T`.
-    Rejected(Rejection),
-    /// A genuine challenge: answered with the echo, not a handler call.
-    Challenge(ChallengeAnswer),
-    /// A genuine delivery the configuration filters out (your own Procore application's
-    /// change): answered `200 {"status":"ignored"}`, not a handler call.
-    Ignored,
-    /// [`Verified`] or [`VerifiedDelivery`] was used on a route without the
-    /// [`Webhook`](crate::Webhook) middleware: `500` with code `missing_webhook_layer`.
-    MissingMiddleware,
-    /// [`Verify`] found no `web::Data<Verifier>` (nor a plain `Verifier`) in the app data:
-    /// `500` with code `missing_verifier`.
-    MissingVerifier,
-}
+pub struct VerifiedRejection(pub Refusal);
 
-const MISSING_MIDDLEWARE: &str = "Verified<T> needs the hookguard_actix::Webhook middleware on this route";
-const MISSING_VERIFIER: &str = "Verify<T> needs a hookguard Verifier in the app data (web::Data<Verifier>)";
-
-impl VerifiedRejection {
-    fn core_response(&self) -> http::Response<Bytes> {
-        match self {
-            VerifiedRejection::Rejected(r) => hookguard_core::response::rejection(r),
-            VerifiedRejection::Challenge(a) => a.clone().into_response(),
-            VerifiedRejection::Ignored => hookguard_core::response::ignored(),
-            VerifiedRejection::MissingMiddleware => {
-                hookguard_core::response::misconfigured("missing_webhook_layer", MISSING_MIDDLEWARE)
-            }
-            VerifiedRejection::MissingVerifier => {
-                hookguard_core::response::misconfigured("missing_verifier", MISSING_VERIFIER)
-            }
-        }
+impl From<Refusal> for VerifiedRejection {
+    fn from(r: Refusal) -> Self {
+        Self(r)
     }
 }
 
 impl fmt::Display for VerifiedRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VerifiedRejection::Rejected(r) => r.fmt(f),
-            VerifiedRejection::Challenge(_) => f.write_str("challenge answered"),
-            VerifiedRejection::Ignored => f.write_str("delivery ignored by configuration"),
-            VerifiedRejection::MissingMiddleware => f.write_str(MISSING_MIDDLEWARE),
-            VerifiedRejection::MissingVerifier => f.write_str(MISSING_VERIFIER),
-        }
+        self.0.fmt(f)
     }
 }
 
@@ -79,19 +47,11 @@ impl std::error::Error for VerifiedRejection {}
 
 impl ResponseError for VerifiedRejection {
     fn status_code(&self) -> StatusCode {
-        match self {
-            VerifiedRejection::Rejected(r) => {
-                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_REQUEST)
-            }
-            VerifiedRejection::Challenge(_) | VerifiedRejection::Ignored => StatusCode::OK,
-            VerifiedRejection::MissingMiddleware | VerifiedRejection::MissingVerifier => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
+        StatusCode::from_u16(self.0.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
-        convert::response(&self.core_response())
+        convert::response(&self.0.response())
     }
 }
 
@@ -119,10 +79,11 @@ impl<T: DeserializeOwned> FromRequest for Verified<T> {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match req.extensions().get::<Delivery>() {
-            Some(d) => d.json().map(Verified).map_err(VerifiedRejection::Rejected),
-            None => Err(VerifiedRejection::MissingMiddleware),
-        })
+        ready(
+            extract::typed(req.extensions().get::<Delivery>())
+                .map(Verified)
+                .map_err(VerifiedRejection),
+        )
     }
 }
 
@@ -143,11 +104,9 @@ impl FromRequest for VerifiedDelivery {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
-            req.extensions()
-                .get::<Delivery>()
-                .cloned()
+            extract::delivery(req.extensions().get::<Delivery>())
                 .map(VerifiedDelivery)
-                .ok_or(VerifiedRejection::MissingMiddleware),
+                .map_err(VerifiedRejection),
         )
     }
 }
@@ -157,9 +116,9 @@ impl FromRequest for VerifiedDelivery {
 /// middleware. It reads the payload once (bounded by the verifier's body limit), verifies and
 /// parses it, and answers challenges (through its error).
 ///
-/// It does **not** de-duplicate: a claim may only be completed after the handler succeeded,
-/// and an extractor runs *before* the handler and never sees its answer. Use the
-/// [`Webhook`](crate::Webhook) middleware for dedupe.
+/// It does **not** de-duplicate — hence its name: a claim may only be completed after the
+/// handler succeeded, and an extractor runs *before* the handler and never sees its answer.
+/// Use the [`Webhook`](crate::Webhook) middleware for dedupe.
 ///
 /// The verifier is looked up as `web::Data<Verifier>` first (innermost scope first), then as a
 /// plain `Verifier`: give each webhook route its own with `Resource::app_data` or
@@ -171,9 +130,9 @@ impl FromRequest for VerifiedDelivery {
 /// ```no_run
 /// use actix_web::{web, App, HttpServer};
 /// use hookguard_core::{schemes::GitHub, Verifier};
-/// use hookguard_actix::Verify;
+/// use hookguard_actix::VerifiedNoDedupe;
 ///
-/// async fn on_push(Verify(event): Verify<serde_json::Value>) -> &'static str {
+/// async fn on_push(VerifiedNoDedupe(event): VerifiedNoDedupe<serde_json::Value>) -> &'static str {
 ///     let _ = event;
 ///     "ok"
 /// }
@@ -188,9 +147,9 @@ impl FromRequest for VerifiedDelivery {
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Verify<T>(pub T);
+pub struct VerifiedNoDedupe<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for Verify<T> {
+impl<T: DeserializeOwned + 'static> FromRequest for VerifiedNoDedupe<T> {
     type Error = VerifiedRejection;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
@@ -202,28 +161,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for Verify<T> {
         let head = Head::new(req.head());
         let mut payload = payload.take();
         Box::pin(async move {
-            let verifier = verifier.ok_or(VerifiedRejection::MissingVerifier)?;
-            let head = head.map_err(VerifiedRejection::Rejected)?;
-            let limit = match verifier
-                .precheck(&head.as_core())
-                .map_err(VerifiedRejection::Rejected)?
-            {
-                Precheck::ReadBody { limit } => limit,
-                Precheck::Challenge(a) => return Err(VerifiedRejection::Challenge(a)),
-                _ => return Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
+            let verifier = verifier.ok_or(VerifiedRejection(Refusal::MissingVerifier))?;
+            let head = head.map_err(|r| VerifiedRejection(Refusal::Rejected(r)))?;
+            let head_ref = &head;
+            let read = move |limit, timeout| async move {
+                convert::read_body_within(&mut payload, head_ref, limit, timeout).await
             };
-            let body = convert::read_body_within(&mut payload, &head, limit, verifier.read_timeout())
+            extract::verify_standalone(&verifier, &head.as_core(), read)
                 .await
-                .map_err(VerifiedRejection::Rejected)?;
-            match verifier
-                .verify(&head.as_core(), body)
-                .map_err(VerifiedRejection::Rejected)?
-            {
-                Verdict::Deliver(d) => d.json().map(Verify).map_err(VerifiedRejection::Rejected),
-                Verdict::Ignored(_) => Err(VerifiedRejection::Ignored),
-                Verdict::Challenge(a) => Err(VerifiedRejection::Challenge(a)),
-                _ => Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
-            }
+                .map(VerifiedNoDedupe)
+                .map_err(VerifiedRejection)
         })
     }
 }
@@ -235,10 +182,10 @@ mod tests {
     #[test]
     fn wiring_mistakes_answer_in_the_rejection_shape() {
         for (e, code) in [
-            (VerifiedRejection::MissingMiddleware, "missing_webhook_layer"),
-            (VerifiedRejection::MissingVerifier, "missing_verifier"),
+            (VerifiedRejection(Refusal::MissingMiddleware), "missing_webhook_layer"),
+            (VerifiedRejection(Refusal::MissingVerifier), "missing_verifier"),
         ] {
-            let r = e.core_response();
+            let r = e.0.response();
             assert_eq!(r.status(), 500);
             let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
             assert_eq!(v["error"], code);

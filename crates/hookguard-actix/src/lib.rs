@@ -51,7 +51,7 @@
 //! same `405 method_not_allowed` as tower.
 //!
 //! ## Without the middleware
-//! [`Verify<T>`] verifies inside the handler with a `web::Data<Verifier>`; it answers the same
+//! [`VerifiedNoDedupe<T>`] verifies inside the handler with a `web::Data<Verifier>`; it answers the same
 //! rejections and challenges but cannot de-duplicate (see its docs).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -61,6 +61,6 @@ mod extract;
 mod middleware;
 mod transform;
 
-pub use extract::{Verified, VerifiedDelivery, VerifiedRejection, Verify};
+pub use extract::{Verified, VerifiedDelivery, VerifiedNoDedupe, VerifiedRejection};
 pub use middleware::WebhookMiddleware;
 pub use transform::{Webhook, WebhookBuilder};

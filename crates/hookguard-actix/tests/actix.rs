@@ -1,5 +1,5 @@
 //! The actix-specific parts the conformance table cannot see: the payload handed back to
-//! downstream extractors, the typed extractors, the standalone `Verify<T>`, the handler budget
+//! downstream extractors, the typed extractors, the standalone `VerifiedNoDedupe<T>`, the handler budget
 //! and the wrapped service's errors.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +10,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
-use hookguard_actix::{Verified, VerifiedDelivery, Verify, Webhook};
+use hookguard_actix::{Verified, VerifiedDelivery, VerifiedNoDedupe, Webhook};
 use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::MemoryStore;
 use hookguard_core::envelope::BuildWorkProEvent;
@@ -128,7 +128,7 @@ async fn verified_without_the_middleware_names_it() {
     assert_eq!(res.status(), 500);
     let v = json_of(res).await;
     assert_eq!(v["error"], "missing_webhook_layer");
-    assert!(v["message"].as_str().unwrap().contains("hookguard_actix::Webhook"));
+    assert!(v["message"].as_str().unwrap().contains("actix Webhook"));
 }
 
 #[actix_web::test]
@@ -220,7 +220,9 @@ async fn other_routes_are_untouched() {
 async fn verify_stands_alone_with_a_verifier_in_app_data() {
     let app = test::init_service(App::new().app_data(web::Data::new(verifier())).route(
         "/bwp",
-        web::post().to(|Verify(e): Verify<BuildWorkProEvent>| async move { HttpResponse::Ok().body(e.id) }),
+        web::post().to(|VerifiedNoDedupe(e): VerifiedNoDedupe<BuildWorkProEvent>| async move {
+            HttpResponse::Ok().body(e.id)
+        }),
     ))
     .await;
 
@@ -253,7 +255,9 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
         .unwrap();
     let app = test::init_service(App::new().app_data(hcss).route(
         "/plain/hcss",
-        web::route().to(|Verify(_): Verify<serde_json::Value>| async { HttpResponse::NoContent().finish() }),
+        web::route().to(|VerifiedNoDedupe(_): VerifiedNoDedupe<serde_json::Value>| async {
+            HttpResponse::NoContent().finish()
+        }),
     ))
     .await;
     let res = test::call_service(&app, TestRequest::get().uri("/plain/hcss?challenge=abc").to_request()).await;
@@ -292,7 +296,9 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
 async fn verify_without_a_verifier_names_it() {
     let app = test::init_service(App::new().route(
         "/",
-        web::post().to(|Verify(_): Verify<serde_json::Value>| async { HttpResponse::NoContent().finish() }),
+        web::post().to(|VerifiedNoDedupe(_): VerifiedNoDedupe<serde_json::Value>| async {
+            HttpResponse::NoContent().finish()
+        }),
     ))
     .await;
     let body = br#"{"a":1}"#;

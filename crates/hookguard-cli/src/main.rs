@@ -3,6 +3,7 @@
 
 mod common;
 mod demo;
+mod inbox;
 mod send;
 mod serve;
 mod sign;
@@ -26,6 +27,8 @@ HTTP is plain (no TLS in this build). Logs go to stderr (RUST_LOG=debug for more
 Examples:
   hookguard demo
   hookguard serve --provider buildworkpro --secret whsec_abc --listen 127.0.0.1:8787
+  hookguard serve --provider procore --secret 'Bearer s3cret' --inbox procore.db --exec ./handle.sh
+  hookguard inbox list --state dead --inbox procore.db
   hookguard send --provider buildworkpro --secret whsec_abc --url http://127.0.0.1:8787/webhooks
   hookguard sign --provider github --secret s3cret --id d-1 < payload.json
   hookguard verify --provider github --secret s3cret -H 'X-Hub-Signature-256: sha256=…' < payload.json";
@@ -39,7 +42,8 @@ Receive webhooks safely — and play every sender against your receiver.
 hookguard answers the sender's challenge, proves each delivery is genuine (constant time),
 rejects replays, de-duplicates retries with a two-phase claim, and answers with the status
 that makes each sender do the right thing: HCSS, Procore, BuildWorkPro, plus Standard
-Webhooks, Stripe, GitHub and Slack.")]
+Webhooks, Stripe, GitHub and Slack. With a durable inbox (`serve --inbox`), a delivery is
+answered 2xx once it is on disk and handled afterwards, retried on our schedule.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +61,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Act as a vendor's sender: sign, POST, and retry by the vendor's rules.
     Send(send::SendArgs),
+    /// Look into and act on a durable inbox (`serve --inbox`): list, show, replay, purge, stats.
+    Inbox(inbox::InboxArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
             Command::Sign(a) => sign::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Send(a) => send::run(a).await,
+            Command::Inbox(a) => inbox::run(a).await,
         }
     });
     // Do not wait for lingering tasks (an --exec child being killed, idle connections).

@@ -1,6 +1,8 @@
 //! `hookguard serve`: a receiver built on the tower layer in an axum router.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,19 +13,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore, DEFAULT_LEASE};
-use hookguard_core::{Delivery, Rejection, Verifier};
+use hookguard_core::inbox::{
+    ClaimedItem, HandlerError, InboxStore, Outcome, RetryPolicy, Worker, WorkerHandle, DEFAULT_MAX_PENDING,
+};
+use hookguard_core::{Delivery, Rejection};
+use hookguard_sqlite::SqliteInbox;
 use hookguard_tower::{VerifiedDelivery, WebhookLayer};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::common::{
     auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
 };
+use crate::inbox::{inbox_error, parse_inbox_spec};
 
 const AFTER_HELP: &str = "\
 Answers challenges on GET PATH (HCSS `?challenge=`) and receives deliveries on POST PATH.
-For every first-time verified delivery whose handling succeeded, prints one JSON line on stdout
-once the delivery is recorded as done (the claim completed):
+Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more.
+The first stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
+
+Inline mode (default): the handler runs while the sender waits. For every first-time verified
+delivery whose handling succeeded, prints one JSON line on stdout once the delivery is recorded
+as done (the claim completed):
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"procore:01ED…\"}
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
 Lines wait in a queue of --stdout-queue lines written by a thread of their own, so a slow
@@ -31,8 +42,6 @@ reader never stalls the server (challenges and rejections are still answered). W
 is full, deliveries are answered 503 stdout_backlog (Retry-After: 5; claim released, the
 sender retries): a delivery answered 2xx always has its line. If stdout is closed (the reader
 exited), serve stops and exits 1.
-Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more.
-The first stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
@@ -44,19 +53,48 @@ delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
 sender's retry runs it again.
 
+Inbox mode (--inbox PATH): answer 2xx only once the delivery is on disk, handle it afterwards.
+A verified new delivery is written to the SQLite file PATH (`sqlite:PATH` also accepted;
+created if missing; WAL, synchronous=FULL) and answered 200 {\"status\":\"accepted\"} within
+milliseconds; a copy of a stored one 200 {\"status\":\"duplicate\"}; when it cannot be stored
+(disk full, over --max-pending) 503 + Retry-After, never a 2xx. The inbox row is the dedupe
+record (--store is refused). A worker in this process then handles each item, --workers at
+a time: with --exec it runs CMD as above (plus HOOKGUARD_INBOX_ID and HOOKGUARD_ATTEMPT, 1 for
+the first attempt); exit 0 → done; a non-zero exit, a crash or --exec-timeout → a failed
+attempt, retried after an exponential backoff with jitter (--retry-base doubling per attempt,
+at most --retry-max) until --max-attempts, then the item is dead until
+`hookguard inbox replay`. Without --exec, handling is printing the line. The JSON line gets
+\"attempts\" and is printed once the delivery is done, once per delivery, also across restarts:
+  {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"…\",\"attempts\":1}
+With --exec it is printed after the item is marked done; without, the line is written and
+flushed first, then the item is marked done (a crash between the two prints it again). A full
+stdout queue fails the attempt (retried later); nothing blocks, no line is dropped.
+Handlers run at least once: a process killed during a handler (kill -9, power loss) leaves its
+item running under a lease; once --lease expires the item runs again. On start, pending items
+and items whose lease expired are handled. Done items are kept 7 days (copies are recognised
+meanwhile), then purged. Inspect and act on the file, also while serve runs, with
+`hookguard inbox list|show|replay|purge|stats --inbox PATH`. PostgreSQL (postgres://…) is not
+supported yet in this build.
+
 Authentication:
   buildworkpro, standard, stripe, github, slack: --secret (repeat it during a rotation)
   procore: --secret 'Bearer …' accepts `Authorization: Bearer …`;
            --auth-header 'X-Hook-Token: v' accepts that header instead
   hcss:    --secret TOKEN accepts the URL token (callback URL …/webhooks?token=TOKEN);
            --auth-header 'X-Hcss-Token: v' a shared header instead
-SIGINT/SIGTERM shut down gracefully (exit 0).
+Credentials (Authorization, the shared header; the URL is not stored) never reach the inbox.
+SIGINT/SIGTERM shut down gracefully (exit 0): stop accepting, let running handlers finish
+(up to 10 s, then their claims are given back); pending work stays for the next start.
 
 Examples:
   hookguard serve --provider buildworkpro --secret whsec_live_123
   hookguard serve --provider procore --secret 'Bearer s3cret' --ignore-source-application 4821 \\
       --store redis://127.0.0.1:6379/0 --exec './handle-procore.sh'
-  hookguard serve --provider hcss --secret hcss-url-token --listen 0.0.0.0:8080 --path /hooks/hcss";
+  hookguard serve --provider hcss --secret hcss-url-token --listen 0.0.0.0:8080 --path /hooks/hcss
+  hookguard serve --provider procore --secret 'Bearer s3cret' --inbox /var/lib/hookguard/procore.db \\
+      --exec './slow-handler.sh' --exec-timeout 300 --lease 600 --workers 8 --max-attempts 12
+  hookguard serve --provider buildworkpro --secret whsec_live_123 --inbox sqlite:bwp.db \\
+      --retry-base 0.2 --retry-max 60";
 
 /// `hookguard serve`.
 #[derive(Debug, clap::Args)]
@@ -83,16 +121,43 @@ pub struct ServeArgs {
     /// The body limit in bytes (413 above it).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     max_body: usize,
-    /// The dedupe store: `memory` (one process) or redis://HOST:PORT[/DB] (shared by replicas).
-    #[arg(long, value_name = "memory|redis://HOST:PORT[/DB]", default_value = "memory")]
-    store: String,
-    /// Run `sh -c CMD` per first-time delivery (body on stdin).
+    /// Inline mode's dedupe store: `memory` (the default; one process) or
+    /// redis://HOST:PORT[/DB] (shared by replicas). Not with --inbox.
+    #[arg(long, value_name = "memory|redis://HOST:PORT[/DB]")]
+    store: Option<String>,
+    /// Inbox mode: store each verified delivery in this SQLite file (`PATH` or `sqlite:PATH`,
+    /// created if missing), answer 200 once it is on disk, handle it in a worker afterwards.
+    #[arg(long, value_name = "PATH")]
+    inbox: Option<String>,
+    /// Run `sh -c CMD` per first-time delivery (body on stdin); with --inbox, from the worker.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
-    /// Kill --exec after this many seconds and answer 503 (keep it below the sender's timeout:
-    /// Procore 5 s, BuildWorkPro 10 s).
+    /// Kill --exec after this many seconds. Inline: answer 503 (keep it below the sender's
+    /// timeout: Procore 5 s, BuildWorkPro 10 s). With --inbox: a failed attempt (keep it below
+    /// 90 % of --lease).
     #[arg(long, value_name = "SECS", default_value = "4", value_parser = parse_secs)]
     exec_timeout: Duration,
+    /// With --inbox: handlers running at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: Option<u32>,
+    /// With --inbox: attempts before an item is dead [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_attempts: Option<u32>,
+    /// With --inbox: the delay bound after the first failed attempt, doubling per attempt
+    /// (jittered between half and all of it); fractions allowed [default: 1].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    retry_base: Option<Duration>,
+    /// With --inbox: the longest delay between attempts [default: 3600].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    retry_max: Option<Duration>,
+    /// With --inbox: how long a claim holds an item; a process killed during a handler has its
+    /// item run again once the lease expires [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    lease: Option<Duration>,
+    /// With --inbox: the most pending and running items; beyond it deliveries are answered
+    /// 503 inbox_full [default: 100000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_pending: Option<u64>,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
     #[arg(long, value_name = "LINES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     stdout_queue: u32,
@@ -189,12 +254,25 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Variables only inbox mode sets (removed otherwise, so none leaks from serve's environment).
+const INBOX_VARIABLES: [&str; 2] = ["HOOKGUARD_INBOX_ID", "HOOKGUARD_ATTEMPT"];
+
 impl Exec {
-    async fn run(&self, d: &Delivery) -> Result<(), ExecError> {
+    /// Runs the command once for `d` (inline handler and inbox worker alike): `sh -c CMD` in a
+    /// process group of its own, the body on stdin, env-safe variables, the whole group killed
+    /// past the timeout (or when this future is dropped), `sh` always reaped. `extra` adds
+    /// variables (inbox mode: [`INBOX_VARIABLES`]).
+    async fn run(&self, d: &Delivery, extra: &[(&str, String)]) -> Result<(), ExecError> {
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(&self.cmd)
             .env("HOOKGUARD_PROVIDER", d.provider().as_str());
+        for name in INBOX_VARIABLES {
+            cmd.env_remove(name);
+        }
+        for (name, value) in extra {
+            cmd.env(name, value);
+        }
         for (name, value) in [
             ("HOOKGUARD_EVENT_ID", d.event_id()),
             ("HOOKGUARD_EVENT_TYPE", d.event_type()),
@@ -266,10 +344,24 @@ impl Exec {
     }
 }
 
+/// One JSON line for the stdout writer. `written`, when set, is told once the line is written
+/// and flushed (inbox mode without --exec marks the item done only then).
+pub struct Line {
+    text: String,
+    written: Option<oneshot::Sender<()>>,
+}
+
+impl Line {
+    /// A line nobody waits for.
+    fn new(text: String) -> Self {
+        Self { text, written: None }
+    }
+}
+
 /// Where the JSON lines of handled deliveries go.
 enum Output {
     /// The bounded queue the stdout writer thread drains.
-    Stdout(mpsc::Sender<String>),
+    Stdout(mpsc::Sender<Line>),
     /// Kept in memory (the demo).
     Record(Mutex<Vec<String>>),
 }
@@ -286,11 +378,11 @@ pub struct Handler {
 struct PendingLine(Arc<Mutex<Option<ReservedLine>>>);
 
 /// A line and the queue slot it will be sent in.
-type ReservedLine = (mpsc::OwnedPermit<String>, String);
+type ReservedLine = (mpsc::OwnedPermit<Line>, String);
 
 impl Handler {
     /// A handler whose lines go to the stdout queue (see [`StdoutWriter`]).
-    pub fn printing(exec: Option<Exec>, queue: mpsc::Sender<String>) -> Self {
+    pub fn printing(exec: Option<Exec>, queue: mpsc::Sender<Line>) -> Self {
         Self {
             exec,
             output: Output::Stdout(queue),
@@ -360,7 +452,7 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
         Output::Record(_) => None,
     };
     if let Some(exec) = &h.exec {
-        if let Err(e) = exec.run(&d).await {
+        if let Err(e) = exec.run(&d, &[]).await {
             tracing::warn!(
                 provider = %d.provider(),
                 event_id = d.event_id(),
@@ -408,7 +500,7 @@ async fn print_when_done(req: axum::extract::Request, next: Next) -> Response {
         let taken = pending.lock().ok().and_then(|mut p| p.take());
         if let Some((permit, line)) = taken {
             if response.status().is_success() {
-                permit.send(line);
+                permit.send(Line::new(line));
             }
         }
     }
@@ -441,20 +533,24 @@ impl StdoutWriter {
     pub fn start(
         capacity: usize,
         closed: tokio::sync::oneshot::Sender<std::io::Error>,
-    ) -> CliResult<(Self, mpsc::Sender<String>)> {
-        let (tx, mut rx) = mpsc::channel::<String>(capacity);
+    ) -> CliResult<(Self, mpsc::Sender<Line>)> {
+        let (tx, mut rx) = mpsc::channel::<Line>(capacity);
         let (done_tx, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("hookguard-stdout".into())
             .spawn(move || {
                 let stdout = std::io::stdout();
-                while let Some(mut line) = rx.blocking_recv() {
-                    line.push('\n');
+                while let Some(Line { mut text, written }) = rx.blocking_recv() {
+                    text.push('\n');
                     let mut out = stdout.lock();
-                    if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                        // Dropping `written` (and every queued line's) tells waiters it failed.
                         rx.close();
                         let _ = closed.send(e);
                         break;
+                    }
+                    if let Some(w) = written {
+                        let _ = w.send(());
                     }
                 }
                 let _ = done_tx.send(());
@@ -492,10 +588,19 @@ pub struct ReceiverSpec<'a> {
     pub lease: Duration,
 }
 
-/// Builds the tower layer: verifier (scheme, secrets, window, bounds) plus dedupe in `store`.
-pub fn layer(spec: &ReceiverSpec<'_>, store: Arc<dyn DedupeStore>) -> CliResult<(WebhookLayer, String)> {
+/// What a receiver keeps deliveries in.
+pub enum Keeper {
+    /// Inline handling with dedupe claims in this store.
+    Dedupe(Arc<dyn DedupeStore>),
+    /// Inbox mode: verified deliveries are stored here; a worker handles them.
+    Inbox(SqliteInbox),
+}
+
+/// Builds the tower layer with the core's `ReceiverBuilder`: verifier (scheme, secrets,
+/// window, bounds) plus dedupe claims in a store, or `.inbox(..)`.
+pub fn layer(spec: &ReceiverSpec<'_>, keeper: Keeper) -> CliResult<(WebhookLayer, String)> {
     let a = auth(spec.provider, spec.secrets, spec.auth_headers)?;
-    let mut b = Verifier::builder_arc(a.scheme)
+    let mut b = WebhookLayer::builder_arc(a.scheme)
         .secrets(&a.secrets)
         .max_body(spec.max_body);
     if let Some(t) = spec.tolerance {
@@ -504,9 +609,12 @@ pub fn layer(spec: &ReceiverSpec<'_>, store: Arc<dyn DedupeStore>) -> CliResult<
     for app in spec.ignore_apps {
         b = b.ignore_source_application(app.clone());
     }
-    let verifier = b.build().map_err(|e| usage(format!("invalid configuration: {e}")))?;
-    let dedupe = Dedupe::from_arc(store).lease(spec.lease);
-    Ok((WebhookLayer::new(verifier).with_dedupe(dedupe), a.mode))
+    b = match keeper {
+        Keeper::Dedupe(store) => b.dedupe_policy(Dedupe::from_arc(store).lease(spec.lease)),
+        Keeper::Inbox(inbox) => b.inbox(inbox),
+    };
+    let layer = b.build().map_err(|e| usage(format!("invalid configuration: {e}")))?;
+    Ok((layer, a.mode))
 }
 
 /// Opens `--store`.
@@ -552,6 +660,178 @@ async fn shutdown_signal() {
     tracing::info!("signal received: shutting down gracefully");
 }
 
+/// The worker settings of `serve --inbox`, checked.
+struct InboxSettings {
+    path: PathBuf,
+    workers: usize,
+    retry: RetryPolicy,
+    lease: Duration,
+    max_pending: u64,
+}
+
+/// Checks the inbox flags: they need --inbox, --inbox excludes --store, the lease outlives
+/// --exec-timeout.
+fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
+    let Some(spec) = &args.inbox else {
+        let given = [
+            ("--workers", args.workers.is_some()),
+            ("--max-attempts", args.max_attempts.is_some()),
+            ("--retry-base", args.retry_base.is_some()),
+            ("--retry-max", args.retry_max.is_some()),
+            ("--lease", args.lease.is_some()),
+            ("--max-pending", args.max_pending.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(usage(format!("{flag} applies to inbox mode only: add --inbox PATH")));
+        }
+        return Ok(None);
+    };
+    if args.store.is_some() {
+        return Err(usage(
+            "--store and --inbox are exclusive: the inbox row is the dedupe record (drop --store)",
+        ));
+    }
+    let path = parse_inbox_spec(spec)?;
+    let defaults = RetryPolicy::default();
+    let base = args.retry_base.unwrap_or(defaults.base);
+    let max = args.retry_max.unwrap_or(defaults.max);
+    if max < base {
+        return Err(usage(format!(
+            "--retry-max ({} s) is below --retry-base ({} s)",
+            max.as_secs_f64(),
+            base.as_secs_f64()
+        )));
+    }
+    let lease = args.lease.unwrap_or(Duration::from_secs(60));
+    if args.exec.is_some() && args.exec_timeout >= lease.mul_f64(0.9) {
+        return Err(usage(format!(
+            "--exec-timeout ({} s) must be below 90 % of --lease ({} s): the lease must outlive the command, \
+             or another worker could run the item while it still runs",
+            args.exec_timeout.as_secs_f64(),
+            lease.as_secs_f64()
+        )));
+    }
+    Ok(Some(InboxSettings {
+        path,
+        workers: args.workers.unwrap_or(4) as usize,
+        retry: RetryPolicy::new(base, max, args.max_attempts.unwrap_or(defaults.max_attempts)),
+        lease,
+        max_pending: args.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
+    }))
+}
+
+/// The inbox worker's handler and outcome hook: runs --exec (or prints), and prints the line
+/// of a done item exactly when it becomes done.
+struct InboxJob {
+    exec: Option<Exec>,
+    queue: mpsc::Sender<Line>,
+    /// With --exec: the stdout slot reserved by the attempt now running, per item (a newer
+    /// attempt of the same item replaces an older one's, so nothing is held forever).
+    reserved: Mutex<HashMap<i64, (u32, mpsc::OwnedPermit<Line>)>>,
+}
+
+/// The stdout line of a done inbox item: the inline line plus `"attempts"`.
+pub fn inbox_line(item: &ClaimedItem) -> String {
+    let summary = item.delivery.summary_json();
+    match summary.strip_suffix('}') {
+        Some(open) if open.len() > 1 => format!("{open},\"attempts\":{}}}", item.attempt),
+        _ => format!("{{\"attempts\":{}}}", item.attempt),
+    }
+}
+
+impl InboxJob {
+    async fn handle(&self, item: ClaimedItem) -> Result<(), HandlerError> {
+        // The line's place first: a full queue fails the attempt (retried later) instead of
+        // blocking a worker or dropping a line.
+        let permit = match self.queue.clone().try_reserve_owned() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(HandlerError::new(
+                    "stdout is not being read fast enough (queue full); retried later",
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(HandlerError::new("stdout is closed; retried after a restart"))
+            }
+        };
+        match &self.exec {
+            Some(exec) => {
+                let extra = [
+                    ("HOOKGUARD_INBOX_ID", item.id.to_string()),
+                    ("HOOKGUARD_ATTEMPT", item.attempt.to_string()),
+                ];
+                exec.run(&item.delivery, &extra)
+                    .await
+                    .map_err(|e| HandlerError::new(format!("--exec {e}")))?;
+                // Printed by `outcome` once the item is recorded as done.
+                self.reserved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(item.id, (item.attempt, permit));
+                Ok(())
+            }
+            None => {
+                // Handling is printing: written and flushed, then the worker marks it done.
+                let (written, flushed) = oneshot::channel();
+                permit.send(Line {
+                    text: inbox_line(&item),
+                    written: Some(written),
+                });
+                flushed
+                    .await
+                    .map_err(|_| HandlerError::new("stdout is closed: the line could not be written"))
+            }
+        }
+    }
+
+    fn outcome(&self, item: &ClaimedItem, outcome: &Outcome) {
+        let reserved = {
+            let mut map = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&item.id) {
+                Some((attempt, _)) if *attempt == item.attempt => map.remove(&item.id).map(|(_, p)| p),
+                _ => None,
+            }
+        };
+        if let Outcome::Done = outcome {
+            tracing::info!(
+                id = item.id,
+                attempt = item.attempt,
+                provider = %item.delivery.provider(),
+                event_id = item.delivery.event_id(),
+                event_type = item.delivery.event_type(),
+                "delivery handled"
+            );
+            if let Some(permit) = reserved {
+                permit.send(Line::new(inbox_line(item)));
+            }
+        }
+    }
+}
+
+/// Binds `--listen`.
+async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| failed(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
+    Ok((listener, addr))
+}
+
+/// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
+async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mutex<Option<std::io::Error>>>) {
+    tokio::select! {
+        () = shutdown_signal() => {}
+        Ok(e) = closed_rx => {
+            tracing::error!(error = %e, "stdout is closed (its reader exited): no delivery can be printed; shutting down");
+            if let Ok(mut s) = seen.lock() {
+                *s = Some(e);
+            }
+        }
+    }
+}
+
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     if !args.path.starts_with('/') {
@@ -560,6 +840,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");
     }
+    let inbox = inbox_settings(&args)?;
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
         timeout: args.exec_timeout,
@@ -574,20 +855,22 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         // The lease outlives the handler's budget, so no copy runs while the first still does.
         lease: DEFAULT_LEASE.max(args.exec_timeout + Duration::from_secs(5)),
     };
-    // Check the configuration before touching the network.
-    let (probe, _) = layer(&spec, Arc::new(MemoryStore::new(1)))?;
+    // Check the configuration before touching the network or the disk.
+    let (probe, _) = layer(&spec, Keeper::Dedupe(Arc::new(MemoryStore::new(1))))?;
     drop(probe);
-    let (store, store_name) = open_store(&args.store).await?;
-    let (layer, mode) = layer(&spec, store)?;
-    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    match inbox {
+        Some(settings) => run_inbox(&args, &spec, exec, settings).await,
+        None => run_inline(&args, &spec, exec).await,
+    }
+}
+
+async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec>) -> CliResult<ExitCode> {
+    let (store, store_name) = open_store(args.store.as_deref().unwrap_or("memory")).await?;
+    let (layer, mode) = layer(spec, Keeper::Dedupe(store))?;
+    let (closed_tx, closed_rx) = oneshot::channel();
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
     let app = route(&args.path, layer, Arc::new(Handler::printing(exec, queue)));
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| failed(format!("cannot listen on {}: {e}", args.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
+    let (listener, addr) = bind(&args.listen).await?;
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, store {store_name}{})",
         args.path,
@@ -595,21 +878,9 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         if args.exec.is_some() { ", --exec" } else { "" }
     ));
     let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
-    let seen = Arc::clone(&stdout_closed);
-    let stop = async move {
-        tokio::select! {
-            () = shutdown_signal() => {}
-            Ok(e) = closed_rx => {
-                tracing::error!(error = %e, "stdout is closed (its reader exited): no delivery can be printed; shutting down");
-                if let Ok(mut s) = seen.lock() {
-                    *s = Some(e);
-                }
-            }
-        }
-    };
     // The router (and with it the queue's sender) is dropped when serving ends.
     axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
+        .with_graceful_shutdown(stop_signal(closed_rx, Arc::clone(&stdout_closed)))
         .await
         .map_err(|e| failed(format!("server error: {e}")))?;
     if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
@@ -621,5 +892,84 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
     write_stderr(format_args!("hookguard: stopped"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Inbox mode: the route stores; it never calls an inner handler.
+async fn never_called() -> Response {
+    http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+async fn run_inbox(
+    args: &ServeArgs,
+    spec: &ReceiverSpec<'_>,
+    exec: Option<Exec>,
+    settings: InboxSettings,
+) -> CliResult<ExitCode> {
+    let path = settings.path.display().to_string();
+    let inbox = SqliteInbox::builder(&settings.path)
+        .max_pending(settings.max_pending)
+        .open()
+        .map_err(|e| failed(format!("cannot open the inbox {path}: {}", inbox_error(&e))))?;
+    let stats = inbox
+        .stats()
+        .await
+        .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
+    let (layer, mode) = layer(spec, Keeper::Inbox(inbox.clone()))?;
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
+    let app = Router::new().route(&args.path, any(never_called).layer(layer));
+    let (listener, addr) = bind(&args.listen).await?;
+
+    let job = Arc::new(InboxJob {
+        exec,
+        queue,
+        reserved: Mutex::new(HashMap::new()),
+    });
+    let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
+    drop(job);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker: WorkerHandle = Worker::builder(store, move |item: ClaimedItem| {
+        let job = Arc::clone(&run_job);
+        async move { job.handle(item).await }
+    })
+    .concurrency(settings.workers)
+    .retry(settings.retry)
+    .lease(settings.lease)
+    .shutdown_grace(Duration::from_secs(10))
+    .on_outcome(move |item, outcome| hook_job.outcome(item, outcome))
+    .spawn();
+
+    write_stderr(format_args!(
+        "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {} pending, {} running, \
+         {} dead; {} worker(s){})",
+        args.path,
+        args.provider.provider(),
+        stats.pending,
+        stats.running,
+        stats.dead,
+        settings.workers,
+        if args.exec.is_some() { ", --exec" } else { "" }
+    ));
+    let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
+    // Stop accepting first; then let the worker finish or give back what it holds.
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal(closed_rx, Arc::clone(&stdout_closed)))
+        .await;
+    worker.shutdown().await;
+    served.map_err(|e| failed(format!("server error: {e}")))?;
+    if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
+        return Err(CliError::StdoutClosed);
+    }
+    if !writer.finish(Duration::from_secs(10)) {
+        tracing::warn!("stdout is not being read: queued lines may not have been written");
+    }
+    match inbox.stats().await {
+        Ok(s) if s.pending + s.running > 0 => write_stderr(format_args!(
+            "hookguard: stopped; {} item(s) wait in {path} for the next start",
+            s.pending + s.running
+        )),
+        _ => write_stderr(format_args!("hookguard: stopped")),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -266,7 +266,7 @@ fn demo_plays_every_vendor_and_exits_0() {
     let o = hookguard(&["demo"], None);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
-    assert!(out.contains("12/12 steps behaved as expected"), "{out}");
+    assert!(out.contains("16/16 steps behaved as expected"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
     for needle in [
         "signature_mismatch",
@@ -278,9 +278,31 @@ fn demo_plays_every_vendor_and_exits_0() {
         "subscription created",
         "permanent failure",
         "Procore pauses this endpoint",
+        // The inbox act: answered at once, retried by us, survives kill -9.
+        "\"status\":\"accepted\"",
+        "(Procore waits 5 s)",
+        "attempt 2 failed",
+        "\"attempts\":3",
+        "kill -9",
+        "done once, printed once",
+        "survived kill -9",
+        "SIGTERM → exit 0",
+        "the 6 s handler finished",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
+    // The 6 s handler behind Procore's 5 s timeout: the measured answer time is shown (the
+    // demo itself fails the step beyond Procore's 5 s).
+    let inbox_act = out.split("Inbox —").nth(1).expect("an inbox act");
+    let answered = inbox_act.lines().find(|l| l.contains("(Procore waits 5 s)")).unwrap();
+    assert!(
+        answered
+            .split(" in ")
+            .nth(1)
+            .and_then(|r| r.split(" ms").next())
+            .is_some_and(|n| n.parse::<u64>().is_ok()),
+        "no answer time in {answered:?}"
+    );
 }
 
 #[test]
@@ -958,7 +980,7 @@ fn serve_shuts_down_gracefully_on_sigterm() {
 
 #[test]
 fn every_subcommand_has_complete_help_with_an_example() {
-    for sub in ["demo", "serve", "sign", "verify", "send"] {
+    for sub in ["demo", "serve", "sign", "verify", "send", "inbox"] {
         let o = hookguard(&[sub, "--help"], None);
         assert_eq!(code(&o), 0);
         let h = text(&o.stdout);
@@ -980,11 +1002,46 @@ fn every_subcommand_has_complete_help_with_an_example() {
         "--ignore-source-application",
         "--stdout-queue",
         "stdout_backlog",
+        "--inbox",
+        "sqlite:PATH",
+        "--workers",
+        "--max-attempts",
+        "--retry-base",
+        "--retry-max",
+        "--lease",
+        "--max-pending",
+        "\"attempts\"",
+        "at least once",
+        "hookguard inbox",
+        "postgres://",
         "127.0.0.1:8787",
         "/webhooks",
         "1048576",
     ] {
         assert!(h.contains(flag), "serve --help lacks {flag}");
+    }
+    let h = text(&hookguard(&["inbox", "--help"], None).stdout);
+    for needle in [
+        "list",
+        "show",
+        "replay",
+        "purge",
+        "stats",
+        "--inbox PATH",
+        "RFC 3339",
+        "base64",
+        "--older-than 7d",
+        "--dead",
+    ] {
+        assert!(h.contains(needle), "inbox --help lacks {needle}");
+    }
+    for sub in ["list", "show", "replay", "purge", "stats"] {
+        let h = text(&hookguard(&["inbox", sub, "--help"], None).stdout);
+        assert!(h.contains("--inbox"), "inbox {sub} --help:\n{h}");
+        assert!(
+            h.contains(&format!("hookguard inbox {sub}")),
+            "inbox {sub} --help:\n{h}"
+        );
     }
     let h = text(&hookguard(&["send", "--help"], None).stdout);
     for needle in ["--schedule", "--challenge", "+24 h", "12 h", "Stopped", "TLS"] {
@@ -1434,4 +1491,737 @@ fn a_closed_stdout_ends_every_command_quietly() {
     assert_eq!(st.code(), Some(1), "{}", s.stderr());
     assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
     assert!(s.stderr().contains("stdout is closed"), "{}", s.stderr());
+}
+
+// --- The durable inbox: `serve --inbox` and `hookguard inbox …`, real processes and files.
+
+/// `hookguard inbox ARGS --inbox FILE`.
+fn inbox(args: &[&str], file: &Path) -> Output {
+    let mut all = vec!["inbox"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--inbox", path(file)]);
+    hookguard(&all, None)
+}
+
+/// The JSON lines of a successful `hookguard inbox …`.
+fn inbox_json(args: &[&str], file: &Path) -> Vec<serde_json::Value> {
+    let o = inbox(args, file);
+    assert_eq!(code(&o), 0, "inbox {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn inbox_stats(file: &Path) -> serde_json::Value {
+    let mut v = inbox_json(&["stats"], file);
+    assert_eq!(v.len(), 1);
+    v.remove(0)
+}
+
+/// Waits (at most `limit`) until `done()`; panics naming `what` otherwise.
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn file_lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A BuildWorkPro delivery with event id `id`, signed now with `secret`: (headers, body).
+fn bwp_delivery(secret: &str, id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = format!(
+        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{}}}}"#
+    )
+    .into_bytes();
+    let headers = signed_headers(&["--provider", "buildworkpro", "--secret", secret], &body);
+    (headers, body)
+}
+
+fn bwp_post(port: u16, secret: &str, id: &str) -> (u16, String) {
+    let (headers, body) = bwp_delivery(secret, id);
+    let (status, answer) = http(port, "POST", "/webhooks", &headers, &body);
+    (status, text(&answer))
+}
+
+fn sigterm(pid: u32) {
+    let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(st.success());
+}
+
+/// SIGKILL to the process groups whose leaders' pids an --exec command wrote (`echo $$`):
+/// commands orphaned by a receiver killed -9 must not finish behind the test's back.
+fn kill_groups(pids: &Path) {
+    for pid in file_lines(pids) {
+        let pid = pid.split_whitespace().last().unwrap_or_default().to_owned();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Server {
+    /// kill -9, then the lines it printed.
+    fn kill9(&mut self) -> Vec<String> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines()
+    }
+
+    /// Waits (at most `limit`) for `n` stdout lines.
+    fn wait_n(&self, n: usize, limit: Duration) -> Vec<String> {
+        wait_for(&format!("{n} stdout line(s): {}", self.stderr()), limit, || {
+            self.lines().len() >= n
+        });
+        self.lines()
+    }
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
+}
+
+#[test]
+fn inbox_kill9_after_the_answer_prints_once_after_restart() {
+    let dir = scratch("inbox-kill-answer");
+    let db = dir.join("inbox.db");
+    let (pids, done) = (dir.join("pids"), dir.join("done"));
+    let cmd = format!(
+        "cat >/dev/null; echo $$ >> '{}'; sleep 1; echo \"$HOOKGUARD_EVENT_ID\" >> '{}'",
+        pids.display(),
+        done.display()
+    );
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_k9",
+        "--inbox",
+        path(&db),
+        "--lease",
+        "3",
+        "--exec-timeout",
+        "2",
+        "--exec",
+        &cmd,
+    ];
+    let mut first = Server::start(&args);
+    let (status, answer) = bwp_post(first.port, "whsec_k9", "evt_k9_answer");
+    assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
+    // Killed right after the 2xx, while the 1 s handler has not finished.
+    let printed_first = first.kill9();
+    std::thread::sleep(Duration::from_millis(200));
+    kill_groups(&pids);
+    assert!(printed_first.is_empty(), "{printed_first:?}");
+    assert!(file_lines(&done).is_empty());
+
+    let second = Server::start(&args);
+    let lines = second.wait_n(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    let all: Vec<String> = printed_first.iter().chain(&second.lines()).cloned().collect();
+    assert_eq!(all.len(), 1, "printed exactly once across both runs: {all:?}");
+    let line = json(&lines[0]);
+    assert_eq!(line["id"], "evt_k9_answer");
+    assert_eq!(line["dedupe_key"], "buildworkpro:evt_k9_answer");
+    assert!(line["attempts"].as_u64().unwrap() >= 1, "{line}");
+    assert_eq!(file_lines(&done), ["evt_k9_answer"]);
+    let rows = inbox_json(&["list"], &db);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "done");
+}
+
+#[test]
+fn inbox_kill9_during_a_handler_runs_it_again_after_the_lease() {
+    let dir = scratch("inbox-kill-handler");
+    let db = dir.join("inbox.db");
+    let runs = dir.join("runs");
+    // The first attempt hangs; any later one succeeds at once.
+    let cmd = format!(
+        "cat >/dev/null; echo \"$HOOKGUARD_ATTEMPT $$\" >> '{r}'; if [ \"$HOOKGUARD_ATTEMPT\" = 1 ]; then sleep 30; fi",
+        r = runs.display()
+    );
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_lease",
+        "--inbox",
+        path(&db),
+        "--lease",
+        "2",
+        "--exec-timeout",
+        "1.5",
+        "--exec",
+        &cmd,
+    ];
+    let mut first = Server::start(&args);
+    assert_eq!(bwp_post(first.port, "whsec_lease", "evt_lease").0, 200);
+    wait_for("the first attempt to start", Duration::from_secs(10), || {
+        !file_lines(&runs).is_empty()
+    });
+    // Killed during the handler: its claim stays behind, held by a dead process.
+    let printed_first = first.kill9();
+    kill_groups(&runs);
+    assert!(printed_first.is_empty(), "{printed_first:?}");
+    let rows = inbox_json(&["list"], &db);
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["attempts"].as_u64()),
+        (Some("running"), Some(1)),
+        "{rows:?}"
+    );
+
+    let second = Server::start(&args);
+    let lines = second.wait_n(1, Duration::from_secs(20));
+    let line = json(&lines[0]);
+    assert_eq!(line["id"], "evt_lease");
+    assert_eq!(line["attempts"], 2, "run again once the lease expired: {line}");
+    let attempts: Vec<String> = file_lines(&runs)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(attempts, ["1", "2"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(second.lines().len(), 1);
+    assert_eq!(inbox_json(&["list", "--state", "done"], &db).len(), 1);
+}
+
+#[test]
+fn inbox_32_concurrent_copies_store_one_row_and_run_once() {
+    let dir = scratch("inbox-copies");
+    let db = dir.join("inbox.db");
+    let runs = dir.join("runs");
+    let cmd = format!("cat >/dev/null; echo run >> '{}'", runs.display());
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_c32",
+        "--inbox",
+        path(&db),
+        "--exec",
+        &cmd,
+    ]);
+    let (headers, body) = bwp_delivery("whsec_c32", "evt_copies");
+    let port = s.port;
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                let (headers, body) = (&headers, &body);
+                scope.spawn(move || {
+                    let (status, answer) = http(port, "POST", "/webhooks", headers, body);
+                    (status, text(&answer))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let accepted = answers.iter().filter(|(_, a)| a.contains("accepted")).count();
+    let duplicates = answers.iter().filter(|(_, a)| a.contains("duplicate")).count();
+    assert_eq!((accepted, duplicates), (1, 31), "{answers:?}");
+    let lines = s.wait_n(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.lines().len(), 1, "{lines:?}");
+    assert_eq!(json(&lines[0])["attempts"], 1);
+    let rows = inbox_json(&["list"], &db);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["event_id"], "evt_copies");
+    assert_eq!(file_lines(&runs), ["run"]);
+}
+
+#[test]
+fn inbox_hcss_identical_setups_bodies_coalesce_only_while_pending() {
+    let dir = scratch("inbox-hcss");
+    let db = dir.join("inbox.db");
+    let runs = dir.join("runs");
+    let cmd = format!("cat >/dev/null; echo run >> '{}'; sleep 1", runs.display());
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--inbox",
+        path(&db),
+        "--workers",
+        "1",
+        "--exec",
+        &cmd,
+    ]);
+    // Setups: no id, no time — two genuine edits of one employee are byte-identical.
+    let body = br#"{"companyId":"c1","eventType":"EmployeeUpdated","businessUnitId":"b1","id":"e1"}"#;
+    let post = || {
+        let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body);
+        (status, text(&answer))
+    };
+    assert_eq!(post(), (200, r#"{"status":"accepted"}"#.to_owned()));
+    // While the first is pending or running (its handler takes 1 s), a copy coalesces.
+    assert_eq!(post(), (200, r#"{"status":"duplicate"}"#.to_owned()));
+    s.wait_n(1, Duration::from_secs(10));
+    // Once it is done, the identical body is a new event: stored and handled again.
+    assert_eq!(post(), (200, r#"{"status":"accepted"}"#.to_owned()));
+    let lines = s.wait_n(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.lines().len(), 2, "{lines:?}");
+    assert_eq!(json(&lines[0])["dedupe_key"], json(&lines[1])["dedupe_key"]);
+    let rows = inbox_json(&["list"], &db);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "done"), "{rows:?}");
+    assert_eq!(file_lines(&runs).len(), 2);
+}
+
+#[test]
+fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
+    let dir = scratch("inbox-dead");
+    let db = dir.join("inbox.db");
+    let (fixed, tries) = (dir.join("fixed"), dir.join("tries"));
+    let cmd = format!(
+        "cat >/dev/null; echo \"$HOOKGUARD_ATTEMPT\" >> '{t}'; test -e '{f}'",
+        t = tries.display(),
+        f = fixed.display()
+    );
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_dead",
+        "--inbox",
+        path(&db),
+        "--exec",
+        &cmd,
+        "--max-attempts",
+        "3",
+        "--retry-base",
+        "0.2",
+        "--retry-max",
+        "0.5",
+    ]);
+    assert_eq!(bwp_post(s.port, "whsec_dead", "evt_dead").0, 200);
+    wait_for("the item to be dead", Duration::from_secs(20), || {
+        inbox_json(&["list", "--state", "dead"], &db).len() == 1
+    });
+    let dead = inbox_json(&["list", "--state", "dead"], &db).remove(0);
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    assert_eq!(dead["next_attempt_at"], serde_json::Value::Null);
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("exit status: 1"), "{error}");
+    assert_eq!(file_lines(&tries), ["1", "2", "3"]);
+    // Retried with a backoff, then given up; nothing printed for a dead item.
+    let log = s.stderr();
+    assert_eq!(log.matches("attempt failed; retrying").count(), 2, "{log}");
+    assert!(log.contains("last attempt failed"), "{log}");
+    assert!(s.lines().is_empty(), "{:?}", s.lines());
+    assert_eq!(inbox_stats(&db)["dead"], 1);
+
+    // The fix, then a replay while serve runs: handled, printed once.
+    std::fs::write(&fixed, b"").unwrap();
+    let id = dead["id"].as_i64().unwrap();
+    let replayed = inbox_json(&["replay", &id.to_string()], &db);
+    assert_eq!(replayed, [serde_json::json!({"replayed": 1, "id": id})]);
+    let lines = s.wait_n(1, Duration::from_secs(10));
+    let line = json(&lines[0]);
+    assert_eq!(
+        (line["id"].as_str(), line["attempts"].as_u64()),
+        (Some("evt_dead"), Some(1))
+    );
+    let row = inbox_json(&["list"], &db).remove(0);
+    assert_eq!(row["state"], "done", "{row}");
+    assert_eq!(row["last_error"], serde_json::Value::Null);
+    assert_eq!(file_lines(&tries), ["1", "2", "3", "1"]);
+    // Nothing else is dead; an unknown id is an error.
+    assert_eq!(
+        inbox_json(&["replay", "--dead"], &db),
+        [serde_json::json!({"replayed": 0})]
+    );
+    let o = inbox(&["replay", "999"], &db);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stderr).contains("no inbox item 999"), "{}", text(&o.stderr));
+    assert_eq!(code(&inbox(&["replay"], &db)), 2, "an id or --dead is required");
+}
+
+#[test]
+fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
+    let dir = scratch("inbox-sigterm");
+    let db = dir.join("inbox.db");
+    let (started, runs) = (dir.join("started"), dir.join("runs"));
+    let cmd = format!(
+        "cat >/dev/null; echo \"$HOOKGUARD_EVENT_ID\" >> '{s}'; sleep 1; echo \"$HOOKGUARD_EVENT_ID\" >> '{r}'",
+        s = started.display(),
+        r = runs.display()
+    );
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_term",
+        "--inbox",
+        path(&db),
+        "--workers",
+        "1",
+        "--exec",
+        &cmd,
+    ];
+    let mut first = Server::start(&args);
+    let ids: Vec<String> = (0..4).map(|i| format!("evt_term_{i}")).collect();
+    for id in &ids {
+        assert_eq!(bwp_post(first.port, "whsec_term", id).0, 200);
+    }
+    wait_for("a handler to start", Duration::from_secs(10), || {
+        !file_lines(&started).is_empty()
+    });
+    sigterm(first.child.id());
+    let status = first
+        .wait_exit(Duration::from_secs(20))
+        .expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status}: {}", first.stderr());
+    let stats = inbox_stats(&db);
+    assert_eq!(stats["running"], 0, "claims finished or given back: {stats}");
+    assert!(
+        stats["pending"].as_u64().unwrap() >= 1,
+        "work left for the next start: {stats}"
+    );
+    assert_eq!(stats["total"], 4, "{stats}");
+    assert!(first.stderr().contains("wait in"), "{}", first.stderr());
+    let printed_first = first.lines();
+    assert_eq!(printed_first.len() as u64, stats["done"].as_u64().unwrap());
+
+    let second = Server::start(&args);
+    let rest = 4 - printed_first.len();
+    second.wait_n(rest, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut printed: Vec<String> = printed_first
+        .iter()
+        .chain(&second.lines())
+        .map(|l| json(l)["id"].as_str().unwrap().to_owned())
+        .collect();
+    printed.sort();
+    assert_eq!(printed, ids, "each delivery printed once across both runs");
+    let mut ran = file_lines(&runs);
+    ran.sort();
+    assert_eq!(ran, ids, "each handler completed once");
+    assert_eq!(inbox_stats(&db)["done"], 4);
+}
+
+#[test]
+fn inbox_forged_deliveries_are_never_stored() {
+    let dir = scratch("inbox-forged");
+    let db = dir.join("inbox.db");
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_real",
+        "--inbox",
+        path(&db),
+    ]);
+    let before = inbox_stats(&db);
+    assert_eq!(before["total"], 0, "{before}");
+    let (good_headers, body) = bwp_delivery("whsec_real", "evt_forged");
+    // Signed with a secret the receiver does not hold.
+    let (forged, _) = bwp_delivery("whsec_guess", "evt_forged");
+    assert_eq!(http(s.port, "POST", "/webhooks", &forged, &body).0, 401);
+    // A genuine signature on another body.
+    let tampered = String::from_utf8(body.clone()).unwrap().replace("17", "18");
+    assert_eq!(
+        http(s.port, "POST", "/webhooks", &good_headers, tampered.as_bytes()).0,
+        401
+    );
+    // A genuine signature from 10 minutes ago.
+    let old = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 600)
+        .to_string();
+    let stale = signed_headers(
+        &[
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_real",
+            "--timestamp",
+            &old,
+        ],
+        &body,
+    );
+    assert_eq!(http(s.port, "POST", "/webhooks", &stale, &body).0, 400);
+    // No signature at all.
+    assert!(http(s.port, "POST", "/webhooks", &[], &body).0 >= 400);
+    assert_eq!(inbox_stats(&db), before);
+    assert!(inbox_json(&["list"], &db).is_empty());
+    // The genuine one is stored.
+    assert_eq!(http(s.port, "POST", "/webhooks", &good_headers, &body).0, 200);
+    assert_eq!(inbox_stats(&db)["total"], 1);
+}
+
+#[test]
+fn inbox_commands_output_shapes_and_no_credentials() {
+    let dir = scratch("inbox-shapes");
+    let db = dir.join("procore.db");
+    let s = Server::start(&[
+        "--provider",
+        "procore",
+        "--secret",
+        "Bearer tok-4f1c9e77",
+        "--inbox",
+        path(&db),
+    ]);
+    let body = br#"{"api_version":"v2","company_id":6452,"event_type":"update","id":5982324300946918154,"metadata":{"source_application_id":null,"source_company_id":6452,"source_operation_id":null,"source_project_id":219542,"source_user_id":1469242},"project_id":219542,"resource_id":245510722,"resource_name":"RFIs","timestamp":"2020-07-20T15:22:01.353581Z","ulid":"01EDPD2J6SBY1163N77H95GW09","user_id":1469242}"#;
+    let headers = [
+        ("Authorization".to_owned(), "Bearer tok-4f1c9e77".to_owned()),
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+        ("Cookie".to_owned(), "session=cookie-9a7d".to_owned()),
+        ("X-Request-Id".to_owned(), "req-1".to_owned()),
+    ];
+    let (status, answer) = http(s.port, "POST", "/webhooks", &headers, body);
+    assert_eq!((status, text(&answer).as_str()), (200, r#"{"status":"accepted"}"#));
+    // Without --exec, handling is printing the line (with its attempts).
+    assert_eq!(
+        s.wait_n(1, Duration::from_secs(10)),
+        [
+            r#"{"provider":"procore","id":"5982324300946918154","type":"RFIs.update","dedupe_key":"procore:01EDPD2J6SBY1163N77H95GW09","attempts":1}"#
+        ]
+    );
+
+    // list: one JSON line per item, keys in the documented order, the id's digits kept.
+    let o = inbox(&["list"], &db);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let line = out.lines().next().unwrap();
+    let keys = [
+        "id",
+        "provider",
+        "event_id",
+        "event_type",
+        "dedupe_key",
+        "state",
+        "attempts",
+        "received_at",
+        "next_attempt_at",
+        "last_error",
+    ];
+    let v = json(line);
+    assert_eq!(v.as_object().unwrap().len(), keys.len(), "{line}");
+    let mut at = 0;
+    for k in keys {
+        let i = line[at..]
+            .find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+            + at;
+        at = i;
+    }
+    assert!(line.contains(r#""event_id":"5982324300946918154""#), "{line}");
+    assert_eq!(v["provider"], "procore");
+    assert_eq!(v["event_type"], "RFIs.update");
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["attempts"], 1);
+    let received = v["received_at"].as_str().unwrap();
+    assert!(
+        received.len() == 24 && received.ends_with('Z') && received.as_bytes()[10] == b'T',
+        "{received}"
+    );
+    assert_eq!(v["next_attempt_at"], serde_json::Value::Null);
+    assert_eq!(v["last_error"], serde_json::Value::Null);
+    assert_eq!(
+        inbox_json(
+            &["list", "--state", "done", "--provider", "procore", "--limit", "1"],
+            &db
+        )
+        .len(),
+        1
+    );
+    assert!(inbox_json(&["list", "--state", "pending"], &db).is_empty());
+    assert!(inbox_json(&["list", "--provider", "github"], &db).is_empty());
+
+    // show: the record, the headers minus credentials, the body as sent.
+    let id = v["id"].as_i64().unwrap();
+    let o = inbox(&["show", &id.to_string()], &db);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let shown = text(&o.stdout);
+    assert_eq!(shown.lines().count(), 1);
+    for secret in ["tok-4f1c9e77", "cookie-9a7d"] {
+        assert!(!shown.contains(secret), "show leaks {secret}: {shown}");
+    }
+    let show = json(&shown);
+    assert_eq!(show["event_id"], "5982324300946918154");
+    let names: Vec<String> = show["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert!(names.contains(&"x-request-id".to_owned()), "{names:?}");
+    assert!(names.contains(&"content-type".to_owned()), "{names:?}");
+    assert!(!names.contains(&"authorization".to_owned()), "{names:?}");
+    assert!(!names.contains(&"cookie".to_owned()), "{names:?}");
+    assert_eq!(show["body_encoding"], "utf-8");
+    assert_eq!(show["body"].as_str().unwrap().as_bytes(), body);
+    assert_eq!(show["body_bytes"], body.len());
+    assert!(show["finished_at"].as_str().unwrap().ends_with('Z'));
+    // Nor is the token anywhere in the file.
+    for f in ["procore.db", "procore.db-wal"] {
+        let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
+        assert!(!bytes.windows(12).any(|w| w == b"tok-4f1c9e77"), "{f} holds the token");
+    }
+
+    // stats.
+    let stats = inbox_stats(&db);
+    let mut keys: Vec<&String> = stats.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "body_bytes",
+            "dead",
+            "disk_bytes",
+            "done",
+            "oldest_pending_age_secs",
+            "oldest_pending_received_at",
+            "pending",
+            "running",
+            "total"
+        ]
+    );
+    assert_eq!((stats["done"].as_u64(), stats["pending"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(stats["body_bytes"], body.len());
+    assert_eq!(stats["oldest_pending_age_secs"], serde_json::Value::Null);
+    assert!(stats["disk_bytes"].as_u64().unwrap() > 0);
+
+    // A body that is not UTF-8 (GitHub signs raw bytes) is shown as base64.
+    let gh_db = dir.join("github.db");
+    let gh = Server::start(&[
+        "--provider",
+        "github",
+        "--secret",
+        "gh-s",
+        "--inbox",
+        &format!("sqlite:{}", path(&gh_db)),
+    ]);
+    let raw: &[u8] = b"\xff\xfe{\"zen\":\"\x80\"}";
+    let gh_headers = signed_headers(
+        &[
+            "--provider",
+            "github",
+            "--secret",
+            "gh-s",
+            "--id",
+            "d-bin",
+            "--event-type",
+            "push",
+        ],
+        raw,
+    );
+    assert_eq!(http(gh.port, "POST", "/webhooks", &gh_headers, raw).0, 200);
+    gh.wait_n(1, Duration::from_secs(10));
+    let row = inbox_json(&["list"], &gh_db).remove(0);
+    let show = inbox_json(&["show", &row["id"].to_string()], &gh_db).remove(0);
+    assert_eq!(show["body_encoding"], "base64");
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(show["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, raw);
+
+    // purge: nothing is older than 7 days; everything finished is older than 0 s.
+    let p = inbox_json(&["purge", "--older-than", "7d"], &db).remove(0);
+    assert_eq!(p["purged"], 0, "{p}");
+    assert!(p["finished_before"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(inbox_json(&["purge", "--older-than", "12h"], &db)[0]["purged"], 0);
+    assert_eq!(inbox_json(&["purge", "--older-than", "0s"], &db)[0]["purged"], 1);
+    assert!(inbox_json(&["list"], &db).is_empty());
+    assert_eq!(inbox_stats(&db)["total"], 0);
+    assert_eq!(code(&inbox(&["purge", "--older-than", "7 days"], &db)), 2);
+    assert_eq!(code(&inbox(&["purge"], &db)), 2);
+
+    // Unknown items, missing or foreign files: clear errors, exit 1, no panic, nothing created.
+    let o = inbox(&["show", "424242"], &db);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stderr).contains("no inbox item 424242"), "{}", text(&o.stderr));
+    let missing = dir.join("missing.db");
+    for sub in [
+        &["stats"][..],
+        &["list"],
+        &["show", "1"],
+        &["replay", "--dead"],
+        &["purge", "--older-than", "0s"],
+    ] {
+        let o = inbox(sub, &missing);
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 1, "{sub:?}: {err}");
+        assert!(
+            err.contains("no inbox file") && err.contains("missing.db"),
+            "{sub:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!missing.exists());
+    let foreign = dir.join("notes.txt");
+    std::fs::write(
+        &foreign,
+        "not a database, just text that is long enough to not be empty\n".repeat(20),
+    )
+    .unwrap();
+    let o = inbox(&["stats"], &foreign);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stderr).contains("cannot open the inbox"), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("panicked"));
+    assert_eq!(code(&hookguard(&["inbox", "stats"], None)), 2, "--inbox is required");
+}
+
+#[test]
+fn serve_inbox_usage_errors() {
+    let dir = scratch("inbox-usage");
+    let db = dir.join("x.db");
+    let serve = |extra: &[&str]| {
+        let mut a = vec![
+            "serve",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        a.extend_from_slice(extra);
+        hookguard(&a, None)
+    };
+    let o = serve(&["--inbox", "postgres://user:pw-8c1d@db.example/hooks"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("not supported yet in this build"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!text(&o.stderr).contains("pw-8c1d"), "{}", text(&o.stderr));
+    let o = serve(&["--inbox", path(&db), "--store", "memory"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("--store and --inbox"), "{}", text(&o.stderr));
+    let o = serve(&["--workers", "2"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("--inbox"), "{}", text(&o.stderr));
+    // The lease must outlive the command.
+    assert_eq!(
+        code(&serve(&["--inbox", path(&db), "--exec", "true", "--lease", "1"])),
+        2
+    );
+    assert_eq!(
+        code(&serve(&["--inbox", path(&db), "--retry-base", "5", "--retry-max", "1"])),
+        2
+    );
+    assert_eq!(code(&serve(&["--inbox", path(&db), "--retry-base", "-1"])), 2);
+    assert_eq!(code(&serve(&["--inbox", path(&db), "--workers", "0"])), 2);
+    assert!(!db.exists(), "usage errors touch no file");
+    // A directory that does not exist: a run-time failure (exit 1), not a panic.
+    let o = serve(&["--inbox", path(&dir.join("no/such/dir/x.db"))]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cannot open the inbox"), "{}", text(&o.stderr));
 }

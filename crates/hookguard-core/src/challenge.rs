@@ -6,9 +6,31 @@
 //! or script in a browser.
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Method, Uri};
 
 use crate::Rejection;
+
+/// How a request must be echoed back to prove the endpoint is ours.
+///
+/// ```
+/// use hookguard_core::ChallengeRule;
+/// let rule = ChallengeRule::query(http::Method::GET, "challenge");
+/// assert_eq!(rule.param, "challenge");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRule {
+    /// The method the challenge arrives with.
+    pub method: Method,
+    /// The query parameter that carries the value.
+    pub param: &'static str,
+}
+
+impl ChallengeRule {
+    /// A challenge carried in query parameter `param` of a `method` request.
+    pub fn query(method: Method, param: &'static str) -> Self {
+        Self { method, param }
+    }
+}
 
 /// The exact bytes to answer a challenge with.
 ///

@@ -56,24 +56,28 @@ pub mod dedupe;
 mod delivery;
 pub mod envelope;
 mod error;
+pub mod extract;
 pub mod inbox;
 mod key;
 pub mod observe;
+pub mod profile;
+pub mod provider;
 mod receiver;
 pub mod response;
 mod scheme;
 pub mod schemes;
 pub mod testing;
 mod verifier;
+mod wire;
 
-pub use challenge::ChallengeAnswer;
+pub use challenge::{ChallengeAnswer, ChallengeRule};
 pub use delivery::Delivery;
 pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
+pub use provider::{Provider, UnknownProvider};
 pub use receiver::{HandlerOutcome, Receiver, ReceiverBuilder, Reply};
 pub use scheme::{
-    Authenticated, ChallengeRule, Context, DedupePolicy, DedupeScope, Described, Provider, RequestHead, Scheme,
-    SignParams, Signed, UnknownProvider,
+    Authenticated, Context, DedupePolicy, DedupeScope, Described, RequestHead, Scheme, SignParams, Signed,
 };
 pub use verifier::{
     Precheck, Verdict, Verifier, VerifierBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_CHALLENGE, DEFAULT_MAX_HEADER_LEN,

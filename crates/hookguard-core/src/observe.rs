@@ -120,15 +120,9 @@ impl SenderHealth {
     }
 
     fn provider_name(&self) -> &'static str {
-        match self.provider {
-            Provider::BuildWorkPro => "BuildWorkPro",
-            Provider::Procore => "Procore",
-            Provider::Hcss => "HCSS",
-            Provider::StandardWebhooks => "The Standard Webhooks sender",
-            Provider::Stripe => "Stripe",
-            Provider::GitHub => "GitHub",
-            Provider::Slack => "Slack",
-            Provider::Custom(name) => name,
+        match crate::schemes::for_provider(self.provider) {
+            Some(scheme) => scheme.profile().name,
+            None => self.provider.as_str(),
         }
     }
 }

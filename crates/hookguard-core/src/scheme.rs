@@ -1,95 +1,15 @@
 //! The [`Scheme`] trait: how one sender authenticates and describes its deliveries.
 //!
 //! Every built-in sender is one type in [`crate::schemes`]; implement [`Scheme`] to add your own.
+//! The provider registry is in [`crate::provider`], the challenge rule next to
+//! [`crate::challenge`], and the wire parsers the schemes share in `wire.rs`.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::{ConfigError, Key, Rejection};
-
-/// Who sent a delivery.
-///
-/// ```
-/// use hookguard_core::Provider;
-/// let p: Provider = "buildworkpro".parse().unwrap();
-/// assert_eq!(p, Provider::BuildWorkPro);
-/// assert_eq!(p.as_str(), "buildworkpro");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Provider {
-    /// BuildWorkPro (`BuildWorkPro-Signature`).
-    BuildWorkPro,
-    /// Procore (shared `Authorization` header).
-    Procore,
-    /// HCSS (challenge echo, shared header or URL token).
-    Hcss,
-    /// Standard Webhooks (`webhook-signature`).
-    StandardWebhooks,
-    /// Stripe-style (`Stripe-Signature`).
-    Stripe,
-    /// GitHub (`X-Hub-Signature-256`).
-    GitHub,
-    /// Slack (`X-Slack-Signature`).
-    Slack,
-    /// A user-defined sender.
-    Custom(&'static str),
-}
-
-impl Provider {
-    /// Every built-in provider, in the order of the README's table.
-    pub const BUILT_IN: [Provider; 7] = [
-        Provider::BuildWorkPro,
-        Provider::Procore,
-        Provider::Hcss,
-        Provider::StandardWebhooks,
-        Provider::Stripe,
-        Provider::GitHub,
-        Provider::Slack,
-    ];
-
-    /// The stable lower-case name used in dedupe keys, logs and the CLI.
-    ///
-    /// ```
-    /// assert_eq!(hookguard_core::Provider::StandardWebhooks.as_str(), "standard");
-    /// ```
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Provider::BuildWorkPro => "buildworkpro",
-            Provider::Procore => "procore",
-            Provider::Hcss => "hcss",
-            Provider::StandardWebhooks => "standard",
-            Provider::Stripe => "stripe",
-            Provider::GitHub => "github",
-            Provider::Slack => "slack",
-            Provider::Custom(name) => name,
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An unknown provider name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown provider `{0}` (expected one of buildworkpro, procore, hcss, standard, stripe, github, slack)")]
-pub struct UnknownProvider(pub String);
-
-impl FromStr for Provider {
-    type Err = UnknownProvider;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::BUILT_IN
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownProvider(s.to_owned()))
-    }
-}
+use crate::{ChallengeRule, ConfigError, Key, Provider, Rejection};
 
 /// The parts of a request a scheme may look at: never the whole framework request.
 ///
@@ -339,28 +259,6 @@ pub struct Signed {
     pub query: Option<(String, String)>,
 }
 
-/// How a request must be echoed back to prove the endpoint is ours.
-///
-/// ```
-/// use hookguard_core::ChallengeRule;
-/// let rule = ChallengeRule::query(http::Method::GET, "challenge");
-/// assert_eq!(rule.param, "challenge");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeRule {
-    /// The method the challenge arrives with.
-    pub method: Method,
-    /// The query parameter that carries the value.
-    pub param: &'static str,
-}
-
-impl ChallengeRule {
-    /// A challenge carried in query parameter `param` of a `method` request.
-    pub fn query(method: Method, param: &'static str) -> Self {
-        Self { method, param }
-    }
-}
-
 /// One sender's authentication and payload rules.
 ///
 /// A scheme is stateless apart from its configuration; key material comes from the
@@ -408,10 +306,16 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// What this sender does with our answers: timeout, retries, kill switch, sample body.
+    /// Default: a profile for an unknown sender.
+    fn profile(&self) -> crate::profile::SenderProfile {
+        crate::profile::SenderProfile::unknown("custom sender")
+    }
+
     /// After how many failed answers this sender stops delivering, and what it does then (for
-    /// [`SenderHealth`](crate::observe::SenderHealth) warnings). `None` when unknown.
+    /// [`SenderHealth`](crate::observe::SenderHealth) warnings). Default: from the profile.
     fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
-        None
+        self.profile().kill_switch
     }
 
     /// Challenges this sender sends before deliveries.
@@ -429,136 +333,9 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError>;
 }
 
-/// Builds a header pair, rejecting values that are not valid header text.
-pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
-    let v =
-        HeaderValue::from_str(value.as_ref()).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
-    Ok((HeaderName::from_static(name), v))
-}
-
-/// Parses a unix-seconds timestamp: ASCII digits only, at most 12 of them.
-pub(crate) fn parse_timestamp(s: &str) -> Result<u64, Rejection> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Rejection::MalformedTimestamp);
-    }
-    s.parse().map_err(|_| Rejection::MalformedTimestamp)
-}
-
-/// Decodes a 64-hex-digit MAC (either case). Anything else (empty, short, odd, non-hex) is `None`.
-pub(crate) fn decode_hex_mac(s: &str) -> Option<[u8; 32]> {
-    const fn table() -> [u8; 256] {
-        let mut t = [0xff; 256];
-        let mut i = 0;
-        while i < 10 {
-            t[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            t[b'a' as usize + i] = 10 + i as u8;
-            t[b'A' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        t
-    }
-    static HEX: [u8; 256] = table();
-    let b = s.trim().as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    let mut bad = 0u8;
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
-        bad |= h | l;
-        *o = (h << 4) | (l & 0x0f);
-    }
-    // Any 0xff lookup sets the high bits: one check, no early exit.
-    (bad & 0xf0 == 0).then_some(out)
-}
-
-pub(crate) fn mac_hex(mac: &[u8; 32]) -> String {
-    hex::encode(mac)
-}
-
-/// The candidate MACs of one header, bounded by `max`. The first four live inline: a header
-/// carries one or two, and verifying must not allocate.
-pub(crate) struct Candidates {
-    inline: [[u8; 32]; 4],
-    len: usize,
-    spill: Vec<[u8; 32]>,
-    seen: usize,
-}
-
-impl Candidates {
-    pub(crate) fn new() -> Self {
-        Self {
-            inline: [[0; 32]; 4],
-            len: 0,
-            spill: Vec::new(),
-            seen: 0,
-        }
-    }
-    /// Records one signature entry; malformed ones count towards the bound but are never tried.
-    pub(crate) fn push(&mut self, mac: Option<[u8; 32]>, max: usize) -> Result<(), Rejection> {
-        self.seen += 1;
-        if self.seen > max {
-            return Err(Rejection::TooManySignatures);
-        }
-        if let Some(m) = mac {
-            if self.len < self.inline.len() {
-                self.inline[self.len] = m;
-                self.len += 1;
-            } else {
-                self.spill.push(m);
-            }
-        }
-        Ok(())
-    }
-    /// Malformed when no entry was a well-formed MAC: an empty `v1=` never verifies anything.
-    pub(crate) fn verify(&self, keys: &[Key], parts: &[&[u8]]) -> Result<(), Rejection> {
-        if self.len == 0 {
-            return Err(Rejection::MalformedSignature);
-        }
-        let macs = self.inline[..self.len].iter().chain(&self.spill);
-        if crate::key::any_mac_matches(keys, parts, macs) {
-            Ok(())
-        } else {
-            Err(Rejection::SignatureMismatch)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_strict() {
-        assert_eq!(parse_timestamp("1700000000"), Ok(1_700_000_000));
-        for bad in ["", "-1", "1e9", "0x10", "１２", "1234567890123", "12 34"] {
-            assert_eq!(parse_timestamp(bad), Err(Rejection::MalformedTimestamp), "{bad}");
-        }
-    }
-
-    #[test]
-    fn hex_macs_must_be_exactly_32_bytes() {
-        assert!(decode_hex_mac(&"ab".repeat(32)).is_some());
-        let mixed = "0123456789abcdefABCDEF".repeat(3);
-        assert_eq!(
-            decode_hex_mac(&mixed[..64]).map(hex::encode),
-            hex::decode(&mixed[..64]).ok().map(hex::encode)
-        );
-        for i in 0..64 {
-            let mut bad = "ab".repeat(32).into_bytes();
-            bad[i] = b'g';
-            assert!(decode_hex_mac(std::str::from_utf8(&bad).unwrap()).is_none());
-        }
-        for bad in ["", "ab", &"ab".repeat(31), &"ab".repeat(33), &"zz".repeat(32)] {
-            assert!(decode_hex_mac(bad).is_none());
-        }
-    }
 
     #[test]
     fn window_is_inclusive_at_the_edge() {

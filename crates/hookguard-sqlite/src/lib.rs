@@ -202,8 +202,28 @@ impl SqliteInbox {
         if !path.is_file() {
             return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
         }
-        let inbox = Self::open(path)?;
-        Ok(inbox)
+        // Refuse a file that is not a hookguard inbox instead of adding tables to it.
+        let probe = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
+        let tables: i64 = probe
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|_| {
+                InboxError::storage(format!(
+                    "{} is not a hookguard inbox (not a SQLite database)",
+                    path.display()
+                ))
+            })?;
+        if tables == 0 {
+            return Err(InboxError::storage(format!(
+                "{} is not a hookguard inbox",
+                path.display()
+            )));
+        }
+        drop(probe);
+        Self::open(path)
     }
 
     /// The file.

@@ -105,6 +105,24 @@ async fn a_missing_inbox_is_a_clear_error() {
     let dir = TempDir::new("missing");
     let err = SqliteInbox::open_existing(dir.0.join("nope.db")).unwrap_err();
     assert!(err.to_string().contains("no inbox file"), "{err}");
+    // Another application's SQLite database is refused, and left untouched.
+    let other = dir.0.join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = SqliteInbox::open_existing(&other).unwrap_err();
+    assert!(err.to_string().contains("not a hookguard inbox"), "{err}");
+    let tables: i64 = rusqlite::Connection::open(&other)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tables, 1);
+    // Not a database at all.
+    std::fs::write(dir.0.join("junk.db"), b"this is not sqlite, just text padding it out").unwrap();
+    assert!(SqliteInbox::open_existing(dir.0.join("junk.db")).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,57 +1,51 @@
-//! axum extractors: [`Verified`] behind the layer, [`Verify`] on its own.
+//! axum extractors: [`Verified`] and [`VerifiedDelivery`] behind the layer (deduplicated),
+//! [`VerifiedNoDedupe`] on its own. The protocol (what each refusal answers, the standalone
+//! sequence) is the core's [`hookguard_core::extract`]; this file only translates it to axum.
 
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use hookguard_core::{ChallengeAnswer, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
+use hookguard_core::extract::{self, Refusal};
+use hookguard_core::{Delivery, Rejection, RequestHead, Verifier};
 use http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-/// Why an extractor could not produce a verified delivery. Answers with the same status,
-/// stable code and JSON body as the layer.
+/// Why an extractor could not produce a verified delivery: the core's [`Refusal`], answered
+/// with the same status, stable code and JSON body as the layer (and as the actix adapter).
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use hookguard_core::{extract::Refusal, Rejection};
+/// use hookguard_tower::VerifiedRejection;
+/// let r = VerifiedRejection::from(Refusal::Rejected(Rejection::SignatureMismatch));
+/// assert_eq!(r.into_response().status(), 401);
+/// ```
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum VerifiedRejection {
-    /// The request was rejected (forged, malformed, too large, …) or the body is not `T`.
-    Rejected(Rejection),
-    /// A genuine challenge: answered with the echo, not a handler call.
-    Challenge(ChallengeAnswer),
-    /// A genuine delivery the configuration filters out (your own Procore application's
-    /// change): answered `200 {"status":"ignored"}`, not a handler call.
-    Ignored,
-    /// [`Verified`] was used on a route without [`WebhookLayer`](crate::WebhookLayer).
-    MissingLayer,
-}
+pub struct VerifiedRejection(pub Refusal);
 
-const MISSING_LAYER: &str = "Verified<T> needs hookguard_tower::WebhookLayer on this route";
+impl From<Refusal> for VerifiedRejection {
+    fn from(r: Refusal) -> Self {
+        Self(r)
+    }
+}
 
 impl IntoResponse for VerifiedRejection {
     fn into_response(self) -> Response {
-        let r = match self {
-            VerifiedRejection::Rejected(r) => hookguard_core::response::rejection(&r),
-            VerifiedRejection::Challenge(a) => a.into_response(),
-            VerifiedRejection::Ignored => hookguard_core::response::ignored(),
-            VerifiedRejection::MissingLayer => {
-                hookguard_core::response::misconfigured("missing_webhook_layer", MISSING_LAYER)
-            }
-        };
-        r.map(axum::body::Body::from)
+        self.0.response().map(axum::body::Body::from)
     }
 }
 
 impl std::fmt::Display for VerifiedRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifiedRejection::Rejected(r) => r.fmt(f),
-            VerifiedRejection::Challenge(_) => f.write_str("challenge answered"),
-            VerifiedRejection::Ignored => f.write_str("delivery ignored by configuration"),
-            VerifiedRejection::MissingLayer => f.write_str(MISSING_LAYER),
-        }
+        self.0.fmt(f)
     }
 }
 
 impl std::error::Error for VerifiedRejection {}
 
-/// The typed envelope of a delivery the [`WebhookLayer`](crate::WebhookLayer) verified.
+/// The typed envelope of a delivery the [`WebhookLayer`](crate::WebhookLayer) verified and
+/// claimed (deduplicated). A body that is not `T` answers a retryable `500 unexpected_payload`
+/// (the body is authentic: our model's gap). Without the layer: `500 missing_webhook_layer`.
 ///
 /// ```
 /// use axum::http::StatusCode;
@@ -73,11 +67,7 @@ where
     type Rejection = VerifiedRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let d = parts
-            .extensions
-            .get::<Delivery>()
-            .ok_or(VerifiedRejection::MissingLayer)?;
-        d.json().map(Verified).map_err(VerifiedRejection::Rejected)
+        Ok(Verified(extract::typed(parts.extensions.get::<Delivery>())?))
     }
 }
 
@@ -96,30 +86,26 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedDelivery {
     type Rejection = VerifiedRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Delivery>()
-            .cloned()
-            .map(VerifiedDelivery)
-            .ok_or(VerifiedRejection::MissingLayer)
+        Ok(VerifiedDelivery(extract::delivery(parts.extensions.get::<Delivery>())?))
     }
 }
 
 /// Verifies on its own, without the layer, with the [`Verifier`] in router state: for users
 /// who want no middleware. It answers challenges (through its rejection) but does **not**
-/// de-duplicate — only the layer can complete a claim after the handler succeeded.
+/// de-duplicate — hence its name: only the layer sees the handler's answer and can complete
+/// a claim.
 ///
 /// ```
 /// use axum::{routing::post, Router, extract::FromRef};
 /// use hookguard_core::{schemes::GitHub, Verifier};
-/// use hookguard_tower::Verify;
+/// use hookguard_tower::VerifiedNoDedupe;
 ///
 /// #[derive(Clone)]
 /// struct AppState { github: Verifier }
 /// impl FromRef<AppState> for Verifier {
 ///     fn from_ref(s: &AppState) -> Verifier { s.github.clone() }
 /// }
-/// async fn on_push(Verify(event): Verify<serde_json::Value>) -> &'static str {
+/// async fn on_push(VerifiedNoDedupe(event): VerifiedNoDedupe<serde_json::Value>) -> &'static str {
 ///     let _ = event;
 ///     "ok"
 /// }
@@ -128,9 +114,9 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedDelivery {
 /// # let _ = app;
 /// ```
 #[derive(Debug, Clone)]
-pub struct Verify<T>(pub T);
+pub struct VerifiedNoDedupe<T>(pub T);
 
-impl<T, S> FromRequest<S> for Verify<T>
+impl<T, S> FromRequest<S> for VerifiedNoDedupe<T>
 where
     T: DeserializeOwned,
     S: Send + Sync,
@@ -142,30 +128,17 @@ where
         let verifier = Verifier::from_ref(state);
         let (parts, body) = req.into_parts();
         let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
-        let limit = match verifier.precheck(&head).map_err(VerifiedRejection::Rejected)? {
-            Precheck::ReadBody { limit } => limit,
-            Precheck::Challenge(a) => return Err(VerifiedRejection::Challenge(a)),
-            _ => return Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
+        let read = |limit: usize, timeout| async move {
+            let limited = http_body_util::Limited::new(body, limit).collect();
+            match tokio::time::timeout(timeout, limited).await {
+                Err(_) => Err(Rejection::BodyReadTimeout),
+                Ok(Ok(c)) => Ok(c.to_bytes()),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::BodyTooLarge { limit }),
+                Ok(Err(_)) => Err(Rejection::BodyReadFailed),
+            }
         };
-        let read = tokio::time::timeout(verifier.read_timeout(), axum::body::to_bytes(body, limit));
-        let bytes = read
-            .await
-            .map_err(|_| VerifiedRejection::Rejected(Rejection::BodyReadTimeout))?
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                    || e.to_string().contains("length limit");
-                VerifiedRejection::Rejected(if too_large {
-                    Rejection::BodyTooLarge { limit }
-                } else {
-                    Rejection::BodyReadFailed
-                })
-            })?;
-        match verifier.verify(&head, bytes).map_err(VerifiedRejection::Rejected)? {
-            Verdict::Deliver(d) => d.json().map(Verify).map_err(VerifiedRejection::Rejected),
-            Verdict::Ignored(_) => Err(VerifiedRejection::Ignored),
-            Verdict::Challenge(a) => Err(VerifiedRejection::Challenge(a)),
-            _ => Err(VerifiedRejection::Rejected(Rejection::MethodNotAllowed)),
-        }
+        Ok(VerifiedNoDedupe(
+            extract::verify_standalone(&verifier, &head, read).await?,
+        ))
     }
 }

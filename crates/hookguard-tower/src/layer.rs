@@ -5,7 +5,7 @@ use hookguard_core::dedupe::Dedupe;
 use hookguard_core::{Receiver, ReceiverBuilder, Scheme, Verifier};
 use tower_layer::Layer;
 
-use crate::service::Webhook;
+use crate::service::WebhookService;
 
 /// Verifies, de-duplicates and answers webhooks in front of an inner service.
 ///
@@ -86,9 +86,9 @@ impl WebhookLayer {
 }
 
 impl<S> Layer<S> for WebhookLayer {
-    type Service = Webhook<S>;
+    type Service = WebhookService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Webhook::new(inner, Arc::clone(&self.config))
+        WebhookService::new(inner, Arc::clone(&self.config))
     }
 }
 

@@ -47,7 +47,7 @@ mod layer;
 mod service;
 
 #[cfg(feature = "axum")]
-pub use extract::{Verified, VerifiedDelivery, VerifiedRejection, Verify};
+pub use extract::{Verified, VerifiedDelivery, VerifiedNoDedupe, VerifiedRejection};
 pub use future::ResponseFuture;
 pub use layer::{WebhookLayer, WebhookLayerBuilder};
-pub use service::Webhook;
+pub use service::WebhookService;

@@ -16,12 +16,12 @@ use crate::future::ResponseFuture;
 /// The inner service receives the request rebuilt around the verified body bytes (the body type
 /// must be `From<Bytes>`, like `axum::body::Body` or `http_body_util::Full<Bytes>`) with the
 /// [`Delivery`](hookguard_core::Delivery) in its extensions.
-pub struct Webhook<S> {
+pub struct WebhookService<S> {
     inner: S,
     receiver: Arc<Receiver>,
 }
 
-impl<S: Clone> Clone for Webhook<S> {
+impl<S: Clone> Clone for WebhookService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -30,16 +30,16 @@ impl<S: Clone> Clone for Webhook<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Webhook<S> {
+impl<S: fmt::Debug> fmt::Debug for WebhookService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook")
+        f.debug_struct("WebhookService")
             .field("inner", &self.inner)
             .field("receiver", &self.receiver)
             .finish()
     }
 }
 
-impl<S> Webhook<S> {
+impl<S> WebhookService<S> {
     pub(crate) fn new(inner: S, receiver: Arc<Receiver>) -> Self {
         Self { inner, receiver }
     }
@@ -54,7 +54,7 @@ fn convert<B: From<Bytes>>(r: Response<Bytes>) -> Response<B> {
     r.map(B::from)
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Webhook<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,

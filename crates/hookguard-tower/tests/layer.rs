@@ -14,7 +14,7 @@ use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
 use hookguard_core::schemes::{BuildWorkPro, Procore};
 use hookguard_core::{Scheme, SignParams, Verifier};
-use hookguard_tower::{Verified, VerifiedDelivery, Verify, WebhookLayer};
+use hookguard_tower::{Verified, VerifiedDelivery, VerifiedNoDedupe, WebhookLayer};
 use tower::ServiceExt;
 
 const NOW: u64 = 1_700_000_000;
@@ -169,7 +169,7 @@ async fn standalone_verify_extractor() {
     let app = Router::new()
         .route(
             "/hook",
-            post(|Verify(_): Verify<serde_json::Value>| async { StatusCode::NO_CONTENT }),
+            post(|VerifiedNoDedupe(_): VerifiedNoDedupe<serde_json::Value>| async { StatusCode::NO_CONTENT }),
         )
         .with_state(state);
     let req = |auth: &str, app_id: &str| {

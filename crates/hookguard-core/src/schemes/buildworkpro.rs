@@ -2,8 +2,10 @@
 
 use serde::Deserialize;
 
-use super::{json, non_empty, opt_id, tv1};
-use crate::scheme::header;
+use super::{json, non_empty, opt_id, timestamp_v1};
+use crate::observe::KillSwitch;
+use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
+use crate::wire::header;
 use crate::{
     Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -50,19 +52,63 @@ impl Scheme for BuildWorkPro {
         Provider::BuildWorkPro
     }
 
-    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
-        Some(crate::observe::KillSwitch::new(
-            20,
-            "disables this endpoint after 20 consecutive failed deliveries",
-            "the endpoint is probably disabled: re-enable it in BuildWorkPro",
-        ))
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "BuildWorkPro",
+            timeout: secs(10),
+            schedule: RetrySchedule::Fixed(
+                const {
+                    &[
+                        secs(30),
+                        secs(120),
+                        secs(900),
+                        secs(3600),
+                        secs(6 * 3600),
+                        secs(24 * 3600),
+                    ]
+                },
+            ),
+            schedule_doc: "7 attempts: now, +30 s, +2 min, +15 min, +1 h, +6 h, +24 h (±20 % jitter); \
+                           a 4xx other than 408/429 stops at once",
+            retry_note: " (±20 % jitter)",
+            permanent: Permanent::ClientErrorsExcept408And429,
+            give_up: "BuildWorkPro gives up on this event (20 consecutive failures disable the endpoint)",
+            kill_switch: Some(KillSwitch::new(
+                20,
+                "disables this endpoint after 20 consecutive failed deliveries",
+                "the endpoint is probably disabled: re-enable it in BuildWorkPro",
+            )),
+            event_types: &[
+                "bid.accepted",
+                "bid.created",
+                "bid.rejected",
+                "project.created",
+                "project.status_changed",
+                "pay_app.submitted",
+                "pay_app.approved",
+                "change_order.submitted",
+                "change_order.approved",
+                "contact.created",
+            ],
+            header_id: HeaderId::FromBody("id"),
+            header_type: Some("type"),
+            sample: |rng, kind, now| {
+                let ts = q(&rfc3339(now, (rng.next_u64() % 1000) as u32));
+                format!(
+                    r#"{{"id":"evt_{}","type":{},"created_at":{ts},"tenant_id":17,"data":{{"bidId":48213,"projectId":913,"status":"accepted","amountCents":12450000}},"previous_attributes":{{"status":"submitted"}}}}"#,
+                    rng.hex(12),
+                    q(kind.unwrap_or("bid.accepted"))
+                )
+                .into_bytes()
+            },
+        }
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
             .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("BuildWorkPro-Signature"))?;
-        tv1::authenticate(value, body, ctx).map(Authenticated::at)
+        timestamp_v1::authenticate(value, body, ctx).map(Authenticated::at)
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
@@ -88,7 +134,7 @@ impl Scheme for BuildWorkPro {
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
         let mut headers = vec![header(
             Self::SIGNATURE_HEADER,
-            tv1::sign(secret.as_bytes(), params.timestamp, body),
+            timestamp_v1::sign(secret.as_bytes(), params.timestamp, body),
         )?];
         if let Some(id) = &params.id {
             headers.push(header("buildworkpro-event-id", id)?);

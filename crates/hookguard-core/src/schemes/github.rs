@@ -1,6 +1,7 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`.
 
-use crate::scheme::{decode_hex_mac, header, mac_hex, Candidates};
+use crate::profile::{secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
+use crate::wire::{decode_hex_mac, header, mac_hex, Candidates};
 use crate::{
     Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -40,6 +41,33 @@ impl GitHub {
 impl Scheme for GitHub {
     fn provider(&self) -> Provider {
         Provider::GitHub
+    }
+
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "GitHub",
+            timeout: secs(10),
+            schedule: RetrySchedule::Fixed(&[]),
+            schedule_doc: "1 attempt: GitHub does not retry failed deliveries",
+            retry_note: "",
+            permanent: Permanent::Never,
+            give_up: "GitHub does not retry: redeliver by hand from the webhook's Recent Deliveries",
+            kill_switch: None,
+            event_types: &["ping", "push"],
+            header_id: HeaderId::FreshGuid,
+            header_type: None,
+            sample: |rng, kind, _now| {
+                match kind {
+                None | Some("ping") => br#"{"zen":"Keep it logically awesome.","hook_id":109948940,"hook":{"type":"Repository","id":109948940,"active":true,"events":["push"]}}"#.to_vec(),
+                Some(_) => format!(
+                    r#"{{"ref":"refs/heads/main","before":"{}","after":"{}","repository":{{"id":1296269,"full_name":"octocat/Hello-World"}}}}"#,
+                    rng.hex(20),
+                    rng.hex(20)
+                )
+                .into_bytes(),
+            }
+            },
+        }
     }
 
     fn has_timestamp(&self) -> bool {

@@ -6,6 +6,8 @@ use http::{HeaderName, Method};
 use serde::Deserialize;
 
 use super::json;
+use crate::observe::KillSwitch;
+use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::{
     Authenticated, ChallengeRule, ConfigError, Context, DedupePolicy, DedupeScope, Described, Key, Provider, Rejection,
     RequestHead, Scheme, SignParams, Signed,
@@ -119,12 +121,64 @@ impl Scheme for Hcss {
         Provider::Hcss
     }
 
-    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
-        Some(crate::observe::KillSwitch::new(
-            5,
-            "stops this subscription after 5 failed tries",
-            "the subscription is probably stopped: re-subscribe",
-        ))
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "HCSS",
+            // HCSS publishes no timeout: assumed 10 s.
+            timeout: secs(10),
+            // "5 tries with exponential backoff"; intervals unpublished: assumed 1, 2, 4, 8 s.
+            schedule: RetrySchedule::Fixed(const { &[secs(1), secs(2), secs(4), secs(8)] }),
+            schedule_doc: "5 tries with exponential backoff (HCSS publishes no intervals: assumed 1, 2, 4, 8 s); \
+                           then the subscription is Stopped",
+            retry_note: " (5 failed tries stop the subscription)",
+            permanent: Permanent::Never,
+            give_up: "5 tries failed: HCSS marks the subscription Stopped; only re-subscribing revives it",
+            kill_switch: Some(KillSwitch::new(
+                5,
+                "stops this subscription after 5 failed tries",
+                "the subscription is probably stopped: re-subscribe",
+            )),
+            event_types: &[
+                "EmployeeUpdated",
+                "EmployeeCreated",
+                "EmployeeDeleted",
+                "EquipmentUpdated",
+                "LocationUpdated",
+                "BusinessUnitUpdated",
+                "CostCodeUpdated",
+                "ProjectCreated",
+                "ProjectChanged",
+                "ProjectDeleted",
+                "SchemaChanged",
+            ],
+            header_id: HeaderId::None,
+            header_type: None,
+            sample: |rng, kind, now| {
+                let kind = kind.unwrap_or("EmployeeUpdated");
+                if kind.starts_with("Project") || kind == "SchemaChanged" {
+                    // Pre-Construction shape: carries a date.
+                    format!(
+                        r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":{},"version":"1","date":{},"data":{{"companyId":"{}","businessUnitId":"{}","projectId":"{}"}}}}"#,
+                        q(kind),
+                        q(&rfc3339(now, 0)),
+                        rng.guid(),
+                        rng.guid(),
+                        rng.guid()
+                    )
+                    .into_bytes()
+                } else {
+                    // Setups shape: no event id and no time at all.
+                    format!(
+                        r#"{{"companyId":"{}","eventType":{},"businessUnitId":"{}","id":"{}"}}"#,
+                        rng.guid(),
+                        q(kind),
+                        rng.guid(),
+                        rng.guid()
+                    )
+                    .into_bytes()
+                }
+            },
+        }
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {

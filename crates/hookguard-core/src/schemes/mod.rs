@@ -9,7 +9,9 @@
 //! | [`Stripe`] | `Stripe-Signature: t=…,v1=…[,v1=…]` | secret string | ±300 s |
 //! | [`GitHub`] | `X-Hub-Signature-256: sha256=<hex>` | secret string | none |
 //! | [`Slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | secret string | ±300 s |
+//! | [`Aps`] | `x-adsk-signature: sha1hash=<hex HMAC-SHA1>` | the hook's secret token | none |
 
+mod aps;
 mod buildworkpro;
 mod github;
 mod hcss;
@@ -17,10 +19,9 @@ mod procore;
 mod slack;
 mod standard;
 mod stripe;
-mod tv1;
+mod timestamp_v1;
 
-use std::sync::Arc;
-
+pub use aps::Aps;
 pub use buildworkpro::BuildWorkPro;
 pub use github::GitHub;
 pub use hcss::{Hcss, HcssAuth};
@@ -31,28 +32,9 @@ pub use stripe::Stripe;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Provider, Rejection, Scheme};
+use crate::Rejection;
 
-/// The built-in scheme for a provider, with its default settings.
-///
-/// ```
-/// use hookguard_core::{schemes, Provider};
-/// let s = schemes::for_provider(Provider::Stripe).unwrap();
-/// assert_eq!(s.provider(), Provider::Stripe);
-/// assert!(schemes::for_provider(Provider::Custom("x")).is_none());
-/// ```
-pub fn for_provider(p: Provider) -> Option<Arc<dyn Scheme>> {
-    Some(match p {
-        Provider::BuildWorkPro => Arc::new(BuildWorkPro::new()),
-        Provider::Procore => Arc::new(Procore::new()),
-        Provider::Hcss => Arc::new(Hcss::new()),
-        Provider::StandardWebhooks => Arc::new(StandardWebhooks::new()),
-        Provider::Stripe => Arc::new(Stripe::new()),
-        Provider::GitHub => Arc::new(GitHub::new()),
-        Provider::Slack => Arc::new(Slack::new()),
-        Provider::Custom(_) => return None,
-    })
-}
+pub use crate::provider::for_provider;
 
 /// Checks a shared token against every accepted value (constant time, no early exit).
 pub(crate) fn token_check(keys: &[crate::Key], presented: Option<&[u8]>) -> Result<(), Rejection> {

@@ -4,6 +4,8 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::{json, non_empty, opt_id};
+use crate::observe::KillSwitch;
+use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::{
     Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -90,12 +92,39 @@ impl Scheme for Procore {
         Provider::Procore
     }
 
-    fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
-        Some(crate::observe::KillSwitch::new(
-            1,
-            "pauses every delivery to this endpoint after a failed one, and discards its queue after 12 h",
-            "fix the endpoint before Procore's queue is discarded",
-        ))
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "Procore",
+            timeout: secs(5),
+            schedule: RetrySchedule::Exponential {
+                base: secs(1),
+                cap: secs(3600),
+                horizon: secs(12 * 3600),
+            },
+            schedule_doc: "any non-2xx pauses the endpoint; retries from 1 s doubling up to 1 h; discarded after 12 h",
+            retry_note: "; meanwhile Procore pauses this endpoint (its other deliveries wait too)",
+            permanent: Permanent::Never,
+            give_up: "12 h of failures: Procore discards the endpoint's queued deliveries",
+            kill_switch: Some(KillSwitch::new(
+                1,
+                "pauses every delivery to this endpoint after a failed one, and discards its queue after 12 h",
+                "fix the endpoint before Procore's queue is discarded",
+            )),
+            event_types: &["create", "update", "delete"],
+            header_id: HeaderId::None,
+            header_type: None,
+            sample: |rng, kind, now| {
+                // Legacy v2 payload: an `id` beyond 2^53 must stay exact digits.
+                let id: u64 = (1u64 << 62) + rng.next_u64() % (1u64 << 62);
+                let ts = q(&rfc3339(now, (rng.next_u64() % 1000) as u32));
+                format!(
+                    r#"{{"api_version":"v2","company_id":6452,"event_type":{},"id":{id},"metadata":{{"source_application_id":null,"source_company_id":6452,"source_operation_id":null,"source_project_id":219542,"source_user_id":1469242}},"project_id":219542,"resource_id":245510722,"resource_name":"Purchase Order Contract Line Items","timestamp":{ts},"ulid":"{}","user_id":1469242}}"#,
+                    q(kind.unwrap_or("create")),
+                    rng.ulid(now * 1000)
+                )
+                .into_bytes()
+            },
+        }
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {

@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::scheme::{decode_hex_mac, header, mac_hex, parse_timestamp, Candidates};
+use crate::profile::{q, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
+use crate::wire::{decode_hex_mac, header, mac_hex, parse_timestamp, Candidates};
 use crate::{
     Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -49,6 +50,30 @@ struct Probe {
 impl Scheme for Slack {
     fn provider(&self) -> Provider {
         Provider::Slack
+    }
+
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "Slack",
+            timeout: secs(3),
+            schedule: RetrySchedule::Fixed(const { &[secs(1), secs(60), secs(300)] }),
+            schedule_doc: "4 attempts: now, nearly immediately (+1 s), +1 min, +5 min; 3 s timeout",
+            retry_note: "",
+            permanent: Permanent::Never,
+            give_up: "Slack gives up after 3 retries",
+            kill_switch: None,
+            event_types: &["app_mention"],
+            header_id: HeaderId::None,
+            header_type: None,
+            sample: |rng, kind, now| {
+                format!(
+                    r#"{{"token":"XXYYZZ","team_id":"T123ABC456","api_app_id":"A123ABC456","event":{{"type":{},"user":"U123ABC456","text":"<@U0LAN0Z89> is it everything a river should be?","ts":"{now}.000100","channel":"C123ABC456"}},"type":"event_callback","event_id":"Ev{}","event_time":{now}}}"#,
+                    q(kind.unwrap_or("app_mention")),
+                    rng.hex(5).to_uppercase()
+                )
+                .into_bytes()
+            },
+        }
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {

@@ -4,7 +4,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::scheme::{header, parse_timestamp, Candidates};
+use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
+use crate::wire::{header, parse_timestamp, Candidates};
 use crate::{
     Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -76,6 +77,44 @@ struct Probe {
 impl Scheme for StandardWebhooks {
     fn provider(&self) -> Provider {
         Provider::StandardWebhooks
+    }
+
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "Standard Webhooks sender",
+            // Svix (the Standard Webhooks reference sender) waits 15 s.
+            timeout: secs(15),
+            schedule: RetrySchedule::Fixed(
+                const {
+                    &[
+                        secs(5),
+                        secs(300),
+                        secs(1800),
+                        secs(2 * 3600),
+                        secs(5 * 3600),
+                        secs(10 * 3600),
+                        secs(10 * 3600),
+                    ]
+                },
+            ),
+            schedule_doc: "8 attempts: now, +5 s, +5 min, +30 min, +2 h, +5 h, +10 h, +10 h (Svix)",
+            retry_note: "",
+            permanent: Permanent::Never,
+            give_up: "the sender gives up",
+            kill_switch: None,
+            event_types: &["invoice.paid"],
+            header_id: HeaderId::Fresh("msg_"),
+            header_type: None,
+            sample: |rng, kind, now| {
+                format!(
+                    r#"{{"type":{},"timestamp":{},"data":{{"invoiceId":"inv_{}","amount":12500,"currency":"USD"}}}}"#,
+                    q(kind.unwrap_or("invoice.paid")),
+                    q(&rfc3339(now, 0)),
+                    rng.hex(6)
+                )
+                .into_bytes()
+            },
+        }
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {

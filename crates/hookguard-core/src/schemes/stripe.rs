@@ -2,8 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{json, non_empty, opt_id, tv1};
-use crate::scheme::header;
+use super::{json, non_empty, opt_id, timestamp_v1};
+use crate::profile::{q, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
+use crate::wire::header;
 use crate::{
     Authenticated, ConfigError, Context, Described, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
@@ -53,11 +54,41 @@ impl Scheme for Stripe {
         Provider::Stripe
     }
 
+    fn profile(&self) -> SenderProfile {
+        SenderProfile {
+            name: "Stripe",
+            // Stripe publishes no exact number: assumed 10 s.
+            timeout: secs(10),
+            schedule: RetrySchedule::Exponential {
+                base: secs(60),
+                cap: secs(12 * 3600),
+                horizon: secs(72 * 3600),
+            },
+            schedule_doc: "retries for up to 3 days (intervals unpublished: assumed 1 min doubling, capped at 12 h)",
+            retry_note: "",
+            permanent: Permanent::Never,
+            give_up: "Stripe gives up after 3 days",
+            kill_switch: None,
+            event_types: &["payment_intent.succeeded"],
+            header_id: HeaderId::None,
+            header_type: None,
+            sample: |rng, kind, now| {
+                format!(
+                    r#"{{"id":"evt_{}","object":"event","api_version":"2024-06-20","created":{now},"data":{{"object":{{"id":"pi_{}","object":"payment_intent","amount":2000,"currency":"usd"}}}},"livemode":false,"type":{}}}"#,
+                    rng.hex(12),
+                    rng.hex(12),
+                    q(kind.unwrap_or("payment_intent.succeeded"))
+                )
+                .into_bytes()
+            },
+        }
+    }
+
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let value = ctx
             .header(req, &SIGNATURE)?
             .ok_or(Rejection::MissingSignature("Stripe-Signature"))?;
-        tv1::authenticate(value, body, ctx).map(Authenticated::at)
+        timestamp_v1::authenticate(value, body, ctx).map(Authenticated::at)
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
@@ -74,7 +105,7 @@ impl Scheme for Stripe {
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
         let headers = vec![header(
             Self::SIGNATURE_HEADER,
-            tv1::sign(secret.as_bytes(), params.timestamp, body),
+            timestamp_v1::sign(secret.as_bytes(), params.timestamp, body),
         )?];
         Ok(Signed { headers, query: None })
     }

@@ -1,6 +1,6 @@
 //! The `t=<unix>,v1=<hex>[,v1=<hex>…]` header shared by BuildWorkPro and Stripe.
 
-use crate::scheme::{decode_hex_mac, parse_timestamp, Candidates};
+use crate::wire::{decode_hex_mac, parse_timestamp, Candidates};
 use crate::{Context, Rejection};
 
 /// A parsed `t=…,v1=…` header: the timestamp as sent (its digits are signed) and every `v1`.
@@ -50,7 +50,7 @@ pub(crate) fn authenticate(value: &str, body: &[u8], ctx: &Context<'_>) -> Resul
 pub(crate) fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
     let t = t.to_string();
     let mac = crate::key::mac_of(secret, &[t.as_bytes(), b".", body]);
-    format!("t={t},v1={}", crate::scheme::mac_hex(&mac))
+    format!("t={t},v1={}", crate::wire::mac_hex(&mac))
 }
 
 #[cfg(test)]

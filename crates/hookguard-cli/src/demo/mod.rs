@@ -1,5 +1,7 @@
 //! `hookguard demo`: a receiver on 127.0.0.1 and every vendor's sender played against it.
 
+mod inbox;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,20 +13,27 @@ use hookguard_core::{Scheme, SignParams};
 use reqwest::header::CONTENT_TYPE;
 
 use crate::common::{display_name, error_code, failed, now_unix, outln, CliResult, ProviderArg};
-use crate::serve::{layer, route, Handler, ReceiverSpec};
+use crate::serve::{layer, route, Handler, Keeper, ReceiverSpec};
 use crate::vendor::{guid, rand_hex, rfc3339, sample_body, ulid, Next, Outcome, Vendor};
 
 const AFTER_HELP: &str = "\
-Starts one axum server on an ephemeral 127.0.0.1 port with three routes, each behind its own
-hookguard_tower::WebhookLayer and in-memory dedupe store:
-  /webhooks/hcss          HCSS (URL token)
-  /webhooks/buildworkpro  BuildWorkPro (whsec_ secret, ±300 s)
-  /webhooks/procore       Procore (Authorization header, own application id filtered)
+Starts one axum server on an ephemeral 127.0.0.1 port with five routes, each behind its own
+hookguard_tower::WebhookLayer:
+  /webhooks/hcss                HCSS (URL token), in-memory dedupe, inline handler
+  /webhooks/buildworkpro        BuildWorkPro (whsec_ secret, ±300 s), in-memory dedupe, inline
+  /webhooks/procore             Procore (Authorization header, own application id filtered)
+  /webhooks/procore-inbox       Procore into a durable inbox (a SQLite file in a temporary
+                                directory); a worker runs a 6 s handler
+  /webhooks/buildworkpro-inbox  BuildWorkPro into the same inbox; its handler fails twice
 then plays each vendor's sender against it: HCSS challenge, event, retry and wrong token;
 BuildWorkPro valid, forged, replayed-too-late and duplicate deliveries; Procore right and
-wrong Authorization, duplicate ULID and an own-app loop event. Each step prints what was sent,
-what the receiver answered (status + code), whether the handler ran, and what the vendor
-would do next (deliver, retry, stop, pause, disable). Exits 0 only if every step answered as
+wrong Authorization, duplicate ULID and an own-app loop event. The inbox act: a 6 s handler
+behind Procore's 5 s timeout answered within milliseconds; a handler failing twice, retried on
+our schedule, then done; a `hookguard serve --inbox` process (this program) killed -9 right
+after answering, restarted on the same file, the event handled and printed once. Each step
+prints what was sent, what the receiver answered (status + code, and for the inbox the
+measured answer time), whether the handler ran, and what the vendor would do next (deliver,
+retry, stop, pause, disable). Takes about 7 s. Exits 0 only if every step answered as
 expected, 1 otherwise.
 
 Example:
@@ -249,10 +258,11 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
                 ignore_apps: ignore,
                 lease: DEFAULT_LEASE,
             },
-            Arc::new(MemoryStore::default()),
+            Keeper::Dedupe(Arc::new(MemoryStore::default())),
         )
         .map(|(l, _)| l)
     };
+    let (lab, inbox_routes) = inbox::Lab::start()?;
     let app = route(
         "/webhooks/hcss",
         mk(ProviderArg::Hcss, &[HCSS_TOKEN.into()], &[])?,
@@ -267,7 +277,8 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         "/webhooks/procore",
         mk(ProviderArg::Procore, &[PROCORE_TOKEN.into()], &[OWN_APP.into()])?,
         handler.clone(),
-    ));
+    ))
+    .merge(inbox_routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| failed(format!("cannot listen on 127.0.0.1: {e}")))?;
@@ -292,6 +303,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     outln!("  /webhooks/hcss          HCSS: URL token ?token=***, challenge echo, dedupe on a body digest")?;
     outln!("  /webhooks/buildworkpro  BuildWorkPro: BuildWorkPro-Signature with {BWP_SECRET}, ±300 s window")?;
     outln!("  /webhooks/procore       Procore: Authorization: {PROCORE_TOKEN}; own app {OWN_APP} filtered")?;
+    outln!("  /webhooks/procore-inbox, /webhooks/buildworkpro-inbox: the same, into a durable inbox (SQLite)")?;
     let mut demo = Demo {
         client,
         base,
@@ -457,8 +469,11 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     )
     .await?;
 
+    inbox::act(&mut demo, &lab).await?;
+
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    lab.stop().await;
     let total = demo.step;
     outln!()?;
     if demo.failures.is_empty() {

@@ -1,0 +1,412 @@
+//! `hookguard inbox`: look into and act on the durable inbox `hookguard serve --inbox` writes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hookguard_core::inbox::{now_ms, InboxError, InboxRecord, InboxState, InboxStore, ListFilter};
+use hookguard_sqlite::SqliteInbox;
+use serde_json::Value;
+
+use crate::common::{failed, outln, usage, CliResult};
+use crate::vendor::rfc3339;
+
+const AFTER_HELP: &str = "\
+Every subcommand takes --inbox PATH: the SQLite file (`PATH` or `sqlite:PATH`) that
+`hookguard serve --inbox PATH` writes. They work while serve runs on the same file (WAL).
+A missing or unreadable file is an error (exit 1); nothing is created.
+
+Output is JSON, one object per line. Times are RFC 3339 UTC strings with milliseconds
+(\"2026-11-24T09:30:12.345Z\"); ids are the inbox's integers; `event_id` is a string exactly
+as the sender sent it (Procore's 5982324300946918154 keeps its digits).
+  list   {\"id\",\"provider\",\"event_id\",\"event_type\",\"dedupe_key\",\"state\",\"attempts\",
+          \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first;
+          next_attempt_at: when a pending item is due, when a running item's lease ends
+          (then it runs again), null for done and dead items
+  show   the same fields plus finished_at, body_bytes, headers ([[name, value], …]: what was
+          received minus credentials — no Authorization, Cookie or shared-token header; the
+          URL, and with it a URL token, is never stored), body_encoding (\"utf-8\" or \"base64\")
+          and body (the raw body as a string, or base64 when it is not UTF-8)
+  replay {\"replayed\":N[,\"id\":ID]}: a dead or done item (or every dead one with --dead)
+          back to pending, attempts reset; a running serve picks it up within a second
+  purge  {\"purged\":N,\"finished_before\":T}: deletes done and dead items finished before
+          now − DURATION (7d, 12h, 30m, 0s); a purged item's copies are no longer recognised
+  stats  {\"pending\",\"running\",\"done\",\"dead\",\"total\",\"oldest_pending_received_at\",
+          \"oldest_pending_age_secs\",\"body_bytes\",\"disk_bytes\"}
+Exit codes: 0 success; 1 failure (no such file or item, an item in the wrong state); 2 usage.
+
+Examples:
+  hookguard inbox stats --inbox /var/lib/hookguard/procore.db
+  hookguard inbox list --state dead --inbox procore.db
+  hookguard inbox list --provider procore --limit 20 --inbox sqlite:procore.db
+  hookguard inbox show 42 --inbox procore.db
+  hookguard inbox replay 42 --inbox procore.db
+  hookguard inbox replay --dead --inbox procore.db
+  hookguard inbox purge --older-than 7d --inbox procore.db";
+
+/// `hookguard inbox`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct InboxArgs {
+    #[command(subcommand)]
+    command: InboxCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum InboxCommand {
+    /// Items as JSON lines, newest first.
+    #[command(after_help = "Example:\n  hookguard inbox list --state dead --inbox procore.db")]
+    List(ListArgs),
+    /// One item: its record, stored headers (never credentials) and body.
+    #[command(after_help = "Example:\n  hookguard inbox show 42 --inbox procore.db")]
+    Show(ShowArgs),
+    /// A dead (or done) item back to pending, attempts reset; --dead: every dead item.
+    #[command(after_help = "Examples:\n  hookguard inbox replay 42 --inbox procore.db\n  \
+                            hookguard inbox replay --dead --inbox procore.db")]
+    Replay(ReplayArgs),
+    /// Deletes done and dead items finished before now − DURATION.
+    #[command(after_help = "Example:\n  hookguard inbox purge --older-than 7d --inbox procore.db")]
+    Purge(PurgeArgs),
+    /// Counts per state, the oldest pending item's age, bytes.
+    #[command(after_help = "Example:\n  hookguard inbox stats --inbox procore.db")]
+    Stats(Location),
+}
+
+#[derive(Debug, clap::Args)]
+struct Location {
+    /// The inbox: the SQLite file (`PATH` or `sqlite:PATH`) `hookguard serve --inbox` writes.
+    #[arg(long, value_name = "PATH")]
+    inbox: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Pending,
+    Running,
+    Done,
+    Dead,
+}
+
+impl StateArg {
+    fn state(self) -> InboxState {
+        match self {
+            StateArg::Pending => InboxState::Pending,
+            StateArg::Running => InboxState::Running,
+            StateArg::Done => InboxState::Done,
+            StateArg::Dead => InboxState::Dead,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Only items in this state.
+    #[arg(long, value_enum)]
+    state: Option<StateArg>,
+    /// Only items from this provider (buildworkpro, procore, hcss, standard, stripe, github, slack).
+    #[arg(long, value_name = "P")]
+    provider: Option<String>,
+    /// At most this many items.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    limit: u32,
+    #[command(flatten)]
+    at: Location,
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The item's id (from `inbox list`).
+    #[arg(value_name = "ID")]
+    id: i64,
+    #[command(flatten)]
+    at: Location,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["id", "dead"])))]
+struct ReplayArgs {
+    /// The item's id.
+    #[arg(value_name = "ID")]
+    id: Option<i64>,
+    /// Every dead item.
+    #[arg(long)]
+    dead: bool,
+    #[command(flatten)]
+    at: Location,
+}
+
+#[derive(Debug, clap::Args)]
+struct PurgeArgs {
+    /// Purge done and dead items that finished more than this long ago: 7d, 12h, 30m, 45s, 0s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    older_than: Duration,
+    #[command(flatten)]
+    at: Location,
+}
+
+/// `7d`, `12h`, `30m`, `45s`, `2w`, `0` / `0s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("expected a duration like 7d, 12h, 30m or 0s, got {s:?}");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "" if n == 0 => 1,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs)
+        .filter(|secs| *secs <= 100 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration out of range: {s:?}"))
+}
+
+/// The file named by `--inbox PATH` / `sqlite:PATH`. PostgreSQL is refused (usage error): it
+/// is not in this build. The value is not echoed (a URL could carry a password).
+pub fn parse_inbox_spec(spec: &str) -> CliResult<PathBuf> {
+    let lower = spec.trim().to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") || lower.starts_with("postgres:") {
+        return Err(usage(
+            "--inbox postgres://… is not supported yet in this build; use a SQLite file: --inbox PATH or --inbox sqlite:PATH",
+        ));
+    }
+    let path = spec
+        .strip_prefix("sqlite://")
+        .or_else(|| spec.strip_prefix("sqlite:"))
+        .unwrap_or(spec);
+    if path.is_empty() {
+        return Err(usage("--inbox needs a file path (PATH or sqlite:PATH)"));
+    }
+    if let Some((scheme, _)) = path.split_once("://") {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) {
+            return Err(usage(format!(
+                "--inbox takes a SQLite file (PATH or sqlite:PATH); `{scheme}://` is not supported"
+            )));
+        }
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// An inbox error for people: the backend's own words, without the type's prefix.
+pub fn inbox_error(e: &InboxError) -> String {
+    match e {
+        InboxError::Storage(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn open(at: &Location) -> CliResult<(SqliteInbox, String)> {
+    let path = parse_inbox_spec(&at.inbox)?;
+    let shown = path.display().to_string();
+    let inbox = SqliteInbox::open_existing(&path)
+        .map_err(|e| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e))))?;
+    Ok((inbox, shown))
+}
+
+/// RFC 3339 UTC with milliseconds.
+fn time(ms: i64) -> Value {
+    let ms = ms.max(0);
+    Value::from(rfc3339((ms / 1000) as u64, (ms % 1000) as u32))
+}
+
+fn opt_str(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, Value::from)
+}
+
+/// A JSON object with its keys in this order.
+fn object(fields: &[(&str, Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(*k).to_string());
+        out.push(':');
+        out.push_str(&v.to_string());
+    }
+    out.push('}');
+    out
+}
+
+fn record_fields(r: &InboxRecord) -> Vec<(&'static str, Value)> {
+    let next = match r.state {
+        InboxState::Pending | InboxState::Running => time(r.next_attempt_at_ms),
+        InboxState::Done | InboxState::Dead => Value::Null,
+    };
+    vec![
+        ("id", Value::from(r.id)),
+        ("provider", Value::from(r.provider.as_str())),
+        ("event_id", opt_str(r.event_id.as_deref())),
+        ("event_type", opt_str(r.event_type.as_deref())),
+        ("dedupe_key", opt_str(r.dedupe_key.as_deref())),
+        ("state", Value::from(r.state.as_str())),
+        ("attempts", Value::from(r.attempts)),
+        ("received_at", time(r.received_at_ms)),
+        ("next_attempt_at", next),
+        ("last_error", opt_str(r.last_error.as_deref())),
+    ]
+}
+
+fn store_failed(path: &str, e: &InboxError) -> crate::common::CliError {
+    match e {
+        InboxError::NotFound(_) | InboxError::WrongState { .. } => failed(e.to_string()),
+        _ => failed(format!("inbox {path}: {}", inbox_error(e))),
+    }
+}
+
+/// Runs `hookguard inbox …`.
+pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
+    match args.command {
+        InboxCommand::List(a) => {
+            let (inbox, path) = open(&a.at)?;
+            let mut filter = ListFilter::default().limit(a.limit);
+            if let Some(s) = a.state {
+                filter = filter.state(s.state());
+            }
+            if let Some(p) = a.provider {
+                filter = filter.provider(p);
+            }
+            let items = inbox.list(filter).await.map_err(|e| store_failed(&path, &e))?;
+            for r in &items {
+                outln!("{}", object(&record_fields(r)))?;
+            }
+        }
+        InboxCommand::Show(a) => {
+            let (inbox, path) = open(&a.at)?;
+            let r = inbox
+                .get(a.id)
+                .await
+                .map_err(|e| store_failed(&path, &e))?
+                .ok_or_else(|| failed(InboxError::NotFound(a.id).to_string()))?;
+            let mut fields = record_fields(&r);
+            fields.push(("finished_at", r.finished_at_ms.map_or(Value::Null, time)));
+            fields.push(("body_bytes", Value::from(r.body_len)));
+            let headers: Vec<Value> = r
+                .headers
+                .iter()
+                .map(|(n, v)| Value::from(vec![Value::from(n.as_str()), Value::from(v.as_str())]))
+                .collect();
+            fields.push(("headers", Value::from(headers)));
+            let body = r.body.clone().unwrap_or_default();
+            match std::str::from_utf8(&body) {
+                Ok(text) => {
+                    fields.push(("body_encoding", Value::from("utf-8")));
+                    fields.push(("body", Value::from(text)));
+                }
+                Err(_) => {
+                    fields.push(("body_encoding", Value::from("base64")));
+                    fields.push((
+                        "body",
+                        Value::from(base64::engine::general_purpose::STANDARD.encode(&body)),
+                    ));
+                }
+            }
+            outln!("{}", object(&fields))?;
+        }
+        InboxCommand::Replay(a) => {
+            let (inbox, path) = open(&a.at)?;
+            match a.id {
+                Some(id) => {
+                    inbox.replay(id, now_ms()).await.map_err(|e| store_failed(&path, &e))?;
+                    outln!("{}", object(&[("replayed", Value::from(1)), ("id", Value::from(id))]))?;
+                }
+                None => {
+                    let n = inbox.replay_dead(now_ms()).await.map_err(|e| store_failed(&path, &e))?;
+                    outln!("{}", object(&[("replayed", Value::from(n))]))?;
+                }
+            }
+        }
+        InboxCommand::Purge(a) => {
+            let (inbox, path) = open(&a.at)?;
+            let age = i64::try_from(a.older_than.as_millis()).unwrap_or(i64::MAX);
+            let before = now_ms().saturating_sub(age);
+            let n = inbox.purge(before, true).await.map_err(|e| store_failed(&path, &e))?;
+            outln!(
+                "{}",
+                object(&[("purged", Value::from(n)), ("finished_before", time(before))])
+            )?;
+        }
+        InboxCommand::Stats(at) => {
+            let (inbox, path) = open(&at)?;
+            let s = inbox.stats().await.map_err(|e| store_failed(&path, &e))?;
+            let age = s
+                .oldest_pending_ms
+                .map_or(Value::Null, |t| Value::from((now_ms() - t).max(0) as f64 / 1000.0));
+            outln!(
+                "{}",
+                object(&[
+                    ("pending", Value::from(s.pending)),
+                    ("running", Value::from(s.running)),
+                    ("done", Value::from(s.done)),
+                    ("dead", Value::from(s.dead)),
+                    ("total", Value::from(s.pending + s.running + s.done + s.dead)),
+                    (
+                        "oldest_pending_received_at",
+                        s.oldest_pending_ms.map_or(Value::Null, time)
+                    ),
+                    ("oldest_pending_age_secs", age),
+                    ("body_bytes", Value::from(s.body_bytes)),
+                    ("disk_bytes", s.disk_bytes.map_or(Value::Null, Value::from)),
+                ])
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        for bad in ["", "7", "d", "-1d", "1.5h", "7days", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inbox_specs() {
+        assert_eq!(parse_inbox_spec("a.db").unwrap(), PathBuf::from("a.db"));
+        assert_eq!(parse_inbox_spec("sqlite:a.db").unwrap(), PathBuf::from("a.db"));
+        assert_eq!(
+            parse_inbox_spec("sqlite:///tmp/a.db").unwrap(),
+            PathBuf::from("/tmp/a.db")
+        );
+        for bad in [
+            "postgres://u:pw@h/db",
+            "postgresql://h/db",
+            "",
+            "sqlite:",
+            "mysql://h/db",
+        ] {
+            match parse_inbox_spec(bad) {
+                Err(crate::common::CliError::Usage(m)) => assert!(!m.contains("pw@"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn objects_keep_their_key_order() {
+        assert_eq!(
+            object(&[
+                ("b", Value::from(1)),
+                ("a", Value::Null),
+                ("id", Value::from("5982324300946918154"))
+            ]),
+            r#"{"b":1,"a":null,"id":"5982324300946918154"}"#
+        );
+    }
+}

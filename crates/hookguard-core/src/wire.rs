@@ -1,0 +1,145 @@
+//! The wire formats the schemes share: header pairs, strict timestamps, hex MACs, and the
+//! bounded list of candidate signatures from one header.
+
+use http::{HeaderName, HeaderValue};
+
+use crate::{ConfigError, Key, Rejection};
+
+/// Builds a header pair, rejecting values that are not valid header text.
+pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
+    let v =
+        HeaderValue::from_str(value.as_ref()).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+    Ok((HeaderName::from_static(name), v))
+}
+
+/// Parses a unix-seconds timestamp: ASCII digits only, at most 12 of them.
+pub(crate) fn parse_timestamp(s: &str) -> Result<u64, Rejection> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::MalformedTimestamp);
+    }
+    s.parse().map_err(|_| Rejection::MalformedTimestamp)
+}
+
+/// Decodes a 64-hex-digit MAC (either case). Anything else (empty, short, odd, non-hex) is `None`.
+pub(crate) fn decode_hex_mac(s: &str) -> Option<[u8; 32]> {
+    decode_hex::<32>(s)
+}
+
+/// Decodes exactly `N` bytes of hex (either case), in constant time over the digits.
+pub(crate) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    const fn table() -> [u8; 256] {
+        let mut t = [0xff; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    }
+    static HEX: [u8; 256] = table();
+    let b = s.trim().as_bytes();
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= h | l;
+        *o = (h << 4) | (l & 0x0f);
+    }
+    // Any 0xff lookup sets the high bits: one check, no early exit.
+    (bad & 0xf0 == 0).then_some(out)
+}
+
+pub(crate) fn mac_hex(mac: &[u8; 32]) -> String {
+    hex::encode(mac)
+}
+
+/// The candidate MACs of one header, bounded by `max`. The first four live inline: a header
+/// carries one or two, and verifying must not allocate.
+pub(crate) struct Candidates {
+    inline: [[u8; 32]; 4],
+    len: usize,
+    spill: Vec<[u8; 32]>,
+    seen: usize,
+}
+
+impl Candidates {
+    pub(crate) fn new() -> Self {
+        Self {
+            inline: [[0; 32]; 4],
+            len: 0,
+            spill: Vec::new(),
+            seen: 0,
+        }
+    }
+    /// Records one signature entry; malformed ones count towards the bound but are never tried.
+    pub(crate) fn push(&mut self, mac: Option<[u8; 32]>, max: usize) -> Result<(), Rejection> {
+        self.seen += 1;
+        if self.seen > max {
+            return Err(Rejection::TooManySignatures);
+        }
+        if let Some(m) = mac {
+            if self.len < self.inline.len() {
+                self.inline[self.len] = m;
+                self.len += 1;
+            } else {
+                self.spill.push(m);
+            }
+        }
+        Ok(())
+    }
+    /// Malformed when no entry was a well-formed MAC: an empty `v1=` never verifies anything.
+    pub(crate) fn verify(&self, keys: &[Key], parts: &[&[u8]]) -> Result<(), Rejection> {
+        if self.len == 0 {
+            return Err(Rejection::MalformedSignature);
+        }
+        let macs = self.inline[..self.len].iter().chain(&self.spill);
+        if crate::key::any_mac_matches(keys, parts, macs) {
+            Ok(())
+        } else {
+            Err(Rejection::SignatureMismatch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_strict() {
+        assert_eq!(parse_timestamp("1700000000"), Ok(1_700_000_000));
+        for bad in ["", "-1", "1e9", "0x10", "１２", "1234567890123", "12 34"] {
+            assert_eq!(parse_timestamp(bad), Err(Rejection::MalformedTimestamp), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_macs_must_be_exactly_their_length() {
+        assert!(decode_hex_mac(&"ab".repeat(32)).is_some());
+        let mixed = "0123456789abcdefABCDEF".repeat(3);
+        assert_eq!(
+            decode_hex_mac(&mixed[..64]).map(hex::encode),
+            hex::decode(&mixed[..64]).ok().map(hex::encode)
+        );
+        for i in 0..64 {
+            let mut bad = "ab".repeat(32).into_bytes();
+            bad[i] = b'g';
+            assert!(decode_hex_mac(std::str::from_utf8(&bad).unwrap()).is_none());
+        }
+        for bad in ["", "ab", &"ab".repeat(31), &"ab".repeat(33), &"zz".repeat(32)] {
+            assert!(decode_hex_mac(bad).is_none());
+        }
+        assert!(decode_hex::<20>(&"ab".repeat(20)).is_some());
+        assert!(decode_hex::<20>(&"ab".repeat(32)).is_none());
+    }
+}
