@@ -48,8 +48,10 @@ fn serve(mode: &str, port: u16) {
         let app = match mode {
             "axum-plain" => Router::new().route("/webhooks", route),
             "axum-hookguard" => {
-                let layer = hookguard_tower::WebhookLayer::new(verifier())
-                    .with_dedupe(hookguard_core::dedupe::Dedupe::new(MemoryStore::new(4_000_000)));
+                let layer = hookguard_tower::WebhookLayer::from(
+                    hookguard_core::Receiver::new(verifier())
+                        .with_dedupe(hookguard_core::dedupe::Dedupe::new(MemoryStore::new(4_000_000))),
+                );
                 Router::new().route("/webhooks", route.layer(layer))
             }
             other => panic!("unknown mode {other}"),
@@ -73,8 +75,10 @@ fn serve_actix(mode: &str, port: u16) {
         "actix-hookguard" => true,
         other => panic!("unknown mode {other}"),
     };
-    let mw = hookguard_actix::Webhook::new(verifier())
-        .with_dedupe(hookguard_core::dedupe::Dedupe::new(MemoryStore::new(4_000_000)));
+    let mw = hookguard_actix::Webhook::from(
+        hookguard_core::Receiver::new(verifier())
+            .with_dedupe(hookguard_core::dedupe::Dedupe::new(MemoryStore::new(4_000_000))),
+    );
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             // Both servers take the body, as any receiver does (and actix only keeps a

@@ -16,7 +16,13 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
     let handler = Handler::default();
     let hooks: Vec<(&'static str, HandlerKind, Webhook)> = routes()
         .into_iter()
-        .map(|r| (r.path, r.handler, Webhook::new(r.verifier).with_dedupe(r.dedupe)))
+        .map(|r| {
+            (
+                r.path,
+                r.handler,
+                Webhook::from(hookguard_core::Receiver::new(r.verifier).with_dedupe(r.dedupe)),
+            )
+        })
         .collect();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();

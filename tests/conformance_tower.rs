@@ -29,7 +29,12 @@ async fn start() -> (String, Handler) {
             ),
         }
         .get(|| async { StatusCode::OK });
-        app = app.route(r.path, route.layer(WebhookLayer::new(r.verifier).with_dedupe(r.dedupe)));
+        app = app.route(
+            r.path,
+            route.layer(WebhookLayer::from(
+                hookguard_core::Receiver::new(r.verifier).with_dedupe(r.dedupe),
+            )),
+        );
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

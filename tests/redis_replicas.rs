@@ -72,7 +72,12 @@ where
     let route = post(move |VerifiedDelivery(d): VerifiedDelivery| handler(d));
     let app = Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .route(PATH, route.layer(WebhookLayer::new(verifier).with_dedupe(dedupe)));
+        .route(
+            PATH,
+            route.layer(WebhookLayer::from(
+                hookguard_core::Receiver::new(verifier).with_dedupe(dedupe),
+            )),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

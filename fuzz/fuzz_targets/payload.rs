@@ -1,11 +1,12 @@
-#![no_main]
-//! Payload probes of every provider (ids, types, metadata), with valid authentication.
+#![cfg_attr(all(feature = "libfuzzer", not(feature = "afl")), no_main)]
+//! Payload probes of the token-authenticated providers (Procore, HCSS). Input: the body.
+//! `signed_payload` reaches the signed providers' probes.
 use hookguard_core::schemes::{Hcss, Procore};
-use libfuzzer_sys::fuzz_target;
+#[macro_use]
 #[path = "common.rs"]
 mod common;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_main!(|data: &[u8]| {
     common::run(Procore::new(), "Bearer t", &[("authorization", b"Bearer t")], "/", data);
     common::run(Hcss::new(), "tok", &[], "/h?token=tok", data);
 });

@@ -1,6 +1,5 @@
 //! [`Webhook`]: the middleware factory one wraps a resource with, and its builder.
 
-use std::fmt;
 use std::future::{ready, Ready};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -8,8 +7,7 @@ use std::sync::Arc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::Error;
-use hookguard_core::dedupe::Dedupe;
-use hookguard_core::{Receiver, ReceiverBuilder, Scheme, Verifier};
+use hookguard_core::{Receiver, ReceiverBuilder, Scheme};
 
 use crate::middleware::WebhookMiddleware;
 
@@ -42,15 +40,9 @@ use crate::middleware::WebhookMiddleware;
 ///     Ok(())
 /// }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Webhook {
     receiver: Arc<Receiver>,
-}
-
-impl fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook").field("receiver", &self.receiver).finish()
-    }
 }
 
 impl Webhook {
@@ -69,54 +61,6 @@ impl Webhook {
     /// ```
     pub fn builder(scheme: impl Scheme) -> WebhookBuilder {
         ReceiverBuilder::new(Arc::new(scheme))
-    }
-
-    /// Starts configuring for a scheme chosen at run time (e.g. from a provider name).
-    ///
-    /// ```
-    /// use hookguard_core::{schemes, Provider};
-    /// let scheme = schemes::for_provider("github".parse::<Provider>().unwrap()).unwrap();
-    /// let _ = hookguard_actix::Webhook::builder_arc(scheme).secret("s").build().unwrap();
-    /// ```
-    pub fn builder_arc(scheme: Arc<dyn Scheme>) -> WebhookBuilder {
-        ReceiverBuilder::new(scheme)
-    }
-
-    /// The middleware around an already built verifier, without dedupe.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier};
-    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
-    /// let _hooks = hookguard_actix::Webhook::new(v);
-    /// ```
-    pub fn new(verifier: Verifier) -> Self {
-        Self {
-            receiver: Arc::new(Receiver::new(verifier)),
-        }
-    }
-
-    /// The same middleware, de-duplicating with `dedupe`.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier, dedupe::{Dedupe, MemoryStore}};
-    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
-    /// let _hooks = hookguard_actix::Webhook::new(v).with_dedupe(Dedupe::new(MemoryStore::default()));
-    /// ```
-    pub fn with_dedupe(self, dedupe: Dedupe) -> Self {
-        Self {
-            receiver: Arc::new((*self.receiver).clone().with_dedupe(dedupe)),
-        }
-    }
-
-    /// The verifier.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Provider};
-    /// let hooks = hookguard_actix::Webhook::builder(GitHub::new()).secret("s").build().unwrap();
-    /// assert_eq!(hooks.verifier().provider(), Provider::GitHub);
-    /// ```
-    pub fn verifier(&self) -> &Verifier {
-        self.receiver.verifier()
     }
 
     /// The receiver (verifier, dedupe policy, budget) shared by every worker's middleware.
@@ -168,7 +112,7 @@ where
 ///     .handler_budget(Duration::from_secs(8))
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(hooks.verifier().max_body(), 256 * 1024);
+/// assert_eq!(hooks.receiver().verifier().max_body(), 256 * 1024);
 /// ```
 pub type WebhookBuilder = ReceiverBuilder<Webhook>;
 

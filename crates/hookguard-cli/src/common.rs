@@ -63,57 +63,49 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// The providers the CLI speaks, named as in `hookguard_core::Provider::as_str`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderArg {
-    /// BuildWorkPro: `BuildWorkPro-Signature: t=…,v1=<hex>`, secret `whsec_…` used as is.
-    #[value(name = "buildworkpro")]
-    BuildWorkPro,
-    /// Procore: a configured header (default `Authorization`) compared in constant time.
-    #[value(name = "procore")]
-    Procore,
-    /// HCSS: `GET ?challenge=` echo; URL token `?token=` or a shared header.
-    #[value(name = "hcss")]
-    Hcss,
-    /// Standard Webhooks: `webhook-id/-timestamp/-signature`, secret `whsec_<base64>`.
-    #[value(name = "standard")]
-    Standard,
-    /// Stripe: `Stripe-Signature: t=…,v1=…`.
-    #[value(name = "stripe")]
-    Stripe,
-    /// GitHub: `X-Hub-Signature-256: sha256=…`.
-    #[value(name = "github")]
-    GitHub,
-    /// Slack: `X-Slack-Signature: v0=…`, `X-Slack-Request-Timestamp`.
-    #[value(name = "slack")]
-    Slack,
+/// A provider on the command line, parsed through the core's registry
+/// ([`Provider::BUILT_IN`]): adding a sender to the registry adds it to every subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProviderArg(pub Provider);
+
+/// Short names for the senders the CLI's own code mentions (tests, the demo, sender quirks).
+#[allow(non_upper_case_globals)]
+impl ProviderArg {
+    pub const BuildWorkPro: Self = Self(Provider::BuildWorkPro);
+    pub const Procore: Self = Self(Provider::Procore);
+    pub const Hcss: Self = Self(Provider::Hcss);
+    pub const Slack: Self = Self(Provider::Slack);
 }
 
 impl ProviderArg {
     /// The core's provider.
     pub fn provider(self) -> Provider {
-        match self {
-            ProviderArg::BuildWorkPro => Provider::BuildWorkPro,
-            ProviderArg::Procore => Provider::Procore,
-            ProviderArg::Hcss => Provider::Hcss,
-            ProviderArg::Standard => Provider::StandardWebhooks,
-            ProviderArg::Stripe => Provider::Stripe,
-            ProviderArg::GitHub => Provider::GitHub,
-            ProviderArg::Slack => Provider::Slack,
-        }
+        self.0
+    }
+
+    /// The sender's profile (from its scheme file).
+    pub fn profile(self) -> hookguard_core::profile::SenderProfile {
+        schemes::for_provider(self.0).map_or_else(
+            || hookguard_core::profile::SenderProfile::unknown("custom sender"),
+            |s| s.profile(),
+        )
     }
 
     /// The vendor's name as people write it.
     pub fn display(self) -> &'static str {
-        match self {
-            ProviderArg::BuildWorkPro => "BuildWorkPro",
-            ProviderArg::Procore => "Procore",
-            ProviderArg::Hcss => "HCSS",
-            ProviderArg::Standard => "Standard Webhooks sender",
-            ProviderArg::Stripe => "Stripe",
-            ProviderArg::GitHub => "GitHub",
-            ProviderArg::Slack => "Slack",
-        }
+        self.profile().name
+    }
+}
+
+impl clap::ValueEnum for ProviderArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::LazyLock<Vec<ProviderArg>> =
+            std::sync::LazyLock::new(|| Provider::BUILT_IN.iter().map(|p| ProviderArg(*p)).collect());
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.as_str()).help(self.profile().name))
     }
 }
 
@@ -327,9 +319,9 @@ mod tests {
     #[test]
     fn auth_rules() {
         let h = parse_header_arg("X-Token: abc").unwrap();
-        assert!(auth(ProviderArg::GitHub, &[], std::slice::from_ref(&h)).is_err());
+        assert!(auth(ProviderArg(Provider::GitHub), &[], std::slice::from_ref(&h)).is_err());
         assert!(auth(ProviderArg::Hcss, &["t".into()], std::slice::from_ref(&h)).is_err());
-        assert!(auth(ProviderArg::Stripe, &[], &[]).is_err());
+        assert!(auth(ProviderArg(Provider::Stripe), &[], &[]).is_err());
         let a = auth(ProviderArg::Procore, &["second".into()], &[h]).unwrap();
         assert_eq!(a.secrets, ["abc", "second"]);
     }

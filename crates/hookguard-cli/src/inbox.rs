@@ -104,7 +104,7 @@ struct ListArgs {
     /// Only items in this state.
     #[arg(long, value_enum)]
     state: Option<StateArg>,
-    /// Only items from this provider (buildworkpro, procore, hcss, standard, stripe, github, slack).
+    /// Only items from this provider (a built-in name, as in `hookguard --help`).
     #[arg(long, value_name = "P")]
     provider: Option<String>,
     /// At most this many items.

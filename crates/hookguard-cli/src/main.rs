@@ -17,8 +17,11 @@ use clap::{Parser, Subcommand};
 
 use crate::common::{write_stderr, CliError};
 
-const AFTER_HELP: &str = "\
-Providers: buildworkpro, procore, hcss, standard (Standard Webhooks), stripe, github, slack.
+fn after_help() -> String {
+    format!("Providers: {}.\n{REST}", hookguard_core::Provider::names())
+}
+
+const REST: &str = "\
 Exit codes: 0 success; 1 rejected / the vendor gave up / run-time failure; 2 usage or
 configuration error. A closed stdout (`hookguard send … | head -3`) stops the command at once,
 quietly, with exit 1. Secrets may also come from the HOOKGUARD_SECRET environment variable.
@@ -35,7 +38,7 @@ Examples:
 
 /// Receive webhooks safely — and play every sender against your receiver.
 #[derive(Debug, Parser)]
-#[command(name = "hookguard", version, after_help = AFTER_HELP)]
+#[command(name = "hookguard", version, after_help = after_help())]
 #[command(long_about = "\
 Receive webhooks safely — and play every sender against your receiver.
 

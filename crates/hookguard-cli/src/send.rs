@@ -13,27 +13,34 @@ use crate::common::{
 };
 use crate::vendor::{human, rand_hex, sample_body, sign_params, Next, Outcome, Vendor};
 
-const AFTER_HELP: &str = "\
+/// The help after the options: the schedules come from each sender's profile.
+fn after_help() -> String {
+    let mut schedules = String::new();
+    for p in hookguard_core::Provider::BUILT_IN {
+        let prof = ProviderArg(*p).profile();
+        schedules.push_str(&format!(
+            "  {:<13} {} timeout; {}\n",
+            p.as_str(),
+            human(prof.timeout),
+            prof.schedule_doc
+        ));
+    }
+    format!(
+        "{HEAD}Schedules (--schedule vendor waits for real; --schedule fast makes every wait at most 100 ms,\n\
+         same number and order of attempts), from each sender's profile:\n{schedules}\n{TAIL}"
+    )
+}
+
+const HEAD: &str = "\
 Signs a realistic sample body for the provider (or --file), POSTs it with the vendor's timeout
 and follows the vendor's documented retry rules, printing every attempt and the vendor's
 verdict. Every attempt is signed again with a fresh timestamp (as BuildWorkPro does); ids stay
 the same across retries. Exit 0 when an attempt is accepted (2xx), 1 when the vendor gives up,
 2 on usage errors.
 
-Schedules (--schedule vendor waits for real; --schedule fast makes every wait at most 100 ms,
-same number and order of attempts):
-  buildworkpro  10 s timeout; 7 attempts: now, +30 s, +2 min, +15 min, +1 h, +6 h, +24 h (±20 %
-                jitter); 2xx delivered; 408/429/5xx/timeouts/network errors retried; any other
-                4xx is a permanent failure, never retried
-  procore       5 s timeout; any non-2xx pauses the endpoint and is retried from 1 s doubling up
-                to 1 h; after 12 h the queue is discarded
-  hcss          timeout unpublished (10 s assumed); 5 tries with exponential backoff — HCSS
-                publishes no intervals: 1, 2, 4, 8 s assumed; then the subscription is Stopped
-  standard      15 s timeout; now, +5 s, +5 min, +30 min, +2 h, +5 h, +10 h, +10 h (Svix)
-  stripe        10 s timeout (assumed); up to 3 days, 1 min doubling capped at 12 h (assumed)
-  github        10 s timeout; no automatic retry
-  slack         3 s timeout; now, +1 s, +1 min, +5 min (X-Slack-Retry-Num on retries)
+";
 
+const TAIL: &str = "\
 --challenge (hcss) sends the subscription challenge instead: GET URL?challenge=<random> and
 exits 0 only if the answer is 200 with exactly that value as the body.
 
@@ -64,7 +71,7 @@ pub enum ScheduleArg {
 
 /// `hookguard send`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = after_help())]
 pub struct SendArgs {
     /// Which vendor's sender to play.
     #[arg(long, value_enum)]

@@ -600,7 +600,7 @@ pub enum Keeper {
 /// window, bounds) plus dedupe claims in a store, or `.inbox(..)`.
 pub fn layer(spec: &ReceiverSpec<'_>, keeper: Keeper) -> CliResult<(WebhookLayer, String)> {
     let a = auth(spec.provider, spec.secrets, spec.auth_headers)?;
-    let mut b = WebhookLayer::builder_arc(a.scheme)
+    let mut b = hookguard_tower::WebhookLayerBuilder::new(a.scheme)
         .secrets(&a.secrets)
         .max_body(spec.max_body);
     if let Some(t) = spec.tolerance {

@@ -606,6 +606,49 @@ fn exec_timeout_answers_503_and_the_retry_runs_again() {
 }
 
 /// Signs the body with `sign`, then verifies it with `verify` (-H flags and --headers-file).
+/// The eighth sender, added through the core's registry only: every subcommand speaks it.
+#[test]
+fn aps_works_like_every_other_sender() {
+    let s = Server::start(&["--provider", "aps", "--secret", "aps-token"]);
+    let o = send(&[
+        "--provider",
+        "aps",
+        "--secret",
+        "aps-token",
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+        "--event-type",
+        "dm.version.added",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
+    assert!(out.contains("attempt 1/5") && out.contains("delivered"), "{out}");
+    let lines = s.json_lines(1);
+    assert_eq!(lines[0]["provider"], "aps");
+    assert_eq!(lines[0]["type"], "dm.version.added");
+    assert!(lines[0]["dedupe_key"].as_str().unwrap().starts_with("aps:sha256:"));
+    // A wrong token: 401 on every attempt, then APS disables the webhook.
+    let o = send(&[
+        "--provider",
+        "aps",
+        "--secret",
+        "wrong",
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(out.contains("401") && out.contains("disables the webhook"), "{out}");
+
+    let body = br#"{"version":"1.0","hook":{"system":"data","event":"dm.folder.added","hookId":"h1"},"payload":{"name":"Plans"}}"#;
+    let v = round_trip("aps", "aps-token", body, &[]);
+    assert_eq!(v["type"], "dm.folder.added");
+}
+
 fn round_trip(provider: &str, secret: &str, body: &[u8], extra_sign: &[&str]) -> serde_json::Value {
     let dir = scratch(&format!("rt-{provider}"));
     let file = dir.join("body");

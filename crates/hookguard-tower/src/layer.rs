@@ -1,8 +1,6 @@
-use std::fmt;
 use std::sync::Arc;
 
-use hookguard_core::dedupe::Dedupe;
-use hookguard_core::{Receiver, ReceiverBuilder, Scheme, Verifier};
+use hookguard_core::{Receiver, ReceiverBuilder, Scheme};
 use tower_layer::Layer;
 
 use crate::service::WebhookService;
@@ -20,63 +18,16 @@ use crate::service::WebhookService;
 ///     .unwrap();
 /// # let _ = layer;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WebhookLayer {
     config: Arc<Receiver>,
 }
 
-impl fmt::Debug for WebhookLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookLayer").field("receiver", &self.config).finish()
-    }
-}
-
 impl WebhookLayer {
-    /// Starts configuring a layer for one sender's scheme.
+    /// Starts configuring a layer for one sender's scheme (the one way to build it; for a
+    /// scheme chosen at run time, `WebhookLayerBuilder::new(Arc<dyn Scheme>)`).
     pub fn builder(scheme: impl Scheme) -> WebhookLayerBuilder {
         ReceiverBuilder::new(Arc::new(scheme))
-    }
-
-    /// Starts configuring for a scheme chosen at run time (e.g. from a provider name).
-    ///
-    /// ```
-    /// use hookguard_core::{schemes, Provider};
-    /// let scheme = schemes::for_provider("github".parse::<Provider>().unwrap()).unwrap();
-    /// let _ = hookguard_tower::WebhookLayer::builder_arc(scheme).secret("s").build().unwrap();
-    /// ```
-    pub fn builder_arc(scheme: Arc<dyn Scheme>) -> WebhookLayerBuilder {
-        ReceiverBuilder::new(scheme)
-    }
-
-    /// A layer around an already built verifier, without dedupe.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier};
-    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
-    /// let _layer = hookguard_tower::WebhookLayer::new(v);
-    /// ```
-    pub fn new(verifier: Verifier) -> Self {
-        Self {
-            config: Arc::new(Receiver::new(verifier)),
-        }
-    }
-
-    /// The same layer, de-duplicating with `dedupe`.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier, dedupe::{Dedupe, MemoryStore}};
-    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
-    /// let _layer = hookguard_tower::WebhookLayer::new(v).with_dedupe(Dedupe::new(MemoryStore::default()));
-    /// ```
-    pub fn with_dedupe(self, dedupe: Dedupe) -> Self {
-        Self {
-            config: Arc::new((*self.config).clone().with_dedupe(dedupe)),
-        }
-    }
-
-    /// The verifier.
-    pub fn verifier(&self) -> &Verifier {
-        self.config.verifier()
     }
 
     /// The receiver (verifier, dedupe policy, budget) shared by every service of this layer.
@@ -105,7 +56,7 @@ impl<S> Layer<S> for WebhookLayer {
 ///     .handler_budget(Duration::from_secs(8))
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(layer.verifier().max_body(), 256 * 1024);
+/// assert_eq!(layer.receiver().verifier().max_body(), 256 * 1024);
 /// ```
 pub type WebhookLayerBuilder = ReceiverBuilder<WebhookLayer>;
 
