@@ -35,6 +35,15 @@ else
   echo "(no Redis claims bench)" > "$out/redis.md"
 fi
 
+echo "== sqlite inbox" >&2
+cargo bench -p hookguard-sqlite --bench inbox > "$out/inbox.md"
+echo "== serve: bare axum, memory, inbox" >&2
+cargo bench -p hookguard-cli --bench serve > "$out/serve.md"
+echo "== postgres inbox vs pgbench" >&2
+HOOKGUARD_POSTGRES_URL=$(bash scripts/ensure-postgres.sh)
+export HOOKGUARD_POSTGRES_URL
+cargo bench -p hookguard-postgres --bench accepts > "$out/postgres.md"
+
 python3 - "$out" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]
@@ -70,6 +79,9 @@ sections = {
     "peers": peers,
     "dedupe": dedupe + "\n\n" + open(os.path.join(out, "memory.md")).read().strip(),
     "layer": open(os.path.join(out, "layer.md")).read().strip(),
+    "inbox": open(os.path.join(out, "inbox.md")).read().strip(),
+    "serve": open(os.path.join(out, "serve.md")).read().strip(),
+    "postgres": open(os.path.join(out, "postgres.md")).read().strip(),
     "redis": "| benchmark | tasks | claims/s (claim+complete) | EVALSHA per claim+complete | claims/s (claim only) | EVALSHA per claim | Redis |\n|---|---|---|---|---|---|---|\n" + open(os.path.join(out, "redis.md")).read().strip(),
 }
 doc = open("BENCHMARKS.md").read()

@@ -10,4 +10,17 @@ echo "test.sh: using Redis at $HOOKGUARD_REDIS_URL" >&2
 HOOKGUARD_POSTGRES_URL=$(bash scripts/ensure-postgres.sh)
 export HOOKGUARD_POSTGRES_URL
 echo "test.sh: using PostgreSQL at $HOOKGUARD_POSTGRES_URL" >&2
+# The inspector's browser test needs chromium + chromedriver (.ci/run installs them); without
+# them it is skipped (loudly) unless CI is set.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test.sh: chromium/chromedriver missing: the browser test will be skipped (CI unset) or fail (CI set);" \
+    "apt-get install chromium chromium-driver" >&2
+fi
 cargo test --workspace --all-features "$@"
+# The published conformance corpus (conformance/): the case files must be what their generator
+# writes, and the CLI verifier must pass every case (a clear summary; non-zero on any mismatch).
+# `cargo test` above built target/debug/hookguard for the CLI's tests; build it if a filtered
+# run did not.
+python3 conformance/generate.py --check
+[[ -x target/debug/hookguard ]] || cargo build -p hookguard-cli
+python3 conformance/run.py -- target/debug/hookguard verify

@@ -38,6 +38,12 @@ pub mod sqlite {
     pub use hookguard_sqlite::*;
 }
 
+/// The durable inbox on PostgreSQL, for many replicas (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use hookguard_postgres::*;
+}
+
 /// The Redis dedupe store for several receiver replicas (feature `redis`).
 #[cfg(feature = "redis")]
 pub mod redis {

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hookguard_core::inbox::{now_ms, InboxError, InboxRecord, InboxState, InboxStore, ListFilter};
+use std::sync::Arc;
+
+use hookguard_postgres::PgInbox;
 use hookguard_sqlite::SqliteInbox;
 use serde_json::Value;
 
@@ -14,8 +17,10 @@ use crate::vendor::rfc3339;
 
 const AFTER_HELP: &str = "\
 Every subcommand takes --inbox PATH: the SQLite file (`PATH` or `sqlite:PATH`) that
-`hookguard serve --inbox PATH` writes. They work while serve runs on the same file (WAL).
-A missing or unreadable file is an error (exit 1); nothing is created.
+`hookguard serve --inbox PATH` writes, or the PostgreSQL inbox `postgres://USER@HOST:PORT/DB`
+(`?hookguard_schema=NAME` keeps its tables in schema NAME; default public).
+They work while serve runs on the same inbox (WAL; PostgreSQL row locks). A missing or
+unreadable file is an error (exit 1); nothing is created.
 
 Output is JSON, one object per line. Times are RFC 3339 UTC strings with milliseconds
 (\"2026-11-24T09:30:12.345Z\"); ids are the inbox's integers; `event_id` is a string exactly
@@ -75,8 +80,9 @@ enum InboxCommand {
 
 #[derive(Debug, clap::Args)]
 struct Location {
-    /// The inbox: the SQLite file (`PATH` or `sqlite:PATH`) `hookguard serve --inbox` writes.
-    #[arg(long, value_name = "PATH")]
+    /// The inbox: the SQLite file (`PATH` or `sqlite:PATH`) or `postgres://…` URL
+    /// `hookguard serve --inbox` writes.
+    #[arg(long, value_name = "PATH|postgres://…")]
     inbox: String,
 }
 
@@ -167,30 +173,115 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration out of range: {s:?}"))
 }
 
-/// The file named by `--inbox PATH` / `sqlite:PATH`. PostgreSQL is refused (usage error): it
-/// is not in this build. The value is not echoed (a URL could carry a password).
-pub fn parse_inbox_spec(spec: &str) -> CliResult<PathBuf> {
+/// Where an inbox lives: a SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxSpec {
+    /// `PATH` or `sqlite:PATH`.
+    Sqlite(PathBuf),
+    /// `postgres://…` / `postgresql://…` (kept as given; shown without its password).
+    Postgres(String),
+}
+
+impl InboxSpec {
+    /// For messages: the file, or the URL with any password replaced by `***`.
+    pub fn shown(&self) -> String {
+        match self {
+            InboxSpec::Sqlite(p) => p.display().to_string(),
+            InboxSpec::Postgres(url) => hide_password(url),
+        }
+    }
+
+    /// Opens the inbox (creating a SQLite file or the PostgreSQL tables when `create`).
+    pub async fn open(&self, max_pending: u64, create: bool) -> CliResult<Arc<dyn InboxStore>> {
+        let shown = self.shown();
+        let fail = |e: InboxError| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e)));
+        Ok(match self {
+            InboxSpec::Sqlite(path) if create => Arc::new(
+                SqliteInbox::builder(path)
+                    .max_pending(max_pending)
+                    .open()
+                    .map_err(fail)?,
+            ),
+            InboxSpec::Sqlite(path) => Arc::new(SqliteInbox::open_existing(path).map_err(fail)?),
+            InboxSpec::Postgres(url) => {
+                let (url, schema) = split_schema(url);
+                let mut b = PgInbox::builder().max_pending(max_pending);
+                if let Some(schema) = schema {
+                    b = b.schema(schema);
+                }
+                Arc::new(b.connect(&url).await.map_err(fail)?)
+            }
+        })
+    }
+}
+
+/// Takes hookguard's own `hookguard_schema=NAME` query parameter (the schema holding the
+/// inbox tables; default `public`) out of a PostgreSQL URL.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("hookguard_schema=") {
+            Some(v) => {
+                schema = Some(v.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "postgres://***".into();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (Some(auth), host),
+        None => (None, rest),
+    };
+    // Query parameters may carry a password too (`?password=`): never shown.
+    let host = host.split('?').next().unwrap_or(host);
+    match auth.map(|a| a.split_once(':').map_or(a, |(user, _)| user)) {
+        Some(user) if auth.is_some_and(|a| a.contains(':')) => format!("{scheme}://{user}:***@{host}"),
+        Some(user) => format!("{scheme}://{user}@{host}"),
+        None => format!("{scheme}://{host}"),
+    }
+}
+
+/// `--inbox PATH`, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`. The value is never echoed
+/// in errors (a URL could carry a password).
+pub fn parse_inbox_spec(spec: &str) -> CliResult<InboxSpec> {
     let lower = spec.trim().to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") || lower.starts_with("postgres:") {
-        return Err(usage(
-            "--inbox postgres://… is not supported yet in this build; use a SQLite file: --inbox PATH or --inbox sqlite:PATH",
-        ));
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(InboxSpec::Postgres(spec.trim().to_owned()));
     }
     let path = spec
         .strip_prefix("sqlite://")
         .or_else(|| spec.strip_prefix("sqlite:"))
         .unwrap_or(spec);
     if path.is_empty() {
-        return Err(usage("--inbox needs a file path (PATH or sqlite:PATH)"));
+        return Err(usage(
+            "--inbox needs a file path (PATH or sqlite:PATH) or a postgres:// URL",
+        ));
     }
     if let Some((scheme, _)) = path.split_once("://") {
         if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) {
             return Err(usage(format!(
-                "--inbox takes a SQLite file (PATH or sqlite:PATH); `{scheme}://` is not supported"
+                "--inbox takes a SQLite file (PATH or sqlite:PATH) or a postgres:// URL; `{scheme}://` is not supported"
             )));
         }
     }
-    Ok(PathBuf::from(path))
+    Ok(InboxSpec::Sqlite(PathBuf::from(path)))
 }
 
 /// An inbox error for people: the backend's own words, without the type's prefix.
@@ -201,12 +292,12 @@ pub fn inbox_error(e: &InboxError) -> String {
     }
 }
 
-fn open(at: &Location) -> CliResult<(SqliteInbox, String)> {
-    let path = parse_inbox_spec(&at.inbox)?;
-    let shown = path.display().to_string();
-    let inbox = SqliteInbox::open_existing(&path)
-        .map_err(|e| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e))))?;
-    Ok((inbox, shown))
+async fn open(at: &Location) -> CliResult<(Arc<dyn InboxStore>, String)> {
+    let spec = parse_inbox_spec(&at.inbox)?;
+    // SQLite: an existing inbox only (nothing is created); PostgreSQL: the tables are
+    // migrated idempotently, as `serve` does.
+    let inbox = spec.open(hookguard_core::inbox::DEFAULT_MAX_PENDING, false).await?;
+    Ok((inbox, spec.shown()))
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -264,7 +355,7 @@ fn store_failed(path: &str, e: &InboxError) -> crate::common::CliError {
 pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
     match args.command {
         InboxCommand::List(a) => {
-            let (inbox, path) = open(&a.at)?;
+            let (inbox, path) = open(&a.at).await?;
             let mut filter = ListFilter::default().limit(a.limit);
             if let Some(s) = a.state {
                 filter = filter.state(s.state());
@@ -278,7 +369,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             }
         }
         InboxCommand::Show(a) => {
-            let (inbox, path) = open(&a.at)?;
+            let (inbox, path) = open(&a.at).await?;
             let r = inbox
                 .get(a.id)
                 .await
@@ -310,7 +401,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             outln!("{}", object(&fields))?;
         }
         InboxCommand::Replay(a) => {
-            let (inbox, path) = open(&a.at)?;
+            let (inbox, path) = open(&a.at).await?;
             match a.id {
                 Some(id) => {
                     inbox.replay(id, now_ms()).await.map_err(|e| store_failed(&path, &e))?;
@@ -323,7 +414,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             }
         }
         InboxCommand::Purge(a) => {
-            let (inbox, path) = open(&a.at)?;
+            let (inbox, path) = open(&a.at).await?;
             let age = i64::try_from(a.older_than.as_millis()).unwrap_or(i64::MAX);
             let before = now_ms().saturating_sub(age);
             let n = inbox.purge(before, true).await.map_err(|e| store_failed(&path, &e))?;
@@ -333,7 +424,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             )?;
         }
         InboxCommand::Stats(at) => {
-            let (inbox, path) = open(&at)?;
+            let (inbox, path) = open(&at).await?;
             let s = inbox.stats().await.map_err(|e| store_failed(&path, &e))?;
             let age = s
                 .oldest_pending_ms
@@ -378,19 +469,26 @@ mod tests {
 
     #[test]
     fn inbox_specs() {
-        assert_eq!(parse_inbox_spec("a.db").unwrap(), PathBuf::from("a.db"));
-        assert_eq!(parse_inbox_spec("sqlite:a.db").unwrap(), PathBuf::from("a.db"));
+        let file = |s: &str| InboxSpec::Sqlite(PathBuf::from(s));
+        assert_eq!(parse_inbox_spec("a.db").unwrap(), file("a.db"));
+        assert_eq!(parse_inbox_spec("sqlite:a.db").unwrap(), file("a.db"));
+        assert_eq!(parse_inbox_spec("sqlite:///tmp/a.db").unwrap(), file("/tmp/a.db"));
+        let pg = parse_inbox_spec("postgres://u:pw@h:5432/db?sslmode=disable&password=pw2").unwrap();
+        assert!(matches!(pg, InboxSpec::Postgres(_)));
+        assert_eq!(pg.shown(), "postgres://u:***@h:5432/db");
         assert_eq!(
-            parse_inbox_spec("sqlite:///tmp/a.db").unwrap(),
-            PathBuf::from("/tmp/a.db")
+            split_schema("postgres://h/db?sslmode=disable&hookguard_schema=hg1"),
+            ("postgres://h/db?sslmode=disable".to_owned(), Some("hg1".to_owned()))
         );
-        for bad in [
-            "postgres://u:pw@h/db",
-            "postgresql://h/db",
-            "",
-            "sqlite:",
-            "mysql://h/db",
-        ] {
+        assert_eq!(
+            split_schema("postgres://h/db?hookguard_schema=x"),
+            ("postgres://h/db".to_owned(), Some("x".to_owned()))
+        );
+        assert_eq!(
+            parse_inbox_spec("postgresql://h/db").unwrap().shown(),
+            "postgresql://h/db"
+        );
+        for bad in ["", "sqlite:", "mysql://u:pw@h/db"] {
             match parse_inbox_spec(bad) {
                 Err(crate::common::CliError::Usage(m)) => assert!(!m.contains("pw@"), "{m}"),
                 other => panic!("{bad}: {other:?}"),

@@ -17,6 +17,10 @@ JSON. For hcss in URL-token mode (--secret), there is no header: the line `?toke
 `hookguard verify --headers-file FILE` (it understands the `?…` line), or pass each header
 with -H.
 
+Standard Webhooks: a whsec_… secret signs a `v1` entry (HMAC-SHA256), a whsk_… secret (an
+Ed25519 secret key: base64 of the 32-byte seed, or of seed and public key) a `v1a` entry;
+verify the latter with the matching whpk_… public key.
+
 The id and type in headers (BuildWorkPro-Event-Id, BuildWorkPro-Event) default to the body's
 `id` and `type`; webhook-id (standard) defaults to msg_<timestamp>; X-GitHub-Delivery is
 sent only with --id.
@@ -24,6 +28,7 @@ sent only with --id.
 Examples:
   echo -n '{\"id\":\"evt_1\",\"type\":\"bid.accepted\"}' | hookguard sign --provider buildworkpro --secret whsec_abc
   hookguard sign --provider standard --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --id msg_1 --file event.json
+  hookguard sign --provider standard --secret whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk= --id msg_1 --file event.json
   hookguard sign --provider procore --secret 'Bearer s3cret' --file event.json
   hookguard sign --provider hcss --secret hcss-url-token --file event.json     # prints ?token=hcss-url-token";
 
@@ -34,7 +39,8 @@ pub struct SignArgs {
     /// Whose headers to produce.
     #[arg(long, value_enum)]
     provider: ProviderArg,
-    /// The signing secret (procore: the Authorization value; hcss: the URL token).
+    /// The signing secret (procore: the Authorization value; hcss: the URL token; standard:
+    /// whsec_… for v1, whsk_… for v1a).
     #[arg(long, value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// procore/hcss: send the secret in this header instead: 'Name: value'.

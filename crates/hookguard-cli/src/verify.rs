@@ -7,7 +7,7 @@ use std::time::Duration;
 use hookguard_core::bytes::Bytes;
 use hookguard_core::clock::ManualClock;
 use hookguard_core::http::{HeaderMap, HeaderValue, Method, Uri};
-use hookguard_core::{RequestHead, Verdict, Verifier};
+use hookguard_core::{DedupeKey, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
 use crate::common::{auth, outln, parse_header_arg, read_body, usage, CliResult, HeaderArg, ProviderArg};
 
@@ -16,12 +16,20 @@ Verifies the body (stdin, or --file) with the request headers given by -H (and/o
 --headers-file, which reads `hookguard sign` output: `Name: value` lines and a `?name=value`
 query line). Valid: prints the delivery's JSON summary
   {\"provider\":\"buildworkpro\",\"id\":\"evt_1\",\"type\":\"bid.accepted\",\"dedupe_key\":\"buildworkpro:evt_1\"}
-and exits 0. Rejected: prints {\"error\":\"<code>\",\"message\":\"…\"} on stdout and exits 1; the codes
+and exits 0. A challenge (HCSS `GET ?challenge=` with --method GET, a signed Slack
+url_verification) prints {\"provider\":…,\"challenge\":\"<value>\"} and exits 0. Rejected: prints
+{\"error\":\"<code>\",\"message\":\"…\",\"status\":<HTTP status>} on stdout and exits 1; the codes
 are stable (signature_mismatch, malformed_signature, missing_signature, unauthorized,
-timestamp_out_of_window, invalid_payload, body_too_large, …). Usage or configuration errors
-(no secret, bad flag) exit 2.
+timestamp_out_of_window, invalid_payload, body_too_large, …) and the status is what `serve`
+would answer. Usage or configuration errors (no secret, bad flag, bad key) exit 2. The checks
+are the receiver's: the pre-body checks (method, challenge, declared Content-Length, shared
+header or URL token), then the signature, window and payload.
 
 For hcss in URL-token mode the token is read from the request URI: --uri '/webhooks?token=…'.
+Standard Webhooks: --secret whsec_… checks `v1` (HMAC) entries, --secret whpk_… (an Ed25519
+public key) `v1a` entries; give both kinds, and several of each while rotating.
+--dedupe-key prints the key `serve --dedupe-key` would use (see `hookguard serve --help`).
+The conformance corpus (conformance/ in the repository) is checked against this command.
 
 Examples:
   hookguard sign --provider buildworkpro --secret whsec_abc --file ev.json > headers.txt
@@ -29,7 +37,9 @@ Examples:
   hookguard verify --provider github --secret s3cret --file payload.json \\
       -H 'X-Hub-Signature-256: sha256=757107ea…' -H 'X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958'
   hookguard verify --provider stripe --secret whsec_… --now 1533204720 -H 'Stripe-Signature: t=1533204620,v1=…' < event.json
-  hookguard verify --provider hcss --secret tok --uri '/webhooks?token=tok' < event.json";
+  hookguard verify --provider hcss --secret tok --uri '/webhooks?token=tok' < event.json
+  hookguard sign --provider standard --secret whsk_… --id msg_1 --file ev.json > headers.txt
+  hookguard verify --provider standard --secret whpk_… --headers-file headers.txt --file ev.json";
 
 /// `hookguard verify`.
 #[derive(Debug, clap::Args)]
@@ -38,7 +48,8 @@ pub struct VerifyArgs {
     /// Who sent the delivery.
     #[arg(long, value_enum)]
     provider: ProviderArg,
-    /// A secret, accepted header value (procore) or URL token (hcss). Repeat for rotation.
+    /// A secret, accepted header value (procore) or URL token (hcss); standard: whsec_… (v1) or
+    /// whpk_… (v1a, an Ed25519 public key). Repeat for rotation.
     #[arg(long = "secret", value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     secrets: Vec<String>,
     /// procore/hcss: accept this header instead: 'Name: value'. Repeatable (same name).
@@ -53,6 +64,13 @@ pub struct VerifyArgs {
     /// The request target as received (path and query).
     #[arg(long, value_name = "URI", default_value = "/webhooks")]
     uri: String,
+    /// The request method as received (GET for a challenge).
+    #[arg(long, value_name = "METHOD", default_value = "POST")]
+    method: String,
+    /// Key copies on these signed fields, as `serve --dedupe-key` does: JSON pointers into the
+    /// body and `header:NAME` for headers the sender signs, comma-separated.
+    #[arg(long, value_name = "/FIELD,…")]
+    dedupe_key: Option<DedupeKey>,
     /// Verify as if the time were this unix timestamp (replay window).
     #[arg(long, value_name = "UNIX")]
     now: Option<u64>,
@@ -79,6 +97,11 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     if let Some(t) = args.tolerance {
         b = b.tolerance(Duration::from_secs(t));
     }
+    if let Some(k) = &args.dedupe_key {
+        b = b.dedupe_key(k.clone());
+    }
+    let method = Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| usage(format!("--method is not an HTTP method: {:?}", args.method)))?;
     let verifier = b.build().map_err(|e| usage(format!("invalid configuration: {e}")))?;
 
     let mut headers = HeaderMap::new();
@@ -101,27 +124,41 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     let uri: Uri = target
         .parse()
         .map_err(|_| usage(format!("--uri is not a valid request target: {target:?}")))?;
+    let head = RequestHead::new(&method, &uri, &headers);
+    // What the receiver checks before reading the body: method, challenge, declared length,
+    // shared header or URL token.
+    match verifier.precheck(&head) {
+        Ok(Precheck::ReadBody { .. }) => {}
+        Ok(Precheck::Challenge(answer)) => return challenge(args.provider, answer.value()),
+        Ok(_) => return Err(usage("unexpected precheck")),
+        Err(r) => return rejected(&r),
+    }
     let body = read_body(args.file.as_deref())?;
-    let head = RequestHead::new(&Method::POST, &uri, &headers);
     match verifier.verify(&head, Bytes::from(body)) {
         Ok(Verdict::Deliver(d)) | Ok(Verdict::Ignored(d)) => {
             outln!("{}", d.summary_json())?;
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Verdict::Challenge(answer)) => {
-            let value = String::from_utf8_lossy(answer.value()).into_owned();
-            outln!(
-                "{}",
-                serde_json::json!({"provider": args.provider.provider().as_str(), "challenge": value})
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(Verdict::Challenge(answer)) => challenge(args.provider, answer.value()),
         Ok(_) => Err(usage("unexpected verdict")),
-        Err(r) => {
-            outln!("{}", String::from_utf8_lossy(&r.json_body()))?;
-            Ok(ExitCode::from(1))
-        }
+        Err(r) => rejected(&r),
     }
+}
+
+fn challenge(provider: ProviderArg, value: &[u8]) -> CliResult<ExitCode> {
+    let value = String::from_utf8_lossy(value).into_owned();
+    outln!(
+        "{}",
+        serde_json::json!({"provider": provider.provider().as_str(), "challenge": value})
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `{"error":"<code>","message":"…","status":<HTTP status>}`, exit 1.
+fn rejected(r: &Rejection) -> CliResult<ExitCode> {
+    let v = serde_json::json!({ "error": r.code(), "message": r.to_string(), "status": r.status().as_u16() });
+    outln!("{v}")?;
+    Ok(ExitCode::from(1))
 }
 
 fn append(headers: &mut HeaderMap, h: &HeaderArg) -> CliResult<()> {

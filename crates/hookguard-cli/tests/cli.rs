@@ -2237,10 +2237,12 @@ fn serve_inbox_usage_errors() {
         a.extend_from_slice(extra);
         hookguard(&a, None)
     };
-    let o = serve(&["--inbox", "postgres://user:pw-8c1d@db.example/hooks"]);
-    assert_eq!(code(&o), 2);
+    // An unreachable PostgreSQL inbox: a clear run-time error, the password never printed.
+    let unreachable = format!("postgres://user:pw-8c1d@127.0.0.1:{}/hooks", closed_port());
+    let o = serve(&["--inbox", &unreachable]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("not supported yet in this build"),
+        text(&o.stderr).contains("cannot open the inbox postgres://user:***@127.0.0.1:"),
         "{}",
         text(&o.stderr)
     );
@@ -2267,4 +2269,642 @@ fn serve_inbox_usage_errors() {
     let o = serve(&["--inbox", path(&dir.join("no/such/dir/x.db"))]);
     assert_eq!(code(&o), 1, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("cannot open the inbox"), "{}", text(&o.stderr));
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve --metrics, sender health on stderr, serve --ui (over plain HTTP; the browser test is
+// tests/inspector_browser.rs)
+
+impl Server {
+    /// Waits (at most 10 s) for the stderr line `hookguard: WHAT on http://127.0.0.1:PORT…`
+    /// and returns the port and the rest of the line after it.
+    fn side_port(&self, what: &str) -> (u16, String) {
+        let marker = format!("hookguard: {what} on http://127.0.0.1:");
+        let mut found = None;
+        wait_for(
+            &format!("the {what} line: {}", self.stderr()),
+            Duration::from_secs(10),
+            || {
+                found = self.stderr.lock().unwrap().iter().find_map(|l| {
+                    let rest = l.split(marker.as_str()).nth(1)?;
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    Some((digits.parse::<u16>().ok()?, rest[digits.len()..].to_owned()))
+                });
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+}
+
+/// One HTTP/1.1 request like [`http`], returning the status, the header block and the body.
+fn http_full(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    c.write_all(req.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer)
+        .unwrap_or_else(|e| panic!("{method} {target}: no complete answer within 10 s ({e})"));
+    let answer = text(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` in a Prometheus scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn scrape(port: u16) -> String {
+    let (status, head, body) = http_full(port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    body
+}
+
+#[test]
+fn serve_metrics_count_real_deliveries_and_show_no_secret_or_id() {
+    let secret = "whsec_metrics_secret_5f1c";
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        secret,
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let (mport, _) = s.side_port("metrics");
+    // One delivery by the vendor simulator, one signed by hand and its copy, one forged.
+    let o = send(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        secret,
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(bwp_post(s.port, secret, "evt_metrics_one").0, 204);
+    let (dup, answer) = bwp_post(s.port, secret, "evt_metrics_one");
+    assert_eq!((dup, answer.as_str()), (200, r#"{"status":"duplicate"}"#));
+    assert_eq!(bwp_post(s.port, "whsec_forged_key", "evt_metrics_forged").0, 401);
+    let ids: Vec<String> = s
+        .json_lines(2)
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+
+    let m = scrape(mport);
+    let answers = |outcome: &str, code: &str| {
+        sample(
+            &m,
+            &format!("hookguard_answers_total{{provider=\"buildworkpro\",outcome=\"{outcome}\",code=\"{code}\"}}"),
+        )
+    };
+    assert_eq!(answers("handled", ""), Some(2.0), "{m}");
+    assert_eq!(answers("duplicate", ""), Some(1.0), "{m}");
+    assert_eq!(answers("rejected", "signature_mismatch"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_handler_outcomes_total{provider=\"buildworkpro\",outcome=\"success\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "hookguard_verify_seconds_count{provider=\"buildworkpro\"}"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "hookguard_handler_seconds_count{provider=\"buildworkpro\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("hookguard_verify_seconds_bucket{provider=\"buildworkpro\",le=\"0.001\"}"),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "hookguard_sender_consecutive_failures{provider=\"buildworkpro\"}"),
+        Some(1.0),
+        "the forged delivery came last: {m}"
+    );
+    assert!(m.contains("# HELP hookguard_answers_total"), "{m}");
+    assert!(m.contains("# TYPE hookguard_answers_total counter"), "{m}");
+    // Bounded labels: no secret, no event id, no path.
+    for needle in [
+        secret,
+        "whsec_forged_key",
+        "evt_metrics",
+        "/webhooks",
+        ids[0].as_str(),
+        ids[1].as_str(),
+    ] {
+        assert!(!m.contains(needle), "the scrape shows {needle:?}:\n{m}");
+    }
+    // Only /metrics is served there.
+    assert_eq!(http_full(mport, "GET", "/", &[], b"").0, 404);
+}
+
+#[test]
+fn serve_metrics_in_inbox_mode_count_transitions_and_hide_the_url_token() {
+    let dir = scratch("metrics-inbox");
+    let db = dir.join("inbox.db");
+    let token = "hcss-url-token-8d2e41";
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        token,
+        "--inbox",
+        path(&db),
+        "--metrics",
+        "0",
+    ]);
+    let (mport, _) = s.side_port("metrics");
+    let o = send(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        token,
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(s.json_lines(1).len(), 1);
+    let (status, _) = http(s.port, "POST", "/webhooks?token=wrong-token", &[], b"{}");
+    assert_eq!(status, 401);
+    let mut m = String::new();
+    wait_for("the done transition in the scrape", Duration::from_secs(10), || {
+        m = scrape(mport);
+        sample(
+            &m,
+            "hookguard_inbox_transitions_total{provider=\"hcss\",transition=\"done\"}",
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_inbox_transitions_total{provider=\"hcss\",transition=\"accepted\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_answers_total{provider=\"hcss\",outcome=\"accepted\",code=\"\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_answers_total{provider=\"hcss\",outcome=\"rejected\",code=\"unauthorized\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "hookguard_accept_seconds_count{provider=\"hcss\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    // The worker samples the gauges; every state appears.
+    wait_for("the inbox gauges", Duration::from_secs(15), || {
+        m = scrape(mport);
+        sample(&m, "hookguard_inbox_items{state=\"done\"}") == Some(1.0)
+    });
+    assert_eq!(sample(&m, "hookguard_inbox_items{state=\"dead\"}"), Some(0.0), "{m}");
+    assert!(m.contains("hookguard_inbox_oldest_pending_seconds"), "{m}");
+    for needle in [token, "wrong-token", "/webhooks", "token="] {
+        assert!(!m.contains(needle), "the scrape shows {needle:?}:\n{m}");
+    }
+}
+
+/// An HCSS Setups body.
+const HCSS_BODY: &[u8] = br#"{"companyId":"c1","eventType":"EmployeeUpdated","businessUnitId":"b1","id":"e1"}"#;
+
+#[test]
+fn serve_warns_before_the_hcss_kill_switch_and_errors_when_it_trips() {
+    let s = Server::start(&["--provider", "hcss", "--secret", "hcss-right-token-771"]);
+    let warning = "HCSS stops this subscription after 5 failed tries; 3 in a row so far";
+    let lines_with = |needle: &str| -> Vec<String> {
+        s.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    };
+    for _ in 0..2 {
+        assert_eq!(http(s.port, "POST", "/webhooks?token=wrong", &[], HCSS_BODY).0, 401);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(lines_with(warning).is_empty(), "{}", s.stderr());
+    assert_eq!(http(s.port, "POST", "/webhooks?token=wrong", &[], HCSS_BODY).0, 401);
+    wait_for(
+        &format!("the WARN line: {}", s.stderr()),
+        Duration::from_secs(5),
+        || !lines_with(warning).is_empty(),
+    );
+    let warn = lines_with(warning);
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].contains("WARN"), "{warn:?}");
+    for _ in 0..2 {
+        assert_eq!(http(s.port, "POST", "/webhooks?token=wrong", &[], HCSS_BODY).0, 401);
+    }
+    wait_for(
+        &format!("the ERROR line: {}", s.stderr()),
+        Duration::from_secs(5),
+        || !lines_with("re-subscribe").is_empty(),
+    );
+    let error = lines_with("re-subscribe");
+    assert_eq!(error.len(), 1, "{error:?}");
+    assert!(error[0].contains("ERROR"), "{error:?}");
+    assert!(
+        error[0].contains("HCSS stops this subscription after 5 failed tries"),
+        "{error:?}"
+    );
+    assert_eq!(lines_with(warning).len(), 1, "warned once, at half the threshold");
+    // A genuine delivery resets the count: three more failures warn again.
+    assert_eq!(
+        http(s.port, "POST", "/webhooks?token=hcss-right-token-771", &[], HCSS_BODY).0,
+        204
+    );
+    for _ in 0..3 {
+        assert_eq!(http(s.port, "POST", "/webhooks?token=wrong", &[], HCSS_BODY).0, 401);
+    }
+    wait_for("a second WARN line", Duration::from_secs(5), || {
+        lines_with(warning).len() == 2
+    });
+    let log = s.stderr();
+    assert!(!log.contains("hcss-right-token-771"), "{log}");
+}
+
+#[test]
+fn serve_help_shows_metrics_and_ui_with_examples() {
+    let h = text(&hookguard(&["serve", "--help"], None).stdout);
+    for needle in [
+        "--metrics <ADDR>",
+        "--ui <ADDR>",
+        "--ui-token <TOKEN>",
+        "/metrics",
+        "?token=",
+        "Authorization: Bearer",
+        "--metrics 127.0.0.1:9464 --ui 8790",
+        "curl -s http://127.0.0.1:9464/metrics",
+        "kill switch",
+    ] {
+        assert!(h.contains(needle), "serve --help lacks {needle}:\n{h}");
+    }
+    let o = hookguard(
+        &["serve", "--provider", "github", "--secret", "s", "--ui", "nope"],
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    let o = hookguard(
+        &[
+            "serve",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--ui",
+            "0",
+            "--ui-token",
+            "short",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("at least 16"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
+    let dir = scratch("ui-http");
+    let db = dir.join("inbox.db");
+    let secret = "whsec_inspector_http_secret";
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        secret,
+        "--inbox",
+        path(&db),
+        "--exec",
+        "cat >/dev/null; exit 3",
+        "--max-attempts",
+        "1",
+        "--ui",
+        "127.0.0.1:0",
+    ]);
+    let (ui, rest) = s.side_port("inspector");
+    let token = rest
+        .strip_prefix("/?token=")
+        .expect("the URL carries the token")
+        .to_owned();
+    assert!(token.len() >= 40, "{token}");
+    // A genuine delivery whose id would be markup, and a forged one.
+    let (status, _) = bwp_post(s.port, secret, "evt_<b>bold</b>");
+    assert_eq!(status, 200);
+    assert_eq!(bwp_post(s.port, "whsec_forged", "evt_forged_1").0, 401);
+    wait_for("the item to be dead", Duration::from_secs(10), || {
+        inbox_json(&["list", "--state", "dead"], &db).len() == 1
+    });
+    let id = inbox_json(&["list"], &db)[0]["id"].as_i64().unwrap();
+
+    // No token, a wrong token, a wrong cookie: 401, nothing shown.
+    let wrong_bearer = format!("Bearer {}x", &token[..token.len() - 1]);
+    for headers in [
+        vec![],
+        vec![("Authorization", wrong_bearer.as_str())],
+        vec![("Cookie", "hookguard_ui_1=nope")],
+    ] {
+        for target in ["/", "/api/status", &format!("/items/{id}"), "/style.css"] {
+            let (status, head, body) = http_full(ui, "GET", target, &headers, b"");
+            assert_eq!(status, 401, "{target} {headers:?}: {body}");
+            assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+            assert!(!body.contains("evt_"), "{body}");
+        }
+    }
+    assert_eq!(http_full(ui, "GET", "/?token=wrong-token-value", &[], b"").0, 401);
+    let (status, _, _) = http_full(ui, "POST", &format!("/items/{id}/replay"), &[], b"");
+    assert_eq!(status, 401);
+
+    // The first visit: a cookie, and the token leaves the URL.
+    let (status, head, _) = http_full(ui, "GET", &format!("/?token={token}"), &[], b"");
+    assert_eq!(status, 303);
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
+    let set_cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a cookie")
+        .to_owned();
+    assert!(
+        set_cookie.contains("httponly") && set_cookie.contains("samesite=strict"),
+        "{set_cookie}"
+    );
+    let cookie = format!("hookguard_ui_{ui}={token}");
+    let (status, head, page) = http_full(ui, "GET", "/", &[("Cookie", &cookie)], b"");
+    assert_eq!(status, 200, "{page}");
+    for h in [
+        "content-security-policy: default-src 'none'; style-src 'self'",
+        "x-frame-options: deny",
+        "referrer-policy: same-origin",
+        "cache-control: no-store",
+    ] {
+        assert!(head.contains(h), "{h}: {head}");
+    }
+    // Escaped, never markup; the verdicts; the dead item with its error; no secret, no script.
+    assert!(page.contains("evt_&lt;b&gt;bold&lt;/b&gt;"), "{page}");
+    assert!(!page.contains("<b>bold"), "{page}");
+    assert!(page.contains("signature_mismatch"), "{page}");
+    assert!(page.contains("exit status: 3"), "{page}");
+    assert!(page.contains(&format!("id=\"replay-{id}\"")), "{page}");
+    assert!(page.contains("kill switch at 20"), "{page}");
+    assert!(
+        !page.contains(secret) && !page.contains("whsec_forged") && !page.contains("<script"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("evt_forged_1"),
+        "a forged delivery's claimed id is not shown: {page}"
+    );
+    // The item's own page shows its body (from the inbox), escaped.
+    let (status, _, item) = http_full(ui, "GET", &format!("/items/{id}"), &[("Cookie", &cookie)], b"");
+    assert_eq!(status, 200);
+    assert!(
+        item.contains("&quot;id&quot;:&quot;evt_&lt;b&gt;bold&lt;/b&gt;&quot;"),
+        "{item}"
+    );
+    assert!(!item.contains(secret), "{item}");
+
+    // A POST with the cookie only (what a cross-site form would send) changes nothing.
+    let replay = format!("/items/{id}/replay");
+    let form = [
+        ("Cookie", cookie.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let (status, _, _) = http_full(ui, "POST", &replay, &form, b"");
+    assert_eq!(status, 403);
+    let (status, _, _) = http_full(ui, "POST", &replay, &form, b"token=not-the-token");
+    assert_eq!(status, 403);
+    let with_origin = [form[0], form[1], ("Origin", "http://evil.example")];
+    let (status, _, _) = http_full(ui, "POST", &replay, &with_origin, format!("token={token}").as_bytes());
+    assert_eq!(status, 403);
+    assert_eq!(inbox_stats(&db)["dead"], 1, "nothing was replayed");
+    // With the token in the form: replayed, back to the page.
+    let (status, head, _) = http_full(ui, "POST", &replay, &form, format!("token={token}").as_bytes());
+    assert_eq!(status, 303, "{head}");
+    wait_for("the replayed item to be dead again", Duration::from_secs(10), || {
+        inbox_json(&["list"], &db)[0]["attempts"] == 1 && inbox_stats(&db)["dead"] == 1 && {
+            let log = s.stderr();
+            log.matches("last attempt failed").count() == 2
+        }
+    });
+    // An API client: Bearer, JSON.
+    let bearer = format!("Bearer {token}");
+    let (status, _, json) = http_full(ui, "GET", "/api/status", &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["provider"], "buildworkpro");
+    assert_eq!(v["health"]["kill_switch"], 20);
+    assert_eq!(v["inbox"]["dead"], 1);
+    let answers = v["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2, "{v}");
+    assert_eq!(answers[0]["outcome"], "rejected");
+    assert_eq!(answers[0]["code"], "signature_mismatch");
+    assert_eq!(answers[0]["event_id"], serde_json::Value::Null);
+    assert_eq!(answers[1]["outcome"], "accepted");
+    assert_eq!(answers[1]["event_id"], "evt_<b>bold</b>");
+    let (status, _, json) = http_full(ui, "POST", &replay, &[("Authorization", &bearer)], b"");
+    assert_eq!(
+        (status, json.as_str()),
+        (200, format!("{{\"id\":{id},\"replayed\":1}}").as_str())
+    );
+    // The token is on stderr once: the startup line.
+    let log = s.stderr();
+    assert_eq!(log.matches(token.as_str()).count(), 1, "{log}");
+    assert!(!log.contains(secret), "{log}");
+}
+
+fn pg_inbox(name: &str) -> String {
+    let base = std::env::var("HOOKGUARD_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}hookguard_schema=hg_cli_{name}_{}", std::process::id())
+}
+
+fn drop_pg_schema(url: &str) {
+    let schema = url.rsplit("hookguard_schema=").next().unwrap().to_owned();
+    let base = url
+        .split("hookguard_schema=")
+        .next()
+        .unwrap()
+        .trim_end_matches(['?', '&']);
+    let _ = Command::new("psql")
+        .arg(base)
+        .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")])
+        .output();
+}
+
+/// Two `serve --inbox postgres://…` replicas on one database: 64 concurrent copies split
+/// over both are all answered 2xx, stored once and handled once.
+#[test]
+fn postgres_inbox_two_replicas_64_copies_one_row_one_run() {
+    let url = pg_inbox("copies");
+    let common = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_pg_cli",
+        "--inbox",
+        &url,
+    ];
+    let a = Server::start(&common);
+    let b = Server::start(&common);
+    let body = br#"{"id":"evt_pg_64","type":"bid.accepted"}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let headers = signed_headers(
+        &[
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_pg_cli",
+            "--timestamp",
+            &now,
+        ],
+        body,
+    );
+    let ports = [a.port, b.port];
+    let answers: Vec<_> = (0..64)
+        .map(|i| {
+            let (h, port) = (headers.clone(), ports[i % 2]);
+            std::thread::spawn(move || http(port, "POST", "/webhooks", &h, body))
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in answers {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{}", text(&body));
+        accepted += usize::from(text(&body).contains("accepted"));
+    }
+    assert_eq!(accepted, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.lines().len() + b.lines().len() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.lines().len() + b.lines().len(), 1, "{:?} {:?}", a.lines(), b.lines());
+    let list = hookguard(&["inbox", "list", "--inbox", &url], None);
+    assert_eq!(code(&list), 0, "{}", text(&list.stderr));
+    let rows = text(&list.stdout);
+    assert_eq!(rows.lines().count(), 1, "{rows}");
+    assert!(
+        rows.contains(r#""state":"done""#) && rows.contains(r#""event_id":"evt_pg_64""#),
+        "{rows}"
+    );
+    // The password-free URL is shown; the stats work on PostgreSQL too.
+    let stats = hookguard(&["inbox", "stats", "--inbox", &url], None);
+    assert_eq!(code(&stats), 0, "{}", text(&stats.stderr));
+    drop((a, b));
+    drop_pg_schema(&url);
+}
+
+/// A replica killed -9 while its handler runs: the other replica finishes the item once the
+/// lease expires.
+#[test]
+fn postgres_inbox_replica_killed_mid_handler_is_finished_by_the_other() {
+    let url = pg_inbox("kill");
+    let dir = scratch("pg-kill");
+    let started = dir.join("started");
+    let slow = format!("touch {}; sleep 30", started.display());
+    let mut a = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_pg_cli",
+        "--inbox",
+        &url,
+        "--lease",
+        "2",
+        "--exec-timeout",
+        "1.5",
+        "--exec",
+        &slow,
+    ]);
+    let body = br#"{"id":"evt_pg_kill","type":"bid.accepted"}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let headers = signed_headers(
+        &[
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_pg_cli",
+            "--timestamp",
+            &now,
+        ],
+        body,
+    );
+    let (status, answer) = http(a.port, "POST", "/webhooks", &headers, body);
+    assert_eq!(status, 200, "{}", text(&answer));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the handler never started: {}", a.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.child.kill().unwrap(); // SIGKILL, mid-handler
+    a.child.wait().unwrap();
+    let b = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_pg_cli",
+        "--inbox",
+        &url,
+        "--lease",
+        "2",
+    ]);
+    let lines = {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while b.lines().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b.lines()
+    };
+    assert_eq!(lines.len(), 1, "{lines:?}\n{}", b.stderr());
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["id"], "evt_pg_kill");
+    assert_eq!(v["attempts"], 2, "the killed attempt counts");
+    drop(b);
+    drop_pg_schema(&url);
 }

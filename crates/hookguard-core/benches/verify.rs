@@ -1,6 +1,8 @@
-//! Verify cost against the hardware limit: a bare `hmac`+`sha2` HMAC-SHA256 of the same bytes.
+//! Verify cost against the hardware limit: a bare `hmac`+`sha2` HMAC-SHA256 of the same bytes;
+//! for Standard Webhooks `v1a` (group `standard_v1a`), a bare `ed25519-dalek` `verify_strict`
+//! of the same signed content.
 //!
-//! `cargo bench -p hookguard-core --bench verify`
+//! `cargo bench -p hookguard-core --bench verify` (`-- standard` for both Standard Webhooks groups)
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -72,5 +74,44 @@ fn benches(c: &mut Criterion) {
     bench_scheme(c, "github", GitHub::new(), "gh-secret", b"gh-secret");
 }
 
-criterion_group!(verify, benches);
+/// Standard Webhooks `v1a`: Ed25519 with a `whpk_` public key, next to `v1` (group `standard`).
+fn bench_v1a(c: &mut Criterion) {
+    use base64::Engine;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let seed = [7u8; 32];
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let public = signing.verifying_key();
+    let whsk = format!("whsk_{}", b64.encode(seed));
+    let whpk = format!("whpk_{}", b64.encode(public.as_bytes()));
+    let mut g = c.benchmark_group("standard_v1a");
+    for n in SIZES {
+        let body = body(n);
+        let signed = StandardWebhooks::new()
+            .sign(&whsk, &body, &SignParams::new(NOW).id("msg_2Kx1"))
+            .unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.extend(signed.headers);
+        let v = Verifier::builder(StandardWebhooks::new())
+            .secret(&whpk)
+            .clock(ManualClock::new(NOW))
+            .build()
+            .unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+        let head = RequestHead::new(&m, &u, &headers);
+        assert!(v.authenticate(&head, &body).is_ok());
+        let message = [b"msg_2Kx1.1700000000.".as_slice(), &body].concat();
+        let sig = ed25519_dalek::Signer::sign(&signing, &message);
+        g.throughput(Throughput::Bytes(n as u64));
+        // The limit: one strict Ed25519 verification of the signed content, already assembled.
+        g.bench_with_input(BenchmarkId::new("bare_ed25519", n), &message, |b, message| {
+            b.iter(|| black_box(public.verify_strict(black_box(message), black_box(&sig)).is_ok()))
+        });
+        g.bench_with_input(BenchmarkId::new("hookguard_verify", n), &body, |b, body| {
+            b.iter(|| black_box(v.authenticate(black_box(&head), black_box(body)).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(verify, benches, bench_v1a);
 criterion_main!(verify);

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -17,8 +18,11 @@ pub type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<Sha1>;
 
 /// Prepared key material for one configured secret: an HMAC key (SHA-256, or SHA-1 for
-/// senders that sign with it), or a shared token. Opaque, so more kinds (Ed25519 public keys)
-/// can be added without breaking users.
+/// senders that sign with it), a shared token, or an Ed25519 public key (Standard Webhooks
+/// `v1a`). Opaque, so more kinds can be added without breaking users.
+///
+/// Each kind only ever checks signatures of its own kind: an Ed25519 key never checks a MAC
+/// and an HMAC key never checks an Ed25519 signature.
 ///
 /// ```
 /// use hookguard_core::Key;
@@ -36,6 +40,8 @@ enum Kind {
     HmacSha1(Box<HmacSha1>),
     /// A shared token (header value or URL token), kept as its SHA-256 digest.
     Token([u8; 32]),
+    /// An Ed25519 public key, decompressed once (verification is strict).
+    Ed25519(Box<VerifyingKey>),
 }
 
 impl Key {
@@ -70,6 +76,43 @@ impl Key {
     /// ```
     pub fn token(value: &[u8]) -> Self {
         Key(Kind::Token(Sha256::digest(value).into()))
+    }
+
+    /// An Ed25519 public key (32 bytes, a compressed Edwards point), for verifying signatures
+    /// such as Standard Webhooks `v1a`. Refuses bytes that are not a point on the curve and
+    /// weak (small-order) keys, which strict verification would never accept anyway.
+    ///
+    /// ```
+    /// use hookguard_core::Key;
+    /// let public = [0x66, 0x53, 0x78, 0x7a, 0x0e, 0xdd, 0x49, 0x2a, 0xa2, 0xd2, 0x6a, 0x17, 0xf6, 0x14, 0x14, 0x93,
+    ///               0x7a, 0x2b, 0xac, 0xea, 0x2e, 0x2b, 0x74, 0x15, 0x41, 0x29, 0x49, 0x6b, 0x6e, 0x3c, 0x73, 0xf8];
+    /// let k = Key::ed25519_public(&public).unwrap();
+    /// assert_eq!(format!("{k:?}"), "Key::Ed25519(<public>)");
+    /// assert!(Key::ed25519_public(&public[..31]).is_err());
+    /// assert!(Key::ed25519_public(&[0u8; 32]).is_err()); // small order
+    /// ```
+    pub fn ed25519_public(bytes: &[u8]) -> Result<Self, &'static str> {
+        let bytes: &[u8; 32] = bytes.try_into().map_err(|_| "an Ed25519 public key is 32 bytes")?;
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| "not an Ed25519 public key (not a curve point)")?;
+        if key.is_weak() {
+            return Err("a weak (small-order) Ed25519 public key");
+        }
+        Ok(Key(Kind::Ed25519(Box::new(key))))
+    }
+
+    /// The Ed25519 public key of a secret key: the 32-byte seed, or the 64 bytes of seed and
+    /// public key (libsodium's layout; the public half must match). Only the public key is
+    /// kept: a verifier never holds a key that could sign.
+    ///
+    /// ```
+    /// use hookguard_core::Key;
+    /// let k = Key::ed25519_from_secret(b"TESTSIGNINGKEYDONOTUSETHISFORANY").unwrap();
+    /// assert_eq!(format!("{k:?}"), "Key::Ed25519(<public>)");
+    /// assert!(Key::ed25519_from_secret(b"short").is_err());
+    /// ```
+    pub fn ed25519_from_secret(secret: &[u8]) -> Result<Self, &'static str> {
+        let signing = ed25519_signing_key(secret)?;
+        Ok(Key(Kind::Ed25519(Box::new(signing.verifying_key()))))
     }
 
     /// The keyed HMAC-SHA256 state, ready for `update`; `None` for other kinds of key.
@@ -124,6 +167,7 @@ impl fmt::Debug for Key {
             Kind::Hmac(_) => f.write_str("Key::Hmac(<redacted>)"),
             Kind::HmacSha1(_) => f.write_str("Key::HmacSha1(<redacted>)"),
             Kind::Token(_) => f.write_str("Key::Token(<redacted>)"),
+            Kind::Ed25519(_) => f.write_str("Key::Ed25519(<public>)"),
         }
     }
 }
@@ -165,4 +209,52 @@ pub(crate) fn mac_of(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(p);
     }
     mac.finalize().into_bytes().into()
+}
+
+/// The Ed25519 signing key of a secret: the 32-byte seed, or seed and public key (64 bytes,
+/// libsodium's layout; the public half must belong to the seed). Zeroized on drop.
+pub(crate) fn ed25519_signing_key(secret: &[u8]) -> Result<SigningKey, &'static str> {
+    match secret.len() {
+        32 => {
+            let seed: &[u8; 32] = secret
+                .try_into()
+                .map_err(|_| "an Ed25519 secret key is 32 or 64 bytes")?;
+            Ok(SigningKey::from_bytes(seed))
+        }
+        64 => {
+            let pair: &[u8; 64] = secret
+                .try_into()
+                .map_err(|_| "an Ed25519 secret key is 32 or 64 bytes")?;
+            SigningKey::from_keypair_bytes(pair)
+                .map_err(|_| "the public half of the Ed25519 secret key does not match its seed")
+        }
+        _ => Err("an Ed25519 secret key is 32 bytes (seed) or 64 bytes (seed and public key)"),
+    }
+}
+
+/// Ed25519 signature of `message` with `secret` (see [`ed25519_signing_key`]), for signing.
+pub(crate) fn ed25519_sign(secret: &[u8], message: &[u8]) -> Result<[u8; 64], &'static str> {
+    Ok(ed25519_signing_key(secret)?.sign(message).to_bytes())
+}
+
+/// Whether any Ed25519 key among `keys` verifies any of `signatures` over `message`, with
+/// strict verification (canonical `s`, no small-order `R` or key). Other kinds of key are
+/// skipped: an HMAC key never checks an Ed25519 signature. Public keys and signatures are
+/// not secret, so an early return leaks nothing.
+pub(crate) fn any_ed25519_matches(keys: &[Key], message: &[u8], signatures: &[[u8; 64]]) -> bool {
+    keys.iter()
+        .filter_map(|k| match &k.0 {
+            Kind::Ed25519(vk) => Some(vk),
+            _ => None,
+        })
+        .any(|vk| {
+            signatures
+                .iter()
+                .any(|s| vk.verify_strict(message, &Signature::from_bytes(s)).is_ok())
+        })
+}
+
+/// Whether any of `keys` is an Ed25519 key (so building the signed message is worth it).
+pub(crate) fn has_ed25519(keys: &[Key]) -> bool {
+    keys.iter().any(|k| matches!(k.0, Kind::Ed25519(_)))
 }

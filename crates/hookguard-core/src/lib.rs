@@ -53,6 +53,7 @@
 pub mod challenge;
 pub mod clock;
 pub mod dedupe;
+mod dedupe_key;
 mod delivery;
 pub mod envelope;
 mod error;
@@ -71,6 +72,7 @@ mod verifier;
 mod wire;
 
 pub use challenge::{ChallengeAnswer, ChallengeRule};
+pub use dedupe_key::{DedupeKey, ParseDedupeKeyError, MAX_DEDUPE_KEY_FIELDS};
 pub use delivery::Delivery;
 pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};

@@ -481,6 +481,29 @@ impl<T> ReceiverBuilder<T> {
         self.map(|v| v.ignore_source_application(app_id))
     }
 
+    /// Recognises copies of an event by these signed fields instead of the sender's own id
+    /// (see [`DedupeKey`](crate::DedupeKey)); remembered for the retention.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, dedupe::MemoryStore, DedupeKey, Receiver};
+    /// let rx: Receiver = Receiver::builder(Procore::new())
+    ///     .secret("Bearer t")
+    ///     .dedupe_key("/resource_name,/resource_id,/event_type,/timestamp".parse::<DedupeKey>().unwrap())
+    ///     .dedupe(MemoryStore::default())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = rx;
+    /// ```
+    pub fn dedupe_key(self, key: crate::DedupeKey) -> Self {
+        self.map(|v| v.dedupe_key(key))
+    }
+
+    /// Allows a header the sender does not sign as a dedupe key field (see
+    /// [`VerifierBuilder::allow_unsigned_key_header`](crate::VerifierBuilder::allow_unsigned_key_header)).
+    pub fn allow_unsigned_key_header(self, name: impl AsRef<str>) -> Self {
+        self.map(|v| v.allow_unsigned_key_header(name))
+    }
+
     /// De-duplicates in `store` with the default lease (30 s) and retention (48 h), failing closed.
     pub fn dedupe(mut self, store: impl crate::dedupe::DedupeStore) -> Self {
         self.dedupe = Some(Dedupe::new(store));

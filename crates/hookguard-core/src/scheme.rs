@@ -300,6 +300,21 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
         false
     }
 
+    /// The request headers this sender's signature covers (Standard Webhooks: `webhook-id` and
+    /// `webhook-timestamp`, which are part of the signed content), so a
+    /// [`DedupeKey`](crate::DedupeKey) may be built from them. Default: none. A header outside
+    /// the signature can be set by anyone who replays a genuine delivery, so it is refused as
+    /// a dedupe key source unless explicitly allowed.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{GitHub, StandardWebhooks}, Scheme};
+    /// assert!(GitHub::new().signed_headers().is_empty());
+    /// assert_eq!(StandardWebhooks::new().signed_headers().len(), 2);
+    /// ```
+    fn signed_headers(&self) -> &[HeaderName] {
+        &[]
+    }
+
     /// The header that carries this sender's shared credential, if any (Procore's configured
     /// header, an HCSS token header): never stored in an inbox, never logged.
     fn credential_header(&self) -> Option<&HeaderName> {

@@ -9,7 +9,10 @@ use http::Method;
 
 use crate::challenge::{bounded, query_param, ChallengeAnswer};
 use crate::clock::{Clock, SystemClock};
-use crate::{ChallengeRule, ConfigError, Context, Delivery, Key, Provider, Rejection, RequestHead, Scheme};
+use crate::dedupe_key::{Compiled as CompiledDedupeKey, DedupeKey};
+use crate::{
+    ChallengeRule, ConfigError, Context, DedupeScope, Delivery, Key, Provider, Rejection, RequestHead, Scheme,
+};
 
 /// Default body limit: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
@@ -99,6 +102,7 @@ struct Inner {
     read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
+    dedupe_key: Option<CompiledDedupeKey>,
 }
 
 impl fmt::Debug for Verifier {
@@ -109,6 +113,7 @@ impl fmt::Debug for Verifier {
             .field("secrets", &i.keys.len())
             .field("tolerance", &i.tolerance)
             .field("max_body", &i.max_body)
+            .field("dedupe_key", &i.dedupe_key.as_ref().map(CompiledDedupeKey::text))
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +144,8 @@ impl Verifier {
             max_challenge: DEFAULT_MAX_CHALLENGE,
             read_timeout: DEFAULT_READ_TIMEOUT,
             ignore_apps: Vec::new(),
+            dedupe_key: None,
+            unsigned_key_headers: Vec::new(),
             bad: None,
         }
     }
@@ -263,10 +270,26 @@ impl Verifier {
             return bounded(c.into_bytes(), i.max_challenge).map(Verdict::Challenge);
         }
         let provider = i.scheme.provider();
+        let (key, scope) = match &i.dedupe_key {
+            None => (d.dedupe_key, d.dedupe_scope),
+            Some(fields) => match fields.compute(head, &body) {
+                Some(key) => (Some(key), DedupeScope::Retained),
+                None => {
+                    // Never a rejection: the sender's own key still coalesces its retries.
+                    tracing::warn!(
+                        %provider,
+                        dedupe_key = fields.text(),
+                        event_id = d.event_id.as_deref(),
+                        "a dedupe key field is missing from this delivery; keeping the sender's default key"
+                    );
+                    (d.dedupe_key, d.dedupe_scope)
+                }
+            },
+        };
         let delivery = Delivery {
             provider,
-            dedupe_key: d.dedupe_key.map(|k| format!("{}:{k}", provider.as_str())),
-            dedupe_scope: d.dedupe_scope,
+            dedupe_key: key.map(|k| format!("{}:{k}", provider.as_str())),
+            dedupe_scope: scope,
             event_id: d.event_id,
             event_type: d.event_type,
             timestamp: auth.timestamp,
@@ -294,6 +317,8 @@ pub struct VerifierBuilder {
     read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
+    dedupe_key: Option<DedupeKey>,
+    unsigned_key_headers: Vec<String>,
     bad: Option<(usize, &'static str)>,
 }
 
@@ -422,10 +447,42 @@ impl VerifierBuilder {
         self
     }
 
+    /// Recognises copies of an event by these signed fields instead of the sender's own id
+    /// (see [`DedupeKey`]: JSON pointers into the body, headers the scheme signs). A delivery
+    /// missing one of the fields keeps the sender's default key; it is never rejected.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, StandardWebhooks}, ConfigError, DedupeKey, Verifier};
+    /// let fields: DedupeKey = "/resource_name,/resource_id,/event_type,/timestamp".parse().unwrap();
+    /// assert!(Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(fields).build().is_ok());
+    /// // `webhook-id` is part of the Standard Webhooks signed content: accepted.
+    /// let signed = DedupeKey::new().header("webhook-id").pointer("/type");
+    /// assert!(Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").dedupe_key(signed).build().is_ok());
+    /// // BuildWorkPro's event-id header is not signed: refused.
+    /// let unsigned = DedupeKey::new().header("BuildWorkPro-Event-Id");
+    /// let err = Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(unsigned).build().unwrap_err();
+    /// assert!(matches!(err, ConfigError::Invalid(m) if m.contains("not covered by the sender's signature")));
+    /// ```
+    pub fn dedupe_key(mut self, key: DedupeKey) -> Self {
+        self.dedupe_key = Some(key);
+        self
+    }
+
+    /// Allows a header the sender's signature does **not** cover as a [`DedupeKey`] field.
+    /// Only for headers a trusted hop sets: anyone who replays a genuine delivery can change
+    /// such a header and make a genuine event that has not arrived yet look like a duplicate.
+    pub fn allow_unsigned_key_header(mut self, name: impl AsRef<str>) -> Self {
+        self.unsigned_key_headers
+            .push(name.as_ref().trim().to_ascii_lowercase());
+        self
+    }
+
     /// Builds the verifier.
     ///
     /// # Errors
-    /// No secret, too many, or one the scheme cannot use (named by position, never by value).
+    /// No secret, too many, or one the scheme cannot use (named by position, never by value);
+    /// a [`DedupeKey`] that is empty, malformed, or names a header the sender does not sign
+    /// (unless [allowed](Self::allow_unsigned_key_header)).
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if let Some((index, reason)) = self.bad {
             return Err(ConfigError::InvalidSecret { index, reason });
@@ -442,6 +499,10 @@ impl VerifierBuilder {
         if self.max_signatures == 0 || self.max_challenge == 0 || self.max_header_len == 0 {
             return Err(ConfigError::Invalid("bounds must be at least 1"));
         }
+        let dedupe_key = match &self.dedupe_key {
+            Some(k) => Some(k.compile(self.scheme.as_ref(), &self.unsigned_key_headers)?),
+            None => None,
+        };
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
@@ -455,6 +516,7 @@ impl VerifierBuilder {
                 read_timeout: self.read_timeout,
                 challenges: self.challenges,
                 ignore_apps: self.ignore_apps,
+                dedupe_key,
             }),
         })
     }

@@ -64,7 +64,18 @@ pub(crate) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 pub(crate) fn mac_hex(mac: &[u8; 32]) -> String {
-    hex::encode(mac)
+    hex_encode(mac)
+}
+
+/// Lower-case hex of `bytes` (the core needs no hex crate for this).
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 /// The candidate MACs of one header, bounded by `max`. The first four live inline: a header

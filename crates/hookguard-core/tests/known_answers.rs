@@ -64,6 +64,84 @@ fn standard_webhooks_reference_vector() {
     assert!(verify(&v, &h, "/", body).is_ok());
 }
 
+/// The published Standard Webhooks Ed25519 (`v1a`) vector: secret key seed
+/// `VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=` (public key
+/// `ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=`), checked by the issue's author with an
+/// independent Ed25519 implementation (and by `conformance/generate.py`'s own).
+#[test]
+fn standard_webhooks_v1a_ed25519_vector() {
+    let body = br#"{"test": 2432232314}"#;
+    let v1a = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+    let params = SignParams::new(1614265330).id("msg_p5jXN8AQM9LWM0D4loKWxJek");
+    let signed = StandardWebhooks::new()
+        .sign("whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=", body, &params)
+        .unwrap();
+    let (_, sig) = signed.headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
+    assert_eq!(sig, v1a);
+
+    let v = Verifier::builder(StandardWebhooks::new())
+        .secret("whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=")
+        .clock(ManualClock::new(1614265330))
+        .build()
+        .unwrap();
+    let ok = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        ("webhook-signature", v1a),
+    ];
+    let d = verify(&v, &ok, "/", body).unwrap();
+    assert_eq!(
+        d.delivery().unwrap().dedupe_key(),
+        Some("standard:msg_p5jXN8AQM9LWM0D4loKWxJek")
+    );
+    // Beside the v1 of the HMAC vector, in either order; a v1 alone does not verify here.
+    for sig in [
+        format!("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= {v1a}"),
+        format!("{v1a} v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+    ] {
+        assert!(verify(&v, &[ok[0], ok[1], ("webhook-signature", &sig)], "/", body).is_ok());
+    }
+    assert_eq!(
+        verify(
+            &v,
+            &[
+                ok[0],
+                ok[1],
+                ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+            ],
+            "/",
+            body
+        )
+        .unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+    // Tampered body, id or timestamp.
+    assert_eq!(
+        verify(&v, &ok, "/", br#"{"test": 2432232315}"#).unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+    let other_id = [("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJeK"), ok[1], ok[2]];
+    assert_eq!(
+        verify(&v, &other_id, "/", body).unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+    let other_ts = [ok[0], ("webhook-timestamp", "1614265331"), ok[2]];
+    assert_eq!(
+        verify(&v, &other_ts, "/", body).unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+    // An HMAC secret never checks a v1a entry.
+    let hmac_only = Verifier::builder(StandardWebhooks::new())
+        .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .clock(ManualClock::new(1614265330))
+        .build()
+        .unwrap();
+    assert_eq!(
+        verify(&hmac_only, &ok, "/", body).unwrap_err(),
+        Rejection::SignatureMismatch
+    );
+}
+
 /// GitHub docs, "Validating webhook deliveries" → "Testing the webhook payload validation".
 #[test]
 fn github_reference_vector() {

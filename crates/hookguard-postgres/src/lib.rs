@@ -15,8 +15,10 @@
 //!   or running.
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
 //!   replica that dies mid-handler leaves a lease that expires, and another replica takes the
-//!   item. An insert trigger sends `NOTIFY`; workers wake on it (`LISTEN`) with a bounded
-//!   fallback poll.
+//!   item. Workers wake at once on an accept in their own process, on `LISTEN` for the others,
+//!   with a bounded fallback poll. A replica that accepted something sends one `NOTIFY` per
+//!   50 ms at most, outside the accept (PostgreSQL serialises the commits of notifying
+//!   transactions, so notifying from every insert would cap accepts).
 //! * **Transactional handlers** ([`transactional`]): the handler gets the transaction in which
 //!   hookguard marks the item done, so the application's own writes commit atomically with the
 //!   mark — their effects happen exactly once per event within the retention. Side effects
@@ -117,6 +119,7 @@ impl PgInboxBuilder {
             notify,
             pending,
             max_pending: self.max_pending,
+            unannounced: std::sync::atomic::AtomicBool::new(false),
             channel,
             table,
         });
@@ -140,6 +143,8 @@ struct Inner {
     notify: Arc<Notify>,
     pending: Arc<AtomicU64>,
     max_pending: u64,
+    /// Set by an accept; the background task turns it into one `NOTIFY` for the other replicas.
+    unannounced: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PgInbox {
@@ -270,15 +275,9 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
         ),
         format!("CREATE INDEX IF NOT EXISTS hookguard_inbox_due ON {t} (next_attempt_at) WHERE state IN (0, 1)"),
         format!("CREATE INDEX IF NOT EXISTS hookguard_inbox_finished ON {t} (state, finished_at)"),
-        format!(
-            "CREATE OR REPLACE FUNCTION \"{schema}\".hookguard_inbox_notify() RETURNS trigger AS $$
-             BEGIN PERFORM pg_notify('hookguard_inbox_{schema}', ''); RETURN NULL; END $$ LANGUAGE plpgsql"
-        ),
+        // An older build notified from an insert trigger: NOTIFY in every insert serialises
+        // commits (PostgreSQL takes a global lock to queue notifications), so it is gone.
         format!("DROP TRIGGER IF EXISTS hookguard_inbox_notify ON {t}"),
-        format!(
-            "CREATE TRIGGER hookguard_inbox_notify AFTER INSERT ON {t}
-             FOR EACH STATEMENT EXECUTE FUNCTION \"{schema}\".hookguard_inbox_notify()"
-        ),
         format!(
             "INSERT INTO \"{schema}\".hookguard_schema (version)
              SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
@@ -299,8 +298,26 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     tx.commit().await.map_err(storage)
 }
 
-/// LISTEN for inserts (any replica) and recount pending items every second.
+/// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
+fn spawn_announcer(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.unannounced.swap(false, Ordering::Relaxed) {
+                let _ = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(&inner.channel)
+                    .execute(&inner.pool)
+                    .await;
+            }
+        }
+    });
+}
+
+/// LISTEN for other replicas' accepts and recount pending items every second.
 fn spawn_background(inner: &Arc<Inner>) {
+    spawn_announcer(inner);
     let weak = Arc::downgrade(inner);
     let (pool, channel, notify) = (inner.pool.clone(), inner.channel.clone(), Arc::clone(&inner.notify));
     tokio::spawn(async move {
@@ -350,7 +367,26 @@ impl PgInbox {
     /// # Errors
     /// The URL is invalid, the database unreachable, or the migration failed.
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
-        let opts: PgConnectOptions = url.parse().map_err(storage)?;
+        Self::builder().connect(url).await
+    }
+
+    /// Configures an inbox (schema, pending cap) to open on your own pool.
+    pub fn builder() -> PgInboxBuilder {
+        PgInboxBuilder::default()
+    }
+}
+
+impl PgInboxBuilder {
+    /// Connects with hookguard's bounded defaults (pool of 16, acquire 1 s, statement timeout
+    /// 2 s) and opens the inbox.
+    ///
+    /// # Errors
+    /// The URL is invalid, the database unreachable, or the migration failed. The error never
+    /// contains the URL (it may carry a password).
+    pub async fn connect(self, url: &str) -> Result<PgInbox, InboxError> {
+        let opts: PgConnectOptions = url
+            .parse()
+            .map_err(|_| InboxError::storage("not a valid postgres:// URL"))?;
         let opts = opts.options([(
             "statement_timeout",
             format!("{}", DEFAULT_STATEMENT_TIMEOUT.as_millis()),
@@ -361,14 +397,11 @@ impl PgInbox {
             .connect_with(opts)
             .await
             .map_err(storage)?;
-        Self::builder().open(pool).await
+        self.open(pool).await
     }
+}
 
-    /// Configures an inbox (schema, pending cap) to open on your own pool.
-    pub fn builder() -> PgInboxBuilder {
-        PgInboxBuilder::default()
-    }
-
+impl PgInbox {
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
@@ -462,6 +495,8 @@ impl InboxStore for PgInbox {
                     let id: i64 = r.try_get(0).map_err(storage)?;
                     if r.try_get::<bool, _>(1).map_err(storage)? {
                         inner.pending.fetch_add(1, Ordering::Relaxed);
+                        inner.unannounced.store(true, Ordering::Relaxed);
+                        inner.notify.notify_one();
                         Ok(Accepted::Stored(id))
                     } else {
                         Ok(Accepted::Duplicate(id))

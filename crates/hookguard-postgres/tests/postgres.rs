@@ -259,6 +259,35 @@ async fn two_replicas_64_copies_all_2xx_one_row_handled_once() {
     wb.shutdown().await;
 }
 
+/// Work accepted on one replica wakes the other replica's worker through LISTEN/NOTIFY, with
+/// no polling at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_on_one_replica_wakes_the_other_through_listen() {
+    let s = schema("listen");
+    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let wb = Worker::builder(Arc::new(b.clone()), move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .poll_interval(Duration::from_secs(3600))
+    .spawn();
+    // Let the worker's first (empty) claim pass and B's LISTEN connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = stored(&a, &bwp("evt_listen")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.get(id).await.unwrap().unwrap().state != InboxState::Done {
+        assert!(Instant::now() < deadline, "replica B was not woken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    wb.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_dies_mid_handler_leaves_a_lease_the_other_takes_over() {
     let s = schema("takeover");

@@ -75,7 +75,7 @@ impl Lab {
                     ignore_apps: ignore,
                     lease: hookguard_core::dedupe::DEFAULT_LEASE,
                 },
-                Keeper::Inbox(inbox.clone()),
+                Keeper::Inbox(Arc::new(inbox.clone())),
             )
             .map(|(l, _)| l)
         };

@@ -170,7 +170,7 @@ impl Scheme for Aps {
         let mac = crate::key::sha1_mac_of(secret.as_bytes(), body);
         let mut headers = vec![header(
             Self::SIGNATURE_HEADER,
-            format!("sha1hash={}", hex::encode(mac)),
+            format!("sha1hash={}", crate::wire::hex_encode(&mac)),
         )?];
         if let Some(id) = &params.id {
             headers.push(header("x-adsk-delivery-id", id)?);
@@ -200,9 +200,15 @@ mod tests {
             h.insert("x-adsk-signature", sig.parse().unwrap());
             v.authenticate(&RequestHead::new(&m, &u, &h), body).map(|_| ())
         };
-        let good = format!("sha1hash={}", hex::encode(crate::key::sha1_mac_of(b"new", body)));
+        let good = format!(
+            "sha1hash={}",
+            crate::wire::hex_encode(&crate::key::sha1_mac_of(b"new", body))
+        );
         assert_eq!(check(&good), Ok(()));
-        let wrong = format!("sha1hash={}", hex::encode(crate::key::sha1_mac_of(b"other", body)));
+        let wrong = format!(
+            "sha1hash={}",
+            crate::wire::hex_encode(&crate::key::sha1_mac_of(b"other", body))
+        );
         assert_eq!(check(&wrong), Err(Rejection::SignatureMismatch));
         for bad in ["sha1hash=", "sha1hash=abc", "sha256=00", &good.replace("sha1hash=", "")] {
             assert_eq!(check(bad), Err(Rejection::MalformedSignature), "{bad}");

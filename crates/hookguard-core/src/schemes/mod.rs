@@ -82,7 +82,7 @@ pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejectio
 pub(crate) fn body_digest(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(body);
-    format!("sha256:{}", hex::encode(&digest[..16]))
+    format!("sha256:{}", crate::wire::hex_encode(&digest[..16]))
 }
 
 /// The longest event id kept.

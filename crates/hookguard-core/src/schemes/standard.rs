@@ -1,4 +1,5 @@
-//! Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> …`.
+//! Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> …`
+//! (HMAC-SHA256) and `v1a,<b64>` (Ed25519).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -10,9 +11,26 @@ use crate::{
     Authenticated, ConfigError, Context, Described, Key, Provider, Rejection, RequestHead, Scheme, SignParams, Signed,
 };
 
-/// The Standard Webhooks scheme: the secret is `whsec_` + base64, **decoded** to get the HMAC
-/// key; the signed content is `"{id}.{timestamp}.{body}"`; the header is a space-separated
-/// list of `v1,<base64>` (any may match); ±300 s; deduplicated on `webhook-id`.
+/// The Standard Webhooks scheme: the signed content is `"{id}.{timestamp}.{body}"`; the header
+/// is a space-separated list of `v1,<base64 HMAC-SHA256>` and `v1a,<base64 Ed25519>` entries
+/// (any may match); ±300 s; deduplicated on `webhook-id`.
+///
+/// What a configured secret becomes (several may be configured, for rotation):
+///
+/// | secret | key | checks |
+/// |---|---|---|
+/// | `whsec_` + base64 (or bare base64) | HMAC-SHA256 over the **decoded** bytes | `v1` entries |
+/// | `whpk_` + base64 of 32 bytes | Ed25519 public key | `v1a` entries (strict verification) |
+/// | `whsk_` + base64 of the 32-byte seed (or 64 bytes seed ‖ public) | its public key only | `v1a` entries |
+///
+/// A `v1` entry is only ever checked with HMAC keys and a `v1a` entry only with Ed25519 keys.
+/// Signing ([`Scheme::sign`]) with a `whsec_` secret produces a `v1` entry, with a `whsk_`
+/// secret a `v1a` entry; a `whpk_` public key cannot sign. Entries of both kinds count
+/// towards [`max_signatures`](crate::VerifierBuilder::max_signatures); besides, a header may
+/// carry at most [`MAX_V1A_ENTRIES`](Self::MAX_V1A_ENTRIES) well-formed `v1a` entries
+/// (`too_many_signatures` otherwise): each costs a strict Ed25519 verification *and* a SHA-512
+/// of the body per configured public key (an HMAC entry costs a 32-byte comparison), so a
+/// forged header full of them must not multiply the work.
 ///
 /// ```
 /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
@@ -23,6 +41,13 @@ use crate::{
 ///     .unwrap();
 /// let sig = s.headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
 /// assert_eq!(sig.1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+/// // The same message signed with Ed25519 (`whsk_` seed): a `v1a` entry.
+/// let s = StandardWebhooks::new()
+///     .sign("whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=", br#"{"test": 2432232314}"#,
+///           &SignParams::new(1614265330).id("msg_p5jXN8AQM9LWM0D4loKWxJek"))
+///     .unwrap();
+/// let sig = s.headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
+/// assert_eq!(sig.1, "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==");
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StandardWebhooks {
@@ -32,6 +57,11 @@ pub struct StandardWebhooks {
 static ID: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::ID_HEADER);
 static TIMESTAMP: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::TIMESTAMP_HEADER);
 static SIGNATURE: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::SIGNATURE_HEADER);
+/// The headers the signature covers (the signed content is `"{id}.{timestamp}.{body}"`).
+static SIGNED_HEADERS: [http::HeaderName; 2] = [
+    http::HeaderName::from_static(StandardWebhooks::ID_HEADER),
+    http::HeaderName::from_static(StandardWebhooks::TIMESTAMP_HEADER),
+];
 
 impl StandardWebhooks {
     /// The id header.
@@ -40,6 +70,9 @@ impl StandardWebhooks {
     pub const TIMESTAMP_HEADER: &'static str = "webhook-timestamp";
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "webhook-signature";
+    /// The most well-formed `v1a` entries one header may carry: a sender signs once per active
+    /// key, and a rotation needs two.
+    pub const MAX_V1A_ENTRIES: usize = 4;
 
     /// The scheme with the specification's rules.
     pub fn new() -> Self {
@@ -54,6 +87,29 @@ impl StandardWebhooks {
         }
         Ok(key)
     }
+
+    /// What a configured secret is, by its prefix.
+    fn classify(secret: &str) -> Result<Secret, &'static str> {
+        if let Some(b64) = secret.strip_prefix("whpk_") {
+            let bytes = STANDARD.decode(b64).map_err(|_| "not base64 after the whpk_ prefix")?;
+            return Ok(Secret::Public(bytes));
+        }
+        if let Some(b64) = secret.strip_prefix("whsk_") {
+            let bytes = STANDARD.decode(b64).map_err(|_| "not base64 after the whsk_ prefix")?;
+            return Ok(Secret::Signing(bytes));
+        }
+        Self::decode_secret(secret).map(Secret::Hmac)
+    }
+}
+
+/// A configured secret, decoded.
+enum Secret {
+    /// `whsec_`: HMAC-SHA256 key bytes.
+    Hmac(Vec<u8>),
+    /// `whpk_`: an Ed25519 public key.
+    Public(Vec<u8>),
+    /// `whsk_`: an Ed25519 secret key (seed, or seed and public key).
+    Signing(Vec<u8>),
 }
 
 fn decode_b64_mac(s: &str) -> Option<[u8; 32]> {
@@ -64,6 +120,18 @@ fn decode_b64_mac(s: &str) -> Option<[u8; 32]> {
     let mut buf = [0u8; 33];
     match STANDARD.decode_slice(s, &mut buf) {
         Ok(32) => buf[..32].try_into().ok(),
+        _ => None,
+    }
+}
+
+fn decode_b64_sig(s: &str) -> Option<[u8; 64]> {
+    // 64 bytes are 88 base64 characters (with `==`); anything else is never a candidate.
+    if s.len() != 88 {
+        return None;
+    }
+    let mut buf = [0u8; 66];
+    match STANDARD.decode_slice(s, &mut buf) {
+        Ok(64) => buf[..64].try_into().ok(),
         _ => None,
     }
 }
@@ -118,7 +186,16 @@ impl Scheme for StandardWebhooks {
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
-        Self::decode_secret(secret).map(|k| Key::hmac(&k))
+        match Self::classify(secret)? {
+            Secret::Hmac(k) => Ok(Key::hmac(&k)),
+            Secret::Public(k) => Key::ed25519_public(&k),
+            // Only the public half is kept: a verifier never holds a key that could sign.
+            Secret::Signing(k) => Key::ed25519_from_secret(&k),
+        }
+    }
+
+    fn signed_headers(&self) -> &[http::HeaderName] {
+        &SIGNED_HEADERS
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
@@ -134,16 +211,42 @@ impl Scheme for StandardWebhooks {
             return Err(Rejection::MissingHeader("webhook-id"));
         }
         let ts = parse_timestamp(ts_raw)?;
+        // `v1` MACs go to the HMAC candidates; every entry (`v1a` too) counts towards the bound
+        // there, so the Ed25519 list is bounded by it as well. It allocates only for `v1a`.
         let mut sigs = Candidates::new();
+        let mut ed25519: Vec<[u8; 64]> = Vec::new();
         for entry in sig.split_ascii_whitespace() {
+            let mut ed = None;
             let mac = match entry.split_once(',') {
                 Some(("v1", b64)) => decode_b64_mac(b64),
+                Some(("v1a", b64)) => {
+                    ed = decode_b64_sig(b64);
+                    None
+                }
                 _ => None,
             };
             sigs.push(mac, ctx.max_signatures())?;
+            ed25519.extend(ed);
+            if ed25519.len() > Self::MAX_V1A_ENTRIES {
+                return Err(Rejection::TooManySignatures);
+            }
         }
         ctx.check_timestamp(ts)?;
-        sigs.verify(ctx.keys(), &[id.as_bytes(), b".", ts_raw.as_bytes(), b".", body])?;
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_raw.as_bytes(), b".", body];
+        match sigs.verify(ctx.keys(), &parts) {
+            Ok(()) => {}
+            // No well-formed `v1a` entry either: malformed (or a mismatch) as before.
+            Err(e) if ed25519.is_empty() => return Err(e),
+            // Ed25519 signs the message itself (no streaming with strict verification): the
+            // signed content is assembled once, only when an Ed25519 key could check it.
+            Err(_) => {
+                let keys = ctx.keys();
+                if !(crate::key::has_ed25519(keys) && crate::key::any_ed25519_matches(keys, &parts.concat(), &ed25519))
+                {
+                    return Err(Rejection::SignatureMismatch);
+                }
+            }
+        }
         Ok(Authenticated::at(ts))
     }
 
@@ -164,15 +267,259 @@ impl Scheme for StandardWebhooks {
     }
 
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
-        let key = Self::decode_secret(secret).map_err(|reason| ConfigError::InvalidSecret { index: 0, reason })?;
+        let invalid = |reason| ConfigError::InvalidSecret { index: 0, reason };
+        let secret = Self::classify(secret).map_err(invalid)?;
         let id = params.id.clone().unwrap_or_else(|| format!("msg_{}", params.timestamp));
         let ts = params.timestamp.to_string();
-        let mac = crate::key::mac_of(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
+        let signature = match secret {
+            Secret::Hmac(key) => format!("v1,{}", STANDARD.encode(crate::key::mac_of(&key, &parts))),
+            Secret::Signing(key) => {
+                let sig = crate::key::ed25519_sign(&key, &parts.concat()).map_err(invalid)?;
+                format!("v1a,{}", STANDARD.encode(sig))
+            }
+            Secret::Public(_) => {
+                return Err(invalid(
+                    "a whpk_ public key cannot sign: sign with the whsk_ secret key",
+                ))
+            }
+        };
         let headers = vec![
             header(Self::ID_HEADER, &id)?,
             header(Self::TIMESTAMP_HEADER, &ts)?,
-            header(Self::SIGNATURE_HEADER, format!("v1,{}", STANDARD.encode(mac)))?,
+            header(Self::SIGNATURE_HEADER, signature)?,
         ];
         Ok(Signed { headers, query: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::{Verdict, Verifier};
+
+    const SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    const PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    const HMAC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: u64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const V1A: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+
+    fn verifier(secrets: &[&str]) -> Verifier {
+        Verifier::builder(StandardWebhooks::new())
+            .secrets(secrets)
+            .clock(ManualClock::new(TS))
+            .build()
+            .unwrap()
+    }
+
+    fn check(v: &Verifier, signature: &str) -> Result<Verdict, Rejection> {
+        let mut h = http::HeaderMap::new();
+        h.insert("webhook-id", ID.parse().unwrap());
+        h.insert("webhook-timestamp", TS.to_string().parse().unwrap());
+        h.insert("webhook-signature", signature.parse().unwrap());
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(BODY))
+    }
+
+    fn sign_with(secret: &str) -> String {
+        let s = StandardWebhooks::new()
+            .sign(secret, BODY, &SignParams::new(TS).id(ID))
+            .unwrap();
+        let (_, v) = s.headers.into_iter().find(|(n, _)| n == "webhook-signature").unwrap();
+        v.to_str().unwrap().to_owned()
+    }
+
+    fn seed_b64(seed: [u8; 32]) -> String {
+        format!("whsk_{}", STANDARD.encode(seed))
+    }
+
+    fn public_of(seed: [u8; 32]) -> String {
+        let sk = crate::key::ed25519_signing_key(&seed).unwrap();
+        format!("whpk_{}", STANDARD.encode(sk.verifying_key().as_bytes()))
+    }
+
+    #[test]
+    fn v1a_known_answer_and_signing() {
+        assert_eq!(sign_with(SEED), V1A);
+        assert_eq!(sign_with(HMAC), V1);
+        assert!(check(&verifier(&[PUBLIC]), V1A).is_ok());
+        // A whsk_ secret given to a verifier keeps only its public key, and verifies.
+        assert!(check(&verifier(&[SEED]), V1A).is_ok());
+        // The 64-byte layout (seed ‖ public) signs the same.
+        let mut pair = STANDARD.decode(&SEED[5..]).unwrap();
+        pair.extend(STANDARD.decode(&PUBLIC[5..]).unwrap());
+        assert_eq!(sign_with(&format!("whsk_{}", STANDARD.encode(&pair))), V1A);
+        let last = pair.len() - 1;
+        pair[last] ^= 1;
+        let bad = format!("whsk_{}", STANDARD.encode(&pair));
+        assert!(StandardWebhooks::new().sign(&bad, BODY, &SignParams::new(TS)).is_err());
+        // A public key cannot sign.
+        let err = StandardWebhooks::new()
+            .sign(PUBLIC, BODY, &SignParams::new(TS))
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot sign"), "{err}");
+    }
+
+    #[test]
+    fn mixed_headers_accept_either_kind_and_never_cross_check() {
+        let mixed = format!("{V1} {V1A}");
+        let reversed = format!("{V1A} {V1}");
+        for secrets in [&[HMAC][..], &[PUBLIC], &[HMAC, PUBLIC], &[PUBLIC, HMAC]] {
+            assert!(check(&verifier(secrets), &mixed).is_ok(), "{secrets:?}");
+            assert!(check(&verifier(secrets), &reversed).is_ok(), "{secrets:?}");
+        }
+        // A v1a entry is never checked with an HMAC key, a v1 entry never with an Ed25519 key.
+        assert_eq!(
+            check(&verifier(&[HMAC]), V1A).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        assert_eq!(
+            check(&verifier(&[PUBLIC]), V1).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        // The public key's bytes used as an HMAC secret: still only a v1 entry, and the
+        // verifier holds no HMAC key.
+        let public_bytes = STANDARD.decode(&PUBLIC[5..]).unwrap();
+        let forged = sign_with(&format!("whsec_{}", STANDARD.encode(&public_bytes)));
+        assert_eq!(
+            check(&verifier(&[PUBLIC]), &forged).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        // An Ed25519 signature labelled v1, or a MAC labelled v1a: never a candidate.
+        let as_v1 = format!("v1,{}", &V1A[4..]);
+        assert_eq!(
+            check(&verifier(&[PUBLIC]), &as_v1).unwrap_err(),
+            Rejection::MalformedSignature
+        );
+        let as_v1a = format!("v1a,{}", &V1[3..]);
+        assert_eq!(
+            check(&verifier(&[HMAC]), &as_v1a).unwrap_err(),
+            Rejection::MalformedSignature
+        );
+    }
+
+    #[test]
+    fn v1a_rotation_and_strictness() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let v = verifier(&[&public_of(a), &public_of(b)]);
+        assert!(check(&v, &sign_with(&seed_b64(a))).is_ok());
+        assert!(check(&v, &sign_with(&seed_b64(b))).is_ok());
+        assert_eq!(
+            check(&v, &sign_with(&seed_b64(c))).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        // Junk beside a valid signature.
+        let junk = format!(
+            "v1a,{} v1a, v1a,AAAA v1,xyz {}",
+            "A".repeat(88),
+            sign_with(&seed_b64(b))
+        );
+        assert!(check(&v, &junk).is_ok());
+        // Only malformed entries: malformed; well-formed but wrong: mismatch.
+        for sig in [
+            "v1a,",
+            "v1a",
+            "v1a,AAAA",
+            &format!("v1a,{}", &V1A[4..90]),
+            &format!("v1a,{}=", &V1A[4..]),
+        ] {
+            assert_eq!(check(&v, sig).unwrap_err(), Rejection::MalformedSignature, "{sig}");
+        }
+        // s + L (the group order): the same signature to a lax verifier, refused by strict
+        // verification.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut sig = STANDARD.decode(&V1A[4..]).unwrap();
+        let mut carry = 0u16;
+        for (i, l) in L.iter().enumerate() {
+            let x = u16::from(sig[32 + i]) + u16::from(*l) + carry;
+            sig[32 + i] = x as u8;
+            carry = x >> 8;
+        }
+        assert_eq!(carry, 0);
+        let malleated = format!("v1a,{}", STANDARD.encode(&sig));
+        assert_eq!(
+            check(&verifier(&[PUBLIC]), &malleated).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        // A tampered message.
+        let other = StandardWebhooks::new()
+            .sign(SEED, b"{}", &SignParams::new(TS).id(ID))
+            .unwrap();
+        let (_, s) = other
+            .headers
+            .into_iter()
+            .find(|(n, _)| n == "webhook-signature")
+            .unwrap();
+        assert_eq!(
+            check(&verifier(&[PUBLIC]), s.to_str().unwrap()).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+    }
+
+    #[test]
+    fn every_entry_counts_towards_the_bound() {
+        let v = Verifier::builder(StandardWebhooks::new())
+            .secret(PUBLIC)
+            .max_signatures(2)
+            .clock(ManualClock::new(TS))
+            .build()
+            .unwrap();
+        assert!(check(&v, &format!("v1,AAAA {V1A}")).is_ok());
+        assert_eq!(
+            check(&v, &format!("v1a,AAAA v1,AAAA {V1A}")).unwrap_err(),
+            Rejection::TooManySignatures
+        );
+        assert_eq!(
+            check(&v, &format!("{V1A} {V1A} {V1A}")).unwrap_err(),
+            Rejection::TooManySignatures
+        );
+        // At most four well-formed v1a entries, whatever the overall bound; malformed ones
+        // cost nothing and are not counted.
+        let v = verifier(&[PUBLIC]);
+        let four = [V1A; 4].join(" ");
+        assert!(check(&v, &format!("v1a, v1a,AAAA {four}")).is_ok());
+        assert_eq!(
+            check(&v, &format!("{four} {V1A}")).unwrap_err(),
+            Rejection::TooManySignatures
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_configuration_errors() {
+        for (secret, reason) in [
+            ("whpk_%%", "not base64 after the whpk_ prefix"),
+            ("whpk_AAAA", "an Ed25519 public key is 32 bytes"),
+            (
+                "whpk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "a weak (small-order) Ed25519 public key",
+            ),
+            ("whsk_%%", "not base64 after the whsk_ prefix"),
+            (
+                "whsk_AAAA",
+                "an Ed25519 secret key is 32 bytes (seed) or 64 bytes (seed and public key)",
+            ),
+        ] {
+            let err = Verifier::builder(StandardWebhooks::new())
+                .secret(secret)
+                .build()
+                .unwrap_err();
+            assert_eq!(err, ConfigError::InvalidSecret { index: 0, reason }, "{secret}");
+        }
+        // Not a point on the curve (y = 2 has no x).
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        let secret = format!("whpk_{}", STANDARD.encode(not_a_point));
+        assert!(Verifier::builder(StandardWebhooks::new())
+            .secret(secret)
+            .build()
+            .is_err());
+        assert!(!format!("{:?}", verifier(&[PUBLIC, SEED])).contains("ZlN4"));
     }
 }

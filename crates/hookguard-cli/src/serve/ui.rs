@@ -1,0 +1,1060 @@
+//! `serve --ui ADDR`: a local inspector page, and what runs beside the webhook route
+//! ([`Extras`]: `--metrics` and `--ui`).
+//!
+//! The page is server-rendered HTML (every value escaped), with one embedded stylesheet and no
+//! script; a Content-Security-Policy forbids loading anything else. Access needs the token:
+//! the first visit of `/?token=…` sets an `HttpOnly; SameSite=Strict` cookie and redirects to
+//! `/` (the token leaves the address bar); API clients send `Authorization: Bearer …`.
+//! Every state-changing request is a POST that carries the token itself (a form field, or the
+//! `Authorization` header): the cookie alone never changes anything. Tokens are compared in
+//! constant time and never logged (only the startup line the user needs shows it).
+//!
+//! What it shows: the last [`RECENT`] answers (time, method, status, outcome and code, and for
+//! verified deliveries the event id and type — never a secret, never a body), sender health
+//! against the sender's kill switch, and in inbox mode the items by state with attempts and
+//! last error (a body only on an item's own page, from the inbox, truncated and escaped), with
+//! a replay button for dead items.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use hookguard_core::inbox::{now_ms, InboxError, InboxRecord, InboxState, InboxStore, ListFilter};
+use hookguard_core::{Receiver, RequestHead, Scheme};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
+use tokio::task::JoinHandle;
+
+use super::ServeArgs;
+use crate::common::{failed, write_stderr, CliResult};
+
+/// How many recent answers the page keeps (in memory only).
+pub const RECENT: usize = 200;
+
+/// The longest body shown on an item's page.
+const BODY_SHOWN: usize = 2048;
+
+/// The embedded stylesheet (the only asset).
+const STYLE: &str = include_str!("ui.css");
+
+/// No script, no frame, nothing from another origin.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// `--ui` / `--metrics` values: `PORT` (on 127.0.0.1) or `HOST:PORT`.
+pub fn parse_addr(s: &str) -> Result<String, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!("expected PORT or HOST:PORT (e.g. 127.0.0.1:9464), got {s:?}")),
+    }
+}
+
+/// `--ui-token`: at least 16 characters of `A-Z a-z 0-9 . _ -` (they need no escaping in a
+/// URL, a cookie or a form).
+pub fn parse_token(s: &str) -> Result<String, String> {
+    if s.len() < 16 {
+        return Err("the inspector token must have at least 16 characters".into());
+    }
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err("the inspector token may only hold A-Z a-z 0-9 . _ -".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// A fresh random token: 32 bytes from the OS, base64url.
+fn random_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn ct_eq(given: &[u8], token: &[u8]) -> bool {
+    // Lengths are not secret (a random token's length is fixed); the bytes are compared in
+    // constant time.
+    given.len() == token.len() && bool::from(given.ct_eq(token))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recent answers
+
+/// One answer the receiver gave.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    at_ms: i64,
+    method: String,
+    status: u16,
+    outcome: &'static str,
+    code: String,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    millis: u64,
+}
+
+/// The last [`RECENT`] answers, newest last.
+#[derive(Debug, Default)]
+pub struct Answers(Mutex<VecDeque<Answer>>);
+
+impl Answers {
+    fn push(&self, a: Answer) {
+        let mut ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.len() == RECENT {
+            ring.pop_front();
+        }
+        ring.push_back(a);
+    }
+
+    /// Newest first.
+    fn newest_first(&self) -> Vec<Answer> {
+        let ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        ring.iter().rev().cloned().collect()
+    }
+}
+
+/// Codes that are only ever answered after the delivery was verified (so its id is genuine).
+const AFTER_VERIFY: [&str; 7] = [
+    "handler_failed",
+    "handler_timeout",
+    "duplicate_in_flight",
+    "store_unavailable",
+    "inbox_full",
+    "stdout_backlog",
+    "stdout_closed",
+];
+
+/// Cuts `s` to at most `n` bytes on a character boundary.
+fn cut(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// What the answer recorder needs.
+struct Recorder {
+    answers: Arc<Answers>,
+    scheme: Arc<dyn Scheme>,
+    max_body: usize,
+}
+
+/// A request body that copies what the webhook layer reads (at most `cap` bytes, else
+/// nothing), so the recorder can name a verified delivery's event. The layer still applies
+/// its own limit and read timeout: the copy changes nothing it sees.
+struct Tee {
+    inner: Body,
+    copy: Arc<Mutex<Option<Vec<u8>>>>,
+    cap: usize,
+}
+
+impl http_body::Body for Tee {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let mut copy = self.copy.lock().unwrap_or_else(|p| p.into_inner());
+                let over = copy.as_ref().is_some_and(|c| c.len() + data.len() > self.cap);
+                if over {
+                    *copy = None;
+                } else if let Some(c) = copy.as_mut() {
+                    c.extend_from_slice(data);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads a small JSON answer of the core (`{"status":…}` or `{"error":…}`) and puts it back.
+async fn peek_json(headers: &HeaderMap, body: Body) -> (Body, Option<serde_json::Value>) {
+    use http_body::Body as _;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let small = body.size_hint().exact().is_some_and(|n| n <= 4096);
+    if !(json && small) {
+        return (body, None);
+    }
+    match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => {
+            let v = serde_json::from_slice(&bytes).ok();
+            (Body::from(bytes), v)
+        }
+        Err(_) => (Body::empty(), None),
+    }
+}
+
+/// Outside the webhook layer: records every answer in the ring (after it was produced; the
+/// answer itself is passed through unchanged).
+async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+    let copy = Arc::new(Mutex::new(Some(Vec::new())));
+    let body = Body::new(Tee {
+        inner: body,
+        copy: Arc::clone(&copy),
+        cap: rec.max_body,
+    });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let (parts, body) = response.into_parts();
+    let (body, json) = peek_json(&parts.headers, body).await;
+    let status = parts.status;
+    let field = |k: &str| {
+        json.as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let code = if status.is_success() {
+        String::new()
+    } else {
+        field("error").map(|c| cut(&c, 64).to_owned()).unwrap_or_default()
+    };
+    // A 2xx to a POST went through verification (a GET's 2xx is a challenge answer).
+    let read = method != Method::GET && method != Method::HEAD;
+    let verified = (status.is_success() && read) || AFTER_VERIFY.contains(&code.as_str());
+    let described = if verified {
+        let bytes = copy.lock().unwrap_or_else(|p| p.into_inner()).take();
+        bytes.and_then(|b| rec.scheme.describe(&RequestHead::new(&method, &uri, &headers), &b).ok())
+    } else {
+        None
+    };
+    let outcome: &'static str = if status.is_success() {
+        match field("status").as_deref() {
+            Some("accepted") => "accepted",
+            Some("duplicate") => "duplicate",
+            Some("ignored") => "ignored",
+            _ if method == Method::GET || method == Method::HEAD => "challenge",
+            _ if described.as_ref().is_some_and(|d| d.challenge.is_some()) => "challenge",
+            _ => "handled",
+        }
+    } else if code == "handler_failed" {
+        "handler_failed"
+    } else {
+        "rejected"
+    };
+    let (event_id, event_type) = match described {
+        Some(d) if outcome != "challenge" => (
+            d.event_id.map(|s| cut(&s, 200).to_owned()),
+            d.event_type.map(|s| cut(&s, 200).to_owned()),
+        ),
+        _ => (None, None),
+    };
+    rec.answers.push(Answer {
+        at_ms: now_ms(),
+        method: cut(method.as_str(), 16).to_owned(),
+        status: status.as_u16(),
+        outcome,
+        code,
+        event_id,
+        event_type,
+        millis: started.elapsed().as_millis() as u64,
+    });
+    Response::from_parts(parts, body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// --metrics and --ui beside the webhook route
+
+/// What runs beside the webhook route: the metrics endpoint and the inspector. Their tasks
+/// stop when this is dropped.
+pub struct Extras {
+    metrics: Option<(tokio::net::TcpListener, SocketAddr, PrometheusHandle)>,
+    ui: Option<(tokio::net::TcpListener, SocketAddr, String, bool)>,
+    answers: Arc<Answers>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Extras {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> CliResult<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| failed(format!("cannot listen on {addr} ({what}): {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| failed(format!("cannot read the bound address ({what}): {e}")))?;
+    Ok((listener, bound))
+}
+
+/// The address a browser on this machine uses for `addr` (`0.0.0.0` → `127.0.0.1`).
+fn local_url(addr: SocketAddr) -> String {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{a}")
+}
+
+impl Extras {
+    /// Installs the metrics recorder (`--metrics`) and binds both listeners. Call before the
+    /// receiver answers anything.
+    pub async fn bind(args: &ServeArgs) -> CliResult<Self> {
+        let metrics = match &args.metrics {
+            Some(addr) => {
+                let handle = super::metrics::install()?;
+                let (l, a) = bind("--metrics", addr).await?;
+                Some((l, a, handle))
+            }
+            None => None,
+        };
+        let ui = match &args.ui {
+            Some(addr) => {
+                let (l, a) = bind("--ui", addr).await?;
+                let (token, given) = match &args.ui_token {
+                    Some(t) => (t.clone(), true),
+                    None => (random_token(), false),
+                };
+                Some((l, a, token, given))
+            }
+            None => None,
+        };
+        Ok(Self {
+            metrics,
+            ui,
+            answers: Arc::new(Answers::default()),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// With `--ui`: records every answer of the webhook route (outermost layer).
+    pub fn wrap(&self, app: Router, receiver: &Arc<Receiver>) -> Router {
+        if self.ui.is_none() {
+            return app;
+        }
+        let rec = Arc::new(Recorder {
+            answers: Arc::clone(&self.answers),
+            scheme: Arc::clone(receiver.verifier().scheme()),
+            max_body: receiver.verifier().max_body(),
+        });
+        app.route_layer(axum::middleware::from_fn_with_state(rec, record))
+    }
+
+    /// Starts serving both and prints their addresses on stderr (the inspector's with its
+    /// token, unless the user gave it): call after the `listening on` line.
+    pub fn start(&mut self, receiver: Arc<Receiver>, inbox: Option<Arc<dyn InboxStore>>, about: String) {
+        if let Some((listener, addr, handle)) = self.metrics.take() {
+            self.tasks.extend(super::metrics::spawn(listener, handle));
+            write_stderr(format_args!("hookguard: metrics on {}/metrics", local_url(addr)));
+        }
+        if let Some((listener, addr, token, given)) = self.ui.take() {
+            let url = local_url(addr);
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "--ui listens on {addr}, reachable from other machines over plain HTTP: its token travels unencrypted"
+                );
+            }
+            let ui = Arc::new(Inspector {
+                cookie: format!("hookguard_ui_{}", addr.port()),
+                token,
+                answers: Arc::clone(&self.answers),
+                receiver,
+                inbox,
+                about,
+                started_ms: now_ms(),
+            });
+            let app = router(ui.clone());
+            self.tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the inspector stopped");
+                }
+            }));
+            if given {
+                write_stderr(format_args!("hookguard: inspector on {url}/ (token from --ui-token)"));
+            } else {
+                // The one place the token is shown: the user needs it to open the page.
+                write_stderr(format_args!("hookguard: inspector on {url}/?token={}", ui.token));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The inspector
+
+struct Inspector {
+    token: String,
+    cookie: String,
+    answers: Arc<Answers>,
+    receiver: Arc<Receiver>,
+    inbox: Option<Arc<dyn InboxStore>>,
+    about: String,
+    started_ms: i64,
+}
+
+/// How a request proved it holds the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    Bearer,
+    Cookie,
+}
+
+impl Inspector {
+    fn credential(&self, headers: &HeaderMap) -> Option<Credential> {
+        let token = self.token.as_bytes();
+        let bearer = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .any(|t| ct_eq(t, token));
+        if bearer {
+            return Some(Credential::Bearer);
+        }
+        let prefix = format!("{}=", self.cookie);
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()))
+            .any(|t| ct_eq(t.as_bytes(), token));
+        cookie.then_some(Credential::Cookie)
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Security headers on every inspector answer.
+fn harden(r: &mut Response) {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it a browser sends `Origin: null` on our own form POSTs. Nothing
+    // leaves the origin either way, and the token is out of the URL after the first visit.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn unauthorized() -> Response {
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::WWW_AUTHENTICATE, "Bearer realm=\"hookguard inspector\""),
+        ],
+        page(
+            "401 — token required",
+            "<h1>401 — token required</h1><p>Open the URL <code>hookguard serve --ui</code> printed on \
+             its stderr (it carries <code>?token=…</code>), or send <code>Authorization: Bearer TOKEN</code>.</p>",
+            None,
+        ),
+    )
+        .into_response();
+    harden(&mut r);
+    r
+}
+
+fn forbidden(why: &str) -> Response {
+    let body = format!("<h1>403 — refused</h1><p>{}</p>", esc(why));
+    let mut r = (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page("403 — refused", &body, None),
+    )
+        .into_response();
+    harden(&mut r);
+    r
+}
+
+/// Decodes `application/x-www-form-urlencoded` values (`+` and `%XX`).
+fn form_value(body: &[u8], name: &str) -> Option<Vec<u8>> {
+    let raw = body
+        .split(|b| *b == b'&')
+        .filter_map(|p| {
+            let eq = p.iter().position(|b| *b == b'=')?;
+            Some((&p[..eq], &p[eq + 1..]))
+        })
+        .find(|(k, _)| *k == name.as_bytes())?
+        .1;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Every inspector request passes here: the first visit's `?token=` becomes a cookie; any
+/// other request needs the Bearer header or the cookie, and a state-changing one the token
+/// itself (header or form field) and, when the browser says where it comes from, our origin.
+async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Response {
+    let safe = req.method() == Method::GET || req.method() == Method::HEAD;
+    if let Some(given) = query_param(req.uri().query(), "token") {
+        if !(safe && ct_eq(given.as_bytes(), ui.token.as_bytes())) {
+            return unauthorized();
+        }
+        // Set the cookie, and take the token out of the address bar and the history.
+        let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.cookie, ui.token);
+        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, req.uri().path().to_owned())]).into_response();
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        harden(&mut r);
+        return r;
+    }
+    let Some(credential) = ui.credential(req.headers()) else {
+        return unauthorized();
+    };
+    let req = if safe || credential == Credential::Bearer {
+        req
+    } else {
+        // A cookie is sent by the browser on its own: a POST must also prove it comes from
+        // our page (the token in its form) and, where the browser names it, our origin.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let expected = format!("http://{host}");
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            if origin.as_bytes() != expected.as_bytes() {
+                return forbidden("cross-origin request");
+            }
+        }
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
+            return forbidden("the form is too large");
+        };
+        let token_ok = form_value(&bytes, "token").is_some_and(|t| ct_eq(&t, ui.token.as_bytes()));
+        if !token_ok {
+            return forbidden("the form does not carry the inspector token; reload the page");
+        }
+        Request::from_parts(parts, Body::from(bytes))
+    };
+    let mut r = next.run(req).await;
+    harden(&mut r);
+    r
+}
+
+fn router(ui: Arc<Inspector>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/style.css", get(style))
+        .route("/items/{id}", get(item))
+        .route("/items/{id}/replay", post(replay))
+        .route("/replay-dead", post(replay_dead))
+        .route("/api/status", get(status))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found").into_response() })
+        .layer(axum::middleware::from_fn_with_state(ui.clone(), guard))
+        .with_state(ui)
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "<span class=\"none\">—</span>".to_owned(), esc)
+}
+
+fn time(ms: i64) -> String {
+    let ms = ms.max(0);
+    hookguard_core::profile::rfc3339((ms / 1000) as u64, (ms % 1000) as u32)
+}
+
+/// A whole page around `body`.
+fn page(title: &str, body: &str, refresh: Option<u32>) -> String {
+    let refresh = refresh.map_or(String::new(), |s| {
+        format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+    });
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
+         <title>{}</title><link rel=\"stylesheet\" href=\"/style.css\"></head><body>{body}</body></html>",
+        esc(title)
+    )
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// The sender-health block: non-2xx answers in a row against the kill switch.
+fn health_html(ui: &Inspector, out: &mut String) {
+    let scheme = ui.receiver.verifier().scheme();
+    let name = scheme.profile().name;
+    let n = ui.receiver.health().consecutive_failures();
+    out.push_str("<section id=\"health\"><h2>Sender health</h2>");
+    match scheme.kill_switch() {
+        Some(k) => {
+            let level = if n >= k.failures {
+                "tripped"
+            } else if n >= k.failures.div_ceil(2).max(1) {
+                "warn"
+            } else {
+                "ok"
+            };
+            let _ = write!(
+                out,
+                "<div class=\"health {level}\" id=\"health-{level}\"><p><strong>{}</strong>: \
+                 <span id=\"failures\">{n}</span> non-2xx answer(s) in a row; kill switch at {}. \
+                 {} {}.</p><meter min=\"0\" max=\"{}\" low=\"{}\" high=\"{}\" optimum=\"0\" value=\"{}\"></meter>",
+                esc(name),
+                k.failures,
+                esc(name),
+                esc(k.what),
+                k.failures,
+                k.failures.div_ceil(2).max(1),
+                k.failures.saturating_sub(1).max(1),
+                n.min(k.failures)
+            );
+            if level == "tripped" {
+                let _ = write!(out, "<p class=\"remedy\">{}</p>", esc(k.remedy));
+            }
+            out.push_str("</div>");
+        }
+        None => {
+            let _ = write!(
+                out,
+                "<div class=\"health ok\"><p><strong>{}</strong>: <span id=\"failures\">{n}</span> non-2xx \
+                 answer(s) in a row; no kill switch is known for this sender.</p></div>",
+                esc(name)
+            );
+        }
+    }
+    out.push_str("</section>");
+}
+
+fn hidden_token(ui: &Inspector) -> String {
+    // The token in the form proves the POST comes from this page (the cookie alone does not).
+    format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(&ui.token))
+}
+
+fn items_table(ui: &Inspector, state: InboxState, items: &[InboxRecord], out: &mut String) {
+    let _ = write!(
+        out,
+        "<table class=\"items\" id=\"items-{s}\"><thead><tr><th>id</th><th>event id</th><th>type</th>\
+         <th>attempts</th><th>received</th><th>{when}</th><th>last error</th>{act}</tr></thead><tbody>",
+        s = state.as_str(),
+        when = match state {
+            InboxState::Pending => "next attempt",
+            InboxState::Running => "lease ends",
+            InboxState::Done | InboxState::Dead => "finished",
+        },
+        act = if state == InboxState::Dead { "<th></th>" } else { "" },
+    );
+    for it in items {
+        let when = match state {
+            InboxState::Pending | InboxState::Running => time(it.next_attempt_at_ms),
+            InboxState::Done | InboxState::Dead => it.finished_at_ms.map(time).unwrap_or_default(),
+        };
+        let error = it.last_error.as_deref().map(|e| cut(e, 300));
+        let _ = write!(
+            out,
+            "<tr class=\"item {s}\" data-event-id=\"{eid}\"><td><a href=\"/items/{id}\">{id}</a></td><td class=\"eid\">{eid}</td>\
+             <td>{ty}</td><td class=\"num\">{att}</td><td>{rec}</td><td>{when}</td><td class=\"err\">{err}</td>",
+            s = state.as_str(),
+            id = it.id,
+            eid = it.event_id.as_deref().map(esc).unwrap_or_default(),
+            ty = opt(it.event_type.as_deref()),
+            att = it.attempts,
+            rec = time(it.received_at_ms),
+            when = esc(&when),
+            err = opt(error),
+        );
+        if state == InboxState::Dead {
+            let _ = write!(
+                out,
+                "<td><form method=\"post\" action=\"/items/{id}/replay\">{tok}\
+                 <button type=\"submit\" id=\"replay-{id}\">Replay</button></form></td>",
+                id = it.id,
+                tok = hidden_token(ui)
+            );
+        }
+        out.push_str("</tr>");
+    }
+    if items.is_empty() {
+        let _ = write!(
+            out,
+            "<tr><td colspan=\"{}\" class=\"none\">none</td></tr>",
+            if state == InboxState::Dead { 8 } else { 7 }
+        );
+    }
+    out.push_str("</tbody></table>");
+}
+
+async fn inbox_html(ui: &Inspector, inbox: &dyn InboxStore, out: &mut String) {
+    out.push_str("<section id=\"inbox\"><h2>Inbox</h2>");
+    match inbox.stats().await {
+        Ok(s) => {
+            let oldest = s
+                .oldest_pending_ms
+                .map(|ms| format!("; oldest pending {:.1} s", (now_ms() - ms).max(0) as f64 / 1000.0))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<p class=\"counts\"><span class=\"pending\">{} pending</span> · <span class=\"running\">{} running</span> · \
+                 <span class=\"done\">{} done</span> · <span class=\"dead\">{} dead</span>{}</p>",
+                s.pending,
+                s.running,
+                s.done,
+                s.dead,
+                esc(&oldest)
+            );
+            if s.dead > 0 {
+                let _ = write!(
+                    out,
+                    "<form method=\"post\" action=\"/replay-dead\" class=\"inline\">{}\
+                     <button type=\"submit\" id=\"replay-dead\">Replay every dead item</button></form>",
+                    hidden_token(ui)
+                );
+            }
+        }
+        Err(e) => {
+            let _ = write!(
+                out,
+                "<p class=\"err\">cannot read the inbox: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    }
+    for (state, limit) in [
+        (InboxState::Dead, 50),
+        (InboxState::Pending, 50),
+        (InboxState::Running, 50),
+        (InboxState::Done, 20),
+    ] {
+        let title = match state {
+            InboxState::Dead => "Dead",
+            InboxState::Pending => "Pending",
+            InboxState::Running => "Running",
+            InboxState::Done => "Done",
+        };
+        let _ = write!(out, "<h3>{title} <small>(newest {limit})</small></h3>");
+        match inbox.list(ListFilter::default().state(state).limit(limit)).await {
+            Ok(items) => items_table(ui, state, &items, out),
+            Err(e) => {
+                let _ = write!(out, "<p class=\"err\">{}</p>", esc(&e.to_string()));
+            }
+        }
+    }
+    out.push_str("</section>");
+}
+
+fn answers_html(ui: &Inspector, out: &mut String) {
+    let answers = ui.answers.newest_first();
+    let _ = write!(
+        out,
+        "<section id=\"answers\"><h2>Recent answers <small>(last {RECENT}, newest first; {} so far)</small></h2>\
+         <table id=\"answers-table\"><thead><tr><th>time</th><th>method</th><th>status</th><th>outcome</th>\
+         <th>code</th><th>event id</th><th>type</th><th>ms</th></tr></thead><tbody>",
+        answers.len()
+    );
+    for a in &answers {
+        let _ = write!(
+            out,
+            "<tr class=\"answer {o}\"><td>{t}</td><td>{m}</td><td class=\"num\">{s}</td><td><span class=\"badge {o}\">{o}</span></td>\
+             <td>{c}</td><td class=\"eid\">{e}</td><td>{ty}</td><td class=\"num\">{ms}</td></tr>",
+            o = a.outcome,
+            t = time(a.at_ms),
+            m = esc(&a.method),
+            s = a.status,
+            c = esc(&a.code),
+            e = a.event_id.as_deref().map(esc).unwrap_or_default(),
+            ty = opt(a.event_type.as_deref()),
+            ms = a.millis,
+        );
+    }
+    if answers.is_empty() {
+        out.push_str("<tr><td colspan=\"8\" class=\"none\">no answer yet</td></tr>");
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+async fn index(State(ui): State<Arc<Inspector>>, req: Request) -> Response {
+    let refresh = query_param(req.uri().query(), "refresh")
+        .and_then(|s| s.parse::<u32>().ok())
+        .map(|s| s.clamp(2, 300));
+    let mut body = String::with_capacity(16 * 1024);
+    let _ = write!(
+        body,
+        "<header><h1>hookguard inspector</h1><p class=\"meta\">{} · started {} · \
+         <a href=\"/\">refresh</a> · <a href=\"/?refresh=5\">auto-refresh every 5 s</a></p></header>",
+        esc(&ui.about),
+        time(ui.started_ms)
+    );
+    health_html(&ui, &mut body);
+    if let Some(inbox) = &ui.inbox {
+        inbox_html(&ui, inbox.as_ref(), &mut body).await;
+    }
+    answers_html(&ui, &mut body);
+    html(StatusCode::OK, page("hookguard inspector", &body, refresh))
+}
+
+async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>) -> Response {
+    let Some(inbox) = &ui.inbox else {
+        return html(
+            StatusCode::NOT_FOUND,
+            page("no inbox", "<p>serve runs without --inbox.</p>", None),
+        );
+    };
+    let rec = match inbox.get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return html(
+                StatusCode::NOT_FOUND,
+                page(
+                    "not found",
+                    &format!("<p>no inbox item {id}. <a href=\"/\">back</a></p>"),
+                    None,
+                ),
+            )
+        }
+        Err(e) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page("inbox error", &format!("<p>{}</p>", esc(&e.to_string())), None),
+            )
+        }
+    };
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<header><h1>inbox item {id}</h1><p class=\"meta\"><a href=\"/\">back</a></p></header><table class=\"kv\">\
+         <tr><th>state</th><td><span class=\"badge {s}\">{s}</span></td></tr>\
+         <tr><th>provider</th><td>{p}</td></tr><tr><th>event id</th><td>{e}</td></tr><tr><th>type</th><td>{t}</td></tr>\
+         <tr><th>dedupe key</th><td>{k}</td></tr><tr><th>attempts</th><td>{a}</td></tr><tr><th>received</th><td>{r}</td></tr>\
+         <tr><th>finished</th><td>{f}</td></tr><tr><th>last error</th><td class=\"err\">{le}</td></tr></table>",
+        s = rec.state.as_str(),
+        p = esc(&rec.provider),
+        e = opt(rec.event_id.as_deref()),
+        t = opt(rec.event_type.as_deref()),
+        k = opt(rec.dedupe_key.as_deref()),
+        a = rec.attempts,
+        r = time(rec.received_at_ms),
+        f = rec.finished_at_ms.map(time).unwrap_or_default(),
+        le = opt(rec.last_error.as_deref().map(|e| cut(e, 2000))),
+    );
+    if rec.state == InboxState::Dead || rec.state == InboxState::Done {
+        let _ = write!(
+            b,
+            "<form method=\"post\" action=\"/items/{id}/replay\">{}<button type=\"submit\" id=\"replay-{id}\">Replay</button></form>",
+            hidden_token(&ui)
+        );
+    }
+    b.push_str("<h2>Stored headers</h2><table class=\"kv\">");
+    for (n, v) in &rec.headers {
+        let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(n), esc(cut(v, 500)));
+    }
+    b.push_str("</table>");
+    if let Some(body) = &rec.body {
+        let shown = &body[..body.len().min(BODY_SHOWN)];
+        let text = String::from_utf8_lossy(shown);
+        let note = if body.len() > BODY_SHOWN {
+            format!(" (first {BODY_SHOWN} of {} bytes)", body.len())
+        } else {
+            format!(" ({} bytes)", body.len())
+        };
+        let _ = write!(b, "<h2>Body{}</h2><pre id=\"body\">{}</pre>", esc(&note), esc(&text));
+    }
+    html(StatusCode::OK, page(&format!("inbox item {id}"), &b, None))
+}
+
+/// After a POST: JSON for API clients, back to the page for a browser.
+fn after_post(req_headers: &HeaderMap, json: serde_json::Value) -> Response {
+    let api = req_headers.contains_key(header::AUTHORIZATION);
+    if api {
+        ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+    } else {
+        (StatusCode::SEE_OTHER, [(header::LOCATION, "/#inbox")]).into_response()
+    }
+}
+
+async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+    let Some(inbox) = &ui.inbox else {
+        return (StatusCode::NOT_FOUND, "serve runs without --inbox").into_response();
+    };
+    let provider = match inbox.get(id).await {
+        Ok(Some(r)) => r.provider,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("no inbox item {id}")).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    match inbox.replay(id, now_ms()).await {
+        Ok(()) => {
+            hookguard_core::observe::inbox_transition(&provider, "replayed");
+            tracing::info!(id, "inspector: inbox item replayed");
+            after_post(&headers, serde_json::json!({ "replayed": 1, "id": id }))
+        }
+        Err(InboxError::NotFound(_)) => (StatusCode::NOT_FOUND, format!("no inbox item {id}")).into_response(),
+        Err(e @ InboxError::WrongState { .. }) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Response {
+    let Some(inbox) = &ui.inbox else {
+        return (StatusCode::NOT_FOUND, "serve runs without --inbox").into_response();
+    };
+    match inbox.replay_dead(now_ms()).await {
+        Ok(n) => {
+            let provider = ui.receiver.verifier().provider();
+            hookguard_core::observe::count_by(
+                "hookguard_inbox_transitions_total",
+                &[("provider", provider.as_str()), ("transition", "replayed")],
+                n,
+            );
+            tracing::info!(count = n, "inspector: every dead inbox item replayed");
+            after_post(&headers, serde_json::json!({ "replayed": n }))
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// `GET /api/status` (JSON): health, recent answers, inbox counts.
+async fn status(State(ui): State<Arc<Inspector>>) -> Response {
+    let scheme = ui.receiver.verifier().scheme();
+    let k = scheme.kill_switch();
+    let answers: Vec<serde_json::Value> = ui
+        .answers
+        .newest_first()
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({
+                "at": time(a.at_ms), "method": a.method, "status": a.status, "outcome": a.outcome,
+                "code": a.code, "event_id": a.event_id, "event_type": a.event_type, "ms": a.millis,
+            })
+        })
+        .collect();
+    let inbox = match &ui.inbox {
+        Some(inbox) => match inbox.stats().await {
+            Ok(s) => serde_json::json!({"pending": s.pending, "running": s.running, "done": s.done, "dead": s.dead}),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+        None => serde_json::Value::Null,
+    };
+    let body = serde_json::json!({
+        "provider": ui.receiver.verifier().provider().as_str(),
+        "health": {
+            "consecutive_failures": ui.receiver.health().consecutive_failures(),
+            "kill_switch": k.map(|k| k.failures),
+        },
+        "inbox": inbox,
+        "answers": answers,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_form_values() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(form_value(b"a=1&token=ab%2Dc+d", "token").unwrap(), b"ab-c d");
+        assert_eq!(form_value(b"token=%zz", "token"), None);
+        assert_eq!(form_value(b"token=%4", "token"), None);
+        assert_eq!(form_value(b"x=1", "token"), None);
+        assert_eq!(cut("héllo", 2), "h");
+    }
+
+    #[test]
+    fn addresses_and_tokens() {
+        assert_eq!(parse_addr("9464").unwrap(), "127.0.0.1:9464");
+        assert_eq!(parse_addr("0.0.0.0:80").unwrap(), "0.0.0.0:80");
+        assert!(parse_addr("localhost").is_err());
+        assert!(parse_token("short").is_err());
+        assert!(parse_token("with space in it, long enough").is_err());
+        assert!(parse_token("abcdefghijklmnop").is_ok());
+        let t = random_token();
+        assert_eq!(t.len(), 43);
+        assert!(parse_token(&t).is_ok());
+        assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_200() {
+        let a = Answers::default();
+        for i in 0..250 {
+            a.push(Answer {
+                at_ms: i,
+                method: "POST".into(),
+                status: 200,
+                outcome: "accepted",
+                code: String::new(),
+                event_id: None,
+                event_type: None,
+                millis: 0,
+            });
+        }
+        let v = a.newest_first();
+        assert_eq!(v.len(), RECENT);
+        assert_eq!((v[0].at_ms, v[RECENT - 1].at_ms), (249, 50));
+    }
+}

@@ -1,0 +1,435 @@
+//! [`DedupeKey`]: recognise copies of an *event* by fields of its signed content, not only by
+//! the sender's delivery id.
+//!
+//! Some senders deliver one change as several events with distinct ids (Procore says two
+//! events for one change can reach the endpoint, delayed in its pipeline). A dedupe key built
+//! from the fields that identify the change — `/resource_name`, `/resource_id`, `/event_type`,
+//! `/timestamp` — recognises those copies too.
+//!
+//! Only signed material may make a key: JSON pointers into the body (covered by the signature,
+//! or by the shared credential for senders that sign nothing) and the headers a scheme's
+//! signature covers ([`Scheme::signed_headers`](crate::Scheme::signed_headers)). A header the
+//! signature does not cover can be changed by anyone who replays a genuine delivery within the
+//! window: keyed on it, the replay could claim the key of an event that has not arrived yet,
+//! and that event would then be answered `duplicate` and never handled. Such headers are
+//! refused by [`build`](crate::VerifierBuilder::build) unless allowed one by one with
+//! [`allow_unsigned_key_header`](crate::VerifierBuilder::allow_unsigned_key_header).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use http::HeaderName;
+use serde_json::value::RawValue;
+
+use crate::{ConfigError, RequestHead, Scheme};
+
+/// The most fields one dedupe key may combine.
+pub const MAX_DEDUPE_KEY_FIELDS: usize = 16;
+
+/// Keys longer than this are replaced by a digest of themselves.
+const MAX_KEY_LEN: usize = 256;
+
+/// Which fields of a delivery identify its event, for deduplication.
+///
+/// Set it with [`VerifierBuilder::dedupe_key`](crate::VerifierBuilder::dedupe_key) (or the same
+/// method on a receiver, tower or actix builder). The key of a delivery is
+/// `"{provider}:fields:" + [values]`, the values as compact JSON in the order given (strings
+/// decoded and re-encoded, numbers exactly as sent — a Procore id above 2^53 keeps every
+/// digit —, objects and arrays as canonical JSON with sorted keys); a key over 256 bytes is
+/// replaced by `fields:sha256:<128-bit hex>` of it. Copies are remembered for the retention
+/// ([`DedupeScope::Retained`](crate::DedupeScope::Retained)): choose fields that identify one
+/// event (include an id or a time), or two genuine events would be handled once.
+///
+/// **A delivery without one of the fields** (a pointer that resolves to nothing, a body that is
+/// not JSON, an absent header) is never rejected: it keeps the sender's own default key and
+/// scope (its event id; for senders that send none, the body digest), as if no dedupe key
+/// were configured, and a warning is logged. Retries of that delivery still coalesce; only
+/// the event-level copies go unrecognised — there is nothing to recognise them by.
+///
+/// ```
+/// use hookguard_core::{schemes::Procore, testing, DedupeKey, Verifier, Verdict, RequestHead, Scheme, SignParams};
+/// let key: DedupeKey = "/resource_name,/resource_id,/event_type,/timestamp".parse().unwrap();
+/// let v = Verifier::builder(Procore::new()).secret("Bearer t").dedupe_key(key).build().unwrap();
+/// let body = br#"{"id":5982324300946918154,"ulid":"01EDPD2J6SBY1163N77H95GW09","event_type":"update","resource_name":"RFIs","resource_id":245510722,"timestamp":"2020-07-20T15:22:01.353581Z"}"#;
+/// let signed = Procore::new().sign("Bearer t", body, &SignParams::new(0)).unwrap();
+/// let (headers, uri) = testing::request_parts(signed, "/webhooks");
+/// let verdict = v.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), bytes::Bytes::from_static(body)).unwrap();
+/// assert_eq!(
+///     verdict.delivery().unwrap().dedupe_key(),
+///     Some(r#"procore:fields:["RFIs",245510722,"update","2020-07-20T15:22:01.353581Z"]"#)
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DedupeKey {
+    fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    /// A JSON pointer (RFC 6901) into the body.
+    Pointer(String),
+    /// A request header, by its lower-case name.
+    Header(String),
+}
+
+impl DedupeKey {
+    /// An empty key; add fields with [`pointer`](Self::pointer) and [`header`](Self::header).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a JSON pointer into the body (RFC 6901: `/resource_id`, `/data/object/id`,
+    /// `/items/0/id`; `~1` is `/` and `~0` is `~` in a name).
+    ///
+    /// ```
+    /// let k = hookguard_core::DedupeKey::new().pointer("/resource_name").pointer("/resource_id");
+    /// assert_eq!(k.to_string(), "/resource_name,/resource_id");
+    /// ```
+    pub fn pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.fields.push(Field::Pointer(pointer.into()));
+        self
+    }
+
+    /// Adds a request header. It must be covered by the sender's signature
+    /// ([`Scheme::signed_headers`](crate::Scheme::signed_headers)) or allowed explicitly with
+    /// [`allow_unsigned_key_header`](crate::VerifierBuilder::allow_unsigned_key_header).
+    ///
+    /// ```
+    /// let k = hookguard_core::DedupeKey::new().header("Webhook-Id");
+    /// assert_eq!(k.to_string(), "header:webhook-id");
+    /// ```
+    pub fn header(mut self, name: impl AsRef<str>) -> Self {
+        self.fields
+            .push(Field::Header(name.as_ref().trim().to_ascii_lowercase()));
+        self
+    }
+
+    /// Whether no field was added.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Checks the fields against `scheme` and prepares them.
+    pub(crate) fn compile(&self, scheme: &dyn Scheme, allowed_unsigned: &[String]) -> Result<Compiled, ConfigError> {
+        if self.fields.is_empty() {
+            return Err(ConfigError::Invalid(
+                "a dedupe key needs at least one JSON pointer or header",
+            ));
+        }
+        if self.fields.len() > MAX_DEDUPE_KEY_FIELDS {
+            return Err(ConfigError::Invalid("a dedupe key combines at most 16 fields"));
+        }
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for f in &self.fields {
+            fields.push(match f {
+                Field::Pointer(p) => CompiledField::Pointer(parse_pointer(p)?),
+                Field::Header(h) => {
+                    let name = HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|_| ConfigError::Invalid("a dedupe key header name is not a valid header name"))?;
+                    let signed = scheme.signed_headers().contains(&name);
+                    if !signed && !allowed_unsigned.iter().any(|a| a == h) {
+                        return Err(ConfigError::Invalid(
+                            "a dedupe key header is not covered by the sender's signature: a replayed delivery \
+                             with a forged value could make a genuine event look like a duplicate (allow it \
+                             explicitly with .allow_unsigned_key_header(name) if you must)",
+                        ));
+                    }
+                    CompiledField::Header(name)
+                }
+            });
+        }
+        Ok(Compiled {
+            fields,
+            text: self.to_string(),
+        })
+    }
+}
+
+/// The syntax the CLI takes: comma-separated fields, each a JSON pointer (`/…`) or
+/// `header:NAME`.
+impl fmt::Display for DedupeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match field {
+                Field::Pointer(p) => f.write_str(p)?,
+                Field::Header(h) => write!(f, "header:{h}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A dedupe key list that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDedupeKeyError(String);
+
+impl fmt::Display for ParseDedupeKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dedupe key field {:?} is neither a JSON pointer (/name) nor header:NAME",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseDedupeKeyError {}
+
+/// Parses `/resource_name,/resource_id,header:webhook-id` (spaces around fields are ignored;
+/// a pointer cannot contain a comma in this syntax — use [`DedupeKey::pointer`] for that).
+///
+/// ```
+/// use hookguard_core::DedupeKey;
+/// let k: DedupeKey = "/resource_name, /resource_id,header:webhook-id".parse().unwrap();
+/// assert_eq!(k, DedupeKey::new().pointer("/resource_name").pointer("/resource_id").header("webhook-id"));
+/// assert!("resource_id".parse::<DedupeKey>().is_err());
+/// assert!("".parse::<DedupeKey>().is_err());
+/// ```
+impl FromStr for DedupeKey {
+    type Err = ParseDedupeKeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut key = DedupeKey::new();
+        for item in s.split(',').map(str::trim) {
+            key = if item.starts_with('/') {
+                key.pointer(item)
+            } else if let Some(h) = item.strip_prefix("header:").filter(|h| !h.trim().is_empty()) {
+                key.header(h)
+            } else {
+                return Err(ParseDedupeKeyError(item.to_owned()));
+            };
+        }
+        Ok(key)
+    }
+}
+
+/// A dedupe key checked against its scheme, ready to compute keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    fields: Vec<CompiledField>,
+    /// The configured fields, for logs.
+    text: String,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledField {
+    Pointer(Vec<String>),
+    Header(HeaderName),
+}
+
+fn parse_pointer(p: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err(ConfigError::Invalid(
+            "a dedupe key JSON pointer must start with '/' (e.g. /resource_id)",
+        ));
+    };
+    rest.split('/')
+        .map(|token| {
+            // RFC 6901: `~` only in `~0` (`~`) and `~1` (`/`).
+            let mut out = String::with_capacity(token.len());
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '~') {
+                    (_, false) => out.push(c),
+                    (_, true) => match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => {
+                            return Err(ConfigError::Invalid(
+                                "a dedupe key JSON pointer has a `~` not followed by 0 or 1",
+                            ))
+                        }
+                    },
+                }
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+/// One level of a JSON document: its members or elements stay raw (exact text, unparsed).
+enum Level<'a> {
+    Object(HashMap<String, &'a RawValue>),
+    Array(Vec<&'a RawValue>),
+    Scalar,
+}
+
+impl<'a> Level<'a> {
+    fn of(raw: &'a RawValue) -> Option<Self> {
+        let text = raw.get();
+        Some(match text.as_bytes().first()? {
+            b'{' => Level::Object(serde_json::from_str(text).ok()?),
+            b'[' => Level::Array(serde_json::from_str(text).ok()?),
+            _ => Level::Scalar,
+        })
+    }
+
+    fn child(&self, token: &str) -> Option<&'a RawValue> {
+        match self {
+            Level::Object(m) => m.get(token).copied(),
+            // RFC 6901: an index is `0` or digits without a leading zero.
+            Level::Array(v)
+                if token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                token.parse::<usize>().ok().and_then(|i| v.get(i).copied())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Canonical JSON of a value: strings decoded and re-encoded, numbers, `true`, `false` and
+/// `null` exactly as sent, objects with sorted keys, no whitespace.
+fn canonical(raw: &RawValue, out: &mut String) -> Option<()> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => {
+            let s: String = serde_json::from_str(text).ok()?;
+            out.push_str(&serde_json::to_string(&s).ok()?);
+        }
+        b'{' => {
+            let m: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).ok()?);
+                out.push(':');
+                canonical(m[k], out)?;
+            }
+            out.push('}');
+        }
+        b'[' => {
+            let v: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            out.push('[');
+            for (i, e) in v.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(e, out)?;
+            }
+            out.push(']');
+        }
+        _ => out.push_str(text.trim()),
+    }
+    Some(())
+}
+
+impl Compiled {
+    /// The configured fields, as given (`/a,/b,header:x`).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The key of one delivery (without the provider prefix), or `None` when a field is
+    /// missing (the caller keeps the sender's default key).
+    pub(crate) fn compute(&self, head: &RequestHead<'_>, body: &[u8]) -> Option<String> {
+        let needs_body = self.fields.iter().any(|f| matches!(f, CompiledField::Pointer(_)));
+        let root: Option<&RawValue> = if needs_body {
+            Some(serde_json::from_slice(body).ok()?)
+        } else {
+            None
+        };
+        // The top level is parsed once for all pointers; deeper levels only along each path.
+        let top = match root {
+            Some(r) => Some(Level::of(r)?),
+            None => None,
+        };
+        let mut out = String::from("[");
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match f {
+                CompiledField::Header(name) => {
+                    let v = head.headers.get(name)?;
+                    let v = String::from_utf8_lossy(v.as_bytes());
+                    out.push_str(&serde_json::to_string(v.as_ref()).ok()?);
+                }
+                CompiledField::Pointer(tokens) => {
+                    let (first, rest) = tokens.split_first()?;
+                    let mut cur = top.as_ref()?.child(first)?;
+                    for t in rest {
+                        cur = Level::of(cur)?.child(t)?;
+                    }
+                    canonical(cur, &mut out)?;
+                }
+            }
+        }
+        out.push(']');
+        if out.len() > MAX_KEY_LEN {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(out.as_bytes());
+            return Some(format!("fields:sha256:{}", crate::wire::hex_encode(&digest[..16])));
+        }
+        Some(format!("fields:{out}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schemes::{BuildWorkPro, Procore, StandardWebhooks};
+
+    fn key(spec: &str, body: &[u8]) -> Option<String> {
+        let c = spec
+            .parse::<DedupeKey>()
+            .unwrap()
+            .compile(&Procore::new(), &[])
+            .unwrap();
+        let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+        c.compute(&RequestHead::new(&m, &u, &h), body)
+    }
+
+    #[test]
+    fn values_are_exact_and_canonical() {
+        let body = br#"{"id":5982324300946918154,"big":123456789012345678901234567890,"f":1.50,"s":"a\u0041\"","n":null,"t":true,
+            "o":{"b":1,"a":[2, "x"]},"a":[{"id":"first"},{"id":"second"}],"we/ird":{"ti~lde":7},"":"empty"}"#;
+        assert_eq!(key("/id", body).unwrap(), "fields:[5982324300946918154]");
+        // Digits beyond any float's precision stay digits (two such ids never collide).
+        assert_eq!(key("/big", body).unwrap(), "fields:[123456789012345678901234567890]");
+        assert_eq!(key("/f,/n,/t", body).unwrap(), "fields:[1.50,null,true]");
+        assert_eq!(key("/s", body).unwrap(), r#"fields:["aA\""]"#);
+        assert_eq!(key("/o", body).unwrap(), r#"fields:[{"a":[2,"x"],"b":1}]"#);
+        assert_eq!(key("/a/1/id", body).unwrap(), r#"fields:["second"]"#);
+        assert_eq!(key("/we~1ird/ti~0lde", body).unwrap(), "fields:[7]");
+        assert_eq!(key("/", body).unwrap(), r#"fields:["empty"]"#);
+        // Missing: the caller falls back, never rejects.
+        for missing in ["/nope", "/a/2/id", "/a/01/id", "/a/x", "/id/deeper", "/s/0"] {
+            assert_eq!(key(missing, body), None, "{missing}");
+        }
+        assert_eq!(key("/id", b"not json"), None);
+        assert_eq!(key("/id", b"\xff\xfe"), None);
+        // Long keys become a digest.
+        let long = format!(r#"{{"x":"{}"}}"#, "y".repeat(300));
+        assert!(key("/x", long.as_bytes()).unwrap().starts_with("fields:sha256:"));
+    }
+
+    #[test]
+    fn headers_must_be_signed_or_allowed() {
+        let k = DedupeKey::new().header("webhook-id").pointer("/type");
+        assert!(k.compile(&StandardWebhooks::new(), &[]).is_ok());
+        let k = DedupeKey::new().header("BuildWorkPro-Event-Id");
+        assert!(
+            matches!(k.compile(&BuildWorkPro::new(), &[]), Err(ConfigError::Invalid(m)) if m.contains("not covered"))
+        );
+        assert!(k
+            .compile(&BuildWorkPro::new(), &["buildworkpro-event-id".into()])
+            .is_ok());
+        assert!(DedupeKey::new().compile(&Procore::new(), &[]).is_err());
+        assert!(DedupeKey::new().pointer("id").compile(&Procore::new(), &[]).is_err());
+        assert!(DedupeKey::new().pointer("/a~2").compile(&Procore::new(), &[]).is_err());
+        assert!(DedupeKey::new()
+            .header("bad header")
+            .compile(&Procore::new(), &["bad header".into()])
+            .is_err());
+        let many = (0..17).fold(DedupeKey::new(), |k, i| k.pointer(format!("/f{i}")));
+        assert!(many.compile(&Procore::new(), &[]).is_err());
+    }
+}
