@@ -17,6 +17,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     "apt-get install chromium chromium-driver" >&2
 fi
 cargo test --workspace --all-features "$@"
+# The core alone with its default features (no `ed25519`: `whpk_`/`whsk_` refused, `v1a` cases of
+# the corpus skipped): the build a user of the core gets, which the workspace run never makes.
+# Skipped on a filtered run (arguments given).
+if [[ $# -eq 0 ]]; then cargo test -p hookguard-core; fi
 # The published conformance corpus (conformance/): the case files must be what their generator
 # writes, and the CLI verifier must pass every case (a clear summary; non-zero on any mismatch).
 # `cargo test` above built target/debug/hookguard for the CLI's tests; build it if a filtered

@@ -60,6 +60,11 @@ pub struct InboxArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum InboxCommand {
+    /// Creates the inbox (SQLite file or PostgreSQL tables), or brings its schema up to date;
+    /// idempotent (`serve --inbox` does the same at start).
+    #[command(after_help = "Examples:\n  hookguard inbox migrate --inbox procore.db\n  \
+                            hookguard inbox migrate --inbox 'postgres://hookguard@db.internal/app'")]
+    Migrate(Location),
     /// Items as JSON lines, newest first.
     #[command(after_help = "Example:\n  hookguard inbox list --state dead --inbox procore.db")]
     List(ListArgs),
@@ -421,6 +426,20 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             outln!(
                 "{}",
                 object(&[("purged", Value::from(n)), ("finished_before", time(before))])
+            )?;
+        }
+        InboxCommand::Migrate(at) => {
+            let spec = parse_inbox_spec(&at.inbox)?;
+            // Opening creates or migrates (idempotently, under a lock on PostgreSQL).
+            let inbox = spec.open(hookguard_core::inbox::DEFAULT_MAX_PENDING, true).await?;
+            let s = inbox.stats().await.map_err(|e| store_failed(&spec.shown(), &e))?;
+            outln!(
+                "{}",
+                object(&[
+                    ("migrated", Value::from(true)),
+                    ("inbox", Value::from(spec.shown())),
+                    ("items", Value::from(s.pending + s.running + s.done + s.dead)),
+                ])
             )?;
         }
         InboxCommand::Stats(at) => {

@@ -2823,6 +2823,14 @@ fn postgres_inbox_two_replicas_64_copies_one_row_one_run() {
     assert_eq!(a.lines().len() + b.lines().len(), 1, "{:?} {:?}", a.lines(), b.lines());
     let list = hookguard(&["inbox", "list", "--inbox", &url], None);
     assert_eq!(code(&list), 0, "{}", text(&list.stderr));
+    // `inbox migrate` is idempotent on a live inbox.
+    let migrate = hookguard(&["inbox", "migrate", "--inbox", &url], None);
+    assert_eq!(code(&migrate), 0, "{}", text(&migrate.stderr));
+    assert!(
+        text(&migrate.stdout).contains(r#""migrated":true"#),
+        "{}",
+        text(&migrate.stdout)
+    );
     let rows = text(&list.stdout);
     assert_eq!(rows.lines().count(), 1, "{rows}");
     assert!(

@@ -23,7 +23,11 @@ fn hookguard(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn hookguard");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A configuration refused before the body is read closes stdin first: not an error here.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
     child.wait_with_output().expect("wait hookguard")
 }
 

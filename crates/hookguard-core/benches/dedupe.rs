@@ -1,11 +1,13 @@
-//! In-memory dedupe store: claim+complete throughput on one thread.
+//! In-memory dedupe store: claim+complete throughput on one thread, through the
+//! `DedupeStore` methods a receiver calls (driven by `testing::block_on`: the store never waits).
 //!
 //! `cargo bench -p hookguard-core --bench dedupe`
 
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use hookguard_core::dedupe::{Claim, MemoryStore};
+use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
+use hookguard_core::testing::block_on;
 
 fn benches(c: &mut Criterion) {
     let store = MemoryStore::new(1_000_000);
@@ -19,13 +21,17 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let key = &keys[i % keys.len()];
             i += 1;
-            if let Claim::New(t) = store.claim_now(black_box(key), Duration::from_secs(30)) {
-                store.complete_now(&t, Duration::from_secs(3600));
+            if let Ok(Claim::New(t)) = block_on(store.claim(black_box(key), Duration::from_secs(30))) {
+                let _ = block_on(store.complete(&t, Duration::from_secs(3600)));
             }
         })
     });
     g.bench_function("claim_duplicate_done", |b| {
-        b.iter(|| black_box(store.claim_now(black_box(&keys[keys.len() - 1]), Duration::from_secs(30))))
+        b.iter(|| {
+            black_box(block_on(
+                store.claim(black_box(&keys[keys.len() - 1]), Duration::from_secs(30)),
+            ))
+        })
     });
     g.finish();
 }

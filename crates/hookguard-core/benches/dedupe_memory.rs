@@ -1,12 +1,14 @@
 //! In-memory dedupe store: resident memory per remembered key at 1 million keys, memory under
-//! an endless flood of unique ids once capacity is reached, and one-thread claim+complete rate.
+//! an endless flood of unique ids once capacity is reached, and one-thread claim+complete rate
+//! (through the `DedupeStore` methods a receiver calls, driven by `testing::block_on`).
 //!
 //! `cargo bench -p hookguard-core --bench dedupe_memory` — prints a Markdown table.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use hookguard_core::dedupe::{Claim, MemoryStore};
+use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
+use hookguard_core::testing::block_on;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -23,8 +25,8 @@ fn fill(store: &MemoryStore, from: u64, to: u64, key: &mut String) -> Duration {
     for i in from..to {
         key.clear();
         let _ = write!(key, "buildworkpro:evt_{i:016x}");
-        if let Claim::New(t) = store.claim_now(key, Duration::from_secs(30)) {
-            store.complete_now(&t, Duration::from_secs(48 * 3600));
+        if let Ok(Claim::New(t)) = block_on(store.claim(key, Duration::from_secs(30))) {
+            let _ = block_on(store.complete(&t, Duration::from_secs(48 * 3600)));
         }
     }
     start.elapsed()

@@ -1,5 +1,6 @@
 //! The one rejection type every adapter answers with.
 
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,86 +46,95 @@ use http::StatusCode;
 /// assert_eq!(r.status().as_u16(), 401);
 /// assert!(!r.is_retryable());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
     /// The signature header is absent.
-    #[error("signature header `{0}` is missing")]
     MissingSignature(&'static str),
     /// The signature header could not be parsed, or held no well-formed signature.
-    #[error("signature header is malformed")]
     MalformedSignature,
     /// No configured secret produced any of the signatures in the header.
-    #[error("signature does not match")]
     SignatureMismatch,
     /// The shared header or URL token is missing or not one of the accepted values.
-    #[error("credentials are missing or not accepted")]
     Unauthorized,
     /// A required header is absent.
-    #[error("required header `{0}` is missing")]
     MissingHeader(&'static str),
     /// The timestamp is not a unix time in seconds.
-    #[error("timestamp is malformed")]
     MalformedTimestamp,
     /// The timestamp is further from now than the tolerance allows.
-    #[error("timestamp is outside the accepted window")]
     TimestampOutOfWindow,
     /// A header is longer than the configured bound, or not visible ASCII.
-    #[error("header `{0}` is too large or not visible ASCII")]
     HeaderTooLarge(&'static str),
     /// More signatures than the configured bound.
-    #[error("too many signatures in the header")]
     TooManySignatures,
     /// The body is larger than the configured limit.
-    #[error("body is larger than {limit} bytes")]
     BodyTooLarge {
         /// The configured limit in bytes.
         limit: usize,
     },
     /// The body could not be read.
-    #[error("body could not be read")]
     BodyReadFailed,
     /// The body is authentic but not the shape the provider sends.
-    #[error("payload is invalid: {0}")]
     InvalidPayload(&'static str),
     /// The body is authentic JSON, but not the shape our model expects (a missing or changed
     /// field). A gap in the receiver's model, not the sender's fault: retryable.
-    #[error("payload does not match the receiver's model; retry later")]
     UnexpectedPayload {
         /// Which field or type did not match (values redacted); logged, never answered.
         detail: String,
     },
     /// The body did not arrive within the read timeout.
-    #[error("body was not received in time")]
     BodyReadTimeout,
     /// The HTTP method is not one the receiver answers.
-    #[error("method not allowed")]
     MethodNotAllowed,
     /// A challenge request without a value.
-    #[error("challenge value is missing")]
     ChallengeMissing,
     /// A challenge value over the bound.
-    #[error("challenge value is longer than {limit} bytes")]
     ChallengeTooLong {
         /// The configured limit in bytes.
         limit: usize,
     },
     /// Another copy of this delivery is being handled right now.
-    #[error("a copy of this delivery is being handled; retry later")]
     DuplicateInFlight,
     /// The dedupe store could not be reached; failing closed.
-    #[error("dedupe store unavailable; retry later")]
     StoreUnavailable,
     /// The inbox holds its cap of pending items; nothing was stored.
-    #[error("inbox is full; retry later")]
     InboxFull,
     /// The application's handler failed; the delivery stays retryable.
-    #[error("handler failed; retry later")]
     HandlerFailed,
     /// The application's handler did not answer within its budget.
-    #[error("handler did not answer in time; retry later")]
     HandlerTimeout,
 }
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingSignature(h) => write!(f, "signature header `{h}` is missing"),
+            Self::MalformedSignature => f.write_str("signature header is malformed"),
+            Self::SignatureMismatch => f.write_str("signature does not match"),
+            Self::Unauthorized => f.write_str("credentials are missing or not accepted"),
+            Self::MissingHeader(h) => write!(f, "required header `{h}` is missing"),
+            Self::MalformedTimestamp => f.write_str("timestamp is malformed"),
+            Self::TimestampOutOfWindow => f.write_str("timestamp is outside the accepted window"),
+            Self::HeaderTooLarge(h) => write!(f, "header `{h}` is too large or not visible ASCII"),
+            Self::TooManySignatures => f.write_str("too many signatures in the header"),
+            Self::BodyTooLarge { limit } => write!(f, "body is larger than {limit} bytes"),
+            Self::BodyReadFailed => f.write_str("body could not be read"),
+            Self::InvalidPayload(why) => write!(f, "payload is invalid: {why}"),
+            Self::UnexpectedPayload { .. } => f.write_str("payload does not match the receiver's model; retry later"),
+            Self::BodyReadTimeout => f.write_str("body was not received in time"),
+            Self::MethodNotAllowed => f.write_str("method not allowed"),
+            Self::ChallengeMissing => f.write_str("challenge value is missing"),
+            Self::ChallengeTooLong { limit } => write!(f, "challenge value is longer than {limit} bytes"),
+            Self::DuplicateInFlight => f.write_str("a copy of this delivery is being handled; retry later"),
+            Self::StoreUnavailable => f.write_str("dedupe store unavailable; retry later"),
+            Self::InboxFull => f.write_str("inbox is full; retry later"),
+            Self::HandlerFailed => f.write_str("handler failed; retry later"),
+            Self::HandlerTimeout => f.write_str("handler did not answer in time; retry later"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
 
 impl Rejection {
     /// The stable machine-readable code, e.g. `signature_mismatch`.
@@ -247,11 +257,10 @@ impl Rejection {
 /// assert_eq!(err.to_string(), "secret #0 is invalid: not base64 after the whsec_ prefix");
 /// assert!(!format!("{err:?}").contains("hunter2"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A secret could not be turned into key material.
-    #[error("secret #{index} is invalid: {reason}")]
     InvalidSecret {
         /// Position of the secret in the order it was added.
         index: usize,
@@ -259,15 +268,25 @@ pub enum ConfigError {
         reason: &'static str,
     },
     /// The scheme needs at least one secret.
-    #[error("no secret configured")]
     NoSecret,
     /// Too many secrets for the configured bound.
-    #[error("too many secrets (at most {0})")]
     TooManySecrets(usize),
     /// Another invalid setting.
-    #[error("invalid configuration: {0}")]
     Invalid(&'static str),
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidSecret { index, reason } => write!(f, "secret #{index} is invalid: {reason}"),
+            Self::NoSecret => f.write_str("no secret configured"),
+            Self::TooManySecrets(max) => write!(f, "too many secrets (at most {max})"),
+            Self::Invalid(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// So `build()?` works in a `main` returning `std::io::Result` (actix-web's usual `main`).
 ///

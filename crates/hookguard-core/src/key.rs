@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+#[cfg(feature = "ed25519")]
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -19,7 +20,7 @@ type HmacSha1 = Hmac<Sha1>;
 
 /// Prepared key material for one configured secret: an HMAC key (SHA-256, or SHA-1 for
 /// senders that sign with it), a shared token, or an Ed25519 public key (Standard Webhooks
-/// `v1a`). Opaque, so more kinds can be added without breaking users.
+/// `v1a`, with the `ed25519` feature). Opaque, so more kinds can be added without breaking users.
 ///
 /// Each kind only ever checks signatures of its own kind: an Ed25519 key never checks a MAC
 /// and an HMAC key never checks an Ed25519 signature.
@@ -41,6 +42,7 @@ enum Kind {
     /// A shared token (header value or URL token), kept as its SHA-256 digest.
     Token([u8; 32]),
     /// An Ed25519 public key, decompressed once (verification is strict).
+    #[cfg(feature = "ed25519")]
     Ed25519(Box<VerifyingKey>),
 }
 
@@ -82,6 +84,8 @@ impl Key {
     /// such as Standard Webhooks `v1a`. Refuses bytes that are not a point on the curve and
     /// weak (small-order) keys, which strict verification would never accept anyway.
     ///
+    /// Needs the `ed25519` feature.
+    ///
     /// ```
     /// use hookguard_core::Key;
     /// let public = [0x66, 0x53, 0x78, 0x7a, 0x0e, 0xdd, 0x49, 0x2a, 0xa2, 0xd2, 0x6a, 0x17, 0xf6, 0x14, 0x14, 0x93,
@@ -91,6 +95,7 @@ impl Key {
     /// assert!(Key::ed25519_public(&public[..31]).is_err());
     /// assert!(Key::ed25519_public(&[0u8; 32]).is_err()); // small order
     /// ```
+    #[cfg(feature = "ed25519")]
     pub fn ed25519_public(bytes: &[u8]) -> Result<Self, &'static str> {
         let bytes: &[u8; 32] = bytes.try_into().map_err(|_| "an Ed25519 public key is 32 bytes")?;
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| "not an Ed25519 public key (not a curve point)")?;
@@ -104,12 +109,15 @@ impl Key {
     /// public key (libsodium's layout; the public half must match). Only the public key is
     /// kept: a verifier never holds a key that could sign.
     ///
+    /// Needs the `ed25519` feature.
+    ///
     /// ```
     /// use hookguard_core::Key;
     /// let k = Key::ed25519_from_secret(b"TESTSIGNINGKEYDONOTUSETHISFORANY").unwrap();
     /// assert_eq!(format!("{k:?}"), "Key::Ed25519(<public>)");
     /// assert!(Key::ed25519_from_secret(b"short").is_err());
     /// ```
+    #[cfg(feature = "ed25519")]
     pub fn ed25519_from_secret(secret: &[u8]) -> Result<Self, &'static str> {
         let signing = ed25519_signing_key(secret)?;
         Ok(Key(Kind::Ed25519(Box::new(signing.verifying_key()))))
@@ -167,6 +175,7 @@ impl fmt::Debug for Key {
             Kind::Hmac(_) => f.write_str("Key::Hmac(<redacted>)"),
             Kind::HmacSha1(_) => f.write_str("Key::HmacSha1(<redacted>)"),
             Kind::Token(_) => f.write_str("Key::Token(<redacted>)"),
+            #[cfg(feature = "ed25519")]
             Kind::Ed25519(_) => f.write_str("Key::Ed25519(<public>)"),
         }
     }
@@ -213,6 +222,7 @@ pub(crate) fn mac_of(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// The Ed25519 signing key of a secret: the 32-byte seed, or seed and public key (64 bytes,
 /// libsodium's layout; the public half must belong to the seed). Zeroized on drop.
+#[cfg(feature = "ed25519")]
 pub(crate) fn ed25519_signing_key(secret: &[u8]) -> Result<SigningKey, &'static str> {
     match secret.len() {
         32 => {
@@ -233,6 +243,7 @@ pub(crate) fn ed25519_signing_key(secret: &[u8]) -> Result<SigningKey, &'static 
 }
 
 /// Ed25519 signature of `message` with `secret` (see [`ed25519_signing_key`]), for signing.
+#[cfg(feature = "ed25519")]
 pub(crate) fn ed25519_sign(secret: &[u8], message: &[u8]) -> Result<[u8; 64], &'static str> {
     Ok(ed25519_signing_key(secret)?.sign(message).to_bytes())
 }
@@ -241,6 +252,7 @@ pub(crate) fn ed25519_sign(secret: &[u8], message: &[u8]) -> Result<[u8; 64], &'
 /// strict verification (canonical `s`, no small-order `R` or key). Other kinds of key are
 /// skipped: an HMAC key never checks an Ed25519 signature. Public keys and signatures are
 /// not secret, so an early return leaks nothing.
+#[cfg(feature = "ed25519")]
 pub(crate) fn any_ed25519_matches(keys: &[Key], message: &[u8], signatures: &[[u8; 64]]) -> bool {
     keys.iter()
         .filter_map(|k| match &k.0 {
@@ -255,6 +267,7 @@ pub(crate) fn any_ed25519_matches(keys: &[Key], message: &[u8], signatures: &[[u
 }
 
 /// Whether any of `keys` is an Ed25519 key (so building the signed message is worth it).
+#[cfg(feature = "ed25519")]
 pub(crate) fn has_ed25519(keys: &[Key]) -> bool {
     keys.iter().any(|k| matches!(k.0, Kind::Ed25519(_)))
 }

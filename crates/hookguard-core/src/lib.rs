@@ -67,6 +67,7 @@ mod receiver;
 pub mod response;
 mod scheme;
 pub mod schemes;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod verifier;
 mod wire;

@@ -355,6 +355,10 @@ impl Receiver {
 /// `WebhookLayerBuilder` and `hookguard_actix`'s `WebhookBuilder` are this type), so every
 /// framework is configured with the same methods.
 ///
+/// The verifier's settings (`secret`, `tolerance`, `max_body`, `dedupe_key`, …) are exactly
+/// [`VerifierBuilder`](crate::VerifierBuilder)'s setters: both builders get them from one list,
+/// so neither can lack one the other has.
+///
 /// ```
 /// use std::time::Duration;
 /// use hookguard_core::{schemes::BuildWorkPro, dedupe::MemoryStore, Receiver};
@@ -388,6 +392,10 @@ impl<T> fmt::Debug for ReceiverBuilder<T> {
     }
 }
 
+// The verifier settings: `VerifierBuilder`'s setters, emitted from their one list (see
+// `verifier_setters!` in verifier.rs), each applied to the inner verifier builder.
+crate::verifier::verifier_setters!(ReceiverBuilder);
+
 impl Receiver {
     /// Starts configuring a receiver for one sender's scheme.
     pub fn builder(scheme: impl crate::Scheme) -> ReceiverBuilder {
@@ -412,96 +420,6 @@ impl<T> ReceiverBuilder<T> {
             inbox: None,
             out: std::marker::PhantomData,
         }
-    }
-
-    fn map(mut self, f: impl FnOnce(crate::VerifierBuilder) -> crate::VerifierBuilder) -> Self {
-        self.verifier = f(self.verifier);
-        self
-    }
-
-    /// Adds a secret (or accepted header value / URL token). Several: any may match (rotation).
-    /// Secrets become keys at once and are never kept as text, printed or logged.
-    pub fn secret(self, secret: impl AsRef<str>) -> Self {
-        self.map(|v| v.secret(secret))
-    }
-
-    /// Adds several secrets.
-    pub fn secrets<I: IntoIterator<Item = S>, S: AsRef<str>>(self, secrets: I) -> Self {
-        self.map(|v| v.secrets(secrets))
-    }
-
-    /// The two-sided replay window (default 300 s for timestamped schemes).
-    pub fn tolerance(self, tolerance: Duration) -> Self {
-        self.map(|v| v.tolerance(tolerance))
-    }
-
-    /// The body limit (default 1 MiB).
-    pub fn max_body(self, bytes: usize) -> Self {
-        self.map(|v| v.max_body(bytes))
-    }
-
-    /// The bound for one parsed header (default 4096 bytes).
-    pub fn max_header_len(self, bytes: usize) -> Self {
-        self.map(|v| v.max_header_len(bytes))
-    }
-
-    /// The bound for signatures in one header (default 16).
-    pub fn max_signatures(self, n: usize) -> Self {
-        self.map(|v| v.max_signatures(n))
-    }
-
-    /// The bound for a reflected challenge value (default 1 KiB).
-    pub fn max_challenge_len(self, bytes: usize) -> Self {
-        self.map(|v| v.max_challenge_len(bytes))
-    }
-
-    /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
-    pub fn no_replay_window(self) -> Self {
-        self.map(|v| v.no_replay_window())
-    }
-
-    /// How long to wait for the whole body before answering `408 body_read_timeout`
-    /// (default 4 s, below every sender's own timeout).
-    pub fn body_read_timeout(self, timeout: Duration) -> Self {
-        self.map(|v| v.body_read_timeout(timeout))
-    }
-
-    /// Also answers a query-parameter challenge (e.g. Microsoft Graph `validationToken`).
-    pub fn challenge(self, rule: crate::ChallengeRule) -> Self {
-        self.map(|v| v.challenge(rule))
-    }
-
-    /// The clock for the replay window.
-    pub fn clock(self, clock: impl crate::clock::Clock) -> Self {
-        self.map(|v| v.clock(clock))
-    }
-
-    /// Answers 2xx without calling the handler for Procore deliveries caused by `app_id`.
-    pub fn ignore_source_application(self, app_id: impl Into<String>) -> Self {
-        self.map(|v| v.ignore_source_application(app_id))
-    }
-
-    /// Recognises copies of an event by these signed fields instead of the sender's own id
-    /// (see [`DedupeKey`](crate::DedupeKey)); remembered for the retention.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::Procore, dedupe::MemoryStore, DedupeKey, Receiver};
-    /// let rx: Receiver = Receiver::builder(Procore::new())
-    ///     .secret("Bearer t")
-    ///     .dedupe_key("/resource_name,/resource_id,/event_type,/timestamp".parse::<DedupeKey>().unwrap())
-    ///     .dedupe(MemoryStore::default())
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = rx;
-    /// ```
-    pub fn dedupe_key(self, key: crate::DedupeKey) -> Self {
-        self.map(|v| v.dedupe_key(key))
-    }
-
-    /// Allows a header the sender does not sign as a dedupe key field (see
-    /// [`VerifierBuilder::allow_unsigned_key_header`](crate::VerifierBuilder::allow_unsigned_key_header)).
-    pub fn allow_unsigned_key_header(self, name: impl AsRef<str>) -> Self {
-        self.map(|v| v.allow_unsigned_key_header(name))
     }
 
     /// De-duplicates in `store` with the default lease (30 s) and retention (48 h), failing closed.

@@ -303,8 +303,11 @@ impl Verifier {
     }
 }
 
-/// Configures a [`Verifier`]. Secrets are turned into keys at [`build`](Self::build) and are
-/// never kept as text, printed or logged.
+/// Configures a [`Verifier`]. Secrets are turned into keys as they are added and are never
+/// kept as text, printed or logged.
+///
+/// [`ReceiverBuilder`](crate::ReceiverBuilder) has the same setters: both builders get them from
+/// one list, so neither can lack one the other has.
 pub struct VerifierBuilder {
     scheme: Arc<dyn Scheme>,
     secrets: Vec<Key>,
@@ -331,150 +334,200 @@ impl fmt::Debug for VerifierBuilder {
     }
 }
 
+/// The verifier settings, listed once for both builders that offer them.
+///
+/// [`VerifierBuilder`] and [`ReceiverBuilder`](crate::ReceiverBuilder) (and through it the
+/// adapters' `WebhookLayerBuilder` and `WebhookBuilder`) offer the same setters with the same
+/// signatures and docs. They come from the one list below: each entry is a documented
+/// operation on `&mut VerifierBuilder`; `verifier_setters!(VerifierBuilder)` emits
+/// `fn name(mut self, ..) -> Self` applying it, and `verifier_setters!(ReceiverBuilder)` emits
+/// the same method on `ReceiverBuilder<T>`, applied to its inner verifier builder. A new
+/// setter is added here, once, and exists on both builders; neither can fall behind.
+///
+/// An entry reads `fn name[generics](b, arg: Type, ..) { body }`: `[generics]` is optional,
+/// `b` names the `&mut VerifierBuilder` inside `body`. Types are written with full paths (the
+/// methods are emitted in `receiver.rs` too).
+macro_rules! verifier_setters {
+    (@emit VerifierBuilder $(
+        $(#[$attr:meta])*
+        fn $name:ident $([$($gen:tt)*])? ($b:ident $(, $arg:ident: $ty:ty)*) $body:block
+    )*) => {
+        impl VerifierBuilder {
+            $(
+                $(#[$attr])*
+                pub fn $name $(<$($gen)*>)? (mut self $(, $arg: $ty)*) -> Self {
+                    let $b: &mut $crate::VerifierBuilder = &mut self;
+                    $body
+                    self
+                }
+            )*
+        }
+    };
+    (@emit ReceiverBuilder $(
+        $(#[$attr:meta])*
+        fn $name:ident $([$($gen:tt)*])? ($b:ident $(, $arg:ident: $ty:ty)*) $body:block
+    )*) => {
+        impl<T> ReceiverBuilder<T> {
+            $(
+                $(#[$attr])*
+                pub fn $name $(<$($gen)*>)? (mut self $(, $arg: $ty)*) -> Self {
+                    self.verifier = self.verifier.$name($($arg),*);
+                    self
+                }
+            )*
+        }
+    };
+    ($builder:ident) => {
+        $crate::verifier::verifier_setters! { @emit $builder
+
+        /// Adds a secret (a signing secret, or an accepted header value / URL token). With
+        /// several, any may match: keep the old one during a rotation. Secrets become keys at
+        /// once and are never kept as text, printed or logged.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::GitHub, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("old").secret("new").build().unwrap();
+        /// assert!(!format!("{v:?}").contains("old"));
+        /// ```
+        fn secret(b, secret: impl AsRef<str>) {
+            b.add_secret(secret.as_ref());
+        }
+
+        /// Adds several secrets.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::GitHub, Verifier};
+        /// assert!(Verifier::builder(GitHub::new()).secrets(["a", "b"]).build().is_ok());
+        /// ```
+        fn secrets[I: IntoIterator<Item = S>, S: AsRef<str>](b, secrets: I) {
+            for s in secrets {
+                b.add_secret(s.as_ref());
+            }
+        }
+
+        /// The two-sided replay window (default: 300 s for timestamped schemes).
+        fn tolerance(b, tolerance: ::std::time::Duration) {
+            b.tolerance = Some(tolerance);
+        }
+
+        /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
+        fn no_replay_window(b) {
+            b.tolerance = None;
+        }
+
+        /// The clock for the replay window (tests inject a
+        /// [`ManualClock`](crate::clock::ManualClock)).
+        fn clock(b, clock: impl $crate::clock::Clock) {
+            b.clock = ::std::sync::Arc::new(clock);
+        }
+
+        /// The body limit in bytes (default 1 MiB).
+        fn max_body(b, bytes: usize) {
+            b.max_body = bytes;
+        }
+
+        /// The bound for one parsed header (default 4096 bytes).
+        fn max_header_len(b, bytes: usize) {
+            b.max_header_len = bytes;
+        }
+
+        /// The bound for signatures in one header (default 16).
+        fn max_signatures(b, n: usize) {
+            b.max_signatures = n;
+        }
+
+        /// The bound for a reflected challenge value (default 1 KiB).
+        fn max_challenge_len(b, bytes: usize) {
+            b.max_challenge = bytes;
+        }
+
+        /// How long an adapter waits for the whole body before answering `408 body_read_timeout`
+        /// (default [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT), 4 s: below every
+        /// sender's own timeout).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use hookguard_core::{schemes::GitHub, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("s").body_read_timeout(Duration::from_secs(2)).build().unwrap();
+        /// assert_eq!(v.read_timeout(), Duration::from_secs(2));
+        /// ```
+        fn body_read_timeout(b, timeout: ::std::time::Duration) {
+            b.read_timeout = timeout;
+        }
+
+        /// Also answers a challenge carried in a query parameter, e.g. Microsoft Graph's
+        /// `POST ?validationToken=`.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::GitHub, ChallengeRule, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("s")
+        ///     .challenge(ChallengeRule::query(http::Method::POST, "validationToken")).build().unwrap();
+        /// # let _ = v;
+        /// ```
+        fn challenge(b, rule: $crate::ChallengeRule) {
+            b.challenges.push(rule);
+        }
+
+        /// Answers 2xx without calling the handler for Procore deliveries caused by this
+        /// application id (`metadata.source_application_id`): your own writes, which would loop.
+        fn ignore_source_application(b, app_id: impl Into<String>) {
+            b.ignore_apps.push(app_id.into());
+        }
+
+        /// Recognises copies of an event by these signed fields instead of the sender's own id
+        /// (see [`DedupeKey`](crate::DedupeKey): JSON pointers into the body, headers the
+        /// scheme signs); remembered for the retention. A delivery missing one of the fields
+        /// keeps the sender's default key; it is never rejected.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::{BuildWorkPro, Procore, StandardWebhooks}, dedupe::MemoryStore};
+        /// use hookguard_core::{ConfigError, DedupeKey, Receiver, Verifier};
+        /// let fields: DedupeKey = "/resource_name,/resource_id,/event_type,/timestamp".parse().unwrap();
+        /// assert!(Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(fields.clone()).build().is_ok());
+        /// let rx: Receiver = Receiver::builder(Procore::new())
+        ///     .secret("Bearer t")
+        ///     .dedupe_key(fields)
+        ///     .dedupe(MemoryStore::default())
+        ///     .build()
+        ///     .unwrap();
+        /// # let _ = rx;
+        /// // `webhook-id` is part of the Standard Webhooks signed content: accepted.
+        /// let signed = DedupeKey::new().header("webhook-id").pointer("/type");
+        /// assert!(Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").dedupe_key(signed).build().is_ok());
+        /// // BuildWorkPro's event-id header is not signed: refused.
+        /// let unsigned = DedupeKey::new().header("BuildWorkPro-Event-Id");
+        /// let err = Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(unsigned).build().unwrap_err();
+        /// assert!(matches!(err, ConfigError::Invalid(m) if m.contains("not covered by the sender's signature")));
+        /// ```
+        fn dedupe_key(b, key: $crate::DedupeKey) {
+            b.dedupe_key = Some(key);
+        }
+
+        /// Allows a header the sender's signature does **not** cover as a
+        /// [`DedupeKey`](crate::DedupeKey) field. Only for headers a trusted hop sets: anyone
+        /// who replays a genuine delivery can change such a header and make a genuine event
+        /// that has not arrived yet look like a duplicate.
+        fn allow_unsigned_key_header(b, name: impl AsRef<str>) {
+            b.unsigned_key_headers.push(name.as_ref().trim().to_ascii_lowercase());
+        }
+
+        }
+    };
+}
+pub(crate) use verifier_setters;
+
+verifier_setters!(VerifierBuilder);
+
 impl VerifierBuilder {
-    /// Adds a secret (a signing secret, or an accepted header value/token). With several, any
-    /// may match: keep the old one during a rotation.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier};
-    /// let v = Verifier::builder(GitHub::new()).secret("old").secret("new").build().unwrap();
-    /// assert!(!format!("{v:?}").contains("old"));
-    /// ```
-    pub fn secret(mut self, secret: impl AsRef<str>) -> Self {
-        match self.scheme.key(secret.as_ref()) {
+    /// Turns `secret` into a key, or remembers (without the secret) that it is unusable: a
+    /// poisoned slot that [`build`](Self::build) reports by position.
+    fn add_secret(&mut self, secret: &str) {
+        match self.scheme.key(secret) {
             Ok(k) => self.secrets.push(k),
-            Err(reason) => self.invalid_secret(reason),
+            Err(reason) => {
+                self.bad.get_or_insert((self.secrets.len(), reason));
+            }
         }
-        self
-    }
-
-    fn invalid_secret(&mut self, reason: &'static str) {
-        // Remember the failure without the secret: a poisoned slot that `build` reports.
-        self.bad.get_or_insert((self.secrets.len(), reason));
-    }
-
-    /// Adds several secrets.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier};
-    /// assert!(Verifier::builder(GitHub::new()).secrets(["a", "b"]).build().is_ok());
-    /// ```
-    pub fn secrets<I, S>(mut self, secrets: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        for s in secrets {
-            self = self.secret(s);
-        }
-        self
-    }
-
-    /// The two-sided replay window (default: 300 s for timestamped schemes).
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.tolerance = Some(tolerance);
-        self
-    }
-
-    /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
-    pub fn no_replay_window(mut self) -> Self {
-        self.tolerance = None;
-        self
-    }
-
-    /// The clock for the replay window (tests inject a [`ManualClock`](crate::clock::ManualClock)).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The body limit in bytes (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-
-    /// The bound for one parsed header (default 4096 bytes).
-    pub fn max_header_len(mut self, bytes: usize) -> Self {
-        self.max_header_len = bytes;
-        self
-    }
-
-    /// The bound for signatures in one header (default 16).
-    pub fn max_signatures(mut self, n: usize) -> Self {
-        self.max_signatures = n;
-        self
-    }
-
-    /// The bound for a reflected challenge value (default 1 KiB).
-    pub fn max_challenge_len(mut self, bytes: usize) -> Self {
-        self.max_challenge = bytes;
-        self
-    }
-
-    /// How long an adapter waits for the whole body before answering `408 body_read_timeout`
-    /// (default [`DEFAULT_READ_TIMEOUT`], 4 s: below every sender's own timeout).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use hookguard_core::{schemes::GitHub, Verifier};
-    /// let v = Verifier::builder(GitHub::new()).secret("s").body_read_timeout(Duration::from_secs(2)).build().unwrap();
-    /// assert_eq!(v.read_timeout(), Duration::from_secs(2));
-    /// ```
-    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Also answers a challenge carried in a query parameter, e.g. Microsoft Graph's
-    /// `POST ?validationToken=`.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::GitHub, ChallengeRule, Verifier};
-    /// let v = Verifier::builder(GitHub::new()).secret("s")
-    ///     .challenge(ChallengeRule::query(http::Method::POST, "validationToken")).build().unwrap();
-    /// # let _ = v;
-    /// ```
-    pub fn challenge(mut self, rule: ChallengeRule) -> Self {
-        self.challenges.push(rule);
-        self
-    }
-
-    /// Answers 2xx without calling the handler for Procore deliveries caused by this
-    /// application id (`metadata.source_application_id`): your own writes, which would loop.
-    pub fn ignore_source_application(mut self, app_id: impl Into<String>) -> Self {
-        self.ignore_apps.push(app_id.into());
-        self
-    }
-
-    /// Recognises copies of an event by these signed fields instead of the sender's own id
-    /// (see [`DedupeKey`]: JSON pointers into the body, headers the scheme signs). A delivery
-    /// missing one of the fields keeps the sender's default key; it is never rejected.
-    ///
-    /// ```
-    /// use hookguard_core::{schemes::{BuildWorkPro, StandardWebhooks}, ConfigError, DedupeKey, Verifier};
-    /// let fields: DedupeKey = "/resource_name,/resource_id,/event_type,/timestamp".parse().unwrap();
-    /// assert!(Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(fields).build().is_ok());
-    /// // `webhook-id` is part of the Standard Webhooks signed content: accepted.
-    /// let signed = DedupeKey::new().header("webhook-id").pointer("/type");
-    /// assert!(Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").dedupe_key(signed).build().is_ok());
-    /// // BuildWorkPro's event-id header is not signed: refused.
-    /// let unsigned = DedupeKey::new().header("BuildWorkPro-Event-Id");
-    /// let err = Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(unsigned).build().unwrap_err();
-    /// assert!(matches!(err, ConfigError::Invalid(m) if m.contains("not covered by the sender's signature")));
-    /// ```
-    pub fn dedupe_key(mut self, key: DedupeKey) -> Self {
-        self.dedupe_key = Some(key);
-        self
-    }
-
-    /// Allows a header the sender's signature does **not** cover as a [`DedupeKey`] field.
-    /// Only for headers a trusted hop sets: anyone who replays a genuine delivery can change
-    /// such a header and make a genuine event that has not arrived yet look like a duplicate.
-    pub fn allow_unsigned_key_header(mut self, name: impl AsRef<str>) -> Self {
-        self.unsigned_key_headers
-            .push(name.as_ref().trim().to_ascii_lowercase());
-        self
     }
 
     /// Builds the verifier.
@@ -519,5 +572,94 @@ impl VerifierBuilder {
                 dedupe_key,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::schemes::BuildWorkPro;
+    use crate::Receiver;
+
+    /// Everything a built verifier holds, comparable.
+    type Settings = (
+        usize,
+        Option<Duration>,
+        u64,
+        [usize; 4],
+        Duration,
+        Vec<ChallengeRule>,
+        Vec<String>,
+        Option<String>,
+    );
+
+    fn settings(v: &Verifier) -> Settings {
+        let i = &v.inner;
+        (
+            i.keys.len(),
+            i.tolerance,
+            i.clock.now_unix(),
+            [i.max_body, i.max_header_len, i.max_signatures, i.max_challenge],
+            i.read_timeout,
+            i.challenges.clone(),
+            i.ignore_apps.clone(),
+            i.dedupe_key.as_ref().map(|k| k.text().to_owned()),
+        )
+    }
+
+    /// Every setter, once, on any builder that has them (they come from one list, so both do).
+    macro_rules! every_setter {
+        ($builder:expr) => {
+            $builder
+                .secret("s")
+                .secrets(["a", "b"])
+                .tolerance(Duration::from_secs(42))
+                .clock(ManualClock::new(1_234))
+                .max_body(1000)
+                .max_header_len(100)
+                .max_signatures(3)
+                .max_challenge_len(50)
+                .body_read_timeout(Duration::from_secs(2))
+                .challenge(ChallengeRule::query(Method::POST, "validationToken"))
+                .ignore_source_application("my-app")
+                .dedupe_key(DedupeKey::new().header("x-hop-id").pointer("/id"))
+                .allow_unsigned_key_header("X-Hop-Id")
+        };
+    }
+
+    #[test]
+    fn both_builders_have_every_setter_and_apply_it_alike() {
+        let direct = every_setter!(Verifier::builder(BuildWorkPro::new())).build().unwrap();
+        let rx: Receiver = every_setter!(Receiver::builder(BuildWorkPro::new())).build().unwrap();
+        let set = settings(&direct);
+        assert_eq!(settings(rx.verifier()), set);
+        let default = settings(&Verifier::builder(BuildWorkPro::new()).secret("s").build().unwrap());
+        assert_eq!(set.0, 3, "secret + secrets");
+        assert_eq!(set.1, Some(Duration::from_secs(42)));
+        assert_eq!(set.2, 1_234);
+        assert_eq!(set.3, [1000, 100, 3, 50]);
+        assert_eq!(set.4, Duration::from_secs(2));
+        assert_eq!(
+            set.5.last(),
+            Some(&ChallengeRule::query(Method::POST, "validationToken"))
+        );
+        assert_eq!(set.5.len(), default.5.len() + 1);
+        assert_eq!(set.6, ["my-app"]);
+        // The unsigned `x-hop-id` is accepted only because `allow_unsigned_key_header` ran.
+        assert!(set.7.is_some());
+
+        let timeless = Verifier::builder(BuildWorkPro::new())
+            .secret("s")
+            .no_replay_window()
+            .build()
+            .unwrap();
+        let rx: Receiver = Receiver::builder(BuildWorkPro::new())
+            .secret("s")
+            .no_replay_window()
+            .build()
+            .unwrap();
+        assert_eq!((settings(&timeless).1, settings(rx.verifier()).1), (None, None));
+        assert!(default.1.is_some());
     }
 }

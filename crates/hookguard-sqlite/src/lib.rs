@@ -529,16 +529,22 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
 }
 
 fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64) -> Result<Accepted, InboxError> {
-    if let Some(key) = &item.dedupe_key {
-        let existing: Option<i64> = conn
-            .prepare_cached("SELECT id FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
+    let existing = |conn: &Connection, key: &str| -> Result<Option<i64>, InboxError> {
+        conn.prepare_cached("SELECT id FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
             .and_then(|mut s| s.query_row(params![item.provider, key], |r| r.get(0)).optional())
-            .map_err(storage)?;
-        if let Some(id) = existing {
+            .map_err(storage)
+    };
+    if *pending >= max_pending {
+        // At the cap only new rows are refused: a copy is still recognised.
+        if let Some(id) = item
+            .dedupe_key
+            .as_deref()
+            .map(|k| existing(conn, k))
+            .transpose()?
+            .flatten()
+        {
             return Ok(Accepted::Duplicate(id));
         }
-    }
-    if *pending >= max_pending {
         return Err(InboxError::Full { limit: max_pending });
     }
     let scope = match item.scope {
@@ -546,12 +552,14 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
         _ => 0,
     };
     let headers = serde_json::to_string(&item.headers).unwrap_or_else(|_| "[]".into());
-    let id: i64 = conn
+    // One statement for a new delivery: insert-if-absent on the partial unique index.
+    let id: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO hookguard_inbox
                  (provider, dedupe_key, unique_key, scope, event_id, event_type, state, attempts,
                   received_at, next_attempt_at, headers, body)
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, 0, ?7, ?8)
+             ON CONFLICT DO NOTHING
              RETURNING id",
         )
         .and_then(|mut s| {
@@ -568,10 +576,20 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
                 ],
                 |r| r.get(0),
             )
+            .optional()
         })
         .map_err(storage)?;
-    *pending += 1;
-    Ok(Accepted::Stored(id))
+    match id {
+        Some(id) => {
+            *pending += 1;
+            Ok(Accepted::Stored(id))
+        }
+        None => {
+            let key = item.dedupe_key.as_deref().unwrap_or_default();
+            let id = existing(conn, key)?.ok_or_else(|| InboxError::storage("insert conflicted with no row"))?;
+            Ok(Accepted::Duplicate(id))
+        }
+    }
 }
 
 fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Result<Vec<ClaimedItem>> {

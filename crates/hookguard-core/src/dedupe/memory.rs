@@ -222,7 +222,7 @@ impl MemoryStore {
     }
 
     /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
-    pub fn claim_now(&self, key: &str, lease: Duration) -> Claim {
+    fn claim_now(&self, key: &str, lease: Duration) -> Claim {
         let now = self.now();
         let (d, mut s) = self.locate(key);
         self.maybe_rotate(&mut s, now);
@@ -252,7 +252,7 @@ impl MemoryStore {
     /// Completes synchronously: records the outcome unless another copy holds a live claim
     /// on the key or it is already done (the same semantics as the Redis store: a late
     /// completion after the lease expired, with no newer claim, is recorded).
-    pub fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
+    fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
         let now = self.now();
         let (d, mut s) = self.locate(token.key());
         let held_by_other = s
@@ -277,7 +277,7 @@ impl MemoryStore {
     }
 
     /// Releases synchronously. `false` when the token no longer holds a live claim.
-    pub fn release_now(&self, token: &ClaimToken) -> bool {
+    fn release_now(&self, token: &ClaimToken) -> bool {
         let now = self.now();
         let (d, mut s) = self.locate(token.key());
         if !owns(&s, d, token, now) {

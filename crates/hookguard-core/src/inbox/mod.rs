@@ -73,20 +73,17 @@ pub const MAX_STORED_HEADER_LEN: usize = 4096;
 /// let e = hookguard_core::inbox::InboxError::Full { limit: 10 };
 /// assert_eq!(e.to_string(), "inbox is full (10 pending items)");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum InboxError {
     /// The cap on pending items is reached: answer `503` + `Retry-After`, store nothing.
-    #[error("inbox is full ({limit} pending items)")]
     Full {
         /// The configured cap.
         limit: u64,
     },
     /// No item with this id.
-    #[error("no inbox item {0}")]
     NotFound(i64),
     /// The item is not in a state the operation applies to (e.g. replaying a pending item).
-    #[error("inbox item {id} is {state}, not {expected}")]
     WrongState {
         /// The item.
         id: i64,
@@ -96,9 +93,21 @@ pub enum InboxError {
         expected: &'static str,
     },
     /// The backend failed (disk full, I/O error, database unreachable).
-    #[error("inbox storage error: {0}")]
     Storage(Box<dyn std::error::Error + Send + Sync>),
 }
+
+impl fmt::Display for InboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { limit } => write!(f, "inbox is full ({limit} pending items)"),
+            Self::NotFound(id) => write!(f, "no inbox item {id}"),
+            Self::WrongState { id, state, expected } => write!(f, "inbox item {id} is {state}, not {expected}"),
+            Self::Storage(e) => write!(f, "inbox storage error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for InboxError {}
 
 impl InboxError {
     /// Wraps a backend error.

@@ -24,6 +24,8 @@ pub struct Slack {
 
 static SIGNATURE: http::HeaderName = http::HeaderName::from_static(Slack::SIGNATURE_HEADER);
 static TIMESTAMP: http::HeaderName = http::HeaderName::from_static(Slack::TIMESTAMP_HEADER);
+/// `v0:{ts}:{body}`: the timestamp header is signed (a dedupe key may use it).
+static SIGNED_HEADERS: [http::HeaderName; 1] = [http::HeaderName::from_static(Slack::TIMESTAMP_HEADER)];
 
 impl Slack {
     /// The signature header.
@@ -50,6 +52,10 @@ struct Probe {
 impl Scheme for Slack {
     fn provider(&self) -> Provider {
         Provider::Slack
+    }
+
+    fn signed_headers(&self) -> &[http::HeaderName] {
+        &SIGNED_HEADERS
     }
 
     fn profile(&self) -> SenderProfile {

@@ -1,5 +1,5 @@
 //! Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> …`
-//! (HMAC-SHA256) and `v1a,<b64>` (Ed25519).
+//! (HMAC-SHA256) and `v1a,<b64>` (Ed25519, with the `ed25519` feature).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -23,6 +23,13 @@ use crate::{
 /// | `whpk_` + base64 of 32 bytes | Ed25519 public key | `v1a` entries (strict verification) |
 /// | `whsk_` + base64 of the 32-byte seed (or 64 bytes seed ‖ public) | its public key only | `v1a` entries |
 ///
+/// The `whpk_` and `whsk_` rows need hookguard-core's `ed25519` feature (off by default: it
+/// brings the Ed25519 implementation into the build). Without it, such a secret is refused when
+/// the verifier is built ([`ConfigError::InvalidSecret`], "v1a keys need hookguard-core's
+/// \`ed25519\` feature"), and a `v1a` entry is never a candidate: it is skipped like an entry
+/// of an unknown version (a header of `v1a` entries only is `malformed_signature`), and only
+/// counts towards [`max_signatures`](crate::VerifierBuilder::max_signatures).
+///
 /// A `v1` entry is only ever checked with HMAC keys and a `v1a` entry only with Ed25519 keys.
 /// Signing ([`Scheme::sign`]) with a `whsec_` secret produces a `v1` entry, with a `whsk_`
 /// secret a `v1a` entry; a `whpk_` public key cannot sign. Entries of both kinds count
@@ -42,12 +49,14 @@ use crate::{
 /// let sig = s.headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
 /// assert_eq!(sig.1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 /// // The same message signed with Ed25519 (`whsk_` seed): a `v1a` entry.
+/// # #[cfg(feature = "ed25519")] {
 /// let s = StandardWebhooks::new()
 ///     .sign("whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=", br#"{"test": 2432232314}"#,
 ///           &SignParams::new(1614265330).id("msg_p5jXN8AQM9LWM0D4loKWxJek"))
 ///     .unwrap();
 /// let sig = s.headers.iter().find(|(n, _)| n == "webhook-signature").unwrap();
 /// assert_eq!(sig.1, "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==");
+/// # }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StandardWebhooks {
@@ -71,7 +80,8 @@ impl StandardWebhooks {
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "webhook-signature";
     /// The most well-formed `v1a` entries one header may carry: a sender signs once per active
-    /// key, and a rotation needs two.
+    /// key, and a rotation needs two. (Without the `ed25519` feature `v1a` entries cost
+    /// nothing and are not counted here.)
     pub const MAX_V1A_ENTRIES: usize = 4;
 
     /// The scheme with the specification's rules.
@@ -90,25 +100,44 @@ impl StandardWebhooks {
 
     /// What a configured secret is, by its prefix.
     fn classify(secret: &str) -> Result<Secret, &'static str> {
+        if secret.starts_with("whpk_") || secret.starts_with("whsk_") {
+            return Self::classify_ed25519(secret);
+        }
+        Self::decode_secret(secret).map(Secret::Hmac)
+    }
+
+    /// A `whpk_` or `whsk_` secret.
+    #[cfg(feature = "ed25519")]
+    fn classify_ed25519(secret: &str) -> Result<Secret, &'static str> {
         if let Some(b64) = secret.strip_prefix("whpk_") {
             let bytes = STANDARD.decode(b64).map_err(|_| "not base64 after the whpk_ prefix")?;
             return Ok(Secret::Public(bytes));
         }
-        if let Some(b64) = secret.strip_prefix("whsk_") {
-            let bytes = STANDARD.decode(b64).map_err(|_| "not base64 after the whsk_ prefix")?;
-            return Ok(Secret::Signing(bytes));
-        }
-        Self::decode_secret(secret).map(Secret::Hmac)
+        let b64 = secret.strip_prefix("whsk_").unwrap_or(secret);
+        let bytes = STANDARD.decode(b64).map_err(|_| "not base64 after the whsk_ prefix")?;
+        Ok(Secret::Signing(bytes))
+    }
+
+    /// A `whpk_` or `whsk_` secret, in a build without Ed25519: refused, saying why.
+    #[cfg(not(feature = "ed25519"))]
+    fn classify_ed25519(_secret: &str) -> Result<Secret, &'static str> {
+        Err(V1A_NEEDS_FEATURE)
     }
 }
+
+/// Why a `whpk_` or `whsk_` secret is refused in a build without the `ed25519` feature.
+#[cfg(not(feature = "ed25519"))]
+const V1A_NEEDS_FEATURE: &str = "v1a keys need hookguard-core's `ed25519` feature";
 
 /// A configured secret, decoded.
 enum Secret {
     /// `whsec_`: HMAC-SHA256 key bytes.
     Hmac(Vec<u8>),
     /// `whpk_`: an Ed25519 public key.
+    #[cfg(feature = "ed25519")]
     Public(Vec<u8>),
     /// `whsk_`: an Ed25519 secret key (seed, or seed and public key).
+    #[cfg(feature = "ed25519")]
     Signing(Vec<u8>),
 }
 
@@ -124,6 +153,7 @@ fn decode_b64_mac(s: &str) -> Option<[u8; 32]> {
     }
 }
 
+#[cfg(feature = "ed25519")]
 fn decode_b64_sig(s: &str) -> Option<[u8; 64]> {
     // 64 bytes are 88 base64 characters (with `==`); anything else is never a candidate.
     if s.len() != 88 {
@@ -188,8 +218,10 @@ impl Scheme for StandardWebhooks {
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
         match Self::classify(secret)? {
             Secret::Hmac(k) => Ok(Key::hmac(&k)),
+            #[cfg(feature = "ed25519")]
             Secret::Public(k) => Key::ed25519_public(&k),
             // Only the public half is kept: a verifier never holds a key that could sign.
+            #[cfg(feature = "ed25519")]
             Secret::Signing(k) => Key::ed25519_from_secret(&k),
         }
     }
@@ -213,20 +245,22 @@ impl Scheme for StandardWebhooks {
         let ts = parse_timestamp(ts_raw)?;
         // `v1` MACs go to the HMAC candidates; every entry (`v1a` too) counts towards the bound
         // there, so the Ed25519 list is bounded by it as well. It allocates only for `v1a`.
+        // Without the `ed25519` feature a `v1a` entry is never a candidate, like an unknown one.
         let mut sigs = Candidates::new();
+        #[cfg(feature = "ed25519")]
         let mut ed25519: Vec<[u8; 64]> = Vec::new();
         for entry in sig.split_ascii_whitespace() {
-            let mut ed = None;
             let mac = match entry.split_once(',') {
                 Some(("v1", b64)) => decode_b64_mac(b64),
+                #[cfg(feature = "ed25519")]
                 Some(("v1a", b64)) => {
-                    ed = decode_b64_sig(b64);
+                    ed25519.extend(decode_b64_sig(b64));
                     None
                 }
                 _ => None,
             };
             sigs.push(mac, ctx.max_signatures())?;
-            ed25519.extend(ed);
+            #[cfg(feature = "ed25519")]
             if ed25519.len() > Self::MAX_V1A_ENTRIES {
                 return Err(Rejection::TooManySignatures);
             }
@@ -235,17 +269,18 @@ impl Scheme for StandardWebhooks {
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_raw.as_bytes(), b".", body];
         match sigs.verify(ctx.keys(), &parts) {
             Ok(()) => {}
-            // No well-formed `v1a` entry either: malformed (or a mismatch) as before.
-            Err(e) if ed25519.is_empty() => return Err(e),
             // Ed25519 signs the message itself (no streaming with strict verification): the
             // signed content is assembled once, only when an Ed25519 key could check it.
-            Err(_) => {
+            #[cfg(feature = "ed25519")]
+            Err(_) if !ed25519.is_empty() => {
                 let keys = ctx.keys();
                 if !(crate::key::has_ed25519(keys) && crate::key::any_ed25519_matches(keys, &parts.concat(), &ed25519))
                 {
                     return Err(Rejection::SignatureMismatch);
                 }
             }
+            // No well-formed `v1a` entry either: malformed (or a mismatch) as before.
+            Err(e) => return Err(e),
         }
         Ok(Authenticated::at(ts))
     }
@@ -274,10 +309,12 @@ impl Scheme for StandardWebhooks {
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
         let signature = match secret {
             Secret::Hmac(key) => format!("v1,{}", STANDARD.encode(crate::key::mac_of(&key, &parts))),
+            #[cfg(feature = "ed25519")]
             Secret::Signing(key) => {
                 let sig = crate::key::ed25519_sign(&key, &parts.concat()).map_err(invalid)?;
                 format!("v1a,{}", STANDARD.encode(sig))
             }
+            #[cfg(feature = "ed25519")]
             Secret::Public(_) => {
                 return Err(invalid(
                     "a whpk_ public key cannot sign: sign with the whsk_ secret key",
@@ -293,7 +330,7 @@ impl Scheme for StandardWebhooks {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ed25519"))]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
@@ -521,5 +558,88 @@ mod tests {
             .build()
             .is_err());
         assert!(!format!("{:?}", verifier(&[PUBLIC, SEED])).contains("ZlN4"));
+    }
+}
+
+/// A build without the `ed25519` feature: `v1a` keys are refused, `v1` works as ever.
+#[cfg(all(test, not(feature = "ed25519")))]
+mod without_ed25519 {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::{Verdict, Verifier};
+
+    const SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    const PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    const HMAC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: u64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const V1A: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+
+    fn check(signature: &str) -> Result<Verdict, Rejection> {
+        let v = Verifier::builder(StandardWebhooks::new())
+            .secret(HMAC)
+            .clock(ManualClock::new(TS))
+            .build()
+            .unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("webhook-id", ID.parse().unwrap());
+        h.insert("webhook-timestamp", TS.to_string().parse().unwrap());
+        h.insert("webhook-signature", signature.parse().unwrap());
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(BODY))
+    }
+
+    #[test]
+    fn v1a_keys_are_refused_saying_which_feature() {
+        for (secrets, index) in [
+            (&[PUBLIC][..], 0),
+            (&[SEED], 0),
+            (&[HMAC, PUBLIC], 1),
+            (&[HMAC, "whpk_%%"], 1),
+        ] {
+            let err = Verifier::builder(StandardWebhooks::new())
+                .secrets(secrets)
+                .build()
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ConfigError::InvalidSecret {
+                    index,
+                    reason: V1A_NEEDS_FEATURE
+                },
+                "{secrets:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!("secret #{index} is invalid: v1a keys need hookguard-core's `ed25519` feature")
+            );
+        }
+        for secret in [SEED, PUBLIC] {
+            let err = StandardWebhooks::new()
+                .sign(secret, BODY, &SignParams::new(TS).id(ID))
+                .unwrap_err();
+            assert!(err.to_string().contains("`ed25519` feature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn v1a_entries_are_never_candidates() {
+        assert!(check(V1).is_ok());
+        assert!(check(&format!("{V1A} {V1}")).is_ok());
+        assert!(check(&format!("{V1} {V1A}")).is_ok());
+        // Only v1a entries: no well-formed signature, as for an unknown version.
+        assert_eq!(check(V1A).unwrap_err(), Rejection::MalformedSignature);
+        assert_eq!(
+            check(&format!("{V1A} {V1A}")).unwrap_err(),
+            Rejection::MalformedSignature
+        );
+        // They still count towards the overall bound.
+        let many = vec![V1A; 16].join(" ");
+        assert_eq!(
+            check(&format!("{many} {V1}")).unwrap_err(),
+            Rejection::TooManySignatures
+        );
     }
 }
