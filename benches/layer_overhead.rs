@@ -2,7 +2,8 @@
 //! without hookguard (BuildWorkPro verify + in-memory dedupe), 4 KiB bodies, every request a
 //! new event. Server pinned to CPU 0, load generator to CPU 1 (`taskset`), on 127.0.0.1.
 //!
-//! `cargo bench --bench layer_overhead --all-features` prints a Markdown table.
+//! `cargo bench --bench layer_overhead --features axum,actix` prints a Markdown table (default
+//! features otherwise: the opt-in `metrics` feature is off, as for a user who did not enable it).
 //! Internally it runs itself as `serve MODE PORT` and `load PORT SECONDS RUN` child processes
 //! (RUN keeps event ids of the warm-up and the measured run apart).
 

@@ -25,7 +25,7 @@ echo "== in-memory dedupe" >&2
 cargo bench -p hookguard-core --bench dedupe -- "${crit[@]}" >&2
 cargo bench -p hookguard-core --bench dedupe_memory > "$out/memory.md"
 echo "== layer overhead" >&2
-cargo bench --bench layer_overhead --all-features > "$out/layer.md"
+cargo bench --bench layer_overhead --features axum,actix > "$out/layer.md"
 echo "== redis claims" >&2
 HOOKGUARD_REDIS_URL=$(bash scripts/ensure-redis.sh)
 export HOOKGUARD_REDIS_URL

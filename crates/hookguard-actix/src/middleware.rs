@@ -41,11 +41,19 @@ use crate::convert::{self, Head};
 pub struct WebhookMiddleware<S> {
     service: Rc<S>,
     receiver: Arc<Receiver>,
+    /// The `PayloadConfig` at the verifier's body limit, built once per worker.
+    payload_config: Rc<Extensions>,
 }
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
-        Self { service, receiver }
+        let mut data = Extensions::new();
+        data.insert(PayloadConfig::new(receiver.verifier().max_body()));
+        Self {
+            service,
+            receiver,
+            payload_config: Rc::new(data),
+        }
     }
 }
 
@@ -77,6 +85,7 @@ where
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
+        let payload_config = Rc::clone(&self.payload_config);
         Box::pin(async move {
             let head = match Head::new(req.head()) {
                 Ok(head) => head,
@@ -105,9 +114,7 @@ where
                     // unless the application configured its own.
                     if req.app_data::<PayloadConfig>().is_none() && req.app_data::<web::Data<PayloadConfig>>().is_none()
                     {
-                        let mut data = Extensions::new();
-                        data.insert(PayloadConfig::new(limit));
-                        req.add_data_container(Rc::new(data));
+                        req.add_data_container(Rc::clone(&payload_config));
                     }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);

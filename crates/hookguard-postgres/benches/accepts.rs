@@ -108,8 +108,9 @@ fn main() {
                 .await
                 .unwrap()
         };
-        // pg_stat_database is updated when backends report (at most once a second each).
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // pg_stat_database is updated when backends report: busy ones at most once a second,
+        // idle ones after 10 s. Wait for both before and after.
+        tokio::time::sleep(Duration::from_millis(11_000)).await;
         let before = commits(pool.clone()).await;
         let next = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -132,7 +133,7 @@ fn main() {
             accepted += t.await.unwrap();
         }
         let ours = accepted as f64 / start.elapsed().as_secs_f64();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(11_000)).await;
         let after = commits(pool.clone()).await;
         let pg2 = tokio::task::spawn_blocking({
             let (u, s) = (url.clone(), schema.clone());

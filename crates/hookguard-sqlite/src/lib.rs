@@ -82,8 +82,11 @@ CREATE TABLE IF NOT EXISTS hookguard_inbox (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON hookguard_inbox(provider, unique_key)
     WHERE unique_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS hookguard_inbox_due ON hookguard_inbox(state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS hookguard_inbox_finished ON hookguard_inbox(state, finished_at);
+-- Only pending and running rows are ever claimed: done and dead rows leave this index.
+DROP INDEX IF EXISTS hookguard_inbox_due;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_due_v2 ON hookguard_inbox(next_attempt_at) WHERE state IN (0, 1);
+-- The purge runs once a minute: a scan is cheaper than maintaining an index on every complete.
+DROP INDEX IF EXISTS hookguard_inbox_finished;
 ";
 
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
@@ -597,7 +600,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
         "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2
          WHERE id IN (SELECT id FROM hookguard_inbox
                       WHERE state IN (0, 1) AND next_attempt_at <= ?1
-                      ORDER BY next_attempt_at, id LIMIT ?3)
+                      ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at",
     )?;
     let rows = stmt.query_map(params![now, until, limit], |r| {
