@@ -26,5 +26,6 @@ if [[ $# -eq 0 ]]; then cargo test -p hookguard-core; fi
 # `cargo test` above built target/debug/hookguard for the CLI's tests; build it if a filtered
 # run did not.
 python3 conformance/generate.py --check
-[[ -x target/debug/hookguard ]] || cargo build -p hookguard-cli
-python3 conformance/run.py -- target/debug/hookguard verify
+bin="${CARGO_TARGET_DIR:-target}/debug/hookguard"
+[[ -x "$bin" ]] || cargo build -p hookguard-cli
+python3 conformance/run.py -- "$bin" verify
