@@ -8,8 +8,9 @@
 //! most Rust services already hold, so you pass your own [`PgPool`] (and, for transactional
 //! handlers, work inside the `sqlx::Transaction` hookguard gives you).
 //!
-//! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id` (with the
-//!   existing row's id read in the same statement), durable when PostgreSQL commits it
+//! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id`, durable
+//!   when PostgreSQL commits it; a copy returns no row and is reported as
+//!   [`Accepted::Duplicate`] with id 0 (reading the copy's id would take a second statement),
 //!   (`synchronous_commit` as your server has it, `on` by default). Dedupe semantics per sender
 //!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
 //!   or running.
@@ -179,17 +180,15 @@ const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, at
 impl Sql {
     fn new(t: &str) -> Self {
         Self {
-            // One statement, one round trip: insert-if-absent, or the id of the copy already there.
+            // One statement, one round trip, the same work as a plain insert-if-absent: a copy
+            // conflicts on the partial unique index and returns no row (reported as
+            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement).
             accept: format!(
-                "WITH ins AS (
-                    INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
-                                     attempts, received_at, next_attempt_at, headers, body)
-                    VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, 0, $7, $8)
-                    ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-                    RETURNING id)
-                 SELECT id, true AS stored FROM ins
-                 UNION ALL
-                 SELECT id, false FROM {t} WHERE provider = $1 AND unique_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)"
+                "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
+                                  attempts, received_at, next_attempt_at, headers, body)
+                 VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, 0, $7, $8)
+                 ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                 RETURNING id"
             ),
             claim: format!(
                 "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = $2
@@ -494,17 +493,12 @@ impl InboxStore for PgInbox {
             match row {
                 Some(r) => {
                     let id: i64 = r.try_get(0).map_err(storage)?;
-                    if r.try_get::<bool, _>(1).map_err(storage)? {
-                        inner.pending.fetch_add(1, Ordering::Relaxed);
-                        inner.unannounced.store(true, Ordering::Relaxed);
-                        inner.notify.notify_one();
-                        Ok(Accepted::Stored(id))
-                    } else {
-                        Ok(Accepted::Duplicate(id))
-                    }
+                    inner.pending.fetch_add(1, Ordering::Relaxed);
+                    inner.unannounced.store(true, Ordering::Relaxed);
+                    inner.notify.notify_one();
+                    Ok(Accepted::Stored(id))
                 }
-                // The conflicting row was committed by a concurrent copy after this statement's
-                // snapshot: a duplicate whose id this statement cannot see.
+                // The insert conflicted: a copy is already there.
                 None => Ok(Accepted::Duplicate(0)),
             }
         })

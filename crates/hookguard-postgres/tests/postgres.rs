@@ -116,7 +116,7 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let a = inbox(&s).await;
     let _again = inbox(&s).await; // migrating twice is fine
     let id = stored(&a, &bwp("evt_1")).await;
-    assert_eq!(a.accept(item(&bwp("evt_1"))).await.unwrap(), Accepted::Duplicate(id));
+    assert_eq!(a.accept(item(&bwp("evt_1"))).await.unwrap(), Accepted::Duplicate(0));
     let rec = a.get(id).await.unwrap().unwrap();
     assert_eq!(rec.event_id.as_deref(), Some("evt_1"));
     assert_eq!(
@@ -126,7 +126,7 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
 
     // HCSS in-flight-only keys: coalesce while pending/running, new after done.
     let h1 = stored(&a, &hcss("e1")).await;
-    assert_eq!(a.accept(item(&hcss("e1"))).await.unwrap(), Accepted::Duplicate(h1));
+    assert_eq!(a.accept(item(&hcss("e1"))).await.unwrap(), Accepted::Duplicate(0));
     let claimed = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
     for c in &claimed {
@@ -139,9 +139,10 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     assert_ne!(stored(&a, &hcss("e1")).await, h1);
     assert_eq!(
         a.accept(item(&bwp("evt_1"))).await.unwrap(),
-        Accepted::Duplicate(id),
+        Accepted::Duplicate(0),
         "retained"
     );
+    assert!(a.get(id).await.unwrap().is_some());
 
     // Lease expiry: claimed again with a new attempt; the stale attempt is refused.
     let now = now_ms();
