@@ -62,7 +62,15 @@ use tokio::sync::{oneshot, Notify};
 /// recognises copies (always for retained keys; only while pending or running for
 /// in-flight-only keys) and is `NULL` otherwise; a partial unique index makes the insert
 /// insert-if-absent.
+///
+/// Bodies live in a table of their own: the item rows stay small (dozens to a page), so the
+/// claim and the completion rewrite a shared page instead of the 4 KiB page holding each body,
+/// and the body is written once.
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hookguard_inbox_body (
+    id   INTEGER PRIMARY KEY,
+    body BLOB    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hookguard_inbox (
     id              INTEGER PRIMARY KEY,
     provider        TEXT    NOT NULL,
@@ -78,7 +86,7 @@ CREATE TABLE IF NOT EXISTS hookguard_inbox (
     finished_at     INTEGER,
     last_error      TEXT,
     headers         TEXT    NOT NULL,
-    body            BLOB    NOT NULL
+    body_len        INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON hookguard_inbox(provider, unique_key)
     WHERE unique_key IS NOT NULL;
@@ -90,7 +98,7 @@ DROP INDEX IF EXISTS hookguard_inbox_finished;
 ";
 
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
-                       next_attempt_at, finished_at, last_error, length(body)";
+                       next_attempt_at, finished_at, last_error, body_len";
 
 /// Configures a [`SqliteInbox`].
 ///
@@ -522,10 +530,17 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             } else {
                 "DELETE FROM hookguard_inbox WHERE state = 2 AND finished_at < ?1"
             };
-            Done::Count(
-                tx,
-                conn.execute(sql, params![before]).map(|n| n as u64).map_err(storage),
-            )
+            let purge = || -> rusqlite::Result<u64> {
+                let n = conn.execute(sql, params![before])?;
+                // Bodies whose item is gone (this purge's, and any left behind).
+                conn.execute(
+                    "DELETE FROM hookguard_inbox_body WHERE NOT EXISTS
+                     (SELECT 1 FROM hookguard_inbox i WHERE i.id = hookguard_inbox_body.id)",
+                    [],
+                )?;
+                Ok(n as u64)
+            };
+            Done::Count(tx, purge().map_err(storage))
         }
         Op::Stats(tx) => Done::Stats(tx, stats(conn).map_err(storage)),
     }
@@ -560,7 +575,7 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
         .prepare_cached(
             "INSERT INTO hookguard_inbox
                  (provider, dedupe_key, unique_key, scope, event_id, event_type, state, attempts,
-                  received_at, next_attempt_at, headers, body)
+                  received_at, next_attempt_at, headers, body_len)
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, 0, ?7, ?8)
              ON CONFLICT DO NOTHING
              RETURNING id",
@@ -575,7 +590,7 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
                     item.event_type,
                     item.received_at_ms,
                     headers,
-                    item.body.as_ref()
+                    item.body.len() as i64
                 ],
                 |r| r.get(0),
             )
@@ -584,6 +599,9 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
         .map_err(storage)?;
     match id {
         Some(id) => {
+            conn.prepare_cached("INSERT INTO hookguard_inbox_body (id, body) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![id, item.body.as_ref()]))
+                .map_err(storage)?;
             *pending += 1;
             Ok(Accepted::Stored(id))
         }
@@ -601,21 +619,35 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
          WHERE id IN (SELECT id FROM hookguard_inbox
                       WHERE state IN (0, 1) AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at",
+         RETURNING id, attempts, provider, dedupe_key, event_id, event_type, received_at",
     )?;
     let rows = stmt.query_map(params![now, until, limit], |r| {
-        Ok(ClaimedItem::new(
-            r.get(0)?,
-            r.get(1)?,
-            &r.get::<_, String>(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            Bytes::from(r.get::<_, Vec<u8>>(6)?),
-            r.get(7)?,
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, i64>(6)?,
         ))
     })?;
-    let mut items: Vec<ClaimedItem> = rows.collect::<Result<_, _>>()?;
+    let claimed: Vec<_> = rows.collect::<Result<_, _>>()?;
+    let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
+    let mut items = Vec::with_capacity(claimed.len());
+    for (id, attempt, provider, key, event_id, event_type, received) in claimed {
+        let bytes: Vec<u8> = body.query_row(params![id], |r| r.get(0))?;
+        items.push(ClaimedItem::new(
+            id,
+            attempt,
+            &provider,
+            key,
+            event_id,
+            event_type,
+            Bytes::from(bytes),
+            received,
+        ));
+    }
     items.sort_by_key(|i| i.id);
     Ok(items)
 }
@@ -652,13 +684,16 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
 
 fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS}, headers, body FROM hookguard_inbox WHERE id = ?1"),
+        &format!(
+            "SELECT {COLUMNS}, headers, (SELECT body FROM hookguard_inbox_body b WHERE b.id = i.id)
+             FROM hookguard_inbox i WHERE id = ?1"
+        ),
         params![id],
         |r| {
             let mut rec = record(r)?;
             let headers: String = r.get(12)?;
             rec.headers = serde_json::from_str(&headers).unwrap_or_default();
-            rec.body = Some(Bytes::from(r.get::<_, Vec<u8>>(13)?));
+            rec.body = Some(Bytes::from(r.get::<_, Option<Vec<u8>>>(13)?.unwrap_or_default()));
             Ok(rec)
         },
     )
@@ -722,8 +757,8 @@ fn replay_dead(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
 
 fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
     let mut s = InboxStats::default();
-    let mut stmt = conn
-        .prepare_cached("SELECT state, count(*), coalesce(sum(length(body)), 0) FROM hookguard_inbox GROUP BY state")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT state, count(*), coalesce(sum(body_len), 0) FROM hookguard_inbox GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     })?;

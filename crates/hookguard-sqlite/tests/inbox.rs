@@ -239,6 +239,12 @@ async fn purge_forgets_done_items_and_keeps_dead_ones_unless_asked() {
     }
     assert_eq!(inbox.purge(now_ms() + 1, false).await.unwrap(), 1);
     assert!(inbox.get(done).await.unwrap().is_none());
+    // Its body went with it: only the dead item's body is left.
+    let bodies: i64 = rusqlite::Connection::open(dir.file())
+        .unwrap()
+        .query_row("SELECT count(*) FROM hookguard_inbox_body", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(bodies, 1);
     assert_eq!(inbox.get(dead).await.unwrap().unwrap().state, InboxState::Dead);
     // The purged key is forgotten: a later copy is stored again.
     stored(&inbox, &bwp("done")).await;
