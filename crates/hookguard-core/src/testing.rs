@@ -17,9 +17,21 @@ use crate::{clock::ManualClock, Delivery, Rejection, RequestHead, Scheme, SignPa
 /// assert_eq!(d.provider().as_str(), "github");
 /// ```
 pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result<Delivery, Rejection> {
+    deliver_bytes(scheme, secret, Bytes::from_static(body))
+}
+
+/// [`deliver`] for a body built at run time (e.g. with `format!`).
+///
+/// ```
+/// let body = format!(r#"{{"id":"evt_{}","type":"bid.accepted"}}"#, 7);
+/// let d = hookguard_core::testing::deliver_bytes(hookguard_core::schemes::BuildWorkPro::new(), "whsec_k", body).unwrap();
+/// assert_eq!(d.event_id(), Some("evt_7"));
+/// ```
+pub fn deliver_bytes(scheme: impl Scheme, secret: &str, body: impl Into<Bytes>) -> Result<Delivery, Rejection> {
+    let body = body.into();
     let now = 1_700_000_000;
     let signed = scheme
-        .sign(secret, body, &SignParams::new(now).id("msg_1"))
+        .sign(secret, &body, &SignParams::new(now).id("msg_1"))
         .expect("sign");
     let v = Verifier::builder(scheme)
         .secret(secret)
@@ -27,10 +39,7 @@ pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result
         .build()
         .expect("verifier");
     let (headers, uri) = request_parts(signed, "/");
-    match v.verify(
-        &RequestHead::new(&http::Method::POST, &uri, &headers),
-        Bytes::from_static(body),
-    )? {
+    match v.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), body)? {
         Verdict::Deliver(d) | Verdict::Ignored(d) => Ok(d),
         Verdict::Challenge(_) => Err(Rejection::InvalidPayload("a challenge, not a delivery")),
     }

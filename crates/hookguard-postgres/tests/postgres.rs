@@ -66,37 +66,19 @@ async fn inbox(schema: &str) -> PgInbox {
         .unwrap()
 }
 
-fn leak(s: String) -> &'static [u8] {
-    Box::leak(s.into_boxed_str()).as_bytes()
-}
-
 fn bwp(id: &str) -> Delivery {
-    testing::deliver(
+    testing::deliver_bytes(
         BuildWorkPro::new(),
         "whsec_k",
-        leak(format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#)),
+        format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#),
     )
     .unwrap()
 }
 
 fn hcss(entity: &str) -> Delivery {
     let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{entity}"}}"#);
-    let v = hookguard_core::Verifier::builder(Hcss::new())
-        .secret("tok")
-        .build()
-        .unwrap();
-    let (m, u, h) = (
-        http::Method::POST,
-        http::Uri::from_static("/h?token=tok"),
-        http::HeaderMap::new(),
-    );
-    match v
-        .verify(&hookguard_core::RequestHead::new(&m, &u, &h), bytes::Bytes::from(body))
-        .unwrap()
-    {
-        hookguard_core::Verdict::Deliver(d) => d,
-        other => panic!("{other:?}"),
-    }
+    // HCSS's default scheme: the token travels in the URL query, as HCSS sends it.
+    testing::deliver_bytes(Hcss::new(), "tok", body).unwrap()
 }
 
 fn item(d: &Delivery) -> NewItem {

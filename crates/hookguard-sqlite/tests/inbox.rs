@@ -34,31 +34,13 @@ impl Drop for TempDir {
 
 fn bwp(id: &str) -> Delivery {
     let body = format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#);
-    testing::deliver(BuildWorkPro::new(), "whsec_k", leak(body)).unwrap()
-}
-
-fn leak(s: String) -> &'static [u8] {
-    Box::leak(s.into_boxed_str()).as_bytes()
+    testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap()
 }
 
 fn hcss_setups(entity: &str) -> Delivery {
     let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{entity}"}}"#);
-    let v = hookguard_core::Verifier::builder(Hcss::new())
-        .secret("tok")
-        .build()
-        .unwrap();
-    let (m, u, h) = (
-        http::Method::POST,
-        http::Uri::from_static("/h?token=tok"),
-        http::HeaderMap::new(),
-    );
-    match v
-        .verify(&hookguard_core::RequestHead::new(&m, &u, &h), bytes::Bytes::from(body))
-        .unwrap()
-    {
-        hookguard_core::Verdict::Deliver(d) => d,
-        other => panic!("{other:?}"),
-    }
+    // HCSS's default scheme: the token travels in the URL query, as HCSS sends it.
+    testing::deliver_bytes(Hcss::new(), "tok", body).unwrap()
 }
 
 fn item(d: &Delivery) -> NewItem {
@@ -445,7 +427,7 @@ async fn a_full_disk_refuses_accepts_and_recovers() {
             r#"{{"id":"full_{i}","type":"bid.accepted","pad":"{}"}}"#,
             "x".repeat(4096)
         );
-        let d = testing::deliver(BuildWorkPro::new(), "whsec_k", leak(body)).unwrap();
+        let d = testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
         match inbox.accept(item(&d)).await {
             Ok(Accepted::Stored(id)) => {
                 // Whatever was answered "stored" must really be there.
