@@ -85,7 +85,8 @@ pub(crate) async fn read_body_within(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, Rejection> {
-    tokio::time::timeout(timeout, read_body(payload, head, limit))
+    // The timer is only armed when the body is not already here at the first poll.
+    hookguard_core::within(read_body(payload, head, limit), || tokio::time::sleep(timeout))
         .await
         .unwrap_or(Err(Rejection::BodyReadTimeout))
 }

@@ -198,10 +198,22 @@ pub(crate) fn any_mac_matches<'c>(
         }
         let tag: [u8; 32] = mac.finalize().into_bytes().into();
         for c in candidates.clone() {
-            ok |= tag.ct_eq(c);
+            ok |= ct_eq_32(&tag, c);
         }
     }
     bool::from(ok)
+}
+
+/// Constant-time equality of two 32-byte MACs, four 64-bit words at a time: the same guarantee
+/// as `subtle`'s slice comparison (no branch or early exit on the data) with a quarter of its
+/// optimisation barriers.
+fn ct_eq_32(a: &[u8; 32], b: &[u8; 32]) -> subtle::Choice {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |s: &[u8]| u64::from_ne_bytes(s.try_into().unwrap_or_else(|_| unreachable!()));
+        diff |= word(x) ^ word(y);
+    }
+    diff.ct_eq(&0)
 }
 
 /// HMAC-SHA1 of `body` with `secret`, for signing (APS).

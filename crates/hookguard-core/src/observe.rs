@@ -86,7 +86,9 @@ impl SenderHealth {
     /// Records one answer.
     pub fn answered(&self, success: bool) {
         let n = if success {
-            if self.failures.swap(0, Ordering::Relaxed) == 0 {
+            // Read before writing: a healthy sender's answers never write the shared counter,
+            // so concurrent requests on other cores do not contend for its cache line.
+            if self.failures.load(Ordering::Relaxed) == 0 || self.failures.swap(0, Ordering::Relaxed) == 0 {
                 return;
             }
             0
@@ -149,6 +151,31 @@ pub(crate) fn time(name: &'static str, provider: Provider, d: Duration) {
     metrics::histogram!(name, "provider" => provider.as_str()).record(d.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
     let _ = (name, provider, d);
+}
+
+/// Times one step for a histogram. Without the `metrics` feature it is empty and reads no
+/// clock: a receiver that exports no metrics pays nothing for them on every request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopwatch {
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Records the time since [`start`](Self::start) under `name`.
+    pub(crate) fn record(self, name: &'static str, provider: Provider) {
+        #[cfg(feature = "metrics")]
+        time(name, provider, self.started.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let _ = (name, provider);
+    }
 }
 
 fn gauge_set(name: &'static str, provider: Provider, v: f64) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 
-use crate::dedupe::{Admission, Dedupe};
+use crate::dedupe::{Admission, ClaimGuard, Dedupe};
 use crate::inbox::{stored_headers, Accepted, InboxError, InboxStore, NewItem};
 use crate::observe::{self, SenderHealth};
 use crate::{ConfigError, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
@@ -73,6 +73,42 @@ impl<R, E> HandlerOutcome<R, E> {
             None => HandlerOutcome::TimedOut,
         }
     }
+}
+
+/// Runs `fut` unless the deadline made by `deadline` completes first (`None` then). The
+/// deadline is only made when `fut` is not ready at its first poll: a body that already
+/// arrived with the request head is read without arming a timer. The core needs no runtime;
+/// adapters pass e.g. `|| tokio::time::sleep(read_timeout)`.
+///
+/// ```
+/// use hookguard_core::{testing::block_on, within};
+/// let mut armed = false;
+/// assert_eq!(block_on(within(async { 7 }, || { armed = true; async {} })), Some(7));
+/// assert!(!armed, "a ready future arms no deadline");
+/// assert_eq!(block_on(within(std::future::pending::<u8>(), || async {})), None);
+/// ```
+pub async fn within<F, D, M>(fut: F, deadline: M) -> Option<F::Output>
+where
+    F: Future,
+    M: FnOnce() -> D,
+    D: Future<Output = ()>,
+{
+    let mut fut = std::pin::pin!(fut);
+    let mut make = Some(deadline);
+    let mut deadline = std::pin::pin!(None::<D>);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        if let Some(make) = make.take() {
+            deadline.set(Some(make()));
+        }
+        match deadline.as_mut().as_pin_mut() {
+            Some(d) => d.poll(cx).map(|()| None),
+            None => std::task::Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// What to send back.
@@ -227,7 +263,8 @@ impl Receiver {
     }
 
     /// Verifies the complete body, claims the delivery, runs `call` for new deliveries only,
-    /// and completes the claim if it succeeded or releases it otherwise.
+    /// and completes the claim if it succeeded or releases it otherwise: [`admit`](Self::admit)
+    /// followed by [`Admitted::run`].
     ///
     /// # Errors
     /// The handler's own error ([`HandlerOutcome::Failed`]), after releasing the claim.
@@ -236,25 +273,59 @@ impl Receiver {
         F: FnOnce(Delivery) -> Fut,
         Fut: Future<Output = HandlerOutcome<R, E>>,
     {
+        match self.admit(head, body).await {
+            Ok(admitted) => admitted.run(call).await,
+            Err(answer) => Ok(Reply::Respond(answer)),
+        }
+    }
+
+    /// The first half of [`deliver`](Self::deliver): verifies the complete body and claims the
+    /// delivery (or, in inbox mode, stores it). `Ok` is a new, genuine delivery for the handler
+    /// — run it with [`Admitted::run`]; `Err` is the answer to send instead (a rejection, a
+    /// challenge echo, a duplicate, an ignored or an accepted delivery).
+    ///
+    /// The result does not borrow `head`, so an adapter can move the request's parts into the
+    /// handler's request instead of copying them.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Receiver, HandlerOutcome, Reply, RequestHead, Scheme, SignParams};
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore};
+    /// use hookguard_core::testing::block_on;
+    /// let rx = Receiver::new(hookguard_core::Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_dedupe(Dedupe::new(MemoryStore::default()));
+    /// let body = bytes::Bytes::from_static(b"{}");
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0).id("d-1")).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let admitted = block_on(rx.admit(&RequestHead::new(&m, &u, &headers), body.clone())).unwrap();
+    /// drop(headers); // the head is no longer borrowed
+    /// let reply = block_on(admitted.run(|d| async move {
+    ///     HandlerOutcome::<_, ()>::Responded { response: d.body().len(), success: true }
+    /// }));
+    /// assert!(matches!(reply, Ok(Reply::Handler(2))));
+    /// ```
+    // The early answer is moved once to the adapter; boxing it would only add an allocation.
+    #[allow(clippy::result_large_err)]
+    pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
-        let started = std::time::Instant::now();
+        let timer = observe::Stopwatch::start();
         let verdict = self.verifier.verify(head, body);
-        observe::time("hookguard_verify_seconds", provider, started.elapsed());
+        timer.record("hookguard_verify_seconds", provider);
         let delivery = match verdict {
             Ok(Verdict::Deliver(d)) => d,
             Ok(Verdict::Challenge(answer)) => {
                 self.answered("challenge", "", true);
-                return Ok(Reply::Respond(answer.into_response()));
+                return Err(answer.into_response());
             }
             Ok(Verdict::Ignored(d)) => {
                 tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application");
                 self.answered("ignored", "", true);
-                return Ok(Reply::Respond(crate::response::ignored()));
+                return Err(crate::response::ignored());
             }
-            Err(r) => return Ok(Reply::Respond(self.reject(&r))),
+            Err(r) => return Err(self.reject(&r)),
         };
         if let Some(inbox) = &self.inbox {
-            return Ok(Reply::Respond(self.store(inbox.as_ref(), head, &delivery).await));
+            return Err(self.store(inbox.as_ref(), head, &delivery).await);
         }
         let guard = match &self.dedupe {
             None => None,
@@ -263,20 +334,62 @@ impl Receiver {
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
                     self.answered("duplicate", "", true);
-                    return Ok(Reply::Respond(crate::response::duplicate()));
+                    return Err(crate::response::duplicate());
                 }
                 Ok(Admission::FailedOpen(e)) => {
                     tracing::warn!(%provider, error = %e, "dedupe store failed; handling without a claim (fail-open)");
                     None
                 }
                 Ok(_) => None,
-                Err(r) => return Ok(Reply::Respond(self.reject(&r))),
+                Err(r) => return Err(self.reject(&r)),
             },
         };
-        let key = delivery.dedupe_key().map(str::to_owned);
-        let started = std::time::Instant::now();
+        Ok(Admitted {
+            rx: self,
+            delivery,
+            guard,
+        })
+    }
+}
+
+/// A new, genuine delivery, claimed (when the receiver deduplicates) and waiting for the
+/// handler: from [`Receiver::admit`]. Dropping it without [`run`](Self::run) releases the claim.
+pub struct Admitted<'a> {
+    rx: &'a Receiver,
+    delivery: Delivery,
+    guard: Option<ClaimGuard>,
+}
+
+impl fmt::Debug for Admitted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admitted")
+            .field("delivery", &self.delivery)
+            .field("claim", &self.guard)
+            .finish()
+    }
+}
+
+impl Admitted<'_> {
+    /// The delivery the handler will receive.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// Runs `call` with the delivery, then completes the claim if it succeeded or releases it
+    /// otherwise; the answer is the handler's, or `503 handler_timeout` over the budget.
+    ///
+    /// # Errors
+    /// The handler's own error ([`HandlerOutcome::Failed`]), after releasing the claim.
+    pub async fn run<R, E, F, Fut>(self, call: F) -> Result<Reply<R>, E>
+    where
+        F: FnOnce(Delivery) -> Fut,
+        Fut: Future<Output = HandlerOutcome<R, E>>,
+    {
+        let Admitted { rx, delivery, guard } = self;
+        let provider = rx.verifier.provider();
+        let timer = observe::Stopwatch::start();
         let outcome = call(delivery).await;
-        observe::handler_time(provider, started.elapsed());
+        timer.record("hookguard_handler_seconds", provider);
         let handled = |what: &'static str| {
             observe::count(
                 "hookguard_handler_outcomes_total",
@@ -286,21 +399,25 @@ impl Receiver {
         match outcome {
             HandlerOutcome::Responded { response, success } => {
                 handled(if success { "success" } else { "failure" });
-                self.answered(if success { "handled" } else { "handler_failed" }, "", success);
+                rx.answered(if success { "handled" } else { "handler_failed" }, "", success);
                 if let Some(g) = guard {
-                    match g.finish(success).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(%provider, ?key, "claim lease had expired before the handler finished")
+                    match g.settle(success).await {
+                        (Ok(true), _) => {}
+                        (Ok(false), token) => {
+                            let key = token.key();
+                            tracing::warn!(%provider, key, "claim lease had expired before the handler finished")
                         }
-                        Err(e) => tracing::warn!(%provider, ?key, error = %e, "could not record the handler's outcome"),
+                        (Err(e), token) => {
+                            let key = token.key();
+                            tracing::warn!(%provider, key, error = %e, "could not record the handler's outcome")
+                        }
                     }
                 }
                 Ok(Reply::Handler(response))
             }
             HandlerOutcome::Failed(e) => {
                 handled("failure");
-                self.answered("handler_failed", "", false);
+                rx.answered("handler_failed", "", false);
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
@@ -311,7 +428,7 @@ impl Receiver {
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
-                Ok(Reply::Respond(self.reject(&Rejection::HandlerTimeout)))
+                Ok(Reply::Respond(rx.reject(&Rejection::HandlerTimeout)))
             }
         }
     }
@@ -323,9 +440,9 @@ impl Receiver {
         let provider = self.verifier.provider();
         let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
         let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
-        let started = std::time::Instant::now();
+        let timer = observe::Stopwatch::start();
         let accepted = inbox.accept(item).await;
-        observe::time("hookguard_accept_seconds", provider, started.elapsed());
+        timer.record("hookguard_accept_seconds", provider);
         match accepted {
             Ok(Accepted::Stored(id)) => {
                 tracing::info!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");

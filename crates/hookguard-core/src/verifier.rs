@@ -288,7 +288,14 @@ impl Verifier {
         };
         let delivery = Delivery {
             provider,
-            dedupe_key: key.map(|k| format!("{}:{k}", provider.as_str())),
+            dedupe_key: key.map(|k| {
+                let p = provider.as_str();
+                let mut out = String::with_capacity(p.len() + 1 + k.len());
+                out.push_str(p);
+                out.push(':');
+                out.push_str(&k);
+                out
+            }),
             dedupe_scope: scope,
             event_id: d.event_id,
             event_type: d.event_type,

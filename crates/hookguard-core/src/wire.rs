@@ -19,10 +19,14 @@ pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(Head
 /// Parses a unix-seconds timestamp: ASCII digits only, at most 12 of them.
 pub(crate) fn parse_timestamp(s: &str) -> Result<u64, Rejection> {
     let s = s.trim();
-    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > 12 {
         return Err(Rejection::MalformedTimestamp);
     }
-    s.parse().map_err(|_| Rejection::MalformedTimestamp)
+    // At most 12 digits: no overflow in a u64.
+    s.bytes().try_fold(0u64, |n, b| match b {
+        b'0'..=b'9' => Ok(n * 10 + u64::from(b - b'0')),
+        _ => Err(Rejection::MalformedTimestamp),
+    })
 }
 
 /// Decodes a 64-hex-digit MAC (either case). Anything else (empty, short, odd, non-hex) is `None`.

@@ -78,17 +78,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rx = Arc::clone(&self.receiver);
         ResponseFuture::new(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
             let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
             let limit = match rx.precheck(&head) {
                 Ok(limit) => limit,
                 Err(answer) => return Ok(convert(answer)),
             };
-            let read = tokio::time::timeout(rx.verifier().read_timeout(), Limited::new(body, limit).collect());
+            let read_timeout = rx.verifier().read_timeout();
+            let read = hookguard_core::within(Limited::new(body, limit).collect(), || tokio::time::sleep(read_timeout));
             let bytes = match read.await {
-                Ok(Ok(c)) => c.to_bytes(),
-                Err(_elapsed) => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
-                Ok(Err(e)) => {
+                Some(Ok(c)) => c.to_bytes(),
+                None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
+                Some(Err(e)) => {
                     let r = if e.is::<http_body_util::LengthLimitError>() {
                         Rejection::BodyTooLarge { limit }
                     } else {
@@ -97,16 +98,18 @@ where
                     return Ok(convert(rx.reject(&r)));
                 }
             };
+            let admitted = match rx.admit(&head, bytes).await {
+                Ok(admitted) => admitted,
+                Err(answer) => return Ok(convert(answer)),
+            };
+            // The head is no longer borrowed: the request's own parts move into the handler's
+            // request, nothing is copied.
             let budget = rx.budget();
-            let reply = rx
-                .deliver(&head, bytes, |delivery| {
-                    let mut req = Request::new(ReqBody::from(delivery.body().clone()));
-                    *req.method_mut() = parts.method.clone();
-                    *req.uri_mut() = parts.uri.clone();
-                    *req.version_mut() = parts.version;
-                    *req.headers_mut() = parts.headers.clone();
-                    *req.extensions_mut() = parts.extensions.clone();
-                    req.extensions_mut().insert(delivery);
+            let reply = admitted
+                .run(|delivery| {
+                    let body = ReqBody::from(delivery.body().clone());
+                    parts.extensions.insert(delivery);
+                    let req = Request::from_parts(parts, body);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
                 })

@@ -291,11 +291,19 @@ impl ClaimGuard {
     /// # Errors
     /// As [`complete`](Self::complete) and [`release`](Self::release).
     pub async fn finish(self, success: bool) -> Result<bool, StoreError> {
-        if success {
-            self.complete().await
+        self.settle(success).await.0
+    }
+
+    /// [`finish`](Self::finish), handing back the token so a warning can name its key without
+    /// copying the key on every request.
+    pub(crate) async fn settle(mut self, success: bool) -> (Result<bool, StoreError>, ClaimToken) {
+        let token = self.token.take().expect("claim resolved once");
+        let r = if success && self.remember {
+            self.store.complete(&token, self.retention).await
         } else {
-            self.release().await
-        }
+            self.store.release(&token).await
+        };
+        (r, token)
     }
 }
 

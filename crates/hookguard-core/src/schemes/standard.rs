@@ -142,15 +142,43 @@ enum Secret {
 }
 
 fn decode_b64_mac(s: &str) -> Option<[u8; 32]> {
-    // 32 bytes are 44 base64 characters; anything else is never a candidate.
-    if s.len() != 44 {
+    // 32 bytes are 44 base64 characters, the last one `=`; anything else is never a candidate.
+    // Decoded by hand (a table and ten 4-character groups, no length or padding dispatch): on
+    // small bodies this is a visible part of a verification. Accepts exactly what the
+    // `base64` crate's canonical `STANDARD` engine accepts (a property test checks it).
+    const INVALID: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    let b: &[u8; 44] = s.as_bytes().try_into().ok()?;
+    if b[43] != b'=' {
         return None;
     }
-    let mut buf = [0u8; 33];
-    match STANDARD.decode_slice(s, &mut buf) {
-        Ok(32) => buf[..32].try_into().ok(),
-        _ => None,
+    let mut out = [0u8; 32];
+    // Valid sextets are < 64, so any invalid character sets one of the top two bits here.
+    let mut bad = 0u8;
+    for (g, chunk) in b[..40].chunks_exact(4).enumerate() {
+        let [w, x, y, z] = [chunk[0], chunk[1], chunk[2], chunk[3]].map(|c| TABLE[usize::from(c)]);
+        bad |= w | x | y | z;
+        let n = u32::from(w) << 18 | u32::from(x) << 12 | u32::from(y) << 6 | u32::from(z);
+        out[g * 3..g * 3 + 3].copy_from_slice(&n.to_be_bytes()[1..]);
     }
+    let [w, x, y] = [b[40], b[41], b[42]].map(|c| TABLE[usize::from(c)]);
+    bad |= w | x | y;
+    // Canonical: the last character's two unused bits are zero.
+    if bad & 0xc0 != 0 || y & 0b11 != 0 {
+        return None;
+    }
+    let n = u32::from(w) << 18 | u32::from(x) << 12 | u32::from(y) << 6;
+    out[30..].copy_from_slice(&n.to_be_bytes()[1..3]);
+    Some(out)
 }
 
 #[cfg(feature = "ed25519")]
@@ -267,7 +295,21 @@ impl Scheme for StandardWebhooks {
         }
         ctx.check_timestamp(ts)?;
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_raw.as_bytes(), b".", body];
-        match sigs.verify(ctx.keys(), &parts) {
+        // `{id}.{t}.` in one piece when it fits on the stack: one hash update instead of four.
+        let mut prefix = [0u8; 128];
+        let n = id.len() + ts_raw.len() + 2;
+        let joined: [&[u8]; 2];
+        let hashed: &[&[u8]] = if n <= prefix.len() {
+            prefix[..id.len()].copy_from_slice(id.as_bytes());
+            prefix[id.len()] = b'.';
+            prefix[id.len() + 1..n - 1].copy_from_slice(ts_raw.as_bytes());
+            prefix[n - 1] = b'.';
+            joined = [&prefix[..n], body];
+            &joined
+        } else {
+            &parts
+        };
+        match sigs.verify(ctx.keys(), hashed) {
             Ok(()) => {}
             // Ed25519 signs the message itself (no streaming with strict verification): the
             // signed content is assembled once, only when an Ed25519 key could check it.
@@ -327,6 +369,56 @@ impl Scheme for StandardWebhooks {
             header(Self::SIGNATURE_HEADER, signature)?,
         ];
         Ok(Signed { headers, query: None })
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::{decode_b64_mac, STANDARD};
+
+    /// What the `base64` crate decides for a would-be 32-byte MAC.
+    fn reference(s: &str) -> Option<[u8; 32]> {
+        let mut buf = [0u8; 33];
+        match STANDARD.decode_slice(s, &mut buf) {
+            Ok(32) if s.len() == 44 => <[u8; 32]>::try_from(&buf[..32]).ok(),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn the_mac_decoder_accepts_exactly_what_the_base64_crate_accepts(
+            bytes in proptest::array::uniform32(any::<u8>()),
+            at in 0usize..46,
+            with in 0u8..128,
+        ) {
+            let good = STANDARD.encode(bytes);
+            prop_assert_eq!(decode_b64_mac(&good), Some(bytes));
+            // One character changed (or the string cut or grown): decided exactly as the crate does.
+            let mut v = good.into_bytes();
+            match at {
+                44 => { v.pop(); }
+                45 => v.push(b'='),
+                i => v[i] = with,
+            }
+            let t = String::from_utf8(v).unwrap();
+            prop_assert_eq!(decode_b64_mac(&t), reference(&t), "{}", t);
+        }
+    }
+
+    #[test]
+    fn non_zero_unused_bits_are_not_canonical() {
+        let mut s = STANDARD.encode([0u8; 32]).into_bytes();
+        s[42] = b'B';
+        let s = String::from_utf8(s).unwrap();
+        assert_eq!(reference(&s), None);
+        assert_eq!(decode_b64_mac(&s), None);
+        assert_eq!(decode_b64_mac(&"A".repeat(44)), None, "no padding");
+        assert_eq!(decode_b64_mac(&format!("{}==", "A".repeat(42))), None, "31 bytes");
     }
 }
 
