@@ -6,8 +6,9 @@
 //! and discarded by a reader thread, as a real pipeline would.
 //!
 //! `cargo bench -p hookguard-cli --bench serve` prints a Markdown table: requests/s, server CPU
-//! µs per request, and accept latency p50/p99 at half the inbox's rate.
-//! Internally it runs itself as `bare PORT` and `load PORT SECONDS RUN [RATE]`.
+//! µs per request, and accept latency p50/p99 at half the inbox's rate. With `-- soak` it runs
+//! only the soak instead (see [`soak`]: 1,000,000 deliveries, 10 % copies, RSS and latency).
+//! Internally it runs itself as `bare PORT` and `load PORT SECONDS RUN [RATE|-] [DUP_EVERY]`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener as StdListener;
@@ -68,8 +69,9 @@ fn bare(port: u16) {
 }
 
 /// Sends for `secs` over 32 connections; with `rate` (requests/s in total) paces them and
-/// records latencies. Prints `done bad p50_us p99_us`.
-fn load(port: u16, secs: u64, run: u64, rate: Option<f64>) {
+/// records latencies; with `dup_every` = k, every k-th request of a connection repeats its
+/// previous event (a sender's retry of a handled delivery). Prints `done bad p50_us p99_us`.
+fn load(port: u16, secs: u64, run: u64, rate: Option<f64>, dup_every: Option<u64>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +97,11 @@ fn load(port: u16, secs: u64, run: u64, rate: Option<f64>) {
                             let at = Duration::from_secs_f64((n * CONNECTIONS + c) as f64 / rate);
                             tokio::time::sleep_until(start + at).await;
                         }
-                        let req = request((run << 56) | (c << 40) | n, ts);
+                        let event = match dup_every {
+                            Some(k) if n > 0 && n % k == 0 => n - 1,
+                            _ => n,
+                        };
+                        let req = request((run << 56) | (c << 40) | event, ts);
                         n += 1;
                         let t = Instant::now();
                         s.write_all(&req).await.unwrap();
@@ -164,6 +170,8 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
+    /// JSON lines the server printed (one per handled delivery).
+    lines: Arc<AtomicU64>,
     _dir: Option<std::path::PathBuf>,
 }
 
@@ -178,6 +186,10 @@ impl Drop for Server {
 }
 
 fn start(exe: &str, mode: &str) -> Server {
+    start_with(exe, mode, &[])
+}
+
+fn start_with(exe: &str, mode: &str, extra: &[&str]) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut dir = None;
@@ -213,15 +225,21 @@ fn start(exe: &str, mode: &str) -> Server {
             }
         }
     }
+    cmd.args(extra);
     cmd.env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("taskset");
     // Consume stdout (the JSON lines) as a pipeline would.
     let mut out = child.stdout.take().unwrap();
+    let lines = Arc::new(AtomicU64::new(0));
+    let counted = lines.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
-        while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            let k = buf[..n].iter().filter(|&&b| b == b'\n').count();
+            counted.fetch_add(k as u64, Ordering::Relaxed);
+        }
     });
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
@@ -238,7 +256,12 @@ fn start(exe: &str, mode: &str) -> Server {
             sink.clear();
         }
     });
-    Server { child, port, _dir: dir }
+    Server {
+        child,
+        port,
+        lines,
+        _dir: dir,
+    }
 }
 
 struct Row {
@@ -247,6 +270,17 @@ struct Row {
 }
 
 fn run_load(exe: &str, port: u16, secs: u64, run: u64, rate: Option<f64>) -> (u64, u64, u64, u64) {
+    run_load_with(exe, port, secs, run, rate, None)
+}
+
+fn run_load_with(
+    exe: &str,
+    port: u16,
+    secs: u64,
+    run: u64,
+    rate: Option<f64>,
+    dup_every: Option<u64>,
+) -> (u64, u64, u64, u64) {
     let mut args = vec![
         "-c".to_owned(),
         "1".into(),
@@ -256,8 +290,9 @@ fn run_load(exe: &str, port: u16, secs: u64, run: u64, rate: Option<f64>) -> (u6
         secs.to_string(),
         run.to_string(),
     ];
-    if let Some(r) = rate {
-        args.push(format!("{r}"));
+    args.push(rate.map_or_else(|| "-".to_owned(), |r| format!("{r}")));
+    if let Some(k) = dup_every {
+        args.push(k.to_string());
     }
     let out = Command::new("taskset").args(&args).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -293,13 +328,17 @@ fn main() {
                 args[2].parse().unwrap(),
                 args[3].parse().unwrap(),
                 args[4].parse().unwrap(),
-                args.get(5).map(|r| r.parse().unwrap()),
+                args.get(5).filter(|r| *r != "-").map(|r| r.parse().unwrap()),
+                args.get(6).map(|k| k.parse().unwrap()),
             )
         }
         _ => {}
     }
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
+    if args.iter().any(|a| a == "soak") {
+        return soak(exe);
+    }
     let secs = std::env::var("SERVE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -353,4 +392,87 @@ fn main() {
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0
     );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `cargo bench -p hookguard-cli --bench serve -- soak`: 1,000,000 deliveries through `serve`
+/// (in-memory dedupe bounded at `SOAK_KEYS` keys, default 200,000) at a fixed rate, every 10th
+/// a copy of the previous one; the server's RSS sampled once a second, latency p50/p99 over
+/// the whole run. Prints a Markdown table.
+fn soak(exe: &str) {
+    let total: u64 = std::env::var("SOAK_DELIVERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rate: f64 = std::env::var("SOAK_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25_000.0);
+    let keys: u64 = std::env::var("SOAK_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let store = format!("memory:{keys}");
+    let s = start_with(exe, "memory", &["--store", &store]);
+    let pid = s.child.id();
+    let secs = (total as f64 / rate).ceil() as u64;
+    let rss0 = rss_kib(pid);
+    let samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (samples, stop) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                samples.lock().unwrap().push((t0.elapsed().as_secs_f64(), rss_kib(pid)));
+            }
+        })
+    };
+    let (done, bad, p50, p99) = run_load_with(exe, s.port, secs, 4, Some(rate), Some(10));
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(bad, 0, "soak: {bad} requests were not answered 2xx");
+    let samples = samples.lock().unwrap();
+    // Let the last lines drain before counting them.
+    std::thread::sleep(Duration::from_millis(500));
+    let printed = s.lines.load(Ordering::Relaxed);
+    println!(
+        "{done} deliveries ({} of them copies of a handled delivery) in {secs} s at {rate:.0}/s, \
+         memory dedupe bounded at {keys} keys: {printed} handled (lines printed), the copies \
+         answered `duplicate`; latency p50 {:.2} ms, p99 {:.2} ms; RSS before load {:.1} MiB.",
+        done / 10,
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0,
+        rss0 as f64 / 1024.0
+    );
+    println!();
+    println!("| deliveries sent (≈) | server RSS (MiB) |");
+    println!("|---|---|");
+    // Every sample while the store fills, then one per 100,000 deliveries.
+    let fill = keys * 3 / 2;
+    let mut next = 0;
+    for &(t, rss) in samples.iter() {
+        let sent = ((t * rate) as u64).min(total);
+        if sent >= next {
+            println!("| {sent} | {:.1} |", rss as f64 / 1024.0);
+            next = if sent < fill {
+                sent + 1
+            } else {
+                (sent / 100_000 + 1) * 100_000
+            };
+        }
+        if sent == total {
+            break;
+        }
+    }
+    drop(s);
 }

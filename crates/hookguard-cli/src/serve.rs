@@ -142,9 +142,10 @@ pub struct ServeArgs {
     /// The body limit in bytes (413 above it).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     max_body: usize,
-    /// Inline mode's dedupe store: `memory` (the default; one process) or
-    /// redis://HOST:PORT[/DB] (shared by replicas). Not with --inbox.
-    #[arg(long, value_name = "memory|redis://HOST:PORT[/DB]")]
+    /// Inline mode's dedupe store: `memory` (the default; one process; remembers at most
+    /// 1,000,000 keys, `memory:KEYS` to change that bound) or redis://HOST:PORT[/DB] (shared
+    /// by replicas). Not with --inbox.
+    #[arg(long, value_name = "memory[:KEYS]|redis://HOST:PORT[/DB]")]
     store: Option<String>,
     /// Inbox mode: store each verified delivery in this SQLite file (`PATH` or `sqlite:PATH`,
     /// created if missing) or PostgreSQL inbox (`postgres://…`), answer 200 once it is
@@ -698,6 +699,14 @@ pub fn layer_keyed(
 pub async fn open_store(spec: &str) -> CliResult<(Arc<dyn DedupeStore>, &'static str)> {
     if spec == "memory" {
         return Ok((Arc::new(MemoryStore::default()), "memory"));
+    }
+    if let Some(keys) = spec.strip_prefix("memory:") {
+        let keys: usize = keys
+            .parse()
+            .ok()
+            .filter(|&k| k > 0)
+            .ok_or_else(|| usage(format!("--store {spec}: KEYS must be a positive number of keys")))?;
+        return Ok((Arc::new(MemoryStore::new(keys)), "memory"));
     }
     if spec.starts_with("redis://") {
         let store = hookguard_redis::RedisStore::connect(spec)

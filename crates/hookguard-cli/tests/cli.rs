@@ -901,6 +901,18 @@ fn verify_reports_stable_codes_and_usage_errors() {
         )),
         2
     );
+    for bad in ["memory:0", "memory:many", "memory:"] {
+        let o = hookguard(
+            &["serve", "--provider", "stripe", "--secret", "s", "--store", bad],
+            None,
+        );
+        assert_eq!(code(&o), 2, "{bad}");
+        assert!(
+            text(&o.stderr).contains("KEYS must be a positive number"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
     assert_eq!(
         code(&hookguard(
             &[

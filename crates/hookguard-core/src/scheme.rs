@@ -87,8 +87,67 @@ impl<'a> Context<'a> {
     /// assert_eq!(ctx.header(&RequestHead::new(&m, &u, &headers), &X_A).unwrap(), Some("b"));
     /// ```
     pub fn header<'h>(&self, req: &RequestHead<'h>, name: &'static HeaderName) -> Result<Option<&'h str>, Rejection> {
-        // A pre-built `HeaderName` is hashed directly; a `&str` would be parsed on every request.
-        let Some(v) = req.headers.get(name) else {
+        // A pre-built `HeaderName`: a `&str` would be parsed on every request.
+        self.headers(req, [name]).map(|[v]| v)
+    }
+
+    /// Several headers at once, each read exactly as [`header`](Self::header) reads it (the
+    /// first value of the name, visible ASCII, bounded): a request with few headers is scanned
+    /// once instead of hashing every name.
+    ///
+    /// ```
+    /// use hookguard_core::{Context, RequestHead};
+    /// static X_A: http::HeaderName = http::HeaderName::from_static("x-a");
+    /// static X_B: http::HeaderName = http::HeaderName::from_static("x-b");
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-b", "2".parse().unwrap());
+    /// headers.append("x-a", "1".parse().unwrap());
+    /// headers.append("x-a", "ignored".parse().unwrap());
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let ctx = Context::new(&[], None, 0);
+    /// let [a, b] = ctx.headers(&RequestHead::new(&m, &u, &headers), [&X_A, &X_B]).unwrap();
+    /// assert_eq!((a, b), (Some("1"), Some("2")));
+    /// ```
+    pub fn headers<'h, const N: usize>(
+        &self,
+        req: &RequestHead<'h>,
+        names: [&'static HeaderName; N],
+    ) -> Result<[Option<&'h str>; N], Rejection> {
+        /// Up to this many header values a linear scan beats one hashed lookup per name.
+        const SCAN: usize = 24;
+        let mut found: [Option<&'h http::HeaderValue>; N] = [None; N];
+        if req.headers.len() <= SCAN {
+            let mut missing = N;
+            // `iter` yields a name's first value before its others, like `get`.
+            for (name, value) in req.headers.iter() {
+                if let Some(i) = names.iter().position(|want| name == *want) {
+                    if found[i].is_none() {
+                        found[i] = Some(value);
+                        missing -= 1;
+                        if missing == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        } else {
+            for (slot, name) in found.iter_mut().zip(names) {
+                *slot = req.headers.get(name);
+            }
+        }
+        let mut out = [None; N];
+        for ((slot, name), value) in out.iter_mut().zip(names).zip(found) {
+            *slot = self.checked(name, value)?;
+        }
+        Ok(out)
+    }
+
+    fn checked<'h>(
+        &self,
+        name: &'static HeaderName,
+        v: Option<&'h http::HeaderValue>,
+    ) -> Result<Option<&'h str>, Rejection> {
+        let Some(v) = v else {
             return Ok(None);
         };
         if v.len() > self.max_header_len {

@@ -259,14 +259,10 @@ impl Scheme for StandardWebhooks {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let id = ctx.header(req, &ID)?.ok_or(Rejection::MissingHeader("webhook-id"))?;
-        let ts_raw = ctx
-            .header(req, &TIMESTAMP)?
-            .ok_or(Rejection::MissingHeader("webhook-timestamp"))?
-            .trim();
-        let sig = ctx
-            .header(req, &SIGNATURE)?
-            .ok_or(Rejection::MissingSignature("webhook-signature"))?;
+        let [id, ts_raw, sig] = ctx.headers(req, [&ID, &TIMESTAMP, &SIGNATURE])?;
+        let id = id.ok_or(Rejection::MissingHeader("webhook-id"))?;
+        let ts_raw = ts_raw.ok_or(Rejection::MissingHeader("webhook-timestamp"))?.trim();
+        let sig = sig.ok_or(Rejection::MissingSignature("webhook-signature"))?;
         if id.is_empty() {
             return Err(Rejection::MissingHeader("webhook-id"));
         }
