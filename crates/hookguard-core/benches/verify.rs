@@ -58,6 +58,54 @@ fn bench_scheme(c: &mut Criterion, name: &str, scheme: impl Scheme + Clone, secr
     g.finish();
 }
 
+/// The steps of one request through the layer, on the 4 KiB BuildWorkPro delivery of the layer
+/// and `serve` benches (group `breakdown`): authenticate (header parse, replay window, HMAC with
+/// the prepared key, compare), describe (the JSON probe: the whole body is validated, `id` and
+/// `type` read), the whole `verify`, and `serve`'s JSON line. The dedupe claim+complete is the
+/// `dedupe` bench.
+fn breakdown(c: &mut Criterion) {
+    let secret = "whsec_bench_secret";
+    let head = r#"{"id":"evt_00000000000000a1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"notes":""#;
+    let mut raw = head.as_bytes().to_vec();
+    raw.resize(4096 - 3, b'x');
+    raw.extend_from_slice(b"\"}}");
+    let body = Bytes::from(raw);
+    let signed = BuildWorkPro::new().sign(secret, &body, &SignParams::new(NOW)).unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.extend(signed.headers);
+    let v = Verifier::builder(BuildWorkPro::new())
+        .secret(secret)
+        .clock(ManualClock::new(NOW))
+        .build()
+        .unwrap();
+    let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+    let head = RequestHead::new(&m, &u, &headers);
+    let mut g = c.benchmark_group("breakdown");
+    g.bench_function("authenticate_4096", |b| {
+        b.iter(|| black_box(v.authenticate(black_box(&head), black_box(&body)).unwrap()))
+    });
+    g.bench_function("describe_4096", |b| {
+        b.iter(|| {
+            black_box(
+                BuildWorkPro::new()
+                    .describe(black_box(&head), black_box(&body))
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("verify_4096", |b| {
+        b.iter(|| black_box(v.verify(black_box(&head), black_box(body.clone())).unwrap()))
+    });
+    let delivery = match v.verify(&head, body.clone()).unwrap() {
+        hookguard_core::Verdict::Deliver(d) => d,
+        other => panic!("{other:?}"),
+    };
+    g.bench_function("summary_json", |b| {
+        b.iter(|| black_box(black_box(&delivery).summary_json()))
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_scheme(
         c,
@@ -116,7 +164,7 @@ fn bench_v1a(c: &mut Criterion) {
 }
 
 #[cfg(feature = "ed25519")]
-criterion_group!(verify, benches, bench_v1a);
+criterion_group!(verify, benches, breakdown, bench_v1a);
 #[cfg(not(feature = "ed25519"))]
-criterion_group!(verify, benches);
+criterion_group!(verify, benches, breakdown);
 criterion_main!(verify);
