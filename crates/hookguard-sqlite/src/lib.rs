@@ -152,6 +152,7 @@ impl SqliteInboxBuilder {
             pending,
             counted_at: Instant::now(),
             notify: Arc::clone(&notify),
+            synced: true,
         };
         std::thread::Builder::new()
             .name("hookguard-sqlite".into())
@@ -372,6 +373,8 @@ struct Writer {
     pending: u64,
     counted_at: Instant,
     notify: Arc<Notify>,
+    /// Whether the connection is at `synchronous=FULL` (it opens so).
+    synced: bool,
 }
 
 impl Writer {
@@ -396,6 +399,31 @@ impl Writer {
             self.counted_at = Instant::now();
         }
         let pending_before = self.pending;
+        // Only what a sender or an operator was told is stored must be on disk before its
+        // answer: accepts, replays and purges commit with `synchronous=FULL`. A batch of the
+        // worker's own transitions (claims, completions, failures) commits without the fsync
+        // (`NORMAL`, still safe against a crash of this process): the next synced commit makes
+        // it durable, and a power loss before that only runs an item again — at least once,
+        // as always.
+        let sync = batch
+            .iter()
+            .any(|op| matches!(op, Op::Accept(..) | Op::Replay(..) | Op::ReplayDead(..) | Op::Purge(..)));
+        if sync != self.synced {
+            let pragma = if sync {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            };
+            if let Err(e) = self.conn.execute_batch(pragma) {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "inbox: cannot set the sync mode");
+                for op in batch {
+                    op_reply(op).fail(&msg);
+                }
+                return;
+            }
+            self.synced = sync;
+        }
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
