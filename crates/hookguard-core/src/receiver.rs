@@ -2,7 +2,8 @@
 //!
 //! An adapter only translates: it calls [`Receiver::precheck`] with the request head, reads at
 //! most the returned limit of body bytes once, then calls [`Receiver::deliver`] with a closure
-//! that runs the application's handler. Everything else — verification, challenge answers,
+//! that runs the application's handler (or its two halves, [`Receiver::admit`] then
+//! [`Admitted::run`], to move the request itself into the handler instead of copying its head). Everything else — verification, challenge answers,
 //! dedupe claims, completing on success and releasing on failure, logging — happens here, so
 //! the tower and actix adapters behave identically.
 
