@@ -132,21 +132,19 @@ impl Delivery {
     /// assert!(d.summary_json().starts_with(r#"{"provider":"github""#));
     /// ```
     pub fn summary_json(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Summary<'a> {
-            provider: &'a str,
-            id: Option<&'a str>,
-            #[serde(rename = "type")]
-            kind: Option<&'a str>,
-            dedupe_key: Option<&'a str>,
+        struct Summary<'a>(&'a Delivery);
+        impl serde::Serialize for Summary<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut s = serializer.serialize_struct("Summary", 4)?;
+                s.serialize_field("provider", self.0.provider.as_str())?;
+                s.serialize_field("id", &self.0.event_id())?;
+                s.serialize_field("type", &self.0.event_type())?;
+                s.serialize_field("dedupe_key", &self.0.dedupe_key())?;
+                s.end()
+            }
         }
-        let s = Summary {
-            provider: self.provider.as_str(),
-            id: self.event_id(),
-            kind: self.event_type(),
-            dedupe_key: self.dedupe_key(),
-        };
-        serde_json::to_string(&s).unwrap_or_default()
+        serde_json::to_string(&Summary(self)).unwrap_or_default()
     }
 }
 
@@ -160,5 +158,28 @@ impl fmt::Debug for Delivery {
             .field("dedupe_key", &self.dedupe_key)
             .field("body_len", &self.body.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_json_names_order_and_nulls() {
+        let d = Delivery {
+            provider: Provider::Procore,
+            event_id: Some("5982324300946918154".into()),
+            event_type: None,
+            timestamp: Some(1),
+            dedupe_key: Some("procore:a\"b".into()),
+            dedupe_scope: DedupeScope::Retained,
+            source_application_id: None,
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            d.summary_json(),
+            r#"{"provider":"procore","id":"5982324300946918154","type":null,"dedupe_key":"procore:a\"b"}"#
+        );
     }
 }

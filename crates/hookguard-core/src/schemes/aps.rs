@@ -1,9 +1,8 @@
 //! Autodesk Platform Services (APS) webhooks: Autodesk Construction Cloud, BIM 360 and Data
 //! Management events. `x-adsk-signature: sha1hash=<hex HMAC-SHA1(secret token, raw body)>`.
 
-use serde::Deserialize;
-
 use super::json;
+use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::{decode_hex, header};
@@ -50,17 +49,17 @@ impl Aps {
     }
 }
 
-#[derive(Deserialize)]
 struct Hook {
-    #[serde(default)]
     event: Option<String>,
 }
 
-#[derive(Deserialize)]
+json_struct! { Deserialize for Hook { event: "event" (default) } }
+
 struct Probe {
-    #[serde(default)]
     hook: Option<Hook>,
 }
+
+json_struct! { Deserialize for Probe { hook: "hook" (default) } }
 
 impl Scheme for Aps {
     fn provider(&self) -> Provider {

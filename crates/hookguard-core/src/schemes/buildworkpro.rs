@@ -1,8 +1,7 @@
 //! BuildWorkPro: `BuildWorkPro-Signature: t=<unix>,v1=<hex>`.
 
-use serde::Deserialize;
-
-use super::{json, non_empty, opt_id, timestamp_v1};
+use super::{json, non_empty, timestamp_v1, OptId};
+use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::header;
@@ -39,12 +38,16 @@ impl BuildWorkPro {
     }
 }
 
-#[derive(Deserialize)]
 struct Probe {
-    #[serde(default, deserialize_with = "opt_id")]
     id: Option<String>,
-    #[serde(rename = "type", default)]
     kind: Option<String>,
+}
+
+json_struct! {
+    Deserialize for Probe {
+        id: "id" (default, with OptId),
+        kind: "type" (default),
+    }
 }
 
 impl Scheme for BuildWorkPro {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use http::{HeaderName, Method};
-use serde::Deserialize;
 
 use super::json;
+use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::{
@@ -107,13 +107,16 @@ impl Hcss {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Probe {
-    #[serde(default)]
     event_type: Option<String>,
-    #[serde(default)]
     date: Option<serde::de::IgnoredAny>,
+}
+
+json_struct! {
+    Deserialize for Probe {
+        event_type: "eventType" (default),
+        date: "date" (default),
+    }
 }
 
 impl Scheme for Hcss {

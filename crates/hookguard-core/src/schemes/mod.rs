@@ -121,6 +121,15 @@ pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
     d.deserialize_option(V)
 }
 
+/// [`opt_id`] as a type, for `json_struct!`'s `with` (what `deserialize_with = "opt_id"` was).
+pub(crate) struct OptId(pub(crate) Option<String>);
+
+impl<'de> Deserialize<'de> for OptId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        opt_id(d).map(OptId)
+    }
+}
+
 /// Refuses ids that are empty.
 pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
@@ -130,11 +139,11 @@ pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
     struct P {
-        #[serde(default, deserialize_with = "opt_id")]
         id: Option<String>,
     }
+
+    crate::json_struct::json_struct! { Deserialize for P { id: "id" (default, with OptId) } }
 
     #[test]
     fn ids_keep_full_precision() {

@@ -1,9 +1,9 @@
 //! Procore: no signature; a configured header value compared in constant time.
 
 use http::HeaderName;
-use serde::Deserialize;
 
-use super::{json, non_empty, opt_id};
+use super::{json, non_empty, OptId};
+use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::{
@@ -63,28 +63,36 @@ impl Procore {
     }
 }
 
-#[derive(Deserialize)]
 struct Metadata {
-    #[serde(default, deserialize_with = "opt_id")]
     source_application_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+json_struct! {
+    Deserialize for Metadata {
+        source_application_id: "source_application_id" (default, with OptId),
+    }
+}
+
 struct Probe {
-    #[serde(default, deserialize_with = "opt_id")]
     id: Option<String>,
-    #[serde(default)]
     ulid: Option<String>,
-    #[serde(default)]
     event_type: Option<String>,
-    #[serde(default)]
     reason: Option<String>,
-    #[serde(default)]
     resource_name: Option<String>,
-    #[serde(default)]
     resource_type: Option<String>,
-    #[serde(default)]
     metadata: Option<Metadata>,
+}
+
+json_struct! {
+    Deserialize for Probe {
+        id: "id" (default, with OptId),
+        ulid: "ulid" (default),
+        event_type: "event_type" (default),
+        reason: "reason" (default),
+        resource_name: "resource_name" (default),
+        resource_type: "resource_type" (default),
+        metadata: "metadata" (default),
+    }
 }
 
 impl Scheme for Procore {

@@ -1,7 +1,6 @@
 //! Slack: `X-Slack-Signature: v0=<hex>` over `"v0:{ts}:{body}"`.
 
-use serde::Deserialize;
-
+use crate::json_struct::json_struct;
 use crate::profile::{q, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::{decode_hex_mac, header, mac_hex, parse_timestamp, Candidates};
 use crate::{
@@ -39,14 +38,18 @@ impl Slack {
     }
 }
 
-#[derive(Deserialize)]
 struct Probe {
-    #[serde(rename = "type", default)]
     kind: Option<String>,
-    #[serde(default)]
     challenge: Option<String>,
-    #[serde(default, deserialize_with = "super::opt_id")]
     event_id: Option<String>,
+}
+
+json_struct! {
+    Deserialize for Probe {
+        kind: "type" (default),
+        challenge: "challenge" (default),
+        event_id: "event_id" (default, with super::OptId),
+    }
 }
 
 impl Scheme for Slack {

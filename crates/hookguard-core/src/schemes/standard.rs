@@ -3,8 +3,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::Deserialize;
 
+use crate::json_struct::json_struct;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::{header, parse_timestamp, Candidates};
 use crate::{
@@ -194,11 +194,11 @@ fn decode_b64_sig(s: &str) -> Option<[u8; 64]> {
     }
 }
 
-#[derive(Deserialize)]
 struct Probe {
-    #[serde(rename = "type", default)]
     kind: Option<String>,
 }
+
+json_struct! { Deserialize for Probe { kind: "type" (default) } }
 
 impl Scheme for StandardWebhooks {
     fn provider(&self) -> Provider {

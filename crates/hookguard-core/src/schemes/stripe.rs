@@ -1,8 +1,7 @@
 //! Stripe-style: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`.
 
-use serde::Deserialize;
-
-use super::{json, non_empty, opt_id, timestamp_v1};
+use super::{json, non_empty, timestamp_v1, OptId};
+use crate::json_struct::json_struct;
 use crate::profile::{q, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::header;
 use crate::{
@@ -41,12 +40,16 @@ impl Stripe {
     }
 }
 
-#[derive(Deserialize)]
 struct Probe {
-    #[serde(default, deserialize_with = "opt_id")]
     id: Option<String>,
-    #[serde(rename = "type", default)]
     kind: Option<String>,
+}
+
+json_struct! {
+    Deserialize for Probe {
+        id: "id" (default, with OptId),
+        kind: "type" (default),
+    }
 }
 
 impl Scheme for Stripe {
