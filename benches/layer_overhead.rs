@@ -8,22 +8,18 @@
 //! (RUN keeps event ids of the warm-up and the measured run apart).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::MemoryStore;
 use hookguard_core::schemes::BuildWorkPro;
-use hookguard_core::{Scheme, SignParams, Verifier};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hookguard_core::Verifier;
+
+#[path = "support/load.rs"]
+mod load;
+use load::{cpu_ticks, free_port, Load, SECRET};
 
 const NOW: u64 = 1_700_000_000;
-const SECRET: &str = "whsec_bench_secret";
-const BODY: usize = 4096;
-const CONNECTIONS: usize = 32;
 
 fn verifier() -> Verifier {
     Verifier::builder(BuildWorkPro::new())
@@ -107,93 +103,6 @@ fn serve_actix(mode: &str, port: u16) {
     });
 }
 
-fn request(id: u64) -> Vec<u8> {
-    let head = format!(
-        r#"{{"id":"evt_{id:016x}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"notes":""#
-    );
-    let mut body = head.into_bytes();
-    body.resize(BODY - 3, b'x');
-    body.extend_from_slice(b"\"}}");
-    let signed = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(NOW)).unwrap();
-    let mut req = format!(
-        "POST /webhooks HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in signed.headers {
-        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    req.push_str("\r\n");
-    let mut out = req.into_bytes();
-    out.extend_from_slice(&body);
-    out
-}
-
-fn load(port: u16, secs: u64, run: u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let done = Arc::new(AtomicU64::new(0));
-    let bad = Arc::new(AtomicU64::new(0));
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let tasks: Vec<_> = (0..CONNECTIONS as u64)
-            .map(|c| {
-                let (done, bad) = (done.clone(), bad.clone());
-                tokio::spawn(async move {
-                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut n = 0u64;
-                    while Instant::now() < deadline {
-                        let req = request((run << 56) | (c << 40) | n);
-                        n += 1;
-                        s.write_all(&req).await.unwrap();
-                        let mut have = 0;
-                        loop {
-                            let r = s.read(&mut buf[have..]).await.unwrap();
-                            assert!(r > 0, "server closed");
-                            have += r;
-                            if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head = std::str::from_utf8(&buf[..end]).unwrap().to_ascii_lowercase();
-                                let len: usize = head
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .map(|v| v.trim().parse().unwrap())
-                                    .unwrap_or(0);
-                                while have < end + 4 + len {
-                                    have += s.read(&mut buf[have..]).await.unwrap();
-                                }
-                                if !head.starts_with("http/1.1 204") {
-                                    bad.fetch_add(1, Ordering::Relaxed);
-                                }
-                                break;
-                            }
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    println!("{} {}", done.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Row {
     mode: String,
     rps: f64,
@@ -229,7 +138,7 @@ fn measure(exe: &str, mode: &str, secs: u64) -> Row {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace().map(|v| v.parse::<u64>().unwrap());
     let (done, bad) = (it.next().unwrap(), it.next().unwrap());
-    assert_eq!(bad, 0, "{mode}: {bad} requests were not answered 204");
+    assert_eq!(bad, 0, "{mode}: {bad} requests were not answered 2xx");
     let ticks_per_sec = 100.0; // USER_HZ on Linux
     let cpu_secs = (after - before) as f64 / ticks_per_sec;
     Row {
@@ -244,11 +153,16 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("serve") => return serve(&args[2], args[3].parse().unwrap()),
         Some("load") => {
-            return load(
-                args[2].parse().unwrap(),
-                args[3].parse().unwrap(),
-                args[4].parse().unwrap(),
-            )
+            let out = Load {
+                port: args[2].parse().unwrap(),
+                secs: args[3].parse().unwrap(),
+                run: args[4].parse().unwrap(),
+                ts: NOW,
+                rate: None,
+                dup_every: None,
+            }
+            .run();
+            return println!("{} {}", out.done, out.bad);
         }
         _ => {}
     }

@@ -11,43 +11,18 @@
 //! Internally it runs itself as `bare PORT` and `load PORT SECONDS RUN [RATE|-] [DUP_EVERY]`.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hookguard_core::schemes::BuildWorkPro;
-use hookguard_core::{Scheme, SignParams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SECRET: &str = "whsec_bench_secret";
-const BODY: usize = 4096;
-const CONNECTIONS: u64 = 32;
+// The load generator the layer bench uses too.
+#[path = "../../../benches/support/load.rs"]
+mod load;
+use load::{cpu_ticks, free_port, Load, SECRET};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn request(id: u64, ts: u64) -> Vec<u8> {
-    let head = format!(
-        r#"{{"id":"evt_{id:016x}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"notes":""#
-    );
-    let mut body = head.into_bytes();
-    body.resize(BODY - 3, b'x');
-    body.extend_from_slice(b"\"}}");
-    let signed = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(ts)).unwrap();
-    let mut req = format!(
-        "POST /webhooks HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in signed.headers {
-        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    req.push_str("\r\n");
-    let mut out = req.into_bytes();
-    out.extend_from_slice(&body);
-    out
 }
 
 fn bare(port: u16) {
@@ -66,105 +41,6 @@ fn bare(port: u16) {
         eprintln!("listening on http://127.0.0.1:{port}/webhooks");
         axum::serve(listener, app).await.unwrap();
     });
-}
-
-/// Sends for `secs` over 32 connections; with `rate` (requests/s in total) paces them and
-/// records latencies; with `dup_every` = k, every k-th request of a connection repeats its
-/// previous event (a sender's retry of a handled delivery). Prints `done bad p50_us p99_us`.
-fn load(port: u16, secs: u64, run: u64, rate: Option<f64>, dup_every: Option<u64>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let done = Arc::new(AtomicU64::new(0));
-    let bad = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(Mutex::new(Vec::<u64>::new()));
-    rt.block_on(async {
-        let start = tokio::time::Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let ts = now();
-        let tasks: Vec<_> = (0..CONNECTIONS)
-            .map(|c| {
-                let (done, bad, lat) = (done.clone(), bad.clone(), lat.clone());
-                tokio::spawn(async move {
-                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut n = 0u64;
-                    while Instant::now() < deadline {
-                        if let Some(rate) = rate {
-                            // Connection c sends its n-th request at (n * 32 + c) / rate.
-                            let at = Duration::from_secs_f64((n * CONNECTIONS + c) as f64 / rate);
-                            tokio::time::sleep_until(start + at).await;
-                        }
-                        let event = match dup_every {
-                            Some(k) if n > 0 && n % k == 0 => n - 1,
-                            _ => n,
-                        };
-                        let req = request((run << 56) | (c << 40) | event, ts);
-                        n += 1;
-                        let t = Instant::now();
-                        s.write_all(&req).await.unwrap();
-                        let mut have = 0;
-                        loop {
-                            let r = s.read(&mut buf[have..]).await.unwrap();
-                            assert!(r > 0, "server closed");
-                            have += r;
-                            if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head = std::str::from_utf8(&buf[..end]).unwrap().to_ascii_lowercase();
-                                let len: usize = head
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .map(|v| v.trim().parse().unwrap())
-                                    .unwrap_or(0);
-                                while have < end + 4 + len {
-                                    have += s.read(&mut buf[have..]).await.unwrap();
-                                }
-                                if !(head.starts_with("http/1.1 204") || head.starts_with("http/1.1 200")) {
-                                    bad.fetch_add(1, Ordering::Relaxed);
-                                }
-                                break;
-                            }
-                        }
-                        if rate.is_some() {
-                            lat.lock().unwrap().push(t.elapsed().as_micros() as u64);
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let mut l = lat.lock().unwrap().clone();
-    l.sort_unstable();
-    let p = |q: f64| {
-        if l.is_empty() {
-            0
-        } else {
-            l[((l.len() as f64 * q) as usize).min(l.len() - 1)]
-        }
-    };
-    println!(
-        "{} {} {} {}",
-        done.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed),
-        p(0.5),
-        p(0.99)
-    );
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Server {
@@ -324,13 +200,16 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("bare") => return bare(args[2].parse().unwrap()),
         Some("load") => {
-            return load(
-                args[2].parse().unwrap(),
-                args[3].parse().unwrap(),
-                args[4].parse().unwrap(),
-                args.get(5).filter(|r| *r != "-").map(|r| r.parse().unwrap()),
-                args.get(6).map(|k| k.parse().unwrap()),
-            )
+            let out = Load {
+                port: args[2].parse().unwrap(),
+                secs: args[3].parse().unwrap(),
+                run: args[4].parse().unwrap(),
+                ts: now(),
+                rate: args.get(5).filter(|r| *r != "-").map(|r| r.parse().unwrap()),
+                dup_every: args.get(6).map(|k| k.parse().unwrap()),
+            }
+            .run();
+            return println!("{} {} {} {}", out.done, out.bad, out.p50_us, out.p99_us);
         }
         _ => {}
     }
