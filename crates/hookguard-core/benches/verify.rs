@@ -9,11 +9,12 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use hookguard_core::schemes::{BuildWorkPro, GitHub, StandardWebhooks};
-use hookguard_core::{clock::ManualClock, RequestHead, Scheme, SignParams, Verifier};
+use hookguard_core::{RequestHead, Scheme};
 use sha2::Sha256;
 
 const SIZES: [usize; 4] = [256, 4 << 10, 64 << 10, 1 << 20];
-const NOW: u64 = 1_700_000_000;
+mod support;
+use support::signed;
 
 fn body(n: usize) -> Bytes {
     Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>())
@@ -23,16 +24,7 @@ fn bench_scheme(c: &mut Criterion, name: &str, scheme: impl Scheme + Clone, secr
     let mut g = c.benchmark_group(name);
     for n in SIZES {
         let body = body(n);
-        let signed = scheme
-            .sign(secret, &body, &SignParams::new(NOW).id("msg_2Kx1"))
-            .unwrap();
-        let mut headers = http::HeaderMap::new();
-        headers.extend(signed.headers);
-        let v = Verifier::builder(scheme.clone())
-            .secret(secret)
-            .clock(ManualClock::new(NOW))
-            .build()
-            .unwrap();
+        let (headers, v) = signed(scheme.clone(), secret, &body);
         let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
         let head = RequestHead::new(&m, &u, &headers);
         assert!(v.authenticate(&head, &body).is_ok());
@@ -70,14 +62,7 @@ fn breakdown(c: &mut Criterion) {
     raw.resize(4096 - 3, b'x');
     raw.extend_from_slice(b"\"}}");
     let body = Bytes::from(raw);
-    let signed = BuildWorkPro::new().sign(secret, &body, &SignParams::new(NOW)).unwrap();
-    let mut headers = http::HeaderMap::new();
-    headers.extend(signed.headers);
-    let v = Verifier::builder(BuildWorkPro::new())
-        .secret(secret)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
+    let (headers, v) = signed(BuildWorkPro::new(), secret, &body);
     let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
     let head = RequestHead::new(&m, &u, &headers);
     let mut g = c.benchmark_group("breakdown");
@@ -127,6 +112,8 @@ fn benches(c: &mut Criterion) {
 #[cfg(feature = "ed25519")]
 fn bench_v1a(c: &mut Criterion) {
     use base64::Engine;
+    use hookguard_core::{clock::ManualClock, SignParams, Verifier};
+    use support::NOW;
     let b64 = &base64::engine::general_purpose::STANDARD;
     let seed = [7u8; 32];
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);

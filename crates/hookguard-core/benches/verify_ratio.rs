@@ -14,25 +14,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use hookguard_core::schemes::{BuildWorkPro, GitHub, StandardWebhooks};
-use hookguard_core::{clock::ManualClock, RequestHead, Scheme, SignParams, Verifier};
+use hookguard_core::{RequestHead, Scheme};
 use sha2::Sha256;
 
-const NOW: u64 = 1_700_000_000;
+mod support;
+use support::signed;
 const BLOCKS: usize = 1001;
 const PER_BLOCK: u32 = 2_000;
 
 fn ratio(scheme: impl Scheme + Clone, secret: &str, key: &[u8], prefix: &[u8], n: usize) -> (f64, f64, f64, f64) {
     let body = Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
-    let signed = scheme
-        .sign(secret, &body, &SignParams::new(NOW).id("msg_2Kx1"))
-        .unwrap();
-    let mut headers = http::HeaderMap::new();
-    headers.extend(signed.headers);
-    let v = Verifier::builder(scheme)
-        .secret(secret)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
+    let (headers, v) = signed(scheme, secret, &body);
     let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
     let head = RequestHead::new(&m, &u, &headers);
     assert!(v.authenticate(&head, &body).is_ok());
