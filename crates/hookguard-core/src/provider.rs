@@ -1,7 +1,7 @@
 //! The provider registry: one line per built-in sender, from which [`Provider`], its
 //! parsing and listing, and [`schemes::for_provider`](crate::schemes::for_provider) come.
 //!
-//! Adding a built-in sender = its scheme file in `schemes/` + one line in [`registry!`] below +
+//! Adding a built-in sender = its scheme file in `schemes/` + one line in `registry!` below +
 //! one README row (+ its tests, a known-answer vector, a fuzz-target entry).
 
 use std::fmt;

@@ -7,7 +7,7 @@ use http::Response;
 
 type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
-/// Response future of [`Webhook`](crate::Webhook).
+/// Response future of [`WebhookService`](crate::WebhookService).
 ///
 /// One allocation per request: the future spans the body read, the dedupe store round trip
 /// and the inner call, and is boxed once rather than nested per step.

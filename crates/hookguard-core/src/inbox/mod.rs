@@ -25,9 +25,9 @@
 //! ## Dedupe
 //!
 //! The inbox row itself is the dedupe record. A key with
-//! [`DedupeScope::Retained`](crate::DedupeScope::Retained) (a sender's unique event id) is
+//! [`DedupeScope::Retained`] (a sender's unique event id) is
 //! remembered until the row is purged (default retention 7 days, longer than every sender's
-//! retry horizon). A key with [`DedupeScope::WhileInFlight`](crate::DedupeScope::WhileInFlight)
+//! retry horizon). A key with [`DedupeScope::WhileInFlight`]
 //! (HCSS Setups and HeavyJob bodies, which carry no id and no time) coalesces copies only while
 //! an item is pending or running; an identical body after it is done is a new event.
 //!
