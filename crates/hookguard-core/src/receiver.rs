@@ -355,6 +355,32 @@ impl Receiver {
 
 /// A new, genuine delivery, claimed (when the receiver deduplicates) and waiting for the
 /// handler: from [`Receiver::admit`]. Dropping it without [`run`](Self::run) releases the claim.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, testing::block_on, HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+/// use hookguard_core::dedupe::{Dedupe, MemoryStore};
+/// let rx = Receiver::new(hookguard_core::Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+///     .with_dedupe(Dedupe::new(MemoryStore::default()));
+/// let body = bytes::Bytes::from_static(br#"{"zen":"hi"}"#);
+/// let mut headers = http::HeaderMap::new();
+/// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0).id("d-1")).unwrap().headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// let head = RequestHead::new(&m, &u, &headers);
+/// let admitted = block_on(rx.admit(&head, body.clone())).unwrap();
+/// assert!(admitted.delivery().dedupe_key().unwrap().starts_with("github:"));
+/// // Dropped unrun: the claim is released, so the same delivery is admitted again.
+/// drop(admitted);
+/// let again = block_on(rx.admit(&head, body.clone())).unwrap();
+/// let failed = block_on(again.run(|_d| async { HandlerOutcome::<(), &str>::Failed("busy") }));
+/// assert_eq!(failed.unwrap_err(), "busy");
+/// // A failed handler releases the claim too; a successful one completes it.
+/// let ok = block_on(block_on(rx.admit(&head, body.clone())).unwrap().run(|_d| async {
+///     HandlerOutcome::<_, ()>::Responded { response: 204, success: true }
+/// }));
+/// assert!(matches!(ok, Ok(Reply::Handler(204))));
+/// // Now a copy is answered `duplicate` without reaching a handler.
+/// assert_eq!(block_on(rx.admit(&head, body)).unwrap_err().status(), 200);
+/// ```
 pub struct Admitted<'a> {
     rx: &'a Receiver,
     delivery: Delivery,
