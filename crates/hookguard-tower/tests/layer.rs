@@ -195,3 +195,43 @@ async fn standalone_verify_extractor() {
         (StatusCode::OK, None)
     );
 }
+
+/// A marker an outer layer puts in the request's extensions.
+#[derive(Clone)]
+struct Outer(&'static str);
+
+#[tokio::test]
+async fn the_handler_gets_the_original_request_head_and_extensions() {
+    // The layer moves the request's own parts into the handler's request: the method, the
+    // URI with its query, every header, the version and what outer layers put in the
+    // extensions all arrive, next to the verified delivery and the body.
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|req: Request<Body>| async move {
+                let (parts, body) = req.into_parts();
+                assert_eq!(parts.method, axum::http::Method::POST);
+                assert_eq!(parts.uri, "/hook?tenant=7");
+                assert_eq!(parts.headers["x-request-id"], "r-1");
+                assert!(parts.headers.contains_key("buildworkpro-signature"));
+                assert_eq!(parts.extensions.get::<Outer>().map(|o| o.0), Some("outer"));
+                let delivery = parts
+                    .extensions
+                    .get::<hookguard_core::Delivery>()
+                    .expect("the delivery");
+                assert_eq!(delivery.event_id(), Some("evt_head"));
+                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                assert_eq!(&bytes[..], &delivery.body()[..]);
+                StatusCode::NO_CONTENT
+            })
+            .layer(layer(Arc::new(MemoryStore::default()), None)),
+        )
+        .layer(axum::middleware::map_request(|mut req: Request<Body>| async move {
+            req.extensions_mut().insert(Outer("outer"));
+            req
+        }));
+    let mut req = signed("evt_head");
+    *req.uri_mut() = "/hook?tenant=7".parse().unwrap();
+    req.headers_mut().insert("x-request-id", "r-1".parse().unwrap());
+    assert_eq!(status_and_code(&app, req).await.0, StatusCode::NO_CONTENT);
+}
