@@ -2,7 +2,8 @@
 //! without hookguard (BuildWorkPro verify + in-memory dedupe), 4 KiB bodies, every request a
 //! new event. Server pinned to CPU 0, load generator to CPU 1 (`taskset`), on 127.0.0.1.
 //!
-//! `cargo bench --bench layer_overhead --features axum,actix` prints a Markdown table (default
+//! `cargo bench --bench layer_overhead --features axum,actix` prints a Markdown table (5 alternating
+//! rounds of 6 s per server, `LAYER_BENCH_ROUNDS`/`LAYER_BENCH_SECS`; medians) (default
 //! features otherwise: the opt-in `metrics` feature is off, as for a user who did not enable it).
 //! Internally it runs itself as `serve MODE PORT` and `load PORT SECONDS RUN` child processes
 //! (RUN keeps event ids of the warm-up and the measured run apart).
@@ -104,7 +105,6 @@ fn serve_actix(mode: &str, port: u16) {
 }
 
 struct Row {
-    mode: String,
     rps: f64,
     cpu_us_per_req: f64,
 }
@@ -142,7 +142,6 @@ fn measure(exe: &str, mode: &str, secs: u64) -> Row {
     let ticks_per_sec = 100.0; // USER_HZ on Linux
     let cpu_secs = (after - before) as f64 / ticks_per_sec;
     Row {
-        mode: mode.to_owned(),
         rps: done as f64 / secs as f64,
         cpu_us_per_req: cpu_secs * 1e6 / done as f64,
     }
@@ -152,6 +151,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => return serve(&args[2], args[3].parse().unwrap()),
+        Some("hmac") => return hmac_child(),
         Some("load") => {
             let out = Load {
                 port: args[2].parse().unwrap(),
@@ -171,23 +171,75 @@ fn main() {
     let secs = std::env::var("LAYER_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(6);
+    let rounds: usize = std::env::var("LAYER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let hmac = bare_hmac_us();
     let pairs = [("axum-plain", "axum-hookguard"), ("actix-plain", "actix-hookguard")];
-    println!("| server | requests/s (plain) | requests/s (hookguard) | ratio | server CPU µs/req plain | hookguard | added µs/req |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| server | requests/s (plain) | requests/s (hookguard) | ratio | server CPU µs/req plain | hookguard | added µs/req | bare HMAC µs (same run) | added beyond the HMAC | target |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for (plain, guarded) in pairs {
-        let p = measure(exe, plain, secs);
-        let g = measure(exe, guarded, secs);
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.1} |",
-            p.mode.split('-').next().unwrap(),
-            p.rps,
-            g.rps,
-            g.rps / p.rps,
-            p.cpu_us_per_req,
-            g.cpu_us_per_req,
-            g.cpu_us_per_req - p.cpu_us_per_req
+        // Alternating rounds; medians, and the added CPU as the median of each round's pair
+        // (this virtual machine's speed drifts over minutes).
+        let (mut p, mut g) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            p.push(measure(exe, plain, secs));
+            g.push(measure(exe, guarded, secs));
+        }
+        let added = median(
+            p.iter()
+                .zip(&g)
+                .map(|(p, g)| g.cpu_us_per_req - p.cpu_us_per_req)
+                .collect(),
         );
-        let _ = &g.mode;
+        let (prps, grps) = (
+            median(p.iter().map(|r| r.rps).collect()),
+            median(g.iter().map(|r| r.rps).collect()),
+        );
+        let beyond = added - hmac;
+        println!(
+            "| {} | {prps:.0} | {grps:.0} | {:.2} | {:.1} | {:.1} | {added:.1} | {hmac:.2} | {beyond:.1} | ≤ 1.0 {} |",
+            plain.split('-').next().unwrap(),
+            grps / prps,
+            median(p.iter().map(|r| r.cpu_us_per_req).collect()),
+            median(g.iter().map(|r| r.cpu_us_per_req).collect()),
+            if beyond <= 1.0 { "✅" } else { "❌" }
+        );
     }
+}
+
+/// One bare HMAC-SHA256 of a request's signed bytes (`t.` + the 4 KiB body), keyed from
+/// scratch, in µs: the median of 31 blocks of 2,000, on CPU 0 like the servers.
+fn bare_hmac_us() -> f64 {
+    let out = Command::new("taskset")
+        .args(["-c", "0", std::env::current_exe().unwrap().to_str().unwrap(), "hmac"])
+        .output()
+        .expect("taskset");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| panic!("hmac child: {text}"))
+}
+
+fn hmac_child() {
+    use hmac::{Hmac, Mac};
+    let body = vec![b'x'; load::BODY];
+    let mut blocks: Vec<f64> = (0..31)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..2_000 {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(std::hint::black_box(SECRET.as_bytes())).unwrap();
+                mac.update(b"1700000000.");
+                mac.update(std::hint::black_box(&body));
+                std::hint::black_box(mac.finalize().into_bytes());
+            }
+            t.elapsed().as_secs_f64() / 2_000.0 * 1e6
+        })
+        .collect();
+    blocks.sort_by(f64::total_cmp);
+    println!("{}", blocks[blocks.len() / 2]);
 }
