@@ -93,7 +93,8 @@ impl<'a> Context<'a> {
 
     /// Several headers at once, each read exactly as [`header`](Self::header) reads it (the
     /// first value of the name, visible ASCII, bounded): a request with few headers is scanned
-    /// once instead of hashing every name.
+    /// once instead of hashing every name. The names must be distinct (a repeated one is
+    /// answered only in its first slot).
     ///
     /// ```
     /// use hookguard_core::{Context, RequestHead};
@@ -420,5 +421,37 @@ mod tests {
         assert!(ctx.check_timestamp(10_301).is_err());
         let off = Context::new(&[], None, 10_000);
         assert!(off.check_timestamp(0).is_ok());
+    }
+
+    static A: HeaderName = HeaderName::from_static("webhook-id");
+    static B: HeaderName = HeaderName::from_static("webhook-signature");
+    static C: HeaderName = HeaderName::from_static("content-type");
+
+    proptest::proptest! {
+        /// The one-pass read of several headers answers exactly what one hashed lookup per
+        /// name answers — values, absence, duplicates (first wins), over-long and non-ASCII
+        /// values — on both sides of the scan limit.
+        #[test]
+        fn reading_several_headers_at_once_equals_one_read_per_name(
+            entries in proptest::collection::vec((0usize..6, proptest::collection::vec(0x20u8..0xff, 0..40)), 0..40),
+        ) {
+            let pool = ["webhook-id", "webhook-signature", "content-type", "x-a", "x-b", "user-agent"];
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in &entries {
+                if let Ok(v) = http::HeaderValue::from_bytes(value) {
+                    headers.append(pool[*name], v);
+                }
+            }
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            let head = RequestHead::new(&m, &u, &headers);
+            let mut ctx = Context::new(&[], None, 0);
+            ctx.max_header_len = 24;
+            // The reference: a hashed `get` per name, checked alone.
+            let one_by_one: Result<Vec<Option<&str>>, Rejection> =
+                [&A, &B, &C].into_iter().map(|n| ctx.checked(n, headers.get(n))).collect();
+            proptest::prop_assert_eq!(ctx.header(&head, &B), ctx.checked(&B, headers.get(&B)));
+            let at_once = ctx.headers(&head, [&A, &B, &C]).map(|v| v.to_vec());
+            proptest::prop_assert_eq!(at_once, one_by_one);
+        }
     }
 }
