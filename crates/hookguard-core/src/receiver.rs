@@ -79,7 +79,9 @@ impl<R, E> HandlerOutcome<R, E> {
 /// Runs `fut` unless the deadline made by `deadline` completes first (`None` then). The
 /// deadline is only made when `fut` is not ready at its first poll: a body that already
 /// arrived with the request head is read without arming a timer. The core needs no runtime;
-/// adapters pass e.g. `|| tokio::time::sleep(read_timeout)`.
+/// adapters pass e.g. `|| tokio::time::sleep(read_timeout)`. Unlike `tokio::time::timeout`, the
+/// deadline is not polled outside tokio's cooperative budget: a `fut` that exhausts the budget
+/// again and again could postpone it (request bodies from hyper and actix do not draw on it).
 ///
 /// ```
 /// use hookguard_core::{testing::block_on, within};

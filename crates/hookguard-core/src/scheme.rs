@@ -94,7 +94,8 @@ impl<'a> Context<'a> {
     /// Several headers at once, each read exactly as [`header`](Self::header) reads it (the
     /// first value of the name, visible ASCII, bounded): a request with few headers is scanned
     /// once instead of hashing every name. The names must be distinct (a repeated one is
-    /// answered only in its first slot).
+    /// answered only in its first slot). Every value is checked, in order, before any is
+    /// returned: the first malformed one is the error.
     ///
     /// ```
     /// use hookguard_core::{Context, RequestHead};
@@ -114,6 +115,21 @@ impl<'a> Context<'a> {
         req: &RequestHead<'h>,
         names: [&'static HeaderName; N],
     ) -> Result<[Option<&'h str>; N], Rejection> {
+        let found = Self::raw_headers(req, names);
+        let mut out = [None; N];
+        for ((slot, name), value) in out.iter_mut().zip(names).zip(found) {
+            *slot = self.checked(name, value)?;
+        }
+        Ok(out)
+    }
+
+    /// The first value of each name, unchecked: a scheme that must refuse in a fixed order
+    /// (a missing header before a malformed later one) checks each with
+    /// [`checked`](Self::checked) in that order.
+    pub(crate) fn raw_headers<'h, const N: usize>(
+        req: &RequestHead<'h>,
+        names: [&'static HeaderName; N],
+    ) -> [Option<&'h http::HeaderValue>; N] {
         /// Up to this many header values a linear scan beats one hashed lookup per name.
         const SCAN: usize = 24;
         let mut found: [Option<&'h http::HeaderValue>; N] = [None; N];
@@ -136,14 +152,11 @@ impl<'a> Context<'a> {
                 *slot = req.headers.get(name);
             }
         }
-        let mut out = [None; N];
-        for ((slot, name), value) in out.iter_mut().zip(names).zip(found) {
-            *slot = self.checked(name, value)?;
-        }
-        Ok(out)
+        found
     }
 
-    fn checked<'h>(
+    /// One header value as [`header`](Self::header) reads it: visible ASCII, bounded.
+    pub(crate) fn checked<'h>(
         &self,
         name: &'static HeaderName,
         v: Option<&'h http::HeaderValue>,
@@ -421,6 +434,35 @@ mod tests {
         assert!(ctx.check_timestamp(10_301).is_err());
         let off = Context::new(&[], None, 10_000);
         assert!(off.check_timestamp(0).is_ok());
+    }
+
+    #[test]
+    fn a_missing_header_is_refused_before_a_malformed_later_one() {
+        // The order of the checks decides which refusal a request with two faults gets; one
+        // pass over the headers must not change it.
+        let bad = http::HeaderValue::from_bytes(b"v1,\xe9").unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        h.insert("webhook-signature", bad.clone());
+        let v = crate::Verifier::builder(crate::schemes::StandardWebhooks::new())
+            .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .build()
+            .unwrap();
+        assert_eq!(
+            v.authenticate(&RequestHead::new(&m, &u, &h), b"{}"),
+            Err(Rejection::MissingHeader("webhook-id"))
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("x-slack-request-timestamp", bad);
+        let v = crate::Verifier::builder(crate::schemes::Slack::new())
+            .secret("s")
+            .build()
+            .unwrap();
+        assert_eq!(
+            v.authenticate(&RequestHead::new(&m, &u, &h), b"{}"),
+            Err(Rejection::MissingSignature("X-Slack-Signature"))
+        );
     }
 
     static A: HeaderName = HeaderName::from_static("webhook-id");

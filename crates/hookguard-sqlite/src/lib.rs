@@ -414,15 +414,21 @@ impl Writer {
             } else {
                 "PRAGMA synchronous=NORMAL"
             };
-            if let Err(e) = self.conn.execute_batch(pragma) {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, "inbox: cannot set the sync mode");
-                for op in batch {
-                    op_reply(op).fail(&msg);
+            match self.conn.execute_batch(pragma) {
+                Ok(()) => self.synced = sync,
+                // Staying at FULL is only slower: the worker's batch goes on.
+                Err(e) if !sync => {
+                    tracing::warn!(error = %e, "inbox: cannot lower the sync mode; committing with FULL")
                 }
-                return;
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::error!(error = %msg, "inbox: cannot raise the sync mode to FULL; nothing in this batch is stored");
+                    for op in batch {
+                        op_reply(op).fail(&msg);
+                    }
+                    return;
+                }
             }
-            self.synced = sync;
         }
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,

@@ -86,9 +86,12 @@ impl Scheme for Slack {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let [sig, ts_raw] = ctx.headers(req, [&SIGNATURE, &TIMESTAMP])?;
-        let sig = sig.ok_or(Rejection::MissingSignature("X-Slack-Signature"))?;
-        let ts_raw = ts_raw
+        let [sig, ts_raw] = Context::raw_headers(req, [&SIGNATURE, &TIMESTAMP]);
+        let sig = ctx
+            .checked(&SIGNATURE, sig)?
+            .ok_or(Rejection::MissingSignature("X-Slack-Signature"))?;
+        let ts_raw = ctx
+            .checked(&TIMESTAMP, ts_raw)?
             .ok_or(Rejection::MissingHeader("X-Slack-Request-Timestamp"))?
             .trim();
         let ts = parse_timestamp(ts_raw)?;

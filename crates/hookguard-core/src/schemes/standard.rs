@@ -259,10 +259,17 @@ impl Scheme for StandardWebhooks {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        let [id, ts_raw, sig] = ctx.headers(req, [&ID, &TIMESTAMP, &SIGNATURE])?;
-        let id = id.ok_or(Rejection::MissingHeader("webhook-id"))?;
-        let ts_raw = ts_raw.ok_or(Rejection::MissingHeader("webhook-timestamp"))?.trim();
-        let sig = sig.ok_or(Rejection::MissingSignature("webhook-signature"))?;
+        // One pass finds the three headers; each is then checked in the order that decides
+        // which refusal a request with several faults gets.
+        let [id, ts_raw, sig] = Context::raw_headers(req, [&ID, &TIMESTAMP, &SIGNATURE]);
+        let id = ctx.checked(&ID, id)?.ok_or(Rejection::MissingHeader("webhook-id"))?;
+        let ts_raw = ctx
+            .checked(&TIMESTAMP, ts_raw)?
+            .ok_or(Rejection::MissingHeader("webhook-timestamp"))?
+            .trim();
+        let sig = ctx
+            .checked(&SIGNATURE, sig)?
+            .ok_or(Rejection::MissingSignature("webhook-signature"))?;
         if id.is_empty() {
             return Err(Rejection::MissingHeader("webhook-id"));
         }
