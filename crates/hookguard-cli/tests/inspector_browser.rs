@@ -13,13 +13,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookguard");
+mod support;
+use support::{hookguard, text, Scratch, BIN};
 const SECRET: &str = "whsec_browser_test_secret";
 
 /// The first of `names` found on `PATH`.
@@ -58,36 +59,6 @@ fn browsers() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `hookguard ARGS`.
-fn hookguard(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("HOOKGUARD_SECRET")
-        .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hookguard");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().expect("wait hookguard")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The inbox's items (JSON lines of `hookguard inbox list`).
