@@ -268,22 +268,16 @@ impl ClaimGuard {
     ///
     /// # Errors
     /// The store failed; the lease will expire and a retry will be handled again.
-    pub async fn complete(mut self) -> Result<bool, StoreError> {
-        let token = self.token.take().expect("claim resolved once");
-        if self.remember {
-            self.store.complete(&token, self.retention).await
-        } else {
-            self.store.release(&token).await
-        }
+    pub async fn complete(self) -> Result<bool, StoreError> {
+        self.settle(true).await.0
     }
 
     /// Forgets the claim so the sender's retry is handled.
     ///
     /// # Errors
     /// The store failed; the lease will expire and a retry will be handled then.
-    pub async fn release(mut self) -> Result<bool, StoreError> {
-        let token = self.token.take().expect("claim resolved once");
-        self.store.release(&token).await
+    pub async fn release(self) -> Result<bool, StoreError> {
+        self.settle(false).await.0
     }
 
     /// Completes on success, releases otherwise.
