@@ -425,20 +425,28 @@ mod decode_tests {
     }
 }
 
+/// The known-answer vectors both test modules below use (one with the `ed25519` feature, one
+/// without): keys, a message and its `v1` and `v1a` signatures.
+#[cfg(test)]
+mod vectors {
+    pub(super) const SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    pub(super) const PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    pub(super) const HMAC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    pub(super) const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    pub(super) const TS: u64 = 1614265330;
+    pub(super) const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    pub(super) const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    pub(super) const V1A: &str =
+        "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+}
+
 #[cfg(all(test, feature = "ed25519"))]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::{Verdict, Verifier};
 
-    const SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
-    const PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
-    const HMAC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
-    const TS: u64 = 1614265330;
-    const BODY: &[u8] = br#"{"test": 2432232314}"#;
-    const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-    const V1A: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+    use super::vectors::{BODY, HMAC, ID, PUBLIC, SEED, TS, V1, V1A};
 
     fn verifier(secrets: &[&str]) -> Verifier {
         Verifier::builder(StandardWebhooks::new())
@@ -663,14 +671,7 @@ mod without_ed25519 {
     use crate::clock::ManualClock;
     use crate::{Verdict, Verifier};
 
-    const SEED: &str = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
-    const PUBLIC: &str = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
-    const HMAC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
-    const TS: u64 = 1614265330;
-    const BODY: &[u8] = br#"{"test": 2432232314}"#;
-    const V1: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-    const V1A: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+    use super::vectors::{BODY, HMAC, ID, PUBLIC, SEED, TS, V1, V1A};
 
     fn check(signature: &str) -> Result<Verdict, Rejection> {
         let v = Verifier::builder(StandardWebhooks::new())
