@@ -18,7 +18,7 @@ use hookguard_core::Verifier;
 
 #[path = "support/load.rs"]
 mod load;
-use load::{cpu_ticks, free_port, Load, SECRET};
+use load::{cpu_ticks, env_or, free_port, Load, SECRET};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -168,14 +168,8 @@ fn main() {
     }
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
-    let secs = std::env::var("LAYER_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
-    let rounds: usize = std::env::var("LAYER_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = env_or("LAYER_BENCH_SECS", 6);
+    let rounds: usize = env_or("LAYER_BENCH_ROUNDS", 5);
     let hmac = bare_hmac_us();
     let pairs = [("axum-plain", "axum-hookguard"), ("actix-plain", "actix-hookguard")];
     println!("| server | requests/s (plain) | requests/s (hookguard) | ratio | server CPU µs/req plain | hookguard | added µs/req | bare HMAC µs (same run) | added beyond the HMAC | target |");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 // The load generator the layer bench uses too.
 #[path = "../../../benches/support/load.rs"]
 mod load;
-use load::{cpu_ticks, free_port, Load, SECRET};
+use load::{cpu_ticks, env_or, free_port, Load, SECRET};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -218,10 +218,7 @@ fn main() {
     if args.iter().any(|a| a == "soak") {
         return soak(exe);
     }
-    let secs = std::env::var("SERVE_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs = env_or("SERVE_BENCH_SECS", 10);
     // Alternate the modes over three rounds and keep the median of each.
     let modes = ["bare", "memory", "inbox"];
     let mut rows: Vec<Vec<Row>> = modes.iter().map(|_| Vec::new()).collect();
@@ -287,18 +284,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// a copy of the previous one; the server's RSS sampled once a second, latency p50/p99 over
 /// the whole run. Prints a Markdown table.
 fn soak(exe: &str) {
-    let total: u64 = std::env::var("SOAK_DELIVERIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let rate: f64 = std::env::var("SOAK_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25_000.0);
-    let keys: u64 = std::env::var("SOAK_KEYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let total: u64 = env_or("SOAK_DELIVERIES", 1_000_000);
+    let rate: f64 = env_or("SOAK_RATE", 25_000.0);
+    let keys: u64 = env_or("SOAK_KEYS", 200_000);
     let store = format!("memory:{keys}");
     let s = start_with(exe, "memory", &["--store", &store]);
     let pid = s.child.id();
