@@ -610,12 +610,15 @@ impl StdoutWriter {
                         break;
                     }
                     drop(out);
+                    // Someone waits for these lines (the inbox worker marks an item done only
+                    // once its line is out): pausing would only stall them, not gather more.
+                    let awaited = !acks.is_empty();
                     for w in acks.drain(..) {
                         let _ = w.send(());
                     }
-                    // A short pause after a small batch lets lines gather: at most ~1,000
-                    // wake-ups a second instead of one per delivery (≤ 1 ms more latency).
-                    if n < 64 {
+                    // Otherwise a short pause after a small batch lets lines gather: at most
+                    // ~1,000 wake-ups a second instead of one per delivery (≤ 1 ms more latency).
+                    if n < 64 && !awaited {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
