@@ -20,6 +20,8 @@
 //!   with a bounded fallback poll. A replica that accepted something sends one `NOTIFY` per
 //!   50 ms at most, outside the accept (PostgreSQL serialises the commits of notifying
 //!   transactions, so notifying from every insert would cap accepts).
+//!   Completions are group-committed: every completion queued while one statement runs goes
+//!   into the next (up to 512), so a busy worker pays one commit per batch, not per item.
 //! * **Transactional handlers** ([`transactional`]): the handler gets the transaction in which
 //!   hookguard marks the item done, so the application's own writes commit atomically with the
 //!   mark — their effects happen exactly once per event within the retention. Side effects
@@ -54,7 +56,7 @@ use hookguard_core::inbox::{
 use hookguard_core::DedupeScope;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 pub use sqlx::PgPool;
 
@@ -121,6 +123,7 @@ impl PgInboxBuilder {
             pending,
             max_pending: self.max_pending,
             unannounced: std::sync::atomic::AtomicBool::new(false),
+            completions: std::sync::Mutex::default(),
             channel,
             table,
         });
@@ -146,6 +149,90 @@ struct Inner {
     max_pending: u64,
     /// Set by an accept; the background task turns it into one `NOTIFY` for the other replicas.
     unannounced: std::sync::atomic::AtomicBool,
+    /// The worker's completions waiting for the next shared statement.
+    completions: std::sync::Mutex<Completions>,
+}
+
+/// The most completions one statement (one transaction, one commit) carries.
+const MAX_COMPLETE_BATCH: usize = 512;
+
+/// One completion waiting: id, attempt, time, and where its answer goes.
+type QueuedCompletion = (i64, i32, i64, oneshot::Sender<Result<bool, InboxError>>);
+
+/// Group commit for the worker's completions: every completion queued while a statement runs
+/// goes into the next one, so a busy worker pays one commit (one fsync) per batch instead of
+/// one per item. `running` is true while a drain task owns the queue.
+#[derive(Default)]
+struct Completions {
+    queue: Vec<QueuedCompletion>,
+    running: bool,
+}
+
+fn lock_completions(inner: &Inner) -> std::sync::MutexGuard<'_, Completions> {
+    // Every update under this lock is a push, a drain or a flag: nothing is left half-done.
+    inner.completions.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the queued completions, a batch per statement, until the queue is empty. It runs as
+/// a task of its own, so a caller that stops waiting (a worker shut down mid-await) cannot
+/// strand the others; if the task itself is dropped unfinished (its runtime shut down), the
+/// queued callers get an error and retry, which starts a new task.
+async fn complete_queued(inner: Arc<Inner>) {
+    struct Running<'a>(&'a Inner, bool);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let mut c = lock_completions(self.0);
+                c.running = false;
+                c.queue.clear();
+            }
+        }
+    }
+    let mut running = Running(&inner, false);
+    loop {
+        let batch: Vec<QueuedCompletion> = {
+            let mut c = lock_completions(&inner);
+            if c.queue.is_empty() {
+                c.running = false;
+                running.1 = true;
+                return;
+            }
+            let n = c.queue.len().min(MAX_COMPLETE_BATCH);
+            c.queue.drain(..n).collect()
+        };
+        let ids: Vec<i64> = batch.iter().map(|c| c.0).collect();
+        let attempts: Vec<i32> = batch.iter().map(|c| c.1).collect();
+        let times: Vec<i64> = batch.iter().map(|c| c.2).collect();
+        let result = sqlx::query(&inner.sql.complete_many)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&times)
+            .fetch_all(&inner.pool)
+            .await;
+        match result {
+            Ok(rows) => {
+                let done: std::collections::HashSet<(i64, i32)> = rows
+                    .iter()
+                    .filter_map(|r| Some((r.try_get::<i64, _>(0).ok()?, r.try_get::<i32, _>(1).ok()?)))
+                    .collect();
+                for (id, attempt, _, answer) in batch {
+                    let ok = done.contains(&(id, attempt));
+                    if ok {
+                        let _ = inner
+                            .pending
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                    }
+                    let _ = answer.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (.., answer) in batch {
+                    let _ = answer.send(Err(InboxError::storage(msg.clone())));
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for PgInbox {
@@ -161,6 +248,7 @@ struct Sql {
     accept: String,
     claim: String,
     complete: String,
+    complete_many: String,
     dead: String,
     retry: String,
     release: String,
@@ -200,6 +288,15 @@ impl Sql {
                 "UPDATE {t} SET state = 2, finished_at = $3, last_error = NULL,
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id = $1 AND attempts = $2 AND state IN (1, 2)"
+            ),
+            // The same for a batch: the rows it marked come back as (id, attempts), so each
+            // caller learns whether its own attempt still held the item.
+            complete_many: format!(
+                "UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
+                        unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
+                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(id, attempts, now)
+                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.state IN (1, 2)
+                 RETURNING t.id, t.attempts"
             ),
             dead: format!(
                 "UPDATE {t} SET state = 3, finished_at = $3, last_error = $4,
@@ -541,21 +638,18 @@ impl InboxStore for PgInbox {
 
     fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
         Box::pin(async move {
-            let r = sqlx::query(&self.inner.sql.complete)
-                .bind(id)
-                .bind(attempt as i32)
-                .bind(now_ms)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(storage)?;
-            let done = r.rows_affected() == 1;
-            if done {
-                let _ = self
-                    .inner
-                    .pending
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let (answer, answered) = oneshot::channel();
+            let start = {
+                let mut c = lock_completions(&self.inner);
+                c.queue.push((id, attempt as i32, now_ms, answer));
+                !std::mem::replace(&mut c.running, true)
+            };
+            if start {
+                tokio::spawn(complete_queued(Arc::clone(&self.inner)));
             }
-            Ok(done)
+            answered
+                .await
+                .unwrap_or_else(|_| Err(InboxError::storage("the completion was dropped before it ran")))
         })
     }
 

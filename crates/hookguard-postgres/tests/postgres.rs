@@ -156,6 +156,41 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     assert_eq!(a.purge(now_ms() + 1, false).await.unwrap(), st.done);
 }
 
+/// Completions from many handlers at once share statements (group commit), and each caller
+/// still learns whether its own attempt held the item: a stale attempt of an item completed in
+/// the same batch is refused, a repeated completion of a done attempt is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_completions_each_get_the_answer_for_their_own_attempt() {
+    let s = schema("completions");
+    let inbox = inbox(&s).await;
+    for i in 0..300 {
+        stored(&inbox, &bwp(&format!("evt_c{i}"))).await;
+    }
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(60), 300).await.unwrap();
+    assert_eq!(claimed.len(), 300);
+    let mut calls = Vec::new();
+    for (n, c) in claimed.iter().enumerate() {
+        let tries: &[u32] = if n % 10 == 0 { &[1, 0] } else { &[0] };
+        for &later in tries {
+            let (inbox, id, attempt) = (inbox.clone(), c.id, c.attempt + later);
+            calls.push(tokio::spawn(async move {
+                (id, attempt, inbox.complete(id, attempt, now_ms()).await.unwrap())
+            }));
+        }
+    }
+    for call in calls {
+        let (id, attempt, done) = call.await.unwrap();
+        let held = claimed.iter().find(|c| c.id == id).unwrap().attempt;
+        assert_eq!(done, attempt == held, "item {id}, attempt {attempt} (held by {held})");
+    }
+    assert!(inbox
+        .complete(claimed[0].id, claimed[0].attempt, now_ms())
+        .await
+        .unwrap());
+    let st = inbox.stats().await.unwrap();
+    assert_eq!((st.done, st.running, st.pending), (300, 0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_copies_on_two_replicas_store_one_row() {
     let s = schema("copies");
