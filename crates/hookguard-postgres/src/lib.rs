@@ -21,7 +21,9 @@
 //!   50 ms at most, outside the accept (PostgreSQL serialises the commits of notifying
 //!   transactions, so notifying from every insert would cap accepts).
 //!   Completions are group-committed: every completion queued while one statement runs goes
-//!   into the next (up to 512), so a busy worker pays one commit per batch, not per item.
+//!   into the next (up to 512), so a busy worker pays one commit per batch, not per item (a
+//!   batch that waits — a lock, a slow disk — makes the ones queued behind it wait too: keep a
+//!   `statement_timeout` on your pool, as [`PgInbox::connect`] does).
 //! * **Transactional handlers** ([`transactional`]): the handler gets the transaction in which
 //!   hookguard marks the item done, so the application's own writes commit atomically with the
 //!   mark — their effects happen exactly once per event within the retention. Side effects
@@ -173,25 +175,34 @@ fn lock_completions(inner: &Inner) -> std::sync::MutexGuard<'_, Completions> {
     inner.completions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The drain task's ownership of the queue. Made before the task is spawned and moved into it,
+/// so a task dropped before it ever ran (its runtime shutting down, or no runtime at all)
+/// still hands the queue back: `running` is reset and the waiting callers get an error, retry,
+/// and start a new task.
+struct Draining(Arc<Inner>, bool);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if !self.1 {
+            let mut c = lock_completions(&self.0);
+            c.running = false;
+            c.queue.clear();
+        }
+    }
+}
+
 /// Runs the queued completions, a batch per statement, until the queue is empty. It runs as
 /// a task of its own, so a caller that stops waiting (a worker shut down mid-await) cannot
 /// strand the others; if the task itself is dropped unfinished (its runtime shut down), the
 /// queued callers get an error and retry, which starts a new task.
-async fn complete_queued(inner: Arc<Inner>) {
-    struct Running<'a>(&'a Inner, bool);
-    impl Drop for Running<'_> {
-        fn drop(&mut self) {
-            if !self.1 {
-                let mut c = lock_completions(self.0);
-                c.running = false;
-                c.queue.clear();
-            }
-        }
-    }
-    let mut running = Running(&inner, false);
+async fn complete_queued(mut running: Draining) {
+    let inner = Arc::clone(&running.0);
     loop {
         let batch: Vec<QueuedCompletion> = {
             let mut c = lock_completions(&inner);
+            // A caller that stopped waiting (its worker shut down and gave the item back) must
+            // not have its completion run later, when the item may belong to a newer attempt.
+            c.queue.retain(|q| !q.3.is_closed());
             if c.queue.is_empty() {
                 c.running = false;
                 running.1 = true;
@@ -200,6 +211,9 @@ async fn complete_queued(inner: Arc<Inner>) {
             let n = c.queue.len().min(MAX_COMPLETE_BATCH);
             c.queue.drain(..n).collect()
         };
+        // Rows locked in id order, as any other batch would lock them.
+        let mut batch = batch;
+        batch.sort_unstable_by_key(|c| c.0);
         let ids: Vec<i64> = batch.iter().map(|c| c.0).collect();
         let attempts: Vec<i32> = batch.iter().map(|c| c.1).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.2).collect();
@@ -211,10 +225,20 @@ async fn complete_queued(inner: Arc<Inner>) {
             .await;
         match result {
             Ok(rows) => {
-                let done: std::collections::HashSet<(i64, i32)> = rows
+                let done = rows
                     .iter()
-                    .filter_map(|r| Some((r.try_get::<i64, _>(0).ok()?, r.try_get::<i32, _>(1).ok()?)))
-                    .collect();
+                    .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i32, _>(1)?)))
+                    .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>();
+                let done = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for (.., answer) in batch {
+                            let _ = answer.send(Err(InboxError::storage(msg.clone())));
+                        }
+                        continue;
+                    }
+                };
                 for (id, attempt, _, answer) in batch {
                     let ok = done.contains(&(id, attempt));
                     if ok {
@@ -369,11 +393,6 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
             "CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON {t} (provider, unique_key)
              WHERE unique_key IS NOT NULL"
         ),
-        // The claim orders by (next_attempt_at, id): an index on next_attempt_at alone left
-        // every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim against
-        // 0.06 ms with both columns), so the first build's index is replaced.
-        format!("CREATE INDEX IF NOT EXISTS hookguard_inbox_due_v2 ON {t} (next_attempt_at, id) WHERE state IN (0, 1)"),
-        format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_due"),
         // The purge runs once a minute: a scan is cheaper than an index entry per accept.
         format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_finished"),
         // An older build notified from an insert trigger: NOTIFY in every insert serialises
@@ -396,7 +415,43 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
             "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
         )));
     }
-    tx.commit().await.map_err(storage)
+    tx.commit().await.map_err(storage)?;
+    due_index(pool, schema).await
+}
+
+/// The claim orders by (next_attempt_at, id): the first build's index on next_attempt_at
+/// alone left every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim,
+/// against 0.06 ms with both columns). The index is built `CONCURRENTLY` — on an existing
+/// table a plain build would block every accept and claim while it reads the whole table — on
+/// a connection of its own without the pool's statement timeout, one replica at a time; a
+/// build left invalid by a crash is dropped and made again. The old index goes the same way.
+async fn due_index(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
+    let mut conn = pool.acquire().await.map_err(storage)?.detach();
+    let result = async {
+        for s in [
+            "SET statement_timeout = 0".to_owned(),
+            "SELECT pg_advisory_lock(hashtext('hookguard_inbox_migrate_index'))".to_owned(),
+            // Left invalid by an interrupted build: IF NOT EXISTS would keep it forever.
+            format!(
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_due_v2' AND NOT i.indisvalid)
+                 THEN DROP INDEX \"{schema}\".hookguard_inbox_due_v2; END IF; END $$"
+            ),
+            format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_due_v2
+                 ON \"{schema}\".hookguard_inbox (next_attempt_at, id) WHERE state IN (0, 1)"
+            ),
+            format!("DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".hookguard_inbox_due"),
+        ] {
+            sqlx::query(&s).execute(&mut conn).await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    // Closing the connection also releases the advisory lock; it never returns to the pool.
+    let _ = sqlx::Connection::close(conn).await;
+    result.map_err(storage)
 }
 
 /// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
@@ -645,7 +700,8 @@ impl InboxStore for PgInbox {
                 !std::mem::replace(&mut c.running, true)
             };
             if start {
-                tokio::spawn(complete_queued(Arc::clone(&self.inner)));
+                // In the caller's runtime: an inbox shared by several runtimes keeps working.
+                tokio::spawn(complete_queued(Draining(Arc::clone(&self.inner), false)));
             }
             answered
                 .await
@@ -922,6 +978,21 @@ mod tests {
         )
         .await;
         migrate(&pool, &schema).await.unwrap();
+        // An index left invalid (an interrupted concurrent build) is made again.
+        let valid = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = 'hookguard_inbox_due_v2'";
+        run(
+            &pool,
+            &format!(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid =
+                 '\"{schema}\".hookguard_inbox_due_v2'::regclass"
+            ),
+        )
+        .await;
+        migrate(&pool, &schema).await.unwrap();
+        let v: bool = sqlx::query_scalar(valid).bind(&schema).fetch_one(&pool).await.unwrap();
+        assert!(v, "the invalid index was not rebuilt");
         run(
             &pool,
             &format!(
@@ -933,13 +1004,31 @@ mod tests {
         )
         .await;
         run(&pool, &format!("ANALYZE {t}")).await;
-        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", Sql::new(&t).claim))
+        let claim = Sql::new(&t).claim;
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {claim}"))
             .bind(5_i64)
             .bind(60_000_i64)
             .bind(1_i64)
             .fetch_all(&pool)
             .await
             .unwrap();
+        // The plan a prepared statement settles on after a few runs (generic: no values).
+        let mut conn = pool.acquire().await.unwrap();
+        for s in [
+            format!("PREPARE hg_claim(bigint, bigint, bigint) AS {claim}"),
+            "SET plan_cache_mode = force_generic_plan".to_owned(),
+        ] {
+            sqlx::raw_sql(&s).execute(&mut *conn).await.unwrap();
+        }
+        let generic: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE hg_claim(5, 60000, 1)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql("DEALLOCATE hg_claim; RESET plan_cache_mode")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
         let indexes: Vec<String> =
             sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1")
                 .bind(&schema)
@@ -947,11 +1036,12 @@ mod tests {
                 .await
                 .unwrap();
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains("hookguard_inbox_due_v2") && !plan.contains("Sort"),
-            "the claim sorts instead of walking the index:\n{plan}"
-        );
+        for plan in [plan.join("\n"), generic.join("\n")] {
+            assert!(
+                plan.contains("hookguard_inbox_due_v2") && !plan.contains("Sort"),
+                "the claim sorts instead of walking the index:\n{plan}"
+            );
+        }
         assert!(!indexes.iter().any(|i| i == "hookguard_inbox_due"), "{indexes:?}");
     }
 }
