@@ -368,6 +368,10 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
         .execute(&mut *tx)
         .await
         .map_err(storage)?;
+    let existed: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{t}') IS NOT NULL"))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage)?;
     let statements = [
         format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
         format!("CREATE TABLE IF NOT EXISTS \"{schema}\".hookguard_schema (version integer NOT NULL)"),
@@ -389,15 +393,24 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
                 headers         text      NOT NULL,
                 body            bytea     NOT NULL)"
         ),
+        // Statements that would lock the table (an index, a trigger) run only when there is
+        // something to do: a migration that finds everything in place takes no lock on the
+        // inbox, so it never waits behind (or makes writers wait behind) an index an operator
+        // is building concurrently.
         format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON {t} (provider, unique_key)
-             WHERE unique_key IS NOT NULL"
+            "DO $$ BEGIN IF to_regclass('\"{schema}\".hookguard_inbox_unique') IS NULL THEN
+               CREATE UNIQUE INDEX hookguard_inbox_unique ON {t} (provider, unique_key)
+               WHERE unique_key IS NOT NULL; END IF; END $$"
         ),
         // The purge runs once a minute: a scan is cheaper than an index entry per accept.
         format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_finished"),
         // An older build notified from an insert trigger: NOTIFY in every insert serialises
         // commits (PostgreSQL takes a global lock to queue notifications), so it is gone.
-        format!("DROP TRIGGER IF EXISTS hookguard_inbox_notify ON {t}"),
+        format!(
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
+                                    AND tgname = 'hookguard_inbox_notify') THEN
+               DROP TRIGGER hookguard_inbox_notify ON {t}; END IF; END $$"
+        ),
         format!(
             "INSERT INTO \"{schema}\".hookguard_schema (version)
              SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
@@ -417,99 +430,53 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     }
     // The claim orders by (next_attempt_at, id): the first build's index on next_attempt_at
     // alone left every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim,
-    // against 0.06 ms with both columns). On an empty table (a new inbox) the index is made
-    // here, at once; on a table with rows (an upgrade) a plain build would block every accept
-    // and claim while it reads the table, so it is built CONCURRENTLY in the background.
-    let index = |name: &str| {
-        format!(
+    // against 0.06 ms with both columns). A new inbox gets the index here. An existing one is
+    // not changed behind the operator's back: building an index on a table in use either
+    // blocks its writes (plain) or holds a lock that every replica's migration then waits for
+    // (concurrently); the warning gives the two statements to run once.
+    if !existed {
+        let [create, _] = claim_index_sql(schema);
+        sqlx::query(&create.replace(" CONCURRENTLY", ""))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+    } else {
+        let ready: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = '{schema}' AND c.relname = '{name}' AND i.indisvalid)"
-        )
-    };
-    let ready: bool = sqlx::query_scalar(&index("hookguard_inbox_due_v2"))
+               WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_due_v2' AND i.indisvalid)"
+        ))
         .fetch_one(&mut *tx)
         .await
         .map_err(storage)?;
-    let old: bool = sqlx::query_scalar(&format!(
-        "SELECT to_regclass('\"{schema}\".hookguard_inbox_due') IS NOT NULL"
-    ))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(storage)?;
-    let empty: bool = sqlx::query_scalar(&format!("SELECT NOT EXISTS (SELECT 1 FROM {t})"))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(storage)?;
-    let background = if ready || !empty {
-        !ready || old
-    } else {
-        for s in [
-            // An invalid leftover of an interrupted build, then the index, then the old one.
-            format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_due_v2"),
-            format!("CREATE INDEX hookguard_inbox_due_v2 ON {t} (next_attempt_at, id) WHERE state IN (0, 1)"),
-            format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_due"),
-        ] {
-            sqlx::query(&s).execute(&mut *tx).await.map_err(storage)?;
+        if !ready {
+            let [create, drop] = claim_index_sql(schema);
+            tracing::warn!(
+                schema,
+                "inbox: this inbox was made by an earlier build: every claim sorts the backlog. \
+                 Run once (it does not block the inbox): {create}; {drop}"
+            );
         }
-        false
-    };
-    tx.commit().await.map_err(storage)?;
-    if background {
-        let (pool, schema) = (pool.clone(), schema.to_owned());
-        tokio::spawn(async move {
-            match due_index(&pool, &schema).await {
-                Ok(true) => tracing::info!(schema, "inbox: claim index (next_attempt_at, id) built"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(schema, error = %e,
-                    "inbox: could not build the claim index; claims sort the backlog until the next start retries"),
-            }
-        });
     }
-    Ok(())
+    tx.commit().await.map_err(storage)
 }
 
-/// Builds the claim index on a table that has rows, without blocking it: `CONCURRENTLY`, on
-/// a connection of its own without the pool's statement timeout, by one replica at a time
-/// (`false` when another replica is at it). A build left invalid by an interruption is dropped
-/// and made again; the first build's index is dropped once the new one is there.
-async fn due_index(pool: &PgPool, schema: &str) -> Result<bool, sqlx::Error> {
-    let mut conn = pool.acquire().await?.detach();
-    let result = async {
-        sqlx::query("SET statement_timeout = 0").execute(&mut conn).await?;
-        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('hookguard_inbox_claim_index'))")
-            .fetch_one(&mut conn)
-            .await?;
-        if !mine {
-            return Ok(false);
-        }
-        let invalid: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_due_v2' AND NOT i.indisvalid)"
-        ))
-        .fetch_one(&mut conn)
-        .await?;
-        let mut steps = Vec::new();
-        if invalid {
-            steps.push(format!("DROP INDEX CONCURRENTLY \"{schema}\".hookguard_inbox_due_v2"));
-        }
-        steps.push(format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_due_v2
+/// The claim's index, as an operator runs it on an inbox an earlier build made (a new inbox
+/// gets it in its migration), and the earlier build's index it replaces.
+///
+/// ```
+/// let [create, drop] = hookguard_postgres::claim_index_sql("hookguard");
+/// assert!(create.starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_due_v2"));
+/// assert!(drop.starts_with("DROP INDEX CONCURRENTLY IF EXISTS"));
+/// ```
+pub fn claim_index_sql(schema: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_due_v2 \
              ON \"{schema}\".hookguard_inbox (next_attempt_at, id) WHERE state IN (0, 1)"
-        ));
-        steps.push(format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".hookguard_inbox_due"
-        ));
-        for s in &steps {
-            sqlx::query(s).execute(&mut conn).await?;
-        }
-        Ok(true)
-    }
-    .await;
-    // Closing the connection also releases the advisory lock; it never returns to the pool.
-    let _ = sqlx::Connection::close(conn).await;
-    result
+        ),
+        format!("DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".hookguard_inbox_due"),
+    ]
 }
 
 /// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
@@ -1015,12 +982,14 @@ mod tests {
     }
 
     /// A backlog must not make every claim sort every due row: the claim walks an index in
-    /// its own order (next_attempt_at, id) and stops at the limit. A store made by the first
-    /// build (an index on next_attempt_at alone) is migrated to it.
+    /// its own order (next_attempt_at, id) and stops at the limit. A new inbox gets the index
+    /// in its migration; one made by the first build (an index on next_attempt_at alone) is
+    /// left alone by the migration and fixed by the two statements of [`claim_index_sql`]; a
+    /// migration that finds everything in place takes no lock on the table.
     #[tokio::test]
     async fn a_claim_walks_the_due_index_instead_of_sorting_the_backlog() {
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .connect(&url())
             .await
             .expect("PostgreSQL reachable (scripts/test.sh starts one)");
@@ -1038,9 +1007,12 @@ mod tests {
                 .await
                 .unwrap()
         };
-        // A new inbox (empty table): the index is made within the migration.
         migrate(&pool, &schema).await.unwrap();
-        assert_eq!(index_state().await, (true, false), "(new index valid, old index there)");
+        assert_eq!(
+            index_state().await,
+            (true, false),
+            "(claim index valid, old index there)"
+        );
         run(
             &pool,
             &format!(
@@ -1051,17 +1023,22 @@ mod tests {
             ),
         )
         .await;
-        // An inbox of the first build, with rows: built concurrently in the background, the
-        // old index dropped; then an index left invalid (an interrupted build) is made again.
-        let wait_built = || async {
-            for _ in 0..600 {
-                if index_state().await == (true, false) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("the claim index was not built: {:?}", index_state().await);
-        };
+        run(&pool, &format!("ANALYZE {t}")).await;
+
+        // Everything in place: a migration while a concurrent index build's lock is held.
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query(&format!("LOCK TABLE {t} IN SHARE UPDATE EXCLUSIVE MODE"))
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(10), migrate(&pool, &schema)).await;
+        holder.rollback().await.unwrap();
+        assert!(
+            matches!(again, Ok(Ok(()))),
+            "a migration with nothing to do waited for the table: {again:?}"
+        );
+
+        // An inbox of the first build: left as it is, then fixed by the operator's statements.
         run(&pool, &format!("DROP INDEX \"{schema}\".hookguard_inbox_due_v2")).await;
         run(
             &pool,
@@ -1069,18 +1046,12 @@ mod tests {
         )
         .await;
         migrate(&pool, &schema).await.unwrap();
-        wait_built().await;
-        run(
-            &pool,
-            &format!(
-                "UPDATE pg_index SET indisvalid = false WHERE indexrelid =
-                 '\"{schema}\".hookguard_inbox_due_v2'::regclass"
-            ),
-        )
-        .await;
-        migrate(&pool, &schema).await.unwrap();
-        wait_built().await;
-        run(&pool, &format!("ANALYZE {t}")).await;
+        assert_eq!(index_state().await, (false, true));
+        for s in claim_index_sql(&schema) {
+            run(&pool, &s).await;
+        }
+        assert_eq!(index_state().await, (true, false));
+
         let claim = Sql::new(&t).claim;
         let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {claim}"))
             .bind(5_i64)
@@ -1106,12 +1077,6 @@ mod tests {
             .await
             .unwrap();
         drop(conn);
-        let indexes: Vec<String> =
-            sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1")
-                .bind(&schema)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
         for plan in [plan.join("\n"), generic.join("\n")] {
             assert!(
@@ -1119,6 +1084,5 @@ mod tests {
                 "the claim sorts instead of walking the index:\n{plan}"
             );
         }
-        assert!(!indexes.iter().any(|i| i == "hookguard_inbox_due"), "{indexes:?}");
     }
 }
