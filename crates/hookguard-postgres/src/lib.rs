@@ -198,7 +198,7 @@ impl Drop for Draining {
 async fn complete_queued(mut running: Draining) {
     let inner = Arc::clone(&running.0);
     loop {
-        let batch: Vec<QueuedCompletion> = {
+        let mut batch: Vec<QueuedCompletion> = {
             let mut c = lock_completions(&inner);
             // A caller that stopped waiting (its worker shut down and gave the item back) must
             // not have its completion run later, when the item may belong to a newer attempt.
@@ -212,33 +212,24 @@ async fn complete_queued(mut running: Draining) {
             c.queue.drain(..n).collect()
         };
         // Rows locked in id order, as any other batch would lock them.
-        let mut batch = batch;
         batch.sort_unstable_by_key(|c| c.0);
         let ids: Vec<i64> = batch.iter().map(|c| c.0).collect();
         let attempts: Vec<i32> = batch.iter().map(|c| c.1).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.2).collect();
-        let result = sqlx::query(&inner.sql.complete_many)
+        // The (id, attempt) pairs marked done; a row that fails to decode fails the batch.
+        let done = sqlx::query(&inner.sql.complete_many)
             .bind(&ids)
             .bind(&attempts)
             .bind(&times)
             .fetch_all(&inner.pool)
-            .await;
-        match result {
-            Ok(rows) => {
-                let done = rows
-                    .iter()
+            .await
+            .and_then(|rows| {
+                rows.iter()
                     .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i32, _>(1)?)))
-                    .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>();
-                let done = match done {
-                    Ok(done) => done,
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for (.., answer) in batch {
-                            let _ = answer.send(Err(InboxError::storage(msg.clone())));
-                        }
-                        continue;
-                    }
-                };
+                    .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>()
+            });
+        match done {
+            Ok(done) => {
                 for (id, attempt, _, answer) in batch {
                     let ok = done.contains(&(id, attempt));
                     if ok {
