@@ -76,9 +76,10 @@ fn start_with(exe: &str, mode: &str, extra: &[&str]) -> Server {
             cmd.args([exe, "bare", &port.to_string()]);
         }
         _ => {
-            let bin = env!("CARGO_BIN_EXE_hookguard");
+            // `SERVE_BENCH_BIN` runs another build of `hookguard` (A/B experiments).
+            let bin = std::env::var("SERVE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookguard").to_owned());
             cmd.args([
-                bin,
+                &bin,
                 "serve",
                 "--provider",
                 "buildworkpro",
@@ -219,6 +220,14 @@ fn main() {
         return soak(exe);
     }
     let secs = env_or("SERVE_BENCH_SECS", 10);
+    // `SERVE_BENCH_RAW="inbox memory"`: one round of each mode named, raw figures, no table.
+    if let Ok(raw) = std::env::var("SERVE_BENCH_RAW") {
+        for m in raw.split_whitespace() {
+            let r = measure(exe, m, secs);
+            println!("{m} {:.0} req/s {:.1} us/req", r.rps, r.cpu_us);
+        }
+        return;
+    }
     // Alternate the modes over three rounds and keep the median of each.
     let modes = ["bare", "memory", "inbox"];
     let mut rows: Vec<Vec<Row>> = modes.iter().map(|_| Vec::new()).collect();

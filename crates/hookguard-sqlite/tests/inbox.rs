@@ -447,6 +447,42 @@ async fn a_full_disk_refuses_accepts_and_recovers() {
     assert!(stats.pending >= 2, "{stats:?}");
 }
 
+/// The WAL is copied into the file once it holds `checkpoint_pages` pages, not at SQLite's
+/// 1,000, and never grows far beyond the setting.
+#[tokio::test]
+async fn the_wal_is_checkpointed_at_the_configured_size() {
+    async fn wal_after_300_accepts(dir: &TempDir, pages: Option<u32>) -> u64 {
+        let mut b = SqliteInbox::builder(dir.file());
+        if let Some(p) = pages {
+            b = b.checkpoint_pages(p);
+        }
+        let inbox = b.open().unwrap();
+        for i in 0..300 {
+            let body = format!(
+                r#"{{"id":"wal_{i}","type":"bid.accepted","pad":"{}"}}"#,
+                "x".repeat(4096)
+            );
+            let d = testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+            stored(&inbox, &d).await;
+        }
+        let wal = std::fs::metadata(format!("{}-wal", dir.file().display()))
+            .unwrap()
+            .len();
+        drop(inbox);
+        wal
+    }
+    // 300 accepts one at a time write about 1,900 WAL frames of 4,120 bytes (the body's
+    // overflow page and the leaves each commit rewrites): SQLite's default would stop at
+    // about 1,000.
+    let small = wal_after_300_accepts(&TempDir::new("wal-small"), Some(50)).await;
+    assert!(small < 100 * 4200, "a 50-page interval kept a WAL of {small} bytes");
+    let default = wal_after_300_accepts(&TempDir::new("wal-default"), None).await;
+    assert!(
+        default > 1_400 * 4120,
+        "the default interval (16,000 pages) should let the WAL pass SQLite's 1,000 pages here: {default} bytes"
+    );
+}
+
 async fn wait_for(inbox: &SqliteInbox, id: i64, state: InboxState) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
