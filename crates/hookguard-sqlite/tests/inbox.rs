@@ -479,7 +479,7 @@ async fn the_wal_is_checkpointed_at_the_configured_size() {
     let default = wal_after_300_accepts(&TempDir::new("wal-default"), None).await;
     assert!(
         default > 1_400 * 4120,
-        "the default interval (16,000 pages) should let the WAL pass SQLite's 1,000 pages here: {default} bytes"
+        "the default interval (4,000 pages) should let the WAL pass SQLite's 1,000 pages here: {default} bytes"
     );
 }
 
