@@ -3,6 +3,7 @@
 
 mod common;
 mod demo;
+mod exec_guard;
 mod inbox;
 mod send;
 mod serve;
@@ -66,6 +67,9 @@ enum Command {
     Send(send::SendArgs),
     /// Look into and act on a durable inbox (`serve --inbox`): list, show, replay, purge, stats.
     Inbox(inbox::InboxArgs),
+    /// Internal: how `serve --exec` runs a command on Linux (it dies with `serve`).
+    #[command(name = "__exec-guard", hide = true)]
+    ExecGuard(exec_guard::ExecGuardArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -83,6 +87,10 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ExecGuard(a) = &cli.command {
+        // No logging set up and no multi-threaded runtime: the guard only waits.
+        return exec_guard::run(a);
+    }
     init_tracing(match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -102,6 +110,8 @@ fn main() -> ExitCode {
             Command::Verify(a) => verify::run(a),
             Command::Send(a) => send::run(a).await,
             Command::Inbox(a) => inbox::run(a).await,
+            // Handled before the runtime starts.
+            Command::ExecGuard(_) => Err(CliError::Usage("__exec-guard runs on its own".into())),
         }
     });
     // Do not wait for lingering tasks (an --exec child being killed, idle connections).

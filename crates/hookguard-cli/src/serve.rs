@@ -52,7 +52,9 @@ not ours to choose) is left out and HOOKGUARD_EVENT_ID_INVALID=1 (…_EVENT_TYPE
 …_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has everything. Exit 0 → 204,
 delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
-sender's retry runs it again.
+sender's retry runs it again. On Linux the group also dies with serve, even when serve is
+killed -9 (a guard process, `hookguard __exec-guard`, leads the group and kills it when its
+parent goes).
 
 Inbox mode (--inbox PATH): answer 2xx only once the delivery is on disk, handle it afterwards.
 A verified new delivery is written to the SQLite file PATH (`sqlite:PATH` also accepted;
@@ -298,6 +300,38 @@ impl Drop for GroupGuard {
     }
 }
 
+/// `sh -c CMD`. On Linux through `hookguard __exec-guard` (see `exec_guard.rs`), which runs it
+/// and kills its whole process group when this process dies, even by kill -9: no command
+/// outlives `serve` to run beside the next one.
+fn command(cmd: &str) -> tokio::process::Command {
+    #[cfg(target_os = "linux")]
+    if guard_available() {
+        // The running binary itself, even if its file was replaced or removed since it started.
+        let mut c = tokio::process::Command::new(SELF_EXE);
+        c.arg("__exec-guard").arg(std::process::id().to_string()).arg(cmd);
+        return c;
+    }
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c").arg(cmd);
+    c
+}
+
+#[cfg(target_os = "linux")]
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// Whether the guard can be started (`/proc` is mounted); said once when it cannot.
+#[cfg(target_os = "linux")]
+fn guard_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let ok = std::fs::metadata(SELF_EXE).is_ok();
+        if !ok {
+            tracing::warn!("--exec: {SELF_EXE} is missing (no /proc?): commands run without a guard and outlive serve if it is killed -9");
+        }
+        ok
+    })
+}
+
 /// Variables only inbox mode sets (removed otherwise, so none leaks from serve's environment).
 const INBOX_VARIABLES: [&str; 2] = ["HOOKGUARD_INBOX_ID", "HOOKGUARD_ATTEMPT"];
 
@@ -307,10 +341,8 @@ impl Exec {
     /// past the timeout (or when this future is dropped), `sh` always reaped. `extra` adds
     /// variables (inbox mode: [`INBOX_VARIABLES`]).
     async fn run(&self, d: &Delivery, extra: &[(&str, String)]) -> Result<(), ExecError> {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&self.cmd)
-            .env("HOOKGUARD_PROVIDER", d.provider().as_str());
+        let mut cmd = command(&self.cmd);
+        cmd.env("HOOKGUARD_PROVIDER", d.provider().as_str());
         for name in INBOX_VARIABLES {
             cmd.env_remove(name);
         }

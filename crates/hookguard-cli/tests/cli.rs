@@ -1175,6 +1175,47 @@ fn exec_children_die_when_the_sender_hangs_up() {
     assert_dies(pid, s.child.id());
 }
 
+/// `serve` killed -9 while an --exec command runs: the command and its children die with it
+/// (on Linux), instead of running on beside the next `serve`, which would run the delivery
+/// again after the lease.
+#[cfg(target_os = "linux")]
+#[test]
+fn exec_commands_die_with_a_serve_killed_9() {
+    let dir = scratch("exec-kill9");
+    let (sh_file, child_file) = (dir.join("sh.pid"), dir.join("child.pid"));
+    let cmd = format!(
+        "cat >/dev/null; echo $$ > '{s}'; sleep 60 & echo $! > '{c}.tmp'; mv '{c}.tmp' '{c}'; wait",
+        s = sh_file.display(),
+        c = child_file.display()
+    );
+    let mut s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--exec",
+        &cmd,
+        "--exec-timeout",
+        "30",
+    ]);
+    let body = br#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#;
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        c,
+        "POST /webhooks?token=t HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    let child = read_pid(&child_file);
+    let sh = read_pid(&sh_file);
+    let server = s.child.id();
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    assert_dies(sh, server);
+    assert_dies(child, server);
+}
+
 #[test]
 fn exec_leaves_nul_and_oversized_values_out_of_the_environment() {
     let dir = scratch("exec-env");

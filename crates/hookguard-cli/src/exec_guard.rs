@@ -1,0 +1,97 @@
+//! `hookguard __exec-guard PARENT CMD` (hidden): how `serve --exec` starts a command on Linux,
+//! so that the command dies with `serve` even when `serve` is killed -9.
+//!
+//! `serve` starts this guard as the leader of a new process group; the guard asks the kernel
+//! for SIGTERM when its parent goes (a parent-death signal), then runs `sh -c CMD` in the same
+//! group and relays its exit status. When the signal comes, the guard kills the whole group
+//! (the command, whatever it started, and the guard itself). Without it, a command orphaned by
+//! a killed `serve` would run on beside the next `serve`, which runs the delivery again once
+//! its lease expires: two copies of one handler at once.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+/// The guard's arguments (internal: `serve` passes them).
+#[derive(Debug, Args)]
+pub struct ExecGuardArgs {
+    /// The process id of the `serve` that started this guard.
+    parent: u32,
+    /// The command, run as `sh -c CMD`.
+    cmd: String,
+}
+
+/// Runs the guard to the end: the command's exit code, or 128 + the signal that ended it.
+pub fn run(a: &ExecGuardArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot start: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(guard(a))
+}
+
+async fn guard(a: &ExecGuardArgs) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    // The handler first: the parent-death signal must never take SIGTERM's default action,
+    // which would end the guard alone and leave the command running.
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot watch signals: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getppid, set_parent_process_death_signal, Signal};
+        if let Err(e) = set_parent_process_death_signal(Some(Signal::TERM)) {
+            crate::common::write_stderr(format_args!("hookguard: --exec guard: no parent-death signal: {e}"));
+            return ExitCode::from(1);
+        }
+        // `serve` may have gone before the line above: then no signal would ever come.
+        let parent = getppid().map(|p| i64::from(p.as_raw_nonzero().get()));
+        if parent != Some(i64::from(a.parent)) {
+            return ExitCode::from(1);
+        }
+    }
+    // stdin (the body), stdout and stderr are the guard's own, as `serve` set them.
+    let mut child = match tokio::process::Command::new("sh").arg("-c").arg(&a.cmd).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot start sh: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => exit_code(s),
+            Err(_) => ExitCode::from(1),
+        },
+        _ = term.recv() => {
+            kill_own_group();
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The command's exit code, or 128 + the signal that ended it (as a shell reports it).
+fn exit_code(s: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
+        (None, None) => ExitCode::from(1),
+    }
+}
+
+/// SIGKILL to this guard's process group: the command, its children and the guard.
+fn kill_own_group() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpid, kill_process_group, Signal};
+        let _ = kill_process_group(getpid(), Signal::KILL);
+    }
+}
