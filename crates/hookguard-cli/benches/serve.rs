@@ -236,18 +236,28 @@ fn main() {
             rows[i].push(measure(exe, m, secs));
         }
     }
-    let median = |v: &mut Vec<Row>| {
-        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-        Row {
-            rps: v[1].rps,
-            cpu_us: {
-                let mut c: Vec<f64> = v.iter().map(|r| r.cpu_us).collect();
-                c.sort_by(f64::total_cmp);
-                c[1]
-            },
-        }
+    // The ratios are taken within each round (the modes ran back to back), then the median
+    // of the three: pairing medians sorted separately can match a disturbed round of one mode
+    // with a quiet round of another.
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
-    let med: Vec<Row> = rows.iter_mut().map(median).collect();
+    let med: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            rps: mid(r.iter().map(|x| x.rps).collect()),
+            cpu_us: mid(r.iter().map(|x| x.cpu_us).collect()),
+        })
+        .collect();
+    let vs_bare: Vec<f64> = rows
+        .iter()
+        .map(|r| mid(r.iter().zip(&rows[0]).map(|(x, b)| x.cpu_us / b.cpu_us).collect()))
+        .collect();
+    let vs_memory: Vec<f64> = rows
+        .iter()
+        .map(|r| mid(r.iter().zip(&rows[1]).map(|(x, m)| x.rps / m.rps).collect()))
+        .collect();
     // Accept latency at half the inbox's rate.
     let s = start(exe, "inbox");
     let rate = med[2].rps / 2.0;
@@ -264,11 +274,7 @@ fn main() {
     for (i, r) in med.iter().enumerate() {
         println!(
             "| {} | {:.0} | {:.1} | {:.2}× | {:.2}× |",
-            names[i],
-            r.rps,
-            r.cpu_us,
-            r.cpu_us / med[0].cpu_us,
-            r.rps / med[1].rps
+            names[i], r.rps, r.cpu_us, vs_bare[i], vs_memory[i]
         );
     }
     println!();

@@ -7,6 +7,9 @@
 //! (the command, whatever it started, and the guard itself). Without it, a command orphaned by
 //! a killed `serve` would run on beside the next `serve`, which runs the delivery again once
 //! its lease expires: two copies of one handler at once.
+//!
+//! Any other SIGTERM the guard gets is passed on to `sh`, as it reached `sh` before. Processes
+//! the command leaves running in the background after `sh` exits are not guarded.
 
 use std::process::ExitCode;
 
@@ -44,18 +47,13 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getppid, set_parent_process_death_signal, Signal};
-        if let Err(e) = set_parent_process_death_signal(Some(Signal::TERM)) {
-            crate::common::write_stderr(format_args!("hookguard: --exec guard: no parent-death signal: {e}"));
-            return ExitCode::from(1);
-        }
-        // `serve` may have gone before the line above: then no signal would ever come.
-        let parent = getppid().map(|p| i64::from(p.as_raw_nonzero().get()));
-        if parent != Some(i64::from(a.parent)) {
-            return ExitCode::from(1);
-        }
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)) {
+        crate::common::write_stderr(format_args!("hookguard: --exec guard: no parent-death signal: {e}"));
+        return ExitCode::from(1);
+    }
+    // `serve` may have gone before the line above: then no signal would ever come.
+    if parent_pid() != Some(a.parent) {
+        return ExitCode::from(1);
     }
     // stdin (the body), stdout and stderr are the guard's own, as `serve` set them.
     let mut child = match tokio::process::Command::new("sh").arg("-c").arg(&a.cmd).spawn() {
@@ -65,15 +63,40 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tokio::select! {
-        status = child.wait() => match status {
-            Ok(s) => exit_code(s),
-            Err(_) => ExitCode::from(1),
-        },
-        _ = term.recv() => {
-            kill_own_group();
-            ExitCode::from(1)
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                return match status {
+                    Ok(s) => exit_code(s),
+                    Err(_) => ExitCode::from(1),
+                };
+            }
+            _ = term.recv() => {
+                // The kernel reparents the guard before it sends the parent-death signal, so
+                // a parent other than `serve` means `serve` is gone: the whole group goes.
+                if parent_pid() != Some(a.parent) {
+                    kill_own_group();
+                    return ExitCode::from(1);
+                }
+                // Someone else's SIGTERM (a service manager stopping everything, an operator):
+                // the command gets it, as it did before there was a guard, and may trap it.
+                if let Some(id) = child.id() {
+                    terminate(id);
+                }
+            }
         }
+    }
+}
+
+fn parent_pid() -> Option<u32> {
+    let p = rustix::process::getppid()?;
+    u32::try_from(p.as_raw_nonzero().get()).ok()
+}
+
+fn terminate(pid: u32) {
+    use rustix::process::{kill_process, Pid, Signal};
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, Signal::TERM);
     }
 }
 
@@ -89,9 +112,6 @@ fn exit_code(s: std::process::ExitStatus) -> ExitCode {
 
 /// SIGKILL to this guard's process group: the command, its children and the guard.
 fn kill_own_group() {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getpid, kill_process_group, Signal};
-        let _ = kill_process_group(getpid(), Signal::KILL);
-    }
+    use rustix::process::{getpid, kill_process_group, Signal};
+    let _ = kill_process_group(getpid(), Signal::KILL);
 }

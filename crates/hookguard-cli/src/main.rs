@@ -3,6 +3,7 @@
 
 mod common;
 mod demo;
+#[cfg(target_os = "linux")]
 mod exec_guard;
 mod inbox;
 mod send;
@@ -68,6 +69,7 @@ enum Command {
     /// Look into and act on a durable inbox (`serve --inbox`): list, show, replay, purge, stats.
     Inbox(inbox::InboxArgs),
     /// Internal: how `serve --exec` runs a command on Linux (it dies with `serve`).
+    #[cfg(target_os = "linux")]
     #[command(name = "__exec-guard", hide = true)]
     ExecGuard(exec_guard::ExecGuardArgs),
 }
@@ -87,6 +89,7 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(target_os = "linux")]
     if let Command::ExecGuard(a) = &cli.command {
         // No logging set up and no multi-threaded runtime: the guard only waits.
         return exec_guard::run(a);
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             Command::Send(a) => send::run(a).await,
             Command::Inbox(a) => inbox::run(a).await,
             // Handled before the runtime starts.
+            #[cfg(target_os = "linux")]
             Command::ExecGuard(_) => Err(CliError::Usage("__exec-guard runs on its own".into())),
         }
     });

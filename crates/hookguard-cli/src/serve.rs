@@ -308,7 +308,11 @@ fn command(cmd: &str) -> tokio::process::Command {
     if guard_available() {
         // The running binary itself, even if its file was replaced or removed since it started.
         let mut c = tokio::process::Command::new(SELF_EXE);
-        c.arg("__exec-guard").arg(std::process::id().to_string()).arg(cmd);
+        // `--`: a command that starts with `-` is the command, never an option of the guard.
+        c.arg("__exec-guard")
+            .arg("--")
+            .arg(std::process::id().to_string())
+            .arg(cmd);
         return c;
     }
     let mut c = tokio::process::Command::new("sh");

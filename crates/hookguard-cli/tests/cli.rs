@@ -1608,7 +1608,9 @@ fn sigterm(pid: u32) {
 }
 
 /// SIGKILL to the process groups whose leaders' pids an --exec command wrote (`echo $$`):
-/// commands orphaned by a receiver killed -9 must not finish behind the test's back.
+/// commands orphaned by a receiver killed -9 must not finish behind the test's back. On Linux
+/// `sh` is not the leader (the `__exec-guard` is, and kills the group itself when `serve`
+/// dies), so this finds no group there; it matters where commands run without the guard.
 fn kill_groups(pids: &Path) {
     for pid in file_lines(pids) {
         let pid = pid.split_whitespace().last().unwrap_or_default().to_owned();
