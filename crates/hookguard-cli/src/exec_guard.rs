@@ -8,8 +8,10 @@
 //! a killed `serve` would run on beside the next `serve`, which runs the delivery again once
 //! its lease expires: two copies of one handler at once.
 //!
-//! Any other SIGTERM the guard gets is passed on to `sh`, as it reached `sh` before. Processes
-//! the command leaves running in the background after `sh` exits are not guarded.
+//! A SIGTERM to the guard itself while `serve` lives is ignored: `serve`'s threads end one by
+//! one when it dies, and each passes the guard on with a signal while `getppid` still names
+//! `serve` (passing such a signal on to `sh` would end `sh` and leave its children behind).
+//! Processes the command leaves running in the background after `sh` exits are not guarded.
 
 use std::process::ExitCode;
 
@@ -63,6 +65,8 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A check once a second as well, in case a signal is ever missed.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -71,19 +75,17 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
                     Err(_) => ExitCode::from(1),
                 };
             }
-            _ = term.recv() => {
-                // The kernel reparents the guard before it sends the parent-death signal, so
-                // a parent other than `serve` means `serve` is gone: the whole group goes.
-                if parent_pid() != Some(a.parent) {
-                    kill_own_group();
-                    return ExitCode::from(1);
-                }
-                // Someone else's SIGTERM (a service manager stopping everything, an operator):
-                // the command gets it, as it did before there was a guard, and may trap it.
-                if let Some(id) = child.id() {
-                    terminate(id);
-                }
-            }
+            _ = term.recv() => {}
+            _ = tick.tick() => {}
+        }
+        // The kernel reparents the guard before it sends the parent-death signal. While
+        // `serve` dies, its threads end one by one and the guard passes from one to the next,
+        // with a signal each time, `getppid` still `serve`: only a parent other than `serve`
+        // means it is gone. Any other SIGTERM to the guard itself is ignored (the command is
+        // reached through its own pid or the group).
+        if parent_pid() != Some(a.parent) {
+            kill_own_group();
+            return ExitCode::from(1);
         }
     }
 }
@@ -91,13 +93,6 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
 fn parent_pid() -> Option<u32> {
     let p = rustix::process::getppid()?;
     u32::try_from(p.as_raw_nonzero().get()).ok()
-}
-
-fn terminate(pid: u32) {
-    use rustix::process::{kill_process, Pid, Signal};
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = kill_process(pid, Signal::TERM);
-    }
 }
 
 /// The command's exit code, or 128 + the signal that ended it (as a shell reports it).

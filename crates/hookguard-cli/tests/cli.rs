@@ -1108,7 +1108,10 @@ fn exec_timeout_kills_the_whole_process_group() {
     assert_dies(pid, server);
     // sh itself (and the kill helper) were reaped by serve: no zombie children.
     assert_eq!(zombie_children(server), Vec::<u32>::new());
-    assert!(s.stderr().contains("process group was killed"), "{}", s.stderr());
+    // The log line reaches the test through a reader thread: wait for it (bounded).
+    wait_for("the timeout's log line", Duration::from_secs(10), || {
+        s.stderr().contains("process group was killed")
+    });
 }
 
 /// Waits (at most 10 s) until `pid` is dead: gone, or a zombie waiting for a parent other
@@ -1141,13 +1144,16 @@ fn read_pid(file: &Path) -> u32 {
     }
 }
 
-#[test]
-fn exec_children_die_when_the_sender_hangs_up() {
-    let dir = scratch("exec-hangup");
-    let pid_file = dir.join("child.pid");
+/// A `serve` (HCSS, inline) running an --exec command that starts `sleep 60` and waits for it,
+/// with the delivery's connection left open. Returns the server, the connection, and the
+/// pids of `sh` and of its child once the command wrote them.
+fn serve_with_exec_in_flight(tag: &str) -> (Server, TcpStream, u32, u32) {
+    let dir = scratch(tag);
+    let (sh_file, child_file) = (dir.join("sh.pid"), dir.join("child.pid"));
     let cmd = format!(
-        "cat >/dev/null; sleep 60 & echo $! > '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
-        p = pid_file.display()
+        "cat >/dev/null; echo $$ > '{s}.tmp'; mv '{s}.tmp' '{s}'; sleep 60 & echo $! > '{c}.tmp'; mv '{c}.tmp' '{c}'; wait",
+        s = sh_file.display(),
+        c = child_file.display()
     );
     let s = Server::start(&[
         "--provider",
@@ -1168,11 +1174,18 @@ fn exec_children_die_when_the_sender_hangs_up() {
     )
     .unwrap();
     c.write_all(body).unwrap();
-    let pid = read_pid(&pid_file);
+    let child = read_pid(&child_file);
+    let sh = read_pid(&sh_file);
+    (s, c, sh, child)
+}
+
+#[test]
+fn exec_children_die_when_the_sender_hangs_up() {
+    let (s, c, _, child) = serve_with_exec_in_flight("exec-hangup");
     // The sender gives up (its own timeout) and closes the connection: the handler is
     // dropped, and the command's whole group with it.
     drop(c);
-    assert_dies(pid, s.child.id());
+    assert_dies(child, s.child.id());
 }
 
 /// `serve` killed -9 while an --exec command runs: the command and its children die with it
@@ -1181,34 +1194,7 @@ fn exec_children_die_when_the_sender_hangs_up() {
 #[cfg(target_os = "linux")]
 #[test]
 fn exec_commands_die_with_a_serve_killed_9() {
-    let dir = scratch("exec-kill9");
-    let (sh_file, child_file) = (dir.join("sh.pid"), dir.join("child.pid"));
-    let cmd = format!(
-        "cat >/dev/null; echo $$ > '{s}'; sleep 60 & echo $! > '{c}.tmp'; mv '{c}.tmp' '{c}'; wait",
-        s = sh_file.display(),
-        c = child_file.display()
-    );
-    let mut s = Server::start(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        "t",
-        "--exec",
-        &cmd,
-        "--exec-timeout",
-        "30",
-    ]);
-    let body = br#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#;
-    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    write!(
-        c,
-        "POST /webhooks?token=t HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    c.write_all(body).unwrap();
-    let child = read_pid(&child_file);
-    let sh = read_pid(&sh_file);
+    let (mut s, _c, sh, child) = serve_with_exec_in_flight("exec-kill9");
     let server = s.child.id();
     s.child.kill().unwrap();
     s.child.wait().unwrap();
