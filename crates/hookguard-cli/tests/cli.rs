@@ -1202,6 +1202,39 @@ fn exec_commands_die_with_a_serve_killed_9() {
     assert_dies(child, server);
 }
 
+/// A SIGTERM sent to the guard itself while its `serve` (here: this test process) lives is
+/// ignored: the command goes on. (A dying `serve` hands the guard from thread to thread with a
+/// signal each time while `getppid` still names it; ending the command then would leave its
+/// children behind.)
+#[cfg(target_os = "linux")]
+#[test]
+fn the_exec_guard_ignores_a_sigterm_while_serve_lives() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("guard-term");
+    let pid_file = dir.join("sh.pid");
+    let cmd = format!(
+        "echo $$ > '{p}.tmp'; mv '{p}.tmp' '{p}'; sleep 30",
+        p = pid_file.display()
+    );
+    let mut guard = Command::new(BIN)
+        .args(["__exec-guard", "--", &std::process::id().to_string(), &cmd])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sh = read_pid(&pid_file);
+    sigterm(guard.id());
+    std::thread::sleep(Duration::from_millis(500));
+    let running = guard.try_wait().unwrap().is_none();
+    let sh_alive = proc_state(sh).is_some_and(|(st, _)| st != 'Z');
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", guard.id())])
+        .status();
+    let _ = guard.wait();
+    assert!(running, "the guard ended on a SIGTERM while its parent lives");
+    assert!(sh_alive, "the command ended on a SIGTERM sent to the guard");
+}
+
 #[test]
 fn exec_leaves_nul_and_oversized_values_out_of_the_environment() {
     let dir = scratch("exec-env");
