@@ -30,10 +30,7 @@ pub struct ExecGuardArgs {
 pub fn run(a: &ExecGuardArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot start: {e}"));
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(format_args!("cannot start: {e}")),
     };
     rt.block_on(guard(a))
 }
@@ -44,14 +41,10 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
     // which would end the guard alone and leave the command running.
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
-        Err(e) => {
-            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot watch signals: {e}"));
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(format_args!("cannot watch signals: {e}")),
     };
     if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)) {
-        crate::common::write_stderr(format_args!("hookguard: --exec guard: no parent-death signal: {e}"));
-        return ExitCode::from(1);
+        return failed(format_args!("no parent-death signal: {e}"));
     }
     // `serve` may have gone before the line above: then no signal would ever come.
     if parent_pid() != Some(a.parent) {
@@ -60,10 +53,7 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
     // stdin (the body), stdout and stderr are the guard's own, as `serve` set them.
     let mut child = match tokio::process::Command::new("sh").arg("-c").arg(&a.cmd).spawn() {
         Ok(c) => c,
-        Err(e) => {
-            crate::common::write_stderr(format_args!("hookguard: --exec guard: cannot start sh: {e}"));
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(format_args!("cannot start sh: {e}")),
     };
     // A check once a second as well, in case a signal is ever missed.
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -88,6 +78,12 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+}
+
+/// Says why the guard gives up, on stderr (the command's stderr too), and fails.
+fn failed(why: std::fmt::Arguments<'_>) -> ExitCode {
+    crate::common::write_stderr(format_args!("hookguard: --exec guard: {why}"));
+    ExitCode::from(1)
 }
 
 fn parent_pid() -> Option<u32> {

@@ -341,9 +341,10 @@ const INBOX_VARIABLES: [&str; 2] = ["HOOKGUARD_INBOX_ID", "HOOKGUARD_ATTEMPT"];
 
 impl Exec {
     /// Runs the command once for `d` (inline handler and inbox worker alike): `sh -c CMD` in a
-    /// process group of its own, the body on stdin, env-safe variables, the whole group killed
-    /// past the timeout (or when this future is dropped), `sh` always reaped. `extra` adds
-    /// variables (inbox mode: [`INBOX_VARIABLES`]).
+    /// process group of its own (led by the guard on Linux, see [`command`]), the body on stdin,
+    /// env-safe variables, the whole group killed past the timeout (or when this future is
+    /// dropped), the group's leader always reaped. `extra` adds variables (inbox mode:
+    /// [`INBOX_VARIABLES`]).
     async fn run(&self, d: &Delivery, extra: &[(&str, String)]) -> Result<(), ExecError> {
         let mut cmd = command(&self.cmd);
         cmd.env("HOOKGUARD_PROVIDER", d.provider().as_str());
@@ -388,7 +389,7 @@ impl Exec {
             .kill_on_drop(true)
             .spawn()
             .map_err(ExecError::Spawn)?;
-        // Declared after `child`, so dropped first: the group dies before tokio reaps sh.
+        // Declared after `child`, so dropped first: the group dies before tokio reaps its leader.
         let mut group = GroupGuard(child.id());
         let stdin = child.stdin.take();
         let body = d.body().clone();
@@ -403,7 +404,7 @@ impl Exec {
         .await;
         match result {
             Ok(Ok(status)) => {
-                // sh is reaped: its number may be reused, never signal that group again.
+                // The leader is reaped: its number may be reused, never signal that group again.
                 group.disarm();
                 if status.success() {
                     Ok(())
@@ -413,8 +414,8 @@ impl Exec {
             }
             Ok(Err(e)) => Err(ExecError::Io(e)),
             Err(_) => {
-                // Kill the whole group while sh is still unreaped (its number stays ours),
-                // then reap sh; the orphaned children are reaped by init.
+                // Kill the whole group while its leader is still unreaped (its number stays
+                // ours), then reap the leader; the orphaned children are reaped by init.
                 group.kill().await;
                 let _ = child.start_kill();
                 let _ = child.wait().await;

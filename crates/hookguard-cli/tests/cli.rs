@@ -1227,9 +1227,7 @@ fn the_exec_guard_ignores_a_sigterm_while_serve_lives() {
     std::thread::sleep(Duration::from_millis(500));
     let running = guard.try_wait().unwrap().is_none();
     let sh_alive = proc_state(sh).is_some_and(|(st, _)| st != 'Z');
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", guard.id())])
-        .status();
+    kill_group(&guard.id().to_string());
     let _ = guard.wait();
     assert!(running, "the guard ended on a SIGTERM while its parent lives");
     assert!(sh_alive, "the command ended on a SIGTERM sent to the guard");
@@ -1632,12 +1630,16 @@ fn sigterm(pid: u32) {
 /// dies), so this finds no group there; it matters where commands run without the guard.
 fn kill_groups(pids: &Path) {
     for pid in file_lines(pids) {
-        let pid = pid.split_whitespace().last().unwrap_or_default().to_owned();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stderr(Stdio::null())
-            .status();
+        kill_group(pid.split_whitespace().last().unwrap_or_default());
     }
+}
+
+/// SIGKILL to process group `pgid` (silently nothing when there is none).
+fn kill_group(pgid: &str) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Server {
