@@ -37,7 +37,7 @@ def write(target, name, data):
         f.write(data)
 
 
-for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload"]:
+for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast"]:
     shutil.rmtree(os.path.join(HERE, t), ignore_errors=True)
 
 # tv1_header: HEADER \0 BODY, secret "whsec_fuzz".
@@ -76,3 +76,9 @@ for name, b in BODIES.items():
     write("signed_payload", name, b)
 write("signed_payload", "github_with_ids", BODIES["github"] + b"\0" + b"72d3162e-cc78-11e3-81ab-4c9367dc0958\0pull_request")
 write("signed_payload", "bwp_with_ids", BODIES["buildworkpro"] + b"\0evt_1\0bid.accepted")
+
+# json_fast: a body, every sender's, and the shapes the comparison's structs read.
+for name, b in BODIES.items():
+    write("json_fast", name, b)
+write("json_fast", "fields", b'{"id":7,"type":null,"n":3,"data":{"a":[1.5e-3,true]},"tags":["x"],"raw":[{}],"date":"d"}')
+write("json_fast", "escapes", b'{"date":"\\u00e9\\n","x":"\\ud800","\\u0069d":"k"}')

@@ -78,6 +78,33 @@ fn breakdown(c: &mut Criterion) {
             )
         })
     });
+    // A dense event of the same size: short strings, numbers, nested objects (the layer
+    // bench's body is one long string, which a fast string scan flatters).
+    let mut dense = String::from(
+        r#"{"id":"evt_00000000000000a1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","data":{"items":["#,
+    );
+    for i in 0.. {
+        let item = format!(
+            r#"{{"lineId":{i},"qty":{}.5,"unit":"ea","costCode":"03-300","description":"Concrete forms","approved":true,"notes":null}},"#,
+            i * 7
+        );
+        if dense.len() + item.len() + 3 > 4096 {
+            break;
+        }
+        dense.push_str(&item);
+    }
+    dense.pop();
+    dense.push_str("]}}");
+    let dense = Bytes::from(dense);
+    g.bench_function("describe_4096_dense", |b| {
+        b.iter(|| {
+            black_box(
+                BuildWorkPro::new()
+                    .describe(black_box(&head), black_box(&dense))
+                    .unwrap(),
+            )
+        })
+    });
     g.bench_function("verify_4096", |b| {
         b.iter(|| black_box(v.verify(black_box(&head), black_box(body.clone())).unwrap()))
     });

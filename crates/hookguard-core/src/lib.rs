@@ -59,6 +59,7 @@ pub mod envelope;
 mod error;
 pub mod extract;
 pub mod inbox;
+mod json_fast;
 mod json_struct;
 mod key;
 pub mod observe;

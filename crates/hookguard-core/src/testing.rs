@@ -80,3 +80,20 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         std::thread::yield_now();
     }
 }
+
+/// Panics unless the probes' JSON parser answers `body` exactly as `serde_json::from_slice`
+/// does (the same value, or an error of the same category), and takes its fast path for a
+/// usual body serde_json reads. The `json_fast` fuzz target runs this on arbitrary input.
+///
+/// ```
+/// hookguard_core::testing::check_json_fast(br#"{"id":"evt_1","type":"bid.accepted","date":"x"}"#);
+/// hookguard_core::testing::check_json_fast(b"{\"id\":1,}");
+/// ```
+pub fn check_json_fast(body: &[u8]) {
+    if let Err(disagreement) = crate::json_fast::check::agrees(body) {
+        panic!(
+            "json_fast disagrees with serde_json on {:?}: {disagreement}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}

@@ -66,7 +66,7 @@ pub(crate) fn header_token(
 /// sender's mistake (`invalid_payload`, 400); JSON our probe cannot read is a gap in our model
 /// (`unexpected_payload`, 500, retryable).
 pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejection> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    crate::json_fast::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             tracing::error!(error = %e.line(), "verified webhook body does not match the sender's documented shape");
             Rejection::UnexpectedPayload {

@@ -337,7 +337,7 @@ impl Scheme for StandardWebhooks {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         // The payload is usually JSON with a `type`; the signature does not depend on it.
-        let kind = serde_json::from_slice::<Probe>(body).ok().and_then(|p| p.kind);
+        let kind = crate::json_fast::from_slice::<Probe>(body).ok().and_then(|p| p.kind);
         Ok(Described {
             dedupe_key: id.clone(),
             event_id: id,
