@@ -78,7 +78,7 @@ impl<'a> Scan<'a> {
     /// After an opening quote: skips to after the closing one. `Some(escaped)` when valid by
     /// serde_json's `ignore_str` (control characters refused, escapes checked, bytes above
     /// 0x7F not checked), `None` otherwise.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<bool> {
         let b = self.b;
         let mut i = self.i;
@@ -157,6 +157,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A key of a nested object and its colon, whitespace before each.
+    #[inline(always)]
     fn key(&mut self) -> Option<()> {
         self.ws();
         if self.peek()? != b'"' {
@@ -256,19 +257,31 @@ fn word_mask(b: &[u8], i: usize) -> Option<u64> {
     )
 }
 
-/// The index of the first special byte at or after `i` (`b.len()` when none).
-#[inline]
-fn plain_run(b: &[u8], mut i: usize) -> usize {
-    // Most strings end within two words: 8 bytes a step with the exact position.
-    for _ in 0..2 {
-        match word_mask(b, i) {
-            Some(0) => i += 8,
-            Some(m) => return i + (m.trailing_zeros() / 8) as usize,
-            None => return tail(b, i),
-        }
+/// The index of the first special byte at or after `i` (`b.len()` when none). Most strings
+/// (keys, enum values, ids) end within two words: those tests are inlined into the scan.
+#[inline(always)]
+fn plain_run(b: &[u8], i: usize) -> usize {
+    match word_mask(b, i) {
+        Some(0) => match word_mask(b, i + 8) {
+            Some(0) => long_run(b, i + 16),
+            Some(m) => i + 8 + (m.trailing_zeros() / 8) as usize,
+            None => tail(b, i + 8),
+        },
+        Some(m) => i + (m.trailing_zeros() / 8) as usize,
+        None => tail(b, i),
     }
-    // A long string: 64 bytes a step, in a fold without early exit that compiles to a few
-    // vector instructions per block; then words again to find the byte.
+}
+
+/// [`plain_run`] past the first two words: one more word, then 64 bytes a step in a fold without
+/// early exit that compiles to a few vector instructions per block, then words again to find
+/// the byte.
+#[inline(never)]
+fn long_run(b: &[u8], mut i: usize) -> usize {
+    match word_mask(b, i) {
+        Some(0) => i += 8,
+        Some(m) => return i + (m.trailing_zeros() / 8) as usize,
+        None => return tail(b, i),
+    }
     while let Some(block) = b.get(i..i + 64) {
         if block.iter().fold(false, |acc, &c| acc | special(c)) {
             break;
