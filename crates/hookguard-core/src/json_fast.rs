@@ -4,9 +4,9 @@
 //! must validate all of them (a body that is not JSON is refused). Here a scanner of our own
 //! validates the body — long strings 64 bytes a step in a loop the compiler vectorises, short
 //! ones a word a step — and only the values the probe reads go through serde_json. On 4 KiB
-//! bodies (`breakdown/describe_4096*` in the `verify` bench) the probe takes less than half the
-//! time when the body is one long string, and about 30 % less for a dense event. The answers
-//! are serde_json's by construction:
+//! bodies (`breakdown/describe_4096*` in the `verify` bench) the probe takes about half the
+//! time when the body is one long string, and 26–47 % less for a dense event. The answers are
+//! serde_json's by construction:
 //!
 //! - The fast path is taken only for a top-level object read as a struct, with keys that are
 //!   plain UTF-8 (no escapes), nesting at most [`MAX_DEPTH`] deep, and only where the scanner
