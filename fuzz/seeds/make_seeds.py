@@ -76,6 +76,8 @@ for name, b in BODIES.items():
     write("signed_payload", name, b)
 write("signed_payload", "github_with_ids", BODIES["github"] + b"\0" + b"72d3162e-cc78-11e3-81ab-4c9367dc0958\0pull_request")
 write("signed_payload", "bwp_with_ids", BODIES["buildworkpro"] + b"\0evt_1\0bid.accepted")
+# An id ending in a tab: valid header text that `sign` refuses (the target skips such ids).
+write("signed_payload", "id_with_tab", BODIES["buildworkpro"] + b"\0evt_1\t")
 
 # json_fast: a body, every sender's, and the shapes the comparison's structs read.
 for name, b in BODIES.items():
