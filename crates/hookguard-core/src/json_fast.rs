@@ -264,14 +264,19 @@ fn word_mask(b: &[u8], i: usize) -> Option<u64> {
 /// (keys, enum values, ids) end within two words: those tests are inlined into the scan.
 #[inline(always)]
 fn plain_run(b: &[u8], i: usize) -> usize {
+    word_stop(b, i)
+        .or_else(|| word_stop(b, i + 8))
+        .unwrap_or_else(|| long_run(b, i + 16))
+}
+
+/// The first special byte in the word at `i` (or, with less than a word left, in the rest),
+/// or `None` when the word at `i` is plain.
+#[inline(always)]
+fn word_stop(b: &[u8], i: usize) -> Option<usize> {
     match word_mask(b, i) {
-        Some(0) => match word_mask(b, i + 8) {
-            Some(0) => long_run(b, i + 16),
-            Some(m) => i + 8 + (m.trailing_zeros() / 8) as usize,
-            None => tail(b, i + 8),
-        },
-        Some(m) => i + (m.trailing_zeros() / 8) as usize,
-        None => tail(b, i),
+        Some(0) => None,
+        Some(m) => Some(i + (m.trailing_zeros() / 8) as usize),
+        None => Some(tail(b, i)),
     }
 }
 
@@ -280,11 +285,10 @@ fn plain_run(b: &[u8], i: usize) -> usize {
 /// the byte.
 #[inline(never)]
 fn long_run(b: &[u8], mut i: usize) -> usize {
-    match word_mask(b, i) {
-        Some(0) => i += 8,
-        Some(m) => return i + (m.trailing_zeros() / 8) as usize,
-        None => return tail(b, i),
+    if let Some(stop) = word_stop(b, i) {
+        return stop;
     }
+    i += 8;
     while let Some(block) = b.get(i..i + 64) {
         if block.iter().fold(false, |acc, &c| acc | special(c)) {
             break;
@@ -292,11 +296,10 @@ fn long_run(b: &[u8], mut i: usize) -> usize {
         i += 64;
     }
     loop {
-        match word_mask(b, i) {
-            Some(0) => i += 8,
-            Some(m) => return i + (m.trailing_zeros() / 8) as usize,
-            None => return tail(b, i),
+        if let Some(stop) = word_stop(b, i) {
+            return stop;
         }
+        i += 8;
     }
 }
 
