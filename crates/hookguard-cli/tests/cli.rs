@@ -1083,10 +1083,7 @@ fn exec_timeout_kills_the_whole_process_group() {
     let dir = scratch("exec-group");
     let pid_file = dir.join("child.pid");
     // sh starts a child of its own and waits for it: the timeout must kill both.
-    let cmd = format!(
-        "cat >/dev/null; sleep 60 & echo $! > '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
-        p = pid_file.display()
-    );
+    let cmd = format!("cat >/dev/null; sleep 60 & {}; wait", write_pid("$!", &pid_file));
     let s = Server::start(&[
         "--provider",
         "hcss",
@@ -1128,7 +1125,13 @@ fn assert_dies(pid: u32, server: u32) {
     }
 }
 
-/// Waits (at most 10 s) for the pid an --exec command wrote.
+/// Shell text that writes the pid in `var` (`$$`, `$!`) to `file` whole: to a temporary name,
+/// then renamed, so [`read_pid`] never reads half a number.
+fn write_pid(var: &str, file: &Path) -> String {
+    format!("echo {var} > '{p}.tmp'; mv '{p}.tmp' '{p}'", p = file.display())
+}
+
+/// Waits (at most 10 s) for the pid an --exec command wrote ([`write_pid`]).
 fn read_pid(file: &Path) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1151,9 +1154,9 @@ fn serve_with_exec_in_flight(tag: &str) -> (Server, TcpStream, u32, u32) {
     let dir = scratch(tag);
     let (sh_file, child_file) = (dir.join("sh.pid"), dir.join("child.pid"));
     let cmd = format!(
-        "cat >/dev/null; echo $$ > '{s}.tmp'; mv '{s}.tmp' '{s}'; sleep 60 & echo $! > '{c}.tmp'; mv '{c}.tmp' '{c}'; wait",
-        s = sh_file.display(),
-        c = child_file.display()
+        "cat >/dev/null; {}; sleep 60 & {}; wait",
+        write_pid("$$", &sh_file),
+        write_pid("$!", &child_file)
     );
     let s = Server::start(&[
         "--provider",
@@ -1212,10 +1215,7 @@ fn the_exec_guard_ignores_a_sigterm_while_serve_lives() {
     use std::os::unix::process::CommandExt;
     let dir = scratch("guard-term");
     let pid_file = dir.join("sh.pid");
-    let cmd = format!(
-        "echo $$ > '{p}.tmp'; mv '{p}.tmp' '{p}'; sleep 30",
-        p = pid_file.display()
-    );
+    let cmd = format!("{}; sleep 30", write_pid("$$", &pid_file));
     let mut guard = Command::new(BIN)
         .args(["__exec-guard", "--", &std::process::id().to_string(), &cmd])
         .process_group(0)
