@@ -5,8 +5,8 @@
 //! generic schemes (Standard Webhooks, Stripe, GitHub, Slack).
 //!
 //! This crate re-exports [`hookguard_core`] and, behind features, the adapters:
-//! `tower` / `axum` ([`tower`] module), `actix` (`actix` module), `redis` ([`redis`] module), `sqlite` ([`sqlite`] module: the durable inbox, with the
-//! [`inbox::Worker`]).
+//! `tower` / `axum` (`tower` module), `actix` (`actix` module), `redis` (`redis` module),
+//! `sqlite` (`sqlite` module: the durable inbox, with `inbox::Worker`).
 //!
 //! ```
 //! use hookguard::{schemes::BuildWorkPro, Verifier};

@@ -1,4 +1,4 @@
-//! What the receiver tells the outside world: metrics through the [`metrics`] facade (feature
+//! What the receiver tells the outside world: metrics through the [`metrics`](https://docs.rs/metrics) facade (feature
 //! `metrics`; the library installs no exporter — the application or `hookguard serve
 //! --metrics` does) and sender-health warnings through `tracing` (always on).
 //!
