@@ -461,7 +461,17 @@ impl Writer {
                 }
             }
         }
-        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        // A batch of reads only (`get`, `list`, `stats`: the CLI's commands) takes no write
+        // lock: under WAL it reads a snapshot while another process's writer goes on.
+        let reads_only = batch
+            .iter()
+            .all(|op| matches!(op, Op::Get(..) | Op::List(..) | Op::Stats(..)));
+        let behavior = if reads_only {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let tx = match self.conn.transaction_with_behavior(behavior) {
             Ok(tx) => tx,
             Err(e) => {
                 let msg = e.to_string();

@@ -366,6 +366,27 @@ async fn an_accept_wakes_the_worker_without_waiting_for_a_poll() {
     worker.shutdown().await;
 }
 
+/// `hookguard inbox list|show|stats` open a second handle on the file while `serve` writes to
+/// it. Their reads must never take SQLite's write lock: `serve`'s writer would wait for it and
+/// answer deliveries 503 meanwhile. Here a raw connection holds the write lock (as `serve`'s
+/// writer does mid-batch) for as long as the reads take; a read that needed it would fail
+/// after the busy timeout.
+#[tokio::test]
+async fn reads_from_a_second_handle_never_take_the_write_lock() {
+    let dir = TempDir::new("readers");
+    let serving = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&serving, &bwp("evt_read_1")).await;
+    let writer = rusqlite::Connection::open(dir.file()).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let cli = SqliteInbox::open_existing(dir.file()).unwrap();
+    assert!(cli.get(id).await.unwrap().is_some());
+    assert_eq!(cli.list(ListFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(cli.stats().await.unwrap().pending, 1);
+    writer.execute_batch("COMMIT").unwrap();
+    // Writes still go through (once the lock is free).
+    assert!(cli.replay(id, now_ms()).await.is_err(), "a pending item is not replayable");
+}
+
 #[tokio::test]
 async fn list_filters_by_state_and_provider() {
     let dir = TempDir::new("list");
