@@ -384,7 +384,10 @@ async fn reads_from_a_second_handle_never_take_the_write_lock() {
     assert_eq!(cli.stats().await.unwrap().pending, 1);
     writer.execute_batch("COMMIT").unwrap();
     // Writes still go through (once the lock is free).
-    assert!(cli.replay(id, now_ms()).await.is_err(), "a pending item is not replayable");
+    assert!(
+        cli.replay(id, now_ms()).await.is_err(),
+        "a pending item is not replayable"
+    );
 }
 
 #[tokio::test]
