@@ -288,6 +288,46 @@ async fn failing_handler_backs_off_goes_dead_and_a_replay_after_the_fix_is_done(
     worker.shutdown().await;
 }
 
+/// A delivery whose handler kills the process is claimed again after every restart. Each of
+/// those claims counts an attempt; past the last one the item goes dead without running, so a
+/// poison delivery cannot kill every restart (and a replay still runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
+    let dir = TempDir::new("poison");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_poison")).await;
+    // Two runs that never reported back (the process died during each): their leases expired.
+    let t = now_ms();
+    let first = inbox.claim(t - 20_000, Duration::from_secs(1), 10).await.unwrap();
+    let second = inbox.claim(t - 10_000, Duration::from_secs(1), 10).await.unwrap();
+    assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .retry(RetryPolicy::new(
+        Duration::from_millis(20),
+        Duration::from_millis(80),
+        2,
+    ))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Dead).await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "not run past its last attempt");
+    assert!(rec.last_error.unwrap().contains("no outcome recorded"));
+    inbox.replay(id, now_ms()).await.unwrap();
+    wait_for(&inbox, id, InboxState::Done).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a replay runs it");
+    worker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
     let dir = TempDir::new("panic");

@@ -383,13 +383,26 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
 }
 
 async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
-    let handler = cfg.handler.handle(item.clone());
     let started = std::time::Instant::now();
-    let result = match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(_panic)) => Err("handler panicked".to_owned()),
-        Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
+    // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
+    // last attempt means the earlier ones ended with no outcome recorded: the process died (or
+    // the lease ran out) while the handler ran — perhaps because of this very delivery. It is
+    // not run again: it goes dead, to wait for a replay, instead of killing every restart.
+    let ran = item.attempt <= cfg.retry.max_attempts;
+    let result = if ran {
+        let handler = cfg.handler.handle(item.clone());
+        match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(_panic)) => Err("handler panicked".to_owned()),
+            Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
+        }
+    } else {
+        Err(format!(
+            "not run: attempt {} of at most {}; the earlier attempts ended with no outcome recorded \
+             (the process stopped, or the lease expired, while the handler ran)",
+            item.attempt, cfg.retry.max_attempts
+        ))
     };
     let elapsed = started.elapsed();
     let now = now_ms();
@@ -431,7 +444,9 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
         }
     };
     let provider = item.delivery.provider();
-    crate::observe::handler_time(provider, elapsed);
+    if ran {
+        crate::observe::handler_time(provider, elapsed);
+    }
     let transition = match &outcome {
         Outcome::Done => "done",
         Outcome::Retry { .. } => "retried",
