@@ -281,9 +281,18 @@ impl<'a> Level<'a> {
     }
 }
 
+/// How deep [`canonical`] follows nested objects and arrays. Each level is a recursion and
+/// parses the rest of the value again, so an unbounded depth would let one deeply nested body
+/// overflow the stack. A deeper value has no key: the sender's default key is kept.
+const MAX_DEPTH: usize = 64;
+
 /// Canonical JSON of a value: strings decoded and re-encoded, numbers, `true`, `false` and
-/// `null` exactly as sent, objects with sorted keys, no whitespace.
-fn canonical(raw: &RawValue, out: &mut String) -> Option<()> {
+/// `null` exactly as sent, objects with sorted keys, no whitespace. `None` beyond
+/// [`MAX_DEPTH`] levels of nesting.
+fn canonical(raw: &RawValue, out: &mut String, depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
     let text = raw.get();
     match text.as_bytes().first()? {
         b'"' => {
@@ -301,7 +310,7 @@ fn canonical(raw: &RawValue, out: &mut String) -> Option<()> {
                 }
                 out.push_str(&serde_json::to_string(k).ok()?);
                 out.push(':');
-                canonical(m[k], out)?;
+                canonical(m[k], out, depth + 1)?;
             }
             out.push('}');
         }
@@ -312,7 +321,7 @@ fn canonical(raw: &RawValue, out: &mut String) -> Option<()> {
                 if i > 0 {
                     out.push(',');
                 }
-                canonical(e, out)?;
+                canonical(e, out, depth + 1)?;
             }
             out.push(']');
         }
@@ -358,7 +367,7 @@ impl Compiled {
                     for t in rest {
                         cur = Level::of(cur)?.child(t)?;
                     }
-                    canonical(cur, &mut out)?;
+                    canonical(cur, &mut out, 0)?;
                 }
             }
         }
@@ -385,6 +394,18 @@ mod tests {
             .unwrap();
         let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
         c.compute(&RequestHead::new(&m, &u, &h), body)
+    }
+
+    #[test]
+    fn deeply_nested_values_have_no_key_and_do_not_overflow_the_stack() {
+        let nested = |n: usize| format!(r#"{{"id":"x","data":{}7{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(key("/data", nested(3).as_bytes()).unwrap(), "fields:[[[[7]]]]");
+        assert!(key("/data", nested(MAX_DEPTH).as_bytes()).is_some());
+        assert_eq!(key("/data", nested(MAX_DEPTH + 1).as_bytes()), None);
+        // An authenticated sender's absurd body: no key (the default is kept), no crash.
+        assert_eq!(key("/data", nested(100_000).as_bytes()), None);
+        let objects = format!(r#"{{"data":{}1{}}}"#, r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
+        assert_eq!(key("/data", objects.as_bytes()), None);
     }
 
     #[test]
