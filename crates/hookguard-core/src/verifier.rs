@@ -22,10 +22,20 @@ pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
 pub const DEFAULT_MAX_SIGNATURES: usize = 16;
 /// Default bound for a reflected challenge value: 1 KiB.
 pub const DEFAULT_MAX_CHALLENGE: usize = 1024;
-/// Default bound for reading one body: 4 s, below every sender's own timeout (Procore 5 s,
+/// Default bound for reading one body: 4 s, below the senders' own timeouts (Procore 5 s,
 /// APS 6 s, BuildWorkPro 10 s), so a slow-drip client is answered `408` while the sender
-/// would still read the answer.
+/// would still read the answer. A sender that waits less gets 1 s less than it waits (Slack,
+/// 3 s: 2 s); see [`Verifier::read_timeout`].
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The default read timeout for a sender that waits `sender_timeout` for an answer.
+fn default_read_timeout(sender_timeout: Duration) -> Duration {
+    DEFAULT_READ_TIMEOUT.min(
+        sender_timeout
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1)),
+    )
+}
 /// The most secrets one verifier holds (rotation needs two or three).
 pub const MAX_SECRETS: usize = 16;
 
@@ -132,6 +142,7 @@ impl Verifier {
     /// assert_eq!(v.provider(), Provider::GitHub);
     /// ```
     pub fn builder_arc(scheme: Arc<dyn Scheme>) -> VerifierBuilder {
+        let read_timeout = default_read_timeout(scheme.profile().timeout);
         VerifierBuilder {
             tolerance: scheme.default_tolerance(),
             challenges: scheme.challenges(),
@@ -142,7 +153,7 @@ impl Verifier {
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_signatures: DEFAULT_MAX_SIGNATURES,
             max_challenge: DEFAULT_MAX_CHALLENGE,
-            read_timeout: DEFAULT_READ_TIMEOUT,
+            read_timeout,
             ignore_apps: Vec::new(),
             dedupe_key: None,
             unsigned_key_headers: Vec::new(),
@@ -160,12 +171,19 @@ impl Verifier {
         self.inner.max_body
     }
 
-    /// How long adapters wait for the whole body before answering `408 body_read_timeout`.
+    /// How long adapters wait for the whole body before answering `408 body_read_timeout`:
+    /// by default [`DEFAULT_READ_TIMEOUT`], or 1 s less than the sender waits for an answer
+    /// when that is shorter (the answer must reach a sender that is still listening).
     ///
     /// ```
-    /// use hookguard_core::{schemes::GitHub, Verifier, DEFAULT_READ_TIMEOUT};
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::{GitHub, Slack}, Scheme, Verifier, DEFAULT_READ_TIMEOUT};
     /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
     /// assert_eq!(v.read_timeout(), DEFAULT_READ_TIMEOUT);
+    /// // Slack waits 3 s for an answer.
+    /// let v = Verifier::builder(Slack::new()).secret("s").build().unwrap();
+    /// assert_eq!(v.read_timeout(), Duration::from_secs(2));
+    /// assert!(v.read_timeout() < Slack::new().profile().timeout);
     /// ```
     pub fn read_timeout(&self) -> Duration {
         self.inner.read_timeout
@@ -588,6 +606,18 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::schemes::BuildWorkPro;
     use crate::Receiver;
+
+    /// A slow-drip request is answered `408` while its sender still listens, for every sender.
+    #[test]
+    fn the_default_read_timeout_ends_before_the_sender_stops_waiting() {
+        for &p in crate::Provider::BUILT_IN {
+            let scheme = crate::schemes::for_provider(p).unwrap();
+            let waits = scheme.profile().timeout;
+            let v = Verifier::builder_arc(scheme).secret("whsec_c2VjcmV0").build().unwrap();
+            assert!(v.read_timeout() < waits, "{p:?}: {:?} vs {waits:?}", v.read_timeout());
+            assert!(v.read_timeout() <= DEFAULT_READ_TIMEOUT);
+        }
+    }
 
     /// Everything a built verifier holds, comparable.
     type Settings = (
