@@ -568,7 +568,7 @@ impl<T> ReceiverBuilder<T> {
         }
     }
 
-    /// De-duplicates in `store` with the default lease (30 s) and retention (48 h), failing closed.
+    /// De-duplicates in `store` with the default lease (30 s) and retention (7 days), failing closed.
     pub fn dedupe(mut self, store: impl crate::dedupe::DedupeStore) -> Self {
         self.dedupe = Some(Dedupe::new(store));
         self

@@ -154,9 +154,11 @@ impl fmt::Debug for Dedupe {
 
 /// Default lease: longer than any sender waits (BuildWorkPro 10 s, Procore 5 s).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// Default retention: 48 h, longer than BuildWorkPro's whole retry schedule (≈31 h, +20 %
-/// jitter) and Procore's 12 h queue.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(48 * 3600);
+/// Default retention: 7 days (as the inbox's), longer than every built-in sender's retry
+/// horizon: Stripe 3 days, APS ≥ 48 h after the first attempt, BuildWorkPro ≈ 31 h (+20 %
+/// jitter), Procore's 12 h queue. A shared store (Redis) holds each key that long; a receiver
+/// of only short-horizon senders can lower it with [`Dedupe::retention`].
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the receiver should do with a verified delivery.
 #[derive(Debug)]
@@ -194,7 +196,7 @@ impl Dedupe {
         self
     }
 
-    /// How long a handled key is remembered (default 48 h).
+    /// How long a handled key is remembered (default 7 days, [`DEFAULT_RETENTION`]).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -306,5 +308,29 @@ impl Drop for ClaimGuard {
         if let Some(token) = self.token.take() {
             self.store.abandon(token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::RetrySchedule;
+
+    /// A copy sent on a sender's last retry is still recognised: the default retention outlasts
+    /// every built-in sender's whole retry schedule (with 20 % for jitter).
+    #[test]
+    fn the_default_retention_outlasts_every_senders_retries() {
+        for &p in crate::Provider::BUILT_IN {
+            let profile = crate::schemes::for_provider(p).unwrap().profile();
+            let horizon = match profile.schedule {
+                RetrySchedule::Fixed(waits) => waits.iter().sum(),
+                RetrySchedule::Exponential { horizon, .. } => horizon,
+            };
+            assert!(
+                horizon.mul_f64(1.2) < DEFAULT_RETENTION,
+                "{p:?}: retries for {horizon:?}"
+            );
+        }
+        assert_eq!(DEFAULT_RETENTION, crate::inbox::DEFAULT_RETENTION);
     }
 }
