@@ -155,7 +155,14 @@ impl Scheme for Procore {
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, _body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
-        super::header_token(req, ctx, &self.header, "authorization")?;
+        // The rejection names the header when it is the default; a configured one (any name)
+        // is described, since the label is static.
+        let label = if self.header == http::header::AUTHORIZATION {
+            "authorization"
+        } else {
+            "procore token header"
+        };
+        super::header_token(req, ctx, &self.header, label)?;
         Ok(Authenticated::default())
     }
 
@@ -190,5 +197,32 @@ impl Scheme for Procore {
             headers: vec![(self.header.clone(), v)],
             query: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RequestHead, Verifier};
+
+    /// An oversized token is refused `431` naming the header that carried it.
+    #[test]
+    fn an_oversized_token_names_its_header() {
+        let big = "t".repeat(5000);
+        for (scheme, name, label) in [
+            (Procore::new(), "authorization", "authorization"),
+            (
+                Procore::new().header(HeaderName::from_static("x-hook-token")),
+                "x-hook-token",
+                "procore token header",
+            ),
+        ] {
+            let v = Verifier::builder(scheme).secret("Bearer t").build().unwrap();
+            let mut h = http::HeaderMap::new();
+            h.insert(HeaderName::from_static(name), big.parse().unwrap());
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            let r = v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(br#"{"id":1}"#));
+            assert!(matches!(r, Err(Rejection::HeaderTooLarge(l)) if l == label), "{name}");
+        }
     }
 }
