@@ -630,7 +630,11 @@ impl RetryPolicy {
 
 /// The headers of a request worth keeping with a stored delivery: everything but credentials
 /// (`Authorization`, `Proxy-Authorization`, `Cookie`, and `credential`: the scheme's own token
-/// header), bounded in count and length. Values that are not visible ASCII are dropped.
+/// header), bounded in count and length. Values that are not visible ASCII are dropped, and so
+/// is every header that may carry the request's URL, where a URL token travels (HCSS's
+/// `?token=`): `Referer`, a proxy's copy of the original URI (`X-Original-URI`,
+/// `X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-Envoy-Original-Path`), and any
+/// value holding a query string (`?` … `=`).
 ///
 /// ```
 /// use hookguard_core::inbox::stored_headers;
@@ -642,13 +646,30 @@ impl RetryPolicy {
 /// assert_eq!(kept, vec![("buildworkpro-signature".to_owned(), "t=1,v1=ab".to_owned())]);
 /// ```
 pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>) -> Vec<(String, String)> {
-    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, REFERER};
+    const URL_COPIES: [&str; 5] = [
+        "x-original-uri",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-uri",
+        "x-envoy-original-path",
+    ];
+    let has_query = |v: &[u8]| {
+        v.iter()
+            .position(|&b| b == b'?')
+            .is_some_and(|q| v[q..].contains(&b'='))
+    };
     headers
         .iter()
         .filter(|(name, _)| {
-            **name != AUTHORIZATION && **name != PROXY_AUTHORIZATION && **name != COOKIE && Some(*name) != credential
+            **name != AUTHORIZATION
+                && **name != PROXY_AUTHORIZATION
+                && **name != COOKIE
+                && **name != REFERER
+                && !URL_COPIES.contains(&name.as_str())
+                && Some(*name) != credential
         })
-        .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN)
+        .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN && !has_query(v.as_bytes()))
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .take(MAX_STORED_HEADERS)
         .collect()
@@ -694,5 +715,32 @@ mod tests {
         h.insert("content-type", "application/json".parse().unwrap());
         let kept = stored_headers(&h, Some(&http::HeaderName::from_static("x-token")));
         assert_eq!(kept, vec![("content-type".to_owned(), "application/json".to_owned())]);
+    }
+
+    /// A URL token (HCSS's `?token=`) also travels in the headers a proxy copies the URL into.
+    #[test]
+    fn headers_that_may_carry_the_url_are_never_stored() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "referer",
+            "x-original-uri",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-uri",
+            "x-envoy-original-path",
+        ] {
+            h.insert(http::HeaderName::from_static(name), "/webhooks".parse().unwrap());
+        }
+        h.insert("x-request-uri", "/webhooks/hcss?token=T0K3N".parse().unwrap());
+        h.insert("x-request-id", "abc?def".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let kept = stored_headers(&h, None);
+        assert_eq!(
+            kept,
+            vec![
+                ("x-request-id".to_owned(), "abc?def".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned())
+            ]
+        );
     }
 }
