@@ -93,9 +93,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS hookguard_inbox_unique ON hookguard_inbox(prov
 -- Only pending and running rows are ever claimed: done and dead rows leave this index.
 DROP INDEX IF EXISTS hookguard_inbox_due;
 CREATE INDEX IF NOT EXISTS hookguard_inbox_due_v2 ON hookguard_inbox(next_attempt_at) WHERE state IN (0, 1);
--- The purge runs once a minute: a scan is cheaper than maintaining an index on every complete.
+-- Finished rows by state and time: the purge (once a minute) deletes a range instead of
+-- scanning a table that holds the whole retention (millions of rows), and deletes exactly
+-- those rows' bodies. A completion appends at the end of the range (finished_at grows).
 DROP INDEX IF EXISTS hookguard_inbox_finished;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state, finished_at)
+    WHERE state IN (2, 3);
 ";
+
+/// The purge of one finished state (`?2`: done or dead) before `?1`: a range of the finished
+/// index (the literal `state IN (2, 3)` lets the planner use that partial index).
+const PURGE_ITEMS: &str = "DELETE FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1";
+const PURGE_BODIES: &str = "DELETE FROM hookguard_inbox_body WHERE id IN
+     (SELECT id FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1)";
 
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
                        next_attempt_at, finished_at, last_error, body_len";
@@ -600,19 +610,15 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             Done::Count(tx, r)
         }
         Op::Purge(before, include_dead, tx) => {
-            let sql = if include_dead {
-                "DELETE FROM hookguard_inbox WHERE state IN (2, 3) AND finished_at < ?1"
-            } else {
-                "DELETE FROM hookguard_inbox WHERE state = 2 AND finished_at < ?1"
-            };
             let purge = || -> rusqlite::Result<u64> {
-                let n = conn.execute(sql, params![before])?;
-                // Bodies whose item is gone (this purge's, and any left behind).
-                conn.execute(
-                    "DELETE FROM hookguard_inbox_body WHERE NOT EXISTS
-                     (SELECT 1 FROM hookguard_inbox i WHERE i.id = hookguard_inbox_body.id)",
-                    [],
-                )?;
+                // The bodies of exactly the rows purged, then the rows: both ranges of the
+                // finished index, never a scan of the retained data.
+                let states: &[i64] = if include_dead { &[2, 3] } else { &[2] };
+                let mut n = 0;
+                for &state in states {
+                    conn.prepare_cached(PURGE_BODIES)?.execute(params![before, state])?;
+                    n += conn.prepare_cached(PURGE_ITEMS)?.execute(params![before, state])?;
+                }
                 Ok(n as u64)
             };
             Done::Count(tx, purge().map_err(storage))
@@ -902,5 +908,36 @@ impl InboxStore for SqliteInbox {
     }
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.inner.notify.notified())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(params![0i64, 2i64], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The purge runs every minute against the whole retention (millions of rows): each of its
+    /// statements must be a range of the finished index, never a scan of the items or bodies.
+    #[test]
+    fn the_purge_reads_ranges_of_the_finished_index() {
+        let dir = std::env::temp_dir().join(format!("hg-sqlite-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = connect(&dir.join("inbox.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for sql in [PURGE_ITEMS, PURGE_BODIES] {
+            let p = plan(&conn, sql);
+            assert!(
+                p.contains("INDEX hookguard_inbox_finished_v2 (state=? AND finished_at<?)"),
+                "{p}"
+            );
+            assert!(!p.contains("SCAN"), "{p}");
+        }
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
