@@ -342,7 +342,6 @@ enum Op {
     Replay(i64, i64, Reply<()>),
     ReplayDead(i64, Reply<u64>),
     Purge(i64, bool, Reply<u64>),
-    Stats(Reply<InboxStats>),
 }
 
 /// An operation's result, held until its transaction commits.
@@ -354,7 +353,6 @@ enum Done {
     Count(Reply<u64>, Result<u64, InboxError>),
     Get(Reply<Option<InboxRecord>>, Result<Option<InboxRecord>, InboxError>),
     List(Reply<Vec<InboxRecord>>, Result<Vec<InboxRecord>, InboxError>),
-    Stats(Reply<InboxStats>, Result<InboxStats, InboxError>),
 }
 
 impl Done {
@@ -370,7 +368,6 @@ impl Done {
             Done::Count(_, r) => bad(r),
             Done::Get(_, r) => bad(r),
             Done::List(_, r) => bad(r),
-            Done::Stats(_, r) => bad(r),
         }
     }
 
@@ -383,7 +380,6 @@ impl Done {
             Done::Count(tx, r) => drop(tx.send(r)),
             Done::Get(tx, r) => drop(tx.send(r)),
             Done::List(tx, r) => drop(tx.send(r)),
-            Done::Stats(tx, r) => drop(tx.send(r)),
         }
     }
 
@@ -399,7 +395,6 @@ impl Done {
             Done::Count(tx, _) => drop(tx.send(e(msg))),
             Done::Get(tx, _) => drop(tx.send(e(msg))),
             Done::List(tx, _) => drop(tx.send(e(msg))),
-            Done::Stats(tx, _) => drop(tx.send(e(msg))),
         }
     }
 }
@@ -471,11 +466,10 @@ impl Writer {
                 }
             }
         }
-        // A batch of reads only (`get`, `list`, `stats`: the CLI's commands) takes no write
-        // lock: under WAL it reads a snapshot while another process's writer goes on.
-        let reads_only = batch
-            .iter()
-            .all(|op| matches!(op, Op::Get(..) | Op::List(..) | Op::Stats(..)));
+        // A batch of reads only (`get`, `list`: the CLI's commands; `stats` reads on a
+        // connection of its own) takes no write lock: under WAL it reads a snapshot while
+        // another process's writer goes on.
+        let reads_only = batch.iter().all(|op| matches!(op, Op::Get(..) | Op::List(..)));
         let behavior = if reads_only {
             TransactionBehavior::Deferred
         } else {
@@ -539,7 +533,6 @@ fn op_reply(op: Op) -> Done {
         Op::List(_, tx) => Done::List(tx, e()),
         Op::Replay(.., tx) => Done::Unit(tx, e()),
         Op::ReplayDead(_, tx) | Op::Purge(.., tx) => Done::Count(tx, e()),
-        Op::Stats(tx) => Done::Stats(tx, e()),
     }
 }
 
@@ -623,7 +616,6 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             };
             Done::Count(tx, purge().map_err(storage))
         }
-        Op::Stats(tx) => Done::Stats(tx, stats(conn).map_err(storage)),
     }
 }
 
@@ -903,8 +895,28 @@ impl InboxStore for SqliteInbox {
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
         self.call(move |tx| Op::Purge(before_ms, include_dead, tx))
     }
+    /// Counts every row (the retention's millions, at times): on a read-only connection of
+    /// its own, in a thread of its own, so the writer (and every accept) never waits for it —
+    /// under WAL a reader sees a snapshot while writes go on.
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
-        self.call(Op::Stats)
+        let (reply, answer) = oneshot::channel();
+        let path = self.inner.path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hookguard-sqlite-stats".into())
+            .spawn(move || {
+                let read = || -> rusqlite::Result<InboxStats> {
+                    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    stats(&conn)
+                };
+                let _ = reply.send(read().map_err(storage));
+            });
+        Box::pin(async move {
+            spawned.map_err(storage)?;
+            answer
+                .await
+                .unwrap_or_else(|_| Err(InboxError::storage("the inbox stats reader stopped")))
+        })
     }
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.inner.notify.notified())
