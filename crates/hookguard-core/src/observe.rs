@@ -17,7 +17,9 @@
 //! Labels have bounded cardinality: providers and states are fixed sets, codes are the stable
 //! rejection codes. No event id, path or secret is ever a label.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::Provider;
@@ -38,18 +40,59 @@ pub struct KillSwitch {
     pub what: &'static str,
     /// What the operator should do once it has tripped.
     pub remedy: &'static str,
+    /// Whether the sender counts the failed tries of *one event* (HCSS, APS): then one event
+    /// that keeps failing trips it while other events succeed in between.
+    pub per_event: bool,
 }
 
 impl KillSwitch {
-    /// A kill switch tripping after `failures` failed answers.
+    /// A kill switch tripping after `failures` failed answers in a row.
     pub const fn new(failures: u32, what: &'static str, remedy: &'static str) -> Self {
-        Self { failures, what, remedy }
+        Self {
+            failures,
+            what,
+            remedy,
+            per_event: false,
+        }
     }
+
+    /// The same, counted over the tries of one event.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, Scheme};
+    /// assert!(Hcss::new().kill_switch().unwrap().per_event);
+    /// ```
+    pub const fn per_event(mut self) -> Self {
+        self.per_event = true;
+        self
+    }
+}
+
+/// The most events whose failed tries one [`SenderHealth`] tracks at once; beyond, it forgets
+/// them all and starts again (a bound, not an expected case: a failing event is retried within
+/// hours, and each success forgets its event).
+const MAX_TRACKED_EVENTS: usize = 4096;
+
+/// The identity of one event across its retries, for [`SenderHealth::answered_event`]: a
+/// digest of its body (a retry carries the same bytes). Not a security boundary.
+///
+/// ```
+/// use hookguard_core::observe::event_of;
+/// assert_eq!(event_of(b"{}"), event_of(b"{}"));
+/// assert_ne!(event_of(b"{}"), event_of(b"[]"));
+/// ```
+pub fn event_of(body: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(body);
+    h.finish()
 }
 
 /// Counts the non-2xx answers hookguard gave one sender in a row and warns before its kill
 /// switch trips: a WARN at half the threshold, an ERROR when it is reached. Any `2xx` resets
-/// the count. (A forged request's `401` counts too — hookguard cannot tell it from a genuine
+/// the count. A sender whose switch counts the tries of one event (HCSS, APS) also has each
+/// event's failed tries counted ([`answered_event`](Self::answered_event)), since one failing
+/// event trips it while others succeed. (A forged request's `401` counts too — hookguard cannot tell it from a genuine
 /// delivery refused by a wrong secret, which is exactly the case to warn about; the next
 /// genuine delivery answered `2xx` resets it.)
 ///
@@ -66,6 +109,9 @@ pub struct SenderHealth {
     provider: Provider,
     kill_switch: Option<KillSwitch>,
     failures: AtomicU32,
+    /// Failed tries per event (per-event kill switches only), and how many it holds.
+    events: Mutex<HashMap<u64, u32>>,
+    tracked: AtomicUsize,
 }
 
 impl SenderHealth {
@@ -75,6 +121,87 @@ impl SenderHealth {
             provider,
             kill_switch,
             failures: AtomicU32::new(0),
+            events: Mutex::default(),
+            tracked: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether this sender's kill switch counts the tries of one event (then answers should
+    /// go through [`answered_event`](Self::answered_event)).
+    pub fn counts_events(&self) -> bool {
+        self.kill_switch.is_some_and(|k| k.per_event)
+    }
+
+    /// The most failed tries of any one event not answered `2xx` since (per-event kill
+    /// switches; 0 otherwise).
+    ///
+    /// ```
+    /// use hookguard_core::observe::{event_of, KillSwitch, SenderHealth};
+    /// let h = SenderHealth::new(hookguard_core::Provider::Hcss, Some(KillSwitch::new(5, "stops", "re-subscribe").per_event()));
+    /// let (a, b) = (Some(event_of(b"a")), Some(event_of(b"b")));
+    /// for _ in 0..3 {
+    ///     h.answered_event(false, a);
+    ///     h.answered_event(true, b); // other events succeed in between
+    /// }
+    /// assert_eq!((h.consecutive_failures(), h.event_failures()), (0, 3));
+    /// h.answered_event(true, a);
+    /// assert_eq!(h.event_failures(), 0);
+    /// ```
+    pub fn event_failures(&self) -> u32 {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let m = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().copied().max().unwrap_or(0)
+    }
+
+    /// Records one answer to the event `event` (from [`event_of`]; `None` when no body was
+    /// read): the count in a row, and for a per-event kill switch that event's failed tries,
+    /// warned about at half the threshold and logged as an error when it is reached.
+    pub fn answered_event(&self, success: bool, event: Option<u64>) {
+        self.answered(success);
+        let (Some(k), Some(e)) = (self.kill_switch, event) else {
+            return;
+        };
+        if !k.per_event || (success && self.tracked.load(Ordering::Relaxed) == 0) {
+            return;
+        }
+        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let n = if success {
+            m.remove(&e);
+            0
+        } else {
+            if m.len() >= MAX_TRACKED_EVENTS && !m.contains_key(&e) {
+                m.clear();
+            }
+            let c = m.entry(e).or_insert(0);
+            *c = c.saturating_add(1);
+            *c
+        };
+        self.tracked.store(m.len(), Ordering::Relaxed);
+        drop(m);
+        // Failures in a row are reported by `answered` already: say it once.
+        if n <= self.consecutive_failures() {
+            return;
+        }
+        let warn_at = k.failures.div_ceil(2).max(1);
+        if n == k.failures {
+            tracing::error!(
+                provider = %self.provider,
+                event_failures = n,
+                "{} {} (one event failed {n} times): {}",
+                self.provider_name(),
+                k.what,
+                k.remedy
+            );
+        } else if n == warn_at && n < k.failures {
+            tracing::warn!(
+                provider = %self.provider,
+                event_failures = n,
+                "{} {}; one event failed {n} times so far",
+                self.provider_name(),
+                k.what
+            );
         }
     }
 
@@ -305,5 +432,54 @@ mod tests {
         assert!(c
             .keys()
             .all(|k| !k.contains("tok") && !k.contains("/h") && !k.contains("EmployeeUpdated")));
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use crate::dedupe::{Dedupe, MemoryStore};
+    use crate::schemes::{BuildWorkPro, Hcss};
+    use crate::testing::block_on;
+    use crate::{HandlerOutcome, Receiver, RequestHead, Scheme, Verifier};
+
+    /// HCSS stops a subscription after 5 failed tries of one event, whatever other events do
+    /// in between: the receiver counts each event's failed tries, not only failures in a row.
+    #[test]
+    fn one_event_failing_between_successes_is_counted_per_event() {
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
+            .with_dedupe(Dedupe::new(MemoryStore::new(100)));
+        let headers = http::HeaderMap::new();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=tok"));
+        let head = RequestHead::new(&m, &u, &headers);
+        let post = |id: &str, ok: bool| {
+            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#);
+            let _ = block_on(rx.deliver(&head, body.into(), |_d| async move {
+                HandlerOutcome::<_, ()>::Responded {
+                    response: (),
+                    success: ok,
+                }
+            }));
+        };
+        for i in 0..5 {
+            post("poison", false);
+            post(&format!("fine-{i}"), true);
+        }
+        assert_eq!(rx.health().consecutive_failures(), 0);
+        assert_eq!(rx.health().event_failures(), 5);
+        post("poison", true);
+        assert_eq!(rx.health().event_failures(), 0, "its success forgets it");
+    }
+
+    /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.
+    #[test]
+    fn consecutive_kill_switches_track_no_events() {
+        assert!(!BuildWorkPro::new().kill_switch().unwrap().per_event);
+        let rx = Receiver::new(
+            Verifier::builder(BuildWorkPro::new())
+                .secret("whsec_k")
+                .build()
+                .unwrap(),
+        );
+        assert!(!rx.health().counts_events());
     }
 }

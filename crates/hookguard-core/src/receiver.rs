@@ -183,6 +183,12 @@ impl Receiver {
 
     /// Counts one answer (metrics) and feeds the sender-health count.
     fn answered(&self, outcome: &'static str, code: &'static str, success: bool) {
+        self.answered_event(outcome, code, success, None);
+    }
+
+    /// [`answered`](Self::answered) for an answer to the event `event` ([`observe::event_of`]
+    /// its body, when the sender's kill switch counts one event's tries).
+    fn answered_event(&self, outcome: &'static str, code: &'static str, success: bool, event: Option<u64>) {
         observe::count(
             "hookguard_answers_total",
             &[
@@ -191,7 +197,7 @@ impl Receiver {
                 ("code", code),
             ],
         );
-        self.health.answered(success);
+        self.health.answered_event(success, event);
     }
 
     /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
@@ -255,13 +261,17 @@ impl Receiver {
 
     /// The answer to a rejection, logged with its code (never the secret or the body).
     pub fn reject(&self, r: &Rejection) -> Response<Bytes> {
+        self.reject_event(r, None)
+    }
+
+    fn reject_event(&self, r: &Rejection, event: Option<u64>) -> Response<Bytes> {
         tracing::info!(
             provider = %self.verifier.provider(),
             code = r.code(),
             status = r.status().as_u16(),
             "webhook rejected"
         );
-        self.answered("rejected", r.code(), false);
+        self.answered_event("rejected", r.code(), false, event);
         crate::response::rejection(r)
     }
 
@@ -311,24 +321,26 @@ impl Receiver {
     #[allow(clippy::result_large_err)]
     pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
+        // One event's tries, for a sender whose kill switch counts them (HCSS, APS).
+        let event = self.health.counts_events().then(|| observe::event_of(&body));
         let timer = observe::Stopwatch::start();
         let verdict = self.verifier.verify(head, body);
         timer.record("hookguard_verify_seconds", provider);
         let delivery = match verdict {
             Ok(Verdict::Deliver(d)) => d,
             Ok(Verdict::Challenge(answer)) => {
-                self.answered("challenge", "", true);
+                self.answered_event("challenge", "", true, event);
                 return Err(answer.into_response());
             }
             Ok(Verdict::Ignored(d)) => {
                 tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application");
-                self.answered("ignored", "", true);
+                self.answered_event("ignored", "", true, event);
                 return Err(crate::response::ignored());
             }
-            Err(r) => return Err(self.reject(&r)),
+            Err(r) => return Err(self.reject_event(&r, event)),
         };
         if let Some(inbox) = &self.inbox {
-            return Err(self.store(inbox.as_ref(), head, &delivery).await);
+            return Err(self.store(inbox.as_ref(), head, &delivery, event).await);
         }
         let guard = match &self.dedupe {
             None => None,
@@ -336,7 +348,7 @@ impl Receiver {
                 Ok(Admission::New(guard)) => Some(guard),
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
-                    self.answered("duplicate", "", true);
+                    self.answered_event("duplicate", "", true, event);
                     return Err(crate::response::duplicate());
                 }
                 Ok(Admission::FailedOpen(e)) => {
@@ -344,13 +356,14 @@ impl Receiver {
                     None
                 }
                 Ok(_) => None,
-                Err(r) => return Err(self.reject(&r)),
+                Err(r) => return Err(self.reject_event(&r, event)),
             },
         };
         Ok(Admitted {
             rx: self,
             delivery,
             guard,
+            event,
         })
     }
 }
@@ -387,6 +400,7 @@ pub struct Admitted<'a> {
     rx: &'a Receiver,
     delivery: Delivery,
     guard: Option<ClaimGuard>,
+    event: Option<u64>,
 }
 
 impl fmt::Debug for Admitted<'_> {
@@ -414,7 +428,12 @@ impl Admitted<'_> {
         F: FnOnce(Delivery) -> Fut,
         Fut: Future<Output = HandlerOutcome<R, E>>,
     {
-        let Admitted { rx, delivery, guard } = self;
+        let Admitted {
+            rx,
+            delivery,
+            guard,
+            event,
+        } = self;
         let provider = rx.verifier.provider();
         let timer = observe::Stopwatch::start();
         let outcome = call(delivery).await;
@@ -428,7 +447,7 @@ impl Admitted<'_> {
         match outcome {
             HandlerOutcome::Responded { response, success } => {
                 handled(if success { "success" } else { "failure" });
-                rx.answered(if success { "handled" } else { "handler_failed" }, "", success);
+                rx.answered_event(if success { "handled" } else { "handler_failed" }, "", success, event);
                 if let Some(g) = guard {
                     match g.settle(success).await {
                         (Ok(true), _) => {}
@@ -446,7 +465,7 @@ impl Admitted<'_> {
             }
             HandlerOutcome::Failed(e) => {
                 handled("failure");
-                rx.answered("handler_failed", "", false);
+                rx.answered_event("handler_failed", "", false, event);
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
@@ -457,7 +476,7 @@ impl Admitted<'_> {
                 if let Some(g) = guard {
                     let _ = g.release().await;
                 }
-                Ok(Reply::Respond(rx.reject(&Rejection::HandlerTimeout)))
+                Ok(Reply::Respond(rx.reject_event(&Rejection::HandlerTimeout, event)))
             }
         }
     }
@@ -465,7 +484,13 @@ impl Admitted<'_> {
 
 impl Receiver {
     /// Inbox mode: stores the delivery durably and answers; never calls the handler.
-    async fn store(&self, inbox: &dyn InboxStore, head: &RequestHead<'_>, delivery: &Delivery) -> Response<Bytes> {
+    async fn store(
+        &self,
+        inbox: &dyn InboxStore,
+        head: &RequestHead<'_>,
+        delivery: &Delivery,
+        event: Option<u64>,
+    ) -> Response<Bytes> {
         let provider = self.verifier.provider();
         let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
         let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
@@ -475,22 +500,22 @@ impl Receiver {
         match accepted {
             Ok(Accepted::Stored(id)) => {
                 tracing::info!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
-                self.answered("accepted", "", true);
+                self.answered_event("accepted", "", true, event);
                 observe::inbox_transition(provider.as_str(), "accepted");
                 crate::response::accepted()
             }
             Ok(Accepted::Duplicate(id)) => {
                 tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
-                self.answered("duplicate", "", true);
+                self.answered_event("duplicate", "", true, event);
                 crate::response::duplicate()
             }
             Err(InboxError::Full { limit }) => {
                 tracing::warn!(%provider, limit, "inbox full: answering 503 so the sender retries");
-                self.reject(&Rejection::InboxFull)
+                self.reject_event(&Rejection::InboxFull, event)
             }
             Err(e) => {
                 tracing::error!(%provider, error = %e, "inbox could not store the delivery: answering 503");
-                self.reject(&Rejection::StoreUnavailable)
+                self.reject_event(&Rejection::StoreUnavailable, event)
             }
         }
     }

@@ -642,11 +642,13 @@ fn html(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// The sender-health block: non-2xx answers in a row against the kill switch.
+/// The sender-health block: non-2xx answers in a row (or, for a sender counting one event's
+/// tries, the most failed tries of one event) against the kill switch.
 fn health_html(ui: &Inspector, out: &mut String) {
     let scheme = ui.receiver.verifier().scheme();
     let name = scheme.profile().name;
-    let n = ui.receiver.health().consecutive_failures();
+    let health = ui.receiver.health();
+    let n = health.consecutive_failures().max(health.event_failures());
     out.push_str("<section id=\"health\"><h2>Sender health</h2>");
     match scheme.kill_switch() {
         Some(k) => {
@@ -660,9 +662,14 @@ fn health_html(ui: &Inspector, out: &mut String) {
             let _ = write!(
                 out,
                 "<div class=\"health {level}\" id=\"health-{level}\"><p><strong>{}</strong>: \
-                 <span id=\"failures\">{n}</span> non-2xx answer(s) in a row; kill switch at {}. \
+                 <span id=\"failures\">{n}</span> {}; kill switch at {}. \
                  {} {}.</p><meter min=\"0\" max=\"{}\" low=\"{}\" high=\"{}\" optimum=\"0\" value=\"{}\"></meter>",
                 esc(name),
+                if k.per_event {
+                    "non-2xx answer(s) in a row, or failed tries of one event"
+                } else {
+                    "non-2xx answer(s) in a row"
+                },
                 k.failures,
                 esc(name),
                 esc(k.what),
@@ -999,6 +1006,7 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
         "provider": ui.receiver.verifier().provider().as_str(),
         "health": {
             "consecutive_failures": ui.receiver.health().consecutive_failures(),
+            "event_failures": ui.receiver.health().event_failures(),
             "kill_switch": k.map(|k| k.failures),
         },
         "inbox": inbox,

@@ -78,11 +78,14 @@ impl Scheme for Aps {
             retry_note: " (4 retries; if the last fails the webhook is disabled)",
             permanent: Permanent::Never,
             give_up: "APS disables the webhook until it is re-enabled through the Webhooks API",
-            kill_switch: Some(KillSwitch::new(
-                5,
-                "disables this webhook when its fourth retry fails",
-                "the webhook is probably disabled: re-enable it through the APS Webhooks API",
-            )),
+            kill_switch: Some(
+                KillSwitch::new(
+                    5,
+                    "disables this webhook when its fourth retry fails",
+                    "the webhook is probably disabled: re-enable it through the APS Webhooks API",
+                )
+                .per_event(),
+            ),
             event_types: &[
                 "dm.version.added",
                 "dm.version.modified",

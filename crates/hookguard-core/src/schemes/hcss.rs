@@ -136,11 +136,14 @@ impl Scheme for Hcss {
             retry_note: " (5 failed tries stop the subscription)",
             permanent: Permanent::Never,
             give_up: "5 tries failed: HCSS marks the subscription Stopped; only re-subscribing revives it",
-            kill_switch: Some(KillSwitch::new(
-                5,
-                "stops this subscription after 5 failed tries",
-                "the subscription is probably stopped: re-subscribe",
-            )),
+            kill_switch: Some(
+                KillSwitch::new(
+                    5,
+                    "stops this subscription after 5 failed tries",
+                    "the subscription is probably stopped: re-subscribe",
+                )
+                .per_event(),
+            ),
             event_types: &[
                 "EmployeeUpdated",
                 "EmployeeCreated",
