@@ -64,6 +64,9 @@ pub use sqlx::PgPool;
 
 /// Default bound for waiting on a pooled connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Rows one purge statement deletes at most; the purge repeats it until fewer are left.
+const PURGE_BATCH: u64 = 5_000;
+
 /// Default `statement_timeout` of the connections [`PgInbox::connect`] opens.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The schema version this crate creates.
@@ -339,8 +342,16 @@ impl Sql {
                             THEN dedupe_key ELSE unique_key END
                  WHERE id = $1 AND state IN (2, 3) RETURNING id"
             ),
-            purge: format!("DELETE FROM {t} WHERE state = 2 AND finished_at < $1"),
-            purge_dead: format!("DELETE FROM {t} WHERE state IN (2, 3) AND finished_at < $1"),
+            // A batch at a time (each statement well within the statement timeout), each a
+            // range of the finished index.
+            purge: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t}
+                 WHERE state = 2 AND state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})"
+            ),
+            purge_dead: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t}
+                 WHERE state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})"
+            ),
             stats: format!(
                 "SELECT state, count(*)::bigint, coalesce(sum(octet_length(body)), 0)::bigint FROM {t} GROUP BY state"
             ),
@@ -393,7 +404,9 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
                CREATE UNIQUE INDEX hookguard_inbox_unique ON {t} (provider, unique_key)
                WHERE unique_key IS NOT NULL; END IF; END $$"
         ),
-        // The purge runs once a minute: a scan is cheaper than an index entry per accept.
+        // The first build's finished index (on finished_at alone) gave way to a scan, which
+        // the statement timeout stops once the inbox holds millions of rows: the purge now
+        // reads `hookguard_inbox_finished_v2` (made below).
         format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_finished"),
         // An older build notified from an insert trigger: NOTIFY in every insert serialises
         // commits (PostgreSQL takes a global lock to queue notifications), so it is gone.
@@ -427,11 +440,30 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     // (concurrently); the warning gives the two statements to run once.
     if !existed {
         let [create, _] = claim_index_sql(schema);
-        sqlx::query(&create.replace(" CONCURRENTLY", ""))
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        for sql in [create, purge_index_sql(schema)] {
+            sqlx::query(&sql.replace(" CONCURRENTLY", ""))
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+        }
     } else {
+        let purge_ready: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_finished_v2' AND i.indisvalid)"
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage)?;
+        if !purge_ready {
+            tracing::warn!(
+                schema,
+                "inbox: this inbox was made by an earlier build: every purge scans the table, and \
+                 fails at the statement timeout once it holds millions of rows. Run once (it does \
+                 not block the inbox): {}",
+                purge_index_sql(schema)
+            );
+        }
         let ready: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -468,6 +500,20 @@ pub fn claim_index_sql(schema: &str) -> [String; 2] {
         ),
         format!("DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".hookguard_inbox_due"),
     ]
+}
+
+/// The purge's index (finished rows by state and time), as an operator runs it on an inbox an
+/// earlier build made (a new inbox gets it in its migration).
+///
+/// ```
+/// let create = hookguard_postgres::purge_index_sql("hookguard");
+/// assert!(create.starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_finished_v2"));
+/// ```
+pub fn purge_index_sql(schema: &str) -> String {
+    format!(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS hookguard_inbox_finished_v2 \
+         ON \"{schema}\".hookguard_inbox (state, finished_at) WHERE state IN (2, 3)"
+    )
 }
 
 /// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
@@ -833,20 +879,35 @@ impl InboxStore for PgInbox {
             } else {
                 &self.inner.sql.purge
             };
-            let r = sqlx::query(sql)
-                .bind(before_ms)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(storage)?;
-            Ok(r.rows_affected())
+            let mut purged = 0;
+            loop {
+                let n = sqlx::query(sql)
+                    .bind(before_ms)
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(storage)?
+                    .rows_affected();
+                purged += n;
+                if n < PURGE_BATCH {
+                    return Ok(purged);
+                }
+            }
         })
     }
 
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
         Box::pin(async move {
             let mut s = InboxStats::default();
+            // Counting every row of a large inbox takes longer than the connections' statement
+            // timeout allows an accept; this transaction allows it a minute (the worker samples
+            // the gauges at most 1/20 of the time counting takes).
+            let mut tx = self.inner.pool.begin().await.map_err(storage)?;
+            sqlx::query("SET LOCAL statement_timeout = '60s'")
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
             let rows = sqlx::query(&self.inner.sql.stats)
-                .fetch_all(&self.inner.pool)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(storage)?;
             for r in rows {
@@ -863,14 +924,15 @@ impl InboxStore for PgInbox {
                 s.body_bytes += bytes;
             }
             s.oldest_pending_ms = sqlx::query_scalar(&self.inner.sql.oldest)
-                .fetch_one(&self.inner.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(storage)?;
             let size: Option<i64> = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
                 .bind(&self.inner.table)
-                .fetch_one(&self.inner.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(storage)?;
+            tx.commit().await.map_err(storage)?;
             s.disk_bytes = size.and_then(|n| u64::try_from(n).ok());
             Ok(s)
         })
@@ -970,6 +1032,72 @@ mod tests {
             .execute(pool)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The purge runs once a minute against the whole retention: each statement deletes a
+    /// batch read from the finished index (never a scan, which the statement timeout stops
+    /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
+    #[tokio::test]
+    async fn the_purge_deletes_batches_read_from_the_finished_index() {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url())
+            .await
+            .expect("PostgreSQL reachable (scripts/test.sh starts one)");
+        let schema = format!("hg_purge_plan_{}", std::process::id());
+        let t = format!("\"{schema}\".hookguard_inbox");
+        run(&pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
+        // 12,000 done and 3,000 dead rows finished at 1..; 1,000 pending.
+        run(
+            &pool,
+            &format!(
+                "INSERT INTO {t} (provider, dedupe_key, unique_key, event_id, state, received_at,
+                                  next_attempt_at, finished_at, headers, body)
+                 SELECT 'buildworkpro', 'k' || g, 'k' || g, 'e' || g,
+                        CASE WHEN g <= 12000 THEN 2 WHEN g <= 15000 THEN 3 ELSE 0 END, 1, 0,
+                        CASE WHEN g <= 15000 THEN g END, '[]', '\\x00'
+                 FROM generate_series(1, 16000) g"
+            ),
+        )
+        .await;
+        run(&pool, &format!("ANALYZE {t}")).await;
+        // On a table this small a scan is cheaper, so the planner is told to avoid one where it
+        // can: a plan that still scans means the index cannot serve the purge's conditions.
+        let sql = Sql::new(&t);
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::raw_sql("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for purge in [&sql.purge, &sql.purge_dead] {
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {purge}"))
+                .bind(100_i64)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("hookguard_inbox_finished_v2") && !plan.contains("Seq Scan"),
+                "the purge scans instead of reading the finished index:\n{plan}"
+            );
+        }
+        sqlx::raw_sql("RESET enable_seqscan").execute(&mut *conn).await.unwrap();
+        drop(conn);
+        // Done rows finished before 11,001: two full batches and a part.
+        assert_eq!(inbox.purge(11_001, false).await.unwrap(), 11_000);
+        assert_eq!(
+            inbox.purge(20_000, true).await.unwrap(),
+            4_000,
+            "the last done and every dead row"
+        );
+        let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 1_000, "pending rows stay");
+        drop(inbox);
+        run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
     }
 
     /// A backlog must not make every claim sort every due row: the claim walks an index in
