@@ -864,8 +864,13 @@ impl InboxStore for PgInbox {
                 .map_err(storage)?;
             let mut n = 0;
             for id in ids {
-                if self.replay(id, now_ms).await.is_ok() {
-                    n += 1;
+                match self.replay(id, now_ms).await {
+                    Ok(()) => n += 1,
+                    // Replayed or purged by someone else meanwhile: not this call's to count.
+                    Err(InboxError::NotFound(_) | InboxError::WrongState { .. }) => {}
+                    // The database failed: say so (the items replayed before it stay replayed)
+                    // rather than report a partial count as success.
+                    Err(e) => return Err(e),
                 }
             }
             Ok(n)
