@@ -71,8 +71,11 @@ CREATE TABLE IF NOT EXISTS hookguard_inbox_body (
     id   INTEGER PRIMARY KEY,
     body BLOB    NOT NULL
 );
+-- AUTOINCREMENT: an id is never given twice, also after the newest rows were purged (`inbox
+-- show 42` and a log line naming item 42 always mean one delivery). A file made by an earlier
+-- build keeps its table (ids of purged newest rows can come again there).
 CREATE TABLE IF NOT EXISTS hookguard_inbox (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     provider        TEXT    NOT NULL,
     dedupe_key      TEXT,
     unique_key      TEXT,

@@ -186,6 +186,20 @@ async fn an_expired_lease_is_claimed_again_and_the_stale_attempt_is_refused() {
     assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Done);
 }
 
+/// Ids are never given twice: after the newest items are purged, a new delivery gets a new id
+/// (`inbox show ID` and the logs naming an id always mean one delivery).
+#[tokio::test]
+async fn ids_are_not_reused_after_a_purge() {
+    let dir = TempDir::new("ids");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let first = stored(&inbox, &bwp("evt_id_1")).await;
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert!(inbox.complete(first, claimed[0].attempt, now_ms()).await.unwrap());
+    assert_eq!(inbox.purge(now_ms() + 1, false).await.unwrap(), 1);
+    let second = stored(&inbox, &bwp("evt_id_2")).await;
+    assert!(second > first, "{second} reuses {first}");
+}
+
 #[tokio::test]
 async fn the_pending_cap_answers_full_and_frees_up() {
     let dir = TempDir::new("cap");
