@@ -867,17 +867,22 @@ pub fn inbox_line(item: &ClaimedItem) -> String {
 
 impl InboxJob {
     async fn handle(&self, item: ClaimedItem) -> Result<(), HandlerError> {
-        // The line's place first: a full queue fails the attempt (retried later) instead of
-        // blocking a worker or dropping a line.
+        // The line's place first: a full queue gives the item back (not an attempt: nothing
+        // ran) instead of blocking a worker or dropping a line; so does a closed stdout (serve
+        // is stopping: the item waits for the next start).
         let permit = match self.queue.clone().try_reserve_owned() {
             Ok(p) => p,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(HandlerError::new(
-                    "stdout is not being read fast enough (queue full); retried later",
+                return Err(HandlerError::defer(
+                    "stdout is not being read fast enough (queue full)",
+                    Duration::from_secs(1),
                 ))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(HandlerError::new("stdout is closed; retried after a restart"))
+                return Err(HandlerError::defer(
+                    "stdout is closed; handled after a restart",
+                    Duration::from_secs(1),
+                ))
             }
         };
         match &self.exec {
@@ -903,9 +908,13 @@ impl InboxJob {
                     text: inbox_line(&item),
                     written: Some(written),
                 });
-                flushed
-                    .await
-                    .map_err(|_| HandlerError::new("stdout is closed: the line could not be written"))
+                // A write that failed printed nothing: not an attempt (serve is stopping).
+                flushed.await.map_err(|_| {
+                    HandlerError::defer(
+                        "stdout is closed: the line could not be written; handled after a restart",
+                        Duration::from_secs(1),
+                    )
+                })
             }
         }
     }

@@ -1664,6 +1664,49 @@ fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
 
+/// A reader that goes away stops `serve`; the line the worker could not print is not an
+/// attempt: even with `--max-attempts 1` the delivery does not go dead, and the next start
+/// prints it once.
+#[test]
+fn inbox_a_closed_stdout_uses_up_no_attempt() {
+    let dir = scratch("inbox-closed-stdout");
+    let db = dir.join("inbox.db");
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_cs",
+        "--inbox",
+        path(&db),
+        "--max-attempts",
+        "1",
+    ];
+    let mut first = Server::start_with(&args, ServeStdout::Closed);
+    let (status, answer) = bwp_post(first.port, "whsec_cs", "evt_closed_stdout");
+    assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
+    let st = first
+        .wait_exit(Duration::from_secs(15))
+        .expect("serve stops when stdout is closed");
+    assert_eq!(st.code(), Some(1), "{}", first.stderr());
+    let rows = inbox_json(&["list"], &db);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["attempts"].as_u64()),
+        (Some("pending"), Some(0)),
+        "{rows:?}"
+    );
+
+    let second = Server::start(&args);
+    let lines = second.wait_n(1, Duration::from_secs(20));
+    let line = json(&lines[0]);
+    assert_eq!(
+        (line["id"].as_str(), line["attempts"].as_u64()),
+        (Some("evt_closed_stdout"), Some(1)),
+        "{line}"
+    );
+    assert_eq!(inbox_json(&["list"], &db)[0]["state"], "done");
+}
+
 #[test]
 fn inbox_kill9_after_the_answer_prints_once_after_restart() {
     let dir = scratch("inbox-kill-answer");

@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | `hookguard_answers_total` | counter | `provider`, `outcome`, `code` | every answer: `outcome` is `handled`, `handler_failed`, `accepted`, `duplicate`, `ignored`, `challenge` or `rejected` (then `code` is the stable rejection code, else empty) |
 //! | `hookguard_handler_outcomes_total` | counter | `provider`, `outcome` | inline handlers: `success`, `failure` (non-2xx or error), `timeout` |
-//! | `hookguard_inbox_transitions_total` | counter | `provider`, `transition` | `accepted`, `done`, `retried`, `dead`, `lost`, `replayed`, `purged` |
+//! | `hookguard_inbox_transitions_total` | counter | `provider`, `transition` | `accepted`, `done`, `retried`, `dead`, `lost`, `deferred`, `replayed`, `purged` |
 //! | `hookguard_verify_seconds` | histogram | `provider` | authenticating and describing one delivery |
 //! | `hookguard_handler_seconds` | histogram | `provider` | one handler run (inline or from the inbox) |
 //! | `hookguard_accept_seconds` | histogram | `provider` | storing one delivery in the inbox (the durable commit) |

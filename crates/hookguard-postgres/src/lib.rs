@@ -326,7 +326,7 @@ impl Sql {
                  WHERE id = $1 AND attempts = $2 AND state = 1"
             ),
             release: format!(
-                "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = 0
+                "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = $3
                  WHERE id = $1 AND attempts = $2 AND state = 1"
             ),
             get: format!("SELECT {COLUMNS}, headers, body FROM {t} WHERE id = $1"),
@@ -790,10 +790,15 @@ impl InboxStore for PgInbox {
     }
 
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
+        self.defer(id, attempt, 0)
+    }
+
+    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
         Box::pin(async move {
             let r = sqlx::query(&self.inner.sql.release)
                 .bind(id)
                 .bind(attempt as i32)
+                .bind(until_ms)
                 .execute(&self.inner.pool)
                 .await
                 .map_err(storage)?;

@@ -154,6 +154,25 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let st = a.stats().await.unwrap();
     assert!(st.done >= 2 && st.disk_bytes.unwrap() > 0, "{st:?}");
     assert_eq!(a.purge(now_ms() + 1, false).await.unwrap(), st.done);
+
+    // Defer: given back uncounted, not due before the time asked.
+    let d = stored(&a, &bwp("evt_defer")).await;
+    let t = now_ms();
+    let c = a.claim(t, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!((c.len(), c[0].attempt), (1, 1));
+    assert!(a.defer(d, 1, t + 60_000).await.unwrap());
+    assert!(!a.defer(d, 1, t + 60_000).await.unwrap(), "no longer held");
+    let rec = a.get(d).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
+    assert!(a
+        .claim(t + 59_000, Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        a.claim(t + 61_000, Duration::from_secs(30), 10).await.unwrap()[0].attempt,
+        1
+    );
 }
 
 /// Completions from many handlers at once share statements (group commit), and each caller

@@ -339,7 +339,8 @@ enum Op {
     Claim(i64, i64, u32, Reply<Vec<ClaimedItem>>),
     Complete(i64, u32, i64, Reply<bool>),
     Fail(i64, u32, String, Option<i64>, i64, Reply<bool>),
-    Release(i64, u32, Reply<bool>),
+    /// Give back without counting the attempt, due at the third field (0: now).
+    Release(i64, u32, i64, Reply<bool>),
     Get(i64, Reply<Option<InboxRecord>>),
     List(ListFilter, Reply<Vec<InboxRecord>>),
     Replay(i64, i64, Reply<()>),
@@ -576,12 +577,12 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             };
             Done::Bool(tx, r)
         }
-        Op::Release(id, attempt, tx) => {
+        Op::Release(id, attempt, until, tx) => {
             let r = conn
                 .execute(
-                    "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = 0
+                    "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = ?3
                      WHERE id = ?1 AND attempts = ?2 AND state = 1",
-                    params![id, attempt],
+                    params![id, attempt, until],
                 )
                 .map(|n| n == 1)
                 .map_err(storage);
@@ -881,7 +882,10 @@ impl InboxStore for SqliteInbox {
         self.call(move |tx| Op::Fail(id, attempt, error, retry_at_ms, now_ms, tx))
     }
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Release(id, attempt, tx))
+        self.call(move |tx| Op::Release(id, attempt, 0, tx))
+    }
+    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Release(id, attempt, until_ms, tx))
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         self.call(move |tx| Op::Get(id, tx))

@@ -342,6 +342,66 @@ async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
     worker.shutdown().await;
 }
 
+/// A handler that could not run now (stdout not read fast enough, a queue full) gives the item
+/// back without counting an attempt, due again after the delay it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferring_handler_does_not_use_up_attempts() {
+    let dir = TempDir::new("defer");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    // The store: deferred is pending again, not before the time asked, the attempt uncounted.
+    let id = stored(&inbox, &bwp("evt_defer_store")).await;
+    let t = now_ms();
+    assert_eq!(inbox.claim(t, Duration::from_secs(30), 10).await.unwrap()[0].attempt, 1);
+    assert!(inbox.defer(id, 1, t + 60_000).await.unwrap());
+    assert!(!inbox.defer(id, 1, t + 60_000).await.unwrap(), "no longer held");
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
+    assert!(inbox
+        .claim(t + 59_000, Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = inbox.claim(t + 61_000, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(again[0].attempt, 1);
+    assert!(inbox.complete(id, 1, now_ms()).await.unwrap());
+
+    // The worker: three deferrals and a success, with at most 2 attempts allowed.
+    let id = stored(&inbox, &bwp("evt_defer")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let (c, o) = (Arc::clone(&calls), Arc::clone(&outcomes));
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            if c.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(HandlerError::defer("queue full", Duration::from_millis(30)))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .retry(RetryPolicy::new(
+        Duration::from_millis(20),
+        Duration::from_millis(80),
+        2,
+    ))
+    .poll_interval(Duration::from_millis(20))
+    .on_outcome(move |_, out| o.lock().unwrap().push(out.clone()))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Done).await;
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().attempts, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    {
+        let o = outcomes.lock().unwrap();
+        assert!(
+            o.len() == 4 && o[..3].iter().all(|x| matches!(x, Outcome::Deferred { .. })) && o[3] == Outcome::Done,
+            "{o:?}"
+        );
+    }
+    worker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
     let dir = TempDir::new("panic");

@@ -493,6 +493,15 @@ pub trait InboxStore: Send + Sync + 'static {
     /// Gives a claim back without counting the attempt (graceful shutdown): pending, due now.
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool>;
 
+    /// Gives a claim back without counting the attempt, due again at `until_ms`: the handler
+    /// could not run now ([`HandlerError::defer`](super::inbox::HandlerError::defer): an output
+    /// not read fast enough, a downstream queue full). The default releases it due now;
+    /// backends override it (the SQLite and PostgreSQL inboxes do).
+    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+        let _ = until_ms;
+        self.release(id, attempt)
+    }
+
     /// One item with its headers and body.
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>>;
 
@@ -537,6 +546,9 @@ impl<T: InboxStore + ?Sized> InboxStore for std::sync::Arc<T> {
     }
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
         (**self).release(id, attempt)
+    }
+    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).defer(id, attempt, until_ms)
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         (**self).get(id)

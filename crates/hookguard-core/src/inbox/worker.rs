@@ -22,7 +22,7 @@ use super::{now_ms, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION};
 /// assert_eq!(e.to_string(), "exit status 3");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandlerError(String);
+pub struct HandlerError(String, Option<Duration>);
 
 impl HandlerError {
     /// An error with this message (bounded to 1 KiB when stored).
@@ -35,7 +35,27 @@ impl HandlerError {
             }
             m.truncate(cut);
         }
-        Self(m)
+        Self(m, None)
+    }
+
+    /// The handler could not run now and did nothing (an output not read fast enough, a
+    /// downstream queue full, shutting down): the item is given back **without counting an
+    /// attempt** and tried again after `after`. Only for "not attempted": a handler that did
+    /// part of its work returns [`new`](Self::new), so the retry limit still ends a loop.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let e = hookguard_core::inbox::HandlerError::defer("queue full", Duration::from_secs(1));
+    /// assert_eq!(e.deferred(), Some(Duration::from_secs(1)));
+    /// assert_eq!(hookguard_core::inbox::HandlerError::new("x").deferred(), None);
+    /// ```
+    pub fn defer(msg: impl Into<String>, after: Duration) -> Self {
+        Self(Self::new(msg).0, Some(after))
+    }
+
+    /// When a deferred handler asked to be tried again.
+    pub fn deferred(&self) -> Option<Duration> {
+        self.1
     }
 }
 
@@ -92,6 +112,14 @@ pub enum Outcome {
     },
     /// The attempt no longer held the item (its lease expired): nothing recorded.
     Lost,
+    /// The handler could not run now ([`HandlerError::defer`]): given back without counting
+    /// the attempt, tried again after this delay.
+    Deferred {
+        /// Why.
+        reason: String,
+        /// When it is tried again.
+        after: Duration,
+    },
 }
 
 type OutcomeHook = Arc<dyn Fn(&ClaimedItem, &Outcome) + Send + Sync>;
@@ -395,6 +423,10 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
         let handler = cfg.handler.handle(item.clone());
         match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
             Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) if e.deferred().is_some() => {
+                let after = e.deferred().unwrap_or_default();
+                return defer(cfg, &item, e.to_string(), after, wake).await;
+            }
             Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Err(_panic)) => Err("handler panicked".to_owned()),
             Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
@@ -454,10 +486,36 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
         Outcome::Retry { .. } => "retried",
         Outcome::Dead { .. } => "dead",
         Outcome::Lost => "lost",
+        Outcome::Deferred { .. } => "deferred",
     };
     crate::observe::inbox_transition(provider.as_str(), transition);
     if let Some(hook) = &cfg.on_outcome {
         hook(&item, &outcome);
+    }
+}
+
+/// Gives a deferred item back, due again after `after`, without counting the attempt.
+async fn defer(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration, wake: &Arc<Notify>) {
+    let until = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+    let outcome = match cfg.store.defer(item.id, item.attempt, until).await {
+        Ok(true) => {
+            tracing::debug!(id = item.id, %reason, ?after, "inbox: handler deferred; the attempt does not count");
+            let wake = Arc::clone(wake);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                wake.notify_one();
+            });
+            Outcome::Deferred { reason, after }
+        }
+        Ok(false) => Outcome::Lost,
+        Err(e) => {
+            tracing::warn!(id = item.id, error = %e, "inbox: could not give a deferred item back; its lease will expire");
+            return;
+        }
+    };
+    crate::observe::inbox_transition(item.delivery.provider().as_str(), "deferred");
+    if let Some(hook) = &cfg.on_outcome {
+        hook(item, &outcome);
     }
 }
 
