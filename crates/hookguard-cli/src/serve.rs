@@ -21,7 +21,7 @@ use hookguard_core::inbox::{
 use hookguard_core::{Delivery, Rejection};
 use hookguard_tower::{VerifiedDelivery, WebhookLayer};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::common::{
     auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
@@ -854,6 +854,14 @@ struct InboxJob {
     /// With --exec: the stdout slot reserved by the attempt now running, per item (a newer
     /// attempt of the same item replaces an older one's, so nothing is held forever).
     reserved: Mutex<HashMap<i64, (u32, mpsc::OwnedPermit<Line>)>>,
+    /// Without --exec: the line queued for an item, until the item is done or dead. A stdout
+    /// read too slowly can keep a line queued past an attempt's wait; the next attempt waits
+    /// for that line instead of queueing another (each delivery is printed once). `None`
+    /// while queued, then whether it was written.
+    printing: Mutex<HashMap<i64, watch::Receiver<Option<bool>>>>,
+    /// How long an attempt waits for its line before giving the item back (not an attempt):
+    /// well inside the worker's handler timeout (90 % of the lease).
+    flush_wait: Duration,
 }
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
@@ -867,6 +875,17 @@ pub fn inbox_line(item: &ClaimedItem) -> String {
 
 impl InboxJob {
     async fn handle(&self, item: ClaimedItem) -> Result<(), HandlerError> {
+        if self.exec.is_none() {
+            let queued = self
+                .printing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&item.id)
+                .cloned();
+            if let Some(flushed) = queued {
+                return self.wait_printed(item.id, flushed).await;
+            }
+        }
         // The line's place first: a full queue gives the item back (not an attempt: nothing
         // ran) instead of blocking a worker or dropping a line; so does a closed stdout (serve
         // is stopping: the item waits for the next start).
@@ -903,23 +922,49 @@ impl InboxJob {
             }
             None => {
                 // Handling is printing: written and flushed, then the worker marks it done.
-                let (written, flushed) = oneshot::channel();
+                let (written, ack) = oneshot::channel();
                 permit.send(Line {
                     text: inbox_line(&item),
                     written: Some(written),
                 });
-                // A write that failed printed nothing: not an attempt (serve is stopping).
-                flushed.await.map_err(|_| {
-                    HandlerError::defer(
-                        "stdout is closed: the line could not be written; handled after a restart",
-                        Duration::from_secs(1),
-                    )
-                })
+                let (tx, flushed) = watch::channel(None);
+                tokio::spawn(async move {
+                    let _ = tx.send(Some(ack.await.is_ok()));
+                });
+                self.printing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(item.id, flushed.clone());
+                self.wait_printed(item.id, flushed).await
             }
         }
     }
 
+    /// Waits (at most `flush_wait`) for an item's queued line to be written.
+    async fn wait_printed(&self, id: i64, mut flushed: watch::Receiver<Option<bool>>) -> Result<(), HandlerError> {
+        let written = tokio::time::timeout(self.flush_wait, flushed.wait_for(Option::is_some)).await;
+        match written {
+            Ok(Ok(v)) if *v == Some(true) => Ok(()),
+            // A write that failed printed nothing: not an attempt (serve is stopping).
+            Ok(_) => {
+                self.printing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                Err(HandlerError::defer(
+                    "stdout is closed: the line could not be written; handled after a restart",
+                    Duration::from_secs(1),
+                ))
+            }
+            // Still queued: given back, and the next attempt waits for this same line.
+            Err(_) => Err(HandlerError::defer(
+                "stdout is not being read fast enough: the line waits in the queue",
+                Duration::from_secs(1),
+            )),
+        }
+    }
+
     fn outcome(&self, item: &ClaimedItem, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Done | Outcome::Dead { .. }) {
+            self.printing.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
+        }
         let reserved = {
             let mut map = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(&item.id) {
@@ -1073,6 +1118,8 @@ async fn run_inbox(
         exec,
         queue,
         reserved: Mutex::new(HashMap::new()),
+        printing: Mutex::new(HashMap::new()),
+        flush_wait: settings.lease / 2,
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     drop(job);

@@ -1707,6 +1707,54 @@ fn inbox_a_closed_stdout_uses_up_no_attempt() {
     assert_eq!(inbox_json(&["list"], &db)[0]["state"], "done");
 }
 
+/// A stdout read too slowly keeps lines queued past an attempt's wait: the item is given back
+/// (no attempt used) and the next attempt waits for the same line, so every delivery is
+/// printed exactly once however long the reader stalls, and none goes dead.
+#[test]
+fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
+    let dir = scratch("inbox-stalled-stdout");
+    let db = dir.join("inbox.db");
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_st",
+        "--inbox",
+        path(&db),
+        "--lease",
+        "2",
+        "--max-attempts",
+        "2",
+    ];
+    let mut s = Server::start_with(&args, ServeStdout::Unread);
+    // Long ids make long lines: a few hundred fill the 64 KiB pipe nobody reads yet.
+    let pad = "x".repeat(100);
+    let ids: Vec<String> = (0..600).map(|i| format!("evt_{i:03}_{pad}")).collect();
+    for id in &ids {
+        let (status, answer) = bwp_post(s.port, "whsec_st", id);
+        assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
+    }
+    // Well past the lease (2 s) and several attempts' waits (1 s) with the pipe full.
+    std::thread::sleep(Duration::from_secs(5));
+    s.read_unread();
+    s.wait_n(ids.len(), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut printed: Vec<String> = s
+        .lines()
+        .iter()
+        .map(|l| json(l)["id"].as_str().unwrap_or_else(|| panic!("{l}")).to_owned())
+        .collect();
+    printed.sort();
+    assert_eq!(printed, ids, "each delivery printed exactly once");
+    let rows = inbox_json(&["list", "--limit", "1000"], &db);
+    assert_eq!(rows.len(), ids.len());
+    assert!(
+        rows.iter().all(|r| r["state"] == "done"),
+        "{:?}",
+        rows.iter().find(|r| r["state"] != "done")
+    );
+}
+
 #[test]
 fn inbox_kill9_after_the_answer_prints_once_after_restart() {
     let dir = scratch("inbox-kill-answer");
