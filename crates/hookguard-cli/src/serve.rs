@@ -71,7 +71,9 @@ at most --retry-max) until --max-attempts, then the item is dead until
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"…\",\"attempts\":1}
 With --exec it is printed after the item is marked done; without, the line is written and
 flushed first, then the item is marked done (a crash between the two prints it again). A full
-stdout queue fails the attempt (retried later); nothing blocks, no line is dropped.
+or closed stdout gives the item back without using an attempt (tried again after 1 s, or after
+a restart); a line still queued behind a slow reader is waited for, never printed twice;
+nothing blocks, no line is dropped.
 Handlers run at least once: a process killed during a handler (kill -9, power loss) leaves its
 item running under a lease; once --lease expires the item runs again. On start, pending items
 and items whose lease expired are handled. Done items are kept 7 days (copies are recognised

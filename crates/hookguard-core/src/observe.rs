@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Provider;
 
@@ -109,9 +109,13 @@ pub struct SenderHealth {
     provider: Provider,
     kill_switch: Option<KillSwitch>,
     failures: AtomicU32,
-    /// Failed tries per event (per-event kill switches only), and how many it holds.
-    events: Mutex<HashMap<u64, u32>>,
+    /// Failed tries per event and the last one's time (per-event kill switches only), and
+    /// how many it holds.
+    events: Mutex<HashMap<u64, (u32, Instant)>>,
     tracked: AtomicUsize,
+    /// How long the sender retries one event; an event failed longer ago than this is
+    /// forgotten at the next success (the sender has given up on it).
+    retry_horizon: Option<Duration>,
 }
 
 impl SenderHealth {
@@ -123,7 +127,27 @@ impl SenderHealth {
             failures: AtomicU32::new(0),
             events: Mutex::default(),
             tracked: AtomicUsize::new(0),
+            retry_horizon: None,
         }
+    }
+
+    /// How long the sender retries one event (from its profile; the receiver sets it). A
+    /// success forgets the events whose last failure is older: the sender no longer retries
+    /// them, so after the operator revived the subscription the count falls back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::observe::{event_of, KillSwitch, SenderHealth};
+    /// let h = SenderHealth::new(hookguard_core::Provider::Hcss, Some(KillSwitch::new(5, "stops", "re-subscribe").per_event()))
+    ///     .with_retry_horizon(Duration::ZERO);
+    /// h.answered_event(false, Some(event_of(b"a")));
+    /// assert_eq!(h.event_failures(), 1);
+    /// h.answered_event(true, Some(event_of(b"b"))); // a later success: "a" is past its retries
+    /// assert_eq!(h.event_failures(), 0);
+    /// ```
+    pub fn with_retry_horizon(mut self, horizon: Duration) -> Self {
+        self.retry_horizon = Some(horizon);
+        self
     }
 
     /// Whether this sender's kill switch counts the tries of one event (then answers should
@@ -152,7 +176,7 @@ impl SenderHealth {
             return 0;
         }
         let m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().copied().max().unwrap_or(0)
+        m.values().map(|&(n, _)| n).max().unwrap_or(0)
     }
 
     /// Records one answer to the event `event` (from [`event_of`]; `None` when no body was
@@ -169,14 +193,17 @@ impl SenderHealth {
         let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
         let n = if success {
             m.remove(&e);
+            if let Some(h) = self.retry_horizon {
+                m.retain(|_, &mut (_, last)| last.elapsed() <= h);
+            }
             0
         } else {
             if m.len() >= MAX_TRACKED_EVENTS && !m.contains_key(&e) {
                 m.clear();
             }
-            let c = m.entry(e).or_insert(0);
-            *c = c.saturating_add(1);
-            *c
+            let c = m.entry(e).or_insert((0, Instant::now()));
+            *c = (c.0.saturating_add(1), Instant::now());
+            c.0
         };
         self.tracked.store(m.len(), Ordering::Relaxed);
         drop(m);
@@ -468,6 +495,30 @@ mod health_tests {
         assert_eq!(rx.health().event_failures(), 5);
         post("poison", true);
         assert_eq!(rx.health().event_failures(), 0, "its success forgets it");
+    }
+
+    /// Refusals that may be forged are not an event's tries (they could crowd out a real one);
+    /// the body's own faults, after authentication, are.
+    #[test]
+    fn only_authenticated_deliveries_count_as_an_events_tries() {
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        let headers = http::HeaderMap::new();
+        let (m, wrong) = (http::Method::POST, http::Uri::from_static("/h?token=wrong"));
+        for i in 0..6 {
+            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"f{i}"}}"#);
+            let r = block_on(rx.admit(&RequestHead::new(&m, &wrong, &headers), body.into()));
+            assert_eq!(r.unwrap_err().status(), 401);
+        }
+        assert_eq!(
+            (rx.health().consecutive_failures(), rx.health().event_failures()),
+            (6, 0)
+        );
+        let right = http::Uri::from_static("/h?token=tok");
+        for _ in 0..2 {
+            let r = block_on(rx.admit(&RequestHead::new(&m, &right, &headers), "not json".into()));
+            assert_eq!(r.unwrap_err().status(), 400);
+        }
+        assert_eq!(rx.health().event_failures(), 2);
     }
 
     /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.

@@ -165,7 +165,14 @@ impl fmt::Debug for Receiver {
 impl Receiver {
     /// A receiver that verifies with `verifier`, without dedupe or budget.
     pub fn new(verifier: Verifier) -> Self {
-        let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch());
+        let profile = verifier.scheme().profile();
+        let horizon = match profile.schedule {
+            crate::profile::RetrySchedule::Fixed(waits) => waits.iter().sum(),
+            crate::profile::RetrySchedule::Exponential { horizon, .. } => horizon,
+        };
+        // Jitter and the sender's own delays: forget an event only well after its last retry.
+        let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch())
+            .with_retry_horizon(horizon.mul_f64(1.5) + Duration::from_secs(60));
         Self {
             verifier,
             dedupe: None,
@@ -321,8 +328,9 @@ impl Receiver {
     #[allow(clippy::result_large_err)]
     pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
-        // One event's tries, for a sender whose kill switch counts them (HCSS, APS).
-        let event = self.health.counts_events().then(|| observe::event_of(&body));
+        // One event's tries, for a sender whose kill switch counts them (HCSS, APS); only
+        // authenticated deliveries are counted (forged bodies could otherwise crowd them out).
+        let event = (self.health.counts_events() && !body.is_empty()).then(|| observe::event_of(&body));
         let timer = observe::Stopwatch::start();
         let verdict = self.verifier.verify(head, body);
         timer.record("hookguard_verify_seconds", provider);
@@ -337,7 +345,11 @@ impl Receiver {
                 self.answered_event("ignored", "", true, event);
                 return Err(crate::response::ignored());
             }
-            Err(r) => return Err(self.reject_event(&r, event)),
+            Err(r) => {
+                // The body's own faults come after authentication; other refusals may be forged.
+                let authenticated = matches!(r, Rejection::UnexpectedPayload { .. } | Rejection::InvalidPayload(_));
+                return Err(self.reject_event(&r, event.filter(|_| authenticated)));
+            }
         };
         if let Some(inbox) = &self.inbox {
             return Err(self.store(inbox.as_ref(), head, &delivery, event).await);

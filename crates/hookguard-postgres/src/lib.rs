@@ -129,6 +129,7 @@ impl PgInboxBuilder {
             max_pending: self.max_pending,
             unannounced: std::sync::atomic::AtomicBool::new(false),
             completions: std::sync::Mutex::default(),
+            stats_turn: tokio::sync::Mutex::new(()),
             channel,
             table,
         });
@@ -156,6 +157,9 @@ struct Inner {
     unannounced: std::sync::atomic::AtomicBool,
     /// The worker's completions waiting for the next shared statement.
     completions: std::sync::Mutex<Completions>,
+    /// One `stats` at a time: it may hold a connection for a while on a large inbox, and the
+    /// pool's connections are for accepts.
+    stats_turn: tokio::sync::Mutex<()>,
 }
 
 /// The most completions one statement (one transaction, one commit) carries.
@@ -907,6 +911,7 @@ impl InboxStore for PgInbox {
 
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
         Box::pin(async move {
+            let _turn = self.inner.stats_turn.lock().await;
             let mut s = InboxStats::default();
             // Counting every row of a large inbox takes longer than the connections' statement
             // timeout allows an accept; this transaction allows it a minute (the worker samples
@@ -1094,8 +1099,11 @@ mod tests {
         }
         sqlx::raw_sql("RESET enable_seqscan").execute(&mut *conn).await.unwrap();
         drop(conn);
-        // Done rows finished before 11,001: two full batches and a part.
-        assert_eq!(inbox.purge(11_001, false).await.unwrap(), 11_000);
+        // Done rows finished before 11,001: one statement deletes one batch, the purge repeats
+        // it until the rest is gone.
+        let one = sqlx::query(&sql.purge).bind(11_001_i64).execute(&pool).await.unwrap();
+        assert_eq!(one.rows_affected(), PURGE_BATCH, "one statement, one batch");
+        assert_eq!(inbox.purge(11_001, false).await.unwrap(), 11_000 - PURGE_BATCH);
         assert_eq!(
             inbox.purge(20_000, true).await.unwrap(),
             4_000,

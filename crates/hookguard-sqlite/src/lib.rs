@@ -206,6 +206,7 @@ impl SqliteInboxBuilder {
                 tx,
                 notify,
                 path: self.path,
+                stats_turn: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -221,6 +222,9 @@ struct Inner {
     tx: SyncSender<Op>,
     notify: Arc<Notify>,
     path: PathBuf,
+    /// One `stats` at a time: callers (the inspector's page, the worker's gauges) wait their
+    /// turn instead of each starting a thread that counts every row.
+    stats_turn: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -904,8 +908,21 @@ impl InboxStore for SqliteInbox {
     }
     /// Counts every row (the retention's millions, at times): on a read-only connection of
     /// its own, in a thread of its own, so the writer (and every accept) never waits for it —
-    /// under WAL a reader sees a snapshot while writes go on.
+    /// under WAL a reader sees a snapshot while writes go on. One call at a time.
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
+        Box::pin(async move {
+            let _turn = self.inner.stats_turn.lock().await;
+            self.count().await
+        })
+    }
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.notify.notified())
+    }
+}
+
+impl SqliteInbox {
+    /// [`InboxStore::stats`] without waiting for its turn.
+    fn count(&self) -> InboxFuture<'_, InboxStats> {
         let (reply, answer) = oneshot::channel();
         let path = self.inner.path.clone();
         let spawned = std::thread::Builder::new()
@@ -924,9 +941,6 @@ impl InboxStore for SqliteInbox {
                 .await
                 .unwrap_or_else(|_| Err(InboxError::storage("the inbox stats reader stopped")))
         })
-    }
-    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.inner.notify.notified())
     }
 }
 

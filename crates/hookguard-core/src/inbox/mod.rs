@@ -593,9 +593,10 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The longest delay (default 1 h).
     pub max: Duration,
-    /// Attempts before an item is dead (default 10). Every claim counts, also one whose
-    /// process died while the handler ran; an item claimed past its last attempt goes dead
-    /// without running (a delivery that kills the process does not kill every restart).
+    /// Attempts before an item is dead (default 10). Every claim that is not given back
+    /// (released at shutdown, or deferred) counts, also one whose process died while the
+    /// handler ran; an item claimed past its last attempt goes dead without running (a
+    /// delivery that kills the process does not kill every restart).
     pub max_attempts: u32,
 }
 

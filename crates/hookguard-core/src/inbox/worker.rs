@@ -494,17 +494,17 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
     }
 }
 
-/// Gives a deferred item back, due again after `after`, without counting the attempt.
+/// Gives a deferred item back, due again after `after` (at least the poll interval), without
+/// counting the attempt; then holds the handler's slot for that long. A handler that defers
+/// everything (its downstream full) therefore slows the worker to `concurrency` items per
+/// `after` instead of claiming and giving back at full speed — also with a store whose
+/// `defer` makes the item due at once (the trait's default).
 async fn defer(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration, wake: &Arc<Notify>) {
+    let after = after.max(cfg.poll);
     let until = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
     let outcome = match cfg.store.defer(item.id, item.attempt, until).await {
         Ok(true) => {
             tracing::debug!(id = item.id, %reason, ?after, "inbox: handler deferred; the attempt does not count");
-            let wake = Arc::clone(wake);
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                wake.notify_one();
-            });
             Outcome::Deferred { reason, after }
         }
         Ok(false) => Outcome::Lost,
@@ -516,6 +516,10 @@ async fn defer(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration
     crate::observe::inbox_transition(item.delivery.provider().as_str(), "deferred");
     if let Some(hook) = &cfg.on_outcome {
         hook(item, &outcome);
+    }
+    if matches!(outcome, Outcome::Deferred { .. }) {
+        tokio::time::sleep(after).await;
+        wake.notify_one();
     }
 }
 
