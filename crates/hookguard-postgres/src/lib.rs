@@ -986,6 +986,10 @@ where
 /// into a fresh transaction. What it does not: effects outside this database (an e-mail, an
 /// HTTP call) still happen at least once — pass the item's dedupe key as an idempotency key.
 ///
+/// Each running handler holds one of the inbox pool's connections for its whole run: keep the
+/// worker's `concurrency` well below the pool's size ([`PgInbox::connect`]: 16; the worker's
+/// default concurrency: 4), or accepts wait for a connection (1 s, then `503`).
+///
 /// ```no_run
 /// use hookguard_core::inbox::{ClaimedItem, Worker};
 /// use hookguard_postgres::{transactional, PgInbox, TxFuture};
