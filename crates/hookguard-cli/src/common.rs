@@ -75,6 +75,7 @@ impl ProviderArg {
     pub const Procore: Self = Self(Provider::Procore);
     pub const Hcss: Self = Self(Provider::Hcss);
     pub const Slack: Self = Self(Provider::Slack);
+    pub const Aps: Self = Self(Provider::Aps);
 }
 
 impl ProviderArg {

@@ -56,7 +56,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro and Procore senders against it.
+    /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro, Procore and APS senders against it.
     Demo(demo::DemoArgs),
     /// Run a receiver (tower layer in axum): verify, de-duplicate, print or --exec each delivery.
     Serve(serve::ServeArgs),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookguard_core::dedupe::{MemoryStore, DEFAULT_LEASE};
 use hookguard_core::http::{HeaderName, HeaderValue};
-use hookguard_core::schemes::BuildWorkPro;
+use hookguard_core::schemes::{Aps, BuildWorkPro};
 use hookguard_core::{Scheme, SignParams};
 use reqwest::header::CONTENT_TYPE;
 
@@ -22,12 +22,14 @@ hookguard_tower::WebhookLayer:
   /webhooks/hcss                HCSS (URL token), in-memory dedupe, inline handler
   /webhooks/buildworkpro        BuildWorkPro (whsec_ secret, ±300 s), in-memory dedupe, inline
   /webhooks/procore             Procore (Authorization header, own application id filtered)
+  /webhooks/aps                 Autodesk Platform Services (x-adsk-signature, HMAC-SHA1)
   /webhooks/procore-inbox       Procore into a durable inbox (a SQLite file in a temporary
                                 directory); a worker runs a 6 s handler
   /webhooks/buildworkpro-inbox  BuildWorkPro into the same inbox; its handler fails twice
 then plays each vendor's sender against it: HCSS challenge, event, retry and wrong token;
 BuildWorkPro valid, forged, replayed-too-late and duplicate deliveries; Procore right and
-wrong Authorization, duplicate ULID and an own-app loop event. The inbox act: a 6 s handler
+wrong Authorization, duplicate ULID and an own-app loop event; APS valid, forged and retried
+deliveries. The inbox act: a 6 s handler
 behind Procore's 5 s timeout answered within milliseconds; a handler failing twice, retried on
 our schedule, then done; a `hookguard serve --inbox` process (this program) killed -9 right
 after answering, restarted on the same file, the event handled and printed once. Each step
@@ -49,6 +51,7 @@ const BWP_SECRET: &str = "whsec_demo_3f9c2a71";
 const PROCORE_TOKEN: &str = "Bearer demo-procore-token";
 const OWN_APP: &str = "demo-app-7";
 const PROCORE_ID: &str = "5982324300946918154";
+const APS_SECRET: &str = "demo-aps-hook-secret";
 
 /// What the vendor should conclude from the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +281,11 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         mk(ProviderArg::Procore, &[PROCORE_TOKEN.into()], &[OWN_APP.into()])?,
         handler.clone(),
     ))
+    .merge(route(
+        "/webhooks/aps",
+        mk(ProviderArg::Aps, &[APS_SECRET.into()], &[])?,
+        handler.clone(),
+    ))
     .merge(inbox_routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -303,6 +311,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     outln!("  /webhooks/hcss          HCSS: URL token ?token=***, challenge echo, dedupe on a body digest")?;
     outln!("  /webhooks/buildworkpro  BuildWorkPro: BuildWorkPro-Signature with {BWP_SECRET}, ±300 s window")?;
     outln!("  /webhooks/procore       Procore: Authorization: {PROCORE_TOKEN}; own app {OWN_APP} filtered")?;
+    outln!("  /webhooks/aps           APS: x-adsk-signature (HMAC-SHA1) with the hook's secret {APS_SECRET}")?;
     outln!("  /webhooks/procore-inbox, /webhooks/buildworkpro-inbox: the same, into a durable inbox (SQLite)")?;
     let mut demo = Demo {
         client,
@@ -464,6 +473,48 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         procore(procore_headers(PROCORE_TOKEN), &own),
         Expect {
             body_contains: Some("ignored"),
+            ..expect(200, None, 0, Want::Delivered)
+        },
+    )
+    .await?;
+
+    // --- Autodesk Platform Services.
+    outln!("\nAPS — {}", Vendor(ProviderArg::Aps).schedule_doc())?;
+    let aps_body = sample_body(ProviderArg::Aps, None, now);
+    let delivery = guid();
+    let aps = |secret: &str| {
+        let signed = Aps::new()
+            .sign(secret, &aps_body, &SignParams::new(now).id(&delivery))
+            .expect("static demo secret signs");
+        let mut headers = vec![json_header()];
+        headers.extend(signed.headers);
+        Request {
+            method: "POST",
+            path: "/webhooks/aps".into(),
+            headers,
+            body: aps_body.clone(),
+        }
+    };
+    demo.step(
+        ProviderArg::Aps,
+        "valid event, x-adsk-signature over the raw body",
+        aps(APS_SECRET),
+        expect(204, None, 1, Want::Delivered),
+    )
+    .await?;
+    demo.step(
+        ProviderArg::Aps,
+        "forged: signed with a secret the receiver does not hold",
+        aps("attacker-guess"),
+        expect(401, Some("signature_mismatch"), 0, Want::Retry),
+    )
+    .await?;
+    demo.step(
+        ProviderArg::Aps,
+        "the same event retried (at least once: a lost answer)",
+        aps(APS_SECRET),
+        Expect {
+            body_contains: Some("duplicate"),
             ..expect(200, None, 0, Want::Delivered)
         },
     )
