@@ -1,12 +1,14 @@
 //! # hookguard
 //!
 //! Receive webhooks safely: answer challenges, prove each delivery is genuine, reject replays,
-//! survive retries and duplicates, and answer fast — for HCSS, Procore, BuildWorkPro and the
-//! generic schemes (Standard Webhooks, Stripe, GitHub, Slack).
+//! survive retries and duplicates, and answer fast — for HCSS, Procore, BuildWorkPro, Autodesk
+//! Platform Services and the generic schemes (Standard Webhooks, Stripe, GitHub, Slack).
 //!
 //! This crate re-exports [`hookguard_core`] and, behind features, the adapters:
 //! `tower` / `axum` (`tower` module), `actix` (`actix` module), `redis` (`redis` module),
-//! `sqlite` (`sqlite` module: the durable inbox, with `inbox::Worker`).
+//! `sqlite` (`sqlite` module: the durable inbox, with `inbox::Worker`), `postgres`
+//! (`postgres` module: the inbox for many replicas), `metrics` (counters and histograms through
+//! the `metrics` facade), `ed25519` (Standard Webhooks `v1a`); `full` is all of them.
 //!
 //! ```
 //! use hookguard::{schemes::BuildWorkPro, Verifier};

@@ -19,7 +19,7 @@ use crate::{ChallengeRule, ConfigError, Key, Provider, Rejection};
 /// let head = RequestHead::new(&method, &uri, &headers);
 /// assert_eq!(head.uri.path(), "/h");
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestHead<'a> {
     /// The method.
     pub method: &'a Method,
@@ -27,6 +27,28 @@ pub struct RequestHead<'a> {
     pub uri: &'a Uri,
     /// The headers.
     pub headers: &'a HeaderMap,
+}
+
+/// Shows the method, the path and the header *names*: a header value or the query can be the
+/// secret itself (Procore's `Authorization`, HCSS's `?token=`).
+///
+/// ```
+/// use hookguard_core::RequestHead;
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=s3cret"));
+/// let mut h = http::HeaderMap::new();
+/// h.insert("authorization", "Bearer s3cret".parse().unwrap());
+/// let shown = format!("{:?}", RequestHead::new(&m, &u, &h));
+/// assert!(shown.contains("/h") && shown.contains("authorization") && !shown.contains("s3cret"));
+/// ```
+impl fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", self.method)
+            .field("path", &self.uri.path())
+            .field("query", &self.uri.query().map(|_| "…"))
+            .field("headers", &self.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl<'a> RequestHead<'a> {

@@ -10,8 +10,8 @@
 //! operations — into one transaction and one sync, then answers each caller. Under load,
 //! concurrent accepts share commits; alone, an accept costs one commit.
 //!
-//! **Bounds.** The queue to the writer is bounded (a full queue answers
-//! [`InboxError::Full`], i.e. `503`); pending and running items are capped
+//! **Bounds.** The queue to the writer is bounded (a full queue answers a storage error,
+//! i.e. `503 store_unavailable` with `Retry-After`); pending and running items are capped
 //! ([`max_pending`](SqliteInboxBuilder::max_pending), default 100,000); done items are purged
 //! after the retention by the worker, so disk use stays flat under a flood of unique ids.
 //!

@@ -166,9 +166,16 @@ fn table_fit(n: usize) -> usize {
 }
 
 fn secs_u32(d: Duration) -> u32 {
-    // Round up: a lease of 1.5 s lasts 2 s, never 1.
+    // Round up: a lease of 1.5 s counts as 2 s, never 1.
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     u32::try_from(s).unwrap_or(u32::MAX)
+}
+
+/// The expiry of something lasting `d` from `now` (whole seconds, rounded down): one second
+/// more than `d` rounded up, for the part of the current second already gone — a lease or a
+/// retention lasts at least as long as asked, at most a second and a bit longer.
+fn expiry(now: u32, d: Duration, max_age: u32) -> u32 {
+    now.saturating_add(secs_u32(d).min(max_age)).saturating_add(1)
 }
 
 impl Default for MemoryStore {
@@ -229,7 +236,7 @@ impl MemoryStore {
         let live = |v: u64| (v >> 32) as u32 > now;
         let answer = |v: u64| if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
         let token = self.token();
-        let claimed = pack(now.saturating_add(secs_u32(lease).min(self.max_age)), token);
+        let claimed = pack(expiry(now, lease, self.max_age), token);
         // Entries of the newer generation are overwritten in place, never removed and
         // re-inserted: removals leave tombstones that would make a full table grow.
         if let Some(v) = s.cur.get_mut(&d) {
@@ -263,7 +270,7 @@ impl MemoryStore {
         if held_by_other {
             return false;
         }
-        let done = pack(now.saturating_add(secs_u32(retention).min(self.max_age)), DONE);
+        let done = pack(expiry(now, retention, self.max_age), DONE);
         // Update in place when the claim is in the newer generation: `HashMap::insert` reserves
         // a slot even for an existing key, which would grow a full table to twice its size.
         if let Some(v) = s.cur.get_mut(&d) {
@@ -402,6 +409,41 @@ mod tests {
         assert_eq!(s.claim_now("k", L), Claim::Done);
     }
 
+    /// A clock with millisecond monotonic time.
+    #[derive(Debug, Clone, Default)]
+    struct Millis(Arc<std::sync::atomic::AtomicU64>);
+    impl Clock for Millis {
+        fn now_unix(&self) -> u64 {
+            1_700_000_000
+        }
+        fn monotonic(&self) -> Duration {
+            Duration::from_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    /// The store counts whole seconds; a lease taken late in a second still lasts as long as
+    /// asked (a copy arriving within the lease while the handler runs is told "in flight").
+    #[test]
+    fn a_lease_lasts_at_least_as_long_as_asked() {
+        let clock = Millis::default();
+        let s = MemoryStore::builder().shards(1).clock(clock.clone()).build();
+        for (start, lease_ms) in [(900, 1_000), (999, 1_000), (1_500, 1_500), (2_999, 2_000)] {
+            let key = format!("k{start}");
+            clock.0.store(start, std::sync::atomic::Ordering::SeqCst);
+            let _t = new(s.claim_now(&key, Duration::from_millis(lease_ms)));
+            clock.0.store(start + lease_ms - 1, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(
+                s.claim_now(&key, L),
+                Claim::InFlight,
+                "claimed at {start} ms for {lease_ms} ms"
+            );
+            clock
+                .0
+                .store(start + lease_ms + 2_000, std::sync::atomic::Ordering::SeqCst);
+            assert!(matches!(s.claim_now(&key, L), Claim::New(_)), "expired by then");
+        }
+    }
+
     #[test]
     fn lease_expiry_lets_a_retry_in_and_the_late_completion_is_refused() {
         let (s, clock) = store(100);
@@ -460,10 +502,10 @@ mod tests {
         let (s, clock) = store(100);
         let t = new(s.claim_now("k", L));
         s.complete_now(&t, R);
-        clock.advance(3599);
-        assert_eq!(s.claim_now("k", L), Claim::Done);
+        clock.advance(3600);
+        assert_eq!(s.claim_now("k", L), Claim::Done, "at least the retention");
         clock.advance(1);
-        assert!(matches!(s.claim_now("k", L), Claim::New(_)));
+        assert!(matches!(s.claim_now("k", L), Claim::New(_)), "at most a second more");
     }
 
     #[test]
