@@ -250,12 +250,13 @@ fn hide_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "postgres://***".into();
     };
+    // Query parameters may carry a password too (`?password=`, which may hold an `@`): never
+    // shown, and cut off before looking for the user info.
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (auth, host) = match rest.rsplit_once('@') {
         Some((auth, host)) => (Some(auth), host),
         None => (None, rest),
     };
-    // Query parameters may carry a password too (`?password=`): never shown.
-    let host = host.split('?').next().unwrap_or(host);
     match auth.map(|a| a.split_once(':').map_or(a, |(user, _)| user)) {
         Some(user) if auth.is_some_and(|a| a.contains(':')) => format!("{scheme}://{user}:***@{host}"),
         Some(user) => format!("{scheme}://{user}@{host}"),
@@ -495,6 +496,14 @@ mod tests {
         let pg = parse_inbox_spec("postgres://u:pw@h:5432/db?sslmode=disable&password=pw2").unwrap();
         assert!(matches!(pg, InboxSpec::Postgres(_)));
         assert_eq!(pg.shown(), "postgres://u:***@h:5432/db");
+        // A password in the query, holding an `@`, without one in the user info.
+        for (url, shown) in [
+            ("postgres://u@h/db?password=p@ss", "postgres://u@h/db"),
+            ("postgres:///db?host=/tmp&password=p@x", "postgres:///db"),
+            ("postgres://u:p@w@h/db#p@rt", "postgres://u:***@h/db"),
+        ] {
+            assert_eq!(parse_inbox_spec(url).unwrap().shown(), shown);
+        }
         assert_eq!(
             split_schema("postgres://h/db?sslmode=disable&hookguard_schema=hg1"),
             ("postgres://h/db?sslmode=disable".to_owned(), Some("hg1".to_owned()))

@@ -54,6 +54,31 @@ struct Cli {
     command: Command,
 }
 
+/// Reports a command-line error: clap's own rendering, except for a refused value of an
+/// argument that may carry a secret, which is named but not shown.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let secret_arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => SECRET_ARGS.iter().find(|s| arg.starts_with(**s)),
+        _ => None,
+    };
+    match (e.kind(), secret_arg) {
+        (ErrorKind::ValueValidation | ErrorKind::InvalidValue, Some(arg)) => {
+            let reason = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            write_stderr(format_args!(
+                "hookguard: invalid value for {arg}{reason} (the value is not shown: it may be a secret)"
+            ));
+            ExitCode::from(2)
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro, Procore and APS senders against it.
@@ -87,8 +112,15 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// Arguments whose value can be a secret: a refused value is never echoed (clap's own message
+/// quotes it).
+const SECRET_ARGS: [&str; 5] = ["--auth-header", "--header", "--ui-token", "--secret", "--uri"];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
     #[cfg(target_os = "linux")]
     if let Command::ExecGuard(a) = &cli.command {
         // No logging set up and no multi-threaded runtime: the guard only waits.

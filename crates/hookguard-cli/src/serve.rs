@@ -761,9 +761,10 @@ pub async fn open_store(spec: &str) -> CliResult<(Arc<dyn DedupeStore>, &'static
             "--store rediss:// (TLS) is not supported by this build; use redis://",
         ));
     }
-    Err(usage(format!(
-        "--store must be `memory` or redis://HOST:PORT[/DB], got {spec:?}"
-    )))
+    // Not echoed: a mistyped URL can still carry a password.
+    Err(usage(
+        "--store must be `memory`, `memory:N` or redis://HOST:PORT[/DB] (value not shown: it may hold a password)",
+    ))
 }
 
 async fn shutdown_signal() {
@@ -1014,11 +1015,24 @@ async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mut
     }
 }
 
+/// `--path` is one literal route: axum would panic on a route parameter or wildcard (`:id`,
+/// `*rest`, `{id}`), so those are a usage error.
+fn check_path(path: &str) -> CliResult<()> {
+    if !path.starts_with('/') {
+        return Err(usage(format!("--path must start with '/', got {path:?}")));
+    }
+    let param = path.contains(['{', '}']) || path.split('/').any(|seg| seg.starts_with([':', '*']));
+    if param || path.contains("//") || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(usage(format!(
+            "--path must be one literal path (no ':', '*', '{{', '}}' segments, no empty segment, no space), got {path:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
-    if !args.path.starts_with('/') {
-        return Err(usage(format!("--path must start with '/', got {:?}", args.path)));
-    }
+    check_path(&args.path)?;
     if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");
     }

@@ -123,7 +123,8 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     }
     let uri: Uri = target
         .parse()
-        .map_err(|_| usage(format!("--uri is not a valid request target: {target:?}")))?;
+        // Not echoed: the query can carry HCSS's URL token.
+        .map_err(|_| usage("--uri is not a valid request target (value not shown: its query may hold a token)"))?;
     let head = RequestHead::new(&method, &uri, &headers);
     // What the receiver checks before reading the body: method, challenge, declared length,
     // shared header or URL token.

@@ -2378,6 +2378,24 @@ fn serve_inbox_usage_errors() {
     let o = serve(&["--workers", "2"]);
     assert_eq!(code(&o), 2);
     assert!(text(&o.stderr).contains("--inbox"), "{}", text(&o.stderr));
+    // A refused value that may be a secret is named, never echoed.
+    for (flag, value) in [
+        ("--auth-header", "Bearer s3cr3t-tok"),
+        ("--ui-token", "s3cr3t-short"),
+        ("--store", "Redis://:s3cr3t@h"),
+    ] {
+        let o = serve(&[flag, value]);
+        assert_eq!(code(&o), 2, "{flag}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(flag), "{}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("s3cr3t"), "{flag}: {}", text(&o.stderr));
+    }
+    // A --path axum would refuse (a parameter, a wildcard) is a usage error, never a panic.
+    for bad in ["/hooks/:id", "/hooks/*rest", "/hooks/{id}", "/hooks/{"] {
+        let o = serve(&["--path", bad]);
+        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--path"), "{}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
+    }
     // The lease must outlive the command.
     assert_eq!(
         code(&serve(&["--inbox", path(&db), "--exec", "true", "--lease", "1"])),
