@@ -214,6 +214,9 @@ impl InboxSpec {
                 if let Some(schema) = schema {
                     b = b.schema(schema);
                 }
+                if !create {
+                    b = b.existing_only();
+                }
                 Arc::new(b.connect(&url).await.map_err(fail)?)
             }
         })
@@ -300,8 +303,8 @@ pub fn inbox_error(e: &InboxError) -> String {
 
 async fn open(at: &Location) -> CliResult<(Arc<dyn InboxStore>, String)> {
     let spec = parse_inbox_spec(&at.inbox)?;
-    // SQLite: an existing inbox only (nothing is created); PostgreSQL: the tables are
-    // migrated idempotently, as `serve` does.
+    // An existing inbox only (nothing is created: a mistyped path, database or schema is an
+    // error); an existing PostgreSQL inbox is migrated idempotently, as `serve` does.
     let inbox = spec.open(hookguard_core::inbox::DEFAULT_MAX_PENDING, false).await?;
     Ok((inbox, spec.shown()))
 }

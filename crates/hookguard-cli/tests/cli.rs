@@ -2912,6 +2912,37 @@ fn drop_pg_schema(url: &str) {
         .output();
 }
 
+/// `hookguard inbox …` reads an existing PostgreSQL inbox only: a mistyped schema is an error
+/// (exit 1), not a new empty inbox.
+#[test]
+fn postgres_inbox_commands_never_create_an_inbox() {
+    let url = pg_inbox("missing");
+    drop_pg_schema(&url);
+    for args in [&["stats"][..], &["list"][..]] {
+        let mut all = vec!["inbox"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--inbox", &url]);
+        let o = hookguard(&all, None);
+        assert_eq!(code(&o), 1, "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("no hookguard inbox"), "{}", text(&o.stderr));
+    }
+    let base = url
+        .split("hookguard_schema=")
+        .next()
+        .unwrap()
+        .trim_end_matches(['?', '&']);
+    let schema = url.rsplit("hookguard_schema=").next().unwrap();
+    let o = Command::new("psql")
+        .arg(base)
+        .args([
+            "-Atc",
+            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "0", "the schema was created");
+}
+
 /// Two `serve --inbox postgres://…` replicas on one database: 64 concurrent copies split
 /// over both are all answered 2xx, stored once and handled once.
 #[test]

@@ -81,6 +81,7 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
 pub struct PgInboxBuilder {
     schema: String,
     max_pending: u64,
+    existing_only: bool,
 }
 
 impl Default for PgInboxBuilder {
@@ -88,6 +89,7 @@ impl Default for PgInboxBuilder {
         Self {
             schema: "public".into(),
             max_pending: DEFAULT_MAX_PENDING,
+            existing_only: false,
         }
     }
 }
@@ -107,6 +109,18 @@ impl PgInboxBuilder {
         self
     }
 
+    /// Opens only an inbox that exists (a tool reading one: a mistyped schema or database is
+    /// an error, not a new empty inbox); by default a missing one is created.
+    ///
+    /// ```
+    /// let b = hookguard_postgres::PgInbox::builder().schema("hooks").existing_only();
+    /// # drop(b);
+    /// ```
+    pub fn existing_only(mut self) -> Self {
+        self.existing_only = true;
+        self
+    }
+
     /// Opens an inbox on a pool you built (your own timeouts apply; keep them below the
     /// senders' timeouts), applying the migrations.
     ///
@@ -115,6 +129,20 @@ impl PgInboxBuilder {
     pub async fn open(self, pool: PgPool) -> Result<PgInbox, InboxError> {
         if self.schema.is_empty() || !self.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(InboxError::storage("schema names are letters, digits and _"));
+        }
+        if self.existing_only {
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass(format('%I.hookguard_inbox', $1::text)) IS NOT NULL")
+                    .bind(&self.schema)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(storage)?;
+            if !exists {
+                return Err(InboxError::storage(format!(
+                    "no hookguard inbox in schema {} of this database",
+                    self.schema
+                )));
+            }
         }
         migrate(&pool, &self.schema).await?;
         let table = format!("\"{}\".hookguard_inbox", self.schema);
