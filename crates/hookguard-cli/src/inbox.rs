@@ -115,7 +115,8 @@ struct ListArgs {
     /// Only items in this state.
     #[arg(long, value_enum)]
     state: Option<StateArg>,
-    /// Only items from this provider (a built-in name, as in `hookguard --help`).
+    /// Only items from this provider, as stored: a built-in name (`procore`, `hcss`, …) or a
+    /// custom scheme's name (so any name is accepted; a typo lists nothing).
     #[arg(long, value_name = "P")]
     provider: Option<String>,
     /// At most this many items.
