@@ -103,7 +103,8 @@ Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
                   of 5) and an ERROR line when they reach it.
   --ui ADDR       The inspector page: recent answers and their verdicts (the last 200, in
                   memory), sender health against its kill switch, and with --inbox the items
-                  by state with attempts and last error, and a replay button for dead items.
+                  by state with attempts and last error, and a replay button for dead and
+                  done items.
                   It needs a token: a random one, printed once on stderr as the URL to open
                   (http://127.0.0.1:PORT/?token=…; the first visit sets a cookie), or
                   --ui-token. API clients send `Authorization: Bearer TOKEN` (JSON at

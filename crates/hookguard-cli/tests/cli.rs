@@ -2441,6 +2441,25 @@ impl Server {
 }
 
 /// One HTTP/1.1 request like [`http`], returning the status, the header block and the body.
+/// The status of `GET target` sent with this `Host` (a DNS-rebinding page names its own host).
+fn status_with_host(port: u16, target: &str, host: &str, extra: &[(&str, &str)]) -> u16 {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (n, v) in extra {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer).unwrap();
+    text(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status")
+}
+
 fn http_full(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
     let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -2487,6 +2506,15 @@ fn serve_metrics_count_real_deliveries_and_show_no_secret_or_id() {
         "127.0.0.1:0",
     ]);
     let (mport, _) = s.side_port("metrics");
+    // Only by its own name: a DNS-rebinding page cannot read it.
+    assert_eq!(
+        status_with_host(mport, "/metrics", &format!("rebind.test:{mport}"), &[]),
+        421
+    );
+    assert_eq!(
+        status_with_host(mport, "/metrics", &format!("127.0.0.1:{mport}"), &[]),
+        200
+    );
     // One delivery by the vendor simulator, one signed by hand and its copy, one forged.
     let o = send(&[
         "--provider",
@@ -2811,6 +2839,18 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
     let cookie = format!("hookguard_ui_{ui}={token}");
     let (status, head, page) = http_full(ui, "GET", "/", &[("Cookie", &cookie)], b"");
     assert_eq!(status, 200, "{page}");
+    // A DNS-rebinding page (another name resolving to 127.0.0.1) is refused, even with the
+    // right credentials; the page's own names are served.
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(
+        status_with_host(ui, "/api/status", &format!("rebind.test:{ui}"), &auth),
+        421
+    );
+    assert_eq!(
+        status_with_host(ui, "/api/status", &format!("localhost:{ui}"), &auth),
+        200
+    );
     for h in [
         "content-security-policy: default-src 'none'; style-src 'self'",
         "x-frame-options: deny",

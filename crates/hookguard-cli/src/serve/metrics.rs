@@ -91,6 +91,7 @@ async fn scrape(State(handle): State<PrometheusHandle>) -> Response {
 /// Serves `GET /metrics` on `listener` until the task is aborted, and drains the histograms
 /// every 5 s (the recorder's upkeep).
 pub fn spawn(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> Vec<tokio::task::JoinHandle<()>> {
+    let hosts = listener.local_addr().ok().and_then(super::ui::loopback_hosts);
     let upkeep = {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -101,7 +102,21 @@ pub fn spawn(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> Vec
             }
         })
     };
-    let app = Router::new().route("/metrics", get(scrape)).with_state(handle);
+    // On loopback, only by its own name (a DNS-rebinding page cannot read it).
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(handle)
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let refused = super::ui::wrong_host(hosts.as_deref(), req.headers());
+                async move {
+                    match refused {
+                        Some(r) => r,
+                        None => next.run(req).await,
+                    }
+                }
+            },
+        ));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics server stopped");

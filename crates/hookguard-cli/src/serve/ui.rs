@@ -386,6 +386,7 @@ impl Extras {
                 );
             }
             let ui = Arc::new(Inspector {
+                hosts: loopback_hosts(addr),
                 cookie: format!("hookguard_ui_{}", addr.port()),
                 token,
                 answers: Arc::clone(&self.answers),
@@ -414,6 +415,8 @@ impl Extras {
 // The inspector
 
 struct Inspector {
+    /// The `Host` values accepted when bound to a loopback address (DNS rebinding).
+    hosts: Option<Vec<String>>,
     token: String,
     cookie: String,
     answers: Arc<Answers>,
@@ -531,10 +534,44 @@ fn form_value(body: &[u8], name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The `Host` values a page on a loopback listener can be asked for by name: another name
+/// that resolves to 127.0.0.1 is a DNS-rebinding page, whose script would otherwise be
+/// same-origin with this one. `None` for a non-loopback listener (names unknown).
+pub fn loopback_hosts(addr: std::net::SocketAddr) -> Option<Vec<String>> {
+    addr.ip().is_loopback().then(|| {
+        let p = addr.port();
+        vec![
+            format!("127.0.0.1:{p}"),
+            format!("localhost:{p}"),
+            format!("[::1]:{p}"),
+            format!("{addr}"),
+        ]
+    })
+}
+
+/// `421` when a loopback listener is asked for another host name.
+pub fn wrong_host(hosts: Option<&[String]>, headers: &HeaderMap) -> Option<Response> {
+    let allowed = hosts?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        return None;
+    }
+    let mut r = (
+        StatusCode::MISDIRECTED_REQUEST,
+        "this page answers only to 127.0.0.1 and localhost\n",
+    )
+        .into_response();
+    harden(&mut r);
+    Some(r)
+}
+
 /// Every inspector request passes here: the first visit's `?token=` becomes a cookie; any
 /// other request needs the Bearer header or the cookie, and a state-changing one the token
 /// itself (header or form field) and, when the browser says where it comes from, our origin.
 async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Response {
+    if let Some(r) = wrong_host(ui.hosts.as_deref(), req.headers()) {
+        return r;
+    }
     let safe = req.method() == Method::GET || req.method() == Method::HEAD;
     if let Some(given) = query_param(req.uri().query(), "token") {
         if !(safe && ct_eq(given.as_bytes(), ui.token.as_bytes())) {
@@ -542,7 +579,15 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
         }
         // Set the cookie, and take the token out of the address bar and the history.
         let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.cookie, ui.token);
-        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, req.uri().path().to_owned())]).into_response();
+        // Back to the page asked for, only as a path of this site: `//host/?token=` would
+        // otherwise redirect to another site.
+        let path = req.uri().path();
+        let back = if path.starts_with("//") || path.contains('\\') {
+            "/"
+        } else {
+            path
+        };
+        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, back.to_owned())]).into_response();
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             r.headers_mut().insert(header::SET_COOKIE, v);
         }
@@ -726,7 +771,7 @@ fn items_table(ui: &Inspector, state: InboxState, items: &[InboxRecord], out: &m
             s = state.as_str(),
             id = it.id,
             eid = it.event_id.as_deref().map(esc).unwrap_or_default(),
-            ty = opt(it.event_type.as_deref()),
+            ty = opt(it.event_type.as_deref().map(|t| cut(t, 200))),
             att = it.attempts,
             rec = time(it.received_at_ms),
             when = esc(&when),
@@ -898,8 +943,8 @@ async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>) -> Response
         s = rec.state.as_str(),
         p = esc(&rec.provider),
         e = opt(rec.event_id.as_deref()),
-        t = opt(rec.event_type.as_deref()),
-        k = opt(rec.dedupe_key.as_deref()),
+        t = opt(rec.event_type.as_deref().map(|t| cut(t, 200))),
+        k = opt(rec.dedupe_key.as_deref().map(|k| cut(k, 200))),
         a = rec.attempts,
         r = time(rec.received_at_ms),
         f = rec.finished_at_ms.map(time).unwrap_or_default(),
