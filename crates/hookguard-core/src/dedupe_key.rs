@@ -281,6 +281,18 @@ impl<'a> Level<'a> {
     }
 }
 
+/// Each nested level is parsed again from its own text: the bytes parsed for one key are
+/// bounded by a multiple of the body's size plus a floor that any small nested value fits in
+/// (beyond it: no key, the sender's default is kept).
+const PARSE_BUDGET_PER_BODY_BYTE: usize = 4;
+const PARSE_BUDGET_FLOOR: usize = 64 * 1024;
+
+/// Takes `text`'s length from the budget; `None` once it is spent.
+fn spend(budget: &mut usize, text: &str) -> Option<()> {
+    *budget = budget.checked_sub(text.len())?;
+    Some(())
+}
+
 /// How deep [`canonical`] follows nested objects and arrays. Each level is a recursion and
 /// parses the rest of the value again, so an unbounded depth would let one deeply nested body
 /// overflow the stack. A deeper value has no key: the sender's default key is kept.
@@ -289,11 +301,12 @@ const MAX_DEPTH: usize = 64;
 /// Canonical JSON of a value: strings decoded and re-encoded, numbers, `true`, `false` and
 /// `null` exactly as sent, objects with sorted keys, no whitespace. `None` beyond
 /// [`MAX_DEPTH`] levels of nesting.
-fn canonical(raw: &RawValue, out: &mut String, depth: usize) -> Option<()> {
+fn canonical(raw: &RawValue, out: &mut String, depth: usize, budget: &mut usize) -> Option<()> {
     if depth > MAX_DEPTH {
         return None;
     }
     let text = raw.get();
+    spend(budget, text)?;
     match text.as_bytes().first()? {
         b'"' => {
             let s: String = serde_json::from_str(text).ok()?;
@@ -310,7 +323,7 @@ fn canonical(raw: &RawValue, out: &mut String, depth: usize) -> Option<()> {
                 }
                 out.push_str(&serde_json::to_string(k).ok()?);
                 out.push(':');
-                canonical(m[k], out, depth + 1)?;
+                canonical(m[k], out, depth + 1, budget)?;
             }
             out.push('}');
         }
@@ -321,7 +334,7 @@ fn canonical(raw: &RawValue, out: &mut String, depth: usize) -> Option<()> {
                 if i > 0 {
                     out.push(',');
                 }
-                canonical(e, out, depth + 1)?;
+                canonical(e, out, depth + 1, budget)?;
             }
             out.push(']');
         }
@@ -350,6 +363,10 @@ impl Compiled {
             Some(r) => Some(Level::of(r)?),
             None => None,
         };
+        let mut budget = body
+            .len()
+            .saturating_mul(PARSE_BUDGET_PER_BODY_BYTE)
+            .saturating_add(PARSE_BUDGET_FLOOR);
         let mut out = String::from("[");
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -357,17 +374,19 @@ impl Compiled {
             }
             match f {
                 CompiledField::Header(name) => {
-                    let v = head.headers.get(name)?;
-                    let v = String::from_utf8_lossy(v.as_bytes());
-                    out.push_str(&serde_json::to_string(v.as_ref()).ok()?);
+                    // Not lossy: two different byte strings must not share a key (a value that
+                    // is not visible ASCII has no key; the sender's default is kept).
+                    let v = head.headers.get(name)?.to_str().ok()?;
+                    out.push_str(&serde_json::to_string(v).ok()?);
                 }
                 CompiledField::Pointer(tokens) => {
                     let (first, rest) = tokens.split_first()?;
                     let mut cur = top.as_ref()?.child(first)?;
                     for t in rest {
+                        spend(&mut budget, cur.get())?;
                         cur = Level::of(cur)?.child(t)?;
                     }
-                    canonical(cur, &mut out, 0)?;
+                    canonical(cur, &mut out, 0, &mut budget)?;
                 }
             }
         }
@@ -406,6 +425,36 @@ mod tests {
         assert_eq!(key("/data", nested(100_000).as_bytes()), None);
         let objects = format!(r#"{{"data":{}1{}}}"#, r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
         assert_eq!(key("/data", objects.as_bytes()), None);
+        // Within the depth bound, a large leaf would be parsed once per level: the parse budget
+        // (a few times the body) ends that; a small leaf at the same depth still has a key.
+        let big = format!(
+            r#"{{"id":1,"data":{}"{}"{}}}"#,
+            "[".repeat(60),
+            "x".repeat(100_000),
+            "]".repeat(60)
+        );
+        assert_eq!(key("/data", big.as_bytes()), None);
+        assert!(key("/data", nested(60).as_bytes()).is_some());
+    }
+
+    /// Two different header byte strings never share a key: a value that is not visible
+    /// ASCII has none (the sender's default key is kept).
+    #[test]
+    fn header_values_are_not_decoded_lossily() {
+        let c = "header:x-hop-id"
+            .parse::<DedupeKey>()
+            .unwrap()
+            .compile(&Procore::new(), &["x-hop-id".to_owned()])
+            .unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let with = |v: &[u8]| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-hop-id", http::HeaderValue::from_bytes(v).unwrap());
+            c.compute(&RequestHead::new(&m, &u, &h), b"{}")
+        };
+        assert_eq!(with(b"hop-1").unwrap(), r#"fields:["hop-1"]"#);
+        assert_eq!(with(b"\xff1"), None);
+        assert_eq!(with(b"\xfe1"), None);
     }
 
     #[test]

@@ -233,12 +233,15 @@ impl Verifier {
         if head.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
-        if let Some(len) = head.headers.get(http::header::CONTENT_LENGTH) {
-            let len: u64 = len
-                .to_str()
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(Rejection::BodyReadFailed)?;
+        let mut lengths = head.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        if let Some(len) = lengths.next() {
+            // Digits only (RFC 9110: no sign, no space), and one value: a second, different
+            // length is a request smuggling attempt.
+            let digits = len.as_bytes();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || lengths.any(|other| other != len) {
+                return Err(Rejection::BodyReadFailed);
+            }
+            let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
             if len > i.max_body as u64 {
                 return Err(Rejection::BodyTooLarge { limit: i.max_body });
             }
@@ -606,6 +609,32 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::schemes::BuildWorkPro;
     use crate::Receiver;
+
+    /// `Content-Length` is digits only, and one value (two different ones: smuggling).
+    #[test]
+    fn content_length_is_strict() {
+        let v = Verifier::builder(BuildWorkPro::new())
+            .secret("whsec_k")
+            .build()
+            .unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let pre = |values: &[&'static str]| {
+            let mut h = http::HeaderMap::new();
+            for x in values {
+                h.append(http::header::CONTENT_LENGTH, http::HeaderValue::from_static(x));
+            }
+            v.precheck(&crate::RequestHead::new(&m, &u, &h))
+        };
+        assert!(pre(&["5"]).is_ok());
+        assert!(pre(&["5", "5"]).is_ok());
+        for bad in [&["+5"][..], &["5 "], &[""], &["-1"], &["0x5"], &["5", "6"]] {
+            assert_eq!(pre(bad).unwrap_err(), Rejection::BodyReadFailed, "{bad:?}");
+        }
+        assert!(matches!(
+            pre(&["99999999999999999999999"]),
+            Err(Rejection::BodyTooLarge { .. })
+        ));
+    }
 
     /// A slow-drip request is answered `408` while its sender still listens, for every sender.
     #[test]

@@ -83,6 +83,10 @@ impl StandardWebhooks {
     /// key, and a rotation needs two. (Without the `ed25519` feature `v1a` entries cost
     /// nothing and are not counted here.)
     pub const MAX_V1A_ENTRIES: usize = 4;
+    /// The most Ed25519 verifications one delivery may cost (`v1a` entries × `whpk_` keys held):
+    /// each hashes the whole body. Eight covers a sender mid-rotation (two entries) against a
+    /// receiver holding up to four keys.
+    pub const MAX_V1A_CHECKS: usize = 8;
 
     /// The scheme with the specification's rules.
     pub fn new() -> Self {
@@ -319,6 +323,11 @@ impl Scheme for StandardWebhooks {
             #[cfg(feature = "ed25519")]
             Err(_) if !ed25519.is_empty() => {
                 let keys = ctx.keys();
+                // Each (entry, key) pair hashes the whole body: bound the pairs, not only the
+                // entries (anyone can send well-formed entries).
+                if ed25519.len() * crate::key::ed25519_count(keys) > Self::MAX_V1A_CHECKS {
+                    return Err(Rejection::TooManySignatures);
+                }
                 if !(crate::key::has_ed25519(keys) && crate::key::any_ed25519_matches(keys, &parts.concat(), &ed25519))
                 {
                     return Err(Rejection::SignatureMismatch);
@@ -331,15 +340,15 @@ impl Scheme for StandardWebhooks {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let id = req
-            .headers
-            .get(Self::ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let raw = req.headers.get(Self::ID_HEADER).and_then(|v| v.to_str().ok());
+        // An id longer than any sender's (bounded as body ids are) is not kept as it is: it is
+        // not shown, and copies are recognised by its digest.
+        let id = raw.filter(|v| v.len() <= super::MAX_ID_LEN).map(str::to_owned);
+        let key = id.clone().or_else(|| raw.map(|r| super::body_digest(r.as_bytes())));
         // The payload is usually JSON with a `type`; the signature does not depend on it.
         let kind = crate::json_fast::from_slice::<Probe>(body).ok().and_then(|p| p.kind);
         Ok(Described {
-            dedupe_key: id.clone(),
+            dedupe_key: key,
             event_id: id,
             event_type: kind,
             ..Described::default()
@@ -540,6 +549,70 @@ mod tests {
             check(&verifier(&[HMAC]), &as_v1a).unwrap_err(),
             Rejection::MalformedSignature
         );
+    }
+
+    /// An id longer than any sender's is not shown, and copies are still recognised (by its
+    /// digest).
+    #[test]
+    fn a_long_webhook_id_is_kept_as_a_digest() {
+        let v = verifier(&[HMAC]);
+        let deliver = |id: &str| {
+            let signed = StandardWebhooks::new()
+                .sign(HMAC, BODY, &SignParams::new(TS).id(id))
+                .unwrap();
+            let mut h = http::HeaderMap::new();
+            h.extend(signed.headers);
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            match v
+                .verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(BODY))
+                .unwrap()
+            {
+                Verdict::Deliver(d) => d,
+                other => panic!("{other:?}"),
+            }
+        };
+        let long = "m".repeat(300);
+        let (a, b, short) = (deliver(&long), deliver(&long), deliver("msg_1"));
+        assert_eq!(a.event_id(), None);
+        assert!(
+            a.dedupe_key().unwrap().starts_with("standard:sha256:"),
+            "{:?}",
+            a.dedupe_key()
+        );
+        assert_eq!(a.dedupe_key(), b.dedupe_key());
+        assert_eq!(short.dedupe_key(), Some("standard:msg_1"));
+    }
+
+    /// Each (entry, key) pair hashes the body: a forged header cannot buy more than
+    /// `MAX_V1A_CHECKS` of them, whatever the number of keys held.
+    #[test]
+    fn v1a_work_is_bounded_by_entries_times_keys() {
+        let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let publics: Vec<String> = seeds.iter().map(|s| public_of(*s)).collect();
+        let forged = |n: usize| {
+            let entry = sign_with(&seed_b64([9u8; 32]));
+            vec![entry; n].join(" ")
+        };
+        let three = verifier(&[&publics[0], &publics[1], &publics[2]]);
+        assert_eq!(
+            check(&three, &forged(3)).unwrap_err(),
+            Rejection::TooManySignatures,
+            "9 checks"
+        );
+        assert_eq!(
+            check(&three, &forged(2)).unwrap_err(),
+            Rejection::SignatureMismatch,
+            "6 checks"
+        );
+        let two = verifier(&[&publics[0], &publics[1]]);
+        assert_eq!(
+            check(&two, &forged(4)).unwrap_err(),
+            Rejection::SignatureMismatch,
+            "8 checks"
+        );
+        // A genuine sender mid-rotation (two entries) against three keys still passes.
+        let both = format!("{} {}", sign_with(&seed_b64(seeds[0])), sign_with(&seed_b64(seeds[1])));
+        assert!(check(&three, &both).is_ok());
     }
 
     #[test]
