@@ -37,7 +37,8 @@ use crate::{
 /// carry at most [`MAX_V1A_ENTRIES`](Self::MAX_V1A_ENTRIES) well-formed `v1a` entries
 /// (`too_many_signatures` otherwise): each costs a strict Ed25519 verification *and* a SHA-512
 /// of the body per configured public key (an HMAC entry costs a 32-byte comparison), so a
-/// forged header full of them must not multiply the work.
+/// forged header full of them must not multiply the work: entries × public keys is bounded
+/// by [`MAX_V1A_CHECKS`](Self::MAX_V1A_CHECKS) as well.
 ///
 /// ```
 /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
