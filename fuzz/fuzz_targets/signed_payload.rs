@@ -1,6 +1,7 @@
 #![cfg_attr(all(feature = "libfuzzer", not(feature = "afl")), no_main)]
 //! Every built-in scheme, validly signed over a fuzzed body, so the code that runs only after
-//! authentication sees arbitrary bodies: id probes (`describe`), dedupe keys, the dedupe store,
+//! authentication sees arbitrary bodies: id probes (`describe`), dedupe keys (the sender's and
+//! configured JSON-pointer fields), the dedupe store,
 //! `summary_json` and the typed envelopes.
 //!
 //! Input: `BODY [\0 ID [\0 EVENT_TYPE]]`. ID and EVENT_TYPE go into `SignParams` (headers such
@@ -55,22 +56,30 @@ fuzz_main!(|data: &[u8]| {
     }
 });
 
-/// One verifier per built-in scheme, built once (they hold no state that a request changes).
+/// JSON-pointer fields for a configured dedupe key: nested values, an array element, escaped
+/// tokens — so the key's canonicaliser sees the fuzzed bodies too.
+const KEY_FIELDS: &str = "/id,/data,/a/0,/~0~1";
+
+/// Two verifiers per built-in scheme (the sender's own dedupe key, and `KEY_FIELDS`), built
+/// once (they hold no state that a request changes).
 fn verifiers() -> &'static [(Provider, Verifier)] {
     static V: OnceLock<Vec<(Provider, Verifier)>> = OnceLock::new();
     V.get_or_init(|| {
+        let fields: hookguard_core::DedupeKey = KEY_FIELDS.parse().expect("dedupe key fields");
         Provider::BUILT_IN
             .iter()
             .copied()
-            .map(|p| {
+            .flat_map(|p| [(p, None), (p, Some(fields.clone()))])
+            .map(|(p, key)| {
                 let scheme = schemes::for_provider(p).expect("built-in provider has a scheme");
-                let v = Verifier::builder_arc(scheme)
+                let mut b = Verifier::builder_arc(scheme)
                     .secret(SECRET)
                     .clock(ManualClock::new(NOW))
-                    .ignore_source_application(IGNORED_APP)
-                    .build()
-                    .expect("verifier");
-                (p, v)
+                    .ignore_source_application(IGNORED_APP);
+                if let Some(key) = key {
+                    b = b.dedupe_key(key);
+                }
+                (p, b.build().expect("verifier"))
             })
             .collect()
     })
@@ -199,7 +208,10 @@ fn delivered(p: Provider, has_timestamp: bool, d: &Delivery) {
             assert_eq!(d.event_id(), None, "empty envelope id vs describe");
         } else {
             assert_eq!(d.event_id(), Some(ev.id.as_str()), "envelope id vs describe");
-            assert_eq!(d.dedupe_key(), Some(format!("buildworkpro:{}", ev.id).as_str()));
+            // The sender's own key (a verifier with `KEY_FIELDS` keys on those fields).
+            if !d.dedupe_key().is_some_and(|k| k.starts_with("buildworkpro:fields:")) {
+                assert_eq!(d.dedupe_key(), Some(format!("buildworkpro:{}", ev.id).as_str()));
+            }
         }
     }
 }
