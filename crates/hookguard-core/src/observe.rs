@@ -68,6 +68,22 @@ impl KillSwitch {
     }
 }
 
+/// How a kill switch's failures are counted, for the warning's words.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    InARow,
+    OneEvent,
+}
+
+impl Counted {
+    fn as_str(self) -> &'static str {
+        match self {
+            Counted::InARow => "in_a_row",
+            Counted::OneEvent => "one_event",
+        }
+    }
+}
+
 /// The most events whose failed tries one [`SenderHealth`] tracks at once; beyond, it forgets
 /// them all and starts again (a bound, not an expected case: a failing event is retried within
 /// hours, and each success forgets its event).
@@ -211,12 +227,25 @@ impl SenderHealth {
         if n <= self.consecutive_failures() {
             return;
         }
+        self.warn(k, n, Counted::OneEvent);
+    }
+
+    /// A WARN at half the kill switch's threshold, an ERROR when it is reached.
+    fn warn(&self, k: KillSwitch, n: u32, counted: Counted) {
+        let (tally, so_far) = match counted {
+            Counted::InARow => (format!("{n} non-2xx answers in a row"), format!("{n} in a row so far")),
+            Counted::OneEvent => (
+                format!("one event failed {n} times"),
+                format!("one event failed {n} times so far"),
+            ),
+        };
         let warn_at = k.failures.div_ceil(2).max(1);
         if n == k.failures {
             tracing::error!(
                 provider = %self.provider,
-                event_failures = n,
-                "{} {} (one event failed {n} times): {}",
+                failures = n,
+                counted = counted.as_str(),
+                "{} {} ({tally}): {}",
                 self.provider_name(),
                 k.what,
                 k.remedy
@@ -224,8 +253,9 @@ impl SenderHealth {
         } else if n == warn_at && n < k.failures {
             tracing::warn!(
                 provider = %self.provider,
-                event_failures = n,
-                "{} {}; one event failed {n} times so far",
+                failures = n,
+                counted = counted.as_str(),
+                "{} {}; {so_far}",
                 self.provider_name(),
                 k.what
             );
@@ -254,25 +284,7 @@ impl SenderHealth {
         if n == 0 {
             return;
         }
-        let warn_at = k.failures.div_ceil(2).max(1);
-        if n == k.failures {
-            tracing::error!(
-                provider = %self.provider,
-                consecutive_failures = n,
-                "{} {} ({n} non-2xx answers in a row): {}",
-                self.provider_name(),
-                k.what,
-                k.remedy
-            );
-        } else if n == warn_at && n < k.failures {
-            tracing::warn!(
-                provider = %self.provider,
-                consecutive_failures = n,
-                "{} {}; {n} in a row so far",
-                self.provider_name(),
-                k.what
-            );
-        }
+        self.warn(k, n, Counted::InARow);
     }
 
     fn provider_name(&self) -> &'static str {
