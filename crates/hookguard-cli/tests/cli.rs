@@ -2836,9 +2836,27 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
         set_cookie.contains("httponly") && set_cookie.contains("samesite=strict"),
         "{set_cookie}"
     );
-    let cookie = format!("hookguard_ui_{ui}={token}");
+    // The cookie carries a session value of its own, never the token (a cookie goes to every
+    // port of 127.0.0.1), and the session value is no API credential.
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let (name, session) = cookie.split_once('=').unwrap();
+    assert_eq!(name, format!("hookguard_ui_{ui}"));
+    assert_ne!(session, token);
+    let as_bearer = format!("Bearer {session}");
+    assert_eq!(
+        http_full(ui, "GET", "/api/status", &[("Authorization", &as_bearer)], b"").0,
+        401
+    );
     let (status, head, page) = http_full(ui, "GET", "/", &[("Cookie", &cookie)], b"");
     assert_eq!(status, 200, "{page}");
+    assert!(!page.contains(&token), "the page never holds the token");
+    let form_value = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page's form value")
+        .to_owned();
+    assert!(form_value != token && form_value != session);
     // A DNS-rebinding page (another name resolving to 127.0.0.1) is refused, even with the
     // right credentials; the page's own names are served.
     let bearer = format!("Bearer {token}");
@@ -2894,11 +2912,19 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
     let (status, _, _) = http_full(ui, "POST", &replay, &form, b"token=not-the-token");
     assert_eq!(status, 403);
     let with_origin = [form[0], form[1], ("Origin", "http://evil.example")];
-    let (status, _, _) = http_full(ui, "POST", &replay, &with_origin, format!("token={token}").as_bytes());
+    let (status, _, _) = http_full(
+        ui,
+        "POST",
+        &replay,
+        &with_origin,
+        format!("token={form_value}").as_bytes(),
+    );
     assert_eq!(status, 403);
+    let (status, _, _) = http_full(ui, "POST", &replay, &form, format!("token={token}").as_bytes());
+    assert_eq!(status, 403, "the form takes the page's value, not the token");
     assert_eq!(inbox_stats(&db)["dead"], 1, "nothing was replayed");
-    // With the token in the form: replayed, back to the page.
-    let (status, head, _) = http_full(ui, "POST", &replay, &form, format!("token={token}").as_bytes());
+    // With the page's form value: replayed, back to the page.
+    let (status, head, _) = http_full(ui, "POST", &replay, &form, format!("token={form_value}").as_bytes());
     assert_eq!(status, 303, "{head}");
     wait_for("the replayed item to be dead again", Duration::from_secs(10), || {
         inbox_json(&["list"], &db)[0]["attempts"] == 1 && inbox_stats(&db)["dead"] == 1 && {

@@ -77,6 +77,14 @@ pub fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// 32 bytes from the OS, lower-case hex (a cookie or a form value: no case to lose).
+fn random_hex() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A fresh random token: 32 bytes from the OS, base64url.
 fn random_token() -> String {
     use base64::Engine as _;
@@ -387,6 +395,8 @@ impl Extras {
             }
             let ui = Arc::new(Inspector {
                 hosts: loopback_hosts(addr),
+                session: random_hex(),
+                form: random_hex(),
                 cookie: format!("hookguard_ui_{}", addr.port()),
                 token,
                 answers: Arc::clone(&self.answers),
@@ -418,6 +428,11 @@ struct Inspector {
     /// The `Host` values accepted when bound to a loopback address (DNS rebinding).
     hosts: Option<Vec<String>>,
     token: String,
+    /// The browser's cookie value, and the value in the page's forms: random, of this process,
+    /// never the token itself (a cookie is sent to every port of 127.0.0.1, a page can be
+    /// saved; neither then carries what the API and scripts use).
+    session: String,
+    form: String,
     cookie: String,
     answers: Arc<Answers>,
     receiver: Arc<Receiver>,
@@ -451,7 +466,7 @@ impl Inspector {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().strip_prefix(prefix.as_str()))
-            .any(|t| ct_eq(t.as_bytes(), token));
+            .any(|t| ct_eq(t.as_bytes(), self.session.as_bytes()));
         cookie.then_some(Credential::Cookie)
     }
 }
@@ -578,7 +593,7 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
             return unauthorized();
         }
         // Set the cookie, and take the token out of the address bar and the history.
-        let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.cookie, ui.token);
+        let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.cookie, ui.session);
         // Back to the page asked for, only as a path of this site: `//host/?token=` would
         // otherwise redirect to another site.
         let path = req.uri().path();
@@ -617,7 +632,7 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
         let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
             return forbidden("the form is too large");
         };
-        let token_ok = form_value(&bytes, "token").is_some_and(|t| ct_eq(&t, ui.token.as_bytes()));
+        let token_ok = form_value(&bytes, "token").is_some_and(|t| ct_eq(&t, ui.form.as_bytes()));
         if !token_ok {
             return forbidden("the form does not carry the inspector token; reload the page");
         }
@@ -741,8 +756,8 @@ fn health_html(ui: &Inspector, out: &mut String) {
 }
 
 fn hidden_token(ui: &Inspector) -> String {
-    // The token in the form proves the POST comes from this page (the cookie alone does not).
-    format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(&ui.token))
+    // The form value proves the POST comes from this page (the cookie alone does not).
+    format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(&ui.form))
 }
 
 fn items_table(ui: &Inspector, state: InboxState, items: &[InboxRecord], out: &mut String) {
