@@ -419,23 +419,23 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
     // the lease ran out) while the handler ran — perhaps because of this very delivery. It is
     // not run again: it goes dead, to wait for a replay, instead of killing every restart.
     let ran = item.attempt <= cfg.retry.max_attempts;
-    let result = if ran {
+    // `Err((why, Some(after)))`: the handler deferred (not an attempt).
+    let result: Result<(), (String, Option<Duration>)> = if ran {
         let handler = cfg.handler.handle(item.clone());
         match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) if e.deferred().is_some() => {
-                let after = e.deferred().unwrap_or_default();
-                return defer(cfg, &item, e.to_string(), after, wake).await;
-            }
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(_panic)) => Err("handler panicked".to_owned()),
-            Err(_) => Err(format!("handler did not finish within {:?}", cfg.timeout)),
+            Ok(Ok(Err(e))) => Err((e.to_string(), e.deferred())),
+            Ok(Err(_panic)) => Err(("handler panicked".to_owned(), None)),
+            Err(_) => Err((format!("handler did not finish within {:?}", cfg.timeout), None)),
         }
     } else {
-        Err(format!(
-            "not run: attempt {} of at most {}; the earlier attempts ended with no outcome recorded \
-             (the process stopped, or the lease expired, while the handler ran)",
-            item.attempt, cfg.retry.max_attempts
+        Err((
+            format!(
+                "not run: attempt {} of at most {}; the earlier attempts ended with no outcome recorded \
+                 (the process stopped, or the lease expired, while the handler ran)",
+                item.attempt, cfg.retry.max_attempts
+            ),
+            None,
         ))
     };
     let elapsed = started.elapsed();
@@ -450,7 +450,11 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
                 return;
             }
         },
-        Err(error) => {
+        Err((reason, Some(after))) => match give_back(cfg, &item, reason, after).await {
+            Some(outcome) => outcome,
+            None => return,
+        },
+        Err((error, None)) => {
             let next = cfg.retry.next_after(item.attempt, jitter());
             let retry_at = next.map(|d| now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             match cfg.store.fail(item.id, item.attempt, &error, retry_at, now).await {
@@ -478,7 +482,7 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
         }
     };
     let provider = item.delivery.provider();
-    if ran {
+    if ran && !matches!(outcome, Outcome::Deferred { .. }) {
         crate::observe::handler_time(provider, elapsed);
     }
     let transition = match &outcome {
@@ -492,34 +496,31 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
     if let Some(hook) = &cfg.on_outcome {
         hook(&item, &outcome);
     }
+    // A deferral holds the handler's slot for its delay (see `give_back`).
+    if let Outcome::Deferred { after, .. } = outcome {
+        tokio::time::sleep(after).await;
+        wake.notify_one();
+    }
 }
 
 /// Gives a deferred item back, due again after `after` (at least the poll interval), without
-/// counting the attempt; then holds the handler's slot for that long. A handler that defers
-/// everything (its downstream full) therefore slows the worker to `concurrency` items per
-/// `after` instead of claiming and giving back at full speed — also with a store whose
-/// `defer` makes the item due at once (the trait's default).
-async fn defer(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration, wake: &Arc<Notify>) {
+/// counting the attempt; `attempt` then holds the handler's slot for that long. A handler that
+/// defers everything (its downstream full) therefore slows the worker to `concurrency` items
+/// per `after` instead of claiming and giving back at full speed — also with a store whose
+/// `defer` makes the item due at once (the trait's default). `None`: nothing was recorded.
+async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration) -> Option<Outcome> {
     let after = after.max(cfg.poll);
     let until = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-    let outcome = match cfg.store.defer(item.id, item.attempt, until).await {
+    match cfg.store.defer(item.id, item.attempt, until).await {
         Ok(true) => {
             tracing::debug!(id = item.id, %reason, ?after, "inbox: handler deferred; the attempt does not count");
-            Outcome::Deferred { reason, after }
+            Some(Outcome::Deferred { reason, after })
         }
-        Ok(false) => Outcome::Lost,
+        Ok(false) => Some(Outcome::Lost),
         Err(e) => {
             tracing::warn!(id = item.id, error = %e, "inbox: could not give a deferred item back; its lease will expire");
-            return;
+            None
         }
-    };
-    crate::observe::inbox_transition(item.delivery.provider().as_str(), "deferred");
-    if let Some(hook) = &cfg.on_outcome {
-        hook(item, &outcome);
-    }
-    if matches!(outcome, Outcome::Deferred { .. }) {
-        tokio::time::sleep(after).await;
-        wake.notify_one();
     }
 }
 
