@@ -283,9 +283,3 @@ pub(crate) fn any_ed25519_matches(keys: &[Key], message: &[u8], signatures: &[[u
 pub(crate) fn ed25519_count(keys: &[Key]) -> usize {
     keys.iter().filter(|k| matches!(k.0, Kind::Ed25519(_))).count()
 }
-
-/// Whether any of `keys` is an Ed25519 key (so building the signed message is worth it).
-#[cfg(feature = "ed25519")]
-pub(crate) fn has_ed25519(keys: &[Key]) -> bool {
-    keys.iter().any(|k| matches!(k.0, Kind::Ed25519(_)))
-}

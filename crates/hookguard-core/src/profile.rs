@@ -105,6 +105,22 @@ impl SenderProfile {
         }
     }
 
+    /// How long after the first attempt the sender still retries one delivery: the sum of a
+    /// fixed schedule's waits, or an exponential schedule's horizon (jitter not included).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::Aps, Scheme};
+    /// // Assumed +15 min, +1 h, +6 h, +48 h.
+    /// assert_eq!(Aps::new().profile().retry_horizon(), Duration::from_secs(55 * 3600 + 900));
+    /// ```
+    pub fn retry_horizon(&self) -> Duration {
+        match self.schedule {
+            RetrySchedule::Fixed(waits) => waits.iter().sum(),
+            RetrySchedule::Exponential { horizon, .. } => horizon,
+        }
+    }
+
     /// The most attempts for one delivery, when the schedule has a fixed count.
     pub fn max_attempts(&self) -> Option<usize> {
         match self.schedule {

@@ -165,11 +165,7 @@ impl fmt::Debug for Receiver {
 impl Receiver {
     /// A receiver that verifies with `verifier`, without dedupe or budget.
     pub fn new(verifier: Verifier) -> Self {
-        let profile = verifier.scheme().profile();
-        let horizon = match profile.schedule {
-            crate::profile::RetrySchedule::Fixed(waits) => waits.iter().sum(),
-            crate::profile::RetrySchedule::Exponential { horizon, .. } => horizon,
-        };
+        let horizon = verifier.scheme().profile().retry_horizon();
         // Jitter and the sender's own delays: forget an event only well after its last retry.
         let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch())
             .with_retry_horizon(horizon.mul_f64(1.5) + Duration::from_secs(60));

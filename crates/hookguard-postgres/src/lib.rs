@@ -479,15 +479,7 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
                 .map_err(storage)?;
         }
     } else {
-        let purge_ready: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_finished_v2' AND i.indisvalid)"
-        ))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(storage)?;
-        if !purge_ready {
+        if !index_valid(&mut tx, schema, "hookguard_inbox_finished_v2").await? {
             tracing::warn!(
                 schema,
                 "inbox: this inbox was made by an earlier build: every purge scans the table, and \
@@ -496,15 +488,7 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
                 purge_index_sql(schema)
             );
         }
-        let ready: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = '{schema}' AND c.relname = 'hookguard_inbox_due_v2' AND i.indisvalid)"
-        ))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(storage)?;
-        if !ready {
+        if !index_valid(&mut tx, schema, "hookguard_inbox_due_v2").await? {
             let [create, drop] = claim_index_sql(schema);
             tracing::warn!(
                 schema,
@@ -514,6 +498,21 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
         }
     }
     tx.commit().await.map_err(storage)
+}
+
+/// Whether index `name` of `schema` exists and is valid (a concurrent build that failed leaves
+/// an invalid one).
+async fn index_valid(tx: &mut Transaction<'_, Postgres>, schema: &str, name: &str) -> Result<bool, InboxError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = $1 AND c.relname = $2 AND i.indisvalid)",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(storage)
 }
 
 /// The claim's index, as an operator runs it on an inbox an earlier build made (a new inbox

@@ -912,35 +912,26 @@ impl InboxStore for SqliteInbox {
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
         Box::pin(async move {
             let _turn = self.inner.stats_turn.lock().await;
-            self.count().await
-        })
-    }
-    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.inner.notify.notified())
-    }
-}
-
-impl SqliteInbox {
-    /// [`InboxStore::stats`] without waiting for its turn.
-    fn count(&self) -> InboxFuture<'_, InboxStats> {
-        let (reply, answer) = oneshot::channel();
-        let path = self.inner.path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("hookguard-sqlite-stats".into())
-            .spawn(move || {
-                let read = || -> rusqlite::Result<InboxStats> {
-                    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-                    conn.busy_timeout(Duration::from_secs(5))?;
-                    stats(&conn)
-                };
-                let _ = reply.send(read().map_err(storage));
-            });
-        Box::pin(async move {
-            spawned.map_err(storage)?;
+            let (reply, answer) = oneshot::channel();
+            let path = self.inner.path.clone();
+            std::thread::Builder::new()
+                .name("hookguard-sqlite-stats".into())
+                .spawn(move || {
+                    let read = || -> rusqlite::Result<InboxStats> {
+                        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                        conn.busy_timeout(Duration::from_secs(5))?;
+                        stats(&conn)
+                    };
+                    let _ = reply.send(read().map_err(storage));
+                })
+                .map_err(storage)?;
             answer
                 .await
                 .unwrap_or_else(|_| Err(InboxError::storage("the inbox stats reader stopped")))
         })
+    }
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.notify.notified())
     }
 }
 

@@ -47,6 +47,11 @@ fn item(d: &Delivery) -> NewItem {
     NewItem::from_delivery(d, vec![("content-type".into(), "application/json".into())], now_ms())
 }
 
+/// Retries 20–80 ms apart, `max_attempts` in all: a test's whole schedule in well under a second.
+fn quick_retries(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(Duration::from_millis(20), Duration::from_millis(80), max_attempts)
+}
+
 async fn stored(inbox: &SqliteInbox, d: &Delivery) -> i64 {
     match inbox.accept(item(d)).await.unwrap() {
         Accepted::Stored(id) => id,
@@ -270,11 +275,7 @@ async fn failing_handler_backs_off_goes_dead_and_a_replay_after_the_fix_is_done(
             }
         }
     })
-    .retry(RetryPolicy::new(
-        Duration::from_millis(20),
-        Duration::from_millis(80),
-        3,
-    ))
+    .retry(quick_retries(3))
     .poll_interval(Duration::from_millis(20))
     .on_outcome(move |_, out| o.lock().unwrap().push(out.clone()))
     .spawn();
@@ -325,11 +326,7 @@ async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
             Ok(())
         }
     })
-    .retry(RetryPolicy::new(
-        Duration::from_millis(20),
-        Duration::from_millis(80),
-        2,
-    ))
+    .retry(quick_retries(2))
     .poll_interval(Duration::from_millis(20))
     .spawn();
     wait_for(&inbox, id, InboxState::Dead).await;
@@ -381,11 +378,7 @@ async fn a_deferring_handler_does_not_use_up_attempts() {
             }
         }
     })
-    .retry(RetryPolicy::new(
-        Duration::from_millis(20),
-        Duration::from_millis(80),
-        2,
-    ))
+    .retry(quick_retries(2))
     .poll_interval(Duration::from_millis(20))
     .on_outcome(move |_, out| o.lock().unwrap().push(out.clone()))
     .spawn();

@@ -77,21 +77,23 @@ pub fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// 32 bytes from the OS, lower-case hex (a cookie or a form value: no case to lose).
-fn random_hex() -> String {
+/// 32 bytes from the OS.
+fn random_bytes() -> [u8; 32] {
     use rand::RngCore as _;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
 }
 
-/// A fresh random token: 32 bytes from the OS, base64url.
+/// 32 random bytes, lower-case hex (a cookie or a form value: no case to lose).
+fn random_hex() -> String {
+    random_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh random token: 32 random bytes, base64url.
 fn random_token() -> String {
     use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
 fn ct_eq(given: &[u8], token: &[u8]) -> bool {

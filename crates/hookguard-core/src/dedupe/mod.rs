@@ -314,18 +314,13 @@ impl Drop for ClaimGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::RetrySchedule;
 
     /// A copy sent on a sender's last retry is still recognised: the default retention outlasts
     /// every built-in sender's whole retry schedule (with 20 % for jitter).
     #[test]
     fn the_default_retention_outlasts_every_senders_retries() {
         for &p in crate::Provider::BUILT_IN {
-            let profile = crate::schemes::for_provider(p).unwrap().profile();
-            let horizon = match profile.schedule {
-                RetrySchedule::Fixed(waits) => waits.iter().sum(),
-                RetrySchedule::Exponential { horizon, .. } => horizon,
-            };
+            let horizon = crate::schemes::for_provider(p).unwrap().profile().retry_horizon();
             assert!(
                 horizon.mul_f64(1.2) < DEFAULT_RETENTION,
                 "{p:?}: retries for {horizon:?}"
