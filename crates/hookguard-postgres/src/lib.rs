@@ -17,7 +17,12 @@
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
 //!   replica that dies mid-handler leaves a lease that expires, and another replica takes the
 //!   item. Workers wake at once on an accept in their own process, on `LISTEN` for the others,
-//!   with a bounded fallback poll. A replica that accepted something sends one `NOTIFY` per
+//!   with a bounded fallback poll. Due times and leases are kept on the **database's clock**
+//!   (`statement_timestamp()`), never a replica's: the `now_ms` a caller passes to
+//!   [`claim`](InboxStore::claim) is not used, and the times passed to `fail` and `defer` count
+//!   as delays from the caller's own clock — so a replica whose clock runs ahead cannot take an
+//!   item still leased to another, nor one behind retry early. (Received and finished times,
+//!   shown by the CLI and used by the purge, are the accepting replica's.) A replica that accepted something sends one `NOTIFY` per
 //!   50 ms at most, outside the accept (PostgreSQL serialises the commits of notifying
 //!   transactions, so notifying from every insert would cap accepts).
 //!   Completions are group-committed: every completion queued while one statement runs goes
@@ -312,6 +317,11 @@ struct Sql {
     count_pending: String,
 }
 
+/// The database's clock in unix milliseconds, fixed for the statement: every schedule (due
+/// times, leases) is kept on it, so replicas whose clocks disagree still agree on when a lease
+/// ends.
+const DB_NOW: &str = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
+
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
                        next_attempt_at, finished_at, last_error, octet_length(body)::bigint AS body_len";
 
@@ -328,10 +338,12 @@ impl Sql {
                  ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                  RETURNING id"
             ),
+            // Due and lease times are the database's (`DB_NOW`), never a replica's: a replica
+            // whose clock runs ahead would otherwise take items still leased to another.
             claim: format!(
-                "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = $2
-                 WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= $1
-                              ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = {DB_NOW} + $1
+                 WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= {DB_NOW}
+                              ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at"
             ),
             complete: format!(
@@ -353,12 +365,14 @@ impl Sql {
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id = $1 AND attempts = $2 AND state = 1"
             ),
+            // $3: the delay before the retry (the caller's retry time minus its own now).
             retry: format!(
-                "UPDATE {t} SET state = 0, next_attempt_at = $3, last_error = $4
+                "UPDATE {t} SET state = 0, next_attempt_at = {DB_NOW} + $3, last_error = $4
                  WHERE id = $1 AND attempts = $2 AND state = 1"
             ),
+            // $3: the delay before it is due again (0: due now).
             release: format!(
-                "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = $3
+                "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = {DB_NOW} + $3
                  WHERE id = $1 AND attempts = $2 AND state = 1"
             ),
             get: format!("SELECT {COLUMNS}, headers, body FROM {t} WHERE id = $1"),
@@ -368,7 +382,7 @@ impl Sql {
                  ORDER BY id DESC LIMIT $3"
             ),
             replay: format!(
-                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = $2, finished_at = NULL, last_error = NULL,
+                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL, last_error = NULL,
                         unique_key = CASE WHEN scope = 1 AND NOT EXISTS (
                             SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
                             THEN dedupe_key ELSE unique_key END
@@ -755,10 +769,13 @@ impl InboxStore for PgInbox {
 
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         Box::pin(async move {
-            let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
+            let _ = now_ms;
+            let lease_ms = i64::try_from(lease.as_millis())
+                .unwrap_or(i64::MAX / 4)
+                .min(i64::MAX / 4);
             let rows = sqlx::query(&self.inner.sql.claim)
-                .bind(now_ms)
-                .bind(until)
+                .bind(lease_ms)
                 .bind(i64::from(limit))
                 .fetch_all(&self.inner.pool)
                 .await
@@ -806,10 +823,11 @@ impl InboxStore for PgInbox {
         let error = error.to_owned();
         Box::pin(async move {
             let q = match retry_at_ms {
+                // A delay on the caller's clock, placed on the database's.
                 Some(at) => sqlx::query(&self.inner.sql.retry)
                     .bind(id)
                     .bind(attempt as i32)
-                    .bind(at),
+                    .bind(at.saturating_sub(now_ms).max(0)),
                 None => sqlx::query(&self.inner.sql.dead)
                     .bind(id)
                     .bind(attempt as i32)
@@ -825,11 +843,13 @@ impl InboxStore for PgInbox {
     }
 
     fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+        // A delay on this replica's clock, placed on the database's.
+        let delay = until_ms.saturating_sub(hookguard_core::inbox::now_ms()).max(0);
         Box::pin(async move {
             let r = sqlx::query(&self.inner.sql.release)
                 .bind(id)
                 .bind(attempt as i32)
-                .bind(until_ms)
+                .bind(delay)
                 .execute(&self.inner.pool)
                 .await
                 .map_err(storage)?;
@@ -870,9 +890,9 @@ impl InboxStore for PgInbox {
 
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
         Box::pin(async move {
+            let _ = now_ms; // due now on the database's clock
             let r = sqlx::query(&self.inner.sql.replay)
                 .bind(id)
-                .bind(now_ms)
                 .fetch_optional(&self.inner.pool)
                 .await
                 .map_err(storage)?;
@@ -1013,9 +1033,11 @@ where
 /// into a fresh transaction. What it does not: effects outside this database (an e-mail, an
 /// HTTP call) still happen at least once — pass the item's dedupe key as an idempotency key.
 ///
-/// Each running handler holds one of the inbox pool's connections for its whole run: keep the
-/// worker's `concurrency` well below the pool's size ([`PgInbox::connect`]: 16; the worker's
-/// default concurrency: 4), or accepts wait for a connection (1 s, then `503`).
+/// Each running handler holds one of the inbox pool's connections for its whole run. At most
+/// half of the pool's connections (at least one) go to handlers' transactions, whatever the
+/// worker's `concurrency`: the rest stay for accepts, claims and completions, so slow handlers
+/// never make an accept wait out its acquire timeout (and answer `503`). Handlers beyond that
+/// wait for a turn (their lease runs meanwhile: keep the lease above the wait).
 ///
 /// ```no_run
 /// use hookguard_core::inbox::{ClaimedItem, Worker};
@@ -1034,21 +1056,30 @@ where
 /// # worker.shutdown().await; }
 /// ```
 pub fn transactional(inbox: PgInbox, handler: impl TxHandler) -> impl InboxHandler {
+    let turns = (inbox.pool().options().get_max_connections() / 2).max(1) as usize;
     TxAdapter {
         inbox,
         handler: Arc::new(handler),
+        turns: Arc::new(tokio::sync::Semaphore::new(turns)),
     }
 }
 
 struct TxAdapter {
     inbox: PgInbox,
     handler: Arc<dyn TxHandler>,
+    /// Connections handlers may hold at once: half the pool (see [`transactional`]).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl InboxHandler for TxAdapter {
     fn handle(&self, item: ClaimedItem) -> HandlerFuture {
-        let (inbox, handler) = (self.inbox.clone(), Arc::clone(&self.handler));
+        let (inbox, handler, turns) = (self.inbox.clone(), Arc::clone(&self.handler), Arc::clone(&self.turns));
         Box::pin(async move {
+            // Never closed, so this only waits.
+            let _turn = turns
+                .acquire_owned()
+                .await
+                .map_err(|_| HandlerError::new("transactional handler closed"))?;
             let mut tx = inbox.pool().begin().await?;
             handler.handle(&item, &mut tx).await?;
             if !inbox

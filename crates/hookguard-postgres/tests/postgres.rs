@@ -126,11 +126,12 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     );
     assert!(a.get(id).await.unwrap().is_some());
 
-    // Lease expiry: claimed again with a new attempt; the stale attempt is refused.
-    let now = now_ms();
-    let first = a.claim(now, Duration::from_millis(100), 10).await.unwrap();
+    // Lease expiry (on the database's clock): claimed again with a new attempt; the stale
+    // attempt is refused.
+    let first = a.claim(now_ms(), Duration::from_millis(100), 10).await.unwrap();
     assert_eq!(first.len(), 1);
-    let again = a.claim(now + 200, Duration::from_secs(30), 10).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let again = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(again[0].attempt, first[0].attempt + 1);
     assert!(!a.complete(first[0].id, first[0].attempt, now_ms()).await.unwrap());
     assert!(a
@@ -160,19 +161,56 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let t = now_ms();
     let c = a.claim(t, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!((c.len(), c[0].attempt), (1, 1));
-    assert!(a.defer(d, 1, t + 60_000).await.unwrap());
-    assert!(!a.defer(d, 1, t + 60_000).await.unwrap(), "no longer held");
+    assert!(a.defer(d, 1, now_ms() + 1_000).await.unwrap());
+    assert!(!a.defer(d, 1, now_ms() + 1_000).await.unwrap(), "no longer held");
     let rec = a.get(d).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
-    assert!(a
-        .claim(t + 59_000, Duration::from_secs(30), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(
-        a.claim(t + 61_000, Duration::from_secs(30), 10).await.unwrap()[0].attempt,
+        a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap()[0].attempt,
         1
     );
+}
+
+/// Leases and due times are the database's: a replica whose clock runs an hour ahead (its
+/// worker passes its own `now_ms`) takes neither an item leased to another replica nor a retry
+/// that is not due, and one an hour behind does not see a due item as early.
+#[tokio::test]
+async fn a_replica_with_a_wrong_clock_keeps_to_the_databases() {
+    const HOUR: i64 = 3_600_000;
+    let s = schema("skew");
+    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    let id = stored(&a, &bwp("evt_skew")).await;
+    assert!(
+        b.claim(now_ms() - HOUR, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .len()
+            == 1,
+        "due now"
+    );
+    // Replica B holds it for 30 s; A's clock is an hour ahead.
+    assert!(
+        a.claim(now_ms() + HOUR, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to B"
+    );
+    // B fails the attempt with a 1 s backoff, on a clock an hour behind.
+    let behind = now_ms() - HOUR;
+    assert!(b.fail(id, 1, "boom", Some(behind + 1_000), behind).await.unwrap());
+    assert!(
+        a.claim(now_ms() + HOUR, Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let again = a.claim(now_ms() + HOUR, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempt), (1, 2));
 }
 
 /// Completions from many handlers at once share statements (group commit), and each caller
@@ -407,6 +445,55 @@ async fn transactional_handler_commits_its_write_with_the_done_mark() {
     // The first attempt's write rolled back with it; the retry wrote the row once.
     assert_eq!(rows, vec![("buildworkpro:evt_tx".to_owned(), 2)]);
     assert_eq!(a.get(id).await.unwrap().unwrap().attempts, 2);
+}
+
+static SLOW_TX_STARTED: AtomicU32 = AtomicU32::new(0);
+
+fn slow_tx<'t>(_item: &'t ClaimedItem, tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> TxFuture<'t> {
+    Box::pin(async move {
+        sqlx::query("SELECT 1").execute(&mut **tx).await?;
+        SLOW_TX_STARTED.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        Ok(())
+    })
+}
+
+/// Slow transactional handlers, more of them than the pool has connections, leave connections
+/// for accepts: every accept made while they run is stored (the pool's acquire timeout is 1 s;
+/// with every connection held by a handler, accepts failed and the receiver answered 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_transactional_handlers_leave_connections_for_accepts() {
+    let s = schema("txpool");
+    let a = inbox(&s).await; // a pool of 8
+    for i in 0..16 {
+        stored(&a, &bwp(&format!("evt_slow_{i}"))).await;
+    }
+    let worker = Worker::builder(Arc::new(a.clone()), transactional(a.clone(), slow_tx))
+        .concurrency(16)
+        .lease(Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SLOW_TX_STARTED.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "handlers did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give every other claimed handler the time to ask for its connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let accepts: Vec<_> = (0..8)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { a.accept(item(&bwp(&format!("evt_during_{i}")))).await })
+        })
+        .collect();
+    for t in accepts {
+        assert!(
+            matches!(t.await.unwrap(), Ok(Accepted::Stored(_))),
+            "an accept waited for a connection"
+        );
+    }
+    assert_eq!(SLOW_TX_STARTED.load(Ordering::SeqCst), 4, "half the pool at a time");
+    worker.shutdown().await;
 }
 
 /// A private PostgreSQL server (so it can be stopped), run as the `postgres` user when root.
