@@ -59,9 +59,12 @@
 //! misconfigured URL is noticed at once). After that, calls fail while Redis is down and the
 //! store reconnects by itself when it is back; it never needs to be rebuilt.
 //!
-//! A call that times out may still have been carried out by Redis. A claim nobody learned
-//! about then blocks copies of that delivery until its lease expires: they are answered as
-//! in flight, the sender retries, and the delivery is handled after the lease.
+//! A call that times out may still have been carried out by Redis. A claim whose answer never
+//! arrived (timed out, failed, or dropped because the client went away) is therefore given
+//! back in the background: the release script deletes the key only if it holds that claim's
+//! token, and it runs after the claim on the same connection. Only when Redis cannot be
+//! reached for the release either does such a claim block copies until its lease expires
+//! (answered as in flight; the sender retries and the delivery is handled after the lease).
 //!
 //! # Operating Redis for dedupe
 //!
@@ -506,11 +509,23 @@ impl DedupeStore for RedisStore {
                 .key(self.redis_key(key))
                 .arg(token_hex(token))
                 .arg(ttl_ms(lease));
-            match self.run::<i64>("claim", &invocation).await? {
-                1 => Ok(Claim::New(ClaimToken::new(key, token))),
-                2 => Ok(Claim::Done),
-                3 => Ok(Claim::InFlight),
-                _ => Err(failed("claim", "unexpected reply")),
+            // Until Redis has answered, the script may have taken the key with this token (or
+            // may still take it): a claim dropped meanwhile (the client went away), timed out or
+            // failed gives it back, or every retry would be answered "in flight" for the lease.
+            let mut unanswered = ClaimGuard {
+                store: self,
+                token: Some(ClaimToken::new(key, token)),
+            };
+            let reply = self.run::<i64>("claim", &invocation).await?;
+            let token = unanswered.token.take();
+            match (reply, token) {
+                (1, Some(token)) => Ok(Claim::New(token)),
+                (2, _) => Ok(Claim::Done),
+                (3, _) => Ok(Claim::InFlight),
+                (_, token) => {
+                    unanswered.token = token;
+                    Err(failed("claim", "unexpected reply"))
+                }
             }
         })
     }
@@ -546,6 +561,21 @@ impl DedupeStore for RedisStore {
                 handle.spawn(async move { store.release(&token).await });
             }
             Err(_) => tracing::debug!("no tokio runtime: the abandoned claim expires with its lease"),
+        }
+    }
+}
+
+/// Gives back a claim whose answer never arrived (see [`RedisStore`]'s `claim`).
+struct ClaimGuard<'a> {
+    store: &'a RedisStore,
+    token: Option<ClaimToken>,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            // The release script deletes the key only if it holds this token.
+            self.store.abandon(token);
         }
     }
 }

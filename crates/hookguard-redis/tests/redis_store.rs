@@ -334,6 +334,61 @@ async fn abandon_releases_in_the_background() {
     }
 }
 
+/// Keeps the Redis server busy for `ms` (a script runs alone), so calls sent meanwhile are
+/// carried out only after it.
+fn hold_redis(url: String, ms: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn = admin(&url).await;
+        let busy = "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] \
+                    repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > tonumber(ARGV[1]) return 1";
+        // The admin connection may stop waiting first (its own response timeout): the script
+        // runs on regardless.
+        let _: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(busy)
+            .arg(0)
+            .arg(ms * 1000)
+            .query_async(&mut conn)
+            .await;
+    })
+}
+
+/// A claim whose answer never arrives — timed out, or dropped because the client went away —
+/// is carried out by Redis later; the store gives it back, so a retry of the delivery is not
+/// answered "in flight" for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_timed_out_or_dropped_before_its_answer_is_given_back() {
+    let server = Server::start();
+    let prefix = unique_prefix("unanswered");
+    let store = RedisStore::builder(server.url())
+        .prefix(&prefix)
+        .call_timeout(Duration::from_millis(150))
+        .connect()
+        .await
+        .unwrap();
+    let busy = hold_redis(server.url(), 600);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Sent while Redis is busy: the first times out, the second is dropped by its caller.
+    assert!(store.claim("timed-out", LEASE).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), store.claim("dropped", LEASE))
+            .await
+            .is_err()
+    );
+    busy.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the script's end
+    let fresh = store_at(&server.url(), &prefix).await;
+    for key in ["timed-out", "dropped"] {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match fresh.claim(key, LEASE).await.unwrap() {
+                Claim::New(_) => break,
+                Claim::InFlight if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                other => panic!("{key}: still held after the answer was lost: {other:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn abandon_outside_a_runtime_does_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
