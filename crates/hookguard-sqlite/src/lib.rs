@@ -498,9 +498,18 @@ impl Writer {
         let mut wake = false;
         let mut failed = None;
         for op in batch {
+            // After a storage error nothing more runs: SQLite may have rolled the whole
+            // transaction back already (disk full, I/O error), and a statement run after that
+            // would commit on its own — half an accept, a claim nobody is told of.
+            if failed.is_some() {
+                results.push(op_reply(op));
+                continue;
+            }
             let done = apply(&tx, op, self.max_pending, &mut self.pending, &mut wake);
-            if failed.is_none() && done.storage_failed() {
+            if done.storage_failed() {
                 failed = Some("a storage error rolled back this batch".to_owned());
+            } else if tx.is_autocommit() {
+                failed = Some("SQLite rolled this batch back".to_owned());
             }
             results.push(done);
         }
@@ -717,7 +726,13 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
     let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
     let mut items = Vec::with_capacity(claimed.len());
     for (id, attempt, provider, key, event_id, event_type, received) in claimed {
-        let bytes: Vec<u8> = body.query_row(params![id], |r| r.get(0))?;
+        // Never written apart from its item; a file changed by hand may still lack it: that
+        // item is dead (and says why) rather than failing every claim that reaches it.
+        let Some(bytes) = body.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
+            tracing::error!(id, "inbox: item without a stored body; marked dead");
+            finish(conn, id, attempt, now, Some("the stored body is missing"))?;
+            continue;
+        };
         items.push(ClaimedItem::new(
             id,
             attempt,
@@ -817,17 +832,20 @@ fn replay(conn: &Connection, id: i64, now: i64) -> Result<(), InboxError> {
     if scope == 1 {
         // An in-flight-only key recognises copies again while pending, unless a newer copy
         // holds it already (then this replay simply runs beside it).
-        let _ = conn.execute(
+        // (`OR IGNORE` answers that conflict; any error is a real one.)
+        conn.execute(
             "UPDATE OR IGNORE hookguard_inbox SET unique_key = dedupe_key WHERE id = ?1",
             params![id],
-        );
+        )
+        .map_err(storage)?;
     }
     Ok(())
 }
 
 fn replay_dead(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
     let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM hookguard_inbox WHERE state = 3")?
+        // (`state IN (2, 3)`: read from the finished index, not the whole table.)
+        .prepare("SELECT id FROM hookguard_inbox WHERE state = 3 AND state IN (2, 3)")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
@@ -962,6 +980,84 @@ mod tests {
             assert!(!p.contains("SCAN"), "{p}");
         }
         drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A storage error mid-batch stops the batch: SQLite answers a full database (here its
+    /// page cap) by rolling the whole transaction back, and an operation run after that would
+    /// commit on its own while its caller is told the batch failed.
+    #[test]
+    fn a_storage_error_stops_the_batch_and_nothing_after_it_is_stored() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let dir = std::env::temp_dir().join(format!("hg-sqlite-full-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = connect(&dir.join("inbox.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.execute_batch(&format!("PRAGMA max_page_count={}", pages + 4))
+            .unwrap();
+        let (_keep, rx) = mpsc::sync_channel(1);
+        let mut writer = Writer {
+            conn,
+            rx,
+            max_pending: 1_000,
+            max_batch: 16,
+            pending: 0,
+            counted_at: Instant::now(),
+            notify: Arc::new(Notify::new()),
+            synced: true,
+        };
+        let accept = |id: &str, pad: usize| {
+            let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
+            let d = hookguard_core::testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+            let (reply, answer) = oneshot::channel();
+            (
+                Op::Accept(Box::new(NewItem::from_delivery(&d, Vec::new(), 1)), reply),
+                answer,
+            )
+        };
+        let (a, mut ra) = accept("small_a", 10);
+        let (b, mut rb) = accept("big_b", 64 * 1024); // needs more pages than the cap leaves
+        let (c, mut rc) = accept("small_c", 10);
+        writer.commit(vec![a, b, c]);
+        for answer in [&mut ra, &mut rb, &mut rc] {
+            assert!(matches!(answer.try_recv(), Ok(Err(InboxError::Storage(_)))));
+        }
+        let rows: i64 = writer
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM hookguard_inbox) + (SELECT count(*) FROM hookguard_inbox_body)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0, "an operation after the failure was stored on its own");
+
+        // An item whose body is gone (a file changed by hand) is dead, not a failing claim.
+        writer.conn.execute_batch("PRAGMA max_page_count=1000000").unwrap();
+        let (a, mut ra) = accept("no_body", 10);
+        writer.commit(vec![a]);
+        let Ok(Ok(Accepted::Stored(id))) = ra.try_recv() else {
+            panic!("not stored")
+        };
+        writer
+            .conn
+            .execute("DELETE FROM hookguard_inbox_body WHERE id = ?1", [id])
+            .unwrap();
+        let (reply, mut claimed) = oneshot::channel();
+        let now = hookguard_core::inbox::now_ms();
+        writer.commit(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        assert!(matches!(claimed.try_recv(), Ok(Ok(v)) if v.is_empty()));
+        let (state, error): (i64, String) = writer
+            .conn
+            .query_row(
+                "SELECT state, last_error FROM hookguard_inbox WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state, error.as_str()), (3, "the stored body is missing"));
+        drop(writer);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
