@@ -122,7 +122,8 @@ pub struct HeaderArg {
 /// Parses `Name: value` (clap value parser: a bad one is a usage error, exit 2).
 pub fn parse_header_arg(s: &str) -> Result<HeaderArg, String> {
     let (name, value) = s.split_once(':').ok_or_else(|| "expected 'Name: value'".to_owned())?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| "invalid header name (the part before ':'; not shown: it may hold a secret)".to_owned())?;
     let value = value.trim().to_owned();
     HeaderValue::from_str(&value).map_err(|_| format!("invalid value for header `{name}`"))?;
     Ok(HeaderArg { name, value })

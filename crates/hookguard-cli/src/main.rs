@@ -62,6 +62,18 @@ fn parse_error(e: clap::Error) -> ExitCode {
         Some(ContextValue::String(arg)) => SECRET_ARGS.iter().find(|s| arg.starts_with(**s)),
         _ => None,
     };
+    // A stray word on a command line that carries a secret is most likely the rest of an
+    // unquoted one (`--secret Bearer abc`): named as such, never shown.
+    let stray_word = e.kind() == ErrorKind::UnknownArgument
+        && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a)) if !a.starts_with('-'))
+        && std::env::args().any(|a| SECRET_ARGS.iter().any(|s| a.starts_with(s)));
+    if stray_word {
+        write_stderr(format_args!(
+            "hookguard: unexpected argument (not shown: it may be part of a secret; quote a value that holds \
+             spaces, e.g. --secret 'Bearer …')"
+        ));
+        return ExitCode::from(2);
+    }
     match (e.kind(), secret_arg) {
         (ErrorKind::ValueValidation | ErrorKind::InvalidValue, Some(arg)) => {
             let reason = std::error::Error::source(&e)

@@ -161,10 +161,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// Kill --exec after this many seconds. Inline: answer 503 (keep it below the sender's
-    /// timeout: Procore 5 s, BuildWorkPro 10 s). With --inbox: a failed attempt (keep it below
-    /// 90 % of --lease).
-    #[arg(long, value_name = "SECS", default_value = "4", value_parser = parse_secs)]
-    exec_timeout: Duration,
+    /// timeout: Procore 5 s, BuildWorkPro 10 s) [default: 4]. With --inbox: a failed attempt
+    /// (it must stay below 90 % of --lease) [default: 80 % of --lease].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    exec_timeout: Option<Duration>,
     /// With --inbox: handlers running at once [default: 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
@@ -342,6 +342,10 @@ fn guard_available() -> bool {
 /// Variables only inbox mode sets (removed otherwise, so none leaks from serve's environment).
 const INBOX_VARIABLES: [&str; 2] = ["HOOKGUARD_INBOX_ID", "HOOKGUARD_ATTEMPT"];
 
+/// serve's own credentials, given through its environment: the command never inherits them
+/// (it gets the delivery, not the means to forge one or to open the inspector).
+const CREDENTIAL_VARIABLES: [&str; 2] = ["HOOKGUARD_SECRET", "HOOKGUARD_UI_TOKEN"];
+
 impl Exec {
     /// Runs the command once for `d` (inline handler and inbox worker alike): `sh -c CMD` in a
     /// process group of its own (led by the guard on Linux, see [`command`]), the body on stdin,
@@ -351,7 +355,7 @@ impl Exec {
     async fn run(&self, d: &Delivery, extra: &[(&str, String)]) -> Result<(), ExecError> {
         let mut cmd = command(&self.cmd);
         cmd.env("HOOKGUARD_PROVIDER", d.provider().as_str());
-        for name in INBOX_VARIABLES {
+        for name in INBOX_VARIABLES.iter().chain(&CREDENTIAL_VARIABLES) {
             cmd.env_remove(name);
         }
         for (name, value) in extra {
@@ -791,6 +795,9 @@ async fn shutdown_signal() {
 }
 
 /// The worker settings of `serve --inbox`, checked.
+/// `--exec-timeout` without --inbox: below Procore's 5 s.
+const INLINE_EXEC_TIMEOUT: Duration = Duration::from_secs(4);
+
 struct InboxSettings {
     spec: InboxSpec,
     workers: usize,
@@ -833,13 +840,15 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
         )));
     }
     let lease = args.lease.unwrap_or(Duration::from_secs(60));
-    if args.exec.is_some() && args.exec_timeout >= lease.mul_f64(0.9) {
-        return Err(usage(format!(
-            "--exec-timeout ({} s) must be below 90 % of --lease ({} s): the lease must outlive the command, \
-             or another worker could run the item while it still runs",
-            args.exec_timeout.as_secs_f64(),
-            lease.as_secs_f64()
-        )));
+    if let (Some(_), Some(timeout)) = (&args.exec, args.exec_timeout) {
+        if timeout >= lease.mul_f64(0.9) {
+            return Err(usage(format!(
+                "--exec-timeout ({} s) must be below 90 % of --lease ({} s): the lease must outlive the command, \
+                 or another worker could run the item while it still runs",
+                timeout.as_secs_f64(),
+                lease.as_secs_f64()
+            )));
+        }
     }
     Ok(Some(InboxSettings {
         spec,
@@ -1038,9 +1047,15 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");
     }
     let inbox = inbox_settings(&args)?;
+    // Inline, the command runs inside the sender's timeout; from the inbox's worker, inside
+    // the lease (the sender has its answer already).
+    let exec_timeout = args.exec_timeout.unwrap_or_else(|| match &inbox {
+        Some(settings) => settings.lease.mul_f64(0.8),
+        None => INLINE_EXEC_TIMEOUT,
+    });
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
-        timeout: args.exec_timeout,
+        timeout: exec_timeout,
     });
     let spec = ReceiverSpec {
         provider: args.provider,
@@ -1050,7 +1065,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         max_body: args.max_body,
         ignore_apps: &args.ignore_apps,
         // The lease outlives the handler's budget, so no copy runs while the first still does.
-        lease: DEFAULT_LEASE.max(args.exec_timeout + Duration::from_secs(5)),
+        lease: DEFAULT_LEASE.max(exec_timeout + Duration::from_secs(5)),
     };
     // Check the configuration before touching the network or the disk.
     let (probe, _) = layer_keyed(

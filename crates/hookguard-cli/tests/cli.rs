@@ -2016,6 +2016,75 @@ fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
     assert_eq!(code(&inbox(&["replay"], &db)), 2, "an id or --dead is required");
 }
 
+/// With --inbox the command runs after the answer, so the inline 4 s budget (below Procore's
+/// 5 s timeout) does not apply: by default a handler may run for 80 % of the lease. A 4.5 s
+/// handler (the issue's slow Procore handler, shortened) is done on its first attempt.
+#[test]
+fn inbox_exec_is_not_held_to_the_inline_timeout() {
+    let dir = scratch("inbox-slow-exec");
+    let db = dir.join("inbox.db");
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_slow",
+        "--inbox",
+        path(&db),
+        "--exec",
+        "cat >/dev/null; sleep 4.5",
+    ]);
+    let started = Instant::now();
+    assert_eq!(bwp_post(s.port, "whsec_slow", "evt_slow").0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered before the handler ran"
+    );
+    let lines = s.wait_n(1, Duration::from_secs(20));
+    assert_eq!(json(&lines[0])["attempts"], 1, "{}", s.stderr());
+    assert_eq!(inbox_json(&["list"], &db)[0]["state"], "done");
+}
+
+/// serve's secret and inspector token, given in its environment, do not reach --exec.
+#[test]
+fn exec_never_inherits_serves_credentials() {
+    let dir = scratch("exec-credentials");
+    let env_log = dir.join("env.log");
+    let cmd = format!("cat >/dev/null; env > '{}'", env_log.display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider",
+            "buildworkpro",
+            "--exec",
+            &cmd,
+        ])
+        .env("HOOKGUARD_SECRET", "whsec_inherited")
+        .env("HOOKGUARD_UI_TOKEN", "ui-token-inherited-0123456789abcdef")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "serve ended");
+        if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    assert_eq!(bwp_post(port, "whsec_inherited", "evt_env").0, 204);
+    let _ = child.kill();
+    let _ = child.wait();
+    let env = std::fs::read_to_string(&env_log).unwrap();
+    assert!(env.contains("HOOKGUARD_EVENT_ID=evt_env"), "{env}");
+    assert!(!env.contains("inherited"), "{env}");
+}
+
 #[test]
 fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
     let dir = scratch("inbox-sigterm");
@@ -2381,6 +2450,7 @@ fn serve_inbox_usage_errors() {
     // A refused value that may be a secret is named, never echoed.
     for (flag, value) in [
         ("--auth-header", "Bearer s3cr3t-tok"),
+        ("--auth-header", "Bearer s3cr3t:x"),
         ("--ui-token", "s3cr3t-short"),
         ("--store", "Redis://:s3cr3t@h"),
     ] {
@@ -2389,6 +2459,11 @@ fn serve_inbox_usage_errors() {
         assert!(text(&o.stderr).contains(flag), "{}", text(&o.stderr));
         assert!(!text(&o.stderr).contains("s3cr3t"), "{flag}: {}", text(&o.stderr));
     }
+    // The rest of an unquoted secret is a stray word: refused, not shown.
+    let o = serve(&["--secret", "Bearer", "s3cr3t-token"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("unexpected argument"), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
     // A --path axum would refuse (a parameter, a wildcard) is a usage error, never a panic.
     for bad in ["/hooks/:id", "/hooks/*rest", "/hooks/{id}", "/hooks/{"] {
         let o = serve(&["--path", bad]);
@@ -2398,7 +2473,16 @@ fn serve_inbox_usage_errors() {
     }
     // The lease must outlive the command.
     assert_eq!(
-        code(&serve(&["--inbox", path(&db), "--exec", "true", "--lease", "1"])),
+        code(&serve(&[
+            "--inbox",
+            path(&db),
+            "--exec",
+            "true",
+            "--exec-timeout",
+            "1",
+            "--lease",
+            "1"
+        ])),
         2
     );
     assert_eq!(
