@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookguard_core::inbox::{
-    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, ListFilter, NewItem, Outcome,
-    RetryPolicy, Worker,
+    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxFuture, InboxState, InboxStore, ListFilter, NewItem,
+    Outcome, RetryPolicy, Worker,
 };
 use hookguard_core::schemes::{BuildWorkPro, Hcss};
 use hookguard_core::{testing, Delivery};
@@ -401,13 +401,20 @@ async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let p = stored(&inbox, &bwp("evt_panic")).await;
     let s = stored(&inbox, &bwp("evt_slow")).await;
+    let early = stored(&inbox, &bwp("evt_panic_early")).await;
     let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
-    let worker = Worker::builder(store, |item: ClaimedItem| async move {
-        if item.delivery.event_id() == Some("evt_panic") {
-            panic!("handler bug");
+    let worker = Worker::builder(store, |item: ClaimedItem| {
+        // A handler whose own call panics, before it hands back a future.
+        if item.delivery.event_id() == Some("evt_panic_early") {
+            panic!("handler bug before its future");
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        Ok::<(), HandlerError>(())
+        async move {
+            if item.delivery.event_id() == Some("evt_panic") {
+                panic!("handler bug");
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<(), HandlerError>(())
+        }
     })
     .retry(RetryPolicy::new(
         Duration::from_millis(10),
@@ -419,10 +426,13 @@ async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
     .spawn();
     wait_for(&inbox, p, InboxState::Dead).await;
     wait_for(&inbox, s, InboxState::Dead).await;
-    assert_eq!(
-        inbox.get(p).await.unwrap().unwrap().last_error.as_deref(),
-        Some("handler panicked")
-    );
+    wait_for(&inbox, early, InboxState::Dead).await;
+    for id in [p, early] {
+        assert_eq!(
+            inbox.get(id).await.unwrap().unwrap().last_error.as_deref(),
+            Some("handler panicked")
+        );
+    }
     assert!(inbox
         .get(s)
         .await
@@ -431,6 +441,90 @@ async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
         .last_error
         .unwrap()
         .contains("did not finish"));
+    worker.shutdown().await;
+}
+
+/// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_purges_still_works() {
+    let dir = TempDir::new("never-purge");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_never_purge")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move { Ok::<(), HandlerError>(()) })
+        .purge_every(Duration::MAX)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_for(&inbox, id, InboxState::Done).await;
+    worker.shutdown().await;
+}
+
+/// The real inbox whose claims answer late (a busy file, a long checkpoint): the lease is
+/// taken when the claim runs, its answer arrives `delay` afterwards.
+struct LateClaims(SqliteInbox, Duration);
+
+impl InboxStore for LateClaims {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        self.0.accept(item)
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        Box::pin(async move {
+            let items = self.0.claim(now_ms, lease, limit).await?;
+            if !items.is_empty() {
+                tokio::time::sleep(self.1).await;
+            }
+            Ok(items)
+        })
+    }
+    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.0.complete(id, attempt, now_ms)
+    }
+    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.0.fail(id, attempt, error, retry_at_ms, now_ms)
+    }
+    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
+        self.0.release(id, attempt)
+    }
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<hookguard_core::inbox::InboxRecord>> {
+        self.0.get(id)
+    }
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<hookguard_core::inbox::InboxRecord>> {
+        self.0.list(filter)
+    }
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        self.0.replay(id, now_ms)
+    }
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        self.0.replay_dead(now_ms)
+    }
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        self.0.purge(before_ms, include_dead)
+    }
+    fn stats(&self) -> InboxFuture<'_, hookguard_core::inbox::InboxStats> {
+        self.0.stats()
+    }
+}
+
+/// A handler must end within 90 % of the lease counted from its claim, not from the claim's
+/// answer: a claim answered 0.6 s late under a 1 s lease leaves a 0.5 s handler too little
+/// time (it would still run when the lease ends and another worker may claim the item).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_deadline_counts_from_the_claim() {
+    let dir = TempDir::new("late-claim");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_late_claim")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::from_millis(600)));
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok::<(), HandlerError>(())
+    })
+    .lease(Duration::from_secs(1))
+    .retry(quick_retries(1))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Dead).await;
+    let error = inbox.get(id).await.unwrap().unwrap().last_error.unwrap();
+    assert!(error.contains("did not finish"), "{error}");
     worker.shutdown().await;
 }
 

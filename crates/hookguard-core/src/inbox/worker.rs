@@ -176,12 +176,14 @@ impl WorkerBuilder {
         self
     }
     /// How long a claim holds an item (default 60 s). A handler is stopped and its attempt
-    /// counted as failed at 90 % of the lease, so no other process claims it while it runs.
+    /// counted as failed at 90 % of the lease counted from the claim (a claim answered late
+    /// leaves its handler less time), so no other process claims it while it runs.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
         self
     }
-    /// Stops a handler after `timeout` (at most 90 % of the lease) and counts a failed attempt.
+    /// Stops a handler after `timeout` from its claim (at most 90 % of the lease) and counts a
+    /// failed attempt.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = Some(timeout);
         self
@@ -332,9 +334,13 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let mut next_sample = tokio::time::Instant::now();
     let mut stop_wait = std::pin::pin!(stop.notified());
     loop {
-        while tasks.try_join_next().is_some() {}
+        while let Some(joined) = tasks.try_join_next() {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "inbox: an attempt's task ended abnormally; its lease will expire");
+            }
+        }
         if tokio::time::Instant::now() >= next_purge {
-            next_purge = tokio::time::Instant::now() + cfg.purge_every;
+            next_purge = far_after(cfg.purge_every);
             let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
             match cfg.store.purge(before, false).await {
                 Ok(0) => {}
@@ -364,6 +370,9 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             continue;
         }
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        // The lease runs from the claim's start, not its answer: a claim that waited (a busy
+        // store, a checkpoint) leaves its handlers that much less time.
+        let claimed_at = tokio::time::Instant::now();
         let claimed = match cfg.store.claim(now_ms(), cfg.lease, limit).await {
             Ok(items) => items,
             Err(e) => {
@@ -382,9 +391,15 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 .insert(item.id, item.attempt);
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
-                let id = item.id;
-                attempt(&cfg, item, &wake).await;
-                running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                let (id, this) = (item.id, item.attempt);
+                let deadline = claimed_at + cfg.timeout;
+                attempt(&cfg, item, &wake, deadline).await;
+                // Only this attempt's own entry: a newer attempt of the item may hold it now.
+                let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
+                if held.get(&id) == Some(&this) {
+                    held.remove(&id);
+                }
+                drop(held);
                 drop(permit);
             });
         }
@@ -412,7 +427,16 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     }
 }
 
-async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
+/// `now + after`, or a time far off when that overflows (`purge_every(Duration::MAX)`: never).
+fn far_after(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
+/// claim began).
+async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>, deadline: tokio::time::Instant) {
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
     // last attempt means the earlier ones ended with no outcome recorded: the process died (or
@@ -421,12 +445,22 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>) {
     let ran = item.attempt <= cfg.retry.max_attempts;
     // `Err((why, Some(after)))`: the handler deferred (not an attempt).
     let result: Result<(), (String, Option<Duration>)> = if ran {
-        let handler = cfg.handler.handle(item.clone());
-        match tokio::time::timeout(cfg.timeout, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err((e.to_string(), e.deferred())),
-            Ok(Err(_panic)) => Err(("handler panicked".to_owned(), None)),
-            Err(_) => Err((format!("handler did not finish within {:?}", cfg.timeout), None)),
+        // `handle` itself may panic before it returns its future (work done outside `async`).
+        let started_handler =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.handler.handle(item.clone())));
+        match started_handler {
+            Err(_panic) => Err(("handler panicked".to_owned(), None)),
+            Ok(handler) => {
+                match tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(Ok(Err(e))) => Err((e.to_string(), e.deferred())),
+                    Ok(Err(_panic)) => Err(("handler panicked".to_owned(), None)),
+                    Err(_) => Err((
+                        format!("handler did not finish within {:?} of its claim", cfg.timeout),
+                        None,
+                    )),
+                }
+            }
         }
     } else {
         Err((
