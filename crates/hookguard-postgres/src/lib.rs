@@ -331,10 +331,12 @@ impl Sql {
             // One statement, one round trip, the same work as a plain insert-if-absent: a copy
             // conflicts on the partial unique index and returns no row (reported as
             // `Duplicate(0)`: the copy's id is not read, which would cost a second statement).
+            // Due from its arrival (first come, first served: a retry already due goes before
+            // what arrived after it).
             accept: format!(
                 "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
                                   attempts, received_at, next_attempt_at, headers, body)
-                 VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, 0, $7, $8)
+                 VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, {DB_NOW}, $7, $8)
                  ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                  RETURNING id"
             ),

@@ -173,6 +173,25 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     );
 }
 
+/// First come, first served: a retry that is due goes before deliveries that arrived after it.
+#[tokio::test]
+async fn a_due_retry_goes_before_newer_deliveries() {
+    let s = schema("fifo");
+    let a = inbox(&s).await;
+    let first = stored(&a, &bwp("evt_first")).await;
+    let c = a.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert!(a
+        .fail(first, c[0].attempt, "boom", Some(now_ms()), now_ms())
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 0..3 {
+        stored(&a, &bwp(&format!("evt_later_{i}"))).await;
+    }
+    let next = a.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!((next[0].id, next[0].attempt), (first, 2));
+}
+
 /// Leases and due times are the database's: a replica whose clock runs an hour ahead (its
 /// worker passes its own `now_ms`) takes neither an item leased to another replica nor a retry
 /// that is not due, and one an hour behind does not see a due item as early.

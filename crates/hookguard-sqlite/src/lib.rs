@@ -660,13 +660,16 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
         _ => 0,
     };
     let headers = serde_json::to_string(&item.headers).unwrap_or_else(|_| "[]".into());
-    // One statement for a new delivery: insert-if-absent on the partial unique index.
+    // One statement for a new delivery: insert-if-absent on the partial unique index. Due
+    // from its arrival, so the claim order stays first come, first served: a retry or a
+    // replay already due goes before what arrived after it (due at 0, every new item went
+    // first, and a flood kept due retries waiting).
     let id: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO hookguard_inbox
                  (provider, dedupe_key, unique_key, scope, event_id, event_type, state, attempts,
                   received_at, next_attempt_at, headers, body_len)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, 0, ?7, ?8)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, ?6, ?7, ?8)
              ON CONFLICT DO NOTHING
              RETURNING id",
         )

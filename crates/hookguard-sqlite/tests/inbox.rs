@@ -310,9 +310,15 @@ async fn failing_handler_backs_off_goes_dead_and_a_replay_after_the_fix_is_done(
 async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
     let dir = TempDir::new("poison");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let id = stored(&inbox, &bwp("evt_poison")).await;
-    // Two runs that never reported back (the process died during each): their leases expired.
+    // Received a minute ago; two runs that never reported back (the process died during
+    // each): their leases expired.
     let t = now_ms();
+    let Ok(Accepted::Stored(id)) = inbox
+        .accept(NewItem::from_delivery(&bwp("evt_poison"), Vec::new(), t - 60_000))
+        .await
+    else {
+        panic!("not stored")
+    };
     let first = inbox.claim(t - 20_000, Duration::from_secs(1), 10).await.unwrap();
     let second = inbox.claim(t - 10_000, Duration::from_secs(1), 10).await.unwrap();
     assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
@@ -442,6 +448,26 @@ async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
         .unwrap()
         .contains("did not finish"));
     worker.shutdown().await;
+}
+
+/// First come, first served: a retry that is due goes before deliveries that arrived after
+/// it (new items were due at 0 and went first, so a flood kept due retries waiting).
+#[tokio::test]
+async fn a_due_retry_goes_before_newer_deliveries() {
+    let dir = TempDir::new("fifo");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let first = stored(&inbox, &bwp("evt_first")).await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert!(inbox
+        .fail(first, c[0].attempt, "boom", Some(now_ms()), now_ms())
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 0..3 {
+        stored(&inbox, &bwp(&format!("evt_later_{i}"))).await;
+    }
+    let next = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!((next[0].id, next[0].attempt), (first, 2));
 }
 
 /// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
