@@ -26,7 +26,8 @@ Output is JSON, one object per line. Times are RFC 3339 UTC strings with millise
 (\"2026-11-24T09:30:12.345Z\"); ids are the inbox's integers; `event_id` is a string exactly
 as the sender sent it (Procore's 5982324300946918154 keeps its digits).
   list   {\"id\",\"provider\",\"event_id\",\"event_type\",\"dedupe_key\",\"state\",\"attempts\",
-          \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first;
+          \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first
+          (--state done|dead: most recently finished first);
           next_attempt_at: when a pending item is due, when a running item's lease ends
           (then it runs again), null for done and dead items
   show   the same fields plus finished_at, body_bytes, headers ([[name, value], …]: what was
@@ -65,7 +66,7 @@ enum InboxCommand {
     #[command(after_help = "Examples:\n  hookguard inbox migrate --inbox procore.db\n  \
                             hookguard inbox migrate --inbox 'postgres://hookguard@db.internal/app'")]
     Migrate(Location),
-    /// Items as JSON lines, newest first.
+    /// Items as JSON lines, newest first (done or dead: most recently finished first).
     #[command(after_help = "Example:\n  hookguard inbox list --state dead --inbox procore.db")]
     List(ListArgs),
     /// One item: its record, stored headers (never credentials) and body.

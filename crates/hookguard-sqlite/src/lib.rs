@@ -207,6 +207,7 @@ impl SqliteInboxBuilder {
                 notify,
                 path: self.path,
                 stats_turn: tokio::sync::Mutex::new(()),
+                list_turns: tokio::sync::Semaphore::new(4),
             }),
         })
     }
@@ -225,6 +226,8 @@ struct Inner {
     /// One `stats` at a time: callers (the inspector's page, the worker's gauges) wait their
     /// turn instead of each starting a thread that counts every row.
     stats_turn: tokio::sync::Mutex<()>,
+    /// Lists reading at once (each on a connection and thread of its own).
+    list_turns: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -234,6 +237,31 @@ impl fmt::Debug for SqliteInbox {
 }
 
 impl SqliteInbox {
+    /// Runs `read` on a read-only connection of its own, in a thread of its own: under WAL it
+    /// reads a snapshot while the writer goes on, and never holds the writer up.
+    async fn read_only<T: Send + 'static>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, InboxError> {
+        let (reply, answer) = oneshot::channel();
+        let path = self.inner.path.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let run = || -> rusqlite::Result<T> {
+                    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    read(&conn)
+                };
+                let _ = reply.send(run().map_err(storage));
+            })
+            .map_err(storage)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(InboxError::storage("an inbox reader stopped")))
+    }
+
     /// Opens `path` with the default settings.
     ///
     /// # Errors
@@ -346,7 +374,6 @@ enum Op {
     /// Give back without counting the attempt, due at the third field (0: now).
     Release(i64, u32, i64, Reply<bool>),
     Get(i64, Reply<Option<InboxRecord>>),
-    List(ListFilter, Reply<Vec<InboxRecord>>),
     Replay(i64, i64, Reply<()>),
     ReplayDead(i64, Reply<u64>),
     Purge(i64, bool, Reply<u64>),
@@ -360,7 +387,6 @@ enum Done {
     Unit(Reply<()>, Result<(), InboxError>),
     Count(Reply<u64>, Result<u64, InboxError>),
     Get(Reply<Option<InboxRecord>>, Result<Option<InboxRecord>, InboxError>),
-    List(Reply<Vec<InboxRecord>>, Result<Vec<InboxRecord>, InboxError>),
 }
 
 impl Done {
@@ -375,7 +401,6 @@ impl Done {
             Done::Unit(_, r) => bad(r),
             Done::Count(_, r) => bad(r),
             Done::Get(_, r) => bad(r),
-            Done::List(_, r) => bad(r),
         }
     }
 
@@ -387,7 +412,6 @@ impl Done {
             Done::Unit(tx, r) => drop(tx.send(r)),
             Done::Count(tx, r) => drop(tx.send(r)),
             Done::Get(tx, r) => drop(tx.send(r)),
-            Done::List(tx, r) => drop(tx.send(r)),
         }
     }
 
@@ -402,7 +426,6 @@ impl Done {
             Done::Unit(tx, _) => drop(tx.send(e(msg))),
             Done::Count(tx, _) => drop(tx.send(e(msg))),
             Done::Get(tx, _) => drop(tx.send(e(msg))),
-            Done::List(tx, _) => drop(tx.send(e(msg))),
         }
     }
 }
@@ -474,10 +497,10 @@ impl Writer {
                 }
             }
         }
-        // A batch of reads only (`get`, `list`: the CLI's commands; `stats` reads on a
-        // connection of its own) takes no write lock: under WAL it reads a snapshot while
+        // A batch of reads only (`get`: `inbox show`; `list` and `stats` read on connections
+        // of their own) takes no write lock: under WAL it reads a snapshot while
         // another process's writer goes on.
-        let reads_only = batch.iter().all(|op| matches!(op, Op::Get(..) | Op::List(..)));
+        let reads_only = batch.iter().all(|op| matches!(op, Op::Get(..)));
         let behavior = if reads_only {
             TransactionBehavior::Deferred
         } else {
@@ -547,7 +570,6 @@ fn op_reply(op: Op) -> Done {
         Op::Claim(.., tx) => Done::Claim(tx, e()),
         Op::Complete(.., tx) | Op::Fail(.., tx) | Op::Release(.., tx) => Done::Bool(tx, e()),
         Op::Get(_, tx) => Done::Get(tx, e()),
-        Op::List(_, tx) => Done::List(tx, e()),
         Op::Replay(.., tx) => Done::Unit(tx, e()),
         Op::ReplayDead(_, tx) | Op::Purge(.., tx) => Done::Count(tx, e()),
     }
@@ -602,7 +624,6 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             Done::Bool(tx, r)
         }
         Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
-        Op::List(filter, tx) => Done::List(tx, list(conn, &filter).map_err(storage)),
         Op::Replay(id, now, tx) => {
             let r = replay(conn, id, now);
             if r.is_ok() {
@@ -799,12 +820,26 @@ fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
     .optional()
 }
 
+/// The list statements, each reading an index where a state is asked for (a rare state in a
+/// large file would otherwise mean reading the whole table): pending and running from the due
+/// index; done and dead from the finished index, most recently finished first.
+fn list_sql(state: Option<InboxState>) -> String {
+    let provider = "(?2 IS NULL OR provider = ?2)";
+    match state {
+        None => format!("SELECT {COLUMNS} FROM hookguard_inbox WHERE {provider} ORDER BY id DESC LIMIT ?3"),
+        Some(InboxState::Pending | InboxState::Running) => format!(
+            "SELECT {COLUMNS} FROM hookguard_inbox WHERE state = ?1 AND state IN (0, 1) AND {provider}
+             ORDER BY +id DESC LIMIT ?3"
+        ),
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM hookguard_inbox WHERE state = ?1 AND state IN (2, 3) AND {provider}
+             ORDER BY finished_at DESC, id DESC LIMIT ?3"
+        ),
+    }
+}
+
 fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM hookguard_inbox
-         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR provider = ?2)
-         ORDER BY id DESC LIMIT ?3"
-    ))?;
+    let mut stmt = conn.prepare_cached(&list_sql(f.state))?;
     let rows = stmt.query_map(params![f.state.map(|s| s.code()), f.provider, f.limit], record)?;
     rows.collect()
 }
@@ -915,8 +950,20 @@ impl InboxStore for SqliteInbox {
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         self.call(move |tx| Op::Get(id, tx))
     }
+    /// On a read-only connection and thread of its own (at most four at once), like `stats`:
+    /// a list may read far (the inspector's pages, a provider filter), and the writer must
+    /// not wait for it.
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
-        self.call(move |tx| Op::List(filter, tx))
+        Box::pin(async move {
+            let _turn = self
+                .inner
+                .list_turns
+                .acquire()
+                .await
+                .map_err(|_| InboxError::storage("the inbox is closing"))?;
+            self.read_only("hookguard-sqlite-list", move |conn| list(conn, &filter))
+                .await
+        })
     }
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
         self.call(move |tx| Op::Replay(id, now_ms, tx))
@@ -933,22 +980,7 @@ impl InboxStore for SqliteInbox {
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
         Box::pin(async move {
             let _turn = self.inner.stats_turn.lock().await;
-            let (reply, answer) = oneshot::channel();
-            let path = self.inner.path.clone();
-            std::thread::Builder::new()
-                .name("hookguard-sqlite-stats".into())
-                .spawn(move || {
-                    let read = || -> rusqlite::Result<InboxStats> {
-                        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-                        conn.busy_timeout(Duration::from_secs(5))?;
-                        stats(&conn)
-                    };
-                    let _ = reply.send(read().map_err(storage));
-                })
-                .map_err(storage)?;
-            answer
-                .await
-                .unwrap_or_else(|_| Err(InboxError::storage("the inbox stats reader stopped")))
+            self.read_only("hookguard-sqlite-stats", stats).await
         })
     }
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -981,6 +1013,38 @@ mod tests {
                 "{p}"
             );
             assert!(!p.contains("SCAN"), "{p}");
+        }
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A list of one state reads an index, never the whole table (the inspector lists every
+    /// state on each refresh; dead and running items are few among a retention's millions).
+    #[test]
+    fn lists_of_a_state_read_an_index() {
+        let dir = std::env::temp_dir().join(format!("hg-sqlite-list-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = connect(&dir.join("inbox.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for (state, index) in [
+            (InboxState::Pending, "hookguard_inbox_due_v2"),
+            (InboxState::Running, "hookguard_inbox_due_v2"),
+            (InboxState::Done, "hookguard_inbox_finished_v2 (state=?)"),
+            (InboxState::Dead, "hookguard_inbox_finished_v2 (state=?)"),
+        ] {
+            let sql = list_sql(Some(state));
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let p = stmt
+                .query_map(params![state.code(), None::<String>, 10], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+                .join("; ");
+            assert!(p.contains(index), "{state:?}: {p}");
+            assert!(
+                !p.split("; ").any(|step| step == "SCAN hookguard_inbox"),
+                "{state:?}: {p}"
+            );
         }
         drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -505,7 +505,8 @@ pub trait InboxStore: Send + Sync + 'static {
     /// One item with its headers and body.
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>>;
 
-    /// Items matching `filter`, newest first, without bodies.
+    /// Items matching `filter`, without bodies: newest first (filtered on done or dead:
+    /// most recently finished first).
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>>;
 
     /// A dead or done item back to pending, due now, with its attempts reset.
