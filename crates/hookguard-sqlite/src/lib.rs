@@ -104,11 +104,21 @@ CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state,
     WHERE state IN (2, 3);
 ";
 
-/// The purge of one finished state (`?2`: done or dead) before `?1`: a range of the finished
-/// index (the literal `state IN (2, 3)` lets the planner use that partial index).
-const PURGE_ITEMS: &str = "DELETE FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1";
+/// One batch (`?3` rows, oldest first) of the purge of one finished state (`?2`: done or
+/// dead) before `?1`: a range of the finished index (the literal `state IN (2, 3)` lets the
+/// planner use that partial index). Both statements pick the same rows: the bodies go first,
+/// the items are unchanged in between.
+const PURGE_ITEMS: &str = "DELETE FROM hookguard_inbox WHERE id IN
+     (SELECT id FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1
+      ORDER BY finished_at LIMIT ?3)";
 const PURGE_BODIES: &str = "DELETE FROM hookguard_inbox_body WHERE id IN
-     (SELECT id FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1)";
+     (SELECT id FROM hookguard_inbox WHERE state = ?2 AND state IN (2, 3) AND finished_at < ?1
+      ORDER BY finished_at LIMIT ?3)";
+
+/// Rows per state in one purge batch: each batch is one writer transaction, so accepts go on
+/// between batches however much is purged (the first purge after a long stop, `inbox purge
+/// --older-than 0s` on a large file).
+const PURGE_BATCH: i64 = 5_000;
 
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
                        next_attempt_at, finished_at, last_error, body_len";
@@ -353,7 +363,10 @@ fn connect(path: &Path) -> Result<Connection, InboxError> {
             "cannot use WAL on this file (journal mode {mode})"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL;").map_err(storage)?;
+    // A WAL that a burst grew (a long purge, a flood while a reader held a snapshot) is cut
+    // back to 64 MiB when it is next reset, instead of keeping its largest size on disk.
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864;")
+        .map_err(storage)?;
     Ok(conn)
 }
 
@@ -647,8 +660,11 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
                 let states: &[i64] = if include_dead { &[2, 3] } else { &[2] };
                 let mut n = 0;
                 for &state in states {
-                    conn.prepare_cached(PURGE_BODIES)?.execute(params![before, state])?;
-                    n += conn.prepare_cached(PURGE_ITEMS)?.execute(params![before, state])?;
+                    conn.prepare_cached(PURGE_BODIES)?
+                        .execute(params![before, state, PURGE_BATCH])?;
+                    n += conn
+                        .prepare_cached(PURGE_ITEMS)?
+                        .execute(params![before, state, PURGE_BATCH])?;
                 }
                 Ok(n as u64)
             };
@@ -971,8 +987,19 @@ impl InboxStore for SqliteInbox {
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
         self.call(move |tx| Op::ReplayDead(now_ms, tx))
     }
+    /// In batches of 5,000 rows per state, each its own transaction (accepts go on between
+    /// them), until a batch finds fewer.
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        self.call(move |tx| Op::Purge(before_ms, include_dead, tx))
+        Box::pin(async move {
+            let mut total = 0;
+            loop {
+                let n = self.call(move |tx| Op::Purge(before_ms, include_dead, tx)).await?;
+                total += n;
+                if n < PURGE_BATCH as u64 {
+                    return Ok(total);
+                }
+            }
+        })
     }
     /// Counts every row (the retention's millions, at times): on a read-only connection of
     /// its own, in a thread of its own, so the writer (and every accept) never waits for it —
@@ -994,7 +1021,9 @@ mod tests {
 
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt.query_map(params![0i64, 2i64], |r| r.get::<_, String>(3)).unwrap();
+        let rows = stmt
+            .query_map(params![0i64, 2i64, 10i64], |r| r.get::<_, String>(3))
+            .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }
 
@@ -1015,6 +1044,42 @@ mod tests {
             assert!(!p.contains("SCAN"), "{p}");
         }
         drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A purge larger than one batch goes on batch after batch until everything past the cut
+    /// is gone, bodies with their items; nothing else is touched.
+    #[tokio::test]
+    async fn a_purge_larger_than_a_batch_removes_everything_past_the_cut() {
+        let dir = std::env::temp_dir().join(format!("hg-sqlite-purge-batches-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("inbox.db");
+        let conn = connect(&file).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let old = 2 * PURGE_BATCH + 345;
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {all})
+             INSERT INTO hookguard_inbox (provider, dedupe_key, unique_key, scope, state, attempts, received_at,
+                                          next_attempt_at, finished_at, headers, body_len)
+             SELECT 'buildworkpro', 'k' || n, 'k' || n, 0, CASE WHEN n <= {old} THEN 2 ELSE 0 END, 1, n, n,
+                    CASE WHEN n <= {old} THEN n ELSE NULL END, '[]', 1 FROM g;
+             INSERT INTO hookguard_inbox_body (id, body) SELECT id, x'00' FROM hookguard_inbox;",
+            all = old + 10
+        ))
+        .unwrap();
+        drop(conn);
+        let inbox = SqliteInbox::open(&file).unwrap();
+        assert_eq!(inbox.purge(old + 1, false).await.unwrap(), old as u64);
+        let conn = connect(&file).unwrap();
+        let left: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM hookguard_inbox), (SELECT count(*) FROM hookguard_inbox_body)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(left, (10, 10));
+        drop((conn, inbox));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
