@@ -69,8 +69,9 @@ at most --retry-max) until --max-attempts, then the item is dead until
 `hookguard inbox replay`. Without --exec, handling is printing the line. The JSON line gets
 \"attempts\" and is printed once the delivery is done, once per delivery, also across restarts:
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"…\",\"attempts\":1}
-With --exec it is printed after the item is marked done; without, the line is written and
-flushed first, then the item is marked done (a crash between the two prints it again). A full
+The line is written and flushed first (with --exec, after CMD exited 0), then the item is
+marked done: a crash between the two prints it again (with --exec, after running CMD
+again) — a delivery recorded done never misses its line. A full
 or closed stdout gives the item back without using an attempt (tried again after 1 s, or after
 a restart); a line still queued behind a slow reader is waited for, never printed twice;
 nothing blocks, no line is dropped.
@@ -864,13 +865,10 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
 struct InboxJob {
     exec: Option<Exec>,
     queue: mpsc::Sender<Line>,
-    /// With --exec: the stdout slot reserved by the attempt now running, per item (a newer
-    /// attempt of the same item replaces an older one's, so nothing is held forever).
-    reserved: Mutex<HashMap<i64, (u32, mpsc::OwnedPermit<Line>)>>,
-    /// Without --exec: the line queued for an item, until the item is done or dead. A stdout
-    /// read too slowly can keep a line queued past an attempt's wait; the next attempt waits
-    /// for that line instead of queueing another (each delivery is printed once). `None`
-    /// while queued, then whether it was written.
+    /// The line queued for an item (after --exec succeeded, if given), until the item is done
+    /// or dead. A stdout read too slowly can keep a line queued past an attempt's wait; the
+    /// next attempt waits for that line instead of running --exec again or queueing another
+    /// (each delivery is printed once). `None` while queued, then whether it was written.
     printing: Mutex<HashMap<i64, watch::Receiver<Option<bool>>>>,
     /// How long an attempt waits for its line before giving the item back (not an attempt):
     /// well inside the worker's handler timeout (90 % of the lease).
@@ -888,16 +886,14 @@ pub fn inbox_line(item: &ClaimedItem) -> String {
 
 impl InboxJob {
     async fn handle(&self, item: ClaimedItem) -> Result<(), HandlerError> {
-        if self.exec.is_none() {
-            let queued = self
-                .printing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&item.id)
-                .cloned();
-            if let Some(flushed) = queued {
-                return self.wait_printed(item.id, flushed).await;
-            }
+        let queued = self
+            .printing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&item.id)
+            .cloned();
+        if let Some(flushed) = queued {
+            return self.wait_printed(item.id, flushed).await;
         }
         // The line's place first: a full queue gives the item back (not an attempt: nothing
         // ran) instead of blocking a worker or dropping a line; so does a closed stdout (serve
@@ -917,40 +913,32 @@ impl InboxJob {
                 ))
             }
         };
-        match &self.exec {
-            Some(exec) => {
-                let extra = [
-                    ("HOOKGUARD_INBOX_ID", item.id.to_string()),
-                    ("HOOKGUARD_ATTEMPT", item.attempt.to_string()),
-                ];
-                exec.run(&item.delivery, &extra)
-                    .await
-                    .map_err(|e| HandlerError::new(format!("--exec {e}")))?;
-                // Printed by `outcome` once the item is recorded as done.
-                self.reserved
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(item.id, (item.attempt, permit));
-                Ok(())
-            }
-            None => {
-                // Handling is printing: written and flushed, then the worker marks it done.
-                let (written, ack) = oneshot::channel();
-                permit.send(Line {
-                    text: inbox_line(&item),
-                    written: Some(written),
-                });
-                let (tx, flushed) = watch::channel(None);
-                tokio::spawn(async move {
-                    let _ = tx.send(Some(ack.await.is_ok()));
-                });
-                self.printing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(item.id, flushed.clone());
-                self.wait_printed(item.id, flushed).await
-            }
+        if let Some(exec) = &self.exec {
+            let extra = [
+                ("HOOKGUARD_INBOX_ID", item.id.to_string()),
+                ("HOOKGUARD_ATTEMPT", item.attempt.to_string()),
+            ];
+            exec.run(&item.delivery, &extra)
+                .await
+                .map_err(|e| HandlerError::new(format!("--exec {e}")))?;
         }
+        // The line is written and flushed, then the worker marks the item done: a crash in
+        // between prints it again after the restart (with --exec, after running it again),
+        // but no delivery recorded done ever misses its line.
+        let (written, ack) = oneshot::channel();
+        permit.send(Line {
+            text: inbox_line(&item),
+            written: Some(written),
+        });
+        let (tx, flushed) = watch::channel(None);
+        tokio::spawn(async move {
+            let _ = tx.send(Some(ack.await.is_ok()));
+        });
+        self.printing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(item.id, flushed.clone());
+        self.wait_printed(item.id, flushed).await
     }
 
     /// Waits (at most `flush_wait`) for an item's queued line to be written.
@@ -978,13 +966,6 @@ impl InboxJob {
         if matches!(outcome, Outcome::Done | Outcome::Dead { .. }) {
             self.printing.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
         }
-        let reserved = {
-            let mut map = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&item.id) {
-                Some((attempt, _)) if *attempt == item.attempt => map.remove(&item.id).map(|(_, p)| p),
-                _ => None,
-            }
-        };
         if let Outcome::Done = outcome {
             tracing::info!(
                 id = item.id,
@@ -994,9 +975,6 @@ impl InboxJob {
                 event_type = item.delivery.event_type(),
                 "delivery handled"
             );
-            if let Some(permit) = reserved {
-                permit.send(Line::new(inbox_line(item)));
-            }
         }
     }
 }
@@ -1149,7 +1127,6 @@ async fn run_inbox(
     let job = Arc::new(InboxJob {
         exec,
         queue,
-        reserved: Mutex::new(HashMap::new()),
         printing: Mutex::new(HashMap::new()),
         flush_wait: settings.lease / 2,
     });

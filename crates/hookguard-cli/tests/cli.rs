@@ -1759,6 +1759,56 @@ fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
     );
 }
 
+/// With --exec, a delivery recorded done never misses its line: with stdout stalled, the
+/// lines of commands that succeeded wait in serve's queue; a kill -9 then loses that queue,
+/// and a line printed only after the done mark would never come. Written first, the items
+/// stay pending and the restart prints them.
+#[test]
+fn inbox_exec_lines_survive_a_kill9_with_stdout_stalled() {
+    let dir = scratch("inbox-exec-stalled-kill");
+    let db = dir.join("inbox.db");
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_sk",
+        "--inbox",
+        path(&db),
+        "--exec",
+        "cat >/dev/null",
+        "--workers",
+        "16",
+        "--lease",
+        "4",
+    ];
+    let mut first = Server::start_with(&args, ServeStdout::Unread);
+    let pad = "x".repeat(100);
+    let ids: Vec<String> = (0..600).map(|i| format!("evt_{i:03}_{pad}")).collect();
+    for id in &ids {
+        assert_eq!(bwp_post(first.port, "whsec_sk", id).0, 200);
+    }
+    // Every command has run by now; the pipe nobody reads holds a few hundred lines.
+    std::thread::sleep(Duration::from_secs(3));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    first.read_unread();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Server::start(&args);
+    wait_for("every item done", Duration::from_secs(30), || {
+        inbox_stats(&db)["done"] == ids.len()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut printed: Vec<String> = first
+        .lines()
+        .iter()
+        .chain(&second.lines())
+        .map(|l| json(l)["id"].as_str().unwrap_or_else(|| panic!("{l}")).to_owned())
+        .collect();
+    printed.sort();
+    printed.dedup();
+    assert_eq!(printed.len(), ids.len(), "a delivery recorded done was never printed");
+}
+
 #[test]
 fn inbox_kill9_after_the_answer_prints_once_after_restart() {
     let dir = scratch("inbox-kill-answer");
