@@ -120,7 +120,7 @@ struct ListArgs {
     /// custom scheme's name (so any name is accepted; a typo lists nothing).
     #[arg(long, value_name = "P")]
     provider: Option<String>,
-    /// At most this many items.
+    /// At most this many items (a note on stderr says when more match).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     limit: u32,
     #[command(flatten)]
@@ -367,7 +367,9 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
     match args.command {
         InboxCommand::List(a) => {
             let (inbox, path) = open(&a.at).await?;
-            let mut filter = ListFilter::default().limit(a.limit);
+            // One more than asked: a cut list says so on stderr (a script replaying what it
+            // lists must not take 100 for all).
+            let mut filter = ListFilter::default().limit(a.limit.saturating_add(1));
             if let Some(s) = a.state {
                 filter = filter.state(s.state());
             }
@@ -375,8 +377,14 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
                 filter = filter.provider(p);
             }
             let items = inbox.list(filter).await.map_err(|e| store_failed(&path, &e))?;
-            for r in &items {
+            for r in items.iter().take(a.limit as usize) {
                 outln!("{}", object(&record_fields(r)))?;
+            }
+            if items.len() > a.limit as usize {
+                crate::common::write_stderr(format_args!(
+                    "hookguard: more items match than --limit {} (the newest are listed); pass a larger --limit to see them",
+                    a.limit
+                ));
             }
         }
         InboxCommand::Show(a) => {

@@ -1752,6 +1752,17 @@ fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
     assert_eq!(printed, ids, "each delivery printed exactly once");
     let rows = inbox_json(&["list", "--limit", "1000"], &db);
     assert_eq!(rows.len(), ids.len());
+    // A list cut by --limit (100 by default) says so on stderr; a complete one does not.
+    let cut = inbox(&["list"], &db);
+    assert_eq!(text(&cut.stdout).lines().count(), 100);
+    assert!(
+        text(&cut.stderr).contains("more items match than --limit 100"),
+        "{}",
+        text(&cut.stderr)
+    );
+    let whole = inbox(&["list", "--limit", "600"], &db);
+    assert_eq!(text(&whole.stdout).lines().count(), 600);
+    assert!(text(&whole.stderr).is_empty(), "{}", text(&whole.stderr));
     assert!(
         rows.iter().all(|r| r["state"] == "done"),
         "{:?}",

@@ -302,17 +302,21 @@ impl SqliteInbox {
         }
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
         let probe = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
+        // A file another process holds (a recovery, an exclusive lock) is waited for, as the
+        // inbox's own connections wait; only a file that is no database is called one.
+        probe.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
         let tables: i64 = probe
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|_| {
-                InboxError::storage(format!(
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
                     "{} is not a hookguard inbox (not a SQLite database)",
                     path.display()
-                ))
+                )),
+                _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
             })?;
         if tables == 0 {
             return Err(InboxError::storage(format!(

@@ -109,7 +109,8 @@ async fn a_missing_inbox_is_a_clear_error() {
     assert_eq!(tables, 1);
     // Not a database at all.
     std::fs::write(dir.0.join("junk.db"), b"this is not sqlite, just text padding it out").unwrap();
-    assert!(SqliteInbox::open_existing(dir.0.join("junk.db")).is_err());
+    let err = SqliteInbox::open_existing(dir.0.join("junk.db")).unwrap_err();
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -501,16 +501,16 @@ async fn kill9(demo: &mut Demo, lab: &Lab, now: u64) -> CliResult<()> {
         &file.display().to_string(),
         "--lease",
         KILL9_LEASE,
-        "--exec-timeout",
-        "1.5",
         "--exec",
         KILL9_EXEC,
     ]
     .map(String::from)
     .to_vec();
     let title = "inbox: a receiver killed -9 right after answering, restarted on the same file";
+    // The command as run (the token, not shown, travels in the environment).
     let command = format!(
-        "hookguard serve --provider procore --inbox {} --lease {KILL9_LEASE} --exec '{KILL9_EXEC}'",
+        "HOOKGUARD_SECRET='Bearer …' hookguard serve --provider procore --listen 127.0.0.1:0 --inbox {} \
+         --lease {KILL9_LEASE} --exec '{KILL9_EXEC}'",
         file.display()
     );
     let first = match Receiver::start(&args).await {
