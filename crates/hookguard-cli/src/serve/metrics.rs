@@ -30,7 +30,7 @@ const DESCRIPTIONS: [(&str, &str); 9] = [
     ),
     (
         "hookguard_inbox_transitions_total",
-        "Inbox transitions: accepted, done, retried, dead, lost, replayed, purged.",
+        "Inbox transitions: accepted, done, retried, deferred, dead, lost, replayed, purged.",
     ),
     (
         "hookguard_verify_seconds",
