@@ -166,6 +166,12 @@ impl SenderHealth {
         self
     }
 
+    /// The retry horizon set with [`with_retry_horizon`](Self::with_retry_horizon).
+    #[cfg(test)]
+    pub(crate) fn retry_horizon(&self) -> Option<Duration> {
+        self.retry_horizon
+    }
+
     /// Whether this sender's kill switch counts the tries of one event (then answers should
     /// go through [`answered_event`](Self::answered_event)).
     pub fn counts_events(&self) -> bool {
@@ -223,10 +229,6 @@ impl SenderHealth {
         };
         self.tracked.store(m.len(), Ordering::Relaxed);
         drop(m);
-        // Failures in a row are reported by `answered` already: say it once.
-        if n <= self.consecutive_failures() {
-            return;
-        }
         self.warn(k, n, Counted::OneEvent);
     }
 
@@ -282,6 +284,23 @@ impl SenderHealth {
         gauge_set("hookguard_sender_consecutive_failures", self.provider, f64::from(n));
         let Some(k) = self.kill_switch else { return };
         if n == 0 {
+            return;
+        }
+        if k.per_event {
+            // This sender counts each event's tries (reported by `answered_event`): answers
+            // in a row are worth a warning — a wrong token or a failing handler fails every
+            // event — but not the claim that the switch has tripped.
+            if n == k.failures {
+                tracing::warn!(
+                    provider = %self.provider,
+                    failures = n,
+                    counted = Counted::InARow.as_str(),
+                    "{n} non-2xx answers in a row: if they are {}'s deliveries, each is a failed try of its event ({} {})",
+                    self.provider_name(),
+                    self.provider_name(),
+                    k.what
+                );
+            }
             return;
         }
         self.warn(k, n, Counted::InARow);
@@ -531,6 +550,24 @@ mod health_tests {
             assert_eq!(r.unwrap_err().status(), 400);
         }
         assert_eq!(rx.health().event_failures(), 2);
+    }
+
+    /// HCSS publishes no retry intervals (the profile assumes 1, 2, 4, 8 s): an event's failed
+    /// tries are remembered for a day at least, so retries spaced wider than assumed still add
+    /// up to HCSS's 5; a published schedule longer than that (APS) keeps its own horizon.
+    #[test]
+    fn an_assumed_schedule_never_shortens_an_events_memory_below_a_day() {
+        use std::time::Duration;
+        let hcss = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        assert_eq!(hcss.health().retry_horizon(), Some(Duration::from_secs(24 * 3600)));
+        let aps = Receiver::new(
+            Verifier::builder(crate::schemes::Aps::new())
+                .secret("s")
+                .build()
+                .unwrap(),
+        );
+        let own = crate::schemes::Aps::new().profile().retry_horizon().mul_f64(1.5) + Duration::from_secs(60);
+        assert_eq!(aps.health().retry_horizon(), Some(own));
     }
 
     /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.
