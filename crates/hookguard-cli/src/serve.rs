@@ -162,8 +162,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// Kill --exec after this many seconds. Inline: answer 503 (keep it below the sender's
-    /// timeout: Procore 5 s, BuildWorkPro 10 s) [default: 4]. With --inbox: a failed attempt
-    /// (it must stay below 90 % of --lease) [default: 80 % of --lease].
+    /// timeout: Procore 5 s, BuildWorkPro 10 s) [default: 4, or 1 s below a sender that waits
+    /// less: Slack 2]. With --inbox: a failed attempt (it must stay below 90 % of --lease)
+    /// [default: 80 % of --lease].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     exec_timeout: Option<Duration>,
     /// With --inbox: handlers running at once [default: 4].
@@ -796,8 +797,15 @@ async fn shutdown_signal() {
 }
 
 /// The worker settings of `serve --inbox`, checked.
-/// `--exec-timeout` without --inbox: below Procore's 5 s.
-const INLINE_EXEC_TIMEOUT: Duration = Duration::from_secs(4);
+/// `--exec-timeout` without --inbox: 4 s (below Procore's 5 s), and 1 s below a sender that
+/// waits less (Slack's 3 s: 2 s), at least 1 s.
+fn inline_exec_timeout(sender_timeout: Duration) -> Duration {
+    Duration::from_secs(4).min(
+        sender_timeout
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1)),
+    )
+}
 
 struct InboxSettings {
     spec: InboxSpec,
@@ -1029,7 +1037,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     // the lease (the sender has its answer already).
     let exec_timeout = args.exec_timeout.unwrap_or_else(|| match &inbox {
         Some(settings) => settings.lease.mul_f64(0.8),
-        None => INLINE_EXEC_TIMEOUT,
+        None => inline_exec_timeout(args.provider.profile().timeout),
     });
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
@@ -1182,4 +1190,23 @@ async fn run_inbox(
         _ => write_stderr(format_args!("hookguard: stopped")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inline, --exec ends before the sender stops waiting (Slack waits 3 s).
+    #[test]
+    fn the_inline_exec_timeout_ends_before_the_sender_stops_waiting() {
+        for (p, want) in [
+            (ProviderArg::Procore, 4),
+            (ProviderArg(hookguard_core::Provider::BuildWorkPro), 4),
+            (ProviderArg::Slack, 2),
+        ] {
+            let t = inline_exec_timeout(p.profile().timeout);
+            assert_eq!(t, Duration::from_secs(want), "{p:?}");
+            assert!(t < p.profile().timeout, "{p:?}");
+        }
+    }
 }

@@ -570,6 +570,32 @@ mod health_tests {
         assert_eq!(aps.health().retry_horizon(), Some(own));
     }
 
+    /// A handler's 2xx after the sender stopped waiting reached no one: the sender counted a
+    /// timeout, so health counts a failure too.
+    #[test]
+    fn a_2xx_after_the_senders_timeout_counts_as_a_failure() {
+        use std::time::Duration;
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
+            .with_sender_timeout(Duration::from_millis(50));
+        let headers = http::HeaderMap::new();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=tok"));
+        let head = RequestHead::new(&m, &u, &headers);
+        let answer = |id: &str, pause: Duration| {
+            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#);
+            let _ = block_on(rx.deliver(&head, body.into(), |_d| async move {
+                std::thread::sleep(pause);
+                HandlerOutcome::<_, ()>::Responded {
+                    response: (),
+                    success: true,
+                }
+            }));
+        };
+        answer("slow", Duration::from_millis(80));
+        assert_eq!(rx.health().consecutive_failures(), 1);
+        answer("fast", Duration::ZERO);
+        assert_eq!(rx.health().consecutive_failures(), 0);
+    }
+
     /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.
     #[test]
     fn consecutive_kill_switches_track_no_events() {

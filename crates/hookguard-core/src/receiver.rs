@@ -149,6 +149,9 @@ pub struct Receiver {
     budget: Option<Duration>,
     inbox: Option<std::sync::Arc<dyn InboxStore>>,
     health: std::sync::Arc<SenderHealth>,
+    /// How long the sender waits for an answer: a handler's 2xx later than this reached no
+    /// one (the sender counted a failure).
+    sender_timeout: Duration,
 }
 
 impl fmt::Debug for Receiver {
@@ -175,13 +178,37 @@ impl Receiver {
         // are held either way).
         let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch())
             .with_retry_horizon((horizon.mul_f64(1.5) + Duration::from_secs(60)).max(MIN_EVENT_MEMORY));
+        let sender_timeout = verifier.scheme().profile().timeout;
         Self {
             verifier,
             dedupe: None,
             budget: None,
             inbox: None,
             health: std::sync::Arc::new(health),
+            sender_timeout,
         }
+    }
+
+    /// How long the sender waits for an answer (default: its profile's — Procore 5 s,
+    /// BuildWorkPro 10 s; HCSS publishes none, 10 s assumed). A handler that answers `2xx`
+    /// later than this is counted as a failure for the sender's health and warned about: the
+    /// sender gave up waiting and counts a failure (and retries).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::Hcss, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("t").build().unwrap())
+    ///     .with_sender_timeout(Duration::from_secs(30));
+    /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
+    /// ```
+    pub fn with_sender_timeout(mut self, timeout: Duration) -> Self {
+        self.sender_timeout = timeout;
+        self
+    }
+
+    /// How long the sender waits for an answer (see [`with_sender_timeout`](Self::with_sender_timeout)).
+    pub fn sender_timeout(&self) -> Duration {
+        self.sender_timeout
     }
 
     /// How many non-2xx answers this receiver gave its sender in a row, against the sender's
@@ -450,7 +477,9 @@ impl Admitted<'_> {
         } = self;
         let provider = rx.verifier.provider();
         let timer = observe::Stopwatch::start();
+        let started = std::time::Instant::now();
         let outcome = call(delivery).await;
+        let took = started.elapsed();
         timer.record("hookguard_handler_seconds", provider);
         let handled = |what: &'static str| {
             observe::count(
@@ -461,7 +490,23 @@ impl Admitted<'_> {
         match outcome {
             HandlerOutcome::Responded { response, success } => {
                 handled(if success { "success" } else { "failure" });
-                rx.answered_event(if success { "handled" } else { "handler_failed" }, "", success, event);
+                // A 2xx the sender no longer waited for is a failure to it (a timeout).
+                let late = success && took >= rx.sender_timeout;
+                if late {
+                    tracing::warn!(
+                        %provider,
+                        took_ms = took.as_millis() as u64,
+                        "the handler answered after the sender stopped waiting ({} s): the sender counts a failure \
+                         and retries; keep handlers short or use the inbox",
+                        rx.sender_timeout.as_secs_f64()
+                    );
+                }
+                rx.answered_event(
+                    if success { "handled" } else { "handler_failed" },
+                    "",
+                    success && !late,
+                    event,
+                );
                 if let Some(g) = guard {
                     match g.settle(success).await {
                         (Ok(true), _) => {}
@@ -563,6 +608,7 @@ pub struct ReceiverBuilder<T = Receiver> {
     dedupe: Option<Dedupe>,
     budget: Option<Duration>,
     inbox: Option<std::sync::Arc<dyn InboxStore>>,
+    sender_timeout: Option<Duration>,
     out: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -573,6 +619,7 @@ impl<T> fmt::Debug for ReceiverBuilder<T> {
             .field("dedupe", &self.dedupe)
             .field("budget", &self.budget)
             .field("inbox", &self.inbox.is_some())
+            .field("sender_timeout", &self.sender_timeout)
             .finish()
     }
 }
@@ -603,8 +650,23 @@ impl<T> ReceiverBuilder<T> {
             dedupe: None,
             budget: None,
             inbox: None,
+            sender_timeout: None,
             out: std::marker::PhantomData,
         }
+    }
+
+    /// How long the sender waits for an answer, when its profile's figure does not fit (see
+    /// [`Receiver::with_sender_timeout`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::Hcss, Receiver};
+    /// let rx: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(30)).build().unwrap();
+    /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
+    /// ```
+    pub fn sender_timeout(mut self, timeout: Duration) -> Self {
+        self.sender_timeout = Some(timeout);
+        self
     }
 
     /// De-duplicates in `store` with the default lease (30 s) and retention (7 days), failing closed.
@@ -673,6 +735,9 @@ impl<T> ReceiverBuilder<T> {
             }
         }
         let mut rx = Receiver::new(self.verifier.build()?).with_budget(self.budget);
+        if let Some(t) = self.sender_timeout {
+            rx = rx.with_sender_timeout(t);
+        }
         if let Some(d) = self.dedupe {
             rx = rx.with_dedupe(d);
         }
