@@ -49,8 +49,8 @@ raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TY
 HOOKGUARD_DEDUPE_KEY in the environment (empty when the delivery has none; its stdout goes to
 stderr). A value the environment cannot carry (a NUL byte, or over 8 KiB: the sender's id is
 not ours to choose) is left out and HOOKGUARD_EVENT_ID_INVALID=1 (…_EVENT_TYPE_INVALID,
-…_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has everything. Exit 0 → 204,
-delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
+…_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has everything. Exit 0 → 204
+(HCSS: 200, as its guide asks), delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
 sender's retry runs it again. On Linux the group also dies with serve, even when serve is
 killed -9 (a guard process, `hookguard __exec-guard`, leads the group and kills it when its
@@ -562,7 +562,7 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
         "delivery handled"
     );
     let line = d.summary_json();
-    let mut response = http::StatusCode::NO_CONTENT.into_response();
+    let mut response = success_status(d.provider()).into_response();
     match (&h.output, permit) {
         (Output::Stdout(_), Some(p)) => {
             response
@@ -578,6 +578,16 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
         (Output::Stdout(_), None) => {}
     }
     response
+}
+
+/// The answer to a handled delivery: `204`, but `200` for HCSS, whose guide says its
+/// deliveries "must respond with a HTTP 200 Status code" to keep the subscription.
+fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
+    if provider == hookguard_core::Provider::Hcss {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::NO_CONTENT
+    }
 }
 
 /// Outside the webhook layer: its future has finished, so a successful delivery's claim is

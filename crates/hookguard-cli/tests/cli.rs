@@ -402,6 +402,10 @@ fn hcss_challenge_and_event() {
     assert_eq!(lines[0]["provider"], "hcss");
     assert_eq!(lines[0]["type"], "CostCodeUpdated");
     assert!(lines[0]["dedupe_key"].as_str().unwrap().starts_with("hcss:"));
+    // HCSS's guide: deliveries "must respond with a HTTP 200 Status code".
+    let body = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e-200"}"#;
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=hcss-cli-token", &[], body);
+    assert_eq!((status, answer.as_slice()), (200, &b""[..]));
     // A wrong token: 5 failed tries, then the subscription is stopped.
     let o = send(&[
         "--provider",
