@@ -357,7 +357,8 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         ProviderArg::Hcss,
         "Pre-Construction event ProjectChanged with the URL token",
         hcss_post(HCSS_TOKEN),
-        expect(204, None, 1, Want::Delivered),
+        // HCSS's guide asks for 200 (the others get 204).
+        expect(200, None, 1, Want::Delivered),
     )
     .await?;
     demo.step(
