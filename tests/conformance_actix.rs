@@ -139,6 +139,7 @@ async fn extractor_rejections_match_tower() {
         Rejection::ChallengeTooLong { limit: 8 },
         Rejection::DuplicateInFlight,
         Rejection::StoreUnavailable,
+        Rejection::InboxFull,
         Rejection::HandlerFailed,
         Rejection::HandlerTimeout,
     ];
@@ -164,14 +165,15 @@ async fn extractor_rejections_match_tower() {
         ))
         .await
     );
-    let (ts, th, tb) = tower(hookguard_tower::VerifiedRejection(
-        hookguard_core::extract::Refusal::MissingMiddleware,
-    ))
-    .await;
-    let (s, h, b) = actix(hookguard_actix::VerifiedRejection(
-        hookguard_core::extract::Refusal::MissingMiddleware,
-    ))
-    .await;
-    let code = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["error"].clone();
-    assert_eq!((s, h, code(&b)), (ts, th, code(&tb)));
+    use hookguard_core::extract::Refusal;
+    for refusal in [
+        Refusal::Ignored,
+        Refusal::MissingMiddleware,
+        Refusal::MissingVerifier,
+        Refusal::BodyTaken,
+    ] {
+        let t = tower(hookguard_tower::VerifiedRejection(refusal.clone())).await;
+        let a = actix(hookguard_actix::VerifiedRejection(refusal.clone())).await;
+        assert_eq!(a, t, "{refusal}");
+    }
 }

@@ -160,7 +160,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for VerifiedNoDedupe<T> {
             .or_else(|| req.app_data::<Verifier>().cloned());
         let head = Head::new(req.head());
         let mut payload = payload.take();
+        // An extractor before this one (`web::Bytes`, `web::Json`) took the body: what is left
+        // reads as empty, and verifying that would refuse a genuine delivery for good.
+        let declares_body = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(actix_web::http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let taken = matches!(payload, Payload::None) && declares_body;
         Box::pin(async move {
+            if taken {
+                tracing::error!("{}", Refusal::BodyTaken);
+                return Err(VerifiedRejection(Refusal::BodyTaken));
+            }
             let verifier = verifier.ok_or(VerifiedRejection(Refusal::MissingVerifier))?;
             let head = head.map_err(|r| VerifiedRejection(Refusal::Rejected(r)))?;
             let head_ref = &head;
@@ -184,6 +196,7 @@ mod tests {
         for (e, code) in [
             (VerifiedRejection(Refusal::MissingMiddleware), "missing_webhook_layer"),
             (VerifiedRejection(Refusal::MissingVerifier), "missing_verifier"),
+            (VerifiedRejection(Refusal::BodyTaken), "body_already_taken"),
         ] {
             let r = e.0.response();
             assert_eq!(r.status(), 500);

@@ -292,6 +292,36 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
     assert_eq!(res.status(), 204);
 }
 
+/// A body extractor listed before `VerifiedNoDedupe` takes the body: the standalone extractor
+/// names that wiring mistake (500) instead of verifying an empty body, which refused a genuine
+/// delivery with a permanent 401.
+#[actix_web::test]
+async fn a_body_taken_before_the_standalone_extractor_is_a_wiring_error() {
+    let verifier = Verifier::builder(GitHub::new())
+        .secret("s")
+        .clock(hookguard_core::clock::ManualClock::new(NOW))
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().app_data(web::Data::new(verifier)).route(
+        "/",
+        web::post().to(
+            |_raw: web::Bytes, VerifiedNoDedupe(_): VerifiedNoDedupe<serde_json::Value>| async {
+                HttpResponse::NoContent().finish()
+            },
+        ),
+    ))
+    .await;
+    let body = br#"{"a":1}"#;
+    let signed = GitHub::new().sign("s", body, &SignParams::new(NOW).id("d1")).unwrap();
+    let mut req = TestRequest::post().uri("/").set_payload(&body[..]);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(json_of(res).await["error"], "body_already_taken");
+}
+
 #[actix_web::test]
 async fn verify_without_a_verifier_names_it() {
     let app = test::init_service(App::new().route(

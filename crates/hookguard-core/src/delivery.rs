@@ -7,23 +7,53 @@ use serde::de::DeserializeOwned;
 
 use crate::{DedupeScope, Provider, Rejection};
 
-/// A serde error message with quoted values replaced by `"…"`: it names the field, never
-/// the body's content.
+/// The longest detail kept from a serde error message, in bytes.
+const MAX_DETAIL: usize = 256;
+
+/// A serde error message with the body's content taken out: quoted strings become `"…"`
+/// (escaped quotes inside them included) and backtick-quoted values `` `…` `` (serde quotes
+/// numbers, unknown variants and unknown field names that way) — except the field named by
+/// "missing field" and "duplicate field", which is the application's own. It names the field
+/// and the position, never the body's content; at most 256 bytes, cut on a character boundary.
 fn redact_values(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut inside = false;
-    for c in msg.chars() {
-        match (c, inside) {
-            ('"', false) => {
-                inside = true;
-                out.push_str("\"…");
+    let keep_ticks = msg.starts_with("missing field `") || msg.starts_with("duplicate field `");
+    let mut out = String::with_capacity(msg.len().min(MAX_DETAIL + 8));
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push_str("\"…\"");
+                while let Some(d) = chars.next() {
+                    match d {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
             }
-            ('"', true) => inside = false,
-            (c, false) => out.push(c),
-            (_, true) => {}
+            '`' if !keep_ticks => {
+                out.push_str("`…`");
+                for d in chars.by_ref() {
+                    if d == '`' {
+                        break;
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+        if out.len() > MAX_DETAIL {
+            break;
         }
     }
-    out.truncate(256);
+    if out.len() > MAX_DETAIL {
+        let mut cut = MAX_DETAIL;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
     out
 }
 
@@ -181,5 +211,63 @@ mod tests {
             d.summary_json(),
             r#"{"provider":"procore","id":"5982324300946918154","type":null,"dedupe_key":"procore:a\"b"}"#
         );
+    }
+
+    fn detail_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str) -> String {
+        let d = crate::testing::deliver_bytes(crate::schemes::GitHub::new(), "s", body.to_owned()).unwrap();
+        d.json::<T>().unwrap_err().detail().unwrap().to_owned()
+    }
+
+    /// The detail of a body that is not the application's type names the field, never the
+    /// body's content — strings, numbers, unknown variants or keys — and a long non-ASCII value
+    /// is cut on a character boundary (it panicked).
+    #[test]
+    fn payload_errors_never_show_the_bodys_content() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Kind {
+            A,
+            B,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Card {
+            card: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Count {
+            n: u64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Typed {
+            kind: Kind,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Strict {
+            n: u64,
+        }
+        let secret = "4111111111111111";
+        for detail in [
+            detail_of::<Card>(&format!(r#"{{"card":{secret}}}"#)),
+            detail_of::<Count>(&format!(r#"{{"n":"a\" {secret}"}}"#)),
+            detail_of::<Typed>(&format!(r#"{{"kind":"{secret}"}}"#)),
+            detail_of::<Strict>(&format!(r#"{{"n":1,"{secret}":2}}"#)),
+        ] {
+            assert!(!detail.contains("4111"), "{detail}");
+        }
+        let long = detail_of::<Typed>(&format!(r#"{{"kind":"{}"}}"#, "é".repeat(130)));
+        assert!(long.len() <= MAX_DETAIL && !long.contains('é'), "{long}");
+        assert!(detail_of::<Count>("{}").contains("missing field `n`"));
+    }
+
+    #[test]
+    fn redaction_cuts_on_a_character_boundary() {
+        let msg = format!("prefix {}", "é".repeat(200));
+        let out = redact_values(&msg);
+        assert!(out.len() <= MAX_DETAIL && out.starts_with("prefix é"), "{out}");
     }
 }

@@ -18,6 +18,8 @@ use crate::{ChallengeAnswer, Delivery, Precheck, Rejection, RequestHead, Verdict
 const MISSING_MIDDLEWARE: &str =
     "Verified<T> needs the hookguard middleware (tower WebhookLayer, actix Webhook) on this route";
 const MISSING_VERIFIER: &str = "VerifiedNoDedupe<T> needs a hookguard Verifier in the router state or app data";
+const BODY_TAKEN: &str =
+    "VerifiedNoDedupe<T> found the body already taken by an extractor before it: make it the handler's only body extractor";
 
 /// Why an extractor could not produce a verified delivery, and the answer each case gets —
 /// the same status, stable code and JSON body as the middleware, on every framework.
@@ -44,6 +46,11 @@ pub enum Refusal {
     /// The standalone extractor found no [`Verifier`] in the application's state: `500
     /// missing_verifier`.
     MissingVerifier,
+    /// The standalone extractor found the request's body already taken by an extractor
+    /// listed before it (actix runs a handler's extractors in order): `500 body_already_taken`
+    /// — never a verdict on an empty body, which would answer a genuine delivery with a
+    /// permanent `401`.
+    BodyTaken,
 }
 
 impl Refusal {
@@ -52,7 +59,9 @@ impl Refusal {
         match self {
             Refusal::Rejected(r) => r.status(),
             Refusal::Challenge(_) | Refusal::Ignored => StatusCode::OK,
-            Refusal::MissingMiddleware | Refusal::MissingVerifier => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::MissingMiddleware | Refusal::MissingVerifier | Refusal::BodyTaken => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -64,6 +73,7 @@ impl Refusal {
             Refusal::Ignored => crate::response::ignored(),
             Refusal::MissingMiddleware => crate::response::misconfigured("missing_webhook_layer", MISSING_MIDDLEWARE),
             Refusal::MissingVerifier => crate::response::misconfigured("missing_verifier", MISSING_VERIFIER),
+            Refusal::BodyTaken => crate::response::misconfigured("body_already_taken", BODY_TAKEN),
         }
     }
 }
@@ -76,6 +86,7 @@ impl fmt::Display for Refusal {
             Refusal::Ignored => f.write_str("delivery ignored by configuration"),
             Refusal::MissingMiddleware => f.write_str(MISSING_MIDDLEWARE),
             Refusal::MissingVerifier => f.write_str(MISSING_VERIFIER),
+            Refusal::BodyTaken => f.write_str(BODY_TAKEN),
         }
     }
 }

@@ -563,6 +563,19 @@ impl DedupeStore for RedisStore {
             Err(_) => tracing::debug!("no tokio runtime: the abandoned claim expires with its lease"),
         }
     }
+
+    /// Spawns the completion on the current Tokio runtime (the script is idempotent for a
+    /// token: a completion that did reach Redis is simply recorded again); outside one, the
+    /// claim expires with its lease.
+    fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let store = self.clone();
+                handle.spawn(async move { store.complete(&token, retention).await });
+            }
+            Err(_) => tracing::debug!("no tokio runtime: the abandoned completion expires with its lease"),
+        }
+    }
 }
 
 /// Gives back a claim whose answer never arrived (see [`RedisStore`]'s `claim`).

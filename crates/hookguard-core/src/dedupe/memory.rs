@@ -352,6 +352,10 @@ impl DedupeStore for MemoryStore {
     fn abandon(&self, token: ClaimToken) {
         self.release_now(&token);
     }
+
+    fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
+        self.complete_now(&token, retention);
+    }
 }
 
 impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
@@ -366,6 +370,9 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     }
     fn abandon(&self, token: ClaimToken) {
         (**self).abandon(token)
+    }
+    fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
+        (**self).abandon_complete(token, retention)
     }
 }
 

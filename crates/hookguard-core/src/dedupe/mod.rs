@@ -123,6 +123,16 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Releases without waiting (called from `Drop` when a handler's future is dropped).
     /// Stores that cannot release synchronously may spawn the release or let the lease expire.
     fn abandon(&self, token: ClaimToken);
+
+    /// Completes without waiting: the handler succeeded, but the request's future was dropped
+    /// (the client went away) while [`complete`](Self::complete) was still in flight. Stores
+    /// that can should finish the completion in the background (the Redis store spawns it);
+    /// the default releases instead, so a retry runs the handler again (at least once) rather
+    /// than waiting out the lease.
+    fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
+        let _ = retention;
+        self.abandon(token);
+    }
 }
 
 /// How a receiver deduplicates: the store, the lease and retention, and what to do when the
@@ -234,6 +244,7 @@ impl Dedupe {
                 token: Some(token),
                 retention: self.retention,
                 remember: delivery.dedupe_scope() == crate::DedupeScope::Retained,
+                completing: false,
             })),
             Ok(Claim::InFlight) => Err(Rejection::DuplicateInFlight),
             Ok(Claim::Done) => Ok(Admission::Done),
@@ -247,9 +258,13 @@ impl Dedupe {
 /// is dropped unresolved (the request future was dropped, the handler panicked), it releases.
 pub struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
+    /// Held until the store has answered: a guard dropped while completing or releasing
+    /// finishes that in the background.
     token: Option<ClaimToken>,
     retention: Duration,
     remember: bool,
+    /// Whether the store is completing (rather than releasing) the claim right now.
+    completing: bool,
 }
 
 impl fmt::Debug for ClaimGuard {
@@ -293,12 +308,15 @@ impl ClaimGuard {
     /// [`finish`](Self::finish), handing back the token so a warning can name its key without
     /// copying the key on every request.
     pub(crate) async fn settle(mut self, success: bool) -> (Result<bool, StoreError>, ClaimToken) {
-        let token = self.token.take().expect("claim resolved once");
-        let r = if success && self.remember {
-            self.store.complete(&token, self.retention).await
-        } else {
-            self.store.release(&token).await
+        // The token stays in the guard while the store works: if this future is dropped
+        // meanwhile, `Drop` finishes the same transition in the background.
+        self.completing = success && self.remember;
+        let r = match self.token.as_ref() {
+            Some(token) if self.completing => self.store.complete(token, self.retention).await,
+            Some(token) => self.store.release(token).await,
+            None => unreachable!("a claim is settled once"),
         };
+        let token = self.token.take().expect("a claim is settled once");
         (r, token)
     }
 }
@@ -306,7 +324,11 @@ impl ClaimGuard {
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
         if let Some(token) = self.token.take() {
-            self.store.abandon(token);
+            if self.completing {
+                self.store.abandon_complete(token, self.retention);
+            } else {
+                self.store.abandon(token);
+            }
         }
     }
 }
@@ -314,6 +336,50 @@ impl Drop for ClaimGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-memory store whose `complete` never answers (a store mid-call when the client
+    /// goes away); everything else is the real store.
+    struct StalledCompletes(MemoryStore);
+
+    impl DedupeStore for StalledCompletes {
+        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+            self.0.claim(key, lease)
+        }
+        fn complete<'a>(&'a self, _token: &'a ClaimToken, _retention: Duration) -> StoreFuture<'a, bool> {
+            Box::pin(std::future::pending())
+        }
+        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+            self.0.release(token)
+        }
+        fn abandon(&self, token: ClaimToken) {
+            self.0.abandon(token)
+        }
+        fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
+            self.0.abandon_complete(token, retention)
+        }
+    }
+
+    /// A completion dropped while the store was still at it (the request's future dropped
+    /// when the client went away) is finished in the background: the claim was left held, and
+    /// every retry answered "in flight" until the lease ran out — then handled again.
+    #[test]
+    fn a_completion_dropped_mid_call_is_finished_in_the_background() {
+        use std::future::Future;
+        let dedupe = Dedupe::new(StalledCompletes(MemoryStore::new(100)));
+        let d = crate::testing::deliver(crate::schemes::GitHub::new(), "s", b"{}").unwrap();
+        let Ok(Admission::New(guard)) = crate::testing::block_on(dedupe.admit(&d)) else {
+            panic!("not claimed")
+        };
+        let mut completing = Box::pin(guard.complete());
+        let waker = std::task::Waker::noop();
+        let polled = completing.as_mut().poll(&mut std::task::Context::from_waker(waker));
+        assert!(polled.is_pending());
+        drop(completing);
+        assert!(matches!(
+            crate::testing::block_on(dedupe.admit(&d)),
+            Ok(Admission::Done)
+        ));
+    }
 
     /// A copy sent on a sender's last retry is still recognised: the default retention outlasts
     /// every built-in sender's whole retry schedule (with 20 % for jitter).
