@@ -891,6 +891,8 @@ struct InboxJob {
     /// How long an attempt waits for its line before giving the item back (not an attempt):
     /// well inside the worker's handler timeout (90 % of the lease).
     flush_wait: Duration,
+    /// How long the worker lets an attempt run (90 % of the lease).
+    handler_limit: Duration,
 }
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
@@ -904,6 +906,7 @@ pub fn inbox_line(item: &ClaimedItem) -> String {
 
 impl InboxJob {
     async fn handle(&self, item: ClaimedItem) -> Result<(), HandlerError> {
+        let entered = tokio::time::Instant::now();
         let queued = self
             .printing
             .lock()
@@ -911,7 +914,7 @@ impl InboxJob {
             .get(&item.id)
             .cloned();
         if let Some(flushed) = queued {
-            return self.wait_printed(item.id, flushed).await;
+            return self.wait_printed(item.id, flushed, entered).await;
         }
         // The line's place first: a full queue gives the item back (not an attempt: nothing
         // ran) instead of blocking a worker or dropping a line; so does a closed stdout (serve
@@ -956,12 +959,25 @@ impl InboxJob {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(item.id, flushed.clone());
-        self.wait_printed(item.id, flushed).await
+        self.wait_printed(item.id, flushed, entered).await
     }
 
-    /// Waits (at most `flush_wait`) for an item's queued line to be written.
-    async fn wait_printed(&self, id: i64, mut flushed: watch::Receiver<Option<bool>>) -> Result<(), HandlerError> {
-        let written = tokio::time::timeout(self.flush_wait, flushed.wait_for(Option::is_some)).await;
+    /// Waits for an item's queued line to be written: at most `flush_wait`, and never past
+    /// `handler_limit` after the attempt began less a tenth of it (after a long --exec, the
+    /// worker would otherwise stop the attempt mid-wait and count it as failed; given back in
+    /// time, the next attempt waits for the same line without running the command again).
+    async fn wait_printed(
+        &self,
+        id: i64,
+        mut flushed: watch::Receiver<Option<bool>>,
+        entered: tokio::time::Instant,
+    ) -> Result<(), HandlerError> {
+        let left = self
+            .handler_limit
+            .mul_f64(0.9)
+            .saturating_sub(entered.elapsed())
+            .min(self.flush_wait);
+        let written = tokio::time::timeout(left, flushed.wait_for(Option::is_some)).await;
         match written {
             Ok(Ok(v)) if *v == Some(true) => Ok(()),
             // A write that failed printed nothing: not an attempt (serve is stopping).
@@ -1147,6 +1163,8 @@ async fn run_inbox(
         queue,
         printing: Mutex::new(HashMap::new()),
         flush_wait: settings.lease / 2,
+        // The worker stops a handler at 90 % of the lease from its claim.
+        handler_limit: settings.lease.mul_f64(0.9),
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     drop(job);

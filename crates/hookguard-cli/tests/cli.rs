@@ -1825,6 +1825,60 @@ fn inbox_exec_lines_survive_a_kill9_with_stdout_stalled() {
     assert_eq!(printed.len(), ids.len(), "a delivery recorded done was never printed");
 }
 
+/// With --exec and a slow stdout reader, the wait for the line after a long command ends in
+/// time to give the item back (not an attempt) before the worker's deadline (90 % of the
+/// lease): the command ran 2.5 s under a 4 s lease, then the line waited — the worker stopped
+/// the attempt mid-wait, and with one attempt allowed the item went dead.
+#[test]
+fn inbox_exec_then_a_stalled_line_never_costs_an_attempt() {
+    let dir = scratch("inbox-exec-stalled-line");
+    let db = dir.join("inbox.db");
+    let runs = dir.join("runs");
+    let cmd = format!(
+        "cat >/dev/null; case \"$HOOKGUARD_EVENT_ID\" in slow*) echo run >> '{}'; sleep 2.5;; esac",
+        runs.display()
+    );
+    let args = [
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_sl",
+        "--inbox",
+        path(&db),
+        "--exec",
+        &cmd,
+        "--lease",
+        "4",
+        "--max-attempts",
+        "1",
+        "--workers",
+        "8",
+    ];
+    let mut s = Server::start_with(&args, ServeStdout::Unread);
+    // The slow one first; while its command runs, the others' lines (long ids) fill the pipe
+    // nobody reads, so its own line waits when the command ends.
+    assert_eq!(bwp_post(s.port, "whsec_sl", "slow_one").0, 200);
+    let pad = "x".repeat(200);
+    for i in 0..300 {
+        assert_eq!(bwp_post(s.port, "whsec_sl", &format!("fill_{i:03}_{pad}")).0, 200);
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    s.read_unread();
+    wait_for("every item done", Duration::from_secs(60), || {
+        inbox_stats(&db)["done"] == 301
+    });
+    let slow = inbox_json(&["list", "--limit", "1000"], &db)
+        .into_iter()
+        .find(|r| r["event_id"] == "slow_one")
+        .unwrap();
+    assert_eq!(
+        (slow["state"].as_str(), slow["attempts"].as_u64()),
+        (Some("done"), Some(1)),
+        "{slow}"
+    );
+    assert_eq!(file_lines(&runs), ["run"], "the command ran once");
+}
+
 #[test]
 fn inbox_kill9_after_the_answer_prints_once_after_restart() {
     let dir = scratch("inbox-kill-answer");

@@ -324,6 +324,10 @@ struct Sql {
 /// ends.
 const DB_NOW: &str = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint";
 
+/// The longest delay or lease added to the database's clock: far beyond any schedule, and
+/// `DB_NOW + MAX_DELAY_MS` stays within `bigint`.
+const MAX_DELAY_MS: i64 = i64::MAX / 4;
+
 const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, attempts, received_at, \
                        next_attempt_at, finished_at, last_error, octet_length(body)::bigint AS body_len";
 
@@ -789,9 +793,7 @@ impl InboxStore for PgInbox {
         Box::pin(async move {
             // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
             let _ = now_ms;
-            let lease_ms = i64::try_from(lease.as_millis())
-                .unwrap_or(i64::MAX / 4)
-                .min(i64::MAX / 4);
+            let lease_ms = i64::try_from(lease.as_millis()).map_or(MAX_DELAY_MS, |ms| ms.min(MAX_DELAY_MS));
             let rows = sqlx::query(&self.inner.sql.claim)
                 .bind(lease_ms)
                 .bind(i64::from(limit))
@@ -845,7 +847,7 @@ impl InboxStore for PgInbox {
                 Some(at) => sqlx::query(&self.inner.sql.retry)
                     .bind(id)
                     .bind(attempt as i32)
-                    .bind(at.saturating_sub(now_ms).max(0)),
+                    .bind(at.saturating_sub(now_ms).clamp(0, MAX_DELAY_MS)),
                 None => sqlx::query(&self.inner.sql.dead)
                     .bind(id)
                     .bind(attempt as i32)
@@ -862,7 +864,9 @@ impl InboxStore for PgInbox {
 
     fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
         // A delay on this replica's clock, placed on the database's.
-        let delay = until_ms.saturating_sub(hookguard_core::inbox::now_ms()).max(0);
+        let delay = until_ms
+            .saturating_sub(hookguard_core::inbox::now_ms())
+            .clamp(0, MAX_DELAY_MS);
         Box::pin(async move {
             let r = sqlx::query(&self.inner.sql.release)
                 .bind(id)
@@ -1057,10 +1061,12 @@ where
 /// HTTP call) still happen at least once — pass the item's dedupe key as an idempotency key.
 ///
 /// Each running handler holds one of the inbox pool's connections for its whole run. At most
-/// half of the pool's connections (at least one) go to handlers' transactions, whatever the
-/// worker's `concurrency`: the rest stay for accepts, claims and completions, so slow handlers
-/// never make an accept wait out its acquire timeout (and answer `503`). Handlers beyond that
-/// wait for a turn (their lease runs meanwhile: keep the lease above the wait).
+/// half of the pool's connections go to handlers' transactions (one with a pool of 2 or 3;
+/// a pool of 1 leaves accepts none while a handler runs — give the inbox a pool of at least 2),
+/// whatever the worker's `concurrency`: the rest stay for accepts, claims and completions, so
+/// slow handlers never make an accept wait out its acquire timeout (and answer `503`). An item
+/// claimed while every turn is taken is given back without counting an attempt and claimed
+/// again shortly.
 ///
 /// ```no_run
 /// use hookguard_core::inbox::{ClaimedItem, Worker};
@@ -1098,11 +1104,14 @@ impl InboxHandler for TxAdapter {
     fn handle(&self, item: ClaimedItem) -> HandlerFuture {
         let (inbox, handler, turns) = (self.inbox.clone(), Arc::clone(&self.handler), Arc::clone(&self.turns));
         Box::pin(async move {
-            // Never closed, so this only waits.
-            let _turn = turns
-                .acquire_owned()
-                .await
-                .map_err(|_| HandlerError::new("transactional handler closed"))?;
+            // No free turn: given back without an attempt (waiting here would spend the
+            // attempt's lease, and count a failure for a handler that never ran).
+            let Ok(_turn) = turns.try_acquire_owned() else {
+                return Err(HandlerError::defer(
+                    "every connection handlers may hold is in use; tried again shortly",
+                    Duration::from_millis(200),
+                ));
+            };
             let mut tx = inbox.pool().begin().await?;
             handler.handle(&item, &mut tx).await?;
             if !inbox

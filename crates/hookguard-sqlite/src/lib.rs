@@ -195,6 +195,16 @@ impl SqliteInboxBuilder {
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let pending = count_pending(&conn).map_err(storage)?;
+        // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
+        let clock_floor: i64 = conn
+            .query_row(
+                "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(storage)?
+            .unwrap_or(0);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let writer = Writer {
@@ -206,6 +216,7 @@ impl SqliteInboxBuilder {
             counted_at: Instant::now(),
             notify: Arc::clone(&notify),
             synced: true,
+            clock_floor,
         };
         std::thread::Builder::new()
             .name("hookguard-sqlite".into())
@@ -459,6 +470,8 @@ struct Writer {
     notify: Arc<Notify>,
     /// Whether the connection is at `synchronous=FULL` (it opens so).
     synced: bool,
+    /// The newest arrival time stored (unix ms): claims never look at an earlier "now".
+    clock_floor: i64,
 }
 
 impl Writer {
@@ -545,7 +558,14 @@ impl Writer {
                 results.push(op_reply(op));
                 continue;
             }
-            let done = apply(&tx, op, self.max_pending, &mut self.pending, &mut wake);
+            let done = apply(
+                &tx,
+                op,
+                self.max_pending,
+                &mut self.pending,
+                &mut wake,
+                &mut self.clock_floor,
+            );
             if done.storage_failed() {
                 failed = Some("a storage error rolled back this batch".to_owned());
             } else if tx.is_autocommit() {
@@ -592,16 +612,24 @@ fn op_reply(op: Op) -> Done {
     }
 }
 
-fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &mut bool) -> Done {
+fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &mut bool, floor: &mut i64) -> Done {
     match op {
         Op::Accept(item, tx) => {
             let r = accept(conn, &item, max_pending, pending);
             if matches!(r, Ok(Accepted::Stored(_))) {
                 *wake = true;
+                *floor = (*floor).max(item.received_at_ms);
             }
             Done::Accept(tx, r)
         }
-        Op::Claim(now, until, limit, tx) => Done::Claim(tx, claim(conn, now, until, limit).map_err(storage)),
+        Op::Claim(now, until, limit, tx) => {
+            // A new item is due at its arrival: after the wall clock stepped back, "now" is
+            // never earlier than the newest arrival, or those items would wait for the clock
+            // to catch up. The lease moves with it (its end compared on the same timeline).
+            let shift = floor.saturating_sub(now).max(0);
+            let r = claim(conn, now + shift, until.saturating_add(shift), limit);
+            Done::Claim(tx, r.map_err(storage))
+        }
         Op::Complete(id, attempt, now, tx) => {
             let r = finish(conn, id, attempt, now, None).map_err(storage);
             if matches!(r, Ok(true)) {
@@ -1073,7 +1101,10 @@ mod tests {
         .unwrap();
         drop(conn);
         let inbox = SqliteInbox::open(&file).unwrap();
-        assert_eq!(inbox.purge(old + 1, false).await.unwrap(), old as u64);
+        // One writer transaction deletes one batch; the purge goes on until all are gone.
+        let first = inbox.call(move |tx| Op::Purge(old + 1, false, tx)).await.unwrap();
+        assert_eq!(first, PURGE_BATCH as u64);
+        assert_eq!(inbox.purge(old + 1, false).await.unwrap(), (old - PURGE_BATCH) as u64);
         let conn = connect(&file).unwrap();
         let left: (i64, i64) = conn
             .query_row(
@@ -1142,6 +1173,7 @@ mod tests {
             counted_at: Instant::now(),
             notify: Arc::new(Notify::new()),
             synced: true,
+            clock_floor: 0,
         };
         let accept = |id: &str, pad: usize| {
             let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));

@@ -471,6 +471,39 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     assert_eq!((next[0].id, next[0].attempt), (first, 2));
 }
 
+/// After the wall clock stepped back, a delivery that arrived "in the future" is still due:
+/// claims never look at a time before the newest arrival (and after a restart too).
+#[tokio::test]
+async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
+    let dir = TempDir::new("clock-back");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let ahead = now_ms() + 600_000;
+    let Ok(Accepted::Stored(id)) = inbox
+        .accept(NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), ahead))
+        .await
+    else {
+        panic!("not stored")
+    };
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    // Its lease runs on the same timeline: not claimable again right away.
+    assert!(inbox
+        .claim(now_ms(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let Ok(Accepted::Stored(second)) = inbox
+        .accept(NewItem::from_delivery(&bwp("evt_ahead_2"), Vec::new(), ahead + 1))
+        .await
+    else {
+        panic!("not stored")
+    };
+    drop(inbox);
+    let reopened = SqliteInbox::open(dir.file()).unwrap();
+    let after_restart = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(after_restart.iter().map(|i| i.id).collect::<Vec<_>>(), [second]);
+}
+
 /// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_never_purges_still_works() {

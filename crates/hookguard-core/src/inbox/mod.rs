@@ -413,7 +413,7 @@ pub struct ListFilter {
     pub state: Option<InboxState>,
     /// Only this provider.
     pub provider: Option<String>,
-    /// At most this many, newest first.
+    /// At most this many, newest first (done or dead: most recently finished first).
     pub limit: u32,
 }
 
@@ -479,7 +479,11 @@ pub trait InboxStore: Send + Sync + 'static {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted>;
 
     /// Claims up to `limit` due items (pending with `next_attempt_at <= now`, or running with an
-    /// expired lease) for `lease`: each becomes running with `attempts + 1`.
+    /// expired lease) for `lease`: each becomes running with `attempts + 1`, first due first
+    /// (a new item is due from its arrival). A backend shared by many processes may read its
+    /// own clock instead of `now_ms` (the PostgreSQL inbox keeps every schedule on the
+    /// database's clock, and takes the times given to `fail` and `defer` as delays from the
+    /// caller's `now`).
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>>;
 
     /// Marks attempt `attempt` of item `id` done. `Ok(false)`: that attempt no longer holds

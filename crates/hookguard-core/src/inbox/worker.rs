@@ -392,7 +392,9 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
                 let (id, this) = (item.id, item.attempt);
-                let deadline = claimed_at + cfg.timeout;
+                let deadline = claimed_at
+                    .checked_add(cfg.timeout)
+                    .unwrap_or_else(|| far_after(cfg.timeout));
                 attempt(&cfg, item, &wake, deadline).await;
                 // Only this attempt's own entry: a newer attempt of the item may hold it now.
                 let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
@@ -431,7 +433,8 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
 fn far_after(after: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     now.checked_add(after)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
