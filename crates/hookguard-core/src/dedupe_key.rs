@@ -127,6 +127,13 @@ impl DedupeKey {
                 Field::Header(h) => {
                     let name = HeaderName::from_bytes(h.as_bytes())
                         .map_err(|_| ConfigError::Invalid("a dedupe key header name is not a valid header name"))?;
+                    // The key is stored, listed and printed: never the credential itself.
+                    if scheme.credential_header() == Some(&name) || name == http::header::AUTHORIZATION {
+                        return Err(ConfigError::Invalid(
+                            "a dedupe key cannot use the header that carries the sender's credential (it would be \
+                             stored and shown with every delivery)",
+                        ));
+                    }
                     let signed = scheme.signed_headers().contains(&name);
                     if !signed && !allowed_unsigned.iter().any(|a| a == h) {
                         return Err(ConfigError::Invalid(
@@ -501,5 +508,11 @@ mod tests {
             .is_err());
         let many = (0..17).fold(DedupeKey::new(), |k, i| k.pointer(format!("/f{i}")));
         assert!(many.compile(&Procore::new(), &[]).is_err());
+        // The credential's header, even explicitly allowed, would put the secret in the key.
+        let cred = DedupeKey::new().header("authorization");
+        assert!(matches!(
+            cred.compile(&Procore::new(), &["authorization".into()]),
+            Err(ConfigError::Invalid(m)) if m.contains("credential")
+        ));
     }
 }

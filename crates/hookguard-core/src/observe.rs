@@ -596,6 +596,24 @@ mod health_tests {
         assert_eq!(rx.health().consecutive_failures(), 0);
     }
 
+    /// An unauthenticated query challenge (anyone can send HCSS's) answered 200 does not reset
+    /// the count of refusals in a row: it says nothing about the sender.
+    #[test]
+    fn a_challenge_does_not_reset_the_senders_health() {
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        let headers = http::HeaderMap::new();
+        let body = r#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
+        let wrong = http::Uri::from_static("/h?token=wrong");
+        for _ in 0..3 {
+            let r = block_on(rx.admit(&RequestHead::new(&http::Method::POST, &wrong, &headers), body.into()));
+            assert_eq!(r.unwrap_err().status(), 401);
+        }
+        let challenge = http::Uri::from_static("/h?challenge=x");
+        let answer = rx.precheck(&RequestHead::new(&http::Method::GET, &challenge, &headers));
+        assert_eq!(answer.unwrap_err().status(), 200);
+        assert_eq!(rx.health().consecutive_failures(), 3);
+    }
+
     /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.
     #[test]
     fn consecutive_kill_switches_track_no_events() {

@@ -217,14 +217,15 @@ impl Receiver {
         &self.health
     }
 
-    /// Counts one answer (metrics) and feeds the sender-health count.
-    fn answered(&self, outcome: &'static str, code: &'static str, success: bool) {
-        self.answered_event(outcome, code, success, None);
+    /// Counts one answer (metrics) and feeds the sender-health count, for the event `event`
+    /// ([`observe::event_of`] its body, when the sender's kill switch counts one event's tries).
+    fn answered_event(&self, outcome: &'static str, code: &'static str, success: bool, event: Option<u64>) {
+        self.count_answer(outcome, code);
+        self.health.answered_event(success, event);
     }
 
-    /// [`answered`](Self::answered) for an answer to the event `event` ([`observe::event_of`]
-    /// its body, when the sender's kill switch counts one event's tries).
-    fn answered_event(&self, outcome: &'static str, code: &'static str, success: bool, event: Option<u64>) {
+    /// Counts an answer in the metrics only.
+    fn count_answer(&self, outcome: &'static str, code: &'static str) {
         observe::count(
             "hookguard_answers_total",
             &[
@@ -233,7 +234,6 @@ impl Receiver {
                 ("code", code),
             ],
         );
-        self.health.answered_event(success, event);
     }
 
     /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
@@ -271,9 +271,23 @@ impl Receiver {
     }
 
     /// The handler budget, if any: adapters stop waiting for the handler after it and report
-    /// [`HandlerOutcome::TimedOut`].
+    /// [`HandlerOutcome::TimedOut`]. Never as long as the dedupe lease: a budget set at or
+    /// above it with [`with_budget`](Self::with_budget) (the builder refuses that) counts as
+    /// 90 % of the lease, or a retry could claim the delivery while its handler still runs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_budget(Some(Duration::from_secs(60)))
+    ///     .with_dedupe(Dedupe::new(MemoryStore::default()).lease(Duration::from_secs(30)));
+    /// assert_eq!(rx.budget(), Some(Duration::from_secs(27)));
+    /// ```
     pub fn budget(&self) -> Option<Duration> {
-        self.budget
+        match (self.budget, &self.dedupe) {
+            (Some(b), Some(d)) if b >= d.lease_duration() => Some(d.lease_duration().mul_f64(0.9)),
+            (b, _) => b,
+        }
     }
 
     /// Before the body: `Ok(limit)` to read at most `limit` bytes, or the answer to send now
@@ -288,7 +302,9 @@ impl Receiver {
             Ok(Precheck::ReadBody { limit }) => Ok(limit),
             Ok(Precheck::Challenge(answer)) => {
                 tracing::info!(provider = %self.verifier.provider(), "webhook challenge answered");
-                self.answered("challenge", "", true);
+                // Anyone can ask a query challenge (HCSS's is not authenticated): counted, but
+                // it proves nothing about the sender, so its health count stays as it is.
+                self.count_answer("challenge", "");
                 Err(answer.into_response())
             }
             Err(r) => Err(self.reject(&r)),

@@ -550,6 +550,12 @@ impl VerifierBuilder {
     /// Turns `secret` into a key, or remembers (without the secret) that it is unusable: a
     /// poisoned slot that [`build`](Self::build) reports by position.
     fn add_secret(&mut self, secret: &str) {
+        // An empty secret is a missing one (an unset environment variable read with
+        // `unwrap_or_default`): with HMAC, anyone could sign with the empty key.
+        if secret.is_empty() {
+            self.bad.get_or_insert((self.secrets.len(), "empty"));
+            return;
+        }
         match self.scheme.key(secret) {
             Ok(k) => self.secrets.push(k),
             Err(reason) => {
@@ -573,6 +579,15 @@ impl VerifierBuilder {
         }
         if self.secrets.len() > MAX_SECRETS {
             return Err(ConfigError::TooManySecrets(MAX_SECRETS));
+        }
+        // Every `v1a` entry is checked against every Ed25519 key, within a bounded number of
+        // checks: more keys than that bound allows for a sender mid-rotation (two entries)
+        // would refuse genuine deliveries.
+        #[cfg(feature = "ed25519")]
+        if crate::key::ed25519_count(&self.secrets) > crate::schemes::StandardWebhooks::MAX_V1A_KEYS {
+            return Err(ConfigError::Invalid(
+                "at most 4 Ed25519 keys (whpk_/whsk_): each v1a entry is checked against every one",
+            ));
         }
         if self.read_timeout.is_zero() {
             return Err(ConfigError::Invalid("the body read timeout must be above zero"));

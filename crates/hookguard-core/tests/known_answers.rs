@@ -361,6 +361,18 @@ fn procore_ids_keep_full_precision_and_v4_is_supported() {
 fn empty_secret_lists_are_refused() {
     assert!(Verifier::builder(GitHub::new()).build().is_err());
     assert!(Verifier::builder(Procore::new()).secret("").build().is_err());
+    // An empty secret (an unset variable read with `unwrap_or_default`) is refused by every
+    // scheme: with HMAC, anyone could sign with the empty key.
+    for &p in hookguard_core::Provider::BUILT_IN {
+        let scheme = hookguard_core::schemes::for_provider(p).unwrap();
+        let r = hookguard_core::ReceiverBuilder::<hookguard_core::Receiver>::new(scheme)
+            .secret("")
+            .build();
+        assert!(
+            matches!(r, Err(hookguard_core::ConfigError::InvalidSecret { index: 0, .. })),
+            "{p:?}"
+        );
+    }
     assert!(Verifier::builder(GitHub::new())
         .secrets((0..17).map(|i| i.to_string()))
         .build()

@@ -159,4 +159,35 @@ mod tests {
         let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_ID_LEN + 1));
         assert_eq!(serde_json::from_str::<P>(&long).unwrap().id, None);
     }
+
+    /// Every sender's delivery gets a bounded dedupe key: its own id when it has a usable one,
+    /// else a digest of the body (a Stripe event or a Slack form without an id was handled
+    /// again on every copy; a Procore `ulid` of any length went into the key).
+    #[test]
+    fn every_delivery_has_a_bounded_dedupe_key() {
+        use crate::testing::deliver_bytes;
+        let long = format!(r#"{{"id":7,"ulid":"{}","event_type":"update"}}"#, "u".repeat(3_000));
+        let cases = [
+            (
+                deliver_bytes(Stripe::new(), "whsec_s", r#"{"object":"event","type":"x"}"#).unwrap(),
+                "stripe: no id",
+            ),
+            (
+                deliver_bytes(Slack::new(), "s", "command=%2Fdeploy&trigger_id=1.2.3").unwrap(),
+                "slack: a form",
+            ),
+            (
+                deliver_bytes(Slack::new(), "s", r#"{"type":"event_callback"}"#).unwrap(),
+                "slack: no event_id",
+            ),
+            (
+                deliver_bytes(Procore::new(), "Bearer t", long).unwrap(),
+                "procore: a long ulid",
+            ),
+        ];
+        for (d, what) in cases {
+            let key = d.dedupe_key().unwrap_or_else(|| panic!("{what}: no key"));
+            assert!(key.len() <= MAX_ID_LEN + 32, "{what}: {} bytes", key.len());
+        }
+    }
 }

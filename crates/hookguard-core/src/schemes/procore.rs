@@ -169,7 +169,10 @@ impl Scheme for Procore {
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
         let id = non_empty(p.id);
-        let key = non_empty(p.ulid).or_else(|| id.clone()).or_else(|| {
+        // A `ulid` longer than any id is not kept (bounded keys: a unique index refuses very
+        // long ones, which would fail every retry): the id or the digest serves instead.
+        let ulid = non_empty(p.ulid).filter(|u| u.len() <= super::MAX_ID_LEN);
+        let key = ulid.or_else(|| id.clone()).or_else(|| {
             // Procore documents an id on every payload version; without one, a retry still
             // carries the same bytes, so the body's digest recognises it.
             tracing::warn!("Procore delivery without `id` or `ulid`; deduplicating on a digest of the body");

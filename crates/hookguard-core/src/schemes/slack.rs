@@ -104,9 +104,14 @@ impl Scheme for Slack {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        // Slash commands and interactivity are form-encoded: authentic, but carry no event id.
+        // Slash commands and interactivity are form-encoded: authentic, but carry no event id;
+        // a copy of the same bytes (a replay within the window) is the same request, so the
+        // body's digest recognises it.
         let Ok(p) = crate::json_fast::from_slice::<Probe>(body) else {
-            return Ok(Described::default());
+            return Ok(Described {
+                dedupe_key: Some(super::body_digest(body)),
+                ..Described::default()
+            });
         };
         let challenge = if p.kind.as_deref() == Some("url_verification") {
             Some(
@@ -118,8 +123,14 @@ impl Scheme for Slack {
             None
         };
         let id = super::non_empty(p.event_id);
+        // Without an event id (or one too long to keep), the body's digest recognises copies.
+        let key = match (&id, &challenge) {
+            (Some(id), _) => Some(id.clone()),
+            (None, None) => Some(super::body_digest(body)),
+            (None, Some(_)) => None,
+        };
         Ok(Described {
-            dedupe_key: id.clone(),
+            dedupe_key: key,
             event_id: id,
             event_type: p.kind,
             challenge,

@@ -88,6 +88,10 @@ impl StandardWebhooks {
     /// each hashes the whole body. Eight covers a sender mid-rotation (two entries) against a
     /// receiver holding up to four keys.
     pub const MAX_V1A_CHECKS: usize = 8;
+    /// The most Ed25519 keys (`whpk_`, `whsk_`) a verifier may hold: a sender mid-rotation
+    /// (two entries) then always fits within [`MAX_V1A_CHECKS`](Self::MAX_V1A_CHECKS);
+    /// [`build`](crate::VerifierBuilder::build) refuses more.
+    pub const MAX_V1A_KEYS: usize = Self::MAX_V1A_CHECKS / 2;
 
     /// The scheme with the specification's rules.
     pub fn new() -> Self {
@@ -614,6 +618,17 @@ mod tests {
         // A genuine sender mid-rotation (two entries) against three keys still passes.
         let both = format!("{} {}", sign_with(&seed_b64(seeds[0])), sign_with(&seed_b64(seeds[1])));
         assert!(check(&three, &both).is_ok());
+        // More keys than a rotation fits in the bound is refused when building (it would
+        // refuse every genuine two-entry delivery with too_many_signatures).
+        let five: Vec<String> = (1u8..=5).map(|i| public_of([i; 32])).collect();
+        let built = crate::Verifier::builder(StandardWebhooks::new())
+            .secrets(five.iter().map(String::as_str))
+            .build();
+        assert!(matches!(built, Err(crate::ConfigError::Invalid(m)) if m.contains("at most 4")));
+        let four = crate::Verifier::builder(StandardWebhooks::new())
+            .secrets(five[..4].iter().map(String::as_str))
+            .build();
+        assert!(four.is_ok());
     }
 
     #[test]

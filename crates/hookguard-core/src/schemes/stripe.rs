@@ -97,8 +97,11 @@ impl Scheme for Stripe {
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
         let p: Probe = json(body)?;
         let id = non_empty(p.id);
+        // Stripe sends an id on every event; without one (or one too long to keep), a retry
+        // still carries the same bytes, so the body's digest recognises it.
+        let key = id.clone().or_else(|| Some(super::body_digest(body)));
         Ok(Described {
-            dedupe_key: id.clone(),
+            dedupe_key: key,
             event_id: id,
             event_type: p.kind,
             ..Described::default()
