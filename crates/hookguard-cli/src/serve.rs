@@ -1037,6 +1037,28 @@ async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mut
     }
 }
 
+/// A secret given as an argument is readable by every local user (`ps`, `/proc/PID/cmdline`);
+/// serve's environment is readable by its owner only. Said once, naming the flags, never the
+/// values.
+fn warn_secrets_on_the_command_line() {
+    let flags: Vec<&str> = ["--secret", "--ui-token"]
+        .into_iter()
+        .filter(|flag| {
+            std::env::args_os().any(|a| {
+                let a = a.as_encoded_bytes();
+                a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+            })
+        })
+        .collect();
+    if !flags.is_empty() {
+        tracing::warn!(
+            "{} given on the command line: other local users can read it (ps); prefer the environment \
+             (HOOKGUARD_SECRET, HOOKGUARD_UI_TOKEN)",
+            flags.join(" and ")
+        );
+    }
+}
+
 /// `--path` is one literal route: axum would panic on a route parameter or wildcard (`:id`,
 /// `*rest`, `{id}`), so those are a usage error.
 fn check_path(path: &str) -> CliResult<()> {
@@ -1055,6 +1077,7 @@ fn check_path(path: &str) -> CliResult<()> {
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     check_path(&args.path)?;
+    warn_secrets_on_the_command_line();
     if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");
     }

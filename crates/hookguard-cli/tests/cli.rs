@@ -402,6 +402,10 @@ fn hcss_challenge_and_event() {
     assert_eq!(lines[0]["provider"], "hcss");
     assert_eq!(lines[0]["type"], "CostCodeUpdated");
     assert!(lines[0]["dedupe_key"].as_str().unwrap().starts_with("hcss:"));
+    // A secret on the command line is visible to local users: said (never its value).
+    let log = s.stderr();
+    assert!(log.contains("--secret given on the command line"), "{log}");
+    assert!(!log.contains("hcss-cli-token"), "{log}");
     // HCSS's guide: deliveries "must respond with a HTTP 200 Status code".
     let body = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e-200"}"#;
     let (status, answer) = http(s.port, "POST", "/webhooks?token=hcss-cli-token", &[], body);

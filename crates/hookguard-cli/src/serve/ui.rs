@@ -557,12 +557,17 @@ fn form_value(body: &[u8], name: &str) -> Option<Vec<u8>> {
 pub fn loopback_hosts(addr: std::net::SocketAddr) -> Option<Vec<String>> {
     addr.ip().is_loopback().then(|| {
         let p = addr.port();
-        vec![
+        let mut hosts = vec![
             format!("127.0.0.1:{p}"),
             format!("localhost:{p}"),
             format!("[::1]:{p}"),
             format!("{addr}"),
-        ]
+        ];
+        // On port 80 a browser leaves the port out of `Host`.
+        if p == 80 {
+            hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
+        }
+        hosts
     })
 }
 
@@ -626,7 +631,7 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
             .unwrap_or("");
         let expected = format!("http://{host}");
         if let Some(origin) = req.headers().get(header::ORIGIN) {
-            if origin.as_bytes() != expected.as_bytes() {
+            if !origin.as_bytes().eq_ignore_ascii_case(expected.as_bytes()) {
                 return forbidden("cross-origin request");
             }
         }
@@ -1080,6 +1085,24 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback listener on port 80 answers a browser's port-less `Host`; other names
+    /// still get 421 (DNS rebinding).
+    #[test]
+    fn port_80_accepts_hosts_without_a_port() {
+        let mut h = HeaderMap::new();
+        let on = |port: u16| loopback_hosts(([127, 0, 0, 1], port).into()).unwrap();
+        for (port, host, ok) in [
+            (80, "127.0.0.1", true),
+            (80, "LOCALHOST", true),
+            (80, "evil.example", false),
+            (8080, "127.0.0.1", false),
+            (8080, "127.0.0.1:8080", true),
+        ] {
+            h.insert(header::HOST, host.parse().unwrap());
+            assert_eq!(wrong_host(Some(&on(port)), &h).is_none(), ok, "{port} {host}");
+        }
+    }
 
     #[test]
     fn escaping_and_form_values() {
