@@ -292,6 +292,17 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
     assert_eq!(res.status(), 204);
 }
 
+/// A GitHub delivery to `/`, signed with secret `s` at `NOW`.
+fn signed_github_post() -> TestRequest {
+    let body = br#"{"a":1}"#;
+    let signed = GitHub::new().sign("s", body, &SignParams::new(NOW).id("d1")).unwrap();
+    let mut req = TestRequest::post().uri("/").set_payload(&body[..]);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    req
+}
+
 /// A body extractor listed before `VerifiedNoDedupe` takes the body: the standalone extractor
 /// names that wiring mistake (500) instead of verifying an empty body, which refused a genuine
 /// delivery with a permanent 401.
@@ -311,13 +322,7 @@ async fn a_body_taken_before_the_standalone_extractor_is_a_wiring_error() {
         ),
     ))
     .await;
-    let body = br#"{"a":1}"#;
-    let signed = GitHub::new().sign("s", body, &SignParams::new(NOW).id("d1")).unwrap();
-    let mut req = TestRequest::post().uri("/").set_payload(&body[..]);
-    for (name, value) in signed.headers.iter() {
-        req = req.append_header((name.as_str(), value.to_str().unwrap()));
-    }
-    let res = test::call_service(&app, req.to_request()).await;
+    let res = test::call_service(&app, signed_github_post().to_request()).await;
     assert_eq!(res.status(), 500);
     assert_eq!(json_of(res).await["error"], "body_already_taken");
 }
@@ -331,13 +336,7 @@ async fn verify_without_a_verifier_names_it() {
         }),
     ))
     .await;
-    let body = br#"{"a":1}"#;
-    let signed = GitHub::new().sign("s", body, &SignParams::new(NOW).id("d1")).unwrap();
-    let mut req = TestRequest::post().uri("/").set_payload(&body[..]);
-    for (name, value) in signed.headers.iter() {
-        req = req.append_header((name.as_str(), value.to_str().unwrap()));
-    }
-    let res = test::call_service(&app, req.to_request()).await;
+    let res = test::call_service(&app, signed_github_post().to_request()).await;
     assert_eq!(res.status(), 500);
     assert_eq!(json_of(res).await["error"], "missing_verifier");
 }
