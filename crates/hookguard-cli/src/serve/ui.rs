@@ -406,6 +406,7 @@ impl Extras {
                 inbox,
                 about,
                 started_ms: now_ms(),
+                counts: Counts::default(),
             });
             let app = router(ui.clone());
             self.tasks.push(tokio::spawn(async move {
@@ -441,6 +442,44 @@ struct Inspector {
     inbox: Option<Arc<dyn InboxStore>>,
     about: String,
     started_ms: i64,
+    /// The inbox counts, shared by page views and `/api/status`.
+    counts: Counts,
+}
+
+/// The last inbox counts, when taken and how long counting took: a count reads every row, so
+/// it is reused for max(5 s, 20× its duration); a replay from the page drops it. Callers share
+/// one count (the mutex is held while counting).
+#[derive(Default)]
+struct Counts(tokio::sync::Mutex<Option<CachedStats>>);
+
+struct CachedStats {
+    at: std::time::Instant,
+    took: std::time::Duration,
+    stats: Result<hookguard_core::inbox::InboxStats, String>,
+}
+
+impl Counts {
+    async fn get(&self, inbox: &dyn InboxStore) -> Result<hookguard_core::inbox::InboxStats, String> {
+        let mut cached = self.0.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if c.at.elapsed() < std::time::Duration::from_secs(5).max(c.took * 20) {
+                return c.stats.clone();
+            }
+        }
+        let at = std::time::Instant::now();
+        let stats = inbox.stats().await.map_err(|e| e.to_string());
+        *cached = Some(CachedStats {
+            at,
+            took: at.elapsed(),
+            stats: stats.clone(),
+        });
+        stats
+    }
+
+    /// Drops the cached counts (the page changed the inbox).
+    async fn clear(&self) {
+        *self.0.lock().await = None;
+    }
 }
 
 /// How a request proved it holds the token.
@@ -822,7 +861,7 @@ fn items_table(ui: &Inspector, state: InboxState, items: &[InboxRecord], out: &m
 
 async fn inbox_html(ui: &Inspector, inbox: &dyn InboxStore, out: &mut String) {
     out.push_str("<section id=\"inbox\"><h2>Inbox</h2>");
-    match inbox.stats().await {
+    match ui.counts.get(inbox).await {
         Ok(s) => {
             let oldest = s
                 .oldest_pending_ms
@@ -1018,6 +1057,7 @@ async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>, headers: 
     };
     match inbox.replay(id, now_ms()).await {
         Ok(()) => {
+            ui.counts.clear().await;
             hookguard_core::observe::inbox_transition(&provider, "replayed");
             tracing::info!(id, "inspector: inbox item replayed");
             after_post(&headers, serde_json::json!({ "replayed": 1, "id": id }))
@@ -1034,6 +1074,7 @@ async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Re
     };
     match inbox.replay_dead(now_ms()).await {
         Ok(n) => {
+            ui.counts.clear().await;
             let provider = ui.receiver.verifier().provider();
             hookguard_core::observe::count_by(
                 "hookguard_inbox_transitions_total",
@@ -1063,9 +1104,9 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
         })
         .collect();
     let inbox = match &ui.inbox {
-        Some(inbox) => match inbox.stats().await {
+        Some(inbox) => match ui.counts.get(inbox.as_ref()).await {
             Ok(s) => serde_json::json!({"pending": s.pending, "running": s.running, "done": s.done, "dead": s.dead}),
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
+            Err(e) => serde_json::json!({ "error": e }),
         },
         None => serde_json::Value::Null,
     };
@@ -1085,6 +1126,42 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Page views reuse one count of the inbox for a while (each reads every row); a replay
+    /// from the page counts again.
+    #[tokio::test]
+    async fn inbox_counts_are_reused_until_the_page_changes_the_inbox() {
+        use hookguard_core::inbox::{InboxStore, NewItem};
+        let dir = std::env::temp_dir().join(format!("hg-ui-counts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inbox = hookguard_sqlite::SqliteInbox::open(dir.join("inbox.db")).unwrap();
+        let verifier = hookguard_core::Verifier::builder(hookguard_core::schemes::Hcss::new())
+            .secret("tok")
+            .build()
+            .unwrap();
+        let (method, uri, headers) = (
+            axum::http::Method::POST,
+            axum::http::Uri::from_static("/h?token=tok"),
+            HeaderMap::new(),
+        );
+        let add = |id: &str| {
+            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#);
+            let head = hookguard_core::RequestHead::new(&method, &uri, &headers);
+            let Ok(hookguard_core::Verdict::Deliver(d)) = verifier.verify(&head, body.into()) else {
+                panic!("not a delivery")
+            };
+            NewItem::from_delivery(&d, Vec::new(), now_ms())
+        };
+        let counts = Counts::default();
+        inbox.accept(add("a")).await.unwrap();
+        assert_eq!(counts.get(&inbox).await.unwrap().pending, 1);
+        inbox.accept(add("b")).await.unwrap();
+        assert_eq!(counts.get(&inbox).await.unwrap().pending, 1, "reused");
+        counts.clear().await;
+        assert_eq!(counts.get(&inbox).await.unwrap().pending, 2);
+        drop(inbox);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A loopback listener on port 80 answers a browser's port-less `Host`; other names
     /// still get 421 (DNS rebinding).
