@@ -78,11 +78,47 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
     (addr, handler, rx.recv().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actix_adapter_passes_the_conformance_table() {
-    let (addr, handler, server) = start();
-    run_all(&addr, &handler).await;
-    server.stop(true).await;
+/// The actix middleware passes the table, and gives every case the same answer as the tower
+/// layer — status, headers (but `date`; `retry-after` by presence) and body, not only the
+/// status and code the table checks.
+#[test]
+fn actix_adapter_passes_the_conformance_table_and_answers_as_tower_does() {
+    let (actix_addr, actix_handler, server) = start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (actix_answers, tower_answers) = rt.block_on(async {
+        let a = run_all(&actix_addr, &actix_handler).await;
+        let (tower_addr, tower_handler) = common::start_tower().await;
+        (a, run_all(&tower_addr, &tower_handler).await)
+    });
+    rt.block_on(server.stop(true));
+    assert_eq!(actix_answers.len(), tower_answers.len());
+    let differ: Vec<String> = actix_answers
+        .iter()
+        .zip(&tower_answers)
+        .filter(|(a, t)| a != t)
+        .map(|(a, t)| {
+            format!(
+                "{}: actix {} {:?} {:?} / tower {} {:?} {:?}",
+                a.0,
+                a.1,
+                a.2,
+                String::from_utf8_lossy(&a.3),
+                t.1,
+                t.2,
+                String::from_utf8_lossy(&t.3)
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} cases answered differently:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
 }
 
 /// Every answer the extractors give is the tower adapter's: status, headers and body, byte for

@@ -316,10 +316,32 @@ const fn rej(status: u16, code: &'static str) -> Expect {
     }
 }
 
-/// Runs every case; panics with the list of every mismatch.
-pub async fn run_all(addr: &str, handler: &Handler) {
+/// One checked answer, as compared across adapters: the case, the status, the headers (sorted;
+/// `date` left out, `retry-after` by presence: its value counts down the lease) and the body.
+pub type Transcript = Vec<(String, u16, Vec<(String, String)>, Vec<u8>)>;
+
+/// Runs every case; panics with the list of every mismatch. Returns every checked answer.
+pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
     let failures = std::cell::RefCell::new(Vec::new());
+    let transcript = std::cell::RefCell::new(Transcript::new());
     let check = |case: &str, a: &Answer, e: &Expect| {
+        let mut headers: Vec<(String, String)> = a
+            .headers
+            .iter()
+            .filter(|(k, _)| k.as_str() != "date")
+            .map(|(k, v)| {
+                let v = if k == "retry-after" {
+                    "…".to_owned()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        headers.sort();
+        transcript
+            .borrow_mut()
+            .push((case.to_owned(), a.status, headers, a.body.clone()));
         if a.status != e.status || (e.code.is_some() && a.code().as_deref() != e.code) {
             failures.borrow_mut().push(format!(
                 "{case}: expected {} {:?}, got {} {:?} ({})",
@@ -538,11 +560,13 @@ pub async fn run_all(addr: &str, handler: &Handler) {
         &post("/bwp", signed(&BuildWorkPro::new(), BWP_SECRET, &raw, NOW), raw).await,
         &rej(400, "invalid_payload"),
     );
-    check(
-        "wrong method",
-        &send(addr, "PUT", "/bwp", &[], b"", Framing::Length).await,
-        &rej(405, "method_not_allowed"),
-    );
+    let a = send(addr, "PUT", "/bwp", &[], b"", Framing::Length).await;
+    check("wrong method", &a, &rej(405, "method_not_allowed"));
+    if a.header("allow") != Some("POST") {
+        failures
+            .borrow_mut()
+            .push(format!("wrong method: Allow {:?}, expected POST", a.header("allow")));
+    }
 
     // --- HCSS challenge echo.
     let a = send(addr, "GET", "/hcss?challenge=abc123", &[], b"", Framing::Length).await;
@@ -825,4 +849,48 @@ pub async fn run_all(addr: &str, handler: &Handler) {
         failures.len(),
         failures.join("\n")
     );
+    transcript.into_inner()
+}
+
+/// The table's routes behind the tower layer in a real axum server on 127.0.0.1.
+pub async fn start_tower() -> (String, Handler) {
+    let handler = Handler::default();
+    let mut app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    for r in routes() {
+        let h = handler.clone();
+        let route = match r.handler {
+            HandlerKind::Delivery => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery| async move {
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+            HandlerKind::RawBody => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
+                      body: axum::body::Bytes| async move {
+                    assert_eq!(body.len(), d.body().len());
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+            HandlerKind::Typed => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
+                      hookguard_tower::Verified(e): hookguard_tower::Verified<
+                    hookguard_core::envelope::BuildWorkProEvent,
+                >| async move {
+                    assert_eq!(Some(e.id.as_str()), d.event_id());
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+        }
+        .get(|| async { axum::http::StatusCode::OK });
+        app = app.route(
+            r.path,
+            route.layer(hookguard_tower::WebhookLayer::from(
+                hookguard_core::Receiver::new(r.verifier).with_dedupe(r.dedupe),
+            )),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, handler)
 }

@@ -324,7 +324,15 @@ impl Receiver {
             "webhook rejected"
         );
         self.answered_event("rejected", r.code(), false, event);
-        crate::response::rejection(r)
+        let mut response = crate::response::rejection(r);
+        if *r == Rejection::MethodNotAllowed {
+            // RFC 9110: a 405 names the methods the route takes (a framework's own header is
+            // only added where none is set, so every adapter answers alike).
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, self.verifier.allowed_methods());
+        }
+        response
     }
 
     /// Verifies the complete body, claims the delivery, runs `call` for new deliveries only,

@@ -199,6 +199,22 @@ impl Verifier {
         self.inner.clock.now_unix()
     }
 
+    /// The `Allow` header of a `405`: `POST`, and the methods challenges arrive with (HCSS:
+    /// `GET, POST`).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Hcss}, Verifier};
+    /// assert_eq!(Verifier::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap().allowed_methods(), "POST");
+    /// assert_eq!(Verifier::builder(Hcss::new()).secret("t").build().unwrap().allowed_methods(), "GET, POST");
+    /// ```
+    pub fn allowed_methods(&self) -> http::HeaderValue {
+        let mut methods: Vec<&str> = self.inner.challenges.iter().map(|r| r.method.as_str()).collect();
+        methods.push("POST");
+        methods.sort_unstable();
+        methods.dedup();
+        http::HeaderValue::from_str(&methods.join(", ")).unwrap_or(http::HeaderValue::from_static("POST"))
+    }
+
     /// Decides what to do before reading the body: answer a challenge, refuse the method or a
     /// declared `Content-Length` over the limit, refuse a wrong shared header or URL token
     /// (schemes that [authenticate on the head only](Scheme::authenticates_head_only): a
