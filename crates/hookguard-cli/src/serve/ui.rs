@@ -5,8 +5,9 @@
 //! script; a Content-Security-Policy forbids loading anything else. Access needs the token:
 //! the first visit of `/?token=…` sets an `HttpOnly; SameSite=Strict` cookie and redirects to
 //! `/` (the token leaves the address bar); API clients send `Authorization: Bearer …`.
-//! Every state-changing request is a POST that carries the token itself (a form field, or the
-//! `Authorization` header): the cookie alone never changes anything. Tokens are compared in
+//! Every state-changing request is a POST that carries the page's own form value (random, of
+//! this process, never the token) or the token in the `Authorization` header: the cookie alone
+//! never changes anything. Tokens are compared in
 //! constant time and never logged (only the startup line the user needs shows it).
 //!
 //! What it shows: the last [`RECENT`] answers (time, method, status, outcome and code, and for
