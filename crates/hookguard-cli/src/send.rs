@@ -123,11 +123,44 @@ fn client() -> CliResult<reqwest::Client> {
         .map_err(|e| usage(format!("cannot build the HTTP client: {e}")))
 }
 
+/// Appends `k=v` to `url`'s query, percent-encoded (a space is `%20`, never the form
+/// encoding's `+`: a receiver reading a URL token keeps `+` as it is, as `sign` shows it).
+fn append_query_pair(url: &mut Url, k: &str, v: &str) {
+    let pair = format!(
+        "{}={}",
+        crate::common::encode_query_value(k),
+        crate::common::encode_query_value(v)
+    );
+    let query = match url.query() {
+        Some(q) if !q.is_empty() => format!("{q}&{pair}"),
+        _ => pair,
+    };
+    url.set_query(Some(&query));
+}
+
 /// What one attempt got back, for printing.
 struct Attempt {
     outcome: Outcome,
     detail: String,
     took: Duration,
+}
+
+/// The most of an answer's body `send` reads: enough for an error code or a challenge echo; a
+/// receiver streaming more is not held in memory.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
+
+/// The start of `resp`'s body, at most [`MAX_ANSWER_BODY`] bytes, and whether it ended there.
+/// The status is the answer: a body still arriving (or cut) changes nothing about it.
+async fn capped_body(mut resp: reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_ANSWER_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok((body, false));
+        }
+    }
+    Ok((body, true))
 }
 
 async fn attempt(req: reqwest::RequestBuilder, timeout: Duration, secrets: &Redact) -> Attempt {
@@ -136,18 +169,31 @@ async fn attempt(req: reqwest::RequestBuilder, timeout: Duration, secrets: &Reda
         Ok(resp) => {
             let status = resp.status();
             let reason = status.canonical_reason().unwrap_or("");
-            match resp.bytes().await {
-                Ok(body) => {
+            let detail = |extra: String| format!("{} {reason} {extra}", status.as_u16()).trim_end().to_owned();
+            match capped_body(resp).await {
+                Ok((body, complete)) => {
                     let extra = match error_code(&body) {
-                        Some(code) => code,
+                        Some(code) => snippet(code.as_bytes(), secrets),
                         None if body.is_empty() => String::new(),
                         None => snippet(&body, secrets),
                     };
-                    let detail = format!("{} {reason} {extra}", status.as_u16());
-                    (Outcome::Status(status.as_u16()), detail.trim_end().to_owned())
+                    let extra = if complete {
+                        extra
+                    } else {
+                        format!("{extra} (body cut at 64 KiB)")
+                    };
+                    (Outcome::Status(status.as_u16()), detail(extra))
                 }
-                Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
-                Err(e) => (Outcome::Network, format!("connection broke: {}", describe(e, secrets))),
+                // The status line and headers came in time: that is the answer the sender
+                // judges, whatever happens to the rest of the body.
+                Err(e) if e.is_timeout() => (
+                    Outcome::Status(status.as_u16()),
+                    detail(format!("(body unfinished after {})", human(timeout))),
+                ),
+                Err(e) => (
+                    Outcome::Status(status.as_u16()),
+                    detail(format!("(body broke off: {})", describe(e, secrets))),
+                ),
             }
         }
         Err(e) if e.is_timeout() => (Outcome::Timeout, format!("no answer within {}", human(timeout))),
@@ -189,6 +235,8 @@ struct Redact(Vec<String>);
 impl Redact {
     fn new(url: &Url, secret: Option<&str>, header: Option<&HeaderArg>) -> Self {
         let mut all: Vec<String> = secret.into_iter().map(str::to_owned).collect();
+        // As it travels in a URL too (an echo of the request target shows it encoded).
+        all.extend(secret.map(crate::common::encode_query_value));
         all.extend(header.map(|h| h.value.clone()));
         all.extend(url.password().map(str::to_owned));
         for (_, v) in url.query_pairs() {
@@ -284,7 +332,7 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
                 .sign(&a.secrets[0], &body, &params)
                 .map_err(|e| usage(format!("cannot sign: {e}")))?;
             if let Some((k, v)) = &signed.query {
-                target.query_pairs_mut().append_pair(k, v);
+                append_query_pair(&mut target, k, v);
             }
             req_headers = signed.headers;
         }
@@ -395,7 +443,7 @@ async fn challenge(
     if args.auth_header.is_none() {
         if let Some(token) = &args.secret {
             // The token is part of the callback URL HCSS was given.
-            target.query_pairs_mut().append_pair("token", token);
+            append_query_pair(&mut target, "token", token);
         }
     }
     let mut display = display_url(&target);
@@ -420,9 +468,9 @@ async fn challenge(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-")
                 .to_owned();
-            match resp.bytes().await {
-                Ok(body) => (
-                    status == 200 && body.as_ref() == value.as_bytes(),
+            match capped_body(resp).await {
+                Ok((body, complete)) => (
+                    status == 200 && complete && body == value.as_bytes(),
                     format!("{status} ({ctype}) body {:?}", snippet(&body, secrets)),
                 ),
                 Err(e) => (false, format!("{status}, body unreadable: {}", describe(e, secrets))),

@@ -1419,6 +1419,61 @@ fn hcss_send_needs_no_secret_when_the_url_carries_the_token() {
     assert!(text(&o.stdout).contains("unauthorized"), "{}", text(&o.stdout));
 }
 
+/// A URL token with a space travels percent-encoded (`%20`): the receiver keeps `+` as it is
+/// (a raw `+` in a token is a `+`), so the form encoding's `+` was refused with 401.
+#[test]
+fn hcss_send_encodes_a_url_token_as_the_receiver_reads_it() {
+    let s = Server::start(&["--provider", "hcss", "--secret", "my token 61"]);
+    let o = send(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "my token 61",
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
+    assert!(
+        !out.contains("my token 61") && !out.contains("my%20token%2061"),
+        "{out}"
+    );
+}
+
+/// `send` reads at most 64 KiB of an answer, and the status line decides: a 200 whose body
+/// never ends (or breaks off) is delivered, not "no answer", and is not held in memory.
+#[test]
+fn send_judges_the_status_and_reads_a_bounded_body() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let _ = c.read(&mut buf);
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n");
+        let zeros = vec![b'0'; 65536];
+        let until = Instant::now() + Duration::from_millis(800);
+        while Instant::now() < until && c.write_all(&zeros).is_ok() {}
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let o = send(&[
+        "--provider",
+        "github",
+        "--secret",
+        "s",
+        "--url",
+        &url,
+        "--schedule",
+        "fast",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("200 OK") && out.contains("delivered"), "{out}");
+}
+
 #[test]
 fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
     // The default queue (1024 lines) plus a 64 KiB pipe nobody reads.

@@ -351,4 +351,24 @@ mod tests {
             assert!(prof.timeout > Duration::ZERO, "{p}");
         }
     }
+
+    /// Every HCSS event type's sample has its product's documented shape (a HeavyJob cost code
+    /// was sent in the Setups shape, so an application's HeavyJob type refused it).
+    #[test]
+    fn every_hcss_sample_parses_as_its_product() {
+        use crate::envelope::HcssEvent;
+        use crate::Scheme;
+        let mut rng = SampleRng::new(7);
+        let prof = crate::schemes::Hcss::new().profile();
+        for kind in prof.event_types {
+            let body = (prof.sample)(&mut rng, Some(kind), 1_700_000_000);
+            let e: HcssEvent = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let right = match *kind {
+                k if k.starts_with("CostCode") => matches!(e, HcssEvent::HeavyJob(_)),
+                k if k.starts_with("Project") || k == "SchemaChanged" => matches!(e, HcssEvent::PreConstruction(_)),
+                _ => matches!(e, HcssEvent::Setups(_)),
+            };
+            assert!(right, "{kind}: {e:?}");
+        }
+    }
 }

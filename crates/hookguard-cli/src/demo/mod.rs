@@ -119,7 +119,13 @@ impl Demo {
         let text = String::from_utf8_lossy(&body).into_owned();
 
         let (got, next_text) = if expect.want == Want::Echoed {
-            let echoed = status == 200 && req.path.contains(&format!("challenge={text}"));
+            // Exactly the value sent: an empty or cut answer is no echo.
+            let sent = req
+                .path
+                .split(['?', '&'])
+                .find_map(|pair| pair.strip_prefix("challenge="))
+                .unwrap_or_default();
+            let echoed = status == 200 && !sent.is_empty() && text == sent;
             let t = if echoed {
                 "HCSS: challenge echoed exactly → subscription created; events follow".to_owned()
             } else {

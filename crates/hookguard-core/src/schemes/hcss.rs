@@ -166,8 +166,19 @@ impl Scheme for Hcss {
                     format!(
                         r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":{},"version":"1","date":{},"data":{{"companyId":"{}","businessUnitId":"{}","projectId":"{}"}}}}"#,
                         q(kind),
-                        q(&rfc3339(now, 0)),
+                        // As HCSS's document shows it: whole seconds, no fraction.
+                        q(&rfc3339(now, 0).replace(".000Z", "Z")),
                         rng.guid(),
+                        rng.guid(),
+                        rng.guid()
+                    )
+                    .into_bytes()
+                } else if kind.starts_with("CostCode") {
+                    // HeavyJob shape: a job and a cost code, no event id, no time.
+                    format!(
+                        r#"{{"companyId":"{}","eventType":{},"jobId":"{}","costCodeId":"{}"}}"#,
+                        rng.guid(),
+                        q(kind),
                         rng.guid(),
                         rng.guid()
                     )
