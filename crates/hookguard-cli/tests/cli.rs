@@ -1728,6 +1728,18 @@ impl Server {
     }
 }
 
+/// Posts `n` BuildWorkPro deliveries whose ids are long (long stdout lines: a few hundred
+/// fill a 64 KiB pipe), each answered `200 accepted`; returns the ids.
+fn post_long_ids(port: u16, secret: &str, prefix: &str, n: usize) -> Vec<String> {
+    let pad = "x".repeat(100);
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}_{i:03}_{pad}")).collect();
+    for id in &ids {
+        let (status, answer) = bwp_post(port, secret, id);
+        assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
+    }
+    ids
+}
+
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
@@ -1796,12 +1808,7 @@ fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
     ];
     let mut s = Server::start_with(&args, ServeStdout::Unread);
     // Long ids make long lines: a few hundred fill the 64 KiB pipe nobody reads yet.
-    let pad = "x".repeat(100);
-    let ids: Vec<String> = (0..600).map(|i| format!("evt_{i:03}_{pad}")).collect();
-    for id in &ids {
-        let (status, answer) = bwp_post(s.port, "whsec_st", id);
-        assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
-    }
+    let ids = post_long_ids(s.port, "whsec_st", "evt", 600);
     // Well past the lease (2 s) and several attempts' waits (1 s) with the pipe full.
     std::thread::sleep(Duration::from_secs(5));
     s.read_unread();
@@ -1857,11 +1864,7 @@ fn inbox_exec_lines_survive_a_kill9_with_stdout_stalled() {
         "4",
     ];
     let mut first = Server::start_with(&args, ServeStdout::Unread);
-    let pad = "x".repeat(100);
-    let ids: Vec<String> = (0..600).map(|i| format!("evt_{i:03}_{pad}")).collect();
-    for id in &ids {
-        assert_eq!(bwp_post(first.port, "whsec_sk", id).0, 200);
-    }
+    let ids = post_long_ids(first.port, "whsec_sk", "evt", 600);
     // Every command has run by now; the pipe nobody reads holds a few hundred lines.
     std::thread::sleep(Duration::from_secs(3));
     first.child.kill().unwrap();
@@ -1917,14 +1920,11 @@ fn inbox_exec_then_a_stalled_line_never_costs_an_attempt() {
     // The slow one first; while its command runs, the others' lines (long ids) fill the pipe
     // nobody reads, so its own line waits when the command ends.
     assert_eq!(bwp_post(s.port, "whsec_sl", "slow_one").0, 200);
-    let pad = "x".repeat(200);
-    for i in 0..300 {
-        assert_eq!(bwp_post(s.port, "whsec_sl", &format!("fill_{i:03}_{pad}")).0, 200);
-    }
+    post_long_ids(s.port, "whsec_sl", "fill", 400);
     std::thread::sleep(Duration::from_secs(6));
     s.read_unread();
     wait_for("every item done", Duration::from_secs(60), || {
-        inbox_stats(&db)["done"] == 301
+        inbox_stats(&db)["done"] == 401
     });
     let slow = inbox_json(&["list", "--limit", "1000"], &db)
         .into_iter()
