@@ -220,14 +220,30 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
 
 /// Reads the body from `--file` (or `-`), else from stdin, as raw bytes.
 pub fn read_body(file: Option<&Path>) -> CliResult<Vec<u8>> {
+    let body = read_body_within(file, MAX_BODY_READ + 1)?;
+    if body.len() as u64 > MAX_BODY_READ {
+        return Err(usage("the body is larger than 64 MiB (no sender sends that much)"));
+    }
+    Ok(body)
+}
+
+/// The most `sign` and `send` read of a body (a larger one is refused, not held).
+pub const MAX_BODY_READ: u64 = 64 * 1024 * 1024;
+
+/// [`read_body`], reading at most `limit` bytes: a longer body is cut there (`verify` reads one
+/// byte past its `--max-body`, so the verifier refuses it as too large) — never read whole.
+pub fn read_body_within(file: Option<&Path>, limit: u64) -> CliResult<Vec<u8>> {
     let mut body = Vec::new();
     match file {
         Some(p) if p != Path::new("-") => {
-            body = std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+            std::fs::File::open(p)
+                .and_then(|f| f.take(limit).read_to_end(&mut body))
+                .map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
         }
         _ => {
             std::io::stdin()
                 .lock()
+                .take(limit)
                 .read_to_end(&mut body)
                 .map_err(|e| failed(format!("cannot read stdin: {e}")))?;
         }

@@ -373,6 +373,10 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
         match next {
             Next::Delivered => {
                 outln!("{}: delivered after {n} attempt{}", args.provider.display(), plural(n))?;
+                // HCSS counts any 2xx (its "Stopped" rule), but its guide asks for 200.
+                if args.provider == ProviderArg::Hcss && !matches!(at.outcome, Outcome::Status(200)) {
+                    outln!("note: HCSS's guide asks deliveries to be answered 200 (\"must respond with a HTTP 200 Status code\")")?;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             Next::GiveUp { .. } => {

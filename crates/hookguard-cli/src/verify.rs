@@ -9,7 +9,7 @@ use hookguard_core::clock::ManualClock;
 use hookguard_core::http::{HeaderMap, HeaderValue, Method, Uri};
 use hookguard_core::{DedupeKey, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
-use crate::common::{auth, outln, parse_header_arg, read_body, usage, CliResult, HeaderArg, ProviderArg};
+use crate::common::{auth, outln, parse_header_arg, usage, CliResult, HeaderArg, ProviderArg};
 
 const AFTER_HELP: &str = "\
 Verifies the body (stdin, or --file) with the request headers given by -H (and/or
@@ -134,7 +134,9 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
         Ok(_) => return Err(usage("unexpected precheck")),
         Err(r) => return rejected(&r),
     }
-    let body = read_body(args.file.as_deref())?;
+    // One byte past the limit: the verifier then refuses it as too large, nothing more is read.
+    let limit = u64::try_from(args.max_body).unwrap_or(u64::MAX).saturating_add(1);
+    let body = crate::common::read_body_within(args.file.as_deref(), limit)?;
     match verifier.verify(&head, Bytes::from(body)) {
         Ok(Verdict::Deliver(d)) | Ok(Verdict::Ignored(d)) => {
             outln!("{}", d.summary_json())?;

@@ -824,6 +824,25 @@ fn verify_reports_stable_codes_and_usage_errors() {
     check(o, 1, "malformed_signature");
     let o = hookguard(&["verify", "--provider", "github", "--secret", "s"], Some(b"{}"));
     check(o, 1, "missing_signature");
+    // A body past --max-body is refused as too large (read one byte past it, no further).
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let o = hookguard(
+        &[
+            "verify",
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_v",
+            "-H",
+            &sig,
+            "--now",
+            "1700000000",
+            "--max-body",
+            "1024",
+        ],
+        Some(&big),
+    );
+    check(o, 1, "body_too_large");
 
     // Usage and configuration errors exit 2.
     assert_eq!(code(&hookguard(&["verify", "--provider", "github"], Some(b"{}"))), 2);
@@ -1440,6 +1459,38 @@ fn hcss_send_encodes_a_url_token_as_the_receiver_reads_it() {
         !out.contains("my token 61") && !out.contains("my%20token%2061"),
         "{out}"
     );
+}
+
+/// HCSS's simulated sender counts a 204 as delivered (its "Stopped" rule says 2xx) but says
+/// that HCSS's guide asks for 200; a 200 gets no such note.
+#[test]
+fn hcss_send_notes_a_2xx_that_is_not_200() {
+    use std::io::{Read, Write};
+    let answer_with = |status: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 65536];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+        });
+        let url = format!("http://127.0.0.1:{port}/");
+        let o = send(&[
+            "--provider",
+            "hcss",
+            "--secret",
+            "tok-61",
+            "--url",
+            &url,
+            "--schedule",
+            "fast",
+        ]);
+        assert_eq!(code(&o), 0, "{}", text(&o.stdout));
+        text(&o.stdout)
+    };
+    assert!(answer_with("204 No Content").contains("guide asks deliveries to be answered 200"));
+    assert!(!answer_with("200 OK").contains("guide asks"));
 }
 
 /// `send` reads at most 64 KiB of an answer, and the status line decides: a 200 whose body
