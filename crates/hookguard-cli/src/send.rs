@@ -287,6 +287,14 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
         Some(p) => read_body(Some(p))?,
         None => sample_body(args.provider, args.event_type.as_deref(), start),
     };
+    // GitHub names the event in a header, not the body: a file of one's own needs its name
+    // (the sample's default, `ping`, would label a push as a ping).
+    if args.provider.provider() == hookguard_core::Provider::GitHub && args.file.is_some() && args.event_type.is_none()
+    {
+        return Err(usage(
+            "--provider github --file needs --event-type (GitHub sends it as X-GitHub-Event, e.g. push)",
+        ));
+    }
     let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
     let mut params = sign_params(args.provider, &body, start, None, args.event_type.as_deref(), true);
     let delivery_id = format!("dlv_{}", rand_hex(12));

@@ -1461,6 +1461,27 @@ fn hcss_send_encodes_a_url_token_as_the_receiver_reads_it() {
     );
 }
 
+/// GitHub names the event in a header: `send --file` without `--event-type` is a usage error,
+/// not a push labelled `ping`.
+#[test]
+fn github_send_of_a_file_needs_its_event_type() {
+    let dir = scratch("gh-file");
+    let file = dir.join("push.json");
+    std::fs::write(&file, br#"{"ref":"refs/heads/main"}"#).unwrap();
+    let o = send(&[
+        "--provider",
+        "github",
+        "--secret",
+        "s",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--file",
+        path(&file),
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--event-type"), "{}", text(&o.stderr));
+}
+
 /// HCSS's simulated sender counts a 204 as delivered (its "Stopped" rule says 2xx) but says
 /// that HCSS's guide asks for 200; a 200 gets no such note.
 #[test]
