@@ -297,7 +297,6 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     }
     let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
     let mut params = sign_params(args.provider, &body, start, None, args.event_type.as_deref(), true);
-    let delivery_id = format!("dlv_{}", rand_hex(12));
     // Fail on a secret the scheme cannot use before any request.
     if let Some(a) = &signer {
         a.scheme
@@ -352,7 +351,6 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             req = req.header(name, value);
         }
         match args.provider {
-            ProviderArg::BuildWorkPro => req = req.header("buildworkpro-delivery-id", &delivery_id),
             ProviderArg::Slack if n > 1 => {
                 req = req
                     .header("x-slack-retry-num", (n - 1).to_string())

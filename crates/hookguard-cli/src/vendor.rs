@@ -97,6 +97,10 @@ pub fn sign_params(
     if let Some(k) = kind {
         params = params.event_type(k);
     }
+    // BuildWorkPro names each delivery attempt too ("Headers on every POST").
+    if p.provider() == hookguard_core::Provider::BuildWorkPro {
+        params = params.delivery_id(format!("dlv_{}", rand_hex(12)));
+    }
     params
 }
 

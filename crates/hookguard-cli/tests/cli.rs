@@ -941,6 +941,17 @@ fn sign_prints_the_hcss_query_pair_and_procore_header() {
         Some(b"{}"),
     );
     assert_eq!(text(&o.stdout), "X-Hook-Token: v1\nContent-Type: application/json\n");
+    // BuildWorkPro's POSTs carry a delivery id besides the event's.
+    let o = hookguard(
+        &["sign", "--provider", "buildworkpro", "--secret", "whsec_d"],
+        Some(br#"{"id":"evt_d","type":"bid.accepted"}"#),
+    );
+    let out = text(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with("BuildWorkPro-Delivery-Id: dlv_"))
+            && out.contains("BuildWorkPro-Event-Id: evt_d"),
+        "{out}"
+    );
 }
 
 #[test]

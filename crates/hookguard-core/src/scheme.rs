@@ -322,6 +322,8 @@ pub struct SignParams {
     pub id: Option<String>,
     /// The event type, for schemes that send one in a header.
     pub event_type: Option<String>,
+    /// The delivery (attempt) id, for schemes that send one in a header.
+    pub delivery_id: Option<String>,
 }
 
 impl SignParams {
@@ -340,6 +342,18 @@ impl SignParams {
     /// With an event type.
     pub fn event_type(mut self, t: impl Into<String>) -> Self {
         self.event_type = Some(t.into());
+        self
+    }
+    /// With a delivery id (one attempt's id, apart from the event's: BuildWorkPro's
+    /// `BuildWorkPro-Delivery-Id`).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, Scheme, SignParams};
+    /// let s = BuildWorkPro::new().sign("whsec_k", b"{}", &SignParams::new(1).delivery_id("dlv_1")).unwrap();
+    /// assert!(s.headers.iter().any(|(n, v)| n == "buildworkpro-delivery-id" && v == "dlv_1"));
+    /// ```
+    pub fn delivery_id(mut self, id: impl Into<String>) -> Self {
+        self.delivery_id = Some(id.into());
         self
     }
 }

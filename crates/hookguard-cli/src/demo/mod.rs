@@ -217,7 +217,14 @@ fn json_header() -> (HeaderName, HeaderValue) {
 
 fn bwp_headers(secret: &str, body: &[u8], ts: u64, id: &str) -> Vec<(HeaderName, HeaderValue)> {
     let signed = BuildWorkPro::new()
-        .sign(secret, body, &SignParams::new(ts).id(id).event_type("bid.accepted"))
+        .sign(
+            secret,
+            body,
+            &SignParams::new(ts)
+                .id(id)
+                .event_type("bid.accepted")
+                .delivery_id(format!("dlv_{}", crate::vendor::rand_hex(12))),
+        )
         .expect("static demo secret signs");
     let mut h = vec![json_header()];
     h.extend(signed.headers);

@@ -145,6 +145,9 @@ impl Scheme for BuildWorkPro {
         if let Some(t) = &params.event_type {
             headers.push(header("buildworkpro-event", t)?);
         }
+        if let Some(d) = &params.delivery_id {
+            headers.push(header("buildworkpro-delivery-id", d)?);
+        }
         headers.push(header("user-agent", "BuildWorkPro-Webhooks/1.0")?);
         Ok(Signed { headers, query: None })
     }
