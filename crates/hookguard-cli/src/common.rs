@@ -279,6 +279,17 @@ pub fn display_name(name: &HeaderName) -> String {
         .join("-")
 }
 
+/// The flags of `flags` on this process's command line: an argument that starts with one
+/// (`--secret`, `--secret=…`), read as OS strings (a non-UTF-8 argument is no panic).
+pub fn flags_given<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    flags
+        .iter()
+        .copied()
+        .filter(|f| args.iter().any(|a| a.as_encoded_bytes().starts_with(f.as_bytes())))
+        .collect()
+}
+
 /// Percent-encodes a query value (unreserved characters stay).
 pub fn encode_query_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());

@@ -66,10 +66,7 @@ fn parse_error(e: clap::Error) -> ExitCode {
     // unquoted one (`--secret Bearer abc`): named as such, never shown.
     let stray_word = e.kind() == ErrorKind::UnknownArgument
         && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a)) if !a.starts_with('-'))
-        && std::env::args_os().any(|a| {
-            let a = a.as_encoded_bytes();
-            SECRET_ARGS.iter().any(|s| a.starts_with(s.as_bytes()))
-        });
+        && !common::flags_given(&SECRET_ARGS).is_empty();
     if stray_word {
         write_stderr(format_args!(
             "hookguard: unexpected argument (not shown: it may be part of a secret; quote a value that holds \

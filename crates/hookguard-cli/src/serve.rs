@@ -809,12 +809,8 @@ async fn shutdown_signal() {
 /// The worker settings of `serve --inbox`, checked.
 /// `--exec-timeout` without --inbox: 4 s (below Procore's 5 s), and 1 s below a sender that
 /// waits less (Slack's 3 s: 2 s), at least 1 s.
-fn inline_exec_timeout(sender_timeout: Duration) -> Duration {
-    Duration::from_secs(4).min(
-        sender_timeout
-            .saturating_sub(Duration::from_secs(1))
-            .max(Duration::from_secs(1)),
-    )
+fn inline_exec_timeout(provider: ProviderArg) -> Duration {
+    provider.profile().within_timeout(Duration::from_secs(4))
 }
 
 struct InboxSettings {
@@ -888,11 +884,9 @@ struct InboxJob {
     /// next attempt waits for that line instead of running --exec again or queueing another
     /// (each delivery is printed once). `None` while queued, then whether it was written.
     printing: Mutex<HashMap<i64, watch::Receiver<Option<bool>>>>,
-    /// How long an attempt waits for its line before giving the item back (not an attempt):
-    /// well inside the worker's handler timeout (90 % of the lease).
-    flush_wait: Duration,
-    /// How long the worker lets an attempt run (90 % of the lease).
-    handler_limit: Duration,
+    /// The worker's lease: an attempt waits for its line at most half of it, and never past
+    /// the worker's handler timeout (90 % of it, from the claim).
+    lease: Duration,
 }
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
@@ -962,21 +956,22 @@ impl InboxJob {
         self.wait_printed(item.id, flushed, entered).await
     }
 
-    /// Waits for an item's queued line to be written: at most `flush_wait`, and never past
-    /// `handler_limit` after the attempt began less a tenth of it (after a long --exec, the
-    /// worker would otherwise stop the attempt mid-wait and count it as failed; given back in
-    /// time, the next attempt waits for the same line without running the command again).
+    /// Waits for an item's queued line to be written: at most half the lease, and never past
+    /// the worker's handler timeout (90 % of the lease) after the attempt began less a tenth of
+    /// it (after a long --exec, the worker would otherwise stop the attempt mid-wait and count
+    /// it as failed; given back in time, the next attempt waits for the same line without
+    /// running the command again).
     async fn wait_printed(
         &self,
         id: i64,
         mut flushed: watch::Receiver<Option<bool>>,
         entered: tokio::time::Instant,
     ) -> Result<(), HandlerError> {
-        let left = self
-            .handler_limit
+        let handler_limit = self.lease.mul_f64(0.9);
+        let left = handler_limit
             .mul_f64(0.9)
             .saturating_sub(entered.elapsed())
-            .min(self.flush_wait);
+            .min(self.lease / 2);
         let written = tokio::time::timeout(left, flushed.wait_for(Option::is_some)).await;
         match written {
             Ok(Ok(v)) if *v == Some(true) => Ok(()),
@@ -1041,15 +1036,7 @@ async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mut
 /// serve's environment is readable by its owner only. Said once, naming the flags, never the
 /// values.
 fn warn_secrets_on_the_command_line() {
-    let flags: Vec<&str> = ["--secret", "--ui-token"]
-        .into_iter()
-        .filter(|flag| {
-            std::env::args_os().any(|a| {
-                let a = a.as_encoded_bytes();
-                a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
-            })
-        })
-        .collect();
+    let flags = crate::common::flags_given(&["--secret", "--ui-token"]);
     if !flags.is_empty() {
         tracing::warn!(
             "{} given on the command line: other local users can read it (ps); prefer the environment \
@@ -1086,7 +1073,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     // the lease (the sender has its answer already).
     let exec_timeout = args.exec_timeout.unwrap_or_else(|| match &inbox {
         Some(settings) => settings.lease.mul_f64(0.8),
-        None => inline_exec_timeout(args.provider.profile().timeout),
+        None => inline_exec_timeout(args.provider),
     });
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
@@ -1185,9 +1172,7 @@ async fn run_inbox(
         exec,
         queue,
         printing: Mutex::new(HashMap::new()),
-        flush_wait: settings.lease / 2,
-        // The worker stops a handler at 90 % of the lease from its claim.
-        handler_limit: settings.lease.mul_f64(0.9),
+        lease: settings.lease,
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     drop(job);
@@ -1255,7 +1240,7 @@ mod tests {
             (ProviderArg(hookguard_core::Provider::BuildWorkPro), 4),
             (ProviderArg::Slack, 2),
         ] {
-            let t = inline_exec_timeout(p.profile().timeout);
+            let t = inline_exec_timeout(p);
             assert_eq!(t, Duration::from_secs(want), "{p:?}");
             assert!(t < p.profile().timeout, "{p:?}");
         }

@@ -1823,6 +1823,14 @@ fn post_long_ids(port: u16, secret: &str, prefix: &str, n: usize) -> Vec<String>
     ids
 }
 
+/// `serve` arguments for a BuildWorkPro receiver with secret `secret` and inbox `db`, then
+/// `extra`.
+fn bwp_inbox_args<'a>(secret: &'a str, db: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--provider", "buildworkpro", "--secret", secret, "--inbox", path(db)];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
@@ -1834,16 +1842,7 @@ fn json(line: &str) -> serde_json::Value {
 fn inbox_a_closed_stdout_uses_up_no_attempt() {
     let dir = scratch("inbox-closed-stdout");
     let db = dir.join("inbox.db");
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_cs",
-        "--inbox",
-        path(&db),
-        "--max-attempts",
-        "1",
-    ];
+    let args = bwp_inbox_args("whsec_cs", &db, &["--max-attempts", "1"]);
     let mut first = Server::start_with(&args, ServeStdout::Closed);
     let (status, answer) = bwp_post(first.port, "whsec_cs", "evt_closed_stdout");
     assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
@@ -1877,18 +1876,7 @@ fn inbox_a_closed_stdout_uses_up_no_attempt() {
 fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
     let dir = scratch("inbox-stalled-stdout");
     let db = dir.join("inbox.db");
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_st",
-        "--inbox",
-        path(&db),
-        "--lease",
-        "2",
-        "--max-attempts",
-        "2",
-    ];
+    let args = bwp_inbox_args("whsec_st", &db, &["--lease", "2", "--max-attempts", "2"]);
     let mut s = Server::start_with(&args, ServeStdout::Unread);
     // Long ids make long lines: a few hundred fill the 64 KiB pipe nobody reads yet.
     let ids = post_long_ids(s.port, "whsec_st", "evt", 600);
@@ -1932,20 +1920,11 @@ fn inbox_a_stalled_stdout_reader_prints_each_delivery_once() {
 fn inbox_exec_lines_survive_a_kill9_with_stdout_stalled() {
     let dir = scratch("inbox-exec-stalled-kill");
     let db = dir.join("inbox.db");
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let args = bwp_inbox_args(
         "whsec_sk",
-        "--inbox",
-        path(&db),
-        "--exec",
-        "cat >/dev/null",
-        "--workers",
-        "16",
-        "--lease",
-        "4",
-    ];
+        &db,
+        &["--exec", "cat >/dev/null", "--workers", "16", "--lease", "4"],
+    );
     let mut first = Server::start_with(&args, ServeStdout::Unread);
     let ids = post_long_ids(first.port, "whsec_sk", "evt", 600);
     // Every command has run by now; the pipe nobody reads holds a few hundred lines.
@@ -1983,22 +1962,11 @@ fn inbox_exec_then_a_stalled_line_never_costs_an_attempt() {
         "cat >/dev/null; case \"$HOOKGUARD_EVENT_ID\" in slow*) echo run >> '{}'; sleep 2.5;; esac",
         runs.display()
     );
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let args = bwp_inbox_args(
         "whsec_sl",
-        "--inbox",
-        path(&db),
-        "--exec",
-        &cmd,
-        "--lease",
-        "4",
-        "--max-attempts",
-        "1",
-        "--workers",
-        "8",
-    ];
+        &db,
+        &["--exec", &cmd, "--lease", "4", "--max-attempts", "1", "--workers", "8"],
+    );
     let mut s = Server::start_with(&args, ServeStdout::Unread);
     // The slow one first; while its command runs, the others' lines (long ids) fill the pipe
     // nobody reads, so its own line waits when the command ends.
@@ -2031,20 +1999,11 @@ fn inbox_kill9_after_the_answer_prints_once_after_restart() {
         pids.display(),
         done.display()
     );
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let args = bwp_inbox_args(
         "whsec_k9",
-        "--inbox",
-        path(&db),
-        "--lease",
-        "3",
-        "--exec-timeout",
-        "2",
-        "--exec",
-        &cmd,
-    ];
+        &db,
+        &["--lease", "3", "--exec-timeout", "2", "--exec", &cmd],
+    );
     let mut first = Server::start(&args);
     let (status, answer) = bwp_post(first.port, "whsec_k9", "evt_k9_answer");
     assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
@@ -2080,20 +2039,11 @@ fn inbox_kill9_during_a_handler_runs_it_again_after_the_lease() {
         "cat >/dev/null; echo \"$HOOKGUARD_ATTEMPT $$\" >> '{r}'; if [ \"$HOOKGUARD_ATTEMPT\" = 1 ]; then sleep 30; fi",
         r = runs.display()
     );
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let args = bwp_inbox_args(
         "whsec_lease",
-        "--inbox",
-        path(&db),
-        "--lease",
-        "2",
-        "--exec-timeout",
-        "1.5",
-        "--exec",
-        &cmd,
-    ];
+        &db,
+        &["--lease", "2", "--exec-timeout", "1.5", "--exec", &cmd],
+    );
     let mut first = Server::start(&args);
     assert_eq!(bwp_post(first.port, "whsec_lease", "evt_lease").0, 200);
     wait_for("the first attempt to start", Duration::from_secs(10), || {
@@ -2131,16 +2081,7 @@ fn inbox_32_concurrent_copies_store_one_row_and_run_once() {
     let db = dir.join("inbox.db");
     let runs = dir.join("runs");
     let cmd = format!("cat >/dev/null; echo run >> '{}'", runs.display());
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_c32",
-        "--inbox",
-        path(&db),
-        "--exec",
-        &cmd,
-    ]);
+    let s = Server::start(&bwp_inbox_args("whsec_c32", &db, &["--exec", &cmd]));
     let (headers, body) = bwp_delivery("whsec_c32", "evt_copies");
     let port = s.port;
     let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
@@ -2219,22 +2160,20 @@ fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
         t = tries.display(),
         f = fixed.display()
     );
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let s = Server::start(&bwp_inbox_args(
         "whsec_dead",
-        "--inbox",
-        path(&db),
-        "--exec",
-        &cmd,
-        "--max-attempts",
-        "3",
-        "--retry-base",
-        "0.2",
-        "--retry-max",
-        "0.5",
-    ]);
+        &db,
+        &[
+            "--exec",
+            &cmd,
+            "--max-attempts",
+            "3",
+            "--retry-base",
+            "0.2",
+            "--retry-max",
+            "0.5",
+        ],
+    ));
     assert_eq!(bwp_post(s.port, "whsec_dead", "evt_dead").0, 200);
     wait_for("the item to be dead", Duration::from_secs(20), || {
         inbox_json(&["list", "--state", "dead"], &db).len() == 1
@@ -2285,16 +2224,11 @@ fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
 fn inbox_exec_is_not_held_to_the_inline_timeout() {
     let dir = scratch("inbox-slow-exec");
     let db = dir.join("inbox.db");
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
+    let s = Server::start(&bwp_inbox_args(
         "whsec_slow",
-        "--inbox",
-        path(&db),
-        "--exec",
-        "cat >/dev/null; sleep 4.5",
-    ]);
+        &db,
+        &["--exec", "cat >/dev/null; sleep 4.5"],
+    ));
     let started = Instant::now();
     assert_eq!(bwp_post(s.port, "whsec_slow", "evt_slow").0, 200);
     assert!(
@@ -2357,18 +2291,7 @@ fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
         s = started.display(),
         r = runs.display()
     );
-    let args = [
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_term",
-        "--inbox",
-        path(&db),
-        "--workers",
-        "1",
-        "--exec",
-        &cmd,
-    ];
+    let args = bwp_inbox_args("whsec_term", &db, &["--workers", "1", "--exec", &cmd]);
     let mut first = Server::start(&args);
     let ids: Vec<String> = (0..4).map(|i| format!("evt_term_{i}")).collect();
     for id in &ids {
@@ -2414,14 +2337,7 @@ fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
 fn inbox_forged_deliveries_are_never_stored() {
     let dir = scratch("inbox-forged");
     let db = dir.join("inbox.db");
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_real",
-        "--inbox",
-        path(&db),
-    ]);
+    let s = Server::start(&bwp_inbox_args("whsec_real", &db, &[]));
     let before = inbox_stats(&db);
     assert_eq!(before["total"], 0, "{before}");
     let (good_headers, body) = bwp_delivery("whsec_real", "evt_forged");

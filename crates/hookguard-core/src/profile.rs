@@ -105,6 +105,25 @@ impl SenderProfile {
         }
     }
 
+    /// `wanted`, or less for a sender that waits less: never more than 1 s below its timeout
+    /// (at least 1 s). What a receiver may spend on a part of its answer — reading the body,
+    /// running an inline handler — while the sender still listens.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::{Procore, Slack}, Scheme};
+    /// let four = Duration::from_secs(4);
+    /// assert_eq!(Procore::new().profile().within_timeout(four), four); // waits 5 s
+    /// assert_eq!(Slack::new().profile().within_timeout(four), Duration::from_secs(2)); // waits 3 s
+    /// ```
+    pub fn within_timeout(&self, wanted: Duration) -> Duration {
+        wanted.min(
+            self.timeout
+                .saturating_sub(Duration::from_secs(1))
+                .max(Duration::from_secs(1)),
+        )
+    }
+
     /// How long after the first attempt the sender still retries one delivery: the sum of a
     /// fixed schedule's waits, or an exponential schedule's horizon (jitter not included).
     ///

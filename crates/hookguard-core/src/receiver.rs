@@ -171,14 +171,15 @@ const MIN_EVENT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 impl Receiver {
     /// A receiver that verifies with `verifier`, without dedupe or budget.
     pub fn new(verifier: Verifier) -> Self {
-        let horizon = verifier.scheme().profile().retry_horizon();
+        let profile = verifier.scheme().profile();
+        let horizon = profile.retry_horizon();
         // Jitter and the sender's own delays: forget an event only well after its last retry,
         // and never within a day — a schedule we had to assume (HCSS publishes no intervals)
         // must not make us forget an event that is still being retried (at most 4,096 events
         // are held either way).
         let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch())
             .with_retry_horizon((horizon.mul_f64(1.5) + Duration::from_secs(60)).max(MIN_EVENT_MEMORY));
-        let sender_timeout = verifier.scheme().profile().timeout;
+        let sender_timeout = profile.timeout;
         Self {
             verifier,
             dedupe: None,

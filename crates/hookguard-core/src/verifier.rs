@@ -28,14 +28,6 @@ pub const DEFAULT_MAX_CHALLENGE: usize = 1024;
 /// 3 s: 2 s); see [`Verifier::read_timeout`].
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// The default read timeout for a sender that waits `sender_timeout` for an answer.
-fn default_read_timeout(sender_timeout: Duration) -> Duration {
-    DEFAULT_READ_TIMEOUT.min(
-        sender_timeout
-            .saturating_sub(Duration::from_secs(1))
-            .max(Duration::from_secs(1)),
-    )
-}
 /// The most secrets one verifier holds (rotation needs two or three).
 pub const MAX_SECRETS: usize = 16;
 
@@ -142,7 +134,7 @@ impl Verifier {
     /// assert_eq!(v.provider(), Provider::GitHub);
     /// ```
     pub fn builder_arc(scheme: Arc<dyn Scheme>) -> VerifierBuilder {
-        let read_timeout = default_read_timeout(scheme.profile().timeout);
+        let read_timeout = scheme.profile().within_timeout(DEFAULT_READ_TIMEOUT);
         VerifierBuilder {
             tolerance: scheme.default_tolerance(),
             challenges: scheme.challenges(),

@@ -1143,19 +1143,26 @@ mod tests {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// The purge runs once a minute against the whole retention: each statement deletes a
-    /// batch read from the finished index (never a scan, which the statement timeout stops
-    /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
-    #[tokio::test]
-    async fn the_purge_deletes_batches_read_from_the_finished_index() {
+    /// A pool, and schema `hg_{name}_{pid}` dropped if an earlier run left it; also its inbox
+    /// table's quoted name.
+    async fn fresh_schema(name: &str) -> (PgPool, String, String) {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(&url())
             .await
             .expect("PostgreSQL reachable (scripts/test.sh starts one)");
-        let schema = format!("hg_purge_plan_{}", std::process::id());
+        let schema = format!("hg_{name}_{}", std::process::id());
         let t = format!("\"{schema}\".hookguard_inbox");
         run(&pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        (pool, schema, t)
+    }
+
+    /// The purge runs once a minute against the whole retention: each statement deletes a
+    /// batch read from the finished index (never a scan, which the statement timeout stops
+    /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
+    #[tokio::test]
+    async fn the_purge_deletes_batches_read_from_the_finished_index() {
+        let (pool, schema, t) = fresh_schema("purge_plan").await;
         let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
         // 12,000 done and 3,000 dead rows finished at 1..; 1,000 pending.
         run(
@@ -1219,14 +1226,7 @@ mod tests {
     /// migration that finds everything in place takes no lock on the table.
     #[tokio::test]
     async fn a_claim_walks_the_due_index_instead_of_sorting_the_backlog() {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url())
-            .await
-            .expect("PostgreSQL reachable (scripts/test.sh starts one)");
-        let schema = format!("hg_claim_plan_{}", std::process::id());
-        let t = format!("\"{schema}\".hookguard_inbox");
-        run(&pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        let (pool, schema, t) = fresh_schema("claim_plan").await;
         let state = "SELECT (SELECT coalesce(bool_and(i.indisvalid), false) FROM pg_index i
                         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
                         WHERE n.nspname = $1 AND c.relname = 'hookguard_inbox_due_v2'),

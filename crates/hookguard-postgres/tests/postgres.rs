@@ -85,6 +85,11 @@ fn item(d: &Delivery) -> NewItem {
     NewItem::from_delivery(d, vec![("content-type".into(), "application/json".into())], now_ms())
 }
 
+/// Claims up to `limit` items for 30 s, passing `now` as a replica's clock.
+async fn claimed(inbox: &PgInbox, now: i64, limit: u32) -> Vec<ClaimedItem> {
+    inbox.claim(now, Duration::from_secs(30), limit).await.unwrap()
+}
+
 async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
     match inbox.accept(item(d)).await.unwrap() {
         Accepted::Stored(id) => id,
@@ -179,7 +184,7 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     let s = schema("fifo");
     let a = inbox(&s).await;
     let first = stored(&a, &bwp("evt_first")).await;
-    let c = a.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    let c = claimed(&a, now_ms(), 1).await;
     assert!(a
         .fail(first, c[0].attempt, "boom", Some(now_ms()), now_ms())
         .await
@@ -188,7 +193,7 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     for i in 0..3 {
         stored(&a, &bwp(&format!("evt_later_{i}"))).await;
     }
-    let next = a.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    let next = claimed(&a, now_ms(), 1).await;
     assert_eq!((next[0].id, next[0].attempt), (first, 2));
 }
 
@@ -201,34 +206,15 @@ async fn a_replica_with_a_wrong_clock_keeps_to_the_databases() {
     let s = schema("skew");
     let (a, b) = (inbox(&s).await, inbox(&s).await);
     let id = stored(&a, &bwp("evt_skew")).await;
-    assert!(
-        b.claim(now_ms() - HOUR, Duration::from_secs(30), 10)
-            .await
-            .unwrap()
-            .len()
-            == 1,
-        "due now"
-    );
+    assert!(claimed(&b, now_ms() - HOUR, 10).await.len() == 1, "due now");
     // Replica B holds it for 30 s; A's clock is an hour ahead.
-    assert!(
-        a.claim(now_ms() + HOUR, Duration::from_secs(30), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased to B"
-    );
+    assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "leased to B");
     // B fails the attempt with a 1 s backoff, on a clock an hour behind.
     let behind = now_ms() - HOUR;
     assert!(b.fail(id, 1, "boom", Some(behind + 1_000), behind).await.unwrap());
-    assert!(
-        a.claim(now_ms() + HOUR, Duration::from_secs(30), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
+    assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "not due yet");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let again = a.claim(now_ms() + HOUR, Duration::from_secs(30), 10).await.unwrap();
+    let again = claimed(&a, now_ms() + HOUR, 10).await;
     assert_eq!((again.len(), again[0].attempt), (1, 2));
 }
 

@@ -1051,11 +1051,45 @@ impl InboxStore for SqliteInbox {
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection, sql: &str) -> String {
+    /// A directory of its own under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        /// The directory, and a connection to `inbox.db` in it with the schema made.
+        fn new(name: &str) -> (Self, Connection) {
+            let dir = std::env::temp_dir().join(format!("hg-sqlite-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let scratch = Self(dir);
+            let conn = connect(&scratch.file()).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            (scratch, conn)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join("inbox.db")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Rows in the items and the bodies tables.
+    fn row_counts(conn: &Connection) -> (i64, i64) {
+        conn.query_row(
+            "SELECT (SELECT count(*) FROM hookguard_inbox), (SELECT count(*) FROM hookguard_inbox_body)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    /// `EXPLAIN QUERY PLAN` of `sql` with `params`, its steps joined by `; `.
+    fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt
-            .query_map(params![0i64, 2i64, 10i64], |r| r.get::<_, String>(3))
-            .unwrap();
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }
 
@@ -1063,31 +1097,23 @@ mod tests {
     /// statements must be a range of the finished index, never a scan of the items or bodies.
     #[test]
     fn the_purge_reads_ranges_of_the_finished_index() {
-        let dir = std::env::temp_dir().join(format!("hg-sqlite-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conn = connect(&dir.join("inbox.db")).unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let (_scratch, conn) = Scratch::new("plan");
         for sql in [PURGE_ITEMS, PURGE_BODIES] {
-            let p = plan(&conn, sql);
+            let p = plan(&conn, sql, params![0i64, 2i64, 10i64]);
             assert!(
                 p.contains("INDEX hookguard_inbox_finished_v2 (state=? AND finished_at<?)"),
                 "{p}"
             );
             assert!(!p.contains("SCAN"), "{p}");
         }
-        drop(conn);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A purge larger than one batch goes on batch after batch until everything past the cut
     /// is gone, bodies with their items; nothing else is touched.
     #[tokio::test]
     async fn a_purge_larger_than_a_batch_removes_everything_past_the_cut() {
-        let dir = std::env::temp_dir().join(format!("hg-sqlite-purge-batches-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("inbox.db");
-        let conn = connect(&file).unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let (scratch, conn) = Scratch::new("purge-batches");
+        let file = scratch.file();
         let old = 2 * PURGE_BATCH + 345;
         conn.execute_batch(&format!(
             "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {all})
@@ -1105,49 +1131,28 @@ mod tests {
         let first = inbox.call(move |tx| Op::Purge(old + 1, false, tx)).await.unwrap();
         assert_eq!(first, PURGE_BATCH as u64);
         assert_eq!(inbox.purge(old + 1, false).await.unwrap(), (old - PURGE_BATCH) as u64);
-        let conn = connect(&file).unwrap();
-        let left: (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM hookguard_inbox), (SELECT count(*) FROM hookguard_inbox_body)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(left, (10, 10));
-        drop((conn, inbox));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(row_counts(&connect(&file).unwrap()), (10, 10));
+        drop(inbox);
     }
 
     /// A list of one state reads an index, never the whole table (the inspector lists every
     /// state on each refresh; dead and running items are few among a retention's millions).
     #[test]
     fn lists_of_a_state_read_an_index() {
-        let dir = std::env::temp_dir().join(format!("hg-sqlite-list-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conn = connect(&dir.join("inbox.db")).unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let (_scratch, conn) = Scratch::new("list-plan");
         for (state, index) in [
             (InboxState::Pending, "hookguard_inbox_due_v2"),
             (InboxState::Running, "hookguard_inbox_due_v2"),
             (InboxState::Done, "hookguard_inbox_finished_v2 (state=?)"),
             (InboxState::Dead, "hookguard_inbox_finished_v2 (state=?)"),
         ] {
-            let sql = list_sql(Some(state));
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let p = stmt
-                .query_map(params![state.code(), None::<String>, 10], |r| r.get::<_, String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let p = plan(&conn, &list_sql(Some(state)), params![state.code(), None::<String>, 10]);
             assert!(p.contains(index), "{state:?}: {p}");
             assert!(
                 !p.split("; ").any(|step| step == "SCAN hookguard_inbox"),
                 "{state:?}: {p}"
             );
         }
-        drop(conn);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A storage error mid-batch stops the batch: SQLite answers a full database (here its
@@ -1156,10 +1161,7 @@ mod tests {
     #[test]
     fn a_storage_error_stops_the_batch_and_nothing_after_it_is_stored() {
         use hookguard_core::schemes::BuildWorkPro;
-        let dir = std::env::temp_dir().join(format!("hg-sqlite-full-batch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conn = connect(&dir.join("inbox.db")).unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let (_scratch, conn) = Scratch::new("full-batch");
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         conn.execute_batch(&format!("PRAGMA max_page_count={}", pages + 4))
             .unwrap();
@@ -1191,15 +1193,11 @@ mod tests {
         for answer in [&mut ra, &mut rb, &mut rc] {
             assert!(matches!(answer.try_recv(), Ok(Err(InboxError::Storage(_)))));
         }
-        let rows: i64 = writer
-            .conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM hookguard_inbox) + (SELECT count(*) FROM hookguard_inbox_body)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(rows, 0, "an operation after the failure was stored on its own");
+        assert_eq!(
+            row_counts(&writer.conn),
+            (0, 0),
+            "an operation after the failure was stored on its own"
+        );
 
         // An item whose body is gone (a file changed by hand) is dead, not a failing claim.
         writer.conn.execute_batch("PRAGMA max_page_count=1000000").unwrap();
@@ -1225,7 +1223,5 @@ mod tests {
             )
             .unwrap();
         assert_eq!((state, error.as_str()), (3, "the stored body is missing"));
-        drop(writer);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

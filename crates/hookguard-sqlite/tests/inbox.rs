@@ -53,7 +53,12 @@ fn quick_retries(max_attempts: u32) -> RetryPolicy {
 }
 
 async fn stored(inbox: &SqliteInbox, d: &Delivery) -> i64 {
-    match inbox.accept(item(d)).await.unwrap() {
+    stored_item(inbox, item(d)).await
+}
+
+/// Stores `item` (received when it says), which must be new; its id.
+async fn stored_item(inbox: &SqliteInbox, item: NewItem) -> i64 {
+    match inbox.accept(item).await.unwrap() {
         Accepted::Stored(id) => id,
         other => panic!("expected stored, got {other:?}"),
     }
@@ -314,12 +319,11 @@ async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
     // Received a minute ago; two runs that never reported back (the process died during
     // each): their leases expired.
     let t = now_ms();
-    let Ok(Accepted::Stored(id)) = inbox
-        .accept(NewItem::from_delivery(&bwp("evt_poison"), Vec::new(), t - 60_000))
-        .await
-    else {
-        panic!("not stored")
-    };
+    let id = stored_item(
+        &inbox,
+        NewItem::from_delivery(&bwp("evt_poison"), Vec::new(), t - 60_000),
+    )
+    .await;
     let first = inbox.claim(t - 20_000, Duration::from_secs(1), 10).await.unwrap();
     let second = inbox.claim(t - 10_000, Duration::from_secs(1), 10).await.unwrap();
     assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
@@ -478,12 +482,7 @@ async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
     let dir = TempDir::new("clock-back");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let ahead = now_ms() + 600_000;
-    let Ok(Accepted::Stored(id)) = inbox
-        .accept(NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), ahead))
-        .await
-    else {
-        panic!("not stored")
-    };
+    let id = stored_item(&inbox, NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), ahead)).await;
     let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
     // Its lease runs on the same timeline: not claimable again right away.
@@ -492,12 +491,11 @@ async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
         .await
         .unwrap()
         .is_empty());
-    let Ok(Accepted::Stored(second)) = inbox
-        .accept(NewItem::from_delivery(&bwp("evt_ahead_2"), Vec::new(), ahead + 1))
-        .await
-    else {
-        panic!("not stored")
-    };
+    let second = stored_item(
+        &inbox,
+        NewItem::from_delivery(&bwp("evt_ahead_2"), Vec::new(), ahead + 1),
+    )
+    .await;
     drop(inbox);
     let reopened = SqliteInbox::open(dir.file()).unwrap();
     let after_restart = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();

@@ -340,7 +340,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             }
         }
         if tokio::time::Instant::now() >= next_purge {
-            next_purge = far_after(cfg.purge_every);
+            next_purge = far_after(tokio::time::Instant::now(), cfg.purge_every);
             let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
             match cfg.store.purge(before, false).await {
                 Ok(0) => {}
@@ -392,9 +392,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
                 let (id, this) = (item.id, item.attempt);
-                let deadline = claimed_at
-                    .checked_add(cfg.timeout)
-                    .unwrap_or_else(|| far_after(cfg.timeout));
+                let deadline = far_after(claimed_at, cfg.timeout);
                 attempt(&cfg, item, &wake, deadline).await;
                 // Only this attempt's own entry: a newer attempt of the item may hold it now.
                 let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
@@ -429,12 +427,12 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     }
 }
 
-/// `now + after`, or a time far off when that overflows (`purge_every(Duration::MAX)`: never).
-fn far_after(after: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(after)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-        .unwrap_or(now)
+/// `from + after`, or a time far off when that overflows (`purge_every(Duration::MAX)`: never;
+/// a lease of `Duration::MAX`: no deadline).
+fn far_after(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    from.checked_add(after)
+        .or_else(|| from.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(from)
 }
 
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
