@@ -53,7 +53,7 @@ if want inbox; then
   cargo bench -p hookguard-sqlite --bench inbox > "$out/inbox.md"
 fi
 if want serve; then
-  echo "== serve: bare axum, memory, inbox" >&2
+  echo "== serve: bare axum, memory, inbox, floor" >&2
   cargo bench -p hookguard-cli --bench serve > "$out/serve.md"
 fi
 if want soak; then

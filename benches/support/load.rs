@@ -21,14 +21,20 @@ pub const BODY: usize = 4096;
 /// Keep-alive connections.
 pub const CONNECTIONS: u64 = 32;
 
-/// One signed HTTP/1.1 request carrying event `evt_{id:016x}`, signed at `ts`.
-pub fn request(id: u64, ts: u64) -> Vec<u8> {
+/// The 4 KiB body of event `evt_{id:016x}`.
+pub fn body(id: u64) -> Vec<u8> {
     let head = format!(
         r#"{{"id":"evt_{id:016x}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"notes":""#
     );
     let mut body = head.into_bytes();
     body.resize(BODY - 3, b'x');
     body.extend_from_slice(b"\"}}");
+    body
+}
+
+/// One signed HTTP/1.1 request carrying event `evt_{id:016x}`, signed at `ts`.
+pub fn request(id: u64, ts: u64) -> Vec<u8> {
+    let body = body(id);
     let signed = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(ts)).unwrap();
     let mut req = format!(
         "POST /webhooks HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[path = "../../../benches/support/load.rs"]
 mod load;
 use load::{cpu_ticks, env_or, free_port, Load, SECRET};
+// The floor: a bare HMAC check of the body in a minimal tower middleware.
+#[path = "../../../benches/support/floor.rs"]
+mod floor;
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -37,6 +40,64 @@ fn bare(port: u16) {
             "/webhooks",
             post(|_body: axum::body::Bytes| async { StatusCode::NO_CONTENT }),
         );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        eprintln!("listening on http://127.0.0.1:{port}/webhooks");
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// The floor of `serve` (`floor PORT`): the bare server behind the floor middleware (the body's
+/// MAC checked, nothing else), and a JSON line per delivery (the signature it checked, about
+/// the length of `serve`'s line) written to stdout by a thread that batches lines as `serve`'s
+/// does. What `serve` costs beyond this is the JSON validation, the event id, the dedupe
+/// table and its own plumbing.
+fn floor_server(port: u16) {
+    use std::io::Write as _;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64 * 1024);
+    std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        let mut batch = String::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.clear();
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(line) = next.take() {
+                batch.push_str(&line);
+                batch.push('\n');
+                n += 1;
+                if n < 1024 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let mut out = stdout.lock();
+            if out.write_all(batch.as_bytes()).and_then(|()| out.flush()).is_err() {
+                return;
+            }
+            drop(out);
+            if n < 64 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
+        let handler = |State(tx): State<tokio::sync::mpsc::Sender<String>>,
+                       headers: HeaderMap,
+                       _body: axum::body::Bytes| async move {
+            let sig = headers.get(floor::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            match tx.try_send(format!(r#"{{"provider":"buildworkpro","signature":"{sig}"}}"#)) {
+                Ok(()) => StatusCode::NO_CONTENT,
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+            }
+        };
+        let app = Router::new()
+            .route("/webhooks", post(handler).layer(tower_layer::layer_fn(floor::Axum)))
+            .with_state(tx);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         eprintln!("listening on http://127.0.0.1:{port}/webhooks");
         axum::serve(listener, app).await.unwrap();
@@ -72,8 +133,8 @@ fn start_with(exe: &str, mode: &str, extra: &[&str]) -> Server {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", "0"]);
     match mode {
-        "bare" => {
-            cmd.args([exe, "bare", &port.to_string()]);
+        "bare" | "floor" => {
+            cmd.args([exe, mode, &port.to_string()]);
         }
         _ => {
             // `SERVE_BENCH_BIN` runs another build of `hookguard` (A/B experiments).
@@ -200,6 +261,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("bare") => return bare(args[2].parse().unwrap()),
+        Some("floor") => return floor_server(args[2].parse().unwrap()),
         Some("load") => {
             let out = Load {
                 port: args[2].parse().unwrap(),
@@ -229,7 +291,7 @@ fn main() {
         return;
     }
     // Alternate the modes over three rounds and keep the median of each.
-    let modes = ["bare", "memory", "inbox"];
+    let modes = ["bare", "memory", "inbox", "floor"];
     let mut rows: Vec<Vec<Row>> = modes.iter().map(|_| Vec::new()).collect();
     for _ in 0..3 {
         for (i, m) in modes.iter().enumerate() {
@@ -270,6 +332,7 @@ fn main() {
         "bare axum, reads the body",
         "hookguard serve (memory dedupe, inline)",
         "hookguard serve --inbox (durable, SQLite)",
+        "floor: bare + the body's MAC checked + a line to stdout (no JSON, no dedupe)",
     ];
     for (i, r) in med.iter().enumerate() {
         println!(
