@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -102,8 +101,8 @@ Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
                   path or secret is ever a label. Whatever the flags, a WARN line is logged when
                   the non-2xx answers in a row reach half of the sender's kill switch (HCSS: 3
                   of 5) and an ERROR line when they reach it.
-  --ui ADDR       The inspector page: recent answers and their verdicts (the last 200, in
-                  memory), sender health against its kill switch, and with --inbox the items
+  --ui ADDR       The inspector page: recent answers and their verdicts (the last 200 to
+                  verified deliveries and the last 200 others, in memory), sender health against its kill switch, and with --inbox the items
                   by state with attempts and last error, and a replay button for dead and
                   done items.
                   It needs a token: a random one, printed once on stderr as the URL to open
@@ -590,33 +589,74 @@ fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
     }
 }
 
-/// Outside the webhook layer: its future has finished, so a successful delivery's claim is
-/// completed; only now is its line queued (in the slot the handler reserved, so never lost
-/// and never blocking). Nothing awaits between the two, so a dropped connection cannot
-/// separate them.
-async fn print_when_done(req: axum::extract::Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    if let Some(PendingLine(pending)) = response.extensions_mut().remove::<PendingLine>() {
-        let taken = pending.lock().ok().and_then(|mut p| p.take());
-        if let Some((permit, line)) = taken {
-            if response.status().is_success() {
-                permit.send(Line::new(line));
+/// The webhook layer with [`PrintWhenDone`] around it, applied as one layer (one boxed route
+/// per request instead of two).
+#[derive(Clone)]
+struct PrintedWebhook(WebhookLayer);
+
+impl<S> tower_layer::Layer<S> for PrintedWebhook {
+    type Service = PrintWhenDone<hookguard_tower::WebhookService<S>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PrintWhenDone(self.0.layer(inner))
+    }
+}
+
+/// Outside the webhook layer: once its future has finished, a successful delivery's claim is
+/// completed; only then is its line queued (in the slot the handler reserved, so never lost and
+/// never blocking). Nothing awaits between the two, so a dropped connection cannot separate
+/// them.
+#[derive(Clone)]
+struct PrintWhenDone<S>(S);
+
+impl<S> tower_service::Service<axum::extract::Request> for PrintWhenDone<S>
+where
+    S: tower_service::Service<axum::extract::Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Printed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        Printed(self.0.call(req))
+    }
+}
+
+/// [`PrintWhenDone`]'s future: the webhook layer's, then the line.
+struct Printed<F>(F);
+
+impl<F, E> std::future::Future for Printed<F>
+where
+    F: std::future::Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut out = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx));
+        if let Ok(response) = &mut out {
+            if let Some(PendingLine(pending)) = response.extensions_mut().remove::<PendingLine>() {
+                let taken = pending.lock().ok().and_then(|mut p| p.take());
+                if let Some((permit, line)) = taken {
+                    if response.status().is_success() {
+                        permit.send(Line::new(line));
+                    }
+                }
             }
         }
+        std::task::Poll::Ready(out)
     }
-    response
 }
 
 /// A router serving one webhook route behind `layer` (every method goes through the layer:
 /// it answers challenges and refuses other methods itself).
 pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
     Router::new()
-        .route(
-            path,
-            any(on_delivery)
-                .layer(layer)
-                .layer(axum::middleware::from_fn(print_when_done)),
-        )
+        .route(path, any(on_delivery).layer(PrintedWebhook(layer)))
         .with_state(handler)
 }
 

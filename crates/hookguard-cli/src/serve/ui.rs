@@ -119,23 +119,42 @@ pub struct Answer {
     millis: u64,
 }
 
-/// The last [`RECENT`] answers, newest last.
+/// The last [`RECENT`] answers to verified deliveries and, apart, the last [`RECENT`] other
+/// answers (challenges, rejections): a flood of forged or unsigned requests cannot push the
+/// genuine deliveries off the page.
 #[derive(Debug, Default)]
-pub struct Answers(Mutex<VecDeque<Answer>>);
+pub struct Answers(Mutex<Rings>);
+
+/// The two rings, each newest last; `seq` orders answers across them.
+#[derive(Debug, Default)]
+struct Rings {
+    verified: VecDeque<(u64, Answer)>,
+    other: VecDeque<(u64, Answer)>,
+    seq: u64,
+}
 
 impl Answers {
-    fn push(&self, a: Answer) {
-        let mut ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    fn push(&self, a: Answer, verified: bool) {
+        let mut rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rings.seq += 1;
+        let seq = rings.seq;
+        let ring = if verified {
+            &mut rings.verified
+        } else {
+            &mut rings.other
+        };
         if ring.len() == RECENT {
             ring.pop_front();
         }
-        ring.push_back(a);
+        ring.push_back((seq, a));
     }
 
-    /// Newest first.
+    /// Both rings, newest first.
     fn newest_first(&self) -> Vec<Answer> {
-        let ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        ring.iter().rev().cloned().collect()
+        let rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<&(u64, Answer)> = rings.verified.iter().chain(&rings.other).collect();
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        all.into_iter().map(|(_, a)| a.clone()).collect()
     }
 }
 
@@ -283,16 +302,19 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         ),
         _ => (None, None),
     };
-    rec.answers.push(Answer {
-        at_ms: now_ms(),
-        method: cut(method.as_str(), 16).to_owned(),
-        status: status.as_u16(),
-        outcome,
-        code,
-        event_id,
-        event_type,
-        millis: started.elapsed().as_millis() as u64,
-    });
+    rec.answers.push(
+        Answer {
+            at_ms: now_ms(),
+            method: cut(method.as_str(), 16).to_owned(),
+            status: status.as_u16(),
+            outcome,
+            code,
+            event_id,
+            event_type,
+            millis: started.elapsed().as_millis() as u64,
+        },
+        verified,
+    );
     Response::from_parts(parts, body)
 }
 
@@ -922,7 +944,7 @@ fn answers_html(ui: &Inspector, out: &mut String) {
     let answers = ui.answers.newest_first();
     let _ = write!(
         out,
-        "<section id=\"answers\"><h2>Recent answers <small>(last {RECENT}, newest first; {} so far)</small></h2>\
+        "<section id=\"answers\"><h2>Recent answers <small>(the last {RECENT} to verified deliveries and the last {RECENT} others, newest first; {} shown)</small></h2>\
          <table id=\"answers-table\"><thead><tr><th>time</th><th>method</th><th>status</th><th>outcome</th>\
          <th>code</th><th>event id</th><th>type</th><th>ms</th></tr></thead><tbody>",
         answers.len()
@@ -1209,23 +1231,46 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"ab", b"abc"));
     }
 
+    fn answer(at_ms: i64, outcome: &'static str) -> Answer {
+        Answer {
+            at_ms,
+            method: "POST".into(),
+            status: if outcome == "rejected" { 401 } else { 200 },
+            outcome,
+            code: String::new(),
+            event_id: None,
+            event_type: None,
+            millis: 0,
+        }
+    }
+
     #[test]
     fn the_ring_keeps_the_last_200() {
         let a = Answers::default();
         for i in 0..250 {
-            a.push(Answer {
-                at_ms: i,
-                method: "POST".into(),
-                status: 200,
-                outcome: "accepted",
-                code: String::new(),
-                event_id: None,
-                event_type: None,
-                millis: 0,
-            });
+            a.push(answer(i, "accepted"), true);
         }
         let v = a.newest_first();
         assert_eq!(v.len(), RECENT);
         assert_eq!((v[0].at_ms, v[RECENT - 1].at_ms), (249, 50));
+    }
+
+    #[test]
+    fn a_flood_of_refused_requests_does_not_push_verified_answers_out() {
+        let a = Answers::default();
+        for i in 0..10 {
+            a.push(answer(i, "accepted"), true);
+        }
+        for i in 10..1_010 {
+            a.push(answer(i, "rejected"), false);
+        }
+        a.push(answer(1_010, "duplicate"), true);
+        let v = a.newest_first();
+        assert_eq!(v.len(), 11 + RECENT);
+        // Newest first across both rings: the last duplicate, then the last refusals.
+        assert_eq!((v[0].at_ms, v[1].at_ms), (1_010, 1_009));
+        let verified: Vec<i64> = v.iter().filter(|a| a.outcome != "rejected").map(|a| a.at_ms).collect();
+        assert_eq!(verified, [1_010, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+        assert_eq!(v.iter().filter(|a| a.outcome == "rejected").count(), RECENT);
     }
 }
