@@ -102,9 +102,9 @@ Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
                   the non-2xx answers in a row reach half of the sender's kill switch (HCSS: 3
                   of 5) and an ERROR line when they reach it.
   --ui ADDR       The inspector page: recent answers and their verdicts (the last 200 to
-                  verified deliveries and the last 200 others, in memory), sender health against its kill switch, and with --inbox the items
-                  by state with attempts and last error, and a replay button for dead and
-                  done items.
+                  new genuine deliveries and, apart, the last 200 others, in memory), sender
+                  health against its kill switch, and with --inbox the items by state with
+                  attempts and last error, and a replay button for dead and done items.
                   It needs a token: a random one, printed once on stderr as the URL to open
                   (http://127.0.0.1:PORT/?token=…; the first visit sets a cookie), or
                   --ui-token. API clients send `Authorization: Bearer TOKEN` (JSON at
@@ -462,7 +462,7 @@ pub struct Handler {
 }
 
 /// A delivery's JSON line with its reserved queue slot, carried in the handler's response
-/// extensions to [`print_when_done`], which sends it once the claim is completed.
+/// extensions to [`PrintWhenDone`], which sends it once the claim is completed.
 #[derive(Clone)]
 struct PendingLine(Arc<Mutex<Option<ReservedLine>>>);
 

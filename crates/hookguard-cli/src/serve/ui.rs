@@ -10,8 +10,9 @@
 //! never changes anything. Tokens are compared in
 //! constant time and never logged (only the startup line the user needs shows it).
 //!
-//! What it shows: the last [`RECENT`] answers (time, method, status, outcome and code, and for
-//! verified deliveries the event id and type — never a secret, never a body), sender health
+//! What it shows: the last [`RECENT`] answers to new genuine deliveries and, apart, the last
+//! [`RECENT`] others (time, method, status, outcome and code, and for verified deliveries the
+//! event id and type — never a secret, never a body), sender health
 //! against the sender's kill switch, and in inbox mode the items by state with attempts and
 //! last error (a body only on an item's own page, from the inbox, truncated and escaped), with
 //! a replay button for dead items.
@@ -119,9 +120,9 @@ pub struct Answer {
     millis: u64,
 }
 
-/// The last [`RECENT`] answers to verified deliveries and, apart, the last [`RECENT`] other
-/// answers (challenges, rejections): a flood of forged or unsigned requests cannot push the
-/// genuine deliveries off the page.
+/// The last [`RECENT`] answers to new genuine deliveries and, apart, the last [`RECENT`] other
+/// answers (challenges, rejections, duplicates; see [`kept_apart`]): a flood of forged,
+/// unsigned or replayed requests cannot push the genuine deliveries off the page.
 #[derive(Debug, Default)]
 pub struct Answers(Mutex<Rings>);
 
@@ -153,7 +154,7 @@ impl Answers {
     fn newest_first(&self) -> Vec<Answer> {
         let rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<&(u64, Answer)> = rings.verified.iter().chain(&rings.other).collect();
-        all.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        all.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
         all.into_iter().map(|(_, a)| a.clone()).collect()
     }
 }
@@ -168,6 +169,14 @@ const AFTER_VERIFY: [&str; 7] = [
     "stdout_backlog",
     "stdout_closed",
 ];
+
+/// Whether an answer goes to the ring of genuine deliveries: verified, and not something a
+/// replay of a captured genuine request also gets (`duplicate`, `duplicate_in_flight`, an
+/// `ignored` delivery) — a sender without a signed timestamp (Procore, HCSS) can be replayed
+/// forever, and those answers would otherwise flood that ring too.
+fn kept_apart(verified: bool, outcome: &str, code: &str) -> bool {
+    verified && !matches!(outcome, "duplicate" | "ignored") && code != "duplicate_in_flight"
+}
 
 /// Cuts `s` to at most `n` bytes on a character boundary.
 fn cut(s: &str, n: usize) -> &str {
@@ -302,6 +311,7 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         ),
         _ => (None, None),
     };
+    let apart = kept_apart(verified, outcome, &code);
     rec.answers.push(
         Answer {
             at_ms: now_ms(),
@@ -313,7 +323,7 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
             event_type,
             millis: started.elapsed().as_millis() as u64,
         },
-        verified,
+        apart,
     );
     Response::from_parts(parts, body)
 }
@@ -944,7 +954,7 @@ fn answers_html(ui: &Inspector, out: &mut String) {
     let answers = ui.answers.newest_first();
     let _ = write!(
         out,
-        "<section id=\"answers\"><h2>Recent answers <small>(the last {RECENT} to verified deliveries and the last {RECENT} others, newest first; {} shown)</small></h2>\
+        "<section id=\"answers\"><h2>Recent answers <small>(the last {RECENT} to new genuine deliveries and the last {RECENT} others, newest first; {} shown)</small></h2>\
          <table id=\"answers-table\"><thead><tr><th>time</th><th>method</th><th>status</th><th>outcome</th>\
          <th>code</th><th>event id</th><th>type</th><th>ms</th></tr></thead><tbody>",
         answers.len()
@@ -1253,6 +1263,20 @@ mod tests {
         let v = a.newest_first();
         assert_eq!(v.len(), RECENT);
         assert_eq!((v[0].at_ms, v[RECENT - 1].at_ms), (249, 50));
+    }
+
+    #[test]
+    fn only_new_genuine_deliveries_are_kept_apart() {
+        assert!(kept_apart(true, "handled", ""));
+        assert!(kept_apart(true, "accepted", ""));
+        assert!(kept_apart(true, "handler_failed", "handler_failed"));
+        assert!(kept_apart(true, "rejected", "store_unavailable"));
+        // What a replay of a captured genuine request gets, and anything unverified.
+        assert!(!kept_apart(true, "duplicate", ""));
+        assert!(!kept_apart(true, "rejected", "duplicate_in_flight"));
+        assert!(!kept_apart(true, "ignored", ""));
+        assert!(!kept_apart(false, "rejected", "signature_mismatch"));
+        assert!(!kept_apart(false, "challenge", ""));
     }
 
     #[test]
