@@ -3221,6 +3221,11 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
     assert_eq!(answers[0]["event_id"], serde_json::Value::Null);
     assert_eq!(answers[1]["outcome"], "accepted");
     assert_eq!(answers[1]["event_id"], "evt_<b>bold</b>");
+    // A forged request and a new genuine delivery are kept in different rings.
+    assert_eq!(
+        (answers[0]["ring"].as_str(), answers[1]["ring"].as_str()),
+        (Some("others"), Some("deliveries"))
+    );
     let (status, _, json) = http_full(ui, "POST", &replay, &[("Authorization", &bearer)], b"");
     assert_eq!(
         (status, json.as_str()),

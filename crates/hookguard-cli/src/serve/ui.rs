@@ -118,6 +118,8 @@ pub struct Answer {
     event_id: Option<String>,
     event_type: Option<String>,
     millis: u64,
+    /// Kept in the ring of new genuine deliveries (see [`kept_apart`]).
+    apart: bool,
 }
 
 /// The last [`RECENT`] answers to new genuine deliveries and, apart, the last [`RECENT`] other
@@ -135,7 +137,8 @@ struct Rings {
 }
 
 impl Answers {
-    fn push(&self, a: Answer, verified: bool) {
+    fn push(&self, mut a: Answer, verified: bool) {
+        a.apart = verified;
         let mut rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
         rings.seq += 1;
         let seq = rings.seq;
@@ -322,6 +325,7 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
             event_id,
             event_type,
             millis: started.elapsed().as_millis() as u64,
+            apart,
         },
         apart,
     );
@@ -1133,6 +1137,7 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
             serde_json::json!({
                 "at": time(a.at_ms), "method": a.method, "status": a.status, "outcome": a.outcome,
                 "code": a.code, "event_id": a.event_id, "event_type": a.event_type, "ms": a.millis,
+                "ring": if a.apart { "deliveries" } else { "others" },
             })
         })
         .collect();
@@ -1251,6 +1256,7 @@ mod tests {
             event_id: None,
             event_type: None,
             millis: 0,
+            apart: false,
         }
     }
 
