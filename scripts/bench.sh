@@ -41,6 +41,8 @@ fi
 if want layer; then
   echo "== layer overhead" >&2
   cargo bench --bench layer_overhead --features axum,actix > "$out/layer.md"
+  # The tower layer in process (no network): its cost beyond the HMAC to ±2 %.
+  cargo bench -p hookguard-tower --bench in_process -- "${crit[@]}" >&2
 fi
 if want redis; then
   echo "== redis claims" >&2
