@@ -79,8 +79,13 @@ pub fn split(data: &[u8]) -> (&[u8], &[u8]) {
 }
 
 pub fn run(scheme: impl Scheme, secret: &str, headers: &[(&'static str, &[u8])], uri: &str, body: &[u8]) {
+    run_keys(scheme, &[secret], headers, uri, body);
+}
+
+/// [`run`] with a verifier holding several secrets (e.g. an HMAC secret and an Ed25519 key).
+pub fn run_keys(scheme: impl Scheme, secrets: &[&str], headers: &[(&'static str, &[u8])], uri: &str, body: &[u8]) {
     let v = Verifier::builder(scheme)
-        .secret(secret)
+        .secrets(secrets)
         .clock(ManualClock::new(1_700_000_000))
         .build()
         .unwrap();

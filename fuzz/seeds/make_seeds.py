@@ -53,6 +53,13 @@ b = BODIES["standard"]
 sig = base64.b64encode(mac(key, b"msg_1.", TS, b".", b))
 write("standard_header", "valid", b"v1," + sig + b"\0" + TS + b"\0" + b)
 write("standard_header", "list", b"v1a,x v1," + b"A" * 43 + b"= v1," + sig + b"\0" + TS + b"\0" + b)
+# A genuine `v1a` (Ed25519) entry for the same id, timestamp and body, made by
+# `hookguard sign --provider standard --secret whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=
+# --id msg_1 --timestamp 1700000000 --file BODY` (Ed25519 signatures are deterministic; the
+# target's verifier holds the matching `whpk_` key).
+v1a = b"LhlyYepnWIOgZw4u3hvzSZzTKI3BkSfWTaXLRbMmq+O6TIZbvyWAtOE1xCevZELYNKJqYp0VGupzTfZ3OuL5Aw=="
+write("standard_header", "v1a_valid", b"v1a," + v1a + b"\0" + TS + b"\0" + b)
+write("standard_header", "v1a_and_v1", b"v1a," + b"A" * 86 + b"== v1," + sig + b" v1a," + v1a + b"\0" + TS + b"\0" + b)
 
 # github_slack_header: SIGNATURE \0 SLACK_TIMESTAMP \0 BODY, secret "s".
 b = BODIES["github"]
