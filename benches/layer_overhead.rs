@@ -34,11 +34,7 @@ fn serve(mode: &str, port: u16) {
     if mode.starts_with("actix") {
         return serve_actix(mode, port);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = load::one_worker();
     rt.block_on(async move {
         use axum::{http::StatusCode, routing::post, Router};
         // Both servers take the body, as any receiver does.

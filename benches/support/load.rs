@@ -21,6 +21,15 @@ pub const BODY: usize = 4096;
 /// Keep-alive connections.
 pub const CONNECTIONS: u64 = 32;
 
+/// A server's runtime: one tokio worker (the servers are pinned to one CPU).
+pub fn one_worker() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The 4 KiB body of event `evt_{id:016x}`.
 pub fn body(id: u64) -> Vec<u8> {
     let head = format!(

@@ -29,11 +29,7 @@ fn now() -> u64 {
 }
 
 fn bare(port: u16) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = load::one_worker();
     rt.block_on(async move {
         use axum::{http::StatusCode, routing::post, Router};
         let app = Router::new().route(
@@ -79,11 +75,7 @@ fn floor_server(port: u16) {
             }
         }
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = load::one_worker();
     rt.block_on(async move {
         use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
         let handler = |State(tx): State<tokio::sync::mpsc::Sender<String>>,
