@@ -277,22 +277,11 @@ fn per_run_us(n: u64, mut f: impl FnMut(u64)) -> f64 {
     blocks[blocks.len() / 2]
 }
 
-/// The memory store never waits: its futures are ready at the first poll.
-fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
-    let mut f = std::pin::pin!(f);
-    match f
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
-        std::task::Poll::Ready(t) => t,
-        std::task::Poll::Pending => panic!("the memory store waited"),
-    }
-}
-
 /// Prints `verify` beyond a bare HMAC and one claim+complete in two stores, µs (see
 /// [`main`]'s last line).
 fn own_child() {
     use hookguard_core::dedupe::{Claim, DedupeStore as _};
+    use hookguard_core::testing::block_on;
     use hookguard_core::{Scheme as _, SignParams};
     use std::time::Duration;
     // 2,000 distinct deliveries, as the layer sees them.
@@ -329,8 +318,8 @@ fn own_child() {
             use std::fmt::Write as _;
             key.clear();
             let _ = write!(key, "buildworkpro:evt_{i:016x}");
-            match ready(store.claim(&key, Duration::from_secs(30))) {
-                Ok(Claim::New(t)) => assert!(ready(store.complete(&t, Duration::from_secs(7 * 86_400))).unwrap()),
+            match block_on(store.claim(&key, Duration::from_secs(30))) {
+                Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(7 * 86_400))).unwrap()),
                 other => panic!("{other:?}"),
             }
         };

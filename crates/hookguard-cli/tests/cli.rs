@@ -215,6 +215,22 @@ fn send(args: &[&str]) -> Output {
     hookguard(&all, None)
 }
 
+/// `send --provider P --secret S --url U --schedule fast`, then `extra`.
+fn send_fast(provider: &str, secret: &str, url: &str, extra: &[&str]) -> Output {
+    let mut all = vec![
+        "--provider",
+        provider,
+        "--secret",
+        secret,
+        "--url",
+        url,
+        "--schedule",
+        "fast",
+    ];
+    all.extend_from_slice(extra);
+    send(&all)
+}
+
 #[test]
 fn demo_plays_every_vendor_and_exits_0() {
     let o = hookguard(&["demo"], None);
@@ -266,18 +282,12 @@ fn demo_plays_every_vendor_and_exits_0() {
 #[test]
 fn buildworkpro_sender_delivers_to_serve() {
     let s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_cli_test"]);
-    let o = send(&[
-        "--provider",
+    let o = send_fast(
         "buildworkpro",
-        "--secret",
         "whsec_cli_test",
-        "--url",
         &s.url(),
-        "--schedule",
-        "fast",
-        "--event-type",
-        "project.created",
-    ]);
+        &["--event-type", "project.created"],
+    );
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
     assert!(out.contains("attempt 1/7") && out.contains("delivered"), "{out}");
@@ -330,16 +340,7 @@ fn procore_sender_delivers_and_big_ids_keep_their_digits() {
     assert!(text(&o.stdout).contains("duplicate"), "{}", text(&o.stdout));
     assert_eq!(s.wait_lines(1).len(), 1);
     // A sample body with the default sender.
-    let o = send(&[
-        "--provider",
-        "procore",
-        "--secret",
-        "Bearer cli-procore",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("procore", "Bearer cli-procore", &s.url(), &[]);
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
     let lines = s.json_lines(2);
     assert_eq!(lines.len(), 2);
@@ -351,16 +352,7 @@ fn procore_sender_delivers_and_big_ids_keep_their_digits() {
 fn procore_wrong_token_is_retried_until_discarded() {
     let s = Server::start(&["--provider", "procore", "--secret", "Bearer right"]);
     let started = Instant::now();
-    let o = send(&[
-        "--provider",
-        "procore",
-        "--secret",
-        "Bearer wrong",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("procore", "Bearer wrong", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 1, "{out}");
     assert!(out.contains("discards the endpoint's queued deliveries"), "{out}");
@@ -384,18 +376,7 @@ fn hcss_challenge_and_event() {
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
     assert!(text(&o.stdout).contains("subscription created"));
-    let o = send(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        "hcss-cli-token",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-        "--event-type",
-        "CostCodeUpdated",
-    ]);
+    let o = send_fast("hcss", "hcss-cli-token", &s.url(), &["--event-type", "CostCodeUpdated"]);
     assert_eq!(code(&o), 0, "{}\n{}", text(&o.stdout), s.stderr());
     let lines = s.json_lines(1);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -411,16 +392,7 @@ fn hcss_challenge_and_event() {
     let (status, answer) = http(s.port, "POST", "/webhooks?token=hcss-cli-token", &[], body);
     assert_eq!((status, answer.as_slice()), (200, &b""[..]));
     // A wrong token: 5 failed tries, then the subscription is stopped.
-    let o = send(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        "nope",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("hcss", "nope", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 1, "{out}");
     assert!(out.contains("attempt 5/5") && out.contains("Stopped"), "{out}");
@@ -507,16 +479,7 @@ fn exec_failing_once_is_retried_and_printed_once() {
         marker = marker.display(),
     );
     let s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_exec", "--exec", &cmd]);
-    let o = send(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_exec",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("buildworkpro", "whsec_exec", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
     assert!(out.contains("attempt 1/7") && out.contains("500"), "{out}");
@@ -555,16 +518,7 @@ fn exec_timeout_answers_503_and_the_retry_runs_again() {
         "--exec-timeout",
         "0.5",
     ]);
-    let o = send(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        "t",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("hcss", "t", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}");
     assert!(out.contains("503") && out.contains("handler_timeout"), "{out}");
@@ -576,18 +530,7 @@ fn exec_timeout_answers_503_and_the_retry_runs_again() {
 #[test]
 fn aps_works_like_every_other_sender() {
     let s = Server::start(&["--provider", "aps", "--secret", "aps-token"]);
-    let o = send(&[
-        "--provider",
-        "aps",
-        "--secret",
-        "aps-token",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-        "--event-type",
-        "dm.version.added",
-    ]);
+    let o = send_fast("aps", "aps-token", &s.url(), &["--event-type", "dm.version.added"]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
     assert!(out.contains("attempt 1/5") && out.contains("delivered"), "{out}");
@@ -596,16 +539,7 @@ fn aps_works_like_every_other_sender() {
     assert_eq!(lines[0]["type"], "dm.version.added");
     assert!(lines[0]["dedupe_key"].as_str().unwrap().starts_with("aps:sha256:"));
     // A wrong token: 401 on every attempt, then APS disables the webhook.
-    let o = send(&[
-        "--provider",
-        "aps",
-        "--secret",
-        "wrong",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("aps", "wrong", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 1, "{out}");
     assert!(out.contains("401") && out.contains("disables the webhook"), "{out}");
@@ -783,11 +717,12 @@ fn verify_reports_stable_codes_and_usage_errors() {
     );
     let sig = text(&signed.stdout).lines().next().unwrap().to_owned();
     assert!(sig.starts_with("BuildWorkPro-Signature: t=1700000000,v1="), "{sig}");
-    let verify = |extra: &[&str], secret: &str| {
+    let verify_body = |extra: &[&str], secret: &str, body: &[u8]| {
         let mut a = vec!["verify", "--provider", "buildworkpro", "--secret", secret, "-H", &sig];
         a.extend_from_slice(extra);
         hookguard(&a, Some(body))
     };
+    let verify = |extra: &[&str], secret: &str| verify_body(extra, secret, body);
     let check = |o: Output, exit: i32, code_: &str| {
         assert_eq!(code(&o), exit, "{}", text(&o.stdout));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -826,22 +761,7 @@ fn verify_reports_stable_codes_and_usage_errors() {
     check(o, 1, "missing_signature");
     // A body past --max-body is refused as too large (read one byte past it, no further).
     let big = vec![b'x'; 2 * 1024 * 1024];
-    let o = hookguard(
-        &[
-            "verify",
-            "--provider",
-            "buildworkpro",
-            "--secret",
-            "whsec_v",
-            "-H",
-            &sig,
-            "--now",
-            "1700000000",
-            "--max-body",
-            "1024",
-        ],
-        Some(&big),
-    );
+    let o = verify_body(&["--now", "1700000000", "--max-body", "1024"], "whsec_v", &big);
     check(o, 1, "body_too_large");
 
     // Usage and configuration errors exit 2.
@@ -973,18 +893,7 @@ fn redis_store_is_shared_by_two_receivers() {
     let b = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_r", "--store", &url]);
     assert!(a.stderr().contains("store redis"), "{}", a.stderr());
     for s in [&a, &b] {
-        let o = send(&[
-            "--provider",
-            "buildworkpro",
-            "--secret",
-            "whsec_r",
-            "--url",
-            &s.url(),
-            "--schedule",
-            "fast",
-            "--file",
-            path(&file),
-        ]);
+        let o = send_fast("buildworkpro", "whsec_r", &s.url(), &["--file", path(&file)]);
         assert_eq!(code(&o), 0, "{}\n{}", text(&o.stdout), s.stderr());
     }
     let first = a.json_lines(1);
@@ -1454,16 +1363,7 @@ fn hcss_send_needs_no_secret_when_the_url_carries_the_token() {
 #[test]
 fn hcss_send_encodes_a_url_token_as_the_receiver_reads_it() {
     let s = Server::start(&["--provider", "hcss", "--secret", "my token 61"]);
-    let o = send(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        "my token 61",
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("hcss", "my token 61", &s.url(), &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
     assert!(
@@ -1493,31 +1393,31 @@ fn github_send_of_a_file_needs_its_event_type() {
     assert!(text(&o.stderr).contains("--event-type"), "{}", text(&o.stderr));
 }
 
+/// A receiver stand-in on 127.0.0.1 for one connection: it reads the request, then `answer`
+/// writes the reply. Its URL.
+fn answer_once(answer: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> String {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let _ = c.read(&mut buf);
+        answer(&mut c);
+    });
+    format!("http://127.0.0.1:{port}/")
+}
+
 /// HCSS's simulated sender counts a 204 as delivered (its "Stopped" rule says 2xx) but says
 /// that HCSS's guide asks for 200; a 200 gets no such note.
 #[test]
 fn hcss_send_notes_a_2xx_that_is_not_200() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let answer_with = |status: &'static str| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let (mut c, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 65536];
-            let _ = c.read(&mut buf);
+        let url = answer_once(move |c| {
             let _ = c.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
         });
-        let url = format!("http://127.0.0.1:{port}/");
-        let o = send(&[
-            "--provider",
-            "hcss",
-            "--secret",
-            "tok-61",
-            "--url",
-            &url,
-            "--schedule",
-            "fast",
-        ]);
+        let o = send_fast("hcss", "tok-61", &url, &[]);
         assert_eq!(code(&o), 0, "{}", text(&o.stdout));
         text(&o.stdout)
     };
@@ -1529,29 +1429,14 @@ fn hcss_send_notes_a_2xx_that_is_not_200() {
 /// never ends (or breaks off) is delivered, not "no answer", and is not held in memory.
 #[test]
 fn send_judges_the_status_and_reads_a_bounded_body() {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 65536];
-        let _ = c.read(&mut buf);
+    use std::io::Write;
+    let url = answer_once(|c| {
         let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n");
         let zeros = vec![b'0'; 65536];
         let until = Instant::now() + Duration::from_millis(800);
         while Instant::now() < until && c.write_all(&zeros).is_ok() {}
     });
-    let url = format!("http://127.0.0.1:{port}/");
-    let o = send(&[
-        "--provider",
-        "github",
-        "--secret",
-        "s",
-        "--url",
-        &url,
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("github", "s", &url, &[]);
     let out = text(&o.stdout);
     assert_eq!(code(&o), 0, "{out}");
     assert!(out.contains("200 OK") && out.contains("delivered"), "{out}");
@@ -2778,16 +2663,7 @@ fn serve_metrics_count_real_deliveries_and_show_no_secret_or_id() {
         200
     );
     // One delivery by the vendor simulator, one signed by hand and its copy, one forged.
-    let o = send(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        secret,
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("buildworkpro", secret, &s.url(), &[]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert_eq!(bwp_post(s.port, secret, "evt_metrics_one").0, 204);
     let (dup, answer) = bwp_post(s.port, secret, "evt_metrics_one");
@@ -2870,16 +2746,7 @@ fn serve_metrics_in_inbox_mode_count_transitions_and_hide_the_url_token() {
         "0",
     ]);
     let (mport, _) = s.side_port("metrics");
-    let o = send(&[
-        "--provider",
-        "hcss",
-        "--secret",
-        token,
-        "--url",
-        &s.url(),
-        "--schedule",
-        "fast",
-    ]);
+    let o = send_fast("hcss", token, &s.url(), &[]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert_eq!(s.json_lines(1).len(), 1);
     let (status, _) = http(s.port, "POST", "/webhooks?token=wrong-token", &[], b"{}");

@@ -499,6 +499,24 @@ mod health_tests {
     use crate::schemes::{BuildWorkPro, Hcss};
     use crate::testing::block_on;
     use crate::{HandlerOutcome, Receiver, RequestHead, Scheme, Verifier};
+    use std::time::Duration;
+
+    /// An HCSS event body.
+    fn hcss_event(id: &str) -> bytes::Bytes {
+        format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#).into()
+    }
+
+    /// Delivers HCSS event `id` with the right token (`tok`); the handler takes `pause`, then
+    /// answers `success`.
+    fn deliver_hcss(rx: &Receiver, id: &str, pause: Duration, success: bool) {
+        let headers = http::HeaderMap::new();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=tok"));
+        let head = RequestHead::new(&m, &u, &headers);
+        let _ = block_on(rx.deliver(&head, hcss_event(id), |_d| async move {
+            std::thread::sleep(pause);
+            HandlerOutcome::<_, ()>::Responded { response: (), success }
+        }));
+    }
 
     /// HCSS stops a subscription after 5 failed tries of one event, whatever other events do
     /// in between: the receiver counts each event's failed tries, not only failures in a row.
@@ -506,18 +524,7 @@ mod health_tests {
     fn one_event_failing_between_successes_is_counted_per_event() {
         let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
             .with_dedupe(Dedupe::new(MemoryStore::new(100)));
-        let headers = http::HeaderMap::new();
-        let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=tok"));
-        let head = RequestHead::new(&m, &u, &headers);
-        let post = |id: &str, ok: bool| {
-            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#);
-            let _ = block_on(rx.deliver(&head, body.into(), |_d| async move {
-                HandlerOutcome::<_, ()>::Responded {
-                    response: (),
-                    success: ok,
-                }
-            }));
-        };
+        let post = |id: &str, ok: bool| deliver_hcss(&rx, id, Duration::ZERO, ok);
         for i in 0..5 {
             post("poison", false);
             post(&format!("fine-{i}"), true);
@@ -536,8 +543,7 @@ mod health_tests {
         let headers = http::HeaderMap::new();
         let (m, wrong) = (http::Method::POST, http::Uri::from_static("/h?token=wrong"));
         for i in 0..6 {
-            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"f{i}"}}"#);
-            let r = block_on(rx.admit(&RequestHead::new(&m, &wrong, &headers), body.into()));
+            let r = block_on(rx.admit(&RequestHead::new(&m, &wrong, &headers), hcss_event(&format!("f{i}"))));
             assert_eq!(r.unwrap_err().status(), 401);
         }
         assert_eq!(
@@ -557,7 +563,6 @@ mod health_tests {
     /// up to HCSS's 5; a published schedule longer than that (APS) keeps its own horizon.
     #[test]
     fn an_assumed_schedule_never_shortens_an_events_memory_below_a_day() {
-        use std::time::Duration;
         let hcss = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
         assert_eq!(hcss.health().retry_horizon(), Some(Duration::from_secs(24 * 3600)));
         let aps = Receiver::new(
@@ -574,25 +579,11 @@ mod health_tests {
     /// timeout, so health counts a failure too.
     #[test]
     fn a_2xx_after_the_senders_timeout_counts_as_a_failure() {
-        use std::time::Duration;
         let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
             .with_sender_timeout(Duration::from_millis(50));
-        let headers = http::HeaderMap::new();
-        let (m, u) = (http::Method::POST, http::Uri::from_static("/h?token=tok"));
-        let head = RequestHead::new(&m, &u, &headers);
-        let answer = |id: &str, pause: Duration| {
-            let body = format!(r#"{{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"{id}"}}"#);
-            let _ = block_on(rx.deliver(&head, body.into(), |_d| async move {
-                std::thread::sleep(pause);
-                HandlerOutcome::<_, ()>::Responded {
-                    response: (),
-                    success: true,
-                }
-            }));
-        };
-        answer("slow", Duration::from_millis(80));
+        deliver_hcss(&rx, "slow", Duration::from_millis(80), true);
         assert_eq!(rx.health().consecutive_failures(), 1);
-        answer("fast", Duration::ZERO);
+        deliver_hcss(&rx, "fast", Duration::ZERO, true);
         assert_eq!(rx.health().consecutive_failures(), 0);
     }
 
@@ -602,10 +593,12 @@ mod health_tests {
     fn a_challenge_does_not_reset_the_senders_health() {
         let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
         let headers = http::HeaderMap::new();
-        let body = r#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
         let wrong = http::Uri::from_static("/h?token=wrong");
         for _ in 0..3 {
-            let r = block_on(rx.admit(&RequestHead::new(&http::Method::POST, &wrong, &headers), body.into()));
+            let r = block_on(rx.admit(
+                &RequestHead::new(&http::Method::POST, &wrong, &headers),
+                hcss_event("e"),
+            ));
             assert_eq!(r.unwrap_err().status(), 401);
         }
         let challenge = http::Uri::from_static("/h?challenge=x");

@@ -10,7 +10,6 @@
 //! `cargo bench -p hookguard-tower --bench in_process`
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use hmac::{Hmac, Mac};
 use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::{Claim, Dedupe, DedupeStore, MemoryStore};
 use hookguard_core::schemes::BuildWorkPro;
+use hookguard_core::testing::block_on;
 use hookguard_core::{Receiver, Scheme, SignParams, Verifier};
 use hookguard_tower::WebhookLayer;
 use http::{Request, Response};
@@ -27,18 +27,6 @@ use tower::{Layer, Service};
 
 const NOW: u64 = 1_700_000_000;
 const SECRET: &str = "whsec_bench_secret";
-
-/// Polls `f` once: everything here is ready at the first poll.
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => panic!("nothing here waits"),
-    }
-}
 
 /// The layer bench's 4 KiB body of event `evt_{id:016x}`.
 fn body(id: u64) -> Vec<u8> {
@@ -67,8 +55,8 @@ fn layer(c: &mut Criterion) {
     let store = MemoryStore::new(4_000_000);
     for i in 0..600_000u64 {
         let key = format!("buildworkpro:fill_{i:016x}");
-        match ready(store.claim(&key, Duration::from_secs(30))) {
-            Ok(Claim::New(t)) => assert!(ready(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
+        match block_on(store.claim(&key, Duration::from_secs(30))) {
+            Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
             other => panic!("{other:?}"),
         }
     }
@@ -91,8 +79,8 @@ fn layer(c: &mut Criterion) {
                 signed(id)
             },
             |req| {
-                ready(std::future::poll_fn(|cx| service.poll_ready(cx))).unwrap();
-                let res = ready(service.call(req)).unwrap();
+                block_on(std::future::poll_fn(|cx| service.poll_ready(cx))).unwrap();
+                let res = block_on(service.call(req)).unwrap();
                 assert_eq!(res.status(), 204);
                 res
             },

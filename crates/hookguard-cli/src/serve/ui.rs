@@ -131,21 +131,21 @@ pub struct Answers(Mutex<Rings>);
 /// The two rings, each newest last; `seq` orders answers across them.
 #[derive(Debug, Default)]
 struct Rings {
-    verified: VecDeque<(u64, Answer)>,
-    other: VecDeque<(u64, Answer)>,
+    deliveries: VecDeque<(u64, Answer)>,
+    others: VecDeque<(u64, Answer)>,
     seq: u64,
 }
 
 impl Answers {
-    fn push(&self, mut a: Answer, verified: bool) {
-        a.apart = verified;
+    /// Into the ring `a.apart` names.
+    fn push(&self, a: Answer) {
         let mut rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
         rings.seq += 1;
         let seq = rings.seq;
-        let ring = if verified {
-            &mut rings.verified
+        let ring = if a.apart {
+            &mut rings.deliveries
         } else {
-            &mut rings.other
+            &mut rings.others
         };
         if ring.len() == RECENT {
             ring.pop_front();
@@ -156,7 +156,7 @@ impl Answers {
     /// Both rings, newest first.
     fn newest_first(&self) -> Vec<Answer> {
         let rings = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<&(u64, Answer)> = rings.verified.iter().chain(&rings.other).collect();
+        let mut all: Vec<&(u64, Answer)> = rings.deliveries.iter().chain(&rings.others).collect();
         all.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
         all.into_iter().map(|(_, a)| a.clone()).collect()
     }
@@ -314,21 +314,17 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         ),
         _ => (None, None),
     };
-    let apart = kept_apart(verified, outcome, &code);
-    rec.answers.push(
-        Answer {
-            at_ms: now_ms(),
-            method: cut(method.as_str(), 16).to_owned(),
-            status: status.as_u16(),
-            outcome,
-            code,
-            event_id,
-            event_type,
-            millis: started.elapsed().as_millis() as u64,
-            apart,
-        },
-        apart,
-    );
+    rec.answers.push(Answer {
+        at_ms: now_ms(),
+        method: cut(method.as_str(), 16).to_owned(),
+        status: status.as_u16(),
+        outcome,
+        apart: kept_apart(verified, outcome, &code),
+        code,
+        event_id,
+        event_type,
+        millis: started.elapsed().as_millis() as u64,
+    });
     Response::from_parts(parts, body)
 }
 
@@ -1246,7 +1242,7 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"ab", b"abc"));
     }
 
-    fn answer(at_ms: i64, outcome: &'static str) -> Answer {
+    fn answer(at_ms: i64, outcome: &'static str, apart: bool) -> Answer {
         Answer {
             at_ms,
             method: "POST".into(),
@@ -1256,7 +1252,7 @@ mod tests {
             event_id: None,
             event_type: None,
             millis: 0,
-            apart: false,
+            apart,
         }
     }
 
@@ -1264,7 +1260,7 @@ mod tests {
     fn the_ring_keeps_the_last_200() {
         let a = Answers::default();
         for i in 0..250 {
-            a.push(answer(i, "accepted"), true);
+            a.push(answer(i, "accepted", true));
         }
         let v = a.newest_first();
         assert_eq!(v.len(), RECENT);
@@ -1289,15 +1285,15 @@ mod tests {
     fn a_flood_of_refused_requests_does_not_push_verified_answers_out() {
         let a = Answers::default();
         for i in 0..10 {
-            a.push(answer(i, "accepted"), true);
+            a.push(answer(i, "accepted", true));
         }
         for i in 10..1_010 {
-            a.push(answer(i, "rejected"), false);
+            a.push(answer(i, "rejected", false));
         }
-        a.push(answer(1_010, "duplicate"), true);
+        a.push(answer(1_010, "handled", true));
         let v = a.newest_first();
         assert_eq!(v.len(), 11 + RECENT);
-        // Newest first across both rings: the last duplicate, then the last refusals.
+        // Newest first across both rings: the last delivery, then the last refusals.
         assert_eq!((v[0].at_ms, v[1].at_ms), (1_010, 1_009));
         let verified: Vec<i64> = v.iter().filter(|a| a.outcome != "rejected").map(|a| a.at_ms).collect();
         assert_eq!(verified, [1_010, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
