@@ -7,7 +7,9 @@
 //! network's noise: the JSON validation, the dedupe claim and completion (a 4,000,000-key
 //! store holding 600,000 keys, as the layer bench's), and the plumbing.
 //!
-//! `cargo bench -p hookguard-tower --bench in_process`
+//! `cargo bench -p hookguard-tower --bench in_process`; `IN_PROCESS_CAPACITY` and `IN_PROCESS_FILL`
+//! change the store's capacity and how many keys it holds before the first request (a small
+//! store that stays in the cache shows what the table's memory costs).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -51,9 +53,14 @@ fn signed(id: u64) -> Request<Full<Bytes>> {
     req
 }
 
+/// A number from the environment, or `default`.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn layer(c: &mut Criterion) {
-    let store = MemoryStore::new(4_000_000);
-    for i in 0..600_000u64 {
+    let store = MemoryStore::new(setting("IN_PROCESS_CAPACITY", 4_000_000));
+    for i in 0..setting("IN_PROCESS_FILL", 600_000u64) {
         let key = format!("buildworkpro:fill_{i:016x}");
         match block_on(store.claim(&key, Duration::from_secs(30))) {
             Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
