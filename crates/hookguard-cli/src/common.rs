@@ -46,8 +46,13 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) -> CliResult<()> {
     })
 }
 
-/// Writes one line to stderr; a closed or broken stderr is ignored (never a panic).
+/// Writes one line to stderr; a closed or broken stderr is ignored (never a panic). Once the
+/// logs' queue runs ([`crate::logs::Logs`]) the line goes through it, in order with the logs,
+/// and a stderr nobody reads never blocks the caller.
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    if let Some(queue) = crate::logs::Logs::running() {
+        return queue.line(format!("{args}\n").as_bytes());
+    }
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }

@@ -6,6 +6,7 @@ mod demo;
 #[cfg(target_os = "linux")]
 mod exec_guard;
 mod inbox;
+mod logs;
 mod send;
 mod serve;
 mod sign;
@@ -111,17 +112,21 @@ enum Command {
     ExecGuard(exec_guard::ExecGuardArgs),
 }
 
+/// Logs go to stderr through [`logs::Logs`]' bounded queue: a stderr nobody reads never holds
+/// up an answer.
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         // A closed stderr must not turn a log line into a panic (its fallback is eprintln!).
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match logs::Logs::start() {
+        Some(queue) => fmt.with_writer(queue).try_init(),
+        None => fmt.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 /// Arguments whose value can be a secret: a refused value is never echoed (clap's own message
@@ -164,7 +169,7 @@ fn main() -> ExitCode {
     });
     // Do not wait for lingering tasks (an --exec child being killed, idle connections).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(CliError::Usage(m)) => {
             write_stderr(format_args!("hookguard: {m}"));
@@ -175,5 +180,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(CliError::StdoutClosed) => ExitCode::from(1),
+    };
+    // The last lines reach stderr before the exit — or are given up after a second when
+    // nobody reads it.
+    if let Some(queue) = logs::Logs::running() {
+        queue.flush(std::time::Duration::from_secs(1));
     }
+    code
 }

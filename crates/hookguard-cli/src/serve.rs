@@ -29,7 +29,9 @@ use crate::inbox::{inbox_error, parse_inbox_spec, InboxSpec};
 
 const AFTER_HELP: &str = "\
 Answers challenges on GET PATH (HCSS `?challenge=`) and receives deliveries on POST PATH.
-Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more.
+Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more. A stderr
+nobody reads never holds up an answer: log lines beyond a 1 MiB queue are dropped, and
+their number is logged once stderr moves again.
 The first stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
 Inline mode (default): the handler runs while the sender waits. For every first-time verified

@@ -29,6 +29,8 @@ struct Server {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     unread: Option<ChildStdout>,
+    /// Held while stderr's reader waits after the `listening on` line (`start_stalling_stderr`).
+    stderr_gate: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Server {
@@ -37,6 +39,16 @@ impl Server {
     }
 
     fn start_with(args: &[&str], mode: ServeStdout) -> Server {
+        Server::spawn(args, mode, false)
+    }
+
+    /// Like [`Server::start`], but nobody reads stderr after the `listening on` line until
+    /// [`Server::read_stderr`]: the pipe fills and stays full.
+    fn start_stalling_stderr(args: &[&str]) -> Server {
+        Server::spawn(args, ServeStdout::Read, true)
+    }
+
+    fn spawn(args: &[&str], mode: ServeStdout, stall_stderr: bool) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -59,9 +71,14 @@ impl Server {
         }
         let err = BufReader::new(child.stderr.take().unwrap());
         let lines = Arc::clone(&stderr);
+        let (stderr_gate, gate) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
             for l in err.lines().map_while(Result::ok) {
+                let started = l.contains("listening on");
                 lines.lock().unwrap().push(l);
+                if started && stall_stderr {
+                    let _ = gate.recv();
+                }
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -89,7 +106,13 @@ impl Server {
             stdout,
             stderr,
             unread,
+            stderr_gate: Some(stderr_gate),
         }
+    }
+
+    /// Lets stderr's reader go on (see [`Server::start_stalling_stderr`]).
+    fn read_stderr(&mut self) {
+        self.stderr_gate.take();
     }
 
     /// Starts reading the stdout pipe nobody read so far.
@@ -1503,6 +1526,35 @@ fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
     expected.push(refused);
     expected.sort_unstable();
     assert_eq!(all, expected);
+}
+
+#[test]
+fn a_stalled_stderr_stalls_no_answer() {
+    // `serve` logs every refused request at INFO. With stderr a pipe nobody reads, 16,000
+    // refusals (about 2 MB of log lines) fill it many times over; before the logs had a queue
+    // of their own, the runtime's threads blocked in `write` after about 500 and every answer
+    // waited (a genuine delivery timed out at the sender). Now the queue's 1 MiB fills and the
+    // rest are dropped.
+    let mut s = Server::start_stalling_stderr(&["--provider", "buildworkpro", "--secret", "whsec_s"]);
+    for i in 0..16_000 {
+        let (status, _) = http(
+            s.port,
+            "POST",
+            "/webhooks",
+            &[],
+            format!(r#"{{"id":"forged_{i}"}}"#).as_bytes(),
+        );
+        assert_eq!(status, 401, "refusal {i}");
+    }
+    let (status, answer) = bwp_post(s.port, "whsec_s", "evt_after_the_flood");
+    assert_eq!(status, 204, "{answer}");
+    assert_eq!(s.json_lines(1)[0]["id"], "evt_after_the_flood");
+    // Once stderr is read again, the lines that did not fit are counted, not silently lost.
+    s.read_stderr();
+    wait_for("the dropped-lines notice", Duration::from_secs(10), || {
+        s.stderr()
+            .contains("log lines dropped: stderr was not read fast enough")
+    });
 }
 
 /// Runs the binary with stdout a pipe whose reader is closed before it writes (stdin is

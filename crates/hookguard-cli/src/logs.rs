@@ -1,0 +1,253 @@
+//! Stderr that never holds up an answer.
+//!
+//! `serve` logs a line per delivery and per refused request (INFO by default). Written straight
+//! to stderr, a stderr nobody drains — a pipe into a stalled consumer, a terminal paused with
+//! Ctrl-S, a log collector under back-pressure — blocked the runtime's threads in `write`, and
+//! with them every answer: a sender timed out on genuine deliveries because a flood of forged
+//! ones filled a pipe. Here every line (tracing's and [`crate::common::write_stderr`]'s) goes
+//! through a bounded queue (1 MiB) to one writer thread, which gathers what is queued into one
+//! `write`. When the queue is full the line is dropped and counted, and the writer says how
+//! many were lost once stderr moves again. Logs are diagnostics: the deliveries' record is
+//! stdout's JSON lines, which are never dropped (`serve` answers 503 instead).
+
+use std::io::Write;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Bytes queued at most (several thousand log lines).
+const CAPACITY: usize = 1024 * 1024;
+
+/// What the writer has not written yet.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    dropped: u64,
+    flushes: Vec<SyncSender<()>>,
+    /// The writer waits for work (a producer must wake it).
+    idle: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    work: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves at worst a cut line: keep logging.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The process's stderr queue; [`Logs::start`] once, before the first log line.
+#[derive(Clone)]
+pub struct Logs {
+    shared: Arc<Shared>,
+}
+
+static LOGS: OnceLock<Logs> = OnceLock::new();
+
+impl Logs {
+    /// Starts the writer thread (once per process) and returns the queue; `None` only if the
+    /// thread cannot be spawned (callers then write stderr directly).
+    pub fn start() -> Option<Logs> {
+        if let Some(l) = LOGS.get() {
+            return Some(l.clone());
+        }
+        let logs = Logs { shared: Arc::default() };
+        let shared = Arc::clone(&logs.shared);
+        std::thread::Builder::new()
+            .name("hookguard-stderr".into())
+            .spawn(move || write_lines(&shared, &mut std::io::stderr()))
+            .ok()?;
+        Some(LOGS.get_or_init(|| logs).clone())
+    }
+
+    /// The running queue, if [`Logs::start`] was called.
+    pub fn running() -> Option<&'static Logs> {
+        LOGS.get()
+    }
+
+    /// Queues one whole line (with its newline), or drops and counts it when the queue is full.
+    /// Never waits for stderr.
+    pub fn line(&self, line: &[u8]) {
+        let mut p = self.shared.lock();
+        if p.bytes.len() + line.len() > CAPACITY {
+            p.dropped += 1;
+            return;
+        }
+        p.bytes.extend_from_slice(line);
+        self.wake(p);
+    }
+
+    fn wake(&self, mut p: MutexGuard<'_, Pending>) {
+        if std::mem::take(&mut p.idle) {
+            drop(p);
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Waits, at most `limit`, until every line queued so far is written: before the process
+    /// exits. A stalled stderr costs `limit`, never a hang.
+    pub fn flush(&self, limit: Duration) {
+        let (ack, done) = mpsc::sync_channel(1);
+        let mut p = self.shared.lock();
+        p.flushes.push(ack);
+        self.wake(p);
+        let _ = done.recv_timeout(limit);
+    }
+}
+
+/// The writer thread: everything queued in one write; a failed write (a closed stderr) is
+/// ignored so the queue keeps draining.
+fn write_lines(shared: &Shared, out: &mut impl Write) {
+    let mut batch = Vec::new();
+    loop {
+        let (lost, flushes) = {
+            let mut p = shared.lock();
+            while p.bytes.is_empty() && p.flushes.is_empty() && p.dropped == 0 {
+                p.idle = true;
+                p = shared.work.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            p.idle = false;
+            std::mem::swap(&mut p.bytes, &mut batch);
+            (std::mem::take(&mut p.dropped), std::mem::take(&mut p.flushes))
+        };
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        if lost > 0 {
+            let _ = writeln!(
+                out,
+                "hookguard: {lost} log lines dropped: stderr was not read fast enough"
+            );
+        }
+        let small = batch.len() < 8 * 1024;
+        batch.clear();
+        if batch.capacity() > CAPACITY {
+            batch = Vec::new();
+        }
+        let awaited = !flushes.is_empty();
+        for f in flushes {
+            let _ = f.try_send(());
+        }
+        // A short pause after a small batch lets lines gather: a line per request would
+        // otherwise wake this thread once per request (a futex wake and a context switch on
+        // the request's core). At most ~1,000 writes a second, each line ≤ 1 ms later.
+        if small && !awaited {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Tracing's writer for one event: tracing formats the event first and hands it over in one
+/// `write_all`, which this queues as one line.
+pub struct LineWriter<'a> {
+    logs: &'a Logs,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.logs.line(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Logs {
+    type Writer = LineWriter<'a>;
+    fn make_writer(&'a self) -> LineWriter<'a> {
+        LineWriter { logs: self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Receiver;
+
+    /// A sink whose first write blocks until the test releases it.
+    struct Stalled {
+        written: Arc<Mutex<Vec<u8>>>,
+        release: Receiver<()>,
+        open: bool,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if !self.open {
+                let _ = self.release.recv();
+                self.open = true;
+            }
+            self.written.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_stderr_never_blocks_a_logger_and_says_what_it_lost() {
+        let logs = Logs { shared: Arc::default() };
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (release, gate) = mpsc::channel();
+        let mut sink = Stalled {
+            written: Arc::clone(&written),
+            release: gate,
+            open: false,
+        };
+        let shared = Arc::clone(&logs.shared);
+        std::thread::spawn(move || write_lines(&shared, &mut sink));
+
+        // The writer takes what is queued and blocks in `write`; the queue then fills and
+        // every further line is dropped. Logging must finish while the sink is still blocked:
+        // a logger that waited would never finish, and the test fails instead of hanging.
+        let total = 300_000u64;
+        let (finished, logged) = mpsc::channel();
+        let logger = {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for i in 0..total {
+                    logs.line(format!("line {i}\n").as_bytes());
+                }
+                finished.send(()).unwrap();
+            })
+        };
+        assert!(
+            logged.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "logging waited on a stalled stderr"
+        );
+        logger.join().unwrap();
+        let lost = logs.shared.lock().dropped;
+        assert!(lost > 0 && lost < total, "{lost}");
+
+        release.send(()).unwrap();
+        logs.flush(Duration::from_secs(10));
+        let out = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        let numbers: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+            .collect();
+        assert_eq!(numbers.len() as u64 + lost, total, "every line is written or counted");
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "whole lines, in order");
+        assert!(out.contains(&format!("hookguard: {lost} log lines dropped")), "{out}");
+    }
+
+    #[test]
+    fn flush_gives_up_after_its_limit() {
+        // No writer at all: the flush is never answered.
+        let logs = Logs { shared: Arc::default() };
+        logs.line(b"never written\n");
+        let (done, waited) = mpsc::channel();
+        std::thread::spawn(move || {
+            logs.flush(Duration::from_millis(200));
+            done.send(()).unwrap();
+        });
+        assert!(waited.recv_timeout(Duration::from_secs(30)).is_ok(), "flush hung");
+    }
+}
