@@ -77,10 +77,11 @@ impl Logs {
     pub fn line(&self, line: &[u8]) {
         let mut p = self.shared.lock();
         if p.bytes.len() + line.len() > CAPACITY {
+            // Woken even so: a line too long for an empty queue still gets its notice.
             p.dropped += 1;
-            return;
+        } else {
+            p.bytes.extend_from_slice(line);
         }
-        p.bytes.extend_from_slice(line);
         self.wake(p);
     }
 
@@ -99,6 +100,77 @@ impl Logs {
         p.flushes.push(ack);
         self.wake(p);
         let _ = done.recv_timeout(limit);
+    }
+}
+
+/// Flushes the queue (at most a second) when dropped — also while a panic unwinds `main`.
+pub struct FlushOnExit;
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        if let Some(queue) = Logs::running() {
+            queue.flush(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Keeps panic messages after the queued lines: the queue is flushed (at most a second)
+/// before the default hook prints the message straight to stderr.
+pub fn flush_before_panic_messages() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(queue) = Logs::running() {
+            queue.flush(Duration::from_secs(1));
+        }
+        default(info);
+    }));
+}
+
+/// The longest piece of a command's output queued as one line.
+const PIECE: usize = 8 * 1024;
+
+/// Copies a child process's output (`serve --exec`) into the queue line by line: the
+/// command's output never blocks on a stderr nobody reads (that would hold up its delivery's
+/// answer) and never lands inside a log line.
+pub async fn forward(from: impl tokio::io::AsyncRead + Unpin) {
+    forward_to(from, |line| match Logs::running() {
+        Some(queue) => queue.line(line),
+        None => {
+            let _ = std::io::stderr().write_all(line);
+        }
+    })
+    .await;
+}
+
+/// [`forward`]'s reading: whole lines, a line longer than 8 KiB in pieces, each with its
+/// newline.
+async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, mut emit: impl FnMut(&[u8])) {
+    use tokio::io::AsyncReadExt;
+    let mut pending = Vec::with_capacity(PIECE);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        loop {
+            let window = &pending[..pending.len().min(PIECE)];
+            if let Some(end) = window.iter().position(|&b| b == b'\n') {
+                emit(&pending[..=end]);
+                pending.drain(..=end);
+            } else if pending.len() >= PIECE {
+                let mut piece: Vec<u8> = pending.drain(..PIECE).collect();
+                piece.push(b'\n');
+                emit(&piece);
+            } else {
+                break;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        pending.push(b'\n');
+        emit(&pending);
     }
 }
 
@@ -170,9 +242,10 @@ mod tests {
     use super::*;
     use std::sync::mpsc::Receiver;
 
-    /// A sink whose first write blocks until the test releases it.
+    /// A sink whose first write says it started, then blocks until the test releases it.
     struct Stalled {
         written: Arc<Mutex<Vec<u8>>>,
+        started: mpsc::Sender<()>,
         release: Receiver<()>,
         open: bool,
     }
@@ -180,6 +253,7 @@ mod tests {
     impl Write for Stalled {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             if !self.open {
+                let _ = self.started.send(());
                 let _ = self.release.recv();
                 self.open = true;
             }
@@ -196,17 +270,22 @@ mod tests {
         let logs = Logs { shared: Arc::default() };
         let written = Arc::new(Mutex::new(Vec::new()));
         let (release, gate) = mpsc::channel();
+        let (started, stalled) = mpsc::channel();
         let mut sink = Stalled {
             written: Arc::clone(&written),
+            started,
             release: gate,
             open: false,
         };
         let shared = Arc::clone(&logs.shared);
         std::thread::spawn(move || write_lines(&shared, &mut sink));
+        // The writer takes the first line and blocks in `write`.
+        logs.line(b"first\n");
+        stalled.recv_timeout(Duration::from_secs(60)).expect("the writer wrote");
 
-        // The writer takes what is queued and blocks in `write`; the queue then fills and
-        // every further line is dropped. Logging must finish while the sink is still blocked:
-        // a logger that waited would never finish, and the test fails instead of hanging.
+        // The queue then fills and every further line is dropped. Logging must finish while
+        // the sink is still blocked: a logger that waited would never finish, and the test
+        // fails instead of hanging.
         let total = 300_000u64;
         let (finished, logged) = mpsc::channel();
         let logger = {
@@ -234,6 +313,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
             .collect();
         assert_eq!(numbers.len() as u64 + lost, total, "every line is written or counted");
+        assert!(out.starts_with("first\n"), "{}", &out[..20]);
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "whole lines, in order");
         assert!(out.contains(&format!("hookguard: {lost} log lines dropped")), "{out}");
     }
@@ -248,6 +328,35 @@ mod tests {
             logs.flush(Duration::from_millis(200));
             done.send(()).unwrap();
         });
-        assert!(waited.recv_timeout(Duration::from_secs(30)).is_ok(), "flush hung");
+        // Far above the limit, far below "waited for a writer".
+        assert!(
+            waited.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "flush ignored its limit"
+        );
+    }
+
+    #[test]
+    fn a_commands_output_is_queued_in_whole_lines_and_bounded_pieces() {
+        let mut output = b"one\n\ntwo\n".to_vec();
+        output.extend(std::iter::repeat_n(b'x', 2 * PIECE + 10));
+        output.extend_from_slice(b"\nlast without newline");
+        let mut lines = Vec::new();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(forward_to(&output[..], |l| lines.push(l.to_vec())));
+        let piece = [vec![b'x'; PIECE], b"\n".to_vec()].concat();
+        let tail = [vec![b'x'; 10], b"\n".to_vec()].concat();
+        let expected: Vec<&[u8]> = vec![
+            b"one\n",
+            b"\n",
+            b"two\n",
+            &piece,
+            &piece,
+            &tail,
+            b"last without newline\n",
+        ];
+        let lens = |v: &[&[u8]]| v.iter().map(|l| l.len()).collect::<Vec<_>>();
+        let got: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        assert_eq!(lens(&got), lens(&expected));
+        assert_eq!(got, expected);
     }
 }

@@ -147,6 +147,10 @@ fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     });
+    // Whatever way `main` ends — a return, an early error, a panic unwinding — the queued
+    // lines reach stderr first (or are given up after a second when nobody reads it).
+    logs::flush_before_panic_messages();
+    let _flush = logs::FlushOnExit;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -181,10 +185,5 @@ fn main() -> ExitCode {
         }
         Err(CliError::StdoutClosed) => ExitCode::from(1),
     };
-    // The last lines reach stderr before the exit — or are given up after a second when
-    // nobody reads it.
-    if let Some(queue) = logs::Logs::running() {
-        queue.flush(std::time::Duration::from_secs(1));
-    }
     code
 }

@@ -393,12 +393,20 @@ impl Exec {
         cmd.process_group(0);
         let mut child = cmd
             .stdin(Stdio::piped())
-            // Keep stdout for the JSON lines: the command's output goes to stderr.
-            .stdout(Stdio::from(std::io::stderr()))
-            .stderr(Stdio::inherit())
+            // Keep stdout for the JSON lines: the command's output goes to stderr, through the
+            // logs' queue (a stderr nobody reads must not stall the command, and with it the
+            // delivery's answer).
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(ExecError::Spawn)?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(crate::logs::forward(out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(crate::logs::forward(err));
+        }
         // Declared after `child`, so dropped first: the group dies before tokio reaps its leader.
         let mut group = GroupGuard(child.id());
         let stdin = child.stdin.take();

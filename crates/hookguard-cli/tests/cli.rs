@@ -1557,6 +1557,24 @@ fn a_stalled_stderr_stalls_no_answer() {
     });
 }
 
+#[test]
+fn a_stalled_stderr_stalls_no_exec_command() {
+    // An --exec command's output goes to serve's stderr. Written there directly, a command
+    // printing 300 KB blocked once the unread pipe held 64 KiB, ran into its timeout and its
+    // delivery was answered 503 — every time the sender retried.
+    let s = Server::start_stalling_stderr(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--exec",
+        "head -c 300000 /dev/zero | tr '\\0' x >&2; echo done >&2",
+    ]);
+    let (status, answer) = bwp_post(s.port, "whsec_s", "evt_loud_handler");
+    assert_eq!(status, 204, "{answer}");
+    assert_eq!(s.json_lines(1)[0]["id"], "evt_loud_handler");
+}
+
 /// Runs the binary with stdout a pipe whose reader is closed before it writes (stdin is
 /// written only after closing); returns the exit status and stderr.
 fn run_with_closed_stdout(args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
