@@ -1,5 +1,6 @@
 //! `hookguard serve`: a receiver built on the tower layer in an axum router.
 
+mod http_server;
 mod metrics;
 mod ui;
 
@@ -189,6 +190,11 @@ pub struct ServeArgs {
     /// 503 inbox_full [default: 100000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_pending: Option<u64>,
+    /// The longest a connection may take to send a request head, and the longest a kept-alive
+    /// connection may stay idle; then it is closed (a half-sent request never holds a
+    /// connection, or a shutdown, for ever).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    header_timeout: Duration,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
     #[arg(long, value_name = "LINES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     stdout_queue: u32,
@@ -1176,10 +1182,13 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     extras.start(receiver, None, about);
     let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
     // The router (and with it the queue's sender) is dropped when serving ends.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal(closed_rx, Arc::clone(&stdout_closed)))
-        .await
-        .map_err(|e| failed(format!("server error: {e}")))?;
+    http_server::serve(
+        listener,
+        app,
+        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
+        args.header_timeout,
+    )
+    .await;
     if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
         return Err(CliError::StdoutClosed);
     }
@@ -1257,11 +1266,14 @@ async fn run_inbox(
     extras.start(receiver, Some(Arc::clone(&inbox)), about);
     let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
     // Stop accepting first; then let the worker finish or give back what it holds.
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal(closed_rx, Arc::clone(&stdout_closed)))
-        .await;
+    http_server::serve(
+        listener,
+        app,
+        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
+        args.header_timeout,
+    )
+    .await;
     worker.shutdown().await;
-    served.map_err(|e| failed(format!("server error: {e}")))?;
     if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
         return Err(CliError::StdoutClosed);
     }

@@ -962,6 +962,56 @@ fn serve_shuts_down_gracefully_on_sigterm() {
 }
 
 #[test]
+fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
+    // axum::serve gives hyper no timer, so a client that sent half a request head kept its
+    // connection for ever and SIGTERM waited for it. Both are bounded by --header-timeout.
+    let half = |port: u16| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"POST /webhooks HTTP/1.1\r\nHost: x\r\n").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c
+    };
+    for inbox in [false, true] {
+        let dir = scratch("half-sent");
+        let db = dir.join("inbox.db");
+        let mut all = vec![
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_s",
+            "--header-timeout",
+            "1",
+        ];
+        if inbox {
+            all.extend(["--inbox", path(&db)]);
+        }
+        let mut s = Server::start(&all);
+        let started = Instant::now();
+        let mut c = half(s.port);
+        let mut rest = Vec::new();
+        match c.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "inbox {inbox}: {e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "inbox {inbox}: the connection stayed open"
+        );
+        // A delivery on a new connection is answered as usual.
+        let (status, answer) = bwp_post(s.port, "whsec_s", "evt_after_half");
+        assert!(status == 204 || status == 200, "{status} {answer}");
+
+        let _held = half(s.port);
+        sigterm(s.child.id());
+        let status = s.wait_exit(Duration::from_secs(15));
+        assert!(
+            matches!(status, Some(st) if st.success()),
+            "inbox {inbox}: SIGTERM waited for a half-sent request: {status:?}"
+        );
+    }
+}
+
+#[test]
 fn every_subcommand_has_complete_help_with_an_example() {
     for sub in ["demo", "serve", "sign", "verify", "send", "inbox"] {
         let o = hookguard(&[sub, "--help"], None);

@@ -117,10 +117,11 @@ pub fn spawn(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> Vec
                 }
             },
         ));
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics server stopped");
-        }
-    });
+    let server = tokio::spawn(super::http_server::serve(
+        listener,
+        app,
+        std::future::pending(),
+        super::http_server::EXTRAS_HEAD_TIMEOUT,
+    ));
     vec![upkeep, server]
 }

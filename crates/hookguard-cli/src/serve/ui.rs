@@ -442,11 +442,12 @@ impl Extras {
                 counts: Counts::default(),
             });
             let app = router(ui.clone());
-            self.tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "the inspector stopped");
-                }
-            }));
+            self.tasks.push(tokio::spawn(super::http_server::serve(
+                listener,
+                app,
+                std::future::pending(),
+                super::http_server::EXTRAS_HEAD_TIMEOUT,
+            )));
             if given {
                 write_stderr(format_args!("hookguard: inspector on {url}/ (token from --ui-token)"));
             } else {
