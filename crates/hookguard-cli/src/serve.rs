@@ -190,9 +190,10 @@ pub struct ServeArgs {
     /// 503 inbox_full [default: 100000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_pending: Option<u64>,
-    /// The longest a connection may take to send a request head, and the longest a kept-alive
-    /// connection may stay idle; then it is closed (a half-sent request never holds a
-    /// connection, or a shutdown, for ever).
+    /// The longest a kept-alive connection may stay idle plus take to send its next request
+    /// head (one limit); then it is closed without an answer, so a half-sent request never
+    /// holds a connection for ever. Senders that keep idle connections longer may see one
+    /// closed under them now and then.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     header_timeout: Duration,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.

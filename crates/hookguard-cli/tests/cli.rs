@@ -964,35 +964,40 @@ fn serve_shuts_down_gracefully_on_sigterm() {
 #[test]
 fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
     // axum::serve gives hyper no timer, so a client that sent half a request head kept its
-    // connection for ever and SIGTERM waited for it. Both are bounded by --header-timeout.
+    // connection for ever and SIGTERM waited for it.
     let half = |port: u16| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.write_all(b"POST /webhooks HTTP/1.1\r\nHost: x\r\n").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         c
     };
+    let closed = |mut c: TcpStream, what: &str| {
+        let mut rest = Vec::new();
+        if let Err(e) = c.read_to_end(&mut rest) {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{what}: {e}");
+        }
+    };
     for inbox in [false, true] {
         let dir = scratch("half-sent");
         let db = dir.join("inbox.db");
-        let mut all = vec![
-            "--provider",
-            "buildworkpro",
-            "--secret",
-            "whsec_s",
-            "--header-timeout",
-            "1",
-        ];
-        if inbox {
-            all.extend(["--inbox", path(&db)]);
-        }
-        let mut s = Server::start(&all);
+        let start = |head_timeout: &str| {
+            let mut all = vec![
+                "--provider",
+                "buildworkpro",
+                "--secret",
+                "whsec_s",
+                "--header-timeout",
+                head_timeout,
+            ];
+            if inbox {
+                all.extend(["--inbox", path(&db)]);
+            }
+            Server::start(&all)
+        };
+        // --header-timeout bounds the head.
+        let s = start("1");
         let started = Instant::now();
-        let mut c = half(s.port);
-        let mut rest = Vec::new();
-        match c.read_to_end(&mut rest) {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "inbox {inbox}: {e}"),
-        }
+        closed(half(s.port), &format!("inbox {inbox}, head timeout"));
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "inbox {inbox}: the connection stayed open"
@@ -1000,15 +1005,37 @@ fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
         // A delivery on a new connection is answered as usual.
         let (status, answer) = bwp_post(s.port, "whsec_s", "evt_after_half");
         assert!(status == 204 || status == 200, "{status} {answer}");
+        drop(s);
 
-        let _held = half(s.port);
+        // Shutdown closes a connection still sending its head, without waiting for the
+        // head's bound (a minute here).
+        let mut s = start("60");
+        let held = half(s.port);
+        std::thread::sleep(Duration::from_millis(300));
         sigterm(s.child.id());
         let status = s.wait_exit(Duration::from_secs(15));
         assert!(
             matches!(status, Some(st) if st.success()),
             "inbox {inbox}: SIGTERM waited for a half-sent request: {status:?}"
         );
+        closed(held, &format!("inbox {inbox}, shutdown"));
     }
+}
+
+#[test]
+fn sigterm_lets_a_delivery_in_hand_finish_and_be_answered() {
+    // Shutdown closes connections with nothing in hand; one whose handler runs (here for 2 s,
+    // longer than the second an idle connection is given) gets its answer first.
+    let mut s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_s", "--exec", "sleep 2"]);
+    let port = s.port;
+    let sender = std::thread::spawn(move || bwp_post(port, "whsec_s", "evt_in_hand"));
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(s.child.id());
+    let (status, answer) = sender.join().unwrap();
+    assert_eq!(status, 204, "{answer}");
+    let exit = s.wait_exit(Duration::from_secs(15));
+    assert!(matches!(exit, Some(st) if st.success()), "{exit:?}");
+    assert_eq!(s.json_lines(1)[0]["id"], "evt_in_hand");
 }
 
 #[test]
