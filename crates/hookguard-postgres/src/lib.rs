@@ -74,6 +74,12 @@ const PURGE_BATCH: u64 = 5_000;
 
 /// Default `statement_timeout` of the connections [`PgInbox::connect`] opens.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound, on this side, of one inbox operation (a connection's acquire plus its
+/// statements): [`PgInboxBuilder::operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// The bound of `stats` and `purge`, which may scan for longer (`stats` allows itself a minute
+/// of statement time; a purge repeats its batch).
+const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 /// The schema version this crate creates.
 pub const SCHEMA_VERSION: i32 = 1;
 
@@ -87,6 +93,7 @@ pub struct PgInboxBuilder {
     schema: String,
     max_pending: u64,
     existing_only: bool,
+    operation_timeout: Duration,
 }
 
 impl Default for PgInboxBuilder {
@@ -95,6 +102,7 @@ impl Default for PgInboxBuilder {
             schema: "public".into(),
             max_pending: DEFAULT_MAX_PENDING,
             existing_only: false,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
     }
 }
@@ -111,6 +119,23 @@ impl PgInboxBuilder {
     /// refreshed every second, so the cap is approximate by what arrives in that second.
     pub fn max_pending(mut self, n: u64) -> Self {
         self.max_pending = n;
+        self
+    }
+
+    /// The longest one operation may take on this side (default 4 s), whatever the server
+    /// does: `statement_timeout` is the server's and cannot end a wait for a database that
+    /// went silent (a partition, a frozen host, a failover dropping packets). Past it the
+    /// operation fails — an accept answers `503` + `Retry-After` while the sender still
+    /// waits; the worker tries again — instead of waiting as long as TCP does. Keep it below
+    /// the senders' timeouts (Procore waits 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_postgres::PgInbox::builder().operation_timeout(Duration::from_secs(3));
+    /// # drop(b);
+    /// ```
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = d;
         self
     }
 
@@ -165,6 +190,7 @@ impl PgInboxBuilder {
             stats_turn: tokio::sync::Mutex::new(()),
             channel,
             table,
+            operation_timeout: self.operation_timeout,
         });
         inner.refresh_pending().await?;
         spawn_background(&inner);
@@ -193,6 +219,18 @@ struct Inner {
     /// One `stats` at a time: it may hold a connection for a while on a large inbox, and the
     /// pool's connections are for accepts.
     stats_turn: tokio::sync::Mutex<()>,
+    /// [`PgInboxBuilder::operation_timeout`].
+    operation_timeout: Duration,
+}
+
+/// `op` bounded by `limit` on this side: a database that stopped answering fails it.
+async fn bounded<T>(limit: Duration, op: impl Future<Output = Result<T, InboxError>>) -> Result<T, InboxError> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+        Err(InboxError::storage(format!(
+            "PostgreSQL did not answer within {} ms",
+            limit.as_millis()
+        )))
+    })
 }
 
 /// The most completions one statement (one transaction, one commit) carries.
@@ -257,17 +295,22 @@ async fn complete_queued(mut running: Draining) {
         let attempts: Vec<i32> = batch.iter().map(|c| c.1).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.2).collect();
         // The (id, attempt) pairs marked done; a row that fails to decode fails the batch.
-        let done = sqlx::query(&inner.sql.complete_many)
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&times)
-            .fetch_all(&inner.pool)
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i32, _>(1)?)))
-                    .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>()
-            });
+        // Bounded: a statement that never returns would hold every later completion.
+        let done = bounded(inner.operation_timeout, async {
+            sqlx::query(&inner.sql.complete_many)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&times)
+                .fetch_all(&inner.pool)
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i32, _>(1)?)))
+                        .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>()
+                })
+                .map_err(storage)
+        })
+        .await;
         match done {
             Ok(done) => {
                 for (id, attempt, _, answer) in batch {
@@ -736,7 +779,7 @@ fn record(r: &PgRow) -> Result<InboxRecord, sqlx::Error> {
 
 impl InboxStore for PgInbox {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let inner = &self.inner;
             if inner.pending.load(Ordering::Relaxed) >= inner.max_pending {
                 // The cap only refuses new rows; a copy is still recognised below.
@@ -786,11 +829,11 @@ impl InboxStore for PgInbox {
                 // The insert conflicted: a copy is already there.
                 None => Ok(Accepted::Duplicate(0)),
             }
-        })
+        }))
     }
 
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
             let _ = now_ms;
             let lease_ms = i64::try_from(lease.as_millis()).map_or(MAX_DELAY_MS, |ms| ms.min(MAX_DELAY_MS));
@@ -818,11 +861,11 @@ impl InboxStore for PgInbox {
                 .map_err(storage)?;
             items.sort_by_key(|i| i.id);
             Ok(items)
-        })
+        }))
     }
 
     fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
-        Box::pin(async move {
+        Box::pin(bounded(2 * self.inner.operation_timeout, async move {
             let (answer, answered) = oneshot::channel();
             let start = {
                 let mut c = lock_completions(&self.inner);
@@ -836,12 +879,12 @@ impl InboxStore for PgInbox {
             answered
                 .await
                 .unwrap_or_else(|_| Err(InboxError::storage("the completion was dropped before it ran")))
-        })
+        }))
     }
 
     fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
         let error = error.to_owned();
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let q = match retry_at_ms {
                 // A delay on the caller's clock, placed on the database's.
                 Some(at) => sqlx::query(&self.inner.sql.retry)
@@ -855,7 +898,7 @@ impl InboxStore for PgInbox {
             };
             let r = q.bind(error).execute(&self.inner.pool).await.map_err(storage)?;
             Ok(r.rows_affected() == 1)
-        })
+        }))
     }
 
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
@@ -867,7 +910,7 @@ impl InboxStore for PgInbox {
         let delay = until_ms
             .saturating_sub(hookguard_core::inbox::now_ms())
             .clamp(0, MAX_DELAY_MS);
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let r = sqlx::query(&self.inner.sql.release)
                 .bind(id)
                 .bind(attempt as i32)
@@ -876,11 +919,11 @@ impl InboxStore for PgInbox {
                 .await
                 .map_err(storage)?;
             Ok(r.rows_affected() == 1)
-        })
+        }))
     }
 
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let Some(r) = sqlx::query(&self.inner.sql.get)
                 .bind(id)
                 .fetch_optional(&self.inner.pool)
@@ -894,11 +937,11 @@ impl InboxStore for PgInbox {
             rec.headers = serde_json::from_str(&headers).unwrap_or_default();
             rec.body = Some(Bytes::from(r.try_get::<Vec<u8>, _>("body").map_err(storage)?));
             Ok(Some(rec))
-        })
+        }))
     }
 
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let sql = match filter.state {
                 None => &self.inner.sql.list,
                 Some(InboxState::Pending | InboxState::Running) => &self.inner.sql.list_active,
@@ -912,11 +955,11 @@ impl InboxStore for PgInbox {
                 .await
                 .map_err(storage)?;
             rows.iter().map(record).collect::<Result<_, _>>().map_err(storage)
-        })
+        }))
     }
 
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let _ = now_ms; // due now on the database's clock
             let r = sqlx::query(&self.inner.sql.replay)
                 .bind(id)
@@ -936,11 +979,11 @@ impl InboxStore for PgInbox {
                     expected: "done or dead",
                 }),
             }
-        })
+        }))
     }
 
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.operation_timeout, async move {
             let ids: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM {} WHERE state = 3", self.inner.table))
                 .fetch_all(&self.inner.pool)
                 .await
@@ -957,11 +1000,11 @@ impl InboxStore for PgInbox {
                 }
             }
             Ok(n)
-        })
+        }))
     }
 
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        Box::pin(async move {
+        Box::pin(bounded(LONG_OPERATION_TIMEOUT, async move {
             let sql = if include_dead {
                 &self.inner.sql.purge_dead
             } else {
@@ -980,11 +1023,11 @@ impl InboxStore for PgInbox {
                     return Ok(purged);
                 }
             }
-        })
+        }))
     }
 
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
-        Box::pin(async move {
+        Box::pin(bounded(LONG_OPERATION_TIMEOUT, async move {
             let _turn = self.inner.stats_turn.lock().await;
             let mut s = InboxStats::default();
             // Counting every row of a large inbox takes longer than the connections' statement
@@ -1024,7 +1067,7 @@ impl InboxStore for PgInbox {
             tx.commit().await.map_err(storage)?;
             s.disk_bytes = size.and_then(|n| u64::try_from(n).ok());
             Ok(s)
-        })
+        }))
     }
 
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

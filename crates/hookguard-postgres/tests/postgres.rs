@@ -651,3 +651,141 @@ async fn postgres_stopped_answers_503_never_2xx_and_recovers() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     worker.shutdown().await;
 }
+
+/// A TCP proxy in front of PostgreSQL that can go silent: while paused it keeps every
+/// connection open and forwards nothing, as a partitioned network or a frozen host does (a
+/// stopped server, by contrast, closes its connections and is noticed at once).
+struct SilentProxy {
+    url: String,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentProxy {
+    async fn start() -> SilentProxy {
+        let real = url();
+        let (head, rest) = real.split_once("://").unwrap();
+        let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let upstream = tokio::net::lookup_host(authority).await.unwrap().next().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let at = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}@")
+        };
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pause = Arc::clone(&paused);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(Self::pump(cr, sw, Arc::clone(&pause)));
+                tokio::spawn(Self::pump(sr, cw, Arc::clone(&pause)));
+            }
+        });
+        SilentProxy {
+            url: format!("{head}://{at}127.0.0.1:{port}/{path}"),
+            paused,
+        }
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        paused: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Bytes read just before a pause are held until it ends, like everything after.
+            while paused.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn silent(&self, on: bool) {
+        self.paused.store(on, Ordering::SeqCst);
+    }
+}
+
+/// `op`'s answer, or a failed test when it waits 30 s (far beyond any bound under test).
+async fn answered<T>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, InboxError>>,
+) -> Result<T, InboxError> {
+    tokio::time::timeout(Duration::from_secs(30), op)
+        .await
+        .unwrap_or_else(|_| panic!("{what} waited for the silent database"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_database_fails_each_operation_within_its_bound_and_recovers() {
+    // `statement_timeout` is the server's: it cannot end a wait for a database that stopped
+    // answering. Without a bound on this side an accept waited until the sender gave up (its
+    // timeout counted against the kill switch, no 503 + Retry-After) and a completion stuck in
+    // the group commit held every completion after it.
+    let s = schema("silent");
+    let proxy = SilentProxy::start().await;
+    // No ping before a connection is handed out, so the silence meets the statements
+    // themselves, as it does when a partition starts while they run (a pinging pool would
+    // fail at its acquire timeout instead, which says nothing about the bound under test).
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .test_before_acquire(false)
+        .connect(&proxy.url)
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder()
+        .schema(&*s)
+        .operation_timeout(Duration::from_secs(1))
+        .open(pool)
+        .await
+        .unwrap();
+    stored(&inbox, &bwp("evt_before")).await;
+    let item_held = claimed(&inbox, now_ms(), 1).await.remove(0);
+
+    proxy.silent(true);
+    let started = Instant::now();
+    assert!(answered("accept", inbox.accept(item(&bwp("evt_silent"))))
+        .await
+        .is_err());
+    assert!(answered("claim", inbox.claim(now_ms(), Duration::from_secs(30), 1))
+        .await
+        .is_err());
+    let complete = inbox.complete(item_held.id, item_held.attempt, now_ms());
+    assert!(answered("complete", complete).await.is_err());
+    // Each answered in about its bound (1 s, 2 s for a completion behind the group commit).
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+
+    proxy.silent(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match inbox.accept(item(&bwp("evt_after"))).await {
+            Ok(Accepted::Stored(_)) => break,
+            other => assert!(Instant::now() < deadline, "no recovery: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The completion that failed is made again, as the worker would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        inbox.complete(item_held.id, item_held.attempt, now_ms()).await,
+        Ok(true)
+    ) {
+        assert!(Instant::now() < deadline, "completions did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
