@@ -19,6 +19,10 @@
 //! runs (`hookguard inbox list|show|replay|purge|stats`): WAL lets readers in, and writers wait
 //! up to 5 s for each other.
 //!
+//! **Runtime.** Operations run in a Tokio runtime with its timer enabled (`#[tokio::main]` and
+//! axum's and actix-web's runtimes have it): each waits for the writer at most its
+//! [`operation_timeout`](SqliteInboxBuilder::operation_timeout).
+//!
 //! ```
 //! use hookguard_core::inbox::{InboxStore, NewItem, Accepted};
 //! use hookguard_core::{schemes::BuildWorkPro, testing};
@@ -27,7 +31,7 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let inbox = SqliteInbox::open(dir.join("inbox.db"))?;
 //! let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
-//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
 //! rt.block_on(async {
 //!     let first = inbox.accept(NewItem::from_delivery(&d, vec![], 0)).await?;
 //!     assert!(matches!(first, Accepted::Stored(_)));
@@ -45,6 +49,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver as ChanRx, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,8 +146,17 @@ pub struct SqliteInboxBuilder {
     max_pending: u64,
     max_batch: usize,
     queue: usize,
+    queue_bytes: usize,
+    operation_timeout: Duration,
     checkpoint_pages: u32,
 }
+
+/// Default bound of the deliveries waiting for the writer, in bytes.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Default bound of one operation's wait for the writer.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// The bound of a purge batch and of a replay of every dead item (they may write for longer).
+const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl SqliteInboxBuilder {
     /// The most pending and running items; accepts beyond it answer `503` (default 100,000).
@@ -158,6 +172,44 @@ impl SqliteInboxBuilder {
     /// The most operations waiting for the writer; beyond it callers get `Full` (default 16,384).
     pub fn queue(mut self, n: usize) -> Self {
         self.queue = n.max(1);
+        self
+    }
+
+    /// The most bytes of deliveries (bodies and headers) waiting for the writer (default
+    /// 64 MiB); beyond it an accept fails at once (`503`, the sender retries) instead of
+    /// holding its body in memory behind a disk that does not keep up. One delivery alone is
+    /// always queued, whatever its size.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-q-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db")).queue_bytes(16 << 20).open()?;
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
+    pub fn queue_bytes(mut self, n: usize) -> Self {
+        self.queue_bytes = n;
+        self
+    }
+
+    /// The longest an operation waits for the writer (default 4 s; a purge batch or a replay
+    /// of every dead item 90 s). A disk that stalls, or another process holding the file's
+    /// write lock, then fails the operation — an accept answers `503` + `Retry-After` while
+    /// the sender still waits — instead of waiting for as long as the disk does. The
+    /// operation may still be carried out afterwards (an accept then finds its retry a
+    /// copy). Keep it below the senders' timeouts (Procore waits 5 s).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-t-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db"))
+    ///     .operation_timeout(std::time::Duration::from_secs(3))
+    ///     .open()?;
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = d;
         self
     }
 
@@ -207,9 +259,11 @@ impl SqliteInboxBuilder {
             .unwrap_or(0);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             conn,
             rx,
+            queued: Arc::clone(&queued),
             max_pending: self.max_pending,
             max_batch: self.max_batch,
             pending,
@@ -229,6 +283,9 @@ impl SqliteInboxBuilder {
                 path: self.path,
                 stats_turn: tokio::sync::Mutex::new(()),
                 list_turns: tokio::sync::Semaphore::new(4),
+                queued,
+                queue_bytes: self.queue_bytes,
+                operation_timeout: self.operation_timeout,
             }),
         })
     }
@@ -249,6 +306,16 @@ struct Inner {
     stats_turn: tokio::sync::Mutex<()>,
     /// Lists reading at once (each on a connection and thread of its own).
     list_turns: tokio::sync::Semaphore,
+    /// Bytes of deliveries sent to the writer and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    queue_bytes: usize,
+    operation_timeout: Duration,
+}
+
+/// What a delivery weighs in the writer's queue: its body, its headers and a little more.
+fn queued_size(item: &NewItem) -> usize {
+    let headers: usize = item.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    item.body.len() + headers + 256
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -298,6 +365,8 @@ impl SqliteInbox {
             max_pending: DEFAULT_MAX_PENDING,
             max_batch: 512,
             queue: 16_384,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
         }
     }
@@ -348,17 +417,33 @@ impl SqliteInbox {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, InboxError>>) -> Op,
     ) -> InboxFuture<'_, T> {
+        self.call_within(self.inner.operation_timeout, make)
+    }
+
+    /// Sends an operation to the writer and waits at most `limit` for its answer.
+    fn call_within<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        make: impl FnOnce(oneshot::Sender<Result<T, InboxError>>) -> Op,
+    ) -> InboxFuture<'_, T> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.tx.try_send(make(reply));
+        if let Err(TrySendError::Full(Op::Accept(item, _)) | TrySendError::Disconnected(Op::Accept(item, _))) = &sent {
+            self.inner.queued.fetch_sub(queued_size(item), Ordering::AcqRel);
+        }
         Box::pin(async move {
             match sent {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => return Err(InboxError::storage("the inbox writer's queue is full")),
                 Err(TrySendError::Disconnected(_)) => return Err(InboxError::storage("the inbox writer stopped")),
             }
-            answer
-                .await
-                .unwrap_or_else(|_| Err(InboxError::storage("the inbox writer stopped")))
+            match tokio::time::timeout(limit, answer).await {
+                Ok(answer) => answer.unwrap_or_else(|_| Err(InboxError::storage("the inbox writer stopped"))),
+                Err(_) => Err(InboxError::storage(format!(
+                    "the inbox writer did not answer within {} ms (a slow disk, or another process holding the file)",
+                    limit.as_millis()
+                ))),
+            }
         })
     }
 }
@@ -461,6 +546,8 @@ impl Done {
 struct Writer {
     conn: Connection,
     rx: ChanRx<Op>,
+    /// The queue's bytes of deliveries, given back as the writer takes them.
+    queued: Arc<AtomicUsize>,
     max_pending: u64,
     max_batch: usize,
     /// Pending + running items, kept exact for this process's writes and recounted every
@@ -484,6 +571,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let taken: usize = batch
+                .iter()
+                .map(|op| match op {
+                    Op::Accept(item, _) => queued_size(item),
+                    _ => 0,
+                })
+                .sum();
+            self.queued.fetch_sub(taken, Ordering::AcqRel);
             self.commit(batch);
         }
     }
@@ -976,6 +1071,15 @@ fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
 
 impl InboxStore for SqliteInbox {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        let size = queued_size(&item);
+        let before = self.inner.queued.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > self.inner.queue_bytes {
+            self.inner.queued.fetch_sub(size, Ordering::AcqRel);
+            return Box::pin(std::future::ready(Err(InboxError::storage(format!(
+                "the inbox writer is behind: {} MiB of deliveries wait for the disk",
+                before >> 20
+            )))));
+        }
         self.call(|tx| Op::Accept(Box::new(item), tx))
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
@@ -1017,7 +1121,7 @@ impl InboxStore for SqliteInbox {
         self.call(move |tx| Op::Replay(id, now_ms, tx))
     }
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        self.call(move |tx| Op::ReplayDead(now_ms, tx))
+        self.call_within(LONG_OPERATION_TIMEOUT, move |tx| Op::ReplayDead(now_ms, tx))
     }
     /// In batches of 5,000 rows per state, each its own transaction (accepts go on between
     /// them), until a batch finds fewer.
@@ -1025,7 +1129,9 @@ impl InboxStore for SqliteInbox {
         Box::pin(async move {
             let mut total = 0;
             loop {
-                let n = self.call(move |tx| Op::Purge(before_ms, include_dead, tx)).await?;
+                let n = self
+                    .call_within(LONG_OPERATION_TIMEOUT, move |tx| Op::Purge(before_ms, include_dead, tx))
+                    .await?;
                 total += n;
                 if n < PURGE_BATCH as u64 {
                     return Ok(total);
@@ -1169,6 +1275,7 @@ mod tests {
         let mut writer = Writer {
             conn,
             rx,
+            queued: Arc::default(),
             max_pending: 1_000,
             max_batch: 16,
             pending: 0,

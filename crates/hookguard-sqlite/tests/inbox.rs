@@ -781,3 +781,98 @@ async fn wait_for(inbox: &SqliteInbox, id: i64, state: InboxState) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A BuildWorkPro delivery of about `pad` bytes.
+fn bwp_padded(id: &str, pad: usize) -> Delivery {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
+    testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap()
+}
+
+/// Another process's connection holding the file's write lock until dropped.
+struct WriteLock(rusqlite::Connection);
+
+impl WriteLock {
+    fn take(file: &std::path::Path) -> WriteLock {
+        let c = rusqlite::Connection::open(file).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        WriteLock(c)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("COMMIT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_held_up_fails_accepts_within_the_bound_and_goes_on() {
+    // Another process holding the write lock makes the writer wait its busy timeout (5 s)
+    // per batch, and an accept queued behind a waiting batch waited for both: past Procore's
+    // 5 s, so the sender counted a timeout instead of getting 503 + Retry-After.
+    let dir = TempDir::new("held-up");
+    let inbox = SqliteInbox::builder(dir.file())
+        .operation_timeout(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    stored(&inbox, &bwp("evt_before")).await;
+    let lock = WriteLock::take(&dir.file());
+    let started = std::time::Instant::now();
+    let first = inbox.accept(item(&bwp("evt_held_1")));
+    let second = inbox.accept(item(&bwp("evt_held_2")));
+    assert!(first.await.is_err());
+    assert!(second.await.is_err());
+    // Both within their bound (1 s), far from the two busy waits (10 s) they sat behind.
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    drop(lock);
+    // The writer goes on: the retries are stored (or found stored, had a batch got through).
+    for id in ["evt_held_1", "evt_held_2", "evt_after"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match inbox.accept(item(&bwp(id))).await {
+                Ok(Accepted::Stored(_) | Accepted::Duplicate(_)) => break,
+                other => assert!(std::time::Instant::now() < deadline, "{id}: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_waiting_for_the_writer_are_bounded_in_bytes() {
+    // The queue held 16,384 operations, each with its whole body: behind a stalled disk, up to
+    // 16 GiB of 1 MiB deliveries. Now a byte budget refuses at once what does not fit.
+    let dir = TempDir::new("queue-bytes");
+    let inbox = SqliteInbox::builder(dir.file())
+        .queue_bytes(1 << 20)
+        .operation_timeout(Duration::from_secs(30))
+        .open()
+        .unwrap();
+    let lock = WriteLock::take(&dir.file());
+    // The first is taken by the writer, which then waits for the lock; the rest queue up.
+    let mut waiting = vec![tokio::spawn({
+        let inbox = inbox.clone();
+        async move { inbox.accept(item(&bwp_padded("evt_0", 64 * 1024))).await }
+    })];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = 0;
+    for i in 1..40 {
+        let accept = inbox.accept(item(&bwp_padded(&format!("evt_{i}"), 64 * 1024)));
+        match tokio::time::timeout(Duration::from_millis(20), accept).await {
+            Ok(Err(InboxError::Storage(e))) if e.to_string().contains("behind") => refused += 1,
+            Ok(other) => panic!("{i}: {other:?}"),
+            // Queued: its answer comes once the lock is gone.
+            Err(_) => {}
+        }
+    }
+    // About 1 MiB of 64 KiB deliveries (16) queued; the other 23 or so refused at once.
+    assert!((20..=25).contains(&refused), "{refused}");
+    drop(lock);
+    waiting.pop().unwrap().await.unwrap().unwrap();
+    // Once the writer took them, there is room again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while inbox.accept(item(&bwp_padded("evt_after", 64 * 1024))).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the budget was not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
