@@ -107,7 +107,7 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     let mut headers = HeaderMap::new();
     let mut target = args.uri.clone();
     if let Some(path) = &args.headers_file {
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let text = read_headers_file(path)?;
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             if let Some(pair) = line.strip_prefix('?') {
                 target.push(if target.contains('?') { '&' } else { '?' });
@@ -168,4 +168,26 @@ fn append(headers: &mut HeaderMap, h: &HeaderArg) -> CliResult<()> {
     let v = HeaderValue::from_str(&h.value).map_err(|_| usage(format!("invalid value for header `{}`", h.name)))?;
     headers.append(h.name.clone(), v);
     Ok(())
+}
+
+/// The most a headers file may hold (`hookguard sign` writes a few hundred bytes).
+const MAX_HEADERS_FILE: u64 = 1024 * 1024;
+
+/// A headers file, read up to [`MAX_HEADERS_FILE`] (a huge or endless file — a wrong path,
+/// `/dev/zero` — is a usage error, not a process growing without bound).
+fn read_headers_file(path: &std::path::Path) -> CliResult<String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| usage(format!("cannot read {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_HEADERS_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_HEADERS_FILE {
+        return Err(usage(format!(
+            "{} is larger than {} KiB: not a headers file",
+            path.display(),
+            MAX_HEADERS_FILE / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| usage(format!("cannot read {}: not UTF-8 text", path.display())))
 }

@@ -789,6 +789,21 @@ fn verify_reports_stable_codes_and_usage_errors() {
 
     // Usage and configuration errors exit 2.
     assert_eq!(code(&hookguard(&["verify", "--provider", "github"], Some(b"{}"))), 2);
+    // An endless headers file is refused after 1 MiB instead of read until memory runs out.
+    let o = hookguard(
+        &[
+            "verify",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--headers-file",
+            "/dev/zero",
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not a headers file"), "{}", text(&o.stderr));
     assert_eq!(
         code(&hookguard(&["verify", "--provider", "nope", "--secret", "s"], None)),
         2
