@@ -77,8 +77,8 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound, on this side, of one inbox operation (a connection's acquire plus its
 /// statements): [`PgInboxBuilder::operation_timeout`].
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
-/// The bound of `stats` and `purge`, which may scan for longer (`stats` allows itself a minute
-/// of statement time; a purge repeats its batch).
+/// The bound of `stats` and of each purge batch, which may scan for longer (`stats` allows
+/// itself a minute of statement time).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 /// The schema version this crate creates.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -679,10 +679,13 @@ fn spawn_background(inner: &Arc<Inner>) {
 
 impl Inner {
     async fn refresh_pending(&self) -> Result<(), InboxError> {
-        let n: i64 = sqlx::query_scalar(&self.sql.count_pending)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(storage)?;
+        let n: i64 = bounded(self.operation_timeout, async {
+            sqlx::query_scalar(&self.sql.count_pending)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(storage)
+        })
+        .await?;
         self.pending.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
         Ok(())
     }
@@ -982,12 +985,17 @@ impl InboxStore for PgInbox {
         }))
     }
 
+    /// One bounded statement per item (each `replay` is bounded itself), not one bound for
+    /// them all: thousands of dead items take longer than one operation's bound.
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        Box::pin(bounded(self.inner.operation_timeout, async move {
-            let ids: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM {} WHERE state = 3", self.inner.table))
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(storage)?;
+        Box::pin(async move {
+            let ids: Vec<i64> = bounded(LONG_OPERATION_TIMEOUT, async {
+                sqlx::query_scalar(&format!("SELECT id FROM {} WHERE state = 3", self.inner.table))
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(storage)
+            })
+            .await?;
             let mut n = 0;
             for id in ids {
                 match self.replay(id, now_ms).await {
@@ -1000,11 +1008,12 @@ impl InboxStore for PgInbox {
                 }
             }
             Ok(n)
-        }))
+        })
     }
 
+    /// Each batch bounded on its own (a large backlog takes many).
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        Box::pin(bounded(LONG_OPERATION_TIMEOUT, async move {
+        Box::pin(async move {
             let sql = if include_dead {
                 &self.inner.sql.purge_dead
             } else {
@@ -1012,18 +1021,21 @@ impl InboxStore for PgInbox {
             };
             let mut purged = 0;
             loop {
-                let n = sqlx::query(sql)
-                    .bind(before_ms)
-                    .execute(&self.inner.pool)
-                    .await
-                    .map_err(storage)?
-                    .rows_affected();
+                let n = bounded(LONG_OPERATION_TIMEOUT, async {
+                    sqlx::query(sql)
+                        .bind(before_ms)
+                        .execute(&self.inner.pool)
+                        .await
+                        .map_err(storage)
+                })
+                .await?
+                .rows_affected();
                 purged += n;
                 if n < PURGE_BATCH {
                     return Ok(purged);
                 }
             }
-        }))
+        })
     }
 
     fn stats(&self) -> InboxFuture<'_, InboxStats> {

@@ -178,7 +178,8 @@ impl SqliteInboxBuilder {
     /// The most bytes of deliveries (bodies and headers) waiting for the writer (default
     /// 64 MiB); beyond it an accept fails at once (`503`, the sender retries) instead of
     /// holding its body in memory behind a disk that does not keep up. One delivery alone is
-    /// always queued, whatever its size.
+    /// always queued, whatever its size. The batch the writer is committing is no longer
+    /// counted: with it, up to about twice this is held.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("hg-doc-q-{}", std::process::id()));
@@ -264,6 +265,7 @@ impl SqliteInboxBuilder {
             conn,
             rx,
             queued: Arc::clone(&queued),
+            unclaimed: Vec::new(),
             max_pending: self.max_pending,
             max_batch: self.max_batch,
             pending,
@@ -517,15 +519,22 @@ impl Done {
         }
     }
 
-    fn send(self) {
+    /// Answers the caller. Items claimed for a caller that stopped waiting (its wait timed
+    /// out) are returned, to be given back.
+    fn send(self) -> Vec<(i64, u32)> {
         match self {
             Done::Accept(tx, r) => drop(tx.send(r)),
-            Done::Claim(tx, r) => drop(tx.send(r)),
+            Done::Claim(tx, r) => {
+                if let Err(Ok(items)) = tx.send(r) {
+                    return items.iter().map(|i| (i.id, i.attempt)).collect();
+                }
+            }
             Done::Bool(tx, r) => drop(tx.send(r)),
             Done::Unit(tx, r) => drop(tx.send(r)),
             Done::Count(tx, r) => drop(tx.send(r)),
             Done::Get(tx, r) => drop(tx.send(r)),
         }
+        Vec::new()
     }
 
     fn fail(self, msg: &str) {
@@ -548,6 +557,9 @@ struct Writer {
     rx: ChanRx<Op>,
     /// The queue's bytes of deliveries, given back as the writer takes them.
     queued: Arc<AtomicUsize>,
+    /// Items claimed for a caller that had stopped waiting: given back (the attempt not
+    /// counted) with the next batch, instead of sitting `running` for a lease unrun.
+    unclaimed: Vec<(i64, u32)>,
     max_pending: u64,
     max_batch: usize,
     /// Pending + running items, kept exact for this process's writes and recounted every
@@ -579,7 +591,26 @@ impl Writer {
                 })
                 .sum();
             self.queued.fetch_sub(taken, Ordering::AcqRel);
-            self.commit(batch);
+            self.prepare(&mut batch);
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+        }
+    }
+
+    /// Drops what callers no longer wait for and adds the give-backs. A caller that stopped
+    /// waiting (its operation timed out behind a stalled batch) was told it failed: its accept
+    /// is not stored (the sender retries), its claim takes no items that nobody would run; and
+    /// items claimed for a caller that gave up while its batch ran go back to pending.
+    fn prepare(&mut self, batch: &mut Vec<Op>) {
+        batch.retain(|op| match op {
+            Op::Accept(_, tx) => !tx.is_closed(),
+            Op::Claim(.., tx) => !tx.is_closed(),
+            _ => true,
+        });
+        for (id, attempt) in std::mem::take(&mut self.unclaimed) {
+            let (tx, _) = oneshot::channel();
+            batch.push(Op::Release(id, attempt, 0, tx));
         }
     }
 
@@ -678,7 +709,7 @@ impl Writer {
                     self.notify.notify_one();
                 }
                 for r in results {
-                    r.send();
+                    self.unclaimed.extend(r.send());
                 }
             }
             Err(msg) => {
@@ -1261,6 +1292,64 @@ mod tests {
         }
     }
 
+    #[test]
+    fn items_claimed_for_a_caller_that_gave_up_go_back_to_pending() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let (_scratch, conn) = Scratch::new("gave-up");
+        let (_keep, rx) = mpsc::sync_channel(1);
+        let mut writer = Writer {
+            conn,
+            rx,
+            queued: Arc::default(),
+            unclaimed: Vec::new(),
+            max_pending: 1_000,
+            max_batch: 16,
+            pending: 0,
+            counted_at: Instant::now(),
+            notify: Arc::new(Notify::new()),
+            synced: true,
+            clock_floor: 0,
+        };
+        let d = hookguard_core::testing::deliver_bytes(
+            BuildWorkPro::new(),
+            "whsec_k",
+            r#"{"id":"evt_g","type":"bid.accepted"}"#.to_owned(),
+        )
+        .unwrap();
+        let (reply, mut stored) = oneshot::channel();
+        writer.commit(vec![Op::Accept(
+            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
+            reply,
+        )]);
+        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
+            panic!("not stored")
+        };
+        let state = |w: &Writer| -> (i64, i64) {
+            w.conn
+                .query_row("SELECT state, attempts FROM hookguard_inbox WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap()
+        };
+        // The claim runs, but its caller stopped waiting while the batch ran.
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        writer.commit(vec![Op::Claim(10, 60_000, 10, reply)]);
+        assert_eq!(state(&writer), (1, 1), "claimed");
+        assert_eq!(writer.unclaimed, vec![(id, 1)]);
+        // The next batch gives it back, the attempt not counted.
+        let mut next = Vec::new();
+        writer.prepare(&mut next);
+        writer.commit(next);
+        assert_eq!(state(&writer), (0, 0), "pending again");
+        // And a claim whose caller gave up before its batch takes nothing.
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let mut late = vec![Op::Claim(10, 60_000, 10, reply)];
+        writer.prepare(&mut late);
+        assert!(late.is_empty());
+    }
+
     /// A storage error mid-batch stops the batch: SQLite answers a full database (here its
     /// page cap) by rolling the whole transaction back, and an operation run after that would
     /// commit on its own while its caller is told the batch failed.
@@ -1276,6 +1365,7 @@ mod tests {
             conn,
             rx,
             queued: Arc::default(),
+            unclaimed: Vec::new(),
             max_pending: 1_000,
             max_batch: 16,
             pending: 0,
