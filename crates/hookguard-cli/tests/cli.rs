@@ -1025,6 +1025,14 @@ fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
         // Shutdown closes a connection still sending its head, without waiting for the
         // head's bound (a minute here).
         let mut s = start("60");
+        // Clients that read it learn the bound, a second short: they stop reusing an idle
+        // connection before it is closed under a new request.
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("keep-alive: timeout=59\r\n"), "{answer}");
         let held = half(s.port);
         std::thread::sleep(Duration::from_millis(300));
         sigterm(s.child.id());

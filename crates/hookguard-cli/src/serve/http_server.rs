@@ -31,6 +31,11 @@ pub const EXTRAS_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// connection finish the request it is answering, closes the others, and returns once all
 /// are closed.
 pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>, head_timeout: Duration) {
+    // Told to clients that read it (Node's undici, for one), a second short of the real bound:
+    // they stop reusing an idle connection before the server closes it under a new request.
+    let keep_alive = (head_timeout >= Duration::from_secs(2))
+        .then(|| http::HeaderValue::from_str(&format!("timeout={}", head_timeout.as_secs() - 1)).ok())
+        .flatten();
     let (stopping_tx, stopping) = watch::channel(false);
     // Every connection's task holds a receiver; all dropped means all closed.
     let (closed_tx, closed) = watch::channel(());
@@ -58,12 +63,19 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         let service = {
             let app = app.clone();
             let in_hand = Arc::clone(&in_hand);
+            let keep_alive = keep_alive.clone();
             hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let answering = InHand::enter(&in_hand);
                 let answer = app.clone().call(req.map(Body::new));
+                let keep_alive = keep_alive.clone();
                 async move {
-                    let answer = answer.await;
+                    let mut answer = answer.await;
                     drop(answering);
+                    if let (Ok(r), Some(v)) = (&mut answer, keep_alive) {
+                        r.headers_mut()
+                            .entry(http::header::HeaderName::from_static("keep-alive"))
+                            .or_insert(v);
+                    }
                     answer
                 }
             })
