@@ -408,11 +408,12 @@ impl Exec {
             .kill_on_drop(true)
             .spawn()
             .map_err(ExecError::Spawn)?;
+        let mut output = Forwarding(Vec::new());
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(crate::logs::forward(out));
+            output.0.push(tokio::spawn(crate::logs::forward(out)));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(crate::logs::forward(err));
+            output.0.push(tokio::spawn(crate::logs::forward(err)));
         }
         // Declared after `child`, so dropped first: the group dies before tokio reaps its leader.
         let mut group = GroupGuard(child.id());
@@ -427,7 +428,7 @@ impl Exec {
             child.wait().await
         })
         .await;
-        match result {
+        let outcome = match result {
             Ok(Ok(status)) => {
                 // The leader is reaped: its number may be reused, never signal that group again.
                 group.disarm();
@@ -446,6 +447,32 @@ impl Exec {
                 let _ = child.wait().await;
                 Err(ExecError::TimedOut)
             }
+        };
+        output.finish().await;
+        outcome
+    }
+}
+
+/// The tasks copying a command's output to the logs. A process the command left running (`cmd
+/// &`) holds the pipes open: past a short wait after the command ended, they are closed (the
+/// copies stop), so such processes never pile up serve's file descriptors — each had kept two,
+/// until `sh` itself could no longer be started. Aborted when dropped, too.
+struct Forwarding(Vec<tokio::task::JoinHandle<()>>);
+
+impl Forwarding {
+    /// Lets the output already written reach the logs (at most 250 ms), then stops copying.
+    async fn finish(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
+        for copy in &mut self.0 {
+            let _ = tokio::time::timeout_at(deadline, copy).await;
+        }
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        for copy in &self.0 {
+            copy.abort();
         }
     }
 }
@@ -990,9 +1017,12 @@ impl InboxJob {
                 ("HOOKGUARD_INBOX_ID", item.id.to_string()),
                 ("HOOKGUARD_ATTEMPT", item.attempt.to_string()),
             ];
-            exec.run(&item.delivery, &extra)
-                .await
-                .map_err(|e| HandlerError::new(format!("--exec {e}")))?;
+            exec.run(&item.delivery, &extra).await.map_err(|e| match e {
+                // Our fault, not the delivery's (out of processes or file descriptors):
+                // tried again without using up an attempt.
+                ExecError::Spawn(_) => HandlerError::defer(format!("--exec {e}"), Duration::from_secs(1)),
+                e => HandlerError::new(format!("--exec {e}")),
+            })?;
         }
         // The line is written and flushed, then the worker marks the item done: a crash in
         // between prints it again after the restart (with --exec, after running it again),

@@ -1675,6 +1675,33 @@ fn a_stalled_stderr_stalls_no_exec_command() {
     assert_eq!(s.json_lines(1)[0]["id"], "evt_loud_handler");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn processes_an_exec_command_leaves_behind_hold_no_descriptors_of_serve() {
+    // A command that leaves a process running (`cmd &`) keeps its stdout and stderr open; when
+    // serve copied them to its logs until they closed, every such delivery held two of serve's
+    // descriptors until it ran out and could not start `sh` at all.
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--exec",
+        "sleep 8 & exit 0",
+    ]);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", s.child.id())).unwrap().count();
+    let before = fds();
+    for i in 0..25 {
+        let (status, answer) = bwp_post(s.port, "whsec_s", &format!("evt_bg_{i}"));
+        assert_eq!(status, 204, "{i}: {answer}");
+    }
+    let after = fds();
+    assert!(
+        after < before + 20,
+        "{before} descriptors before, {after} after 25 deliveries"
+    );
+}
+
 /// Runs the binary with stdout a pipe whose reader is closed before it writes (stdin is
 /// written only after closing); returns the exit status and stderr.
 fn run_with_closed_stdout(args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
