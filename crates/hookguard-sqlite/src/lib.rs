@@ -266,6 +266,7 @@ impl SqliteInboxBuilder {
             rx,
             queued: Arc::clone(&queued),
             unclaimed: Vec::new(),
+            files: Files::of(&self.path),
             max_pending: self.max_pending,
             max_batch: self.max_batch,
             pending,
@@ -312,6 +313,68 @@ struct Inner {
     queued: Arc<AtomicUsize>,
     queue_bytes: usize,
     operation_timeout: Duration,
+}
+
+/// The inbox file and its write-ahead log as the writer opened them (device and inode). A
+/// file deleted, renamed or replaced while the writer holds it open takes every later commit
+/// with it — answered `2xx`, gone at the next start — so after each commit the writer checks
+/// that the path still names the same files, and once it does not, fails every operation
+/// (`503`) until the process is restarted on a real inbox.
+#[derive(Default)]
+struct Files {
+    path: Option<PathBuf>,
+    db: Option<(u64, u64)>,
+    wal: Option<(u64, u64)>,
+    gone: Option<String>,
+}
+
+impl Files {
+    fn of(path: &Path) -> Files {
+        let mut f = Files {
+            path: Some(path.to_owned()),
+            ..Files::default()
+        };
+        f.db = identity(path);
+        f
+    }
+
+    /// `Some(why)` once the file or its WAL is not the one written.
+    fn check(&mut self) -> Option<String> {
+        if let Some(gone) = &self.gone {
+            return Some(gone.clone());
+        }
+        let path = self.path.as_ref()?;
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let wal_now = identity(&wal);
+        let moved = |what: &str| {
+            Some(format!("the inbox's {what} at {} was removed or replaced while serve ran: nothing more can be stored; restart on the inbox file", path.display()))
+        };
+        let why = if identity(path) != self.db {
+            moved("file")
+        } else if self.wal.is_some() && wal_now != self.wal {
+            moved("write-ahead log")
+        } else {
+            self.wal = self.wal.or(wal_now);
+            None
+        };
+        if let Some(w) = &why {
+            tracing::error!("{w}");
+            self.gone = why.clone();
+        }
+        why
+    }
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    // No inode to compare: only a file that disappeared is noticed.
+    std::fs::metadata(path).ok().map(|_| (0, 0))
 }
 
 /// What a delivery weighs in the writer's queue: its body, its headers and a little more.
@@ -560,6 +623,8 @@ struct Writer {
     /// Items claimed for a caller that had stopped waiting: given back (the attempt not
     /// counted) with the next batch, instead of sitting `running` for a lease unrun.
     unclaimed: Vec<(i64, u32)>,
+    /// Whether the file and its WAL are still the ones this writer writes.
+    files: Files,
     max_pending: u64,
     max_batch: usize,
     /// Pending + running items, kept exact for this process's writes and recounted every
@@ -615,6 +680,12 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Op>) {
+        if let Some(msg) = &self.files.gone {
+            for op in batch {
+                op_reply(op).fail(msg);
+            }
+            return;
+        }
         if self.counted_at.elapsed() > Duration::from_secs(1) {
             if let Ok(n) = count_pending(&self.conn) {
                 self.pending = n;
@@ -702,7 +773,10 @@ impl Writer {
         let outcome = match failed {
             Some(msg) => Err(msg),
             None => tx.commit().map_err(|e| e.to_string()),
-        };
+        }
+        // Committed into a file that is no longer the inbox (deleted, renamed, replaced):
+        // nothing in it survives this process, so nothing is answered as stored.
+        .and_then(|()| self.files.check().map_or(Ok(()), Err));
         match outcome {
             Ok(()) => {
                 if wake {
@@ -1302,6 +1376,7 @@ mod tests {
             rx,
             queued: Arc::default(),
             unclaimed: Vec::new(),
+            files: Files::default(),
             max_pending: 1_000,
             max_batch: 16,
             pending: 0,
@@ -1366,6 +1441,7 @@ mod tests {
             rx,
             queued: Arc::default(),
             unclaimed: Vec::new(),
+            files: Files::default(),
             max_pending: 1_000,
             max_batch: 16,
             pending: 0,

@@ -883,3 +883,21 @@ async fn deliveries_waiting_for_the_writer_are_bounded_in_bytes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_inbox_file_removed_while_open_stores_nothing_more() {
+    // SQLite goes on writing into a file deleted or renamed under it: every accept after that
+    // was answered "stored" and was gone at the next start.
+    for victim in ["inbox.db", "inbox.db-wal"] {
+        let dir = TempDir::new("removed");
+        let inbox = SqliteInbox::open(dir.file()).unwrap();
+        stored(&inbox, &bwp("evt_kept")).await;
+        std::fs::rename(dir.0.join(victim), dir.0.join(format!("{victim}.moved"))).unwrap();
+        for id in ["evt_lost_1", "evt_lost_2"] {
+            match inbox.accept(item(&bwp(id))).await {
+                Err(InboxError::Storage(e)) => assert!(e.to_string().contains("removed or replaced"), "{e}"),
+                other => panic!("{victim} moved: {id} answered {other:?}"),
+            }
+        }
+    }
+}
