@@ -243,6 +243,17 @@ impl SqliteInboxBuilder {
     /// # Errors
     /// The file cannot be opened or is not a hookguard inbox.
     pub fn open(self) -> Result<SqliteInbox, InboxError> {
+        // Tables go only into a new or empty database or an inbox: another application's
+        // database is refused, before anything (even its journal mode) is changed.
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            let (inbox, others) = probe(&self.path)?;
+            if inbox == 0 && others > 0 {
+                return Err(InboxError::storage(format!(
+                    "{} is a SQLite database of something else ({others} tables), not a hookguard inbox",
+                    self.path.display()
+                )));
+            }
+        }
         let conn = connect(&self.path)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
@@ -446,30 +457,12 @@ impl SqliteInbox {
             return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
         }
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
-        let probe = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
-        // A file another process holds (a recovery, an exclusive lock) is waited for, as the
-        // inbox's own connections wait; only a file that is no database is called one.
-        probe.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
-        let tables: i64 = probe
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
-                    "{} is not a hookguard inbox (not a SQLite database)",
-                    path.display()
-                )),
-                _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
-            })?;
-        if tables == 0 {
+        if probe(path)?.0 == 0 {
             return Err(InboxError::storage(format!(
                 "{} is not a hookguard inbox",
                 path.display()
             )));
         }
-        drop(probe);
         Self::open(path)
     }
 
@@ -515,6 +508,30 @@ impl SqliteInbox {
 
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
     InboxError::storage(e)
+}
+
+/// Reads, without changing anything, how many inbox tables (`hookguard_inbox`) and other
+/// tables the file at `path` holds.
+fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
+    let probe = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
+    // A file another process holds (a recovery, an exclusive lock) is waited for, as the
+    // inbox's own connections wait; only a file that is no database is called one.
+    probe.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+    probe
+        .query_row(
+            "SELECT count(*) FILTER (WHERE name = 'hookguard_inbox'),
+                    count(*) FILTER (WHERE name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')
+             FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
+                "{} is not a hookguard inbox (not a SQLite database)",
+                path.display()
+            )),
+            _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
+        })
 }
 
 fn connect(path: &Path) -> Result<Connection, InboxError> {

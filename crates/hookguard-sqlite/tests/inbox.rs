@@ -901,3 +901,41 @@ async fn an_inbox_file_removed_while_open_stores_nothing_more() {
         }
     }
 }
+
+#[tokio::test]
+async fn another_applications_database_is_refused_unchanged() {
+    // `serve --inbox app.db` pointed at the application's own database added the inbox's
+    // tables to it and switched it to WAL for good.
+    let dir = TempDir::new("foreign");
+    let app = dir.0.join("app.db");
+    let c = rusqlite::Connection::open(&app).unwrap();
+    c.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('a');")
+        .unwrap();
+    drop(c);
+    match SqliteInbox::open(&app) {
+        Err(InboxError::Storage(e)) => assert!(e.to_string().contains("something else"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let c = rusqlite::Connection::open(&app).unwrap();
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete", "the journal mode was changed");
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(tables, ["users"]);
+    // An empty file, and a database with no tables yet, become inboxes.
+    std::fs::write(dir.0.join("empty.db"), b"").unwrap();
+    stored(&SqliteInbox::open(dir.0.join("empty.db")).unwrap(), &bwp("evt_e")).await;
+    drop(rusqlite::Connection::open(dir.0.join("blank.db")).unwrap());
+    stored(&SqliteInbox::open(dir.0.join("blank.db")).unwrap(), &bwp("evt_b")).await;
+    // And an inbox opens again.
+    let again = SqliteInbox::open(dir.0.join("empty.db")).unwrap();
+    assert!(matches!(
+        again.accept(item(&bwp("evt_e"))).await,
+        Ok(Accepted::Duplicate(_))
+    ));
+}
