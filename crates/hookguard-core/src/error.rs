@@ -95,7 +95,7 @@ pub enum Rejection {
     },
     /// Another copy of this delivery is being handled right now.
     DuplicateInFlight,
-    /// The dedupe store could not be reached; failing closed.
+    /// The dedupe store or the inbox could not be reached (or stored nothing); failing closed.
     StoreUnavailable,
     /// The inbox holds its cap of pending items; nothing was stored.
     InboxFull,
@@ -126,7 +126,7 @@ impl fmt::Display for Rejection {
             Self::ChallengeMissing => f.write_str("challenge value is missing"),
             Self::ChallengeTooLong { limit } => write!(f, "challenge value is longer than {limit} bytes"),
             Self::DuplicateInFlight => f.write_str("a copy of this delivery is being handled; retry later"),
-            Self::StoreUnavailable => f.write_str("dedupe store unavailable; retry later"),
+            Self::StoreUnavailable => f.write_str("the store (dedupe or inbox) is unavailable; retry later"),
             Self::InboxFull => f.write_str("inbox is full; retry later"),
             Self::HandlerFailed => f.write_str("handler failed; retry later"),
             Self::HandlerTimeout => f.write_str("handler did not answer in time; retry later"),
