@@ -1107,6 +1107,24 @@ async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::Soc
 }
 
 /// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
+/// Serves until SIGTERM or Ctrl-C, or until stdout's reader is gone; `true` in that last case.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    closed_rx: oneshot::Receiver<std::io::Error>,
+    args: &ServeArgs,
+) -> bool {
+    let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
+    http_server::serve(
+        listener,
+        app,
+        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
+        args.header_timeout,
+    )
+    .await;
+    stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)
+}
+
 async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mutex<Option<std::io::Error>>>) {
     tokio::select! {
         () = shutdown_signal() => {}
@@ -1211,16 +1229,8 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
         args.path
     );
     extras.start(receiver, None, about);
-    let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
     // The router (and with it the queue's sender) is dropped when serving ends.
-    http_server::serve(
-        listener,
-        app,
-        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
-        args.header_timeout,
-    )
-    .await;
-    if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
+    if serve_until_stopped(listener, app, closed_rx, args).await {
         return Err(CliError::StdoutClosed);
     }
     // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
@@ -1295,17 +1305,10 @@ async fn run_inbox(
         args.path
     );
     extras.start(receiver, Some(Arc::clone(&inbox)), about);
-    let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
     // Stop accepting first; then let the worker finish or give back what it holds.
-    http_server::serve(
-        listener,
-        app,
-        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
-        args.header_timeout,
-    )
-    .await;
+    let stdout_closed = serve_until_stopped(listener, app, closed_rx, args).await;
     worker.shutdown().await;
-    if stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false) {
+    if stdout_closed {
         return Err(CliError::StdoutClosed);
     }
     if !writer.finish(Duration::from_secs(10)) {

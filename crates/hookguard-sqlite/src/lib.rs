@@ -1383,12 +1383,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn items_claimed_for_a_caller_that_gave_up_go_back_to_pending() {
-        use hookguard_core::schemes::BuildWorkPro;
-        let (_scratch, conn) = Scratch::new("gave-up");
-        let (_keep, rx) = mpsc::sync_channel(1);
-        let mut writer = Writer {
+    /// A writer on `conn` driven by the test's own `commit` calls (its queue unused).
+    fn test_writer(conn: Connection) -> Writer {
+        let (_unused, rx) = mpsc::sync_channel(1);
+        Writer {
             conn,
             rx,
             queued: Arc::default(),
@@ -1401,7 +1399,14 @@ mod tests {
             notify: Arc::new(Notify::new()),
             synced: true,
             clock_floor: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn items_claimed_for_a_caller_that_gave_up_go_back_to_pending() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let (_scratch, conn) = Scratch::new("gave-up");
+        let mut writer = test_writer(conn);
         let d = hookguard_core::testing::deliver_bytes(
             BuildWorkPro::new(),
             "whsec_k",
@@ -1452,21 +1457,7 @@ mod tests {
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         conn.execute_batch(&format!("PRAGMA max_page_count={}", pages + 4))
             .unwrap();
-        let (_keep, rx) = mpsc::sync_channel(1);
-        let mut writer = Writer {
-            conn,
-            rx,
-            queued: Arc::default(),
-            unclaimed: Vec::new(),
-            files: Files::default(),
-            max_pending: 1_000,
-            max_batch: 16,
-            pending: 0,
-            counted_at: Instant::now(),
-            notify: Arc::new(Notify::new()),
-            synced: true,
-            clock_floor: 0,
-        };
+        let mut writer = test_writer(conn);
         let accept = |id: &str, pad: usize| {
             let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
             let d = hookguard_core::testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
