@@ -1319,7 +1319,11 @@ async fn run_inbox(
             "hookguard: stopped; {} item(s) wait in {path} for the next start",
             s.pending + s.running
         )),
-        _ => write_stderr(format_args!("hookguard: stopped")),
+        Ok(_) => write_stderr(format_args!("hookguard: stopped")),
+        // Not "stopped" alone: the inbox may be gone or broken (a file removed while serving).
+        Err(e) => write_stderr(format_args!(
+            "hookguard: stopped; could not read {path} to count what waits in it: {e}"
+        )),
     }
     Ok(ExitCode::SUCCESS)
 }

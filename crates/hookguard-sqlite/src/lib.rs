@@ -243,6 +243,18 @@ impl SqliteInboxBuilder {
     /// # Errors
     /// The file cannot be opened or is not a hookguard inbox.
     pub fn open(self) -> Result<SqliteInbox, InboxError> {
+        if self.path.is_dir() {
+            return Err(InboxError::storage(format!(
+                "{} is a directory, not an inbox file",
+                self.path.display()
+            )));
+        }
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+            return Err(InboxError::storage(format!(
+                "the directory {} does not exist",
+                parent.display()
+            )));
+        }
         // Tables go only into a new or empty database or an inbox: another application's
         // database is refused, before anything (even its journal mode) is changed.
         if std::fs::metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() > 0) {

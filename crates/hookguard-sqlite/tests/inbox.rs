@@ -92,6 +92,18 @@ async fn accepts_are_durable_and_copies_are_duplicates_across_reopen() {
     );
 }
 
+#[test]
+fn a_directory_or_a_missing_directory_is_named() {
+    let dir = TempDir::new("paths");
+    let err = |p: PathBuf| match SqliteInbox::open(&p) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{} opened", p.display()),
+    };
+    assert!(err(dir.0.clone()).contains("is a directory"), "{}", err(dir.0.clone()));
+    let missing = dir.0.join("no-such-dir").join("inbox.db");
+    assert!(err(missing.clone()).contains("does not exist"), "{}", err(missing));
+}
+
 #[tokio::test]
 async fn a_missing_inbox_is_a_clear_error() {
     let dir = TempDir::new("missing");
