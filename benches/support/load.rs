@@ -1,5 +1,6 @@
 //! The load generator shared by the layer bench (`benches/layer_overhead.rs`) and the `serve`
-//! bench (`crates/hookguard-cli/benches/serve.rs`, which includes this file by path): 4 KiB
+//! bench (`crates/hookguard-cli/benches/serve.rs`, which includes this file by path, as the
+//! tower layer's in-process bench does for the body and settings): 4 KiB
 //! signed BuildWorkPro deliveries over 32 keep-alive connections, every one a new event unless
 //! asked to repeat some.
 

@@ -50,11 +50,7 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) -> CliResult<()> {
 /// logs' queue runs ([`crate::logs::Logs`]) the line goes through it, in order with the logs,
 /// and a stderr nobody reads never blocks the caller.
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
-    if let Some(queue) = crate::logs::Logs::running() {
-        return queue.line(format!("{args}\n").as_bytes());
-    }
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+    crate::logs::write(format!("{args}\n").as_bytes());
 }
 
 /// `println!` that returns [`CliResult`]: `outln!("…", args)?` (see [`write_stdout`]).
@@ -240,11 +236,7 @@ pub const MAX_BODY_READ: u64 = 64 * 1024 * 1024;
 pub fn read_body_within(file: Option<&Path>, limit: u64) -> CliResult<Vec<u8>> {
     let mut body = Vec::new();
     match file {
-        Some(p) if p != Path::new("-") => {
-            std::fs::File::open(p)
-                .and_then(|f| f.take(limit).read_to_end(&mut body))
-                .map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
-        }
+        Some(p) if p != Path::new("-") => return read_file_within(p, limit),
         _ => {
             std::io::stdin()
                 .lock()
@@ -254,6 +246,16 @@ pub fn read_body_within(file: Option<&Path>, limit: u64) -> CliResult<Vec<u8>> {
         }
     }
     Ok(body)
+}
+
+/// The file at `path`, read up to `limit` bytes (never whole: a huge or endless file is cut
+/// there, for the caller to refuse).
+pub fn read_file_within(path: &Path, limit: u64) -> CliResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    Ok(bytes)
 }
 
 /// How a header is usually written (`BuildWorkPro-Signature`, `X-GitHub-Delivery`).

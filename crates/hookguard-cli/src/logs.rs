@@ -103,25 +103,39 @@ impl Logs {
     }
 }
 
-/// Flushes the queue (at most a second) when dropped — also while a panic unwinds `main`.
-pub struct FlushOnExit;
-
-impl Drop for FlushOnExit {
-    fn drop(&mut self) {
-        if let Some(queue) = Logs::running() {
-            queue.flush(Duration::from_secs(1));
+/// One whole line to stderr: through the queue once it runs, else written directly.
+pub fn write(line: &[u8]) {
+    match Logs::running() {
+        Some(queue) => queue.line(line),
+        None => {
+            let _ = std::io::stderr().write_all(line);
         }
     }
 }
 
-/// Keeps panic messages after the queued lines: the queue is flushed (at most a second)
-/// before the default hook prints the message straight to stderr.
+/// Flushes the running queue, if any, for at most a second: before the process exits or a
+/// panic message is printed.
+fn flush_running() {
+    if let Some(queue) = Logs::running() {
+        queue.flush(Duration::from_secs(1));
+    }
+}
+
+/// Flushes the queue when dropped — also while a panic unwinds `main`.
+pub struct FlushOnExit;
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        flush_running();
+    }
+}
+
+/// Keeps panic messages after the queued lines: the queue is flushed before the default hook
+/// prints the message straight to stderr.
 pub fn flush_before_panic_messages() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(queue) = Logs::running() {
-            queue.flush(Duration::from_secs(1));
-        }
+        flush_running();
         default(info);
     }));
 }
@@ -133,13 +147,7 @@ const PIECE: usize = 8 * 1024;
 /// command's output never blocks on a stderr nobody reads (that would hold up its delivery's
 /// answer) and never lands inside a log line.
 pub async fn forward(from: impl tokio::io::AsyncRead + Unpin) {
-    forward_to(from, |line| match Logs::running() {
-        Some(queue) => queue.line(line),
-        None => {
-            let _ = std::io::stderr().write_all(line);
-        }
-    })
-    .await;
+    forward_to(from, write).await;
 }
 
 /// [`forward`]'s reading: whole lines, a line longer than 8 KiB in pieces, each with its

@@ -173,7 +173,7 @@ fn main() -> ExitCode {
     });
     // Do not wait for lingering tasks (an --exec child being killed, idle connections).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    let code = match result {
+    match result {
         Ok(code) => code,
         Err(CliError::Usage(m)) => {
             write_stderr(format_args!("hookguard: {m}"));
@@ -184,6 +184,5 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(CliError::StdoutClosed) => ExitCode::from(1),
-    };
-    code
+    }
 }

@@ -1106,7 +1106,6 @@ async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::Soc
     Ok((listener, addr))
 }
 
-/// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
 /// Serves until SIGTERM or Ctrl-C, or until stdout's reader is gone; `true` in that last case.
 async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
@@ -1125,6 +1124,7 @@ async fn serve_until_stopped(
     stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)
 }
 
+/// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
 async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mutex<Option<std::io::Error>>>) {
     tokio::select! {
         () = shutdown_signal() => {}

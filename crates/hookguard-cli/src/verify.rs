@@ -176,12 +176,7 @@ const MAX_HEADERS_FILE: u64 = 1024 * 1024;
 /// A headers file, read up to [`MAX_HEADERS_FILE`] (a huge or endless file — a wrong path,
 /// `/dev/zero` — is a usage error, not a process growing without bound).
 fn read_headers_file(path: &std::path::Path) -> CliResult<String> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| usage(format!("cannot read {}: {e}", path.display()));
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_HEADERS_FILE + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
+    let bytes = crate::common::read_file_within(path, MAX_HEADERS_FILE + 1)?;
     if bytes.len() as u64 > MAX_HEADERS_FILE {
         return Err(usage(format!(
             "{} is larger than {} KiB: not a headers file",

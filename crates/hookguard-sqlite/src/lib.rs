@@ -343,22 +343,26 @@ struct Inner {
 /// with it — answered `2xx`, gone at the next start — so after each commit the writer checks
 /// that the path still names the same files, and once it does not, fails every operation
 /// (`503`) until the process is restarted on a real inbox.
-#[derive(Default)]
 struct Files {
-    path: Option<PathBuf>,
+    path: PathBuf,
+    wal_path: PathBuf,
     db: Option<(u64, u64)>,
+    /// Recorded when the WAL first exists.
     wal: Option<(u64, u64)>,
     gone: Option<String>,
 }
 
 impl Files {
     fn of(path: &Path) -> Files {
-        let mut f = Files {
-            path: Some(path.to_owned()),
-            ..Files::default()
-        };
-        f.db = identity(path);
-        f
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        Files {
+            path: path.to_owned(),
+            wal_path: wal_path.into(),
+            db: identity(path),
+            wal: None,
+            gone: None,
+        }
     }
 
     /// `Some(why)` once the file or its WAL is not the one written.
@@ -366,9 +370,8 @@ impl Files {
         if let Some(gone) = &self.gone {
             return Some(gone.clone());
         }
-        let path = self.path.as_ref()?;
-        let wal = PathBuf::from(format!("{}-wal", path.display()));
-        let wal_now = identity(&wal);
+        let wal_now = identity(&self.wal_path);
+        let path = &self.path;
         let moved = |what: &str| {
             Some(format!("the inbox's {what} at {} was removed or replaced while serve ran: nothing more can be stored; restart on the inbox file", path.display()))
         };
@@ -1398,12 +1401,13 @@ mod tests {
     /// A writer on `conn` driven by the test's own `commit` calls (its queue unused).
     fn test_writer(conn: Connection) -> Writer {
         let (_unused, rx) = mpsc::sync_channel(1);
+        let files = Files::of(Path::new(conn.path().expect("a file")));
         Writer {
             conn,
             rx,
             queued: Arc::default(),
             unclaimed: Vec::new(),
-            files: Files::default(),
+            files,
             max_pending: 1_000,
             max_batch: 16,
             pending: 0,

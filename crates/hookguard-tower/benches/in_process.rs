@@ -27,20 +27,12 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
 
+// The layer bench's 4 KiB body, secret and settings.
+#[path = "../../../benches/support/load.rs"]
+mod load;
+use load::{body, env_or, SECRET};
+
 const NOW: u64 = 1_700_000_000;
-const SECRET: &str = "whsec_bench_secret";
-
-/// The layer bench's 4 KiB body of event `evt_{id:016x}`.
-fn body(id: u64) -> Vec<u8> {
-    let head = format!(
-        r#"{{"id":"evt_{id:016x}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"notes":""#
-    );
-    let mut body = head.into_bytes();
-    body.resize(4096 - 3, b'x');
-    body.extend_from_slice(b"\"}}");
-    body
-}
-
 fn signed(id: u64) -> Request<Full<Bytes>> {
     let body = body(id);
     let s = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(NOW)).unwrap();
@@ -53,14 +45,9 @@ fn signed(id: u64) -> Request<Full<Bytes>> {
     req
 }
 
-/// A number from the environment, or `default`.
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn layer(c: &mut Criterion) {
-    let store = MemoryStore::new(setting("IN_PROCESS_CAPACITY", 4_000_000));
-    for i in 0..setting("IN_PROCESS_FILL", 600_000u64) {
+    let store = MemoryStore::new(env_or("IN_PROCESS_CAPACITY", 4_000_000));
+    for i in 0..env_or("IN_PROCESS_FILL", 600_000u64) {
         let key = format!("buildworkpro:fill_{i:016x}");
         match block_on(store.claim(&key, Duration::from_secs(30))) {
             Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
