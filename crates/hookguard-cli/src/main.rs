@@ -97,7 +97,7 @@ enum Command {
     /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro, Procore and APS senders against it.
     Demo(demo::DemoArgs),
     /// Run a receiver (tower layer in axum): verify, de-duplicate, print or --exec each delivery.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the headers a vendor would send with a body.
     Sign(sign::SignArgs),
     /// Verify one delivery offline: JSON summary (exit 0) or the rejection code (exit 1).
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Demo(a) => demo::run(a).await,
-            Command::Serve(a) => serve::run(a).await,
+            Command::Serve(a) => serve::run(*a).await,
             Command::Sign(a) => sign::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Send(a) => send::run(a).await,

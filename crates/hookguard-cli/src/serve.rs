@@ -196,6 +196,15 @@ pub struct ServeArgs {
     /// closed under them now and then.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     header_timeout: Duration,
+    /// The longest an answer may wait to be written (a client that sends requests and never
+    /// reads the answers); then its connection is closed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    write_timeout: Duration,
+    /// Connections open at once; more wait in the listen queue until one closes, so a flood of
+    /// connections cannot take the file descriptors the inbox and --exec need [default: the
+    /// open-file limit less 256, at most 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: Option<u32>,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
     #[arg(long, value_name = "LINES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     stdout_queue: u32,
@@ -1118,7 +1127,13 @@ async fn serve_until_stopped(
         listener,
         app,
         stop_signal(closed_rx, Arc::clone(&stdout_closed)),
-        args.header_timeout,
+        http_server::Limits {
+            head_timeout: args.header_timeout,
+            write_timeout: args.write_timeout,
+            max_connections: args
+                .max_connections
+                .map_or_else(http_server::default_max_connections, |n| n as usize),
+        },
     )
     .await;
     stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)

@@ -1046,6 +1046,93 @@ fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
 }
 
 #[test]
+fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    // Requests sent back to back, answers never read: once the socket's buffers are full every
+    // write of the server waits, and without a write bound the connection was held for ever.
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--write-timeout",
+        "1",
+    ]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let requests = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".repeat(256);
+    let started = Instant::now();
+    let closed = loop {
+        match c.write_all(&requests) {
+            Ok(()) => {}
+            // The server stopped reading (its answers cannot go out): still held.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the connection is still held {:?} after the client stopped reading",
+            started.elapsed()
+        );
+    };
+    assert!(
+        matches!(
+            closed.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{closed}"
+    );
+    // Others are answered as usual.
+    let (status, answer) = bwp_post(s.port, "whsec_s", "evt_after_unread");
+    assert_eq!(status, 204, "{answer}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_one_to_close() {
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--max-connections",
+        "2",
+    ]);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third connection is made by the kernel (listen queue) but not taken: no answer.
+    let (headers, body) = bwp_delivery("whsec_s", "evt_third");
+    let mut third = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let mut req = "POST /webhooks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_string();
+    for (n, v) in &headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    third.write_all(req.as_bytes()).unwrap();
+    third.write_all(&body).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut first = [0u8; 1];
+    let waited = third.read(&mut first);
+    assert!(
+        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "a connection beyond --max-connections 2 was served: {waited:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.stderr().contains("connection limit reached") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.stderr().contains("connection limit reached"), "{}", s.stderr());
+    // One closes: the third is taken and answered.
+    drop(idle);
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    third.read_to_end(&mut answer).unwrap();
+    let answer = text(&answer);
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    assert_eq!(s.json_lines(1)[0]["id"], "evt_third");
+}
+
+#[test]
 fn sigterm_lets_a_delivery_in_hand_finish_and_be_answered() {
     // Shutdown closes connections with nothing in hand; one whose handler runs (here for 2 s,
     // longer than the second an idle connection is given) gets its answer first.
@@ -1084,6 +1171,9 @@ fn every_subcommand_has_complete_help_with_an_example() {
         "--exec-timeout",
         "--ignore-source-application",
         "--stdout-queue",
+        "--header-timeout",
+        "--write-timeout",
+        "--max-connections",
         "stdout_backlog",
         "--inbox",
         "sqlite:PATH",

@@ -1,5 +1,5 @@
-//! The HTTP/1.1 server under `serve`'s routes: what `axum::serve` does, plus a bound on the
-//! time a connection may take to send a request head.
+//! The HTTP/1.1 server under `serve`'s routes: what `axum::serve` does, plus bounds on how
+//! long a connection may be held and on how many are open at once.
 //!
 //! `axum::serve` gives hyper no timer, so hyper's header read timeout never runs: a client that
 //! sent half a request head (or nothing at all) held its connection for ever, and graceful
@@ -7,30 +7,83 @@
 //! each connection has hyper's header read timeout (`--header-timeout`, default 30 s): one
 //! limit for a kept-alive connection's idle time plus the next request's head (hyper starts
 //! the timer when it waits for a head). When it fires the connection is closed without an
-//! answer. The body's own bound is the receiver's (`408 body_read_timeout`). On shutdown a
-//! connection finishes the request it is answering; one with nothing in hand is closed.
+//! answer. The body's own bound is the receiver's (`408 body_read_timeout`). An answer that
+//! cannot be written for `--write-timeout` (a client that sends requests and never reads the
+//! answers fills the socket's buffers, then every write waits) closes the connection too.
+//! At most `--max-connections` are open at once; beyond it new ones wait in the kernel's
+//! listen queue (the sender sees a slow connect, not an error answer) until one closes, so a
+//! flood of connections cannot take the file descriptors the inbox and `--exec` need. On
+//! shutdown a connection finishes the request it is answering; one with nothing in hand is
+//! closed.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Sleep;
 use tower_service::Service;
 
-/// The header read timeout of the metrics endpoint and the inspector (`--header-timeout`'s
-/// default).
-pub const EXTRAS_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may be held, and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Idle time of a kept-alive connection plus the time to send the next request head.
+    pub head_timeout: Duration,
+    /// The longest a write may make no progress (the client does not read).
+    pub write_timeout: Duration,
+    /// Connections open at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The metrics endpoint's and the inspector's: `serve`'s defaults, and few connections
+    /// (one scraper, one browser).
+    pub const EXTRAS: Limits = Limits {
+        head_timeout: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(30),
+        max_connections: 64,
+    };
+}
+
+/// File descriptors kept for everything but connections (the inbox's files, `--exec`'s pipes,
+/// the metrics endpoint and the inspector).
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `--max-connections`' default: what the process's open-file limit leaves after
+/// [`RESERVED_DESCRIPTORS`], at least 64 and at most 65,536 (1,024 where the limit cannot be
+/// read).
+pub fn default_max_connections() -> usize {
+    #[cfg(target_os = "linux")]
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    #[cfg(not(target_os = "linux"))]
+    let limit: Option<u64> = Some(1_024 + RESERVED_DESCRIPTORS);
+    let open = limit
+        .unwrap_or(65_536 + RESERVED_DESCRIPTORS)
+        .saturating_sub(RESERVED_DESCRIPTORS);
+    usize::try_from(open.clamp(64, 65_536)).unwrap_or(65_536)
+}
 
 /// Serves `app` on `listener` until `stop` completes; then stops accepting, lets each
 /// connection finish the request it is answering, closes the others, and returns once all
 /// are closed.
-pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>, head_timeout: Duration) {
+pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>, limits: Limits) {
+    let Limits {
+        head_timeout,
+        write_timeout,
+        max_connections,
+    } = limits;
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut full_since: Option<Instant> = None;
     // Told to clients that read it (Node's undici, for one), a second short of the real bound:
     // they stop reusing an idle connection before the server closes it under a new request.
     let keep_alive = (head_timeout >= Duration::from_secs(2))
@@ -41,6 +94,27 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     let (closed_tx, closed) = watch::channel(());
     tokio::pin!(stop);
     loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Said once a minute at most while the limit holds connections back.
+                if full_since.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    full_since = Some(Instant::now());
+                    tracing::warn!(
+                        max_connections,
+                        "connection limit reached; new connections wait until one closes (--max-connections)"
+                    );
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             biased;
             () = &mut stop => break,
@@ -87,7 +161,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(head_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(WriteBound::new(stream, write_timeout)), service);
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
@@ -112,12 +186,82 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             }
             // Only once the connection (and its copy of the router) is gone.
             drop(held);
+            drop(slot);
         });
     }
     drop(listener);
     let _ = stopping_tx.send(true);
     drop(closed);
     closed_tx.closed().await;
+}
+
+/// A connection's socket whose writes fail with `TimedOut` once one has made no progress for
+/// the limit: hyper then closes the connection.
+struct WriteBound {
+    io: TcpStream,
+    limit: Duration,
+    /// Armed when a write first waits, dropped when one makes progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteBound {
+    fn new(io: TcpStream, limit: Duration) -> Self {
+        WriteBound {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn bound<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client read nothing of the answer within the write timeout",
+        )))
+    }
+}
+
+impl AsyncRead for WriteBound {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteBound {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.bound(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.bound(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.bound(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.bound(cx, polled)
+    }
 }
 
 /// Counts a request from the moment hyper hands it over until its answer is ready (also
@@ -145,4 +289,24 @@ fn is_connection_error(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_limit_leaves_descriptors_for_the_rest() {
+        let n = default_max_connections() as u64;
+        assert!((64..=65_536).contains(&n), "{n}");
+        #[cfg(target_os = "linux")]
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            if limit >= 64 + RESERVED_DESCRIPTORS {
+                assert!(
+                    n + RESERVED_DESCRIPTORS <= limit,
+                    "{n} connections with {limit} descriptors"
+                );
+            }
+        }
+    }
 }

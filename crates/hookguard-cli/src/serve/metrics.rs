@@ -121,7 +121,7 @@ pub fn spawn(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> Vec
         listener,
         app,
         std::future::pending(),
-        super::http_server::EXTRAS_HEAD_TIMEOUT,
+        super::http_server::Limits::EXTRAS,
     ));
     vec![upkeep, server]
 }

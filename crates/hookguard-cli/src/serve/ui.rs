@@ -446,7 +446,7 @@ impl Extras {
                 listener,
                 app,
                 std::future::pending(),
-                super::http_server::EXTRAS_HEAD_TIMEOUT,
+                super::http_server::Limits::EXTRAS,
             )));
             if given {
                 write_stderr(format_args!("hookguard: inspector on {url}/ (token from --ui-token)"));
