@@ -311,6 +311,19 @@ async fn open(at: &Location) -> CliResult<(Arc<dyn InboxStore>, String)> {
     Ok((inbox, spec.shown()))
 }
 
+/// For `list`, `show` and `stats`: [`open`], or — when that fails on a SQLite file (this user
+/// cannot write it or its directory, its disk is full, another process holds the lock) — the
+/// file opened read-only, which changes nothing. The first error when neither works.
+async fn open_to_read(at: &Location) -> CliResult<(Arc<dyn InboxStore>, String)> {
+    let opened = open(at).await;
+    if let (Err(_), Ok(InboxSpec::Sqlite(path))) = (&opened, parse_inbox_spec(&at.inbox)) {
+        if let Ok(reader) = SqliteInbox::open_read_only(&path) {
+            return Ok((Arc::new(reader), path.display().to_string()));
+        }
+    }
+    opened
+}
+
 /// RFC 3339 UTC with milliseconds.
 fn time(ms: i64) -> Value {
     let ms = ms.max(0);
@@ -366,7 +379,7 @@ fn store_failed(path: &str, e: &InboxError) -> crate::common::CliError {
 pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
     match args.command {
         InboxCommand::List(a) => {
-            let (inbox, path) = open(&a.at).await?;
+            let (inbox, path) = open_to_read(&a.at).await?;
             // One more than asked: a cut list says so on stderr (a script replaying what it
             // lists must not take 100 for all).
             let mut filter = ListFilter::default().limit(a.limit.saturating_add(1));
@@ -388,7 +401,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             }
         }
         InboxCommand::Show(a) => {
-            let (inbox, path) = open(&a.at).await?;
+            let (inbox, path) = open_to_read(&a.at).await?;
             let r = inbox
                 .get(a.id)
                 .await
@@ -457,7 +470,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             )?;
         }
         InboxCommand::Stats(at) => {
-            let (inbox, path) = open(&at).await?;
+            let (inbox, path) = open_to_read(&at).await?;
             let s = inbox.stats().await.map_err(|e| store_failed(&path, &e))?;
             let age = s
                 .oldest_pending_ms

@@ -2007,6 +2007,70 @@ fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
 
+/// `inbox list`, `show` and `stats` read an inbox this user cannot write — a file alone in a
+/// directory of another user (or a read-only one), as a backup copy or a stopped `serve`
+/// leaves it — without changing or creating anything; `replay` still needs write access.
+/// Before, every command opened the inbox to write and failed with "attempt to write a
+/// readonly database".
+#[test]
+fn inbox_reads_need_no_write_access() {
+    let dir = scratch("inbox-read-only");
+    let db = dir.join("inbox.db");
+    {
+        let s = Server::start(&bwp_inbox_args("whsec_ro", &db, &[]));
+        let (status, answer) = bwp_post(s.port, "whsec_ro", "evt_ro");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(s.json_lines(1)[0]["id"], "evt_ro");
+    }
+    // The last connection to close takes the log and the index with it: the file alone.
+    assert_eq!(code(&hookguard(&["inbox", "stats", "--inbox", path(&db)], None)), 0);
+    let beside = |suffix: &str| dir.join(format!("inbox.db{suffix}")).exists();
+    assert!(!beside("-wal") && !beside("-shm"), "the file is not alone");
+    let root = text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+    let as_reader = |args: &[&str]| -> Output {
+        let mut c = if root {
+            // Permissions do not stop root: run as `nobody`, who may read but not write here.
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        c.args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run hookguard (setpriv when root)")
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&db, 0o444);
+    mode(&dir, 0o555);
+    let before = std::fs::read(&db).unwrap();
+
+    let o = as_reader(&["inbox", "list", "--inbox", path(&db)]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let listed = json(text(&o.stdout).trim());
+    assert_eq!(
+        (listed["event_id"].as_str(), listed["state"].as_str()),
+        (Some("evt_ro"), Some("done"))
+    );
+    let o = as_reader(&["inbox", "show", &listed["id"].to_string(), "--inbox", path(&db)]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(json(text(&o.stdout).trim())["body"]
+        .as_str()
+        .unwrap()
+        .contains("evt_ro"));
+    let o = as_reader(&["inbox", "stats", "--inbox", path(&db)]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(json(text(&o.stdout).trim())["done"], 1);
+    let o = as_reader(&["inbox", "replay", &listed["id"].to_string(), "--inbox", path(&db)]);
+    assert_eq!(code(&o), 1, "a replay without write access: {}", text(&o.stdout));
+
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file changed");
+    assert!(!beside("-wal") && !beside("-shm"), "files were created beside it");
+    mode(&dir, 0o755);
+}
+
 /// A reader that goes away stops `serve`; the line the worker could not print is not an
 /// attempt: even with `--max-attempts 1` the delivery does not go dead, and the next start
 /// prints it once.

@@ -298,13 +298,19 @@ impl SqliteInboxBuilder {
             synced: true,
             clock_floor,
         };
+        let (closing, writer_closed) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("hookguard-sqlite".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                writer.run();
+                // The connection is closed (checkpointed, its log removed) by now.
+                drop(closing);
+            })
             .map_err(storage)?;
         Ok(SqliteInbox {
             inner: Arc::new(Inner {
-                tx,
+                tx: Some(tx),
+                writer_closed: std::sync::Mutex::new(Some(writer_closed)),
                 notify,
                 path: self.path,
                 stats_turn: tokio::sync::Mutex::new(()),
@@ -324,7 +330,10 @@ pub struct SqliteInbox {
 }
 
 struct Inner {
-    tx: SyncSender<Op>,
+    /// The writer's queue; `None` once closing, and for an inbox opened read-only.
+    tx: Option<SyncSender<Op>>,
+    /// Disconnected once the writer thread has closed its connection.
+    writer_closed: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
     notify: Arc<Notify>,
     path: PathBuf,
     /// One `stats` at a time: callers (the inspector's page, the worker's gauges) wait their
@@ -336,6 +345,27 @@ struct Inner {
     queued: Arc<AtomicUsize>,
     queue_bytes: usize,
     operation_timeout: Duration,
+}
+
+/// How long dropping the last handle waits for the writer to close the file.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Drop for Inner {
+    /// Stops the writer and waits (at most [`CLOSE_WAIT`]) until it has closed its connection,
+    /// so a process that exits next leaves the file checkpointed and alone — no `-wal` or
+    /// `-shm` beside it when no other process has it open — instead of a log the next open
+    /// must recover.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let closed = self
+            .writer_closed
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_else(|e| e.into_inner().take());
+        if let Some(closed) = closed {
+            let _ = closed.recv_timeout(CLOSE_WAIT);
+        }
+    }
 }
 
 /// The inbox file and its write-ahead log as the writer opened them (device and inode). A
@@ -354,11 +384,9 @@ struct Files {
 
 impl Files {
     fn of(path: &Path) -> Files {
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
         Files {
             path: path.to_owned(),
-            wal_path: wal_path.into(),
+            wal_path: wal_path(path),
             db: identity(path),
             wal: None,
             gone: None,
@@ -389,6 +417,13 @@ impl Files {
         }
         why
     }
+}
+
+/// The write-ahead log's path: the file's with `-wal` appended.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
 }
 
 #[cfg(unix)]
@@ -428,11 +463,7 @@ impl SqliteInbox {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let run = || -> rusqlite::Result<T> {
-                    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-                    conn.busy_timeout(Duration::from_secs(5))?;
-                    read(&conn)
-                };
+                let run = || -> rusqlite::Result<T> { read(&reader(&path)?) };
                 let _ = reply.send(run().map_err(storage));
             })
             .map_err(storage)?;
@@ -481,6 +512,62 @@ impl SqliteInbox {
         Self::open(path)
     }
 
+    /// Opens an existing inbox to read it only: [`list`](InboxStore::list),
+    /// [`get`](InboxStore::get) and [`stats`](InboxStore::stats) are answered, every other
+    /// operation fails. For looking into an inbox this process cannot write — another user's,
+    /// a copy on a read-only mount, a file on a full disk — while `serve` runs or not. Nothing
+    /// in the file or beside it is changed, and the schema is not migrated (an inbox made by
+    /// an older version is read as it is).
+    ///
+    /// While another process has the file open (its `-wal` log is beside it) the reader
+    /// shares the log; with no log beside it nothing is writing the file, and it is read as
+    /// immutable, creating nothing beside it.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::block_on;
+    /// use hookguard_sqlite::SqliteInbox;
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-ro-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("inbox.db");
+    /// drop(SqliteInbox::open(&path).unwrap()); // made by `serve --inbox`, say
+    /// let inbox = SqliteInbox::open_read_only(&path).unwrap();
+    /// assert_eq!(block_on(inbox.stats()).unwrap().pending, 0);
+    /// assert!(block_on(inbox.list(ListFilter::default())).unwrap().is_empty());
+    /// let item = NewItem::from_parts("buildworkpro", Some("buildworkpro:evt_1".into()), bytes::Bytes::from_static(b"{}"));
+    /// assert!(block_on(inbox.accept(item)).unwrap_err().to_string().contains("read-only"));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The file is missing, unreadable, or not a hookguard inbox.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, InboxError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
+        }
+        if probe(path)?.0 == 0 {
+            return Err(InboxError::storage(format!(
+                "{} is not a hookguard inbox",
+                path.display()
+            )));
+        }
+        // No writer: only reads, which never use one, are answered.
+        Ok(SqliteInbox {
+            inner: Arc::new(Inner {
+                tx: None,
+                writer_closed: std::sync::Mutex::new(None),
+                notify: Arc::new(Notify::new()),
+                path: path.to_owned(),
+                stats_turn: tokio::sync::Mutex::new(()),
+                list_turns: tokio::sync::Semaphore::new(4),
+                queued: Arc::new(AtomicUsize::new(0)),
+                queue_bytes: DEFAULT_QUEUE_BYTES,
+                operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            }),
+        })
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -499,8 +586,15 @@ impl SqliteInbox {
         limit: Duration,
         make: impl FnOnce(oneshot::Sender<Result<T, InboxError>>) -> Op,
     ) -> InboxFuture<'_, T> {
+        let Some(tx) = &self.inner.tx else {
+            return Box::pin(async {
+                Err(InboxError::storage(
+                    "the inbox was opened read-only (only list, get and stats are answered)",
+                ))
+            });
+        };
         let (reply, answer) = oneshot::channel();
-        let sent = self.inner.tx.try_send(make(reply));
+        let sent = tx.try_send(make(reply));
         if let Err(TrySendError::Full(Op::Accept(item, _)) | TrySendError::Disconnected(Op::Accept(item, _))) = &sent {
             self.inner.queued.fetch_sub(queued_size(item), Ordering::AcqRel);
         }
@@ -528,11 +622,15 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
 /// Reads, without changing anything, how many inbox tables (`hookguard_inbox`) and other
 /// tables the file at `path` holds.
 fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
-    let probe = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
-    // A file another process holds (a recovery, an exclusive lock) is waited for, as the
-    // inbox's own connections wait; only a file that is no database is called one.
-    probe.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
-    probe
+    let read = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
+            "{} is not a hookguard inbox (not a SQLite database)",
+            path.display()
+        )),
+        _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
+    };
+    reader(path)
+        .map_err(read)?
         .query_row(
             "SELECT count(*) FILTER (WHERE name = 'hookguard_inbox'),
                     count(*) FILTER (WHERE name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')
@@ -540,13 +638,54 @@ fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
-                "{} is not a hookguard inbox (not a SQLite database)",
-                path.display()
-            )),
-            _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
-        })
+        .map_err(read)
+}
+
+/// A read-only connection to `path` that has read the schema. A file another process holds (a
+/// recovery, an exclusive lock) is waited for, as the inbox's own connections wait.
+///
+/// SQLite keeps the `-wal` log beside the file while any connection has it open. With a log
+/// there, the reader shares it (and its `-shm` index) with the writer. With none, nothing is
+/// writing the file, and it is read as immutable: no lock taken and nothing created beside it
+/// — a plain read-only connection would create the log and the index, which a user who cannot
+/// write the directory (another user's inbox, a copy on a read-only mount) cannot do.
+fn reader(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let open = |target: &str, flags: OpenFlags| -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(target, flags)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+        Ok(conn)
+    };
+    let Some(target) = path.to_str() else {
+        // Not UTF-8: no URI; rusqlite's own conversion decides.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        return Ok(conn);
+    };
+    if !wal_path(path).exists() {
+        let immutable = format!("file:{}?immutable=1", uri_path(target));
+        if let Ok(conn) = open(
+            &immutable,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        ) {
+            return Ok(conn);
+        }
+    }
+    open(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// `path` with every byte a URI's path may not hold as is percent-encoded.
+fn uri_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn connect(path: &Path) -> Result<Connection, InboxError> {
@@ -1237,6 +1376,9 @@ impl InboxStore for SqliteInbox {
         self.call(move |tx| Op::Release(id, attempt, until_ms, tx))
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
+        if self.inner.tx.is_none() {
+            return Box::pin(self.read_only("hookguard-sqlite-get", move |conn| get(conn, id)));
+        }
         self.call(move |tx| Op::Get(id, tx))
     }
     /// On a read-only connection and thread of its own (at most four at once), like `stats`:

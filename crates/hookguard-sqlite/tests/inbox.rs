@@ -92,6 +92,46 @@ async fn accepts_are_durable_and_copies_are_duplicates_across_reopen() {
     );
 }
 
+/// Dropping the last handle closes the file: checkpointed, with no `-wal` or `-shm` beside it
+/// (a process exiting right after leaves one file to copy, and nothing to recover). Opened
+/// read-only, the file is read where it is and nothing is written or created, and every
+/// operation but list, get and stats is refused.
+#[tokio::test]
+async fn the_last_handle_leaves_the_file_alone_and_a_reader_changes_nothing() {
+    let dir = TempDir::new("closed");
+    let beside = |suffix: &str| dir.0.join(format!("inbox.db{suffix}")).exists();
+    let id = {
+        let inbox = SqliteInbox::open(dir.file()).unwrap();
+        let id = stored(&inbox, &bwp("evt_closed")).await;
+        assert!(beside("-wal"));
+        let copy = inbox.clone();
+        drop(inbox);
+        assert!(beside("-wal"), "closed while a clone was alive");
+        drop(copy);
+        id
+    };
+    assert!(!beside("-wal") && !beside("-shm"), "the log is still beside the file");
+    let before = std::fs::read(dir.file()).unwrap();
+
+    let reader = SqliteInbox::open_read_only(dir.file()).unwrap();
+    let rec = reader.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.event_id.as_deref(), Some("evt_closed"));
+    assert_eq!(reader.list(ListFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(reader.stats().await.unwrap().pending, 1);
+    let refused = reader.accept(item(&bwp("evt_new"))).await.unwrap_err();
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    assert!(reader.claim(now_ms(), Duration::from_secs(5), 8).await.is_err());
+    assert!(reader.replay(id, now_ms()).await.is_err());
+    drop(reader);
+    assert_eq!(
+        std::fs::read(dir.file()).unwrap(),
+        before,
+        "the reader changed the file"
+    );
+    assert!(!beside("-wal") && !beside("-shm"), "the reader left files beside it");
+    assert!(SqliteInbox::open_read_only(dir.0.join("missing.db")).is_err());
+}
+
 #[test]
 fn a_directory_or_a_missing_directory_is_named() {
     let dir = TempDir::new("paths");
