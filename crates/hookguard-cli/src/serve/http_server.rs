@@ -213,9 +213,13 @@ impl WriteBound {
         }
     }
 
-    fn bound<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// `progress`: a write that is ready moved bytes (a flush or shutdown that is ready says
+    /// nothing about the client: the socket's are no-ops).
+    fn bound<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>, progress: bool) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.stalled = None;
+            if progress {
+                self.stalled = None;
+            }
             return polled;
         }
         let limit = self.limit;
@@ -237,7 +241,7 @@ impl AsyncRead for WriteBound {
 impl AsyncWrite for WriteBound {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.bound(cx, polled)
+        self.bound(cx, polled, true)
     }
 
     fn poll_write_vectored(
@@ -246,7 +250,7 @@ impl AsyncWrite for WriteBound {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.bound(cx, polled)
+        self.bound(cx, polled, true)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -255,12 +259,12 @@ impl AsyncWrite for WriteBound {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_flush(cx);
-        self.bound(cx, polled)
+        self.bound(cx, polled, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.bound(cx, polled)
+        self.bound(cx, polled, false)
     }
 }
 
