@@ -197,7 +197,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     header_timeout: Duration,
     /// The longest an answer may wait to be written (a client that sends requests and never
-    /// reads the answers); then its connection is closed.
+    /// reads the answers); then its connection is closed. The kernel lets a write go on only
+    /// once about a third of the socket's send buffer is free, so a client that pipelines
+    /// requests and reads the answers very slowly counts as not reading.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     write_timeout: Duration,
     /// Connections open at once; more wait in the listen queue until one closes, so a flood of

@@ -2065,10 +2065,39 @@ fn inbox_reads_need_no_write_access() {
     assert_eq!(json(text(&o.stdout).trim())["done"], 1);
     let o = as_reader(&["inbox", "replay", &listed["id"].to_string(), "--inbox", path(&db)]);
     assert_eq!(code(&o), 1, "a replay without write access: {}", text(&o.stdout));
-
+    // A path written with a leading `//` names the same file (not a URI's host).
+    let doubled = format!("/{}", path(&db));
+    let o = as_reader(&["inbox", "stats", "--inbox", &doubled]);
+    assert_eq!(code(&o), 0, "{doubled}: {}", text(&o.stderr));
     assert_eq!(std::fs::read(&db).unwrap(), before, "the file changed");
     assert!(!beside("-wal") && !beside("-shm"), "files were created beside it");
+
+    // In a directory the reader may write (a shared one), it must still create nothing: a
+    // `-wal`/`-shm` of another user beside the file keeps the owner's `serve` from writing.
+    mode(&dir, 0o777);
+    for args in [&["inbox", "list"][..], &["inbox", "stats"], &["inbox", "replay", "1"]] {
+        let mut all = args.to_vec();
+        all.extend(["--inbox", path(&db)]);
+        let o = as_reader(&all);
+        assert_eq!(
+            code(&o),
+            if args[1] == "replay" { 1 } else { 0 },
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            !beside("-wal") && !beside("-shm"),
+            "{args:?} created files beside the inbox"
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file changed");
     mode(&dir, 0o755);
+    // Its owner serves it as before.
+    mode(&db, 0o644);
+    let s = Server::start(&bwp_inbox_args("whsec_ro", &db, &[]));
+    let (status, answer) = bwp_post(s.port, "whsec_ro", "evt_ro_after");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(s.json_lines(1)[0]["id"], "evt_ro_after");
 }
 
 /// A reader that goes away stops `serve`; the line the worker could not print is not an

@@ -456,15 +456,30 @@ impl SqliteInbox {
     async fn read_only<T: Send + 'static>(
         &self,
         name: &str,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        read: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, InboxError> {
         let (reply, answer) = oneshot::channel();
         let path = self.inner.path.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let run = || -> rusqlite::Result<T> { read(&reader(&path)?) };
-                let _ = reply.send(run().map_err(storage));
+                let run = || -> Result<T, InboxError> {
+                    // An immutable read takes no lock: if a writer opened the file meanwhile
+                    // (its log is there now, or the file changed), pages may have changed
+                    // under it — read again.
+                    for _ in 0..3 {
+                        let before = fingerprint(&path);
+                        let (conn, immutable) = reader(&path).map_err(storage)?;
+                        let out = read(&conn).map_err(storage)?;
+                        if !immutable || (!wal_path(&path).exists() && fingerprint(&path) == before) {
+                            return Ok(out);
+                        }
+                    }
+                    Err(InboxError::storage(
+                        "the inbox changed while it was read (a writer started); try again",
+                    ))
+                };
+                let _ = reply.send(run());
             })
             .map_err(storage)?;
         answer
@@ -631,6 +646,7 @@ fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
     };
     reader(path)
         .map_err(read)?
+        .0
         .query_row(
             "SELECT count(*) FILTER (WHERE name = 'hookguard_inbox'),
                     count(*) FILTER (WHERE name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')
@@ -641,44 +657,61 @@ fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
         .map_err(read)
 }
 
-/// A read-only connection to `path` that has read the schema. A file another process holds (a
-/// recovery, an exclusive lock) is waited for, as the inbox's own connections wait.
+/// A read-only connection to `path` that has read the schema, and whether it reads the file as
+/// immutable. A file another process holds (a recovery, an exclusive lock) is waited for, as
+/// the inbox's own connections wait.
 ///
 /// SQLite keeps the `-wal` log beside the file while any connection has it open. With a log
 /// there, the reader shares it (and its `-shm` index) with the writer. With none, nothing is
 /// writing the file, and it is read as immutable: no lock taken and nothing created beside it
 /// — a plain read-only connection would create the log and the index, which a user who cannot
-/// write the directory (another user's inbox, a copy on a read-only mount) cannot do.
-fn reader(path: &Path) -> rusqlite::Result<Connection> {
+/// write the directory (another user's inbox, a copy on a read-only mount) cannot do, and
+/// which, made by another user in a directory both can write, would keep the owner's `serve`
+/// from writing.
+fn reader(path: &Path) -> rusqlite::Result<(Connection, bool)> {
     use rusqlite::OpenFlags;
-    let open = |target: &str, flags: OpenFlags| -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(target, flags)?;
+    let open = |conn: Connection| -> rusqlite::Result<Connection> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
         Ok(conn)
     };
-    let Some(target) = path.to_str() else {
-        // Not UTF-8: no URI; rusqlite's own conversion decides.
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        return Ok(conn);
-    };
     if !wal_path(path).exists() {
-        let immutable = format!("file:{}?immutable=1", uri_path(target));
-        if let Ok(conn) = open(
-            &immutable,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
-        ) {
-            return Ok(conn);
+        let immutable = format!("{}?immutable=1", file_uri(path));
+        if let Ok(conn) =
+            Connection::open_with_flags(immutable, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+                .and_then(open)
+        {
+            return Ok((conn, true));
         }
     }
-    open(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    Ok((
+        open(Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?)?,
+        false,
+    ))
 }
 
-/// `path` with every byte a URI's path may not hold as is percent-encoded.
-fn uri_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
+/// What changes when a file is written: its length and modification time.
+fn fingerprint(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// A `file:` URI naming `path`, every byte but unreserved ones and `/` percent-encoded (so
+/// nothing in a path can add a URI parameter). An absolute path gets an empty authority
+/// (`file:///…`): `file://x/…` would name a host.
+fn file_uri(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let lossy = path.to_string_lossy();
+    #[cfg(not(unix))]
+    let bytes = lossy.as_bytes();
+    let mut out = String::from(if bytes.first() == Some(&b'/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for &b in bytes {
         if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
             out.push(char::from(b));
         } else {
@@ -690,6 +723,15 @@ fn uri_path(path: &str) -> String {
 
 fn connect(path: &Path) -> Result<Connection, InboxError> {
     let conn = Connection::open(path).map_err(storage)?;
+    // SQLite opens a file it cannot write read-only without a word; its first statement (the
+    // journal mode) would then create a `-wal` and `-shm` owned by this user, which could keep
+    // the owner's `serve` from writing. Refuse before any statement.
+    if conn.is_readonly(rusqlite::DatabaseName::Main).map_err(storage)? {
+        return Err(InboxError::storage(format!(
+            "cannot write {} (read-only to this user or on a read-only file system)",
+            path.display()
+        )));
+    }
     conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -1435,6 +1477,18 @@ impl InboxStore for SqliteInbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_uris_name_the_path_and_nothing_else() {
+        assert_eq!(file_uri(Path::new("/var/lib/x.db")), "file:///var/lib/x.db");
+        // `file://tmp/x.db` would name the host `tmp`.
+        assert_eq!(file_uri(Path::new("//tmp/x.db")), "file:////tmp/x.db");
+        assert_eq!(file_uri(Path::new("data/x.db")), "file:data/x.db");
+        assert_eq!(
+            file_uri(Path::new("/a b/x?mode=rwc#y%z.db")),
+            "file:///a%20b/x%3Fmode%3Drwc%23y%25z.db"
+        );
+    }
 
     /// A directory of its own under the system temp dir, removed on drop.
     struct Scratch(PathBuf);
