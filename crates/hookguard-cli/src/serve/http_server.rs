@@ -12,14 +12,16 @@
 //! answers fills the socket's buffers, then every write waits) closes the connection too.
 //! At most `--max-connections` are open at once; beyond it new ones wait in the kernel's
 //! listen queue (the sender sees a slow connect, not an error answer) until one closes, so a
-//! flood of connections cannot take the file descriptors the inbox and `--exec` need. On
+//! flood of connections cannot take the file descriptors the inbox and `--exec` need. When
+//! the limit is reached, connections with no request in hand for a second (idle kept-alive
+//! ones, clients taking their time over a head) are closed to make room. On
 //! shutdown a connection finishes the request it is answering; one with nothing in hand is
 //! closed.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -84,6 +86,10 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     } = limits;
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut full_since: Option<Instant> = None;
+    // Told when the limit is reached: connections with nothing in hand close, so idle
+    // kept-alive connections (or clients taking their time over a head) do not keep senders
+    // with a delivery out.
+    let shed = Arc::new(tokio::sync::Notify::new());
     // Told to clients that read it (Node's undici, for one), a second short of the real bound:
     // they stop reusing an idle connection before the server closes it under a new request.
     let keep_alive = (head_timeout >= Duration::from_secs(2))
@@ -102,15 +108,25 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     full_since = Some(Instant::now());
                     tracing::warn!(
                         max_connections,
-                        "connection limit reached; new connections wait until one closes (--max-connections)"
+                        "connection limit reached; idle connections are closed, new ones wait until one closes (--max-connections)"
                     );
                 }
+                // Asked again while waiting: a connection becomes closable once idle long enough.
+                let waited = async {
+                    loop {
+                        shed.notify_waiters();
+                        tokio::select! {
+                            slot = Arc::clone(&slots).acquire_owned() => return slot.ok(),
+                            () = tokio::time::sleep(SHED_IDLE / 2) => {}
+                        }
+                    }
+                };
                 tokio::select! {
                     biased;
                     () = &mut stop => break,
-                    slot = Arc::clone(&slots).acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
+                    slot = waited => match slot {
+                        Some(slot) => slot,
+                        None => break,
                     },
                 }
             }
@@ -133,7 +149,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
             }
         };
-        let in_hand = Arc::new(AtomicUsize::new(0));
+        let in_hand = Activity::new();
         let service = {
             let app = app.clone();
             let in_hand = Arc::clone(&in_hand);
@@ -156,6 +172,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         };
         let mut stopping = stopping.clone();
         let held = closed.clone();
+        let shed = Arc::clone(&shed);
         tokio::spawn(async move {
             {
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -163,25 +180,32 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     .header_read_timeout(head_timeout)
                     .serve_connection(TokioIo::new(WriteBound::new(stream, write_timeout)), service);
                 tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    () = async { drop(stopping.wait_for(|s| *s).await) } => {
-                        // Finish the request in hand, then close: at once when idle, after
-                        // about a second with nothing in hand — a client still sending a head
-                        // would otherwise hold the shutdown until its head timeout.
-                        conn.as_mut().graceful_shutdown();
-                        loop {
-                            let busy = in_hand.load(Ordering::Acquire) > 0;
-                            tokio::select! {
-                                _ = conn.as_mut() => break,
-                                () = tokio::time::sleep(Duration::from_secs(1)) => {
-                                    if !busy && in_hand.load(Ordering::Acquire) == 0 {
-                                        break;
-                                    }
+                loop {
+                    tokio::select! {
+                        _ = conn.as_mut() => break,
+                        () = async { drop(stopping.wait_for(|s| *s).await) } => {}
+                        () = shed.notified() => {
+                            if !in_hand.idle_for(SHED_IDLE) {
+                                continue;
+                            }
+                        }
+                    }
+                    // Finish the request in hand, then close: at once when idle, after about a
+                    // second with nothing in hand — a client still sending a head would
+                    // otherwise hold the shutdown (or its slot) until its head timeout.
+                    conn.as_mut().graceful_shutdown();
+                    loop {
+                        let busy = in_hand.in_hand() > 0;
+                        tokio::select! {
+                            _ = conn.as_mut() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                                if !busy && in_hand.in_hand() == 0 {
+                                    break;
                                 }
                             }
                         }
                     }
+                    break;
                 }
             }
             // Only once the connection (and its copy of the router) is gone.
@@ -268,20 +292,57 @@ impl AsyncWrite for WriteBound {
     }
 }
 
+/// How long a connection must have had nothing in hand before the connection limit closes
+/// it: a sender that just connected has its request on the way.
+const SHED_IDLE: Duration = Duration::from_secs(1);
+
+/// What a connection is doing: requests in hand, and since when it has had none.
+struct Activity {
+    epoch: Instant,
+    in_hand: AtomicUsize,
+    /// Milliseconds after `epoch`.
+    idle_since: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            epoch: Instant::now(),
+            in_hand: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        })
+    }
+
+    fn in_hand(&self) -> usize {
+        self.in_hand.load(Ordering::Acquire)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Nothing in hand, for at least `d`.
+    fn idle_for(&self, d: Duration) -> bool {
+        self.in_hand() == 0
+            && self.now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire)) >= d.as_millis() as u64
+    }
+}
+
 /// Counts a request from the moment hyper hands it over until its answer is ready (also
 /// when the connection drops it).
-struct InHand(Arc<AtomicUsize>);
+struct InHand(Arc<Activity>);
 
 impl InHand {
-    fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        InHand(Arc::clone(count))
+    fn enter(activity: &Arc<Activity>) -> Self {
+        activity.in_hand.fetch_add(1, Ordering::AcqRel);
+        InHand(Arc::clone(activity))
     }
 }
 
 impl Drop for InHand {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle_since.store(self.0.now_ms(), Ordering::Release);
+        self.0.in_hand.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
