@@ -1118,18 +1118,21 @@ fn status_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
 
 #[test]
 fn connections_beyond_the_limit_wait_for_one_to_close() {
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_s",
+            "--max-connections",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    };
     // Two connections busy with a delivery (a 3 s handler) hold both places: a third is made
     // by the kernel (listen queue) but not taken until one of them closes.
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_s",
-        "--max-connections",
-        "2",
-        "--exec",
-        "sleep 3",
-    ]);
+    let s = start(&["--exec", "sleep 3"]);
     let mut busy: Vec<TcpStream> = ["evt_busy_1", "evt_busy_2"]
         .iter()
         .map(|id| bwp_send_only(s.port, id))
@@ -1157,14 +1160,7 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
 
     // Idle connections (nothing sent, or kept alive after an answer) make room once the limit
     // is reached and they have had nothing in hand for a second.
-    let s = Server::start(&[
-        "--provider",
-        "buildworkpro",
-        "--secret",
-        "whsec_s",
-        "--max-connections",
-        "2",
-    ]);
+    let s = start(&[]);
     let mut idle: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
         .collect();

@@ -514,16 +514,8 @@ impl SqliteInbox {
     /// The file is missing, unreadable, or not a hookguard inbox.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
-        }
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
-        if probe(path)?.0 == 0 {
-            return Err(InboxError::storage(format!(
-                "{} is not a hookguard inbox",
-                path.display()
-            )));
-        }
+        an_inbox(path)?;
         Self::open(path)
     }
 
@@ -558,15 +550,7 @@ impl SqliteInbox {
     /// The file is missing, unreadable, or not a hookguard inbox.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
-        }
-        if probe(path)?.0 == 0 {
-            return Err(InboxError::storage(format!(
-                "{} is not a hookguard inbox",
-                path.display()
-            )));
-        }
+        an_inbox(path)?;
         // No writer: only reads, which never use one, are answered.
         Ok(SqliteInbox {
             inner: Arc::new(Inner {
@@ -632,6 +616,20 @@ impl SqliteInbox {
 
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
     InboxError::storage(e)
+}
+
+/// `Ok` when `path` is an existing file holding a hookguard inbox (read without changing it).
+fn an_inbox(path: &Path) -> Result<(), InboxError> {
+    if !path.is_file() {
+        return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
+    }
+    if probe(path)?.0 == 0 {
+        return Err(InboxError::storage(format!(
+            "{} is not a hookguard inbox",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Reads, without changing anything, how many inbox tables (`hookguard_inbox`) and other
