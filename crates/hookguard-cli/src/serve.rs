@@ -203,8 +203,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     write_timeout: Duration,
     /// Connections open at once; more wait in the listen queue until one closes, so a flood of
-    /// connections cannot take the file descriptors the inbox and --exec need [default: the
-    /// open-file limit less 256, at most 65536].
+    /// connections cannot take the file descriptors the inbox and --exec need. When someone
+    /// waits, connections idle for a second are closed to make room [default: what the
+    /// open-file limit leaves after 256 (and 4 per --exec command that may run at once), at
+    /// most 65536].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: Option<u32>,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
@@ -1132,14 +1134,28 @@ async fn serve_until_stopped(
         http_server::Limits {
             head_timeout: args.header_timeout,
             write_timeout: args.write_timeout,
-            max_connections: args
-                .max_connections
-                .map_or_else(http_server::default_max_connections, |n| n as usize),
+            max_connections: args.max_connections.map_or_else(
+                || {
+                    // A command run per delivery holds its three pipes: inline, one per
+                    // connection; from the inbox's worker, one per worker.
+                    let (per_connection, workers) = match (&args.exec, &args.inbox) {
+                        (None, _) => (1, 0),
+                        (Some(_), None) => (1 + EXEC_DESCRIPTORS, 0),
+                        (Some(_), Some(_)) => (1, u64::from(args.workers.unwrap_or(4)) * EXEC_DESCRIPTORS),
+                    };
+                    http_server::default_max_connections(per_connection, workers)
+                },
+                |n| n as usize,
+            ),
         },
     )
     .await;
     stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)
 }
+
+/// File descriptors an `--exec` command holds in `serve` while it runs (its stdin, stdout and
+/// stderr pipes, and one to spare).
+const EXEC_DESCRIPTORS: u64 = 4;
 
 /// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
 async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mutex<Option<std::io::Error>>>) {

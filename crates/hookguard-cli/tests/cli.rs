@@ -1116,6 +1116,30 @@ fn status_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
     text(&answer).split(' ').nth(1)?.parse().ok()
 }
 
+/// The status of one whole answer (head and `content-length` body) on a kept-alive
+/// connection, read within `limit`; `None` when it did not come or the connection closed.
+fn whole_answer_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = text(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if answer.len() >= end + 4 + length {
+                return head.split(' ').nth(1)?.parse().ok();
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 #[test]
 fn connections_beyond_the_limit_wait_for_one_to_close() {
     let start = |extra: &[&str]| {
@@ -1158,8 +1182,47 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
     assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
     drop(s);
 
-    // Idle connections (nothing sent, or kept alive after an answer) make room once the limit
-    // is reached and they have had nothing in hand for a second.
+    // At the limit with nobody waiting, kept-alive connections stay open however long idle.
+    let s = start(&[]);
+    let mut kept: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    for round in 0..2 {
+        for c in &mut kept {
+            c.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(
+                whole_answer_within(c, Duration::from_secs(5)),
+                Some(404),
+                "round {round}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    // A client still sending its head is not idle: one that trickles it in (a byte run every
+    // 0.4 s for 2 s) while someone waits for its place is answered, not cut off.
+    let trickled = {
+        let mut c = kept.pop().unwrap();
+        let waiting = bwp_send_only(s.port, "evt_waits_for_a_place");
+        for part in [
+            "GET /nothing HTTP/1.1\r\n",
+            "Host: x\r\n",
+            "X-A: 1\r\n",
+            "X-B: 2\r\n",
+            "X-C: 3\r\n",
+            "\r\n",
+        ] {
+            c.write_all(part.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        (whole_answer_within(&mut c, Duration::from_secs(5)), waiting)
+    };
+    assert_eq!(trickled.0, Some(404), "a head being sent was cut off to make room");
+    let mut waiting = trickled.1;
+    assert_eq!(status_within(&mut waiting, Duration::from_secs(5)), Some(204));
+    drop((kept, waiting, s));
+
+    // Idle connections (nothing sent, or kept alive after an answer) make room once someone
+    // waits and they have had nothing in hand for a second.
     let s = start(&[]);
     let mut idle: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())

@@ -13,8 +13,9 @@
 //! At most `--max-connections` are open at once; beyond it new ones wait in the kernel's
 //! listen queue (the sender sees a slow connect, not an error answer) until one closes, so a
 //! flood of connections cannot take the file descriptors the inbox and `--exec` need. When
-//! the limit is reached, connections with no request in hand for a second (idle kept-alive
-//! ones, clients taking their time over a head) are closed to make room. On
+//! someone connects while every place is taken, connections that have had no request in hand
+//! and received nothing for a second (idle kept-alive ones, stalled heads) are closed to make
+//! room — only then: at the limit with nobody waiting, kept-alive connections stay. On
 //! shutdown a connection finishes the request it is answering; one with nothing in hand is
 //! closed.
 
@@ -62,16 +63,14 @@ impl Limits {
 const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// `--max-connections`' default: what the process's open-file limit leaves after
-/// [`RESERVED_DESCRIPTORS`], at least 64 and at most 65,536 (1,024 where the limit cannot be
-/// read).
-pub fn default_max_connections() -> usize {
+/// [`RESERVED_DESCRIPTORS`] and `reserved` more, each connection taking `per_connection`; at
+/// least 64 and at most 65,536 (the limit taken as 1,024 where it cannot be read).
+pub fn default_max_connections(per_connection: u64, reserved: u64) -> usize {
     #[cfg(target_os = "linux")]
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     #[cfg(not(target_os = "linux"))]
-    let limit: Option<u64> = Some(1_024 + RESERVED_DESCRIPTORS);
-    let open = limit
-        .unwrap_or(65_536 + RESERVED_DESCRIPTORS)
-        .saturating_sub(RESERVED_DESCRIPTORS);
+    let limit: Option<u64> = Some(1_024);
+    let open = limit.unwrap_or(1_024).saturating_sub(RESERVED_DESCRIPTORS + reserved) / per_connection.max(1);
     usize::try_from(open.clamp(64, 65_536)).unwrap_or(65_536)
 }
 
@@ -100,18 +99,37 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     let (closed_tx, closed) = watch::channel(());
     tokio::pin!(stop);
     loop {
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                // Said once a minute at most while the limit holds connections back.
+        let free = Arc::clone(&slots).try_acquire_owned().ok();
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: as axum does, wait and go on.
+                tracing::error!(error = %e, "accept failed; retrying in 1 s");
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let slot = match free {
+            Some(slot) => slot,
+            None => {
+                // Someone is connecting and every place is taken: it waits here (the next ones
+                // in the listen queue) while connections idle for a second are asked to close.
                 if full_since.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     full_since = Some(Instant::now());
                     tracing::warn!(
                         max_connections,
-                        "connection limit reached; idle connections are closed, new ones wait until one closes (--max-connections)"
+                        "connection limit reached; idle connections are closed to make room, new ones wait (--max-connections)"
                     );
                 }
-                // Asked again while waiting: a connection becomes closable once idle long enough.
                 let waited = async {
                     loop {
                         shed.notify_waiters();
@@ -128,24 +146,6 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                         Some(slot) => slot,
                         None => break,
                     },
-                }
-            }
-        };
-        let accepted = tokio::select! {
-            biased;
-            () = &mut stop => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                // Out of file descriptors and the like: as axum does, wait and go on.
-                tracing::error!(error = %e, "accept failed; retrying in 1 s");
-                tokio::select! {
-                    biased;
-                    () = &mut stop => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
@@ -178,10 +178,16 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(head_timeout)
-                    .serve_connection(TokioIo::new(WriteBound::new(stream, write_timeout)), service);
+                    .serve_connection(
+                        TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&in_hand))),
+                        service,
+                    );
                 tokio::pin!(conn);
                 loop {
                     tokio::select! {
+                        // The connection first: a head that is in is handed over (and counted in
+                        // hand) before a stop or a request to make room is looked at.
+                        biased;
                         _ = conn.as_mut() => break,
                         () = async { drop(stopping.wait_for(|s| *s).await) } => {}
                         () = shed.notified() => {
@@ -221,19 +227,23 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
 
 /// A connection's socket whose writes fail with `TimedOut` once one has made no progress for
 /// the limit: hyper then closes the connection.
+///
+/// Reads are told to the connection's [`Activity`]: a client sending a head is not idle.
 struct WriteBound {
     io: TcpStream,
     limit: Duration,
     /// Armed when a write first waits, dropped when one makes progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    activity: Arc<Activity>,
 }
 
 impl WriteBound {
-    fn new(io: TcpStream, limit: Duration) -> Self {
+    fn new(io: TcpStream, limit: Duration, activity: Arc<Activity>) -> Self {
         WriteBound {
             io,
             limit,
             stalled: None,
+            activity,
         }
     }
 
@@ -258,7 +268,12 @@ impl WriteBound {
 
 impl AsyncRead for WriteBound {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
     }
 }
 
@@ -296,7 +311,8 @@ impl AsyncWrite for WriteBound {
 /// it: a sender that just connected has its request on the way.
 const SHED_IDLE: Duration = Duration::from_secs(1);
 
-/// What a connection is doing: requests in hand, and since when it has had none.
+/// What a connection is doing: requests in hand, and since when it has had none and received
+/// nothing.
 struct Activity {
     epoch: Instant,
     in_hand: AtomicUsize,
@@ -321,7 +337,12 @@ impl Activity {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Nothing in hand, for at least `d`.
+    /// Bytes arrived, or an answer was given: idle from now.
+    fn touch(&self) {
+        self.idle_since.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// Nothing in hand and nothing received, for at least `d`.
     fn idle_for(&self, d: Duration) -> bool {
         self.in_hand() == 0
             && self.now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire)) >= d.as_millis() as u64
@@ -341,7 +362,7 @@ impl InHand {
 
 impl Drop for InHand {
     fn drop(&mut self) {
-        self.0.idle_since.store(self.0.now_ms(), Ordering::Release);
+        self.0.touch();
         self.0.in_hand.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -362,16 +383,18 @@ mod tests {
 
     #[test]
     fn the_default_connection_limit_leaves_descriptors_for_the_rest() {
-        let n = default_max_connections() as u64;
+        let n = default_max_connections(1, 0) as u64;
         assert!((64..=65_536).contains(&n), "{n}");
+        let with_exec = default_max_connections(5, 0) as u64;
+        let with_workers = default_max_connections(1, 400) as u64;
         #[cfg(target_os = "linux")]
         if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
-            if limit >= 64 + RESERVED_DESCRIPTORS {
-                assert!(
-                    n + RESERVED_DESCRIPTORS <= limit,
-                    "{n} connections with {limit} descriptors"
-                );
+            if (5 * 64 + RESERVED_DESCRIPTORS + 400..=65_536).contains(&limit) {
+                assert_eq!(n + RESERVED_DESCRIPTORS, limit);
+                assert_eq!(with_exec, (limit - RESERVED_DESCRIPTORS) / 5);
+                assert_eq!(with_workers + RESERVED_DESCRIPTORS + 400, limit);
             }
         }
+        assert!(with_exec <= n && with_workers <= n, "{n} {with_exec} {with_workers}");
     }
 }
