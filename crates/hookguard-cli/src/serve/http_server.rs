@@ -13,16 +13,17 @@
 //! At most `--max-connections` are open at once; beyond it new ones wait in the kernel's
 //! listen queue (the sender sees a slow connect, not an error answer) until one closes, so a
 //! flood of connections cannot take the file descriptors the inbox and `--exec` need. When
-//! someone connects while every place is taken, connections that have had no request in hand
-//! and received nothing for a second (idle kept-alive ones, stalled heads) are closed to make
-//! room — only then: at the limit with nobody waiting, kept-alive connections stay. On
+//! someone connects while every place is taken, the connection that has had no request in hand
+//! and received nothing for longest (a second at least: an idle kept-alive one, a stalled
+//! head) is closed to make room, one per half second while someone waits — only then: at the
+//! limit with nobody waiting, kept-alive connections stay. On
 //! shutdown a connection finishes the request it is answering; one with nothing in hand is
 //! closed.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -85,10 +86,9 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     } = limits;
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut full_since: Option<Instant> = None;
-    // Told when the limit is reached: connections with nothing in hand close, so idle
-    // kept-alive connections (or clients taking their time over a head) do not keep senders
-    // with a delivery out.
-    let shed = Arc::new(tokio::sync::Notify::new());
+    // The open connections, so that one waiting for a place can have the one idle longest
+    // closed: idle kept-alive connections (or stalled heads) do not keep a sender out.
+    let live = Arc::new(Live::default());
     // Told to clients that read it (Node's undici, for one), a second short of the real bound:
     // they stop reusing an idle connection before the server closes it under a new request.
     let keep_alive = (head_timeout >= Duration::from_secs(2))
@@ -118,7 +118,8 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
             }
         };
-        let slot = match free {
+        // A place may have freed up while the loop waited for this connection.
+        let slot = match free.or_else(|| Arc::clone(&slots).try_acquire_owned().ok()) {
             Some(slot) => slot,
             None => {
                 // Someone is connecting and every place is taken: it waits here (the next ones
@@ -132,7 +133,11 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
                 let waited = async {
                     loop {
-                        shed.notify_waiters();
+                        if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+                            return Some(slot);
+                        }
+                        // One place for one waiter: the connection idle longest, if a second.
+                        live.make_room();
                         tokio::select! {
                             slot = Arc::clone(&slots).acquire_owned() => return slot.ok(),
                             () = tokio::time::sleep(SHED_IDLE / 2) => {}
@@ -150,6 +155,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             }
         };
         let in_hand = Activity::new();
+        let registered = live.add(&in_hand);
         let service = {
             let app = app.clone();
             let in_hand = Arc::clone(&in_hand);
@@ -172,7 +178,6 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         };
         let mut stopping = stopping.clone();
         let held = closed.clone();
-        let shed = Arc::clone(&shed);
         tokio::spawn(async move {
             {
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -190,7 +195,8 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                         biased;
                         _ = conn.as_mut() => break,
                         () = async { drop(stopping.wait_for(|s| *s).await) } => {}
-                        () = shed.notified() => {
+                        () = in_hand.make_room.notified() => {
+                            // Not idle any more (a request came meanwhile): another is asked.
                             if !in_hand.idle_for(SHED_IDLE) {
                                 continue;
                             }
@@ -199,10 +205,12 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     // Finish the request in hand, then close: at once when idle, after about a
                     // second with nothing in hand — a client still sending a head would
                     // otherwise hold the shutdown (or its slot) until its head timeout.
+                    in_hand.closing.store(true, Ordering::Release);
                     conn.as_mut().graceful_shutdown();
                     loop {
                         let busy = in_hand.in_hand() > 0;
                         tokio::select! {
+                            biased;
                             _ = conn.as_mut() => break,
                             () = tokio::time::sleep(Duration::from_secs(1)) => {
                                 if !busy && in_hand.in_hand() == 0 {
@@ -215,6 +223,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
             }
             // Only once the connection (and its copy of the router) is gone.
+            drop(registered);
             drop(held);
             drop(slot);
         });
@@ -318,6 +327,10 @@ struct Activity {
     in_hand: AtomicUsize,
     /// Milliseconds after `epoch`.
     idle_since: AtomicU64,
+    /// Told to close to make room for a connection waiting for a place.
+    make_room: tokio::sync::Notify,
+    /// Closing already (a stop, or asked to make room): not asked again.
+    closing: AtomicBool,
 }
 
 impl Activity {
@@ -326,7 +339,14 @@ impl Activity {
             epoch: Instant::now(),
             in_hand: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            make_room: tokio::sync::Notify::new(),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// Milliseconds it has been idle (nothing in hand, nothing received); `None` when busy.
+    fn idle_ms(&self) -> Option<u64> {
+        (self.in_hand() == 0).then(|| self.now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire)))
     }
 
     fn in_hand(&self) -> usize {
@@ -344,8 +364,50 @@ impl Activity {
 
     /// Nothing in hand and nothing received, for at least `d`.
     fn idle_for(&self, d: Duration) -> bool {
-        self.in_hand() == 0
-            && self.now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire)) >= d.as_millis() as u64
+        self.idle_ms().is_some_and(|ms| ms >= d.as_millis() as u64)
+    }
+}
+
+/// The open connections' [`Activity`], by a number of their own.
+#[derive(Default)]
+struct Live {
+    next: AtomicU64,
+    all: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl Live {
+    fn add(self: &Arc<Self>, activity: &Arc<Activity>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Arc::clone(activity));
+        Registered(Arc::clone(self), id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Activity>>> {
+        // Every update is one insert or remove: nothing is left half-done by a panic.
+        self.all.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Asks the connection idle longest (a second at least, not closing already) to close.
+    fn make_room(&self) {
+        let all = self.lock();
+        let idlest = all
+            .values()
+            .filter(|a| !a.closing.load(Ordering::Acquire))
+            .filter_map(|a| Some((a.idle_ms()?, a)))
+            .filter(|(ms, _)| *ms >= SHED_IDLE.as_millis() as u64)
+            .max_by_key(|(ms, _)| *ms);
+        if let Some((_, a)) = idlest {
+            a.make_room.notify_one();
+        }
+    }
+}
+
+/// Removes a connection from [`Live`] when dropped.
+struct Registered(Arc<Live>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
     }
 }
 
