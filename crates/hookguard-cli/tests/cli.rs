@@ -187,13 +187,8 @@ fn http(port: u16, method: &str, target: &str, headers: &[(String, String)], bod
     let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect to serve");
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    c.write_all(req.as_bytes()).unwrap();
-    c.write_all(body).unwrap();
+    c.write_all(&request_bytes(port, method, target, headers, body))
+        .unwrap();
     let mut answer = Vec::new();
     if let Err(e) = c.read_to_end(&mut answer) {
         panic!(
@@ -211,6 +206,18 @@ fn http(port: u16, method: &str, target: &str, headers: &[(String, String)], bod
         .and_then(|s| s.parse().ok())
         .expect("status code");
     (status, answer[split + 4..].to_vec())
+}
+
+/// One HTTP/1.1 request (`Connection: close`) as the bytes sent.
+fn request_bytes(port: u16, method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 /// The headers `hookguard sign` produces for `body`, as (name, value) pairs.
@@ -1090,34 +1097,13 @@ fn a_client_that_never_reads_its_answers_loses_its_connection() {
 fn bwp_send_only(port: u16, id: &str) -> TcpStream {
     let (headers, body) = bwp_delivery("whsec_s", id);
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut req = "POST /webhooks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_string();
-    for (n, v) in &headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    c.write_all(req.as_bytes()).unwrap();
-    c.write_all(&body).unwrap();
+    c.write_all(&request_bytes(port, "POST", "/webhooks", &headers, &body))
+        .unwrap();
     c
 }
 
-/// The status of the answer on `c`, read within `limit`; `None` when none came.
-fn status_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
-    c.set_read_timeout(Some(limit)).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    text(&answer).split(' ').nth(1)?.parse().ok()
-}
-
-/// The status of one whole answer (head and `content-length` body) on a kept-alive
-/// connection, read within `limit`; `None` when it did not come or the connection closed.
+/// The status of one whole answer (head and `content-length` body) on `c`, read within
+/// `limit`; `None` when none came in time. A connection closed or reset first fails the test.
 fn whole_answer_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
     c.set_read_timeout(Some(limit)).unwrap();
     let mut answer = Vec::new();
@@ -1134,8 +1120,10 @@ fn whole_answer_within(c: &mut TcpStream, limit: Duration) -> Option<u16> {
             }
         }
         match c.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
+            Ok(0) => panic!("the connection closed before a whole answer: {:?}", text(&answer)),
             Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
+            Err(e) => panic!("{e}; got {:?}", text(&answer)),
         }
     }
 }
@@ -1165,7 +1153,7 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
     let started = Instant::now();
     let mut third = bwp_send_only(s.port, "evt_third");
     assert_eq!(
-        status_within(&mut third, Duration::from_millis(1500)),
+        whole_answer_within(&mut third, Duration::from_millis(1500)),
         None,
         "a connection beyond --max-connections 2 was served while both were busy"
     );
@@ -1175,10 +1163,10 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
     }
     assert!(s.stderr().contains("connection limit reached"), "{}", s.stderr());
     for c in &mut busy {
-        assert_eq!(status_within(c, Duration::from_secs(10)), Some(204));
+        assert_eq!(whole_answer_within(c, Duration::from_secs(10)), Some(204));
     }
     drop(busy);
-    assert_eq!(status_within(&mut third, Duration::from_secs(10)), Some(204));
+    assert_eq!(whole_answer_within(&mut third, Duration::from_secs(10)), Some(204));
     assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
     drop(s);
 
@@ -1218,7 +1206,7 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
     };
     assert_eq!(trickled.0, Some(404), "a head being sent was cut off to make room");
     let mut waiting = trickled.1;
-    assert_eq!(status_within(&mut waiting, Duration::from_secs(5)), Some(204));
+    assert_eq!(whole_answer_within(&mut waiting, Duration::from_secs(5)), Some(204));
     drop((kept, waiting, s));
 
     // Someone waiting for a place has one idle connection closed (the one idle longest, a
@@ -1230,7 +1218,7 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
     std::thread::sleep(Duration::from_millis(200));
     let mut third = bwp_send_only(s.port, "evt_after_idle");
     assert_eq!(
-        status_within(&mut third, Duration::from_secs(5)),
+        whole_answer_within(&mut third, Duration::from_secs(5)),
         Some(204),
         "idle connections kept a delivery out"
     );

@@ -360,9 +360,8 @@ impl Drop for Inner {
         let closed = self
             .writer_closed
             .get_mut()
-            .map(Option::take)
-            .unwrap_or_else(|e| e.into_inner().take());
-        if let Some(closed) = closed {
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(closed) = closed.take() {
             let _ = closed.recv_timeout(CLOSE_WAIT);
         }
     }

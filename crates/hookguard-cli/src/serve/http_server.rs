@@ -16,9 +16,8 @@
 //! someone connects while every place is taken, the connection that has had no request in hand
 //! and received nothing for longest (a second at least: an idle kept-alive one, a stalled
 //! head) is closed to make room, one per half second while someone waits — only then: at the
-//! limit with nobody waiting, kept-alive connections stay. On
-//! shutdown a connection finishes the request it is answering; one with nothing in hand is
-//! closed.
+//! limit with nobody waiting, kept-alive connections stay. On shutdown a connection finishes
+//! the request it is answering; one with nothing in hand is closed.
 
 use std::future::Future;
 use std::io;
@@ -85,7 +84,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         max_connections,
     } = limits;
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
-    let mut full_since: Option<Instant> = None;
+    let mut warned_at: Option<Instant> = None;
     // The open connections, so that one waiting for a place can have the one idle longest
     // closed: idle kept-alive connections (or stalled heads) do not keep a sender out.
     let live = Arc::new(Live::default());
@@ -124,8 +123,8 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             None => {
                 // Someone is connecting and every place is taken: it waits here (the next ones
                 // in the listen queue) while connections idle for a second are asked to close.
-                if full_since.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    full_since = Some(Instant::now());
+                if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    warned_at = Some(Instant::now());
                     tracing::warn!(
                         max_connections,
                         "connection limit reached; idle connections are closed to make room, new ones wait (--max-connections)"
@@ -154,14 +153,14 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 }
             }
         };
-        let in_hand = Activity::new();
-        let registered = live.add(&in_hand);
+        let activity = Activity::new();
+        let registered = live.add(&activity);
         let service = {
             let app = app.clone();
-            let in_hand = Arc::clone(&in_hand);
+            let activity = Arc::clone(&activity);
             let keep_alive = keep_alive.clone();
             hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let answering = InHand::enter(&in_hand);
+                let answering = InHand::enter(&activity);
                 let answer = app.clone().call(req.map(Body::new));
                 let keep_alive = keep_alive.clone();
                 async move {
@@ -184,7 +183,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     .timer(TokioTimer::new())
                     .header_read_timeout(head_timeout)
                     .serve_connection(
-                        TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&in_hand))),
+                        TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&activity))),
                         service,
                     );
                 tokio::pin!(conn);
@@ -195,9 +194,9 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                         biased;
                         _ = conn.as_mut() => break,
                         () = async { drop(stopping.wait_for(|s| *s).await) } => {}
-                        () = in_hand.make_room.notified() => {
+                        () = activity.make_room.notified() => {
                             // Not idle any more (a request came meanwhile): another is asked.
-                            if !in_hand.idle_for(SHED_IDLE) {
+                            if !activity.idle_for(SHED_IDLE) {
                                 continue;
                             }
                         }
@@ -205,15 +204,15 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     // Finish the request in hand, then close: at once when idle, after about a
                     // second with nothing in hand — a client still sending a head would
                     // otherwise hold the shutdown (or its slot) until its head timeout.
-                    in_hand.closing.store(true, Ordering::Release);
+                    activity.closing.store(true, Ordering::Release);
                     conn.as_mut().graceful_shutdown();
                     loop {
-                        let busy = in_hand.in_hand() > 0;
+                        let busy = activity.in_hand() > 0;
                         tokio::select! {
                             biased;
                             _ = conn.as_mut() => break,
                             () = tokio::time::sleep(Duration::from_secs(1)) => {
-                                if !busy && in_hand.in_hand() == 0 {
+                                if !busy && activity.in_hand() == 0 {
                                     break;
                                 }
                             }
