@@ -233,6 +233,100 @@ async fn bounded<T>(limit: Duration, op: impl Future<Output = Result<T, InboxErr
     })
 }
 
+/// Runs one claim and hands its items to the caller; items nobody took (the caller's bound
+/// passed, or its future was dropped, while the statement ran) are given back at once instead
+/// of waiting out their lease with an attempt used.
+async fn claim_task(
+    inner: Arc<Inner>,
+    lease: Duration,
+    limit: u32,
+    answer: oneshot::Sender<Result<Vec<ClaimedItem>, InboxError>>,
+) {
+    let lease_ms = i64::try_from(lease.as_millis()).map_or(MAX_DELAY_MS, |ms| ms.min(MAX_DELAY_MS));
+    // Bounded by the lease: past it the items are due again whatever this task does.
+    let claimed = bounded(lease.max(inner.operation_timeout), async {
+        let rows = sqlx::query(&inner.sql.claim)
+            .bind(lease_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&inner.pool)
+            .await
+            .map_err(storage)?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedItem::new(
+                    r.try_get("id")?,
+                    u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
+                    &r.try_get::<String, _>("provider")?,
+                    r.try_get("dedupe_key")?,
+                    r.try_get("event_id")?,
+                    r.try_get("event_type")?,
+                    Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
+                    r.try_get("received_at")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(storage)?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    })
+    .await;
+    if let Err(Ok(items)) = answer.send(claimed) {
+        give_back(&inner, &items).await;
+    }
+}
+
+/// Gives claimed items back to pending, due now, their attempt not counted (one statement).
+async fn give_back(inner: &Inner, items: &[ClaimedItem]) {
+    if items.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    let attempts: Vec<i32> = items.iter().map(|i| i.attempt as i32).collect();
+    let given = bounded(inner.operation_timeout, async {
+        sqlx::query(&inner.sql.release_many)
+            .bind(&ids)
+            .bind(&attempts)
+            .execute(&inner.pool)
+            .await
+            .map_err(storage)
+    })
+    .await;
+    match given {
+        Ok(_) => tracing::debug!(items = ids.len(), "claimed items nobody took were given back"),
+        Err(e) => tracing::warn!(
+            items = ids.len(),
+            error = %e,
+            "claimed items nobody took could not be given back; they are due again when their lease ends"
+        ),
+    }
+}
+
+/// The caller's side of a claim. Dropped before it took its items (its bound passed, or its
+/// future was dropped) it closes the channel, so the claim's task gives them back; items that
+/// arrived in between are given back here.
+struct ClaimAnswer(oneshot::Receiver<Result<Vec<ClaimedItem>, InboxError>>, Arc<Inner>);
+
+impl ClaimAnswer {
+    async fn get(mut self) -> Result<Vec<ClaimedItem>, InboxError> {
+        (&mut self.0)
+            .await
+            .unwrap_or_else(|_| Err(InboxError::storage("the claim was dropped before it ran")))
+    }
+}
+
+impl Drop for ClaimAnswer {
+    fn drop(&mut self) {
+        self.0.close();
+        if let Ok(Ok(items)) = self.0.try_recv() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let inner = Arc::clone(&self.1);
+                runtime.spawn(async move { give_back(&inner, &items).await });
+            }
+        }
+    }
+}
+
 /// The most completions one statement (one transaction, one commit) carries.
 const MAX_COMPLETE_BATCH: usize = 512;
 
@@ -350,6 +444,7 @@ struct Sql {
     dead: String,
     retry: String,
     release: String,
+    release_many: String,
     get: String,
     list: String,
     list_active: String,
@@ -425,6 +520,12 @@ impl Sql {
             release: format!(
                 "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = {DB_NOW} + $3
                  WHERE id = $1 AND attempts = $2 AND state = 1"
+            ),
+            // Claims nobody took, given back as they were: due now, the attempt not counted.
+            release_many: format!(
+                "UPDATE {t} AS t SET state = 0, attempts = t.attempts - 1, next_attempt_at = {DB_NOW}
+                 FROM unnest($1::bigint[], $2::integer[]) AS c(id, attempts)
+                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.state = 1"
             ),
             get: format!("SELECT {COLUMNS}, headers, body FROM {t} WHERE id = $1"),
             // One statement per kind of filter, each reading an index where a state is asked
@@ -836,34 +937,18 @@ impl InboxStore for PgInbox {
     }
 
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
+        let _ = now_ms;
+        // The statement runs in a task of its own: dropping a query's future cancels nothing on
+        // the server, so a claim this caller stopped waiting for (its bound passed, or its worker
+        // shut down) may still commit. The task sees that nobody took the items and gives them
+        // back, as the SQLite inbox drops a claim whose caller left.
+        let inner = Arc::clone(&self.inner);
         Box::pin(bounded(self.inner.operation_timeout, async move {
-            // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
-            let _ = now_ms;
-            let lease_ms = i64::try_from(lease.as_millis()).map_or(MAX_DELAY_MS, |ms| ms.min(MAX_DELAY_MS));
-            let rows = sqlx::query(&self.inner.sql.claim)
-                .bind(lease_ms)
-                .bind(i64::from(limit))
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(storage)?;
-            let mut items = rows
-                .iter()
-                .map(|r| {
-                    Ok(ClaimedItem::new(
-                        r.try_get("id")?,
-                        u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
-                        &r.try_get::<String, _>("provider")?,
-                        r.try_get("dedupe_key")?,
-                        r.try_get("event_id")?,
-                        r.try_get("event_type")?,
-                        Bytes::from(r.try_get::<Vec<u8>, _>("body")?),
-                        r.try_get("received_at")?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(storage)?;
-            items.sort_by_key(|i| i.id);
-            Ok(items)
+            let (answer, answered) = oneshot::channel();
+            let answered = ClaimAnswer(answered, Arc::clone(&inner));
+            tokio::spawn(claim_task(inner, lease, limit, answer));
+            answered.get().await
         }))
     }
 

@@ -197,6 +197,51 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     assert_eq!((next[0].id, next[0].attempt), (first, 2));
 }
 
+/// A claim the caller stopped waiting for may still commit: dropping a query's future cancels
+/// nothing on the server. Its items must be given back, not left running under a lease nobody
+/// holds (60 s by default, an attempt used) until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_timed_out_gives_back_what_it_claimed_late() {
+    let s = schema("late_claim");
+    let inbox = PgInbox::builder()
+        .schema(&*s)
+        .operation_timeout(Duration::from_millis(300))
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    let id = stored(&inbox, &bwp("evt_late_claim")).await;
+    // Another session holds the table, so the claim's statement waits on the server past the
+    // caller's bound, then runs and commits once the lock goes.
+    let pool = pool_at(&url()).await;
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".hookguard_inbox IN ACCESS EXCLUSIVE MODE",
+        &*s
+    ))
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let timed_out = inbox.claim(now_ms(), Duration::from_secs(60), 10).await;
+    assert!(timed_out.is_err(), "the claim waited on the lock: {timed_out:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.commit().await.unwrap();
+    // Due again within moments, the attempt that never ran not counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let c = inbox.claim(now_ms(), Duration::from_secs(60), 10).await;
+        if let Ok(c) = c.as_deref() {
+            if !c.is_empty() {
+                break c.to_vec();
+            }
+        }
+        assert!(Instant::now() < deadline, "still held by the claim nobody took: {c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(again.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(), [(id, 1)]);
+}
+
 /// Leases and due times are the database's: a replica whose clock runs an hour ahead (its
 /// worker passes its own `now_ms`) takes neither an item leased to another replica nor a retry
 /// that is not due, and one an hour behind does not see a due item as early.
