@@ -176,7 +176,7 @@ impl PgInboxBuilder {
         }
         migrate(&pool, &self.schema).await?;
         let table = format!("\"{}\".hookguard_inbox", self.schema);
-        let channel = format!("hookguard_inbox_{}", self.schema);
+        let channel = channel_name(&self.schema);
         let notify = Arc::new(Notify::new());
         let pending = Arc::new(AtomicU64::new(0));
         let inner = Arc::new(Inner {
@@ -727,6 +727,22 @@ pub fn purge_index_sql(schema: &str) -> String {
     )
 }
 
+/// The LISTEN/NOTIFY channel of the inbox in `schema`: `hookguard_inbox_<schema>` when that
+/// fits PostgreSQL's 63-byte identifiers, else `hookguard_inbox_` and a stable 64-bit hash of
+/// the schema (`pg_notify` refuses a longer name while `LISTEN` shortens it, so replicas would
+/// never hear each other).
+fn channel_name(schema: &str) -> String {
+    let plain = format!("hookguard_inbox_{schema}");
+    if plain.len() <= 63 {
+        return plain;
+    }
+    // FNV-1a: the same on every build and platform, as replicas of different builds must agree.
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("hookguard_inbox_{hash:016x}")
+}
+
 /// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
 fn spawn_announcer(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
@@ -765,14 +781,20 @@ fn spawn_background(inner: &Arc<Inner>) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            // The count once a second, not after every notification: each replica announces up
+            // to 20 a second, and a count of a large backlog takes milliseconds.
+            let mut counted = tokio::time::Instant::now();
             loop {
-                match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+                match tokio::time::timeout_at(counted + Duration::from_secs(1), listener.try_recv()).await {
                     Ok(Ok(Some(_))) => notify.notify_one(),
                     Ok(Ok(None)) | Ok(Err(_)) => break, // connection lost: reconnect
                     Err(_) => {}
                 }
                 let Some(inner) = weak.upgrade() else { return };
-                let _ = inner.refresh_pending().await;
+                if counted.elapsed() >= Duration::from_secs(1) {
+                    let _ = inner.refresh_pending().await;
+                    counted = tokio::time::Instant::now();
+                }
             }
         }
     });
@@ -1300,6 +1322,19 @@ mod tests {
     /// The purge runs once a minute against the whole retention: each statement deletes a
     /// batch read from the finished index (never a scan, which the statement timeout stops
     /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
+    #[test]
+    fn channel_names_fit_postgres_identifiers() {
+        assert_eq!(channel_name("hookguard"), "hookguard_inbox_hookguard");
+        let long = "s".repeat(63);
+        let other = format!("{}t", "s".repeat(62));
+        let (a, b) = (channel_name(&long), channel_name(&other));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(a, channel_name(&long), "stable");
+        // The longest name that still fits is kept as it is.
+        assert_eq!(channel_name(&"s".repeat(47)).len(), 63);
+    }
+
     #[tokio::test]
     async fn the_purge_deletes_batches_read_from_the_finished_index() {
         let (pool, schema, t) = fresh_schema("purge_plan").await;

@@ -388,8 +388,15 @@ async fn two_replicas_64_copies_all_2xx_one_row_handled_once() {
 /// no polling at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_on_one_replica_wakes_the_other_through_listen() {
-    let s = schema("listen");
-    let (a, b) = (inbox(&s).await, inbox(&s).await);
+    wakes_through_listen(&schema("listen")).await;
+    // A schema whose plain channel name would pass PostgreSQL's 63 bytes.
+    let mut long = schema("listen_long_schema_name");
+    long.0 = format!("{}{}", long.0, "x".repeat(63 - long.0.len()));
+    wakes_through_listen(&long).await;
+}
+
+async fn wakes_through_listen(s: &str) {
+    let (a, b) = (inbox(s).await, inbox(s).await);
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
     let wb = Worker::builder(Arc::new(b.clone()), move |_item: ClaimedItem| {
@@ -411,6 +418,48 @@ async fn an_accept_on_one_replica_wakes_the_other_through_listen() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     wb.shutdown().await;
+}
+
+/// Each replica announces its accepts (up to 20 notifications a second), and every replica
+/// listens: the pending count (a read of the backlog) runs once a second whatever arrives, not
+/// once per notification, which grew with the square of the replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_do_not_each_recount_the_backlog() {
+    let s = schema("recount");
+    let pool = pool_at(&url()).await;
+    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    stored(&inbox, &bwp("evt_recount")).await;
+    // Let the LISTEN connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = pool_at(&url()).await;
+    let started = Instant::now();
+    for _ in 0..300 {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(format!("hookguard_inbox_{}", &*s))
+            .execute(&other)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Backends publish their statistics when they exit: close every connection that read.
+    drop(inbox);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    pool.close().await;
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+         WHERE schemaname = $1 AND relname = 'hookguard_inbox'",
+    )
+    .bind(&*s)
+    .fetch_one(&other)
+    .await
+    .unwrap();
+    // A count a second over the notifications and the wait after them, plus the migration's
+    // and the accept's own reads; 300 and more when each notification counted.
+    assert!(
+        (reads as f64) < seconds + 20.0,
+        "{reads} reads of the table in {seconds:.1} s of notifications"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
