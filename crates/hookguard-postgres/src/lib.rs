@@ -635,6 +635,29 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     for s in &statements {
         sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
     }
+    // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
+    // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no
+    // record could be read. Converted once, in place (a table of that build is a small one).
+    let jsonb: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1
+           AND table_name = 'hookguard_inbox' AND column_name = 'headers' AND data_type = 'jsonb')",
+    )
+    .bind(schema)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(storage)?;
+    if jsonb {
+        tracing::warn!(
+            schema,
+            "inbox: converting the headers column of an earlier build from jsonb to text"
+        );
+        sqlx::query(&format!(
+            "ALTER TABLE {t} ALTER COLUMN headers TYPE text USING headers::text"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+    }
     let version: i32 = sqlx::query_scalar(&format!("SELECT max(version) FROM \"{schema}\".hookguard_schema"))
         .fetch_one(&mut *tx)
         .await
@@ -659,40 +682,68 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
                 .map_err(storage)?;
         }
     } else {
-        if !index_valid(&mut tx, schema, "hookguard_inbox_finished_v2").await? {
+        if let Some(fix) = index_fix(
+            &mut tx,
+            schema,
+            "hookguard_inbox_finished_v2",
+            vec![purge_index_sql(schema)],
+        )
+        .await?
+        {
             tracing::warn!(
                 schema,
                 "inbox: this inbox was made by an earlier build: every purge scans the table, and \
                  fails at the statement timeout once it holds millions of rows. Run once (it does \
                  not block the inbox): {}",
-                purge_index_sql(schema)
+                fix.join("; ")
             );
         }
-        if !index_valid(&mut tx, schema, "hookguard_inbox_due_v2").await? {
-            let [create, drop] = claim_index_sql(schema);
+        if let Some(fix) = index_fix(
+            &mut tx,
+            schema,
+            "hookguard_inbox_due_v2",
+            claim_index_sql(schema).into(),
+        )
+        .await?
+        {
             tracing::warn!(
                 schema,
                 "inbox: this inbox was made by an earlier build: every claim sorts the backlog. \
-                 Run once (it does not block the inbox): {create}; {drop}"
+                 Run once (it does not block the inbox): {}",
+                fix.join("; ")
             );
         }
     }
     tx.commit().await.map_err(storage)
 }
 
-/// Whether index `name` of `schema` exists and is valid (a concurrent build that failed leaves
-/// an invalid one).
-async fn index_valid(tx: &mut Transaction<'_, Postgres>, schema: &str, name: &str) -> Result<bool, InboxError> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+/// The statements that make index `name` of `schema` usable, `None` when it is: `make` when it
+/// is missing, and a drop of it first when it is invalid (a concurrent build that failed
+/// leaves one, and `CREATE INDEX CONCURRENTLY IF NOT EXISTS` skips it).
+async fn index_fix(
+    tx: &mut Transaction<'_, Postgres>,
+    schema: &str,
+    name: &str,
+    mut make: Vec<String>,
+) -> Result<Option<Vec<String>>, InboxError> {
+    let valid: Option<bool> = sqlx::query_scalar(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = $1 AND c.relname = $2 AND i.indisvalid)",
+           WHERE n.nspname = $1 AND c.relname = $2",
     )
     .bind(schema)
     .bind(name)
-    .fetch_one(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await
-    .map_err(storage)
+    .map_err(storage)?;
+    Ok(match valid {
+        Some(true) => None,
+        Some(false) => {
+            make.insert(0, format!("DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".{name}"));
+            Some(make)
+        }
+        None => Some(make),
+    })
 }
 
 /// The claim's index, as an operator runs it on an inbox an earlier build made (a new inbox
@@ -1319,9 +1370,38 @@ mod tests {
         (pool, schema, t)
     }
 
-    /// The purge runs once a minute against the whole retention: each statement deletes a
-    /// batch read from the finished index (never a scan, which the statement timeout stops
-    /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
+    /// The first build kept the headers as `jsonb`; bound as text since, every accept of such
+    /// an inbox failed and no record could be read, until the migration converts the column.
+    #[tokio::test]
+    async fn an_inbox_with_the_first_builds_jsonb_headers_keeps_working() {
+        let (pool, schema, t) = fresh_schema("jsonb_headers").await;
+        migrate(&pool, &schema).await.unwrap();
+        run(
+            &pool,
+            &format!("ALTER TABLE {t} ALTER COLUMN headers TYPE jsonb USING headers::jsonb"),
+        )
+        .await;
+        let old: i64 = sqlx::query_scalar(&format!(
+            "INSERT INTO {t} (provider, dedupe_key, unique_key, event_id, state, received_at, next_attempt_at,
+                              headers, body)
+             VALUES ('buildworkpro', 'k_old', 'k_old', 'e_old', 0, 1, 0,
+                     '[[\"content-type\", \"application/json\"]]', '\\x7b7d') RETURNING id"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
+        let record = inbox.get(old).await.unwrap().expect("the old record");
+        assert_eq!(
+            record.headers,
+            [("content-type".to_owned(), "application/json".to_owned())]
+        );
+        let new = NewItem::from_parts("buildworkpro", Some("k_new".into()), Bytes::from_static(b"{}"));
+        assert!(matches!(inbox.accept(new).await, Ok(Accepted::Stored(_))));
+        drop(inbox);
+        run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+    }
+
     #[test]
     fn channel_names_fit_postgres_identifiers() {
         assert_eq!(channel_name("hookguard"), "hookguard_inbox_hookguard");
@@ -1335,6 +1415,9 @@ mod tests {
         assert_eq!(channel_name(&"s".repeat(47)).len(), 63);
     }
 
+    /// The purge runs once a minute against the whole retention: each statement deletes a
+    /// batch read from the finished index (never a scan, which the statement timeout stops
+    /// once the inbox holds millions of rows), repeated until nothing is left before the cut.
     #[tokio::test]
     async fn the_purge_deletes_batches_read_from_the_finished_index() {
         let (pool, schema, t) = fresh_schema("purge_plan").await;
@@ -1454,6 +1537,32 @@ mod tests {
         migrate(&pool, &schema).await.unwrap();
         assert_eq!(index_state().await, (false, true));
         for s in claim_index_sql(&schema) {
+            run(&pool, &s).await;
+        }
+        assert_eq!(index_state().await, (true, false));
+        // A concurrent build that failed leaves an invalid index, which `IF NOT EXISTS` skips:
+        // the statements given then drop it first.
+        run(
+            &pool,
+            &format!(
+                "UPDATE pg_index SET indisvalid = false
+                 WHERE indexrelid = to_regclass('\"{schema}\".hookguard_inbox_due_v2')"
+            ),
+        )
+        .await;
+        assert_eq!(index_state().await, (false, false));
+        let mut tx = pool.begin().await.unwrap();
+        let fix = index_fix(
+            &mut tx,
+            &schema,
+            "hookguard_inbox_due_v2",
+            claim_index_sql(&schema).into(),
+        )
+        .await
+        .unwrap()
+        .expect("an invalid index needs fixing");
+        tx.rollback().await.unwrap();
+        for s in fix {
             run(&pool, &s).await;
         }
         assert_eq!(index_state().await, (true, false));
