@@ -16,7 +16,7 @@ use axum::routing::any;
 use axum::Router;
 use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore, DEFAULT_LEASE};
 use hookguard_core::inbox::{
-    ClaimedItem, HandlerError, InboxStore, Outcome, RetryPolicy, Worker, WorkerHandle, DEFAULT_MAX_PENDING,
+    ClaimedItem, HandlerError, InboxStore, Outcome, RetryPolicy, Worker, WorkerHandle, DEFAULT_MAX_PENDING, MIN_LEASE,
 };
 use hookguard_core::{Delivery, Rejection};
 use hookguard_tower::{VerifiedDelivery, WebhookLayer};
@@ -952,6 +952,16 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
         )));
     }
     let lease = args.lease.unwrap_or(Duration::from_secs(60));
+    // The worker holds no claim for less (it raises a shorter lease), while the command's
+    // default timeout follows the value given: a tinier one killed every command, and a
+    // handler that always succeeds went dead.
+    if lease < MIN_LEASE {
+        return Err(usage(format!(
+            "--lease ({} s) is below the shortest lease, {} s",
+            lease.as_secs_f64(),
+            MIN_LEASE.as_secs_f64()
+        )));
+    }
     if let (Some(_), Some(timeout)) = (&args.exec, args.exec_timeout) {
         if timeout >= lease.mul_f64(0.9) {
             return Err(usage(format!(

@@ -3048,6 +3048,11 @@ fn serve_inbox_usage_errors() {
     );
     assert_eq!(code(&serve(&["--inbox", path(&db), "--retry-base", "-1"])), 2);
     assert_eq!(code(&serve(&["--inbox", path(&db), "--workers", "0"])), 2);
+    // Below the worker's shortest lease: the command's default timeout (80 % of the value given)
+    // killed every command, and items that always succeed went dead.
+    let o = serve(&["--inbox", path(&db), "--lease", "0.0001", "--exec", "true"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--lease"), "{}", text(&o.stderr));
     assert!(!db.exists(), "usage errors touch no file");
     // A directory that does not exist: a run-time failure (exit 1), not a panic.
     let o = serve(&["--inbox", path(&dir.join("no/such/dir/x.db"))]);

@@ -361,6 +361,39 @@ async fn failing_handler_backs_off_goes_dead_and_a_replay_after_the_fix_is_done(
     worker.shutdown().await;
 }
 
+/// A retry policy whose delay passes every clock schedules the retry far off; it neither
+/// panics in the attempt's task (the item then sat running until its lease ended) nor wraps
+/// around to a time in the past (retried at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_delay_beyond_any_clock_is_scheduled_far_off() {
+    let dir = TempDir::new("huge_retry");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_huge_retry")).await;
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let o = Arc::clone(&outcomes);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async { Err(HandlerError::new("refused")) })
+        .retry(RetryPolicy::new(Duration::from_secs(u64::MAX / 4), Duration::MAX, 3))
+        .poll_interval(Duration::from_millis(20))
+        .on_outcome(move |_, out| o.lock().unwrap().push(out.clone()))
+        .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while outcomes.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no outcome recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(matches!(outcomes.lock().unwrap()[0], Outcome::Retry { .. }));
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 1));
+    const CENTURY_MS: i64 = 100 * 365 * 24 * 3_600_000;
+    assert!(
+        rec.next_attempt_at_ms > now_ms() + CENTURY_MS,
+        "{}",
+        rec.next_attempt_at_ms
+    );
+    worker.shutdown().await;
+}
+
 /// A delivery whose handler kills the process is claimed again after every restart. Each of
 /// those claims counts an attempt; past the last one the item goes dead without running, so a
 /// poison delivery cannot kill every restart (and a replay still runs it).

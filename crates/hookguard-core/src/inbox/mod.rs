@@ -57,6 +57,14 @@ pub use worker::{HandlerError, HandlerFuture, InboxHandler, Outcome, Worker, Wor
 /// The future every inbox method returns (boxed so stores can be used as `dyn InboxStore`).
 pub type InboxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, InboxError>> + Send + 'a>>;
 
+/// The shortest lease a worker holds a claim for: a shorter one asked of
+/// [`WorkerBuilder::lease`](crate::inbox::Worker) is raised to it.
+///
+/// ```
+/// assert_eq!(hookguard_core::inbox::MIN_LEASE, std::time::Duration::from_millis(100));
+/// ```
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+
 /// Default retention of done items: 7 days, longer than every sender's retry horizon
 /// (BuildWorkPro ≈ 31 h, Procore 12 h, APS ≥ 48 h).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -636,8 +644,9 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
         let ceiling = self.base.saturating_mul(1u32 << exp).min(self.max);
-        let j = jitter.clamp(0.0, 1.0);
-        ceiling.mul_f64(0.5 + 0.5 * j)
+        let factor = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
+        // Not `mul_f64`: near `Duration::MAX` the product rounds past it and panics.
+        Duration::try_from_secs_f64(ceiling.as_secs_f64() * factor).map_or(ceiling, |d| d.min(ceiling))
     }
 
     /// The delay before the next attempt, or `None` when `attempt` was the last.
@@ -708,6 +717,17 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_near_the_largest_duration_does_not_panic() {
+        let p = RetryPolicy::new(Duration::MAX, Duration::MAX, 3);
+        for j in [0.0, 0.5, 1.0, f64::NAN] {
+            let d = p.delay_after(1, j);
+            assert!(d >= Duration::MAX / 2 - Duration::from_secs(1), "{j}: {d:?}");
+        }
+        let p = RetryPolicy::new(Duration::from_secs(u64::MAX / 2), Duration::MAX, 3);
+        assert!(p.delay_after(30, 1.0) <= Duration::MAX);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{now_ms, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION};
+use super::{now_ms, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION, MIN_LEASE};
 
 /// Why a handler attempt failed; stored as the item's `last_error` (keep secrets out of it).
 ///
@@ -179,7 +179,7 @@ impl WorkerBuilder {
     /// counted as failed at 90 % of the lease counted from the claim (a claim answered late
     /// leaves its handler less time), so no other process claims it while it runs.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(100));
+        self.lease = lease.max(MIN_LEASE);
         self
     }
     /// Stops a handler after `timeout` from its claim (at most 90 % of the lease) and counts a
@@ -491,7 +491,7 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>, deadline: 
         },
         Err((error, None)) => {
             let next = cfg.retry.next_after(item.attempt, jitter());
-            let retry_at = next.map(|d| now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let retry_at = next.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
             match cfg.store.fail(item.id, item.attempt, &error, retry_at, now).await {
                 Ok(true) => match next {
                     Some(after) => {
