@@ -435,6 +435,57 @@ async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
     worker.shutdown().await;
 }
 
+/// A deferral gives its item back without counting the attempt, so the claim after it carries
+/// the same attempt number. The deferred attempt must not forget that claim when it ends (a
+/// slow hook, then the deferral's wait): at shutdown a handler still running is released, its
+/// attempt uncounted, not left running until its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
+    let dir = TempDir::new("defer_then_claim");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_defer_claim")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Err(HandlerError::defer("not now", Duration::from_millis(50)))
+            } else {
+                // Runs until the shutdown stops it.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+        }
+    })
+    .concurrency(2)
+    .lease(Duration::from_secs(60))
+    .poll_interval(Duration::from_millis(20))
+    .shutdown_grace(Duration::from_millis(100))
+    // The item is due again, and claimed, while the deferred attempt's hook still runs.
+    .on_outcome(|_, outcome| {
+        if matches!(outcome, Outcome::Deferred { .. }) {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    })
+    .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not claimed again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The deferred attempt's hook and wait end while the second claim's handler runs.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    worker.shutdown().await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts),
+        (InboxState::Pending, 0),
+        "the running claim was released at shutdown"
+    );
+}
+
 /// A handler that could not run now (stdout not read fast enough, a queue full) gives the item
 /// back without counting an attempt, due again after the delay it asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

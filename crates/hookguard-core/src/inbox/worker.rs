@@ -391,15 +391,8 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 .insert(item.id, item.attempt);
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
-                let (id, this) = (item.id, item.attempt);
                 let deadline = far_after(claimed_at, cfg.timeout);
-                attempt(&cfg, item, &wake, deadline).await;
-                // Only this attempt's own entry: a newer attempt of the item may hold it now.
-                let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
-                if held.get(&id) == Some(&this) {
-                    held.remove(&id);
-                }
-                drop(held);
+                attempt(&cfg, item, &wake, deadline, &running).await;
                 drop(permit);
             });
         }
@@ -437,7 +430,13 @@ fn far_after(from: tokio::time::Instant, after: Duration) -> tokio::time::Instan
 
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
 /// claim began).
-async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>, deadline: tokio::time::Instant) {
+async fn attempt(
+    cfg: &Config,
+    item: ClaimedItem,
+    wake: &Arc<Notify>,
+    deadline: tokio::time::Instant,
+    held: &Mutex<HashMap<i64, u32>>,
+) {
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
     // last attempt means the earlier ones ended with no outcome recorded: the process died (or
@@ -477,18 +476,15 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>, deadline: 
     let now = now_ms();
     let outcome = match result {
         Ok(()) => match complete_with_retries(cfg, &item, now).await {
-            Ok(true) => Outcome::Done,
-            Ok(false) => Outcome::Lost,
+            Ok(true) => Some(Outcome::Done),
+            Ok(false) => Some(Outcome::Lost),
             Err(e) => {
                 // Not recorded: the lease expires and the item runs again (at least once).
                 tracing::warn!(id = item.id, error = %e, "inbox: could not mark an item done; it runs again after its lease");
-                return;
+                None
             }
         },
-        Err((reason, Some(after))) => match give_back(cfg, &item, reason, after).await {
-            Some(outcome) => outcome,
-            None => return,
-        },
+        Err((reason, Some(after))) => give_back(cfg, &item, reason, after).await,
         Err((error, None)) => {
             let next = cfg.retry.next_after(item.attempt, jitter());
             let retry_at = next.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
@@ -501,21 +497,32 @@ async fn attempt(cfg: &Config, item: ClaimedItem, wake: &Arc<Notify>, deadline: 
                             wake.notify_one();
                         });
                         tracing::info!(id = item.id, attempt = item.attempt, %error, ?after, "inbox: attempt failed; retrying");
-                        Outcome::Retry { error, after }
+                        Some(Outcome::Retry { error, after })
                     }
                     None => {
                         tracing::error!(id = item.id, attempt = item.attempt, %error, "inbox: last attempt failed; item is dead until replayed");
-                        Outcome::Dead { error }
+                        Some(Outcome::Dead { error })
                     }
                 },
-                Ok(false) => Outcome::Lost,
+                Ok(false) => Some(Outcome::Lost),
                 Err(e) => {
                     tracing::warn!(id = item.id, error = %e, "inbox: could not record a failed attempt");
-                    return;
+                    None
                 }
             }
         }
     };
+    // This attempt holds the item no longer (its outcome is recorded, or left to the lease):
+    // forgotten now, before the hook and a deferral's wait, while the item may be claimed
+    // again under the same attempt number (a deferral does not count one) — whose entry a
+    // later removal would take, leaving that claim unreleased at shutdown.
+    {
+        let mut running = held.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(&item.id) == Some(&item.attempt) {
+            running.remove(&item.id);
+        }
+    }
+    let Some(outcome) = outcome else { return };
     let provider = item.delivery.provider();
     if ran && !matches!(outcome, Outcome::Deferred { .. }) {
         crate::observe::handler_time(provider, elapsed);
