@@ -75,8 +75,10 @@ The line is written and flushed first (with --exec, after CMD exited 0), then th
 marked done: a crash between the two prints it again (with --exec, after running CMD
 again) — a delivery recorded done never misses its line. A full
 or closed stdout gives the item back without using an attempt (tried again after 1 s, or after
-a restart); a line still queued behind a slow reader is waited for, never printed twice;
-nothing blocks, no line is dropped.
+a restart); while serve runs, a line still queued behind a slow reader is waited for, never
+printed twice; nothing blocks, no line is dropped. A stop (SIGTERM) whose 10 s grace ends with
+stdout still unread gives those items back: a reader that comes back later gets their lines,
+and the items run (and print) again after the restart.
 Handlers run at least once: a process killed during a handler (kill -9, power loss) leaves its
 item running under a lease; once --lease expires the item runs again. On start, pending items
 and items whose lease expired are handled. Done items are kept 7 days (copies are recognised

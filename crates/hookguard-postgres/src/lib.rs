@@ -1122,11 +1122,21 @@ impl InboxStore for PgInbox {
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let _ = now_ms; // due now on the database's clock
-            let r = sqlx::query(&self.inner.sql.replay)
-                .bind(id)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(storage)?;
+                            // The statement takes the coalescing key only when no other row holds it, but it
+                            // cannot see a row another transaction has not committed yet (a replay or an accept
+                            // of the same HCSS body): it then waits on the unique index and fails once that
+                            // commits. Run again, it sees the row and leaves the key alone.
+            let mut raced = 0;
+            let r = loop {
+                match sqlx::query(&self.inner.sql.replay)
+                    .bind(id)
+                    .fetch_optional(&self.inner.pool)
+                    .await
+                {
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => raced += 1,
+                    r => break r.map_err(storage)?,
+                }
+            };
             if r.is_some() {
                 self.inner.pending.fetch_add(1, Ordering::Relaxed);
                 self.inner.notify.notify_one();
@@ -1398,6 +1408,55 @@ mod tests {
         );
         let new = NewItem::from_parts("buildworkpro", Some("k_new".into()), Bytes::from_static(b"{}"));
         assert!(matches!(inbox.accept(new).await, Ok(Accepted::Stored(_))));
+        drop(inbox);
+        run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+    }
+
+    /// HCSS bodies without a time coalesce only while pending or running: a replayed one takes
+    /// the key back unless another row holds it. Two replays of such bodies at once (or a
+    /// replay beside an accept of the same body) cannot see each other's row before it commits:
+    /// the second failed on the unique index, and `replay --dead` stopped there.
+    #[tokio::test]
+    async fn replays_racing_on_one_coalescing_key_both_succeed() {
+        let (pool, schema, t) = fresh_schema("replay_race").await;
+        let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
+        run(
+            &pool,
+            &format!(
+                "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, state, received_at, next_attempt_at,
+                                  finished_at, headers, body)
+                 SELECT 'hcss', 'same', NULL, 1, 3, 1, 0, 1, '[]', '\\x7b7d' FROM generate_series(1, 2)"
+            ),
+        )
+        .await;
+        let ids: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM {t} ORDER BY id"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut first = pool.begin().await.unwrap();
+        sqlx::query(&Sql::new(&t).replay)
+            .bind(ids[0])
+            .fetch_optional(&mut *first)
+            .await
+            .unwrap()
+            .expect("replayed");
+        let second = tokio::spawn({
+            let (inbox, id) = (inbox.clone(), ids[1]);
+            async move { inbox.replay(id, hookguard_core::inbox::now_ms()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.commit().await.unwrap();
+        second
+            .await
+            .unwrap()
+            .expect("the second replay, once the first committed");
+        let (pending, keyed): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*) FILTER (WHERE state = 0), count(unique_key) FROM {t}"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((pending, keyed), (2, 1), "both pending, one holding the key");
         drop(inbox);
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
     }
