@@ -632,8 +632,30 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
              SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
         ),
     ];
-    for s in &statements {
-        sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
+    // Everything in place (every start after the first): no DDL at all, so a role that may only
+    // read and write the inbox's rows opens it (PostgreSQL checks the right to create before it
+    // looks whether `IF NOT EXISTS` has anything to do).
+    let in_place: bool = sqlx::query_scalar(&format!(
+        "SELECT to_regclass('{t}') IS NOT NULL
+            AND to_regclass('\"{schema}\".hookguard_inbox_unique') IS NOT NULL
+            AND to_regclass('\"{schema}\".hookguard_inbox_finished') IS NULL
+            AND to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
+                            AND tgname = 'hookguard_inbox_notify')"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(storage)?;
+    let versioned = in_place
+        && sqlx::query_scalar::<_, Option<i32>>(&format!("SELECT max(version) FROM \"{schema}\".hookguard_schema"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?
+            .is_some();
+    if !versioned {
+        for s in &statements {
+            sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
+        }
     }
     // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
     // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no

@@ -242,6 +242,53 @@ async fn a_claim_that_timed_out_gives_back_what_it_claimed_late() {
     assert_eq!(again.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(), [(id, 1)]);
 }
 
+/// Where an owner runs the migrations and the application's role may only read and write the
+/// inbox's rows, that role opens an existing inbox and uses it: opening ran `CREATE SCHEMA IF
+/// NOT EXISTS` and the like every time, which PostgreSQL refuses to a role without the right
+/// to create before it looks whether there is anything to do.
+#[tokio::test]
+async fn a_role_that_may_only_read_and_write_rows_uses_an_existing_inbox() {
+    let s = schema("dml_only");
+    let owner = inbox(&s).await;
+    let role = format!("{}_app", &*s);
+    let admin = pool_at(&url()).await;
+    for sql in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("GRANT USAGE ON SCHEMA \"{}\" TO \"{role}\"", &*s),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{}\" TO \"{role}\"",
+            &*s
+        ),
+        format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"{}\" TO \"{role}\"", &*s),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+    let options: sqlx::postgres::PgConnectOptions = url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(options.username(&role))
+        .await
+        .unwrap();
+    let opened = PgInbox::builder().schema(&*s).open(pool.clone()).await;
+    let app = opened.as_ref().map_err(ToString::to_string).cloned();
+    let used = async {
+        let app = app?;
+        let id = stored(&app, &bwp("evt_dml_only")).await;
+        let c = claimed(&app, now_ms(), 10).await;
+        assert!(app.complete(id, c[0].attempt, now_ms()).await.unwrap());
+        assert_eq!(owner.get(id).await.unwrap().unwrap().state, InboxState::Done);
+        Ok::<_, String>(())
+    }
+    .await;
+    drop(opened);
+    pool.close().await;
+    for sql in [format!("DROP OWNED BY \"{role}\""), format!("DROP ROLE \"{role}\"")] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+    used.expect("the application's role opens and uses the inbox");
+}
+
 /// Leases and due times are the database's: a replica whose clock runs an hour ahead (its
 /// worker passes its own `now_ms`) takes neither an item leased to another replica nor a retry
 /// that is not due, and one an hour behind does not see a due item as early.
