@@ -111,13 +111,23 @@ impl clap::ValueEnum for ProviderArg {
     }
 }
 
-/// A `Name: value` header given on the command line.
-#[derive(Debug, Clone)]
+/// A `Name: value` header given on the command line. Its value is a credential (Procore's
+/// `Authorization`, a shared token): `Debug` shows the name only.
+#[derive(Clone)]
 pub struct HeaderArg {
     /// The header name (lower case).
     pub name: HeaderName,
     /// The value, trimmed.
     pub value: String,
+}
+
+impl std::fmt::Debug for HeaderArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderArg")
+            .field("name", &self.name)
+            .field("value", &"***")
+            .finish()
+    }
 }
 
 /// Parses `Name: value` (clap value parser: a bad one is a usage error, exit 2).
@@ -327,6 +337,14 @@ pub fn error_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_args_value_is_never_debug_printed() {
+        let h = parse_header_arg("Authorization: Bearer s3cr3t-value").unwrap();
+        let shown = format!("{h:?} {:?}", vec![h.clone()]);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("authorization"), "{shown}");
+    }
 
     #[test]
     fn header_args_parse() {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 /// The guard's arguments (internal: `serve` passes them).
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ExecGuardArgs {
     /// The process id of the `serve` that started this guard.
     parent: u32,

@@ -52,14 +52,14 @@ Examples:
   hookguard inbox purge --older-than 7d --inbox procore.db";
 
 /// `hookguard inbox`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct InboxArgs {
     #[command(subcommand)]
     command: InboxCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(clap::Subcommand)]
 enum InboxCommand {
     /// Creates the inbox (SQLite file or PostgreSQL tables), or brings its schema up to date;
     /// idempotent (`serve --inbox` does the same at start).
@@ -84,7 +84,7 @@ enum InboxCommand {
     Stats(Location),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 struct Location {
     /// The inbox: the SQLite file (`PATH` or `sqlite:PATH`) or `postgres://…` URL
     /// `hookguard serve --inbox` writes.
@@ -111,7 +111,7 @@ impl StateArg {
     }
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 struct ListArgs {
     /// Only items in this state.
     #[arg(long, value_enum)]
@@ -127,7 +127,7 @@ struct ListArgs {
     at: Location,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 struct ShowArgs {
     /// The item's id (from `inbox list`).
     #[arg(value_name = "ID")]
@@ -136,7 +136,7 @@ struct ShowArgs {
     at: Location,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["id", "dead"])))]
 struct ReplayArgs {
     /// The item's id.
@@ -149,7 +149,7 @@ struct ReplayArgs {
     at: Location,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 struct PurgeArgs {
     /// Purge done and dead items that finished more than this long ago: 7d, 12h, 30m, 45s, 0s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

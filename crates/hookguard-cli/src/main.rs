@@ -40,7 +40,7 @@ Examples:
   hookguard verify --provider github --secret s3cret -H 'X-Hub-Signature-256: sha256=…' < payload.json";
 
 /// Receive webhooks safely — and play every sender against your receiver.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "hookguard", version, after_help = after_help())]
 #[command(long_about = "\
 Receive webhooks safely — and play every sender against your receiver.
@@ -92,7 +92,7 @@ fn parse_error(e: clap::Error) -> ExitCode {
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Start a receiver on 127.0.0.1 and play HCSS, BuildWorkPro, Procore and APS senders against it.
     Demo(demo::DemoArgs),

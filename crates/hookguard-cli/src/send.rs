@@ -70,7 +70,7 @@ pub enum ScheduleArg {
 }
 
 /// `hookguard send`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = after_help())]
 pub struct SendArgs {
     /// Which vendor's sender to play.

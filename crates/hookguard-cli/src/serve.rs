@@ -128,7 +128,7 @@ Examples:
   curl -s http://127.0.0.1:9464/metrics | grep hookguard_answers_total";
 
 /// `hookguard serve`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ServeArgs {
     /// Who sends the webhooks.

@@ -33,7 +33,7 @@ Examples:
   hookguard sign --provider hcss --secret hcss-url-token --file event.json     # prints ?token=hcss-url-token";
 
 /// `hookguard sign`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct SignArgs {
     /// Whose headers to produce.

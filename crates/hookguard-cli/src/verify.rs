@@ -42,7 +42,7 @@ Examples:
   hookguard verify --provider standard --secret whpk_… --headers-file headers.txt --file ev.json";
 
 /// `hookguard verify`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct VerifyArgs {
     /// Who sent the delivery.

@@ -327,7 +327,7 @@ impl Verifier {
             }),
             dedupe_scope: scope,
             event_id: d.event_id,
-            event_type: d.event_type,
+            event_type: d.event_type.filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN),
             timestamp: auth.timestamp,
             source_application_id: d.source_application_id,
             body,

@@ -42,7 +42,7 @@ Example:
   hookguard demo";
 
 /// `hookguard demo`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct DemoArgs {}
 

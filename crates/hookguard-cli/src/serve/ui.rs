@@ -782,23 +782,32 @@ fn html(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
+/// How close the sender is to its kill switch: `"ok"`, `"warn"` (half-way) or `"tripped"`. A
+/// sender that counts one event's tries (HCSS, APS) trips on those alone: answers in a row —
+/// a wrong token, a scanner's forged requests, which name no event — only warn for it.
+fn health_level(k: &hookguard_core::observe::KillSwitch, in_a_row: u32, of_one_event: u32) -> &'static str {
+    let counted = if k.per_event { of_one_event } else { in_a_row };
+    if counted >= k.failures {
+        "tripped"
+    } else if in_a_row.max(of_one_event) >= k.failures.div_ceil(2).max(1) {
+        "warn"
+    } else {
+        "ok"
+    }
+}
+
 /// The sender-health block: non-2xx answers in a row (or, for a sender counting one event's
 /// tries, the most failed tries of one event) against the kill switch.
 fn health_html(ui: &Inspector, out: &mut String) {
     let scheme = ui.receiver.verifier().scheme();
     let name = scheme.profile().name;
     let health = ui.receiver.health();
-    let n = health.consecutive_failures().max(health.event_failures());
+    let (in_a_row, of_one_event) = (health.consecutive_failures(), health.event_failures());
+    let n = in_a_row.max(of_one_event);
     out.push_str("<section id=\"health\"><h2>Sender health</h2>");
     match scheme.kill_switch() {
         Some(k) => {
-            let level = if n >= k.failures {
-                "tripped"
-            } else if n >= k.failures.div_ceil(2).max(1) {
-                "warn"
-            } else {
-                "ok"
-            };
+            let level = health_level(&k, in_a_row, of_one_event);
             let _ = write!(
                 out,
                 "<div class=\"health {level}\" id=\"health-{level}\"><p><strong>{}</strong>: \
@@ -1214,6 +1223,26 @@ mod tests {
             h.insert(header::HOST, host.parse().unwrap());
             assert_eq!(wrong_host(Some(&on(port)), &h).is_none(), ok, "{port} {host}");
         }
+    }
+
+    /// Forged requests in a row (no event named) warn about a per-event sender's switch but
+    /// never show it tripped: anyone reaching the port could make the page tell the operator
+    /// to re-subscribe.
+    #[test]
+    fn a_per_event_sender_trips_on_one_events_tries_alone() {
+        use hookguard_core::observe::KillSwitch;
+        let hcss = hookguard_core::schemes::Hcss::new()
+            .kill_switch()
+            .expect("HCSS has one");
+        assert!(hcss.per_event && hcss.failures == 5);
+        assert_eq!(health_level(&hcss, 6, 0), "warn");
+        assert_eq!(health_level(&hcss, 100, 4), "warn");
+        assert_eq!(health_level(&hcss, 0, 5), "tripped");
+        assert_eq!(health_level(&hcss, 0, 2), "ok");
+        let in_a_row = KillSwitch::new(20, "disables the endpoint", "re-enable it");
+        assert_eq!(health_level(&in_a_row, 20, 0), "tripped");
+        assert_eq!(health_level(&in_a_row, 10, 0), "warn");
+        assert_eq!(health_level(&in_a_row, 9, 0), "ok");
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub(crate) fn body_digest(body: &[u8]) -> String {
 /// The longest event id kept.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
+/// The longest event type kept (every sender's are short names): a longer one is not kept,
+/// as an over-long id is not, so what a delivery carries around (inbox rows, the inspector's
+/// lists, log lines) stays bounded.
+pub(crate) const MAX_TYPE_LEN: usize = 256;
+
 /// An id sent as a JSON string or integer, kept as the exact digits or text.
 /// Floats are refused: an id like `5982324300946918154` must never pass through `f64`.
 pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -189,5 +194,22 @@ mod tests {
             let key = d.dedupe_key().unwrap_or_else(|| panic!("{what}: no key"));
             assert!(key.len() <= MAX_ID_LEN + 32, "{what}: {} bytes", key.len());
         }
+    }
+
+    /// An event type longer than any sender's is not kept (it went into inbox rows, the
+    /// inspector's lists and log lines at any length); the delivery itself is still delivered.
+    #[test]
+    fn an_over_long_event_type_is_not_kept() {
+        use crate::testing::deliver_bytes;
+        let at = |n: usize| {
+            let body = format!(r#"{{"id":"evt_1","type":"{}"}}"#, "t".repeat(n));
+            deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap()
+        };
+        assert_eq!(at(MAX_TYPE_LEN).event_type().map(str::len), Some(MAX_TYPE_LEN));
+        let long = at(1_000_000);
+        assert_eq!(long.event_type(), None);
+        assert_eq!(long.event_id(), Some("evt_1"));
+        let github = deliver_bytes(GitHub::new(), "s", r#"{"zen":"z"}"#).unwrap();
+        assert!(github.event_type().is_some_and(|t| t.len() <= MAX_TYPE_LEN));
     }
 }
