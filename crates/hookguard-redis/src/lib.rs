@@ -557,8 +557,7 @@ impl DedupeStore for RedisStore {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let store = self.clone();
-                // Failures are logged by `run`; the lease expires anyway.
-                handle.spawn(async move { store.release(&token).await });
+                handle.spawn(async move { store.persist("release", || store.release(&token)).await });
             }
             Err(_) => tracing::debug!("no tokio runtime: the abandoned claim expires with its lease"),
         }
@@ -571,9 +570,30 @@ impl DedupeStore for RedisStore {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let store = self.clone();
-                handle.spawn(async move { store.complete(&token, retention).await });
+                handle.spawn(async move { store.persist("completion", || store.complete(&token, retention)).await });
             }
             Err(_) => tracing::debug!("no tokio runtime: the abandoned completion expires with its lease"),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Runs a transition left to the background until Redis answers it: a few tries over about
+    /// eight seconds (a reconnect, a failover), after which the lease decides. The scripts act
+    /// only for the token's holder, so a try that did reach Redis is harmless to repeat.
+    async fn persist<'a>(&'a self, what: &str, op: impl Fn() -> StoreFuture<'a, bool>) {
+        let mut wait = Duration::from_millis(250);
+        for tries_left in (0..5).rev() {
+            match op().await {
+                Ok(_) => return,
+                Err(e) if tries_left == 0 => {
+                    tracing::warn!(error = %e, "the background {what} of a claim failed; the claim expires with its lease")
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
         }
     }
 }

@@ -406,3 +406,86 @@ async fn usable_as_a_shared_dyn_store() {
     assert_eq!(dedupe.lease_duration(), hookguard_core::dedupe::DEFAULT_LEASE);
     new(store.claim("k", LEASE).await.unwrap());
 }
+
+/// A TCP path to Redis that can be cut: while cut, open connections are closed and new ones
+/// refused at once, as when a network path or a proxy in front of Redis fails.
+struct CutProxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CutProxy {
+    async fn start(target_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watching.borrow() {
+                    continue; // dropped: refused
+                }
+                let mut watching = watching.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        CutProxy { port, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// The handler succeeded, its completion failed (Redis out of reach for a moment): the claim
+/// was left held, so every copy was answered "in flight" (429, a failure to the sender) until
+/// the lease ran out, and then the delivery was handled again. The completion is now finished
+/// in the background once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_that_failed_is_finished_once_redis_answers_again() {
+    use hookguard_core::dedupe::{Admission, Dedupe};
+    let server = Server::start();
+    let proxy = CutProxy::start(server.port).await;
+    let prefix = unique_prefix("failed-complete");
+    let store = RedisStore::builder(proxy.url())
+        .prefix(&prefix)
+        .call_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let dedupe = Dedupe::new(store).lease(LEASE);
+    let d = hookguard_core::testing::deliver_bytes(
+        hookguard_core::schemes::BuildWorkPro::new(),
+        "whsec_k",
+        r#"{"id":"evt_failed_complete","type":"bid.accepted"}"#,
+    )
+    .unwrap();
+    let Ok(Admission::New(guard)) = dedupe.admit(&d).await else {
+        panic!("not claimed")
+    };
+    proxy.set_cut(true);
+    assert!(guard.complete().await.is_err(), "Redis is out of reach");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.set_cut(false);
+    let direct = store_at(&server.url(), &prefix).await;
+    let key = d.dedupe_key().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match direct.claim(key, LEASE).await.unwrap() {
+            Claim::Done => break,
+            Claim::InFlight if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("the completion was not finished: {other:?}"),
+        }
+    }
+}

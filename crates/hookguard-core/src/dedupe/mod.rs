@@ -120,15 +120,16 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Forgets the claim so a retry is handled. `Ok(false)` when the token no longer holds it.
     fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool>;
 
-    /// Releases without waiting (called from `Drop` when a handler's future is dropped).
-    /// Stores that cannot release synchronously may spawn the release or let the lease expire.
+    /// Releases without waiting: called from `Drop` when a handler's future is dropped, and
+    /// after a [`release`](Self::release) that failed. Stores that cannot release
+    /// synchronously may spawn the release (retrying it for a while) or let the lease expire.
     fn abandon(&self, token: ClaimToken);
 
     /// Completes without waiting: the handler succeeded, but the request's future was dropped
-    /// (the client went away) while [`complete`](Self::complete) was still in flight. Stores
-    /// that can should finish the completion in the background (the Redis store spawns it);
-    /// the default releases instead, so a retry runs the handler again (at least once) rather
-    /// than waiting out the lease.
+    /// (the client went away) while [`complete`](Self::complete) was still in flight, or
+    /// `complete` failed. Stores that can should finish the completion in the background (the
+    /// Redis store spawns it and retries it for a few seconds); the default releases instead,
+    /// so a retry runs the handler again (at least once) rather than waiting out the lease.
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
         let _ = retention;
         self.abandon(token);
@@ -317,6 +318,16 @@ impl ClaimGuard {
             None => unreachable!("a claim is settled once"),
         };
         let token = self.token.take().expect("a claim is settled once");
+        if r.is_err() {
+            // Left held, the claim would answer every copy "in flight" until its lease ends,
+            // and then let the delivery be handled again: the store finishes the same
+            // transition in the background once it can (the Redis store retries it).
+            if self.completing {
+                self.store.abandon_complete(token.clone(), self.retention);
+            } else {
+                self.store.abandon(token.clone());
+            }
+        }
         (r, token)
     }
 }
