@@ -26,15 +26,15 @@ use http::StatusCode;
 /// | `body_too_large` | 413 | bounded body; the same bytes will never fit |
 /// | `body_read_failed` | 400 | the connection broke mid-body |
 /// | `invalid_payload` | 400 | authentic but not JSON at all: the sender's mistake, the same bytes never parse |
-/// | `unexpected_payload` | 500 | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
-/// | `body_read_timeout` | 408 | the body did not arrive within the read timeout (slow drip); retried by every sender |
+/// | `unexpected_payload` | 500 + `Retry-After` | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
+/// | `body_read_timeout` | 408 + `Retry-After` | the body did not arrive within the read timeout (slow drip); retried by every sender |
 /// | `method_not_allowed` | 405 | deliveries are POSTs, challenges GETs |
 /// | `challenge_missing` | 400 | |
 /// | `challenge_too_long` | 400 | reflected values are bounded |
 /// | `duplicate_in_flight` | 429 + `Retry-After` | another copy is being handled; 429 is retried by every sender |
 /// | `store_unavailable` | 503 + `Retry-After` | fail closed: the sender retries later, nothing is lost (also: the inbox could not store the delivery) |
 /// | `inbox_full` | 503 + `Retry-After` | the inbox holds its cap of pending items; nothing stored, the sender retries |
-/// | `handler_failed` | 500 | the application's handler failed; the sender retries |
+/// | `handler_failed` | 500 + `Retry-After` | the application's handler failed; the sender retries |
 /// | `handler_timeout` | 503 + `Retry-After` | answered before the sender's own timeout |
 ///
 /// A duplicate that was already handled is *not* a rejection: it is answered `200`.
@@ -228,8 +228,14 @@ impl Rejection {
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::DuplicateInFlight | Self::StoreUnavailable | Self::HandlerTimeout => Some(Duration::from_secs(5)),
+            Self::DuplicateInFlight
+            | Self::StoreUnavailable
+            | Self::HandlerTimeout
+            | Self::HandlerFailed
+            | Self::BodyReadTimeout => Some(Duration::from_secs(5)),
             Self::InboxFull => Some(Duration::from_secs(30)),
+            // Our model's gap: the same bytes need a fix of ours, not a moment.
+            Self::UnexpectedPayload { .. } => Some(Duration::from_secs(60)),
             _ => None,
         }
     }
@@ -341,11 +347,10 @@ mod tests {
         assert_eq!(codes.len(), all.len());
         for r in &all {
             let s = r.status();
-            // Never a 408/2xx for a rejection; retryable ones carry a hint or are 500.
+            // Never a 2xx for a rejection; every retryable one carries a hint (500s included:
+            // our own faults), no permanent one does.
             assert!(s.is_client_error() || s.is_server_error(), "{r:?}");
-            if r.is_retryable() && s != StatusCode::INTERNAL_SERVER_ERROR && s != StatusCode::REQUEST_TIMEOUT {
-                assert!(r.retry_after().is_some(), "{r:?}");
-            }
+            assert_eq!(r.is_retryable(), r.retry_after().is_some(), "{r:?}");
         }
         // Forged or malformed deliveries are permanent for BuildWorkPro (4xx but 408/429).
         for r in [

@@ -272,22 +272,29 @@ impl Receiver {
     }
 
     /// The handler budget, if any: adapters stop waiting for the handler after it and report
-    /// [`HandlerOutcome::TimedOut`]. Never as long as the dedupe lease: a budget set at or
-    /// above it with [`with_budget`](Self::with_budget) (the builder refuses that) counts as
-    /// 90 % of the lease, or a retry could claim the delivery while its handler still runs.
+    /// [`HandlerOutcome::TimedOut`]. With dedupe, at most 90 % of the lease — also when no
+    /// budget was set, and when one was set closer to the lease with
+    /// [`with_budget`](Self::with_budget) — since the lease is not renewed: a handler still
+    /// running when it ends would run beside a retry that claimed the delivery meanwhile (the
+    /// claim's round trip comes before the budget starts, hence the tenth kept back).
     ///
     /// ```
     /// use std::time::Duration;
     /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver, Verifier};
-    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
-    ///     .with_budget(Some(Duration::from_secs(60)))
-    ///     .with_dedupe(Dedupe::new(MemoryStore::default()).lease(Duration::from_secs(30)));
+    /// let verifier = || Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// let dedupe = || Dedupe::new(MemoryStore::default()).lease(Duration::from_secs(30));
+    /// let rx = Receiver::new(verifier()).with_budget(Some(Duration::from_secs(60))).with_dedupe(dedupe());
     /// assert_eq!(rx.budget(), Some(Duration::from_secs(27)));
+    /// assert_eq!(Receiver::new(verifier()).with_dedupe(dedupe()).budget(), Some(Duration::from_secs(27)));
+    /// assert_eq!(Receiver::new(verifier()).budget(), None);
     /// ```
     pub fn budget(&self) -> Option<Duration> {
-        match (self.budget, &self.dedupe) {
-            (Some(b), Some(d)) if b >= d.lease_duration() => Some(d.lease_duration().mul_f64(0.9)),
-            (b, _) => b,
+        match &self.dedupe {
+            Some(d) => {
+                let most = d.lease_duration().mul_f64(0.9);
+                Some(self.budget.map_or(most, |b| b.min(most)))
+            }
+            None => self.budget,
         }
     }
 
@@ -382,6 +389,9 @@ impl Receiver {
     #[allow(clippy::result_large_err)]
     pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
+        // The sender's timeout runs from its request: verifying, claiming and completing count
+        // too (a store slow to answer delays the 2xx as much as a slow handler).
+        let arrived = std::time::Instant::now();
         // One event's tries, for a sender whose kill switch counts them (HCSS, APS); only
         // authenticated deliveries are counted (forged bodies could otherwise crowd them out).
         let event = (self.health.counts_events() && !body.is_empty()).then(|| observe::event_of(&body));
@@ -430,6 +440,7 @@ impl Receiver {
             delivery,
             guard,
             event,
+            arrived,
         })
     }
 }
@@ -467,6 +478,7 @@ pub struct Admitted<'a> {
     delivery: Delivery,
     guard: Option<ClaimGuard>,
     event: Option<u64>,
+    arrived: std::time::Instant,
 }
 
 impl fmt::Debug for Admitted<'_> {
@@ -499,6 +511,7 @@ impl Admitted<'_> {
             delivery,
             guard,
             event,
+            arrived,
         } = self;
         let provider = rx.verifier.provider();
         // One pair of clock reads serves the histogram and the sender's timeout.
@@ -515,23 +528,6 @@ impl Admitted<'_> {
         match outcome {
             HandlerOutcome::Responded { response, success } => {
                 handled(if success { "success" } else { "failure" });
-                // A 2xx the sender no longer waited for is a failure to it (a timeout).
-                let late = success && took >= rx.sender_timeout;
-                if late {
-                    tracing::warn!(
-                        %provider,
-                        took_ms = took.as_millis() as u64,
-                        "the handler answered after the sender stopped waiting ({} s): the sender counts a failure \
-                         and retries; keep handlers short or use the inbox",
-                        rx.sender_timeout.as_secs_f64()
-                    );
-                }
-                rx.answered_event(
-                    if success { "handled" } else { "handler_failed" },
-                    "",
-                    success && !late,
-                    event,
-                );
                 if let Some(g) = guard {
                     match g.settle(success).await {
                         (Ok(true), _) => {}
@@ -545,6 +541,24 @@ impl Admitted<'_> {
                         }
                     }
                 }
+                // A 2xx the sender no longer waited for is a failure to it (a timeout).
+                let late = success && arrived.elapsed() >= rx.sender_timeout;
+                if late {
+                    tracing::warn!(
+                        %provider,
+                        took_ms = arrived.elapsed().as_millis() as u64,
+                        handler_ms = took.as_millis() as u64,
+                        "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure \
+                         and retries; keep handlers short or use the inbox",
+                        rx.sender_timeout.as_secs_f64()
+                    );
+                }
+                rx.answered_event(
+                    if success { "handled" } else { "handler_failed" },
+                    "",
+                    success && !late,
+                    event,
+                );
                 Ok(Reply::Handler(response))
             }
             HandlerOutcome::Failed(e) => {
