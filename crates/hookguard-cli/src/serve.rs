@@ -157,6 +157,13 @@ pub struct ServeArgs {
     /// by replicas). Not with --inbox.
     #[arg(long, value_name = "memory[:KEYS]|redis://HOST:PORT[/DB]")]
     store: Option<String>,
+    /// The Redis store's key prefix [default: hookguard:dedupe:]. Replicas of one receiver
+    /// share it; receivers that must not share dedupe state need their own — also two
+    /// endpoints subscribed to one sender: Stripe and Standard Webhooks (Svix) send one event
+    /// id to every endpoint, so with one prefix the second endpoint would answer
+    /// "duplicate" and never handle the event.
+    #[arg(long, value_name = "PREFIX")]
+    store_prefix: Option<String>,
     /// Inbox mode: store each verified delivery in this SQLite file (`PATH` or `sqlite:PATH`,
     /// created if missing) or PostgreSQL inbox (`postgres://…`), answer 200 once it is
     /// durable, handle it in a worker afterwards.
@@ -853,8 +860,11 @@ pub fn layer_keyed(
     Ok((layer, a.mode))
 }
 
-/// Opens `--store`.
-pub async fn open_store(spec: &str) -> CliResult<(Arc<dyn DedupeStore>, &'static str)> {
+/// Opens `--store` (Redis keys under `prefix`, or the default prefix).
+pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn DedupeStore>, &'static str)> {
+    if prefix.is_some() && !spec.starts_with("redis://") {
+        return Err(usage("--store-prefix names the keys of a redis:// --store"));
+    }
     if spec == "memory" {
         return Ok((Arc::new(MemoryStore::default()), "memory"));
     }
@@ -867,7 +877,9 @@ pub async fn open_store(spec: &str) -> CliResult<(Arc<dyn DedupeStore>, &'static
         return Ok((Arc::new(MemoryStore::new(keys)), "memory"));
     }
     if spec.starts_with("redis://") {
-        let store = hookguard_redis::RedisStore::connect(spec)
+        let store = hookguard_redis::RedisStore::builder(spec)
+            .prefix(prefix.unwrap_or(hookguard_redis::DEFAULT_PREFIX))
+            .connect()
             .await
             .map_err(|e| failed(format!("cannot open the Redis store: {e}")))?;
         return Ok((Arc::new(store), "redis"));
@@ -1253,7 +1265,8 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
 }
 
 async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec>) -> CliResult<ExitCode> {
-    let (store, store_name) = open_store(args.store.as_deref().unwrap_or("memory")).await?;
+    let (store, store_name) =
+        open_store(args.store.as_deref().unwrap_or("memory"), args.store_prefix.as_deref()).await?;
     let (layer, mode) = layer_keyed(spec, Keeper::Dedupe(store), args.dedupe_key.as_ref())?;
     let mut extras = ui::Extras::bind(args).await?;
     let receiver = Arc::clone(layer.receiver());

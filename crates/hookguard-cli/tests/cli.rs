@@ -947,6 +947,27 @@ fn redis_store_is_shared_by_two_receivers() {
     // The second replica saw a copy of a handled delivery: 200 duplicate, not printed.
     assert!(b.wait_lines(0).is_empty(), "{:?}", b.lines());
     assert!(b.stderr().contains("duplicate"), "{}", b.stderr());
+    // Another endpoint of the same sender (Stripe and Svix send one event id to each) on the
+    // same Redis, under its own prefix: handles the event itself.
+    let prefix = format!("hookguard-test:other-endpoint:{id}:");
+    let c = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_r",
+        "--store",
+        &url,
+        "--store-prefix",
+        &prefix,
+    ]);
+    let o = send_fast("buildworkpro", "whsec_r", &c.url(), &["--file", path(&file)]);
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o.stdout), c.stderr());
+    assert_eq!(c.json_lines(1)[0]["id"], id.as_str());
+    let o = hookguard(
+        &["serve", "--provider", "github", "--secret", "s", "--store-prefix", "x:"],
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
 
     // An unreachable Redis fails at startup (exit 1), not at the first delivery.
     let o = hookguard(
