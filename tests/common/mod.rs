@@ -50,11 +50,25 @@ pub const READ_TIMEOUT: Duration = Duration::from_millis(800);
 /// A second HCSS URL token, base64 with `+`, `/` and `=`, registered raw.
 pub const HCSS_B64_TOKEN: &str = "ab+c/d==";
 
+/// The lease of the `/bwp-lease` route, which a `long` handler outlives.
+pub const SHORT_LEASE: Duration = Duration::from_secs(1);
+
 /// The routes every adapter must serve, each with its own in-memory store.
 pub fn routes() -> Vec<Route> {
     let clock = ManualClock::new(NOW);
     let dedupe = || Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30));
     vec![
+        Route {
+            path: "/bwp-lease",
+            verifier: Verifier::builder(BuildWorkPro::new())
+                .secret(BWP_SECRET)
+                .clock(clock.clone())
+                .body_read_timeout(READ_TIMEOUT)
+                .build()
+                .unwrap(),
+            dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(SHORT_LEASE),
+            handler: HandlerKind::Delivery,
+        },
         Route {
             path: "/bwp",
             verifier: Verifier::builder(BuildWorkPro::new())
@@ -128,7 +142,8 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The application handler's behaviour, shared by every adapter: counts calls per dedupe key;
-/// ids containing `fail_once` fail (500) the first time; ids containing `slow` take 1.5 s.
+/// ids containing `fail_once` fail (500) the first time; ids containing `slow` take 1.5 s,
+/// `long` 3.5 s.
 #[derive(Clone, Default)]
 pub struct Handler {
     calls: Arc<Mutex<HashMap<String, u32>>>,
@@ -146,6 +161,9 @@ impl Handler {
         };
         if key.contains("slow") {
             tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        if key.contains("long") {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
         }
         if key.contains("fail_once") && n == 1 {
             return 500;
@@ -489,6 +507,35 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         failures
             .borrow_mut()
             .push("in flight: handler did not run exactly once".into());
+    }
+
+    // A handler that outlives its lease (1 s on /bwp-lease) keeps its claim: renewed while it
+    // runs, a copy long after the first lease is still told to retry, and it runs once.
+    let (h, b) = bwp("evt_long_renewed");
+    let first = tokio::spawn({
+        let (addr, h, b) = (addr.to_owned(), h.clone(), b.clone());
+        async move { send(&addr, "POST", "/bwp-lease", &h, &b, Framing::Length).await }
+    });
+    tokio::time::sleep(SHORT_LEASE * 2 + Duration::from_millis(500)).await;
+    let second = post("/bwp-lease", h.clone(), b.clone()).await;
+    check(
+        "renewed claim: copy past the lease → 429",
+        &second,
+        &rej(429, "duplicate_in_flight"),
+    );
+    check("renewed claim: original", &first.await.unwrap(), &OK);
+    check(
+        "renewed claim: copy after it → 200 duplicate",
+        &post("/bwp-lease", h, b).await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if handler.calls("buildworkpro:evt_long_renewed") != 1 {
+        failures
+            .borrow_mut()
+            .push("renewed claim: handler did not run exactly once".into());
     }
 
     let (h, b) = bwp("evt_fail_once");

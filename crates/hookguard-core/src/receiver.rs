@@ -114,6 +114,54 @@ where
     .await
 }
 
+/// Runs `handler` while renewing `guard`'s claim every `every`, so a retry arriving after the
+/// first lease is told "in flight" rather than run beside it. The first timer is armed only
+/// when the handler is not ready at its first poll: a quick handler costs nothing.
+async fn keep_claimed<T>(
+    handler: impl Future<Output = T>,
+    guard: &ClaimGuard,
+    every: Duration,
+    sleep: &Sleep,
+    provider: crate::Provider,
+) -> T {
+    use std::task::Poll;
+    let mut handler = std::pin::pin!(handler);
+    let mut waiting: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    let mut renewing: Option<crate::dedupe::StoreFuture<'_, bool>> = None;
+    let mut holding = true;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = handler.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        while holding {
+            if let Some(r) = renewing.as_mut() {
+                let Poll::Ready(renewed) = r.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                renewing = None;
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(%provider, "the claim was lost while its handler ran (its lease had expired): a copy may run beside it");
+                        holding = false;
+                        break;
+                    }
+                    // Tried again a third of a lease later; the lease itself has two left.
+                    Err(e) => tracing::warn!(%provider, error = %e, "could not renew the claim of a running handler"),
+                }
+            }
+            let w = waiting.get_or_insert_with(|| sleep(every));
+            if w.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            waiting = None;
+            renewing = Some(guard.renew());
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// What to send back.
 #[derive(Debug)]
 pub enum Reply<R> {
@@ -152,7 +200,13 @@ pub struct Receiver {
     /// How long the sender waits for an answer: a handler's 2xx later than this reached no
     /// one (the sender counted a failure).
     sender_timeout: Duration,
+    /// The runtime's sleep, for renewing a claim while a slow handler runs.
+    sleep: Option<Sleep>,
 }
+
+/// A runtime's sleep, boxed: the core needs no runtime, so the adapters hand it theirs (see
+/// [`Receiver::with_sleep`]).
+pub type Sleep = std::sync::Arc<dyn Fn(Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,6 +215,7 @@ impl fmt::Debug for Receiver {
             .field("dedupe", &self.dedupe)
             .field("budget", &self.budget)
             .field("inbox", &self.inbox.is_some())
+            .field("renews_claims", &self.sleep.is_some())
             .finish()
     }
 }
@@ -187,7 +242,26 @@ impl Receiver {
             inbox: None,
             health: std::sync::Arc::new(health),
             sender_timeout,
+            sleep: None,
         }
+    }
+
+    /// How the receiver waits: with a runtime's sleep, a handler that runs longer than a third
+    /// of the dedupe lease has its claim renewed every third of the lease until it answers
+    /// (when the store renews claims, as the in-memory and Redis stores do), so a sender's
+    /// retry is told "in flight" instead of running the handler a second time beside it. The
+    /// tower and actix adapters set tokio's; a quick handler arms no timer.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_sleep(Arc::new(|d: Duration| Box::pin(async move { std::thread::sleep(d) })));
+    /// assert!(format!("{rx:?}").contains("renews_claims: true"));
+    /// ```
+    pub fn with_sleep(mut self, sleep: Sleep) -> Self {
+        self.sleep = Some(sleep);
+        self
     }
 
     /// How long the sender waits for an answer (default: its profile's — Procore 5 s,
@@ -272,29 +346,23 @@ impl Receiver {
     }
 
     /// The handler budget, if any: adapters stop waiting for the handler after it and report
-    /// [`HandlerOutcome::TimedOut`]. With dedupe, at most 90 % of the lease — also when no
-    /// budget was set, and when one was set closer to the lease with
-    /// [`with_budget`](Self::with_budget) — since the lease is not renewed: a handler still
-    /// running when it ends would run beside a retry that claimed the delivery meanwhile (the
-    /// claim's round trip comes before the budget starts, hence the tenth kept back).
+    /// [`HandlerOutcome::TimedOut`]. Never as long as the dedupe lease: a budget set at or
+    /// above it with [`with_budget`](Self::with_budget) (the builder refuses that) counts as
+    /// 90 % of the lease, or a retry could claim the delivery while its handler still runs
+    /// (where the claim is not renewed, see [`with_sleep`](Self::with_sleep)).
     ///
     /// ```
     /// use std::time::Duration;
     /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver, Verifier};
-    /// let verifier = || Verifier::builder(GitHub::new()).secret("s").build().unwrap();
-    /// let dedupe = || Dedupe::new(MemoryStore::default()).lease(Duration::from_secs(30));
-    /// let rx = Receiver::new(verifier()).with_budget(Some(Duration::from_secs(60))).with_dedupe(dedupe());
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_budget(Some(Duration::from_secs(60)))
+    ///     .with_dedupe(Dedupe::new(MemoryStore::default()).lease(Duration::from_secs(30)));
     /// assert_eq!(rx.budget(), Some(Duration::from_secs(27)));
-    /// assert_eq!(Receiver::new(verifier()).with_dedupe(dedupe()).budget(), Some(Duration::from_secs(27)));
-    /// assert_eq!(Receiver::new(verifier()).budget(), None);
     /// ```
     pub fn budget(&self) -> Option<Duration> {
-        match &self.dedupe {
-            Some(d) => {
-                let most = d.lease_duration().mul_f64(0.9);
-                Some(self.budget.map_or(most, |b| b.min(most)))
-            }
-            None => self.budget,
+        match (self.budget, &self.dedupe) {
+            (Some(b), Some(d)) if b >= d.lease_duration() => Some(d.lease_duration().mul_f64(0.9)),
+            (b, _) => b,
         }
     }
 
@@ -514,9 +582,15 @@ impl Admitted<'_> {
             arrived,
         } = self;
         let provider = rx.verifier.provider();
-        // One pair of clock reads serves the histogram and the sender's timeout.
         let started = std::time::Instant::now();
-        let outcome = call(delivery).await;
+        let handler = call(delivery);
+        let renewal = guard
+            .as_ref()
+            .and_then(|g| Some((g, g.renew_every()?, rx.sleep.as_ref()?)));
+        let outcome = match renewal {
+            Some((g, every, sleep)) => keep_claimed(handler, g, every, sleep, provider).await,
+            None => handler.await,
+        };
         let took = started.elapsed();
         observe::time("hookguard_handler_seconds", provider, took);
         let handled = |what: &'static str| {

@@ -26,6 +26,9 @@
 //!   of a copy being handled after it, and a late success is still remembered (the same
 //!   semantics as the in-memory store).
 //! * **release** is a script that, only if the key still holds the caller's token, deletes it.
+//! * **renew** is a script that, only if the key still holds the caller's token, gives it a
+//!   fresh lease: the receiver renews a claim every third of the lease while its handler runs,
+//!   so a retry arriving meanwhile is answered "in flight" instead of running beside it.
 //!
 //! The scripts are loaded when the store connects and invoked by SHA1 (`EVALSHA`); after a
 //! Redis restart has flushed the script cache they are loaded again automatically.
@@ -167,16 +170,27 @@ end
 return 0
 ";
 
+/// Extends the claim to a fresh lease (ARGV[2] ms), only while the key holds the token.
+const RENEW_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
 struct Scripts {
     claim: Script,
     complete: Script,
     release: Script,
+    renew: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     claim: Script::new(CLAIM_LUA),
     complete: Script::new(COMPLETE_LUA),
     release: Script::new(RELEASE_LUA),
+    renew: Script::new(RENEW_LUA),
 });
 
 /// A [`DedupeStore`] in Redis, shared by every receiver replica that connects to it.
@@ -405,7 +419,7 @@ impl RedisStoreBuilder {
             Err(_) => return Err(failed("connect", "timed out")),
         };
         // Load the scripts now, so that every claim is one EVALSHA from the first one on.
-        for script in [&SCRIPTS.claim, &SCRIPTS.complete, &SCRIPTS.release] {
+        for script in [&SCRIPTS.claim, &SCRIPTS.complete, &SCRIPTS.release, &SCRIPTS.renew] {
             match tokio::time::timeout(call_timeout, script.load_async(&mut conn)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
@@ -538,6 +552,21 @@ impl DedupeStore for RedisStore {
                 .arg(token_hex(token.token()))
                 .arg(ttl_ms(retention));
             Ok(self.run::<i64>("complete", &invocation).await? == 1)
+        })
+    }
+
+    fn renews(&self) -> bool {
+        true
+    }
+
+    fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut invocation = SCRIPTS.renew.prepare_invoke();
+            invocation
+                .key(self.redis_key(token.key()))
+                .arg(token_hex(token.token()))
+                .arg(ttl_ms(lease));
+            Ok(self.run::<i64>("renew", &invocation).await? == 1)
         })
     }
 

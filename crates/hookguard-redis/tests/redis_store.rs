@@ -489,3 +489,27 @@ async fn a_completion_that_failed_is_finished_once_redis_answers_again() {
         }
     }
 }
+
+/// A renewed claim outlives its first lease; only its holder renews it, and a claim that
+/// expired or was released is not brought back.
+#[tokio::test]
+async fn a_renewed_claim_outlives_its_first_lease() {
+    let store = store_at(&redis_url(), &unique_prefix("renew")).await;
+    assert!(store.renews());
+    let lease = Duration::from_millis(400);
+    let held = new(store.claim("k", lease).await.unwrap());
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(store.renew(&held, lease).await.unwrap());
+        assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InFlight);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let next = new(store.claim("k", lease).await.unwrap());
+    assert!(!store.renew(&held, lease).await.unwrap(), "another copy holds it now");
+    assert!(store.release(&next).await.unwrap());
+    assert!(
+        !store.renew(&next, lease).await.unwrap(),
+        "a released claim is not brought back"
+    );
+    assert!(matches!(store.claim("k", lease).await.unwrap(), Claim::New(_)));
+}

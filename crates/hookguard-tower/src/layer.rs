@@ -61,7 +61,12 @@ impl<S> Layer<S> for WebhookLayer {
 pub type WebhookLayerBuilder = ReceiverBuilder<WebhookLayer>;
 
 impl From<Receiver> for WebhookLayer {
+    /// The receiver gets tokio's sleep, so a slow handler's claim is renewed while it runs
+    /// ([`Receiver::with_sleep`]).
     fn from(rx: Receiver) -> Self {
-        Self { config: Arc::new(rx) }
+        let sleep: hookguard_core::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+        Self {
+            config: Arc::new(rx.with_sleep(sleep)),
+        }
     }
 }

@@ -299,6 +299,22 @@ impl MemoryStore {
         true
     }
 
+    /// Renews synchronously: the claim lasts `lease` from now (never less than it had).
+    /// `false` when the token no longer holds a live claim.
+    fn renew_now(&self, token: &ClaimToken, lease: Duration) -> bool {
+        let now = self.now();
+        let (d, mut s) = self.locate(token.key());
+        if !owns(&s, d, token, now) {
+            return false;
+        }
+        let until = expiry(now, lease, self.max_age);
+        let Shard { cur, old, .. } = &mut *s;
+        if let Some(v) = cur.get_mut(&d).or_else(|| old.get_mut(&d)) {
+            *v = pack(until.max((*v >> 32) as u32), *v as u32);
+        }
+        true
+    }
+
     fn token(&self) -> u32 {
         loop {
             let t = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +372,15 @@ impl DedupeStore for MemoryStore {
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
         self.complete_now(&token, retention);
     }
+
+    fn renews(&self) -> bool {
+        true
+    }
+
+    fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+        let r = self.renew_now(token, lease);
+        Box::pin(std::future::ready(Ok(r)))
+    }
 }
 
 impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
@@ -373,6 +398,12 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     }
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
         (**self).abandon_complete(token, retention)
+    }
+    fn renews(&self) -> bool {
+        (**self).renews()
+    }
+    fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+        (**self).renew(token, lease)
     }
 }
 
@@ -449,6 +480,33 @@ mod tests {
                 .store(start + lease_ms + 2_000, std::sync::atomic::Ordering::SeqCst);
             assert!(matches!(s.claim_now(&key, L), Claim::New(_)), "expired by then");
         }
+    }
+
+    /// A renewed claim lasts a lease from its renewal; only its holder renews it, and a
+    /// released or expired claim is not brought back.
+    #[test]
+    fn a_renewed_claim_outlives_its_first_lease() {
+        let clock = Millis::default();
+        let s = MemoryStore::builder().shards(1).clock(clock.clone()).build();
+        let at = |ms: u64| clock.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+        let lease = Duration::from_secs(2);
+        let held = new(s.claim_now("k", lease));
+        for ms in [1_500, 3_000, 4_500, 6_000] {
+            at(ms);
+            assert!(s.renew_now(&held, lease), "renewed at {ms} ms");
+            assert_eq!(s.claim_now("k", lease), Claim::InFlight, "at {ms} ms");
+        }
+        at(6_000 + 4_000);
+        assert!(
+            matches!(s.claim_now("k", lease), Claim::New(_)),
+            "expired once not renewed"
+        );
+        assert!(!s.renew_now(&held, lease), "an expired claim is not brought back");
+        let other = new(s.claim_now("k2", lease));
+        let forged = ClaimToken::new("k2", other.token() + 1);
+        assert!(!s.renew_now(&forged, lease), "only the holder renews");
+        assert!(s.release_now(&other));
+        assert!(!s.renew_now(&other, lease), "a released claim is not brought back");
     }
 
     #[test]

@@ -134,6 +134,21 @@ pub trait DedupeStore: Send + Sync + 'static {
         let _ = retention;
         self.abandon(token);
     }
+
+    /// Whether [`renew`](Self::renew) extends claims. The default is `false`: the receiver
+    /// then never renews, and a handler that outlives the lease runs beside a retry that
+    /// claimed the delivery meanwhile.
+    fn renews(&self) -> bool {
+        false
+    }
+
+    /// Extends the claim to `lease` from now, while its handler still runs (the receiver
+    /// calls it every third of the lease). `Ok(false)` when the token no longer holds the key.
+    /// The default does nothing (see [`renews`](Self::renews)).
+    fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+        let _ = (token, lease);
+        Box::pin(std::future::ready(Ok(false)))
+    }
 }
 
 /// How a receiver deduplicates: the store, the lease and retention, and what to do when the
@@ -243,6 +258,7 @@ impl Dedupe {
             Ok(Claim::New(token)) => Ok(Admission::New(ClaimGuard {
                 store: Arc::clone(&self.store),
                 token: Some(token),
+                lease: self.lease,
                 retention: self.retention,
                 remember: delivery.dedupe_scope() == crate::DedupeScope::Retained,
                 completing: false,
@@ -262,6 +278,7 @@ pub struct ClaimGuard {
     /// Held until the store has answered: a guard dropped while completing or releasing
     /// finishes that in the background.
     token: Option<ClaimToken>,
+    lease: Duration,
     retention: Duration,
     remember: bool,
     /// Whether the store is completing (rather than releasing) the claim right now.
@@ -278,6 +295,20 @@ impl fmt::Debug for ClaimGuard {
 }
 
 impl ClaimGuard {
+    /// How often the claim is renewed while its handler runs (a third of the lease), or
+    /// `None` when the store does not renew claims.
+    pub(crate) fn renew_every(&self) -> Option<Duration> {
+        self.store.renews().then(|| self.lease / 3)
+    }
+
+    /// Extends the claim to a full lease from now (see [`DedupeStore::renew`]).
+    pub(crate) fn renew(&self) -> StoreFuture<'_, bool> {
+        match &self.token {
+            Some(token) => self.store.renew(token, self.lease),
+            None => Box::pin(std::future::ready(Ok(false))),
+        }
+    }
+
     /// Marks the delivery done. `Ok(false)` if the lease had expired and another claim took it.
     ///
     /// For a delivery whose key only coalesces copies in flight
