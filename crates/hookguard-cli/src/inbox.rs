@@ -19,8 +19,8 @@ const AFTER_HELP: &str = "\
 Every subcommand takes --inbox PATH: the SQLite file (`PATH` or `sqlite:PATH`) that
 `hookguard serve --inbox PATH` writes, or the PostgreSQL inbox `postgres://USER@HOST:PORT/DB`
 (`?hookguard_schema=NAME` keeps its tables in schema NAME; default public).
-They work while serve runs on the same inbox (WAL; PostgreSQL row locks). A missing or
-unreadable file is an error (exit 1); nothing is created.
+They work while serve runs on the same inbox (WAL; PostgreSQL row locks). Except for
+`migrate`, a missing or unreadable file is an error (exit 1); nothing is created.
 
 Output is JSON, one object per line. Times are RFC 3339 UTC strings with milliseconds
 (\"2026-11-24T09:30:12.345Z\"); ids are the inbox's integers; `event_id` is a string exactly
@@ -28,8 +28,9 @@ as the sender sent it (Procore's 5982324300946918154 keeps its digits).
   list   {\"id\",\"provider\",\"event_id\",\"event_type\",\"dedupe_key\",\"state\",\"attempts\",
           \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first
           (--state done|dead: most recently finished first);
-          next_attempt_at: when a pending item is due, when a running item's lease ends
-          (then it runs again), null for done and dead items
+          next_attempt_at: when a pending item is due (the epoch, 1970-01-01, for an item
+          given back at a stop: due at once, first), when a running item's lease ends (then
+          it runs again), null for done and dead items
   show   the same fields plus finished_at, body_bytes, headers ([[name, value], …]: what was
           received minus credentials — no Authorization, Cookie or shared-token header; the
           URL, and with it a URL token, is never stored), body_encoding (\"utf-8\" or \"base64\")

@@ -47,8 +47,8 @@ Receive webhooks safely — and play every sender against your receiver.
 
 hookguard answers the sender's challenge, proves each delivery is genuine (constant time),
 rejects replays, de-duplicates retries with a two-phase claim, and answers with the status
-that makes each sender do the right thing: HCSS, Procore, BuildWorkPro, plus Standard
-Webhooks, Stripe, GitHub and Slack. With a durable inbox (`serve --inbox`), a delivery is
+that makes each sender do the right thing: HCSS, Procore, BuildWorkPro, Autodesk Platform
+Services, plus Standard Webhooks, Stripe, GitHub and Slack. With a durable inbox (`serve --inbox`), a delivery is
 answered 2xx once it is on disk and handled afterwards, retried on our schedule.")]
 struct Cli {
     #[command(subcommand)]

@@ -33,7 +33,7 @@ Answers challenges on GET PATH (HCSS `?challenge=`) and receives deliveries on P
 Logs (startup, rejections with their codes) go to stderr; RUST_LOG=debug for more. A stderr
 nobody reads never holds up an answer: log lines beyond a 1 MiB queue are dropped, and
 their number is logged once stderr moves again.
-The first stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
+A stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
 Inline mode (default): the handler runs while the sender waits. For every first-time verified
 delivery whose handling succeeded, prints one JSON line on stdout once the delivery is recorded
@@ -97,15 +97,18 @@ Authentication:
            --auth-header 'X-Hcss-Token: v' a shared header instead
 Credentials (Authorization, the shared header; the URL is not stored) never reach the inbox.
 SIGINT/SIGTERM shut down gracefully (exit 0): stop accepting, let running handlers finish
-(up to 10 s, then their claims are given back); pending work stays for the next start.
+(inline: each request in hand is answered, its --exec bounded by --exec-timeout; inbox: up to
+10 s, then their claims are given back); pending work stays for the next start.
 
 Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
   --metrics ADDR  Prometheus text format at http://ADDR/metrics: answers by provider, outcome
                   and rejection code, handler outcomes, inbox transitions and items per state,
                   verify/handler/accept times, the sender's consecutive failures. No event id,
                   path or secret is ever a label. Whatever the flags, a WARN line is logged when
-                  the non-2xx answers in a row reach half of the sender's kill switch (HCSS: 3
-                  of 5) and an ERROR line when they reach it.
+                  the failures the sender counts reach half of its kill switch and an ERROR
+                  line when they reach it: non-2xx answers in a row (BuildWorkPro: 10 of 20),
+                  or for a sender counting one event's tries, that event's failed tries (HCSS:
+                  3 of 5; answers in a row only get one WARN, at 5: they may be forged).
   --ui ADDR       The inspector page: recent answers and their verdicts (the last 200 to
                   new genuine deliveries and, apart, the last 200 others, in memory), sender
                   health against its kill switch, and with --inbox the items by state with
