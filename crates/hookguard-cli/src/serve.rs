@@ -952,9 +952,9 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
         }
         return Ok(None);
     };
-    if args.store.is_some() {
+    if args.store.is_some() || args.store_prefix.is_some() {
         return Err(usage(
-            "--store and --inbox are exclusive: the inbox row is the dedupe record (drop --store)",
+            "--store (and --store-prefix) and --inbox are exclusive: the inbox row is the dedupe record (drop --store)",
         ));
     }
     let spec = parse_inbox_spec(spec)?;

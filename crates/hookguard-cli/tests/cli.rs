@@ -3024,7 +3024,13 @@ fn serve_inbox_usage_errors() {
     assert!(!text(&o.stderr).contains("pw-8c1d"), "{}", text(&o.stderr));
     let o = serve(&["--inbox", path(&db), "--store", "memory"]);
     assert_eq!(code(&o), 2);
-    assert!(text(&o.stderr).contains("--store and --inbox"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("and --inbox are exclusive"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = serve(&["--inbox", path(&db), "--store-prefix", "x:"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     let o = serve(&["--workers", "2"]);
     assert_eq!(code(&o), 2);
     assert!(text(&o.stderr).contains("--inbox"), "{}", text(&o.stderr));

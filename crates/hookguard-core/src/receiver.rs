@@ -114,9 +114,16 @@ where
     .await
 }
 
-/// Runs `handler` while renewing `guard`'s claim every `every`, so a retry arriving after the
-/// first lease is told "in flight" rather than run beside it. The first timer is armed only
-/// when the handler is not ready at its first poll: a quick handler costs nothing.
+/// How many leases a claim is renewed for at most while its handler runs: a handler stuck for
+/// longer (a deadlock, a hung call) must not hold its delivery for ever, answering every retry
+/// "in flight" (429s count toward the sender's kill switch).
+const MAX_RENEWALS: u32 = 30;
+
+/// Runs `handler` while renewing `guard`'s claim every `every` (for at most [`MAX_RENEWALS`]
+/// renewals), so a retry arriving after the first lease is told "in flight" rather than run
+/// beside it. The first timer is armed only when the handler is not ready at its first poll: a
+/// quick handler costs nothing. At most one renewal per poll, and the handler is polled again
+/// after each: a sleep and a renewal that are ready at once never starve the handler.
 async fn keep_claimed<T>(
     handler: impl Future<Output = T>,
     guard: &ClaimGuard,
@@ -125,39 +132,55 @@ async fn keep_claimed<T>(
     provider: crate::Provider,
 ) -> T {
     use std::task::Poll;
+    let every = every.max(Duration::from_millis(10));
     let mut handler = std::pin::pin!(handler);
     let mut waiting: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     let mut renewing: Option<crate::dedupe::StoreFuture<'_, bool>> = None;
+    let mut renewals = 0;
     let mut holding = true;
     std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = handler.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        while holding {
+        let mut renewed_now = false;
+        loop {
+            if let Poll::Ready(out) = handler.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if !holding {
+                return Poll::Pending;
+            }
             if let Some(r) = renewing.as_mut() {
                 let Poll::Ready(renewed) = r.as_mut().poll(cx) else {
                     return Poll::Pending;
                 };
                 renewing = None;
+                renewed_now = true;
                 match renewed {
+                    Ok(true) if renewals >= MAX_RENEWALS => {
+                        tracing::warn!(%provider, renewals, "a handler has run for {renewals} renewals of its claim: the claim is no longer renewed, and a retry may run beside it");
+                        holding = false;
+                    }
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(%provider, "the claim was lost while its handler ran (its lease had expired): a copy may run beside it");
                         holding = false;
-                        break;
                     }
                     // Tried again a third of a lease later; the lease itself has two left.
                     Err(e) => tracing::warn!(%provider, error = %e, "could not renew the claim of a running handler"),
                 }
+                continue;
             }
             let w = waiting.get_or_insert_with(|| sleep(every));
             if w.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             waiting = None;
+            if renewed_now {
+                // A sleep that was over at once: the next renewal waits for the next poll.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            renewals += 1;
             renewing = Some(guard.renew());
         }
-        Poll::Pending
     })
     .await
 }
@@ -254,9 +277,10 @@ impl Receiver {
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
-    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
-    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
-    ///     .with_sleep(Arc::new(|d: Duration| Box::pin(async move { std::thread::sleep(d) })));
+    /// use hookguard_core::{schemes::GitHub, Receiver, Sleep, Verifier};
+    /// // The runtime's own sleep, e.g. `Box::pin(tokio::time::sleep(d))`; never a blocking one.
+    /// let sleep: Sleep = Arc::new(|_d: Duration| Box::pin(std::future::pending::<()>()));
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap()).with_sleep(sleep);
     /// assert!(format!("{rx:?}").contains("renews_claims: true"));
     /// ```
     pub fn with_sleep(mut self, sleep: Sleep) -> Self {
@@ -858,5 +882,91 @@ impl<T> ReceiverBuilder<T> {
             rx = rx.with_inbox(inbox);
         }
         Ok(T::from(rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// The in-memory store, counting renewals.
+    struct Counting(MemoryStore, Arc<AtomicU32>);
+
+    impl DedupeStore for Counting {
+        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+            self.0.claim(key, lease)
+        }
+        fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+            self.0.complete(token, retention)
+        }
+        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+            self.0.release(token)
+        }
+        fn abandon(&self, token: ClaimToken) {
+            self.0.abandon(token)
+        }
+        fn renews(&self) -> bool {
+            true
+        }
+        fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.renew(token, lease)
+        }
+    }
+
+    /// A handler pending for `polls` polls (waking itself each time), then answering.
+    fn pending_for(polls: u32) -> impl Future<Output = HandlerOutcome<(), ()>> {
+        let mut left = polls;
+        std::future::poll_fn(move |cx| {
+            if left == 0 {
+                return std::task::Poll::Ready(HandlerOutcome::Responded {
+                    response: (),
+                    success: true,
+                });
+            }
+            left -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+    }
+
+    /// A sleep that is over at once and a renewal that answers at once (the in-memory store's)
+    /// never starve the handler: one renewal per poll at most, the handler polled after each;
+    /// and a handler that never seems to end stops being renewed after `MAX_RENEWALS`.
+    #[test]
+    fn renewals_never_starve_the_handler_and_end() {
+        let renewed = Arc::new(AtomicU32::new(0));
+        let sleep: Sleep = Arc::new(|_| Box::pin(std::future::ready(())));
+        let rx = Receiver::new(
+            Verifier::builder(crate::schemes::GitHub::new())
+                .secret("s")
+                .build()
+                .unwrap(),
+        )
+        .with_dedupe(Dedupe::new(Counting(MemoryStore::new(100), Arc::clone(&renewed))))
+        .with_sleep(sleep);
+        let deliver = |id: &str, polls: u32| {
+            let body = Bytes::from(format!(r#"{{"n":"{id}"}}"#));
+            let mut headers = http::HeaderMap::new();
+            use crate::Scheme as _;
+            let signed = crate::schemes::GitHub::new()
+                .sign("s", &body, &crate::SignParams::new(0).id(id))
+                .unwrap();
+            headers.extend(signed.headers);
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            let head = RequestHead::new(&m, &u, &headers);
+            crate::testing::block_on(rx.deliver(&head, body, |_d| pending_for(polls)))
+        };
+        assert!(matches!(deliver("d-quick", 0), Ok(Reply::Handler(()))));
+        assert_eq!(renewed.load(Ordering::SeqCst), 0, "a quick handler renews nothing");
+        let r = deliver("d-some", 10);
+        assert!(matches!(r, Ok(Reply::Handler(()))), "{r:?}");
+        let some = renewed.load(Ordering::SeqCst);
+        assert!((1..=10).contains(&some), "{some} renewals over 10 polls");
+        assert!(matches!(deliver("d-long", 1_000), Ok(Reply::Handler(()))));
+        assert_eq!(renewed.load(Ordering::SeqCst) - some, MAX_RENEWALS);
     }
 }

@@ -486,6 +486,49 @@ async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
     );
 }
 
+/// The same with a store whose deferral makes the item due at once (the trait's default): the
+/// next claim, with the same attempt number, can come before the deferring attempt has even
+/// heard back from the store. Only that attempt's own claim is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferral_due_at_once_does_not_forget_the_claim_that_follows_it() {
+    let dir = TempDir::new("defer_due_now");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_defer_due_now")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::ZERO, Duration::from_millis(400)));
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Err(HandlerError::defer("not now", Duration::from_millis(20)))
+            } else {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+        }
+    })
+    .concurrency(2)
+    .lease(Duration::from_secs(60))
+    .poll_interval(Duration::from_millis(20))
+    .shutdown_grace(Duration::from_millis(100))
+    .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not claimed again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The deferral's answer (and its wait) end while the second claim's handler runs.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    worker.shutdown().await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts),
+        (InboxState::Pending, 0),
+        "the running claim was released at shutdown"
+    );
+}
+
 /// A handler that could not run now (stdout not read fast enough, a queue full) gives the item
 /// back without counting an attempt, due again after the delay it asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,7 +698,9 @@ async fn a_worker_that_never_purges_still_works() {
 
 /// The real inbox whose claims answer late (a busy file, a long checkpoint): the lease is
 /// taken when the claim runs, its answer arrives `delay` afterwards.
-struct LateClaims(SqliteInbox, Duration);
+/// The SQLite inbox with answers held back: claims that found items by `.1`, and deferrals by
+/// `.2` after the item was given back — due at once, as the trait's default `defer` does.
+struct LateClaims(SqliteInbox, Duration, Duration);
 
 impl InboxStore for LateClaims {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
@@ -678,6 +723,13 @@ impl InboxStore for LateClaims {
     }
     fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
         self.0.release(id, attempt)
+    }
+    fn defer(&self, id: i64, attempt: u32, _until_ms: i64) -> InboxFuture<'_, bool> {
+        Box::pin(async move {
+            let given = self.0.release(id, attempt).await?;
+            tokio::time::sleep(self.2).await;
+            Ok(given)
+        })
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<hookguard_core::inbox::InboxRecord>> {
         self.0.get(id)
@@ -707,7 +759,7 @@ async fn the_handler_deadline_counts_from_the_claim() {
     let dir = TempDir::new("late-claim");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_late_claim")).await;
-    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::from_millis(600)));
+    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::from_millis(600), Duration::ZERO));
     let worker = Worker::builder(store, |_item: ClaimedItem| async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         Ok::<(), HandlerError>(())

@@ -328,7 +328,10 @@ fn jitter() -> f64 {
 async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let wake = Arc::new(Notify::new());
-    let running: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    // Item → (attempt, claim): the claim's own number tells two claims of one attempt apart
+    // (a deferral does not count an attempt, so the claim after it carries the same number).
+    let running: Arc<Mutex<HashMap<i64, (u32, u64)>>> = Arc::default();
+    let mut claims: u64 = 0;
     let mut tasks = JoinSet::new();
     let mut next_purge = tokio::time::Instant::now();
     let mut next_sample = tokio::time::Instant::now();
@@ -385,14 +388,16 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                 break;
             };
+            claims += 1;
+            let claim = claims;
             running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(item.id, item.attempt);
+                .insert(item.id, (item.attempt, claim));
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
-                attempt(&cfg, item, &wake, deadline, &running).await;
+                attempt(&cfg, item, &wake, deadline, &running, claim).await;
                 drop(permit);
             });
         }
@@ -411,7 +416,12 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     if drained.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let held: Vec<(i64, u32)> = running.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let held: Vec<(i64, u32)> = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(id, (att, _))| (id, att))
+            .collect();
         for (id, att) in held {
             if let Err(e) = cfg.store.release(id, att).await {
                 tracing::warn!(id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
@@ -435,7 +445,8 @@ async fn attempt(
     item: ClaimedItem,
     wake: &Arc<Notify>,
     deadline: tokio::time::Instant,
-    held: &Mutex<HashMap<i64, u32>>,
+    held: &Mutex<HashMap<i64, (u32, u64)>>,
+    claim: u64,
 ) {
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
@@ -513,12 +524,13 @@ async fn attempt(
         }
     };
     // This attempt holds the item no longer (its outcome is recorded, or left to the lease):
-    // forgotten now, before the hook and a deferral's wait, while the item may be claimed
-    // again under the same attempt number (a deferral does not count one) — whose entry a
-    // later removal would take, leaving that claim unreleased at shutdown.
+    // forgotten now, before the hook and a deferral's wait. The item may already be claimed
+    // again under the same attempt number (a deferral does not count one; a store's default
+    // `defer` makes it due at once): only this claim's own entry goes, so the newer claim is
+    // still released at shutdown.
     {
         let mut running = held.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&item.id) == Some(&item.attempt) {
+        if running.get(&item.id) == Some(&(item.attempt, claim)) {
             running.remove(&item.id);
         }
     }
