@@ -43,16 +43,24 @@ pub struct WebhookMiddleware<S> {
     receiver: Arc<Receiver>,
     /// The `PayloadConfig` at the verifier's body limit, built once per worker.
     payload_config: Rc<Extensions>,
+    /// The same for `web::Json`'s `JsonConfig`.
+    json_config: Rc<Extensions>,
 }
+
+/// actix-web's default limit of `web::Json` (`JsonConfig`).
+const JSON_DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
         let mut data = Extensions::new();
         data.insert(PayloadConfig::new(receiver.verifier().max_body()));
+        let mut json = Extensions::new();
+        json.insert(web::JsonConfig::default().limit(receiver.verifier().max_body()));
         Self {
             service,
             receiver,
             payload_config: Rc::new(data),
+            json_config: Rc::new(json),
         }
     }
 }
@@ -86,6 +94,8 @@ where
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
         let payload_config = Rc::clone(&self.payload_config);
+        let json_config = Rc::clone(&self.json_config);
+        let max_body = self.receiver.verifier().max_body();
         Box::pin(async move {
             let head = match Head::new(req.head()) {
                 Ok(head) => head,
@@ -115,6 +125,14 @@ where
                     if req.app_data::<PayloadConfig>().is_none() && req.app_data::<web::Data<PayloadConfig>>().is_none()
                     {
                         req.add_data_container(Rc::clone(&payload_config));
+                    }
+                    // `web::Json` has its own `JsonConfig` (2 MiB by default): the same, for a
+                    // verifier allowing more.
+                    if max_body > JSON_DEFAULT_LIMIT
+                        && req.app_data::<web::JsonConfig>().is_none()
+                        && req.app_data::<web::Data<web::JsonConfig>>().is_none()
+                    {
+                        req.add_data_container(Rc::clone(&json_config));
                     }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);

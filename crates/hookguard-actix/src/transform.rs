@@ -99,7 +99,9 @@ where
 ///
 /// With a handler budget, the `503` answered when the handler overruns travels as an
 /// `actix_web::Error` whose response is exactly the core's (the request went into the dropped
-/// handler future, so no response can be built around it).
+/// handler future, so no response can be built around it). Outer middleware that act only on
+/// successful service results (`DefaultHeaders`, `Logger`'s access line, `Compress`) therefore
+/// skip that answer, where the tower layer's is an ordinary response.
 ///
 /// ```
 /// use std::time::Duration;

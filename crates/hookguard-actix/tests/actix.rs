@@ -96,6 +96,43 @@ async fn downstream_extractors_get_the_body_back() {
     assert_eq!(test::read_body(res).await, "evt_typed");
 }
 
+/// A verifier allowing more than `web::Json`'s own 2 MiB: a genuine 2.5 MiB delivery reaches a
+/// `web::Json` handler (it answered a plain 413 before, which BuildWorkPro never retries).
+#[actix_web::test]
+async fn web_json_reads_a_body_as_large_as_the_verifier_allows() {
+    let big = Webhook::builder(BuildWorkPro::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .max_body(3 << 20)
+        .dedupe(MemoryStore::default())
+        .build()
+        .unwrap();
+    let app =
+        test::init_service(App::new().service(web::resource("/json").wrap(big).route(
+            web::post().to(|v: web::Json<serde_json::Value>| async move {
+                HttpResponse::Ok().body(v["id"].as_str().unwrap().to_owned())
+            }),
+        )))
+        .await;
+    let body = format!(
+        r#"{{"id":"evt_big_json","type":"bid.accepted","data":{{"notes":"{}"}}}}"#,
+        "x".repeat(5 << 19)
+    );
+    let signed = BuildWorkPro::new()
+        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
+        .unwrap();
+    let mut req = TestRequest::post()
+        .uri("/json")
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, "evt_big_json");
+}
+
 #[actix_web::test]
 async fn a_body_that_is_not_the_type_answers_a_retryable_unexpected_payload() {
     #[derive(serde::Deserialize)]

@@ -11,6 +11,10 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 
+/// axum's default limit for its body extractors (`DefaultBodyLimit`).
+#[cfg(feature = "axum")]
+const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// The service [`WebhookLayer`](crate::WebhookLayer) produces.
 ///
 /// The inner service receives the request rebuilt around the verified body bytes (the body type
@@ -105,11 +109,21 @@ where
             // The head is no longer borrowed: the request's own parts move into the handler's
             // request, nothing is copied.
             let budget = rx.budget();
+            #[cfg(feature = "axum")]
+            let max_body = rx.verifier().max_body();
             let reply = admitted
                 .run(|delivery| {
                     let body = ReqBody::from(delivery.body().clone());
                     parts.extensions.insert(delivery);
-                    let req = Request::from_parts(parts, body);
+                    #[allow(unused_mut)]
+                    let mut req = Request::from_parts(parts, body);
+                    // axum's own body extractors (`Bytes`, `String`, `Json`) re-limit the body to
+                    // 2 MiB unless told otherwise: a verifier allowing more gives them its limit
+                    // (below it, axum's default already admits every body the verifier took).
+                    #[cfg(feature = "axum")]
+                    if max_body > AXUM_DEFAULT_BODY_LIMIT {
+                        axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
+                    }
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
                 })
