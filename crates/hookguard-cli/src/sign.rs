@@ -22,7 +22,8 @@ Ed25519 secret key: base64 of the 32-byte seed, or of seed and public key) a `v1
 verify the latter with the matching whpk_… public key.
 
 The id and type in headers (BuildWorkPro-Event-Id, BuildWorkPro-Event) default to the body's
-`id` and `type`; webhook-id (standard) defaults to msg_<timestamp>; X-GitHub-Delivery is
+`id` and `type`; webhook-id (standard) defaults to msg_ and a digest of the body (the same
+message keeps its id when signed again); X-GitHub-Delivery is
 sent only with --id.
 
 Examples:

@@ -363,7 +363,13 @@ impl Scheme for StandardWebhooks {
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
         let invalid = |reason| ConfigError::InvalidSecret { index: 0, reason };
         let secret = Self::classify(secret).map_err(invalid)?;
-        let id = params.id.clone().unwrap_or_else(|| format!("msg_{}", params.timestamp));
+        // Without one given, an id from the body: the same message keeps it when it is signed
+        // again for a retry (the spec's rule), two messages signed in one second do not share
+        // it (a time-based id made the second look like a copy of the first).
+        let id = params.id.clone().unwrap_or_else(|| {
+            use sha2::{Digest, Sha256};
+            format!("msg_{}", crate::wire::hex_encode(&Sha256::digest(body)[..12]))
+        });
         let ts = params.timestamp.to_string();
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
         let signature = match secret {
@@ -457,6 +463,28 @@ mod vectors {
 #[cfg(all(test, feature = "ed25519"))]
 mod tests {
     use super::*;
+
+    /// Signed without an id, a message gets one from its body: kept when the same message is
+    /// signed again later (a retry), different for another message in the same second.
+    #[test]
+    fn a_default_id_stays_with_its_message() {
+        let id = |body: &[u8], t: u64| {
+            let signed = StandardWebhooks::new()
+                .sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body, &SignParams::new(t))
+                .unwrap();
+            let (_, v) = signed.headers.iter().find(|(n, _)| n == "webhook-id").unwrap();
+            v.to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            id(br#"{"type":"a"}"#, 1_700_000_000),
+            id(br#"{"type":"a"}"#, 1_700_000_060)
+        );
+        assert_ne!(
+            id(br#"{"type":"a"}"#, 1_700_000_000),
+            id(br#"{"type":"b"}"#, 1_700_000_000)
+        );
+        assert!(id(b"{}", 0).starts_with("msg_"));
+    }
     use crate::clock::ManualClock;
     use crate::{Verdict, Verifier};
 
