@@ -58,15 +58,18 @@ pub const SHORT_LEASE: Duration = Duration::from_secs(1);
 pub fn routes() -> Vec<Route> {
     let clock = ManualClock::new(NOW);
     let dedupe = || Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30));
+    let bwp_one_secret = || {
+        Verifier::builder(BuildWorkPro::new())
+            .secret(BWP_SECRET)
+            .clock(clock.clone())
+            .body_read_timeout(READ_TIMEOUT)
+            .build()
+            .unwrap()
+    };
     vec![
         Route {
             path: "/bwp-lease",
-            verifier: Verifier::builder(BuildWorkPro::new())
-                .secret(BWP_SECRET)
-                .clock(clock.clone())
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
+            verifier: bwp_one_secret(),
             dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(SHORT_LEASE),
             handler: HandlerKind::Delivery,
         },
@@ -96,12 +99,7 @@ pub fn routes() -> Vec<Route> {
         },
         Route {
             path: "/bwp-typed",
-            verifier: Verifier::builder(BuildWorkPro::new())
-                .secret(BWP_SECRET)
-                .clock(clock.clone())
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
+            verifier: bwp_one_secret(),
             dedupe: dedupe(),
             handler: HandlerKind::Typed,
         },

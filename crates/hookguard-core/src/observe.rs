@@ -591,27 +591,12 @@ mod health_tests {
     /// slow to answer delays the 2xx as much as a slow handler does.
     #[test]
     fn time_in_the_dedupe_store_counts_toward_the_senders_timeout() {
-        use crate::dedupe::{Claim, ClaimToken, DedupeStore, StoreFuture};
-        struct SlowClaims(MemoryStore);
-        impl DedupeStore for SlowClaims {
-            fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-                Box::pin(async move {
-                    std::thread::sleep(Duration::from_millis(80));
-                    self.0.claim(key, lease).await
-                })
-            }
-            fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
-                self.0.complete(token, retention)
-            }
-            fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-                self.0.release(token)
-            }
-            fn abandon(&self, token: ClaimToken) {
-                self.0.abandon(token)
-            }
-        }
         let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
-            .with_dedupe(Dedupe::new(SlowClaims(MemoryStore::new(100))))
+            .with_dedupe(Dedupe::new(crate::dedupe::Observed {
+                store: MemoryStore::new(100),
+                claim_pause: Duration::from_millis(80),
+                renewals: Default::default(),
+            }))
             .with_sender_timeout(Duration::from_millis(50));
         deliver_hcss(&rx, "slow-store", Duration::ZERO, true);
         assert_eq!(rx.health().consecutive_failures(), 1);

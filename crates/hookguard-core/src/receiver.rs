@@ -888,34 +888,9 @@ impl<T> ReceiverBuilder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    use crate::dedupe::MemoryStore;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
-
-    /// The in-memory store, counting renewals.
-    struct Counting(MemoryStore, Arc<AtomicU32>);
-
-    impl DedupeStore for Counting {
-        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-            self.0.claim(key, lease)
-        }
-        fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
-            self.0.complete(token, retention)
-        }
-        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-            self.0.release(token)
-        }
-        fn abandon(&self, token: ClaimToken) {
-            self.0.abandon(token)
-        }
-        fn renews(&self) -> bool {
-            true
-        }
-        fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.renew(token, lease)
-        }
-    }
 
     /// A handler pending for `polls` polls (waking itself each time), then answering.
     fn pending_for(polls: u32) -> impl Future<Output = HandlerOutcome<(), ()>> {
@@ -946,7 +921,11 @@ mod tests {
                 .build()
                 .unwrap(),
         )
-        .with_dedupe(Dedupe::new(Counting(MemoryStore::new(100), Arc::clone(&renewed))))
+        .with_dedupe(Dedupe::new(crate::dedupe::Observed {
+            store: MemoryStore::new(100),
+            claim_pause: Duration::ZERO,
+            renewals: Arc::clone(&renewed),
+        }))
         .with_sleep(sleep);
         let deliver = |id: &str, polls: u32| {
             let body = Bytes::from(format!(r#"{{"n":"{id}"}}"#));

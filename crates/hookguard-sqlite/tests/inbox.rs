@@ -443,10 +443,27 @@ async fn attempts_that_died_with_the_process_count_and_the_item_goes_dead() {
 async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
     let dir = TempDir::new("defer_then_claim");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let id = stored(&inbox, &bwp("evt_defer_claim")).await;
+    // The item is due again, and claimed, while the deferred attempt's hook still runs.
+    deferral_then_a_running_claim(&inbox, Arc::new(inbox.clone()), Duration::from_millis(400)).await;
+}
+
+/// The same with a store whose deferral makes the item due at once (the trait's default): the
+/// next claim, with the same attempt number, can come before the deferring attempt has even
+/// heard back from the store. Only that attempt's own claim is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferral_due_at_once_does_not_forget_the_claim_that_follows_it() {
+    let dir = TempDir::new("defer_due_now");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let late = LateClaims(inbox.clone(), Duration::ZERO, Duration::from_millis(400));
+    deferral_then_a_running_claim(&inbox, Arc::new(late), Duration::ZERO).await;
+}
+
+/// One item: its first attempt defers (then its outcome hook takes `hook`), its second runs
+/// until shutdown; after shutdown the item must be pending with no attempt counted.
+async fn deferral_then_a_running_claim(inbox: &SqliteInbox, store: Arc<dyn InboxStore>, hook: Duration) {
+    let id = stored(inbox, &bwp("evt_defer_then_claim")).await;
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
-    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
     let worker = Worker::builder(store, move |_item: ClaimedItem| {
         let first = c.fetch_add(1, Ordering::SeqCst) == 0;
         async move {
@@ -463,10 +480,9 @@ async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
     .lease(Duration::from_secs(60))
     .poll_interval(Duration::from_millis(20))
     .shutdown_grace(Duration::from_millis(100))
-    // The item is due again, and claimed, while the deferred attempt's hook still runs.
-    .on_outcome(|_, outcome| {
+    .on_outcome(move |_, outcome| {
         if matches!(outcome, Outcome::Deferred { .. }) {
-            std::thread::sleep(Duration::from_millis(400));
+            std::thread::sleep(hook);
         }
     })
     .spawn();
@@ -475,50 +491,7 @@ async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
         assert!(tokio::time::Instant::now() < deadline, "not claimed again");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The deferred attempt's hook and wait end while the second claim's handler runs.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    worker.shutdown().await;
-    let rec = inbox.get(id).await.unwrap().unwrap();
-    assert_eq!(
-        (rec.state, rec.attempts),
-        (InboxState::Pending, 0),
-        "the running claim was released at shutdown"
-    );
-}
-
-/// The same with a store whose deferral makes the item due at once (the trait's default): the
-/// next claim, with the same attempt number, can come before the deferring attempt has even
-/// heard back from the store. Only that attempt's own claim is forgotten.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deferral_due_at_once_does_not_forget_the_claim_that_follows_it() {
-    let dir = TempDir::new("defer_due_now");
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let id = stored(&inbox, &bwp("evt_defer_due_now")).await;
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = Arc::clone(&calls);
-    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::ZERO, Duration::from_millis(400)));
-    let worker = Worker::builder(store, move |_item: ClaimedItem| {
-        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
-        async move {
-            if first {
-                Err(HandlerError::defer("not now", Duration::from_millis(20)))
-            } else {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok(())
-            }
-        }
-    })
-    .concurrency(2)
-    .lease(Duration::from_secs(60))
-    .poll_interval(Duration::from_millis(20))
-    .shutdown_grace(Duration::from_millis(100))
-    .spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while calls.load(Ordering::SeqCst) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "not claimed again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The deferral's answer (and its wait) end while the second claim's handler runs.
+    // The deferred attempt's store call, hook and wait end while the second claim's handler runs.
     tokio::time::sleep(Duration::from_millis(700)).await;
     worker.shutdown().await;
     let rec = inbox.get(id).await.unwrap().unwrap();

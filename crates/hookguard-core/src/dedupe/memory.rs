@@ -407,6 +407,39 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     }
 }
 
+/// The in-memory store as other modules' tests need it: claims answered after `claim_pause`
+/// (blocking, as a slow store's would), renewals counted.
+#[cfg(test)]
+pub(crate) struct Observed {
+    pub(crate) store: MemoryStore,
+    pub(crate) claim_pause: Duration,
+    pub(crate) renewals: Arc<AtomicU32>,
+}
+
+#[cfg(test)]
+impl DedupeStore for Observed {
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+        std::thread::sleep(self.claim_pause);
+        self.store.claim(key, lease)
+    }
+    fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+        self.store.complete(token, retention)
+    }
+    fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+        self.store.release(token)
+    }
+    fn abandon(&self, token: ClaimToken) {
+        self.store.abandon(token)
+    }
+    fn renews(&self) -> bool {
+        true
+    }
+    fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
+        self.renewals.fetch_add(1, Ordering::SeqCst);
+        self.store.renew(token, lease)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,9 @@
 
 mod memory;
 
+#[cfg(test)]
+pub(crate) use memory::Observed;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
