@@ -640,11 +640,12 @@ impl Admitted<'_> {
                     }
                 }
                 // A 2xx the sender no longer waited for is a failure to it (a timeout).
-                let late = success && arrived.elapsed() >= rx.sender_timeout;
-                if late {
+                let waited = success.then(|| arrived.elapsed());
+                let late = waited.is_some_and(|w| w >= rx.sender_timeout);
+                if let (true, Some(waited)) = (late, waited) {
                     tracing::warn!(
                         %provider,
-                        took_ms = arrived.elapsed().as_millis() as u64,
+                        took_ms = waited.as_millis() as u64,
                         handler_ms = took.as_millis() as u64,
                         "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure \
                          and retries; keep handlers short or use the inbox",

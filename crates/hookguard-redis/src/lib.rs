@@ -545,14 +545,7 @@ impl DedupeStore for RedisStore {
     }
 
     fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut invocation = SCRIPTS.complete.prepare_invoke();
-            invocation
-                .key(self.redis_key(token.key()))
-                .arg(token_hex(token.token()))
-                .arg(ttl_ms(retention));
-            Ok(self.run::<i64>("complete", &invocation).await? == 1)
-        })
+        Box::pin(self.for_holder("complete", &SCRIPTS.complete, token, Some(retention)))
     }
 
     fn renews(&self) -> bool {
@@ -560,24 +553,11 @@ impl DedupeStore for RedisStore {
     }
 
     fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut invocation = SCRIPTS.renew.prepare_invoke();
-            invocation
-                .key(self.redis_key(token.key()))
-                .arg(token_hex(token.token()))
-                .arg(ttl_ms(lease));
-            Ok(self.run::<i64>("renew", &invocation).await? == 1)
-        })
+        Box::pin(self.for_holder("renew", &SCRIPTS.renew, token, Some(lease)))
     }
 
     fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut invocation = SCRIPTS.release.prepare_invoke();
-            invocation
-                .key(self.redis_key(token.key()))
-                .arg(token_hex(token.token()));
-            Ok(self.run::<i64>("release", &invocation).await? == 1)
-        })
+        Box::pin(self.for_holder("release", &SCRIPTS.release, token, None))
     }
 
     /// Spawns the release on the current Tokio runtime; outside one, does nothing and the
@@ -607,6 +587,25 @@ impl DedupeStore for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one of the scripts that act only for the token's holder (complete, renew,
+    /// release), with the time it sets when it sets one: whether it acted.
+    async fn for_holder(
+        &self,
+        what: &'static str,
+        script: &'static Script,
+        token: &ClaimToken,
+        time: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.redis_key(token.key()))
+            .arg(token_hex(token.token()));
+        if let Some(d) = time {
+            invocation.arg(ttl_ms(d));
+        }
+        Ok(self.run::<i64>(what, &invocation).await? == 1)
+    }
+
     /// Runs a transition left to the background until Redis answers it: a few tries over about
     /// eight seconds (a reconnect, a failover), after which the lease decides. The scripts act
     /// only for the token's holder, so a try that did reach Redis is harmless to repeat.

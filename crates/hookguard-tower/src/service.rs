@@ -15,6 +15,17 @@ use crate::future::ResponseFuture;
 #[cfg(feature = "axum")]
 const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// axum's own body extractors (`Bytes`, `String`, `Json`) re-limit the body to 2 MiB unless
+/// told otherwise: a verifier allowing more gives them its limit (below it, axum's default
+/// already admits every body the verifier took).
+#[cfg(feature = "axum")]
+fn with_body_limit<B>(mut req: Request<B>, max_body: usize) -> Request<B> {
+    if max_body > AXUM_DEFAULT_BODY_LIMIT {
+        axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
+    }
+    req
+}
+
 /// The service [`WebhookLayer`](crate::WebhookLayer) produces.
 ///
 /// The inner service receives the request rebuilt around the verified body bytes (the body type
@@ -115,15 +126,9 @@ where
                 .run(|delivery| {
                     let body = ReqBody::from(delivery.body().clone());
                     parts.extensions.insert(delivery);
-                    #[allow(unused_mut)]
-                    let mut req = Request::from_parts(parts, body);
-                    // axum's own body extractors (`Bytes`, `String`, `Json`) re-limit the body to
-                    // 2 MiB unless told otherwise: a verifier allowing more gives them its limit
-                    // (below it, axum's default already admits every body the verifier took).
+                    let req = Request::from_parts(parts, body);
                     #[cfg(feature = "axum")]
-                    if max_body > AXUM_DEFAULT_BODY_LIMIT {
-                        axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
-                    }
+                    let req = with_body_limit(req, max_body);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
                 })
