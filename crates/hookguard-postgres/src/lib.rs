@@ -646,17 +646,25 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     .fetch_one(&mut *tx)
     .await
     .map_err(storage)?;
-    let versioned = in_place
-        && sqlx::query_scalar::<_, Option<i32>>(&format!("SELECT max(version) FROM \"{schema}\".hookguard_schema"))
+    let read_version = format!("SELECT max(version) FROM \"{schema}\".hookguard_schema");
+    let mut version: Option<i32> = None;
+    if in_place {
+        version = sqlx::query_scalar(&read_version)
             .fetch_one(&mut *tx)
             .await
-            .map_err(storage)?
-            .is_some();
-    if !versioned {
+            .map_err(storage)?;
+    }
+    if version.is_none() {
         for s in &statements {
             sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
         }
+        version = sqlx::query_scalar(&read_version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
     }
+    // The statements above record one when there was none.
+    let version = version.ok_or_else(|| InboxError::storage("the inbox schema records no version"))?;
     // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
     // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no
     // record could be read. Converted once, in place (a table of that build is a small one).
@@ -680,10 +688,6 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
         .await
         .map_err(storage)?;
     }
-    let version: i32 = sqlx::query_scalar(&format!("SELECT max(version) FROM \"{schema}\".hookguard_schema"))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(storage)?;
     if version > SCHEMA_VERSION {
         return Err(InboxError::storage(format!(
             "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
