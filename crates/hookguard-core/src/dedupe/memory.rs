@@ -1,9 +1,8 @@
 //! The in-memory store: one process, bounded by capacity and by time.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,54 +10,62 @@ use std::time::Duration;
 use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 use crate::clock::{Clock, SystemClock};
 
-/// Keys are 128-bit keyed SipHash digests of the dedupe key, already uniformly random, so the
-/// map needs no second hash. A per-process random key means nobody can craft two ids that
-/// collide (a collision would drop a genuine event as a duplicate).
-type Digest = (u64, u64);
+/// Entries per bucket: a bucket is four 64-bit tags then four 64-bit values, one 64-byte cache
+/// line, so looking a key up reads two cache lines (its two buckets), both fetched at once.
+const WAYS: usize = 4;
+/// Words per bucket.
+const LINE: usize = 2 * WAYS;
 
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-/// Value: expiry (seconds since the store's epoch) in the high 32 bits, claim token in the
-/// low 32 bits; token 0 means done.
-type Map = HashMap<Digest, u64, BuildHasherDefault<PassThrough>>;
-
+/// A value's low 32 bits are the claim token; token 0 means done. Its high 32 bits are the
+/// expiry, in seconds since the store's epoch; an entry whose expiry has passed is free.
 const DONE: u32 = 0;
 
-/// Two generations per shard: new entries go to `cur`; when `cur` holds half the shard's
-/// capacity, or has been open for the maximum retention, `old` is dropped and `cur` becomes
-/// `old`. Memory is therefore bounded by capacity (the oldest half is evicted first) and by
-/// time (nothing outlives two maximum retentions), with no per-entry list or timer.
+/// One lock shard: `buckets` buckets of [`LINE`] words, starting at word `base` of `words` (the
+/// allocation is aligned to 8 bytes; `base` aligns the first bucket to a cache line).
 struct Shard {
-    cur: Map,
-    old: Map,
-    cur_started: u32,
+    words: Vec<u64>,
+    base: usize,
+    buckets: u32,
+}
+
+/// An entry's place: bucket and way.
+#[derive(Clone, Copy)]
+struct Slot {
+    bucket: usize,
+    way: usize,
+}
+
+/// Where a key lives in its shard: its 64-bit tag (never 0, which marks an empty entry) and its
+/// two candidate buckets.
+#[derive(Clone, Copy)]
+struct Place {
+    tag: u64,
+    buckets: [usize; 2],
 }
 
 /// A thread-safe, bounded, in-memory [`DedupeStore`] for a single receiver process.
 ///
-/// **Capacity:** keys live in two generations per shard, each sized to fill a power-of-two
-/// hash table (so `capacity` is rounded down to that); when the newer generation is full the
-/// older one is dropped. The store therefore remembers between half and all of its capacity,
-/// the most recent keys first.
+/// **Layout:** a key is a keyed 128-bit SipHash digest of the dedupe key (a per-process random
+/// key: nobody can craft ids that collide, and a collision would drop a genuine event as a
+/// duplicate). Its first 64 bits are the stored tag; the other 64 pick a lock shard and two
+/// buckets of four entries, each bucket one 64-byte cache line. A lookup reads both buckets'
+/// lines (independent loads, fetched together), so a claim in a table far larger than the CPU's
+/// cache waits for about one memory access, not a chain of them.
 ///
-/// **Memory:** 25 bytes per slot (16-byte keyed digest, 8-byte expiry+token, 1 control byte),
-/// slots at most 7/8 full: about 29 bytes per remembered key when full, allocated once at
-/// construction and flat from then on, whatever the flood of ids (measured in `BENCHMARKS.md`).
+/// **Capacity:** `capacity` entries (rounded up to whole buckets), allocated once at
+/// construction and never grown: 16 bytes per entry, untouched memory not resident. An entry
+/// whose lease or retention has passed is free for the next key. When both of a new key's
+/// buckets hold only live entries, it takes the place of the entry of the eight that expires
+/// soonest, a done key before a claim in flight: the store keeps the most recent keys when a
+/// flood exceeds its capacity, and memory stays flat whatever the flood of ids. A few keys meet
+/// two full buckets before the whole table is full (12 of 1,000,000 at half capacity in
+/// `BENCHMARKS.md`, each the oldest of its buckets): size the capacity above the keys the
+/// retention must hold.
+///
+/// **Time:** nothing is remembered longer than `max_retention`. Leases and retention are
+/// counted on the clock's monotonic time in whole seconds, rounded so that each lasts at least
+/// as long as asked.
+///
 /// Several receiver replicas need a shared store (`hookguard-redis`).
 ///
 /// ```
@@ -71,7 +78,6 @@ pub struct MemoryStore {
     digest: (RandomState, RandomState),
     clock: Arc<dyn Clock>,
     epoch: u64,
-    half_shard: usize,
     max_age: u32,
     next_token: AtomicU32,
 }
@@ -80,7 +86,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("shards", &self.shards.len())
-            .field("capacity", &(self.half_shard * 2 * self.shards.len()))
+            .field("capacity", &self.capacity())
             .field("len", &self.len())
             .finish()
     }
@@ -103,7 +109,8 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// The most keys remembered (default 1,000,000).
+    /// The most keys remembered (default 1,000,000; rounded up to whole buckets of four in
+    /// every shard).
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = n;
         self
@@ -113,7 +120,7 @@ impl MemoryStoreBuilder {
         self.max_retention = d;
         self
     }
-    /// Lock shards (default 16; rounded up to a power of two).
+    /// Lock shards (default 16; rounded up to a power of two, at most 1024).
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
         self
@@ -126,56 +133,109 @@ impl MemoryStoreBuilder {
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let shards = self.shards.clamp(1, 1024).next_power_of_two();
-        let half_shard = table_fit(self.capacity / shards / 2);
+        let per_shard = self
+            .capacity
+            .div_ceil(shards)
+            .div_ceil(WAYS)
+            .clamp(1, u32::MAX as usize);
         let epoch = self.clock.monotonic().as_secs();
         MemoryStore {
-            shards: (0..shards)
-                .map(|_| {
-                    // Both generations are allocated once at their final size (untouched slots
-                    // are not resident); rotation swaps and clears, so memory never moves again.
-                    Mutex::new(Shard {
-                        cur: Map::with_capacity_and_hasher(half_shard, Default::default()),
-                        old: Map::with_capacity_and_hasher(half_shard, Default::default()),
-                        cur_started: 0,
-                    })
-                })
-                .collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::new(per_shard as u32))).collect(),
             digest: (RandomState::new(), RandomState::new()),
             clock: self.clock,
             epoch,
-            half_shard,
             max_age: secs_u32(self.max_retention).max(1),
             next_token: AtomicU32::new(1),
         }
     }
 }
 
-/// The largest entry count at or below `n` that fills a hash table of power-of-two buckets
-/// to its maximum load (7/8): a generation never grows into a half-empty table twice its size.
-fn table_fit(n: usize) -> usize {
-    if n < 8 {
-        return n.max(1);
+impl Shard {
+    fn new(buckets: u32) -> Self {
+        // Zeroed (every entry empty) and allocated lazily by the system: pages no key has
+        // touched are not resident. One bucket more than needed leaves room to align.
+        let words = vec![0u64; (buckets as usize + 1) * LINE];
+        let base = (words.as_ptr() as usize).wrapping_neg() % 64 / 8;
+        Shard { words, base, buckets }
     }
-    let buckets = ((n * 8 / 7) + 1).next_power_of_two();
-    let fit = buckets / 8 * 7;
-    if fit <= n {
-        fit
-    } else {
-        buckets / 2 / 8 * 7
+
+    fn tag(&self, s: Slot) -> u64 {
+        self.words[self.base + s.bucket * LINE + s.way]
     }
-}
 
-fn secs_u32(d: Duration) -> u32 {
-    // Round up: a lease of 1.5 s counts as 2 s, never 1.
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    u32::try_from(s).unwrap_or(u32::MAX)
-}
+    fn value(&self, s: Slot) -> u64 {
+        self.words[self.base + s.bucket * LINE + WAYS + s.way]
+    }
 
-/// The expiry of something lasting `d` from `now` (whole seconds, rounded down): one second
-/// more than `d` rounded up, for the part of the current second already gone — a lease or a
-/// retention lasts at least as long as asked, at most a second and a bit longer.
-fn expiry(now: u32, d: Duration, max_age: u32) -> u32 {
-    now.saturating_add(secs_u32(d).min(max_age)).saturating_add(1)
+    fn set(&mut self, s: Slot, tag: u64, value: u64) {
+        let at = self.base + s.bucket * LINE;
+        self.words[at + s.way] = tag;
+        self.words[at + WAYS + s.way] = value;
+    }
+
+    fn set_value(&mut self, s: Slot, value: u64) {
+        self.words[self.base + s.bucket * LINE + WAYS + s.way] = value;
+    }
+
+    /// The entry holding `p.tag` (live or expired), in either bucket.
+    fn find(&self, p: Place) -> Option<Slot> {
+        let line = |b: usize| &self.words[self.base + b * LINE..self.base + b * LINE + WAYS];
+        let (first, second) = (line(p.buckets[0]), line(p.buckets[1]));
+        let hit = |tags: &[u64]| tags.iter().position(|&t| t == p.tag);
+        if let Some(way) = hit(first) {
+            return Some(Slot {
+                bucket: p.buckets[0],
+                way,
+            });
+        }
+        hit(second).map(|way| Slot {
+            bucket: p.buckets[1],
+            way,
+        })
+    }
+
+    /// Where a new key goes: a free entry (empty or expired) in the emptier of its buckets;
+    /// failing that, the live entry of the eight that expires soonest, a done key before a
+    /// claim in flight.
+    fn room(&self, p: Place, now: u32) -> Slot {
+        let free = |bucket: usize| {
+            (0..WAYS).fold(0u32, |m, way| {
+                let s = Slot { bucket, way };
+                m | (u32::from(self.tag(s) == 0 || !live(self.value(s), now)) << way)
+            })
+        };
+        let (a, b) = (free(p.buckets[0]), free(p.buckets[1]));
+        let (bucket, mask) = if b.count_ones() > a.count_ones() {
+            (p.buckets[1], b)
+        } else {
+            (p.buckets[0], a)
+        };
+        if mask != 0 {
+            return Slot {
+                bucket,
+                way: mask.trailing_zeros() as usize,
+            };
+        }
+        p.buckets
+            .into_iter()
+            .flat_map(|bucket| (0..WAYS).map(move |way| Slot { bucket, way }))
+            .min_by_key(|&s| {
+                let v = self.value(s);
+                (v as u32 != DONE, (v >> 32) as u32)
+            })
+            .unwrap_or(Slot {
+                bucket: p.buckets[0],
+                way: 0,
+            })
+    }
+
+    /// Live entries.
+    fn live_count(&self, now: u32) -> usize {
+        (0..self.buckets as usize)
+            .flat_map(|bucket| (0..WAYS).map(move |way| Slot { bucket, way }))
+            .filter(|&s| self.tag(s) != 0 && live(self.value(s), now))
+            .count()
+    }
 }
 
 impl Default for MemoryStore {
@@ -200,20 +260,20 @@ impl MemoryStore {
         }
     }
 
-    /// Keys remembered now (done or in flight, including expired ones not yet evicted).
+    /// Keys remembered now: done, or claimed and in flight (expired entries are free).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = lock(s);
-                s.cur.len() + s.old.len()
-            })
-            .sum()
+        let now = self.now();
+        self.shards.iter().map(|s| lock(s).live_count(now)).sum()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The most keys the store remembers (the builder's capacity rounded up to whole buckets).
+    fn capacity(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).buckets as usize * WAYS).sum()
     }
 
     /// Seconds since the store was built, on the clock's *monotonic* time: a wall-clock step
@@ -222,38 +282,39 @@ impl MemoryStore {
         u32::try_from(self.clock.monotonic().as_secs().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
     }
 
-    fn locate(&self, key: &str) -> (Digest, MutexGuard<'_, Shard>) {
-        let d = (self.digest.0.hash_one(key), self.digest.1.hash_one(key));
-        let shard = &self.shards[(d.1 as usize) & (self.shards.len() - 1)];
-        (d, lock(shard))
+    fn locate(&self, key: &str) -> (Place, MutexGuard<'_, Shard>) {
+        let tag = self.digest.0.hash_one(key) | 1;
+        let h = self.digest.1.hash_one(key);
+        // The top bits pick the shard, two 32-bit windows of the rest the buckets (multiply and
+        // shift: uniform over any bucket count, no modulo).
+        let shard = lock(&self.shards[(h >> 54) as usize & (self.shards.len() - 1)]);
+        let n = u64::from(shard.buckets);
+        let pick = |x: u64| (((x & 0xffff_ffff) * n) >> 32) as usize;
+        let place = Place {
+            tag,
+            buckets: [pick(h), pick(h >> 22)],
+        };
+        (place, shard)
     }
 
     /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
     fn claim_now(&self, key: &str, lease: Duration) -> Claim {
         let now = self.now();
-        let (d, mut s) = self.locate(key);
-        self.maybe_rotate(&mut s, now);
-        let live = |v: u64| (v >> 32) as u32 > now;
-        let answer = |v: u64| if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
-        let token = self.token();
-        let claimed = pack(expiry(now, lease, self.max_age), token);
-        // Entries of the newer generation are overwritten in place, never removed and
-        // re-inserted: removals leave tombstones that would make a full table grow.
-        if let Some(v) = s.cur.get_mut(&d) {
-            if live(*v) {
-                return answer(*v);
+        let (p, mut s) = self.locate(key);
+        let claimed = || pack(expiry(now, lease, self.max_age), self.token());
+        let slot = match s.find(p) {
+            Some(slot) => {
+                let v = s.value(slot);
+                if live(v, now) {
+                    return if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
+                }
+                slot
             }
-            *v = claimed;
-            return Claim::New(ClaimToken::new(key, u128::from(token)));
-        }
-        if let Some(&v) = s.old.get(&d) {
-            if live(v) {
-                return answer(v);
-            }
-            s.old.remove(&d);
-        }
-        s.cur.insert(d, claimed);
-        Claim::New(ClaimToken::new(key, u128::from(token)))
+            None => s.room(p, now),
+        };
+        let v = claimed();
+        s.set(slot, p.tag, v);
+        Claim::New(ClaimToken::new(key, u128::from(v as u32)))
     }
 
     /// Completes synchronously: records the outcome unless another copy holds a live claim
@@ -261,58 +322,52 @@ impl MemoryStore {
     /// completion after the lease expired, with no newer claim, is recorded).
     fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
         let now = self.now();
-        let (d, mut s) = self.locate(token.key());
-        let held_by_other = s
-            .cur
-            .get(&d)
-            .or_else(|| s.old.get(&d))
-            .is_some_and(|&v| (v >> 32) as u32 > now && u128::from(v as u32) != token.token());
-        if held_by_other {
-            return false;
-        }
+        let (p, mut s) = self.locate(token.key());
         let done = pack(expiry(now, retention, self.max_age), DONE);
-        // Update in place when the claim is in the newer generation: `HashMap::insert` reserves
-        // a slot even for an existing key, which would grow a full table to twice its size.
-        if let Some(v) = s.cur.get_mut(&d) {
-            *v = done;
-            return true;
+        match s.find(p) {
+            Some(slot) => {
+                let v = s.value(slot);
+                if live(v, now) && u128::from(v as u32) != token.token() {
+                    return false;
+                }
+                s.set_value(slot, done);
+            }
+            None => {
+                let slot = s.room(p, now);
+                s.set(slot, p.tag, done);
+            }
         }
-        s.old.remove(&d);
-        self.maybe_rotate(&mut s, now);
-        s.cur.insert(d, done);
         true
     }
 
     /// Releases synchronously. `false` when the token no longer holds a live claim.
     fn release_now(&self, token: &ClaimToken) -> bool {
         let now = self.now();
-        let (d, mut s) = self.locate(token.key());
-        if !owns(&s, d, token, now) {
-            return false;
+        let (p, mut s) = self.locate(token.key());
+        match owned(&s, p, token, now) {
+            Some(slot) => {
+                // A released key is free to claim again.
+                s.set(slot, 0, 0);
+                true
+            }
+            None => false,
         }
-        // Expire in place (see `claim_now`): a released key is free to claim again.
-        if let Some(v) = s.cur.get_mut(&d) {
-            *v = 0;
-        } else {
-            s.old.remove(&d);
-        }
-        true
     }
 
     /// Renews synchronously: the claim lasts `lease` from now (never less than it had).
     /// `false` when the token no longer holds a live claim.
     fn renew_now(&self, token: &ClaimToken, lease: Duration) -> bool {
         let now = self.now();
-        let (d, mut s) = self.locate(token.key());
-        if !owns(&s, d, token, now) {
-            return false;
+        let (p, mut s) = self.locate(token.key());
+        match owned(&s, p, token, now) {
+            Some(slot) => {
+                let v = s.value(slot);
+                let until = expiry(now, lease, self.max_age).max((v >> 32) as u32);
+                s.set_value(slot, pack(until, v as u32));
+                true
+            }
+            None => false,
         }
-        let until = expiry(now, lease, self.max_age);
-        let Shard { cur, old, .. } = &mut *s;
-        if let Some(v) = cur.get_mut(&d).or_else(|| old.get_mut(&d)) {
-            *v = pack(until.max((*v >> 32) as u32), *v as u32);
-        }
-        true
     }
 
     fn token(&self) -> u32 {
@@ -323,29 +378,39 @@ impl MemoryStore {
             }
         }
     }
+}
 
-    fn maybe_rotate(&self, s: &mut Shard, now: u32) {
-        if s.cur.len() >= self.half_shard || now.saturating_sub(s.cur_started) >= self.max_age {
-            std::mem::swap(&mut s.cur, &mut s.old);
-            // `clear` keeps the allocation: steady-state memory is two half-shard tables.
-            s.cur.clear();
-            s.cur_started = now;
-        }
-    }
+fn secs_u32(d: Duration) -> u32 {
+    // Round up: a lease of 1.5 s counts as 2 s, never 1.
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(s).unwrap_or(u32::MAX)
+}
+
+/// The expiry of something lasting `d` from `now` (whole seconds, rounded down): one second
+/// more than `d` rounded up, for the part of the current second already gone — a lease or a
+/// retention lasts at least as long as asked, at most a second and a bit longer.
+fn expiry(now: u32, d: Duration, max_age: u32) -> u32 {
+    now.saturating_add(secs_u32(d).min(max_age)).saturating_add(1)
 }
 
 fn pack(expires: u32, token: u32) -> u64 {
     (u64::from(expires) << 32) | u64::from(token)
 }
 
-fn owns(s: &Shard, d: Digest, token: &ClaimToken, now: u32) -> bool {
-    let v = s.cur.get(&d).or_else(|| s.old.get(&d)).copied();
-    matches!(v, Some(v) if v as u32 != DONE && u128::from(v as u32) == token.token() && (v >> 32) as u32 > now)
+fn live(v: u64, now: u32) -> bool {
+    (v >> 32) as u32 > now
+}
+
+/// The entry `token` holds a live claim on, if it still does.
+fn owned(s: &Shard, p: Place, token: &ClaimToken, now: u32) -> Option<Slot> {
+    let slot = s.find(p)?;
+    let v = s.value(slot);
+    (v as u32 != DONE && u128::from(v as u32) == token.token() && live(v, now)).then_some(slot)
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    // A panic while holding the lock cannot leave a shard half-updated (every update is one
-    // map operation), so a poisoned lock is safe to keep using.
+    // A panic while holding the lock cannot leave a shard half-updated (every update writes
+    // one entry), so a poisoned lock is safe to keep using.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -606,47 +671,144 @@ mod tests {
         assert!(matches!(s.claim_now("k", L), Claim::New(_)), "at most a second more");
     }
 
-    #[test]
-    fn table_fit_rounds_down_to_full_tables() {
-        assert_eq!(table_fit(31_250), 28_672);
-        assert_eq!(table_fit(28_672), 28_672);
-        assert_eq!(table_fit(57_344), 57_344);
-        assert_eq!(table_fit(3), 3);
-        for n in [8, 9, 100, 1000, 12345, 1 << 20] {
-            let f = table_fit(n);
-            assert!(f <= n && f * 2 > n / 2, "{n} -> {f}");
-        }
-    }
-
+    /// Past capacity, a new key replaces the soonest-expiring entry of its two buckets: the
+    /// most recent keys are remembered, the oldest forgotten first, and the table never grows.
     #[test]
     fn capacity_bounds_memory_and_evicts_oldest_first() {
-        let (s, _) = store(1000);
-        for i in 0..100_000 {
+        let (s, clock) = store(1000);
+        let words = lock(&s.shards[0]).words.len();
+        assert_eq!(s.capacity(), 1000);
+        for i in 0..20_000 {
+            if i % 100 == 0 {
+                clock.advance(1);
+            }
             let t = new(s.claim_now(&format!("k{i}"), L));
-            s.complete_now(&t, R);
+            assert!(s.complete_now(&t, R));
         }
         assert!(s.len() <= 1000, "{}", s.len());
-        assert_eq!(s.claim_now("k99999", L), Claim::Done);
-        assert!(matches!(s.claim_now("k0", L), Claim::New(_)));
+        assert_eq!(lock(&s.shards[0]).words.len(), words, "allocated once");
+        let done = |range: std::ops::Range<i32>| {
+            range
+                .filter(|i| s.claim_now(&format!("k{i}"), L) == Claim::Done)
+                .count()
+        };
+        // The newest 500 (half the capacity) are remembered, nearly all of the oldest 10,000
+        // forgotten.
+        assert!(done(19_500..20_000) >= 490, "{}", done(19_500..20_000));
+        assert_eq!(done(0..10_000), 0);
     }
 
+    /// A done key is evicted before a claim in flight, whatever their expiries.
     #[test]
-    fn tables_never_grow_past_their_first_size() {
-        let (s, _) = store(100_000);
-        let cap = |s: &MemoryStore| {
-            let sh = lock(&s.shards[0]);
-            (sh.cur.capacity(), sh.old.capacity())
-        };
-        let initial = cap(&s);
-        for i in 0..1_000_000 {
-            let t = new(s.claim_now(&format!("k{i}"), L));
-            if i % 10 == 0 {
-                s.release_now(&t);
-            } else {
-                s.complete_now(&t, R);
+    fn claims_in_flight_outlast_done_keys() {
+        let (s, clock) = store(8);
+        // Leases far shorter than the done keys' retention: by expiry alone they would go first.
+        let held: Vec<_> = (0..4).map(|i| new(s.claim_now(&format!("f{i}"), L))).collect();
+        for i in 0..10_000 {
+            if i % 1000 == 0 {
+                clock.advance(1);
+            }
+            let t = new(s.claim_now(&format!("d{i}"), L));
+            s.complete_now(&t, R);
+        }
+        for (i, t) in held.iter().enumerate() {
+            assert_eq!(s.claim_now(&format!("f{i}"), L), Claim::InFlight, "f{i}");
+            assert!(s.complete_now(t, R));
+        }
+    }
+
+    /// The store against a model of its semantics (a map of key → expiry and token), below
+    /// capacity, where nothing is evicted: every answer and `len()` agree.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Claim(u8, u8),
+            Complete(u8, u8, u8),
+            Release(u8, u8),
+            Renew(u8, u8, u8),
+            Advance(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u8..24, 1u8..20).prop_map(|(k, l)| Op::Claim(k, l)),
+                (0u8..24, 1u8..40, any::<u8>()).prop_map(|(k, r, p)| Op::Complete(k, r, p)),
+                (0u8..24, any::<u8>()).prop_map(|(k, p)| Op::Release(k, p)),
+                (0u8..24, 1u8..20, any::<u8>()).prop_map(|(k, l, p)| Op::Renew(k, l, p)),
+                (0u8..30).prop_map(Op::Advance),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn agrees_with_the_model(ops in proptest::collection::vec(op(), 1..300)) {
+                let (s, clock) = store(1000);
+                let mut now = 0u32;
+                // key → (expiry, token); token 0 = done.
+                let mut m: HashMap<u8, (u32, u32)> = HashMap::new();
+                // Every token handed out per key (stale ones included); ops pick one.
+                let mut tokens: HashMap<u8, Vec<ClaimToken>> = HashMap::new();
+                let pick = |tokens: &HashMap<u8, Vec<ClaimToken>>, k: u8, p: u8| {
+                    tokens.get(&k).map(|v| v[usize::from(p) % v.len()].clone())
+                };
+                let secs = |n: u8| Duration::from_secs(u64::from(n));
+                let exp = |now: u32, n: u8| now + u32::from(n) + 1;
+                for o in ops {
+                    match o {
+                        Op::Claim(k, l) => {
+                            let got = s.claim_now(&format!("k{k}"), secs(l));
+                            match m.get(&k) {
+                                Some(&(e, t)) if e > now => {
+                                    let want = if t == 0 { Claim::Done } else { Claim::InFlight };
+                                    prop_assert_eq!(got, want);
+                                }
+                                _ => {
+                                    let Claim::New(tok) = got else { return Err(TestCaseError::fail("expected New")) };
+                                    m.insert(k, (exp(now, l), tok.token() as u32));
+                                    tokens.entry(k).or_default().push(tok);
+                                }
+                            }
+                        }
+                        Op::Complete(k, r, p) => {
+                            let Some(tok) = pick(&tokens, k, p) else { continue };
+                            let want = !matches!(m.get(&k), Some(&(e, t)) if e > now && u128::from(t) != tok.token());
+                            prop_assert_eq!(s.complete_now(&tok, secs(r)), want);
+                            if want {
+                                m.insert(k, (exp(now, r), 0));
+                            }
+                        }
+                        Op::Release(k, p) => {
+                            let Some(tok) = pick(&tokens, k, p) else { continue };
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
+                            prop_assert_eq!(s.release_now(&tok), want);
+                            if want {
+                                m.remove(&k);
+                            }
+                        }
+                        Op::Renew(k, l, p) => {
+                            let Some(tok) = pick(&tokens, k, p) else { continue };
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
+                            prop_assert_eq!(s.renew_now(&tok, secs(l)), want);
+                            if want {
+                                let e = m[&k].0.max(exp(now, l));
+                                m.insert(k, (e, m[&k].1));
+                            }
+                        }
+                        Op::Advance(n) => {
+                            clock.advance(u64::from(n));
+                            now += u32::from(n);
+                        }
+                    }
+                    let live = m.values().filter(|&&(e, _)| e > now).count();
+                    prop_assert_eq!(s.len(), live);
+                }
             }
         }
-        assert_eq!(cap(&s), initial);
     }
 
     #[test]
