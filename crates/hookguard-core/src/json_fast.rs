@@ -479,9 +479,11 @@ struct Value<'a, 'd> {
     deferred: &'d Cell<bool>,
 }
 
+/// Methods that parse the value's span with serde_json (`name = method()` names the function
+/// that does it for `method`).
 macro_rules! via_serde_json {
-    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
+    ($($name:ident = $method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
             let mut de = serde_json::Deserializer::from_slice(self.span);
             let value = (&mut de).$method($($arg,)* visitor).and_then(|v| de.end().map(|()| v));
             if value.is_err() {
@@ -490,6 +492,46 @@ macro_rules! via_serde_json {
             value
         }
     )*};
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        via_serde_json! { $($method = $method($($arg: $ty),*);)* }
+    };
+}
+
+impl<'de> Value<'de, '_> {
+    /// The text of a string value without escapes, which serde_json lends to a visitor as it
+    /// stands (`visit_borrowed_str`); `None` for any other value. The scanner has validated the
+    /// span: between its quotes there is no quote and no control byte.
+    fn plain_str(&self) -> Option<&'de str> {
+        let inner = self.span.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if inner.contains(&b'\\') {
+            return None;
+        }
+        std::str::from_utf8(inner).ok()
+    }
+
+    /// A plain string lent to the visitor as serde_json would; anything else parsed by it.
+    fn str_or<V: Visitor<'de>>(
+        self,
+        visitor: V,
+        other: impl FnOnce(Self, V) -> Result<V::Value, Error>,
+    ) -> Result<V::Value, Error> {
+        match self.plain_str() {
+            Some(s) => {
+                let value = visitor.visit_borrowed_str(s);
+                if value.is_err() {
+                    // The visitor's own error (a type it does not take) is serde_json's to word.
+                    self.deferred.set(true);
+                }
+                value
+            }
+            None => other(self, visitor),
+        }
+    }
+
+    via_serde_json! {
+        any_via_serde_json = deserialize_any(); str_via_serde_json = deserialize_str();
+        option_via_serde_json = deserialize_option();
+    }
 }
 
 impl<'de> Deserializer<'de> for Value<'de, '_> {
@@ -500,17 +542,43 @@ impl<'de> Deserializer<'de> for Value<'de, '_> {
         visitor.visit_unit()
     }
 
+    // Ids and types are mostly plain strings: those are lent without a serde_json parser
+    // (serde_json's `deserialize_string` and `deserialize_identifier` are its `deserialize_str`).
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.str_or(visitor, Self::any_via_serde_json)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.str_or(visitor, Self::str_via_serde_json)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.str_or(visitor, Self::str_via_serde_json)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.str_or(visitor, Self::str_via_serde_json)
+    }
+
+    /// serde_json: `null` is `visit_none`, any other value `visit_some` of the same cursor.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.plain_str().is_some() {
+            visitor.visit_some(self)
+        } else {
+            self.option_via_serde_json(visitor)
+        }
+    }
+
     via_serde_json! {
-        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
+        deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
         deserialize_i64(); deserialize_i128(); deserialize_u8(); deserialize_u16(); deserialize_u32();
         deserialize_u64(); deserialize_u128(); deserialize_f32(); deserialize_f64(); deserialize_char();
-        deserialize_str(); deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
-        deserialize_option(); deserialize_unit(); deserialize_unit_struct(name: &'static str);
+        deserialize_bytes(); deserialize_byte_buf();
+        deserialize_unit(); deserialize_unit_struct(name: &'static str);
         deserialize_newtype_struct(name: &'static str); deserialize_seq();
         deserialize_tuple(len: usize); deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map(); deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
-        deserialize_identifier();
     }
 }
 

@@ -438,6 +438,14 @@ impl DedupeStore for MemoryStore {
         self.complete_now(&token, retention);
     }
 
+    fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
+        Some(Ok(self.claim_now(key, lease)))
+    }
+
+    fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
+        Some(Ok(self.complete_now(token, retention)))
+    }
+
     fn renews(&self) -> bool {
         true
     }
@@ -463,6 +471,12 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     }
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
         (**self).abandon_complete(token, retention)
+    }
+    fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
+        (**self).claim_at_once(key, lease)
+    }
+    fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
+        (**self).complete_at_once(token, retention)
     }
     fn renews(&self) -> bool {
         (**self).renews()

@@ -138,6 +138,20 @@ pub trait DedupeStore: Send + Sync + 'static {
         self.abandon(token);
     }
 
+    /// For a store that answers without waiting (the in-memory store): what
+    /// [`claim`](Self::claim) would answer, given at once, so the receiver needs no boxed
+    /// future. The default, `None`, has the receiver await `claim`.
+    fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
+        let _ = (key, lease);
+        None
+    }
+
+    /// As [`claim_at_once`](Self::claim_at_once), for [`complete`](Self::complete).
+    fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
+        let _ = (token, retention);
+        None
+    }
+
     /// Whether [`renew`](Self::renew) extends claims. The default is `false`: the receiver
     /// then never renews, and a handler that outlives the lease runs beside a retry that
     /// claimed the delivery meanwhile.
@@ -257,7 +271,11 @@ impl Dedupe {
         let Some(key) = delivery.dedupe_key() else {
             return Ok(Admission::Unkeyed);
         };
-        match self.store.claim(key, self.lease).await {
+        let claimed = match self.store.claim_at_once(key, self.lease) {
+            Some(answer) => answer,
+            None => self.store.claim(key, self.lease).await,
+        };
+        match claimed {
             Ok(Claim::New(token)) => Ok(Admission::New(ClaimGuard {
                 store: Arc::clone(&self.store),
                 token: Some(token),
@@ -347,7 +365,10 @@ impl ClaimGuard {
         // meanwhile, `Drop` finishes the same transition in the background.
         self.completing = success && self.remember;
         let r = match self.token.as_ref() {
-            Some(token) if self.completing => self.store.complete(token, self.retention).await,
+            Some(token) if self.completing => match self.store.complete_at_once(token, self.retention) {
+                Some(answer) => answer,
+                None => self.store.complete(token, self.retention).await,
+            },
             Some(token) => self.store.release(token).await,
             None => unreachable!("a claim is settled once"),
         };
@@ -423,6 +444,50 @@ mod tests {
         assert!(matches!(
             crate::testing::block_on(dedupe.admit(&d)),
             Ok(Admission::Done)
+        ));
+    }
+
+    /// A store that answers at once is never awaited: its boxed-future methods are not called
+    /// for a claim or a completion (here they would never answer), through an `Arc` too.
+    #[test]
+    fn stores_that_answer_at_once_are_not_awaited() {
+        struct AtOnce(MemoryStore);
+        impl DedupeStore for AtOnce {
+            fn claim<'a>(&'a self, _key: &'a str, _lease: Duration) -> StoreFuture<'a, Claim> {
+                Box::pin(std::future::pending())
+            }
+            fn complete<'a>(&'a self, _token: &'a ClaimToken, _retention: Duration) -> StoreFuture<'a, bool> {
+                Box::pin(std::future::pending())
+            }
+            fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+                self.0.release(token)
+            }
+            fn abandon(&self, token: ClaimToken) {
+                self.0.abandon(token)
+            }
+            fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
+                self.0.claim_at_once(key, lease)
+            }
+            fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
+                self.0.complete_at_once(token, retention)
+            }
+        }
+        use std::future::Future;
+        let d = crate::testing::deliver(crate::schemes::GitHub::new(), "s", b"{}").unwrap();
+        let dedupe = Dedupe::new(Arc::new(AtOnce(MemoryStore::new(100))));
+        fn once<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+            f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        }
+        let std::task::Poll::Ready(Ok(Admission::New(guard))) = once(std::pin::pin!(dedupe.admit(&d))) else {
+            panic!("not claimed at the first poll")
+        };
+        assert!(matches!(
+            once(std::pin::pin!(guard.complete())),
+            std::task::Poll::Ready(Ok(true))
+        ));
+        assert!(matches!(
+            once(std::pin::pin!(dedupe.admit(&d))),
+            std::task::Poll::Ready(Ok(Admission::Done))
         ));
     }
 

@@ -1,6 +1,6 @@
 //! The `t=<unix>,v1=<hex>[,v1=<hex>…]` header shared by BuildWorkPro and Stripe.
 
-use crate::wire::{decode_hex_mac, parse_timestamp, Candidates};
+use crate::wire::{decode_hex_mac, parse_timestamp, split_ascii, split_once_ascii, trim, Candidates};
 use crate::{Context, Rejection};
 
 /// A parsed `t=…,v1=…` header: the timestamp as sent (its digits are signed) and every `v1`.
@@ -16,8 +16,8 @@ pub(crate) fn parse<'h>(value: &'h str, ctx: &Context<'_>) -> Result<Tv1<'h>, Re
     let mut t_raw = None;
     let mut sigs = Candidates::new();
     let mut repeated_t = false;
-    for item in value.split(',') {
-        let Some((k, v)) = item.trim().split_once('=') else {
+    for item in split_ascii(value, b',') {
+        let Some((k, v)) = split_once_ascii(trim(item), b'=') else {
             return Err(Rejection::MalformedSignature);
         };
         match k {
@@ -32,7 +32,7 @@ pub(crate) fn parse<'h>(value: &'h str, ctx: &Context<'_>) -> Result<Tv1<'h>, Re
     let t_raw = t_raw.ok_or(Rejection::MalformedSignature)?;
     let t = parse_timestamp(t_raw)?;
     Ok(Tv1 {
-        t_raw: t_raw.trim(),
+        t_raw: trim(t_raw),
         t,
         sigs,
     })
