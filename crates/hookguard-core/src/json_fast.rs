@@ -562,7 +562,7 @@ impl<'de> Deserializer<'de> for Value<'de, '_> {
 
     /// serde_json: `null` is `visit_none`, any other value `visit_some` of the same cursor.
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        if self.plain_str().is_some() {
+        if self.span.first() == Some(&b'"') {
             visitor.visit_some(self)
         } else {
             self.option_via_serde_json(visitor)

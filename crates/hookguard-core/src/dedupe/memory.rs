@@ -2,7 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +41,60 @@ struct Slot {
 struct Place {
     tag: u64,
     buckets: [usize; 2],
+}
+
+/// Where a claim was made, carried in its token's value so that completing it needs no second
+/// lookup: bits 0–31 the claim's own token, 32–63 the low half of the key's tag, 64–95 the
+/// bucket, 96–105 the shard, 106–107 the way, bit 108 set. A token without bit 108 (made by
+/// [`ClaimToken::new`]) is looked up by its key; so is one whose entry no longer holds it.
+struct Held {
+    shard: usize,
+    slot: Slot,
+    tag: u32,
+    token: u32,
+}
+
+impl Held {
+    const MARK: u128 = 1 << 108;
+
+    fn new(shard: usize, slot: Slot, tag: u64, token: u32) -> Self {
+        Held {
+            shard,
+            slot,
+            tag: tag as u32,
+            token,
+        }
+    }
+
+    fn encode(&self) -> u128 {
+        u128::from(self.token)
+            | u128::from(self.tag) << 32
+            | (self.slot.bucket as u128) << 64
+            | (self.shard as u128) << 96
+            | (self.slot.way as u128) << 106
+            | Self::MARK
+    }
+
+    fn decode(t: u128) -> Option<Self> {
+        (t & Self::MARK != 0 && t >> 109 == 0).then_some(Held {
+            shard: (t >> 96) as usize & 0x3ff,
+            slot: Slot {
+                bucket: (t >> 64) as u32 as usize,
+                way: (t >> 106) as usize & 0x3,
+            },
+            tag: (t >> 32) as u32,
+            token: t as u32,
+        })
+    }
+
+    /// Whether the entry still holds this claim (live or past its lease, but taken by no other
+    /// claim since): what the lookup by key would find.
+    fn holds(&self, s: &Shard) -> bool {
+        self.slot.bucket < s.buckets as usize
+            && self.token != DONE
+            && s.tag(self.slot) as u32 == self.tag
+            && s.value(self.slot) as u32 == self.token
+    }
 }
 
 /// A thread-safe, bounded, in-memory [`DedupeStore`] for a single receiver process.
@@ -282,25 +336,32 @@ impl MemoryStore {
         u32::try_from(self.clock.monotonic().as_secs().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
     }
 
-    fn locate(&self, key: &str) -> (Place, MutexGuard<'_, Shard>) {
-        let tag = self.digest.0.hash_one(key) | 1;
-        let h = self.digest.1.hash_one(key);
+    fn locate(&self, key: &str) -> (Place, usize, MutexGuard<'_, Shard>) {
+        // One `write` of the key's bytes (`hash_one` of a `str` writes a terminator too: a
+        // second, byte-wise pass of SipHash's tail).
+        let digest = |s: &RandomState| {
+            let mut h = s.build_hasher();
+            h.write(key.as_bytes());
+            h.finish()
+        };
+        let (tag, h) = (digest(&self.digest.0) | 1, digest(&self.digest.1));
         // The top bits pick the shard, two 32-bit windows of the rest the buckets (multiply and
         // shift: uniform over any bucket count, no modulo).
-        let shard = lock(&self.shards[(h >> 54) as usize & (self.shards.len() - 1)]);
+        let at = (h >> 54) as usize & (self.shards.len() - 1);
+        let shard = lock(&self.shards[at]);
         let n = u64::from(shard.buckets);
         let pick = |x: u64| (((x & 0xffff_ffff) * n) >> 32) as usize;
         let place = Place {
             tag,
             buckets: [pick(h), pick(h >> 22)],
         };
-        (place, shard)
+        (place, at, shard)
     }
 
     /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
     fn claim_now(&self, key: &str, lease: Duration) -> Claim {
         let now = self.now();
-        let (p, mut s) = self.locate(key);
+        let (p, at, mut s) = self.locate(key);
         let claimed = || pack(expiry(now, lease, self.max_age), self.token());
         let slot = match s.find(p) {
             Some(slot) => {
@@ -314,7 +375,7 @@ impl MemoryStore {
         };
         let v = claimed();
         s.set(slot, p.tag, v);
-        Claim::New(ClaimToken::new(key, u128::from(v as u32)))
+        Claim::New(ClaimToken::new(key, Held::new(at, slot, p.tag, v as u32).encode()))
     }
 
     /// Completes synchronously: records the outcome unless another copy holds a live claim
@@ -322,12 +383,23 @@ impl MemoryStore {
     /// completion after the lease expired, with no newer claim, is recorded).
     fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
         let now = self.now();
-        let (p, mut s) = self.locate(token.key());
         let done = pack(expiry(now, retention, self.max_age), DONE);
+        // The usual case: the claim still holds the entry the token names; the key need not
+        // be hashed and looked up again.
+        if let Some(held) = Held::decode(token.token()) {
+            if let Some(shard) = self.shards.get(held.shard) {
+                let mut s = lock(shard);
+                if held.holds(&s) {
+                    s.set_value(held.slot, done);
+                    return true;
+                }
+            }
+        }
+        let (p, _, mut s) = self.locate(token.key());
         match s.find(p) {
             Some(slot) => {
                 let v = s.value(slot);
-                if live(v, now) && u128::from(v as u32) != token.token() {
+                if live(v, now) && v as u32 != token.token() as u32 {
                     return false;
                 }
                 s.set_value(slot, done);
@@ -343,7 +415,7 @@ impl MemoryStore {
     /// Releases synchronously. `false` when the token no longer holds a live claim.
     fn release_now(&self, token: &ClaimToken) -> bool {
         let now = self.now();
-        let (p, mut s) = self.locate(token.key());
+        let (p, _, mut s) = self.locate(token.key());
         match owned(&s, p, token, now) {
             Some(slot) => {
                 // A released key is free to claim again.
@@ -358,7 +430,7 @@ impl MemoryStore {
     /// `false` when the token no longer holds a live claim.
     fn renew_now(&self, token: &ClaimToken, lease: Duration) -> bool {
         let now = self.now();
-        let (p, mut s) = self.locate(token.key());
+        let (p, _, mut s) = self.locate(token.key());
         match owned(&s, p, token, now) {
             Some(slot) => {
                 let v = s.value(slot);
@@ -405,7 +477,7 @@ fn live(v: u64, now: u32) -> bool {
 fn owned(s: &Shard, p: Place, token: &ClaimToken, now: u32) -> Option<Slot> {
     let slot = s.find(p)?;
     let v = s.value(slot);
-    (v as u32 != DONE && u128::from(v as u32) == token.token() && live(v, now)).then_some(slot)
+    (v as u32 != DONE && v as u32 == token.token() as u32 && live(v, now)).then_some(slot)
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -790,7 +862,7 @@ mod tests {
                         }
                         Op::Complete(k, r, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = !matches!(m.get(&k), Some(&(e, t)) if e > now && u128::from(t) != tok.token());
+                            let want = !matches!(m.get(&k), Some(&(e, t)) if e > now && t != tok.token() as u32);
                             prop_assert_eq!(s.complete_now(&tok, secs(r)), want);
                             if want {
                                 m.insert(k, (exp(now, r), 0));
@@ -798,7 +870,7 @@ mod tests {
                         }
                         Op::Release(k, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && t == tok.token() as u32);
                             prop_assert_eq!(s.release_now(&tok), want);
                             if want {
                                 m.remove(&k);
@@ -806,7 +878,7 @@ mod tests {
                         }
                         Op::Renew(k, l, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && t == tok.token() as u32);
                             prop_assert_eq!(s.renew_now(&tok, secs(l)), want);
                             if want {
                                 let e = m[&k].0.max(exp(now, l));
