@@ -112,8 +112,8 @@ impl Held {
 /// buckets hold only live entries, it takes the place of the entry of the eight that expires
 /// soonest, a done key before a claim in flight: the store keeps the most recent keys when a
 /// flood exceeds its capacity, and memory stays flat whatever the flood of ids. A few keys meet
-/// two full buckets before the whole table is full (12 of 1,000,000 at half capacity in
-/// `BENCHMARKS.md`, each the oldest of its buckets): size the capacity above the keys the
+/// two full buckets before the whole table is full (about a dozen of 1,000,000 at half capacity
+/// in `BENCHMARKS.md`, each the oldest of its buckets): size the capacity above the keys the
 /// retention must hold.
 ///
 /// **Time:** nothing is remembered longer than `max_retention`. Leases and retention are
