@@ -43,68 +43,16 @@ struct Place {
     buckets: [usize; 2],
 }
 
-/// Where a claim was made, carried in its token's value so that completing it needs no second
-/// lookup: bits 0–31 the claim's own token, 32–63 the low half of the key's tag, 64–95 the
-/// bucket, 96–105 the shard, 106–107 the way, bit 108 set. A token without bit 108 (made by
-/// [`ClaimToken::new`]) is looked up by its key; so is one whose entry no longer holds it.
-struct Held {
-    shard: usize,
-    slot: Slot,
-    tag: u32,
-    token: u32,
-}
-
-impl Held {
-    const MARK: u128 = 1 << 108;
-
-    fn new(shard: usize, slot: Slot, tag: u64, token: u32) -> Self {
-        Held {
-            shard,
-            slot,
-            tag: tag as u32,
-            token,
-        }
-    }
-
-    fn encode(&self) -> u128 {
-        u128::from(self.token)
-            | u128::from(self.tag) << 32
-            | (self.slot.bucket as u128) << 64
-            | (self.shard as u128) << 96
-            | (self.slot.way as u128) << 106
-            | Self::MARK
-    }
-
-    fn decode(t: u128) -> Option<Self> {
-        (t & Self::MARK != 0 && t >> 109 == 0).then_some(Held {
-            shard: (t >> 96) as usize & 0x3ff,
-            slot: Slot {
-                bucket: (t >> 64) as u32 as usize,
-                way: (t >> 106) as usize & 0x3,
-            },
-            tag: (t >> 32) as u32,
-            token: t as u32,
-        })
-    }
-
-    /// Whether the entry still holds this claim (live or past its lease, but taken by no other
-    /// claim since): what the lookup by key would find.
-    fn holds(&self, s: &Shard) -> bool {
-        self.slot.bucket < s.buckets as usize
-            && self.token != DONE
-            && s.tag(self.slot) as u32 == self.tag
-            && s.value(self.slot) as u32 == self.token
-    }
-}
-
 /// A thread-safe, bounded, in-memory [`DedupeStore`] for a single receiver process.
 ///
-/// **Layout:** a key is a keyed 128-bit SipHash digest of the dedupe key (a per-process random
-/// key: nobody can craft ids that collide, and a collision would drop a genuine event as a
-/// duplicate). Its first 64 bits are the stored tag; the other 64 pick a lock shard and two
-/// buckets of four entries, each bucket one 64-byte cache line. A lookup reads both buckets'
-/// lines (independent loads, fetched together), so a claim in a table far larger than the CPU's
-/// cache waits for about one memory access, not a chain of them.
+/// **Layout:** a dedupe key is placed by a 128-bit SipHash of it under a random per-store key
+/// (nobody can craft ids that collide: a collision would drop a genuine event as a
+/// duplicate). 63 of its bits are the stored tag; the other 64 pick a lock shard and two
+/// buckets of four entries, each bucket one 64-byte cache line. A different key is taken for
+/// this one only if one of the eight entries of its buckets has the same tag: about one
+/// lookup in 10^18. A lookup reads both buckets' lines (independent loads, fetched together),
+/// so a claim in a table far larger than the CPU's cache waits for about one memory access,
+/// not a chain of them.
 ///
 /// **Capacity:** `capacity` entries (rounded up to whole buckets), allocated once at
 /// construction and never grown: 16 bytes per entry, untouched memory not resident. An entry
@@ -142,8 +90,7 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("shards", &self.shards.len())
             .field("capacity", &self.capacity())
-            .field("len", &self.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +139,8 @@ impl MemoryStoreBuilder {
             .capacity
             .div_ceil(shards)
             .div_ceil(WAYS)
-            .clamp(1, u32::MAX as usize);
+            // Bucket indexes are 32-bit; the words must fit an allocation (32-bit targets).
+            .clamp(1, (u32::MAX as usize).min(isize::MAX as usize / (LINE * 8) - 1));
         let epoch = self.clock.monotonic().as_secs();
         MemoryStore {
             shards: (0..shards).map(|_| Mutex::new(Shard::new(per_shard as u32))).collect(),
@@ -318,7 +266,8 @@ impl MemoryStore {
         }
     }
 
-    /// Keys remembered now: done, or claimed and in flight (expired entries are free).
+    /// Keys remembered now: done, or claimed and in flight (expired entries are free). Walks
+    /// the whole table (for tests and monitoring, not for every request).
     pub fn len(&self) -> usize {
         let now = self.now();
         self.shards.iter().map(|s| lock(s).live_count(now)).sum()
@@ -340,26 +289,25 @@ impl MemoryStore {
         u32::try_from(self.clock.monotonic().as_secs().saturating_sub(self.epoch)).unwrap_or(u32::MAX)
     }
 
-    fn locate(&self, key: &str) -> (Place, usize, MutexGuard<'_, Shard>) {
+    fn locate(&self, key: &str) -> (Place, MutexGuard<'_, Shard>) {
         let (tag, h) = sip::<1, 3, true>(self.key, key.as_bytes());
         let tag = tag | 1;
         // The top bits pick the shard, two 32-bit windows of the rest the buckets (multiply and
         // shift: uniform over any bucket count, no modulo).
-        let at = (h >> 54) as usize & (self.shards.len() - 1);
-        let shard = lock(&self.shards[at]);
+        let shard = lock(&self.shards[(h >> 54) as usize & (self.shards.len() - 1)]);
         let n = u64::from(shard.buckets);
         let pick = |x: u64| (((x & 0xffff_ffff) * n) >> 32) as usize;
         let place = Place {
             tag,
             buckets: [pick(h), pick(h >> 22)],
         };
-        (place, at, shard)
+        (place, shard)
     }
 
     /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
     fn claim_now(&self, key: &str, lease: Duration) -> Claim {
         let now = self.now();
-        let (p, at, mut s) = self.locate(key);
+        let (p, mut s) = self.locate(key);
         let claimed = || pack(expiry(now, lease, self.max_age), self.token());
         let slot = match s.find(p) {
             Some(slot) => {
@@ -373,7 +321,7 @@ impl MemoryStore {
         };
         let v = claimed();
         s.set(slot, p.tag, v);
-        Claim::New(ClaimToken::new(key, Held::new(at, slot, p.tag, v as u32).encode()))
+        Claim::New(ClaimToken::new(key, u128::from(v as u32)))
     }
 
     /// Completes synchronously: records the outcome unless another copy holds a live claim
@@ -382,22 +330,11 @@ impl MemoryStore {
     fn complete_now(&self, token: &ClaimToken, retention: Duration) -> bool {
         let now = self.now();
         let done = pack(expiry(now, retention, self.max_age), DONE);
-        // The usual case: the claim still holds the entry the token names; the key need not
-        // be hashed and looked up again.
-        if let Some(held) = Held::decode(token.token()) {
-            if let Some(shard) = self.shards.get(held.shard) {
-                let mut s = lock(shard);
-                if held.holds(&s) {
-                    s.set_value(held.slot, done);
-                    return true;
-                }
-            }
-        }
-        let (p, _, mut s) = self.locate(token.key());
+        let (p, mut s) = self.locate(token.key());
         match s.find(p) {
             Some(slot) => {
                 let v = s.value(slot);
-                if live(v, now) && v as u32 != token.token() as u32 {
+                if live(v, now) && u128::from(v as u32) != token.token() {
                     return false;
                 }
                 s.set_value(slot, done);
@@ -413,7 +350,7 @@ impl MemoryStore {
     /// Releases synchronously. `false` when the token no longer holds a live claim.
     fn release_now(&self, token: &ClaimToken) -> bool {
         let now = self.now();
-        let (p, _, mut s) = self.locate(token.key());
+        let (p, mut s) = self.locate(token.key());
         match owned(&s, p, token, now) {
             Some(slot) => {
                 // A released key is free to claim again.
@@ -428,7 +365,7 @@ impl MemoryStore {
     /// `false` when the token no longer holds a live claim.
     fn renew_now(&self, token: &ClaimToken, lease: Duration) -> bool {
         let now = self.now();
-        let (p, _, mut s) = self.locate(token.key());
+        let (p, mut s) = self.locate(token.key());
         match owned(&s, p, token, now) {
             Some(slot) => {
                 let v = s.value(slot);
@@ -475,14 +412,13 @@ fn live(v: u64, now: u32) -> bool {
 fn owned(s: &Shard, p: Place, token: &ClaimToken, now: u32) -> Option<Slot> {
     let slot = s.find(p)?;
     let v = s.value(slot);
-    (v as u32 != DONE && v as u32 == token.token() as u32 && live(v, now)).then_some(slot)
+    (v as u32 != DONE && u128::from(v as u32) == token.token() && live(v, now)).then_some(slot)
 }
 
 /// SipHash (Aumasson and Bernstein) with `C` compression and `D` finalization rounds of `m`
 /// under key `k`: the 64-bit output in the first word, or with `WIDE` the 128-bit variant (two
-/// words, the first eight bytes of its output in the first). SipHash-1-3-128 names a key: one
-/// pass for 128 bits, where two keyed 64-bit hashes took two (the key's digest needs 128 bits:
-/// a collision would drop a genuine event as a duplicate, so 64 are not enough).
+/// words, the first eight bytes of its output in the first). SipHash-1-3-128 places a key: one
+/// pass for its tag and its buckets, where two keyed 64-bit hashes took two.
 fn sip<const C: usize, const D: usize, const WIDE: bool>(k: (u64, u64), m: &[u8]) -> (u64, u64) {
     let mut v = [
         k.0 ^ 0x736f_6d65_7073_6575,
@@ -719,6 +655,27 @@ mod tests {
         assert_eq!(s.claim_now("k", L), Claim::Done);
     }
 
+    /// A token counts only for its own key and its whole value: one made for another key, or
+    /// with other high bits, changes nothing of the claim it copies.
+    #[test]
+    fn a_token_counts_only_for_its_own_key_and_value() {
+        let (s, _) = store(100);
+        let a = new(s.claim_now("a", L));
+        let crossed = ClaimToken::new("b", a.token());
+        assert!(
+            s.complete_now(&crossed, R),
+            "b had no claim: its completion is recorded"
+        );
+        assert_eq!(s.claim_now("a", L), Claim::InFlight);
+        assert_eq!(s.claim_now("b", L), Claim::Done);
+        let high = ClaimToken::new("a", (1 << 64) | a.token());
+        assert!(!s.release_now(&high));
+        assert!(!s.renew_now(&high, L));
+        assert!(!s.complete_now(&high, R));
+        assert_eq!(s.claim_now("a", L), Claim::InFlight);
+        assert!(s.complete_now(&a, R));
+    }
+
     /// A clock with millisecond monotonic time.
     #[derive(Debug, Clone, Default)]
     struct Millis(Arc<std::sync::atomic::AtomicU64>);
@@ -950,7 +907,7 @@ mod tests {
                         }
                         Op::Complete(k, r, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = !matches!(m.get(&k), Some(&(e, t)) if e > now && t != tok.token() as u32);
+                            let want = !matches!(m.get(&k), Some(&(e, t)) if e > now && u128::from(t) != tok.token());
                             prop_assert_eq!(s.complete_now(&tok, secs(r)), want);
                             if want {
                                 m.insert(k, (exp(now, r), 0));
@@ -958,7 +915,7 @@ mod tests {
                         }
                         Op::Release(k, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && t == tok.token() as u32);
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
                             prop_assert_eq!(s.release_now(&tok), want);
                             if want {
                                 m.remove(&k);
@@ -966,7 +923,7 @@ mod tests {
                         }
                         Op::Renew(k, l, p) => {
                             let Some(tok) = pick(&tokens, k, p) else { continue };
-                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && t == tok.token() as u32);
+                            let want = matches!(m.get(&k), Some(&(e, t)) if e > now && t != 0 && u128::from(t) == tok.token());
                             prop_assert_eq!(s.renew_now(&tok, secs(l)), want);
                             if want {
                                 let e = m[&k].0.max(exp(now, l));
