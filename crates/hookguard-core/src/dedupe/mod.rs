@@ -404,24 +404,48 @@ mod tests {
     use super::*;
 
     /// The in-memory store whose `complete` never answers (a store mid-call when the client
-    /// goes away); everything else is the real store.
-    struct StalledCompletes(MemoryStore);
+    /// goes away); everything else is the real store. With `at_once`, it answers claims and
+    /// completions at once instead, and its boxed `claim` never answers either.
+    struct Stalled {
+        store: MemoryStore,
+        at_once: bool,
+    }
 
-    impl DedupeStore for StalledCompletes {
+    impl Stalled {
+        fn new(at_once: bool) -> Self {
+            Self {
+                store: MemoryStore::new(100),
+                at_once,
+            }
+        }
+    }
+
+    impl DedupeStore for Stalled {
         fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-            self.0.claim(key, lease)
+            if self.at_once {
+                return Box::pin(std::future::pending());
+            }
+            self.store.claim(key, lease)
         }
         fn complete<'a>(&'a self, _token: &'a ClaimToken, _retention: Duration) -> StoreFuture<'a, bool> {
             Box::pin(std::future::pending())
         }
         fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-            self.0.release(token)
+            self.store.release(token)
         }
         fn abandon(&self, token: ClaimToken) {
-            self.0.abandon(token)
+            self.store.abandon(token)
         }
         fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
-            self.0.abandon_complete(token, retention)
+            self.store.abandon_complete(token, retention)
+        }
+        fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
+            self.at_once.then(|| self.store.claim_at_once(key, lease)).flatten()
+        }
+        fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
+            self.at_once
+                .then(|| self.store.complete_at_once(token, retention))
+                .flatten()
         }
     }
 
@@ -431,7 +455,7 @@ mod tests {
     #[test]
     fn a_completion_dropped_mid_call_is_finished_in_the_background() {
         use std::future::Future;
-        let dedupe = Dedupe::new(StalledCompletes(MemoryStore::new(100)));
+        let dedupe = Dedupe::new(Stalled::new(false));
         let d = crate::testing::deliver(crate::schemes::GitHub::new(), "s", b"{}").unwrap();
         let Ok(Admission::New(guard)) = crate::testing::block_on(dedupe.admit(&d)) else {
             panic!("not claimed")
@@ -451,30 +475,9 @@ mod tests {
     /// for a claim or a completion (here they would never answer), through an `Arc` too.
     #[test]
     fn stores_that_answer_at_once_are_not_awaited() {
-        struct AtOnce(MemoryStore);
-        impl DedupeStore for AtOnce {
-            fn claim<'a>(&'a self, _key: &'a str, _lease: Duration) -> StoreFuture<'a, Claim> {
-                Box::pin(std::future::pending())
-            }
-            fn complete<'a>(&'a self, _token: &'a ClaimToken, _retention: Duration) -> StoreFuture<'a, bool> {
-                Box::pin(std::future::pending())
-            }
-            fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-                self.0.release(token)
-            }
-            fn abandon(&self, token: ClaimToken) {
-                self.0.abandon(token)
-            }
-            fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
-                self.0.claim_at_once(key, lease)
-            }
-            fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
-                self.0.complete_at_once(token, retention)
-            }
-        }
         use std::future::Future;
         let d = crate::testing::deliver(crate::schemes::GitHub::new(), "s", b"{}").unwrap();
-        let dedupe = Dedupe::new(Arc::new(AtOnce(MemoryStore::new(100))));
+        let dedupe = Dedupe::new(Arc::new(Stalled::new(true)));
         fn once<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
             f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
         }
