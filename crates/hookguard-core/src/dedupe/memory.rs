@@ -165,27 +165,33 @@ impl Shard {
         Shard { words, base, buckets }
     }
 
+    /// The word of `bucket`'s first tag; its values follow its [`WAYS`] tags.
+    fn line(&self, bucket: usize) -> usize {
+        self.base + bucket * LINE
+    }
+
     fn tag(&self, s: Slot) -> u64 {
-        self.words[self.base + s.bucket * LINE + s.way]
+        self.words[self.line(s.bucket) + s.way]
     }
 
     fn value(&self, s: Slot) -> u64 {
-        self.words[self.base + s.bucket * LINE + WAYS + s.way]
+        self.words[self.line(s.bucket) + WAYS + s.way]
     }
 
     fn set(&mut self, s: Slot, tag: u64, value: u64) {
-        let at = self.base + s.bucket * LINE;
+        let at = self.line(s.bucket);
         self.words[at + s.way] = tag;
         self.words[at + WAYS + s.way] = value;
     }
 
     fn set_value(&mut self, s: Slot, value: u64) {
-        self.words[self.base + s.bucket * LINE + WAYS + s.way] = value;
+        let at = self.line(s.bucket);
+        self.words[at + WAYS + s.way] = value;
     }
 
     /// The entry holding `p.tag` (live or expired), in either bucket.
     fn find(&self, p: Place) -> Option<Slot> {
-        let line = |b: usize| &self.words[self.base + b * LINE..self.base + b * LINE + WAYS];
+        let line = |b: usize| &self.words[self.line(b)..self.line(b) + WAYS];
         let (first, second) = (line(p.buckets[0]), line(p.buckets[1]));
         let hit = |tags: &[u64]| tags.iter().position(|&t| t == p.tag);
         if let Some(way) = hit(first) {
@@ -308,7 +314,6 @@ impl MemoryStore {
     fn claim_now(&self, key: &str, lease: Duration) -> Claim {
         let now = self.now();
         let (p, mut s) = self.locate(key);
-        let claimed = || pack(expiry(now, lease, self.max_age), self.token());
         let slot = match s.find(p) {
             Some(slot) => {
                 let v = s.value(slot);
@@ -319,9 +324,9 @@ impl MemoryStore {
             }
             None => s.room(p, now),
         };
-        let v = claimed();
-        s.set(slot, p.tag, v);
-        Claim::New(ClaimToken::new(key, u128::from(v as u32)))
+        let token = self.token();
+        s.set(slot, p.tag, pack(expiry(now, lease, self.max_age), token));
+        Claim::New(ClaimToken::new(key, u128::from(token)))
     }
 
     /// Completes synchronously: records the outcome unless another copy holds a live claim
