@@ -48,30 +48,55 @@ impl<R, E> HandlerOutcome<R, E> {
     /// let late = block_on(HandlerOutcome::of(std::future::pending::<Result<u16, ()>>(), Some(async {}), |_| true));
     /// assert!(matches!(late, HandlerOutcome::TimedOut));
     /// ```
-    pub async fn of<F, D>(handler: F, deadline: Option<D>, success: impl FnOnce(&R) -> bool) -> Self
+    // A named future, not an `async fn`: an `async fn` would keep its arguments and their
+    // pinned copies side by side, doubling the handler's future inside every request's state.
+    pub fn of<F, D, S>(handler: F, deadline: Option<D>, success: S) -> impl Future<Output = Self>
     where
         F: Future<Output = Result<R, E>>,
         D: Future<Output = ()>,
+        S: FnOnce(&R) -> bool,
     {
-        let mut handler = std::pin::pin!(handler);
-        let mut deadline = std::pin::pin!(deadline);
-        let result = std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(r) = handler.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(r));
+        Race {
+            handler,
+            deadline,
+            success: Some(success),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`HandlerOutcome::of`]'s future.
+    struct Race<F, D, S> {
+        #[pin]
+        handler: F,
+        #[pin]
+        deadline: Option<D>,
+        success: Option<S>,
+    }
+}
+
+impl<F, D, S, R, E> Future for Race<F, D, S>
+where
+    F: Future<Output = Result<R, E>>,
+    D: Future<Output = ()>,
+    S: FnOnce(&R) -> bool,
+{
+    type Output = HandlerOutcome<R, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.project();
+        match this.handler.poll(cx) {
+            Poll::Ready(Ok(response)) => {
+                // Polled once more after `Ready` only by a caller breaking the `Future` contract.
+                let success = this.success.take().is_some_and(|s| s(&response));
+                Poll::Ready(HandlerOutcome::Responded { response, success })
             }
-            match deadline.as_mut().as_pin_mut() {
-                Some(d) => d.poll(cx).map(|()| None),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await;
-        match result {
-            Some(Ok(response)) => {
-                let success = success(&response);
-                HandlerOutcome::Responded { response, success }
-            }
-            Some(Err(e)) => HandlerOutcome::Failed(e),
-            None => HandlerOutcome::TimedOut,
+            Poll::Ready(Err(e)) => Poll::Ready(HandlerOutcome::Failed(e)),
+            Poll::Pending => match this.deadline.as_pin_mut() {
+                Some(d) => d.poll(cx).map(|()| HandlerOutcome::TimedOut),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -90,28 +115,52 @@ impl<R, E> HandlerOutcome<R, E> {
 /// assert!(!armed, "a ready future arms no deadline");
 /// assert_eq!(block_on(within(std::future::pending::<u8>(), || async {})), None);
 /// ```
-pub async fn within<F, D, M>(fut: F, deadline: M) -> Option<F::Output>
+// A named future, not an `async fn`, for the reason given at `HandlerOutcome::of`.
+pub fn within<F, D, M>(fut: F, deadline: M) -> impl Future<Output = Option<F::Output>>
 where
     F: Future,
     M: FnOnce() -> D,
     D: Future<Output = ()>,
 {
-    let mut fut = std::pin::pin!(fut);
-    let mut make = Some(deadline);
-    let mut deadline = std::pin::pin!(None::<D>);
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
+    Within {
+        fut,
+        make: Some(deadline),
+        deadline: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`within`]'s future.
+    struct Within<F, M, D> {
+        #[pin]
+        fut: F,
+        make: Option<M>,
+        #[pin]
+        deadline: Option<D>,
+    }
+}
+
+impl<F, M, D> Future for Within<F, M, D>
+where
+    F: Future,
+    M: FnOnce() -> D,
+    D: Future<Output = ()>,
+{
+    type Output = Option<F::Output>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut this = self.project();
+        if let std::task::Poll::Ready(out) = this.fut.poll(cx) {
             return std::task::Poll::Ready(Some(out));
         }
-        if let Some(make) = make.take() {
-            deadline.set(Some(make()));
+        if let Some(make) = this.make.take() {
+            this.deadline.set(Some(make()));
         }
-        match deadline.as_mut().as_pin_mut() {
+        match this.deadline.as_pin_mut() {
             Some(d) => d.poll(cx).map(|()| None),
             None => std::task::Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 /// How many leases a claim is renewed for at most while its handler runs: a handler stuck for
@@ -125,7 +174,7 @@ const MAX_RENEWALS: u32 = 30;
 /// quick handler costs nothing. At most one renewal per poll, and the handler is polled again
 /// after each: a sleep and a renewal that are ready at once never starve the handler.
 async fn keep_claimed<T>(
-    handler: impl Future<Output = T>,
+    mut handler: std::pin::Pin<&mut impl Future<Output = T>>,
     guard: &ClaimGuard,
     every: Duration,
     sleep: &Sleep,
@@ -133,7 +182,6 @@ async fn keep_claimed<T>(
 ) -> T {
     use std::task::Poll;
     let every = every.max(Duration::from_millis(10));
-    let mut handler = std::pin::pin!(handler);
     let mut waiting: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     let mut renewing: Option<crate::dedupe::StoreFuture<'_, bool>> = None;
     let mut renewals = 0;
@@ -508,7 +556,8 @@ impl Receiver {
             }
         };
         if let Some(inbox) = &self.inbox {
-            return Err(self.store(inbox.as_ref(), head, &delivery, event).await);
+            // Boxed: a disk write's path, kept out of the state every inline request carries.
+            return Err(Box::pin(self.store(inbox.as_ref(), head, &delivery, event)).await);
         }
         let guard = match &self.dedupe {
             None => None,
@@ -607,7 +656,8 @@ impl Admitted<'_> {
         } = self;
         let provider = rx.verifier.provider();
         let started = std::time::Instant::now();
-        let handler = call(delivery);
+        // Pinned here once: the renewing path borrows it rather than moving it.
+        let handler = std::pin::pin!(call(delivery));
         let renewal = guard
             .as_ref()
             .and_then(|g| Some((g, g.renew_every()?, rx.sleep.as_ref()?)));
@@ -892,6 +942,43 @@ mod tests {
     use crate::dedupe::MemoryStore;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+
+    /// A future holding 1 KiB across an await, like a framework's handler future.
+    async fn holding_a_kilobyte() -> Result<u8, ()> {
+        let pad = [7u8; 1024];
+        std::future::ready(()).await;
+        Ok(pad[1023])
+    }
+
+    #[test]
+    fn the_racing_futures_hold_what_they_race_once() {
+        let handler = holding_a_kilobyte();
+        let n = std::mem::size_of_val(&handler);
+        assert!(n >= 1024);
+        // An `async fn` kept its arguments and their pinned copies side by side: twice `n`.
+        let of = HandlerOutcome::of(handler, None::<std::future::Ready<()>>, |_| true);
+        assert!(
+            std::mem::size_of_val(&of) < n + 64,
+            "{} for {n}",
+            std::mem::size_of_val(&of)
+        );
+        let within = within(holding_a_kilobyte(), || std::future::ready(()));
+        assert!(std::mem::size_of_val(&within) < n + 64);
+        // And they still answer.
+        let outcome = crate::testing::block_on(HandlerOutcome::of(
+            holding_a_kilobyte(),
+            None::<std::future::Ready<()>>,
+            |&r| r == 7,
+        ));
+        assert!(matches!(
+            outcome,
+            HandlerOutcome::Responded {
+                response: 7,
+                success: true
+            }
+        ));
+        assert_eq!(crate::testing::block_on(within), Some(Ok(7)));
+    }
 
     /// A handler pending for `polls` polls (waking itself each time), then answering.
     fn pending_for(polls: u32) -> impl Future<Output = HandlerOutcome<(), ()>> {

@@ -92,8 +92,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rx = Arc::clone(&self.receiver);
+        // Split before the async block: splitting inside would keep the whole request's storage
+        // beside its parts in the future's state.
+        let (mut parts, body) = req.into_parts();
         ResponseFuture::new(async move {
-            let (mut parts, body) = req.into_parts();
             let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
             let limit = match rx.precheck(&head) {
                 Ok(limit) => limit,
