@@ -21,16 +21,20 @@ pub(crate) struct Head {
 
 impl Head {
     pub(crate) fn new(head: &ActixHead) -> Result<Self, Rejection> {
+        Self::with(head, None)
+    }
+
+    /// [`new`](Self::new), taking the request target and the header names from `recent` when it
+    /// has seen them (and leaving this request's there).
+    pub(crate) fn with(head: &ActixHead, mut recent: Option<&mut Recent>) -> Result<Self, Rejection> {
         let method =
             http::Method::from_bytes(head.method.as_str().as_bytes()).map_err(|_| Rejection::MethodNotAllowed)?;
-        // Server requests are origin-form (`/path?query`): re-parse just that, no `Display` round trip.
-        let uri = match head.uri.path_and_query() {
-            Some(pq) if head.uri.scheme().is_none() => http::Uri::try_from(pq.as_str()),
-            _ => http::Uri::try_from(head.uri.to_string()),
-        }
-        .map_err(|_| Rejection::InvalidPayload("request target is not a valid URI"))?;
+        let uri = match recent.as_deref_mut() {
+            Some(recent) => recent.uri(&head.uri)?,
+            None => parse_uri(&head.uri)?,
+        };
         // Every value is copied once, into one buffer the values then share (one allocation for
-        // all of them); standard names are looked up without allocating.
+        // all of them).
         let mut all = BytesMut::with_capacity(head.headers.iter().map(|(_, v)| v.len()).sum());
         for (_, value) in head.headers.iter() {
             all.extend_from_slice(value.as_bytes());
@@ -39,10 +43,11 @@ impl Head {
         let mut headers = http::HeaderMap::with_capacity(head.headers.len());
         for (name, value) in head.headers.iter() {
             let value = all.split_to(value.len().min(all.len()));
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(name.as_str().as_bytes()),
-                http::HeaderValue::from_maybe_shared(value),
-            ) {
+            let name = match recent.as_deref_mut() {
+                Some(recent) => recent.name(name),
+                None => parse_name(name),
+            };
+            if let (Some(n), Ok(v)) = (name, http::HeaderValue::from_maybe_shared(value)) {
                 headers.append(n, v);
             }
         }
@@ -62,6 +67,70 @@ impl Head {
             .parse()
             .ok()
     }
+}
+
+/// How many header names [`Recent`] keeps.
+const RECENT_NAMES: usize = 32;
+
+/// The request target and header names of recent requests through one middleware, with their
+/// `http` 1.x forms. A webhook route sees one target and, from one sender, the same names on
+/// every delivery: those are cloned (a reference count) instead of parsed and allocated again.
+/// Bounded: one target (replaced by the next that differs) and [`RECENT_NAMES`] names (replaced
+/// in turn once full).
+#[derive(Default)]
+pub(crate) struct Recent {
+    uri: Option<(actix_web::http::uri::PathAndQuery, http::Uri)>,
+    names: Vec<(actix_header::HeaderName, http::HeaderName)>,
+    /// The next name to replace once `names` is full.
+    next: usize,
+}
+
+impl Recent {
+    fn uri(&mut self, uri: &actix_web::http::Uri) -> Result<http::Uri, Rejection> {
+        // Only origin-form targets (`/path?query`, every server request but a proxy's) are
+        // kept, compared byte for byte.
+        let Some(pq) = uri.path_and_query().filter(|_| uri.scheme().is_none()) else {
+            return parse_uri(uri);
+        };
+        if let Some((seen, ours)) = &self.uri {
+            if seen.as_str() == pq.as_str() {
+                return Ok(ours.clone());
+            }
+        }
+        let ours = parse_uri(uri)?;
+        self.uri = Some((pq.clone(), ours.clone()));
+        Ok(ours)
+    }
+
+    /// The `http` 1.x form of `name`. (actix's header map iterates in an order of its own per
+    /// map, so names are found by value, not by position.)
+    fn name(&mut self, name: &actix_header::HeaderName) -> Option<http::HeaderName> {
+        if let Some((_, ours)) = self.names.iter().find(|(seen, _)| seen == name) {
+            return Some(ours.clone());
+        }
+        let ours = parse_name(name)?;
+        if self.names.len() < RECENT_NAMES {
+            self.names.push((name.clone(), ours.clone()));
+        } else {
+            self.names[self.next] = (name.clone(), ours.clone());
+            self.next = (self.next + 1) % RECENT_NAMES;
+        }
+        Some(ours)
+    }
+}
+
+fn parse_uri(uri: &actix_web::http::Uri) -> Result<http::Uri, Rejection> {
+    // Server requests are origin-form (`/path?query`): re-parse just that, no `Display` round trip.
+    match uri.path_and_query() {
+        Some(pq) if uri.scheme().is_none() => http::Uri::try_from(pq.as_str()),
+        _ => http::Uri::try_from(uri.to_string()),
+    }
+    .map_err(|_| Rejection::InvalidPayload("request target is not a valid URI"))
+}
+
+/// Standard names are looked up without allocating.
+fn parse_name(name: &actix_header::HeaderName) -> Option<http::HeaderName> {
+    http::HeaderName::from_bytes(name.as_str().as_bytes()).ok()
 }
 
 /// An answer the core built (rejection, challenge echo, duplicate, ignored) as an actix response:
@@ -150,6 +219,55 @@ mod tests {
         assert_eq!(core.headers["authorization"], "Bearer t");
         assert_eq!(core.headers["content-type"], "application/json");
         assert_eq!(core.headers.len(), req.headers().len());
+    }
+
+    /// `(name, value)` pairs of a converted head, in order.
+    fn pairs(head: &Head) -> Vec<(String, String)> {
+        let core = head.as_core();
+        core.headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn recent_names_and_targets_are_used_only_when_they_match() {
+        let mut recent = Recent::default();
+        let req = |uri: &str, names: &[&str]| {
+            let mut r = TestRequest::post().uri(uri);
+            for (i, n) in names.iter().enumerate() {
+                r = r.append_header((*n, format!("v{i}")));
+            }
+            r.to_http_request()
+        };
+        let first = req("/hooks/a?x=1", &["x-one", "content-type", "x-two"]);
+        let a = Head::with(first.head(), Some(&mut recent)).unwrap();
+        assert_eq!(a.uri, "/hooks/a?x=1");
+        // The same names and target again: the same head as a fresh conversion.
+        let again = Head::with(first.head(), Some(&mut recent)).unwrap();
+        assert_eq!(again.uri, a.uri);
+        assert_eq!(pairs(&again), pairs(&Head::new(first.head()).unwrap()));
+        // Other names, another target, each one byte apart: never the old ones.
+        let other = req("/hooks/a?x=2", &["x-onf", "x-two", "content-type", "x-three"]);
+        let b = Head::with(other.head(), Some(&mut recent)).unwrap();
+        assert_eq!(b.uri, "/hooks/a?x=2");
+        assert_eq!(pairs(&b), pairs(&Head::new(other.head()).unwrap()));
+        assert_eq!(b.headers["x-onf"], "v0");
+        assert_eq!(b.headers["x-two"], "v1");
+        assert!(!b.headers.contains_key("x-one"));
+        // More names than are kept: all converted, at most `RECENT_NAMES` remembered, and the
+        // names seen last are among them.
+        let many: Vec<String> = (0..RECENT_NAMES + 8).map(|i| format!("x-h{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let big = req("/", &many);
+        for _ in 0..2 {
+            let h = Head::with(big.head(), Some(&mut recent)).unwrap();
+            assert_eq!(pairs(&h), pairs(&Head::new(big.head()).unwrap()));
+            assert_eq!(h.headers.len(), RECENT_NAMES + 8);
+        }
+        assert_eq!(recent.names.len(), RECENT_NAMES);
+        let again = Head::with(other.head(), Some(&mut recent)).unwrap();
+        assert_eq!(pairs(&again), pairs(&Head::new(other.head()).unwrap()));
     }
 
     #[test]

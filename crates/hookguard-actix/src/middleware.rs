@@ -1,5 +1,6 @@
 //! [`WebhookMiddleware`]: the service [`Webhook`](crate::Webhook) wraps around a resource.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use hookguard_core::{HandlerOutcome, Receiver, Reply};
 
-use crate::convert::{self, Head};
+use crate::convert::{self, Head, Recent};
 
 /// The middleware service [`Webhook`](crate::Webhook) builds around the wrapped service.
 ///
@@ -45,6 +46,8 @@ pub struct WebhookMiddleware<S> {
     payload_config: Rc<Extensions>,
     /// The same for `web::Json`'s `JsonConfig`.
     json_config: Rc<Extensions>,
+    /// The last request's target and header names in `http` 1.x form, for the next one.
+    recent: RefCell<Recent>,
 }
 
 /// actix-web's default limit of `web::Json` (`JsonConfig`).
@@ -61,6 +64,7 @@ impl<S> WebhookMiddleware<S> {
             receiver,
             payload_config: Rc::new(data),
             json_config: Rc::new(json),
+            recent: RefCell::default(),
         }
     }
 }
@@ -96,8 +100,9 @@ where
         let payload_config = Rc::clone(&self.payload_config);
         let json_config = Rc::clone(&self.json_config);
         let max_body = self.receiver.verifier().max_body();
+        let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
-            let head = match Head::new(req.head()) {
+            let head = match head {
                 Ok(head) => head,
                 Err(r) => return Ok(answer(req, &rx.reject(&r))),
             };
