@@ -76,7 +76,7 @@ const RECENT_NAMES: usize = 32;
 /// `http` 1.x forms. A webhook route sees one target and, from one sender, the same names on
 /// every delivery: those are cloned (a reference count) instead of parsed and allocated again.
 /// Bounded: one target (replaced by the next that differs) and [`RECENT_NAMES`] names (replaced
-/// in turn once full).
+/// in turn once full). No header value and no query is kept.
 #[derive(Default)]
 pub(crate) struct Recent {
     uri: Option<(actix_web::http::uri::PathAndQuery, http::Uri)>,
@@ -87,9 +87,12 @@ pub(crate) struct Recent {
 
 impl Recent {
     fn uri(&mut self, uri: &actix_web::http::Uri) -> Result<http::Uri, Rejection> {
-        // Only origin-form targets (`/path?query`, every server request but a proxy's) are
-        // kept, compared byte for byte.
-        let Some(pq) = uri.path_and_query().filter(|_| uri.scheme().is_none()) else {
+        // Only origin-form targets without a query are kept (compared byte for byte): a query
+        // may carry a credential (HCSS's URL token), which is not kept past its request.
+        let Some(pq) = uri
+            .path_and_query()
+            .filter(|pq| uri.scheme().is_none() && pq.query().is_none())
+        else {
             return parse_uri(uri);
         };
         if let Some((seen, ours)) = &self.uri {
@@ -240,21 +243,29 @@ mod tests {
             }
             r.to_http_request()
         };
-        let first = req("/hooks/a?x=1", &["x-one", "content-type", "x-two"]);
+        let first = req("/hooks/a", &["x-one", "content-type", "x-two"]);
         let a = Head::with(first.head(), Some(&mut recent)).unwrap();
-        assert_eq!(a.uri, "/hooks/a?x=1");
+        assert_eq!(a.uri, "/hooks/a");
         // The same names and target again: the same head as a fresh conversion.
         let again = Head::with(first.head(), Some(&mut recent)).unwrap();
         assert_eq!(again.uri, a.uri);
         assert_eq!(pairs(&again), pairs(&Head::new(first.head()).unwrap()));
         // Other names, another target, each one byte apart: never the old ones.
-        let other = req("/hooks/a?x=2", &["x-onf", "x-two", "content-type", "x-three"]);
+        let other = req("/hooks/b", &["x-onf", "x-two", "content-type", "x-three"]);
         let b = Head::with(other.head(), Some(&mut recent)).unwrap();
-        assert_eq!(b.uri, "/hooks/a?x=2");
+        assert_eq!(b.uri, "/hooks/b");
         assert_eq!(pairs(&b), pairs(&Head::new(other.head()).unwrap()));
         assert_eq!(b.headers["x-onf"], "v0");
         assert_eq!(b.headers["x-two"], "v1");
         assert!(!b.headers.contains_key("x-one"));
+        // A target with a query (HCSS's URL token) is converted but not kept.
+        let token = req("/hooks/b?token=s3cret", &[]);
+        assert_eq!(
+            Head::with(token.head(), Some(&mut recent)).unwrap().uri,
+            "/hooks/b?token=s3cret"
+        );
+        assert_eq!(recent.uri.as_ref().map(|(seen, _)| seen.as_str()), Some("/hooks/b"));
+        assert_eq!(Head::with(other.head(), Some(&mut recent)).unwrap().uri, "/hooks/b");
         // More names than are kept: all converted, at most `RECENT_NAMES` remembered, and the
         // names seen last are among them.
         let many: Vec<String> = (0..RECENT_NAMES + 8).map(|i| format!("x-h{i}")).collect();
