@@ -46,7 +46,8 @@ pub struct WebhookMiddleware<S> {
     payload_config: Rc<Extensions>,
     /// The same for `web::Json`'s `JsonConfig`.
     json_config: Rc<Extensions>,
-    /// The last request's target and header names in `http` 1.x form, for the next one.
+    /// Request targets and header names already converted to `http` 1.x form, for the next
+    /// requests.
     recent: RefCell<Recent>,
 }
 
