@@ -307,6 +307,19 @@ pub fn flags_given<'a>(flags: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Whether a command-line value is a URL that carries a password: in its user info
+/// (`scheme://user:pw@host`) or as a query parameter (`?password=`).
+pub fn url_has_password(arg: &str) -> bool {
+    let Some((_, rest)) = arg.split_once("://") else {
+        return false;
+    };
+    let in_user_info = rest.rsplit_once('@').is_some_and(|(info, _)| info.contains(':'));
+    let in_query = rest
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.to_ascii_lowercase().starts_with("password=")));
+    in_user_info || in_query
+}
+
 /// Percent-encodes a query value (unreserved characters stay).
 pub fn encode_query_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -336,6 +349,25 @@ pub fn error_code(body: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn urls_with_passwords_are_recognised() {
+        for yes in [
+            "postgres://app:pw@db/hooks",
+            "redis://:pw@127.0.0.1:6379",
+            "postgres://app@db/hooks?sslmode=require&Password=pw",
+            "postgres://app:p@w@db/hooks",
+        ] {
+            assert!(url_has_password(yes), "{yes}");
+        }
+        for no in [
+            "postgres://app@db/hooks",
+            "postgres://db:5432/hooks",
+            "inbox.db",
+            "redis://127.0.0.1",
+        ] {
+            assert!(!url_has_password(no), "{no}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -181,13 +181,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration out of range: {s:?}"))
 }
 
-/// Where an inbox lives: a SQLite file, or a PostgreSQL database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an inbox lives: a SQLite file, or a PostgreSQL database. Its `Debug` is
+/// [`shown`](Self::shown): never the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum InboxSpec {
     /// `PATH` or `sqlite:PATH`.
     Sqlite(PathBuf),
     /// `postgres://…` / `postgresql://…` (kept as given; shown without its password).
     Postgres(String),
+}
+
+impl std::fmt::Debug for InboxSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, shown) = match self {
+            InboxSpec::Sqlite(_) => ("Sqlite", self.shown()),
+            InboxSpec::Postgres(_) => ("Postgres", self.shown()),
+        };
+        f.debug_tuple(kind).field(&shown).finish()
+    }
 }
 
 impl InboxSpec {
@@ -251,23 +262,59 @@ fn split_schema(url: &str) -> (String, Option<String>) {
     (url, schema)
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`: the user, the host, the
+/// port and the database, never the password nor the query (which may carry one). A URL whose
+/// shape leaves any doubt about where its password ends (an unencoded `@`, `#`, `?` or `/` in it
+/// makes the URL invalid, and then it is shown in the error) is shown as `postgres://***`.
 fn hide_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "postgres://***".into();
     };
-    // Query parameters may carry a password too (`?password=`, which may hold an `@`): never
-    // shown, and cut off before looking for the user info.
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) => (Some(auth), host),
-        None => (None, rest),
-    };
-    match auth.map(|a| a.split_once(':').map_or(a, |(user, _)| user)) {
-        Some(user) if auth.is_some_and(|a| a.contains(':')) => format!("{scheme}://{user}:***@{host}"),
-        Some(user) => format!("{scheme}://{user}@{host}"),
-        None => format!("{scheme}://{host}"),
+    let hidden = || format!("{scheme}://***");
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(auth_end);
+    if tail.contains('@') {
+        // Legitimate only inside a query that follows the path (`/db?password=p@ss`); anywhere
+        // else an `@` after the authority means the user info ran on past a `/`, `?` or `#`.
+        let (before_fragment, fragment) = tail.split_once('#').unwrap_or((tail, ""));
+        let (path, _query) = before_fragment.split_once('?').unwrap_or((before_fragment, ""));
+        let query_after_path = tail.starts_with('/');
+        let authority_may_hold_a_password = !authority.contains('@') && authority.contains(':');
+        if fragment.contains('@') || path.contains('@') || !query_after_path || authority_may_hold_a_password {
+            return hidden();
+        }
     }
+    let path = tail.split(['?', '#']).next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((info, host)) => match info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://{info}@{host}{path}"),
+        },
+        None => {
+            // No user info: `host:port` — a port is digits (or an IPv6 literal's colons).
+            let port_ok = authority.starts_with('[')
+                || authority
+                    .rsplit_once(':')
+                    .is_none_or(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+            if port_ok {
+                format!("{scheme}://{authority}{path}")
+            } else {
+                hidden()
+            }
+        }
+    }
+}
+
+/// A value that is meant as a PostgreSQL URL but is not one (`postgres:user:pw@host`,
+/// `postgres:/…`, `user:pw@host/db` without a scheme): taken as a file name, it would put its
+/// password in the file's name, in `serve`'s first line and in every error about the file.
+fn looks_like_a_database_url(spec: &str) -> bool {
+    let lower = spec.to_ascii_lowercase();
+    let first_segment = spec.split('/').next().unwrap_or_default();
+    lower.starts_with("postgres:")
+        || lower.starts_with("postgresql:")
+        || lower.starts_with("postgres@")
+        || (first_segment.contains(':') && first_segment.contains('@'))
 }
 
 /// `--inbox PATH`, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`. The value is never echoed
@@ -277,10 +324,14 @@ pub fn parse_inbox_spec(spec: &str) -> CliResult<InboxSpec> {
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         return Ok(InboxSpec::Postgres(spec.trim().to_owned()));
     }
-    let path = spec
-        .strip_prefix("sqlite://")
-        .or_else(|| spec.strip_prefix("sqlite:"))
-        .unwrap_or(spec);
+    let explicit = spec.strip_prefix("sqlite://").or_else(|| spec.strip_prefix("sqlite:"));
+    if explicit.is_none() && looks_like_a_database_url(spec) {
+        return Err(usage(
+            "--inbox looks like a PostgreSQL URL but is not one (the value is not shown: it may hold a \
+             password); write postgres://USER:PASSWORD@HOST/DB, or sqlite:PATH for a file of that name",
+        ));
+    }
+    let path = explicit.unwrap_or(spec);
     if path.is_empty() {
         return Err(usage(
             "--inbox needs a file path (PATH or sqlite:PATH) or a postgres:// URL",
@@ -527,7 +578,19 @@ mod tests {
         for (url, shown) in [
             ("postgres://u@h/db?password=p@ss", "postgres://u@h/db"),
             ("postgres:///db?host=/tmp&password=p@x", "postgres:///db"),
-            ("postgres://u:p@w@h/db#p@rt", "postgres://u:***@h/db"),
+            ("postgres://u:p@w@h/db", "postgres://u:***@h/db"),
+            ("postgres://h:5432/db", "postgres://h:5432/db"),
+            ("postgres://[::1]:5432/db", "postgres://[::1]:5432/db"),
+            // Unencoded `#`, `?`, `/` or `@` in a password: where it ends is unknown, nothing
+            // of it is shown (each of these once showed part of it).
+            ("postgres://app:S3CR#ETPW@localhost/db", "postgres://***"),
+            ("postgres://app:S3CR?ETPW@localhost/db", "postgres://***"),
+            ("postgres://app:S3CR/ETPW@localhost/db", "postgres://***"),
+            ("postgres://app:1234?x@h/db", "postgres://***"),
+            ("postgres://u:p@q?x@h/db", "postgres://***"),
+            ("postgres://u:p@q#x@h/db", "postgres://***"),
+            ("postgres://u:p@w@h/db#p@rt", "postgres://***"),
+            ("postgres://app:S3CR", "postgres://***"),
         ] {
             assert_eq!(parse_inbox_spec(url).unwrap().shown(), shown);
         }
@@ -543,12 +606,29 @@ mod tests {
             parse_inbox_spec("postgresql://h/db").unwrap().shown(),
             "postgresql://h/db"
         );
-        for bad in ["", "sqlite:", "mysql://u:pw@h/db"] {
+        for bad in [
+            "",
+            "sqlite:",
+            "mysql://u:pw@h/db",
+            // Meant as PostgreSQL URLs: as file names their passwords would be shown.
+            "postgres:app:pw@dbhost",
+            "postgres:/app:pw@h/db",
+            "PostgreSQL:app:pw@h",
+            "app:pw@dbhost/db",
+        ] {
             match parse_inbox_spec(bad) {
-                Err(crate::common::CliError::Usage(m)) => assert!(!m.contains("pw@"), "{m}"),
+                Err(crate::common::CliError::Usage(m)) => assert!(!m.contains("pw"), "{m}"),
                 other => panic!("{bad}: {other:?}"),
             }
         }
+        // A file may have such a name when it says so, and ordinary names stay files.
+        assert_eq!(parse_inbox_spec("sqlite:app:pw@dbhost").unwrap(), file("app:pw@dbhost"));
+        for name in ["inbox@2026.db", "./data/a:b.db", "/srv/x@y/inbox.db", "postgres.db"] {
+            assert_eq!(parse_inbox_spec(name).unwrap(), file(name), "{name}");
+        }
+        // Debug never shows a password either.
+        let pg = parse_inbox_spec("postgres://u:pw-9f@h/db").unwrap();
+        assert!(!format!("{pg:?}").contains("pw-9f"), "{pg:?}");
     }
 
     #[test]

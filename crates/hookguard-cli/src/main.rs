@@ -130,8 +130,16 @@ fn init_tracing(default: &str) {
 }
 
 /// Arguments whose value can be a secret: a refused value is never echoed (clap's own message
-/// quotes it).
-const SECRET_ARGS: [&str; 5] = ["--auth-header", "--header", "--ui-token", "--secret", "--uri"];
+/// quotes it). `--inbox` and `--store` take URLs that may hold a database password.
+const SECRET_ARGS: [&str; 7] = [
+    "--auth-header",
+    "--header",
+    "--ui-token",
+    "--secret",
+    "--uri",
+    "--inbox",
+    "--store",
+];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -2995,6 +2995,40 @@ fn inbox_commands_output_shapes_and_no_credentials() {
     assert_eq!(code(&hookguard(&["inbox", "stats"], None)), 2, "--inbox is required");
 }
 
+/// A database password typed into `--inbox` is never printed and never becomes a file name:
+/// a PostgreSQL URL written without `//` (once taken as a SQLite file named with the password),
+/// a password holding an unencoded `#` (once shown up to it), the rest of an unquoted URL.
+#[test]
+fn an_inbox_urls_password_is_never_shown_nor_made_a_file() {
+    let dir = scratch("inbox-url-password");
+    for spec in [
+        "postgres:app:s3cr3t-pw@dbhost",
+        "postgres:/app:s3cr3t-pw@h/db",
+        "app:s3cr3t-pw@dbhost/db",
+    ] {
+        for cmd in [["inbox", "migrate"], ["inbox", "stats"]] {
+            let o = Command::new(BIN)
+                .current_dir(&*dir)
+                .args(cmd)
+                .args(["--inbox", spec])
+                .output()
+                .unwrap();
+            assert_eq!(code(&o), 2, "{spec}: {}", text(&o.stderr));
+            assert!(text(&o.stderr).contains("PostgreSQL URL"), "{}", text(&o.stderr));
+            let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+            assert!(!all.contains("s3cr3t"), "{spec}: {all}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&*dir).unwrap().count(), 0, "no file was made");
+    let unreachable = format!("postgres://app:s3cr#3t@127.0.0.1:{}/db", closed_port());
+    let o = hookguard(&["inbox", "stats", "--inbox", &unreachable], None);
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("s3cr"), "{}", text(&o.stderr));
+    let o = hookguard(&["inbox", "stats", "--inbox", "postgres://app:my", "s3cr3t@h/db"], None);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
+}
+
 #[test]
 fn serve_inbox_usage_errors() {
     let dir = scratch("inbox-usage");

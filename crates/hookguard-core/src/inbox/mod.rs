@@ -36,8 +36,9 @@
 //! The body bytes exactly as received, the event id exactly as sent, the event type, and the
 //! request headers needed to inspect or re-verify the delivery — **never** a credential:
 //! [`stored_headers`] drops `Authorization`, `Proxy-Authorization`, `Cookie`, the scheme's own
-//! credential header (Procore's configured header, an HCSS token header), and the URL (so no
-//! URL token) is not stored at all.
+//! credential header (Procore's configured header, an HCSS token header), every header whose
+//! name says it holds a credential (`X-Api-Key`, `X-Auth-Token`, …), and the URL (so no URL
+//! token) is not stored at all.
 
 use std::fmt;
 use std::future::Future;
@@ -656,8 +657,10 @@ impl RetryPolicy {
 }
 
 /// The headers of a request worth keeping with a stored delivery: everything but credentials
-/// (`Authorization`, `Proxy-Authorization`, `Cookie`, and `credential`: the scheme's own token
-/// header), bounded in count and length. Values that are not visible ASCII are dropped, and so
+/// (`Authorization`, `Proxy-Authorization`, `Cookie`, `credential`: the scheme's own token
+/// header, and any header whose name holds `token`, `secret`, `password`, `passwd`, `api-key`,
+/// `apikey`, `api_key`, `auth`, `session` or `cookie`, such as a gateway's `X-Api-Key`; no
+/// sender signs with such a header), bounded in count and length. Values that are not visible ASCII are dropped, and so
 /// is every header that may carry the request's URL, where a URL token travels (HCSS's
 /// `?token=`): `Referer`, a proxy's copy of the original URI (`X-Original-URI`,
 /// `X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-Envoy-Original-Path`), and any
@@ -681,6 +684,10 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
         "x-forwarded-uri",
         "x-envoy-original-path",
     ];
+    const CREDENTIAL_WORDS: [&str; 10] = [
+        "token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "cookie",
+    ];
+    let names_a_credential = |name: &str| CREDENTIAL_WORDS.iter().any(|w| name.contains(w));
     let has_query = |v: &[u8]| {
         v.iter()
             .position(|&b| b == b'?')
@@ -695,6 +702,7 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
                 && **name != REFERER
                 && !URL_COPIES.contains(&name.as_str())
                 && Some(*name) != credential
+                && !names_a_credential(name.as_str())
         })
         .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN && !has_query(v.as_bytes()))
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -753,6 +761,44 @@ mod tests {
         h.insert("content-type", "application/json".parse().unwrap());
         let kept = stored_headers(&h, Some(&http::HeaderName::from_static("x-token")));
         assert_eq!(kept, vec![("content-type".to_owned(), "application/json".to_owned())]);
+    }
+
+    /// A gateway's or an operator's own credential headers (not the scheme's) are not kept
+    /// either; every sender's signature headers are.
+    #[test]
+    fn headers_named_as_credentials_are_never_stored() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-api-key",
+            "api-key",
+            "x-apikey",
+            "x-auth-token",
+            "x-access-token",
+            "x-amz-security-token",
+            "x-webhook-secret",
+            "x-session-id",
+            "x-authentication",
+            "x-db-password",
+        ] {
+            h.insert(http::HeaderName::from_static(name), "s3cr3t".parse().unwrap());
+        }
+        let signatures = [
+            "buildworkpro-signature",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "stripe-signature",
+            "x-hub-signature-256",
+            "x-github-delivery",
+            "x-slack-signature",
+            "x-slack-request-timestamp",
+            "x-adsk-signature",
+        ];
+        for name in signatures {
+            h.insert(http::HeaderName::from_static(name), "v".parse().unwrap());
+        }
+        let kept: Vec<String> = stored_headers(&h, None).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(kept, signatures);
     }
 
     /// A URL token (HCSS's `?token=`) also travels in the headers a proxy copies the URL into.
