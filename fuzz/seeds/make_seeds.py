@@ -37,7 +37,7 @@ def write(target, name, data):
         f.write(data)
 
 
-for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast"]:
+for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast", "token_header"]:
     shutil.rmtree(os.path.join(HERE, t), ignore_errors=True)
 
 # tv1_header: HEADER \0 BODY, secret "whsec_fuzz".
@@ -91,3 +91,10 @@ for name, b in BODIES.items():
     write("json_fast", name, b)
 write("json_fast", "fields", b'{"id":7,"type":null,"n":3,"data":{"a":[1.5e-3,true]},"tags":["x"],"raw":[{}],"date":"d"}')
 write("json_fast", "escapes", b'{"date":"\\u00e9\\n","x":"\\ud800","\\u0069d":"k"}')
+
+# token_header: VALUES (\n between repeated headers) \0 BODY; tokens "Bearer t0k" (Procore's
+# Authorization) and "t0k" (HCSS's token header).
+write("token_header", "procore", b"Bearer t0k\0" + BODIES["procore_v2"])
+write("token_header", "hcss", b"t0k\0" + BODIES["hcss_precon"])
+write("token_header", "repeated", b"Bearer x\nBearer t0k\0" + BODIES["procore_v4"])
+write("token_header", "near_miss", b"Bearer t0K\0{}")

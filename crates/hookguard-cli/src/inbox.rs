@@ -631,6 +631,61 @@ mod tests {
         assert!(!format!("{pg:?}").contains("pw-9f"), "{pg:?}");
     }
 
+    proptest::proptest! {
+        /// Whatever a password holds (`@ # ? / :` unencoded included), no part of it is shown
+        /// by `shown()` or `Debug`; no value of `--inbox` panics.
+        #[test]
+        fn a_urls_password_is_never_shown(
+            scheme in "postgres|postgresql|POSTGRES",
+            user in "[a-z]{0,5}",
+            pw in "PWX[a-zA-Z0-9@#?/:%]{0,8}",
+            host in "[a-z]{1,5}(:[0-9]{1,5})?",
+            db in "(/[a-z]{0,4})?",
+            query in r"(\?[a-z=&@]{0,10})?",
+        ) {
+            let url = format!("{scheme}://{user}:{pw}@{host}{db}{query}");
+            let spec = parse_inbox_spec(&url).unwrap();
+            proptest::prop_assert!(matches!(spec, InboxSpec::Postgres(_)));
+            let (shown, debug) = (spec.shown(), format!("{spec:?}"));
+            proptest::prop_assert!(!shown.contains("PWX"), "{} shown as {}", url, shown);
+            proptest::prop_assert!(!debug.contains("PWX"), "{} as {}", url, debug);
+        }
+
+        #[test]
+        fn any_inbox_value_is_taken_or_refused(s in r"\PC{0,40}") {
+            if let Ok(spec) = parse_inbox_spec(&s) {
+                let _ = spec.shown();
+            }
+        }
+
+        /// `N` and a unit is N times the unit up to 100 years; anything else is an error.
+        #[test]
+        fn durations_are_a_number_and_a_unit(n in 0u64..2_000_000_000, unit in "[smhdw]|x|") {
+            let secs = match unit.as_str() {
+                "s" => Some(1),
+                "m" => Some(60),
+                "h" => Some(3600),
+                "d" => Some(86_400),
+                "w" => Some(604_800),
+                "" if n == 0 => Some(1),
+                _ => None,
+            };
+            let want = secs
+                .and_then(|u| n.checked_mul(u))
+                .filter(|s| *s <= 100 * 365 * 86_400)
+                .map(Duration::from_secs);
+            proptest::prop_assert_eq!(parse_duration(&format!("{n}{unit}")).ok(), want);
+        }
+
+        /// Seconds (`--retry-base 0.2`): any text is refused or a duration in (0, 1 day].
+        #[test]
+        fn seconds_are_positive_and_at_most_a_day(s in r"[0-9.eE+\-]{0,12}|inf|NaN|\PC{0,12}") {
+            if let Ok(d) = crate::common::parse_secs(&s) {
+                proptest::prop_assert!(d > Duration::ZERO && d <= Duration::from_secs(86_400), "{} → {:?}", s, d);
+            }
+        }
+    }
+
     #[test]
     fn objects_keep_their_key_order() {
         assert_eq!(

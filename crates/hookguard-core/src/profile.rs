@@ -135,7 +135,7 @@ impl SenderProfile {
     /// ```
     pub fn retry_horizon(&self) -> Duration {
         match self.schedule {
-            RetrySchedule::Fixed(waits) => waits.iter().sum(),
+            RetrySchedule::Fixed(waits) => waits.iter().fold(Duration::ZERO, |sum, w| sum.saturating_add(*w)),
             RetrySchedule::Exponential { horizon, .. } => horizon,
         }
     }
@@ -163,7 +163,7 @@ impl SenderProfile {
             RetrySchedule::Exponential { base, cap, horizon } => {
                 let exp = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX).min(40);
                 let w = base.saturating_mul(1u32 << exp.min(31)).min(cap);
-                (elapsed + w <= horizon).then_some(w)
+                (elapsed.saturating_add(w) <= horizon).then_some(w)
             }
         }
     }
@@ -351,6 +351,33 @@ pub(crate) const fn secs(s: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A custom sender's profile may name any schedule: one that never ends (`Duration::MAX`)
+    /// is a horizon of `Duration::MAX`, never an overflow.
+    #[test]
+    fn endless_schedules_saturate() {
+        let mut p = SenderProfile::unknown("endless");
+        static WAITS: [Duration; 2] = [Duration::MAX, Duration::from_secs(1)];
+        p.schedule = RetrySchedule::Fixed(&WAITS);
+        assert_eq!(p.retry_horizon(), Duration::MAX);
+        assert_eq!(p.next_wait(2, Duration::MAX), Some(Duration::from_secs(1)));
+        p.schedule = RetrySchedule::Exponential {
+            base: Duration::from_secs(1),
+            cap: Duration::MAX,
+            horizon: Duration::MAX,
+        };
+        assert_eq!(p.retry_horizon(), Duration::MAX);
+        assert_eq!(
+            p.next_wait(80, Duration::MAX - Duration::from_secs(1)),
+            Some(Duration::from_secs(1 << 31))
+        );
+        p.schedule = RetrySchedule::Exponential {
+            base: Duration::from_secs(1),
+            cap: Duration::MAX,
+            horizon: Duration::from_secs(3600),
+        };
+        assert_eq!(p.next_wait(3, Duration::MAX), None);
+    }
 
     #[test]
     fn dates() {

@@ -303,8 +303,12 @@ impl Receiver {
         // and never within a day — a schedule we had to assume (HCSS publishes no intervals)
         // must not make us forget an event that is still being retried (at most 4,096 events
         // are held either way).
-        let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch())
-            .with_retry_horizon((horizon.mul_f64(1.5) + Duration::from_secs(60)).max(MIN_EVENT_MEMORY));
+        let health = SenderHealth::new(verifier.provider(), verifier.scheme().kill_switch()).with_retry_horizon(
+            horizon
+                .saturating_add(horizon / 2)
+                .saturating_add(Duration::from_secs(60))
+                .max(MIN_EVENT_MEMORY),
+        );
         let sender_timeout = profile.timeout;
         Self {
             verifier,
@@ -948,6 +952,51 @@ mod tests {
         let pad = [7u8; 1024];
         std::future::ready(()).await;
         Ok(pad[1023])
+    }
+
+    /// A custom sender whose profile retries for ever: the receiver is built (the event memory's
+    /// horizon, 1.5× the sender's plus a minute, once overflowed and panicked).
+    #[test]
+    fn a_sender_that_retries_for_ever_is_not_an_overflow() {
+        use crate::profile::{RetrySchedule, SenderProfile};
+        use crate::schemes::BuildWorkPro;
+        use crate::{Authenticated, ConfigError, Context, Described, Provider, Rejection, Scheme, SignParams, Signed};
+        #[derive(Debug)]
+        struct Endless(BuildWorkPro);
+        impl Scheme for Endless {
+            fn provider(&self) -> Provider {
+                self.0.provider()
+            }
+            fn profile(&self) -> SenderProfile {
+                let mut p = SenderProfile::unknown("endless");
+                p.schedule = RetrySchedule::Exponential {
+                    base: Duration::from_secs(1),
+                    cap: Duration::MAX,
+                    horizon: Duration::MAX,
+                };
+                p
+            }
+            fn authenticate(
+                &self,
+                req: &RequestHead<'_>,
+                body: &[u8],
+                ctx: &Context<'_>,
+            ) -> Result<Authenticated, Rejection> {
+                self.0.authenticate(req, body, ctx)
+            }
+            fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
+                self.0.describe(req, body)
+            }
+            fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError> {
+                self.0.sign(secret, body, params)
+            }
+        }
+        let verifier = crate::Verifier::builder(Endless(BuildWorkPro::new()))
+            .secret("whsec_x")
+            .build()
+            .unwrap();
+        let rx = Receiver::new(verifier);
+        assert_eq!(rx.health().retry_horizon(), Some(Duration::MAX));
     }
 
     #[test]

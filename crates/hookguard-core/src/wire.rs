@@ -218,5 +218,16 @@ mod tests {
             proptest::prop_assert_eq!(split_ascii(&s, b',').collect::<Vec<_>>(), s.split(',').collect::<Vec<_>>());
             proptest::prop_assert_eq!(split_once_ascii(&s, b'='), s.split_once('='));
         }
+
+        /// A timestamp is 1 to 12 ASCII digits after `str::trim`, read as `u64`'s own parser
+        /// reads them; anything else (signs, inner spaces, 13+ digits, other scripts' digits)
+        /// is malformed.
+        #[test]
+        fn timestamps_are_one_to_twelve_ascii_digits(s in "[ \t0-9+\\-a\u{663}]{0,16}|[0-9]{10,14}") {
+            let t = s.trim();
+            let reference = (!t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse::<u64>().unwrap());
+            proptest::prop_assert_eq!(parse_timestamp(&s).ok(), reference);
+        }
     }
 }
