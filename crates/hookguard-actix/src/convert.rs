@@ -281,6 +281,40 @@ mod tests {
         assert_eq!(pairs(&again), pairs(&Head::new(other.head()).unwrap()));
     }
 
+    proptest::proptest! {
+        /// Over any sequence of requests through one middleware (targets with and without a
+        /// query, more distinct names than are kept, repeated names), the head converted with
+        /// `Recent` is the head converted afresh; `Recent` never keeps a query nor more than
+        /// `RECENT_NAMES` names.
+        #[test]
+        fn recent_never_changes_a_head(
+            requests in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["/hooks/a", "/hooks/b", "/hooks/a?token=t", "/", "/hooks/a?", "/x%2Fy"]),
+                    proptest::collection::vec((0usize..48, "[a-z0-9 ]{0,6}"), 0..12),
+                ),
+                1..10,
+            )
+        ) {
+            let mut recent = Recent::default();
+            for (uri, headers) in &requests {
+                let mut r = TestRequest::post().uri(uri);
+                for (n, v) in headers {
+                    let name = if *n % 7 == 0 { "content-type".to_owned() } else { format!("x-h{n}") };
+                    r = r.append_header((name, v.as_str()));
+                }
+                let req = r.to_http_request();
+                let fresh = Head::new(req.head()).unwrap();
+                let cached = Head::with(req.head(), Some(&mut recent)).unwrap();
+                proptest::prop_assert_eq!(&cached.method, &fresh.method);
+                proptest::prop_assert_eq!(cached.uri.to_string(), fresh.uri.to_string());
+                proptest::prop_assert_eq!(pairs(&cached), pairs(&fresh));
+                proptest::prop_assert!(recent.uri.as_ref().is_none_or(|(seen, _)| seen.query().is_none()));
+                proptest::prop_assert!(recent.names.len() <= RECENT_NAMES);
+            }
+        }
+    }
+
     #[test]
     fn response_keeps_status_headers_and_body() {
         let core = hookguard_core::response::rejection(&Rejection::DuplicateInFlight);
