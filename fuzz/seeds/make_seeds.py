@@ -37,7 +37,7 @@ def write(target, name, data):
         f.write(data)
 
 
-for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast", "token_header"]:
+for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast", "token_header", "dedupe_key"]:
     shutil.rmtree(os.path.join(HERE, t), ignore_errors=True)
 
 # tv1_header: HEADER \0 BODY, secret "whsec_fuzz".
@@ -98,3 +98,9 @@ write("token_header", "procore", b"Bearer t0k\0" + BODIES["procore_v2"])
 write("token_header", "hcss", b"t0k\0" + BODIES["hcss_precon"])
 write("token_header", "repeated", b"Bearer x\nBearer t0k\0" + BODIES["procore_v4"])
 write("token_header", "near_miss", b"Bearer t0K\0{}")
+
+# dedupe_key: SPEC \0 BODY (Procore, "Bearer t").
+write("dedupe_key", "procore_fields", b"/resource_name,/resource_id,/event_type,/timestamp\0" + BODIES["procore_v2"])
+write("dedupe_key", "single_string", b"/ulid\0" + BODIES["procore_v2"])
+write("dedupe_key", "escaped_pointer", b"/metadata/source_application_id, /a~1b/~0\0" + BODIES["procore_v3"])
+write("dedupe_key", "nested", b"/data/k,/data\0" + BODIES["procore_v4"])
