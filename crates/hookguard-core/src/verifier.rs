@@ -659,6 +659,31 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// For any `Content-Length` values: the precheck lets the body be read exactly when
+        /// every value is one same non-empty digit string whose number is within `max_body`;
+        /// over it is `body_too_large`, anything else a malformed request.
+        #[test]
+        fn any_content_length_is_judged_by_its_digits(values in proptest::collection::vec("[0-9]{1,3}|[0-9+\\- ,]{0,5}|[0-9]{20,24}", 0..4)) {
+            let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").max_body(500).build().unwrap();
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            let mut h = http::HeaderMap::new();
+            for x in &values {
+                h.append(http::header::CONTENT_LENGTH, http::HeaderValue::from_str(x).unwrap());
+            }
+            let got = v.precheck(&crate::RequestHead::new(&m, &u, &h));
+            let want = match values.first() {
+                None => Ok(()),
+                Some(first) if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) || values.iter().any(|x| x != first) => {
+                    Err(Rejection::BodyReadFailed)
+                }
+                Some(first) if first.parse::<u64>().map_or(true, |n| n > 500) => Err(Rejection::BodyTooLarge { limit: 500 }),
+                Some(_) => Ok(()),
+            };
+            proptest::prop_assert_eq!(got.map(|_| ()), want, "{:?}", values);
+        }
+    }
+
     /// A slow-drip request is answered `408` while its sender still listens, for every sender.
     #[test]
     fn the_default_read_timeout_ends_before_the_sender_stops_waiting() {
