@@ -1171,6 +1171,38 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any value, percent-encoded into a form among other fields, decodes to itself; `+`
+        /// is a space; a broken `%` escape refuses the value instead of guessing.
+        #[test]
+        fn form_values_decode_what_was_encoded(v in r"\PC{0,24}", other in "[a-z=%+&]{0,12}") {
+            let body = format!("x={other}&token={}&y=1", crate::common::encode_query_value(&v));
+            // `other` may itself hold `&token=…`: the first field of the name is the one read.
+            if !other.contains("&token=") {
+                proptest::prop_assert_eq!(form_value(body.as_bytes(), "token"), Some(v.clone().into_bytes()));
+            }
+            let plus = format!("token={}", crate::common::encode_query_value(&v).replace("%20", "+"));
+            proptest::prop_assert_eq!(form_value(plus.as_bytes(), "token"), Some(v.into_bytes()));
+        }
+
+        #[test]
+        fn broken_escapes_refuse_the_value(pre in "[a-z]{0,4}", bad in "%|%[0-9a-fA-F]|%[g-z][0-9]|%[0-9][g-z]") {
+            let body = format!("token={pre}{bad}");
+            proptest::prop_assert_eq!(form_value(body.as_bytes(), "token"), None);
+        }
+
+        /// `cut` keeps the longest prefix of at most `n` bytes that ends on a character.
+        #[test]
+        fn cut_keeps_the_longest_whole_prefix(s in r"\PC{0,16}", n in 0usize..40) {
+            let c = cut(&s, n);
+            proptest::prop_assert!(s.starts_with(c) && c.len() <= n);
+            if c.len() < s.len() {
+                let next = s[c.len()..].chars().next().unwrap().len_utf8();
+                proptest::prop_assert!(c.len() + next > n);
+            }
+        }
+    }
+
     /// Page views reuse one count of the inbox for a while (each reads every row); a replay
     /// from the page counts again.
     #[tokio::test]
