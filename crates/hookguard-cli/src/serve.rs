@@ -36,15 +36,17 @@ their number is logged once stderr moves again.
 A stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
 Inline mode (default): the handler runs while the sender waits. For every first-time verified
-delivery whose handling succeeded, prints one JSON line on stdout once the delivery is recorded
-as done (the claim completed):
+delivery whose handling succeeded, prints one JSON line on stdout, and answers 2xx (the claim
+then recorded as done) only once the line is written and flushed:
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"procore:01ED…\"}
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
-Lines wait in a queue of --stdout-queue lines written by a thread of their own, so a slow
-reader never stalls the server (challenges and rejections are still answered). When the queue
-is full, deliveries are answered 503 stdout_backlog (Retry-After: 5; claim released, the
-sender retries): a delivery answered 2xx always has its line. If stdout is closed (the reader
-exited), serve stops and exits 1.
+Lines go through a queue of --stdout-queue lines to a thread of their own that writes them in
+batches; a slow reader never stalls challenges and rejections. When the queue is full, or a
+line is not written within 1 s (the reader stalled), the delivery is answered 503
+stdout_backlog (Retry-After: 5; claim released, the sender retries; a line the writer had
+already taken is then printed again with the retry — at least once, never lost): a delivery
+answered 2xx always has its line. If stdout is closed (the reader exited), serve stops and
+exits 1.
 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
@@ -503,18 +505,17 @@ impl Drop for Forwarding {
 }
 
 /// One JSON line for the stdout writer. `written`, when set, is told once the line is written
-/// and flushed (inbox mode without --exec marks the item done only then).
+/// and flushed (an inline delivery is answered 2xx, and an inbox item marked done, only then);
+/// a line whose waiter gave up before the writer reached it is not written (its delivery was
+/// answered 503, or its item given back: the retry prints it).
 pub struct Line {
     text: String,
     written: Option<oneshot::Sender<()>>,
 }
 
-impl Line {
-    /// A line nobody waits for.
-    fn new(text: String) -> Self {
-        Self { text, written: None }
-    }
-}
+/// How long an inline delivery waits for its line to be written before it is answered 503
+/// `stdout_backlog` (the reader has stalled; the claim is released and the sender retries).
+const LINE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the JSON lines of handled deliveries go.
 enum Output {
@@ -529,14 +530,6 @@ pub struct Handler {
     exec: Option<Exec>,
     output: Output,
 }
-
-/// A delivery's JSON line with its reserved queue slot, carried in the handler's response
-/// extensions to [`PrintWhenDone`], which sends it once the claim is completed.
-#[derive(Clone)]
-struct PendingLine(Arc<Mutex<Option<ReservedLine>>>);
-
-/// A line and the queue slot it will be sent in.
-type ReservedLine = (mpsc::OwnedPermit<Line>, String);
 
 impl Handler {
     /// A handler whose lines go to the stdout queue (see [`StdoutWriter`]).
@@ -630,12 +623,35 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
         "delivery handled"
     );
     let line = d.summary_json();
-    let mut response = success_status(d.provider()).into_response();
     match (&h.output, permit) {
         (Output::Stdout(_), Some(p)) => {
-            response
-                .extensions_mut()
-                .insert(PendingLine(Arc::new(Mutex::new(Some((p, line))))));
+            // Printing the line is the handling: the 2xx waits until it is written and flushed
+            // (a line still in our queue is lost if stdout fails or the process dies, and the
+            // completed claim would then answer the sender's retry `duplicate`). If it is not
+            // out in time, the answer is 503 and the claim is released: the line is printed at
+            // least once, and twice only if the writer had already taken it.
+            let (written, ack) = oneshot::channel();
+            p.send(Line {
+                text: line,
+                written: Some(written),
+            });
+            match tokio::time::timeout(LINE_WAIT, ack).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return stdout_unavailable("stdout_closed", "the receiver's output is closed; retry later");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        provider = %d.provider(),
+                        event_id = d.event_id(),
+                        "stdout is not being read (the line was not written within {LINE_WAIT:?}); answering 503 stdout_backlog"
+                    );
+                    return stdout_unavailable(
+                        "stdout_backlog",
+                        "the receiver's output is not being read; retry later",
+                    );
+                }
+            }
         }
         (Output::Record(h), _) => {
             // Only the demo records (a dozen lines); a long-running `serve` keeps nothing.
@@ -645,7 +661,7 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
         }
         (Output::Stdout(_), None) => {}
     }
-    response
+    success_status(d.provider()).into_response()
 }
 
 /// The answer to a handled delivery: `204`, but `200` for HCSS, whose guide says its
@@ -658,74 +674,11 @@ fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
     }
 }
 
-/// The webhook layer with [`PrintWhenDone`] around it, applied as one layer (one boxed route
-/// per request instead of two).
-#[derive(Clone)]
-struct PrintedWebhook(WebhookLayer);
-
-impl<S> tower_layer::Layer<S> for PrintedWebhook {
-    type Service = PrintWhenDone<hookguard_tower::WebhookService<S>>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        PrintWhenDone(self.0.layer(inner))
-    }
-}
-
-/// Outside the webhook layer: once its future has finished, a successful delivery's claim is
-/// completed; only then is its line queued (in the slot the handler reserved, so never lost and
-/// never blocking). Nothing awaits between the two, so a dropped connection cannot separate
-/// them.
-#[derive(Clone)]
-struct PrintWhenDone<S>(S);
-
-impl<S> tower_service::Service<axum::extract::Request> for PrintWhenDone<S>
-where
-    S: tower_service::Service<axum::extract::Request, Response = Response>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Printed<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        Printed(self.0.call(req))
-    }
-}
-
-/// [`PrintWhenDone`]'s future: the webhook layer's, then the line.
-struct Printed<F>(F);
-
-impl<F, E> std::future::Future for Printed<F>
-where
-    F: std::future::Future<Output = Result<Response, E>> + Unpin,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let mut out = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx));
-        if let Ok(response) = &mut out {
-            if let Some(PendingLine(pending)) = response.extensions_mut().remove::<PendingLine>() {
-                let taken = pending.lock().ok().and_then(|mut p| p.take());
-                if let Some((permit, line)) = taken {
-                    if response.status().is_success() {
-                        permit.send(Line::new(line));
-                    }
-                }
-            }
-        }
-        std::task::Poll::Ready(out)
-    }
-}
-
 /// A router serving one webhook route behind `layer` (every method goes through the layer:
 /// it answers challenges and refuses other methods itself).
 pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
     Router::new()
-        .route(path, any(on_delivery).layer(PrintedWebhook(layer)))
+        .route(path, any(on_delivery).layer(layer))
         .with_state(handler)
 }
 
@@ -758,9 +711,13 @@ impl StdoutWriter {
                     let mut next = Some(first);
                     let mut n = 0;
                     while let Some(Line { text, written }) = next.take() {
-                        batch.push_str(&text);
-                        batch.push('\n');
-                        acks.extend(written);
+                        // Its waiter gave up (answered 503 / gave the item back): the retry
+                        // prints it, so it is not printed now.
+                        if !written.as_ref().is_some_and(oneshot::Sender::is_closed) {
+                            batch.push_str(&text);
+                            batch.push('\n');
+                            acks.extend(written);
+                        }
                         n += 1;
                         if n < 1024 {
                             next = rx.try_recv().ok();

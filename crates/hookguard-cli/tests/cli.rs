@@ -1794,7 +1794,9 @@ fn send_judges_the_status_and_reads_a_bounded_body() {
 
 #[test]
 fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
-    // The default queue (1024 lines) plus a 64 KiB pipe nobody reads.
+    // A 64 KiB pipe nobody reads: a 2xx waits for its line to be written, so once the pipe is
+    // full the next delivery is answered 503 (its line not written within 1 s), never a 2xx
+    // for a line still in serve's memory.
     let mut s = Server::start_with(&["--provider", "hcss", "--secret", "t"], ServeStdout::Unread);
     // Long event types (200 bytes; a longer one is not kept) make long JSON lines: a few
     // hundred fill the pipe.
@@ -1819,8 +1821,8 @@ fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
             other => panic!("delivery {i}: {other} {}", text(&answer)),
         }
     }
-    let refused = refused.expect("a full stdout queue answers 503");
-    assert!(delivered.len() >= 1024, "{}", delivered.len());
+    let refused = refused.expect("a stalled reader gets a 503, not a 2xx for an unwritten line");
+    assert!(delivered.len() >= 100, "{}", delivered.len());
     // Challenges and rejections are still answered while stdout is stuck.
     let (status, answer) = http(s.port, "GET", "/webhooks?token=t&challenge=still-here", &[], b"");
     assert_eq!((status, text(&answer).as_str()), (200, "still-here"));
@@ -1828,15 +1830,14 @@ fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
     assert_eq!(status, 401);
 
     // Once the reader catches up, every 2xx delivery has its line, exactly once, and the
-    // refused one was released: its retry is handled and printed.
+    // refused one was released: its retry is handled and printed (its first line, taken by the
+    // writer before the pipe stalled, may come out too: at least once, never lost).
     s.read_unread();
-    let lines = s.json_lines(delivered.len());
     let (status, _) = http(s.port, "POST", "/webhooks?token=t", &[], body(refused).as_bytes());
     assert_eq!(status, 200, "{}", s.stderr());
-    // A line is printed only once its delivery is recorded as done: a copy is a duplicate.
+    // A copy of a handled delivery is a duplicate, not printed again.
     let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(delivered[0]).as_bytes());
     assert_eq!((status, text(&answer).contains("duplicate")), (200, true));
-    let lines_after = s.json_lines(delivered.len() + 1);
     let kinds = |ls: &[serde_json::Value]| -> Vec<usize> {
         ls.iter()
             .map(|l| {
@@ -1845,15 +1846,34 @@ fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
             })
             .collect()
     };
-    let mut printed = kinds(&lines);
-    printed.sort_unstable();
-    assert_eq!(printed, delivered);
-    let mut all = kinds(&lines_after);
+    let mut all = kinds(&s.json_lines(delivered.len() + 1));
+    let refused_lines = all.iter().filter(|&&k| k == refused).count();
+    assert!((1..=2).contains(&refused_lines), "{refused_lines}");
+    all.retain(|&k| k != refused);
     all.sort_unstable();
-    let mut expected = delivered.clone();
-    expected.push(refused);
-    expected.sort_unstable();
-    assert_eq!(all, expected);
+    assert_eq!(all, delivered, "every 2xx delivery printed exactly once");
+}
+
+/// `serve | head -n 1`: the reader takes one line and exits. The next delivery's line cannot be
+/// written, so it is not answered 2xx (once it was: the line sat in serve's queue, was lost when
+/// the write failed, and the completed claim would have answered the sender's retry
+/// `duplicate`).
+#[test]
+fn a_line_that_cannot_be_written_is_never_answered_2xx() {
+    let mut s = Server::start_with(&["--provider", "hcss", "--secret", "t"], ServeStdout::Unread);
+    let body = |i: usize| {
+        format!(
+            r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"T{i}","version":"1","date":"2026-04-25T17:42:01Z","data":{{"projectId":"p{i}"}}}}"#
+        )
+    };
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(1).as_bytes());
+    assert_eq!(status, 200, "{}", text(&answer));
+    let mut first = String::new();
+    BufReader::new(s.unread.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"T1\""), "{first}");
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(2).as_bytes());
+    assert_eq!(status, 503, "{}", text(&answer));
+    assert!(text(&answer).contains("stdout_closed"), "{}", text(&answer));
 }
 
 #[test]
@@ -2011,8 +2031,10 @@ fn a_closed_stdout_ends_every_command_quietly() {
     // serve: a reader that exits stops the receiver (exit 1), no panic, no silent 2xx after.
     let mut s = Server::start_with(&["--provider", "hcss", "--secret", "t"], ServeStdout::Closed);
     let body = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
-    let (status, _) = http(s.port, "POST", "/webhooks?token=t", &[], body);
-    assert_eq!(status, 200);
+    // Its line cannot be written: 503, never a 2xx for a line nobody will see.
+    let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body);
+    assert_eq!(status, 503, "{}", text(&answer));
+    assert!(text(&answer).contains("stdout_closed"), "{}", text(&answer));
     let st = s
         .wait_exit(Duration::from_secs(15))
         .expect("serve stops when stdout is closed");
