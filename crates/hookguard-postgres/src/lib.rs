@@ -11,7 +11,8 @@
 //! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id`, durable
 //!   when PostgreSQL commits it; a copy returns no row and is reported as
 //!   [`Accepted::Duplicate`] with id 0 (reading the copy's id would take a second statement),
-//!   (`synchronous_commit` as your server has it, `on` by default). Dedupe semantics per sender
+//!   (with `synchronous_commit = on`: [`PgInbox::connect`] sets it on its connections, and
+//!   [`open`](PgInboxBuilder::open) warns when a pool you pass has it `off`). Dedupe semantics per sender
 //!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
 //!   or running.
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
@@ -175,6 +176,18 @@ impl PgInboxBuilder {
             }
         }
         migrate(&pool, &self.schema).await?;
+        // A 200 means the delivery is on disk: with `synchronous_commit = off` a commit is
+        // reported before its WAL is flushed, and a crash loses what was answered.
+        let sync: Option<String> = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .ok();
+        if sync.as_deref() == Some("off") {
+            tracing::warn!(
+                "synchronous_commit is off for the inbox's connections: an accepted delivery can be lost \
+                 in a database crash although it was answered 200; set it to on for this role or pool"
+            );
+        }
         let table = format!("\"{}\".hookguard_inbox", self.schema);
         let channel = channel_name(&self.schema);
         let notify = Arc::new(Notify::new());
@@ -918,10 +931,15 @@ impl PgInboxBuilder {
         let opts: PgConnectOptions = url
             .parse()
             .map_err(|_| InboxError::storage("not a valid postgres:// URL"))?;
-        let opts = opts.options([(
-            "statement_timeout",
-            format!("{}", DEFAULT_STATEMENT_TIMEOUT.as_millis()),
-        )]);
+        // `synchronous_commit = on` whatever the role's or database's default: an accept is
+        // answered 200 only once its commit is on disk.
+        let opts = opts.options([
+            (
+                "statement_timeout",
+                format!("{}", DEFAULT_STATEMENT_TIMEOUT.as_millis()),
+            ),
+            ("synchronous_commit", "on".to_owned()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
@@ -1404,6 +1422,30 @@ mod tests {
         let t = format!("\"{schema}\".hookguard_inbox");
         run(&pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
         (pool, schema, t)
+    }
+
+    /// A 200 means the delivery is on disk: the connections `connect` opens commit
+    /// synchronously even when the URL (or the role, or the database) turns it off.
+    #[tokio::test]
+    async fn connect_commits_synchronously_whatever_the_url_asks() {
+        let (_pool, schema, _) = fresh_schema("sync_commit").await;
+        let sep = if url().contains('?') { '&' } else { '?' };
+        let off = format!("{}{sep}options=-c%20synchronous_commit%3Doff", url());
+        let plain = PgPoolOptions::new().max_connections(1).connect(&off).await.unwrap();
+        let s: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&plain)
+            .await
+            .unwrap();
+        assert_eq!(s, "off", "the URL's setting applies to a plain pool");
+        let inbox = PgInbox::builder().schema(schema.clone()).connect(&off).await.unwrap();
+        for _ in 0..3 {
+            let s: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(inbox.pool())
+                .await
+                .unwrap();
+            assert_eq!(s, "on");
+        }
+        run(&plain, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
     }
 
     /// The first build kept the headers as `jsonb`; bound as text since, every accept of such
