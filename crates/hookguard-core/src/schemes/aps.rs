@@ -1,7 +1,6 @@
 //! Autodesk Platform Services (APS) webhooks: Autodesk Construction Cloud, BIM 360 and Data
 //! Management events. `x-adsk-signature: sha1hash=<hex HMAC-SHA1(secret token, raw body)>`.
 
-use super::json;
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -153,7 +152,10 @@ impl Scheme for Aps {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let p: Probe = json(body)?;
+        let p: Probe = match super::json_or_digest(body, crate::DedupeScope::Retained)? {
+            Ok(p) => p,
+            Err(described) => return Ok(described),
+        };
         let delivery_id = req
             .headers
             .get(&DELIVERY_ID)

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 
-use super::json;
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -247,7 +246,12 @@ impl Scheme for Hcss {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let p: Probe = json(body)?;
+        // Whether the body carries `date` is unknown when it does not parse: copies then
+        // coalesce only while in flight (a genuine later edit is never taken for a copy).
+        let p: Probe = match super::json_or_digest(body, DedupeScope::WhileInFlight)? {
+            Ok(p) => p,
+            Err(described) => return Ok(described),
+        };
         let scope = if p.date.is_some() {
             DedupeScope::Retained
         } else {

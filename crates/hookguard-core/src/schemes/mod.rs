@@ -77,6 +77,28 @@ pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejectio
     })
 }
 
+/// [`json`] for senders whose dedupe key does not need the probe (HCSS and APS key on the
+/// body's digest; Procore falls back to it): JSON whose fields do not have the documented
+/// types is described by the body's digest alone (`scope`), the error logged by [`json`],
+/// instead of a `500` that the sender counts toward its kill switch (HCSS stops the
+/// subscription after 5 tries, seconds apart). The delivery is authentic; the handler (or the
+/// inbox's worker) still sees it and its typed parse fails there, on our side. Not JSON at all
+/// is still the sender's mistake (`invalid_payload`).
+pub(crate) fn json_or_digest<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    scope: crate::DedupeScope,
+) -> Result<Result<T, crate::Described>, Rejection> {
+    match json(body) {
+        Ok(p) => Ok(Ok(p)),
+        Err(Rejection::UnexpectedPayload { .. }) => Ok(Err(crate::Described {
+            dedupe_key: Some(body_digest(body)),
+            dedupe_scope: scope,
+            ..crate::Described::default()
+        })),
+        Err(e) => Err(e),
+    }
+}
+
 /// A dedupe key from signed content: 128 bits of the body's SHA-256 (collisions need 2^64
 /// deliveries), prefixed so it can never equal a sender's own id.
 pub(crate) fn body_digest(body: &[u8]) -> String {
@@ -193,6 +215,62 @@ mod tests {
         for (d, what) in cases {
             let key = d.dedupe_key().unwrap_or_else(|| panic!("{what}: no key"));
             assert!(key.len() <= MAX_ID_LEN + 32, "{what}: {} bytes", key.len());
+        }
+    }
+
+    /// An authentic body whose fields have other types than documented is delivered with the
+    /// body's digest as its key (it was a `500` that HCSS, APS and Procore count toward
+    /// stopping the subscription or disabling the endpoint); a body that is not JSON at all is
+    /// still refused.
+    #[test]
+    fn authentic_json_of_unexpected_types_is_delivered_by_its_digest() {
+        use crate::testing::deliver_bytes;
+        let cases: [(Result<crate::Delivery, Rejection>, &str, &str, crate::DedupeScope); 5] = [
+            (
+                deliver_bytes(Hcss::new(), "tok", r#"{"eventType":5,"date":"d"}"#),
+                "hcss",
+                r#"{"eventType":5,"date":"d"}"#,
+                crate::DedupeScope::WhileInFlight,
+            ),
+            (
+                deliver_bytes(Aps::new(), "s", r#"{"hook":"x"}"#),
+                "aps",
+                r#"{"hook":"x"}"#,
+                crate::DedupeScope::Retained,
+            ),
+            (
+                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"metadata":"x"}"#),
+                "procore metadata",
+                r#"{"id":7,"metadata":"x"}"#,
+                crate::DedupeScope::Retained,
+            ),
+            (
+                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"ulid":5}"#),
+                "procore ulid",
+                r#"{"id":7,"ulid":5}"#,
+                crate::DedupeScope::Retained,
+            ),
+            (
+                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":1.5}"#),
+                "procore id",
+                r#"{"id":1.5}"#,
+                crate::DedupeScope::Retained,
+            ),
+        ];
+        for (d, what, body, scope) in cases {
+            let d = d.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            let key = d.dedupe_key().unwrap_or_default();
+            assert!(
+                key.ends_with(&format!(":{}", body_digest(body.as_bytes()))),
+                "{what}: {key}"
+            );
+            assert_eq!(d.dedupe_scope(), scope, "{what}");
+        }
+        for not_json in ["not json", "{\"eventType\":"] {
+            assert_eq!(
+                deliver_bytes(Hcss::new(), "tok", not_json).unwrap_err().code(),
+                "invalid_payload"
+            );
         }
     }
 
