@@ -513,6 +513,10 @@ pub struct Line {
     written: Option<oneshot::Sender<()>>,
 }
 
+/// The stdout writer thread's `nice` increment (see [`StdoutWriter::start`]).
+#[cfg(target_os = "linux")]
+const WRITER_NICE: i32 = 10;
+
 /// How long an inline delivery waits for its line to be written before it is answered 503
 /// `stdout_backlog` (the reader has stalled; the claim is released and the sender retries).
 const LINE_WAIT: Duration = Duration::from_secs(1);
@@ -701,6 +705,13 @@ impl StdoutWriter {
         let thread = std::thread::Builder::new()
             .name("hookguard-stdout".into())
             .spawn(move || {
+                // A lower priority than the server's threads: every 2xx waits for its line, and
+                // a writer that woke at once for each line (preempting the thread that answers)
+                // would write one line per syscall, with two context switches per delivery on a
+                // busy core. Yielding to the server lets lines gather into one write; on an idle
+                // core it still runs at once. (Linux: `nice` is per thread; errors are ignored.)
+                #[cfg(target_os = "linux")]
+                let _ = rustix::process::nice(WRITER_NICE);
                 let stdout = std::io::stdout();
                 let mut batch = String::new();
                 let mut acks = Vec::new();
