@@ -306,15 +306,17 @@ fn hide_password(url: &str) -> String {
 }
 
 /// A value that is meant as a PostgreSQL URL but is not one (`postgres:user:pw@host`,
-/// `postgres:/…`, `user:pw@host/db` without a scheme): taken as a file name, it would put its
-/// password in the file's name, in `serve`'s first line and in every error about the file.
+/// `postgres//user:pw@host`, `user:pw@host/db` without a scheme): taken as a file name, it
+/// would put its password in the file's name, in `serve`'s first line and in every error about
+/// the file. Any path segment holding a `:` and, after it, an `@` is such a value.
 fn looks_like_a_database_url(spec: &str) -> bool {
     let lower = spec.to_ascii_lowercase();
-    let first_segment = spec.split('/').next().unwrap_or_default();
     lower.starts_with("postgres:")
         || lower.starts_with("postgresql:")
         || lower.starts_with("postgres@")
-        || (first_segment.contains(':') && first_segment.contains('@'))
+        || spec
+            .split('/')
+            .any(|segment| segment.find(':').is_some_and(|colon| segment[colon..].contains('@')))
 }
 
 /// `--inbox PATH`, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`. The value is never echoed
@@ -615,6 +617,10 @@ mod tests {
             "postgres:/app:pw@h/db",
             "PostgreSQL:app:pw@h",
             "app:pw@dbhost/db",
+            // The colon after the scheme forgotten: the user info is a later segment.
+            "postgres//app:pw@dbhost/db",
+            "//app:pw@dbhost/db",
+            "postgres/app:pw@dbhost",
         ] {
             match parse_inbox_spec(bad) {
                 Err(crate::common::CliError::Usage(m)) => assert!(!m.contains("pw"), "{m}"),

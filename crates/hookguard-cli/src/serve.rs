@@ -36,8 +36,9 @@ their number is logged once stderr moves again.
 A stderr line names the bound address: `listening on http://127.0.0.1:PORT/webhooks`.
 
 Inline mode (default): the handler runs while the sender waits. For every first-time verified
-delivery whose handling succeeded, prints one JSON line on stdout, and answers 2xx (the claim
-then recorded as done) only once the line is written and flushed:
+delivery whose handling succeeded, prints one JSON line on stdout; without --exec printing is
+the handling, and the 2xx (the claim then recorded as done) waits until the line is written
+and flushed:
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"procore:01ED…\"}
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
 Lines go through a queue of --stdout-queue lines to a thread of their own that writes them in
@@ -45,8 +46,9 @@ batches; a slow reader never stalls challenges and rejections. When the queue is
 line is not written within 1 s (the reader stalled), the delivery is answered 503
 stdout_backlog (Retry-After: 5; claim released, the sender retries; a line the writer had
 already taken is then printed again with the retry — at least once, never lost): a delivery
-answered 2xx always has its line. If stdout is closed (the reader exited), serve stops and
-exits 1.
+answered 2xx always has its line. With --exec, CMD exiting 0 is the handling: the 2xx does not
+wait for the line (a full queue still answers 503 before CMD runs), and a line still queued
+when stdout fails is lost. If stdout is closed (the reader exited), serve stops and exits 1.
 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
@@ -628,6 +630,14 @@ async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): Verifie
     );
     let line = d.summary_json();
     match (&h.output, permit) {
+        (Output::Stdout(_), Some(p)) if h.exec.is_some() => {
+            // CMD exiting 0 was the handling (a 2xx must not make a stalled reader run it again
+            // on every retry): the line is a report, queued in its reserved slot.
+            p.send(Line {
+                text: line,
+                written: None,
+            });
+        }
         (Output::Stdout(_), Some(p)) => {
             // Printing the line is the handling: the 2xx waits until it is written and flushed
             // (a line still in our queue is lost if stdout fails or the process dies, and the

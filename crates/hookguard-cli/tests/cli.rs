@@ -1854,6 +1854,34 @@ fn a_stalled_stdout_reader_stalls_nothing_and_loses_no_line() {
     assert_eq!(all, delivered, "every 2xx delivery printed exactly once");
 }
 
+/// With --exec, CMD exiting 0 is the handling: a stalled stdout reader does not turn its 2xx
+/// into a 503 (which made every retry run CMD again); the lines wait in the queue.
+#[test]
+fn a_stalled_stdout_reader_does_not_rerun_exec_commands() {
+    let dir = scratch("exec-stalled-stdout");
+    let ran = dir.join("ran.txt");
+    let cmd = format!("echo \"$HOOKGUARD_EVENT_TYPE\" >> {}", ran.display());
+    let mut s = Server::start_with(
+        &["--provider", "hcss", "--secret", "t", "--exec", &cmd],
+        ServeStdout::Unread,
+    );
+    let body = |i: usize| {
+        format!(
+            r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"T{i}-{}","version":"1","date":"2026-04-25T17:42:01Z","data":{{"projectId":"p{i}"}}}}"#,
+            "x".repeat(200),
+        )
+    };
+    // About 300 lines fill the 64 KiB pipe nobody reads; 400 deliveries go past it.
+    for i in 0..400 {
+        let (status, answer) = http(s.port, "POST", "/webhooks?token=t", &[], body(i).as_bytes());
+        assert_eq!(status, 200, "delivery {i}: {}", text(&answer));
+    }
+    let runs = std::fs::read_to_string(&ran).unwrap();
+    assert_eq!(runs.lines().count(), 400, "each command ran once");
+    s.read_unread();
+    assert_eq!(s.json_lines(400).len(), 400);
+}
+
 /// `serve | head -n 1`: the reader takes one line and exits. The next delivery's line cannot be
 /// written, so it is not answered 2xx (once it was: the line sat in serve's queue, was lost when
 /// the write failed, and the completed claim would have answered the sender's retry

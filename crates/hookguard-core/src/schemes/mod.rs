@@ -78,7 +78,7 @@ pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejectio
 }
 
 /// [`json`] for senders whose dedupe key does not need the probe (HCSS and APS key on the
-/// body's digest; Procore falls back to it): JSON whose fields do not have the documented
+/// body's digest): JSON whose fields do not have the documented
 /// types is described by the body's digest alone (`scope`), the error logged by [`json`],
 /// instead of a `500` that the sender counts toward its kill switch (HCSS stops the
 /// subscription after 5 tries, seconds apart). The delivery is authentic; the handler (or the
@@ -219,13 +219,13 @@ mod tests {
     }
 
     /// An authentic body whose fields have other types than documented is delivered with the
-    /// body's digest as its key (it was a `500` that HCSS, APS and Procore count toward
-    /// stopping the subscription or disabling the endpoint); a body that is not JSON at all is
-    /// still refused.
+    /// body's digest as its key by HCSS and APS (it was a `500` that they count toward stopping
+    /// the subscription or disabling the hook); a body that is not JSON at all is still
+    /// refused. Procore stays strict: its key and its loop filter come from the probe.
     #[test]
     fn authentic_json_of_unexpected_types_is_delivered_by_its_digest() {
         use crate::testing::deliver_bytes;
-        let cases: [(Result<crate::Delivery, Rejection>, &str, &str, crate::DedupeScope); 5] = [
+        let cases: [(Result<crate::Delivery, Rejection>, &str, &str, crate::DedupeScope); 2] = [
             (
                 deliver_bytes(Hcss::new(), "tok", r#"{"eventType":5,"date":"d"}"#),
                 "hcss",
@@ -238,24 +238,6 @@ mod tests {
                 r#"{"hook":"x"}"#,
                 crate::DedupeScope::Retained,
             ),
-            (
-                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"metadata":"x"}"#),
-                "procore metadata",
-                r#"{"id":7,"metadata":"x"}"#,
-                crate::DedupeScope::Retained,
-            ),
-            (
-                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"ulid":5}"#),
-                "procore ulid",
-                r#"{"id":7,"ulid":5}"#,
-                crate::DedupeScope::Retained,
-            ),
-            (
-                deliver_bytes(Procore::new(), "Bearer t", r#"{"id":1.5}"#),
-                "procore id",
-                r#"{"id":1.5}"#,
-                crate::DedupeScope::Retained,
-            ),
         ];
         for (d, what, body, scope) in cases {
             let d = d.unwrap_or_else(|e| panic!("{what}: {e:?}"));
@@ -266,6 +248,12 @@ mod tests {
             );
             assert_eq!(d.dedupe_scope(), scope, "{what}");
         }
+        assert_eq!(
+            deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"metadata":"x"}"#)
+                .unwrap_err()
+                .code(),
+            "unexpected_payload"
+        );
         for not_json in ["not json", "{\"eventType\":"] {
             assert_eq!(
                 deliver_bytes(Hcss::new(), "tok", not_json).unwrap_err().code(),

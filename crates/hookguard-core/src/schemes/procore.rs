@@ -2,7 +2,7 @@
 
 use http::HeaderName;
 
-use super::{non_empty, OptId};
+use super::{json, non_empty, OptId};
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -167,10 +167,10 @@ impl Scheme for Procore {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let p: Probe = match super::json_or_digest(body, crate::DedupeScope::Retained)? {
-            Ok(p) => p,
-            Err(described) => return Ok(described),
-        };
+        // Strict, unlike HCSS and APS: the key (`ulid`, `id`) and the loop filter
+        // (`metadata.source_application_id`) come from the probe; a body digest in their place
+        // would let our own writes loop and two copies of one event differ.
+        let p: Probe = json(body)?;
         let id = non_empty(p.id);
         // A `ulid` longer than any id is not kept (bounded keys: a unique index refuses very
         // long ones, which would fail every retry): the id or the digest serves instead.
