@@ -193,11 +193,11 @@ pub enum InboxSpec {
 
 impl std::fmt::Debug for InboxSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (kind, shown) = match self {
-            InboxSpec::Sqlite(_) => ("Sqlite", self.shown()),
-            InboxSpec::Postgres(_) => ("Postgres", self.shown()),
+        let kind = match self {
+            InboxSpec::Sqlite(_) => "Sqlite",
+            InboxSpec::Postgres(_) => "Postgres",
         };
-        f.debug_tuple(kind).field(&shown).finish()
+        f.debug_tuple(kind).field(&self.shown()).finish()
     }
 }
 

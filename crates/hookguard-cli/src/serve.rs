@@ -1187,11 +1187,10 @@ fn warn_secrets_on_the_command_line() {
             flags.join(" and ")
         );
     }
-    let args: Vec<String> = std::env::args_os()
+    if std::env::args_os()
         .skip(1)
-        .filter_map(|a| a.into_string().ok())
-        .collect();
-    if args.iter().any(|a| crate::common::url_has_password(a)) {
+        .any(|a| a.to_str().is_some_and(crate::common::url_has_password))
+    {
         tracing::warn!(
             "a URL holding a password is given on the command line (--inbox or --store): other local \
              users can read it (ps); for PostgreSQL leave the password out of the URL and set PGPASSWORD \
