@@ -33,6 +33,38 @@ pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())
 }
 
+/// The largest write a pipe takes whole or not at all (POSIX's `PIPE_BUF` minimum is 512;
+/// Linux's is 4,096).
+#[cfg(target_os = "linux")]
+pub const PIPE_BUF: usize = 4096;
+#[cfg(not(target_os = "linux"))]
+pub const PIPE_BUF: usize = 512;
+
+/// The length of the next piece of `data` (whole lines) to write to a pipe that another
+/// writer may share (`serve … 2>&1 | consumer`: stdout's JSON lines and stderr's logs):
+/// everything if it fits in [`PIPE_BUF`], else the whole lines that fit, else the first line
+/// alone (longer than `PIPE_BUF`). A pipe takes a write of at most `PIPE_BUF` bytes whole, so
+/// one writer's line never lands inside the other's.
+pub fn piece(data: &[u8]) -> usize {
+    if data.len() <= PIPE_BUF {
+        return data.len();
+    }
+    match data[..PIPE_BUF].iter().rposition(|&b| b == b'\n') {
+        Some(end) => end + 1,
+        None => data.iter().position(|&b| b == b'\n').map_or(data.len(), |end| end + 1),
+    }
+}
+
+/// Writes `data` (whole lines) in [`piece`]s.
+pub fn write_pieces(out: &mut impl Write, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = piece(data);
+        out.write_all(&data[..n])?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
 /// Writes to stdout through its lock and flushes. A reader that went away (`| head`) is
 /// [`CliError::StdoutClosed`], never a panic; another write error is a failure.
 pub fn write_stdout(args: std::fmt::Arguments<'_>) -> CliResult<()> {
@@ -349,6 +381,34 @@ pub fn error_code(body: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_fit_a_pipe_write_and_end_at_a_line_end() {
+        let line = |n: usize| format!("{}\n", "x".repeat(n - 1));
+        // Small batches go whole.
+        assert_eq!(piece(b"a\nb\n"), 4);
+        assert_eq!(piece(line(PIPE_BUF).as_bytes()), PIPE_BUF);
+        // Whole lines up to PIPE_BUF.
+        let two = format!("{}{}", line(PIPE_BUF - 10), line(20));
+        assert_eq!(piece(two.as_bytes()), PIPE_BUF - 10);
+        // A line longer than PIPE_BUF goes alone, then the rest.
+        let long = format!("{}{}", line(PIPE_BUF + 5), line(3));
+        assert_eq!(piece(long.as_bytes()), PIPE_BUF + 5);
+        assert_eq!(piece(&long.as_bytes()[PIPE_BUF + 5..]), 3);
+        // No line end at all: everything.
+        assert_eq!(piece("y".repeat(PIPE_BUF * 2).as_bytes()), PIPE_BUF * 2);
+        // Every piece of a batch of lines of any length is whole lines.
+        let batch: String = (1..200).map(|i| line(i * 37 % 5000 + 1)).collect();
+        let mut data = batch.as_bytes();
+        while !data.is_empty() {
+            let n = piece(data);
+            assert!(data[..n].ends_with(b"\n"));
+            assert!(n <= PIPE_BUF || !data[..n - 1].contains(&b'\n'), "{n}");
+            data = &data[n..];
+        }
+    }
+
     #[test]
     fn urls_with_passwords_are_recognised() {
         for yes in [
@@ -368,8 +428,6 @@ mod tests {
             assert!(!url_has_password(no), "{no}");
         }
     }
-    use super::*;
-
     #[test]
     fn a_header_args_value_is_never_debug_printed() {
         let h = parse_header_arg("Authorization: Bearer s3cr3t-value").unwrap();

@@ -197,7 +197,9 @@ fn write_lines(shared: &Shared, out: &mut impl Write) {
             std::mem::swap(&mut p.bytes, &mut batch);
             (std::mem::take(&mut p.dropped), std::mem::take(&mut p.flushes))
         };
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        // Whole lines in pieces a pipe takes whole: with stderr and stdout one pipe (`2>&1`),
+        // a JSON line never lands inside a log line, nor a log line inside a JSON line.
+        let _ = crate::common::write_pieces(out, &batch).and_then(|()| out.flush());
         if lost > 0 {
             let _ = writeln!(
                 out,

@@ -2,10 +2,10 @@
 
 mod http_server;
 mod metrics;
+mod stdout;
 mod ui;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use crate::common::{
     auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
 };
 use crate::inbox::{inbox_error, parse_inbox_spec, InboxSpec};
+pub use stdout::{Line, StdoutWriter};
 
 const AFTER_HELP: &str = "\
 Answers challenges on GET PATH (HCSS `?challenge=`) and receives deliveries on POST PATH.
@@ -506,19 +507,6 @@ impl Drop for Forwarding {
     }
 }
 
-/// One JSON line for the stdout writer. `written`, when set, is told once the line is written
-/// and flushed (an inline delivery is answered 2xx, and an inbox item marked done, only then);
-/// a line whose waiter gave up before the writer reached it is not written (its delivery was
-/// answered 503, or its item given back: the retry prints it).
-pub struct Line {
-    text: String,
-    written: Option<oneshot::Sender<()>>,
-}
-
-/// The stdout writer thread's `nice` increment (see [`StdoutWriter::start`]).
-#[cfg(target_os = "linux")]
-const WRITER_NICE: i32 = 10;
-
 /// How long an inline delivery waits for its line to be written before it is answered 503
 /// `stdout_backlog` (the reader has stalled; the claim is released and the sender retries).
 const LINE_WAIT: Duration = Duration::from_secs(1);
@@ -694,92 +682,6 @@ pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
     Router::new()
         .route(path, any(on_delivery).layer(layer))
         .with_state(handler)
-}
-
-/// The thread that writes the queued JSON lines to stdout: blocking writes happen here, never
-/// on the async workers.
-pub struct StdoutWriter {
-    thread: std::thread::JoinHandle<()>,
-    done: std::sync::mpsc::Receiver<()>,
-}
-
-impl StdoutWriter {
-    /// Starts the writer with a queue of `capacity` lines. `closed` fires if stdout fails
-    /// (its reader went away); the queue is then closed, so deliveries get 503, not a 2xx.
-    pub fn start(
-        capacity: usize,
-        closed: tokio::sync::oneshot::Sender<std::io::Error>,
-    ) -> CliResult<(Self, mpsc::Sender<Line>)> {
-        let (tx, mut rx) = mpsc::channel::<Line>(capacity);
-        let (done_tx, done) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("hookguard-stdout".into())
-            .spawn(move || {
-                // A lower priority than the server's threads: every 2xx waits for its line, and
-                // a writer that woke at once for each line (preempting the thread that answers)
-                // would write one line per syscall, with two context switches per delivery on a
-                // busy core. Yielding to the server lets lines gather into one write; on an idle
-                // core it still runs at once. (Linux: `nice` is per thread; errors are ignored.)
-                #[cfg(target_os = "linux")]
-                let _ = rustix::process::nice(WRITER_NICE);
-                let stdout = std::io::stdout();
-                let mut batch = String::new();
-                let mut acks = Vec::new();
-                while let Some(first) = rx.blocking_recv() {
-                    // Take everything queued into one write: under load one syscall carries
-                    // many lines, and the thread wakes far less often than once per line.
-                    batch.clear();
-                    let mut next = Some(first);
-                    let mut n = 0;
-                    while let Some(Line { text, written }) = next.take() {
-                        // Its waiter gave up (answered 503 / gave the item back): the retry
-                        // prints it, so it is not printed now.
-                        if !written.as_ref().is_some_and(oneshot::Sender::is_closed) {
-                            batch.push_str(&text);
-                            batch.push('\n');
-                            acks.extend(written);
-                        }
-                        n += 1;
-                        if n < 1024 {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    let mut out = stdout.lock();
-                    if let Err(e) = out.write_all(batch.as_bytes()).and_then(|()| out.flush()) {
-                        // Dropping `written` (and every queued line's) tells waiters it failed.
-                        acks.clear();
-                        rx.close();
-                        let _ = closed.send(e);
-                        break;
-                    }
-                    drop(out);
-                    // Someone waits for these lines (the inbox worker marks an item done only
-                    // once its line is out): pausing would only stall them, not gather more.
-                    let awaited = !acks.is_empty();
-                    for w in acks.drain(..) {
-                        let _ = w.send(());
-                    }
-                    // Otherwise a short pause after a small batch lets lines gather: at most
-                    // ~1,000 wake-ups a second instead of one per delivery (≤ 1 ms more latency).
-                    if n < 64 && !awaited {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| failed(format!("cannot start the stdout writer: {e}")))?;
-        Ok((Self { thread, done }, tx))
-    }
-
-    /// Waits (at most `limit`) for the queued lines to be written, once every sender is gone.
-    /// Returns whether the writer finished.
-    pub fn finish(self, limit: Duration) -> bool {
-        let finished = self.done.recv_timeout(limit).is_ok();
-        if finished {
-            let _ = self.thread.join();
-        }
-        finished
-    }
 }
 
 /// The receiver settings shared by `serve` and `demo`.
@@ -1284,7 +1186,7 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     }
     // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
     // that stopped reading must not keep the process alive).
-    if !writer.finish(Duration::from_secs(10)) {
+    if !writer.finish(Duration::from_secs(10)).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
     write_stderr(format_args!("hookguard: stopped"));
@@ -1360,7 +1262,7 @@ async fn run_inbox(
     if stdout_closed {
         return Err(CliError::StdoutClosed);
     }
-    if !writer.finish(Duration::from_secs(10)) {
+    if !writer.finish(Duration::from_secs(10)).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
     match inbox.stats().await {

@@ -1904,6 +1904,175 @@ fn a_line_that_cannot_be_written_is_never_answered_2xx() {
     assert!(text(&answer).contains("stdout_closed"), "{}", text(&answer));
 }
 
+/// The port `serve` reports in its `listening on` line, from lines a reader collects.
+fn port_in(lines: &Mutex<Vec<String>>, child: &mut Child) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            let rest = l.split("listening on http://127.0.0.1:").nth(1)?;
+            rest.split('/').next()?.parse::<u16>().ok()
+        });
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve exited: {:?}",
+            lines.lock().unwrap()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "serve did not start: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// stdout a regular file (written by a thread of its own, not as a pipe): every delivery's
+/// line is in the file by the time it is answered 2xx.
+#[test]
+fn a_file_on_stdout_holds_each_line_before_its_2xx() {
+    let dir = scratch("stdout-file");
+    let out = dir.join("out.jsonl");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider",
+            "hcss",
+            "--secret",
+            "t",
+        ])
+        .env_remove("HOOKGUARD_SECRET")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let collected = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            collected.lock().unwrap().push(l);
+        }
+    });
+    let port = port_in(&stderr, &mut child);
+    for i in 0..40 {
+        let body = format!(
+            r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"T{i}","version":"1","date":"2026-04-25T17:42:01Z","data":{{"projectId":"p{i}"}}}}"#
+        );
+        let (status, answer) = http(port, "POST", "/webhooks?token=t", &[], body.as_bytes());
+        assert_eq!(status, 200, "{}", text(&answer));
+        let printed = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            printed.lines().any(|l| json(l)["type"] == format!("T{i}")),
+            "delivery {i} answered 2xx before its line was in the file:\n{printed}"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 40);
+}
+
+/// `serve … 2>&1 | consumer`: stdout's JSON lines and stderr's log lines share one pipe,
+/// written by two writers, with a slow reader so that the pipe is often full. No line of one
+/// lands inside a line of the other: every line that holds JSON is one whole JSON line, and
+/// every delivery answered 2xx has its line.
+#[test]
+fn stdout_and_stderr_on_one_pipe_never_cut_into_each_others_lines() {
+    // The shell makes stderr a copy of stdout's pipe, then becomes serve.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" serve --listen 127.0.0.1:0 --provider hcss --secret t 2>&1",
+            BIN,
+        ])
+        .env_remove("HOOKGUARD_SECRET")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let collected = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        // About 1 MB/s: slower than serve writes, so the 64 KiB pipe keeps filling up.
+        let mut slow = BufReader::with_capacity(1024, SlowRead(reader));
+        let mut line = String::new();
+        while matches!(slow.read_line(&mut line), Ok(n) if n > 0) {
+            collected.lock().unwrap().push(std::mem::take(&mut line));
+        }
+    });
+    let port = port_in(&lines, &mut child);
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut delivered = Vec::new();
+                for i in 0..100 {
+                    // Long event types: lines of ~500 bytes, batches of many kilobytes.
+                    let kind = format!("T{t}x{i}-{}", "y".repeat(180));
+                    let body = format!(
+                        r#"{{"eventSource":"HeavyBid Pre-Construction","eventType":"{kind}","version":"1","date":"2026-04-25T17:42:01Z","data":{{"projectId":"p{i}"}}}}"#
+                    );
+                    let (status, answer) = http(port, "POST", "/webhooks?token=t", &[], body.as_bytes());
+                    match status {
+                        200 => delivered.push(kind),
+                        // The reader fell a second behind: refused, never lost.
+                        503 => assert!(text(&answer).contains("stdout_backlog"), "{}", text(&answer)),
+                        other => panic!("{other} {}", text(&answer)),
+                    }
+                }
+                delivered
+            })
+        })
+        .collect();
+    let mut delivered: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    assert!(delivered.len() >= 200, "{}", delivered.len());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let printed = loop {
+        let printed: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("{\""))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("a cut line: {l:?}: {e}"));
+                v["type"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        if printed.len() >= delivered.len() || Instant::now() > deadline {
+            break printed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut printed = printed;
+    printed.sort();
+    printed.dedup();
+    delivered.sort();
+    assert!(
+        delivered.iter().all(|d| printed.binary_search(d).is_ok()),
+        "a 2xx delivery was not printed"
+    );
+}
+
+/// A reader that takes at most 1 KiB a millisecond.
+struct SlowRead(ChildStdout);
+
+impl Read for SlowRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = buf.len().min(1024);
+        self.0.read(&mut buf[..n])
+    }
+}
+
 #[test]
 fn a_stalled_stderr_stalls_no_answer() {
     // `serve` logs every refused request at INFO. With stderr a pipe nobody reads, 16,000
