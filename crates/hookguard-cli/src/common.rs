@@ -44,7 +44,9 @@ pub const PIPE_BUF: usize = 512;
 /// writer may share (`serve … 2>&1 | consumer`: stdout's JSON lines and stderr's logs):
 /// everything if it fits in [`PIPE_BUF`], else the whole lines that fit, else the first line
 /// alone (longer than `PIPE_BUF`). A pipe takes a write of at most `PIPE_BUF` bytes whole, so
-/// one writer's line never lands inside the other's.
+/// one writer's line never lands inside the other's — for lines of at most `PIPE_BUF` bytes
+/// (no write can keep a longer line whole; `serve`'s JSON lines and log lines are far shorter
+/// but for pathological ids, and `--exec` output is forwarded in pieces of that size).
 pub fn piece(data: &[u8]) -> usize {
     if data.len() <= PIPE_BUF {
         return data.len();

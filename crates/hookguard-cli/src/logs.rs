@@ -140,8 +140,9 @@ pub fn flush_before_panic_messages() {
     }));
 }
 
-/// The longest piece of a command's output queued as one line.
-const PIECE: usize = 8 * 1024;
+/// The longest piece of a command's output queued as one line (with its newline, at most
+/// `PIPE_BUF`: a pipe shared with stdout takes it whole, see [`crate::common::piece`]).
+const PIECE: usize = crate::common::PIPE_BUF - 1;
 
 /// Copies a child process's output (`serve --exec`) into the queue line by line: the
 /// command's output never blocks on a stderr nobody reads (that would hold up its delivery's
@@ -150,7 +151,7 @@ pub async fn forward(from: impl tokio::io::AsyncRead + Unpin) {
     forward_to(from, write).await;
 }
 
-/// [`forward`]'s reading: whole lines, a line longer than 8 KiB in pieces, each with its
+/// [`forward`]'s reading: whole lines, a line longer than [`PIECE`] in pieces, each with its
 /// newline.
 async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, mut emit: impl FnMut(&[u8])) {
     use tokio::io::AsyncReadExt;
@@ -197,15 +198,17 @@ fn write_lines(shared: &Shared, out: &mut impl Write) {
             std::mem::swap(&mut p.bytes, &mut batch);
             (std::mem::take(&mut p.dropped), std::mem::take(&mut p.flushes))
         };
-        // Whole lines in pieces a pipe takes whole: with stderr and stdout one pipe (`2>&1`),
-        // a JSON line never lands inside a log line, nor a log line inside a JSON line.
-        let _ = crate::common::write_pieces(out, &batch).and_then(|()| out.flush());
         if lost > 0 {
+            // One line of the batch (formatted into stderr directly, it was three writes).
             let _ = writeln!(
-                out,
+                batch,
                 "hookguard: {lost} log lines dropped: stderr was not read fast enough"
             );
         }
+        // Whole lines in pieces a pipe takes whole: with stderr and stdout one pipe (`2>&1`),
+        // a JSON line never lands inside a log line, nor a log line inside a JSON line (lines
+        // of at most `PIPE_BUF` bytes: every line but a pathological one).
+        let _ = crate::common::write_pieces(out, &batch).and_then(|()| out.flush());
         let small = batch.len() < 8 * 1024;
         batch.clear();
         if batch.capacity() > CAPACITY {

@@ -42,8 +42,9 @@ the handling, and the 2xx (the claim then recorded as done) waits until the line
 and flushed:
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"procore:01ED…\"}
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
-Lines go through a queue of --stdout-queue lines to a thread of their own that writes them in
-batches; a slow reader never stalls challenges and rejections. When the queue is full, or a
+Lines go through a queue of --stdout-queue lines to a writer that writes them in batches (a
+task of the server when stdout is a pipe, else a thread of its own); a slow reader never
+stalls challenges and rejections. When the queue is full, or a
 line is not written within 1 s (the reader stalled), the delivery is answered 503
 stdout_backlog (Retry-After: 5; claim released, the sender retries; a line the writer had
 already taken is then printed again with the retry — at least once, never lost): a delivery
@@ -513,7 +514,7 @@ const LINE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the JSON lines of handled deliveries go.
 enum Output {
-    /// The bounded queue the stdout writer thread drains.
+    /// The bounded queue the stdout writer drains.
     Stdout(mpsc::Sender<Line>),
     /// Kept in memory (the demo).
     Record(Mutex<Vec<String>>),

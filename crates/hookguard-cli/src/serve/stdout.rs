@@ -14,7 +14,8 @@
 //!   thread of its own makes blocking writes, never the async workers.
 //!
 //! Lines are written in [`piece`](crate::common::piece)s: a pipe takes each whole or not at
-//! all, so with stdout and stderr one pipe (`2>&1`) a log line never lands inside a JSON line.
+//! all, so with stdout and stderr one pipe (`2>&1`) a log line never lands inside a JSON line
+//! (of at most `PIPE_BUF` bytes, as every line of a usual delivery is).
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub struct Line {
     pub(super) written: Option<oneshot::Sender<()>>,
 }
 
-/// The writer thread's `nice` increment (see [`StdoutWriter::start`]).
+/// The writer thread's `nice` increment (see `StdoutWriter::thread`).
 #[cfg(target_os = "linux")]
 const WRITER_NICE: i32 = 10;
 
