@@ -152,7 +152,7 @@ STATUS = {
     "malformed_signature": 400,
     "missing_header": 400,
     "malformed_timestamp": 400,
-    "timestamp_out_of_window": 400,
+    "timestamp_out_of_window": 503,
     "too_many_signatures": 400,
     "invalid_payload": 400,
     "challenge_missing": 400,

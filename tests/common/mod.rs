@@ -408,9 +408,9 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
 
     for (name, ts, expect) in [
         ("stale at -300 s (edge, accepted)", NOW - 300, OK),
-        ("stale at -301 s", NOW - 301, rej(400, "timestamp_out_of_window")),
+        ("stale at -301 s", NOW - 301, rej(503, "timestamp_out_of_window")),
         ("future at +300 s (edge, accepted)", NOW + 300, OK),
-        ("future at +301 s", NOW + 301, rej(400, "timestamp_out_of_window")),
+        ("future at +301 s", NOW + 301, rej(503, "timestamp_out_of_window")),
     ] {
         let body = bwp_body(&format!("evt_ts_{ts}"), "bid.created");
         let h = signed(&BuildWorkPro::new(), BWP_SECRET, &body, ts);

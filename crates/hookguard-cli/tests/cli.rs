@@ -2990,7 +2990,8 @@ fn inbox_forged_deliveries_are_never_stored() {
         ],
         &body,
     );
-    assert_eq!(http(s.port, "POST", "/webhooks", &stale, &body).0, 400);
+    // Authentic but stale (a replay, or a clock off): retryable, and not stored.
+    assert_eq!(http(s.port, "POST", "/webhooks", &stale, &body).0, 503);
     // No signature at all.
     assert!(http(s.port, "POST", "/webhooks", &[], &body).0 >= 400);
     assert_eq!(inbox_stats(&db), before);

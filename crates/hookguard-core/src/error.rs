@@ -20,7 +20,7 @@ use http::StatusCode;
 /// | `unauthorized` | 401 | Procore/HCSS shared header or URL token missing or wrong |
 /// | `missing_header` | 400 | a required header (timestamp, id) is absent |
 /// | `malformed_timestamp` | 400 | |
-/// | `timestamp_out_of_window` | 400 | a replay, or a sender clock far off: retrying the same bytes cannot help |
+/// | `timestamp_out_of_window` | 503 + `Retry-After` | authentic (checked after the signature) but signed further from our clock than the tolerance: a replay, or one of the two clocks is off. Senders re-sign their retries, so once the clocks agree a retry gets through; a 400 would make BuildWorkPro drop every event while our clock is wrong |
 /// | `header_too_large` | 431 | bounded header parsing |
 /// | `too_many_signatures` | 400 | bounded signature lists |
 /// | `body_too_large` | 413 | bounded body; the same bytes will never fit |
@@ -61,7 +61,10 @@ pub enum Rejection {
     MissingHeader(&'static str),
     /// The timestamp is not a unix time in seconds.
     MalformedTimestamp,
-    /// The timestamp is further from now than the tolerance allows.
+    /// The delivery is authentic (its signature checked first) but its timestamp is further
+    /// from now than the tolerance allows: a replay, or one of the two clocks is off.
+    /// Retryable (`503`): a sender re-signs its retries, so they get through once the clocks
+    /// agree, while a replay gains nothing from any answer.
     TimestampOutOfWindow,
     /// A header is longer than the configured bound, or not visible ASCII.
     HeaderTooLarge(&'static str),
@@ -181,13 +184,14 @@ impl Rejection {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DuplicateInFlight => StatusCode::TOO_MANY_REQUESTS,
-            Self::StoreUnavailable | Self::HandlerTimeout | Self::InboxFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::HandlerTimeout | Self::InboxFull | Self::TimestampOutOfWindow => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::HandlerFailed | Self::UnexpectedPayload { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MalformedSignature
             | Self::MissingHeader(_)
             | Self::MalformedTimestamp
-            | Self::TimestampOutOfWindow
             | Self::TooManySignatures
             | Self::BodyReadFailed
             | Self::InvalidPayload(_)
@@ -234,8 +238,8 @@ impl Rejection {
             | Self::HandlerFailed
             | Self::BodyReadTimeout => Some(Duration::from_secs(5)),
             Self::InboxFull => Some(Duration::from_secs(30)),
-            // Our model's gap: the same bytes need a fix of ours, not a moment.
-            Self::UnexpectedPayload { .. } => Some(Duration::from_secs(60)),
+            // Our model's gap, or a clock: a fix, not a moment.
+            Self::UnexpectedPayload { .. } | Self::TimestampOutOfWindow => Some(Duration::from_secs(60)),
             _ => None,
         }
     }
@@ -353,13 +357,12 @@ mod tests {
             assert_eq!(r.is_retryable(), r.retry_after().is_some(), "{r:?}");
         }
         // Forged or malformed deliveries are permanent for BuildWorkPro (4xx but 408/429).
-        for r in [
-            Rejection::SignatureMismatch,
-            Rejection::MalformedSignature,
-            Rejection::TimestampOutOfWindow,
-        ] {
+        for r in [Rejection::SignatureMismatch, Rejection::MalformedSignature] {
             assert!(!r.is_retryable());
         }
+        // An authentic delivery outside the window: a clock may be off, the sender's re-signed
+        // retry gets through once it is fixed.
+        assert!(Rejection::TimestampOutOfWindow.is_retryable());
         // Our own model's gaps and slow reads are retried, never permanent.
         assert!(Rejection::UnexpectedPayload { detail: "x".into() }.is_retryable());
         assert!(Rejection::BodyReadTimeout.is_retryable());

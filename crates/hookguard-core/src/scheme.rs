@@ -195,6 +195,8 @@ impl<'a> Context<'a> {
     }
 
     /// Checks a sender timestamp against the two-sided window (no-op when the window is off).
+    /// Check it *after* the signature: [`Rejection::TimestampOutOfWindow`] is retryable (`503`),
+    /// an answer only an authentic delivery should get (a forged one is `401`, permanent).
     ///
     /// ```
     /// use std::time::Duration;

@@ -379,3 +379,50 @@ fn empty_secret_lists_are_refused() {
         .is_err());
     let _ = Scheme::provider(&GitHub::new());
 }
+
+/// The window is checked after the signature, for every sender that signs a timestamp: a
+/// stale delivery signed with a secret we do not hold is forged (`401 signature_mismatch`,
+/// permanent), a stale authentic one is `503 timestamp_out_of_window` (retryable: a sender
+/// re-signs its retries, which get through once the clocks agree; a 400 made BuildWorkPro drop
+/// every event while one clock was off).
+#[test]
+fn the_window_is_judged_only_for_authentic_deliveries() {
+    const NOW: u64 = 1_750_000_000;
+    let mut timestamped = 0;
+    for &p in Provider::BUILT_IN {
+        let scheme = schemes::for_provider(p).unwrap();
+        if !scheme.has_timestamp() {
+            continue;
+        }
+        timestamped += 1;
+        let v = Verifier::builder_arc(scheme.clone())
+            .secret(secret_for(p, 0))
+            .clock(ManualClock::new(NOW))
+            .build()
+            .unwrap();
+        for stale in [NOW - 3_600, NOW + 3_600] {
+            let verify = |signer: &str| {
+                let signed = scheme
+                    .sign(signer, sample(p), &SignParams::new(stale).id("msg_w"))
+                    .unwrap();
+                let (h, uri) = request_parts(signed, "/h");
+                v.verify(
+                    &RequestHead::new(&http::Method::POST, &uri, &h),
+                    Bytes::from_static(sample(p)),
+                )
+                .unwrap_err()
+            };
+            let forged = verify(&secret_for(p, 9));
+            assert_eq!(forged, Rejection::SignatureMismatch, "{p} at {stale}");
+            assert_eq!(forged.status(), 401);
+            let authentic = verify(&secret_for(p, 0));
+            assert_eq!(authentic, Rejection::TimestampOutOfWindow, "{p} at {stale}");
+            assert_eq!(authentic.status(), 503);
+            assert!(authentic.retry_after().is_some());
+        }
+    }
+    assert!(
+        timestamped >= 4,
+        "BuildWorkPro, Stripe, Standard Webhooks, Slack: {timestamped}"
+    );
+}

@@ -98,8 +98,8 @@ impl Scheme for Slack {
         let hex = sig.trim().strip_prefix("v0=").ok_or(Rejection::MalformedSignature)?;
         let mut sigs = Candidates::new();
         sigs.push(decode_hex_mac(hex), ctx.max_signatures())?;
-        ctx.check_timestamp(ts)?;
         sigs.verify(ctx.keys(), &[b"v0:", ts_raw.as_bytes(), b":", body])?;
+        ctx.check_timestamp(ts)?;
         Ok(Authenticated::at(ts))
     }
 
