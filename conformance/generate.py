@@ -269,6 +269,8 @@ def standard():
         name = "window-%s%d" % ("plus" if off > 0 else "minus", abs(off))
         c.add(name, "now = timestamp %+d s (the window is ±300 s, inclusive)." % off,
               secrets=[secret], headers=h(sig), body=body, now=ts + off, expect=expect, tags=["window"])
+    c.add("window-forged-stale", "Signed with a secret the receiver does not hold, an hour before now: forged, whatever its time (the signature is checked before the window; only an authentic delivery is out of window).", secrets=[secret], headers=h(v1(base64.b64decode(other[6:]))),
+          body=body, now=ts + 3600, expect=rej("signature_mismatch"), tags=["window", "tamper"])
     c.add("tampered-body", "The body changed after signing.", secrets=[secret], headers=h(sig),
           body=b'{"test": 2432232315}', now=ts, expect=rej("signature_mismatch"), tags=["tamper"])
     c.add("tampered-id", "The id header changed after signing (it is signed content).", secrets=[secret],
@@ -371,6 +373,9 @@ def standard():
         name = "v1a-window-%s%d" % ("plus" if off > 0 else "minus", abs(off))
         c.add(name, "now = timestamp %+d s." % off, secrets=[whpk], headers=h(sig_a), body=body, now=ts + off,
               expect=expect, tags=["v1a", "window"])
+    c.add("v1a-window-forged-stale", "Signed with an Ed25519 key the receiver does not hold, an hour before now: "
+          "forged, whatever its time.", secrets=[whpk], headers=h(v1a(bytes(range(32)))), body=body,
+          now=ts + 3600, expect=rej("signature_mismatch"), tags=["v1a", "window", "tamper"])
     c.add("v1a-non-utf8-body", "Ed25519 over a non-UTF-8 body.", secrets=[whpk], headers=h(v1a(seed, b=raw)),
           body=raw, now=ts, expect=ok, tags=["v1a", "non-utf8"])
     c.add("v1a-small-order-key", "A whpk_ key of small order (y = 0) is a configuration error: strict "
@@ -417,6 +422,8 @@ def tv1_common(c, header, secret, body, ts, ok, label):
         name = "window-%s%d" % ("plus" if off > 0 else "minus", abs(off))
         c.add(name, "now = t %+d s (the window is ±300 s, inclusive)." % off, secrets=[secret], headers=h(good),
               body=body, now=ts + off, expect=expect, tags=["window"])
+    c.add("window-forged-stale", "Signed with a secret the receiver does not hold, an hour before now: forged, whatever its time (the signature is checked before the window; only an authentic delivery is out of window).", secrets=[secret], headers=h("t=%d,v1=%s" % (ts, sig(stranger))),
+          body=body, now=ts + 3600, expect=rej("signature_mismatch"), tags=["window", "tamper"])
     for name, v, desc in [
         ("v1-empty", "t=%d,v1=" % ts, "`v1=` with nothing after it."),
         ("v1-short", "t=%d,v1=%s" % (ts, sig()[:62]), "62 hex digits."),
@@ -652,6 +659,10 @@ def slack():
         name = "window-%s%d" % ("plus" if off > 0 else "minus", abs(off))
         c.add(name, "now = timestamp %+d s." % off, source=src if off == 301 else None, secrets=[secret],
               headers=h(vec), body=body, now=ts + off, expect=expect, tags=["window"])
+    c.add("window-forged-stale", "Signed with a secret the receiver does not hold, an hour before now: forged, "
+          "whatever its time (the signature is checked before the window).", secrets=[secret],
+          headers=h(sig(s="another-secret")), body=body, now=ts + 3600, expect=rej("signature_mismatch"),
+          tags=["window", "tamper"])
     c.add("rotation", "Two secrets configured; signed with the second.", secrets=["old-slack-secret", secret],
           headers=h(vec), body=body, now=ts, expect=ok, tags=["rotation"])
     c.add("unknown-secret", "Signed with a secret the receiver does not hold.", secrets=[secret],

@@ -554,14 +554,9 @@ impl Receiver {
                 return Err(crate::response::ignored());
             }
             Err(r) => {
-                if r == Rejection::TimestampOutOfWindow {
-                    tracing::warn!(
-                        %provider,
-                        "an authentic delivery was signed further from this server's clock than the tolerance: a replay, or this server's clock (or the sender's) is off — check NTP; answered 503 so the sender's re-signed retry can get through"
-                    );
-                }
-                // The body's own faults and the window come after authentication; other
-                // refusals may be forged.
+                // The body's own faults and the window (judged by the verifier, see
+                // `Verifier::authenticate`) come after authentication; other refusals may be
+                // forged.
                 let authenticated = matches!(
                     r,
                     Rejection::UnexpectedPayload { .. }

@@ -195,8 +195,11 @@ impl<'a> Context<'a> {
     }
 
     /// Checks a sender timestamp against the two-sided window (no-op when the window is off).
-    /// Check it *after* the signature: [`Rejection::TimestampOutOfWindow`] is retryable (`503`),
-    /// an answer only an authentic delivery should get (a forged one is `401`, permanent).
+    ///
+    /// Not needed in a scheme: return the signed timestamp as [`Authenticated::at`] and the
+    /// [`Verifier`](crate::Verifier) judges the window once the signature has verified.
+    /// [`Rejection::TimestampOutOfWindow`] is retryable (`503`), an answer only an authentic
+    /// delivery may get; called before the signature, it would give it to forgeries.
     ///
     /// ```
     /// use std::time::Duration;
@@ -206,11 +209,20 @@ impl<'a> Context<'a> {
     /// assert_eq!(ctx.check_timestamp(699), Err(Rejection::TimestampOutOfWindow));
     /// assert_eq!(ctx.check_timestamp(1_301), Err(Rejection::TimestampOutOfWindow));
     /// ```
+    #[deprecated(
+        since = "0.1.0",
+        note = "return `Authenticated::at(ts)`: the verifier judges the window after the signature"
+    )]
     pub fn check_timestamp(&self, ts: u64) -> Result<(), Rejection> {
-        match self.tolerance {
-            Some(tol) if self.now.abs_diff(ts) > tol.as_secs() => Err(Rejection::TimestampOutOfWindow),
-            _ => Ok(()),
+        if self.outside_window(ts) {
+            return Err(Rejection::TimestampOutOfWindow);
         }
+        Ok(())
+    }
+
+    /// Whether `ts` is further from now than the tolerance (never, with the window off).
+    pub(crate) fn outside_window(&self, ts: u64) -> bool {
+        self.tolerance.is_some_and(|tol| self.now.abs_diff(ts) > tol.as_secs())
     }
 }
 
@@ -449,7 +461,9 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Authenticates a request against the keys in `ctx`. Must be constant-time in the MAC or token.
+    /// Authenticates a request against the keys in `ctx`. Must be constant-time in the MAC or
+    /// token. A scheme that signs a timestamp returns it ([`Authenticated::at`]); the verifier
+    /// then judges the replay window.
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection>;
 
     /// Reads the event id, type and dedupe key of an authenticated delivery.
@@ -464,6 +478,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(deprecated)]
     fn window_is_inclusive_at_the_edge() {
         let ctx = Context::new(&[], Some(Duration::from_secs(300)), 10_000);
         assert!(ctx.check_timestamp(9_700).is_ok());

@@ -105,6 +105,9 @@ struct Inner {
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
     dedupe_key: Option<CompiledDedupeKey>,
+    /// When the last warning of an authentic delivery outside the window was logged (unix
+    /// seconds, 0: never): at most one a minute.
+    window_warned: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Verifier {
@@ -263,6 +266,12 @@ impl Verifier {
     /// Authenticates only (signature or token, replay window), without reading the payload:
     /// the part of [`verify`](Self::verify) that costs the HMAC.
     ///
+    /// The replay window is judged here, after the scheme has authenticated the request and
+    /// returned its signed timestamp ([`Authenticated::at`](crate::Authenticated::at)): only an
+    /// authentic delivery can be [`TimestampOutOfWindow`](Rejection::TimestampOutOfWindow), a
+    /// retryable answer (a forged one is refused by its signature, permanently). A warning
+    /// names the offset, at most once a minute (a replayed capture must not flood the log).
+    ///
     /// # Errors
     /// The [`Rejection`] to answer with.
     ///
@@ -281,7 +290,37 @@ impl Verifier {
             max_signatures: i.max_signatures,
             max_header_len: i.max_header_len,
         };
-        i.scheme.authenticate(head, body, &ctx)
+        let auth = i.scheme.authenticate(head, body, &ctx)?;
+        if let Some(t) = auth.timestamp.filter(|&t| ctx.outside_window(t)) {
+            self.warn_outside_window(t, ctx.now);
+            return Err(Rejection::TimestampOutOfWindow);
+        }
+        Ok(auth)
+    }
+
+    /// Logs an authentic delivery signed outside the window, at most once a minute.
+    #[cold]
+    fn warn_outside_window(&self, signed: u64, now: u64) {
+        use std::sync::atomic::Ordering;
+        let last = self.inner.window_warned.load(Ordering::Relaxed);
+        if last != 0 && now < last.saturating_add(60) {
+            return;
+        }
+        if self
+            .inner
+            .window_warned
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let offset = i128::from(signed) - i128::from(now);
+        tracing::warn!(
+            provider = %self.provider(),
+            signed_at = signed,
+            offset_secs = %offset,
+            "an authentic delivery was signed {offset} s from this server's clock, outside the replay window: a replay of an old delivery, or one of the clocks is off (check NTP); answered 503 so the sender's re-signed retry can get through (at most one such warning a minute)"
+        );
     }
 
     /// Verifies a request and its complete body.
@@ -621,6 +660,7 @@ impl VerifierBuilder {
                 challenges: self.challenges,
                 ignore_apps: self.ignore_apps,
                 dedupe_key,
+                window_warned: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -632,6 +672,41 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::schemes::BuildWorkPro;
     use crate::Receiver;
+
+    /// An authentic stale delivery is warned of at most once a minute per verifier (a replayed
+    /// capture in a loop must not flood the log); a forged one never.
+    #[test]
+    fn the_window_warning_is_rate_limited_and_only_for_authentic_deliveries() {
+        use crate::{Scheme, SignParams};
+        use std::sync::atomic::Ordering;
+        let clock = ManualClock::new(1_000_000);
+        let v = Verifier::builder(BuildWorkPro::new())
+            .secret("whsec_k")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let body = br#"{"id":"evt_1","type":"bid.created"}"#;
+        let attempt = |secret: &str| {
+            let signed = BuildWorkPro::new()
+                .sign(secret, body, &SignParams::new(1_000_000 - 3_600))
+                .unwrap();
+            let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+            let headers: http::HeaderMap = signed.headers.into_iter().collect();
+            v.authenticate(&RequestHead::new(&m, &u, &headers), body).unwrap_err()
+        };
+        let warned = || v.inner.window_warned.load(Ordering::Relaxed);
+        assert_eq!(attempt("whsec_forged"), Rejection::SignatureMismatch);
+        assert_eq!(warned(), 0);
+        clock.set(1_000_000);
+        assert_eq!(attempt("whsec_k"), Rejection::TimestampOutOfWindow);
+        assert_eq!(warned(), 1_000_000);
+        clock.set(1_000_059);
+        assert_eq!(attempt("whsec_k"), Rejection::TimestampOutOfWindow);
+        assert_eq!(warned(), 1_000_000, "a second warning within the minute");
+        clock.set(1_000_060);
+        assert_eq!(attempt("whsec_k"), Rejection::TimestampOutOfWindow);
+        assert_eq!(warned(), 1_000_060);
+    }
 
     /// `Content-Length` is digits only, and one value (two different ones: smuggling).
     #[test]
