@@ -1,6 +1,6 @@
 //! Stderr that never holds up an answer.
 //!
-//! `serve` logs a line per delivery and per refused request (INFO by default). Written straight
+//! `serve` logs a line per refused request (INFO by default; one per handled delivery at DEBUG). Written straight
 //! to stderr, a stderr nobody drains — a pipe into a stalled consumer, a terminal paused with
 //! Ctrl-S, a log collector under back-pressure — blocked the runtime's threads in `write`, and
 //! with them every answer: a sender timed out on genuine deliveries because a flood of forged

@@ -1992,7 +1992,8 @@ fn stdout_and_stderr_on_one_pipe_never_cut_into_each_others_lines() {
             BIN,
         ])
         .env_remove("HOOKGUARD_SECRET")
-        .env("RUST_LOG", "info")
+        // A log line per delivery ("delivery handled" is at debug).
+        .env("RUST_LOG", "info,hookguard=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -757,7 +757,8 @@ impl Receiver {
         timer.record("hookguard_accept_seconds", provider);
         match accepted {
             Ok(Accepted::Stored(id)) => {
-                tracing::info!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
+                // Debug: one line per delivery; the inbox row is the record.
+                tracing::debug!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
                 self.answered_event("accepted", "", true, event);
                 observe::inbox_transition(provider.as_str(), "accepted");
                 crate::response::accepted()
