@@ -1,9 +1,9 @@
 //! Stderr that never holds up an answer.
 //!
-//! `serve` logs a line per refused request (INFO by default; one per handled delivery at DEBUG). Written straight
-//! to stderr, a stderr nobody drains — a pipe into a stalled consumer, a terminal paused with
-//! Ctrl-S, a log collector under back-pressure — blocked the runtime's threads in `write`, and
-//! with them every answer: a sender timed out on genuine deliveries because a flood of forged
+//! `serve` logs a line per refused request (INFO by default; one per handled delivery at
+//! DEBUG). Written straight to stderr, a stderr nobody drains — a pipe into a stalled
+//! consumer, a terminal paused with Ctrl-S, a log collector under back-pressure — blocked the
+//! runtime's threads in `write`, and with them every answer: a sender timed out on genuine deliveries because a flood of forged
 //! ones filled a pipe. Here every line (tracing's and [`crate::common::write_stderr`]'s) goes
 //! through a bounded queue (1 MiB) to one writer thread, which gathers what is queued into one
 //! `write`. When the queue is full the line is dropped and counted, and the writer says how

@@ -44,8 +44,8 @@ and flushed:
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again.
 Lines go through a queue of --stdout-queue lines to a writer that writes them in batches (a
 task of the server when stdout is a pipe, else a thread of its own); a slow reader never
-stalls challenges and rejections. When the queue is full, or a
-line is not written within 1 s (the reader stalled), the delivery is answered 503
+stalls challenges and rejections. When the queue is full, or a line is not written within
+1 s (the reader stalled), the delivery is answered 503
 stdout_backlog (Retry-After: 5; claim released, the sender retries; a line the writer had
 already taken is then printed again with the retry — at least once, never lost): a delivery
 answered 2xx always has its line. With --exec, CMD exiting 0 is the handling: the 2xx does not

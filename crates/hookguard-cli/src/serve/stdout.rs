@@ -84,6 +84,14 @@ impl Batch {
     fn pause_after(&self) -> bool {
         self.taken < 64 && self.acks.is_empty()
     }
+
+    /// The write failed (the reader went away): dropping the acknowledgements tells this
+    /// batch's waiters, closing the queue every later one's, and `closed` stops `serve`.
+    fn failed(&mut self, rx: &mut mpsc::Receiver<Line>, closed: oneshot::Sender<io::Error>, e: io::Error) {
+        self.acks.clear();
+        rx.close();
+        let _ = closed.send(e);
+    }
 }
 
 impl StdoutWriter {
@@ -149,10 +157,7 @@ impl StdoutWriter {
                     batch.gather(first, &mut rx);
                     let mut out = stdout.lock();
                     if let Err(e) = write_pieces(&mut out, batch.text.as_bytes()).and_then(|()| out.flush()) {
-                        // Dropping `written` (and every queued line's) tells waiters it failed.
-                        batch.acks.clear();
-                        rx.close();
-                        let _ = closed.send(e);
+                        batch.failed(&mut rx, closed, e);
                         break;
                     }
                     drop(out);
@@ -242,10 +247,7 @@ mod pipe {
             tokio::task::yield_now().await;
             batch.gather(first, &mut rx);
             if let Err(e) = write_all(&pipe, batch.text.as_bytes()).await {
-                // Dropping `written` (and every queued line's) tells waiters it failed.
-                batch.acks.clear();
-                rx.close();
-                let _ = closed.send(e);
+                batch.failed(&mut rx, closed, e);
                 return;
             }
             let pause = batch.pause_after();
