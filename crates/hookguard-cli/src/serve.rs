@@ -577,7 +577,27 @@ fn stdout_unavailable(code: &'static str, message: &'static str) -> Response {
     r
 }
 
-async fn on_delivery(State(h): State<Arc<Handler>>, VerifiedDelivery(d): VerifiedDelivery) -> Response {
+/// The delivery the layer put in the request, taken out of it rather than copied (as
+/// [`VerifiedDelivery`] does, for handlers with several extractors): `on_delivery` is its only
+/// reader.
+struct Taken(Delivery);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Taken {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.remove::<Delivery>() {
+            Some(d) => Ok(Taken(d)),
+            // No layer (a routing mistake): the extractor's own refusal, logged, 500.
+            None => match VerifiedDelivery::from_request_parts(parts, state).await {
+                Ok(VerifiedDelivery(d)) => Ok(Taken(d)),
+                Err(refused) => Err(refused.into_response()),
+            },
+        }
+    }
+}
+
+async fn on_delivery(State(h): State<Arc<Handler>>, Taken(d): Taken) -> Response {
     // Reserve the line's place first: a 2xx must never be answered for a line that cannot be
     // printed, and a full queue must not run the command (the retry will).
     let permit = match &h.output {

@@ -1074,6 +1074,46 @@ fn a_half_sent_request_holds_neither_its_connection_nor_a_shutdown() {
 }
 
 #[test]
+fn the_head_timeout_counts_from_the_last_answer_and_arriving_bytes_do_not_extend_it() {
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--header-timeout",
+        "1",
+    ]);
+    // Each answer starts the limit again: a kept-alive connection asking every 0.6 s stays.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    for i in 0..4 {
+        c.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(
+            whole_answer_within(&mut c, Duration::from_secs(5)).is_some(),
+            "request {i}: no answer"
+        );
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // A head sent a byte every 100 ms (it would take 20 s) is closed after the limit, though
+    // bytes keep arriving.
+    let mut d = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let head = format!("POST /webhooks HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n", "a".repeat(200));
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in head.bytes() {
+        if d.write_all(&[b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed_after = closed_after.expect("a head dribbled for 20 s was never closed");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&closed_after),
+        "closed after {closed_after:?}"
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_its_answers_loses_its_connection() {
     // Requests sent back to back, answers never read: once the socket's buffers are full every
     // write of the server waits, and without a write bound the connection was held for ever.

@@ -314,6 +314,147 @@ impl SenderHealth {
     }
 }
 
+/// The answers' `outcome` labels whose key a [`Meters`] prepares (`code` empty); `rejected`
+/// carries a code and builds its key when it happens.
+#[cfg(feature = "metrics")]
+const PREPARED_ANSWERS: [&str; 6] = [
+    "handled",
+    "handler_failed",
+    "accepted",
+    "duplicate",
+    "ignored",
+    "challenge",
+];
+
+/// `hookguard_handler_outcomes_total`'s outcomes.
+#[cfg(feature = "metrics")]
+const HANDLER_OUTCOMES: [&str; 3] = ["success", "failure", "timeout"];
+
+/// One receiver's metric keys for what every delivery records, built once: recording through
+/// a prepared key allocates nothing, where the `metrics` macros build a key (and its list of
+/// labels) on every call — even with no recorder installed. Each record still goes to
+/// whichever recorder is installed at that moment, as the macros' would. Without the
+/// `metrics` feature it is empty.
+#[derive(Clone)]
+pub(crate) struct Meters {
+    provider: Provider,
+    #[cfg(feature = "metrics")]
+    keys: std::sync::Arc<MeterKeys>,
+}
+
+#[cfg(feature = "metrics")]
+struct MeterKeys {
+    answers: [metrics::Key; PREPARED_ANSWERS.len()],
+    handler_outcomes: [metrics::Key; HANDLER_OUTCOMES.len()],
+    verify: metrics::Key,
+    handler: metrics::Key,
+    accept: metrics::Key,
+}
+
+/// The metadata the `metrics` macros of this module give their metrics.
+#[cfg(feature = "metrics")]
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Meters {
+    pub(crate) fn new(provider: Provider) -> Self {
+        #[cfg(feature = "metrics")]
+        let keys = {
+            let p = provider.as_str();
+            let key = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+                metrics::Key::from_parts(
+                    name,
+                    labels
+                        .iter()
+                        .map(|&(k, v)| metrics::Label::from_static_parts(k, v))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            std::sync::Arc::new(MeterKeys {
+                answers: PREPARED_ANSWERS.map(|o| {
+                    key(
+                        "hookguard_answers_total",
+                        &[("provider", p), ("outcome", o), ("code", "")],
+                    )
+                }),
+                handler_outcomes: HANDLER_OUTCOMES
+                    .map(|o| key("hookguard_handler_outcomes_total", &[("provider", p), ("outcome", o)])),
+                verify: key("hookguard_verify_seconds", &[("provider", p)]),
+                handler: key("hookguard_handler_seconds", &[("provider", p)]),
+                accept: key("hookguard_accept_seconds", &[("provider", p)]),
+            })
+        };
+        Self {
+            provider,
+            #[cfg(feature = "metrics")]
+            keys,
+        }
+    }
+
+    /// Counts an answer in `hookguard_answers_total`.
+    pub(crate) fn answer(&self, outcome: &'static str, code: &'static str) {
+        #[cfg(feature = "metrics")]
+        if code.is_empty() {
+            if let Some(i) = PREPARED_ANSWERS.iter().position(|&o| o == outcome) {
+                return metrics::with_recorder(|r| r.register_counter(&self.keys.answers[i], &METADATA).increment(1));
+            }
+        }
+        count(
+            "hookguard_answers_total",
+            &[
+                ("provider", self.provider.as_str()),
+                ("outcome", outcome),
+                ("code", code),
+            ],
+        );
+    }
+
+    /// Counts an inline handler's outcome (`success`, `failure` or `timeout`).
+    pub(crate) fn handler_outcome(&self, outcome: &'static str) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = HANDLER_OUTCOMES.iter().position(|&o| o == outcome) {
+            return metrics::with_recorder(|r| {
+                r.register_counter(&self.keys.handler_outcomes[i], &METADATA)
+                    .increment(1)
+            });
+        }
+        count(
+            "hookguard_handler_outcomes_total",
+            &[("provider", self.provider.as_str()), ("outcome", outcome)],
+        );
+    }
+
+    /// Records the time to verify one delivery, which began at `started` (without the
+    /// `metrics` feature no clock is read).
+    pub(crate) fn verify_time_since(&self, started: Instant) {
+        #[cfg(feature = "metrics")]
+        record(&self.keys.verify, started.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let _ = started;
+    }
+
+    /// Records one inline handler's run time.
+    pub(crate) fn handler_time(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        record(&self.keys.handler, d);
+        #[cfg(not(feature = "metrics"))]
+        let _ = d;
+    }
+
+    /// Records the time to store one delivery in the inbox.
+    pub(crate) fn accept_time(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        record(&self.keys.accept, d);
+        #[cfg(not(feature = "metrics"))]
+        let _ = d;
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn record(key: &metrics::Key, d: Duration) {
+    metrics::with_recorder(|r| r.register_histogram(key, &METADATA).record(d.as_secs_f64()));
+}
+
 /// Increments a counter (no-op without the `metrics` feature).
 pub(crate) fn count(name: &'static str, labels: &[(&'static str, &'static str)]) {
     count_by(name, labels, 1);
@@ -352,12 +493,12 @@ impl Stopwatch {
         }
     }
 
-    /// Records the time since [`start`](Self::start) under `name`.
-    pub(crate) fn record(self, name: &'static str, provider: Provider) {
+    /// The time since [`start`](Self::start) (zero without the `metrics` feature).
+    pub(crate) fn stop(self) -> Duration {
         #[cfg(feature = "metrics")]
-        time(name, provider, self.started.elapsed());
+        return self.started.elapsed();
         #[cfg(not(feature = "metrics"))]
-        let _ = (name, provider);
+        Duration::ZERO
     }
 }
 

@@ -268,6 +268,8 @@ pub struct Receiver {
     budget: Option<Duration>,
     inbox: Option<std::sync::Arc<dyn InboxStore>>,
     health: std::sync::Arc<SenderHealth>,
+    /// The metric keys every delivery records.
+    meters: observe::Meters,
     /// How long the sender waits for an answer: a handler's 2xx later than this reached no
     /// one (the sender counted a failure).
     sender_timeout: Duration,
@@ -310,12 +312,14 @@ impl Receiver {
                 .max(MIN_EVENT_MEMORY),
         );
         let sender_timeout = profile.timeout;
+        let meters = observe::Meters::new(verifier.provider());
         Self {
             verifier,
             dedupe: None,
             budget: None,
             inbox: None,
             health: std::sync::Arc::new(health),
+            meters,
             sender_timeout,
             sleep: None,
         }
@@ -377,14 +381,7 @@ impl Receiver {
 
     /// Counts an answer in the metrics only.
     fn count_answer(&self, outcome: &'static str, code: &'static str) {
-        observe::count(
-            "hookguard_answers_total",
-            &[
-                ("provider", self.verifier.provider().as_str()),
-                ("outcome", outcome),
-                ("code", code),
-            ],
-        );
+        self.meters.answer(outcome, code);
     }
 
     /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
@@ -533,15 +530,15 @@ impl Receiver {
     #[allow(clippy::result_large_err)]
     pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
-        // The sender's timeout runs from its request: verifying, claiming and completing count
-        // too (a store slow to answer delays the 2xx as much as a slow handler).
-        let arrived = std::time::Instant::now();
         // One event's tries, for a sender whose kill switch counts them (HCSS, APS); only
         // authenticated deliveries are counted (forged bodies could otherwise crowd them out).
         let event = (self.health.counts_events() && !body.is_empty()).then(|| observe::event_of(&body));
-        let timer = observe::Stopwatch::start();
+        // The sender's timeout runs from its request: verifying, claiming and completing count
+        // too (a store slow to answer delays the 2xx as much as a slow handler). Also the start
+        // of the verification's time.
+        let arrived = std::time::Instant::now();
         let verdict = self.verifier.verify(head, body);
-        timer.record("hookguard_verify_seconds", provider);
+        self.meters.verify_time_since(arrived);
         let delivery = match verdict {
             Ok(Verdict::Deliver(d)) => d,
             Ok(Verdict::Challenge(answer)) => {
@@ -676,14 +673,11 @@ impl Admitted<'_> {
             Some((g, every, sleep)) => keep_claimed(handler, g, every, sleep, provider).await,
             None => handler.await,
         };
-        let took = started.elapsed();
-        observe::time("hookguard_handler_seconds", provider, took);
-        let handled = |what: &'static str| {
-            observe::count(
-                "hookguard_handler_outcomes_total",
-                &[("provider", provider.as_str()), ("outcome", what)],
-            )
-        };
+        // One clock read for the handler's time and the sender's wait.
+        let ended = std::time::Instant::now();
+        let took = ended.saturating_duration_since(started);
+        rx.meters.handler_time(took);
+        let handled = |what: &'static str| rx.meters.handler_outcome(what);
         match outcome {
             HandlerOutcome::Responded { response, success } => {
                 handled(if success { "success" } else { "failure" });
@@ -701,7 +695,7 @@ impl Admitted<'_> {
                     }
                 }
                 // A 2xx the sender no longer waited for is a failure to it (a timeout).
-                let waited = success.then(|| arrived.elapsed());
+                let waited = success.then(|| ended.saturating_duration_since(arrived));
                 let late = waited.is_some_and(|w| w >= rx.sender_timeout);
                 if let (true, Some(waited)) = (late, waited) {
                     tracing::warn!(
@@ -754,7 +748,7 @@ impl Receiver {
         let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
         let timer = observe::Stopwatch::start();
         let accepted = inbox.accept(item).await;
-        timer.record("hookguard_accept_seconds", provider);
+        self.meters.accept_time(timer.stop());
         match accepted {
             Ok(Accepted::Stored(id)) => {
                 // Debug: one line per delivery; the inbox row is the record.

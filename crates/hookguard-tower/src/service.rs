@@ -2,11 +2,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use bytes::Bytes;
 use hookguard_core::{HandlerOutcome, Receiver, Rejection, Reply, RequestHead};
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -65,6 +65,44 @@ impl<S> WebhookService<S> {
     }
 }
 
+/// Reads a whole body of at most `limit` bytes. A body that came in one frame (a delivery
+/// that arrived with its head, the usual case) is that frame's bytes as they are — no list of
+/// frames, no copy; one of several frames is joined once.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+where
+    B: Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let Ok(mut data) = frame.map_err(|_| Rejection::BodyReadFailed)?.into_data() else {
+            continue; // trailers: not part of the signed bytes
+        };
+        len = len.saturating_add(data.remaining());
+        if len > limit {
+            return Err(Rejection::BodyTooLarge { limit });
+        }
+        let chunk = data.copy_to_bytes(data.remaining());
+        match (&mut joined, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&chunk),
+            (None, None) => first = Some(chunk),
+            (None, Some(one)) => {
+                let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                let mut all = bytes::BytesMut::with_capacity(len.saturating_add(hint).min(limit));
+                all.extend_from_slice(&one);
+                all.extend_from_slice(&chunk);
+                joined = Some(all);
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
+}
+
 fn convert<B: From<Bytes>>(r: Response<Bytes>) -> Response<B> {
     r.map(B::from)
 }
@@ -102,18 +140,11 @@ where
                 Err(answer) => return Ok(convert(answer)),
             };
             let read_timeout = rx.verifier().read_timeout();
-            let read = hookguard_core::within(Limited::new(body, limit).collect(), || tokio::time::sleep(read_timeout));
+            let read = hookguard_core::within(read_body(body, limit), || tokio::time::sleep(read_timeout));
             let bytes = match read.await {
-                Some(Ok(c)) => c.to_bytes(),
+                Some(Ok(bytes)) => bytes,
                 None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
-                Some(Err(e)) => {
-                    let r = if e.is::<http_body_util::LengthLimitError>() {
-                        Rejection::BodyTooLarge { limit }
-                    } else {
-                        Rejection::BodyReadFailed
-                    };
-                    return Ok(convert(rx.reject(&r)));
-                }
+                Some(Err(r)) => return Ok(convert(rx.reject(&r))),
             };
             let admitted = match rx.admit(&head, bytes).await {
                 Ok(admitted) => admitted,
@@ -140,5 +171,66 @@ where
                 Reply::Respond(r) => convert(r),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+
+    use hookguard_core::testing::block_on;
+    use http_body::Frame;
+
+    use super::*;
+
+    /// A body handing out the given frames one per poll.
+    struct Frames(VecDeque<Result<Bytes, std::io::Error>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|f| f.map(Frame::data)))
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn frames(parts: &[&'static [u8]]) -> Frames {
+        Frames(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect())
+    }
+
+    #[test]
+    fn a_body_in_one_frame_is_that_frame_and_several_are_joined() {
+        let one = Bytes::from(vec![7u8; 4096]);
+        let read = block_on(read_body(Frames(VecDeque::from([Ok(one.clone())])), 4096)).unwrap();
+        assert_eq!(read.as_ptr(), one.as_ptr(), "the frame was copied");
+        assert_eq!(
+            block_on(read_body(frames(&[b"ab", b"", b"cd", b"e"]), 5)).unwrap(),
+            "abcde"
+        );
+        assert_eq!(block_on(read_body(frames(&[]), 5)).unwrap(), "");
+    }
+
+    #[test]
+    fn a_body_over_the_limit_or_failing_is_refused() {
+        assert_eq!(
+            block_on(read_body(frames(&[b"abc", b"def"]), 5)),
+            Err(Rejection::BodyTooLarge { limit: 5 })
+        );
+        assert_eq!(
+            block_on(read_body(frames(&[b"abcdef"]), 5)),
+            Err(Rejection::BodyTooLarge { limit: 5 })
+        );
+        let failing = Frames(VecDeque::from([
+            Ok(Bytes::from_static(b"ab")),
+            Err(std::io::Error::other("reset")),
+        ]));
+        assert_eq!(block_on(read_body(failing, 5)), Err(Rejection::BodyReadFailed));
     }
 }

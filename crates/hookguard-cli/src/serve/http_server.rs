@@ -4,10 +4,12 @@
 //! `axum::serve` gives hyper no timer, so hyper's header read timeout never runs: a client that
 //! sent half a request head (or nothing at all) held its connection for ever, and graceful
 //! shutdown waited for it — one such connection kept `serve` from exiting on SIGTERM. Here
-//! each connection has hyper's header read timeout (`--header-timeout`, default 30 s): one
-//! limit for a kept-alive connection's idle time plus the next request's head (hyper starts
-//! the timer when it waits for a head). When it fires the connection is closed without an
-//! answer. The body's own bound is the receiver's (`408 body_read_timeout`). An answer that
+//! each connection has a head timeout (`--header-timeout`, default 30 s): one limit for a
+//! kept-alive connection's idle time plus the next request's head, counted from the
+//! connection's start or its last answer; bytes arriving do not extend it. When it is over the
+//! connection is closed without an answer. One sweep a second (a quarter of the timeout when
+//! that is shorter) looks at every connection, instead of hyper's timer, which was set and
+//! cleared around every request. The body's own bound is the receiver's (`408 body_read_timeout`). An answer that
 //! cannot be written for `--write-timeout` (a client that sends requests and never reads the
 //! answers fills the socket's buffers, then every write waits) closes the connection too.
 //! At most `--max-connections` are open at once; beyond it new ones wait in the kernel's
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -96,6 +98,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
     let (stopping_tx, stopping) = watch::channel(false);
     // Every connection's task holds a receiver; all dropped means all closed.
     let (closed_tx, closed) = watch::channel(());
+    let sweeper = tokio::spawn(sweep_heads(Arc::clone(&live), head_timeout));
     tokio::pin!(stop);
     loop {
         let free = Arc::clone(&slots).try_acquire_owned().ok();
@@ -179,13 +182,10 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         let held = closed.clone();
         tokio::spawn(async move {
             {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(head_timeout)
-                    .serve_connection(
-                        TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&activity))),
-                        service,
-                    );
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&activity))),
+                    service,
+                );
                 tokio::pin!(conn);
                 loop {
                     tokio::select! {
@@ -195,8 +195,14 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                         _ = conn.as_mut() => break,
                         () = async { drop(stopping.wait_for(|s| *s).await) } => {}
                         () = activity.make_room.notified() => {
-                            // Not idle any more (a request came meanwhile): another is asked.
-                            if !activity.idle_for(SHED_IDLE) {
+                            if activity.head_expired.load(Ordering::Acquire) {
+                                if !activity.waited_for_head(head_timeout) {
+                                    // A head came in meanwhile (the connection is polled first).
+                                    activity.head_expired.store(false, Ordering::Release);
+                                    continue;
+                                }
+                            } else if !activity.idle_for(SHED_IDLE) {
+                                // Not idle any more (a request came meanwhile): another is asked.
                                 continue;
                             }
                         }
@@ -205,6 +211,10 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                     // second with nothing in hand — a client still sending a head would
                     // otherwise hold the shutdown (or its slot) until its head timeout.
                     activity.closing.store(true, Ordering::Release);
+                    if activity.head_expired.load(Ordering::Acquire) && activity.in_hand() == 0 {
+                        // Past the head timeout with nothing in hand: no grace.
+                        break;
+                    }
                     conn.as_mut().graceful_shutdown();
                     loop {
                         let busy = activity.in_hand() > 0;
@@ -228,9 +238,23 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         });
     }
     drop(listener);
+    sweeper.abort();
     let _ = stopping_tx.send(true);
     drop(closed);
     closed_tx.closed().await;
+}
+
+/// Closes the connections that have waited for a request head longer than `head_timeout`
+/// (since they opened or gave their last answer, with nothing in hand), every second or every
+/// quarter of the timeout when that is shorter.
+async fn sweep_heads(live: Arc<Live>, head_timeout: Duration) {
+    let every = (head_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        live.expire_heads(head_timeout);
+    }
 }
 
 /// A connection's socket whose writes fail with `TimedOut` once one has made no progress for
@@ -326,6 +350,11 @@ struct Activity {
     in_hand: AtomicUsize,
     /// Milliseconds after `epoch`.
     idle_since: AtomicU64,
+    /// Milliseconds after `epoch` of the last answer (0: the connection's start): the head
+    /// timeout counts from here, whatever arrives meanwhile.
+    answered_at: AtomicU64,
+    /// Waited for a head longer than the head timeout: told to close (through `make_room`).
+    head_expired: AtomicBool,
     /// Told to close to make room for a connection waiting for a place.
     make_room: tokio::sync::Notify,
     /// Closing already (a stop, or asked to make room): not asked again.
@@ -338,6 +367,8 @@ impl Activity {
             epoch: Instant::now(),
             in_hand: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            answered_at: AtomicU64::new(0),
+            head_expired: AtomicBool::new(false),
             make_room: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
         })
@@ -356,9 +387,22 @@ impl Activity {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Bytes arrived, or an answer was given: idle from now.
+    /// Bytes arrived: idle from now.
     fn touch(&self) {
         self.idle_since.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// Nothing in hand since the start or the last answer, for at least `d`.
+    fn waited_for_head(&self, d: Duration) -> bool {
+        let limit = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.in_hand() == 0 && self.now_ms().saturating_sub(self.answered_at.load(Ordering::Acquire)) >= limit
+    }
+
+    /// An answer was given: idle, and waiting for the next head, from now.
+    fn answered(&self) {
+        let now = self.now_ms();
+        self.idle_since.store(now, Ordering::Release);
+        self.answered_at.store(now, Ordering::Release);
     }
 
     /// Nothing in hand and nothing received, for at least `d`.
@@ -401,6 +445,20 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Tells every connection that has had nothing in hand for `limit` since its start or its
+    /// last answer to close.
+    fn expire_heads(&self, limit: Duration) {
+        let all = self.lock();
+        for a in all.values() {
+            if !a.closing.load(Ordering::Acquire) && a.waited_for_head(limit) {
+                a.head_expired.store(true, Ordering::Release);
+                a.make_room.notify_one();
+            }
+        }
+    }
+}
+
 /// Removes a connection from [`Live`] when dropped.
 struct Registered(Arc<Live>, u64);
 
@@ -423,7 +481,7 @@ impl InHand {
 
 impl Drop for InHand {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.answered();
         self.0.in_hand.fetch_sub(1, Ordering::AcqRel);
     }
 }
