@@ -2,6 +2,7 @@
 
 mod http_server;
 mod metrics;
+mod one_route;
 mod stdout;
 mod ui;
 
@@ -10,6 +11,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::FromRequestParts as _;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -19,9 +21,11 @@ use hookguard_core::inbox::{
     ClaimedItem, HandlerError, InboxStore, Outcome, RetryPolicy, Worker, WorkerHandle, DEFAULT_MAX_PENDING, MIN_LEASE,
 };
 use hookguard_core::{Delivery, Rejection};
-use hookguard_tower::{VerifiedDelivery, WebhookLayer};
+use hookguard_tower::{VerifiedDelivery, WebhookLayer, WebhookService};
+use one_route::{Handle, OneRoute};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
+use tower_layer::Layer as _;
 
 use crate::common::{
     auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
@@ -577,31 +581,33 @@ fn stdout_unavailable(code: &'static str, message: &'static str) -> Response {
     r
 }
 
-/// The delivery the layer put in the request, taken out of it rather than copied (as
-/// [`VerifiedDelivery`] does, for handlers with several extractors): `on_delivery` is its only
-/// reader.
-struct Taken(Delivery);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Taken {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.remove::<Delivery>() {
-            Some(d) => Ok(Taken(d)),
-            // No layer (a routing mistake): the extractor's own refusal, logged, 500.
-            None => match VerifiedDelivery::from_request_parts(parts, state).await {
-                Ok(VerifiedDelivery(d)) => Ok(Taken(d)),
-                Err(refused) => Err(refused.into_response()),
-            },
-        }
-    }
+/// [`on_delivery`] as an axum handler (the demo's router).
+async fn on_delivery_routed(State(h): State<Arc<Handler>>, req: axum::extract::Request) -> Response {
+    on_delivery(h, req).await
 }
 
-async fn on_delivery(State(h): State<Arc<Handler>>, Taken(d): Taken) -> Response {
+/// [`on_delivery`] boxed, for [`OneRoute`]'s handler service.
+fn on_delivery_boxed(h: Arc<Handler>, req: axum::extract::Request) -> one_route::Answering {
+    Box::pin(on_delivery(h, req))
+}
+
+/// Handles a delivery the webhook layer verified and claimed (it is in the request's
+/// extensions, taken out rather than copied: this is its only reader).
+async fn on_delivery(h: Arc<Handler>, req: axum::extract::Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let Some(d) = parts.extensions.remove::<Delivery>() else {
+        // No layer in front (a routing mistake): the extractor's own refusal, logged, 500.
+        return match VerifiedDelivery::from_request_parts(&mut parts, &()).await {
+            Ok(VerifiedDelivery(_)) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            Err(refused) => refused.into_response(),
+        };
+    };
+    // The head's bytes share the connection's read buffer: not held while the handler waits.
+    drop(parts);
     // Reserve the line's place first: a 2xx must never be answered for a line that cannot be
     // printed, and a full queue must not run the command (the retry will).
     let permit = match &h.output {
-        Output::Stdout(queue) => match queue.clone().try_reserve_owned() {
+        Output::Stdout(queue) => match queue.try_reserve() {
             Ok(p) => Some(p),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(
@@ -641,6 +647,10 @@ async fn on_delivery(State(h): State<Arc<Handler>>, Taken(d): Taken) -> Response
         "delivery handled"
     );
     let line = d.summary_json();
+    let provider = d.provider();
+    // The body is a slice of the connection's read buffer: held across the wait below, hyper
+    // (which reads on while the answer is pending) would have to allocate a new buffer.
+    drop(d);
     match (&h.output, permit) {
         (Output::Stdout(_), Some(p)) if h.exec.is_some() => {
             // CMD exiting 0 was the handling (a 2xx must not make a stalled reader run it again
@@ -668,8 +678,7 @@ async fn on_delivery(State(h): State<Arc<Handler>>, Taken(d): Taken) -> Response
                 }
                 Err(_) => {
                     tracing::warn!(
-                        provider = %d.provider(),
-                        event_id = d.event_id(),
+                        %provider,
                         "stdout is not being read (the line was not written within {LINE_WAIT:?}); answering 503 stdout_backlog"
                     );
                     return stdout_unavailable(
@@ -687,7 +696,7 @@ async fn on_delivery(State(h): State<Arc<Handler>>, Taken(d): Taken) -> Response
         }
         (Output::Stdout(_), None) => {}
     }
-    success_status(d.provider()).into_response()
+    success_status(provider).into_response()
 }
 
 /// The answer to a handled delivery: `204`, but `200` for HCSS, whose guide says its
@@ -704,8 +713,13 @@ fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
 /// it answers challenges and refuses other methods itself).
 pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
     Router::new()
-        .route(path, any(on_delivery).layer(layer))
+        .route(path, any(on_delivery_routed).layer(layer))
         .with_state(handler)
+}
+
+/// `serve`'s webhook route: as [`route`], without a router (see [`OneRoute`]).
+fn one_route(path: &str, layer: &WebhookLayer, handler: Arc<Handler>) -> OneRoute<WebhookService<Handle<Handler>>> {
+    OneRoute::new(path, layer.layer(Handle::new(handler, on_delivery_boxed)))
 }
 
 /// The receiver settings shared by `serve` and `demo`.
@@ -1052,12 +1066,15 @@ async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::Soc
 }
 
 /// Serves until SIGTERM or Ctrl-C, or until stdout's reader is gone; `true` in that last case.
-async fn serve_until_stopped(
+async fn serve_until_stopped<S>(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: S,
     closed_rx: oneshot::Receiver<std::io::Error>,
     args: &ServeArgs,
-) -> bool {
+) -> bool
+where
+    S: http_server::App,
+{
     let stdout_closed = Arc::new(Mutex::new(None::<std::io::Error>));
     http_server::serve(
         listener,
@@ -1190,8 +1207,7 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
-    let app = route(&args.path, layer, Arc::new(Handler::printing(exec, queue)));
-    let app = extras.wrap(app, &receiver);
+    let handler = Arc::new(Handler::printing(exec, queue));
     let (listener, addr) = bind(&args.listen).await?;
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, store {store_name}{})",
@@ -1204,9 +1220,18 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
         args.provider.provider(),
         args.path
     );
-    extras.start(receiver, None, about);
-    // The router (and with it the queue's sender) is dropped when serving ends.
-    if serve_until_stopped(listener, app, closed_rx, args).await {
+    // With `--ui`, a router with the inspector's recording middleware (made before `start`,
+    // which takes the inspector's listener).
+    let recorded = extras
+        .records()
+        .then(|| extras.wrap(route(&args.path, layer.clone(), Arc::clone(&handler)), &receiver));
+    extras.start(Arc::clone(&receiver), None, about);
+    // The route (and with it the queue's sender) is dropped when serving ends.
+    let stdout_closed = match recorded {
+        Some(app) => serve_until_stopped(listener, app, closed_rx, args).await,
+        None => serve_until_stopped(listener, one_route(&args.path, &layer, handler), closed_rx, args).await,
+    };
+    if stdout_closed {
         return Err(CliError::StdoutClosed);
     }
     // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
@@ -1221,6 +1246,11 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
 /// Inbox mode: the route stores; it never calls an inner handler.
 async fn never_called() -> Response {
     http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// [`never_called`] for [`OneRoute`]'s handler service.
+fn never_called_boxed(_: Arc<()>, _: axum::extract::Request) -> one_route::Answering {
+    Box::pin(never_called())
 }
 
 async fn run_inbox(
@@ -1240,8 +1270,6 @@ async fn run_inbox(
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
-    let app = Router::new().route(&args.path, any(never_called).layer(layer));
-    let app = extras.wrap(app, &receiver);
     let (listener, addr) = bind(&args.listen).await?;
 
     let job = Arc::new(InboxJob {
@@ -1280,9 +1308,20 @@ async fn run_inbox(
         args.provider.provider(),
         args.path
     );
-    extras.start(receiver, Some(Arc::clone(&inbox)), about);
+    // With `--ui`, a router with the inspector's recording middleware (made before `start`).
+    let recorded = extras.records().then(|| {
+        let app = Router::new().route(&args.path, any(never_called).layer(layer.clone()));
+        extras.wrap(app, &receiver)
+    });
+    extras.start(Arc::clone(&receiver), Some(Arc::clone(&inbox)), about);
     // Stop accepting first; then let the worker finish or give back what it holds.
-    let stdout_closed = serve_until_stopped(listener, app, closed_rx, args).await;
+    let stdout_closed = match recorded {
+        Some(app) => serve_until_stopped(listener, app, closed_rx, args).await,
+        None => {
+            let route = OneRoute::new(&args.path, layer.layer(Handle::new(Arc::new(()), never_called_boxed)));
+            serve_until_stopped(listener, route, closed_rx, args).await
+        }
+    };
     worker.shutdown().await;
     if stdout_closed {
         return Err(CliError::StdoutClosed);

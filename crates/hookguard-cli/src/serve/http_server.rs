@@ -30,7 +30,6 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -60,6 +59,33 @@ impl Limits {
     };
 }
 
+/// What [`serve`] serves: an axum `Router`, or any service like one (cloned per connection
+/// and per request, always ready, never failing).
+pub trait App:
+    Service<
+        http::Request<Body>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = Self::Fut,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The answer's future.
+    type Fut: Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send + 'static;
+}
+
+impl<S> App for S
+where
+    S: Service<http::Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Fut = S::Future;
+}
+
 /// File descriptors kept for everything but connections (the inbox's files, `--exec`'s pipes,
 /// the metrics endpoint and the inspector).
 const RESERVED_DESCRIPTORS: u64 = 256;
@@ -79,7 +105,7 @@ pub fn default_max_connections(per_connection: u64, reserved: u64) -> usize {
 /// Serves `app` on `listener` until `stop` completes; then stops accepting, lets each
 /// connection finish the request it is answering, closes the others, and returns once all
 /// are closed.
-pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>, limits: Limits) {
+pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Output = ()>, limits: Limits) {
     let Limits {
         head_timeout,
         write_timeout,

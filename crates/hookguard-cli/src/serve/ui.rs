@@ -401,6 +401,11 @@ impl Extras {
         })
     }
 
+    /// Whether [`wrap`](Self::wrap) records answers (`--ui`; ask before [`start`](Self::start)).
+    pub fn records(&self) -> bool {
+        self.ui.is_some()
+    }
+
     /// With `--ui`: records every answer of the webhook route (outermost layer).
     pub fn wrap(&self, app: Router, receiver: &Arc<Receiver>) -> Router {
         if self.ui.is_none() {
