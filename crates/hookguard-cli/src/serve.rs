@@ -213,9 +213,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_pending: Option<u64>,
     /// The longest a kept-alive connection may stay idle plus take to send its next request
-    /// head (one limit); then it is closed without an answer, so a half-sent request never
-    /// holds a connection for ever. Senders that keep idle connections longer may see one
-    /// closed under them now and then.
+    /// head (one limit, from the connection's start or its last answer; bytes arriving do not
+    /// extend it); then it is closed without an answer, so a half-sent request never holds a
+    /// connection for ever. Checked every second (every quarter of the limit when shorter).
+    /// Senders that keep idle connections longer may see one closed under them now and then.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     header_timeout: Duration,
     /// The longest an answer may wait to be written (a client that sends requests and never
