@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookguard_core::http::{HeaderName, HeaderValue};
 use hookguard_core::schemes::{self, Hcss, Procore};
@@ -473,5 +474,66 @@ mod tests {
     #[test]
     fn query_encoding() {
         assert_eq!(encode_query_value("a b/c~"), "a%20b%2Fc~");
+    }
+}
+
+/// The receiver's clock in `serve`: the kernel's coarse clocks (Linux), which the vDSO answers
+/// from a value the kernel updates every tick, without reading the CPU's counter and scaling
+/// it. Every consumer counts whole seconds (the replay window, the dedupe store's leases and
+/// retention), so a tick's resolution (1–4 ms) loses nothing. Elsewhere, the system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoarseClock;
+
+impl hookguard_core::clock::Clock for CoarseClock {
+    fn now_unix(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+            u64::try_from(t.tv_sec).unwrap_or(0)
+        }
+        #[cfg(not(target_os = "linux"))]
+        hookguard_core::clock::SystemClock.now_unix()
+    }
+
+    fn monotonic(&self) -> Duration {
+        #[cfg(target_os = "linux")]
+        {
+            coarse_monotonic()
+        }
+        #[cfg(not(target_os = "linux"))]
+        hookguard_core::clock::SystemClock.monotonic()
+    }
+}
+
+/// The coarse monotonic clock (Linux): time since boot, to a tick.
+#[cfg(target_os = "linux")]
+pub fn coarse_monotonic() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod coarse_clock_tests {
+    use hookguard_core::clock::{Clock, SystemClock};
+
+    use super::CoarseClock;
+
+    #[test]
+    fn the_coarse_clock_agrees_with_the_system_clock_to_the_second_and_never_goes_back() {
+        let (system, coarse) = (SystemClock.now_unix(), CoarseClock.now_unix());
+        assert!(system.abs_diff(coarse) <= 1, "{system} {coarse}");
+        let first = CoarseClock.monotonic();
+        let mut last = first;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(30) {
+            let now = CoarseClock.monotonic();
+            assert!(now >= last, "{now:?} < {last:?}");
+            last = now;
+        }
+        // It moves: 30 ms are several ticks.
+        assert!(last > first, "{first:?} {last:?}");
     }
 }

@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower_layer::Layer as _;
 
 use crate::common::{
-    auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, HeaderArg, ProviderArg,
+    auth, failed, parse_header_arg, parse_secs, usage, write_stderr, CliError, CliResult, CoarseClock, HeaderArg,
+    ProviderArg,
 };
 use crate::inbox::{inbox_error, parse_inbox_spec, InboxSpec};
 pub use stdout::{Line, StdoutWriter};
@@ -764,7 +765,8 @@ pub fn layer_keyed(
     let a = auth(spec.provider, spec.secrets, spec.auth_headers)?;
     let mut b = hookguard_tower::WebhookLayerBuilder::new(a.scheme)
         .secrets(&a.secrets)
-        .max_body(spec.max_body);
+        .max_body(spec.max_body)
+        .clock(crate::common::CoarseClock);
     if let Some(t) = spec.tolerance {
         b = b.tolerance(Duration::from_secs(t));
     }
@@ -788,7 +790,7 @@ pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn 
         return Err(usage("--store-prefix names the keys of a redis:// --store"));
     }
     if spec == "memory" {
-        return Ok((Arc::new(MemoryStore::default()), "memory"));
+        return Ok((Arc::new(MemoryStore::builder().clock(CoarseClock).build()), "memory"));
     }
     if let Some(keys) = spec.strip_prefix("memory:") {
         let keys: usize = keys
@@ -796,7 +798,10 @@ pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn 
             .ok()
             .filter(|&k| k > 0)
             .ok_or_else(|| usage(format!("--store {spec}: KEYS must be a positive number of keys")))?;
-        return Ok((Arc::new(MemoryStore::new(keys)), "memory"));
+        return Ok((
+            Arc::new(MemoryStore::builder().capacity(keys).clock(CoarseClock).build()),
+            "memory",
+        ));
     }
     if spec.starts_with("redis://") {
         let store = hookguard_redis::RedisStore::builder(spec)

@@ -30,6 +30,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use hookguard_core::clock::Clock as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -37,6 +38,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
 use tower_service::Service;
+
+use crate::common::CoarseClock;
 
 /// How long a connection may be held, and how many may be open.
 #[derive(Debug, Clone, Copy)]
@@ -372,7 +375,9 @@ const SHED_IDLE: Duration = Duration::from_secs(1);
 /// What a connection is doing: requests in hand, and since when it has had none and received
 /// nothing.
 struct Activity {
-    epoch: Instant,
+    /// The connection's start on [`CoarseClock`]'s monotonic time (a tick's resolution: these
+    /// bounds are seconds, and the clock is read twice per request).
+    epoch: Duration,
     in_hand: AtomicUsize,
     /// Milliseconds after `epoch`.
     idle_since: AtomicU64,
@@ -390,7 +395,7 @@ struct Activity {
 impl Activity {
     fn new() -> Arc<Self> {
         Arc::new(Activity {
-            epoch: Instant::now(),
+            epoch: CoarseClock.monotonic(),
             in_hand: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             answered_at: AtomicU64::new(0),
@@ -410,7 +415,7 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(CoarseClock.monotonic().saturating_sub(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Bytes arrived: idle from now.
