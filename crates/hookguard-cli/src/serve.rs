@@ -1234,7 +1234,12 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     extras.start(Arc::clone(&receiver), None, about);
     // The route (and with it the queue's sender) is dropped when serving ends.
     let stdout_closed = match recorded {
-        Some(app) => serve_until_stopped(listener, app, closed_rx, args).await,
+        Some(app) => {
+            // The router holds the handler (and the queue's sender) now: the writer finishes
+            // once serving ends.
+            drop(handler);
+            serve_until_stopped(listener, app, closed_rx, args).await
+        }
         None => serve_until_stopped(listener, one_route(&args.path, &layer, handler), closed_rx, args).await,
     };
     if stdout_closed {

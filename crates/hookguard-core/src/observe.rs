@@ -736,10 +736,27 @@ mod health_tests {
             .with_dedupe(Dedupe::new(crate::dedupe::Observed {
                 store: MemoryStore::new(100),
                 claim_pause: Duration::from_millis(80),
+                settle_pause: Duration::ZERO,
                 renewals: Default::default(),
             }))
             .with_sender_timeout(Duration::from_millis(50));
         deliver_hcss(&rx, "slow-store", Duration::ZERO, true);
+        assert_eq!(rx.health().consecutive_failures(), 1);
+    }
+
+    /// Settling the claim (recording it done, or letting it go for a body that only coalesces
+    /// copies in flight) is part of the wait too: the 2xx reached the sender only after it.
+    #[test]
+    fn time_settling_the_claim_counts_toward_the_senders_timeout() {
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
+            .with_dedupe(Dedupe::new(crate::dedupe::Observed {
+                store: MemoryStore::new(100),
+                claim_pause: Duration::ZERO,
+                settle_pause: Duration::from_millis(80),
+                renewals: Default::default(),
+            }))
+            .with_sender_timeout(Duration::from_millis(50));
+        deliver_hcss(&rx, "slow-completion", Duration::ZERO, true);
         assert_eq!(rx.health().consecutive_failures(), 1);
     }
 

@@ -673,9 +673,7 @@ impl Admitted<'_> {
             Some((g, every, sleep)) => keep_claimed(handler, g, every, sleep, provider).await,
             None => handler.await,
         };
-        // One clock read for the handler's time and the sender's wait.
-        let ended = std::time::Instant::now();
-        let took = ended.saturating_duration_since(started);
+        let took = started.elapsed();
         rx.meters.handler_time(took);
         let handled = |what: &'static str| rx.meters.handler_outcome(what);
         match outcome {
@@ -694,8 +692,9 @@ impl Admitted<'_> {
                         }
                     }
                 }
-                // A 2xx the sender no longer waited for is a failure to it (a timeout).
-                let waited = success.then(|| ended.saturating_duration_since(arrived));
+                // A 2xx the sender no longer waited for is a failure to it (a timeout). Read
+                // after the claim's completion, which the sender waits for too.
+                let waited = success.then(|| arrived.elapsed());
                 let late = waited.is_some_and(|w| w >= rx.sender_timeout);
                 if let (true, Some(waited)) = (late, waited) {
                     tracing::warn!(
@@ -1063,6 +1062,7 @@ mod tests {
         .with_dedupe(Dedupe::new(crate::dedupe::Observed {
             store: MemoryStore::new(100),
             claim_pause: Duration::ZERO,
+            settle_pause: Duration::ZERO,
             renewals: Arc::clone(&renewed),
         }))
         .with_sleep(sleep);

@@ -65,6 +65,9 @@ impl<S> WebhookService<S> {
     }
 }
 
+/// The most room a body of several frames gets beyond its bytes so far before more arrive.
+const INITIAL_JOIN: usize = 64 * 1024;
+
 /// Reads a whole body of at most `limit` bytes. A body that came in one frame (a delivery
 /// that arrived with its head, the usual case) is that frame's bytes as they are — no list of
 /// frames, no copy; one of several frames is joined once.
@@ -89,8 +92,14 @@ where
             (Some(all), _) => all.extend_from_slice(&chunk),
             (None, None) => first = Some(chunk),
             (None, Some(one)) => {
+                // Room for what the sender declared, but not all of a large limit up front on
+                // the word of a sender that may send slowly (it grows as bytes arrive).
                 let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0);
-                let mut all = bytes::BytesMut::with_capacity(len.saturating_add(hint).min(limit));
+                let room = len
+                    .saturating_add(hint)
+                    .min(limit)
+                    .min(len.saturating_add(INITIAL_JOIN));
+                let mut all = bytes::BytesMut::with_capacity(room);
                 all.extend_from_slice(&one);
                 all.extend_from_slice(&chunk);
                 joined = Some(all);

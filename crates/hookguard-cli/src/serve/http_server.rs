@@ -127,7 +127,9 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
     let (stopping_tx, stopping) = watch::channel(false);
     // Every connection's task holds a receiver; all dropped means all closed.
     let (closed_tx, closed) = watch::channel(());
-    let sweeper = tokio::spawn(sweep_heads(Arc::clone(&live), head_timeout));
+    // Stopped with this future, also when it is dropped (the metrics endpoint and the
+    // inspector serve until their task is aborted).
+    let _sweeper = AbortOnDrop(tokio::spawn(sweep_heads(Arc::clone(&live), head_timeout)));
     tokio::pin!(stop);
     loop {
         let free = Arc::clone(&slots).try_acquire_owned().ok();
@@ -240,7 +242,7 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
                     // second with nothing in hand — a client still sending a head would
                     // otherwise hold the shutdown (or its slot) until its head timeout.
                     activity.closing.store(true, Ordering::Release);
-                    if activity.head_expired.load(Ordering::Acquire) && activity.in_hand() == 0 {
+                    if activity.head_expired.load(Ordering::Acquire) && activity.waited_for_head(head_timeout) {
                         // Past the head timeout with nothing in hand: no grace.
                         break;
                     }
@@ -267,10 +269,18 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
         });
     }
     drop(listener);
-    sweeper.abort();
     let _ = stopping_tx.send(true);
     drop(closed);
     closed_tx.closed().await;
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Closes the connections that have waited for a request head longer than `head_timeout`
@@ -314,6 +324,8 @@ impl WriteBound {
         if polled.is_ready() {
             if progress {
                 self.stalled = None;
+                // An answer being read, however slowly, is not a wait for the next head.
+                self.activity.wrote();
             }
             return polled;
         }
@@ -381,8 +393,8 @@ struct Activity {
     in_hand: AtomicUsize,
     /// Milliseconds after `epoch`.
     idle_since: AtomicU64,
-    /// Milliseconds after `epoch` of the last answer (0: the connection's start): the head
-    /// timeout counts from here, whatever arrives meanwhile.
+    /// Milliseconds after `epoch` of the last answer or write of one (0: the connection's
+    /// start): the head timeout counts from here, whatever arrives meanwhile.
     answered_at: AtomicU64,
     /// Waited for a head longer than the head timeout: told to close (through `make_room`).
     head_expired: AtomicBool,
@@ -427,6 +439,11 @@ impl Activity {
     fn waited_for_head(&self, d: Duration) -> bool {
         let limit = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         self.in_hand() == 0 && self.now_ms().saturating_sub(self.answered_at.load(Ordering::Acquire)) >= limit
+    }
+
+    /// Bytes of an answer went out: the wait for the next head starts again.
+    fn wrote(&self) {
+        self.answered_at.store(self.now_ms(), Ordering::Release);
     }
 
     /// An answer was given: idle, and waiting for the next head, from now.

@@ -557,6 +557,8 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
 pub(crate) struct Observed {
     pub(crate) store: MemoryStore,
     pub(crate) claim_pause: Duration,
+    /// How long a completion or a release takes.
+    pub(crate) settle_pause: Duration,
     pub(crate) renewals: Arc<AtomicU32>,
 }
 
@@ -567,9 +569,11 @@ impl DedupeStore for Observed {
         self.store.claim(key, lease)
     }
     fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+        std::thread::sleep(self.settle_pause);
         self.store.complete(token, retention)
     }
     fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+        std::thread::sleep(self.settle_pause);
         self.store.release(token)
     }
     fn abandon(&self, token: ClaimToken) {
