@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use hookguard_core::extract::{self, Refusal};
 use hookguard_core::{Delivery, Rejection, RequestHead, Verifier};
 use http::request::Parts;
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 /// Why an extractor could not produce a verified delivery: the core's [`Refusal`], answered
@@ -129,13 +128,9 @@ where
         let (parts, body) = req.into_parts();
         let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
         let read = |limit: usize, timeout| async move {
-            let limited = http_body_util::Limited::new(body, limit).collect();
-            match tokio::time::timeout(timeout, limited).await {
-                Err(_) => Err(Rejection::BodyReadTimeout),
-                Ok(Ok(c)) => Ok(c.to_bytes()),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::BodyTooLarge { limit }),
-                Ok(Err(_)) => Err(Rejection::BodyReadFailed),
-            }
+            tokio::time::timeout(timeout, crate::service::read_body(body, limit))
+                .await
+                .unwrap_or(Err(Rejection::BodyReadTimeout))
         };
         Ok(VerifiedNoDedupe(
             extract::verify_standalone(&verifier, &head, read).await?,

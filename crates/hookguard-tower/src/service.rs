@@ -68,10 +68,11 @@ impl<S> WebhookService<S> {
 /// The most room a body of several frames gets beyond its bytes so far before more arrive.
 const INITIAL_JOIN: usize = 64 * 1024;
 
-/// Reads a whole body of at most `limit` bytes. A body that came in one frame (a delivery
+/// Reads a whole body of at most `limit` bytes (the layer's read, and the standalone
+/// extractor's). A body that came in one frame (a delivery
 /// that arrived with its head, the usual case) is that frame's bytes as they are — no list of
 /// frames, no copy; one of several frames is joined once.
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
 where
     B: Body,
 {
