@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts as _;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore, DEFAULT_LEASE};
 use hookguard_core::inbox::{
@@ -583,12 +581,7 @@ fn stdout_unavailable(code: &'static str, message: &'static str) -> Response {
     r
 }
 
-/// [`on_delivery`] as an axum handler (the demo's router).
-async fn on_delivery_routed(State(h): State<Arc<Handler>>, req: axum::extract::Request) -> Response {
-    on_delivery(h, req).await
-}
-
-/// [`on_delivery`] boxed, for [`OneRoute`]'s handler service.
+/// [`on_delivery`] boxed, for the route's handler service ([`Handle`]).
 fn on_delivery_boxed(h: Arc<Handler>, req: axum::extract::Request) -> one_route::Answering {
     Box::pin(on_delivery(h, req))
 }
@@ -714,14 +707,44 @@ fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
 /// A router serving one webhook route behind `layer` (every method goes through the layer:
 /// it answers challenges and refuses other methods itself).
 pub fn route(path: &str, layer: WebhookLayer, handler: Arc<Handler>) -> Router {
-    Router::new()
-        .route(path, any(on_delivery_routed).layer(layer))
-        .with_state(handler)
+    Router::new().route_service(path, layer.layer(Handle::new(handler, on_delivery_boxed)))
 }
 
-/// `serve`'s webhook route: as [`route`], without a router (see [`OneRoute`]).
-fn one_route(path: &str, layer: &WebhookLayer, handler: Arc<Handler>) -> OneRoute<WebhookService<Handle<Handler>>> {
-    OneRoute::new(path, layer.layer(Handle::new(handler, on_delivery_boxed)))
+/// How `serve` serves its webhook path: with `--ui` a router, which the inspector's recording
+/// middleware (an axum one) wraps; otherwise [`OneRoute`], without a router's per-request
+/// work.
+enum WebhookApp<T> {
+    Recorded(Router),
+    Direct(OneRoute<WebhookService<Handle<T>>>),
+}
+
+impl<T: Send + Sync + 'static> WebhookApp<T> {
+    /// `service` at `path`. Before [`ui::Extras::start`], which takes the inspector's listener.
+    fn new(
+        path: &str,
+        service: WebhookService<Handle<T>>,
+        extras: &ui::Extras,
+        receiver: &Arc<hookguard_core::Receiver>,
+    ) -> Self {
+        if extras.records() {
+            Self::Recorded(extras.wrap(Router::new().route_service(path, service), receiver))
+        } else {
+            Self::Direct(OneRoute::new(path, service))
+        }
+    }
+
+    /// [`serve_until_stopped`] with it.
+    async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        closed_rx: oneshot::Receiver<std::io::Error>,
+        args: &ServeArgs,
+    ) -> bool {
+        match self {
+            Self::Recorded(app) => serve_until_stopped(listener, app, closed_rx, args).await,
+            Self::Direct(route) => serve_until_stopped(listener, route, closed_rx, args).await,
+        }
+    }
 }
 
 /// The receiver settings shared by `serve` and `demo`.
@@ -1226,23 +1249,16 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
         args.provider.provider(),
         args.path
     );
-    // With `--ui`, a router with the inspector's recording middleware (made before `start`,
-    // which takes the inspector's listener).
-    let recorded = extras
-        .records()
-        .then(|| extras.wrap(route(&args.path, layer.clone(), Arc::clone(&handler)), &receiver));
+    // The route holds the handler, and with it the queue's only sender: the writer finishes
+    // once serving ends.
+    let app = WebhookApp::new(
+        &args.path,
+        layer.layer(Handle::new(handler, on_delivery_boxed)),
+        &extras,
+        &receiver,
+    );
     extras.start(Arc::clone(&receiver), None, about);
-    // The route (and with it the queue's sender) is dropped when serving ends.
-    let stdout_closed = match recorded {
-        Some(app) => {
-            // The router holds the handler (and the queue's sender) now: the writer finishes
-            // once serving ends.
-            drop(handler);
-            serve_until_stopped(listener, app, closed_rx, args).await
-        }
-        None => serve_until_stopped(listener, one_route(&args.path, &layer, handler), closed_rx, args).await,
-    };
-    if stdout_closed {
+    if app.serve(listener, closed_rx, args).await {
         return Err(CliError::StdoutClosed);
     }
     // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
@@ -1255,13 +1271,8 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
 }
 
 /// Inbox mode: the route stores; it never calls an inner handler.
-async fn never_called() -> Response {
-    http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
-/// [`never_called`] for [`OneRoute`]'s handler service.
-fn never_called_boxed(_: Arc<()>, _: axum::extract::Request) -> one_route::Answering {
-    Box::pin(never_called())
+fn never_called(_: Arc<()>, _: axum::extract::Request) -> one_route::Answering {
+    Box::pin(async { http::StatusCode::INTERNAL_SERVER_ERROR.into_response() })
 }
 
 async fn run_inbox(
@@ -1319,20 +1330,15 @@ async fn run_inbox(
         args.provider.provider(),
         args.path
     );
-    // With `--ui`, a router with the inspector's recording middleware (made before `start`).
-    let recorded = extras.records().then(|| {
-        let app = Router::new().route(&args.path, any(never_called).layer(layer.clone()));
-        extras.wrap(app, &receiver)
-    });
+    let app = WebhookApp::new(
+        &args.path,
+        layer.layer(Handle::new(Arc::new(()), never_called)),
+        &extras,
+        &receiver,
+    );
     extras.start(Arc::clone(&receiver), Some(Arc::clone(&inbox)), about);
     // Stop accepting first; then let the worker finish or give back what it holds.
-    let stdout_closed = match recorded {
-        Some(app) => serve_until_stopped(listener, app, closed_rx, args).await,
-        None => {
-            let route = OneRoute::new(&args.path, layer.layer(Handle::new(Arc::new(()), never_called_boxed)));
-            serve_until_stopped(listener, route, closed_rx, args).await
-        }
-    };
+    let stdout_closed = app.serve(listener, closed_rx, args).await;
     worker.shutdown().await;
     if stdout_closed {
         return Err(CliError::StdoutClosed);

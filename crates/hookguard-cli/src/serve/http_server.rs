@@ -491,9 +491,7 @@ impl Live {
             a.make_room.notify_one();
         }
     }
-}
 
-impl Live {
     /// Tells every connection that has had nothing in hand for `limit` since its start or its
     /// last answer to close.
     fn expire_heads(&self, limit: Duration) {
