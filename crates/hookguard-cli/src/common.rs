@@ -181,7 +181,11 @@ pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
         return Err(format!("seconds out of range: {s}"));
     }
-    Ok(std::time::Duration::from_secs_f64(v))
+    // A positive value too small for a nanosecond would be a zero wait: refused like 0.
+    match std::time::Duration::from_secs_f64(v) {
+        std::time::Duration::ZERO => Err(format!("seconds out of range: {s}")),
+        d => Ok(d),
+    }
 }
 
 /// How a provider's deliveries are authenticated, ready for a verifier or a sender.
@@ -385,6 +389,16 @@ pub fn error_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_too_small_for_a_nanosecond_are_refused_like_zero() {
+        use std::time::Duration;
+        assert_eq!(parse_secs("0.2"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_secs("1e-9"), Ok(Duration::from_nanos(1)));
+        for bad in ["0", "1E-10", "4e-10", "-1", "86400.5", "inf", "NaN", ""] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn pieces_fit_a_pipe_write_and_end_at_a_line_end() {
