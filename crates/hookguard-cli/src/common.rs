@@ -508,16 +508,21 @@ impl hookguard_core::clock::Clock for CoarseClock {
     }
 
     fn monotonic(&self) -> Duration {
-        // One clock for the process's life: the coarse one when it answers at first, else the
-        // system's (never a mix, whose origins differ).
+        // One origin for the process's life: the coarse clock when it answers at first (should
+        // it ever fail later, the precise one it ticks with, which counts from the same boot),
+        // else the system's (never a mix, whose origins differ).
         #[cfg(target_os = "linux")]
         {
             static COARSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
             let id = rustix::time::ClockId::MonotonicCoarse;
             if *COARSE.get_or_init(|| coarse(id).is_some()) {
-                if let Some(t) = coarse(id) {
-                    return t;
-                }
+                return coarse(id).unwrap_or_else(|| {
+                    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                    Duration::new(
+                        t.tv_sec.unsigned_abs(),
+                        t.tv_nsec.unsigned_abs().min(999_999_999) as u32,
+                    )
+                });
             }
         }
         hookguard_core::clock::SystemClock.monotonic()

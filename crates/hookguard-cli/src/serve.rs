@@ -213,7 +213,8 @@ pub struct ServeArgs {
     max_pending: Option<u64>,
     /// The longest a kept-alive connection may stay idle plus take to send its next request
     /// head (one limit, from the connection's start or its last answer; bytes arriving do not
-    /// extend it); then it is closed without an answer, so a half-sent request never holds a
+    /// extend it; an answer waiting to be read counts toward --write-timeout instead); then it
+    /// is closed without an answer, so a half-sent request never holds a
     /// connection for ever. Checked every second (every quarter of the limit when shorter).
     /// Senders that keep idle connections longer may see one closed under them now and then.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]

@@ -1129,6 +1129,56 @@ fn the_head_timeout_counts_from_the_last_answer_and_arriving_bytes_do_not_extend
 }
 
 #[test]
+fn an_answer_waiting_to_be_read_is_bounded_by_the_write_timeout_not_the_head_timeout() {
+    // Requests pipelined and no answer read until the server's writes have waited 3 s with
+    // nothing in hand: three head timeouts. The head timeout must not close the connection then
+    // (the write timeout, 30 s, governs an answer waiting to be read): once the client reads,
+    // every request it sent whole is answered.
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--header-timeout",
+        "1",
+        "--write-timeout",
+        "30",
+    ]);
+    let request = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+    let requests = request.repeat(30_000);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let (mut sent, mut progress) = (0usize, Instant::now());
+    while progress.elapsed() < Duration::from_secs(3) {
+        match c.write(&requests[sent % requests.len()..]) {
+            Ok(n) => {
+                sent += n;
+                progress = Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("closed while its answers waited to be read: {e} (after {sent} bytes)"),
+        }
+        assert!(sent < 1 << 30, "1 GiB of requests went through unread answers");
+    }
+    let whole = sent / request.len();
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let status = b"HTTP/1.1 404 ";
+    let (mut answers, mut carry, mut buf) = (0, Vec::new(), vec![0u8; 64 * 1024]);
+    while answers < whole {
+        let n = match c.read(&mut buf) {
+            Ok(0) => panic!("closed after {answers} of {whole} answers"),
+            Ok(n) => n,
+            Err(e) => panic!("{e} after {answers} of {whole} answers"),
+        };
+        carry.extend_from_slice(&buf[..n]);
+        answers += carry.windows(status.len()).filter(|w| w == status).count();
+        // Keep a tail shorter than the status line: a match across reads is counted once.
+        carry.drain(..carry.len() - carry.len().min(status.len() - 1));
+    }
+}
+
+#[test]
 fn a_client_that_never_reads_its_answers_loses_its_connection() {
     // Requests sent back to back, answers never read: once the socket's buffers are full every
     // write of the server waits, and without a write bound the connection was held for ever.

@@ -330,6 +330,9 @@ impl WriteBound {
             return polled;
         }
         let limit = self.limit;
+        if self.stalled.is_none() {
+            self.activity.write_waiting.store(true, Ordering::Release);
+        }
         let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         ready!(stalled.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(
@@ -396,6 +399,9 @@ struct Activity {
     /// Milliseconds after `epoch` of the last answer or write of one (0: the connection's
     /// start): the head timeout counts from here, whatever arrives meanwhile.
     answered_at: AtomicU64,
+    /// A write of an answer is waiting for the client to read: the write timeout bounds that
+    /// stretch, not the head timeout.
+    write_waiting: AtomicBool,
     /// Waited for a head longer than the head timeout: told to close (through `make_room`).
     head_expired: AtomicBool,
     /// Told to close to make room for a connection waiting for a place.
@@ -411,6 +417,7 @@ impl Activity {
             in_hand: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             answered_at: AtomicU64::new(0),
+            write_waiting: AtomicBool::new(false),
             head_expired: AtomicBool::new(false),
             make_room: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
@@ -435,15 +442,19 @@ impl Activity {
         self.idle_since.store(self.now_ms(), Ordering::Release);
     }
 
-    /// Nothing in hand since the start or the last answer, for at least `d`.
+    /// Nothing in hand and no answer waiting to be written since the start or the last
+    /// answer, for at least `d`.
     fn waited_for_head(&self, d: Duration) -> bool {
         let limit = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.in_hand() == 0 && self.now_ms().saturating_sub(self.answered_at.load(Ordering::Acquire)) >= limit
+        self.in_hand() == 0
+            && !self.write_waiting.load(Ordering::Acquire)
+            && self.now_ms().saturating_sub(self.answered_at.load(Ordering::Acquire)) >= limit
     }
 
     /// Bytes of an answer went out: the wait for the next head starts again.
     fn wrote(&self) {
         self.answered_at.store(self.now_ms(), Ordering::Release);
+        self.write_waiting.store(false, Ordering::Release);
     }
 
     /// An answer was given: idle, and waiting for the next head, from now.
