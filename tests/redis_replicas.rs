@@ -375,7 +375,7 @@ async fn a_redis_outage_fails_closed_and_recovers() {
 async fn a_handler_outliving_its_lease_keeps_its_claim_until_it_answers() {
     let url = redis_url();
     let prefix = unique_prefix("lease");
-    // Per event id: how often the handler ran. The first call of each event hangs 1.5 s (three
+    // Per event id: how often the handler ran. The first call of each event hangs 3.5 s (3.5
     // times the lease), then answers 204 for `evt_late_success` and 500 for `evt_late_failure`.
     let calls = Arc::new(Mutex::new(Vec::<String>::new()));
     let keys = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -394,7 +394,7 @@ async fn a_handler_outliving_its_lease_keeps_its_claim_until_it_answers() {
                 if !first {
                     return StatusCode::NO_CONTENT;
                 }
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                tokio::time::sleep(Duration::from_millis(3500)).await;
                 if id.contains("failure") {
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
@@ -404,7 +404,7 @@ async fn a_handler_outliving_its_lease_keeps_its_claim_until_it_answers() {
         }
     };
     let count = |id: &str| calls.lock().unwrap().iter().filter(|c| *c == id).count();
-    let lease = Duration::from_millis(500);
+    let lease = Duration::from_secs(1);
     let a = replica(Dedupe::new(store(&url, &prefix).await).lease(lease), handler.clone()).await;
     let b = replica(Dedupe::new(store(&url, &prefix).await).lease(lease), handler).await;
 
@@ -416,9 +416,20 @@ async fn a_handler_outliving_its_lease_keeps_its_claim_until_it_answers() {
                 let (a, copy) = (a.clone(), Arc::clone(&copy));
                 async move { post_to(&a, &copy).await }
             });
-            // Within the first lease, and twice after it (renewed): told to retry.
-            for (at, addr) in [(200, &b), (700, &b), (1000, &a)] {
-                tokio::time::sleep(Duration::from_millis(if at == 200 { 200 } else { 300 })).await;
+            // Once the first copy's handler runs (it holds the claim then): within the first
+            // lease, and twice after it (renewed every third of it), told to retry; the first
+            // answers 1.5 s after the last copy.
+            let waiting = std::time::Instant::now();
+            while count(id) == 0 {
+                assert!(
+                    waiting.elapsed() < Duration::from_secs(10),
+                    "{id}: the first copy never ran"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let started = tokio::time::Instant::now();
+            for (at, addr) in [(0, &b), (1200, &b), (2000, &a)] {
+                tokio::time::sleep_until(started + Duration::from_millis(at)).await;
                 let early = post_to(addr, &copy).await;
                 assert!(
                     is_in_flight(&early),

@@ -1302,29 +1302,27 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
         .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
         .collect();
     for round in 0..2 {
-        for c in &mut kept {
+        // The last connection first, 50 ms apart: its answer is the older one.
+        for c in kept.iter_mut().rev() {
             c.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
             assert_eq!(
                 whole_answer_within(c, Duration::from_secs(5)),
                 Some(404),
                 "round {round}"
             );
+            std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(2500));
     }
     // A client still sending its head is not idle: one that trickles it in (a byte run every
-    // 0.4 s for 2 s) while someone waits for its place is answered, not cut off.
+    // 0.4 s for 2 s) while someone waits for its place is answered, not cut off. Answered
+    // longest ago, it would be the one closed if the bytes it sends did not count.
     let trickled = {
         let mut c = kept.pop().unwrap();
+        c.write_all(b"GET /nothing HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
         let waiting = bwp_send_only(s.port, "evt_waits_for_a_place");
-        for part in [
-            "GET /nothing HTTP/1.1\r\n",
-            "Host: x\r\n",
-            "X-A: 1\r\n",
-            "X-B: 2\r\n",
-            "X-C: 3\r\n",
-            "\r\n",
-        ] {
+        for part in ["Host: x\r\n", "X-A: 1\r\n", "X-B: 2\r\n", "X-C: 3\r\n", "\r\n"] {
             c.write_all(part.as_bytes()).unwrap();
             std::thread::sleep(Duration::from_millis(400));
         }
@@ -1376,10 +1374,22 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
 fn sigterm_lets_a_delivery_in_hand_finish_and_be_answered() {
     // Shutdown closes connections with nothing in hand; one whose handler runs (here for 2 s,
     // longer than the second an idle connection is given) gets its answer first.
-    let mut s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_s", "--exec", "sleep 2"]);
+    let dir = scratch("sigterm_in_hand");
+    let started = dir.join("started");
+    let cmd = format!("cat >/dev/null; touch '{}'; sleep 2", started.display());
+    let mut s = Server::start(&["--provider", "buildworkpro", "--secret", "whsec_s", "--exec", &cmd]);
     let port = s.port;
-    let sender = std::thread::spawn(move || bwp_post(port, "whsec_s", "evt_in_hand"));
-    std::thread::sleep(Duration::from_millis(500));
+    let (headers, body) = bwp_delivery("whsec_s", "evt_in_hand");
+    let sender = std::thread::spawn(move || {
+        let (status, answer) = http(port, "POST", "/webhooks", &headers, &body);
+        (status, text(&answer))
+    });
+    // The stop comes once the handler runs (the delivery is in hand).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the handler never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sigterm(s.child.id());
     let (status, answer) = sender.join().unwrap();
     assert_eq!(status, 204, "{answer}");

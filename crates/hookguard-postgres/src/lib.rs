@@ -871,6 +871,10 @@ fn spawn_background(inner: &Arc<Inner>) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            // Work another replica accepted while this one was not listening (at the start, or
+            // while the connection was lost) was announced to nobody here: look once now
+            // rather than at the next poll.
+            notify.notify_one();
             // The count once a second, not after every notification: each replica announces up
             // to 20 a second, and a count of a large backlog takes milliseconds.
             let mut counted = tokio::time::Instant::now();

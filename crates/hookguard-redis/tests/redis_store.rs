@@ -496,14 +496,15 @@ async fn a_completion_that_failed_is_finished_once_redis_answers_again() {
 async fn a_renewed_claim_outlives_its_first_lease() {
     let store = store_at(&redis_url(), &unique_prefix("renew")).await;
     assert!(store.renews());
-    let lease = Duration::from_millis(400);
+    // Renewed every 300 ms for 1.5 s (past the 1 s lease): 700 ms of slack for a late wake.
+    let lease = Duration::from_secs(1);
     let held = new(store.claim("k", lease).await.unwrap());
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(store.renew(&held, lease).await.unwrap());
         assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InFlight);
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let next = new(store.claim("k", lease).await.unwrap());
     assert!(!store.renew(&held, lease).await.unwrap(), "another copy holds it now");
     assert!(store.release(&next).await.unwrap());
