@@ -721,8 +721,8 @@ mod health_tests {
     #[test]
     fn a_2xx_after_the_senders_timeout_counts_as_a_failure() {
         let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
-            .with_sender_timeout(Duration::from_millis(50));
-        deliver_hcss(&rx, "slow", Duration::from_millis(80), true);
+            .with_sender_timeout(Duration::from_millis(500));
+        deliver_hcss(&rx, "slow", Duration::from_millis(800), true);
         assert_eq!(rx.health().consecutive_failures(), 1);
         deliver_hcss(&rx, "fast", Duration::ZERO, true);
         assert_eq!(rx.health().consecutive_failures(), 0);
