@@ -352,6 +352,23 @@ fn hold_redis(url: String, ms: u64) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Returns once Redis runs [`hold_redis`]'s script: a `PING` goes unanswered for 50 ms.
+async fn until_busy(url: &str) {
+    let mut probe = admin(url).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ping = redis::cmd("PING");
+        if tokio::time::timeout(Duration::from_millis(50), ping.query_async::<String>(&mut probe))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "Redis never started the script");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A claim whose answer never arrives — timed out, or dropped because the client went away —
 /// is carried out by Redis later; the store gives it back, so a retry of the delivery is not
 /// answered "in flight" for the whole lease.
@@ -366,7 +383,7 @@ async fn a_claim_timed_out_or_dropped_before_its_answer_is_given_back() {
         .await
         .unwrap();
     let busy = hold_redis(server.url(), 600);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_busy(&server.url()).await;
     // Sent while Redis is busy: the first times out, the second is dropped by its caller.
     assert!(store.claim("timed-out", LEASE).await.is_err());
     assert!(
