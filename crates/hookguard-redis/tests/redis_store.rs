@@ -357,7 +357,7 @@ async fn until_busy(url: &str) {
     let mut probe = admin(url).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut ping = redis::cmd("PING");
+        let ping = redis::cmd("PING");
         if tokio::time::timeout(Duration::from_millis(50), ping.query_async::<String>(&mut probe))
             .await
             .is_err()
