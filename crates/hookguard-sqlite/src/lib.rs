@@ -296,7 +296,10 @@ impl SqliteInboxBuilder {
             counted_at: Instant::now(),
             notify: Arc::clone(&notify),
             synced: true,
-            clock_floor,
+            clock: Timeline {
+                floor: clock_floor,
+                ahead: 0,
+            },
         };
         let (closing, writer_closed) = mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -844,8 +847,29 @@ struct Writer {
     notify: Arc<Notify>,
     /// Whether the connection is at `synchronous=FULL` (it opens so).
     synced: bool,
-    /// The newest arrival time stored (unix ms): claims never look at an earlier "now".
-    clock_floor: i64,
+    /// The due times' timeline (see [`Timeline`]).
+    clock: Timeline,
+}
+
+/// The timeline due times and leases are kept on: the wall clock (unix ms), moved ahead by as
+/// much as it ever was behind the newest arrival stored. After the clock stepped back, an item
+/// that arrived "in the future" is still due at once, and the timeline keeps advancing with
+/// real time, so a retry or a deferral "in a second" is due a second later — neither at once
+/// (every attempt spent in a few polls) nor once the clock has caught up.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    /// The newest arrival time stored.
+    floor: i64,
+    /// How far the timeline runs ahead of the wall clock (never less than it once was).
+    ahead: i64,
+}
+
+impl Timeline {
+    /// The offset to add to a time counted from the wall clock's `now`.
+    fn shift(&mut self, now: i64) -> i64 {
+        self.ahead = self.ahead.max(self.floor.saturating_sub(now));
+        self.ahead
+    }
 }
 
 impl Writer {
@@ -965,14 +989,7 @@ impl Writer {
                 results.push(op_reply(op));
                 continue;
             }
-            let done = apply(
-                &tx,
-                op,
-                self.max_pending,
-                &mut self.pending,
-                &mut wake,
-                &mut self.clock_floor,
-            );
+            let done = apply(&tx, op, self.max_pending, &mut self.pending, &mut wake, &mut self.clock);
             if done.storage_failed() {
                 failed = Some("a storage error rolled back this batch".to_owned());
             } else if tx.is_autocommit() {
@@ -1022,13 +1039,20 @@ fn op_reply(op: Op) -> Done {
     }
 }
 
-fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &mut bool, floor: &mut i64) -> Done {
+fn apply(
+    conn: &Connection,
+    op: Op,
+    max_pending: u64,
+    pending: &mut u64,
+    wake: &mut bool,
+    clock: &mut Timeline,
+) -> Done {
     match op {
         Op::Accept(item, tx) => {
             let r = accept(conn, &item, max_pending, pending);
             if matches!(r, Ok(Accepted::Stored(_))) {
                 *wake = true;
-                *floor = (*floor).max(item.received_at_ms);
+                clock.floor = clock.floor.max(item.received_at_ms);
             }
             Done::Accept(tx, r)
         }
@@ -1036,7 +1060,7 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
-            let shift = floor.saturating_sub(now).max(0);
+            let shift = clock.shift(now);
             let r = claim(conn, now + shift, until.saturating_add(shift), limit);
             Done::Claim(tx, r.map_err(storage))
         }
@@ -1049,11 +1073,13 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
         }
         Op::Fail(id, attempt, error, retry_at, now, tx) => {
             let r = match retry_at {
+                // On the claims' timeline (see `Op::Claim`): after the clock stepped back, a
+                // retry due "in a second" would otherwise be due at once, every attempt.
                 Some(at) => conn
                     .execute(
                         "UPDATE hookguard_inbox SET state = 0, next_attempt_at = ?3, last_error = ?4
                          WHERE id = ?1 AND attempts = ?2 AND state = 1",
-                        params![id, attempt, at, error],
+                        params![id, attempt, at.saturating_add(clock.shift(now)), error],
                     )
                     .map(|n| n == 1)
                     .map_err(storage),
@@ -1068,6 +1094,11 @@ fn apply(conn: &Connection, op: Op, max_pending: u64, pending: &mut u64, wake: &
             Done::Bool(tx, r)
         }
         Op::Release(id, attempt, until, tx) => {
+            // A deferral's end on the claims' timeline too (the worker counts it from now).
+            let until = match until {
+                0 => 0,
+                t => t.saturating_add(clock.shift(hookguard_core::inbox::now_ms())),
+            };
             let r = conn
                 .execute(
                     "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = ?3
@@ -1607,7 +1638,7 @@ mod tests {
             counted_at: Instant::now(),
             notify: Arc::new(Notify::new()),
             synced: true,
-            clock_floor: 0,
+            clock: Timeline { floor: 0, ahead: 0 },
         }
     }
 

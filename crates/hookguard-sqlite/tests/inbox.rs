@@ -643,6 +643,30 @@ async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
         .await
         .unwrap()
         .is_empty());
+    // So do its retry and a deferral: due a second later on that timeline, not at once.
+    let now = now_ms();
+    assert!(inbox.fail(id, 1, "boom", Some(now + 1_000), now).await.unwrap());
+    assert!(inbox
+        .claim(now_ms(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let again = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(again.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(), [(id, 2)]);
+    assert!(inbox.defer(id, 2, now_ms() + 1_000).await.unwrap());
+    assert!(inbox
+        .claim(now_ms(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let deferred = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(
+        deferred.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(),
+        [(id, 2)]
+    );
+    assert!(inbox.complete(id, 2, now_ms()).await.unwrap());
     let second = stored_item(
         &inbox,
         NewItem::from_delivery(&bwp("evt_ahead_2"), Vec::new(), ahead + 1),
