@@ -44,8 +44,11 @@ pub struct WebhookMiddleware<S> {
     receiver: Arc<Receiver>,
     /// The `PayloadConfig` at the verifier's body limit, built once per worker.
     payload_config: Rc<Extensions>,
-    /// The same for `web::Json`'s `JsonConfig`.
+    /// The same for `web::Json`'s `JsonConfig`, for `web::Form`'s `FormConfig`, and for both
+    /// (one container added per request in the usual case).
     json_config: Rc<Extensions>,
+    form_config: Rc<Extensions>,
+    json_and_form_config: Rc<Extensions>,
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
@@ -53,18 +56,33 @@ pub struct WebhookMiddleware<S> {
 
 /// actix-web's default limit of `web::Json` (`JsonConfig`).
 const JSON_DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
+/// actix-web's default limit of `web::Form` (`FormConfig`).
+const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
         let mut data = Extensions::new();
         data.insert(PayloadConfig::new(receiver.verifier().max_body()));
-        let mut json = Extensions::new();
-        json.insert(web::JsonConfig::default().limit(receiver.verifier().max_body()));
+        let max_body = receiver.verifier().max_body();
+        let json = || web::JsonConfig::default().limit(max_body);
+        let form = || web::FormConfig::default().limit(max_body);
+        let container = |json: Option<web::JsonConfig>, form: Option<web::FormConfig>| {
+            let mut c = Extensions::new();
+            if let Some(j) = json {
+                c.insert(j);
+            }
+            if let Some(f) = form {
+                c.insert(f);
+            }
+            Rc::new(c)
+        };
         Self {
             service,
             receiver,
             payload_config: Rc::new(data),
-            json_config: Rc::new(json),
+            json_config: container(Some(json()), None),
+            form_config: container(None, Some(form())),
+            json_and_form_config: container(Some(json()), Some(form())),
             recent: RefCell::default(),
         }
     }
@@ -99,7 +117,11 @@ where
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
         let payload_config = Rc::clone(&self.payload_config);
-        let json_config = Rc::clone(&self.json_config);
+        let configs = [
+            Rc::clone(&self.json_config),
+            Rc::clone(&self.form_config),
+            Rc::clone(&self.json_and_form_config),
+        ];
         let max_body = self.receiver.verifier().max_body();
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
@@ -132,13 +154,19 @@ where
                     {
                         req.add_data_container(Rc::clone(&payload_config));
                     }
-                    // `web::Json` has its own `JsonConfig` (2 MiB by default): the same, for a
-                    // verifier allowing more.
-                    if max_body > JSON_DEFAULT_LIMIT
+                    // `web::Json` and `web::Form` have their own limits (`JsonConfig` 2 MiB,
+                    // `FormConfig` 16 KiB by default): the same, for a verifier allowing more.
+                    let json = max_body > JSON_DEFAULT_LIMIT
                         && req.app_data::<web::JsonConfig>().is_none()
-                        && req.app_data::<web::Data<web::JsonConfig>>().is_none()
-                    {
-                        req.add_data_container(Rc::clone(&json_config));
+                        && req.app_data::<web::Data<web::JsonConfig>>().is_none();
+                    let form = max_body > FORM_DEFAULT_LIMIT
+                        && req.app_data::<web::FormConfig>().is_none()
+                        && req.app_data::<web::Data<web::FormConfig>>().is_none();
+                    match (json, form) {
+                        (true, false) => req.add_data_container(Rc::clone(&configs[0])),
+                        (false, true) => req.add_data_container(Rc::clone(&configs[1])),
+                        (true, true) => req.add_data_container(Rc::clone(&configs[2])),
+                        (false, false) => {}
                     }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);

@@ -133,6 +133,41 @@ async fn web_json_reads_a_body_as_large_as_the_verifier_allows() {
     assert_eq!(test::read_body(res).await, "evt_big_json");
 }
 
+/// `web::Form` reads a body as large as the verifier allows, as axum's `Form` does: a genuine
+/// 20 KiB Slack interactivity POST (form-encoded) was a plain 413 from `FormConfig`'s 16 KiB.
+#[actix_web::test]
+async fn web_form_reads_a_body_as_large_as_the_verifier_allows() {
+    use hookguard_core::schemes::Slack;
+    #[derive(serde::Deserialize)]
+    struct Interaction {
+        payload: String,
+    }
+    let slack = Webhook::builder(Slack::new())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .dedupe(MemoryStore::default())
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().service(web::resource("/slack").wrap(slack).route(
+        web::post().to(|f: web::Form<Interaction>| async move { HttpResponse::Ok().body(f.payload.len().to_string()) }),
+    )))
+    .await;
+    let body = format!("payload={}", "x".repeat(20 << 10));
+    let signed = Slack::new()
+        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
+        .unwrap();
+    let mut req = TestRequest::post()
+        .uri("/slack")
+        .insert_header(("content-type", "application/x-www-form-urlencoded"))
+        .set_payload(body);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, (20 << 10).to_string());
+}
+
 #[actix_web::test]
 async fn a_body_that_is_not_the_type_answers_a_retryable_unexpected_payload() {
     #[derive(serde::Deserialize)]

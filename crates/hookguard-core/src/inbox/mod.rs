@@ -71,7 +71,7 @@ pub const MIN_LEASE: Duration = Duration::from_millis(100);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default cap on pending and running items.
 pub const DEFAULT_MAX_PENDING: u64 = 100_000;
-/// The most headers stored per delivery.
+/// The most headers stored per delivery (the first by name beyond it).
 pub const MAX_STORED_HEADERS: usize = 64;
 /// The longest header value stored.
 pub const MAX_STORED_HEADER_LEN: usize = 4096;
@@ -693,7 +693,7 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
             .position(|&b| b == b'?')
             .is_some_and(|q| v[q..].contains(&b'='))
     };
-    headers
+    let mut kept: Vec<_> = headers
         .iter()
         .filter(|(name, _)| {
             **name != AUTHORIZATION
@@ -705,8 +705,14 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
                 && !names_a_credential(name.as_str())
         })
         .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN && !has_query(v.as_bytes()))
-        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+        .collect();
+    // By name (a name's values in their order): which headers are kept past the cap, and their
+    // order, must not depend on the framework's map (actix's iterates in hash order).
+    kept.sort_by_key(|(n, _)| *n);
+    kept.into_iter()
         .take(MAX_STORED_HEADERS)
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
 }
 
@@ -798,7 +804,9 @@ mod tests {
             h.insert(http::HeaderName::from_static(name), "v".parse().unwrap());
         }
         let kept: Vec<String> = stored_headers(&h, None).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(kept, signatures);
+        let mut by_name = signatures.to_vec();
+        by_name.sort_unstable();
+        assert_eq!(kept, by_name);
     }
 
     /// A URL token (HCSS's `?token=`) also travels in the headers a proxy copies the URL into.
@@ -822,9 +830,39 @@ mod tests {
         assert_eq!(
             kept,
             vec![
-                ("x-request-id".to_owned(), "abc?def".to_owned()),
-                ("content-type".to_owned(), "application/json".to_owned())
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-request-id".to_owned(), "abc?def".to_owned())
             ]
         );
+    }
+
+    /// Past the cap, which headers are kept does not depend on the map's order (actix's
+    /// iterates in hash order): the first by name, a name's values in their order.
+    #[test]
+    fn the_headers_kept_past_the_cap_are_the_first_by_name_whatever_the_maps_order() {
+        let names: Vec<String> = (0..MAX_STORED_HEADERS + 6).map(|i| format!("x-h{i:03}")).collect();
+        let map = |order: &mut dyn Iterator<Item = &String>| {
+            let mut h = HeaderMap::new();
+            for n in order {
+                h.insert(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            h.append("x-h000", "second".parse().unwrap());
+            h
+        };
+        let (forward, backward) = (map(&mut names.iter()), map(&mut names.iter().rev()));
+        let kept = stored_headers(&forward, None);
+        assert_eq!(kept, stored_headers(&backward, None));
+        assert_eq!(kept.len(), MAX_STORED_HEADERS);
+        assert_eq!(
+            kept[..2],
+            [
+                ("x-h000".to_owned(), "v".to_owned()),
+                ("x-h000".to_owned(), "second".to_owned())
+            ]
+        );
+        assert_eq!(kept.last().unwrap().0, format!("x-h{:03}", MAX_STORED_HEADERS - 2));
     }
 }
