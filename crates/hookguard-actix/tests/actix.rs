@@ -28,13 +28,15 @@ fn bwp_body(id: &str) -> String {
 
 /// A signed BuildWorkPro request to `uri`.
 fn bwp_request(uri: &str, id: &str) -> TestRequest {
-    let body = bwp_body(id);
-    let signed = BuildWorkPro::new()
-        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
-        .unwrap();
+    signed_request(&BuildWorkPro::new(), uri, "application/json", bwp_body(id))
+}
+
+/// A POST of `body` to `uri`, signed by `scheme` with [`SECRET`] at [`NOW`].
+fn signed_request(scheme: &impl Scheme, uri: &str, content_type: &str, body: String) -> TestRequest {
+    let signed = scheme.sign(SECRET, body.as_bytes(), &SignParams::new(NOW)).unwrap();
     let mut req = TestRequest::post()
         .uri(uri)
-        .insert_header(("content-type", "application/json"))
+        .insert_header(("content-type", content_type))
         .set_payload(body);
     for (name, value) in signed.headers.iter() {
         req = req.append_header((name.as_str(), value.to_str().unwrap()));
@@ -118,16 +120,7 @@ async fn web_json_reads_a_body_as_large_as_the_verifier_allows() {
         r#"{{"id":"evt_big_json","type":"bid.accepted","data":{{"notes":"{}"}}}}"#,
         "x".repeat(5 << 19)
     );
-    let signed = BuildWorkPro::new()
-        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
-        .unwrap();
-    let mut req = TestRequest::post()
-        .uri("/json")
-        .insert_header(("content-type", "application/json"))
-        .set_payload(body);
-    for (name, value) in signed.headers.iter() {
-        req = req.append_header((name.as_str(), value.to_str().unwrap()));
-    }
+    let req = signed_request(&BuildWorkPro::new(), "/json", "application/json", body);
     let res = test::call_service(&app, req.to_request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(test::read_body(res).await, "evt_big_json");
@@ -153,16 +146,7 @@ async fn web_form_reads_a_body_as_large_as_the_verifier_allows() {
     )))
     .await;
     let body = format!("payload={}", "x".repeat(20 << 10));
-    let signed = Slack::new()
-        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
-        .unwrap();
-    let mut req = TestRequest::post()
-        .uri("/slack")
-        .insert_header(("content-type", "application/x-www-form-urlencoded"))
-        .set_payload(body);
-    for (name, value) in signed.headers.iter() {
-        req = req.append_header((name.as_str(), value.to_str().unwrap()));
-    }
+    let req = signed_request(&Slack::new(), "/slack", "application/x-www-form-urlencoded", body);
     let res = test::call_service(&app, req.to_request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(test::read_body(res).await, (20 << 10).to_string());

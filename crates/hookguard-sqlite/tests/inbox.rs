@@ -631,41 +631,28 @@ async fn a_due_retry_goes_before_newer_deliveries() {
 /// claims never look at a time before the newest arrival (and after a restart too).
 #[tokio::test]
 async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
+    // (id, attempt) of what a claim now takes.
+    async fn due(inbox: &SqliteInbox) -> Vec<(i64, u32)> {
+        let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+        claimed.iter().map(|i| (i.id, i.attempt)).collect()
+    }
     let dir = TempDir::new("clock-back");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let ahead = now_ms() + 600_000;
     let id = stored_item(&inbox, NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), ahead)).await;
-    let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(due(&inbox).await, [(id, 1)]);
     // Its lease runs on the same timeline: not claimable again right away.
-    assert!(inbox
-        .claim(now_ms(), Duration::from_secs(30), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(due(&inbox).await, []);
     // So do its retry and a deferral: due a second later on that timeline, not at once.
     let now = now_ms();
     assert!(inbox.fail(id, 1, "boom", Some(now + 1_000), now).await.unwrap());
-    assert!(inbox
-        .claim(now_ms(), Duration::from_secs(30), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(due(&inbox).await, []);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let again = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(again.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(), [(id, 2)]);
+    assert_eq!(due(&inbox).await, [(id, 2)]);
     assert!(inbox.defer(id, 2, now_ms() + 1_000).await.unwrap());
-    assert!(inbox
-        .claim(now_ms(), Duration::from_secs(30), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(due(&inbox).await, []);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let deferred = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(
-        deferred.iter().map(|i| (i.id, i.attempt)).collect::<Vec<_>>(),
-        [(id, 2)]
-    );
+    assert_eq!(due(&inbox).await, [(id, 2)]);
     assert!(inbox.complete(id, 2, now_ms()).await.unwrap());
     let second = stored_item(
         &inbox,
