@@ -44,11 +44,10 @@ pub struct WebhookMiddleware<S> {
     receiver: Arc<Receiver>,
     /// The `PayloadConfig` at the verifier's body limit, built once per worker.
     payload_config: Rc<Extensions>,
-    /// The same for `web::Json`'s `JsonConfig`, for `web::Form`'s `FormConfig`, and for both
-    /// (one container added per request in the usual case).
+    /// The same for `web::Json`'s `JsonConfig`.
     json_config: Rc<Extensions>,
+    /// The same for `web::Form`'s `FormConfig`.
     form_config: Rc<Extensions>,
-    json_and_form_config: Rc<Extensions>,
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
@@ -61,28 +60,18 @@ const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
-        let mut data = Extensions::new();
-        data.insert(PayloadConfig::new(receiver.verifier().max_body()));
         let max_body = receiver.verifier().max_body();
-        let json = || web::JsonConfig::default().limit(max_body);
-        let form = || web::FormConfig::default().limit(max_body);
-        let container = |json: Option<web::JsonConfig>, form: Option<web::FormConfig>| {
+        fn container<T: 'static>(config: T) -> Rc<Extensions> {
             let mut c = Extensions::new();
-            if let Some(j) = json {
-                c.insert(j);
-            }
-            if let Some(f) = form {
-                c.insert(f);
-            }
+            c.insert(config);
             Rc::new(c)
-        };
+        }
         Self {
             service,
             receiver,
-            payload_config: Rc::new(data),
-            json_config: container(Some(json()), None),
-            form_config: container(None, Some(form())),
-            json_and_form_config: container(Some(json()), Some(form())),
+            payload_config: container(PayloadConfig::new(max_body)),
+            json_config: container(web::JsonConfig::default().limit(max_body)),
+            form_config: container(web::FormConfig::default().limit(max_body)),
             recent: RefCell::default(),
         }
     }
@@ -117,11 +106,8 @@ where
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
         let payload_config = Rc::clone(&self.payload_config);
-        let configs = [
-            Rc::clone(&self.json_config),
-            Rc::clone(&self.form_config),
-            Rc::clone(&self.json_and_form_config),
-        ];
+        let json_config = Rc::clone(&self.json_config);
+        let form_config = Rc::clone(&self.form_config);
         let max_body = self.receiver.verifier().max_body();
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
@@ -156,17 +142,17 @@ where
                     }
                     // `web::Json` and `web::Form` have their own limits (`JsonConfig` 2 MiB,
                     // `FormConfig` 16 KiB by default): the same, for a verifier allowing more.
-                    let json = max_body > JSON_DEFAULT_LIMIT
+                    if max_body > JSON_DEFAULT_LIMIT
                         && req.app_data::<web::JsonConfig>().is_none()
-                        && req.app_data::<web::Data<web::JsonConfig>>().is_none();
-                    let form = max_body > FORM_DEFAULT_LIMIT
+                        && req.app_data::<web::Data<web::JsonConfig>>().is_none()
+                    {
+                        req.add_data_container(Rc::clone(&json_config));
+                    }
+                    if max_body > FORM_DEFAULT_LIMIT
                         && req.app_data::<web::FormConfig>().is_none()
-                        && req.app_data::<web::Data<web::FormConfig>>().is_none();
-                    match (json, form) {
-                        (true, false) => req.add_data_container(Rc::clone(&configs[0])),
-                        (false, true) => req.add_data_container(Rc::clone(&configs[1])),
-                        (true, true) => req.add_data_container(Rc::clone(&configs[2])),
-                        (false, false) => {}
+                        && req.app_data::<web::Data<web::FormConfig>>().is_none()
+                    {
+                        req.add_data_container(Rc::clone(&form_config));
                     }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);

@@ -516,13 +516,9 @@ impl hookguard_core::clock::Clock for CoarseClock {
             static COARSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
             let id = rustix::time::ClockId::MonotonicCoarse;
             if *COARSE.get_or_init(|| coarse(id).is_some()) {
-                return coarse(id).unwrap_or_else(|| {
-                    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-                    Duration::new(
-                        t.tv_sec.unsigned_abs(),
-                        t.tv_nsec.unsigned_abs().min(999_999_999) as u32,
-                    )
-                });
+                if let Some(t) = coarse(id).or_else(|| coarse(rustix::time::ClockId::Monotonic)) {
+                    return t;
+                }
             }
         }
         hookguard_core::clock::SystemClock.monotonic()
