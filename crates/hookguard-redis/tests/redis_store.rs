@@ -352,13 +352,13 @@ fn hold_redis(url: String, ms: u64) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Returns once Redis runs [`hold_redis`]'s script: a `PING` goes unanswered for 50 ms.
-async fn until_busy(url: &str) {
-    let mut probe = admin(url).await;
+/// Returns once Redis runs [`hold_redis`]'s script: a `PING` on `probe` goes unanswered for
+/// 50 ms. `probe` is connected before the script starts (connecting waits for it to end).
+async fn until_busy(probe: &mut MultiplexedConnection) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let ping = redis::cmd("PING");
-        if tokio::time::timeout(Duration::from_millis(50), ping.query_async::<String>(&mut probe))
+        if tokio::time::timeout(Duration::from_millis(50), ping.query_async::<String>(probe))
             .await
             .is_err()
         {
@@ -382,8 +382,9 @@ async fn a_claim_timed_out_or_dropped_before_its_answer_is_given_back() {
         .connect()
         .await
         .unwrap();
+    let mut probe = admin(&server.url()).await;
     let busy = hold_redis(server.url(), 600);
-    until_busy(&server.url()).await;
+    until_busy(&mut probe).await;
     // Sent while Redis is busy: the first times out, the second is dropped by its caller.
     assert!(store.claim("timed-out", LEASE).await.is_err());
     assert!(
