@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 
 use actix_web::{http::StatusCode, web, App, HttpResponse, HttpServer};
-use common::{routes, run_all, Handler, HandlerKind};
+use common::{routes, run_all, Form, Handler, HandlerKind};
 use hookguard_actix::{Verified, VerifiedDelivery, Webhook};
 use hookguard_core::envelope::BuildWorkProEvent;
 
@@ -20,7 +20,11 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
             (
                 r.path,
                 r.handler,
-                Webhook::from(hookguard_core::Receiver::new(r.verifier).with_dedupe(r.dedupe)),
+                Webhook::from(
+                    hookguard_core::Receiver::new(r.verifier)
+                        .with_dedupe(r.dedupe)
+                        .with_budget(r.budget),
+                ),
             )
         })
         .collect();
@@ -44,6 +48,15 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
                                 let h = h.clone();
                                 async move {
                                     assert_eq!(body.len(), d.body().len());
+                                    HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
+                                }
+                            })
+                        }
+                        HandlerKind::Form => {
+                            web::post().to(move |VerifiedDelivery(d): VerifiedDelivery, f: web::Form<Form>| {
+                                let h = h.clone();
+                                async move {
+                                    assert_eq!(f.payload.len() + "payload=".len(), d.body().len());
                                     HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
                                 }
                             })

@@ -284,6 +284,50 @@ async fn run(addr: &str, ib: &Inboxes, calls: &Calls) {
         failures.borrow_mut().push("hcss token stored".into());
     }
 
+    // Stored headers: never a credential, and past the cap of 64 the first by name, in name
+    // order, whichever order the framework's map holds them in (actix's is hash order). Sent
+    // in reverse name order, so a cap applied in arrival order keeps the wrong ones.
+    let (mut h, b) = bwp("evt_inbox_headers");
+    for i in (0..70).rev() {
+        h.push((format!("x-extra-{i:02}"), format!("v{i}")));
+    }
+    h.push(("x-api-token".into(), "tok".into()));
+    h.push(("cookie".into(), "a=b".into()));
+    h.push(("x-forwarded-uri".into(), "/bwp?token=t".into()));
+    expect(
+        "70 extra headers → stored",
+        post(addr, "/bwp", &h, &b).await,
+        200,
+        "accepted",
+    );
+    let mut want: Vec<(String, String)> = h
+        .iter()
+        .filter(|(k, _)| !["x-api-token", "cookie", "x-forwarded-uri"].contains(&k.as_str()))
+        .cloned()
+        .chain([
+            ("host".to_owned(), addr.to_owned()),
+            ("connection".to_owned(), "close".to_owned()),
+            ("content-length".to_owned(), b.len().to_string()),
+        ])
+        .collect();
+    want.sort();
+    want.truncate(64);
+    let listed = ib.bwp.list(ListFilter::default().limit(1000)).await.unwrap();
+    match listed
+        .iter()
+        .find(|r| r.event_id.as_deref() == Some("evt_inbox_headers"))
+    {
+        Some(rec) => {
+            let stored = ib.bwp.get(rec.id).await.unwrap().unwrap().headers;
+            if stored != want {
+                failures
+                    .borrow_mut()
+                    .push(format!("stored headers: got {stored:?}, want {want:?}"));
+            }
+        }
+        None => failures.borrow_mut().push("evt_inbox_headers not in the inbox".into()),
+    }
+
     // Over the cap: 503 + Retry-After, nothing stored, never 2xx.
     let mut full_answers = 0;
     for i in 0..60 {

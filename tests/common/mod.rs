@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::{Dedupe, MemoryStore};
-use hookguard_core::schemes::{BuildWorkPro, GitHub, Hcss, Procore};
+use hookguard_core::schemes::{BuildWorkPro, GitHub, Hcss, Procore, Slack};
 use hookguard_core::{Delivery, Scheme, SignParams, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,6 +21,7 @@ pub const PROCORE_TOKEN: &str = "Bearer procore-conformance";
 pub const OWN_APP: &str = "our-app-42";
 pub const HCSS_TOKEN: &str = "hcss-url-token";
 pub const GITHUB_SECRET: &str = "gh-conformance";
+pub const SLACK_SECRET: &str = "slack-conformance";
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// One protected route of the conformance server: path and the verifier + dedupe it uses.
@@ -29,6 +30,8 @@ pub struct Route {
     pub verifier: Verifier,
     pub dedupe: Dedupe,
     pub handler: HandlerKind,
+    /// The handler budget, when the route has one.
+    pub budget: Option<Duration>,
 }
 
 /// How the route's application handler reads the delivery.
@@ -41,7 +44,20 @@ pub enum HandlerKind {
     RawBody,
     /// The typed `BuildWorkProEvent` envelope (`Verified<BuildWorkProEvent>`).
     Typed,
+    /// The delivery and the body through the framework's own form extractor (axum `Form`,
+    /// actix `web::Form`) as a [`Form`]: the verifier's body limit applies, not the
+    /// framework's (actix's `FormConfig` defaults to 16 KiB).
+    Form,
 }
+
+/// The form every `Form` route reads: Slack's interactivity POST.
+#[derive(serde::Deserialize)]
+pub struct Form {
+    pub payload: String,
+}
+
+/// The handler budget of the `/bwp-budget` route, which a `slow` handler (1.5 s) overruns.
+pub const BUDGET: Duration = Duration::from_millis(700);
 
 /// The body limit of the `/bwp-big` route: above axum's and actix's own 2 MiB for their body
 /// extractors.
@@ -72,6 +88,7 @@ pub fn routes() -> Vec<Route> {
             verifier: bwp_one_secret(),
             dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(SHORT_LEASE),
             handler: HandlerKind::Delivery,
+            budget: None,
         },
         Route {
             path: "/bwp",
@@ -84,6 +101,7 @@ pub fn routes() -> Vec<Route> {
                 .unwrap(),
             dedupe: dedupe(),
             handler: HandlerKind::Delivery,
+            budget: None,
         },
         Route {
             path: "/bwp-big",
@@ -96,12 +114,14 @@ pub fn routes() -> Vec<Route> {
                 .unwrap(),
             dedupe: dedupe(),
             handler: HandlerKind::RawBody,
+            budget: None,
         },
         Route {
             path: "/bwp-typed",
             verifier: bwp_one_secret(),
             dedupe: dedupe(),
             handler: HandlerKind::Typed,
+            budget: None,
         },
         Route {
             path: "/procore",
@@ -114,6 +134,7 @@ pub fn routes() -> Vec<Route> {
                 .unwrap(),
             dedupe: dedupe(),
             handler: HandlerKind::Delivery,
+            budget: None,
         },
         Route {
             path: "/hcss",
@@ -125,6 +146,7 @@ pub fn routes() -> Vec<Route> {
                 .unwrap(),
             dedupe: dedupe(),
             handler: HandlerKind::Delivery,
+            budget: None,
         },
         Route {
             path: "/github",
@@ -136,13 +158,34 @@ pub fn routes() -> Vec<Route> {
                 .unwrap(),
             dedupe: dedupe(),
             handler: HandlerKind::Delivery,
+            budget: None,
+        },
+        Route {
+            path: "/bwp-budget",
+            verifier: bwp_one_secret(),
+            dedupe: dedupe(),
+            handler: HandlerKind::Delivery,
+            budget: Some(BUDGET),
+        },
+        Route {
+            path: "/slack-form",
+            verifier: Verifier::builder(Slack::new())
+                .secret(SLACK_SECRET)
+                .clock(clock.clone())
+                .max_body(MAX_BODY)
+                .body_read_timeout(READ_TIMEOUT)
+                .build()
+                .unwrap(),
+            dedupe: dedupe(),
+            handler: HandlerKind::Form,
+            budget: None,
         },
     ]
 }
 
 /// The application handler's behaviour, shared by every adapter: counts calls per dedupe key;
-/// ids containing `fail_once` fail (500) the first time; ids containing `slow` take 1.5 s,
-/// `long` 3.5 s.
+/// ids containing `fail_once` fail (500) the first time, `panic_once` panic the first time;
+/// ids containing `slow` take 1.5 s, `long` 3.5 s.
 #[derive(Clone, Default)]
 pub struct Handler {
     calls: Arc<Mutex<HashMap<String, u32>>>,
@@ -166,6 +209,9 @@ impl Handler {
         }
         if key.contains("fail_once") && n == 1 {
             return 500;
+        }
+        if key.contains("panic_once") && n == 1 {
+            panic!("the conformance handler panics once for {key}");
         }
         204
     }
@@ -251,11 +297,15 @@ pub async fn send(
     parse_response(&buf)
 }
 
+/// The answer in `buf`; status 0 when the server closed the connection without one.
 fn parse_response(buf: &[u8]) -> Answer {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Answer {
+            status: 0,
+            headers: HashMap::new(),
+            body: buf.to_vec(),
+        };
+    };
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
@@ -900,6 +950,70 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         ));
     }
 
+    // --- Handler budget (0.7 s on /bwp-budget): a handler that overruns it is answered a
+    // retryable 503 with Retry-After and its claim is released, so the sender's retry runs the
+    // handler again instead of hearing 429 for a copy in flight.
+    let (h, b) = bwp("evt_slow_budget");
+    for attempt in 1..=2 {
+        let a = post("/bwp-budget", h.clone(), b.clone()).await;
+        check(
+            &format!("over the handler budget #{attempt} → 503"),
+            &a,
+            &rej(503, "handler_timeout"),
+        );
+        if a.header("retry-after").is_none() {
+            failures
+                .borrow_mut()
+                .push(format!("over the handler budget #{attempt}: no Retry-After"));
+        }
+    }
+    if handler.calls("buildworkpro:evt_slow_budget") != 2 {
+        failures.borrow_mut().push(format!(
+            "handler budget: the handler ran {} times for two sends, want 2",
+            handler.calls("buildworkpro:evt_slow_budget")
+        ));
+    }
+    let (h, b) = bwp("evt_within_budget");
+    check(
+        "within the handler budget → handled",
+        &post("/bwp-budget", h, b).await,
+        &OK,
+    );
+
+    // --- A handler that panics: no 2xx (the framework closes the connection), and its claim
+    // is released, so the sender's retry runs the handler again instead of hearing 429.
+    let (h, b) = bwp("evt_panic_once");
+    check(
+        "panicking handler → connection closed, no answer",
+        &post("/bwp", h.clone(), b.clone()).await,
+        &Expect { status: 0, code: None },
+    );
+    check("retry after a panic → handled", &post("/bwp", h, b).await, &OK);
+    if handler.calls("buildworkpro:evt_panic_once") != 2 {
+        failures.borrow_mut().push(format!(
+            "panic then retry: handler ran {} times, want 2",
+            handler.calls("buildworkpro:evt_panic_once")
+        ));
+    }
+
+    // --- A form body (Slack interactivity, 20 KiB) read with the framework's own form
+    // extractor: the verifier's 64 KiB limit applies, not the framework's (actix's 16 KiB).
+    let body = format!("payload={}", "x".repeat(20 << 10)).into_bytes();
+    let mut h = signed(&Slack::new(), SLACK_SECRET, &body, NOW);
+    h.retain(|(k, _)| k != "content-type");
+    h.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    check(
+        "20 KiB form through the form extractor",
+        &post("/slack-form", h, body).await,
+        &OK,
+    );
+    if handler.calls_matching(|k| k.starts_with("slack:")) != 1 {
+        failures.borrow_mut().push(format!(
+            "form: the handler ran {} times, want 1",
+            handler.calls_matching(|k| k.starts_with("slack:"))
+        ));
+    }
+
     let failures = failures.into_inner();
     assert!(
         failures.is_empty(),
@@ -929,6 +1043,13 @@ pub async fn start_tower() -> (String, Handler) {
                     axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
                 },
             ),
+            HandlerKind::Form => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
+                      axum::extract::Form(f): axum::extract::Form<Form>| async move {
+                    assert_eq!(f.payload.len() + "payload=".len(), d.body().len());
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
             HandlerKind::Typed => axum::routing::post(
                 move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
                       hookguard_tower::Verified(e): hookguard_tower::Verified<
@@ -943,7 +1064,9 @@ pub async fn start_tower() -> (String, Handler) {
         app = app.route(
             r.path,
             route.layer(hookguard_tower::WebhookLayer::from(
-                hookguard_core::Receiver::new(r.verifier).with_dedupe(r.dedupe),
+                hookguard_core::Receiver::new(r.verifier)
+                    .with_dedupe(r.dedupe)
+                    .with_budget(r.budget),
             )),
         );
     }
