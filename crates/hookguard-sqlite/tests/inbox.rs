@@ -454,7 +454,12 @@ async fn a_deferral_does_not_forget_the_claim_that_follows_it() {
 async fn a_deferral_due_at_once_does_not_forget_the_claim_that_follows_it() {
     let dir = TempDir::new("defer_due_now");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let late = LateClaims(inbox.clone(), Duration::ZERO, Duration::from_millis(400));
+    let late = LateClaims(
+        inbox.clone(),
+        Duration::ZERO,
+        Duration::from_millis(400),
+        Duration::ZERO,
+    );
     deferral_then_a_running_claim(&inbox, Arc::new(late), Duration::ZERO).await;
 }
 
@@ -680,11 +685,11 @@ async fn a_worker_that_never_purges_still_works() {
     worker.shutdown().await;
 }
 
-/// The real inbox whose claims answer late (a busy file, a long checkpoint): the lease is
-/// taken when the claim runs, its answer arrives `delay` afterwards.
-/// The SQLite inbox with answers held back: claims that found items by `.1`, and deferrals by
-/// `.2` after the item was given back — due at once, as the trait's default `defer` does.
-struct LateClaims(SqliteInbox, Duration, Duration);
+/// The real inbox whose answers arrive late (a busy file, a long checkpoint, a large purge):
+/// claims that found items by `.1` (the lease is taken when the claim runs), deferrals by `.2`
+/// after the item was given back — due at once, as the trait's default `defer` does — and
+/// purges by `.3` after they ran.
+struct LateClaims(SqliteInbox, Duration, Duration, Duration);
 
 impl InboxStore for LateClaims {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
@@ -728,11 +733,47 @@ impl InboxStore for LateClaims {
         self.0.replay_dead(now_ms)
     }
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        self.0.purge(before_ms, include_dead)
+        Box::pin(async move {
+            let n = self.0.purge(before_ms, include_dead).await?;
+            tokio::time::sleep(self.3).await;
+            Ok(n)
+        })
     }
     fn stats(&self) -> InboxFuture<'_, hookguard_core::inbox::InboxStats> {
         self.0.stats()
     }
+}
+
+/// The periodic purge runs beside the claims: a purge that takes long (a first purge of a
+/// large backlog runs batches until one comes back short) holds back neither deliveries nor
+/// shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_purge_holds_back_neither_deliveries_nor_shutdown() {
+    let dir = TempDir::new("long-purge");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let done = stored(&inbox, &bwp("evt_purged")).await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
+    assert!(inbox.complete(done, c[0].attempt, now_ms()).await.unwrap());
+    // Past a retention of zero once the clock has moved on.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let late = LateClaims(inbox.clone(), Duration::ZERO, Duration::ZERO, Duration::from_secs(60));
+    let store: Arc<dyn InboxStore> = Arc::new(late);
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move { Ok::<(), HandlerError>(()) })
+        .retention(Duration::ZERO)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    // The purge ran (it answers a minute later) …
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while inbox.get(done).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the worker did not purge");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // … and meanwhile a new delivery is handled, and shutdown does not wait for the purge.
+    let id = stored(&inbox, &bwp("evt_beside_purge")).await;
+    wait_for(&inbox, id, InboxState::Done).await;
+    tokio::time::timeout(Duration::from_secs(5), worker.shutdown())
+        .await
+        .expect("shutdown waited for the purge");
 }
 
 /// A handler must end within 90 % of the lease counted from its claim, not from the claim's
@@ -743,7 +784,12 @@ async fn the_handler_deadline_counts_from_the_claim() {
     let dir = TempDir::new("late-claim");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_late_claim")).await;
-    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), Duration::from_millis(600), Duration::ZERO));
+    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(
+        inbox.clone(),
+        Duration::from_millis(600),
+        Duration::ZERO,
+        Duration::ZERO,
+    ));
     let worker = Worker::builder(store, |_item: ClaimedItem| async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         Ok::<(), HandlerError>(())

@@ -333,36 +333,15 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let running: Arc<Mutex<HashMap<i64, (u32, u64)>>> = Arc::default();
     let mut claims: u64 = 0;
     let mut tasks = JoinSet::new();
-    let mut next_purge = tokio::time::Instant::now();
-    let mut next_sample = tokio::time::Instant::now();
+    // The purge and the gauges run beside the claims: a first purge of a large backlog
+    // (batches until one comes back short) neither holds claims back nor delays shutdown.
+    let _housekeeping = AbortOnDrop(tokio::spawn(housekeep(Arc::clone(&cfg))));
     let mut stop_wait = std::pin::pin!(stop.notified());
     loop {
         while let Some(joined) = tasks.try_join_next() {
             if let Err(e) = joined {
                 tracing::error!(error = %e, "inbox: an attempt's task ended abnormally; its lease will expire");
             }
-        }
-        if tokio::time::Instant::now() >= next_purge {
-            next_purge = far_after(tokio::time::Instant::now(), cfg.purge_every);
-            let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
-            match cfg.store.purge(before, false).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::debug!(purged = n, "inbox: done items past the retention purged");
-                    crate::observe::count_by(
-                        "hookguard_inbox_transitions_total",
-                        &[("provider", "all"), ("transition", "purged")],
-                        n,
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "inbox purge failed"),
-            }
-        }
-        if tokio::time::Instant::now() >= next_sample {
-            // Counting costs as much as the inbox holds: sample at most 1/20 of the time.
-            let started = tokio::time::Instant::now();
-            sample_gauges(cfg.store.as_ref()).await;
-            next_sample = tokio::time::Instant::now() + SAMPLE_EVERY.max(started.elapsed() * 20);
         }
         let free = permits.available_permits();
         if free == 0 {
@@ -427,6 +406,46 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 tracing::warn!(id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
             }
         }
+    }
+}
+
+/// The periodic purge of done items past the retention and the inbox gauges, until aborted.
+async fn housekeep(cfg: Arc<Config>) {
+    let mut next_purge = tokio::time::Instant::now();
+    let mut next_sample = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_purge {
+            next_purge = far_after(tokio::time::Instant::now(), cfg.purge_every);
+            let before = now_ms() - i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
+            match cfg.store.purge(before, false).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(purged = n, "inbox: done items past the retention purged");
+                    crate::observe::count_by(
+                        "hookguard_inbox_transitions_total",
+                        &[("provider", "all"), ("transition", "purged")],
+                        n,
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "inbox purge failed"),
+            }
+        }
+        if tokio::time::Instant::now() >= next_sample {
+            // Counting costs as much as the inbox holds: sample at most 1/20 of the time.
+            let started = tokio::time::Instant::now();
+            sample_gauges(cfg.store.as_ref()).await;
+            next_sample = tokio::time::Instant::now() + SAMPLE_EVERY.max(started.elapsed() * 20);
+        }
+        tokio::time::sleep_until(next_purge.min(next_sample)).await;
+    }
+}
+
+/// A task aborted when this is dropped (the worker's run ended, or its task was aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
