@@ -175,7 +175,7 @@ fn main() {
                     let got = store.claim(now_ms(), Duration::from_secs(60), 1).await.unwrap();
                     lat.lock().unwrap().push(t.elapsed());
                     for c in got {
-                        store.complete(c.id, c.attempt, now_ms()).await.unwrap();
+                        store.complete(c.claim(), now_ms()).await.unwrap();
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -58,8 +58,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hookguard_core::inbox::{
-    Accepted, ClaimedItem, HandlerError, HandlerFuture, InboxError, InboxFuture, InboxHandler, InboxRecord, InboxState,
-    InboxStats, InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
+    Accepted, ClaimRef, ClaimedItem, HandlerError, HandlerFuture, InboxError, InboxFuture, InboxHandler, InboxRecord,
+    InboxState, InboxStats, InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
 };
 use hookguard_core::DedupeScope;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
@@ -268,8 +268,11 @@ async fn claim_task(
             .iter()
             .map(|r| {
                 Ok(ClaimedItem::new(
-                    r.try_get("id")?,
-                    u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
+                    ClaimRef::new(
+                        r.try_get("id")?,
+                        u32::try_from(r.try_get::<i32, _>("attempts")?).unwrap_or(0),
+                        r.try_get("next_attempt_at")?,
+                    ),
                     &r.try_get::<String, _>("provider")?,
                     r.try_get("dedupe_key")?,
                     r.try_get("event_id")?,
@@ -296,10 +299,12 @@ async fn give_back(inner: &Inner, items: &[ClaimedItem]) {
     }
     let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
     let attempts: Vec<i32> = items.iter().map(|i| i.attempt as i32).collect();
+    let leases: Vec<i64> = items.iter().map(|i| i.lease_until_ms).collect();
     let given = bounded(inner.operation_timeout, async {
         sqlx::query(&inner.sql.release_many)
             .bind(&ids)
             .bind(&attempts)
+            .bind(&leases)
             .execute(&inner.pool)
             .await
             .map_err(storage)
@@ -343,8 +348,8 @@ impl Drop for ClaimAnswer {
 /// The most completions one statement (one transaction, one commit) carries.
 const MAX_COMPLETE_BATCH: usize = 512;
 
-/// One completion waiting: id, attempt, time, and where its answer goes.
-type QueuedCompletion = (i64, i32, i64, oneshot::Sender<Result<bool, InboxError>>);
+/// One completion waiting: the claim, the time, and where its answer goes.
+type QueuedCompletion = (ClaimRef, i64, oneshot::Sender<Result<bool, InboxError>>);
 
 /// Group commit for the worker's completions: every completion queued while a statement runs
 /// goes into the next one, so a busy worker pays one commit (one fsync) per batch instead of
@@ -387,7 +392,7 @@ async fn complete_queued(mut running: Draining) {
             let mut c = lock_completions(&inner);
             // A caller that stopped waiting (its worker shut down and gave the item back) must
             // not have its completion run later, when the item may belong to a newer attempt.
-            c.queue.retain(|q| !q.3.is_closed());
+            c.queue.retain(|q| !q.2.is_closed());
             if c.queue.is_empty() {
                 c.running = false;
                 running.1 = true;
@@ -397,31 +402,36 @@ async fn complete_queued(mut running: Draining) {
             c.queue.drain(..n).collect()
         };
         // Rows locked in id order, as any other batch would lock them.
-        batch.sort_unstable_by_key(|c| c.0);
-        let ids: Vec<i64> = batch.iter().map(|c| c.0).collect();
-        let attempts: Vec<i32> = batch.iter().map(|c| c.1).collect();
-        let times: Vec<i64> = batch.iter().map(|c| c.2).collect();
-        // The (id, attempt) pairs marked done; a row that fails to decode fails the batch.
+        batch.sort_unstable_by_key(|c| c.0.id);
+        let ids: Vec<i64> = batch.iter().map(|c| c.0.id).collect();
+        let attempts: Vec<i32> = batch.iter().map(|c| c.0.attempt as i32).collect();
+        let times: Vec<i64> = batch.iter().map(|c| c.1).collect();
+        let leases: Vec<i64> = batch.iter().map(|c| c.0.lease_until_ms).collect();
+        // The claims marked done; a row that fails to decode fails the batch.
         // Bounded: a statement that never returns would hold every later completion.
         let done = bounded(inner.operation_timeout, async {
             sqlx::query(&inner.sql.complete_many)
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(&times)
+                .bind(&leases)
                 .fetch_all(&inner.pool)
                 .await
                 .and_then(|rows| {
                     rows.iter()
-                        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i32, _>(1)?)))
-                        .collect::<Result<std::collections::HashSet<(i64, i32)>, sqlx::Error>>()
+                        .map(|r| {
+                            let attempt = u32::try_from(r.try_get::<i32, _>(1)?).unwrap_or(0);
+                            Ok(ClaimRef::new(r.try_get(0)?, attempt, r.try_get(2)?))
+                        })
+                        .collect::<Result<std::collections::HashSet<ClaimRef>, sqlx::Error>>()
                 })
                 .map_err(storage)
         })
         .await;
         match done {
             Ok(done) => {
-                for (id, attempt, _, answer) in batch {
-                    let ok = done.contains(&(id, attempt));
+                for (claim, _, answer) in batch {
+                    let ok = done.contains(&claim);
                     if ok {
                         let _ = inner
                             .pending
@@ -503,42 +513,45 @@ impl Sql {
                 "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = {DB_NOW} + $1
                  WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= {DB_NOW}
                               ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, attempts, provider, dedupe_key, event_id, event_type, body, received_at"
+                 RETURNING id, attempts, next_attempt_at, provider, dedupe_key, event_id, event_type, body, received_at"
             ),
+            // Every answer about a claim names it by (id, attempts, the lease's end): while an
+            // item runs, `next_attempt_at` is its lease's end as the claim wrote it.
             complete: format!(
                 "UPDATE {t} SET state = 2, finished_at = $3, last_error = NULL,
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
-                 WHERE id = $1 AND attempts = $2 AND state IN (1, 2)"
+                 WHERE id = $1 AND attempts = $2 AND next_attempt_at = $4 AND state IN (1, 2)"
             ),
-            // The same for a batch: the rows it marked come back as (id, attempts), so each
-            // caller learns whether its own attempt still held the item.
+            // The same for a batch: the rows it marked come back as (id, attempts, lease end),
+            // so each caller learns whether its own claim still held the item.
             complete_many: format!(
                 "UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
                         unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
-                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(id, attempts, now)
-                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.state IN (1, 2)
-                 RETURNING t.id, t.attempts"
+                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[]) AS c(id, attempts, now, lease)
+                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
+                   AND t.state IN (1, 2)
+                 RETURNING t.id, t.attempts, t.next_attempt_at"
             ),
             dead: format!(
                 "UPDATE {t} SET state = 3, finished_at = $3, last_error = $4,
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
-                 WHERE id = $1 AND attempts = $2 AND state = 1"
+                 WHERE id = $1 AND attempts = $2 AND next_attempt_at = $5 AND state = 1"
             ),
             // $3: the delay before the retry (the caller's retry time minus its own now).
             retry: format!(
                 "UPDATE {t} SET state = 0, next_attempt_at = {DB_NOW} + $3, last_error = $4
-                 WHERE id = $1 AND attempts = $2 AND state = 1"
+                 WHERE id = $1 AND attempts = $2 AND next_attempt_at = $5 AND state = 1"
             ),
             // $3: the delay before it is due again (0: due now).
             release: format!(
                 "UPDATE {t} SET state = 0, attempts = attempts - 1, next_attempt_at = {DB_NOW} + $3
-                 WHERE id = $1 AND attempts = $2 AND state = 1"
+                 WHERE id = $1 AND attempts = $2 AND next_attempt_at = $4 AND state = 1"
             ),
             // Claims nobody took, given back as they were: due now, the attempt not counted.
             release_many: format!(
                 "UPDATE {t} AS t SET state = 0, attempts = t.attempts - 1, next_attempt_at = {DB_NOW}
-                 FROM unnest($1::bigint[], $2::integer[]) AS c(id, attempts)
-                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.state = 1"
+                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(id, attempts, lease)
+                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease AND t.state = 1"
             ),
             get: format!("SELECT {COLUMNS}, headers, body FROM {t} WHERE id = $1"),
             // One statement per kind of filter, each reading an index where a state is asked
@@ -965,21 +978,17 @@ impl PgInbox {
         &self.inner.table
     }
 
-    /// Marks attempt `attempt` of item `id` done inside `tx` (the transactional handler's
-    /// transaction). `Ok(false)`: that attempt no longer holds the item; roll back.
+    /// Marks the claimed item done inside `tx` (the transactional handler's transaction).
+    /// `Ok(false)`: that claim no longer holds the item; roll back.
     ///
     /// # Errors
     /// The statement failed.
-    pub async fn complete_in(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        id: i64,
-        attempt: u32,
-    ) -> Result<bool, InboxError> {
+    pub async fn complete_in(&self, tx: &mut Transaction<'_, Postgres>, claim: ClaimRef) -> Result<bool, InboxError> {
         let r = sqlx::query(&self.inner.sql.complete)
-            .bind(id)
-            .bind(attempt as i32)
+            .bind(claim.id)
+            .bind(claim.attempt as i32)
             .bind(hookguard_core::inbox::now_ms())
+            .bind(claim.lease_until_ms)
             .execute(&mut **tx)
             .await
             .map_err(storage)?;
@@ -1073,12 +1082,12 @@ impl InboxStore for PgInbox {
         }))
     }
 
-    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
         Box::pin(bounded(2 * self.inner.operation_timeout, async move {
             let (answer, answered) = oneshot::channel();
             let start = {
                 let mut c = lock_completions(&self.inner);
-                c.queue.push((id, attempt as i32, now_ms, answer));
+                c.queue.push((claim, now_ms, answer));
                 !std::mem::replace(&mut c.running, true)
             };
             if start {
@@ -1091,39 +1100,45 @@ impl InboxStore for PgInbox {
         }))
     }
 
-    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
         let error = error.to_owned();
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let q = match retry_at_ms {
                 // A delay on the caller's clock, placed on the database's.
                 Some(at) => sqlx::query(&self.inner.sql.retry)
-                    .bind(id)
-                    .bind(attempt as i32)
+                    .bind(claim.id)
+                    .bind(claim.attempt as i32)
                     .bind(at.saturating_sub(now_ms).clamp(0, MAX_DELAY_MS)),
                 None => sqlx::query(&self.inner.sql.dead)
-                    .bind(id)
-                    .bind(attempt as i32)
+                    .bind(claim.id)
+                    .bind(claim.attempt as i32)
                     .bind(now_ms),
             };
-            let r = q.bind(error).execute(&self.inner.pool).await.map_err(storage)?;
+            let r = q
+                .bind(error)
+                .bind(claim.lease_until_ms)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(storage)?;
             Ok(r.rows_affected() == 1)
         }))
     }
 
-    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
-        self.defer(id, attempt, 0)
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        self.defer(claim, 0)
     }
 
-    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+    fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
         // A delay on this replica's clock, placed on the database's.
         let delay = until_ms
             .saturating_sub(hookguard_core::inbox::now_ms())
             .clamp(0, MAX_DELAY_MS);
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let r = sqlx::query(&self.inner.sql.release)
-                .bind(id)
-                .bind(attempt as i32)
+                .bind(claim.id)
+                .bind(claim.attempt as i32)
                 .bind(delay)
+                .bind(claim.lease_until_ms)
                 .execute(&self.inner.pool)
                 .await
                 .map_err(storage)?;
@@ -1386,7 +1401,7 @@ impl InboxHandler for TxAdapter {
             let mut tx = inbox.pool().begin().await?;
             handler.handle(&item, &mut tx).await?;
             if !inbox
-                .complete_in(&mut tx, item.id, item.attempt)
+                .complete_in(&mut tx, item.claim())
                 .await
                 .map_err(|e| HandlerError::new(e.to_string()))?
             {

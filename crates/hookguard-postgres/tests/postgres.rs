@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use axum::{http::StatusCode, routing::post, Router};
 use hookguard_core::clock::ManualClock;
 use hookguard_core::inbox::{
-    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, NewItem, RetryPolicy, Worker,
+    now_ms, Accepted, ClaimRef, ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, NewItem, RetryPolicy,
+    Worker,
 };
 use hookguard_core::schemes::{BuildWorkPro, Hcss};
 use hookguard_core::{testing, Delivery, Scheme, SignParams};
@@ -117,9 +118,9 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let claimed = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
     for c in &claimed {
-        assert!(a.complete(c.id, c.attempt, now_ms()).await.unwrap());
+        assert!(a.complete(c.claim(), now_ms()).await.unwrap());
         assert!(
-            a.complete(c.id, c.attempt, now_ms()).await.unwrap(),
+            a.complete(c.claim(), now_ms()).await.unwrap(),
             "idempotent for the same attempt"
         );
     }
@@ -138,11 +139,8 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     let again = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(again[0].attempt, first[0].attempt + 1);
-    assert!(!a.complete(first[0].id, first[0].attempt, now_ms()).await.unwrap());
-    assert!(a
-        .fail(again[0].id, again[0].attempt, "boom", None, now_ms())
-        .await
-        .unwrap());
+    assert!(!a.complete(first[0].claim(), now_ms()).await.unwrap());
+    assert!(a.fail(again[0].claim(), "boom", None, now_ms()).await.unwrap());
     assert_eq!(a.get(again[0].id).await.unwrap().unwrap().state, InboxState::Dead);
     a.replay(again[0].id, now_ms()).await.unwrap();
     assert!(matches!(a.replay(id, now_ms()).await, Ok(())), "done items replay too");
@@ -155,7 +153,7 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     // Purge: done only by default.
     let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     for i in &c {
-        assert!(a.complete(i.id, i.attempt, now_ms()).await.unwrap());
+        assert!(a.complete(i.claim(), now_ms()).await.unwrap());
     }
     let st = a.stats().await.unwrap();
     assert!(st.done >= 2 && st.disk_bytes.unwrap() > 0, "{st:?}");
@@ -166,8 +164,12 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let t = now_ms();
     let c = a.claim(t, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!((c.len(), c[0].attempt), (1, 1));
-    assert!(a.defer(d, 1, now_ms() + 1_000).await.unwrap());
-    assert!(!a.defer(d, 1, now_ms() + 1_000).await.unwrap(), "no longer held");
+    assert_eq!(c[0].id, d);
+    assert!(a.defer(c[0].claim(), now_ms() + 1_000).await.unwrap());
+    assert!(
+        !a.defer(c[0].claim(), now_ms() + 1_000).await.unwrap(),
+        "no longer held"
+    );
     let rec = a.get(d).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
     assert!(a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap().is_empty());
@@ -185,10 +187,7 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     let a = inbox(&s).await;
     let first = stored(&a, &bwp("evt_first")).await;
     let c = claimed(&a, now_ms(), 1).await;
-    assert!(a
-        .fail(first, c[0].attempt, "boom", Some(now_ms()), now_ms())
-        .await
-        .unwrap());
+    assert!(a.fail(c[0].claim(), "boom", Some(now_ms()), now_ms()).await.unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
     for i in 0..3 {
         stored(&a, &bwp(&format!("evt_later_{i}"))).await;
@@ -276,7 +275,7 @@ async fn a_role_that_may_only_read_and_write_rows_uses_an_existing_inbox() {
         let app = app?;
         let id = stored(&app, &bwp("evt_dml_only")).await;
         let c = claimed(&app, now_ms(), 10).await;
-        assert!(app.complete(id, c[0].attempt, now_ms()).await.unwrap());
+        assert!(app.complete(c[0].claim(), now_ms()).await.unwrap());
         assert_eq!(owner.get(id).await.unwrap().unwrap().state, InboxState::Done);
         Ok::<_, String>(())
     }
@@ -298,21 +297,65 @@ async fn a_replica_with_a_wrong_clock_keeps_to_the_databases() {
     let s = schema("skew");
     let (a, b) = (inbox(&s).await, inbox(&s).await);
     let id = stored(&a, &bwp("evt_skew")).await;
-    assert!(claimed(&b, now_ms() - HOUR, 10).await.len() == 1, "due now");
+    let held = claimed(&b, now_ms() - HOUR, 10).await;
+    assert!(held.len() == 1 && held[0].id == id, "due now");
     // Replica B holds it for 30 s; A's clock is an hour ahead.
     assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "leased to B");
     // B fails the attempt with a 1 s backoff, on a clock an hour behind.
     let behind = now_ms() - HOUR;
-    assert!(b.fail(id, 1, "boom", Some(behind + 1_000), behind).await.unwrap());
+    assert!(b
+        .fail(held[0].claim(), "boom", Some(behind + 1_000), behind)
+        .await
+        .unwrap());
     assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "not due yet");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let again = claimed(&a, now_ms() + HOUR, 10).await;
     assert_eq!((again.len(), again[0].attempt), (1, 2));
 }
 
+/// An answer about a claim that lost its item never settles a later claim carrying the same
+/// attempt number: a completion retried after its lease ended, while the item was claimed
+/// again, went dead, was replayed (its count back to zero) and claimed once more; a claim
+/// given back (a shutdown, a deferral) and claimed again.
+#[tokio::test]
+async fn a_late_answer_never_settles_a_later_claim_with_the_same_attempt_number() {
+    let s = schema("late_answer");
+    let a = inbox(&s).await;
+    let id = stored(&a, &bwp("evt_late_answer")).await;
+    let first = a.claim(now_ms(), Duration::from_millis(100), 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = claimed(&a, now_ms(), 1).await;
+    assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
+    assert!(a.fail(second[0].claim(), "boom", None, now_ms()).await.unwrap());
+    a.replay(id, now_ms()).await.unwrap();
+    let third = claimed(&a, now_ms(), 1).await;
+    assert_eq!(
+        (third[0].id, third[0].attempt),
+        (id, 1),
+        "the first claim's number again"
+    );
+    assert!(
+        !a.complete(first[0].claim(), now_ms()).await.unwrap(),
+        "late completion"
+    );
+    assert!(!a.fail(first[0].claim(), "late", None, now_ms()).await.unwrap());
+    assert!(!a.defer(first[0].claim(), now_ms() + 60_000).await.unwrap());
+    assert_eq!(a.get(id).await.unwrap().unwrap().state, InboxState::Running);
+    // Given back uncounted and claimed again: the same number, a later lease.
+    assert!(a.release(third[0].claim()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let fourth = claimed(&a, now_ms(), 1).await;
+    assert_eq!(fourth[0].attempt, third[0].attempt);
+    assert!(!a.complete(third[0].claim(), now_ms()).await.unwrap(), "given back");
+    assert_eq!(a.get(id).await.unwrap().unwrap().state, InboxState::Running);
+    assert!(a.complete(fourth[0].claim(), now_ms()).await.unwrap());
+    assert_eq!(a.get(id).await.unwrap().unwrap().state, InboxState::Done);
+}
+
 /// Completions from many handlers at once share statements (group commit), and each caller
-/// still learns whether its own attempt held the item: a stale attempt of an item completed in
-/// the same batch is refused, a repeated completion of a done attempt is not.
+/// still learns whether its own claim held the item: another attempt number, or the same
+/// number with another lease end (a claim before a deferral or a replay), of an item completed
+/// in the same batch is refused; a repeated completion of a done claim is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_completions_each_get_the_answer_for_their_own_attempt() {
     let s = schema("completions");
@@ -324,23 +367,25 @@ async fn concurrent_completions_each_get_the_answer_for_their_own_attempt() {
     assert_eq!(claimed.len(), 300);
     let mut calls = Vec::new();
     for (n, c) in claimed.iter().enumerate() {
-        let tries: &[u32] = if n % 10 == 0 { &[1, 0] } else { &[0] };
-        for &later in tries {
-            let (inbox, id, attempt) = (inbox.clone(), c.id, c.attempt + later);
+        let tries: &[(u32, i64)] = if n % 10 == 0 {
+            &[(1, 0), (0, 1), (0, 0)]
+        } else {
+            &[(0, 0)]
+        };
+        for &(later, longer) in tries {
+            let claim = ClaimRef::new(c.id, c.attempt + later, c.lease_until_ms + longer);
+            let inbox = inbox.clone();
             calls.push(tokio::spawn(async move {
-                (id, attempt, inbox.complete(id, attempt, now_ms()).await.unwrap())
+                (claim, inbox.complete(claim, now_ms()).await.unwrap())
             }));
         }
     }
     for call in calls {
-        let (id, attempt, done) = call.await.unwrap();
-        let held = claimed.iter().find(|c| c.id == id).unwrap().attempt;
-        assert_eq!(done, attempt == held, "item {id}, attempt {attempt} (held by {held})");
+        let (claim, done) = call.await.unwrap();
+        let held = claimed.iter().find(|c| c.id == claim.id).unwrap().claim();
+        assert_eq!(done, claim == held, "{claim:?} (held by {held:?})");
     }
-    assert!(inbox
-        .complete(claimed[0].id, claimed[0].attempt, now_ms())
-        .await
-        .unwrap());
+    assert!(inbox.complete(claimed[0].claim(), now_ms()).await.unwrap());
     let st = inbox.stats().await.unwrap();
     assert_eq!((st.done, st.running, st.pending), (300, 0, 0));
 }
@@ -536,7 +581,7 @@ async fn a_replica_that_dies_mid_handler_leaves_a_lease_the_other_takes_over() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(
-        !a.complete(id, claimed[0].attempt, now_ms()).await.unwrap(),
+        !a.complete(claimed[0].claim(), now_ms()).await.unwrap(),
         "the dead replica's late completion is refused"
     );
     wb.shutdown().await;
@@ -906,7 +951,7 @@ async fn a_silent_database_fails_each_operation_within_its_bound_and_recovers() 
     assert!(answered("claim", inbox.claim(now_ms(), Duration::from_secs(30), 1))
         .await
         .is_err());
-    let complete = inbox.complete(item_held.id, item_held.attempt, now_ms());
+    let complete = inbox.complete(item_held.claim(), now_ms());
     assert!(answered("complete", complete).await.is_err());
     // Each answered in about its bound (1 s, 2 s for a completion behind the group commit).
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
@@ -922,10 +967,7 @@ async fn a_silent_database_fails_each_operation_within_its_bound_and_recovers() 
     }
     // The completion that failed is made again, as the worker would.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(
-        inbox.complete(item_held.id, item_held.attempt, now_ms()).await,
-        Ok(true)
-    ) {
+    while !matches!(inbox.complete(item_held.claim(), now_ms()).await, Ok(true)) {
         assert!(Instant::now() < deadline, "completions did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

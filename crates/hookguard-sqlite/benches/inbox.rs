@@ -207,7 +207,7 @@ fn main() {
                     break;
                 }
                 for c in claimed {
-                    inbox.complete(c.id, c.attempt, now).await.unwrap();
+                    inbox.complete(c.claim(), now).await.unwrap();
                 }
             }
             inbox.purge(now_ms() + 1, false).await.unwrap();

@@ -56,8 +56,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookguard_core::inbox::{
-    Accepted, ClaimedItem, InboxError, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter,
-    NewItem, DEFAULT_MAX_PENDING,
+    Accepted, ClaimRef, ClaimedItem, InboxError, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore,
+    ListFilter, NewItem, DEFAULT_MAX_PENDING,
 };
 use hookguard_core::DedupeScope;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -760,10 +760,10 @@ type Reply<T> = oneshot::Sender<Result<T, InboxError>>;
 enum Op {
     Accept(Box<NewItem>, Reply<Accepted>),
     Claim(i64, i64, u32, Reply<Vec<ClaimedItem>>),
-    Complete(i64, u32, i64, Reply<bool>),
-    Fail(i64, u32, String, Option<i64>, i64, Reply<bool>),
-    /// Give back without counting the attempt, due at the third field (0: now).
-    Release(i64, u32, i64, Reply<bool>),
+    Complete(ClaimRef, i64, Reply<bool>),
+    Fail(ClaimRef, String, Option<i64>, i64, Reply<bool>),
+    /// Give back without counting the attempt, due at the second field (0: now).
+    Release(ClaimRef, i64, Reply<bool>),
     Get(i64, Reply<Option<InboxRecord>>),
     Replay(i64, i64, Reply<()>),
     ReplayDead(i64, Reply<u64>),
@@ -797,12 +797,12 @@ impl Done {
 
     /// Answers the caller. Items claimed for a caller that stopped waiting (its wait timed
     /// out) are returned, to be given back.
-    fn send(self) -> Vec<(i64, u32)> {
+    fn send(self) -> Vec<ClaimRef> {
         match self {
             Done::Accept(tx, r) => drop(tx.send(r)),
             Done::Claim(tx, r) => {
                 if let Err(Ok(items)) = tx.send(r) {
-                    return items.iter().map(|i| (i.id, i.attempt)).collect();
+                    return items.iter().map(ClaimedItem::claim).collect();
                 }
             }
             Done::Bool(tx, r) => drop(tx.send(r)),
@@ -835,7 +835,7 @@ struct Writer {
     queued: Arc<AtomicUsize>,
     /// Items claimed for a caller that had stopped waiting: given back (the attempt not
     /// counted) with the next batch, instead of sitting `running` for a lease unrun.
-    unclaimed: Vec<(i64, u32)>,
+    unclaimed: Vec<ClaimRef>,
     /// Whether the file and its WAL are still the ones this writer writes.
     files: Files,
     max_pending: u64,
@@ -907,9 +907,9 @@ impl Writer {
             Op::Claim(.., tx) => !tx.is_closed(),
             _ => true,
         });
-        for (id, attempt) in std::mem::take(&mut self.unclaimed) {
+        for claim in std::mem::take(&mut self.unclaimed) {
             let (tx, _) = oneshot::channel();
-            batch.push(Op::Release(id, attempt, 0, tx));
+            batch.push(Op::Release(claim, 0, tx));
         }
     }
 
@@ -1064,27 +1064,33 @@ fn apply(
             let r = claim(conn, now + shift, until.saturating_add(shift), limit);
             Done::Claim(tx, r.map_err(storage))
         }
-        Op::Complete(id, attempt, now, tx) => {
-            let r = finish(conn, id, attempt, now, None).map_err(storage);
+        Op::Complete(claim, now, tx) => {
+            let r = finish(conn, claim, now, None).map_err(storage);
             if matches!(r, Ok(true)) {
                 *pending = pending.saturating_sub(1);
             }
             Done::Bool(tx, r)
         }
-        Op::Fail(id, attempt, error, retry_at, now, tx) => {
+        Op::Fail(claim, error, retry_at, now, tx) => {
             let r = match retry_at {
                 // On the claims' timeline (see `Op::Claim`): after the clock stepped back, a
                 // retry due "in a second" would otherwise be due at once, every attempt.
                 Some(at) => conn
                     .execute(
-                        "UPDATE hookguard_inbox SET state = 0, next_attempt_at = ?3, last_error = ?4
-                         WHERE id = ?1 AND attempts = ?2 AND state = 1",
-                        params![id, attempt, at.saturating_add(clock.shift(now)), error],
+                        "UPDATE hookguard_inbox SET state = 0, next_attempt_at = ?4, last_error = ?5
+                         WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND state = 1",
+                        params![
+                            claim.id,
+                            claim.attempt,
+                            claim.lease_until_ms,
+                            at.saturating_add(clock.shift(now)),
+                            error
+                        ],
                     )
                     .map(|n| n == 1)
                     .map_err(storage),
                 None => {
-                    let r = finish(conn, id, attempt, now, Some(&error)).map_err(storage);
+                    let r = finish(conn, claim, now, Some(&error)).map_err(storage);
                     if matches!(r, Ok(true)) {
                         *pending = pending.saturating_sub(1);
                     }
@@ -1093,7 +1099,7 @@ fn apply(
             };
             Done::Bool(tx, r)
         }
-        Op::Release(id, attempt, until, tx) => {
+        Op::Release(claim, until, tx) => {
             // A deferral's end on the claims' timeline too (the worker counts it from now).
             let until = match until {
                 0 => 0,
@@ -1101,9 +1107,9 @@ fn apply(
             };
             let r = conn
                 .execute(
-                    "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = ?3
-                     WHERE id = ?1 AND attempts = ?2 AND state = 1",
-                    params![id, attempt, until],
+                    "UPDATE hookguard_inbox SET state = 0, attempts = attempts - 1, next_attempt_at = ?4
+                     WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND state = 1",
+                    params![claim.id, claim.attempt, claim.lease_until_ms, until],
                 )
                 .map(|n| n == 1)
                 .map_err(storage);
@@ -1239,16 +1245,17 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
     let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
     let mut items = Vec::with_capacity(claimed.len());
     for (id, attempt, provider, key, event_id, event_type, received) in claimed {
+        // The lease end this claim wrote names it (see `ClaimRef`).
+        let claim = ClaimRef::new(id, attempt, until);
         // Never written apart from its item; a file changed by hand may still lack it: that
         // item is dead (and says why) rather than failing every claim that reaches it.
         let Some(bytes) = body.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
             tracing::error!(id, "inbox: item without a stored body; marked dead");
-            finish(conn, id, attempt, now, Some("the stored body is missing"))?;
+            finish(conn, claim, now, Some("the stored body is missing"))?;
             continue;
         };
         items.push(ClaimedItem::new(
-            id,
-            attempt,
+            claim,
             &provider,
             key,
             event_id,
@@ -1261,17 +1268,25 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
     Ok(items)
 }
 
-/// Done (`error` None) or dead: the attempt must still hold the item (completing an item this
-/// same attempt already completed is idempotent). An in-flight-only key stops recognising copies.
-fn finish(conn: &Connection, id: i64, attempt: u32, now: i64, error: Option<&str>) -> rusqlite::Result<bool> {
+/// Done (`error` None) or dead: the claim must still hold the item (completing an item this
+/// same claim already completed is idempotent). An in-flight-only key stops recognising copies.
+/// A running item's `next_attempt_at` is its lease's end, which stays as the claim wrote it.
+fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> rusqlite::Result<bool> {
     let state = if error.is_some() { 3 } else { 2 };
     conn.prepare_cached(
         "UPDATE hookguard_inbox
-         SET state = ?3, finished_at = ?4, last_error = ?5,
+         SET state = ?4, finished_at = ?5, last_error = ?6,
              unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
-         WHERE id = ?1 AND attempts = ?2 AND (state = 1 OR (state = 2 AND ?3 = 2))",
+         WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND (state = 1 OR (state = 2 AND ?4 = 2))",
     )?
-    .execute(params![id, attempt, state, now, error])
+    .execute(params![
+        claim.id,
+        claim.attempt,
+        claim.lease_until_ms,
+        state,
+        now,
+        error
+    ])
     .map(|n| n == 1)
 }
 
@@ -1432,18 +1447,18 @@ impl InboxStore for SqliteInbox {
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         self.call(move |tx| Op::Claim(now_ms, until, limit, tx))
     }
-    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Complete(id, attempt, now_ms, tx))
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Complete(claim, now_ms, tx))
     }
-    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
         let error = error.to_owned();
-        self.call(move |tx| Op::Fail(id, attempt, error, retry_at_ms, now_ms, tx))
+        self.call(move |tx| Op::Fail(claim, error, retry_at_ms, now_ms, tx))
     }
-    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Release(id, attempt, 0, tx))
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Release(claim, 0, tx))
     }
-    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Release(id, attempt, until_ms, tx))
+    fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
+        self.call(move |tx| Op::Release(claim, until_ms, tx))
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         if self.inner.tx.is_none() {
@@ -1673,7 +1688,8 @@ mod tests {
         drop(answer);
         writer.commit(vec![Op::Claim(10, 60_000, 10, reply)]);
         assert_eq!(state(&writer), (1, 1), "claimed");
-        assert_eq!(writer.unclaimed, vec![(id, 1)]);
+        // Named by its lease's end: the claim's `until` (no clock step here).
+        assert_eq!(writer.unclaimed, vec![ClaimRef::new(id, 1, 60_000)]);
         // The next batch gives it back, the attempt not counted.
         let mut next = Vec::new();
         writer.prepare(&mut next);

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookguard_core::inbox::{
-    now_ms, Accepted, ClaimedItem, HandlerError, InboxError, InboxFuture, InboxState, InboxStore, ListFilter, NewItem,
-    Outcome, RetryPolicy, Worker,
+    now_ms, Accepted, ClaimRef, ClaimedItem, HandlerError, InboxError, InboxFuture, InboxState, InboxStore, ListFilter,
+    NewItem, Outcome, RetryPolicy, Worker,
 };
 use hookguard_core::schemes::{BuildWorkPro, Hcss};
 use hookguard_core::{testing, Delivery};
@@ -207,14 +207,14 @@ async fn hcss_identical_bodies_coalesce_while_pending_and_are_new_after_done() {
         Accepted::Duplicate(first),
         "a copy while running"
     );
-    assert!(inbox.complete(first, claimed[0].attempt, now_ms()).await.unwrap());
+    assert!(inbox.complete(claimed[0].claim(), now_ms()).await.unwrap());
     let second = stored(&inbox, &hcss_setups("e1")).await;
     assert_ne!(first, second, "an identical body after done is a new edit");
     // A BuildWorkPro id stays remembered after done.
     let b = stored(&inbox, &bwp("evt_kept")).await;
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     for i in &c {
-        assert!(inbox.complete(i.id, i.attempt, now_ms()).await.unwrap());
+        assert!(inbox.complete(i.claim(), now_ms()).await.unwrap());
     }
     assert_eq!(
         inbox.accept(item(&bwp("evt_kept"))).await.unwrap(),
@@ -240,12 +240,16 @@ async fn an_expired_lease_is_claimed_again_and_the_stale_attempt_is_refused() {
     );
     let second = inbox.claim(now + 200, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!((second.len(), second[0].attempt), (1, 2));
-    assert!(!inbox.complete(id, 1, now_ms()).await.unwrap(), "stale attempt");
     assert!(
-        !inbox.fail(id, 1, "late", None, now_ms()).await.unwrap(),
+        !inbox.complete(first[0].claim(), now_ms()).await.unwrap(),
         "stale attempt"
     );
-    assert!(inbox.complete(id, 2, now_ms()).await.unwrap());
+    assert!(
+        !inbox.fail(first[0].claim(), "late", None, now_ms()).await.unwrap(),
+        "stale attempt"
+    );
+    assert!(inbox.complete(second[0].claim(), now_ms()).await.unwrap());
+    assert_eq!(second[0].id, id);
     assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Done);
 }
 
@@ -257,7 +261,7 @@ async fn ids_are_not_reused_after_a_purge() {
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let first = stored(&inbox, &bwp("evt_id_1")).await;
     let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert!(inbox.complete(first, claimed[0].attempt, now_ms()).await.unwrap());
+    assert!(inbox.complete(claimed[0].claim(), now_ms()).await.unwrap());
     assert_eq!(inbox.purge(now_ms() + 1, false).await.unwrap(), 1);
     let second = stored(&inbox, &bwp("evt_id_2")).await;
     assert!(second > first, "{second} reuses {first}");
@@ -279,7 +283,7 @@ async fn the_pending_cap_answers_full_and_frees_up() {
         Ok(Accepted::Duplicate(_))
     ));
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
-    assert!(inbox.complete(c[0].id, c[0].attempt, now_ms()).await.unwrap());
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
     stored(&inbox, &bwp("c")).await;
 }
 
@@ -291,9 +295,9 @@ async fn purge_forgets_done_items_and_keeps_dead_ones_unless_asked() {
     let dead = stored(&inbox, &bwp("dead")).await;
     for c in inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap() {
         if c.id == done {
-            assert!(inbox.complete(c.id, c.attempt, now_ms()).await.unwrap());
+            assert!(inbox.complete(c.claim(), now_ms()).await.unwrap());
         } else {
-            assert!(inbox.fail(c.id, c.attempt, "boom", None, now_ms()).await.unwrap());
+            assert!(inbox.fail(c.claim(), "boom", None, now_ms()).await.unwrap());
         }
     }
     assert_eq!(inbox.purge(now_ms() + 1, false).await.unwrap(), 1);
@@ -516,9 +520,13 @@ async fn a_deferring_handler_does_not_use_up_attempts() {
     // The store: deferred is pending again, not before the time asked, the attempt uncounted.
     let id = stored(&inbox, &bwp("evt_defer_store")).await;
     let t = now_ms();
-    assert_eq!(inbox.claim(t, Duration::from_secs(30), 10).await.unwrap()[0].attempt, 1);
-    assert!(inbox.defer(id, 1, t + 60_000).await.unwrap());
-    assert!(!inbox.defer(id, 1, t + 60_000).await.unwrap(), "no longer held");
+    let first = inbox.claim(t, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!((first[0].id, first[0].attempt), (id, 1));
+    assert!(inbox.defer(first[0].claim(), t + 60_000).await.unwrap());
+    assert!(
+        !inbox.defer(first[0].claim(), t + 60_000).await.unwrap(),
+        "no longer held"
+    );
     let rec = inbox.get(id).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
     assert!(inbox
@@ -528,7 +536,7 @@ async fn a_deferring_handler_does_not_use_up_attempts() {
         .is_empty());
     let again = inbox.claim(t + 61_000, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(again[0].attempt, 1);
-    assert!(inbox.complete(id, 1, now_ms()).await.unwrap());
+    assert!(inbox.complete(again[0].claim(), now_ms()).await.unwrap());
 
     // The worker: three deferrals and a success, with at most 2 attempts allowed.
     let id = stored(&inbox, &bwp("evt_defer")).await;
@@ -621,7 +629,7 @@ async fn a_due_retry_goes_before_newer_deliveries() {
     let first = stored(&inbox, &bwp("evt_first")).await;
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
     assert!(inbox
-        .fail(first, c[0].attempt, "boom", Some(now_ms()), now_ms())
+        .fail(c[0].claim(), "boom", Some(now_ms()), now_ms())
         .await
         .unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -636,29 +644,35 @@ async fn a_due_retry_goes_before_newer_deliveries() {
 /// claims never look at a time before the newest arrival (and after a restart too).
 #[tokio::test]
 async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
-    // (id, attempt) of what a claim now takes.
-    async fn due(inbox: &SqliteInbox) -> Vec<(i64, u32)> {
+    // (id, attempt) of what a claim now takes, and the claims.
+    async fn due(inbox: &SqliteInbox) -> (Vec<(i64, u32)>, Vec<ClaimRef>) {
         let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-        claimed.iter().map(|i| (i.id, i.attempt)).collect()
+        (
+            claimed.iter().map(|i| (i.id, i.attempt)).collect(),
+            claimed.iter().map(ClaimedItem::claim).collect(),
+        )
     }
     let dir = TempDir::new("clock-back");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let ahead = now_ms() + 600_000;
     let id = stored_item(&inbox, NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), ahead)).await;
-    assert_eq!(due(&inbox).await, [(id, 1)]);
+    let (taken, claims) = due(&inbox).await;
+    assert_eq!(taken, [(id, 1)]);
     // Its lease runs on the same timeline: not claimable again right away.
-    assert_eq!(due(&inbox).await, []);
+    assert_eq!(due(&inbox).await.0, []);
     // So do its retry and a deferral: due a second later on that timeline, not at once.
     let now = now_ms();
-    assert!(inbox.fail(id, 1, "boom", Some(now + 1_000), now).await.unwrap());
-    assert_eq!(due(&inbox).await, []);
+    assert!(inbox.fail(claims[0], "boom", Some(now + 1_000), now).await.unwrap());
+    assert_eq!(due(&inbox).await.0, []);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(due(&inbox).await, [(id, 2)]);
-    assert!(inbox.defer(id, 2, now_ms() + 1_000).await.unwrap());
-    assert_eq!(due(&inbox).await, []);
+    let (taken, claims) = due(&inbox).await;
+    assert_eq!(taken, [(id, 2)]);
+    assert!(inbox.defer(claims[0], now_ms() + 1_000).await.unwrap());
+    assert_eq!(due(&inbox).await.0, []);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert_eq!(due(&inbox).await, [(id, 2)]);
-    assert!(inbox.complete(id, 2, now_ms()).await.unwrap());
+    let (taken, claims) = due(&inbox).await;
+    assert_eq!(taken, [(id, 2)]);
+    assert!(inbox.complete(claims[0], now_ms()).await.unwrap());
     let second = stored_item(
         &inbox,
         NewItem::from_delivery(&bwp("evt_ahead_2"), Vec::new(), ahead + 1),
@@ -704,18 +718,18 @@ impl InboxStore for LateClaims {
             Ok(items)
         })
     }
-    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.0.complete(id, attempt, now_ms)
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.0.complete(claim, now_ms)
     }
-    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.0.fail(id, attempt, error, retry_at_ms, now_ms)
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.0.fail(claim, error, retry_at_ms, now_ms)
     }
-    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
-        self.0.release(id, attempt)
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        self.0.release(claim)
     }
-    fn defer(&self, id: i64, attempt: u32, _until_ms: i64) -> InboxFuture<'_, bool> {
+    fn defer(&self, claim: ClaimRef, _until_ms: i64) -> InboxFuture<'_, bool> {
         Box::pin(async move {
-            let given = self.0.release(id, attempt).await?;
+            let given = self.0.release(claim).await?;
             tokio::time::sleep(self.2).await;
             Ok(given)
         })
@@ -744,6 +758,44 @@ impl InboxStore for LateClaims {
     }
 }
 
+/// An answer about a claim that lost its item never settles a later claim carrying the same
+/// attempt number: a completion retried after its lease ended, while the item was claimed
+/// again, went dead, was replayed (its count back to zero) and claimed once more; a claim
+/// given back (a deferral, a shutdown) and claimed again.
+#[tokio::test]
+async fn a_late_answer_never_settles_a_later_claim_with_the_same_attempt_number() {
+    let dir = TempDir::new("late-answer");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_late_answer")).await;
+    let t = now_ms();
+    let first = inbox.claim(t, Duration::from_millis(100), 1).await.unwrap();
+    let second = inbox.claim(t + 200, Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
+    assert!(inbox.fail(second[0].claim(), "boom", None, t + 300).await.unwrap());
+    inbox.replay(id, t + 400).await.unwrap();
+    let third = inbox.claim(t + 500, Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!(
+        (third[0].id, third[0].attempt),
+        (id, 1),
+        "the first claim's number again"
+    );
+    assert!(
+        !inbox.complete(first[0].claim(), t + 600).await.unwrap(),
+        "late completion"
+    );
+    assert!(!inbox.fail(first[0].claim(), "late", None, t + 600).await.unwrap());
+    assert!(!inbox.defer(first[0].claim(), t + 60_000).await.unwrap());
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Running);
+    // Given back uncounted and claimed again: the same number, a later lease.
+    assert!(inbox.release(third[0].claim()).await.unwrap());
+    let fourth = inbox.claim(t + 700, Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!(fourth[0].attempt, third[0].attempt);
+    assert!(!inbox.complete(third[0].claim(), t + 800).await.unwrap(), "given back");
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Running);
+    assert!(inbox.complete(fourth[0].claim(), t + 800).await.unwrap());
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Done);
+}
+
 /// The periodic purge runs beside the claims: a purge that takes long (a first purge of a
 /// large backlog runs batches until one comes back short) holds back neither deliveries nor
 /// shutdown.
@@ -753,7 +805,7 @@ async fn a_long_purge_holds_back_neither_deliveries_nor_shutdown() {
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let done = stored(&inbox, &bwp("evt_purged")).await;
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 1).await.unwrap();
-    assert!(inbox.complete(done, c[0].attempt, now_ms()).await.unwrap());
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
     // Past a retention of zero once the clock has moved on.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let late = LateClaims(inbox.clone(), Duration::ZERO, Duration::ZERO, Duration::from_secs(60));

@@ -18,9 +18,11 @@
 //! ```
 //!
 //! A claim holds a *lease*: a process killed during a handler leaves a lease that expires,
-//! and the item is claimed again (handlers run **at least once**). Each claim gets a fresh
-//! [`ClaimedItem::attempt`] number; completing or failing with a stale one is refused, so a
-//! handler that outlived its lease never overwrites the outcome of the attempt after it.
+//! and the item is claimed again (handlers run **at least once**). Every answer about a claim
+//! names it by its [`ClaimRef`] (item, attempt number and the lease's end as the store wrote
+//! it); an answer for a claim that no longer holds the item is refused, so a handler that
+//! outlived its lease never overwrites the outcome of a later claim — also one that reuses its
+//! attempt number after a deferral, a shutdown's give-back or a replay.
 //!
 //! ## Dedupe
 //!
@@ -340,15 +342,54 @@ impl InboxRecord {
     }
 }
 
+/// One claim of one item: what [`InboxStore::complete`], [`fail`](InboxStore::fail),
+/// [`release`](InboxStore::release) and [`defer`](InboxStore::defer) answer about.
+///
+/// The attempt number alone does not tell claims apart: a deferral and a shutdown give an item
+/// back without counting the attempt, and a replay counts again from zero, so a later claim can
+/// carry the same number. The lease's end, as the store wrote it on its own clock, does: a
+/// later claim of an item starts after the earlier one ended or gave the item back, so its
+/// lease ends later. A store refuses an answer whose claim no longer holds the item.
+///
+/// ```
+/// use hookguard_core::inbox::ClaimRef;
+/// let c = ClaimRef::new(7, 1, 1_700_000_060_000);
+/// assert_ne!(c, ClaimRef::new(7, 1, 1_700_000_090_000), "same attempt, a later claim");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ClaimRef {
+    /// The inbox id.
+    pub id: i64,
+    /// The attempt's number (1 for the first).
+    pub attempt: u32,
+    /// When the claim's lease ends (unix ms on the store's clock), as the store wrote it.
+    pub lease_until_ms: i64,
+}
+
+impl ClaimRef {
+    /// The claim of `id`'s attempt `attempt` whose lease the store set to end at
+    /// `lease_until_ms` (for backends).
+    pub fn new(id: i64, attempt: u32, lease_until_ms: i64) -> Self {
+        Self {
+            id,
+            attempt,
+            lease_until_ms,
+        }
+    }
+}
+
 /// An item a worker claimed: run the handler, then [`complete`](InboxStore::complete) or
-/// [`fail`](InboxStore::fail) with its id and attempt.
+/// [`fail`](InboxStore::fail) its [`claim`](Self::claim).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClaimedItem {
     /// The inbox id.
     pub id: i64,
-    /// This attempt's number (1 for the first); the token of the claim.
+    /// This attempt's number (1 for the first).
     pub attempt: u32,
+    /// When this claim's lease ends (unix ms on the store's clock).
+    pub lease_until_ms: i64,
     /// The delivery as it was received.
     pub delivery: Delivery,
     /// Unix ms when accepted.
@@ -357,10 +398,8 @@ pub struct ClaimedItem {
 
 impl ClaimedItem {
     /// Rebuilds the claimed delivery from stored parts (for backends).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        id: i64,
-        attempt: u32,
+        claim: ClaimRef,
         provider: &str,
         dedupe_key: Option<String>,
         event_id: Option<String>,
@@ -372,8 +411,9 @@ impl ClaimedItem {
             .parse::<Provider>()
             .unwrap_or_else(|_| Provider::Custom(intern(provider)));
         Self {
-            id,
-            attempt,
+            id: claim.id,
+            attempt: claim.attempt,
+            lease_until_ms: claim.lease_until_ms,
             delivery: Delivery {
                 provider,
                 event_id,
@@ -386,6 +426,11 @@ impl ClaimedItem {
             },
             received_at_ms,
         }
+    }
+
+    /// This claim, for the store's answers about it.
+    pub fn claim(&self) -> ClaimRef {
+        ClaimRef::new(self.id, self.attempt, self.lease_until_ms)
     }
 }
 
@@ -495,24 +540,25 @@ pub trait InboxStore: Send + Sync + 'static {
     /// caller's `now`).
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>>;
 
-    /// Marks attempt `attempt` of item `id` done. `Ok(false)`: that attempt no longer holds
-    /// the item (its lease expired and another attempt claimed it).
-    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool>;
+    /// Marks the claimed item done. `Ok(false)`: that claim no longer holds the item (its
+    /// lease expired and a later claim took it). Completing an item this same claim already
+    /// completed answers `Ok(true)` again.
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool>;
 
     /// Records a failed attempt: back to pending at `retry_at_ms`, or dead when `None`.
     /// `Ok(false)` as for [`complete`](Self::complete).
-    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool>;
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool>;
 
     /// Gives a claim back without counting the attempt (graceful shutdown): pending, due now.
-    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool>;
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool>;
 
     /// Gives a claim back without counting the attempt, due again at `until_ms`: the handler
     /// could not run now ([`HandlerError::defer`](super::inbox::HandlerError::defer): an output
     /// not read fast enough, a downstream queue full). The default releases it due now;
     /// backends override it (the SQLite and PostgreSQL inboxes do).
-    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
+    fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
         let _ = until_ms;
-        self.release(id, attempt)
+        self.release(claim)
     }
 
     /// One item with its headers and body.
@@ -552,17 +598,17 @@ impl<T: InboxStore + ?Sized> InboxStore for std::sync::Arc<T> {
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         (**self).claim(now_ms, lease, limit)
     }
-    fn complete(&self, id: i64, attempt: u32, now_ms: i64) -> InboxFuture<'_, bool> {
-        (**self).complete(id, attempt, now_ms)
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).complete(claim, now_ms)
     }
-    fn fail(&self, id: i64, attempt: u32, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
-        (**self).fail(id, attempt, error, retry_at_ms, now_ms)
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).fail(claim, error, retry_at_ms, now_ms)
     }
-    fn release(&self, id: i64, attempt: u32) -> InboxFuture<'_, bool> {
-        (**self).release(id, attempt)
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        (**self).release(claim)
     }
-    fn defer(&self, id: i64, attempt: u32, until_ms: i64) -> InboxFuture<'_, bool> {
-        (**self).defer(id, attempt, until_ms)
+    fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
+        (**self).defer(claim, until_ms)
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         (**self).get(id)

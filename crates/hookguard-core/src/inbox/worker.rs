@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{now_ms, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION, MIN_LEASE};
+use super::{now_ms, ClaimRef, ClaimedItem, InboxStore, RetryPolicy, DEFAULT_RETENTION, MIN_LEASE};
 
 /// Why a handler attempt failed; stored as the item's `last_error` (keep secrets out of it).
 ///
@@ -328,9 +328,11 @@ fn jitter() -> f64 {
 async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let wake = Arc::new(Notify::new());
-    // Item → (attempt, claim): the claim's own number tells two claims of one attempt apart
-    // (a deferral does not count an attempt, so the claim after it carries the same number).
-    let running: Arc<Mutex<HashMap<i64, (u32, u64)>>> = Arc::default();
+    // Item → (the store's claim, this worker's count of claims): the count tells two claims
+    // apart that the store may name alike (a deferral does not count an attempt, so the claim
+    // after it carries the same number, and a lease taken within the same millisecond ends
+    // at the same time).
+    let running: Arc<Mutex<HashMap<i64, (ClaimRef, u64)>>> = Arc::default();
     let mut claims: u64 = 0;
     let mut tasks = JoinSet::new();
     // The purge and the gauges run beside the claims: a first purge of a large backlog
@@ -372,7 +374,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(item.id, (item.attempt, claim));
+                .insert(item.id, (item.claim(), claim));
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
@@ -395,15 +397,15 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     if drained.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let held: Vec<(i64, u32)> = running
+        let held: Vec<ClaimRef> = running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(id, (att, _))| (id, att))
+            .map(|(_, (held, _))| held)
             .collect();
-        for (id, att) in held {
-            if let Err(e) = cfg.store.release(id, att).await {
-                tracing::warn!(id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
+        for held in held {
+            if let Err(e) = cfg.store.release(held).await {
+                tracing::warn!(id = held.id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
             }
         }
     }
@@ -464,7 +466,7 @@ async fn attempt(
     item: ClaimedItem,
     wake: &Arc<Notify>,
     deadline: tokio::time::Instant,
-    held: &Mutex<HashMap<i64, (u32, u64)>>,
+    held: &Mutex<HashMap<i64, (ClaimRef, u64)>>,
     claim: u64,
 ) {
     let started = std::time::Instant::now();
@@ -518,7 +520,7 @@ async fn attempt(
         Err((error, None)) => {
             let next = cfg.retry.next_after(item.attempt, jitter());
             let retry_at = next.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
-            match cfg.store.fail(item.id, item.attempt, &error, retry_at, now).await {
+            match cfg.store.fail(item.claim(), &error, retry_at, now).await {
                 Ok(true) => match next {
                     Some(after) => {
                         let wake = Arc::clone(wake);
@@ -549,7 +551,7 @@ async fn attempt(
     // still released at shutdown.
     {
         let mut running = held.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&item.id) == Some(&(item.attempt, claim)) {
+        if running.get(&item.id) == Some(&(item.claim(), claim)) {
             running.remove(&item.id);
         }
     }
@@ -584,7 +586,7 @@ async fn attempt(
 async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Duration) -> Option<Outcome> {
     let after = after.max(cfg.poll);
     let until = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-    match cfg.store.defer(item.id, item.attempt, until).await {
+    match cfg.store.defer(item.claim(), until).await {
         Ok(true) => {
             tracing::debug!(id = item.id, %reason, ?after, "inbox: handler deferred; the attempt does not count");
             Some(Outcome::Deferred { reason, after })
@@ -603,7 +605,7 @@ async fn complete_with_retries(cfg: &Config, item: &ClaimedItem, now: i64) -> Re
     let mut delay = Duration::from_millis(100);
     let mut last = None;
     for _ in 0..5 {
-        match cfg.store.complete(item.id, item.attempt, now).await {
+        match cfg.store.complete(item.claim(), now).await {
             Ok(done) => return Ok(done),
             Err(e) => last = Some(e),
         }
