@@ -347,9 +347,13 @@ impl InboxRecord {
 ///
 /// The attempt number alone does not tell claims apart: a deferral and a shutdown give an item
 /// back without counting the attempt, and a replay counts again from zero, so a later claim can
-/// carry the same number. The lease's end, as the store wrote it on its own clock, does: a
-/// later claim of an item starts after the earlier one ended or gave the item back, so its
-/// lease ends later. A store refuses an answer whose claim no longer holds the item.
+/// carry the same number. The lease's end, as the store wrote it on its own clock, does, as long
+/// as the claims take leases of one length (one worker configuration): a later claim of an item
+/// starts after the earlier one ended or gave the item back, so its lease ends later — or at the
+/// same millisecond when it was given back and claimed again within one, which the
+/// [`Worker`](crate::inbox::Worker) tells apart by its own count. (The SQLite inbox's clock
+/// never goes back; PostgreSQL's is the database's.) A store refuses an answer whose claim no
+/// longer holds the item.
 ///
 /// ```
 /// use hookguard_core::inbox::ClaimRef;
