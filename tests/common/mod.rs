@@ -10,7 +10,7 @@ use std::time::Duration;
 use hookguard_core::clock::ManualClock;
 use hookguard_core::dedupe::{Dedupe, MemoryStore};
 use hookguard_core::schemes::{BuildWorkPro, GitHub, Hcss, Procore, Slack};
-use hookguard_core::{Delivery, Scheme, SignParams, Verifier};
+use hookguard_core::{Delivery, Scheme, SignParams, Verifier, VerifierBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The fixed "now" of every receiver in the suite.
@@ -73,113 +73,74 @@ pub const SHORT_LEASE: Duration = Duration::from_secs(1);
 /// The routes every adapter must serve, each with its own in-memory store.
 pub fn routes() -> Vec<Route> {
     let clock = ManualClock::new(NOW);
-    let dedupe = || Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30));
-    let bwp_one_secret = || {
-        Verifier::builder(BuildWorkPro::new())
-            .secret(BWP_SECRET)
-            .clock(clock.clone())
-            .body_read_timeout(READ_TIMEOUT)
-            .build()
-            .unwrap()
+    // The suite's read timeout and a body limit on a configured builder.
+    let built =
+        |b: VerifierBuilder, max_body: usize| b.max_body(max_body).body_read_timeout(READ_TIMEOUT).build().unwrap();
+    let bwp = |secrets: &[&str], max_body: usize| {
+        built(
+            Verifier::builder(BuildWorkPro::new())
+                .secrets(secrets.iter().copied())
+                .clock(clock.clone()),
+            max_body,
+        )
+    };
+    // A route with its own store (30 s leases), its handler answering as [`Handler`] does.
+    let route = |path: &'static str, verifier: Verifier, handler: HandlerKind| Route {
+        path,
+        verifier,
+        dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30)),
+        handler,
+        budget: None,
     };
     vec![
         Route {
-            path: "/bwp-lease",
-            verifier: bwp_one_secret(),
             dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(SHORT_LEASE),
-            handler: HandlerKind::Delivery,
-            budget: None,
+            ..route("/bwp-lease", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::Delivery)
         },
+        route(
+            "/bwp",
+            bwp(&[BWP_OLD_SECRET, BWP_SECRET], MAX_BODY),
+            HandlerKind::Delivery,
+        ),
+        route("/bwp-big", bwp(&[BWP_SECRET], BIG_MAX_BODY), HandlerKind::RawBody),
+        route("/bwp-typed", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::Typed),
+        route(
+            "/procore",
+            built(
+                Verifier::builder(Procore::new())
+                    .secret(PROCORE_TOKEN)
+                    .ignore_source_application(OWN_APP),
+                MAX_BODY,
+            ),
+            HandlerKind::Delivery,
+        ),
+        route(
+            "/hcss",
+            built(
+                Verifier::builder(Hcss::new()).secrets([HCSS_TOKEN, HCSS_B64_TOKEN]),
+                MAX_BODY,
+            ),
+            HandlerKind::Delivery,
+        ),
+        route(
+            "/github",
+            built(Verifier::builder(GitHub::new()).secret(GITHUB_SECRET), MAX_BODY),
+            HandlerKind::Delivery,
+        ),
         Route {
-            path: "/bwp",
-            verifier: Verifier::builder(BuildWorkPro::new())
-                .secrets([BWP_OLD_SECRET, BWP_SECRET])
-                .clock(clock.clone())
-                .max_body(MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Delivery,
-            budget: None,
-        },
-        Route {
-            path: "/bwp-big",
-            verifier: Verifier::builder(BuildWorkPro::new())
-                .secret(BWP_SECRET)
-                .clock(clock.clone())
-                .max_body(BIG_MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::RawBody,
-            budget: None,
-        },
-        Route {
-            path: "/bwp-typed",
-            verifier: bwp_one_secret(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Typed,
-            budget: None,
-        },
-        Route {
-            path: "/procore",
-            verifier: Verifier::builder(Procore::new())
-                .secret(PROCORE_TOKEN)
-                .ignore_source_application(OWN_APP)
-                .max_body(MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Delivery,
-            budget: None,
-        },
-        Route {
-            path: "/hcss",
-            verifier: Verifier::builder(Hcss::new())
-                .secrets([HCSS_TOKEN, HCSS_B64_TOKEN])
-                .max_body(MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Delivery,
-            budget: None,
-        },
-        Route {
-            path: "/github",
-            verifier: Verifier::builder(GitHub::new())
-                .secret(GITHUB_SECRET)
-                .max_body(MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Delivery,
-            budget: None,
-        },
-        Route {
-            path: "/bwp-budget",
-            verifier: bwp_one_secret(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Delivery,
             budget: Some(BUDGET),
+            ..route("/bwp-budget", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::Delivery)
         },
-        Route {
-            path: "/slack-form",
-            verifier: Verifier::builder(Slack::new())
-                .secret(SLACK_SECRET)
-                .clock(clock.clone())
-                .max_body(MAX_BODY)
-                .body_read_timeout(READ_TIMEOUT)
-                .build()
-                .unwrap(),
-            dedupe: dedupe(),
-            handler: HandlerKind::Form,
-            budget: None,
-        },
+        route(
+            "/slack-form",
+            built(
+                Verifier::builder(Slack::new())
+                    .secret(SLACK_SECRET)
+                    .clock(clock.clone()),
+                MAX_BODY,
+            ),
+            HandlerKind::Form,
+        ),
     ]
 }
 
