@@ -107,6 +107,12 @@ CREATE INDEX IF NOT EXISTS hookguard_inbox_due_v2 ON hookguard_inbox(next_attemp
 DROP INDEX IF EXISTS hookguard_inbox_finished;
 CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state, finished_at)
     WHERE state IN (2, 3);
+-- Values the writer keeps across restarts: `timeline_ahead`, how far the timeline of due times
+-- and leases runs ahead of the wall clock (see `Timeline`; written when it grows, rarely).
+CREATE TABLE IF NOT EXISTS hookguard_inbox_meta (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// One batch (`?3` rows, oldest first) of the purge of one finished state (`?2`: done or
@@ -281,6 +287,18 @@ impl SqliteInboxBuilder {
             .optional()
             .map_err(storage)?
             .unwrap_or(0);
+        // The lead the timeline had: times already stored on it (retries, leases) keep their
+        // meaning after a restart, also when newer arrivals came in after the clock stepped back.
+        let clock_ahead: i64 = conn
+            .query_row(
+                "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(storage)?
+            .unwrap_or(0)
+            .max(0);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -298,7 +316,7 @@ impl SqliteInboxBuilder {
             synced: true,
             clock: Timeline {
                 floor: clock_floor,
-                ahead: 0,
+                ahead: clock_ahead,
             },
         };
         let (closing, writer_closed) = mpsc::channel::<()>();
@@ -855,7 +873,9 @@ struct Writer {
 /// much as it ever was behind the newest arrival stored. After the clock stepped back, an item
 /// that arrived "in the future" is still due at once, and the timeline keeps advancing with
 /// real time, so a retry or a deferral "in a second" is due a second later — neither at once
-/// (every attempt spent in a few polls) nor once the clock has caught up.
+/// (every attempt spent in a few polls) nor once the clock has caught up. The lead is stored
+/// with the batch that made it grow, so times stored on the timeline keep their meaning across
+/// a restart.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
     /// The newest arrival time stored.
@@ -981,6 +1001,7 @@ impl Writer {
         let mut results = Vec::with_capacity(batch.len());
         let mut wake = false;
         let mut failed = None;
+        let clock_before = self.clock;
         for op in batch {
             // After a storage error nothing more runs: SQLite may have rolled the whole
             // transaction back already (disk full, I/O error), and a statement run after that
@@ -996,6 +1017,15 @@ impl Writer {
                 failed = Some("SQLite rolled this batch back".to_owned());
             }
             results.push(done);
+        }
+        if failed.is_none() && self.clock.ahead != clock_before.ahead {
+            if let Err(e) = tx.execute(
+                "INSERT INTO hookguard_inbox_meta (name, value) VALUES ('timeline_ahead', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![self.clock.ahead],
+            ) {
+                failed = Some(format!("cannot store the timeline's lead: {e}"));
+            }
         }
         let outcome = match failed {
             Some(msg) => Err(msg),
@@ -1016,6 +1046,7 @@ impl Writer {
             Err(msg) => {
                 tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
                 self.pending = pending_before;
+                self.clock = clock_before;
                 for r in results {
                     r.fail(&msg);
                 }

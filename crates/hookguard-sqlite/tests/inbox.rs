@@ -684,6 +684,32 @@ async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
     assert_eq!(after_restart.iter().map(|i| i.id).collect::<Vec<_>>(), [second]);
 }
 
+/// The timeline's lead outlives the process: a retry stored on a timeline that ran ahead after
+/// the clock stepped back is due when it was meant to be after a restart, also when a newer
+/// arrival (on the wall clock, so earlier than the first) is the newest row — from which alone
+/// the timeline was rebuilt, with no lead, so the retry waited as long as the clock had
+/// stepped back.
+#[tokio::test]
+async fn the_timelines_lead_survives_a_restart() {
+    let dir = TempDir::new("clock-back-restart");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored_item(
+        &inbox,
+        NewItem::from_delivery(&bwp("evt_ahead"), Vec::new(), now_ms() + 600_000),
+    )
+    .await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c[0].id, id);
+    let now = now_ms();
+    assert!(inbox.fail(c[0].claim(), "boom", Some(now + 1_000), now).await.unwrap());
+    let newer = stored(&inbox, &bwp("evt_on_the_wall_clock")).await;
+    drop(inbox);
+    let reopened = SqliteInbox::open(dir.file()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let due = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [id, newer]);
+}
+
 /// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_never_purges_still_works() {
