@@ -351,7 +351,7 @@ impl InboxRecord {
 /// as the claims take leases of one length (one worker configuration): a later claim of an item
 /// starts after the earlier one ended or gave the item back, so its lease ends later — or at the
 /// same millisecond when it was given back and claimed again within one, which the
-/// [`Worker`](crate::inbox::Worker) tells apart by its own count. (The SQLite inbox's clock
+/// [`Worker`] tells apart by its own count. (The SQLite inbox's clock
 /// never goes back; PostgreSQL's is the database's.) A store refuses an answer whose claim no
 /// longer holds the item.
 ///
