@@ -14,12 +14,13 @@ use hookguard_core::envelope::BuildWorkProEvent;
 
 fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
     let handler = Handler::default();
-    let hooks: Vec<(&'static str, HandlerKind, Webhook)> = routes()
+    let hooks: Vec<(&'static str, HandlerKind, Option<usize>, Webhook)> = routes()
         .into_iter()
         .map(|r| {
             (
                 r.path,
                 r.handler,
+                r.app_limit,
                 Webhook::from(
                     hookguard_core::Receiver::new(r.verifier)
                         .with_dedupe(r.dedupe)
@@ -36,7 +37,7 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
                 let mut app = App::new().route("/health", web::get().to(|| async { "ok" }));
-                for (path, kind, hook) in &hooks {
+                for (path, kind, app_limit, hook) in &hooks {
                     let h = h.clone();
                     let post = match kind {
                         HandlerKind::Delivery => web::post().to(move |VerifiedDelivery(d): VerifiedDelivery| {
@@ -71,8 +72,15 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
                             },
                         ),
                     };
+                    let mut resource = web::resource(*path);
+                    if let Some(n) = *app_limit {
+                        resource = resource
+                            .app_data(web::PayloadConfig::new(n))
+                            .app_data(web::JsonConfig::default().limit(n))
+                            .app_data(web::FormConfig::default().limit(n));
+                    }
                     app = app.service(
-                        web::resource(*path)
+                        resource
                             .wrap(hook.clone())
                             .route(post)
                             .route(web::get().to(HttpResponse::Ok)),

@@ -32,7 +32,13 @@ pub struct Route {
     pub handler: HandlerKind,
     /// The handler budget, when the route has one.
     pub budget: Option<Duration>,
+    /// A body limit of the application's own around the route (axum's `DefaultBodyLimit`,
+    /// actix's `PayloadConfig`, `JsonConfig` and `FormConfig` on the resource), when it has one.
+    pub app_limit: Option<usize>,
 }
+
+/// The application's own body limit around `/bwp-app-limit`, below the verifier's.
+pub const APP_LIMIT: usize = 16 * 1024;
 
 /// How the route's application handler reads the delivery.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +97,7 @@ pub fn routes() -> Vec<Route> {
         dedupe: Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(30)),
         handler,
         budget: None,
+        app_limit: None,
     };
     vec![
         Route {
@@ -127,6 +134,10 @@ pub fn routes() -> Vec<Route> {
             built(Verifier::builder(GitHub::new()).secret(GITHUB_SECRET), MAX_BODY),
             HandlerKind::Delivery,
         ),
+        Route {
+            app_limit: Some(APP_LIMIT),
+            ..route("/bwp-app-limit", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::RawBody)
+        },
         Route {
             budget: Some(BUDGET),
             ..route("/bwp-budget", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::Delivery)
@@ -957,6 +968,17 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         ));
     }
 
+    // --- The application's own smaller body limit around the route (16 KiB, the verifier's
+    // 64 KiB): a genuine 32 KiB delivery reaches the handler's own body extractor; a 413 there
+    // would lose it (BuildWorkPro never retries a 4xx but 408 and 429).
+    let body = bwp_body(&format!("evt_app_limit_{}", "x".repeat(32 << 10)), "bid.created");
+    let h = signed(&BuildWorkPro::new(), BWP_SECRET, &body, NOW);
+    check(
+        "32 KiB past the application's own 16 KiB limit → handled",
+        &post("/bwp-app-limit", h, body).await,
+        &OK,
+    );
+
     // --- A form body (Slack interactivity, 20 KiB) read with the framework's own form
     // extractor: the verifier's 64 KiB limit applies, not the framework's (actix's 16 KiB).
     let body = format!("payload={}", "x".repeat(20 << 10)).into_bytes();
@@ -1022,14 +1044,15 @@ pub async fn start_tower() -> (String, Handler) {
             ),
         }
         .get(|| async { axum::http::StatusCode::OK });
-        app = app.route(
-            r.path,
-            route.layer(hookguard_tower::WebhookLayer::from(
-                hookguard_core::Receiver::new(r.verifier)
-                    .with_dedupe(r.dedupe)
-                    .with_budget(r.budget),
-            )),
-        );
+        let route = route.layer(hookguard_tower::WebhookLayer::from(
+            hookguard_core::Receiver::new(r.verifier)
+                .with_dedupe(r.dedupe)
+                .with_budget(r.budget),
+        ));
+        app = match r.app_limit {
+            Some(n) => app.route(r.path, route.layer(axum::extract::DefaultBodyLimit::max(n))),
+            None => app.route(r.path, route),
+        };
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -42,36 +42,25 @@ use crate::convert::{self, Head, Recent};
 pub struct WebhookMiddleware<S> {
     service: Rc<S>,
     receiver: Arc<Receiver>,
-    /// The `PayloadConfig` at the verifier's body limit, built once per worker.
-    payload_config: Rc<Extensions>,
-    /// The same for `web::Json`'s `JsonConfig`.
-    json_config: Rc<Extensions>,
-    /// The same for `web::Form`'s `FormConfig`.
-    form_config: Rc<Extensions>,
+    /// `PayloadConfig`, `web::Json`'s `JsonConfig` and `web::Form`'s `FormConfig` at the
+    /// verifier's body limit, built once per worker.
+    limits: Rc<Extensions>,
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
 }
 
-/// actix-web's default limit of `web::Json` (`JsonConfig`).
-const JSON_DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
-/// actix-web's default limit of `web::Form` (`FormConfig`).
-const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
-
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
         let max_body = receiver.verifier().max_body();
-        fn container<T: 'static>(config: T) -> Rc<Extensions> {
-            let mut c = Extensions::new();
-            c.insert(config);
-            Rc::new(c)
-        }
+        let mut limits = Extensions::new();
+        limits.insert(PayloadConfig::new(max_body));
+        limits.insert(web::JsonConfig::default().limit(max_body));
+        limits.insert(web::FormConfig::default().limit(max_body));
         Self {
             service,
             receiver,
-            payload_config: container(PayloadConfig::new(max_body)),
-            json_config: container(web::JsonConfig::default().limit(max_body)),
-            form_config: container(web::FormConfig::default().limit(max_body)),
+            limits: Rc::new(limits),
             recent: RefCell::default(),
         }
     }
@@ -105,10 +94,7 @@ where
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
-        let payload_config = Rc::clone(&self.payload_config);
-        let json_config = Rc::clone(&self.json_config);
-        let form_config = Rc::clone(&self.form_config);
-        let max_body = self.receiver.verifier().max_body();
+        let limits = Rc::clone(&self.limits);
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
             let head = match head {
@@ -133,27 +119,15 @@ where
                 .deliver(&head.as_core(), body, |delivery| {
                     let mut req = waiting.take().expect("the core calls the handler at most once");
                     req.set_payload(Payload::from(delivery.body().clone()));
-                    // The handler's own extractors (`web::Bytes`, `String`) re-limit the body
-                    // with `PayloadConfig` (256 KiB by default): give them the verifier's limit,
-                    // unless the application configured its own.
-                    if req.app_data::<PayloadConfig>().is_none() && req.app_data::<web::Data<PayloadConfig>>().is_none()
-                    {
-                        req.add_data_container(Rc::clone(&payload_config));
-                    }
-                    // `web::Json` and `web::Form` have their own limits (`JsonConfig` 2 MiB,
-                    // `FormConfig` 16 KiB by default): the same, for a verifier allowing more.
-                    if max_body > JSON_DEFAULT_LIMIT
-                        && req.app_data::<web::JsonConfig>().is_none()
-                        && req.app_data::<web::Data<web::JsonConfig>>().is_none()
-                    {
-                        req.add_data_container(Rc::clone(&json_config));
-                    }
-                    if max_body > FORM_DEFAULT_LIMIT
-                        && req.app_data::<web::FormConfig>().is_none()
-                        && req.app_data::<web::Data<web::FormConfig>>().is_none()
-                    {
-                        req.add_data_container(Rc::clone(&form_config));
-                    }
+                    // The handler's own extractors re-limit the body: `web::Bytes` and `String`
+                    // with `PayloadConfig` (256 KiB by default), `web::Json` with `JsonConfig`
+                    // (2 MiB), `web::Form` with `FormConfig` (16 KiB). The body was read and
+                    // bounded here already, so the verifier's limit is theirs too, whatever the
+                    // application configured around the resource: a smaller limit of its own
+                    // would answer a genuine, verified delivery `413`, which senders take as
+                    // permanent (the delivery lost). The container added last is looked at
+                    // first.
+                    req.add_data_container(limits);
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())

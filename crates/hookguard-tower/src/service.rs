@@ -11,18 +11,15 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 
-/// axum's default limit for its body extractors (`DefaultBodyLimit`).
-#[cfg(feature = "axum")]
-const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
-
-/// axum's own body extractors (`Bytes`, `String`, `Json`) re-limit the body to 2 MiB unless
-/// told otherwise: a verifier allowing more gives them its limit (below it, axum's default
-/// already admits every body the verifier took).
+/// axum's own body extractors (`Bytes`, `String`, `Json`, `Form`) re-limit the body (2 MiB
+/// unless a `DefaultBodyLimit` says otherwise). The body was read and bounded here already, so
+/// the verifier's limit is theirs too, whatever the application set around the route: a
+/// smaller limit of its own would answer a genuine, verified delivery `413`, which senders take
+/// as permanent (the delivery lost). A `DefaultBodyLimit` layered inside this layer, on the
+/// handler itself, is applied after this one and still wins.
 #[cfg(feature = "axum")]
 fn with_body_limit<B>(mut req: Request<B>, max_body: usize) -> Request<B> {
-    if max_body > AXUM_DEFAULT_BODY_LIMIT {
-        axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
-    }
+    axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
     req
 }
 
