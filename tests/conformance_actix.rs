@@ -53,6 +53,15 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
                                 }
                             })
                         }
+                        HandlerKind::Json => web::post().to(
+                            move |VerifiedDelivery(d): VerifiedDelivery, v: web::Json<serde_json::Value>| {
+                                let h = h.clone();
+                                async move {
+                                    assert_eq!(v["type"].as_str(), d.event_type());
+                                    HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
+                                }
+                            },
+                        ),
                         HandlerKind::Form => {
                             web::post().to(move |VerifiedDelivery(d): VerifiedDelivery, f: web::Form<Form>| {
                                 let h = h.clone();

@@ -50,6 +50,9 @@ pub enum HandlerKind {
     RawBody,
     /// The typed `BuildWorkProEvent` envelope (`Verified<BuildWorkProEvent>`).
     Typed,
+    /// The delivery and the body through the framework's own JSON extractor (axum `Json`,
+    /// actix `web::Json`) as a `serde_json::Value`.
+    Json,
     /// The delivery and the body through the framework's own form extractor (axum `Form`,
     /// actix `web::Form`) as a [`Form`]: the verifier's body limit applies, not the
     /// framework's (actix's `FormConfig` defaults to 16 KiB).
@@ -137,6 +140,10 @@ pub fn routes() -> Vec<Route> {
         Route {
             app_limit: Some(APP_LIMIT),
             ..route("/bwp-app-limit", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::RawBody)
+        },
+        Route {
+            app_limit: Some(APP_LIMIT),
+            ..route("/bwp-app-limit-json", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::Json)
         },
         Route {
             budget: Some(BUDGET),
@@ -971,13 +978,18 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
     // --- The application's own smaller body limit around the route (16 KiB, the verifier's
     // 64 KiB): a genuine 32 KiB delivery reaches the handler's own body extractor; a 413 there
     // would lose it (BuildWorkPro never retries a 4xx but 408 and 429).
-    let body = bwp_body(&format!("evt_app_limit_{}", "x".repeat(32 << 10)), "bid.created");
-    let h = signed(&BuildWorkPro::new(), BWP_SECRET, &body, NOW);
-    check(
-        "32 KiB past the application's own 16 KiB limit → handled",
-        &post("/bwp-app-limit", h, body).await,
-        &OK,
-    );
+    for (path, extractor) in [("/bwp-app-limit", "bytes"), ("/bwp-app-limit-json", "json")] {
+        let body = bwp_body(
+            &format!("evt_app_limit_{extractor}_{}", "x".repeat(32 << 10)),
+            "bid.created",
+        );
+        let h = signed(&BuildWorkPro::new(), BWP_SECRET, &body, NOW);
+        check(
+            &format!("32 KiB past the application's own 16 KiB limit, {extractor} extractor → handled"),
+            &post(path, h, body).await,
+            &OK,
+        );
+    }
 
     // --- A form body (Slack interactivity, 20 KiB) read with the framework's own form
     // extractor: the verifier's 64 KiB limit applies, not the framework's (actix's 16 KiB).
@@ -1023,6 +1035,13 @@ pub async fn start_tower() -> (String, Handler) {
                 move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
                       body: axum::body::Bytes| async move {
                     assert_eq!(body.len(), d.body().len());
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+            HandlerKind::Json => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
+                      axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    assert_eq!(v["type"].as_str(), d.event_type());
                     axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
                 },
             ),

@@ -42,21 +42,56 @@ use crate::convert::{self, Head, Recent};
 pub struct WebhookMiddleware<S> {
     service: Rc<S>,
     receiver: Arc<Receiver>,
-    /// `PayloadConfig`, `web::Json`'s `JsonConfig` and `web::Form`'s `FormConfig` at the
-    /// verifier's body limit, built once per worker.
+    /// actix's default `PayloadConfig`, `web::Json`'s `JsonConfig` and `web::Form`'s
+    /// `FormConfig` with their limits raised to the verifier's (see [`lifted`]), built once per
+    /// worker for applications that configure none of them.
     limits: Rc<Extensions>,
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
 }
 
+/// actix-web's default limits of `web::Bytes`/`String` (`PayloadConfig`), `web::Json`
+/// (`JsonConfig`) and `web::Form` (`FormConfig`).
+const PAYLOAD_DEFAULT_LIMIT: usize = 256 * 1024;
+const JSON_DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
+const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
+
+/// The handler's body extractors re-limit the body: `web::Bytes` and `String` with
+/// `PayloadConfig`, `web::Json` with `JsonConfig`, `web::Form` with `FormConfig`. The body was
+/// read and bounded here already, so each gets at least the verifier's limit (never less than
+/// actix's own default, which a compressed body's decoded size is measured against), also over
+/// a smaller one the application configured around the resource: that would answer a genuine,
+/// verified delivery `413`, which senders take as permanent (the delivery lost). The rest of
+/// an application's config (accepted content types, error handlers) is kept: its config is
+/// cloned with only the limit changed. `None` when the application configured none of the
+/// three (the prebuilt `limits` then serve).
+fn lifted(req: &ServiceRequest, max_body: usize) -> Option<Extensions> {
+    fn own<T: Clone + 'static>(req: &ServiceRequest) -> Option<T> {
+        req.app_data::<T>()
+            .or_else(|| req.app_data::<web::Data<T>>().map(|d| d.as_ref()))
+            .cloned()
+    }
+    let payload = own::<PayloadConfig>(req);
+    let json = own::<web::JsonConfig>(req);
+    let form = own::<web::FormConfig>(req);
+    if payload.is_none() && json.is_none() && form.is_none() {
+        return None;
+    }
+    let mut c = Extensions::new();
+    c.insert(payload.unwrap_or_default().limit(max_body.max(PAYLOAD_DEFAULT_LIMIT)));
+    c.insert(json.unwrap_or_default().limit(max_body.max(JSON_DEFAULT_LIMIT)));
+    c.insert(form.unwrap_or_default().limit(max_body.max(FORM_DEFAULT_LIMIT)));
+    Some(c)
+}
+
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
         let max_body = receiver.verifier().max_body();
         let mut limits = Extensions::new();
-        limits.insert(PayloadConfig::new(max_body));
-        limits.insert(web::JsonConfig::default().limit(max_body));
-        limits.insert(web::FormConfig::default().limit(max_body));
+        limits.insert(PayloadConfig::new(max_body.max(PAYLOAD_DEFAULT_LIMIT)));
+        limits.insert(web::JsonConfig::default().limit(max_body.max(JSON_DEFAULT_LIMIT)));
+        limits.insert(web::FormConfig::default().limit(max_body.max(FORM_DEFAULT_LIMIT)));
         Self {
             service,
             receiver,
@@ -95,6 +130,7 @@ where
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
         let limits = Rc::clone(&self.limits);
+        let max_body = self.receiver.verifier().max_body();
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
             let head = match head {
@@ -119,15 +155,12 @@ where
                 .deliver(&head.as_core(), body, |delivery| {
                     let mut req = waiting.take().expect("the core calls the handler at most once");
                     req.set_payload(Payload::from(delivery.body().clone()));
-                    // The handler's own extractors re-limit the body: `web::Bytes` and `String`
-                    // with `PayloadConfig` (256 KiB by default), `web::Json` with `JsonConfig`
-                    // (2 MiB), `web::Form` with `FormConfig` (16 KiB). The body was read and
-                    // bounded here already, so the verifier's limit is theirs too, whatever the
-                    // application configured around the resource: a smaller limit of its own
-                    // would answer a genuine, verified delivery `413`, which senders take as
-                    // permanent (the delivery lost). The container added last is looked at
-                    // first.
-                    req.add_data_container(limits);
+                    // The extractors' limits (see `lifted`); the container added last is
+                    // looked at first.
+                    match lifted(&req, max_body) {
+                        Some(own) => req.add_data_container(Rc::new(own)),
+                        None => req.add_data_container(limits),
+                    }
                     req.extensions_mut().insert(delivery);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())

@@ -126,6 +126,39 @@ async fn web_json_reads_a_body_as_large_as_the_verifier_allows() {
     assert_eq!(test::read_body(res).await, "evt_big_json");
 }
 
+/// An application's own extractor config around the resource keeps its settings and gets the
+/// verifier's limit: a `JsonConfig` that takes bodies without a `Content-Type`, limited to
+/// 16 KiB, still takes them, now up to the verifier's limit (replacing the config lost the
+/// setting: a `400`; keeping it whole kept the 16 KiB: a `413`, both permanent for senders).
+#[actix_web::test]
+async fn an_applications_own_extractor_config_keeps_its_settings_with_the_verifiers_limit() {
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/")
+                .app_data(web::JsonConfig::default().limit(16 << 10).content_type_required(false))
+                .wrap(hooks())
+                .route(web::post().to(|v: web::Json<serde_json::Value>| async move {
+                    HttpResponse::Ok().body(v["id"].as_str().unwrap_or_default().to_owned())
+                })),
+        ),
+    )
+    .await;
+    let body = format!(
+        r#"{{"id":"evt_untyped","type":"bid.accepted","pad":"{}"}}"#,
+        "x".repeat(32 << 10)
+    );
+    let signed = BuildWorkPro::new()
+        .sign(SECRET, body.as_bytes(), &SignParams::new(NOW))
+        .unwrap();
+    let mut req = TestRequest::post().uri("/").set_payload(body);
+    for (name, value) in signed.headers.iter() {
+        req = req.append_header((name.as_str(), value.to_str().unwrap()));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(test::read_body(res).await, "evt_untyped");
+}
+
 /// `web::Form` reads a body as large as the verifier allows, as axum's `Form` does: a genuine
 /// 20 KiB Slack interactivity POST (form-encoded) was a plain 413 from `FormConfig`'s 16 KiB.
 #[actix_web::test]
