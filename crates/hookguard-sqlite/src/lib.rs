@@ -277,28 +277,16 @@ impl SqliteInboxBuilder {
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let pending = count_pending(&conn).map_err(storage)?;
+        // One integer a statement reads, 0 when it finds no row.
+        let read = |sql: &str| -> Result<i64, InboxError> {
+            let v = conn.query_row(sql, [], |r| r.get(0)).optional().map_err(storage)?;
+            Ok(v.unwrap_or(0))
+        };
         // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
-        let clock_floor: i64 = conn
-            .query_row(
-                "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(storage)?
-            .unwrap_or(0);
+        let clock_floor = read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?;
         // The lead the timeline had: times already stored on it (retries, leases) keep their
         // meaning after a restart, also when newer arrivals came in after the clock stepped back.
-        let clock_ahead: i64 = conn
-            .query_row(
-                "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(storage)?
-            .unwrap_or(0)
-            .max(0);
+        let clock_ahead = read("SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'")?.max(0);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
