@@ -78,20 +78,27 @@ fn lifted(req: &ServiceRequest, max_body: usize) -> Option<Extensions> {
     if payload.is_none() && json.is_none() && form.is_none() {
         return None;
     }
+    Some(raised(payload, json, form, max_body))
+}
+
+/// The three configs with their limits raised (see [`lifted`]): the application's own where it
+/// has one, actix's default otherwise.
+fn raised(
+    payload: Option<PayloadConfig>,
+    json: Option<web::JsonConfig>,
+    form: Option<web::FormConfig>,
+    max_body: usize,
+) -> Extensions {
     let mut c = Extensions::new();
     c.insert(payload.unwrap_or_default().limit(max_body.max(PAYLOAD_DEFAULT_LIMIT)));
     c.insert(json.unwrap_or_default().limit(max_body.max(JSON_DEFAULT_LIMIT)));
     c.insert(form.unwrap_or_default().limit(max_body.max(FORM_DEFAULT_LIMIT)));
-    Some(c)
+    c
 }
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
-        let max_body = receiver.verifier().max_body();
-        let mut limits = Extensions::new();
-        limits.insert(PayloadConfig::new(max_body.max(PAYLOAD_DEFAULT_LIMIT)));
-        limits.insert(web::JsonConfig::default().limit(max_body.max(JSON_DEFAULT_LIMIT)));
-        limits.insert(web::FormConfig::default().limit(max_body.max(FORM_DEFAULT_LIMIT)));
+        let limits = raised(None, None, None, receiver.verifier().max_body());
         Self {
             service,
             receiver,
