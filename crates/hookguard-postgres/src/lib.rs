@@ -292,28 +292,49 @@ async fn claim_task(
     }
 }
 
+/// Claims as the columns the batch statements `unnest`: ids, attempts and lease ends.
+struct ClaimColumns {
+    ids: Vec<i64>,
+    attempts: Vec<i32>,
+    leases: Vec<i64>,
+}
+
+impl FromIterator<ClaimRef> for ClaimColumns {
+    fn from_iter<I: IntoIterator<Item = ClaimRef>>(claims: I) -> Self {
+        let mut c = Self {
+            ids: Vec::new(),
+            attempts: Vec::new(),
+            leases: Vec::new(),
+        };
+        for claim in claims {
+            c.ids.push(claim.id);
+            c.attempts.push(claim.attempt as i32);
+            c.leases.push(claim.lease_until_ms);
+        }
+        c
+    }
+}
+
 /// Gives claimed items back to pending, due now, their attempt not counted (one statement).
 async fn give_back(inner: &Inner, items: &[ClaimedItem]) {
     if items.is_empty() {
         return;
     }
-    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-    let attempts: Vec<i32> = items.iter().map(|i| i.attempt as i32).collect();
-    let leases: Vec<i64> = items.iter().map(|i| i.lease_until_ms).collect();
+    let claims: ClaimColumns = items.iter().map(ClaimedItem::claim).collect();
     let given = bounded(inner.operation_timeout, async {
         sqlx::query(&inner.sql.release_many)
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&leases)
+            .bind(&claims.ids)
+            .bind(&claims.attempts)
+            .bind(&claims.leases)
             .execute(&inner.pool)
             .await
             .map_err(storage)
     })
     .await;
     match given {
-        Ok(_) => tracing::debug!(items = ids.len(), "claimed items nobody took were given back"),
+        Ok(_) => tracing::debug!(items = items.len(), "claimed items nobody took were given back"),
         Err(e) => tracing::warn!(
-            items = ids.len(),
+            items = items.len(),
             error = %e,
             "claimed items nobody took could not be given back; they are due again when their lease ends"
         ),
@@ -403,18 +424,16 @@ async fn complete_queued(mut running: Draining) {
         };
         // Rows locked in id order, as any other batch would lock them.
         batch.sort_unstable_by_key(|c| c.0.id);
-        let ids: Vec<i64> = batch.iter().map(|c| c.0.id).collect();
-        let attempts: Vec<i32> = batch.iter().map(|c| c.0.attempt as i32).collect();
+        let claims: ClaimColumns = batch.iter().map(|c| c.0).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.1).collect();
-        let leases: Vec<i64> = batch.iter().map(|c| c.0.lease_until_ms).collect();
         // The claims marked done; a row that fails to decode fails the batch.
         // Bounded: a statement that never returns would hold every later completion.
         let done = bounded(inner.operation_timeout, async {
             sqlx::query(&inner.sql.complete_many)
-                .bind(&ids)
-                .bind(&attempts)
+                .bind(&claims.ids)
+                .bind(&claims.attempts)
                 .bind(&times)
-                .bind(&leases)
+                .bind(&claims.leases)
                 .fetch_all(&inner.pool)
                 .await
                 .and_then(|rows| {
