@@ -282,11 +282,14 @@ impl SqliteInboxBuilder {
             let v = conn.query_row(sql, [], |r| r.get(0)).optional().map_err(storage)?;
             Ok(v.unwrap_or(0))
         };
-        // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
-        let clock_floor = read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?;
-        // The lead the timeline had: times already stored on it (retries, leases) keep their
-        // meaning after a restart, also when newer arrivals came in after the clock stepped back.
+        // The lead the timeline had: times already stored on it (arrivals, retries, leases)
+        // keep their meaning after a restart, also when newer arrivals came in after the clock
+        // stepped back.
         let clock_ahead = read("SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'")?.max(0);
+        // The newest row's arrival (ids grow with arrivals; one row read, not a scan), on the
+        // timeline: the due time it was stored with, give or take the order of arrivals.
+        let clock_floor =
+            read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?.saturating_add(clock_ahead);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -861,12 +864,14 @@ struct Writer {
 /// much as it ever was behind the newest arrival stored. After the clock stepped back, an item
 /// that arrived "in the future" is still due at once, and the timeline keeps advancing with
 /// real time, so a retry or a deferral "in a second" is due a second later — neither at once
-/// (every attempt spent in a few polls) nor once the clock has caught up. The lead is stored
-/// with the batch that made it grow, so times stored on the timeline keep their meaning across
-/// a restart.
+/// (every attempt spent in a few polls) nor once the clock has caught up. Every due time is on
+/// it — arrivals, retries, deferrals, replays and lease ends — so the claim order stays first
+/// come, first served after a step back too (an arrival stored on the wall clock would sort
+/// ahead of every retry by the lead). The lead is stored with the batch that made it grow, so
+/// times stored on the timeline keep their meaning across a restart.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
-    /// The newest arrival time stored.
+    /// The newest arrival's due time, on the timeline (no arrival is due later).
     floor: i64,
     /// How far the timeline runs ahead of the wall clock (never less than it once was).
     ahead: i64,
@@ -877,6 +882,13 @@ impl Timeline {
     fn shift(&mut self, now: i64) -> i64 {
         self.ahead = self.ahead.max(self.floor.saturating_sub(now));
         self.ahead
+    }
+
+    /// The due time of an arrival at `received_at`: on the timeline, and never before an
+    /// earlier arrival's (arrivals reach the writer a little out of order; that does not move
+    /// the timeline, only a clock that stepped back does, at the next claim).
+    fn arrival(&self, received_at: i64) -> i64 {
+        received_at.saturating_add(self.ahead).max(self.floor)
     }
 }
 
@@ -1068,10 +1080,11 @@ fn apply(
 ) -> Done {
     match op {
         Op::Accept(item, tx) => {
-            let r = accept(conn, &item, max_pending, pending);
+            let due = clock.arrival(item.received_at_ms);
+            let r = accept(conn, &item, due, max_pending, pending);
             if matches!(r, Ok(Accepted::Stored(_))) {
                 *wake = true;
-                clock.floor = clock.floor.max(item.received_at_ms);
+                clock.floor = due;
             }
             Done::Accept(tx, r)
         }
@@ -1136,7 +1149,8 @@ fn apply(
         }
         Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
         Op::Replay(id, now, tx) => {
-            let r = replay(conn, id, now);
+            // Due now on the claims' timeline, behind what was already due.
+            let r = replay(conn, id, now.saturating_add(clock.shift(now)));
             if r.is_ok() {
                 *pending += 1;
                 *wake = true;
@@ -1144,7 +1158,7 @@ fn apply(
             Done::Unit(tx, r)
         }
         Op::ReplayDead(now, tx) => {
-            let r = replay_dead(conn, now).map_err(storage);
+            let r = replay_dead(conn, now.saturating_add(clock.shift(now))).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
                 *wake |= n > 0;
@@ -1171,7 +1185,14 @@ fn apply(
     }
 }
 
-fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64) -> Result<Accepted, InboxError> {
+/// Stores `item` due at `due` (its arrival on the writer's timeline) unless it is a copy.
+fn accept(
+    conn: &Connection,
+    item: &NewItem,
+    due: i64,
+    max_pending: u64,
+    pending: &mut u64,
+) -> Result<Accepted, InboxError> {
     let existing = |conn: &Connection, key: &str| -> Result<Option<i64>, InboxError> {
         conn.prepare_cached("SELECT id FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
             .and_then(|mut s| s.query_row(params![item.provider, key], |r| r.get(0)).optional())
@@ -1196,15 +1217,15 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
     };
     let headers = serde_json::to_string(&item.headers).unwrap_or_else(|_| "[]".into());
     // One statement for a new delivery: insert-if-absent on the partial unique index. Due
-    // from its arrival, so the claim order stays first come, first served: a retry or a
-    // replay already due goes before what arrived after it (due at 0, every new item went
-    // first, and a flood kept due retries waiting).
+    // from its arrival (on the timeline), so the claim order stays first come, first served:
+    // a retry or a replay already due goes before what arrived after it (due at 0, every new
+    // item went first, and a flood kept due retries waiting).
     let id: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO hookguard_inbox
                  (provider, dedupe_key, unique_key, scope, event_id, event_type, state, attempts,
                   received_at, next_attempt_at, headers, body_len)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, ?6, ?7, ?8)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, 0, 0, ?6, ?9, ?7, ?8)
              ON CONFLICT DO NOTHING
              RETURNING id",
         )
@@ -1218,7 +1239,8 @@ fn accept(conn: &Connection, item: &NewItem, max_pending: u64, pending: &mut u64
                     item.event_type,
                     item.received_at_ms,
                     headers,
-                    item.body.len() as i64
+                    item.body.len() as i64,
+                    due
                 ],
                 |r| r.get(0),
             )
@@ -1367,7 +1389,8 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>>
     rows.collect()
 }
 
-fn replay(conn: &Connection, id: i64, now: i64) -> Result<(), InboxError> {
+/// Puts a done or dead item back, due at `due` (on the writer's timeline).
+fn replay(conn: &Connection, id: i64, due: i64) -> Result<(), InboxError> {
     let row: Option<(i64, i64)> = conn
         .query_row(
             "SELECT state, scope FROM hookguard_inbox WHERE id = ?1",
@@ -1389,7 +1412,7 @@ fn replay(conn: &Connection, id: i64, now: i64) -> Result<(), InboxError> {
     }
     let reset = "UPDATE hookguard_inbox SET state = 0, attempts = 0, next_attempt_at = ?2, finished_at = NULL, \
                  last_error = NULL WHERE id = ?1";
-    conn.execute(reset, params![id, now]).map_err(storage)?;
+    conn.execute(reset, params![id, due]).map_err(storage)?;
     if scope == 1 {
         // An in-flight-only key recognises copies again while pending, unless a newer copy
         // holds it already (then this replay simply runs beside it).
@@ -1403,14 +1426,14 @@ fn replay(conn: &Connection, id: i64, now: i64) -> Result<(), InboxError> {
     Ok(())
 }
 
-fn replay_dead(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+fn replay_dead(conn: &Connection, due: i64) -> rusqlite::Result<u64> {
     let ids: Vec<i64> = conn
         // (`state IN (2, 3)`: read from the finished index, not the whole table.)
         .prepare("SELECT id FROM hookguard_inbox WHERE state = 3 AND state IN (2, 3)")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
-        replay(conn, *id, now).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        replay(conn, *id, due).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     }
     Ok(ids.len() as u64)
 }

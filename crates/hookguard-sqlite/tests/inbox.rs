@@ -710,6 +710,58 @@ async fn the_timelines_lead_survives_a_restart() {
     assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [id, newer]);
 }
 
+/// After the clock stepped back, new arrivals are stored on the same timeline as retries: a
+/// retry that came due first is claimed first, before an arrival stored after it, also after
+/// a restart (an arrival on the wall clock would sort ahead of every retry by the lead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_clock_stepped_back_a_due_retry_goes_before_a_newer_arrival() {
+    let dir = TempDir::new("clock-back-order");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let fast = NewItem::from_delivery(&bwp("evt_fast_clock"), Vec::new(), now_ms() + 3_600_000);
+    let ahead = stored_item(&inbox, fast).await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c[0].id, ahead);
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+    let retried = stored(&inbox, &bwp("evt_retried")).await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [retried]);
+    let now = now_ms();
+    assert!(inbox.fail(c[0].claim(), "boom", Some(now + 10), now).await.unwrap());
+    drop(inbox);
+    let reopened = SqliteInbox::open(dir.file()).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = stored(&reopened, &bwp("evt_newer")).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let lease = Duration::from_secs(30);
+    let first = reopened.claim(now_ms(), lease, 1).await.unwrap();
+    assert_eq!(first.iter().map(|i| i.id).collect::<Vec<_>>(), [retried]);
+    let second = reopened.claim(now_ms(), lease, 1).await.unwrap();
+    assert_eq!(second.iter().map(|i| i.id).collect::<Vec<_>>(), [newer]);
+}
+
+/// A restart keeps arrivals due at once after two steps back: the timeline's floor is read
+/// back on the timeline (the newest arrival plus the lead), not on the wall clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_an_arrival_from_a_clock_further_ahead_is_still_due_at_once() {
+    let dir = TempDir::new("clock-back-twice");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let hour = 3_600_000;
+    let first = stored_item(
+        &inbox,
+        NewItem::from_delivery(&bwp("evt_hour"), Vec::new(), now_ms() + hour),
+    )
+    .await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [first]);
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+    let later = NewItem::from_delivery(&bwp("evt_two_hours"), Vec::new(), now_ms() + 2 * hour);
+    let later = stored_item(&inbox, later).await;
+    drop(inbox);
+    let reopened = SqliteInbox::open(dir.file()).unwrap();
+    let c = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [later]);
+}
+
 /// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_never_purges_still_works() {
