@@ -15,11 +15,16 @@ use crate::future::ResponseFuture;
 /// unless a `DefaultBodyLimit` says otherwise). The body was read and bounded here already, so
 /// the verifier's limit is theirs too, whatever the application set around the route: a
 /// smaller limit of its own would answer a genuine, verified delivery `413`, which senders take
-/// as permanent (the delivery lost). A `DefaultBodyLimit` layered inside this layer, on the
-/// handler itself, is applied after this one and still wins.
+/// as permanent (the delivery lost). Never less than axum's default, as the actix middleware
+/// never goes below actix's: a layer inside this one may hand on a larger body than the one
+/// verified (a decompression layer measures the decoded body against this limit). A
+/// `DefaultBodyLimit` layered inside this layer, on the handler itself, is applied after this
+/// one and still wins.
 #[cfg(feature = "axum")]
 fn with_body_limit<B>(mut req: Request<B>, max_body: usize) -> Request<B> {
-    axum::extract::DefaultBodyLimit::max(max_body).apply(&mut req);
+    /// axum's `DefaultBodyLimit` when nothing sets one.
+    const AXUM_DEFAULT_LIMIT: usize = 2 << 20;
+    axum::extract::DefaultBodyLimit::max(max_body.max(AXUM_DEFAULT_LIMIT)).apply(&mut req);
     req
 }
 

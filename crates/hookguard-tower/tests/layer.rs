@@ -235,3 +235,25 @@ async fn the_handler_gets_the_original_request_head_and_extensions() {
     req.headers_mut().insert("x-request-id", "r-1".parse().unwrap());
     assert_eq!(status_and_code(&app, req).await.0, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_layer_inside_that_grows_the_body_keeps_axums_own_limit() {
+    // A layer between hookguard and the handler may hand on a larger body than the one read
+    // and verified (a decompression layer does: a 300 KiB gzip body decodes to 1.5 MiB).
+    // hookguard hands axum's extractors its own limit, but never less than axum's default
+    // (2 MiB), so such a body still reaches a `Bytes` handler instead of a permanent 413.
+    let grown = 3 << 19;
+    let app = Router::new().route(
+        "/hook",
+        post(|body: axum::body::Bytes| async move { body.len().to_string() })
+            .layer::<_, std::convert::Infallible>(axum::middleware::map_request(move |req: Request<Body>| async move {
+                let (parts, _) = req.into_parts();
+                Request::from_parts(parts, Body::from(vec![b' '; grown]))
+            }))
+            .layer(layer(Arc::new(MemoryStore::default()), None)),
+    );
+    let res = app.oneshot(signed("evt_grown")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 10).await.unwrap();
+    assert_eq!(&bytes[..], grown.to_string().as_bytes());
+}
