@@ -286,10 +286,8 @@ impl SqliteInboxBuilder {
         // keep their meaning after a restart, also when newer arrivals came in after the clock
         // stepped back.
         let clock_ahead = read("SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'")?.max(0);
-        // The newest row's arrival (ids grow with arrivals; one row read, not a scan), on the
-        // timeline: the due time it was stored with, give or take the order of arrivals.
-        let clock_floor =
-            read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?.saturating_add(clock_ahead);
+        // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
+        let clock_floor = read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?;
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -871,7 +869,7 @@ struct Writer {
 /// times stored on the timeline keep their meaning across a restart.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
-    /// The newest arrival's due time, on the timeline (no arrival is due later).
+    /// The newest arrival time stored (on the wall clock).
     floor: i64,
     /// How far the timeline runs ahead of the wall clock (never less than it once was).
     ahead: i64,
@@ -884,11 +882,22 @@ impl Timeline {
         self.ahead
     }
 
-    /// The due time of an arrival at `received_at`: on the timeline, and never before an
-    /// earlier arrival's (arrivals reach the writer a little out of order; that does not move
-    /// the timeline, only a clock that stepped back does, at the next claim).
-    fn arrival(&self, received_at: i64) -> i64 {
-        received_at.saturating_add(self.ahead).max(self.floor)
+    /// The due time of an arrival at `received_at` stored when the wall clock reads `now`: its
+    /// arrival on the timeline (the time the timeline read then), so arrivals and due retries
+    /// keep their order. An arrival from ahead of `now` (the clock stepped back since) is placed
+    /// at `now` on the timeline as the next claim will see it, so it is due at once; one a
+    /// little older than the newest (arrivals reach the writer a little out of order) at the
+    /// newest's. Neither moves the lead: only a claim does, when the clock is behind the newest
+    /// arrival (see [`Timeline::shift`]).
+    fn arrival(&self, received_at: i64, now: i64) -> i64 {
+        let floor = self.floor.max(received_at);
+        let at = received_at.min(now);
+        at.saturating_add(self.ahead.max(floor.saturating_sub(at)))
+    }
+
+    /// Records a stored arrival.
+    fn arrived(&mut self, received_at: i64) {
+        self.floor = self.floor.max(received_at);
     }
 }
 
@@ -1080,11 +1089,17 @@ fn apply(
 ) -> Done {
     match op {
         Op::Accept(item, tx) => {
-            let due = clock.arrival(item.received_at_ms);
-            let r = accept(conn, &item, due, max_pending, pending);
+            let now = hookguard_core::inbox::now_ms();
+            let r = accept(
+                conn,
+                &item,
+                clock.arrival(item.received_at_ms, now),
+                max_pending,
+                pending,
+            );
             if matches!(r, Ok(Accepted::Stored(_))) {
                 *wake = true;
-                clock.floor = due;
+                clock.arrived(item.received_at_ms);
             }
             Done::Accept(tx, r)
         }
@@ -1331,6 +1346,26 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
     .map(|n| n == 1)
 }
 
+/// The timeline's lead as the file holds it (0 in a file made before it was kept).
+fn timeline_lead(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |v| v.max(0))
+}
+
+/// Reads a record's due time back on the wall clock: stored on the writer's timeline (see
+/// `Timeline`), a time is reached when the wall clock reaches it less the lead. 0 (an item
+/// given back, due at once) stays 0.
+fn on_the_wall_clock(mut rec: InboxRecord, lead: i64) -> InboxRecord {
+    if rec.next_attempt_at_ms != 0 {
+        rec.next_attempt_at_ms = rec.next_attempt_at_ms.saturating_sub(lead);
+    }
+    rec
+}
+
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
     let state: i64 = r.get(5)?;
     let mut rec = InboxRecord::empty(r.get(0)?, r.get(1)?);
@@ -1348,6 +1383,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
 }
 
 fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
+    let lead = timeline_lead(conn);
     conn.query_row(
         &format!(
             "SELECT {COLUMNS}, headers, (SELECT body FROM hookguard_inbox_body b WHERE b.id = i.id)
@@ -1359,7 +1395,7 @@ fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
             let headers: String = r.get(12)?;
             rec.headers = serde_json::from_str(&headers).unwrap_or_default();
             rec.body = Some(Bytes::from(r.get::<_, Option<Vec<u8>>>(13)?.unwrap_or_default()));
-            Ok(rec)
+            Ok(on_the_wall_clock(rec, lead))
         },
     )
     .optional()
@@ -1384,8 +1420,11 @@ fn list_sql(state: Option<InboxState>) -> String {
 }
 
 fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>> {
+    let lead = timeline_lead(conn);
     let mut stmt = conn.prepare_cached(&list_sql(f.state))?;
-    let rows = stmt.query_map(params![f.state.map(|s| s.code()), f.provider, f.limit], record)?;
+    let rows = stmt.query_map(params![f.state.map(|s| s.code()), f.provider, f.limit], |r| {
+        record(r).map(|rec| on_the_wall_clock(rec, lead))
+    })?;
     rows.collect()
 }
 

@@ -760,6 +760,71 @@ async fn after_a_restart_an_arrival_from_a_clock_further_ahead_is_still_due_at_o
     let reopened = SqliteInbox::open(dir.file()).unwrap();
     let c = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [later]);
+    drop(reopened);
+    // The lead is the largest step back seen (two hours), not the sum of the steps.
+    let lead: i64 = rusqlite::Connection::open(dir.file())
+        .unwrap()
+        .query_row(
+            "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!((2 * hour - 5_000..=2 * hour).contains(&lead), "{lead}");
+}
+
+/// A restart with no arrival after the clock stepped back keeps a retry's delay: the lead is
+/// not counted again on top of the arrival that set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_retry_stays_as_far_off_as_it_was_set() {
+    let dir = TempDir::new("clock-back-retry");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let hour = 3_600_000;
+    let fast = stored_item(
+        &inbox,
+        NewItem::from_delivery(&bwp("evt_fast"), Vec::new(), now_ms() + hour),
+    )
+    .await;
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [fast]);
+    let now = now_ms();
+    assert!(inbox
+        .fail(c[0].claim(), "boom", Some(now + 600_000), now)
+        .await
+        .unwrap());
+    drop(inbox);
+    let reopened = SqliteInbox::open(dir.file()).unwrap();
+    assert!(reopened
+        .claim(now_ms(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Due times and lease ends are read back on the wall clock, not on the writer's timeline
+/// (which runs ahead after the clock stepped back): a new arrival is shown due at its arrival,
+/// a running item's lease ending a lease from its claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_times_are_shown_on_the_wall_clock_after_the_clock_stepped_back() {
+    let dir = TempDir::new("clock-back-shown");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let fast = NewItem::from_delivery(&bwp("evt_fast"), Vec::new(), now_ms() + 3_600_000);
+    let fast = stored_item(&inbox, fast).await;
+    let claimed_at = now_ms();
+    let c = inbox.claim(claimed_at, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [fast]);
+    let after = stored(&inbox, &bwp("evt_after")).await;
+    for reader in [inbox.clone(), SqliteInbox::open_read_only(dir.file()).unwrap()] {
+        let shown = reader.get(after).await.unwrap().unwrap();
+        let wait = shown.next_attempt_at_ms - shown.received_at_ms;
+        assert!((0..1_000).contains(&wait), "{wait}");
+        let running = reader.get(fast).await.unwrap().unwrap();
+        let lease = running.next_attempt_at_ms - claimed_at;
+        assert!((30_000..31_000).contains(&lease), "{lease}");
+        let listed = reader.list(ListFilter::default()).await.unwrap();
+        let listed = listed.iter().find(|r| r.id == after).unwrap();
+        assert_eq!(listed.next_attempt_at_ms, shown.next_attempt_at_ms);
+    }
 }
 
 /// `purge_every(Duration::MAX)` means "never", not a worker that dies on its first purge.
