@@ -276,7 +276,8 @@ pub enum DedupeScope {
     Retained,
     /// The key identifies content, not an event: two genuine events can carry identical bytes
     /// (HCSS Setups and HeavyJob bodies carry no id and no time). Copies coalesce only while
-    /// one is pending or running; an identical body after it was handled is a new event.
+    /// one is in flight (in an inbox: pending, not yet started); an identical body after that
+    /// is a new event.
     WhileInFlight,
 }
 

@@ -14,7 +14,7 @@
 //!   (with `synchronous_commit = on`: [`PgInbox::connect`] sets it on its connections, and
 //!   [`open`](PgInboxBuilder::open) warns when a pool you pass has it `off`). Dedupe semantics per sender
 //!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
-//!   or running.
+//!   (until the item's first claim).
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
 //!   replica that dies mid-handler leaves a lease that expires, and another replica takes the
 //!   item. Workers wake at once on an accept in their own process, on `LISTEN` for the others,
@@ -529,7 +529,8 @@ impl Sql {
             // Due and lease times are the database's (`DB_NOW`), never a replica's: a replica
             // whose clock runs ahead would otherwise take items still leased to another.
             claim: format!(
-                "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = {DB_NOW} + $1
+                "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = {DB_NOW} + $1,
+                        unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= {DB_NOW}
                               ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING id, attempts, next_attempt_at, provider, dedupe_key, event_id, event_type, body, received_at"

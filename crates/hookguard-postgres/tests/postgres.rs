@@ -112,11 +112,17 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
         vec![("content-type".to_owned(), "application/json".to_owned())]
     );
 
-    // HCSS in-flight-only keys: coalesce while pending/running, new after done.
+    // HCSS in-flight-only keys: coalesce while pending; a copy once the handler started is a
+    // new item (a second edit it may not have seen); new after done.
     let h1 = stored(&a, &hcss("e1")).await;
     assert_eq!(a.accept(item(&hcss("e1"))).await.unwrap(), Accepted::Duplicate(0));
-    let claimed = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    let mut claimed = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
+    let during = stored(&a, &hcss("e1")).await;
+    assert_ne!(during, h1, "an identical body while running is a new edit");
+    assert_eq!(a.accept(item(&hcss("e1"))).await.unwrap(), Accepted::Duplicate(0));
+    claimed.extend(a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap());
+    assert_eq!(claimed.len(), 3);
     for c in &claimed {
         assert!(a.complete(c.claim(), now_ms()).await.unwrap());
         assert!(

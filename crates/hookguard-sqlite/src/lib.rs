@@ -64,9 +64,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{oneshot, Notify};
 
 /// The schema, applied idempotently at open. `unique_key` holds the dedupe key while it
-/// recognises copies (always for retained keys; only while pending or running for
-/// in-flight-only keys) and is `NULL` otherwise; a partial unique index makes the insert
-/// insert-if-absent.
+/// recognises copies (always for retained keys; only until its first claim for in-flight-only
+/// keys) and is `NULL` otherwise; a partial unique index makes the insert insert-if-absent.
 ///
 /// Bodies live in a table of their own: the item rows stay small (dozens to a page), so the
 /// claim and the completion rewrite a shared page instead of the 4 KiB page holding each body,
@@ -1280,7 +1279,8 @@ fn accept(
 
 fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Result<Vec<ClaimedItem>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2
+        "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2,
+             unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
          WHERE id IN (SELECT id FROM hookguard_inbox
                       WHERE state IN (0, 1) AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)

@@ -191,7 +191,7 @@ async fn concurrent_copies_store_one_row() {
 }
 
 #[tokio::test]
-async fn hcss_identical_bodies_coalesce_while_pending_and_are_new_after_done() {
+async fn hcss_identical_bodies_coalesce_while_pending_and_are_new_once_started() {
     let dir = TempDir::new("hcss");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let first = stored(&inbox, &hcss_setups("e1")).await;
@@ -202,14 +202,21 @@ async fn hcss_identical_bodies_coalesce_while_pending_and_are_new_after_done() {
     );
     let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
+    // Once its handler started, an identical body may be a second edit it has not seen
+    // (HCSS never sends it again after our 2xx): a new item, which coalesces its own copies.
+    let during = stored(&inbox, &hcss_setups("e1")).await;
+    assert_ne!(first, during, "an identical body while running is a new edit");
     assert_eq!(
         inbox.accept(item(&hcss_setups("e1"))).await.unwrap(),
-        Accepted::Duplicate(first),
-        "a copy while running"
+        Accepted::Duplicate(during),
+        "a copy of the new item while it is pending"
     );
     assert!(inbox.complete(claimed[0].claim(), now_ms()).await.unwrap());
+    let next = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [during]);
+    assert!(inbox.complete(next[0].claim(), now_ms()).await.unwrap());
     let second = stored(&inbox, &hcss_setups("e1")).await;
-    assert_ne!(first, second, "an identical body after done is a new edit");
+    assert_ne!(during, second, "an identical body after done is a new edit");
     // A BuildWorkPro id stays remembered after done.
     let b = stored(&inbox, &bwp("evt_kept")).await;
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();

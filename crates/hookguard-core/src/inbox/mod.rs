@@ -31,7 +31,11 @@
 //! remembered until the row is purged (default retention 7 days, longer than every sender's
 //! retry horizon). A key with [`DedupeScope::WhileInFlight`]
 //! (HCSS Setups and HeavyJob bodies, which carry no id and no time) coalesces copies only while
-//! an item is pending or running; an identical body after it is done is a new event.
+//! an item is pending, not yet started; an identical body that arrives once its handler has
+//! started is a new event: it may be a second edit the running handler has not seen (it may
+//! have read the entity already), and HCSS never sends an event again after a 2xx. At worst
+//! the handler runs once more, as in inline handling, where such a copy is answered 429 and
+//! handled on HCSS's retry.
 //!
 //! ## What is stored
 //!
