@@ -1,7 +1,7 @@
 //! The SQLite inbox and the worker against real SQLite files.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -470,6 +470,7 @@ async fn a_deferral_due_at_once_does_not_forget_the_claim_that_follows_it() {
         Duration::ZERO,
         Duration::from_millis(400),
         Duration::ZERO,
+        Arc::default(),
     );
     deferral_then_a_running_claim(&inbox, Arc::new(late), Duration::ZERO).await;
 }
@@ -849,11 +850,58 @@ async fn a_worker_that_never_purges_still_works() {
     worker.shutdown().await;
 }
 
+/// A handler still running when its lease ends on the store's clock (the wall clock jumped
+/// ahead, a suspended machine resumed) is not run a second time beside it: the worker's next
+/// claim hands the item to the running attempt, which settles it under that claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_ended_by_a_clock_jump_does_not_run_the_handler_twice_at_once() {
+    let dir = TempDir::new("clock-jump");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_jump")).await;
+    let jump = Arc::new(AtomicI64::new(0));
+    let z = Duration::ZERO;
+    let store: Arc<dyn InboxStore> = Arc::new(LateClaims(inbox.clone(), z, z, z, Arc::clone(&jump)));
+    let (runs, now_running, peak) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicU32::new(0)),
+    );
+    let (r, n, p) = (Arc::clone(&runs), Arc::clone(&now_running), Arc::clone(&peak));
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let (r, n, p) = (Arc::clone(&r), Arc::clone(&n), Arc::clone(&p));
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            p.fetch_max(n.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            n.fetch_sub(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .lease(Duration::from_secs(30))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Ten minutes ahead: the 30 s lease has ended on the store's clock.
+    jump.store(600_000, Ordering::SeqCst);
+    wait_for(&inbox, id, InboxState::Done).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    worker.shutdown().await;
+    assert_eq!((runs.load(Ordering::SeqCst), peak.load(Ordering::SeqCst)), (1, 1));
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts),
+        (InboxState::Done, 2),
+        "settled under the second claim"
+    );
+}
+
 /// The real inbox whose answers arrive late (a busy file, a long checkpoint, a large purge):
 /// claims that found items by `.1` (the lease is taken when the claim runs), deferrals by `.2`
 /// after the item was given back — due at once, as the trait's default `defer` does — and
-/// purges by `.3` after they ran.
-struct LateClaims(SqliteInbox, Duration, Duration, Duration);
+/// purges by `.3` after they ran. Claims see the wall clock `.4` ms ahead (a clock that jumped).
+struct LateClaims(SqliteInbox, Duration, Duration, Duration, Arc<AtomicI64>);
 
 impl InboxStore for LateClaims {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
@@ -861,6 +909,7 @@ impl InboxStore for LateClaims {
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         Box::pin(async move {
+            let now_ms = now_ms.saturating_add(self.4.load(Ordering::SeqCst));
             let items = self.0.claim(now_ms, lease, limit).await?;
             if !items.is_empty() {
                 tokio::time::sleep(self.1).await;
@@ -958,7 +1007,13 @@ async fn a_long_purge_holds_back_neither_deliveries_nor_shutdown() {
     assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
     // Past a retention of zero once the clock has moved on.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let late = LateClaims(inbox.clone(), Duration::ZERO, Duration::ZERO, Duration::from_secs(60));
+    let late = LateClaims(
+        inbox.clone(),
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::from_secs(60),
+        Arc::default(),
+    );
     let store: Arc<dyn InboxStore> = Arc::new(late);
     let worker = Worker::builder(store, |_item: ClaimedItem| async move { Ok::<(), HandlerError>(()) })
         .retention(Duration::ZERO)
@@ -991,6 +1046,7 @@ async fn the_handler_deadline_counts_from_the_claim() {
         Duration::from_millis(600),
         Duration::ZERO,
         Duration::ZERO,
+        Arc::default(),
     ));
     let worker = Worker::builder(store, |_item: ClaimedItem| async move {
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -328,11 +328,8 @@ fn jitter() -> f64 {
 async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let wake = Arc::new(Notify::new());
-    // Item → (the store's claim, this worker's count of claims): the count tells two claims
-    // apart that the store may name alike (a deferral does not count an attempt, so the claim
-    // after it carries the same number, and a lease taken within the same millisecond ends
-    // at the same time).
-    let running: Arc<Mutex<HashMap<i64, (ClaimRef, u64)>>> = Arc::default();
+    // Item → what this worker holds of it (see `Held`).
+    let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
     let mut claims: u64 = 0;
     let mut tasks = JoinSet::new();
     // The purge and the gauges run beside the claims: a first purge of a large backlog
@@ -366,15 +363,30 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         };
         let n = claimed.len();
         for item in claimed {
+            // An item whose handler still runs here, handed out again: its lease ran out on the
+            // store's clock (the wall clock jumped ahead, a suspended machine resumed) while the
+            // handler, timed on the monotonic clock, still had time. It does not run twice at
+            // once: the running attempt takes this claim and settles under it.
+            if let Some(h) = running.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&item.id) {
+                if h.handling {
+                    tracing::warn!(id = item.id, attempt = item.attempt, "inbox: an item was claimed again while its handler runs here (its lease ended on the store's clock); not run twice");
+                    h.claim = item.claim();
+                    continue;
+                }
+            }
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                 break;
             };
             claims += 1;
             let claim = claims;
-            running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(item.id, (item.claim(), claim));
+            running.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                item.id,
+                Held {
+                    claim: item.claim(),
+                    count: claim,
+                    handling: true,
+                },
+            );
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
@@ -401,7 +413,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(_, (held, _))| held)
+            .map(|(_, held)| held.claim)
             .collect();
         for held in held {
             if let Err(e) = cfg.store.release(held).await {
@@ -459,14 +471,26 @@ fn far_after(from: tokio::time::Instant, after: Duration) -> tokio::time::Instan
         .unwrap_or(from)
 }
 
+/// What the worker holds of an item it claimed: the store's claim (the newest, see `run`), this
+/// worker's count of its claims, which tells apart two claims the store may name alike (a
+/// deferral does not count an attempt, so the claim after it carries the same number, and a
+/// lease taken within the same millisecond ends at the same time), and whether its handler
+/// still runs.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    claim: ClaimRef,
+    count: u64,
+    handling: bool,
+}
+
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
 /// claim began).
 async fn attempt(
     cfg: &Config,
-    item: ClaimedItem,
+    mut item: ClaimedItem,
     wake: &Arc<Notify>,
     deadline: tokio::time::Instant,
-    held: &Mutex<HashMap<i64, (ClaimRef, u64)>>,
+    held: &Mutex<HashMap<i64, Held>>,
     claim: u64,
 ) {
     let started = std::time::Instant::now();
@@ -505,6 +529,14 @@ async fn attempt(
         ))
     };
     let elapsed = started.elapsed();
+    // The handler is done: a claim of this item from now on runs it again. Settled under the
+    // newest claim taken while it ran.
+    if let Some(h) = held.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&item.id) {
+        if h.count == claim {
+            h.handling = false;
+            (item.attempt, item.lease_until_ms) = (h.claim.attempt, h.claim.lease_until_ms);
+        }
+    }
     let now = now_ms();
     let outcome = match result {
         Ok(()) => match complete_with_retries(cfg, &item, now).await {
@@ -551,7 +583,10 @@ async fn attempt(
     // still released at shutdown.
     {
         let mut running = held.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&item.id) == Some(&(item.claim(), claim)) {
+        if running
+            .get(&item.id)
+            .is_some_and(|h| h.claim == item.claim() && h.count == claim)
+        {
             running.remove(&item.id);
         }
     }
