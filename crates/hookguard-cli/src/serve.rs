@@ -954,11 +954,41 @@ struct InboxJob {
     /// The line queued for an item (after --exec succeeded, if given), until the item is done
     /// or dead. A stdout read too slowly can keep a line queued past an attempt's wait; the
     /// next attempt waits for that line instead of running --exec again or queueing another
-    /// (each delivery is printed once). `None` while queued, then whether it was written.
-    printing: Mutex<HashMap<i64, watch::Receiver<Option<bool>>>>,
+    /// (each delivery is printed once).
+    printing: Mutex<HashMap<i64, Queued>>,
     /// The worker's lease: an attempt waits for its line at most half of it, and never past
     /// the worker's handler timeout (90 % of it, from the claim).
     lease: Duration,
+}
+
+/// An inbox item's line in the stdout queue.
+struct Queued {
+    /// `None` while queued, then whether it was written.
+    flushed: watch::Receiver<Option<bool>>,
+    /// Turns the writer's acknowledgement into `flushed`. Aborted when the line must not be
+    /// written any more: the writer skips a line whose acknowledgement nobody holds.
+    ack: tokio::task::JoinHandle<()>,
+    /// Attempts waiting for the line now.
+    waiting: usize,
+}
+
+/// An attempt waiting for its item's line (see [`Queued::waiting`]), until dropped.
+struct Waiting<'a> {
+    printing: &'a Mutex<HashMap<i64, Queued>>,
+    id: i64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(q) = self
+            .printing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.id)
+        {
+            q.waiting = q.waiting.saturating_sub(1);
+        }
+    }
 }
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
@@ -977,8 +1007,11 @@ impl InboxJob {
             .printing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&item.id)
-            .cloned();
+            .get_mut(&item.id)
+            .map(|q| {
+                q.waiting += 1;
+                q.flushed.clone()
+            });
         if let Some(flushed) = queued {
             return self.wait_printed(item.id, flushed, entered).await;
         }
@@ -1021,13 +1054,18 @@ impl InboxJob {
             written: Some(written),
         });
         let (tx, flushed) = watch::channel(None);
-        tokio::spawn(async move {
+        let ack = tokio::spawn(async move {
             let _ = tx.send(Some(ack.await.is_ok()));
         });
+        let queued = Queued {
+            flushed: flushed.clone(),
+            ack,
+            waiting: 1,
+        };
         self.printing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(item.id, flushed.clone());
+            .insert(item.id, queued);
         self.wait_printed(item.id, flushed, entered).await
     }
 
@@ -1042,6 +1080,10 @@ impl InboxJob {
         mut flushed: watch::Receiver<Option<bool>>,
         entered: tokio::time::Instant,
     ) -> Result<(), HandlerError> {
+        let _waiting = Waiting {
+            printing: &self.printing,
+            id,
+        };
         let handler_limit = self.lease.mul_f64(0.9);
         let left = handler_limit
             .mul_f64(0.9)
@@ -1063,6 +1105,28 @@ impl InboxJob {
                 "stdout is not being read fast enough: the line waits in the queue",
                 Duration::from_secs(1),
             )),
+        }
+    }
+
+    /// `serve` is stopping and its worker claims no more: a line queued for an item that no
+    /// attempt waits for (`all`: for any item) is not written. Its item was given back and
+    /// stays pending; written now, its line would be printed again when the next start
+    /// handles the item. Returns once the writer will skip those lines.
+    async fn forget_queued(&self, all: bool) {
+        let acks: Vec<tokio::task::JoinHandle<()>> = {
+            let mut printing = self.printing.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<i64> = printing
+                .iter()
+                .filter(|(_, q)| all || q.waiting == 0)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| printing.remove(id)).map(|q| q.ack).collect()
+        };
+        for ack in &acks {
+            ack.abort();
+        }
+        for ack in acks {
+            let _ = ack.await;
         }
     }
 
@@ -1302,7 +1366,6 @@ async fn run_inbox(
         lease: settings.lease,
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
-    drop(job);
     let store: Arc<dyn InboxStore> = Arc::clone(&inbox);
     let worker: WorkerHandle = Worker::builder(store, move |item: ClaimedItem| {
         let job = Arc::clone(&run_job);
@@ -1338,9 +1401,14 @@ async fn run_inbox(
         &receiver,
     );
     extras.start(Arc::clone(&receiver), Some(Arc::clone(&inbox)), about);
-    // Stop accepting first; then let the worker finish or give back what it holds.
+    // Stop accepting first; then let the worker finish or give back what it holds. Lines of
+    // items given back are not written after: the next start prints them (once).
     let stdout_closed = app.serve(listener, closed_rx, args).await;
+    job.forget_queued(false).await;
     worker.shutdown().await;
+    job.forget_queued(true).await;
+    // The last sender of the stdout queue: the writer finishes once it is gone.
+    drop(job);
     if stdout_closed {
         return Err(CliError::StdoutClosed);
     }
@@ -1377,5 +1445,55 @@ mod tests {
             assert_eq!(t, Duration::from_secs(want), "{p:?}");
             assert!(t < p.profile().timeout, "{p:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod stopping_tests {
+    use super::*;
+
+    fn job(queue: mpsc::Sender<Line>) -> InboxJob {
+        InboxJob {
+            exec: None,
+            queue,
+            printing: Mutex::new(HashMap::new()),
+            lease: Duration::from_millis(200),
+        }
+    }
+
+    fn item(id: i64) -> ClaimedItem {
+        let claim = hookguard_core::inbox::ClaimRef::new(id, 1, 0);
+        let body = bytes::Bytes::from_static(b"{}");
+        ClaimedItem::new(claim, "buildworkpro", None, Some(format!("evt_{id}")), None, body, 0)
+    }
+
+    /// At a stop, the queued line of an item given back (its attempt stopped waiting: stdout is
+    /// read too slowly) is not written: the item stays pending, and the next start prints it.
+    /// A line an attempt still waits for is kept until the worker has stopped.
+    #[tokio::test]
+    async fn a_stop_drops_the_queued_lines_of_items_given_back() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let job = Arc::new(job(tx));
+        // Nobody writes: the attempt's wait ends and the item is given back.
+        assert!(job.handle(item(1)).await.unwrap_err().deferred().is_some());
+        let given_back = rx.try_recv().unwrap().written.unwrap();
+        // Another item's attempt still waits for its line.
+        let waiting = tokio::spawn({
+            let job = Arc::clone(&job);
+            async move { job.handle(item(2)).await }
+        });
+        let still_waited = loop {
+            if let Ok(line) = rx.try_recv() {
+                break line.written.unwrap();
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(!given_back.is_closed() && !still_waited.is_closed());
+        job.forget_queued(false).await;
+        assert!(given_back.is_closed(), "the writer skips the given-back item's line");
+        assert!(!still_waited.is_closed(), "the waiting attempt's line is kept");
+        job.forget_queued(true).await;
+        assert!(still_waited.is_closed());
+        assert!(waiting.await.unwrap().unwrap_err().deferred().is_some());
     }
 }
