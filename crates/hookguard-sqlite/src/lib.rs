@@ -490,9 +490,14 @@ impl SqliteInbox {
                 let _ = reply.send(run());
             })
             .map_err(storage)?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(InboxError::storage("an inbox reader stopped")))
+        // Bounded like the writer's long operations: a stalled disk (a hung network mount)
+        // must not hold the caller (`serve`'s last count at its stop, a page view) for ever.
+        match tokio::time::timeout(LONG_OPERATION_TIMEOUT, answer).await {
+            Ok(answer) => answer.unwrap_or_else(|_| Err(InboxError::storage("an inbox reader stopped"))),
+            Err(_) => Err(InboxError::storage(format!(
+                "reading the inbox took longer than {LONG_OPERATION_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// Opens `path` with the default settings.
