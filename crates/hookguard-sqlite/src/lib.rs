@@ -490,10 +490,15 @@ impl SqliteInbox {
                 let _ = reply.send(run());
             })
             .map_err(storage)?;
-        // Bounded like the writer's long operations: a stalled disk (a hung network mount)
-        // must not hold the caller (`serve`'s last count at its stop, a page view) for ever.
+        let stopped = |_| Err(InboxError::storage("an inbox reader stopped"));
+        // Bounded like the writer's long operations where a Tokio timer is at hand (reads need
+        // no runtime): a stalled disk (a hung network mount) must not hold the caller —
+        // `serve`'s last count at its stop, a page view — for ever.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return answer.await.unwrap_or_else(stopped);
+        }
         match tokio::time::timeout(LONG_OPERATION_TIMEOUT, answer).await {
-            Ok(answer) => answer.unwrap_or_else(|_| Err(InboxError::storage("an inbox reader stopped"))),
+            Ok(answer) => answer.unwrap_or_else(stopped),
             Err(_) => Err(InboxError::storage(format!(
                 "reading the inbox took longer than {LONG_OPERATION_TIMEOUT:?}"
             ))),
