@@ -601,14 +601,18 @@ impl Sql {
                  WHERE id = $1 AND state IN (2, 3) RETURNING id"
             ),
             // A batch at a time (each statement well within the statement timeout), each a
-            // range of the finished index.
+            // range of the finished index. The conditions again on the rows deleted: a row
+            // replayed while the delete waited for its lock is checked anew (PostgreSQL
+            // re-evaluates only the outer condition on a row changed under it), not lost.
             purge: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t}
-                 WHERE state = 2 AND state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})"
+                 WHERE state = 2 AND state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})
+                 AND state = 2 AND finished_at < $1"
             ),
             purge_dead: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t}
-                 WHERE state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})"
+                 WHERE state IN (2, 3) AND finished_at < $1 LIMIT {PURGE_BATCH})
+                 AND state IN (2, 3) AND finished_at < $1"
             ),
             stats: format!(
                 "SELECT state, count(*)::bigint, coalesce(sum(octet_length(body)), 0)::bigint FROM {t} GROUP BY state"
@@ -887,7 +891,18 @@ fn spawn_announcer(inner: &Arc<Inner>) {
 fn spawn_background(inner: &Arc<Inner>) {
     spawn_announcer(inner);
     let weak = Arc::downgrade(inner);
-    let (pool, channel, notify) = (inner.pool.clone(), inner.channel.clone(), Arc::clone(&inner.notify));
+    // The listener keeps its connection for its whole life: one of its own, outside the
+    // inbox's pool, which stays whole for accepts, claims and transactional handlers (a pool
+    // of 2 otherwise had none left for accepts while a handler ran).
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(
+            inner
+                .operation_timeout
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        )
+        .connect_lazy_with((*inner.pool.connect_options()).clone());
+    let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
     tokio::spawn(async move {
         loop {
             let mut listener = match PgListener::connect_with(&pool).await {
@@ -1103,7 +1118,7 @@ impl InboxStore for PgInbox {
     }
 
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
-        Box::pin(bounded(2 * self.inner.operation_timeout, async move {
+        Box::pin(bounded(self.inner.operation_timeout.saturating_mul(2), async move {
             let (answer, answered) = oneshot::channel();
             let start = {
                 let mut c = lock_completions(&self.inner);
@@ -1515,6 +1530,47 @@ mod tests {
         );
         let new = NewItem::from_parts("buildworkpro", Some("k_new".into()), Bytes::from_static(b"{}"));
         assert!(matches!(inbox.accept(new).await, Ok(Accepted::Stored(_))));
+        drop(inbox);
+        run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+    }
+
+    /// A purge waiting for a row's lock while a replay of that row commits does not delete the
+    /// replayed (now pending) item: the delete checks its conditions on the row as it is then.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_racing_a_replay_keeps_the_replayed_item() {
+        let (pool, schema, t) = fresh_schema("purge_race").await;
+        let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
+        // The worker's purge of done items, and `inbox purge --dead`.
+        for include_dead in [false, true] {
+            let id: i64 = sqlx::query_scalar(&format!(
+                "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, state, received_at, next_attempt_at,
+                                  finished_at, headers, body)
+                 VALUES ('buildworkpro', 'k', NULL, 0, 2, 1, 0, 1, '[]', '\\x7b7d') RETURNING id"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let mut replaying = pool.begin().await.unwrap();
+            sqlx::query(&Sql::new(&t).replay)
+                .bind(id)
+                .fetch_optional(&mut *replaying)
+                .await
+                .unwrap()
+                .expect("replayed");
+            let purge = tokio::spawn({
+                let inbox = inbox.clone();
+                async move { inbox.purge(100, include_dead).await }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            replaying.commit().await.unwrap();
+            assert_eq!(purge.await.unwrap().unwrap(), 0, "nothing purged ({include_dead})");
+            let state: i16 = sqlx::query_scalar(&format!("SELECT state FROM {t} WHERE id = $1"))
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(state, 0, "the replayed item is pending ({include_dead})");
+        }
         drop(inbox);
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
     }

@@ -16,7 +16,7 @@ use hookguard_core::inbox::{
 };
 use hookguard_core::schemes::{BuildWorkPro, Hcss};
 use hookguard_core::{testing, Delivery, Scheme, SignParams};
-use hookguard_postgres::{transactional, PgInbox, PgPool, TxFuture};
+use hookguard_postgres::{transactional, PgInbox, PgPool, TxFuture, TxHandler};
 use hookguard_tower::WebhookLayer;
 use sqlx::postgres::PgPoolOptions;
 
@@ -645,14 +645,55 @@ async fn transactional_handler_commits_its_write_with_the_done_mark() {
 }
 
 static SLOW_TX_STARTED: AtomicU32 = AtomicU32::new(0);
+static SMALL_POOL_TX_STARTED: AtomicU32 = AtomicU32::new(0);
 
-fn slow_tx<'t>(_item: &'t ClaimedItem, tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> TxFuture<'t> {
-    Box::pin(async move {
-        sqlx::query("SELECT 1").execute(&mut **tx).await?;
-        SLOW_TX_STARTED.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
-        Ok(())
-    })
+/// A transactional handler that holds its transaction 2.5 s, counting its starts.
+struct SlowTx(&'static AtomicU32);
+
+impl TxHandler for SlowTx {
+    fn handle<'t>(
+        &'t self,
+        _item: &'t ClaimedItem,
+        tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>,
+    ) -> TxFuture<'t> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&mut **tx).await?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            Ok(())
+        })
+    }
+}
+
+/// With the smallest pool the documentation allows (2), a transactional handler's turn leaves
+/// a connection for accepts: the replica's LISTEN has one of its own (it took one of the two,
+/// and every accept during a handler waited out the acquire timeout: a 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_two_leaves_a_connection_for_accepts_while_a_handler_runs() {
+    let s = schema("txpool2");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&url())
+        .await
+        .unwrap();
+    let a = PgInbox::builder().schema(&*s).open(pool).await.unwrap();
+    stored(&a, &bwp("evt_small_pool")).await;
+    let worker = Worker::builder(
+        Arc::new(a.clone()),
+        transactional(a.clone(), SlowTx(&SMALL_POOL_TX_STARTED)),
+    )
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SMALL_POOL_TX_STARTED.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the handler did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The LISTEN task is connected by now (it starts with the inbox).
+    let during = a.accept(item(&bwp("evt_during_small_pool"))).await;
+    assert!(matches!(during, Ok(Accepted::Stored(_))), "{during:?}");
+    worker.shutdown().await;
 }
 
 /// Slow transactional handlers, more of them than the pool has connections, leave connections
@@ -665,7 +706,7 @@ async fn slow_transactional_handlers_leave_connections_for_accepts() {
     for i in 0..16 {
         stored(&a, &bwp(&format!("evt_slow_{i}"))).await;
     }
-    let worker = Worker::builder(Arc::new(a.clone()), transactional(a.clone(), slow_tx))
+    let worker = Worker::builder(Arc::new(a.clone()), transactional(a.clone(), SlowTx(&SLOW_TX_STARTED)))
         .concurrency(16)
         .lease(Duration::from_secs(60))
         .poll_interval(Duration::from_millis(20))
@@ -977,4 +1018,21 @@ async fn a_silent_database_fails_each_operation_within_its_bound_and_recovers() 
         assert!(Instant::now() < deadline, "completions did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `operation_timeout(Duration::MAX)` turns the bound off: a completion (bounded by twice the
+/// timeout) does not overflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_operation_timeout_still_completes() {
+    let s = schema("unbounded");
+    let a = PgInbox::builder()
+        .schema(&*s)
+        .operation_timeout(Duration::MAX)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    let id = stored(&a, &bwp("evt_unbounded")).await;
+    let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    assert!(a.complete(c[0].claim(), now_ms()).await.unwrap());
 }
