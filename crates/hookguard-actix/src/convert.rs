@@ -186,7 +186,8 @@ async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<B
         match first.take() {
             None if rest.is_empty() => first = Some(chunk),
             Some(f) => {
-                rest.reserve(head.content_length().unwrap_or(len).clamp(len, limit));
+                let declared = head.content_length().unwrap_or(len);
+                rest.reserve(hookguard_core::join_capacity(len, declared, limit));
                 rest.extend_from_slice(&f);
                 rest.extend_from_slice(&chunk);
             }
@@ -200,6 +201,24 @@ async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<B
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    /// A body in two pieces under a large declared `Content-Length` reserves what arrived plus
+    /// 64 KiB, not the whole declaration: the sender is not yet authenticated and may trickle.
+    #[actix_web::test]
+    async fn a_declared_length_reserves_no_more_than_what_arrived_and_64_kib() {
+        let req = TestRequest::post()
+            .insert_header(("content-length", (1usize << 20).to_string()))
+            .to_http_request();
+        let head = Head::new(req.head()).unwrap();
+        let pieces: [Result<Bytes, PayloadError>; 2] = [Ok(Bytes::from_static(b"{")), Ok(Bytes::from_static(b"}"))];
+        let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(futures_util::stream::iter(pieces));
+        let mut payload = Payload::Stream { payload: stream };
+        let body = read_body(&mut payload, &head, 1 << 20).await.unwrap();
+        let joined = body.try_into_mut().expect("one owner");
+        assert_eq!(&joined[..], b"{}");
+        assert!(joined.capacity() <= 2 + 64 * 1024, "{}", joined.capacity());
+    }
 
     #[test]
     fn head_keeps_method_query_and_every_header_value() {

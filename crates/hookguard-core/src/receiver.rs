@@ -101,6 +101,25 @@ where
     }
 }
 
+/// The room to reserve for a body that arrived in more than one piece, `received` bytes so
+/// far: what its sender declared (`declared`, e.g. `Content-Length`), but never more than
+/// `limit`, nor more than 64 KiB beyond what arrived — not a whole large limit up front on the
+/// word of an unauthenticated sender that may then send slowly (the buffer grows as bytes
+/// arrive). Both adapters join bodies with it.
+///
+/// ```
+/// use hookguard_core::join_capacity;
+/// assert_eq!(join_capacity(2, 300, 1 << 20), 300);
+/// assert_eq!(join_capacity(2, 1 << 20, 1 << 20), 2 + 64 * 1024);
+/// assert_eq!(join_capacity(2, usize::MAX, 1 << 10), 1 << 10);
+/// assert_eq!(join_capacity(500, 0, 1 << 20), 500, "never less than what arrived");
+/// ```
+pub fn join_capacity(received: usize, declared: usize, limit: usize) -> usize {
+    /// The most room beyond the bytes so far.
+    const AHEAD: usize = 64 * 1024;
+    declared.min(limit).min(received.saturating_add(AHEAD)).max(received)
+}
+
 /// Runs `fut` unless the deadline made by `deadline` completes first (`None` then). The
 /// deadline is only made when `fut` is not ready at its first poll: a body that already
 /// arrived with the request head is read without arming a timer. The core needs no runtime;

@@ -718,18 +718,29 @@ async fn the_timelines_lead_survives_a_restart() {
     assert_eq!(due.iter().map(|i| i.id).collect::<Vec<_>>(), [id, newer]);
 }
 
+const HOUR: i64 = 3_600_000;
+
+/// An inbox whose first delivery came from a clock an hour ahead, which then stepped back;
+/// that item claimed (the claim moves the timeline an hour ahead of the wall clock), with the
+/// wall clock's time just before the claim.
+async fn stepped_back_an_hour(name: &str) -> (TempDir, SqliteInbox, ClaimedItem, i64) {
+    let dir = TempDir::new(name);
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let fast = NewItem::from_delivery(&bwp("evt_fast_clock"), Vec::new(), now_ms() + HOUR);
+    let id = stored_item(&inbox, fast).await;
+    let claimed_at = now_ms();
+    let c = inbox.claim(claimed_at, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    (dir, inbox, c.into_iter().next().unwrap(), claimed_at)
+}
+
 /// After the clock stepped back, new arrivals are stored on the same timeline as retries: a
 /// retry that came due first is claimed first, before an arrival stored after it, also after
 /// a restart (an arrival on the wall clock would sort ahead of every retry by the lead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_clock_stepped_back_a_due_retry_goes_before_a_newer_arrival() {
-    let dir = TempDir::new("clock-back-order");
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let fast = NewItem::from_delivery(&bwp("evt_fast_clock"), Vec::new(), now_ms() + 3_600_000);
-    let ahead = stored_item(&inbox, fast).await;
-    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(c[0].id, ahead);
-    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+    let (dir, inbox, fast, _) = stepped_back_an_hour("clock-back-order").await;
+    assert!(inbox.complete(fast.claim(), now_ms()).await.unwrap());
     let retried = stored(&inbox, &bwp("evt_retried")).await;
     let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [retried]);
@@ -747,29 +758,20 @@ async fn after_the_clock_stepped_back_a_due_retry_goes_before_a_newer_arrival() 
     assert_eq!(second.iter().map(|i| i.id).collect::<Vec<_>>(), [newer]);
 }
 
-/// A restart keeps arrivals due at once after two steps back: the timeline's floor is read
-/// back on the timeline (the newest arrival plus the lead), not on the wall clock.
+/// A restart keeps arrivals due at once after a second, larger step back: the floor (the
+/// newest arrival, on the wall clock) moves the timeline two hours ahead — the largest step,
+/// not the sum of both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_an_arrival_from_a_clock_further_ahead_is_still_due_at_once() {
-    let dir = TempDir::new("clock-back-twice");
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let hour = 3_600_000;
-    let first = stored_item(
-        &inbox,
-        NewItem::from_delivery(&bwp("evt_hour"), Vec::new(), now_ms() + hour),
-    )
-    .await;
-    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [first]);
-    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
-    let later = NewItem::from_delivery(&bwp("evt_two_hours"), Vec::new(), now_ms() + 2 * hour);
+    let (dir, inbox, fast, _) = stepped_back_an_hour("clock-back-twice").await;
+    assert!(inbox.complete(fast.claim(), now_ms()).await.unwrap());
+    let later = NewItem::from_delivery(&bwp("evt_two_hours"), Vec::new(), now_ms() + 2 * HOUR);
     let later = stored_item(&inbox, later).await;
     drop(inbox);
     let reopened = SqliteInbox::open(dir.file()).unwrap();
     let c = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [later]);
     drop(reopened);
-    // The lead is the largest step back seen (two hours), not the sum of the steps.
     let lead: i64 = rusqlite::Connection::open(dir.file())
         .unwrap()
         .query_row(
@@ -778,35 +780,23 @@ async fn after_a_restart_an_arrival_from_a_clock_further_ahead_is_still_due_at_o
             |r| r.get(0),
         )
         .unwrap();
-    assert!((2 * hour - 5_000..=2 * hour).contains(&lead), "{lead}");
+    assert!((2 * HOUR - 5_000..=2 * HOUR).contains(&lead), "{lead}");
 }
 
 /// A restart with no arrival after the clock stepped back keeps a retry's delay: the lead is
 /// not counted again on top of the arrival that set it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_a_retry_stays_as_far_off_as_it_was_set() {
-    let dir = TempDir::new("clock-back-retry");
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let hour = 3_600_000;
-    let fast = stored_item(
-        &inbox,
-        NewItem::from_delivery(&bwp("evt_fast"), Vec::new(), now_ms() + hour),
-    )
-    .await;
-    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [fast]);
+    let (dir, inbox, fast, _) = stepped_back_an_hour("clock-back-retry").await;
     let now = now_ms();
     assert!(inbox
-        .fail(c[0].claim(), "boom", Some(now + 600_000), now)
+        .fail(fast.claim(), "boom", Some(now + 600_000), now)
         .await
         .unwrap());
     drop(inbox);
     let reopened = SqliteInbox::open(dir.file()).unwrap();
-    assert!(reopened
-        .claim(now_ms(), Duration::from_secs(30), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    let due = reopened.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert!(due.is_empty(), "{due:?}");
 }
 
 /// Due times and lease ends are read back on the wall clock, not on the writer's timeline
@@ -814,19 +804,13 @@ async fn after_a_restart_a_retry_stays_as_far_off_as_it_was_set() {
 /// a running item's lease ending a lease from its claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_times_are_shown_on_the_wall_clock_after_the_clock_stepped_back() {
-    let dir = TempDir::new("clock-back-shown");
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
-    let fast = NewItem::from_delivery(&bwp("evt_fast"), Vec::new(), now_ms() + 3_600_000);
-    let fast = stored_item(&inbox, fast).await;
-    let claimed_at = now_ms();
-    let c = inbox.claim(claimed_at, Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [fast]);
+    let (dir, inbox, fast, claimed_at) = stepped_back_an_hour("clock-back-shown").await;
     let after = stored(&inbox, &bwp("evt_after")).await;
     for reader in [inbox.clone(), SqliteInbox::open_read_only(dir.file()).unwrap()] {
         let shown = reader.get(after).await.unwrap().unwrap();
         let wait = shown.next_attempt_at_ms - shown.received_at_ms;
         assert!((0..1_000).contains(&wait), "{wait}");
-        let running = reader.get(fast).await.unwrap().unwrap();
+        let running = reader.get(fast.id).await.unwrap().unwrap();
         let lease = running.next_attempt_at_ms - claimed_at;
         assert!((30_000..31_000).contains(&lease), "{lease}");
         let listed = reader.list(ListFilter::default()).await.unwrap();

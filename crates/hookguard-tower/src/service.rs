@@ -67,9 +67,6 @@ impl<S> WebhookService<S> {
     }
 }
 
-/// The most room a body of several frames gets beyond its bytes so far before more arrive.
-const INITIAL_JOIN: usize = 64 * 1024;
-
 /// Reads a whole body of at most `limit` bytes (the layer's read, and the standalone
 /// extractor's). A body that came in one frame (a delivery
 /// that arrived with its head, the usual case) is that frame's bytes as they are — no list of
@@ -95,13 +92,10 @@ where
             (Some(all), _) => all.extend_from_slice(&chunk),
             (None, None) => first = Some(chunk),
             (None, Some(one)) => {
-                // Room for what the sender declared, but not all of a large limit up front on
-                // the word of a sender that may send slowly (it grows as bytes arrive).
+                // Room for what the sender declared (the bytes so far and what it says is
+                // left), within bounds.
                 let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0);
-                let room = len
-                    .saturating_add(hint)
-                    .min(limit)
-                    .min(len.saturating_add(INITIAL_JOIN));
+                let room = hookguard_core::join_capacity(len, len.saturating_add(hint), limit);
                 let mut all = bytes::BytesMut::with_capacity(room);
                 all.extend_from_slice(&one);
                 all.extend_from_slice(&chunk);
