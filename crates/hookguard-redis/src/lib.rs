@@ -215,7 +215,15 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    /// Replaced when Redis answers that this connection reaches the wrong node (see
+    /// [`RedisStore::reconnect`]).
+    conn: std::sync::RwLock<ConnectionManager>,
+    /// What a replacement connection is made from.
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// A replacement is being made; and when the last one was started (at most one a second).
+    reconnecting: std::sync::atomic::AtomicBool,
+    reconnected_at: std::sync::Mutex<Option<std::time::Instant>>,
     prefix: String,
     call_timeout: Duration,
 }
@@ -413,11 +421,39 @@ impl RedisStoreBuilder {
         let deadline = call_timeout
             .saturating_add(RECONNECT_MAX_DELAY)
             .saturating_mul(attempts);
-        let mut conn = match tokio::time::timeout(deadline, ConnectionManager::new_with_config(client, config)).await {
+        let made = ConnectionManager::new_with_config(client.clone(), config.clone());
+        let mut conn = match tokio::time::timeout(deadline, made).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
             Err(_) => return Err(failed("connect", "timed out")),
         };
+        // A replica (every claim would fail `READONLY`) or a cluster node (`MOVED` for most
+        // keys) is a misconfigured URL: refused now, not answered 503 on every delivery.
+        match tokio::time::timeout(call_timeout, redis::cmd("ROLE").query_async::<redis::Value>(&mut conn)).await {
+            Ok(Ok(redis::Value::Array(role))) => match role.first() {
+                Some(redis::Value::BulkString(r)) if r == b"master" => {}
+                _ => return Err(failed("connect", "the server is a read-only replica, not a primary")),
+            },
+            Ok(Ok(_)) => return Err(failed("connect", "unexpected answer to ROLE")),
+            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
+            Err(_) => return Err(failed("connect", "timed out")),
+        }
+        match tokio::time::timeout(
+            call_timeout,
+            redis::cmd("INFO").arg("cluster").query_async::<String>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(info)) if info.contains("cluster_enabled:1") => {
+                return Err(failed(
+                    "connect",
+                    "the server runs in cluster mode, which this store does not support",
+                ))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
+            Err(_) => return Err(failed("connect", "timed out")),
+        }
         // Load the scripts now, so that every claim is one EVALSHA from the first one on.
         for script in [&SCRIPTS.claim, &SCRIPTS.complete, &SCRIPTS.release, &SCRIPTS.renew] {
             match tokio::time::timeout(call_timeout, script.load_async(&mut conn)).await {
@@ -429,7 +465,11 @@ impl RedisStoreBuilder {
         tracing::debug!(prefix = %self.prefix, "redis dedupe store connected");
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conn: std::sync::RwLock::new(conn),
+                client,
+                config,
+                reconnecting: std::sync::atomic::AtomicBool::new(false),
+                reconnected_at: std::sync::Mutex::new(None),
                 prefix: self.prefix,
                 call_timeout,
             }),
@@ -505,12 +545,53 @@ impl RedisStore {
         op: &'static str,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
         match tokio::time::timeout(self.inner.call_timeout, invocation.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(failed(op, &describe(&e))),
+            Ok(Err(e)) => {
+                if wrong_node(&e) {
+                    self.reconnect();
+                }
+                Err(failed(op, &describe(&e)))
+            }
             Err(_) => Err(failed(op, "timed out")),
         }
+    }
+
+    /// Replaces the connection, in the background and at most once a second: Redis answered
+    /// that it reaches the wrong node. After a failover that demotes the primary without
+    /// closing its clients (managed Redis does), the old connection reaches a replica and every
+    /// claim fails `READONLY`; the connection manager does not reconnect for that, so every
+    /// delivery was answered 503 until the connection happened to drop. A new connection
+    /// reaches whatever the URL names now (the new primary). Only this call fails meanwhile.
+    fn reconnect(&self) {
+        use std::sync::atomic::Ordering;
+        {
+            let mut at = self.inner.reconnected_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+                || self.inner.reconnecting.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.reconnecting.store(false, Ordering::Release);
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        runtime.spawn(async move {
+            let made = ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone());
+            match tokio::time::timeout(inner.call_timeout.saturating_mul(4), made).await {
+                Ok(Ok(conn)) => {
+                    *inner.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                    tracing::warn!("redis dedupe store: Redis answered from the wrong node (a failover?); reconnected");
+                }
+                Ok(Err(e)) => tracing::warn!(reason = %describe(&e), "redis dedupe store: reconnecting failed"),
+                Err(_) => tracing::warn!("redis dedupe store: reconnecting timed out"),
+            }
+            inner.reconnecting.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -662,6 +743,17 @@ fn ttl_ms(d: Duration) -> u64 {
 fn failed(op: &'static str, reason: &str) -> StoreError {
     tracing::warn!(op, reason, "redis dedupe store call failed");
     StoreError::msg(format!("redis {op}: {reason}"))
+}
+
+/// Redis answered from a node that cannot take this store's writes: a replica (`READONLY`,
+/// after a failover), a cluster node for other keys (`MOVED`, `ASK`), a cluster or primary
+/// that is down for it (`CLUSTERDOWN`, `MASTERDOWN`).
+fn wrong_node(e: &RedisError) -> bool {
+    use redis::ServerErrorKind as K;
+    matches!(
+        e.kind(),
+        ErrorKind::Server(K::ReadOnly | K::Moved | K::Ask | K::ClusterDown | K::MasterDown)
+    )
 }
 
 /// A short description of a Redis error, free of URLs, credentials and server-supplied text.

@@ -426,10 +426,13 @@ async fn usable_as_a_shared_dyn_store() {
 }
 
 /// A TCP path to Redis that can be cut: while cut, open connections are closed and new ones
-/// refused at once, as when a network path or a proxy in front of Redis fails.
+/// refused at once, as when a network path or a proxy in front of Redis fails. New connections
+/// can be sent to another server (`switch_to`, as a failover moves a managed Redis's address)
+/// while open ones stay with the old.
 struct CutProxy {
     port: u16,
     cut: tokio::sync::watch::Sender<bool>,
+    target: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl CutProxy {
@@ -437,12 +440,15 @@ impl CutProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, watching) = tokio::sync::watch::channel(false);
+        let target = Arc::new(std::sync::atomic::AtomicU16::new(target_port));
+        let targets = Arc::clone(&target);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if *watching.borrow() {
                     continue; // dropped: refused
                 }
                 let mut watching = watching.clone();
+                let target_port = targets.load(std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
                         return;
@@ -454,7 +460,11 @@ impl CutProxy {
                 });
             }
         });
-        CutProxy { port, cut }
+        CutProxy { port, cut, target }
+    }
+
+    fn switch_to(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn url(&self) -> String {
@@ -464,6 +474,51 @@ impl CutProxy {
     fn set_cut(&self, cut: bool) {
         self.cut.send_replace(cut);
     }
+}
+
+/// A failover that demotes the primary without closing its clients (managed Redis does; here
+/// `REPLICAOF` on it, while the address sends new connections to the new primary): the
+/// store's connection then reaches a replica and every claim fails `READONLY`. The store
+/// reconnects through the same URL, to the new primary: claims succeed again within seconds
+/// (they failed until the connection happened to drop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_store_reconnects_to_the_new_primary() {
+    let (old, new_primary) = (Server::start(), Server::start());
+    let proxy = CutProxy::start(old.port).await;
+    let store = store_at(&proxy.url(), &unique_prefix("failover")).await;
+    new(store.claim("before", LEASE).await.unwrap());
+    proxy.switch_to(new_primary.port);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(new_primary.port)
+        .query_async(&mut admin(&old.url()).await)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        match store.claim(&format!("after_{n}"), LEASE).await {
+            Ok(c) => {
+                new(c);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "claims still fail after the failover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A URL that names a replica is refused at connect (every claim would fail `READONLY`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refuses_a_replica() {
+    let (primary, replica) = (Server::start(), Server::start());
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query_async(&mut admin(&replica.url()).await)
+        .await
+        .unwrap();
+    let e = RedisStore::builder(replica.url()).connect().await.unwrap_err();
+    assert!(e.to_string().contains("replica"), "{e}");
 }
 
 /// The handler succeeded, its completion failed (Redis out of reach for a moment): the claim
