@@ -188,7 +188,7 @@ pub struct ServeArgs {
     /// timeout: Procore 5 s, BuildWorkPro 10 s) [default: 4, or 1 s below a sender that waits
     /// less: Slack 2]. With --inbox: a failed attempt (it must stay below 90 % of --lease)
     /// [default: 80 % of --lease].
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
     /// With --inbox: handlers running at once [default: 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -3457,6 +3457,10 @@ fn serve_inbox_usage_errors() {
     );
     assert_eq!(code(&serve(&["--inbox", path(&db), "--retry-base", "-1"])), 2);
     assert_eq!(code(&serve(&["--inbox", path(&db), "--workers", "0"])), 2);
+    // A command's timeout with no command: a usage error, not silently ignored.
+    let o = serve(&["--inbox", path(&db), "--exec-timeout", "5"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--exec"), "{}", text(&o.stderr));
     // Below the worker's shortest lease: the command's default timeout (80 % of the value given)
     // killed every command, and items that always succeed went dead.
     let o = serve(&["--inbox", path(&db), "--lease", "0.0001", "--exec", "true"]);
