@@ -887,24 +887,29 @@ fn spawn_announcer(inner: &Arc<Inner>) {
     });
 }
 
+/// How long the LISTEN connection may hear nothing before it is asked whether it still works.
+const LISTEN_SILENCE: Duration = Duration::from_secs(10);
+
 /// LISTEN for other replicas' accepts and recount pending items every second.
 fn spawn_background(inner: &Arc<Inner>) {
     spawn_announcer(inner);
     let weak = Arc::downgrade(inner);
     // The listener keeps its connection for its whole life: one of its own, outside the
     // inbox's pool, which stays whole for accepts, claims and transactional handlers (a pool
-    // of 2 otherwise had none left for accepts while a handler ran).
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(
-            inner
-                .operation_timeout
-                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
-        )
-        .connect_lazy_with((*inner.pool.connect_options()).clone());
+    // of 2 otherwise had none left for accepts while a handler ran). A pool of one for each
+    // connection: a connection found dead goes with its pool, never handed back to the next
+    // listener.
+    let options = (*inner.pool.connect_options()).clone();
+    let acquire = inner
+        .operation_timeout
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
     tokio::spawn(async move {
         loop {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_lazy_with(options.clone());
             let mut listener = match PgListener::connect_with(&pool).await {
                 Ok(l) => l,
                 Err(_) => {
@@ -926,11 +931,27 @@ fn spawn_background(inner: &Arc<Inner>) {
             // The count once a second, not after every notification: each replica announces up
             // to 20 a second, and a count of a large backlog takes milliseconds.
             let mut counted = tokio::time::Instant::now();
+            let mut heard = tokio::time::Instant::now();
             loop {
                 match tokio::time::timeout_at(counted + Duration::from_secs(1), listener.try_recv()).await {
-                    Ok(Ok(Some(_))) => notify.notify_one(),
+                    Ok(Ok(Some(_))) => {
+                        notify.notify_one();
+                        heard = tokio::time::Instant::now();
+                    }
                     Ok(Ok(None)) | Ok(Err(_)) => break, // connection lost: reconnect
                     Err(_) => {}
+                }
+                // A connection that went half-open (a NAT's or a balancer's idle timeout, a
+                // vanished host) fails nothing: the listener only reads. Asked something after
+                // a silence, it answers or is replaced.
+                if heard.elapsed() >= LISTEN_SILENCE {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                    if !matches!(tokio::time::timeout(inner.operation_timeout, ping).await, Ok(Ok(_))) {
+                        tracing::warn!("inbox: the LISTEN connection did not answer; reconnecting");
+                        break;
+                    }
+                    heard = tokio::time::Instant::now();
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 if counted.elapsed() >= Duration::from_secs(1) {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::{http::StatusCode, routing::post, Router};
@@ -891,7 +891,14 @@ async fn postgres_stopped_answers_503_never_2xx_and_recovers() {
 struct SilentProxy {
     url: String,
     paused: Arc<std::sync::atomic::AtomicBool>,
+    /// The pause of each connection that sent `LISTEN` (see [`SilentProxy::silence_listeners`]).
+    listeners: Listeners,
 }
+
+/// One pause per connection.
+type Pause = Arc<std::sync::atomic::AtomicBool>;
+/// The pauses of the connections that sent `LISTEN`.
+type Listeners = Arc<Mutex<Vec<Pause>>>;
 
 impl SilentProxy {
     async fn start() -> SilentProxy {
@@ -909,6 +916,8 @@ impl SilentProxy {
         };
         let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let pause = Arc::clone(&paused);
+        let listeners: Listeners = Arc::default();
+        let marks = Arc::clone(&listeners);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
@@ -916,30 +925,43 @@ impl SilentProxy {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(Self::pump(cr, sw, Arc::clone(&pause)));
-                tokio::spawn(Self::pump(sr, cw, Arc::clone(&pause)));
+                let own = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let outbound = (Arc::clone(&own), Some(Arc::clone(&marks)));
+                tokio::spawn(Self::pump(cr, sw, Arc::clone(&pause), outbound));
+                tokio::spawn(Self::pump(sr, cw, Arc::clone(&pause), (own, None)));
             }
         });
         SilentProxy {
             url: format!("{head}://{at}127.0.0.1:{port}/{path}"),
             paused,
+            listeners,
         }
     }
 
+    /// Copies `from` to `to` while neither every connection (`paused`) nor this one (`own.0`)
+    /// is silenced; `own.1`: the client's side, which marks the connection a listener once it
+    /// sends `LISTEN`.
     async fn pump(
         mut from: tokio::net::tcp::OwnedReadHalf,
         mut to: tokio::net::tcp::OwnedWriteHalf,
         paused: Arc<std::sync::atomic::AtomicBool>,
+        own: (Pause, Option<Listeners>),
     ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut buf = vec![0u8; 16 * 1024];
+        let (own, mut marks) = own;
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if marks.is_some() && buf[..n].windows(7).any(|w| w.eq_ignore_ascii_case(b"LISTEN ")) {
+                if let Some(m) = marks.take() {
+                    m.lock().unwrap().push(Arc::clone(&own));
+                }
+            }
             // Bytes read just before a pause are held until it ends, like everything after.
-            while paused.load(Ordering::SeqCst) {
+            while paused.load(Ordering::SeqCst) || own.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if to.write_all(&buf[..n]).await.is_err() {
@@ -951,6 +973,64 @@ impl SilentProxy {
     fn silent(&self, on: bool) {
         self.paused.store(on, Ordering::SeqCst);
     }
+
+    /// Silences, for good, the connections that sent `LISTEN` so far (a half-open connection:
+    /// nothing arrives, nothing fails); later connections are untouched.
+    fn silence_listeners(&self) {
+        for l in self.listeners.lock().unwrap().iter() {
+            l.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A replica's LISTEN connection that goes half-open (nothing arrives, nothing fails) is asked
+/// after a silence, found dead and replaced: another replica's accept wakes this one's worker
+/// again (it waited for its poll, here an hour, for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_listen_connection_is_replaced() {
+    let s = schema("halfopen");
+    let proxy = SilentProxy::start().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&proxy.url)
+        .await
+        .unwrap();
+    let b = PgInbox::builder()
+        .schema(&*s)
+        .operation_timeout(Duration::from_secs(1))
+        .open(pool)
+        .await
+        .unwrap();
+    let a = inbox(&s).await;
+    let handled = Arc::new(AtomicU32::new(0));
+    let h = Arc::clone(&handled);
+    let worker = Worker::builder(Arc::new(b.clone()), move |_item: ClaimedItem| {
+        let h = Arc::clone(&h);
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .poll_interval(Duration::from_secs(3600))
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.listeners.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "replica b did not LISTEN");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.silence_listeners();
+    stored(&a, &bwp("evt_after_half_open")).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while handled.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "replica b never woke for the other replica's accept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.shutdown().await;
 }
 
 /// `op`'s answer, or a failed test when it waits 30 s (far beyond any bound under test).
