@@ -493,11 +493,12 @@ async fn an_accept_on_one_replica_wakes_the_other_through_listen() {
     wakes_through_listen(&long).await;
 }
 
-async fn wakes_through_listen(s: &str) {
-    let (a, b) = (inbox(s).await, inbox(s).await);
+/// A worker on `inbox` that polls once an hour (it finds work by wake-ups alone), counting the
+/// items it handles.
+fn waking_worker(inbox: &PgInbox) -> (hookguard_core::inbox::WorkerHandle, Arc<AtomicU32>) {
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
-    let wb = Worker::builder(Arc::new(b.clone()), move |_item: ClaimedItem| {
+    let worker = Worker::builder(Arc::new(inbox.clone()), move |_item: ClaimedItem| {
         let c = Arc::clone(&c);
         async move {
             c.fetch_add(1, Ordering::SeqCst);
@@ -506,6 +507,12 @@ async fn wakes_through_listen(s: &str) {
     })
     .poll_interval(Duration::from_secs(3600))
     .spawn();
+    (worker, calls)
+}
+
+async fn wakes_through_listen(s: &str) {
+    let (a, b) = (inbox(s).await, inbox(s).await);
+    let (wb, calls) = waking_worker(&b);
     // Let the worker's first (empty) claim pass and B's LISTEN connect.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let id = stored(&a, &bwp("evt_listen")).await;
@@ -974,6 +981,24 @@ impl SilentProxy {
         self.paused.store(on, Ordering::SeqCst);
     }
 
+    /// An inbox in `schema` reached through this proxy: a pool of 4 (1 s to acquire; `ping`:
+    /// a connection is tested before it is handed out) and a 1 s operation timeout.
+    async fn inbox(&self, schema: &str, ping: bool) -> PgInbox {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(1))
+            .test_before_acquire(ping)
+            .connect(&self.url)
+            .await
+            .unwrap();
+        PgInbox::builder()
+            .schema(schema)
+            .operation_timeout(Duration::from_secs(1))
+            .open(pool)
+            .await
+            .unwrap()
+    }
+
     /// Silences, for good, the connections that sent `LISTEN` so far (a half-open connection:
     /// nothing arrives, nothing fails); later connections are untouched.
     fn silence_listeners(&self) {
@@ -990,30 +1015,9 @@ impl SilentProxy {
 async fn a_half_open_listen_connection_is_replaced() {
     let s = schema("halfopen");
     let proxy = SilentProxy::start().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect(&proxy.url)
-        .await
-        .unwrap();
-    let b = PgInbox::builder()
-        .schema(&*s)
-        .operation_timeout(Duration::from_secs(1))
-        .open(pool)
-        .await
-        .unwrap();
+    let b = proxy.inbox(&s, true).await;
     let a = inbox(&s).await;
-    let handled = Arc::new(AtomicU32::new(0));
-    let h = Arc::clone(&handled);
-    let worker = Worker::builder(Arc::new(b.clone()), move |_item: ClaimedItem| {
-        let h = Arc::clone(&h);
-        async move {
-            h.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), HandlerError>(())
-        }
-    })
-    .poll_interval(Duration::from_secs(3600))
-    .spawn();
+    let (worker, handled) = waking_worker(&b);
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.listeners.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "replica b did not LISTEN");
@@ -1054,19 +1058,7 @@ async fn a_silent_database_fails_each_operation_within_its_bound_and_recovers() 
     // No ping before a connection is handed out, so the silence meets the statements
     // themselves, as it does when a partition starts while they run (a pinging pool would
     // fail at its acquire timeout instead, which says nothing about the bound under test).
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .test_before_acquire(false)
-        .connect(&proxy.url)
-        .await
-        .unwrap();
-    let inbox = PgInbox::builder()
-        .schema(&*s)
-        .operation_timeout(Duration::from_secs(1))
-        .open(pool)
-        .await
-        .unwrap();
+    let inbox = proxy.inbox(&s, false).await;
     stored(&inbox, &bwp("evt_before")).await;
     let item_held = claimed(&inbox, now_ms(), 1).await.remove(0);
 

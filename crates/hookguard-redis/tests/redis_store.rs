@@ -488,12 +488,7 @@ async fn after_a_failover_the_store_reconnects_to_the_new_primary() {
     let store = store_at(&proxy.url(), &unique_prefix("failover")).await;
     new(store.claim("before", LEASE).await.unwrap());
     proxy.switch_to(new_primary.port);
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(new_primary.port)
-        .query_async(&mut admin(&old.url()).await)
-        .await
-        .unwrap();
+    replica_of(&old, &new_primary).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     for n in 0.. {
         match store.claim(&format!("after_{n}"), LEASE).await {
@@ -511,14 +506,19 @@ async fn after_a_failover_the_store_reconnects_to_the_new_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_refuses_a_replica() {
     let (primary, replica) = (Server::start(), Server::start());
+    replica_of(&replica, &primary).await;
+    let e = RedisStore::builder(replica.url()).connect().await.unwrap_err();
+    assert!(e.to_string().contains("replica"), "{e}");
+}
+
+/// Makes `server` a replica of `primary` (`REPLICAOF`; its clients stay connected).
+async fn replica_of(server: &Server, primary: &Server) {
     let _: () = redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
         .arg(primary.port)
-        .query_async(&mut admin(&replica.url()).await)
+        .query_async(&mut admin(&server.url()).await)
         .await
         .unwrap();
-    let e = RedisStore::builder(replica.url()).connect().await.unwrap_err();
-    assert!(e.to_string().contains("replica"), "{e}");
 }
 
 /// The handler succeeded, its completion failed (Redis out of reach for a moment): the claim
