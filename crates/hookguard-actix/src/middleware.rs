@@ -140,6 +140,8 @@ where
         let max_body = self.receiver.verifier().max_body();
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
+            // The sender's timeout runs from here: reading the body counts too.
+            let arrived = std::time::Instant::now();
             let head = match head {
                 Ok(head) => head,
                 Err(r) => return Ok(answer(req, &rx.reject(&r))),
@@ -159,7 +161,7 @@ where
             // stays here to carry hookguard's own answer.
             let mut waiting = Some(req);
             let reply = rx
-                .deliver(&head.as_core(), body, |delivery| {
+                .deliver_since(&head.as_core(), body, arrived, |delivery| {
                     let mut req = waiting.take().expect("the core calls the handler at most once");
                     req.set_payload(Payload::from(delivery.body().clone()));
                     // The extractors' limits (see `lifted`); the container added last is

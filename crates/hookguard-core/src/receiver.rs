@@ -398,6 +398,23 @@ impl Receiver {
         self.health.answered_event(success, event);
     }
 
+    /// Counts a 2xx answered without a handler (stored, or a copy): a success to the sender only
+    /// if it came before the sender stopped waiting for the request that `arrived`.
+    fn answered_in_time(&self, outcome: &'static str, arrived: std::time::Instant, event: Option<u64>) {
+        let took = arrived.elapsed();
+        let late = took >= self.sender_timeout;
+        if late {
+            tracing::warn!(
+                provider = %self.verifier.provider(),
+                outcome,
+                took_ms = took.as_millis() as u64,
+                "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure and retries",
+                self.sender_timeout.as_secs_f64()
+            );
+        }
+        self.answered_event(outcome, "", !late, event);
+    }
+
     /// Counts an answer in the metrics only.
     fn count_answer(&self, outcome: &'static str, code: &'static str) {
         self.meters.answer(outcome, code);
@@ -514,7 +531,40 @@ impl Receiver {
         F: FnOnce(Delivery) -> Fut,
         Fut: Future<Output = HandlerOutcome<R, E>>,
     {
-        match self.admit(head, body).await {
+        self.deliver_since(head, body, std::time::Instant::now(), call).await
+    }
+
+    /// As [`deliver`](Self::deliver), for a request that arrived at `arrived` (see
+    /// [`admit_since`](Self::admit_since)).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use hookguard_core::{schemes::GitHub, testing::block_on, HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+    /// let rx = Receiver::new(hookguard_core::Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// let body = bytes::Bytes::from_static(b"{}");
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0).id("d-1")).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let reply = block_on(rx.deliver_since(&RequestHead::new(&m, &u, &headers), body, Instant::now(), |_d| async {
+    ///     HandlerOutcome::<_, ()>::Responded { response: 204, success: true }
+    /// }));
+    /// assert!(matches!(reply, Ok(Reply::Handler(204))));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`deliver`](Self::deliver).
+    pub async fn deliver_since<R, E, F, Fut>(
+        &self,
+        head: &RequestHead<'_>,
+        body: Bytes,
+        arrived: std::time::Instant,
+        call: F,
+    ) -> Result<Reply<R>, E>
+    where
+        F: FnOnce(Delivery) -> Fut,
+        Fut: Future<Output = HandlerOutcome<R, E>>,
+    {
+        match self.admit_since(head, body, arrived).await {
             Ok(admitted) => admitted.run(call).await,
             Err(answer) => Ok(Reply::Respond(answer)),
         }
@@ -548,16 +598,40 @@ impl Receiver {
     // The early answer is moved once to the adapter; boxing it would only add an allocation.
     #[allow(clippy::result_large_err)]
     pub async fn admit(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Admitted<'_>, Response<Bytes>> {
+        self.admit_since(head, body, std::time::Instant::now()).await
+    }
+
+    /// As [`admit`](Self::admit), for a request that arrived at `arrived` (taken before its
+    /// body was read, as the adapters do): the sender's timeout runs from its request, so the
+    /// body's read, the verification, the store and the handler all count. A 2xx ready after
+    /// the sender stopped waiting is a failure to it (it retries, and counts toward its kill
+    /// switch), and sender health counts it so.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, RequestHead, Scheme, SignParams};
+    /// let rx = Receiver::new(hookguard_core::Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// let body = bytes::Bytes::from_static(b"{}");
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0).id("d-1")).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let head = RequestHead::new(&m, &u, &headers);
+    /// assert!(block_on(rx.admit_since(&head, body, Instant::now())).is_ok());
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub async fn admit_since(
+        &self,
+        head: &RequestHead<'_>,
+        body: Bytes,
+        arrived: std::time::Instant,
+    ) -> Result<Admitted<'_>, Response<Bytes>> {
         let provider = self.verifier.provider();
         // One event's tries, for a sender whose kill switch counts them (HCSS, APS); only
         // authenticated deliveries are counted (forged bodies could otherwise crowd them out).
         let event = (self.health.counts_events() && !body.is_empty()).then(|| observe::event_of(&body));
-        // The sender's timeout runs from its request: verifying, claiming and completing count
-        // too (a store slow to answer delays the 2xx as much as a slow handler). Also the start
-        // of the verification's time.
-        let arrived = std::time::Instant::now();
+        let verifying = std::time::Instant::now();
         let verdict = self.verifier.verify(head, body);
-        self.meters.verify_time_since(arrived);
+        self.meters.verify_time_since(verifying);
         let delivery = match verdict {
             Ok(Verdict::Deliver(d)) => d,
             Ok(Verdict::Challenge(answer)) => {
@@ -584,7 +658,7 @@ impl Receiver {
         };
         if let Some(inbox) = &self.inbox {
             // Boxed: a disk write's path, kept out of the state every inline request carries.
-            return Err(Box::pin(self.store(inbox.as_ref(), head, &delivery, event)).await);
+            return Err(Box::pin(self.store(inbox.as_ref(), head, &delivery, event, arrived)).await);
         }
         let guard = match &self.dedupe {
             None => None,
@@ -592,7 +666,7 @@ impl Receiver {
                 Ok(Admission::New(guard)) => Some(guard),
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
-                    self.answered_event("duplicate", "", true, event);
+                    self.answered_in_time("duplicate", arrived, event);
                     return Err(crate::response::duplicate());
                 }
                 Ok(Admission::FailedOpen(e)) => {
@@ -760,6 +834,7 @@ impl Receiver {
         head: &RequestHead<'_>,
         delivery: &Delivery,
         event: Option<u64>,
+        arrived: std::time::Instant,
     ) -> Response<Bytes> {
         let provider = self.verifier.provider();
         let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
@@ -771,13 +846,13 @@ impl Receiver {
             Ok(Accepted::Stored(id)) => {
                 // Debug: one line per delivery; the inbox row is the record.
                 tracing::debug!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
-                self.answered_event("accepted", "", true, event);
+                self.answered_in_time("accepted", arrived, event);
                 observe::inbox_transition(provider.as_str(), "accepted");
                 crate::response::accepted()
             }
             Ok(Accepted::Duplicate(id)) => {
                 tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
-                self.answered_event("duplicate", "", true, event);
+                self.answered_in_time("duplicate", arrived, event);
                 crate::response::duplicate()
             }
             Err(InboxError::Full { limit }) => {

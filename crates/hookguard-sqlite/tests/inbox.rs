@@ -1399,3 +1399,54 @@ async fn another_applications_database_is_refused_unchanged() {
         Ok(Accepted::Duplicate(_))
     ));
 }
+
+/// A delivery stored after its sender stopped waiting (the body came slowly, the disk was
+/// slow) is answered `200 accepted`, but the sender counted a timeout: sender health counts a
+/// failure toward its kill switch, from the request's arrival, not from the end of its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_after_the_sender_stopped_waiting_counts_as_a_failure() {
+    use hookguard_core::http;
+    use hookguard_core::{Receiver, RequestHead, Scheme, SignParams};
+    let dir = TempDir::new("late-accept");
+    let rx: Receiver = Receiver::builder(BuildWorkPro::new())
+        .secret("whsec_k")
+        .inbox(SqliteInbox::open(dir.file()).unwrap())
+        .sender_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let (m, u) = (http::Method::POST, http::Uri::from_static("/webhooks"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let answer = |id: &str, arrived: std::time::Instant| {
+        let body = hookguard_core::bytes::Bytes::from(format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#));
+        let signed = BuildWorkPro::new()
+            .sign("whsec_k", &body, &SignParams::new(now))
+            .unwrap();
+        let rx = &rx;
+        let (m, u) = (&m, &u);
+        async move {
+            let mut headers = http::HeaderMap::new();
+            headers.extend(signed.headers);
+            let head = RequestHead::new(m, u, &headers);
+            match rx.admit_since(&head, body, arrived).await {
+                Err(answer) => answer.status(),
+                Ok(_) => panic!("inbox mode answers without a handler"),
+            }
+        }
+    };
+    assert_eq!(answer("evt_in_time", std::time::Instant::now()).await, 200);
+    assert_eq!(rx.health().consecutive_failures(), 0);
+    let long_ago = std::time::Instant::now() - Duration::from_millis(300);
+    assert_eq!(answer("evt_late", long_ago).await, 200);
+    assert_eq!(
+        rx.health().consecutive_failures(),
+        1,
+        "stored, but after the sender's timeout"
+    );
+    assert_eq!(answer("evt_late", long_ago).await, 200, "a copy, as late");
+    assert_eq!(rx.health().consecutive_failures(), 2);
+    assert_eq!(answer("evt_again_in_time", std::time::Instant::now()).await, 200);
+    assert_eq!(rx.health().consecutive_failures(), 0);
+}

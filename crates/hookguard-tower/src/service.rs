@@ -140,6 +140,8 @@ where
         // beside its parts in the future's state.
         let (mut parts, body) = req.into_parts();
         ResponseFuture::new(async move {
+            // The sender's timeout runs from here: reading the body counts too.
+            let arrived = std::time::Instant::now();
             let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
             let limit = match rx.precheck(&head) {
                 Ok(limit) => limit,
@@ -152,7 +154,7 @@ where
                 None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
                 Some(Err(r)) => return Ok(convert(rx.reject(&r))),
             };
-            let admitted = match rx.admit(&head, bytes).await {
+            let admitted = match rx.admit_since(&head, bytes, arrived).await {
                 Ok(admitted) => admitted,
                 Err(answer) => return Ok(convert(answer)),
             };
