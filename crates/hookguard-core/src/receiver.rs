@@ -398,17 +398,31 @@ impl Receiver {
         self.health.answered_event(success, event);
     }
 
-    /// Counts a 2xx answered without a handler (stored, or a copy): a success to the sender only
-    /// if it came before the sender stopped waiting for the request that `arrived`.
-    fn answered_in_time(&self, outcome: &'static str, arrived: std::time::Instant, event: Option<u64>) {
+    /// Counts a 2xx (`outcome`: handled, stored, or a copy): a success to the sender only if it
+    /// was ready before the sender stopped waiting for the request that `arrived`; after that it
+    /// is a timeout to the sender, which retries and counts a failure. `handler`: how long an
+    /// inline handler ran, if one did.
+    fn answered_2xx(
+        &self,
+        outcome: &'static str,
+        arrived: std::time::Instant,
+        handler: Option<Duration>,
+        event: Option<u64>,
+    ) {
         let took = arrived.elapsed();
         let late = took >= self.sender_timeout;
         if late {
+            let advice = if handler.is_some() {
+                "; keep handlers short or use the inbox"
+            } else {
+                ""
+            };
             tracing::warn!(
                 provider = %self.verifier.provider(),
                 outcome,
                 took_ms = took.as_millis() as u64,
-                "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure and retries",
+                handler_ms = handler.map(|h| h.as_millis() as u64),
+                "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure and retries{advice}",
                 self.sender_timeout.as_secs_f64()
             );
         }
@@ -667,7 +681,7 @@ impl Receiver {
                 Ok(Admission::New(guard)) => Some(guard),
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
-                    self.answered_in_time("duplicate", arrived, event);
+                    self.answered_2xx("duplicate", arrived, None, event);
                     return Err(crate::response::duplicate());
                 }
                 Ok(Admission::FailedOpen(e)) => {
@@ -786,26 +800,12 @@ impl Admitted<'_> {
                         }
                     }
                 }
-                // A 2xx the sender no longer waited for is a failure to it (a timeout). Read
-                // after the claim's completion, which the sender waits for too.
-                let waited = success.then(|| arrived.elapsed());
-                let late = waited.is_some_and(|w| w >= rx.sender_timeout);
-                if let (true, Some(waited)) = (late, waited) {
-                    tracing::warn!(
-                        %provider,
-                        took_ms = waited.as_millis() as u64,
-                        handler_ms = took.as_millis() as u64,
-                        "the answer was ready after the sender stopped waiting ({} s): the sender counts a failure \
-                         and retries; keep handlers short or use the inbox",
-                        rx.sender_timeout.as_secs_f64()
-                    );
+                // Read after the claim's completion, which the sender waits for too.
+                if success {
+                    rx.answered_2xx("handled", arrived, Some(took), event);
+                } else {
+                    rx.answered_event("handler_failed", "", false, event);
                 }
-                rx.answered_event(
-                    if success { "handled" } else { "handler_failed" },
-                    "",
-                    success && !late,
-                    event,
-                );
                 Ok(Reply::Handler(response))
             }
             HandlerOutcome::Failed(e) => {
@@ -847,13 +847,13 @@ impl Receiver {
             Ok(Accepted::Stored(id)) => {
                 // Debug: one line per delivery; the inbox row is the record.
                 tracing::debug!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
-                self.answered_in_time("accepted", arrived, event);
+                self.answered_2xx("accepted", arrived, None, event);
                 observe::inbox_transition(provider.as_str(), "accepted");
                 crate::response::accepted()
             }
             Ok(Accepted::Duplicate(id)) => {
                 tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
-                self.answered_in_time("duplicate", arrived, event);
+                self.answered_2xx("duplicate", arrived, None, event);
                 crate::response::duplicate()
             }
             Err(InboxError::Full { limit }) => {
