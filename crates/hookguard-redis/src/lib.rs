@@ -422,45 +422,30 @@ impl RedisStoreBuilder {
             .saturating_add(RECONNECT_MAX_DELAY)
             .saturating_mul(attempts);
         let made = ConnectionManager::new_with_config(client.clone(), config.clone());
-        let mut conn = match tokio::time::timeout(deadline, made).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
-            Err(_) => return Err(failed("connect", "timed out")),
-        };
+        let mut conn = bounded("connect", deadline, made).await?;
         // A replica (every claim would fail `READONLY`) or a cluster node (`MOVED` for most
         // keys) is a misconfigured URL: refused now, not answered 503 on every delivery.
-        match tokio::time::timeout(call_timeout, redis::cmd("ROLE").query_async::<redis::Value>(&mut conn)).await {
-            Ok(Ok(redis::Value::Array(role))) => match role.first() {
+        let (role, mut info) = (redis::cmd("ROLE"), redis::cmd("INFO"));
+        match bounded("connect", call_timeout, role.query_async::<redis::Value>(&mut conn)).await? {
+            redis::Value::Array(role) => match role.first() {
                 Some(redis::Value::BulkString(r)) if r == b"master" => {}
                 _ => return Err(failed("connect", "the server is a read-only replica, not a primary")),
             },
-            Ok(Ok(_)) => return Err(failed("connect", "unexpected answer to ROLE")),
-            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
-            Err(_) => return Err(failed("connect", "timed out")),
+            _ => return Err(failed("connect", "unexpected answer to ROLE")),
         }
-        match tokio::time::timeout(
-            call_timeout,
-            redis::cmd("INFO").arg("cluster").query_async::<String>(&mut conn),
-        )
-        .await
+        let info = info.arg("cluster").query_async::<String>(&mut conn);
+        if bounded("connect", call_timeout, info)
+            .await?
+            .contains("cluster_enabled:1")
         {
-            Ok(Ok(info)) if info.contains("cluster_enabled:1") => {
-                return Err(failed(
-                    "connect",
-                    "the server runs in cluster mode, which this store does not support",
-                ))
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
-            Err(_) => return Err(failed("connect", "timed out")),
+            return Err(failed(
+                "connect",
+                "the server runs in cluster mode, which this store does not support",
+            ));
         }
         // Load the scripts now, so that every claim is one EVALSHA from the first one on.
         for script in [&SCRIPTS.claim, &SCRIPTS.complete, &SCRIPTS.release, &SCRIPTS.renew] {
-            match tokio::time::timeout(call_timeout, script.load_async(&mut conn)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(failed("connect", &describe(&e))),
-                Err(_) => return Err(failed("connect", "timed out")),
-            }
+            bounded("connect", call_timeout, script.load_async(&mut conn)).await?;
         }
         tracing::debug!(prefix = %self.prefix, "redis dedupe store connected");
         Ok(RedisStore {
@@ -738,6 +723,20 @@ fn token_hex(token: u128) -> String {
 fn ttl_ms(d: Duration) -> u64 {
     let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
     u64::try_from(ms).unwrap_or(u64::MAX).clamp(1, MAX_TTL_MS)
+}
+
+/// `call`'s answer within `limit`, or the store's error for `op`: a timeout, or Redis's error
+/// (described without URL or credentials).
+async fn bounded<T>(
+    op: &'static str,
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(op, &describe(&e))),
+        Err(_) => Err(failed(op, "timed out")),
+    }
 }
 
 fn failed(op: &'static str, reason: &str) -> StoreError {
