@@ -276,17 +276,20 @@ impl SqliteInboxBuilder {
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let pending = count_pending(&conn).map_err(storage)?;
-        // One integer a statement reads, 0 when it finds no row.
-        let read = |sql: &str| -> Result<i64, InboxError> {
-            let v = conn.query_row(sql, [], |r| r.get(0)).optional().map_err(storage)?;
-            Ok(v.unwrap_or(0))
-        };
         // The lead the timeline had: times already stored on it (arrivals, retries, leases)
         // keep their meaning after a restart, also when newer arrivals came in after the clock
         // stepped back.
-        let clock_ahead = read("SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'")?.max(0);
+        let clock_ahead = timeline_lead(&conn).map_err(storage)?;
         // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
-        let clock_floor = read("SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1")?;
+        let clock_floor: i64 = conn
+            .query_row(
+                "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(storage)?
+            .unwrap_or(0);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -1356,14 +1359,15 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
     .map(|n| n == 1)
 }
 
-/// The timeline's lead as the file holds it (0 in a file made before it was kept).
-fn timeline_lead(conn: &Connection) -> i64 {
+/// The timeline's lead as the file holds it (0 before it first grew).
+fn timeline_lead(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
         [],
         |r| r.get::<_, i64>(0),
     )
-    .map_or(0, |v| v.max(0))
+    .optional()
+    .map(|v| v.unwrap_or(0).max(0))
 }
 
 /// Reads a record's due time back on the wall clock: stored on the writer's timeline (see
@@ -1393,7 +1397,8 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
 }
 
 fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
-    let lead = timeline_lead(conn);
+    // 0 also in a file made before the lead was kept: a reader does not migrate the schema.
+    let lead = timeline_lead(conn).unwrap_or(0);
     conn.query_row(
         &format!(
             "SELECT {COLUMNS}, headers, (SELECT body FROM hookguard_inbox_body b WHERE b.id = i.id)
@@ -1430,7 +1435,8 @@ fn list_sql(state: Option<InboxState>) -> String {
 }
 
 fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>> {
-    let lead = timeline_lead(conn);
+    // 0 also in a file made before the lead was kept: a reader does not migrate the schema.
+    let lead = timeline_lead(conn).unwrap_or(0);
     let mut stmt = conn.prepare_cached(&list_sql(f.state))?;
     let rows = stmt.query_map(params![f.state.map(|s| s.code()), f.provider, f.limit], |r| {
         record(r).map(|rec| on_the_wall_clock(rec, lead))
