@@ -728,6 +728,42 @@ mod health_tests {
         assert_eq!(rx.health().consecutive_failures(), 0);
     }
 
+    /// A genuine delivery filtered out (Procore's own source application) answered `200
+    /// ignored` after the sender stopped waiting reached no one either.
+    #[test]
+    fn an_ignored_delivery_answered_after_the_senders_timeout_counts_as_a_failure() {
+        use crate::schemes::Procore;
+        let rx = Receiver::new(
+            Verifier::builder(Procore::new())
+                .secret("Bearer s")
+                .ignore_source_application("mine")
+                .build()
+                .unwrap(),
+        )
+        .with_sender_timeout(Duration::from_millis(200));
+        let body = r#"{"id":7,"event_type":"update","metadata":{"source_application_id":"mine"}}"#;
+        let signed = Procore::new()
+            .sign("Bearer s", body.as_bytes(), &crate::SignParams::new(0))
+            .unwrap();
+        let (headers, uri) = crate::testing::request_parts(signed, "/h");
+        let head = RequestHead::new(&http::Method::POST, &uri, &headers);
+        let answer = |arrived| block_on(rx.admit_since(&head, bytes::Bytes::from(body), arrived)).err().unwrap();
+        let late = std::time::Instant::now() - Duration::from_millis(300);
+        assert_eq!(answer(late).body().as_ref(), br#"{"status":"ignored"}"#);
+        assert_eq!(rx.health().consecutive_failures(), 1);
+        assert_eq!(answer(std::time::Instant::now()).status(), 200);
+        assert_eq!(rx.health().consecutive_failures(), 0);
+    }
+
+    /// A receiver given no known timeout (zero) counts no answer late.
+    #[test]
+    fn a_zero_sender_timeout_counts_no_answer_late() {
+        let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap())
+            .with_sender_timeout(Duration::ZERO);
+        deliver_hcss(&rx, "any", Duration::from_millis(5), true);
+        assert_eq!(rx.health().consecutive_failures(), 0);
+    }
+
     /// The sender's timeout runs from its request, not from the handler's start: a dedupe store
     /// slow to answer delays the 2xx as much as a slow handler does.
     #[test]

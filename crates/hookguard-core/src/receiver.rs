@@ -375,6 +375,9 @@ impl Receiver {
     ///     .with_sender_timeout(Duration::from_secs(30));
     /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
     /// ```
+    ///
+    /// Zero means no known timeout: no answer is counted late (the builder's
+    /// [`sender_timeout`](ReceiverBuilder::sender_timeout) refuses zero).
     pub fn with_sender_timeout(mut self, timeout: Duration) -> Self {
         self.sender_timeout = timeout;
         self
@@ -410,7 +413,9 @@ impl Receiver {
         event: Option<u64>,
     ) {
         let took = arrived.elapsed();
-        let late = took >= self.sender_timeout;
+        // (A zero timeout is refused by the builder; given to `with_sender_timeout`, it means
+        // no known timeout rather than every answer late.)
+        let late = !self.sender_timeout.is_zero() && took >= self.sender_timeout;
         if late {
             let advice = if handler.is_some() {
                 "; keep handlers short or use the inbox"
@@ -655,7 +660,7 @@ impl Receiver {
             }
             Ok(Verdict::Ignored(d)) => {
                 tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application");
-                self.answered_event("ignored", "", true, event);
+                self.answered_2xx("ignored", arrived, None, event);
                 return Err(crate::response::ignored());
             }
             Err(r) => {
@@ -951,6 +956,8 @@ impl<T> ReceiverBuilder<T> {
     /// use hookguard_core::{schemes::Hcss, Receiver};
     /// let rx: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(30)).build().unwrap();
     /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
+    /// // Zero is refused: every answer would count as late.
+    /// assert!(Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build::<Receiver>().is_err());
     /// ```
     pub fn sender_timeout(mut self, timeout: Duration) -> Self {
         self.sender_timeout = Some(timeout);
@@ -1024,6 +1031,11 @@ impl<T> ReceiverBuilder<T> {
         }
         let mut rx = Receiver::new(self.verifier.build()?).with_budget(self.budget);
         if let Some(t) = self.sender_timeout {
+            if t.is_zero() {
+                return Err(ConfigError::Invalid(
+                    "the sender timeout must be above zero (every answer would count as late)",
+                ));
+            }
             rx = rx.with_sender_timeout(t);
         }
         if let Some(d) = self.dedupe {

@@ -36,8 +36,9 @@ pub enum HcssAuth {
 /// remembered for the retention. Setups and HeavyJob bodies carry no id and no time: a second
 /// genuine edit of the same employee is byte-identical to the first, so for those (and any
 /// shape without `date`) copies coalesce only while one is in flight
-/// ([`DedupeScope::WhileInFlight`](crate::DedupeScope)); an identical body after the first
-/// was handled is handled again.
+/// ([`DedupeScope::WhileInFlight`](crate::DedupeScope): inline, a copy during the handler is
+/// answered `429` and retried; in an inbox, only while the first is pending); an identical
+/// body once the first's handler started is handled again.
 ///
 /// ```
 /// use hookguard_core::{schemes::Hcss, Verifier, RequestHead};
