@@ -107,7 +107,9 @@ DROP INDEX IF EXISTS hookguard_inbox_finished;
 CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state, finished_at)
     WHERE state IN (2, 3);
 -- Values the writer keeps across restarts: `timeline_ahead`, how far the timeline of due times
--- and leases runs ahead of the wall clock (see `Timeline`; written when it grows, rarely).
+-- and leases runs ahead of the wall clock (see `Timeline`; written when it grows, rarely), and
+-- `timeline_floor`, the latest wall-clock time the writer used (written when it moved on by a
+-- second or more).
 CREATE TABLE IF NOT EXISTS hookguard_inbox_meta (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
@@ -280,7 +282,10 @@ impl SqliteInboxBuilder {
         // keep their meaning after a restart, also when newer arrivals came in after the clock
         // stepped back.
         let clock_ahead = timeline_lead(&conn).map_err(storage)?;
-        // The newest row's arrival (ids grow with arrivals): one row read, not a scan.
+        // The latest wall-clock time the last writer used: the one it stored (claims,
+        // retries and deferrals of a clock that ran ahead for a while), or the newest row's
+        // arrival (ids grow with arrivals: one row read, not a scan).
+        let saved_floor = meta(&conn, "timeline_floor").map_err(storage)?;
         let clock_floor: i64 = conn
             .query_row(
                 "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
@@ -289,7 +294,8 @@ impl SqliteInboxBuilder {
             )
             .optional()
             .map_err(storage)?
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(saved_floor);
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -308,6 +314,7 @@ impl SqliteInboxBuilder {
             clock: Timeline {
                 floor: clock_floor,
                 ahead: clock_ahead,
+                saved_floor,
             },
         };
         let (closing, writer_closed) = mpsc::channel::<()>();
@@ -881,17 +888,28 @@ struct Writer {
 /// times stored on the timeline keep their meaning across a restart.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
-    /// The newest arrival time stored (on the wall clock).
+    /// The latest wall-clock time used: the newest arrival stored, and the newest reading of
+    /// a claim, a retry, a deferral or a replay (times counted from a clock that ran ahead
+    /// for a while stay reachable once it is set right).
     floor: i64,
     /// How far the timeline runs ahead of the wall clock (never less than it once was).
     ahead: i64,
+    /// The floor as last stored in `hookguard_inbox_meta` (stored once it moved on by a
+    /// second: after a restart, times stored since are reached at most a second late).
+    saved_floor: i64,
 }
 
 impl Timeline {
-    /// The offset to add to a time counted from the wall clock's `now`.
+    /// The offset to add to a time counted from the wall clock's `now`; `now` is used.
     fn shift(&mut self, now: i64) -> i64 {
         self.ahead = self.ahead.max(self.floor.saturating_sub(now));
+        self.floor = self.floor.max(now);
         self.ahead
+    }
+
+    /// Whether the floor moved on far enough from the stored one to be stored again.
+    fn floor_to_save(&self) -> Option<i64> {
+        (self.floor.saturating_sub(self.saved_floor) >= 1_000).then_some(self.floor)
     }
 
     /// The due time of an arrival at `received_at` stored when the wall clock reads `now`: its
@@ -1040,12 +1058,14 @@ impl Writer {
             results.push(done);
         }
         if failed.is_none() && self.clock.ahead != clock_before.ahead {
-            if let Err(e) = tx.execute(
-                "INSERT INTO hookguard_inbox_meta (name, value) VALUES ('timeline_ahead', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![self.clock.ahead],
-            ) {
+            if let Err(e) = set_meta(&tx, "timeline_ahead", self.clock.ahead) {
                 failed = Some(format!("cannot store the timeline's lead: {e}"));
+            }
+        }
+        if let (None, Some(floor)) = (&failed, self.clock.floor_to_save()) {
+            match set_meta(&tx, "timeline_floor", floor) {
+                Ok(()) => self.clock.saved_floor = floor,
+                Err(e) => failed = Some(format!("cannot store the timeline's floor: {e}")),
             }
         }
         let outcome = match failed {
@@ -1113,6 +1133,10 @@ fn apply(
                 *wake = true;
                 clock.arrived(item.received_at_ms);
             }
+            // A wall clock behind the newest arrival (it stepped back) moves the lead now, so
+            // it is stored with this batch: a restart before the next claim would otherwise
+            // find these arrivals due only once the clock caught up.
+            clock.shift(now);
             Done::Accept(tx, r)
         }
         Op::Claim(now, until, limit, tx) => {
@@ -1361,13 +1385,27 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
 
 /// The timeline's lead as the file holds it (0 before it first grew).
 fn timeline_lead(conn: &Connection) -> rusqlite::Result<i64> {
+    meta(conn, "timeline_ahead")
+}
+
+/// A value the writer keeps across restarts (0 when never stored, never negative).
+fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT value FROM hookguard_inbox_meta WHERE name = 'timeline_ahead'",
-        [],
+        "SELECT value FROM hookguard_inbox_meta WHERE name = ?1",
+        [name],
         |r| r.get::<_, i64>(0),
     )
     .optional()
     .map(|v| v.unwrap_or(0).max(0))
+}
+
+fn set_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO hookguard_inbox_meta (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )
+    .map(drop)
 }
 
 /// Reads a record's due time back on the wall clock: stored on the writer's timeline (see
@@ -1750,7 +1788,7 @@ mod tests {
             counted_at: Instant::now(),
             notify: Arc::new(Notify::new()),
             synced: true,
-            clock: Timeline { floor: 0, ahead: 0 },
+            clock: Timeline { floor: 0, ahead: 0, saved_floor: 0 },
         }
     }
 
@@ -1780,13 +1818,15 @@ mod tests {
                 })
                 .unwrap()
         };
-        // The claim runs, but its caller stopped waiting while the batch ran.
+        // The claim runs, but its caller stopped waiting while the batch ran (on the wall
+        // clock, as the accept's).
         let (reply, answer) = oneshot::channel();
         drop(answer);
-        writer.commit(vec![Op::Claim(10, 60_000, 10, reply)]);
+        let until = hookguard_core::inbox::now_ms() + 60_000;
+        writer.commit(vec![Op::Claim(until - 60_000, until, 10, reply)]);
         assert_eq!(state(&writer), (1, 1), "claimed");
         // Named by its lease's end: the claim's `until` (no clock step here).
-        assert_eq!(writer.unclaimed, vec![ClaimRef::new(id, 1, 60_000)]);
+        assert_eq!(writer.unclaimed, vec![ClaimRef::new(id, 1, until)]);
         // The next batch gives it back, the attempt not counted.
         let mut next = Vec::new();
         writer.prepare(&mut next);
