@@ -959,6 +959,9 @@ struct InboxJob {
     /// The worker's lease: an attempt waits for its line at most half of it, and never past
     /// the worker's handler timeout (90 % of it, from the claim).
     lease: Duration,
+    /// `serve` is stopping (see [`InboxJob::forget_queued`]): an attempt with no line queued
+    /// starts nothing (no --exec, no line) and gives its item back for the next start.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// An inbox item's line in the stdout queue.
@@ -1014,6 +1017,14 @@ impl InboxJob {
             });
         if let Some(flushed) = queued {
             return self.wait_printed(item.id, flushed, entered).await;
+        }
+        // A claim already under way when the stop began: the item's earlier line may have
+        // been forgotten while the writer still writes it, so a new one could print it twice.
+        if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(HandlerError::defer(
+                "serve is stopping; handled after a restart",
+                Duration::from_secs(1),
+            ));
         }
         // The line's place first: a full queue gives the item back (not an attempt: nothing
         // ran) instead of blocking a worker or dropping a line; so does a closed stdout (serve
@@ -1113,6 +1124,7 @@ impl InboxJob {
     /// stays pending; written now, its line would be printed again when the next start
     /// handles the item. Returns once the writer will skip those lines.
     async fn forget_queued(&self, all: bool) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
         let acks: Vec<tokio::task::JoinHandle<()>> = {
             let mut printing = self.printing.lock().unwrap_or_else(|p| p.into_inner());
             let ids: Vec<i64> = printing
@@ -1364,6 +1376,7 @@ async fn run_inbox(
         queue,
         printing: Mutex::new(HashMap::new()),
         lease: settings.lease,
+        stopping: Default::default(),
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     let store: Arc<dyn InboxStore> = Arc::clone(&inbox);
@@ -1458,6 +1471,7 @@ mod stopping_tests {
             queue,
             printing: Mutex::new(HashMap::new()),
             lease: Duration::from_millis(200),
+            stopping: Default::default(),
         }
     }
 
@@ -1495,5 +1509,22 @@ mod stopping_tests {
         job.forget_queued(true).await;
         assert!(still_waited.is_closed());
         assert!(waiting.await.unwrap().unwrap_err().deferred().is_some());
+    }
+
+    /// An attempt of a claim that was under way when the stop began starts nothing: the
+    /// item's forgotten line may still be written (the writer had taken it), and a second one
+    /// would print the delivery twice.
+    #[tokio::test]
+    async fn after_a_stop_began_an_attempt_queues_no_second_line() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let job = job(tx);
+        assert!(job.handle(item(1)).await.unwrap_err().deferred().is_some());
+        // The writer has taken the line (it may still write it).
+        let _taken = rx.try_recv().unwrap();
+        job.forget_queued(false).await;
+        assert!(job.handle(item(1)).await.unwrap_err().deferred().is_some());
+        assert!(rx.try_recv().is_err(), "a second line was queued");
+        assert!(job.handle(item(3)).await.unwrap_err().deferred().is_some());
+        assert!(rx.try_recv().is_err(), "a new attempt started during the stop");
     }
 }
