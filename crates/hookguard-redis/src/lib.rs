@@ -425,18 +425,21 @@ impl RedisStoreBuilder {
         let mut conn = bounded("connect", deadline, made).await?;
         // A replica (every claim would fail `READONLY`) or a cluster node (`MOVED` for most
         // keys) is a misconfigured URL: refused now, not answered 503 on every delivery.
+        // A user without `@admin`/`@dangerous` (a least-privilege ACL) or a proxy may not run
+        // these checks: skipped then (a replica's `READONLY` still makes the store reconnect).
         let (role, mut info) = (redis::cmd("ROLE"), redis::cmd("INFO"));
-        match bounded("connect", call_timeout, role.query_async::<redis::Value>(&mut conn)).await? {
-            redis::Value::Array(role) => match role.first() {
+        match checked("ROLE", call_timeout, role.query_async::<redis::Value>(&mut conn)).await? {
+            None => {}
+            Some(redis::Value::Array(role)) => match role.first() {
                 Some(redis::Value::BulkString(r)) if r == b"master" => {}
                 _ => return Err(failed("connect", "the server is a read-only replica, not a primary")),
             },
-            _ => return Err(failed("connect", "unexpected answer to ROLE")),
+            Some(_) => return Err(failed("connect", "unexpected answer to ROLE")),
         }
         let info = info.arg("cluster").query_async::<String>(&mut conn);
-        if bounded("connect", call_timeout, info)
+        if checked("INFO", call_timeout, info)
             .await?
-            .contains("cluster_enabled:1")
+            .is_some_and(|info| info.contains("cluster_enabled:1"))
         {
             return Err(failed(
                 "connect",
@@ -564,8 +567,17 @@ impl RedisStore {
             self.inner.reconnecting.store(false, Ordering::Release);
             return;
         };
-        let inner = Arc::clone(&self.inner);
+        /// Ends the reconnection however its task ends: also dropped unrun (its runtime shut
+        /// down), or the store would never reconnect again.
+        struct Reconnecting(Arc<Inner>);
+        impl Drop for Reconnecting {
+            fn drop(&mut self) {
+                self.0.reconnecting.store(false, Ordering::Release);
+            }
+        }
+        let turn = Reconnecting(Arc::clone(&self.inner));
         runtime.spawn(async move {
+            let inner = &turn.0;
             let made = ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone());
             match tokio::time::timeout(inner.call_timeout.saturating_mul(4), made).await {
                 Ok(Ok(conn)) => {
@@ -575,7 +587,6 @@ impl RedisStore {
                 Ok(Err(e)) => tracing::warn!(reason = %describe(&e), "redis dedupe store: reconnecting failed"),
                 Err(_) => tracing::warn!("redis dedupe store: reconnecting timed out"),
             }
-            inner.reconnecting.store(false, Ordering::Release);
         });
     }
 }
@@ -739,6 +750,37 @@ async fn bounded<T>(
     }
 }
 
+/// A check at connect that the server may not allow: `Ok(None)` (with a warning) when this
+/// user lacks the permission (`NOPERM`) or the server (a proxy) does not know the command.
+async fn checked<T>(
+    command: &'static str,
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<Option<T>, StoreError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(e)) if not_allowed(&e) => {
+            tracing::warn!(
+                command,
+                "redis dedupe store: the server does not let this user run the check at connect (a replica or a cluster node is then found by its first refusal)"
+            );
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(failed("connect", &describe(&e))),
+        Err(_) => Err(failed("connect", "timed out")),
+    }
+}
+
+/// The user may not run the command (`NOPERM`), or the server does not know it.
+fn not_allowed(e: &RedisError) -> bool {
+    use redis::ServerErrorKind as K;
+    match e.kind() {
+        ErrorKind::Server(K::NoPerm) => true,
+        ErrorKind::Server(K::ResponseError) => e.detail().is_some_and(|d| d.starts_with("unknown command")),
+        _ => false,
+    }
+}
+
 fn failed(op: &'static str, reason: &str) -> StoreError {
     tracing::warn!(op, reason, "redis dedupe store call failed");
     StoreError::msg(format!("redis {op}: {reason}"))
@@ -746,13 +788,18 @@ fn failed(op: &'static str, reason: &str) -> StoreError {
 
 /// Redis answered from a node that cannot take this store's writes: a replica (`READONLY`,
 /// after a failover), a cluster node for other keys (`MOVED`, `ASK`), a cluster or primary
-/// that is down for it (`CLUSTERDOWN`, `MASTERDOWN`).
+/// that is down for it (`CLUSTERDOWN`, `MASTERDOWN`). Before Redis 7 a replica's refusal of
+/// a write inside a script comes wrapped in the script's error (`ERR Error running script …
+/// -READONLY You can't write against a read only replica.`).
 fn wrong_node(e: &RedisError) -> bool {
     use redis::ServerErrorKind as K;
-    matches!(
-        e.kind(),
-        ErrorKind::Server(K::ReadOnly | K::Moved | K::Ask | K::ClusterDown | K::MasterDown)
-    )
+    match e.kind() {
+        ErrorKind::Server(K::ReadOnly | K::Moved | K::Ask | K::ClusterDown | K::MasterDown) => true,
+        ErrorKind::Server(K::ResponseError) => e
+            .detail()
+            .is_some_and(|d| d.contains("READONLY You can't write against a read only")),
+        _ => false,
+    }
 }
 
 /// A short description of a Redis error, free of URLs, credentials and server-supplied text.
@@ -787,6 +834,60 @@ fn describe(e: &RedisError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_the_wire(line: &str) -> RedisError {
+        redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+            .unwrap_err()
+    }
+
+    /// Redis 6 wraps a replica's refusal inside a script in the script's error; Redis 7
+    /// answers it as it is. Both mean the connection reaches a replica.
+    #[test]
+    fn a_replicas_refusal_is_found_also_inside_a_script_error() {
+        for line in [
+            "READONLY You can't write against a read only replica.",
+            "ERR Error running script (call to f_0123): @user_script:1: @user_script: 1: -READONLY You can't write against a read only replica.",
+            "MOVED 3999 127.0.0.1:6381",
+        ] {
+            assert!(wrong_node(&from_the_wire(line)), "{line}");
+        }
+        for line in ["ERR unknown command 'FOO'", "NOSCRIPT No matching script", "OOM command not allowed"] {
+            assert!(!wrong_node(&from_the_wire(line)), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_check_the_user_may_not_run_is_told_apart() {
+        assert!(not_allowed(&from_the_wire(
+            "NOPERM User hg has no permissions to run the 'role' command"
+        )));
+        assert!(not_allowed(&from_the_wire(
+            "ERR unknown command 'ROLE', with args beginning with: "
+        )));
+        assert!(!not_allowed(&from_the_wire("ERR syntax error")));
+        assert!(!not_allowed(&from_the_wire("LOADING Redis is loading the dataset in memory")));
+    }
+
+    /// A reconnection whose task never ran (its runtime shut down first) does not leave the
+    /// store unable to reconnect again.
+    #[test]
+    fn a_reconnection_dropped_unrun_ends() {
+        let url = std::env::var("HOOKGUARD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let main = tokio::runtime::Runtime::new().unwrap();
+        let store = main
+            .block_on(RedisStore::builder(url.as_str()).connect())
+            .unwrap_or_else(|e| panic!("cannot reach Redis at {url} (run scripts/ensure-redis.sh): {e}"));
+        let other = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        {
+            let _in = other.enter();
+            store.reconnect();
+        }
+        assert!(store.inner.reconnecting.load(std::sync::atomic::Ordering::Acquire));
+        drop(other);
+        assert!(!store.inner.reconnecting.load(std::sync::atomic::Ordering::Acquire));
+        drop(main);
+    }
 
     #[test]
     fn keys_are_prefixed_and_bounded() {

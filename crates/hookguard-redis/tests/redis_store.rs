@@ -511,6 +511,23 @@ async fn connect_refuses_a_replica() {
     assert!(e.to_string().contains("replica"), "{e}");
 }
 
+/// A least-privilege user (no `@dangerous`, no `@admin`: `ROLE` and `INFO` refused with
+/// `NOPERM`) still connects: the checks it may not run are skipped, and claims work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_admin_commands_connects() {
+    let server = Server::start();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "hg", "on", ">pw", "~*", "+@all", "-@dangerous", "-@admin"][..])
+        .query_async(&mut admin(&server.url()).await)
+        .await
+        .unwrap();
+    let url = format!("redis://hg:pw@127.0.0.1:{}", server.port);
+    let role: Result<redis::Value, _> = redis::cmd("ROLE").query_async(&mut admin(&url).await).await;
+    assert!(role.is_err(), "the user may run ROLE: {role:?}");
+    let store = store_at(&url, &unique_prefix("acl")).await;
+    new(store.claim("limited", LEASE).await.unwrap());
+}
+
 /// Makes `server` a replica of `primary` (`REPLICAOF`; its clients stay connected).
 async fn replica_of(server: &Server, primary: &Server) {
     let _: () = redis::cmd("REPLICAOF")
