@@ -899,31 +899,36 @@ fn spawn_background(inner: &Arc<Inner>) {
     // of 2 otherwise had none left for accepts while a handler ran). A pool of one for each
     // connection: a connection found dead goes with its pool, never handed back to the next
     // listener.
-    let options = (*inner.pool.connect_options()).clone();
     let acquire = inner
         .operation_timeout
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
     tokio::spawn(async move {
         loop {
+            // The pool's options as they are now: an application that rotates credentials
+            // (`PgPool::set_connect_options`) reconnects with the new ones.
+            let Some(options) = weak.upgrade().map(|inner| (*inner.pool.connect_options()).clone()) else {
+                return;
+            };
             let pool = PgPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire)
-                .connect_lazy_with(options.clone());
-            let mut listener = match PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if weak.strong_count() == 0 {
-                        return;
-                    }
-                    continue;
-                }
+                .connect_lazy_with(options);
+            let listening = async {
+                let mut listener = PgListener::connect_with(&pool).await.ok()?;
+                listener.listen(&channel).await.ok()?;
+                Some(listener)
             };
-            if listener.listen(&channel).await.is_err() {
+            let Ok(Some(mut listener)) = tokio::time::timeout(acquire.saturating_mul(2), listening).await else {
+                // Not listening: the pending count is still kept from the database (other
+                // replicas' completions lower it), or a replica that only accepts would count
+                // up to its cap and refuse every delivery.
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = inner.refresh_pending().await;
+                drop(inner);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
-            }
+            };
             // Work another replica accepted while this one was not listening (at the start, or
             // while the connection was lost) was announced to nobody here: look once now
             // rather than at the next poll.

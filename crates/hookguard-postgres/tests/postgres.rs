@@ -1037,6 +1037,96 @@ async fn a_half_open_listen_connection_is_replaced() {
     worker.shutdown().await;
 }
 
+/// The LISTEN sessions of the application `app`, by backend pid.
+async fn listen_sessions(admin: &PgPool, app: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'",
+    )
+    .bind(app)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// Waits up to 10 s for `app` to hold a LISTEN session; its pids.
+async fn listening_as(admin: &PgPool, app: &str) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = listen_sessions(admin, app).await;
+        if !pids.is_empty() {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "no LISTEN session as {app}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A lost LISTEN connection is made again with the pool's options as they are then: an
+/// application that rotates credentials (`PgPool::set_connect_options`: IAM tokens, Vault)
+/// listened with the first ones for ever, so after the first loss it never listened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listen_connection_reconnects_with_the_pools_current_options() {
+    let s = schema("rotated");
+    let (before, after) = (format!("{}_before", &*s), format!("{}_after", &*s));
+    let options: sqlx::postgres::PgConnectOptions = url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.clone().application_name(&before))
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    let admin = pool_at(&url()).await;
+    let first = listening_as(&admin, &before).await;
+    pool.set_connect_options(options.application_name(&after));
+    for pid in first {
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&admin).await.unwrap();
+    }
+    listening_as(&admin, &after).await;
+    drop(inbox);
+}
+
+/// While the inbox cannot LISTEN (here: the pool's options name a database that does not
+/// exist, for new connections only), its pending count still follows the database: a replica
+/// that only accepts, while others complete, counted up to its cap and refused every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_listen_connection_the_pending_count_still_follows_the_database() {
+    let s = schema("nolisten");
+    let app = format!("{}_app", &*s);
+    let options: sqlx::postgres::PgConnectOptions = url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .min_connections(2)
+        .connect_with(options.clone().application_name(&app))
+        .await
+        .unwrap();
+    let accepting = PgInbox::builder().schema(&*s).max_pending(2).open(pool.clone()).await.unwrap();
+    let admin = pool_at(&url()).await;
+    let first = listening_as(&admin, &app).await;
+    pool.set_connect_options(options.database("hg_no_such_database").application_name(&app));
+    for pid in first {
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&admin).await.unwrap();
+    }
+    stored(&accepting, &bwp("evt_nolisten_1")).await;
+    stored(&accepting, &bwp("evt_nolisten_2")).await;
+    // Another replica handles both.
+    let working = inbox(&s).await;
+    for c in claimed(&working, now_ms(), 10).await {
+        assert!(working.complete(c.claim(), now_ms()).await.unwrap());
+    }
+    assert!(listen_sessions(&admin, &app).await.is_empty(), "it listens again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match accepting.accept(item(&bwp("evt_nolisten_3"))).await {
+            Ok(Accepted::Stored(_)) => break,
+            Err(InboxError::Full { .. }) => {
+                assert!(Instant::now() < deadline, "still full: the count never followed the database")
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `op`'s answer, or a failed test when it waits 30 s (far beyond any bound under test).
 async fn answered<T>(
     what: &str,
