@@ -46,6 +46,8 @@ pub struct WebhookMiddleware<S> {
     /// `FormConfig` with their limits raised to the verifier's (see [`lifted`]), built once per
     /// worker for applications that configure none of them.
     limits: Rc<Extensions>,
+    /// The extractors' limit (see [`Limits`]).
+    limit: Limits,
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
@@ -57,6 +59,21 @@ const PAYLOAD_DEFAULT_LIMIT: usize = 256 * 1024;
 const JSON_DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
 const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
 
+/// The limit each body extractor gets: the one the application set
+/// ([`Webhook::extractor_limit`](crate::Webhook::extractor_limit)), else actix's default of that
+/// extractor; never below the verifier's `max_body`.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_body: usize,
+    set: Option<usize>,
+}
+
+impl Limits {
+    fn of(self, actix_default: usize) -> usize {
+        self.set.unwrap_or(actix_default).max(self.max_body)
+    }
+}
+
 /// The handler's body extractors re-limit the body: `web::Bytes` and `String` with
 /// `PayloadConfig`, `web::Json` with `JsonConfig`, `web::Form` with `FormConfig`. The body was
 /// read and bounded here already, so each gets at least the verifier's limit (never less than
@@ -66,7 +83,7 @@ const FORM_DEFAULT_LIMIT: usize = 16 * 1024;
 /// an application's config (accepted content types, error handlers) is kept: its config is
 /// cloned with only the limit changed. `None` when the application configured none of the
 /// three (the prebuilt `limits` then serve).
-fn lifted(req: &ServiceRequest, max_body: usize) -> Option<Extensions> {
+fn lifted(req: &ServiceRequest, limit: Limits) -> Option<Extensions> {
     fn own<T: Clone + 'static>(req: &ServiceRequest) -> Option<T> {
         req.app_data::<T>()
             .or_else(|| req.app_data::<web::Data<T>>().map(|d| d.as_ref()))
@@ -78,7 +95,7 @@ fn lifted(req: &ServiceRequest, max_body: usize) -> Option<Extensions> {
     if payload.is_none() && json.is_none() && form.is_none() {
         return None;
     }
-    Some(raised(payload, json, form, max_body))
+    Some(raised(payload, json, form, limit))
 }
 
 /// The three configs with their limits raised (see [`lifted`]): the application's own where it
@@ -87,22 +104,26 @@ fn raised(
     payload: Option<PayloadConfig>,
     json: Option<web::JsonConfig>,
     form: Option<web::FormConfig>,
-    max_body: usize,
+    limit: Limits,
 ) -> Extensions {
     let mut c = Extensions::new();
-    c.insert(payload.unwrap_or_default().limit(max_body.max(PAYLOAD_DEFAULT_LIMIT)));
-    c.insert(json.unwrap_or_default().limit(max_body.max(JSON_DEFAULT_LIMIT)));
-    c.insert(form.unwrap_or_default().limit(max_body.max(FORM_DEFAULT_LIMIT)));
+    c.insert(payload.unwrap_or_default().limit(limit.of(PAYLOAD_DEFAULT_LIMIT)));
+    c.insert(json.unwrap_or_default().limit(limit.of(JSON_DEFAULT_LIMIT)));
+    c.insert(form.unwrap_or_default().limit(limit.of(FORM_DEFAULT_LIMIT)));
     c
 }
 
 impl<S> WebhookMiddleware<S> {
-    pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>) -> Self {
-        let limits = raised(None, None, None, receiver.verifier().max_body());
+    pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>, set: Option<usize>) -> Self {
+        let limit = Limits {
+            max_body: receiver.verifier().max_body(),
+            set,
+        };
         Self {
             service,
             receiver,
-            limits: Rc::new(limits),
+            limits: Rc::new(raised(None, None, None, limit)),
+            limit,
             recent: RefCell::default(),
         }
     }
@@ -137,7 +158,7 @@ where
         let service = Rc::clone(&self.service);
         let rx = Arc::clone(&self.receiver);
         let limits = Rc::clone(&self.limits);
-        let max_body = self.receiver.verifier().max_body();
+        let extractors = self.limit;
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
         Box::pin(async move {
             // The sender's timeout runs from here: reading the body counts too.
@@ -166,7 +187,7 @@ where
                     req.set_payload(Payload::from(delivery.body().clone()));
                     // The extractors' limits (see `lifted`); the container added last is
                     // looked at first.
-                    match lifted(&req, max_body) {
+                    match lifted(&req, extractors) {
                         Some(own) => req.add_data_container(Rc::new(own)),
                         None => req.add_data_container(limits),
                     }

@@ -43,6 +43,8 @@ use crate::middleware::WebhookMiddleware;
 #[derive(Clone, Debug)]
 pub struct Webhook {
     receiver: Arc<Receiver>,
+    /// What the application set with [`Webhook::extractor_limit`].
+    extractor_limit: Option<usize>,
 }
 
 impl Webhook {
@@ -75,6 +77,27 @@ impl Webhook {
     pub fn receiver(&self) -> &Arc<Receiver> {
         &self.receiver
     }
+
+    /// The limit the handler's body extractors (`web::Bytes`/`String`, `web::Json`,
+    /// `web::Form`) get for a verified delivery, never below the verifier's `max_body`. By
+    /// default the verifier's limit, at least actix's own default of each. It replaces the
+    /// limit of your own configs around the resource (actix has no way to read theirs), so an
+    /// application whose configs allow more (`web::Json` measures a compressed body's decoded
+    /// size) gives that limit here.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::BuildWorkPro;
+    /// let hooks = hookguard_actix::Webhook::builder(BuildWorkPro::new())
+    ///     .secret("whsec_k")
+    ///     .build()
+    ///     .unwrap()
+    ///     .extractor_limit(16 << 20);
+    /// # let _ = hooks;
+    /// ```
+    pub fn extractor_limit(mut self, limit: usize) -> Self {
+        self.extractor_limit = Some(limit);
+        self
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Webhook
@@ -90,7 +113,11 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(WebhookMiddleware::new(Rc::new(service), Arc::clone(&self.receiver))))
+        ready(Ok(WebhookMiddleware::new(
+            Rc::new(service),
+            Arc::clone(&self.receiver),
+            self.extractor_limit,
+        )))
     }
 }
 
@@ -125,6 +152,7 @@ impl From<Receiver> for Webhook {
         let sleep: hookguard_core::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
         Self {
             receiver: Arc::new(rx.with_sleep(sleep)),
+            extractor_limit: None,
         }
     }
 }

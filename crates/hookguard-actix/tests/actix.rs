@@ -159,6 +159,42 @@ async fn an_applications_own_extractor_config_keeps_its_settings_with_the_verifi
     assert_eq!(test::read_body(res).await, "evt_untyped");
 }
 
+/// A middleware inside this one that hands on a larger body than the one verified (as
+/// decompression does) is measured against the extractors' limit: actix's default or the
+/// verifier's by default (a `413`), the application's own with `extractor_limit` (the
+/// application's larger configs cannot be read, so they are replaced).
+#[actix_web::test]
+async fn a_larger_extractor_limit_is_given_with_extractor_limit() {
+    let grown = 3 << 20;
+    for (limit, want) in [(None, 413), (Some(8 << 20), 200)] {
+        let mut hooks = hooks();
+        if let Some(l) = limit {
+            hooks = hooks.extractor_limit(l);
+        }
+        let app = test::init_service(
+            App::new().service(
+                web::resource("/")
+                    .app_data(web::PayloadConfig::new(16 << 20))
+                    .wrap_fn(move |mut req, srv| {
+                        req.set_payload(actix_web::dev::Payload::from(bytes::Bytes::from(vec![b' '; grown])));
+                        srv.call(req)
+                    })
+                    .wrap(hooks)
+                    .route(web::post().to(|b: web::Bytes| async move { HttpResponse::Ok().body(b.len().to_string()) })),
+            ),
+        )
+        .await;
+        let req = signed_request(
+            &BuildWorkPro::new(),
+            "/",
+            "application/json",
+            r#"{"id":"evt_grown","type":"t"}"#.to_owned(),
+        );
+        let res = test::call_service(&app, req.to_request()).await;
+        assert_eq!(res.status().as_u16(), want, "{limit:?}");
+    }
+}
+
 /// `web::Form` reads a body as large as the verifier allows, as axum's `Form` does: a genuine
 /// 20 KiB Slack interactivity POST (form-encoded) was a plain 413 from `FormConfig`'s 16 KiB.
 #[actix_web::test]

@@ -747,7 +747,11 @@ mod health_tests {
             .unwrap();
         let (headers, uri) = crate::testing::request_parts(signed, "/h");
         let head = RequestHead::new(&http::Method::POST, &uri, &headers);
-        let answer = |arrived| block_on(rx.admit_since(&head, bytes::Bytes::from(body), arrived)).err().unwrap();
+        let answer = |arrived| {
+            block_on(rx.admit_since(&head, bytes::Bytes::from(body), arrived))
+                .err()
+                .unwrap()
+        };
         let late = std::time::Instant::now() - Duration::from_millis(300);
         assert_eq!(answer(late).body().as_ref(), br#"{"status":"ignored"}"#);
         assert_eq!(rx.health().consecutive_failures(), 1);

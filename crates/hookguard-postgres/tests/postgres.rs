@@ -1039,13 +1039,11 @@ async fn a_half_open_listen_connection_is_replaced() {
 
 /// The LISTEN sessions of the application `app`, by backend pid.
 async fn listen_sessions(admin: &PgPool, app: &str) -> Vec<i32> {
-    sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'",
-    )
-    .bind(app)
-    .fetch_all(admin)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'")
+        .bind(app)
+        .fetch_all(admin)
+        .await
+        .unwrap()
 }
 
 /// Waits up to 10 s for `app` to hold a LISTEN session; its pids.
@@ -1079,7 +1077,11 @@ async fn a_lost_listen_connection_reconnects_with_the_pools_current_options() {
     let first = listening_as(&admin, &before).await;
     pool.set_connect_options(options.application_name(&after));
     for pid in first {
-        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&admin).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
     }
     listening_as(&admin, &after).await;
     drop(inbox);
@@ -1099,12 +1101,21 @@ async fn without_a_listen_connection_the_pending_count_still_follows_the_databas
         .connect_with(options.clone().application_name(&app))
         .await
         .unwrap();
-    let accepting = PgInbox::builder().schema(&*s).max_pending(2).open(pool.clone()).await.unwrap();
+    let accepting = PgInbox::builder()
+        .schema(&*s)
+        .max_pending(2)
+        .open(pool.clone())
+        .await
+        .unwrap();
     let admin = pool_at(&url()).await;
     let first = listening_as(&admin, &app).await;
     pool.set_connect_options(options.database("hg_no_such_database").application_name(&app));
     for pid in first {
-        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&admin).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
     }
     stored(&accepting, &bwp("evt_nolisten_1")).await;
     stored(&accepting, &bwp("evt_nolisten_2")).await;
@@ -1119,7 +1130,10 @@ async fn without_a_listen_connection_the_pending_count_still_follows_the_databas
         match accepting.accept(item(&bwp("evt_nolisten_3"))).await {
             Ok(Accepted::Stored(_)) => break,
             Err(InboxError::Full { .. }) => {
-                assert!(Instant::now() < deadline, "still full: the count never followed the database")
+                assert!(
+                    Instant::now() < deadline,
+                    "still full: the count never followed the database"
+                )
             }
             other => panic!("{other:?}"),
         }

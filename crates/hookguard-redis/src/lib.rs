@@ -852,7 +852,11 @@ mod tests {
         ] {
             assert!(wrong_node(&from_the_wire(line)), "{line}");
         }
-        for line in ["ERR unknown command 'FOO'", "NOSCRIPT No matching script", "OOM command not allowed"] {
+        for line in [
+            "ERR unknown command 'FOO'",
+            "NOSCRIPT No matching script",
+            "OOM command not allowed",
+        ] {
             assert!(!wrong_node(&from_the_wire(line)), "{line}");
         }
     }
@@ -866,7 +870,9 @@ mod tests {
             "ERR unknown command 'ROLE', with args beginning with: "
         )));
         assert!(!not_allowed(&from_the_wire("ERR syntax error")));
-        assert!(!not_allowed(&from_the_wire("LOADING Redis is loading the dataset in memory")));
+        assert!(!not_allowed(&from_the_wire(
+            "LOADING Redis is loading the dataset in memory"
+        )));
     }
 
     /// A reconnection whose task never ran (its runtime shut down first) does not leave the

@@ -1390,11 +1390,9 @@ fn timeline_lead(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// A value the writer keeps across restarts (0 when never stored, never negative).
 fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT value FROM hookguard_inbox_meta WHERE name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
+    conn.query_row("SELECT value FROM hookguard_inbox_meta WHERE name = ?1", [name], |r| {
+        r.get::<_, i64>(0)
+    })
     .optional()
     .map(|v| v.unwrap_or(0).max(0))
 }
@@ -1788,7 +1786,11 @@ mod tests {
             counted_at: Instant::now(),
             notify: Arc::new(Notify::new()),
             synced: true,
-            clock: Timeline { floor: 0, ahead: 0, saved_floor: 0 },
+            clock: Timeline {
+                floor: 0,
+                ahead: 0,
+                saved_floor: 0,
+            },
         }
     }
 

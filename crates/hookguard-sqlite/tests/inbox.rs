@@ -830,13 +830,19 @@ async fn a_retry_set_while_the_clock_ran_ahead_is_due_once_the_clock_is_set_righ
         let ahead = now_ms() + YEAR;
         let c = inbox.claim(ahead, Duration::from_secs(30), 10).await.unwrap();
         assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
-        assert!(inbox.fail(c[0].claim(), "boom", Some(ahead + 500), ahead).await.unwrap());
+        assert!(inbox
+            .fail(c[0].claim(), "boom", Some(ahead + 500), ahead)
+            .await
+            .unwrap());
         if restart {
             drop(inbox);
             inbox = SqliteInbox::open(dir.file()).unwrap();
         }
         let lease = Duration::from_secs(30);
-        assert!(inbox.claim(now_ms(), lease, 10).await.unwrap().is_empty(), "not due yet");
+        assert!(
+            inbox.claim(now_ms(), lease, 10).await.unwrap().is_empty(),
+            "not due yet"
+        );
         tokio::time::sleep(Duration::from_millis(1_600)).await;
         let c = inbox.claim(now_ms(), lease, 10).await.unwrap();
         assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "restart: {restart}");

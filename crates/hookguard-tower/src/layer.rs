@@ -21,6 +21,9 @@ use crate::service::WebhookService;
 #[derive(Clone, Debug)]
 pub struct WebhookLayer {
     config: Arc<Receiver>,
+    /// What the application set with [`WebhookLayer::extractor_limit`].
+    #[cfg(feature = "axum")]
+    extractor_limit: Option<usize>,
 }
 
 impl WebhookLayer {
@@ -34,12 +37,53 @@ impl WebhookLayer {
     pub fn receiver(&self) -> &Arc<Receiver> {
         &self.config
     }
+
+    /// The limit axum's body extractors (`Bytes`, `String`, `Json`, `Form`) get for a verified
+    /// delivery (never below the verifier's `max_body`). By default the verifier's limit, at
+    /// least axum's own 2 MiB; it replaces a `DefaultBodyLimit` set around this layer, so an
+    /// application whose own is larger (a decompression layer inside this one hands on the
+    /// decoded body) gives that limit here, or sets its `DefaultBodyLimit` inside this layer.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::BuildWorkPro;
+    /// let layer = hookguard_tower::WebhookLayer::builder(BuildWorkPro::new())
+    ///     .secret("whsec_k")
+    ///     .build()
+    ///     .unwrap()
+    ///     .extractor_limit(16 << 20);
+    /// assert_eq!(layer.body_limit(), 16 << 20);
+    /// ```
+    #[cfg(feature = "axum")]
+    pub fn extractor_limit(mut self, limit: usize) -> Self {
+        self.extractor_limit = Some(limit);
+        self
+    }
+
+    /// The limit axum's body extractors get (see [`WebhookLayer::extractor_limit`]).
+    ///
+    /// ```
+    /// use hookguard_core::schemes::BuildWorkPro;
+    /// let layer = hookguard_tower::WebhookLayer::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+    /// assert_eq!(layer.body_limit(), 2 << 20, "axum's own default, above the verifier's 1 MiB");
+    /// ```
+    #[cfg(feature = "axum")]
+    pub fn body_limit(&self) -> usize {
+        /// axum's `DefaultBodyLimit` when nothing sets one.
+        const AXUM_DEFAULT_LIMIT: usize = 2 << 20;
+        let max_body = self.config.verifier().max_body();
+        self.extractor_limit.unwrap_or(AXUM_DEFAULT_LIMIT).max(max_body)
+    }
 }
 
 impl<S> Layer<S> for WebhookLayer {
     type Service = WebhookService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        WebhookService::new(inner, Arc::clone(&self.config))
+        WebhookService::new(
+            inner,
+            Arc::clone(&self.config),
+            #[cfg(feature = "axum")]
+            self.body_limit(),
+        )
     }
 }
 
@@ -67,6 +111,8 @@ impl From<Receiver> for WebhookLayer {
         let sleep: hookguard_core::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
         Self {
             config: Arc::new(rx.with_sleep(sleep)),
+            #[cfg(feature = "axum")]
+            extractor_limit: None,
         }
     }
 }

@@ -17,14 +17,13 @@ use crate::future::ResponseFuture;
 /// smaller limit of its own would answer a genuine, verified delivery `413`, which senders take
 /// as permanent (the delivery lost). Never less than axum's default, as the actix middleware
 /// never goes below actix's: a layer inside this one may hand on a larger body than the one
-/// verified (a decompression layer measures the decoded body against this limit). A
+/// verified (a decompression layer measures the decoded body against this limit); more with
+/// [`WebhookLayer::extractor_limit`](crate::WebhookLayer::extractor_limit). A
 /// `DefaultBodyLimit` layered inside this layer, on the handler itself, is applied after this
 /// one and still wins.
 #[cfg(feature = "axum")]
-fn with_body_limit<B>(mut req: Request<B>, max_body: usize) -> Request<B> {
-    /// axum's `DefaultBodyLimit` when nothing sets one.
-    const AXUM_DEFAULT_LIMIT: usize = 2 << 20;
-    axum::extract::DefaultBodyLimit::max(max_body.max(AXUM_DEFAULT_LIMIT)).apply(&mut req);
+fn with_body_limit<B>(mut req: Request<B>, limit: usize) -> Request<B> {
+    axum::extract::DefaultBodyLimit::max(limit).apply(&mut req);
     req
 }
 
@@ -36,6 +35,9 @@ fn with_body_limit<B>(mut req: Request<B>, max_body: usize) -> Request<B> {
 pub struct WebhookService<S> {
     inner: S,
     receiver: Arc<Receiver>,
+    /// The limit axum's extractors get (see `with_body_limit`).
+    #[cfg(feature = "axum")]
+    body_limit: usize,
 }
 
 impl<S: Clone> Clone for WebhookService<S> {
@@ -43,6 +45,8 @@ impl<S: Clone> Clone for WebhookService<S> {
         Self {
             inner: self.inner.clone(),
             receiver: Arc::clone(&self.receiver),
+            #[cfg(feature = "axum")]
+            body_limit: self.body_limit,
         }
     }
 }
@@ -57,8 +61,13 @@ impl<S: fmt::Debug> fmt::Debug for WebhookService<S> {
 }
 
 impl<S> WebhookService<S> {
-    pub(crate) fn new(inner: S, receiver: Arc<Receiver>) -> Self {
-        Self { inner, receiver }
+    pub(crate) fn new(inner: S, receiver: Arc<Receiver>, #[cfg(feature = "axum")] body_limit: usize) -> Self {
+        Self {
+            inner,
+            receiver,
+            #[cfg(feature = "axum")]
+            body_limit,
+        }
     }
 
     /// The inner service.
@@ -136,6 +145,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rx = Arc::clone(&self.receiver);
+        #[cfg(feature = "axum")]
+        let body_limit = self.body_limit;
         // Split before the async block: splitting inside would keep the whole request's storage
         // beside its parts in the future's state.
         let (mut parts, body) = req.into_parts();
@@ -161,15 +172,13 @@ where
             // The head is no longer borrowed: the request's own parts move into the handler's
             // request, nothing is copied.
             let budget = rx.budget();
-            #[cfg(feature = "axum")]
-            let max_body = rx.verifier().max_body();
             let reply = admitted
                 .run(|delivery| {
                     let body = ReqBody::from(delivery.body().clone());
                     parts.extensions.insert(delivery);
                     let req = Request::from_parts(parts, body);
                     #[cfg(feature = "axum")]
-                    let req = with_body_limit(req, max_body);
+                    let req = with_body_limit(req, body_limit);
                     let deadline = budget.map(tokio::time::sleep);
                     HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
                 })

@@ -236,6 +236,34 @@ async fn the_handler_gets_the_original_request_head_and_extensions() {
     assert_eq!(status_and_code(&app, req).await.0, StatusCode::NO_CONTENT);
 }
 
+/// An application's own larger limit set around the layer is replaced (axum cannot tell it);
+/// `extractor_limit` gives it, so a body grown inside to 3 MiB reaches the handler.
+#[tokio::test]
+async fn a_larger_extractor_limit_is_given_with_extractor_limit() {
+    let grown = 3 << 20;
+    for (limit, want) in [(None, StatusCode::PAYLOAD_TOO_LARGE), (Some(8 << 20), StatusCode::OK)] {
+        let mut hooks = layer(Arc::new(MemoryStore::default()), None);
+        if let Some(l) = limit {
+            hooks = hooks.extractor_limit(l);
+        }
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() })
+                    .layer::<_, std::convert::Infallible>(axum::middleware::map_request(
+                        move |req: Request<Body>| async move {
+                            let (parts, _) = req.into_parts();
+                            Request::from_parts(parts, Body::from(vec![b' '; grown]))
+                        },
+                    ))
+                    .layer(hooks),
+            )
+            .layer(axum::extract::DefaultBodyLimit::disable());
+        let res = app.oneshot(signed("evt_grown_more")).await.unwrap();
+        assert_eq!(res.status(), want, "{limit:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_layer_inside_that_grows_the_body_keeps_axums_own_limit() {
     // A layer between hookguard and the handler may hand on a larger body than the one read
