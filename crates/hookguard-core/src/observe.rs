@@ -493,6 +493,14 @@ impl Stopwatch {
         }
     }
 
+    /// The time since [`start`](Self::start), or `None` without the `metrics` feature.
+    pub(crate) fn timed(self) -> Option<Duration> {
+        #[cfg(feature = "metrics")]
+        return Some(self.started.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
     /// The time since [`start`](Self::start) (zero without the `metrics` feature).
     pub(crate) fn stop(self) -> Duration {
         #[cfg(feature = "metrics")]

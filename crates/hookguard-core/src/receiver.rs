@@ -404,7 +404,7 @@ impl Receiver {
     /// Counts a 2xx (`outcome`: handled, stored, or a copy): a success to the sender only if it
     /// was ready before the sender stopped waiting for the request that `arrived`; after that it
     /// is a timeout to the sender, which retries and counts a failure. `handler`: how long an
-    /// inline handler ran, if one did.
+    /// inline handler ran, if one did and was timed (with the `metrics` feature).
     fn answered_2xx(
         &self,
         outcome: &'static str,
@@ -417,7 +417,7 @@ impl Receiver {
         // no known timeout rather than every answer late.)
         let late = !self.sender_timeout.is_zero() && took >= self.sender_timeout;
         if late {
-            let advice = if handler.is_some() {
+            let advice = if outcome == "handled" {
                 "; keep handlers short or use the inbox"
             } else {
                 ""
@@ -776,7 +776,9 @@ impl Admitted<'_> {
             arrived,
         } = self;
         let provider = rx.verifier.provider();
-        let started = std::time::Instant::now();
+        // (No clock read without the `metrics` feature: the sender's timeout is checked from
+        // `arrived` once, when the answer is ready.)
+        let timer = observe::Stopwatch::start();
         // Pinned here once: the renewing path borrows it rather than moving it.
         let handler = std::pin::pin!(call(delivery));
         let renewal = guard
@@ -786,8 +788,10 @@ impl Admitted<'_> {
             Some((g, every, sleep)) => keep_claimed(handler, g, every, sleep, provider).await,
             None => handler.await,
         };
-        let took = started.elapsed();
-        rx.meters.handler_time(took);
+        let took = timer.timed();
+        if let Some(took) = took {
+            rx.meters.handler_time(took);
+        }
         let handled = |what: &'static str| rx.meters.handler_outcome(what);
         match outcome {
             HandlerOutcome::Responded { response, success } => {
@@ -807,7 +811,7 @@ impl Admitted<'_> {
                 }
                 // Read after the claim's completion, which the sender waits for too.
                 if success {
-                    rx.answered_2xx("handled", arrived, Some(took), event);
+                    rx.answered_2xx("handled", arrived, took, event);
                 } else {
                     rx.answered_event("handler_failed", "", false, event);
                 }
