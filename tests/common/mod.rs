@@ -876,6 +876,18 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
             "github replays: handler ran {handled} times for 2 distinct bodies"
         ));
     }
+    // GitHub dispatches carry no id and no time: the same dispatch sent twice is two events
+    // (a replayed body of any other event is one).
+    let dispatch =
+        br#"{"action":"deploy","branch":"main","client_payload":{"env":"prod"},"repository":{"id":1}}"#.to_vec();
+    for round in 0..2 {
+        let h = signed(&GitHub::new(), GITHUB_SECRET, &dispatch, NOW);
+        check(
+            &format!("github repository_dispatch identical body #{round} → handled"),
+            &post("/github", h, dispatch.clone()).await,
+            &OK,
+        );
+    }
     // HCSS Setups bodies carry no id and no time: an identical body after the first was
     // handled is a second genuine edit and is handled again.
     let setups = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e-twice"}"#.to_vec();

@@ -36,7 +36,7 @@ Examples:
   hookguard serve --provider procore --secret 'Bearer s3cret' --inbox procore.db --exec ./handle.sh
   hookguard inbox list --state dead --inbox procore.db
   hookguard send --provider buildworkpro --secret whsec_abc --url http://127.0.0.1:8787/webhooks
-  hookguard sign --provider github --secret s3cret --id d-1 < payload.json
+  hookguard sign --provider github --secret s3cret --id d-1 --event-type push < payload.json
   hookguard verify --provider github --secret s3cret -H 'X-Hub-Signature-256: sha256=…' < payload.json";
 
 /// Receive webhooks safely — and play every sender against your receiver.

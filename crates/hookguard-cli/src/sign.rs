@@ -67,6 +67,13 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
     let headers: Vec<HeaderArg> = args.auth_header.into_iter().collect();
     let a = auth(args.provider, &secrets, &headers)?;
     let body = read_body(args.file.as_deref())?;
+    // GitHub names the event in a header, not the body: without --event-type only a ping
+    // (its body has `zen`) may be labelled `ping`, as `send` requires for a file of one's own.
+    if args.provider.provider() == hookguard_core::Provider::GitHub && args.event_type.is_none() && !is_ping(&body) {
+        return Err(usage(
+            "--provider github needs --event-type unless the body is a ping (GitHub sends it as X-GitHub-Event, e.g. push)",
+        ));
+    }
     let ts = args.timestamp.unwrap_or_else(now_unix);
     let params = sign_params(
         args.provider,
@@ -95,4 +102,9 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
     }
     crate::common::write_stdout(format_args!("{out}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A GitHub ping's body: a JSON object with `zen`.
+fn is_ping(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|o| o.contains_key("zen"))
 }

@@ -896,6 +896,24 @@ fn verify_reports_stable_codes_and_usage_errors() {
     );
 }
 
+/// GitHub names the event in a header: a push body signed without `--event-type` was labelled
+/// `ping` (GitHub never sends that), and the verifier then reported it as a ping.
+#[test]
+fn sign_refuses_a_github_body_without_its_event_type_unless_it_is_a_ping() {
+    let args = ["sign", "--provider", "github", "--secret", "s"];
+    let o = hookguard(&args, Some(br#"{"ref":"refs/heads/main","after":"b"}"#));
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--event-type"), "{}", text(&o.stderr));
+    let o = hookguard(&args, Some(br#"{"zen":"Design for failure.","hook_id":42}"#));
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("X-GitHub-Event: ping"), "{}", text(&o.stdout));
+    let mut push = args.to_vec();
+    push.extend(["--event-type", "push"]);
+    let o = hookguard(&push, Some(br#"{"ref":"refs/heads/main","after":"b"}"#));
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("X-GitHub-Event: push"), "{}", text(&o.stdout));
+}
+
 #[test]
 fn sign_prints_the_hcss_query_pair_and_procore_header() {
     let o = hookguard(&["sign", "--provider", "hcss", "--secret", "a b&c"], Some(b"{}"));

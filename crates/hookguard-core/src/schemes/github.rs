@@ -1,5 +1,6 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`.
 
+use crate::json_struct::json_struct;
 use crate::profile::{secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::{decode_hex_mac, header, mac_hex, Candidates};
 use crate::{
@@ -10,7 +11,11 @@ use crate::{
 /// replay window. `X-GitHub-Delivery` is reported as the event id, but it is *not* signed, so
 /// it is not the dedupe key: a captured body replayed with fresh delivery ids would run the
 /// handler each time and store a new key each time. The dedupe key is a digest of the signed
-/// body instead, so every replay or redelivery of one body is one event.
+/// body instead, so every replay or redelivery of one body is one event — except dispatches
+/// (`repository_dispatch`, `workflow_dispatch`): their bodies carry no id and no time, so a
+/// second dispatch with the same inputs is byte-identical to the first and is a new event.
+/// Their copies coalesce only while one is in flight
+/// ([`DedupeScope::WhileInFlight`](crate::DedupeScope)), as HCSS's undated bodies do.
 ///
 /// ```
 /// use hookguard_core::{schemes::GitHub, Verifier, RequestHead};
@@ -93,6 +98,11 @@ impl Scheme for GitHub {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
+        let dedupe_scope = if is_dispatch(body) {
+            crate::DedupeScope::WhileInFlight
+        } else {
+            crate::DedupeScope::Retained
+        };
         let get = |name| {
             req.headers
                 .get(name)
@@ -104,6 +114,7 @@ impl Scheme for GitHub {
             dedupe_key: Some(super::body_digest(body)),
             event_id: get("x-github-delivery"),
             event_type: get("x-github-event"),
+            dedupe_scope,
             ..Described::default()
         })
     }
@@ -119,5 +130,83 @@ impl Scheme for GitHub {
             params.event_type.as_deref().unwrap_or("ping"),
         )?);
         Ok(Signed { headers, query: None })
+    }
+}
+
+/// Whether a key is in a JSON object, whatever its value (`null` too).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// The top-level keys that tell a dispatch (read from the signed body; the event header is not
+/// signed).
+#[derive(Default)]
+struct Dispatch {
+    client_payload: Present,
+    inputs: Present,
+    workflow: Present,
+    workflow_run: Present,
+}
+
+json_struct! {
+    Deserialize for Dispatch {
+        client_payload: "client_payload" (default),
+        inputs: "inputs" (default),
+        workflow: "workflow" (default),
+        workflow_run: "workflow_run" (default),
+    }
+}
+
+/// A `repository_dispatch` (its `client_payload`) or a `workflow_dispatch` (`inputs` and
+/// `workflow`, which `workflow_run` bodies also have, with the run). A body that is not a JSON
+/// object (a form-encoded delivery) is not told apart: remembered, as before.
+fn is_dispatch(body: &[u8]) -> bool {
+    match crate::json_fast::from_slice::<Dispatch>(body) {
+        Ok(d) => d.client_payload.0 || (d.inputs.0 && d.workflow.0 && !d.workflow_run.0),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DedupeScope;
+
+    fn scope(body: &str) -> DedupeScope {
+        let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+        GitHub::new()
+            .describe(&RequestHead::new(&m, &u, &h), body.as_bytes())
+            .unwrap()
+            .dedupe_scope
+    }
+
+    /// Two dispatches with the same inputs are byte-identical and both genuine: they coalesce
+    /// only while one is in flight; every other body is remembered (a replayed body is one
+    /// event).
+    #[test]
+    fn dispatches_coalesce_only_in_flight_and_other_bodies_are_remembered() {
+        for dispatch in [
+            r#"{"action":"deploy","branch":"main","client_payload":{"env":"prod"},"repository":{"id":1}}"#,
+            r#"{"action":"deploy","client_payload":null,"repository":{"id":1}}"#,
+            r#"{"inputs":{"env":"prod"},"ref":"refs/heads/main","repository":{"id":1},"workflow":".github/workflows/deploy.yml"}"#,
+            r#"{"inputs":null,"ref":"refs/heads/main","workflow":".github/workflows/deploy.yml"}"#,
+        ] {
+            assert_eq!(scope(dispatch), DedupeScope::WhileInFlight, "{dispatch}");
+        }
+        for other in [
+            r#"{"ref":"refs/heads/main","before":"a","after":"b","repository":{"id":1}}"#,
+            r#"{"action":"completed","workflow_run":{"id":9},"workflow":{"id":3},"inputs":{}}"#,
+            r#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
+            "payload=%7B%22client_payload%22%3A%7B%7D%7D",
+            "not json",
+            r#"{"repository":{"client_payload":{}}}"#,
+        ] {
+            assert_eq!(scope(other), DedupeScope::Retained, "{other}");
+        }
     }
 }
