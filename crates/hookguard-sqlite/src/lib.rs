@@ -278,24 +278,7 @@ impl SqliteInboxBuilder {
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let pending = count_pending(&conn).map_err(storage)?;
-        // The lead the timeline had: times already stored on it (arrivals, retries, leases)
-        // keep their meaning after a restart, also when newer arrivals came in after the clock
-        // stepped back.
-        let clock_ahead = timeline_lead(&conn).map_err(storage)?;
-        // The latest wall-clock time the last writer used: the one it stored (claims,
-        // retries and deferrals of a clock that ran ahead for a while), or the newest row's
-        // arrival (ids grow with arrivals: one row read, not a scan).
-        let saved_floor = meta(&conn, "timeline_floor").map_err(storage)?;
-        let clock_floor: i64 = conn
-            .query_row(
-                "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(storage)?
-            .unwrap_or(0)
-            .max(saved_floor);
+        let clock = Timeline::load(&conn).map_err(storage)?;
         let (tx, rx) = mpsc::sync_channel(self.queue);
         let notify = Arc::new(Notify::new());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -311,11 +294,8 @@ impl SqliteInboxBuilder {
             counted_at: Instant::now(),
             notify: Arc::clone(&notify),
             synced: true,
-            clock: Timeline {
-                floor: clock_floor,
-                ahead: clock_ahead,
-                saved_floor,
-            },
+            clock,
+            wall: hookguard_core::inbox::now_ms,
         };
         let (closing, writer_closed) = mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -875,6 +855,10 @@ struct Writer {
     synced: bool,
     /// The due times' timeline (see [`Timeline`]).
     clock: Timeline,
+    /// The wall clock the timeline is kept against (unix ms): read by this writer when it
+    /// applies a batch, never taken from a caller (a caller's reading is as old as its wait in
+    /// the queue, which would pass for a clock step back).
+    wall: fn() -> i64,
 }
 
 /// The timeline due times and leases are kept on: the wall clock (unix ms), moved ahead by as
@@ -888,9 +872,9 @@ struct Writer {
 /// times stored on the timeline keep their meaning across a restart.
 #[derive(Debug, Clone, Copy)]
 struct Timeline {
-    /// The latest wall-clock time used: the newest arrival stored, and the newest reading of
-    /// a claim, a retry, a deferral or a replay (times counted from a clock that ran ahead
-    /// for a while stay reachable once it is set right).
+    /// The latest wall-clock time seen: the newest arrival stored, and the writer's newest
+    /// reading (times counted from a clock that ran ahead for a while stay reachable once it
+    /// is set right).
     floor: i64,
     /// How far the timeline runs ahead of the wall clock (never less than it once was).
     ahead: i64,
@@ -900,10 +884,34 @@ struct Timeline {
 }
 
 impl Timeline {
-    /// The offset to add to a time counted from the wall clock's `now`; `now` is used.
-    fn shift(&mut self, now: i64) -> i64 {
-        self.ahead = self.ahead.max(self.floor.saturating_sub(now));
-        self.floor = self.floor.max(now);
+    /// The timeline as the last writer left it in this file: its lead (times already stored
+    /// on it — arrivals, retries, leases — keep their meaning after a restart, also when newer
+    /// arrivals came in after the clock stepped back), and its floor: the latest wall-clock
+    /// time it stored (the times of a clock that ran ahead for a while), or the newest row's
+    /// arrival (ids grow with arrivals: one row read, not a scan).
+    fn load(conn: &Connection) -> rusqlite::Result<Timeline> {
+        let ahead = timeline_lead(conn)?;
+        let saved_floor = meta(conn, "timeline_floor")?;
+        let newest: i64 = conn
+            .query_row(
+                "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        Ok(Timeline {
+            floor: newest.max(saved_floor),
+            ahead,
+            saved_floor,
+        })
+    }
+
+    /// The offset to add to a time counted from the wall clock, which reads `wall` now (the
+    /// writer's own reading).
+    fn shift(&mut self, wall: i64) -> i64 {
+        self.ahead = self.ahead.max(self.floor.saturating_sub(wall));
+        self.floor = self.floor.max(wall);
         self.ahead
     }
 
@@ -1041,6 +1049,7 @@ impl Writer {
         let mut wake = false;
         let mut failed = None;
         let clock_before = self.clock;
+        let wall = (self.wall)();
         for op in batch {
             // After a storage error nothing more runs: SQLite may have rolled the whole
             // transaction back already (disk full, I/O error), and a statement run after that
@@ -1049,7 +1058,15 @@ impl Writer {
                 results.push(op_reply(op));
                 continue;
             }
-            let done = apply(&tx, op, self.max_pending, &mut self.pending, &mut wake, &mut self.clock);
+            let done = apply(
+                &tx,
+                op,
+                self.max_pending,
+                &mut self.pending,
+                &mut wake,
+                &mut self.clock,
+                wall,
+            );
             if done.storage_failed() {
                 failed = Some("a storage error rolled back this batch".to_owned());
             } else if tx.is_autocommit() {
@@ -1111,6 +1128,9 @@ fn op_reply(op: Op) -> Done {
     }
 }
 
+/// Applies one operation; `wall`: the writer's reading of the wall clock for this batch. A
+/// caller's `now` is the base of its own due times only (on the timeline: plus the lead).
+#[allow(clippy::too_many_arguments)]
 fn apply(
     conn: &Connection,
     op: Op,
@@ -1118,14 +1138,14 @@ fn apply(
     pending: &mut u64,
     wake: &mut bool,
     clock: &mut Timeline,
+    wall: i64,
 ) -> Done {
     match op {
         Op::Accept(item, tx) => {
-            let now = hookguard_core::inbox::now_ms();
             let r = accept(
                 conn,
                 &item,
-                clock.arrival(item.received_at_ms, now),
+                clock.arrival(item.received_at_ms, wall),
                 max_pending,
                 pending,
             );
@@ -1136,15 +1156,15 @@ fn apply(
             // A wall clock behind the newest arrival (it stepped back) moves the lead now, so
             // it is stored with this batch: a restart before the next claim would otherwise
             // find these arrivals due only once the clock caught up.
-            clock.shift(now);
+            clock.shift(wall);
             Done::Accept(tx, r)
         }
         Op::Claim(now, until, limit, tx) => {
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
-            let shift = clock.shift(now);
-            let r = claim(conn, now + shift, until.saturating_add(shift), limit);
+            let shift = clock.shift(wall);
+            let r = claim(conn, now.saturating_add(shift), until.saturating_add(shift), limit);
             Done::Claim(tx, r.map_err(storage))
         }
         Op::Complete(claim, now, tx) => {
@@ -1166,7 +1186,7 @@ fn apply(
                             claim.id,
                             claim.attempt,
                             claim.lease_until_ms,
-                            at.saturating_add(clock.shift(now)),
+                            at.saturating_add(clock.shift(wall)),
                             error
                         ],
                     )
@@ -1186,7 +1206,7 @@ fn apply(
             // A deferral's end on the claims' timeline too (the worker counts it from now).
             let until = match until {
                 0 => 0,
-                t => t.saturating_add(clock.shift(hookguard_core::inbox::now_ms())),
+                t => t.saturating_add(clock.shift(wall)),
             };
             let r = conn
                 .execute(
@@ -1201,7 +1221,7 @@ fn apply(
         Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
         Op::Replay(id, now, tx) => {
             // Due now on the claims' timeline, behind what was already due.
-            let r = replay(conn, id, now.saturating_add(clock.shift(now)));
+            let r = replay(conn, id, now.saturating_add(clock.shift(wall)));
             if r.is_ok() {
                 *pending += 1;
                 *wake = true;
@@ -1209,7 +1229,7 @@ fn apply(
             Done::Unit(tx, r)
         }
         Op::ReplayDead(now, tx) => {
-            let r = replay_dead(conn, now.saturating_add(clock.shift(now))).map_err(storage);
+            let r = replay_dead(conn, now.saturating_add(clock.shift(wall))).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
                 *wake |= n > 0;
@@ -1791,6 +1811,7 @@ mod tests {
                 ahead: 0,
                 saved_floor: 0,
             },
+            wall: hookguard_core::inbox::now_ms,
         }
     }
 
@@ -1840,6 +1861,96 @@ mod tests {
         let mut late = vec![Op::Claim(10, 60_000, 10, reply)];
         writer.prepare(&mut late);
         assert!(late.is_empty());
+    }
+
+    /// Drives `writer` one operation per batch, as the inbox's callers do.
+    struct Driven(Writer);
+
+    impl Driven {
+        fn accept(&mut self, id: &str, received_at: i64) -> i64 {
+            let d = hookguard_core::testing::deliver_bytes(
+                hookguard_core::schemes::BuildWorkPro::new(),
+                "whsec_k",
+                format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#),
+            )
+            .unwrap();
+            let (reply, mut stored) = oneshot::channel();
+            let item = NewItem::from_delivery(&d, Vec::new(), received_at);
+            self.0.commit(vec![Op::Accept(Box::new(item), reply)]);
+            match stored.try_recv() {
+                Ok(Ok(Accepted::Stored(id))) => id,
+                other => panic!("not stored: {other:?}"),
+            }
+        }
+
+        fn claim(&mut self, now: i64) -> Vec<ClaimedItem> {
+            let (reply, mut claimed) = oneshot::channel();
+            self.0.commit(vec![Op::Claim(now, now + 30_000, 10, reply)]);
+            claimed.try_recv().unwrap().unwrap()
+        }
+
+        fn fail(&mut self, c: &ClaimedItem, retry_at: i64, now: i64) {
+            let (reply, mut failed) = oneshot::channel();
+            self.0
+                .commit(vec![Op::Fail(c.claim(), "boom".into(), Some(retry_at), now, reply)]);
+            assert!(failed.try_recv().unwrap().unwrap());
+        }
+    }
+
+    const T: i64 = 1_700_000_000_000;
+
+    /// The system clock ran a year ahead while no delivery arrived; a retry set then ("in two
+    /// seconds") is due two seconds after it was set once the clock is set right — also after a
+    /// restart in between — not a year later.
+    #[test]
+    fn a_retry_set_while_the_clock_ran_ahead_is_due_once_the_clock_is_set_right() {
+        use std::sync::atomic::AtomicI64;
+        static WALL: AtomicI64 = AtomicI64::new(T);
+        fn wall() -> i64 {
+            WALL.load(Ordering::SeqCst)
+        }
+        const YEAR: i64 = 365 * 24 * 3_600_000;
+        for restart in [false, true] {
+            let (_scratch, conn) = Scratch::new(if restart { "ahead-restart" } else { "ahead" });
+            let mut w = Driven(test_writer(conn));
+            w.0.wall = wall;
+            WALL.store(T, Ordering::SeqCst);
+            let id = w.accept("evt_ahead", T);
+            WALL.store(T + YEAR, Ordering::SeqCst);
+            let c = w.claim(T + YEAR);
+            assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+            w.fail(&c[0], T + YEAR + 2_000, T + YEAR);
+            if restart {
+                w.0.clock = Timeline::load(&w.0.conn).unwrap();
+            }
+            WALL.store(T + 10, Ordering::SeqCst);
+            assert!(w.claim(T + 10).is_empty(), "due early (restart: {restart})");
+            WALL.store(T + 2_100, Ordering::SeqCst);
+            let c = w.claim(T + 2_100);
+            assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "restart: {restart}");
+        }
+    }
+
+    /// A caller's `now` read before its operation waited in the queue behind a long batch is
+    /// not a clock step back: the lead stays, and a lease is not ended early.
+    #[test]
+    fn a_callers_reading_from_before_its_wait_does_not_move_the_lead() {
+        use std::sync::atomic::AtomicI64;
+        static WALL: AtomicI64 = AtomicI64::new(T);
+        fn wall() -> i64 {
+            WALL.load(Ordering::SeqCst)
+        }
+        let (_scratch, conn) = Scratch::new("stale-now");
+        let mut w = Driven(test_writer(conn));
+        w.0.wall = wall;
+        let id = w.accept("evt_leased", T);
+        assert_eq!(w.claim(T).len(), 1);
+        WALL.store(T + 40_000, Ordering::SeqCst);
+        w.accept("evt_later", T + 40_000);
+        // Read 40 s ago, before a long batch.
+        let stale = w.claim(T);
+        assert!(stale.iter().all(|i| i.id != id), "the lease ended early");
+        assert_eq!(w.0.clock.ahead, 0);
     }
 
     /// A storage error mid-batch stops the batch: SQLite answers a full database (here its

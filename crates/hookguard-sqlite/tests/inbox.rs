@@ -816,39 +816,6 @@ async fn after_a_restart_arrivals_stored_once_the_clock_stepped_back_are_due_at_
     assert_eq!(ids, [fast, wall]);
 }
 
-const YEAR: i64 = 365 * 24 * HOUR;
-
-/// A retry set while the clock ran a year ahead (no delivery arriving meanwhile) comes due
-/// its delay after it was set once the clock is set right, not a year later; also after a
-/// restart in between.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_set_while_the_clock_ran_ahead_is_due_once_the_clock_is_set_right() {
-    for restart in [false, true] {
-        let dir = TempDir::new(if restart { "clock-ahead-restart" } else { "clock-ahead" });
-        let mut inbox = SqliteInbox::open(dir.file()).unwrap();
-        let id = stored(&inbox, &bwp("evt_clock_ahead")).await;
-        let ahead = now_ms() + YEAR;
-        let c = inbox.claim(ahead, Duration::from_secs(30), 10).await.unwrap();
-        assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
-        assert!(inbox
-            .fail(c[0].claim(), "boom", Some(ahead + 500), ahead)
-            .await
-            .unwrap());
-        if restart {
-            drop(inbox);
-            inbox = SqliteInbox::open(dir.file()).unwrap();
-        }
-        let lease = Duration::from_secs(30);
-        assert!(
-            inbox.claim(now_ms(), lease, 10).await.unwrap().is_empty(),
-            "not due yet"
-        );
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
-        let c = inbox.claim(now_ms(), lease, 10).await.unwrap();
-        assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "restart: {restart}");
-    }
-}
-
 /// Due times and lease ends are read back on the wall clock, not on the writer's timeline
 /// (which runs ahead after the clock stepped back): a new arrival is shown due at its arrival,
 /// a running item's lease ending a lease from its claim.

@@ -166,6 +166,10 @@ json_struct! {
 /// `workflow`, which `workflow_run` bodies also have, with the run). A body that is not a JSON
 /// object (a form-encoded delivery) is not told apart: remembered, as before.
 fn is_dispatch(body: &[u8]) -> bool {
+    // An object only (the struct would also be read from an array, by position).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
     match crate::json_fast::from_slice::<Dispatch>(body) {
         Ok(d) => d.client_payload.0 || (d.inputs.0 && d.workflow.0 && !d.workflow_run.0),
         Err(_) => false,
@@ -204,6 +208,8 @@ mod tests {
             r#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
             "payload=%7B%22client_payload%22%3A%7B%7D%7D",
             "not json",
+            "[1]",
+            r#"[{}, {"client_payload":{}}]"#,
             r#"{"repository":{"client_payload":{}}}"#,
         ] {
             assert_eq!(scope(other), DedupeScope::Retained, "{other}");
