@@ -261,6 +261,14 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
     if all.iter().any(String::is_empty) {
         return Err(usage("a secret or header value is empty"));
     }
+    // A newline or a space around it (read from a file, an environment file) is never part of
+    // what a sender sends: every delivery would be refused as forged.
+    if all.iter().any(|s| s.trim() != s) {
+        return Err(usage(
+            "a secret or header value starts or ends with whitespace (a newline from a file?); \
+             remove it (the value is not shown)",
+        ));
+    }
     Ok(Auth {
         scheme,
         secrets: all,

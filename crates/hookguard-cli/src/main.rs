@@ -60,7 +60,11 @@ struct Cli {
 fn parse_error(e: clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let secret_arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => SECRET_ARGS.iter().find(|s| arg.starts_with(**s)),
+        // The flag itself, not a longer one it begins (`--header-timeout` is not `--header`).
+        Some(ContextValue::String(arg)) => SECRET_ARGS.iter().find(|s| {
+            arg.strip_prefix(**s)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+        }),
         _ => None,
     };
     // A stray word on a command line that carries a secret is most likely the rest of an

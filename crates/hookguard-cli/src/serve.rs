@@ -1256,17 +1256,38 @@ fn check_path(path: &str) -> CliResult<()> {
         return Err(usage(format!("--path must start with '/', got {path:?}")));
     }
     let param = path.contains(['{', '}']) || path.split('/').any(|seg| seg.starts_with([':', '*']));
-    if param || path.contains("//") || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // A query or a fragment is not part of the path a request is routed by: the route would
+    // never be reached.
+    let not_path = path.contains(['?', '#']);
+    if param || not_path || path.contains("//") || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(usage(format!(
-            "--path must be one literal path (no ':', '*', '{{', '}}' segments, no empty segment, no space), got {path:?}"
+            "--path must be one literal path (no ':', '*', '{{', '}}' segments, no empty segment, no space, no '?' or '#'), got {path:?}"
         )));
     }
     Ok(())
 }
 
+/// `--listen` names a host (or address) and a port.
+fn check_listen(listen: &str) -> CliResult<()> {
+    match listen.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(usage(format!(
+            "--listen must be HOST:PORT (e.g. 127.0.0.1:8787), got {listen:?}"
+        ))),
+    }
+}
+
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     check_path(&args.path)?;
+    check_listen(&args.listen)?;
+    // `sh -c ''` exits 0: every delivery would be marked handled with nothing run (an unset
+    // variable in `--exec "$HANDLER"`).
+    if args.exec.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(usage(
+            "--exec is empty: every delivery would count as handled with nothing run",
+        ));
+    }
     warn_secrets_on_the_command_line();
     if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");

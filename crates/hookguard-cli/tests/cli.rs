@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{code, hookguard, scratch, text, BIN};
+use support::{code, hookguard, hookguard_exits, scratch, text, BIN};
 
 /// What a test does with `serve`'s stdout.
 #[derive(Clone, Copy, PartialEq)]
@@ -3407,7 +3407,7 @@ fn serve_inbox_usage_errors() {
             "127.0.0.1:0",
         ];
         a.extend_from_slice(extra);
-        hookguard(&a, None)
+        hookguard_exits(&a)
     };
     // An unreachable PostgreSQL inbox: a clear run-time error, the password never printed.
     let unreachable = format!("postgres://user:pw-8c1d@127.0.0.1:{}/hooks", closed_port());
@@ -3448,8 +3448,31 @@ fn serve_inbox_usage_errors() {
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("unexpected argument"), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
-    // A --path axum would refuse (a parameter, a wildcard) is a usage error, never a panic.
-    for bad in ["/hooks/:id", "/hooks/*rest", "/hooks/{id}", "/hooks/{"] {
+    // A secret with a newline or a space around it can never match what a sender sends.
+    for bad in ["s ", " s", "s\n"] {
+        let o = serve(&["--secret", bad]);
+        assert_eq!(code(&o), 2, "{bad:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("whitespace"), "{}", text(&o.stderr));
+    }
+    // An empty command would count every delivery as handled with nothing run.
+    for bad in ["", "  "] {
+        let o = serve(&["--exec", bad]);
+        assert_eq!(code(&o), 2, "{bad:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--exec is empty"), "{}", text(&o.stderr));
+    }
+    // A flag that begins like a secret's is named as itself.
+    let o = serve(&["--header-timeout", "abc"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--header-timeout"), "{}", text(&o.stderr));
+    // --listen is HOST:PORT.
+    for bad in ["nonsense", "8080", ":8080", "127.0.0.1:http"] {
+        let o = hookguard_exits(&["serve", "--provider", "github", "--secret", "s", "--listen", bad]);
+        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--listen"), "{}", text(&o.stderr));
+    }
+    // A --path axum would refuse (a parameter, a wildcard) is a usage error, never a panic; so
+    // is one with a query or a fragment, which no request is routed by.
+    for bad in ["/hooks/:id", "/hooks/*rest", "/hooks/{id}", "/hooks/{", "/a?b", "/a#b"] {
         let o = serve(&["--path", bad]);
         assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
         assert!(text(&o.stderr).contains("--path"), "{}", text(&o.stderr));

@@ -33,6 +33,31 @@ pub fn hookguard(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("wait hookguard")
 }
 
+/// Runs `hookguard ARGS` (no input) expecting it to exit by itself within 20 s, as a refused
+/// configuration does; a process still running then (a `serve` that started) is killed, and the
+/// test fails on that rather than waiting for ever.
+pub fn hookguard_exits(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("HOOKGUARD_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hookguard");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait hookguard").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hookguard {args:?} did not exit: it started instead of refusing its configuration");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait hookguard")
+}
+
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
