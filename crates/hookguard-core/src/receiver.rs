@@ -961,7 +961,8 @@ impl<T> ReceiverBuilder<T> {
     /// let rx: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(30)).build().unwrap();
     /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
     /// // Zero is refused: every answer would count as late.
-    /// assert!(Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build::<Receiver>().is_err());
+    /// let zero: Result<Receiver, _> = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build();
+    /// assert!(zero.is_err());
     /// ```
     pub fn sender_timeout(mut self, timeout: Duration) -> Self {
         self.sender_timeout = Some(timeout);

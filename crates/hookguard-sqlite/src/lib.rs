@@ -768,8 +768,9 @@ enum Op {
     Claim(i64, i64, u32, Reply<Vec<ClaimedItem>>),
     Complete(ClaimRef, i64, Reply<bool>),
     Fail(ClaimRef, String, Option<i64>, i64, Reply<bool>),
-    /// Give back without counting the attempt, due at the second field (0: now).
-    Release(ClaimRef, i64, Reply<bool>),
+    /// Give back without counting the attempt, due at the second field (0: now), counted from
+    /// the caller's reading of the clock (the third).
+    Release(ClaimRef, i64, i64, Reply<bool>),
     Get(i64, Reply<Option<InboxRecord>>),
     Replay(i64, i64, Reply<()>),
     ReplayDead(i64, Reply<u64>),
@@ -881,7 +882,13 @@ struct Timeline {
     /// The floor as last stored in `hookguard_inbox_meta` (stored once it moved on by a
     /// second: after a restart, times stored since are reached at most a second late).
     saved_floor: i64,
+    /// When the lead last grew (a step back seen), on this process's monotonic clock.
+    stepped_at: Option<Instant>,
 }
+
+/// How long after a step back a caller's reading later than the writer's is taken as one read
+/// before the step (far longer than an operation waits in the queue).
+const STEP_WINDOW: Duration = Duration::from_secs(600);
 
 impl Timeline {
     /// The timeline as the last writer left it in this file: its lead (times already stored
@@ -904,15 +911,32 @@ impl Timeline {
             floor: newest.max(saved_floor),
             ahead,
             saved_floor,
+            stepped_at: None,
         })
     }
 
     /// The offset to add to a time counted from the wall clock, which reads `wall` now (the
     /// writer's own reading).
     fn shift(&mut self, wall: i64) -> i64 {
-        self.ahead = self.ahead.max(self.floor.saturating_sub(wall));
+        let behind = self.floor.saturating_sub(wall);
+        if behind > self.ahead {
+            self.ahead = behind;
+            self.stepped_at = Some(Instant::now());
+        }
         self.floor = self.floor.max(wall);
         self.ahead
+    }
+
+    /// A time `at` a caller counted from its reading `now` (a claim's now, a lease's end, a
+    /// retry, a deferral), on the timeline, after [`Timeline::shift`] with the writer's reading
+    /// `wall`. Shortly after a step back, a caller's reading later than the writer's was taken
+    /// before the step: counted from the writer's reading instead, so the lead that step added
+    /// is not added on top of a time from before it. Otherwise the caller's reading is its own
+    /// (earlier than the writer's: its wait in the queue, not a step back either).
+    fn place(&self, at: i64, now: i64, wall: i64) -> i64 {
+        let before_step = now > wall && self.stepped_at.is_some_and(|t| t.elapsed() < STEP_WINDOW);
+        let base = if before_step { wall } else { now };
+        base.saturating_add(at.saturating_sub(now)).saturating_add(self.ahead)
     }
 
     /// Whether the floor moved on far enough from the stored one to be stored again.
@@ -976,7 +1000,7 @@ impl Writer {
         });
         for claim in std::mem::take(&mut self.unclaimed) {
             let (tx, _) = oneshot::channel();
-            batch.push(Op::Release(claim, 0, tx));
+            batch.push(Op::Release(claim, 0, 0, tx));
         }
     }
 
@@ -1163,8 +1187,9 @@ fn apply(
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
-            let shift = clock.shift(wall);
-            let r = claim(conn, now.saturating_add(shift), until.saturating_add(shift), limit);
+            clock.shift(wall);
+            let (due, until) = (clock.place(now, now, wall), clock.place(until, now, wall));
+            let r = claim(conn, due, until, limit, now.min(wall));
             Done::Claim(tx, r.map_err(storage))
         }
         Op::Complete(claim, now, tx) => {
@@ -1186,7 +1211,10 @@ fn apply(
                             claim.id,
                             claim.attempt,
                             claim.lease_until_ms,
-                            at.saturating_add(clock.shift(wall)),
+                            {
+                                clock.shift(wall);
+                                clock.place(at, now, wall)
+                            },
                             error
                         ],
                     )
@@ -1202,11 +1230,14 @@ fn apply(
             };
             Done::Bool(tx, r)
         }
-        Op::Release(claim, until, tx) => {
+        Op::Release(claim, until, now, tx) => {
             // A deferral's end on the claims' timeline too (the worker counts it from now).
             let until = match until {
                 0 => 0,
-                t => t.saturating_add(clock.shift(wall)),
+                t => {
+                    clock.shift(wall);
+                    clock.place(t, now, wall)
+                }
             };
             let r = conn
                 .execute(
@@ -1221,7 +1252,8 @@ fn apply(
         Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
         Op::Replay(id, now, tx) => {
             // Due now on the claims' timeline, behind what was already due.
-            let r = replay(conn, id, now.saturating_add(clock.shift(wall)));
+            clock.shift(wall);
+            let r = replay(conn, id, clock.place(now, now, wall));
             if r.is_ok() {
                 *pending += 1;
                 *wake = true;
@@ -1229,7 +1261,8 @@ fn apply(
             Done::Unit(tx, r)
         }
         Op::ReplayDead(now, tx) => {
-            let r = replay_dead(conn, now.saturating_add(clock.shift(wall))).map_err(storage);
+            clock.shift(wall);
+            let r = replay_dead(conn, clock.place(now, now, wall)).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
                 *wake |= n > 0;
@@ -1334,7 +1367,9 @@ fn accept(
     }
 }
 
-fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Result<Vec<ClaimedItem>> {
+/// Claims up to `limit` items due at `now` (on the timeline) until `until`; `wall`: the wall
+/// clock's time, for an item marked dead here.
+fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusqlite::Result<Vec<ClaimedItem>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2,
              unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
@@ -1364,7 +1399,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32) -> rusqlite::Resul
         // item is dead (and says why) rather than failing every claim that reaches it.
         let Some(bytes) = body.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
             tracing::error!(id, "inbox: item without a stored body; marked dead");
-            finish(conn, claim, now, Some("the stored body is missing"))?;
+            finish(conn, claim, wall, Some("the stored body is missing"))?;
             continue;
         };
         items.push(ClaimedItem::new(
@@ -1608,10 +1643,11 @@ impl InboxStore for SqliteInbox {
         self.call(move |tx| Op::Fail(claim, error, retry_at_ms, now_ms, tx))
     }
     fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Release(claim, 0, tx))
+        self.call(move |tx| Op::Release(claim, 0, 0, tx))
     }
     fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
-        self.call(move |tx| Op::Release(claim, until_ms, tx))
+        let now = hookguard_core::inbox::now_ms();
+        self.call(move |tx| Op::Release(claim, until_ms, now, tx))
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         if self.inner.tx.is_none() {
@@ -1810,6 +1846,7 @@ mod tests {
                 floor: 0,
                 ahead: 0,
                 saved_floor: 0,
+                stepped_at: None,
             },
             wall: hookguard_core::inbox::now_ms,
         }
@@ -1895,6 +1932,12 @@ mod tests {
                 .commit(vec![Op::Fail(c.claim(), "boom".into(), Some(retry_at), now, reply)]);
             assert!(failed.try_recv().unwrap().unwrap());
         }
+
+        fn defer(&mut self, c: &ClaimedItem, until: i64, now: i64) {
+            let (reply, mut deferred) = oneshot::channel();
+            self.0.commit(vec![Op::Release(c.claim(), until, now, reply)]);
+            assert!(deferred.try_recv().unwrap().unwrap());
+        }
     }
 
     const T: i64 = 1_700_000_000_000;
@@ -1928,6 +1971,44 @@ mod tests {
             WALL.store(T + 2_100, Ordering::SeqCst);
             let c = w.claim(T + 2_100);
             assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "restart: {restart}");
+        }
+    }
+
+    /// Readings taken just before the clock stepped back an hour (the writer reads the clock
+    /// after the step) are not moved by the lead that step adds: a claim does not take a lease
+    /// an hour early, and a retry or deferral "in two seconds" is not an hour late — also when
+    /// an earlier batch saw the step first.
+    #[test]
+    fn a_callers_reading_from_before_a_step_back_is_not_counted_twice() {
+        use std::sync::atomic::AtomicI64;
+        static WALL: AtomicI64 = AtomicI64::new(T);
+        fn wall() -> i64 {
+            WALL.load(Ordering::SeqCst)
+        }
+        const HOUR: i64 = 3_600_000;
+        for deferral in [false, true] {
+            let (_scratch, conn) = Scratch::new(if deferral { "back-defer" } else { "back-fail" });
+            let mut w = Driven(test_writer(conn));
+            w.0.wall = wall;
+            WALL.store(T, Ordering::SeqCst);
+            let id = w.accept("evt_before_step", T);
+            let c = w.claim(T);
+            assert_eq!(c.len(), 1);
+            // Read T + 5; the clock steps back before the writer reads it.
+            WALL.store(T - HOUR + 5, Ordering::SeqCst);
+            assert!(w.claim(T + 5).is_empty(), "the lease was taken an hour early");
+            if deferral {
+                w.defer(&c[0], T + 2_005, T + 5);
+            } else {
+                w.fail(&c[0], T + 2_005, T + 5);
+            }
+            WALL.store(T - HOUR + 2_200, Ordering::SeqCst);
+            let again = w.claim(T - HOUR + 2_200);
+            assert_eq!(
+                again.iter().map(|i| i.id).collect::<Vec<_>>(),
+                [id],
+                "deferral: {deferral}"
+            );
         }
     }
 
