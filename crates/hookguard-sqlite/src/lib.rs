@@ -1103,7 +1103,10 @@ impl Writer {
                 failed = Some(format!("cannot store the timeline's lead: {e}"));
             }
         }
-        if let (None, Some(floor)) = (&failed, self.clock.floor_to_save()) {
+        // Never from a batch of reads: it holds no write lock, and asking for one mid-read
+        // fails at once while another process writes.
+        let floor = self.clock.floor_to_save().filter(|_| !reads_only);
+        if let (None, Some(floor)) = (&failed, floor) {
             match set_meta(&tx, "timeline_floor", floor) {
                 Ok(()) => self.clock.saved_floor = floor,
                 Err(e) => failed = Some(format!("cannot store the timeline's floor: {e}")),

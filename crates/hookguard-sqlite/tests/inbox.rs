@@ -1126,6 +1126,23 @@ async fn reads_from_a_second_handle_never_take_the_write_lock() {
     );
 }
 
+/// The same on a file whose timeline floor was never stored (made before it was kept): the
+/// first read of a new handle stored it, asking for the write lock another process held.
+#[tokio::test]
+async fn a_first_read_of_an_older_file_takes_no_write_lock_either() {
+    let dir = TempDir::new("readers-older");
+    let serving = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&serving, &bwp("evt_read_old")).await;
+    let writer = rusqlite::Connection::open(dir.file()).unwrap();
+    writer
+        .execute("DELETE FROM hookguard_inbox_meta WHERE name = 'timeline_floor'", [])
+        .unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let cli = SqliteInbox::open_existing(dir.file()).unwrap();
+    assert!(cli.get(id).await.unwrap().is_some());
+    writer.execute_batch("COMMIT").unwrap();
+}
+
 #[tokio::test]
 async fn list_filters_by_state_and_provider() {
     let dir = TempDir::new("list");
