@@ -167,9 +167,19 @@ impl SenderHealth {
     }
 
     /// The retry horizon set with [`with_retry_horizon`](Self::with_retry_horizon).
-    #[cfg(test)]
     pub(crate) fn retry_horizon(&self) -> Option<Duration> {
         self.retry_horizon
+    }
+
+    /// The kill switch warned about, if the sender has one.
+    ///
+    /// ```
+    /// use hookguard_core::{observe::SenderHealth, schemes::Hcss, Provider, Scheme};
+    /// let h = SenderHealth::new(Provider::Hcss, Hcss::new().kill_switch());
+    /// assert_eq!(h.kill_switch().map(|k| k.failures), Some(5));
+    /// ```
+    pub fn kill_switch(&self) -> Option<KillSwitch> {
+        self.kill_switch
     }
 
     /// Whether this sender's kill switch counts the tries of one event (then answers should

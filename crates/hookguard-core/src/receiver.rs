@@ -344,6 +344,29 @@ impl Receiver {
         }
     }
 
+    /// The sender's kill switch that sender health warns about, instead of the one its profile
+    /// declares: for a sender whose switch is not modelled (Slack disables event
+    /// subscriptions after a high share of failed deliveries within an hour; no count is
+    /// published, so none is assumed), or one that differs in your contract. `None`: no
+    /// warnings. Failures counted so far start again.
+    ///
+    /// ```
+    /// use hookguard_core::{observe::KillSwitch, schemes::Slack, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(Slack::new()).secret("s").build().unwrap());
+    /// assert_eq!(rx.health().kill_switch(), None);
+    /// let k = KillSwitch::new(20, "disables event subscriptions", "re-enable them in the app's settings");
+    /// let rx = rx.with_kill_switch(Some(k));
+    /// assert_eq!(rx.health().kill_switch(), Some(k));
+    /// ```
+    pub fn with_kill_switch(mut self, kill_switch: Option<observe::KillSwitch>) -> Self {
+        let mut health = SenderHealth::new(self.verifier.provider(), kill_switch);
+        if let Some(h) = self.health.retry_horizon() {
+            health = health.with_retry_horizon(h);
+        }
+        self.health = std::sync::Arc::new(health);
+        self
+    }
+
     /// How the receiver waits: with a runtime's sleep, a handler that runs longer than a third
     /// of the dedupe lease has its claim renewed every third of the lease until it answers
     /// (when the store renews claims, as the in-memory and Redis stores do), so a sender's
@@ -906,6 +929,7 @@ pub struct ReceiverBuilder<T = Receiver> {
     budget: Option<Duration>,
     inbox: Option<std::sync::Arc<dyn InboxStore>>,
     sender_timeout: Option<Duration>,
+    kill_switch: Option<Option<observe::KillSwitch>>,
     out: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -917,6 +941,7 @@ impl<T> fmt::Debug for ReceiverBuilder<T> {
             .field("budget", &self.budget)
             .field("inbox", &self.inbox.is_some())
             .field("sender_timeout", &self.sender_timeout)
+            .field("kill_switch", &self.kill_switch)
             .finish()
     }
 }
@@ -948,6 +973,7 @@ impl<T> ReceiverBuilder<T> {
             budget: None,
             inbox: None,
             sender_timeout: None,
+            kill_switch: None,
             out: std::marker::PhantomData,
         }
     }
@@ -966,6 +992,20 @@ impl<T> ReceiverBuilder<T> {
     /// ```
     pub fn sender_timeout(mut self, timeout: Duration) -> Self {
         self.sender_timeout = Some(timeout);
+        self
+    }
+
+    /// The sender's kill switch, when its profile's does not fit or is not modelled (see
+    /// [`Receiver::with_kill_switch`]).
+    ///
+    /// ```
+    /// use hookguard_core::{observe::KillSwitch, schemes::Slack, Receiver};
+    /// let k = KillSwitch::new(20, "disables event subscriptions", "re-enable them in the app's settings");
+    /// let rx: Receiver = Receiver::builder(Slack::new()).secret("s").kill_switch(Some(k)).build().unwrap();
+    /// assert_eq!(rx.health().kill_switch(), Some(k));
+    /// ```
+    pub fn kill_switch(mut self, kill_switch: Option<observe::KillSwitch>) -> Self {
+        self.kill_switch = Some(kill_switch);
         self
     }
 
@@ -1042,6 +1082,9 @@ impl<T> ReceiverBuilder<T> {
                 ));
             }
             rx = rx.with_sender_timeout(t);
+        }
+        if let Some(k) = self.kill_switch {
+            rx = rx.with_kill_switch(k);
         }
         if let Some(d) = self.dedupe {
             rx = rx.with_dedupe(d);
