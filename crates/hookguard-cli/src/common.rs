@@ -29,6 +29,21 @@ pub fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
+/// A configuration the core refused (exit 2), in the CLI's words: named once as invalid, and
+/// without advice that only a library user can follow.
+pub fn config_error(e: &hookguard_core::ConfigError) -> CliError {
+    let text = e.to_string();
+    let text = text.replace(
+        " (allow it explicitly with .allow_unsigned_key_header(name) if you must)",
+        " (--dedupe-key takes the signed headers and the body's fields only)",
+    );
+    usage(if text.starts_with("invalid configuration") {
+        text
+    } else {
+        format!("invalid configuration: {text}")
+    })
+}
+
 /// A run-time failure (exit 1).
 pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())

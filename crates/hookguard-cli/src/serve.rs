@@ -804,7 +804,7 @@ pub fn layer_keyed(
         Keeper::Dedupe(store) => b.dedupe_policy(Dedupe::from_arc(store).lease(spec.lease)),
         Keeper::Inbox(inbox) => b.inbox(inbox),
     };
-    let layer = b.build().map_err(|e| usage(format!("invalid configuration: {e}")))?;
+    let layer = b.build().map_err(|e| crate::common::config_error(&e))?;
     Ok((layer, a.mode))
 }
 

@@ -102,7 +102,7 @@ pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
     }
     let method = Method::from_bytes(args.method.as_bytes())
         .map_err(|_| usage(format!("--method is not an HTTP method: {:?}", args.method)))?;
-    let verifier = b.build().map_err(|e| usage(format!("invalid configuration: {e}")))?;
+    let verifier = b.build().map_err(|e| crate::common::config_error(&e))?;
 
     let mut headers = HeaderMap::new();
     let mut target = args.uri.clone();

@@ -154,6 +154,24 @@ fn verify_runs_the_receivers_prechecks_and_computes_dedupe_keys() {
         );
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o.stderr));
     }
+    // An unsigned header: said once, with advice the CLI's user can follow.
+    let o = hookguard(
+        &[
+            "verify",
+            "--provider",
+            "procore",
+            "--secret",
+            "Bearer t",
+            "--dedupe-key",
+            "header:x-hop",
+        ],
+        body,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("invalid configuration").count(), 1, "{err}");
+    assert!(!err.contains("allow_unsigned_key_header"), "{err}");
+    assert!(err.contains("signed headers"), "{err}");
 }
 
 /// A running `hookguard serve`, killed on drop.
