@@ -44,6 +44,12 @@ pub fn config_error(e: &hookguard_core::ConfigError) -> CliError {
     })
 }
 
+/// A GitHub ping's body (a JSON object with `zen`): the one body that may be labelled `ping`
+/// when no event type is given (GitHub names the event in a header, not the body).
+pub fn is_github_ping(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|o| o.contains_key("zen"))
+}
+
 /// A run-time failure (exit 1).
 pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())

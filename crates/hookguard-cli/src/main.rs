@@ -108,7 +108,7 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Act as a vendor's sender: sign, POST, and retry by the vendor's rules.
     Send(send::SendArgs),
-    /// Look into and act on a durable inbox (`serve --inbox`): list, show, replay, purge, stats.
+    /// Look into and act on a durable inbox (`serve --inbox`): list, show, replay, purge, stats, migrate.
     Inbox(inbox::InboxArgs),
     /// Internal: how `serve --exec` runs a command on Linux (it dies with `serve`).
     #[cfg(target_os = "linux")]

@@ -288,11 +288,14 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
         None => sample_body(args.provider, args.event_type.as_deref(), start),
     };
     // GitHub names the event in a header, not the body: a file of one's own needs its name
-    // (the sample's default, `ping`, would label a push as a ping).
-    if args.provider.provider() == hookguard_core::Provider::GitHub && args.file.is_some() && args.event_type.is_none()
+    // (the sample's default, `ping`, would label a push as a ping), unless it is a ping.
+    if args.provider.provider() == hookguard_core::Provider::GitHub
+        && args.file.is_some()
+        && args.event_type.is_none()
+        && !crate::common::is_github_ping(&body)
     {
         return Err(usage(
-            "--provider github --file needs --event-type (GitHub sends it as X-GitHub-Event, e.g. push)",
+            "--provider github --file needs --event-type unless the body is a ping (GitHub sends it as X-GitHub-Event, e.g. push)",
         ));
     }
     let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();

@@ -152,8 +152,9 @@ pub struct ServeArgs {
     /// Accept this header instead (procore, hcss): 'Name: value'. Repeatable (same name).
     #[arg(long = "auth-header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
     auth_headers: Vec<HeaderArg>,
-    /// The address to listen on (port 0: any free port, printed on stderr).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    /// The address to listen on: PORT on 127.0.0.1, or HOST:PORT (port 0: any free port,
+    /// printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787", value_parser = ui::parse_addr)]
     listen: String,
     /// The webhook path.
     #[arg(long, default_value = "/webhooks")]
@@ -1267,20 +1268,9 @@ fn check_path(path: &str) -> CliResult<()> {
     Ok(())
 }
 
-/// `--listen` names a host (or address) and a port.
-fn check_listen(listen: &str) -> CliResult<()> {
-    match listen.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(usage(format!(
-            "--listen must be HOST:PORT (e.g. 127.0.0.1:8787), got {listen:?}"
-        ))),
-    }
-}
-
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     check_path(&args.path)?;
-    check_listen(&args.listen)?;
     // `sh -c ''` exits 0: every delivery would be marked handled with nothing run (an unset
     // variable in `--exec "$HANDLER"`).
     if args.exec.as_deref().is_some_and(|c| c.trim().is_empty()) {

@@ -31,7 +31,7 @@ Examples:
   hookguard sign --provider standard --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --id msg_1 --file event.json
   hookguard sign --provider standard --secret whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk= --id msg_1 --file event.json
   hookguard sign --provider procore --secret 'Bearer s3cret' --file event.json
-  hookguard sign --provider hcss --secret hcss-url-token --file event.json     # prints ?token=hcss-url-token";
+  hookguard sign --provider hcss --secret hcss-url-token --file event.json     # prints ?token=hcss-url-token (and Content-Type)";
 
 /// `hookguard sign`.
 #[derive(clap::Args)]
@@ -69,7 +69,10 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
     let body = read_body(args.file.as_deref())?;
     // GitHub names the event in a header, not the body: without --event-type only a ping
     // (its body has `zen`) may be labelled `ping`, as `send` requires for a file of one's own.
-    if args.provider.provider() == hookguard_core::Provider::GitHub && args.event_type.is_none() && !is_ping(&body) {
+    if args.provider.provider() == hookguard_core::Provider::GitHub
+        && args.event_type.is_none()
+        && !crate::common::is_github_ping(&body)
+    {
         return Err(usage(
             "--provider github needs --event-type unless the body is a ping (GitHub sends it as X-GitHub-Event, e.g. push)",
         ));
@@ -102,9 +105,4 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
     }
     crate::common::write_stdout(format_args!("{out}"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A GitHub ping's body: a JSON object with `zen`.
-fn is_ping(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|o| o.contains_key("zen"))
 }

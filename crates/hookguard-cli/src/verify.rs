@@ -17,7 +17,7 @@ Verifies the body (stdin, or --file) with the request headers given by -H (and/o
 query line). Valid: prints the delivery's JSON summary
   {\"provider\":\"buildworkpro\",\"id\":\"evt_1\",\"type\":\"bid.accepted\",\"dedupe_key\":\"buildworkpro:evt_1\"}
 and exits 0. A challenge (HCSS `GET ?challenge=` with --method GET, a signed Slack
-url_verification) prints {\"provider\":…,\"challenge\":\"<value>\"} and exits 0. Rejected: prints
+url_verification) prints {\"challenge\":\"<value>\",\"provider\":…} and exits 0. Rejected: prints
 {\"error\":\"<code>\",\"message\":\"…\",\"status\":<HTTP status>} on stdout and exits 1; the codes
 are stable (signature_mismatch, malformed_signature, missing_signature, unauthorized,
 timestamp_out_of_window, invalid_payload, body_too_large, …) and the status is what `serve`

@@ -914,6 +914,23 @@ fn sign_refuses_a_github_body_without_its_event_type_unless_it_is_a_ping() {
     assert!(text(&o.stdout).contains("X-GitHub-Event: push"), "{}", text(&o.stdout));
 }
 
+/// `send` follows the same rule as `sign`: a file of one's own needs its event type, unless
+/// it is a ping.
+#[test]
+fn send_needs_a_github_files_event_type_unless_it_is_a_ping() {
+    let dir = scratch("send-github-file");
+    let (push, ping) = (dir.join("push.json"), dir.join("ping.json"));
+    std::fs::write(&push, br#"{"ref":"refs/heads/main","after":"b"}"#).unwrap();
+    std::fs::write(&ping, br#"{"zen":"Design for failure.","hook_id":42}"#).unwrap();
+    let s = Server::start(&["--provider", "github", "--secret", "gh"]);
+    let o = send_fast("github", "gh", &s.url(), &["--file", push.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--event-type"), "{}", text(&o.stderr));
+    let o = send_fast("github", "gh", &s.url(), &["--file", ping.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(s.json_lines(1)[0]["type"], "ping");
+}
+
 #[test]
 fn sign_prints_the_hcss_query_pair_and_procore_header() {
     let o = hookguard(&["sign", "--provider", "hcss", "--secret", "a b&c"], Some(b"{}"));
@@ -3464,8 +3481,8 @@ fn serve_inbox_usage_errors() {
     let o = serve(&["--header-timeout", "abc"]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("--header-timeout"), "{}", text(&o.stderr));
-    // --listen is HOST:PORT.
-    for bad in ["nonsense", "8080", ":8080", "127.0.0.1:http"] {
+    // --listen is PORT or HOST:PORT.
+    for bad in ["nonsense", ":8080", "127.0.0.1:http", "70000"] {
         let o = hookguard_exits(&["serve", "--provider", "github", "--secret", "s", "--listen", bad]);
         assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
         assert!(text(&o.stderr).contains("--listen"), "{}", text(&o.stderr));

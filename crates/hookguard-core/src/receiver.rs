@@ -348,7 +348,8 @@ impl Receiver {
     /// declares: for a sender whose switch is not modelled (Slack disables event
     /// subscriptions after a high share of failed deliveries within an hour; no count is
     /// published, so none is assumed), or one that differs in your contract. `None`: no
-    /// warnings. Failures counted so far start again.
+    /// warnings, and so is one with zero `failures` (the builder refuses it). Failures counted so
+    /// far start again: give it when building the receiver (clones taken before keep theirs).
     ///
     /// ```
     /// use hookguard_core::{observe::KillSwitch, schemes::Slack, Receiver, Verifier};
@@ -359,6 +360,7 @@ impl Receiver {
     /// assert_eq!(rx.health().kill_switch(), Some(k));
     /// ```
     pub fn with_kill_switch(mut self, kill_switch: Option<observe::KillSwitch>) -> Self {
+        let kill_switch = kill_switch.filter(|k| k.failures > 0);
         let mut health = SenderHealth::new(self.verifier.provider(), kill_switch);
         if let Some(h) = self.health.retry_horizon() {
             health = health.with_retry_horizon(h);
@@ -1003,6 +1005,10 @@ impl<T> ReceiverBuilder<T> {
     /// let k = KillSwitch::new(20, "disables event subscriptions", "re-enable them in the app's settings");
     /// let rx: Receiver = Receiver::builder(Slack::new()).secret("s").kill_switch(Some(k)).build().unwrap();
     /// assert_eq!(rx.health().kill_switch(), Some(k));
+    /// // One that would trip at no failure is refused.
+    /// let never = KillSwitch::new(0, "x", "y");
+    /// let refused: Result<Receiver, _> = Receiver::builder(Slack::new()).secret("s").kill_switch(Some(never)).build();
+    /// assert!(refused.is_err());
     /// ```
     pub fn kill_switch(mut self, kill_switch: Option<observe::KillSwitch>) -> Self {
         self.kill_switch = Some(kill_switch);
@@ -1084,6 +1090,11 @@ impl<T> ReceiverBuilder<T> {
             rx = rx.with_sender_timeout(t);
         }
         if let Some(k) = self.kill_switch {
+            if k.is_some_and(|k| k.failures == 0) {
+                return Err(ConfigError::Invalid(
+                    "a kill switch trips after one failure at least (for none, give None)",
+                ));
+            }
             rx = rx.with_kill_switch(k);
         }
         if let Some(d) = self.dedupe {

@@ -17,7 +17,7 @@ use crate::serve::{layer, route, Handler, Keeper, ReceiverSpec};
 use crate::vendor::{guid, rand_hex, rfc3339, sample_body, ulid, Next, Outcome, Vendor};
 
 const AFTER_HELP: &str = "\
-Starts one axum server on an ephemeral 127.0.0.1 port with five routes, each behind its own
+Starts one axum server on an ephemeral 127.0.0.1 port with six routes, each behind its own
 hookguard_tower::WebhookLayer:
   /webhooks/hcss                HCSS (URL token), in-memory dedupe, inline handler
   /webhooks/buildworkpro        BuildWorkPro (whsec_ secret, ±300 s), in-memory dedupe, inline
@@ -35,7 +35,7 @@ our schedule, then done; a `hookguard serve --inbox` process (this program) kill
 after answering, restarted on the same file, the event handled and printed once. Each step
 prints what was sent, what the receiver answered (status + code, and for the inbox the
 measured answer time), whether the handler ran, and what the vendor would do next (deliver,
-retry, stop, pause, disable). Takes about 7 s. Exits 0 only if every step answered as
+retry, stop, pause, disable). Takes about 6–7 s. Exits 0 only if every step answered as
 expected, 1 otherwise.
 
 Example:

@@ -810,7 +810,8 @@ fn health_html(ui: &Inspector, out: &mut String) {
     let (in_a_row, of_one_event) = (health.consecutive_failures(), health.event_failures());
     let n = in_a_row.max(of_one_event);
     out.push_str("<section id=\"health\"><h2>Sender health</h2>");
-    match scheme.kill_switch() {
+    // The receiver's own (an application may give one the profile lacks), not the profile's.
+    match health.kill_switch() {
         Some(k) => {
             let level = health_level(&k, in_a_row, of_one_event);
             let _ = write!(
@@ -1138,8 +1139,7 @@ async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Re
 
 /// `GET /api/status` (JSON): health, recent answers, inbox counts.
 async fn status(State(ui): State<Arc<Inspector>>) -> Response {
-    let scheme = ui.receiver.verifier().scheme();
-    let k = scheme.kill_switch();
+    let k = ui.receiver.health().kill_switch();
     let answers: Vec<serde_json::Value> = ui
         .answers
         .newest_first()

@@ -66,7 +66,7 @@ impl Scheme for Slack {
             name: "Slack",
             timeout: secs(3),
             schedule: RetrySchedule::Fixed(const { &[secs(1), secs(60), secs(300)] }),
-            schedule_doc: "4 attempts: now, nearly immediately (+1 s), +1 min, +5 min; 3 s timeout",
+            schedule_doc: "4 attempts: now, nearly immediately (+1 s), +1 min, +5 min",
             retry_note: "",
             permanent: Permanent::Never,
             give_up: "Slack gives up after 3 retries",
