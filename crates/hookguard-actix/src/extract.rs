@@ -167,7 +167,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for VerifiedNoDedupe<T> {
                 .headers()
                 .get(actix_web::http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
-        let taken = matches!(payload, Payload::None) && declares_body;
+        // HTTP/2 and 3 need no Content-Length, and actix gives every such request a payload
+        // of its own: none left means an extractor before this one took it.
+        let streams = req.version() >= actix_web::http::Version::HTTP_2;
+        let taken = matches!(payload, Payload::None) && (declares_body || streams);
         Box::pin(async move {
             if taken {
                 tracing::error!("{}", Refusal::BodyTaken);

@@ -405,6 +405,8 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
     assert_eq!(json_of(res).await["error"], "challenge_too_long");
     let res = test::call_service(&app, TestRequest::put().uri("/plain/hcss").to_request()).await;
     assert_eq!(res.status(), 405);
+    // RFC 9110: a 405 names the methods, as the middleware's does.
+    assert_eq!(res.headers().get("allow").unwrap(), "GET, POST");
     assert_eq!(json_of(res).await["error"], "method_not_allowed");
     let res = test::call_service(
         &app,
@@ -448,6 +450,15 @@ async fn a_body_taken_before_the_standalone_extractor_is_a_wiring_error() {
     ))
     .await;
     let res = test::call_service(&app, signed_github_post().to_request()).await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(json_of(res).await["error"], "body_already_taken");
+    // HTTP/2 needs no Content-Length: the body taken is still told apart (a verdict on the
+    // empty rest was a permanent 401 for a genuine delivery).
+    let mut h2 = signed_github_post()
+        .version(actix_web::http::Version::HTTP_2)
+        .to_request();
+    h2.headers_mut().remove(actix_web::http::header::CONTENT_LENGTH);
+    let res = test::call_service(&app, h2).await;
     assert_eq!(res.status(), 500);
     assert_eq!(json_of(res).await["error"], "body_already_taken");
 }

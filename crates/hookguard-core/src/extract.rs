@@ -51,6 +51,9 @@ pub enum Refusal {
     /// — never a verdict on an empty body, which would answer a genuine delivery with a
     /// permanent `401`.
     BodyTaken,
+    /// A method the route does not take: `405 method_not_allowed` with the `Allow` header
+    /// (the methods given), as the middleware answers.
+    NotAllowed(http::HeaderValue),
 }
 
 impl Refusal {
@@ -58,6 +61,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Rejected(r) => r.status(),
+            Refusal::NotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Challenge(_) | Refusal::Ignored => StatusCode::OK,
             Refusal::MissingMiddleware | Refusal::MissingVerifier | Refusal::BodyTaken => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -69,6 +73,11 @@ impl Refusal {
     pub fn response(&self) -> http::Response<Bytes> {
         match self {
             Refusal::Rejected(r) => crate::response::rejection(r),
+            Refusal::NotAllowed(allow) => {
+                let mut r = crate::response::rejection(&Rejection::MethodNotAllowed);
+                r.headers_mut().insert(http::header::ALLOW, allow.clone());
+                r
+            }
             Refusal::Challenge(a) => a.clone().into_response(),
             Refusal::Ignored => crate::response::ignored(),
             Refusal::MissingMiddleware => crate::response::misconfigured("missing_webhook_layer", MISSING_MIDDLEWARE),
@@ -82,6 +91,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::Rejected(r) => r.fmt(f),
+            Refusal::NotAllowed(_) => Rejection::MethodNotAllowed.fmt(f),
             Refusal::Challenge(_) => f.write_str("challenge answered"),
             Refusal::Ignored => f.write_str("delivery ignored by configuration"),
             Refusal::MissingMiddleware => f.write_str(MISSING_MIDDLEWARE),
@@ -157,9 +167,11 @@ where
     F: FnOnce(usize, Duration) -> Fut,
     Fut: Future<Output = Result<Bytes, Rejection>>,
 {
-    let limit = match verifier.precheck(head)? {
-        Precheck::ReadBody { limit } => limit,
-        Precheck::Challenge(a) => return Err(Refusal::Challenge(a)),
+    let limit = match verifier.precheck(head) {
+        Ok(Precheck::ReadBody { limit }) => limit,
+        Ok(Precheck::Challenge(a)) => return Err(Refusal::Challenge(a)),
+        Err(Rejection::MethodNotAllowed) => return Err(Refusal::NotAllowed(verifier.allowed_methods())),
+        Err(r) => return Err(Refusal::Rejected(r)),
     };
     let body = read(limit, verifier.read_timeout()).await?;
     match verifier.verify(head, body)? {

@@ -194,6 +194,24 @@ async fn standalone_verify_extractor() {
         status_and_code(&app, req("Bearer t", "own")).await,
         (StatusCode::OK, None)
     );
+    // A method the route takes only for the extractor to refuse: 405 with `Allow`, as the
+    // layer answers (RFC 9110).
+    let any = Router::new()
+        .route(
+            "/hook",
+            axum::routing::any(|VerifiedNoDedupe(_): VerifiedNoDedupe<serde_json::Value>| async {
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state(State {
+            procore: Verifier::builder(Procore::new()).secret("Bearer t").build().unwrap(),
+        });
+    let res = any
+        .oneshot(Request::put("/hook").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers().get("allow").unwrap(), "POST");
 }
 
 /// A marker an outer layer puts in the request's extensions.
