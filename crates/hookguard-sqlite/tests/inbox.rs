@@ -851,6 +851,90 @@ async fn a_worker_that_never_purges_still_works() {
     worker.shutdown().await;
 }
 
+/// Settings at their extremes: a concurrency beyond what a semaphore counts (the worker's task
+/// panicked and nothing ran) and `max_attempts` 0 set on the public field (every item went
+/// dead unrun) still run an item, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_worker_settings_still_run_every_item_once() {
+    let dir = TempDir::new("extreme-settings");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_extreme")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let mut none = RetryPolicy::default();
+    none.max_attempts = 0;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .concurrency(usize::MAX)
+    .retry(none)
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Done).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    worker.shutdown().await;
+}
+
+/// A retry policy with no delay does not claim, fail and write again at full speed: a retry
+/// waits 50 ms at least.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_retry_delay_is_no_busy_loop() {
+    let dir = TempDir::new("zero-delay");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    stored(&inbox, &bwp("evt_zero_delay")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<(), HandlerError>(HandlerError::new("boom"))
+        }
+    })
+    .retry(RetryPolicy::new(Duration::ZERO, Duration::ZERO, u32::MAX))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.shutdown().await;
+    let n = calls.load(Ordering::SeqCst);
+    assert!((1..=30).contains(&n), "{n} attempts in a second");
+}
+
+/// A deferral holds no claim: a stop does not wait it out (it took the whole grace period,
+/// and with an unbounded grace the whole delay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_out_a_deferral() {
+    let dir = TempDir::new("stop-deferral");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_deferred_at_stop")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move {
+        Err::<(), HandlerError>(HandlerError::defer("downstream full", Duration::from_secs(60)))
+    })
+    .shutdown_grace(Duration::from_secs(30))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    // Deferred: pending again, the attempt not counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rec = inbox.get(id).await.unwrap().unwrap();
+        if rec.state == InboxState::Pending && rec.last_error.is_none() && rec.next_attempt_at_ms > now_ms() + 30_000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not deferred: {rec:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = std::time::Instant::now();
+    worker.shutdown().await;
+    assert!(stopping.elapsed() < Duration::from_secs(5), "{:?}", stopping.elapsed());
+}
+
 /// A handler still running when its lease ends on the store's clock (the wall clock jumped
 /// ahead, a suspended machine resumed) is not run a second time beside it: the worker's next
 /// claim hands the item to the running attempt, which settles it under that claim.

@@ -165,13 +165,16 @@ impl fmt::Debug for WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    /// Handlers running at once (default 4).
+    /// Handlers running at once (default 4; at least 1, at most what a semaphore can count).
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
+        self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
-    /// The retry policy (default: 1 s base, 1 h cap, 10 attempts).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+    /// The retry policy (default: 1 s base, 1 h cap, 10 attempts). Every item runs at least
+    /// once (`max_attempts` 0 counts as 1), and a retry waits at least 50 ms (a zero delay
+    /// would claim, fail and write again at full speed).
+    pub fn retry(mut self, mut policy: RetryPolicy) -> Self {
+        policy.max_attempts = policy.max_attempts.max(1);
         self.retry = policy;
         self
     }
@@ -336,6 +339,8 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     // (batches until one comes back short) neither holds claims back nor delays shutdown.
     let _housekeeping = AbortOnDrop(tokio::spawn(housekeep(Arc::clone(&cfg))));
     let mut stop_wait = std::pin::pin!(stop.notified());
+    // Told to the attempts once the loop stops claiming (see `attempt`'s deferral).
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     loop {
         while let Some(joined) = tasks.try_join_next() {
             if let Err(e) = joined {
@@ -388,9 +393,10 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 },
             );
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
+            let stopping = stopping_rx.clone();
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
-                attempt(&cfg, item, &wake, deadline, &running, claim).await;
+                attempt(&cfg, item, &wake, deadline, &running, claim, &stopping).await;
                 drop(permit);
             });
         }
@@ -405,6 +411,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         }
     }
     // Graceful shutdown: let running handlers finish, then give back what is still held.
+    stopping_tx.send_replace(true);
     let drained = tokio::time::timeout(cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tasks.abort_all();
@@ -492,6 +499,7 @@ async fn attempt(
     deadline: tokio::time::Instant,
     held: &Mutex<HashMap<i64, Held>>,
     claim: u64,
+    stopping: &tokio::sync::watch::Receiver<bool>,
 ) {
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
@@ -550,7 +558,10 @@ async fn attempt(
         },
         Err((reason, Some(after))) => give_back(cfg, &item, reason, after).await,
         Err((error, None)) => {
-            let next = cfg.retry.next_after(item.attempt, jitter());
+            let next = cfg
+                .retry
+                .next_after(item.attempt, jitter())
+                .map(|d| d.max(MIN_RETRY_DELAY));
             let retry_at = next.map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
             match cfg.store.fail(item.claim(), &error, retry_at, now).await {
                 Ok(true) => match next {
@@ -606,10 +617,14 @@ async fn attempt(
     if let Some(hook) = &cfg.on_outcome {
         hook(&item, &outcome);
     }
-    // A deferral holds the handler's slot for its delay (see `give_back`).
+    // A deferral holds the handler's slot for its delay (see `give_back`), but not a stop:
+    // it holds no claim, so there is nothing to wait for.
     if let Outcome::Deferred { after, .. } = outcome {
-        tokio::time::sleep(after).await;
-        wake.notify_one();
+        let mut stopping = stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(after) => wake.notify_one(),
+            _ = stopping.wait_for(|s| *s) => {}
+        }
     }
 }
 
@@ -633,6 +648,9 @@ async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Dura
         }
     }
 }
+
+/// The shortest wait before a retry (see [`WorkerBuilder::retry`]).
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// A brief storage hiccup should not cost a whole lease and a second run: try the done mark a
 /// few times (0.1, 0.2, 0.4, 0.8 s) before leaving it to the lease.
