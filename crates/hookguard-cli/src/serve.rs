@@ -198,7 +198,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_attempts: Option<u32>,
     /// With --inbox: the delay bound after the first failed attempt, doubling per attempt
-    /// (jittered between half and all of it); fractions allowed [default: 1].
+    /// (jittered between half and all of it); fractions allowed, a retry waits 0.05 s at least
+    /// [default: 1].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     retry_base: Option<Duration>,
     /// With --inbox: the longest delay between attempts [default: 3600].
