@@ -1046,6 +1046,17 @@ async fn listen_sessions(admin: &PgPool, app: &str) -> Vec<i32> {
         .unwrap()
 }
 
+/// Ends these backends (their clients see the connection lost).
+async fn terminate(admin: &PgPool, pids: Vec<i32>) {
+    for pid in pids {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(admin)
+            .await
+            .unwrap();
+    }
+}
+
 /// Waits up to 10 s for `app` to hold a LISTEN session; its pids.
 async fn listening_as(admin: &PgPool, app: &str) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1076,13 +1087,7 @@ async fn a_lost_listen_connection_reconnects_with_the_pools_current_options() {
     let admin = pool_at(&url()).await;
     let first = listening_as(&admin, &before).await;
     pool.set_connect_options(options.application_name(&after));
-    for pid in first {
-        sqlx::query("SELECT pg_terminate_backend($1)")
-            .bind(pid)
-            .execute(&admin)
-            .await
-            .unwrap();
-    }
+    terminate(&admin, first).await;
     listening_as(&admin, &after).await;
     drop(inbox);
 }
@@ -1114,13 +1119,7 @@ async fn without_a_listen_connection_the_pending_count_still_follows_the_databas
     stored(&accepting, &bwp("evt_nolisten_1")).await;
     stored(&accepting, &bwp("evt_nolisten_2")).await;
     pool.set_connect_options(options.database("hg_no_such_database").application_name(&app));
-    for pid in first {
-        sqlx::query("SELECT pg_terminate_backend($1)")
-            .bind(pid)
-            .execute(&admin)
-            .await
-            .unwrap();
-    }
+    terminate(&admin, first).await;
     // Another replica handles both.
     let working = inbox(&s).await;
     for c in claimed(&working, now_ms(), 10).await {

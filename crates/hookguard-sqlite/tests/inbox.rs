@@ -851,6 +851,21 @@ async fn a_worker_that_never_purges_still_works() {
     worker.shutdown().await;
 }
 
+/// A handler that counts its calls and gives `answer()` each time.
+fn counting(
+    answer: fn() -> Result<(), HandlerError>,
+) -> (
+    Arc<AtomicU32>,
+    impl Fn(ClaimedItem) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static,
+) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    (calls, move |_item: ClaimedItem| {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(answer())
+    })
+}
+
 /// Settings at their extremes: a concurrency beyond what a semaphore counts (the worker's task
 /// panicked and nothing ran) and `max_attempts` 0 set on the public field (every item went
 /// dead unrun) still run an item, once.
@@ -859,22 +874,15 @@ async fn extreme_worker_settings_still_run_every_item_once() {
     let dir = TempDir::new("extreme-settings");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_extreme")).await;
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = Arc::clone(&calls);
+    let (calls, handler) = counting(|| Ok(()));
     let mut none = RetryPolicy::default();
     none.max_attempts = 0;
     let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
-    let worker = Worker::builder(store, move |_item: ClaimedItem| {
-        let c = Arc::clone(&c);
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), HandlerError>(())
-        }
-    })
-    .concurrency(usize::MAX)
-    .retry(none)
-    .poll_interval(Duration::from_millis(20))
-    .spawn();
+    let worker = Worker::builder(store, handler)
+        .concurrency(usize::MAX)
+        .retry(none)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
     wait_for(&inbox, id, InboxState::Done).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     worker.shutdown().await;
@@ -887,19 +895,12 @@ async fn a_zero_retry_delay_is_no_busy_loop() {
     let dir = TempDir::new("zero-delay");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     stored(&inbox, &bwp("evt_zero_delay")).await;
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = Arc::clone(&calls);
+    let (calls, handler) = counting(|| Err(HandlerError::new("boom")));
     let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
-    let worker = Worker::builder(store, move |_item: ClaimedItem| {
-        let c = Arc::clone(&c);
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            Err::<(), HandlerError>(HandlerError::new("boom"))
-        }
-    })
-    .retry(RetryPolicy::new(Duration::ZERO, Duration::ZERO, u32::MAX))
-    .poll_interval(Duration::from_millis(20))
-    .spawn();
+    let worker = Worker::builder(store, handler)
+        .retry(RetryPolicy::new(Duration::ZERO, Duration::ZERO, u32::MAX))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
     tokio::time::sleep(Duration::from_secs(1)).await;
     worker.shutdown().await;
     let n = calls.load(Ordering::SeqCst);
