@@ -325,7 +325,9 @@ impl MemoryStore {
             None => s.room(p, now),
         };
         let token = self.token();
-        s.set(slot, p.tag, pack(expiry(now, lease, self.max_age), token));
+        // A lease is not a retention: `max_retention` bounds what is remembered, not how
+        // long a running handler holds its key (copies meanwhile are told "in flight").
+        s.set(slot, p.tag, pack(expiry(now, lease, u32::MAX), token));
         Claim::New(ClaimToken::new(key, u128::from(token)))
     }
 
@@ -374,7 +376,7 @@ impl MemoryStore {
         match owned(&s, p, token, now) {
             Some(slot) => {
                 let v = s.value(slot);
-                let until = expiry(now, lease, self.max_age).max((v >> 32) as u32);
+                let until = expiry(now, lease, u32::MAX).max((v >> 32) as u32);
                 s.set_value(slot, pack(until, v as u32));
                 true
             }
@@ -394,7 +396,7 @@ impl MemoryStore {
 
 fn secs_u32(d: Duration) -> u32 {
     // Round up: a lease of 1.5 s counts as 2 s, never 1.
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let s = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     u32::try_from(s).unwrap_or(u32::MAX)
 }
 
@@ -683,6 +685,39 @@ mod tests {
         assert!(!s.complete_now(&high, R));
         assert_eq!(s.claim_now("a", L), Claim::InFlight);
         assert!(s.complete_now(&a, R));
+    }
+
+    /// `Duration::MAX` as a retention (or a lease) is "as long as can be counted", not an
+    /// overflow (a panic in debug builds, about a second in release ones).
+    #[test]
+    fn unbounded_durations_are_the_longest_counted() {
+        let s = MemoryStore::builder().max_retention(Duration::MAX).shards(1).build();
+        let t = new(s.claim_now("k", Duration::MAX));
+        assert_eq!(s.claim_now("k", L), Claim::InFlight);
+        assert!(s.complete_now(&t, Duration::MAX));
+        assert_eq!(s.claim_now("k", L), Claim::Done);
+    }
+
+    /// `max_retention` bounds how long a key is remembered, not a running handler's lease: a
+    /// copy 10 s into a 30 s lease is told "in flight" also when keys are kept only 5 s.
+    #[test]
+    fn a_short_retention_does_not_shorten_a_lease() {
+        let clock = Millis::default();
+        let s = MemoryStore::builder()
+            .max_retention(Duration::from_secs(5))
+            .shards(1)
+            .clock(clock.clone())
+            .build();
+        let t = new(s.claim_now("k", Duration::from_secs(30)));
+        clock.0.store(10_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(s.claim_now("k", L), Claim::InFlight);
+        assert!(s.renew_now(&t, Duration::from_secs(30)));
+        clock.0.store(35_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(s.claim_now("k", L), Claim::InFlight, "renewed");
+        // The retention itself is still bounded: done, then forgotten after 5 s.
+        assert!(s.complete_now(&t, Duration::from_secs(3600)));
+        clock.0.store(42_000, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(s.claim_now("k", L), Claim::New(_)));
     }
 
     /// A clock with millisecond monotonic time.
