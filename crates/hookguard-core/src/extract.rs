@@ -73,11 +73,7 @@ impl Refusal {
     pub fn response(&self) -> http::Response<Bytes> {
         match self {
             Refusal::Rejected(r) => crate::response::rejection(r),
-            Refusal::NotAllowed(allow) => {
-                let mut r = crate::response::rejection(&Rejection::MethodNotAllowed);
-                r.headers_mut().insert(http::header::ALLOW, allow.clone());
-                r
-            }
+            Refusal::NotAllowed(allow) => crate::response::method_not_allowed(allow.clone()),
             Refusal::Challenge(a) => a.clone().into_response(),
             Refusal::Ignored => crate::response::ignored(),
             Refusal::MissingMiddleware => crate::response::misconfigured("missing_webhook_layer", MISSING_MIDDLEWARE),

@@ -513,10 +513,7 @@ impl Stopwatch {
 
     /// The time since [`start`](Self::start) (zero without the `metrics` feature).
     pub(crate) fn stop(self) -> Duration {
-        #[cfg(feature = "metrics")]
-        return self.started.elapsed();
-        #[cfg(not(feature = "metrics"))]
-        Duration::ZERO
+        self.timed().unwrap_or_default()
     }
 }
 

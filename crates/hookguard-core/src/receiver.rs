@@ -553,15 +553,12 @@ impl Receiver {
             "webhook rejected"
         );
         self.answered_event("rejected", r.code(), false, event);
-        let mut response = crate::response::rejection(r);
         if *r == Rejection::MethodNotAllowed {
-            // RFC 9110: a 405 names the methods the route takes (a framework's own header is
-            // only added where none is set, so every adapter answers alike).
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, self.verifier.allowed_methods());
+            // A framework's own `Allow` is only added where none is set, so every adapter
+            // answers alike.
+            return crate::response::method_not_allowed(self.verifier.allowed_methods());
         }
-        response
+        crate::response::rejection(r)
     }
 
     /// Verifies the complete body, claims the delivery, runs `call` for new deliveries only,

@@ -32,6 +32,21 @@ pub fn rejection(r: &Rejection) -> Response<Bytes> {
     resp
 }
 
+/// `405 method_not_allowed` naming the methods the route takes in `Allow` (RFC 9110): the
+/// middleware's and the standalone extractors' answer alike.
+///
+/// ```
+/// use http::HeaderValue;
+/// let r = hookguard_core::response::method_not_allowed(HeaderValue::from_static("GET, POST"));
+/// assert_eq!(r.status(), 405);
+/// assert_eq!(r.headers()["allow"], "GET, POST");
+/// ```
+pub fn method_not_allowed(allow: HeaderValue) -> Response<Bytes> {
+    let mut resp = rejection(&Rejection::MethodNotAllowed);
+    resp.headers_mut().insert(header::ALLOW, allow);
+    resp
+}
+
 /// `200 {"status":"duplicate"}`: a copy of a delivery that was already handled.
 ///
 /// ```

@@ -757,18 +757,19 @@ async fn checked<T>(
     limit: Duration,
     call: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<Option<T>, StoreError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(v)) => Ok(Some(v)),
-        Ok(Err(e)) if not_allowed(&e) => {
-            tracing::warn!(
-                command,
-                "redis dedupe store: the server does not let this user run the check at connect (a replica or a cluster node is then found by its first refusal)"
-            );
-            Ok(None)
+    let allowed = async {
+        match call.await {
+            Err(e) if not_allowed(&e) => {
+                tracing::warn!(
+                    command,
+                    "redis dedupe store: the server does not let this user run the check at connect (a replica or a cluster node is then found by its first refusal)"
+                );
+                Ok(None)
+            }
+            r => r.map(Some),
         }
-        Ok(Err(e)) => Err(failed("connect", &describe(&e))),
-        Err(_) => Err(failed("connect", "timed out")),
-    }
+    };
+    bounded("connect", limit, allowed).await
 }
 
 /// The user may not run the command (`NOPERM`), or the server does not know it.

@@ -915,25 +915,25 @@ impl Timeline {
         })
     }
 
-    /// The offset to add to a time counted from the wall clock, which reads `wall` now (the
-    /// writer's own reading).
-    fn shift(&mut self, wall: i64) -> i64 {
+    /// Moves the timeline to the wall clock's reading `wall` (the writer's own): a wall clock
+    /// behind the floor (it stepped back) raises the lead.
+    fn shift(&mut self, wall: i64) {
         let behind = self.floor.saturating_sub(wall);
         if behind > self.ahead {
             self.ahead = behind;
             self.stepped_at = Some(Instant::now());
         }
         self.floor = self.floor.max(wall);
-        self.ahead
     }
 
     /// A time `at` a caller counted from its reading `now` (a claim's now, a lease's end, a
-    /// retry, a deferral), on the timeline, after [`Timeline::shift`] with the writer's reading
-    /// `wall`. Shortly after a step back, a caller's reading later than the writer's was taken
+    /// retry, a deferral), on the timeline, once it is moved to the writer's reading `wall`
+    /// ([`Timeline::shift`]). Shortly after a step back, a caller's reading later than the writer's was taken
     /// before the step: counted from the writer's reading instead, so the lead that step added
     /// is not added on top of a time from before it. Otherwise the caller's reading is its own
     /// (earlier than the writer's: its wait in the queue, not a step back either).
-    fn place(&self, at: i64, now: i64, wall: i64) -> i64 {
+    fn place(&mut self, at: i64, now: i64, wall: i64) -> i64 {
+        self.shift(wall);
         let before_step = now > wall && self.stepped_at.is_some_and(|t| t.elapsed() < STEP_WINDOW);
         let base = if before_step { wall } else { now };
         base.saturating_add(at.saturating_sub(now)).saturating_add(self.ahead)
@@ -1190,7 +1190,6 @@ fn apply(
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
-            clock.shift(wall);
             let (due, until) = (clock.place(now, now, wall), clock.place(until, now, wall));
             let r = claim(conn, due, until, limit, now.min(wall));
             Done::Claim(tx, r.map_err(storage))
@@ -1214,10 +1213,7 @@ fn apply(
                             claim.id,
                             claim.attempt,
                             claim.lease_until_ms,
-                            {
-                                clock.shift(wall);
-                                clock.place(at, now, wall)
-                            },
+                            clock.place(at, now, wall),
                             error
                         ],
                     )
@@ -1237,10 +1233,7 @@ fn apply(
             // A deferral's end on the claims' timeline too (the worker counts it from now).
             let until = match until {
                 0 => 0,
-                t => {
-                    clock.shift(wall);
-                    clock.place(t, now, wall)
-                }
+                t => clock.place(t, now, wall),
             };
             let r = conn
                 .execute(
@@ -1255,7 +1248,6 @@ fn apply(
         Op::Get(id, tx) => Done::Get(tx, get(conn, id).map_err(storage)),
         Op::Replay(id, now, tx) => {
             // Due now on the claims' timeline, behind what was already due.
-            clock.shift(wall);
             let r = replay(conn, id, clock.place(now, now, wall));
             if r.is_ok() {
                 *pending += 1;
@@ -1264,7 +1256,6 @@ fn apply(
             Done::Unit(tx, r)
         }
         Op::ReplayDead(now, tx) => {
-            clock.shift(wall);
             let r = replay_dead(conn, clock.place(now, now, wall)).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
