@@ -47,7 +47,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-#![forbid(unsafe_code)]
+// One `unsafe` call in the crate: `madvise` in `dedupe::memory::huge_pages` (Linux).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod challenge;

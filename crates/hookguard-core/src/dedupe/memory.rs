@@ -15,6 +15,8 @@ use crate::clock::{Clock, SystemClock};
 const WAYS: usize = 4;
 /// Words per bucket.
 const LINE: usize = 2 * WAYS;
+/// Bytes per entry: a tag and a value.
+const ENTRY_BYTES: usize = LINE * 8 / WAYS;
 
 /// A value's low 32 bits are the claim token; token 0 means done. Its high 32 bits are the
 /// expiry, in seconds since the store's epoch; an entry whose expiry has passed is free.
@@ -55,7 +57,9 @@ struct Place {
 /// not a chain of them.
 ///
 /// **Capacity:** `capacity` entries (rounded up to whole buckets), allocated once at
-/// construction and never grown: 16 bytes per entry, untouched memory not resident. An entry
+/// construction and never grown: 16 bytes per entry, untouched memory not resident (on Linux in
+/// steps of a 2 MiB huge page where the system allows them, so a lookup does not first walk
+/// the page tables). An entry
 /// whose lease or retention has passed is free for the next key. When both of a new key's
 /// buckets hold only live entries, it takes the place of the entry of the eight that expires
 /// soonest, a done key before a claim in flight: the store keeps the most recent keys when a
@@ -106,7 +110,7 @@ impl fmt::Debug for MemoryStore {
 pub struct MemoryStoreBuilder {
     capacity: usize,
     max_retention: Duration,
-    shards: usize,
+    shards: Option<usize>,
     clock: Arc<dyn Clock>,
 }
 
@@ -122,9 +126,11 @@ impl MemoryStoreBuilder {
         self.max_retention = d;
         self
     }
-    /// Lock shards (default 16; rounded up to a power of two, at most 1024).
+    /// Lock shards (rounded up to a power of two, at most 1024). By default 16, and fewer for a
+    /// table of 8 MiB or more (from 524,288 keys), so that each shard's table spans whole 2 MiB
+    /// huge pages: 4 for the default 1,000,000 keys (16 MB), never fewer.
     pub fn shards(mut self, n: usize) -> Self {
-        self.shards = n;
+        self.shards = Some(n);
         self
     }
     /// The clock for leases and retention.
@@ -134,7 +140,10 @@ impl MemoryStoreBuilder {
     }
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
-        let shards = self.shards.clamp(1, 1024).next_power_of_two();
+        let shards = match self.shards {
+            Some(n) => n.clamp(1, 1024).next_power_of_two(),
+            None => default_shards(self.capacity),
+        };
         let per_shard = self
             .capacity
             .div_ceil(shards)
@@ -159,9 +168,20 @@ impl MemoryStoreBuilder {
 impl Shard {
     fn new(buckets: u32) -> Self {
         // Zeroed (every entry empty) and allocated lazily by the system: pages no key has
-        // touched are not resident. One bucket more than needed leaves room to align.
-        let words = vec![0u64; (buckets as usize + 1) * LINE];
-        let base = (words.as_ptr() as usize).wrapping_neg() % 64 / 8;
+        // touched are not resident. A table of at least a huge page starts on a huge page's
+        // boundary and is followed by room to end on one (two huge pages more, never touched,
+        // so never resident); a smaller one starts on a cache line (one bucket more).
+        let table = buckets as usize * LINE;
+        let (align, room) = if table * 8 >= HUGE_PAGE {
+            (HUGE_PAGE, 2 * HUGE_PAGE / 8)
+        } else {
+            (64, LINE)
+        };
+        let words = vec![0u64; table + room];
+        let base = (words.as_ptr() as usize).wrapping_neg() % align / 8;
+        if align == HUGE_PAGE {
+            huge_pages(&words[base..]);
+        }
         Shard { words, base, buckets }
     }
 
@@ -267,7 +287,7 @@ impl MemoryStore {
         MemoryStoreBuilder {
             capacity: 1_000_000,
             max_retention: Duration::from_secs(7 * 24 * 3600),
-            shards: 16,
+            shards: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -393,6 +413,52 @@ impl MemoryStore {
         }
     }
 }
+
+/// The size of a transparent huge page on x86-64 and (with 4 KiB base pages) AArch64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The default lock shards for `capacity` keys: 16, halved while a shard's table would be
+/// smaller than a huge page, down to 4 (at 16 bytes an entry, a table of 8 MiB or more).
+fn default_shards(capacity: usize) -> usize {
+    let bytes = capacity.saturating_mul(ENTRY_BYTES);
+    let mut shards = 16;
+    while shards > 4 && bytes / shards < HUGE_PAGE && bytes >= 4 * HUGE_PAGE {
+        shards /= 2;
+    }
+    shards
+}
+
+/// Asks Linux to back the table with transparent huge pages (2 MiB), where the system allows
+/// them on request (`/sys/kernel/mm/transparent_hugepage/enabled` at `madvise` or `always`).
+///
+/// A lookup lands on a random line of a table far larger than the CPU's address cache (a
+/// 1,000,000-key store is 16 MiB; a TLB holds a few thousand 4 KiB pages): with small pages
+/// nearly every claim first walks the page tables, which under a virtual machine's nested
+/// paging costs more than the line itself. Only whole 2 MiB-aligned stretches are advised (a
+/// shard's table of a huge page or more is placed to start on one). The memory stays zeroed
+/// and lazily allocated, but in 2 MiB steps: a large store holding a few keys is resident in
+/// up to one huge page per key touched. Elsewhere, or when the kernel refuses, nothing
+/// changes.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn huge_pages(words: &[u64]) {
+    let start = words.as_ptr() as usize;
+    let end = start + std::mem::size_of_val(words);
+    let from = start.next_multiple_of(HUGE_PAGE);
+    let to = end / HUGE_PAGE * HUGE_PAGE;
+    if to > from {
+        // SAFETY: `from..to` lies inside `words`' own allocation (rounded inwards to whole
+        // huge pages), which lives for this call; MADV_HUGEPAGE only changes how the kernel
+        // backs those pages, never their contents or their mapping, so no reference into the
+        // vector is affected. A failure (THP disabled, an old kernel) leaves small pages.
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn huge_pages(_: &[u64]) {}
 
 fn secs_u32(d: Duration) -> u32 {
     // Round up: a lease of 1.5 s counts as 2 s, never 1.
@@ -614,6 +680,83 @@ mod tests {
             Claim::New(t) => t,
             other => panic!("expected New, got {other:?}"),
         }
+    }
+
+    /// Fewer shards only for tables of 8 MiB and more, each then at least a huge page.
+    #[test]
+    fn default_shards_give_each_large_table_whole_huge_pages() {
+        for (capacity, shards) in [
+            (1_000, 16),
+            (100_000, 16),
+            (524_287, 16),
+            (524_288, 4),
+            (600_000, 4),
+            (1_000_000, 4),
+            (2_000_000, 8),
+            (4_000_000, 16),
+            (usize::MAX, 16),
+        ] {
+            assert_eq!(default_shards(capacity), shards, "{capacity}");
+        }
+        let s = MemoryStore::builder().capacity(1_000_000).build();
+        assert_eq!(s.shards.len(), 4);
+        assert_eq!(
+            MemoryStore::builder()
+                .capacity(1_000_000)
+                .shards(3)
+                .build()
+                .shards
+                .len(),
+            4
+        );
+    }
+
+    /// A shard's table of a huge page or more starts on a huge page and is advised as huge
+    /// pages (the VMA's `hg` flag in `/proc/self/smaps`); a smaller one starts on a cache line.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_large_table_is_placed_and_advised_for_huge_pages() {
+        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+            eprintln!("skipped: this kernel has no transparent huge pages");
+            return;
+        }
+        let big = MemoryStore::builder().capacity(1_000_000).build();
+        let small = MemoryStore::builder().capacity(1_000).build();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        // The `VmFlags` line of the mapping holding `at`.
+        let flags = |at: usize| {
+            let mut inside = false;
+            for line in smaps.lines() {
+                if let Some((range, _)) = line.split_once(' ') {
+                    if let Some((a, b)) = range.split_once('-') {
+                        if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                            inside = (a..b).contains(&at);
+                            continue;
+                        }
+                    }
+                }
+                if inside {
+                    if let Some(f) = line.strip_prefix("VmFlags:") {
+                        return f.to_owned();
+                    }
+                }
+            }
+            panic!("no mapping holds {at:#x}");
+        };
+        for shard in big.shards.iter() {
+            let s = lock(shard);
+            let at = s.words.as_ptr() as usize + s.base * 8;
+            assert_eq!(at % HUGE_PAGE, 0, "starts on a huge page");
+            assert!(s.words.len() >= s.base + s.buckets as usize * LINE, "the table fits");
+            assert!(
+                flags(at).split_whitespace().any(|f| f == "hg"),
+                "advised: {}",
+                flags(at)
+            );
+        }
+        let s = lock(&small.shards[0]);
+        assert_eq!((s.words.as_ptr() as usize + s.base * 8) % 64, 0, "starts on a line");
+        assert_eq!(s.words.len(), (s.buckets as usize + 1) * LINE);
     }
 
     /// The SipHash above against the reference implementation's 128-bit vectors (key 00..0f,
