@@ -23,7 +23,8 @@ const ENTRY_BYTES: usize = LINE * 8 / WAYS;
 const DONE: u32 = 0;
 
 /// One lock shard: `buckets` buckets of [`LINE`] words, starting at word `base` of `words` (the
-/// allocation is aligned to 8 bytes; `base` aligns the first bucket to a cache line).
+/// allocation is aligned to 8 bytes; `base` aligns the first bucket to a cache line, or to a
+/// huge page for a table of one or more, see [`Shard::new`]).
 struct Shard {
     words: Vec<u64>,
     base: usize,
@@ -57,9 +58,10 @@ struct Place {
 /// not a chain of them.
 ///
 /// **Capacity:** `capacity` entries (rounded up to whole buckets), allocated once at
-/// construction and never grown: 16 bytes per entry, untouched memory not resident (on Linux in
-/// steps of a 2 MiB huge page where the system allows them, so a lookup does not first walk
-/// the page tables). An entry
+/// construction and never grown: 16 bytes per entry, untouched memory not resident. On Linux a
+/// shard's table of 2 MiB or more (by default from 524,288 keys) is backed by 2 MiB huge
+/// pages where the system allows them, so a lookup does not first walk the page tables; such
+/// a table reserves 4 MiB more address space, never touched. An entry
 /// whose lease or retention has passed is free for the next key. When both of a new key's
 /// buckets hold only live entries, it takes the place of the entry of the eight that expires
 /// soonest, a done key before a claim in flight: the store keeps the most recent keys when a
@@ -126,9 +128,10 @@ impl MemoryStoreBuilder {
         self.max_retention = d;
         self
     }
-    /// Lock shards (rounded up to a power of two, at most 1024). By default 16, and fewer for a
-    /// table of 8 MiB or more (from 524,288 keys), so that each shard's table spans whole 2 MiB
-    /// huge pages: 4 for the default 1,000,000 keys (16 MB), never fewer.
+    /// Lock shards (rounded up to a power of two, at most 1024). By default 16; on Linux fewer,
+    /// down to 4, for a capacity of 524,288 to 2,097,151 keys (a table of 8 to 32 MiB), so
+    /// that each shard's table is at least one 2 MiB huge page: 4 for the default 1,000,000
+    /// keys. From 2,097,152 keys, 16 shards are each a huge page or more.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
@@ -148,8 +151,12 @@ impl MemoryStoreBuilder {
             .capacity
             .div_ceil(shards)
             .div_ceil(WAYS)
-            // Bucket indexes are 32-bit; the words must fit an allocation (32-bit targets).
-            .clamp(1, (u32::MAX as usize).min(isize::MAX as usize / (LINE * 8) - 1));
+            // Bucket indexes are 32-bit; the words, with the room `Shard::new` adds, must fit an
+            // allocation (32-bit targets).
+            .clamp(
+                1,
+                (u32::MAX as usize).min((isize::MAX as usize - 2 * HUGE_PAGE) / (LINE * 8) - 1),
+            );
         let epoch = self.clock.monotonic().as_secs();
         MemoryStore {
             shards: (0..shards).map(|_| Mutex::new(Shard::new(per_shard as u32))).collect(),
@@ -169,8 +176,8 @@ impl Shard {
     fn new(buckets: u32) -> Self {
         // Zeroed (every entry empty) and allocated lazily by the system: pages no key has
         // touched are not resident. A table of at least a huge page starts on a huge page's
-        // boundary and is followed by room to end on one (two huge pages more, never touched,
-        // so never resident); a smaller one starts on a cache line (one bucket more).
+        // boundary and is followed by room to end on one (two huge pages more, which the store
+        // never touches); a smaller one starts on a cache line (one bucket more).
         let table = buckets as usize * LINE;
         let (align, room) = if table * 8 >= HUGE_PAGE {
             (HUGE_PAGE, 2 * HUGE_PAGE / 8)
@@ -417,9 +424,13 @@ impl MemoryStore {
 /// The size of a transparent huge page on x86-64 and (with 4 KiB base pages) AArch64.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// The default lock shards for `capacity` keys: 16, halved while a shard's table would be
-/// smaller than a huge page, down to 4 (at 16 bytes an entry, a table of 8 MiB or more).
+/// The default lock shards for `capacity` keys: 16, and on Linux halved while a shard's table
+/// would be smaller than a huge page, down to 4 (at 16 bytes an entry, a table of 8 MiB or
+/// more). Elsewhere no huge pages are asked for, so fewer locks would gain nothing.
 fn default_shards(capacity: usize) -> usize {
+    if cfg!(not(target_os = "linux")) {
+        return 16;
+    }
     let bytes = capacity.saturating_mul(ENTRY_BYTES);
     let mut shards = 16;
     while shards > 4 && bytes / shards < HUGE_PAGE && bytes >= 4 * HUGE_PAGE {
@@ -438,7 +449,9 @@ fn default_shards(capacity: usize) -> usize {
 /// shard's table of a huge page or more is placed to start on one). The memory stays zeroed
 /// and lazily allocated, but in 2 MiB steps: a large store holding a few keys is resident in
 /// up to one huge page per key touched. Elsewhere, or when the kernel refuses, nothing
-/// changes.
+/// changes. The advice is not taken back when the store is dropped (Linux has no way to
+/// return a range to the system's default): should the allocator reuse that memory, it
+/// keeps huge pages.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn huge_pages(words: &[u64]) {
@@ -683,6 +696,7 @@ mod tests {
     }
 
     /// Fewer shards only for tables of 8 MiB and more, each then at least a huge page.
+    #[cfg(target_os = "linux")]
     #[test]
     fn default_shards_give_each_large_table_whole_huge_pages() {
         for (capacity, shards) in [
