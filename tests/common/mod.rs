@@ -137,6 +137,11 @@ pub fn routes() -> Vec<Route> {
             built(Verifier::builder(GitHub::new()).secret(GITHUB_SECRET), MAX_BODY),
             HandlerKind::Delivery,
         ),
+        route(
+            "/github-typed",
+            built(Verifier::builder(GitHub::new()).secret(GITHUB_SECRET), MAX_BODY),
+            HandlerKind::Typed,
+        ),
         Route {
             app_limit: Some(APP_LIMIT),
             ..route("/bwp-app-limit", bwp(&[BWP_SECRET], MAX_BODY), HandlerKind::RawBody)
@@ -818,6 +823,19 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
     check(
         "typed envelope: unexpected shape → 500",
         &post("/bwp-typed", signed(&BuildWorkPro::new(), BWP_SECRET, &odd, NOW), odd).await,
+        &rej(500, "unexpected_payload"),
+    );
+    // GitHub may deliver form-encoded (`payload=<JSON>`): genuine, so never a permanent 4xx
+    // when the application's `Verified<T>` reads JSON; the same retryable 500 as above.
+    let form = b"payload=%7B%22zen%22%3A%22Keep%20it%20logically%20awesome.%22%7D".to_vec();
+    let mut h = signed(&GitHub::new(), GITHUB_SECRET, &form, NOW);
+    h.push(("x-github-delivery".into(), "gh-form-typed".into()));
+    h.retain(|(name, _)| name != "content-type" && name != "x-github-event");
+    h.push(("x-github-event".into(), "push".into()));
+    h.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    check(
+        "typed envelope: GitHub form-encoded delivery → 500",
+        &post("/github-typed", h, form).await,
         &rej(500, "unexpected_payload"),
     );
     // A slow drip: headers announce 1000 bytes that never come.
