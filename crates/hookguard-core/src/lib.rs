@@ -47,7 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
-// One `unsafe` call in the crate: `madvise` in `dedupe::memory::huge_pages` (Linux).
+// One `unsafe` call in the crate: `madvise(2)` in `dedupe::memory::huge_pages` (Linux).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

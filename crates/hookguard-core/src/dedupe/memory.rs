@@ -455,6 +455,16 @@ fn default_shards(capacity: usize) -> usize {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn huge_pages(words: &[u64]) {
+    // The C library's `madvise(2)`, which the standard library already links on Linux;
+    // declared here rather than through the `libc` crate, which would add a crate and about a
+    // third of a second to the core's cold build for one call. `MADV_HUGEPAGE` is 14 in
+    // Linux's generic `mman-common.h` and in every architecture's own `mman.h` that Rust
+    // builds for (a wrong value would be refused, EINVAL, not misread; the unit test
+    // `a_large_table_is_placed_and_advised_for_huge_pages` checks that it took).
+    extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const MADV_HUGEPAGE: std::ffi::c_int = 14;
     let start = words.as_ptr() as usize;
     let end = start + std::mem::size_of_val(words);
     let from = start.next_multiple_of(HUGE_PAGE);
@@ -465,7 +475,7 @@ fn huge_pages(words: &[u64]) {
         // backs those pages, never their contents or their mapping, so no reference into the
         // vector is affected. A failure (THP disabled, an old kernel) leaves small pages.
         unsafe {
-            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
+            madvise(from as *mut std::ffi::c_void, to - from, MADV_HUGEPAGE);
         }
     }
 }
