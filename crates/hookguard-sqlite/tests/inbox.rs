@@ -1569,3 +1569,97 @@ async fn a_2xx_after_the_sender_stopped_waiting_counts_as_a_failure() {
     assert_eq!(answer("evt_again_in_time", std::time::Instant::now()).await, 200);
     assert_eq!(rx.health().consecutive_failures(), 0);
 }
+
+/// The real inbox whose done marks all fail (the file became unwritable after the handler
+/// ran), recording when each was tried.
+struct NoDoneMarks(SqliteInbox, Arc<Mutex<Vec<std::time::Instant>>>);
+
+impl InboxStore for NoDoneMarks {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        self.0.accept(item)
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        self.0.claim(now_ms, lease, limit)
+    }
+    fn complete(&self, _claim: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+        self.1.lock().unwrap().push(std::time::Instant::now());
+        Box::pin(async { Err(InboxError::Storage("disk I/O error".into())) })
+    }
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.0.fail(claim, error, retry_at_ms, now_ms)
+    }
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        self.0.release(claim)
+    }
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<hookguard_core::inbox::InboxRecord>> {
+        self.0.get(id)
+    }
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<hookguard_core::inbox::InboxRecord>> {
+        self.0.list(filter)
+    }
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        self.0.replay(id, now_ms)
+    }
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        self.0.replay_dead(now_ms)
+    }
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        self.0.purge(before_ms, include_dead)
+    }
+    fn stats(&self) -> InboxFuture<'_, hookguard_core::inbox::InboxStats> {
+        self.0.stats()
+    }
+}
+
+/// A done mark that keeps failing is tried five times, 0.1, 0.2, 0.4 and 0.8 s apart, and
+/// then the handler's slot is freed at once for the next item (it used to wait 1.6 s more
+/// after the last try); the item is left to its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
+    let dir = TempDir::new("done-mark");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let first = stored(&inbox, &bwp("evt_done_mark_1")).await;
+    stored(&inbox, &bwp("evt_done_mark_2")).await;
+    let tries: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let started: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
+    let store: Arc<dyn InboxStore> = Arc::new(NoDoneMarks(inbox.clone(), Arc::clone(&tries)));
+    let s = Arc::clone(&started);
+    let worker = Worker::builder(store, move |item: ClaimedItem| {
+        let s = Arc::clone(&s);
+        async move {
+            let id = item.delivery.event_id().unwrap_or_default().to_owned();
+            s.lock().unwrap().push((id, std::time::Instant::now()));
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .concurrency(1)
+    .lease(Duration::from_secs(60))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while started.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the second item never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let tries = tries.lock().unwrap().clone();
+    let started = started.lock().unwrap().clone();
+    assert!(tries.len() >= 5, "{} tries", tries.len());
+    let gaps: Vec<Duration> = tries[..5].windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, want) in gaps.iter().zip([100, 200, 400, 800]) {
+        assert!(*gap >= Duration::from_millis(want), "{gaps:?}");
+    }
+    // The second item ran after the first's fifth try, and without a sixth wait.
+    let next = started[1].1;
+    assert!(next >= tries[4]);
+    assert!(
+        next - tries[4] < Duration::from_millis(600),
+        "slot freed {:?} after the last try",
+        next - tries[4]
+    );
+    assert_eq!(
+        inbox.get(first).await.unwrap().unwrap().state,
+        InboxState::Running,
+        "left to its lease"
+    );
+}

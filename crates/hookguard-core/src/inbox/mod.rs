@@ -641,7 +641,8 @@ impl<T: InboxStore + ?Sized> InboxStore for std::sync::Arc<T> {
     }
 }
 
-/// When to try a failed item again: exponential backoff with full jitter, capped.
+/// When to try a failed item again: exponential backoff, each delay drawn between half and all
+/// of its bound, capped.
 ///
 /// ```
 /// use std::time::Duration;

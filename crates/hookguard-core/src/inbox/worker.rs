@@ -652,20 +652,25 @@ async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Dura
 /// The shortest wait before a retry (see [`WorkerBuilder::retry`]).
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// Tries of the done mark (see [`complete_with_retries`]).
+const DONE_MARK_TRIES: u32 = 5;
+
 /// A brief storage hiccup should not cost a whole lease and a second run: try the done mark a
-/// few times (0.1, 0.2, 0.4, 0.8 s) before leaving it to the lease.
+/// few times (0.1, 0.2, 0.4, 0.8 s apart) before leaving it to the lease.
 async fn complete_with_retries(cfg: &Config, item: &ClaimedItem, now: i64) -> Result<bool, super::InboxError> {
     let mut delay = Duration::from_millis(100);
-    let mut last = None;
-    for _ in 0..5 {
+    let mut tries = 1;
+    loop {
         match cfg.store.complete(item.claim(), now).await {
             Ok(done) => return Ok(done),
-            Err(e) => last = Some(e),
+            // No wait after the last try: the slot is freed at once.
+            Err(e) if tries == DONE_MARK_TRIES => return Err(e),
+            Err(_) => {}
         }
         tokio::time::sleep(delay).await;
         delay *= 2;
+        tries += 1;
     }
-    Err(last.expect("at least one attempt"))
 }
 
 /// How often the worker samples the inbox gauges (less often when counting takes longer than
