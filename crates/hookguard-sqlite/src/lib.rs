@@ -108,8 +108,8 @@ CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state,
     WHERE state IN (2, 3);
 -- Values the writer keeps across restarts: `timeline_ahead`, how far the timeline of due times
 -- and leases runs ahead of the wall clock (see `Timeline`; written when it grows, rarely), and
--- `timeline_floor`, the latest wall-clock time the writer used (written when it moved on by a
--- second or more).
+-- `timeline_floor`, the latest wall-clock time the writer used, and `timeline_top`, the latest
+-- time the timeline itself reached (both written when they moved on by a second or more).
 CREATE TABLE IF NOT EXISTS hookguard_inbox_meta (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
@@ -863,7 +863,8 @@ struct Writer {
 }
 
 /// The timeline due times and leases are kept on: the wall clock (unix ms), moved ahead by as
-/// much as it ever was behind the newest arrival stored. After the clock stepped back, an item
+/// much as it ever was behind the newest arrival stored or the time the timeline reached (so
+/// it never goes back, however many steps back the clock takes). After the clock stepped back, an item
 /// that arrived "in the future" is still due at once, and the timeline keeps advancing with
 /// real time, so a retry or a deferral "in a second" is due a second later — neither at once
 /// (every attempt spent in a few polls) nor once the clock has caught up. Every due time is on
@@ -879,9 +880,16 @@ struct Timeline {
     floor: i64,
     /// How far the timeline runs ahead of the wall clock (never less than it once was).
     ahead: i64,
-    /// The floor as last stored in `hookguard_inbox_meta` (stored once it moved on by a
-    /// second: after a restart, times stored since are reached at most a second late).
+    /// The latest time the timeline reached (the wall clock plus the lead): a later step back
+    /// raises the lead so the timeline goes on from here, not from the floor plus the lead it
+    /// had (after a first step back the timeline is ahead of the floor, and a second step
+    /// back would otherwise take it back by as much as the lead).
+    top: i64,
+    /// The floor and the top as last stored in `hookguard_inbox_meta` (stored once either
+    /// moved on by a second: after a restart, times stored since are reached at most a second
+    /// late).
     saved_floor: i64,
+    saved_top: i64,
     /// When the lead last grew (a step back seen), on this process's monotonic clock.
     stepped_at: Option<Instant>,
 }
@@ -899,6 +907,7 @@ impl Timeline {
     fn load(conn: &Connection) -> rusqlite::Result<Timeline> {
         let ahead = timeline_lead(conn)?;
         let saved_floor = meta(conn, "timeline_floor")?;
+        let saved_top = meta(conn, "timeline_top")?;
         let newest: i64 = conn
             .query_row(
                 "SELECT received_at FROM hookguard_inbox ORDER BY id DESC LIMIT 1",
@@ -910,20 +919,24 @@ impl Timeline {
         Ok(Timeline {
             floor: newest.max(saved_floor),
             ahead,
+            top: saved_top,
             saved_floor,
+            saved_top,
             stepped_at: None,
         })
     }
 
     /// Moves the timeline to the wall clock's reading `wall` (the writer's own): a wall clock
-    /// behind the floor (it stepped back) raises the lead.
+    /// behind the floor or behind the timeline's top less the lead (it stepped back) raises
+    /// the lead, so the timeline never goes back.
     fn shift(&mut self, wall: i64) {
-        let behind = self.floor.saturating_sub(wall);
+        let behind = self.floor.max(self.top).saturating_sub(wall);
         if behind > self.ahead {
             self.ahead = behind;
             self.stepped_at = Some(Instant::now());
         }
         self.floor = self.floor.max(wall);
+        self.top = self.top.max(wall.saturating_add(self.ahead));
     }
 
     /// A time `at` a caller counted from its reading `now` (a claim's now, a lease's end, a
@@ -939,9 +952,11 @@ impl Timeline {
         base.saturating_add(at.saturating_sub(now)).saturating_add(self.ahead)
     }
 
-    /// Whether the floor moved on far enough from the stored one to be stored again.
-    fn floor_to_save(&self) -> Option<i64> {
-        (self.floor.saturating_sub(self.saved_floor) >= 1_000).then_some(self.floor)
+    /// Whether the floor or the top moved on far enough from the stored ones to be stored
+    /// again: both, then.
+    fn to_save(&self) -> Option<(i64, i64)> {
+        let moved = |now: i64, saved: i64| now.saturating_sub(saved) >= 1_000;
+        (moved(self.floor, self.saved_floor) || moved(self.top, self.saved_top)).then_some((self.floor, self.top))
     }
 
     /// The due time of an arrival at `received_at` stored when the wall clock reads `now`: its
@@ -1105,10 +1120,10 @@ impl Writer {
         }
         // Never from a batch of reads: it holds no write lock, and asking for one mid-read
         // fails at once while another process writes.
-        let floor = self.clock.floor_to_save().filter(|_| !reads_only);
-        if let (None, Some(floor)) = (&failed, floor) {
-            match set_meta(&tx, "timeline_floor", floor) {
-                Ok(()) => self.clock.saved_floor = floor,
+        let save = self.clock.to_save().filter(|_| !reads_only);
+        if let (None, Some((floor, top))) = (&failed, save) {
+            match set_meta(&tx, "timeline_floor", floor).and_then(|()| set_meta(&tx, "timeline_top", top)) {
+                Ok(()) => (self.clock.saved_floor, self.clock.saved_top) = (floor, top),
                 Err(e) => failed = Some(format!("cannot store the timeline's floor: {e}")),
             }
         }
@@ -1839,7 +1854,9 @@ mod tests {
             clock: Timeline {
                 floor: 0,
                 ahead: 0,
+                top: 0,
                 saved_floor: 0,
+                saved_top: 0,
                 stepped_at: None,
             },
             wall: hookguard_core::inbox::now_ms,
@@ -2002,6 +2019,46 @@ mod tests {
                 again.iter().map(|i| i.id).collect::<Vec<_>>(),
                 [id],
                 "deferral: {deferral}"
+            );
+        }
+    }
+
+    /// A second step back, after the timeline ran on ahead of the floor, does not take the
+    /// timeline back: a retry "in two seconds" set before it is due two seconds later, not
+    /// as much later as the second step — also after a restart between the two.
+    #[test]
+    fn a_second_step_back_does_not_take_the_timeline_back() {
+        use std::sync::atomic::AtomicI64;
+        static WALL: AtomicI64 = AtomicI64::new(T);
+        fn wall() -> i64 {
+            WALL.load(Ordering::SeqCst)
+        }
+        const HOUR: i64 = 3_600_000;
+        for restart in [false, true] {
+            let (_scratch, conn) = Scratch::new(if restart { "two-steps-restart" } else { "two-steps" });
+            let mut w = Driven(test_writer(conn));
+            w.0.wall = wall;
+            WALL.store(T, Ordering::SeqCst);
+            let id = w.accept("evt_two_steps", T);
+            // The first step back: an hour.
+            WALL.store(T - HOUR, Ordering::SeqCst);
+            let c = w.claim(T - HOUR);
+            assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+            // Twenty seconds on, the handler fails; the retry is due in two seconds.
+            WALL.store(T - HOUR + 20_000, Ordering::SeqCst);
+            w.fail(&c[0], T - HOUR + 22_000, T - HOUR + 20_000);
+            if restart {
+                w.0.clock = Timeline::load(&w.0.conn).unwrap();
+            }
+            // The second step back: ten seconds.
+            WALL.store(T - HOUR + 10_000, Ordering::SeqCst);
+            assert!(w.claim(T - HOUR + 10_000).is_empty(), "due early (restart: {restart})");
+            WALL.store(T - HOUR + 12_100, Ordering::SeqCst);
+            let again = w.claim(T - HOUR + 12_100);
+            assert_eq!(
+                again.iter().map(|i| i.id).collect::<Vec<_>>(),
+                [id],
+                "restart: {restart}"
             );
         }
     }
