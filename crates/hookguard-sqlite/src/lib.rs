@@ -954,7 +954,7 @@ impl Timeline {
 
     /// Whether the floor or the top moved on far enough from the stored ones to be stored
     /// again: both, then.
-    fn to_save(&self) -> Option<(i64, i64)> {
+    fn unsaved(&self) -> Option<(i64, i64)> {
         let moved = |now: i64, saved: i64| now.saturating_sub(saved) >= 1_000;
         (moved(self.floor, self.saved_floor) || moved(self.top, self.saved_top)).then_some((self.floor, self.top))
     }
@@ -1120,7 +1120,7 @@ impl Writer {
         }
         // Never from a batch of reads: it holds no write lock, and asking for one mid-read
         // fails at once while another process writes.
-        let save = self.clock.to_save().filter(|_| !reads_only);
+        let save = self.clock.unsaved().filter(|_| !reads_only);
         if let (None, Some((floor, top))) = (&failed, save) {
             match set_meta(&tx, "timeline_floor", floor).and_then(|()| set_meta(&tx, "timeline_top", top)) {
                 Ok(()) => (self.clock.saved_floor, self.clock.saved_top) = (floor, top),
