@@ -1211,10 +1211,10 @@ fn apply(
         }
         Op::Complete(claim, now, tx) => {
             let r = finish(conn, claim, now, None).map_err(storage);
-            if matches!(r, Ok(true)) {
+            if matches!(r, Ok(Finished::Now)) {
                 *pending = pending.saturating_sub(1);
             }
-            Done::Bool(tx, r)
+            Done::Bool(tx, r.map(|f| f != Finished::Not))
         }
         Op::Fail(claim, error, retry_at, now, tx) => {
             let r = match retry_at {
@@ -1236,10 +1236,10 @@ fn apply(
                     .map_err(storage),
                 None => {
                     let r = finish(conn, claim, now, Some(&error)).map_err(storage);
-                    if matches!(r, Ok(true)) {
+                    if matches!(r, Ok(Finished::Now)) {
                         *pending = pending.saturating_sub(1);
                     }
-                    r
+                    r.map(|f| f == Finished::Now)
                 }
             };
             Done::Bool(tx, r)
@@ -1428,23 +1428,46 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
 /// Done (`error` None) or dead: the claim must still hold the item (completing an item this
 /// same claim already completed is idempotent). An in-flight-only key stops recognising copies.
 /// A running item's `next_attempt_at` is its lease's end, which stays as the claim wrote it.
-fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> rusqlite::Result<bool> {
+fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> rusqlite::Result<Finished> {
     let state = if error.is_some() { 3 } else { 2 };
-    conn.prepare_cached(
-        "UPDATE hookguard_inbox
-         SET state = ?4, finished_at = ?5, last_error = ?6,
-             unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
-         WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND (state = 1 OR (state = 2 AND ?4 = 2))",
-    )?
-    .execute(params![
-        claim.id,
-        claim.attempt,
-        claim.lease_until_ms,
-        state,
-        now,
-        error
-    ])
-    .map(|n| n == 1)
+    let n = conn
+        .prepare_cached(
+            "UPDATE hookguard_inbox
+             SET state = ?4, finished_at = ?5, last_error = ?6,
+                 unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+             WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND state = 1",
+        )?
+        .execute(params![
+            claim.id,
+            claim.attempt,
+            claim.lease_until_ms,
+            state,
+            now,
+            error
+        ])?;
+    if n == 1 {
+        return Ok(Finished::Now);
+    }
+    // A completion repeated (its first answer was lost) finds the item done by this claim.
+    let already = error.is_none()
+        && conn
+            .prepare_cached(
+                "SELECT 1 FROM hookguard_inbox
+                 WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND state = 2",
+            )?
+            .exists(params![claim.id, claim.attempt, claim.lease_until_ms])?;
+    Ok(if already { Finished::Already } else { Finished::Not })
+}
+
+/// What [`finish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// The running item is done (or dead) now: one pending item fewer.
+    Now,
+    /// It was already done by this claim (a completion repeated): nothing changed.
+    Already,
+    /// The claim no longer holds the item.
+    Not,
 }
 
 /// The timeline's lead as the file holds it (0 before it first grew).
@@ -2021,6 +2044,25 @@ mod tests {
                 "deferral: {deferral}"
             );
         }
+    }
+
+    /// A completion sent again (its first answer was lost) is answered `true` and counts the
+    /// item out of the pending cap once, not twice.
+    #[test]
+    fn a_repeated_completion_counts_the_item_out_once() {
+        let (_scratch, conn) = Scratch::new("repeat-complete");
+        let mut w = Driven(test_writer(conn));
+        w.accept("evt_repeat_a", T);
+        w.accept("evt_repeat_b", T);
+        assert_eq!(w.0.pending, 2);
+        let c = w.claim(hookguard_core::inbox::now_ms());
+        assert_eq!(c.len(), 2);
+        for _ in 0..2 {
+            let (reply, mut done) = oneshot::channel();
+            w.0.commit(vec![Op::Complete(c[0].claim(), hookguard_core::inbox::now_ms(), reply)]);
+            assert!(done.try_recv().unwrap().unwrap());
+        }
+        assert_eq!(w.0.pending, 1, "the other item still counts");
     }
 
     /// A second step back, after the timeline ran on ahead of the floor, does not take the
