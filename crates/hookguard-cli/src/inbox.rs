@@ -35,8 +35,9 @@ as the sender sent it (Procore's 5982324300946918154 keeps its digits).
           received minus credentials — no Authorization, Cookie or shared-token header; the
           URL, and with it a URL token, is never stored), body_encoding (\"utf-8\" or \"base64\")
           and body (the raw body as a string, or base64 when it is not UTF-8)
-  replay {\"replayed\":N[,\"id\":ID]}: a dead or done item (or every dead one with --dead)
-          back to pending, attempts reset; a running serve picks it up within a second
+  replay {\"replayed\":N[,\"id\":ID][,\"still_dead\":M]}: a dead or done item (or every dead one
+          with --dead, as many as the pending cap has room for: M stay dead) back to pending,
+          attempts reset; a running serve picks it up within a second
   purge  {\"purged\":N,\"finished_before\":T}: deletes done and dead items finished before
           now − DURATION (7d, 12h, 30m, 0s); a purged item's copies are no longer recognised
   stats  {\"pending\",\"running\",\"done\",\"dead\",\"total\",\"oldest_pending_received_at\",
@@ -143,7 +144,7 @@ struct ReplayArgs {
     /// The item's id.
     #[arg(value_name = "ID")]
     id: Option<i64>,
-    /// Every dead item.
+    /// Every dead item (as many as the pending cap has room for; the rest stay dead).
     #[arg(long)]
     dead: bool,
     #[command(flatten)]
@@ -495,7 +496,13 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
                 }
                 None => {
                     let n = inbox.replay_dead(now_ms()).await.map_err(|e| store_failed(&path, &e))?;
-                    outln!("{}", object(&[("replayed", Value::from(n))]))?;
+                    // Stopped at the pending cap: say how many are left for a later replay.
+                    let left = inbox.stats().await.map(|s| s.dead).unwrap_or(0);
+                    let mut fields = vec![("replayed", Value::from(n))];
+                    if left > 0 {
+                        fields.push(("still_dead", Value::from(left)));
+                    }
+                    outln!("{}", object(&fields))?;
                 }
             }
         }

@@ -773,7 +773,8 @@ enum Op {
     Release(ClaimRef, i64, i64, Reply<bool>),
     Get(i64, Reply<Option<InboxRecord>>),
     Replay(i64, i64, Reply<()>),
-    ReplayDead(i64, Reply<u64>),
+    /// Dead items back to pending: at most this many, within the pending cap.
+    ReplayDead(i64, i64, Reply<u64>),
     Purge(i64, bool, Reply<u64>),
 }
 
@@ -1166,7 +1167,7 @@ fn op_reply(op: Op) -> Done {
         Op::Complete(.., tx) | Op::Fail(.., tx) | Op::Release(.., tx) => Done::Bool(tx, e()),
         Op::Get(_, tx) => Done::Get(tx, e()),
         Op::Replay(.., tx) => Done::Unit(tx, e()),
-        Op::ReplayDead(_, tx) | Op::Purge(.., tx) => Done::Count(tx, e()),
+        Op::ReplayDead(.., tx) | Op::Purge(.., tx) => Done::Count(tx, e()),
     }
 }
 
@@ -1270,8 +1271,11 @@ fn apply(
             }
             Done::Unit(tx, r)
         }
-        Op::ReplayDead(now, tx) => {
-            let r = replay_dead(conn, clock.place(now, now, wall)).map_err(storage);
+        Op::ReplayDead(now, limit, tx) => {
+            // Never past the pending cap: new deliveries would be refused (`503`) until the
+            // worker caught up, and a sender's retries may run out meanwhile.
+            let room = i64::try_from(max_pending.saturating_sub(*pending)).unwrap_or(i64::MAX);
+            let r = replay_dead(conn, clock.place(now, now, wall), limit.min(room)).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
                 *wake |= n > 0;
@@ -1604,11 +1608,14 @@ fn replay(conn: &Connection, id: i64, due: i64) -> Result<(), InboxError> {
     Ok(())
 }
 
-fn replay_dead(conn: &Connection, due: i64) -> rusqlite::Result<u64> {
+fn replay_dead(conn: &Connection, due: i64, limit: i64) -> rusqlite::Result<u64> {
+    if limit <= 0 {
+        return Ok(0);
+    }
     let ids: Vec<i64> = conn
         // (`state IN (2, 3)`: read from the finished index, not the whole table.)
-        .prepare("SELECT id FROM hookguard_inbox WHERE state = 3 AND state IN (2, 3)")?
-        .query_map([], |r| r.get(0))?
+        .prepare("SELECT id FROM hookguard_inbox WHERE state = 3 AND state IN (2, 3) LIMIT ?1")?
+        .query_map([limit], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
         replay(conn, *id, due).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -1705,8 +1712,24 @@ impl InboxStore for SqliteInbox {
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
         self.call(move |tx| Op::Replay(id, now_ms, tx))
     }
+    /// In batches of 5,000 items, each its own transaction (accepts go on between them), and
+    /// only as many as the pending cap has room for: dead items past it stay dead (replay
+    /// them once the worker has caught up).
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        self.call_within(LONG_OPERATION_TIMEOUT, move |tx| Op::ReplayDead(now_ms, tx))
+        Box::pin(async move {
+            let mut total = 0;
+            loop {
+                let n = self
+                    .call_within(LONG_OPERATION_TIMEOUT, move |tx| {
+                        Op::ReplayDead(now_ms, PURGE_BATCH, tx)
+                    })
+                    .await?;
+                total += n;
+                if n < PURGE_BATCH as u64 {
+                    return Ok(total);
+                }
+            }
+        })
     }
     /// In batches of 5,000 rows per state, each its own transaction (accepts go on between
     /// them), until a batch finds fewer.

@@ -1663,3 +1663,33 @@ async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
         "left to its lease"
     );
 }
+
+/// Replaying every dead item stops at the pending cap, so new deliveries are still accepted;
+/// the rest stay dead for a later replay.
+#[tokio::test]
+async fn replaying_dead_items_stops_at_the_pending_cap() {
+    let dir = TempDir::new("replay-cap");
+    let inbox = SqliteInbox::builder(dir.file()).max_pending(3).open().unwrap();
+    for round in 0..2 {
+        for i in 0..3 {
+            stored(&inbox, &bwp(&format!("evt_replay_cap_{round}_{i}"))).await;
+        }
+        let t = now_ms();
+        for c in inbox.claim(t, Duration::from_secs(30), 10).await.unwrap() {
+            assert!(inbox.fail(c.claim(), "refused", None, t).await.unwrap());
+        }
+    }
+    assert_eq!(inbox.stats().await.unwrap().dead, 6);
+    stored(&inbox, &bwp("evt_replay_cap_new")).await;
+    assert_eq!(
+        inbox.replay_dead(now_ms()).await.unwrap(),
+        2,
+        "room for two under the cap of 3"
+    );
+    let s = inbox.stats().await.unwrap();
+    assert_eq!((s.pending, s.dead), (3, 4));
+    assert!(matches!(
+        inbox.accept(item(&bwp("evt_replay_cap_over"))).await,
+        Err(InboxError::Full { limit: 3 })
+    ));
+}

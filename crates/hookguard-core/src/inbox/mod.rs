@@ -582,7 +582,9 @@ pub trait InboxStore: Send + Sync + 'static {
     /// [`InboxError::NotFound`], or [`InboxError::WrongState`] for a pending or running item.
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()>;
 
-    /// Every dead item back to pending; returns how many.
+    /// Every dead item back to pending; returns how many. A store with a cap on pending items
+    /// may stop at it (the SQLite inbox does: new deliveries would otherwise be refused until
+    /// the replayed ones were handled), leaving the rest dead for a later replay.
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64>;
 
     /// Deletes done items (and dead ones with `include_dead`) that finished before
