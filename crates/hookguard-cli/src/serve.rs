@@ -241,6 +241,12 @@ pub struct ServeArgs {
     /// (`metadata.source_application_id`), to avoid loops. Repeatable.
     #[arg(long = "ignore-source-application", value_name = "ID")]
     ignore_apps: Vec<String>,
+    /// Answer a well-formed signature that no --secret produced `503 signature_not_verified`
+    /// with Retry-After instead of `401 signature_mismatch`: BuildWorkPro's rotation has no
+    /// overlap and never retries a 401, so deliveries signed with its new secret are retried
+    /// until this receiver is restarted with it, not lost.
+    #[arg(long)]
+    retry_signature_mismatch: bool,
     /// Recognise copies of an event by these signed fields instead of the sender's own id:
     /// comma-separated JSON pointers into the body and `header:NAME` for headers the sender
     /// signs (standard: webhook-id, webhook-timestamp; an unsigned header is refused).
@@ -764,6 +770,8 @@ pub struct ReceiverSpec<'a> {
     pub max_body: usize,
     /// `--ignore-source-application`.
     pub ignore_apps: &'a [String],
+    /// `--retry-signature-mismatch`.
+    pub retry_mismatch: bool,
     /// The dedupe lease.
     pub lease: Duration,
 }
@@ -799,6 +807,7 @@ pub fn layer_keyed(
     for app in spec.ignore_apps {
         b = b.ignore_source_application(app.clone());
     }
+    b = b.retry_signature_mismatch(spec.retry_mismatch);
     if let Some(k) = dedupe_key {
         b = b.dedupe_key(k.clone());
     }
@@ -1301,6 +1310,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         tolerance: args.tolerance,
         max_body: args.max_body,
         ignore_apps: &args.ignore_apps,
+        retry_mismatch: args.retry_signature_mismatch,
         // The lease outlives the handler's budget, so no copy runs while the first still does.
         lease: DEFAULT_LEASE.max(exec_timeout + Duration::from_secs(5)),
     };

@@ -496,6 +496,38 @@ fn wrong_secret_is_a_permanent_failure_after_one_attempt() {
     assert!(s.stderr().contains("signature_mismatch"), "{}", s.stderr());
 }
 
+/// With `--retry-signature-mismatch`, a delivery signed with a secret the receiver lacks yet
+/// (BuildWorkPro rotated it) is answered `503 signature_not_verified` and retried by the
+/// sender, not dropped after one attempt.
+#[test]
+fn a_mismatch_is_retried_when_serve_is_told_to() {
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_old",
+        "--retry-signature-mismatch",
+    ]);
+    let o = send(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_new",
+        "--url",
+        &s.url(),
+        "--schedule",
+        "fast",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(
+        out.contains("signature_not_verified") && out.contains("attempt 2"),
+        "{out}"
+    );
+    assert!(!out.contains("permanent failure"), "{out}");
+    assert!(s.wait_lines(0).is_empty());
+}
+
 #[test]
 fn exec_failing_once_is_retried_and_printed_once() {
     let dir = scratch("exec");
@@ -1455,6 +1487,7 @@ fn every_subcommand_has_complete_help_with_an_example() {
         "--exec",
         "--exec-timeout",
         "--ignore-source-application",
+        "--retry-signature-mismatch",
         "--stdout-queue",
         "--header-timeout",
         "--write-timeout",

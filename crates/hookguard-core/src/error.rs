@@ -17,6 +17,7 @@ use http::StatusCode;
 /// | `missing_signature` | 401 | forged or misconfigured: BuildWorkPro stops on any 4xx but 408/429 |
 /// | `malformed_signature` | 400 | a signature header that cannot be parsed is never genuine |
 /// | `signature_mismatch` | 401 | forged, tampered, or signed with a secret we do not hold |
+/// | `signature_not_verified` | 503 + `Retry-After` | the same, when the verifier is told to [retry it](crate::VerifierBuilder::retry_signature_mismatch): a sender that rotated its secret without overlap is retried until the receiver holds the new one |
 /// | `unauthorized` | 401 | Procore/HCSS shared header or URL token missing or wrong |
 /// | `missing_header` | 400 | a required header (timestamp, id) is absent |
 /// | `malformed_timestamp` | 400 | |
@@ -55,6 +56,13 @@ pub enum Rejection {
     MalformedSignature,
     /// No configured secret produced any of the signatures in the header.
     SignatureMismatch,
+    /// As [`SignatureMismatch`](Self::SignatureMismatch), answered retryable (`503` +
+    /// `Retry-After`) because the verifier was told to
+    /// ([`retry_signature_mismatch`](crate::VerifierBuilder::retry_signature_mismatch)): a
+    /// sender that rotates its secret without overlap (BuildWorkPro) signs with a secret this
+    /// receiver does not hold yet until it is redeployed, and a permanent `401` would lose
+    /// those deliveries.
+    SignatureNotVerified,
     /// The shared header or URL token is missing or not one of the accepted values.
     Unauthorized,
     /// A required header is absent.
@@ -114,6 +122,9 @@ impl fmt::Display for Rejection {
             Self::MissingSignature(h) => write!(f, "signature header `{h}` is missing"),
             Self::MalformedSignature => f.write_str("signature header is malformed"),
             Self::SignatureMismatch => f.write_str("signature does not match"),
+            Self::SignatureNotVerified => f.write_str(
+                "signature does not match any secret this receiver holds (a rotation may be under way); retry later",
+            ),
             Self::Unauthorized => f.write_str("credentials are missing or not accepted"),
             Self::MissingHeader(h) => write!(f, "required header `{h}` is missing"),
             Self::MalformedTimestamp => f.write_str("timestamp is malformed"),
@@ -150,6 +161,7 @@ impl Rejection {
             Self::MissingSignature(_) => "missing_signature",
             Self::MalformedSignature => "malformed_signature",
             Self::SignatureMismatch => "signature_mismatch",
+            Self::SignatureNotVerified => "signature_not_verified",
             Self::Unauthorized => "unauthorized",
             Self::MissingHeader(_) => "missing_header",
             Self::MalformedTimestamp => "malformed_timestamp",
@@ -184,9 +196,11 @@ impl Rejection {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DuplicateInFlight => StatusCode::TOO_MANY_REQUESTS,
-            Self::StoreUnavailable | Self::HandlerTimeout | Self::InboxFull | Self::TimestampOutOfWindow => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StoreUnavailable
+            | Self::HandlerTimeout
+            | Self::InboxFull
+            | Self::TimestampOutOfWindow
+            | Self::SignatureNotVerified => StatusCode::SERVICE_UNAVAILABLE,
             Self::HandlerFailed | Self::UnexpectedPayload { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MalformedSignature
@@ -239,7 +253,9 @@ impl Rejection {
             | Self::BodyReadTimeout => Some(Duration::from_secs(5)),
             Self::InboxFull => Some(Duration::from_secs(30)),
             // Our model's gap, or a clock: a fix, not a moment.
-            Self::UnexpectedPayload { .. } | Self::TimestampOutOfWindow => Some(Duration::from_secs(60)),
+            Self::UnexpectedPayload { .. } | Self::TimestampOutOfWindow | Self::SignatureNotVerified => {
+                Some(Duration::from_secs(60))
+            }
             _ => None,
         }
     }
@@ -325,6 +341,7 @@ mod tests {
             Rejection::MissingSignature("x"),
             Rejection::MalformedSignature,
             Rejection::SignatureMismatch,
+            Rejection::SignatureNotVerified,
             Rejection::Unauthorized,
             Rejection::MissingHeader("x"),
             Rejection::MalformedTimestamp,

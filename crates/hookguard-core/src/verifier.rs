@@ -105,6 +105,8 @@ struct Inner {
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
     dedupe_key: Option<CompiledDedupeKey>,
+    /// `retry_signature_mismatch`: a mismatch is answered `503 signature_not_verified`.
+    retry_mismatch: bool,
     /// When the last warning of an authentic delivery outside the window was logged (unix
     /// seconds, 0: never): at most one a minute.
     window_warned: std::sync::atomic::AtomicU64,
@@ -152,6 +154,7 @@ impl Verifier {
             ignore_apps: Vec::new(),
             dedupe_key: None,
             unsigned_key_headers: Vec::new(),
+            retry_mismatch: false,
             bad: None,
         }
     }
@@ -290,7 +293,11 @@ impl Verifier {
             max_signatures: i.max_signatures,
             max_header_len: i.max_header_len,
         };
-        let auth = i.scheme.authenticate(head, body, &ctx)?;
+        let auth = match i.scheme.authenticate(head, body, &ctx) {
+            Ok(auth) => auth,
+            Err(Rejection::SignatureMismatch) if i.retry_mismatch => return Err(Rejection::SignatureNotVerified),
+            Err(r) => return Err(r),
+        };
         if let Some(t) = auth.timestamp.filter(|&t| ctx.outside_window(t)) {
             self.warn_outside_window(t, ctx.now);
             return Err(Rejection::TimestampOutOfWindow);
@@ -397,6 +404,7 @@ pub struct VerifierBuilder {
     ignore_apps: Vec<String>,
     dedupe_key: Option<DedupeKey>,
     unsigned_key_headers: Vec<String>,
+    retry_mismatch: bool,
     bad: Option<(usize, &'static str)>,
 }
 
@@ -543,6 +551,30 @@ macro_rules! verifier_setters {
             b.challenges.push(rule);
         }
 
+        /// Answers a signature that no secret of this receiver produced `503
+        /// signature_not_verified` with `Retry-After: 60` instead of `401 signature_mismatch`
+        /// (off by default). For a sender that rotates its secret without overlap (BuildWorkPro:
+        /// the old secret stops at once, and a `401` is never retried), deliveries signed with
+        /// the new secret before the receiver is redeployed with it are retried instead of lost.
+        /// A forger gains nothing from either answer; malformed and missing signatures keep
+        /// their `400`/`401`.
+        ///
+        /// ```
+        /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, RequestHead, Scheme, SignParams, Verifier};
+        /// let now = 1_700_000_000;
+        /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_old").clock(ManualClock::new(now))
+        ///     .retry_signature_mismatch(true).build().unwrap();
+        /// // Signed with the secret the sender rotated to, which this receiver lacks yet.
+        /// let body = bytes::Bytes::from_static(br#"{"id":"e","type":"t"}"#);
+        /// let signed = BuildWorkPro::new().sign("whsec_new", &body, &SignParams::new(now)).unwrap();
+        /// let (headers, uri) = testing::request_parts(signed, "/");
+        /// let r = v.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), body).unwrap_err();
+        /// assert_eq!((r.code(), r.status().as_u16()), ("signature_not_verified", 503));
+        /// ```
+        fn retry_signature_mismatch(b, retry: bool) {
+            b.retry_mismatch = retry;
+        }
+
         /// Answers 2xx without calling the handler for Procore deliveries caused by this
         /// application id (`metadata.source_application_id`): your own writes, which would loop.
         fn ignore_source_application(b, app_id: impl Into<String>) {
@@ -660,6 +692,7 @@ impl VerifierBuilder {
                 challenges: self.challenges,
                 ignore_apps: self.ignore_apps,
                 dedupe_key,
+                retry_mismatch: self.retry_mismatch,
                 window_warned: std::sync::atomic::AtomicU64::new(0),
             }),
         })
@@ -781,6 +814,7 @@ mod tests {
         Vec<ChallengeRule>,
         Vec<String>,
         Option<String>,
+        bool,
     );
 
     fn settings(v: &Verifier) -> Settings {
@@ -794,6 +828,7 @@ mod tests {
             i.challenges.clone(),
             i.ignore_apps.clone(),
             i.dedupe_key.as_ref().map(|k| k.text().to_owned()),
+            i.retry_mismatch,
         )
     }
 
@@ -814,7 +849,66 @@ mod tests {
                 .ignore_source_application("my-app")
                 .dedupe_key(DedupeKey::new().header("x-hop-id").pointer("/id"))
                 .allow_unsigned_key_header("X-Hop-Id")
+                .retry_signature_mismatch(true)
         };
+    }
+
+    /// `retry_signature_mismatch`: only a well-formed signature that no secret produced turns
+    /// retryable; genuine deliveries still verify, malformed and missing signatures keep their
+    /// answers, and the receiver answers `503` with `Retry-After: 60`.
+    #[test]
+    fn a_mismatch_is_answered_retryable_only_when_asked() {
+        use crate::{testing, Scheme, SignParams};
+        let now = 1_700_000_000;
+        let verifier = |retry: bool| {
+            Verifier::builder(BuildWorkPro::new())
+                .secret("whsec_old")
+                .clock(ManualClock::new(now))
+                .retry_signature_mismatch(retry)
+                .build()
+                .unwrap()
+        };
+        let body = Bytes::from_static(br#"{"id":"evt_rot","type":"bid.accepted"}"#);
+        let request = |secret: &str| {
+            testing::request_parts(
+                BuildWorkPro::new().sign(secret, &body, &SignParams::new(now)).unwrap(),
+                "/",
+            )
+        };
+        let verify = |v: &Verifier, headers: &http::HeaderMap| {
+            let uri = http::Uri::from_static("/");
+            v.verify(&RequestHead::new(&Method::POST, &uri, headers), body.clone())
+        };
+        let (new, _) = request("whsec_new");
+        let (old, _) = request("whsec_old");
+        assert_eq!(
+            verify(&verifier(false), &new).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        assert_eq!(
+            verify(&verifier(true), &new).unwrap_err(),
+            Rejection::SignatureNotVerified
+        );
+        assert!(verify(&verifier(true), &old).is_ok());
+        let mut malformed = new.clone();
+        malformed.insert("buildworkpro-signature", "t=1700000000,v1=zz".parse().unwrap());
+        assert_eq!(
+            verify(&verifier(true), &malformed).unwrap_err(),
+            Rejection::MalformedSignature
+        );
+        assert!(matches!(
+            verify(&verifier(true), &http::HeaderMap::new()).unwrap_err(),
+            Rejection::MissingSignature(_)
+        ));
+        let rx = Receiver::new(verifier(true));
+        let uri = http::Uri::from_static("/");
+        let answer =
+            testing::block_on(rx.admit(&RequestHead::new(&Method::POST, &uri, &new), body.clone())).unwrap_err();
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers()["retry-after"], "60");
+        assert!(std::str::from_utf8(answer.body())
+            .unwrap()
+            .contains("signature_not_verified"));
     }
 
     #[test]
@@ -837,6 +931,7 @@ mod tests {
         assert_eq!(set.6, ["my-app"]);
         // The unsigned `x-hop-id` is accepted only because `allow_unsigned_key_header` ran.
         assert!(set.7.is_some());
+        assert!(set.8 && !default.8);
 
         let timeless = Verifier::builder(BuildWorkPro::new())
             .secret("s")

@@ -73,6 +73,7 @@ impl Lab {
                     tolerance: None,
                     max_body: 1 << 20,
                     ignore_apps: ignore,
+                    retry_mismatch: false,
                     lease: hookguard_core::dedupe::DEFAULT_LEASE,
                 },
                 Keeper::Inbox(Arc::new(inbox.clone())),

@@ -272,6 +272,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
                 tolerance: None,
                 max_body: 1 << 20,
                 ignore_apps: ignore,
+                retry_mismatch: false,
                 lease: DEFAULT_LEASE,
             },
             Keeper::Dedupe(Arc::new(MemoryStore::default())),

@@ -1130,7 +1130,10 @@ async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Re
                 &[("provider", provider.as_str()), ("transition", "replayed")],
                 n,
             );
-            tracing::info!(count = n, "inspector: dead inbox items replayed (as many as the pending cap has room for)");
+            tracing::info!(
+                count = n,
+                "inspector: dead inbox items replayed (as many as the pending cap has room for)"
+            );
             after_post(&headers, serde_json::json!({ "replayed": n }))
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
