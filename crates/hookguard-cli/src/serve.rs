@@ -241,6 +241,11 @@ pub struct ServeArgs {
     /// (`metadata.source_application_id`), to avoid loops. Repeatable.
     #[arg(long = "ignore-source-application", value_name = "ID")]
     ignore_apps: Vec<String>,
+    /// Procore: answer 200 without handling deliveries of changes this user made
+    /// (`metadata.source_user_id`, or `user_id` in v4 payloads): the service account your
+    /// integration writes with, to avoid loops. Repeatable.
+    #[arg(long = "ignore-source-user", value_name = "ID")]
+    ignore_users: Vec<String>,
     /// Answer a well-formed signature that no --secret produced `503 signature_not_verified`
     /// with Retry-After instead of `401 signature_mismatch`: BuildWorkPro's rotation has no
     /// overlap and never retries a 401, so deliveries signed with its new secret are retried
@@ -772,6 +777,8 @@ pub struct ReceiverSpec<'a> {
     pub ignore_apps: &'a [String],
     /// `--retry-signature-mismatch`.
     pub retry_mismatch: bool,
+    /// `--ignore-source-user`.
+    pub ignore_users: &'a [String],
     /// The dedupe lease.
     pub lease: Duration,
 }
@@ -806,6 +813,9 @@ pub fn layer_keyed(
     }
     for app in spec.ignore_apps {
         b = b.ignore_source_application(app.clone());
+    }
+    for user in spec.ignore_users {
+        b = b.ignore_source_user(user.clone());
     }
     b = b.retry_signature_mismatch(spec.retry_mismatch);
     if let Some(k) = dedupe_key {
@@ -1292,6 +1302,9 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-application only applies to procore deliveries");
     }
+    if !args.ignore_users.is_empty() && args.provider != ProviderArg::Procore {
+        tracing::warn!("--ignore-source-user only applies to procore deliveries");
+    }
     let inbox = inbox_settings(&args)?;
     // Inline, the command runs inside the sender's timeout; from the inbox's worker, inside
     // the lease (the sender has its answer already).
@@ -1311,6 +1324,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         max_body: args.max_body,
         ignore_apps: &args.ignore_apps,
         retry_mismatch: args.retry_signature_mismatch,
+        ignore_users: &args.ignore_users,
         // The lease outlives the handler's budget, so no copy runs while the first still does.
         lease: DEFAULT_LEASE.max(exec_timeout + Duration::from_secs(5)),
     };

@@ -496,6 +496,39 @@ fn wrong_secret_is_a_permanent_failure_after_one_attempt() {
     assert!(s.stderr().contains("signature_mismatch"), "{}", s.stderr());
 }
 
+/// `--ignore-source-user`: Procore's sample delivery (its change made by user 1469242) is
+/// answered 200 `ignored` and not printed; another user's id lets it through.
+#[test]
+fn serve_ignores_a_procore_source_users_own_changes() {
+    for (user, printed) in [("1469242", 0), ("7", 1)] {
+        let s = Server::start(&[
+            "--provider",
+            "procore",
+            "--auth-header",
+            "X-Hook-Token: t",
+            "--ignore-source-user",
+            user,
+        ]);
+        let o = send(&[
+            "--provider",
+            "procore",
+            "--auth-header",
+            "X-Hook-Token: t",
+            "--url",
+            &s.url(),
+            "--schedule",
+            "fast",
+        ]);
+        assert_eq!(code(&o), 0, "{user}: {}", text(&o.stdout));
+        if printed == 0 {
+            assert!(text(&o.stdout).contains("ignored"), "{}", text(&o.stdout));
+            assert!(s.wait_lines(0).is_empty());
+        } else {
+            assert_eq!(s.json_lines(1).len(), 1);
+        }
+    }
+}
+
 /// With `--retry-signature-mismatch`, a delivery signed with a secret the receiver lacks yet
 /// (BuildWorkPro rotated it) is answered `503 signature_not_verified` and retried by the
 /// sender, not dropped after one attempt.
@@ -1487,6 +1520,7 @@ fn every_subcommand_has_complete_help_with_an_example() {
         "--exec",
         "--exec-timeout",
         "--ignore-source-application",
+        "--ignore-source-user",
         "--retry-signature-mismatch",
         "--stdout-queue",
         "--header-timeout",

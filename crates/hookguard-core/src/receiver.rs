@@ -681,7 +681,7 @@ impl Receiver {
                 return Err(answer.into_response());
             }
             Ok(Verdict::Ignored(d)) => {
-                tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application");
+                tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application or user");
                 self.answered_2xx("ignored", arrived, None, event);
                 return Err(crate::response::ignored());
             }

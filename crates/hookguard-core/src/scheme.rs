@@ -255,6 +255,9 @@ pub struct Described {
     pub dedupe_key: Option<String>,
     /// Procore's `metadata.source_application_id`, for loop filtering.
     pub source_application_id: Option<String>,
+    /// Procore's user behind the change (`metadata.source_user_id`, or `user_id` in v4
+    /// payloads), for loop filtering.
+    pub source_user_id: Option<String>,
     /// A value to echo back instead of handling the delivery (Slack `url_verification`).
     pub challenge: Option<String>,
     /// How long copies under `dedupe_key` are recognised.

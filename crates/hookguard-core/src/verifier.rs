@@ -104,6 +104,7 @@ struct Inner {
     read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
+    ignore_users: Vec<String>,
     dedupe_key: Option<CompiledDedupeKey>,
     /// `retry_signature_mismatch`: a mismatch is answered `503 signature_not_verified`.
     retry_mismatch: bool,
@@ -152,6 +153,7 @@ impl Verifier {
             max_challenge: DEFAULT_MAX_CHALLENGE,
             read_timeout,
             ignore_apps: Vec::new(),
+            ignore_users: Vec::new(),
             dedupe_key: None,
             unsigned_key_headers: Vec::new(),
             retry_mismatch: false,
@@ -378,9 +380,12 @@ impl Verifier {
             source_application_id: d.source_application_id,
             body,
         };
-        match &delivery.source_application_id {
-            Some(app) if i.ignore_apps.iter().any(|a| a == app) => Ok(Verdict::Ignored(delivery)),
-            _ => Ok(Verdict::Deliver(delivery)),
+        let own_app = matches!(&delivery.source_application_id, Some(app) if i.ignore_apps.iter().any(|a| a == app));
+        let own_user = matches!(&d.source_user_id, Some(user) if i.ignore_users.iter().any(|u| u == user));
+        if own_app || own_user {
+            Ok(Verdict::Ignored(delivery))
+        } else {
+            Ok(Verdict::Deliver(delivery))
         }
     }
 }
@@ -402,6 +407,7 @@ pub struct VerifierBuilder {
     read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
+    ignore_users: Vec<String>,
     dedupe_key: Option<DedupeKey>,
     unsigned_key_headers: Vec<String>,
     retry_mismatch: bool,
@@ -581,6 +587,26 @@ macro_rules! verifier_setters {
             b.ignore_apps.push(app_id.into());
         }
 
+        /// Answers 2xx without calling the handler for Procore deliveries whose change this
+        /// user made (`metadata.source_user_id`, or `user_id` in v4 payloads, compared as
+        /// written: `"1469242"` for `1469242`): the service account your integration writes
+        /// with, which Procore's guide names, beside the application id, for filtering your
+        /// own changes.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::Procore, RequestHead, Verdict, Verifier};
+        /// let v = Verifier::builder(Procore::new()).secret("Bearer t").ignore_source_user("1469242").build().unwrap();
+        /// let mut headers = http::HeaderMap::new();
+        /// headers.insert("authorization", "Bearer t".parse().unwrap());
+        /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        /// let ours = br#"{"id":"01J0","event_type":"update","resource_name":"RFIs","user_id":1469242}"#;
+        /// let out = v.verify(&RequestHead::new(&m, &u, &headers), bytes::Bytes::from_static(ours)).unwrap();
+        /// assert!(matches!(out, Verdict::Ignored(_)));
+        /// ```
+        fn ignore_source_user(b, user_id: impl Into<String>) {
+            b.ignore_users.push(user_id.into());
+        }
+
         /// Recognises copies of an event by these signed fields instead of the sender's own id
         /// (see [`DedupeKey`](crate::DedupeKey): JSON pointers into the body, headers the
         /// scheme signs); remembered for the retention. A delivery missing one of the fields
@@ -691,6 +717,7 @@ impl VerifierBuilder {
                 read_timeout: self.read_timeout,
                 challenges: self.challenges,
                 ignore_apps: self.ignore_apps,
+                ignore_users: self.ignore_users,
                 dedupe_key,
                 retry_mismatch: self.retry_mismatch,
                 window_warned: std::sync::atomic::AtomicU64::new(0),
@@ -815,6 +842,7 @@ mod tests {
         Vec<String>,
         Option<String>,
         bool,
+        Vec<String>,
     );
 
     fn settings(v: &Verifier) -> Settings {
@@ -829,6 +857,7 @@ mod tests {
             i.ignore_apps.clone(),
             i.dedupe_key.as_ref().map(|k| k.text().to_owned()),
             i.retry_mismatch,
+            i.ignore_users.clone(),
         )
     }
 
@@ -850,6 +879,7 @@ mod tests {
                 .dedupe_key(DedupeKey::new().header("x-hop-id").pointer("/id"))
                 .allow_unsigned_key_header("X-Hop-Id")
                 .retry_signature_mismatch(true)
+                .ignore_source_user("42")
         };
     }
 
@@ -932,6 +962,7 @@ mod tests {
         // The unsigned `x-hop-id` is accepted only because `allow_unsigned_key_header` ran.
         assert!(set.7.is_some());
         assert!(set.8 && !default.8);
+        assert_eq!(set.9, ["42"]);
 
         let timeless = Verifier::builder(BuildWorkPro::new())
             .secret("s")

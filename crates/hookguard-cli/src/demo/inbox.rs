@@ -74,6 +74,7 @@ impl Lab {
                     max_body: 1 << 20,
                     ignore_apps: ignore,
                     retry_mismatch: false,
+                    ignore_users: &[],
                     lease: hookguard_core::dedupe::DEFAULT_LEASE,
                 },
                 Keeper::Inbox(Arc::new(inbox.clone())),

@@ -273,6 +273,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
                 max_body: 1 << 20,
                 ignore_apps: ignore,
                 retry_mismatch: false,
+                ignore_users: &[],
                 lease: DEFAULT_LEASE,
             },
             Keeper::Dedupe(Arc::new(MemoryStore::default())),

@@ -65,11 +65,13 @@ impl Procore {
 
 struct Metadata {
     source_application_id: Option<String>,
+    source_user_id: Option<String>,
 }
 
 json_struct! {
     Deserialize for Metadata {
         source_application_id: "source_application_id" (default, with OptId),
+        source_user_id: "source_user_id" (default, with OptId),
     }
 }
 
@@ -81,6 +83,7 @@ struct Probe {
     resource_name: Option<String>,
     resource_type: Option<String>,
     metadata: Option<Metadata>,
+    user_id: Option<String>,
 }
 
 json_struct! {
@@ -92,6 +95,7 @@ json_struct! {
         resource_name: "resource_name" (default),
         resource_type: "resource_type" (default),
         metadata: "metadata" (default),
+        user_id: "user_id" (default, with OptId),
     }
 }
 
@@ -187,11 +191,17 @@ impl Scheme for Procore {
             (Some(r), Some(a)) => Some(format!("{r}.{a}")),
             (r, a) => a.or(r),
         };
+        let (source_application_id, source_user_id) = match p.metadata {
+            Some(m) => (m.source_application_id, m.source_user_id),
+            None => (None, None),
+        };
         Ok(Described {
             event_id: id,
             event_type,
             dedupe_key: key,
-            source_application_id: p.metadata.and_then(|m| m.source_application_id),
+            source_application_id,
+            // v2/v3 name the source operation's user in `metadata`; v4 has only `user_id`.
+            source_user_id: source_user_id.or(p.user_id),
             ..Described::default()
         })
     }
@@ -210,6 +220,45 @@ impl Scheme for Procore {
 mod tests {
     use super::*;
     use crate::{RequestHead, Verifier};
+
+    /// Deliveries of the user named by `ignore_source_user` are ignored: v2/v3 by
+    /// `metadata.source_user_id` (a number, compared as its digits), v4 by `user_id`; another
+    /// user's, and a v2 body whose `metadata` names another source user, are delivered.
+    #[test]
+    fn a_source_users_own_changes_are_ignored() {
+        use crate::Verdict;
+        let v = Verifier::builder(Procore::new())
+            .secret("Bearer t")
+            .ignore_source_user("1469242")
+            .build()
+            .unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer t".parse().unwrap());
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let verdict = |body: &'static str| {
+            v.verify(
+                &RequestHead::new(&m, &u, &headers),
+                bytes::Bytes::from_static(body.as_bytes()),
+            )
+            .unwrap()
+        };
+        for (body, ignored) in [
+            (
+                r#"{"id":1,"ulid":"01A","metadata":{"source_user_id":1469242},"user_id":7}"#,
+                true,
+            ),
+            (r#"{"id":2,"ulid":"01B","metadata":{"source_user_id":"1469242"}}"#, true),
+            (r#"{"id":"01C","event_type":"update","user_id":1469242}"#, true),
+            (r#"{"id":"01D","event_type":"update","user_id":7}"#, false),
+            (
+                r#"{"id":3,"ulid":"01E","metadata":{"source_user_id":7},"user_id":1469242}"#,
+                false,
+            ),
+            (r#"{"id":4,"ulid":"01F"}"#, false),
+        ] {
+            assert_eq!(matches!(verdict(body), Verdict::Ignored(_)), ignored, "{body}");
+        }
+    }
 
     /// An oversized token is refused `431` naming the header that carried it.
     #[test]
