@@ -144,14 +144,23 @@ impl Scheme for Hcss {
                 )
                 .per_event(),
             ),
+            // Setups: four entities × created/updated/deleted; HeavyJob: cost codes.
             event_types: &[
                 "EmployeeUpdated",
                 "EmployeeCreated",
                 "EmployeeDeleted",
+                "EquipmentCreated",
                 "EquipmentUpdated",
+                "EquipmentDeleted",
+                "LocationCreated",
                 "LocationUpdated",
+                "LocationDeleted",
+                "BusinessUnitCreated",
                 "BusinessUnitUpdated",
+                "BusinessUnitDeleted",
+                "CostCodeCreated",
                 "CostCodeUpdated",
+                "CostCodeDeleted",
                 "ProjectCreated",
                 "ProjectChanged",
                 "ProjectDeleted",
