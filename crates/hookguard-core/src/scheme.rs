@@ -303,6 +303,9 @@ pub enum DedupePolicy {
     /// A digest of the body; remembered for the retention when the body carries a time,
     /// otherwise copies coalesce only while one is in flight ([`DedupeScope::WhileInFlight`]).
     BodyDigestRetainedIfDated,
+    /// A digest of the body; copies coalesce only while one is in flight
+    /// ([`DedupeScope::WhileInFlight`]), whatever the body carries.
+    BodyDigestWhileInFlight,
     /// No dedupe key.
     None,
 }
@@ -319,6 +322,9 @@ impl DedupePolicy {
             DedupePolicy::BodyDigest => "a SHA-256 digest of the signed body, remembered for the retention",
             DedupePolicy::BodyDigestRetainedIfDated => {
                 "a SHA-256 digest of the body: remembered when the body carries a time, else only while a copy is in flight"
+            }
+            DedupePolicy::BodyDigestWhileInFlight => {
+                "a SHA-256 digest of the body, recognising copies only while one is in flight"
             }
             DedupePolicy::None => "none",
         }

@@ -51,12 +51,15 @@ pub enum HcssAuth {
 #[derive(Debug, Clone)]
 pub struct Hcss {
     auth: HcssAuth,
+    /// Whether a dated (Pre-Construction) body's digest is remembered for the retention.
+    remember_dated: bool,
 }
 
 impl Default for Hcss {
     fn default() -> Self {
         Self {
             auth: HcssAuth::QueryToken("token"),
+            remember_dated: true,
         }
     }
 }
@@ -75,6 +78,7 @@ impl Hcss {
     pub fn query_token(param: &'static str) -> Self {
         Self {
             auth: HcssAuth::QueryToken(param),
+            remember_dated: true,
         }
     }
 
@@ -86,6 +90,7 @@ impl Hcss {
     pub fn header(name: HeaderName) -> Self {
         Self {
             auth: HcssAuth::Header(name),
+            remember_dated: true,
         }
     }
 
@@ -97,6 +102,7 @@ impl Hcss {
     /// ```
     pub fn with_scheme(scheme: Arc<dyn Scheme>) -> Self {
         Self {
+            remember_dated: true,
             auth: HcssAuth::Scheme(scheme),
         }
     }
@@ -104,6 +110,22 @@ impl Hcss {
     /// How POSTs are authenticated.
     pub fn auth(&self) -> &HcssAuth {
         &self.auth
+    }
+
+    /// Recognises copies of Pre-Construction events, too, only while one is in flight (as
+    /// Setups and HeavyJob bodies always are), instead of remembering their digest for the
+    /// retention. Their `date` has whole seconds: two changes of one project within a second
+    /// (a bulk edit, an import) are byte-identical, and by default the second is answered
+    /// `duplicate`. HCSS's events are notices to fetch the project again, so handling a late
+    /// copy twice costs a fetch; use this where a missed notice would cost more.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, DedupePolicy, Scheme};
+    /// assert_eq!(Hcss::new().coalesce_in_flight_only().dedupe_policy(), DedupePolicy::BodyDigestWhileInFlight);
+    /// ```
+    pub fn coalesce_in_flight_only(mut self) -> Self {
+        self.remember_dated = false;
+        self
     }
 }
 
@@ -220,7 +242,11 @@ impl Scheme for Hcss {
     }
 
     fn dedupe_policy(&self) -> DedupePolicy {
-        DedupePolicy::BodyDigestRetainedIfDated
+        if self.remember_dated {
+            DedupePolicy::BodyDigestRetainedIfDated
+        } else {
+            DedupePolicy::BodyDigestWhileInFlight
+        }
     }
 
     fn authenticates_head_only(&self) -> bool {
@@ -262,7 +288,7 @@ impl Scheme for Hcss {
             Ok(p) => p,
             Err(described) => return Ok(described),
         };
-        let scope = if p.date.is_some() {
+        let scope = if p.date.is_some() && self.remember_dated {
             DedupeScope::Retained
         } else {
             DedupeScope::WhileInFlight
@@ -290,6 +316,31 @@ impl Scheme for Hcss {
                 })
             }
             HcssAuth::Scheme(s) => s.sign(secret, body, params),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dated (Pre-Construction) body's digest is remembered by default, and only coalesces
+    /// copies in flight with `coalesce_in_flight_only`; an undated body only coalesces either
+    /// way.
+    #[test]
+    fn dated_bodies_are_remembered_unless_told_otherwise() {
+        let head = |uri| (http::Method::POST, http::Uri::from_static(uri), http::HeaderMap::new());
+        let (m, u, h) = head("/");
+        let dated = br#"{"eventSource":"HeavyBid Pre-Construction","eventType":"ProjectChanged","version":"1","date":"2019-09-10T16:12:29Z","data":{"companyId":"c","businessUnitId":"b","projectId":"p"}}"#;
+        let undated = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
+        let scope = |s: &Hcss, body: &[u8]| s.describe(&RequestHead::new(&m, &u, &h), body).unwrap().dedupe_scope;
+        assert_eq!(scope(&Hcss::new(), dated), DedupeScope::Retained);
+        assert_eq!(
+            scope(&Hcss::new().coalesce_in_flight_only(), dated),
+            DedupeScope::WhileInFlight
+        );
+        for s in [Hcss::new(), Hcss::new().coalesce_in_flight_only()] {
+            assert_eq!(scope(&s, undated), DedupeScope::WhileInFlight);
         }
     }
 }
