@@ -80,6 +80,15 @@ fn start() -> (String, Handler, actix_web::dev::ServerHandle) {
                                 }
                             },
                         ),
+                        HandlerKind::TypedValue => web::post().to(
+                            move |VerifiedDelivery(d): VerifiedDelivery, Verified(v): Verified<serde_json::Value>| {
+                                let h = h.clone();
+                                async move {
+                                    assert!(v.is_object());
+                                    HttpResponse::new(StatusCode::from_u16(h.handle(&d).await).unwrap())
+                                }
+                            },
+                        ),
                     };
                     let mut resource = web::resource(*path);
                     if let Some(n) = *app_limit {

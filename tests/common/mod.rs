@@ -50,6 +50,8 @@ pub enum HandlerKind {
     RawBody,
     /// The typed `BuildWorkProEvent` envelope (`Verified<BuildWorkProEvent>`).
     Typed,
+    /// Any JSON (`Verified<serde_json::Value>`): a JSON body of any sender reaches it.
+    TypedValue,
     /// The delivery and the body through the framework's own JSON extractor (axum `Json`,
     /// actix `web::Json`) as a `serde_json::Value`.
     Json,
@@ -140,7 +142,7 @@ pub fn routes() -> Vec<Route> {
         route(
             "/github-typed",
             built(Verifier::builder(GitHub::new()).secret(GITHUB_SECRET), MAX_BODY),
-            HandlerKind::Typed,
+            HandlerKind::TypedValue,
         ),
         Route {
             app_limit: Some(APP_LIMIT),
@@ -825,19 +827,6 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         &post("/bwp-typed", signed(&BuildWorkPro::new(), BWP_SECRET, &odd, NOW), odd).await,
         &rej(500, "unexpected_payload"),
     );
-    // GitHub may deliver form-encoded (`payload=<JSON>`): genuine, so never a permanent 4xx
-    // when the application's `Verified<T>` reads JSON; the same retryable 500 as above.
-    let form = b"payload=%7B%22zen%22%3A%22Keep%20it%20logically%20awesome.%22%7D".to_vec();
-    let mut h = signed(&GitHub::new(), GITHUB_SECRET, &form, NOW);
-    h.push(("x-github-delivery".into(), "gh-form-typed".into()));
-    h.retain(|(name, _)| name != "content-type" && name != "x-github-event");
-    h.push(("x-github-event".into(), "push".into()));
-    h.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
-    check(
-        "typed envelope: GitHub form-encoded delivery → 500",
-        &post("/github-typed", h, form).await,
-        &rej(500, "unexpected_payload"),
-    );
     // A slow drip: headers announce 1000 bytes that never come.
     let (h, _) = bwp("evt_slow_drip");
     let started = std::time::Instant::now();
@@ -1039,6 +1028,29 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         ));
     }
 
+    // GitHub may deliver form-encoded (`payload=<JSON>`): genuine, so never a permanent 4xx
+    // when the application's `Verified<T>` reads JSON; the same retryable 500 as above. The
+    // route's type reads any JSON: the same delivery sent as JSON is handled.
+    let json = br#"{"zen":"Keep it logically awesome."}"#.to_vec();
+    let mut h = signed(&GitHub::new(), GITHUB_SECRET, &json, NOW);
+    h.push(("x-github-delivery".into(), "gh-json-typed".into()));
+    check(
+        "typed JSON value: GitHub JSON delivery",
+        &post("/github-typed", h, json).await,
+        &OK,
+    );
+    let form = b"payload=%7B%22zen%22%3A%22Keep%20it%20logically%20awesome.%22%7D".to_vec();
+    let mut h = signed(&GitHub::new(), GITHUB_SECRET, &form, NOW);
+    h.push(("x-github-delivery".into(), "gh-form-typed".into()));
+    h.retain(|(name, _)| name != "content-type" && name != "x-github-event");
+    h.push(("x-github-event".into(), "push".into()));
+    h.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    check(
+        "typed envelope: GitHub form-encoded delivery → 500",
+        &post("/github-typed", h, form).await,
+        &rej(500, "unexpected_payload"),
+    );
+
     let failures = failures.into_inner();
     assert!(
         failures.is_empty(),
@@ -1088,6 +1100,13 @@ pub async fn start_tower() -> (String, Handler) {
                     hookguard_core::envelope::BuildWorkProEvent,
                 >| async move {
                     assert_eq!(Some(e.id.as_str()), d.event_id());
+                    axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
+                },
+            ),
+            HandlerKind::TypedValue => axum::routing::post(
+                move |hookguard_tower::VerifiedDelivery(d): hookguard_tower::VerifiedDelivery,
+                      hookguard_tower::Verified(v): hookguard_tower::Verified<serde_json::Value>| async move {
+                    assert!(v.is_object());
                     axum::http::StatusCode::from_u16(h.handle(&d).await).unwrap()
                 },
             ),

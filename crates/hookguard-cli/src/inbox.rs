@@ -36,7 +36,7 @@ as the sender sent it (Procore's 5982324300946918154 keeps its digits).
           URL, and with it a URL token, is never stored), body_encoding (\"utf-8\" or \"base64\")
           and body (the raw body as a string, or base64 when it is not UTF-8)
   replay {\"replayed\":N[,\"id\":ID][,\"still_dead\":M]}: a dead or done item (or every dead one
-          with --dead, as many as the pending cap has room for: M stay dead) back to pending,
+          with --dead, until pending items fill half the cap: M stay dead) back to pending,
           attempts reset; a running serve picks it up within a second
   purge  {\"purged\":N,\"finished_before\":T}: deletes done and dead items finished before
           now − DURATION (7d, 12h, 30m, 0s); a purged item's copies are no longer recognised
@@ -74,7 +74,8 @@ enum InboxCommand {
     /// One item: its record, stored headers (never credentials) and body.
     #[command(after_help = "Example:\n  hookguard inbox show 42 --inbox procore.db")]
     Show(ShowArgs),
-    /// A dead (or done) item back to pending, attempts reset; --dead: every dead item.
+    /// A dead (or done) item back to pending, attempts reset; --dead: every dead item, up to
+    /// half the pending cap.
     #[command(after_help = "Examples:\n  hookguard inbox replay 42 --inbox procore.db\n  \
                             hookguard inbox replay --dead --inbox procore.db")]
     Replay(ReplayArgs),
@@ -144,7 +145,7 @@ struct ReplayArgs {
     /// The item's id.
     #[arg(value_name = "ID")]
     id: Option<i64>,
-    /// Every dead item (as many as the pending cap has room for; the rest stay dead).
+    /// Every dead item (until pending items fill half the pending cap; the rest stay dead).
     #[arg(long)]
     dead: bool,
     #[command(flatten)]

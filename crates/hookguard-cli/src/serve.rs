@@ -1305,6 +1305,12 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     if !args.ignore_users.is_empty() && args.provider != ProviderArg::Procore {
         tracing::warn!("--ignore-source-user only applies to procore deliveries");
     }
+    if args.retry_signature_mismatch && matches!(args.provider, ProviderArg::Procore | ProviderArg::Hcss) {
+        tracing::warn!(
+            "--retry-signature-mismatch has no effect for {}: its token check answers 401 unauthorized, never a signature mismatch",
+            args.provider.display()
+        );
+    }
     let inbox = inbox_settings(&args)?;
     // Inline, the command runs inside the sender's timeout; from the inbox's worker, inside
     // the lease (the sender has its answer already).

@@ -21,7 +21,8 @@ url_verification) prints {\"challenge\":\"<value>\",\"provider\":…} and exits 
 {\"error\":\"<code>\",\"message\":\"…\",\"status\":<HTTP status>} on stdout and exits 1; the codes
 are stable (signature_mismatch, malformed_signature, missing_signature, unauthorized,
 timestamp_out_of_window, invalid_payload, body_too_large, …) and the status is what `serve`
-would answer. Usage or configuration errors (no secret, bad flag, bad key) exit 2. The checks
+would answer (`serve --retry-signature-mismatch` answers a signature_mismatch 503
+signature_not_verified instead). Usage or configuration errors (no secret, bad flag, bad key) exit 2. The checks
 are the receiver's: the pre-body checks (method, challenge, declared Content-Length, shared
 header or URL token), then the signature, window and payload.
 

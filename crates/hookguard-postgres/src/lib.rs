@@ -440,9 +440,12 @@ async fn complete_queued(mut running: Draining) {
                     rows.iter()
                         .map(|r| {
                             let attempt = u32::try_from(r.try_get::<i32, _>(1)?).unwrap_or(0);
-                            Ok(ClaimRef::new(r.try_get(0)?, attempt, r.try_get(2)?))
+                            Ok((
+                                ClaimRef::new(r.try_get(0)?, attempt, r.try_get(2)?),
+                                r.try_get::<bool, _>(3)?,
+                            ))
                         })
-                        .collect::<Result<std::collections::HashSet<ClaimRef>, sqlx::Error>>()
+                        .collect::<Result<std::collections::HashMap<ClaimRef, bool>, sqlx::Error>>()
                 })
                 .map_err(storage)
         })
@@ -450,13 +453,13 @@ async fn complete_queued(mut running: Draining) {
         match done {
             Ok(done) => {
                 for (claim, _, answer) in batch {
-                    let ok = done.contains(&claim);
-                    if ok {
+                    let now_done = done.get(&claim).copied();
+                    if now_done == Some(true) {
                         let _ = inner
                             .pending
                             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                     }
-                    let _ = answer.send(Ok(ok));
+                    let _ = answer.send(Ok(now_done.is_some()));
                 }
             }
             Err(e) => {
@@ -542,15 +545,28 @@ impl Sql {
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id = $1 AND attempts = $2 AND next_attempt_at = $4 AND state IN (1, 2)"
             ),
-            // The same for a batch: the rows it marked come back as (id, attempts, lease end),
-            // so each caller learns whether its own claim still held the item.
+            // The same for a batch: the rows it marked come back as (id, attempts, lease end,
+            // true), so each caller learns whether its own claim still held the item; a claim
+            // whose item it had already marked done (a completion sent again) comes back with
+            // `false`: answered `true`, but not counted out of the pending items twice. (The
+            // second part reads the statement's snapshot, from before the update.)
             complete_many: format!(
-                "UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
-                        unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
-                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[]) AS c(id, attempts, now, lease)
-                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
-                   AND t.state IN (1, 2)
-                 RETURNING t.id, t.attempts, t.next_attempt_at"
+                "WITH c AS (
+                     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[])
+                         AS c(id, attempts, now, lease)
+                 ), done AS (
+                     UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
+                            unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
+                     FROM c
+                     WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
+                       AND t.state = 1
+                     RETURNING t.id, t.attempts, t.next_attempt_at
+                 )
+                 SELECT id, attempts, next_attempt_at, true FROM done
+                 UNION ALL
+                 SELECT t.id, t.attempts, t.next_attempt_at, false FROM {t} AS t JOIN c
+                     ON t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
+                 WHERE t.state = 2"
             ),
             dead: format!(
                 "UPDATE {t} SET state = 3, finished_at = $3, last_error = $4,

@@ -1218,3 +1218,29 @@ async fn an_unbounded_operation_timeout_still_completes() {
     assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
     assert!(a.complete(c[0].claim(), now_ms()).await.unwrap());
 }
+
+/// A completion sent again (its first answer was lost) is answered `true` and counts its item
+/// out of the pending cap once, not twice (accepts past the cap until the next recount).
+#[tokio::test]
+async fn a_repeated_completion_counts_the_item_out_once() {
+    let s = schema("repeat_complete");
+    let inbox = PgInbox::builder()
+        .schema(&*s)
+        .max_pending(2)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    stored(&inbox, &bwp("evt_repeat_1")).await;
+    stored(&inbox, &bwp("evt_repeat_2")).await;
+    let c = claimed(&inbox, now_ms(), 10).await;
+    assert_eq!(c.len(), 2);
+    for _ in 0..2 {
+        assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+    }
+    // One item running, one new: the cap of 2 is reached.
+    stored(&inbox, &bwp("evt_repeat_3")).await;
+    assert!(matches!(
+        inbox.accept(item(&bwp("evt_repeat_4"))).await,
+        Err(InboxError::Full { limit: 2 })
+    ));
+}

@@ -109,7 +109,8 @@ CREATE INDEX IF NOT EXISTS hookguard_inbox_finished_v2 ON hookguard_inbox(state,
 -- Values the writer keeps across restarts: `timeline_ahead`, how far the timeline of due times
 -- and leases runs ahead of the wall clock (see `Timeline`; written when it grows, rarely), and
 -- `timeline_floor`, the latest wall-clock time the writer used, and `timeline_top`, the latest
--- time the timeline itself reached (both written when they moved on by a second or more).
+-- time the timeline itself reached (both written when they moved on by a second or more);
+-- `max_pending`, the cap last configured (for processes that open the file without one).
 CREATE TABLE IF NOT EXISTS hookguard_inbox_meta (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
@@ -150,7 +151,7 @@ const DEFAULT_CHECKPOINT_PAGES: u32 = 4_000;
 #[derive(Debug, Clone)]
 pub struct SqliteInboxBuilder {
     path: PathBuf,
-    max_pending: u64,
+    max_pending: Option<u64>,
     max_batch: usize,
     queue: usize,
     queue_bytes: usize,
@@ -167,8 +168,10 @@ const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl SqliteInboxBuilder {
     /// The most pending and running items; accepts beyond it answer `503` (default 100,000).
+    /// Recorded in the file: a process that opens it without a cap of its own (the `hookguard
+    /// inbox` commands beside `serve --max-pending`) keeps to the last one given.
     pub fn max_pending(mut self, n: u64) -> Self {
-        self.max_pending = n;
+        self.max_pending = Some(n);
         self
     }
     /// The most operations one transaction (one sync) carries (default 512).
@@ -277,6 +280,16 @@ impl SqliteInboxBuilder {
         conn.execute_batch(SCHEMA).map_err(storage)?;
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
+        let max_pending = match self.max_pending {
+            Some(n) => {
+                set_meta(&conn, "max_pending", i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)?;
+                n
+            }
+            None => match meta(&conn, "max_pending").map_err(storage)? {
+                0 => DEFAULT_MAX_PENDING,
+                n => n.unsigned_abs(),
+            },
+        };
         let pending = count_pending(&conn).map_err(storage)?;
         let clock = Timeline::load(&conn).map_err(storage)?;
         let (tx, rx) = mpsc::sync_channel(self.queue);
@@ -288,7 +301,7 @@ impl SqliteInboxBuilder {
             queued: Arc::clone(&queued),
             unclaimed: Vec::new(),
             files: Files::of(&self.path),
-            max_pending: self.max_pending,
+            max_pending,
             max_batch: self.max_batch,
             pending,
             counted_at: Instant::now(),
@@ -507,7 +520,7 @@ impl SqliteInbox {
     pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
         SqliteInboxBuilder {
             path: path.as_ref().to_owned(),
-            max_pending: DEFAULT_MAX_PENDING,
+            max_pending: None,
             max_batch: 512,
             queue: 16_384,
             queue_bytes: DEFAULT_QUEUE_BYTES,
@@ -1272,9 +1285,10 @@ fn apply(
             Done::Unit(tx, r)
         }
         Op::ReplayDead(now, limit, tx) => {
-            // Never past the pending cap: new deliveries would be refused (`503`) until the
-            // worker caught up, and a sender's retries may run out meanwhile.
-            let room = i64::try_from(max_pending.saturating_sub(*pending)).unwrap_or(i64::MAX);
+            // Never past half the pending cap: the other half stays for new deliveries while the
+            // worker catches up (a full inbox refuses them `503`, and a sender's retries or its
+            // kill switch may run out meanwhile).
+            let room = i64::try_from((max_pending / 2).saturating_sub(*pending)).unwrap_or(i64::MAX);
             let r = replay_dead(conn, clock.place(now, now, wall), limit.min(room)).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;
@@ -1713,8 +1727,8 @@ impl InboxStore for SqliteInbox {
         self.call(move |tx| Op::Replay(id, now_ms, tx))
     }
     /// In batches of 5,000 items, each its own transaction (accepts go on between them), and
-    /// only as many as the pending cap has room for: dead items past it stay dead (replay
-    /// them once the worker has caught up).
+    /// only until pending items fill half the pending cap, so new deliveries are still
+    /// accepted: dead items past it stay dead (replay them once the worker has caught up).
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
         Box::pin(async move {
             let mut total = 0;

@@ -1664,12 +1664,13 @@ async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
     );
 }
 
-/// Replaying every dead item stops at the pending cap, so new deliveries are still accepted;
-/// the rest stay dead for a later replay.
+/// Replaying every dead item stops where pending items fill half the pending cap, so new
+/// deliveries are still accepted; the rest stay dead for a later replay. The cap is recorded
+/// in the file: opened again without one (as the `hookguard inbox` commands do), it holds.
 #[tokio::test]
-async fn replaying_dead_items_stops_at_the_pending_cap() {
+async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
     let dir = TempDir::new("replay-cap");
-    let inbox = SqliteInbox::builder(dir.file()).max_pending(3).open().unwrap();
+    let inbox = SqliteInbox::builder(dir.file()).max_pending(10).open().unwrap();
     for round in 0..2 {
         for i in 0..3 {
             stored(&inbox, &bwp(&format!("evt_replay_cap_{round}_{i}"))).await;
@@ -1681,15 +1682,20 @@ async fn replaying_dead_items_stops_at_the_pending_cap() {
     }
     assert_eq!(inbox.stats().await.unwrap().dead, 6);
     stored(&inbox, &bwp("evt_replay_cap_new")).await;
+    drop(inbox);
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
     assert_eq!(
         inbox.replay_dead(now_ms()).await.unwrap(),
-        2,
-        "room for two under the cap of 3"
+        4,
+        "up to half the cap of 10"
     );
     let s = inbox.stats().await.unwrap();
-    assert_eq!((s.pending, s.dead), (3, 4));
+    assert_eq!((s.pending, s.dead), (5, 2));
+    for i in 0..5 {
+        stored(&inbox, &bwp(&format!("evt_replay_cap_after_{i}"))).await;
+    }
     assert!(matches!(
         inbox.accept(item(&bwp("evt_replay_cap_over"))).await,
-        Err(InboxError::Full { limit: 3 })
+        Err(InboxError::Full { limit: 10 })
     ));
 }

@@ -930,7 +930,7 @@ async fn inbox_html(ui: &Inspector, inbox: &dyn InboxStore, out: &mut String) {
                 let _ = write!(
                     out,
                     "<form method=\"post\" action=\"/replay-dead\" class=\"inline\">{}\
-                     <button type=\"submit\" id=\"replay-dead\">Replay every dead item</button></form>",
+                     <button type=\"submit\" id=\"replay-dead\" title=\"as many as half the pending cap leaves room for\">Replay every dead item</button></form>",
                     hidden_token(ui)
                 );
             }

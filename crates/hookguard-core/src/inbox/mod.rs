@@ -529,8 +529,9 @@ pub struct InboxStats {
 
 /// Where deliveries wait: embedded SQLite (`hookguard-sqlite`), PostgreSQL for many replicas.
 ///
-/// Every method is one transaction. `accept` returns only once the item is durable (synced
-/// to disk), so the `200` it leads to is a promise.
+/// Every method is one transaction, but for the bulk ones (`purge`, `replay_dead`), which may
+/// take several so that accepts go on between them. `accept` returns only once the item is
+/// durable (synced to disk), so the `200` it leads to is a promise.
 pub trait InboxStore: Send + Sync + 'static {
     /// Stores `item` unless a copy is already there (see the module docs for dedupe scope).
     /// Durable when it returns `Stored`.

@@ -148,6 +148,58 @@ pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
     d.deserialize_option(V)
 }
 
+/// An id read only to filter deliveries (never to key them): as [`OptId`], but any other JSON
+/// value (a float, a boolean, an object, an array) is no id rather than a body our model
+/// cannot read — a field the sender documents but we merely look at must not turn every
+/// delivery into a `500`.
+pub(crate) struct LenientId(pub(crate) Option<String>);
+
+impl<'de> Deserialize<'de> for LenientId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok((v.len() <= MAX_ID_LEN).then(|| v.to_owned()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        d.deserialize_option(V).map(LenientId)
+    }
+}
+
 /// [`opt_id`] as a type, for `json_struct!`'s `with` (what `deserialize_with = "opt_id"` was).
 pub(crate) struct OptId(pub(crate) Option<String>);
 

@@ -2,7 +2,7 @@
 
 use http::HeaderName;
 
-use super::{json, non_empty, OptId};
+use super::{json, non_empty, LenientId, OptId};
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -70,8 +70,8 @@ struct Metadata {
 
 json_struct! {
     Deserialize for Metadata {
-        source_application_id: "source_application_id" (default, with OptId),
-        source_user_id: "source_user_id" (default, with OptId),
+        source_application_id: "source_application_id" (default, with LenientId),
+        source_user_id: "source_user_id" (default, with LenientId),
     }
 }
 
@@ -95,7 +95,7 @@ json_struct! {
         resource_name: "resource_name" (default),
         resource_type: "resource_type" (default),
         metadata: "metadata" (default),
-        user_id: "user_id" (default, with OptId),
+        user_id: "user_id" (default, with LenientId),
     }
 }
 
@@ -255,6 +255,15 @@ mod tests {
                 false,
             ),
             (r#"{"id":4,"ulid":"01F"}"#, false),
+            // Read only to filter: another type is no id, never a body we cannot read.
+            (
+                r#"{"id":5,"ulid":"01G","metadata":{"source_user_id":1.5,"source_application_id":{"a":[1]}},"user_id":true}"#,
+                false,
+            ),
+            (
+                r#"{"id":6,"ulid":"01H","metadata":{"source_user_id":[1469242]},"user_id":1469242}"#,
+                true,
+            ),
         ] {
             assert_eq!(matches!(verdict(body), Verdict::Ignored(_)), ignored, "{body}");
         }
