@@ -1380,7 +1380,9 @@ fn accept(
         .map_err(storage)?;
     match id {
         Some(id) => {
-            conn.prepare_cached("INSERT INTO hookguard_inbox_body (id, body) VALUES (?1, ?2)")
+            // `OR REPLACE`: a body row at a new item's id can only be a stray (a file changed
+            // by hand); refusing would fail this accept and every later one at the same id.
+            conn.prepare_cached("INSERT OR REPLACE INTO hookguard_inbox_body (id, body) VALUES (?1, ?2)")
                 .and_then(|mut s| s.execute(params![id, item.body.as_ref()]))
                 .map_err(storage)?;
             *pending += 1;
@@ -1405,21 +1407,42 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
                       ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, attempts, provider, dedupe_key, event_id, event_type, received_at",
     )?;
+    // The id (the primary key) always reads; a row whose other columns do not (a file changed
+    // by hand: a BLOB for a provider, attempts beyond u32) is dead, with why, rather than
+    // failing this claim, its batch's accepts and every later claim that reaches it.
     let rows = stmt.query_map(params![now, until, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, u32>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, i64>(6)?,
-        ))
+        let id = r.get::<_, i64>(0)?;
+        let fields = (|| {
+            let attempts = r.get::<_, i64>(1)?;
+            let attempt = u32::try_from(attempts).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(1, attempts))?;
+            Ok::<_, rusqlite::Error>((
+                attempt,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })();
+        Ok((id, fields))
     })?;
     let claimed: Vec<_> = rows.collect::<Result<_, _>>()?;
     let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
     let mut items = Vec::with_capacity(claimed.len());
-    for (id, attempt, provider, key, event_id, event_type, received) in claimed {
+    for (id, fields) in claimed {
+        let (attempt, provider, key, event_id, event_type, received) = match fields {
+            Ok(fields) => fields,
+            Err(e) => {
+                tracing::error!(id, error = %e, "inbox: a stored item cannot be read; marked dead");
+                conn.prepare_cached(
+                    "UPDATE hookguard_inbox SET state = 3, finished_at = ?3, last_error = ?4,
+                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+                     WHERE id = ?1 AND next_attempt_at = ?2 AND state = 1",
+                )?
+                .execute(params![id, until, wall, format!("the stored item cannot be read: {e}")])?;
+                continue;
+            }
+        };
         // The lease end this claim wrote names it (see `ClaimRef`).
         let claim = ClaimRef::new(id, attempt, until);
         // Never written apart from its item; a file changed by hand may still lack it: that
@@ -2081,6 +2104,49 @@ mod tests {
                 "deferral: {deferral}"
             );
         }
+    }
+
+    /// A row changed by hand so that it no longer reads (a BLOB for its provider, attempts
+    /// beyond u32) is dead, saying why, instead of failing every claim that reaches it (and
+    /// the accepts in those batches); a stray body row at a new item's id does not fail the
+    /// accept.
+    #[test]
+    fn an_unreadable_row_is_dead_and_the_inbox_goes_on() {
+        let (_scratch, conn) = Scratch::new("unreadable");
+        let mut w = Driven(test_writer(conn));
+        let good = w.accept("evt_readable", T);
+        let blob = w.accept("evt_blob_provider", T);
+        let huge = w.accept("evt_huge_attempts", T);
+        w.0.conn
+            .execute("UPDATE hookguard_inbox SET provider = x'00ff' WHERE id = ?1", [blob])
+            .unwrap();
+        w.0.conn
+            .execute("UPDATE hookguard_inbox SET attempts = 5000000000 WHERE id = ?1", [huge])
+            .unwrap();
+        w.0.conn
+            .execute(
+                "INSERT INTO hookguard_inbox_body (id, body) VALUES (?1, x'00')",
+                [huge + 1],
+            )
+            .unwrap();
+        let stray = w.accept("evt_after_a_stray_body", T);
+        assert_eq!(stray, huge + 1);
+        let now = hookguard_core::inbox::now_ms();
+        let ids: Vec<i64> = w.claim(now).iter().map(|i| i.id).collect();
+        assert_eq!(ids, [good, stray]);
+        for id in [blob, huge] {
+            let (state, error): (i64, String) =
+                w.0.conn
+                    .query_row(
+                        "SELECT state, last_error FROM hookguard_inbox WHERE id = ?1",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+            assert_eq!(state, 3, "{id}");
+            assert!(error.starts_with("the stored item cannot be read"), "{error}");
+        }
+        assert!(w.claim(now + 1).is_empty());
     }
 
     /// A completion sent again (its first answer was lost) is answered `true` and counts the
