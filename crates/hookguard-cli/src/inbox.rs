@@ -212,21 +212,27 @@ impl InboxSpec {
         }
     }
 
-    /// Opens the inbox (creating a SQLite file or the PostgreSQL tables when `create`).
-    pub async fn open(&self, max_pending: u64, create: bool) -> CliResult<Arc<dyn InboxStore>> {
+    /// Opens the inbox (creating a SQLite file or the PostgreSQL tables when `create`), with
+    /// `max_pending` as its cap; without one, a SQLite file keeps the cap last recorded in it
+    /// (`serve --max-pending`), so the `inbox` commands never change it.
+    pub async fn open(&self, max_pending: Option<u64>, create: bool) -> CliResult<Arc<dyn InboxStore>> {
         let shown = self.shown();
         let fail = |e: InboxError| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e)));
         Ok(match self {
-            InboxSpec::Sqlite(path) if create => Arc::new(
-                SqliteInbox::builder(path)
-                    .max_pending(max_pending)
-                    .open()
-                    .map_err(fail)?,
-            ),
+            InboxSpec::Sqlite(path) if create => {
+                let mut b = SqliteInbox::builder(path);
+                if let Some(n) = max_pending {
+                    b = b.max_pending(n);
+                }
+                Arc::new(b.open().map_err(fail)?)
+            }
             InboxSpec::Sqlite(path) => Arc::new(SqliteInbox::open_existing(path).map_err(fail)?),
             InboxSpec::Postgres(url) => {
                 let (url, schema) = split_schema(url);
-                let mut b = PgInbox::builder().max_pending(max_pending);
+                let mut b = PgInbox::builder();
+                if let Some(n) = max_pending {
+                    b = b.max_pending(n);
+                }
                 if let Some(schema) = schema {
                     b = b.schema(schema);
                 }
@@ -363,7 +369,7 @@ async fn open(at: &Location) -> CliResult<(Arc<dyn InboxStore>, String)> {
     let spec = parse_inbox_spec(&at.inbox)?;
     // An existing inbox only (nothing is created: a mistyped path, database or schema is an
     // error); an existing PostgreSQL inbox is migrated idempotently, as `serve` does.
-    let inbox = spec.open(hookguard_core::inbox::DEFAULT_MAX_PENDING, false).await?;
+    let inbox = spec.open(None, false).await?;
     Ok((inbox, spec.shown()))
 }
 
@@ -520,7 +526,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
         InboxCommand::Migrate(at) => {
             let spec = parse_inbox_spec(&at.inbox)?;
             // Opening creates or migrates (idempotently, under a lock on PostgreSQL).
-            let inbox = spec.open(hookguard_core::inbox::DEFAULT_MAX_PENDING, true).await?;
+            let inbox = spec.open(None, true).await?;
             let s = inbox.stats().await.map_err(|e| store_failed(&spec.shown(), &e))?;
             outln!(
                 "{}",

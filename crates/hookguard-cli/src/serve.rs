@@ -242,14 +242,16 @@ pub struct ServeArgs {
     #[arg(long = "ignore-source-application", value_name = "ID")]
     ignore_apps: Vec<String>,
     /// Procore: answer 200 without handling deliveries of changes this user made
-    /// (`metadata.source_user_id`, or `user_id` in v4 payloads): the service account your
-    /// integration writes with, to avoid loops. Repeatable.
+    /// (`metadata.source_user_id`, or `user_id` when that is absent or null, as in v4
+    /// payloads): the service account your integration writes with, to avoid loops.
+    /// Repeatable.
     #[arg(long = "ignore-source-user", value_name = "ID")]
     ignore_users: Vec<String>,
     /// Answer a well-formed signature that no --secret produced `503 signature_not_verified`
     /// with Retry-After instead of `401 signature_mismatch`: BuildWorkPro's rotation has no
     /// overlap and never retries a 401, so deliveries signed with its new secret are retried
-    /// until this receiver is restarted with it, not lost.
+    /// (7 tries over about 31 h) until this receiver is restarted with it. Every 503 still
+    /// counts toward its 20 consecutive failures that disable the endpoint: restart soon.
     #[arg(long)]
     retry_signature_mismatch: bool,
     /// Recognise copies of an event by these signed fields instead of the sender's own id:
@@ -1401,7 +1403,7 @@ async fn run_inbox(
     settings: InboxSettings,
 ) -> CliResult<ExitCode> {
     let path = settings.spec.shown();
-    let inbox = settings.spec.open(settings.max_pending, true).await?;
+    let inbox = settings.spec.open(Some(settings.max_pending), true).await?;
     let stats = inbox
         .stats()
         .await

@@ -1288,7 +1288,8 @@ fn apply(
             // Never past half the pending cap: the other half stays for new deliveries while the
             // worker catches up (a full inbox refuses them `503`, and a sender's retries or its
             // kill switch may run out meanwhile).
-            let room = i64::try_from((max_pending / 2).saturating_sub(*pending)).unwrap_or(i64::MAX);
+            // (Rounded up: a cap of 1 still lets one item back when nothing is pending.)
+            let room = i64::try_from(max_pending.div_ceil(2).saturating_sub(*pending)).unwrap_or(i64::MAX);
             let r = replay_dead(conn, clock.place(now, now, wall), limit.min(room)).map_err(storage);
             if let Ok(n) = r {
                 *pending += n;

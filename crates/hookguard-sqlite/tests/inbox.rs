@@ -1699,3 +1699,21 @@ async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
         Err(InboxError::Full { limit: 10 })
     ));
 }
+
+/// Half an odd cap is rounded up: a cap of 1 still lets one dead item back when nothing is
+/// pending, a cap of 3 two.
+#[tokio::test]
+async fn half_an_odd_pending_cap_is_rounded_up() {
+    for (cap, replayed) in [(1, 1), (3, 2)] {
+        let dir = TempDir::new(&format!("replay-odd-{cap}"));
+        let inbox = SqliteInbox::builder(dir.file()).max_pending(cap).open().unwrap();
+        for i in 0..3 {
+            stored(&inbox, &bwp(&format!("evt_odd_{cap}_{i}"))).await;
+            let t = now_ms();
+            for c in inbox.claim(t, Duration::from_secs(30), 10).await.unwrap() {
+                assert!(inbox.fail(c.claim(), "refused", None, t).await.unwrap());
+            }
+        }
+        assert_eq!(inbox.replay_dead(now_ms()).await.unwrap(), replayed, "cap {cap}");
+    }
+}
