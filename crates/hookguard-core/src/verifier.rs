@@ -562,8 +562,10 @@ macro_rules! verifier_setters {
         /// (off by default). For a sender that rotates its secret without overlap (BuildWorkPro:
         /// the old secret stops at once, and a `401` is never retried), deliveries signed with
         /// the new secret before the receiver is redeployed with it are retried instead of lost.
-        /// A forger gains nothing from either answer; malformed and missing signatures keep
-        /// their `400`/`401`.
+        /// Each `503` still counts toward the sender's kill switch (BuildWorkPro disables the
+        /// endpoint after 20 consecutive failures): give the receiver the new secret soon. A
+        /// forger gains nothing from either answer; malformed and missing signatures keep their
+        /// `400`/`401`.
         ///
         /// ```
         /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, RequestHead, Scheme, SignParams, Verifier};
