@@ -375,7 +375,9 @@ impl Verifier {
             }),
             dedupe_scope: scope,
             event_id: d.event_id,
-            event_type: d.event_type.filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN),
+            event_type: d
+                .event_type
+                .filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN && !t.chars().any(char::is_control)),
             timestamp: auth.timestamp,
             source_application_id: d.source_application_id,
             body,

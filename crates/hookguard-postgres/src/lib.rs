@@ -23,7 +23,9 @@
 //!   [`claim`](InboxStore::claim) is not used, and the times passed to `fail` and `defer` count
 //!   as delays from the caller's own clock — so a replica whose clock runs ahead cannot take an
 //!   item still leased to another, nor one behind retry early. (Received and finished times,
-//!   shown by the CLI and used by the purge, are the accepting replica's.) A replica that accepted something sends one `NOTIFY` per
+//!   shown by the CLI and used by the purge, are those of the replica that accepted or
+//!   finished the item; the purge's bound is the purging replica's: keep replicas' clocks in
+//!   step, as retention counts on them.) A replica that accepted something sends one `NOTIFY` per
 //!   50 ms at most, outside the accept (PostgreSQL serialises the commits of notifying
 //!   transactions, so notifying from every insert would cap accepts).
 //!   Completions are group-committed: every completion queued while one statement runs goes
@@ -160,6 +162,11 @@ impl PgInboxBuilder {
     pub async fn open(self, pool: PgPool) -> Result<PgInbox, InboxError> {
         if self.schema.is_empty() || !self.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(InboxError::storage("schema names are letters, digits and _"));
+        }
+        // PostgreSQL cuts a longer name to 63 bytes: the checks below would then look for a
+        // schema of another name.
+        if self.schema.len() > 63 {
+            return Err(InboxError::storage("schema names are at most 63 characters"));
         }
         if self.existing_only {
             let exists: bool =
@@ -426,28 +433,41 @@ async fn complete_queued(mut running: Draining) {
         batch.sort_unstable_by_key(|c| c.0.id);
         let claims: ClaimColumns = batch.iter().map(|c| c.0).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.1).collect();
-        // The claims marked done; a row that fails to decode fails the batch.
-        // Bounded: a statement that never returns would hold every later completion.
+        // The claims marked done (`true`) or done already by themselves (`false`); a row that
+        // fails to decode fails the batch. Each statement bounded: one that never returns
+        // would hold every later completion.
+        let claims_of = |rows: Vec<PgRow>| {
+            rows.iter()
+                .map(|r| {
+                    let attempt = u32::try_from(r.try_get::<i32, _>(1)?).unwrap_or(0);
+                    Ok(ClaimRef::new(r.try_get(0)?, attempt, r.try_get(2)?))
+                })
+                .collect::<Result<Vec<ClaimRef>, sqlx::Error>>()
+        };
         let done = bounded(inner.operation_timeout, async {
-            sqlx::query(&inner.sql.complete_many)
+            let now: Vec<ClaimRef> = sqlx::query(&inner.sql.complete_many)
                 .bind(&claims.ids)
                 .bind(&claims.attempts)
                 .bind(&times)
                 .bind(&claims.leases)
                 .fetch_all(&inner.pool)
                 .await
-                .and_then(|rows| {
-                    rows.iter()
-                        .map(|r| {
-                            let attempt = u32::try_from(r.try_get::<i32, _>(1)?).unwrap_or(0);
-                            Ok((
-                                ClaimRef::new(r.try_get(0)?, attempt, r.try_get(2)?),
-                                r.try_get::<bool, _>(3)?,
-                            ))
-                        })
-                        .collect::<Result<std::collections::HashMap<ClaimRef, bool>, sqlx::Error>>()
-                })
-                .map_err(storage)
+                .and_then(claims_of)
+                .map_err(storage)?;
+            let mut done: std::collections::HashMap<ClaimRef, bool> = now.into_iter().map(|c| (c, true)).collect();
+            if done.len() < batch.len() {
+                let rest: ClaimColumns = batch.iter().map(|c| c.0).filter(|c| !done.contains_key(c)).collect();
+                let already = sqlx::query(&inner.sql.completed_already)
+                    .bind(&rest.ids)
+                    .bind(&rest.attempts)
+                    .bind(&rest.leases)
+                    .fetch_all(&inner.pool)
+                    .await
+                    .and_then(claims_of)
+                    .map_err(storage)?;
+                done.extend(already.into_iter().map(|c| (c, false)));
+            }
+            Ok::<_, InboxError>(done)
         })
         .await;
         match done {
@@ -485,6 +505,7 @@ struct Sql {
     accept: String,
     claim: String,
     complete: String,
+    completed_already: String,
     complete_many: String,
     dead: String,
     retry: String,
@@ -545,27 +566,25 @@ impl Sql {
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id = $1 AND attempts = $2 AND next_attempt_at = $4 AND state IN (1, 2)"
             ),
-            // The same for a batch: the rows it marked come back as (id, attempts, lease end,
-            // true), so each caller learns whether its own claim still held the item; a claim
-            // whose item it had already marked done (a completion sent again) comes back with
-            // `false`: answered `true`, but not counted out of the pending items twice. (The
-            // second part reads the statement's snapshot, from before the update.)
+            // The same for a batch: the running rows it marked done come back as (id,
+            // attempts, lease end), so each caller learns whether its own claim still held the
+            // item (only those leave the pending count).
             complete_many: format!(
-                "WITH c AS (
-                     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[])
-                         AS c(id, attempts, now, lease)
-                 ), done AS (
-                     UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
-                            unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
-                     FROM c
-                     WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
-                       AND t.state = 1
-                     RETURNING t.id, t.attempts, t.next_attempt_at
-                 )
-                 SELECT id, attempts, next_attempt_at, true FROM done
-                 UNION ALL
-                 SELECT t.id, t.attempts, t.next_attempt_at, false FROM {t} AS t JOIN c
-                     ON t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
+                "UPDATE {t} AS t SET state = 2, finished_at = c.now, last_error = NULL,
+                        unique_key = CASE t.scope WHEN 1 THEN NULL ELSE t.unique_key END
+                 FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[]) AS c(id, attempts, now, lease)
+                 WHERE t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
+                   AND t.state = 1
+                 RETURNING t.id, t.attempts, t.next_attempt_at"
+            ),
+            // The claims of a batch whose items are done already, by these very claims (a
+            // completion sent again after its first answer was lost, perhaps still committing
+            // then): answered `true`, not counted out of the pending items twice. A statement
+            // of its own, after the batch's, so it sees what committed meanwhile.
+            completed_already: format!(
+                "SELECT t.id, t.attempts, t.next_attempt_at FROM {t} AS t
+                 JOIN unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(id, attempts, lease)
+                   ON t.id = c.id AND t.attempts = c.attempts AND t.next_attempt_at = c.lease
                  WHERE t.state = 2"
             ),
             dead: format!(
@@ -1178,7 +1197,9 @@ impl InboxStore for PgInbox {
     }
 
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
-        let error = error.to_owned();
+        // PostgreSQL's text refuses NUL: a handler error carrying one would never be recorded
+        // (and the item would run again every lease instead of backing off).
+        let error = error.replace('\0', "\u{fffd}");
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let q = match retry_at_ms {
                 // A delay on the caller's clock, placed on the database's.
@@ -1329,12 +1350,22 @@ impl InboxStore for PgInbox {
             };
             let mut purged = 0;
             loop {
+                // A batch of large bodies (stored out of line) can take longer to delete than
+                // the connections' statement timeout allows an accept: this transaction allows
+                // it a minute, as `stats` does.
                 let n = bounded(LONG_OPERATION_TIMEOUT, async {
-                    sqlx::query(sql)
-                        .bind(before_ms)
-                        .execute(&self.inner.pool)
+                    let mut tx = self.inner.pool.begin().await.map_err(storage)?;
+                    sqlx::query("SET LOCAL statement_timeout = '60s'")
+                        .execute(&mut *tx)
                         .await
-                        .map_err(storage)
+                        .map_err(storage)?;
+                    let r = sqlx::query(sql)
+                        .bind(before_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage)?;
+                    tx.commit().await.map_err(storage)?;
+                    Ok::<_, InboxError>(r)
                 })
                 .await?
                 .rows_affected();

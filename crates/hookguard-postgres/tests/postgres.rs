@@ -1244,3 +1244,63 @@ async fn a_repeated_completion_counts_the_item_out_once() {
         Err(InboxError::Full { limit: 2 })
     ));
 }
+
+/// A completion sent again while its first try is still committing (the first outlived its
+/// client-side bound) is answered `true` once the first commits: the retry's own statement
+/// waited for the row and found it done by the same claim.
+#[tokio::test]
+async fn a_completion_retried_while_the_first_commits_is_answered_true() {
+    let s = schema("complete_race");
+    let inbox = inbox(&s).await;
+    stored(&inbox, &bwp("evt_complete_race")).await;
+    let c = claimed(&inbox, now_ms(), 1).await;
+    let claim = c[0].claim();
+    let mut first = inbox.pool().begin().await.unwrap();
+    assert!(inbox.complete_in(&mut first, claim).await.unwrap());
+    let retry = {
+        let inbox = inbox.clone();
+        tokio::spawn(async move { inbox.complete(claim, now_ms()).await })
+    };
+    // The retry's statement starts and waits for the row the first holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!retry.is_finished(), "the retry did not wait for the row");
+    first.commit().await.unwrap();
+    assert!(
+        retry.await.unwrap().unwrap(),
+        "a completion by the same claim is answered true"
+    );
+}
+
+/// A handler error holding a NUL (PostgreSQL's text refuses it) is still recorded, the NUL
+/// replaced: the item backs off or goes dead instead of running again every lease.
+#[tokio::test]
+async fn a_handler_error_with_a_nul_is_recorded() {
+    let s = schema("nul_error");
+    let inbox = inbox(&s).await;
+    let id = stored(&inbox, &bwp("evt_nul_error")).await;
+    let c = claimed(&inbox, now_ms(), 1).await;
+    assert!(inbox.fail(c[0].claim(), "bad\0byte", None, now_ms()).await.unwrap());
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.state, InboxState::Dead);
+    assert_eq!(rec.last_error.as_deref(), Some("bad\u{fffd}byte"));
+}
+
+/// A schema name PostgreSQL would cut to 63 bytes is refused rather than created under
+/// another name than the one every later check looks for.
+#[tokio::test]
+async fn a_schema_name_over_63_bytes_is_refused() {
+    let base = schema("long");
+    let at_most = Schema(format!("{}{}", &*base, "x".repeat(63 - base.len())));
+    let over = format!("{}x", &*at_most);
+    let opened = PgInbox::builder().schema(&over).open(pool_at(&url()).await).await;
+    assert!(
+        matches!(opened, Err(InboxError::Storage(ref e)) if e.to_string().contains("63")),
+        "{:?}",
+        opened.err()
+    );
+    assert!(PgInbox::builder()
+        .schema(&*at_most)
+        .open(pool_at(&url()).await)
+        .await
+        .is_ok());
+}

@@ -110,6 +110,13 @@ pub(crate) fn body_digest(body: &[u8]) -> String {
 /// The longest event id kept.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
+/// Whether a sender's id (or event type) is kept: bounded, and free of control characters
+/// (an inbox row, a log line, an `--exec` environment variable, PostgreSQL's text: none takes
+/// a NUL).
+pub(crate) fn usable_id(v: &str) -> bool {
+    v.len() <= MAX_ID_LEN && !v.chars().any(char::is_control)
+}
+
 /// The longest event type kept (every sender's are short names): a longer one is not kept,
 /// as an over-long id is not, so what a delivery carries around (inbox rows, the inspector's
 /// lists, log lines) stays bounded.
@@ -140,9 +147,11 @@ pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
             Ok(Some(v.to_string()))
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            // An id longer than any sender sends is not kept (bounded memory and keys); the
-            // delivery is then recognised by a digest of its body, never refused.
-            Ok((v.len() <= MAX_ID_LEN).then(|| v.to_owned()))
+            // An id longer than any sender sends is not kept (bounded memory and keys), nor
+            // one holding a control character (PostgreSQL's text refuses NUL: such a delivery
+            // could never be stored); the delivery is then recognised by a digest of its body,
+            // never refused.
+            Ok(usable_id(v).then(|| v.to_owned()))
         }
     }
     d.deserialize_option(V)
@@ -179,7 +188,7 @@ impl<'de> Deserialize<'de> for LenientId {
                 Ok(Some(v.to_string()))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok((v.len() <= MAX_ID_LEN).then(|| v.to_owned()))
+                Ok(usable_id(v).then(|| v.to_owned()))
             }
             fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(None)
@@ -209,9 +218,9 @@ impl<'de> Deserialize<'de> for OptId {
     }
 }
 
-/// Refuses ids that are empty.
+/// Refuses ids that are empty, over-long or hold a control character ([`usable_id`]).
 pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.is_empty())
+    s.filter(|s| !s.is_empty() && usable_id(s))
 }
 
 #[cfg(test)]
@@ -237,6 +246,27 @@ mod tests {
         assert!(serde_json::from_str::<P>(r#"{"id":1.5}"#).is_err());
         let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(MAX_ID_LEN + 1));
         assert_eq!(serde_json::from_str::<P>(&long).unwrap().id, None);
+    }
+
+    /// An id or event type holding a control character (a NUL, which PostgreSQL's text
+    /// refuses, so such a delivery could never be stored there) is not kept: the delivery is
+    /// recognised by its body's digest instead, never refused.
+    #[test]
+    fn ids_with_control_characters_are_not_kept() {
+        let p: P = serde_json::from_str(r#"{"id":"a\u0000b"}"#).unwrap();
+        assert_eq!(p.id, None);
+        let d = crate::testing::deliver_bytes(
+            BuildWorkPro::new(),
+            "whsec_k",
+            r#"{"id":"evt_\u0000","type":"bid.\u0001accepted"}"#,
+        )
+        .unwrap();
+        assert_eq!((d.event_id(), d.event_type()), (None, None));
+        assert!(
+            d.dedupe_key().unwrap().starts_with("buildworkpro:sha256:"),
+            "{:?}",
+            d.dedupe_key()
+        );
     }
 
     /// Every sender's delivery gets a bounded dedupe key: its own id when it has a usable one,
