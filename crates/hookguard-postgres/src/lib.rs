@@ -1218,7 +1218,15 @@ impl InboxStore for PgInbox {
                 .execute(&self.inner.pool)
                 .await
                 .map_err(storage)?;
-            Ok(r.rows_affected() == 1)
+            let failed = r.rows_affected() == 1;
+            if failed && retry_at_ms.is_none() {
+                // Dead: no longer pending (as a completion, not waiting for the recount).
+                let _ = self
+                    .inner
+                    .pending
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+            Ok(failed)
         }))
     }
 
@@ -1326,7 +1334,13 @@ impl InboxStore for PgInbox {
             })
             .await?;
             let mut n = 0;
+            // Until pending items fill half the cap (as the SQLite inbox does): the other half
+            // stays for new deliveries while the workers catch up.
+            let half = self.inner.max_pending.div_ceil(2);
             for id in ids {
+                if self.inner.pending.load(Ordering::Relaxed) >= half {
+                    break;
+                }
                 match self.replay(id, now_ms).await {
                     Ok(()) => n += 1,
                     // Replayed or purged by someone else meanwhile: not this call's to count.

@@ -1304,3 +1304,23 @@ async fn a_schema_name_over_63_bytes_is_refused() {
         .await
         .is_ok());
 }
+
+/// Replaying every dead item stops where pending items fill half the pending cap, as on
+/// SQLite: new deliveries are still accepted.
+#[tokio::test]
+async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
+    let s = schema("replay_half");
+    let inbox = PgInbox::builder()
+        .schema(&*s)
+        .max_pending(4)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    for i in 0..6 {
+        stored(&inbox, &bwp(&format!("evt_replay_half_{i}"))).await;
+        let c = claimed(&inbox, now_ms(), 10).await;
+        assert!(inbox.fail(c[0].claim(), "refused", None, now_ms()).await.unwrap());
+    }
+    assert_eq!(inbox.replay_dead(now_ms()).await.unwrap(), 2);
+    stored(&inbox, &bwp("evt_replay_half_new")).await;
+}
