@@ -145,7 +145,8 @@ struct ReplayArgs {
     /// The item's id.
     #[arg(value_name = "ID")]
     id: Option<i64>,
-    /// Every dead item (until pending items fill half the pending cap; the rest stay dead).
+    /// Every dead item (until pending items fill half the pending cap: serve's, recorded in a
+    /// SQLite file; on PostgreSQL the default's; the rest stay dead).
     #[arg(long)]
     dead: bool,
     #[command(flatten)]
@@ -220,10 +221,11 @@ impl InboxSpec {
         let fail = |e: InboxError| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e)));
         Ok(match self {
             InboxSpec::Sqlite(path) if create => {
-                let mut b = SqliteInbox::builder(path);
-                if let Some(n) = max_pending {
-                    b = b.max_pending(n);
-                }
+                let b = SqliteInbox::builder(path);
+                let b = match max_pending {
+                    Some(n) => b.max_pending(n),
+                    None => b.keep_recorded_cap(),
+                };
                 Arc::new(b.open().map_err(fail)?)
             }
             InboxSpec::Sqlite(path) => Arc::new(SqliteInbox::open_existing(path).map_err(fail)?),

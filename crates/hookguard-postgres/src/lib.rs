@@ -434,8 +434,8 @@ async fn complete_queued(mut running: Draining) {
         let claims: ClaimColumns = batch.iter().map(|c| c.0).collect();
         let times: Vec<i64> = batch.iter().map(|c| c.1).collect();
         // The claims marked done (`true`) or done already by themselves (`false`); a row that
-        // fails to decode fails the batch. Each statement bounded: one that never returns
-        // would hold every later completion.
+        // fails to decode fails the batch. Bounded (both statements together): one that never
+        // returns would hold every later completion.
         let claims_of = |rows: Vec<PgRow>| {
             rows.iter()
                 .map(|r| {

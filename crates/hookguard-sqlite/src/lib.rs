@@ -151,12 +151,22 @@ const DEFAULT_CHECKPOINT_PAGES: u32 = 4_000;
 #[derive(Debug, Clone)]
 pub struct SqliteInboxBuilder {
     path: PathBuf,
-    max_pending: Option<u64>,
+    max_pending: Cap,
     max_batch: usize,
     queue: usize,
     queue_bytes: usize,
     operation_timeout: Duration,
     checkpoint_pages: u32,
+}
+
+/// Where an opened inbox's pending cap comes from.
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    /// This one, recorded in the file.
+    Set(u64),
+    /// The one recorded in the file (by the last process that set one), else the default;
+    /// nothing recorded: for tools that look into an inbox another process serves.
+    Recorded,
 }
 
 /// Default bound of the deliveries waiting for the writer, in bytes.
@@ -168,10 +178,27 @@ const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl SqliteInboxBuilder {
     /// The most pending and running items; accepts beyond it answer `503` (default 100,000).
-    /// Recorded in the file: a process that opens it without a cap of its own (the `hookguard
-    /// inbox` commands beside `serve --max-pending`) keeps to the last one given.
+    /// Recorded in the file (the default too), so a tool that looks into the inbox while this
+    /// process serves it ([`SqliteInbox::open_existing`], the `hookguard inbox` commands)
+    /// keeps to it.
     pub fn max_pending(mut self, n: u64) -> Self {
-        self.max_pending = Some(n);
+        self.max_pending = Cap::Set(n);
+        self
+    }
+    /// Keeps the pending cap recorded in the file (the default when none is) instead of
+    /// setting one: what a tool opening an inbox another process serves wants.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-kr-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("inbox.db");
+    /// drop(hookguard_sqlite::SqliteInbox::builder(&path).max_pending(500).open()?);
+    /// let tool = hookguard_sqlite::SqliteInbox::builder(&path).keep_recorded_cap().open()?;
+    /// # drop(tool); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
+    pub fn keep_recorded_cap(mut self) -> Self {
+        self.max_pending = Cap::Recorded;
         self
     }
     /// The most operations one transaction (one sync) carries (default 512).
@@ -281,14 +308,13 @@ impl SqliteInboxBuilder {
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let max_pending = match self.max_pending {
-            Some(n) => {
+            Cap::Set(n) => {
                 set_meta(&conn, "max_pending", i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)?;
                 n
             }
-            None => match meta(&conn, "max_pending").map_err(storage)? {
-                0 => DEFAULT_MAX_PENDING,
-                n => n.unsigned_abs(),
-            },
+            Cap::Recorded => recorded(&conn, "max_pending")
+                .map_err(storage)?
+                .map_or(DEFAULT_MAX_PENDING, i64::unsigned_abs),
         };
         let pending = count_pending(&conn).map_err(storage)?;
         let clock = Timeline::load(&conn).map_err(storage)?;
@@ -520,7 +546,7 @@ impl SqliteInbox {
     pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
         SqliteInboxBuilder {
             path: path.as_ref().to_owned(),
-            max_pending: None,
+            max_pending: Cap::Set(DEFAULT_MAX_PENDING),
             max_batch: 512,
             queue: 16_384,
             queue_bytes: DEFAULT_QUEUE_BYTES,
@@ -529,7 +555,10 @@ impl SqliteInbox {
         }
     }
 
-    /// Opens an existing inbox file, failing (rather than creating one) when it does not exist.
+    /// Opens an existing inbox file, failing (rather than creating one) when it does not exist,
+    /// with the pending cap last recorded in it (by the process that serves it, see
+    /// [`SqliteInboxBuilder::max_pending`]): for tools that look into an inbox, as the
+    /// `hookguard inbox` commands do.
     ///
     /// # Errors
     /// The file is missing, unreadable, or not a hookguard inbox.
@@ -537,7 +566,7 @@ impl SqliteInbox {
         let path = path.as_ref();
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
         an_inbox(path)?;
-        Self::open(path)
+        Self::builder(path).keep_recorded_cap().open()
     }
 
     /// Opens an existing inbox to read it only: [`list`](InboxStore::list),
@@ -1220,7 +1249,11 @@ fn apply(
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
             let (due, until) = (clock.place(now, now, wall), clock.place(until, now, wall));
-            let r = claim(conn, due, until, limit, now.min(wall));
+            let r = claim(conn, due, until, limit, now.min(wall)).map(|(items, dead)| {
+                // Items found unreadable went dead: no longer pending.
+                *pending = pending.saturating_sub(dead);
+                items
+            });
             Done::Claim(tx, r.map_err(storage))
         }
         Op::Complete(claim, now, tx) => {
@@ -1399,7 +1432,8 @@ fn accept(
 
 /// Claims up to `limit` items due at `now` (on the timeline) until `until`; `wall`: the wall
 /// clock's time, for an item marked dead here.
-fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusqlite::Result<Vec<ClaimedItem>> {
+/// The items claimed, and how many rows it found unreadable and marked dead instead.
+fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusqlite::Result<(Vec<ClaimedItem>, u64)> {
     let mut stmt = conn.prepare_cached(
         "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2,
              unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
@@ -1430,6 +1464,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
     let claimed: Vec<_> = rows.collect::<Result<_, _>>()?;
     let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
     let mut items = Vec::with_capacity(claimed.len());
+    let mut dead = 0;
     for (id, fields) in claimed {
         let (attempt, provider, key, event_id, event_type, received) = match fields {
             Ok(fields) => fields,
@@ -1441,6 +1476,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
                      WHERE id = ?1 AND next_attempt_at = ?2 AND state = 1",
                 )?
                 .execute(params![id, until, wall, format!("the stored item cannot be read: {e}")])?;
+                dead += 1;
                 continue;
             }
         };
@@ -1451,6 +1487,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
         let Some(bytes) = body.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? else {
             tracing::error!(id, "inbox: item without a stored body; marked dead");
             finish(conn, claim, wall, Some("the stored body is missing"))?;
+            dead += 1;
             continue;
         };
         items.push(ClaimedItem::new(
@@ -1464,7 +1501,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
         ));
     }
     items.sort_by_key(|i| i.id);
-    Ok(items)
+    Ok((items, dead))
 }
 
 /// Done (`error` None) or dead: the claim must still hold the item (completing an item this
@@ -1515,6 +1552,14 @@ enum Finished {
 /// The timeline's lead as the file holds it (0 before it first grew).
 fn timeline_lead(conn: &Connection) -> rusqlite::Result<i64> {
     meta(conn, "timeline_ahead")
+}
+
+/// A value as stored (`None` when never stored).
+fn recorded(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM hookguard_inbox_meta WHERE name = ?1", [name], |r| {
+        r.get::<_, i64>(0)
+    })
+    .optional()
 }
 
 /// A value the writer keeps across restarts (0 when never stored, never negative).
@@ -2135,6 +2180,7 @@ mod tests {
         let now = hookguard_core::inbox::now_ms();
         let ids: Vec<i64> = w.claim(now).iter().map(|i| i.id).collect();
         assert_eq!(ids, [good, stray]);
+        assert_eq!(w.0.pending, 2, "the dead ones are no longer pending");
         for id in [blob, huge] {
             let (state, error): (i64, String) =
                 w.0.conn

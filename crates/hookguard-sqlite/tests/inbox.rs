@@ -1683,7 +1683,8 @@ async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
     assert_eq!(inbox.stats().await.unwrap().dead, 6);
     stored(&inbox, &bwp("evt_replay_cap_new")).await;
     drop(inbox);
-    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    // As the `hookguard inbox` commands open it: with the cap recorded by the one serving it.
+    let inbox = SqliteInbox::open_existing(dir.file()).unwrap();
     assert_eq!(
         inbox.replay_dead(now_ms()).await.unwrap(),
         4,
@@ -1715,5 +1716,27 @@ async fn half_an_odd_pending_cap_is_rounded_up() {
             }
         }
         assert_eq!(inbox.replay_dead(now_ms()).await.unwrap(), replayed, "cap {cap}");
+    }
+}
+
+/// The cap recorded in the file binds only a tool that opens the inbox to look into it
+/// (`open_existing`, `keep_recorded_cap`): an application opening it with its own settings
+/// (the default included) sets its own. A recorded cap of 0 is kept as 0.
+#[tokio::test]
+async fn only_tools_keep_the_recorded_pending_cap() {
+    let dir = TempDir::new("recorded-cap");
+    drop(SqliteInbox::builder(dir.file()).max_pending(0).open().unwrap());
+    let tool = SqliteInbox::open_existing(dir.file()).unwrap();
+    assert!(matches!(
+        tool.accept(item(&bwp("evt_cap_zero"))).await,
+        Err(InboxError::Full { limit: 0 })
+    ));
+    drop(tool);
+    let app = SqliteInbox::open(dir.file()).unwrap();
+    stored(&app, &bwp("evt_cap_default")).await;
+    drop(app);
+    let tool = SqliteInbox::builder(dir.file()).keep_recorded_cap().open().unwrap();
+    for i in 0..3 {
+        stored(&tool, &bwp(&format!("evt_cap_recorded_{i}"))).await;
     }
 }

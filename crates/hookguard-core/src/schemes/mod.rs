@@ -110,9 +110,9 @@ pub(crate) fn body_digest(body: &[u8]) -> String {
 /// The longest event id kept.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
-/// Whether a sender's id (or event type) is kept: bounded, and free of control characters
-/// (an inbox row, a log line, an `--exec` environment variable, PostgreSQL's text: none takes
-/// a NUL).
+/// Whether a sender's id (or event type) read from its body is kept: bounded, and free of
+/// control characters (an inbox row, a log line, an `--exec` environment variable,
+/// PostgreSQL's text: none takes a NUL). Ids from headers cannot hold a NUL (a tab stays).
 pub(crate) fn usable_id(v: &str) -> bool {
     v.len() <= MAX_ID_LEN && !v.chars().any(char::is_control)
 }
