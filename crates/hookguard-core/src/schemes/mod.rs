@@ -125,36 +125,7 @@ pub(crate) const MAX_TYPE_LEN: usize = 256;
 /// An id sent as a JSON string or integer, kept as the exact digits or text.
 /// Floats are refused: an id like `5982324300946918154` must never pass through `f64`.
 pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an id (string or integer)")
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(V)
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            // An id longer than any sender sends is not kept (bounded memory and keys), nor
-            // one holding a control character (PostgreSQL's text refuses NUL: such a delivery
-            // could never be stored); the delivery is then recognised by a digest of its body,
-            // never refused.
-            Ok(usable_id(v).then(|| v.to_owned()))
-        }
-    }
-    d.deserialize_option(V)
+    d.deserialize_option(IdVisitor::<false>)
 }
 
 /// An id read only to filter deliveries (never to key them): as [`OptId`], but any other JSON
@@ -165,47 +136,73 @@ pub(crate) struct LenientId(pub(crate) Option<String>);
 
 impl<'de> Deserialize<'de> for LenientId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Option<String>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(V)
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Some(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Some(v.to_string()))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(usable_id(v).then(|| v.to_owned()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
+        d.deserialize_option(IdVisitor::<true>).map(LenientId)
+    }
+}
+
+/// Reads an id: a string or an integer (null: none). Any other value is refused, or with
+/// `LENIENT` read as no id.
+struct IdVisitor<const LENIENT: bool>;
+
+impl<const LENIENT: bool> IdVisitor<LENIENT> {
+    fn other<E: serde::de::Error>(self, what: serde::de::Unexpected<'_>) -> Result<Option<String>, E> {
+        if LENIENT {
+            Ok(None)
+        } else {
+            Err(E::invalid_type(what, &self))
         }
-        d.deserialize_option(V).map(LenientId)
+    }
+}
+
+impl<'de, const LENIENT: bool> serde::de::Visitor<'de> for IdVisitor<LENIENT> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an id (string or integer)")
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        // An id longer than any sender sends is not kept (bounded memory and keys), nor one
+        // holding a control character (PostgreSQL's text refuses NUL: such a delivery could
+        // never be stored); the delivery is then recognised by a digest of its body, never
+        // refused.
+        Ok(usable_id(v).then(|| v.to_owned()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.other(serde::de::Unexpected::Float(v))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.other(serde::de::Unexpected::Bool(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if !LENIENT {
+            return self.other(serde::de::Unexpected::Seq);
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if !LENIENT {
+            return self.other(serde::de::Unexpected::Map);
+        }
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
     }
 }
 
