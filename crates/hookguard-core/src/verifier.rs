@@ -377,7 +377,7 @@ impl Verifier {
             event_id: d.event_id,
             event_type: d
                 .event_type
-                .filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN && !t.chars().any(char::is_control)),
+                .filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN && !crate::schemes::has_control(t)),
             timestamp: auth.timestamp,
             source_application_id: d.source_application_id,
             body,

@@ -111,10 +111,15 @@ pub(crate) fn body_digest(body: &[u8]) -> String {
 pub(crate) const MAX_ID_LEN: usize = 256;
 
 /// Whether a sender's id (or event type) read from its body is kept: bounded, and free of
-/// control characters (an inbox row, a log line, an `--exec` environment variable,
+/// ASCII control characters (an inbox row, a log line, an `--exec` environment variable,
 /// PostgreSQL's text: none takes a NUL). Ids from headers cannot hold a NUL (a tab stays).
 pub(crate) fn usable_id(v: &str) -> bool {
-    v.len() <= MAX_ID_LEN && !v.chars().any(char::is_control)
+    v.len() <= MAX_ID_LEN && !has_control(v)
+}
+
+/// Whether `v` holds an ASCII control character (a byte scan: no UTF-8 decoding per request).
+pub(crate) fn has_control(v: &str) -> bool {
+    v.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
 
 /// The longest event type kept (every sender's are short names): a longer one is not kept,
