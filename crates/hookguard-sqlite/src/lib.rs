@@ -173,6 +173,9 @@ enum Cap {
 pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Default bound of one operation's wait for the writer.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// The most reader threads alive at once per inbox (see `Inner::readers`).
+const MAX_READERS: usize = 8;
+
 /// The bound of a purge batch and of a replay of every dead item (they may write for longer).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -353,6 +356,7 @@ impl SqliteInboxBuilder {
                 path: self.path,
                 stats_turn: tokio::sync::Mutex::new(()),
                 list_turns: tokio::sync::Semaphore::new(4),
+                readers: Arc::default(),
                 queued,
                 queue_bytes: self.queue_bytes,
                 operation_timeout: self.operation_timeout,
@@ -379,6 +383,9 @@ struct Inner {
     stats_turn: tokio::sync::Mutex<()>,
     /// Lists reading at once (each on a connection and thread of its own).
     list_turns: tokio::sync::Semaphore,
+    /// Reader threads alive, also those whose caller stopped waiting (a read that outlived
+    /// its bound on a hung disk keeps its thread): at most [`MAX_READERS`].
+    readers: Arc<AtomicUsize>,
     /// Bytes of deliveries sent to the writer and not yet taken by it.
     queued: Arc<AtomicUsize>,
     queue_bytes: usize,
@@ -495,11 +502,27 @@ impl SqliteInbox {
         name: &str,
         read: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, InboxError> {
+        // A thread per read, counted while it lives: reads stuck on a hung disk must not pile
+        // up a thread per page view.
+        struct Alive(Arc<AtomicUsize>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if self.inner.readers.fetch_add(1, Ordering::AcqRel) >= MAX_READERS {
+            self.inner.readers.fetch_sub(1, Ordering::AcqRel);
+            return Err(InboxError::storage(format!(
+                "{MAX_READERS} earlier reads of the inbox are still running (is its disk hung?)"
+            )));
+        }
+        let alive = Alive(Arc::clone(&self.inner.readers));
         let (reply, answer) = oneshot::channel();
         let path = self.inner.path.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                let _alive = alive;
                 let run = || -> Result<T, InboxError> {
                     // An immutable read takes no lock: if a writer opened the file meanwhile
                     // (its log is there now, or the file changed), pages may have changed
@@ -610,6 +633,7 @@ impl SqliteInbox {
                 path: path.to_owned(),
                 stats_turn: tokio::sync::Mutex::new(()),
                 list_turns: tokio::sync::Semaphore::new(4),
+                readers: Arc::default(),
                 queued: Arc::new(AtomicUsize::new(0)),
                 queue_bytes: DEFAULT_QUEUE_BYTES,
                 operation_timeout: DEFAULT_OPERATION_TIMEOUT,
@@ -2194,6 +2218,50 @@ mod tests {
             assert!(error.starts_with("the stored item cannot be read"), "{error}");
         }
         assert!(w.claim(now + 1).is_empty());
+    }
+
+    /// Reads stuck on the disk (here: held at a gate) keep their threads; past
+    /// [`MAX_READERS`] of them a new read is refused at once instead of adding a thread, and
+    /// once they end, reads go on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stuck_reads_are_bounded_in_threads() {
+        let (scratch, conn) = Scratch::new("stuck-reads");
+        drop(conn);
+        let inbox = SqliteInbox::open(scratch.file()).unwrap();
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let mut stuck = Vec::new();
+        for _ in 0..MAX_READERS {
+            let (inbox, gate) = (inbox.clone(), Arc::clone(&gate));
+            stuck.push(tokio::spawn(async move {
+                inbox
+                    .read_only("stuck", move |_| {
+                        let (open, turn) = &*gate;
+                        let mut open = open.lock().unwrap();
+                        while !*open {
+                            open = turn.wait(open).unwrap();
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        while inbox.inner.readers.load(Ordering::SeqCst) < MAX_READERS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = inbox.stats().await.unwrap_err();
+        assert!(refused.to_string().contains("still running"), "{refused}");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for read in stuck {
+            read.await.unwrap().unwrap();
+        }
+        assert_eq!(inbox.stats().await.unwrap().pending, 0);
+        // Each thread leaves the count as it ends, just after answering.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inbox.inner.readers.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "reader threads never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A completion sent again (its first answer was lost) is answered `true` and counts the
