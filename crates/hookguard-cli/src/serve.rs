@@ -58,9 +58,11 @@ when stdout fails is lost. If stdout is closed (the reader exited), serve stops 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
 HOOKGUARD_DEDUPE_KEY in the environment (empty when the delivery has none; its stdout goes to
-stderr). A value the environment cannot carry (a NUL byte, or over 8 KiB: the sender's id is
-not ours to choose) is left out and HOOKGUARD_EVENT_ID_INVALID=1 (…_EVENT_TYPE_INVALID,
-…_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has everything. Exit 0 → 204
+stderr). An id or type over 256 bytes or holding a control character is not kept (the body's
+digest keys the delivery), so its variable is empty; should a value still not fit the
+environment (a NUL byte, or over 8 KiB), it is left out and HOOKGUARD_EVENT_ID_INVALID=1
+(…_EVENT_TYPE_INVALID, …_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has
+everything. Exit 0 → 204
 (HCSS: 200, as its guide asks), delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
 sender's retry runs it again. On Linux the group also dies with serve, even when serve is

@@ -1336,9 +1336,14 @@ impl InboxStore for PgInbox {
             let mut n = 0;
             // Until pending items fill half the cap (as the SQLite inbox does): the other half
             // stays for new deliveries while the workers catch up.
-            let half = self.inner.max_pending.div_ceil(2);
+            // (Counted once: the recount each second may land between two replays.)
+            let room = self
+                .inner
+                .max_pending
+                .div_ceil(2)
+                .saturating_sub(self.inner.pending.load(Ordering::Relaxed));
             for id in ids {
-                if self.inner.pending.load(Ordering::Relaxed) >= half {
+                if n >= room {
                     break;
                 }
                 match self.replay(id, now_ms).await {

@@ -522,7 +522,6 @@ impl SqliteInbox {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let _alive = alive;
                 let run = || -> Result<T, InboxError> {
                     // An immutable read takes no lock: if a writer opened the file meanwhile
                     // (its log is there now, or the file changed), pages may have changed
@@ -539,7 +538,11 @@ impl SqliteInbox {
                         "the inbox changed while it was read (a writer started); try again",
                     ))
                 };
-                let _ = reply.send(run());
+                let out = run();
+                // Counted out before answering: a caller that reads again at once finds the
+                // thread gone.
+                drop(alive);
+                let _ = reply.send(out);
             })
             .map_err(storage)?;
         let stopped = |_| Err(InboxError::storage("an inbox reader stopped"));
@@ -1797,7 +1800,17 @@ impl InboxStore for SqliteInbox {
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
         if self.inner.tx.is_none() {
-            return Box::pin(self.read_only("hookguard-sqlite-get", move |conn| get(conn, id)));
+            // A turn among the lists': reads wait for one rather than find every reader
+            // thread taken.
+            return Box::pin(async move {
+                let _turn = self
+                    .inner
+                    .list_turns
+                    .acquire()
+                    .await
+                    .map_err(|_| InboxError::storage("the inbox is closing"))?;
+                self.read_only("hookguard-sqlite-get", move |conn| get(conn, id)).await
+            });
         }
         self.call(move |tx| Op::Get(id, tx))
     }
