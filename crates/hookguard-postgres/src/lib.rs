@@ -74,6 +74,8 @@ pub use sqlx::PgPool;
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Rows one purge statement deletes at most; the purge repeats it until fewer are left.
 const PURGE_BATCH: u64 = 5_000;
+/// Dead ids read at a time by `replay_dead`.
+const REPLAY_BATCH: u64 = 5_000;
 
 /// Default `statement_timeout` of the connections [`PgInbox::connect`] opens.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -1326,14 +1328,6 @@ impl InboxStore for PgInbox {
     /// them all: thousands of dead items take longer than one operation's bound.
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
         Box::pin(async move {
-            let ids: Vec<i64> = bounded(LONG_OPERATION_TIMEOUT, async {
-                sqlx::query_scalar(&format!("SELECT id FROM {} WHERE state = 3", self.inner.table))
-                    .fetch_all(&self.inner.pool)
-                    .await
-                    .map_err(storage)
-            })
-            .await?;
-            let mut n = 0;
             // Until pending items fill half the cap (as the SQLite inbox does): the other half
             // stays for new deliveries while the workers catch up.
             // (Counted once: the recount each second may land between two replays.)
@@ -1342,17 +1336,34 @@ impl InboxStore for PgInbox {
                 .max_pending
                 .div_ceil(2)
                 .saturating_sub(self.inner.pending.load(Ordering::Relaxed));
-            for id in ids {
-                if n >= room {
-                    break;
-                }
-                match self.replay(id, now_ms).await {
-                    Ok(()) => n += 1,
-                    // Replayed or purged by someone else meanwhile: not this call's to count.
-                    Err(InboxError::NotFound(_) | InboxError::WrongState { .. }) => {}
-                    // The database failed: say so (the items replayed before it stay replayed)
-                    // rather than report a partial count as success.
-                    Err(e) => return Err(e),
+            let mut n = 0;
+            // Read a batch of ids at a time (oldest first), never every dead id at once.
+            let mut after = 0i64;
+            while n < room {
+                let want = i64::try_from((room - n).min(REPLAY_BATCH)).unwrap_or(i64::MAX);
+                let ids: Vec<i64> = bounded(LONG_OPERATION_TIMEOUT, async {
+                    sqlx::query_scalar(&format!(
+                        "SELECT id FROM {} WHERE state = 3 AND id > $1 ORDER BY id LIMIT $2",
+                        self.inner.table
+                    ))
+                    .bind(after)
+                    .bind(want)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(storage)
+                })
+                .await?;
+                let Some(&last) = ids.last() else { break };
+                after = last;
+                for id in ids {
+                    match self.replay(id, now_ms).await {
+                        Ok(()) => n += 1,
+                        // Replayed or purged by someone else meanwhile: not this call's to count.
+                        Err(InboxError::NotFound(_) | InboxError::WrongState { .. }) => {}
+                        // The database failed: say so (the items replayed before it stay
+                        // replayed) rather than report a partial count as success.
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(n)
