@@ -477,9 +477,7 @@ async fn complete_queued(mut running: Draining) {
                 for (claim, _, answer) in batch {
                     let now_done = done.get(&claim).copied();
                     if now_done == Some(true) {
-                        let _ = inner
-                            .pending
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                        inner.finished_one();
                     }
                     let _ = answer.send(Ok(now_done.is_some()));
                 }
@@ -1006,6 +1004,13 @@ fn spawn_background(inner: &Arc<Inner>) {
 }
 
 impl Inner {
+    /// One item left the pending and running ones (done or dead), before the next recount.
+    fn finished_one(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
     async fn refresh_pending(&self) -> Result<(), InboxError> {
         let n: i64 = bounded(self.operation_timeout, async {
             sqlx::query_scalar(&self.sql.count_pending)
@@ -1223,10 +1228,7 @@ impl InboxStore for PgInbox {
             let failed = r.rows_affected() == 1;
             if failed && retry_at_ms.is_none() {
                 // Dead: no longer pending (as a completion, not waiting for the recount).
-                let _ = self
-                    .inner
-                    .pending
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                self.inner.finished_one();
             }
             Ok(failed)
         }))

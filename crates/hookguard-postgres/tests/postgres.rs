@@ -67,6 +67,16 @@ async fn inbox(schema: &str) -> PgInbox {
         .unwrap()
 }
 
+/// [`inbox`] with a cap on pending items.
+async fn capped_inbox(schema: &str, max_pending: u64) -> PgInbox {
+    PgInbox::builder()
+        .schema(schema)
+        .max_pending(max_pending)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap()
+}
+
 fn bwp(id: &str) -> Delivery {
     testing::deliver_bytes(
         BuildWorkPro::new(),
@@ -1224,12 +1234,7 @@ async fn an_unbounded_operation_timeout_still_completes() {
 #[tokio::test]
 async fn a_repeated_completion_counts_the_item_out_once() {
     let s = schema("repeat_complete");
-    let inbox = PgInbox::builder()
-        .schema(&*s)
-        .max_pending(2)
-        .open(pool_at(&url()).await)
-        .await
-        .unwrap();
+    let inbox = capped_inbox(&s, 2).await;
     stored(&inbox, &bwp("evt_repeat_1")).await;
     stored(&inbox, &bwp("evt_repeat_2")).await;
     let c = claimed(&inbox, now_ms(), 10).await;
@@ -1310,12 +1315,7 @@ async fn a_schema_name_over_63_bytes_is_refused() {
 #[tokio::test]
 async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
     let s = schema("replay_half");
-    let inbox = PgInbox::builder()
-        .schema(&*s)
-        .max_pending(4)
-        .open(pool_at(&url()).await)
-        .await
-        .unwrap();
+    let inbox = capped_inbox(&s, 4).await;
     for i in 0..6 {
         stored(&inbox, &bwp(&format!("evt_replay_half_{i}"))).await;
         let c = claimed(&inbox, now_ms(), 10).await;
