@@ -657,6 +657,20 @@ impl SqliteInbox {
     }
 
     /// Sends an operation to the writer and waits at most `limit` for its answer.
+    /// `make`'s operation again and again, each its own transaction within the long bound
+    /// (accepts go on between them), until one does fewer than a batch ([`PURGE_BATCH`]
+    /// items); how many in all.
+    async fn in_batches(&self, make: impl Fn(Reply<u64>) -> Op) -> Result<u64, InboxError> {
+        let mut total = 0;
+        loop {
+            let n = self.call_within(LONG_OPERATION_TIMEOUT, &make).await?;
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     fn call_within<T: Send + 'static>(
         &self,
         limit: Duration,
@@ -1836,36 +1850,12 @@ impl InboxStore for SqliteInbox {
     /// only until pending items fill half the pending cap, so new deliveries are still
     /// accepted: dead items past it stay dead (replay them once the worker has caught up).
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        Box::pin(async move {
-            let mut total = 0;
-            loop {
-                let n = self
-                    .call_within(LONG_OPERATION_TIMEOUT, move |tx| {
-                        Op::ReplayDead(now_ms, PURGE_BATCH, tx)
-                    })
-                    .await?;
-                total += n;
-                if n < PURGE_BATCH as u64 {
-                    return Ok(total);
-                }
-            }
-        })
+        Box::pin(self.in_batches(move |tx| Op::ReplayDead(now_ms, PURGE_BATCH, tx)))
     }
     /// In batches of 5,000 rows per state, each its own transaction (accepts go on between
     /// them), until a batch finds fewer.
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        Box::pin(async move {
-            let mut total = 0;
-            loop {
-                let n = self
-                    .call_within(LONG_OPERATION_TIMEOUT, move |tx| Op::Purge(before_ms, include_dead, tx))
-                    .await?;
-                total += n;
-                if n < PURGE_BATCH as u64 {
-                    return Ok(total);
-                }
-            }
-        })
+        Box::pin(self.in_batches(move |tx| Op::Purge(before_ms, include_dead, tx)))
     }
     /// Counts every row (the retention's millions, at times): on a read-only connection of
     /// its own, in a thread of its own, so the writer (and every accept) never waits for it —
@@ -2081,6 +2071,14 @@ mod tests {
     struct Driven(Writer);
 
     impl Driven {
+        /// A writer on `conn` reading the test's wall clock ([`set_wall`]), set to `T`.
+        fn on_test_wall(conn: Connection) -> Self {
+            let mut w = Driven(test_writer(conn));
+            w.0.wall = test_wall;
+            set_wall(T);
+            w
+        }
+
         fn accept(&mut self, id: &str, received_at: i64) -> i64 {
             let d = hookguard_core::testing::deliver_bytes(
                 hookguard_core::schemes::BuildWorkPro::new(),
@@ -2119,33 +2117,40 @@ mod tests {
 
     const T: i64 = 1_700_000_000_000;
 
+    thread_local! {
+        /// The wall clock a test's writer reads (each test runs on a thread of its own, and
+        /// `Driven` applies batches on it).
+        static WALL: std::cell::Cell<i64> = const { std::cell::Cell::new(T) };
+    }
+
+    fn test_wall() -> i64 {
+        WALL.with(std::cell::Cell::get)
+    }
+
+    fn set_wall(ms: i64) {
+        WALL.with(|w| w.set(ms));
+    }
+
     /// The system clock ran a year ahead while no delivery arrived; a retry set then ("in two
     /// seconds") is due two seconds after it was set once the clock is set right — also after a
     /// restart in between — not a year later.
     #[test]
     fn a_retry_set_while_the_clock_ran_ahead_is_due_once_the_clock_is_set_right() {
-        use std::sync::atomic::AtomicI64;
-        static WALL: AtomicI64 = AtomicI64::new(T);
-        fn wall() -> i64 {
-            WALL.load(Ordering::SeqCst)
-        }
         const YEAR: i64 = 365 * 24 * 3_600_000;
         for restart in [false, true] {
             let (_scratch, conn) = Scratch::new(if restart { "ahead-restart" } else { "ahead" });
-            let mut w = Driven(test_writer(conn));
-            w.0.wall = wall;
-            WALL.store(T, Ordering::SeqCst);
+            let mut w = Driven::on_test_wall(conn);
             let id = w.accept("evt_ahead", T);
-            WALL.store(T + YEAR, Ordering::SeqCst);
+            set_wall(T + YEAR);
             let c = w.claim(T + YEAR);
             assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
             w.fail(&c[0], T + YEAR + 2_000, T + YEAR);
             if restart {
                 w.0.clock = Timeline::load(&w.0.conn).unwrap();
             }
-            WALL.store(T + 10, Ordering::SeqCst);
+            set_wall(T + 10);
             assert!(w.claim(T + 10).is_empty(), "due early (restart: {restart})");
-            WALL.store(T + 2_100, Ordering::SeqCst);
+            set_wall(T + 2_100);
             let c = w.claim(T + 2_100);
             assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id], "restart: {restart}");
         }
@@ -2157,29 +2162,22 @@ mod tests {
     /// an earlier batch saw the step first.
     #[test]
     fn a_callers_reading_from_before_a_step_back_is_not_counted_twice() {
-        use std::sync::atomic::AtomicI64;
-        static WALL: AtomicI64 = AtomicI64::new(T);
-        fn wall() -> i64 {
-            WALL.load(Ordering::SeqCst)
-        }
         const HOUR: i64 = 3_600_000;
         for deferral in [false, true] {
             let (_scratch, conn) = Scratch::new(if deferral { "back-defer" } else { "back-fail" });
-            let mut w = Driven(test_writer(conn));
-            w.0.wall = wall;
-            WALL.store(T, Ordering::SeqCst);
+            let mut w = Driven::on_test_wall(conn);
             let id = w.accept("evt_before_step", T);
             let c = w.claim(T);
             assert_eq!(c.len(), 1);
             // Read T + 5; the clock steps back before the writer reads it.
-            WALL.store(T - HOUR + 5, Ordering::SeqCst);
+            set_wall(T - HOUR + 5);
             assert!(w.claim(T + 5).is_empty(), "the lease was taken an hour early");
             if deferral {
                 w.defer(&c[0], T + 2_005, T + 5);
             } else {
                 w.fail(&c[0], T + 2_005, T + 5);
             }
-            WALL.store(T - HOUR + 2_200, Ordering::SeqCst);
+            set_wall(T - HOUR + 2_200);
             let again = w.claim(T - HOUR + 2_200);
             assert_eq!(
                 again.iter().map(|i| i.id).collect::<Vec<_>>(),
@@ -2301,32 +2299,25 @@ mod tests {
     /// as much later as the second step — also after a restart between the two.
     #[test]
     fn a_second_step_back_does_not_take_the_timeline_back() {
-        use std::sync::atomic::AtomicI64;
-        static WALL: AtomicI64 = AtomicI64::new(T);
-        fn wall() -> i64 {
-            WALL.load(Ordering::SeqCst)
-        }
         const HOUR: i64 = 3_600_000;
         for restart in [false, true] {
             let (_scratch, conn) = Scratch::new(if restart { "two-steps-restart" } else { "two-steps" });
-            let mut w = Driven(test_writer(conn));
-            w.0.wall = wall;
-            WALL.store(T, Ordering::SeqCst);
+            let mut w = Driven::on_test_wall(conn);
             let id = w.accept("evt_two_steps", T);
             // The first step back: an hour.
-            WALL.store(T - HOUR, Ordering::SeqCst);
+            set_wall(T - HOUR);
             let c = w.claim(T - HOUR);
             assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
             // Twenty seconds on, the handler fails; the retry is due in two seconds.
-            WALL.store(T - HOUR + 20_000, Ordering::SeqCst);
+            set_wall(T - HOUR + 20_000);
             w.fail(&c[0], T - HOUR + 22_000, T - HOUR + 20_000);
             if restart {
                 w.0.clock = Timeline::load(&w.0.conn).unwrap();
             }
             // The second step back: ten seconds.
-            WALL.store(T - HOUR + 10_000, Ordering::SeqCst);
+            set_wall(T - HOUR + 10_000);
             assert!(w.claim(T - HOUR + 10_000).is_empty(), "due early (restart: {restart})");
-            WALL.store(T - HOUR + 12_100, Ordering::SeqCst);
+            set_wall(T - HOUR + 12_100);
             let again = w.claim(T - HOUR + 12_100);
             assert_eq!(
                 again.iter().map(|i| i.id).collect::<Vec<_>>(),
@@ -2340,17 +2331,11 @@ mod tests {
     /// not a clock step back: the lead stays, and a lease is not ended early.
     #[test]
     fn a_callers_reading_from_before_its_wait_does_not_move_the_lead() {
-        use std::sync::atomic::AtomicI64;
-        static WALL: AtomicI64 = AtomicI64::new(T);
-        fn wall() -> i64 {
-            WALL.load(Ordering::SeqCst)
-        }
         let (_scratch, conn) = Scratch::new("stale-now");
-        let mut w = Driven(test_writer(conn));
-        w.0.wall = wall;
+        let mut w = Driven::on_test_wall(conn);
         let id = w.accept("evt_leased", T);
         assert_eq!(w.claim(T).len(), 1);
-        WALL.store(T + 40_000, Ordering::SeqCst);
+        set_wall(T + 40_000);
         w.accept("evt_later", T + 40_000);
         // Read 40 s ago, before a long batch.
         let stale = w.claim(T);
