@@ -375,9 +375,7 @@ impl Verifier {
             }),
             dedupe_scope: scope,
             event_id: d.event_id,
-            event_type: d
-                .event_type
-                .filter(|t| t.len() <= crate::schemes::MAX_TYPE_LEN && !crate::schemes::has_control(t)),
+            event_type: d.event_type.filter(|t| crate::schemes::usable_type(t)),
             timestamp: auth.timestamp,
             source_application_id: d.source_application_id,
             body,

@@ -78,7 +78,7 @@ impl Hcss {
     pub fn query_token(param: &'static str) -> Self {
         Self {
             auth: HcssAuth::QueryToken(param),
-            remember_dated: true,
+            ..Self::default()
         }
     }
 
@@ -90,7 +90,7 @@ impl Hcss {
     pub fn header(name: HeaderName) -> Self {
         Self {
             auth: HcssAuth::Header(name),
-            remember_dated: true,
+            ..Self::default()
         }
     }
 
@@ -102,8 +102,8 @@ impl Hcss {
     /// ```
     pub fn with_scheme(scheme: Arc<dyn Scheme>) -> Self {
         Self {
-            remember_dated: true,
             auth: HcssAuth::Scheme(scheme),
+            ..Self::default()
         }
     }
 

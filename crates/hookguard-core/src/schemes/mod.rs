@@ -117,8 +117,13 @@ pub(crate) fn usable_id(v: &str) -> bool {
     v.len() <= MAX_ID_LEN && !has_control(v)
 }
 
+/// Whether a sender's event type is kept: as [`usable_id`], within [`MAX_TYPE_LEN`].
+pub(crate) fn usable_type(t: &str) -> bool {
+    t.len() <= MAX_TYPE_LEN && !has_control(t)
+}
+
 /// Whether `v` holds an ASCII control character (a byte scan: no UTF-8 decoding per request).
-pub(crate) fn has_control(v: &str) -> bool {
+fn has_control(v: &str) -> bool {
     v.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
 
