@@ -1605,11 +1605,7 @@ fn recorded(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
 
 /// A value the writer keeps across restarts (0 when never stored, never negative).
 fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM hookguard_inbox_meta WHERE name = ?1", [name], |r| {
-        r.get::<_, i64>(0)
-    })
-    .optional()
-    .map(|v| v.unwrap_or(0).max(0))
+    recorded(conn, name).map(|v| v.unwrap_or(0).max(0))
 }
 
 fn set_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
