@@ -1303,11 +1303,13 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         ));
     }
     warn_secrets_on_the_command_line();
-    if !args.ignore_apps.is_empty() && args.provider != ProviderArg::Procore {
-        tracing::warn!("--ignore-source-application only applies to procore deliveries");
-    }
-    if !args.ignore_users.is_empty() && args.provider != ProviderArg::Procore {
-        tracing::warn!("--ignore-source-user only applies to procore deliveries");
+    for (flag, given) in [
+        ("--ignore-source-application", &args.ignore_apps),
+        ("--ignore-source-user", &args.ignore_users),
+    ] {
+        if !given.is_empty() && args.provider != ProviderArg::Procore {
+            tracing::warn!("{flag} only applies to procore deliveries");
+        }
     }
     if args.retry_signature_mismatch && matches!(args.provider, ProviderArg::Procore | ProviderArg::Hcss) {
         tracing::warn!(

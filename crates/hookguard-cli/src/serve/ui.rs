@@ -1132,7 +1132,7 @@ async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Re
             );
             tracing::info!(
                 count = n,
-                "inspector: dead inbox items replayed (as many as the pending cap has room for)"
+                "inspector: dead inbox items replayed (until pending items fill half the pending cap)"
             );
             after_post(&headers, serde_json::json!({ "replayed": n }))
         }
