@@ -56,6 +56,14 @@ async fn stored(inbox: &SqliteInbox, d: &Delivery) -> i64 {
     stored_item(inbox, item(d)).await
 }
 
+/// Claims every due item and fails it for good: dead items, for replays.
+async fn all_dead(inbox: &SqliteInbox) {
+    let t = now_ms();
+    for c in inbox.claim(t, Duration::from_secs(30), 100).await.unwrap() {
+        assert!(inbox.fail(c.claim(), "refused", None, t).await.unwrap());
+    }
+}
+
 /// Stores `item` (received when it says), which must be new; its id.
 async fn stored_item(inbox: &SqliteInbox, item: NewItem) -> i64 {
     match inbox.accept(item).await.unwrap() {
@@ -1675,10 +1683,7 @@ async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
         for i in 0..3 {
             stored(&inbox, &bwp(&format!("evt_replay_cap_{round}_{i}"))).await;
         }
-        let t = now_ms();
-        for c in inbox.claim(t, Duration::from_secs(30), 10).await.unwrap() {
-            assert!(inbox.fail(c.claim(), "refused", None, t).await.unwrap());
-        }
+        all_dead(&inbox).await;
     }
     assert_eq!(inbox.stats().await.unwrap().dead, 6);
     stored(&inbox, &bwp("evt_replay_cap_new")).await;
@@ -1710,10 +1715,7 @@ async fn half_an_odd_pending_cap_is_rounded_up() {
         let inbox = SqliteInbox::builder(dir.file()).max_pending(cap).open().unwrap();
         for i in 0..3 {
             stored(&inbox, &bwp(&format!("evt_odd_{cap}_{i}"))).await;
-            let t = now_ms();
-            for c in inbox.claim(t, Duration::from_secs(30), 10).await.unwrap() {
-                assert!(inbox.fail(c.claim(), "refused", None, t).await.unwrap());
-            }
+            all_dead(&inbox).await;
         }
         assert_eq!(inbox.replay_dead(now_ms()).await.unwrap(), replayed, "cap {cap}");
     }
