@@ -11,6 +11,7 @@
 //! Internally it runs itself as `bare PORT` and `load PORT SECONDS RUN [RATE|-] [DUP_EVERY]`.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,9 @@ use load::{cpu_ticks, env_or, free_port, Load, SECRET};
 // The floor: a bare HMAC check of the body in a minimal tower middleware.
 #[path = "../../../benches/support/floor.rs"]
 mod floor;
+// The floor of a durable accept: raw SQLite on this disk.
+#[path = "../../../benches/support/disk_floor.rs"]
+mod disk_floor;
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -197,6 +201,9 @@ fn start_with(exe: &str, mode: &str, extra: &[&str]) -> Server {
 struct Row {
     rps: f64,
     cpu_us: f64,
+    /// Deliveries handled per second during the run (lines printed): for the inbox, whether
+    /// its worker keeps up with the accepts or a backlog grows.
+    handled: f64,
 }
 
 fn run_load(exe: &str, port: u16, secs: u64, run: u64, rate: Option<f64>) -> (u64, u64, u64, u64) {
@@ -239,13 +246,16 @@ fn run_load_with(
 fn measure(exe: &str, mode: &str, secs: u64) -> Row {
     let s = start(exe, mode);
     run_load(exe, s.port, 2, 1, None); // warm up
-    let before = cpu_ticks(s.child.id());
+    let (before, lines) = (cpu_ticks(s.child.id()), s.lines.load(Ordering::Relaxed));
     let (done, bad, _, _) = run_load(exe, s.port, secs, 2, None);
     let after = cpu_ticks(s.child.id());
+    let printed = s.lines.load(Ordering::Relaxed) - lines;
     assert_eq!(bad, 0, "{mode}: {bad} requests were not answered 2xx");
     Row {
         rps: done as f64 / secs as f64,
         cpu_us: (after - before) as f64 / 100.0 * 1e6 / done as f64,
+        // The bare server prints nothing: it has no line to count.
+        handled: if mode == "bare" { f64::NAN } else { printed as f64 / secs as f64 },
     }
 }
 
@@ -254,6 +264,10 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("bare") => return bare(args[2].parse().unwrap()),
         Some("floor") => return floor_server(args[2].parse().unwrap()),
+        Some("disk-floor") => {
+            let f = disk_floor::run(Path::new(&args[2]), args[3].parse().unwrap(), 32, 32);
+            return println!("{} {}", f.rows_per_s, f.cpu_us_per_row);
+        }
         Some("load") => {
             let out = Load {
                 port: args[2].parse().unwrap(),
@@ -277,19 +291,37 @@ fn main() {
     // `SERVE_BENCH_RAW="inbox memory"`: one round of each mode named, raw figures, no table.
     if let Ok(raw) = std::env::var("SERVE_BENCH_RAW") {
         for m in raw.split_whitespace() {
-            let r = measure(exe, m, secs);
-            println!("{m} {:.0} req/s {:.1} us/req", r.rps, r.cpu_us);
+            let r = if m == "disk" { disk(exe, secs) } else { measure(exe, m, secs) };
+            println!("{m} {:.0} req/s {:.1} us/req {:.0} handled/s", r.rps, r.cpu_us, r.handled);
         }
         return;
     }
     // Alternate the modes over three rounds and keep the median of each.
     let modes = ["bare", "memory", "inbox", "floor"];
     let mut rows: Vec<Vec<Row>> = modes.iter().map(|_| Vec::new()).collect();
+    let mut disks = Vec::new();
     for _ in 0..3 {
         for (i, m) in modes.iter().enumerate() {
             rows[i].push(measure(exe, m, secs));
         }
+        disks.push(disk(exe, secs));
     }
+    // The ceiling of any SQLite inbox behind `serve`: the in-memory `serve`'s CPU per request
+    // plus the disk floor's CPU per delivery, both on the one server core (per round).
+    rows.push(
+        rows[1]
+            .iter()
+            .zip(&disks)
+            .map(|(m, d)| {
+                let cpu_us = m.cpu_us + d.cpu_us;
+                Row {
+                    rps: 1e6 / cpu_us,
+                    cpu_us,
+                    handled: f64::NAN,
+                }
+            })
+            .collect(),
+    );
     // The ratios are taken within each round (the modes ran back to back), then the median
     // of the three: pairing medians sorted separately can match a disturbed round of one mode
     // with a quiet round of another.
@@ -302,6 +334,7 @@ fn main() {
         .map(|r| Row {
             rps: mid(r.iter().map(|x| x.rps).collect()),
             cpu_us: mid(r.iter().map(|x| x.cpu_us).collect()),
+            handled: mid(r.iter().map(|x| x.handled).collect()),
         })
         .collect();
     let vs_bare: Vec<f64> = rows
@@ -318,26 +351,59 @@ fn main() {
     let (_, bad, p50, p99) = run_load(exe, s.port, secs, 3, Some(rate));
     assert_eq!(bad, 0);
     drop(s);
-    println!("| server | requests/s | server CPU µs/req | vs bare (CPU) | vs memory (requests/s) |");
-    println!("|---|---|---|---|---|");
+    println!("| server | requests/s | handled/s | server CPU µs/req | vs bare (CPU) | vs memory (requests/s) |");
+    println!("|---|---|---|---|---|---|");
     let names = [
         "bare axum, reads the body",
         "hookguard serve (memory dedupe, inline)",
         "hookguard serve --inbox (durable, SQLite)",
         "floor: bare + the body's MAC checked + a line to stdout (no JSON, no dedupe)",
+        "ceiling of any SQLite inbox: serve (memory)'s CPU + the disk floor's (below)",
     ];
     for (i, r) in med.iter().enumerate() {
+        let handled = if r.handled.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{:.0}", r.handled)
+        };
         println!(
-            "| {} | {:.0} | {:.1} | {:.2}× | {:.2}× |",
+            "| {} | {:.0} | {handled} | {:.1} | {:.2}× | {:.2}× |",
             names[i], r.rps, r.cpu_us, vs_bare[i], vs_memory[i]
         );
     }
+    let disk_rps = mid(disks.iter().map(|d| d.rps).collect());
+    let disk_us = mid(disks.iter().map(|d| d.cpu_us).collect());
+    println!();
+    println!(
+        "Disk floor (raw SQLite on the server's core, WAL, `synchronous=FULL`: per commit 32 new 4 KiB rows under a unique key and the previous 32 marked done): {disk_rps:.0} deliveries/s, {disk_us:.1} µs of CPU per delivery."
+    );
     println!();
     println!(
         "Accept latency through `serve --inbox` at {rate:.0} requests/s (half its rate): p50 {:.2} ms, p99 {:.2} ms.",
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0
     );
+}
+
+/// One run of the disk floor ([`disk_floor`]) in a process of its own pinned to the server's
+/// core, in a scratch directory beside the inbox's: deliveries/s and CPU µs per delivery.
+fn disk(exe: &str, secs: u64) -> Row {
+    let d = std::env::temp_dir().join(format!("hg-serve-bench-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let out = Command::new("taskset")
+        .args(["-c", "0", exe, "disk-floor", d.to_str().unwrap(), &secs.to_string()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(v.len(), 2, "disk floor: {text} {}", String::from_utf8_lossy(&out.stderr));
+    Row {
+        rps: v[0],
+        cpu_us: v[1],
+        handled: f64::NAN,
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {

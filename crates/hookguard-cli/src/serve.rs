@@ -193,7 +193,9 @@ pub struct ServeArgs {
     /// [default: 80 % of --lease].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
-    /// With --inbox: handlers running at once [default: 4].
+    /// With --inbox: handlers running at once [default: 4 with --exec; without it 256 items in
+    /// flight (at most --stdout-queue): printing needs no limit, and fewer fall behind a
+    /// sustained flood, each claim and done mark waiting for a commit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
     /// With --inbox: attempts before an item is dead [default: 10].
@@ -900,6 +902,13 @@ fn inline_exec_timeout(provider: ProviderArg) -> Duration {
     provider.profile().within_timeout(Duration::from_secs(4))
 }
 
+/// Items the inbox worker holds at once without --exec when --workers is not given. Printing
+/// a line needs no limit of its own (one writer prints the lines in turn), but the worker must
+/// keep up with the accepts: each claim and each done mark waits for a commit (an fsync, about
+/// a millisecond), so 4 items in flight drained about 1,200 items/s while `serve` accepted
+/// 15,000/s, and the backlog grew until --max-pending answered 503 (BENCHMARKS, table 7).
+const PRINT_WORKERS: u32 = 256;
+
 struct InboxSettings {
     spec: InboxSpec,
     workers: usize,
@@ -964,7 +973,11 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
     }
     Ok(Some(InboxSettings {
         spec,
-        workers: args.workers.unwrap_or(4) as usize,
+        workers: args.workers.unwrap_or(if args.exec.is_some() {
+            4
+        } else {
+            PRINT_WORKERS.min(args.stdout_queue)
+        }) as usize,
         retry: RetryPolicy::new(base, max, args.max_attempts.unwrap_or(defaults.max_attempts)),
         lease,
         max_pending: args.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
@@ -1506,6 +1519,28 @@ mod tests {
             assert_eq!(t, Duration::from_secs(want), "{p:?}");
             assert!(t < p.profile().timeout, "{p:?}");
         }
+    }
+
+    /// Without --exec the inbox worker holds many items at once (printing needs no limit), or
+    /// a sustained flood outruns it; with --exec, or --workers given, the flags decide.
+    #[test]
+    fn without_exec_the_inbox_worker_holds_enough_items_to_keep_up() {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let workers = |extra: &[&str]| {
+            let mut argv = vec!["serve", "--provider", "buildworkpro", "--secret", "s", "--inbox", "x.db"];
+            argv.extend_from_slice(extra);
+            let cmd = <Cmd as clap::Parser>::try_parse_from(argv).unwrap();
+            inbox_settings(&cmd.args).unwrap().unwrap().workers
+        };
+        assert_eq!(workers(&[]), 256);
+        assert_eq!(workers(&["--stdout-queue", "100"]), 100);
+        assert_eq!(workers(&["--exec", "true"]), 4);
+        assert_eq!(workers(&["--workers", "2"]), 2);
+        assert_eq!(workers(&["--workers", "2", "--exec", "true"]), 2);
     }
 }
 
