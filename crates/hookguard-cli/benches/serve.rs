@@ -255,7 +255,11 @@ fn measure(exe: &str, mode: &str, secs: u64) -> Row {
         rps: done as f64 / secs as f64,
         cpu_us: (after - before) as f64 / 100.0 * 1e6 / done as f64,
         // The bare server prints nothing: it has no line to count.
-        handled: if mode == "bare" { f64::NAN } else { printed as f64 / secs as f64 },
+        handled: if mode == "bare" {
+            f64::NAN
+        } else {
+            printed as f64 / secs as f64
+        },
     }
 }
 
@@ -291,8 +295,15 @@ fn main() {
     // `SERVE_BENCH_RAW="inbox memory"`: one round of each mode named, raw figures, no table.
     if let Ok(raw) = std::env::var("SERVE_BENCH_RAW") {
         for m in raw.split_whitespace() {
-            let r = if m == "disk" { disk(exe, secs) } else { measure(exe, m, secs) };
-            println!("{m} {:.0} req/s {:.1} us/req {:.0} handled/s", r.rps, r.cpu_us, r.handled);
+            let r = if m == "disk" {
+                disk(exe, secs)
+            } else {
+                measure(exe, m, secs)
+            };
+            println!(
+                "{m} {:.0} req/s {:.1} us/req {:.0} handled/s",
+                r.rps, r.cpu_us, r.handled
+            );
         }
         return;
     }
@@ -398,7 +409,12 @@ fn disk(exe: &str, secs: u64) -> Row {
     let _ = std::fs::remove_dir_all(&d);
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    assert_eq!(v.len(), 2, "disk floor: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        v.len(),
+        2,
+        "disk floor: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Row {
         rps: v[0],
         cpu_us: v[1],

@@ -1531,7 +1531,15 @@ mod tests {
             args: ServeArgs,
         }
         let workers = |extra: &[&str]| {
-            let mut argv = vec!["serve", "--provider", "buildworkpro", "--secret", "s", "--inbox", "x.db"];
+            let mut argv = vec![
+                "serve",
+                "--provider",
+                "buildworkpro",
+                "--secret",
+                "s",
+                "--inbox",
+                "x.db",
+            ];
             argv.extend_from_slice(extra);
             let cmd = <Cmd as clap::Parser>::try_parse_from(argv).unwrap();
             inbox_settings(&cmd.args).unwrap().unwrap().workers

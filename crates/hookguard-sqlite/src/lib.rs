@@ -1476,8 +1476,7 @@ fn accept(
 /// The items claimed, and how many rows it found unreadable and marked dead instead.
 fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusqlite::Result<(Vec<ClaimedItem>, u64)> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2,
-             unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+        "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2
          WHERE id IN (SELECT id FROM hookguard_inbox
                       WHERE state IN (0, 1) AND next_attempt_at <= ?1
                       ORDER BY next_attempt_at LIMIT ?3)
@@ -1503,6 +1502,9 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
         Ok((id, fields))
     })?;
     let claimed: Vec<_> = rows.collect::<Result<_, _>>()?;
+    for (id, _) in &claimed {
+        forget_in_flight_key(conn, *id)?;
+    }
     let mut body = conn.prepare_cached("SELECT body FROM hookguard_inbox_body WHERE id = ?1")?;
     let mut items = Vec::with_capacity(claimed.len());
     let mut dead = 0;
@@ -1512,8 +1514,7 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
             Err(e) => {
                 tracing::error!(id, error = %e, "inbox: a stored item cannot be read; marked dead");
                 conn.prepare_cached(
-                    "UPDATE hookguard_inbox SET state = 3, finished_at = ?3, last_error = ?4,
-                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+                    "UPDATE hookguard_inbox SET state = 3, finished_at = ?3, last_error = ?4
                      WHERE id = ?1 AND next_attempt_at = ?2 AND state = 1",
                 )?
                 .execute(params![id, until, wall, format!("the stored item cannot be read: {e}")])?;
@@ -1552,9 +1553,7 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
     let state = if error.is_some() { 3 } else { 2 };
     let n = conn
         .prepare_cached(
-            "UPDATE hookguard_inbox
-             SET state = ?4, finished_at = ?5, last_error = ?6,
-                 unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
+            "UPDATE hookguard_inbox SET state = ?4, finished_at = ?5, last_error = ?6
              WHERE id = ?1 AND attempts = ?2 AND next_attempt_at = ?3 AND state = 1",
         )?
         .execute(params![
@@ -1566,6 +1565,7 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
             error
         ])?;
     if n == 1 {
+        forget_in_flight_key(conn, claim.id)?;
         return Ok(Finished::Now);
     }
     // A completion repeated (its first answer was lost) finds the item done by this claim.
@@ -1577,6 +1577,17 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
             )?
             .exists(params![claim.id, claim.attempt, claim.lease_until_ms])?;
     Ok(if already { Finished::Already } else { Finished::Not })
+}
+
+/// An in-flight-only key (`DedupeScope::WhileInFlight`) stops recognising copies once its
+/// item is claimed. A statement of its own, not a `CASE` in the claim's or the completion's
+/// `SET`: naming `unique_key` there makes SQLite rewrite the unique index's entry of every
+/// row, in the hot leaf pages every commit then writes again (here only a row that still
+/// holds such a key is written).
+fn forget_in_flight_key(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE hookguard_inbox SET unique_key = NULL WHERE id = ?1 AND scope = 1 AND unique_key IS NOT NULL")?
+        .execute([id])?;
+    Ok(())
 }
 
 /// What [`finish`] did.
