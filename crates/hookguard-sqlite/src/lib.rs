@@ -1585,8 +1585,10 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
 /// row, in the hot leaf pages every commit then writes again (here only a row that still
 /// holds such a key is written).
 fn forget_in_flight_key(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE hookguard_inbox SET unique_key = NULL WHERE id = ?1 AND scope = 1 AND unique_key IS NOT NULL")?
-        .execute([id])?;
+    conn.prepare_cached(
+        "UPDATE hookguard_inbox SET unique_key = NULL WHERE id = ?1 AND scope = 1 AND unique_key IS NOT NULL",
+    )?
+    .execute([id])?;
     Ok(())
 }
 
