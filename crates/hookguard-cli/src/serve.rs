@@ -193,9 +193,9 @@ pub struct ServeArgs {
     /// [default: 80 % of --lease].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
-    /// With --inbox: handlers running at once [default: 4 with --exec; without it 256 items in
-    /// flight (at most --stdout-queue): printing needs no limit, and fewer fall behind a
-    /// sustained flood, each claim and done mark waiting for a commit].
+    /// With --inbox: handlers running at once [default: 4 with --exec; without it 128 items at
+    /// once (at most --stdout-queue, and 128 MiB of --max-body bodies): printing needs no limit,
+    /// and fewer fall behind a sustained flood, each claim and done mark waiting for a commit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
     /// With --inbox: attempts before an item is dead [default: 10].
@@ -904,10 +904,27 @@ fn inline_exec_timeout(provider: ProviderArg) -> Duration {
 
 /// Items the inbox worker holds at once without --exec when --workers is not given. Printing
 /// a line needs no limit of its own (one writer prints the lines in turn), but the worker must
-/// keep up with the accepts: each claim and each done mark waits for a commit (an fsync, about
-/// a millisecond), so 4 items in flight drained about 1,200 items/s while `serve` accepted
-/// 15,000/s, and the backlog grew until --max-pending answered 503 (BENCHMARKS, table 7).
-const PRINT_WORKERS: u32 = 256;
+/// keep up with the accepts: each claim and each done mark waits for a commit (under a flood,
+/// the accepts' fsync, about a millisecond), so 4 items in flight drained about 1,200 items/s
+/// while `serve` accepted 17,800/s, and the backlog grew until --max-pending answered 503
+/// (BENCHMARKS, twenty-fourth session).
+const PRINT_WORKERS: usize = 128;
+
+/// The bodies those items may hold at once (each claimed item carries its body, at most
+/// --max-body): with the default 1 MiB, all 128 (64 drained ~1,000 items/s fewer than
+/// `serve` accepted in the same measurement; 128 kept up).
+const PRINT_BODY_BUDGET: usize = 128 << 20;
+
+/// --workers when not given: 4 with --exec (commands at once); without it [`PRINT_WORKERS`],
+/// at most --stdout-queue (more would only wait for a place in it) and at most what
+/// [`PRINT_BODY_BUDGET`] holds of --max-body bodies, never fewer than 4.
+fn default_workers(args: &ServeArgs) -> usize {
+    if args.exec.is_some() {
+        return 4;
+    }
+    let bodies = (PRINT_BODY_BUDGET / args.max_body.max(1)).max(4);
+    PRINT_WORKERS.min(args.stdout_queue as usize).min(bodies)
+}
 
 struct InboxSettings {
     spec: InboxSpec,
@@ -973,11 +990,7 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
     }
     Ok(Some(InboxSettings {
         spec,
-        workers: args.workers.unwrap_or(if args.exec.is_some() {
-            4
-        } else {
-            PRINT_WORKERS.min(args.stdout_queue)
-        }) as usize,
+        workers: args.workers.map_or_else(|| default_workers(args), |n| n as usize),
         retry: RetryPolicy::new(base, max, args.max_attempts.unwrap_or(defaults.max_attempts)),
         lease,
         max_pending: args.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
@@ -1454,7 +1467,7 @@ async fn run_inbox(
 
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {} pending, {} running, \
-         {} dead; {} worker(s){})",
+         {} dead; worker: {} at once{})",
         args.path,
         args.provider.provider(),
         stats.pending,
@@ -1544,8 +1557,10 @@ mod tests {
             let cmd = <Cmd as clap::Parser>::try_parse_from(argv).unwrap();
             inbox_settings(&cmd.args).unwrap().unwrap().workers
         };
-        assert_eq!(workers(&[]), 256);
+        assert_eq!(workers(&[]), 128);
         assert_eq!(workers(&["--stdout-queue", "100"]), 100);
+        assert_eq!(workers(&["--max-body", "4194304"]), 32, "128 MiB of 4 MiB bodies");
+        assert_eq!(workers(&["--max-body", "1073741824"]), 4);
         assert_eq!(workers(&["--exec", "true"]), 4);
         assert_eq!(workers(&["--workers", "2"]), 2);
         assert_eq!(workers(&["--workers", "2", "--exec", "true"]), 2);

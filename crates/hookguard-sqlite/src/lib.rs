@@ -1565,7 +1565,7 @@ fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> 
             error
         ])?;
     if n == 1 {
-        forget_in_flight_key(conn, claim.id)?;
+        // An in-flight-only key was forgotten by the claim this completes.
         return Ok(Finished::Now);
     }
     // A completion repeated (its first answer was lost) finds the item done by this claim.
