@@ -231,16 +231,25 @@ fn run_load_with(
     if let Some(k) = dup_every {
         args.push(k.to_string());
     }
-    let out = Command::new("taskset").args(&args).output().unwrap();
+    let v: Vec<u64> = numbers(Command::new("taskset").args(&args), 4, "load");
+    (v[0], v[1], v[2], v[3])
+}
+
+/// Runs a helper process of this bench and reads the `n` numbers it prints.
+fn numbers<T: std::str::FromStr>(cmd: &mut Command, n: usize, what: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v: Vec<T> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
     assert_eq!(
         v.len(),
-        4,
-        "load output: {text} {}",
+        n,
+        "{what} output: {text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (v[0], v[1], v[2], v[3])
+    v
 }
 
 fn measure(exe: &str, mode: &str, secs: u64) -> Row {
@@ -402,19 +411,12 @@ fn disk(exe: &str, secs: u64) -> Row {
     let d = std::env::temp_dir().join(format!("hg-serve-bench-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    let out = Command::new("taskset")
-        .args(["-c", "0", exe, "disk-floor", d.to_str().unwrap(), &secs.to_string()])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&d);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    assert_eq!(
-        v.len(),
+    let v: Vec<f64> = numbers(
+        Command::new("taskset").args(["-c", "0", exe, "disk-floor", d.to_str().unwrap(), &secs.to_string()]),
         2,
-        "disk floor: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        "disk floor",
     );
+    let _ = std::fs::remove_dir_all(&d);
     Row {
         rps: v[0],
         cpu_us: v[1],
