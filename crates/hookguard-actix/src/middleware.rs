@@ -70,7 +70,7 @@ struct Limits {
 
 impl Limits {
     fn of(self, actix_default: usize) -> usize {
-        self.set.unwrap_or(actix_default).max(self.max_body)
+        hookguard_core::extractor_limit(self.set, actix_default, self.max_body)
     }
 }
 

@@ -101,6 +101,26 @@ where
     }
 }
 
+/// The limit a framework's body extractors get behind the webhook layer: the one the
+/// application set (`configured`), else the framework's own default for that extractor, but
+/// never below the verifier's `max_body`. The body was read and bounded by the layer already;
+/// a smaller extractor limit would answer a genuine, verified delivery `413`, which senders
+/// take as permanent (the delivery lost). Both adapters lift their extractors' limits with it.
+///
+/// ```
+/// use hookguard_core::extractor_limit;
+/// // axum's default (2 MiB) is above the verifier's 1 MiB: kept.
+/// assert_eq!(extractor_limit(None, 2 << 20, 1 << 20), 2 << 20);
+/// // actix's `web::Form` default (16 KiB) or an application's 4 KiB: lifted to `max_body`.
+/// assert_eq!(extractor_limit(None, 16 << 10, 1 << 20), 1 << 20);
+/// assert_eq!(extractor_limit(Some(4 << 10), 2 << 20, 1 << 20), 1 << 20);
+/// // The application's larger limit wins over the framework's default.
+/// assert_eq!(extractor_limit(Some(8 << 20), 2 << 20, 1 << 20), 8 << 20);
+/// ```
+pub fn extractor_limit(configured: Option<usize>, framework_default: usize, max_body: usize) -> usize {
+    configured.unwrap_or(framework_default).max(max_body)
+}
+
 /// The room to reserve for a body that arrived in more than one piece, `received` bytes so
 /// far: what its sender declared (`declared`, e.g. `Content-Length`), but never more than
 /// `limit`, nor more than 64 KiB beyond what arrived — not a whole large limit up front on the

@@ -70,8 +70,11 @@ impl WebhookLayer {
     pub fn body_limit(&self) -> usize {
         /// axum's `DefaultBodyLimit` when nothing sets one.
         const AXUM_DEFAULT_LIMIT: usize = 2 << 20;
-        let max_body = self.config.verifier().max_body();
-        self.extractor_limit.unwrap_or(AXUM_DEFAULT_LIMIT).max(max_body)
+        hookguard_core::extractor_limit(
+            self.extractor_limit,
+            AXUM_DEFAULT_LIMIT,
+            self.config.verifier().max_body(),
+        )
     }
 }
 
