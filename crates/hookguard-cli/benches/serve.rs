@@ -309,10 +309,12 @@ fn main() {
             } else {
                 measure(exe, m, secs)
             };
-            println!(
-                "{m} {:.0} req/s {:.1} us/req {:.0} handled/s",
-                r.rps, r.cpu_us, r.handled
-            );
+            let handled = if r.handled.is_nan() {
+                String::new()
+            } else {
+                format!(" {:.0} handled/s", r.handled)
+            };
+            println!("{m} {:.0} req/s {:.1} us/req{handled}", r.rps, r.cpu_us);
         }
         return;
     }

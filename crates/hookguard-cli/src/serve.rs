@@ -194,7 +194,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
     /// With --inbox: handlers running at once [default: 4 with --exec; without it 128 items at
-    /// once (at most --stdout-queue, and 128 MiB of --max-body bodies): printing needs no limit,
+    /// once (at most --stdout-queue, and 128 MiB of --max-body bodies but 4 at least): printing
+    /// needs no limit,
     /// and fewer fall behind a sustained flood, each claim and done mark waiting for a commit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
@@ -916,8 +917,8 @@ const PRINT_WORKERS: usize = 128;
 const PRINT_BODY_BUDGET: usize = 128 << 20;
 
 /// --workers when not given: 4 with --exec (commands at once); without it [`PRINT_WORKERS`],
-/// at most --stdout-queue (more would only wait for a place in it) and at most what
-/// [`PRINT_BODY_BUDGET`] holds of --max-body bodies, never fewer than 4.
+/// at most what [`PRINT_BODY_BUDGET`] holds of --max-body bodies (but 4 at least), and at most
+/// --stdout-queue (more would only wait for a place in it).
 fn default_workers(args: &ServeArgs) -> usize {
     if args.exec.is_some() {
         return 4;
@@ -1247,7 +1248,10 @@ where
                     let (per_connection, workers) = match (&args.exec, &args.inbox) {
                         (None, _) => (1, 0),
                         (Some(_), None) => (1 + EXEC_DESCRIPTORS, 0),
-                        (Some(_), Some(_)) => (1, u64::from(args.workers.unwrap_or(4)) * EXEC_DESCRIPTORS),
+                        (Some(_), Some(_)) => (
+                            1,
+                            args.workers.map_or_else(|| default_workers(args) as u64, u64::from) * EXEC_DESCRIPTORS,
+                        ),
                     };
                     http_server::default_max_connections(per_connection, workers)
                 },

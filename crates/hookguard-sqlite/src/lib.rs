@@ -1547,8 +1547,8 @@ fn claim(conn: &Connection, now: i64, until: i64, limit: u32, wall: i64) -> rusq
 }
 
 /// Done (`error` None) or dead: the claim must still hold the item (completing an item this
-/// same claim already completed is idempotent). An in-flight-only key stops recognising copies.
-/// A running item's `next_attempt_at` is its lease's end, which stays as the claim wrote it.
+/// same claim already completed is idempotent). An in-flight-only key was forgotten by the
+/// claim already. A running item's `next_attempt_at` is its lease's end, which stays as the claim wrote it.
 fn finish(conn: &Connection, claim: ClaimRef, now: i64, error: Option<&str>) -> rusqlite::Result<Finished> {
     let state = if error.is_some() { 3 } else { 2 };
     let n = conn
