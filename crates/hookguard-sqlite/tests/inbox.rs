@@ -1580,43 +1580,122 @@ async fn a_2xx_after_the_sender_stopped_waiting_counts_as_a_failure() {
 
 /// The real inbox whose done marks all fail (the file became unwritable after the handler
 /// ran), recording when each was tried.
-struct NoDoneMarks(SqliteInbox, Arc<Mutex<Vec<std::time::Instant>>>);
+/// A real inbox with faults put in: a claim asking for more than `claims_up_to` items fails (as
+/// one whose items' bodies outlast a statement timeout would), and every done mark fails when
+/// `done_marks_fail`. The limit of every claim and the time of every done mark are recorded.
+struct Faulty {
+    inbox: SqliteInbox,
+    claims_up_to: u32,
+    done_marks_fail: bool,
+    limits: Mutex<Vec<u32>>,
+    done_marks: Mutex<Vec<std::time::Instant>>,
+}
 
-impl InboxStore for NoDoneMarks {
+impl Faulty {
+    fn new(inbox: &SqliteInbox) -> Self {
+        Faulty {
+            inbox: inbox.clone(),
+            claims_up_to: u32::MAX,
+            done_marks_fail: false,
+            limits: Mutex::default(),
+            done_marks: Mutex::default(),
+        }
+    }
+}
+
+impl InboxStore for Faulty {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-        self.0.accept(item)
+        self.inbox.accept(item)
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-        self.0.claim(now_ms, lease, limit)
+        self.limits.lock().unwrap().push(limit);
+        if limit > self.claims_up_to {
+            return Box::pin(async {
+                Err(InboxError::Storage(
+                    "canceling statement due to statement timeout".into(),
+                ))
+            });
+        }
+        self.inbox.claim(now_ms, lease, limit)
     }
-    fn complete(&self, _claim: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-        self.1.lock().unwrap().push(std::time::Instant::now());
-        Box::pin(async { Err(InboxError::Storage("disk I/O error".into())) })
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.done_marks.lock().unwrap().push(std::time::Instant::now());
+        if self.done_marks_fail {
+            return Box::pin(async { Err(InboxError::Storage("disk I/O error".into())) });
+        }
+        self.inbox.complete(claim, now_ms)
     }
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.0.fail(claim, error, retry_at_ms, now_ms)
+        self.inbox.fail(claim, error, retry_at_ms, now_ms)
     }
     fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
-        self.0.release(claim)
+        self.inbox.release(claim)
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<hookguard_core::inbox::InboxRecord>> {
-        self.0.get(id)
+        self.inbox.get(id)
     }
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<hookguard_core::inbox::InboxRecord>> {
-        self.0.list(filter)
+        self.inbox.list(filter)
     }
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
-        self.0.replay(id, now_ms)
+        self.inbox.replay(id, now_ms)
     }
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        self.0.replay_dead(now_ms)
+        self.inbox.replay_dead(now_ms)
     }
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        self.0.purge(before_ms, include_dead)
+        self.inbox.purge(before_ms, include_dead)
     }
     fn stats(&self) -> InboxFuture<'_, hookguard_core::inbox::InboxStats> {
-        self.0.stats()
+        self.inbox.stats()
     }
+    fn notified(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.inbox.notified()
+    }
+}
+
+/// A claim that fails for its size (more items than the store can return within its bounds)
+/// is asked again for fewer items, so the worker goes on handling the backlog instead of
+/// failing the same claim every poll forever; once claims work the size grows back.
+#[tokio::test]
+async fn a_claim_that_fails_is_asked_again_for_fewer_items() {
+    let dir = TempDir::new("claim-size");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    for i in 0..12 {
+        stored(&inbox, &bwp(&format!("evt_claim_size_{i}"))).await;
+    }
+    let faulty = Arc::new(Faulty {
+        claims_up_to: 2,
+        ..Faulty::new(&inbox)
+    });
+    let handled = Arc::new(AtomicU32::new(0));
+    let h = Arc::clone(&handled);
+    let store: Arc<dyn InboxStore> = faulty.clone();
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let h = Arc::clone(&h);
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .concurrency(8)
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while handled.load(Ordering::SeqCst) < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 12 handled; the last claims asked for {:?}",
+            handled.load(Ordering::SeqCst),
+            faulty.limits.lock().unwrap().iter().rev().take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let limits = faulty.limits.lock().unwrap().clone();
+    assert_eq!(limits[0], 8, "{limits:?}");
+    assert!(limits.iter().all(|&l| l <= 8), "{limits:?}");
+    assert_eq!(inbox.stats().await.unwrap().done, 12);
 }
 
 /// A done mark that keeps failing is tried five times, 0.1, 0.2, 0.4 and 0.8 s apart, and
@@ -1628,9 +1707,12 @@ async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let first = stored(&inbox, &bwp("evt_done_mark_1")).await;
     stored(&inbox, &bwp("evt_done_mark_2")).await;
-    let tries: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let faulty = Arc::new(Faulty {
+        done_marks_fail: true,
+        ..Faulty::new(&inbox)
+    });
     let started: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
-    let store: Arc<dyn InboxStore> = Arc::new(NoDoneMarks(inbox.clone(), Arc::clone(&tries)));
+    let store: Arc<dyn InboxStore> = faulty.clone();
     let s = Arc::clone(&started);
     let worker = Worker::builder(store, move |item: ClaimedItem| {
         let s = Arc::clone(&s);
@@ -1650,7 +1732,7 @@ async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worker.shutdown().await;
-    let tries = tries.lock().unwrap().clone();
+    let tries = faulty.done_marks.lock().unwrap().clone();
     let started = started.lock().unwrap().clone();
     assert!(tries.len() >= 5, "{} tries", tries.len());
     let gaps: Vec<Duration> = tries[..5].windows(2).map(|w| w[1] - w[0]).collect();

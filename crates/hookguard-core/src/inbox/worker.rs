@@ -342,6 +342,12 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     // Item → what this worker holds of it (see `Held`).
     let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
     let mut claims: u64 = 0;
+    // The most items the next claim asks for: halved after a failed claim, doubled back after
+    // one that worked. A claim too large to finish (its items' bodies beyond a statement
+    // timeout, or a store's own bound) would otherwise fail the same way every poll, and the
+    // worker would never handle anything again.
+    let most = u32::try_from(cfg.concurrency).unwrap_or(u32::MAX);
+    let mut ask = most;
     let mut tasks = JoinSet::new();
     // The purge and the gauges run beside the claims: a first purge of a large backlog
     // (batches until one comes back short) neither holds claims back nor delays shutdown.
@@ -363,14 +369,18 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             }
             continue;
         }
-        let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        let limit = u32::try_from(free).unwrap_or(u32::MAX).min(ask);
         // The lease runs from the claim's start, not its answer: a claim that waited (a busy
         // store, a checkpoint) leaves its handlers that much less time.
         let claimed_at = tokio::time::Instant::now();
         let claimed = match cfg.store.claim(now_ms(), cfg.lease, limit).await {
-            Ok(items) => items,
+            Ok(items) => {
+                ask = ask.saturating_mul(2).min(most);
+                items
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "inbox claim failed; retrying after the poll interval");
+                ask = (limit / 2).max(1);
+                tracing::warn!(error = %e, next_limit = ask, "inbox claim failed; retrying after the poll interval, for fewer items");
                 Vec::new()
             }
         };
