@@ -343,11 +343,13 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
     let mut claims: u64 = 0;
     // The most items the next claim asks for: halved after a failed claim, doubled back after
-    // one that worked. A claim too large to finish (its items' bodies beyond a statement
-    // timeout, or a store's own bound) would otherwise fail the same way every poll, and the
-    // worker would never handle anything again.
+    // full claims once a minute has passed without a failure. A claim too large to finish (its
+    // items' bodies beyond a statement timeout, or a store's own bound) would otherwise fail
+    // the same way every poll, and the worker would never handle anything again; growing back
+    // at once would fail every other claim.
     let most = u32::try_from(cfg.concurrency).unwrap_or(u32::MAX);
     let mut ask = most;
+    let mut failed_at: Option<tokio::time::Instant> = None;
     let mut tasks = JoinSet::new();
     // The purge and the gauges run beside the claims: a first purge of a large backlog
     // (batches until one comes back short) neither holds claims back nor delays shutdown.
@@ -375,10 +377,13 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         let claimed_at = tokio::time::Instant::now();
         let claimed = match cfg.store.claim(now_ms(), cfg.lease, limit).await {
             Ok(items) => {
-                ask = ask.saturating_mul(2).min(most);
+                if limit == ask && failed_at.is_none_or(|t| t.elapsed() >= CLAIM_REGROW_AFTER) {
+                    ask = ask.saturating_mul(2).min(most);
+                }
                 items
             }
             Err(e) => {
+                failed_at = Some(tokio::time::Instant::now());
                 ask = (limit / 2).max(1);
                 tracing::warn!(error = %e, next_limit = ask, "inbox claim failed; retrying after the poll interval, for fewer items");
                 Vec::new()
@@ -666,6 +671,9 @@ async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Dura
         }
     }
 }
+
+/// How long the worker keeps claims at the size that worked after one failed (see `run`).
+const CLAIM_REGROW_AFTER: Duration = Duration::from_secs(60);
 
 /// The shortest wait before a retry (see [`WorkerBuilder::retry`]).
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
