@@ -343,7 +343,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
     let mut claims: u64 = 0;
     // The most items the next claim asks for: halved after a failed claim, doubled back after
-    // full claims once a minute has passed without a failure. A claim too large to finish (its
+    // full claims once 10 s have passed without a failure. A claim too large to finish (its
     // items' bodies beyond a statement timeout, or a store's own bound) would otherwise fail
     // the same way every poll, and the worker would never handle anything again; growing back
     // at once would fail every other claim.
@@ -673,7 +673,9 @@ async fn give_back(cfg: &Config, item: &ClaimedItem, reason: String, after: Dura
 }
 
 /// How long the worker keeps claims at the size that worked after one failed (see `run`).
-const CLAIM_REGROW_AFTER: Duration = Duration::from_secs(60);
+/// Short: a store outage also fails claims, and its smaller claims should not outlast it long
+/// (under a flood a worker draining too little fills the pending cap).
+const CLAIM_REGROW_AFTER: Duration = Duration::from_secs(10);
 
 /// The shortest wait before a retry (see [`WorkerBuilder::retry`]).
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
