@@ -1179,6 +1179,41 @@ async fn shutdown_gives_back_claims_of_handlers_that_do_not_finish() {
     );
 }
 
+/// At shutdown the claims of handlers that did not finish are given back all at once, not one
+/// round trip after another: here each give-back waits until all four are under way.
+#[tokio::test]
+async fn shutdown_gives_back_every_held_claim_at_once() {
+    let dir = TempDir::new("shutdown-all");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(stored(&inbox, &bwp(&format!("evt_long_{i}"))).await);
+    }
+    let faulty = Arc::new(Faulty {
+        releases_meet: Some(tokio::sync::Barrier::new(4)),
+        ..Faulty::new(&inbox)
+    });
+    let store: Arc<dyn InboxStore> = faulty.clone();
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        Ok::<(), HandlerError>(())
+    })
+    .concurrency(4)
+    .shutdown_grace(Duration::from_millis(100))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    for &id in &ids {
+        wait_for(&inbox, id, InboxState::Running).await;
+    }
+    // A hang guard, not a timing assertion: given back one at a time, the first never returns.
+    tokio::time::timeout(Duration::from_secs(20), worker.shutdown())
+        .await
+        .expect("the give-backs never met: they ran one at a time");
+    for id in ids {
+        assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Pending);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_wakes_the_worker_without_waiting_for_a_poll() {
     let dir = TempDir::new("wake");
@@ -1585,6 +1620,8 @@ struct Faulty {
     inbox: SqliteInbox,
     claims_up_to: u32,
     done_marks_fail: bool,
+    /// Give-backs wait here until as many are under way as the barrier counts.
+    releases_meet: Option<tokio::sync::Barrier>,
     limits: Mutex<Vec<u32>>,
     done_marks: Mutex<Vec<std::time::Instant>>,
 }
@@ -1595,6 +1632,7 @@ impl Faulty {
             inbox: inbox.clone(),
             claims_up_to: u32::MAX,
             done_marks_fail: false,
+            releases_meet: None,
             limits: Mutex::default(),
             done_marks: Mutex::default(),
         }
@@ -1627,7 +1665,12 @@ impl InboxStore for Faulty {
         self.inbox.fail(claim, error, retry_at_ms, now_ms)
     }
     fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
-        self.inbox.release(claim)
+        Box::pin(async move {
+            if let Some(meet) = &self.releases_meet {
+                meet.wait().await;
+            }
+            self.inbox.release(claim).await
+        })
     }
     fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
         self.inbox.defer(claim, until_ms)

@@ -445,11 +445,17 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             .drain()
             .map(|(_, held)| held.claim)
             .collect();
-        for held in held {
-            if let Err(e) = cfg.store.release(held).await {
-                tracing::warn!(id = held.id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
+        // All at once: one after another, a store with a round trip per give-back (PostgreSQL:
+        // a commit each) made a worker holding many items stop that many round trips late.
+        let given_back = held.into_iter().map(|held| {
+            let cfg = &cfg;
+            async move {
+                if let Err(e) = cfg.store.release(held).await {
+                    tracing::warn!(id = held.id, error = %e, "inbox: could not give back a claim at shutdown; its lease will expire");
+                }
             }
-        }
+        });
+        futures_util::future::join_all(given_back).await;
     }
 }
 
