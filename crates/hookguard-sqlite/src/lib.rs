@@ -495,6 +495,21 @@ impl fmt::Debug for SqliteInbox {
 }
 
 impl SqliteInbox {
+    /// [`read_only`](Self::read_only) once one of the four list turns is free.
+    async fn read_in_turn<T: Send + 'static>(
+        &self,
+        name: &str,
+        read: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, InboxError> {
+        let _turn = self
+            .inner
+            .list_turns
+            .acquire()
+            .await
+            .map_err(|_| InboxError::storage("the inbox is closing"))?;
+        self.read_only(name, read).await
+    }
+
     /// Runs `read` on a read-only connection of its own, in a thread of its own: under WAL it
     /// reads a snapshot while the writer goes on, and never holds the writer up.
     async fn read_only<T: Send + 'static>(
@@ -1825,15 +1840,7 @@ impl InboxStore for SqliteInbox {
         if self.inner.tx.is_none() {
             // A turn among the lists': reads wait for one rather than find every reader
             // thread taken.
-            return Box::pin(async move {
-                let _turn = self
-                    .inner
-                    .list_turns
-                    .acquire()
-                    .await
-                    .map_err(|_| InboxError::storage("the inbox is closing"))?;
-                self.read_only("hookguard-sqlite-get", move |conn| get(conn, id)).await
-            });
+            return Box::pin(self.read_in_turn("hookguard-sqlite-get", move |conn| get(conn, id)));
         }
         self.call(move |tx| Op::Get(id, tx))
     }
@@ -1841,16 +1848,7 @@ impl InboxStore for SqliteInbox {
     /// a list may read far (the inspector's pages, a provider filter), and the writer must
     /// not wait for it.
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
-        Box::pin(async move {
-            let _turn = self
-                .inner
-                .list_turns
-                .acquire()
-                .await
-                .map_err(|_| InboxError::storage("the inbox is closing"))?;
-            self.read_only("hookguard-sqlite-list", move |conn| list(conn, &filter))
-                .await
-        })
+        Box::pin(self.read_in_turn("hookguard-sqlite-list", move |conn| list(conn, &filter)))
     }
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
         self.call(move |tx| Op::Replay(id, now_ms, tx))
@@ -2088,6 +2086,11 @@ mod tests {
             w
         }
 
+        /// What a restart keeps of the timeline: only what the file stored.
+        fn restart(&mut self) {
+            self.0.clock = Timeline::load(&self.0.conn).unwrap();
+        }
+
         fn accept(&mut self, id: &str, received_at: i64) -> i64 {
             let d = hookguard_core::testing::deliver_bytes(
                 hookguard_core::schemes::BuildWorkPro::new(),
@@ -2125,6 +2128,7 @@ mod tests {
     }
 
     const T: i64 = 1_700_000_000_000;
+    const HOUR: i64 = 3_600_000;
 
     thread_local! {
         /// The wall clock a test's writer reads (each test runs on a thread of its own, and
@@ -2155,7 +2159,7 @@ mod tests {
             assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
             w.fail(&c[0], T + YEAR + 2_000, T + YEAR);
             if restart {
-                w.0.clock = Timeline::load(&w.0.conn).unwrap();
+                w.restart();
             }
             set_wall(T + 10);
             assert!(w.claim(T + 10).is_empty(), "due early (restart: {restart})");
@@ -2171,7 +2175,6 @@ mod tests {
     /// an earlier batch saw the step first.
     #[test]
     fn a_callers_reading_from_before_a_step_back_is_not_counted_twice() {
-        const HOUR: i64 = 3_600_000;
         for deferral in [false, true] {
             let (_scratch, conn) = Scratch::new(if deferral { "back-defer" } else { "back-fail" });
             let mut w = Driven::on_test_wall(conn);
@@ -2308,7 +2311,6 @@ mod tests {
     /// as much later as the second step — also after a restart between the two.
     #[test]
     fn a_second_step_back_does_not_take_the_timeline_back() {
-        const HOUR: i64 = 3_600_000;
         for restart in [false, true] {
             let (_scratch, conn) = Scratch::new(if restart { "two-steps-restart" } else { "two-steps" });
             let mut w = Driven::on_test_wall(conn);
@@ -2321,7 +2323,7 @@ mod tests {
             set_wall(T - HOUR + 20_000);
             w.fail(&c[0], T - HOUR + 22_000, T - HOUR + 20_000);
             if restart {
-                w.0.clock = Timeline::load(&w.0.conn).unwrap();
+                w.restart();
             }
             // The second step back: ten seconds.
             set_wall(T - HOUR + 10_000);
