@@ -1004,6 +1004,18 @@ fn spawn_background(inner: &Arc<Inner>) {
 }
 
 impl Inner {
+    /// A transaction whose statements may run for a minute: for work that takes longer than
+    /// the connections' statement timeout allows an accept (counting a large inbox, deleting
+    /// a batch of large bodies stored out of line).
+    async fn long_transaction(&self) -> Result<Transaction<'static, Postgres>, InboxError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        sqlx::query("SET LOCAL statement_timeout = '60s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        Ok(tx)
+    }
+
     /// One item left the pending and running ones (done or dead), before the next recount.
     fn finished_one(&self) {
         let _ = self
@@ -1383,14 +1395,9 @@ impl InboxStore for PgInbox {
             let mut purged = 0;
             loop {
                 // A batch of large bodies (stored out of line) can take longer to delete than
-                // the connections' statement timeout allows an accept: this transaction allows
-                // it a minute, as `stats` does.
+                // the connections' statement timeout allows an accept.
                 let n = bounded(LONG_OPERATION_TIMEOUT, async {
-                    let mut tx = self.inner.pool.begin().await.map_err(storage)?;
-                    sqlx::query("SET LOCAL statement_timeout = '60s'")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage)?;
+                    let mut tx = self.inner.long_transaction().await?;
                     let r = sqlx::query(sql)
                         .bind(before_ms)
                         .execute(&mut *tx)
@@ -1414,13 +1421,9 @@ impl InboxStore for PgInbox {
             let _turn = self.inner.stats_turn.lock().await;
             let mut s = InboxStats::default();
             // Counting every row of a large inbox takes longer than the connections' statement
-            // timeout allows an accept; this transaction allows it a minute (the worker samples
-            // the gauges at most 1/20 of the time counting takes).
-            let mut tx = self.inner.pool.begin().await.map_err(storage)?;
-            sqlx::query("SET LOCAL statement_timeout = '60s'")
-                .execute(&mut *tx)
-                .await
-                .map_err(storage)?;
+            // timeout allows an accept (the worker samples the gauges at most 1/20 of the time
+            // counting takes).
+            let mut tx = self.inner.long_transaction().await?;
             let rows = sqlx::query(&self.inner.sql.stats)
                 .fetch_all(&mut *tx)
                 .await
