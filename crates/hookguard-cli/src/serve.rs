@@ -195,8 +195,8 @@ pub struct ServeArgs {
     exec_timeout: Option<Duration>,
     /// With --inbox: handlers running at once [default: 4 with --exec; without it 128 items at
     /// once (at most --stdout-queue, and 128 MiB of --max-body bodies but 4 at least): printing
-    /// needs no limit,
-    /// and fewer fall behind a sustained flood, each claim and done mark waiting for a commit].
+    /// needs no limit, and fewer fall behind a sustained flood, each claim and done mark
+    /// waiting for a commit].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
     /// With --inbox: attempts before an item is dead [default: 10].
@@ -916,10 +916,13 @@ const PRINT_WORKERS: usize = 128;
 /// `serve` accepted in the same measurement; 128 kept up).
 const PRINT_BODY_BUDGET: usize = 128 << 20;
 
-/// --workers when not given: 4 with --exec (commands at once); without it [`PRINT_WORKERS`],
-/// at most what [`PRINT_BODY_BUDGET`] holds of --max-body bodies (but 4 at least), and at most
-/// --stdout-queue (more would only wait for a place in it).
-fn default_workers(args: &ServeArgs) -> usize {
+/// --workers, or when not given: 4 with --exec (commands at once); without it
+/// [`PRINT_WORKERS`], at most what [`PRINT_BODY_BUDGET`] holds of --max-body bodies (but 4 at
+/// least), and at most --stdout-queue (more would only wait for a place in it).
+fn workers(args: &ServeArgs) -> usize {
+    if let Some(n) = args.workers {
+        return n as usize;
+    }
     if args.exec.is_some() {
         return 4;
     }
@@ -991,7 +994,7 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
     }
     Ok(Some(InboxSettings {
         spec,
-        workers: args.workers.map_or_else(|| default_workers(args), |n| n as usize),
+        workers: workers(args),
         retry: RetryPolicy::new(base, max, args.max_attempts.unwrap_or(defaults.max_attempts)),
         lease,
         max_pending: args.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
@@ -1248,10 +1251,7 @@ where
                     let (per_connection, workers) = match (&args.exec, &args.inbox) {
                         (None, _) => (1, 0),
                         (Some(_), None) => (1 + EXEC_DESCRIPTORS, 0),
-                        (Some(_), Some(_)) => (
-                            1,
-                            args.workers.map_or_else(|| default_workers(args) as u64, u64::from) * EXEC_DESCRIPTORS,
-                        ),
+                        (Some(_), Some(_)) => (1, workers(args) as u64 * EXEC_DESCRIPTORS),
                     };
                     http_server::default_max_connections(per_connection, workers)
                 },
