@@ -23,11 +23,9 @@ pub struct DiskFloor {
     pub cpu_us_per_row: f64,
 }
 
+/// This process's CPU ticks so far (the load generator's reading, beside this module).
 fn self_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    super::load::cpu_ticks(std::process::id())
 }
 
 /// Runs the floor in `dir` (a scratch directory) for `secs` seconds after a one-second warm-up.
