@@ -278,7 +278,9 @@ fn main() {
         Some("bare") => return bare(args[2].parse().unwrap()),
         Some("floor") => return floor_server(args[2].parse().unwrap()),
         Some("disk-floor") => {
-            let f = disk_floor::run(Path::new(&args[2]), args[3].parse().unwrap(), 32, 32);
+            // `disk-floor DIR SECS [BATCH]`: rows per commit (32 by default, as 32 connections).
+            let batch = args.get(4).map_or(32, |b| b.parse().unwrap());
+            let f = disk_floor::run(Path::new(&args[2]), args[3].parse().unwrap(), batch, 32);
             return println!("{} {}", f.rows_per_s, f.cpu_us_per_row);
         }
         Some("load") => {
