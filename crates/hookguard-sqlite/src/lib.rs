@@ -181,6 +181,8 @@ pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_FRESH_BODIES: usize = 16 * 1024 * 1024;
 /// Default bound of one operation's wait for the writer.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// The longest the writer waits for a batch to fill up to the size of the one before.
+const GATHER_FOR: Duration = Duration::from_micros(200);
 /// The most reader threads alive at once per inbox (see `Inner::readers`).
 const MAX_READERS: usize = 8;
 
@@ -359,6 +361,7 @@ impl SqliteInboxBuilder {
             queued: Arc::clone(&queued),
             mailbox: Arc::clone(&mailbox),
             fresh: Fresh::new(self.fresh_bodies),
+            last_batch: 0,
             files: Files::of(&self.path),
             max_pending,
             max_batch: self.max_batch,
@@ -981,6 +984,8 @@ struct Writer {
     mailbox: Arc<Mailbox>,
     /// Bodies just stored, for this process's claims (see [`Fresh`]).
     fresh: Fresh,
+    /// How many operations the last batch took from the queue (see `run`).
+    last_batch: usize,
     /// Whether the file and its WAL are still the ones this writer writes.
     files: Files,
     max_pending: u64,
@@ -1117,6 +1122,16 @@ impl Timeline {
 }
 
 impl Writer {
+    /// Adds to `batch` what is queued, up to the batch bound.
+    fn take_queued(&mut self, batch: &mut Vec<Op>) {
+        while batch.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn run(mut self) {
         loop {
             // Answers nobody took within a moment (no caller was waiting to hand them out:
@@ -1143,12 +1158,22 @@ impl Writer {
                 }
             };
             let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
+            self.take_queued(&mut batch);
+            // Callers answered together come back together: the batch before had more
+            // operations than have come yet, so the rest are likely on their way (their
+            // answers were handed out at once, see `Mailbox`). Wait a moment for them, giving
+            // the core away meanwhile (on a core shared with the callers, they are what runs):
+            // committed now, the batch would take one sync for a few operations and leave the
+            // others for another.
+            let expected = self.last_batch.min(self.max_batch);
+            if batch.len() < expected {
+                let since = Instant::now();
+                while batch.len() < expected && since.elapsed() < GATHER_FOR {
+                    std::thread::yield_now();
+                    self.take_queued(&mut batch);
                 }
             }
+            self.last_batch = batch.len();
             let taken: usize = batch
                 .iter()
                 .map(|op| match op {
@@ -2100,6 +2125,7 @@ mod tests {
             queued: Arc::default(),
             mailbox: Arc::default(),
             fresh: Fresh::new(DEFAULT_FRESH_BODIES),
+            last_batch: 0,
             files,
             max_pending: 1_000,
             max_batch: 16,
