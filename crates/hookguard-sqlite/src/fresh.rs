@@ -1,6 +1,6 @@
 //! Bodies of items this process's writer just stored, kept in memory until a claim of this
 //! process takes them: a worker that keeps up claims an item milliseconds after it was
-//! stored, and reading back the body it just wrote cost about 7 % of `serve --inbox`'s CPU per
+//! stored, and reading back the body it just wrote cost about 6 % of `serve --inbox`'s CPU per
 //! delivery (BENCHMARKS.md, twenty-fifth session).
 //!
 //! Bounded in bytes and in age. A body is handed out only to a claim of the same item: its id

@@ -5,7 +5,7 @@
 //! the callers' runtime, and where the writer shares a core with that runtime (one CPU, or
 //! `serve` pinned to one) the woken thread took the core at once: it ran the one task woken,
 //! found nothing else to do and went to sleep again, back to the writer for the next answer.
-//! That was about one context switch per delivery, and 15 % of `serve --inbox`'s CPU
+//! That was about one context switch per delivery, and about 10 % of `serve --inbox`'s CPU
 //! (BENCHMARKS.md, twenty-fifth session).
 //!
 //! Now the writer posts the whole batch's answers here and wakes **one** waiting caller, which

@@ -170,8 +170,8 @@ impl WorkerBuilder {
     /// Also the most items one claim takes, and each claim and each done mark waits for a
     /// commit of the store (under a flood of accepts, their fsync: about a millisecond on a
     /// local disk). So the worker drains at most about `concurrency` items per two commits
-    /// however fast the handler is: with 4, about 1,200 items/s in `hookguard serve`'s
-    /// measurement, against 17,800 accepts/s. Raise it when a fast handler must keep up with a
+    /// however fast the handler is: with 4, 500–1,200 items/s in `hookguard serve`'s
+    /// measurements, against 11,000–17,800 accepts/s. Raise it when a fast handler must keep up with a
     /// sustained flood (`serve` without `--exec` holds up to 128); each item held carries its
     /// body.
     pub fn concurrency(mut self, n: usize) -> Self {
