@@ -18,7 +18,11 @@ use bytes::Bytes;
 
 /// How long a body stays unclaimed before it is dropped (another process claimed its item,
 /// or the worker is far behind: the claim reads it from the file then).
-const MAX_AGE: Duration = Duration::from_secs(30);
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(30);
+
+/// What an entry costs beside its body (the map's slot, the order's element), counted
+/// against the bound.
+const ENTRY_COST: usize = 64;
 
 /// What a claim reads of a row, beside its id, reduced to a number.
 pub(crate) fn stamp(provider: &str, dedupe_key: Option<&str>, received_at: i64, body_len: i64) -> u64 {
@@ -59,9 +63,12 @@ impl Fresh {
     }
 
     /// The body of item `id`, stored by the batch being written, with its row's stamp.
+    ///
+    /// Copied: the caller's bytes may be a slice of a larger buffer (a request's whole read
+    /// buffer), which a kept reference would hold for as long as the body is kept.
     pub(crate) fn stage(&mut self, id: i64, body: &Bytes, stamp: u64) {
-        if body.len() <= self.max_bytes {
-            self.staged.push((id, body.clone(), stamp));
+        if body.len() + ENTRY_COST <= self.max_bytes {
+            self.staged.push((id, Bytes::copy_from_slice(body), stamp));
         }
     }
 
@@ -69,12 +76,17 @@ impl Fresh {
     pub(crate) fn committed(&mut self) {
         let now = Instant::now();
         for (id, body, stamp) in std::mem::take(&mut self.staged) {
-            self.bytes += body.len();
+            self.bytes += body.len() + ENTRY_COST;
             if let Some(old) = self.kept.insert(id, Entry { body, stamp, at: now }) {
-                self.bytes -= old.body.len();
+                self.bytes -= old.body.len() + ENTRY_COST;
             }
             self.order.push_back((id, now));
         }
+        self.expire();
+    }
+
+    /// Drops the oldest bodies beyond the bound or the age.
+    pub(crate) fn expire(&mut self) {
         while let Some(&(id, at)) = self.order.front() {
             let live = self.kept.get(&id).is_some_and(|e| e.at == at);
             if live && self.bytes <= self.max_bytes && at.elapsed() < MAX_AGE {
@@ -98,15 +110,25 @@ impl Fresh {
         self.staged.clear();
     }
 
-    /// The body kept for item `id`, if its row still has the stamp it had when stored.
+    /// The body kept for item `id`, if its row still has the stamp it had when stored (also
+    /// one stored by the batch being written: a claim in the same batch as the accept).
     pub(crate) fn take(&mut self, id: i64, stamp: u64) -> Option<Bytes> {
+        if let Some(i) = self.staged.iter().position(|(staged, ..)| *staged == id) {
+            let (_, body, kept) = self.staged.swap_remove(i);
+            return (kept == stamp).then_some(body);
+        }
         let e = self.forget(id)?;
         (e.stamp == stamp).then_some(e.body)
     }
 
+    /// Whether any body is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     fn forget(&mut self, id: i64) -> Option<Entry> {
         let e = self.kept.remove(&id)?;
-        self.bytes -= e.body.len();
+        self.bytes -= e.body.len() + ENTRY_COST;
         Some(e)
     }
 
@@ -130,8 +152,6 @@ mod tests {
         let s = stamp("buildworkpro", Some("evt_1"), 10, 4);
         f.stage(1, &body(4), s);
         f.stage(2, &body(4), s);
-        // Nothing before the commit.
-        assert_eq!(f.take(1, s), None);
         f.committed();
         assert_eq!(f.take(1, s).as_deref(), Some(&b"xxxx"[..]));
         assert_eq!(f.take(1, s), None, "taken already");
@@ -152,26 +172,55 @@ mod tests {
 
     #[test]
     fn the_bound_drops_the_oldest() {
-        let mut f = Fresh::new(10);
+        let each = 4 + ENTRY_COST;
+        let mut f = Fresh::new(2 * each + 2);
         for id in 1..=4 {
             f.stage(id, &body(4), 0);
             f.committed();
         }
-        // 16 bytes offered, 10 allowed: the two newest stay.
+        // Four offered, room for two: the two newest stay, each counted with its entry.
         assert_eq!(f.held().0, 2);
-        assert_eq!(f.held().1, 8);
+        assert_eq!(f.held().1, 2 * each);
         assert_eq!(f.take(1, 0), None);
         assert_eq!(f.take(2, 0), None);
         assert!(f.take(3, 0).is_some());
         assert!(f.take(4, 0).is_some());
         // A body beyond the whole bound is never kept; none at all with a bound of 0.
-        f.stage(5, &body(11), 0);
+        f.stage(5, &body(2 * each), 0);
         f.committed();
         assert_eq!(f.take(5, 0), None);
         let mut none = Fresh::new(0);
-        none.stage(1, &body(1), 0);
+        none.stage(1, &Bytes::new(), 0);
         none.committed();
         assert_eq!(none.take(1, 0), None);
+    }
+
+    /// A kept body is a copy: it never holds on to the buffer it was a slice of.
+    #[test]
+    fn a_kept_body_does_not_hold_the_buffer_it_came_from() {
+        let mut f = Fresh::new(1 << 20);
+        let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+        f.stage(1, &buffer.slice(0..4), 0);
+        f.committed();
+        let kept = f.take(1, 0).unwrap();
+        assert_eq!(&kept[..], b"xxxx");
+        assert!(
+            !std::ptr::eq(kept.as_ptr(), buffer.as_ptr()),
+            "a slice of the request's buffer"
+        );
+    }
+
+    /// A claim in the same batch as the accept takes the staged body (once).
+    #[test]
+    fn a_claim_in_the_accepts_batch_takes_the_staged_body() {
+        let mut f = Fresh::new(1 << 20);
+        f.stage(3, &body(4), 9);
+        assert_eq!(f.take(3, 8), None, "another row");
+        f.stage(3, &body(4), 9);
+        assert!(f.take(3, 9).is_some());
+        f.committed();
+        assert_eq!(f.take(3, 9), None, "handed out already");
+        assert!(f.is_empty());
     }
 
     #[test]
@@ -186,7 +235,7 @@ mod tests {
             assert!(f.take(id, 0).is_some());
         }
         let (kept, bytes, order) = f.held();
-        assert_eq!((kept, bytes), (1, 1));
+        assert_eq!((kept, bytes), (1, 1 + ENTRY_COST));
         assert!(order <= 2 * kept + 65, "{order} ids remembered");
     }
 

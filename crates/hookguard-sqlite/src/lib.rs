@@ -366,6 +366,7 @@ impl SqliteInboxBuilder {
             mailbox: Arc::clone(&mailbox),
             fresh: Fresh::new(self.fresh_bodies),
             last_batch: 0,
+            committed_at: Instant::now(),
             files: Files::of(&self.path),
             max_pending,
             max_batch: self.max_batch,
@@ -988,8 +989,9 @@ struct Writer {
     mailbox: Arc<Mailbox>,
     /// Bodies just stored, for this process's claims (see [`Fresh`]).
     fresh: Fresh,
-    /// How many operations the last batch took from the queue (see `run`).
+    /// How many operations the last batch took from the queue, and when it ended (see `run`).
     last_batch: usize,
+    committed_at: Instant,
     /// Whether the file and its WAL are still the ones this writer writes.
     files: Files,
     max_pending: u64,
@@ -1155,6 +1157,16 @@ impl Writer {
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
+            } else if !self.fresh.is_empty() {
+                // Bodies kept for claims age out while nothing happens, too.
+                match self.rx.recv_timeout(fresh::MAX_AGE) {
+                    Ok(op) => op,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.fresh.expire();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             } else {
                 match self.rx.recv() {
                     Ok(op) => op,
@@ -1169,8 +1181,10 @@ impl Writer {
             // the core away meanwhile (on a core shared with the callers, they are what runs):
             // committed now, the batch would take one sync for a few operations and leave the
             // others for another.
+            // (Only right after a commit: after a pause, a lone operation is not kept waiting
+            // for company that left.)
             let expected = self.last_batch.min(self.max_batch);
-            if batch.len() < expected {
+            if batch.len() < expected && self.committed_at.elapsed() < GATHER_FOR * 5 {
                 let since = Instant::now();
                 while batch.len() < expected && since.elapsed() < GATHER_FOR {
                     std::thread::yield_now();
@@ -1187,9 +1201,17 @@ impl Writer {
                 .sum();
             self.queued.fetch_sub(taken, Ordering::AcqRel);
             self.prepare(&mut batch);
+            // The last batch's answers are out before this one begins (it may wait for another
+            // process's write lock): no waiting caller took them yet, so the core goes to the
+            // callers once, and what is still posted after that is handed out here.
+            if self.mailbox.holds_answers() {
+                std::thread::yield_now();
+                self.mailbox.hand_out();
+            }
             if !batch.is_empty() {
                 self.commit(batch);
             }
+            self.committed_at = Instant::now();
         }
         self.mailbox.hand_out();
     }
@@ -2130,6 +2152,7 @@ mod tests {
             mailbox: Arc::default(),
             fresh: Fresh::new(DEFAULT_FRESH_BODIES),
             last_batch: 0,
+            committed_at: Instant::now(),
             files,
             max_pending: 1_000,
             max_batch: 16,
