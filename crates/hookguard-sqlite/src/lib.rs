@@ -365,6 +365,7 @@ impl SqliteInboxBuilder {
             queued: Arc::clone(&queued),
             mailbox: Arc::clone(&mailbox),
             fresh: Fresh::new(self.fresh_bodies),
+            giving_back: Vec::new(),
             last_batch: 0,
             committed_at: Instant::now(),
             files: Files::of(&self.path),
@@ -989,6 +990,8 @@ struct Writer {
     mailbox: Arc<Mailbox>,
     /// Bodies just stored, for this process's claims (see [`Fresh`]).
     fresh: Fresh,
+    /// The claims the batch being prepared gives back (see `prepare`).
+    giving_back: Vec<ClaimRef>,
     /// How many operations the last batch took from the queue, and when it ended (see `run`).
     last_batch: usize,
     committed_at: Instant,
@@ -1214,6 +1217,14 @@ impl Writer {
             self.committed_at = Instant::now();
         }
         self.mailbox.hand_out();
+        // Claims whose callers had gone, found in that last hand-out: given back now rather
+        // than left `running` for a lease after the next start.
+        let mut last = Vec::new();
+        self.prepare(&mut last);
+        if !last.is_empty() {
+            self.commit(last);
+            self.mailbox.hand_out();
+        }
     }
 
     /// Drops what callers no longer wait for and adds the give-backs. A caller that stopped
@@ -1226,18 +1237,35 @@ impl Writer {
             Op::Claim(.., tx) => !tx.is_closed(),
             _ => true,
         });
-        for claim in self.mailbox.take_unclaimed() {
-            let (tx, _) = oneshot::channel();
-            batch.push(Op::Release(claim, 0, 0, tx));
+        let back = self.mailbox.take_unclaimed();
+        if !back.is_empty() {
+            // First, so a claim in this same batch may take them.
+            let releases = back.iter().map(|&claim| {
+                let (tx, _) = oneshot::channel();
+                Op::Release(claim, 0, 0, tx)
+            });
+            batch.splice(0..0, releases);
+            self.giving_back = back;
         }
     }
 
+    /// Runs `batch` in one transaction and answers its callers. Give-backs it carried (see
+    /// `prepare`) that did not commit go with the next batch: otherwise their items would wait
+    /// out a lease unrun.
     fn commit(&mut self, batch: Vec<Op>) {
+        let giving_back = std::mem::take(&mut self.giving_back);
+        if !self.commit_batch(batch) && !giving_back.is_empty() {
+            self.mailbox.unclaim(giving_back);
+        }
+    }
+
+    /// [`commit`](Self::commit) itself; whether the batch committed.
+    fn commit_batch(&mut self, batch: Vec<Op>) -> bool {
         if let Some(msg) = &self.files.gone {
             for op in batch {
                 op_reply(op).fail(msg);
             }
-            return;
+            return false;
         }
         if self.counted_at.elapsed() > Duration::from_secs(1) {
             if let Ok(n) = count_pending(&self.conn) {
@@ -1273,7 +1301,7 @@ impl Writer {
                     for op in batch {
                         op_reply(op).fail(&msg);
                     }
-                    return;
+                    return false;
                 }
             }
         }
@@ -1294,7 +1322,7 @@ impl Writer {
                 for op in batch {
                     op_reply(op).fail(&msg);
                 }
-                return;
+                return false;
             }
         };
         let mut results = Vec::with_capacity(batch.len());
@@ -1355,6 +1383,7 @@ impl Writer {
                     self.notify.notify_one();
                 }
                 self.mailbox.post(results);
+                true
             }
             Err(msg) => {
                 tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
@@ -1364,6 +1393,7 @@ impl Writer {
                 for r in results {
                     r.fail(&msg);
                 }
+                false
             }
         }
     }
@@ -2151,6 +2181,7 @@ mod tests {
             queued: Arc::default(),
             mailbox: Arc::default(),
             fresh: Fresh::new(DEFAULT_FRESH_BODIES),
+            giving_back: Vec::new(),
             last_batch: 0,
             committed_at: Instant::now(),
             files,
@@ -2218,6 +2249,98 @@ mod tests {
         let mut late = vec![Op::Claim(10, 60_000, 10, reply)];
         writer.prepare(&mut late);
         assert!(late.is_empty());
+    }
+
+    /// A give-back of a claim whose caller gave up, carried by a batch that failed, goes with
+    /// the next batch instead of leaving the item `running` unrun for its lease.
+    #[test]
+    fn a_give_back_lost_with_a_failed_batch_goes_with_the_next() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let (_scratch, conn) = Scratch::new("give-back-retry");
+        let mut writer = test_writer(conn);
+        let accept = |id: &str, pad: usize| {
+            let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
+            let d = hookguard_core::testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+            let (reply, answer) = oneshot::channel();
+            (
+                Op::Accept(Box::new(NewItem::from_delivery(&d, Vec::new(), 1)), reply),
+                answer,
+            )
+        };
+        let (a, mut stored) = accept("evt_held", 10);
+        writer.commit_answered(vec![a]);
+        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
+            panic!("not stored")
+        };
+        // Claimed for a caller that stopped waiting: to be given back.
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let now = hookguard_core::inbox::now_ms();
+        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        assert_eq!(writer.mailbox.unclaimed().len(), 1);
+        // The next batch carries the give-back and fails (the file's page cap).
+        let pages: i64 = writer.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        writer
+            .conn
+            .execute_batch(&format!("PRAGMA max_page_count={}", pages + 2))
+            .unwrap();
+        let (big, mut refused) = accept("evt_big", 64 * 1024);
+        let mut batch = vec![big];
+        writer.prepare(&mut batch);
+        assert_eq!(batch.len(), 2, "the give-back and the accept");
+        writer.commit_answered(batch);
+        assert!(matches!(refused.try_recv(), Ok(Err(InboxError::Storage(_)))));
+        let state = |w: &Writer| -> i64 {
+            w.conn
+                .query_row("SELECT state FROM hookguard_inbox WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(state(&writer), 1, "still running: the batch failed");
+        // The next batch gives it back.
+        writer.conn.execute_batch("PRAGMA max_page_count=1000000").unwrap();
+        let mut next = Vec::new();
+        writer.prepare(&mut next);
+        assert_eq!(next.len(), 1, "the give-back, again");
+        writer.commit_answered(next);
+        assert_eq!(state(&writer), 0, "pending again");
+    }
+
+    /// A claim answered after its caller had gone, found only when the writer stops, is given
+    /// back before the writer closes the file (not left `running` for a lease after the next
+    /// start).
+    #[test]
+    fn claims_found_unanswered_at_exit_are_given_back() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let (scratch, conn) = Scratch::new("exit-give-back");
+        let mut writer = test_writer(conn);
+        let d = hookguard_core::testing::deliver_bytes(
+            BuildWorkPro::new(),
+            "whsec_k",
+            r#"{"id":"evt_exit","type":"bid.accepted"}"#.to_owned(),
+        )
+        .unwrap();
+        let (reply, mut stored) = oneshot::channel();
+        writer.commit_answered(vec![Op::Accept(
+            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
+            reply,
+        )]);
+        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
+            panic!("not stored")
+        };
+        // Claimed and posted; its caller goes before anyone hands the answer out.
+        let (reply, answer) = oneshot::channel();
+        let now = hookguard_core::inbox::now_ms();
+        writer.commit(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        drop(answer);
+        // The test writer's queue has no sender left: `run` stops at once.
+        writer.run();
+        let state: (i64, i64) = Connection::open(scratch.file())
+            .unwrap()
+            .query_row("SELECT state, attempts FROM hookguard_inbox WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(state, (0, 0), "given back, the attempt not counted");
     }
 
     /// Drives `writer` one operation per batch, as the inbox's callers do.

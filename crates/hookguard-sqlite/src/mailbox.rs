@@ -61,6 +61,11 @@ impl Mailbox {
         }
     }
 
+    /// Claims to give back with a later batch (one that carried them did not commit).
+    pub(crate) fn unclaim(&self, claims: Vec<ClaimRef>) {
+        lock(&self.unclaimed).extend(claims);
+    }
+
     /// The claims to give back (see [`Done::send`]).
     pub(crate) fn take_unclaimed(&self) -> Vec<ClaimRef> {
         std::mem::take(&mut *lock(&self.unclaimed))
