@@ -185,6 +185,8 @@ pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_FRESH_BODIES: usize = 16 * 1024 * 1024;
 /// Default bound of one operation's wait for the writer.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// How soon give-backs that did not commit are tried again when nothing else comes.
+const GIVE_BACK_AFTER: Duration = Duration::from_secs(1);
 /// The longest the writer waits for a batch to fill up to the size of the one before.
 const GATHER_FOR: Duration = Duration::from_micros(200);
 /// The most reader threads alive at once per inbox (see `Inner::readers`).
@@ -1160,6 +1162,21 @@ impl Writer {
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
+            } else if self.mailbox.holds_unclaimed() {
+                // Give-backs not yet committed (a batch that carried them failed, or a caller's
+                // hand-out found them after the last batch): tried again within a second.
+                match self.rx.recv_timeout(GIVE_BACK_AFTER) {
+                    Ok(op) => op,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let mut batch = Vec::new();
+                        self.prepare(&mut batch);
+                        if !batch.is_empty() {
+                            self.commit(batch);
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             } else if !self.fresh.is_empty() {
                 // Bodies kept for claims age out while nothing happens, too.
                 match self.rx.recv_timeout(fresh::MAX_AGE) {
@@ -1203,14 +1220,15 @@ impl Writer {
                 })
                 .sum();
             self.queued.fetch_sub(taken, Ordering::AcqRel);
-            self.prepare(&mut batch);
             // The last batch's answers are out before this one begins (it may wait for another
             // process's write lock): no waiting caller took them yet, so the core goes to the
-            // callers once, and what is still posted after that is handed out here.
+            // callers once, and what is still posted after that is handed out here (before
+            // `prepare`, so the claims it finds unanswered are given back in this batch).
             if self.mailbox.holds_answers() {
                 std::thread::yield_now();
                 self.mailbox.hand_out();
             }
+            self.prepare(&mut batch);
             if !batch.is_empty() {
                 self.commit(batch);
             }
@@ -1219,9 +1237,11 @@ impl Writer {
         self.mailbox.hand_out();
         // Claims whose callers had gone, found in that last hand-out: given back now rather
         // than left `running` for a lease after the next start.
+        // Never waiting long for another process's write lock: the inbox's drop waits for this
+        // thread at most `CLOSE_WAIT`, and those items' leases end anyway.
         let mut last = Vec::new();
         self.prepare(&mut last);
-        if !last.is_empty() {
+        if !last.is_empty() && self.conn.busy_timeout(Duration::from_millis(500)).is_ok() {
             self.commit(last);
             self.mailbox.hand_out();
         }
@@ -1237,7 +1257,13 @@ impl Writer {
             Op::Claim(.., tx) => !tx.is_closed(),
             _ => true,
         });
-        let back = self.mailbox.take_unclaimed();
+        // Not into a batch of reads only: it would take the write lock (see `commit_batch`).
+        let reads_only = !batch.is_empty() && batch.iter().all(|op| matches!(op, Op::Get(..)));
+        let back = if reads_only {
+            Vec::new()
+        } else {
+            self.mailbox.take_unclaimed()
+        };
         if !back.is_empty() {
             // First, so a claim in this same batch may take them.
             let releases = back.iter().map(|&claim| {
@@ -1254,7 +1280,8 @@ impl Writer {
     /// out a lease unrun.
     fn commit(&mut self, batch: Vec<Op>) {
         let giving_back = std::mem::take(&mut self.giving_back);
-        if !self.commit_batch(batch) && !giving_back.is_empty() {
+        // (Not once the file is gone: nothing commits any more.)
+        if !self.commit_batch(batch) && !giving_back.is_empty() && self.files.gone.is_none() {
             self.mailbox.unclaim(giving_back);
         }
     }
@@ -2173,34 +2200,42 @@ mod tests {
 
     /// A writer on `conn` driven by the test's own `commit` calls (its queue unused).
     fn test_writer(conn: Connection) -> Writer {
-        let (_unused, rx) = mpsc::sync_channel(1);
+        test_writer_fed(conn).0
+    }
+
+    /// A test writer and its queue's sender (while it lives, `run` waits for operations).
+    fn test_writer_fed(conn: Connection) -> (Writer, SyncSender<Op>) {
+        let (tx, rx) = mpsc::sync_channel(1);
         let files = Files::of(Path::new(conn.path().expect("a file")));
-        Writer {
-            conn,
-            rx,
-            queued: Arc::default(),
-            mailbox: Arc::default(),
-            fresh: Fresh::new(DEFAULT_FRESH_BODIES),
-            giving_back: Vec::new(),
-            last_batch: 0,
-            committed_at: Instant::now(),
-            files,
-            max_pending: 1_000,
-            max_batch: 16,
-            pending: 0,
-            counted_at: Instant::now(),
-            notify: Arc::new(Notify::new()),
-            synced: true,
-            clock: Timeline {
-                floor: 0,
-                ahead: 0,
-                top: 0,
-                saved_floor: 0,
-                saved_top: 0,
-                stepped_at: None,
+        (
+            Writer {
+                conn,
+                rx,
+                queued: Arc::default(),
+                mailbox: Arc::default(),
+                fresh: Fresh::new(DEFAULT_FRESH_BODIES),
+                giving_back: Vec::new(),
+                last_batch: 0,
+                committed_at: Instant::now(),
+                files,
+                max_pending: 1_000,
+                max_batch: 16,
+                pending: 0,
+                counted_at: Instant::now(),
+                notify: Arc::new(Notify::new()),
+                synced: true,
+                clock: Timeline {
+                    floor: 0,
+                    ahead: 0,
+                    top: 0,
+                    saved_floor: 0,
+                    saved_top: 0,
+                    stepped_at: None,
+                },
+                wall: hookguard_core::inbox::now_ms,
             },
-            wall: hookguard_core::inbox::now_ms,
-        }
+            tx,
+        )
     }
 
     #[test]
@@ -2341,6 +2376,55 @@ mod tests {
             })
             .unwrap();
         assert_eq!(state, (0, 0), "given back, the attempt not counted");
+    }
+
+    /// Give-backs found after the writer's last batch (here: by a caller's hand-out) are
+    /// committed within about a second though no operation comes.
+    #[test]
+    fn give_backs_found_while_idle_are_committed_without_another_operation() {
+        use hookguard_core::schemes::BuildWorkPro;
+        let (scratch, conn) = Scratch::new("idle-give-back");
+        let (mut writer, queue) = test_writer_fed(conn);
+        let d = hookguard_core::testing::deliver_bytes(
+            BuildWorkPro::new(),
+            "whsec_k",
+            r#"{"id":"evt_idle","type":"bid.accepted"}"#.to_owned(),
+        )
+        .unwrap();
+        let (reply, mut stored) = oneshot::channel();
+        writer.commit_answered(vec![Op::Accept(
+            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
+            reply,
+        )]);
+        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
+            panic!("not stored")
+        };
+        // Claimed and answered to a caller that has gone: a give-back waits in the mailbox.
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let now = hookguard_core::inbox::now_ms();
+        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        assert!(writer.mailbox.holds_unclaimed());
+        // A batch of reads only does not carry them (it would take the write lock).
+        let (reply, _answer) = oneshot::channel();
+        let mut reads = vec![Op::Get(id, reply)];
+        writer.prepare(&mut reads);
+        assert_eq!(reads.len(), 1);
+        assert!(writer.mailbox.holds_unclaimed());
+        let running = std::thread::spawn(move || writer.run());
+        let state = || -> i64 {
+            Connection::open(scratch.file())
+                .unwrap()
+                .query_row("SELECT state FROM hookguard_inbox WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        let since = Instant::now();
+        while state() != 0 && since.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(state(), 0, "given back while the queue stayed empty");
+        drop(queue);
+        running.join().unwrap();
     }
 
     /// Drives `writer` one operation per batch, as the inbox's callers do.

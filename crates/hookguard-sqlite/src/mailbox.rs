@@ -44,6 +44,11 @@ impl Mailbox {
         self.posted.notify_one();
     }
 
+    /// Whether claims wait to be given back.
+    pub(crate) fn holds_unclaimed(&self) -> bool {
+        !lock(&self.unclaimed).is_empty()
+    }
+
     /// Whether answers wait to be handed out.
     pub(crate) fn holds_answers(&self) -> bool {
         !lock(&self.answers).is_empty()
