@@ -1145,53 +1145,36 @@ impl Writer {
 
     fn run(mut self) {
         loop {
-            // Answers nobody took within a moment (no caller was waiting to hand them out:
-            // they had all stopped waiting, or their runtime is not polling) are handed out
-            // here, and claims of callers that gave up are given back.
-            let first = if self.mailbox.holds_answers() {
-                match self.rx.recv_timeout(mailbox::HAND_OUT_AFTER) {
+            // While something waits on the writer's own clock, it wakes for it though no
+            // operation comes: answers nobody took within a moment (no caller was waiting to
+            // hand them out: they had all stopped waiting, or their runtime is not polling);
+            // give-backs not yet committed (a batch that carried them failed, or a caller's
+            // hand-out found them after the last batch), within a second; bodies kept for
+            // claims, which age out.
+            let wait = if self.mailbox.holds_answers() {
+                Some(mailbox::HAND_OUT_AFTER)
+            } else if self.mailbox.holds_unclaimed() {
+                Some(GIVE_BACK_AFTER)
+            } else if !self.fresh.is_empty() {
+                Some(fresh::MAX_AGE)
+            } else {
+                None
+            };
+            let first = match wait {
+                None => match self.rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                },
+                Some(wait) => match self.rx.recv_timeout(wait) {
                     Ok(op) => op,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         self.mailbox.hand_out();
-                        let mut batch = Vec::new();
-                        self.prepare(&mut batch);
-                        if !batch.is_empty() {
-                            self.commit(batch);
-                        }
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else if self.mailbox.holds_unclaimed() {
-                // Give-backs not yet committed (a batch that carried them failed, or a caller's
-                // hand-out found them after the last batch): tried again within a second.
-                match self.rx.recv_timeout(GIVE_BACK_AFTER) {
-                    Ok(op) => op,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let mut batch = Vec::new();
-                        self.prepare(&mut batch);
-                        if !batch.is_empty() {
-                            self.commit(batch);
-                        }
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else if !self.fresh.is_empty() {
-                // Bodies kept for claims age out while nothing happens, too.
-                match self.rx.recv_timeout(fresh::MAX_AGE) {
-                    Ok(op) => op,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.give_back_now();
                         self.fresh.expire();
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
-                    Ok(op) => op,
-                    Err(_) => break,
-                }
+                },
             };
             let mut batch = vec![first];
             self.take_queued(&mut batch);
@@ -1239,11 +1222,18 @@ impl Writer {
         // than left `running` for a lease after the next start.
         // Never waiting long for another process's write lock: the inbox's drop waits for this
         // thread at most `CLOSE_WAIT`, and those items' leases end anyway.
-        let mut last = Vec::new();
-        self.prepare(&mut last);
-        if !last.is_empty() && self.conn.busy_timeout(Duration::from_millis(500)).is_ok() {
-            self.commit(last);
+        if self.mailbox.holds_unclaimed() && self.conn.busy_timeout(Duration::from_millis(500)).is_ok() {
+            self.give_back_now();
             self.mailbox.hand_out();
+        }
+    }
+
+    /// Commits the give-backs waiting in the mailbox, if any, in a batch of their own.
+    fn give_back_now(&mut self) {
+        let mut batch = Vec::new();
+        self.prepare(&mut batch);
+        if !batch.is_empty() {
+            self.commit(batch);
         }
     }
 
@@ -2203,6 +2193,36 @@ mod tests {
         test_writer_fed(conn).0
     }
 
+    /// Stores a BuildWorkPro delivery with event id `event` through `writer`; its item's id.
+    fn store(writer: &mut Writer, event: &str) -> i64 {
+        let d = hookguard_core::testing::deliver_bytes(
+            hookguard_core::schemes::BuildWorkPro::new(),
+            "whsec_k",
+            format!(r#"{{"id":"{event}","type":"bid.accepted"}}"#),
+        )
+        .unwrap();
+        let (reply, mut stored) = oneshot::channel();
+        let item = NewItem::from_delivery(&d, Vec::new(), 1);
+        writer.commit_answered(vec![Op::Accept(Box::new(item), reply)]);
+        match stored.try_recv() {
+            Ok(Ok(Accepted::Stored(id))) => id,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    /// An accept of a BuildWorkPro delivery padded by `pad` bytes, and its answer.
+    fn padded_accept(event: &str, pad: usize) -> (Op, oneshot::Receiver<Result<Accepted, InboxError>>) {
+        let body = format!(
+            r#"{{"id":"{event}","type":"bid.accepted","pad":"{}"}}"#,
+            "x".repeat(pad)
+        );
+        let d = hookguard_core::testing::deliver_bytes(hookguard_core::schemes::BuildWorkPro::new(), "whsec_k", body)
+            .unwrap();
+        let (reply, answer) = oneshot::channel();
+        let item = NewItem::from_delivery(&d, Vec::new(), 1);
+        (Op::Accept(Box::new(item), reply), answer)
+    }
+
     /// A test writer and its queue's sender (while it lives, `run` waits for operations).
     fn test_writer_fed(conn: Connection) -> (Writer, SyncSender<Op>) {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -2240,23 +2260,9 @@ mod tests {
 
     #[test]
     fn items_claimed_for_a_caller_that_gave_up_go_back_to_pending() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (_scratch, conn) = Scratch::new("gave-up");
         let mut writer = test_writer(conn);
-        let d = hookguard_core::testing::deliver_bytes(
-            BuildWorkPro::new(),
-            "whsec_k",
-            r#"{"id":"evt_g","type":"bid.accepted"}"#.to_owned(),
-        )
-        .unwrap();
-        let (reply, mut stored) = oneshot::channel();
-        writer.commit_answered(vec![Op::Accept(
-            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
-            reply,
-        )]);
-        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
-            panic!("not stored")
-        };
+        let id = store(&mut writer, "evt_g");
         let state = |w: &Writer| -> (i64, i64) {
             w.conn
                 .query_row("SELECT state, attempts FROM hookguard_inbox WHERE id = ?1", [id], |r| {
@@ -2290,19 +2296,9 @@ mod tests {
     /// the next batch instead of leaving the item `running` unrun for its lease.
     #[test]
     fn a_give_back_lost_with_a_failed_batch_goes_with_the_next() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (_scratch, conn) = Scratch::new("give-back-retry");
         let mut writer = test_writer(conn);
-        let accept = |id: &str, pad: usize| {
-            let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
-            let d = hookguard_core::testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
-            let (reply, answer) = oneshot::channel();
-            (
-                Op::Accept(Box::new(NewItem::from_delivery(&d, Vec::new(), 1)), reply),
-                answer,
-            )
-        };
-        let (a, mut stored) = accept("evt_held", 10);
+        let (a, mut stored) = padded_accept("evt_held", 10);
         writer.commit_answered(vec![a]);
         let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
             panic!("not stored")
@@ -2319,7 +2315,7 @@ mod tests {
             .conn
             .execute_batch(&format!("PRAGMA max_page_count={}", pages + 2))
             .unwrap();
-        let (big, mut refused) = accept("evt_big", 64 * 1024);
+        let (big, mut refused) = padded_accept("evt_big", 64 * 1024);
         let mut batch = vec![big];
         writer.prepare(&mut batch);
         assert_eq!(batch.len(), 2, "the give-back and the accept");
@@ -2345,23 +2341,9 @@ mod tests {
     /// start).
     #[test]
     fn claims_found_unanswered_at_exit_are_given_back() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (scratch, conn) = Scratch::new("exit-give-back");
         let mut writer = test_writer(conn);
-        let d = hookguard_core::testing::deliver_bytes(
-            BuildWorkPro::new(),
-            "whsec_k",
-            r#"{"id":"evt_exit","type":"bid.accepted"}"#.to_owned(),
-        )
-        .unwrap();
-        let (reply, mut stored) = oneshot::channel();
-        writer.commit_answered(vec![Op::Accept(
-            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
-            reply,
-        )]);
-        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
-            panic!("not stored")
-        };
+        let id = store(&mut writer, "evt_exit");
         // Claimed and posted; its caller goes before anyone hands the answer out.
         let (reply, answer) = oneshot::channel();
         let now = hookguard_core::inbox::now_ms();
@@ -2382,23 +2364,9 @@ mod tests {
     /// committed within about a second though no operation comes.
     #[test]
     fn give_backs_found_while_idle_are_committed_without_another_operation() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (scratch, conn) = Scratch::new("idle-give-back");
         let (mut writer, queue) = test_writer_fed(conn);
-        let d = hookguard_core::testing::deliver_bytes(
-            BuildWorkPro::new(),
-            "whsec_k",
-            r#"{"id":"evt_idle","type":"bid.accepted"}"#.to_owned(),
-        )
-        .unwrap();
-        let (reply, mut stored) = oneshot::channel();
-        writer.commit_answered(vec![Op::Accept(
-            Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
-            reply,
-        )]);
-        let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
-            panic!("not stored")
-        };
+        let id = store(&mut writer, "evt_idle");
         // Claimed and answered to a caller that has gone: a give-back waits in the mailbox.
         let (reply, answer) = oneshot::channel();
         drop(answer);
@@ -2725,34 +2693,16 @@ mod tests {
     /// that changed since (here by hand: in an old file, a reused id) gets the file's.
     #[test]
     fn a_fresh_claim_takes_the_body_kept_for_that_same_row() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (_scratch, conn) = Scratch::new("fresh");
         let mut writer = test_writer(conn);
-        let accept = |writer: &mut Writer, id: &str| -> i64 {
-            let d = hookguard_core::testing::deliver_bytes(
-                BuildWorkPro::new(),
-                "whsec_k",
-                format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#),
-            )
-            .unwrap();
-            let (reply, mut stored) = oneshot::channel();
-            writer.commit_answered(vec![Op::Accept(
-                Box::new(NewItem::from_delivery(&d, Vec::new(), 1)),
-                reply,
-            )]);
-            let Ok(Ok(Accepted::Stored(id))) = stored.try_recv() else {
-                panic!("not stored")
-            };
-            id
-        };
         let claim = |writer: &mut Writer| -> Vec<ClaimedItem> {
             let (reply, mut claimed) = oneshot::channel();
             let now = hookguard_core::inbox::now_ms();
             writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
             claimed.try_recv().unwrap().unwrap()
         };
-        let same = accept(&mut writer, "evt_same");
-        let changed = accept(&mut writer, "evt_changed");
+        let same = store(&mut writer, "evt_same");
+        let changed = store(&mut writer, "evt_changed");
         // The file's bodies replaced by hand; one row's arrival too.
         writer
             .conn
@@ -2784,7 +2734,6 @@ mod tests {
     /// commit on its own while its caller is told the batch failed.
     #[test]
     fn a_storage_error_stops_the_batch_and_nothing_after_it_is_stored() {
-        use hookguard_core::schemes::BuildWorkPro;
         let (_scratch, conn) = Scratch::new("full-batch");
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         conn.execute_batch(&format!("PRAGMA max_page_count={}", pages + 4))
@@ -2792,18 +2741,9 @@ mod tests {
         let mut writer = test_writer(conn);
         // The missing body below must be looked for in the file.
         writer.fresh = Fresh::new(0);
-        let accept = |id: &str, pad: usize| {
-            let body = format!(r#"{{"id":"{id}","type":"bid.accepted","pad":"{}"}}"#, "x".repeat(pad));
-            let d = hookguard_core::testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
-            let (reply, answer) = oneshot::channel();
-            (
-                Op::Accept(Box::new(NewItem::from_delivery(&d, Vec::new(), 1)), reply),
-                answer,
-            )
-        };
-        let (a, mut ra) = accept("small_a", 10);
-        let (b, mut rb) = accept("big_b", 64 * 1024); // needs more pages than the cap leaves
-        let (c, mut rc) = accept("small_c", 10);
+        let (a, mut ra) = padded_accept("small_a", 10);
+        let (b, mut rb) = padded_accept("big_b", 64 * 1024); // needs more pages than the cap leaves
+        let (c, mut rc) = padded_accept("small_c", 10);
         writer.commit_answered(vec![a, b, c]);
         for answer in [&mut ra, &mut rb, &mut rc] {
             assert!(matches!(answer.try_recv(), Ok(Err(InboxError::Storage(_)))));
@@ -2816,7 +2756,7 @@ mod tests {
 
         // An item whose body is gone (a file changed by hand) is dead, not a failing claim.
         writer.conn.execute_batch("PRAGMA max_page_count=1000000").unwrap();
-        let (a, mut ra) = accept("no_body", 10);
+        let (a, mut ra) = padded_accept("no_body", 10);
         writer.commit_answered(vec![a]);
         let Ok(Ok(Accepted::Stored(id))) = ra.try_recv() else {
             panic!("not stored")
