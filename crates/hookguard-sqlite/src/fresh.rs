@@ -15,6 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hookguard_core::inbox::NewItem;
 
 /// How long a body stays unclaimed before it is dropped (another process claimed its item,
 /// or the worker is far behind: the claim reads it from the file then).
@@ -62,11 +63,19 @@ impl Fresh {
         }
     }
 
-    /// The body of item `id`, stored by the batch being written, with its row's stamp.
+    /// The body of `item`, stored as item `id` by the batch being written.
+    pub(crate) fn stage(&mut self, id: i64, item: &NewItem) {
+        // The length as the accept stores it (`body_len`), which the claim reads back.
+        let len = item.body.len() as i64;
+        let stamp = stamp(&item.provider, item.dedupe_key.as_deref(), item.received_at_ms, len);
+        self.stage_body(id, &item.body, stamp);
+    }
+
+    /// [`stage`](Self::stage) of `body` with its row's stamp.
     ///
     /// Copied: the caller's bytes may be a slice of a larger buffer (a request's whole read
     /// buffer), which a kept reference would hold for as long as the body is kept.
-    pub(crate) fn stage(&mut self, id: i64, body: &Bytes, stamp: u64) {
+    fn stage_body(&mut self, id: i64, body: &Bytes, stamp: u64) {
         if body.len() + ENTRY_COST <= self.max_bytes {
             self.staged.push((id, Bytes::copy_from_slice(body), stamp));
         }
@@ -150,8 +159,8 @@ mod tests {
     fn a_body_is_handed_out_once_and_only_to_its_own_row() {
         let mut f = Fresh::new(1 << 20);
         let s = stamp("buildworkpro", Some("evt_1"), 10, 4);
-        f.stage(1, &body(4), s);
-        f.stage(2, &body(4), s);
+        f.stage_body(1, &body(4), s);
+        f.stage_body(2, &body(4), s);
         f.committed();
         assert_eq!(f.take(1, s).as_deref(), Some(&b"xxxx"[..]));
         assert_eq!(f.take(1, s), None, "taken already");
@@ -164,7 +173,7 @@ mod tests {
     #[test]
     fn a_batch_rolled_back_keeps_nothing() {
         let mut f = Fresh::new(1 << 20);
-        f.stage(7, &body(4), 1);
+        f.stage_body(7, &body(4), 1);
         f.rolled_back();
         f.committed();
         assert_eq!(f.take(7, 1), None);
@@ -175,7 +184,7 @@ mod tests {
         let each = 4 + ENTRY_COST;
         let mut f = Fresh::new(2 * each + 2);
         for id in 1..=4 {
-            f.stage(id, &body(4), 0);
+            f.stage_body(id, &body(4), 0);
             f.committed();
         }
         // Four offered, room for two: the two newest stay, each counted with its entry.
@@ -186,11 +195,11 @@ mod tests {
         assert!(f.take(3, 0).is_some());
         assert!(f.take(4, 0).is_some());
         // A body beyond the whole bound is never kept; none at all with a bound of 0.
-        f.stage(5, &body(2 * each), 0);
+        f.stage_body(5, &body(2 * each), 0);
         f.committed();
         assert_eq!(f.take(5, 0), None);
         let mut none = Fresh::new(0);
-        none.stage(1, &Bytes::new(), 0);
+        none.stage_body(1, &Bytes::new(), 0);
         none.committed();
         assert_eq!(none.take(1, 0), None);
     }
@@ -200,7 +209,7 @@ mod tests {
     fn a_kept_body_does_not_hold_the_buffer_it_came_from() {
         let mut f = Fresh::new(1 << 20);
         let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
-        f.stage(1, &buffer.slice(0..4), 0);
+        f.stage_body(1, &buffer.slice(0..4), 0);
         f.committed();
         let kept = f.take(1, 0).unwrap();
         assert_eq!(&kept[..], b"xxxx");
@@ -214,9 +223,9 @@ mod tests {
     #[test]
     fn a_claim_in_the_accepts_batch_takes_the_staged_body() {
         let mut f = Fresh::new(1 << 20);
-        f.stage(3, &body(4), 9);
+        f.stage_body(3, &body(4), 9);
         assert_eq!(f.take(3, 8), None, "another row");
-        f.stage(3, &body(4), 9);
+        f.stage_body(3, &body(4), 9);
         assert!(f.take(3, 9).is_some());
         f.committed();
         assert_eq!(f.take(3, 9), None, "handed out already");
@@ -227,10 +236,10 @@ mod tests {
     fn ids_taken_out_of_order_do_not_pile_up() {
         let mut f = Fresh::new(1 << 30);
         // Item 0 is never claimed here (another process claimed it); every later one is.
-        f.stage(0, &body(1), 0);
+        f.stage_body(0, &body(1), 0);
         f.committed();
         for id in 1..100_000 {
-            f.stage(id, &body(1), 0);
+            f.stage_body(id, &body(1), 0);
             f.committed();
             assert!(f.take(id, 0).is_some());
         }

@@ -1456,13 +1456,7 @@ fn apply(
             if let Ok(Accepted::Stored(id)) = r {
                 *wake = true;
                 clock.arrived(item.received_at_ms);
-                let stamp = fresh::stamp(
-                    &item.provider,
-                    item.dedupe_key.as_deref(),
-                    item.received_at_ms,
-                    item.body.len() as i64,
-                );
-                fresh.stage(id, &item.body, stamp);
+                fresh.stage(id, &item);
             }
             // A wall clock behind the newest arrival (it stepped back) moves the lead now, so
             // it is stored with this batch: a restart before the next claim would otherwise
@@ -2193,8 +2187,9 @@ mod tests {
         test_writer_fed(conn).0
     }
 
-    /// Stores a BuildWorkPro delivery with event id `event` through `writer`; its item's id.
-    fn store(writer: &mut Writer, event: &str) -> i64 {
+    /// Stores a BuildWorkPro delivery with event id `event`, received at `received_at`,
+    /// through `writer`; its item's id.
+    fn store(writer: &mut Writer, event: &str, received_at: i64) -> i64 {
         let d = hookguard_core::testing::deliver_bytes(
             hookguard_core::schemes::BuildWorkPro::new(),
             "whsec_k",
@@ -2202,7 +2197,7 @@ mod tests {
         )
         .unwrap();
         let (reply, mut stored) = oneshot::channel();
-        let item = NewItem::from_delivery(&d, Vec::new(), 1);
+        let item = NewItem::from_delivery(&d, Vec::new(), received_at);
         writer.commit_answered(vec![Op::Accept(Box::new(item), reply)]);
         match stored.try_recv() {
             Ok(Ok(Accepted::Stored(id))) => id,
@@ -2262,7 +2257,7 @@ mod tests {
     fn items_claimed_for_a_caller_that_gave_up_go_back_to_pending() {
         let (_scratch, conn) = Scratch::new("gave-up");
         let mut writer = test_writer(conn);
-        let id = store(&mut writer, "evt_g");
+        let id = store(&mut writer, "evt_g", 1);
         let state = |w: &Writer| -> (i64, i64) {
             w.conn
                 .query_row("SELECT state, attempts FROM hookguard_inbox WHERE id = ?1", [id], |r| {
@@ -2343,7 +2338,7 @@ mod tests {
     fn claims_found_unanswered_at_exit_are_given_back() {
         let (scratch, conn) = Scratch::new("exit-give-back");
         let mut writer = test_writer(conn);
-        let id = store(&mut writer, "evt_exit");
+        let id = store(&mut writer, "evt_exit", 1);
         // Claimed and posted; its caller goes before anyone hands the answer out.
         let (reply, answer) = oneshot::channel();
         let now = hookguard_core::inbox::now_ms();
@@ -2366,7 +2361,7 @@ mod tests {
     fn give_backs_found_while_idle_are_committed_without_another_operation() {
         let (scratch, conn) = Scratch::new("idle-give-back");
         let (mut writer, queue) = test_writer_fed(conn);
-        let id = store(&mut writer, "evt_idle");
+        let id = store(&mut writer, "evt_idle", 1);
         // Claimed and answered to a caller that has gone: a give-back waits in the mailbox.
         let (reply, answer) = oneshot::channel();
         drop(answer);
@@ -2413,19 +2408,7 @@ mod tests {
         }
 
         fn accept(&mut self, id: &str, received_at: i64) -> i64 {
-            let d = hookguard_core::testing::deliver_bytes(
-                hookguard_core::schemes::BuildWorkPro::new(),
-                "whsec_k",
-                format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#),
-            )
-            .unwrap();
-            let (reply, mut stored) = oneshot::channel();
-            let item = NewItem::from_delivery(&d, Vec::new(), received_at);
-            self.0.commit_answered(vec![Op::Accept(Box::new(item), reply)]);
-            match stored.try_recv() {
-                Ok(Ok(Accepted::Stored(id))) => id,
-                other => panic!("not stored: {other:?}"),
-            }
+            store(&mut self.0, id, received_at)
         }
 
         fn claim(&mut self, now: i64) -> Vec<ClaimedItem> {
@@ -2701,8 +2684,8 @@ mod tests {
             writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
             claimed.try_recv().unwrap().unwrap()
         };
-        let same = store(&mut writer, "evt_same");
-        let changed = store(&mut writer, "evt_changed");
+        let same = store(&mut writer, "evt_same", 1);
+        let changed = store(&mut writer, "evt_changed", 1);
         // The file's bodies replaced by hand; one row's arrival too.
         writer
             .conn
