@@ -3473,6 +3473,20 @@ fn inbox_commands_output_shapes_and_no_credentials() {
     assert_eq!(code(&o), 1);
     assert!(text(&o.stderr).contains("cannot open the inbox"), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("panicked"));
+    // An inbox of a newer layout than this build's: named, not read, not changed.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    for sub in [&["stats"][..], &["list"], &["purge", "--older-than", "0s"]] {
+        let o = inbox(sub, &db);
+        assert_eq!(code(&o), 1, "{sub:?}");
+        assert!(
+            text(&o.stderr).contains("newer hookguard (layout 99"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
     assert_eq!(code(&hookguard(&["inbox", "stats"], None)), 2, "--inbox is required");
 }
 

@@ -126,6 +126,16 @@ CREATE TABLE IF NOT EXISTS hookguard_inbox_meta (
 ) WITHOUT ROWID;
 ";
 
+/// The layout of the tables [`SCHEMA`] makes, recorded in the file's `user_version` when this
+/// build opens it. A file made by a newer layout is refused (its meaning of a row may not be
+/// ours: an older build writing it could lose or misread deliveries); one without a recorded
+/// layout (made before layouts were recorded) is checked column by column before it is used.
+const SCHEMA_VERSION: i64 = 1;
+
+/// The file's `application_id` (SQLite's header field naming the application a database
+/// belongs to): `hkgd`.
+const APPLICATION_ID: i64 = 0x686b_6764;
+
 /// One batch (`?3` rows, oldest first) of the purge of one finished state (`?2`: done or
 /// dead) before `?1`: a range of the finished index (the literal `state IN (2, 3)` lets the
 /// planner use that partial index). Both statements pick the same rows: the bodies go first,
@@ -317,7 +327,8 @@ impl SqliteInboxBuilder {
     /// Opens (creating if needed) the file and starts its writer thread.
     ///
     /// # Errors
-    /// The file cannot be opened or is not a hookguard inbox.
+    /// The file cannot be opened, is not a hookguard inbox, or is an inbox of a layout this
+    /// build does not write (a newer hookguard's; the file is left as it was).
     pub fn open(self) -> Result<SqliteInbox, InboxError> {
         if self.path.is_dir() {
             return Err(InboxError::storage(format!(
@@ -331,19 +342,34 @@ impl SqliteInboxBuilder {
                 parent.display()
             )));
         }
-        // Tables go only into a new or empty database or an inbox: another application's
-        // database is refused, before anything (even its journal mode) is changed.
+        // Tables go only into a new or empty database or an inbox of a layout this build
+        // writes: another application's database, or an inbox it does not know, is refused
+        // before anything (even its journal mode) is changed.
         if std::fs::metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() > 0) {
-            let (inbox, others) = probe(&self.path)?;
-            if inbox == 0 && others > 0 {
+            let found = probe(&self.path)?;
+            if found.inbox == 0 && (found.others > 0 || found.application_id != 0) {
                 return Err(InboxError::storage(format!(
-                    "{} is a SQLite database of something else ({others} tables), not a hookguard inbox",
-                    self.path.display()
+                    "{} is a SQLite database of something else ({} tables), not a hookguard inbox",
+                    self.path.display(),
+                    found.others
                 )));
             }
+            found.usable(&self.path)?;
         }
         let conn = connect(&self.path)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        // Stamped once: a file already stamped takes no write lock here (the `inbox` commands
+        // open the file `serve` is writing).
+        let stamp: (i64, i64) = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .and_then(|v| Ok((v, conn.query_row("PRAGMA application_id", [], |r| r.get(0))?)))
+            .map_err(storage)?;
+        if stamp != (SCHEMA_VERSION, APPLICATION_ID) {
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"
+            ))
+            .map_err(storage)?;
+        }
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let max_pending = match self.max_pending {
@@ -647,7 +673,8 @@ impl SqliteInbox {
     /// `hookguard inbox` commands do.
     ///
     /// # Errors
-    /// The file is missing, unreadable, or not a hookguard inbox.
+    /// The file is missing, unreadable, not a hookguard inbox, or an inbox of a layout this
+    /// build does not write (a newer hookguard's).
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         let path = path.as_ref();
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
@@ -683,7 +710,8 @@ impl SqliteInbox {
     /// ```
     ///
     /// # Errors
-    /// The file is missing, unreadable, or not a hookguard inbox.
+    /// The file is missing, unreadable, not a hookguard inbox, or an inbox of a layout this
+    /// build does not write (a newer hookguard's).
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         let path = path.as_ref();
         an_inbox(path)?;
@@ -776,18 +804,60 @@ fn an_inbox(path: &Path) -> Result<(), InboxError> {
     if !path.is_file() {
         return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
     }
-    if probe(path)?.0 == 0 {
+    let found = probe(path)?;
+    if found.inbox == 0 {
         return Err(InboxError::storage(format!(
             "{} is not a hookguard inbox",
             path.display()
         )));
     }
-    Ok(())
+    found.usable(path)
 }
 
-/// Reads, without changing anything, how many inbox tables (`hookguard_inbox`) and other
-/// tables the file at `path` holds.
-fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
+/// What [`probe`] found in a file.
+struct Probe {
+    /// Inbox tables (`hookguard_inbox`): 0 or 1.
+    inbox: i64,
+    /// Tables that are not hookguard's (nor SQLite's own).
+    others: i64,
+    /// The recorded layout (`user_version`; 0: none recorded).
+    version: i64,
+    application_id: i64,
+    /// The inbox table has this build's columns, exactly.
+    columns_match: bool,
+}
+
+impl Probe {
+    /// `Ok` when an inbox with this layout can be used by this build (a file with no inbox
+    /// yet can). Refused: a newer layout, and an inbox of an unrecorded layout whose columns
+    /// differ from ours (the first development builds kept each body in its item's row: every
+    /// accept would fail on such a file, answered `503`, until the sender's kill switch).
+    fn usable(&self, path: &Path) -> Result<(), InboxError> {
+        if self.version > SCHEMA_VERSION {
+            return Err(InboxError::storage(format!(
+                "{} is an inbox of a newer hookguard (layout {}; this build knows layouts up to \
+                 {SCHEMA_VERSION}): use that version with it",
+                path.display(),
+                self.version
+            )));
+        }
+        if self.inbox > 0 && self.version == 0 && !self.columns_match {
+            return Err(InboxError::storage(format!(
+                "{} is an inbox of an early development build of hookguard, laid out differently: \
+                 this build cannot use it (move it aside; a new inbox starts empty)",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The columns of `hookguard_inbox` in [`SCHEMA`], in order.
+const TABLE_COLUMNS: &str = "id,provider,dedupe_key,unique_key,scope,event_id,event_type,state,attempts,\
+received_at,next_attempt_at,finished_at,last_error,headers,body_len";
+
+/// Reads, without changing anything, what the file at `path` holds (see [`Probe`]).
+fn probe(path: &Path) -> Result<Probe, InboxError> {
     let read = |e: rusqlite::Error| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => InboxError::storage(format!(
             "{} is not a hookguard inbox (not a SQLite database)",
@@ -799,11 +869,22 @@ fn probe(path: &Path) -> Result<(i64, i64), InboxError> {
         .map_err(read)?
         .0
         .query_row(
-            "SELECT count(*) FILTER (WHERE name = 'hookguard_inbox'),
-                    count(*) FILTER (WHERE name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')
-             FROM sqlite_master WHERE type = 'table'",
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'),
+                    (SELECT count(*) FROM sqlite_master WHERE type = 'table'
+                       AND name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'),
+                    (SELECT user_version FROM pragma_user_version),
+                    (SELECT application_id FROM pragma_application_id),
+                    (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('hookguard_inbox') ORDER BY cid))",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(Probe {
+                    inbox: r.get(0)?,
+                    others: r.get(1)?,
+                    version: r.get(2)?,
+                    application_id: r.get(3)?,
+                    columns_match: r.get::<_, Option<String>>(4)?.as_deref() == Some(TABLE_COLUMNS),
+                })
+            },
         )
         .map_err(read)
 }

@@ -1562,6 +1562,85 @@ async fn another_applications_database_is_refused_unchanged() {
     ));
 }
 
+/// Every open names the file's layout (`user_version`): an inbox of a layout this build does
+/// not write is refused with a clear error and left as it was. The first development builds
+/// kept each body in its item's row; such a file opened, then failed every accept (`503`
+/// until the sender's kill switch), and a newer layout could be misread by an older build.
+#[tokio::test]
+async fn an_inbox_of_a_layout_this_build_does_not_know_is_refused_unchanged() {
+    let dir = TempDir::new("layouts");
+    let facts = |path: &std::path::Path| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let get = |q: &str| c.query_row(q, [], |r| r.get::<_, i64>(0)).unwrap();
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        (
+            get("PRAGMA user_version"),
+            get("PRAGMA application_id"),
+            get("SELECT count(*) FROM sqlite_master"),
+            mode,
+        )
+    };
+    let refused = |path: &std::path::Path, says: &str| {
+        let before = facts(path);
+        for (how, opened) in [
+            ("open", SqliteInbox::open(path).map(drop)),
+            ("open_existing", SqliteInbox::open_existing(path).map(drop)),
+            ("open_read_only", SqliteInbox::open_read_only(path).map(drop)),
+        ] {
+            match opened {
+                Err(InboxError::Storage(e)) => assert!(e.to_string().contains(says), "{how}: {e}"),
+                other => panic!("{how}: {other:?}"),
+            }
+        }
+        assert_eq!(facts(path), before, "the file was changed");
+    };
+
+    // A newer hookguard's inbox.
+    let newer = dir.0.join("newer.db");
+    drop(SqliteInbox::open(&newer).unwrap());
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 2")
+        .unwrap();
+    refused(&newer, "newer hookguard (layout 2");
+
+    // The first development builds' layout: each body in its item's row, no body table.
+    let early = dir.0.join("early.db");
+    rusqlite::Connection::open(&early)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE hookguard_inbox (id INTEGER PRIMARY KEY, provider TEXT NOT NULL, dedupe_key TEXT,
+                 unique_key TEXT, scope INTEGER NOT NULL DEFAULT 0, event_id TEXT, event_type TEXT,
+                 state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, received_at INTEGER NOT NULL,
+                 next_attempt_at INTEGER NOT NULL, finished_at INTEGER, last_error TEXT,
+                 headers TEXT NOT NULL, body BLOB NOT NULL);
+             INSERT INTO hookguard_inbox (provider, state, received_at, next_attempt_at, headers, body)
+                 VALUES ('buildworkpro', 0, 1, 1, '[]', x'7b7d');",
+        )
+        .unwrap();
+    refused(&early, "early development build");
+
+    // An inbox of this layout made before layouts were recorded opens, keeps its deliveries,
+    // and is stamped; a new file is stamped at once.
+    let current = dir.0.join("current.db");
+    let inbox = SqliteInbox::open(&current).unwrap();
+    let (version, app, ..) = facts(&current);
+    assert_eq!((version, app), (1, 0x686b_6764));
+    stored(&inbox, &bwp("evt_kept")).await;
+    drop(inbox);
+    rusqlite::Connection::open(&current)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0; PRAGMA application_id = 0;")
+        .unwrap();
+    let inbox = SqliteInbox::open_existing(&current).unwrap();
+    assert!(matches!(
+        inbox.accept(item(&bwp("evt_kept"))).await,
+        Ok(Accepted::Duplicate(_))
+    ));
+    let (version, app, ..) = facts(&current);
+    assert_eq!((version, app), (1, 0x686b_6764));
+}
+
 /// A delivery stored after its sender stopped waiting (the body came slowly, the disk was
 /// slow) is answered `200 accepted`, but the sender counted a timeout: sender health counts a
 /// failure toward its kill switch, from the request's arrival, not from the end of its body.
