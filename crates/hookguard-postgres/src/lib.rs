@@ -8,10 +8,11 @@
 //! most Rust services already hold, so you pass your own [`PgPool`] (and, for transactional
 //! handlers, work inside the `sqlx::Transaction` hookguard gives you).
 //!
-//! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id`, durable
+//! * **Accept** is one round trip: `INSERT … ON CONFLICT … RETURNING id`, durable
 //!   when PostgreSQL commits it; a copy returns no row and is reported as
 //!   [`Accepted::Duplicate`] with id 0 (reading the copy's id would take a second statement),
-//!   (with `synchronous_commit = on`: [`PgInbox::connect`] sets it on its connections, and
+//!   but for a copy of a dead item, which the same statement puts back to pending
+//!   ([`Accepted::Stored`] with its id) (with `synchronous_commit = on`: [`PgInbox::connect`] sets it on its connections, and
 //!   [`open`](PgInboxBuilder::open) warns when a pool you pass has it `off`). Dedupe semantics per sender
 //!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
 //!   (until the item's first claim).
@@ -540,14 +541,19 @@ impl Sql {
         Self {
             // One statement, one round trip, the same work as a plain insert-if-absent: a copy
             // conflicts on the partial unique index and returns no row (reported as
-            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement).
-            // Due from its arrival (first come, first served: a retry already due goes before
-            // what arrived after it).
+            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement),
+            // unless the item it copies is dead: then that item is back to pending, attempts
+            // reset as a replay does, and its id returned (`hookguard_core::inbox`'s module
+            // docs). Due from its arrival (first come, first served: a retry already due goes
+            // before what arrived after it).
             accept: format!(
-                "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
-                                  attempts, received_at, next_attempt_at, headers, body)
+                "INSERT INTO {t} AS t (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
+                                       attempts, received_at, next_attempt_at, headers, body)
                  VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, {DB_NOW}, $7, $8)
-                 ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                 ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL
+                 DO UPDATE SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL,
+                               last_error = NULL
+                 WHERE t.state = 3
                  RETURNING id"
             ),
             // Due and lease times are the database's (`DB_NOW`), never a replica's: a replica
@@ -1131,10 +1137,11 @@ impl InboxStore for PgInbox {
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let inner = &self.inner;
             if inner.pending.load(Ordering::Relaxed) >= inner.max_pending {
-                // The cap only refuses new rows; a copy is still recognised below.
+                // The cap only refuses new pending items; a copy of a live or done item is
+                // still recognised (a copy of a dead one would be pending again: refused too).
                 if let Some(key) = &item.dedupe_key {
                     let id: Option<i64> = sqlx::query_scalar(&format!(
-                        "SELECT id FROM {} WHERE provider = $1 AND unique_key = $2",
+                        "SELECT id FROM {} WHERE provider = $1 AND unique_key = $2 AND state <> 3",
                         inner.table
                     ))
                     .bind(&item.provider)

@@ -108,6 +108,48 @@ async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
     }
 }
 
+/// As the SQLite inbox (`a_copy_of_a_dead_item_puts_it_back_to_pending`): a sender's copy of a
+/// dead item's event puts that item back to pending, attempts reset, answered `Stored` with
+/// its id; at the pending cap it is refused like a new item.
+#[tokio::test]
+async fn a_copy_of_a_dead_item_puts_it_back_to_pending() {
+    let s = schema("deadcopy");
+    let a = capped_inbox(&s, 2).await;
+    let dead = stored(&a, &bwp("evt_dead")).await;
+    for c in claimed(&a, now_ms(), 10).await {
+        assert!(a.fail(c.claim(), "refused", None, now_ms()).await.unwrap());
+    }
+    let done = stored(&a, &bwp("evt_done")).await;
+    for c in claimed(&a, now_ms(), 10).await {
+        assert_eq!(c.id, done);
+        assert!(a.complete(c.claim(), now_ms()).await.unwrap());
+    }
+    assert_eq!(a.accept(item(&bwp("evt_done"))).await.unwrap(), Accepted::Duplicate(0));
+
+    assert_eq!(a.accept(item(&bwp("evt_dead"))).await.unwrap(), Accepted::Stored(dead));
+    let rec = a.get(dead).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts, rec.last_error),
+        (InboxState::Pending, 0, None)
+    );
+    assert_eq!(a.accept(item(&bwp("evt_dead"))).await.unwrap(), Accepted::Duplicate(0));
+    let again = claimed(&a, now_ms(), 10).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempt), (dead, 1));
+    assert_eq!(again[0].delivery.body(), bwp("evt_dead").body());
+    assert!(a.fail(again[0].claim(), "still refused", None, now_ms()).await.unwrap());
+
+    // At the cap (two pending), the dead item's copy is refused; a pending one's is recognised.
+    stored(&a, &bwp("evt_p1")).await;
+    let p2 = stored(&a, &bwp("evt_p2")).await;
+    assert!(matches!(
+        a.accept(item(&bwp("evt_dead"))).await,
+        Err(InboxError::Full { limit: 2 })
+    ));
+    assert_eq!(a.accept(item(&bwp("evt_p2"))).await.unwrap(), Accepted::Duplicate(p2));
+    assert_eq!(a.get(dead).await.unwrap().unwrap().state, InboxState::Dead);
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let s = schema("sem");

@@ -1534,16 +1534,19 @@ fn apply(
                 max_pending,
                 pending,
             );
-            if let Ok(Accepted::Stored(id)) = r {
+            if let Ok((Accepted::Stored(id), new)) = r {
                 *wake = true;
                 clock.arrived(item.received_at_ms);
-                fresh.stage(id, &item);
+                // (A dead item a copy put back keeps its stored body and arrival.)
+                if new {
+                    fresh.stage(id, &item);
+                }
             }
             // A wall clock behind the newest arrival (it stepped back) moves the lead now, so
             // it is stored with this batch: a restart before the next claim would otherwise
             // find these arrivals due only once the clock caught up.
             clock.shift(wall);
-            Done::Accept(tx, r)
+            Done::Accept(tx, r.map(|(accepted, _)| accepted))
         }
         Op::Claim(now, until, limit, tx) => {
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
@@ -1651,29 +1654,37 @@ fn apply(
     }
 }
 
-/// Stores `item` due at `due` (its arrival on the writer's timeline) unless it is a copy.
+/// Stores `item` due at `due` (its arrival on the writer's timeline) unless it is a copy; a
+/// copy of a dead item puts that item back to pending. The flag: a new row was inserted.
 fn accept(
     conn: &Connection,
     item: &NewItem,
     due: i64,
     max_pending: u64,
     pending: &mut u64,
-) -> Result<Accepted, InboxError> {
-    let existing = |conn: &Connection, key: &str| -> Result<Option<i64>, InboxError> {
-        conn.prepare_cached("SELECT id FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
-            .and_then(|mut s| s.query_row(params![item.provider, key], |r| r.get(0)).optional())
+) -> Result<(Accepted, bool), InboxError> {
+    // The item holding this key, and whether it is dead.
+    let existing = |conn: &Connection, key: &str| -> Result<Option<(i64, bool)>, InboxError> {
+        conn.prepare_cached("SELECT id, state FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![item.provider, key], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? == InboxState::Dead.code()))
+                })
+                .optional()
+            })
             .map_err(storage)
     };
     if *pending >= max_pending {
-        // At the cap only new rows are refused: a copy is still recognised.
-        if let Some(id) = item
+        // At the cap only new pending items are refused: a copy of a live or done item is
+        // still recognised (a copy of a dead one would be pending again: refused too).
+        if let Some((id, false)) = item
             .dedupe_key
             .as_deref()
             .map(|k| existing(conn, k))
             .transpose()?
             .flatten()
         {
-            return Ok(Accepted::Duplicate(id));
+            return Ok((Accepted::Duplicate(id), false));
         }
         return Err(InboxError::Full { limit: max_pending });
     }
@@ -1721,12 +1732,21 @@ fn accept(
                 .and_then(|mut s| s.execute(params![id, item.body.as_ref()]))
                 .map_err(storage)?;
             *pending += 1;
-            Ok(Accepted::Stored(id))
+            Ok((Accepted::Stored(id), true))
         }
         None => {
             let key = item.dedupe_key.as_deref().unwrap_or_default();
-            let id = existing(conn, key)?.ok_or_else(|| InboxError::storage("insert conflicted with no row"))?;
-            Ok(Accepted::Duplicate(id))
+            match existing(conn, key)? {
+                None => Err(InboxError::storage("insert conflicted with no row")),
+                Some((id, false)) => Ok((Accepted::Duplicate(id), false)),
+                // The sender sent a dead item's event again: it runs again (module docs of
+                // `hookguard_core::inbox`), due at this copy's arrival.
+                Some((id, true)) => {
+                    replay(conn, id, due)?;
+                    *pending += 1;
+                    Ok((Accepted::Stored(id), false))
+                }
+            }
         }
     }
 }

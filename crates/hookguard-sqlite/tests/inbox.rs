@@ -1562,6 +1562,64 @@ async fn another_applications_database_is_refused_unchanged() {
     ));
 }
 
+/// A sender's copy of a dead item's event (a resend from its dashboard once the handler was
+/// fixed, or its retry after an answer it never got) runs the event again: the item is pending
+/// again with its attempts reset, answered `Stored` with its id. It was answered `duplicate`
+/// and stayed dead, so the resend did nothing. Copies of pending, running or done items stay
+/// duplicates; at the pending cap a copy of a dead item is refused like a new item.
+#[tokio::test]
+async fn a_copy_of_a_dead_item_puts_it_back_to_pending() {
+    let dir = TempDir::new("dead-copy");
+    let inbox = SqliteInbox::builder(dir.file()).max_pending(2).open().unwrap();
+    let dead = stored(&inbox, &bwp("evt_dead")).await;
+    all_dead(&inbox).await;
+    let done = stored(&inbox, &bwp("evt_done")).await;
+    for c in inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap() {
+        assert!(inbox.complete(c.claim(), now_ms()).await.unwrap());
+    }
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_done"))).await.unwrap(),
+        Accepted::Duplicate(done)
+    );
+
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_dead"))).await.unwrap(),
+        Accepted::Stored(dead)
+    );
+    let rec = inbox.get(dead).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts, rec.last_error),
+        (InboxState::Pending, 0, None)
+    );
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+    // Pending again: a further copy is a duplicate, and the claim hands out the stored body.
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_dead"))).await.unwrap(),
+        Accepted::Duplicate(dead)
+    );
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id, claimed[0].attempt), (dead, 1));
+    assert_eq!(claimed[0].delivery.body(), bwp("evt_dead").body());
+    assert!(inbox
+        .fail(claimed[0].claim(), "still refused", None, now_ms())
+        .await
+        .unwrap());
+
+    // At the cap (two pending), the dead item's copy is refused; a pending one's is recognised.
+    stored(&inbox, &bwp("evt_p1")).await;
+    let p2 = stored(&inbox, &bwp("evt_p2")).await;
+    assert!(matches!(
+        inbox.accept(item(&bwp("evt_dead"))).await,
+        Err(InboxError::Full { limit: 2 })
+    ));
+    assert_eq!(
+        inbox.accept(item(&bwp("evt_p2"))).await.unwrap(),
+        Accepted::Duplicate(p2)
+    );
+    assert_eq!(inbox.get(dead).await.unwrap().unwrap().state, InboxState::Dead);
+}
+
 /// Every open names the file's layout (`user_version`): an inbox of a layout this build does
 /// not write is refused with a clear error and left as it was. The first development builds
 /// kept each body in its item's row; such a file opened, then failed every accept (`503`

@@ -14,7 +14,7 @@
 //! accept ──▶ pending ──claim──▶ running ──complete──▶ done ──purge──▶ (gone)
 //!               ▲                  │
 //!               └── fail (retry) ──┤
-//!                                  └── fail (last attempt) ──▶ dead ──replay──▶ pending
+//!                                  └── fail (last attempt) ──▶ dead ──replay, or a copy──▶ pending
 //! ```
 //!
 //! A claim holds a *lease*: a process killed during a handler leaves a lease that expires,
@@ -36,6 +36,15 @@
 //! have read the entity already), and HCSS never sends an event again after a 2xx. At worst
 //! the handler runs once more, as in inline handling, where such a copy is answered 429 and
 //! handled on HCSS's retry.
+//!
+//! A copy of a **dead** item is not a duplicate of anything handled: the sender sent the event
+//! again (a resend from its dashboard or replay endpoint once you fixed the handler, or a retry
+//! after an answer it never got), and the event never succeeded. The copy puts the item back to
+//! pending with its attempts reset, as [`replay`](InboxStore::replay) does (its body as first
+//! stored), and is answered [`Accepted::Stored`] with the item's id — `200 accepted`, and the
+//! worker runs it again. A copy of a pending, running or done item is
+//! [`Accepted::Duplicate`]. At the pending cap a copy of a dead item is refused
+//! ([`InboxError::Full`]: `503`, the sender retries), as a new item would be.
 //!
 //! ## What is stored
 //!
@@ -279,9 +288,10 @@ impl NewItem {
 /// The answer to [`InboxStore::accept`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
-    /// Durably stored under this id.
+    /// Durably stored under this id: a new item, or a dead one a copy put back to pending (see
+    /// the [module docs](self#dedupe)).
     Stored(i64),
-    /// A copy of an item already in the inbox (pending, running, done or dead): nothing stored.
+    /// A copy of an item already in the inbox (pending, running or done): nothing stored.
     Duplicate(i64),
 }
 
@@ -533,8 +543,9 @@ pub struct InboxStats {
 /// take several so that accepts go on between them. `accept` returns only once the item is
 /// durable (synced to disk), so the `200` it leads to is a promise.
 pub trait InboxStore: Send + Sync + 'static {
-    /// Stores `item` unless a copy is already there (see the module docs for dedupe scope).
-    /// Durable when it returns `Stored`.
+    /// Stores `item` unless a copy is already there (see the [module docs](self#dedupe) for
+    /// dedupe scope); a copy of a dead item puts that item back to pending (`Stored` with its
+    /// id). Durable when it returns `Stored`.
     ///
     /// # Errors
     /// [`InboxError::Full`] over the pending cap; [`InboxError::Storage`] when nothing could be
