@@ -86,6 +86,8 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 /// The bound of `stats` and of each purge batch, which may scan for longer (`stats` allows
 /// itself a minute of statement time).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+/// The default of [`PgInboxBuilder::migration_timeout`].
+const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The schema version this crate creates.
 pub const SCHEMA_VERSION: i32 = 1;
 
@@ -100,6 +102,7 @@ pub struct PgInboxBuilder {
     max_pending: u64,
     existing_only: bool,
     operation_timeout: Duration,
+    migration_timeout: Duration,
 }
 
 impl Default for PgInboxBuilder {
@@ -109,6 +112,7 @@ impl Default for PgInboxBuilder {
             max_pending: DEFAULT_MAX_PENDING,
             existing_only: false,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
         }
     }
 }
@@ -145,6 +149,23 @@ impl PgInboxBuilder {
         self
     }
 
+    /// The longest [`open`](Self::open) may take on this side for its checks and migration
+    /// (default 60 s), whatever the pool's own timeouts: a pool built without
+    /// `statement_timeout` would otherwise wait for ever behind another session's lock (another
+    /// replica's migration that hangs, an operator's `ALTER TABLE`) or a database gone
+    /// silent, and the process would never start nor say why. Past it `open` fails with an
+    /// error saying so; the migration's transaction is rolled back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_postgres::PgInbox::builder().migration_timeout(Duration::from_secs(20));
+    /// # drop(b);
+    /// ```
+    pub fn migration_timeout(mut self, d: Duration) -> Self {
+        self.migration_timeout = d;
+        self
+    }
+
     /// Opens only an inbox that exists (a tool reading one: a mistyped schema or database is
     /// an error, not a new empty inbox); by default a missing one is created.
     ///
@@ -158,11 +179,26 @@ impl PgInboxBuilder {
     }
 
     /// Opens an inbox on a pool you built (your own timeouts apply; keep them below the
-    /// senders' timeouts), applying the migrations.
+    /// senders' timeouts), applying the migrations, within
+    /// [`migration_timeout`](Self::migration_timeout).
     ///
     /// # Errors
-    /// The database is unreachable, or the migration failed.
+    /// The database is unreachable, the migration failed, or they took longer than the
+    /// migration timeout.
     pub async fn open(self, pool: PgPool) -> Result<PgInbox, InboxError> {
+        let limit = self.migration_timeout;
+        tokio::time::timeout(limit, self.open_unbounded(pool))
+            .await
+            .unwrap_or_else(|_| {
+                Err(InboxError::storage(format!(
+                    "opening the inbox (its checks and migration) took longer than {} ms: another \
+                     session may hold a lock it needs, or the database does not answer",
+                    limit.as_millis()
+                )))
+            })
+    }
+
+    async fn open_unbounded(self, pool: PgPool) -> Result<PgInbox, InboxError> {
         if self.schema.is_empty() || !self.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(InboxError::storage("schema names are letters, digits and _"));
         }
@@ -919,10 +955,12 @@ fn spawn_announcer(inner: &Arc<Inner>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let Some(inner) = weak.upgrade() else { return };
             if inner.unannounced.swap(false, Ordering::Relaxed) {
-                let _ = sqlx::query("SELECT pg_notify($1, '')")
+                // Bounded as every operation (a pool without `statement_timeout`): a stuck
+                // notify would silence this replica's announcements for good.
+                let notify = sqlx::query("SELECT pg_notify($1, '')")
                     .bind(&inner.channel)
-                    .execute(&inner.pool)
-                    .await;
+                    .execute(&inner.pool);
+                let _ = tokio::time::timeout(inner.operation_timeout, notify).await;
             }
         }
     });

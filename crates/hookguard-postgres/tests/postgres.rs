@@ -108,6 +108,42 @@ async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
     }
 }
 
+/// `open` on a pool without `statement_timeout` waited for ever behind a lock its migration
+/// needs — here another session holds the migration's advisory lock, as a replica whose
+/// migration hangs would — and the process never started nor said why. It now fails after
+/// `migration_timeout`, saying so, and opens once the lock is free.
+#[tokio::test]
+async fn an_open_stuck_behind_a_lock_fails_after_the_migration_timeout() {
+    let s = schema("migwait");
+    let holder_pool = pool_at(&url()).await;
+    let mut holder = holder_pool.acquire().await.unwrap();
+    let lock = "SELECT pg_advisory_lock(hashtext('hookguard_inbox_migrate'))";
+    sqlx::query(lock).execute(&mut *holder).await.unwrap();
+    let opened = tokio::time::timeout(
+        Duration::from_secs(30),
+        PgInbox::builder()
+            .schema(&*s)
+            .migration_timeout(Duration::from_millis(500))
+            .open(pool_at(&url()).await),
+    )
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('hookguard_inbox_migrate'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    match opened.expect("open gave up by itself") {
+        Err(InboxError::Storage(e)) => assert!(e.to_string().contains("took longer than 500 ms"), "{e}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened while the migration's lock was held"),
+    }
+    let inbox = PgInbox::builder()
+        .schema(&*s)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    stored(&inbox, &bwp("evt_after_the_lock")).await;
+}
+
 /// As the SQLite inbox (`a_copy_of_a_dead_item_puts_it_back_to_pending`): a sender's copy of a
 /// dead item's event puts that item back to pending, attempts reset, answered `Stored` with
 /// its id; at the pending cap it is refused like a new item.
