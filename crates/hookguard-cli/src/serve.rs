@@ -72,14 +72,15 @@ parent goes).
 Inbox mode (--inbox PATH): answer 2xx only once the delivery is on disk, handle it afterwards.
 A verified new delivery is written to the SQLite file PATH (`sqlite:PATH` also accepted;
 created if missing; WAL, synchronous=FULL) and answered 200 {\"status\":\"accepted\"} within
-milliseconds; a copy of a stored one 200 {\"status\":\"duplicate\"}; when it cannot be stored
+milliseconds; a copy of a pending, running or done one 200 {\"status\":\"duplicate\"} (a copy
+of a dead one puts it back to pending, attempts reset: 200 accepted); when it cannot be stored
 (disk full, over --max-pending) 503 + Retry-After, never a 2xx. The inbox row is the dedupe
 record (--store is refused). A worker in this process then handles each item, --workers at
 a time: with --exec it runs CMD as above (plus HOOKGUARD_INBOX_ID and HOOKGUARD_ATTEMPT, 1 for
 the first attempt); exit 0 → done; a non-zero exit, a crash or --exec-timeout → a failed
 attempt, retried after an exponential backoff with jitter (--retry-base doubling per attempt,
 at most --retry-max) until --max-attempts, then the item is dead until
-`hookguard inbox replay`. Without --exec, handling is printing the line. The JSON line gets
+`hookguard inbox replay` or the sender sends it again. Without --exec, handling is printing the line. The JSON line gets
 \"attempts\" and is printed once the delivery is done, once per delivery, also across restarts:
   {\"provider\":\"procore\",\"id\":\"5982324300946918154\",\"type\":\"…\",\"dedupe_key\":\"…\",\"attempts\":1}
 The line is written and flushed first (with --exec, after CMD exited 0), then the item is

@@ -8,14 +8,15 @@
 //! most Rust services already hold, so you pass your own [`PgPool`] (and, for transactional
 //! handlers, work inside the `sqlx::Transaction` hookguard gives you).
 //!
-//! * **Accept** is one round trip: `INSERT … ON CONFLICT … RETURNING id`, durable
-//!   when PostgreSQL commits it; a copy returns no row and is reported as
-//!   [`Accepted::Duplicate`] with id 0 (reading the copy's id would take a second statement),
-//!   but for a copy of a dead item, which the same statement puts back to pending
-//!   ([`Accepted::Stored`] with its id) (with `synchronous_commit = on`: [`PgInbox::connect`] sets it on its connections, and
-//!   [`open`](PgInboxBuilder::open) warns when a pool you pass has it `off`). Dedupe semantics per sender
-//!   are the SQLite inbox's: retained keys until purged; HCSS in-flight-only keys while pending
-//!   (until the item's first claim).
+//! * **Accept** is one round trip: `INSERT … ON CONFLICT DO NOTHING RETURNING id`, durable
+//!   when PostgreSQL commits it (with `synchronous_commit = on`: [`PgInbox::connect`] sets it
+//!   on its connections, and [`open`](PgInboxBuilder::open) warns when a pool you pass has it
+//!   `off`). A copy returns no row; a second statement then puts the item it copies back to
+//!   pending if that item is dead ([`Accepted::Stored`] with its id), and otherwise writes
+//!   nothing: the copy is reported as [`Accepted::Duplicate`] with id 0 (reading the copy's
+//!   id would take one more statement). Dedupe semantics per sender are the SQLite inbox's:
+//!   retained keys until purged; HCSS in-flight-only keys while pending (until the item's
+//!   first claim).
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
 //!   replica that dies mid-handler leaves a lease that expires, and another replica takes the
 //!   item. Workers wake at once on an accept in their own process, on `LISTEN` for the others,
@@ -540,6 +541,7 @@ impl fmt::Debug for PgInbox {
 /// The statements, with the table name filled in once.
 struct Sql {
     accept: String,
+    revive: String,
     claim: String,
     complete: String,
     completed_already: String,
@@ -577,19 +579,24 @@ impl Sql {
         Self {
             // One statement, one round trip, the same work as a plain insert-if-absent: a copy
             // conflicts on the partial unique index and returns no row (reported as
-            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement),
-            // unless the item it copies is dead: then that item is back to pending, attempts
-            // reset as a replay does, and its id returned (`hookguard_core::inbox`'s module
-            // docs). Due from its arrival (first come, first served: a retry already due goes
-            // before what arrived after it).
+            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement).
+            // Due from its arrival (first come, first served: a retry already due goes before
+            // what arrived after it). (Not `DO UPDATE … WHERE` for a dead copy, `revive`: it
+            // locks every conflicting row, so each copy of a live item would write and sync.)
             accept: format!(
-                "INSERT INTO {t} AS t (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
-                                       attempts, received_at, next_attempt_at, headers, body)
+                "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, event_id, event_type, state,
+                                  attempts, received_at, next_attempt_at, headers, body)
                  VALUES ($1, $2, $2, $3, $4, $5, 0, 0, $6, {DB_NOW}, $7, $8)
-                 ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL
-                 DO UPDATE SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL,
-                               last_error = NULL
-                 WHERE t.state = 3
+                 ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                 RETURNING id"
+            ),
+            // A copy's second statement: the item it copies back to pending if it is dead,
+            // attempts reset as a replay does (`hookguard_core::inbox`'s module docs); no row
+            // (nothing written) for a live or done one.
+            revive: format!(
+                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL,
+                        last_error = NULL
+                 WHERE provider = $1 AND unique_key = $2 AND state = 3
                  RETURNING id"
             ),
             // Due and lease times are the database's (`DB_NOW`), never a replica's: a replica
@@ -1220,8 +1227,22 @@ impl InboxStore for PgInbox {
                     inner.notify.notify_one();
                     Ok(Accepted::Stored(id))
                 }
-                // The insert conflicted: a copy is already there.
-                None => Ok(Accepted::Duplicate(0)),
+                // The insert conflicted: a copy is already there. A dead one is pending again.
+                None => {
+                    let revived: Option<i64> = sqlx::query_scalar(&inner.sql.revive)
+                        .bind(&item.provider)
+                        .bind(&item.dedupe_key)
+                        .fetch_optional(&inner.pool)
+                        .await
+                        .map_err(storage)?;
+                    let Some(id) = revived else {
+                        return Ok(Accepted::Duplicate(0));
+                    };
+                    inner.pending.fetch_add(1, Ordering::Relaxed);
+                    inner.unannounced.store(true, Ordering::Relaxed);
+                    inner.notify.notify_one();
+                    Ok(Accepted::Stored(id))
+                }
             }
         }))
     }

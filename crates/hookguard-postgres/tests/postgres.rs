@@ -175,8 +175,27 @@ async fn a_copy_of_a_dead_item_puts_it_back_to_pending() {
     assert_eq!(again[0].delivery.body(), bwp("evt_dead").body());
     assert!(a.fail(again[0].claim(), "still refused", None, now_ms()).await.unwrap());
 
+    // A copy of a live item writes nothing and waits for no lock: here another session holds
+    // the row, as a claim's or a transactional handler's transaction does.
+    let p1 = stored(&a, &bwp("evt_p1")).await;
+    let mut holder = pool_at(&url()).await.begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT id FROM \"{}\".hookguard_inbox WHERE id = $1 FOR UPDATE",
+        &*s
+    ))
+    .bind(p1)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let copy = tokio::time::timeout(Duration::from_secs(3), a.accept(item(&bwp("evt_p1")))).await;
+    // Released before judging: a failing test must not leave the schema's drop waiting.
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        copy.expect("not held by the row's lock").unwrap(),
+        Accepted::Duplicate(0)
+    );
+
     // At the cap (two pending), the dead item's copy is refused; a pending one's is recognised.
-    stored(&a, &bwp("evt_p1")).await;
     let p2 = stored(&a, &bwp("evt_p2")).await;
     assert!(matches!(
         a.accept(item(&bwp("evt_dead"))).await,

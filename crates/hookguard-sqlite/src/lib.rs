@@ -347,29 +347,36 @@ impl SqliteInboxBuilder {
         // before anything (even its journal mode) is changed.
         if std::fs::metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() > 0) {
             let found = probe(&self.path)?;
-            if found.inbox == 0 && (found.others > 0 || found.application_id != 0) {
+            if found.inbox == 0 && (found.others > 0 || found.application_id != 0 || found.version != 0) {
                 return Err(InboxError::storage(format!(
-                    "{} is a SQLite database of something else ({} tables), not a hookguard inbox",
+                    "{} is a SQLite database of something else, not a hookguard inbox",
                     self.path.display(),
-                    found.others
                 )));
             }
             found.usable(&self.path)?;
         }
         let conn = connect(&self.path)?;
-        conn.execute_batch(SCHEMA).map_err(storage)?;
-        // Stamped once: a file already stamped takes no write lock here (the `inbox` commands
-        // open the file `serve` is writing).
-        let stamp: (i64, i64) = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .and_then(|v| Ok((v, conn.query_row("PRAGMA application_id", [], |r| r.get(0))?)))
-            .map_err(storage)?;
-        if stamp != (SCHEMA_VERSION, APPLICATION_ID) {
-            conn.execute_batch(&format!(
-                "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"
-            ))
-            .map_err(storage)?;
+        // Checked again on this connection, in the transaction that applies the schema: another
+        // process (a newer build) may have changed the file since the probe. A deferred
+        // transaction: a file already stamped, whose schema is in place, takes no write lock
+        // here (the `inbox` commands open the file `serve` is writing).
+        conn.execute_batch("BEGIN").map_err(storage)?;
+        let applied = (|| {
+            let found = read_probe(&conn).map_err(storage)?;
+            found.usable(&self.path)?;
+            conn.execute_batch(SCHEMA).map_err(storage)?;
+            if (found.version, found.application_id) != (SCHEMA_VERSION, APPLICATION_ID) {
+                conn.execute_batch(&format!(
+                    "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"
+                ))
+                .map_err(storage)?;
+            }
+            conn.execute_batch("COMMIT").map_err(storage)
+        })();
+        if applied.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        applied?;
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let max_pending = match self.max_pending {
@@ -865,28 +872,32 @@ fn probe(path: &Path) -> Result<Probe, InboxError> {
         )),
         _ => InboxError::storage(format!("cannot read {}: {e}", path.display())),
     };
-    reader(path)
-        .map_err(read)?
-        .0
-        .query_row(
-            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'),
-                    (SELECT count(*) FROM sqlite_master WHERE type = 'table'
-                       AND name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'),
-                    (SELECT user_version FROM pragma_user_version),
-                    (SELECT application_id FROM pragma_application_id),
-                    (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('hookguard_inbox') ORDER BY cid))",
-            [],
-            |r| {
-                Ok(Probe {
-                    inbox: r.get(0)?,
-                    others: r.get(1)?,
-                    version: r.get(2)?,
-                    application_id: r.get(3)?,
-                    columns_match: r.get::<_, Option<String>>(4)?.as_deref() == Some(TABLE_COLUMNS),
-                })
-            },
-        )
-        .map_err(read)
+    read_probe(&reader(path).map_err(read)?.0).map_err(read)
+}
+
+/// [`probe`] on an open connection.
+fn read_probe(conn: &Connection) -> rusqlite::Result<Probe> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('hookguard_inbox') ORDER BY cid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hookguard_inbox'),
+                (SELECT count(*) FROM sqlite_master WHERE type = 'table'
+                   AND name NOT LIKE 'hookguard\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'),
+                (SELECT user_version FROM pragma_user_version),
+                (SELECT application_id FROM pragma_application_id)",
+        [],
+        |r| {
+            Ok(Probe {
+                inbox: r.get(0)?,
+                others: r.get(1)?,
+                version: r.get(2)?,
+                application_id: r.get(3)?,
+                columns_match: columns.join(",") == TABLE_COLUMNS,
+            })
+        },
+    )
 }
 
 /// A read-only connection to `path` that has read the schema, and whether it reads the file as

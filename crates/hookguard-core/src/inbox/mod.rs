@@ -44,7 +44,10 @@
 //! stored), and is answered [`Accepted::Stored`] with the item's id — `200 accepted`, and the
 //! worker runs it again. A copy of a pending, running or done item is
 //! [`Accepted::Duplicate`]. At the pending cap a copy of a dead item is refused
-//! ([`InboxError::Full`]: `503`, the sender retries), as a new item would be.
+//! ([`InboxError::Full`]: `503`, the sender retries), as a new item would be. The item keeps
+//! its first arrival time (its pending age counts from it). A delivery that went dead because
+//! it kept killing the process gets its attempts again with each such copy: as many times as
+//! the sender sends it, which it does on its own only after an answer it did not get.
 //!
 //! ## What is stored
 //!
