@@ -3098,6 +3098,28 @@ fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
     assert_eq!(code(&o), 1);
     assert!(text(&o.stderr).contains("no inbox item 999"), "{}", text(&o.stderr));
     assert_eq!(code(&inbox(&["replay"], &db)), 2, "an id or --dead is required");
+
+    // A dead item the sender sends again (a resend from its dashboard once the handler is
+    // fixed) runs again: answered accepted, handled, printed once; a later copy is a duplicate.
+    std::fs::remove_file(&fixed).unwrap();
+    assert_eq!(bwp_post(s.port, "whsec_dead", "evt_resent").0, 200);
+    wait_for("the resent item to be dead", Duration::from_secs(20), || {
+        inbox_json(&["list", "--state", "dead"], &db).len() == 1
+    });
+    std::fs::write(&fixed, b"").unwrap();
+    let (status, answer) = bwp_post(s.port, "whsec_dead", "evt_resent");
+    assert_eq!((status, answer.contains("accepted")), (200, true), "{answer}");
+    let lines = s.wait_n(2, Duration::from_secs(10));
+    let line = json(&lines[1]);
+    assert_eq!(
+        (line["id"].as_str(), line["attempts"].as_u64()),
+        (Some("evt_resent"), Some(1))
+    );
+    assert_eq!(file_lines(&tries), ["1", "2", "3", "1", "1", "2", "3", "1"]);
+    let (status, answer) = bwp_post(s.port, "whsec_dead", "evt_resent");
+    assert_eq!((status, answer.contains("duplicate")), (200, true), "{answer}");
+    assert_eq!(inbox_stats(&db)["dead"], 0);
+    assert_eq!(inbox_json(&["list"], &db).len(), 2, "no new row for a copy");
 }
 
 /// With --inbox the command runs after the answer, so the inline 4 s budget (below Procore's
