@@ -785,6 +785,10 @@ def hcss():
     c.add("challenge-after-naive-append", "The challenge appended with a second `?` to a URL that has one.",
           method="GET", secrets=["tok-123"], target="/webhooks?token=tok-123?challenge=c0ffee42", headers=[],
           body=b"", now=now, expect=challenge("c0ffee42"), tags=["challenge"])
+    c.add("challenge-plus-kept", "A challenge holding `+` (base64) appended as it is: echoed exactly, `+` kept "
+          "(HCSS asks for the exact value; `%2B` would decode to `+` too).", method="GET", secrets=["tok-123"],
+          target="/webhooks?token=tok-123?challenge=q+8/Zw==", headers=[], body=b"", now=now,
+          expect=challenge("q+8/Zw=="), tags=["challenge"])
     c.add("challenge-missing", "A GET without a challenge value.", method="GET", secrets=["tok-123"],
           target="/webhooks", headers=[], body=b"", now=now, expect=rej("challenge_missing"), tags=["challenge"])
     c.add("challenge-too-long", "A challenge over 1 KiB is not reflected.", method="GET", secrets=["tok-123"],

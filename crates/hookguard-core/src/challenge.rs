@@ -16,19 +16,60 @@ use crate::Rejection;
 /// use hookguard_core::ChallengeRule;
 /// let rule = ChallengeRule::query(http::Method::GET, "challenge");
 /// assert_eq!(rule.param, "challenge");
+/// assert!(rule.plus_is_space);
+/// assert!(!rule.plus_literal().plus_is_space);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChallengeRule {
     /// The method the challenge arrives with.
     pub method: Method,
     /// The query parameter that carries the value.
     pub param: &'static str,
+    /// Whether a raw `+` in the value is a space (form encoding, as Microsoft Graph sends its
+    /// `validationToken`) or stays `+` (a base64 value put into the URL as it is). `%2B` is
+    /// `+` either way.
+    pub plus_is_space: bool,
 }
 
 impl ChallengeRule {
-    /// A challenge carried in query parameter `param` of a `method` request.
+    /// A challenge carried in query parameter `param` of a `method` request, form-decoded
+    /// (`+` is a space; see [`plus_literal`](Self::plus_literal)).
     pub fn query(method: Method, param: &'static str) -> Self {
-        Self { method, param }
+        Self {
+            method,
+            param,
+            plus_is_space: true,
+        }
+    }
+
+    /// A raw `+` in the value stays `+` (only percent-escapes are decoded): for a sender that
+    /// puts a value holding `+` (base64) into the URL without encoding it. The echo must be
+    /// the exact value, so decoding that `+` as a space fails the sender's check (its
+    /// subscription is never created).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, ChallengeRule, Precheck, RequestHead, Verifier};
+    /// let v = Verifier::builder(GitHub::new())
+    ///     .secret("s")
+    ///     .challenge(ChallengeRule::query(http::Method::GET, "token").plus_literal())
+    ///     .build()
+    ///     .unwrap();
+    /// let (m, h) = (http::Method::GET, http::HeaderMap::new());
+    /// let u = http::Uri::from_static("/hooks?token=ab+c/d%3D%3D");
+    /// match v.precheck(&RequestHead::new(&m, &u, &h)).unwrap() {
+    ///     Precheck::Challenge(a) => assert_eq!(a.value().as_ref(), b"ab+c/d=="),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn plus_literal(mut self) -> Self {
+        self.plus_is_space = false;
+        self
+    }
+
+    /// The rule's value in `uri`, decoded as the rule says (see [`query_param`]).
+    pub(crate) fn value(&self, uri: &Uri, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
+        find(uri, self.param, max_raw, self.plus_is_space)
     }
 }
 

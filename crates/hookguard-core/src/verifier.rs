@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
-use crate::challenge::{bounded, query_param, ChallengeAnswer};
+use crate::challenge::{bounded, ChallengeAnswer};
 use crate::clock::{Clock, SystemClock};
 use crate::dedupe_key::{Compiled as CompiledDedupeKey, DedupeKey};
 use crate::{
@@ -238,7 +238,7 @@ impl Verifier {
             if head.method != rule.method {
                 continue;
             }
-            match query_param(head.uri, rule.param, i.max_challenge)? {
+            match rule.value(head.uri, i.max_challenge)? {
                 Some(v) => return bounded(v, i.max_challenge).map(Precheck::Challenge),
                 // A challenge-only method (GET) without the value is a broken challenge;
                 // a POST without it is a delivery.

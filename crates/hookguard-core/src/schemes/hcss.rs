@@ -53,6 +53,8 @@ pub struct Hcss {
     auth: HcssAuth,
     /// Whether a dated (Pre-Construction) body's digest is remembered for the retention.
     remember_dated: bool,
+    /// Whether a raw `+` in the challenge is a space ([`Hcss::challenge_plus_is_space`]).
+    challenge_plus_is_space: bool,
 }
 
 impl Default for Hcss {
@@ -60,6 +62,7 @@ impl Default for Hcss {
         Self {
             auth: HcssAuth::QueryToken("token"),
             remember_dated: true,
+            challenge_plus_is_space: false,
         }
     }
 }
@@ -125,6 +128,23 @@ impl Hcss {
     /// ```
     pub fn coalesce_in_flight_only(mut self) -> Self {
         self.remember_dated = false;
+        self
+    }
+
+    /// Decodes a raw `+` in the challenge as a space (form encoding). By default it stays `+`:
+    /// HCSS asks for "the exact value of the challenge query parameter" and does not say how
+    /// it encodes it; a value holding `+` (base64) appended to the URL as it is — HCSS already
+    /// appends `?challenge=` to a callback URL without looking at its query — would otherwise
+    /// be echoed with a space, and the subscription never created. A value holding spaces
+    /// sent as `+` needs this. `%2B` is `+` and `%20` a space either way.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, Scheme};
+    /// assert!(!Hcss::new().challenges()[0].plus_is_space);
+    /// assert!(Hcss::new().challenge_plus_is_space().challenges()[0].plus_is_space);
+    /// ```
+    pub fn challenge_plus_is_space(mut self) -> Self {
+        self.challenge_plus_is_space = true;
         self
     }
 }
@@ -262,7 +282,12 @@ impl Scheme for Hcss {
     }
 
     fn challenges(&self) -> Vec<ChallengeRule> {
-        vec![ChallengeRule::query(Method::GET, "challenge")]
+        let rule = ChallengeRule::query(Method::GET, "challenge");
+        vec![if self.challenge_plus_is_space {
+            rule
+        } else {
+            rule.plus_literal()
+        }]
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
@@ -341,6 +366,28 @@ mod tests {
         );
         for s in [Hcss::new(), Hcss::new().coalesce_in_flight_only()] {
             assert_eq!(scope(&s, undated), DedupeScope::WhileInFlight);
+        }
+    }
+
+    /// The challenge is echoed exactly: a raw `+` (a base64 value appended as it is) stays
+    /// `+` by default (it was echoed as a space: HCSS's check failed and the subscription was
+    /// never created); form decoding on request; escapes decoded either way.
+    #[test]
+    fn a_raw_plus_in_the_challenge_is_echoed_as_sent() {
+        use crate::{Precheck, Verifier};
+        let echo = |scheme: Hcss, uri: &'static str| {
+            let v = Verifier::builder(scheme).secret("tok").build().unwrap();
+            let (m, u, h) = (http::Method::GET, http::Uri::from_static(uri), http::HeaderMap::new());
+            match v.precheck(&RequestHead::new(&m, &u, &h)).unwrap() {
+                Precheck::Challenge(a) => a.value().clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let raw = "/hooks?token=tok?challenge=q+8/Zw==";
+        assert_eq!(echo(Hcss::new(), raw).as_ref(), b"q+8/Zw==");
+        assert_eq!(echo(Hcss::new().challenge_plus_is_space(), raw).as_ref(), b"q 8/Zw==");
+        for scheme in [Hcss::new(), Hcss::new().challenge_plus_is_space()] {
+            assert_eq!(echo(scheme.clone(), "/hooks?challenge=q%2B8%20Z").as_ref(), b"q+8 Z");
         }
     }
 }
