@@ -160,6 +160,12 @@ fn start_with(exe: &str, mode: &str, extra: &[&str]) -> Server {
         }
     }
     cmd.args(extra);
+    // `SERVE_BENCH_ARGS="--workers 4"`: more `serve` flags (A/B experiments).
+    if !matches!(mode, "bare" | "floor") {
+        if let Ok(more) = std::env::var("SERVE_BENCH_ARGS") {
+            cmd.args(more.split_whitespace());
+        }
+    }
     cmd.env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

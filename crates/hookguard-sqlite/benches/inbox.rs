@@ -132,14 +132,14 @@ async fn latency(inbox: &SqliteInbox, rate: f64, secs: f64, base: u64) -> (f64, 
     (p(0.5), p(0.99))
 }
 
-async fn worker_throughput(inbox: &SqliteInbox, total: u64) -> f64 {
+async fn worker_throughput(inbox: &SqliteInbox, total: u64, concurrency: usize) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let d = Arc::clone(&done);
     let start = Instant::now();
     let w = Worker::builder(Arc::new(inbox.clone()), |_item: ClaimedItem| async move {
         Ok::<(), HandlerError>(())
     })
-    .concurrency(64)
+    .concurrency(concurrency)
     .poll_interval(Duration::from_millis(5))
     .on_outcome(move |_, _| {
         d.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +175,11 @@ fn main() {
         let stats = inbox.stats().await.unwrap();
         let stored = stats.pending;
         let per_item = stats.disk_bytes.unwrap_or(0) as f64 / stored as f64;
-        let work = worker_throughput(&inbox, stored).await;
+        let work = worker_throughput(&inbox, stored, 64).await;
+        // The worker's default concurrency, on a backlog of its own.
+        let few = total / 4;
+        let _ = accepts(&inbox, few, 32, 1 << 42).await;
+        let work_default = worker_throughput(&inbox, few, 4).await;
         println!("| measure | value |");
         println!("|---|---|");
         println!("| disk: single-row commits (WAL, synchronous=FULL, 4 KiB rows) | {single:.0} rows/s |");
@@ -186,6 +190,7 @@ fn main() {
             rate / 2.0
         );
         println!("| worker, no-op handler, concurrency 64 | {work:.0} done/s |");
+        println!("| worker, no-op handler, concurrency 4 (the default) | {work_default:.0} done/s |");
         println!("| bytes on disk per stored 4 KiB delivery (db + WAL) | {per_item:.0} B |");
         drop(inbox);
         let _ = std::fs::remove_dir_all(&dir);

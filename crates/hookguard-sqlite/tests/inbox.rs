@@ -1885,14 +1885,16 @@ async fn a_claim_that_fails_is_asked_again_for_fewer_items() {
 }
 
 /// A done mark that keeps failing is tried five times, 0.1, 0.2, 0.4 and 0.8 s apart, and
-/// then the handler's slot is freed at once for the next item (it used to wait 1.6 s more
-/// after the last try); the item is left to its lease.
+/// then its settling slot is freed at once for the next item's outcome (it used to wait 1.6 s
+/// more after the last try); the item is left to its lease. The handler's own slot is free
+/// while the outcome is recorded: the next item runs meanwhile, and no further one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
     let dir = TempDir::new("done-mark");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let first = stored(&inbox, &bwp("evt_done_mark_1")).await;
     stored(&inbox, &bwp("evt_done_mark_2")).await;
+    stored(&inbox, &bwp("evt_done_mark_3")).await;
     let faulty = Arc::new(Faulty {
         done_marks_fail: true,
         ..Faulty::new(&inbox)
@@ -1913,25 +1915,33 @@ async fn a_failing_done_mark_is_tried_five_times_then_frees_its_slot_at_once() {
     .poll_interval(Duration::from_millis(20))
     .spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while started.lock().unwrap().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the second item never ran");
+    while faulty.done_marks.lock().unwrap().len() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second item's done mark never came"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worker.shutdown().await;
     let tries = faulty.done_marks.lock().unwrap().clone();
     let started = started.lock().unwrap().clone();
-    assert!(tries.len() >= 5, "{} tries", tries.len());
     let gaps: Vec<Duration> = tries[..5].windows(2).map(|w| w[1] - w[0]).collect();
     for (gap, want) in gaps.iter().zip([100, 200, 400, 800]) {
         assert!(*gap >= Duration::from_millis(want), "{gaps:?}");
     }
-    // The second item ran after the first's fifth try, and without a sixth wait.
-    let next = started[1].1;
-    assert!(next >= tries[4]);
+    // The second item ran while the first's outcome was still being recorded (its handler's
+    // slot was free), and its own done mark came right after the first's fifth try.
+    assert!(started[1].1 < tries[4], "the next handler waited for the done mark");
+    // Bounded: one handler and one outcome at once (concurrency 1), so the third item waited
+    // until the second's outcome could be recorded.
     assert!(
-        next - tries[4] < Duration::from_millis(600),
-        "slot freed {:?} after the last try",
-        next - tries[4]
+        started[2..].iter().all(|(_, at)| *at > tries[4]),
+        "more items held than one handler and one outcome: {started:?}"
+    );
+    assert!(
+        tries[5] - tries[4] < Duration::from_millis(600),
+        "settling slot freed {:?} after the last try",
+        tries[5] - tries[4]
     );
     assert_eq!(
         inbox.get(first).await.unwrap().unwrap().state,

@@ -338,6 +338,10 @@ fn jitter() -> f64 {
 
 async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
+    // Outcomes being recorded (done marks, failures) once their handler returned: as many as
+    // handlers, so a handler's slot is free while its outcome waits for the store's commit
+    // (see `attempt`), and the items held stay bounded (twice `concurrency`).
+    let settling = Arc::new(Semaphore::new(cfg.concurrency));
     let wake = Arc::new(Notify::new());
     // Item → what this worker holds of it (see `Held`).
     let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
@@ -417,10 +421,18 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             );
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
             let stopping = stopping_rx.clone();
+            let slot = Slot {
+                permit,
+                settling: Arc::clone(&settling),
+            };
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
-                attempt(&cfg, item, &wake, deadline, &running, claim, &stopping).await;
-                drop(permit);
+                let shared = Shared {
+                    wake: &wake,
+                    held: &running,
+                    stopping: &stopping,
+                };
+                attempt(&cfg, item, shared, deadline, claim, slot).await;
             });
         }
         if n > 0 && n as u32 == limit {
@@ -456,6 +468,31 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             }
         });
         futures_util::future::join_all(given_back).await;
+    }
+}
+
+/// What the worker's attempts share: the wake-up for the claim loop, the items held (see
+/// `Held`), and whether the loop stopped claiming.
+struct Shared<'a> {
+    wake: &'a Arc<Notify>,
+    held: &'a Mutex<HashMap<i64, Held>>,
+    stopping: &'a tokio::sync::watch::Receiver<bool>,
+}
+
+/// A handler's slot, held by its attempt; handed over to a settling slot once the handler
+/// returned (see `attempt`).
+struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    settling: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// Frees the handler's slot for the next claim once a settling slot is taken (waited for
+    /// while every settling slot is busy: the store is behind, and claims wait too).
+    async fn settle(self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let settling = self.settling.acquire_owned().await.ok();
+        drop(self.permit);
+        settling
     }
 }
 
@@ -524,12 +561,12 @@ struct Held {
 async fn attempt(
     cfg: &Config,
     mut item: ClaimedItem,
-    wake: &Arc<Notify>,
+    shared: Shared<'_>,
     deadline: tokio::time::Instant,
-    held: &Mutex<HashMap<i64, Held>>,
     claim: u64,
-    stopping: &tokio::sync::watch::Receiver<bool>,
+    slot: Slot,
 ) {
+    let Shared { wake, held, stopping } = shared;
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
     // last attempt means the earlier ones ended with no outcome recorded: the process died (or
@@ -574,6 +611,15 @@ async fn attempt(
             (item.attempt, item.lease_until_ms) = (h.claim.attempt, h.claim.lease_until_ms);
         }
     }
+    // The handler's slot goes to the next claim while this outcome is recorded (it waits for
+    // a commit of the store: under a flood of accepts, about a millisecond — with the slot
+    // held, `concurrency` items took two commits each), unless the handler deferred: a
+    // deferral holds its slot for its delay (see `give_back`).
+    let slots = if matches!(result, Err((_, Some(_)))) {
+        (Some(slot), None)
+    } else {
+        (None, slot.settle().await)
+    };
     let now = now_ms();
     let outcome = match result {
         Ok(()) => match complete_with_retries(cfg, &item, now).await {
@@ -655,6 +701,7 @@ async fn attempt(
             _ = stopping.wait_for(|s| *s) => {}
         }
     }
+    drop(slots);
 }
 
 /// Gives a deferred item back, due again after `after` (at least the poll interval), without
