@@ -194,10 +194,10 @@ pub struct ServeArgs {
     /// [default: 80 % of --lease].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
-    /// With --inbox: handlers running at once [default: 4 with --exec; without it 128 items at
-    /// once (at most --stdout-queue, and 128 MiB of --max-body bodies but 4 at least): printing
-    /// needs no limit, and fewer fall behind a sustained flood, each claim and done mark
-    /// waiting for a commit].
+    /// With --inbox: handlers running at once [default: 4 with --exec; without it 64 (at most
+    /// --stdout-queue, and 64 MiB of --max-body bodies but 4 at least): printing needs no
+    /// limit, and fewer fall behind a sustained flood, each claim waiting for a commit]. As
+    /// many items again may wait for their outcome (done mark) to be recorded.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
     /// With --inbox: attempts before an item is dead [default: 10].
@@ -904,18 +904,19 @@ fn inline_exec_timeout(provider: ProviderArg) -> Duration {
     provider.profile().within_timeout(Duration::from_secs(4))
 }
 
-/// Items the inbox worker holds at once without --exec when --workers is not given. Printing
+/// Handlers the inbox worker runs at once without --exec when --workers is not given. Printing
 /// a line needs no limit of its own (one writer prints the lines in turn), but the worker must
-/// keep up with the accepts: each claim and each done mark waits for a commit (under a flood,
-/// the accepts' fsync, about a millisecond), so 4 items in flight drained about 1,200 items/s
-/// while `serve` accepted 17,800/s, and the backlog grew until --max-pending answered 503
-/// (BENCHMARKS, twenty-fourth session).
-const PRINT_WORKERS: usize = 128;
+/// keep up with the accepts: each claim waits for a commit (under a flood, the accepts' fsync,
+/// about a millisecond), so 4 items in flight drained about 1,200 items/s while `serve`
+/// accepted 17,800/s, and the backlog grew until --max-pending answered 503 (BENCHMARKS,
+/// twenty-fourth session). As many items again wait for their done mark's commit (the
+/// worker's settling slots), so 64 hold as many items as 128 did when a done mark held its
+/// handler's slot (BENCHMARKS, twenty-sixth session).
+const PRINT_WORKERS: usize = 64;
 
-/// The bodies those items may hold at once (each claimed item carries its body, at most
-/// --max-body): with the default 1 MiB, all 128 (64 drained ~1,000 items/s fewer than
-/// `serve` accepted in the same measurement; 128 kept up).
-const PRINT_BODY_BUDGET: usize = 128 << 20;
+/// The bodies the handlers may hold at once (each claimed item carries its body, at most
+/// --max-body; as many again wait for their done marks): with the default 1 MiB, all 64.
+const PRINT_BODY_BUDGET: usize = 64 << 20;
 
 /// --workers, or when not given: 4 with --exec (commands at once); without it
 /// [`PRINT_WORKERS`], at most what [`PRINT_BODY_BUDGET`] holds of --max-body bodies (but 4 at
@@ -1562,9 +1563,9 @@ mod tests {
             let cmd = <Cmd as clap::Parser>::try_parse_from(argv).unwrap();
             inbox_settings(&cmd.args).unwrap().unwrap().workers
         };
-        assert_eq!(workers(&[]), 128);
-        assert_eq!(workers(&["--stdout-queue", "100"]), 100);
-        assert_eq!(workers(&["--max-body", "4194304"]), 32, "128 MiB of 4 MiB bodies");
+        assert_eq!(workers(&[]), 64);
+        assert_eq!(workers(&["--stdout-queue", "50"]), 50);
+        assert_eq!(workers(&["--max-body", "4194304"]), 16, "64 MiB of 4 MiB bodies");
         assert_eq!(workers(&["--max-body", "1073741824"]), 4);
         assert_eq!(workers(&["--exec", "true"]), 4);
         assert_eq!(workers(&["--workers", "2"]), 2);

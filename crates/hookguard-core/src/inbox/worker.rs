@@ -167,13 +167,15 @@ impl fmt::Debug for WorkerBuilder {
 impl WorkerBuilder {
     /// Handlers running at once (default 4; at least 1, at most what a semaphore can count).
     ///
-    /// Also the most items one claim takes, and each claim and each done mark waits for a
-    /// commit of the store (under a flood of accepts, their fsync: about a millisecond on a
-    /// local disk). So the worker drains at most about `concurrency` items per two commits
-    /// however fast the handler is: with 4, 500–1,200 items/s in `hookguard serve`'s
-    /// measurements, against 11,000–17,800 accepts/s. Raise it when a fast handler must keep up with a
-    /// sustained flood (`serve` without `--exec` holds up to 128); each item held carries its
-    /// body.
+    /// Also the most items one claim takes, and each claim waits for a commit of the store
+    /// (under a flood of accepts, their fsync: about a millisecond on a local disk). A
+    /// handler's slot is free once it returned: its outcome (the done mark, a failure) is
+    /// recorded meanwhile under one of as many settling slots, so up to twice `concurrency`
+    /// items (and their bodies) are held at once. The worker drains at most about
+    /// `concurrency` items per commit however fast the handler is: with 4, a few hundred to a
+    /// thousand items/s under a flood of accepts in `hookguard serve`'s measurements
+    /// (BENCHMARKS.md). Raise it when a fast handler must keep up with a sustained flood
+    /// (`serve` without `--exec` runs 64).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
         self
