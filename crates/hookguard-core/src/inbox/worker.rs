@@ -297,8 +297,10 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Stops claiming, lets running handlers finish within the grace period, gives back the
-    /// claims of those that did not, and returns when all is settled.
+    /// Stops claiming, lets running handlers finish and their outcomes be recorded within the
+    /// grace period, gives back the claims of those that did not (also of an item whose handler
+    /// finished but whose outcome was not recorded yet: it runs again), and returns when all is
+    /// settled.
     pub async fn shutdown(self) {
         self.stop.notify_one();
         let _ = self.task.await;
