@@ -155,7 +155,9 @@ impl PgInboxBuilder {
     /// `statement_timeout` would otherwise wait for ever behind another session's lock (another
     /// replica's migration that hangs, an operator's `ALTER TABLE`) or a database gone
     /// silent, and the process would never start nor say why. Past it `open` fails with an
-    /// error saying so; the migration's transaction is rolled back.
+    /// error saying so; the migration's statements carry the same bound on the server
+    /// (`statement_timeout`, `lock_timeout`), which ends one left waiting and rolls its
+    /// transaction back.
     ///
     /// ```
     /// use std::time::Duration;
@@ -222,7 +224,7 @@ impl PgInboxBuilder {
                 )));
             }
         }
-        migrate(&pool, &self.schema).await?;
+        migrate(&pool, &self.schema, self.migration_timeout).await?;
         // A 200 means the delivery is on disk: with `synchronous_commit = off` a commit is
         // reported before its WAL is flushed, and a crash loses what was answered.
         let sync: Option<String> = sqlx::query_scalar("SHOW synchronous_commit")
@@ -709,9 +711,19 @@ impl Sql {
 
 /// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
 /// replicas starting together do not race. Idempotent.
-async fn migrate(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
+async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), InboxError> {
     let t = format!("\"{schema}\".hookguard_inbox");
     let mut tx = pool.begin().await.map_err(storage)?;
+    // The server's own bound, as long as the caller's (`migration_timeout`): a caller that
+    // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
+    // table, which every replica's accepts would then wait behind); the transaction is rolled
+    // back when its statement ends.
+    let ms = format!("{}ms", limit.as_millis().max(1));
+    sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
+        .bind(&ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
         .execute(&mut *tx)
         .await
@@ -1681,7 +1693,7 @@ mod tests {
     #[tokio::test]
     async fn an_inbox_with_the_first_builds_jsonb_headers_keeps_working() {
         let (pool, schema, t) = fresh_schema("jsonb_headers").await;
-        migrate(&pool, &schema).await.unwrap();
+        migrate(&pool, &schema, Duration::from_secs(60)).await.unwrap();
         run(
             &pool,
             &format!("ALTER TABLE {t} ALTER COLUMN headers TYPE jsonb USING headers::jsonb"),
@@ -1892,7 +1904,7 @@ mod tests {
                 .await
                 .unwrap()
         };
-        migrate(&pool, &schema).await.unwrap();
+        migrate(&pool, &schema, Duration::from_secs(60)).await.unwrap();
         assert_eq!(
             index_state().await,
             (true, false),
@@ -1916,7 +1928,11 @@ mod tests {
             .execute(&mut *holder)
             .await
             .unwrap();
-        let again = tokio::time::timeout(Duration::from_secs(10), migrate(&pool, &schema)).await;
+        let again = tokio::time::timeout(
+            Duration::from_secs(10),
+            migrate(&pool, &schema, Duration::from_secs(60)),
+        )
+        .await;
         holder.rollback().await.unwrap();
         assert!(
             matches!(again, Ok(Ok(()))),
@@ -1930,7 +1946,7 @@ mod tests {
             &format!("CREATE INDEX hookguard_inbox_due ON {t} (next_attempt_at) WHERE state IN (0, 1)"),
         )
         .await;
-        migrate(&pool, &schema).await.unwrap();
+        migrate(&pool, &schema, Duration::from_secs(60)).await.unwrap();
         assert_eq!(index_state().await, (false, true));
         for s in claim_index_sql(&schema) {
             run(&pool, &s).await;

@@ -119,14 +119,33 @@ async fn an_open_stuck_behind_a_lock_fails_after_the_migration_timeout() {
     let mut holder = holder_pool.acquire().await.unwrap();
     let lock = "SELECT pg_advisory_lock(hashtext('hookguard_inbox_migrate'))";
     sqlx::query(lock).execute(&mut *holder).await.unwrap();
+    // The opener's connections are named, to find their statements on the server.
+    let named: sqlx::postgres::PgConnectOptions = url().parse().unwrap();
+    let opener = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(named.application_name("hg-migwait-test"))
+        .await
+        .unwrap();
     let opened = tokio::time::timeout(
         Duration::from_secs(30),
         PgInbox::builder()
             .schema(&*s)
             .migration_timeout(Duration::from_millis(500))
-            .open(pool_at(&url()).await),
+            .open(opener),
     )
     .await;
+    // The server ended the migration's wait too (its own bound): no statement of the opener
+    // is left queued behind the lock (one would take the lock, and a DDL's table lock, later).
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hg-migwait-test'
+                   AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left: i64 = loop {
+        let n: i64 = sqlx::query_scalar(waiting).fetch_one(&holder_pool).await.unwrap();
+        if n == 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     sqlx::query("SELECT pg_advisory_unlock(hashtext('hookguard_inbox_migrate'))")
         .execute(&mut *holder)
         .await
@@ -136,6 +155,7 @@ async fn an_open_stuck_behind_a_lock_fails_after_the_migration_timeout() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened while the migration's lock was held"),
     }
+    assert_eq!(left, 0, "a migration statement still waits on the server");
     let inbox = PgInbox::builder()
         .schema(&*s)
         .open(pool_at(&url()).await)
@@ -175,6 +195,9 @@ async fn a_copy_of_a_dead_item_puts_it_back_to_pending() {
     assert_eq!(again[0].delivery.body(), bwp("evt_dead").body());
     assert!(a.fail(again[0].claim(), "still refused", None, now_ms()).await.unwrap());
 
+    // (The pending count is recounted every second from the table, and a recount that races
+    // an accept or a failure may be one off for a second: the cap's checks below wait it out.)
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     // A copy of a live item writes nothing and waits for no lock: here another session holds
     // the row, as a claim's or a transactional handler's transaction does.
     let p1 = stored(&a, &bwp("evt_p1")).await;
@@ -197,6 +220,7 @@ async fn a_copy_of_a_dead_item_puts_it_back_to_pending() {
 
     // At the cap (two pending), the dead item's copy is refused; a pending one's is recognised.
     let p2 = stored(&a, &bwp("evt_p2")).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(matches!(
         a.accept(item(&bwp("evt_dead"))).await,
         Err(InboxError::Full { limit: 2 })

@@ -357,26 +357,38 @@ impl SqliteInboxBuilder {
         }
         let conn = connect(&self.path)?;
         // Checked again on this connection, in the transaction that applies the schema: another
-        // process (a newer build) may have changed the file since the probe. A deferred
-        // transaction: a file already stamped, whose schema is in place, takes no write lock
-        // here (the `inbox` commands open the file `serve` is writing).
-        conn.execute_batch("BEGIN").map_err(storage)?;
-        let applied = (|| {
-            let found = read_probe(&conn).map_err(storage)?;
-            found.usable(&self.path)?;
-            conn.execute_batch(SCHEMA).map_err(storage)?;
-            if (found.version, found.application_id) != (SCHEMA_VERSION, APPLICATION_ID) {
-                conn.execute_batch(&format!(
-                    "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"
-                ))
-                .map_err(storage)?;
+        // process (a newer build) may have changed the file since the probe. A file already
+        // stamped (its schema in place) is checked in a deferred transaction, which takes no
+        // write lock (the `inbox` commands open the file `serve` is writing); any other is
+        // checked again and stamped under the write lock (`IMMEDIATE`, waited for as every
+        // write is: a deferred transaction that read first could not wait for it).
+        let apply = |begin: &str| -> Result<bool, InboxError> {
+            conn.execute_batch(begin).map_err(storage)?;
+            let done = (|| {
+                let found = read_probe(&conn).map_err(storage)?;
+                found.usable(&self.path)?;
+                let stamped = (found.version, found.application_id) == (SCHEMA_VERSION, APPLICATION_ID);
+                if !stamped && begin == "BEGIN" {
+                    return Ok(false);
+                }
+                conn.execute_batch(SCHEMA).map_err(storage)?;
+                if !stamped {
+                    conn.execute_batch(&format!(
+                        "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"
+                    ))
+                    .map_err(storage)?;
+                }
+                conn.execute_batch("COMMIT").map_err(storage)?;
+                Ok(true)
+            })();
+            if !matches!(done, Ok(true)) {
+                let _ = conn.execute_batch("ROLLBACK");
             }
-            conn.execute_batch("COMMIT").map_err(storage)
-        })();
-        if applied.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            done
+        };
+        if !apply("BEGIN")? {
+            apply("BEGIN IMMEDIATE")?;
         }
-        applied?;
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
         let max_pending = match self.max_pending {
@@ -976,9 +988,22 @@ fn connect(path: &Path) -> Result<Connection, InboxError> {
         )));
     }
     conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(storage)?;
+    // A new file is in rollback-journal mode until this switch, which needs the file alone:
+    // another process opening it at the same moment makes SQLite answer "locked" at once (its
+    // busy handler is not used where waiting could deadlock), so the switch is tried again
+    // for as long as the busy timeout.
+    let since = Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && since.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => break other.map_err(storage)?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(InboxError::storage(format!(
             "cannot use WAL on this file (journal mode {mode})"

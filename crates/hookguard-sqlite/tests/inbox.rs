@@ -1562,6 +1562,33 @@ async fn another_applications_database_is_refused_unchanged() {
     ));
 }
 
+/// Processes opening one new file at once (replicas of `serve` started together, an `inbox`
+/// command beside a starting `serve`) all open it: the layout check and the stamp wait for the
+/// write lock as every write does (a transaction that read first could not wait for it, and
+/// failed "database is locked").
+#[test]
+fn openers_of_one_new_file_at_once_all_open_it() {
+    for round in 0..5 {
+        let dir = TempDir::new(&format!("openers-{round}"));
+        let path = dir.file();
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteInbox::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for opener in openers {
+            if let Err(e) = opener.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
+
 /// A sender's copy of a dead item's event (a resend from its dashboard once the handler was
 /// fixed, or its retry after an answer it never got) runs the event again: the item is pending
 /// again with its attempts reset, answered `Stored` with its id. It was answered `duplicate`

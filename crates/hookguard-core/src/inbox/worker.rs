@@ -299,7 +299,7 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Stops claiming, lets running handlers finish and their outcomes be recorded within the
     /// grace period, gives back the claims of those that did not (also of an item whose handler
-    /// finished but whose outcome was not recorded yet: it runs again), and returns when all is
+    /// finished but whose outcome was not recorded yet: it may run again), and returns when all is
     /// settled.
     pub async fn shutdown(self) {
         self.stop.notify_one();
