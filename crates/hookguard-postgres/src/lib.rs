@@ -1231,14 +1231,8 @@ impl InboxStore for PgInbox {
                 .fetch_optional(&inner.pool)
                 .await
                 .map_err(storage)?;
-            match row {
-                Some(r) => {
-                    let id: i64 = r.try_get(0).map_err(storage)?;
-                    inner.pending.fetch_add(1, Ordering::Relaxed);
-                    inner.unannounced.store(true, Ordering::Relaxed);
-                    inner.notify.notify_one();
-                    Ok(Accepted::Stored(id))
-                }
+            let id: i64 = match row {
+                Some(r) => r.try_get(0).map_err(storage)?,
                 // The insert conflicted: a copy is already there. A dead one is pending again.
                 None => {
                     let revived: Option<i64> = sqlx::query_scalar(&inner.sql.revive)
@@ -1250,12 +1244,13 @@ impl InboxStore for PgInbox {
                     let Some(id) = revived else {
                         return Ok(Accepted::Duplicate(0));
                     };
-                    inner.pending.fetch_add(1, Ordering::Relaxed);
-                    inner.unannounced.store(true, Ordering::Relaxed);
-                    inner.notify.notify_one();
-                    Ok(Accepted::Stored(id))
+                    id
                 }
-            }
+            };
+            inner.pending.fetch_add(1, Ordering::Relaxed);
+            inner.unannounced.store(true, Ordering::Relaxed);
+            inner.notify.notify_one();
+            Ok(Accepted::Stored(id))
         }))
     }
 
