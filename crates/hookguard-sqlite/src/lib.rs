@@ -362,13 +362,14 @@ impl SqliteInboxBuilder {
         // write lock (the `inbox` commands open the file `serve` is writing); any other is
         // checked again and stamped under the write lock (`IMMEDIATE`, waited for as every
         // write is: a deferred transaction that read first could not wait for it).
-        let apply = |begin: &str| -> Result<bool, InboxError> {
-            conn.execute_batch(begin).map_err(storage)?;
+        let apply = |write_locked: bool| -> Result<bool, InboxError> {
+            conn.execute_batch(if write_locked { "BEGIN IMMEDIATE" } else { "BEGIN" })
+                .map_err(storage)?;
             let done = (|| {
                 let found = read_probe(&conn).map_err(storage)?;
                 found.usable(&self.path)?;
                 let stamped = (found.version, found.application_id) == (SCHEMA_VERSION, APPLICATION_ID);
-                if !stamped && begin == "BEGIN" {
+                if !stamped && !write_locked {
                     return Ok(false);
                 }
                 conn.execute_batch(SCHEMA).map_err(storage)?;
@@ -386,8 +387,8 @@ impl SqliteInboxBuilder {
             }
             done
         };
-        if !apply("BEGIN")? {
-            apply("BEGIN IMMEDIATE")?;
+        if !apply(false)? {
+            apply(true)?;
         }
         conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={};", self.checkpoint_pages))
             .map_err(storage)?;
