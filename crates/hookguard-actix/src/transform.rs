@@ -149,9 +149,8 @@ impl From<Receiver> for Webhook {
     /// The receiver gets tokio's sleep, so a slow handler's claim is renewed while it runs
     /// ([`Receiver::with_sleep`]).
     fn from(rx: Receiver) -> Self {
-        let sleep: hookguard_core::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
         Self {
-            receiver: Arc::new(rx.with_sleep(sleep)),
+            receiver: Arc::new(rx.with_tokio_sleep()),
             extractor_limit: None,
         }
     }

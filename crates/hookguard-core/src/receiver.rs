@@ -408,6 +408,19 @@ impl Receiver {
         self
     }
 
+    /// [`with_sleep`](Self::with_sleep) with tokio's sleep (feature `tokio`): what the tower
+    /// and actix adapters give every receiver they are built from.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap()).with_tokio_sleep();
+    /// assert!(format!("{rx:?}").contains("renews_claims: true"));
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn with_tokio_sleep(self) -> Self {
+        self.with_sleep(std::sync::Arc::new(|d| Box::pin(tokio::time::sleep(d))))
+    }
+
     /// How long the sender waits for an answer (default: its profile's — Procore 5 s,
     /// BuildWorkPro 10 s; HCSS publishes none, 10 s assumed). A handler that answers `2xx`
     /// later than this is counted as a failure for the sender's health and warned about: the

@@ -111,9 +111,8 @@ impl From<Receiver> for WebhookLayer {
     /// The receiver gets tokio's sleep, so a slow handler's claim is renewed while it runs
     /// ([`Receiver::with_sleep`]).
     fn from(rx: Receiver) -> Self {
-        let sleep: hookguard_core::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
         Self {
-            config: Arc::new(rx.with_sleep(sleep)),
+            config: Arc::new(rx.with_tokio_sleep()),
             #[cfg(feature = "axum")]
             extractor_limit: None,
         }
