@@ -1783,6 +1783,8 @@ async fn a_2xx_after_the_sender_stopped_waiting_counts_as_a_failure() {
 struct Faulty {
     inbox: SqliteInbox,
     claims_up_to: u32,
+    /// Each claim waits this long before the store claims (a busy store).
+    claims_take: Duration,
     done_marks_fail: bool,
     /// Give-backs wait here until as many are under way as the barrier counts.
     releases_meet: Option<tokio::sync::Barrier>,
@@ -1795,6 +1797,7 @@ impl Faulty {
         Faulty {
             inbox: inbox.clone(),
             claims_up_to: u32::MAX,
+            claims_take: Duration::ZERO,
             done_marks_fail: false,
             releases_meet: None,
             limits: Mutex::default(),
@@ -1816,7 +1819,13 @@ impl InboxStore for Faulty {
                 ))
             });
         }
-        self.inbox.claim(now_ms, lease, limit)
+        if self.claims_take.is_zero() {
+            return self.inbox.claim(now_ms, lease, limit);
+        }
+        Box::pin(async move {
+            tokio::time::sleep(self.claims_take).await;
+            self.inbox.claim(now_ms, lease, limit).await
+        })
     }
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
         self.done_marks.lock().unwrap().push(std::time::Instant::now());
@@ -1909,6 +1918,127 @@ async fn a_claim_that_fails_is_asked_again_for_fewer_items() {
         "no claim too large again: {limits:?}"
     );
     assert_eq!(inbox.stats().await.unwrap().done, 12);
+}
+
+/// A stop is seen under a backlog too: there every claim comes back full and, with handlers
+/// returning while the next claim waits for the store, a handler slot is free again at once,
+/// so the claim loop never reached the waits where it looked for a stop and `shutdown` waited
+/// for the whole backlog. Here claims take 20 ms and are cut to 2 of the 4 slots (the claim
+/// size after a failed claim, as a statement timeout makes it on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_a_backlog_stops_claiming() {
+    let dir = TempDir::new("stop-backlog");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    for i in 0..300 {
+        stored(&inbox, &bwp(&format!("evt_stop_backlog_{i}"))).await;
+    }
+    let faulty = Arc::new(Faulty {
+        claims_up_to: 2,
+        claims_take: Duration::from_millis(20),
+        ..Faulty::new(&inbox)
+    });
+    let store: Arc<dyn InboxStore> = faulty.clone();
+    let worker = Worker::builder(store, |_item: ClaimedItem| async move { Ok::<(), HandlerError>(()) })
+        .concurrency(4)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while inbox.stats().await.unwrap().done < 6 {
+        assert!(std::time::Instant::now() < deadline, "the worker never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let stats = inbox.stats().await.unwrap();
+    assert!(
+        stats.pending > 200,
+        "shutdown waited for the backlog: {} done, {} pending",
+        stats.done,
+        stats.pending
+    );
+    assert_eq!(stats.running, 0, "every claim settled or given back");
+}
+
+/// An attempt that panics outside the handler's own `catch_unwind` (here the handler's future
+/// panics when it is dropped after its timeout) leaves the item to its lease, and the item
+/// runs again after it. The worker used to keep the item marked as running here, and skipped
+/// every later claim of it as a copy of a running handler: it never ran again nor went dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_panics_outside_its_handler_runs_again_after_the_lease() {
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("the handler's future panicked when dropped");
+        }
+    }
+    let dir = TempDir::new("panic-drop");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_panic_drop")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = Arc::clone(&runs);
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let first = r.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                let _guard = PanicsWhenDropped;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .lease(Duration::from_millis(300))
+    .handler_timeout(Duration::from_millis(100))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    wait_for(&inbox, id, InboxState::Done).await;
+    worker.shutdown().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().attempts, 2);
+}
+
+/// The claim of an attempt that panicked outside its handler is given back at shutdown (it was
+/// given back only when the shutdown's grace ran out, and otherwise waited out its lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_back_the_claim_of_an_attempt_that_panicked() {
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("the handler's future panicked when dropped");
+        }
+    }
+    let dir = TempDir::new("panic-give-back");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_panic_give_back")).await;
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let dropped = Arc::new(AtomicU32::new(0));
+    let d = Arc::clone(&dropped);
+    let worker = Worker::builder(store, move |_item: ClaimedItem| {
+        let d = Arc::clone(&d);
+        async move {
+            struct Count(Arc<AtomicU32>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let _guard = PanicsWhenDropped;
+            let _count = Count(d);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .lease(Duration::from_secs(60))
+    .handler_timeout(Duration::from_millis(100))
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the handler never timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.state, InboxState::Pending, "given back at shutdown");
 }
 
 /// A done mark that keeps failing is tried five times, 0.1, 0.2, 0.4 and 0.8 s apart, and

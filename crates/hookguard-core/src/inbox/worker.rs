@@ -300,7 +300,8 @@ impl WorkerHandle {
     /// Stops claiming, lets running handlers finish and their outcomes be recorded within the
     /// grace period, gives back the claims of those that did not (also of an item whose handler
     /// finished but whose outcome was not recorded yet: it may run again), and returns when all is
-    /// settled.
+    /// settled. An item whose outcome the store refused to record (its done mark failed five
+    /// times) is left to its lease, like any claim the store cannot take back.
     pub async fn shutdown(self) {
         self.stop.notify_one();
         let _ = self.task.await;
@@ -366,6 +367,12 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     // Told to the attempts once the loop stops claiming (see `attempt`'s deferral).
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     loop {
+        // A stop is looked for before every claim: under a backlog every claim comes back full
+        // and, with handlers returning while it waits, a slot is free again at once, so the
+        // waits below, the only other places a stop is seen, were never reached.
+        if stop_wait.as_mut().now_or_never().is_some() {
+            break;
+        }
         while let Some(joined) = tasks.try_join_next() {
             if let Err(e) = joined {
                 tracing::error!(error = %e, "inbox: an attempt's task ended abnormally; its lease will expire");
@@ -431,12 +438,31 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             };
             tasks.spawn(async move {
                 let deadline = far_after(claimed_at, cfg.timeout);
+                let id = item.id;
                 let shared = Shared {
                     wake: &wake,
                     held: &running,
                     stopping: &stopping,
                 };
-                attempt(&cfg, item, shared, deadline, claim, slot).await;
+                let attempted = std::panic::AssertUnwindSafe(attempt(&cfg, item, shared, deadline, claim, slot))
+                    .catch_unwind()
+                    .await;
+                if attempted.is_err() {
+                    // A panic outside the handler's own `catch_unwind` (its future panicked when
+                    // dropped after a timeout, or a store's method panicked). Left marked as
+                    // handled here, every later claim of the item would be skipped as a copy of
+                    // a running handler: it would never run nor go dead in this process. It
+                    // stays held (given back at shutdown) and runs again after its lease.
+                    if let Some(h) = running.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                        if h.count == claim {
+                            h.handling = false;
+                        }
+                    }
+                    tracing::error!(
+                        id,
+                        "inbox: an attempt panicked outside its handler; the item runs again after its lease"
+                    );
+                }
             });
         }
         if n > 0 && n as u32 == limit {
@@ -455,6 +481,10 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     if drained.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+    // What is still held (handlers stopped by the grace, and an attempt whose task ended
+    // abnormally) is given back, whichever way the attempts ended.
+    {
         let held: Vec<ClaimRef> = running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -626,7 +656,7 @@ async fn attempt(
     };
     let now = now_ms();
     let outcome = match result {
-        Ok(()) => match complete_with_retries(cfg, &item, now).await {
+        Ok(()) => match complete_with_retries(cfg, &item).await {
             Ok(true) => Some(Outcome::Done),
             Ok(false) => Some(Outcome::Lost),
             Err(e) => {
@@ -645,10 +675,14 @@ async fn attempt(
             match cfg.store.fail(item.claim(), &error, retry_at, now).await {
                 Ok(true) => match next {
                     Some(after) => {
-                        let wake = Arc::clone(wake);
+                        // The claim loop is woken when the retry is due (sooner than its poll);
+                        // the timer ends with the worker.
+                        let (wake, mut stopping) = (Arc::clone(wake), stopping.clone());
                         tokio::spawn(async move {
-                            tokio::time::sleep(after).await;
-                            wake.notify_one();
+                            tokio::select! {
+                                _ = tokio::time::sleep(after) => wake.notify_one(),
+                                _ = stopping.wait_for(|s| *s) => {}
+                            }
                         });
                         tracing::info!(id = item.id, attempt = item.attempt, %error, ?after, "inbox: attempt failed; retrying");
                         Some(Outcome::Retry { error, after })
@@ -742,11 +776,11 @@ const DONE_MARK_TRIES: u32 = 5;
 
 /// A brief storage hiccup should not cost a whole lease and a second run: try the done mark a
 /// few times (0.1, 0.2, 0.4, 0.8 s apart) before leaving it to the lease.
-async fn complete_with_retries(cfg: &Config, item: &ClaimedItem, now: i64) -> Result<bool, super::InboxError> {
+async fn complete_with_retries(cfg: &Config, item: &ClaimedItem) -> Result<bool, super::InboxError> {
     let mut delay = Duration::from_millis(100);
     let mut tries = 1;
     loop {
-        match cfg.store.complete(item.claim(), now).await {
+        match cfg.store.complete(item.claim(), now_ms()).await {
             Ok(done) => return Ok(done),
             // No wait after the last try: the slot is freed at once.
             Err(e) if tries == DONE_MARK_TRIES => return Err(e),
