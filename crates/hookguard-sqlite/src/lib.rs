@@ -64,6 +64,7 @@ use hookguard_core::inbox::{
     ListFilter, NewItem, DEFAULT_MAX_PENDING,
 };
 use hookguard_core::DedupeScope;
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{oneshot, Notify};
 
@@ -1854,16 +1855,19 @@ fn claim(
         // item is dead (and says why) rather than failing every claim that reaches it.
         // Stored by this process a moment ago: the body is still in memory.
         let kept = body_len.and_then(|len| fresh.take(id, fresh::stamp(&provider, key.as_deref(), received, len)));
+        // Text is taken as its bytes (a body fixed by hand with a string literal is stored as
+        // text in a BLOB column); another type (a number, NULL) is no body.
         let read = match kept {
             Some(bytes) => Some(bytes),
             None => body
-                .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
+                .query_row(params![id], |r| Ok(bytes_of(r.get_ref(0)?)))
                 .optional()?
+                .flatten()
                 .map(Bytes::from),
         };
         let Some(bytes) = read else {
             tracing::error!(id, "inbox: item without a stored body; marked dead");
-            finish(conn, claim, wall, Some("the stored body is missing"))?;
+            finish(conn, claim, wall, Some("the stored body is missing or not bytes"))?;
             dead += 1;
             continue;
         };
@@ -1969,20 +1973,49 @@ fn on_the_wall_clock(mut rec: InboxRecord, lead: i64) -> InboxRecord {
     rec
 }
 
+/// A record as stored, read leniently: a row changed by hand (a BLOB for a provider, attempts
+/// beyond `u32`, a number for a time) still shows, as near as it reads, so that it can be looked
+/// at, replayed or purged. Only SQLite's own failures are errors: a `get` failing on such a row
+/// failed the writer's batch, and with it the accepts in it (`503`), each time the inspector
+/// showed the item.
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
-    let state: i64 = r.get(5)?;
-    let mut rec = InboxRecord::empty(r.get(0)?, r.get(1)?);
-    rec.dedupe_key = r.get(2)?;
-    rec.event_id = r.get(3)?;
-    rec.event_type = r.get(4)?;
-    rec.state = InboxState::from_code(state).unwrap_or(InboxState::Dead);
-    rec.attempts = r.get(6)?;
-    rec.received_at_ms = r.get(7)?;
-    rec.next_attempt_at_ms = r.get(8)?;
-    rec.finished_at_ms = r.get(9)?;
-    rec.last_error = r.get(10)?;
-    rec.body_len = u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0);
+    let int = |i: usize| -> rusqlite::Result<Option<i64>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Integer(n) => Some(n),
+            // A time written as a number with a fraction: its whole milliseconds.
+            ValueRef::Real(f) if f.is_finite() => Some(f as i64),
+            _ => None,
+        })
+    };
+    let text = |i: usize| -> rusqlite::Result<Option<String>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(n) => Some(n.to_string()),
+            ValueRef::Real(f) => Some(f.to_string()),
+            ValueRef::Text(b) | ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        })
+    };
+    let mut rec = InboxRecord::empty(r.get(0)?, text(1)?.unwrap_or_default());
+    rec.dedupe_key = text(2)?;
+    rec.event_id = text(3)?;
+    rec.event_type = text(4)?;
+    rec.state = int(5)?.and_then(InboxState::from_code).unwrap_or(InboxState::Dead);
+    rec.attempts = int(6)?.map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+    rec.received_at_ms = int(7)?.unwrap_or(0);
+    rec.next_attempt_at_ms = int(8)?.unwrap_or(0);
+    rec.finished_at_ms = int(9)?;
+    rec.last_error = text(10)?;
+    rec.body_len = int(11)?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
     Ok(rec)
+}
+
+/// A stored body's bytes: a BLOB, or text (written by hand as a string literal); `None` for
+/// another type.
+fn bytes_of(value: ValueRef<'_>) -> Option<Vec<u8>> {
+    match value {
+        ValueRef::Blob(b) | ValueRef::Text(b) => Some(b.to_vec()),
+        _ => None,
+    }
 }
 
 fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
@@ -1996,9 +2029,11 @@ fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<InboxRecord>> {
         params![id],
         |r| {
             let mut rec = record(r)?;
-            let headers: String = r.get(12)?;
-            rec.headers = serde_json::from_str(&headers).unwrap_or_default();
-            rec.body = Some(Bytes::from(r.get::<_, Option<Vec<u8>>>(13)?.unwrap_or_default()));
+            rec.headers = match r.get_ref(12)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => serde_json::from_slice(b).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            rec.body = Some(Bytes::from(bytes_of(r.get_ref(13)?).unwrap_or_default()));
             Ok(on_the_wall_clock(rec, lead))
         },
     )
@@ -2683,6 +2718,43 @@ mod tests {
             assert!(error.starts_with("the stored item cannot be read"), "{error}");
         }
         assert!(w.claim(now + 1).is_empty());
+        // Such a row can be looked at (the inspector's `get` goes through the writer): it reads
+        // as near as it can, and the accept in the same batch is stored, not failed with it.
+        for (id, provider, attempts) in [(blob, "\0\u{fffd}", 1), (huge, "buildworkpro", u32::MAX)] {
+            let (got, mut shown) = oneshot::channel();
+            let (accept, mut stored) = padded_accept(&format!("evt_beside_{id}"), 0);
+            w.0.commit_answered(vec![Op::Get(id, got), accept]);
+            let rec = shown.try_recv().unwrap().unwrap().unwrap();
+            assert_eq!(
+                (rec.provider.as_str(), rec.attempts, rec.state),
+                (provider, attempts, InboxState::Dead)
+            );
+            assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored(_)))));
+        }
+    }
+
+    /// A body stored as text (an operator fixed a dead item's payload with a string literal in
+    /// the sqlite3 shell, then replayed it) is handed out as its bytes. It used to fail every
+    /// claim that reached it, and the accepts in those claims' batches (`503`).
+    #[test]
+    fn a_body_stored_as_text_is_handed_out_as_its_bytes() {
+        let (_scratch, conn) = Scratch::new("text-body");
+        let mut w = Driven(test_writer(conn));
+        let id = w.accept("evt_text_body", T);
+        w.0.fresh = Fresh::new(0);
+        w.0.conn
+            .execute(
+                r#"UPDATE hookguard_inbox_body SET body = '{"id":"evt_text_body","fixed":true}' WHERE id = ?1"#,
+                [id],
+            )
+            .unwrap();
+        let now = hookguard_core::inbox::now_ms();
+        let claimed = w.claim(now);
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            claimed[0].delivery.body().as_ref(),
+            br#"{"id":"evt_text_body","fixed":true}"#
+        );
     }
 
     /// Reads stuck on the disk (here: held at a gate) keep their threads; past
@@ -2898,6 +2970,6 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((state, error.as_str()), (3, "the stored body is missing"));
+        assert_eq!((state, error.as_str()), (3, "the stored body is missing or not bytes"));
     }
 }

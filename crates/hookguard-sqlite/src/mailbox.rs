@@ -56,14 +56,18 @@ impl Mailbox {
 
     /// Answers every caller of what was posted so far.
     pub(crate) fn hand_out(&self) {
-        let answers = std::mem::take(&mut *lock(&self.answers));
+        // The answers stay locked until what they leave to give back is recorded: the writer,
+        // finding neither answers nor give-backs in between, would wait for the next operation
+        // before giving those claims back (up to their lease with no worker polling).
+        let mut posted = lock(&self.answers);
         let mut unclaimed = Vec::new();
-        for a in answers {
+        for a in std::mem::take(&mut *posted) {
             unclaimed.extend(a.send());
         }
         if !unclaimed.is_empty() {
             lock(&self.unclaimed).extend(unclaimed);
         }
+        drop(posted);
     }
 
     /// Claims to give back with a later batch (one that carried them did not commit).
