@@ -854,6 +854,22 @@ impl Probe {
     /// differ from ours (the first development builds kept each body in its item's row: every
     /// accept would fail on such a file, answered `503`, until the sender's kill switch).
     fn usable(&self, path: &Path) -> Result<(), InboxError> {
+        // Another application's stamp: its file, whatever tables it holds (stamping ours over
+        // it would take the file over).
+        if self.application_id != 0 && self.application_id != APPLICATION_ID {
+            return Err(InboxError::storage(format!(
+                "{} is a SQLite database of something else (application id {:#x}), not a hookguard inbox",
+                path.display(),
+                self.application_id
+            )));
+        }
+        if self.version < 0 {
+            return Err(InboxError::storage(format!(
+                "{} records a layout no hookguard writes ({}): this build cannot use it",
+                path.display(),
+                self.version
+            )));
+        }
         if self.version > SCHEMA_VERSION {
             return Err(InboxError::storage(format!(
                 "{} is an inbox of a newer hookguard (layout {}; this build knows layouts up to \

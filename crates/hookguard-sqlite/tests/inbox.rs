@@ -1689,6 +1689,29 @@ async fn an_inbox_of_a_layout_this_build_does_not_know_is_refused_unchanged() {
         .unwrap();
     refused(&newer, "newer hookguard (layout 2");
 
+    // An inbox's tables in a file another application stamped as its own, and a layout no
+    // hookguard writes: neither is taken over nor re-stamped.
+    for (name, pragma, says) in [
+        (
+            "foreign.db",
+            "PRAGMA application_id = 1234",
+            "something else (application id 0x4d2)",
+        ),
+        (
+            "negative.db",
+            "PRAGMA user_version = -1",
+            "layout no hookguard writes (-1)",
+        ),
+    ] {
+        let path = dir.0.join(name);
+        drop(SqliteInbox::open(&path).unwrap());
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(pragma)
+            .unwrap();
+        refused(&path, says);
+    }
+
     // The first development builds' layout: each body in its item's row, no body table.
     let early = dir.0.join("early.db");
     rusqlite::Connection::open(&early)
