@@ -17,12 +17,12 @@ use crate::vendor::{human, rand_hex, sample_body, sign_params, Next, Outcome, Ve
 fn after_help() -> String {
     let mut schedules = String::new();
     for p in hookguard_core::Provider::BUILT_IN {
-        let prof = ProviderArg(*p).profile();
+        let vendor = Vendor(ProviderArg(*p));
         schedules.push_str(&format!(
             "  {:<13} {} timeout; {}\n",
             p.as_str(),
-            human(prof.timeout),
-            prof.schedule_doc
+            vendor.timeout_shown(),
+            vendor.schedule_doc()
         ));
     }
     format!(
@@ -298,7 +298,6 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             "--provider github --file needs --event-type unless the body is a ping (GitHub sends it as X-GitHub-Event, e.g. push)",
         ));
     }
-    let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
     let mut params = sign_params(args.provider, &body, start, None, args.event_type.as_deref(), true);
     // Fail on a secret the scheme cannot use before any request.
     if let Some(a) = &signer {
@@ -325,9 +324,31 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
         args.provider.display(),
         body.len(),
         if described.is_empty() { "" } else { ", " },
-        human(timeout)
+        if args.timeout.is_some() {
+            human(timeout)
+        } else {
+            vendor.timeout_shown()
+        }
     )?;
     outln!("schedule: {}", vendor.schedule_doc())?;
+    // A sender that puts the body's id or type in its headers always sends them: a body
+    // without them cannot be sent as that sender would.
+    let profile = args.provider.profile();
+    let missing: Vec<&str> = [
+        matches!(profile.header_id, hookguard_core::profile::HeaderId::FromBody(_)) && params.id.is_none(),
+        profile.header_type.is_some() && params.event_type.is_none(),
+    ]
+    .into_iter()
+    .zip(["id", "event type"])
+    .filter_map(|(gone, what)| gone.then_some(what))
+    .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "hookguard send: note: the body has no {} for {}'s headers; they are left out (the real sender always sends them)",
+            missing.join(" nor "),
+            args.provider.display()
+        );
+    }
 
     let total = vendor.max_attempts().map(|n| format!("/{n}")).unwrap_or_default();
     let mut elapsed = Duration::ZERO;
@@ -346,10 +367,12 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             }
             req_headers = signed.headers;
         }
-        let mut req = client.post(target).body(body.clone());
-        if is_json {
-            req = req.header(CONTENT_TYPE, "application/json");
-        }
+        // Every sender here POSTs `application/json`, whatever the bytes (a `--file` that is not
+        // JSON plays a sender's malformed body, not another kind of request).
+        let mut req = client
+            .post(target)
+            .body(body.clone())
+            .header(CONTENT_TYPE, "application/json");
         for (name, value) in req_headers {
             req = req.header(name, value);
         }

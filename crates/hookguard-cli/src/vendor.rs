@@ -20,6 +20,13 @@ impl Vendor {
         self.0.profile().timeout
     }
 
+    /// The timeout as shown: "10 s", with "(assumed)" where the sender publishes none.
+    pub fn timeout_shown(self) -> String {
+        let p = self.0.profile();
+        let assumed = if p.timeout_assumed { " (assumed)" } else { "" };
+        format!("{}{assumed}", human(p.timeout))
+    }
+
     /// The most attempts for one delivery, when the schedule has a fixed count.
     pub fn max_attempts(self) -> Option<usize> {
         self.0.profile().max_attempts()

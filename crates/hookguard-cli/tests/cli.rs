@@ -1995,6 +1995,38 @@ fn hcss_send_notes_a_2xx_that_is_not_200() {
     assert!(!answer_with("200 OK").contains("guide asks"));
 }
 
+/// Every sender here POSTs `application/json`, also when `--file` holds bytes that are not
+/// JSON (they went without a content type); a BuildWorkPro body without `id` and `type` is
+/// sent without those headers, with a note saying the real sender always sends them.
+#[test]
+fn send_of_a_body_that_is_not_json_is_still_sent_as_the_vendor_sends() {
+    use std::io::{Read, Write};
+    let dir = scratch("send-not-json");
+    let file = dir.join("bytes.bin");
+    std::fs::write(&file, b"\xff\xfe not json").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+    });
+    let o = send_fast("buildworkpro", "whsec_k", &url, &["--file", path(&file)]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stdout));
+    let head = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("buildworkpro-signature: t="), "{head}");
+    assert!(!head.contains("buildworkpro-event-id"), "{head}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("no id nor event type") && err.contains("always sends them"),
+        "{err}"
+    );
+}
+
 /// `send` reads at most 64 KiB of an answer, and the status line decides: a 200 whose body
 /// never ends (or breaks off) is delivered, not "no answer", and is not held in memory.
 #[test]

@@ -59,6 +59,8 @@ pub struct SenderProfile {
     pub name: &'static str,
     /// How long it waits for an answer.
     pub timeout: Duration,
+    /// The sender publishes no timeout: `timeout` is assumed (shown as such).
+    pub timeout_assumed: bool,
     /// How it retries.
     pub schedule: RetrySchedule,
     /// The whole schedule in one line, with any assumption stated.
@@ -92,6 +94,7 @@ impl SenderProfile {
         Self {
             name,
             timeout: Duration::from_secs(10),
+            timeout_assumed: true,
             schedule: RetrySchedule::Fixed(&[]),
             schedule_doc: "unknown: no retries assumed",
             retry_note: "",

@@ -258,7 +258,8 @@ impl Receiver {
 }
 
 impl Demo {
-    /// POSTs `body` to `url`; returns the status, the answer and how long it took.
+    /// POSTs `body` to `url`; returns the status, the answer and how long it took (waiting
+    /// longer than any sender here: [`in_time`] says whether the sender would have waited).
     async fn post(&self, url: &str, headers: &[(HeaderName, HeaderValue)], body: &[u8]) -> (u16, String, Duration) {
         let started = Instant::now();
         let mut rb = self
@@ -355,9 +356,7 @@ pub(super) async fn act(demo: &mut Demo, lab: &Lab) -> CliResult<()> {
     if status != 200 || !text.contains("\"accepted\"") {
         problems.push(format!("answered {status} {text}, expected 200 accepted"));
     }
-    if took >= Vendor(ProviderArg::Procore).timeout() {
-        problems.push(format!("answered after {}, beyond Procore's 5 s", ms(took)));
-    }
+    in_time(ProviderArg::Procore, took, &mut problems);
     if !delivered {
         problems.push("Procore would not count it as delivered".into());
     }
@@ -401,6 +400,7 @@ pub(super) async fn act(demo: &mut Demo, lab: &Lab) -> CliResult<()> {
     if !delivered {
         problems.push("BuildWorkPro would not count it as delivered".into());
     }
+    in_time(ProviderArg::BuildWorkPro, took, &mut problems);
     let shape: Vec<(u32, &str)> = runs
         .iter()
         .map(|(a, o, ..)| {
@@ -446,7 +446,7 @@ pub(super) async fn act(demo: &mut Demo, lab: &Lab) -> CliResult<()> {
 
     // 4. The slow handler finishes; the sender's copy is a duplicate.
     let runs = lab.settled(Provider::Procore, SLOW + Duration::from_secs(10)).await;
-    let (status, text, _) = demo
+    let (status, text, took) = demo
         .post(
             &format!("{}/webhooks/procore-inbox", demo.base),
             &slow_headers,
@@ -456,6 +456,7 @@ pub(super) async fn act(demo: &mut Demo, lab: &Lab) -> CliResult<()> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after = lab.of(Provider::Procore).len();
     let mut problems = Vec::new();
+    in_time(ProviderArg::Procore, took, &mut problems);
     let done = match runs.as_slice() {
         [(1, Work::Done, at, line)] => {
             format!(
@@ -538,6 +539,7 @@ async fn kill9(demo: &mut Demo, lab: &Lab, now: u64) -> CliResult<()> {
     if status != 200 || !text.contains("\"accepted\"") {
         problems.push(format!("answered {status} {text}, expected 200 accepted"));
     }
+    in_time(ProviderArg::Procore, took, &mut problems);
     let mut lines = vec![
         ("receiver", format!("{command} (pid {first_pid})")),
         ("sent", sent("/webhooks", &headers)),
@@ -583,7 +585,8 @@ async fn kill9(demo: &mut Demo, lab: &Lab, now: u64) -> CliResult<()> {
             None => format!("on the same file (pid {})", second.pid),
         },
     ));
-    let (copy_status, copy_text, _) = demo.post(&url(second.port), &headers, &body).await;
+    let (copy_status, copy_text, copy_took) = demo.post(&url(second.port), &headers, &body).await;
+    in_time(ProviderArg::Procore, copy_took, &mut problems);
     let printed_second = second.lines();
     let stopped = second.terminate().await;
     let total = printed_first.len() + printed_second.len();
@@ -619,4 +622,18 @@ async fn kill9(demo: &mut Demo, lab: &Lab, now: u64) -> CliResult<()> {
     ));
     lines.push(("vendor", vendor(ProviderArg::Procore, status).1));
     demo.report(title, &lines, problems)
+}
+
+/// Records a problem when an answer came later than `p`'s sender waits: it would have counted
+/// the delivery as failed whatever the answer said.
+fn in_time(p: ProviderArg, took: Duration, problems: &mut Vec<String>) {
+    let waits = Vendor(p).timeout();
+    if took >= waits {
+        problems.push(format!(
+            "answered after {}, beyond {}'s {} timeout",
+            ms(took),
+            p.display(),
+            crate::vendor::human(waits)
+        ));
+    }
 }

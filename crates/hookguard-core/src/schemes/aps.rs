@@ -69,6 +69,7 @@ impl Scheme for Aps {
         SenderProfile {
             name: "APS",
             timeout: secs(6),
+            timeout_assumed: false,
             // "retried four times, the last at least 48 h after the first"; intervals
             // unpublished: assumed +15 min, +1 h, +6 h, +48 h.
             schedule: RetrySchedule::Fixed(const { &[secs(900), secs(3600), secs(6 * 3600), secs(48 * 3600)] }),

@@ -59,6 +59,7 @@ impl Scheme for BuildWorkPro {
         SenderProfile {
             name: "BuildWorkPro",
             timeout: secs(10),
+            timeout_assumed: false,
             schedule: RetrySchedule::Fixed(
                 const {
                     &[

@@ -52,6 +52,7 @@ impl Scheme for GitHub {
         SenderProfile {
             name: "GitHub",
             timeout: secs(10),
+            timeout_assumed: false,
             schedule: RetrySchedule::Fixed(&[]),
             schedule_doc: "1 attempt: GitHub does not retry failed deliveries",
             retry_note: "",

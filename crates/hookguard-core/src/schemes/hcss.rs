@@ -171,6 +171,7 @@ impl Scheme for Hcss {
             name: "HCSS",
             // HCSS publishes no timeout: assumed 10 s.
             timeout: secs(10),
+            timeout_assumed: true,
             // "5 tries with exponential backoff"; intervals unpublished: assumed 1, 2, 4, 8 s.
             schedule: RetrySchedule::Fixed(const { &[secs(1), secs(2), secs(4), secs(8)] }),
             schedule_doc: "5 tries with exponential backoff (HCSS publishes no intervals: assumed 1, 2, 4, 8 s); \

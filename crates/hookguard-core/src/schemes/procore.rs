@@ -108,12 +108,13 @@ impl Scheme for Procore {
         SenderProfile {
             name: "Procore",
             timeout: secs(5),
+            timeout_assumed: false,
             schedule: RetrySchedule::Exponential {
                 base: secs(1),
                 cap: secs(3600),
                 horizon: secs(12 * 3600),
             },
-            schedule_doc: "any non-2xx pauses the endpoint; retries from 1 s doubling up to 1 h; discarded after 12 h",
+            schedule_doc: "any non-2xx pauses the endpoint; retries back off exponentially from 1 s up to 1 h (doubling assumed); discarded after 12 h",
             retry_note: "; meanwhile Procore pauses this endpoint (its other deliveries wait too)",
             permanent: Permanent::Never,
             give_up: "12 h of failures: Procore discards the endpoint's queued deliveries",

@@ -65,6 +65,7 @@ impl Scheme for Slack {
         SenderProfile {
             name: "Slack",
             timeout: secs(3),
+            timeout_assumed: false,
             schedule: RetrySchedule::Fixed(const { &[secs(1), secs(60), secs(300)] }),
             schedule_doc: "4 attempts: now, nearly immediately (+1 s), +1 min, +5 min",
             retry_note: "",

@@ -219,6 +219,7 @@ impl Scheme for StandardWebhooks {
             name: "Standard Webhooks sender",
             // Svix (the Standard Webhooks reference sender) waits 15 s.
             timeout: secs(15),
+            timeout_assumed: false,
             schedule: RetrySchedule::Fixed(
                 const {
                     &[

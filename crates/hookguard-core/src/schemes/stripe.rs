@@ -62,6 +62,7 @@ impl Scheme for Stripe {
             name: "Stripe",
             // Stripe publishes no exact number: assumed 10 s.
             timeout: secs(10),
+            timeout_assumed: true,
             schedule: RetrySchedule::Exponential {
                 base: secs(60),
                 cap: secs(12 * 3600),
