@@ -702,6 +702,10 @@ impl VerifierBuilder {
         if self.max_signatures == 0 || self.max_challenge == 0 || self.max_header_len == 0 {
             return Err(ConfigError::Invalid("bounds must be at least 1"));
         }
+        // A body limit of 0 answers every delivery `413`, which BuildWorkPro never retries.
+        if self.max_body == 0 {
+            return Err(ConfigError::Invalid("the body limit must be at least 1 byte"));
+        }
         let dedupe_key = match &self.dedupe_key {
             Some(k) => Some(k.compile(self.scheme.as_ref(), &self.unsigned_key_headers)?),
             None => None,
@@ -771,6 +775,24 @@ mod tests {
     }
 
     /// `Content-Length` is digits only, and one value (two different ones: smuggling).
+    #[test]
+    fn zero_bounds_are_refused() {
+        let build = |f: fn(VerifierBuilder) -> VerifierBuilder| {
+            f(Verifier::builder(BuildWorkPro::new()).secret("whsec_k"))
+                .build()
+                .map(drop)
+        };
+        assert!(build(|b| b).is_ok());
+        for (what, f) in [
+            ("body", (|b| b.max_body(0)) as fn(VerifierBuilder) -> VerifierBuilder),
+            ("header", |b| b.max_header_len(0)),
+            ("signatures", |b| b.max_signatures(0)),
+        ] {
+            assert!(matches!(build(f), Err(ConfigError::Invalid(_))), "{what}");
+        }
+        assert!(build(|b| b.max_body(1)).is_ok());
+    }
+
     #[test]
     fn content_length_is_strict() {
         let v = Verifier::builder(BuildWorkPro::new())

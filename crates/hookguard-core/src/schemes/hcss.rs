@@ -253,6 +253,9 @@ impl Scheme for Hcss {
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
         match &self.auth {
             HcssAuth::Scheme(s) => s.key(secret),
+            HcssAuth::Header(_) => {
+                super::header_token_problem(secret).map_or_else(|| Ok(Key::token(secret.as_bytes())), Err)
+            }
             _ if secret.is_empty() => Err("empty token"),
             _ => Ok(Key::token(secret.as_bytes())),
         }

@@ -230,6 +230,23 @@ pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty() && usable_id(s))
 }
 
+/// Why a secret can never equal a header value as a receiver reads it, if it cannot: HTTP
+/// carries no control characters in a header (a newline, a NUL), and drops the whitespace
+/// around a value. Such a token would refuse every genuine delivery (`401`, towards the
+/// sender's kill switch), so it is refused at configuration.
+pub(crate) fn header_token_problem(secret: &str) -> Option<&'static str> {
+    if secret.is_empty() {
+        return Some("empty header value");
+    }
+    if secret.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Some("a control character (such as a newline) cannot be in a header value");
+    }
+    if secret.starts_with([' ', '\t']) || secret.ends_with([' ', '\t']) {
+        return Some("whitespace around a header value is dropped in transit");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,8 +141,8 @@ impl Scheme for Procore {
     }
 
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
-        if secret.is_empty() {
-            return Err("empty header value");
+        if let Some(problem) = super::header_token_problem(secret) {
+            return Err(problem);
         }
         Ok(Key::token(secret.as_bytes()))
     }
@@ -221,6 +221,27 @@ impl Scheme for Procore {
 mod tests {
     use super::*;
     use crate::{RequestHead, Verifier};
+
+    /// A header value that can never arrive as configured (a newline in it, whitespace around
+    /// it) is refused when the verifier is built, not answered `401` on every genuine delivery
+    /// (Procore then pauses the endpoint); HCSS's header token likewise.
+    #[test]
+    fn a_token_no_header_can_carry_is_refused_at_configuration() {
+        use crate::ConfigError;
+        for bad in ["Bearer a\nb", "Bearer a\r", "Bearer\0a", " Bearer a", "Bearer a\t"] {
+            let built = Verifier::builder(Procore::new()).secret(bad).build();
+            assert!(matches!(built, Err(ConfigError::InvalidSecret { .. })), "{bad:?}");
+            let hcss = super::super::Hcss::header(http::HeaderName::from_static("x-hcss-token"));
+            let built = Verifier::builder(hcss).secret(bad).build();
+            assert!(matches!(built, Err(ConfigError::InvalidSecret { .. })), "hcss {bad:?}");
+        }
+        for good in ["Bearer a", "Bearer a\tb", "Bearer caf\u{e9}"] {
+            assert!(
+                Verifier::builder(Procore::new()).secret(good).build().is_ok(),
+                "{good:?}"
+            );
+        }
+    }
 
     /// Deliveries of the user named by `ignore_source_user` are ignored: v2/v3 by
     /// `metadata.source_user_id` (a number, compared as its digits), v4 by `user_id`; another
