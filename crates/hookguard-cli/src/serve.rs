@@ -95,7 +95,8 @@ Handlers run at least once: a process killed during a handler (kill -9, power lo
 item running under a lease; once --lease expires the item runs again. On start, pending items
 and items whose lease expired are handled. Done items are kept 7 days (copies are recognised
 meanwhile), then purged. Inspect and act on the file, also while serve runs, with
-`hookguard inbox list|show|replay|purge|stats --inbox PATH`.
+`hookguard inbox list|show|replay|purge|stats --inbox PATH`. Each serve runs only its own
+--provider's items: receivers of several senders may share one inbox, each with its own --exec.
 --inbox postgres://USER@HOST:PORT/DB (`?hookguard_schema=NAME` for a schema of its own) puts
 the inbox in PostgreSQL instead: several serve replicas share it, each worker claims with
 FOR UPDATE SKIP LOCKED, and a replica that dies mid-handler leaves a lease another one takes
@@ -1467,6 +1468,9 @@ async fn run_inbox(
     .concurrency(settings.workers)
     .retry(settings.retry)
     .lease(settings.lease)
+    // Only this receiver's sender: another `serve` on the same inbox (another --provider, its
+    // own --exec) runs its own items.
+    .providers([args.provider.provider()])
     .shutdown_grace(Duration::from_secs(10))
     .on_outcome(move |item, outcome| hook_job.outcome(item, outcome))
     .spawn();

@@ -3017,6 +3017,40 @@ fn inbox_32_concurrent_copies_store_one_row_and_run_once() {
 }
 
 #[test]
+fn inbox_shared_by_two_senders_receivers_each_runs_its_own() {
+    // An HCSS item waiting in the file (dead after one failed try, then replayed: pending).
+    let dir = scratch("inbox-shared");
+    let db = dir.join("inbox.db");
+    let hcss_args = |extra: &[&'static str]| {
+        let mut a = vec!["--provider", "hcss", "--secret", "t", "--inbox", path(&db)];
+        a.extend_from_slice(extra);
+        a
+    };
+    let body = br#"{"companyId":"c1","eventType":"EmployeeUpdated","businessUnitId":"b1","id":"e-shared"}"#;
+    {
+        let h = Server::start(&hcss_args(&["--exec", "cat >/dev/null; exit 1", "--max-attempts", "1"]));
+        assert_eq!(http(h.port, "POST", "/webhooks?token=t", &[], body).0, 200);
+        wait_for("the HCSS item to be dead", Duration::from_secs(20), || {
+            inbox_json(&["list", "--state", "dead"], &db).len() == 1
+        });
+    }
+    assert_eq!(inbox_json(&["replay", "--dead"], &db)[0]["replayed"], 1);
+    // A BuildWorkPro receiver on the same file runs its own delivery, not HCSS's.
+    let b = Server::start(&bwp_inbox_args("whsec_shared", &db, &[]));
+    assert_eq!(bwp_post(b.port, "whsec_shared", "evt_shared").0, 200);
+    let lines = b.wait_n(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(b.lines().len(), 1, "{:?}", b.lines());
+    assert_eq!(json(&lines[0])["provider"], "buildworkpro", "{lines:?}");
+    assert_eq!(inbox_stats(&db)["pending"], 1, "HCSS's item left for its receiver");
+    drop(b);
+    // HCSS's own receiver runs it.
+    let h = Server::start(&hcss_args(&[]));
+    let lines = h.wait_n(1, Duration::from_secs(10));
+    assert_eq!(json(&lines[0])["provider"], "hcss", "{lines:?}");
+}
+
+#[test]
 fn inbox_hcss_identical_setups_bodies_coalesce_only_while_pending() {
     let dir = scratch("inbox-hcss");
     let db = dir.join("inbox.db");

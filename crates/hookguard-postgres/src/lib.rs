@@ -302,6 +302,7 @@ async fn claim_task(
     inner: Arc<Inner>,
     lease: Duration,
     limit: u32,
+    providers: Option<Vec<String>>,
     answer: oneshot::Sender<Result<Vec<ClaimedItem>, InboxError>>,
 ) {
     let lease_ms = i64::try_from(lease.as_millis()).map_or(MAX_DELAY_MS, |ms| ms.min(MAX_DELAY_MS));
@@ -310,6 +311,7 @@ async fn claim_task(
         let rows = sqlx::query(&inner.sql.claim)
             .bind(lease_ms)
             .bind(i64::from(limit))
+            .bind(providers)
             .fetch_all(&inner.pool)
             .await
             .map_err(storage)?;
@@ -607,6 +609,7 @@ impl Sql {
                 "UPDATE {t} SET state = 1, attempts = attempts + 1, next_attempt_at = {DB_NOW} + $1,
                         unique_key = CASE scope WHEN 1 THEN NULL ELSE unique_key END
                  WHERE id IN (SELECT id FROM {t} WHERE state IN (0, 1) AND next_attempt_at <= {DB_NOW}
+                                AND ($3::text[] IS NULL OR provider = ANY ($3::text[]))
                               ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING id, attempts, next_attempt_at, provider, dedupe_key, event_id, event_type, body, received_at"
             ),
@@ -1255,8 +1258,19 @@ impl InboxStore for PgInbox {
     }
 
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        self.claim_of(&[], now_ms, lease, limit)
+    }
+
+    fn claim_of<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
         // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
         let _ = now_ms;
+        let providers = (!providers.is_empty()).then(|| providers.to_vec());
         // The statement runs in a task of its own: dropping a query's future cancels nothing on
         // the server, so a claim this caller stopped waiting for (its bound passed, or its worker
         // shut down) may still commit. The task sees that nobody took the items and gives them
@@ -1265,7 +1279,7 @@ impl InboxStore for PgInbox {
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let (answer, answered) = oneshot::channel();
             let answered = ClaimAnswer(answered, Arc::clone(&inner));
-            tokio::spawn(claim_task(inner, lease, limit, answer));
+            tokio::spawn(claim_task(inner, lease, limit, providers, answer));
             answered.get().await
         }))
     }
@@ -1979,18 +1993,24 @@ mod tests {
         let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {claim}"))
             .bind(60_000_i64)
             .bind(1_i64)
+            .bind(None::<Vec<String>>)
             .fetch_all(&pool)
             .await
             .unwrap();
         // The plan a prepared statement settles on after a few runs (generic: no values).
         let mut conn = pool.acquire().await.unwrap();
         for s in [
-            format!("PREPARE hg_claim(bigint, bigint) AS {claim}"),
+            format!("PREPARE hg_claim(bigint, bigint, text[]) AS {claim}"),
             "SET plan_cache_mode = force_generic_plan".to_owned(),
         ] {
             sqlx::raw_sql(&s).execute(&mut *conn).await.unwrap();
         }
-        let generic: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE hg_claim(60000, 1)")
+        let generic: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE hg_claim(60000, 1, NULL)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        // Also when the claim names its senders (receivers sharing one inbox).
+        let generic_of: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE hg_claim(60000, 1, ARRAY['buildworkpro'])")
             .fetch_all(&mut *conn)
             .await
             .unwrap();
@@ -2020,7 +2040,7 @@ mod tests {
                 "the list reads the table:\n{plan}"
             );
         }
-        for plan in [plan.join("\n"), generic.join("\n")] {
+        for plan in [plan.join("\n"), generic.join("\n"), generic_of.join("\n")] {
             assert!(
                 plan.contains("hookguard_inbox_due_v2") && !plan.contains("Sort"),
                 "the claim sorts instead of walking the index:\n{plan}"

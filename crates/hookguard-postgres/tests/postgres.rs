@@ -317,6 +317,28 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     );
 }
 
+/// Receivers of different senders may share one inbox: a claim naming senders takes only their
+/// items (first due first), one naming none takes every item.
+#[tokio::test]
+async fn a_claim_of_some_senders_takes_only_their_items() {
+    let s = schema("claim_of");
+    let a = inbox(&s).await;
+    let h = stored(&a, &hcss("emp-1")).await;
+    let b1 = stored(&a, &bwp("evt_of_1")).await;
+    let b2 = stored(&a, &bwp("evt_of_2")).await;
+    let lease = Duration::from_secs(30);
+    let ids = |v: Vec<ClaimedItem>| v.iter().map(|i| i.id).collect::<Vec<_>>();
+    let none = a.claim_of(&["procore".to_owned()], now_ms(), lease, 10).await.unwrap();
+    assert!(none.is_empty());
+    let own = a
+        .claim_of(&["buildworkpro".to_owned()], now_ms(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(own), [b1, b2]);
+    let rest = a.claim_of(&[], now_ms(), lease, 10).await.unwrap();
+    assert_eq!(ids(rest), [h]);
+}
+
 /// First come, first served: a retry that is due goes before deliveries that arrived after it.
 #[tokio::test]
 async fn a_due_retry_goes_before_newer_deliveries() {

@@ -1045,7 +1045,9 @@ type Reply<T> = oneshot::Sender<Result<T, InboxError>>;
 
 enum Op {
     Accept(Box<NewItem>, Reply<Accepted>),
-    Claim(i64, i64, u32, Reply<Vec<ClaimedItem>>),
+    /// Due (on the caller's clock), lease end, most items, whose (a JSON array of provider
+    /// names; `None`: everyone's).
+    Claim(i64, i64, u32, Option<String>, Reply<Vec<ClaimedItem>>),
     Complete(ClaimRef, i64, Reply<bool>),
     Fail(ClaimRef, String, Option<i64>, i64, Reply<bool>),
     /// Give back without counting the attempt, due at the second field (0: now), counted from
@@ -1602,12 +1604,12 @@ fn apply(
             clock.shift(wall);
             Done::Accept(tx, r.map(|(accepted, _)| accepted))
         }
-        Op::Claim(now, until, limit, tx) => {
+        Op::Claim(now, until, limit, providers, tx) => {
             // A new item is due at its arrival: after the wall clock stepped back, "now" is
             // never earlier than the newest arrival, or those items would wait for the clock
             // to catch up. The lease moves with it (its end compared on the same timeline).
             let (due, until) = (clock.place(now, now, wall), clock.place(until, now, wall));
-            let r = claim(conn, due, until, limit, now.min(wall), fresh).map(|(items, dead)| {
+            let r = claim(conn, due, until, limit, providers.as_deref(), now.min(wall), fresh).map(|(items, dead)| {
                 // Items found unreadable went dead: no longer pending.
                 *pending = pending.saturating_sub(dead);
                 items
@@ -1813,20 +1815,24 @@ fn claim(
     now: i64,
     until: i64,
     limit: u32,
+    providers: Option<&str>,
     wall: i64,
     fresh: &mut Fresh,
 ) -> rusqlite::Result<(Vec<ClaimedItem>, u64)> {
+    // Some senders' items only: their names as a JSON array (`json_each`), one statement for
+    // any number of them; the due index still orders the scan.
     let mut stmt = conn.prepare_cached(
         "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, next_attempt_at = ?2
          WHERE id IN (SELECT id FROM hookguard_inbox
                       WHERE state IN (0, 1) AND next_attempt_at <= ?1
+                        AND (?4 IS NULL OR provider IN (SELECT value FROM json_each(?4)))
                       ORDER BY next_attempt_at LIMIT ?3)
          RETURNING id, attempts, provider, dedupe_key, event_id, event_type, received_at, body_len",
     )?;
     // The id (the primary key) always reads; a row whose other columns do not (a file changed
     // by hand: a BLOB for a provider, attempts beyond u32) is dead, with why, rather than
     // failing this claim, its batch's accepts and every later claim that reaches it.
-    let rows = stmt.query_map(params![now, until, limit], |r| {
+    let rows = stmt.query_map(params![now, until, limit, providers], |r| {
         let id = r.get::<_, i64>(0)?;
         let fields = (|| {
             let attempts = r.get::<_, i64>(1)?;
@@ -2185,7 +2191,18 @@ impl InboxStore for SqliteInbox {
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.call(move |tx| Op::Claim(now_ms, until, limit, tx))
+        self.call(move |tx| Op::Claim(now_ms, until, limit, None, tx))
+    }
+    fn claim_of<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
+        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let names = (!providers.is_empty()).then(|| serde_json::to_string(providers).unwrap_or_default());
+        self.call(move |tx| Op::Claim(now_ms, until, limit, names, tx))
     }
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
         self.call(move |tx| Op::Complete(claim, now_ms, tx))
@@ -2459,7 +2476,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let until = hookguard_core::inbox::now_ms() + 60_000;
-        writer.commit_answered(vec![Op::Claim(until - 60_000, until, 10, reply)]);
+        writer.commit_answered(vec![Op::Claim(until - 60_000, until, 10, None, reply)]);
         assert_eq!(state(&writer), (1, 1), "claimed");
         // Named by its lease's end: the claim's `until` (no clock step here).
         assert_eq!(writer.mailbox.unclaimed(), vec![ClaimRef::new(id, 1, until)]);
@@ -2471,7 +2488,7 @@ mod tests {
         // And a claim whose caller gave up before its batch takes nothing.
         let (reply, answer) = oneshot::channel();
         drop(answer);
-        let mut late = vec![Op::Claim(10, 60_000, 10, reply)];
+        let mut late = vec![Op::Claim(10, 60_000, 10, None, reply)];
         writer.prepare(&mut late);
         assert!(late.is_empty());
     }
@@ -2491,7 +2508,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let now = hookguard_core::inbox::now_ms();
-        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, None, reply)]);
         assert_eq!(writer.mailbox.unclaimed().len(), 1);
         // The next batch carries the give-back and fails (the file's page cap).
         let pages: i64 = writer.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
@@ -2531,7 +2548,7 @@ mod tests {
         // Claimed and posted; its caller goes before anyone hands the answer out.
         let (reply, answer) = oneshot::channel();
         let now = hookguard_core::inbox::now_ms();
-        writer.commit(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        writer.commit(vec![Op::Claim(now, now + 60_000, 10, None, reply)]);
         drop(answer);
         // The test writer's queue has no sender left: `run` stops at once.
         writer.run();
@@ -2555,7 +2572,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let now = hookguard_core::inbox::now_ms();
-        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, None, reply)]);
         assert!(writer.mailbox.holds_unclaimed());
         // A batch of reads only does not carry them (it would take the write lock).
         let (reply, _answer) = oneshot::channel();
@@ -2602,7 +2619,8 @@ mod tests {
 
         fn claim(&mut self, now: i64) -> Vec<ClaimedItem> {
             let (reply, mut claimed) = oneshot::channel();
-            self.0.commit_answered(vec![Op::Claim(now, now + 30_000, 10, reply)]);
+            self.0
+                .commit_answered(vec![Op::Claim(now, now + 30_000, 10, None, reply)]);
             claimed.try_recv().unwrap().unwrap()
         }
 
@@ -2907,7 +2925,7 @@ mod tests {
         let claim = |writer: &mut Writer| -> Vec<ClaimedItem> {
             let (reply, mut claimed) = oneshot::channel();
             let now = hookguard_core::inbox::now_ms();
-            writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+            writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, None, reply)]);
             claimed.try_recv().unwrap().unwrap()
         };
         let same = store(&mut writer, "evt_same", 1);
@@ -2976,7 +2994,7 @@ mod tests {
             .unwrap();
         let (reply, mut claimed) = oneshot::channel();
         let now = hookguard_core::inbox::now_ms();
-        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, reply)]);
+        writer.commit_answered(vec![Op::Claim(now, now + 60_000, 10, None, reply)]);
         assert!(matches!(claimed.try_recv(), Ok(Ok(v)) if v.is_empty()));
         let (state, error): (i64, String) = writer
             .conn

@@ -1943,6 +1943,63 @@ async fn a_claim_that_fails_is_asked_again_for_fewer_items() {
     assert_eq!(inbox.stats().await.unwrap().done, 12);
 }
 
+/// Receivers of different senders may share one inbox, each with its own handler: a worker
+/// told its providers claims only their items (it used to run every item, the other sender's
+/// through its own handler), and a claim naming none takes every item as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_only_the_items_of_its_own_senders() {
+    let dir = TempDir::new("providers");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let hcss = stored(&inbox, &hcss_setups("emp-1")).await;
+    let bwp_ids = [
+        stored(&inbox, &bwp("evt_own_1")).await,
+        stored(&inbox, &bwp("evt_own_2")).await,
+    ];
+    // The store: only the named senders' items, first due first; the others stay pending.
+    let now = hookguard_core::inbox::now_ms();
+    let named = ["buildworkpro".to_owned()];
+    let claimed = inbox.claim_of(&named, now, Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), bwp_ids);
+    for c in &claimed {
+        assert!(inbox.release(c.claim()).await.unwrap());
+    }
+    assert!(inbox
+        .claim_of(&["procore".to_owned()], now, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The worker: BuildWorkPro's items handled, HCSS's left for its own receiver.
+    let ran: Arc<Mutex<Vec<String>>> = Arc::default();
+    let r = Arc::clone(&ran);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |item: ClaimedItem| {
+        let r = Arc::clone(&r);
+        async move {
+            r.lock().unwrap().push(item.delivery.provider().as_str().to_owned());
+            Ok::<(), HandlerError>(())
+        }
+    })
+    .providers([hookguard_core::Provider::BuildWorkPro])
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    for id in bwp_ids {
+        wait_for(&inbox, id, InboxState::Done).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    worker.shutdown().await;
+    assert_eq!(*ran.lock().unwrap(), ["buildworkpro", "buildworkpro"]);
+    assert_eq!(inbox.get(hcss).await.unwrap().unwrap().state, InboxState::Pending);
+
+    // With no providers named, every item is claimed, as before.
+    let claimed = inbox.claim(now_ms_now(), Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), [hcss]);
+}
+
+fn now_ms_now() -> i64 {
+    hookguard_core::inbox::now_ms()
+}
+
 /// A stop is seen under a backlog too: there every claim comes back full and, with handlers
 /// returning while the next claim waits for the store, a handler slot is free again at once,
 /// so the claim loop never reached the waits where it looked for a stop and `shutdown` waited

@@ -563,6 +563,29 @@ pub trait InboxStore: Send + Sync + 'static {
     /// caller's `now`).
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>>;
 
+    /// Claims as [`claim`](Self::claim) does, only items of the senders named (their
+    /// [`Provider::as_str`](crate::Provider::as_str) names; empty: every item), for workers
+    /// that share one inbox and each run their own senders' items (`WorkerBuilder::providers`,
+    /// with the `worker` feature). The default claims
+    /// every item when none is named, and otherwise fails ([`InboxError::Storage`]): a store
+    /// that cannot filter must not hand a worker another sender's items.
+    fn claim_of<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
+        if providers.is_empty() {
+            return self.claim(now_ms, lease, limit);
+        }
+        Box::pin(async {
+            Err(InboxError::storage(
+                "this inbox store cannot claim the items of some senders only",
+            ))
+        })
+    }
+
     /// Marks the claimed item done. `Ok(false)`: that claim no longer holds the item (its
     /// lease expired and a later claim took it). Completing an item this same claim already
     /// completed answers `Ok(true)` again.
@@ -622,6 +645,15 @@ impl<T: InboxStore + ?Sized> InboxStore for std::sync::Arc<T> {
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         (**self).claim(now_ms, lease, limit)
+    }
+    fn claim_of<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
+        (**self).claim_of(providers, now_ms, lease, limit)
     }
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
         (**self).complete(claim, now_ms)

@@ -152,6 +152,7 @@ pub struct WorkerBuilder {
     purge_every: Duration,
     grace: Duration,
     on_outcome: Option<OutcomeHook>,
+    providers: Vec<String>,
 }
 
 impl fmt::Debug for WorkerBuilder {
@@ -160,6 +161,7 @@ impl fmt::Debug for WorkerBuilder {
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
             .field("lease", &self.lease)
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +226,28 @@ impl WorkerBuilder {
         self.grace = grace;
         self
     }
+    /// Runs only the items of these senders (default: every item in the inbox), for processes
+    /// that share one inbox and each handle their own senders — two `hookguard serve
+    /// --provider …` on one file, each with its own `--exec`. Without it, each would run the
+    /// other's deliveries through its own handler. The purge and the inbox gauges still cover
+    /// the whole inbox. The store must be able to claim by provider
+    /// ([`InboxStore::claim_of`]; the SQLite and PostgreSQL inboxes can).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{ClaimedItem, HandlerError, Worker};
+    /// use hookguard_core::Provider;
+    /// # fn demo(store: std::sync::Arc<dyn hookguard_core::inbox::InboxStore>) {
+    /// let worker = Worker::builder(store, |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .providers([Provider::Procore])
+    ///     .build();
+    /// # let _ = worker; }
+    /// ```
+    pub fn providers(mut self, providers: impl IntoIterator<Item = crate::Provider>) -> Self {
+        self.providers = providers.into_iter().map(|p| p.as_str().to_owned()).collect();
+        self.providers.sort();
+        self.providers.dedup();
+        self
+    }
     /// Called after each attempt's outcome was recorded (metrics, the CLI's output line).
     pub fn on_outcome(mut self, f: impl Fn(&ClaimedItem, &Outcome) + Send + Sync + 'static) -> Self {
         self.on_outcome = Some(Arc::new(f));
@@ -251,6 +275,7 @@ impl WorkerBuilder {
                 purge_every: self.purge_every,
                 grace: self.grace,
                 on_outcome: self.on_outcome,
+                providers: self.providers,
             }),
         }
     }
@@ -268,6 +293,8 @@ struct Config {
     purge_every: Duration,
     grace: Duration,
     on_outcome: Option<OutcomeHook>,
+    /// Whose items are claimed (`Provider::as_str` names; empty: everyone's).
+    providers: Vec<String>,
 }
 
 /// Drains an inbox: claims due items, runs the handler with a concurrency limit, records done,
@@ -323,6 +350,7 @@ impl Worker {
             purge_every: Duration::from_secs(60),
             grace: Duration::from_secs(10),
             on_outcome: None,
+            providers: Vec::new(),
         }
     }
 
@@ -390,7 +418,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         // The lease runs from the claim's start, not its answer: a claim that waited (a busy
         // store, a checkpoint) leaves its handlers that much less time.
         let claimed_at = tokio::time::Instant::now();
-        let claimed = match cfg.store.claim(now_ms(), cfg.lease, limit).await {
+        let claimed = match cfg.store.claim_of(&cfg.providers, now_ms(), cfg.lease, limit).await {
             Ok(items) => {
                 if limit == ask && failed_at.is_none_or(|t| t.elapsed() >= CLAIM_REGROW_AFTER) {
                     ask = ask.saturating_mul(2).min(most);
