@@ -109,7 +109,7 @@ Authentication:
   hcss:    --secret TOKEN accepts the URL token (callback URL …/webhooks?token=TOKEN);
            --auth-header 'X-Hcss-Token: v' a shared header instead
 Credentials (Authorization, the shared header; the URL is not stored) never reach the inbox.
-SIGINT/SIGTERM shut down gracefully (exit 0): stop accepting, let running handlers finish
+SIGINT/SIGTERM/SIGHUP shut down gracefully (exit 0): stop accepting, let running handlers finish
 (inline: each request in hand is answered, its --exec bounded by --exec-timeout; inbox: up to
 10 s, then their claims are given back); pending work stays for the next start.
 
@@ -880,13 +880,23 @@ async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    // SIGHUP too (the terminal serve ran in closed): stopping gracefully lets running handlers
+    // finish and gives back what the inbox worker holds, where the default action ended the
+    // process at once.
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        let wait = |kind| async move {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(SignalKind::terminate()) => {}
+            () = wait(SignalKind::hangup()) => {}
         }
     };
     #[cfg(not(unix))]

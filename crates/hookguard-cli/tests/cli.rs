@@ -1088,13 +1088,18 @@ fn redis_store_is_shared_by_two_receivers() {
 #[test]
 fn serve_shuts_down_gracefully_on_sigterm() {
     // With the inspector too: its router then holds the handler, and the stdout writer must not
-    // wait out its 10 s bound for a queue sender left behind.
-    for extra in [&[][..], &["--ui", "127.0.0.1:0"][..]] {
+    // wait out its 10 s bound for a queue sender left behind. SIGHUP (the terminal closed) is a
+    // graceful stop as well: it used to end serve at once (exit 129), handlers cut off.
+    for (signal, extra) in [
+        ("-TERM", &[][..]),
+        ("-TERM", &["--ui", "127.0.0.1:0"][..]),
+        ("-HUP", &[][..]),
+    ] {
         let mut args = vec!["--provider", "github", "--secret", "s"];
         args.extend_from_slice(extra);
         let mut s = Server::start(&args);
         let killed = Command::new("kill")
-            .args(["-TERM", &s.child.id().to_string()])
+            .args([signal, &s.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
@@ -1105,11 +1110,11 @@ fn serve_shuts_down_gracefully_on_sigterm() {
             }
             assert!(
                 Instant::now() < deadline,
-                "{extra:?}: serve did not stop on SIGTERM within 5 s"
+                "{signal} {extra:?}: serve did not stop within 5 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "{extra:?}: {status}");
+        assert!(status.success(), "{signal} {extra:?}: {status}");
         std::thread::sleep(Duration::from_millis(100));
         assert!(
             !s.stderr().contains("stdout is not being read"),
