@@ -98,12 +98,25 @@ impl ChallengeAnswer {
     }
 
     /// `200`, `text/plain`, `nosniff`, `Cache-Control: no-store`, the value as the whole body.
+    /// The charset is named only for a value that is UTF-8 (a percent-encoded challenge may
+    /// decode to any bytes, echoed as they are).
+    ///
+    /// ```
+    /// let resp = hookguard_core::ChallengeAnswer::new(&b"\xff\xfe"[..]).into_response();
+    /// assert_eq!(resp.headers()["content-type"], "text/plain");
+    /// assert_eq!(resp.body().as_ref(), b"\xff\xfe");
+    /// ```
     pub fn into_response(self) -> http::Response<Bytes> {
+        let utf8 = std::str::from_utf8(&self.0).is_ok();
         let mut r = http::Response::new(self.0);
         let h = r.headers_mut();
         h.insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            http::HeaderValue::from_static(if utf8 {
+                "text/plain; charset=utf-8"
+            } else {
+                "text/plain"
+            }),
         );
         h.insert(
             http::header::X_CONTENT_TYPE_OPTIONS,
