@@ -1124,10 +1124,11 @@ async fn replay_dead(State(ui): State<Arc<Inspector>>, headers: HeaderMap) -> Re
     match inbox.replay_dead(now_ms()).await {
         Ok(n) => {
             ui.counts.clear().await;
-            let provider = ui.receiver.verifier().provider();
+            // Every sender's dead items in the file (receivers of other senders may share it):
+            // counted as the purge counts, not under this receiver's sender.
             hookguard_core::observe::count_by(
                 "hookguard_inbox_transitions_total",
-                &[("provider", provider.as_str()), ("transition", "replayed")],
+                &[("provider", "all"), ("transition", "replayed")],
                 n,
             );
             tracing::info!(
