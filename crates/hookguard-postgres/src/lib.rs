@@ -546,6 +546,7 @@ impl fmt::Debug for PgInbox {
 struct Sql {
     accept: String,
     revive: String,
+    copy_kept: String,
     claim: String,
     complete: String,
     completed_already: String,
@@ -583,7 +584,8 @@ impl Sql {
         Self {
             // One statement, one round trip, the same work as a plain insert-if-absent: a copy
             // conflicts on the partial unique index and returns no row (reported as
-            // `Duplicate(0)`: the copy's id is not read, which would cost a second statement).
+            // `Duplicate(0)`: the copy's id is not read; a copy costs a `revive` and a
+            // `copy_kept` statement, see `accept`).
             // Due from its arrival (first come, first served: a retry already due goes before
             // what arrived after it). (Not `DO UPDATE … WHERE` for a dead copy, `revive`: it
             // locks every conflicting row, so each copy of a live item would write and sync.)
@@ -594,6 +596,8 @@ impl Sql {
                  ON CONFLICT (provider, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                  RETURNING id"
             ),
+            // A copy still there (see `accept`): a duplicate is answered only then.
+            copy_kept: format!("SELECT 1 FROM {t} WHERE provider = $1 AND unique_key = $2"),
             // A copy's second statement: the item it copies back to pending if it is dead,
             // attempts reset as a replay does (`hookguard_core::inbox`'s module docs); no row
             // (nothing written) for a live or done one.
@@ -721,7 +725,13 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
     // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
     // table, which every replica's accepts would then wait behind); the transaction is rolled
     // back when its statement ends.
-    let ms = format!("{}ms", limit.as_millis().max(1));
+    // PostgreSQL takes at most `i32::MAX` ms (~24.8 days); a longer bound (`Duration::MAX`:
+    // none) is no server bound at all (0), the caller's still applies.
+    let ms = match limit.as_millis() {
+        0 => "1ms".to_owned(),
+        ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
+        _ => "0".to_owned(),
+    };
     sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
         .bind(&ms)
         .execute(&mut *tx)
@@ -1222,32 +1232,51 @@ impl InboxStore for PgInbox {
                 _ => 0,
             };
             let headers = serde_json::to_string(&item.headers).unwrap_or_else(|_| "[]".into());
-            let row = sqlx::query(&inner.sql.accept)
-                .bind(&item.provider)
-                .bind(&item.dedupe_key)
-                .bind(scope)
-                .bind(&item.event_id)
-                .bind(&item.event_type)
-                .bind(item.received_at_ms)
-                .bind(headers)
-                .bind(item.body.as_ref())
-                .fetch_optional(&inner.pool)
-                .await
-                .map_err(storage)?;
-            let id: i64 = match row {
-                Some(r) => r.try_get(0).map_err(storage)?,
+            let mut vanished = 0;
+            let id: i64 = loop {
+                let row = sqlx::query(&inner.sql.accept)
+                    .bind(&item.provider)
+                    .bind(&item.dedupe_key)
+                    .bind(scope)
+                    .bind(&item.event_id)
+                    .bind(&item.event_type)
+                    .bind(item.received_at_ms)
+                    .bind(&headers)
+                    .bind(item.body.as_ref())
+                    .fetch_optional(&inner.pool)
+                    .await
+                    .map_err(storage)?;
+                if let Some(r) = row {
+                    break r.try_get(0).map_err(storage)?;
+                }
                 // The insert conflicted: a copy is already there. A dead one is pending again.
-                None => {
-                    let revived: Option<i64> = sqlx::query_scalar(&inner.sql.revive)
-                        .bind(&item.provider)
-                        .bind(&item.dedupe_key)
-                        .fetch_optional(&inner.pool)
-                        .await
-                        .map_err(storage)?;
-                    let Some(id) = revived else {
-                        return Ok(Accepted::Duplicate(0));
-                    };
-                    id
+                let revived: Option<i64> = sqlx::query_scalar(&inner.sql.revive)
+                    .bind(&item.provider)
+                    .bind(&item.dedupe_key)
+                    .fetch_optional(&inner.pool)
+                    .await
+                    .map_err(storage)?;
+                if let Some(id) = revived {
+                    break id;
+                }
+                // Nothing revived: a live or done copy — or none any more (the copy the insert
+                // met was purged or its key freed since, each statement committing on its own).
+                // A duplicate only while a copy is there, read in a statement of its own (a
+                // newer snapshot than the revive's); else the delivery is inserted again.
+                let kept: Option<i32> = sqlx::query_scalar(&inner.sql.copy_kept)
+                    .bind(&item.provider)
+                    .bind(&item.dedupe_key)
+                    .fetch_optional(&inner.pool)
+                    .await
+                    .map_err(storage)?;
+                if kept.is_some() {
+                    return Ok(Accepted::Duplicate(0));
+                }
+                vanished += 1;
+                if vanished == 3 {
+                    return Err(InboxError::storage(
+                        "the stored copy of this delivery vanished three times while it was accepted; not stored",
+                    ));
                 }
             };
             inner.pending.fetch_add(1, Ordering::Relaxed);

@@ -317,6 +317,77 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     );
 }
 
+/// A copy of a dead item whose stored row goes away between the copy's insert (which met it)
+/// and its revive (an operator's purge of dead items, here holding the row while the revive
+/// waits for it) is stored anew. It was answered `Duplicate` — a `200` for a delivery stored
+/// nowhere, which the sender never sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_stored_row_vanishes_meanwhile_is_stored_anew() {
+    let s = schema("vanish");
+    let a = inbox(&s).await;
+    let dead = stored(&a, &bwp("evt_vanish")).await;
+    for c in claimed(&a, now_ms(), 10).await {
+        assert!(a.fail(c.claim(), "refused", None, now_ms()).await.unwrap());
+    }
+    let admin = pool_at(&url()).await;
+    let mut purger = admin.begin().await.unwrap();
+    let table = format!("\"{}\".hookguard_inbox", &*s);
+    sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE"))
+        .bind(dead)
+        .execute(&mut *purger)
+        .await
+        .unwrap();
+    let copy = tokio::spawn({
+        let a = a.clone();
+        async move { a.accept(item(&bwp("evt_vanish"))).await }
+    });
+    // The copy's insert met the row (no wait: it does not lock it); its revive now waits for
+    // the row's lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%attempts = 0%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            purger.rollback().await.unwrap();
+            panic!("the copy's revive never waited for the row");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+        .bind(dead)
+        .execute(&mut *purger)
+        .await
+        .unwrap();
+    purger.commit().await.unwrap();
+    let answer = copy.await.unwrap().unwrap();
+    let Accepted::Stored(id) = answer else {
+        panic!("answered {answer:?} for a delivery no longer stored");
+    };
+    assert_ne!(id, dead);
+    assert_eq!(a.get(id).await.unwrap().unwrap().state, InboxState::Pending);
+}
+
+/// `migration_timeout(Duration::MAX)` (no bound) opens: PostgreSQL refuses a
+/// `statement_timeout` beyond `i32::MAX` ms, and every open failed.
+#[tokio::test]
+async fn an_unbounded_migration_timeout_still_opens() {
+    let s = schema("migmax");
+    let a = PgInbox::builder()
+        .schema(&*s)
+        .migration_timeout(Duration::MAX)
+        .open(pool_at(&url()).await)
+        .await
+        .unwrap();
+    stored(&a, &bwp("evt_migmax")).await;
+}
+
 /// Receivers of different senders may share one inbox: a claim naming senders takes only their
 /// items (first due first), one naming none takes every item.
 #[tokio::test]
