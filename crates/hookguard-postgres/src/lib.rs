@@ -1043,7 +1043,7 @@ fn spawn_background(inner: &Arc<Inner>) {
             // Work another replica accepted while this one was not listening (at the start, or
             // while the connection was lost) was announced to nobody here: look once now
             // rather than at the next poll.
-            notify.notify_one();
+            wake_every_worker(&notify);
             // The count once a second, not after every notification: each replica announces up
             // to 20 a second, and a count of a large backlog takes milliseconds.
             let mut counted = tokio::time::Instant::now();
@@ -1051,7 +1051,7 @@ fn spawn_background(inner: &Arc<Inner>) {
             loop {
                 match tokio::time::timeout_at(counted + Duration::from_secs(1), listener.try_recv()).await {
                     Ok(Ok(Some(_))) => {
-                        notify.notify_one();
+                        wake_every_worker(&notify);
                         heard = tokio::time::Instant::now();
                     }
                     Ok(Ok(None)) | Ok(Err(_)) => break, // connection lost: reconnect
@@ -1281,7 +1281,7 @@ impl InboxStore for PgInbox {
             };
             inner.pending.fetch_add(1, Ordering::Relaxed);
             inner.unannounced.store(true, Ordering::Relaxed);
-            inner.notify.notify_one();
+            wake_every_worker(&inner.notify);
             Ok(Accepted::Stored(id))
         }))
     }
@@ -1440,7 +1440,7 @@ impl InboxStore for PgInbox {
             };
             if r.is_some() {
                 self.inner.pending.fetch_add(1, Ordering::Relaxed);
-                self.inner.notify.notify_one();
+                wake_every_worker(&self.inner.notify);
                 return Ok(());
             }
             match self.get(id).await? {
@@ -1671,6 +1671,15 @@ impl InboxHandler for TxAdapter {
             Ok(())
         })
     }
+}
+
+/// Wakes every worker waiting on this inbox (workers of different senders may share it: each
+/// claims only its own senders' items, so one woken at random could be the wrong one), and
+/// leaves a wake-up for one that is not waiting yet (busy claiming: what was just stored may
+/// not have been in its claim).
+fn wake_every_worker(notify: &tokio::sync::Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
 }
 
 #[cfg(test)]

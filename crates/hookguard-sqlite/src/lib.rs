@@ -1534,7 +1534,7 @@ impl Writer {
             Ok(()) => {
                 self.fresh.committed();
                 if wake {
-                    self.notify.notify_one();
+                    wake_every_worker(&self.notify);
                 }
                 self.mailbox.post(results);
                 true
@@ -2258,6 +2258,15 @@ impl InboxStore for SqliteInbox {
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.inner.notify.notified())
     }
+}
+
+/// Wakes every worker waiting on this inbox (workers of different senders may share it: each
+/// claims only its own senders' items, so one woken at random could be the wrong one), and
+/// leaves a wake-up for one that is not waiting yet (busy claiming: what was just stored may
+/// not have been in its claim).
+fn wake_every_worker(notify: &tokio::sync::Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
 }
 
 #[cfg(test)]

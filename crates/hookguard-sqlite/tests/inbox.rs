@@ -1996,6 +1996,32 @@ async fn a_worker_runs_only_the_items_of_its_own_senders() {
     assert_eq!(claimed.iter().map(|i| i.id).collect::<Vec<_>>(), [hcss]);
 }
 
+/// Workers of different senders on one inbox are each woken by an accept: with one woken (the
+/// first to wait), the other sender's worker claimed nothing and the right one slept until its
+/// poll (here an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_wakes_the_worker_of_its_own_sender() {
+    let dir = TempDir::new("wake-own");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let start = |p: hookguard_core::Provider| {
+        let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+        Worker::builder(store, |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+            .providers([p])
+            .poll_interval(Duration::from_secs(3600))
+            .spawn()
+    };
+    // HCSS's worker waits first.
+    let other = start(hookguard_core::Provider::Hcss);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let own = start(hookguard_core::Provider::BuildWorkPro);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = stored(&inbox, &bwp("evt_wake_own")).await;
+    let handled = tokio::time::timeout(Duration::from_secs(5), wait_for(&inbox, id, InboxState::Done)).await;
+    other.shutdown().await;
+    own.shutdown().await;
+    handled.expect("its own sender's worker was not woken");
+}
+
 fn now_ms_now() -> i64 {
     hookguard_core::inbox::now_ms()
 }
