@@ -806,6 +806,26 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
     .await
     .map_err(storage)?;
     let read_version = format!("SELECT max(version) FROM \"{schema}\".hookguard_schema");
+    // A newer build's inbox is refused before any statement here could lock its table (the
+    // conversions below take an exclusive lock, and every replica's accepts would wait behind
+    // it until the migration timeout — an older replica started during a rollback).
+    let recorded: bool = sqlx::query_scalar(&format!(
+        "SELECT to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(storage)?;
+    if recorded {
+        let newest: Option<i32> = sqlx::query_scalar(&read_version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
+        if let Some(newer) = newest.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(InboxError::storage(format!(
+                "the inbox schema is version {newer}, newer than this build ({SCHEMA_VERSION})"
+            )));
+        }
+    }
     let mut version: Option<i32> = None;
     if in_place {
         version = sqlx::query_scalar(&read_version)

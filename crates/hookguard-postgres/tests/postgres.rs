@@ -374,6 +374,40 @@ async fn a_copy_whose_stored_row_vanishes_meanwhile_is_stored_anew() {
     assert_eq!(a.get(id).await.unwrap().unwrap().state, InboxState::Pending);
 }
 
+/// An inbox of a newer build (its schema version above this build's, its layout not this
+/// build's: here without the unique index) is refused before this build's migration touches
+/// it: the migration's DDL waited behind the replicas' row locks (and made their accepts wait
+/// behind it) until the migration timeout, and only then said why.
+#[tokio::test]
+async fn an_inbox_of_a_newer_build_is_refused_before_any_ddl() {
+    let s = schema("newer");
+    drop(inbox(&s).await);
+    let admin = pool_at(&url()).await;
+    sqlx::raw_sql(&format!(
+        "UPDATE \"{s}\".hookguard_schema SET version = 99; DROP INDEX \"{s}\".hookguard_inbox_unique",
+        s = &*s
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // A replica's transaction writing a row holds the table in ROW EXCLUSIVE mode.
+    let mut replica = admin.begin().await.unwrap();
+    sqlx::query(&format!("LOCK TABLE \"{}\".hookguard_inbox IN ROW EXCLUSIVE MODE", &*s))
+        .execute(&mut *replica)
+        .await
+        .unwrap();
+    let opened = PgInbox::builder()
+        .schema(&*s)
+        .migration_timeout(Duration::from_secs(2))
+        .open(pool_at(&url()).await)
+        .await;
+    replica.rollback().await.unwrap();
+    match opened {
+        Err(InboxError::Storage(e)) => assert!(e.to_string().contains("newer than this build"), "{e}"),
+        other => panic!("{:?}", other.map(drop)),
+    }
+}
+
 /// `migration_timeout(Duration::MAX)` (no bound) opens: PostgreSQL refuses a
 /// `statement_timeout` beyond `i32::MAX` ms, and every open failed.
 #[tokio::test]
