@@ -2064,18 +2064,22 @@ async fn a_stop_under_a_backlog_stops_claiming() {
     assert_eq!(stats.running, 0, "every claim settled or given back");
 }
 
+/// A handler's future that panics when it is dropped (after its timeout: outside the handler's
+/// own `catch_unwind`).
+struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("the handler's future panicked when dropped");
+    }
+}
+
 /// An attempt that panics outside the handler's own `catch_unwind` (here the handler's future
 /// panics when it is dropped after its timeout) leaves the item to its lease, and the item
 /// runs again after it. The worker used to keep the item marked as running here, and skipped
 /// every later claim of it as a copy of a running handler: it never ran again nor went dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_that_panics_outside_its_handler_runs_again_after_the_lease() {
-    struct PanicsWhenDropped;
-    impl Drop for PanicsWhenDropped {
-        fn drop(&mut self) {
-            panic!("the handler's future panicked when dropped");
-        }
-    }
     let dir = TempDir::new("panic-drop");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_panic_drop")).await;
@@ -2106,12 +2110,6 @@ async fn an_attempt_that_panics_outside_its_handler_runs_again_after_the_lease()
 /// given back only when the shutdown's grace ran out, and otherwise waited out its lease).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_back_the_claim_of_an_attempt_that_panicked() {
-    struct PanicsWhenDropped;
-    impl Drop for PanicsWhenDropped {
-        fn drop(&mut self) {
-            panic!("the handler's future panicked when dropped");
-        }
-    }
     let dir = TempDir::new("panic-give-back");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_panic_give_back")).await;
