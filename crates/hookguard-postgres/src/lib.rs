@@ -721,205 +721,218 @@ impl Sql {
 async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), InboxError> {
     let t = format!("\"{schema}\".hookguard_inbox");
     let mut tx = pool.begin().await.map_err(storage)?;
-    // The server's own bound, as long as the caller's (`migration_timeout`): a caller that
-    // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
-    // table, which every replica's accepts would then wait behind); the transaction is rolled
-    // back when its statement ends.
-    // PostgreSQL takes at most `i32::MAX` ms (~24.8 days); a longer bound (`Duration::MAX`:
-    // none) is no server bound at all (0), the caller's still applies.
-    let ms = match limit.as_millis() {
-        0 => "1ms".to_owned(),
-        ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
-        _ => "0".to_owned(),
-    };
-    sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
-        .bind(&ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-    let existed: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{t}') IS NOT NULL"))
+    // Every error path rolls back here, at once: sqlx only queues the rollback of a dropped
+    // transaction until its connection is used again, and this one holds the global
+    // migration lock (every other open waited for it) and its locks on the inbox.
+    let done = async {
+        // The server's own bound, as long as the caller's (`migration_timeout`): a caller that
+        // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
+        // table, which every replica's accepts would then wait behind); the transaction is rolled
+        // back when its statement ends.
+        // PostgreSQL takes at most `i32::MAX` ms (~24.8 days); a longer bound (`Duration::MAX`:
+        // none) is no server bound at all (0), the caller's still applies.
+        let ms = match limit.as_millis() {
+            0 => "1ms".to_owned(),
+            ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
+            _ => "0".to_owned(),
+        };
+        sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
+            .bind(&ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        let existed: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{t}') IS NOT NULL"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
+        let statements = [
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
+            format!("CREATE TABLE IF NOT EXISTS \"{schema}\".hookguard_schema (version integer NOT NULL)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (
+                    id              bigserial PRIMARY KEY,
+                    provider        text      NOT NULL,
+                    dedupe_key      text,
+                    unique_key      text,
+                    scope           smallint  NOT NULL DEFAULT 0,
+                    event_id        text,
+                    event_type      text,
+                    state           smallint  NOT NULL,
+                    attempts        integer   NOT NULL DEFAULT 0,
+                    received_at     bigint    NOT NULL,
+                    next_attempt_at bigint    NOT NULL,
+                    finished_at     bigint,
+                    last_error      text,
+                    headers         text      NOT NULL,
+                    body            bytea     NOT NULL)"
+            ),
+            // Statements that would lock the table (an index, a trigger) run only when there is
+            // something to do: a migration that finds everything in place takes no lock on the
+            // inbox, so it never waits behind (or makes writers wait behind) an index an operator
+            // is building concurrently.
+            format!(
+                "DO $$ BEGIN IF to_regclass('\"{schema}\".hookguard_inbox_unique') IS NULL THEN
+                   CREATE UNIQUE INDEX hookguard_inbox_unique ON {t} (provider, unique_key)
+                   WHERE unique_key IS NOT NULL; END IF; END $$"
+            ),
+            // The first build's finished index (on finished_at alone) gave way to a scan, which
+            // the statement timeout stops once the inbox holds millions of rows: the purge now
+            // reads `hookguard_inbox_finished_v2` (made below).
+            format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_finished"),
+            // An older build notified from an insert trigger: NOTIFY in every insert serialises
+            // commits (PostgreSQL takes a global lock to queue notifications), so it is gone.
+            format!(
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
+                                        AND tgname = 'hookguard_inbox_notify') THEN
+                   DROP TRIGGER hookguard_inbox_notify ON {t}; END IF; END $$"
+            ),
+            format!(
+                "INSERT INTO \"{schema}\".hookguard_schema (version)
+                 SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
+            ),
+        ];
+        // Everything in place (every start after the first): no DDL at all, so a role that may only
+        // read and write the inbox's rows opens it (PostgreSQL checks the right to create before it
+        // looks whether `IF NOT EXISTS` has anything to do).
+        let in_place: bool = sqlx::query_scalar(&format!(
+            "SELECT to_regclass('{t}') IS NOT NULL
+                AND to_regclass('\"{schema}\".hookguard_inbox_unique') IS NOT NULL
+                AND to_regclass('\"{schema}\".hookguard_inbox_finished') IS NULL
+                AND to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
+                                AND tgname = 'hookguard_inbox_notify')"
+        ))
         .fetch_one(&mut *tx)
         .await
         .map_err(storage)?;
-    let statements = [
-        format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
-        format!("CREATE TABLE IF NOT EXISTS \"{schema}\".hookguard_schema (version integer NOT NULL)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {t} (
-                id              bigserial PRIMARY KEY,
-                provider        text      NOT NULL,
-                dedupe_key      text,
-                unique_key      text,
-                scope           smallint  NOT NULL DEFAULT 0,
-                event_id        text,
-                event_type      text,
-                state           smallint  NOT NULL,
-                attempts        integer   NOT NULL DEFAULT 0,
-                received_at     bigint    NOT NULL,
-                next_attempt_at bigint    NOT NULL,
-                finished_at     bigint,
-                last_error      text,
-                headers         text      NOT NULL,
-                body            bytea     NOT NULL)"
-        ),
-        // Statements that would lock the table (an index, a trigger) run only when there is
-        // something to do: a migration that finds everything in place takes no lock on the
-        // inbox, so it never waits behind (or makes writers wait behind) an index an operator
-        // is building concurrently.
-        format!(
-            "DO $$ BEGIN IF to_regclass('\"{schema}\".hookguard_inbox_unique') IS NULL THEN
-               CREATE UNIQUE INDEX hookguard_inbox_unique ON {t} (provider, unique_key)
-               WHERE unique_key IS NOT NULL; END IF; END $$"
-        ),
-        // The first build's finished index (on finished_at alone) gave way to a scan, which
-        // the statement timeout stops once the inbox holds millions of rows: the purge now
-        // reads `hookguard_inbox_finished_v2` (made below).
-        format!("DROP INDEX IF EXISTS \"{schema}\".hookguard_inbox_finished"),
-        // An older build notified from an insert trigger: NOTIFY in every insert serialises
-        // commits (PostgreSQL takes a global lock to queue notifications), so it is gone.
-        format!(
-            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
-                                    AND tgname = 'hookguard_inbox_notify') THEN
-               DROP TRIGGER hookguard_inbox_notify ON {t}; END IF; END $$"
-        ),
-        format!(
-            "INSERT INTO \"{schema}\".hookguard_schema (version)
-             SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM \"{schema}\".hookguard_schema)"
-        ),
-    ];
-    // Everything in place (every start after the first): no DDL at all, so a role that may only
-    // read and write the inbox's rows opens it (PostgreSQL checks the right to create before it
-    // looks whether `IF NOT EXISTS` has anything to do).
-    let in_place: bool = sqlx::query_scalar(&format!(
-        "SELECT to_regclass('{t}') IS NOT NULL
-            AND to_regclass('\"{schema}\".hookguard_inbox_unique') IS NOT NULL
-            AND to_regclass('\"{schema}\".hookguard_inbox_finished') IS NULL
-            AND to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{t}')
-                            AND tgname = 'hookguard_inbox_notify')"
-    ))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(storage)?;
-    let read_version = format!("SELECT max(version) FROM \"{schema}\".hookguard_schema");
-    // A newer build's inbox is refused before any statement here could lock its table (the
-    // conversions below take an exclusive lock, and every replica's accepts would wait behind
-    // it until the migration timeout — an older replica started during a rollback).
-    let recorded: bool = sqlx::query_scalar(&format!(
-        "SELECT to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL"
-    ))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(storage)?;
-    if recorded {
-        let newest: Option<i32> = sqlx::query_scalar(&read_version)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(storage)?;
-        if let Some(newer) = newest.filter(|v| *v > SCHEMA_VERSION) {
-            return Err(InboxError::storage(format!(
-                "the inbox schema is version {newer}, newer than this build ({SCHEMA_VERSION})"
-            )));
-        }
-    }
-    let mut version: Option<i32> = None;
-    if in_place {
-        version = sqlx::query_scalar(&read_version)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(storage)?;
-    }
-    if version.is_none() {
-        for s in &statements {
-            sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
-        }
-        version = sqlx::query_scalar(&read_version)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(storage)?;
-    }
-    // The statements above record one when there was none.
-    let version = version.ok_or_else(|| InboxError::storage("the inbox schema records no version"))?;
-    // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
-    // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no
-    // record could be read. Converted once, in place (a table of that build is a small one).
-    let jsonb: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1
-           AND table_name = 'hookguard_inbox' AND column_name = 'headers' AND data_type = 'jsonb')",
-    )
-    .bind(schema)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(storage)?;
-    if jsonb {
-        tracing::warn!(
-            schema,
-            "inbox: converting the headers column of an earlier build from jsonb to text"
-        );
-        sqlx::query(&format!(
-            "ALTER TABLE {t} ALTER COLUMN headers TYPE text USING headers::text"
+        let read_version = format!("SELECT max(version) FROM \"{schema}\".hookguard_schema");
+        // A newer build's inbox is refused before any statement here could lock its table (the
+        // conversions below take an exclusive lock, and every replica's accepts would wait behind
+        // it until the migration timeout — an older replica started during a rollback).
+        let recorded: bool = sqlx::query_scalar(&format!(
+            "SELECT to_regclass('\"{schema}\".hookguard_schema') IS NOT NULL"
         ))
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(storage)?;
-    }
-    if version > SCHEMA_VERSION {
-        return Err(InboxError::storage(format!(
-            "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
-        )));
-    }
-    // The claim orders by (next_attempt_at, id): the first build's index on next_attempt_at
-    // alone left every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim,
-    // against 0.06 ms with both columns). A new inbox gets the index here. An existing one is
-    // not changed behind the operator's back: building an index on a table in use either
-    // blocks its writes (plain) or holds a lock that every replica's migration then waits for
-    // (concurrently); the warning gives the two statements to run once.
-    if !existed {
-        let [create, _] = claim_index_sql(schema);
-        for sql in [create, purge_index_sql(schema)] {
-            sqlx::query(&sql.replace(" CONCURRENTLY", ""))
-                .execute(&mut *tx)
+        if recorded {
+            let newest: Option<i32> = sqlx::query_scalar(&read_version)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(storage)?;
+            if let Some(newer) = newest.filter(|v| *v > SCHEMA_VERSION) {
+                return Err(InboxError::storage(format!(
+                    "the inbox schema is version {newer}, newer than this build ({SCHEMA_VERSION})"
+                )));
+            }
+        }
+        let mut version: Option<i32> = None;
+        if in_place {
+            version = sqlx::query_scalar(&read_version)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(storage)?;
         }
-    } else {
-        if let Some(fix) = index_fix(
-            &mut tx,
-            schema,
-            "hookguard_inbox_finished_v2",
-            vec![purge_index_sql(schema)],
-        )
-        .await?
-        {
-            tracing::warn!(
-                schema,
-                "inbox: this inbox was made by an earlier build: every purge scans the table, and \
-                 fails at the statement timeout once it holds millions of rows. Run once (it does \
-                 not block the inbox): {}",
-                fix.join("; ")
-            );
+        if version.is_none() {
+            for s in &statements {
+                sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
+            }
+            version = sqlx::query_scalar(&read_version)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(storage)?;
         }
-        if let Some(fix) = index_fix(
-            &mut tx,
-            schema,
-            "hookguard_inbox_due_v2",
-            claim_index_sql(schema).into(),
+        // The statements above record one when there was none.
+        let version = version.ok_or_else(|| InboxError::storage("the inbox schema records no version"))?;
+        // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
+        // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no
+        // record could be read. Converted once, in place (a table of that build is a small one).
+        let jsonb: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1
+               AND table_name = 'hookguard_inbox' AND column_name = 'headers' AND data_type = 'jsonb')",
         )
-        .await?
-        {
+        .bind(schema)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage)?;
+        if jsonb {
             tracing::warn!(
                 schema,
-                "inbox: this inbox was made by an earlier build: every claim sorts the backlog. \
-                 Run once (it does not block the inbox): {}",
-                fix.join("; ")
+                "inbox: converting the headers column of an earlier build from jsonb to text"
             );
+            sqlx::query(&format!(
+                "ALTER TABLE {t} ALTER COLUMN headers TYPE text USING headers::text"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        }
+        if version > SCHEMA_VERSION {
+            return Err(InboxError::storage(format!(
+                "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
+            )));
+        }
+        // The claim orders by (next_attempt_at, id): the first build's index on next_attempt_at
+        // alone left every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim,
+        // against 0.06 ms with both columns). A new inbox gets the index here. An existing one is
+        // not changed behind the operator's back: building an index on a table in use either
+        // blocks its writes (plain) or holds a lock that every replica's migration then waits for
+        // (concurrently); the warning gives the two statements to run once.
+        if !existed {
+            let [create, _] = claim_index_sql(schema);
+            for sql in [create, purge_index_sql(schema)] {
+                sqlx::query(&sql.replace(" CONCURRENTLY", ""))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage)?;
+            }
+        } else {
+            if let Some(fix) = index_fix(
+                &mut tx,
+                schema,
+                "hookguard_inbox_finished_v2",
+                vec![purge_index_sql(schema)],
+            )
+            .await?
+            {
+                tracing::warn!(
+                    schema,
+                    "inbox: this inbox was made by an earlier build: every purge scans the table, and \
+                     fails at the statement timeout once it holds millions of rows. Run once (it does \
+                     not block the inbox): {}",
+                    fix.join("; ")
+                );
+            }
+            if let Some(fix) = index_fix(
+                &mut tx,
+                schema,
+                "hookguard_inbox_due_v2",
+                claim_index_sql(schema).into(),
+            )
+            .await?
+            {
+                tracing::warn!(
+                    schema,
+                    "inbox: this inbox was made by an earlier build: every claim sorts the backlog. \
+                     Run once (it does not block the inbox): {}",
+                    fix.join("; ")
+                );
+            }
+        }
+        Ok::<(), InboxError>(())
+    }
+    .await;
+    match done {
+        Ok(()) => tx.commit().await.map_err(storage),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
         }
     }
-    tx.commit().await.map_err(storage)
 }
 
 /// The statements that make index `name` of `schema` usable, `None` when it is: `make` when it

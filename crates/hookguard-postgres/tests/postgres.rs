@@ -392,6 +392,10 @@ async fn an_inbox_of_a_newer_build_is_refused_before_any_ddl() {
     .unwrap();
     // A replica's transaction writing a row holds the table in ROW EXCLUSIVE mode.
     let mut replica = admin.begin().await.unwrap();
+    let replica_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *replica)
+        .await
+        .unwrap();
     sqlx::query(&format!("LOCK TABLE \"{}\".hookguard_inbox IN ROW EXCLUSIVE MODE", &*s))
         .execute(&mut *replica)
         .await
@@ -401,11 +405,41 @@ async fn an_inbox_of_a_newer_build_is_refused_before_any_ddl() {
         .migration_timeout(Duration::from_secs(2))
         .open(pool_at(&url()).await)
         .await;
+    // Looked at before this test yields to its runtime again: the refused open's transaction
+    // must be over already. Left to sqlx's rollback on drop (queued until its connection is
+    // used again, by a task of this runtime), it held the global migration lock — and on a
+    // runtime blocked in a synchronous wait (this schema's drop below), for ever: every later
+    // open of any schema waited for it (found by CI).
+    let leaked = Command::new("psql")
+        .arg(url())
+        .args([
+            "-tAc",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
+                 AND query LIKE '%{}%' AND pid <> {replica_pid}",
+                &*s
+            ),
+        ])
+        .output()
+        .unwrap();
     replica.rollback().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&leaked.stdout).trim(),
+        "0",
+        "the refused open left its transaction open"
+    );
     match opened {
         Err(InboxError::Storage(e)) => assert!(e.to_string().contains("newer than this build"), "{e}"),
         other => panic!("{:?}", other.map(drop)),
     }
+    // And later opens (any schema) get the migration lock.
+    let other = schema("newer_after");
+    PgInbox::builder()
+        .schema(&*other)
+        .migration_timeout(Duration::from_secs(5))
+        .open(pool_at(&url()).await)
+        .await
+        .expect("the refused open left the migration lock held");
 }
 
 /// `migration_timeout(Duration::MAX)` (no bound) opens: PostgreSQL refuses a
