@@ -481,11 +481,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                     // handled here, every later claim of the item would be skipped as a copy of
                     // a running handler: it would never run nor go dead in this process. It
                     // stays held (given back at shutdown) and runs again after its lease.
-                    if let Some(h) = running.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
-                        if h.count == claim {
-                            h.handling = false;
-                        }
-                    }
+                    handler_ended(&running, id, claim);
                     tracing::error!(
                         id,
                         "inbox: an attempt panicked outside its handler; the item runs again after its lease"
@@ -618,6 +614,16 @@ struct Held {
     handling: bool,
 }
 
+/// Marks item `id`'s handler as no longer running here, if this worker's claim number `claim`
+/// still holds it (a later claim of it may not run twice at once before this): a claim of the
+/// item from now on runs it again. Returns the newest claim of the item taken meanwhile.
+fn handler_ended(held: &Mutex<HashMap<i64, Held>>, id: i64, claim: u64) -> Option<ClaimRef> {
+    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+    let h = held.get_mut(&id).filter(|h| h.count == claim)?;
+    h.handling = false;
+    Some(h.claim)
+}
+
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
 /// claim began).
 async fn attempt(
@@ -667,11 +673,8 @@ async fn attempt(
     let elapsed = started.elapsed();
     // The handler is done: a claim of this item from now on runs it again. Settled under the
     // newest claim taken while it ran.
-    if let Some(h) = held.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&item.id) {
-        if h.count == claim {
-            h.handling = false;
-            (item.attempt, item.lease_until_ms) = (h.claim.attempt, h.claim.lease_until_ms);
-        }
+    if let Some(newest) = handler_ended(held, item.id, claim) {
+        (item.attempt, item.lease_until_ms) = (newest.attempt, newest.lease_until_ms);
     }
     // The handler's slot goes to the next claim while this outcome is recorded (it waits for
     // a commit of the store: under a flood of accepts, about a millisecond — with the slot
