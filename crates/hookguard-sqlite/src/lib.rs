@@ -2190,8 +2190,7 @@ impl InboxStore for SqliteInbox {
         self.call(|tx| Op::Accept(Box::new(item), tx))
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.call(move |tx| Op::Claim(now_ms, until, limit, None, tx))
+        self.claim_of(&[], now_ms, lease, limit)
     }
     fn claim_of<'a>(
         &'a self,
