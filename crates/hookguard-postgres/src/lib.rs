@@ -718,6 +718,13 @@ impl Sql {
 
 /// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
 /// replicas starting together do not race. Idempotent.
+/// The refusal of an inbox whose schema a newer build made.
+fn newer_schema(version: i32) -> InboxError {
+    InboxError::storage(format!(
+        "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
+    ))
+}
+
 async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), InboxError> {
     let t = format!("\"{schema}\".hookguard_inbox");
     let mut tx = pool.begin().await.map_err(storage)?;
@@ -819,25 +826,19 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
         .fetch_one(&mut *tx)
         .await
         .map_err(storage)?;
-        if recorded {
-            let newest: Option<i32> = sqlx::query_scalar(&read_version)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(storage)?;
-            if let Some(newer) = newest.filter(|v| *v > SCHEMA_VERSION) {
-                return Err(InboxError::storage(format!(
-                    "the inbox schema is version {newer}, newer than this build ({SCHEMA_VERSION})"
-                )));
-            }
-        }
         let mut version: Option<i32> = None;
-        if in_place {
+        if recorded {
             version = sqlx::query_scalar(&read_version)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(storage)?;
+            if let Some(newer) = version.filter(|v| *v > SCHEMA_VERSION) {
+                return Err(newer_schema(newer));
+            }
         }
-        if version.is_none() {
+        // Anything not in place, or no version recorded: the statements (each a no-op where
+        // its object is there; the version row only where there is none).
+        if !in_place || version.is_none() {
             for s in &statements {
                 sqlx::query(s).execute(&mut *tx).await.map_err(storage)?;
             }
@@ -848,6 +849,9 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
         }
         // The statements above record one when there was none.
         let version = version.ok_or_else(|| InboxError::storage("the inbox schema records no version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(newer_schema(version));
+        }
         // The first build kept the headers as `jsonb`; they are bound as text now, which PostgreSQL
         // will not turn into `jsonb` by itself: every accept of such an inbox failed (503) and no
         // record could be read. Converted once, in place (a table of that build is a small one).
@@ -870,11 +874,6 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
             .execute(&mut *tx)
             .await
             .map_err(storage)?;
-        }
-        if version > SCHEMA_VERSION {
-            return Err(InboxError::storage(format!(
-                "the inbox schema is version {version}, newer than this build ({SCHEMA_VERSION})"
-            )));
         }
         // The claim orders by (next_attempt_at, id): the first build's index on next_attempt_at
         // alone left every claim to sort all due rows (a backlog of 100,000 items: 25 ms per claim,
