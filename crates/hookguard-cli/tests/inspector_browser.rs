@@ -406,13 +406,26 @@ async fn inspector_in_a_real_browser() {
     std::fs::remove_file(&flag).unwrap();
     let body = br#"{"id":"evt_screenshot_2","type":"pay_app.submitted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{}}"#;
     assert_eq!(post_signed(port, body), 200);
-    assert_eq!(post_signed(port, body), 200);
-    wait_for("the second item to be dead", Duration::from_secs(15), || {
+    let state_of = |event: &str| {
         items(&db)
-            .iter()
-            .any(|i| i["event_id"] == "evt_screenshot_2" && i["state"] == "dead")
+            .into_iter()
+            .find(|i| i["event_id"] == event)
+            .map(|i| i["state"].clone())
+    };
+    wait_for("the second item to be dead", Duration::from_secs(15), || {
+        state_of("evt_screenshot_2").is_some_and(|s| s == "dead")
     })
     .await;
+    // The duplicate is a copy of a handled item: a copy of the dead one would run it again
+    // (answered `accepted`), and a copy sent right after the first raced its one attempt.
+    std::fs::write(&flag, b"").unwrap();
+    let handled = br#"{"id":"evt_screenshot_3","type":"bid.accepted","created_at":"2026-04-25T17:43:01.812Z","tenant_id":17,"data":{}}"#;
+    assert_eq!(post_signed(port, handled), 200);
+    wait_for("the third item to be done", Duration::from_secs(15), || {
+        state_of("evt_screenshot_3").is_some_and(|s| s == "done")
+    })
+    .await;
+    assert_eq!(post_signed(port, handled), 200);
     within("reload", c.goto(&format!("{base}/"))).await;
     let answers = within("the answers", c.find(Locator::Css("#answers-table"))).await;
     assert!(within("their text", answers.text()).await.contains("duplicate"));
