@@ -170,6 +170,13 @@ pub struct ServeArgs {
     /// The body limit in bytes (413 above it).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     max_body: usize,
+    /// How long the sender waits for an answer, when its figure does not fit: HCSS and Stripe
+    /// publish none (10 s assumed for both). A 2xx ready later is counted as a failure in the
+    /// sender's health and warned about; the body's read timeout (at most 4 s) and inline
+    /// --exec's default timeout end 1 s before it [default: the sender's; `hookguard send
+    /// --help` lists them].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    sender_timeout: Option<Duration>,
     /// Inline mode's dedupe store: `memory` (the default; one process; remembers at most
     /// 1,000,000 keys, `memory:KEYS` to change that bound) or redis://HOST:PORT[/DB] (shared
     /// by replicas). Not with --inbox.
@@ -789,6 +796,8 @@ pub struct ReceiverSpec<'a> {
     pub retry_mismatch: bool,
     /// `--ignore-source-user`.
     pub ignore_users: &'a [String],
+    /// `--sender-timeout`: how long the sender waits, when its profile's figure does not fit.
+    pub sender_timeout: Option<Duration>,
     /// The dedupe lease.
     pub lease: Duration,
 }
@@ -828,6 +837,9 @@ pub fn layer_keyed(
         b = b.ignore_source_user(user.clone());
     }
     b = b.retry_signature_mismatch(spec.retry_mismatch);
+    if let Some(t) = spec.sender_timeout {
+        b = b.sender_timeout(t);
+    }
     if let Some(k) = dedupe_key {
         b = b.dedupe_key(k.clone());
     }
@@ -911,9 +923,13 @@ async fn shutdown_signal() {
 
 /// The worker settings of `serve --inbox`, checked.
 /// `--exec-timeout` without --inbox: 4 s (below Procore's 5 s), and 1 s below a sender that
-/// waits less (Slack's 3 s: 2 s), at least 1 s.
-fn inline_exec_timeout(provider: ProviderArg) -> Duration {
-    provider.profile().within_timeout(Duration::from_secs(4))
+/// waits less (Slack's 3 s: 2 s, or `--sender-timeout`), at least 1 s.
+fn inline_exec_timeout(provider: ProviderArg, sender_timeout: Option<Duration>) -> Duration {
+    let mut profile = provider.profile();
+    if let Some(t) = sender_timeout {
+        profile.timeout = t;
+    }
+    profile.within_timeout(Duration::from_secs(4))
 }
 
 /// Handlers the inbox worker runs at once without --exec when --workers is not given. Printing
@@ -1366,8 +1382,17 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     // the lease (the sender has its answer already).
     let exec_timeout = args.exec_timeout.unwrap_or_else(|| match &inbox {
         Some(settings) => settings.lease.mul_f64(0.8),
-        None => inline_exec_timeout(args.provider),
+        None => inline_exec_timeout(args.provider, args.sender_timeout),
     });
+    let waits = args.sender_timeout.unwrap_or(args.provider.profile().timeout);
+    if inbox.is_none() && args.exec.is_some() && exec_timeout >= waits {
+        tracing::warn!(
+            "--exec-timeout ({} s) is not below the {} s {} waits for an answer: a command that runs that long is answered after the sender gave up, which counts a failure and retries; keep it shorter or use --inbox",
+            exec_timeout.as_secs_f64(),
+            waits.as_secs_f64(),
+            args.provider.display()
+        );
+    }
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
         timeout: exec_timeout,
@@ -1381,6 +1406,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         ignore_apps: &args.ignore_apps,
         retry_mismatch: args.retry_signature_mismatch,
         ignore_users: &args.ignore_users,
+        sender_timeout: args.sender_timeout,
         // The lease outlives the handler's budget, so no copy runs while the first still does.
         lease: DEFAULT_LEASE.max(exec_timeout + Duration::from_secs(5)),
     };
@@ -1549,7 +1575,7 @@ mod tests {
             (ProviderArg(hookguard_core::Provider::BuildWorkPro), 4),
             (ProviderArg::Slack, 2),
         ] {
-            let t = inline_exec_timeout(p);
+            let t = inline_exec_timeout(p, None);
             assert_eq!(t, Duration::from_secs(want), "{p:?}");
             assert!(t < p.profile().timeout, "{p:?}");
         }

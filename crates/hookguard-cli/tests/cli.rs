@@ -4051,6 +4051,63 @@ fn serve_warns_before_the_hcss_kill_switch_and_errors_when_it_trips() {
     assert!(!log.contains("hcss-right-token-771"), "{log}");
 }
 
+/// HCSS publishes no timeout (10 s assumed): `--sender-timeout` gives the real one, and the
+/// sender health, the body's read timeout and inline --exec's limits follow it.
+#[test]
+fn serve_sender_timeout_sets_what_the_sender_waits() {
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "hcss-waits-token-5120",
+        "--sender-timeout",
+        "2",
+        "--exec",
+        "cat >/dev/null; sleep 2.3",
+        "--exec-timeout",
+        "3",
+    ]);
+    // The command may outlive what HCSS waits: said at the start.
+    wait_for(
+        &format!("the start warning: {}", s.stderr()),
+        Duration::from_secs(5),
+        || {
+            s.stderr()
+                .contains("--exec-timeout (3 s) is not below the 2 s HCSS waits")
+        },
+    );
+    // A 2xx after 2 s is a failure to HCSS (with the assumed 10 s it counted as a success).
+    let right = "/webhooks?token=hcss-waits-token-5120";
+    assert_eq!(http(s.port, "POST", right, &[], HCSS_BODY).0, 200);
+    wait_for(
+        &format!("the late WARN line: {}", s.stderr()),
+        Duration::from_secs(5),
+        || s.stderr().contains("after the sender stopped waiting (2 s)"),
+    );
+    // A body that stops coming is answered 408 after 1 s, while HCSS still listens (by
+    // default after 4 s, when it had gone).
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(3500))).unwrap();
+    write!(
+        c,
+        "POST {right} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\":"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer within 3.5 s ({e}): {}", String::from_utf8_lossy(&got)),
+        }
+    }
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let log = s.stderr();
+    assert!(!log.contains("hcss-waits-token-5120"), "{log}");
+}
+
 #[test]
 fn serve_help_shows_metrics_and_ui_with_examples() {
     let h = text(&hookguard(&["serve", "--help"], None).stdout);

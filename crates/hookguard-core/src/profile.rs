@@ -120,11 +120,7 @@ impl SenderProfile {
     /// assert_eq!(Slack::new().profile().within_timeout(four), Duration::from_secs(2)); // waits 3 s
     /// ```
     pub fn within_timeout(&self, wanted: Duration) -> Duration {
-        wanted.min(
-            self.timeout
-                .saturating_sub(Duration::from_secs(1))
-                .max(Duration::from_secs(1)),
-        )
+        within(self.timeout, wanted)
     }
 
     /// How long after the first attempt the sender still retries one delivery: the sum of a
@@ -349,6 +345,16 @@ pub(crate) fn q(s: &str) -> String {
 /// Seconds, as a `Duration` constant.
 pub(crate) const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+/// `wanted`, or less when the sender waits `timeout` for an answer: never more than 1 s below
+/// it (at least 1 s). See [`SenderProfile::within_timeout`].
+pub(crate) fn within(timeout: Duration, wanted: Duration) -> Duration {
+    wanted.min(
+        timeout
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1)),
+    )
 }
 
 #[cfg(test)]

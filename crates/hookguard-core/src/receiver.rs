@@ -1011,13 +1011,19 @@ impl<T> ReceiverBuilder<T> {
     }
 
     /// How long the sender waits for an answer, when its profile's figure does not fit (see
-    /// [`Receiver::with_sender_timeout`]).
+    /// [`Receiver::with_sender_timeout`]): e.g. HCSS, which publishes none (10 s assumed).
+    /// The body's read timeout follows it as it follows a profile's figure: at most
+    /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT), 1 s below a shorter timeout (at
+    /// least 1 s), so a slow body is answered while the sender still listens.
     ///
     /// ```
     /// use std::time::Duration;
     /// use hookguard_core::{schemes::Hcss, Receiver};
     /// let rx: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(30)).build().unwrap();
     /// assert_eq!(rx.sender_timeout(), Duration::from_secs(30));
+    /// assert_eq!(rx.verifier().read_timeout(), hookguard_core::DEFAULT_READ_TIMEOUT);
+    /// let short: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(3)).build().unwrap();
+    /// assert_eq!(short.verifier().read_timeout(), Duration::from_secs(2));
     /// // Zero is refused: every answer would count as late.
     /// let zero: Result<Receiver, _> = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build();
     /// assert!(zero.is_err());
@@ -1110,13 +1116,18 @@ impl<T> ReceiverBuilder<T> {
                 ));
             }
         }
-        let mut rx = Receiver::new(self.verifier.build()?).with_budget(self.budget);
+        let mut verifier = self.verifier;
         if let Some(t) = self.sender_timeout {
             if t.is_zero() {
                 return Err(ConfigError::Invalid(
                     "the sender timeout must be above zero (every answer would count as late)",
                 ));
             }
+            // The body must be read, and the answer sent, while this sender still listens.
+            verifier.read_timeout = crate::profile::within(t, crate::DEFAULT_READ_TIMEOUT);
+        }
+        let mut rx = Receiver::new(verifier.build()?).with_budget(self.budget);
+        if let Some(t) = self.sender_timeout {
             rx = rx.with_sender_timeout(t);
         }
         if let Some(k) = self.kill_switch {

@@ -404,7 +404,8 @@ pub struct VerifierBuilder {
     max_header_len: usize,
     max_signatures: usize,
     max_challenge: usize,
-    read_timeout: Duration,
+    /// The scheme's, or set by [`ReceiverBuilder::sender_timeout`](crate::ReceiverBuilder::sender_timeout).
+    pub(crate) read_timeout: Duration,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
     ignore_users: Vec<String>,

@@ -75,6 +75,7 @@ impl Lab {
                     ignore_apps: ignore,
                     retry_mismatch: false,
                     ignore_users: &[],
+                    sender_timeout: None,
                     lease: hookguard_core::dedupe::DEFAULT_LEASE,
                 },
                 Keeper::Inbox(Arc::new(inbox.clone())),

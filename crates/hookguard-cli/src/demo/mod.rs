@@ -274,6 +274,7 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
                 ignore_apps: ignore,
                 retry_mismatch: false,
                 ignore_users: &[],
+                sender_timeout: None,
                 lease: DEFAULT_LEASE,
             },
             Keeper::Dedupe(Arc::new(MemoryStore::default())),
