@@ -994,6 +994,39 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         ));
     }
 
+    // --- The sender's client hangs up while the handler runs (its timeout): the handler
+    // finishes and its claim is completed, so the retry is a duplicate; run again from the
+    // start, a handler longer than the sender's timeout would never complete, and a
+    // half-done one would repeat its side effects on every try.
+    let (h, b) = bwp("evt_slow_sender_gone");
+    {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut req = format!("POST /bwp HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n", b.len());
+        for (k, v) in &h {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut wire = req.into_bytes();
+        wire.extend_from_slice(&b);
+        s.write_all(&wire).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await; // the handler runs (1.5 s)
+    } // closed: the sender gave up
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    check(
+        "sender gone mid-handler: its retry → duplicate",
+        &post("/bwp", h, b).await,
+        &Expect {
+            status: 200,
+            code: None,
+        },
+    );
+    if handler.calls("buildworkpro:evt_slow_sender_gone") != 1 {
+        failures.borrow_mut().push(format!(
+            "sender gone mid-handler: handler ran {} times, want 1 (finished once)",
+            handler.calls("buildworkpro:evt_slow_sender_gone")
+        ));
+    }
+
     // --- The application's own smaller body limit around the route (16 KiB, the verifier's
     // 64 KiB): a genuine 32 KiB delivery reaches the handler's own body extractor; a 413 there
     // would lose it (BuildWorkPro never retries a 4xx but 408 and 429).

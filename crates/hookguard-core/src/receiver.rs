@@ -1012,7 +1012,8 @@ impl<T> ReceiverBuilder<T> {
 
     /// How long the sender waits for an answer, when its profile's figure does not fit (see
     /// [`Receiver::with_sender_timeout`]): e.g. HCSS, which publishes none (10 s assumed).
-    /// The body's read timeout follows it as it follows a profile's figure: at most
+    /// The body's read timeout follows it as it follows a profile's figure (unless
+    /// [`body_read_timeout`](Self::body_read_timeout) sets it): at most
     /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT), 1 s below a shorter timeout (at
     /// least 1 s), so a slow body is answered while the sender still listens.
     ///
@@ -1024,6 +1025,10 @@ impl<T> ReceiverBuilder<T> {
     /// assert_eq!(rx.verifier().read_timeout(), hookguard_core::DEFAULT_READ_TIMEOUT);
     /// let short: Receiver = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::from_secs(3)).build().unwrap();
     /// assert_eq!(short.verifier().read_timeout(), Duration::from_secs(2));
+    /// // A read timeout given with `.body_read_timeout(..)` stays as given.
+    /// let given: Receiver = Receiver::builder(Hcss::new()).secret("t")
+    ///     .body_read_timeout(Duration::from_millis(1500)).sender_timeout(Duration::from_secs(30)).build().unwrap();
+    /// assert_eq!(given.verifier().read_timeout(), Duration::from_millis(1500));
     /// // Zero is refused: every answer would count as late.
     /// let zero: Result<Receiver, _> = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build();
     /// assert!(zero.is_err());
@@ -1123,8 +1128,11 @@ impl<T> ReceiverBuilder<T> {
                     "the sender timeout must be above zero (every answer would count as late)",
                 ));
             }
-            // The body must be read, and the answer sent, while this sender still listens.
-            verifier.read_timeout = crate::profile::within(t, crate::DEFAULT_READ_TIMEOUT);
+            // The body must be read, and the answer sent, while this sender still listens
+            // (unless the application chose the read timeout itself).
+            if !verifier.read_timeout_given {
+                verifier.read_timeout = crate::profile::within(t, crate::DEFAULT_READ_TIMEOUT);
+            }
         }
         let mut rx = Receiver::new(verifier.build()?).with_budget(self.budget);
         if let Some(t) = self.sender_timeout {

@@ -152,6 +152,7 @@ impl Verifier {
             max_signatures: DEFAULT_MAX_SIGNATURES,
             max_challenge: DEFAULT_MAX_CHALLENGE,
             read_timeout,
+            read_timeout_given: false,
             ignore_apps: Vec::new(),
             ignore_users: Vec::new(),
             dedupe_key: None,
@@ -406,6 +407,8 @@ pub struct VerifierBuilder {
     max_challenge: usize,
     /// The scheme's, or set by [`ReceiverBuilder::sender_timeout`](crate::ReceiverBuilder::sender_timeout).
     pub(crate) read_timeout: Duration,
+    /// Set by [`body_read_timeout`](Self::body_read_timeout): a sender timeout leaves it.
+    pub(crate) read_timeout_given: bool,
     challenges: Vec<ChallengeRule>,
     ignore_apps: Vec<String>,
     ignore_users: Vec<String>,
@@ -543,6 +546,7 @@ macro_rules! verifier_setters {
         /// ```
         fn body_read_timeout(b, timeout: ::std::time::Duration) {
             b.read_timeout = timeout;
+            b.read_timeout_given = true;
         }
 
         /// Also answers a challenge carried in a query parameter, e.g. Microsoft Graph's

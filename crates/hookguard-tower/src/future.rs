@@ -11,25 +11,141 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 ///
 /// One allocation per request: the future spans the body read, the dedupe store round trip
 /// and the inner call, and is boxed once rather than nested per step.
+///
+/// Dropped before it is done — the sender's client hung up at its timeout (hyper then drops
+/// the request's future), or a timeout layer outside this one answered — it is finished in
+/// the background on the current tokio runtime, as actix-web finishes a request whose client
+/// went away: the handler runs to its end and its claim is completed, so the sender's retry
+/// is answered `duplicate` instead of running the handler again from the start (handlers are
+/// rarely safe to stop at any `.await`), and a late `2xx` still counts as the sender's failure
+/// in its health. Outside a runtime, or after a panic in a poll, it is dropped as it is (the
+/// claim is released).
 pub struct ResponseFuture<B, E> {
-    inner: Inner<B, E>,
+    inner: Option<Inner<B, E>>,
+    /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
+    /// future must not be polled again.
+    polling: bool,
+    /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
+    finish: fn(Inner<B, E>),
 }
 
-impl<B, E> ResponseFuture<B, E> {
+/// Runs the rest of a dropped request's future on the current runtime, if any.
+fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let _ = rest.await;
+        });
+    }
+}
+
+impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
     pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static) -> Self {
-        Self { inner: Box::pin(f) }
+        Self {
+            inner: Some(Box::pin(f)),
+            polling: false,
+            finish: finish_in_background::<B, E>,
+        }
     }
 }
 
 impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ResponseFuture")
+            .field("done", &self.inner.is_none())
+            .finish_non_exhaustive()
     }
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<B>, E>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            panic!("ResponseFuture polled after it completed");
+        };
+        this.polling = true;
+        let out = inner.as_mut().poll(cx);
+        this.polling = false;
+        if out.is_ready() {
+            this.inner = None;
+        }
+        out
+    }
+}
+
+impl<B, E> Drop for ResponseFuture<B, E> {
+    fn drop(&mut self) {
+        if let Some(rest) = self.inner.take() {
+            if !self.polling {
+                (self.finish)(rest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A request's future dropped half-way (its client went away) is finished in the
+    /// background; one that completed, or whose poll panicked, is not run again.
+    #[tokio::test]
+    async fn a_dropped_response_future_finishes_in_the_background() {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let mut f = ResponseFuture::<(), ()>::new(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(Response::new(()))
+        });
+        // Started, then dropped while it waits.
+        assert!(futures_poll_once(&mut f).is_pending());
+        drop(f);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(done.load(Ordering::SeqCst), "the rest of the request did not run");
+
+        // A poll that panicked: dropped as it is (a future must not be polled again then).
+        let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut p = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&polls)));
+        assert!(futures_poll_once(&mut p).is_pending());
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures_poll_once(&mut p)));
+        assert!(again.is_err());
+        drop(p);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "polled again after its panic");
+
+        // A completed one is not run again.
+        let ready = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let mut c = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&ready)));
+        assert!(futures_poll_once(&mut c).is_ready());
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(ready.load(Ordering::SeqCst), 3);
+    }
+
+    /// Pending on its first poll, panics on its second, counts every poll.
+    struct PanicsOnSecondPoll(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Future for PanicsOnSecondPoll {
+        type Output = Result<Response<()>, ()>;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.0.fetch_add(1, Ordering::SeqCst) {
+                0 => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                1 => panic!("the handler panics"),
+                _ => Poll::Ready(Ok(Response::new(()))),
+            }
+        }
+    }
+
+    fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        Pin::new(f).poll(&mut Context::from_waker(waker))
     }
 }
