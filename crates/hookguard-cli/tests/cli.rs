@@ -1671,7 +1671,7 @@ fn read_pid(file: &Path) -> u32 {
 /// A `serve` (HCSS, inline) running an --exec command that starts `sleep 60` and waits for it,
 /// with the delivery's connection left open. Returns the server, the connection, and the
 /// pids of `sh` and of its child once the command wrote them.
-fn serve_with_exec_in_flight(tag: &str) -> (Server, TcpStream, u32, u32) {
+fn serve_with_exec_in_flight(tag: &str, exec_timeout: &str) -> (Server, TcpStream, u32, u32) {
     let dir = scratch(tag);
     let (sh_file, child_file) = (dir.join("sh.pid"), dir.join("child.pid"));
     let cmd = format!(
@@ -1687,7 +1687,7 @@ fn serve_with_exec_in_flight(tag: &str) -> (Server, TcpStream, u32, u32) {
         "--exec",
         &cmd,
         "--exec-timeout",
-        "30",
+        exec_timeout,
     ]);
     let body = br#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#;
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
@@ -1704,11 +1704,17 @@ fn serve_with_exec_in_flight(tag: &str) -> (Server, TcpStream, u32, u32) {
 }
 
 #[test]
-fn exec_children_die_when_the_sender_hangs_up() {
-    let (s, c, _, child) = serve_with_exec_in_flight("exec-hangup");
-    // The sender gives up (its own timeout) and closes the connection: the handler is
-    // dropped, and the command's whole group with it.
+fn exec_goes_on_when_the_sender_hangs_up_and_its_children_die_at_its_timeout() {
+    let (s, c, sh, child) = serve_with_exec_in_flight("exec-hangup", "3");
+    // The sender gives up (its own timeout) and closes the connection: the command runs on
+    // (stopped half-way, its work would start again from the beginning on the retry) ...
     drop(c);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        proc_state(sh).is_some_and(|(st, _)| st != 'Z'),
+        "the command ended with the connection"
+    );
+    // ... until --exec-timeout, which kills its whole group.
     assert_dies(child, s.child.id());
 }
 
@@ -1718,7 +1724,7 @@ fn exec_children_die_when_the_sender_hangs_up() {
 #[cfg(target_os = "linux")]
 #[test]
 fn exec_commands_die_with_a_serve_killed_9() {
-    let (mut s, _c, sh, child) = serve_with_exec_in_flight("exec-kill9");
+    let (mut s, _c, sh, child) = serve_with_exec_in_flight("exec-kill9", "30");
     let server = s.child.id();
     s.child.kill().unwrap();
     s.child.wait().unwrap();
