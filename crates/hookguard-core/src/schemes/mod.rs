@@ -54,12 +54,14 @@ pub(crate) fn header_token(
     name: &http::HeaderName,
     label: &'static str,
 ) -> Result<(), Rejection> {
+    // The raw bytes: a token with non-ASCII characters arrives as their UTF-8 bytes, which
+    // `to_str` (visible ASCII only) would read as no header at all.
     let presented = match req.headers.get(name) {
-        Some(v) if v.len() <= ctx.max_header_len => v.to_str().ok(),
+        Some(v) if v.len() <= ctx.max_header_len => Some(v.as_bytes()),
         Some(_) => return Err(Rejection::HeaderTooLarge(label)),
         None => None,
     };
-    token_check(ctx.keys(), presented.map(str::as_bytes))
+    token_check(ctx.keys(), presented)
 }
 
 /// Parses a JSON body into a small probe struct. A body that is not JSON at all is the
@@ -232,11 +234,16 @@ pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
 
 /// Why a secret can never equal a header value as a receiver reads it, if it cannot: HTTP
 /// carries no control characters in a header (a newline, a NUL), and drops the whitespace
-/// around a value. Such a token would refuse every genuine delivery (`401`, towards the
-/// sender's kill switch), so it is refused at configuration.
+/// around a value; and a value longer than the longest header the verifier reads
+/// ([`DEFAULT_MAX_HEADER_LEN`](crate::DEFAULT_MAX_HEADER_LEN)) is answered `431`. Such a token
+/// would refuse every genuine delivery (`401`, towards the sender's kill switch), so it is
+/// refused at configuration.
 pub(crate) fn header_token_problem(secret: &str) -> Option<&'static str> {
     if secret.is_empty() {
         return Some("empty header value");
+    }
+    if secret.len() > crate::DEFAULT_MAX_HEADER_LEN {
+        return Some("longer than the longest header value read (4096 bytes)");
     }
     if secret.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Some("a control character (such as a newline) cannot be in a header value");

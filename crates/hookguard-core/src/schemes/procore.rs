@@ -235,11 +235,36 @@ mod tests {
             let built = Verifier::builder(hcss).secret(bad).build();
             assert!(matches!(built, Err(ConfigError::InvalidSecret { .. })), "hcss {bad:?}");
         }
-        for good in ["Bearer a", "Bearer a\tb", "Bearer caf\u{e9}"] {
-            assert!(
-                Verifier::builder(Procore::new()).secret(good).build().is_ok(),
-                "{good:?}"
-            );
+        let long = format!("Bearer {}", "a".repeat(crate::DEFAULT_MAX_HEADER_LEN));
+        assert!(matches!(
+            Verifier::builder(Procore::new()).secret(&long).build(),
+            Err(ConfigError::InvalidSecret { .. })
+        ));
+        // A token that builds is accepted when the sender sends it, as its UTF-8 bytes.
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let longest = format!("Bearer {}", "a".repeat(crate::DEFAULT_MAX_HEADER_LEN - 7));
+        for good in ["Bearer a", "Bearer a\tb", "Bearer caf\u{e9}", longest.as_str()] {
+            let hcss = super::super::Hcss::header(http::HeaderName::from_static("x-hcss-token"));
+            for (v, header) in [
+                (
+                    Verifier::builder(Procore::new()).secret(good).build().unwrap(),
+                    "authorization",
+                ),
+                (Verifier::builder(hcss).secret(good).build().unwrap(), "x-hcss-token"),
+            ] {
+                let mut headers = http::HeaderMap::new();
+                headers.insert(header, http::HeaderValue::from_bytes(good.as_bytes()).unwrap());
+                let got = v.verify(
+                    &RequestHead::new(&m, &u, &headers),
+                    bytes::Bytes::from_static(br#"{"id":1,"ulid":"01A"}"#),
+                );
+                assert!(
+                    got.is_ok(),
+                    "{header} {:?}: {:?}",
+                    &good[..good.len().min(20)],
+                    got.err()
+                );
+            }
         }
     }
 
