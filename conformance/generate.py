@@ -471,7 +471,7 @@ def buildworkpro():
     )
     secret, ts = "whsec_bwp_conformance_1", 1750000000
     body = (b'{"id":"evt_01HZX3","type":"bid.accepted","created_at":"2025-06-15T15:06:40.000Z","tenant_id":17,'
-            b'"data":{"bidId":9}}')
+            b'"data":{"id":9}}')
     ok = accept("evt_01HZX3", "bid.accepted", "buildworkpro:evt_01HZX3")
     sig = tv1_common(c, "BuildWorkPro-Signature", secret, body, ts, ok, "BuildWorkPro")
     c.add("secret-without-prefix-is-another-key", "Keyed by `whsec_…` as is: the MAC with the prefix stripped "
@@ -486,9 +486,9 @@ def buildworkpro():
           "signed body's id is the key.", secrets=[secret],
           headers=[("BuildWorkPro-Signature", "t=%d,v1=%s" % (ts, sig())), ("BuildWorkPro-Event-Id", "evt_forged")],
           body=body, now=ts, expect=ok, tags=["dedupe"])
-    c.add("dedupe-key-fields", "--dedupe-key /type,/data/bidId.", secrets=[secret],
+    c.add("dedupe-key-fields", "--dedupe-key /type,/data/id.", secrets=[secret],
           headers=[("BuildWorkPro-Signature", "t=%d,v1=%s" % (ts, sig()))], body=body, now=ts,
-          dedupe_key="/type,/data/bidId",
+          dedupe_key="/type,/data/id",
           expect=accept("evt_01HZX3", "bid.accepted", 'buildworkpro:fields:["bid.accepted",9]'), tags=["dedupe"])
     c.add("dedupe-key-unsigned-header", "--dedupe-key header:buildworkpro-event-id: not signed, refused.",
           secrets=[secret], headers=[("BuildWorkPro-Signature", "t=%d,v1=%s" % (ts, sig()))], body=body, now=ts,

@@ -141,7 +141,7 @@ fn start_actix(ib: &Inboxes, calls: Calls) -> (String, actix_web::dev::ServerHan
 }
 
 fn bwp(id: &str) -> (Vec<(String, String)>, Vec<u8>) {
-    let body = format!(r#"{{"id":"{id}","type":"bid.accepted","data":{{"bidId":9}}}}"#).into_bytes();
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted","data":{{"id":9}}}}"#).into_bytes();
     let signed = BuildWorkPro::new().sign(BWP, &body, &SignParams::new(NOW)).unwrap();
     let h = signed
         .headers

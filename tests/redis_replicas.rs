@@ -87,7 +87,7 @@ where
 /// A signed BuildWorkPro delivery of event `id`: headers and body.
 fn delivery(id: &str) -> (Vec<(String, String)>, Vec<u8>) {
     let body = format!(
-        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"bidId":9}}}}"#
+        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"id":9}}}}"#
     )
     .into_bytes();
     let signed = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(NOW)).unwrap();

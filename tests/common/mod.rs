@@ -334,7 +334,7 @@ fn signed(scheme: &dyn Scheme, secret: &str, body: &[u8], ts: u64) -> Vec<(Strin
 
 fn bwp_body(id: &str, kind: &str) -> Vec<u8> {
     format!(
-        r#"{{"id":"{id}","type":"{kind}","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"bidId":9}}}}"#
+        r#"{{"id":"{id}","type":"{kind}","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"id":9}}}}"#
     )
     .into_bytes()
 }

@@ -22,7 +22,7 @@ const SECRET: &str = "whsec_actix";
 
 fn bwp_body(id: &str) -> String {
     format!(
-        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"bidId":9}}}}"#
+        r#"{{"id":"{id}","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{{"id":9}}}}"#
     )
 }
 

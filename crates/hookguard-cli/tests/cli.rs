@@ -747,7 +747,7 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn sign_verify_round_trips_for_every_provider() {
-    let bwp = br#"{"id":"evt_rt_1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"bidId":9}}"#;
+    let bwp = br#"{"id":"evt_rt_1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"id":9}}"#;
     let s = round_trip("buildworkpro", "whsec_round_trip", bwp, &[]);
     assert_eq!(s["id"], "evt_rt_1");
     assert_eq!(s["type"], "bid.accepted");

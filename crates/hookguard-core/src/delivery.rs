@@ -64,7 +64,7 @@ fn redact_values(msg: &str) -> String {
 ///
 /// ```
 /// use hookguard_core::{schemes::BuildWorkPro, envelope::BuildWorkProEvent, testing};
-/// let body = br#"{"id":"evt_1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"bidId":9}}"#;
+/// let body = br#"{"id":"evt_1","type":"bid.accepted","created_at":"2026-04-25T17:42:01.812Z","tenant_id":17,"data":{"id":9}}"#;
 /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", body).unwrap();
 /// assert_eq!(d.event_id(), Some("evt_1"));
 /// assert_eq!(d.dedupe_key(), Some("buildworkpro:evt_1"));

@@ -455,13 +455,13 @@ mod tests {
             event_type: s("bid.accepted"),
             created_at: None,
             tenant_id: Some(17),
-            data: Some(json!({"bidId": 9})),
+            data: Some(json!({"id": 9})),
             previous_attributes: None,
         };
         // `None`s are left out.
         round_trip(
             e,
-            json!({"id": "evt_1", "type": "bid.accepted", "tenant_id": 17, "data": {"bidId": 9}}),
+            json!({"id": "evt_1", "type": "bid.accepted", "tenant_id": 17, "data": {"id": 9}}),
         );
         let e: BuildWorkProEvent<u8> = BuildWorkProEvent {
             id: s("evt_2"),

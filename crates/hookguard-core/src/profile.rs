@@ -407,6 +407,19 @@ mod tests {
         }
     }
 
+    /// BuildWorkPro's sample carries the fields its guide's receiver reads (`data.id`: "bid
+    /// accepted: ${event.data.id}"), so a handler written against it reads the real ones.
+    #[test]
+    fn the_buildworkpro_sample_has_the_fields_its_guide_reads() {
+        use crate::Scheme;
+        let prof = crate::schemes::BuildWorkPro::new().profile();
+        let body = (prof.sample)(&mut SampleRng::new(3), Some("bid.accepted"), 1_700_000_000);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["data"]["id"].is_u64(), "{v}");
+        assert_eq!(v["type"], "bid.accepted");
+        assert!(v["id"].as_str().is_some_and(|id| id.starts_with("evt_")), "{v}");
+    }
+
     /// Every HCSS event type's sample has its product's documented shape (a HeavyJob cost code
     /// was sent in the Setups shape, so an application's HeavyJob type refused it).
     #[test]

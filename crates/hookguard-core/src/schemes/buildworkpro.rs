@@ -99,7 +99,7 @@ impl Scheme for BuildWorkPro {
             sample: |rng, kind, now| {
                 let ts = q(&rfc3339(now, (rng.next_u64() % 1000) as u32));
                 format!(
-                    r#"{{"id":"evt_{}","type":{},"created_at":{ts},"tenant_id":17,"data":{{"bidId":48213,"projectId":913,"status":"accepted","amountCents":12450000}},"previous_attributes":{{"status":"submitted"}}}}"#,
+                    r#"{{"id":"evt_{}","type":{},"created_at":{ts},"tenant_id":17,"data":{{"id":48213,"projectId":913,"status":"accepted","amountCents":12450000}},"previous_attributes":{{"status":"submitted"}}}}"#,
                     rng.hex(12),
                     q(kind.unwrap_or("bid.accepted"))
                 )
