@@ -682,8 +682,9 @@ def slack():
           now=ts, expect=rej("missing_header"), tags=["headers"])
     event = (b'{"type":"event_callback","event_id":"Ev08MFMKH6","event_time":1531420618,'
              b'"event":{"type":"app_mention"}}')
-    c.add("event-callback", "An Events API delivery: deduplicated on event_id.", secrets=[secret],
-          headers=h(sig(event)), body=event, now=ts, expect=accept("Ev08MFMKH6", "event_callback",
+    c.add("event-callback", "An Events API delivery: deduplicated on event_id, typed by its event's type "
+          "(the wrapper's event_callback is every event's).", secrets=[secret],
+          headers=h(sig(event)), body=event, now=ts, expect=accept("Ev08MFMKH6", "app_mention",
                                                                     "slack:Ev08MFMKH6"), tags=["basic"])
     verification = (b'{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFX'
                     b'O7tYXAYM8P","type":"url_verification"}')

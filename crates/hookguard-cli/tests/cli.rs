@@ -785,6 +785,7 @@ fn sign_verify_round_trips_for_every_provider() {
         &[],
     );
     assert_eq!(s["dedupe_key"], "slack:Ev08MFMKH6");
+    assert_eq!(s["type"], "app_mention");
 
     let procore = br#"{"api_version":"v2","company_id":6452,"event_type":"create","id":5982324300946918154,"metadata":{"source_application_id":null},"project_id":219542,"resource_id":245510722,"resource_name":"RFIs","timestamp":"2020-07-20T15:22:01.353581Z","ulid":"01EDPD2J6SBY1163N77H95GW09","user_id":1469242}"#;
     let s = round_trip("procore", "Bearer rt", procore, &[]);

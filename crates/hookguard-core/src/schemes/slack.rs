@@ -42,6 +42,7 @@ struct Probe {
     kind: Option<String>,
     challenge: Option<String>,
     event_id: Option<String>,
+    event: Option<InnerType>,
 }
 
 json_struct! {
@@ -49,6 +50,69 @@ json_struct! {
         kind: "type" (default),
         challenge: "challenge" (default),
         event_id: "event_id" (default, with super::OptId),
+        event: "event" (default),
+    }
+}
+
+/// The `type` of an Events API wrapper's `event` (`app_mention`, `message`…): the wrapper's own
+/// `type` is `event_callback` for every event. Read leniently: anything but an object with a
+/// string `type` is no type, never a failed probe (which would lose the `event_id`).
+struct InnerType(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for InnerType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(InnerTypeVisitor)
+    }
+}
+
+struct InnerTypeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for InnerTypeVisitor {
+    type Value = InnerType;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InnerType, A::Error> {
+        let mut kind = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "type" && kind.is_none() {
+                kind = map
+                    .next_value::<super::LenientId>()?
+                    .0
+                    .filter(|t| !t.is_empty() && !t.bytes().all(|b| b.is_ascii_digit()));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(InnerType(kind))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<InnerType, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(InnerType(None))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<InnerType, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_none<E>(self) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_unit<E>(self) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<InnerType, E> {
+        Ok(InnerType(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<InnerType, E> {
+        Ok(InnerType(None))
     }
 }
 
@@ -132,7 +196,12 @@ impl Scheme for Slack {
         Ok(Described {
             dedupe_key: key,
             event_id: id,
-            event_type: p.kind,
+            // An Events API delivery is typed by its event (`app_mention`); the wrapper's
+            // `event_callback` says only that it is one.
+            event_type: match (p.kind, p.event.and_then(|e| e.0)) {
+                (Some(k), Some(inner)) if k == "event_callback" => Some(inner),
+                (k, _) => k,
+            },
             challenge,
             ..Described::default()
         })
@@ -146,5 +215,46 @@ impl Scheme for Slack {
             header(Self::TIMESTAMP_HEADER, ts)?,
         ];
         Ok(Signed { headers, query: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(body: &str) -> Described {
+        let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+        Slack::new()
+            .describe(&RequestHead::new(&m, &u, &h), body.as_bytes())
+            .unwrap()
+    }
+
+    /// An Events API delivery is typed by its event, as Slack's own sample's `app_mention`;
+    /// the wrapper's `event_callback` is the type of every one. Whatever `event` holds, the
+    /// `event_id` stays the key.
+    #[test]
+    fn an_events_api_delivery_is_typed_by_its_event() {
+        let d = described(
+            r#"{"type":"event_callback","event":{"user":"U1","type":"app_mention","blocks":[{"type":"rich_text"}]},"event_id":"Ev1"}"#,
+        );
+        assert_eq!(d.event_type.as_deref(), Some("app_mention"));
+        assert_eq!(d.dedupe_key.as_deref(), Some("Ev1"));
+        for odd in [r#""x""#, "7", "null", "[1,{}]", r#"{"type":5}"#, r#"{"type":""}"#, "{}"] {
+            let d = described(&format!(
+                r#"{{"type":"event_callback","event":{odd},"event_id":"Ev2"}}"#
+            ));
+            assert_eq!(d.event_type.as_deref(), Some("event_callback"), "{odd}");
+            assert_eq!(d.dedupe_key.as_deref(), Some("Ev2"), "{odd}");
+        }
+        // Other wrappers keep their own type.
+        let d = described(r#"{"type":"app_rate_limited","event":{"type":"x"},"minute_rate_limited":1}"#);
+        assert_eq!(d.event_type.as_deref(), Some("app_rate_limited"));
+        // The sample's type is the one its profile names.
+        let prof = Slack::new().profile();
+        let body = (prof.sample)(&mut crate::profile::SampleRng::new(1), None, 1_700_000_000);
+        assert_eq!(
+            described(std::str::from_utf8(&body).unwrap()).event_type.as_deref(),
+            Some(prof.event_types[0])
+        );
     }
 }
