@@ -63,9 +63,11 @@ struct Place {
 /// pages where the system allows them, so a lookup does not first walk the page tables; such
 /// a table reserves 4 MiB more address space, never touched. An entry
 /// whose lease or retention has passed is free for the next key. When both of a new key's
-/// buckets hold only live entries, it takes the place of the entry of the eight that expires
-/// soonest, a done key before a claim in flight: the store keeps the most recent keys when a
-/// flood exceeds its capacity, and memory stays flat whatever the flood of ids. A few keys meet
+/// buckets hold only live entries, it takes the place of the done key of the eight that
+/// expires soonest: the store keeps the most recent keys when a flood exceeds its capacity,
+/// and memory stays flat whatever the flood of ids. A claim in flight is never evicted (a copy
+/// of its delivery would run beside its handler): when all eight are claims in flight, the
+/// claim fails, a store fault the receiver answers `503` + `Retry-After`. A few keys meet
 /// two full buckets before the whole table is full (about a dozen of 1,000,000 at half capacity
 /// in `BENCHMARKS.md`, each the oldest of its buckets): size the capacity above the keys the
 /// retention must hold.
@@ -234,9 +236,10 @@ impl Shard {
     }
 
     /// Where a new key goes: a free entry (empty or expired) in the emptier of its buckets;
-    /// failing that, the live entry of the eight that expires soonest, a done key before a
-    /// claim in flight.
-    fn room(&self, p: Place, now: u32) -> Slot {
+    /// failing that, the done key of the eight that expires soonest. `None` when all eight
+    /// are claims in flight: evicting one would let a copy of its delivery run beside the
+    /// handler still running it.
+    fn room(&self, p: Place, now: u32) -> Option<Slot> {
         let free = |bucket: usize| {
             (0..WAYS).fold(0u32, |m, way| {
                 let s = Slot { bucket, way };
@@ -250,22 +253,16 @@ impl Shard {
             (p.buckets[0], a)
         };
         if mask != 0 {
-            return Slot {
+            return Some(Slot {
                 bucket,
                 way: mask.trailing_zeros() as usize,
-            };
+            });
         }
         p.buckets
             .into_iter()
             .flat_map(|bucket| (0..WAYS).map(move |way| Slot { bucket, way }))
-            .min_by_key(|&s| {
-                let v = self.value(s);
-                (v as u32 != DONE, (v >> 32) as u32)
-            })
-            .unwrap_or(Slot {
-                bucket: p.buckets[0],
-                way: 0,
-            })
+            .filter(|&s| self.value(s) as u32 == DONE)
+            .min_by_key(|&s| (self.value(s) >> 32) as u32)
     }
 
     /// Live entries.
@@ -338,24 +335,36 @@ impl MemoryStore {
     }
 
     /// Claims synchronously (the [`DedupeStore`] methods call these; they never block on I/O).
-    fn claim_now(&self, key: &str, lease: Duration) -> Claim {
+    /// `Err` when the key's entries all hold claims in flight (a retryable store fault: the
+    /// capacity is too small for the deliveries handled at once).
+    fn try_claim_now(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = self.now();
         let (p, mut s) = self.locate(key);
         let slot = match s.find(p) {
             Some(slot) => {
                 let v = s.value(slot);
                 if live(v, now) {
-                    return if v as u32 == DONE { Claim::Done } else { Claim::InFlight };
+                    return Ok(if v as u32 == DONE { Claim::Done } else { Claim::InFlight });
                 }
                 slot
             }
-            None => s.room(p, now),
+            None => s.room(p, now).ok_or_else(|| {
+                StoreError::msg(
+                    "the in-memory store is full of deliveries in flight where this key goes: its capacity is too small for the deliveries handled at once",
+                )
+            })?,
         };
         let token = self.token();
         // A lease is not a retention: `max_retention` bounds what is remembered, not how
         // long a running handler holds its key (copies meanwhile are told "in flight").
         s.set(slot, p.tag, pack(expiry(now, lease, u32::MAX), token));
-        Claim::New(ClaimToken::new(key, u128::from(token)))
+        Ok(Claim::New(ClaimToken::new(key, u128::from(token))))
+    }
+
+    /// [`try_claim_now`](Self::try_claim_now) where a test knows there is room.
+    #[cfg(test)]
+    fn claim_now(&self, key: &str, lease: Duration) -> Claim {
+        self.try_claim_now(key, lease).expect("room for the claim")
     }
 
     /// Completes synchronously: records the outcome unless another copy holds a live claim
@@ -374,7 +383,11 @@ impl MemoryStore {
                 s.set_value(slot, done);
             }
             None => {
-                let slot = s.room(p, now);
+                // No room beside claims in flight: the done mark is not kept (a copy would
+                // run the handler again, as after the retention).
+                let Some(slot) = s.room(p, now) else {
+                    return false;
+                };
                 s.set(slot, p.tag, done);
             }
         }
@@ -572,8 +585,7 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 
 impl DedupeStore for MemoryStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        let r = self.claim_now(key, lease);
-        Box::pin(std::future::ready(Ok::<_, StoreError>(r)))
+        Box::pin(std::future::ready(self.try_claim_now(key, lease)))
     }
 
     fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
@@ -595,7 +607,7 @@ impl DedupeStore for MemoryStore {
     }
 
     fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
-        Some(Ok(self.claim_now(key, lease)))
+        Some(self.try_claim_now(key, lease))
     }
 
     fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
@@ -1031,13 +1043,43 @@ mod tests {
         assert_eq!(lock(&s.shards[0]).words.len(), words, "allocated once");
         let done = |range: std::ops::Range<i32>| {
             range
-                .filter(|i| s.claim_now(&format!("k{i}"), L) == Claim::Done)
+                .filter(|i| matches!(s.try_claim_now(&format!("k{i}"), L), Ok(Claim::Done)))
                 .count()
         };
         // The newest 500 (half the capacity) are remembered, nearly all of the oldest 10,000
         // forgotten.
         assert!(done(19_500..20_000) >= 490, "{}", done(19_500..20_000));
         assert_eq!(done(0..10_000), 0);
+    }
+
+    /// When every entry a key may take holds a claim in flight, the claim is refused (a
+    /// retryable store fault) instead of evicting one: its delivery's copy would run beside
+    /// the handler still running it.
+    #[test]
+    fn a_claim_never_evicts_a_claim_in_flight() {
+        let (s, _) = store(4);
+        assert_eq!(s.capacity(), 4, "one bucket: both of a key's choices");
+        // Fill both buckets of one key with claims in flight: claim keys until one is refused.
+        let mut held = Vec::new();
+        let refused = (0..10_000).find_map(|i| {
+            let key = format!("f{i}");
+            match s.try_claim_now(&key, L) {
+                Ok(Claim::New(t)) => {
+                    held.push((key, t));
+                    None
+                }
+                Ok(other) => panic!("{key}: {other:?}"),
+                Err(e) => Some((key, e)),
+            }
+        });
+        let (key, e) = refused.expect("a key whose two buckets are full of claims");
+        assert!(e.to_string().contains("in flight"), "{e}");
+        for (k, t) in &held {
+            assert_eq!(s.claim_now(k, L), Claim::InFlight, "{k} lost its claim to {key}");
+            assert!(s.complete_now(t, R));
+        }
+        // Done keys give way.
+        assert!(matches!(s.try_claim_now(&key, L), Ok(Claim::New(_))));
     }
 
     /// A done key is evicted before a claim in flight, whatever their expiries.
