@@ -225,6 +225,9 @@ async fn keep_claimed<T>(
     let mut renewing: Option<crate::dedupe::StoreFuture<'_, bool>> = None;
     let mut renewals = 0;
     let mut holding = true;
+    // After a failed renewal the next comes sooner: a third of a lease later, a second failure
+    // would leave the next try past the lease's end.
+    let mut retry_soon = false;
     std::future::poll_fn(|cx| {
         let mut renewed_now = false;
         loop {
@@ -240,22 +243,28 @@ async fn keep_claimed<T>(
                 };
                 renewing = None;
                 renewed_now = true;
+                retry_soon = false;
                 match renewed {
-                    Ok(true) if renewals >= MAX_RENEWALS => {
-                        tracing::warn!(%provider, renewals, "a handler has run for {renewals} renewals of its claim: the claim is no longer renewed, and a retry may run beside it");
-                        holding = false;
+                    Ok(true) => {
+                        renewals += 1;
+                        if renewals >= MAX_RENEWALS {
+                            tracing::warn!(%provider, renewals, "a handler has run for {renewals} renewals of its claim: the claim is no longer renewed, and a retry may run beside it");
+                            holding = false;
+                        }
                     }
-                    Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(%provider, "the claim was lost while its handler ran (its lease had expired): a copy may run beside it");
                         holding = false;
                     }
-                    // Tried again a third of a lease later; the lease itself has two left.
-                    Err(e) => tracing::warn!(%provider, error = %e, "could not renew the claim of a running handler"),
+                    // Tried again a twelfth of a lease later (not counted as a renewal).
+                    Err(e) => {
+                        tracing::warn!(%provider, error = %e, "could not renew the claim of a running handler");
+                        retry_soon = true;
+                    }
                 }
                 continue;
             }
-            let w = waiting.get_or_insert_with(|| sleep(every));
+            let w = waiting.get_or_insert_with(|| sleep(if retry_soon { every / 4 } else { every }));
             if w.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -265,7 +274,6 @@ async fn keep_claimed<T>(
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            renewals += 1;
             renewing = Some(guard.renew());
         }
     })
@@ -1243,6 +1251,88 @@ mod tests {
             }
         ));
         assert_eq!(crate::testing::block_on(within), Some(Ok(7)));
+    }
+
+    /// A store whose first `fail` renewals fail (a store that is briefly down).
+    struct RenewFails {
+        store: MemoryStore,
+        fail: AtomicU32,
+    }
+
+    impl crate::dedupe::DedupeStore for RenewFails {
+        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> crate::dedupe::StoreFuture<'a, crate::dedupe::Claim> {
+            self.store.claim(key, lease)
+        }
+        fn complete<'a>(
+            &'a self,
+            t: &'a crate::dedupe::ClaimToken,
+            r: Duration,
+        ) -> crate::dedupe::StoreFuture<'a, bool> {
+            self.store.complete(t, r)
+        }
+        fn release<'a>(&'a self, t: &'a crate::dedupe::ClaimToken) -> crate::dedupe::StoreFuture<'a, bool> {
+            self.store.release(t)
+        }
+        fn abandon(&self, t: crate::dedupe::ClaimToken) {
+            self.store.abandon(t)
+        }
+        fn renews(&self) -> bool {
+            true
+        }
+        fn renew<'a>(
+            &'a self,
+            t: &'a crate::dedupe::ClaimToken,
+            lease: Duration,
+        ) -> crate::dedupe::StoreFuture<'a, bool> {
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Box::pin(std::future::ready(Err(crate::dedupe::StoreError::msg("down"))));
+            }
+            self.store.renew(t, lease)
+        }
+    }
+
+    /// A failed renewal is tried again soon (a twelfth of the lease), not a third of a lease
+    /// later: with two failures in a row the third try came after the lease had ended, and a
+    /// retry then ran beside the handler. Failed tries do not count as renewals.
+    #[test]
+    fn a_failed_renewal_is_tried_again_soon() {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&asked);
+        let sleep: Sleep = Arc::new(move |d| {
+            log.lock().unwrap().push(d);
+            Box::pin(std::future::ready(()))
+        });
+        let rx = Receiver::new(
+            Verifier::builder(crate::schemes::GitHub::new())
+                .secret("s")
+                .build()
+                .unwrap(),
+        )
+        .with_dedupe(Dedupe::new(RenewFails {
+            store: MemoryStore::new(100),
+            fail: AtomicU32::new(2),
+        }))
+        .with_sleep(sleep);
+        let body = Bytes::from_static(br#"{"n":"renew-fails"}"#);
+        let mut headers = http::HeaderMap::new();
+        use crate::Scheme as _;
+        let signed = crate::schemes::GitHub::new()
+            .sign("s", &body, &crate::SignParams::new(0))
+            .unwrap();
+        headers.extend(signed.headers);
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let head = RequestHead::new(&m, &u, &headers);
+        let r = crate::testing::block_on(rx.deliver(&head, body, |_d| pending_for(40)));
+        assert!(matches!(r, Ok(Reply::Handler(()))), "{r:?}");
+        let asked = asked.lock().unwrap().clone();
+        let every = asked[0];
+        // (A sleep over at once is asked for again at the next poll: each wait shows twice.)
+        let soon = every / 4;
+        assert_eq!(&asked[..6], &[every, soon, soon, soon, soon, every], "{asked:?}");
     }
 
     /// A handler pending for `polls` polls (waking itself each time), then answering.
