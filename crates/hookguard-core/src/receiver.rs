@@ -1112,6 +1112,11 @@ impl<T> ReceiverBuilder<T> {
     ///     .handler_budget(Duration::from_secs(30))
     ///     .build();
     /// assert!(matches!(too_long, Err(ConfigError::Invalid(_))));
+    /// // A lease (or retention) under a second is refused.
+    /// let zero = Receiver::builder(GitHub::new()).secret("s")
+    ///     .dedupe_policy(hookguard_core::dedupe::Dedupe::new(MemoryStore::default()).lease(Duration::ZERO))
+    ///     .build();
+    /// assert!(matches!(zero, Err(ConfigError::Invalid(_))));
     /// ```
     pub fn build(self) -> Result<T, ConfigError>
     where
@@ -1121,6 +1126,15 @@ impl<T> ReceiverBuilder<T> {
             return Err(ConfigError::Invalid(
                 "an inbox is the dedupe record: configure either .inbox(..) or .dedupe(..), not both",
             ));
+        }
+        if let Some(d) = &self.dedupe {
+            // A zero lease ended before any copy could see it (Redis keeps it a millisecond):
+            // every copy then ran beside the first.
+            if d.lease_duration() < Duration::from_secs(1) || d.retention_duration() < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(
+                    "the dedupe lease and retention must be at least 1 s (copies arriving later would run the handler again)",
+                ));
+            }
         }
         if let (Some(budget), Some(d)) = (self.budget, &self.dedupe) {
             if budget >= d.lease_duration() {

@@ -257,6 +257,17 @@ impl Dedupe {
         self.lease
     }
 
+    /// How long a handled key is remembered.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_RETENTION};
+    /// assert_eq!(Dedupe::new(MemoryStore::default()).retention_duration(), DEFAULT_RETENTION);
+    /// ```
+    pub fn retention_duration(&self) -> Duration {
+        self.retention
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn DedupeStore> {
         &self.store
