@@ -226,6 +226,41 @@ struct Inner {
     reconnected_at: std::sync::Mutex<Option<std::time::Instant>>,
     prefix: String,
     call_timeout: Duration,
+    /// Background give-backs and completions alive now (at most [`MAX_BACKGROUND`]).
+    background: std::sync::atomic::AtomicUsize,
+}
+
+/// The most background give-backs and completions alive at once. Each lives up to five tries
+/// (about eleven seconds) while Redis does not answer; under an outage every failed claim
+/// starts one, so without a bound they grew with the request rate. Beyond it the claim is left
+/// to expire with its lease.
+///
+/// ```
+/// assert_eq!(hookguard_redis::MAX_BACKGROUND, 1024);
+/// ```
+pub const MAX_BACKGROUND: usize = 1024;
+
+/// One background transition counted in [`Inner::background`] while it lives.
+struct Background(Arc<Inner>);
+
+impl Background {
+    /// A place for one more, or `None` when [`MAX_BACKGROUND`] are alive.
+    fn enter(inner: &Arc<Inner>) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        inner
+            .background
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_BACKGROUND).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(inner)))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.background.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -458,6 +493,7 @@ impl RedisStoreBuilder {
                 config,
                 reconnecting: std::sync::atomic::AtomicBool::new(false),
                 reconnected_at: std::sync::Mutex::new(None),
+                background: std::sync::atomic::AtomicUsize::new(0),
                 prefix: self.prefix,
                 call_timeout,
             }),
@@ -637,33 +673,48 @@ impl DedupeStore for RedisStore {
         Box::pin(self.for_holder("release", &SCRIPTS.release, token, None))
     }
 
-    /// Spawns the release on the current Tokio runtime; outside one, does nothing and the
-    /// claim expires with its lease.
+    /// Spawns the release on the current Tokio runtime; outside one, or with
+    /// [`MAX_BACKGROUND`] alive already, does nothing and the claim expires with its lease.
     fn abandon(&self, token: ClaimToken) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let store = self.clone();
-                handle.spawn(async move { store.persist("release", || store.release(&token)).await });
-            }
-            Err(_) => tracing::debug!("no tokio runtime: the abandoned claim expires with its lease"),
+        if let Some((handle, place)) = self.background("release") {
+            let store = self.clone();
+            handle.spawn(async move {
+                let _place = place;
+                store.persist("release", || store.release(&token)).await
+            });
         }
     }
 
     /// Spawns the completion on the current Tokio runtime (the script is idempotent for a
-    /// token: a completion that did reach Redis is simply recorded again); outside one, the
-    /// claim expires with its lease.
+    /// token: a completion that did reach Redis is simply recorded again); outside one, or
+    /// with [`MAX_BACKGROUND`] alive already, the claim expires with its lease.
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let store = self.clone();
-                handle.spawn(async move { store.persist("completion", || store.complete(&token, retention)).await });
-            }
-            Err(_) => tracing::debug!("no tokio runtime: the abandoned completion expires with its lease"),
+        if let Some((handle, place)) = self.background("completion") {
+            let store = self.clone();
+            handle.spawn(async move {
+                let _place = place;
+                store.persist("completion", || store.complete(&token, retention)).await
+            });
         }
     }
 }
 
 impl RedisStore {
+    /// The runtime and a place for a background transition, if both are there.
+    fn background(&self, what: &str) -> Option<(tokio::runtime::Handle, Background)> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no tokio runtime: the abandoned {what} is left to the claim's lease");
+            return None;
+        };
+        let Some(place) = Background::enter(&self.inner) else {
+            tracing::debug!(
+                "{MAX_BACKGROUND} background transitions are waiting for Redis: this {what} is left to the claim's lease"
+            );
+            return None;
+        };
+        Some((handle, place))
+    }
+
     /// Runs one of the scripts that act only for the token's holder (complete, renew,
     /// release), with the time it sets when it sets one: whether it acted.
     async fn for_holder(

@@ -208,6 +208,34 @@ async fn a_claim_is_one_evalsha_round_trip() {
     assert_eq!(delta(&mid, &after), expected);
 }
 
+/// Under an outage every failed claim gives its key back in the background (five tries over
+/// seconds): the give-backs alive at once are bounded, whatever the rate of failed claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_give_backs_are_bounded_under_an_outage() {
+    let mut server = Server::start();
+    let store = store_at(&server.url(), &unique_prefix("bounded")).await;
+    new(store.claim("warm", LEASE).await.unwrap());
+    server.kill();
+    let n = hookguard_redis::MAX_BACKGROUND * 2 + 500;
+    let claims: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&format!("down{i}"), LEASE).await.is_err() })
+        })
+        .collect();
+    let mut failed = 0;
+    for c in claims {
+        failed += usize::from(c.await.unwrap());
+    }
+    assert_eq!(failed, n, "Redis is down: every claim fails");
+    // The claims' own tasks have ended; what is alive is the give-backs still trying.
+    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    assert!(
+        alive <= hookguard_redis::MAX_BACKGROUND + 16,
+        "{alive} tasks alive after {n} failed claims"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outages_fail_fast_and_the_store_recovers() {
     let mut server = Server::start();
