@@ -621,6 +621,9 @@ fn on_delivery_boxed(h: Arc<Handler>, req: axum::extract::Request) -> one_route:
 /// extensions, taken out rather than copied: this is its only reader).
 async fn on_delivery(h: Arc<Handler>, req: axum::extract::Request) -> Response {
     let (mut parts, _) = req.into_parts();
+    // Held until the handling ends: a delivery whose sender hung up keeps its connection's
+    // place, so --max-connections also bounds the commands run for such deliveries.
+    let _share = parts.extensions.remove::<http_server::ConnectionShare>();
     let Some(d) = parts.extensions.remove::<Delivery>() else {
         // No layer in front (a routing mistake): the extractor's own refusal, logged, 500.
         return match VerifiedDelivery::from_request_parts(&mut parts, &()).await {

@@ -1669,6 +1669,69 @@ fn read_pid(file: &Path) -> u32 {
     }
 }
 
+/// A delivery whose sender hung up runs to its end without its connection: it keeps the
+/// connection's place, so --max-connections still bounds the commands running at once (each
+/// holds descriptors; before, every sender that gave up in the listen queue added one more).
+#[test]
+fn deliveries_whose_senders_hung_up_still_count_toward_max_connections() {
+    let dir = scratch("hangup-limit");
+    let running = dir.join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    let log = dir.join("at-once.log");
+    let cmd = format!(
+        "cat >/dev/null; touch '{r}'/$$; ls '{r}' | wc -l >> '{l}'; sleep 1; rm '{r}'/$$",
+        r = running.display(),
+        l = log.display()
+    );
+    let s = Server::start(&[
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--max-connections",
+        "2",
+        "--exec",
+        &cmd,
+        "--exec-timeout",
+        "3",
+    ]);
+    let senders: Vec<TcpStream> = (0..6)
+        .map(|i| {
+            let body = format!(r#"{{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k{i}"}}"#);
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.write_all(&request_bytes(
+                s.port,
+                "POST",
+                "/webhooks?token=t",
+                &[],
+                body.as_bytes(),
+            ))
+            .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(senders); // every sender gives up
+    let counts = || -> Vec<u32> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_for(
+        &format!("six commands: {:?} {}", counts(), s.stderr()),
+        Duration::from_secs(20),
+        || counts().len() == 6,
+    );
+    let most = counts().into_iter().max().unwrap();
+    assert!(
+        most <= 2,
+        "{most} commands at once with --max-connections 2: {:?}",
+        counts()
+    );
+}
+
 /// A `serve` (HCSS, inline) running an --exec command that starts `sleep 60` and waits for it,
 /// with the delivery's connection left open. Returns the server, the connection, and the
 /// pids of `sh` and of its child once the command wrote them.

@@ -89,6 +89,14 @@ where
     type Fut = S::Future;
 }
 
+/// A request's share of its connection's place under `--max-connections` and of the wait at
+/// a stop, in the request's extensions: an application that goes on with a request after its
+/// connection closed (the webhook layer finishes a request whose sender hung up, its handler
+/// included) keeps it until it is done, so the limit bounds those requests too (each may hold
+/// an `--exec` command's descriptors) and a stop waits for them.
+#[derive(Clone)]
+pub struct ConnectionShare(#[allow(dead_code)] Arc<(tokio::sync::OwnedSemaphorePermit, watch::Receiver<()>)>);
+
 /// File descriptors kept for everything but connections (the inbox's files, `--exec`'s pipes,
 /// the metrics endpoint and the inspector).
 const RESERVED_DESCRIPTORS: u64 = 256;
@@ -189,12 +197,16 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
         };
         let activity = Activity::new();
         let registered = live.add(&activity);
+        // The connection's place, and its hold on the stop's wait, shared with its requests.
+        let share = ConnectionShare(Arc::new((slot, closed.clone())));
         let service = {
             let app = app.clone();
             let activity = Arc::clone(&activity);
             let keep_alive = keep_alive.clone();
-            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let share = share.clone();
+            hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 let answering = InHand::enter(&activity);
+                req.extensions_mut().insert(share.clone());
                 let answer = app.clone().call(req.map(Body::new));
                 let keep_alive = keep_alive.clone();
                 async move {
@@ -210,7 +222,6 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
             })
         };
         let mut stopping = stopping.clone();
-        let held = closed.clone();
         tokio::spawn(async move {
             {
                 let conn = hyper::server::conn::http1::Builder::new().serve_connection(
@@ -262,10 +273,10 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
                     break;
                 }
             }
-            // Only once the connection (and its copy of the router) is gone.
+            // Only once the connection (and its copy of the router) is gone; a request that
+            // goes on without it holds its own share.
             drop(registered);
-            drop(held);
-            drop(slot);
+            drop(share);
         });
     }
     drop(listener);
