@@ -1778,8 +1778,10 @@ fn exec_goes_on_when_the_sender_hangs_up_and_its_children_die_at_its_timeout() {
         proc_state(sh).is_some_and(|(st, _)| st != 'Z'),
         "the command ended with the connection"
     );
-    // ... until --exec-timeout, which kills its whole group.
+    // ... until --exec-timeout, which kills its whole group. The sender got no answer: said.
     assert_dies(child, s.child.id());
+    let log = s.stderr();
+    assert!(log.contains("answer was given up before it was ready"), "{log}");
 }
 
 /// `serve` killed -9 while an --exec command runs: the command and its children die with it

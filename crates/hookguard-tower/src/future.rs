@@ -27,6 +27,8 @@ pub struct ResponseFuture<B, E> {
     polling: bool,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
     finish: fn(Inner<B, E>),
+    /// The sender and how long it waits, for the warning when the answer is given up.
+    sender: (hookguard_core::Provider, std::time::Duration),
 }
 
 /// Runs the rest of a dropped request's future on the current runtime, if any.
@@ -39,11 +41,15 @@ fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>)
 }
 
 impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
-    pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static) -> Self {
+    pub(crate) fn new(
+        f: impl Future<Output = Result<Response<B>, E>> + Send + 'static,
+        sender: (hookguard_core::Provider, std::time::Duration),
+    ) -> Self {
         Self {
             inner: Some(Box::pin(f)),
             polling: false,
             finish: finish_in_background::<B, E>,
+            sender,
         }
     }
 }
@@ -77,6 +83,12 @@ impl<B, E> Drop for ResponseFuture<B, E> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
             if !self.polling {
+                let (provider, waits) = self.sender;
+                tracing::warn!(
+                    %provider,
+                    "a request's answer was given up before it was ready (its sender closed the connection, or a timeout answered): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
+                    waits.as_secs_f64()
+                );
                 (self.finish)(rest);
             }
         }
@@ -91,17 +103,22 @@ mod tests {
 
     use super::*;
 
+    const SENDER: (hookguard_core::Provider, Duration) = (hookguard_core::Provider::Procore, Duration::from_secs(5));
+
     /// A request's future dropped half-way (its client went away) is finished in the
     /// background; one that completed, or whose poll panicked, is not run again.
     #[tokio::test]
     async fn a_dropped_response_future_finishes_in_the_background() {
         let done = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&done);
-        let mut f = ResponseFuture::<(), ()>::new(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            flag.store(true, Ordering::SeqCst);
-            Ok(Response::new(()))
-        });
+        let mut f = ResponseFuture::<(), ()>::new(
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok(Response::new(()))
+            },
+            SENDER,
+        );
         // Started, then dropped while it waits.
         assert!(futures_poll_once(&mut f).is_pending());
         drop(f);
@@ -110,7 +127,7 @@ mod tests {
 
         // A poll that panicked: dropped as it is (a future must not be polled again then).
         let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut p = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&polls)));
+        let mut p = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&polls)), SENDER);
         assert!(futures_poll_once(&mut p).is_pending());
         let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures_poll_once(&mut p)));
         assert!(again.is_err());
@@ -120,7 +137,7 @@ mod tests {
 
         // A completed one is not run again.
         let ready = Arc::new(std::sync::atomic::AtomicUsize::new(2));
-        let mut c = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&ready)));
+        let mut c = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&ready)), SENDER);
         assert!(futures_poll_once(&mut c).is_ready());
         drop(c);
         tokio::time::sleep(Duration::from_millis(100)).await;

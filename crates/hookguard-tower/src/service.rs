@@ -150,44 +150,48 @@ where
         // Split before the async block: splitting inside would keep the whole request's storage
         // beside its parts in the future's state.
         let (mut parts, body) = req.into_parts();
-        ResponseFuture::new(async move {
-            // The sender's timeout runs from here: reading the body counts too.
-            let arrived = std::time::Instant::now();
-            let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
-            let limit = match rx.precheck(&head) {
-                Ok(limit) => limit,
-                Err(answer) => return Ok(convert(answer)),
-            };
-            let read_timeout = rx.verifier().read_timeout();
-            let read = hookguard_core::within(read_body(body, limit), || tokio::time::sleep(read_timeout));
-            let bytes = match read.await {
-                Some(Ok(bytes)) => bytes,
-                None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
-                Some(Err(r)) => return Ok(convert(rx.reject(&r))),
-            };
-            let admitted = match rx.admit_since(&head, bytes, arrived).await {
-                Ok(admitted) => admitted,
-                Err(answer) => return Ok(convert(answer)),
-            };
-            // The head is no longer borrowed: the request's own parts move into the handler's
-            // request, nothing is copied.
-            let budget = rx.budget();
-            let reply = admitted
-                .run(|delivery| {
-                    let body = ReqBody::from(delivery.body().clone());
-                    parts.extensions.insert(delivery);
-                    let req = Request::from_parts(parts, body);
-                    #[cfg(feature = "axum")]
-                    let req = with_body_limit(req, body_limit);
-                    let deadline = budget.map(tokio::time::sleep);
-                    HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
+        let sender = (self.receiver.verifier().provider(), self.receiver.sender_timeout());
+        ResponseFuture::new(
+            async move {
+                // The sender's timeout runs from here: reading the body counts too.
+                let arrived = std::time::Instant::now();
+                let head = RequestHead::new(&parts.method, &parts.uri, &parts.headers);
+                let limit = match rx.precheck(&head) {
+                    Ok(limit) => limit,
+                    Err(answer) => return Ok(convert(answer)),
+                };
+                let read_timeout = rx.verifier().read_timeout();
+                let read = hookguard_core::within(read_body(body, limit), || tokio::time::sleep(read_timeout));
+                let bytes = match read.await {
+                    Some(Ok(bytes)) => bytes,
+                    None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
+                    Some(Err(r)) => return Ok(convert(rx.reject(&r))),
+                };
+                let admitted = match rx.admit_since(&head, bytes, arrived).await {
+                    Ok(admitted) => admitted,
+                    Err(answer) => return Ok(convert(answer)),
+                };
+                // The head is no longer borrowed: the request's own parts move into the handler's
+                // request, nothing is copied.
+                let budget = rx.budget();
+                let reply = admitted
+                    .run(|delivery| {
+                        let body = ReqBody::from(delivery.body().clone());
+                        parts.extensions.insert(delivery);
+                        let req = Request::from_parts(parts, body);
+                        #[cfg(feature = "axum")]
+                        let req = with_body_limit(req, body_limit);
+                        let deadline = budget.map(tokio::time::sleep);
+                        HandlerOutcome::of(inner.call(req), deadline, |r| r.status().is_success())
+                    })
+                    .await?;
+                Ok(match reply {
+                    Reply::Handler(r) => r,
+                    Reply::Respond(r) => convert(r),
                 })
-                .await?;
-            Ok(match reply {
-                Reply::Handler(r) => r,
-                Reply::Respond(r) => convert(r),
-            })
-        })
+            },
+            sender,
+        )
     }
 }
 
