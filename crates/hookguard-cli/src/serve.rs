@@ -173,8 +173,8 @@ pub struct ServeArgs {
     /// How long the sender waits for an answer, when its figure does not fit: HCSS and Stripe
     /// publish none (10 s assumed for both). A 2xx ready later is counted as a failure in the
     /// sender's health and warned about; the body's read timeout (at most 4 s) and inline
-    /// --exec's default timeout end 1 s before it [default: the sender's; `hookguard send
-    /// --help` lists them].
+    /// --exec's default timeout end 1 s before it (1 s at least). At least 1, at most 86400
+    /// [default: the sender's; `hookguard send --help` lists them].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     sender_timeout: Option<Duration>,
     /// Inline mode's dedupe store: `memory` (the default; one process; remembers at most
@@ -199,7 +199,7 @@ pub struct ServeArgs {
     exec: Option<String>,
     /// Kill --exec after this many seconds. Inline: answer 503 (keep it below the sender's
     /// timeout: Procore 5 s, BuildWorkPro 10 s) [default: 4, or 1 s below a sender that waits
-    /// less: Slack 2]. With --inbox: a failed attempt (it must stay below 90 % of --lease)
+    /// less: Slack 2, or --sender-timeout; 1 at least]. With --inbox: a failed attempt (it must stay below 90 % of --lease)
     /// [default: 80 % of --lease].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "exec")]
     exec_timeout: Option<Duration>,
@@ -1390,8 +1390,9 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     let waits = args.sender_timeout.unwrap_or(args.provider.profile().timeout);
     if inbox.is_none() && args.exec.is_some() && exec_timeout >= waits {
         tracing::warn!(
-            "--exec-timeout ({} s) is not below the {} s {} waits for an answer: a command that runs that long is answered after the sender gave up, which counts a failure and retries; keep it shorter or use --inbox",
+            "--exec-timeout ({} s{}) is not below the {} s {} waits for an answer: a command that runs that long is answered after the sender gave up, which counts a failure and retries; keep it shorter or use --inbox",
             exec_timeout.as_secs_f64(),
+            if args.exec_timeout.is_some() { "" } else { ", its default" },
             waits.as_secs_f64(),
             args.provider.display()
         );

@@ -443,7 +443,7 @@ impl Receiver {
     /// ```
     ///
     /// Zero means no known timeout: no answer is counted late (the builder's
-    /// [`sender_timeout`](ReceiverBuilder::sender_timeout) refuses zero).
+    /// [`sender_timeout`](ReceiverBuilder::sender_timeout) refuses anything under a second).
     pub fn with_sender_timeout(mut self, timeout: Duration) -> Self {
         self.sender_timeout = timeout;
         self
@@ -1037,7 +1037,7 @@ impl<T> ReceiverBuilder<T> {
     /// let given: Receiver = Receiver::builder(Hcss::new()).secret("t")
     ///     .body_read_timeout(Duration::from_millis(1500)).sender_timeout(Duration::from_secs(30)).build().unwrap();
     /// assert_eq!(given.verifier().read_timeout(), Duration::from_millis(1500));
-    /// // Zero is refused: every answer would count as late.
+    /// // Under a second is refused: every answer would count as late.
     /// let zero: Result<Receiver, _> = Receiver::builder(Hcss::new()).secret("t").sender_timeout(Duration::ZERO).build();
     /// assert!(zero.is_err());
     /// ```
@@ -1145,9 +1145,10 @@ impl<T> ReceiverBuilder<T> {
         }
         let mut verifier = self.verifier;
         if let Some(t) = self.sender_timeout {
-            if t.is_zero() {
+            // No sender waits less (Slack: 3 s); a tinier figure counted every answer late.
+            if t < Duration::from_secs(1) {
                 return Err(ConfigError::Invalid(
-                    "the sender timeout must be above zero (every answer would count as late)",
+                    "the sender timeout must be at least 1 s (a shorter one counts every answer as late)",
                 ));
             }
             // The body must be read, and the answer sent, while this sender still listens
