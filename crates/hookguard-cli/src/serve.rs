@@ -1380,6 +1380,18 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
             args.provider.display()
         );
     }
+    for (flag, addr) in [("--metrics", &args.metrics), ("--ui", &args.ui)] {
+        if addr.as_deref().is_some_and(|a| ui::same_place(a, &args.listen)) {
+            return Err(usage(format!(
+                "{flag} and --listen name the same port: give each its own"
+            )));
+        }
+    }
+    if let (Some(m), Some(u)) = (&args.metrics, &args.ui) {
+        if ui::same_place(m, u) {
+            return Err(usage("--metrics and --ui name the same port: give each its own"));
+        }
+    }
     let inbox = inbox_settings(&args)?;
     // Inline, the command runs inside the sender's timeout; from the inbox's worker, inside
     // the lease (the sender has its answer already).

@@ -4179,7 +4179,15 @@ fn serve_sender_timeout_sets_what_the_sender_waits() {
     let log = s.stderr();
     assert!(!log.contains("hcss-waits-token-5120"), "{log}");
     // Under a second no sender waits: every answer would count as late.
-    let o = hookguard_exits(&["serve", "--provider", "hcss", "--secret", "t", "--sender-timeout", "0.5"]);
+    let o = hookguard_exits(&[
+        "serve",
+        "--provider",
+        "hcss",
+        "--secret",
+        "t",
+        "--sender-timeout",
+        "0.5",
+    ]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("at least 1 s"), "{}", text(&o.stderr));
 }

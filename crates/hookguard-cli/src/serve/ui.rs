@@ -67,6 +67,20 @@ pub fn parse_addr(s: &str) -> Result<String, String> {
     }
 }
 
+/// Whether two `HOST:PORT` addresses (as [`parse_addr`] gives them) would take one port: the
+/// same port (not 0, any free one) on the same host, or one of them on every address.
+pub fn same_place(a: &str, b: &str) -> bool {
+    let split = |s: &str| {
+        s.rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.parse::<u16>().unwrap_or(0)))
+    };
+    let (Some((ha, pa)), Some((hb, pb))) = (split(a), split(b)) else {
+        return false;
+    };
+    let any = |h: &str| matches!(h, "0.0.0.0" | "[::]" | "::");
+    pa != 0 && pa == pb && (ha.eq_ignore_ascii_case(&hb) || any(&ha) || any(&hb))
+}
+
 /// `--ui-token`: at least 16 characters of `A-Z a-z 0-9 . _ -` (they need no escaping in a
 /// URL, a cookie or a form).
 pub fn parse_token(s: &str) -> Result<String, String> {
@@ -1179,6 +1193,17 @@ async fn status(State(ui): State<Arc<Inspector>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--ui` or `--metrics` on `--listen`'s port is told as such, before anything binds.
+    #[test]
+    fn two_addresses_on_one_port_are_found() {
+        assert!(same_place("127.0.0.1:8787", "127.0.0.1:8787"));
+        assert!(same_place("0.0.0.0:8787", "127.0.0.1:8787"));
+        assert!(same_place("127.0.0.1:8787", "[::]:8787"));
+        assert!(!same_place("127.0.0.1:8787", "127.0.0.1:8788"));
+        assert!(!same_place("127.0.0.1:0", "127.0.0.1:0"), "port 0 is any free port");
+        assert!(!same_place("127.0.0.1:8787", "127.0.0.2:8787"));
+    }
 
     proptest::proptest! {
         /// Any value, percent-encoded into a form among other fields, decodes to itself; `+`
