@@ -226,11 +226,13 @@ struct Inner {
     reconnected_at: std::sync::Mutex<Option<std::time::Instant>>,
     prefix: String,
     call_timeout: Duration,
-    /// Background give-backs and completions alive now (at most [`MAX_BACKGROUND`]).
-    background: std::sync::atomic::AtomicUsize,
+    /// Background give-backs, and apart background completions, alive now (at most
+    /// [`MAX_BACKGROUND`] each: under an outage every failed claim starts a give-back, and
+    /// they must leave room for the completions of handled deliveries).
+    background: [std::sync::atomic::AtomicUsize; 2],
 }
 
-/// The most background give-backs and completions alive at once. Each lives up to five tries
+/// The most background give-backs alive at once, and apart the most background completions. Each lives up to five tries
 /// (about eleven seconds) while Redis does not answer; under an outage every failed claim
 /// starts one, so without a bound they grew with the request rate. Beyond it the claim is left
 /// to expire with its lease.
@@ -240,26 +242,26 @@ struct Inner {
 /// ```
 pub const MAX_BACKGROUND: usize = 1024;
 
-/// One background transition counted in [`Inner::background`] while it lives.
-struct Background(Arc<Inner>);
+/// One background transition counted in [`Inner::background`] (kind 0: give-backs, 1:
+/// completions) while it lives.
+struct Background(Arc<Inner>, usize);
 
 impl Background {
-    /// A place for one more, or `None` when [`MAX_BACKGROUND`] are alive.
-    fn enter(inner: &Arc<Inner>) -> Option<Self> {
+    /// A place for one more, or `None` when [`MAX_BACKGROUND`] of its kind are alive.
+    fn enter(inner: &Arc<Inner>, kind: usize) -> Option<Self> {
         use std::sync::atomic::Ordering;
-        inner
-            .background
+        inner.background[kind]
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < MAX_BACKGROUND).then_some(n + 1)
             })
             .ok()
-            .map(|_| Self(Arc::clone(inner)))
+            .map(|_| Self(Arc::clone(inner), kind))
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.0.background.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.background[self.1].fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -493,7 +495,7 @@ impl RedisStoreBuilder {
                 config,
                 reconnecting: std::sync::atomic::AtomicBool::new(false),
                 reconnected_at: std::sync::Mutex::new(None),
-                background: std::sync::atomic::AtomicUsize::new(0),
+                background: Default::default(),
                 prefix: self.prefix,
                 call_timeout,
             }),
@@ -676,7 +678,7 @@ impl DedupeStore for RedisStore {
     /// Spawns the release on the current Tokio runtime; outside one, or with
     /// [`MAX_BACKGROUND`] alive already, does nothing and the claim expires with its lease.
     fn abandon(&self, token: ClaimToken) {
-        if let Some((handle, place)) = self.background("release") {
+        if let Some((handle, place)) = self.background("release", 0) {
             let store = self.clone();
             handle.spawn(async move {
                 let _place = place;
@@ -689,7 +691,7 @@ impl DedupeStore for RedisStore {
     /// token: a completion that did reach Redis is simply recorded again); outside one, or
     /// with [`MAX_BACKGROUND`] alive already, the claim expires with its lease.
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
-        if let Some((handle, place)) = self.background("completion") {
+        if let Some((handle, place)) = self.background("completion", 1) {
             let store = self.clone();
             handle.spawn(async move {
                 let _place = place;
@@ -701,15 +703,22 @@ impl DedupeStore for RedisStore {
 
 impl RedisStore {
     /// The runtime and a place for a background transition, if both are there.
-    fn background(&self, what: &str) -> Option<(tokio::runtime::Handle, Background)> {
+    fn background(&self, what: &str, kind: usize) -> Option<(tokio::runtime::Handle, Background)> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             tracing::debug!("no tokio runtime: the abandoned {what} is left to the claim's lease");
             return None;
         };
-        let Some(place) = Background::enter(&self.inner) else {
-            tracing::debug!(
-                "{MAX_BACKGROUND} background transitions are waiting for Redis: this {what} is left to the claim's lease"
-            );
+        let Some(place) = Background::enter(&self.inner, kind) else {
+            if kind == 1 {
+                // A handled delivery not marked done: a retry after the lease runs it again.
+                tracing::warn!(
+                    "{MAX_BACKGROUND} background completions are waiting for Redis: this one is left to the claim's lease (a retry after it runs the handler again)"
+                );
+            } else {
+                tracing::debug!(
+                    "{MAX_BACKGROUND} background give-backs are waiting for Redis: this one is left to the claim's lease"
+                );
+            }
             return None;
         };
         Some((handle, place))

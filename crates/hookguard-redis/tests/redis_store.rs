@@ -236,6 +236,36 @@ async fn background_give_backs_are_bounded_under_an_outage() {
     );
 }
 
+/// The give-backs of an outage leave room for the completion of a handled delivery: it is
+/// still recorded once Redis is back, so the sender's retry is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_is_kept_when_give_backs_fill_their_places() {
+    let mut server = Server::start();
+    let port = server.port;
+    let store = store_at(&server.url(), &unique_prefix("room")).await;
+    let handled = new(store.claim("handled", LEASE).await.unwrap());
+    server.kill();
+    let claims: Vec<_> = (0..hookguard_redis::MAX_BACKGROUND + 200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&format!("down{i}"), LEASE).await.is_err() })
+        })
+        .collect();
+    for c in claims {
+        assert!(c.await.unwrap(), "Redis is down: every claim fails");
+    }
+    // The handler succeeded; its completion could not reach Redis and goes on in the background.
+    store.abandon_complete(handled, RETENTION);
+    let _server = Server::start_on(port);
+    // Its tries span about four seconds; a claim meanwhile would hold the key against it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        store.claim("handled", LEASE).await.unwrap(),
+        Claim::Done,
+        "the completion was dropped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outages_fail_fast_and_the_store_recovers() {
     let mut server = Server::start();
