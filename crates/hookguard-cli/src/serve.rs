@@ -242,7 +242,8 @@ pub struct ServeArgs {
     /// requests and reads the answers very slowly counts as not reading.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     write_timeout: Duration,
-    /// Connections open at once; more wait in the listen queue until one closes, so a flood of
+    /// Connections open at once (a delivery whose sender hung up keeps its place until its
+    /// handling ends); more wait in the listen queue until one closes, so a flood of
     /// connections cannot take the file descriptors the inbox and --exec need. When someone
     /// waits, connections idle for a second are closed to make room [default: what the
     /// open-file limit leaves after 256 (and 4 per --exec command that may run at once), at

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::Response;
@@ -18,24 +19,59 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// went away: the handler runs to its end and its claim is completed, so the sender's retry
 /// is answered `duplicate` instead of running the handler again from the start (handlers are
 /// rarely safe to stop at any `.await`), and a late `2xx` still counts as the sender's failure
-/// in its health. Outside a runtime, or after a panic in a poll, it is dropped as it is (the
-/// claim is released).
+/// in its health. Outside a runtime, after a panic in a poll, or with [`MAX_DETACHED`]
+/// requests of this process finishing in the background already, it is dropped as it is (the
+/// claim is released: the sender's retry runs it again).
 pub struct ResponseFuture<B, E> {
     inner: Option<Inner<B, E>>,
     /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
     /// future must not be polled again.
     polling: bool,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
-    finish: fn(Inner<B, E>),
+    finish: fn(Inner<B, E>, Detached),
     /// The sender and how long it waits, for the warning when the answer is given up.
     sender: (hookguard_core::Provider, std::time::Duration),
 }
 
+/// The most requests of this process finished in the background at once: they escape the
+/// server's own limits (its connection limit, a concurrency limit outside this layer), so a
+/// slow dependency with senders that hang up must not pile them up without end.
+///
+/// ```
+/// assert_eq!(hookguard_tower::MAX_DETACHED, 1024);
+/// ```
+pub const MAX_DETACHED: usize = 1024;
+
+/// Requests of this process finishing in the background now.
+static DETACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// One request finishing in the background, counted in [`DETACHED`] while it lives.
+pub(crate) struct Detached(());
+
+impl Detached {
+    /// A place, or `None` when [`MAX_DETACHED`] are taken.
+    fn enter() -> Option<Self> {
+        DETACHED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_DETACHED).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Detached(()))
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        DETACHED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Runs the rest of a dropped request's future on the current runtime, if any.
-fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>) {
+fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>, place: Detached) {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(async move {
             let _ = rest.await;
+            drop(place);
         });
     }
 }
@@ -84,12 +120,19 @@ impl<B, E> Drop for ResponseFuture<B, E> {
         if let Some(rest) = self.inner.take() {
             if !self.polling {
                 let (provider, waits) = self.sender;
+                let Some(place) = Detached::enter() else {
+                    tracing::warn!(
+                        %provider,
+                        "a request's answer was given up before it was ready, and {MAX_DETACHED} requests are finishing in the background already: this one is dropped (its claim released; the sender's retry runs it again)"
+                    );
+                    return;
+                };
                 tracing::warn!(
                     %provider,
                     "a request's answer was given up before it was ready (its sender closed the connection, or a timeout answered): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
                     waits.as_secs_f64()
                 );
-                (self.finish)(rest);
+                (self.finish)(rest, place);
             }
         }
     }
@@ -97,7 +140,7 @@ impl<B, E> Drop for ResponseFuture<B, E> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -142,6 +185,26 @@ mod tests {
         drop(c);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(ready.load(Ordering::SeqCst), 3);
+
+        // With MAX_DETACHED finishing already, one more is dropped as it is.
+        let taken: Vec<_> = std::iter::from_fn(Detached::enter).collect();
+        assert_eq!(taken.len(), MAX_DETACHED);
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let mut f = ResponseFuture::<(), ()>::new(
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok(Response::new(()))
+            },
+            SENDER,
+        );
+        assert!(futures_poll_once(&mut f).is_pending());
+        drop(f);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!ran.load(Ordering::SeqCst), "finished beyond the bound");
+        drop(taken);
+        assert_eq!(DETACHED.load(Ordering::SeqCst), 0);
     }
 
     /// Pending on its first poll, panics on its second, counts every poll.

@@ -31,7 +31,9 @@
 //!    secret or the body).
 //! 4. Claims the delivery in the dedupe store: done → `200 {"status":"duplicate"}`; in flight
 //!    → `429` + `Retry-After`; new → the inner service runs; its 2xx completes the claim,
-//!    anything else (an error, a panic, a dropped future) releases it.
+//!    anything else (an error, a panic) releases it. A request whose answer is given up (the
+//!    sender hung up, so hyper drops its future) is finished in the background, at most
+//!    [`MAX_DETACHED`] at once (see [`ResponseFuture`]).
 //! 5. Answers `200 {"status":"ignored"}` for Procore deliveries from your own application ids.
 //! 6. Hands the inner service the original body and the [`Delivery`](hookguard_core::Delivery) in
 //!    the request extensions.
@@ -48,6 +50,6 @@ mod service;
 
 #[cfg(feature = "axum")]
 pub use extract::{Verified, VerifiedDelivery, VerifiedNoDedupe, VerifiedRejection};
-pub use future::ResponseFuture;
+pub use future::{ResponseFuture, MAX_DETACHED};
 pub use layer::{WebhookLayer, WebhookLayerBuilder};
 pub use service::WebhookService;

@@ -77,8 +77,14 @@ pub fn same_place(a: &str, b: &str) -> bool {
     let (Some((ha, pa)), Some((hb, pb))) = (split(a), split(b)) else {
         return false;
     };
-    let any = |h: &str| matches!(h, "0.0.0.0" | "[::]" | "::");
-    pa != 0 && pa == pb && (ha.eq_ignore_ascii_case(&hb) || any(&ha) || any(&hb))
+    // Every IPv4 address takes the port from IPv4 hosts; every IPv6 one (dual-stack) from all.
+    let v6 = |h: &str| h.starts_with('[') || h.contains("::");
+    let covers = |any: &str, h: &str| match any {
+        "0.0.0.0" => !v6(h),
+        "[::]" | "::" => true,
+        _ => false,
+    };
+    pa != 0 && pa == pb && (ha.eq_ignore_ascii_case(&hb) || covers(&ha, &hb) || covers(&hb, &ha))
 }
 
 /// `--ui-token`: at least 16 characters of `A-Z a-z 0-9 . _ -` (they need no escaping in a
@@ -1203,6 +1209,10 @@ mod tests {
         assert!(!same_place("127.0.0.1:8787", "127.0.0.1:8788"));
         assert!(!same_place("127.0.0.1:0", "127.0.0.1:0"), "port 0 is any free port");
         assert!(!same_place("127.0.0.1:8787", "127.0.0.2:8787"));
+        assert!(
+            !same_place("0.0.0.0:8787", "[::1]:8787"),
+            "IPv4's any and IPv6's loopback"
+        );
     }
 
     proptest::proptest! {
