@@ -450,10 +450,22 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             if let Some(s) = a.state {
                 filter = filter.state(s.state());
             }
-            if let Some(p) = a.provider {
-                filter = filter.provider(p);
+            if let Some(p) = &a.provider {
+                filter = filter.provider(p.clone());
             }
             let items = inbox.list(filter).await.map_err(|e| store_failed(&path, &e))?;
+            // A mistyped sender lists nothing, like a sender with no items: said when the name
+            // is no built-in sender's (an application's own senders keep their names).
+            if let Some(p) = a
+                .provider
+                .as_deref()
+                .filter(|p| items.is_empty() && p.parse::<hookguard_core::Provider>().is_err())
+            {
+                crate::common::write_stderr(format_args!(
+                    "hookguard: no item of provider {p:?}, which is no built-in sender ({})",
+                    hookguard_core::Provider::names()
+                ));
+            }
             for r in items.iter().take(a.limit as usize) {
                 outln!("{}", object(&record_fields(r)))?;
             }

@@ -3655,6 +3655,27 @@ fn inbox_commands_output_shapes_and_no_credentials() {
     assert_eq!(code(&hookguard(&["inbox", "stats"], None)), 2, "--inbox is required");
 }
 
+/// `inbox list --provider` with a name no built-in sender has lists nothing, and says so
+/// (a typo looked like an empty inbox); a built-in sender with no items lists nothing quietly.
+#[test]
+fn inbox_list_of_an_unknown_sender_says_so() {
+    let dir = scratch("inbox-list-unknown");
+    let db = dir.join("x.db");
+    let db = db.to_str().unwrap();
+    assert_eq!(code(&hookguard(&["inbox", "migrate", "--inbox", db], None)), 0);
+    let o = hookguard(&["inbox", "list", "--provider", "procor", "--inbox", db], None);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty());
+    assert!(
+        text(&o.stderr).contains("no built-in sender") && text(&o.stderr).contains("procore"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hookguard(&["inbox", "list", "--provider", "procore", "--inbox", db], None);
+    assert_eq!(code(&o), 0);
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", text(&o.stderr));
+}
+
 /// A database password typed into `--inbox` is never printed and never becomes a file name:
 /// a PostgreSQL URL written without `//` (once taken as a SQLite file named with the password),
 /// a password holding an unencoded `#` (once shown up to it), the rest of an unquoted URL.
