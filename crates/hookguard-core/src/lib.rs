@@ -82,7 +82,8 @@ pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
 pub use provider::{Provider, UnknownProvider};
 pub use receiver::{
-    extractor_limit, join_capacity, within, Admitted, HandlerOutcome, Receiver, ReceiverBuilder, Reply, Sleep,
+    answer_given_up, extractor_limit, join_capacity, within, Admitted, HandlerOutcome, Receiver, ReceiverBuilder,
+    Reply, Sleep,
 };
 pub use scheme::{
     Authenticated, Context, DedupePolicy, DedupeScope, Described, RequestHead, Scheme, SignParams, Signed,

@@ -202,6 +202,37 @@ where
     }
 }
 
+std::thread_local! {
+    /// Set while a request whose answer was given up is polled ([`answer_given_up`]).
+    static GIVEN_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The rest of a request whose answer was given up (its sender closed the connection, so no
+/// answer reaches it), run on by an adapter so its handler finishes: a `2xx` it produces is a
+/// failure in the sender's health, as the sender counted one. For adapters that finish such
+/// requests (the tower layer does).
+///
+/// ```
+/// use hookguard_core::answer_given_up;
+/// let rest = Box::pin(async { 7 });
+/// assert_eq!(hookguard_core::testing::block_on(answer_given_up(rest)), 7);
+/// ```
+pub fn answer_given_up<F: Future + Unpin>(rest: F) -> impl Future<Output = F::Output> {
+    /// Clears the flag however the poll ends (a panicking handler included).
+    struct Polling;
+    impl Drop for Polling {
+        fn drop(&mut self) {
+            GIVEN_UP.with(|g| g.set(false));
+        }
+    }
+    let mut rest = rest;
+    std::future::poll_fn(move |cx| {
+        GIVEN_UP.with(|g| g.set(true));
+        let _polling = Polling;
+        std::pin::Pin::new(&mut rest).poll(cx)
+    })
+}
+
 /// How many leases a claim is renewed for at most while its handler runs: a handler stuck for
 /// longer (a deadlock, a hung call) must not hold its delivery for ever, answering every retry
 /// "in flight" (429s count toward the sender's kill switch).
@@ -468,9 +499,10 @@ impl Receiver {
     }
 
     /// Counts a 2xx (`outcome`: handled, stored, or a copy): a success to the sender only if it
-    /// was ready before the sender stopped waiting for the request that `arrived`; after that it
-    /// is a timeout to the sender, which retries and counts a failure. `handler`: how long an
-    /// inline handler ran, if one did and was timed (with the `metrics` feature).
+    /// was ready before the sender stopped waiting for the request that `arrived`, and the
+    /// answer was not given up ([`answer_given_up`]); otherwise the sender counted a failure
+    /// and retries. `handler`: how long an inline handler ran, if one did and was timed (with
+    /// the `metrics` feature).
     fn answered_2xx(
         &self,
         outcome: &'static str,
@@ -479,10 +511,12 @@ impl Receiver {
         event: Option<u64>,
     ) {
         let took = arrived.elapsed();
+        // The adapter warned when the answer was given up; the sender got none.
+        let given_up = GIVEN_UP.with(std::cell::Cell::get);
         // (A zero timeout is refused by the builder; given to `with_sender_timeout`, it means
         // no known timeout rather than every answer late.)
-        let late = !self.sender_timeout.is_zero() && took >= self.sender_timeout;
-        if late {
+        let late = given_up || (!self.sender_timeout.is_zero() && took >= self.sender_timeout);
+        if late && !given_up {
             let advice = if outcome == "handled" {
                 "; keep handlers short or use the inbox"
             } else {
@@ -1266,6 +1300,20 @@ mod tests {
             }
         ));
         assert_eq!(crate::testing::block_on(within), Some(Ok(7)));
+    }
+
+    /// The given-up mark holds only while such a request is polled, also when its poll
+    /// panics: the next request on the thread is judged as usual.
+    #[test]
+    fn a_given_up_answer_is_marked_only_while_polled() {
+        let seen = crate::testing::block_on(answer_given_up(Box::pin(async { GIVEN_UP.with(std::cell::Cell::get) })));
+        assert!(seen);
+        assert!(!GIVEN_UP.with(std::cell::Cell::get));
+        let panicked = std::panic::catch_unwind(|| {
+            crate::testing::block_on(answer_given_up(Box::pin(async { panic!("the handler panics") })))
+        });
+        assert!(panicked.is_err());
+        assert!(!GIVEN_UP.with(std::cell::Cell::get), "left set after a panic");
     }
 
     /// A store whose first `fail` renewals fail (a store that is briefly down).

@@ -70,7 +70,8 @@ impl Drop for Detached {
 fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>, place: Detached) {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(async move {
-            let _ = rest.await;
+            // Its 2xx, if any, is a failure to the sender, which got no answer.
+            let _ = hookguard_core::answer_given_up(rest).await;
             drop(place);
         });
     }

@@ -114,13 +114,16 @@ async fn a_panicking_handler_releases_its_claim() {
 #[tokio::test]
 async fn a_dropped_request_future_finishes_its_handler() {
     let store = Arc::new(MemoryStore::new(100));
+    let l = layer(store.clone(), None);
+    let rx = Arc::clone(l.receiver());
+    let health = rx.health();
     let app = Router::new().route(
         "/hook",
         post(|| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             StatusCode::OK
         })
-        .layer(layer(store.clone(), None)),
+        .layer(l),
     );
     let fut = app.clone().oneshot(signed("evt_dropped"));
     assert!(tokio::time::timeout(Duration::from_millis(100), fut).await.is_err());
@@ -133,6 +136,8 @@ async fn a_dropped_request_future_finishes_its_handler() {
     assert_eq!(claim("buildworkpro:evt_dropped").await, Claim::InFlight);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(claim("buildworkpro:evt_dropped").await, Claim::Done);
+    // The sender got no answer: a failure to it, whatever the handler answered in the end.
+    assert_eq!(health.consecutive_failures(), 1);
 }
 
 #[tokio::test]
