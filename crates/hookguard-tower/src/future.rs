@@ -18,8 +18,8 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// the background on the current tokio runtime, as actix-web finishes a request whose client
 /// went away: the handler runs to its end and its claim is completed, so the sender's retry
 /// is answered `duplicate` instead of running the handler again from the start (handlers are
-/// rarely safe to stop at any `.await`), and a late `2xx` still counts as the sender's failure
-/// in its health. Outside a runtime, after a panic in a poll, or with [`MAX_DETACHED`]
+/// rarely safe to stop at any `.await`); its `2xx` counts as a failure in the sender's health
+/// ([`answer_given_up`](hookguard_core::answer_given_up)): the sender got no answer. Outside a runtime, after a panic in a poll, or with [`MAX_DETACHED`]
 /// requests of this process finishing in the background already, it is dropped as it is (the
 /// claim is released: the sender's retry runs it again).
 pub struct ResponseFuture<B, E> {
