@@ -153,21 +153,7 @@ mod tests {
     /// background; one that completed, or whose poll panicked, is not run again.
     #[tokio::test]
     async fn a_dropped_response_future_finishes_in_the_background() {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&done);
-        let mut f = ResponseFuture::<(), ()>::new(
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                flag.store(true, Ordering::SeqCst);
-                Ok(Response::new(()))
-            },
-            SENDER,
-        );
-        // Started, then dropped while it waits.
-        assert!(futures_poll_once(&mut f).is_pending());
-        drop(f);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(done.load(Ordering::SeqCst), "the rest of the request did not run");
+        assert!(started_then_dropped().await, "the rest of the request did not run");
 
         // A poll that panicked: dropped as it is (a future must not be polled again then).
         let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -190,6 +176,13 @@ mod tests {
         // With MAX_DETACHED finishing already, one more is dropped as it is.
         let taken: Vec<_> = std::iter::from_fn(Detached::enter).collect();
         assert_eq!(taken.len(), MAX_DETACHED);
+        assert!(!started_then_dropped().await, "finished beyond the bound");
+        drop(taken);
+        assert_eq!(DETACHED.load(Ordering::SeqCst), 0);
+    }
+
+    /// Whether a request started, then dropped while it waits, ran to its end.
+    async fn started_then_dropped() -> bool {
         let ran = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&ran);
         let mut f = ResponseFuture::<(), ()>::new(
@@ -203,9 +196,7 @@ mod tests {
         assert!(futures_poll_once(&mut f).is_pending());
         drop(f);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!ran.load(Ordering::SeqCst), "finished beyond the bound");
-        drop(taken);
-        assert_eq!(DETACHED.load(Ordering::SeqCst), 0);
+        ran.load(Ordering::SeqCst)
     }
 
     /// Pending on its first poll, panics on its second, counts every poll.
