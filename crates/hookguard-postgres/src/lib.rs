@@ -62,8 +62,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hookguard_core::inbox::{
-    Accepted, ClaimRef, ClaimedItem, HandlerError, HandlerFuture, InboxError, InboxFuture, InboxHandler, InboxRecord,
-    InboxState, InboxStats, InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
+    wake_every_worker, Accepted, ClaimRef, ClaimedItem, HandlerError, HandlerFuture, InboxError, InboxFuture,
+    InboxHandler, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
 };
 use hookguard_core::DedupeScope;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
@@ -1703,15 +1703,6 @@ impl InboxHandler for TxAdapter {
             Ok(())
         })
     }
-}
-
-/// Wakes every worker waiting on this inbox (workers of different senders may share it: each
-/// claims only its own senders' items, so one woken at random could be the wrong one), and
-/// leaves a wake-up for one that is not waiting yet (busy claiming: what was just stored may
-/// not have been in its claim).
-fn wake_every_worker(notify: &tokio::sync::Notify) {
-    notify.notify_waiters();
-    notify.notify_one();
 }
 
 #[cfg(test)]

@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookguard_core::inbox::{
-    Accepted, ClaimRef, ClaimedItem, InboxError, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore,
-    ListFilter, NewItem, DEFAULT_MAX_PENDING,
+    wake_every_worker, Accepted, ClaimRef, ClaimedItem, InboxError, InboxFuture, InboxRecord, InboxState, InboxStats,
+    InboxStore, ListFilter, NewItem, DEFAULT_MAX_PENDING,
 };
 use hookguard_core::DedupeScope;
 use rusqlite::types::ValueRef;
@@ -2257,15 +2257,6 @@ impl InboxStore for SqliteInbox {
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.inner.notify.notified())
     }
-}
-
-/// Wakes every worker waiting on this inbox (workers of different senders may share it: each
-/// claims only its own senders' items, so one woken at random could be the wrong one), and
-/// leaves a wake-up for one that is not waiting yet (busy claiming: what was just stored may
-/// not have been in its claim).
-fn wake_every_worker(notify: &tokio::sync::Notify) {
-    notify.notify_waiters();
-    notify.notify_one();
 }
 
 #[cfg(test)]

@@ -70,6 +70,24 @@ use crate::{DedupeScope, Delivery, Provider};
 
 #[cfg(feature = "worker")]
 mod worker;
+
+/// Wakes every worker waiting on an inbox store's [`notified`](InboxStore::notified) (workers
+/// of different senders may share a store: each claims only its own senders' items, so one
+/// woken at random could be the wrong one), and leaves a wake-up for one that is not waiting
+/// yet (busy claiming: what was just stored may not have been in its claim). For stores whose
+/// `notified` waits on this `Notify`, after an accept or a give-back.
+///
+/// ```
+/// let notify = tokio::sync::Notify::new();
+/// hookguard_core::inbox::wake_every_worker(&notify);
+/// // The wake-up left for a worker not waiting yet.
+/// hookguard_core::testing::block_on(notify.notified());
+/// ```
+#[cfg(feature = "tokio")]
+pub fn wake_every_worker(notify: &tokio::sync::Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
+}
 #[cfg(feature = "worker")]
 pub use worker::{HandlerError, HandlerFuture, InboxHandler, Outcome, Worker, WorkerBuilder, WorkerHandle};
 
