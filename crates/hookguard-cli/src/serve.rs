@@ -925,14 +925,11 @@ async fn shutdown_signal() {
     tracing::info!("signal received: shutting down gracefully");
 }
 
-/// The worker settings of `serve --inbox`, checked.
 /// `--exec-timeout` without --inbox: 4 s (below Procore's 5 s), and 1 s below a sender that
-/// waits less (Slack's 3 s: 2 s, or `--sender-timeout`), at least 1 s.
-fn inline_exec_timeout(provider: ProviderArg, sender_timeout: Option<Duration>) -> Duration {
+/// `waits` less (Slack's 3 s: 2 s, or `--sender-timeout`), at least 1 s.
+fn inline_exec_timeout(provider: ProviderArg, waits: Duration) -> Duration {
     let mut profile = provider.profile();
-    if let Some(t) = sender_timeout {
-        profile.timeout = t;
-    }
+    profile.timeout = waits;
     profile.within_timeout(Duration::from_secs(4))
 }
 
@@ -964,6 +961,7 @@ fn workers(args: &ServeArgs) -> usize {
     PRINT_WORKERS.min(args.stdout_queue as usize).min(bodies)
 }
 
+/// The worker settings of `serve --inbox`, checked.
 struct InboxSettings {
     spec: InboxSpec,
     workers: usize,
@@ -1396,11 +1394,12 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     let inbox = inbox_settings(&args)?;
     // Inline, the command runs inside the sender's timeout; from the inbox's worker, inside
     // the lease (the sender has its answer already).
+    // How long the sender waits for an answer.
+    let waits = args.sender_timeout.unwrap_or(args.provider.profile().timeout);
     let exec_timeout = args.exec_timeout.unwrap_or_else(|| match &inbox {
         Some(settings) => settings.lease.mul_f64(0.8),
-        None => inline_exec_timeout(args.provider, args.sender_timeout),
+        None => inline_exec_timeout(args.provider, waits),
     });
-    let waits = args.sender_timeout.unwrap_or(args.provider.profile().timeout);
     if inbox.is_none() && args.exec.is_some() && exec_timeout >= waits {
         tracing::warn!(
             "--exec-timeout ({} s{}) is not below the {} s {} waits for an answer: a command that runs that long is answered after the sender gave up, which counts a failure and retries; keep it shorter or use --inbox",
@@ -1592,7 +1591,7 @@ mod tests {
             (ProviderArg(hookguard_core::Provider::BuildWorkPro), 4),
             (ProviderArg::Slack, 2),
         ] {
-            let t = inline_exec_timeout(p, None);
+            let t = inline_exec_timeout(p, p.profile().timeout);
             assert_eq!(t, Duration::from_secs(want), "{p:?}");
             assert!(t < p.profile().timeout, "{p:?}");
         }

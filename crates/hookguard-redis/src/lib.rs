@@ -226,9 +226,9 @@ struct Inner {
     reconnected_at: std::sync::Mutex<Option<std::time::Instant>>,
     prefix: String,
     call_timeout: Duration,
-    /// Background give-backs, and apart background completions, alive now (at most
-    /// [`MAX_BACKGROUND`] each: under an outage every failed claim starts a give-back, and
-    /// they must leave room for the completions of handled deliveries).
+    /// Background transitions alive now, by [`Transition`] (at most [`MAX_BACKGROUND`] each:
+    /// under an outage every failed claim starts a give-back, and they must leave room for the
+    /// completions of handled deliveries).
     background: [std::sync::atomic::AtomicUsize; 2],
 }
 
@@ -242,15 +242,30 @@ struct Inner {
 /// ```
 pub const MAX_BACKGROUND: usize = 1024;
 
-/// One background transition counted in [`Inner::background`] (kind 0: give-backs, 1:
-/// completions) while it lives.
-struct Background(Arc<Inner>, usize);
+/// A transition left to the background: each kind has its own [`MAX_BACKGROUND`] places.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    Release,
+    Completion,
+}
+
+impl Transition {
+    fn name(self) -> &'static str {
+        match self {
+            Transition::Release => "release",
+            Transition::Completion => "completion",
+        }
+    }
+}
+
+/// One background transition counted in [`Inner::background`] while it lives.
+struct Background(Arc<Inner>, Transition);
 
 impl Background {
     /// A place for one more, or `None` when [`MAX_BACKGROUND`] of its kind are alive.
-    fn enter(inner: &Arc<Inner>, kind: usize) -> Option<Self> {
+    fn enter(inner: &Arc<Inner>, kind: Transition) -> Option<Self> {
         use std::sync::atomic::Ordering;
-        inner.background[kind]
+        inner.background[kind as usize]
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < MAX_BACKGROUND).then_some(n + 1)
             })
@@ -261,7 +276,7 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.0.background[self.1].fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.background[self.1 as usize].fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -678,11 +693,11 @@ impl DedupeStore for RedisStore {
     /// Spawns the release on the current Tokio runtime; outside one, or with
     /// [`MAX_BACKGROUND`] alive already, does nothing and the claim expires with its lease.
     fn abandon(&self, token: ClaimToken) {
-        if let Some((handle, place)) = self.background("release", 0) {
+        if let Some((handle, place)) = self.background(Transition::Release) {
             let store = self.clone();
             handle.spawn(async move {
                 let _place = place;
-                store.persist("release", || store.release(&token)).await
+                store.persist(Transition::Release, || store.release(&token)).await
             });
         }
     }
@@ -691,11 +706,13 @@ impl DedupeStore for RedisStore {
     /// token: a completion that did reach Redis is simply recorded again); outside one, or
     /// with [`MAX_BACKGROUND`] alive already, the claim expires with its lease.
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
-        if let Some((handle, place)) = self.background("completion", 1) {
+        if let Some((handle, place)) = self.background(Transition::Completion) {
             let store = self.clone();
             handle.spawn(async move {
                 let _place = place;
-                store.persist("completion", || store.complete(&token, retention)).await
+                store
+                    .persist(Transition::Completion, || store.complete(&token, retention))
+                    .await
             });
         }
     }
@@ -703,13 +720,16 @@ impl DedupeStore for RedisStore {
 
 impl RedisStore {
     /// The runtime and a place for a background transition, if both are there.
-    fn background(&self, what: &str, kind: usize) -> Option<(tokio::runtime::Handle, Background)> {
+    fn background(&self, kind: Transition) -> Option<(tokio::runtime::Handle, Background)> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no tokio runtime: the abandoned {what} is left to the claim's lease");
+            tracing::debug!(
+                "no tokio runtime: the abandoned {} is left to the claim's lease",
+                kind.name()
+            );
             return None;
         };
         let Some(place) = Background::enter(&self.inner, kind) else {
-            if kind == 1 {
+            if kind == Transition::Completion {
                 // A handled delivery not marked done: a retry after the lease runs it again.
                 tracing::warn!(
                     "{MAX_BACKGROUND} background completions are waiting for Redis: this one is left to the claim's lease (a retry after it runs the handler again)"
@@ -746,13 +766,13 @@ impl RedisStore {
     /// Runs a transition left to the background until Redis answers it: a few tries over about
     /// eight seconds (a reconnect, a failover), after which the lease decides. The scripts act
     /// only for the token's holder, so a try that did reach Redis is harmless to repeat.
-    async fn persist<'a>(&'a self, what: &str, op: impl Fn() -> StoreFuture<'a, bool>) {
+    async fn persist<'a>(&'a self, kind: Transition, op: impl Fn() -> StoreFuture<'a, bool>) {
         let mut wait = Duration::from_millis(250);
         for tries_left in (0..5).rev() {
             match op().await {
                 Ok(_) => return,
                 Err(e) if tries_left == 0 => {
-                    tracing::warn!(error = %e, "the background {what} of a claim failed; the claim expires with its lease")
+                    tracing::warn!(error = %e, "the background {} of a claim failed; the claim expires with its lease", kind.name())
                 }
                 Err(_) => {
                     tokio::time::sleep(wait).await;

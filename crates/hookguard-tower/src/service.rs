@@ -35,6 +35,9 @@ fn with_body_limit<B>(mut req: Request<B>, limit: usize) -> Request<B> {
 pub struct WebhookService<S> {
     inner: S,
     receiver: Arc<Receiver>,
+    /// The sender and how long it waits, for a request's warning when its answer is given up
+    /// (read once here, not per request).
+    sender: (hookguard_core::Provider, std::time::Duration),
     /// The limit axum's extractors get (see `with_body_limit`).
     #[cfg(feature = "axum")]
     body_limit: usize,
@@ -45,6 +48,7 @@ impl<S: Clone> Clone for WebhookService<S> {
         Self {
             inner: self.inner.clone(),
             receiver: Arc::clone(&self.receiver),
+            sender: self.sender,
             #[cfg(feature = "axum")]
             body_limit: self.body_limit,
         }
@@ -64,6 +68,7 @@ impl<S> WebhookService<S> {
     pub(crate) fn new(inner: S, receiver: Arc<Receiver>, #[cfg(feature = "axum")] body_limit: usize) -> Self {
         Self {
             inner,
+            sender: (receiver.verifier().provider(), receiver.sender_timeout()),
             receiver,
             #[cfg(feature = "axum")]
             body_limit,
@@ -150,7 +155,7 @@ where
         // Split before the async block: splitting inside would keep the whole request's storage
         // beside its parts in the future's state.
         let (mut parts, body) = req.into_parts();
-        let sender = (self.receiver.verifier().provider(), self.receiver.sender_timeout());
+        let sender = self.sender;
         ResponseFuture::new(
             async move {
                 // The sender's timeout runs from here: reading the body counts too.
