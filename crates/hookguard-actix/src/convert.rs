@@ -177,6 +177,8 @@ async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<B
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             PayloadError::Overflow => Rejection::BodyTooLarge { limit },
+            // A time-out on this side is retried (408), as the tower layer answers it.
+            PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Rejection::BodyReadTimeout,
             _ => Rejection::BodyReadFailed,
         })?;
         len = len.saturating_add(chunk.len());
@@ -218,6 +220,32 @@ mod tests {
         let joined = body.try_into_mut().expect("one owner");
         assert_eq!(&joined[..], b"{}");
         assert!(joined.capacity() <= 2 + 64 * 1024, "{}", joined.capacity());
+    }
+
+    /// A payload's errors: a time-out is retried (408), an overflow is 413, a broken
+    /// connection 400 — as the tower layer answers them.
+    #[actix_web::test]
+    async fn payload_errors_are_answered_as_what_they_are() {
+        let req = TestRequest::post().to_http_request();
+        let head = Head::new(req.head()).unwrap();
+        for (error, want) in [
+            (
+                PayloadError::Io(std::io::ErrorKind::TimedOut.into()),
+                Rejection::BodyReadTimeout,
+            ),
+            (PayloadError::Overflow, Rejection::BodyTooLarge { limit: 8 }),
+            (PayloadError::Incomplete(None), Rejection::BodyReadFailed),
+            (
+                PayloadError::Io(std::io::ErrorKind::ConnectionReset.into()),
+                Rejection::BodyReadFailed,
+            ),
+        ] {
+            let pieces: [Result<Bytes, PayloadError>; 2] = [Ok(Bytes::from_static(b"{")), Err(error)];
+            let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>> =
+                Box::pin(futures_util::stream::iter(pieces));
+            let mut payload = Payload::Stream { payload: stream };
+            assert_eq!(read_body(&mut payload, &head, 8).await, Err(want));
+        }
     }
 
     #[test]

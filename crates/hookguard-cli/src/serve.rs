@@ -119,9 +119,10 @@ Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
                   verify/handler/accept times, the sender's consecutive failures. No event id,
                   path or secret is ever a label. Whatever the flags, a WARN line is logged when
                   the failures the sender counts reach half of its kill switch and an ERROR
-                  line when they reach it: non-2xx answers in a row (BuildWorkPro: 10 of 20),
-                  or for a sender counting one event's tries, that event's failed tries (HCSS:
-                  3 of 5; answers in a row only get one WARN, at 5: they may be forged).
+                  line when they reach it: failed answers (non-2xx, or a 2xx later than the
+                  sender waits) in a row (BuildWorkPro: 10 of 20), or for a sender counting
+                  one event's tries, that event's failed tries (HCSS: 3 of 5; answers in a
+                  row only get one WARN, at 5: they may be forged).
   --ui ADDR       The inspector page: recent answers and their verdicts (the last 200 to
                   new genuine deliveries and, apart, the last 200 others, in memory), sender
                   health against its kill switch, and with --inbox the items by state with

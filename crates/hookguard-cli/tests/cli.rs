@@ -4104,9 +4104,9 @@ fn serve_warns_before_the_hcss_kill_switch_and_errors_when_it_trips() {
     wait_for(
         &format!("the in-a-row WARN line: {}", s.stderr()),
         Duration::from_secs(5),
-        || !lines_with("5 non-2xx answers in a row").is_empty(),
+        || !lines_with("5 failed answers (non-2xx or late) in a row").is_empty(),
     );
-    assert!(lines_with("5 non-2xx answers in a row")[0].contains("WARN"));
+    assert!(lines_with("5 failed answers (non-2xx or late) in a row")[0].contains("WARN"));
     assert!(lines_with("re-subscribe").is_empty(), "{}", s.stderr());
     // One event's tries: a WARN at 3, the ERROR at 5.
     let right = "/webhooks?token=hcss-right-token-771";

@@ -24,11 +24,11 @@ use http::StatusCode;
 /// | `timestamp_out_of_window` | 503 + `Retry-After` | authentic (checked after the signature) but signed further from our clock than the tolerance: a replay, or one of the two clocks is off. Senders re-sign their retries, so once the clocks agree a retry gets through; a 400 would make BuildWorkPro drop every event while our clock is wrong |
 /// | `header_too_large` | 431 | bounded header parsing |
 /// | `too_many_signatures` | 400 | bounded signature lists |
-/// | `body_too_large` | 413 | bounded body; the same bytes will never fit |
-/// | `body_read_failed` | 400 | the connection broke mid-body |
+/// | `body_too_large` | 413 | bounded body (also another layer's length limit around the adapter); the same bytes will never fit |
+/// | `body_read_failed` | 400 | the connection broke mid-body (nobody reads the answer) |
 /// | `invalid_payload` | 400 | authentic but not JSON at all: the sender's mistake, the same bytes never parse |
 /// | `unexpected_payload` | 500 + `Retry-After` | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
-/// | `body_read_timeout` | 408 + `Retry-After` | the body did not arrive within the read timeout (slow drip); retried by every sender |
+/// | `body_read_timeout` | 408 + `Retry-After` | the body did not arrive within the read timeout (slow drip; also another layer's body timeout or an I/O time-out); retried by every sender |
 /// | `method_not_allowed` | 405 | deliveries are POSTs, challenges GETs |
 /// | `challenge_missing` | 400 | |
 /// | `challenge_too_long` | 400 | reflected values are bounded |

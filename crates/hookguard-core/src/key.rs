@@ -39,8 +39,10 @@ enum Kind {
     Hmac(Box<HmacSha256>),
     /// An HMAC-SHA1 key, keyed once (APS signs with it; not a choice of ours).
     HmacSha1(Box<HmacSha1>),
-    /// A shared token (header value or URL token), kept as its SHA-256 digest.
-    Token([u8; 32]),
+    /// A shared token (header value or URL token), kept as its SHA-256 digest and its length
+    /// (a header carrying it must be read whole: the verifier's header bound is checked
+    /// against it at build).
+    Token([u8; 32], usize),
     /// An Ed25519 public key, decompressed once (verification is strict).
     #[cfg(feature = "ed25519")]
     Ed25519(Box<VerifyingKey>),
@@ -77,7 +79,7 @@ impl Key {
     /// assert!(!k.token_matches(b"Bearer abd"));
     /// ```
     pub fn token(value: &[u8]) -> Self {
-        Key(Kind::Token(Sha256::digest(value).into()))
+        Key(Kind::Token(Sha256::digest(value).into(), value.len()))
     }
 
     /// An Ed25519 public key (32 bytes, a compressed Edwards point), for verifying signatures
@@ -146,11 +148,19 @@ impl Key {
     /// ```
     pub fn token_matches(&self, presented: &[u8]) -> bool {
         match &self.0 {
-            Kind::Token(digest) => {
+            Kind::Token(digest, _) => {
                 let got: [u8; 32] = Sha256::digest(presented).into();
                 bool::from(digest.ct_eq(&got))
             }
             _ => false,
+        }
+    }
+
+    /// A token's length in bytes; `None` for other kinds of key.
+    pub(crate) fn token_len(&self) -> Option<usize> {
+        match &self.0 {
+            Kind::Token(_, len) => Some(*len),
+            _ => None,
         }
     }
 
@@ -174,7 +184,7 @@ impl fmt::Debug for Key {
         match &self.0 {
             Kind::Hmac(_) => f.write_str("Key::Hmac(<redacted>)"),
             Kind::HmacSha1(_) => f.write_str("Key::HmacSha1(<redacted>)"),
-            Kind::Token(_) => f.write_str("Key::Token(<redacted>)"),
+            Kind::Token(..) => f.write_str("Key::Token(<redacted>)"),
             #[cfg(feature = "ed25519")]
             Kind::Ed25519(_) => f.write_str("Key::Ed25519(<public>)"),
         }

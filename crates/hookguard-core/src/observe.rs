@@ -12,7 +12,7 @@
 //! | `hookguard_accept_seconds` | histogram | `provider` | storing one delivery in the inbox (the durable commit) |
 //! | `hookguard_inbox_items` | gauge | `state` | items per state (`pending`, `running`, `done`, `dead`), sampled by the worker |
 //! | `hookguard_inbox_oldest_pending_seconds` | gauge | | age of the oldest pending item |
-//! | `hookguard_sender_consecutive_failures` | gauge | `provider` | non-2xx answers in a row, to compare with the sender's kill switch |
+//! | `hookguard_sender_consecutive_failures` | gauge | `provider` | failed answers in a row (non-2xx, or a 2xx later than the sender waits), to compare with the sender's kill switch |
 //!
 //! Labels have bounded cardinality: providers and states are fixed sets, codes are the stable
 //! rejection codes. No event id, path or secret is ever a label.
@@ -104,7 +104,7 @@ pub fn event_of(body: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Counts the non-2xx answers hookguard gave one sender in a row and warns before its kill
+/// Counts the failed answers (non-2xx, or a 2xx later than the sender waits) hookguard gave one sender in a row and warns before its kill
 /// switch trips: a WARN at half the threshold, an ERROR when it is reached. Any `2xx` resets
 /// the count. A sender whose switch counts the tries of one event (HCSS, APS) also has each
 /// event's failed tries counted ([`answered_event`](Self::answered_event)), since one failing
@@ -245,7 +245,10 @@ impl SenderHealth {
     /// A WARN at half the kill switch's threshold, an ERROR when it is reached.
     fn warn(&self, k: KillSwitch, n: u32, counted: Counted) {
         let (tally, so_far) = match counted {
-            Counted::InARow => (format!("{n} non-2xx answers in a row"), format!("{n} in a row so far")),
+            Counted::InARow => (
+                format!("{n} failed answers (non-2xx or late) in a row"),
+                format!("{n} in a row so far"),
+            ),
             Counted::OneEvent => (
                 format!("one event failed {n} times"),
                 format!("one event failed {n} times so far"),
@@ -305,7 +308,7 @@ impl SenderHealth {
                     provider = %self.provider,
                     failures = n,
                     counted = Counted::InARow.as_str(),
-                    "{n} non-2xx answers in a row: if they are {}'s deliveries, each is a failed try of its event ({} {})",
+                    "{n} failed answers (non-2xx or late) in a row: if they are {}'s deliveries, each is a failed try of its event ({} {})",
                     self.provider_name(),
                     self.provider_name(),
                     k.what

@@ -485,7 +485,7 @@ impl Receiver {
         self.sender_timeout
     }
 
-    /// How many non-2xx answers this receiver gave its sender in a row, against the sender's
+    /// How many failed answers (non-2xx, or later than the sender waits) this receiver gave its sender in a row, against the sender's
     /// kill switch (see [`SenderHealth`]).
     pub fn health(&self) -> &SenderHealth {
         &self.health

@@ -707,6 +707,17 @@ impl VerifierBuilder {
         if self.max_signatures == 0 || self.max_challenge == 0 || self.max_header_len == 0 {
             return Err(ConfigError::Invalid("bounds must be at least 1"));
         }
+        // A token sent in a header longer than the header bound is answered `431` on every
+        // genuine delivery (Procore, HCSS): refused here, naming the bound it must fit.
+        if self.scheme.credential_header().is_some() {
+            let long = (self.secrets.iter()).position(|k| k.token_len().is_some_and(|n| n > self.max_header_len));
+            if let Some(index) = long {
+                return Err(ConfigError::InvalidSecret {
+                    index,
+                    reason: "longer than the longest header value read (raise max_header_len)",
+                });
+            }
+        }
         // A body limit of 0 answers every delivery `413`, which BuildWorkPro never retries.
         if self.max_body == 0 {
             return Err(ConfigError::Invalid("the body limit must be at least 1 byte"));

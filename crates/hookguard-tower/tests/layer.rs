@@ -309,3 +309,53 @@ async fn a_layer_inside_that_grows_the_body_keeps_axums_own_limit() {
     let bytes = axum::body::to_bytes(res.into_body(), 1 << 10).await.unwrap();
     assert_eq!(&bytes[..], grown.to_string().as_bytes());
 }
+
+#[tokio::test]
+async fn body_errors_of_layers_outside_are_answered_as_what_they_are() {
+    // tower-http's body layers outside hookguard's fail the body it reads: a length limit is
+    // 413 (not a 400 "connection broke"), a timeout 408 — retried by every sender, where a 400
+    // makes BuildWorkPro drop the event at once.
+    use futures_util::StreamExt;
+    let app = || {
+        Router::new().route(
+            "/hook",
+            post(|VerifiedDelivery(_): VerifiedDelivery| async { "ok" })
+                .layer(layer(Arc::new(MemoryStore::default()), None)),
+        )
+    };
+    let limited = app().layer(tower_http::limit::RequestBodyLimitLayer::new(16));
+    assert_eq!(
+        status_and_code(&limited, signed("evt_outer_limit")).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large".into()))
+    );
+    // Ten bytes of the body, then `rest`.
+    let partly = |id: &str, rest: Result<axum::body::Bytes, std::io::Error>| {
+        let (parts, _) = signed(id).into_parts();
+        let first = futures_util::stream::iter([Ok(axum::body::Bytes::from_static(b"{\"id\":\"evt"))]);
+        let stream = first.chain(futures_util::stream::once(async move { rest }));
+        Request::from_parts(parts, Body::from_stream(stream))
+    };
+
+    let timed = app().layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        Duration::from_millis(50),
+    ));
+    let (parts, _) = signed("evt_outer_timeout").into_parts();
+    let drip = futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{"))])
+        .chain(futures_util::stream::pending());
+    let req = Request::from_parts(parts, Body::from_stream(drip));
+    assert_eq!(
+        status_and_code(&timed, req).await,
+        (StatusCode::REQUEST_TIMEOUT, Some("body_read_timeout".into()))
+    );
+    let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+    assert_eq!(
+        status_and_code(&app(), partly("evt_io_timeout", Err(timed_out))).await,
+        (StatusCode::REQUEST_TIMEOUT, Some("body_read_timeout".into()))
+    );
+    // Any other failure of the body is still a broken connection's 400.
+    let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    assert_eq!(
+        status_and_code(&app(), partly("evt_broken", Err(reset))).await,
+        (StatusCode::BAD_REQUEST, Some("body_read_failed".into()))
+    );
+}

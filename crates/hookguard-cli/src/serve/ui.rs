@@ -821,7 +821,7 @@ fn health_level(k: &hookguard_core::observe::KillSwitch, in_a_row: u32, of_one_e
     }
 }
 
-/// The sender-health block: non-2xx answers in a row (or, for a sender counting one event's
+/// The sender-health block: failed answers (non-2xx or late) in a row (or, for a sender counting one event's
 /// tries, the most failed tries of one event) against the kill switch.
 fn health_html(ui: &Inspector, out: &mut String) {
     let scheme = ui.receiver.verifier().scheme();
@@ -841,9 +841,9 @@ fn health_html(ui: &Inspector, out: &mut String) {
                  {} {}.</p><meter min=\"0\" max=\"{}\" low=\"{}\" high=\"{}\" optimum=\"0\" value=\"{}\"></meter>",
                 esc(name),
                 if k.per_event {
-                    "non-2xx answer(s) in a row, or failed tries of one event"
+                    "failed answer(s) in a row, or failed tries of one event"
                 } else {
-                    "non-2xx answer(s) in a row"
+                    "failed answer(s) in a row"
                 },
                 k.failures,
                 esc(name),

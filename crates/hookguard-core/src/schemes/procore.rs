@@ -316,6 +316,31 @@ mod tests {
         }
     }
 
+    /// A token longer than the header bound could never arrive whole (every genuine delivery
+    /// `431`): refused at build against the bound configured, not a fixed 4096 bytes.
+    #[test]
+    fn a_token_must_fit_the_configured_header_bound() {
+        let long = format!("Bearer {}", "t".repeat(5000));
+        let refused = Verifier::builder(Procore::new())
+            .secret("Bearer short")
+            .secret(&long)
+            .build();
+        assert!(
+            matches!(refused, Err(crate::ConfigError::InvalidSecret { index: 1, .. })),
+            "{refused:?}"
+        );
+        let v = Verifier::builder(Procore::new())
+            .secret(&long)
+            .max_header_len(8192)
+            .build()
+            .unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, long.parse().unwrap());
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let r = v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(br#"{"id":1}"#));
+        assert!(r.is_ok(), "{r:?}");
+    }
+
     /// An oversized token is refused `431` naming the header that carried it.
     #[test]
     fn an_oversized_token_names_its_header() {
