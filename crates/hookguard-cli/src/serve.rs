@@ -301,6 +301,9 @@ pub struct Exec {
     pub cmd: String,
     /// Its time limit.
     pub timeout: Duration,
+    /// Further variables it never inherits: serve's credentials for its inbox
+    /// ([`POSTGRES_CREDENTIALS`] with a PostgreSQL inbox).
+    pub withheld: &'static [&'static str],
 }
 
 enum ExecError {
@@ -424,6 +427,11 @@ const INBOX_VARIABLES: [&str; 2] = ["HOOKGUARD_INBOX_ID", "HOOKGUARD_ATTEMPT"];
 /// (it gets the delivery, not the means to forge one or to open the inspector).
 const CREDENTIAL_VARIABLES: [&str; 2] = ["HOOKGUARD_SECRET", "HOOKGUARD_UI_TOKEN"];
 
+/// With a PostgreSQL inbox, the password serve's own connection reads from its environment
+/// (libpq's variable, read by sqlx; `serve` tells users to put it there rather than in the
+/// URL): the command never inherits the inbox database's credential either.
+const POSTGRES_CREDENTIALS: [&str; 1] = ["PGPASSWORD"];
+
 impl Exec {
     /// Runs the command once for `d` (inline handler and inbox worker alike): `sh -c CMD` in a
     /// process group of its own (led by the guard on Linux, see [`command`]), the body on stdin,
@@ -433,7 +441,7 @@ impl Exec {
     async fn run(&self, d: &Delivery, extra: &[(&str, String)]) -> Result<(), ExecError> {
         let mut cmd = command(&self.cmd);
         cmd.env("HOOKGUARD_PROVIDER", d.provider().as_str());
-        for name in INBOX_VARIABLES.iter().chain(&CREDENTIAL_VARIABLES) {
+        for name in INBOX_VARIABLES.iter().chain(&CREDENTIAL_VARIABLES).chain(self.withheld) {
             cmd.env_remove(name);
         }
         for (name, value) in extra {
@@ -1410,9 +1418,11 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
             args.provider.display()
         );
     }
+    let postgres = (args.inbox.as_deref()).is_some_and(|s| matches!(parse_inbox_spec(s), Ok(InboxSpec::Postgres(_))));
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
         timeout: exec_timeout,
+        withheld: if postgres { &POSTGRES_CREDENTIALS } else { &[] },
     });
     let spec = ReceiverSpec {
         provider: args.provider,

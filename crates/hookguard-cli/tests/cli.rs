@@ -3288,12 +3288,15 @@ fn inbox_exec_is_not_held_to_the_inline_timeout() {
     assert_eq!(inbox_json(&["list"], &db)[0]["state"], "done");
 }
 
-/// serve's secret and inspector token, given in its environment, do not reach --exec.
-#[test]
-fn exec_never_inherits_serves_credentials() {
-    let dir = scratch("exec-credentials");
+/// The environment an `--exec` command saw for one BuildWorkPro delivery (`evt_env`), with
+/// serve started with `args` and `envs` in its own environment.
+fn exec_environment(name: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let dir = scratch(name);
     let env_log = dir.join("env.log");
-    let cmd = format!("cat >/dev/null; env > '{}'", env_log.display());
+    let cmd = format!(
+        "cat >/dev/null; env > '{}.tmp' && mv '{0}.tmp' '{0}'",
+        env_log.display()
+    );
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -3304,8 +3307,8 @@ fn exec_never_inherits_serves_credentials() {
             "--exec",
             &cmd,
         ])
-        .env("HOOKGUARD_SECRET", "whsec_inherited")
-        .env("HOOKGUARD_UI_TOKEN", "ui-token-inherited-0123456789abcdef")
+        .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -3321,12 +3324,46 @@ fn exec_never_inherits_serves_credentials() {
         }
     };
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    assert_eq!(bwp_post(port, "whsec_inherited", "evt_env").0, 204);
+    assert!(matches!(bwp_post(port, "whsec_inherited", "evt_env").0, 200 | 204));
+    wait_for("the command's environment", Duration::from_secs(20), || {
+        env_log.exists()
+    });
     let _ = child.kill();
     let _ = child.wait();
     let env = std::fs::read_to_string(&env_log).unwrap();
     assert!(env.contains("HOOKGUARD_EVENT_ID=evt_env"), "{env}");
+    env
+}
+
+/// serve's secret and inspector token, given in its environment, do not reach --exec.
+#[test]
+fn exec_never_inherits_serves_credentials() {
+    let env = exec_environment(
+        "exec-credentials",
+        &[],
+        &[
+            ("HOOKGUARD_SECRET", "whsec_inherited"),
+            ("HOOKGUARD_UI_TOKEN", "ui-token-inherited-0123456789abcdef"),
+        ],
+    );
     assert!(!env.contains("inherited"), "{env}");
+}
+
+/// With a PostgreSQL inbox, the database password serve reads from `PGPASSWORD` (as its start
+/// warning advises, instead of the URL) does not reach --exec either. Without one, the
+/// variable is not serve's and the command keeps it.
+#[test]
+fn exec_never_inherits_the_inbox_databases_password() {
+    let url = pg_inbox("exec_env");
+    let envs = [
+        ("HOOKGUARD_SECRET", "whsec_inherited"),
+        ("PGPASSWORD", "pg-password-of-serve"),
+    ];
+    let env = exec_environment("exec-pg-credentials", &["--inbox", &url], &envs);
+    drop_pg_schema(&url);
+    assert!(!env.contains("pg-password-of-serve"), "{env}");
+    let env = exec_environment("exec-pg-not-serves", &[], &envs);
+    assert!(env.contains("PGPASSWORD=pg-password-of-serve"), "{env}");
 }
 
 #[test]
