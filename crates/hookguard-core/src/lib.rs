@@ -83,7 +83,7 @@ pub use key::{HmacSha256, Key};
 pub use provider::{Provider, UnknownProvider};
 pub use receiver::{
     answer_given_up, extractor_limit, join_capacity, within, Admitted, HandlerOutcome, Receiver, ReceiverBuilder,
-    Reply, Sleep,
+    Reply, Sleep, DEFAULT_BACKGROUND_LIMIT,
 };
 pub use scheme::{
     Authenticated, Context, DedupePolicy, DedupeScope, Described, RequestHead, Scheme, SignParams, Signed,

@@ -233,6 +233,14 @@ pub fn answer_given_up<F: Future + Unpin>(rest: F) -> impl Future<Output = F::Ou
     })
 }
 
+/// How long a request whose sender hung up may go on in the background when nothing else
+/// bounds it (see [`Receiver::background_limit`]).
+///
+/// ```
+/// assert_eq!(hookguard_core::DEFAULT_BACKGROUND_LIMIT.as_secs(), 600);
+/// ```
+pub const DEFAULT_BACKGROUND_LIMIT: Duration = Duration::from_secs(600);
+
 /// How many leases a claim is renewed for at most while its handler runs: a handler stuck for
 /// longer (a deadlock, a hung call) must not hold its delivery for ever, answering every retry
 /// "in flight" (429s count toward the sender's kill switch).
@@ -483,6 +491,36 @@ impl Receiver {
     /// How long the sender waits for an answer (see [`with_sender_timeout`](Self::with_sender_timeout)).
     pub fn sender_timeout(&self) -> Duration {
         self.sender_timeout
+    }
+
+    /// The longest a request may go on in the background once its sender hung up: an adapter
+    /// whose framework drops such a request (the tower layer under hyper) finishes it within
+    /// this, as a handler stuck for ever must not hold its request, its body and a place
+    /// for ever. The [handler budget](Self::budget) when set; else as long as its dedupe
+    /// claim is renewed (past that a copy may run beside it anyway); else
+    /// [`DEFAULT_BACKGROUND_LIMIT`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// assert_eq!(rx.background_limit(), hookguard_core::DEFAULT_BACKGROUND_LIMIT);
+    /// let rx = rx.with_budget(Some(Duration::from_secs(20)));
+    /// assert_eq!(rx.background_limit(), Duration::from_secs(20));
+    /// ```
+    pub fn background_limit(&self) -> Duration {
+        if let Some(budget) = self.budget() {
+            return budget;
+        }
+        match &self.dedupe {
+            Some(d) if d.store_renews() && self.sleep.is_some() => {
+                // Renewed every third of a lease, MAX_RENEWALS times, then held one lease more.
+                (d.lease_duration() / 3)
+                    .saturating_mul(MAX_RENEWALS)
+                    .saturating_add(d.lease_duration())
+            }
+            _ => DEFAULT_BACKGROUND_LIMIT,
+        }
     }
 
     /// How many failed answers (non-2xx, or later than the sender waits) this receiver gave its sender in a row, against the sender's
@@ -1361,6 +1399,31 @@ mod tests {
     /// A failed renewal is tried again soon (a twelfth of the lease), not a third of a lease
     /// later: with two failures in a row the third try came after the lease had ended, and a
     /// retry then ran beside the handler. Failed tries do not count as renewals.
+    /// A request going on after its sender hung up is bounded by the budget, else by as long
+    /// as its claim is renewed, else by the default.
+    #[test]
+    fn the_background_limit_is_the_budget_or_the_claims_renewed_life() {
+        let rx = || {
+            Receiver::new(
+                Verifier::builder(crate::schemes::GitHub::new())
+                    .secret("s")
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let sleep: Sleep = Arc::new(|_| Box::pin(std::future::ready(())));
+        let lease = Duration::from_secs(30);
+        let renewed = rx()
+            .with_dedupe(Dedupe::new(MemoryStore::new(100)).lease(lease))
+            .with_sleep(Arc::clone(&sleep));
+        assert_eq!(renewed.background_limit(), Duration::from_secs(10 * 30 + 30));
+        // Nothing renews the claim without a sleep: the default.
+        let unrenewed = rx().with_dedupe(Dedupe::new(MemoryStore::new(100)).lease(lease));
+        assert_eq!(unrenewed.background_limit(), DEFAULT_BACKGROUND_LIMIT);
+        let budgeted = renewed.with_budget(Some(Duration::from_secs(7)));
+        assert_eq!(budgeted.background_limit(), Duration::from_secs(7));
+    }
+
     #[test]
     fn a_failed_renewal_is_tried_again_soon() {
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));

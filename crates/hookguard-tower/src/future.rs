@@ -3,6 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Response;
 
@@ -19,18 +20,42 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// went away: the handler runs to its end and its claim is completed, so the sender's retry
 /// is answered `duplicate` instead of running the handler again from the start (handlers are
 /// rarely safe to stop at any `.await`); its `2xx` counts as a failure in the sender's health
-/// ([`answer_given_up`](hookguard_core::answer_given_up)): the sender got no answer. Outside a runtime, after a panic in a poll, or with [`MAX_DETACHED`]
-/// requests of this process finishing in the background already, it is dropped as it is (the
-/// claim is released: the sender's retry runs it again).
+/// ([`answer_given_up`](hookguard_core::answer_given_up)): the sender got no answer. It goes
+/// on for at most the receiver's
+/// [`background_limit`](hookguard_core::Receiver::background_limit) (the handler budget, or
+/// as long as its claim is renewed), then is dropped. Outside a runtime, after a panic in a
+/// poll, or with [`MAX_DETACHED`] requests of this process finishing in the background
+/// already, it is dropped as it is (the claim is released: the sender's retry runs it again).
+/// At shutdown, [`finish_detached`] waits for them.
 pub struct ResponseFuture<B, E> {
     inner: Option<Inner<B, E>>,
     /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
     /// future must not be polled again.
     polling: bool,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
-    finish: fn(Inner<B, E>, Detached),
-    /// The sender and how long it waits, for the warning when the answer is given up.
-    sender: (hookguard_core::Provider, std::time::Duration),
+    finish: fn(&tokio::runtime::Handle, Inner<B, E>, Detached, Sender),
+    /// The sender, how long it waits and how long the rest may go on.
+    sender: Sender,
+}
+
+/// What a request finished in the background needs to know of its receiver.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sender {
+    pub(crate) provider: hookguard_core::Provider,
+    /// How long it waits for an answer (named in the warning).
+    pub(crate) waits: Duration,
+    /// How long the rest may go on ([`hookguard_core::Receiver::background_limit`]).
+    pub(crate) limit: Duration,
+}
+
+impl Sender {
+    pub(crate) fn of(rx: &hookguard_core::Receiver) -> Self {
+        Self {
+            provider: rx.verifier().provider(),
+            waits: rx.sender_timeout(),
+            limit: rx.background_limit(),
+        }
+    }
 }
 
 /// The most requests of this process finished in the background at once: they escape the
@@ -66,22 +91,52 @@ impl Drop for Detached {
     }
 }
 
-/// Runs the rest of a dropped request's future on the current runtime, if any.
-fn finish_in_background<B: Send + 'static, E: Send + 'static>(rest: Inner<B, E>, place: Detached) {
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            // Its 2xx, if any, is a failure to the sender, which got no answer.
-            let _ = hookguard_core::answer_given_up(rest).await;
-            drop(place);
-        });
+/// Waits until no request of this process is finishing in the background (requests whose
+/// senders hung up, see [`ResponseFuture`]), for at most `limit`; the number still running
+/// then. Call it after the server stopped (`axum::serve(..).with_graceful_shutdown(..)`
+/// returned) and before the runtime ends: a runtime shut down drops them mid-`.await`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let left = hookguard_tower::finish_detached(std::time::Duration::from_secs(30)).await;
+/// assert_eq!(left, 0);
+/// # }
+/// ```
+pub async fn finish_detached(limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = DETACHED.load(Ordering::Acquire);
+        if n == 0 || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(10))).await;
     }
 }
 
+/// Runs the rest of a dropped request's future on `rt`, for at most `sender.limit`.
+fn finish_in_background<B: Send + 'static, E: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    rest: Inner<B, E>,
+    place: Detached,
+    sender: Sender,
+) {
+    rt.spawn(async move {
+        // Its 2xx, if any, is a failure to the sender, which got no answer.
+        let rest = hookguard_core::answer_given_up(rest);
+        if tokio::time::timeout(sender.limit, rest).await.is_err() {
+            tracing::warn!(
+                provider = %sender.provider,
+                "a request finishing in the background since its sender hung up ran for {} s: dropped (its claim released; the sender's retry runs it again)",
+                sender.limit.as_secs_f64()
+            );
+        }
+        drop(place);
+    });
+}
+
 impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
-    pub(crate) fn new(
-        f: impl Future<Output = Result<Response<B>, E>> + Send + 'static,
-        sender: (hookguard_core::Provider, std::time::Duration),
-    ) -> Self {
+    pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static, sender: Sender) -> Self {
         Self {
             inner: Some(Box::pin(f)),
             polling: false,
@@ -120,7 +175,11 @@ impl<B, E> Drop for ResponseFuture<B, E> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
             if !self.polling {
-                let (provider, waits) = self.sender;
+                let Sender { provider, waits, .. } = self.sender;
+                // Outside a runtime nothing can finish it: dropped as it is, quietly.
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
                 let Some(place) = Detached::enter() else {
                     tracing::warn!(
                         %provider,
@@ -133,7 +192,7 @@ impl<B, E> Drop for ResponseFuture<B, E> {
                     "a request's answer was given up before it was ready (its sender closed the connection, or a timeout answered): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
                     waits.as_secs_f64()
                 );
-                (self.finish)(rest, place);
+                (self.finish)(&rt, rest, place, self.sender);
             }
         }
     }
@@ -147,7 +206,11 @@ mod tests {
 
     use super::*;
 
-    const SENDER: (hookguard_core::Provider, Duration) = (hookguard_core::Provider::Procore, Duration::from_secs(5));
+    const SENDER: Sender = Sender {
+        provider: hookguard_core::Provider::Procore,
+        waits: Duration::from_secs(5),
+        limit: Duration::from_secs(60),
+    };
 
     /// A request's future dropped half-way (its client went away) is finished in the
     /// background; one that completed, or whose poll panicked, is not run again.
@@ -179,6 +242,50 @@ mod tests {
         assert!(!started_then_dropped().await, "finished beyond the bound");
         drop(taken);
         assert_eq!(DETACHED.load(Ordering::SeqCst), 0);
+
+        // `finish_detached` waits for them: for at most its limit, then says how many are left.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let mut f = ResponseFuture::<(), ()>::new(
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok(Response::new(()))
+            },
+            SENDER,
+        );
+        assert!(futures_poll_once(&mut f).is_pending());
+        drop(f);
+        assert_eq!(finish_detached(Duration::from_millis(20)).await, 1);
+        assert_eq!(finish_detached(Duration::from_secs(10)).await, 0);
+        assert!(ran.load(Ordering::SeqCst), "returned before the request finished");
+
+        // One that never ends is dropped at the receiver's background limit (its claim is
+        // released with it), and its place is given back.
+        struct SetOnDrop(Arc<AtomicBool>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let held = SetOnDrop(Arc::clone(&dropped));
+        let stuck = Sender {
+            limit: Duration::from_millis(100),
+            ..SENDER
+        };
+        let mut f = ResponseFuture::<(), ()>::new(
+            async move {
+                let _held = held;
+                std::future::pending::<()>().await;
+                Ok(Response::new(()))
+            },
+            stuck,
+        );
+        assert!(futures_poll_once(&mut f).is_pending());
+        drop(f);
+        assert_eq!(finish_detached(Duration::from_secs(10)).await, 0);
+        assert!(dropped.load(Ordering::SeqCst), "a stuck request outlived its limit");
     }
 
     /// Whether a request started, then dropped while it waits, ran to its end.

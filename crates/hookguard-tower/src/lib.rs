@@ -50,6 +50,6 @@ mod service;
 
 #[cfg(feature = "axum")]
 pub use extract::{Verified, VerifiedDelivery, VerifiedNoDedupe, VerifiedRejection};
-pub use future::{ResponseFuture, MAX_DETACHED};
+pub use future::{finish_detached, ResponseFuture, MAX_DETACHED};
 pub use layer::{WebhookLayer, WebhookLayerBuilder};
 pub use service::WebhookService;

@@ -35,9 +35,9 @@ fn with_body_limit<B>(mut req: Request<B>, limit: usize) -> Request<B> {
 pub struct WebhookService<S> {
     inner: S,
     receiver: Arc<Receiver>,
-    /// The sender and how long it waits, for a request's warning when its answer is given up
+    /// The sender, how long it waits and how long a request whose sender hung up may go on
     /// (read once here, not per request).
-    sender: (hookguard_core::Provider, std::time::Duration),
+    sender: crate::future::Sender,
     /// The limit axum's extractors get (see `with_body_limit`).
     #[cfg(feature = "axum")]
     body_limit: usize,
@@ -68,7 +68,7 @@ impl<S> WebhookService<S> {
     pub(crate) fn new(inner: S, receiver: Arc<Receiver>, #[cfg(feature = "axum")] body_limit: usize) -> Self {
         Self {
             inner,
-            sender: (receiver.verifier().provider(), receiver.sender_timeout()),
+            sender: crate::future::Sender::of(&receiver),
             receiver,
             #[cfg(feature = "axum")]
             body_limit,

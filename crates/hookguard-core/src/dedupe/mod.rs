@@ -252,6 +252,11 @@ impl Dedupe {
         self
     }
 
+    /// Whether its store renews the claims of running handlers.
+    pub(crate) fn store_renews(&self) -> bool {
+        self.store.renews()
+    }
+
     /// The lease.
     pub fn lease_duration(&self) -> Duration {
         self.lease
