@@ -2282,3 +2282,47 @@ async fn only_tools_keep_the_recorded_pending_cap() {
         stored(&tool, &bwp(&format!("evt_cap_recorded_{i}"))).await;
     }
 }
+
+/// Failed attempts' retries wake the claim loop when due, long before its poll, without a
+/// sleeping task per failure: an outage of the handler's downstream failing hundreds of items
+/// left as many tasks alive, each sleeping up to the longest retry delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_retry_when_due_without_a_task_each() {
+    let dir = TempDir::new("retry-wakes");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let n = 300u32;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(stored(&inbox, &bwp(&format!("evt_retry_wake_{i}"))).await);
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, move |item: ClaimedItem| {
+        c.fetch_add(1, Ordering::SeqCst);
+        // The first attempt of each fails; its retry succeeds.
+        let answer = if item.attempt == 1 {
+            Err(HandlerError::new("downstream down"))
+        } else {
+            Ok(())
+        };
+        std::future::ready(answer)
+    })
+    .concurrency(8)
+    .retry(RetryPolicy::new(Duration::from_secs(2), Duration::from_secs(2), 3))
+    .poll_interval(Duration::from_secs(600))
+    .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while calls.load(Ordering::SeqCst) < n {
+        assert!(tokio::time::Instant::now() < deadline, "first attempts not made");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Every first attempt failed and waits for its retry, about 2 s off.
+    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    assert!(alive < 50, "{alive} tasks alive for {n} retries waiting");
+    // The poll is 10 minutes off: only the retries' wake-ups bring them back.
+    for id in ids {
+        wait_for(&inbox, id, InboxState::Done).await;
+    }
+    worker.shutdown().await;
+}

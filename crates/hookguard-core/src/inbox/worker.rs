@@ -376,6 +376,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     // (see `attempt`), and the items held stay bounded (twice `concurrency`).
     let settling = Arc::new(Semaphore::new(cfg.concurrency));
     let wake = Arc::new(Notify::new());
+    let retries = Arc::new(RetryWakes::default());
     // Item → what this worker holds of it (see `Held`).
     let running: Arc<Mutex<HashMap<i64, Held>>> = Arc::default();
     let mut claims: u64 = 0;
@@ -459,6 +460,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 },
             );
             let (cfg, wake, running) = (Arc::clone(&cfg), Arc::clone(&wake), Arc::clone(&running));
+            let retries = Arc::clone(&retries);
             let stopping = stopping_rx.clone();
             let slot = Slot {
                 permit,
@@ -469,6 +471,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
                 let id = item.id;
                 let shared = Shared {
                     wake: &wake,
+                    retries: &retries,
                     held: &running,
                     stopping: &stopping,
                 };
@@ -492,12 +495,18 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         if n > 0 && n as u32 == limit {
             continue;
         }
+        let retry_due = retries.next();
         tokio::select! {
             _ = &mut stop_wait => break,
             _ = cfg.store.notified() => {}
             _ = wake.notified() => {}
             _ = tokio::time::sleep(cfg.poll) => {}
+            // A failed attempt's retry falls due (sooner than the poll), or one falls due
+            // sooner than the one waited for.
+            _ = tokio::time::sleep_until(retry_due.unwrap_or_else(tokio::time::Instant::now)), if retry_due.is_some() => {}
+            _ = retries.sooner.notified() => {}
         }
+        retries.forget_due(tokio::time::Instant::now());
     }
     // Graceful shutdown: let running handlers finish, then give back what is still held.
     stopping_tx.send_replace(true);
@@ -533,8 +542,52 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
 /// `Held`), and whether the loop stopped claiming.
 struct Shared<'a> {
     wake: &'a Arc<Notify>,
+    retries: &'a RetryWakes,
     held: &'a Mutex<HashMap<i64, Held>>,
     stopping: &'a tokio::sync::watch::Receiver<bool>,
+}
+
+/// When failed attempts' retries fall due, for the claim loop to wake then (sooner than its
+/// poll) with one timer: a task sleeping per failure grew with the failing items (an outage
+/// of the handler's downstream: up to the pending cap of tasks, each sleeping up to the
+/// longest retry delay). At most [`MAX_RETRY_WAKES`] are kept, the soonest; a later retry
+/// beyond them is found by the poll.
+#[derive(Default)]
+struct RetryWakes {
+    due: Mutex<std::collections::BTreeSet<tokio::time::Instant>>,
+    /// Told when a retry falls due sooner than any kept before: the loop waits for it instead.
+    sooner: Notify,
+}
+
+/// The most retry wake-ups a worker keeps (see [`RetryWakes`]).
+const MAX_RETRY_WAKES: usize = 1024;
+
+impl RetryWakes {
+    fn add(&self, at: tokio::time::Instant) {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let sooner = due.first().is_none_or(|&first| at < first);
+        due.insert(at);
+        if due.len() > MAX_RETRY_WAKES {
+            due.pop_last();
+        }
+        drop(due);
+        if sooner {
+            self.sooner.notify_one();
+        }
+    }
+
+    /// The soonest retry kept.
+    fn next(&self) -> Option<tokio::time::Instant> {
+        self.due.lock().unwrap_or_else(|p| p.into_inner()).first().copied()
+    }
+
+    /// Forgets the retries due by `now` (the claim that follows takes them).
+    fn forget_due(&self, now: tokio::time::Instant) {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        while due.first().is_some_and(|&first| first <= now) {
+            due.pop_first();
+        }
+    }
 }
 
 /// A handler's slot, held by its attempt; handed over to a settling slot once the handler
@@ -634,7 +687,12 @@ async fn attempt(
     claim: u64,
     slot: Slot,
 ) {
-    let Shared { wake, held, stopping } = shared;
+    let Shared {
+        wake,
+        retries,
+        held,
+        stopping,
+    } = shared;
     let started = std::time::Instant::now();
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
     // last attempt means the earlier ones ended with no outcome recorded: the process died (or
@@ -706,15 +764,8 @@ async fn attempt(
             match cfg.store.fail(item.claim(), &error, retry_at, now).await {
                 Ok(true) => match next {
                     Some(after) => {
-                        // The claim loop is woken when the retry is due (sooner than its poll);
-                        // the timer ends with the worker.
-                        let (wake, mut stopping) = (Arc::clone(wake), stopping.clone());
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = tokio::time::sleep(after) => wake.notify_one(),
-                                _ = stopping.wait_for(|s| *s) => {}
-                            }
-                        });
+                        // The claim loop is woken when the retry is due (sooner than its poll).
+                        retries.add(far_after(tokio::time::Instant::now(), after));
                         tracing::info!(id = item.id, attempt = item.attempt, %error, ?after, "inbox: attempt failed; retrying");
                         Some(Outcome::Retry { error, after })
                     }
@@ -841,4 +892,33 @@ async fn sample_gauges(store: &dyn InboxStore) {
         .oldest_pending_ms
         .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     crate::observe::gauge("hookguard_inbox_oldest_pending_seconds", None, age);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The soonest retries are kept, at most `MAX_RETRY_WAKES`; one sooner than all is told.
+    #[tokio::test]
+    async fn retry_wake_ups_keep_the_soonest_and_are_bounded() {
+        let wakes = RetryWakes::default();
+        let t0 = tokio::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for ms in (10..10 + 3 * MAX_RETRY_WAKES as u64).rev() {
+            wakes.add(at(ms));
+        }
+        let due = wakes.due.lock().unwrap().clone();
+        assert_eq!(due.len(), MAX_RETRY_WAKES);
+        assert_eq!(due.first(), Some(&at(10)));
+        assert_eq!(due.last(), Some(&at(10 + MAX_RETRY_WAKES as u64 - 1)));
+        // Each add above was sooner than all before it: the loop was told (one stored permit).
+        assert!(wakes.sooner.notified().now_or_never().is_some());
+        wakes.add(at(5_000));
+        assert!(
+            wakes.sooner.notified().now_or_never().is_none(),
+            "a later retry woke the loop"
+        );
+        wakes.forget_due(at(20));
+        assert_eq!(wakes.next(), Some(at(21)));
+    }
 }
