@@ -1058,6 +1058,8 @@ struct InboxJob {
     /// `serve` is stopping (see [`InboxJob::forget_queued`]): an attempt with no line queued
     /// starts nothing (no --exec, no line) and gives its item back for the next start.
     stopping: std::sync::atomic::AtomicBool,
+    /// When `printing` was last swept of lines settled elsewhere (see [`InboxJob::sweep`]).
+    swept: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// An inbox item's line in the stdout queue.
@@ -1069,6 +1071,8 @@ struct Queued {
     ack: tokio::task::JoinHandle<()>,
     /// Attempts waiting for the line now.
     waiting: usize,
+    /// When it was queued.
+    since: tokio::time::Instant,
 }
 
 /// An attempt waiting for its item's line (see [`Queued::waiting`]), until dropped.
@@ -1089,6 +1093,10 @@ impl Drop for Waiting<'_> {
         }
     }
 }
+
+/// How many leases a written line is remembered for an item this process holds no more (see
+/// [`InboxJob::sweep`]).
+const SETTLED_ELSEWHERE: u32 = 4;
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
 pub fn inbox_line(item: &ClaimedItem) -> String {
@@ -1168,11 +1176,13 @@ impl InboxJob {
             flushed: flushed.clone(),
             ack,
             waiting: 1,
+            since: tokio::time::Instant::now(),
         };
-        self.printing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(item.id, queued);
+        {
+            let mut printing = self.printing.lock().unwrap_or_else(|p| p.into_inner());
+            self.sweep(&mut printing);
+            printing.insert(item.id, queued);
+        }
         self.wait_printed(item.id, flushed, entered).await
     }
 
@@ -1236,6 +1246,23 @@ impl InboxJob {
         for ack in acks {
             let _ = ack.await;
         }
+    }
+
+    /// Forgets, at most once per lease, the written lines of items this process holds no more
+    /// for [`SETTLED_ELSEWHERE`] leases: an item whose done mark failed here or whose claim was
+    /// lost (its lease ran out) is claimed again within a lease or so — here, its next attempt
+    /// waits for this line instead of printing another — but with replicas on one PostgreSQL
+    /// inbox another one may have finished it, and its entry would stay until the restart.
+    fn sweep(&self, printing: &mut HashMap<i64, Queued>) {
+        let now = tokio::time::Instant::now();
+        let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.is_some_and(|at| now.duration_since(at) < self.lease) {
+            return;
+        }
+        *swept = Some(now);
+        let settled = self.lease.saturating_mul(SETTLED_ELSEWHERE);
+        printing
+            .retain(|_, q| q.waiting > 0 || *q.flushed.borrow() != Some(true) || now.duration_since(q.since) < settled);
     }
 
     fn outcome(&self, item: &ClaimedItem, outcome: &Outcome) {
@@ -1522,6 +1549,7 @@ async fn run_inbox(
         printing: Mutex::new(HashMap::new()),
         lease: settings.lease,
         stopping: Default::default(),
+        swept: Mutex::new(None),
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     let store: Arc<dyn InboxStore> = Arc::clone(&inbox);
@@ -1652,6 +1680,7 @@ mod stopping_tests {
             printing: Mutex::new(HashMap::new()),
             lease: Duration::from_millis(200),
             stopping: Default::default(),
+            swept: Mutex::new(None),
         }
     }
 
@@ -1706,5 +1735,34 @@ mod stopping_tests {
         assert!(rx.try_recv().is_err(), "a second line was queued");
         assert!(job.handle(item(3)).await.unwrap_err().deferred().is_some());
         assert!(rx.try_recv().is_err(), "a new attempt started during the stop");
+    }
+
+    /// A written line whose item this process holds no more (its done mark failed or its
+    /// claim was lost, and a replica finished it) is forgotten after a few leases, not kept
+    /// until the restart; a line still queued, or waited for, is kept.
+    #[tokio::test]
+    async fn written_lines_of_items_settled_elsewhere_are_forgotten() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let job = Arc::new(job(tx));
+        let writer = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if line.text.contains("evt_1") {
+                    let _ = line.written.unwrap().send(());
+                } else {
+                    std::mem::forget(line); // never written
+                }
+            }
+        });
+        // Item 1's line is written; the worker's done mark then fails (no outcome recorded).
+        job.handle(item(1)).await.unwrap();
+        // Item 2's line stays queued.
+        assert!(job.handle(item(2)).await.unwrap_err().deferred().is_some());
+        let held = |id| job.printing.lock().unwrap().contains_key(&id);
+        assert!(held(1) && held(2));
+        tokio::time::sleep(job.lease.saturating_mul(SETTLED_ELSEWHERE) + job.lease).await;
+        job.handle(item(3)).await.unwrap_err();
+        assert!(!held(1), "the written line of an item settled elsewhere is kept");
+        assert!(held(2), "a line still queued was forgotten");
+        writer.abort();
     }
 }
