@@ -1328,8 +1328,23 @@ where
         },
     )
     .await;
+    // A delivery whose sender hung up is finished in the background by the tower layer; its
+    // connection's share is given back when its handler returns, before the layer completes
+    // its claim. Waited for (briefly: only the store's answer is left), so that a stop does
+    // not cut a completion in flight and the retry run the handler again.
+    let left = hookguard_tower::finish_detached(DETACHED_WAIT).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "stopping with deliveries still finishing in the background (their senders hung up): their claims are released, and the senders' retries run them again"
+        );
+    }
     stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)
 }
+
+/// How long a stop waits for deliveries finishing in the background once every connection's
+/// share is back (see `serve_until_stopped`).
+const DETACHED_WAIT: Duration = Duration::from_secs(10);
 
 /// File descriptors an `--exec` command holds in `serve` while it runs (its stdin, stdout and
 /// stderr pipes, and one to spare).
