@@ -14,30 +14,24 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// One allocation per request: the future spans the body read, the dedupe store round trip
 /// and the inner call, and is boxed once rather than nested per step.
 ///
-/// Dropped before it is done but after its body was read whole — the sender's client hung up
-/// at its timeout (hyper then drops the request's future), or a timeout layer outside this
-/// one answered — it is finished in the background on the current tokio runtime, as
-/// actix-web finishes a request whose client went away: the handler runs to its end and its
-/// claim is completed, so the sender's retry is answered `duplicate` instead of running the
-/// handler again from the start (handlers are rarely safe to stop at any `.await`); its `2xx`
-/// counts as a failure in the sender's health
+/// Dropped before it is done — the sender's client hung up at its timeout (hyper then drops
+/// the request's future), or a timeout layer outside this one answered — it is finished in
+/// the background on the current tokio runtime, as actix-web finishes a request whose client
+/// went away: the handler runs to its end and its claim is completed, so the sender's retry
+/// is answered `duplicate` instead of running the handler again from the start (handlers are
+/// rarely safe to stop at any `.await`); its `2xx` counts as a failure in the sender's health
 /// ([`answer_given_up`](hookguard_core::answer_given_up)): the sender got no answer. It goes
 /// on for at most the receiver's
 /// [`background_limit`](hookguard_core::Receiver::background_limit) (the handler budget, or
-/// as long as its claim is renewed), then is dropped. Dropped while its body was arriving
-/// (nothing claimed or stored yet), outside a runtime, after a panic in a poll, or with
-/// [`MAX_DETACHED`] requests of this process finishing in the background already, it is
-/// dropped as it is (a claim is released: the sender's retry runs it again).
+/// as long as its claim is renewed), then is dropped. Outside a runtime, after a panic in a
+/// poll, or with [`MAX_DETACHED`] requests of this process finishing in the background
+/// already, it is dropped as it is (the claim is released: the sender's retry runs it again).
 /// At shutdown, [`finish_detached`] waits for them.
 pub struct ResponseFuture<B, E> {
     inner: Option<Inner<B, E>>,
     /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
     /// future must not be polled again.
     polling: bool,
-    /// Whether the request's body has been read whole ([`body_read`]). Dropped before, it is
-    /// dropped as it is: nothing was claimed or stored yet, and a client that closes
-    /// mid-body (a scanner, a sender's timeout during a slow upload) is not worth a warning.
-    read: bool,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
     finish: fn(&tokio::runtime::Handle, Inner<B, E>, Detached, Sender),
     /// The sender, how long it waits and how long the rest may go on.
@@ -72,17 +66,6 @@ impl Sender {
 /// assert_eq!(hookguard_tower::MAX_DETACHED, 1024);
 /// ```
 pub const MAX_DETACHED: usize = 1024;
-
-thread_local! {
-    /// Set by [`body_read`] during a poll of a [`ResponseFuture`]'s request.
-    static BODY_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Tells the [`ResponseFuture`] being polled that its request's body has been read whole:
-/// from then on, dropped, it is finished in the background.
-pub(crate) fn body_read() {
-    BODY_READ.with(|b| b.set(true));
-}
 
 /// Requests of this process finishing in the background now.
 static DETACHED: AtomicUsize = AtomicUsize::new(0);
@@ -157,7 +140,6 @@ impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
         Self {
             inner: Some(Box::pin(f)),
             polling: false,
-            read: false,
             finish: finish_in_background::<B, E>,
             sender,
         }
@@ -180,14 +162,7 @@ impl<B, E> Future for ResponseFuture<B, E> {
             panic!("ResponseFuture polled after it completed");
         };
         this.polling = true;
-        let out = if this.read {
-            inner.as_mut().poll(cx)
-        } else {
-            BODY_READ.with(|b| b.set(false));
-            let out = inner.as_mut().poll(cx);
-            this.read = BODY_READ.with(std::cell::Cell::take);
-            out
-        };
+        let out = inner.as_mut().poll(cx);
         this.polling = false;
         if out.is_ready() {
             this.inner = None;
@@ -199,7 +174,7 @@ impl<B, E> Future for ResponseFuture<B, E> {
 impl<B, E> Drop for ResponseFuture<B, E> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
-            if !self.polling && self.read {
+            if !self.polling {
                 let Sender { provider, waits, .. } = self.sender;
                 // Outside a runtime nothing can finish it: dropped as it is, quietly.
                 let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -273,7 +248,6 @@ mod tests {
         let flag = Arc::clone(&ran);
         let mut f = ResponseFuture::<(), ()>::new(
             async move {
-                body_read();
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 flag.store(true, Ordering::SeqCst);
                 Ok(Response::new(()))
@@ -302,7 +276,6 @@ mod tests {
         };
         let mut f = ResponseFuture::<(), ()>::new(
             async move {
-                body_read();
                 let _held = held;
                 std::future::pending::<()>().await;
                 Ok(Response::new(()))
@@ -313,25 +286,6 @@ mod tests {
         drop(f);
         assert_eq!(finish_detached(Duration::from_secs(10)).await, 0);
         assert!(dropped.load(Ordering::SeqCst), "a stuck request outlived its limit");
-
-        // Dropped while its body was still arriving (a client that closed mid-body): nothing
-        // was claimed yet, so it is dropped as it is, with no warning.
-        let ran = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&ran);
-        let mut f = ResponseFuture::<(), ()>::new(
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await; // the body's read
-                body_read();
-                flag.store(true, Ordering::SeqCst);
-                Ok(Response::new(()))
-            },
-            SENDER,
-        );
-        assert!(futures_poll_once(&mut f).is_pending());
-        drop(f);
-        assert_eq!(finish_detached(Duration::from_secs(1)).await, 0);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(!ran.load(Ordering::SeqCst), "finished although its body never arrived");
     }
 
     /// Whether a request started, then dropped while it waits, ran to its end.
@@ -340,7 +294,6 @@ mod tests {
         let flag = Arc::clone(&ran);
         let mut f = ResponseFuture::<(), ()>::new(
             async move {
-                body_read();
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 flag.store(true, Ordering::SeqCst);
                 Ok(Response::new(()))
@@ -361,7 +314,6 @@ mod tests {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             match self.0.fetch_add(1, Ordering::SeqCst) {
                 0 => {
-                    body_read();
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }

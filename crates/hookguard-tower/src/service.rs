@@ -196,11 +196,7 @@ where
                 let read_timeout = rx.verifier().read_timeout();
                 let read = hookguard_core::within(read_body(body, limit), || tokio::time::sleep(read_timeout));
                 let bytes = match read.await {
-                    Some(Ok(bytes)) => {
-                        // From here on, a request dropped half-way is finished in the background.
-                        crate::future::body_read();
-                        bytes
-                    }
+                    Some(Ok(bytes)) => bytes,
                     None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
                     Some(Err(r)) => return Ok(convert(rx.reject(&r))),
                 };
