@@ -1060,6 +1060,9 @@ struct InboxJob {
     stopping: std::sync::atomic::AtomicBool,
     /// When `printing` was last swept of lines settled elsewhere (see [`InboxJob::sweep`]).
     swept: Mutex<Option<tokio::time::Instant>>,
+    /// How long after it was written a line no attempt waits for is forgotten
+    /// ([`SETTLED_AFTER`]).
+    settled_after: Duration,
 }
 
 /// An inbox item's line in the stdout queue.
@@ -1071,8 +1074,8 @@ struct Queued {
     ack: tokio::task::JoinHandle<()>,
     /// Attempts waiting for the line now.
     waiting: usize,
-    /// When it was queued.
-    since: tokio::time::Instant,
+    /// When it was written (set once it was).
+    written_at: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 /// An attempt waiting for its item's line (see [`Queued::waiting`]), until dropped.
@@ -1094,9 +1097,11 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// How many leases a written line is remembered for an item this process holds no more (see
-/// [`InboxJob::sweep`]).
-const SETTLED_ELSEWHERE: u32 = 4;
+/// How long a written line is remembered for an item no attempt here waits for (see
+/// [`InboxJob::sweep`]): far longer than such an item takes to come back (it is due again a
+/// second after its attempt gave up, or a lease after a failed done mark), also behind a
+/// backlog, so that it is never printed twice.
+const SETTLED_AFTER: Duration = Duration::from_secs(3600);
 
 /// The stdout line of a done inbox item: the inline line plus `"attempts"`.
 pub fn inbox_line(item: &ClaimedItem) -> String {
@@ -1169,14 +1174,20 @@ impl InboxJob {
             written: Some(written),
         });
         let (tx, flushed) = watch::channel(None);
+        let written_at = Arc::new(std::sync::OnceLock::new());
+        let at = Arc::clone(&written_at);
         let ack = tokio::spawn(async move {
-            let _ = tx.send(Some(ack.await.is_ok()));
+            let written = ack.await.is_ok();
+            if written {
+                let _ = at.set(tokio::time::Instant::now());
+            }
+            let _ = tx.send(Some(written));
         });
         let queued = Queued {
             flushed: flushed.clone(),
             ack,
             waiting: 1,
-            since: tokio::time::Instant::now(),
+            written_at,
         };
         {
             let mut printing = self.printing.lock().unwrap_or_else(|p| p.into_inner());
@@ -1248,11 +1259,12 @@ impl InboxJob {
         }
     }
 
-    /// Forgets, at most once per lease, the written lines of items this process holds no more
-    /// for [`SETTLED_ELSEWHERE`] leases: an item whose done mark failed here or whose claim was
-    /// lost (its lease ran out) is claimed again within a lease or so — here, its next attempt
-    /// waits for this line instead of printing another — but with replicas on one PostgreSQL
-    /// inbox another one may have finished it, and its entry would stay until the restart.
+    /// Forgets, at most once per lease, the lines written [`SETTLED_AFTER`] ago that no
+    /// attempt waits for. An item whose attempt gave up waiting for its line, whose done mark
+    /// failed here or whose claim was lost (its lease ran out) is claimed again soon — here,
+    /// its next attempt waits for this line instead of printing another — but with replicas
+    /// on one PostgreSQL inbox another one may have finished it, and its entry would stay
+    /// until the restart.
     fn sweep(&self, printing: &mut HashMap<i64, Queued>) {
         let now = tokio::time::Instant::now();
         let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
@@ -1260,9 +1272,8 @@ impl InboxJob {
             return;
         }
         *swept = Some(now);
-        let settled = self.lease.saturating_mul(SETTLED_ELSEWHERE);
-        printing
-            .retain(|_, q| q.waiting > 0 || *q.flushed.borrow() != Some(true) || now.duration_since(q.since) < settled);
+        let settled = self.settled_after;
+        printing.retain(|_, q| q.waiting > 0 || q.written_at.get().is_none_or(|&at| now.duration_since(at) < settled));
     }
 
     fn outcome(&self, item: &ClaimedItem, outcome: &Outcome) {
@@ -1565,6 +1576,7 @@ async fn run_inbox(
         lease: settings.lease,
         stopping: Default::default(),
         swept: Mutex::new(None),
+        settled_after: SETTLED_AFTER,
     });
     let (run_job, hook_job) = (Arc::clone(&job), Arc::clone(&job));
     let store: Arc<dyn InboxStore> = Arc::clone(&inbox);
@@ -1696,6 +1708,7 @@ mod stopping_tests {
             lease: Duration::from_millis(200),
             stopping: Default::default(),
             swept: Mutex::new(None),
+            settled_after: Duration::from_millis(800),
         }
     }
 
@@ -1759,25 +1772,47 @@ mod stopping_tests {
     async fn written_lines_of_items_settled_elsewhere_are_forgotten() {
         let (tx, mut rx) = mpsc::channel(8);
         let job = Arc::new(job(tx));
+        // The writer writes item 1's line at once and keeps the others queued until told.
+        let (write_tx, mut write_rx) = mpsc::unbounded_channel::<()>();
         let writer = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                if line.text.contains("evt_1") {
-                    let _ = line.written.unwrap().send(());
-                } else {
-                    std::mem::forget(line); // never written
+            let mut kept = Vec::new();
+            loop {
+                tokio::select! {
+                    Some(line) = rx.recv() => {
+                        if line.text.contains("evt_1") {
+                            let _ = line.written.unwrap().send(());
+                        } else {
+                            kept.push(line);
+                        }
+                    }
+                    Some(()) = write_rx.recv() => {
+                        for line in kept.drain(..) {
+                            let _ = line.written.unwrap().send(());
+                        }
+                    }
                 }
             }
         });
         // Item 1's line is written; the worker's done mark then fails (no outcome recorded).
         job.handle(item(1)).await.unwrap();
-        // Item 2's line stays queued.
+        // Item 2's line stays queued; its attempt gives up waiting.
         assert!(job.handle(item(2)).await.unwrap_err().deferred().is_some());
         let held = |id| job.printing.lock().unwrap().contains_key(&id);
         assert!(held(1) && held(2));
-        tokio::time::sleep(job.lease.saturating_mul(SETTLED_ELSEWHERE) + job.lease).await;
+        tokio::time::sleep(job.settled_after + job.lease).await;
         job.handle(item(3)).await.unwrap_err();
         assert!(!held(1), "the written line of an item settled elsewhere is kept");
         assert!(held(2), "a line still queued was forgotten");
+        // Queued long ago, written only now: kept (its item's next attempt finds it and does
+        // not print it again).
+        write_tx.send(()).unwrap();
+        while job.printing.lock().unwrap()[&2].written_at.get().is_none() {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(job.lease).await;
+        job.handle(item(4)).await.unwrap_err();
+        assert!(held(2), "a line written just now was forgotten");
+        job.handle(item(2)).await.unwrap();
         writer.abort();
     }
 }
