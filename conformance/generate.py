@@ -157,7 +157,7 @@ STATUS = {
     "invalid_payload": 400,
     "challenge_missing": 400,
     "challenge_too_long": 400,
-    "body_too_large": 413,
+    "body_too_large": 503,
     "method_not_allowed": 405,
 }
 

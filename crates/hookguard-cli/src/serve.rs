@@ -168,7 +168,7 @@ pub struct ServeArgs {
     /// The replay window in seconds for timestamped schemes (default 300).
     #[arg(long, value_name = "SECS")]
     tolerance: Option<u64>,
-    /// The body limit in bytes (413 above it).
+    /// The body limit in bytes (503 body_too_large above it, retried: raise it if a sender needs more).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     max_body: usize,
     /// How long the sender waits for an answer, when its figure does not fit: HCSS and Stripe

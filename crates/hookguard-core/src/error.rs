@@ -24,7 +24,7 @@ use http::StatusCode;
 /// | `timestamp_out_of_window` | 503 + `Retry-After` | authentic (checked after the signature) but signed further from our clock than the tolerance: a replay, or one of the two clocks is off. Senders re-sign their retries, so once the clocks agree a retry gets through; a 400 would make BuildWorkPro drop every event while our clock is wrong |
 /// | `header_too_large` | 431 | bounded header parsing |
 /// | `too_many_signatures` | 400 | bounded signature lists |
-/// | `body_too_large` | 413 | bounded body (also another layer's length limit around the adapter); the same bytes will never fit |
+/// | `body_too_large` | 503 + `Retry-After` | over the body limit (also another layer's length limit around the adapter): a limit of this side, not the sender's mistake — a `413` would make BuildWorkPro drop the event at once, where a retry gets through once the limit is raised (a WARN names it) |
 /// | `body_read_failed` | 400 | the connection broke mid-body (nobody reads the answer) |
 /// | `invalid_payload` | 400 | authentic but not JSON at all: the sender's mistake, the same bytes never parse |
 /// | `unexpected_payload` | 500 + `Retry-After` | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
@@ -193,14 +193,14 @@ impl Rejection {
         match self {
             Self::MissingSignature(_) | Self::SignatureMismatch | Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DuplicateInFlight => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable
             | Self::HandlerTimeout
             | Self::InboxFull
             | Self::TimestampOutOfWindow
-            | Self::SignatureNotVerified => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::SignatureNotVerified
+            | Self::BodyTooLarge { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::HandlerFailed | Self::UnexpectedPayload { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MalformedSignature
@@ -253,9 +253,10 @@ impl Rejection {
             | Self::BodyReadTimeout => Some(Duration::from_secs(5)),
             Self::InboxFull => Some(Duration::from_secs(30)),
             // Our model's gap, or a clock: a fix, not a moment.
-            Self::UnexpectedPayload { .. } | Self::TimestampOutOfWindow | Self::SignatureNotVerified => {
-                Some(Duration::from_secs(60))
-            }
+            Self::UnexpectedPayload { .. }
+            | Self::TimestampOutOfWindow
+            | Self::SignatureNotVerified
+            | Self::BodyTooLarge { .. } => Some(Duration::from_secs(60)),
             _ => None,
         }
     }
@@ -383,9 +384,7 @@ mod tests {
         // Our own model's gaps and slow reads are retried, never permanent.
         assert!(Rejection::UnexpectedPayload { detail: "x".into() }.is_retryable());
         assert!(Rejection::BodyReadTimeout.is_retryable());
-        assert_eq!(
-            Rejection::BodyTooLarge { limit: 1 }.status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
+        // A body over this side's limit is not the sender's mistake: retried once it is raised.
+        assert!(Rejection::BodyTooLarge { limit: 1 }.is_retryable());
     }
 }

@@ -313,8 +313,8 @@ async fn a_layer_inside_that_grows_the_body_keeps_axums_own_limit() {
 #[tokio::test]
 async fn body_errors_of_layers_outside_are_answered_as_what_they_are() {
     // tower-http's body layers outside hookguard's fail the body it reads: a length limit is
-    // 413 (not a 400 "connection broke"), a timeout 408 — retried by every sender, where a 400
-    // makes BuildWorkPro drop the event at once.
+    // `body_too_large` (503: a limit of this side; not a 400 "connection broke"), a timeout 408
+    // — retried by every sender, where a 400 makes BuildWorkPro drop the event at once.
     use futures_util::StreamExt;
     let app = || {
         Router::new().route(
@@ -326,7 +326,7 @@ async fn body_errors_of_layers_outside_are_answered_as_what_they_are() {
     let limited = app().layer(tower_http::limit::RequestBodyLimitLayer::new(16));
     assert_eq!(
         status_and_code(&limited, signed("evt_outer_limit")).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large".into()))
+        (StatusCode::SERVICE_UNAVAILABLE, Some("body_too_large".into()))
     );
     // Ten bytes of the body, then `rest`.
     let partly = |id: &str, rest: Result<axum::body::Bytes, std::io::Error>| {
