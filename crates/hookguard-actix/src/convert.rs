@@ -177,8 +177,11 @@ async fn read_body(payload: &mut Payload, head: &Head, limit: usize) -> Result<B
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             PayloadError::Overflow => Rejection::BodyTooLarge { limit },
-            // A time-out on this side is retried (408), as the tower layer answers it.
-            PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Rejection::BodyReadTimeout,
+            // A time-out on this side is retried (408), as the tower layer answers it (also
+            // one that a middleware around turned into an incomplete payload, or wrapped).
+            PayloadError::Io(io) | PayloadError::Incomplete(Some(io)) if hookguard_core::body_error_timed_out(&io) => {
+                Rejection::BodyReadTimeout
+            }
             _ => Rejection::BodyReadFailed,
         })?;
         len = len.saturating_add(chunk.len());
@@ -235,6 +238,12 @@ mod tests {
             ),
             (PayloadError::Overflow, Rejection::BodyTooLarge { limit: 8 }),
             (PayloadError::Incomplete(None), Rejection::BodyReadFailed),
+            (
+                PayloadError::Incomplete(Some(std::io::Error::other(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))),
+                Rejection::BodyReadTimeout,
+            ),
             (
                 PayloadError::Io(std::io::ErrorKind::ConnectionReset.into()),
                 Rejection::BodyReadFailed,

@@ -140,6 +140,44 @@ pub fn join_capacity(received: usize, declared: usize, limit: usize) -> usize {
     declared.min(limit).min(received.saturating_add(AHEAD)).max(received)
 }
 
+/// An error and every error under it, outermost first. An `io::Error` wrapping another error
+/// is followed into that one (its own `source` skips it).
+///
+/// ```
+/// use std::error::Error;
+/// let inner = std::io::Error::from(std::io::ErrorKind::TimedOut);
+/// let outer = std::io::Error::other(inner);
+/// assert_eq!(hookguard_core::error_causes(&outer).count(), 2);
+/// ```
+pub fn error_causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    })
+}
+
+/// Whether a request body's error is a time-out of this side: an I/O time-out, or
+/// tower-http's `RequestBodyTimeoutLayer` (recognised by its text: hookguard does not depend
+/// on it; the tower adapter's tests pin it against the real layer), anywhere in the error's
+/// causes. Adapters answer it `408 body_read_timeout`, retried by every sender.
+///
+/// ```
+/// let wrapped = std::io::Error::other(std::io::Error::from(std::io::ErrorKind::TimedOut));
+/// assert!(hookguard_core::body_error_timed_out(&wrapped));
+/// assert!(!hookguard_core::body_error_timed_out(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+/// ```
+pub fn body_error_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    /// tower-http's `timeout::TimeoutError` text.
+    const TOWER_HTTP_TIMEOUT: &str = "data was not received within the designated timeout";
+    error_causes(error).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || e.to_string() == TOWER_HTTP_TIMEOUT
+    })
+}
+
 /// Runs `fut` unless the deadline made by `deadline` completes first (`None` then). The
 /// deadline is only made when `fut` is not ready at its first poll: a body that already
 /// arrived with the request head is read without arming a timer. The core needs no runtime;
@@ -666,6 +704,14 @@ impl Receiver {
             "webhook rejected"
         );
         self.answered_event("rejected", r.code(), false, event);
+        if let Rejection::BodyTooLarge { .. } = r {
+            // Retried by the sender (503): it gets through once the limit is raised.
+            tracing::warn!(
+                provider = %self.verifier.provider(),
+                max_body = self.verifier.max_body(),
+                "a body over the body limit was refused (503, so the sender retries it): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body)"
+            );
+        }
         if *r == Rejection::MethodNotAllowed {
             // A framework's own `Allow` is only added where none is set, so every adapter
             // answers alike.

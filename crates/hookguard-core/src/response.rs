@@ -75,15 +75,20 @@ pub fn ignored() -> Response<Bytes> {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ignored"}"#))
 }
 
-/// `500 {"error":code,"message":message}`: a wiring mistake in the application (an extractor
-/// used without its middleware), in the same shape as every rejection, logged at `error`.
+/// `500 {"error":code,"message":message}` + `Retry-After: 60`: a wiring mistake in the
+/// application (an extractor used without its middleware), in the same shape as every
+/// rejection, logged at `error`. Retryable like every fault of the receiver's own: the
+/// sender's retry gets through once the wiring is fixed.
 ///
 /// ```
 /// let r = hookguard_core::response::misconfigured("missing_webhook_layer", "add the layer");
 /// assert_eq!(r.status(), 500);
+/// assert_eq!(r.headers()["retry-after"], "60");
 /// ```
 pub fn misconfigured(code: &'static str, message: &'static str) -> Response<Bytes> {
     tracing::error!(code, "{message}");
     let body = serde_json::json!({ "error": code, "message": message }).to_string();
-    json(StatusCode::INTERNAL_SERVER_ERROR, Bytes::from(body))
+    let mut r = json(StatusCode::INTERNAL_SERVER_ERROR, Bytes::from(body));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(60u64));
+    r
 }

@@ -126,29 +126,19 @@ where
 
 /// What a body's error answers. Another layer outside this one may have failed the body:
 /// a length limit (`http_body_util::Limited`, under tower-http's `RequestBodyLimitLayer` and
-/// axum's `DefaultBodyLimit`) is `413 body_too_large` (`limit` is what had been read: the body
-/// is larger), a timeout (tower-http's `RequestBodyTimeoutLayer`, or an I/O time-out) is `408
+/// axum's `DefaultBodyLimit`) is `503 body_too_large` like the layer's own limit (`limit` is
+/// what had been read: the body is larger), a timeout (tower-http's `RequestBodyTimeoutLayer`, or an I/O time-out) is `408
 /// body_read_timeout`, which every sender retries. A plain `400 body_read_failed` for those
 /// would make BuildWorkPro drop the event for a fault of this side. Anything else (the
 /// connection broke: nobody reads the answer) stays `400 body_read_failed`.
 fn body_error(error: &(dyn std::error::Error + 'static), read: usize) -> Rejection {
-    /// tower-http's `timeout::TimeoutError` text (its type is not depended on; a test against
-    /// the real layer pins the text).
-    const TOWER_HTTP_TIMEOUT: &str = "data was not received within the designated timeout";
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return Rejection::BodyTooLarge { limit: read };
-        }
-        let timed_out = e
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        if timed_out || e.to_string() == TOWER_HTTP_TIMEOUT {
-            return Rejection::BodyReadTimeout;
-        }
-        cause = e.source();
+    if hookguard_core::error_causes(error).any(|e| e.is::<http_body_util::LengthLimitError>()) {
+        Rejection::BodyTooLarge { limit: read }
+    } else if hookguard_core::body_error_timed_out(error) {
+        Rejection::BodyReadTimeout
+    } else {
+        Rejection::BodyReadFailed
     }
-    Rejection::BodyReadFailed
 }
 
 fn convert<B: From<Bytes>>(r: Response<Bytes>) -> Response<B> {
