@@ -1471,7 +1471,7 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
             args.provider.display()
         );
     }
-    let postgres = (args.inbox.as_deref()).is_some_and(|s| matches!(parse_inbox_spec(s), Ok(InboxSpec::Postgres(_))));
+    let postgres = matches!(inbox.as_ref().map(|s| &s.spec), Some(InboxSpec::Postgres(_)));
     let exec = args.exec.clone().map(|cmd| Exec {
         cmd,
         timeout: exec_timeout,
