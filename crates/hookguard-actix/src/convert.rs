@@ -225,7 +225,7 @@ mod tests {
         assert!(joined.capacity() <= 2 + 64 * 1024, "{}", joined.capacity());
     }
 
-    /// A payload's errors: a time-out is retried (408), an overflow is 413, a broken
+    /// A payload's errors: a time-out is retried (408), an overflow is `body_too_large` (503), a broken
     /// connection 400 — as the tower layer answers them.
     #[actix_web::test]
     async fn payload_errors_are_answered_as_what_they_are() {

@@ -41,8 +41,10 @@ the same across retries. Exit 0 when an attempt is accepted (2xx), 1 when the ve
 ";
 
 const TAIL: &str = "\
---challenge (hcss) sends the subscription challenge instead: GET URL?challenge=<random> and
-exits 0 only if the answer is 200 with exactly that value as the body.
+--challenge sends the sender's subscription check instead of an event, and exits 0 only if
+the answer is 200 with the challenge echoed: hcss GET URL?challenge=<random> (exactly that
+value as the body); slack a signed url_verification POST (the value as the body, or as
+{\"challenge\": …}).
 
 HCSS sends no credential of its own: --secret TOKEN appends ?token=TOKEN to --url, and a
 token already in the callback URL you registered (--url '…/webhooks?token=TOKEN') works
@@ -56,6 +58,7 @@ Examples:
   hookguard send --provider buildworkpro --secret whsec_abc --url http://127.0.0.1:8787/webhooks
   hookguard send --provider procore --secret 'Bearer s3cret' --url http://127.0.0.1:8787/webhooks --schedule fast
   hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --challenge
+  hookguard send --provider slack --secret 8f742231b10e8888abcd99yyyzzz85a5 --url http://127.0.0.1:8787/webhooks --challenge
   hookguard send --provider hcss --secret tok --url http://127.0.0.1:8787/webhooks --event-type CostCodeUpdated
   hookguard send --provider hcss --url 'http://127.0.0.1:8787/webhooks?token=tok'
   hookguard send --provider stripe --secret whsec_x --url http://127.0.0.1:8787/webhooks --file event.json";
@@ -95,7 +98,8 @@ pub struct SendArgs {
     /// Real vendor waits, or fast (each wait at most 100 ms).
     #[arg(long, value_enum, default_value = "vendor")]
     schedule: ScheduleArg,
-    /// hcss: perform the subscription challenge (GET ?challenge=) instead of a delivery.
+    /// hcss: perform the subscription challenge (GET ?challenge=); slack: the Request URL check
+    /// (url_verification); instead of a delivery.
     #[arg(long)]
     challenge: bool,
     /// Override the vendor's timeout per attempt, in seconds.
@@ -266,12 +270,30 @@ impl Redact {
 /// Runs `hookguard send`.
 pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     let url = parse_url(&args.url)?;
+    // The receiver reads the first `token`: a second one appended would be ignored, and a
+    // wrong one in the URL answered 401 although --secret was right.
+    if args.provider == ProviderArg::Hcss
+        && args.auth_header.is_none()
+        && args.secret.is_some()
+        && url.query_pairs().any(|(k, _)| k == "token")
+    {
+        return Err(usage(
+            "--url already carries ?token=: give HCSS's URL token once, in --url or as --secret",
+        ));
+    }
     let client = client()?;
     let vendor = Vendor(args.provider);
     let timeout = args.timeout.unwrap_or_else(|| vendor.timeout());
     let secrets_shown = Redact::new(&url, args.secret.as_deref(), args.auth_header.as_ref());
     if args.challenge {
         return challenge(&args, url, &client, timeout, &secrets_shown).await;
+    }
+    // Slack's url_verification is no event: a sample event typed so would be an event_callback
+    // the receiver handles as one.
+    if args.provider == ProviderArg::Slack && args.event_type.as_deref() == Some("url_verification") {
+        return Err(usage(
+            "Slack's url_verification is the Request URL check, not an event: use --challenge",
+        ));
     }
     let secrets: Vec<String> = args.secret.iter().cloned().collect();
     let headers: Vec<HeaderArg> = args.auth_header.iter().cloned().collect();
@@ -469,12 +491,16 @@ async fn challenge(
     timeout: Duration,
     secrets: &Redact,
 ) -> CliResult<ExitCode> {
-    if args.provider != ProviderArg::Hcss {
-        return Err(usage(
-            "--challenge is HCSS's subscription check: use it with --provider hcss",
-        ));
-    }
     let value = format!("hg{}", rand_hex(16));
+    match args.provider {
+        ProviderArg::Hcss => {}
+        ProviderArg::Slack => return slack_challenge(args, url, client, timeout, secrets, value).await,
+        _ => {
+            return Err(usage(
+                "--challenge is the subscription check of HCSS (GET ?challenge=) and Slack (url_verification): use it with --provider hcss or slack",
+            ))
+        }
+    }
     let mut target = url.clone();
     if args.auth_header.is_none() {
         if let Some(token) = &args.secret {
@@ -494,6 +520,73 @@ async fn challenge(
         "HCSS subscription challenge → GET {display}; timeout {}",
         human(timeout)
     )?;
+    let (ok, _) = challenge_answer(req, &value, timeout, secrets).await?;
+    if ok {
+        outln!("HCSS: challenge echoed exactly → subscription created")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        outln!("HCSS: challenge not echoed exactly → the subscription is not created")?;
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Slack's Request URL check: a signed `url_verification` POST whose `challenge` the endpoint
+/// must answer (as the body, or as `{"challenge": …}`) before Slack sends it any event.
+async fn slack_challenge(
+    args: &SendArgs,
+    url: Url,
+    client: &reqwest::Client,
+    timeout: Duration,
+    secrets: &Redact,
+    value: String,
+) -> CliResult<ExitCode> {
+    let Some(secret) = &args.secret else {
+        return Err(usage(
+            "--provider slack --challenge needs --secret (the app's signing secret)",
+        ));
+    };
+    let a = auth(args.provider, std::slice::from_ref(secret), &[])?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        "challenge": value,
+        "type": "url_verification",
+    }))
+    .expect("a JSON object serialises");
+    let signed = a
+        .scheme
+        .sign(&a.secrets[0], &body, &hookguard_core::SignParams::new(now_unix()))
+        .map_err(|e| usage(format!("cannot sign: {e}")))?;
+    let mut req = client
+        .post(url.clone())
+        .timeout(timeout)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, v) in signed.headers {
+        req = req.header(name, v);
+    }
+    outln!(
+        "Slack Request URL check → POST {} (url_verification); timeout {}",
+        display_url(&url),
+        human(timeout)
+    )?;
+    let (ok, _) = challenge_answer(req, &value, timeout, secrets).await?;
+    if ok {
+        outln!("Slack: challenge answered → Request URL verified")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        outln!("Slack: challenge not answered → the Request URL is not verified")?;
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Sends a challenge request and judges its answer: `200` whose body is `value` (or, as Slack
+/// also takes, `{"challenge": value}`); prints the answer.
+async fn challenge_answer(
+    req: reqwest::RequestBuilder,
+    value: &str,
+    timeout: Duration,
+    secrets: &Redact,
+) -> CliResult<(bool, String)> {
     let started = Instant::now();
     let (ok, detail) = match req.send().await {
         Ok(resp) => {
@@ -506,7 +599,7 @@ async fn challenge(
                 .to_owned();
             match capped_body(resp).await {
                 Ok((body, complete)) => (
-                    status == 200 && complete && body == value.as_bytes(),
+                    status == 200 && complete && (body == value.as_bytes() || echoed_in_json(&body, value)),
                     format!("{status} ({ctype}) body {:?}", snippet(&body, secrets)),
                 ),
                 Err(e) => (false, format!("{status}, body unreadable: {}", describe(e, secrets))),
@@ -519,13 +612,13 @@ async fn challenge(
         "answer: {detail} ({} ms); expected 200 with body {value:?}",
         started.elapsed().as_millis()
     )?;
-    if ok {
-        outln!("HCSS: challenge echoed exactly → subscription created")?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        outln!("HCSS: challenge not echoed exactly → the subscription is not created")?;
-        Ok(ExitCode::from(1))
-    }
+    Ok((ok, detail))
+}
+
+/// Whether `body` is a JSON object whose `challenge` is `value`.
+fn echoed_in_json(body: &[u8], value: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("challenge").and_then(serde_json::Value::as_str) == Some(value))
 }
 
 #[cfg(test)]

@@ -1927,6 +1927,9 @@ fn exec_leaves_nul_and_oversized_values_out_of_the_environment() {
 fn send_never_prints_a_token_or_secret() {
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/webhooks?token=URLTOKEN4f7a");
+    // (A token in the URL and as --secret is a usage error: with --secret, the URL carries
+    // another value to hide.)
+    let paged = format!("http://127.0.0.1:{port}/webhooks?page=URLTOKEN4f7a");
     let secrets = ["URLTOKEN4f7a", "FLAGSECRET9c1e", "PASSWORD3b8d"];
     let runs: Vec<Vec<String>> = vec![
         vec![
@@ -1935,7 +1938,7 @@ fn send_never_prints_a_token_or_secret() {
             "--secret".into(),
             "FLAGSECRET9c1e".into(),
             "--url".into(),
-            url.clone(),
+            paged.clone(),
             "--schedule".into(),
             "fast".into(),
         ],
@@ -1953,7 +1956,7 @@ fn send_never_prints_a_token_or_secret() {
             "--secret".into(),
             "FLAGSECRET9c1e".into(),
             "--url".into(),
-            url.clone(),
+            paged.clone(),
             "--challenge".into(),
         ],
         vec![
@@ -2003,6 +2006,81 @@ fn hcss_send_needs_no_secret_when_the_url_carries_the_token() {
     let o = send(&["--provider", "hcss", "--url", &s.url(), "--schedule", "fast"]);
     assert_eq!(code(&o), 1);
     assert!(text(&o.stdout).contains("unauthorized"), "{}", text(&o.stdout));
+    // A token in the URL and another as --secret: the receiver reads the first, so the
+    // second was sent for nothing (and a wrong URL token answered 401): a usage error, naming
+    // neither token.
+    for extra in [&["--challenge"][..], &["--schedule", "fast"][..]] {
+        let wrong = format!("{}?token=WRONG61d2", s.url());
+        let o = send(
+            &[
+                &["--provider", "hcss", "--url", &wrong, "--secret", "URLTOKEN61d2"][..],
+                extra,
+            ]
+            .concat(),
+        );
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 2, "{err}");
+        assert!(
+            err.contains("already carries ?token=") && !err.contains("61d2"),
+            "{err}"
+        );
+    }
+    assert_eq!(s.json_lines(1).len(), 1, "nothing more was sent");
+}
+
+/// Slack's Request URL check could not be played (`--challenge` was HCSS's only, and
+/// `--event-type url_verification` sent an event typed so): `--challenge` now sends the signed
+/// `url_verification` POST, and exits 0 only when the receiver echoes the challenge.
+#[test]
+fn slack_send_plays_the_request_url_check() {
+    let s = Server::start(&["--provider", "slack", "--secret", "slack-signing-61"]);
+    let o = send(&[
+        "--provider",
+        "slack",
+        "--secret",
+        "slack-signing-61",
+        "--url",
+        &s.url(),
+        "--challenge",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}\n{}", s.stderr());
+    assert!(
+        out.contains("Request URL verified") && !out.contains("slack-signing-61"),
+        "{out}"
+    );
+    // A wrong signing secret: the receiver refuses it, and the check fails.
+    let o = send(&[
+        "--provider",
+        "slack",
+        "--secret",
+        "other-secret",
+        "--url",
+        &s.url(),
+        "--challenge",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("not verified"), "{}", text(&o.stdout));
+    let o = send(&["--provider", "slack", "--url", &s.url(), "--challenge"]);
+    assert_eq!(code(&o), 2);
+    let o = send_fast(
+        "slack",
+        "slack-signing-61",
+        &s.url(),
+        &["--event-type", "url_verification"],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("use --challenge"), "{}", text(&o.stderr));
+    let o = send(&[
+        "--provider",
+        "stripe",
+        "--secret",
+        "whsec_x",
+        "--url",
+        &s.url(),
+        "--challenge",
+    ]);
+    assert_eq!(code(&o), 2);
 }
 
 /// A URL token with a space travels percent-encoded (`%20`): the receiver keeps `+` as it is

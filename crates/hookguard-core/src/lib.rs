@@ -15,8 +15,9 @@
 //!
 //! ## Statuses
 //! See the table on [`Rejection`]. In short: forged or malformed → permanent 4xx (BuildWorkPro
-//! stops retrying on any 4xx but 408/429); body too large → 413; a copy still being handled →
-//! 429 with `Retry-After`; a store outage → 503 with `Retry-After`; a copy already handled → 200.
+//! stops retrying on any 4xx but 408/429); body too large (a limit of this side) → 503 with
+//! `Retry-After`; a copy still being handled → 429 with `Retry-After`; a store outage → 503
+//! with `Retry-After`; a copy already handled → 200.
 //!
 //! ```
 //! use hookguard_core::{schemes::BuildWorkPro, Verifier, Verdict, Precheck, RequestHead, Scheme, SignParams};

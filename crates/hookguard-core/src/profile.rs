@@ -193,7 +193,11 @@ impl SenderProfile {
                 note: format!("{} retries in {}{}", self.name, human(after), self.retry_note),
             },
             None => Next::GiveUp {
-                verdict: format!("{} ({attempts} attempts)", self.give_up),
+                verdict: format!(
+                    "{} ({attempts} attempt{})",
+                    self.give_up,
+                    if attempts == 1 { "" } else { "s" }
+                ),
             },
         }
     }

@@ -687,6 +687,10 @@ impl Receiver {
                 self.count_answer("challenge", "");
                 Err(answer.into_response())
             }
+            // No sender delivers with another method, nor asks its challenge without one (a
+            // browser, a health check or a scanner does): such an answer tells nothing about the
+            // sender, and its health count (kill-switch warnings) stays as it is.
+            Err(r @ (Rejection::MethodNotAllowed | Rejection::ChallengeMissing)) => Err(self.refuse(&r, None, false)),
             Err(r) => Err(self.reject(&r)),
         }
     }
@@ -697,13 +701,23 @@ impl Receiver {
     }
 
     fn reject_event(&self, r: &Rejection, event: Option<u64>) -> Response<Bytes> {
+        self.refuse(r, event, true)
+    }
+
+    /// The answer to a rejection; `sender`: whether it counts toward the sender's health (it
+    /// may be the sender's own request).
+    fn refuse(&self, r: &Rejection, event: Option<u64>, sender: bool) -> Response<Bytes> {
         tracing::info!(
             provider = %self.verifier.provider(),
             code = r.code(),
             status = r.status().as_u16(),
             "webhook rejected"
         );
-        self.answered_event("rejected", r.code(), false, event);
+        if sender {
+            self.answered_event("rejected", r.code(), false, event);
+        } else {
+            self.count_answer("rejected", r.code());
+        }
         if let Rejection::BodyTooLarge { .. } = r {
             // Retried by the sender (503): it gets through once the limit is raised.
             tracing::warn!(
@@ -1354,6 +1368,52 @@ mod tests {
             .unwrap();
         let rx = Receiver::new(verifier);
         assert_eq!(rx.health().retry_horizon(), Some(Duration::MAX));
+    }
+
+    /// A browser's GET on the webhook path (a 405), or HCSS's challenge URL opened without its
+    /// challenge (a 400), is no sender's request: a tryout's single GET logged Procore's
+    /// kill-switch ERROR ("pauses every delivery"), 22 of them BuildWorkPro's. Such answers are
+    /// counted in the metrics only; a refused POST still counts toward the sender's health.
+    #[test]
+    fn requests_no_sender_makes_leave_the_senders_health_alone() {
+        use crate::schemes::{Hcss, Procore};
+        use http::{HeaderMap, Method, Uri};
+        let procore = Receiver::new(
+            Verifier::builder(Procore::new())
+                .secret("Bearer s3cret")
+                .build()
+                .unwrap(),
+        );
+        let hcss = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        let headers = HeaderMap::new();
+        let path = Uri::from_static("/webhooks");
+        for rx in [&procore, &hcss] {
+            for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+                for _ in 0..25 {
+                    let answer = rx.precheck(&RequestHead::new(&method, &path, &headers)).unwrap_err();
+                    let expected = if method == Method::GET && std::ptr::eq(rx, &hcss) {
+                        400
+                    } else {
+                        405
+                    };
+                    assert_eq!(answer.status().as_u16(), expected, "{method}");
+                }
+            }
+            assert_eq!(rx.health().consecutive_failures(), 0, "{}", rx.verifier().provider());
+            // A refused POST may be the sender's (a wrong secret): it counts.
+            let head = RequestHead::new(&Method::POST, &path, &headers);
+            let post = rx.deliver(&head, Bytes::from_static(b"{}"), |_| async {
+                HandlerOutcome::<(), ()>::Responded {
+                    response: (),
+                    success: true,
+                }
+            });
+            match crate::testing::block_on(post) {
+                Ok(Reply::Respond(r)) => assert_eq!(r.status().as_u16(), 401),
+                _ => panic!("a POST without its token was handled"),
+            }
+            assert_eq!(rx.health().consecutive_failures(), 1, "{}", rx.verifier().provider());
+        }
     }
 
     #[test]

@@ -718,7 +718,14 @@ impl VerifierBuilder {
                 });
             }
         }
-        // A body limit of 0 answers every delivery `413`, which BuildWorkPro never retries.
+        // A window under a second refuses every genuine delivery not stamped in the second it
+        // arrives (the stamps are whole seconds): each one a retryable 503 until the sender gives up.
+        if self.tolerance.is_some_and(|t| t < Duration::from_secs(1)) {
+            return Err(ConfigError::Invalid(
+                "the replay window must be at least 1 s (no_replay_window turns it off)",
+            ));
+        }
+        // A body limit of 0 refuses every delivery (`body_too_large`): nothing could ever get through.
         if self.max_body == 0 {
             return Err(ConfigError::Invalid("the body limit must be at least 1 byte"));
         }
@@ -803,10 +810,15 @@ mod tests {
             ("body", (|b| b.max_body(0)) as fn(VerifierBuilder) -> VerifierBuilder),
             ("header", |b| b.max_header_len(0)),
             ("signatures", |b| b.max_signatures(0)),
+            // (Accepted silently before: every delivery not stamped in its arrival second, 503.)
+            ("window", |b| b.tolerance(Duration::ZERO)),
+            ("window under a second", |b| b.tolerance(Duration::from_millis(999))),
         ] {
             assert!(matches!(build(f), Err(ConfigError::Invalid(_))), "{what}");
         }
         assert!(build(|b| b.max_body(1)).is_ok());
+        assert!(build(|b| b.tolerance(Duration::from_secs(1))).is_ok());
+        assert!(build(|b| b.no_replay_window()).is_ok());
     }
 
     #[test]

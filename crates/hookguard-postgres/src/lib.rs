@@ -192,13 +192,7 @@ impl PgInboxBuilder {
         let limit = self.migration_timeout;
         tokio::time::timeout(limit, self.open_unbounded(pool))
             .await
-            .unwrap_or_else(|_| {
-                Err(InboxError::storage(format!(
-                    "opening the inbox (its checks and migration) took longer than {} ms: another \
-                     session may hold a lock it needs, or the database does not answer",
-                    limit.as_millis()
-                )))
-            })
+            .unwrap_or_else(|_| Err(open_took_too_long(limit)))
     }
 
     async fn open_unbounded(self, pool: PgPool) -> Result<PgInbox, InboxError> {
@@ -716,8 +710,28 @@ impl Sql {
     }
 }
 
-/// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
-/// replicas starting together do not race. Idempotent.
+/// The failure of an open that outlived its [`PgInboxBuilder::migration_timeout`], whichever
+/// side ended it: this side's timer, or the server's `statement_timeout`/`lock_timeout` of the
+/// same length (which may fire first, and whose own words do not say which bound it was).
+fn open_took_too_long(limit: Duration) -> InboxError {
+    InboxError::storage(format!(
+        "opening the inbox (its checks and migration) took longer than {} ms: another \
+         session may hold a lock it needs, or the database does not answer",
+        limit.as_millis()
+    ))
+}
+
+/// Whether `e` is the server ending a statement at the bound the migration set on it
+/// (`57014` query_canceled by `statement_timeout`, `55P03` lock_not_available by `lock_timeout`).
+fn server_bound_ended(e: &InboxError) -> bool {
+    let InboxError::Storage(inner) = e else { return false };
+    inner
+        .downcast_ref::<sqlx::Error>()
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "57014" || c == "55P03")
+}
+
 /// The refusal of an inbox whose schema a newer build made.
 fn newer_schema(version: i32) -> InboxError {
     InboxError::storage(format!(
@@ -725,6 +739,8 @@ fn newer_schema(version: i32) -> InboxError {
     ))
 }
 
+/// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
+/// replicas starting together do not race. Idempotent.
 async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), InboxError> {
     let t = format!("\"{schema}\".hookguard_inbox");
     let mut tx = pool.begin().await.map_err(storage)?;
@@ -929,6 +945,10 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
         Ok(()) => tx.commit().await.map_err(storage),
         Err(e) => {
             let _ = tx.rollback().await;
+            // Only this transaction carries the bound: any other cancel is said as it came.
+            if server_bound_ended(&e) {
+                return Err(open_took_too_long(limit));
+            }
             Err(e)
         }
     }
@@ -1732,6 +1752,45 @@ mod tests {
         let t = format!("\"{schema}\".hookguard_inbox");
         run(&pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
         (pool, schema, t)
+    }
+
+    /// The migration's server bound and this side's timer have the same length, and either may
+    /// end an open first (CI saw the server's "canceling statement due to statement timeout"
+    /// where the test expected the open's own words): both ends are told apart from other
+    /// errors and said the same way.
+    #[tokio::test]
+    async fn the_servers_end_of_a_migrations_wait_is_told_as_the_open_timing_out() {
+        let pool = PgPoolOptions::new().max_connections(2).connect(&url()).await.unwrap();
+        let failed = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query(
+                    "SELECT set_config('statement_timeout', '50ms', true), set_config('lock_timeout', '50ms', true)",
+                )
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                storage(sqlx::query(sql).execute(&mut *tx).await.unwrap_err())
+            }
+        };
+        assert!(server_bound_ended(&failed("SELECT pg_sleep(5)").await));
+        let mut holder = pool.acquire().await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock(hashtext('hg_unit_bound_test'))")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let behind_a_lock = failed("SELECT pg_advisory_xact_lock(hashtext('hg_unit_bound_test'))").await;
+        sqlx::query("SELECT pg_advisory_unlock(hashtext('hg_unit_bound_test'))")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        assert!(server_bound_ended(&behind_a_lock), "{behind_a_lock}");
+        assert!(!server_bound_ended(&failed("SELECT no_such_column").await));
+        assert!(!server_bound_ended(&InboxError::storage("took longer")));
+        assert!(open_took_too_long(Duration::from_millis(500))
+            .to_string()
+            .contains("took longer than 500 ms"));
     }
 
     /// A 200 means the delivery is on disk: the connections `connect` opens commit
