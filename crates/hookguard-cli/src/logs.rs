@@ -163,19 +163,26 @@ async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, mut emit: impl 
             Ok(n) => n,
         };
         pending.extend_from_slice(&chunk[..n]);
+        // What was emitted is dropped once per read (a drain per line moved the rest of the
+        // buffer for each short line).
+        let mut start = 0;
         loop {
-            let window = &pending[..pending.len().min(PIECE)];
+            let rest = &pending[start..];
+            let window = &rest[..rest.len().min(PIECE)];
             if let Some(end) = window.iter().position(|&b| b == b'\n') {
-                emit(&pending[..=end]);
-                pending.drain(..=end);
-            } else if pending.len() >= PIECE {
-                let mut piece: Vec<u8> = pending.drain(..PIECE).collect();
+                emit(&rest[..=end]);
+                start += end + 1;
+            } else if rest.len() >= PIECE {
+                let mut piece = Vec::with_capacity(PIECE + 1);
+                piece.extend_from_slice(&rest[..PIECE]);
                 piece.push(b'\n');
                 emit(&piece);
+                start += PIECE;
             } else {
                 break;
             }
         }
+        pending.drain(..start);
     }
     if !pending.is_empty() {
         pending.push(b'\n');

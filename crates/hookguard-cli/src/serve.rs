@@ -1353,6 +1353,10 @@ where
     stdout_closed.lock().map(|s| s.is_some()).unwrap_or(false)
 }
 
+/// How long a stop of `serve --inbox` waits for running handlers and their lines (the help's
+/// "up to 10 s").
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// How long a stop waits for deliveries finishing in the background once every connection's
 /// share is back (see `serve_until_stopped`).
 const DETACHED_WAIT: Duration = Duration::from_secs(10);
@@ -1557,17 +1561,18 @@ async fn run_inbox(
     settings: InboxSettings,
 ) -> CliResult<ExitCode> {
     let path = settings.spec.shown();
+    // The ports first: a port in use fails the start before the inbox file or schema is made.
+    let mut extras = ui::Extras::bind(args).await?;
+    let (listener, addr) = bind(&args.listen).await?;
     let inbox = settings.spec.open(Some(settings.max_pending), true).await?;
     let stats = inbox
         .stats()
         .await
         .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
     let (layer, mode) = layer_keyed(spec, Keeper::Inbox(inbox.clone()), args.dedupe_key.as_ref())?;
-    let mut extras = ui::Extras::bind(args).await?;
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
-    let (listener, addr) = bind(&args.listen).await?;
 
     let job = Arc::new(InboxJob {
         exec,
@@ -1590,7 +1595,7 @@ async fn run_inbox(
     // Only this receiver's sender: another `serve` on the same inbox (another --provider, its
     // own --exec) runs its own items.
     .providers([args.provider.provider()])
-    .shutdown_grace(Duration::from_secs(10))
+    .shutdown_grace(STOP_GRACE)
     .on_outcome(move |item, outcome| hook_job.outcome(item, outcome))
     .spawn();
 
@@ -1620,6 +1625,7 @@ async fn run_inbox(
     // Stop accepting first; then let the worker finish or give back what it holds. Lines of
     // items given back are not written after: the next start prints them (once).
     let stdout_closed = app.serve(listener, closed_rx, args).await;
+    let stopping = std::time::Instant::now();
     job.forget_queued(false).await;
     worker.shutdown().await;
     job.forget_queued(true).await;
@@ -1628,7 +1634,13 @@ async fn run_inbox(
     if stdout_closed {
         return Err(CliError::StdoutClosed);
     }
-    if !writer.finish(Duration::from_secs(10)).await {
+    // One grace for the whole stop (a stalled reader once made it the worker's 10 s and then
+    // the writer's 10 s): a line not written by now belongs to an item given back, printed
+    // after the restart; only a line being written is worth the rest of the grace.
+    let rest = STOP_GRACE
+        .saturating_sub(stopping.elapsed())
+        .max(Duration::from_secs(1));
+    if !writer.finish(rest).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
     match inbox.stats().await {

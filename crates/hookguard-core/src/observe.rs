@@ -137,6 +137,9 @@ pub struct SenderHealth {
 impl SenderHealth {
     /// Health for `provider`, with its kill switch if it has one.
     pub fn new(provider: Provider, kill_switch: Option<KillSwitch>) -> Self {
+        // Shown from the start: a series that appears only with the first failure reads as
+        // "no data" on a dashboard, and an alert on it never sees the healthy zero.
+        gauge_set("hookguard_sender_consecutive_failures", provider, 0.0);
         Self {
             provider,
             kill_switch,
@@ -277,7 +280,7 @@ impl SenderHealth {
         }
     }
 
-    /// Non-2xx answers in a row.
+    /// Failed answers (non-2xx, or later than the sender waits) in a row.
     pub fn consecutive_failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -603,6 +606,23 @@ mod tests {
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::noop()
         }
+    }
+
+    /// The gauge was absent from `/metrics` until the first failure (a tryout's finding).
+    #[test]
+    fn the_health_gauge_is_zero_from_the_start() {
+        let counts = Counts::default();
+        metrics::with_local_recorder(&counts, || {
+            Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        });
+        assert_eq!(
+            counts
+                .0
+                .lock()
+                .unwrap()
+                .get("hookguard_sender_consecutive_failures{provider=hcss}"),
+            Some(&0)
+        );
     }
 
     #[test]

@@ -759,11 +759,16 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
             ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
             _ => "0".to_owned(),
         };
-        sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)")
-            .bind(&ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        // (And no NOTICE for each `IF NOT EXISTS` with nothing to do: sqlx logs every one, and an
+        // operator's first start read "… does not exist, skipping" as a fault.)
+        sqlx::query(
+            "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
+                    set_config('client_min_messages', 'warning', true)",
+        )
+        .bind(&ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
             .execute(&mut *tx)
             .await
@@ -1200,14 +1205,33 @@ impl PgInboxBuilder {
             ),
             ("synchronous_commit", "on".to_owned()),
         ]);
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
-            .map_err(storage)?;
+        {
+            Ok(pool) => pool,
+            // The pool retries a failing connection until its timeout and then says only that
+            // it timed out ("connection refused" or a wrong password read as a slow database):
+            // one connection of its own says why.
+            Err(sqlx::Error::PoolTimedOut) => return Err(why_no_connection(&opts).await),
+            Err(e) => return Err(storage(e)),
+        };
         self.open(pool).await
     }
+}
+
+/// Why no connection to `opts` can be made, from one attempt bounded as the pool's acquire;
+/// the error never names the URL (sqlx's connection errors do not).
+async fn why_no_connection(opts: &PgConnectOptions) -> InboxError {
+    use sqlx::ConnectOptions;
+    let why = match tokio::time::timeout(DEFAULT_ACQUIRE_TIMEOUT, opts.connect()).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => "connections were refused while the pool opened, and one succeeded just after: retry".to_owned(),
+        Err(_) => format!("no connection within {} ms", DEFAULT_ACQUIRE_TIMEOUT.as_millis()),
+    };
+    InboxError::storage(format!("cannot connect to PostgreSQL: {why}"))
 }
 
 impl PgInbox {

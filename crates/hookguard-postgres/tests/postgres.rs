@@ -108,6 +108,25 @@ async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
     }
 }
 
+/// `connect` to a database that refuses connections said only "pool timed out while waiting
+/// for an open connection" after its second (a tryout's operator read it as a slow database).
+/// It now says why, without the URL or its password.
+#[tokio::test]
+async fn a_connect_that_cannot_connect_says_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("postgres://postgres:PW5e1d@127.0.0.1:{port}/postgres");
+    let Err(e) = PgInbox::connect(&closed).await else {
+        panic!("connected to a closed port")
+    };
+    let e = e.to_string();
+    assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
+    assert!(!e.contains("PW5e1d"), "{e}");
+}
+
 /// `open` on a pool without `statement_timeout` waited for ever behind a lock its migration
 /// needs — here another session holds the migration's advisory lock, as a replica whose
 /// migration hangs would — and the process never started nor said why. It now fails after

@@ -822,6 +822,14 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
 
 /// `Ok` when `path` is an existing file holding a hookguard inbox (read without changing it).
 fn an_inbox(path: &Path) -> Result<(), InboxError> {
+    if path.is_dir() {
+        // (The inbox is one file: `serve --inbox PATH` names the file, not its directory.)
+        return Err(InboxError::storage(format!(
+            "{} is a directory, not an inbox file (name the file serve --inbox made, e.g. {})",
+            path.display(),
+            path.join("inbox.db").display()
+        )));
+    }
     if !path.is_file() {
         return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
     }

@@ -54,7 +54,7 @@ const DESCRIPTIONS: [(&str, &str); 9] = [
     ),
     (
         "hookguard_sender_consecutive_failures",
-        "Non-2xx answers given to the sender in a row, to compare with its kill switch.",
+        "Failed answers (non-2xx, or later than the sender waits) given to the sender in a row, to compare with its kill switch.",
     ),
 ];
 
