@@ -1,6 +1,6 @@
 //! BuildWorkPro: `BuildWorkPro-Signature: t=<unix>,v1=<hex>`.
 
-use super::{json, non_empty, timestamp_v1, OptId};
+use super::{json_or_digest, non_empty, timestamp_v1, LenientId, LenientStr};
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -45,8 +45,10 @@ struct Probe {
 
 json_struct! {
     Deserialize for Probe {
-        id: "id" (default, with OptId),
-        kind: "type" (default),
+        // Leniently (see `LenientStr`): a `type` that is no string is no type, an `id`
+        // that is no string or integer no id (the body's digest keys the delivery).
+        id: "id" (default, with LenientId),
+        kind: "type" (default, with LenientStr),
     }
 }
 
@@ -116,7 +118,12 @@ impl Scheme for BuildWorkPro {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let p: Probe = json(body)?;
+        // JSON that is no object (never sent) is keyed by its digest and delivered, logged at
+        // error level, instead of a `500` that every retry of the same bytes would get.
+        let p: Probe = match json_or_digest(body, crate::DedupeScope::Retained)? {
+            Ok(p) => p,
+            Err(described) => return Ok(described),
+        };
         let id = non_empty(p.id);
         // BuildWorkPro documents `id` on every event; should one arrive without it, a retry
         // still carries the same signed bytes, so the body's digest recognises it.

@@ -70,7 +70,13 @@ pub(crate) fn header_token(
 pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejection> {
     crate::json_fast::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
-            tracing::error!(error = %e.line(), "verified webhook body does not match the sender's documented shape");
+            // Where, not what: serde_json's message quotes the body's value (a name, an
+            // address), which stays out of the logs.
+            tracing::error!(
+                line = e.line(),
+                column = e.column(),
+                "verified webhook body does not match the sender's documented shape (see the body at this line and column)"
+            );
             Rejection::UnexpectedPayload {
                 detail: "the sender's JSON does not have the documented shape".into(),
             }
@@ -79,18 +85,31 @@ pub(crate) fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejectio
     })
 }
 
-/// [`json`] for senders whose dedupe key does not need the probe (HCSS and APS key on the
-/// body's digest): JSON whose fields do not have the documented
-/// types is described by the body's digest alone (`scope`), the error logged by [`json`],
-/// instead of a `500` that the sender counts toward its kill switch (HCSS stops the
-/// subscription after 5 tries, seconds apart). The delivery is authentic; the handler (or the
-/// inbox's worker) still sees it and its typed parse fails there, on our side. Not JSON at all
-/// is still the sender's mistake (`invalid_payload`).
+/// [`json`] that never refuses authentic JSON: JSON the probe cannot read (fields of other
+/// types than documented where the probe is strict, or no object at all) is described by the
+/// body's digest alone (`scope`), the error logged by [`json`], instead of a `500` that the
+/// sender counts toward its kill switch (HCSS stops the subscription after 5 tries, seconds
+/// apart; Procore pauses every delivery to the endpoint) and that every retry of the same bytes
+/// would get. The delivery is authentic; the handler (or the inbox's worker) still sees it and
+/// its typed parse fails there, on our side. Not JSON at all is still the sender's mistake
+/// (`invalid_payload`).
 pub(crate) fn json_or_digest<'a, T: Deserialize<'a>>(
     body: &'a [u8],
     scope: crate::DedupeScope,
 ) -> Result<Result<T, crate::Described>, Rejection> {
-    match json(body) {
+    // Every sender posts one object: a probe reads objects only (serde would read a struct
+    // from an array by position, keying `[1,2]` as `1`).
+    let parsed = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => json(body),
+        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => {
+                tracing::error!("verified webhook body is JSON but not an object, as the sender documents");
+                Err(Rejection::UnexpectedPayload { detail: String::new() })
+            }
+            Err(_) => Err(Rejection::InvalidPayload("body is not JSON")),
+        },
+    };
+    match parsed {
         Ok(p) => Ok(Ok(p)),
         Err(Rejection::UnexpectedPayload { .. }) => Ok(Err(crate::Described {
             dedupe_key: Some(body_digest(body)),
@@ -140,10 +159,11 @@ pub(crate) fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
     d.deserialize_option(IdVisitor::<false>)
 }
 
-/// An id read only to filter deliveries (never to key them): as [`OptId`], but any other JSON
-/// value (a float, a boolean, an object, an array) is no id rather than a body our model
-/// cannot read — a field the sender documents but we merely look at must not turn every
-/// delivery into a `500`.
+/// As [`OptId`], but any other JSON value (a float, a boolean, an object, an array) is no id
+/// rather than a body our model cannot read — a field of another type than documented must
+/// not turn every delivery into a `500`. A float is never read through `f64` (an id like
+/// `5982324300946918154` would lose digits): it is no id, and where the id keys deliveries the
+/// scheme falls back to another field or the body's digest.
 pub(crate) struct LenientId(pub(crate) Option<String>);
 
 impl<'de> Deserialize<'de> for LenientId {
@@ -215,6 +235,111 @@ impl<'de, const LENIENT: bool> serde::de::Visitor<'de> for IdVisitor<LENIENT> {
             .is_some()
         {}
         Ok(None)
+    }
+}
+
+/// A text field a probe reads only to describe a delivery (its type, a ULID beside the id):
+/// a string, or no value when the sender put anything else there. An authentic delivery must
+/// not be refused for a field we merely look at: Procore documents that `reason` "may hold
+/// values beyond create/update/delete", and a `500` pauses every delivery to the endpoint.
+pub(crate) struct LenientStr(pub(crate) Option<String>);
+
+impl<'de> Deserialize<'de> for LenientStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(None)
+            }
+        }
+        d.deserialize_option(V).map(LenientStr)
+    }
+}
+
+/// An object a probe reads only to describe or filter a delivery (Procore's `metadata`): read
+/// as `T` when it is an object, no value when it is anything else (see [`LenientStr`]).
+pub(crate) struct LenientObj<T>(pub(crate) Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        d.deserialize_option(V(std::marker::PhantomData)).map(LenientObj)
     }
 }
 
@@ -331,7 +456,8 @@ mod tests {
     /// An authentic body whose fields have other types than documented is delivered with the
     /// body's digest as its key by HCSS and APS (it was a `500` that they count toward stopping
     /// the subscription or disabling the hook); a body that is not JSON at all is still
-    /// refused. Procore stays strict: its key and its loop filter come from the probe.
+    /// refused. Procore, BuildWorkPro and Stripe read their probes field by field (below); JSON
+    /// that is no object at all is keyed by its digest there too.
     #[test]
     fn authentic_json_of_unexpected_types_is_delivered_by_its_digest() {
         use crate::testing::deliver_bytes;
@@ -358,18 +484,89 @@ mod tests {
             );
             assert_eq!(d.dedupe_scope(), scope, "{what}");
         }
-        assert_eq!(
-            deliver_bytes(Procore::new(), "Bearer t", r#"{"id":7,"metadata":"x"}"#)
-                .unwrap_err()
-                .code(),
-            "unexpected_payload"
-        );
+        for body in ["[1,2]", "5", r#""text""#, "true"] {
+            for (d, what) in [
+                (deliver_bytes(Procore::new(), "Bearer t", body), "procore"),
+                (deliver_bytes(BuildWorkPro::new(), "whsec_t", body), "buildworkpro"),
+                (deliver_bytes(Stripe::new(), "whsec_t", body), "stripe"),
+            ] {
+                let d = d.unwrap_or_else(|e| panic!("{what} {body}: {e:?}"));
+                let key = d.dedupe_key().unwrap_or_default();
+                assert!(key.ends_with(&body_digest(body.as_bytes())), "{what} {body}: {key}");
+                assert_eq!(d.dedupe_scope(), crate::DedupeScope::Retained);
+            }
+        }
         for not_json in ["not json", "{\"eventType\":"] {
             assert_eq!(
                 deliver_bytes(Hcss::new(), "tok", not_json).unwrap_err().code(),
                 "invalid_payload"
             );
         }
+    }
+
+    /// A tryout's genuine Procore deliveries with one field of another type than documented
+    /// (a numeric `ulid`, an array `resource_name`, a float `id`, a v4 `reason` object — Procore
+    /// says `reason` "may hold values beyond create/update/delete") were `500`: Procore pauses
+    /// every delivery to the endpoint on it, and the same bytes failed every retry until the
+    /// queue was discarded. Stripe's and BuildWorkPro's `type` likewise. Each is delivered now,
+    /// keyed by what can be read: (body, dedupe key's end, event id, event type).
+    #[test]
+    fn a_field_of_another_type_is_not_read_and_the_delivery_goes_through() {
+        use crate::testing::deliver_bytes;
+        let procore = [
+            (
+                r#"{"api_version":"v2","id":5982324300946918154,"ulid":12345,"event_type":"create","resource_name":"RFIs","resource_id":1}"#,
+                "5982324300946918154",
+                Some("5982324300946918154"),
+                Some("RFIs.create"),
+            ),
+            (
+                r#"{"id":7,"ulid":"01HZX3K7Q2V6B5N8M4C9D0E1F2","event_type":"update","resource_name":["RFIs"]}"#,
+                "01HZX3K7Q2V6B5N8M4C9D0E1F2",
+                Some("7"),
+                Some("update"),
+            ),
+            (
+                r#"{"id":1.0,"ulid":"01HZX3K7Q2V6B5N8M4C9D0E1F3","event_type":"delete"}"#,
+                "01HZX3K7Q2V6B5N8M4C9D0E1F3",
+                None,
+                Some("delete"),
+            ),
+            (
+                r#"{"id":"01J0V4ULIDV4ULIDV4ULIDV4UL","reason":{"code":"moved"},"resource_type":"RFIs"}"#,
+                "01J0V4ULIDV4ULIDV4ULIDV4UL",
+                Some("01J0V4ULIDV4ULIDV4ULIDV4UL"),
+                Some("RFIs"),
+            ),
+            (r#"{"id":7,"metadata":"x"}"#, "7", Some("7"), None),
+        ];
+        for (body, key, id, kind) in procore {
+            let d = deliver_bytes(Procore::new(), "Bearer t", body).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert!(d.dedupe_key().unwrap_or_default().ends_with(key), "{body}: {:?}", d.dedupe_key());
+            assert_eq!((d.event_id(), d.event_type()), (id, kind), "{body}");
+        }
+        let typed = r#"{"id":"evt_odd_type","type":5}"#;
+        for d in [
+            deliver_bytes(Stripe::new(), "whsec_t", typed),
+            deliver_bytes(BuildWorkPro::new(), "whsec_t", typed),
+            deliver_bytes(BuildWorkPro::new(), "whsec_t", r#"{"id":"evt_odd_type","type":{"a":[1]}}"#),
+        ] {
+            let d = d.unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(d.dedupe_key().unwrap_or_default().ends_with("evt_odd_type"));
+            assert_eq!((d.event_id(), d.event_type()), (Some("evt_odd_type"), None));
+        }
+        // The loop filter still reads a well-formed `metadata` beside an odd field.
+        let own = r#"{"id":8,"ulid":9,"metadata":{"source_application_id":"my-app","source_user_id":[1]}}"#;
+        let v = crate::Verifier::builder(Procore::new())
+            .secret("Bearer t")
+            .ignore_source_application("my-app")
+            .build()
+            .unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
+        let verdict = v.verify(&crate::RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(own.as_bytes()));
+        assert!(matches!(verdict, Ok(crate::Verdict::Ignored(_))), "{verdict:?}");
     }
 
     /// An event type longer than any sender's is not kept (it went into inbox rows, the

@@ -2,7 +2,7 @@
 
 use http::HeaderName;
 
-use super::{json, non_empty, LenientId, OptId};
+use super::{json_or_digest, non_empty, LenientId, LenientObj, LenientStr};
 use crate::json_struct::json_struct;
 use crate::observe::KillSwitch;
 use crate::profile::{q, rfc3339, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
@@ -88,13 +88,16 @@ struct Probe {
 
 json_struct! {
     Deserialize for Probe {
-        id: "id" (default, with OptId),
-        ulid: "ulid" (default),
-        event_type: "event_type" (default),
-        reason: "reason" (default),
-        resource_name: "resource_name" (default),
-        resource_type: "resource_type" (default),
-        metadata: "metadata" (default),
+        // Every field leniently: an authentic delivery is never refused for a field of a type
+        // we did not expect (a 500 pauses every delivery to the endpoint); a float `id` (never
+        // read through `f64`) is no id, and the `ulid` or the body's digest keys it instead.
+        id: "id" (default, with LenientId),
+        ulid: "ulid" (default, with LenientStr),
+        event_type: "event_type" (default, with LenientStr),
+        reason: "reason" (default, with LenientStr),
+        resource_name: "resource_name" (default, with LenientStr),
+        resource_type: "resource_type" (default, with LenientStr),
+        metadata: "metadata" (default, with LenientObj<Metadata>),
         user_id: "user_id" (default, with LenientId),
     }
 }
@@ -172,10 +175,14 @@ impl Scheme for Procore {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        // Strict, unlike HCSS and APS: the key (`ulid`, `id`) and the loop filter
-        // (`metadata.source_application_id`) come from the probe; a body digest in their place
-        // would let our own writes loop and two copies of one event differ.
-        let p: Probe = json(body)?;
+        // The key (`ulid`, `id`) and the loop filter (`metadata.source_application_id`) come
+        // from the probe, read leniently field by field. JSON that is no object at all (never
+        // sent by Procore) is keyed by its digest and delivered, logged at error level: a
+        // `500` would pause every delivery to the endpoint, the same bytes failing each retry.
+        let p: Probe = match json_or_digest(body, crate::DedupeScope::Retained)? {
+            Ok(p) => p,
+            Err(described) => return Ok(described),
+        };
         let id = non_empty(p.id);
         // A `ulid` longer than any id is not kept (bounded keys: a unique index refuses very
         // long ones, which would fail every retry): the id or the digest serves instead.

@@ -1,6 +1,6 @@
 //! Stripe-style: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`.
 
-use super::{json, non_empty, timestamp_v1, OptId};
+use super::{json_or_digest, non_empty, timestamp_v1, LenientId, LenientStr};
 use crate::json_struct::json_struct;
 use crate::profile::{q, secs, HeaderId, Permanent, RetrySchedule, SenderProfile};
 use crate::wire::header;
@@ -47,8 +47,10 @@ struct Probe {
 
 json_struct! {
     Deserialize for Probe {
-        id: "id" (default, with OptId),
-        kind: "type" (default),
+        // Leniently (see `LenientStr`): a `type` that is no string is no type, an `id`
+        // that is no string or integer no id (the body's digest keys the delivery).
+        id: "id" (default, with LenientId),
+        kind: "type" (default, with LenientStr),
     }
 }
 
@@ -96,7 +98,12 @@ impl Scheme for Stripe {
     }
 
     fn describe(&self, _req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let p: Probe = json(body)?;
+        // JSON that is no object (never sent) is keyed by its digest and delivered, logged at
+        // error level, instead of a `500` that every retry of the same bytes would get.
+        let p: Probe = match json_or_digest(body, crate::DedupeScope::Retained)? {
+            Ok(p) => p,
+            Err(described) => return Ok(described),
+        };
         let id = non_empty(p.id);
         // Stripe sends an id on every event; without one (or one too long to keep), a retry
         // still carries the same bytes, so the body's digest recognises it.
