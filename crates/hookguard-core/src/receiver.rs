@@ -687,11 +687,34 @@ impl Receiver {
                 self.count_answer("challenge", "");
                 Err(answer.into_response())
             }
-            // No sender delivers with another method, nor asks its challenge without one (a
-            // browser, a health check or a scanner does): such an answer tells nothing about the
-            // sender, and its health count (kill-switch warnings) stays as it is.
-            Err(r @ (Rejection::MethodNotAllowed | Rejection::ChallengeMissing)) => Err(self.refuse(&r, None, false)),
-            Err(r) => Err(self.reject(&r)),
+            Err(r) => Err(self.refuse(&r, None, self.may_be_senders(&r, head))),
+        }
+    }
+
+    /// Whether a refused request may have been the sender's own (a wrong secret, a fault of
+    /// ours), so that the answer counts toward the sender's health and its kill-switch
+    /// warnings. Requests no sender makes do not: another method, a challenge request without
+    /// its challenge (a browser, a health check), no signature or credential at all, or one in
+    /// a form the sender never writes (a scanner: one such POST logged Procore's "pauses every
+    /// delivery" ERROR, 21 BuildWorkPro's "endpoint disabled"). They are still logged and
+    /// counted in the metrics by their codes.
+    fn may_be_senders(&self, r: &Rejection, head: &RequestHead<'_>) -> bool {
+        match r {
+            Rejection::MethodNotAllowed
+            | Rejection::ChallengeMissing
+            | Rejection::MissingSignature(_)
+            | Rejection::MalformedSignature
+            | Rejection::MissingHeader(_)
+            | Rejection::MalformedTimestamp
+            | Rejection::TooManySignatures => false,
+            // Procore and a header-token HCSS always send their header: only a wrong value
+            // may be the sender's (a rotated secret).
+            Rejection::Unauthorized => self
+                .verifier
+                .scheme()
+                .credential_header()
+                .is_none_or(|h| head.headers.contains_key(h)),
+            _ => true,
         }
     }
 
@@ -868,7 +891,7 @@ impl Receiver {
                         | Rejection::InvalidPayload(_)
                         | Rejection::TimestampOutOfWindow
                 );
-                return Err(self.reject_event(&r, event.filter(|_| authenticated)));
+                return Err(self.refuse(&r, event.filter(|_| authenticated), self.may_be_senders(&r, head)));
             }
         };
         if let Some(inbox) = &self.inbox {
@@ -1370,14 +1393,16 @@ mod tests {
         assert_eq!(rx.health().retry_horizon(), Some(Duration::MAX));
     }
 
-    /// A browser's GET on the webhook path (a 405), or HCSS's challenge URL opened without its
-    /// challenge (a 400), is no sender's request: a tryout's single GET logged Procore's
-    /// kill-switch ERROR ("pauses every delivery"), 22 of them BuildWorkPro's. Such answers are
-    /// counted in the metrics only; a refused POST still counts toward the sender's health.
+    /// A browser's GET on the webhook path (a 405), HCSS's challenge URL opened without its
+    /// challenge (a 400), a POST with no credential or signature at all, or with a signature no
+    /// sender writes, is no sender's request: a tryout's single GET (and later a single bare
+    /// POST) logged Procore's kill-switch ERROR ("pauses every delivery"), 21 malformed POSTs
+    /// BuildWorkPro's "endpoint disabled". Such answers are counted in the metrics only; a
+    /// refusal the sender may get (a wrong token or secret) still counts toward its health.
     #[test]
     fn requests_no_sender_makes_leave_the_senders_health_alone() {
-        use crate::schemes::{Hcss, Procore};
-        use http::{HeaderMap, Method, Uri};
+        use crate::schemes::{BuildWorkPro, Hcss, Procore};
+        use http::{HeaderMap, HeaderValue, Method, Uri};
         let procore = Receiver::new(
             Verifier::builder(Procore::new())
                 .secret("Bearer s3cret")
@@ -1385,9 +1410,32 @@ mod tests {
                 .unwrap(),
         );
         let hcss = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
-        let headers = HeaderMap::new();
+        let bwp = Receiver::new(
+            Verifier::builder(BuildWorkPro::new())
+                .secret("whsec_k")
+                .build()
+                .unwrap(),
+        );
         let path = Uri::from_static("/webhooks");
-        for rx in [&procore, &hcss] {
+        let post = |rx: &Receiver, headers: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            let head = RequestHead::new(&Method::POST, &path, &h);
+            let answer = crate::testing::block_on(rx.deliver(&head, Bytes::from_static(b"{}"), |_| async {
+                HandlerOutcome::<(), ()>::Responded {
+                    response: (),
+                    success: true,
+                }
+            }));
+            match answer {
+                Ok(Reply::Respond(r)) => r.status().as_u16(),
+                _ => panic!("a refused POST was handled"),
+            }
+        };
+        for rx in [&procore, &hcss, &bwp] {
+            let headers = HeaderMap::new();
             for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
                 for _ in 0..25 {
                     let answer = rx.precheck(&RequestHead::new(&method, &path, &headers)).unwrap_err();
@@ -1400,19 +1448,34 @@ mod tests {
                 }
             }
             assert_eq!(rx.health().consecutive_failures(), 0, "{}", rx.verifier().provider());
-            // A refused POST may be the sender's (a wrong secret): it counts.
-            let head = RequestHead::new(&Method::POST, &path, &headers);
-            let post = rx.deliver(&head, Bytes::from_static(b"{}"), |_| async {
-                HandlerOutcome::<(), ()>::Responded {
-                    response: (),
-                    success: true,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let forged = format!("t={now},v1={}", "ab".repeat(32));
+        // (receiver, a POST no sender makes, one the sender may make with a wrong secret)
+        let cases: [(&Receiver, Vec<(&'static str, &str)>, Vec<(&'static str, &str)>); 3] = [
+            (&procore, vec![], vec![("authorization", "Bearer rotated")]),
+            (
+                &bwp,
+                vec![("buildworkpro-signature", "t=1,v1=zz")],
+                vec![("buildworkpro-signature", &forged)],
+            ),
+            // HCSS's URL token: a POST without it cannot be told from the sender's.
+            (&hcss, vec![("x-unrelated", "1")], vec![]),
+        ];
+        for (rx, no_sender, maybe_sender) in cases {
+            let provider = rx.verifier().provider();
+            if provider != crate::Provider::Hcss {
+                for _ in 0..30 {
+                    assert!(matches!(post(rx, &no_sender), 400 | 401), "{provider}");
                 }
-            });
-            match crate::testing::block_on(post) {
-                Ok(Reply::Respond(r)) => assert_eq!(r.status().as_u16(), 401),
-                _ => panic!("a POST without its token was handled"),
+                assert_eq!(post(rx, &[]), 401, "{provider}");
+                assert_eq!(rx.health().consecutive_failures(), 0, "{provider}");
             }
-            assert_eq!(rx.health().consecutive_failures(), 1, "{}", rx.verifier().provider());
+            assert_eq!(post(rx, &maybe_sender), 401, "{provider}");
+            assert_eq!(rx.health().consecutive_failures(), 1, "{provider}");
         }
     }
 

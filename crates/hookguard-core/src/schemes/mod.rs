@@ -542,14 +542,22 @@ mod tests {
         ];
         for (body, key, id, kind) in procore {
             let d = deliver_bytes(Procore::new(), "Bearer t", body).unwrap_or_else(|e| panic!("{body}: {e:?}"));
-            assert!(d.dedupe_key().unwrap_or_default().ends_with(key), "{body}: {:?}", d.dedupe_key());
+            assert!(
+                d.dedupe_key().unwrap_or_default().ends_with(key),
+                "{body}: {:?}",
+                d.dedupe_key()
+            );
             assert_eq!((d.event_id(), d.event_type()), (id, kind), "{body}");
         }
         let typed = r#"{"id":"evt_odd_type","type":5}"#;
         for d in [
             deliver_bytes(Stripe::new(), "whsec_t", typed),
             deliver_bytes(BuildWorkPro::new(), "whsec_t", typed),
-            deliver_bytes(BuildWorkPro::new(), "whsec_t", r#"{"id":"evt_odd_type","type":{"a":[1]}}"#),
+            deliver_bytes(
+                BuildWorkPro::new(),
+                "whsec_t",
+                r#"{"id":"evt_odd_type","type":{"a":[1]}}"#,
+            ),
         ] {
             let d = d.unwrap_or_else(|e| panic!("{e:?}"));
             assert!(d.dedupe_key().unwrap_or_default().ends_with("evt_odd_type"));
@@ -565,7 +573,10 @@ mod tests {
         let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
         let mut h = http::HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
-        let verdict = v.verify(&crate::RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(own.as_bytes()));
+        let verdict = v.verify(
+            &crate::RequestHead::new(&m, &u, &h),
+            bytes::Bytes::from_static(own.as_bytes()),
+        );
         assert!(matches!(verdict, Ok(crate::Verdict::Ignored(_))), "{verdict:?}");
     }
 
