@@ -1455,7 +1455,8 @@ mod tests {
             .as_secs();
         let forged = format!("t={now},v1={}", "ab".repeat(32));
         // (receiver, a POST no sender makes, one the sender may make with a wrong secret)
-        let cases: [(&Receiver, Vec<(&'static str, &str)>, Vec<(&'static str, &str)>); 3] = [
+        type Headers<'a> = Vec<(&'static str, &'a str)>;
+        let cases: [(&Receiver, Headers<'_>, Headers<'_>); 3] = [
             (&procore, vec![], vec![("authorization", "Bearer rotated")]),
             (
                 &bwp,
