@@ -3597,6 +3597,10 @@ fn inbox_commands_output_shapes_and_no_credentials() {
         ("Content-Type".to_owned(), "application/json".to_owned()),
         ("Cookie".to_owned(), "session=cookie-9a7d".to_owned()),
         ("X-Request-Id".to_owned(), "req-1".to_owned()),
+        // The token copied under other names (a proxy, a harness): not stored either.
+        ("X-Custom".to_owned(), "Bearer tok-4f1c9e77".to_owned()),
+        ("X-Copy".to_owned(), "tok-4f1c9e77".to_owned()),
+        ("X-Forwarded-Query".to_owned(), "a=1".to_owned()),
     ];
     let (status, answer) = http(s.port, "POST", "/webhooks", &headers, body);
     assert_eq!((status, text(&answer).as_str()), (200, r#"{"status":"accepted"}"#));
@@ -3679,6 +3683,7 @@ fn inbox_commands_output_shapes_and_no_credentials() {
     assert!(names.contains(&"content-type".to_owned()), "{names:?}");
     assert!(!names.contains(&"authorization".to_owned()), "{names:?}");
     assert!(!names.contains(&"cookie".to_owned()), "{names:?}");
+    assert!(!names.contains(&"x-forwarded-query".to_owned()), "{names:?}");
     assert_eq!(show["body_encoding"], "utf-8");
     assert_eq!(show["body"].as_str().unwrap().as_bytes(), body);
     assert_eq!(show["body_bytes"], body.len());

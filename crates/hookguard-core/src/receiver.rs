@@ -1065,7 +1065,10 @@ impl Receiver {
         arrived: std::time::Instant,
     ) -> Response<Bytes> {
         let provider = self.verifier.provider();
-        let headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
+        let mut headers = stored_headers(head.headers, self.verifier.scheme().credential_header());
+        // A token copied into a header of any name (a proxy, a test harness) is not stored
+        // either (a header-token sender's value, or HCSS's URL token).
+        headers.retain(|(_, v)| !self.verifier.is_a_token(v.as_bytes()));
         let item = NewItem::from_delivery(delivery, headers, crate::inbox::now_ms());
         let timer = observe::Stopwatch::start();
         let accepted = inbox.accept(item).await;

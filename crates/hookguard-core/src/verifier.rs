@@ -167,6 +167,22 @@ impl Verifier {
         self.inner.scheme.provider()
     }
 
+    /// Whether `value` is one of the configured tokens (a header token, a URL token), with or
+    /// without `Bearer ` before it (compared in constant time, as a presented token is).
+    pub(crate) fn is_a_token(&self, value: &[u8]) -> bool {
+        if !self.inner.keys.iter().any(|k| k.token_len().is_some()) {
+            return false;
+        }
+        let other = match value.strip_prefix(b"Bearer ") {
+            Some(bare) => bare.to_vec(),
+            None => [b"Bearer ".as_slice(), value].concat(),
+        };
+        self.inner
+            .keys
+            .iter()
+            .fold(false, |hit, k| hit | k.token_matches(value) | k.token_matches(&other))
+    }
+
     /// The body limit in bytes.
     pub fn max_body(&self) -> usize {
         self.inner.max_body

@@ -785,8 +785,10 @@ impl RetryPolicy {
 /// sender signs with such a header), bounded in count and length. Values that are not visible ASCII are dropped, and so
 /// is every header that may carry the request's URL, where a URL token travels (HCSS's
 /// `?token=`): `Referer`, a proxy's copy of the original URI (`X-Original-URI`,
-/// `X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-Envoy-Original-Path`), and any
-/// value holding a query string (`?` … `=`).
+/// `X-Original-URL`, `X-Rewrite-URL`, `X-Forwarded-Uri`, `X-Envoy-Original-Path`, and any
+/// header whose name holds `query`, `uri`, `url` or `path`), and any value holding a query
+/// string (`?` … `=`) or a parameter named as a credential (`token=`, `secret=`, …). (The
+/// receiver also drops any value equal to a configured token.)
 ///
 /// ```
 /// use hookguard_core::inbox::stored_headers;
@@ -809,11 +811,21 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
     const CREDENTIAL_WORDS: [&str; 10] = [
         "token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "cookie",
     ];
-    let names_a_credential = |name: &str| CREDENTIAL_WORDS.iter().any(|w| name.contains(w));
+    // A proxy's copy of the URL, its query or its path under any other name (a tryout's
+    // `X-Forwarded-Query: token=…`); no sender's own header is named so.
+    const URL_WORDS: [&str; 4] = ["query", "uri", "url", "path"];
+    let names_a_credential = |name: &str| CREDENTIAL_WORDS.iter().chain(&URL_WORDS).any(|w| name.contains(w));
+    // A query string (`?` … `=`), or a parameter named as a credential (`token=…`) anywhere.
     let has_query = |v: &[u8]| {
         v.iter()
             .position(|&b| b == b'?')
             .is_some_and(|q| v[q..].contains(&b'='))
+            || v.windows(2).enumerate().any(|(i, w)| {
+                w[1] == b'='
+                    && CREDENTIAL_WORDS.iter().any(|c| {
+                        i + 1 >= c.len() && v[i + 1 - c.len()..=i].eq_ignore_ascii_case(c.as_bytes())
+                    })
+            })
     };
     let mut kept: Vec<_> = headers
         .iter()
@@ -947,12 +959,18 @@ mod tests {
         }
         h.insert("x-request-uri", "/webhooks/hcss?token=T0K3N".parse().unwrap());
         h.insert("x-request-id", "abc?def".parse().unwrap());
+        // (A tryout's: a proxy's copy of the query alone, and a parameter in another header.)
+        h.insert("x-forwarded-query", "token=T0K3N".parse().unwrap());
+        h.insert("x-forwarded-path", "/webhooks/hcss".parse().unwrap());
+        h.insert("x-trace", "span=1;Token=T0K3N".parse().unwrap());
+        h.insert("x-note", "t=1,v1=ab".parse().unwrap());
         h.insert("content-type", "application/json".parse().unwrap());
         let kept = stored_headers(&h, None);
         assert_eq!(
             kept,
             vec![
                 ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-note".to_owned(), "t=1,v1=ab".to_owned()),
                 ("x-request-id".to_owned(), "abc?def".to_owned())
             ]
         );
