@@ -1417,6 +1417,18 @@ fn check_path(path: &str) -> CliResult<()> {
             "--path must be one literal path (no ':', '*', '{{', '}}' segments, no empty segment, no space, no '?' or '#'), got {path:?}"
         )));
     }
+    // A request's path is ASCII (other characters travel percent-encoded) and is matched as
+    // it arrives: `/ünï` could never be reached (every delivery 404, which BuildWorkPro drops).
+    let path_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()+,;=:@/%".contains(&b);
+    if !path.bytes().all(path_char) {
+        let encoded: String = path
+            .bytes()
+            .map(|b| if path_char(b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        return Err(usage(format!(
+            "--path must be written as requests carry it, percent-encoded where a URL needs it: --path '{encoded}' (senders must then be given that URL), got {path:?}"
+        )));
+    }
     Ok(())
 }
 

@@ -3971,6 +3971,14 @@ fn serve_inbox_usage_errors() {
         assert!(text(&o.stderr).contains("--path"), "{}", text(&o.stderr));
         assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
     }
+    // A path no request can carry as written (a tryout's `/ünï`: every delivery 404) names the
+    // form that is reached; that form is reached.
+    let o = serve(&["--path", "/ünï"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--path '/%C3%BCn%C3%AF'"), "{}", text(&o.stderr));
+    let s = Server::start(&["--provider", "github", "--secret", "s", "--path", "/%C3%BCn%C3%AF"]);
+    assert_eq!(http(s.port, "POST", "/%C3%BCn%C3%AF", &[], b"{}").0, 401);
+    drop(s);
     // The lease must outlive the command.
     assert_eq!(
         code(&serve(&[
