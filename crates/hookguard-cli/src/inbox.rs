@@ -209,7 +209,13 @@ impl InboxSpec {
     pub fn shown(&self) -> String {
         match self {
             InboxSpec::Sqlite(p) => p.display().to_string(),
-            InboxSpec::Postgres(url) => hide_password(url),
+            // The schema is no secret and tells replicas' inboxes apart: it is shown.
+            InboxSpec::Postgres(url) => match split_schema(url) {
+                (_, Some(schema)) if schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                    format!("{}?hookguard_schema={schema}", hide_password(url))
+                }
+                _ => hide_password(url),
+            },
         }
     }
 

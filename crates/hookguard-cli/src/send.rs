@@ -342,8 +342,8 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     .collect::<Vec<_>>()
     .join(", ");
     outln!(
-        "{} sender → POST {display} ({} bytes{}{described}); timeout {}",
-        args.provider.display(),
+        "{} → POST {display} ({} bytes{}{described}); timeout {}",
+        sender_named(args.provider.display()),
         body.len(),
         if described.is_empty() { "" } else { ", " },
         if args.timeout.is_some() {
@@ -527,6 +527,16 @@ async fn challenge(
     } else {
         outln!("HCSS: challenge not echoed exactly → the subscription is not created")?;
         Ok(ExitCode::from(1))
+    }
+}
+
+/// `name` as the sender that `send` plays: "Procore sender", but "Standard Webhooks sender"
+/// (a profile named as a sender already) once.
+fn sender_named(name: &str) -> String {
+    if name.ends_with(" sender") {
+        name.to_owned()
+    } else {
+        format!("{name} sender")
     }
 }
 

@@ -165,8 +165,9 @@ pub struct ServeArgs {
     /// The webhook path.
     #[arg(long, default_value = "/webhooks")]
     path: String,
-    /// The replay window in seconds for timestamped schemes (default 300).
-    #[arg(long, value_name = "SECS")]
+    /// The replay window in seconds for timestamped schemes (default 300; 1 to 86400: a wider
+    /// window is replay protection in name only).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     tolerance: Option<u64>,
     /// The body limit in bytes (503 body_too_large above it, retried: raise it if a sender needs more).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
@@ -1423,7 +1424,13 @@ fn check_path(path: &str) -> CliResult<()> {
     if !path.bytes().all(path_char) {
         let encoded: String = path
             .bytes()
-            .map(|b| if path_char(b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if path_char(b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect();
         return Err(usage(format!(
             "--path must be written as requests carry it, percent-encoded where a URL needs it: --path '{encoded}' (senders must then be given that URL), got {path:?}"

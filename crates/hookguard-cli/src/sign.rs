@@ -47,8 +47,8 @@ pub struct SignArgs {
     /// procore/hcss: send the secret in this header instead: 'Name: value'.
     #[arg(long = "auth-header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
     auth_header: Option<HeaderArg>,
-    /// The unix timestamp to sign with (default: now).
-    #[arg(long, value_name = "UNIX")]
+    /// The unix timestamp to sign with (default: now; at most 12 digits, as receivers read it).
+    #[arg(long, value_name = "UNIX", value_parser = clap::value_parser!(u64).range(..=999_999_999_999))]
     timestamp: Option<u64>,
     /// The event/message id for id headers (default: the body's `id` for buildworkpro).
     #[arg(long, value_name = "ID")]

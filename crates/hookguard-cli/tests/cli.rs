@@ -962,6 +962,32 @@ fn verify_reports_stable_codes_and_usage_errors() {
     );
 }
 
+/// A timestamp no receiver reads (over 12 digits: the tryout's `u64::MAX` signed a header that
+/// `verify` refused as `malformed_timestamp`) is a usage error; the largest one round-trips.
+#[test]
+fn sign_refuses_a_timestamp_no_receiver_reads() {
+    let sign = |t: &str| {
+        hookguard(
+            &[
+                "sign",
+                "--provider",
+                "buildworkpro",
+                "--secret",
+                "whsec_t",
+                "--timestamp",
+                t,
+            ],
+            Some(br#"{"id":"evt_t","type":"bid.created"}"#),
+        )
+    };
+    let o = sign("18446744073709551615");
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--timestamp"), "{}", text(&o.stderr));
+    let o = sign("999999999999");
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("t=999999999999,"), "{}", text(&o.stdout));
+}
+
 /// GitHub names the event in a header: a push body signed without `--event-type` was labelled
 /// `ping` (GitHub never sends that), and the verifier then reported it as a ping.
 #[test]
@@ -3971,11 +3997,21 @@ fn serve_inbox_usage_errors() {
         assert!(text(&o.stderr).contains("--path"), "{}", text(&o.stderr));
         assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
     }
+    // A replay window of nothing, or of centuries (accepted silently before).
+    for bad in ["0", "99999999999"] {
+        let o = serve(&["--tolerance", bad]);
+        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--tolerance"), "{}", text(&o.stderr));
+    }
     // A path no request can carry as written (a tryout's `/ünï`: every delivery 404) names the
     // form that is reached; that form is reached.
     let o = serve(&["--path", "/ünï"]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--path '/%C3%BCn%C3%AF'"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--path '/%C3%BCn%C3%AF'"),
+        "{}",
+        text(&o.stderr)
+    );
     let s = Server::start(&["--provider", "github", "--secret", "s", "--path", "/%C3%BCn%C3%AF"]);
     assert_eq!(http(s.port, "POST", "/%C3%BCn%C3%AF", &[], b"{}").0, 401);
     drop(s);
@@ -4533,6 +4569,17 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
         status_with_host(ui, "/api/status", &format!("localhost:{ui}"), &auth),
         200
     );
+    // The scheme's name in any case (RFC 9110): a client sending `bearer` is let in.
+    let lower = format!("bearer {token}");
+    assert_eq!(
+        status_with_host(
+            ui,
+            "/api/status",
+            &format!("localhost:{ui}"),
+            &[("Authorization", lower.as_str())]
+        ),
+        200
+    );
     for h in [
         "content-security-policy: default-src 'none'; style-src 'self'",
         "x-frame-options: deny",
@@ -4751,8 +4798,11 @@ fn postgres_inbox_two_replicas_64_copies_one_row_one_run() {
     assert_eq!(code(&stats), 0, "{}", text(&stats.stderr));
     // The first start's migration logs no PostgreSQL NOTICE ("… does not exist, skipping"
     // from an `IF EXISTS` with nothing to do, which a tryout's operator took for a fault).
+    let schema = url.rsplit("hookguard_schema=").next().unwrap();
     for log in [a.stderr(), b.stderr()] {
         assert!(!log.contains("skipping") && !log.contains("NOTICE"), "{log}");
+        // The listening line names the schema (replicas' inboxes told apart).
+        assert!(log.contains(&format!("?hookguard_schema={schema}")), "{log}");
     }
     drop((a, b));
     drop_pg_schema(&url);

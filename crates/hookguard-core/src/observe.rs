@@ -249,7 +249,10 @@ impl SenderHealth {
     fn warn(&self, k: KillSwitch, n: u32, counted: Counted) {
         let (tally, so_far) = match counted {
             Counted::InARow => (
-                format!("{n} failed answers (non-2xx or late) in a row"),
+                format!(
+                    "{n} failed answer{} (non-2xx or late) in a row",
+                    if n == 1 { "" } else { "s" }
+                ),
                 format!("{n} in a row so far"),
             ),
             Counted::OneEvent => (

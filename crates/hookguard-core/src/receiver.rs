@@ -1087,7 +1087,7 @@ impl Receiver {
                 crate::response::duplicate()
             }
             Err(InboxError::Full { limit }) => {
-                tracing::warn!(%provider, limit, "inbox full: answering 503 so the sender retries");
+                tracing::warn!(%provider, limit, "inbox full: answering 503 so the sender retries (items wait faster than the worker finishes them: a slow or stuck handler, or a pending cap too small; serve: --max-pending)");
                 self.reject_event(&Rejection::InboxFull, event)
             }
             Err(e) => {

@@ -554,7 +554,11 @@ impl Inspector {
         let bearer = headers
             .get_all(header::AUTHORIZATION)
             .iter()
-            .filter_map(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            // The scheme's name is case-insensitive (RFC 9110 §11.1): `bearer` too.
+            .filter_map(|v| {
+                let v = v.as_bytes();
+                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+            })
             .any(|t| ct_eq(t, token));
         if bearer {
             return Some(Credential::Bearer);

@@ -822,9 +822,9 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
             .is_some_and(|q| v[q..].contains(&b'='))
             || v.windows(2).enumerate().any(|(i, w)| {
                 w[1] == b'='
-                    && CREDENTIAL_WORDS.iter().any(|c| {
-                        i + 1 >= c.len() && v[i + 1 - c.len()..=i].eq_ignore_ascii_case(c.as_bytes())
-                    })
+                    && CREDENTIAL_WORDS
+                        .iter()
+                        .any(|c| i + 1 >= c.len() && v[i + 1 - c.len()..=i].eq_ignore_ascii_case(c.as_bytes()))
             })
     };
     let mut kept: Vec<_> = headers

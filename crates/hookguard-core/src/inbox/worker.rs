@@ -770,7 +770,7 @@ async fn attempt(
                         Some(Outcome::Retry { error, after })
                     }
                     None => {
-                        tracing::error!(id = item.id, attempt = item.attempt, %error, "inbox: last attempt failed; item is dead until replayed");
+                        tracing::error!(id = item.id, attempt = item.attempt, %error, "inbox: last attempt failed; the item is dead until replayed (fix the handler, then: hookguard inbox replay ID, or --dead for all, with --inbox; InboxStore::replay in code)");
                         Some(Outcome::Dead { error })
                     }
                 },
