@@ -266,6 +266,12 @@ impl Verifier {
         if head.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
+        // A forged request is refused as forged before its size is judged: an oversized body
+        // without the token answered `body_too_large` (retryable, with a WARN telling the
+        // operator to raise the limit, counted toward the sender's health).
+        if i.scheme.authenticates_head_only() {
+            self.authenticate(head, &[])?;
+        }
         let mut lengths = head.headers.get_all(http::header::CONTENT_LENGTH).iter();
         if let Some(len) = lengths.next() {
             // Digits only (RFC 9110: no sign, no space), and one value: a second, different
@@ -278,9 +284,6 @@ impl Verifier {
             if len > i.max_body as u64 {
                 return Err(Rejection::BodyTooLarge { limit: i.max_body });
             }
-        }
-        if i.scheme.authenticates_head_only() {
-            self.authenticate(head, &[])?;
         }
         Ok(Precheck::ReadBody { limit: i.max_body })
     }
@@ -927,6 +930,27 @@ mod tests {
             i.retry_mismatch,
             i.ignore_users.clone(),
         )
+    }
+
+    /// A forged Procore request with a body over the limit is refused as forged (`401`), not
+    /// as too large (a retryable `503` whose WARN told the operator to raise the limit); a
+    /// genuine one is still `body_too_large`.
+    #[test]
+    fn a_forged_head_only_request_is_refused_before_its_size() {
+        let v = Verifier::builder(crate::schemes::Procore::new())
+            .secret("Bearer t")
+            .max_body(100)
+            .build()
+            .unwrap();
+        let (m, u) = (Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
+        assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)), Err(Rejection::Unauthorized));
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
+        assert_eq!(
+            v.precheck(&RequestHead::new(&m, &u, &h)),
+            Err(Rejection::BodyTooLarge { limit: 100 })
+        );
     }
 
     /// Every setter, once, on any builder that has them (they come from one list, so both do).
