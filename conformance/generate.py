@@ -739,6 +739,18 @@ def procore():
     c.add("not-json", "Authenticated, but the body is not JSON (nor UTF-8): 400, the same bytes never parse.",
           secrets=["Bearer s3cret"], headers=auth, body=b"\xff\xfe not json", now=now, expect=rej("invalid_payload"),
           tags=["payload", "non-utf8"])
+    odd = (b'{"api_version":"v2","event_type":"create","id":5982324300946918154,"resource_name":"RFIs",'
+           b'"ulid":12345,"metadata":"none","reason":{"code":"moved"}}')
+    c.add("field-of-another-type", "Authenticated JSON with fields of other types than documented (a numeric "
+          "`ulid`, a string `metadata`, a `reason` object): those fields are not read, the delivery is accepted "
+          "and keyed by what can be read — never a 500, which pauses every delivery to the endpoint.",
+          secrets=["Bearer s3cret"], headers=auth, body=odd, now=now,
+          expect=accept("5982324300946918154", "RFIs.create", "procore:5982324300946918154"), tags=["payload"])
+    not_object = b'[{"id":1}]'
+    c.add("not-an-object", "Authenticated JSON that is not an object: accepted, keyed by the body's digest "
+          "(no field is read from an array by position).", secrets=["Bearer s3cret"], headers=auth,
+          body=not_object, now=now, expect=accept(None, None, "procore:" + body_digest(not_object)),
+          tags=["payload"])
     c.add("wrong-method", "A GET is not a delivery.", method="GET", secrets=["Bearer s3cret"], headers=auth,
           body=b"", now=now, expect=rej("method_not_allowed"), tags=["method"])
     fields = "/resource_name,/resource_id,/event_type,/timestamp"
