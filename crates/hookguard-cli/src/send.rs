@@ -520,7 +520,7 @@ async fn challenge(
         "HCSS subscription challenge → GET {display}; timeout {}",
         human(timeout)
     )?;
-    let (ok, _) = challenge_answer(req, &value, timeout, secrets).await?;
+    let (ok, _) = challenge_answer(req, &value, false, timeout, secrets).await?;
     if ok {
         outln!("HCSS: challenge echoed exactly → subscription created")?;
         Ok(ExitCode::SUCCESS)
@@ -579,7 +579,7 @@ async fn slack_challenge(
         display_url(&url),
         human(timeout)
     )?;
-    let (ok, _) = challenge_answer(req, &value, timeout, secrets).await?;
+    let (ok, _) = challenge_answer(req, &value, true, timeout, secrets).await?;
     if ok {
         outln!("Slack: challenge answered → Request URL verified")?;
         Ok(ExitCode::SUCCESS)
@@ -589,11 +589,12 @@ async fn slack_challenge(
     }
 }
 
-/// Sends a challenge request and judges its answer: `200` whose body is `value` (or, as Slack
-/// also takes, `{"challenge": value}`); prints the answer.
+/// Sends a challenge request and judges its answer: `200` whose body is `value` exactly, or,
+/// with `json_ok` (Slack takes it, HCSS does not), `{"challenge": value}`; prints the answer.
 async fn challenge_answer(
     req: reqwest::RequestBuilder,
     value: &str,
+    json_ok: bool,
     timeout: Duration,
     secrets: &Redact,
 ) -> CliResult<(bool, String)> {
@@ -609,7 +610,7 @@ async fn challenge_answer(
                 .to_owned();
             match capped_body(resp).await {
                 Ok((body, complete)) => (
-                    status == 200 && complete && (body == value.as_bytes() || echoed_in_json(&body, value)),
+                    status == 200 && complete && (body == value.as_bytes() || (json_ok && echoed_in_json(&body, value))),
                     format!("{status} ({ctype}) body {:?}", snippet(&body, secrets)),
                 ),
                 Err(e) => (false, format!("{status}, body unreadable: {}", describe(e, secrets))),

@@ -1306,6 +1306,39 @@ async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::Soc
     Ok((listener, addr))
 }
 
+/// The listen queue's length (tokio's own for `TcpListener::bind`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a socket to `listen` without listening yet: the port is taken (a port in use fails
+/// here), and connections are refused until [`tokio::net::TcpSocket::listen`].
+async fn reserve(listen: &str) -> CliResult<(tokio::net::TcpSocket, std::net::SocketAddr)> {
+    let cannot = |e: std::io::Error| failed(format!("cannot listen on {listen}: {e}"));
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await.map_err(cannot)? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(cannot)?;
+        // As `TcpListener::bind` does on Unix: a restart does not wait out TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true).map_err(cannot)?;
+        match socket.bind(addr) {
+            Ok(()) => {
+                let bound = socket
+                    .local_addr()
+                    .map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
+                return Ok((socket, bound));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(cannot(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    })))
+}
+
 /// Serves until SIGTERM or Ctrl-C, or until stdout's reader is gone; `true` in that last case.
 async fn serve_until_stopped<S>(
     listener: tokio::net::TcpListener,
@@ -1581,9 +1614,15 @@ async fn run_inbox(
 ) -> CliResult<ExitCode> {
     let path = settings.spec.shown();
     // The ports first: a port in use fails the start before the inbox file or schema is made.
+    // The webhook port is only bound until the inbox is open (a PostgreSQL migration may wait
+    // up to a minute): a sender or a load balancer's check meanwhile gets a refused connection
+    // (tried again, or elsewhere), not a backlog nobody answers within the sender's timeout.
     let mut extras = ui::Extras::bind(args).await?;
-    let (listener, addr) = bind(&args.listen).await?;
+    let (reserved, addr) = reserve(&args.listen).await?;
     let inbox = settings.spec.open(Some(settings.max_pending), true).await?;
+    let listener = reserved
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
     let stats = inbox
         .stats()
         .await

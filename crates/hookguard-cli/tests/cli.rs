@@ -2109,6 +2109,37 @@ fn slack_send_plays_the_request_url_check() {
     assert_eq!(code(&o), 2);
 }
 
+/// HCSS creates the subscription only when the body is exactly the challenge: an endpoint
+/// answering `{"challenge": …}` (Slack's other form, which `send` takes for Slack) fails
+/// HCSS's check, and `send` says so.
+#[test]
+fn hcss_send_challenge_takes_only_the_exact_value() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+            let value = line
+                .split("challenge=")
+                .nth(1)
+                .and_then(|v| v.split([' ', '&']).next())
+                .unwrap_or_default()
+                .to_owned();
+            let body = format!(r#"{{"challenge":"{value}"}}"#);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    let o = send(&["--provider", "hcss", "--url", &format!("http://127.0.0.1:{port}/hooks"), "--challenge"]);
+    assert_eq!(code(&o), 1, "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("not echoed exactly"), "{}", text(&o.stdout));
+}
+
 /// A URL token with a space travels percent-encoded (`%20`): the receiver keeps `+` as it is
 /// (a raw `+` in a token is a `+`), so the form encoding's `+` was refused with 401.
 #[test]
@@ -4692,6 +4723,63 @@ fn drop_pg_schema(url: &str) {
         .arg(base)
         .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")])
         .output();
+}
+
+/// While the inbox opens (here a migration waiting for another replica's lock), the webhook
+/// port is taken but refuses connections: a sender or a load balancer's check is not left in
+/// a backlog nobody answers (Procore counts 5 s without an answer as a failure, and pauses).
+#[test]
+fn postgres_inbox_port_refuses_connections_until_the_inbox_is_open() {
+    let url = pg_inbox("reserve");
+    let base = url
+        .split("hookguard_schema=")
+        .next()
+        .unwrap()
+        .trim_end_matches(['?', '&'])
+        .to_owned();
+    let mut holder = Command::new("psql")
+        .arg(&base)
+        .args([
+            "-qc",
+            "SELECT pg_advisory_lock(hashtext('hookguard_inbox_migrate')); SELECT pg_sleep(3);",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let port = closed_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--provider", "buildworkpro", "--secret", "whsec_rsv", "--listen", &listen, "--inbox", &url])
+        .env_remove("HOOKGUARD_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (pipe, lines) = (BufReader::new(serve.stderr.take().unwrap()), Arc::clone(&stderr));
+    std::thread::spawn(move || {
+        for l in pipe.lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(l);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let early = TcpStream::connect(("127.0.0.1", port));
+    assert!(
+        early.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{early:?} {:?}",
+        stderr.lock().unwrap()
+    );
+    holder.wait().unwrap();
+    wait_for("serve to listen", Duration::from_secs(20), || {
+        stderr.lock().unwrap().iter().any(|l| l.contains("listening on"))
+    });
+    let (status, answer) = bwp_post(port, "whsec_rsv", "evt_after_open");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    drop_pg_schema(&url);
+    assert_eq!((status, answer.as_str()), (200, r#"{"status":"accepted"}"#));
 }
 
 /// `hookguard inbox …` reads an existing PostgreSQL inbox only: a mistyped schema is an error
