@@ -610,7 +610,9 @@ async fn challenge_answer(
                 .to_owned();
             match capped_body(resp).await {
                 Ok((body, complete)) => (
-                    status == 200 && complete && (body == value.as_bytes() || (json_ok && echoed_in_json(&body, value))),
+                    status == 200
+                        && complete
+                        && (body == value.as_bytes() || (json_ok && echoed_in_json(&body, value))),
                     format!("{status} ({ctype}) body {:?}", snippet(&body, secrets)),
                 ),
                 Err(e) => (false, format!("{status}, body unreadable: {}", describe(e, secrets))),

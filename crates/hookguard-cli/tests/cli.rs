@@ -2109,6 +2109,28 @@ fn slack_send_plays_the_request_url_check() {
     assert_eq!(code(&o), 2);
 }
 
+/// A single POST without Procore's header is no kill-switch failure (a scanner's look alike),
+/// but ten in a row with none carrying it are warned about: Procore's own deliveries under a
+/// configuration that does not match (its token sent in another header) look so. A request
+/// with the header ends the streak.
+#[test]
+fn uncredentialed_refusals_in_a_row_are_warned_about_never_an_error() {
+    let s = Server::start(&["--provider", "procore", "--secret", "Bearer right-3c1e"]);
+    let elsewhere = [("X-Hook-Token".to_owned(), "right-3c1e".to_owned())];
+    for _ in 0..9 {
+        assert_eq!(http(s.port, "POST", "/webhooks", &elsewhere, b"{}").0, 401);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.stderr().contains("in a row came without"), "{}", s.stderr());
+    assert_eq!(http(s.port, "POST", "/webhooks", &[], b"{}").0, 401);
+    wait_for("the streak's WARN", Duration::from_secs(5), || {
+        s.stderr()
+            .contains("10 requests in a row came without Procore's credential or signature")
+    });
+    let log = s.stderr();
+    assert!(!log.contains("ERROR") && !log.contains("right-3c1e"), "{log}");
+}
+
 /// HCSS creates the subscription only when the body is exactly the challenge: an endpoint
 /// answering `{"challenge": …}` (Slack's other form, which `send` takes for Slack) fails
 /// HCSS's check, and `send` says so.
@@ -2120,7 +2142,9 @@ fn hcss_send_challenge_takes_only_the_exact_value() {
         for stream in listener.incoming().take(2) {
             let mut stream = stream.unwrap();
             let mut line = String::new();
-            BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+            BufReader::new(stream.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
             let value = line
                 .split("challenge=")
                 .nth(1)
@@ -2135,7 +2159,13 @@ fn hcss_send_challenge_takes_only_the_exact_value() {
             stream.write_all(answer.as_bytes()).unwrap();
         }
     });
-    let o = send(&["--provider", "hcss", "--url", &format!("http://127.0.0.1:{port}/hooks"), "--challenge"]);
+    let o = send(&[
+        "--provider",
+        "hcss",
+        "--url",
+        &format!("http://127.0.0.1:{port}/hooks"),
+        "--challenge",
+    ]);
     assert_eq!(code(&o), 1, "{}", text(&o.stdout));
     assert!(text(&o.stdout).contains("not echoed exactly"), "{}", text(&o.stdout));
 }
@@ -4750,7 +4780,17 @@ fn postgres_inbox_port_refuses_connections_until_the_inbox_is_open() {
     let port = closed_port();
     let listen = format!("127.0.0.1:{port}");
     let mut serve = Command::new(BIN)
-        .args(["serve", "--provider", "buildworkpro", "--secret", "whsec_rsv", "--listen", &listen, "--inbox", &url])
+        .args([
+            "serve",
+            "--provider",
+            "buildworkpro",
+            "--secret",
+            "whsec_rsv",
+            "--listen",
+            &listen,
+            "--inbox",
+            &url,
+        ])
         .env_remove("HOOKGUARD_SECRET")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -4767,7 +4807,9 @@ fn postgres_inbox_port_refuses_connections_until_the_inbox_is_open() {
     std::thread::sleep(Duration::from_millis(800));
     let early = TcpStream::connect(("127.0.0.1", port));
     assert!(
-        early.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
+        early
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused),
         "{early:?} {:?}",
         stderr.lock().unwrap()
     );

@@ -132,7 +132,14 @@ pub struct SenderHealth {
     /// How long the sender retries one event; an event failed longer ago than this is
     /// forgotten at the next success (the sender has given up on it).
     retry_horizon: Option<Duration>,
+    /// Requests refused in a row for carrying no credential or signature the sender writes,
+    /// with no request that carried one in between (see [`SenderHealth::refused_uncredentialed`]).
+    uncredentialed: AtomicU32,
 }
+
+/// Uncredentialed refusals in a row at which [`SenderHealth::refused_uncredentialed`] first
+/// warns (and again at every tenfold).
+pub const UNCREDENTIALED_WARN_AT: u32 = 10;
 
 impl SenderHealth {
     /// Health for `provider`, with its kill switch if it has one.
@@ -147,6 +154,7 @@ impl SenderHealth {
             events: Mutex::default(),
             tracked: AtomicUsize::new(0),
             retry_horizon: None,
+            uncredentialed: AtomicU32::new(0),
         }
     }
 
@@ -288,8 +296,58 @@ impl SenderHealth {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// Records a refusal of a request that carried no credential or signature the sender
+    /// writes (none at all, or one in a form it never sends): not a failed answer to the
+    /// sender (a scanner's requests look so), but when such refusals come in a row with no
+    /// credentialed request in between, it may be the sender's own deliveries under a
+    /// configuration that does not match (a token in another header, a proxy dropping
+    /// `Authorization`, an APS hook without a secret). A WARN says so at
+    /// [`UNCREDENTIALED_WARN_AT`] in a row and at every tenfold after; any counted answer
+    /// ([`answered`](Self::answered)) ends the streak.
+    ///
+    /// ```
+    /// use hookguard_core::observe::SenderHealth;
+    /// let h = SenderHealth::new(hookguard_core::Provider::Procore, None);
+    /// for _ in 0..3 { h.refused_uncredentialed(); }
+    /// assert_eq!((h.uncredentialed_in_a_row(), h.consecutive_failures()), (3, 0));
+    /// h.answered(false);
+    /// assert_eq!(h.uncredentialed_in_a_row(), 0);
+    /// ```
+    pub fn refused_uncredentialed(&self) {
+        let n = self.uncredentialed.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let mut at = UNCREDENTIALED_WARN_AT;
+        while at < n {
+            at = at.saturating_mul(10);
+        }
+        if n == at {
+            let name = self.provider_name();
+            let switch = self
+                .kill_switch
+                .map(|k| format!(" ({name} {})", k.what))
+                .unwrap_or_default();
+            tracing::warn!(
+                provider = %self.provider,
+                refused = n,
+                "{n} requests in a row came without {name}'s credential or signature, and none with it since: \
+                 if these are {name}'s deliveries, its configuration does not match this receiver's (the header \
+                 it sends its token in, a secret set on its side, a proxy dropping a header), and each is a failed \
+                 delivery to it{switch}"
+            );
+        }
+    }
+
+    /// Uncredentialed refusals in a row (see [`refused_uncredentialed`](Self::refused_uncredentialed)).
+    pub fn uncredentialed_in_a_row(&self) -> u32 {
+        self.uncredentialed.load(Ordering::Relaxed)
+    }
+
     /// Records one answer.
     pub fn answered(&self, success: bool) {
+        // A request that may be the sender's came: the uncredentialed streak ends (read first:
+        // a healthy sender's answers never write it).
+        if self.uncredentialed.load(Ordering::Relaxed) != 0 {
+            self.uncredentialed.store(0, Ordering::Relaxed);
+        }
         let n = if success {
             // Read before writing: a healthy sender's answers never write the shared counter,
             // so concurrent requests on other cores do not contend for its cache line.

@@ -740,6 +740,12 @@ impl Receiver {
             self.answered_event("rejected", r.code(), false, event);
         } else {
             self.count_answer("rejected", r.code());
+            // A POST without a credential the sender writes may still be the sender's own,
+            // misconfigured: a streak of them is warned about (another method, a challenge
+            // request without its value, are never deliveries).
+            if !matches!(r, Rejection::MethodNotAllowed | Rejection::ChallengeMissing) {
+                self.health.refused_uncredentialed();
+            }
         }
         if let Rejection::BodyTooLarge { .. } = r {
             // Retried by the sender (503): it gets through once the limit is raised.
@@ -1451,6 +1457,7 @@ mod tests {
                 }
             }
             assert_eq!(rx.health().consecutive_failures(), 0, "{}", rx.verifier().provider());
+            assert_eq!(rx.health().uncredentialed_in_a_row(), 0, "never a delivery");
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1477,9 +1484,12 @@ mod tests {
                 }
                 assert_eq!(post(rx, &[]), 401, "{provider}");
                 assert_eq!(rx.health().consecutive_failures(), 0, "{provider}");
+                // Still a streak worth a WARN: it may be the sender, misconfigured.
+                assert_eq!(rx.health().uncredentialed_in_a_row(), 31, "{provider}");
             }
             assert_eq!(post(rx, &maybe_sender), 401, "{provider}");
             assert_eq!(rx.health().consecutive_failures(), 1, "{provider}");
+            assert_eq!(rx.health().uncredentialed_in_a_row(), 0, "{provider}");
         }
     }
 
