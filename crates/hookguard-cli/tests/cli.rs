@@ -3687,6 +3687,7 @@ fn inbox_commands_output_shapes_and_no_credentials() {
         // The token copied under other names (a proxy, a harness): not stored either.
         ("X-Custom".to_owned(), "Bearer tok-4f1c9e77".to_owned()),
         ("X-Copy".to_owned(), "tok-4f1c9e77".to_owned()),
+        ("X-Lower".to_owned(), "bearer tok-4f1c9e77".to_owned()),
         ("X-Forwarded-Query".to_owned(), "a=1".to_owned()),
     ];
     let (status, answer) = http(s.port, "POST", "/webhooks", &headers, body);

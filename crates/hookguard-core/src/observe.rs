@@ -145,8 +145,9 @@ impl SenderHealth {
     /// Health for `provider`, with its kill switch if it has one.
     pub fn new(provider: Provider, kill_switch: Option<KillSwitch>) -> Self {
         // Shown from the start: a series that appears only with the first failure reads as
-        // "no data" on a dashboard, and an alert on it never sees the healthy zero.
-        gauge_set("hookguard_sender_consecutive_failures", provider, 0.0);
+        // "no data" on a dashboard, and an alert on it never sees the healthy zero. Touched,
+        // not set: another receiver of the same sender (a second route) keeps its count.
+        gauge_touch("hookguard_sender_consecutive_failures", provider);
         Self {
             provider,
             kill_switch,
@@ -591,6 +592,14 @@ fn gauge_set(name: &'static str, provider: Provider, v: f64) {
     let _ = (name, provider, v);
 }
 
+/// Makes a gauge's series exist (0 when new) without changing its value.
+fn gauge_touch(name: &'static str, provider: Provider) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(name, "provider" => provider.as_str()).increment(0.0);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, provider);
+}
+
 /// Sets a gauge with one label (the worker's inbox gauges).
 pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v: f64) {
     #[cfg(feature = "metrics")]
@@ -642,7 +651,9 @@ mod tests {
         }
     }
     impl metrics::GaugeFn for Handle {
-        fn increment(&self, _: f64) {}
+        fn increment(&self, v: f64) {
+            *self.0.lock().unwrap().entry(self.1.clone()).or_default() += v as u64;
+        }
         fn decrement(&self, _: f64) {}
         fn set(&self, v: f64) {
             self.0.lock().unwrap().insert(self.1.clone(), v as u64);
@@ -673,17 +684,17 @@ mod tests {
     #[test]
     fn the_health_gauge_is_zero_from_the_start() {
         let counts = Counts::default();
+        let key = "hookguard_sender_consecutive_failures{provider=hcss}";
         metrics::with_local_recorder(&counts, || {
             Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
         });
-        assert_eq!(
-            counts
-                .0
-                .lock()
-                .unwrap()
-                .get("hookguard_sender_consecutive_failures{provider=hcss}"),
-            Some(&0)
-        );
+        assert_eq!(counts.0.lock().unwrap().get(key), Some(&0));
+        // A second receiver of the same sender does not reset the first one's count.
+        counts.0.lock().unwrap().insert(key.to_owned(), 3);
+        metrics::with_local_recorder(&counts, || {
+            Receiver::new(Verifier::builder(Hcss::new()).secret("tok").build().unwrap());
+        });
+        assert_eq!(counts.0.lock().unwrap().get(key), Some(&3));
     }
 
     #[test]

@@ -173,14 +173,16 @@ impl Verifier {
         if !self.inner.keys.iter().any(|k| k.token_len().is_some()) {
             return false;
         }
-        let other = match value.strip_prefix(b"Bearer ") {
-            Some(bare) => bare.to_vec(),
-            None => [b"Bearer ".as_slice(), value].concat(),
+        // The value as it is, the token after a `Bearer ` in any case (as RFC 9110 reads the
+        // scheme's name), and that token with `Bearer ` (Procore's configured value).
+        let bare = match value.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => &value[7..],
+            _ => value,
         };
-        self.inner
-            .keys
-            .iter()
-            .fold(false, |hit, k| hit | k.token_matches(value) | k.token_matches(&other))
+        let with_scheme = [b"Bearer ".as_slice(), bare].concat();
+        self.inner.keys.iter().fold(false, |hit, k| {
+            hit | k.token_matches(value) | k.token_matches(bare) | k.token_matches(&with_scheme)
+        })
     }
 
     /// The body limit in bytes.

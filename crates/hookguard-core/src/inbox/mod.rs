@@ -821,10 +821,16 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
             .position(|&b| b == b'?')
             .is_some_and(|q| v[q..].contains(&b'='))
             || v.windows(2).enumerate().any(|(i, w)| {
+                // A parameter's name starts the value or follows a separator (never inside a
+                // base64 signature that happens to end in `…auth=`).
                 w[1] == b'='
-                    && CREDENTIAL_WORDS
-                        .iter()
-                        .any(|c| i + 1 >= c.len() && v[i + 1 - c.len()..=i].eq_ignore_ascii_case(c.as_bytes()))
+                    && CREDENTIAL_WORDS.iter().any(|c| {
+                        let Some(start) = (i + 1).checked_sub(c.len()) else {
+                            return false;
+                        };
+                        v[start..=i].eq_ignore_ascii_case(c.as_bytes())
+                            && (start == 0 || b"&;, ?\t".contains(&v[start - 1]))
+                    })
             })
     };
     let mut kept: Vec<_> = headers
@@ -964,12 +970,21 @@ mod tests {
         h.insert("x-forwarded-path", "/webhooks/hcss".parse().unwrap());
         h.insert("x-trace", "span=1;Token=T0K3N".parse().unwrap());
         h.insert("x-note", "t=1,v1=ab".parse().unwrap());
+        // A signature whose base64 ends in a credential word before its padding is kept.
+        h.insert(
+            "webhook-signature",
+            "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/auth=".parse().unwrap(),
+        );
         h.insert("content-type", "application/json".parse().unwrap());
         let kept = stored_headers(&h, None);
         assert_eq!(
             kept,
             vec![
                 ("content-type".to_owned(), "application/json".to_owned()),
+                (
+                    "webhook-signature".to_owned(),
+                    "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/auth=".to_owned()
+                ),
                 ("x-note".to_owned(), "t=1,v1=ab".to_owned()),
                 ("x-request-id".to_owned(), "abc?def".to_owned())
             ]
