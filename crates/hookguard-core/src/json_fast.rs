@@ -594,7 +594,7 @@ pub(crate) mod check {
     use serde::Deserialize;
 
     use crate::json_struct::json_struct;
-    use crate::schemes::OptId;
+    use crate::schemes::{LenientId, LenientObj, LenientStr, OptId};
 
     #[derive(Debug, PartialEq)]
     struct Ids {
@@ -606,6 +606,35 @@ pub(crate) mod check {
         Deserialize for Ids {
             id: "id" (default, with OptId),
             kind: "type" (default),
+        }
+    }
+
+    /// The lenient field types of the Procore, BuildWorkPro and Stripe probes.
+    #[derive(Debug, PartialEq)]
+    struct Lenient {
+        id: Option<String>,
+        ulid: Option<String>,
+        kind: Option<String>,
+        metadata: Option<Meta>,
+    }
+
+    json_struct! {
+        Deserialize for Lenient {
+            id: "id" (default, with LenientId),
+            ulid: "ulid" (default, with LenientStr),
+            kind: "type" (default, with LenientStr),
+            metadata: "metadata" (default, with LenientObj<Meta>),
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Meta {
+        app: Option<String>,
+    }
+
+    json_struct! {
+        Deserialize for Meta {
+            app: "source_application_id" (default, with LenientId),
         }
     }
 
@@ -647,6 +676,7 @@ pub(crate) mod check {
     /// `Err` names the first disagreement.
     pub(crate) fn agrees(body: &[u8]) -> Result<(), String> {
         one::<Ids>(body)?;
+        one::<Lenient>(body)?;
         one::<Mixed>(body)
     }
 
@@ -723,6 +753,22 @@ mod tests {
     fn both(body: &[u8]) {
         if let Err(e) = agrees(body) {
             panic!("{:?}: {e}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// The probes' lenient fields (any JSON value: read or skipped) answer as serde_json does,
+    /// on the bodies a tryout sent (each was a `500` before the probes were lenient).
+    #[test]
+    fn lenient_fields_agree_with_serde_json() {
+        for body in [
+            r#"{"id":5982324300946918154,"ulid":12345,"type":"create"}"#,
+            r#"{"id":1.0,"ulid":"01H","type":{"a":[1,{"b":null}]},"metadata":"x"}"#,
+            r#"{"id":true,"ulid":[1,2],"type":5,"metadata":{"source_application_id":[1],"z":{}}}"#,
+            r#"{"metadata":{"source_application_id":"app"},"metadata_x":1,"type":null}"#,
+            r#"{"metadata":[1],"ulid":{"k":"v"},"id":-7}"#,
+        ] {
+            both(body.as_bytes());
+            assert!(super::check::usual(body.as_bytes()), "{body}");
         }
     }
 
