@@ -520,14 +520,11 @@ async fn challenge(
         "HCSS subscription challenge → GET {display}; timeout {}",
         human(timeout)
     )?;
-    let (ok, _) = challenge_answer(req, &value, false, timeout, secrets).await?;
-    if ok {
-        outln!("HCSS: challenge echoed exactly → subscription created")?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        outln!("HCSS: challenge not echoed exactly → the subscription is not created")?;
-        Ok(ExitCode::from(1))
-    }
+    let verdicts = [
+        "HCSS: challenge echoed exactly → subscription created",
+        "HCSS: challenge not echoed exactly → the subscription is not created",
+    ];
+    challenge_answer(req, &value, false, timeout, secrets, verdicts).await
 }
 
 /// `name` as the sender that `send` plays: "Procore sender", but "Standard Webhooks sender"
@@ -579,25 +576,24 @@ async fn slack_challenge(
         display_url(&url),
         human(timeout)
     )?;
-    let (ok, _) = challenge_answer(req, &value, true, timeout, secrets).await?;
-    if ok {
-        outln!("Slack: challenge answered → Request URL verified")?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        outln!("Slack: challenge not answered → the Request URL is not verified")?;
-        Ok(ExitCode::from(1))
-    }
+    let verdicts = [
+        "Slack: challenge answered → Request URL verified",
+        "Slack: challenge not answered → the Request URL is not verified",
+    ];
+    challenge_answer(req, &value, true, timeout, secrets, verdicts).await
 }
 
 /// Sends a challenge request and judges its answer: `200` whose body is `value` exactly, or,
-/// with `json_ok` (Slack takes it, HCSS does not), `{"challenge": value}`; prints the answer.
+/// with `json_ok` (Slack takes it, HCSS does not), `{"challenge": value}`; prints the answer
+/// and `verdicts[0]` (passed, exit 0) or `verdicts[1]` (failed, exit 1).
 async fn challenge_answer(
     req: reqwest::RequestBuilder,
     value: &str,
     json_ok: bool,
     timeout: Duration,
     secrets: &Redact,
-) -> CliResult<(bool, String)> {
+    verdicts: [&str; 2],
+) -> CliResult<ExitCode> {
     let started = Instant::now();
     let (ok, detail) = match req.send().await {
         Ok(resp) => {
@@ -625,7 +621,8 @@ async fn challenge_answer(
         "answer: {detail} ({} ms); expected 200 with body {value:?}",
         started.elapsed().as_millis()
     )?;
-    Ok((ok, detail))
+    outln!("{}", verdicts[usize::from(!ok)])?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Whether `body` is a JSON object whose `challenge` is `value`.

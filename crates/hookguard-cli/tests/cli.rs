@@ -3081,19 +3081,7 @@ fn inbox_exec_lines_survive_a_kill9_with_stdout_stalled() {
     first.child.wait().unwrap();
     first.read_unread();
     std::thread::sleep(Duration::from_millis(300));
-    let second = Server::start(&args);
-    wait_for("every item done", Duration::from_secs(30), || {
-        inbox_stats(&db)["done"] == ids.len()
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let mut printed: Vec<String> = first
-        .lines()
-        .iter()
-        .chain(&second.lines())
-        .map(|l| json(l)["id"].as_str().unwrap_or_else(|| panic!("{l}")).to_owned())
-        .collect();
-    printed.sort();
-    printed.dedup();
+    let printed = restart_until_done(&first, &args, &db, ids.len());
     assert_eq!(printed.len(), ids.len(), "a delivery recorded done was never printed");
 }
 
@@ -3604,9 +3592,16 @@ fn inbox_a_stop_with_stdout_unread_keeps_to_one_grace() {
     assert!(took < Duration::from_secs(14), "the stop took {took:?}");
     first.read_unread();
     assert_eq!(inbox_stats(&db)["running"], 0);
-    let second = Server::start(&args);
+    let printed = restart_until_done(&first, &args, &db, ids.len());
+    assert_eq!(printed, ids, "every delivery printed");
+}
+
+/// Starts `serve` again with `args` until all `n` items of `db` are done; the distinct ids
+/// both runs printed, sorted.
+fn restart_until_done(first: &Server, args: &[&str], db: &Path, n: usize) -> Vec<String> {
+    let second = Server::start(args);
     wait_for("every item done", Duration::from_secs(30), || {
-        inbox_stats(&db)["done"] == ids.len()
+        inbox_stats(db)["done"] == n
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut printed: Vec<String> = first
@@ -3617,7 +3612,7 @@ fn inbox_a_stop_with_stdout_unread_keeps_to_one_grace() {
         .collect();
     printed.sort();
     printed.dedup();
-    assert_eq!(printed, ids, "every delivery printed");
+    printed
 }
 
 #[test]

@@ -238,6 +238,39 @@ impl<'de, const LENIENT: bool> serde::de::Visitor<'de> for IdVisitor<LENIENT> {
     }
 }
 
+/// The visitor methods of a lenient field for the JSON values it does not read: `null` and
+/// every scalar are no value, an array is skipped whole (the visitor reads strings or maps
+/// itself, and skips the other of the two).
+macro_rules! lenient_arms {
+    ($de:lifetime) => {
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<$de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<$de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    };
+}
+
 /// A text field a probe reads only to describe a delivery (its type, a ULID beside the id):
 /// a string, or no value when the sender put anything else there. An authentic delivery must
 /// not be refused for a field we merely look at: Procore documents that `reason` "may hold
@@ -258,31 +291,6 @@ impl<'de> Deserialize<'de> for LenientStr {
             fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
                 Ok(Some(v))
             }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
@@ -290,6 +298,7 @@ impl<'de> Deserialize<'de> for LenientStr {
                 {}
                 Ok(None)
             }
+            lenient_arms!('de);
         }
         d.deserialize_option(V).map(LenientStr)
     }
@@ -310,34 +319,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObj<T> {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
             }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
             fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(None)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
+            lenient_arms!('de);
         }
         d.deserialize_option(V(std::marker::PhantomData)).map(LenientObj)
     }
