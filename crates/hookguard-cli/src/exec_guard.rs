@@ -11,7 +11,11 @@
 //! A SIGTERM to the guard itself while `serve` lives is ignored: `serve`'s threads end one by
 //! one when it dies, and each passes the guard on with a signal while `getppid` still names
 //! `serve` (passing such a signal on to `sh` would end `sh` and leave its children behind).
-//! Processes the command leaves running in the background after `sh` exits are not guarded.
+//! Processes the command leaves running in the background after `sh` exits (`job &`) are ended
+//! then (SIGTERM, which the guard itself survives, then SIGKILL for those still there), with a
+//! line on stderr: the delivery is recorded done when the command exits, so work left running
+//! is not tracked — and once the guard is gone nothing would end it with `serve`, and a
+//! restarted `serve` could run beside it.
 
 use std::process::ExitCode;
 
@@ -60,6 +64,7 @@ async fn guard(a: &ExecGuardArgs) -> ExitCode {
     loop {
         tokio::select! {
             status = child.wait() => {
+                end_left_behind().await;
                 return match status {
                     Ok(s) => exit_code(s),
                     Err(_) => ExitCode::from(1),
@@ -98,6 +103,59 @@ fn exit_code(s: std::process::ExitStatus) -> ExitCode {
         (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
         (None, None) => ExitCode::from(1),
+    }
+}
+
+/// The other processes of this guard's group (the guard leads it: its pid is the group's),
+/// from `/proc` (at most [`MAX_SCANNED`] entries read).
+fn group_members() -> Vec<rustix::process::Pid> {
+    let me = rustix::process::getpid();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .take(MAX_SCANNED)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me.as_raw_nonzero().get())
+        .filter(|pid| {
+            // `pid (comm) state ppid pgrp …`: the fields after the last `)`.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<i32>().ok())
+                    == Some(me.as_raw_nonzero().get())
+            })
+        })
+        .filter_map(rustix::process::Pid::from_raw)
+        .collect()
+}
+
+/// How many `/proc` entries [`group_members`] reads at most.
+const MAX_SCANNED: usize = 1 << 16;
+
+/// Ends what the command left running in the background once `sh` has exited: SIGTERM to the
+/// group (the guard handles SIGTERM, so it stays), then, a moment later, SIGKILL to each
+/// member still there. Says so on stderr (the command's own).
+async fn end_left_behind() {
+    use rustix::process::{getpid, kill_process, kill_process_group, Signal};
+    let left = group_members();
+    if left.is_empty() {
+        return;
+    }
+    crate::common::write_stderr(format_args!(
+        "hookguard: --exec guard: the command left {} process(es) running after it exited; they are ended \
+         (a handler's work must be done when its command exits: the delivery is then done)",
+        left.len()
+    ));
+    let _ = kill_process_group(getpid(), Signal::TERM);
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if group_members().is_empty() {
+            return;
+        }
+    }
+    // Members of this group only: the group's id is the guard's own pid, alive meanwhile.
+    for pid in group_members() {
+        let _ = kill_process(pid, Signal::KILL);
     }
 }
 

@@ -67,7 +67,8 @@ everything. Exit 0 → 204
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
 sender's retry runs it again. On Linux the group also dies with serve, even when serve is
 killed -9 (a guard process, `hookguard __exec-guard`, leads the group and kills it when its
-parent goes).
+parent goes), and what the command leaves running in the background (`job &`) is ended when
+it exits: the delivery is done then, and nothing would end that work with serve.
 
 Inbox mode (--inbox PATH): answer 2xx only once the delivery is on disk, handle it afterwards.
 A verified new delivery is written to the SQLite file PATH (`sqlite:PATH` also accepted;

@@ -1852,6 +1852,41 @@ fn the_exec_guard_ignores_a_sigterm_while_serve_lives() {
     assert!(sh_alive, "the command ended on a SIGTERM sent to the guard");
 }
 
+/// What a command leaves running in the background (`job &`) outlived `serve`, even a
+/// `kill -9` (a tryout's finding): the guard left with `sh`. It is ended when the command
+/// exits, also a job that ignores SIGTERM; the command's exit code is relayed as it was.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_exec_guard_ends_what_the_command_leaves_in_the_background() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("guard-background");
+    let (polite, stubborn) = (dir.join("polite.pid"), dir.join("stubborn.pid"));
+    let cmd = format!(
+        "sleep 300 & echo $! > '{}'; sh -c 'trap \"\" TERM; echo $$ > {}; sleep 300' & sleep 0.3; exit 3",
+        polite.display(),
+        stubborn.display()
+    );
+    let out = Command::new(BIN)
+        .args(["__exec-guard", "--", &std::process::id().to_string(), &cmd])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("process(es) running after it exited"),
+        "{}",
+        text(&out.stderr)
+    );
+    for f in [&polite, &stubborn] {
+        let pid = read_pid(f);
+        wait_for("the background job to end", Duration::from_secs(5), || {
+            proc_state(pid).is_none_or(|(st, _)| st == 'Z')
+        });
+    }
+}
+
 #[test]
 fn exec_leaves_nul_and_oversized_values_out_of_the_environment() {
     let dir = scratch("exec-env");
