@@ -147,22 +147,45 @@ const PIECE: usize = crate::common::PIPE_BUF - 1;
 /// Copies a child process's output (`serve --exec`) into the queue line by line: the
 /// command's output never blocks on a stderr nobody reads (that would hold up its delivery's
 /// answer) and never lands inside a log line.
+/// At most [`MAX_FORWARDED`] bytes of one stream of one run are forwarded; the rest is read
+/// and dropped (the command never blocks), and a line says how much.
 pub async fn forward(from: impl tokio::io::AsyncRead + Unpin) {
-    forward_to(from, write).await;
+    let dropped = forward_to(from, MAX_FORWARDED, write).await;
+    if dropped > 0 {
+        write(
+            format!(
+                "hookguard: --exec: {dropped} more bytes of the command's output were dropped (at most {MAX_FORWARDED} bytes of each stream per run reach the log)\n"
+            )
+            .as_bytes(),
+        );
+    }
 }
 
+/// The most of one output stream of one `--exec` run that reaches the log: a command that
+/// prints without end (200 MB in a tryout) must not fill the disk the log, and often the
+/// inbox, are on.
+pub const MAX_FORWARDED: usize = 1 << 20;
+
 /// [`forward`]'s reading: whole lines, a line longer than [`PIECE`] in pieces, each with its
-/// newline.
-async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, mut emit: impl FnMut(&[u8])) {
+/// newline, until `limit` bytes were read; the rest is read and counted. Returns the bytes
+/// dropped.
+async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, limit: usize, mut emit: impl FnMut(&[u8])) -> u64 {
     use tokio::io::AsyncReadExt;
     let mut pending = Vec::with_capacity(PIECE);
     let mut chunk = [0u8; 4096];
+    let (mut read, mut dropped) = (0usize, 0u64);
     loop {
         let n = match from.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        pending.extend_from_slice(&chunk[..n]);
+        let kept = n.min(limit.saturating_sub(read));
+        read += kept;
+        dropped += (n - kept) as u64;
+        if kept == 0 {
+            continue;
+        }
+        pending.extend_from_slice(&chunk[..kept]);
         // What was emitted is dropped once per read (a drain per line moved the rest of the
         // buffer for each short line).
         let mut start = 0;
@@ -188,6 +211,7 @@ async fn forward_to(mut from: impl tokio::io::AsyncRead + Unpin, mut emit: impl 
         pending.push(b'\n');
         emit(&pending);
     }
+    dropped
 }
 
 /// The writer thread: everything queued in one write; a failed write (a closed stderr) is
@@ -355,6 +379,19 @@ mod tests {
         );
     }
 
+    /// A command printing without end (a tryout's 200 MB) put all of it in the log: at most
+    /// the limit is forwarded, the rest read and counted.
+    #[test]
+    fn a_commands_output_is_forwarded_up_to_the_limit_and_the_rest_counted() {
+        let output = b"12345\n".repeat(10_000);
+        let mut forwarded = 0;
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dropped = rt.block_on(forward_to(&output[..], 6_003, |l| forwarded += l.len()));
+        assert_eq!(dropped, 60_000 - 6_003);
+        // 1,000 whole lines, and the three bytes after them as a last line of their own.
+        assert_eq!(forwarded, 6_000 + 4);
+    }
+
     #[test]
     fn a_commands_output_is_queued_in_whole_lines_and_bounded_pieces() {
         let mut output = b"one\n\ntwo\n".to_vec();
@@ -362,7 +399,8 @@ mod tests {
         output.extend_from_slice(b"\nlast without newline");
         let mut lines = Vec::new();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(forward_to(&output[..], |l| lines.push(l.to_vec())));
+        let dropped = rt.block_on(forward_to(&output[..], usize::MAX, |l| lines.push(l.to_vec())));
+        assert_eq!(dropped, 0);
         let piece = [vec![b'x'; PIECE], b"\n".to_vec()].concat();
         let tail = [vec![b'x'; 10], b"\n".to_vec()].concat();
         let expected: Vec<&[u8]> = vec![

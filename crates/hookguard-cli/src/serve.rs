@@ -58,7 +58,7 @@ when stdout fails is lost. If stdout is closed (the reader exited), serve stops 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
 HOOKGUARD_DEDUPE_KEY in the environment (empty when the delivery has none; its stdout goes to
-stderr). An id or type over 256 bytes or holding a control character is not kept (the body's
+stderr, at most 1 MiB of each stream per run, the rest counted and dropped). An id or type over 256 bytes or holding a control character is not kept (the body's
 digest keys the delivery), so its variable is empty; should a value still not fit the
 environment (a NUL byte, or over 8 KiB), it is left out and HOOKGUARD_EVENT_ID_INVALID=1
 (…_EVENT_TYPE_INVALID, …_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has
