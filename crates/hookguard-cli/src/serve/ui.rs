@@ -1040,7 +1040,10 @@ async fn index(State(ui): State<Arc<Inspector>>, req: Request) -> Response {
     html(StatusCode::OK, page("hookguard inspector", &body, refresh))
 }
 
-async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>) -> Response {
+async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<String>) -> Response {
+    // An id that is no inbox id (`abc`, past i64) is no item: the same 404 as a missing one,
+    // not axum's plain-text path rejection.
+    let id = id.parse::<i64>().unwrap_or(0);
     let Some(inbox) = &ui.inbox else {
         return html(
             StatusCode::NOT_FOUND,
@@ -1119,7 +1122,8 @@ fn after_post(req_headers: &HeaderMap, json: serde_json::Value) -> Response {
     }
 }
 
-async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let id = id.parse::<i64>().unwrap_or(0);
     let Some(inbox) = &ui.inbox else {
         return (StatusCode::NOT_FOUND, "serve runs without --inbox").into_response();
     };
