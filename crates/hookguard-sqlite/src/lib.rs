@@ -417,6 +417,7 @@ impl SqliteInboxBuilder {
             giving_back: Vec::new(),
             last_batch: 0,
             committed_at: Instant::now(),
+            failure_log: FailureLog::default(),
             files: Files::of(&self.path),
             max_pending,
             max_batch: self.max_batch,
@@ -1142,6 +1143,8 @@ struct Writer {
     /// How many operations the last batch took from the queue, and when it ended (see `run`).
     last_batch: usize,
     committed_at: Instant,
+    /// Failed transactions in a row, for the log (see [`FailureLog`]).
+    failure_log: FailureLog,
     /// Whether the file and its WAL are still the ones this writer writes.
     files: Files,
     max_pending: u64,
@@ -1540,6 +1543,7 @@ impl Writer {
         .and_then(|()| self.files.check().map_or(Ok(()), Err));
         match outcome {
             Ok(()) => {
+                self.failure_log.succeeded();
                 self.fresh.committed();
                 if wake {
                     wake_every_worker(&self.notify);
@@ -1548,7 +1552,7 @@ impl Writer {
                 true
             }
             Err(msg) => {
-                tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
+                self.failure_log.failed(&msg);
                 self.pending = pending_before;
                 self.clock = clock_before;
                 self.fresh.rolled_back();
@@ -1557,6 +1561,46 @@ impl Writer {
                 }
                 false
             }
+        }
+    }
+}
+
+/// The log of failed transactions: the first of a run at ERROR, then at most one ERROR a
+/// minute with how many failed meanwhile (a full disk failed the worker's transaction every
+/// second, for ever, in the log that may share the disk), and a line when they succeed again.
+#[derive(Default)]
+struct FailureLog {
+    /// Failed in a row, and when the last ERROR was written.
+    failing: Option<(u64, Instant)>,
+}
+
+impl FailureLog {
+    /// How long failures after the first of a run are not logged one by one.
+    const QUIET: Duration = Duration::from_secs(60);
+
+    fn failed(&mut self, msg: &str) {
+        match &mut self.failing {
+            None => {
+                tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
+                self.failing = Some((1, Instant::now()));
+            }
+            Some((n, logged)) => {
+                *n += 1;
+                if logged.elapsed() >= Self::QUIET {
+                    tracing::error!(
+                        error = %msg,
+                        failed_in_a_row = *n,
+                        "inbox: transactions still fail; nothing in them was stored"
+                    );
+                    *logged = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if let Some((n, _)) = self.failing.take() {
+            tracing::info!(failed_in_a_row = n, "inbox: transactions succeed again");
         }
     }
 }
@@ -2271,6 +2315,57 @@ impl InboxStore for SqliteInbox {
 mod tests {
     use super::*;
 
+    /// Counts the events at each level (ERROR, INFO).
+    #[derive(Default, Clone)]
+    struct Levels(Arc<std::sync::Mutex<(u32, u32)>>);
+
+    impl tracing::Subscriber for Levels {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, e: &tracing::Event<'_>) {
+            let mut c = self.0.lock().unwrap();
+            match *e.metadata().level() {
+                tracing::Level::ERROR => c.0 += 1,
+                tracing::Level::INFO => c.1 += 1,
+                _ => {}
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// A full disk failed the worker's transaction every second, each an ERROR, for ever (a
+    /// tryout's finding): the first of a run is logged, then one a minute, and the recovery.
+    #[test]
+    fn failed_transactions_in_a_row_are_logged_once_a_minute() {
+        let levels = Levels::default();
+        let mut log = FailureLog::default();
+        tracing::subscriber::with_default(levels.clone(), || {
+            for _ in 0..100 {
+                log.failed("database or disk is full");
+            }
+            assert_eq!(*levels.0.lock().unwrap(), (1, 0));
+            // A minute later (the last ERROR's time moved back), one more with the count.
+            if let Some((_, at)) = &mut log.failing {
+                *at = at.checked_sub(FailureLog::QUIET).expect("a machine up for a minute");
+            }
+            log.failed("database or disk is full");
+            log.failed("database or disk is full");
+            assert_eq!(*levels.0.lock().unwrap(), (2, 0));
+            log.succeeded();
+            log.succeeded();
+            assert_eq!(*levels.0.lock().unwrap(), (2, 1));
+            log.failed("again");
+            assert_eq!(*levels.0.lock().unwrap(), (3, 1), "a new run is logged at once");
+        });
+    }
+
     #[test]
     fn file_uris_name_the_path_and_nothing_else() {
         assert_eq!(file_uri(Path::new("/var/lib/x.db")), "file:///var/lib/x.db");
@@ -2445,6 +2540,7 @@ mod tests {
                 giving_back: Vec::new(),
                 last_batch: 0,
                 committed_at: Instant::now(),
+                failure_log: FailureLog::default(),
                 files,
                 max_pending: 1_000,
                 max_batch: 16,
