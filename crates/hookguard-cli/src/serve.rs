@@ -1298,13 +1298,15 @@ impl InboxJob {
 
 /// Binds `--listen`.
 async fn bind(listen: &str) -> CliResult<(tokio::net::TcpListener, std::net::SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| failed(format!("cannot listen on {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| failed(format!("cannot read the bound address: {e}")))?;
-    Ok((listener, addr))
+    let (reserved, addr) = reserve(listen).await?;
+    Ok((self::listen(reserved, addr)?, addr))
+}
+
+/// Starts listening on a socket [`reserve`] bound to `addr`.
+fn listen(reserved: tokio::net::TcpSocket, addr: std::net::SocketAddr) -> CliResult<tokio::net::TcpListener> {
+    reserved
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))
 }
 
 /// The listen queue's length (tokio's own for `TcpListener::bind`).
@@ -1621,9 +1623,7 @@ async fn run_inbox(
     let mut extras = ui::Extras::bind(args).await?;
     let (reserved, addr) = reserve(&args.listen).await?;
     let inbox = settings.spec.open(Some(settings.max_pending), true).await?;
-    let listener = reserved
-        .listen(LISTEN_BACKLOG)
-        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+    let listener = listen(reserved, addr)?;
     let stats = inbox
         .stats()
         .await

@@ -366,6 +366,21 @@ pub enum Reply<R> {
     Respond(Response<Bytes>),
 }
 
+/// What a refused request counts toward in the sender's health.
+#[derive(Clone, Copy)]
+enum Whose {
+    /// It may be the sender's own (a wrong secret, a fault of ours): a failed answer to it,
+    /// toward its kill-switch warnings.
+    MaybeSenders,
+    /// It carried no credential or signature the sender writes (a scanner's, or the sender's
+    /// under a configuration that does not match): not a failed answer, but a streak of them is
+    /// warned about ([`SenderHealth::refused_uncredentialed`]).
+    Uncredentialed,
+    /// No sender delivers so (another method, a challenge request without its challenge): the
+    /// metrics only.
+    NotADelivery,
+}
+
 /// A verifier plus dedupe policy plus handler budget: everything one webhook route needs.
 ///
 /// ```
@@ -687,34 +702,29 @@ impl Receiver {
                 self.count_answer("challenge", "");
                 Err(answer.into_response())
             }
-            Err(r) => Err(self.refuse(&r, None, self.may_be_senders(&r, head))),
+            Err(r) => Err(self.refuse(&r, None, self.whose(&r, head))),
         }
     }
 
-    /// Whether a refused request may have been the sender's own (a wrong secret, a fault of
-    /// ours), so that the answer counts toward the sender's health and its kill-switch
-    /// warnings. Requests no sender makes do not: another method, a challenge request without
-    /// its challenge (a browser, a health check), no signature or credential at all, or one in
-    /// a form the sender never writes (a scanner: one such POST logged Procore's "pauses every
-    /// delivery" ERROR, 21 BuildWorkPro's "endpoint disabled"). They are still logged and
-    /// counted in the metrics by their codes.
-    fn may_be_senders(&self, r: &Rejection, head: &RequestHead<'_>) -> bool {
+    /// Whose a refused request may have been (see [`Whose`]): a wrong secret or a fault of
+    /// ours may be the sender's own; another method, or a challenge request without its
+    /// challenge (a browser, a health check), never is; no signature or credential at all, or
+    /// one in a form the sender never writes, is a scanner's — or the sender's, misconfigured.
+    fn whose(&self, r: &Rejection, head: &RequestHead<'_>) -> Whose {
         match r {
-            Rejection::MethodNotAllowed
-            | Rejection::ChallengeMissing
-            | Rejection::MissingSignature(_)
+            Rejection::MethodNotAllowed | Rejection::ChallengeMissing => Whose::NotADelivery,
+            Rejection::MissingSignature(_)
             | Rejection::MalformedSignature
             | Rejection::MissingHeader(_)
             | Rejection::MalformedTimestamp
-            | Rejection::TooManySignatures => false,
+            | Rejection::TooManySignatures => Whose::Uncredentialed,
             // Procore and a header-token HCSS always send their header: only a wrong value
             // may be the sender's (a rotated secret).
-            Rejection::Unauthorized => self
-                .verifier
-                .scheme()
-                .credential_header()
-                .is_none_or(|h| head.headers.contains_key(h)),
-            _ => true,
+            Rejection::Unauthorized => match self.verifier.scheme().credential_header() {
+                Some(h) if !head.headers.contains_key(h) => Whose::Uncredentialed,
+                _ => Whose::MaybeSenders,
+            },
+            _ => Whose::MaybeSenders,
         }
     }
 
@@ -724,28 +734,24 @@ impl Receiver {
     }
 
     fn reject_event(&self, r: &Rejection, event: Option<u64>) -> Response<Bytes> {
-        self.refuse(r, event, true)
+        self.refuse(r, event, Whose::MaybeSenders)
     }
 
-    /// The answer to a rejection; `sender`: whether it counts toward the sender's health (it
-    /// may be the sender's own request).
-    fn refuse(&self, r: &Rejection, event: Option<u64>, sender: bool) -> Response<Bytes> {
+    /// The answer to a rejection; `whose`: what it counts toward in the sender's health.
+    fn refuse(&self, r: &Rejection, event: Option<u64>, whose: Whose) -> Response<Bytes> {
         tracing::info!(
             provider = %self.verifier.provider(),
             code = r.code(),
             status = r.status().as_u16(),
             "webhook rejected"
         );
-        if sender {
-            self.answered_event("rejected", r.code(), false, event);
-        } else {
-            self.count_answer("rejected", r.code());
-            // A POST without a credential the sender writes may still be the sender's own,
-            // misconfigured: a streak of them is warned about (another method, a challenge
-            // request without its value, are never deliveries).
-            if !matches!(r, Rejection::MethodNotAllowed | Rejection::ChallengeMissing) {
+        match whose {
+            Whose::MaybeSenders => self.answered_event("rejected", r.code(), false, event),
+            Whose::Uncredentialed => {
+                self.count_answer("rejected", r.code());
                 self.health.refused_uncredentialed();
             }
+            Whose::NotADelivery => self.count_answer("rejected", r.code()),
         }
         if let Rejection::BodyTooLarge { .. } = r {
             // Retried by the sender (503): it gets through once the limit is raised.
@@ -897,7 +903,7 @@ impl Receiver {
                         | Rejection::InvalidPayload(_)
                         | Rejection::TimestampOutOfWindow
                 );
-                return Err(self.refuse(&r, event.filter(|_| authenticated), self.may_be_senders(&r, head)));
+                return Err(self.refuse(&r, event.filter(|_| authenticated), self.whose(&r, head)));
             }
         };
         if let Some(inbox) = &self.inbox {
