@@ -571,9 +571,13 @@ def github():
     c.add("non-utf8-body", "Every byte value in the body: verified as raw bytes.", secrets=["gh-secret"],
           headers=[("X-Hub-Signature-256", "sha256=" + hmac256(b"gh-secret", raw).hex())], body=raw, now=now,
           expect=accept(None, None, "github:" + body_digest(raw)), tags=["non-utf8"])
-    c.add("body-over-limit", "A body over the configured limit (max_body 8): 413 before any MAC.",
+    c.add("body-over-limit", "A signed body over the configured limit (max_body 8): refused before it is read.",
           secrets=[secret], headers=[("X-Hub-Signature-256", vec)], body=body, now=now, max_body=8,
           expect=rej("body_too_large"), tags=["bounds"])
+    c.add("unsigned-body-over-limit", "A body over the limit without a signature: refused as unsigned (the head "
+          "alone decides), not told to come back as too large.",
+          secrets=[secret], headers=[], body=body, now=now, max_body=8,
+          expect=rej("missing_signature"), tags=["bounds", "headers"])
     c.add("delivery-header-does-not-change-the-key", "Another X-GitHub-Delivery with the same signed body is the "
           "same event (the header is unsigned).", secrets=["gh-secret"],
           headers=[hdrs[0], ("X-GitHub-Delivery", "00000000-0000-0000-0000-000000000000"), hdrs[2]], body=event,

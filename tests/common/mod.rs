@@ -615,6 +615,17 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         &send(addr, "POST", "/bwp", &h, &big, Framing::Chunked).await,
         &rej(503, "body_too_large"),
     );
+    // Without a signature the head alone refuses it: not told to come back, in either framing.
+    check(
+        "unsigned body over limit",
+        &send(addr, "POST", "/bwp", &[], &big, Framing::Chunked).await,
+        &rej(401, "missing_signature"),
+    );
+    check(
+        "unsigned declared length over limit",
+        &send(addr, "POST", "/bwp", &[], &[], Framing::Declared(MAX_BODY + 1)).await,
+        &rej(401, "missing_signature"),
+    );
     let (h, b) = bwp("evt_chunked_ok");
     check(
         "chunked body within limit",

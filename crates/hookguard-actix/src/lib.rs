@@ -32,7 +32,8 @@
 //!
 //! ## What the middleware does, in order
 //! 1. Answers challenges (HCSS `GET ?challenge=`) itself.
-//! 2. Refuses a declared `Content-Length` over the limit with `503 body_too_large` (+
+//! 2. Refuses a declared `Content-Length` over the limit with `503 body_too_large` (a request
+//!    with no signature is refused as unsigned instead; +
 //!    `Retry-After`: a limit of yours, retried by the sender) before reading; bounds the
 //!    read of chunked bodies too (default 1 MiB).
 //! 3. Reads the payload once into `Bytes` and verifies it; rejections answer the core's status,

@@ -175,7 +175,7 @@ where
             let read_timeout = rx.verifier().read_timeout();
             let body = match convert::read_body_within(&mut payload, &head, limit, read_timeout).await {
                 Ok(body) => body,
-                Err(r) => return Ok(answer(req, &rx.reject(&r))),
+                Err(r) => return Ok(answer(req, &rx.reject_read(&head.as_core(), r))),
             };
             let budget = rx.budget();
             // The request goes to the handler only for a new, genuine delivery; otherwise it

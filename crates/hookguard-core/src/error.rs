@@ -237,6 +237,20 @@ impl Rejection {
         s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error()
     }
 
+    /// Whether the request carried no credential in a form any sender writes: no signature or
+    /// header at all, a malformed one, or too many. Such a refusal is judged on the head alone,
+    /// whatever the body.
+    pub(crate) fn is_uncredentialed(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingSignature(_)
+                | Self::MalformedSignature
+                | Self::MissingHeader(_)
+                | Self::MalformedTimestamp
+                | Self::TooManySignatures
+        )
+    }
+
     /// The `Retry-After` hint for retryable rejections.
     ///
     /// ```

@@ -169,7 +169,9 @@ where
         Err(Rejection::MethodNotAllowed) => return Err(Refusal::NotAllowed(verifier.allowed_methods())),
         Err(r) => return Err(Refusal::Rejected(r)),
     };
-    let body = read(limit, verifier.read_timeout()).await?;
+    let body = read(limit, verifier.read_timeout())
+        .await
+        .map_err(|r| verifier.read_refusal(head, r))?;
     match verifier.verify(head, body)? {
         Verdict::Deliver(d) => d.json().map_err(Refusal::Rejected),
         Verdict::Ignored(_) => Err(Refusal::Ignored),

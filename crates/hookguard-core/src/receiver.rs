@@ -706,6 +706,22 @@ impl Receiver {
         }
     }
 
+    /// The answer when reading the body failed (`r`: too large, timed out, broken), judged
+    /// with the head: a body over the limit without a signature is refused as unsigned (see
+    /// [`Verifier::read_refusal`]), and counted in sender health as such.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Receiver, Rejection, RequestHead, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+    /// let answer = rx.reject_read(&RequestHead::new(&m, &u, &h), Rejection::BodyTooLarge { limit: 10 });
+    /// assert_eq!(answer.status(), 401);
+    /// ```
+    pub fn reject_read(&self, head: &RequestHead<'_>, r: Rejection) -> Response<Bytes> {
+        let r = self.verifier.read_refusal(head, r);
+        self.refuse(&r, None, self.whose(&r, head))
+    }
+
     /// Whose a refused request may have been (see [`Whose`]): a wrong secret or a fault of
     /// ours may be the sender's own; another method, or a challenge request without its
     /// challenge (a browser, a health check), never is; no signature or credential at all, or
@@ -713,11 +729,7 @@ impl Receiver {
     fn whose(&self, r: &Rejection, head: &RequestHead<'_>) -> Whose {
         match r {
             Rejection::MethodNotAllowed | Rejection::ChallengeMissing => Whose::NotADelivery,
-            Rejection::MissingSignature(_)
-            | Rejection::MalformedSignature
-            | Rejection::MissingHeader(_)
-            | Rejection::MalformedTimestamp
-            | Rejection::TooManySignatures => Whose::Uncredentialed,
+            r if r.is_uncredentialed() => Whose::Uncredentialed,
             // Procore and a header-token HCSS always send their header: only a wrong value
             // may be the sender's (a rotated secret).
             Rejection::Unauthorized => match self.verifier.scheme().credential_header() {

@@ -284,10 +284,48 @@ impl Verifier {
             }
             let len: u64 = len.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
             if len > i.max_body as u64 {
-                return Err(Rejection::BodyTooLarge { limit: i.max_body });
+                return Err(self.read_refusal(head, Rejection::BodyTooLarge { limit: i.max_body }));
             }
         }
         Ok(Precheck::ReadBody { limit: i.max_body })
+    }
+
+    /// What a failed body read is refused as. A body over the limit is
+    /// [`BodyTooLarge`](Rejection::BodyTooLarge), retryable, with a WARN telling the operator
+    /// to raise the limit — unless the head alone refuses the request: no signature, or one
+    /// in a form no sender writes (a scanner's, or a misconfigured sender's), is refused as
+    /// that. Any other rejection is returned as it is. The adapters call this when their read
+    /// of the body fails; [`precheck`](Self::precheck) and [`verify`](Self::verify) do.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Rejection, RequestHead, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+    /// let r = v.read_refusal(&RequestHead::new(&m, &u, &h), Rejection::BodyTooLarge { limit: 10 });
+    /// assert_eq!(r.code(), "missing_signature");
+    /// ```
+    pub fn read_refusal(&self, head: &RequestHead<'_>, r: Rejection) -> Rejection {
+        let i = &self.inner;
+        if !matches!(r, Rejection::BodyTooLarge { .. }) {
+            return r;
+        }
+        // A MAC over no body: only for a body over the limit, and never equal to the sender's
+        // (head-only schemes were judged before the size: `precheck`).
+        match i.scheme.authenticate(head, &[], &self.context()) {
+            Err(refused) if refused.is_uncredentialed() => refused,
+            _ => r,
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        let i = &self.inner;
+        Context {
+            keys: &i.keys,
+            tolerance: i.tolerance,
+            now: i.clock.now_unix(),
+            max_signatures: i.max_signatures,
+            max_header_len: i.max_header_len,
+        }
     }
 
     /// Authenticates only (signature or token, replay window), without reading the payload:
@@ -310,13 +348,7 @@ impl Verifier {
     /// ```
     pub fn authenticate(&self, head: &RequestHead<'_>, body: &[u8]) -> Result<crate::Authenticated, Rejection> {
         let i = &self.inner;
-        let ctx = Context {
-            keys: &i.keys,
-            tolerance: i.tolerance,
-            now: i.clock.now_unix(),
-            max_signatures: i.max_signatures,
-            max_header_len: i.max_header_len,
-        };
+        let ctx = self.context();
         let auth = match i.scheme.authenticate(head, body, &ctx) {
             Ok(auth) => auth,
             Err(Rejection::SignatureMismatch) if i.retry_mismatch => return Err(Rejection::SignatureNotVerified),
@@ -361,7 +393,7 @@ impl Verifier {
     pub fn verify(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Verdict, Rejection> {
         let i = &self.inner;
         if body.len() > i.max_body {
-            return Err(Rejection::BodyTooLarge { limit: i.max_body });
+            return Err(self.read_refusal(head, Rejection::BodyTooLarge { limit: i.max_body }));
         }
         let auth = self.authenticate(head, &body)?;
         let d = i.scheme.describe(head, &body)?;
@@ -842,6 +874,18 @@ mod tests {
         assert!(build(|b| b.no_replay_window()).is_ok());
     }
 
+    /// The headers of a signed BuildWorkPro delivery (of another body: a MAC over the body does
+    /// not change what the head alone decides).
+    fn signed_head() -> http::HeaderMap {
+        use crate::SignParams;
+        let signed = BuildWorkPro::new()
+            .sign("whsec_k", b"{}", &SignParams::new(SystemClock.now_unix()))
+            .unwrap();
+        let mut h = http::HeaderMap::new();
+        h.extend(signed.headers);
+        h
+    }
+
     #[test]
     fn content_length_is_strict() {
         let v = Verifier::builder(BuildWorkPro::new())
@@ -850,7 +894,7 @@ mod tests {
             .unwrap();
         let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
         let pre = |values: &[&'static str]| {
-            let mut h = http::HeaderMap::new();
+            let mut h = signed_head();
             for x in values {
                 h.append(http::header::CONTENT_LENGTH, http::HeaderValue::from_static(x));
             }
@@ -875,7 +919,7 @@ mod tests {
         fn any_content_length_is_judged_by_its_digits(values in proptest::collection::vec("[0-9]{1,3}|[0-9+\\- ,]{0,5}|[0-9]{20,24}", 0..4)) {
             let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").max_body(500).build().unwrap();
             let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
-            let mut h = http::HeaderMap::new();
+            let mut h = signed_head();
             for x in &values {
                 h.append(http::header::CONTENT_LENGTH, http::HeaderValue::from_str(x).unwrap());
             }
@@ -949,6 +993,36 @@ mod tests {
         h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
         assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)), Err(Rejection::Unauthorized));
         h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
+        assert_eq!(
+            v.precheck(&RequestHead::new(&m, &u, &h)),
+            Err(Rejection::BodyTooLarge { limit: 100 })
+        );
+    }
+
+    /// An HMAC sender's request over the limit with no signature, or one no sender writes, is
+    /// refused as such (`401`/`400`), not told to come back (`503 body_too_large`, whose WARN told
+    /// the operator to raise the limit); with a signature it is still `body_too_large`.
+    #[test]
+    fn an_unsigned_request_is_refused_before_its_size() {
+        let v = Verifier::builder(BuildWorkPro::new())
+            .secret("whsec_k")
+            .max_body(100)
+            .build()
+            .unwrap();
+        let (m, u) = (Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
+        assert_eq!(
+            v.precheck(&RequestHead::new(&m, &u, &h)),
+            Err(Rejection::MissingSignature("BuildWorkPro-Signature"))
+        );
+        h.insert("buildworkpro-signature", http::HeaderValue::from_static("v1=zz"));
+        assert_eq!(
+            v.precheck(&RequestHead::new(&m, &u, &h)),
+            Err(Rejection::MalformedSignature)
+        );
+        let mut h = signed_head();
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
         assert_eq!(
             v.precheck(&RequestHead::new(&m, &u, &h)),
             Err(Rejection::BodyTooLarge { limit: 100 })

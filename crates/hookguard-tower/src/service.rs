@@ -188,7 +188,7 @@ where
                 let bytes = match read.await {
                     Some(Ok(bytes)) => bytes,
                     None => return Ok(convert(rx.reject(&Rejection::BodyReadTimeout))),
-                    Some(Err(r)) => return Ok(convert(rx.reject(&r))),
+                    Some(Err(r)) => return Ok(convert(rx.reject_read(&head, r))),
                 };
                 let admitted = match rx.admit_since(&head, bytes, arrived).await {
                     Ok(admitted) => admitted,
