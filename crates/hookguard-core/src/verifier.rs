@@ -978,55 +978,42 @@ mod tests {
         )
     }
 
-    /// A forged Procore request with a body over the limit is refused as forged (`401`), not
-    /// as too large (a retryable `503` whose WARN told the operator to raise the limit); a
-    /// genuine one is still `body_too_large`.
+    /// A request over the limit that its head alone refuses is refused as such, not told to
+    /// come back (`503 body_too_large`, whose WARN told the operator to raise the limit): a
+    /// forged Procore token (`401`), an HMAC sender's request with no signature or one no
+    /// sender writes (`401`/`400`). A genuine head is still `body_too_large`.
     #[test]
-    fn a_forged_head_only_request_is_refused_before_its_size() {
-        let v = Verifier::builder(crate::schemes::Procore::new())
+    fn a_request_its_head_refuses_is_refused_before_its_size() {
+        let procore = Verifier::builder(crate::schemes::Procore::new())
             .secret("Bearer t")
             .max_body(100)
             .build()
             .unwrap();
-        let (m, u) = (Method::POST, http::Uri::from_static("/"));
-        let mut h = http::HeaderMap::new();
-        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
-        assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)), Err(Rejection::Unauthorized));
-        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
-        assert_eq!(
-            v.precheck(&RequestHead::new(&m, &u, &h)),
-            Err(Rejection::BodyTooLarge { limit: 100 })
-        );
-    }
-
-    /// An HMAC sender's request over the limit with no signature, or one no sender writes, is
-    /// refused as such (`401`/`400`), not told to come back (`503 body_too_large`, whose WARN told
-    /// the operator to raise the limit); with a signature it is still `body_too_large`.
-    #[test]
-    fn an_unsigned_request_is_refused_before_its_size() {
-        let v = Verifier::builder(BuildWorkPro::new())
+        let bwp = Verifier::builder(BuildWorkPro::new())
             .secret("whsec_k")
             .max_body(100)
             .build()
             .unwrap();
+        let mut procore_ok = http::HeaderMap::new();
+        procore_ok.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
+        let mut bwp_malformed = http::HeaderMap::new();
+        bwp_malformed.insert("buildworkpro-signature", http::HeaderValue::from_static("v1=zz"));
+        let cases = [
+            (&procore, http::HeaderMap::new(), Err(Rejection::Unauthorized)),
+            (&procore, procore_ok, Err(Rejection::BodyTooLarge { limit: 100 })),
+            (
+                &bwp,
+                http::HeaderMap::new(),
+                Err(Rejection::MissingSignature("BuildWorkPro-Signature")),
+            ),
+            (&bwp, bwp_malformed, Err(Rejection::MalformedSignature)),
+            (&bwp, signed_head(), Err(Rejection::BodyTooLarge { limit: 100 })),
+        ];
         let (m, u) = (Method::POST, http::Uri::from_static("/"));
-        let mut h = http::HeaderMap::new();
-        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
-        assert_eq!(
-            v.precheck(&RequestHead::new(&m, &u, &h)),
-            Err(Rejection::MissingSignature("BuildWorkPro-Signature"))
-        );
-        h.insert("buildworkpro-signature", http::HeaderValue::from_static("v1=zz"));
-        assert_eq!(
-            v.precheck(&RequestHead::new(&m, &u, &h)),
-            Err(Rejection::MalformedSignature)
-        );
-        let mut h = signed_head();
-        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
-        assert_eq!(
-            v.precheck(&RequestHead::new(&m, &u, &h)),
-            Err(Rejection::BodyTooLarge { limit: 100 })
-        );
+        for (v, mut h, want) in cases {
+            h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("10000000"));
+            assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)).map(|_| ()), want, "{h:?}");
+        }
     }
 
     /// Every setter, once, on any builder that has them (they come from one list, so both do).
