@@ -243,6 +243,15 @@ def standard():
     ]:
         c.add(name, desc + " Malformed: nothing to check.", secrets=[secret], headers=h(s), body=body, now=ts,
               expect=rej("malformed_signature"), tags=["malformed"])
+    svix = [("svix-id", mid), ("svix-timestamp", str(ts)), ("svix-signature", sig)]
+    c.add("svix-header-names", "Svix's default names (svix-id, svix-timestamp, svix-signature), which Svix and "
+          "the APIs built on it send unless their customer paid for the webhook- prefix; Svix's libraries accept "
+          "both. Read when none of the webhook- headers is present; deduplicated on svix-id.",
+          source="docs.svix.com/receiving/verifying-payloads/how-manual", secrets=[secret], headers=svix,
+          body=body, now=ts, expect=ok, tags=["vector", "headers"])
+    c.add("svix-names-never-mixed", "A webhook-id with Svix's timestamp and signature: the webhook- names are "
+          "read alone, so the timestamp is missing.", secrets=[secret], headers=[("webhook-id", mid)] + svix[1:],
+          body=body, now=ts, expect=rej("missing_header"), tags=["headers"])
     c.add("junk-beside-valid", "Junk entries beside a valid one: any valid entry accepts.",
           secrets=[secret], headers=h("v1,Zm9v v1a,xyz v2,abc " + sig), body=body, now=ts, expect=ok,
           tags=["junk"])

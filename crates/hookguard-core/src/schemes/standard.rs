@@ -15,6 +15,13 @@ use crate::{
 /// is a space-separated list of `v1,<base64 HMAC-SHA256>` and `v1a,<base64 Ed25519>` entries
 /// (any may match); ±300 s; deduplicated on `webhook-id`.
 ///
+/// **Svix's header names.** Svix, the reference sender, sends `svix-id`, `svix-timestamp` and
+/// `svix-signature` unless its customer has paid for the `webhook-` prefix (so do the APIs
+/// built on it: Clerk, Resend and others), and its own libraries accept both. A request that
+/// carries none of the three `webhook-` headers is read under the `svix-` names: the same
+/// signed content, the same checks, deduplicated on `svix-id`. A request with any `webhook-`
+/// header is read under those names only (never a mix of the two).
+///
 /// What a configured secret becomes (several may be configured, for rotation):
 ///
 /// | secret | key | checks |
@@ -67,6 +74,12 @@ pub struct StandardWebhooks {
 static ID: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::ID_HEADER);
 static TIMESTAMP: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::TIMESTAMP_HEADER);
 static SIGNATURE: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::SIGNATURE_HEADER);
+static SVIX_ID: http::HeaderName = http::HeaderName::from_static(StandardWebhooks::SVIX_ID_HEADER);
+static SVIX_TIMESTAMP: http::HeaderName = http::HeaderName::from_static("svix-timestamp");
+static SVIX_SIGNATURE: http::HeaderName = http::HeaderName::from_static("svix-signature");
+/// The specification's names, then Svix's (see [`StandardWebhooks`]'s "Svix's header names").
+static SPEC_NAMES: [&http::HeaderName; 3] = [&ID, &TIMESTAMP, &SIGNATURE];
+static SVIX_NAMES: [&http::HeaderName; 3] = [&SVIX_ID, &SVIX_TIMESTAMP, &SVIX_SIGNATURE];
 /// The headers the signature covers (the signed content is `"{id}.{timestamp}.{body}"`).
 static SIGNED_HEADERS: [http::HeaderName; 2] = [
     http::HeaderName::from_static(StandardWebhooks::ID_HEADER),
@@ -80,6 +93,9 @@ impl StandardWebhooks {
     pub const TIMESTAMP_HEADER: &'static str = "webhook-timestamp";
     /// The signature header.
     pub const SIGNATURE_HEADER: &'static str = "webhook-signature";
+    /// The id header under Svix's own names (`svix-id`, `svix-timestamp`, `svix-signature`):
+    /// read when a request carries none of the specification's three.
+    pub const SVIX_ID_HEADER: &'static str = "svix-id";
     /// The most well-formed `v1a` entries one header may carry: a sender signs once per active
     /// key, and a rotation needs two. (Without the `ed25519` feature `v1a` entries cost
     /// nothing and are not counted here.)
@@ -96,6 +112,19 @@ impl StandardWebhooks {
     /// The scheme with the specification's rules.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The three headers and the names they were found under: the specification's, or
+    /// Svix's when the request carries none of those.
+    fn headers<'h>(req: &RequestHead<'h>) -> ([&'static http::HeaderName; 3], [Option<&'h http::HeaderValue>; 3]) {
+        let spec = Context::raw_headers(req, SPEC_NAMES);
+        if spec.iter().all(Option::is_none) {
+            let svix = Context::raw_headers(req, SVIX_NAMES);
+            if svix.iter().any(Option::is_some) {
+                return (SVIX_NAMES, svix);
+            }
+        }
+        (SPEC_NAMES, spec)
     }
 
     fn decode_secret(secret: &str) -> Result<Vec<u8>, &'static str> {
@@ -271,17 +300,20 @@ impl Scheme for StandardWebhooks {
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         // One pass finds the three headers; each is then checked in the order that decides
         // which refusal a request with several faults gets.
-        let [id, ts_raw, sig] = Context::raw_headers(req, [&ID, &TIMESTAMP, &SIGNATURE]);
-        let id = ctx.checked(&ID, id)?.ok_or(Rejection::MissingHeader("webhook-id"))?;
+        let (names, [id, ts_raw, sig]) = Self::headers(req);
+        let [id_name, ts_name, sig_name] = names;
+        let id = ctx
+            .checked(id_name, id)?
+            .ok_or(Rejection::MissingHeader(id_name.as_str()))?;
         let ts_raw = ctx
-            .checked(&TIMESTAMP, ts_raw)?
-            .ok_or(Rejection::MissingHeader("webhook-timestamp"))?
+            .checked(ts_name, ts_raw)?
+            .ok_or(Rejection::MissingHeader(ts_name.as_str()))?
             .trim();
         let sig = ctx
-            .checked(&SIGNATURE, sig)?
-            .ok_or(Rejection::MissingSignature("webhook-signature"))?;
+            .checked(sig_name, sig)?
+            .ok_or(Rejection::MissingSignature(sig_name.as_str()))?;
         if id.is_empty() {
-            return Err(Rejection::MissingHeader("webhook-id"));
+            return Err(Rejection::MissingHeader(id_name.as_str()));
         }
         let ts = parse_timestamp(ts_raw)?;
         // `v1` MACs go to the HMAC candidates; every entry (`v1a` too) counts towards the bound
@@ -346,7 +378,9 @@ impl Scheme for StandardWebhooks {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
-        let raw = req.headers.get(Self::ID_HEADER).and_then(|v| v.to_str().ok());
+        // The id under the names the signature was checked with (`authenticate`).
+        let [id, ..] = Self::headers(req).1;
+        let raw = id.and_then(|v| v.to_str().ok());
         // An id longer than any sender's (bounded as body ids are) is not kept as it is: it is
         // not shown, and copies are recognised by its digest.
         let id = raw.filter(|v| v.len() <= super::MAX_ID_LEN).map(str::to_owned);
@@ -779,6 +813,66 @@ mod tests {
             .build()
             .is_err());
         assert!(!format!("{:?}", verifier(&[PUBLIC, SEED])).contains("ZlN4"));
+    }
+}
+
+/// Svix's header names, with or without the `ed25519` feature.
+#[cfg(test)]
+mod svix_names {
+    use super::vectors::{BODY, HMAC, ID, TS, V1};
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::{Verdict, Verifier};
+
+    fn verify(headers: &[(&'static str, &str)]) -> Result<Verdict, Rejection> {
+        let v = Verifier::builder(StandardWebhooks::new())
+            .secret(HMAC)
+            .clock(ManualClock::new(TS))
+            .build()
+            .unwrap();
+        let mut h = http::HeaderMap::new();
+        for (name, value) in headers {
+            h.append(*name, value.parse().unwrap());
+        }
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(BODY))
+    }
+
+    /// Svix's default `svix-*` headers (Clerk, Resend and most Svix-powered senders) verify and
+    /// key the delivery by `svix-id`, as the `webhook-*` ones do; a request with any `webhook-*`
+    /// header is read under those names only: a `svix-*` header never fills in for a missing one.
+    #[test]
+    fn svix_header_names_are_read_when_the_specifications_are_absent() {
+        let ts = TS.to_string();
+        let svix = [("svix-id", ID), ("svix-timestamp", &ts), ("svix-signature", V1)];
+        let Ok(Verdict::Deliver(d)) = verify(&svix) else {
+            panic!("{:?}", verify(&svix));
+        };
+        assert_eq!(d.event_id(), Some(ID));
+        assert_eq!(d.dedupe_key(), Some(format!("standard:{ID}").as_str()));
+        let spec = [
+            ("webhook-id", ID),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", V1),
+        ];
+        let Ok(Verdict::Deliver(same)) = verify(&spec) else {
+            panic!("{:?}", verify(&spec));
+        };
+        assert_eq!(same.dedupe_key(), d.dedupe_key());
+        // Another id under Svix's name is another signed content: refused.
+        assert_eq!(
+            verify(&[("svix-id", "msg_other"), svix[1], svix[2]]).unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        assert_eq!(
+            verify(&[("webhook-id", ID), svix[1], svix[2]]).unwrap_err(),
+            Rejection::MissingHeader("webhook-timestamp")
+        );
+        assert_eq!(
+            verify(&[svix[0], svix[1]]).unwrap_err(),
+            Rejection::MissingSignature("svix-signature")
+        );
+        assert_eq!(verify(&[]).unwrap_err(), Rejection::MissingHeader("webhook-id"));
     }
 }
 
