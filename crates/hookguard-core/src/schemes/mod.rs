@@ -109,6 +109,17 @@ pub(crate) fn json_or_digest<'a, T: Deserialize<'a>>(
             Err(_) => Err(Rejection::InvalidPayload("body is not JSON")),
         },
     };
+    // JSON whose strings are not all UTF-8 is read by the probe or not depending on which
+    // field holds the bytes (a skipped string is never decoded: serde_json does the same).
+    // Authentic, and JSON in every other respect: a `400` for some fields only would make APS
+    // and HCSS disable the endpoint over the same bytes every retry brings. Keyed by digest.
+    let parsed = match parsed {
+        Err(Rejection::InvalidPayload(_)) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+            tracing::error!("verified webhook body is JSON with a string that is not UTF-8");
+            Err(Rejection::UnexpectedPayload { detail: String::new() })
+        }
+        other => other,
+    };
     match parsed {
         Ok(p) => Ok(Ok(p)),
         Err(Rejection::UnexpectedPayload { .. }) => Ok(Err(crate::Described {
@@ -487,6 +498,37 @@ mod tests {
                 "invalid_payload"
             );
         }
+        // A string that is not UTF-8 was `400` in a field the probe reads and delivered in one
+        // it skips (APS disables the hook over the same bytes every retry brings). Keyed by
+        // digest wherever it is; not JSON stays `invalid_payload`.
+        let not_utf8: [&[u8]; 3] = [
+            b"{\"hook\":{\"event\":\"caf\xe9\"}}",
+            b"{\"id\":\"evt_\xff\",\"type\":\"x\"}",
+            b"{\"id\":\"evt_1\",\"type\":\"x\xff\"}",
+        ];
+        for body in not_utf8 {
+            for (d, what) in [
+                (deliver_bytes(Aps::new(), "s", body), "aps"),
+                (deliver_bytes(Stripe::new(), "whsec_t", body), "stripe"),
+                (deliver_bytes(BuildWorkPro::new(), "whsec_t", body), "buildworkpro"),
+                (deliver_bytes(Procore::new(), "Bearer t", body), "procore"),
+                (deliver_bytes(Hcss::new(), "tok", body), "hcss"),
+            ] {
+                // Keyed by digest, or by an id in a field the bytes are not in.
+                let d = d.unwrap_or_else(|e| panic!("{what} {body:?}: {e:?}"));
+                let key = d.dedupe_key().unwrap_or_default();
+                assert!(
+                    key.ends_with(&body_digest(body)) || key.ends_with(":evt_1"),
+                    "{what} {body:?}: {key}"
+                );
+            }
+        }
+        assert_eq!(
+            deliver_bytes(Aps::new(), "s", &b"{\"hook\":\xff}"[..])
+                .unwrap_err()
+                .code(),
+            "invalid_payload"
+        );
     }
 
     /// A tryout's genuine Procore deliveries with one field of another type than documented
