@@ -4455,6 +4455,41 @@ fn serve_warns_before_the_hcss_kill_switch_and_errors_when_it_trips() {
     assert!(!log.contains("hcss-right-token-771"), "{log}");
 }
 
+/// A body over `--max-body` is `503`; the WARN said "so the sender retries it" for every
+/// sender, and GitHub retries nothing: the operator now reads that the delivery is lost
+/// unless resent after raising the limit. Stripe's still says it is retried.
+#[test]
+fn serve_says_which_senders_retry_an_oversized_body() {
+    let signed = |provider: &str| {
+        let header = match provider {
+            "github" => ("x-hub-signature-256".to_owned(), format!("sha256={}", "ab".repeat(32))),
+            _ => (
+                "stripe-signature".to_owned(),
+                format!("t=1700000000,v1={}", "ab".repeat(32)),
+            ),
+        };
+        vec![header]
+    };
+    for (provider, says, never) in [
+        ("github", "this sender does not retry it", "so the sender retries it"),
+        ("stripe", "so the sender retries it", "does not retry"),
+    ] {
+        let s = Server::start(&["--provider", provider, "--secret", "whsec_s", "--max-body", "100"]);
+        let (status, _) = http(s.port, "POST", "/webhooks", &signed(provider), &[b'x'; 200]);
+        assert_eq!(status, 503, "{provider}");
+        wait_for(
+            &format!("{provider}'s WARN: {}", s.stderr()),
+            Duration::from_secs(5),
+            || s.stderr().contains(says),
+        );
+        let log = s.stderr();
+        assert!(!log.contains(never), "{provider}: {log}");
+        if provider == "github" {
+            assert!(log.contains("Recent Deliveries"), "{log}");
+        }
+    }
+}
+
 /// HCSS publishes no timeout (10 s assumed): `--sender-timeout` gives the real one, and the
 /// sender health, the body's read timeout and inline --exec's limits follow it.
 #[test]

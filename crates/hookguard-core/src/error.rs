@@ -28,11 +28,11 @@ use http::StatusCode;
 /// | `body_read_failed` | 400 | the connection broke mid-body (nobody reads the answer) |
 /// | `invalid_payload` | 400 | authentic but not JSON at all: the sender's mistake, the same bytes never parse |
 /// | `unexpected_payload` | 500 + `Retry-After` | authentic JSON that our model (an envelope, the application's type, an id probe) cannot read: *our* gap, so retryable; logged at error level naming the field |
-/// | `body_read_timeout` | 408 + `Retry-After` | the body did not arrive within the read timeout (slow drip; also another layer's body timeout or an I/O time-out); retried by every sender |
+/// | `body_read_timeout` | 408 + `Retry-After` | the body did not arrive within the read timeout (slow drip; also another layer's body timeout or an I/O time-out); retried by every sender that retries (GitHub retries nothing) |
 /// | `method_not_allowed` | 405 | deliveries are POSTs, challenges GETs |
 /// | `challenge_missing` | 400 | |
 /// | `challenge_too_long` | 400 | reflected values are bounded |
-/// | `duplicate_in_flight` | 429 + `Retry-After` | another copy is being handled; 429 is retried by every sender |
+/// | `duplicate_in_flight` | 429 + `Retry-After` | another copy is being handled; 429 is retried by every sender that retries (GitHub retries nothing) |
 /// | `store_unavailable` | 503 + `Retry-After` | fail closed: the sender retries later, nothing is lost (also: the inbox could not store the delivery) |
 /// | `inbox_full` | 503 + `Retry-After` | the inbox holds its cap of pending items; nothing stored, the sender retries |
 /// | `handler_failed` | 500 + `Retry-After` | the application's handler failed; the sender retries |

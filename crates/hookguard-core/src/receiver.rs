@@ -161,7 +161,7 @@ pub fn error_causes<'a>(
 /// Whether a request body's error is a time-out of this side: an I/O time-out, or
 /// tower-http's `RequestBodyTimeoutLayer` (recognised by its text: hookguard does not depend
 /// on it; the tower adapter's tests pin it against the real layer), anywhere in the error's
-/// causes. Adapters answer it `408 body_read_timeout`, retried by every sender.
+/// causes. Adapters answer it `408 body_read_timeout`, retried by every sender that retries.
 ///
 /// ```
 /// let wrapped = std::io::Error::other(std::io::Error::from(std::io::ErrorKind::TimedOut));
@@ -766,12 +766,24 @@ impl Receiver {
             Whose::NotADelivery => self.count_answer("rejected", r.code()),
         }
         if let Rejection::BodyTooLarge { .. } = r {
-            // Retried by the sender (503): it gets through once the limit is raised.
-            tracing::warn!(
-                provider = %self.verifier.provider(),
-                max_body = self.verifier.max_body(),
-                "a body over the body limit was refused (503, so the sender retries it): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body)"
-            );
+            let profile = self.verifier.scheme().profile();
+            if profile.max_attempts() == Some(1) {
+                // GitHub retries nothing: the `503` is final, the delivery lost unless resent.
+                tracing::warn!(
+                    provider = %self.verifier.provider(),
+                    max_body = self.verifier.max_body(),
+                    retries = profile.schedule_doc,
+                    "a body over the body limit was refused, and this sender does not retry it: if the sender sends bodies that large, raise the limit (max_body; serve: --max-body), then resend it ({})",
+                    profile.give_up
+                );
+            } else {
+                // Retried by the sender (503): it gets through once the limit is raised.
+                tracing::warn!(
+                    provider = %self.verifier.provider(),
+                    max_body = self.verifier.max_body(),
+                    "a body over the body limit was refused (503, so the sender retries it): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body)"
+                );
+            }
         }
         if *r == Rejection::MethodNotAllowed {
             // A framework's own `Allow` is only added where none is set, so every adapter
