@@ -51,6 +51,22 @@ pub fn is_github_ping(body: &[u8]) -> bool {
 }
 
 /// A run-time failure (exit 1).
+/// The `Content-Type` a sender puts on these bytes: JSON, or a form (Slack's slash commands
+/// and interactivity, `payload=…`; GitHub's form deliveries); `None` for anything else.
+pub fn content_type_of(body: &[u8]) -> Option<&'static str> {
+    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        return Some("application/json");
+    }
+    // `name=value` pairs joined by `&`, in the characters a form encoder writes.
+    let form_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%+*=&".contains(b);
+    let is_form = !body.is_empty()
+        && body.iter().all(form_byte)
+        && body
+            .split(|&b| b == b'&')
+            .all(|pair| pair.iter().position(|&b| b == b'=').is_some_and(|at| at > 0));
+    is_form.then_some("application/x-www-form-urlencoded")
+}
+
 pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())
 }

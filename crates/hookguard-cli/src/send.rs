@@ -389,12 +389,14 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             }
             req_headers = signed.headers;
         }
-        // Every sender here POSTs `application/json`, whatever the bytes (a `--file` that is not
-        // JSON plays a sender's malformed body, not another kind of request).
+        // A form body (Slack's slash commands and interactivity) goes as a form, as its sender
+        // sends it; anything else as JSON (a `--file` that is neither plays a sender's
+        // malformed body, not another kind of request).
+        let content_type = crate::common::content_type_of(&body).unwrap_or("application/json");
         let mut req = client
             .post(target)
             .body(body.clone())
-            .header(CONTENT_TYPE, "application/json");
+            .header(CONTENT_TYPE, content_type);
         for (name, value) in req_headers {
             req = req.header(name, value);
         }

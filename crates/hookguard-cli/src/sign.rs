@@ -12,7 +12,7 @@ use crate::vendor::sign_params;
 const AFTER_HELP: &str = "\
 Prints one `Name: value` line per header the vendor would send with the body (read from stdin,
 or --file), signed with `Scheme::sign`, plus `Content-Type: application/json` when the body is
-JSON. For hcss in URL-token mode (--secret), there is no header: the line `?token=VALUE`
+JSON (`application/x-www-form-urlencoded` when it is a form: Slack's slash commands). For hcss in URL-token mode (--secret), there is no header: the line `?token=VALUE`
 (percent-encoded) is the query pair the callback URL carries. Feed the output to
 `hookguard verify --headers-file FILE` (it understands the `?…` line), or pass each header
 with -H.
@@ -97,8 +97,8 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
             .map_err(|_| usage("a header value is not printable text"))?;
         out.push_str(&format!("{}: {v}\n", display_name(name)));
     }
-    if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
-        out.push_str("Content-Type: application/json\n");
+    if let Some(content_type) = crate::common::content_type_of(&body) {
+        out.push_str(&format!("Content-Type: {content_type}\n"));
     }
     if let Some((k, v)) = &signed.query {
         out.push_str(&format!("?{}={}\n", encode_query_value(k), encode_query_value(v)));

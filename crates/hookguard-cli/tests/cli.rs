@@ -2277,11 +2277,29 @@ fn hcss_send_notes_a_2xx_that_is_not_200() {
 /// sent without those headers, with a note saying the real sender always sends them.
 #[test]
 fn send_of_a_body_that_is_not_json_is_still_sent_as_the_vendor_sends() {
-    use std::io::{Read, Write};
     let dir = scratch("send-not-json");
     let file = dir.join("bytes.bin");
     std::fs::write(&file, b"\xff\xfe not json").unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (o, head) = sent_request(listener, "buildworkpro", "whsec_k", &file);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("buildworkpro-signature: t="), "{head}");
+    assert!(!head.contains("buildworkpro-event-id"), "{head}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("no id nor event type") && err.contains("always sends them"),
+        "{err}"
+    );
+}
+
+/// What `send --file FILE` sent to `listener` (lower case), answered `200`.
+fn sent_request(
+    listener: std::net::TcpListener,
+    provider: &str,
+    secret: &str,
+    file: &std::path::Path,
+) -> (std::process::Output, String) {
+    use std::io::{Read, Write};
     let url = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -2291,17 +2309,38 @@ fn send_of_a_body_that_is_not_json_is_still_sent_as_the_vendor_sends() {
         let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         let _ = tx.send(String::from_utf8_lossy(&buf[..n]).to_lowercase());
     });
-    let o = send_fast("buildworkpro", "whsec_k", &url, &["--file", path(&file)]);
+    let o = send_fast(provider, secret, &url, &["--file", path(file)]);
     assert_eq!(code(&o), 0, "{}", text(&o.stdout));
-    let head = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(head.contains("content-type: application/json"), "{head}");
-    assert!(head.contains("buildworkpro-signature: t="), "{head}");
-    assert!(!head.contains("buildworkpro-event-id"), "{head}");
-    let err = text(&o.stderr);
+    (o, rx.recv_timeout(Duration::from_secs(10)).unwrap())
+}
+
+/// Slack sends slash commands and interactivity as a form: `send` sent them as JSON (a
+/// receiver choosing its parser by `Content-Type` took the wrong one), and `sign` printed no
+/// `Content-Type` for them.
+#[test]
+fn a_form_body_is_sent_and_signed_as_a_form() {
+    let dir = scratch("send-form");
+    let file = dir.join("slash.txt");
+    let form = b"token=a&team_id=T1&command=%2Fdeploy&text=prod+now&response_url=https%3A%2F%2Fhooks.slack.com%2Fx";
+    std::fs::write(&file, form).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (_, head) = sent_request(listener, "slack", "slack-secret", &file);
     assert!(
-        err.contains("no id nor event type") && err.contains("always sends them"),
-        "{err}"
+        head.contains("content-type: application/x-www-form-urlencoded"),
+        "{head}"
     );
+    let o = hookguard(
+        &["sign", "--provider", "slack", "--secret", "s", "--file", path(&file)],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("Content-Type: application/x-www-form-urlencoded"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = hookguard(&["sign", "--provider", "slack", "--secret", "s"], Some(b"not a form"));
+    assert!(!text(&o.stdout).contains("Content-Type"), "{}", text(&o.stdout));
 }
 
 /// `send` reads at most 64 KiB of an answer, and the status line decides: a 200 whose body
