@@ -537,7 +537,7 @@ impl Files {
         let wal_now = identity(&self.wal_path);
         let path = &self.path;
         let moved = |what: &str| {
-            Some(format!("the inbox's {what} at {} was removed or replaced while serve ran: nothing more can be stored; restart on the inbox file", path.display()))
+            Some(format!("the inbox's {what} at {} was removed or replaced while the inbox was open: nothing more can be stored; restart on the inbox file", path.display()))
         };
         let why = if identity(path) != self.db {
             moved("file")
@@ -675,10 +675,11 @@ impl SqliteInbox {
         Self::builder(path).open()
     }
 
-    /// Configures an inbox at `path`.
+    /// Configures an inbox at `path`. A relative path is resolved against the working
+    /// directory now: the inbox stays on its file if the process changes directory later.
     pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
         SqliteInboxBuilder {
-            path: path.as_ref().to_owned(),
+            path: fixed(path.as_ref()),
             max_pending: Cap::Set(DEFAULT_MAX_PENDING),
             max_batch: 512,
             queue: 16_384,
@@ -735,7 +736,7 @@ impl SqliteInbox {
     /// The file is missing, unreadable, not a hookguard inbox, or an inbox of a layout this
     /// build does not write (a newer hookguard's).
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, InboxError> {
-        let path = path.as_ref();
+        let path = &fixed(path.as_ref());
         an_inbox(path)?;
         // No writer: only reads, which never use one, are answered.
         Ok(SqliteInbox {
@@ -819,6 +820,14 @@ impl SqliteInbox {
 
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
     InboxError::storage(e)
+}
+
+/// `path` made absolute against the working directory of this moment (as it is when that
+/// cannot be read): every later check of the file and every reader opens the same file, also
+/// after the process changes directory. It was kept relative, and a `set_current_dir` after
+/// the open made the writer judge the file removed and every accept `503`.
+fn fixed(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// `Ok` when `path` is an existing file holding a hookguard inbox (read without changing it).
