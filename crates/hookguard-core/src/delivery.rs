@@ -149,7 +149,7 @@ impl Delivery {
                 event_id = self.event_id(),
                 target_type = std::any::type_name::<T>(),
                 error = %detail,
-                "verified webhook body does not match the application's type; answering 500 so the sender retries"
+                "verified webhook body does not match the application's type (inline: answered 500, so the sender retries; inbox: a failed attempt, retried)"
             );
             Rejection::UnexpectedPayload { detail }
         })

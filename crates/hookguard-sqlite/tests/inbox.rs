@@ -619,10 +619,11 @@ async fn a_panicking_or_slow_handler_is_a_failed_attempt() {
     wait_for(&inbox, p, InboxState::Dead).await;
     wait_for(&inbox, s, InboxState::Dead).await;
     wait_for(&inbox, early, InboxState::Dead).await;
-    for id in [p, early] {
+    // The panic's message says why (it was only on the process's stderr).
+    for (id, why) in [(p, "handler bug"), (early, "handler bug before its future")] {
         assert_eq!(
             inbox.get(id).await.unwrap().unwrap().last_error.as_deref(),
-            Some("handler panicked")
+            Some(format!("handler panicked: {why}").as_str())
         );
     }
     assert!(inbox

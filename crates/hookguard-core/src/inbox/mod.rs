@@ -429,7 +429,13 @@ pub struct ClaimedItem {
     pub attempt: u32,
     /// When this claim's lease ends (unix ms on the store's clock).
     pub lease_until_ms: i64,
-    /// The delivery as it was received.
+    /// The delivery as it was received: its provider, event id and type, dedupe key and body
+    /// (read the body's own fields with [`Delivery::json`]). Not kept in the inbox, so empty
+    /// here: the signed time ([`Delivery::timestamp`] is `None`; the row's
+    /// [`received_at_ms`](Self::received_at_ms) is when it arrived), Procore's
+    /// [`Delivery::source_application_id`] (`None`: deliveries from the application ids you
+    /// ignore are answered `ignored` and never stored), and the dedupe scope
+    /// ([`Delivery::dedupe_scope`] says `Retained` whatever the scheme said).
     pub delivery: Delivery,
     /// Unix ms when accepted.
     pub received_at_ms: i64,

@@ -65,9 +65,17 @@ impl fmt::Display for HandlerError {
     }
 }
 
-impl<E: std::error::Error> From<E> for HandlerError {
+impl<E: std::error::Error + 'static> From<E> for HandlerError {
+    /// The error's text; for a typed parse that failed ([`Delivery::json`](crate::Delivery::json)'s
+    /// `unexpected_payload`), with the field and place it names (its values left out), so a
+    /// dead item's last error says what to fix.
     fn from(e: E) -> Self {
-        Self::new(e.to_string())
+        match (&e as &dyn std::any::Any).downcast_ref::<crate::Rejection>() {
+            Some(crate::Rejection::UnexpectedPayload { detail }) if !detail.is_empty() => {
+                Self::new(format!("{e}: {detail}"))
+            }
+            _ => Self::new(e.to_string()),
+        }
     }
 }
 
@@ -140,6 +148,7 @@ type OutcomeHook = Arc<dyn Fn(&ClaimedItem, &Outcome) + Send + Sync>;
 /// .build();
 /// # let _ = worker; }
 /// ```
+#[must_use = "a worker builder does nothing until `spawn` (or `build` and `Worker::spawn`)"]
 pub struct WorkerBuilder {
     store: Arc<dyn InboxStore>,
     handler: Arc<dyn InboxHandler>,
@@ -303,6 +312,7 @@ struct Config {
 /// A handler error, a panic or a timeout is a failed attempt. Shutdown is graceful: no new
 /// claims, running handlers get [`shutdown_grace`](WorkerBuilder::shutdown_grace) to finish,
 /// and claims still held after it are given back, so pending work waits for the next start.
+#[must_use = "a worker does nothing until `spawn`: stored deliveries would wait for ever"]
 pub struct Worker {
     cfg: Arc<Config>,
 }
@@ -315,6 +325,29 @@ impl fmt::Debug for Worker {
             .finish_non_exhaustive()
     }
 }
+
+/// The last error of a handler that panicked: its message (a `&str` or `String` payload, as
+/// `panic!` makes), cut to [`MAX_PANIC_MESSAGE`] bytes, so the dead item says why without the
+/// process's stderr.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    match message {
+        Some(m) => {
+            let mut end = m.len().min(MAX_PANIC_MESSAGE);
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("handler panicked: {}", &m[..end])
+        }
+        None => "handler panicked".to_owned(),
+    }
+}
+
+/// The most of a panic's message kept as an item's last error.
+const MAX_PANIC_MESSAGE: usize = 512;
 
 /// A running worker; [`shutdown`](Self::shutdown) stops it gracefully.
 #[derive(Debug)]
@@ -705,12 +738,12 @@ async fn attempt(
         let started_handler =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.handler.handle(item.clone())));
         match started_handler {
-            Err(_panic) => Err(("handler panicked".to_owned(), None)),
+            Err(panic) => Err((panicked(&*panic), None)),
             Ok(handler) => {
                 match tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(handler).catch_unwind()).await {
                     Ok(Ok(Ok(()))) => Ok(()),
                     Ok(Ok(Err(e))) => Err((e.to_string(), e.deferred())),
-                    Ok(Err(_panic)) => Err(("handler panicked".to_owned(), None)),
+                    Ok(Err(panic)) => Err((panicked(&*panic), None)),
                     Err(_) => Err((
                         format!("handler did not finish within {:?} of its claim", cfg.timeout),
                         None,
@@ -897,6 +930,39 @@ async fn sample_gauges(store: &dyn InboxStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A typed parse's failure as a handler error (`item.delivery.json::<T>()?`) keeps the
+    /// field and place it names: a dead item's last error was only "payload does not match
+    /// the receiver's model; retry later".
+    #[test]
+    fn a_typed_parse_failure_keeps_what_it_names() {
+        let parse = crate::Rejection::UnexpectedPayload {
+            detail: "missing field `amount` at line 1 column 30".into(),
+        };
+        let e = HandlerError::from(parse);
+        assert!(
+            e.to_string().contains("missing field `amount` at line 1 column 30"),
+            "{e}"
+        );
+        let other = HandlerError::from(std::io::Error::other("disk"));
+        assert_eq!(other.to_string(), "disk");
+    }
+
+    /// A panic's message is kept, bounded on a character boundary; another payload is named
+    /// as a panic alone.
+    #[test]
+    fn a_panics_message_is_kept_bounded() {
+        let long = "é".repeat(MAX_PANIC_MESSAGE);
+        let kept = panicked(&long);
+        assert!(kept.starts_with("handler panicked: é"), "{kept}");
+        assert!(
+            kept.len() <= "handler panicked: ".len() + MAX_PANIC_MESSAGE,
+            "{}",
+            kept.len()
+        );
+        assert_eq!(panicked(&"static"), "handler panicked: static");
+        assert_eq!(panicked(&42_u32), "handler panicked");
+    }
 
     /// The soonest retries are kept, at most `MAX_RETRY_WAKES`; one sooner than all is told.
     #[tokio::test]
