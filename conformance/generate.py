@@ -542,8 +542,7 @@ def github():
     c = Corpus(
         "github",
         "GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`. No timestamp, no replay "
-        "window. X-GitHub-Delivery is unsigned: deduplicated on a digest of the signed body (a dispatch, which has no id of "
-        "its own: with X-GitHub-Delivery).",
+        "window. X-GitHub-Delivery is unsigned: deduplicated on a digest of the signed body.",
     )
     secret, body = "It's a Secret to Everybody", b"Hello, World!"
     vec = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
@@ -597,17 +596,6 @@ def github():
           "same event (the header is unsigned).", secrets=["gh-secret"],
           headers=[hdrs[0], ("X-GitHub-Delivery", "00000000-0000-0000-0000-000000000000"), hdrs[2]], body=event,
           now=now, expect=accept("00000000-0000-0000-0000-000000000000", "ping", "github:" + body_digest(event)),
-          tags=["dedupe"])
-    dispatch = b'{"inputs":{"env":"prod"},"ref":"refs/heads/main","workflow":".github/workflows/deploy.yml"}'
-    c.add("dispatch-keyed-by-delivery", "A workflow_dispatch carries no id and no time: two dispatches with the same "
-          "inputs are byte-identical. Keyed by the body's digest and X-GitHub-Delivery (GitHub retries nothing, so "
-          "a second dispatch refused while the first ran was lost); copies coalesce only while one is in flight.",
-          secrets=["gh-secret"], headers=[("X-Hub-Signature-256", "sha256=" + hmac256(b"gh-secret", dispatch).hex()),
-                                          ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
-                                          ("X-GitHub-Event", "workflow_dispatch")],
-          body=dispatch, now=now,
-          expect=accept("72d3162e-cc78-11e3-81ab-4c9367dc0958", "workflow_dispatch",
-                        "github:" + body_digest(dispatch) + ":72d3162e-cc78-11e3-81ab-4c9367dc0958"),
           tags=["dedupe"])
     c.add("wrong-method", "A GET is not a delivery.", method="GET", secrets=["gh-secret"], headers=hdrs, body=b"",
           now=now, expect=rej("method_not_allowed"), tags=["method"])

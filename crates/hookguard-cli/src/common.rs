@@ -50,12 +50,15 @@ pub fn is_github_ping(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|o| o.contains_key("zen"))
 }
 
-/// A run-time failure (exit 1).
-/// The `Content-Type` a sender puts on these bytes: JSON, or a form (Slack's slash commands
-/// and interactivity, `payload=…`; GitHub's form deliveries); `None` for anything else.
-pub fn content_type_of(body: &[u8]) -> Option<&'static str> {
+/// The `Content-Type` `provider` puts on these bytes: JSON, or a form from the senders that
+/// send forms (Slack's slash commands and interactivity, `payload=…`; GitHub's form
+/// deliveries); `None` for anything else.
+pub fn content_type_of(provider: &Provider, body: &[u8]) -> Option<&'static str> {
     if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
         return Some("application/json");
+    }
+    if !matches!(provider, Provider::Slack | Provider::GitHub) {
+        return None;
     }
     // `name=value` pairs joined by `&`, in the characters a form encoder writes.
     let form_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%+*=&".contains(b);
@@ -67,6 +70,7 @@ pub fn content_type_of(body: &[u8]) -> Option<&'static str> {
     is_form.then_some("application/x-www-form-urlencoded")
 }
 
+/// A run-time failure (exit 1).
 pub fn failed(msg: impl Into<String>) -> CliError {
     CliError::Failed(msg.into())
 }

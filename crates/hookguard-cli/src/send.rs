@@ -392,7 +392,8 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
         // A form body (Slack's slash commands and interactivity) goes as a form, as its sender
         // sends it; anything else as JSON (a `--file` that is neither plays a sender's
         // malformed body, not another kind of request).
-        let content_type = crate::common::content_type_of(&body).unwrap_or("application/json");
+        let content_type =
+            crate::common::content_type_of(&args.provider.provider(), &body).unwrap_or("application/json");
         let mut req = client
             .post(target)
             .body(body.clone())

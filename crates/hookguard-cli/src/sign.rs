@@ -97,7 +97,7 @@ pub fn run(args: SignArgs) -> CliResult<ExitCode> {
             .map_err(|_| usage("a header value is not printable text"))?;
         out.push_str(&format!("{}: {v}\n", display_name(name)));
     }
-    if let Some(content_type) = crate::common::content_type_of(&body) {
+    if let Some(content_type) = crate::common::content_type_of(&args.provider.provider(), &body) {
         out.push_str(&format!("Content-Type: {content_type}\n"));
     }
     if let Some((k, v)) = &signed.query {

@@ -2341,6 +2341,20 @@ fn a_form_body_is_sent_and_signed_as_a_form() {
     );
     let o = hookguard(&["sign", "--provider", "slack", "--secret", "s"], Some(b"not a form"));
     assert!(!text(&o.stdout).contains("Content-Type"), "{}", text(&o.stdout));
+    // A sender that never sends forms: a form-like file plays its malformed body.
+    let o = hookguard(
+        &[
+            "sign",
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_s",
+            "--file",
+            path(&file),
+        ],
+        None,
+    );
+    assert!(!text(&o.stdout).contains("Content-Type"), "{}", text(&o.stdout));
 }
 
 /// `send` reads at most 64 KiB of an answer, and the status line decides: a 200 whose body

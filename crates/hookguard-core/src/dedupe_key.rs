@@ -358,7 +358,7 @@ impl Compiled {
 
     /// The key of one delivery (without the provider prefix), or `None` when a field is
     /// missing (the caller keeps the sender's default key).
-    pub(crate) fn compute(&self, head: &RequestHead<'_>, body: &[u8]) -> Option<String> {
+    pub(crate) fn compute(&self, scheme: &dyn crate::Scheme, head: &RequestHead<'_>, body: &[u8]) -> Option<String> {
         let needs_body = self.fields.iter().any(|f| matches!(f, CompiledField::Pointer(_)));
         let root: Option<&RawValue> = if needs_body {
             Some(serde_json::from_slice(body).ok()?)
@@ -383,7 +383,7 @@ impl Compiled {
                 CompiledField::Header(name) => {
                     // Not lossy: two different byte strings must not share a key (a value that
                     // is not visible ASCII has no key; the sender's default is kept).
-                    let v = head.headers.get(name)?.to_str().ok()?;
+                    let v = scheme.key_header(head, name)?.to_str().ok()?;
                     out.push_str(&serde_json::to_string(v).ok()?);
                 }
                 CompiledField::Pointer(tokens) => {
@@ -419,7 +419,7 @@ mod tests {
             .compile(&Procore::new(), &[])
             .unwrap();
         let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
-        c.compute(&RequestHead::new(&m, &u, &h), body)
+        c.compute(&crate::schemes::GitHub::new(), &RequestHead::new(&m, &u, &h), body)
     }
 
     #[test]
@@ -457,7 +457,7 @@ mod tests {
         let with = |v: &[u8]| {
             let mut h = http::HeaderMap::new();
             h.insert("x-hop-id", http::HeaderValue::from_bytes(v).unwrap());
-            c.compute(&RequestHead::new(&m, &u, &h), b"{}")
+            c.compute(&crate::schemes::GitHub::new(), &RequestHead::new(&m, &u, &h), b"{}")
         };
         assert_eq!(with(b"hop-1").unwrap(), r#"fields:["hop-1"]"#);
         assert_eq!(with(b"\xff1"), None);

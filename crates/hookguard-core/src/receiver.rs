@@ -773,7 +773,7 @@ impl Receiver {
                     provider = %self.verifier.provider(),
                     max_body = self.verifier.max_body(),
                     retries = profile.schedule_doc,
-                    "a body over the body limit was refused, and this sender does not retry it: if the sender sends bodies that large, raise the limit (max_body; serve: --max-body), then resend it ({})",
+                    "a body over the body limit was refused, and this sender does not retry it (as its profile says: see `retries`): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body), then resend it ({})",
                     profile.give_up
                 );
             } else {

@@ -442,10 +442,29 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// ```
     /// use hookguard_core::{schemes::{GitHub, StandardWebhooks}, Scheme};
     /// assert!(GitHub::new().signed_headers().is_empty());
-    /// assert_eq!(StandardWebhooks::new().signed_headers().len(), 2);
+    /// assert_eq!(StandardWebhooks::new().signed_headers().len(), 4); // webhook-id, -timestamp; svix-id, -timestamp
     /// ```
     fn signed_headers(&self) -> &[HeaderName] {
         &[]
+    }
+
+    /// The value a [`DedupeKey`](crate::DedupeKey)'s `header:NAME` field reads from a request
+    /// this scheme authenticated. Default: the request's own header `name`. A scheme that
+    /// accepts its signed headers under more than one set of names (Standard Webhooks:
+    /// `webhook-*` or Svix's `svix-*`) answers with the value it authenticated under either
+    /// name, so renaming the headers of a captured delivery cannot change its key.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, RequestHead, Scheme};
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("svix-id", "msg_1".parse().unwrap());
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let head = RequestHead::new(&m, &u, &h);
+    /// let id = http::HeaderName::from_static("webhook-id");
+    /// assert_eq!(StandardWebhooks::new().key_header(&head, &id).unwrap(), "msg_1");
+    /// ```
+    fn key_header<'h>(&self, head: &RequestHead<'h>, name: &HeaderName) -> Option<&'h http::HeaderValue> {
+        head.headers.get(name)
     }
 
     /// The header that carries this sender's shared credential, if any (Procore's configured

@@ -403,7 +403,7 @@ impl Verifier {
         let provider = i.scheme.provider();
         let (key, scope) = match &i.dedupe_key {
             None => (d.dedupe_key, d.dedupe_scope),
-            Some(fields) => match fields.compute(head, &body) {
+            Some(fields) => match fields.compute(&*i.scheme, head, &body) {
                 Some(key) => (Some(key), DedupeScope::Retained),
                 None => {
                     // Never a rejection: the sender's own key still coalesces its retries.

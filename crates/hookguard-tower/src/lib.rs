@@ -24,9 +24,9 @@
 //!
 //! ## What the layer does, in order
 //! 1. Answers challenges (HCSS `GET ?challenge=`) itself.
-//! 2. Refuses a declared `Content-Length` over the limit with `503 body_too_large` (a request
-//!    with no signature is refused as unsigned instead; +
-//!    `Retry-After`: a limit of yours, retried by the sender) before reading; bounds the
+//! 2. Refuses a declared `Content-Length` over the limit with `503 body_too_large` (+
+//!    `Retry-After`: a limit of yours, retried by the sender) before reading (a request
+//!    with no signature is refused as unsigned instead); bounds the
 //!    read of chunked bodies too (default 1 MiB).
 //! 3. Reads the body once into `Bytes` and verifies it; rejections answer the core's status,
 //!    stable code and a small JSON body, and are logged with `tracing` (code only — never the

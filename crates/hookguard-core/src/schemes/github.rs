@@ -14,11 +14,8 @@ use crate::{
 /// body instead, so every replay or redelivery of one body is one event — except dispatches
 /// (`repository_dispatch`, `workflow_dispatch`): their bodies carry no id and no time, so a
 /// second dispatch with the same inputs is byte-identical to the first and is a new event.
-/// Their key is the body's digest with the `X-GitHub-Delivery` id (two dispatches at once
-/// are two events: GitHub retries nothing, so coalescing them lost one), and copies coalesce
-/// only while one is in flight ([`DedupeScope::WhileInFlight`](crate::DedupeScope)), as
-/// HCSS's undated bodies do: a replay with a fresh id runs a dispatch again, which it did
-/// already once the first had finished.
+/// Their copies coalesce only while one is in flight
+/// ([`DedupeScope::WhileInFlight`](crate::DedupeScope)), as HCSS's undated bodies do.
 ///
 /// ```
 /// use hookguard_core::{schemes::GitHub, Verifier, RequestHead};
@@ -102,6 +99,11 @@ impl Scheme for GitHub {
     }
 
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection> {
+        let dedupe_scope = if is_dispatch(body) {
+            crate::DedupeScope::WhileInFlight
+        } else {
+            crate::DedupeScope::Retained
+        };
         let get = |name| {
             req.headers
                 .get(name)
@@ -109,22 +111,9 @@ impl Scheme for GitHub {
                 .filter(|v| !v.is_empty() && v.len() <= 128)
                 .map(str::to_owned)
         };
-        let delivery = get("x-github-delivery");
-        let (dedupe_key, dedupe_scope) = match &delivery {
-            // Two dispatches with the same inputs are two events in one body, and GitHub
-            // retries nothing: the second, answered `429` while the first ran (or `duplicate`
-            // while it waited in an inbox), was lost. Each delivery id is its own dispatch; a
-            // redelivery (the same id) still coalesces while in flight.
-            Some(id) if is_dispatch(body) => (
-                format!("{}:{id}", super::body_digest(body)),
-                crate::DedupeScope::WhileInFlight,
-            ),
-            None if is_dispatch(body) => (super::body_digest(body), crate::DedupeScope::WhileInFlight),
-            _ => (super::body_digest(body), crate::DedupeScope::Retained),
-        };
         Ok(Described {
-            dedupe_key: Some(dedupe_key),
-            event_id: delivery,
+            dedupe_key: Some(super::body_digest(body)),
+            event_id: get("x-github-delivery"),
             event_type: get("x-github-event"),
             dedupe_scope,
             ..Described::default()
@@ -226,30 +215,5 @@ mod tests {
         ] {
             assert_eq!(scope(other), DedupeScope::Retained, "{other}");
         }
-    }
-
-    /// Two dispatches with the same inputs sent at once (two `X-GitHub-Delivery` ids) are two
-    /// events: the second was answered `429` while the first ran, and GitHub retries nothing.
-    /// A redelivery (the same id) is the same dispatch; any other body keeps its key whatever
-    /// the unsigned id says.
-    #[test]
-    fn a_dispatchs_key_is_its_delivery() {
-        let key = |body: &str, delivery: Option<&'static str>| {
-            let (m, u, mut h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
-            if let Some(id) = delivery {
-                h.insert("x-github-delivery", http::HeaderValue::from_static(id));
-            }
-            GitHub::new()
-                .describe(&RequestHead::new(&m, &u, &h), body.as_bytes())
-                .unwrap()
-                .dedupe_key
-                .unwrap()
-        };
-        let dispatch = r#"{"inputs":{"env":"prod"},"ref":"refs/heads/main","workflow":"deploy.yml"}"#;
-        assert_ne!(key(dispatch, Some("a")), key(dispatch, Some("b")));
-        assert_eq!(key(dispatch, Some("a")), key(dispatch, Some("a")));
-        assert_eq!(key(dispatch, None), super::super::body_digest(dispatch.as_bytes()));
-        let push = r#"{"ref":"refs/heads/main","before":"a","after":"b"}"#;
-        assert_eq!(key(push, Some("a")), key(push, Some("b")));
     }
 }

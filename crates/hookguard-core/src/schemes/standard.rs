@@ -80,10 +80,14 @@ static SVIX_SIGNATURE: http::HeaderName = http::HeaderName::from_static("svix-si
 /// The specification's names, then Svix's (see [`StandardWebhooks`]'s "Svix's header names").
 static SPEC_NAMES: [&http::HeaderName; 3] = [&ID, &TIMESTAMP, &SIGNATURE];
 static SVIX_NAMES: [&http::HeaderName; 3] = [&SVIX_ID, &SVIX_TIMESTAMP, &SVIX_SIGNATURE];
-/// The headers the signature covers (the signed content is `"{id}.{timestamp}.{body}"`).
-static SIGNED_HEADERS: [http::HeaderName; 2] = [
+/// The headers the signature covers (the signed content is `"{id}.{timestamp}.{body}"`),
+/// under either set of names: a key field reads the authenticated value under both
+/// ([`Scheme::key_header`]).
+static SIGNED_HEADERS: [http::HeaderName; 4] = [
     http::HeaderName::from_static(StandardWebhooks::ID_HEADER),
     http::HeaderName::from_static(StandardWebhooks::TIMESTAMP_HEADER),
+    http::HeaderName::from_static(StandardWebhooks::SVIX_ID_HEADER),
+    http::HeaderName::from_static("svix-timestamp"),
 ];
 
 impl StandardWebhooks {
@@ -295,6 +299,19 @@ impl Scheme for StandardWebhooks {
 
     fn signed_headers(&self) -> &[http::HeaderName] {
         &SIGNED_HEADERS
+    }
+
+    fn key_header<'h>(&self, head: &RequestHead<'h>, name: &http::HeaderName) -> Option<&'h http::HeaderValue> {
+        // Either name of a signed header reads the value authenticated under the set in use:
+        // a copy with its headers renamed has the same key.
+        let at = SPEC_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .or_else(|| SVIX_NAMES.iter().position(|n| *n == name));
+        match at {
+            Some(i) => Self::headers(head).1[i],
+            None => head.headers.get(name),
+        }
     }
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
@@ -874,6 +891,42 @@ mod svix_names {
             Rejection::MissingSignature("svix-signature")
         );
         assert_eq!(verify(&[]).unwrap_err(), Rejection::MissingHeader("webhook-id"));
+    }
+
+    /// A configured `header:` key field reads the authenticated id under either set of names:
+    /// a captured delivery resent with its headers renamed (`webhook-*` ↔ `svix-*`) verifies,
+    /// and must keep its key (it fell back to the default key: a second run).
+    #[test]
+    fn renamed_headers_keep_a_configured_key() {
+        let ts = TS.to_string();
+        let spec = [
+            ("webhook-id", ID),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", V1),
+        ];
+        let svix = [("svix-id", ID), ("svix-timestamp", ts.as_str()), ("svix-signature", V1)];
+        for field in ["webhook-id", "svix-id"] {
+            let v = Verifier::builder(StandardWebhooks::new())
+                .secret(HMAC)
+                .clock(ManualClock::new(TS))
+                .dedupe_key(crate::DedupeKey::new().header(field))
+                .build()
+                .unwrap();
+            let key = |headers: &[(&'static str, &str)]| {
+                let mut h = http::HeaderMap::new();
+                for (name, value) in headers {
+                    h.append(*name, value.parse().unwrap());
+                }
+                let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+                match v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(BODY)) {
+                    Ok(Verdict::Deliver(d)) => d.dedupe_key().map(str::to_owned),
+                    other => panic!("{other:?}"),
+                }
+            };
+            let want = Some(format!(r#"standard:fields:["{ID}"]"#));
+            assert_eq!(key(&spec), want, "{field}");
+            assert_eq!(key(&svix), want, "{field}");
+        }
     }
 }
 
