@@ -766,24 +766,23 @@ impl Receiver {
             Whose::NotADelivery => self.count_answer("rejected", r.code()),
         }
         if let Rejection::BodyTooLarge { .. } = r {
+            // Retried by the sender (503): it gets through once the limit is raised — unless the
+            // sender retries nothing (GitHub): then the delivery is lost unless resent.
             let profile = self.verifier.scheme().profile();
-            if profile.max_attempts() == Some(1) {
-                // GitHub retries nothing: the `503` is final, the delivery lost unless resent.
-                tracing::warn!(
-                    provider = %self.verifier.provider(),
-                    max_body = self.verifier.max_body(),
-                    retries = profile.schedule_doc,
-                    "a body over the body limit was refused, and this sender does not retry it (as its profile says: see `retries`): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body), then resend it ({})",
-                    profile.give_up
-                );
+            let (retried, then) = if profile.max_attempts() == Some(1) {
+                (
+                    "this sender does not retry it, as its profile says: see `retries`",
+                    format!(", then resend it ({})", profile.give_up),
+                )
             } else {
-                // Retried by the sender (503): it gets through once the limit is raised.
-                tracing::warn!(
-                    provider = %self.verifier.provider(),
-                    max_body = self.verifier.max_body(),
-                    "a body over the body limit was refused (503, so the sender retries it): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body)"
-                );
-            }
+                ("503, so the sender retries it", String::new())
+            };
+            tracing::warn!(
+                provider = %self.verifier.provider(),
+                max_body = self.verifier.max_body(),
+                retries = profile.schedule_doc,
+                "a body over the body limit was refused ({retried}): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body){then}"
+            );
         }
         if *r == Rejection::MethodNotAllowed {
             // A framework's own `Allow` is only added where none is set, so every adapter

@@ -306,11 +306,12 @@ impl Verifier {
     /// ```
     pub fn read_refusal(&self, head: &RequestHead<'_>, r: Rejection) -> Rejection {
         let i = &self.inner;
-        if !matches!(r, Rejection::BodyTooLarge { .. }) {
+        // Head-only schemes were authenticated before the size (`precheck`): nothing to judge
+        // again.
+        if !matches!(r, Rejection::BodyTooLarge { .. }) || i.scheme.authenticates_head_only() {
             return r;
         }
-        // A MAC over no body: only for a body over the limit, and never equal to the sender's
-        // (head-only schemes were judged before the size: `precheck`).
+        // A MAC over no body: only for a body over the limit, and never equal to the sender's.
         match i.scheme.authenticate(head, &[], &self.context()) {
             Err(refused) if refused.is_uncredentialed() => refused,
             _ => r,

@@ -331,12 +331,7 @@ impl SqliteInboxBuilder {
     /// The file cannot be opened, is not a hookguard inbox, or is an inbox of a layout this
     /// build does not write (a newer hookguard's; the file is left as it was).
     pub fn open(self) -> Result<SqliteInbox, InboxError> {
-        if self.path.is_dir() {
-            return Err(InboxError::storage(format!(
-                "{} is a directory, not an inbox file",
-                self.path.display()
-            )));
-        }
+        not_a_directory(&self.path)?;
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
             return Err(InboxError::storage(format!(
                 "the directory {} does not exist",
@@ -822,6 +817,18 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
     InboxError::storage(e)
 }
 
+/// The inbox is one file: `--inbox PATH` names the file, not its directory.
+fn not_a_directory(path: &Path) -> Result<(), InboxError> {
+    if path.is_dir() {
+        return Err(InboxError::storage(format!(
+            "{} is a directory, not an inbox file (name a file, e.g. {})",
+            path.display(),
+            path.join("inbox.db").display()
+        )));
+    }
+    Ok(())
+}
+
 /// `path` made absolute against the working directory of this moment (as it is when that
 /// cannot be read): every later check of the file and every reader opens the same file, also
 /// after the process changes directory. It was kept relative, and a `set_current_dir` after
@@ -832,14 +839,7 @@ fn fixed(path: &Path) -> PathBuf {
 
 /// `Ok` when `path` is an existing file holding a hookguard inbox (read without changing it).
 fn an_inbox(path: &Path) -> Result<(), InboxError> {
-    if path.is_dir() {
-        // (The inbox is one file: `serve --inbox PATH` names the file, not its directory.)
-        return Err(InboxError::storage(format!(
-            "{} is a directory, not an inbox file (name the file serve --inbox made, e.g. {})",
-            path.display(),
-            path.join("inbox.db").display()
-        )));
-    }
+    not_a_directory(path)?;
     if !path.is_file() {
         return Err(InboxError::storage(format!("no inbox file at {}", path.display())));
     }

@@ -99,26 +99,26 @@ pub(crate) fn json_or_digest<'a, T: Deserialize<'a>>(
 ) -> Result<Result<T, crate::Described>, Rejection> {
     // Every sender posts one object: a probe reads objects only (serde would read a struct
     // from an array by position, keying `[1,2]` as `1`).
+    // JSON at all, strings left undecoded (serde_json never decodes a string it skips).
+    let is_json = || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+    let unreadable = || Err(Rejection::UnexpectedPayload { detail: String::new() });
     let parsed = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => json(body),
-        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            Ok(_) => {
-                tracing::error!("verified webhook body is JSON but not an object, as the sender documents");
-                Err(Rejection::UnexpectedPayload { detail: String::new() })
+        Some(b'{') => match json(body) {
+            // JSON whose strings are not all UTF-8 is read by the probe or not depending on
+            // which field holds the bytes. Authentic, and JSON in every other respect: a `400`
+            // for some fields only would make APS and HCSS disable the endpoint over the same
+            // bytes every retry brings. Keyed by digest.
+            Err(Rejection::InvalidPayload(_)) if is_json() => {
+                tracing::error!("verified webhook body is JSON with a string that is not UTF-8");
+                unreadable()
             }
-            Err(_) => Err(Rejection::InvalidPayload("body is not JSON")),
+            parsed => parsed,
         },
-    };
-    // JSON whose strings are not all UTF-8 is read by the probe or not depending on which
-    // field holds the bytes (a skipped string is never decoded: serde_json does the same).
-    // Authentic, and JSON in every other respect: a `400` for some fields only would make APS
-    // and HCSS disable the endpoint over the same bytes every retry brings. Keyed by digest.
-    let parsed = match parsed {
-        Err(Rejection::InvalidPayload(_)) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
-            tracing::error!("verified webhook body is JSON with a string that is not UTF-8");
-            Err(Rejection::UnexpectedPayload { detail: String::new() })
+        _ if is_json() => {
+            tracing::error!("verified webhook body is JSON but not an object, as the sender documents");
+            unreadable()
         }
-        other => other,
+        _ => Err(Rejection::InvalidPayload("body is not JSON")),
     };
     match parsed {
         Ok(p) => Ok(Ok(p)),
