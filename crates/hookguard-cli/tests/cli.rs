@@ -4063,6 +4063,14 @@ fn serve_inbox_usage_errors() {
         a.extend_from_slice(extra);
         hookguard_exits(&a)
     };
+    // A usage error (exit 2) whose message names `needle`; its stderr.
+    let refused = |args: &[&str], needle: &str| {
+        let o = serve(args);
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        err
+    };
     // An unreachable PostgreSQL inbox: a clear run-time error, the password never printed.
     let unreachable = format!("postgres://user:pw-8c1d@127.0.0.1:{}/hooks", closed_port());
     let o = serve(&["--inbox", &unreachable]);
@@ -4092,9 +4100,7 @@ fn serve_inbox_usage_errors() {
     );
     let o = serve(&["--inbox", path(&db), "--store-prefix", "x:"]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    let o = serve(&["--workers", "2"]);
-    assert_eq!(code(&o), 2);
-    assert!(text(&o.stderr).contains("--inbox"), "{}", text(&o.stderr));
+    refused(&["--workers", "2"], "--inbox");
     // A refused value that may be a secret is named, never echoed.
     for (flag, value) in [
         ("--auth-header", "Bearer s3cr3t-tok"),
@@ -4102,32 +4108,22 @@ fn serve_inbox_usage_errors() {
         ("--ui-token", "s3cr3t-short"),
         ("--store", "Redis://:s3cr3t@h"),
     ] {
-        let o = serve(&[flag, value]);
-        assert_eq!(code(&o), 2, "{flag}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains(flag), "{}", text(&o.stderr));
-        assert!(!text(&o.stderr).contains("s3cr3t"), "{flag}: {}", text(&o.stderr));
+        let err = refused(&[flag, value], flag);
+        assert!(!err.contains("s3cr3t"), "{flag}: {err}");
     }
     // The rest of an unquoted secret is a stray word: refused, not shown.
-    let o = serve(&["--secret", "Bearer", "s3cr3t-token"]);
-    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("unexpected argument"), "{}", text(&o.stderr));
-    assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
+    let err = refused(&["--secret", "Bearer", "s3cr3t-token"], "unexpected argument");
+    assert!(!err.contains("s3cr3t"), "{err}");
     // A secret with a newline or a space around it can never match what a sender sends.
     for bad in ["s ", " s", "s\n"] {
-        let o = serve(&["--secret", bad]);
-        assert_eq!(code(&o), 2, "{bad:?}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("whitespace"), "{}", text(&o.stderr));
+        refused(&["--secret", bad], "whitespace");
     }
     // An empty command would count every delivery as handled with nothing run.
     for bad in ["", "  "] {
-        let o = serve(&["--exec", bad]);
-        assert_eq!(code(&o), 2, "{bad:?}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("--exec is empty"), "{}", text(&o.stderr));
+        refused(&["--exec", bad], "--exec is empty");
     }
     // A flag that begins like a secret's is named as itself.
-    let o = serve(&["--header-timeout", "abc"]);
-    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--header-timeout"), "{}", text(&o.stderr));
+    refused(&["--header-timeout", "abc"], "--header-timeout");
     // --listen is PORT or HOST:PORT.
     for bad in ["nonsense", ":8080", "127.0.0.1:http", "70000"] {
         let o = hookguard_exits(&["serve", "--provider", "github", "--secret", "s", "--listen", bad]);
@@ -4137,16 +4133,12 @@ fn serve_inbox_usage_errors() {
     // A --path axum would refuse (a parameter, a wildcard) is a usage error, never a panic; so
     // is one with a query or a fragment, which no request is routed by.
     for bad in ["/hooks/:id", "/hooks/*rest", "/hooks/{id}", "/hooks/{", "/a?b", "/a#b"] {
-        let o = serve(&["--path", bad]);
-        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("--path"), "{}", text(&o.stderr));
-        assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
+        let err = refused(&["--path", bad], "--path");
+        assert!(!err.contains("panicked"), "{err}");
     }
     // A replay window of nothing, or of centuries (accepted silently before).
     for bad in ["0", "99999999999"] {
-        let o = serve(&["--tolerance", bad]);
-        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("--tolerance"), "{}", text(&o.stderr));
+        refused(&["--tolerance", bad], "--tolerance");
     }
     // A path no request can carry as written (a tryout's `/ünï`: every delivery 404) names the
     // form that is reached; that form is reached.
@@ -4181,14 +4173,13 @@ fn serve_inbox_usage_errors() {
     assert_eq!(code(&serve(&["--inbox", path(&db), "--retry-base", "-1"])), 2);
     assert_eq!(code(&serve(&["--inbox", path(&db), "--workers", "0"])), 2);
     // A command's timeout with no command: a usage error, not silently ignored.
-    let o = serve(&["--inbox", path(&db), "--exec-timeout", "5"]);
-    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--exec"), "{}", text(&o.stderr));
+    refused(&["--inbox", path(&db), "--exec-timeout", "5"], "--exec");
     // Below the worker's shortest lease: the command's default timeout (80 % of the value given)
     // killed every command, and items that always succeed went dead.
-    let o = serve(&["--inbox", path(&db), "--lease", "0.0001", "--exec", "true"]);
-    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("--lease"), "{}", text(&o.stderr));
+    refused(
+        &["--inbox", path(&db), "--lease", "0.0001", "--exec", "true"],
+        "--lease",
+    );
     assert!(!db.exists(), "usage errors touch no file");
     // A directory that does not exist: a run-time failure (exit 1), not a panic.
     let o = serve(&["--inbox", path(&dir.join("no/such/dir/x.db"))]);
