@@ -12,18 +12,20 @@ use std::sync::{mpsc, Arc};
 use common::{send, Framing, NOW};
 use hookguard::clock::ManualClock;
 use hookguard::inbox::{InboxState, InboxStore, ListFilter};
-use hookguard::schemes::{BuildWorkPro, Hcss, Procore};
+use hookguard::schemes::{BuildWorkPro, Hcss, Procore, Slack};
 use hookguard::sqlite::SqliteInbox;
 use hookguard::{ReceiverBuilder, Scheme, SignParams};
 
 const BWP: &str = "whsec_inbox";
 const PROCORE: &str = "Bearer inbox-procore";
 const HCSS: &str = "inbox-token";
+const SLACK: &str = "inbox-slack";
 
 struct Inboxes {
     bwp: SqliteInbox,
     procore: SqliteInbox,
     hcss: SqliteInbox,
+    slack: SqliteInbox,
     _dir: TempDir,
 }
 
@@ -42,6 +44,7 @@ fn inboxes(name: &str) -> Inboxes {
         bwp: SqliteInbox::builder(dir.join("bwp.db")).max_pending(40).open().unwrap(),
         procore: SqliteInbox::open(dir.join("procore.db")).unwrap(),
         hcss: SqliteInbox::open(dir.join("hcss.db")).unwrap(),
+        slack: SqliteInbox::open(dir.join("slack.db")).unwrap(),
         _dir: TempDir(dir),
     }
 }
@@ -86,7 +89,11 @@ async fn start_tower(ib: &Inboxes, calls: Calls) -> String {
         )
         .route(
             "/hcss",
-            route(calls).layer(builder::<WebhookLayer>(Hcss::new(), HCSS, &ib.hcss).build().unwrap()),
+            route(calls.clone()).layer(builder::<WebhookLayer>(Hcss::new(), HCSS, &ib.hcss).build().unwrap()),
+        )
+        .route(
+            "/slack",
+            route(calls).layer(builder::<WebhookLayer>(Slack::new(), SLACK, &ib.slack).build().unwrap()),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -104,6 +111,7 @@ fn start_actix(ib: &Inboxes, calls: Calls) -> (String, actix_web::dev::ServerHan
             builder(Procore::new(), PROCORE, &ib.procore).build().unwrap(),
         ),
         ("/hcss", builder(Hcss::new(), HCSS, &ib.hcss).build().unwrap()),
+        ("/slack", builder(Slack::new(), SLACK, &ib.slack).build().unwrap()),
     ];
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -282,6 +290,35 @@ async fn run(addr: &str, ib: &Inboxes, calls: &Calls) {
     let full = ib.hcss.get(rec.id).await.unwrap().unwrap();
     if full.headers.iter().any(|(_, v)| v.contains(HCSS)) {
         failures.borrow_mut().push("hcss token stored".into());
+    }
+
+    // Slack reads a 2xx body as the app's answer (a slash command's message, a modal's
+    // `response_action`): its acknowledgements are an empty 200, stored and copy alike.
+    let form = b"command=%2Fdeploy&text=api&user_id=U1&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1";
+    let mut sh: Vec<(String, String)> = Slack::new()
+        .sign(SLACK, form, &SignParams::new(NOW))
+        .unwrap()
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    sh.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+    for case in ["slack slash command → stored", "slack copy → duplicate"] {
+        let a = send(addr, "POST", "/slack", &sh, form, Framing::Length).await;
+        if a.status != 200 || !a.body.is_empty() || a.header("content-type").is_some() {
+            failures.borrow_mut().push(format!(
+                "{case}: expected an empty 200, got {} {:?} {:?}",
+                a.status,
+                a.header("content-type"),
+                String::from_utf8_lossy(&a.body)
+            ));
+        }
+    }
+    let stored = ib.slack.stats().await.unwrap().pending;
+    if stored != 1 {
+        failures
+            .borrow_mut()
+            .push(format!("slack: {stored} pending, want the one command"));
     }
 
     // Stored headers: never a credential, and past the cap of 64 the first by name, in name

@@ -75,7 +75,8 @@ A verified new delivery is written to the SQLite file PATH (`sqlite:PATH` also a
 created if missing; WAL, synchronous=FULL) and answered 200 {\"status\":\"accepted\"} within
 milliseconds; a copy of a pending, running or done one 200 {\"status\":\"duplicate\"} (a copy
 of a dead one puts it back to pending, attempts reset: 200 accepted); when it cannot be stored
-(disk full, over --max-pending) 503 + Retry-After, never a 2xx. The inbox row is the dedupe
+(disk full, over --max-pending) 503 + Retry-After, never a 2xx. Slack is answered an empty
+200 for both (it posts a JSON answer to a slash command as a message). The inbox row is the dedupe
 record (--store is refused). A worker in this process then handles each item, --workers at
 a time: with --exec it runs CMD as above (plus HOOKGUARD_INBOX_ID and HOOKGUARD_ATTEMPT, 1 for
 the first attempt); exit 0 → done; a non-zero exit, a crash or --exec-timeout → a failed

@@ -4851,6 +4851,75 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
     assert!(!log.contains(secret), "{log}");
 }
 
+/// Slack reads a `2xx` body as the app's answer (a slash command's JSON becomes a message, a
+/// modal's must be a `response_action`), so `serve --inbox` acknowledges Slack with an empty
+/// `200`, stored and copy alike; the inspector still tells which answer each was.
+#[test]
+fn slack_is_acknowledged_with_an_empty_200_and_the_inspector_says_which() {
+    let dir = scratch("slack-ack");
+    let db = dir.join("inbox.db");
+    let secret = "slack-ack-signing";
+    let s = Server::start(&[
+        "--provider",
+        "slack",
+        "--secret",
+        secret,
+        "--inbox",
+        path(&db),
+        "--ui",
+        "127.0.0.1:0",
+    ]);
+    let (ui, rest) = s.side_port("inspector");
+    let token = rest
+        .strip_prefix("/?token=")
+        .expect("the URL carries the token")
+        .to_owned();
+    let form = b"command=%2Fdeploy&text=api&user_id=U1&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1";
+    let headers = signed_headers(&["--provider", "slack", "--secret", secret], form);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("form")),
+        "{headers:?}"
+    );
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!(
+            "POST /webhooks HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            form.len()
+        );
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        c.write_all(form).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(body.is_empty(), "{answer}");
+        assert!(!head.to_ascii_lowercase().contains("\ncontent-type:"), "{answer}");
+    }
+    wait_for("the command to be done", Duration::from_secs(10), || {
+        inbox_stats(&db)["done"] == 1
+    });
+    assert_eq!(inbox_json(&["list"], &db).len(), 1, "one command stored");
+    let bearer = format!("Bearer {token}");
+    let (status, _, json) = http_full(ui, "GET", "/api/status", &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut outcomes: Vec<_> = v["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["accepted", "duplicate"], "{v}");
+}
+
 fn pg_inbox(name: &str) -> String {
     let base = std::env::var("HOOKGUARD_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());

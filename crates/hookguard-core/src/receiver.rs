@@ -594,6 +594,16 @@ impl Receiver {
     /// answer was not given up ([`answer_given_up`]); otherwise the sender counted a failure
     /// and retries. `handler`: how long an inline handler ran, if one did and was timed (with
     /// the `metrics` feature).
+    /// The receiver's own `2xx` answer `r`, emptied for a sender that reads a `2xx` body as
+    /// an answer of its own ([`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty)).
+    fn acknowledge(&self, r: Response<Bytes>) -> Response<Bytes> {
+        if self.verifier.scheme().acknowledges_empty() {
+            crate::response::emptied(r)
+        } else {
+            r
+        }
+    }
+
     fn answered_2xx(
         &self,
         outcome: &'static str,
@@ -630,7 +640,8 @@ impl Receiver {
         self.meters.answer(outcome, code);
     }
 
-    /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` once they
+    /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` (Slack: an
+    /// empty `200`, see [`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty)) once they
     /// are durable, instead of calling the handler inline (a worker handles them afterwards).
     pub fn with_inbox(mut self, inbox: std::sync::Arc<dyn InboxStore>) -> Self {
         self.inbox = Some(inbox);
@@ -914,7 +925,7 @@ impl Receiver {
             Ok(Verdict::Ignored(d)) => {
                 tracing::info!(%provider, event_id = d.event_id(), "webhook ignored: own source application or user");
                 self.answered_2xx("ignored", arrived, None, event);
-                return Err(crate::response::ignored());
+                return Err(self.acknowledge(crate::response::ignored()));
             }
             Err(r) => {
                 // The body's own faults and the window (judged by the verifier, see
@@ -940,7 +951,7 @@ impl Receiver {
                 Ok(Admission::Done) => {
                     tracing::info!(%provider, key = delivery.dedupe_key(), "webhook duplicate of a handled delivery");
                     self.answered_2xx("duplicate", arrived, None, event);
-                    return Err(crate::response::duplicate());
+                    return Err(self.acknowledge(crate::response::duplicate()));
                 }
                 Ok(Admission::FailedOpen(e)) => {
                     tracing::warn!(%provider, error = %e, "dedupe store failed; handling without a claim (fail-open)");
@@ -1114,12 +1125,12 @@ impl Receiver {
                 tracing::debug!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
                 self.answered_2xx("accepted", arrived, None, event);
                 observe::inbox_transition(provider.as_str(), "accepted");
-                crate::response::accepted()
+                self.acknowledge(crate::response::accepted())
             }
             Ok(Accepted::Duplicate(id)) => {
                 tracing::info!(%provider, id, key = delivery.dedupe_key(), "webhook duplicate of an inbox item");
                 self.answered_2xx("duplicate", arrived, None, event);
-                crate::response::duplicate()
+                self.acknowledge(crate::response::duplicate())
             }
             Err(InboxError::Full { limit }) => {
                 tracing::warn!(%provider, limit, "inbox full: answering 503 so the sender retries (items wait faster than the worker finishes them: a slow or stuck handler, or a pending cap too small; serve: --max-pending)");
@@ -1270,7 +1281,8 @@ impl<T> ReceiverBuilder<T> {
     }
 
     /// Inbox mode: a verified, new delivery is stored durably in `inbox` and answered
-    /// `200 {"status":"accepted"}`; a copy is answered `200 {"status":"duplicate"}`; when it
+    /// `200 {"status":"accepted"}`; a copy is answered `200 {"status":"duplicate"}` (Slack: an
+    /// empty `200` both, see [`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty)); when it
     /// cannot be stored (disk full, cap reached, database down) the answer is `503` +
     /// `Retry-After`, never `2xx`. The route's handler is **not** called: run a
     /// [`Worker`](crate::inbox) on the same inbox. The inbox is the dedupe record, so no

@@ -47,13 +47,54 @@ pub fn method_not_allowed(allow: HeaderValue) -> Response<Bytes> {
     resp
 }
 
+/// Which of the receiver's own `2xx` answers a response is, in its extensions: what a layer
+/// outside the receiver reads (a log, an inspector) even when the body says nothing (an
+/// [`emptied`] acknowledgement).
+///
+/// ```
+/// use hookguard_core::response::{accepted, emptied, Acknowledgement};
+/// let r = emptied(accepted());
+/// assert_eq!(r.extensions().get::<Acknowledgement>(), Some(&Acknowledgement::Accepted));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Acknowledgement {
+    /// Stored in the inbox ([`accepted`]).
+    Accepted,
+    /// A copy of a handled or stored delivery ([`duplicate`]).
+    Duplicate,
+    /// Filtered out by configuration ([`ignored`]).
+    Ignored,
+}
+
+impl Acknowledgement {
+    /// The word the answer's body carries: `accepted`, `duplicate` or `ignored`.
+    ///
+    /// ```
+    /// assert_eq!(hookguard_core::response::Acknowledgement::Duplicate.as_str(), "duplicate");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+fn acknowledgement(kind: Acknowledgement, body: &'static [u8]) -> Response<Bytes> {
+    let mut r = json(StatusCode::OK, Bytes::from_static(body));
+    r.extensions_mut().insert(kind);
+    r
+}
+
 /// `200 {"status":"duplicate"}`: a copy of a delivery that was already handled.
 ///
 /// ```
 /// assert_eq!(hookguard_core::response::duplicate().status(), 200);
 /// ```
 pub fn duplicate() -> Response<Bytes> {
-    json(StatusCode::OK, Bytes::from_static(br#"{"status":"duplicate"}"#))
+    acknowledgement(Acknowledgement::Duplicate, br#"{"status":"duplicate"}"#)
 }
 
 /// `200 {"status":"accepted"}`: the delivery is durably stored in the inbox and will be
@@ -63,7 +104,22 @@ pub fn duplicate() -> Response<Bytes> {
 /// assert_eq!(hookguard_core::response::accepted().status(), 200);
 /// ```
 pub fn accepted() -> Response<Bytes> {
-    json(StatusCode::OK, Bytes::from_static(br#"{"status":"accepted"}"#))
+    acknowledgement(Acknowledgement::Accepted, br#"{"status":"accepted"}"#)
+}
+
+/// The same acknowledgement without its body: an empty `200` (no `Content-Type`), for a sender
+/// that reads a `2xx` body as an answer of its own ([`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty): Slack).
+///
+/// ```
+/// let r = hookguard_core::response::emptied(hookguard_core::response::accepted());
+/// assert_eq!(r.status(), 200);
+/// assert!(r.body().is_empty());
+/// assert!(r.headers().get("content-type").is_none());
+/// ```
+pub fn emptied(mut r: Response<Bytes>) -> Response<Bytes> {
+    *r.body_mut() = Bytes::new();
+    r.headers_mut().remove(header::CONTENT_TYPE);
+    r
 }
 
 /// `200 {"status":"ignored"}`: a genuine delivery filtered out by configuration (loop filter).
@@ -72,7 +128,7 @@ pub fn accepted() -> Response<Bytes> {
 /// assert_eq!(hookguard_core::response::ignored().status(), 200);
 /// ```
 pub fn ignored() -> Response<Bytes> {
-    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ignored"}"#))
+    acknowledgement(Acknowledgement::Ignored, br#"{"status":"ignored"}"#)
 }
 
 /// `500 {"error":code,"message":message}` + `Retry-After: 60`: a wiring mistake in the

@@ -467,6 +467,21 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
         head.headers.get(name)
     }
 
+    /// Whether this sender reads the body of a `2xx` as an answer of its own, so the
+    /// receiver's own acknowledgements (`accepted`, `duplicate`, `ignored`) must be an empty
+    /// `200`. Slack does: a slash command's JSON answer is posted as a message, a modal
+    /// submission's must be a `response_action`; Slack documents an empty `200` as the
+    /// acknowledgement. Default: `false` (the answers carry `{"status":…}`).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Slack}, Scheme};
+    /// assert!(Slack::new().acknowledges_empty());
+    /// assert!(!BuildWorkPro::new().acknowledges_empty());
+    /// ```
+    fn acknowledges_empty(&self) -> bool {
+        false
+    }
+
     /// The header that carries this sender's shared credential, if any (Procore's configured
     /// header, an HCSS token header): never stored in an inbox, never logged.
     fn credential_header(&self) -> Option<&HeaderName> {

@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use hookguard_core::inbox::{now_ms, InboxError, InboxRecord, InboxState, InboxStore, ListFilter};
+use hookguard_core::response::Acknowledgement;
 use hookguard_core::{Receiver, RequestHead, Scheme};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -314,7 +315,10 @@ async fn record(State(rec): State<Arc<Recorder>>, req: Request, next: Next) -> R
         None
     };
     let outcome: &'static str = if status.is_success() {
-        match field("status").as_deref() {
+        // The core's own acknowledgements say which they are in the extensions (Slack's
+        // carry no body); the body's word for any other layer's.
+        let ack = parts.extensions.get::<Acknowledgement>().map(|a| a.as_str());
+        match ack.or(field("status").as_deref()) {
             Some("accepted") => "accepted",
             Some("duplicate") => "duplicate",
             Some("ignored") => "ignored",

@@ -125,6 +125,12 @@ impl Scheme for Slack {
         &SIGNED_HEADERS
     }
 
+    /// Slack takes a slash command's or an interaction's `2xx` body as the app's answer (a
+    /// message; a modal's `response_action`): its acknowledgement is an empty `200`.
+    fn acknowledges_empty(&self) -> bool {
+        true
+    }
+
     fn profile(&self) -> SenderProfile {
         SenderProfile {
             name: "Slack",
