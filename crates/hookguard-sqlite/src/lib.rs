@@ -178,6 +178,7 @@ pub struct SqliteInboxBuilder {
     operation_timeout: Duration,
     checkpoint_pages: u32,
     fresh_bodies: usize,
+    unclaimed_warning: Duration,
 }
 
 /// Where an opened inbox's pending cap comes from.
@@ -203,6 +204,9 @@ const GATHER_FOR: Duration = Duration::from_micros(200);
 /// The most reader threads alive at once per inbox (see `Inner::readers`).
 const MAX_READERS: usize = 8;
 
+/// The default of [`SqliteInboxBuilder::unclaimed_warning`].
+pub const DEFAULT_UNCLAIMED_WARNING: Duration = Duration::from_secs(300);
+
 /// The bound of a purge batch and of a replay of every dead item (they may write for longer).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -215,6 +219,29 @@ impl SqliteInboxBuilder {
         self.max_pending = Cap::Set(n);
         self
     }
+    /// How long a due item may wait unclaimed before this process, while it accepts
+    /// deliveries, warns that no worker is taking this inbox's items (default 5 minutes,
+    /// [`DEFAULT_UNCLAIMED_WARNING`]). An inbox route without a running
+    /// [`Worker`](hookguard_core::inbox) answers every delivery `200` and handles none; nothing
+    /// else says so until the pending cap answers `503`. Checked after a batch of accepts, at
+    /// most once a minute (sooner when this is shorter), by one indexed read of the item due
+    /// longest ago, so warned at most once a minute while no worker runs. `Duration::MAX`
+    /// turns it off.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-uw-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db"))
+    ///     .unclaimed_warning(std::time::Duration::from_secs(60))
+    ///     .open()?;
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
+    pub fn unclaimed_warning(mut self, d: Duration) -> Self {
+        self.unclaimed_warning = d;
+        self
+    }
+
     /// Keeps the pending cap recorded in the file (the default when none is) instead of
     /// setting one: what a tool opening an inbox another process serves wants.
     ///
@@ -422,6 +449,7 @@ impl SqliteInboxBuilder {
             synced: true,
             clock,
             wall: hookguard_core::inbox::now_ms,
+            unclaimed: Unclaimed::new(self.unclaimed_warning),
         };
         let (closing, writer_closed) = mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -682,6 +710,7 @@ impl SqliteInbox {
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
             fresh_bodies: DEFAULT_FRESH_BODIES,
+            unclaimed_warning: DEFAULT_UNCLAIMED_WARNING,
         }
     }
 
@@ -1171,6 +1200,71 @@ struct Writer {
     /// applies a batch, never taken from a caller (a caller's reading is as old as its wait in
     /// the queue, which would pass for a clock step back).
     wall: fn() -> i64,
+    /// Whether due items wait with no worker claiming them (see [`Unclaimed`]).
+    unclaimed: Unclaimed,
+}
+
+/// The item due longest ago (pending, or running with its lease's end): the first entry of the
+/// due index.
+const DUE_LONGEST: &str =
+    "SELECT provider, next_attempt_at FROM hookguard_inbox WHERE state IN (0, 1) ORDER BY next_attempt_at LIMIT 1";
+
+/// Warns, while this process accepts deliveries, when the item due longest ago has waited
+/// longer than `after` unclaimed: an inbox route without a running worker answers every
+/// delivery `200` and handles none (see [`SqliteInboxBuilder::unclaimed_warning`]).
+struct Unclaimed {
+    after: Duration,
+    /// No check before this (`None`: never).
+    next: Option<Instant>,
+}
+
+impl Unclaimed {
+    /// The longest between two checks.
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// The first check once `after` has passed (or a minute): a worker starting beside this
+    /// process gets that long to take a backlog left from before.
+    fn new(after: Duration) -> Self {
+        Self {
+            after,
+            next: Instant::now().checked_add(after.min(Self::EVERY)),
+        }
+    }
+
+    /// After a committed batch of accepts, when a check is due: reads the item due longest
+    /// ago (pending, or running with its lease ended) through the due index, and warns when it
+    /// has waited longer than `after` by the timeline's `now`.
+    fn check(&mut self, conn: &Connection, now: i64) {
+        let started = Instant::now();
+        if self.next.is_none_or(|next| started < next) {
+            return;
+        }
+        self.next = started.checked_add(self.after.min(Self::EVERY));
+        let oldest = conn.prepare_cached(DUE_LONGEST).and_then(|mut q| {
+            q.query_row([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .optional()
+        });
+        let (provider, due) = match oldest {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "inbox: cannot read the item due longest ago");
+                return;
+            }
+        };
+        let waited = Duration::from_millis(u64::try_from(now.saturating_sub(due)).unwrap_or(0));
+        if waited > self.after {
+            tracing::warn!(
+                provider = %provider,
+                waited_s = waited.as_secs(),
+                "inbox: a {provider} item has been due for {}s and no worker has claimed it: \
+                 is a worker running on this inbox for {provider} (hookguard's inbox Worker; \
+                 `serve --inbox` runs one)? Deliveries are stored and answered 200, but none is \
+                 handled, and once the pending cap is reached every delivery is answered 503",
+                waited.as_secs()
+            );
+        }
+    }
 }
 
 /// The timeline due times and leases are kept on: the wall clock (unix ms), moved ahead by as
@@ -1457,6 +1551,7 @@ impl Writer {
         let sync = batch
             .iter()
             .any(|op| matches!(op, Op::Accept(..) | Op::Replay(..) | Op::ReplayDead(..) | Op::Purge(..)));
+        let accepts = batch.iter().any(|op| matches!(op, Op::Accept(..)));
         if sync != self.synced {
             let pragma = if sync {
                 "PRAGMA synchronous=FULL"
@@ -1544,7 +1639,10 @@ impl Writer {
             }
         }
         let outcome = match failed {
-            Some(msg) => Err(msg),
+            Some(msg) => {
+                drop(tx);
+                Err(msg)
+            }
             None => tx.commit().map_err(|e| e.to_string()),
         }
         // Committed into a file that is no longer the inbox (deleted, renamed, replaced):
@@ -1554,6 +1652,9 @@ impl Writer {
             Ok(()) => {
                 self.failure_log.succeeded();
                 self.fresh.committed();
+                if accepts {
+                    self.unclaimed.check(&self.conn, wall.saturating_add(self.clock.ahead));
+                }
                 if wake {
                     wake_every_worker(&self.notify);
                 }
@@ -2429,6 +2530,15 @@ mod tests {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }
 
+    /// The check for unclaimed items runs beside accepts: one entry of the due index, never a
+    /// scan or a sort of the pending items.
+    #[test]
+    fn the_unclaimed_check_reads_one_entry_of_the_due_index() {
+        let (_scratch, conn) = Scratch::new("plan-due");
+        let p = plan(&conn, DUE_LONGEST, []);
+        assert_eq!(p, "SCAN hookguard_inbox USING INDEX hookguard_inbox_due_v2");
+    }
+
     /// The purge runs every minute against the whole retention (millions of rows): each of its
     /// statements must be a range of the finished index, never a scan of the items or bodies.
     #[test]
@@ -2566,6 +2676,7 @@ mod tests {
                     stepped_at: None,
                 },
                 wall: hookguard_core::inbox::now_ms,
+                unclaimed: Unclaimed::new(DEFAULT_UNCLAIMED_WARNING),
             },
             tx,
         )

@@ -1,0 +1,125 @@
+//! An inbox accepted into with no worker running says so: the WARN of
+//! `SqliteInboxBuilder::unclaimed_warning`, from the writer thread, on a real file. A binary of
+//! its own: the WARN is counted by a process-wide subscriber (the writer is another thread).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookguard_core::inbox::{now_ms, Accepted, ClaimedItem, InboxStore, NewItem, Worker};
+use hookguard_core::schemes::BuildWorkPro;
+use hookguard_core::testing;
+use hookguard_sqlite::SqliteInbox;
+
+/// The WARN messages written so far, from every thread.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        if *e.metadata().level() == tracing::Level::WARN {
+            let mut msg = String::new();
+            e.record(&mut Message(&mut msg));
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Warnings {
+    fn unclaimed(&self) -> Vec<String> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|m| m.contains("no worker has claimed"))
+            .cloned()
+            .collect()
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp(name: &str) -> TempDir {
+    let p = std::env::temp_dir().join(format!("hg-unclaimed-{name}-{}-{}", std::process::id(), now_ms()));
+    std::fs::create_dir_all(&p).unwrap();
+    TempDir(p)
+}
+
+fn item(id: &str, received_at: i64) -> NewItem {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#);
+    let d = testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+    NewItem::from_delivery(&d, Vec::new(), received_at)
+}
+
+async fn accept(inbox: &SqliteInbox, item: NewItem) {
+    assert!(matches!(inbox.accept(item).await.unwrap(), Accepted::Stored(_)));
+}
+
+/// Both cases in one test: the subscriber is the process's, set once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
+    let warnings = Warnings::default();
+    tracing::subscriber::set_global_default(warnings.clone()).unwrap();
+    let after = Duration::from_millis(300);
+
+    // No worker: an item due ten minutes ago (a backlog nobody takes) is warned about by the
+    // first check, once `after` has passed since the open, naming the sender; the next check
+    // comes only once `after` has passed again.
+    let dir = temp("none");
+    let inbox = SqliteInbox::builder(dir.0.join("inbox.db"))
+        .unclaimed_warning(after)
+        .open()
+        .unwrap();
+    accept(&inbox, item("evt_old", now_ms() - 600_000)).await;
+    assert!(warnings.unclaimed().is_empty(), "no check before `after` has passed");
+    tokio::time::sleep(after + Duration::from_millis(100)).await;
+    accept(&inbox, item("evt_new_1", now_ms())).await;
+    let said = warnings.unclaimed();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("buildworkpro item has been due for 60"), "{said:?}");
+    accept(&inbox, item("evt_new_2", now_ms())).await;
+    assert_eq!(warnings.unclaimed().len(), 1, "checked at most once per `after`");
+    drop(inbox);
+
+    // With a worker taking every item as it comes: accepts for three times `after`, no WARN.
+    let before = warnings.unclaimed();
+    let dir = temp("worker");
+    let inbox = SqliteInbox::builder(dir.0.join("inbox.db"))
+        .unclaimed_warning(after)
+        .open()
+        .unwrap();
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, |_item: ClaimedItem| async { Ok(()) })
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    for i in 0..45 {
+        accept(&inbox, item(&format!("evt_w_{i}"), now_ms())).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    assert_eq!(warnings.unclaimed(), before);
+}
