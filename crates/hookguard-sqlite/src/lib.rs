@@ -204,6 +204,21 @@ const GATHER_FOR: Duration = Duration::from_micros(200);
 /// The most reader threads alive at once per inbox (see `Inner::readers`).
 const MAX_READERS: usize = 8;
 
+/// Creates the inbox file, if it does not exist yet, readable and writable by its owner only:
+/// it holds the deliveries' bodies (SQLite gives its `-wal` and `-shm` files the same mode).
+/// An existing file keeps its mode.
+fn private_file(path: &Path) -> Result<(), InboxError> {
+    let mut new = std::fs::OpenOptions::new();
+    new.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut new, 0o600);
+    match new.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(InboxError::storage(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
 /// The default of [`SqliteInboxBuilder::unclaimed_warning`].
 pub const DEFAULT_UNCLAIMED_WARNING: Duration = Duration::from_secs(300);
 
@@ -378,6 +393,7 @@ impl SqliteInboxBuilder {
             }
             found.usable(&self.path)?;
         }
+        private_file(&self.path)?;
         let conn = connect(&self.path)?;
         // Checked again on this connection, in the transaction that applies the schema: another
         // process (a newer build) may have changed the file since the probe. A file already
@@ -1259,8 +1275,9 @@ impl Unclaimed {
                 waited_s = waited.as_secs(),
                 "inbox: a {provider} item has been due for {}s and no worker has claimed it: \
                  is a worker running on this inbox for {provider} (hookguard's inbox Worker; \
-                 `serve --inbox` runs one)? Deliveries are stored and answered 200, but none is \
-                 handled, and once the pending cap is reached every delivery is answered 503",
+                 `serve --inbox` runs one)? With none, deliveries are stored and answered 200 \
+                 but never handled; with workers too slow or too few for the backlog, it grows. \
+                 At the pending cap every delivery is answered 503",
                 waited.as_secs()
             );
         }

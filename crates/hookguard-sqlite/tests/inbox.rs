@@ -72,6 +72,22 @@ async fn stored_item(inbox: &SqliteInbox, item: NewItem) -> i64 {
     }
 }
 
+/// The file holds the deliveries' bodies: a new inbox and its `-wal` and `-shm` files are
+/// the owner's alone, whatever the umask (they were 0644 under the usual 022).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_inbox_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("mode");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    stored(&inbox, &bwp("evt_private")).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", dir.file().display()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}: {mode:o}", path.display());
+    }
+}
+
 #[tokio::test]
 async fn accepts_are_durable_and_copies_are_duplicates_across_reopen() {
     let dir = TempDir::new("durable");
