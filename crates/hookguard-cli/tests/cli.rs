@@ -4101,6 +4101,20 @@ fn serve_inbox_usage_errors() {
     let o = serve(&["--inbox", path(&db), "--store-prefix", "x:"]);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     refused(&["--workers", "2"], "--inbox");
+    // A PostgreSQL URL or schema that cannot be read is a usage error before anything starts,
+    // for serve and the inbox commands alike (both were exit 1, a run-time failure), the URL
+    // never shown.
+    for bad in [
+        "postgres://u:s3cr3t@not a url/db",
+        "postgres://u:s3cr3t@127.0.0.1/db?hookguard_schema=a-b",
+        "postgres://u:s3cr3t@127.0.0.1/db?hookguard_schema=",
+    ] {
+        let err = refused(&["--inbox", bad], "--inbox");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let o = hookguard_exits(&["inbox", "stats", "--inbox", bad]);
+        assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
+    }
     // A refused value that may be a secret is named, never echoed.
     for (flag, value) in [
         ("--auth-header", "Bearer s3cr3t-tok"),

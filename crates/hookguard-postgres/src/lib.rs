@@ -92,6 +92,44 @@ const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The schema version this crate creates.
 pub const SCHEMA_VERSION: i32 = 1;
 
+const NOT_A_URL: &str = "not a valid postgres:// URL";
+
+/// Whether `name` can be the inbox's schema ([`PgInboxBuilder::schema`]): letters, digits and
+/// `_`, at most 63 bytes (PostgreSQL would cut a longer name, and the inbox would look for
+/// a schema of another name). What an open checks first; a command line checks it before it
+/// starts (a usage error, not a run-time failure).
+///
+/// ```
+/// assert!(hookguard_postgres::check_schema("hooks_1").is_ok());
+/// assert!(hookguard_postgres::check_schema("a-b").is_err());
+/// ```
+///
+/// # Errors
+/// Why the name cannot be a schema's.
+pub fn check_schema(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err("schema names are letters, digits and _");
+    }
+    if name.len() > 63 {
+        return Err("schema names are at most 63 characters");
+    }
+    Ok(())
+}
+
+/// Whether `url` is a connection URL [`PgInboxBuilder::connect`] can use, read without
+/// connecting. The error never contains the URL (it may carry a password).
+///
+/// ```
+/// assert!(hookguard_postgres::check_url("postgres://hooks@127.0.0.1:5432/app").is_ok());
+/// assert!(hookguard_postgres::check_url("postgres://not a url").is_err());
+/// ```
+///
+/// # Errors
+/// The URL cannot be read.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    url.parse::<PgConnectOptions>().map(drop).map_err(|_| NOT_A_URL)
+}
+
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
     InboxError::storage(e)
 }
@@ -196,14 +234,7 @@ impl PgInboxBuilder {
     }
 
     async fn open_unbounded(self, pool: PgPool) -> Result<PgInbox, InboxError> {
-        if self.schema.is_empty() || !self.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(InboxError::storage("schema names are letters, digits and _"));
-        }
-        // PostgreSQL cuts a longer name to 63 bytes: the checks below would then look for a
-        // schema of another name.
-        if self.schema.len() > 63 {
-            return Err(InboxError::storage("schema names are at most 63 characters"));
-        }
+        check_schema(&self.schema).map_err(InboxError::storage)?;
         if self.existing_only {
             let exists: bool =
                 sqlx::query_scalar("SELECT to_regclass(format('%I.hookguard_inbox', $1::text)) IS NOT NULL")
@@ -1193,9 +1224,7 @@ impl PgInboxBuilder {
     /// The URL is invalid, the database unreachable, or the migration failed. The error never
     /// contains the URL (it may carry a password).
     pub async fn connect(self, url: &str) -> Result<PgInbox, InboxError> {
-        let opts: PgConnectOptions = url
-            .parse()
-            .map_err(|_| InboxError::storage("not a valid postgres:// URL"))?;
+        let opts: PgConnectOptions = url.parse().map_err(|_| InboxError::storage(NOT_A_URL))?;
         // `synchronous_commit = on` whatever the role's or database's default: an accept is
         // answered 200 only once its commit is on disk.
         let opts = opts.options([
