@@ -37,7 +37,8 @@ as the sender sent it (Procore's 5982324300946918154 keeps its digits).
           and body (the raw body as a string, or base64 when it is not UTF-8)
   replay {\"replayed\":N[,\"id\":ID][,\"still_dead\":M]}: a dead or done item (or every dead one
           with --dead, until pending items fill half the cap: M stay dead) back to pending,
-          attempts reset; a running serve picks it up within a second
+          attempts reset; a pending item waiting out a retry is made due now the same way (a
+          running one is refused); a running serve picks it up within a second
   purge  {\"purged\":N,\"finished_before\":T}: deletes done and dead items finished before
           now − DURATION (7d, 12h, 30m, 0s); a purged item's copies are no longer recognised
   stats  {\"pending\",\"running\",\"done\",\"dead\",\"total\",\"oldest_pending_received_at\",
@@ -74,8 +75,8 @@ enum InboxCommand {
     /// One item: its record, stored headers (never credentials) and body.
     #[command(after_help = "Example:\n  hookguard inbox show 42 --inbox procore.db")]
     Show(ShowArgs),
-    /// A dead (or done) item back to pending, attempts reset; --dead: every dead item, up to
-    /// half the pending cap.
+    /// A dead (or done) item back to pending, attempts reset (a pending one waiting out a retry:
+    /// due now); --dead: every dead item, up to half the pending cap.
     #[command(after_help = "Examples:\n  hookguard inbox replay 42 --inbox procore.db\n  \
                             hookguard inbox replay --dead --inbox procore.db")]
     Replay(ReplayArgs),

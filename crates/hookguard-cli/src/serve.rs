@@ -95,7 +95,8 @@ stdout still unread gives those items back: a reader that comes back later gets 
 and the items run (and print) again after the restart.
 Handlers run at least once: a process killed during a handler (kill -9, power loss) leaves its
 item running under a lease; once --lease expires the item runs again. On start, pending items
-and items whose lease expired are handled. Done items are kept 7 days (copies are recognised
+that are due and items whose lease expired are handled; an item waiting out a retry waits for
+its time (`hookguard inbox replay ID` runs it now, attempts reset). Done items are kept 7 days (copies are recognised
 meanwhile), then purged. Inspect and act on the file, also while serve runs, with
 `hookguard inbox list|show|replay|purge|stats --inbox PATH`. Each serve runs only its own
 --provider's items: receivers of several senders may share one inbox, each with its own --exec.

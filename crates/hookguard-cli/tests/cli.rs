@@ -3413,6 +3413,37 @@ fn inbox_hcss_identical_setups_bodies_coalesce_only_while_pending() {
     assert_eq!(file_lines(&runs).len(), 3);
 }
 
+/// A tryout's finding: a failed item waiting out a long retry (`--retry-max` is an hour by
+/// default) could not be run sooner — `replay` refused a pending item, a restart did not run
+/// it, the sender's copy was a duplicate. Now `inbox replay ID` runs it now, attempts reset.
+#[test]
+fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
+    let dir = scratch("inbox-replay-pending");
+    let db = dir.join("inbox.db");
+    let fixed = dir.join("fixed");
+    let cmd = format!("cat >/dev/null; test -e '{}'", fixed.display());
+    let s = Server::start(&bwp_inbox_args(
+        "whsec_wait",
+        &db,
+        &["--exec", &cmd, "--retry-base", "600", "--retry-max", "600"],
+    ));
+    assert_eq!(bwp_post(s.port, "whsec_wait", "evt_waits").0, 200);
+    wait_for("the first attempt to fail", Duration::from_secs(20), || {
+        let rows = inbox_json(&["list", "--state", "pending"], &db);
+        rows.len() == 1 && rows[0]["attempts"] == 1
+    });
+    std::fs::write(&fixed, b"").unwrap();
+    let id = inbox_json(&["list"], &db)[0]["id"].as_i64().unwrap();
+    let replayed = inbox_json(&["replay", &id.to_string()], &db);
+    assert_eq!(replayed, [serde_json::json!({"replayed": 1, "id": id})]);
+    let lines = s.wait_n(1, Duration::from_secs(10));
+    let line = json(&lines[0]);
+    assert_eq!(
+        (line["id"].as_str(), line["attempts"].as_u64()),
+        (Some("evt_waits"), Some(1))
+    );
+}
+
 #[test]
 fn inbox_failing_exec_goes_dead_then_replay_after_a_fix_is_done() {
     let dir = scratch("inbox-dead");

@@ -589,6 +589,7 @@ struct Sql {
     purge_dead: String,
     stats: String,
     oldest: String,
+    replay_pending: String,
     count_pending: String,
 }
 
@@ -717,6 +718,12 @@ impl Sql {
                             SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
                             THEN dedupe_key ELSE unique_key END
                  WHERE id = $1 AND state IN (2, 3) RETURNING id"
+            ),
+            // A pending item waiting out a retry: due now, its attempts reset (it holds its
+            // key already).
+            replay_pending: format!(
+                "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL
+                 WHERE id = $1 AND state = 0 RETURNING id"
             ),
             // A batch at a time (each statement well within the statement timeout), each a
             // range of the finished index. The conditions again on the rows deleted: a row
@@ -1548,12 +1555,21 @@ impl InboxStore for PgInbox {
                 wake_every_worker(&self.inner.notify);
                 return Ok(());
             }
+            let pending = sqlx::query(&self.inner.sql.replay_pending)
+                .bind(id)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(storage)?;
+            if pending.is_some() {
+                wake_every_worker(&self.inner.notify);
+                return Ok(());
+            }
             match self.get(id).await? {
                 None => Err(InboxError::NotFound(id)),
                 Some(rec) => Err(InboxError::WrongState {
                     id,
                     state: rec.state,
-                    expected: "done or dead",
+                    expected: "done, dead or pending",
                 }),
             }
         }))

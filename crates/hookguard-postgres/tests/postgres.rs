@@ -300,10 +300,37 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     assert_eq!(a.get(again[0].id).await.unwrap().unwrap().state, InboxState::Dead);
     a.replay(again[0].id, now_ms()).await.unwrap();
     assert!(matches!(a.replay(id, now_ms()).await, Ok(())), "done items replay too");
+    // A pending item waiting out a retry (an hour) runs now, its attempts reset; a running
+    // one is not replayed.
+    let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    let waiting = c.iter().find(|i| i.id == again[0].id).unwrap();
+    for i in c.iter().filter(|i| i.id != waiting.id) {
+        assert!(a.release(i.claim()).await.unwrap());
+    }
+    assert!(a
+        .fail(waiting.claim(), "later", Some(now_ms() + 3_600_000), now_ms())
+        .await
+        .unwrap());
+    let pending_before = a.stats().await.unwrap().pending;
+    a.replay(waiting.id, now_ms()).await.unwrap();
+    let rec = a.get(waiting.id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts, rec.last_error),
+        (InboxState::Pending, 0, None)
+    );
+    assert_eq!(a.stats().await.unwrap().pending, pending_before);
+    let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert!(c.iter().any(|i| i.id == waiting.id), "due now");
     assert!(matches!(
-        a.replay(again[0].id, now_ms()).await,
-        Err(InboxError::WrongState { .. })
+        a.replay(waiting.id, now_ms()).await,
+        Err(InboxError::WrongState {
+            state: InboxState::Running,
+            ..
+        })
     ));
+    for i in &c {
+        assert!(a.release(i.claim()).await.unwrap());
+    }
     assert!(matches!(a.replay(-1, now_ms()).await, Err(InboxError::NotFound(-1))));
 
     // Purge: done only by default.

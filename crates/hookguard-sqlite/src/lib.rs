@@ -1850,11 +1850,11 @@ fn apply(
         Op::Replay(id, now, tx) => {
             // Due now on the claims' timeline, behind what was already due.
             let r = replay(conn, id, clock.place(now, now, wall));
-            if r.is_ok() {
-                *pending += 1;
+            if let Ok(finished) = r {
+                *pending += u64::from(finished);
                 *wake = true;
             }
-            Done::Unit(tx, r)
+            Done::Unit(tx, r.map(drop))
         }
         Op::ReplayDead(now, limit, tx) => {
             // Never past half the pending cap: the other half stays for new deliveries while the
@@ -2270,7 +2270,9 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>>
 }
 
 /// Puts a done or dead item back, due at `due` (on the writer's timeline).
-fn replay(conn: &Connection, id: i64, due: i64) -> Result<(), InboxError> {
+/// Puts item `id` back to pending, due at `due`, attempts reset; whether it was finished (done
+/// or dead: one more pending item). A pending item (waiting out a retry) is made due now.
+fn replay(conn: &Connection, id: i64, due: i64) -> Result<bool, InboxError> {
     let row: Option<(i64, i64)> = conn
         .query_row(
             "SELECT state, scope FROM hookguard_inbox WHERE id = ?1",
@@ -2283,11 +2285,11 @@ fn replay(conn: &Connection, id: i64, due: i64) -> Result<(), InboxError> {
         return Err(InboxError::NotFound(id));
     };
     let state = InboxState::from_code(state).unwrap_or(InboxState::Dead);
-    if !matches!(state, InboxState::Done | InboxState::Dead) {
+    if !matches!(state, InboxState::Done | InboxState::Dead | InboxState::Pending) {
         return Err(InboxError::WrongState {
             id,
             state,
-            expected: "done or dead",
+            expected: "done, dead or pending",
         });
     }
     let reset = "UPDATE hookguard_inbox SET state = 0, attempts = 0, next_attempt_at = ?2, finished_at = NULL, \
@@ -2303,7 +2305,7 @@ fn replay(conn: &Connection, id: i64, due: i64) -> Result<(), InboxError> {
         )
         .map_err(storage)?;
     }
-    Ok(())
+    Ok(state != InboxState::Pending)
 }
 
 fn replay_dead(conn: &Connection, due: i64, limit: i64) -> rusqlite::Result<u64> {

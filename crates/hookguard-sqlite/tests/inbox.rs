@@ -1247,6 +1247,50 @@ async fn an_accept_wakes_the_worker_without_waiting_for_a_poll() {
     worker.shutdown().await;
 }
 
+/// A failed item waiting out a long retry (an hour, `--retry-max`'s default) is run now by a
+/// replay, its attempts reset — the operator fixed the handler — and it is still one pending
+/// item against the cap; a running item is not replayed (it may be running right now).
+#[tokio::test]
+async fn a_replay_runs_an_item_waiting_for_its_retry_now() {
+    let dir = TempDir::new("replay-pending");
+    let inbox = SqliteInbox::builder(dir.file()).max_pending(2).open().unwrap();
+    let id = stored(&inbox, &bwp("evt_waits")).await;
+    let t = now_ms();
+    let c = inbox.claim(t, Duration::from_secs(30), 10).await.unwrap();
+    assert!(inbox
+        .fail(c[0].claim(), "downstream refused", Some(t + 3_600_000), t)
+        .await
+        .unwrap());
+    assert!(inbox
+        .claim(now_ms(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    inbox.replay(id, now_ms()).await.unwrap();
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempts, rec.last_error),
+        (InboxState::Pending, 0, None)
+    );
+    // Still one pending item: one more fits under the cap of 2, a third does not.
+    stored(&inbox, &bwp("evt_second")).await;
+    assert!(matches!(
+        inbox.accept(item(&bwp("evt_third"))).await,
+        Err(InboxError::Full { .. })
+    ));
+    let c = inbox.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(c.len(), 2, "due now");
+    let running = c.iter().find(|i| i.id == id).unwrap();
+    assert_eq!(running.attempt, 1);
+    assert!(matches!(
+        inbox.replay(id, now_ms()).await,
+        Err(InboxError::WrongState {
+            state: InboxState::Running,
+            ..
+        })
+    ));
+}
+
 /// `hookguard inbox list|show|stats` open a second handle on the file while `serve` writes to
 /// it. Their reads must never take SQLite's write lock: `serve`'s writer would wait for it and
 /// answer deliveries 503 meanwhile. Here a raw connection holds the write lock (as `serve`'s
@@ -1265,10 +1309,7 @@ async fn reads_from_a_second_handle_never_take_the_write_lock() {
     assert_eq!(cli.stats().await.unwrap().pending, 1);
     writer.execute_batch("COMMIT").unwrap();
     // Writes still go through (once the lock is free).
-    assert!(
-        cli.replay(id, now_ms()).await.is_err(),
-        "a pending item is not replayable"
-    );
+    cli.replay(id, now_ms()).await.unwrap();
 }
 
 /// The same on a file whose timeline floor was never stored (made before it was kept): the

@@ -638,10 +638,13 @@ pub trait InboxStore: Send + Sync + 'static {
     /// most recently finished first).
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>>;
 
-    /// A dead or done item back to pending, due now, with its attempts reset.
+    /// A dead or done item back to pending, due now, with its attempts reset; a pending item
+    /// waiting out a retry is made due now the same way (the handler was fixed: without this
+    /// it would wait up to the retry policy's maximum).
     ///
     /// # Errors
-    /// [`InboxError::NotFound`], or [`InboxError::WrongState`] for a pending or running item.
+    /// [`InboxError::NotFound`], or [`InboxError::WrongState`] for a running item (it may be
+    /// running right now; once its lease ends it is claimed again anyway).
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()>;
 
     /// Every dead item back to pending; returns how many. A store with a cap on pending items
