@@ -428,6 +428,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
     let mut stop_wait = std::pin::pin!(stop.notified());
     // Told to the attempts once the loop stops claiming (see `attempt`'s deferral).
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let mut claim_log = ClaimLog::default();
     loop {
         // A stop is looked for before every claim: under a backlog every claim comes back full
         // and, with handlers returning while it waits, a slot is free again at once, so the
@@ -454,6 +455,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
         let claimed_at = tokio::time::Instant::now();
         let claimed = match cfg.store.claim_of(&cfg.providers, now_ms(), cfg.lease, limit).await {
             Ok(items) => {
+                claim_log.succeeded();
                 if limit == ask && failed_at.is_none_or(|t| t.elapsed() >= CLAIM_REGROW_AFTER) {
                     ask = ask.saturating_mul(2).min(most);
                 }
@@ -462,7 +464,7 @@ async fn run(cfg: Arc<Config>, stop: Arc<Notify>) {
             Err(e) => {
                 failed_at = Some(tokio::time::Instant::now());
                 ask = (limit / 2).max(1);
-                tracing::warn!(error = %e, next_limit = ask, "inbox claim failed; retrying after the poll interval, for fewer items");
+                claim_log.failed(&e);
                 Vec::new()
             }
         };
@@ -927,9 +929,97 @@ async fn sample_gauges(store: &dyn InboxStore) {
     crate::observe::gauge("hookguard_inbox_oldest_pending_seconds", None, age);
 }
 
+/// The log of failed claims: the first of a run at WARN, then at most one a minute with how
+/// many failed meanwhile, and a line when a claim succeeds again (a full disk or a database
+/// down fails every poll — a WARN a second, for as long as it lasts).
+#[derive(Default)]
+struct ClaimLog {
+    /// Failed in a row, and when the last WARN was written.
+    failing: Option<(u64, std::time::Instant)>,
+}
+
+impl ClaimLog {
+    /// How long failures after the first of a run are not logged one by one.
+    const QUIET: Duration = Duration::from_secs(60);
+
+    fn failed(&mut self, e: &super::InboxError) {
+        match &mut self.failing {
+            None => {
+                tracing::warn!(error = %e, "inbox claim failed; trying again after the poll interval");
+                self.failing = Some((1, std::time::Instant::now()));
+            }
+            Some((n, logged)) => {
+                *n += 1;
+                if logged.elapsed() >= Self::QUIET {
+                    tracing::warn!(error = %e, failed_in_a_row = *n, "inbox claims still fail; trying again after the poll interval");
+                    *logged = std::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if let Some((n, _)) = self.failing.take() {
+            tracing::info!(failed_in_a_row = n, "inbox claims succeed again");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the events at WARN and INFO.
+    #[derive(Default, Clone)]
+    struct Levels(std::sync::Arc<std::sync::Mutex<(u32, u32)>>);
+
+    impl tracing::Subscriber for Levels {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, e: &tracing::Event<'_>) {
+            let mut c = self.0.lock().unwrap();
+            match *e.metadata().level() {
+                tracing::Level::WARN => c.0 += 1,
+                tracing::Level::INFO => c.1 += 1,
+                _ => {}
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// A tryout's finding: on a full disk the worker wrote a WARN for every poll, each second,
+    /// for as long as the disk stayed full. Now the first of a run, then one a minute with the
+    /// count, and the recovery.
+    #[test]
+    fn failed_claims_in_a_row_are_logged_once_a_minute() {
+        let levels = Levels::default();
+        let mut log = ClaimLog::default();
+        let full = super::super::InboxError::storage("database or disk is full");
+        tracing::subscriber::with_default(levels.clone(), || {
+            for _ in 0..100 {
+                log.failed(&full);
+            }
+            assert_eq!(*levels.0.lock().unwrap(), (1, 0));
+            if let Some((_, at)) = &mut log.failing {
+                *at = at.checked_sub(ClaimLog::QUIET).expect("a machine up for a minute");
+            }
+            log.failed(&full);
+            log.failed(&full);
+            assert_eq!(*levels.0.lock().unwrap(), (2, 0));
+            log.succeeded();
+            log.succeeded();
+            assert_eq!(*levels.0.lock().unwrap(), (2, 1));
+            log.failed(&full);
+            assert_eq!(*levels.0.lock().unwrap(), (3, 1), "a new run is logged at once");
+        });
+    }
 
     /// A typed parse's failure as a handler error (`item.delivery.json::<T>()?`) keeps the
     /// field and place it names: a dead item's last error was only "payload does not match
