@@ -142,6 +142,7 @@ pub struct PgInboxBuilder {
     existing_only: bool,
     operation_timeout: Duration,
     migration_timeout: Duration,
+    unclaimed_warning: Duration,
 }
 
 impl Default for PgInboxBuilder {
@@ -152,6 +153,7 @@ impl Default for PgInboxBuilder {
             existing_only: false,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
+            unclaimed_warning: hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING,
         }
     }
 }
@@ -185,6 +187,24 @@ impl PgInboxBuilder {
     /// ```
     pub fn operation_timeout(mut self, d: Duration) -> Self {
         self.operation_timeout = d;
+        self
+    }
+
+    /// How long a due item may wait unclaimed before this replica, while it accepts
+    /// deliveries, warns that no worker takes the inbox's items (default 5 minutes,
+    /// [`hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING`]): replicas that only accept, with
+    /// no [`Worker`](hookguard_core::inbox) anywhere, answer every delivery `200` and handle
+    /// none. Checked in the background after accepts, at most once a minute (sooner when this
+    /// is shorter), by one read of the due index on the database's clock. `Duration::MAX`
+    /// turns it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = hookguard_postgres::PgInbox::builder().unclaimed_warning(Duration::from_secs(60));
+    /// # drop(b);
+    /// ```
+    pub fn unclaimed_warning(mut self, d: Duration) -> Self {
+        self.unclaimed_warning = d;
         self
     }
 
@@ -278,6 +298,8 @@ impl PgInboxBuilder {
             channel,
             table,
             operation_timeout: self.operation_timeout,
+            unclaimed_after: self.unclaimed_warning,
+            accepted: std::sync::atomic::AtomicBool::new(false),
         });
         inner.refresh_pending().await?;
         spawn_background(&inner);
@@ -308,6 +330,10 @@ struct Inner {
     stats_turn: tokio::sync::Mutex<()>,
     /// [`PgInboxBuilder::operation_timeout`].
     operation_timeout: Duration,
+    /// [`PgInboxBuilder::unclaimed_warning`].
+    unclaimed_after: Duration,
+    /// Set by an accept; the announcer's unclaimed check runs only after some.
+    accepted: std::sync::atomic::AtomicBool,
 }
 
 /// `op` bounded by `limit` on this side: a database that stopped answering fails it.
@@ -590,6 +616,7 @@ struct Sql {
     stats: String,
     oldest: String,
     replay_pending: String,
+    due_longest: String,
     count_pending: String,
 }
 
@@ -721,6 +748,12 @@ impl Sql {
             ),
             // A pending item waiting out a retry: due now, its attempts reset (it holds its
             // key already).
+            // The item due longest ago: the first entry of the due index, its wait on the
+            // database's clock.
+            due_longest: format!(
+                "SELECT provider, {DB_NOW} - next_attempt_at FROM {t} WHERE state IN (0, 1)
+                 ORDER BY next_attempt_at, id LIMIT 1"
+            ),
             replay_pending: format!(
                 "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL
                  WHERE id = $1 AND state = 0 RETURNING id"
@@ -1074,13 +1107,25 @@ fn channel_name(schema: &str) -> String {
     format!("hookguard_inbox_{hash:016x}")
 }
 
-/// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most.
+/// Announces this replica's accepts to the others: one `NOTIFY` per 50 ms at most. After
+/// accepts, at most once a minute, it also looks for items nobody claims (see
+/// [`PgInboxBuilder::unclaimed_warning`]).
 fn spawn_announcer(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
+    let every = inner.unclaimed_after.min(Duration::from_secs(60));
     tokio::spawn(async move {
+        // The first check once `every` has passed: a worker starting beside this replica gets
+        // that long to take a backlog left from before.
+        let mut check_at = tokio::time::Instant::now().checked_add(every);
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let Some(inner) = weak.upgrade() else { return };
+            if let Some(at) = check_at.filter(|at| at.elapsed() > Duration::ZERO) {
+                check_at = at.checked_add(every).map(|next| next.max(tokio::time::Instant::now()));
+                if inner.accepted.swap(false, Ordering::Relaxed) {
+                    inner.check_unclaimed().await;
+                }
+            }
             if inner.unannounced.swap(false, Ordering::Relaxed) {
                 // Bounded as every operation (a pool without `statement_timeout`): a stuck
                 // notify would silence this replica's announcements for good.
@@ -1175,6 +1220,34 @@ fn spawn_background(inner: &Arc<Inner>) {
 }
 
 impl Inner {
+    /// Warns when the item due longest ago (pending, or running with its lease ended) has
+    /// waited longer than `unclaimed_after`, by the database's clock: one entry of the due
+    /// index.
+    async fn check_unclaimed(&self) {
+        let oldest = bounded(self.operation_timeout, async {
+            sqlx::query(&self.sql.due_longest)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage)
+        })
+        .await;
+        let row = match oldest {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "inbox: cannot read the item due longest ago");
+                return;
+            }
+        };
+        let (Ok(provider), Ok(waited)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) else {
+            return;
+        };
+        let waited = Duration::from_millis(u64::try_from(waited).unwrap_or(0));
+        if waited > self.unclaimed_after {
+            hookguard_core::inbox::warn_unclaimed(&provider, waited);
+        }
+    }
+
     /// A transaction whose statements may run for a minute: for work that takes longer than
     /// the connections' statement timeout allows an accept (counting a large inbox, deleting
     /// a batch of large bodies stored out of line).
@@ -1393,6 +1466,7 @@ impl InboxStore for PgInbox {
             };
             inner.pending.fetch_add(1, Ordering::Relaxed);
             inner.unannounced.store(true, Ordering::Relaxed);
+            inner.accepted.store(true, Ordering::Relaxed);
             wake_every_worker(&inner.notify);
             Ok(Accepted::Stored(id))
         }))

@@ -219,8 +219,8 @@ fn private_file(path: &Path) -> Result<(), InboxError> {
     }
 }
 
-/// The default of [`SqliteInboxBuilder::unclaimed_warning`].
-pub const DEFAULT_UNCLAIMED_WARNING: Duration = Duration::from_secs(300);
+/// The default of [`SqliteInboxBuilder::unclaimed_warning`] (5 minutes).
+pub const DEFAULT_UNCLAIMED_WARNING: Duration = hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING;
 
 /// The bound of a purge batch and of a replay of every dead item (they may write for longer).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
@@ -1270,16 +1270,7 @@ impl Unclaimed {
         };
         let waited = Duration::from_millis(u64::try_from(now.saturating_sub(due)).unwrap_or(0));
         if waited > self.after {
-            tracing::warn!(
-                provider = %provider,
-                waited_s = waited.as_secs(),
-                "inbox: a {provider} item has been due for {}s and no worker has claimed it: \
-                 is a worker running on this inbox for {provider} (hookguard's inbox Worker; \
-                 `serve --inbox` runs one)? With none, deliveries are stored and answered 200 \
-                 but never handled; with workers too slow or too few for the backlog, it grows. \
-                 At the pending cap every delivery is answered 503",
-                waited.as_secs()
-            );
+            hookguard_core::inbox::warn_unclaimed(&provider, waited);
         }
     }
 }

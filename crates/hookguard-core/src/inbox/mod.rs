@@ -865,6 +865,31 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
         .collect()
 }
 
+/// How long an inbox lets a due item wait unclaimed before it warns that no worker takes its
+/// items (the SQLite and PostgreSQL inboxes' `unclaimed_warning` default): 5 minutes.
+pub const DEFAULT_UNCLAIMED_WARNING: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The WARN an inbox store writes when the item of `provider` due longest ago has `waited`
+/// with no worker claiming it: an inbox route without a running [`Worker`] answers every
+/// delivery `200` and handles none, and nothing else says so until the pending cap answers
+/// `503`. One wording for every backend.
+///
+/// ```
+/// hookguard_core::inbox::warn_unclaimed("procore", std::time::Duration::from_secs(400));
+/// ```
+pub fn warn_unclaimed(provider: &str, waited: std::time::Duration) {
+    tracing::warn!(
+        provider,
+        waited_s = waited.as_secs(),
+        "inbox: a {provider} item has been due for {}s and no worker has claimed it: is a worker \
+         running on this inbox for {provider} (hookguard's inbox Worker; `serve --inbox` runs \
+         one)? With none, deliveries are stored and answered 200 but never handled; with \
+         workers too slow or too few for the backlog, it grows. At the pending cap every \
+         delivery is answered 503",
+        waited.as_secs()
+    );
+}
+
 /// The current unix time in milliseconds.
 ///
 /// ```

@@ -1,0 +1,149 @@
+//! Replicas that accept into a PostgreSQL inbox with no worker running say so: the WARN of
+//! `PgInboxBuilder::unclaimed_warning`, from the inbox's background task, against a real
+//! PostgreSQL (`$HOOKGUARD_POSTGRES_URL`). A binary of its own: the WARN is counted by a
+//! process-wide subscriber.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hookguard_core::inbox::{now_ms, Accepted, ClaimedItem, InboxStore, NewItem, Worker};
+use hookguard_core::schemes::BuildWorkPro;
+use hookguard_core::testing;
+use hookguard_postgres::PgInbox;
+use sqlx::postgres::PgPoolOptions;
+
+fn url() -> String {
+    std::env::var("HOOKGUARD_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A schema of its own, dropped at the end.
+struct Schema(String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(url())
+            .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0)])
+            .output();
+    }
+}
+
+/// The WARN messages written so far, from every thread.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        if *e.metadata().level() == tracing::Level::WARN {
+            let mut msg = String::new();
+            e.record(&mut Message(&mut msg));
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Warnings {
+    fn unclaimed(&self) -> usize {
+        let all = self.0.lock().unwrap();
+        all.iter().filter(|m| m.contains("no worker has claimed")).count()
+    }
+}
+
+async fn inbox(schema: &str, after: Duration) -> PgInbox {
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&url())
+        .await
+        .expect("PostgreSQL reachable (scripts/test.sh starts one)");
+    PgInbox::builder()
+        .schema(schema)
+        .unclaimed_warning(after)
+        .open(pool)
+        .await
+        .unwrap()
+}
+
+fn item(id: &str) -> NewItem {
+    let body = format!(r#"{{"id":"{id}","type":"bid.accepted"}}"#);
+    let d = testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+    NewItem::from_delivery(&d, Vec::new(), now_ms())
+}
+
+async fn accept(inbox: &PgInbox, id: &str) {
+    assert!(matches!(inbox.accept(item(id)).await.unwrap(), Accepted::Stored(_)));
+}
+
+/// Both cases in one test: the subscriber is the process's, set once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
+    let warnings = Warnings::default();
+    tracing::subscriber::set_global_default(warnings.clone()).unwrap();
+    let after = Duration::from_millis(300);
+
+    // No worker: an accepted item waits; a check after a later accept warns about it.
+    let none = Schema(format!(
+        "hg_unclaimed_none_{}_{}",
+        std::process::id(),
+        now_ms() % 1_000_000
+    ));
+    let a = inbox(&none.0, after).await;
+    accept(&a, "evt_waits").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    accept(&a, "evt_later").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while warnings.unclaimed() == 0 {
+        assert!(Instant::now() < deadline, "no WARN about the unclaimed item");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a);
+
+    // A worker taking every item as it comes: accepts for five times `after`, no WARN.
+    let before = warnings.unclaimed();
+    let with = Schema(format!(
+        "hg_unclaimed_with_{}_{}",
+        std::process::id(),
+        now_ms() % 1_000_000
+    ));
+    let b = inbox(&with.0, after).await;
+    let store: Arc<dyn InboxStore> = Arc::new(b.clone());
+    // One item's handler runs through several checks: a running item with a live lease is
+    // not waiting for anyone.
+    let worker = Worker::builder(store, |item: ClaimedItem| async move {
+        if item.delivery.event_id() == Some("evt_slow") {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        Ok(())
+    })
+    .poll_interval(Duration::from_millis(20))
+    .spawn();
+    accept(&b, "evt_slow").await;
+    for i in 0..75 {
+        accept(&b, &format!("evt_w_{i}")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(after).await;
+    worker.shutdown().await;
+    assert_eq!(warnings.unclaimed(), before);
+}
