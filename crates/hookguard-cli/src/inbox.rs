@@ -238,6 +238,15 @@ impl InboxSpec {
             InboxSpec::Sqlite(path) => Arc::new(SqliteInbox::open_existing(path).map_err(fail)?),
             InboxSpec::Postgres(url) => {
                 let (url, schema) = split_schema(url);
+                // A URL that cannot be read, or a schema that cannot be, is a usage error
+                // (exit 2), as every other malformed --inbox is, not a failure to open.
+                hookguard_postgres::check_url(&url)
+                    .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
+                    .map_err(|why| {
+                        usage(format!(
+                            "--inbox: {why} (the value is not shown: it may hold a password)"
+                        ))
+                    })?;
                 let mut b = PgInbox::builder();
                 if let Some(n) = max_pending {
                     b = b.max_pending(n);
@@ -341,16 +350,6 @@ fn looks_like_a_database_url(spec: &str) -> bool {
 pub fn parse_inbox_spec(spec: &str) -> CliResult<InboxSpec> {
     let lower = spec.trim().to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        // A URL that cannot be read, or a schema that cannot be, is a usage error (exit 2)
-        // before anything starts, as every other malformed --inbox is.
-        let (url, schema) = split_schema(spec.trim());
-        hookguard_postgres::check_url(&url)
-            .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
-            .map_err(|why| {
-                usage(format!(
-                    "--inbox: {why} (the value is not shown: it may hold a password)"
-                ))
-            })?;
         return Ok(InboxSpec::Postgres(spec.trim().to_owned()));
     }
     let explicit = spec.strip_prefix("sqlite://").or_else(|| spec.strip_prefix("sqlite:"));

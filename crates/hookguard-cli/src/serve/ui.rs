@@ -119,10 +119,12 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
+/// Whether `given` is `token`, in time that depends on neither: their SHA-256 digests are
+/// compared in constant time, so a user-chosen `--ui-token`'s length is not told by how soon a
+/// wrong one is refused either (a comparison that stopped at a length mismatch told it).
 fn ct_eq(given: &[u8], token: &[u8]) -> bool {
-    // Lengths are not secret (a random token's length is fixed); the bytes are compared in
-    // constant time.
-    given.len() == token.len() && bool::from(given.ct_eq(token))
+    use sha2::Digest as _;
+    bool::from(sha2::Sha256::digest(given).ct_eq(&sha2::Sha256::digest(token)))
 }
 
 // ---------------------------------------------------------------------------------------------
