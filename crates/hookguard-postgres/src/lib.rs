@@ -746,14 +746,14 @@ impl Sql {
                             THEN dedupe_key ELSE unique_key END
                  WHERE id = $1 AND state IN (2, 3) RETURNING id"
             ),
-            // A pending item waiting out a retry: due now, its attempts reset (it holds its
-            // key already).
             // The item due longest ago: the first entry of the due index, its wait on the
             // database's clock.
             due_longest: format!(
                 "SELECT provider, {DB_NOW} - next_attempt_at FROM {t} WHERE state IN (0, 1)
                  ORDER BY next_attempt_at, id LIMIT 1"
             ),
+            // A pending item waiting out a retry: due now, its attempts reset (it holds its
+            // key already).
             replay_pending: format!(
                 "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL
                  WHERE id = $1 AND state = 0 RETURNING id"
