@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 use common::{send, Framing, NOW};
 use hookguard::clock::ManualClock;
 use hookguard::inbox::{InboxState, InboxStore, ListFilter};
+use hookguard::response::Acknowledgement;
 use hookguard::schemes::{BuildWorkPro, Hcss, Procore, Slack};
 use hookguard::sqlite::SqliteInbox;
 use hookguard::{ReceiverBuilder, Scheme, SignParams};
@@ -70,6 +71,15 @@ async fn start_tower(ib: &Inboxes, calls: Calls) -> String {
         })
         .get(|| async { StatusCode::OK })
     };
+    // Outside the webhook layer, as an application's own middleware: which acknowledgement an
+    // answer is, from its extensions (Slack's carry no body to say it).
+    let ack_header = |mut r: axum::response::Response| async move {
+        if let Some(a) = r.extensions().get::<Acknowledgement>().copied() {
+            r.headers_mut()
+                .insert("x-ack", axum::http::HeaderValue::from_static(a.as_str()));
+        }
+        r
+    };
     let app = Router::new()
         .route(
             "/bwp",
@@ -93,7 +103,9 @@ async fn start_tower(ib: &Inboxes, calls: Calls) -> String {
         )
         .route(
             "/slack",
-            route(calls).layer(builder::<WebhookLayer>(Slack::new(), SLACK, &ib.slack).build().unwrap()),
+            route(calls)
+                .layer(builder::<WebhookLayer>(Slack::new(), SLACK, &ib.slack).build().unwrap())
+                .layer(axum::middleware::map_response(ack_header)),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -102,6 +114,7 @@ async fn start_tower(ib: &Inboxes, calls: Calls) -> String {
 }
 
 fn start_actix(ib: &Inboxes, calls: Calls) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::dev::Service as _;
     use actix_web::{web, App, HttpResponse, HttpServer};
     use hookguard::actix::Webhook;
     let hooks: Vec<(&'static str, Webhook)> = vec![
@@ -125,6 +138,22 @@ fn start_actix(ib: &Inboxes, calls: Calls) -> (String, actix_web::dev::ServerHan
                     app = app.service(
                         web::resource(*path)
                             .wrap(hook.clone())
+                            // Outside the middleware, as an application's own: which
+                            // acknowledgement an answer is, from its extensions.
+                            .wrap_fn(|req, srv| {
+                                let answer = srv.call(req);
+                                async move {
+                                    let mut res = answer.await?;
+                                    let ack = res.response().extensions().get::<Acknowledgement>().copied();
+                                    if let Some(a) = ack {
+                                        res.headers_mut().insert(
+                                            actix_web::http::header::HeaderName::from_static("x-ack"),
+                                            actix_web::http::header::HeaderValue::from_static(a.as_str()),
+                                        );
+                                    }
+                                    Ok(res)
+                                }
+                            })
                             .route(web::post().to(move || {
                                 let calls = calls.clone();
                                 async move {
@@ -303,8 +332,17 @@ async fn run(addr: &str, ib: &Inboxes, calls: &Calls) {
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
         .collect();
     sh.push(("content-type".into(), "application/x-www-form-urlencoded".into()));
-    for case in ["slack slash command → stored", "slack copy → duplicate"] {
+    for (case, ack) in [
+        ("slack slash command → stored", "accepted"),
+        ("slack copy → duplicate", "duplicate"),
+    ] {
         let a = send(addr, "POST", "/slack", &sh, form, Framing::Length).await;
+        if a.header("x-ack") != Some(ack) {
+            failures.borrow_mut().push(format!(
+                "{case}: the answer's extension says {:?}, not {ack}",
+                a.header("x-ack")
+            ));
+        }
         if a.status != 200 || !a.body.is_empty() || a.header("content-type").is_some() {
             failures.borrow_mut().push(format!(
                 "{case}: expected an empty 200, got {} {:?} {:?}",

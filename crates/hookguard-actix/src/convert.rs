@@ -137,7 +137,8 @@ fn parse_name(name: &actix_header::HeaderName) -> Option<http::HeaderName> {
 }
 
 /// An answer the core built (rejection, challenge echo, duplicate, ignored) as an actix response:
-/// status, every header (`Content-Type`, `nosniff`, `Retry-After`, …) and the body.
+/// status, every header (`Content-Type`, `nosniff`, `Retry-After`, …), the body, and the
+/// [`Acknowledgement`](hookguard_core::response::Acknowledgement) extension.
 pub(crate) fn response(r: &http::Response<Bytes>) -> HttpResponse {
     let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = HttpResponse::with_body(status, r.body().clone());
@@ -149,6 +150,10 @@ pub(crate) fn response(r: &http::Response<Bytes>) -> HttpResponse {
         ) {
             headers.append(n, v);
         }
+    }
+    // Which acknowledgement it is, for middleware outside this one (Slack's carry no body).
+    if let Some(ack) = r.extensions().get::<hookguard_core::response::Acknowledgement>() {
+        res.extensions_mut().insert(*ack);
     }
     res.map_into_boxed_body()
 }

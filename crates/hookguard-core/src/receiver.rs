@@ -589,11 +589,6 @@ impl Receiver {
         self.health.answered_event(success, event);
     }
 
-    /// Counts a 2xx (`outcome`: handled, stored, or a copy): a success to the sender only if it
-    /// was ready before the sender stopped waiting for the request that `arrived`, and the
-    /// answer was not given up ([`answer_given_up`]); otherwise the sender counted a failure
-    /// and retries. `handler`: how long an inline handler ran, if one did and was timed (with
-    /// the `metrics` feature).
     /// The receiver's own `2xx` answer `r`, emptied for a sender that reads a `2xx` body as
     /// an answer of its own ([`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty)).
     fn acknowledge(&self, r: Response<Bytes>) -> Response<Bytes> {
@@ -603,6 +598,12 @@ impl Receiver {
             r
         }
     }
+
+    /// Counts a 2xx (`outcome`: handled, stored, or a copy): a success to the sender only if it
+    /// was ready before the sender stopped waiting for the request that `arrived`, and the
+    /// answer was not given up ([`answer_given_up`]); otherwise the sender counted a failure
+    /// and retries. `handler`: how long an inline handler ran, if one did and was timed (with
+    /// the `metrics` feature).
 
     fn answered_2xx(
         &self,

@@ -752,10 +752,13 @@ impl Sql {
                 "SELECT provider, {DB_NOW} - next_attempt_at FROM {t} WHERE state IN (0, 1)
                  ORDER BY next_attempt_at, id LIMIT 1"
             ),
-            // A pending item waiting out a retry: due now, its attempts reset (it holds its
-            // key already).
+            // A pending item waiting out a retry: due now, its attempts reset, and its coalescing
+            // key taken back as a replay of a finished item takes it (a claim gave it up).
             replay_pending: format!(
-                "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL
+                "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL,
+                        unique_key = CASE WHEN scope = 1 AND unique_key IS NULL AND NOT EXISTS (
+                            SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
+                            THEN dedupe_key ELSE unique_key END
                  WHERE id = $1 AND state = 0 RETURNING id"
             ),
             // A batch at a time (each statement well within the statement timeout), each a
@@ -1112,7 +1115,10 @@ fn channel_name(schema: &str) -> String {
 /// [`PgInboxBuilder::unclaimed_warning`]).
 fn spawn_announcer(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
-    let every = inner.unclaimed_after.min(Duration::from_secs(60));
+    // Between 100 ms (an `unclaimed_after` of zero must not read every 50 ms) and a minute.
+    let every = inner
+        .unclaimed_after
+        .clamp(Duration::from_millis(100), Duration::from_secs(60));
     tokio::spawn(async move {
         // The first check once `every` has passed: a worker starting beside this replica gets
         // that long to take a backlog left from before.
@@ -1123,7 +1129,9 @@ fn spawn_announcer(inner: &Arc<Inner>) {
             if let Some(at) = check_at.filter(|at| at.elapsed() > Duration::ZERO) {
                 check_at = at.checked_add(every).map(|next| next.max(tokio::time::Instant::now()));
                 if inner.accepted.swap(false, Ordering::Relaxed) {
-                    inner.check_unclaimed().await;
+                    // A task of its own: a slow database must not hold up the announcements.
+                    let inner = Arc::clone(&inner);
+                    tokio::spawn(async move { inner.check_unclaimed().await });
                 }
             }
             if inner.unannounced.swap(false, Ordering::Relaxed) {
@@ -1387,6 +1395,49 @@ fn record(r: &PgRow) -> Result<InboxRecord, sqlx::Error> {
     Ok(rec)
 }
 
+impl PgInbox {
+    /// [`InboxStore::replay`]: whether the item was finished (done or dead: one more pending
+    /// item) or pending (waiting out a retry: made due now).
+    async fn replay_item(&self, id: i64) -> Result<bool, InboxError> {
+        bounded(self.inner.operation_timeout, async move {
+            // Each statement takes the coalescing key only when no other row holds it, but it
+            // cannot see a row another transaction has not committed yet (a replay or an
+            // accept of the same HCSS body): it then waits on the unique index and fails once
+            // that commits. Run again, it sees the row and leaves the key alone.
+            async fn run(pool: &PgPool, sql: &str, id: i64) -> Result<bool, InboxError> {
+                let mut raced = 0;
+                loop {
+                    match sqlx::query(sql).bind(id).fetch_optional(pool).await {
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => {
+                            raced += 1
+                        }
+                        r => break r.map(|row| row.is_some()).map_err(storage),
+                    }
+                }
+            }
+            let pool = &self.inner.pool;
+            let finished = if run(pool, &self.inner.sql.replay, id).await? {
+                self.inner.pending.fetch_add(1, Ordering::Relaxed);
+                true
+            } else if run(pool, &self.inner.sql.replay_pending, id).await? {
+                false
+            } else {
+                return match self.get(id).await? {
+                    None => Err(InboxError::NotFound(id)),
+                    Some(rec) => Err(InboxError::WrongState {
+                        id,
+                        state: rec.state,
+                        expected: "done, dead or pending",
+                    }),
+                };
+            };
+            wake_every_worker(&self.inner.notify);
+            Ok(finished)
+        })
+        .await
+    }
+}
+
 impl InboxStore for PgInbox {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
         Box::pin(bounded(self.inner.operation_timeout, async move {
@@ -1607,51 +1658,14 @@ impl InboxStore for PgInbox {
     }
 
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
-        Box::pin(bounded(self.inner.operation_timeout, async move {
-            let _ = now_ms; // due now on the database's clock
-                            // The statement takes the coalescing key only when no other row holds it, but it
-                            // cannot see a row another transaction has not committed yet (a replay or an accept
-                            // of the same HCSS body): it then waits on the unique index and fails once that
-                            // commits. Run again, it sees the row and leaves the key alone.
-            let mut raced = 0;
-            let r = loop {
-                match sqlx::query(&self.inner.sql.replay)
-                    .bind(id)
-                    .fetch_optional(&self.inner.pool)
-                    .await
-                {
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => raced += 1,
-                    r => break r.map_err(storage)?,
-                }
-            };
-            if r.is_some() {
-                self.inner.pending.fetch_add(1, Ordering::Relaxed);
-                wake_every_worker(&self.inner.notify);
-                return Ok(());
-            }
-            let pending = sqlx::query(&self.inner.sql.replay_pending)
-                .bind(id)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(storage)?;
-            if pending.is_some() {
-                wake_every_worker(&self.inner.notify);
-                return Ok(());
-            }
-            match self.get(id).await? {
-                None => Err(InboxError::NotFound(id)),
-                Some(rec) => Err(InboxError::WrongState {
-                    id,
-                    state: rec.state,
-                    expected: "done, dead or pending",
-                }),
-            }
-        }))
+        let _ = now_ms; // due now on the database's clock
+        Box::pin(async move { self.replay_item(id).await.map(drop) })
     }
 
     /// One bounded statement per item (each `replay` is bounded itself), not one bound for
     /// them all: thousands of dead items take longer than one operation's bound.
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        let _ = now_ms; // due now on the database's clock
         Box::pin(async move {
             // Until pending items fill half the cap (as the SQLite inbox does): the other half
             // stays for new deliveries while the workers catch up.
@@ -1681,8 +1695,10 @@ impl InboxStore for PgInbox {
                 let Some(&last) = ids.last() else { break };
                 after = last;
                 for id in ids {
-                    match self.replay(id, now_ms).await {
-                        Ok(()) => n += 1,
+                    match self.replay_item(id).await {
+                        Ok(true) => n += 1,
+                        // Revived by a copy meanwhile (then made due now): not dead any more.
+                        Ok(false) => {}
                         // Replayed or purged by someone else meanwhile: not this call's to count.
                         Err(InboxError::NotFound(_) | InboxError::WrongState { .. }) => {}
                         // The database failed: say so (the items replayed before it stay

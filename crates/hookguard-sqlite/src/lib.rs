@@ -1237,14 +1237,20 @@ struct Unclaimed {
 impl Unclaimed {
     /// The longest between two checks.
     const EVERY: Duration = Duration::from_secs(60);
+    /// The shortest between two checks (an `after` of zero must not read after every batch).
+    const SOONEST: Duration = Duration::from_millis(100);
+
+    /// How long between two checks.
+    fn every(&self) -> Duration {
+        self.after.clamp(Self::SOONEST.min(Self::EVERY), Self::EVERY)
+    }
 
     /// The first check once `after` has passed (or a minute): a worker starting beside this
     /// process gets that long to take a backlog left from before.
     fn new(after: Duration) -> Self {
-        Self {
-            after,
-            next: Instant::now().checked_add(after.min(Self::EVERY)),
-        }
+        let mut u = Self { after, next: None };
+        u.next = Instant::now().checked_add(u.every());
+        u
     }
 
     /// After a committed batch of accepts, when a check is due: reads the item due longest
@@ -1255,7 +1261,7 @@ impl Unclaimed {
         if self.next.is_none_or(|next| started < next) {
             return;
         }
-        self.next = started.checked_add(self.after.min(Self::EVERY));
+        self.next = started.checked_add(self.every());
         let oldest = conn.prepare_cached(DUE_LONGEST).and_then(|mut q| {
             q.query_row([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                 .optional()
@@ -1660,13 +1666,14 @@ impl Writer {
             Ok(()) => {
                 self.failure_log.succeeded();
                 self.fresh.committed();
-                if accepts {
-                    self.unclaimed.check(&self.conn, wall.saturating_add(self.clock.ahead));
-                }
                 if wake {
                     wake_every_worker(&self.notify);
                 }
                 self.mailbox.post(results);
+                // After the answers: they never wait for the read or the log line.
+                if accepts {
+                    self.unclaimed.check(&self.conn, wall.saturating_add(self.clock.ahead));
+                }
                 true
             }
             Err(msg) => {
@@ -2260,8 +2267,7 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>>
     rows.collect()
 }
 
-/// Puts a done or dead item back, due at `due` (on the writer's timeline).
-/// Puts item `id` back to pending, due at `due`, attempts reset; whether it was finished (done
+/// Puts item `id` back to pending, due at `due` (on the writer's timeline), attempts reset; whether it was finished (done
 /// or dead: one more pending item). A pending item (waiting out a retry) is made due now.
 fn replay(conn: &Connection, id: i64, due: i64) -> Result<bool, InboxError> {
     let row: Option<(i64, i64)> = conn

@@ -1291,6 +1291,21 @@ async fn a_replay_runs_an_item_waiting_for_its_retry_now() {
     ));
 }
 
+/// An HCSS item (copies recognised only while it waits) waiting out a retry takes its key
+/// back when replayed, as the PostgreSQL inbox does: an identical copy is a duplicate again.
+#[tokio::test]
+async fn a_replayed_pending_hcss_item_coalesces_copies_again() {
+    let dir = TempDir::new("replay-pending-hcss");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &hcss_setups("e_replayed")).await;
+    let t = now_ms();
+    let c = inbox.claim(t, Duration::from_secs(30), 10).await.unwrap();
+    assert!(inbox.fail(c[0].claim(), "later", Some(t + 3_600_000), t).await.unwrap());
+    inbox.replay(id, now_ms()).await.unwrap();
+    let copy = inbox.accept(item(&hcss_setups("e_replayed"))).await.unwrap();
+    assert!(matches!(copy, Accepted::Duplicate(d) if d == id), "{copy:?}");
+}
+
 /// `hookguard inbox list|show|stats` open a second handle on the file while `serve` writes to
 /// it. Their reads must never take SQLite's write lock: `serve`'s writer would wait for it and
 /// answer deliveries 503 meanwhile. Here a raw connection holds the write lock (as `serve`'s

@@ -98,10 +98,17 @@ async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
     assert!(warnings.unclaimed().is_empty(), "no check before `after` has passed");
     tokio::time::sleep(after + Duration::from_millis(100)).await;
     accept(&inbox, item("evt_new_1", now_ms())).await;
+    // Written by the writer once it has answered the batch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while warnings.unclaimed().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no WARN about the unclaimed item");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let said = warnings.unclaimed();
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("buildworkpro item has been due for 60"), "{said:?}");
     accept(&inbox, item("evt_new_2", now_ms())).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(warnings.unclaimed().len(), 1, "checked at most once per `after`");
     drop(inbox);
 
