@@ -604,7 +604,6 @@ impl Receiver {
     /// answer was not given up ([`answer_given_up`]); otherwise the sender counted a failure
     /// and retries. `handler`: how long an inline handler ran, if one did and was timed (with
     /// the `metrics` feature).
-
     fn answered_2xx(
         &self,
         outcome: &'static str,
