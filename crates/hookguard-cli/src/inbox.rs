@@ -221,10 +221,26 @@ impl InboxSpec {
         }
     }
 
+    /// A PostgreSQL URL that cannot be read, or a schema that cannot be, is a usage error
+    /// (exit 2), as every other malformed `--inbox` is, before anything is bound or opened.
+    /// (Checked apart from the parse, whose shown form every such value still has.)
+    pub fn check(&self) -> CliResult<()> {
+        let InboxSpec::Postgres(url) = self else { return Ok(()) };
+        let (url, schema) = split_schema(url);
+        hookguard_postgres::check_url(&url)
+            .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
+            .map_err(|why| {
+                usage(format!(
+                    "--inbox: {why} (the value is not shown: it may hold a password)"
+                ))
+            })
+    }
+
     /// Opens the inbox (creating a SQLite file or the PostgreSQL tables when `create`), with
     /// `max_pending` as its cap; without one, a SQLite file keeps the cap last recorded in it
     /// (`serve --max-pending`), so the `inbox` commands never change it.
     pub async fn open(&self, max_pending: Option<u64>, create: bool) -> CliResult<Arc<dyn InboxStore>> {
+        self.check()?;
         let shown = self.shown();
         let fail = |e: InboxError| failed(format!("cannot open the inbox {shown}: {}", inbox_error(&e)));
         Ok(match self {
@@ -239,15 +255,6 @@ impl InboxSpec {
             InboxSpec::Sqlite(path) => Arc::new(SqliteInbox::open_existing(path).map_err(fail)?),
             InboxSpec::Postgres(url) => {
                 let (url, schema) = split_schema(url);
-                // A URL that cannot be read, or a schema that cannot be, is a usage error
-                // (exit 2), as every other malformed --inbox is, not a failure to open.
-                hookguard_postgres::check_url(&url)
-                    .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
-                    .map_err(|why| {
-                        usage(format!(
-                            "--inbox: {why} (the value is not shown: it may hold a password)"
-                        ))
-                    })?;
                 let mut b = PgInbox::builder();
                 if let Some(n) = max_pending {
                     b = b.max_pending(n);

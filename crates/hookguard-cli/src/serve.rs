@@ -747,9 +747,14 @@ async fn on_delivery(h: Arc<Handler>, req: axum::extract::Request) -> Response {
 }
 
 /// The answer to a handled delivery: `204`, but `200` for HCSS, whose guide says its
-/// deliveries "must respond with a HTTP 200 Status code" to keep the subscription.
+/// deliveries "must respond with a HTTP 200 Status code" to keep the subscription, and for
+/// Slack, which documents an empty `200` as the acknowledgement of a slash command, an
+/// interaction or an event.
 fn success_status(provider: hookguard_core::Provider) -> http::StatusCode {
-    if provider == hookguard_core::Provider::Hcss {
+    if matches!(
+        provider,
+        hookguard_core::Provider::Hcss | hookguard_core::Provider::Slack
+    ) {
         http::StatusCode::OK
     } else {
         http::StatusCode::NO_CONTENT
@@ -1010,6 +1015,7 @@ fn inbox_settings(args: &ServeArgs) -> CliResult<Option<InboxSettings>> {
         ));
     }
     let spec = parse_inbox_spec(spec)?;
+    spec.check()?;
     let defaults = RetryPolicy::default();
     let base = args.retry_base.unwrap_or(defaults.base);
     let max = args.retry_max.unwrap_or(defaults.max);

@@ -2089,6 +2089,22 @@ fn hcss_send_needs_no_secret_when_the_url_carries_the_token() {
     assert_eq!(s.json_lines(1).len(), 1, "nothing more was sent");
 }
 
+/// A handled Slack delivery is answered an empty `200`, as Slack documents a slash command's,
+/// an interaction's or an event's acknowledgement (it was `204`, hookguard's answer for most
+/// senders); its copy too.
+#[test]
+fn serve_acknowledges_slack_with_an_empty_200() {
+    let secret = "slack-inline-200";
+    let s = Server::start(&["--provider", "slack", "--secret", secret]);
+    let form = b"command=%2Fdeploy&text=api&user_id=U1";
+    let headers = signed_headers(&["--provider", "slack", "--secret", secret], form);
+    for _ in 0..2 {
+        let (status, body) = http(s.port, "POST", "/webhooks", &headers, form);
+        assert_eq!((status, text(&body).as_str()), (200, ""));
+    }
+    assert_eq!(s.wait_n(1, Duration::from_secs(5)).len(), 1);
+}
+
 /// Slack's Request URL check could not be played (`--challenge` was HCSS's only, and
 /// `--event-type url_verification` sent an event typed so): `--challenge` now sends the signed
 /// `url_verification` POST, and exits 0 only when the receiver echoes the challenge.
@@ -3425,7 +3441,16 @@ fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
     let s = Server::start(&bwp_inbox_args(
         "whsec_wait",
         &db,
-        &["--exec", &cmd, "--retry-base", "600", "--retry-max", "600"],
+        &[
+            "--exec",
+            &cmd,
+            "--retry-base",
+            "600",
+            "--retry-max",
+            "600",
+            "--ui",
+            "127.0.0.1:0",
+        ],
     ));
     assert_eq!(bwp_post(s.port, "whsec_wait", "evt_waits").0, 200);
     wait_for("the first attempt to fail", Duration::from_secs(20), || {
@@ -3434,6 +3459,12 @@ fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
     });
     std::fs::write(&fixed, b"").unwrap();
     let id = inbox_json(&["list"], &db)[0]["id"].as_i64().unwrap();
+    // The inspector's item page offers the same: run it now.
+    let (ui, rest) = s.side_port("inspector");
+    let bearer = format!("Bearer {}", rest.strip_prefix("/?token=").unwrap());
+    let (status, _, page) = http_full(ui, "GET", &format!("/items/{id}"), &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("id=\"run-now-{id}\"")), "{page}");
     let replayed = inbox_json(&["replay", &id.to_string()], &db);
     assert_eq!(replayed, [serde_json::json!({"replayed": 1, "id": id})]);
     let lines = s.wait_n(1, Duration::from_secs(10));
@@ -4137,12 +4168,15 @@ fn serve_inbox_usage_errors() {
     // A PostgreSQL URL or schema that cannot be read is a usage error before anything starts,
     // for serve and the inbox commands alike (both were exit 1, a run-time failure), the URL
     // never shown.
+    // Before the ports: with the inspector's port taken, still the usage error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
     for bad in [
         "postgres://u:s3cr3t@not a url/db",
         "postgres://u:s3cr3t@127.0.0.1/db?hookguard_schema=a-b",
         "postgres://u:s3cr3t@127.0.0.1/db?hookguard_schema=",
     ] {
-        let err = refused(&["--inbox", bad], "--inbox");
+        let err = refused(&["--inbox", bad, "--ui", &taken_port], "--inbox");
         assert!(!err.contains("s3cr3t"), "{err}");
         let o = hookguard_exits(&["inbox", "stats", "--inbox", bad]);
         assert_eq!(code(&o), 2, "{bad}: {}", text(&o.stderr));

@@ -471,7 +471,9 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// receiver's own acknowledgements (`accepted`, `duplicate`, `ignored`) must be an empty
     /// `200`. Slack does: a slash command's JSON answer is posted as a message, a modal
     /// submission's must be a `response_action`; Slack documents an empty `200` as the
-    /// acknowledgement. Default: `false` (the answers carry `{"status":…}`).
+    /// acknowledgement. Default: `false` (the answers carry `{"status":…}`). (The standalone
+    /// extractors' [`Refusal::Ignored`](crate::extract::Refusal::Ignored) keeps its body: only
+    /// Procore's loop filter ignores deliveries.)
     ///
     /// ```
     /// use hookguard_core::{schemes::{BuildWorkPro, Slack}, Scheme};

@@ -1099,6 +1099,14 @@ async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<String>) -> Respo
             "<form method=\"post\" action=\"/items/{id}/replay\">{}<button type=\"submit\" id=\"replay-{id}\">Replay</button></form>",
             hidden_token(&ui)
         );
+    } else if rec.state == InboxState::Pending && rec.attempts > 0 {
+        // Waiting out a retry (up to --retry-max): once the handler is fixed, run it now.
+        let _ = write!(
+            b,
+            "<form method=\"post\" action=\"/items/{id}/replay\">{}<button type=\"submit\" id=\"run-now-{id}\" \
+             title=\"due now, attempts reset\">Run now</button></form>",
+            hidden_token(&ui)
+        );
     }
     b.push_str("<h2>Stored headers</h2><table class=\"kv\">");
     for (n, v) in &rec.headers {
