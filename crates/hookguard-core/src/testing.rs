@@ -97,3 +97,64 @@ pub fn check_json_fast(body: &[u8]) {
         );
     }
 }
+
+/// A `tracing` subscriber that keeps every event's level and message, for tests that check
+/// what is logged: set it for one thread with `tracing::subscriber::with_default`, or for the
+/// process (`set_global_default`) for events written by other threads (an inbox's writer).
+///
+/// ```
+/// use hookguard_core::testing::Logs;
+/// let logs = Logs::default();
+/// tracing::subscriber::with_default(logs.clone(), || tracing::warn!("disk {}", "full"));
+/// assert_eq!(logs.messages(tracing::Level::WARN), ["disk full"]);
+/// assert_eq!(logs.count(tracing::Level::ERROR), 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+impl Logs {
+    /// The messages of the events at `level`, oldest first.
+    pub fn messages(&self, level: tracing::Level) -> Vec<String> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// How many events at `level` were written.
+    pub fn count(&self, level: tracing::Level) -> usize {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().filter(|(l, _)| *l == level).count()
+    }
+}
+
+/// Reads an event's `message` field.
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Logs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut msg = String::new();
+        e.record(&mut Message(&mut msg));
+        let level = *e.metadata().level();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((level, msg));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}

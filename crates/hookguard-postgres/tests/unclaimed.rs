@@ -4,12 +4,12 @@
 //! process-wide subscriber.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookguard_core::inbox::{now_ms, Accepted, ClaimedItem, InboxStore, NewItem, Worker};
 use hookguard_core::schemes::BuildWorkPro;
-use hookguard_core::testing;
+use hookguard_core::testing::{self, Logs};
 use hookguard_postgres::PgInbox;
 use sqlx::postgres::PgPoolOptions;
 
@@ -29,45 +29,11 @@ impl Drop for Schema {
     }
 }
 
-/// The WARN messages written so far, from every thread.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
-        *m.level() <= tracing::Level::WARN
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, e: &tracing::Event<'_>) {
-        if *e.metadata().level() == tracing::Level::WARN {
-            let mut msg = String::new();
-            e.record(&mut Message(&mut msg));
-            self.0.lock().unwrap().push(msg);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl Warnings {
-    fn unclaimed(&self) -> usize {
-        let all = self.0.lock().unwrap();
-        all.iter().filter(|m| m.contains("no worker has claimed")).count()
-    }
+/// The WARNs so far that said no worker claims the inbox's items.
+fn unclaimed(logs: &Logs) -> Vec<String> {
+    let mut warned = logs.messages(tracing::Level::WARN);
+    warned.retain(|m| m.contains("no worker has claimed"));
+    warned
 }
 
 async fn inbox(schema: &str, after: Duration) -> PgInbox {
@@ -98,8 +64,8 @@ async fn accept(inbox: &PgInbox, id: &str) {
 /// Both cases in one test: the subscriber is the process's, set once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
-    let warnings = Warnings::default();
-    tracing::subscriber::set_global_default(warnings.clone()).unwrap();
+    let logs = Logs::default();
+    tracing::subscriber::set_global_default(logs.clone()).unwrap();
     let after = Duration::from_millis(300);
 
     // No worker: an accepted item waits; a check after a later accept warns about it.
@@ -113,14 +79,14 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     accept(&a, "evt_later").await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while warnings.unclaimed() == 0 {
+    while unclaimed(&logs).is_empty() {
         assert!(Instant::now() < deadline, "no WARN about the unclaimed item");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(a);
 
     // A worker taking every item as it comes: accepts for five times `after`, no WARN.
-    let before = warnings.unclaimed();
+    let before = unclaimed(&logs);
     let with = Schema(format!(
         "hg_unclaimed_with_{}_{}",
         std::process::id(),
@@ -145,5 +111,5 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     }
     tokio::time::sleep(after).await;
     worker.shutdown().await;
-    assert_eq!(warnings.unclaimed(), before);
+    assert_eq!(unclaimed(&logs), before);
 }

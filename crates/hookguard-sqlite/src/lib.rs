@@ -2441,54 +2441,31 @@ impl InboxStore for SqliteInbox {
 mod tests {
     use super::*;
 
-    /// Counts the events at each level (ERROR, INFO).
-    #[derive(Default, Clone)]
-    struct Levels(Arc<std::sync::Mutex<(u32, u32)>>);
-
-    impl tracing::Subscriber for Levels {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, e: &tracing::Event<'_>) {
-            let mut c = self.0.lock().unwrap();
-            match *e.metadata().level() {
-                tracing::Level::ERROR => c.0 += 1,
-                tracing::Level::INFO => c.1 += 1,
-                _ => {}
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
     /// A full disk failed the worker's transaction every second, each an ERROR, for ever (a
     /// tryout's finding): the first of a run is logged, then one a minute, and the recovery.
     #[test]
     fn failed_transactions_in_a_row_are_logged_once_a_minute() {
-        let levels = Levels::default();
+        use tracing::Level;
+        let logs = hookguard_core::testing::Logs::default();
+        let counts = || (logs.count(Level::ERROR), logs.count(Level::INFO));
         let mut log = FailureLog::default();
-        tracing::subscriber::with_default(levels.clone(), || {
+        tracing::subscriber::with_default(logs.clone(), || {
             for _ in 0..100 {
                 log.failed("database or disk is full");
             }
-            assert_eq!(*levels.0.lock().unwrap(), (1, 0));
+            assert_eq!(counts(), (1, 0));
             // A minute later (the last ERROR's time moved back), one more with the count.
             if let Some((_, at)) = &mut log.failing {
                 *at = at.checked_sub(FailureLog::QUIET).expect("a machine up for a minute");
             }
             log.failed("database or disk is full");
             log.failed("database or disk is full");
-            assert_eq!(*levels.0.lock().unwrap(), (2, 0));
+            assert_eq!(counts(), (2, 0));
             log.succeeded();
             log.succeeded();
-            assert_eq!(*levels.0.lock().unwrap(), (2, 1));
+            assert_eq!(counts(), (2, 1));
             log.failed("again");
-            assert_eq!(*levels.0.lock().unwrap(), (3, 1), "a new run is logged at once");
+            assert_eq!(counts(), (3, 1), "a new run is logged at once");
         });
     }
 

@@ -3,56 +3,19 @@
 //! its own: the WARN is counted by a process-wide subscriber (the writer is another thread).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookguard_core::inbox::{now_ms, Accepted, ClaimedItem, InboxStore, NewItem, Worker};
 use hookguard_core::schemes::BuildWorkPro;
-use hookguard_core::testing;
+use hookguard_core::testing::{self, Logs};
 use hookguard_sqlite::SqliteInbox;
 
-/// The WARN messages written so far, from every thread.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
-        *m.level() <= tracing::Level::WARN
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, e: &tracing::Event<'_>) {
-        if *e.metadata().level() == tracing::Level::WARN {
-            let mut msg = String::new();
-            e.record(&mut Message(&mut msg));
-            self.0.lock().unwrap().push(msg);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl Warnings {
-    fn unclaimed(&self) -> Vec<String> {
-        let all = self.0.lock().unwrap();
-        all.iter()
-            .filter(|m| m.contains("no worker has claimed"))
-            .cloned()
-            .collect()
-    }
+/// The WARNs so far that said no worker claims the inbox's items.
+fn unclaimed(logs: &Logs) -> Vec<String> {
+    let mut warned = logs.messages(tracing::Level::WARN);
+    warned.retain(|m| m.contains("no worker has claimed"));
+    warned
 }
 
 struct TempDir(PathBuf);
@@ -82,8 +45,8 @@ async fn accept(inbox: &SqliteInbox, item: NewItem) {
 /// Both cases in one test: the subscriber is the process's, set once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
-    let warnings = Warnings::default();
-    tracing::subscriber::set_global_default(warnings.clone()).unwrap();
+    let logs = Logs::default();
+    tracing::subscriber::set_global_default(logs.clone()).unwrap();
     let after = Duration::from_millis(300);
 
     // No worker: an item due ten minutes ago (a backlog nobody takes) is warned about by the
@@ -95,25 +58,25 @@ async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
         .open()
         .unwrap();
     accept(&inbox, item("evt_old", now_ms() - 600_000)).await;
-    assert!(warnings.unclaimed().is_empty(), "no check before `after` has passed");
+    assert!(unclaimed(&logs).is_empty(), "no check before `after` has passed");
     tokio::time::sleep(after + Duration::from_millis(100)).await;
     accept(&inbox, item("evt_new_1", now_ms())).await;
     // Written by the writer once it has answered the batch.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while warnings.unclaimed().is_empty() {
+    while unclaimed(&logs).is_empty() {
         assert!(std::time::Instant::now() < deadline, "no WARN about the unclaimed item");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let said = warnings.unclaimed();
+    let said = unclaimed(&logs);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("buildworkpro item has been due for 60"), "{said:?}");
     accept(&inbox, item("evt_new_2", now_ms())).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(warnings.unclaimed().len(), 1, "checked at most once per `after`");
+    assert_eq!(unclaimed(&logs).len(), 1, "checked at most once per `after`");
     drop(inbox);
 
     // With a worker taking every item as it comes: accepts for three times `after`, no WARN.
-    let before = warnings.unclaimed();
+    let before = unclaimed(&logs);
     let dir = temp("worker");
     let inbox = SqliteInbox::builder(dir.0.join("inbox.db"))
         .unclaimed_warning(after)
@@ -128,5 +91,5 @@ async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.shutdown().await;
-    assert_eq!(warnings.unclaimed(), before);
+    assert_eq!(unclaimed(&logs), before);
 }

@@ -969,55 +969,32 @@ impl ClaimLog {
 mod tests {
     use super::*;
 
-    /// Counts the events at WARN and INFO.
-    #[derive(Default, Clone)]
-    struct Levels(std::sync::Arc<std::sync::Mutex<(u32, u32)>>);
-
-    impl tracing::Subscriber for Levels {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, e: &tracing::Event<'_>) {
-            let mut c = self.0.lock().unwrap();
-            match *e.metadata().level() {
-                tracing::Level::WARN => c.0 += 1,
-                tracing::Level::INFO => c.1 += 1,
-                _ => {}
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
     /// A tryout's finding: on a full disk the worker wrote a WARN for every poll, each second,
     /// for as long as the disk stayed full. Now the first of a run, then one a minute with the
     /// count, and the recovery.
     #[test]
     fn failed_claims_in_a_row_are_logged_once_a_minute() {
-        let levels = Levels::default();
+        use tracing::Level;
+        let logs = crate::testing::Logs::default();
+        let counts = || (logs.count(Level::WARN), logs.count(Level::INFO));
         let mut log = ClaimLog::default();
         let full = super::super::InboxError::storage("database or disk is full");
-        tracing::subscriber::with_default(levels.clone(), || {
+        tracing::subscriber::with_default(logs.clone(), || {
             for _ in 0..100 {
                 log.failed(&full);
             }
-            assert_eq!(*levels.0.lock().unwrap(), (1, 0));
+            assert_eq!(counts(), (1, 0));
             if let Some((_, at)) = &mut log.failing {
                 *at = at.checked_sub(ClaimLog::QUIET).expect("a machine up for a minute");
             }
             log.failed(&full);
             log.failed(&full);
-            assert_eq!(*levels.0.lock().unwrap(), (2, 0));
+            assert_eq!(counts(), (2, 0));
             log.succeeded();
             log.succeeded();
-            assert_eq!(*levels.0.lock().unwrap(), (2, 1));
+            assert_eq!(counts(), (2, 1));
             log.failed(&full);
-            assert_eq!(*levels.0.lock().unwrap(), (3, 1), "a new run is logged at once");
+            assert_eq!(counts(), (3, 1), "a new run is logged at once");
         });
     }
 
