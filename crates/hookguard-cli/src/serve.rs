@@ -67,7 +67,7 @@ stderr, at most 1 MiB of each stream per run, the rest counted and dropped). An 
 environment (a NUL byte, or over 8 KiB), it is left out and HOOKGUARD_EVENT_ID_INVALID=1
 (…_EVENT_TYPE_INVALID, …_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has
 everything. Exit 0 → 204
-(HCSS: 200, as its guide asks), delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
+(HCSS and Slack: 200, as their guides ask), delivery done. Non-zero exit → 500 handler_failed; past --exec-timeout → the whole process
 group is killed (SIGKILL), 503 handler_timeout; either way the claim is released so the
 sender's retry runs it again. On Linux the group also dies with serve, even when serve is
 killed -9 (a guard process, `hookguard __exec-guard`, leads the group and kills it when its

@@ -300,6 +300,7 @@ impl PgInboxBuilder {
             operation_timeout: self.operation_timeout,
             unclaimed_after: self.unclaimed_warning,
             accepted: std::sync::atomic::AtomicBool::new(false),
+            checking: std::sync::atomic::AtomicBool::new(false),
         });
         inner.refresh_pending().await?;
         spawn_background(&inner);
@@ -334,6 +335,8 @@ struct Inner {
     unclaimed_after: Duration,
     /// Set by an accept; the announcer's unclaimed check runs only after some.
     accepted: std::sync::atomic::AtomicBool,
+    /// An unclaimed check is running (never two at once).
+    checking: std::sync::atomic::AtomicBool,
 }
 
 /// `op` bounded by `limit` on this side: a database that stopped answering fails it.
@@ -1128,10 +1131,16 @@ fn spawn_announcer(inner: &Arc<Inner>) {
             let Some(inner) = weak.upgrade() else { return };
             if let Some(at) = check_at.filter(|at| at.elapsed() > Duration::ZERO) {
                 check_at = at.checked_add(every).map(|next| next.max(tokio::time::Instant::now()));
-                if inner.accepted.swap(false, Ordering::Relaxed) {
+                // One check at a time: against a slow database they must not pile up on the
+                // pool the accepts need.
+                if !inner.checking.load(Ordering::Acquire) && inner.accepted.swap(false, Ordering::Relaxed) {
                     // A task of its own: a slow database must not hold up the announcements.
+                    inner.checking.store(true, Ordering::Release);
                     let inner = Arc::clone(&inner);
-                    tokio::spawn(async move { inner.check_unclaimed().await });
+                    tokio::spawn(async move {
+                        inner.check_unclaimed().await;
+                        inner.checking.store(false, Ordering::Release);
+                    });
                 }
             }
             if inner.unannounced.swap(false, Ordering::Relaxed) {
