@@ -776,7 +776,7 @@ impl Receiver {
             }
             Whose::NotADelivery => self.count_answer("rejected", r.code()),
         }
-        if let Rejection::BodyTooLarge { .. } = r {
+        if matches!(r, Rejection::BodyTooLarge { .. }) && self.verifier.too_large_warning_due() {
             // Retried by the sender (503): it gets through once the limit is raised — unless the
             // sender retries nothing (GitHub): then the delivery is lost unless resent.
             let profile = self.verifier.scheme().profile();
@@ -792,7 +792,7 @@ impl Receiver {
                 provider = %self.verifier.provider(),
                 max_body = self.verifier.max_body(),
                 retries = profile.schedule_doc,
-                "a body over the body limit was refused ({retried}): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body){then}"
+                "a body over the body limit was refused ({retried}): if the sender sends bodies that large, raise the limit (max_body; serve: --max-body){then} (at most one such warning a minute)"
             );
         }
         if *r == Rejection::MethodNotAllowed {
@@ -1396,6 +1396,80 @@ mod tests {
         let pad = [7u8; 1024];
         std::future::ready(()).await;
         Ok(pad[1023])
+    }
+
+    /// A review's finding: a caller of `admit` (no `precheck` before it, as its own example
+    /// shows) had a Procore POST without the token but with an oversized body answered
+    /// `503 body_too_large` (retried by whoever sent it, with the WARN to raise the limit,
+    /// counted toward Procore's kill switch) where any other tokenless POST is a `401`. With
+    /// the token, the body's size is what is refused.
+    #[test]
+    fn an_oversized_body_without_the_token_is_refused_for_the_token_also_without_precheck() {
+        use crate::schemes::Procore;
+        let v = crate::Verifier::builder(Procore::new())
+            .secret("Bearer t")
+            .max_body(100)
+            .build()
+            .unwrap();
+        let rx = Receiver::new(v);
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let status = |headers: &http::HeaderMap| {
+            let admitted =
+                crate::testing::block_on(rx.admit(&RequestHead::new(&m, &u, headers), Bytes::from(vec![b' '; 200])));
+            match admitted {
+                Ok(_) => panic!("an oversized body was admitted"),
+                Err(answer) => answer.status().as_u16(),
+            }
+        };
+        assert_eq!(status(&http::HeaderMap::new()), 401);
+        let mut wrong = http::HeaderMap::new();
+        wrong.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer x"));
+        assert_eq!(status(&wrong), 401);
+        let mut right = http::HeaderMap::new();
+        right.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t"));
+        assert_eq!(status(&right), 503);
+    }
+
+    /// A review's finding: the WARN of a body over the limit is triggered by the head alone
+    /// (a declared length, a well-formed but forged signature), so a client repeating such a
+    /// request wrote one WARN per request. Now at most one a minute, as the replay window's.
+    #[test]
+    fn the_oversized_body_warning_is_logged_at_most_once_a_minute() {
+        use crate::clock::ManualClock;
+        use crate::schemes::BuildWorkPro;
+        let clock = ManualClock::new(1_000_000);
+        let v = crate::Verifier::builder(BuildWorkPro::new())
+            .secret("whsec_k")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let rx = Receiver::new(v);
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "buildworkpro-signature",
+            http::HeaderValue::from_str(&format!("t=1000000,v1={}", "ab".repeat(32))).unwrap(),
+        );
+        let logs = crate::testing::Logs::default();
+        let warned = || {
+            logs.messages(tracing::Level::WARN)
+                .iter()
+                .filter(|m| m.contains("over the body limit"))
+                .count()
+        };
+        tracing::subscriber::with_default(logs.clone(), || {
+            let refuse = || rx.reject_read(&RequestHead::new(&m, &u, &h), Rejection::BodyTooLarge { limit: 10 });
+            for _ in 0..5 {
+                assert_eq!(refuse().status(), 503);
+            }
+            assert_eq!(warned(), 1);
+            clock.set(1_000_059);
+            refuse();
+            assert_eq!(warned(), 1, "a second warning within the minute");
+            clock.set(1_000_060);
+            refuse();
+            assert_eq!(warned(), 2);
+        });
     }
 
     /// A custom sender whose profile retries for ever: the receiver is built (the event memory's

@@ -111,6 +111,20 @@ struct Inner {
     /// When the last warning of an authentic delivery outside the window was logged (unix
     /// seconds, 0: never): at most one a minute.
     window_warned: std::sync::atomic::AtomicU64,
+    /// The same for the warning of a body over the limit.
+    too_large_warned: std::sync::atomic::AtomicU64,
+}
+
+/// Whether a warning last logged at `last` (unix seconds, 0: never) may be logged again at
+/// `now`: a minute later, by one caller only.
+fn once_a_minute(last: &std::sync::atomic::AtomicU64, now: u64) -> bool {
+    use std::sync::atomic::Ordering;
+    let seen = last.load(Ordering::Relaxed);
+    if seen != 0 && now < seen.saturating_add(60) {
+        return false;
+    }
+    last.compare_exchange(seen, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
 }
 
 impl fmt::Debug for Verifier {
@@ -306,10 +320,15 @@ impl Verifier {
     /// ```
     pub fn read_refusal(&self, head: &RequestHead<'_>, r: Rejection) -> Rejection {
         let i = &self.inner;
-        // Head-only schemes were authenticated before the size (`precheck`): nothing to judge
-        // again.
-        if !matches!(r, Rejection::BodyTooLarge { .. }) || i.scheme.authenticates_head_only() {
+        if !matches!(r, Rejection::BodyTooLarge { .. }) {
             return r;
+        }
+        // A head-only scheme (a token) is judged whole by the head: a request without the
+        // right token is refused as that, also where no `precheck` ran before (a caller of
+        // `verify`, `Receiver::admit` or `deliver` directly). Only an oversized body pays for
+        // this second look.
+        if i.scheme.authenticates_head_only() {
+            return self.authenticate(head, &[]).err().unwrap_or(r);
         }
         // A MAC over no body: only for a body over the limit, and never equal to the sender's.
         match i.scheme.authenticate(head, &[], &self.context()) {
@@ -365,17 +384,7 @@ impl Verifier {
     /// Logs an authentic delivery signed outside the window, at most once a minute.
     #[cold]
     fn warn_outside_window(&self, signed: u64, now: u64) {
-        use std::sync::atomic::Ordering;
-        let last = self.inner.window_warned.load(Ordering::Relaxed);
-        if last != 0 && now < last.saturating_add(60) {
-            return;
-        }
-        if self
-            .inner
-            .window_warned
-            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
+        if !once_a_minute(&self.inner.window_warned, now) {
             return;
         }
         let offset = i128::from(signed) - i128::from(now);
@@ -385,6 +394,13 @@ impl Verifier {
             offset_secs = %offset,
             "an authentic delivery was signed {offset} s from this server's clock, outside the replay window: a replay of an old delivery, or one of the clocks is off (check NTP); answered 503 so the sender's re-signed retry can get through (at most one such warning a minute)"
         );
+    }
+
+    /// Whether a warning of a body over the limit may be logged now: at most one a minute per
+    /// verifier (the request's head alone triggers it, so a client repeating an oversized
+    /// request must not flood the log).
+    pub(crate) fn too_large_warning_due(&self) -> bool {
+        once_a_minute(&self.inner.too_large_warned, self.inner.clock.now_unix())
     }
 
     /// Verifies a request and its complete body.
@@ -804,6 +820,7 @@ impl VerifierBuilder {
                 dedupe_key,
                 retry_mismatch: self.retry_mismatch,
                 window_warned: std::sync::atomic::AtomicU64::new(0),
+                too_large_warned: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
