@@ -614,6 +614,9 @@ struct Sql {
     list_active: String,
     list_finished: String,
     replay: String,
+    /// `replay` of a dead item only (`replay_dead`: an item read as dead may be done by the
+    /// time its turn comes).
+    replay_if_dead: String,
     purge: String,
     purge_dead: String,
     stats: String,
@@ -637,6 +640,17 @@ const COLUMNS: &str = "id, provider, dedupe_key, event_id, event_type, state, at
 
 impl Sql {
     fn new(t: &str) -> Self {
+        // A finished item (in one of `states`) back to pending, due now, attempts reset; an
+        // HCSS body's coalescing key taken back unless another row holds it.
+        let replay = |states: &str| {
+            format!(
+                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL, last_error = NULL,
+                        unique_key = CASE WHEN scope = 1 AND NOT EXISTS (
+                            SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
+                            THEN dedupe_key ELSE unique_key END
+                 WHERE id = $1 AND state IN ({states}) RETURNING id"
+            )
+        };
         Self {
             // One statement, one round trip, the same work as a plain insert-if-absent: a copy
             // conflicts on the partial unique index and returns no row (reported as
@@ -742,13 +756,8 @@ impl Sql {
                  WHERE state = $1 AND state IN (2, 3) AND ($2::text IS NULL OR provider = $2)
                  ORDER BY finished_at DESC, id DESC LIMIT $3"
             ),
-            replay: format!(
-                "UPDATE {t} SET state = 0, attempts = 0, next_attempt_at = {DB_NOW}, finished_at = NULL, last_error = NULL,
-                        unique_key = CASE WHEN scope = 1 AND NOT EXISTS (
-                            SELECT 1 FROM {t} o WHERE o.provider = {t}.provider AND o.unique_key = {t}.dedupe_key)
-                            THEN dedupe_key ELSE unique_key END
-                 WHERE id = $1 AND state IN (2, 3) RETURNING id"
-            ),
+            replay: replay("2, 3"),
+            replay_if_dead: replay("3"),
             // The item due longest ago: the first entry of the due index, its wait on the
             // database's clock.
             due_longest: format!(
@@ -1409,26 +1418,11 @@ impl PgInbox {
     /// item) or pending (waiting out a retry: made due now).
     async fn replay_item(&self, id: i64) -> Result<bool, InboxError> {
         bounded(self.inner.operation_timeout, async move {
-            // Each statement takes the coalescing key only when no other row holds it, but it
-            // cannot see a row another transaction has not committed yet (a replay or an
-            // accept of the same HCSS body): it then waits on the unique index and fails once
-            // that commits. Run again, it sees the row and leaves the key alone.
-            async fn run(pool: &PgPool, sql: &str, id: i64) -> Result<bool, InboxError> {
-                let mut raced = 0;
-                loop {
-                    match sqlx::query(sql).bind(id).fetch_optional(pool).await {
-                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => {
-                            raced += 1
-                        }
-                        r => break r.map(|row| row.is_some()).map_err(storage),
-                    }
-                }
-            }
             let pool = &self.inner.pool;
-            let finished = if run(pool, &self.inner.sql.replay, id).await? {
+            let finished = if replay_statement(pool, &self.inner.sql.replay, id).await? {
                 self.inner.pending.fetch_add(1, Ordering::Relaxed);
                 true
-            } else if run(pool, &self.inner.sql.replay_pending, id).await? {
+            } else if replay_statement(pool, &self.inner.sql.replay_pending, id).await? {
                 false
             } else {
                 return match self.get(id).await? {
@@ -1444,6 +1438,44 @@ impl PgInbox {
             Ok(finished)
         })
         .await
+    }
+
+    /// `replay_dead`'s part after reading a batch of dead ids: each one replayed only if it is
+    /// still dead (a review's finding: replayed as `replay` does, an item done meanwhile — by
+    /// another replica's replay and its worker, or a sender's copy reviving it — ran again,
+    /// and one waiting out a retry had its attempts reset). Returns how many it replayed.
+    async fn replay_still_dead(&self, ids: &[i64]) -> Result<u64, InboxError> {
+        let mut n = 0;
+        for &id in ids {
+            let replayed = bounded(
+                self.inner.operation_timeout,
+                replay_statement(&self.inner.pool, &self.inner.sql.replay_if_dead, id),
+            )
+            .await?;
+            if replayed {
+                self.inner.pending.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            wake_every_worker(&self.inner.notify);
+        }
+        Ok(n)
+    }
+}
+
+/// Runs one of the replay statements on item `id`: whether it changed the item. Each takes
+/// the coalescing key only when no other row holds it, but it cannot see a row another
+/// transaction has not committed yet (a replay or an accept of the same HCSS body): it then
+/// waits on the unique index and fails once that commits. Run again, it sees the row and
+/// leaves the key alone.
+async fn replay_statement(pool: &PgPool, sql: &str, id: i64) -> Result<bool, InboxError> {
+    let mut raced = 0;
+    loop {
+        match sqlx::query(sql).bind(id).fetch_optional(pool).await {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => raced += 1,
+            r => break r.map(|row| row.is_some()).map_err(storage),
+        }
     }
 }
 
@@ -1703,18 +1735,10 @@ impl InboxStore for PgInbox {
                 .await?;
                 let Some(&last) = ids.last() else { break };
                 after = last;
-                for id in ids {
-                    match self.replay_item(id).await {
-                        Ok(true) => n += 1,
-                        // Revived by a copy meanwhile (then made due now): not dead any more.
-                        Ok(false) => {}
-                        // Replayed or purged by someone else meanwhile: not this call's to count.
-                        Err(InboxError::NotFound(_) | InboxError::WrongState { .. }) => {}
-                        // The database failed: say so (the items replayed before it stay
-                        // replayed) rather than report a partial count as success.
-                        Err(e) => return Err(e),
-                    }
-                }
+                // Items no longer dead (replayed, revived, purged meanwhile) are left as they
+                // are; a database failure is said (the items replayed before it stay
+                // replayed) rather than a partial count reported as success.
+                n += self.replay_still_dead(&ids).await?;
             }
             Ok(n)
         })
@@ -2013,6 +2037,39 @@ mod tests {
         );
         let new = NewItem::from_parts("buildworkpro", Some("k_new".into()), Bytes::from_static(b"{}"));
         assert!(matches!(inbox.accept(new).await, Ok(Accepted::Stored(_))));
+        drop(inbox);
+        run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+    }
+
+    /// `replay_dead` reads a batch of dead ids, then replays them one by one: an item done or
+    /// waiting out a retry by its turn (another replica's replay and worker, a sender's copy
+    /// reviving it) is left alone. A review found it replayed as `replay` does: the done item
+    /// ran again, the pending one's attempts were reset, and both were counted.
+    #[tokio::test]
+    async fn replay_dead_leaves_items_no_longer_dead() {
+        let (pool, schema, t) = fresh_schema("replay_dead_race").await;
+        let inbox = PgInbox::builder().schema(&schema).open(pool.clone()).await.unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO {t} (provider, dedupe_key, unique_key, scope, state, attempts, received_at,
+                              next_attempt_at, finished_at, headers, body)
+             VALUES ('buildworkpro', 'done', 'done', 0, 2, 1, 1, 0, 1, '[]', '\\x7b7d'),
+                    ('buildworkpro', 'dead', 'dead', 0, 3, 10, 1, 0, 1, '[]', '\\x7b7d'),
+                    ('buildworkpro', 'retry', 'retry', 0, 0, 2, 1, {DB_NOW} + 3600000, NULL, '[]', '\\x7b7d')
+             RETURNING id"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(inbox.replay_still_dead(&ids).await.unwrap(), 1);
+        let rows: Vec<(i16, i32)> = sqlx::query_as(&format!("SELECT state, attempts FROM {t} ORDER BY id"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [(2, 1), (0, 0), (0, 2)],
+            "done stays done, the retry keeps its attempts"
+        );
         drop(inbox);
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
     }
