@@ -25,7 +25,8 @@ They work while serve runs on the same inbox (WAL; PostgreSQL row locks). Except
 Output is JSON, one object per line. Times are RFC 3339 UTC strings with milliseconds
 (\"2026-11-24T09:30:12.345Z\"); ids are the inbox's integers; `event_id` is a string exactly
 as the sender sent it (Procore's 5982324300946918154 keeps its digits; null for none, or
-for one not kept: over 256 bytes, a control character, an integer beyond 64 bits).
+for one not kept: over 256 bytes (GitHub's and APS's delivery headers: 128), a control
+character, an integer beyond 64 bits).
   list   {\"id\",\"provider\",\"event_id\",\"event_type\",\"dedupe_key\",\"state\",\"attempts\",
           \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first
           (--state done|dead: most recently finished first);

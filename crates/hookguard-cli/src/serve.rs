@@ -47,8 +47,8 @@ and flushed:
 Copies of a handled delivery are answered 200 {\"status\":\"duplicate\"} and not printed again
 (Slack: an empty 200). HCSS bodies with no `date` (Setups, HeavyJob) carry no time, so two
 genuine edits of one entity are byte-identical: their copies are recognised only while the
-first is being handled (inline: 429; inbox: while pending or running), and an identical body
-after that is handled as a new event.
+first is being handled (inline: 429 while its handler runs; inbox: only while it is pending,
+until a worker starts it), and an identical body after that is handled as a new event.
 Lines go through a queue of --stdout-queue lines to a writer that writes them in batches (a
 task of the server when stdout is a pipe, else a thread of its own); a slow reader never
 stalls challenges and rejections. When the queue is full, or a line is not written within
@@ -62,7 +62,8 @@ when stdout fails is lost. If stdout is closed (the reader exited), serve stops 
 --exec CMD runs `sh -c CMD` once per first-time delivery, in a process group of its own, the
 raw body on stdin and HOOKGUARD_PROVIDER, HOOKGUARD_EVENT_ID, HOOKGUARD_EVENT_TYPE,
 HOOKGUARD_DEDUPE_KEY in the environment (empty when the delivery has none; its stdout goes to
-stderr, at most 1 MiB of each stream per run, the rest counted and dropped). An id or type over 256 bytes or holding a control character, or an integer id beyond
+stderr, at most 1 MiB of each stream per run, the rest counted and dropped). An id or type over 256 bytes (GitHub's and APS's
+delivery headers: 128) or holding a control character, or an integer id beyond
 64 bits (JSON readers take it as a float), is not kept (the body's digest keys the delivery), so its variable is empty; should a value still not fit the
 environment (a NUL byte, or over 8 KiB), it is left out and HOOKGUARD_EVENT_ID_INVALID=1
 (…_EVENT_TYPE_INVALID, …_DEDUPE_KEY_INVALID) set instead; the raw body on stdin still has

@@ -665,7 +665,8 @@ macro_rules! verifier_setters {
         }
 
         /// Answers 2xx without calling the handler for Procore deliveries whose change this
-        /// user made (`metadata.source_user_id`, or `user_id` in v4 payloads, compared as
+        /// user made (`metadata.source_user_id`, or the payload's `user_id` where that is
+        /// absent, null or neither a string nor a number, as in v4 payloads; compared as
         /// written: `"1469242"` for `1469242`): the service account your integration writes
         /// with, which Procore's guide names, beside the application id, for filtering your
         /// own changes.

@@ -471,6 +471,7 @@ impl Extras {
                 about,
                 started_ms: now_ms(),
                 counts: Counts::default(),
+                form_timeout: FORM_READ_TIMEOUT,
             });
             let app = router(ui.clone());
             self.tasks.push(tokio::spawn(super::http_server::serve(
@@ -509,6 +510,8 @@ struct Inspector {
     started_ms: i64,
     /// The inbox counts, shared by page views and `/api/status`.
     counts: Counts,
+    /// How long a form's body may take ([`FORM_READ_TIMEOUT`]).
+    form_timeout: std::time::Duration,
 }
 
 /// The last inbox counts, when taken and how long counting took: a count reads every row, so
@@ -695,6 +698,9 @@ pub fn wrong_host(hosts: Option<&[String]>, headers: &HeaderMap) -> Option<Respo
     Some(r)
 }
 
+/// How long the inspector waits for a form's body (a browser's form of a few hundred bytes).
+const FORM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Every inspector request passes here: the first visit's `?token=` becomes a cookie; any
 /// other request needs the Bearer header or the cookie, and a state-changing one the token
 /// itself (header or form field) and, when the browser says where it comes from, our origin.
@@ -744,8 +750,16 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
             }
         }
         let (parts, body) = req.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, 4096).await else {
-            return forbidden("the form is too large");
+        // Bounded in time too: the connection has a request in hand, so the server's sweep of
+        // stalled heads does not close it, and a body that never comes held its place for ever.
+        let bytes = match tokio::time::timeout(ui.form_timeout, axum::body::to_bytes(body, 4096)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return forbidden("the form is too large"),
+            Err(_) => {
+                let mut r = (StatusCode::REQUEST_TIMEOUT, "the form did not arrive in time\n").into_response();
+                harden(&mut r);
+                return r;
+            }
         };
         let token_ok = form_value(&bytes, "token").is_some_and(|t| ct_eq(&t, ui.form.as_bytes()));
         if !token_ok {
@@ -1303,6 +1317,55 @@ mod tests {
         assert_eq!(counts.get(&inbox).await.unwrap().pending, 2);
         drop(inbox);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A review's finding: a form POST whose body never came (a cookie-holding client that
+    /// sent only the head) held its connection and task for ever — the server's sweep only
+    /// closes connections without a request in hand. Now `408` after `FORM_READ_TIMEOUT`.
+    #[tokio::test]
+    async fn a_form_whose_body_never_comes_is_answered_408() {
+        use tower_service::Service as _;
+        /// A body that never sends a byte.
+        struct Never;
+        impl http_body::Body for Never {
+            type Data = bytes::Bytes;
+            type Error = std::io::Error;
+            fn poll_frame(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+                std::task::Poll::Pending
+            }
+        }
+        let verifier = hookguard_core::Verifier::builder(hookguard_core::schemes::Hcss::new())
+            .secret("tok")
+            .build()
+            .unwrap();
+        let ui = Arc::new(Inspector {
+            hosts: None,
+            token: "t".repeat(32),
+            session: "s".repeat(32),
+            form: "f".repeat(32),
+            cookie: "hookguard_ui_1".to_owned(),
+            answers: Arc::default(),
+            receiver: Arc::new(Receiver::new(verifier)),
+            inbox: None,
+            about: String::new(),
+            started_ms: 0,
+            counts: Counts::default(),
+            form_timeout: std::time::Duration::from_millis(200),
+        });
+        let req = Request::post("/replay-dead")
+            .header(header::COOKIE, format!("hookguard_ui_1={}", "s".repeat(32)))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::CONTENT_LENGTH, "100")
+            .body(Body::new(Never))
+            .unwrap();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(30), router(ui).call(req))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
     }
 
     /// A loopback listener on port 80 answers a browser's port-less `Host`; other names

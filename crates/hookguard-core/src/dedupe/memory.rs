@@ -130,10 +130,11 @@ impl MemoryStoreBuilder {
         self.max_retention = d;
         self
     }
-    /// Lock shards (rounded up to a power of two, at most 1024). By default 16; on Linux fewer,
-    /// down to 4, for a capacity of 524,288 to 2,097,151 keys (a table of 8 to 32 MiB), so
-    /// that each shard's table is at least one 2 MiB huge page: 4 for the default 1,000,000
-    /// keys. From 2,097,152 keys, 16 shards are each a huge page or more.
+    /// Lock shards (rounded up to a power of two, at most 1024). By default 16; on Linux fewer
+    /// for a capacity of 524,288 to 2,097,151 keys (a table of 8 to 32 MiB), so that each
+    /// shard's table is at least one 2 MiB huge page: 4 shards up to 1,048,575 keys (4 for the
+    /// default 1,000,000), 8 from 1,048,576. From 2,097,152 keys, 16 shards are each a huge
+    /// page or more.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
