@@ -277,6 +277,22 @@ impl Scheme for Hcss {
         !matches!(&self.auth, HcssAuth::Scheme(_))
     }
 
+    /// A wrapped scheme's signed headers are signed here too (a review's finding: HCSS over
+    /// Standard Webhooks could not key on `webhook-id` without allowing it as unsigned).
+    fn signed_headers(&self) -> &[HeaderName] {
+        match &self.auth {
+            HcssAuth::Scheme(s) => s.signed_headers(),
+            _ => &[],
+        }
+    }
+
+    fn key_header<'h>(&self, head: &RequestHead<'h>, name: &HeaderName) -> Option<&'h http::HeaderValue> {
+        match &self.auth {
+            HcssAuth::Scheme(s) => s.key_header(head, name),
+            _ => head.headers.get(name),
+        }
+    }
+
     fn credential_header(&self) -> Option<&HeaderName> {
         match &self.auth {
             HcssAuth::Header(name) => Some(name),
@@ -352,6 +368,34 @@ impl Scheme for Hcss {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HCSS over another scheme signs what that scheme signs: a dedupe key on Standard
+    /// Webhooks' `webhook-id` is accepted (it was refused as unsigned), and read as the
+    /// wrapped scheme reads it (from `svix-id` too).
+    #[test]
+    fn a_wrapped_schemes_signed_headers_are_signed_here() {
+        use crate::schemes::StandardWebhooks;
+        use crate::{DedupeKey, Verifier};
+        let wrapped = Hcss::with_scheme(Arc::new(StandardWebhooks::new()));
+        assert_eq!(wrapped.signed_headers(), StandardWebhooks::new().signed_headers());
+        let mut h = http::HeaderMap::new();
+        h.insert("svix-id", http::HeaderValue::from_static("msg_1"));
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let id = HeaderName::from_static("webhook-id");
+        assert_eq!(wrapped.key_header(&RequestHead::new(&m, &u, &h), &id).unwrap(), "msg_1");
+        let key = DedupeKey::new().header("webhook-id");
+        assert!(Verifier::builder(wrapped)
+            .secret("whsec_c2VjcmV0")
+            .dedupe_key(key.clone())
+            .build()
+            .is_ok());
+        assert!(Hcss::new().signed_headers().is_empty());
+        assert!(Verifier::builder(Hcss::new())
+            .secret("t")
+            .dedupe_key(key)
+            .build()
+            .is_err());
+    }
 
     /// A dated (Pre-Construction) body's digest is remembered by default, and only coalesces
     /// copies in flight with `coalesce_in_flight_only`; an undated body only coalesces either
