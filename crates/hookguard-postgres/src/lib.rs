@@ -333,7 +333,8 @@ struct Inner {
     operation_timeout: Duration,
     /// [`PgInboxBuilder::unclaimed_warning`].
     unclaimed_after: Duration,
-    /// Set by an accept; the announcer's unclaimed check runs only after some.
+    /// Set by every accept (stored, a copy, or refused at the cap); the announcer's unclaimed
+    /// check runs only after some.
     accepted: std::sync::atomic::AtomicBool,
     /// An unclaimed check is running (never two at once).
     checking: std::sync::atomic::AtomicBool,
@@ -1483,6 +1484,9 @@ impl InboxStore for PgInbox {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let inner = &self.inner;
+            // Every accept asks for the unclaimed check, stored or not: at the pending cap
+            // none is stored, and that is when a missing worker matters most.
+            inner.accepted.store(true, Ordering::Relaxed);
             if inner.pending.load(Ordering::Relaxed) >= inner.max_pending {
                 // The cap only refuses new pending items; a copy of a live or done item is
                 // still recognised (a copy of a dead one would be pending again: refused too).
@@ -1558,7 +1562,6 @@ impl InboxStore for PgInbox {
             };
             inner.pending.fetch_add(1, Ordering::Relaxed);
             inner.unannounced.store(true, Ordering::Relaxed);
-            inner.accepted.store(true, Ordering::Relaxed);
             wake_every_worker(&inner.notify);
             Ok(Accepted::Stored(id))
         }))

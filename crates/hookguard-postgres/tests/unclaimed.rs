@@ -112,4 +112,41 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     tokio::time::sleep(after).await;
     worker.shutdown().await;
     assert_eq!(unclaimed(&logs), before);
+    drop(b);
+
+    // At the pending cap with no worker, every delivery is refused (503) and none is stored: a
+    // review found the checks stopped there (only a stored accept asked for one), so the
+    // WARN never came — exactly when no worker runs. Checks every second from the open: the
+    // one at 2 s sees the item 0.7 s old (no WARN yet), the one at 3 s, after a refused
+    // accept, 1.7 s old.
+    let full = Schema(format!(
+        "hg_unclaimed_full_{}_{}",
+        std::process::id(),
+        now_ms() % 1_000_000
+    ));
+    let pool = PgPoolOptions::new().max_connections(4).connect(&url()).await.unwrap();
+    let c = PgInbox::builder()
+        .schema(&full.0)
+        .unclaimed_warning(Duration::from_secs(1))
+        .max_pending(1)
+        .open(pool)
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    accept(&c, "evt_capped").await;
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(opened.elapsed())).await;
+    assert_eq!(unclaimed(&logs), before, "the item had not waited a second yet");
+    assert!(matches!(
+        c.accept(item("evt_refused")).await,
+        Err(hookguard_core::inbox::InboxError::Full { .. })
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unclaimed(&logs) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no WARN while every delivery is refused at the cap"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1829,9 +1829,12 @@ fn apply(
             Done::Bool(tx, r)
         }
         Op::Release(claim, until, now, tx) => {
-            // A deferral's end on the claims' timeline too (the worker counts it from now).
+            // A deferral's end on the claims' timeline too (the worker counts it from now). A
+            // give-back (0) is due now on the timeline, as the PostgreSQL inbox's is, not at 0:
+            // the unclaimed check reads how long the item due longest ago has waited, and one
+            // due at 0 had waited since 1970.
             let until = match until {
-                0 => 0,
+                0 => clock.place(wall, wall, wall),
                 t => clock.place(t, now, wall),
             };
             let r = conn

@@ -92,4 +92,24 @@ async fn an_inbox_with_no_worker_says_so_and_one_with_a_worker_does_not() {
     }
     worker.shutdown().await;
     assert_eq!(unclaimed(&logs), before);
+    drop(inbox);
+
+    // An item given back (a worker stopping, a claim whose answer nobody collected) is due
+    // from its give-back: a review found it stored due at 0, read by the check as unclaimed
+    // for 55 years, whatever the setting — a WARN with a worker gone a moment ago.
+    let after = Duration::from_secs(1);
+    let dir = temp("given_back");
+    let inbox = SqliteInbox::builder(dir.0.join("inbox.db"))
+        .unclaimed_warning(after)
+        .open()
+        .unwrap();
+    accept(&inbox, item("evt_back", now_ms())).await;
+    let claimed = inbox.claim(now_ms(), Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(after + Duration::from_millis(100)).await;
+    assert!(inbox.release(claimed[0].claim()).await.unwrap());
+    // The first check, after this batch of accepts: the item given back waited a moment.
+    accept(&inbox, item("evt_after", now_ms())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(unclaimed(&logs), before, "no WARN for an item given back a moment ago");
 }
