@@ -3431,7 +3431,10 @@ fn inbox_hcss_identical_setups_bodies_coalesce_only_while_pending() {
 
 /// A tryout's finding: a failed item waiting out a long retry (`--retry-max` is an hour by
 /// default) could not be run sooner — `replay` refused a pending item, a restart did not run
-/// it, the sender's copy was a duplicate. Now `inbox replay ID` runs it now, attempts reset.
+/// it, the sender's copy was a duplicate. Now `inbox replay ID` runs it now, attempts reset,
+/// and so does the inspector's "Run now" — which moves no item back to pending, so it counts
+/// no `replayed` transition (a review found it did: a dashboard adding replays to the pending
+/// count drifted).
 #[test]
 fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
     let dir = scratch("inbox-replay-pending");
@@ -3450,21 +3453,25 @@ fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
             "600",
             "--ui",
             "127.0.0.1:0",
+            "--metrics",
+            "0",
         ],
     ));
     assert_eq!(bwp_post(s.port, "whsec_wait", "evt_waits").0, 200);
-    wait_for("the first attempt to fail", Duration::from_secs(20), || {
+    assert_eq!(bwp_post(s.port, "whsec_wait", "evt_runs_now").0, 200);
+    wait_for("the first attempts to fail", Duration::from_secs(20), || {
         let rows = inbox_json(&["list", "--state", "pending"], &db);
-        rows.len() == 1 && rows[0]["attempts"] == 1
+        rows.len() == 2 && rows.iter().all(|r| r["attempts"] == 1)
     });
     std::fs::write(&fixed, b"").unwrap();
-    let id = inbox_json(&["list"], &db)[0]["id"].as_i64().unwrap();
-    // The inspector's item page offers the same: run it now.
-    let (ui, rest) = s.side_port("inspector");
-    let bearer = format!("Bearer {}", rest.strip_prefix("/?token=").unwrap());
-    let (status, _, page) = http_full(ui, "GET", &format!("/items/{id}"), &[("Authorization", &bearer)], b"");
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains(&format!("id=\"run-now-{id}\"")), "{page}");
+    let id_of = |event: &str| {
+        inbox_json(&["list"], &db)
+            .iter()
+            .find(|r| r["event_id"] == event)
+            .and_then(|r| r["id"].as_i64())
+            .unwrap()
+    };
+    let id = id_of("evt_waits");
     let replayed = inbox_json(&["replay", &id.to_string()], &db);
     assert_eq!(replayed, [serde_json::json!({"replayed": 1, "id": id})]);
     let lines = s.wait_n(1, Duration::from_secs(10));
@@ -3472,6 +3479,40 @@ fn inbox_replay_runs_an_item_waiting_for_its_retry_now() {
     assert_eq!(
         (line["id"].as_str(), line["attempts"].as_u64()),
         (Some("evt_waits"), Some(1))
+    );
+    // The inspector's item page offers the same: run it now.
+    let id = id_of("evt_runs_now");
+    let (ui, rest) = s.side_port("inspector");
+    let bearer = format!("Bearer {}", rest.strip_prefix("/?token=").unwrap());
+    let auth = [("Authorization", bearer.as_str())];
+    let (status, _, page) = http_full(ui, "GET", &format!("/items/{id}"), &auth, b"");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("id=\"run-now-{id}\"")), "{page}");
+    let (status, _, answer) = http_full(ui, "POST", &format!("/items/{id}/replay"), &auth, b"");
+    assert_eq!(status, 200, "{answer}");
+    let lines = s.wait_n(2, Duration::from_secs(10));
+    let line = json(&lines[1]);
+    assert_eq!(
+        (line["id"].as_str(), line["attempts"].as_u64()),
+        (Some("evt_runs_now"), Some(1))
+    );
+    let (mport, _) = s.side_port("metrics");
+    let m = scrape(mport);
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_inbox_transitions_total{provider=\"buildworkpro\",transition=\"done\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "hookguard_inbox_transitions_total{provider=\"buildworkpro\",transition=\"replayed\"}"
+        ),
+        None,
+        "{m}"
     );
 }
 

@@ -240,8 +240,8 @@ impl SqliteInboxBuilder {
     /// [`Worker`](hookguard_core::inbox) answers every delivery `200` and handles none; nothing
     /// else says so until the pending cap answers `503`. Checked after a batch of accepts, at
     /// most once a minute (sooner when this is shorter), by one indexed read of the item due
-    /// longest ago, so warned at most once a minute while no worker runs. `Duration::MAX`
-    /// turns it off.
+    /// longest ago, so warned at most once a minute while no worker runs (once per this
+    /// setting when it is shorter, at least 100 ms apart). `Duration::MAX` turns it off.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("hg-doc-uw-{}", std::process::id()));

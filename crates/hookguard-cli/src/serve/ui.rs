@@ -1155,15 +1155,19 @@ async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<String>, header
     let Some(inbox) = &ui.inbox else {
         return (StatusCode::NOT_FOUND, "serve runs without --inbox").into_response();
     };
-    let provider = match inbox.get(id).await {
-        Ok(Some(r)) => r.provider,
+    let (provider, was) = match inbox.get(id).await {
+        Ok(Some(r)) => (r.provider, r.state),
         Ok(None) => return (StatusCode::NOT_FOUND, format!("no inbox item {id}")).into_response(),
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     match inbox.replay(id, now_ms()).await {
         Ok(()) => {
             ui.counts.clear().await;
-            hookguard_core::observe::inbox_transition(&provider, "replayed");
+            // "Run now" on a pending item moves no item back to pending: not a transition (a
+            // dashboard adding replays to the pending count would drift).
+            if matches!(was, InboxState::Done | InboxState::Dead) {
+                hookguard_core::observe::inbox_transition(&provider, "replayed");
+            }
             tracing::info!(id, "inspector: inbox item replayed");
             after_post(&headers, serde_json::json!({ "replayed": 1, "id": id }))
         }
