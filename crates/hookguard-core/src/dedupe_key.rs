@@ -361,7 +361,7 @@ impl Compiled {
     pub(crate) fn compute(&self, scheme: &dyn crate::Scheme, head: &RequestHead<'_>, body: &[u8]) -> Option<String> {
         let needs_body = self.fields.iter().any(|f| matches!(f, CompiledField::Pointer(_)));
         let root: Option<&RawValue> = if needs_body {
-            Some(serde_json::from_slice(body).ok()?)
+            Some(serde_json::from_slice(crate::json_fast::without_bom(body)).ok()?)
         } else {
             None
         };

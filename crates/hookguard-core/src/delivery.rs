@@ -142,7 +142,7 @@ impl Delivery {
     /// assert!(err.detail().unwrap().contains("amount"));
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Rejection> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+        serde_json::from_slice(crate::json_fast::without_bom(&self.body)).map_err(|e| {
             let detail = redact_values(&e.to_string());
             tracing::error!(
                 provider = %self.provider,

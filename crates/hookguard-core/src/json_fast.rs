@@ -33,8 +33,19 @@ pub(crate) const MAX_DEPTH: u32 = 64;
 
 type Error = serde_json::Error;
 
-/// `serde_json::from_slice(body)`, faster for a struct read from a JSON object.
+/// A JSON text without a leading UTF-8 byte order mark. RFC 8259 (8.1) forbids senders to
+/// add one and lets readers ignore it; serde_json refuses it, which made a genuine delivery
+/// from a sender whose stack writes one `400 invalid_payload` — permanent for most senders,
+/// and a failed try toward HCSS's stopping the subscription. Every JSON read of a body goes
+/// through this; the body itself (signed, stored, handed to the handler) keeps its bytes.
+pub(crate) fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
+/// `serde_json::from_slice(body)`, faster for a struct read from a JSON object (a leading byte
+/// order mark ignored: [`without_bom`]).
 pub(crate) fn from_slice<'a, T: Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
+    let body = without_bom(body);
     match fast(body) {
         Some(v) => Ok(v),
         None => serde_json::from_slice(body),

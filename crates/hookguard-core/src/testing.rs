@@ -28,12 +28,20 @@ pub fn deliver(scheme: impl Scheme, secret: &str, body: &'static [u8]) -> Result
 /// assert_eq!(d.event_id(), Some("evt_7"));
 /// ```
 pub fn deliver_bytes(scheme: impl Scheme, secret: &str, body: impl Into<Bytes>) -> Result<Delivery, Rejection> {
-    let body = body.into();
+    deliver_arc(std::sync::Arc::new(scheme), secret, body.into())
+}
+
+/// [`deliver_bytes`] for a scheme shared behind an `Arc` (`schemes::for_provider`'s).
+pub(crate) fn deliver_arc(
+    scheme: std::sync::Arc<dyn Scheme>,
+    secret: &str,
+    body: Bytes,
+) -> Result<Delivery, Rejection> {
     let now = 1_700_000_000;
     let signed = scheme
         .sign(secret, &body, &SignParams::new(now).id("msg_1"))
         .expect("sign");
-    let v = Verifier::builder(scheme)
+    let v = Verifier::builder_arc(scheme)
         .secret(secret)
         .clock(ManualClock::new(now))
         .build()

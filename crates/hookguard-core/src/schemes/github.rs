@@ -168,6 +168,7 @@ json_struct! {
 /// object (a form-encoded delivery) is not told apart: remembered, as before.
 fn is_dispatch(body: &[u8]) -> bool {
     // An object only (the struct would also be read from an array, by position).
+    let body = crate::json_fast::without_bom(body);
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return false;
     }

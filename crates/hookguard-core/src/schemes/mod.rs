@@ -97,6 +97,7 @@ pub(crate) fn json_or_digest<'a, T: Deserialize<'a>>(
     body: &'a [u8],
     scope: crate::DedupeScope,
 ) -> Result<Result<T, crate::Described>, Rejection> {
+    let body = crate::json_fast::without_bom(body);
     // Every sender posts one object: a probe reads objects only (serde would read a struct
     // from an array by position, keying `[1,2]` as `1`).
     // JSON at all, strings left undecoded (serde_json never decodes a string it skips).
@@ -375,6 +376,43 @@ pub(crate) fn header_token_problem(secret: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sender's JSON with a leading UTF-8 byte order mark (RFC 8259 forbids adding one and
+    /// lets readers ignore it) is read as without it: the same event id and type, and the
+    /// typed parse works. It was `400 invalid_payload` — for a genuine delivery, permanent
+    /// for most senders and a failed try toward HCSS's stopping the subscription. The body
+    /// handed on keeps its bytes.
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored_by_every_json_read() {
+        use crate::profile::SampleRng;
+        use crate::Provider;
+        let secrets = [
+            (Provider::BuildWorkPro, "whsec_k"),
+            (Provider::Procore, "Bearer t"),
+            (Provider::Hcss, "t"),
+            (Provider::GitHub, "s"),
+            (Provider::Stripe, "whsec_s"),
+            (Provider::Slack, "s"),
+            (Provider::StandardWebhooks, "whsec_c2VjcmV0"),
+            (Provider::Aps, "s"),
+        ];
+        assert_eq!(secrets.len(), Provider::BUILT_IN.len());
+        let mut rng = SampleRng::new(9);
+        for (p, secret) in secrets {
+            let scheme = for_provider(p).unwrap();
+            let plain = (scheme.profile().sample)(&mut rng, None, 1_700_000_000);
+            let mut marked = b"\xEF\xBB\xBF".to_vec();
+            marked.extend_from_slice(&plain);
+            let want = crate::testing::deliver_arc(scheme.clone(), secret, plain.into()).unwrap();
+            let got = crate::testing::deliver_arc(scheme, secret, marked.clone().into())
+                .unwrap_or_else(|r| panic!("{p}: {r:?}"));
+            assert_eq!(got.event_id(), want.event_id(), "{p}");
+            assert_eq!(got.event_type(), want.event_type(), "{p}");
+            assert_eq!(got.body().as_ref(), &marked[..], "{p}");
+            let v = got.json::<serde_json::Value>().unwrap();
+            assert_eq!(v, want.json::<serde_json::Value>().unwrap(), "{p}");
+        }
+    }
 
     struct P {
         id: Option<String>,
