@@ -239,7 +239,49 @@ pub struct Auth {
     pub mode: String,
 }
 
-/// Builds the scheme and the list of accepted secrets from `--secret` and `--auth-header`.
+/// The secrets a `--secret` value or `HOOKGUARD_SECRET` holds: one per line (a rotation's
+/// two secrets in the environment, where `serve` asks them to be, instead of two `--secret`
+/// on the command line), a line's `\r` and empty lines dropped. No secret or header value
+/// holds a line break (it could not be sent in a header).
+pub fn secret_lines(secrets: &[String]) -> Vec<String> {
+    secrets
+        .iter()
+        .flat_map(|s| s.split('\n'))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `sign` and `send` sign with one secret: a `--secret` or `HOOKGUARD_SECRET` of several lines
+/// (a receiver's rotation list) is refused rather than one of them picked.
+pub fn one_secret(secret: Option<&String>) -> CliResult<()> {
+    match secret.map(|s| secret_lines(std::slice::from_ref(s)).len()) {
+        Some(n) if n > 1 => Err(usage(format!(
+            "the secret holds {n} lines (HOOKGUARD_SECRET may list a receiver's secrets, one per line): \
+             signing takes one; pass it with --secret"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `--tolerance` for a sender whose signatures carry no timestamp (GitHub, Procore, HCSS, APS)
+/// would change nothing: refused, so nobody believes in a replay window that is not there (a
+/// tryout's finding: it was taken silently).
+pub fn check_tolerance(p: ProviderArg, tolerance: Option<u64>) -> CliResult<()> {
+    let timestamped = schemes::for_provider(p.provider()).is_some_and(|s| s.has_timestamp());
+    if tolerance.is_some() && !timestamped {
+        return Err(usage(format!(
+            "--tolerance applies to senders that sign a timestamp; {} signs no timestamp, so there is no \
+             replay window to set (copies are recognised by their event id or body digest)",
+            p.provider()
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the scheme and the list of accepted secrets from `--secret` and `--auth-header`
+/// (each `--secret` value may hold several, one per line: [`secret_lines`]).
 ///
 /// - procore: `--secret V` accepts `Authorization: V`; `--auth-header 'Name: V'` accepts
 ///   `Name: V` (`Procore::new().header(Name)`); both together add values for that header.
@@ -247,6 +289,8 @@ pub struct Auth {
 ///   header (`Hcss::header(Name)`); the two modes are exclusive.
 /// - the signing providers take `--secret` only.
 pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliResult<Auth> {
+    let lines = secret_lines(secrets);
+    let secrets = &lines[..];
     if let Some(first) = headers.first() {
         if let Some(other) = headers.iter().find(|h| h.name != first.name) {
             return Err(usage(format!(

@@ -27,7 +27,8 @@ fn after_help() -> String {
 const REST: &str = "\
 Exit codes: 0 success; 1 rejected / the vendor gave up / run-time failure; 2 usage or
 configuration error. A closed stdout (`hookguard send … | head -3`) stops the command at once,
-quietly, with exit 1. Secrets may also come from the HOOKGUARD_SECRET environment variable.
+quietly, with exit 1. Secrets may also come from the HOOKGUARD_SECRET environment variable
+(serve and verify: one per line for a rotation, e.g. HOOKGUARD_SECRET=$'whsec_new\\nwhsec_old').
 HTTP is plain (no TLS in this build). Logs go to stderr (RUST_LOG=debug for more).
 
 Examples:

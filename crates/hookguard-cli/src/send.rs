@@ -295,6 +295,7 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             "Slack's url_verification is the Request URL check, not an event: use --challenge",
         ));
     }
+    crate::common::one_secret(args.secret.as_ref())?;
     let secrets: Vec<String> = args.secret.iter().cloned().collect();
     let headers: Vec<HeaderArg> = args.auth_header.iter().cloned().collect();
     // HCSS sends no credential of its own: without --secret/--auth-header, whatever token the
@@ -555,6 +556,7 @@ async fn slack_challenge(
             "--provider slack --challenge needs --secret (the app's signing secret)",
         ));
     };
+    crate::common::one_secret(Some(secret))?;
     let a = auth(args.provider, std::slice::from_ref(secret), &[])?;
     let body = serde_json::to_vec(&serde_json::json!({
         "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",

@@ -160,7 +160,8 @@ pub struct ServeArgs {
     /// Who sends the webhooks.
     #[arg(long, value_enum)]
     provider: ProviderArg,
-    /// A signing secret, accepted header value (procore) or URL token (hcss). Repeat for rotation.
+    /// A signing secret, accepted header value (procore) or URL token (hcss). Repeat for rotation
+    /// (in HOOKGUARD_SECRET, which keeps them out of `ps`: one per line).
     #[arg(long = "secret", value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     secrets: Vec<String>,
     /// Accept this header instead (procore, hcss): 'Name: value'. Repeatable (same name).
@@ -1491,6 +1492,7 @@ fn check_path(path: &str) -> CliResult<()> {
 /// Runs `hookguard serve`.
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     check_path(&args.path)?;
+    crate::common::check_tolerance(args.provider, args.tolerance)?;
     // `sh -c ''` exits 0: every delivery would be marked handled with nothing run (an unset
     // variable in `--exec "$HANDLER"`).
     if args.exec.as_deref().is_some_and(|c| c.trim().is_empty()) {

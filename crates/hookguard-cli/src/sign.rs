@@ -63,6 +63,7 @@ pub struct SignArgs {
 
 /// Runs `hookguard sign`.
 pub fn run(args: SignArgs) -> CliResult<ExitCode> {
+    crate::common::one_secret(args.secret.as_ref())?;
     let secrets: Vec<String> = args.secret.into_iter().collect();
     let headers: Vec<HeaderArg> = args.auth_header.into_iter().collect();
     let a = auth(args.provider, &secrets, &headers)?;

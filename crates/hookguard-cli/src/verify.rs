@@ -50,7 +50,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum)]
     provider: ProviderArg,
     /// A secret, accepted header value (procore) or URL token (hcss); standard: whsec_… (v1) or
-    /// whpk_… (v1a, an Ed25519 public key). Repeat for rotation.
+    /// whpk_… (v1a, an Ed25519 public key). Repeat for rotation (in HOOKGUARD_SECRET: one per
+    /// line).
     #[arg(long = "secret", value_name = "S", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     secrets: Vec<String>,
     /// procore/hcss: accept this header instead: 'Name: value'. Repeatable (same name).
@@ -88,6 +89,7 @@ pub struct VerifyArgs {
 
 /// Runs `hookguard verify`.
 pub fn run(args: VerifyArgs) -> CliResult<ExitCode> {
+    crate::common::check_tolerance(args.provider, args.tolerance)?;
     let a = auth(args.provider, &args.secrets, &args.auth_headers)?;
     let mut b = Verifier::builder_arc(a.scheme)
         .secrets(&a.secrets)

@@ -620,6 +620,79 @@ fn exec_timeout_answers_503_and_the_retry_runs_again() {
     assert_eq!(s.json_lines(1).len(), 1);
 }
 
+/// A tryout's finding: `serve` warns against secrets on the command line and points to
+/// HOOKGUARD_SECRET, but the variable held one secret, so a rotation's two went on the command
+/// line anyway — or, given as a list, were taken as one and every delivery refused. Now it
+/// holds one per line (`verify` and `serve` read it alike); `sign` and `send`, which sign with
+/// one, refuse a list instead of picking one.
+#[test]
+fn hookguard_secret_lists_a_rotations_secrets_one_per_line() {
+    let dir = scratch("secret-lines");
+    let body = br#"{"id":"evt_rot","object":"event","type":"invoice.paid"}"#;
+    let file = dir.join("body");
+    std::fs::write(&file, body).unwrap();
+    let with_env = |args: &[&str], secret: &str| {
+        Command::new(BIN)
+            .args(args)
+            .env("HOOKGUARD_SECRET", secret)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for signer in ["whsec_old", "whsec_new"] {
+        let signed = hookguard(
+            &[
+                "sign",
+                "--provider",
+                "stripe",
+                "--secret",
+                signer,
+                "--timestamp",
+                "1700000000",
+                "--file",
+                path(&file),
+            ],
+            None,
+        );
+        assert_eq!(code(&signed), 0, "{}", text(&signed.stderr));
+        let headers = dir.join(format!("{signer}.txt"));
+        std::fs::write(&headers, &signed.stdout).unwrap();
+        let verify = [
+            "verify",
+            "--provider",
+            "stripe",
+            "--now",
+            "1700000010",
+            "--headers-file",
+            path(&headers),
+            "--file",
+            path(&file),
+        ];
+        for list in ["whsec_old\nwhsec_new", "whsec_new\r\nwhsec_old\r\n"] {
+            let v = with_env(&verify, list);
+            assert_eq!(code(&v), 0, "{signer} with {list:?}: {}", text(&v.stdout));
+        }
+        let v = with_env(&verify, "whsec_other\nwhsec_another");
+        assert_eq!(code(&v), 1, "{}", text(&v.stdout));
+    }
+    let o = with_env(
+        &[
+            "sign",
+            "--provider",
+            "stripe",
+            "--timestamp",
+            "1700000000",
+            "--file",
+            path(&file),
+        ],
+        "whsec_old\nwhsec_new",
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("holds 2 lines"), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("whsec_"), "{}", text(&o.stderr));
+}
+
 /// Signs the body with `sign`, then verifies it with `verify` (-H flags and --headers-file).
 /// The eighth sender, added through the core's registry only: every subcommand speaks it.
 #[test]
@@ -4176,6 +4249,12 @@ fn serve_inbox_usage_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
         err
     };
+    // GitHub signs no timestamp: a replay window would change nothing (a tryout's finding:
+    // taken silently). `verify` says the same.
+    refused(&["--tolerance", "30"], "github signs no timestamp");
+    let o = hookguard_exits(&["verify", "--provider", "github", "--secret", "s", "--tolerance", "30"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("signs no timestamp"), "{}", text(&o.stderr));
     // An unreachable PostgreSQL inbox: a clear run-time error, the password never printed.
     let unreachable = format!("postgres://user:pw-8c1d@127.0.0.1:{}/hooks", closed_port());
     let o = serve(&["--inbox", &unreachable]);
@@ -4236,8 +4315,9 @@ fn serve_inbox_usage_errors() {
     // The rest of an unquoted secret is a stray word: refused, not shown.
     let err = refused(&["--secret", "Bearer", "s3cr3t-token"], "unexpected argument");
     assert!(!err.contains("s3cr3t"), "{err}");
-    // A secret with a newline or a space around it can never match what a sender sends.
-    for bad in ["s ", " s", "s\n"] {
+    // A secret with a space around it can never match what a sender sends (a line break
+    // separates secrets: see `hookguard_secret_lists_a_rotations_secrets_one_per_line`).
+    for bad in ["s ", " s", "s \nt"] {
         refused(&["--secret", bad], "whitespace");
     }
     // An empty command would count every delivery as handled with nothing run.
