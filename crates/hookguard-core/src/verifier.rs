@@ -308,7 +308,8 @@ impl Verifier {
     /// [`BodyTooLarge`](Rejection::BodyTooLarge), retryable, with a WARN telling the operator
     /// to raise the limit — unless the head alone refuses the request: no signature, or one
     /// in a form no sender writes (a scanner's, or a misconfigured sender's), is refused as
-    /// that. Any other rejection is returned as it is. The adapters call this when their read
+    /// that; so is a missing or wrong token of a sender that sends one (Procore, HCSS). Any
+    /// other rejection is returned as it is. The adapters call this when their read
     /// of the body fails; [`precheck`](Self::precheck) and [`verify`](Self::verify) do.
     ///
     /// ```
