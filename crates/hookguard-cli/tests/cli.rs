@@ -2175,7 +2175,11 @@ fn serve_acknowledges_slack_with_an_empty_200() {
         let (status, body) = http(s.port, "POST", "/webhooks", &headers, form);
         assert_eq!((status, text(&body).as_str()), (200, ""));
     }
-    assert_eq!(s.wait_n(1, Duration::from_secs(5)).len(), 1);
+    let lines = s.wait_n(1, Duration::from_secs(5));
+    assert_eq!(lines.len(), 1);
+    // A slash command is typed by its command.
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["type"], "/deploy", "{}", lines[0]);
 }
 
 /// Slack's Request URL check could not be played (`--challenge` was HCSS's only, and

@@ -188,7 +188,9 @@ fn find(uri: &Uri, name: &str, max_raw: usize, plus_is_space: bool) -> Result<Op
     Ok(None)
 }
 
-fn percent_decode(s: &[u8], plus_is_space: bool) -> Vec<u8> {
+/// `s` with its `%XX` escapes decoded (and `+` as a space when `plus_is_space`); malformed
+/// escapes stay as they are.
+pub(crate) fn percent_decode(s: &[u8], plus_is_space: bool) -> Vec<u8> {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }

@@ -9,7 +9,10 @@ use crate::{
 
 /// Slack's scheme: HMAC-SHA256 with the signing secret over `"v0:{ts}:{body}"`, ±300 s.
 /// A signed `url_verification` POST is answered with its `challenge`; Events API deliveries
-/// are deduplicated on `event_id` (Slack keeps it on retries).
+/// are deduplicated on `event_id` (Slack keeps it on retries) and typed by their inner event
+/// (`app_mention`). Slash commands and interactivity (forms) carry no id: copies are
+/// recognised by the body's digest; they are typed by the `command` (`/deploy`) and by the
+/// interaction's `type` (`block_actions`).
 ///
 /// ```
 /// use hookguard_core::{schemes::Slack, Scheme, SignParams};
@@ -180,6 +183,7 @@ impl Scheme for Slack {
         let Ok(p) = crate::json_fast::from_slice::<Probe>(body) else {
             return Ok(Described {
                 dedupe_key: Some(super::body_digest(body)),
+                event_type: form_type(body),
                 ..Described::default()
             });
         };
@@ -224,6 +228,26 @@ impl Scheme for Slack {
     }
 }
 
+/// A form-encoded request's type: a slash command's `command` (`/deploy`), else an
+/// interactivity `payload`'s `type` (`block_actions`, `view_submission`, `shortcut`), so an
+/// application (or `--exec`) can route them as it routes Events API deliveries. Read
+/// leniently: anything else (another form, a field that does not decode, a type too long or
+/// holding a control character) is no type, never a refusal.
+fn form_type(body: &[u8]) -> Option<String> {
+    let field = |name: &[u8]| {
+        body.split(|&b| b == b'&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix(b"="))
+    };
+    let kind = match field(b"command") {
+        Some(command) => String::from_utf8(crate::challenge::percent_decode(command, true)).ok()?,
+        None => {
+            let payload = crate::challenge::percent_decode(field(b"payload")?, true);
+            crate::json_fast::from_slice::<Probe>(&payload).ok()?.kind?
+        }
+    };
+    (!kind.is_empty() && super::usable_type(&kind)).then_some(kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +286,41 @@ mod tests {
             described(std::str::from_utf8(&body).unwrap()).event_type.as_deref(),
             Some(prof.event_types[0])
         );
+    }
+
+    /// Slash commands and interactivity are forms: typed by the command and by the payload's
+    /// `type`; copies are still recognised by the body's digest, and a form that says neither
+    /// (or says it unusably) has no type.
+    #[test]
+    fn slash_commands_and_interactivity_are_typed() {
+        let command = "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&command=%2Fweather&text=94070+now&trigger_id=13345224609.738474920.8088930838d88f008e0";
+        let d = described(command);
+        assert_eq!(d.event_type.as_deref(), Some("/weather"));
+        assert_eq!(d.event_id, None);
+        assert_eq!(d.dedupe_key, Some(crate::schemes::body_digest(command.as_bytes())));
+        let action = "payload=%7B%22type%22%3A%22block_actions%22%2C%22token%22%3A%22x%22%2C%22actions%22%3A%5B%7B%22type%22%3A%22button%22%7D%5D%7D";
+        assert_eq!(described(action).event_type.as_deref(), Some("block_actions"));
+        let spaced = "payload={\"type\":+\"view_submission\"}";
+        assert_eq!(described(spaced).event_type.as_deref(), Some("view_submission"));
+        for untyped in [
+            "text=hi&user_id=U1",
+            "commands=%2Fx",
+            "command=",
+            "command=%2Fa%00b",
+            "command=%ff",
+            "payload=%7B%22type%22%3A5%7D",
+            "payload=not-json",
+            "payload=%7B%22type%22%3A%22%22%7D",
+        ] {
+            let d = described(untyped);
+            assert_eq!(d.event_type, None, "{untyped}");
+            assert_eq!(
+                d.dedupe_key,
+                Some(crate::schemes::body_digest(untyped.as_bytes())),
+                "{untyped}"
+            );
+        }
+        let long = format!("command=%2F{}", "x".repeat(super::super::MAX_TYPE_LEN));
+        assert_eq!(described(&long).event_type, None);
     }
 }
