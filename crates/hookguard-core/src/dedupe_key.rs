@@ -127,10 +127,12 @@ impl DedupeKey {
                 Field::Header(h) => {
                     let name = HeaderName::from_bytes(h.as_bytes())
                         .map_err(|_| ConfigError::Invalid("a dedupe key header name is not a valid header name"))?;
-                    // The key is stored, listed and printed: never the credential itself.
-                    if scheme.credential_header() == Some(&name) || name == http::header::AUTHORIZATION {
+                    // The key is stored, listed, logged and handed to `--exec`: never a credential
+                    // (the sender's own header, `Authorization`, `Cookie`, `X-Api-Key`, a copy of
+                    // the URL with its token…: every header the inbox never stores).
+                    if crate::inbox::may_hold_a_credential(&name, scheme.credential_header()) {
                         return Err(ConfigError::Invalid(
-                            "a dedupe key cannot use the header that carries the sender's credential (it would be \
+                            "a dedupe key cannot use a header that carries or may carry a credential (it would be \
                              stored and shown with every delivery)",
                         ));
                     }
@@ -514,5 +516,24 @@ mod tests {
             cred.compile(&Procore::new(), &["authorization".into()]),
             Err(ConfigError::Invalid(m)) if m.contains("credential")
         ));
+        // Nor any header the inbox never stores because it may hold one, allowed or not (the key
+        // is stored, logged and handed to `--exec`); a header merely named like a delivery's is
+        // fine.
+        for name in [
+            "cookie",
+            "proxy-authorization",
+            "x-api-key",
+            "x-auth-token",
+            "referer",
+            "x-original-uri",
+        ] {
+            let k = DedupeKey::new().header(name);
+            assert!(
+                matches!(k.compile(&BuildWorkPro::new(), &[name.into()]), Err(ConfigError::Invalid(m)) if m.contains("credential")),
+                "{name}"
+            );
+        }
+        let k = DedupeKey::new().header("x-request-id");
+        assert!(k.compile(&BuildWorkPro::new(), &["x-request-id".into()]).is_ok());
     }
 }

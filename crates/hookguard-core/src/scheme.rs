@@ -383,13 +383,33 @@ impl SignParams {
 }
 
 /// What a sender would add to a request: headers, and for URL-token schemes a query pair.
-#[derive(Debug, Clone, Default)]
+///
+/// For the token senders (Procore, HCSS) these hold the secret itself: its `Debug` shows
+/// neither the query's value nor a token header's (marked
+/// [sensitive](HeaderValue::set_sensitive)).
+///
+/// ```
+/// use hookguard_core::{schemes::Procore, Scheme, SignParams};
+/// let s = Procore::new().sign("Bearer s3cret", b"{}", &SignParams::new(1)).unwrap();
+/// assert_eq!(s.headers[0].1, "Bearer s3cret");
+/// assert!(!format!("{s:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct Signed {
     /// Headers to send.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// A `name=value` query pair to append to the URL.
     pub query: Option<(String, String)>,
+}
+
+impl fmt::Debug for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signed")
+            .field("headers", &self.headers)
+            .field("query", &self.query.as_ref().map(|(name, _)| (name, "<redacted>")))
+            .finish()
+    }
 }
 
 /// One sender's authentication and payload rules.

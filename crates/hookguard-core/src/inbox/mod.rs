@@ -809,21 +809,6 @@ impl RetryPolicy {
 /// assert_eq!(kept, vec![("buildworkpro-signature".to_owned(), "t=1,v1=ab".to_owned())]);
 /// ```
 pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>) -> Vec<(String, String)> {
-    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, REFERER};
-    const URL_COPIES: [&str; 5] = [
-        "x-original-uri",
-        "x-original-url",
-        "x-rewrite-url",
-        "x-forwarded-uri",
-        "x-envoy-original-path",
-    ];
-    const CREDENTIAL_WORDS: [&str; 10] = [
-        "token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "cookie",
-    ];
-    // A proxy's copy of the URL, its query or its path under any other name (a tryout's
-    // `X-Forwarded-Query: token=…`); no sender's own header is named so.
-    const URL_WORDS: [&str; 4] = ["query", "uri", "url", "path"];
-    let names_a_credential = |name: &str| CREDENTIAL_WORDS.iter().chain(&URL_WORDS).any(|w| name.contains(w));
     // A query string (`?` … `=`), or a parameter named as a credential (`token=…`) anywhere.
     let has_query = |v: &[u8]| {
         v.iter()
@@ -844,15 +829,7 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
     };
     let mut kept: Vec<_> = headers
         .iter()
-        .filter(|(name, _)| {
-            **name != AUTHORIZATION
-                && **name != PROXY_AUTHORIZATION
-                && **name != COOKIE
-                && **name != REFERER
-                && !URL_COPIES.contains(&name.as_str())
-                && Some(*name) != credential
-                && !names_a_credential(name.as_str())
-        })
+        .filter(|(name, _)| !may_hold_a_credential(name, credential))
         .filter(|(_, v)| v.len() <= MAX_STORED_HEADER_LEN && !has_query(v.as_bytes()))
         .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
         .collect();
@@ -863,6 +840,41 @@ pub fn stored_headers(headers: &HeaderMap, credential: Option<&http::HeaderName>
         .take(MAX_STORED_HEADERS)
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
+}
+
+/// Words in a header's name that say it holds a credential (`X-Api-Key`, `X-Auth-Token`).
+const CREDENTIAL_WORDS: [&str; 10] = [
+    "token", "secret", "password", "passwd", "api-key", "apikey", "api_key", "auth", "session", "cookie",
+];
+
+/// Whether a header, by its name, may hold a credential: `Authorization`,
+/// `Proxy-Authorization`, `Cookie`, the scheme's own `credential` header, a name with a
+/// credential word in it, or a copy of the URL (which may carry a URL token: `Referer`, a
+/// proxy's `X-Original-Uri` or `X-Forwarded-Query`). Such a header is never stored with a
+/// delivery ([`stored_headers`]) and never part of a dedupe key (which is stored, listed,
+/// logged and handed to `--exec`).
+pub(crate) fn may_hold_a_credential(name: &http::HeaderName, credential: Option<&http::HeaderName>) -> bool {
+    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, REFERER};
+    const URL_COPIES: [&str; 5] = [
+        "x-original-uri",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-uri",
+        "x-envoy-original-path",
+    ];
+    // A proxy's copy of the URL, its query or its path under any other name (a tryout's
+    // `X-Forwarded-Query: token=…`); no sender's own header is named so.
+    const URL_WORDS: [&str; 4] = ["query", "uri", "url", "path"];
+    *name == AUTHORIZATION
+        || *name == PROXY_AUTHORIZATION
+        || *name == COOKIE
+        || *name == REFERER
+        || URL_COPIES.contains(&name.as_str())
+        || Some(name) == credential
+        || CREDENTIAL_WORDS
+            .iter()
+            .chain(&URL_WORDS)
+            .any(|w| name.as_str().contains(w))
 }
 
 /// How long an inbox lets a due item wait unclaimed before it warns that no worker takes its

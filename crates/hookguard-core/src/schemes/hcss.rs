@@ -353,8 +353,10 @@ impl Scheme for Hcss {
                 query: Some(((*param).to_owned(), secret.to_owned())),
             }),
             HcssAuth::Header(name) => {
-                let v = http::HeaderValue::from_str(secret)
+                let mut v = http::HeaderValue::from_str(secret)
                     .map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+                // The token itself: never shown by `Debug`.
+                v.set_sensitive(true);
                 Ok(Signed {
                     headers: vec![(name.clone(), v)],
                     query: None,
@@ -368,6 +370,24 @@ impl Scheme for Hcss {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `sign` returns for a token mode holds the token itself: its `Debug` (a caller's
+    /// `tracing::debug!(?signed)`) shows neither the URL token nor the header's, while the
+    /// values themselves are the token.
+    #[test]
+    fn a_signed_token_is_never_shown_by_debug() {
+        let p = SignParams::new(1);
+        let q = Hcss::query_token("token").sign("t0ken-q", b"{}", &p).unwrap();
+        assert_eq!(q.query, Some(("token".to_owned(), "t0ken-q".to_owned())));
+        let h = Hcss::header(HeaderName::from_static("x-hcss-token"))
+            .sign("t0ken-h", b"{}", &p)
+            .unwrap();
+        assert_eq!(h.headers[0].1, "t0ken-h");
+        for (signed, token) in [(q, "t0ken-q"), (h, "t0ken-h")] {
+            let shown = format!("{signed:?}");
+            assert!(!shown.contains(token) && shown.contains("Signed"), "{shown}");
+        }
+    }
 
     /// HCSS over another scheme signs what that scheme signs: a dedupe key on Standard
     /// Webhooks' `webhook-id` is accepted (it was refused as unsigned), and read as the

@@ -215,8 +215,10 @@ impl Scheme for Procore {
     }
 
     fn sign(&self, secret: &str, _body: &[u8], _params: &SignParams) -> Result<Signed, ConfigError> {
-        let v =
+        let mut v =
             http::HeaderValue::from_str(secret).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
+        // The token itself: never shown by `Debug`.
+        v.set_sensitive(true);
         Ok(Signed {
             headers: vec![(self.header.clone(), v)],
             query: None,
