@@ -4103,6 +4103,19 @@ fn inbox_commands_output_shapes_and_no_credentials() {
         .unwrap();
     assert_eq!(decoded, raw);
 
+    // A hand-edited row pending since the earliest time there is: stats still answer (the age
+    // was `now - t`, an overflow, a panic in a debug build).
+    let edited = dir.join("edited.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("VACUUM INTO ?1", [path(&edited)]).unwrap();
+    drop(conn);
+    rusqlite::Connection::open(&edited)
+        .unwrap()
+        .execute_batch("UPDATE hookguard_inbox SET state = 0, received_at = -9223372036854775808")
+        .unwrap();
+    let st = inbox_stats(&edited);
+    assert!(st["oldest_pending_age_secs"].as_f64().unwrap() > 1e9, "{st}");
+
     // purge: nothing is older than 7 days; everything finished is older than 0 s.
     let p = inbox_json(&["purge", "--older-than", "7d"], &db).remove(0);
     assert_eq!(p["purged"], 0, "{p}");

@@ -958,7 +958,12 @@ async fn inbox_html(ui: &Inspector, inbox: &dyn InboxStore, out: &mut String) {
         Ok(s) => {
             let oldest = s
                 .oldest_pending_ms
-                .map(|ms| format!("; oldest pending {:.1} s", (now_ms() - ms).max(0) as f64 / 1000.0))
+                .map(|ms| {
+                    format!(
+                        "; oldest pending {:.1} s",
+                        now_ms().saturating_sub(ms).max(0) as f64 / 1000.0
+                    )
+                })
                 .unwrap_or_default();
             let _ = write!(
                 out,

@@ -925,7 +925,7 @@ async fn sample_gauges(store: &dyn InboxStore) {
     }
     let age = s
         .oldest_pending_ms
-        .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+        .map_or(0.0, |t| now_ms().saturating_sub(t).max(0) as f64 / 1000.0);
     crate::observe::gauge("hookguard_inbox_oldest_pending_seconds", None, age);
 }
 
