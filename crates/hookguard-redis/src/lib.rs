@@ -897,7 +897,9 @@ fn describe(e: &RedisError) -> String {
     match e.kind() {
         ErrorKind::AuthenticationFailed => "authentication failed".into(),
         ErrorKind::InvalidClientConfig => "invalid url or configuration".into(),
-        ErrorKind::Server(_) => {
+        // A reply the client names (`NOPERM`, `READONLY`) or not (`OOM`, `MISCONF`: an
+        // "extension").
+        ErrorKind::Server(_) | ErrorKind::Extension => {
             // The code is the reply's first word (`ERR`, `NOPERM`, `READONLY`, `OOM`...).
             let code: String = e
                 .code()
@@ -906,7 +908,12 @@ fn describe(e: &RedisError) -> String {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(24)
                 .collect();
-            format!("server error {code}")
+            let why = match code.as_str() {
+                "OOM" => " (Redis is full: maxmemory reached under a noeviction policy)",
+                "MISCONF" => " (Redis refuses writes: it could not save to disk)",
+                _ => "",
+            };
+            format!("server error {code}{why}")
         }
         _ => format!("{} error", e.category()),
     }
@@ -939,6 +946,30 @@ mod tests {
             "OOM command not allowed",
         ] {
             assert!(!wrong_node(&from_the_wire(line)), "{line}");
+        }
+    }
+
+    /// Replies the client has no kind for are named by their code, never "extension error".
+    #[test]
+    fn every_server_reply_is_named_by_its_code() {
+        for (line, said) in [
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                "server error OOM (Redis is full",
+            ),
+            (
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+                "server error MISCONF (Redis refuses writes",
+            ),
+            ("NOPERM this user has no permissions", "server error NOPERM"),
+            ("WEIRD something new", "server error WEIRD"),
+        ] {
+            let d = describe(&from_the_wire(line));
+            assert!(d.starts_with(said), "{line}: {d}");
+            assert!(
+                !d.contains("persist") && !d.contains("used memory"),
+                "no server text: {d}"
+            );
         }
     }
 

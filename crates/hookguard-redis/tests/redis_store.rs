@@ -638,6 +638,68 @@ async fn a_completion_that_failed_is_finished_once_redis_answers_again() {
     }
 }
 
+/// Redis full (`maxmemory` reached under `noeviction`, or a failed background save with
+/// `stop-writes-on-bgsave-error`): a claim fails, fast and with a short error naming it (the
+/// receiver answers `503`, never a `2xx` for a delivery it could not remember); a completion
+/// that failed for it is finished in the background once memory frees, and claims work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_fails_claims_and_recovers_once_memory_frees() {
+    use hookguard_core::dedupe::{Admission, Dedupe};
+    let server = Server::start();
+    let mut admin = admin(&server.url()).await;
+    let prefix = unique_prefix("full");
+    let store = RedisStore::builder(server.url())
+        .prefix(&prefix)
+        .call_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let other = store_at(&server.url(), &prefix).await;
+    let dedupe = Dedupe::new(store).lease(LEASE);
+    let d = hookguard_core::testing::deliver_bytes(
+        hookguard_core::schemes::BuildWorkPro::new(),
+        "whsec_k",
+        r#"{"id":"evt_full","type":"bid.accepted"}"#,
+    )
+    .unwrap();
+    let Ok(Admission::New(guard)) = dedupe.admit(&d).await else {
+        panic!("not claimed")
+    };
+    let set = |name: &'static str, value: &'static str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+    let () = set("maxmemory-policy", "noeviction")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let () = set("maxmemory", "1").query_async(&mut admin).await.unwrap();
+
+    let started = Instant::now();
+    let err = other.claim("evt_another", LEASE).await.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("OOM") && err.len() < 200, "{err}");
+    assert!(guard.complete().await.is_err(), "Redis is full");
+    // Copies meanwhile are not new: the claim is still held.
+    assert!(matches!(
+        other.claim(d.dedupe_key().unwrap(), LEASE).await,
+        Ok(Claim::InFlight) | Err(_)
+    ));
+
+    let () = set("maxmemory", "0").query_async(&mut admin).await.unwrap();
+    let key = d.dedupe_key().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match other.claim(key, LEASE).await.unwrap() {
+            Claim::Done => break,
+            Claim::InFlight if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            c => panic!("the completion was not finished: {c:?}"),
+        }
+    }
+    new(other.claim("evt_another", LEASE).await.unwrap());
+}
+
 /// A renewed claim outlives its first lease; only its holder renews it, and a claim that
 /// expired or was released is not brought back.
 #[tokio::test]
