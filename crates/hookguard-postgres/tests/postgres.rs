@@ -142,6 +142,127 @@ async fn stored(inbox: &PgInbox, d: &Delivery) -> i64 {
     }
 }
 
+/// A real full disk under the inbox's tables: a 1 MiB tmpfs as their tablespace (the WAL stays
+/// on the server's own disk). Accepts fail as `Storage` errors (the receiver's `503`, never a
+/// "stored" that is not), quickly, naming no URL; once space returns (the tmpfs grown), they
+/// work again, on the same inbox and pool.
+#[tokio::test]
+async fn a_full_tablespace_refuses_accepts_and_recovers() {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::str::FromStr as _;
+    let admin = pool_at(&url()).await;
+    // The tablespace's directory is the server's own: it must run on this machine.
+    let data_dir: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&admin)
+        .await
+        .expect("the test role is a superuser (scripts/test.sh's server)");
+    let owner = std::fs::metadata(&data_dir)
+        .unwrap_or_else(|e| panic!("the PostgreSQL server runs on this machine ({data_dir}: {e})"))
+        .uid();
+    let s = schema("fulldisk");
+    let mnt = std::env::temp_dir().join(format!("{}_mnt", &*s));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root (as on CI and these machines)"
+    );
+    std::os::unix::fs::chown(&mnt, Some(owner), None).unwrap();
+    let space = format!("{}_ts", &*s);
+    /// Drops the schema (its tables first), then the tablespace, then the mount.
+    struct Cleanup(PathBuf, String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("psql")
+                .arg(url())
+                .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.1)])
+                .args(["-qc", &format!("DROP TABLESPACE IF EXISTS \"{}\"", self.2)])
+                .output();
+            let _ = Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(mnt.clone(), s.to_string(), space.clone());
+    sqlx::query(&format!("CREATE TABLESPACE \"{space}\" LOCATION '{}'", mnt.display()))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url())
+        .unwrap()
+        .options([("default_tablespace", space.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(options)
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder().schema(&*s).open(pool).await.unwrap();
+    let placed: String = sqlx::query_scalar(
+        "SELECT coalesce(t.spcname, '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE n.nspname = $1 AND c.relkind = 'r' LIMIT 1",
+    )
+    .bind(&*s)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(placed, space, "the inbox's tables are on the small disk");
+    stored(&inbox, &bwp("before")).await;
+
+    // Bodies that do not compress (PostgreSQL would shrink repeated bytes).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize])
+            })
+            .collect()
+    };
+    let mut refused = None;
+    for i in 0..2_000 {
+        let body = format!(r#"{{"id":"full_{i}","type":"bid.accepted","pad":"{}"}}"#, noise(4096));
+        let d = testing::deliver_bytes(BuildWorkPro::new(), "whsec_k", body).unwrap();
+        let started = Instant::now();
+        match inbox.accept(item(&d)).await {
+            Ok(Accepted::Stored(id)) => assert!(inbox.get(id).await.unwrap().is_some()),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "took {:?}",
+                    started.elapsed()
+                );
+                assert!(matches!(e, InboxError::Storage(_)), "{e}");
+                assert!(!e.to_string().contains("postgres://"), "{e}");
+                refused = Some((i, d));
+                break;
+            }
+        }
+    }
+    let (at, d) = refused.expect("a full disk must refuse accepts");
+    assert!(at > 0, "the first accepts fit");
+    // Still full: refused again, and nothing of it stored.
+    assert!(matches!(inbox.accept(item(&d)).await, Err(InboxError::Storage(_))));
+
+    // Space returns: the same inbox takes the refused delivery (the sender's retry).
+    let ok = Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    stored(&inbox, &d).await;
+    stored(&inbox, &bwp("after")).await;
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(stats.pending, u64::try_from(at).unwrap() + 3, "{stats:?}");
+}
+
 /// `connect` to a database that refuses connections said only "pool timed out while waiting
 /// for an open connection" after its second (a tryout's operator read it as a slow database).
 /// It now says why, without the URL or its password.
