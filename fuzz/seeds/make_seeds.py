@@ -37,7 +37,7 @@ def write(target, name, data):
         f.write(data)
 
 
-for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast", "token_header", "dedupe_key"]:
+for t in ["tv1_header", "standard_header", "github_slack_header", "challenge_query", "payload", "signed_payload", "json_fast", "token_header", "dedupe_key", "stored_headers"]:
     shutil.rmtree(os.path.join(HERE, t), ignore_errors=True)
 
 # tv1_header: HEADER \0 BODY, secret "whsec_fuzz".
@@ -104,3 +104,7 @@ write("dedupe_key", "procore_fields", b"/resource_name,/resource_id,/event_type,
 write("dedupe_key", "single_string", b"/ulid\0" + BODIES["procore_v2"])
 write("dedupe_key", "escaped_pointer", b"/metadata/source_application_id, /a~1b/~0\0" + BODIES["procore_v3"])
 write("dedupe_key", "nested", b"/data/k,/data\0" + BODIES["procore_v4"])
+
+# stored_headers: NAME:VALUE lines, the first name the scheme's credential header.
+write("stored_headers", "procore", b"authorization:Bearer t\ncontent-type:application/json\nx-request-id:r1")
+write("stored_headers", "proxy_copies", b"x-hcss-token:t\nx-forwarded-query:token=t\nx-original-uri:/h?token=t\nwebhook-id:msg_1\nx-api-key:k\nx-note:a=b; token=c")

@@ -1066,4 +1066,41 @@ mod tests {
         );
         assert_eq!(kept.last().unwrap().0, format!("x-h{:03}", MAX_STORED_HEADERS - 2));
     }
+
+    proptest::proptest! {
+        /// Whatever a request carries, what is kept came from it, is bounded in count and
+        /// length, is in name order, and holds no header that may hold a credential and no
+        /// query or credential parameter in a value.
+        #[test]
+        fn stored_headers_keep_only_what_may_be_shown(
+            pairs in proptest::collection::vec(
+                (
+                    "(x-|)(api-key|auth|token|session|uri|path|query|webhook-id|signature|a|b|c)[a-z0-9-]{0,6}",
+                    "(token=|secret=|[?]a=|sha256=|v1,|)[ -~]{0,40}",
+                ),
+                0..80,
+            ),
+            credential in proptest::option::of("(x-|)[a-z]{1,6}"),
+        ) {
+            let mut h = HeaderMap::new();
+            for (n, v) in &pairs {
+                if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(n.as_str()), http::HeaderValue::try_from(v.as_str())) {
+                    h.append(n, v);
+                }
+            }
+            let credential = credential.and_then(|c| http::HeaderName::try_from(c).ok());
+            let kept = stored_headers(&h, credential.as_ref());
+            proptest::prop_assert!(kept.len() <= MAX_STORED_HEADERS);
+            proptest::prop_assert!(kept.windows(2).all(|w| w[0].0 <= w[1].0));
+            for (n, v) in &kept {
+                let name = http::HeaderName::try_from(n.as_str()).unwrap();
+                proptest::prop_assert!(h.get_all(&name).iter().any(|x| x == v.as_str()), "{n}: {v} was not sent");
+                proptest::prop_assert!(!may_hold_a_credential(&name, credential.as_ref()), "{n} kept");
+                proptest::prop_assert!(v.len() <= MAX_STORED_HEADER_LEN);
+                let lower = v.to_ascii_lowercase();
+                proptest::prop_assert!(!(lower.starts_with("token=") || lower.starts_with("secret=")), "{n}: {v}");
+                proptest::prop_assert!(!v.split_once('?').is_some_and(|(_, q)| q.contains('=')), "{n}: {v}");
+            }
+        }
+    }
 }
