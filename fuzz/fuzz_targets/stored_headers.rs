@@ -12,7 +12,9 @@ fuzz_main!(|data: &[u8]| {
     let mut h = http::HeaderMap::new();
     let mut credential = None;
     for line in data.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(&line[..colon]),
             http::HeaderValue::from_bytes(&line[colon + 1..]),
@@ -26,9 +28,22 @@ fuzz_main!(|data: &[u8]| {
     assert!(kept.len() <= MAX_STORED_HEADERS);
     assert!(kept.windows(2).all(|w| w[0].0 <= w[1].0), "{kept:?}");
     for (n, v) in &kept {
-        assert!(h.get_all(n.as_str()).iter().any(|x| x == v.as_str()), "{n}: {v:?} was not sent");
+        assert!(
+            h.get_all(n.as_str()).iter().any(|x| x == v.as_str()),
+            "{n}: {v:?} was not sent"
+        );
         assert!(Some(n.as_str()) != credential.as_ref().map(|c| c.as_str()), "{n}");
-        for never in ["authorization", "proxy-authorization", "cookie", "referer", "token", "secret", "auth", "url", "uri"] {
+        for never in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "referer",
+            "token",
+            "secret",
+            "auth",
+            "url",
+            "uri",
+        ] {
             assert!(!n.contains(never), "{n} kept");
         }
         assert!(v.len() <= MAX_STORED_HEADER_LEN);
