@@ -536,4 +536,19 @@ mod tests {
         let k = DedupeKey::new().header("x-request-id");
         assert!(k.compile(&BuildWorkPro::new(), &["x-request-id".into()]).is_ok());
     }
+
+    proptest::proptest! {
+        /// Any text parses or is refused without a panic; a parsed key prints as text that
+        /// parses back to it (the CLI's `--dedupe-key` and logs), and compiling it against a
+        /// scheme never panics.
+        #[test]
+        fn parsing_round_trips_and_never_panics(
+            spec in "((/[a-z~0-9 ]{0,6}){1,3}|header:[ a-zA-Z-]{0,8}|[a-z: ]{0,5})(, ?((/[a-z~01]{0,4}){1,2}|header:[a-z-]{1,8}|[ -~]{0,3})){0,4}",
+        ) {
+            if let Ok(key) = spec.parse::<DedupeKey>() {
+                proptest::prop_assert_eq!(key.to_string().parse::<DedupeKey>(), Ok(key.clone()), "{}", spec);
+                let _ = key.compile(&StandardWebhooks::new(), &["x-a".into()]);
+            }
+        }
+    }
 }
