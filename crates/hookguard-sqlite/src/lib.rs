@@ -192,10 +192,42 @@ enum Cap {
 }
 
 /// Default bound of the deliveries waiting for the writer, in bytes.
+///
+/// ```
+/// use hookguard_sqlite::{SqliteInbox, DEFAULT_QUEUE_BYTES};
+/// assert_eq!(DEFAULT_QUEUE_BYTES, 64 * 1024 * 1024);
+/// # let dir = std::env::temp_dir().join(format!("hg-doc-dqb-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// // Half the default where memory is tight: accepts beyond it answer `503` at once.
+/// let inbox = SqliteInbox::builder(dir.join("inbox.db")).queue_bytes(DEFAULT_QUEUE_BYTES / 2).open()?;
+/// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), hookguard_core::inbox::InboxError>(())
+/// ```
 pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Default bound of the bodies kept in memory for this process's claims, in bytes.
+///
+/// ```
+/// use hookguard_sqlite::{SqliteInbox, DEFAULT_FRESH_BODIES};
+/// assert_eq!(DEFAULT_FRESH_BODIES, 16 * 1024 * 1024);
+/// # let dir = std::env::temp_dir().join(format!("hg-doc-dfb-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// // A process whose worker runs elsewhere keeps none: claims read bodies from the file.
+/// let inbox = SqliteInbox::builder(dir.join("inbox.db")).fresh_bodies(0).open()?;
+/// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), hookguard_core::inbox::InboxError>(())
+/// ```
 pub const DEFAULT_FRESH_BODIES: usize = 16 * 1024 * 1024;
 /// Default bound of one operation's wait for the writer.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_sqlite::DEFAULT_OPERATION_TIMEOUT;
+/// assert_eq!(DEFAULT_OPERATION_TIMEOUT, Duration::from_secs(4));
+/// // Below the senders' timeouts (Procore waits 5 s): a stalled disk answers `503` in time.
+/// assert!(DEFAULT_OPERATION_TIMEOUT < Duration::from_secs(5));
+/// let builder = hookguard_sqlite::SqliteInbox::builder("inbox.db").operation_timeout(DEFAULT_OPERATION_TIMEOUT / 2);
+/// # drop(builder);
+/// ```
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 /// How soon give-backs that did not commit are tried again when nothing else comes.
 const GIVE_BACK_AFTER: Duration = Duration::from_secs(1);
@@ -220,6 +252,16 @@ fn private_file(path: &Path) -> Result<(), InboxError> {
 }
 
 /// The default of [`SqliteInboxBuilder::unclaimed_warning`] (5 minutes).
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_sqlite::DEFAULT_UNCLAIMED_WARNING;
+/// assert_eq!(DEFAULT_UNCLAIMED_WARNING, Duration::from_secs(5 * 60));
+/// // The same default as the PostgreSQL inbox's, from the core.
+/// assert_eq!(DEFAULT_UNCLAIMED_WARNING, hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING);
+/// let builder = hookguard_sqlite::SqliteInbox::builder("inbox.db").unclaimed_warning(DEFAULT_UNCLAIMED_WARNING * 2);
+/// # drop(builder);
+/// ```
 pub const DEFAULT_UNCLAIMED_WARNING: Duration = hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING;
 
 /// The bound of a purge batch and of a replay of every dead item (they may write for longer).
@@ -230,6 +272,21 @@ impl SqliteInboxBuilder {
     /// Recorded in the file (the default too), so a tool that looks into the inbox while this
     /// process serves it ([`SqliteInbox::open_existing`], the `hookguard inbox` commands)
     /// keeps to it.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxError, InboxStore, NewItem};
+    /// use bytes::Bytes;
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-mp-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db")).max_pending(1).open()?;
+    /// let item = |id: &str| NewItem::from_parts("buildworkpro", Some(format!("buildworkpro:{id}")), Bytes::from_static(b"{}"));
+    /// rt.block_on(inbox.accept(item("evt_1")))?;
+    /// // The cap is reached: the next new delivery is refused (`503`), nothing stored.
+    /// assert!(matches!(rt.block_on(inbox.accept(item("evt_2"))), Err(InboxError::Full { limit: 1 })));
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), InboxError>(())
+    /// ```
     pub fn max_pending(mut self, n: u64) -> Self {
         self.max_pending = Cap::Set(n);
         self
@@ -274,11 +331,40 @@ impl SqliteInboxBuilder {
         self
     }
     /// The most operations one transaction (one sync) carries (default 512).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxStore, NewItem};
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-mb-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// // One sync per operation: each accept commits on its own.
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db")).max_batch(1).open()?;
+    /// for id in ["evt_1", "evt_2", "evt_3"] {
+    ///     rt.block_on(inbox.accept(NewItem::from_parts("hcss", Some(format!("hcss:{id}")), bytes::Bytes::new())))?;
+    /// }
+    /// assert_eq!(rt.block_on(inbox.stats())?.pending, 3);
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
         self
     }
     /// The most operations waiting for the writer; beyond it callers get `Full` (default 16,384).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{Accepted, InboxStore, NewItem};
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-qn-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(dir.join("inbox.db")).queue(1_024).open()?;
+    /// let item = NewItem::from_parts("hcss", Some("hcss:evt_1".into()), bytes::Bytes::from_static(b"{}"));
+    /// // One at a time, operations never wait behind others: the bound is not reached.
+    /// assert!(matches!(rt.block_on(inbox.accept(item.clone()))?, Accepted::Stored(_)));
+    /// assert!(matches!(rt.block_on(inbox.accept(item))?, Accepted::Duplicate(_)));
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn queue(mut self, n: usize) -> Self {
         self.queue = n.max(1);
         self
@@ -372,6 +458,19 @@ impl SqliteInboxBuilder {
     /// # Errors
     /// The file cannot be opened, is not a hookguard inbox, or is an inbox of a layout this
     /// build does not write (a newer hookguard's; the file is left as it was).
+    ///
+    /// ```
+    /// use hookguard_sqlite::SqliteInbox;
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-bo-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let inbox = SqliteInbox::builder(dir.join("inbox.db")).max_pending(10_000).open()?;
+    /// assert!(inbox.path().is_file());
+    /// // A directory is not an inbox file, and a missing directory is not created.
+    /// assert!(SqliteInbox::builder(&dir).open().is_err());
+    /// assert!(SqliteInbox::builder(dir.join("missing/inbox.db")).open().is_err());
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn open(self) -> Result<SqliteInbox, InboxError> {
         not_a_directory(&self.path)?;
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
@@ -495,6 +594,20 @@ impl SqliteInboxBuilder {
 }
 
 /// The SQLite inbox. Cheap to clone; the writer thread stops when the last clone is dropped.
+///
+/// ```
+/// use hookguard_core::inbox::{InboxStore, NewItem};
+/// use hookguard_sqlite::SqliteInbox;
+/// # let dir = std::env::temp_dir().join(format!("hg-doc-si-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// let inbox = SqliteInbox::open(dir.join("inbox.db"))?;
+/// let for_worker = inbox.clone(); // the same file and writer
+/// rt.block_on(inbox.accept(NewItem::from_parts("hcss", Some("hcss:evt_1".into()), bytes::Bytes::new())))?;
+/// assert_eq!(rt.block_on(for_worker.stats())?.pending, 1);
+/// # drop((inbox, for_worker)); std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), hookguard_core::inbox::InboxError>(())
+/// ```
 #[derive(Clone)]
 pub struct SqliteInbox {
     inner: Arc<Inner>,
@@ -710,12 +823,37 @@ impl SqliteInbox {
     ///
     /// # Errors
     /// As [`SqliteInboxBuilder::open`].
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxStore, NewItem};
+    /// use hookguard_sqlite::SqliteInbox;
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-o-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let path = dir.join("inbox.db");
+    /// let inbox = SqliteInbox::open(&path)?;
+    /// rt.block_on(inbox.accept(NewItem::from_parts("hcss", Some("hcss:evt_1".into()), bytes::Bytes::new())))?;
+    /// drop(inbox); // a restart: the stored item is still there
+    /// assert_eq!(rt.block_on(SqliteInbox::open(&path)?.stats())?.pending, 1);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         Self::builder(path).open()
     }
 
     /// Configures an inbox at `path`. A relative path is resolved against the working
     /// directory now: the inbox stays on its file if the process changes directory later.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-bu-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("inbox.db");
+    /// let inbox = hookguard_sqlite::SqliteInbox::builder(&path).max_pending(10_000).max_batch(256).open()?;
+    /// assert_eq!(inbox.path(), path);
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
         SqliteInboxBuilder {
             path: fixed(path.as_ref()),
@@ -738,6 +876,22 @@ impl SqliteInbox {
     /// # Errors
     /// The file is missing, unreadable, not a hookguard inbox, or an inbox of a layout this
     /// build does not write (a newer hookguard's).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxError, InboxStore, NewItem};
+    /// use hookguard_sqlite::SqliteInbox;
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-oe-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// let path = dir.join("inbox.db");
+    /// assert!(SqliteInbox::open_existing(&path).is_err()); // nothing there: not created
+    /// drop(SqliteInbox::builder(&path).max_pending(0).open()?); // made by `serve --inbox`, say
+    /// let tool = SqliteInbox::open_existing(&path)?;
+    /// let item = NewItem::from_parts("hcss", Some("hcss:evt_1".into()), bytes::Bytes::new());
+    /// assert!(matches!(rt.block_on(tool.accept(item)), Err(InboxError::Full { limit: 0 }))); // the recorded cap
+    /// # drop(tool); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), InboxError>(())
+    /// ```
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, InboxError> {
         let path = path.as_ref();
         // Refuse a file that is not a hookguard inbox instead of adding tables to it.
@@ -797,6 +951,16 @@ impl SqliteInbox {
     }
 
     /// The file.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("hg-doc-p-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let inbox = hookguard_sqlite::SqliteInbox::open(dir.join("inbox.db"))?;
+    /// assert_eq!(inbox.path(), dir.join("inbox.db"));
+    /// assert!(inbox.path().is_absolute());
+    /// # drop(inbox); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), hookguard_core::inbox::InboxError>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
