@@ -27,6 +27,22 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// poll, or with [`MAX_DETACHED`] requests of this process finishing in the background
 /// already, it is dropped as it is (the claim is released: the sender's retry runs it again).
 /// At shutdown, [`finish_detached`] waits for them.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::{body::Body, http::{Request, Response, StatusCode}};
+/// use hookguard_core::schemes::BuildWorkPro;
+/// use hookguard_tower::{ResponseFuture, WebhookLayer};
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let layer = WebhookLayer::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+/// let mut svc = layer.layer(service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) }));
+/// let unsigned = Request::post("/hook").body(Body::from("{}")).unwrap();
+/// let answer: ResponseFuture<Body, Infallible> = svc.ready().await.unwrap().call(unsigned);
+/// assert_eq!(answer.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 pub struct ResponseFuture<B, E> {
     inner: Option<Inner<B, E>>,
     /// Set while `inner` is polled: still set at drop means a poll panicked, and such a

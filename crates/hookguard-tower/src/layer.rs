@@ -29,11 +29,32 @@ pub struct WebhookLayer {
 impl WebhookLayer {
     /// Starts configuring a layer for one sender's scheme (the one way to build it; for a
     /// scheme chosen at run time, `WebhookLayerBuilder::new(Arc<dyn Scheme>)`).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, Provider};
+    /// use hookguard_tower::WebhookLayer;
+    /// let layer = WebhookLayer::builder(Procore::new()).secret("Bearer current-token").build().unwrap();
+    /// assert_eq!(layer.receiver().verifier().provider(), Provider::Procore);
+    /// // Without a secret nothing could be verified: the build is refused.
+    /// assert!(WebhookLayer::builder(Procore::new()).build().is_err());
+    /// ```
     pub fn builder(scheme: impl Scheme) -> WebhookLayerBuilder {
         ReceiverBuilder::new(Arc::new(scheme))
     }
 
     /// The receiver (verifier, dedupe policy, budget) shared by every service of this layer.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use hookguard_core::schemes::BuildWorkPro;
+    /// let layer = hookguard_tower::WebhookLayer::builder(BuildWorkPro::new())
+    ///     .secret("whsec_k")
+    ///     .handler_budget(Duration::from_secs(8))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(layer.receiver().budget(), Some(Duration::from_secs(8)));
+    /// assert!(Arc::ptr_eq(layer.receiver(), layer.clone().receiver()), "shared, not copied");
+    /// ```
     pub fn receiver(&self) -> &Arc<Receiver> {
         &self.config
     }

@@ -32,6 +32,29 @@ fn with_body_limit<B>(mut req: Request<B>, limit: usize) -> Request<B> {
 /// The inner service receives the request rebuilt around the verified body bytes (the body type
 /// must be `From<Bytes>`, like `axum::body::Body` or `http_body_util::Full<Bytes>`) with the
 /// [`Delivery`](hookguard_core::Delivery) in its extensions.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use axum::{body::Body, http::{Request, Response}};
+/// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, Delivery, Scheme, SignParams};
+/// use hookguard_tower::WebhookLayer;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # const NOW: u64 = 1_700_000_000;
+/// # let body = r#"{"id":"evt_1","type":"bid.accepted"}"#;
+/// # let signed = BuildWorkPro::new().sign("whsec_k", body.as_bytes(), &SignParams::new(NOW)).unwrap();
+/// # let mut req = Request::post("/hook").body(Body::from(body)).unwrap();
+/// # req.headers_mut().extend(signed.headers);
+/// let layer = WebhookLayer::builder(BuildWorkPro::new()).secret("whsec_k").clock(ManualClock::new(NOW)).build().unwrap();
+/// let svc = layer.layer(service_fn(|req: Request<Body>| async move {
+///     let id = req.extensions().get::<Delivery>().and_then(|d| d.event_id()).unwrap_or_default().to_owned();
+///     Ok::<_, Infallible>(Response::new(Body::from(id)))
+/// }));
+/// let res = svc.oneshot(req).await.unwrap(); // `req`: a delivery signed as BuildWorkPro signs it
+/// assert_eq!(axum::body::to_bytes(res.into_body(), 1024).await.unwrap(), "evt_1");
+/// # }
+/// ```
 pub struct WebhookService<S> {
     inner: S,
     receiver: Arc<Receiver>,
@@ -76,6 +99,16 @@ impl<S> WebhookService<S> {
     }
 
     /// The inner service.
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, routing::post, Router};
+    /// use hookguard_core::schemes::BuildWorkPro;
+    /// use tower::Layer;
+    /// let layer = hookguard_tower::WebhookLayer::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+    /// let router: Router = Router::new().route("/hook", post(|| async { StatusCode::NO_CONTENT }));
+    /// let svc = layer.layer(router);
+    /// assert!(svc.get_ref().has_routes());
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
