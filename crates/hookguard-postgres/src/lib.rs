@@ -73,6 +73,21 @@ use tokio::sync::{oneshot, Notify};
 pub use sqlx::PgPool;
 
 /// Default bound for waiting on a pooled connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_postgres::DEFAULT_ACQUIRE_TIMEOUT;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(DEFAULT_ACQUIRE_TIMEOUT, Duration::from_secs(1));
+/// // The same bound on a pool of your own for `PgInboxBuilder::open` (a lazy pool connects when first used).
+/// let pool = sqlx::postgres::PgPoolOptions::new()
+///     .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+///     .connect_lazy("postgres://hooks@db.internal/app")
+///     .unwrap();
+/// assert_eq!(pool.options().get_acquire_timeout(), Duration::from_secs(1));
+/// # }
+/// ```
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Rows one purge statement deletes at most; the purge repeats it until fewer are left.
 const PURGE_BATCH: u64 = 5_000;
@@ -80,9 +95,31 @@ const PURGE_BATCH: u64 = 5_000;
 const REPLAY_BATCH: u64 = 5_000;
 
 /// Default `statement_timeout` of the connections [`PgInbox::connect`] opens.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_postgres::{DEFAULT_OPERATION_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
+/// assert_eq!(DEFAULT_STATEMENT_TIMEOUT, Duration::from_secs(2));
+/// // The server ends a slow statement before this side gives up on the whole operation.
+/// assert!(DEFAULT_STATEMENT_TIMEOUT < DEFAULT_OPERATION_TIMEOUT);
+/// // The same setting on the connections of a pool of your own:
+/// let opts: sqlx::postgres::PgConnectOptions = "postgres://hooks@db.internal/app".parse().unwrap();
+/// let opts = opts.options([("statement_timeout", DEFAULT_STATEMENT_TIMEOUT.as_millis().to_string())]);
+/// assert_eq!(opts.get_options(), Some("-c statement_timeout=2000"));
+/// ```
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound, on this side, of one inbox operation (a connection's acquire plus its
 /// statements): [`PgInboxBuilder::operation_timeout`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_postgres::{PgInbox, DEFAULT_OPERATION_TIMEOUT};
+/// assert_eq!(DEFAULT_OPERATION_TIMEOUT, Duration::from_secs(4));
+/// // Below the senders' timeouts (Procore waits 5 s): a silent database answers `503` in time.
+/// assert!(DEFAULT_OPERATION_TIMEOUT < Duration::from_secs(5));
+/// let builder = PgInbox::builder().operation_timeout(DEFAULT_OPERATION_TIMEOUT / 2);
+/// # drop(builder);
+/// ```
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 /// The bound of `stats` and of each purge batch, which may scan for longer (`stats` allows
 /// itself a minute of statement time).
@@ -90,6 +127,14 @@ const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 /// The default of [`PgInboxBuilder::migration_timeout`].
 const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The schema version this crate creates.
+///
+/// ```
+/// use hookguard_postgres::SCHEMA_VERSION;
+/// assert_eq!(SCHEMA_VERSION, 1);
+/// // Recorded in the inbox's schema: an open refuses an inbox whose version is newer.
+/// let check = format!("SELECT max(version) <= {SCHEMA_VERSION} FROM public.hookguard_schema");
+/// assert_eq!(check, "SELECT max(version) <= 1 FROM public.hookguard_schema");
+/// ```
 pub const SCHEMA_VERSION: i32 = 1;
 
 const NOT_A_URL: &str = "not a valid postgres:// URL";
@@ -135,6 +180,17 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
 }
 
 /// Configures a [`PgInbox`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_postgres::{PgInbox, PgInboxBuilder};
+/// let builder: PgInboxBuilder = PgInbox::builder()
+///     .schema("hooks")
+///     .max_pending(50_000)
+///     .operation_timeout(Duration::from_secs(3));
+/// // Nothing connects until `open` (your pool) or `connect` (a URL).
+/// assert!(format!("{builder:?}").contains(r#"schema: "hooks", max_pending: 50000"#));
+/// ```
 #[derive(Debug, Clone)]
 pub struct PgInboxBuilder {
     schema: String,
@@ -161,6 +217,18 @@ impl Default for PgInboxBuilder {
 impl PgInboxBuilder {
     /// The schema holding the table (default `public`); created if missing. Letters, digits
     /// and `_` only.
+    ///
+    /// ```
+    /// use hookguard_postgres::PgInbox;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://hooks@db.internal/app").unwrap();
+    /// // `.schema("hooks")` opens `hooks.hookguard_inbox`; a name that cannot be a schema's is
+    /// // refused before anything connects.
+    /// let err = PgInbox::builder().schema("hooks-v2").open(pool).await.unwrap_err();
+    /// assert!(err.to_string().contains("schema names are letters, digits and _"));
+    /// # }
+    /// ```
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -168,6 +236,13 @@ impl PgInboxBuilder {
 
     /// The most pending and running items (default 100,000); each replica checks a count
     /// refreshed every second, so the cap is approximate by what arrives in that second.
+    ///
+    /// ```
+    /// let b = hookguard_postgres::PgInbox::builder().max_pending(10_000);
+    /// assert!(format!("{b:?}").contains("max_pending: 10000"));
+    /// let default = hookguard_postgres::PgInbox::builder();
+    /// assert!(format!("{default:?}").contains("max_pending: 100000"));
+    /// ```
     pub fn max_pending(mut self, n: u64) -> Self {
         self.max_pending = n;
         self
@@ -246,6 +321,19 @@ impl PgInboxBuilder {
     /// # Errors
     /// The database is unreachable, the migration failed, or they took longer than the
     /// migration timeout.
+    ///
+    /// ```no_run
+    /// use hookguard_postgres::{PgInbox, DEFAULT_ACQUIRE_TIMEOUT};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::postgres::PgPoolOptions::new()
+    ///     .max_connections(8)
+    ///     .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+    ///     .connect("postgres://hooks@db.internal/app")
+    ///     .await?;
+    /// let inbox = PgInbox::builder().schema("hooks").open(pool).await?; // creates or migrates the table
+    /// assert_eq!(inbox.table(), r#""hooks".hookguard_inbox"#);
+    /// # Ok(()) }
+    /// ```
     pub async fn open(self, pool: PgPool) -> Result<PgInbox, InboxError> {
         let limit = self.migration_timeout;
         tokio::time::timeout(limit, self.open_unbounded(pool))
@@ -309,6 +397,18 @@ impl PgInboxBuilder {
 }
 
 /// The PostgreSQL inbox. Cheap to clone; share one per process.
+///
+/// ```no_run
+/// use hookguard_core::inbox::{Accepted, InboxStore, NewItem};
+/// use hookguard_postgres::PgInbox;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let inbox = PgInbox::connect("postgres://hooks@db.internal/app").await?;
+/// let for_worker = inbox.clone(); // the same pool and table
+/// let item = NewItem::from_parts("hcss", Some("hcss:evt_1".into()), bytes::Bytes::from_static(b"{}"));
+/// assert!(matches!(inbox.accept(item.clone()).await?, Accepted::Stored(_)));
+/// assert_eq!(for_worker.accept(item).await?, Accepted::Duplicate(0)); // a copy: nothing stored
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct PgInbox {
     inner: Arc<Inner>,
@@ -1313,11 +1413,29 @@ impl PgInbox {
     ///
     /// # Errors
     /// The URL is invalid, the database unreachable, or the migration failed.
+    ///
+    /// ```no_run
+    /// use hookguard_postgres::PgInbox;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = PgInbox::connect("postgres://hooks@db.internal/app").await?; // migrates
+    /// assert_eq!(inbox.table(), r#""public".hookguard_inbox"#);
+    /// assert_eq!(inbox.pool().options().get_max_connections(), 16);
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         Self::builder().connect(url).await
     }
 
     /// Configures an inbox (schema, pending cap) to open on your own pool.
+    ///
+    /// ```no_run
+    /// use hookguard_postgres::PgInbox;
+    /// # async fn run(pool: hookguard_postgres::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `pool`: the application's own `PgPool`.
+    /// let inbox = PgInbox::builder().schema("hooks").max_pending(50_000).open(pool).await?;
+    /// assert_eq!(inbox.table(), r#""hooks".hookguard_inbox"#);
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> PgInboxBuilder {
         PgInboxBuilder::default()
     }
@@ -1330,6 +1448,17 @@ impl PgInboxBuilder {
     /// # Errors
     /// The URL is invalid, the database unreachable, or the migration failed. The error never
     /// contains the URL (it may carry a password).
+    ///
+    /// ```
+    /// use hookguard_postgres::PgInbox;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A URL that cannot be read fails before anything connects, without repeating the password.
+    /// let err = PgInbox::builder().schema("hooks").connect("postgres://hooks:s3cret@db internal/app").await.unwrap_err();
+    /// assert!(err.to_string().contains("not a valid postgres:// URL"));
+    /// assert!(!err.to_string().contains("s3cret"));
+    /// # }
+    /// ```
     pub async fn connect(self, url: &str) -> Result<PgInbox, InboxError> {
         let opts: PgConnectOptions = url.parse().map_err(|_| InboxError::storage(NOT_A_URL))?;
         // `synchronous_commit = on` whatever the role's or database's default: an accept is
@@ -1372,11 +1501,30 @@ async fn why_no_connection(opts: &PgConnectOptions) -> InboxError {
 
 impl PgInbox {
     /// The pool.
+    ///
+    /// ```no_run
+    /// # async fn run(inbox: hookguard_postgres::PgInbox) -> Result<(), sqlx::Error> {
+    /// // The application's own queries can share the inbox's bounded pool.
+    /// let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(inbox.pool()).await?;
+    /// assert_eq!(one, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
 
     /// The qualified table name.
+    ///
+    /// ```no_run
+    /// use hookguard_postgres::PgInbox;
+    /// # async fn run(pool: hookguard_postgres::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = PgInbox::builder().schema("hooks").open(pool).await?;
+    /// assert_eq!(inbox.table(), r#""hooks".hookguard_inbox"#);
+    /// let dead: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {} WHERE state = 3", inbox.table()))
+    ///     .fetch_one(inbox.pool())
+    ///     .await?;
+    /// # let _ = dead; Ok(()) }
+    /// ```
     pub fn table(&self) -> &str {
         &self.inner.table
     }
@@ -1386,6 +1534,19 @@ impl PgInbox {
     ///
     /// # Errors
     /// The statement failed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{now_ms, InboxStore};
+    /// # async fn run(inbox: hookguard_postgres::PgInbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// for item in inbox.claim(now_ms(), Duration::from_secs(30), 10).await? {
+    ///     let mut tx = inbox.pool().begin().await?;
+    ///     sqlx::query("INSERT INTO events (key) VALUES ($1)").bind(item.delivery.dedupe_key()).execute(&mut *tx).await?;
+    ///     assert!(inbox.complete_in(&mut tx, item.claim()).await?, "the lease expired: roll back");
+    ///     tx.commit().await?; // the event's row and the done mark together
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn complete_in(&self, tx: &mut Transaction<'_, Postgres>, claim: ClaimRef) -> Result<bool, InboxError> {
         let r = sqlx::query(&self.inner.sql.complete)
             .bind(claim.id)
@@ -1825,9 +1986,35 @@ impl InboxStore for PgInbox {
 }
 
 /// The boxed future a transactional handler returns.
+///
+/// ```
+/// use hookguard_core::inbox::HandlerError;
+/// use hookguard_postgres::TxFuture;
+/// // `Ok` commits the handler's writes with the done mark; an error rolls them back.
+/// let refused: TxFuture<'static> = Box::pin(async { Err(HandlerError::new("unknown project")) });
+/// let err = hookguard_core::testing::block_on(refused).unwrap_err();
+/// assert_eq!(err.to_string(), "unknown project");
+/// ```
 pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 't>>;
 
 /// A handler that does its database work inside the transaction that marks the item done.
+///
+/// ```no_run
+/// use hookguard_core::inbox::{ClaimedItem, Worker};
+/// use hookguard_postgres::{transactional, PgInbox, TxFuture, TxHandler};
+/// struct Record;
+/// impl TxHandler for Record {
+///     fn handle<'t>(&'t self, item: &'t ClaimedItem, tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> TxFuture<'t> {
+///         Box::pin(async move {
+///             sqlx::query("INSERT INTO events (key) VALUES ($1)").bind(item.delivery.dedupe_key()).execute(&mut **tx).await?;
+///             Ok(())
+///         })
+///     }
+/// }
+/// # async fn run(inbox: PgInbox) {
+/// let worker = Worker::builder(std::sync::Arc::new(inbox.clone()), transactional(inbox, Record)).spawn();
+/// # worker.shutdown().await; }
+/// ```
 pub trait TxHandler: Send + Sync + 'static {
     /// Handles one attempt inside `tx`; hookguard commits `tx` with the done mark when it
     /// returns `Ok`, and rolls it back otherwise.
