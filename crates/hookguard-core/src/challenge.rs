@@ -35,6 +35,18 @@ pub struct ChallengeRule {
 impl ChallengeRule {
     /// A challenge carried in query parameter `param` of a `method` request, form-decoded
     /// (`+` is a space; see [`plus_literal`](Self::plus_literal)).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, ChallengeRule, Precheck, RequestHead, Verifier};
+    /// // Microsoft Graph's subscription check: `POST ?validationToken=…`, echoed as text.
+    /// let rule = ChallengeRule::query(http::Method::POST, "validationToken");
+    /// let v = Verifier::builder(GitHub::new()).secret("s").challenge(rule).build().unwrap();
+    /// let (m, h, u) = (http::Method::POST, http::HeaderMap::new(), http::Uri::from_static("/hooks?validationToken=a+b%2Bc"));
+    /// match v.precheck(&RequestHead::new(&m, &u, &h)).unwrap() {
+    ///     Precheck::Challenge(a) => assert_eq!(a.value().as_ref(), b"a b+c"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn query(method: Method, param: &'static str) -> Self {
         Self {
             method,
@@ -88,11 +100,27 @@ pub struct ChallengeAnswer(Bytes);
 
 impl ChallengeAnswer {
     /// An answer with exactly `value` as the body.
+    ///
+    /// ```
+    /// use hookguard_core::ChallengeAnswer;
+    /// // Slack's `url_verification`: the `challenge` field of the body, echoed.
+    /// let a = ChallengeAnswer::new(String::from("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+    /// assert_eq!(a, ChallengeAnswer::new("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+    /// assert_eq!(a.into_response().body().len(), 52);
+    /// ```
     pub fn new(value: impl Into<Bytes>) -> Self {
         Self(value.into())
     }
 
     /// The value echoed.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, Precheck, RequestHead, Verifier};
+    /// let v = Verifier::builder(Hcss::new()).secret("tok").build().unwrap();
+    /// let (m, h, u) = (http::Method::GET, http::HeaderMap::new(), http::Uri::from_static("/hooks?challenge=abc123"));
+    /// let Ok(Precheck::Challenge(answer)) = v.precheck(&RequestHead::new(&m, &u, &h)) else { panic!() };
+    /// assert_eq!(answer.value().as_ref(), b"abc123");
+    /// ```
     pub fn value(&self) -> &Bytes {
         &self.0
     }

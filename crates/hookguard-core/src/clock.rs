@@ -64,14 +64,46 @@ pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
     /// A clock standing at `unix` seconds.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::{Clock, ManualClock}, schemes::GitHub, Verifier};
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// assert_eq!(clock.now_unix(), 1_700_000_000);
+    /// // A verifier on it checks timestamps against this time, not the system's.
+    /// let v = Verifier::builder(GitHub::new()).secret("s").clock(clock).build().unwrap();
+    /// # drop(v);
+    /// ```
     pub fn new(unix: u64) -> Self {
         Self(Arc::new(AtomicU64::new(unix)))
     }
     /// Sets the time.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, Rejection, RequestHead, Scheme, SignParams, Verifier};
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").clock(clock.clone()).build().unwrap();
+    /// # let body = br#"{"id":"evt_1","type":"bid.accepted"}"#;
+    /// # let signed = BuildWorkPro::new().sign("whsec_k", body, &SignParams::new(1_700_000_000)).unwrap();
+    /// # let (h, u) = testing::request_parts(signed, "/");
+    /// // `h`, `u`, `body`: a delivery BuildWorkPro signed at 1_700_000_000.
+    /// let verify = || v.verify(&RequestHead::new(&http::Method::POST, &u, &h), bytes::Bytes::from_static(body));
+    /// assert!(verify().is_ok());
+    /// clock.set(1_700_000_000 + 3_600); // an hour later, the same signed request is a replay
+    /// assert_eq!(verify().unwrap_err(), Rejection::TimestampOutOfWindow);
+    /// ```
     pub fn set(&self, unix: u64) {
         self.0.store(unix, Ordering::SeqCst);
     }
     /// Moves the time forward.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::clock::{Clock, ManualClock};
+    /// let clock = ManualClock::new(1_000);
+    /// clock.advance(30);
+    /// assert_eq!(clock.now_unix(), 1_030);
+    /// assert_eq!(clock.monotonic(), Duration::from_secs(1_030)); // leases and retention move too
+    /// ```
     pub fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }

@@ -25,6 +25,14 @@ use serde_json::value::RawValue;
 use crate::{ConfigError, RequestHead, Scheme};
 
 /// The most fields one dedupe key may combine.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, DedupeKey, Verifier, MAX_DEDUPE_KEY_FIELDS};
+/// assert_eq!(MAX_DEDUPE_KEY_FIELDS, 16);
+/// let key = |n: usize| (0..n).fold(DedupeKey::new(), |k, i| k.pointer(format!("/f{i}")));
+/// assert!(Verifier::builder(GitHub::new()).secret("s").dedupe_key(key(MAX_DEDUPE_KEY_FIELDS)).build().is_ok());
+/// assert!(Verifier::builder(GitHub::new()).secret("s").dedupe_key(key(MAX_DEDUPE_KEY_FIELDS + 1)).build().is_err());
+/// ```
 pub const MAX_DEDUPE_KEY_FIELDS: usize = 16;
 
 /// Keys longer than this are replaced by a digest of themselves.
@@ -75,6 +83,13 @@ enum Field {
 
 impl DedupeKey {
     /// An empty key; add fields with [`pointer`](Self::pointer) and [`header`](Self::header).
+    ///
+    /// ```
+    /// use hookguard_core::DedupeKey;
+    /// let key = DedupeKey::new().pointer("/resource_name").pointer("/resource_id").header("webhook-id");
+    /// assert_eq!(key.to_string(), "/resource_name,/resource_id,header:webhook-id");
+    /// assert_eq!(key, "/resource_name,/resource_id,header:webhook-id".parse().unwrap());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -106,6 +121,14 @@ impl DedupeKey {
     }
 
     /// Whether no field was added.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, DedupeKey, Verifier};
+    /// assert!(DedupeKey::new().is_empty());
+    /// assert!(!DedupeKey::new().pointer("/id").is_empty());
+    /// // An empty key identifies nothing: a verifier refuses it.
+    /// assert!(Verifier::builder(GitHub::new()).secret("s").dedupe_key(DedupeKey::new()).build().is_err());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
@@ -173,6 +196,12 @@ impl fmt::Display for DedupeKey {
 }
 
 /// A dedupe key list that could not be parsed.
+///
+/// ```
+/// use hookguard_core::{DedupeKey, ParseDedupeKeyError};
+/// let err: ParseDedupeKeyError = "/resource_id,resource_name".parse::<DedupeKey>().unwrap_err();
+/// assert_eq!(err.to_string(), r#"dedupe key field "resource_name" is neither a JSON pointer (/name) nor header:NAME"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseDedupeKeyError(String);
 

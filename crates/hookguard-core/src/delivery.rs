@@ -85,39 +85,108 @@ pub struct Delivery {
 
 impl Delivery {
     /// The sender.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, testing, Provider};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.provider(), Provider::BuildWorkPro);
+    /// assert_eq!(d.provider().as_str(), "buildworkpro");
+    /// ```
     pub fn provider(&self) -> Provider {
         self.provider
     }
     /// The sender's event id exactly as sent (`None` for senders that send none, like HCSS).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Hcss}, testing};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.event_id(), Some("evt_1"));
+    /// let hcss = testing::deliver(Hcss::new(), "tok", br#"{"companyId":"c","eventType":"EmployeeUpdated"}"#).unwrap();
+    /// assert_eq!(hcss.event_id(), None);
+    /// ```
     pub fn event_id(&self) -> Option<&str> {
         self.event_id.as_deref()
     }
     /// The event type.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, testing};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.event_type(), Some("bid.accepted"));
+    /// ```
     pub fn event_type(&self) -> Option<&str> {
         self.event_type.as_deref()
     }
     /// The signed timestamp, for schemes that sign one.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Procore}, testing};
+    /// // `testing::deliver` signs at 1_700_000_000; Procore sends a bearer token, no timestamp.
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.timestamp(), Some(1_700_000_000));
+    /// let p = testing::deliver(Procore::new(), "Bearer t", br#"{"id":8,"ulid":"01EDPD2J6SBY1163N77H95GW09"}"#).unwrap();
+    /// assert_eq!(p.timestamp(), None);
+    /// ```
     pub fn timestamp(&self) -> Option<u64> {
         self.timestamp
     }
     /// The dedupe key, `"{provider}:{key}"`; `None` when the delivery carries nothing to
     /// recognise copies by (it is then handled every time).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Hcss}, testing};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.dedupe_key(), Some("buildworkpro:evt_1"));
+    /// // HCSS sends no id: the key is a digest of the body.
+    /// let hcss = testing::deliver(Hcss::new(), "tok", br#"{"companyId":"c","eventType":"EmployeeUpdated"}"#).unwrap();
+    /// assert!(hcss.dedupe_key().unwrap().starts_with("hcss:"));
+    /// ```
     pub fn dedupe_key(&self) -> Option<&str> {
         self.dedupe_key.as_deref()
     }
     /// How long the dedupe key recognises copies (see [`DedupeScope`]).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, Hcss}, testing, DedupeScope};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.dedupe_scope(), DedupeScope::Retained); // an event id: copies known for the retention
+    /// let hcss = testing::deliver(Hcss::new(), "tok", br#"{"companyId":"c","eventType":"EmployeeUpdated"}"#).unwrap();
+    /// assert_eq!(hcss.dedupe_scope(), DedupeScope::WhileInFlight); // no id, no date
+    /// ```
     pub fn dedupe_scope(&self) -> DedupeScope {
         self.dedupe_scope
     }
     /// Procore's `metadata.source_application_id`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, testing};
+    /// let body = br#"{"id":8,"ulid":"01EDPD2J6SBY1163N77H95GW09","metadata":{"source_application_id":"my-app"}}"#;
+    /// let d = testing::deliver(Procore::new(), "Bearer t", body).unwrap();
+    /// assert_eq!(d.source_application_id(), Some("my-app")); // a change your own application made
+    /// ```
     pub fn source_application_id(&self) -> Option<&str> {
         self.source_application_id.as_deref()
     }
     /// The raw body.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, testing};
+    /// let body = br#"{"id":"evt_1","type":"bid.accepted"}"#;
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", body).unwrap();
+    /// assert_eq!(d.body().as_ref(), body); // the exact bytes that were verified
+    /// assert_eq!(d.body().clone().as_ptr(), d.body().as_ptr(), "shared, not copied");
+    /// ```
     pub fn body(&self) -> &Bytes {
         &self.body
     }
     /// Takes the raw body.
+    ///
+    /// ```
+    /// use hookguard_core::{bytes::Bytes, schemes::BuildWorkPro, testing};
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let body: Bytes = d.into_body();
+    /// assert_eq!(body, r#"{"id":"evt_1","type":"bid.accepted"}"#);
+    /// ```
     pub fn into_body(self) -> Bytes {
         self.body
     }

@@ -58,6 +58,13 @@ pub enum Refusal {
 
 impl Refusal {
     /// The status of the answer.
+    ///
+    /// ```
+    /// use hookguard_core::{extract::Refusal, Rejection};
+    /// assert_eq!(Refusal::Rejected(Rejection::SignatureMismatch).status(), 401);
+    /// assert_eq!(Refusal::Ignored.status(), 200); // genuine, filtered out: not retried
+    /// assert_eq!(Refusal::MissingVerifier.status(), 500);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Rejected(r) => r.status(),
@@ -70,6 +77,15 @@ impl Refusal {
     }
 
     /// The whole answer.
+    ///
+    /// ```
+    /// use hookguard_core::extract::Refusal;
+    /// let r = Refusal::NotAllowed(http::HeaderValue::from_static("POST")).response();
+    /// assert_eq!(r.status(), 405);
+    /// assert_eq!(r.headers()["allow"], "POST");
+    /// let ignored = Refusal::Ignored.response();
+    /// assert_eq!(ignored.body().as_ref(), br#"{"status":"ignored"}"#);
+    /// ```
     pub fn response(&self) -> http::Response<Bytes> {
         match self {
             Refusal::Rejected(r) => crate::response::rejection(r),
@@ -129,6 +145,14 @@ pub fn typed<T: DeserializeOwned>(delivery: Option<&Delivery>) -> Result<T, Refu
 ///
 /// # Errors
 /// [`Refusal::MissingMiddleware`].
+///
+/// ```
+/// use hookguard_core::{extract::{delivery, Refusal}, schemes::BuildWorkPro, testing};
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// assert_eq!(delivery(Some(&d)).unwrap().event_id(), Some("evt_1"));
+/// // No middleware put a delivery in the request: a wiring mistake, answered 500.
+/// assert!(matches!(delivery(None), Err(Refusal::MissingMiddleware)));
+/// ```
 pub fn delivery(delivery: Option<&Delivery>) -> Result<Delivery, Refusal> {
     delivery.cloned().ok_or_else(|| {
         tracing::error!("{MISSING_MIDDLEWARE}");
