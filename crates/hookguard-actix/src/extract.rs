@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 use hookguard_core::extract::{self, Refusal};
-use hookguard_core::{Delivery, Verifier};
+use hookguard_core::{Delivery, Rejection, Verifier};
 use serde::de::DeserializeOwned;
 
 use crate::convert::{self, Head};
@@ -34,6 +34,32 @@ pub struct VerifiedRejection(pub Refusal);
 impl From<Refusal> for VerifiedRejection {
     fn from(r: Refusal) -> Self {
         Self(r)
+    }
+}
+
+/// A handler taking the [`Delivery`] reads its body with `?` ([`Delivery::json`] fails with
+/// a [`Rejection`], which actix cannot answer by itself): a body that is not the
+/// application's type is answered as [`Verified<T>`](crate::Verified) answers it
+/// (`500 unexpected_payload` + `Retry-After`, retried by the sender).
+///
+/// ```
+/// use actix_web::{HttpResponse, ResponseError};
+/// use hookguard_actix::{VerifiedDelivery, VerifiedRejection};
+/// use hookguard_core::{schemes::GitHub, testing};
+/// #[derive(serde::Deserialize)]
+/// struct Push { r#ref: String }
+/// async fn on_push(VerifiedDelivery(d): VerifiedDelivery) -> Result<HttpResponse, VerifiedRejection> {
+///     let push: Push = d.json()?;
+///     Ok(HttpResponse::Ok().body(push.r#ref))
+/// }
+/// let d = testing::deliver(GitHub::new(), "s", br#"{"zen":"x"}"#).unwrap();
+/// let refused = testing::block_on(on_push(VerifiedDelivery(d))).unwrap_err();
+/// assert_eq!(refused.status_code(), 500);
+/// assert!(refused.error_response().headers().contains_key("retry-after"));
+/// ```
+impl From<Rejection> for VerifiedRejection {
+    fn from(r: Rejection) -> Self {
+        Self(Refusal::from(r))
     }
 }
 

@@ -399,7 +399,9 @@ impl SignParams {
 pub struct Signed {
     /// Headers to send.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// A `name=value` query pair to append to the URL.
+    /// A `name=value` query pair to append to the URL, as it is: percent-encode the value
+    /// when appending it (as `hookguard_core::testing::request_parts` and `hookguard send`
+    /// do).
     pub query: Option<(String, String)>,
 }
 

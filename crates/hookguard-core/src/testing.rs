@@ -54,19 +54,34 @@ pub(crate) fn deliver_arc(
 }
 
 /// The headers and URI a sender sends to `path` (`Signed::query`, the URL token of HCSS's
-/// default scheme, is appended to the path). Panics on an invalid path (it is for tests).
+/// default scheme, is appended to the path, its value percent-encoded as a sender encodes it:
+/// a token with `&`, `/`, `%` or a space reaches the receiver intact). Panics on an invalid
+/// path (it is for tests).
 ///
 /// ```
 /// use hookguard_core::{schemes::Hcss, Scheme, SignParams};
 /// let signed = Hcss::new().sign("tok", b"{}", &SignParams::new(0)).unwrap();
 /// let (_headers, uri) = hookguard_core::testing::request_parts(signed, "/hooks");
 /// assert_eq!(uri, "/hooks?token=tok");
+/// let signed = Hcss::new().sign("a b&c=d", b"{}", &SignParams::new(0)).unwrap();
+/// let (_headers, uri) = hookguard_core::testing::request_parts(signed, "/hooks");
+/// assert_eq!(uri, "/hooks?token=a%20b%26c%3Dd");
 /// ```
 pub fn request_parts(signed: Signed, path: &str) -> (http::HeaderMap, http::Uri) {
     let mut headers = http::HeaderMap::new();
     headers.extend(signed.headers);
     let uri = match signed.query {
-        Some((k, val)) => format!("{path}?{k}={val}"),
+        Some((k, val)) => {
+            let mut uri = format!("{path}?{k}=");
+            for b in val.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    uri.push(char::from(b));
+                } else {
+                    uri.push_str(&format!("%{b:02X}"));
+                }
+            }
+            uri
+        }
         None => path.to_owned(),
     };
     (headers, uri.parse().expect("uri"))

@@ -28,6 +28,30 @@ impl From<Refusal> for VerifiedRejection {
     }
 }
 
+/// A handler taking the [`Delivery`] reads its body with `?` ([`Delivery::json`] fails with
+/// a [`Rejection`]): a body that is not the application's type is answered as
+/// [`Verified<T>`] answers it (`500 unexpected_payload` + `Retry-After`, retried by the sender).
+///
+/// ```
+/// use axum::{http::StatusCode, Extension};
+/// use hookguard_core::{schemes::GitHub, testing, Delivery};
+/// use hookguard_tower::VerifiedRejection;
+/// #[derive(serde::Deserialize)]
+/// struct Push { r#ref: String }
+/// async fn on_push(Extension(d): Extension<Delivery>) -> Result<StatusCode, VerifiedRejection> {
+///     let push: Push = d.json()?;
+///     Ok(if push.r#ref.is_empty() { StatusCode::ACCEPTED } else { StatusCode::NO_CONTENT })
+/// }
+/// let d = testing::deliver(GitHub::new(), "s", br#"{"zen":"x"}"#).unwrap();
+/// let refused = testing::block_on(on_push(Extension(d))).unwrap_err();
+/// assert_eq!(axum::response::IntoResponse::into_response(refused).status(), 500);
+/// ```
+impl From<Rejection> for VerifiedRejection {
+    fn from(r: Rejection) -> Self {
+        Self(Refusal::from(r))
+    }
+}
+
 impl IntoResponse for VerifiedRejection {
     fn into_response(self) -> Response {
         self.0.response().map(axum::body::Body::from)

@@ -371,6 +371,17 @@ impl Scheme for Hcss {
 mod tests {
     use super::*;
 
+    /// A URL token with characters a URL gives meaning to (`&`, `=`, `%`, `/`, `?`, a space,
+    /// `+`) survives the test helpers' request: `request_parts` encodes it (it was appended raw:
+    /// `401` for genuine tokens, a panic for a space).
+    #[test]
+    fn test_requests_carry_any_url_token_intact() {
+        for token in ["a%41b", "a&b=c", "a/b?c", "a b", "ab+c/d==", "tok"] {
+            let d = crate::testing::deliver_bytes(Hcss::new(), token, r#"{"eventType":"x"}"#);
+            assert!(d.is_ok(), "{token}: {d:?}");
+        }
+    }
+
     /// What `sign` returns for a token mode holds the token itself: its `Debug` (a caller's
     /// `tracing::debug!(?signed)`) shows neither the URL token nor the header's, while the
     /// values themselves are the token.
