@@ -52,6 +52,32 @@
 //! middleware then also sees the sender's `GET` challenge and answers a wrong method with the
 //! same `405 method_not_allowed` as tower.
 //!
+//! ## The core's `http` types
+//! actix-web 4 is built on `http` 0.2, the core on `http` 1.x: the values a builder or a scheme
+//! takes (`Procore::new().header(…)`, `Hcss::header`, a `ChallengeRule`'s method, the headers
+//! `hookguard_core::testing::request_parts` returns) are the core's, re-exported as
+//! `hookguard_core::http`. A test request is built from them by name and bytes:
+//!
+//! ```
+//! use actix_web::test::TestRequest;
+//! use hookguard_core::{schemes::GitHub, Scheme, SignParams};
+//! let signed = GitHub::new().sign("s", b"{}", &SignParams::new(0)).unwrap();
+//! let (headers, uri) = hookguard_core::testing::request_parts(signed, "/gh");
+//! let mut req = TestRequest::post().uri(&uri.to_string()).set_payload("{}");
+//! for (name, value) in &headers {
+//!     req = req.insert_header((name.as_str(), value.as_bytes()));
+//! }
+//! assert!(req.to_http_request().headers().contains_key("x-hub-signature-256"));
+//! // A scheme's option takes the core's types:
+//! let procore = hookguard_core::schemes::Procore::new()
+//!     .header(hookguard_core::http::HeaderName::from_static("x-procore-token"));
+//! assert_eq!(procore.header_name(), "x-procore-token");
+//! ```
+//!
+//! A handler's error converts from the core's `Rejection` (`d.json()?` in a handler returning
+//! `Result<_, VerifiedRejection>`), and with a PostgreSQL inbox give the `Worker` an inbox of
+//! its own (the README's "The inbox on PostgreSQL": actix's threads each run their own runtime).
+//!
 //! ## Without the middleware
 //! [`VerifiedNoDedupe<T>`] verifies inside the handler with a `web::Data<Verifier>`; it answers the same
 //! rejections and challenges but cannot de-duplicate (see its docs).
