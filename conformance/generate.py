@@ -655,7 +655,8 @@ def slack():
         "slack",
         "Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256>` over \"v0:{X-Slack-Request-Timestamp}:{body}\". "
         "±300 s. A signed `url_verification` is a challenge. Deduplicated on `event_id`; a delivery without "
-        "one (a form-encoded slash command or interaction) on a digest of its body.",
+        "one (a form-encoded slash command or interaction) on a digest of its body. Typed by the Events API "
+        "event's `type`, a slash command's `command`, an interaction payload's `type`.",
     )
     secret, ts = "8f742231b10e8888abcd99yyyzzz85a5", 1531420618
     body = (b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&"
@@ -673,9 +674,9 @@ def slack():
         return [("X-Slack-Request-Timestamp", str(t)), ("X-Slack-Signature", s)]
 
     src = "Slack docs, Verifying requests from Slack (worked example)"
-    ok = accept(None, None, "slack:" + body_digest(body))
+    ok = accept(None, "/webhook-collect", "slack:" + body_digest(body))
     c.add("reference-vector", "Slack's worked example (a form-encoded slash command: no event id, so the key is "
-          "a digest of the body).", source=src,
+          "a digest of the body; typed by its command).", source=src,
           secrets=[secret], headers=h(vec), body=body, now=ts, expect=ok, tags=["vector"])
     for off, expect in [(300, ok), (-300, ok), (301, rej("timestamp_out_of_window")),
                         (-301, rej("timestamp_out_of_window"))]:
@@ -717,6 +718,11 @@ def slack():
     c.add("url-verification-forged", "An unsigned url_verification is not echoed.", secrets=[secret],
           headers=h(sig(verification, s="forger")), body=verification, now=ts, expect=rej("signature_mismatch"),
           tags=["challenge"])
+    interaction = (b"payload=%7B%22type%22%3A%22block_actions%22%2C%22user%22%3A%7B%22id%22%3A%22U1%22%7D%2C"
+                   b"%22trigger_id%22%3A%2213345224609.8534564800.6f8ab1f53e13d0cd15f96106292d5536%22%7D")
+    c.add("interaction", "An interaction (a form whose `payload` field is JSON): no event id, typed by the "
+          "payload's type.", secrets=[secret], headers=h(sig(interaction)), body=interaction, now=ts,
+          expect=accept(None, "block_actions", "slack:" + body_digest(interaction)), tags=["basic"])
     raw = b"payload=\xff\xfe%7B%7D"
     c.add("non-utf8-body", "A form body with bytes that are not UTF-8, verified as raw bytes.", secrets=[secret],
           headers=h(sig(raw)), body=raw, now=ts, expect=accept(None, None, "slack:" + body_digest(raw)),
