@@ -287,6 +287,8 @@ pub fn check_tolerance(p: ProviderArg, tolerance: Option<u64>) -> CliResult<()> 
 ///   `Name: V` (`Procore::new().header(Name)`); both together add values for that header.
 /// - hcss: `--secret T` is the URL token `?token=T`; `--auth-header 'Name: V'` a shared
 ///   header (`Hcss::header(Name)`); the two modes are exclusive.
+/// - `--auth-header 'Name:'` (no value) names the header and takes its values from `--secret`
+///   (or `HOOKGUARD_SECRET`, which stays out of `ps`), for procore and hcss alike.
 /// - the signing providers take `--secret` only.
 pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliResult<Auth> {
     let lines = secret_lines(secrets);
@@ -299,7 +301,10 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
             )));
         }
     }
-    let header_values = headers.iter().map(|h| h.value.clone());
+    // `--auth-header 'Name:'` names the header only: its values come from --secret (or
+    // HOOKGUARD_SECRET, kept out of `ps`).
+    let name_only = !headers.is_empty() && headers.iter().all(|h| h.value.is_empty());
+    let header_values = headers.iter().map(|h| h.value.clone()).filter(|v| !v.is_empty());
     let (scheme, all, mode): (Arc<dyn Scheme>, Vec<String>, String) = match p {
         ProviderArg::Procore => {
             let name = headers
@@ -311,7 +316,7 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
             (Arc::new(Procore::new().header(name)), all, mode)
         }
         ProviderArg::Hcss => match headers.first() {
-            Some(h) if !secrets.is_empty() => {
+            Some(h) if !secrets.is_empty() && !name_only => {
                 return Err(usage(format!(
                     "hcss: --secret (URL token ?token=) and --auth-header (shared header `{}`) are exclusive",
                     h.name
@@ -319,7 +324,7 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
             }
             Some(h) => (
                 Arc::new(Hcss::header(h.name.clone())),
-                header_values.collect(),
+                header_values.chain(secrets.iter().cloned()).collect(),
                 format!("shared header `{}`", h.name),
             ),
             None => (Arc::new(Hcss::new()), secrets.to_vec(), "URL token ?token=".to_owned()),
@@ -576,6 +581,27 @@ mod tests {
         assert!(auth(ProviderArg(Provider::Stripe), &[], &[]).is_err());
         let a = auth(ProviderArg::Procore, &["second".into()], &[h]).unwrap();
         assert_eq!(a.secrets, ["abc", "second"]);
+        // A header named without a value takes its values from --secret / HOOKGUARD_SECRET
+        // (kept out of `ps`): for Procore and for HCSS's shared header alike.
+        let named = parse_header_arg("X-Hook-Token:").unwrap();
+        let a = auth(
+            ProviderArg::Procore,
+            &["tok1\ntok2".into()],
+            std::slice::from_ref(&named),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.secrets.as_slice(), a.mode.as_str()),
+            (&["tok1".to_owned(), "tok2".to_owned()][..], "header `x-hook-token`")
+        );
+        let a = auth(ProviderArg::Hcss, &["tok".into()], std::slice::from_ref(&named)).unwrap();
+        assert_eq!(
+            (a.secrets.as_slice(), a.mode.as_str()),
+            (&["tok".to_owned()][..], "shared header `x-hook-token`")
+        );
+        // Named, with no value anywhere: still no secret.
+        assert!(auth(ProviderArg::Procore, &[], std::slice::from_ref(&named)).is_err());
+        assert!(auth(ProviderArg::Hcss, &[], std::slice::from_ref(&named)).is_err());
     }
 
     #[test]

@@ -30,9 +30,9 @@ character, an integer beyond 64 bits).
   list   {\"id\",\"provider\",\"event_id\",\"event_type\",\"dedupe_key\",\"state\",\"attempts\",
           \"received_at\",\"next_attempt_at\",\"last_error\"} per item, newest first
           (--state done|dead: most recently finished first);
-          next_attempt_at: when a pending item is due (the epoch, 1970-01-01, for an item
-          given back at a stop: due at once, first), when a running item's lease ends (then
-          it runs again), null for done and dead items
+          next_attempt_at: when a pending item is due (an item given back at a stop: the
+          time it was given back, due at once, after items due earlier), when a running
+          item's lease ends (then it runs again), null for done and dead items
   show   the same fields plus finished_at, body_bytes, headers ([[name, value], …]: what was
           received minus credentials — no Authorization, Cookie or shared-token header; the
           URL, and with it a URL token, is never stored), body_encoding (\"utf-8\" or \"base64\")
@@ -170,7 +170,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let bad = || format!("expected a duration like 7d, 12h, 30m or 0s, got {s:?}");
+    let bad = || format!("expected a duration with its unit (w, d, h, m, s) like 7d, 12h, 30m or 0s, got {s:?}");
     let n: u64 = num.parse().map_err(|_| bad())?;
     let unit_secs = match unit {
         "s" => 1,

@@ -116,6 +116,8 @@ Authentication:
            --auth-header 'X-Hook-Token: v' accepts that header instead
   hcss:    --secret TOKEN accepts the URL token (callback URL …/webhooks?token=TOKEN);
            --auth-header 'X-Hcss-Token: v' a shared header instead
+  --auth-header 'X-Hook-Token:' (no value) names the header and takes the value(s) from
+           HOOKGUARD_SECRET (one per line), out of other users' sight (ps)
 Credentials (Authorization, the shared header; the URL is not stored) never reach the inbox.
 SIGINT/SIGTERM/SIGHUP shut down gracefully (exit 0): stop accepting, let running handlers finish
 (inline: each request in hand is answered, its --exec bounded by --exec-timeout; inbox: up to
@@ -1501,6 +1503,12 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
         ));
     }
     warn_secrets_on_the_command_line();
+    if args.auth_headers.iter().any(|h| !h.value.is_empty()) {
+        tracing::warn!(
+            "--auth-header given with its value on the command line: other local users can read it (ps); \
+             prefer --auth-header 'NAME:' with the value in HOOKGUARD_SECRET"
+        );
+    }
     for (flag, given) in [
         ("--ignore-source-application", &args.ignore_apps),
         ("--ignore-source-user", &args.ignore_users),
