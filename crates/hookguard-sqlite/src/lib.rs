@@ -1828,7 +1828,7 @@ impl Writer {
         .and_then(|()| self.files.check().map_or(Ok(()), Err));
         match outcome {
             Ok(()) => {
-                self.failure_log.succeeded();
+                self.failure_log.succeeded(accepts);
                 self.fresh.committed();
                 if wake {
                     wake_every_worker(&self.notify);
@@ -1841,7 +1841,7 @@ impl Writer {
                 true
             }
             Err(msg) => {
-                self.failure_log.failed(&msg);
+                self.failure_log.failed(&msg, accepts);
                 self.pending = pending_before;
                 self.clock = clock_before;
                 self.fresh.rolled_back();
@@ -1857,24 +1857,28 @@ impl Writer {
 /// The log of failed transactions: the first of a run at ERROR, then at most one ERROR a
 /// minute with how many failed meanwhile (a full disk failed the worker's transaction every
 /// second, for ever, in the log that may share the disk), and a line when they succeed again.
+/// A run that failed deliveries' accepts ends only when an accept commits: a batch of the
+/// worker's alone may still commit on a full disk or a damaged file while every delivery is
+/// refused (the log said "succeed again" between each refusal).
 #[derive(Default)]
 struct FailureLog {
-    /// Failed in a row, and when the last ERROR was written.
-    failing: Option<(u64, Instant)>,
+    /// Failed in a row, when the last ERROR was written, and whether accepts failed in the run.
+    failing: Option<(u64, Instant, bool)>,
 }
 
 impl FailureLog {
     /// How long failures after the first of a run are not logged one by one.
     const QUIET: Duration = Duration::from_secs(60);
 
-    fn failed(&mut self, msg: &str) {
+    fn failed(&mut self, msg: &str, accepts: bool) {
         match &mut self.failing {
             None => {
                 tracing::error!(error = %msg, "inbox: transaction failed; nothing in it was stored");
-                self.failing = Some((1, Instant::now()));
+                self.failing = Some((1, Instant::now(), accepts));
             }
-            Some((n, logged)) => {
+            Some((n, logged, accepts_failed)) => {
                 *n += 1;
+                *accepts_failed |= accepts;
                 if logged.elapsed() >= Self::QUIET {
                     tracing::error!(
                         error = %msg,
@@ -1887,9 +1891,14 @@ impl FailureLog {
         }
     }
 
-    fn succeeded(&mut self) {
-        if let Some((n, _)) = self.failing.take() {
-            tracing::info!(failed_in_a_row = n, "inbox: transactions succeed again");
+    fn succeeded(&mut self, accepts: bool) {
+        match self.failing {
+            Some((_, _, true)) if !accepts => {}
+            Some((n, _, _)) => {
+                self.failing = None;
+                tracing::info!(failed_in_a_row = n, "inbox: transactions succeed again");
+            }
+            None => {}
         }
     }
 }
@@ -2618,21 +2627,33 @@ mod tests {
         let mut log = FailureLog::default();
         tracing::subscriber::with_default(logs.clone(), || {
             for _ in 0..100 {
-                log.failed("database or disk is full");
+                log.failed("database or disk is full", false);
             }
             assert_eq!(counts(), (1, 0));
             // A minute later (the last ERROR's time moved back), one more with the count.
-            if let Some((_, at)) = &mut log.failing {
+            if let Some((_, at, _)) = &mut log.failing {
                 *at = at.checked_sub(FailureLog::QUIET).expect("a machine up for a minute");
             }
-            log.failed("database or disk is full");
-            log.failed("database or disk is full");
+            log.failed("database or disk is full", false);
+            log.failed("database or disk is full", false);
             assert_eq!(counts(), (2, 0));
-            log.succeeded();
-            log.succeeded();
+            log.succeeded(false);
+            log.succeeded(false);
             assert_eq!(counts(), (2, 1));
-            log.failed("again");
+            log.failed("again", false);
             assert_eq!(counts(), (3, 1), "a new run is logged at once");
+            log.succeeded(false);
+            // Accepts refused (a damaged file): the worker's batches committing between them
+            // neither end the run nor start a new one; the first accept stored does.
+            log.failed("database disk image is malformed", true);
+            assert_eq!(counts(), (4, 2));
+            for _ in 0..10 {
+                log.succeeded(false);
+                log.failed("database disk image is malformed", true);
+            }
+            assert_eq!(counts(), (4, 2), "no 'succeed again' while accepts fail");
+            log.succeeded(true);
+            assert_eq!(counts(), (4, 3));
         });
     }
 
