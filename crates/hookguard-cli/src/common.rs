@@ -50,11 +50,19 @@ pub fn is_github_ping(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|o| o.contains_key("zen"))
 }
 
+/// `body` as JSON, also when a string in it holds bytes that are not UTF-8 (read as U+FFFD: the
+/// receiver delivers such a body, so a simulated sender sends it as JSON with its id and type).
+pub fn json_value(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body)
+        .ok()
+        .or_else(|| serde_json::from_str(&String::from_utf8_lossy(body)).ok())
+}
+
 /// The `Content-Type` `provider` puts on these bytes: JSON, or a form from the senders that
 /// send forms (Slack's slash commands and interactivity, `payload=…`; GitHub's form
 /// deliveries); `None` for anything else.
 pub fn content_type_of(provider: &Provider, body: &[u8]) -> Option<&'static str> {
-    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+    if json_value(body).is_some() {
         return Some("application/json");
     }
     if !matches!(provider, Provider::Slack | Provider::GitHub) {

@@ -80,7 +80,7 @@ pub fn sign_params(
     stable_id: bool,
 ) -> SignParams {
     let profile = p.profile();
-    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let json = crate::common::json_value(body);
     let field = |k: &str| {
         json.as_ref().and_then(|v| match v.get(k) {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -191,5 +191,17 @@ mod tests {
         let params = sign_params(ProviderArg::BuildWorkPro, &b, 1, None, None, true);
         assert!(params.id.unwrap().starts_with("evt_"));
         assert_eq!(params.event_type.as_deref(), Some("project.created"));
+        // A string holding bytes that are not UTF-8 elsewhere in the body (the receiver
+        // delivers it): the id and type still go in BuildWorkPro's headers, sent as JSON.
+        let b = b"{\"id\":\"evt_bin2\",\"type\":\"bid.accepted\",\"data\":{\"n\":\"\xff\xfe caf\xe9\"}}";
+        let params = sign_params(ProviderArg::BuildWorkPro, b, 1, None, None, true);
+        assert_eq!(
+            (params.id.as_deref(), params.event_type.as_deref()),
+            (Some("evt_bin2"), Some("bid.accepted"))
+        );
+        assert_eq!(
+            crate::common::content_type_of(&hookguard_core::Provider::BuildWorkPro, b),
+            Some("application/json")
+        );
     }
 }
