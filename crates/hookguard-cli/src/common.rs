@@ -465,18 +465,9 @@ pub fn url_has_password(arg: &str) -> bool {
     in_user_info || in_query
 }
 
-/// Percent-encodes a query value (unreserved characters stay).
-pub fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encodes a query value (unreserved characters stay): the core's, as its test
+/// requests encode a URL token.
+pub use hookguard_core::challenge::percent_encode as encode_query_value;
 
 /// The current unix time in seconds.
 pub fn now_unix() -> u64 {

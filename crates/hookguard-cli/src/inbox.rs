@@ -579,9 +579,7 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
         InboxCommand::Stats(at) => {
             let (inbox, path) = open_to_read(&at).await?;
             let s = inbox.stats().await.map_err(|e| store_failed(&path, &e))?;
-            let age = s.oldest_pending_ms.map_or(Value::Null, |t| {
-                Value::from(now_ms().saturating_sub(t).max(0) as f64 / 1000.0)
-            });
+            let age = s.oldest_pending_secs(now_ms()).map_or(Value::Null, Value::from);
             outln!(
                 "{}",
                 object(&[

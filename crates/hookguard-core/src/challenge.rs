@@ -216,6 +216,28 @@ fn find(uri: &Uri, name: &str, max_raw: usize, plus_is_space: bool) -> Result<Op
     Ok(None)
 }
 
+/// `v` percent-encoded for a URL's query: every byte but the unreserved ones (letters,
+/// digits, `-`, `.`, `_`, `~`) as `%XX` — what a sender does with a URL token, and what
+/// [`query_token`] undoes.
+///
+/// ```
+/// use hookguard_core::challenge::{percent_encode, query_token};
+/// assert_eq!(percent_encode("a b/c~+"), "a%20b%2Fc~%2B");
+/// let uri: http::Uri = format!("/h?token={}", percent_encode("a&b=c d")).parse().unwrap();
+/// assert_eq!(query_token(&uri, "token", 64).unwrap().unwrap(), b"a&b=c d");
+/// ```
+pub fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `s` with its `%XX` escapes decoded (and `+` as a space when `plus_is_space`); malformed
 /// escapes stay as they are.
 pub(crate) fn percent_decode(s: &[u8], plus_is_space: bool) -> Vec<u8> {

@@ -71,17 +71,7 @@ pub fn request_parts(signed: Signed, path: &str) -> (http::HeaderMap, http::Uri)
     let mut headers = http::HeaderMap::new();
     headers.extend(signed.headers);
     let uri = match signed.query {
-        Some((k, val)) => {
-            let mut uri = format!("{path}?{k}=");
-            for b in val.bytes() {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                    uri.push(char::from(b));
-                } else {
-                    uri.push_str(&format!("%{b:02X}"));
-                }
-            }
-            uri
-        }
+        Some((k, val)) => format!("{path}?{k}={}", crate::challenge::percent_encode(&val)),
         None => path.to_owned(),
     };
     (headers, uri.parse().expect("uri"))

@@ -957,13 +957,8 @@ async fn inbox_html(ui: &Inspector, inbox: &dyn InboxStore, out: &mut String) {
     match ui.counts.get(inbox).await {
         Ok(s) => {
             let oldest = s
-                .oldest_pending_ms
-                .map(|ms| {
-                    format!(
-                        "; oldest pending {:.1} s",
-                        now_ms().saturating_sub(ms).max(0) as f64 / 1000.0
-                    )
-                })
+                .oldest_pending_secs(now_ms())
+                .map(|secs| format!("; oldest pending {secs:.1} s"))
                 .unwrap_or_default();
             let _ = write!(
                 out,

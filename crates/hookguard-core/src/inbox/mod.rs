@@ -564,6 +564,25 @@ pub struct InboxStats {
     pub disk_bytes: Option<u64>,
 }
 
+impl InboxStats {
+    /// How long the oldest pending item has waited at `now_ms` (unix ms), in seconds: never
+    /// negative (a clock behind the item's), and no overflow for a hand-edited time.
+    ///
+    /// ```
+    /// let mut s = hookguard_core::inbox::InboxStats::default();
+    /// assert_eq!(s.oldest_pending_secs(5_000), None);
+    /// s.oldest_pending_ms = Some(2_500);
+    /// assert_eq!(s.oldest_pending_secs(5_000), Some(2.5));
+    /// assert_eq!(s.oldest_pending_secs(1_000), Some(0.0));
+    /// s.oldest_pending_ms = Some(i64::MIN);
+    /// assert!(s.oldest_pending_secs(5_000).unwrap() > 1e15);
+    /// ```
+    pub fn oldest_pending_secs(&self, now_ms: i64) -> Option<f64> {
+        self.oldest_pending_ms
+            .map(|t| now_ms.saturating_sub(t).max(0) as f64 / 1000.0)
+    }
+}
+
 /// Where deliveries wait: embedded SQLite (`hookguard-sqlite`), PostgreSQL for many replicas.
 ///
 /// Every method is one transaction, but for the bulk ones (`purge`, `replay_dead`), which may

@@ -923,9 +923,7 @@ async fn sample_gauges(store: &dyn InboxStore) {
     ] {
         crate::observe::gauge("hookguard_inbox_items", Some(("state", state)), n as f64);
     }
-    let age = s
-        .oldest_pending_ms
-        .map_or(0.0, |t| now_ms().saturating_sub(t).max(0) as f64 / 1000.0);
+    let age = s.oldest_pending_secs(now_ms()).unwrap_or(0.0);
     crate::observe::gauge("hookguard_inbox_oldest_pending_seconds", None, age);
 }
 
