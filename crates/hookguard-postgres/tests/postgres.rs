@@ -247,8 +247,9 @@ async fn a_full_tablespace_refuses_accepts_and_recovers() {
     }
     let (at, d) = refused.expect("a full disk must refuse accepts");
     assert!(at > 0, "the first accepts fit");
-    // Still full: refused again, and nothing of it stored.
-    assert!(matches!(inbox.accept(item(&d)).await, Err(InboxError::Storage(_))));
+    // Nothing of the refused delivery is stored: "before" and the accepts that fit. (A second
+    // try while full is not asserted: the failed extension may leave room for one more row.)
+    assert_eq!(inbox.stats().await.unwrap().pending, u64::try_from(at).unwrap() + 1);
 
     // Space returns: the same inbox takes the refused delivery (the sender's retry).
     let ok = Command::new("mount")
