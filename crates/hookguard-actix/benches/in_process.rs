@@ -69,7 +69,9 @@ fn middleware(c: &mut Criterion) {
     let plain = sys.block_on(test::init_service(
         App::new().service(
             web::resource("/webhooks")
-                .wrap(actix_web::middleware::Compat::new(actix_web::middleware::Identity::default()))
+                .wrap(actix_web::middleware::Compat::new(
+                    actix_web::middleware::Identity::default(),
+                ))
                 .route(route()),
         ),
     ));

@@ -376,6 +376,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any head actix accepts converts to the same head in `http` 1.x: the method, the
+        /// target, and under every name the same values, byte for byte (obs-text included) and
+        /// in order; nothing more.
+        #[test]
+        fn a_head_converts_to_the_same_head(
+            method in "[A-Z]{1,8}|[!#$%&'*+.^_`|~0-9a-z-]{1,8}",
+            uri in "/[a-zA-Z0-9/._~%!$&'()*+,;=:@-]{0,20}(\\?[a-zA-Z0-9/?=&%+._~-]{0,20})?",
+            headers in proptest::collection::vec(
+                (
+                    "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}|content-type|x-h1",
+                    proptest::collection::vec(proptest::prop_oneof![0x20u8..0x7f, 0x80u8..=0xff, proptest::strategy::Just(b'\t')], 0..16),
+                ),
+                0..12,
+            ),
+        ) {
+            // (Both `http` versions refuse the same few tokens, such as `#`.)
+            let method = actix_web::http::Method::from_bytes(method.as_bytes());
+            proptest::prop_assume!(method.is_ok());
+            let mut r = TestRequest::default().method(method.unwrap()).uri(&uri);
+            for (name, value) in &headers {
+                let value = actix_header::HeaderValue::from_bytes(value).unwrap();
+                r = r.append_header((actix_header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value));
+            }
+            let req = r.to_http_request();
+            let actix = req.head();
+            let head = Head::new(actix).unwrap();
+            proptest::prop_assert_eq!(head.method.as_str(), actix.method.as_str());
+            proptest::prop_assert_eq!(head.uri.to_string(), actix.uri.to_string());
+            proptest::prop_assert_eq!(head.headers.len(), actix.headers.len());
+            for name in actix.headers.keys() {
+                let ours: Vec<&[u8]> = head.headers.get_all(name.as_str()).iter().map(|v| v.as_bytes()).collect();
+                let theirs: Vec<&[u8]> = actix.headers.get_all(name).map(|v| v.as_bytes()).collect();
+                proptest::prop_assert_eq!(ours, theirs, "values of {}", name);
+            }
+        }
+    }
+
     #[test]
     fn response_keeps_status_headers_and_body() {
         let core = hookguard_core::response::rejection(&Rejection::DuplicateInFlight);

@@ -572,6 +572,39 @@ mod tests {
         assert_eq!(display_name(&HeaderName::from_static("authorization")), "Authorization");
     }
 
+    proptest::proptest! {
+        /// `Name: value` with a valid name and any visible value is that lower-cased name and
+        /// the value trimmed; no text panics; a refusal never repeats the value, nor the part
+        /// before the first `:` when that is not a header name (either may be a credential).
+        #[test]
+        fn header_args_are_a_name_and_a_trimmed_value(
+            name in "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,24}",
+            pad in "[ \t]{0,3}",
+            value in "[!-~]([ !-~]{0,30}[!-~])?|",
+        ) {
+            let arg = parse_header_arg(&format!("{name}:{pad}{value}{pad}")).unwrap();
+            proptest::prop_assert_eq!(arg.name.as_str(), name.to_ascii_lowercase());
+            proptest::prop_assert_eq!(arg.value, value);
+        }
+
+        /// Any text is taken (as its name and trimmed value) or refused with a message that
+        /// holds neither a refused value nor a part before the `:` that is no header name.
+        #[test]
+        fn any_header_arg_is_taken_or_refused_without_repeating_it(
+            s in r"\PC{0,40}|[^:]{0,8}S3CR3T[^:]{0,8}(:.{0,12})?|[!-~&&[^:]]{1,8}:[ -~]{0,4}S3CR3T[\x00-\x08\x0a-\x1f\x7f]"
+        ) {
+            match parse_header_arg(&s) {
+                Ok(arg) => {
+                    let (name, value) = s.split_once(':').unwrap();
+                    proptest::prop_assert_eq!(arg.name.as_str(), name.trim().to_ascii_lowercase());
+                    proptest::prop_assert_eq!(arg.value.as_str(), value.trim());
+                }
+                // Shown names are lower-cased: the upper-case marker is never shown.
+                Err(e) => proptest::prop_assert!(!e.contains("S3CR3T"), "{e:?} repeats part of {s:?}"),
+            }
+        }
+    }
+
     #[test]
     fn auth_rules() {
         let h = parse_header_arg("X-Token: abc").unwrap();

@@ -2354,14 +2354,7 @@ fn on_the_wall_clock(mut rec: InboxRecord, lead: i64) -> InboxRecord {
 /// failed the writer's batch, and with it the accepts in it (`503`), each time the inspector
 /// showed the item.
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
-    let int = |i: usize| -> rusqlite::Result<Option<i64>> {
-        Ok(match r.get_ref(i)? {
-            ValueRef::Integer(n) => Some(n),
-            // A time written as a number with a fraction: its whole milliseconds.
-            ValueRef::Real(f) if f.is_finite() => Some(f as i64),
-            _ => None,
-        })
-    };
+    let int = |i: usize| -> rusqlite::Result<Option<i64>> { Ok(lenient_int(r.get_ref(i)?)) };
     let text = |i: usize| -> rusqlite::Result<Option<String>> {
         Ok(match r.get_ref(i)? {
             ValueRef::Null => None,
@@ -2382,6 +2375,16 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
     rec.last_error = text(10)?;
     rec.body_len = int(11)?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
     Ok(rec)
+}
+
+/// An integer column as a row changed by hand may hold it: an integer, or a number with a
+/// fraction (a time: its whole milliseconds); `None` for another type.
+fn lenient_int(value: ValueRef<'_>) -> Option<i64> {
+    match value {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) if f.is_finite() => Some(f as i64),
+        _ => None,
+    }
 }
 
 /// A stored body's bytes: a BLOB, or text (written by hand as a string literal); `None` for
@@ -2498,27 +2501,31 @@ fn replay_dead(conn: &Connection, due: i64, limit: i64) -> rusqlite::Result<u64>
 
 fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
     let mut s = InboxStats::default();
+    // Read as leniently as `record` reads a row: a state or time changed by hand to another
+    // type counts as `record` shows it (an unknown state is dead), and `total` (a float) sums
+    // sizes that `sum` would overflow on.
     let mut stmt =
-        conn.prepare_cached("SELECT state, count(*), coalesce(sum(body_len), 0) FROM hookguard_inbox GROUP BY state")?;
+        conn.prepare_cached("SELECT state, count(*), total(body_len) FROM hookguard_inbox GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((lenient_int(r.get_ref(0)?), r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
     })?;
     for row in rows {
         let (state, n, bytes) = row?;
         let n = u64::try_from(n).unwrap_or(0);
-        match InboxState::from_code(state) {
-            Some(InboxState::Pending) => s.pending = n,
-            Some(InboxState::Running) => s.running = n,
-            Some(InboxState::Done) => s.done = n,
-            Some(InboxState::Dead) => s.dead = n,
-            None => {}
-        }
-        s.body_bytes += u64::try_from(bytes).unwrap_or(0);
+        let count = match state.and_then(InboxState::from_code).unwrap_or(InboxState::Dead) {
+            InboxState::Pending => &mut s.pending,
+            InboxState::Running => &mut s.running,
+            InboxState::Done => &mut s.done,
+            InboxState::Dead => &mut s.dead,
+        };
+        *count = count.saturating_add(n);
+        // A float to an integer saturates (NaN is 0); a negative size counts nothing.
+        s.body_bytes = s.body_bytes.saturating_add(bytes as u64);
     }
     s.oldest_pending_ms = conn.query_row(
         "SELECT min(received_at) FROM hookguard_inbox WHERE state = 0",
         [],
-        |r| r.get(0),
+        |r| Ok(lenient_int(r.get_ref(0)?)),
     )?;
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -3168,6 +3175,78 @@ mod tests {
                 (provider, attempts, InboxState::Dead)
             );
             assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored(_)))));
+        }
+    }
+
+    /// Any SQLite value: NULL, integers (the extremes included), reals (NaN and infinities
+    /// included), text, BLOBs.
+    fn any_sql_value() -> impl proptest::strategy::Strategy<Value = rusqlite::types::Value> {
+        use proptest::prelude::*;
+        use rusqlite::types::Value;
+        prop_oneof![
+            Just(Value::Null),
+            prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MAX),
+                -3i64..5,
+                any::<i64>(),
+                T - HOUR..T + HOUR
+            ]
+            .prop_map(Value::Integer),
+            any::<f64>().prop_map(Value::Real),
+            r"\PC{0,12}|[0-9]{1,20}|\[\]|\[\[\]\]|\{\}".prop_map(Value::Text),
+            proptest::collection::vec(any::<u8>(), 0..12).prop_map(Value::Blob),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Whatever an operator writes into an item's columns by hand (the sqlite3 shell takes
+        /// any type in any column), reading it (`get`, `list` under every filter, `stats`) and
+        /// claiming never fail nor panic, and the rows beside it are still claimed.
+        #[test]
+        fn any_value_written_by_hand_is_read_and_claimed(
+            changes in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "provider", "dedupe_key", "unique_key", "scope", "event_id", "event_type", "state",
+                        "attempts", "received_at", "next_attempt_at", "finished_at", "last_error",
+                        "headers", "body_len", "body",
+                    ]),
+                    any_sql_value(),
+                ),
+                1..4,
+            ),
+            twice in proptest::bool::ANY,
+        ) {
+            static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (_scratch, conn) = Scratch::new(&format!("by-hand-{case}"));
+            let mut w = Driven(test_writer(conn));
+            let changed = w.accept("evt_changed", T);
+            // A second row changed alike: sums over both (`stats`) meet the extremes twice.
+            let also = w.accept("evt_changed_too", T);
+            let good = w.accept("evt_untouched", T);
+            for (column, value) in &changes {
+                let table = if *column == "body" { "hookguard_inbox_body" } else { "hookguard_inbox" };
+                for id in std::iter::once(changed).chain(twice.then_some(also)) {
+                    // A value the schema refuses (NULL where NOT NULL) is refused to the operator too.
+                    let _ = w.0.conn.execute(&format!("UPDATE {table} SET {column} = ?1 WHERE id = ?2"), rusqlite::params![value, id]);
+                }
+            }
+            let conn = &w.0.conn;
+            proptest::prop_assert!(get(conn, changed).is_ok());
+            for state in [None, Some(InboxState::Pending), Some(InboxState::Running), Some(InboxState::Done), Some(InboxState::Dead)] {
+                let filter = state.map_or_else(ListFilter::default, |s| ListFilter::default().state(s));
+                proptest::prop_assert!(list(conn, &filter).is_ok(), "{:?}", state);
+            }
+            proptest::prop_assert!(stats(conn).is_ok(), "{:?}", stats(conn));
+            let now = hookguard_core::inbox::now_ms();
+            let (reply, mut claimed) = oneshot::channel();
+            w.0.commit_answered(vec![Op::Claim(now, now + 30_000, 10, None, reply)]);
+            let claimed = claimed.try_recv().unwrap();
+            proptest::prop_assert!(claimed.is_ok(), "{:?}", claimed.err());
+            proptest::prop_assert!(claimed.unwrap().iter().any(|c| c.id == good));
         }
     }
 

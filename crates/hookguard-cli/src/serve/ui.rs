@@ -1256,6 +1256,49 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// `PORT` is that port on 127.0.0.1; `HOST:PORT` is kept as given when PORT is a port
+        /// and HOST is not empty; anything else is refused, without a panic.
+        #[test]
+        fn addresses_are_a_port_or_a_host_and_a_port(port: u16, host in "[a-z0-9.]{1,12}|\\[[0-9a-f:]{2,12}\\]") {
+            proptest::prop_assert_eq!(parse_addr(&port.to_string()), Ok(format!("127.0.0.1:{port}")));
+            let a = format!("{host}:{port}");
+            proptest::prop_assert_eq!(parse_addr(&a), Ok(a.clone()));
+            let (no_host, too_high) = (format!(":{port}"), format!("{host}:{}", u32::from(port) + 65_536));
+            proptest::prop_assert!(parse_addr(&no_host).is_err());
+            proptest::prop_assert!(parse_addr(&too_high).is_err());
+        }
+
+        #[test]
+        fn any_address_is_taken_or_refused(s in r"\PC{0,24}") {
+            if let Ok(a) = parse_addr(&s) {
+                let (host, port) = a.rsplit_once(':').unwrap();
+                proptest::prop_assert!(!host.is_empty() && port.parse::<u16>().is_ok(), "{s:?} -> {a:?}");
+            }
+        }
+
+        /// Two addresses take one port or not whichever is named first; never a port of its own
+        /// with itself unless that port is 0 (any free one).
+        #[test]
+        fn same_place_is_symmetric(
+            a in "(127\\.0\\.0\\.[12]|0\\.0\\.0\\.0|\\[::\\]|\\[::1\\]|localhost):(0|80|8787)",
+            b in "(127\\.0\\.0\\.[12]|0\\.0\\.0\\.0|\\[::\\]|\\[::1\\]|localhost):(0|80|8787)",
+        ) {
+            proptest::prop_assert_eq!(same_place(&a, &b), same_place(&b, &a));
+            proptest::prop_assert_eq!(same_place(&a, &a), !a.ends_with(":0"));
+        }
+
+        /// A token is taken exactly when it has 16 or more characters, all of `A-Z a-z 0-9 . _ -`.
+        #[test]
+        fn tokens_are_long_and_plain(s in r"[A-Za-z0-9._-]{0,24}|\PC{0,24}") {
+            let plain = s.len() >= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            proptest::prop_assert_eq!(parse_token(&s).is_ok(), plain);
+            if let Err(e) = parse_token(&s) {
+                proptest::prop_assert!(s.len() < 4 || !e.contains(&s), "{e:?} repeats the token");
+            }
+        }
+    }
+
+    proptest::proptest! {
         /// Any value, percent-encoded into a form among other fields, decodes to itself; `+`
         /// is a space; a broken `%` escape refuses the value instead of guessing.
         #[test]
