@@ -358,6 +358,28 @@ impl SignParams {
             ..Self::default()
         }
     }
+    /// Sign at the current system time: what a sender does, and what a verifier on the
+    /// default [`SystemClock`](crate::clock::SystemClock) accepts within its replay window
+    /// (for tests of your own receiver; a fixed time such as `new(1_700_000_000)` needs a
+    /// verifier on a [`ManualClock`](crate::clock::ManualClock) set to it).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, RequestHead, Scheme, SignParams, Verdict, Verifier};
+    /// let body = br#"{"id":"evt_1","type":"bid.accepted"}"#;
+    /// let signed = BuildWorkPro::new().sign("whsec_k", body, &SignParams::now()).unwrap();
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.extend(signed.headers);
+    /// let (method, uri) = (http::Method::POST, http::Uri::from_static("/hooks"));
+    /// let verifier = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+    /// let verdict = verifier.verify(&RequestHead::new(&method, &uri, &headers), bytes::Bytes::from_static(body));
+    /// assert!(matches!(verdict, Ok(Verdict::Deliver(_))));
+    /// ```
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self::new(secs)
+    }
     /// With a message/event id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
