@@ -43,6 +43,8 @@ if want layer; then
   cargo bench --bench layer_overhead --features axum,actix > "$out/layer.md"
   # The tower layer in process (no network): its cost beyond the HMAC to ±2 %.
   cargo bench -p hookguard-tower --bench in_process -- "${crit[@]}" >&2
+  # The actix middleware in process, beside the same App without it.
+  cargo bench -p hookguard-actix --bench in_process -- "${crit[@]}" >&2
 fi
 if want redis; then
   echo "== redis claims" >&2
