@@ -1776,6 +1776,7 @@ impl Writer {
         let mut wake = false;
         let mut failed = None;
         let clock_before = self.clock;
+        let changes_before = tx.total_changes();
         let wall = (self.wall)();
         for op in batch {
             // After a storage error nothing more runs: SQLite may have rolled the whole
@@ -1802,6 +1803,10 @@ impl Writer {
             }
             results.push(done);
         }
+        // The floor and top protect the times this batch stores: a batch that changed no row (an
+        // idle inbox's empty claims, second after second) leaves the file alone, instead of
+        // syncing a page a second for ever.
+        let wrote = tx.total_changes() != changes_before;
         if failed.is_none() && self.clock.ahead != clock_before.ahead {
             if let Err(e) = set_meta(&tx, "timeline_ahead", self.clock.ahead) {
                 failed = Some(format!("cannot store the timeline's lead: {e}"));
@@ -1809,7 +1814,7 @@ impl Writer {
         }
         // Never from a batch of reads: it holds no write lock, and asking for one mid-read
         // fails at once while another process writes.
-        let save = self.clock.unsaved().filter(|_| !reads_only);
+        let save = self.clock.unsaved().filter(|_| !reads_only && wrote);
         if let (None, Some((floor, top))) = (&failed, save) {
             match set_meta(&tx, "timeline_floor", floor).and_then(|()| set_meta(&tx, "timeline_top", top)) {
                 Ok(()) => (self.clock.saved_floor, self.clock.saved_top) = (floor, top),
@@ -3367,6 +3372,27 @@ mod tests {
                 "restart: {restart}"
             );
         }
+    }
+
+    /// An idle inbox writes nothing: a worker's empty claims, second after second, change no
+    /// row and store no floor (it synced a page a second, for ever); the next batch that
+    /// stores a row stores the floor it reached.
+    #[test]
+    fn empty_claims_leave_the_file_alone() {
+        let (_scratch, conn) = Scratch::new("idle");
+        let mut w = Driven::on_test_wall(conn);
+        let id = w.accept("evt_leased", T);
+        assert_eq!(w.claim(T).iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+        let (changes, floor) = (w.0.conn.total_changes(), meta(&w.0.conn, "timeline_floor").unwrap());
+        for s in 1..=10 {
+            set_wall(T + s * 1_500);
+            assert!(w.claim(T + s * 1_500).is_empty(), "the lease ended early");
+        }
+        assert_eq!(w.0.conn.total_changes(), changes, "an empty claim wrote");
+        assert_eq!(meta(&w.0.conn, "timeline_floor").unwrap(), floor);
+        set_wall(T + 20_000);
+        w.accept("evt_later", T + 20_000);
+        assert_eq!(meta(&w.0.conn, "timeline_floor").unwrap(), T + 20_000);
     }
 
     /// A caller's `now` read before its operation waited in the queue behind a long batch is
