@@ -1469,8 +1469,8 @@ struct Timeline {
     /// back would otherwise take it back by as much as the lead).
     top: i64,
     /// The floor and the top as last stored in `hookguard_inbox_meta` (stored once either
-    /// moved on by a second: after a restart, times stored since are reached at most a second
-    /// late).
+    /// moved on by a second, by a batch that changed a row: after a restart, times stored
+    /// since are reached at most a second late; batches that store nothing store neither).
     saved_floor: i64,
     saved_top: i64,
     /// When the lead last grew (a step back seen), on this process's monotonic clock.
