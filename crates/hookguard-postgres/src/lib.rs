@@ -389,6 +389,8 @@ impl PgInboxBuilder {
             unclaimed_after: self.unclaimed_warning,
             accepted: std::sync::atomic::AtomicBool::new(false),
             checking: std::sync::atomic::AtomicBool::new(false),
+            home: tokio::runtime::Handle::current(),
+            home_alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         });
         inner.refresh_pending().await?;
         spawn_background(&inner);
@@ -397,6 +399,11 @@ impl PgInboxBuilder {
 }
 
 /// The PostgreSQL inbox. Cheap to clone; share one per process.
+///
+/// **Several runtimes** (actix-web runs each worker thread on one of its own): an operation
+/// asked from another runtime than the one the inbox was opened on runs on that one while it
+/// runs, so the pool's connections belong to it and outlive the runtimes that asked (a pooled
+/// connection breaks when the runtime that opened it stops). Open the inbox in `main`.
 ///
 /// ```no_run
 /// use hookguard_core::inbox::{Accepted, InboxStore, NewItem};
@@ -438,6 +445,11 @@ struct Inner {
     accepted: std::sync::atomic::AtomicBool,
     /// An unclaimed check is running (never two at once).
     checking: std::sync::atomic::AtomicBool,
+    /// The runtime the inbox was opened on (see [`Inner::foreign`]).
+    home: tokio::runtime::Handle,
+    /// Whether that runtime still runs: cleared when it stops (the listener's task, which
+    /// lives on it as long as the inbox, is dropped then).
+    home_alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `op` bounded by `limit` on this side: a database that stopped answering fails it.
@@ -448,6 +460,42 @@ async fn bounded<T>(limit: Duration, op: impl Future<Output = Result<T, InboxErr
             limit.as_millis()
         )))
     })
+}
+
+/// Held by a task that lives on the inbox's runtime as long as the inbox: dropped with it when
+/// that runtime stops, it says so.
+struct HomeRuns(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for HomeRuns {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// Whether the caller runs outside the inbox's own runtime, which still runs. A pooled
+    /// connection belongs to the runtime of the task that opened it, and breaks when that
+    /// runtime stops: actix-web runs each worker thread on a runtime of its own and stops them
+    /// at a graceful shutdown, while the inbox's worker (on the application's runtime) goes on
+    /// with its handlers' transactions on the same pool. So work asked from another runtime
+    /// runs on the inbox's own, and every connection it opens outlives the runtime that asked.
+    fn foreign(&self) -> bool {
+        self.home_alive.load(Ordering::Relaxed)
+            && tokio::runtime::Handle::try_current().map_or(true, |here| here.id() != self.home.id())
+    }
+
+    /// Spawns `task` on the inbox's runtime when called from another (see [`Inner::foreign`]),
+    /// else on the caller's.
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.foreign() {
+            self.home.spawn(task);
+        } else {
+            tokio::spawn(task);
+        }
+    }
 }
 
 /// Runs one claim and hands its items to the caller; items nobody took (the caller's bound
@@ -1281,7 +1329,9 @@ fn spawn_background(inner: &Arc<Inner>) {
         .operation_timeout
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
+    let home = HomeRuns(Arc::clone(&inner.home_alive));
     tokio::spawn(async move {
+        let _home = home;
         loop {
             // The pool's options as they are now: an application that rotates credentials
             // (`PgPool::set_connect_options`) reconnects with the new ones.
@@ -1641,7 +1691,142 @@ async fn replay_statement(pool: &PgPool, sql: &str, id: i64) -> Result<bool, Inb
     }
 }
 
+/// The inbox's operations as they run on the runtime that runs them: [`PgInbox`]'s
+/// [`InboxStore`] runs them on the inbox's own runtime when asked from another (see
+/// [`Inner::foreign`]).
+struct Local(PgInbox);
+
+impl std::ops::Deref for Local {
+    type Target = PgInbox;
+    fn deref(&self) -> &PgInbox {
+        &self.0
+    }
+}
+
+impl PgInbox {
+    /// `op` on `Local(self)`, on the inbox's own runtime when called from another. A caller
+    /// that stops waiting leaves it to finish there (as a statement already sent would).
+    fn at_home<T, Fut>(&self, op: impl FnOnce(Local) -> Fut) -> InboxFuture<'static, T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, InboxError>> + Send + 'static,
+    {
+        let run = op(Local(self.clone()));
+        if !self.inner.foreign() {
+            return Box::pin(run);
+        }
+        let task = self.inner.home.spawn(run);
+        Box::pin(async move {
+            match task.await {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(InboxError::storage("the inbox's runtime stopped during the operation")),
+            }
+        })
+    }
+
+    /// [`InboxStore::claim_of`] from any runtime: its statement is a task of its own, spawned
+    /// on the inbox's runtime (see [`Inner::foreign`]).
+    fn claim_of_here<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
+        // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
+        let _ = now_ms;
+        let providers = (!providers.is_empty()).then(|| providers.to_vec());
+        // The statement runs in a task of its own: dropping a query's future cancels nothing on
+        // the server, so a claim this caller stopped waiting for (its bound passed, or its worker
+        // shut down) may still commit. The task sees that nobody took the items and gives them
+        // back, as the SQLite inbox drops a claim whose caller left.
+        let inner = Arc::clone(&self.inner);
+        Box::pin(bounded(self.inner.operation_timeout, async move {
+            let (answer, answered) = oneshot::channel();
+            let answered = ClaimAnswer(answered, Arc::clone(&inner));
+            let spawner = Arc::clone(&inner);
+            spawner.spawn(claim_task(inner, lease, limit, providers, answer));
+            answered.get().await
+        }))
+    }
+
+    /// [`InboxStore::complete`] from any runtime: completions are drained by a task of their
+    /// own, spawned on the inbox's runtime (see [`Inner::foreign`]).
+    fn complete_here(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        Box::pin(bounded(self.inner.operation_timeout.saturating_mul(2), async move {
+            let (answer, answered) = oneshot::channel();
+            let start = {
+                let mut c = lock_completions(&self.inner);
+                c.queue.push((claim, now_ms, answer));
+                !std::mem::replace(&mut c.running, true)
+            };
+            if start {
+                // On the inbox's runtime while it runs, else the caller's: an inbox shared by
+                // several runtimes keeps working.
+                self.inner
+                    .spawn(complete_queued(Draining(Arc::clone(&self.inner), false)));
+            }
+            answered
+                .await
+                .unwrap_or_else(|_| Err(InboxError::storage("the completion was dropped before it ran")))
+        }))
+    }
+}
+
 impl InboxStore for PgInbox {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        self.at_home(move |l| async move { l.accept(item).await })
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        self.claim_of(&[], now_ms, lease, limit)
+    }
+    fn claim_of<'a>(
+        &'a self,
+        providers: &'a [String],
+        now_ms: i64,
+        lease: Duration,
+        limit: u32,
+    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
+        self.claim_of_here(providers, now_ms, lease, limit)
+    }
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        self.complete_here(claim, now_ms)
+    }
+    fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
+        let error = error.to_owned();
+        self.at_home(move |l| async move { l.fail(claim, &error, retry_at_ms, now_ms).await })
+    }
+    fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
+        self.at_home(move |l| async move { l.release(claim).await })
+    }
+    fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
+        self.at_home(move |l| async move { l.defer(claim, until_ms).await })
+    }
+    fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
+        self.at_home(move |l| async move { l.get(id).await })
+    }
+    fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
+        self.at_home(move |l| async move { l.list(filter).await })
+    }
+    fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
+        self.at_home(move |l| async move { l.replay(id, now_ms).await })
+    }
+    fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
+        self.at_home(move |l| async move { l.replay_dead(now_ms).await })
+    }
+    fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
+        self.at_home(move |l| async move { l.purge(before_ms, include_dead).await })
+    }
+    fn stats(&self) -> InboxFuture<'_, InboxStats> {
+        self.at_home(move |l| async move { l.stats().await })
+    }
+    fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.notify.notified())
+    }
+}
+
+impl InboxStore for Local {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let inner = &self.inner;
@@ -1739,38 +1924,11 @@ impl InboxStore for PgInbox {
         lease: Duration,
         limit: u32,
     ) -> InboxFuture<'a, Vec<ClaimedItem>> {
-        // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
-        let _ = now_ms;
-        let providers = (!providers.is_empty()).then(|| providers.to_vec());
-        // The statement runs in a task of its own: dropping a query's future cancels nothing on
-        // the server, so a claim this caller stopped waiting for (its bound passed, or its worker
-        // shut down) may still commit. The task sees that nobody took the items and gives them
-        // back, as the SQLite inbox drops a claim whose caller left.
-        let inner = Arc::clone(&self.inner);
-        Box::pin(bounded(self.inner.operation_timeout, async move {
-            let (answer, answered) = oneshot::channel();
-            let answered = ClaimAnswer(answered, Arc::clone(&inner));
-            tokio::spawn(claim_task(inner, lease, limit, providers, answer));
-            answered.get().await
-        }))
+        self.0.claim_of_here(providers, now_ms, lease, limit)
     }
 
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
-        Box::pin(bounded(self.inner.operation_timeout.saturating_mul(2), async move {
-            let (answer, answered) = oneshot::channel();
-            let start = {
-                let mut c = lock_completions(&self.inner);
-                c.queue.push((claim, now_ms, answer));
-                !std::mem::replace(&mut c.running, true)
-            };
-            if start {
-                // In the caller's runtime: an inbox shared by several runtimes keeps working.
-                tokio::spawn(complete_queued(Draining(Arc::clone(&self.inner), false)));
-            }
-            answered
-                .await
-                .unwrap_or_else(|_| Err(InboxError::storage("the completion was dropped before it ran")))
-        }))
+        self.0.complete_here(claim, now_ms)
     }
 
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {

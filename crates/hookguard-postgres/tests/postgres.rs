@@ -131,6 +131,92 @@ async fn a_replayed_pending_item_counts_once_and_coalesces_again() {
 }
 
 /// Claims up to `limit` items for 30 s, passing `now` as a replica's clock.
+/// An inbox shared by several runtimes, as actix-web shares it (each of its worker threads runs
+/// a runtime of its own, stopped at a graceful shutdown): the connections an accept from
+/// another runtime opens belong to the inbox's own runtime, and outlive the one that asked.
+/// They belonged to the asking runtime and broke when it stopped, under the worker's
+/// transactions on the same pool: each running item spent an attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_opened_for_another_runtime_outlive_it() {
+    let s = schema("foreign_rt");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url())
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    // This runtime's connection stays in use: the other runtime's accept needs a second one.
+    let held = pool.acquire().await.unwrap();
+    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let other = inbox.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let a = other.accept(item(&bwp("evt_from_another_runtime"))).await;
+            accepted_tx.send(a).unwrap();
+            // Running (its connections answer) until told to stop.
+            let _ = stopped.await;
+        });
+        // Dropped: the runtime stops, as actix's worker threads' do at a graceful shutdown.
+    });
+    assert!(matches!(accepted.await.unwrap(), Ok(Accepted::Stored(_))));
+    drop(held);
+    // Both connections, each in a transaction of this runtime (a worker's handlers), taken
+    // while the other runtime still runs; then it stops.
+    let mut a = pool.begin().await.unwrap();
+    let mut b = pool.begin().await.unwrap();
+    stop.send(()).unwrap();
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    for tx in [&mut a, &mut b] {
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut **tx)
+            .await
+            .expect("a connection of a stopped runtime");
+        assert_eq!(one, 1);
+    }
+    a.commit().await.unwrap();
+    b.commit().await.unwrap();
+    // And the worker's own operations go on: the item is claimed and completed.
+    let c = claimed(&inbox, now_ms(), 10).await;
+    assert_eq!(c.len(), 1);
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+}
+
+/// An inbox whose own runtime has stopped (opened in a runtime made for that, then dropped)
+/// works on the runtime that uses it: nothing is sent to the stopped one.
+#[tokio::test]
+async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
+    let s = schema("gone_rt");
+    let name = s.to_string();
+    let inbox = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            PgInbox::builder()
+                .schema(name)
+                .open(pool_at(&url()).await)
+                .await
+                .unwrap()
+        })
+    })
+    .join()
+    .unwrap();
+    let id = stored(&inbox, &bwp("evt_after_its_runtime")).await;
+    assert_eq!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Pending);
+    let c = claimed(&inbox, now_ms(), 10).await;
+    assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
+    assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
+}
+
 async fn claimed(inbox: &PgInbox, now: i64, limit: u32) -> Vec<ClaimedItem> {
     inbox.claim(now, Duration::from_secs(30), limit).await.unwrap()
 }
