@@ -2081,8 +2081,10 @@ fn accept(
     let existing = |conn: &Connection, key: &str| -> Result<Option<(i64, bool)>, InboxError> {
         conn.prepare_cached("SELECT id, state FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
             .and_then(|mut s| {
+                // A state changed by hand to another type reads as `record` shows it: dead.
                 s.query_row(params![item.provider, key], |r| {
-                    Ok((r.get(0)?, r.get::<_, i64>(1)? == InboxState::Dead.code()))
+                    let state = lenient_int(r.get_ref(1)?).and_then(InboxState::from_code);
+                    Ok((r.get(0)?, state.unwrap_or(InboxState::Dead) == InboxState::Dead))
                 })
                 .optional()
             })
@@ -2454,18 +2456,20 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>>
 /// Puts item `id` back to pending, due at `due` (on the writer's timeline), attempts reset; whether it was finished (done
 /// or dead: one more pending item). A pending item (waiting out a retry) is made due now.
 fn replay(conn: &Connection, id: i64, due: i64) -> Result<bool, InboxError> {
-    let row: Option<(i64, i64)> = conn
+    // Read as leniently as `record` reads a row changed by hand (an unknown state is dead).
+    let row: Option<(Option<i64>, Option<i64>)> = conn
         .query_row(
             "SELECT state, scope FROM hookguard_inbox WHERE id = ?1",
             params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((lenient_int(r.get_ref(0)?), lenient_int(r.get_ref(1)?))),
         )
         .optional()
         .map_err(storage)?;
     let Some((state, scope)) = row else {
         return Err(InboxError::NotFound(id));
     };
-    let state = InboxState::from_code(state).unwrap_or(InboxState::Dead);
+    let scope = scope.unwrap_or(0);
+    let state = state.and_then(InboxState::from_code).unwrap_or(InboxState::Dead);
     if !matches!(state, InboxState::Done | InboxState::Dead | InboxState::Pending) {
         return Err(InboxError::WrongState {
             id,
@@ -2510,7 +2514,7 @@ fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
     // type counts as `record` shows it (an unknown state is dead), and `total` (a float) sums
     // sizes that `sum` would overflow on.
     let mut stmt =
-        conn.prepare_cached("SELECT state, count(*), total(body_len) FROM hookguard_inbox GROUP BY state")?;
+        conn.prepare_cached("SELECT state, count(*), total(max(body_len, 0)) FROM hookguard_inbox GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
         Ok((lenient_int(r.get_ref(0)?), r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
     })?;
@@ -3252,6 +3256,15 @@ mod tests {
             let claimed = claimed.try_recv().unwrap();
             proptest::prop_assert!(claimed.is_ok(), "{:?}", claimed.err());
             proptest::prop_assert!(claimed.unwrap().iter().any(|c| c.id == good));
+            // A sender's copy of the changed delivery, and a replay of it, are answered (stored,
+            // a duplicate, not found, a wrong state) without failing their batch.
+            let (copy, mut answer) = padded_accept("evt_changed", 0);
+            let (replayed, mut replay) = oneshot::channel();
+            w.0.commit_answered(vec![copy, Op::Replay(changed, now, replayed)]);
+            let answer = answer.try_recv().unwrap();
+            proptest::prop_assert!(!matches!(answer, Err(InboxError::Storage(_))), "copy: {:?}", answer);
+            let replay = replay.try_recv().unwrap();
+            proptest::prop_assert!(!matches!(replay, Err(InboxError::Storage(_))), "replay: {:?}", replay);
         }
     }
 
