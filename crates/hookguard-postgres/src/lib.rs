@@ -462,6 +462,19 @@ async fn bounded<T>(limit: Duration, op: impl Future<Output = Result<T, InboxErr
     })
 }
 
+/// How long an operation asked from another runtime waits for the inbox's own to start it
+/// (see [`PgInbox::at_home`]).
+const HOME_START_WAIT: Duration = Duration::from_secs(1);
+
+/// A task aborted when its handle is dropped: the caller's cancellation reaches it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Held by a task that lives on the inbox's runtime as long as the inbox: dropped with it when
 /// that runtime stops, it says so.
 struct HomeRuns(Arc<std::sync::atomic::AtomicBool>);
@@ -479,9 +492,12 @@ impl Inner {
     /// at a graceful shutdown, while the inbox's worker (on the application's runtime) goes on
     /// with its handlers' transactions on the same pool. So work asked from another runtime
     /// runs on the inbox's own, and every connection it opens outlives the runtime that asked.
+    ///
+    /// Outside any runtime nothing is sent anywhere: the caller's executor runs the work, as
+    /// it always did.
     fn foreign(&self) -> bool {
         self.home_alive.load(Ordering::Relaxed)
-            && tokio::runtime::Handle::try_current().map_or(true, |here| here.id() != self.home.id())
+            && tokio::runtime::Handle::try_current().is_ok_and(|here| here.id() != self.home.id())
     }
 
     /// Spawns `task` on the inbox's runtime when called from another (see [`Inner::foreign`]),
@@ -612,9 +628,13 @@ impl Drop for ClaimAnswer {
     fn drop(&mut self) {
         self.0.close();
         if let Ok(Ok(items)) = self.0.try_recv() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let inner = Arc::clone(&self.1);
-                runtime.spawn(async move { give_back(&inner, &items).await });
+            let inner = Arc::clone(&self.1);
+            let task = async move { give_back(&inner, &items).await };
+            // On the inbox's runtime when dropped on another (see `Inner::foreign`).
+            if self.1.foreign() {
+                self.1.home.spawn(task);
+            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(task);
             }
         }
     }
@@ -1704,8 +1724,11 @@ impl std::ops::Deref for Local {
 }
 
 impl PgInbox {
-    /// `op` on `Local(self)`, on the inbox's own runtime when called from another. A caller
-    /// that stops waiting leaves it to finish there (as a statement already sent would).
+    /// `op` on `Local(self)`, on the inbox's own runtime when called from another (see
+    /// [`Inner::foreign`]). Cancelled as it would be where it was asked: dropping the returned
+    /// future aborts it there. Should that runtime not start it within [`HOME_START_WAIT`] (a
+    /// runtime kept but not driven, a current-thread one nobody `block_on`s), it runs where it
+    /// was asked, as before.
     fn at_home<T, Fut>(&self, op: impl FnOnce(Local) -> Fut) -> InboxFuture<'static, T>
     where
         T: Send + 'static,
@@ -1715,12 +1738,36 @@ impl PgInbox {
         if !self.inner.foreign() {
             return Box::pin(run);
         }
-        let task = self.inner.home.spawn(run);
+        // Whoever takes the operation first runs it: the home runtime's task when it starts,
+        // or the caller once it has waited long enough.
+        let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
+        let take = |slot: &std::sync::Mutex<Option<Pin<Box<Fut>>>>| {
+            slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        };
+        let theirs = Arc::clone(&slot);
+        let mut task = AbortOnDrop(self.inner.home.spawn(async move {
+            let run = take(&theirs);
+            match run {
+                Some(run) => Some(run.await),
+                None => None,
+            }
+        }));
         Box::pin(async move {
-            match task.await {
-                Ok(r) => r,
+            let outcome = match tokio::time::timeout(HOME_START_WAIT, &mut task.0).await {
+                Ok(outcome) => outcome,
+                Err(_) => match take(&slot) {
+                    Some(run) => return run.await,
+                    None => (&mut task.0).await,
+                },
+            };
+            match outcome {
+                Ok(Some(r)) => r,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => Err(InboxError::storage("the inbox's runtime stopped during the operation")),
+                // Cancelled (the inbox's runtime stopped) or found taken: here if it never ran.
+                Ok(None) | Err(_) => match take(&slot) {
+                    Some(run) => run.await,
+                    None => Err(InboxError::storage("the inbox's runtime stopped during the operation")),
+                },
             }
         })
     }

@@ -217,6 +217,83 @@ async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
     assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
 }
 
+/// An inbox opened on a runtime that is kept but no longer driven (a current-thread runtime
+/// nobody `block_on`s): operations from another runtime are not left waiting for that runtime
+/// for ever. They wait a moment, then run where they were asked, and are answered within
+/// their bounds (the connections opened on the idle runtime never answer, so here a storage
+/// error: `503`, never a `2xx`, never a hang).
+#[tokio::test]
+async fn an_inbox_whose_runtime_is_kept_but_not_driven_still_answers() {
+    let s = schema("idle_rt");
+    let name = s.to_string();
+    let (home, inbox) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let inbox = rt.block_on(async move {
+            PgInbox::builder()
+                .schema(name)
+                .open(pool_at(&url()).await)
+                .await
+                .unwrap()
+        });
+        (rt, inbox)
+    })
+    .join()
+    .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(15), inbox.accept(item(&bwp("evt_idle_home")))).await;
+    assert!(
+        matches!(answered, Ok(Ok(Accepted::Stored(_)) | Err(InboxError::Storage(_)))),
+        "{answered:?}"
+    );
+    let stats = tokio::time::timeout(Duration::from_secs(15), inbox.stats()).await;
+    assert!(stats.is_ok(), "waited for ever");
+    // A runtime is dropped outside async code.
+    std::thread::spawn(move || drop(home)).join().unwrap();
+}
+
+/// An accept asked from another runtime and then given up (the sender hung up, a timeout
+/// layer answered) is cancelled as it would be on the inbox's own runtime: nothing is stored
+/// after the caller left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_given_up_on_another_runtime_is_cancelled_there() {
+    let s = schema("given_up");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url())
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    // The pool's one connection is in use: the accept waits for it.
+    let held = pool.acquire().await.unwrap();
+    let other = inbox.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let gave_up =
+                tokio::time::timeout(Duration::from_millis(300), other.accept(item(&bwp("evt_given_up")))).await;
+            assert!(
+                gave_up.is_err(),
+                "answered while the pool's connection was held: {gave_up:?}"
+            );
+        });
+    })
+    .join()
+    .unwrap();
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{}\".hookguard_inbox", &*s))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "stored after its caller gave up");
+}
+
 async fn claimed(inbox: &PgInbox, now: i64, limit: u32) -> Vec<ClaimedItem> {
     inbox.claim(now, Duration::from_secs(30), limit).await.unwrap()
 }
