@@ -1469,13 +1469,17 @@ struct Timeline {
     /// back would otherwise take it back by as much as the lead).
     top: i64,
     /// The floor and the top as last stored in `hookguard_inbox_meta` (stored once either
-    /// moved on by a second, by a batch that changed a row: after a restart, times stored
-    /// since are reached at most a second late; batches that store nothing store neither).
+    /// moved on by a second in a batch that changed a row, by a minute in one that changed
+    /// none: after a restart, times stored since are reached at most that late).
     saved_floor: i64,
     saved_top: i64,
     /// When the lead last grew (a step back seen), on this process's monotonic clock.
     stepped_at: Option<Instant>,
 }
+
+/// How far the timeline's floor or top move on in batches that change no row before they are
+/// stored (see `Writer::commit`).
+const IDLE_FLOOR_SAVE_MS: i64 = 60_000;
 
 /// How long after a step back a caller's reading later than the writer's is taken as one read
 /// before the step (far longer than an operation waits in the queue).
@@ -1535,10 +1539,10 @@ impl Timeline {
         base.saturating_add(at.saturating_sub(now)).saturating_add(self.ahead)
     }
 
-    /// Whether the floor or the top moved on far enough from the stored ones to be stored
-    /// again: both, then.
-    fn unsaved(&self) -> Option<(i64, i64)> {
-        let moved = |now: i64, saved: i64| now.saturating_sub(saved) >= 1_000;
+    /// Whether the floor or the top moved on `by` milliseconds or more from the stored ones,
+    /// to be stored again: both, then.
+    fn unsaved(&self, by: i64) -> Option<(i64, i64)> {
+        let moved = |now: i64, saved: i64| now.saturating_sub(saved) >= by;
         (moved(self.floor, self.saved_floor) || moved(self.top, self.saved_top)).then_some((self.floor, self.top))
     }
 
@@ -1803,9 +1807,11 @@ impl Writer {
             }
             results.push(done);
         }
-        // The floor and top protect the times this batch stores: a batch that changed no row (an
-        // idle inbox's empty claims, second after second) leaves the file alone, instead of
-        // syncing a page a second for ever.
+        // The floor and top protect the times stored: a batch that changed a row stores them
+        // once they moved on by a second; one that changed none (an idle inbox's empty claims,
+        // second after second) only once they moved on by a minute, instead of syncing a page
+        // a second for ever (a clock set back while the process is down then delays times
+        // stored before an idle stretch by at most that minute).
         let wrote = tx.total_changes() != changes_before;
         if failed.is_none() && self.clock.ahead != clock_before.ahead {
             if let Err(e) = set_meta(&tx, "timeline_ahead", self.clock.ahead) {
@@ -1814,7 +1820,10 @@ impl Writer {
         }
         // Never from a batch of reads: it holds no write lock, and asking for one mid-read
         // fails at once while another process writes.
-        let save = self.clock.unsaved().filter(|_| !reads_only && wrote);
+        let save = self
+            .clock
+            .unsaved(if wrote { 1_000 } else { IDLE_FLOOR_SAVE_MS })
+            .filter(|_| !reads_only);
         if let (None, Some((floor, top))) = (&failed, save) {
             match set_meta(&tx, "timeline_floor", floor).and_then(|()| set_meta(&tx, "timeline_top", top)) {
                 Ok(()) => (self.clock.saved_floor, self.clock.saved_top) = (floor, top),
@@ -3387,9 +3396,9 @@ mod tests {
         }
     }
 
-    /// An idle inbox writes nothing: a worker's empty claims, second after second, change no
-    /// row and store no floor (it synced a page a second, for ever); the next batch that
-    /// stores a row stores the floor it reached.
+    /// An idle inbox writes little: a worker's empty claims, second after second, change no
+    /// row and store the floor once a minute (it synced a page a second, for ever); the next
+    /// batch that stores a row stores the floor it reached.
     #[test]
     fn empty_claims_leave_the_file_alone() {
         let (_scratch, conn) = Scratch::new("idle");
@@ -3406,6 +3415,23 @@ mod tests {
         set_wall(T + 20_000);
         w.accept("evt_later", T + 20_000);
         assert_eq!(meta(&w.0.conn, "timeline_floor").unwrap(), T + 20_000);
+        // Both items waiting out a long retry; idle a minute on, the floor is stored once.
+        set_wall(T + 79_000);
+        let both = w.claim(T + 79_000);
+        assert_eq!(both.len(), 2, "the first lease has ended");
+        for c in &both {
+            w.fail(c, T + 10 * HOUR, T + 79_000);
+        }
+        let changes = w.0.conn.total_changes();
+        set_wall(T + 79_000 + IDLE_FLOOR_SAVE_MS - 1);
+        assert!(w.claim(T + 79_000 + IDLE_FLOOR_SAVE_MS - 1).is_empty());
+        assert_eq!(w.0.conn.total_changes(), changes);
+        set_wall(T + 79_000 + IDLE_FLOOR_SAVE_MS);
+        assert!(w.claim(T + 79_000 + IDLE_FLOOR_SAVE_MS).is_empty());
+        assert_eq!(
+            meta(&w.0.conn, "timeline_floor").unwrap(),
+            T + 79_000 + IDLE_FLOOR_SAVE_MS
+        );
     }
 
     /// A caller's `now` read before its operation waited in the queue behind a long batch is
