@@ -148,13 +148,14 @@ const PIECE: usize = crate::common::PIPE_BUF - 1;
 /// command's output never blocks on a stderr nobody reads (that would hold up its delivery's
 /// answer) and never lands inside a log line.
 /// At most [`MAX_FORWARDED`] bytes of one stream of one run are forwarded; the rest is read
-/// and dropped (the command never blocks), and a line says how much.
-pub async fn forward(from: impl tokio::io::AsyncRead + Unpin) {
+/// and dropped (the command never blocks), and a line says how much of which `stream`
+/// (`stdout`, `stderr`).
+pub async fn forward(from: impl tokio::io::AsyncRead + Unpin, stream: &'static str) {
     let dropped = forward_to(from, MAX_FORWARDED, write).await;
     if dropped > 0 {
         write(
             format!(
-                "hookguard: --exec: {dropped} more bytes of the command's output were dropped (at most {MAX_FORWARDED} bytes of each stream per run reach the log)\n"
+                "hookguard: --exec: {dropped} more bytes of the command's {stream} were dropped (at most {MAX_FORWARDED} bytes of each stream per run reach the log)\n"
             )
             .as_bytes(),
         );

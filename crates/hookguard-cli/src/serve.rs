@@ -498,10 +498,10 @@ impl Exec {
             .map_err(ExecError::Spawn)?;
         let mut output = Forwarding(Vec::new());
         if let Some(out) = child.stdout.take() {
-            output.0.push(tokio::spawn(crate::logs::forward(out)));
+            output.0.push(tokio::spawn(crate::logs::forward(out, "stdout")));
         }
         if let Some(err) = child.stderr.take() {
-            output.0.push(tokio::spawn(crate::logs::forward(err)));
+            output.0.push(tokio::spawn(crate::logs::forward(err, "stderr")));
         }
         // Declared after `child`, so dropped first: the group dies before tokio reaps its leader.
         let mut group = GroupGuard(child.id());

@@ -2796,6 +2796,30 @@ fn a_stalled_stderr_stalls_no_exec_command() {
     assert_eq!(s.json_lines(1)[0]["id"], "evt_loud_handler");
 }
 
+#[test]
+fn exec_output_beyond_the_cap_is_reported_with_its_stream() {
+    // At most 1 MiB of each stream of one run reaches the log; the note about the rest names
+    // the stream it came from (it said "output" for both).
+    let s = Server::start(&[
+        "--provider",
+        "buildworkpro",
+        "--secret",
+        "whsec_s",
+        "--exec",
+        "head -c 1100000 /dev/zero | tr '\\0' x; echo short >&2",
+    ]);
+    let (status, answer) = bwp_post(s.port, "whsec_s", "evt_chatty_handler");
+    assert_eq!(status, 204, "{answer}");
+    wait_for("the dropped-output note", Duration::from_secs(10), || {
+        s.stderr().contains("more bytes of the command's stdout were dropped")
+    });
+    assert!(
+        !s.stderr().contains("command's stderr were dropped"),
+        "{}",
+        s.stderr().len()
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn processes_an_exec_command_leaves_behind_hold_no_descriptors_of_serve() {
