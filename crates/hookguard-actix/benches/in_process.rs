@@ -11,25 +11,21 @@
 //! `IN_PROCESS_FILL` change the store's capacity and how many keys it holds before the first
 //! request.
 
-use std::time::Duration;
-
-use actix_web::dev::Service as _;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web, App, HttpResponse};
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use hmac::{Hmac, Mac};
+use criterion::{criterion_group, criterion_main, measurement::WallTime, BatchSize, BenchmarkGroup, Criterion};
 use hookguard_actix::Webhook;
-use hookguard_core::clock::ManualClock;
-use hookguard_core::dedupe::{Claim, Dedupe, DedupeStore, MemoryStore};
 use hookguard_core::schemes::BuildWorkPro;
-use hookguard_core::testing::block_on;
-use hookguard_core::{Receiver, Scheme, SignParams, Verifier};
+use hookguard_core::{Scheme, SignParams};
 
 // The layer bench's 4 KiB body, secret and settings.
+#[path = "../../../benches/support/in_process.rs"]
+mod in_process;
 #[path = "../../../benches/support/load.rs"]
 mod load;
-use load::{body, env_or, SECRET};
-
-const NOW: u64 = 1_700_000_000;
+use in_process::{receiver, NOW};
+use load::{body, SECRET};
 
 /// A signed request as the layer bench sends it: the same headers, the body whole.
 fn signed(id: u64) -> test::TestRequest {
@@ -46,21 +42,28 @@ fn signed(id: u64) -> test::TestRequest {
     req.set_payload(body)
 }
 
-fn receiver() -> Receiver {
-    let store = MemoryStore::new(env_or("IN_PROCESS_CAPACITY", 4_000_000));
-    for i in 0..env_or("IN_PROCESS_FILL", 600_000u64) {
-        let key = format!("buildworkpro:fill_{i:016x}");
-        match block_on(store.claim(&key, Duration::from_secs(30))) {
-            Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
-            other => panic!("{other:?}"),
-        }
-    }
-    let verifier = Verifier::builder(BuildWorkPro::new())
-        .secret(SECRET)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
-    Receiver::new(verifier).with_dedupe(Dedupe::new(store))
+/// `name`: requests from `make` (signed, a new event each) through `app` (answering 204).
+fn bench_app<S, B, R>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    sys: &actix_web::rt::SystemRunner,
+    app: &S,
+    mut make: impl FnMut() -> R,
+) where
+    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            &mut make,
+            |req| {
+                let res = sys.block_on(app.call(req)).unwrap();
+                assert_eq!(res.status(), 204);
+                res
+            },
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 fn middleware(c: &mut Criterion) {
@@ -81,44 +84,13 @@ fn middleware(c: &mut Criterion) {
     ));
     let mut g = c.benchmark_group("in_process");
     let mut id = 0u64;
-    g.bench_function("actix_plain_4096", |b| {
-        b.iter_batched(
-            || {
-                id += 1;
-                signed(id).to_request()
-            },
-            |req| {
-                let res = sys.block_on(plain.call(req)).unwrap();
-                assert_eq!(res.status(), 204);
-                res
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("actix_hookguard_4096", |b| {
-        b.iter_batched(
-            || {
-                id += 1;
-                signed(id).to_request()
-            },
-            |req| {
-                let res = sys.block_on(guarded.call(req)).unwrap();
-                assert_eq!(res.status(), 204);
-                res
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    let keyed = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    let bytes = body(0);
-    g.bench_function("bare_hmac_4096", |b| {
-        b.iter(|| {
-            let mut mac = keyed.clone();
-            mac.update(b"1700000000.");
-            mac.update(black_box(&bytes));
-            black_box(mac.finalize().into_bytes())
-        })
-    });
+    let mut next = || {
+        id += 1;
+        signed(id).to_request()
+    };
+    bench_app(&mut g, "actix_plain_4096", &sys, &plain, &mut next);
+    bench_app(&mut g, "actix_hookguard_4096", &sys, &guarded, &mut next);
+    in_process::bare_hmac(&mut g);
     g.finish();
 }
 

@@ -131,6 +131,18 @@ async fn a_replayed_pending_item_counts_once_and_coalesces_again() {
 }
 
 /// Claims up to `limit` items for 30 s, passing `now` as a replica's clock.
+/// An inbox on a pool of `connections` (acquire 5 s), and the pool.
+async fn small_inbox(schema: &str, connections: u32) -> (PgPool, PgInbox) {
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url())
+        .await
+        .unwrap();
+    let inbox = PgInbox::builder().schema(schema).open(pool.clone()).await.unwrap();
+    (pool, inbox)
+}
+
 /// An inbox shared by several runtimes, as actix-web shares it (each of its worker threads runs
 /// a runtime of its own, stopped at a graceful shutdown): the connections an accept from
 /// another runtime opens belong to the inbox's own runtime, and outlive the one that asked.
@@ -139,13 +151,7 @@ async fn a_replayed_pending_item_counts_once_and_coalesces_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_opened_for_another_runtime_outlive_it() {
     let s = schema("foreign_rt");
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url())
-        .await
-        .unwrap();
-    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    let (pool, inbox) = small_inbox(&s, 2).await;
     // This runtime's connection stays in use: the other runtime's accept needs a second one.
     let held = pool.acquire().await.unwrap();
     let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
@@ -259,13 +265,7 @@ async fn an_inbox_whose_runtime_is_kept_but_not_driven_still_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_given_up_on_another_runtime_is_cancelled_there() {
     let s = schema("given_up");
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url())
-        .await
-        .unwrap();
-    let inbox = PgInbox::builder().schema(&*s).open(pool.clone()).await.unwrap();
+    let (pool, inbox) = small_inbox(&s, 1).await;
     // The pool's one connection is in use: the accept waits for it.
     let held = pool.acquire().await.unwrap();
     let other = inbox.clone();

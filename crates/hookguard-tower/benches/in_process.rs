@@ -12,27 +12,25 @@
 //! store that stays in the cache shows what the table's memory costs).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use hmac::{Hmac, Mac};
-use hookguard_core::clock::ManualClock;
-use hookguard_core::dedupe::{Claim, Dedupe, DedupeStore, MemoryStore};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hookguard_core::schemes::BuildWorkPro;
 use hookguard_core::testing::block_on;
-use hookguard_core::{Receiver, Scheme, SignParams, Verifier};
+use hookguard_core::{Scheme, SignParams};
 use hookguard_tower::WebhookLayer;
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
 
 // The layer bench's 4 KiB body, secret and settings.
+#[path = "../../../benches/support/in_process.rs"]
+mod in_process;
 #[path = "../../../benches/support/load.rs"]
 mod load;
-use load::{body, env_or, SECRET};
+use in_process::{receiver, NOW};
+use load::{body, SECRET};
 
-const NOW: u64 = 1_700_000_000;
 fn signed(id: u64) -> Request<Full<Bytes>> {
     let body = body(id);
     let s = BuildWorkPro::new().sign(SECRET, &body, &SignParams::new(NOW)).unwrap();
@@ -46,20 +44,7 @@ fn signed(id: u64) -> Request<Full<Bytes>> {
 }
 
 fn layer(c: &mut Criterion) {
-    let store = MemoryStore::new(env_or("IN_PROCESS_CAPACITY", 4_000_000));
-    for i in 0..env_or("IN_PROCESS_FILL", 600_000u64) {
-        let key = format!("buildworkpro:fill_{i:016x}");
-        match block_on(store.claim(&key, Duration::from_secs(30))) {
-            Ok(Claim::New(t)) => assert!(block_on(store.complete(&t, Duration::from_secs(86_400))).unwrap()),
-            other => panic!("{other:?}"),
-        }
-    }
-    let verifier = Verifier::builder(BuildWorkPro::new())
-        .secret(SECRET)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
-    let receiver = Receiver::new(verifier).with_dedupe(Dedupe::new(store));
+    let receiver = receiver();
     let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::builder().status(204).body(Full::new(Bytes::new())).unwrap())
     });
@@ -83,16 +68,7 @@ fn layer(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    let keyed = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    let bytes = body(0);
-    g.bench_function("bare_hmac_4096", |b| {
-        b.iter(|| {
-            let mut mac = keyed.clone();
-            mac.update(b"1700000000.");
-            mac.update(black_box(&bytes));
-            black_box(mac.finalize().into_bytes())
-        })
-    });
+    in_process::bare_hmac(&mut g);
     g.finish();
 }
 
