@@ -791,6 +791,8 @@ struct Sql {
     stats: String,
     oldest: String,
     replay_pending: String,
+    /// An item's state, its row locked for the rest of the transaction (`replay`).
+    lock_state: String,
     due_longest: String,
     count_pending: String,
 }
@@ -935,6 +937,7 @@ impl Sql {
             ),
             // A pending item waiting out a retry: due now, its attempts reset, and its coalescing
             // key taken back as a replay of a finished item takes it (a claim gave it up).
+            lock_state: format!("SELECT state FROM {t} WHERE id = $1 FOR UPDATE"),
             replay_pending: format!(
                 "UPDATE {t} SET attempts = 0, next_attempt_at = {DB_NOW}, last_error = NULL,
                         unique_key = CASE WHEN scope = 1 AND unique_key IS NULL AND NOT EXISTS (
@@ -1648,24 +1651,60 @@ fn record(r: &PgRow) -> Result<InboxRecord, sqlx::Error> {
 impl PgInbox {
     /// [`InboxStore::replay`]: whether the item was finished (done or dead: one more pending
     /// item) or pending (waiting out a retry: made due now).
+    ///
+    /// The state is read under the row's lock, in the transaction that changes it: a
+    /// completion committing meanwhile is waited for (the item is then replayed as done),
+    /// never seen half-way (two statements in a row refused an item done between them).
     async fn replay_item(&self, id: i64) -> Result<bool, InboxError> {
         bounded(self.inner.operation_timeout, async move {
-            let pool = &self.inner.pool;
-            let finished = if replay_statement(pool, &self.inner.sql.replay, id).await? {
-                self.inner.pending.fetch_add(1, Ordering::Relaxed);
-                true
-            } else if replay_statement(pool, &self.inner.sql.replay_pending, id).await? {
-                false
-            } else {
-                return match self.get(id).await? {
-                    None => Err(InboxError::NotFound(id)),
-                    Some(rec) => Err(InboxError::WrongState {
-                        id,
-                        state: rec.state,
-                        expected: "done, dead or pending",
-                    }),
+            let mut raced = 0;
+            let finished = loop {
+                let mut tx = self.inner.pool.begin().await.map_err(storage)?;
+                let state: Option<i16> = sqlx::query_scalar(&self.inner.sql.lock_state)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(storage)?;
+                let state = match state {
+                    None => return Err(InboxError::NotFound(id)),
+                    Some(code) => InboxState::from_code(i64::from(code)).unwrap_or(InboxState::Dead),
                 };
+                let sql = match state {
+                    InboxState::Done | InboxState::Dead => &self.inner.sql.replay,
+                    InboxState::Pending => &self.inner.sql.replay_pending,
+                    InboxState::Running => {
+                        return Err(InboxError::WrongState {
+                            id,
+                            state,
+                            expected: "done, dead or pending",
+                        })
+                    }
+                };
+                // Taking the coalescing key can meet another transaction's uncommitted copy
+                // (see `replay_statement`): run again, it sees the row.
+                match sqlx::query(sql).bind(id).fetch_optional(&mut *tx).await {
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") && raced < 3 => {
+                        raced += 1;
+                        continue;
+                    }
+                    r => {
+                        let changed = r.map_err(storage)?.is_some();
+                        tx.commit().await.map_err(storage)?;
+                        if !changed {
+                            // A state no statement takes (a code written by hand).
+                            return Err(InboxError::WrongState {
+                                id,
+                                state,
+                                expected: "done, dead or pending",
+                            });
+                        }
+                        break state != InboxState::Pending;
+                    }
+                }
             };
+            if finished {
+                self.inner.pending.fetch_add(1, Ordering::Relaxed);
+            }
             wake_every_worker(&self.inner.notify);
             Ok(finished)
         })

@@ -131,6 +131,43 @@ async fn a_replayed_pending_item_counts_once_and_coalesces_again() {
 }
 
 /// Claims up to `limit` items for 30 s, passing `now` as a replica's clock.
+/// A replay asked while the item's completion is committing replays the done item: it reads
+/// the state under the row's lock, so it waits for that commit. It read the state between two
+/// statements and, when the completion landed between them, refused the item as `done`
+/// ("expected done, dead or pending").
+#[tokio::test]
+async fn a_replay_during_a_completion_replays_the_done_item() {
+    let s = schema("replay_vs_done");
+    let (pool, inbox) = small_inbox(&s, 4).await;
+    let id = stored(&inbox, &bwp("evt_replayed_while_done")).await;
+    assert_eq!(claimed(&inbox, now_ms(), 10).await.len(), 1);
+    // A completion in progress: the row marked done by a transaction not yet committed.
+    let mut completing = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "UPDATE \"{}\".hookguard_inbox SET state = 2, finished_at = $2 WHERE id = $1",
+        &*s
+    ))
+    .bind(id)
+    .bind(now_ms())
+    .execute(&mut *completing)
+    .await
+    .unwrap();
+    let replaying = tokio::spawn({
+        let inbox = inbox.clone();
+        async move { inbox.replay(id, now_ms()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = replaying.is_finished();
+    // Committed before anything is asserted: a failed assertion must not leave the row
+    // locked under the schema's drop.
+    completing.commit().await.unwrap();
+    let replayed = replaying.await.unwrap();
+    assert!(!early, "answered before the completion committed: {replayed:?}");
+    replayed.unwrap();
+    let rec = inbox.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
+}
+
 /// An inbox on a pool of `connections` (acquire 5 s), and the pool.
 async fn small_inbox(schema: &str, connections: u32) -> (PgPool, PgInbox) {
     let pool = PgPoolOptions::new()
