@@ -17,11 +17,26 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// Seconds since the unix epoch (the wall clock: replay windows compare it with the
     /// sender's timestamps).
+    ///
+    /// ```
+    /// use hookguard_core::clock::{Clock, ManualClock, SystemClock};
+    /// assert_eq!(ManualClock::new(1_700_000_000).now_unix(), 1_700_000_000);
+    /// assert!(SystemClock.now_unix() > 1_700_000_000); // after November 2023
+    /// ```
     fn now_unix(&self) -> u64;
 
     /// Time that only moves forward, from an arbitrary origin: leases and retention are
     /// measured on it, so a wall-clock step never expires them all at once. The default is
     /// [`now_unix`](Self::now_unix) in seconds (right for test clocks that only move forward).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::clock::{Clock, ManualClock, SystemClock};
+    /// // The default: `now_unix`, in seconds.
+    /// assert_eq!(ManualClock::new(90).monotonic(), Duration::from_secs(90));
+    /// let a = SystemClock.monotonic();
+    /// assert!(SystemClock.monotonic() >= a);
+    /// ```
     fn monotonic(&self) -> Duration {
         Duration::from_secs(self.now_unix())
     }

@@ -54,6 +54,13 @@ json_struct! {
 }
 
 /// Procore's `metadata` (any field may be null).
+///
+/// ```
+/// use hookguard_core::envelope::ProcoreMetadata;
+/// let m: ProcoreMetadata = serde_json::from_str(r#"{"source_user_id":1469242,"source_project_id":219542,"source_application_id":null}"#).unwrap();
+/// assert_eq!(m.source_user_id, Some(1469242));
+/// assert_eq!((m.source_company_id, m.source_application_id), (None, None));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcoreMetadata {
     /// The user that caused the change.
@@ -79,6 +86,12 @@ json_struct! {
 }
 
 /// A related resource (Procore v3).
+///
+/// ```
+/// use hookguard_core::envelope::ProcoreRelatedResource;
+/// let r: ProcoreRelatedResource = serde_json::from_str(r#"{"id":245510722,"name":"Purchase Order Contracts"}"#).unwrap();
+/// assert_eq!((r.id, r.name.as_str()), (245510722, "Purchase Order Contracts"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcoreRelatedResource {
     /// Its id.
@@ -217,6 +230,13 @@ json_untagged! {
 }
 
 /// HeavyBid Pre-Construction `data`.
+///
+/// ```
+/// use hookguard_core::envelope::HcssPreConstructionData;
+/// let d: HcssPreConstructionData = serde_json::from_str(r#"{"companyId":"c","businessUnitId":"b","projectId":"p"}"#).unwrap();
+/// assert_eq!(d.project_id.as_deref(), Some("p"));
+/// assert_eq!(d.schema_id, None); // a project event
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HcssPreConstructionData {
     /// Company GUID.
@@ -239,6 +259,13 @@ json_struct! {
 }
 
 /// A HeavyBid Pre-Construction event (`ProjectCreated`, `ProjectChanged`, `ProjectDeleted`, `SchemaChanged`).
+///
+/// ```
+/// use hookguard_core::envelope::HcssPreConstructionEvent;
+/// let e: HcssPreConstructionEvent = serde_json::from_str(r#"{"eventSource":"HeavyBid Pre-Construction","eventType":"ProjectCreated","version":"1","date":"2019-09-10T16:12:29Z","data":{"companyId":"c","businessUnitId":"b","projectId":"p"}}"#).unwrap();
+/// assert_eq!(e.event_type, "ProjectCreated");
+/// assert_eq!(e.data.business_unit_id, "b");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HcssPreConstructionEvent {
     /// `HeavyBid Pre-Construction`.
@@ -267,6 +294,12 @@ json_struct! {
 }
 
 /// A Setups event (`Employee|Equipment|Location|BusinessUnit` × `Created|Updated|Deleted`).
+///
+/// ```
+/// use hookguard_core::envelope::HcssSetupsEvent;
+/// let e: HcssSetupsEvent = serde_json::from_str(r#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#).unwrap();
+/// assert_eq!((e.event_type.as_str(), e.id.as_str()), ("EmployeeUpdated", "e"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HcssSetupsEvent {
     /// Company GUID.
@@ -289,6 +322,12 @@ json_struct! {
 }
 
 /// A HeavyJob event (`CostCodeCreated|Updated|Deleted`).
+///
+/// ```
+/// use hookguard_core::envelope::HcssHeavyJobEvent;
+/// let e: HcssHeavyJobEvent = serde_json::from_str(r#"{"companyId":"c","eventType":"CostCodeUpdated","jobId":"j","costCodeId":"k"}"#).unwrap();
+/// assert_eq!((e.job_id.as_str(), e.cost_code_id.as_str()), ("j", "k"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HcssHeavyJobEvent {
     /// Company GUID.
@@ -342,6 +381,13 @@ json_untagged! {
 }
 
 /// A Standard Webhooks payload: `{type, timestamp, data}`.
+///
+/// ```
+/// use hookguard_core::envelope::StandardEvent;
+/// let e: StandardEvent = serde_json::from_str(r#"{"type":"invoice.paid","timestamp":"2026-01-01T00:00:00Z","data":{"amount":100}}"#).unwrap();
+/// assert_eq!(e.event_type, "invoice.paid");
+/// assert_eq!(e.data["amount"], 100);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StandardEvent<D = Value> {
     /// The event type.

@@ -15,6 +15,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// HMAC-SHA256 with a pre-computed key schedule.
+///
+/// ```
+/// use hmac::Mac;
+/// use hookguard_core::HmacSha256;
+/// let mut mac = HmacSha256::new_from_slice(b"It's a Secret to Everybody").unwrap();
+/// mac.update(b"Hello, World!");
+/// // GitHub's known answer (see `schemes::GitHub`).
+/// assert_eq!(hex::encode(mac.finalize().into_bytes()), "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+/// ```
 pub type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<Sha1>;
 

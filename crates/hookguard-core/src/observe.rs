@@ -47,6 +47,12 @@ pub struct KillSwitch {
 
 impl KillSwitch {
     /// A kill switch tripping after `failures` failed answers in a row.
+    ///
+    /// ```
+    /// use hookguard_core::observe::KillSwitch;
+    /// const MINE: KillSwitch = KillSwitch::new(10, "pauses the endpoint", "resume it in the dashboard");
+    /// assert_eq!((MINE.failures, MINE.per_event), (10, false));
+    /// ```
     pub const fn new(failures: u32, what: &'static str, remedy: &'static str) -> Self {
         Self {
             failures,
@@ -139,10 +145,29 @@ pub struct SenderHealth {
 
 /// Uncredentialed refusals in a row at which [`SenderHealth::refused_uncredentialed`] first
 /// warns (and again at every tenfold).
+///
+/// ```
+/// use hookguard_core::{observe::{SenderHealth, UNCREDENTIALED_WARN_AT}, testing::Logs, Provider};
+/// let h = SenderHealth::new(Provider::Procore, None);
+/// let logs = Logs::default();
+/// tracing::subscriber::with_default(logs.clone(), || {
+///     for _ in 0..UNCREDENTIALED_WARN_AT {
+///         h.refused_uncredentialed();
+///     }
+/// });
+/// assert_eq!(logs.count(tracing::Level::WARN), 1);
+/// ```
 pub const UNCREDENTIALED_WARN_AT: u32 = 10;
 
 impl SenderHealth {
     /// Health for `provider`, with its kill switch if it has one.
+    ///
+    /// ```
+    /// use hookguard_core::{observe::SenderHealth, schemes::BuildWorkPro, Provider, Scheme};
+    /// let h = SenderHealth::new(Provider::BuildWorkPro, BuildWorkPro::new().kill_switch());
+    /// assert_eq!(h.consecutive_failures(), 0);
+    /// assert_eq!(h.kill_switch().map(|k| k.failures), Some(20));
+    /// ```
     pub fn new(provider: Provider, kill_switch: Option<KillSwitch>) -> Self {
         // Shown from the start: a series that appears only with the first failure reads as
         // "no data" on a dashboard, and an alert on it never sees the healthy zero. Touched,
@@ -196,6 +221,13 @@ impl SenderHealth {
 
     /// Whether this sender's kill switch counts the tries of one event (then answers should
     /// go through [`answered_event`](Self::answered_event)).
+    ///
+    /// ```
+    /// use hookguard_core::{observe::SenderHealth, schemes::{BuildWorkPro, Hcss}, Provider, Scheme};
+    /// // HCSS stops a subscription after one event failed 5 times.
+    /// assert!(SenderHealth::new(Provider::Hcss, Hcss::new().kill_switch()).counts_events());
+    /// assert!(!SenderHealth::new(Provider::BuildWorkPro, BuildWorkPro::new().kill_switch()).counts_events());
+    /// ```
     pub fn counts_events(&self) -> bool {
         self.kill_switch.is_some_and(|k| k.per_event)
     }
@@ -226,6 +258,18 @@ impl SenderHealth {
     /// Records one answer to the event `event` (from [`event_of`]; `None` when no body was
     /// read): the count in a row, and for a per-event kill switch that event's failed tries,
     /// warned about at half the threshold and logged as an error when it is reached.
+    ///
+    /// ```
+    /// use hookguard_core::observe::{event_of, KillSwitch, SenderHealth};
+    /// let k = KillSwitch::new(4, "deactivates the hook", "reactivate it").per_event();
+    /// let h = SenderHealth::new(hookguard_core::Provider::Aps, Some(k));
+    /// let body = br#"{"hook":{"event":"dm.version.added"}}"#;
+    /// h.answered_event(false, Some(event_of(body)));
+    /// h.answered_event(false, Some(event_of(body)));
+    /// assert_eq!((h.consecutive_failures(), h.event_failures()), (2, 2));
+    /// h.answered_event(true, Some(event_of(body)));
+    /// assert_eq!((h.consecutive_failures(), h.event_failures()), (0, 0));
+    /// ```
     pub fn answered_event(&self, success: bool, event: Option<u64>) {
         self.answered(success);
         let (Some(k), Some(e)) = (self.kill_switch, event) else {
@@ -293,6 +337,16 @@ impl SenderHealth {
     }
 
     /// Failed answers (non-2xx, or later than the sender waits) in a row.
+    ///
+    /// ```
+    /// use hookguard_core::observe::SenderHealth;
+    /// let h = SenderHealth::new(hookguard_core::Provider::Stripe, None);
+    /// h.answered(false);
+    /// h.answered(false);
+    /// assert_eq!(h.consecutive_failures(), 2);
+    /// h.answered(true); // any 2xx resets it
+    /// assert_eq!(h.consecutive_failures(), 0);
+    /// ```
     pub fn consecutive_failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -338,11 +392,34 @@ impl SenderHealth {
     }
 
     /// Uncredentialed refusals in a row (see [`refused_uncredentialed`](Self::refused_uncredentialed)).
+    ///
+    /// ```
+    /// use hookguard_core::observe::SenderHealth;
+    /// let h = SenderHealth::new(hookguard_core::Provider::Hcss, None);
+    /// h.refused_uncredentialed();
+    /// assert_eq!(h.uncredentialed_in_a_row(), 1);
+    /// h.answered(true); // a request that carried the credential ends the streak
+    /// assert_eq!(h.uncredentialed_in_a_row(), 0);
+    /// ```
     pub fn uncredentialed_in_a_row(&self) -> u32 {
         self.uncredentialed.load(Ordering::Relaxed)
     }
 
     /// Records one answer.
+    ///
+    /// ```
+    /// use hookguard_core::{observe::{KillSwitch, SenderHealth}, testing::Logs};
+    /// let k = KillSwitch::new(4, "disables the endpoint", "re-enable it");
+    /// let h = SenderHealth::new(hookguard_core::Provider::BuildWorkPro, Some(k));
+    /// let logs = Logs::default();
+    /// tracing::subscriber::with_default(logs.clone(), || {
+    ///     for _ in 0..4 {
+    ///         h.answered(false);
+    ///     }
+    /// });
+    /// // A WARN at half the threshold, an ERROR when it is reached.
+    /// assert_eq!((logs.count(tracing::Level::WARN), logs.count(tracing::Level::ERROR)), (1, 1));
+    /// ```
     pub fn answered(&self, success: bool) {
         // A request that may be the sender's came: the uncredentialed streak ends (read first:
         // a healthy sender's answers never write it).
@@ -539,6 +616,15 @@ pub(crate) fn count(name: &'static str, labels: &[(&'static str, &'static str)])
 }
 
 /// Adds `n` to a counter.
+///
+/// ```
+/// // Recorded by the installed `metrics` recorder (feature `metrics`); otherwise nothing happens.
+/// hookguard_core::observe::count_by(
+///     "hookguard_inbox_transitions_total",
+///     &[("provider", "all"), ("transition", "purged")],
+///     3,
+/// );
+/// ```
 pub fn count_by(name: &'static str, labels: &[(&'static str, &'static str)], n: u64) {
     // The key builds its label list from the pairs directly (no list of our own first).
     #[cfg(feature = "metrics")]
@@ -601,6 +687,12 @@ fn gauge_touch(name: &'static str, provider: Provider) {
 }
 
 /// Sets a gauge with one label (the worker's inbox gauges).
+///
+/// ```
+/// use hookguard_core::observe::gauge;
+/// gauge("hookguard_inbox_items", Some(("state", "pending")), 12.0);
+/// gauge("hookguard_inbox_oldest_pending_seconds", None, 4.5);
+/// ```
 pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v: f64) {
     #[cfg(feature = "metrics")]
     match label {
@@ -612,6 +704,13 @@ pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v:
 }
 
 /// Counts an inbox transition.
+///
+/// ```
+/// use hookguard_core::observe::inbox_transition;
+/// inbox_transition("procore", "done");
+/// // A sender that is no built-in one is counted as `custom`: labels stay a bounded set.
+/// inbox_transition("acme-erp", "dead");
+/// ```
 pub fn inbox_transition(provider: &str, transition: &'static str) {
     let provider = provider.parse::<Provider>().map(|p| p.as_str()).unwrap_or("custom");
     count(
@@ -621,6 +720,14 @@ pub fn inbox_transition(provider: &str, transition: &'static str) {
 }
 
 /// Records a handler's run time.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let started = Instant::now();
+/// // ... the handler runs ...
+/// hookguard_core::observe::handler_time(hookguard_core::Provider::Hcss, started.elapsed());
+/// hookguard_core::observe::handler_time(hookguard_core::Provider::Hcss, Duration::from_millis(120));
+/// ```
 pub fn handler_time(provider: Provider, d: Duration) {
     time("hookguard_handler_seconds", provider, d);
 }

@@ -8,6 +8,14 @@ use std::time::Duration;
 use crate::observe::KillSwitch;
 
 /// How a sender spaces its attempts.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{profile::RetrySchedule, schemes::{GitHub, Procore}, Scheme};
+/// assert_eq!(GitHub::new().profile().schedule, RetrySchedule::Fixed(&[])); // no retries
+/// let procore = Procore::new().profile().schedule;
+/// assert!(matches!(procore, RetrySchedule::Exponential { cap, .. } if cap == Duration::from_secs(3600)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetrySchedule {
@@ -26,6 +34,12 @@ pub enum RetrySchedule {
 }
 
 /// Which failed answers the sender never retries.
+///
+/// ```
+/// use hookguard_core::{profile::Permanent, schemes::{BuildWorkPro, Stripe}, Scheme};
+/// assert_eq!(BuildWorkPro::new().profile().permanent, Permanent::ClientErrorsExcept408And429);
+/// assert_eq!(Stripe::new().profile().permanent, Permanent::Never);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Permanent {
@@ -36,6 +50,12 @@ pub enum Permanent {
 }
 
 /// Which id a sender puts in its headers, for `hookguard sign`/`send`.
+///
+/// ```
+/// use hookguard_core::{profile::HeaderId, schemes::{BuildWorkPro, GitHub}, Scheme};
+/// assert_eq!(BuildWorkPro::new().profile().header_id, HeaderId::FromBody("id"));
+/// assert_eq!(GitHub::new().profile().header_id, HeaderId::FreshGuid);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeaderId {
@@ -52,6 +72,16 @@ pub enum HeaderId {
 /// A sender's behaviour, as its documents describe it. Where a vendor publishes no number, the
 /// profile says which assumption it makes (`schedule_doc`), and hookguard makes it
 /// configurable rather than relying on it.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{profile::SampleRng, schemes::BuildWorkPro, Scheme};
+/// let p = BuildWorkPro::new().profile();
+/// assert_eq!((p.name, p.timeout, p.max_attempts()), ("BuildWorkPro", Duration::from_secs(10), Some(7)));
+/// // A realistic body, as `hookguard send` posts it.
+/// let body = (p.sample)(&mut SampleRng::new(1), Some("bid.created"), 1_700_000_000);
+/// assert!(String::from_utf8(body).unwrap().contains(r#""type":"bid.created""#));
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct SenderProfile {
@@ -140,6 +170,13 @@ impl SenderProfile {
     }
 
     /// The most attempts for one delivery, when the schedule has a fixed count.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, GitHub, Procore}, Scheme};
+    /// assert_eq!(BuildWorkPro::new().profile().max_attempts(), Some(7));
+    /// assert_eq!(GitHub::new().profile().max_attempts(), Some(1)); // no retries
+    /// assert_eq!(Procore::new().profile().max_attempts(), None); // retried until its horizon
+    /// ```
     pub fn max_attempts(&self) -> Option<usize> {
         match self.schedule {
             RetrySchedule::Fixed(waits) => Some(waits.len() + 1),
@@ -169,6 +206,17 @@ impl SenderProfile {
 
     /// What the sender does after attempt `attempts` (1-based) ended with `outcome`, `elapsed`
     /// after the first attempt.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{profile::{Attempt, Next}, schemes::BuildWorkPro, Scheme};
+    /// let p = BuildWorkPro::new().profile();
+    /// assert_eq!(p.judge(&Attempt::Status(200), 1, Duration::ZERO), Next::Delivered);
+    /// // BuildWorkPro drops a delivery on a 4xx other than 408 and 429…
+    /// assert!(matches!(p.judge(&Attempt::Status(400), 1, Duration::ZERO), Next::GiveUp { .. }));
+    /// // …and retries a 503 after 30 s.
+    /// assert!(matches!(p.judge(&Attempt::Status(503), 1, Duration::ZERO), Next::Retry { after, .. } if after == Duration::from_secs(30)));
+    /// ```
     pub fn judge(&self, outcome: &Attempt, attempts: usize, elapsed: Duration) -> Next {
         if let Attempt::Status(s) = outcome {
             if (200..300).contains(s) {
@@ -204,6 +252,15 @@ impl SenderProfile {
 }
 
 /// What a sender saw of one attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{profile::{Attempt, Next}, schemes::Procore, Scheme};
+/// let p = Procore::new().profile();
+/// // No answer within its 5 s, or no connection: retried like any failure.
+/// assert!(matches!(p.judge(&Attempt::Timeout, 1, Duration::ZERO), Next::Retry { .. }));
+/// assert!(matches!(p.judge(&Attempt::Network, 1, Duration::ZERO), Next::Retry { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// An HTTP answer with this status.
@@ -215,6 +272,16 @@ pub enum Attempt {
 }
 
 /// What the sender does next.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{profile::{Attempt, Next}, schemes::GitHub, Scheme};
+/// // GitHub does not retry.
+/// match GitHub::new().profile().judge(&Attempt::Status(500), 1, Duration::ZERO) {
+///     Next::GiveUp { verdict } => assert!(verdict.contains("1 attempt")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// 2xx: the delivery is done.
@@ -278,11 +345,24 @@ pub struct SampleRng(u64);
 
 impl SampleRng {
     /// Seeded (the CLI seeds from the OS).
+    ///
+    /// ```
+    /// use hookguard_core::profile::SampleRng;
+    /// // The same seed, the same bodies.
+    /// assert_eq!(SampleRng::new(7).hex(8), SampleRng::new(7).hex(8));
+    /// assert_ne!(SampleRng::new(7).hex(8), SampleRng::new(8).hex(8));
+    /// ```
     pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
 
     /// The next 64 random bits.
+    ///
+    /// ```
+    /// let mut r = hookguard_core::profile::SampleRng::new(1);
+    /// let (a, b) = (r.next_u64(), r.next_u64());
+    /// assert_ne!(a, b);
+    /// ```
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
@@ -293,17 +373,36 @@ impl SampleRng {
     }
 
     /// `bytes` random bytes as lower-case hex.
+    ///
+    /// ```
+    /// let h = hookguard_core::profile::SampleRng::new(1).hex(20);
+    /// assert_eq!(h.len(), 40);
+    /// assert!(h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    /// ```
     pub fn hex(&mut self, bytes: usize) -> String {
         (0..bytes).map(|_| format!("{:02x}", self.next_u64() as u8)).collect()
     }
 
     /// A random GUID, as HCSS and APS send them.
+    ///
+    /// ```
+    /// let g = hookguard_core::profile::SampleRng::new(1).guid();
+    /// assert_eq!(g.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+    /// ```
     pub fn guid(&mut self) -> String {
         let h = self.hex(16);
         format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
     }
 
     /// A ULID for `unix_ms` (Crockford base32, 26 characters).
+    ///
+    /// ```
+    /// use hookguard_core::profile::SampleRng;
+    /// let u = SampleRng::new(1).ulid(1_700_000_000_000);
+    /// assert_eq!(u.len(), 26);
+    /// // The first ten characters are the time: ULIDs of the same millisecond share them.
+    /// assert_eq!(u[..10], SampleRng::new(2).ulid(1_700_000_000_000)[..10]);
+    /// ```
     pub fn ulid(&mut self, unix_ms: u64) -> String {
         const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let rand_bits = (u128::from(self.next_u64()) << 64 | u128::from(self.next_u64())) & ((1u128 << 80) - 1);

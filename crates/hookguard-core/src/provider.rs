@@ -30,6 +30,14 @@ macro_rules! registry {
 
         impl Provider {
             /// Every built-in provider, in the order of the README's table.
+            ///
+            /// ```
+            /// use hookguard_core::{schemes, Provider};
+            /// assert_eq!(Provider::BUILT_IN.len(), 8);
+            /// assert_eq!(Provider::BUILT_IN[0], Provider::BuildWorkPro);
+            /// // Each has its scheme.
+            /// assert!(Provider::BUILT_IN.iter().all(|p| schemes::for_provider(*p).is_some()));
+            /// ```
             pub const BUILT_IN: &'static [Provider] = &[ $( Provider::$variant, )* ];
 
             /// The stable lower-case name used in dedupe keys, logs, metrics and the CLI.

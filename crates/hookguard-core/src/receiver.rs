@@ -20,6 +20,25 @@ use crate::observe::{self, SenderHealth};
 use crate::{ConfigError, Delivery, Precheck, Rejection, RequestHead, Verdict, Verifier};
 
 /// What the application's handler did, as the adapter saw it.
+///
+/// ```
+/// use hookguard_core::{dedupe::MemoryStore, schemes::GitHub, testing::block_on, HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+/// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").dedupe(MemoryStore::new(1_000)).build().unwrap();
+/// let body = bytes::Bytes::from_static(b"{}");
+/// let mut headers = http::HeaderMap::new();
+/// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0)).unwrap().headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// let head = RequestHead::new(&m, &u, &headers);
+/// // A non-2xx answer is passed through, and the delivery is not done: its retry runs again.
+/// let failed = block_on(rx.deliver(&head, body.clone(), |_d| async {
+///     HandlerOutcome::<_, ()>::Responded { response: 500, success: false }
+/// }));
+/// assert!(matches!(failed, Ok(Reply::Handler(500))));
+/// let ok = block_on(rx.deliver(&head, body, |_d| async {
+///     HandlerOutcome::<_, ()>::Responded { response: 200, success: true }
+/// }));
+/// assert!(matches!(ok, Ok(Reply::Handler(200))));
+/// ```
 #[derive(Debug)]
 pub enum HandlerOutcome<R, E> {
     /// It answered; `success` is whether the answer was 2xx (only then is the delivery done).
@@ -358,6 +377,25 @@ async fn keep_claimed<T>(
 }
 
 /// What to send back.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, testing::block_on, Delivery, HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams, Verifier};
+/// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+/// let body = bytes::Bytes::from_static(b"{}");
+/// let mut headers = http::HeaderMap::new();
+/// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0)).unwrap().headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// let head = RequestHead::new(&m, &u, &headers);
+/// let handler = |_d: Delivery| async { HandlerOutcome::<_, ()>::Responded { response: "handled", success: true } };
+/// // A genuine delivery: the handler's own answer.
+/// assert!(matches!(block_on(rx.deliver(&head, body.clone(), handler)), Ok(Reply::Handler("handled"))));
+/// // A request without a signature: hookguard's answer, the handler is not called.
+/// let unsigned = http::HeaderMap::new();
+/// match block_on(rx.deliver(&RequestHead::new(&m, &u, &unsigned), body, handler)) {
+///     Ok(Reply::Respond(answer)) => assert_eq!(answer.status(), 401),
+///     _ => panic!("the handler ran"),
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Reply<R> {
     /// The handler's own answer.
@@ -418,6 +456,16 @@ pub struct Receiver {
 
 /// A runtime's sleep, boxed: the core needs no runtime, so the adapters hand it theirs (see
 /// [`Receiver::with_sleep`]).
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, Sleep, Verifier};
+/// // Tokio's is `Arc::new(|d| Box::pin(tokio::time::sleep(d)))`; this one is over at once.
+/// let sleep: Sleep = Arc::new(|_d: Duration| Box::pin(std::future::ready(())));
+/// block_on((*sleep)(Duration::from_secs(10)));
+/// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap()).with_sleep(sleep);
+/// assert!(format!("{rx:?}").contains("renews_claims: true"));
+/// ```
 pub type Sleep = std::sync::Arc<dyn Fn(Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl fmt::Debug for Receiver {
@@ -437,6 +485,15 @@ const MIN_EVENT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 impl Receiver {
     /// A receiver that verifies with `verifier`, without dedupe or budget.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// assert!(rx.dedupe().is_none() && rx.inbox().is_none() && rx.budget().is_none());
+    /// // The sender's timeout comes from its profile: GitHub waits 10 s.
+    /// assert_eq!(rx.sender_timeout(), Duration::from_secs(10));
+    /// ```
     pub fn new(verifier: Verifier) -> Self {
         let profile = verifier.scheme().profile();
         let horizon = profile.retry_horizon();
@@ -542,6 +599,15 @@ impl Receiver {
     }
 
     /// How long the sender waits for an answer (see [`with_sender_timeout`](Self::with_sender_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::{Procore, Slack}, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(Procore::new()).secret("Bearer t").build().unwrap());
+    /// assert_eq!(rx.sender_timeout(), Duration::from_secs(5));
+    /// let rx = Receiver::new(Verifier::builder(Slack::new()).secret("s").build().unwrap());
+    /// assert_eq!(rx.sender_timeout(), Duration::from_secs(3));
+    /// ```
     pub fn sender_timeout(&self) -> Duration {
         self.sender_timeout
     }
@@ -578,6 +644,15 @@ impl Receiver {
 
     /// How many failed answers (non-2xx, or later than the sender waits) this receiver gave its sender in a row, against the sender's
     /// kill switch (see [`SenderHealth`]).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, Receiver, Rejection, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap());
+    /// assert_eq!(rx.health().kill_switch().map(|k| k.failures), Some(20));
+    /// let _ = rx.reject(&Rejection::HandlerFailed);
+    /// let _ = rx.reject(&Rejection::HandlerFailed);
+    /// assert_eq!(rx.health().consecutive_failures(), 2);
+    /// ```
     pub fn health(&self) -> &SenderHealth {
         &self.health
     }
@@ -643,34 +718,159 @@ impl Receiver {
     /// Stores verified deliveries in `inbox` and answers `200 {"status":"accepted"}` (Slack: an
     /// empty `200`, see [`Scheme::acknowledges_empty`](crate::Scheme::acknowledges_empty)) once they
     /// are durable, instead of calling the handler inline (a worker handles them afterwards).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, RequestHead, Scheme, SignParams, Verifier};
+    /// let inbox = Arc::new(MemInbox::default());
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap()).with_inbox(inbox.clone());
+    /// let body = bytes::Bytes::from_static(b"{}");
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0)).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let head = RequestHead::new(&m, &u, &headers);
+    /// let answer = block_on(rx.admit(&head, body)).unwrap_err();
+    /// assert_eq!((answer.status(), answer.body().as_ref()), (http::StatusCode::OK, &br#"{"status":"accepted"}"#[..]));
+    /// assert_eq!(inbox.0.lock().unwrap().len(), 1); // stored, for a worker to handle
+    /// ```
     pub fn with_inbox(mut self, inbox: std::sync::Arc<dyn InboxStore>) -> Self {
         self.inbox = Some(inbox);
         self
     }
 
     /// The inbox, in inbox mode.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// assert!(rx.inbox().is_none()); // handlers run inline
+    /// let rx = rx.with_inbox(Arc::new(Stub));
+    /// assert!(rx.inbox().is_some()); // deliveries are stored for a worker
+    /// ```
     pub fn inbox(&self) -> Option<&std::sync::Arc<dyn InboxStore>> {
         self.inbox.as_ref()
     }
 
     /// De-duplicates with `dedupe`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_dedupe(Dedupe::new(MemoryStore::new(10_000)).lease(Duration::from_secs(20)));
+    /// assert_eq!(rx.dedupe().map(|d| d.lease_duration()), Some(Duration::from_secs(20)));
+    /// ```
     pub fn with_dedupe(mut self, dedupe: Dedupe) -> Self {
         self.dedupe = Some(dedupe);
         self
     }
 
     /// Sets (or clears) the handler budget the adapter enforces.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::GitHub, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap())
+    ///     .with_budget(Some(Duration::from_secs(8)));
+    /// assert_eq!(rx.budget(), Some(Duration::from_secs(8)));
+    /// assert_eq!(rx.with_budget(None).budget(), None);
+    /// ```
     pub fn with_budget(mut self, budget: Option<Duration>) -> Self {
         self.budget = budget;
         self
     }
 
     /// The verifier.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Provider, Receiver};
+    /// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").max_body(4096).build().unwrap();
+    /// assert_eq!(rx.verifier().provider(), Provider::GitHub);
+    /// assert_eq!(rx.verifier().max_body(), 4096);
+    /// ```
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
     /// The dedupe policy, if any.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::MemoryStore, schemes::GitHub, Receiver};
+    /// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").dedupe(MemoryStore::new(1_000)).build().unwrap();
+    /// assert_eq!(rx.dedupe().map(|d| d.lease_duration()), Some(Duration::from_secs(30)));
+    /// ```
     pub fn dedupe(&self) -> Option<&Dedupe> {
         self.dedupe.as_ref()
     }
@@ -701,6 +901,22 @@ impl Receiver {
     ///
     /// # Errors
     /// The response to send instead of reading the body.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, Receiver, RequestHead, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(Hcss::new()).secret("tok").max_body(4096).build().unwrap());
+    /// let h = http::HeaderMap::new();
+    /// // A delivery with the right URL token: read at most 4096 bytes.
+    /// let (post, uri) = (http::Method::POST, http::Uri::from_static("/hooks?token=tok"));
+    /// assert_eq!(rx.precheck(&RequestHead::new(&post, &uri, &h)).ok(), Some(4096));
+    /// // HCSS's challenge: the answer to send at once.
+    /// let (get, challenge) = (http::Method::GET, http::Uri::from_static("/hooks?challenge=abc"));
+    /// let answer = rx.precheck(&RequestHead::new(&get, &challenge, &h)).unwrap_err();
+    /// assert_eq!(answer.body().as_ref(), b"abc");
+    /// // A wrong token: refused before the body is read.
+    /// let forged = http::Uri::from_static("/hooks?token=nope");
+    /// assert_eq!(rx.precheck(&RequestHead::new(&post, &forged, &h)).unwrap_err().status(), 401);
+    /// ```
     // The early answer is moved once to the adapter; boxing it would only add an allocation.
     #[allow(clippy::result_large_err)]
     pub fn precheck(&self, head: &RequestHead<'_>) -> Result<usize, Response<Bytes>> {
@@ -752,6 +968,14 @@ impl Receiver {
     }
 
     /// The answer to a rejection, logged with its code (never the secret or the body).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Receiver, Rejection, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// let answer = rx.reject(&Rejection::DuplicateInFlight);
+    /// assert_eq!(answer.status(), 429);
+    /// assert_eq!(answer.headers()["retry-after"], "5");
+    /// ```
     pub fn reject(&self, r: &Rejection) -> Response<Bytes> {
         self.reject_event(r, None)
     }
@@ -809,6 +1033,26 @@ impl Receiver {
     ///
     /// # Errors
     /// The handler's own error ([`HandlerOutcome::Failed`]), after releasing the claim.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, dedupe::MemoryStore, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// use hookguard_core::{HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+    /// let now = 1_700_000_000;
+    /// let rx: Receiver = Receiver::builder(BuildWorkPro::new()).secret("whsec_k").clock(ManualClock::new(now))
+    ///     .dedupe(MemoryStore::new(1_000)).build().unwrap();
+    /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+    /// let signed = BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(now)).unwrap();
+    /// let (headers, uri) = testing::request_parts(signed, "/hooks");
+    /// let m = http::Method::POST;
+    /// let head = RequestHead::new(&m, &uri, &headers);
+    /// // The handler fails: its error comes back and the claim is released, so a retry is handled.
+    /// let failed = block_on(rx.deliver(&head, body.clone(), |_d| async { HandlerOutcome::<(), &str>::Failed("db down") }));
+    /// assert_eq!(failed.unwrap_err(), "db down");
+    /// let ok = block_on(rx.deliver(&head, body, |d| async move {
+    ///     HandlerOutcome::<_, &str>::Responded { response: d.event_id().map(str::to_owned), success: true }
+    /// }));
+    /// assert!(matches!(ok, Ok(Reply::Handler(Some(id))) if id == "evt_1"));
+    /// ```
     pub async fn deliver<R, E, F, Fut>(&self, head: &RequestHead<'_>, body: Bytes, call: F) -> Result<Reply<R>, E>
     where
         F: FnOnce(Delivery) -> Fut,
@@ -1018,6 +1262,22 @@ impl fmt::Debug for Admitted<'_> {
 
 impl Admitted<'_> {
     /// The delivery the handler will receive.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, dedupe::MemoryStore, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// use hookguard_core::{HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+    /// let now = 1_700_000_000;
+    /// let rx: Receiver = Receiver::builder(BuildWorkPro::new()).secret("whsec_k").clock(ManualClock::new(now))
+    ///     .dedupe(MemoryStore::new(1_000)).build().unwrap();
+    /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+    /// let signed = BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(now)).unwrap();
+    /// let (headers, uri) = testing::request_parts(signed, "/hooks");
+    /// let m = http::Method::POST;
+    /// let head = RequestHead::new(&m, &uri, &headers);
+    /// let admitted = block_on(rx.admit(&head, body)).unwrap();
+    /// assert_eq!(admitted.delivery().event_type(), Some("bid.accepted"));
+    /// assert_eq!(admitted.delivery().dedupe_key(), Some("buildworkpro:evt_1"));
+    /// ```
     pub fn delivery(&self) -> &Delivery {
         &self.delivery
     }
@@ -1027,6 +1287,32 @@ impl Admitted<'_> {
     ///
     /// # Errors
     /// The handler's own error ([`HandlerOutcome::Failed`]), after releasing the claim.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, dedupe::MemoryStore, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// use hookguard_core::{HandlerOutcome, Receiver, Reply, RequestHead, Scheme, SignParams};
+    /// let now = 1_700_000_000;
+    /// let rx: Receiver = Receiver::builder(BuildWorkPro::new()).secret("whsec_k").clock(ManualClock::new(now))
+    ///     .dedupe(MemoryStore::new(1_000)).build().unwrap();
+    /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+    /// let signed = BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(now)).unwrap();
+    /// let (headers, uri) = testing::request_parts(signed, "/hooks");
+    /// let m = http::Method::POST;
+    /// let head = RequestHead::new(&m, &uri, &headers);
+    /// // Over the budget: answered `503 handler_timeout`, the claim released.
+    /// let admitted = block_on(rx.admit(&head, body.clone())).unwrap();
+    /// match block_on(admitted.run(|_d| async { HandlerOutcome::<(), ()>::TimedOut })) {
+    ///     Ok(Reply::Respond(answer)) => assert_eq!(answer.status(), 503),
+    ///     _ => panic!("expected hookguard's answer"),
+    /// }
+    /// let admitted = block_on(rx.admit(&head, body.clone())).unwrap();
+    /// let reply = block_on(admitted.run(|d| async move {
+    ///     HandlerOutcome::<_, ()>::Responded { response: d.event_id().unwrap_or_default().to_owned(), success: true }
+    /// }));
+    /// assert!(matches!(reply, Ok(Reply::Handler(ref id)) if id == "evt_1"));
+    /// // Completed: a copy no longer reaches a handler.
+    /// assert_eq!(block_on(rx.admit(&head, body)).unwrap_err().status(), 200);
+    /// ```
     pub async fn run<R, E, F, Fut>(self, call: F) -> Result<Reply<R>, E>
     where
         F: FnOnce(Delivery) -> Fut,
@@ -1196,6 +1482,13 @@ crate::verifier::verifier_setters!(ReceiverBuilder);
 
 impl Receiver {
     /// Starts configuring a receiver for one sender's scheme.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::MemoryStore, schemes::Stripe, Provider, Receiver};
+    /// let rx: Receiver = Receiver::builder(Stripe::new()).secret("whsec_k").dedupe(MemoryStore::new(10_000)).build().unwrap();
+    /// assert_eq!(rx.verifier().provider(), Provider::Stripe);
+    /// assert!(rx.dedupe().is_some());
+    /// ```
     pub fn builder(scheme: impl crate::Scheme) -> ReceiverBuilder {
         ReceiverBuilder::new(std::sync::Arc::new(scheme))
     }
@@ -1269,12 +1562,30 @@ impl<T> ReceiverBuilder<T> {
     }
 
     /// De-duplicates in `store` with the default lease (30 s) and retention (7 days), failing closed.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{MemoryStore, DEFAULT_LEASE, DEFAULT_RETENTION}, schemes::GitHub, Receiver};
+    /// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").dedupe(MemoryStore::new(10_000)).build().unwrap();
+    /// let d = rx.dedupe().unwrap();
+    /// assert_eq!((d.lease_duration(), d.retention_duration()), (DEFAULT_LEASE, DEFAULT_RETENTION));
+    /// ```
     pub fn dedupe(mut self, store: impl crate::dedupe::DedupeStore) -> Self {
         self.dedupe = Some(Dedupe::new(store));
         self
     }
 
     /// De-duplicates with a fully configured policy (lease, retention, fail-open).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Dedupe, MemoryStore}, schemes::GitHub, Receiver};
+    /// let policy = Dedupe::new(MemoryStore::new(10_000))
+    ///     .lease(Duration::from_secs(20))
+    ///     .retention(Duration::from_secs(24 * 3600));
+    /// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").dedupe_policy(policy).build().unwrap();
+    /// assert_eq!(rx.dedupe().unwrap().lease_duration(), Duration::from_secs(20));
+    /// assert_eq!(rx.dedupe().unwrap().retention_duration(), Duration::from_secs(24 * 3600));
+    /// ```
     pub fn dedupe_policy(mut self, dedupe: Dedupe) -> Self {
         self.dedupe = Some(dedupe);
         self
@@ -1287,6 +1598,36 @@ impl<T> ReceiverBuilder<T> {
     /// `Retry-After`, never `2xx`. The route's handler is **not** called: run a
     /// [`Worker`](crate::inbox) on the same inbox. The inbox is the dedupe record, so no
     /// separate [`dedupe`](Self::dedupe) store is needed (configuring both is refused).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::{dedupe::MemoryStore, schemes::GitHub, Receiver};
+    /// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").inbox(Stub).build().unwrap();
+    /// assert!(rx.inbox().is_some());
+    /// // The inbox is the dedupe record: a dedupe store beside it is refused.
+    /// let both: Result<Receiver, _> = Receiver::builder(GitHub::new()).secret("s")
+    ///     .inbox(Stub)
+    ///     .dedupe(MemoryStore::new(1_000))
+    ///     .build();
+    /// assert!(both.is_err());
+    /// ```
     pub fn inbox(mut self, inbox: impl InboxStore) -> Self {
         self.inbox = Some(std::sync::Arc::new(inbox));
         self
@@ -1295,6 +1636,14 @@ impl<T> ReceiverBuilder<T> {
     /// Answers `503` + `Retry-After` (retryable) when the handler has not answered within
     /// `budget`, releasing the claim. Set it below the sender's timeout (BuildWorkPro 10 s,
     /// Procore 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::Procore, Receiver};
+    /// // Procore waits 5 s: answer before it gives up.
+    /// let rx: Receiver = Receiver::builder(Procore::new()).secret("Bearer t").handler_budget(Duration::from_secs(4)).build().unwrap();
+    /// assert_eq!(rx.budget(), Some(Duration::from_secs(4)));
+    /// ```
     pub fn handler_budget(mut self, budget: Duration) -> Self {
         self.budget = Some(budget);
         self

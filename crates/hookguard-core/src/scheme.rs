@@ -53,12 +53,33 @@ impl fmt::Debug for RequestHead<'_> {
 
 impl<'a> RequestHead<'a> {
     /// Borrows the parts.
+    ///
+    /// ```
+    /// use hookguard_core::RequestHead;
+    /// let (m, u, mut h) = (http::Method::POST, http::Uri::from_static("/hooks?x=1"), http::HeaderMap::new());
+    /// h.insert("content-type", "application/json".parse().unwrap());
+    /// let head = RequestHead::new(&m, &u, &h);
+    /// assert_eq!(*head.method, http::Method::POST);
+    /// assert_eq!(head.uri.query(), Some("x=1"));
+    /// assert_eq!(head.headers["content-type"], "application/json");
+    /// ```
     pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
         Self { method, uri, headers }
     }
 }
 
 /// What a scheme gets to authenticate one request: the prepared keys and the bounds.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, Context, RequestHead, Scheme, SignParams};
+/// // Calling a scheme directly, as the verifier does.
+/// let keys = [GitHub::new().key("s").unwrap()];
+/// let ctx = Context::new(&keys, None, 0);
+/// let mut h = http::HeaderMap::new();
+/// h.extend(GitHub::new().sign("s", b"{}", &SignParams::new(0)).unwrap().headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// assert!(GitHub::new().authenticate(&RequestHead::new(&m, &u, &h), b"{}", &ctx).is_ok());
+/// ```
 #[derive(Debug)]
 pub struct Context<'a> {
     pub(crate) keys: &'a [Key],
@@ -88,11 +109,24 @@ impl<'a> Context<'a> {
     }
 
     /// The prepared keys, one per configured secret (rotation: any may match).
+    ///
+    /// ```
+    /// use hookguard_core::{Context, Key};
+    /// let keys = [Key::hmac(b"old"), Key::hmac(b"new")];
+    /// let ctx = Context::new(&keys, None, 0);
+    /// assert_eq!(ctx.keys().len(), 2);
+    /// ```
     pub fn keys(&self) -> &'a [Key] {
         self.keys
     }
 
     /// The most signatures one header may carry.
+    ///
+    /// ```
+    /// use hookguard_core::{Context, DEFAULT_MAX_SIGNATURES};
+    /// let ctx = Context::new(&[], None, 0);
+    /// assert_eq!(ctx.max_signatures(), DEFAULT_MAX_SIGNATURES);
+    /// ```
     pub fn max_signatures(&self) -> usize {
         self.max_signatures
     }
@@ -227,6 +261,12 @@ impl<'a> Context<'a> {
 }
 
 /// What a scheme learnt while authenticating.
+///
+/// ```
+/// use hookguard_core::Authenticated;
+/// assert_eq!(Authenticated::default().timestamp, None); // a scheme without a signed time
+/// assert_eq!(Authenticated::at(1_700_000_000).timestamp, Some(1_700_000_000));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Authenticated {
@@ -236,6 +276,17 @@ pub struct Authenticated {
 
 impl Authenticated {
     /// With a signed timestamp.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Stripe, Authenticated, Context, RequestHead, Scheme, SignParams};
+    /// let mut h = http::HeaderMap::new();
+    /// h.extend(Stripe::new().sign("whsec_k", b"{}", &SignParams::new(1_700_000_000)).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let keys = [Stripe::new().key("whsec_k").unwrap()];
+    /// let auth = Stripe::new().authenticate(&RequestHead::new(&m, &u, &h), b"{}", &Context::new(&keys, None, 0)).unwrap();
+    /// // The signed `t=`: the verifier judges the replay window with it.
+    /// assert_eq!(auth, Authenticated::at(1_700_000_000));
+    /// ```
     pub fn at(timestamp: u64) -> Self {
         Self {
             timestamp: Some(timestamp),
@@ -244,6 +295,16 @@ impl Authenticated {
 }
 
 /// What a scheme reads from an authenticated delivery.
+///
+/// ```
+/// use hookguard_core::{schemes::BuildWorkPro, DedupeScope, RequestHead, Scheme};
+/// let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+/// let d = BuildWorkPro::new().describe(&RequestHead::new(&m, &u, &h), br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// assert_eq!(d.event_id.as_deref(), Some("evt_1"));
+/// assert_eq!(d.event_type.as_deref(), Some("bid.accepted"));
+/// assert_eq!(d.dedupe_key.as_deref(), Some("evt_1")); // the verifier prefixes the provider
+/// assert_eq!(d.dedupe_scope, DedupeScope::Retained);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Described {
@@ -352,6 +413,13 @@ pub struct SignParams {
 
 impl SignParams {
     /// Sign at `timestamp`.
+    ///
+    /// ```
+    /// use hookguard_core::SignParams;
+    /// let p = SignParams::new(1_700_000_000);
+    /// assert_eq!(p.timestamp, 1_700_000_000);
+    /// assert_eq!((p.id, p.event_type, p.delivery_id), (None, None, None));
+    /// ```
     pub fn new(timestamp: u64) -> Self {
         Self {
             timestamp,
@@ -381,11 +449,27 @@ impl SignParams {
         Self::new(secs)
     }
     /// With a message/event id.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
+    /// let p = SignParams::new(1).id("msg_1");
+    /// assert_eq!(p.id.as_deref(), Some("msg_1"));
+    /// let s = StandardWebhooks::new().sign("whsec_c2VjcmV0", b"{}", &p).unwrap();
+    /// assert!(s.headers.iter().any(|(n, v)| n == "webhook-id" && v == "msg_1"));
+    /// ```
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
     }
     /// With an event type.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Scheme, SignParams};
+    /// let p = SignParams::new(0).event_type("push");
+    /// assert_eq!(p.event_type.as_deref(), Some("push"));
+    /// let s = GitHub::new().sign("s", b"{}", &p).unwrap();
+    /// assert!(s.headers.iter().any(|(n, v)| n == "x-github-event" && v == "push"));
+    /// ```
     pub fn event_type(mut self, t: impl Into<String>) -> Self {
         self.event_type = Some(t.into());
         self
@@ -447,25 +531,59 @@ impl fmt::Debug for Signed {
 /// ```
 pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// Who this scheme is for.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{Hcss, Stripe}, Provider, Scheme};
+    /// assert_eq!(Stripe::new().provider(), Provider::Stripe);
+    /// assert_eq!(Hcss::new().provider().as_str(), "hcss");
+    /// ```
     fn provider(&self) -> Provider;
 
     /// Turns a configured secret into key material. Default: HMAC-SHA256 keyed with the
     /// secret's UTF-8 bytes as is.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{GitHub, Procore}, Scheme};
+    /// assert!(GitHub::new().key("s").is_ok());
+    /// // Procore sends the configured value as a header: a newline can never be part of it.
+    /// assert!(Procore::new().key("Bearer a\nb").is_err());
+    /// // A key never shows its material.
+    /// assert!(!format!("{:?}", GitHub::new().key("s3cret").unwrap()).contains("s3cret"));
+    /// ```
     fn key(&self, secret: &str) -> Result<Key, &'static str> {
         Ok(Key::hmac(secret.as_bytes()))
     }
 
     /// Whether deliveries carry a signed timestamp (so a replay window applies).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, GitHub}, Scheme};
+    /// assert!(BuildWorkPro::new().has_timestamp());
+    /// assert!(!GitHub::new().has_timestamp()); // GitHub signs the body only
+    /// ```
     fn has_timestamp(&self) -> bool {
         true
     }
 
     /// The default replay tolerance for this sender; `None` turns the window off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::{GitHub, Slack}, Scheme};
+    /// assert_eq!(Slack::new().default_tolerance(), Some(Duration::from_secs(300)));
+    /// assert_eq!(GitHub::new().default_tolerance(), None);
+    /// ```
     fn default_tolerance(&self) -> Option<Duration> {
         self.has_timestamp().then_some(Duration::from_secs(300))
     }
 
     /// Where this sender's dedupe key comes from (default: its event id).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{Aps, Stripe}, DedupePolicy, Scheme};
+    /// assert_eq!(Stripe::new().dedupe_policy(), DedupePolicy::EventId);
+    /// assert_eq!(Aps::new().dedupe_policy(), DedupePolicy::BodyDigest); // APS signs no event id
+    /// ```
     fn dedupe_policy(&self) -> DedupePolicy {
         DedupePolicy::EventId
     }
@@ -473,6 +591,13 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// Whether [`authenticate`](Self::authenticate) looks at the headers and URI only (a shared
     /// header or URL token). Such requests are authenticated before the body is read, so a
     /// forged one is refused without buffering it.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{GitHub, Hcss, Procore}, Scheme};
+    /// assert!(Procore::new().authenticates_head_only()); // a header token
+    /// assert!(Hcss::new().authenticates_head_only()); // a URL token
+    /// assert!(!GitHub::new().authenticates_head_only()); // a MAC over the body
+    /// ```
     fn authenticates_head_only(&self) -> bool {
         false
     }
@@ -530,23 +655,51 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
 
     /// The header that carries this sender's shared credential, if any (Procore's configured
     /// header, an HCSS token header): never stored in an inbox, never logged.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{GitHub, Hcss, Procore}, Scheme};
+    /// assert_eq!(Procore::new().credential_header(), Some(&http::header::AUTHORIZATION));
+    /// assert_eq!(GitHub::new().credential_header(), None);
+    /// assert_eq!(Hcss::new().credential_header(), None); // a URL token by default
+    /// ```
     fn credential_header(&self) -> Option<&HeaderName> {
         None
     }
 
     /// What this sender does with our answers: timeout, retries, kill switch, sample body.
     /// Default: a profile for an unknown sender.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{schemes::{Procore, Stripe}, Scheme};
+    /// let p = Procore::new().profile();
+    /// assert_eq!((p.name, p.timeout), ("Procore", Duration::from_secs(5)));
+    /// assert_eq!(Stripe::new().profile().name, "Stripe");
+    /// ```
     fn profile(&self) -> crate::profile::SenderProfile {
         crate::profile::SenderProfile::unknown("custom sender")
     }
 
     /// After how many failed answers this sender stops delivering, and what it does then (for
     /// [`SenderHealth`](crate::observe::SenderHealth) warnings). Default: from the profile.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{BuildWorkPro, GitHub}, Scheme};
+    /// assert_eq!(BuildWorkPro::new().kill_switch().map(|k| k.failures), Some(20));
+    /// assert_eq!(GitHub::new().kill_switch(), None);
+    /// ```
     fn kill_switch(&self) -> Option<crate::observe::KillSwitch> {
         self.profile().kill_switch
     }
 
     /// Challenges this sender sends before deliveries.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::{GitHub, Hcss}, Scheme};
+    /// let rules = Hcss::new().challenges();
+    /// assert_eq!((rules.len(), rules[0].method.as_str(), rules[0].param), (1, "GET", "challenge"));
+    /// assert!(GitHub::new().challenges().is_empty());
+    /// ```
     fn challenges(&self) -> Vec<ChallengeRule> {
         Vec::new()
     }
@@ -554,12 +707,44 @@ pub trait Scheme: fmt::Debug + Send + Sync + 'static {
     /// Authenticates a request against the keys in `ctx`. Must be constant-time in the MAC or
     /// token. A scheme that signs a timestamp returns it ([`Authenticated::at`]); the verifier
     /// then judges the replay window.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Context, Rejection, RequestHead, Scheme, SignParams};
+    /// let scheme = GitHub::new();
+    /// let keys = [scheme.key("s").unwrap()];
+    /// let ctx = Context::new(&keys, None, 0);
+    /// let mut h = http::HeaderMap::new();
+    /// h.extend(scheme.sign("s", b"{}", &SignParams::new(0)).unwrap().headers);
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let head = RequestHead::new(&m, &u, &h);
+    /// assert!(scheme.authenticate(&head, b"{}", &ctx).is_ok());
+    /// assert_eq!(scheme.authenticate(&head, b"{ }", &ctx), Err(Rejection::SignatureMismatch));
+    /// ```
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection>;
 
     /// Reads the event id, type and dedupe key of an authenticated delivery.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Stripe, RequestHead, Scheme};
+    /// let (m, u, h) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+    /// let d = Stripe::new().describe(&RequestHead::new(&m, &u, &h), br#"{"id":"evt_1","type":"invoice.paid"}"#).unwrap();
+    /// assert_eq!((d.event_id.as_deref(), d.event_type.as_deref()), (Some("evt_1"), Some("invoice.paid")));
+    /// ```
     fn describe(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Described, Rejection>;
 
     /// Produces the headers the sender would send for `body` (for tests, the CLI and load tests).
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, schemes::Stripe, testing, RequestHead, Scheme, SignParams, Verifier};
+    /// let body = br#"{"id":"evt_1","type":"invoice.paid"}"#;
+    /// let signed = Stripe::new().sign("whsec_k", body, &SignParams::new(1_700_000_000)).unwrap();
+    /// assert!(signed.headers[0].1.to_str().unwrap().starts_with("t=1700000000,v1="));
+    /// // What it signs, the verifier accepts.
+    /// let v = Verifier::builder(Stripe::new()).secret("whsec_k").clock(ManualClock::new(1_700_000_000)).build().unwrap();
+    /// let (h, u) = testing::request_parts(signed, "/");
+    /// let m = http::Method::POST;
+    /// assert!(v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(body)).is_ok());
+    /// ```
     fn sign(&self, secret: &str, body: &[u8], params: &SignParams) -> Result<Signed, ConfigError>;
 }
 

@@ -127,6 +127,17 @@ pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>)
 
 impl Logs {
     /// The messages of the events at `level`, oldest first.
+    ///
+    /// ```
+    /// use hookguard_core::testing::Logs;
+    /// let logs = Logs::default();
+    /// tracing::subscriber::with_default(logs.clone(), || {
+    ///     tracing::info!("first");
+    ///     tracing::info!(id = 7, "second");
+    ///     tracing::warn!("another level");
+    /// });
+    /// assert_eq!(logs.messages(tracing::Level::INFO), ["first", "second"]);
+    /// ```
     pub fn messages(&self, level: tracing::Level) -> Vec<String> {
         let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.iter()
@@ -136,6 +147,18 @@ impl Logs {
     }
 
     /// How many events at `level` were written.
+    ///
+    /// ```
+    /// use hookguard_core::testing::Logs;
+    /// let logs = Logs::default();
+    /// tracing::subscriber::with_default(logs.clone(), || {
+    ///     for i in 0..3 {
+    ///         tracing::error!(i, "failed");
+    ///     }
+    /// });
+    /// assert_eq!(logs.count(tracing::Level::ERROR), 3);
+    /// assert_eq!(logs.count(tracing::Level::WARN), 0);
+    /// ```
     pub fn count(&self, level: tracing::Level) -> usize {
         let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.iter().filter(|(l, _)| *l == level).count()

@@ -15,23 +15,92 @@ use crate::{
 };
 
 /// Default body limit: 1 MiB.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, Verifier, DEFAULT_MAX_BODY};
+/// assert_eq!(DEFAULT_MAX_BODY, 1024 * 1024);
+/// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+/// assert_eq!(v.max_body(), DEFAULT_MAX_BODY);
+/// ```
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// Default bound for one header we parse.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, RequestHead, Verifier, DEFAULT_MAX_HEADER_LEN};
+/// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+/// let mut h = http::HeaderMap::new();
+/// // `sha256=` and more hex digits than the bound allows.
+/// h.insert("x-hub-signature-256", format!("sha256={}", "0".repeat(DEFAULT_MAX_HEADER_LEN)).parse().unwrap());
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "header_too_large");
+/// ```
 pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
 /// Default bound for signatures in one header.
+///
+/// ```
+/// use hookguard_core::{schemes::Stripe, RequestHead, Verifier, DEFAULT_MAX_SIGNATURES};
+/// let v = Verifier::builder(Stripe::new()).secret("whsec_k").build().unwrap();
+/// // One `v1` more than the bound: refused before any MAC is computed.
+/// let header = format!("t=1{}", ",v1=00".repeat(DEFAULT_MAX_SIGNATURES + 1));
+/// let mut h = http::HeaderMap::new();
+/// h.insert("stripe-signature", header.parse().unwrap());
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "too_many_signatures");
+/// ```
 pub const DEFAULT_MAX_SIGNATURES: usize = 16;
 /// Default bound for a reflected challenge value: 1 KiB.
+///
+/// ```
+/// use hookguard_core::{schemes::Hcss, Rejection, RequestHead, Verifier, DEFAULT_MAX_CHALLENGE};
+/// let v = Verifier::builder(Hcss::new()).secret("tok").build().unwrap();
+/// let uri: http::Uri = format!("/hooks?challenge={}", "a".repeat(DEFAULT_MAX_CHALLENGE + 1)).parse().unwrap();
+/// let (m, h) = (http::Method::GET, http::HeaderMap::new());
+/// assert_eq!(
+///     v.precheck(&RequestHead::new(&m, &uri, &h)),
+///     Err(Rejection::ChallengeTooLong { limit: DEFAULT_MAX_CHALLENGE })
+/// );
+/// ```
 pub const DEFAULT_MAX_CHALLENGE: usize = 1024;
 /// Default bound for reading one body: 4 s, below the senders' own timeouts (Procore 5 s,
 /// APS 6 s, BuildWorkPro 10 s), so a slow-drip client is answered `408` while the sender
 /// would still read the answer. A sender that waits less gets 1 s less than it waits (Slack,
 /// 3 s: 2 s); see [`Verifier::read_timeout`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{schemes::BuildWorkPro, Verifier, DEFAULT_READ_TIMEOUT};
+/// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(4));
+/// // BuildWorkPro waits 10 s for an answer: the default applies.
+/// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+/// assert_eq!(v.read_timeout(), DEFAULT_READ_TIMEOUT);
+/// ```
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The most secrets one verifier holds (rotation needs two or three).
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, ConfigError, Verifier, MAX_SECRETS};
+/// let many: Vec<String> = (0..=MAX_SECRETS).map(|i| format!("secret-{i}")).collect();
+/// let err = Verifier::builder(GitHub::new()).secrets(&many).build().unwrap_err();
+/// assert_eq!(err, ConfigError::TooManySecrets(MAX_SECRETS));
+/// assert!(Verifier::builder(GitHub::new()).secrets(&many[..MAX_SECRETS]).build().is_ok());
+/// ```
 pub const MAX_SECRETS: usize = 16;
 
 /// What to do with a request before its body is read.
+///
+/// ```
+/// use hookguard_core::{schemes::{GitHub, Hcss}, Precheck, RequestHead, Verifier};
+/// let h = http::HeaderMap::new();
+/// // A POST: read the body, at most `limit` bytes.
+/// let v = Verifier::builder(GitHub::new()).secret("s").max_body(1000).build().unwrap();
+/// let (post, uri) = (http::Method::POST, http::Uri::from_static("/hooks"));
+/// assert_eq!(v.precheck(&RequestHead::new(&post, &uri, &h)), Ok(Precheck::ReadBody { limit: 1000 }));
+/// // HCSS's subscription check: answered before any body.
+/// let v = Verifier::builder(Hcss::new()).secret("tok").build().unwrap();
+/// let (get, uri) = (http::Method::GET, http::Uri::from_static("/hooks?challenge=c-1"));
+/// assert!(matches!(v.precheck(&RequestHead::new(&get, &uri, &h)), Ok(Precheck::Challenge(a)) if a.value().as_ref() == b"c-1"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Precheck {
@@ -45,6 +114,20 @@ pub enum Precheck {
 }
 
 /// The result of verifying a request with its body.
+///
+/// ```
+/// use hookguard_core::{clock::ManualClock, schemes::Slack, testing, RequestHead, Scheme, SignParams, Verdict, Verifier};
+/// let now = 1_700_000_000;
+/// let v = Verifier::builder(Slack::new()).secret("s").clock(ManualClock::new(now)).build().unwrap();
+/// // Slack's `url_verification`, signed like any delivery: answered with its challenge.
+/// let body = bytes::Bytes::from_static(br#"{"type":"url_verification","challenge":"3eZbrw1a"}"#);
+/// let (headers, uri) = testing::request_parts(Slack::new().sign("s", &body, &SignParams::new(now)).unwrap(), "/slack");
+/// let m = http::Method::POST;
+/// match v.verify(&RequestHead::new(&m, &uri, &headers), body).unwrap() {
+///     Verdict::Challenge(answer) => assert_eq!(answer.value().as_ref(), b"3eZbrw1a"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Verdict {
@@ -59,6 +142,16 @@ pub enum Verdict {
 
 impl Verdict {
     /// The delivery, unless this is a challenge.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, testing, RequestHead, Scheme, SignParams, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// let body = bytes::Bytes::from_static(br#"{"zen":"Keep it logically awesome."}"#);
+    /// let (headers, uri) = testing::request_parts(GitHub::new().sign("s", &body, &SignParams::new(0).id("d-1")).unwrap(), "/");
+    /// let m = http::Method::POST;
+    /// let verdict = v.verify(&RequestHead::new(&m, &uri, &headers), body).unwrap();
+    /// assert_eq!(verdict.delivery().unwrap().event_id(), Some("d-1"));
+    /// ```
     pub fn delivery(&self) -> Option<&Delivery> {
         match self {
             Verdict::Deliver(d) | Verdict::Ignored(d) => Some(d),
@@ -142,6 +235,14 @@ impl fmt::Debug for Verifier {
 
 impl Verifier {
     /// Starts configuring a verifier for `scheme`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, ConfigError, Provider, Verifier};
+    /// let v = Verifier::builder(GitHub::new()).secret("It's a Secret to Everybody").build().unwrap();
+    /// assert_eq!(v.provider(), Provider::GitHub);
+    /// // Without a secret nothing could be verified: refused.
+    /// assert_eq!(Verifier::builder(GitHub::new()).build().unwrap_err(), ConfigError::NoSecret);
+    /// ```
     pub fn builder(scheme: impl Scheme) -> VerifierBuilder {
         Self::builder_arc(Arc::new(scheme))
     }
@@ -177,6 +278,13 @@ impl Verifier {
     }
 
     /// The sender.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, Provider, Verifier};
+    /// let v = Verifier::builder(Procore::new()).secret("Bearer t").build().unwrap();
+    /// assert_eq!(v.provider(), Provider::Procore);
+    /// assert_eq!(v.provider().as_str(), "procore");
+    /// ```
     pub fn provider(&self) -> Provider {
         self.inner.scheme.provider()
     }
@@ -200,6 +308,14 @@ impl Verifier {
     }
 
     /// The body limit in bytes.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Verifier, DEFAULT_MAX_BODY};
+    /// let v = Verifier::builder(GitHub::new()).secret("s").build().unwrap();
+    /// assert_eq!(v.max_body(), DEFAULT_MAX_BODY);
+    /// let v = Verifier::builder(GitHub::new()).secret("s").max_body(64 * 1024).build().unwrap();
+    /// assert_eq!(v.max_body(), 64 * 1024);
+    /// ```
     pub fn max_body(&self) -> usize {
         self.inner.max_body
     }
@@ -223,11 +339,27 @@ impl Verifier {
     }
 
     /// The scheme.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Slack, Provider, Scheme, Verifier};
+    /// let v = Verifier::builder(Slack::new()).secret("s").build().unwrap();
+    /// assert_eq!(v.scheme().provider(), Provider::Slack);
+    /// assert!(v.scheme().acknowledges_empty());
+    /// ```
     pub fn scheme(&self) -> &Arc<dyn Scheme> {
         &self.inner.scheme
     }
 
     /// The current time according to the configured clock.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, schemes::GitHub, Verifier};
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// let v = Verifier::builder(GitHub::new()).secret("s").clock(clock.clone()).build().unwrap();
+    /// assert_eq!(v.now_unix(), 1_700_000_000);
+    /// clock.advance(60);
+    /// assert_eq!(v.now_unix(), 1_700_000_060);
+    /// ```
     pub fn now_unix(&self) -> u64 {
         self.inner.clock.now_unix()
     }
@@ -408,6 +540,21 @@ impl Verifier {
     ///
     /// # Errors
     /// The [`Rejection`] to answer with.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, Rejection, RequestHead, Scheme, SignParams, Verdict, Verifier};
+    /// let now = 1_700_000_000;
+    /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").clock(ManualClock::new(now)).build().unwrap();
+    /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+    /// let (headers, uri) = testing::request_parts(BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(now)).unwrap(), "/");
+    /// let m = http::Method::POST;
+    /// let head = RequestHead::new(&m, &uri, &headers);
+    /// let Verdict::Deliver(d) = v.verify(&head, body).unwrap() else { panic!("not a delivery") };
+    /// assert_eq!((d.event_id(), d.event_type()), (Some("evt_1"), Some("bid.accepted")));
+    /// // The same signature over other bytes: refused.
+    /// let tampered = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.rejected"}"#);
+    /// assert_eq!(v.verify(&head, tampered).unwrap_err(), Rejection::SignatureMismatch);
+    /// ```
     pub fn verify(&self, head: &RequestHead<'_>, body: Bytes) -> Result<Verdict, Rejection> {
         let i = &self.inner;
         if body.len() > i.max_body {
@@ -467,6 +614,15 @@ impl Verifier {
 ///
 /// [`ReceiverBuilder`](crate::ReceiverBuilder) has the same setters: both builders get them from
 /// one list, so neither can lack one the other has.
+///
+/// ```
+/// use hookguard_core::{schemes::Stripe, Verifier, VerifierBuilder};
+/// let builder: VerifierBuilder = Verifier::builder(Stripe::new()).secret("whsec_a");
+/// // Its `Debug` counts the secrets; it never shows one.
+/// let shown = format!("{builder:?}");
+/// assert!(shown.contains("secrets: 1") && !shown.contains("whsec_a"));
+/// assert!(builder.build().is_ok());
+/// ```
 pub struct VerifierBuilder {
     scheme: Arc<dyn Scheme>,
     secrets: Vec<Key>,
@@ -570,37 +726,112 @@ macro_rules! verifier_setters {
         }
 
         /// The two-sided replay window (default: 300 s for timestamped schemes).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, Rejection, RequestHead, Scheme, SignParams, Verifier};
+        /// let clock = ManualClock::new(1_700_000_000);
+        /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").clock(clock.clone())
+        ///     .tolerance(Duration::from_secs(60)).build().unwrap();
+        /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+        /// let (h, u) = testing::request_parts(BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(1_700_000_000)).unwrap(), "/");
+        /// let m = http::Method::POST;
+        /// let head = RequestHead::new(&m, &u, &h);
+        /// clock.advance(60);
+        /// assert!(v.verify(&head, body.clone()).is_ok());
+        /// clock.advance(1); // 61 s after it was signed
+        /// assert_eq!(v.verify(&head, body).unwrap_err(), Rejection::TimestampOutOfWindow);
+        /// ```
         fn tolerance(b, tolerance: ::std::time::Duration) {
             b.tolerance = Some(tolerance);
         }
 
         /// Turns the replay window off (only for schemes without a signed timestamp, or tests).
+        ///
+        /// ```
+        /// use hookguard_core::{clock::ManualClock, schemes::BuildWorkPro, testing, RequestHead, Scheme, SignParams, Verifier};
+        /// let clock = ManualClock::new(1_700_000_000);
+        /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").clock(clock.clone()).no_replay_window().build().unwrap();
+        /// let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+        /// let (h, u) = testing::request_parts(BuildWorkPro::new().sign("whsec_k", &body, &SignParams::new(1_700_000_000)).unwrap(), "/");
+        /// clock.advance(24 * 3600); // a day later: still accepted (a test fixture, a captured delivery)
+        /// let m = http::Method::POST;
+        /// assert!(v.verify(&RequestHead::new(&m, &u, &h), body).is_ok());
+        /// ```
         fn no_replay_window(b) {
             b.tolerance = None;
         }
 
         /// The clock for the replay window (tests inject a
         /// [`ManualClock`](crate::clock::ManualClock)).
+        ///
+        /// ```
+        /// use hookguard_core::{clock::ManualClock, schemes::GitHub, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("s").clock(ManualClock::new(42)).build().unwrap();
+        /// assert_eq!(v.now_unix(), 42);
+        /// ```
         fn clock(b, clock: impl $crate::clock::Clock) {
             b.clock = ::std::sync::Arc::new(clock);
         }
 
         /// The body limit in bytes (default 1 MiB).
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::GitHub, Rejection, RequestHead, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("s").max_body(1024).build().unwrap();
+        /// assert_eq!(v.max_body(), 1024);
+        /// // A signed request declaring a larger body is refused before it is read (503: retried
+        /// // once the limit is raised).
+        /// let mut h = http::HeaderMap::new();
+        /// h.insert("x-hub-signature-256", format!("sha256={}", "0".repeat(64)).parse().unwrap());
+        /// h.insert("content-length", "2048".parse().unwrap());
+        /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        /// assert_eq!(v.precheck(&RequestHead::new(&m, &u, &h)), Err(Rejection::BodyTooLarge { limit: 1024 }));
+        /// ```
         fn max_body(b, bytes: usize) {
             b.max_body = bytes;
         }
 
         /// The bound for one parsed header (default 4096 bytes).
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::GitHub, RequestHead, Verifier};
+        /// let v = Verifier::builder(GitHub::new()).secret("s").max_header_len(64).build().unwrap();
+        /// let mut h = http::HeaderMap::new();
+        /// // `sha256=` and 64 hex digits: 71 bytes, over the bound.
+        /// h.insert("x-hub-signature-256", format!("sha256={}", "0".repeat(64)).parse().unwrap());
+        /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        /// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "header_too_large");
+        /// ```
         fn max_header_len(b, bytes: usize) {
             b.max_header_len = bytes;
         }
 
         /// The bound for signatures in one header (default 16).
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::Stripe, RequestHead, Verifier};
+        /// let v = Verifier::builder(Stripe::new()).secret("whsec_k").max_signatures(2).build().unwrap();
+        /// let mut h = http::HeaderMap::new();
+        /// h.insert("stripe-signature", "t=1,v1=00,v1=00,v1=00".parse().unwrap());
+        /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        /// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "too_many_signatures");
+        /// ```
         fn max_signatures(b, n: usize) {
             b.max_signatures = n;
         }
 
         /// The bound for a reflected challenge value (default 1 KiB).
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::Hcss, Precheck, Rejection, RequestHead, Verifier};
+        /// let v = Verifier::builder(Hcss::new()).secret("tok").max_challenge_len(8).build().unwrap();
+        /// let (m, h) = (http::Method::GET, http::HeaderMap::new());
+        /// let ok = http::Uri::from_static("/hooks?challenge=12345678");
+        /// assert!(matches!(v.precheck(&RequestHead::new(&m, &ok, &h)), Ok(Precheck::Challenge(_))));
+        /// let long = http::Uri::from_static("/hooks?challenge=123456789");
+        /// assert_eq!(v.precheck(&RequestHead::new(&m, &long, &h)), Err(Rejection::ChallengeTooLong { limit: 8 }));
+        /// ```
         fn max_challenge_len(b, bytes: usize) {
             b.max_challenge = bytes;
         }
@@ -661,6 +892,19 @@ macro_rules! verifier_setters {
 
         /// Answers 2xx without calling the handler for Procore deliveries caused by this
         /// application id (`metadata.source_application_id`): your own writes, which would loop.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::Procore, RequestHead, Verdict, Verifier};
+        /// let v = Verifier::builder(Procore::new()).secret("Bearer t").ignore_source_application("4b2f").build().unwrap();
+        /// let mut headers = http::HeaderMap::new();
+        /// headers.insert("authorization", "Bearer t".parse().unwrap());
+        /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        /// let head = RequestHead::new(&m, &u, &headers);
+        /// let ours = br#"{"id":1,"ulid":"01EDPD2J6SBY1163N77H95GW09","event_type":"update","resource_name":"RFIs","metadata":{"source_application_id":"4b2f"}}"#;
+        /// assert!(matches!(v.verify(&head, bytes::Bytes::from_static(ours)).unwrap(), Verdict::Ignored(_)));
+        /// let theirs = br#"{"id":2,"ulid":"01EDPD2J6SBY1163N77H95GW10","event_type":"update","resource_name":"RFIs","metadata":{"source_application_id":"9e1c"}}"#;
+        /// assert!(matches!(v.verify(&head, bytes::Bytes::from_static(theirs)).unwrap(), Verdict::Deliver(_)));
+        /// ```
         fn ignore_source_application(b, app_id: impl Into<String>) {
             b.ignore_apps.push(app_id.into());
         }
@@ -719,6 +963,18 @@ macro_rules! verifier_setters {
         /// [`DedupeKey`](crate::DedupeKey) field. Only for headers a trusted hop sets: anyone
         /// who replays a genuine delivery can change such a header and make a genuine event
         /// that has not arrived yet look like a duplicate.
+        ///
+        /// ```
+        /// use hookguard_core::{schemes::BuildWorkPro, DedupeKey, Verifier};
+        /// let key = DedupeKey::new().header("x-relay-id");
+        /// // Refused by default: anyone replaying a delivery could rewrite this header.
+        /// assert!(Verifier::builder(BuildWorkPro::new()).secret("whsec_k").dedupe_key(key.clone()).build().is_err());
+        /// let v = Verifier::builder(BuildWorkPro::new()).secret("whsec_k")
+        ///     .dedupe_key(key)
+        ///     .allow_unsigned_key_header("X-Relay-Id") // set by a hop you trust
+        ///     .build();
+        /// assert!(v.is_ok());
+        /// ```
         fn allow_unsigned_key_header(b, name: impl AsRef<str>) {
             b.unsigned_key_headers.push(name.as_ref().trim().to_ascii_lowercase());
         }
@@ -754,6 +1010,14 @@ impl VerifierBuilder {
     /// No secret, too many, or one the scheme cannot use (named by position, never by value);
     /// a [`DedupeKey`] that is empty, malformed, or names a header the sender does not sign
     /// (unless [allowed](Self::allow_unsigned_key_header)).
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, ConfigError, Verifier};
+    /// assert!(Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").build().is_ok());
+    /// // A secret it cannot use is named by its position, never by its value.
+    /// let err = Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").secret("").build().unwrap_err();
+    /// assert_eq!(err, ConfigError::InvalidSecret { index: 1, reason: "empty" });
+    /// ```
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if let Some((index, reason)) = self.bad {
             return Err(ConfigError::InvalidSecret { index, reason });

@@ -121,11 +121,35 @@ pub struct MemoryStoreBuilder {
 impl MemoryStoreBuilder {
     /// The most keys remembered (default 1,000,000; rounded up to whole buckets of four in
     /// every shard).
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::MemoryStore;
+    /// // One shard of 250 buckets of four entries.
+    /// let store = MemoryStore::builder().capacity(1_000).shards(1).build();
+    /// assert!(format!("{store:?}").contains("capacity: 1000"));
+    /// // Rounded up to whole buckets.
+    /// let store = MemoryStore::builder().capacity(1_001).shards(1).build();
+    /// assert!(format!("{store:?}").contains("capacity: 1004"));
+    /// ```
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = n;
         self
     }
     /// The longest a key is remembered, whatever retention a caller asks for (default 7 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{clock::ManualClock, dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let clock = ManualClock::new(0);
+    /// let store = MemoryStore::builder().capacity(1_000).max_retention(Duration::from_secs(60)).clock(clock.clone()).build();
+    /// let Claim::New(token) = block_on(store.claim("k", Duration::from_secs(10))).unwrap() else { panic!() };
+    /// // A day asked for, a minute kept.
+    /// assert!(block_on(store.complete(&token, Duration::from_secs(86_400))).unwrap());
+    /// clock.advance(30);
+    /// assert_eq!(block_on(store.claim("k", Duration::from_secs(10))).unwrap(), Claim::Done);
+    /// clock.advance(32);
+    /// assert!(matches!(block_on(store.claim("k", Duration::from_secs(10))).unwrap(), Claim::New(_)));
+    /// ```
     pub fn max_retention(mut self, d: Duration) -> Self {
         self.max_retention = d;
         self
@@ -135,16 +159,41 @@ impl MemoryStoreBuilder {
     /// shard's table is at least one 2 MiB huge page: 4 shards up to 1,048,575 keys (4 for the
     /// default 1,000,000), 8 from 1,048,576. From 2,097,152 keys, 16 shards are each a huge
     /// page or more.
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::MemoryStore;
+    /// let store = MemoryStore::builder().capacity(1_000).shards(3).build();
+    /// assert!(format!("{store:?}").contains("shards: 4")); // rounded up to a power of two
+    /// ```
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
     }
     /// The clock for leases and retention.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{clock::ManualClock, dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// let store = MemoryStore::builder().capacity(1_000).clock(clock.clone()).build();
+    /// let lease = Duration::from_secs(30);
+    /// assert!(matches!(block_on(store.claim("k", lease)).unwrap(), Claim::New(_)));
+    /// assert_eq!(block_on(store.claim("k", lease)).unwrap(), Claim::InFlight);
+    /// clock.advance(32); // the lease ran out: the key is free again
+    /// assert!(matches!(block_on(store.claim("k", lease)).unwrap(), Claim::New(_)));
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
     /// Builds the store.
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::{DedupeStore, MemoryStore};
+    /// let store = MemoryStore::builder().capacity(10_000).build();
+    /// assert!(store.is_empty());
+    /// assert!(store.renews()); // the claims of running handlers are extended
+    /// ```
     pub fn build(self) -> MemoryStore {
         let shards = match self.shards {
             Some(n) => n.clamp(1, 1024).next_power_of_two(),
@@ -283,11 +332,30 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// A store remembering at most `capacity` keys, with the system clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(10_000);
+    /// let claim = block_on(store.claim("github:3f2a", Duration::from_secs(30))).unwrap();
+    /// assert!(matches!(claim, Claim::New(_)));
+    /// assert_eq!(store.len(), 1);
+    /// ```
     pub fn new(capacity: usize) -> Self {
         Self::builder().capacity(capacity).build()
     }
 
     /// Configures a store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::MemoryStore;
+    /// let store = MemoryStore::builder()
+    ///     .capacity(50_000)
+    ///     .max_retention(Duration::from_secs(3 * 24 * 3600))
+    ///     .build();
+    /// assert!(store.is_empty());
+    /// ```
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
             capacity: 1_000_000,
@@ -299,12 +367,33 @@ impl MemoryStore {
 
     /// Keys remembered now: done, or claimed and in flight (expired entries are free). Walks
     /// the whole table (for tests and monitoring, not for every request).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// assert_eq!(store.len(), 0);
+    /// let Claim::New(token) = block_on(store.claim("a", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// block_on(store.claim("b", Duration::from_secs(30))).unwrap();
+    /// assert_eq!(store.len(), 2); // two claims in flight
+    /// assert!(block_on(store.release(&token)).unwrap());
+    /// assert_eq!(store.len(), 1); // a released key is forgotten
+    /// ```
     pub fn len(&self) -> usize {
         let now = self.now();
         self.shards.iter().map(|s| lock(s).live_count(now)).sum()
     }
 
     /// Whether nothing is remembered.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// assert!(store.is_empty());
+    /// block_on(store.claim("a", Duration::from_secs(30))).unwrap();
+    /// assert!(!store.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -28,6 +28,14 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 use crate::{Delivery, Rejection};
 
 /// The future every store method returns (boxed so stores can be used as `dyn DedupeStore`).
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore, StoreFuture};
+/// let store = MemoryStore::new(1_000);
+/// let fut: StoreFuture<'_, Claim> = store.claim("k", Duration::from_secs(30));
+/// assert!(matches!(hookguard_core::testing::block_on(fut), Ok(Claim::New(_))));
+/// ```
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A store could not answer (unreachable, timed out, protocol error).
@@ -41,10 +49,24 @@ pub struct StoreError(Box<dyn StdError + Send + Sync>);
 
 impl StoreError {
     /// Wraps any error.
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use hookguard_core::dedupe::StoreError;
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    /// let e = StoreError::new(io);
+    /// assert_eq!(e.to_string(), "dedupe store error: connection refused");
+    /// assert!(e.source().is_some());
+    /// ```
     pub fn new(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self(e.into())
     }
     /// A plain message.
+    ///
+    /// ```
+    /// let e = hookguard_core::dedupe::StoreError::msg(format!("redis: {}", "READONLY"));
+    /// assert_eq!(e.to_string(), "dedupe store error: redis: READONLY");
+    /// ```
     pub fn msg(m: impl Into<String>) -> Self {
         Self(m.into().into())
     }
@@ -63,6 +85,17 @@ impl StdError for StoreError {
 }
 
 /// Proof of a claim: the key and the token only its holder knows.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore}, testing::block_on};
+/// let store = MemoryStore::new(1_000);
+/// let Claim::New(token) = block_on(store.claim("stripe:evt_1", Duration::from_secs(30))).unwrap() else { panic!() };
+/// // Only the token the claim returned settles it.
+/// let guessed = ClaimToken::new("stripe:evt_1", token.token().wrapping_add(1));
+/// assert!(!block_on(store.release(&guessed)).unwrap());
+/// assert!(block_on(store.release(&token)).unwrap());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToken {
     key: String,
@@ -71,20 +104,52 @@ pub struct ClaimToken {
 
 impl ClaimToken {
     /// A token for `key` (stores create these).
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::ClaimToken;
+    /// let t = ClaimToken::new("buildworkpro:evt_1", 7);
+    /// assert_eq!((t.key(), t.token()), ("buildworkpro:evt_1", 7));
+    /// ```
     pub fn new(key: impl Into<String>, token: u128) -> Self {
         Self { key: key.into(), token }
     }
     /// The claimed key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// let Claim::New(token) = block_on(store.claim("github:3f2a", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// assert_eq!(token.key(), "github:3f2a");
+    /// ```
     pub fn key(&self) -> &str {
         &self.key
     }
     /// The token value.
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::ClaimToken;
+    /// let t = ClaimToken::new("k", 42);
+    /// assert_eq!(t.token(), 42);
+    /// assert_ne!(t, ClaimToken::new("k", 43));
+    /// ```
     pub fn token(&self) -> u128 {
         self.token
     }
 }
 
 /// The answer to a claim.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+/// let store = MemoryStore::new(1_000);
+/// let lease = Duration::from_secs(30);
+/// let Claim::New(token) = block_on(store.claim("k", lease)).unwrap() else { panic!() };
+/// assert_eq!(block_on(store.claim("k", lease)).unwrap(), Claim::InFlight);
+/// block_on(store.complete(&token, Duration::from_secs(3600))).unwrap();
+/// assert_eq!(block_on(store.claim("k", lease)).unwrap(), Claim::Done);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Nobody handled or is handling this key: handle it, then complete or release.
@@ -114,18 +179,62 @@ pub enum Claim {
 pub trait DedupeStore: Send + Sync + 'static {
     /// Claims `key` for `lease` if nobody holds or completed it. Atomic: of concurrent
     /// claims of one key, exactly one gets [`Claim::New`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// let first = block_on(store.claim("procore:01J0", Duration::from_secs(30))).unwrap();
+    /// assert!(matches!(first, Claim::New(_)));
+    /// // A copy arriving while the first is handled.
+    /// assert_eq!(block_on(store.claim("procore:01J0", Duration::from_secs(30))).unwrap(), Claim::InFlight);
+    /// ```
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim>;
 
     /// Marks the claimed key done for `retention`. `Ok(false)` when the token no longer
     /// holds the key (its lease expired and another claim took it): nothing is changed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{clock::ManualClock, dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let clock = ManualClock::new(0);
+    /// let store = MemoryStore::builder().capacity(1_000).clock(clock.clone()).build();
+    /// let Claim::New(old) = block_on(store.claim("k", Duration::from_secs(10))).unwrap() else { panic!() };
+    /// clock.advance(12); // the lease ran out, and a retry claimed the key
+    /// let Claim::New(new) = block_on(store.claim("k", Duration::from_secs(10))).unwrap() else { panic!() };
+    /// assert!(!block_on(store.complete(&old, Duration::from_secs(3600))).unwrap()); // not its claim any more
+    /// assert!(block_on(store.complete(&new, Duration::from_secs(3600))).unwrap());
+    /// assert_eq!(block_on(store.claim("k", Duration::from_secs(10))).unwrap(), Claim::Done);
+    /// ```
     fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool>;
 
     /// Forgets the claim so a retry is handled. `Ok(false)` when the token no longer holds it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// let Claim::New(token) = block_on(store.claim("k", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// assert!(block_on(store.release(&token)).unwrap());
+    /// // The sender's retry is handled.
+    /// assert!(matches!(block_on(store.claim("k", Duration::from_secs(30))).unwrap(), Claim::New(_)));
+    /// // The old token holds nothing any more.
+    /// assert!(!block_on(store.release(&token)).unwrap());
+    /// ```
     fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool>;
 
     /// Releases without waiting: called from `Drop` when a handler's future is dropped, and
     /// after a [`release`](Self::release) that failed. Stores that cannot release
     /// synchronously may spawn the release (retrying it for a while) or let the lease expire.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let store = MemoryStore::new(1_000);
+    /// let Claim::New(token) = block_on(store.claim("k", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// store.abandon(token); // no `await`: callable from `Drop`
+    /// assert!(matches!(block_on(store.claim("k", Duration::from_secs(30))).unwrap(), Claim::New(_)));
+    /// ```
     fn abandon(&self, token: ClaimToken);
 
     /// Completes without waiting: the handler succeeded, but the request's future was dropped
@@ -133,6 +242,31 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// `complete` failed. Stores that can should finish the completion in the background (the
     /// Redis store spawns it and retries it for a few seconds); the default releases instead,
     /// so a retry runs the handler again (at least once) rather than waiting out the lease.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    /// # use hookguard_core::testing::block_on;
+    /// // `Plain`: a store that keeps the trait's defaults (it forwards the required methods to a `MemoryStore`).
+    /// # struct Plain(MemoryStore);
+    /// # impl DedupeStore for Plain {
+    /// #     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> { self.0.claim(key, lease) }
+    /// #     fn complete<'a>(&'a self, t: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> { self.0.complete(t, retention) }
+    /// #     fn release<'a>(&'a self, t: &'a ClaimToken) -> StoreFuture<'a, bool> { self.0.release(t) }
+    /// #     fn abandon(&self, t: ClaimToken) { self.0.abandon(t) }
+    /// # }
+    /// let retention = Duration::from_secs(3600);
+    /// // The in-memory store finishes the completion: a copy is answered "done".
+    /// let memory = MemoryStore::new(1_000);
+    /// let Claim::New(token) = block_on(memory.claim("k", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// memory.abandon_complete(token, retention);
+    /// assert_eq!(block_on(memory.claim("k", Duration::from_secs(30))).unwrap(), Claim::Done);
+    /// // The default releases instead: the retry runs the handler again.
+    /// let plain = Plain(MemoryStore::new(1_000));
+    /// let Claim::New(token) = block_on(plain.claim("k", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// plain.abandon_complete(token, retention);
+    /// assert!(matches!(block_on(plain.claim("k", Duration::from_secs(30))).unwrap(), Claim::New(_)));
+    /// ```
     fn abandon_complete(&self, token: ClaimToken, retention: Duration) {
         let _ = retention;
         self.abandon(token);
@@ -141,12 +275,54 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// For a store that answers without waiting (the in-memory store): what
     /// [`claim`](Self::claim) would answer, given at once, so the receiver needs no boxed
     /// future. The default, `None`, has the receiver await `claim`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    /// # use hookguard_core::testing::block_on;
+    /// // `Plain`: a store that keeps the trait's defaults (it forwards the required methods to a `MemoryStore`).
+    /// # struct Plain(MemoryStore);
+    /// # impl DedupeStore for Plain {
+    /// #     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> { self.0.claim(key, lease) }
+    /// #     fn complete<'a>(&'a self, t: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> { self.0.complete(t, retention) }
+    /// #     fn release<'a>(&'a self, t: &'a ClaimToken) -> StoreFuture<'a, bool> { self.0.release(t) }
+    /// #     fn abandon(&self, t: ClaimToken) { self.0.abandon(t) }
+    /// # }
+    /// let lease = Duration::from_secs(30);
+    /// // The in-memory store answers at once: no future to poll.
+    /// let memory = MemoryStore::new(1_000);
+    /// assert!(matches!(memory.claim_at_once("k", lease), Some(Ok(Claim::New(_)))));
+    /// assert!(matches!(memory.claim_at_once("k", lease), Some(Ok(Claim::InFlight))));
+    /// // The default: `None`, the receiver awaits `claim`.
+    /// assert!(Plain(MemoryStore::new(1_000)).claim_at_once("k", lease).is_none());
+    /// ```
     fn claim_at_once(&self, key: &str, lease: Duration) -> Option<Result<Claim, StoreError>> {
         let _ = (key, lease);
         None
     }
 
     /// As [`claim_at_once`](Self::claim_at_once), for [`complete`](Self::complete).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    /// # use hookguard_core::testing::block_on;
+    /// // `Plain`: a store that keeps the trait's defaults (it forwards the required methods to a `MemoryStore`).
+    /// # struct Plain(MemoryStore);
+    /// # impl DedupeStore for Plain {
+    /// #     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> { self.0.claim(key, lease) }
+    /// #     fn complete<'a>(&'a self, t: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> { self.0.complete(t, retention) }
+    /// #     fn release<'a>(&'a self, t: &'a ClaimToken) -> StoreFuture<'a, bool> { self.0.release(t) }
+    /// #     fn abandon(&self, t: ClaimToken) { self.0.abandon(t) }
+    /// # }
+    /// let memory = MemoryStore::new(1_000);
+    /// let Some(Ok(Claim::New(token))) = memory.claim_at_once("k", Duration::from_secs(30)) else { panic!() };
+    /// assert!(matches!(memory.complete_at_once(&token, Duration::from_secs(3600)), Some(Ok(true))));
+    /// // The default: `None`, the receiver awaits `complete`.
+    /// let plain = Plain(MemoryStore::new(1_000));
+    /// let Claim::New(token) = block_on(plain.claim("k", Duration::from_secs(30))).unwrap() else { panic!() };
+    /// assert!(plain.complete_at_once(&token, Duration::from_secs(3600)).is_none());
+    /// ```
     fn complete_at_once(&self, token: &ClaimToken, retention: Duration) -> Option<Result<bool, StoreError>> {
         let _ = (token, retention);
         None
@@ -155,6 +331,22 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Whether [`renew`](Self::renew) extends claims. The default is `false`: the receiver
     /// then never renews, and a handler that outlives the lease runs beside a retry that
     /// claimed the delivery meanwhile.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard_core::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
+    /// # use hookguard_core::testing::block_on;
+    /// // `Plain`: a store that keeps the trait's defaults (it forwards the required methods to a `MemoryStore`).
+    /// # struct Plain(MemoryStore);
+    /// # impl DedupeStore for Plain {
+    /// #     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> { self.0.claim(key, lease) }
+    /// #     fn complete<'a>(&'a self, t: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> { self.0.complete(t, retention) }
+    /// #     fn release<'a>(&'a self, t: &'a ClaimToken) -> StoreFuture<'a, bool> { self.0.release(t) }
+    /// #     fn abandon(&self, t: ClaimToken) { self.0.abandon(t) }
+    /// # }
+    /// assert!(MemoryStore::new(1_000).renews());
+    /// assert!(!Plain(MemoryStore::new(1_000)).renews()); // the default
+    /// ```
     fn renews(&self) -> bool {
         false
     }
@@ -162,6 +354,19 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Extends the claim to `lease` from now, while its handler still runs (the receiver
     /// calls it every third of the lease). `Ok(false)` when the token no longer holds the key.
     /// The default does nothing (see [`renews`](Self::renews)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::{clock::ManualClock, dedupe::{Claim, DedupeStore, MemoryStore}, testing::block_on};
+    /// let clock = ManualClock::new(0);
+    /// let store = MemoryStore::builder().capacity(1_000).clock(clock.clone()).build();
+    /// let lease = Duration::from_secs(30);
+    /// let Claim::New(token) = block_on(store.claim("k", lease)).unwrap() else { panic!() };
+    /// clock.advance(20);
+    /// assert!(block_on(store.renew(&token, lease)).unwrap()); // held until 20 s + 30 s
+    /// clock.advance(20); // 40 s after the claim, past its first lease
+    /// assert_eq!(block_on(store.claim("k", lease)).unwrap(), Claim::InFlight);
+    /// ```
     fn renew<'a>(&'a self, token: &'a ClaimToken, lease: Duration) -> StoreFuture<'a, bool> {
         let _ = (token, lease);
         Box::pin(std::future::ready(Ok(false)))
@@ -196,14 +401,38 @@ impl fmt::Debug for Dedupe {
 }
 
 /// Default lease: longer than any sender waits (BuildWorkPro 10 s, Procore 5 s).
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_LEASE};
+/// assert_eq!(DEFAULT_LEASE, Duration::from_secs(30));
+/// assert_eq!(Dedupe::new(MemoryStore::new(1_000)).lease_duration(), DEFAULT_LEASE);
+/// ```
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default retention: 7 days (as the inbox's), longer than every built-in sender's retry
 /// horizon: Stripe 3 days, APS ≥ 48 h after the first attempt, BuildWorkPro ≈ 31 h (+20 %
 /// jitter), Procore's 12 h queue. A shared store (Redis) holds each key that long; a receiver
 /// of only short-horizon senders can lower it with [`Dedupe::retention`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_RETENTION};
+/// assert_eq!(DEFAULT_RETENTION, Duration::from_secs(7 * 24 * 3600));
+/// assert_eq!(Dedupe::new(MemoryStore::new(1_000)).retention_duration(), DEFAULT_RETENTION);
+/// ```
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the receiver should do with a verified delivery.
+///
+/// ```
+/// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}};
+/// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+/// // ... the handler succeeded:
+/// assert!(block_on(claim.complete()).unwrap());
+/// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::Done));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Admission {
@@ -219,11 +448,28 @@ pub enum Admission {
 
 impl Dedupe {
     /// Deduplicates in `store`, failing closed, with the default lease and retention.
+    ///
+    /// ```
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_LEASE};
+    /// let d = Dedupe::new(MemoryStore::new(10_000));
+    /// assert_eq!(d.lease_duration(), DEFAULT_LEASE);
+    /// assert!(format!("{d:?}").contains("fail_open: false"));
+    /// ```
     pub fn new(store: impl DedupeStore) -> Self {
         Self::from_arc(Arc::new(store))
     }
 
     /// Deduplicates in a shared store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore};
+    /// // One store shared by two routes' policies.
+    /// let store: Arc<dyn DedupeStore> = Arc::new(MemoryStore::new(10_000));
+    /// let a = Dedupe::from_arc(Arc::clone(&store));
+    /// let b = Dedupe::from_arc(store);
+    /// assert!(Arc::ptr_eq(a.store(), b.store()));
+    /// ```
     pub fn from_arc(store: Arc<dyn DedupeStore>) -> Self {
         Self {
             store,
@@ -234,12 +480,27 @@ impl Dedupe {
     }
 
     /// How long a claim blocks copies while its handler runs (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore};
+    /// let d = Dedupe::new(MemoryStore::new(1_000)).lease(Duration::from_secs(15));
+    /// assert_eq!(d.lease_duration(), Duration::from_secs(15));
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
     /// How long a handled key is remembered (default 7 days, [`DEFAULT_RETENTION`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore};
+    /// let three_days = Duration::from_secs(3 * 24 * 3600);
+    /// let d = Dedupe::new(MemoryStore::new(1_000)).retention(three_days);
+    /// assert_eq!(d.retention_duration(), three_days);
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -247,6 +508,27 @@ impl Dedupe {
 
     /// **Risky opt-in**: when the store fails, handle the delivery anyway instead of answering
     /// 503. Copies arriving while the store is down may then be handled twice.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::{Admission, Claim, ClaimToken, Dedupe, DedupeStore, StoreError, StoreFuture};
+    /// use hookguard_core::{schemes::GitHub, testing::{self, block_on}, Rejection};
+    /// // A store that is down.
+    /// struct Down;
+    /// impl DedupeStore for Down {
+    ///     fn claim<'a>(&'a self, _: &'a str, _: Duration) -> StoreFuture<'a, Claim> {
+    ///         Box::pin(async { Err(StoreError::msg("connection refused")) })
+    ///     }
+    ///     fn complete<'a>(&'a self, _: &'a ClaimToken, _: Duration) -> StoreFuture<'a, bool> { Box::pin(async { Ok(false) }) }
+    ///     fn release<'a>(&'a self, _: &'a ClaimToken) -> StoreFuture<'a, bool> { Box::pin(async { Ok(false) }) }
+    ///     fn abandon(&self, _: ClaimToken) {}
+    /// }
+    /// let d = testing::deliver(GitHub::new(), "s", b"{}").unwrap();
+    /// // Failing closed (the default): 503, the sender retries later.
+    /// assert_eq!(block_on(Dedupe::new(Down).admit(&d)).unwrap_err(), Rejection::StoreUnavailable);
+    /// // Failing open: handled without a claim.
+    /// assert!(matches!(block_on(Dedupe::new(Down).fail_open(true).admit(&d)), Ok(Admission::FailedOpen(_))));
+    /// ```
     pub fn fail_open(mut self, yes: bool) -> Self {
         self.fail_open = yes;
         self
@@ -258,6 +540,14 @@ impl Dedupe {
     }
 
     /// The lease.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_LEASE};
+    /// let d = Dedupe::new(MemoryStore::new(1_000));
+    /// assert_eq!(d.lease_duration(), DEFAULT_LEASE);
+    /// assert_eq!(d.lease(Duration::from_secs(10)).lease_duration(), Duration::from_secs(10));
+    /// ```
     pub fn lease_duration(&self) -> Duration {
         self.lease
     }
@@ -274,6 +564,16 @@ impl Dedupe {
     }
 
     /// The store.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{Admission, Claim, Dedupe, DedupeStore, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let Admission::New(_claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// // The store holds the claim under the delivery's key.
+    /// let seen = block_on(dedupe.store().claim("buildworkpro:evt_1", dedupe.lease_duration())).unwrap();
+    /// assert_eq!(seen, Claim::InFlight);
+    /// ```
     pub fn store(&self) -> &Arc<dyn DedupeStore> {
         &self.store
     }
@@ -283,6 +583,17 @@ impl Dedupe {
     /// # Errors
     /// [`Rejection::DuplicateInFlight`] while another copy is handled;
     /// [`Rejection::StoreUnavailable`] when the store fails and the policy is fail-closed.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}, Rejection};
+    /// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// // A copy while the first is handled: a retryable 429.
+    /// assert_eq!(block_on(dedupe.admit(&d)).unwrap_err(), Rejection::DuplicateInFlight);
+    /// block_on(claim.complete()).unwrap();
+    /// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::Done));
+    /// ```
     pub async fn admit(&self, delivery: &Delivery) -> Result<Admission, Rejection> {
         let Some(key) = delivery.dedupe_key() else {
             return Ok(Admission::Unkeyed);
@@ -310,6 +621,15 @@ impl Dedupe {
 
 /// A held claim. Complete it after the handler succeeded, release it after it failed; if it
 /// is dropped unresolved (the request future was dropped, the handler panicked), it releases.
+///
+/// ```
+/// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}};
+/// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+/// drop(claim); // the handler panicked, or its request was dropped: released
+/// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::New(_)));
+/// ```
 pub struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
     /// Held until the store has answered: a guard dropped while completing or releasing
@@ -354,6 +674,20 @@ impl ClaimGuard {
     ///
     /// # Errors
     /// The store failed; the lease will expire and a retry will be handled again.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::{BuildWorkPro, Hcss}, testing::{self, block_on}};
+    /// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// assert!(block_on(claim.complete()).unwrap());
+    /// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::Done));
+    /// // A key that only coalesces copies in flight (an HCSS Setups body) is forgotten instead.
+    /// let h = testing::deliver(Hcss::new(), "tok", br#"{"companyId":"c","eventType":"EmployeeUpdated"}"#).unwrap();
+    /// let Admission::New(claim) = block_on(dedupe.admit(&h)).unwrap() else { panic!() };
+    /// assert!(block_on(claim.complete()).unwrap());
+    /// assert!(matches!(block_on(dedupe.admit(&h)).unwrap(), Admission::New(_)));
+    /// ```
     pub async fn complete(self) -> Result<bool, StoreError> {
         self.settle(true).await.0
     }
@@ -362,6 +696,17 @@ impl ClaimGuard {
     ///
     /// # Errors
     /// The store failed; the lease will expire and a retry will be handled then.
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// // ... the handler failed:
+    /// assert!(block_on(claim.release()).unwrap());
+    /// // The sender's retry is handled.
+    /// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::New(_)));
+    /// ```
     pub async fn release(self) -> Result<bool, StoreError> {
         self.settle(false).await.0
     }
@@ -370,6 +715,17 @@ impl ClaimGuard {
     ///
     /// # Errors
     /// As [`complete`](Self::complete) and [`release`](Self::release).
+    ///
+    /// ```
+    /// use hookguard_core::{dedupe::{Admission, Dedupe, MemoryStore}, schemes::BuildWorkPro, testing::{self, block_on}};
+    /// let dedupe = Dedupe::new(MemoryStore::new(1_000));
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// block_on(claim.finish(false)).unwrap(); // released
+    /// let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else { panic!() };
+    /// block_on(claim.finish(true)).unwrap(); // completed
+    /// assert!(matches!(block_on(dedupe.admit(&d)).unwrap(), Admission::Done));
+    /// ```
     pub async fn finish(self, success: bool) -> Result<bool, StoreError> {
         self.settle(success).await.0
     }

@@ -92,6 +92,12 @@ pub fn wake_every_worker(notify: &tokio::sync::Notify) {
 pub use worker::{HandlerError, HandlerFuture, InboxHandler, Outcome, Worker, WorkerBuilder, WorkerHandle};
 
 /// The future every inbox method returns (boxed so stores can be used as `dyn InboxStore`).
+///
+/// ```
+/// use hookguard_core::inbox::{InboxError, InboxFuture};
+/// let f: InboxFuture<'static, u64> = Box::pin(async { Err(InboxError::Full { limit: 10 }) });
+/// assert!(matches!(hookguard_core::testing::block_on(f), Err(InboxError::Full { limit: 10 })));
+/// ```
 pub type InboxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, InboxError>> + Send + 'a>>;
 
 /// The shortest lease a worker holds a claim for: a shorter one asked of
@@ -104,12 +110,42 @@ pub const MIN_LEASE: Duration = Duration::from_millis(100);
 
 /// Default retention of done items: 7 days, longer than every sender's retry horizon
 /// (BuildWorkPro ≈ 31 h, Procore 12 h, APS ≥ 48 h).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(hookguard_core::inbox::DEFAULT_RETENTION, Duration::from_secs(7 * 24 * 3600));
+/// // As long as the dedupe stores remember a key.
+/// assert_eq!(hookguard_core::inbox::DEFAULT_RETENTION, hookguard_core::dedupe::DEFAULT_RETENTION);
+/// ```
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default cap on pending and running items.
+///
+/// ```
+/// assert_eq!(hookguard_core::inbox::DEFAULT_MAX_PENDING, 100_000);
+/// ```
 pub const DEFAULT_MAX_PENDING: u64 = 100_000;
 /// The most headers stored per delivery (the first by name beyond it).
+///
+/// ```
+/// use hookguard_core::inbox::{stored_headers, MAX_STORED_HEADERS};
+/// let mut h = http::HeaderMap::new();
+/// for i in 0..100 {
+///     h.insert(format!("x-h{i:03}").parse::<http::HeaderName>().unwrap(), "v".parse().unwrap());
+/// }
+/// let kept = stored_headers(&h, None);
+/// assert_eq!(kept.len(), MAX_STORED_HEADERS);
+/// assert_eq!(kept[0].0, "x-h000"); // the first by name
+/// ```
 pub const MAX_STORED_HEADERS: usize = 64;
 /// The longest header value stored.
+///
+/// ```
+/// use hookguard_core::inbox::{stored_headers, MAX_STORED_HEADER_LEN};
+/// let mut h = http::HeaderMap::new();
+/// h.insert("x-long", "a".repeat(MAX_STORED_HEADER_LEN + 1).parse().unwrap());
+/// h.insert("x-short", "a".parse().unwrap());
+/// assert_eq!(stored_headers(&h, None), vec![("x-short".to_owned(), "a".to_owned())]);
+/// ```
 pub const MAX_STORED_HEADER_LEN: usize = 4096;
 
 /// Why an inbox operation failed.
@@ -187,6 +223,12 @@ pub enum InboxState {
 
 impl InboxState {
     /// Every state, in life order.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::InboxState;
+    /// let names: Vec<&str> = InboxState::ALL.iter().map(|s| s.as_str()).collect();
+    /// assert_eq!(names, ["pending", "running", "done", "dead"]);
+    /// ```
     pub const ALL: [InboxState; 4] = [
         InboxState::Pending,
         InboxState::Running,
@@ -195,6 +237,12 @@ impl InboxState {
     ];
 
     /// The stable lower-case name.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::InboxState;
+    /// assert_eq!(InboxState::Running.as_str(), "running");
+    /// assert_eq!(InboxState::Dead.to_string(), InboxState::Dead.as_str());
+    /// ```
     pub fn as_str(&self) -> &'static str {
         match self {
             InboxState::Pending => "pending",
@@ -220,6 +268,12 @@ impl InboxState {
     }
 
     /// The state stored as `code`.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::InboxState;
+    /// assert_eq!(InboxState::from_code(3), Some(InboxState::Dead));
+    /// assert_eq!(InboxState::from_code(9), None);
+    /// ```
     pub fn from_code(code: i64) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.code() == code)
     }
@@ -292,6 +346,18 @@ impl NewItem {
     }
 
     /// The item for a verified delivery.
+    ///
+    /// ```
+    /// use hookguard_core::{inbox::NewItem, schemes::Stripe, testing, DedupeScope};
+    /// let d = testing::deliver(Stripe::new(), "whsec_k", br#"{"id":"evt_1","type":"invoice.paid"}"#).unwrap();
+    /// let headers = vec![("user-agent".to_owned(), "Stripe/1.0".to_owned())];
+    /// let item = NewItem::from_delivery(&d, headers, 1_700_000_000_000);
+    /// assert_eq!(item.provider, "stripe");
+    /// assert_eq!(item.dedupe_key.as_deref(), Some("stripe:evt_1"));
+    /// assert_eq!(item.event_type.as_deref(), Some("invoice.paid"));
+    /// assert_eq!(item.scope, DedupeScope::Retained);
+    /// assert_eq!(&item.body, d.body());
+    /// ```
     pub fn from_delivery(d: &Delivery, headers: Vec<(String, String)>, received_at_ms: i64) -> Self {
         Self {
             provider: d.provider().as_str().to_owned(),
@@ -307,6 +373,18 @@ impl NewItem {
 }
 
 /// The answer to [`InboxStore::accept`].
+///
+/// ```
+/// use hookguard_core::inbox::Accepted;
+/// fn answer(a: Accepted) -> &'static str {
+///     match a {
+///         Accepted::Stored(_) => "accepted",
+///         Accepted::Duplicate(_) => "duplicate",
+///     }
+/// }
+/// assert_eq!(answer(Accepted::Stored(7)), "accepted");
+/// assert_eq!(answer(Accepted::Duplicate(7)), "duplicate");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     /// Durably stored under this id: a new item, or a dead one a copy put back to pending (see
@@ -317,6 +395,16 @@ pub enum Accepted {
 }
 
 /// One stored item, as listed and shown.
+///
+/// ```
+/// use hookguard_core::inbox::{InboxRecord, InboxState};
+/// let mut r = InboxRecord::empty(7, "procore".into());
+/// r.state = InboxState::Dead;
+/// r.attempts = 10;
+/// r.last_error = Some("exit status 3".into());
+/// assert_eq!((r.id, r.state, r.attempts), (7, InboxState::Dead, 10));
+/// assert_eq!(r.body, None); // bodies only come with `InboxStore::get`
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InboxRecord {
@@ -409,6 +497,12 @@ pub struct ClaimRef {
 impl ClaimRef {
     /// The claim of `id`'s attempt `attempt` whose lease the store set to end at
     /// `lease_until_ms` (for backends).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::ClaimRef;
+    /// let c = ClaimRef::new(7, 2, 1_700_000_060_000);
+    /// assert_eq!((c.id, c.attempt, c.lease_until_ms), (7, 2, 1_700_000_060_000));
+    /// ```
     pub fn new(id: i64, attempt: u32, lease_until_ms: i64) -> Self {
         Self {
             id,
@@ -420,6 +514,22 @@ impl ClaimRef {
 
 /// An item a worker claimed: run the handler, then [`complete`](InboxStore::complete) or
 /// [`fail`](InboxStore::fail) its [`claim`](Self::claim).
+///
+/// ```
+/// use hookguard_core::{inbox::{ClaimRef, ClaimedItem}, Provider};
+/// let item = ClaimedItem::new(
+///     ClaimRef::new(7, 1, 1_700_000_060_000),
+///     "buildworkpro",
+///     Some("buildworkpro:evt_1".into()),
+///     Some("evt_1".into()),
+///     Some("bid.accepted".into()),
+///     bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#),
+///     1_700_000_000_000,
+/// );
+/// assert_eq!(item.delivery.provider(), Provider::BuildWorkPro);
+/// assert_eq!(item.delivery.event_id(), Some("evt_1"));
+/// assert_eq!(item.delivery.timestamp(), None); // not kept in the inbox
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClaimedItem {
@@ -443,6 +553,14 @@ pub struct ClaimedItem {
 
 impl ClaimedItem {
     /// Rebuilds the claimed delivery from stored parts (for backends).
+    ///
+    /// ```
+    /// use hookguard_core::{inbox::{ClaimRef, ClaimedItem}, Provider};
+    /// // A provider name that is no built-in one is kept as a custom provider.
+    /// let item = ClaimedItem::new(ClaimRef::new(1, 1, 0), "acme-erp", None, None, None, bytes::Bytes::new(), 0);
+    /// assert_eq!(item.delivery.provider(), Provider::Custom("acme-erp"));
+    /// assert_eq!(item.delivery.provider().as_str(), "acme-erp");
+    /// ```
     pub fn new(
         claim: ClaimRef,
         provider: &str,
@@ -474,6 +592,12 @@ impl ClaimedItem {
     }
 
     /// This claim, for the store's answers about it.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{ClaimRef, ClaimedItem};
+    /// let item = ClaimedItem::new(ClaimRef::new(7, 3, 1_700_000_060_000), "stripe", None, None, None, bytes::Bytes::new(), 0);
+    /// assert_eq!(item.claim(), ClaimRef::new(7, 3, 1_700_000_060_000));
+    /// ```
     pub fn claim(&self) -> ClaimRef {
         ClaimRef::new(self.id, self.attempt, self.lease_until_ms)
     }
@@ -528,16 +652,35 @@ impl Default for ListFilter {
 
 impl ListFilter {
     /// Only items in `state`.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::{InboxState, ListFilter};
+    /// assert_eq!(ListFilter::default().state, None); // every state
+    /// let f = ListFilter::default().state(InboxState::Dead);
+    /// assert_eq!(f.state, Some(InboxState::Dead));
+    /// ```
     pub fn state(mut self, state: InboxState) -> Self {
         self.state = Some(state);
         self
     }
     /// Only items from `provider`.
+    ///
+    /// ```
+    /// use hookguard_core::{inbox::ListFilter, Provider};
+    /// let f = ListFilter::default().provider(Provider::Procore.as_str());
+    /// assert_eq!(f.provider.as_deref(), Some("procore"));
+    /// ```
     pub fn provider(mut self, provider: impl Into<String>) -> Self {
         self.provider = Some(provider.into());
         self
     }
     /// At most `n` items.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::ListFilter;
+    /// assert_eq!(ListFilter::default().limit, 100);
+    /// assert_eq!(ListFilter::default().limit(20).limit, 20);
+    /// ```
     pub fn limit(mut self, n: u32) -> Self {
         self.limit = n;
         self
@@ -545,6 +688,15 @@ impl ListFilter {
 }
 
 /// Counts and sizes, for `hookguard inbox stats` and metrics.
+///
+/// ```
+/// use hookguard_core::inbox::InboxStats;
+/// let mut s = InboxStats::default();
+/// s.pending = 3;
+/// s.oldest_pending_ms = Some(1_700_000_000_000);
+/// assert_eq!(s.oldest_pending_secs(1_700_000_030_000), Some(30.0));
+/// assert_eq!((s.running, s.done, s.dead), (0, 0, 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InboxStats {
@@ -588,6 +740,76 @@ impl InboxStats {
 /// Every method is one transaction, but for the bulk ones (`purge`, `replay_dead`), which may
 /// take several so that accepts go on between them. `accept` returns only once the item is
 /// durable (synced to disk), so the `200` it leads to is a promise.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use std::time::Duration;
+/// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+/// # #[derive(Default)]
+/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+/// # impl MemInbox {
+/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+/// #         Box::pin(async { Ok(true) })
+/// #     }
+/// # }
+/// # impl InboxStore for MemInbox {
+/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+/// #         let mut v = self.0.lock().unwrap();
+/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+/// #         let answer = match copy {
+/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+/// #             None => {
+/// #                 v.push((item, InboxState::Pending, 0));
+/// #                 Accepted::Stored(v.len() as i64)
+/// #             }
+/// #         };
+/// #         Box::pin(async move { Ok(answer) })
+/// #     }
+/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+/// #         let mut out = Vec::new();
+/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+/// #             if *state == InboxState::Pending && out.len() < limit as usize {
+/// #                 *state = InboxState::Running;
+/// #                 *attempts += 1;
+/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+/// #             }
+/// #         }
+/// #         Box::pin(async move { Ok(out) })
+/// #     }
+/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Done)
+/// #     }
+/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+/// #     }
+/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Pending)
+/// #     }
+/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+/// # }
+/// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, RequestHead, Scheme, SignParams};
+/// // In inbox mode a receiver stores each new delivery and answers at once.
+/// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").inbox(MemInbox::default()).build().unwrap();
+/// let body = bytes::Bytes::from_static(br#"{"zen":"Keep it logically awesome."}"#);
+/// let mut headers = http::HeaderMap::new();
+/// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0)).unwrap().headers);
+/// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+/// let head = RequestHead::new(&m, &u, &headers);
+/// let answer = block_on(rx.admit(&head, body.clone())).unwrap_err();
+/// assert_eq!(answer.body().as_ref(), br#"{"status":"accepted"}"#);
+/// // A copy: `Accepted::Duplicate`.
+/// let copy = block_on(rx.admit(&head, body)).unwrap_err();
+/// assert_eq!(copy.body().as_ref(), br#"{"status":"duplicate"}"#);
+/// ```
 pub trait InboxStore: Send + Sync + 'static {
     /// Stores `item` unless a copy is already there (see the [module docs](self#dedupe) for
     /// dedupe scope); a copy of a dead item puts that item back to pending (`Stored` with its
@@ -612,6 +834,70 @@ pub trait InboxStore: Send + Sync + 'static {
     /// with the `worker` feature). The default claims
     /// every item when none is named, and otherwise fails ([`InboxError::Storage`]): a store
     /// that cannot filter must not hand a worker another sender's items.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::{inbox::now_ms, testing::block_on};
+    /// let store = MemInbox::default();
+    /// block_on(store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}")))).unwrap();
+    /// // A store that keeps the default cannot claim by sender: refused, never another sender's items.
+    /// assert!(block_on(store.claim_of(&["hcss".to_owned()], now_ms(), Duration::from_secs(60), 10)).is_err());
+    /// // With no sender named it is `claim`.
+    /// assert_eq!(block_on(store.claim_of(&[], now_ms(), Duration::from_secs(60), 10)).unwrap().len(), 1);
+    /// ```
     fn claim_of<'a>(
         &'a self,
         providers: &'a [String],
@@ -645,6 +931,70 @@ pub trait InboxStore: Send + Sync + 'static {
     /// could not run now ([`HandlerError::defer`](super::inbox::HandlerError::defer): an output
     /// not read fast enough, a downstream queue full). The default releases it due now;
     /// backends override it (the SQLite and PostgreSQL inboxes do).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::{inbox::now_ms, testing::block_on};
+    /// let store = MemInbox::default();
+    /// block_on(store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}")))).unwrap();
+    /// let item = block_on(store.claim(now_ms(), Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// // The default gives the claim back through `release`: due again at once.
+    /// assert!(block_on(store.defer(item.claim(), now_ms() + 60_000)).unwrap());
+    /// assert_eq!(block_on(store.claim(now_ms(), Duration::from_secs(60), 1)).unwrap().len(), 1);
+    /// ```
     fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
         let _ = until_ms;
         self.release(claim)
@@ -680,6 +1030,31 @@ pub trait InboxStore: Send + Sync + 'static {
 
     /// Resolves when new work may be due (an accept or a replay in this process). Workers also
     /// poll, for work added by other processes. Default: never resolves.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::{testing::block_on, within};
+    /// let store = Stub;
+    /// // The default never resolves: workers find other processes' work by polling.
+    /// assert_eq!(block_on(within(store.notified(), || std::future::ready(()))), None);
+    /// ```
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::pending())
     }
@@ -792,6 +1167,17 @@ impl RetryPolicy {
 
     /// The delay after failed attempt `attempt` (1-based): a random point (`jitter` in
     /// `[0, 1)`) between half and all of `base × 2^(attempt-1)`, capped at `max`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::RetryPolicy;
+    /// let p = RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(60), 10);
+    /// // After attempt 3 the bound is 4 s: the delay is between 2 and 4 s.
+    /// assert_eq!(p.delay_after(3, 0.0), Duration::from_secs(2));
+    /// assert_eq!(p.delay_after(3, 1.0), Duration::from_secs(4));
+    /// // Capped.
+    /// assert_eq!(p.delay_after(20, 1.0), Duration::from_secs(60));
+    /// ```
     pub fn delay_after(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
         let ceiling = self.base.saturating_mul(1u32 << exp).min(self.max);
@@ -801,6 +1187,14 @@ impl RetryPolicy {
     }
 
     /// The delay before the next attempt, or `None` when `attempt` was the last.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::RetryPolicy;
+    /// let p = RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(60), 3);
+    /// assert_eq!(p.next_after(1, 0.0), Some(Duration::from_millis(500)));
+    /// assert_eq!(p.next_after(3, 0.0), None); // the third attempt was the last
+    /// ```
     pub fn next_after(&self, attempt: u32, jitter: f64) -> Option<Duration> {
         (attempt < self.max_attempts).then(|| self.delay_after(attempt, jitter))
     }
@@ -898,6 +1292,14 @@ pub(crate) fn may_hold_a_credential(name: &http::HeaderName, credential: Option<
 
 /// How long an inbox lets a due item wait unclaimed before it warns that no worker takes its
 /// items (the SQLite and PostgreSQL inboxes' `unclaimed_warning` default): 5 minutes.
+///
+/// ```
+/// use hookguard_core::{inbox::{warn_unclaimed, DEFAULT_UNCLAIMED_WARNING}, testing::Logs};
+/// assert_eq!(DEFAULT_UNCLAIMED_WARNING.as_secs(), 300);
+/// let logs = Logs::default();
+/// tracing::subscriber::with_default(logs.clone(), || warn_unclaimed("hcss", DEFAULT_UNCLAIMED_WARNING));
+/// assert!(logs.messages(tracing::Level::WARN)[0].contains("due for 300s"));
+/// ```
 pub const DEFAULT_UNCLAIMED_WARNING: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The WARN an inbox store writes when the item of `provider` due longest ago has `waited`

@@ -26,6 +26,15 @@ pub struct HandlerError(String, Option<Duration>);
 
 impl HandlerError {
     /// An error with this message (bounded to 1 KiB when stored).
+    ///
+    /// ```
+    /// use hookguard_core::inbox::HandlerError;
+    /// let e = HandlerError::new("downstream answered 502");
+    /// assert_eq!(e.to_string(), "downstream answered 502");
+    /// assert_eq!(e.deferred(), None);
+    /// // Bounded: the message is stored with the item.
+    /// assert_eq!(HandlerError::new("x".repeat(5_000)).to_string().len(), 1024);
+    /// ```
     pub fn new(msg: impl Into<String>) -> Self {
         let mut m: String = msg.into();
         if m.len() > 1024 {
@@ -54,6 +63,13 @@ impl HandlerError {
     }
 
     /// When a deferred handler asked to be tried again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::HandlerError;
+    /// assert_eq!(HandlerError::defer("queue full", Duration::from_secs(5)).deferred(), Some(Duration::from_secs(5)));
+    /// assert_eq!(HandlerError::new("failed").deferred(), None); // an attempt that counts
+    /// ```
     pub fn deferred(&self) -> Option<Duration> {
         self.1
     }
@@ -80,13 +96,57 @@ impl<E: std::error::Error + 'static> From<E> for HandlerError {
 }
 
 /// The boxed future a handler returns.
+///
+/// ```
+/// use hookguard_core::{inbox::{HandlerError, HandlerFuture}, testing::block_on};
+/// let ok: HandlerFuture = Box::pin(async { Ok(()) });
+/// assert_eq!(block_on(ok), Ok(()));
+/// let failed: HandlerFuture = Box::pin(async { Err(HandlerError::new("boom")) });
+/// assert_eq!(block_on(failed).unwrap_err().to_string(), "boom");
+/// ```
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
 
 /// The application's handler for stored deliveries. Any `Fn(ClaimedItem) -> impl Future<Output
 /// = Result<(), HandlerError>>` is one. It runs **at least once** per item: make its effects
 /// idempotent, keyed by the item's dedupe key or event id.
+///
+/// ```
+/// use hookguard_core::inbox::{ClaimRef, ClaimedItem, HandlerError, HandlerFuture, InboxHandler};
+/// use hookguard_core::testing::block_on;
+/// // A closure is a handler…
+/// let by_closure = |item: ClaimedItem| async move {
+///     match item.delivery.event_type() {
+///         Some("bid.accepted") => Ok(()),
+///         _ => Err(HandlerError::new("unexpected event type")),
+///     }
+/// };
+/// // …and so is a type of your own.
+/// struct NonEmpty;
+/// impl InboxHandler for NonEmpty {
+///     fn handle(&self, item: ClaimedItem) -> HandlerFuture {
+///         Box::pin(async move {
+///             if item.delivery.body().is_empty() {
+///                 return Err(HandlerError::new("empty body"));
+///             }
+///             Ok(())
+///         })
+///     }
+/// }
+/// let item = ClaimedItem::new(ClaimRef::new(1, 1, 0), "buildworkpro", None, None, Some("bid.accepted".into()), bytes::Bytes::from_static(b"{}"), 0);
+/// assert!(block_on(by_closure.handle(item.clone())).is_ok());
+/// assert!(block_on(NonEmpty.handle(item)).is_ok());
+/// ```
 pub trait InboxHandler: Send + Sync + 'static {
     /// Handles one attempt.
+    ///
+    /// ```
+    /// use hookguard_core::{inbox::{ClaimRef, ClaimedItem, HandlerError, InboxHandler}, testing::block_on};
+    /// let handler = |item: ClaimedItem| async move {
+    ///     item.delivery.event_id().map(|_| ()).ok_or_else(|| HandlerError::new("no event id"))
+    /// };
+    /// let item = ClaimedItem::new(ClaimRef::new(1, 1, 0), "stripe", None, None, None, bytes::Bytes::new(), 0);
+    /// assert_eq!(block_on(handler.handle(item)).unwrap_err().to_string(), "no event id");
+    /// ```
     fn handle(&self, item: ClaimedItem) -> HandlerFuture;
 }
 
@@ -101,6 +161,23 @@ where
 }
 
 /// What became of one attempt, for [`WorkerBuilder::on_outcome`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard_core::inbox::Outcome;
+/// fn line(o: &Outcome) -> String {
+///     match o {
+///         Outcome::Done => "done".into(),
+///         Outcome::Retry { error, after } => format!("failed ({error}), retry in {after:?}"),
+///         Outcome::Dead { error } => format!("dead: {error}"),
+///         Outcome::Deferred { after, .. } => format!("deferred for {after:?}"),
+///         Outcome::Lost => "lost".into(),
+///         _ => "other".into(),
+///     }
+/// }
+/// assert_eq!(line(&Outcome::Done), "done");
+/// assert_eq!(line(&Outcome::Retry { error: "502".into(), after: Duration::from_secs(2) }), "failed (502), retry in 2s");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -187,6 +264,34 @@ impl WorkerBuilder {
     /// thousand items/s under a flood of accepts in `hookguard serve`'s measurements
     /// (BENCHMARKS.md). Raise it when a fast handler must keep up with a sustained flood
     /// (`serve` without `--exec` runs 64).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let store = Arc::new(Stub);
+    /// let b = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).concurrency(16);
+    /// assert!(format!("{b:?}").contains("concurrency: 16"));
+    /// // At least one handler runs.
+    /// let b = Worker::builder(store, |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).concurrency(0);
+    /// assert!(format!("{b:?}").contains("concurrency: 1"));
+    /// ```
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.clamp(1, Semaphore::MAX_PERMITS);
         self
@@ -194,6 +299,31 @@ impl WorkerBuilder {
     /// The retry policy (default: 1 s base, 1 h cap, 10 attempts). Every item runs at least
     /// once (`max_attempts` 0 counts as 1), and a retry waits at least 50 ms (a zero delay
     /// would claim, fail and write again at full speed).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, RetryPolicy, Worker};
+    /// let b = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .retry(RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(30), 3));
+    /// assert!(format!("{b:?}").contains("max_attempts: 3"));
+    /// ```
     pub fn retry(mut self, mut policy: RetryPolicy) -> Self {
         policy.max_attempts = policy.max_attempts.max(1);
         self.retry = policy;
@@ -202,35 +332,338 @@ impl WorkerBuilder {
     /// How long a claim holds an item (default 60 s). A handler is stopped and its attempt
     /// counted as failed at 90 % of the lease counted from the claim (a claim answered late
     /// leaves its handler less time), so no other process claims it while it runs.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let b = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).lease(Duration::from_secs(120));
+    /// assert!(format!("{b:?}").contains("lease: 120s"));
+    /// // Never below `MIN_LEASE`.
+    /// let b = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).lease(Duration::from_millis(10));
+    /// assert!(format!("{b:?}").contains("lease: 100ms"));
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(MIN_LEASE);
         self
     }
     /// Stops a handler after `timeout` from its claim (at most 90 % of the lease) and counts a
     /// failed attempt.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, RetryPolicy, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("aps", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| std::future::pending::<Result<(), HandlerError>>())
+    ///     .handler_timeout(Duration::from_millis(100))
+    ///     .retry(RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(1), 1)) // one attempt
+    ///     .on_outcome(move |_item, outcome| {
+    ///         let _ = tx.send(outcome.clone());
+    ///     })
+    ///     .spawn();
+    /// let outcome = outcomes.recv().await.unwrap();
+    /// assert!(matches!(outcome, Outcome::Dead { ref error } if error.contains("did not finish within 100ms")));
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = Some(timeout);
         self
     }
     /// How often to look for work added by other processes or due retries (default 1 s).
     /// Work accepted in this process wakes the worker at once.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .poll_interval(Duration::from_millis(50))
+    ///     .on_outcome(move |_item, outcome| {
+    ///         let _ = tx.send(outcome.clone());
+    ///     })
+    ///     .spawn();
+    /// tokio::time::sleep(Duration::from_millis(20)).await; // the worker found nothing and waits
+    /// // Stored by another process: this store wakes no worker, the next poll finds it.
+    /// store.accept(NewItem::from_parts("github", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let outcome = tokio::time::timeout(Duration::from_secs(5), outcomes.recv()).await.unwrap();
+    /// assert_eq!(outcome, Some(Outcome::Done));
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(10));
         self
     }
     /// How long done items are kept (and copies recognised) before the periodic purge
     /// deletes them (default 7 days). Dead items are never purged automatically.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let worker = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     // Copies of a done item are recognised for as long as it is kept: cover your senders' retries.
+    ///     .retention(Duration::from_secs(3 * 24 * 3600))
+    ///     .build();
+    /// # drop(worker);
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
     }
     /// How often the purge runs (default 60 s).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let worker = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .purge_every(Duration::from_secs(15 * 60))
+    ///     .build();
+    /// # drop(worker);
+    /// ```
     pub fn purge_every(mut self, every: Duration) -> Self {
         self.purge_every = every.max(Duration::from_millis(10));
         self
     }
     /// On shutdown, how long running handlers may finish before their claims are given back
     /// (default 10 s).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    /// let handle = Worker::builder(store.clone(), move |_item: ClaimedItem| {
+    ///     let started_tx = started_tx.clone();
+    ///     async move {
+    ///         let _ = started_tx.send(());
+    ///         std::future::pending::<Result<(), HandlerError>>().await // a handler that hangs
+    ///     }
+    /// })
+    /// .shutdown_grace(Duration::from_millis(100))
+    /// .spawn();
+    /// started.recv().await;
+    /// handle.shutdown().await;
+    /// // Not finished within the grace: its claim was given back, the item waits for the next start.
+    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Pending);
+    /// # });
+    /// ```
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -258,16 +691,189 @@ impl WorkerBuilder {
         self
     }
     /// Called after each attempt's outcome was recorded (metrics, the CLI's output line).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("stripe", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async {
+    ///     Err::<(), _>(HandlerError::new("downstream answered 502"))
+    /// })
+    /// .on_outcome(move |item, outcome| {
+    ///     let _ = tx.send((item.attempt, outcome.clone()));
+    /// })
+    /// .spawn();
+    /// let (attempt, outcome) = outcomes.recv().await.unwrap();
+    /// assert_eq!(attempt, 1);
+    /// assert!(matches!(outcome, Outcome::Retry { ref error, .. } if error == "downstream answered 502"));
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
     pub fn on_outcome(mut self, f: impl Fn(&ClaimedItem, &Outcome) + Send + Sync + 'static) -> Self {
         self.on_outcome = Some(Arc::new(f));
         self
     }
     /// Builds and starts the worker on the current tokio runtime.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .on_outcome(move |_item, outcome| {
+    ///         let _ = tx.send(outcome.clone());
+    ///     })
+    ///     .spawn();
+    /// assert_eq!(outcomes.recv().await, Some(Outcome::Done));
+    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Done);
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
     pub fn spawn(self) -> WorkerHandle {
         self.build().spawn()
     }
 
     /// The worker, not yet running.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let worker = Worker::builder(Arc::new(Stub), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .concurrency(2)
+    ///     .lease(Duration::from_secs(30))
+    ///     .build();
+    /// let shown = format!("{worker:?}");
+    /// assert!(shown.contains("concurrency: 2") && shown.contains("lease: 30s"));
+    /// ```
     pub fn build(self) -> Worker {
         let limit = self.lease.mul_f64(0.9);
         let timeout = self.handler_timeout.map_or(limit, |t| t.min(limit));
@@ -312,6 +918,82 @@ struct Config {
 /// A handler error, a panic or a timeout is a failed attempt. Shutdown is graceful: no new
 /// claims, running handlers get [`shutdown_grace`](WorkerBuilder::shutdown_grace) to finish,
 /// and claims still held after it are given back, so pending work waits for the next start.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use std::time::Duration;
+/// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+/// # #[derive(Default)]
+/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+/// # impl MemInbox {
+/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+/// #         Box::pin(async { Ok(true) })
+/// #     }
+/// # }
+/// # impl InboxStore for MemInbox {
+/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+/// #         let mut v = self.0.lock().unwrap();
+/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+/// #         let answer = match copy {
+/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+/// #             None => {
+/// #                 v.push((item, InboxState::Pending, 0));
+/// #                 Accepted::Stored(v.len() as i64)
+/// #             }
+/// #         };
+/// #         Box::pin(async move { Ok(answer) })
+/// #     }
+/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+/// #         let mut out = Vec::new();
+/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+/// #             if *state == InboxState::Pending && out.len() < limit as usize {
+/// #                 *state = InboxState::Running;
+/// #                 *attempts += 1;
+/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+/// #             }
+/// #         }
+/// #         Box::pin(async move { Ok(out) })
+/// #     }
+/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Done)
+/// #     }
+/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+/// #     }
+/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Pending)
+/// #     }
+/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+/// # }
+/// use hookguard_core::inbox::{now_ms, HandlerError, Outcome, Worker};
+/// use hookguard_core::{schemes::BuildWorkPro, testing};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = Arc::new(MemInbox::default());
+/// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+/// store.accept(NewItem::from_delivery(&d, Vec::new(), now_ms())).await.unwrap();
+/// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+/// let handle = Worker::builder(store.clone(), |item: ClaimedItem| async move {
+///     // Make the effect idempotent, keyed by `item.delivery.dedupe_key()`: it runs at least once.
+///     assert_eq!(item.delivery.event_type(), Some("bid.accepted"));
+///     Ok::<(), HandlerError>(())
+/// })
+/// .on_outcome(move |item, outcome| {
+///     let _ = tx.send((item.id, outcome.clone()));
+/// })
+/// .spawn();
+/// assert_eq!(outcomes.recv().await, Some((1, Outcome::Done)));
+/// handle.shutdown().await;
+/// # });
+/// ```
 #[must_use = "a worker does nothing until `spawn`: stored deliveries would wait for ever"]
 pub struct Worker {
     cfg: Arc<Config>,
@@ -350,6 +1032,69 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
 const MAX_PANIC_MESSAGE: usize = 512;
 
 /// A running worker; [`shutdown`](Self::shutdown) stops it gracefully.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use std::time::Duration;
+/// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+/// # #[derive(Default)]
+/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+/// # impl MemInbox {
+/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+/// #         Box::pin(async { Ok(true) })
+/// #     }
+/// # }
+/// # impl InboxStore for MemInbox {
+/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+/// #         let mut v = self.0.lock().unwrap();
+/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+/// #         let answer = match copy {
+/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+/// #             None => {
+/// #                 v.push((item, InboxState::Pending, 0));
+/// #                 Accepted::Stored(v.len() as i64)
+/// #             }
+/// #         };
+/// #         Box::pin(async move { Ok(answer) })
+/// #     }
+/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+/// #         let mut out = Vec::new();
+/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+/// #             if *state == InboxState::Pending && out.len() < limit as usize {
+/// #                 *state = InboxState::Running;
+/// #                 *attempts += 1;
+/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+/// #             }
+/// #         }
+/// #         Box::pin(async move { Ok(out) })
+/// #     }
+/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Done)
+/// #     }
+/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+/// #     }
+/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+/// #         self.set(c, InboxState::Pending)
+/// #     }
+/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+/// # }
+/// use hookguard_core::inbox::{HandlerError, Worker, WorkerHandle};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let handle: WorkerHandle = Worker::builder(Arc::new(MemInbox::default()), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).spawn();
+/// // ... serve deliveries; then, on shutdown:
+/// handle.shutdown().await;
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct WorkerHandle {
     stop: Arc<Notify>,
@@ -362,6 +1107,77 @@ impl WorkerHandle {
     /// finished but whose outcome was not recorded yet: it may run again), and returns when all is
     /// settled. An item whose outcome the store refused to record (its done mark failed five
     /// times) is left to its lease, like any claim the store cannot take back.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .on_outcome(move |_item, outcome| {
+    ///         let _ = tx.send(outcome.clone());
+    ///     })
+    ///     .spawn();
+    /// assert_eq!(outcomes.recv().await, Some(Outcome::Done));
+    /// handle.shutdown().await; // returns once everything is settled
+    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Done);
+    /// # });
+    /// ```
     pub async fn shutdown(self) {
         self.stop.notify_one();
         let _ = self.task.await;
@@ -370,6 +1186,35 @@ impl WorkerHandle {
 
 impl Worker {
     /// Starts configuring a worker for `store` and `handler`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A placeholder inbox store (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # struct Stub;
+    /// # impl InboxStore for Stub {
+    /// #     fn accept(&self, _: NewItem) -> InboxFuture<'_, Accepted> { unimplemented!() }
+    /// #     fn claim(&self, _: i64, _: Duration, _: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { unimplemented!() }
+    /// #     fn complete(&self, _: ClaimRef, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn fail(&self, _: ClaimRef, _: &str, _: Option<i64>, _: i64) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn release(&self, _: ClaimRef) -> InboxFuture<'_, bool> { unimplemented!() }
+    /// #     fn get(&self, _: i64) -> InboxFuture<'_, Option<InboxRecord>> { unimplemented!() }
+    /// #     fn list(&self, _: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { unimplemented!() }
+    /// #     fn replay(&self, _: i64, _: i64) -> InboxFuture<'_, ()> { unimplemented!() }
+    /// #     fn replay_dead(&self, _: i64) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn purge(&self, _: i64, _: bool) -> InboxFuture<'_, u64> { unimplemented!() }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { unimplemented!() }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Worker};
+    /// let b = Worker::builder(Arc::new(Stub), |item: ClaimedItem| async move {
+    ///     println!("handling {:?}", item.delivery.event_id());
+    ///     Ok::<(), HandlerError>(())
+    /// });
+    /// // The defaults: 4 handlers at once, a 60 s lease.
+    /// let shown = format!("{b:?}");
+    /// assert!(shown.contains("concurrency: 4") && shown.contains("lease: 60s"));
+    /// ```
     pub fn builder(store: Arc<dyn InboxStore>, handler: impl InboxHandler) -> WorkerBuilder {
         WorkerBuilder {
             store,
@@ -388,6 +1233,78 @@ impl Worker {
     }
 
     /// Runs on the current tokio runtime until [`WorkerHandle::shutdown`].
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
+    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
+    /// # #[derive(Default)]
+    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
+    /// # impl MemInbox {
+    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
+    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
+    /// #         Box::pin(async { Ok(true) })
+    /// #     }
+    /// # }
+    /// # impl InboxStore for MemInbox {
+    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+    /// #         let mut v = self.0.lock().unwrap();
+    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
+    /// #         let answer = match copy {
+    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
+    /// #             None => {
+    /// #                 v.push((item, InboxState::Pending, 0));
+    /// #                 Accepted::Stored(v.len() as i64)
+    /// #             }
+    /// #         };
+    /// #         Box::pin(async move { Ok(answer) })
+    /// #     }
+    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+    /// #         let mut out = Vec::new();
+    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
+    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
+    /// #                 *state = InboxState::Running;
+    /// #                 *attempts += 1;
+    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
+    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
+    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
+    /// #             }
+    /// #         }
+    /// #         Box::pin(async move { Ok(out) })
+    /// #     }
+    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Done)
+    /// #     }
+    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
+    /// #     }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
+    /// #         self.set(c, InboxState::Pending)
+    /// #     }
+    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
+    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
+    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// # }
+    /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemInbox::default());
+    /// store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
+    /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    /// let worker = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+    ///     .on_outcome(move |_item, outcome| {
+    ///         let _ = tx.send(outcome.clone());
+    ///     })
+    ///     .build();
+    /// // Built while configuring, started later on the runtime.
+    /// let handle = worker.spawn();
+    /// assert_eq!(outcomes.recv().await, Some(Outcome::Done));
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
     pub fn spawn(self) -> WorkerHandle {
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(self.cfg, Arc::clone(&stop)));

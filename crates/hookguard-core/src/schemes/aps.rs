@@ -40,9 +40,24 @@ static DELIVERY_ID: http::HeaderName = http::HeaderName::from_static("x-adsk-del
 
 impl Aps {
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Aps, Scheme, SignParams};
+    /// let s = Aps::new().sign("my-secret-token", b"{}", &SignParams::new(0)).unwrap();
+    /// let (name, value) = &s.headers[0];
+    /// assert_eq!(name, Aps::SIGNATURE_HEADER);
+    /// assert!(value.to_str().unwrap().starts_with("sha1hash="));
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "x-adsk-signature";
 
     /// The scheme with APS's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Aps, testing, Provider};
+    /// let d = testing::deliver(Aps::new(), "my-secret-token", br#"{"hook":{"system":"data","event":"dm.version.added"}}"#).unwrap();
+    /// assert_eq!(d.provider(), Provider::Aps);
+    /// assert_eq!(d.event_type(), Some("dm.version.added"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

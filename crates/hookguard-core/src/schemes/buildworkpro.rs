@@ -30,9 +30,22 @@ static SIGNATURE: http::HeaderName = http::HeaderName::from_static(BuildWorkPro:
 
 impl BuildWorkPro {
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, Scheme, SignParams};
+    /// let s = BuildWorkPro::new().sign("whsec_k", b"{}", &SignParams::new(1)).unwrap();
+    /// assert_eq!(s.headers[0].0, BuildWorkPro::SIGNATURE_HEADER);
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "buildworkpro-signature";
 
     /// The scheme with BuildWorkPro's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::BuildWorkPro, testing, Provider, Scheme};
+    /// assert_eq!(BuildWorkPro::new().provider(), Provider::BuildWorkPro);
+    /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+    /// assert_eq!(d.dedupe_key(), Some("buildworkpro:evt_1"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

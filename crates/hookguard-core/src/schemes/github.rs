@@ -35,9 +35,24 @@ static SIGNATURE: http::HeaderName = http::HeaderName::from_static(GitHub::SIGNA
 
 impl GitHub {
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, Scheme, SignParams};
+    /// let s = GitHub::new().sign("s", b"{}", &SignParams::new(0)).unwrap();
+    /// let (name, value) = &s.headers[0];
+    /// assert_eq!(name, GitHub::SIGNATURE_HEADER);
+    /// assert!(value.to_str().unwrap().starts_with("sha256="));
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "x-hub-signature-256";
 
     /// The scheme with GitHub's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, testing};
+    /// let d = testing::deliver(GitHub::new(), "s", br#"{"zen":"Keep it logically awesome."}"#).unwrap();
+    /// assert!(d.dedupe_key().unwrap().starts_with("github:")); // a digest of the signed body
+    /// assert_eq!(d.timestamp(), None); // GitHub signs no time
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

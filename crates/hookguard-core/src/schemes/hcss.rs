@@ -17,6 +17,13 @@ use crate::{
 /// HCSS says it hashes the payload with the subscription's `secretKey` into a header, but
 /// neither the header nor the algorithm is public. Until it is, authenticate with a secret
 /// you control: a token in the callback URL, or a shared header; or plug in your own scheme.
+///
+/// ```
+/// use hookguard_core::schemes::{Hcss, HcssAuth};
+/// assert!(matches!(Hcss::new().auth(), HcssAuth::QueryToken("token")));
+/// let by_header = Hcss::header(http::HeaderName::from_static("x-hcss-token"));
+/// assert!(matches!(by_header.auth(), HcssAuth::Header(h) if h == "x-hcss-token"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HcssAuth {
@@ -69,6 +76,15 @@ impl Default for Hcss {
 
 impl Hcss {
     /// Authenticates with the URL query parameter `token`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Hcss, testing, DedupeScope, Provider};
+    /// let body = br#"{"companyId":"c","eventType":"EmployeeUpdated","businessUnitId":"b","id":"e"}"#;
+    /// let d = testing::deliver(Hcss::new(), "tok", body).unwrap();
+    /// assert_eq!(d.provider(), Provider::Hcss);
+    /// // No id and no time in a Setups body: copies coalesce only while one is in flight.
+    /// assert_eq!(d.dedupe_scope(), DedupeScope::WhileInFlight);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -111,6 +127,11 @@ impl Hcss {
     }
 
     /// How POSTs are authenticated.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::{Hcss, HcssAuth};
+    /// assert!(matches!(Hcss::query_token("key").auth(), HcssAuth::QueryToken("key")));
+    /// ```
     pub fn auth(&self) -> &HcssAuth {
         &self.auth
     }

@@ -42,6 +42,15 @@ impl Default for Procore {
 
 impl Procore {
     /// Accepts the values of `Authorization`.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, testing};
+    /// assert_eq!(*Procore::new().header_name(), http::header::AUTHORIZATION);
+    /// let body = br#"{"id":"01J0000000000000000000000A","reason":"create","resource_type":"RFIs","resource_id":"3"}"#;
+    /// let d = testing::deliver(Procore::new(), "Bearer t", body).unwrap();
+    /// assert_eq!(d.event_type(), Some("RFIs.create"));
+    /// assert_eq!(d.dedupe_key(), Some("procore:01J0000000000000000000000A"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -58,6 +67,11 @@ impl Procore {
     }
 
     /// The header checked.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::Procore;
+    /// assert_eq!(Procore::new().header_name().as_str(), "authorization");
+    /// ```
     pub fn header_name(&self) -> &HeaderName {
         &self.header
     }

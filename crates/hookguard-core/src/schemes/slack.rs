@@ -31,11 +31,30 @@ static SIGNED_HEADERS: [http::HeaderName; 1] = [http::HeaderName::from_static(Sl
 
 impl Slack {
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Slack, Scheme, SignParams};
+    /// let s = Slack::new().sign("secret", b"token=x", &SignParams::new(1_700_000_000)).unwrap();
+    /// assert!(s.headers.iter().any(|(n, v)| n == Slack::SIGNATURE_HEADER && v.to_str().unwrap().starts_with("v0=")));
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "x-slack-signature";
     /// The timestamp header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Slack, Scheme, SignParams};
+    /// let s = Slack::new().sign("secret", b"token=x", &SignParams::new(1_700_000_000)).unwrap();
+    /// assert!(s.headers.iter().any(|(n, v)| n == Slack::TIMESTAMP_HEADER && v == "1700000000"));
+    /// ```
     pub const TIMESTAMP_HEADER: &'static str = "x-slack-request-timestamp";
 
     /// The scheme with Slack's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Slack, testing};
+    /// let body = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
+    /// let d = testing::deliver(Slack::new(), "secret", body).unwrap();
+    /// assert_eq!((d.event_id(), d.event_type()), (Some("Ev1"), Some("app_mention")));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

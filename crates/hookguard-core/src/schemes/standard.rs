@@ -92,28 +92,110 @@ static SIGNED_HEADERS: [http::HeaderName; 4] = [
 
 impl StandardWebhooks {
     /// The id header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
+    /// let s = StandardWebhooks::new().sign("whsec_c2VjcmV0", b"{}", &SignParams::new(1).id("msg_1")).unwrap();
+    /// assert_eq!(s.headers[0].0, StandardWebhooks::ID_HEADER);
+    /// assert_eq!(s.headers[0].1, "msg_1");
+    /// ```
     pub const ID_HEADER: &'static str = "webhook-id";
     /// The timestamp header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
+    /// let s = StandardWebhooks::new().sign("whsec_c2VjcmV0", b"{}", &SignParams::new(1_614_265_330).id("msg_1")).unwrap();
+    /// assert_eq!(s.headers[1].0, StandardWebhooks::TIMESTAMP_HEADER);
+    /// assert_eq!(s.headers[1].1, "1614265330");
+    /// ```
     pub const TIMESTAMP_HEADER: &'static str = "webhook-timestamp";
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, Scheme, SignParams};
+    /// let s = StandardWebhooks::new().sign("whsec_c2VjcmV0", b"{}", &SignParams::new(1).id("msg_1")).unwrap();
+    /// assert_eq!(s.headers[2].0, StandardWebhooks::SIGNATURE_HEADER);
+    /// assert!(s.headers[2].1.to_str().unwrap().starts_with("v1,"));
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "webhook-signature";
     /// The id header under Svix's own names (`svix-id`, `svix-timestamp`, `svix-signature`):
     /// read when a request carries none of the specification's three.
+    ///
+    /// ```
+    /// use hookguard_core::{clock::ManualClock, schemes::StandardWebhooks, RequestHead, Scheme, SignParams, Verifier};
+    /// let body = br#"{"type":"user.created"}"#;
+    /// let signed = StandardWebhooks::new().sign("whsec_c2VjcmV0", body, &SignParams::new(1_700_000_000).id("msg_1")).unwrap();
+    /// // The same headers under Svix's names, as Svix sends them by default.
+    /// let mut h = http::HeaderMap::new();
+    /// for (name, value) in signed.headers {
+    ///     let svix = name.as_str().replace("webhook-", "svix-");
+    ///     h.insert(http::HeaderName::from_bytes(svix.as_bytes()).unwrap(), value);
+    /// }
+    /// assert!(h.contains_key(StandardWebhooks::SVIX_ID_HEADER));
+    /// let v = Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").clock(ManualClock::new(1_700_000_000)).build().unwrap();
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// let verdict = v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(body)).unwrap();
+    /// assert_eq!(verdict.delivery().unwrap().dedupe_key(), Some("standard:msg_1"));
+    /// ```
     pub const SVIX_ID_HEADER: &'static str = "svix-id";
     /// The most well-formed `v1a` entries one header may carry: a sender signs once per active
     /// key, and a rotation needs two. (Without the `ed25519` feature `v1a` entries cost
     /// nothing and are not counted here.)
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, RequestHead, Verifier};
+    /// assert_eq!(StandardWebhooks::MAX_V1A_ENTRIES, 4);
+    /// # #[cfg(feature = "ed25519")] {
+    /// // Five well-formed `v1a` entries (64 bytes of base64 each): refused before any is checked.
+    /// let entry = format!("v1a,{}==", "A".repeat(86));
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("webhook-id", "msg_1".parse().unwrap());
+    /// h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+    /// h.insert("webhook-signature", vec![entry; 5].join(" ").parse().unwrap());
+    /// let v = Verifier::builder(StandardWebhooks::new()).secret("whsec_c2VjcmV0").build().unwrap();
+    /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+    /// assert_eq!(v.authenticate(&RequestHead::new(&m, &u, &h), b"{}").unwrap_err().code(), "too_many_signatures");
+    /// # }
+    /// ```
     pub const MAX_V1A_ENTRIES: usize = 4;
     /// The most Ed25519 verifications one delivery may cost (`v1a` entries × `whpk_` keys held):
     /// each hashes the whole body. Eight covers a sender mid-rotation (two entries) against a
     /// receiver holding up to four keys.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::StandardWebhooks;
+    /// // Two entries (a sender mid-rotation) against every Ed25519 key a verifier may hold.
+    /// assert_eq!(StandardWebhooks::MAX_V1A_CHECKS, 2 * StandardWebhooks::MAX_V1A_KEYS);
+    /// ```
     pub const MAX_V1A_CHECKS: usize = 8;
     /// The most Ed25519 keys (`whpk_`, `whsk_`) a verifier may hold: a sender mid-rotation
     /// (two entries) then always fits within [`MAX_V1A_CHECKS`](Self::MAX_V1A_CHECKS);
     /// [`build`](crate::VerifierBuilder::build) refuses more.
+    ///
+    /// ```
+    /// use hookguard_core::schemes::StandardWebhooks;
+    /// assert_eq!(StandardWebhooks::MAX_V1A_KEYS, 4);
+    /// # #[cfg(feature = "ed25519")] {
+    /// use hookguard_core::Verifier;
+    /// // The Standard Webhooks reference test seed, as a `whsk_` secret.
+    /// let key = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    /// let build = |n: usize| Verifier::builder(StandardWebhooks::new()).secrets(vec![key; n]).build();
+    /// assert!(build(StandardWebhooks::MAX_V1A_KEYS).is_ok());
+    /// assert!(build(StandardWebhooks::MAX_V1A_KEYS + 1).is_err());
+    /// # }
+    /// ```
     pub const MAX_V1A_KEYS: usize = Self::MAX_V1A_CHECKS / 2;
 
     /// The scheme with the specification's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::StandardWebhooks, testing};
+    /// let body = br#"{"type":"user.created","timestamp":"2026-01-01T00:00:00Z","data":{}}"#;
+    /// let d = testing::deliver(StandardWebhooks::new(), "whsec_c2VjcmV0", body).unwrap();
+    /// // `testing::deliver` signs with the id `msg_1`: the `webhook-id` is the dedupe key.
+    /// assert_eq!(d.dedupe_key(), Some("standard:msg_1"));
+    /// assert_eq!(d.event_type(), Some("user.created"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

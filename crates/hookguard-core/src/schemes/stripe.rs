@@ -32,9 +32,23 @@ static SIGNATURE: http::HeaderName = http::HeaderName::from_static(Stripe::SIGNA
 
 impl Stripe {
     /// The signature header.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Stripe, Scheme, SignParams};
+    /// let s = Stripe::new().sign("whsec_k", b"{}", &SignParams::new(1_533_204_620)).unwrap();
+    /// assert_eq!(s.headers[0].0, Stripe::SIGNATURE_HEADER);
+    /// assert!(s.headers[0].1.to_str().unwrap().starts_with("t=1533204620,v1="));
+    /// ```
     pub const SIGNATURE_HEADER: &'static str = "stripe-signature";
 
     /// The scheme with Stripe's rules.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Stripe, testing};
+    /// let d = testing::deliver(Stripe::new(), "whsec_k", br#"{"id":"evt_1","type":"invoice.paid"}"#).unwrap();
+    /// // `testing::deliver` signs at 1_700_000_000.
+    /// assert_eq!((d.event_id(), d.timestamp()), (Some("evt_1"), Some(1_700_000_000)));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
