@@ -74,6 +74,77 @@ fn pgbench(url: &str, secs: u64, schema: &str) -> f64 {
         .unwrap_or_else(|| panic!("pgbench output: {text} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Accepts per second as actix-web makes them: the inbox opened on a current-thread runtime
+/// of its own (actix's `System`, driven for the whole run), `CLIENTS` callers on two other
+/// current-thread runtimes (actix's worker threads). Every accept is sent to the inbox's
+/// runtime (`PgInbox` keeps its connections there).
+fn accepts_from_other_runtimes(url: &str, schema: &str, secs: u64, first: u64) -> f64 {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (url, schema) = (url.to_owned(), schema.to_owned());
+    let home = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pool = PgPoolOptions::new()
+                .max_connections(CLIENTS as u32 + 2)
+                .connect(&url)
+                .await
+                .unwrap();
+            let inbox = PgInbox::builder()
+                .schema(&schema)
+                .max_pending(u64::MAX)
+                .open(pool)
+                .await
+                .unwrap();
+            ready_tx.send(inbox).unwrap();
+            let _ = stopped.await;
+        });
+    });
+    let inbox = ready.recv().unwrap();
+    let next = Arc::new(AtomicU64::new(first));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (inbox, next) = (inbox.clone(), Arc::clone(&next));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let callers: Vec<_> = (0..CLIENTS / 2)
+                        .map(|_| {
+                            let (inbox, next) = (inbox.clone(), Arc::clone(&next));
+                            tokio::spawn(async move {
+                                let mut n = 0u64;
+                                while Instant::now() < deadline {
+                                    inbox.accept(item(next.fetch_add(1, Ordering::Relaxed))).await.unwrap();
+                                    n += 1;
+                                }
+                                n
+                            })
+                        })
+                        .collect();
+                    let mut n = 0;
+                    for c in callers {
+                        n += c.await.unwrap();
+                    }
+                    n
+                })
+            })
+        })
+        .collect();
+    let accepted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let rate = accepted as f64 / start.elapsed().as_secs_f64();
+    stop.send(()).unwrap();
+    home.join().unwrap();
+    rate
+}
+
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let secs: u64 = if quick { 3 } else { 8 };
@@ -142,6 +213,12 @@ fn main() {
         .await
         .unwrap();
         let pg = (pg1 + pg2) / 2.0;
+        let foreign = tokio::task::spawn_blocking({
+            let (u, s) = (url.clone(), schema.clone());
+            move || accepts_from_other_runtimes(&u, &s, secs, 1 << 40)
+        })
+        .await
+        .unwrap();
 
         // Worker throughput on two replicas (two pools), no-op handler.
         let total = accepted;
@@ -198,6 +275,10 @@ fn main() {
         println!("|---|---|");
         println!("| pgbench, same single-row INSERT … ON CONFLICT DO NOTHING, 4 KiB, 16 clients | {pg:.0} tps (runs {pg1:.0}, {pg2:.0}) |");
         println!("| PgInbox accepts, 16 concurrent callers, 4 KiB | {ours:.0} accepts/s ({:.2}× pgbench) |", ours / pg);
+        println!(
+            "| PgInbox accepts from two other runtimes (actix's worker threads; the inbox on a current-thread runtime of its own), 16 callers | {foreign:.0} accepts/s ({:.2}× pgbench) |",
+            foreign / pg
+        );
         println!(
             "| transactions committed per accept (pg_stat_database.xact_commit) | {:.3} |",
             (after - before) as f64 / accepted as f64
