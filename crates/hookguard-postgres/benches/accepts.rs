@@ -74,6 +74,37 @@ fn pgbench(url: &str, secs: u64, schema: &str) -> f64 {
         .unwrap_or_else(|| panic!("pgbench output: {text} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// A runtime of its own on this thread.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `callers` concurrent tasks accepting new deliveries (ids from `next`) until `deadline`:
+/// how many were accepted.
+async fn accept_until(inbox: PgInbox, next: Arc<AtomicU64>, deadline: Instant, callers: u64) -> u64 {
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (inbox, next) = (inbox.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    inbox.accept(item(next.fetch_add(1, Ordering::Relaxed))).await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    accepted
+}
+
 /// Accepts per second as actix-web makes them: the inbox opened on a current-thread runtime
 /// of its own (actix's `System`, driven for the whole run), `CLIENTS` callers on two other
 /// current-thread runtimes (actix's worker threads). Every accept is sent to the inbox's
@@ -83,10 +114,7 @@ fn accepts_from_other_runtimes(url: &str, schema: &str, secs: u64, first: u64) -
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (url, schema) = (url.to_owned(), schema.to_owned());
     let home = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = current_thread();
         rt.block_on(async move {
             let pool = PgPoolOptions::new()
                 .max_connections(CLIENTS as u32 + 2)
@@ -111,30 +139,8 @@ fn accepts_from_other_runtimes(url: &str, schema: &str, secs: u64, first: u64) -
         .map(|_| {
             let (inbox, next) = (inbox.clone(), Arc::clone(&next));
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let callers: Vec<_> = (0..CLIENTS / 2)
-                        .map(|_| {
-                            let (inbox, next) = (inbox.clone(), Arc::clone(&next));
-                            tokio::spawn(async move {
-                                let mut n = 0u64;
-                                while Instant::now() < deadline {
-                                    inbox.accept(item(next.fetch_add(1, Ordering::Relaxed))).await.unwrap();
-                                    n += 1;
-                                }
-                                n
-                            })
-                        })
-                        .collect();
-                    let mut n = 0;
-                    for c in callers {
-                        n += c.await.unwrap();
-                    }
-                    n
-                })
+                let rt = current_thread();
+                rt.block_on(accept_until(inbox, next, deadline, CLIENTS / 2))
             })
         })
         .collect();
@@ -183,26 +189,9 @@ fn main() {
         // idle ones after 10 s. Wait for both before and after.
         tokio::time::sleep(Duration::from_millis(11_000)).await;
         let before = commits(pool.clone()).await;
-        let next = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(secs);
         let start = Instant::now();
-        let tasks: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let (inbox, next) = (inbox.clone(), Arc::clone(&next));
-                tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < deadline {
-                        inbox.accept(item(next.fetch_add(1, Ordering::Relaxed))).await.unwrap();
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        let mut accepted = 0;
-        for t in tasks {
-            accepted += t.await.unwrap();
-        }
+        let accepted = accept_until(inbox.clone(), Arc::new(AtomicU64::new(0)), deadline, CLIENTS).await;
         let ours = accepted as f64 / start.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(11_000)).await;
         let after = commits(pool.clone()).await;

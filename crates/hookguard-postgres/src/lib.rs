@@ -1810,10 +1810,16 @@ impl PgInbox {
             }
         })
     }
+}
 
-    /// [`InboxStore::claim_of`] from any runtime: its statement is a task of its own, spawned
-    /// on the inbox's runtime (see [`Inner::foreign`]).
-    fn claim_of_here<'a>(
+impl InboxStore for PgInbox {
+    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
+        self.at_home(move |l| async move { l.accept(item).await })
+    }
+    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
+        self.claim_of(&[], now_ms, lease, limit)
+    }
+    fn claim_of<'a>(
         &'a self,
         providers: &'a [String],
         now_ms: i64,
@@ -1823,23 +1829,21 @@ impl PgInbox {
         // `now_ms` is the replica's clock: the database's decides instead (see `DB_NOW`).
         let _ = now_ms;
         let providers = (!providers.is_empty()).then(|| providers.to_vec());
-        // The statement runs in a task of its own: dropping a query's future cancels nothing on
-        // the server, so a claim this caller stopped waiting for (its bound passed, or its worker
-        // shut down) may still commit. The task sees that nobody took the items and gives them
-        // back, as the SQLite inbox drops a claim whose caller left.
+        // The statement runs in a task of its own (on the inbox's runtime, see `Inner::spawn`):
+        // dropping a query's future cancels nothing on the server, so a claim this caller
+        // stopped waiting for (its bound passed, or its worker shut down) may still commit. The
+        // task sees that nobody took the items and gives them back, as the SQLite inbox drops a
+        // claim whose caller left.
         let inner = Arc::clone(&self.inner);
         Box::pin(bounded(self.inner.operation_timeout, async move {
             let (answer, answered) = oneshot::channel();
             let answered = ClaimAnswer(answered, Arc::clone(&inner));
-            let spawner = Arc::clone(&inner);
-            spawner.spawn(claim_task(inner, lease, limit, providers, answer));
+            Arc::clone(&inner).spawn(claim_task(inner, lease, limit, providers, answer));
             answered.get().await
         }))
     }
-
-    /// [`InboxStore::complete`] from any runtime: completions are drained by a task of their
-    /// own, spawned on the inbox's runtime (see [`Inner::foreign`]).
-    fn complete_here(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
+        // Completions are drained by a task of their own, spawned on the inbox's runtime.
         Box::pin(bounded(self.inner.operation_timeout.saturating_mul(2), async move {
             let (answer, answered) = oneshot::channel();
             let start = {
@@ -1857,27 +1861,6 @@ impl PgInbox {
                 .await
                 .unwrap_or_else(|_| Err(InboxError::storage("the completion was dropped before it ran")))
         }))
-    }
-}
-
-impl InboxStore for PgInbox {
-    fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-        self.at_home(move |l| async move { l.accept(item).await })
-    }
-    fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-        self.claim_of(&[], now_ms, lease, limit)
-    }
-    fn claim_of<'a>(
-        &'a self,
-        providers: &'a [String],
-        now_ms: i64,
-        lease: Duration,
-        limit: u32,
-    ) -> InboxFuture<'a, Vec<ClaimedItem>> {
-        self.claim_of_here(providers, now_ms, lease, limit)
-    }
-    fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.complete_here(claim, now_ms)
     }
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
         let error = error.to_owned();
@@ -1999,8 +1982,10 @@ impl InboxStore for Local {
         }))
     }
 
+    // Claims, completions and the wake-ups are `PgInbox`'s own: they spawn their tasks on the
+    // inbox's runtime themselves.
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-        self.claim_of(&[], now_ms, lease, limit)
+        self.0.claim(now_ms, lease, limit)
     }
 
     fn claim_of<'a>(
@@ -2010,11 +1995,11 @@ impl InboxStore for Local {
         lease: Duration,
         limit: u32,
     ) -> InboxFuture<'a, Vec<ClaimedItem>> {
-        self.0.claim_of_here(providers, now_ms, lease, limit)
+        self.0.claim_of(providers, now_ms, lease, limit)
     }
 
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool> {
-        self.0.complete_here(claim, now_ms)
+        self.0.complete(claim, now_ms)
     }
 
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
@@ -2225,7 +2210,7 @@ impl InboxStore for Local {
     }
 
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.inner.notify.notified())
+        self.0.notified()
     }
 }
 

@@ -168,6 +168,14 @@ async fn a_replay_during_a_completion_replays_the_done_item() {
     assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
 }
 
+/// A runtime apart from the test's (one of actix-web's worker threads, say).
+fn another_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// An inbox on a pool of `connections` (acquire 5 s), and the pool.
 async fn small_inbox(schema: &str, connections: u32) -> (PgPool, PgInbox) {
     let pool = PgPoolOptions::new()
@@ -195,10 +203,7 @@ async fn connections_opened_for_another_runtime_outlive_it() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let other = inbox.clone();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = another_runtime();
         rt.block_on(async move {
             let a = other.accept(item(&bwp("evt_from_another_runtime"))).await;
             accepted_tx.send(a).unwrap();
@@ -239,10 +244,7 @@ async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
     let s = schema("gone_rt");
     let name = s.to_string();
     let inbox = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = another_runtime();
         rt.block_on(async move {
             PgInbox::builder()
                 .schema(name)
@@ -270,10 +272,7 @@ async fn an_inbox_whose_runtime_is_kept_but_not_driven_still_answers() {
     let s = schema("idle_rt");
     let name = s.to_string();
     let (home, inbox) = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = another_runtime();
         let inbox = rt.block_on(async move {
             PgInbox::builder()
                 .schema(name)
@@ -307,10 +306,7 @@ async fn an_accept_given_up_on_another_runtime_is_cancelled_there() {
     let held = pool.acquire().await.unwrap();
     let other = inbox.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = another_runtime();
         rt.block_on(async move {
             let gave_up =
                 tokio::time::timeout(Duration::from_millis(300), other.accept(item(&bwp("evt_given_up")))).await;
