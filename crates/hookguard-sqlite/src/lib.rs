@@ -2090,10 +2090,8 @@ fn accept(
     let existing = |conn: &Connection, key: &str| -> Result<Option<(i64, bool)>, InboxError> {
         conn.prepare_cached("SELECT id, state FROM hookguard_inbox WHERE provider = ?1 AND unique_key = ?2")
             .and_then(|mut s| {
-                // A state changed by hand to another type reads as `record` shows it: dead.
                 s.query_row(params![item.provider, key], |r| {
-                    let state = lenient_int(r.get_ref(1)?).and_then(InboxState::from_code);
-                    Ok((r.get(0)?, state.unwrap_or(InboxState::Dead) == InboxState::Dead))
+                    Ok((r.get(0)?, lenient_state(r.get_ref(1)?) == InboxState::Dead))
                 })
                 .optional()
             })
@@ -2383,7 +2381,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxRecord> {
     rec.dedupe_key = text(2)?;
     rec.event_id = text(3)?;
     rec.event_type = text(4)?;
-    rec.state = int(5)?.and_then(InboxState::from_code).unwrap_or(InboxState::Dead);
+    rec.state = lenient_state(r.get_ref(5)?);
     rec.attempts = int(6)?.map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
     rec.received_at_ms = int(7)?.unwrap_or(0);
     rec.next_attempt_at_ms = int(8)?.unwrap_or(0);
@@ -2401,6 +2399,14 @@ fn lenient_int(value: ValueRef<'_>) -> Option<i64> {
         ValueRef::Real(f) if f.is_finite() => Some(f as i64),
         _ => None,
     }
+}
+
+/// A state column as a row changed by hand may hold it, read as [`lenient_int`]: a code no
+/// state has, or a value that is no number, is dead (the item is shown, never claimed).
+fn lenient_state(value: ValueRef<'_>) -> InboxState {
+    lenient_int(value)
+        .and_then(InboxState::from_code)
+        .unwrap_or(InboxState::Dead)
 }
 
 /// A stored body's bytes: a BLOB, or text (written by hand as a string literal); `None` for
@@ -2466,11 +2472,11 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<InboxRecord>>
 /// or dead: one more pending item). A pending item (waiting out a retry) is made due now.
 fn replay(conn: &Connection, id: i64, due: i64) -> Result<bool, InboxError> {
     // Read as leniently as `record` reads a row changed by hand (an unknown state is dead).
-    let row: Option<(Option<i64>, Option<i64>)> = conn
+    let row: Option<(InboxState, Option<i64>)> = conn
         .query_row(
             "SELECT state, scope FROM hookguard_inbox WHERE id = ?1",
             params![id],
-            |r| Ok((lenient_int(r.get_ref(0)?), lenient_int(r.get_ref(1)?))),
+            |r| Ok((lenient_state(r.get_ref(0)?), lenient_int(r.get_ref(1)?))),
         )
         .optional()
         .map_err(storage)?;
@@ -2478,7 +2484,6 @@ fn replay(conn: &Connection, id: i64, due: i64) -> Result<bool, InboxError> {
         return Err(InboxError::NotFound(id));
     };
     let scope = scope.unwrap_or(0);
-    let state = state.and_then(InboxState::from_code).unwrap_or(InboxState::Dead);
     if !matches!(state, InboxState::Done | InboxState::Dead | InboxState::Pending) {
         return Err(InboxError::WrongState {
             id,
@@ -2525,12 +2530,12 @@ fn stats(conn: &Connection) -> rusqlite::Result<InboxStats> {
     let mut stmt =
         conn.prepare_cached("SELECT state, count(*), total(max(body_len, 0)) FROM hookguard_inbox GROUP BY state")?;
     let rows = stmt.query_map([], |r| {
-        Ok((lenient_int(r.get_ref(0)?), r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
+        Ok((lenient_state(r.get_ref(0)?), r.get::<_, i64>(1)?, r.get::<_, f64>(2)?))
     })?;
     for row in rows {
         let (state, n, bytes) = row?;
         let n = u64::try_from(n).unwrap_or(0);
-        let count = match state.and_then(InboxState::from_code).unwrap_or(InboxState::Dead) {
+        let count = match state {
             InboxState::Pending => &mut s.pending,
             InboxState::Running => &mut s.running,
             InboxState::Done => &mut s.done,
