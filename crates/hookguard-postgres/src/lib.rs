@@ -501,15 +501,15 @@ impl Inner {
     }
 
     /// Spawns `task` on the inbox's runtime when called from another (see [`Inner::foreign`]),
-    /// else on the caller's.
+    /// else on the caller's; outside any runtime (a future dropped there), nowhere.
     fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         if self.foreign() {
             self.home.spawn(task);
-        } else {
-            tokio::spawn(task);
+        } else if let Ok(here) = tokio::runtime::Handle::try_current() {
+            here.spawn(task);
         }
     }
 }
@@ -629,13 +629,7 @@ impl Drop for ClaimAnswer {
         self.0.close();
         if let Ok(Ok(items)) = self.0.try_recv() {
             let inner = Arc::clone(&self.1);
-            let task = async move { give_back(&inner, &items).await };
-            // On the inbox's runtime when dropped on another (see `Inner::foreign`).
-            if self.1.foreign() {
-                self.1.home.spawn(task);
-            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(task);
-            }
+            self.1.spawn(async move { give_back(&inner, &items).await });
         }
     }
 }
@@ -1669,16 +1663,15 @@ impl PgInbox {
                     None => return Err(InboxError::NotFound(id)),
                     Some(code) => InboxState::from_code(i64::from(code)).unwrap_or(InboxState::Dead),
                 };
+                let wrong_state = || InboxError::WrongState {
+                    id,
+                    state,
+                    expected: "done, dead or pending",
+                };
                 let sql = match state {
                     InboxState::Done | InboxState::Dead => &self.inner.sql.replay,
                     InboxState::Pending => &self.inner.sql.replay_pending,
-                    InboxState::Running => {
-                        return Err(InboxError::WrongState {
-                            id,
-                            state,
-                            expected: "done, dead or pending",
-                        })
-                    }
+                    InboxState::Running => return Err(wrong_state()),
                 };
                 // Taking the coalescing key can meet another transaction's uncommitted copy
                 // (see `replay_statement`): run again, it sees the row.
@@ -1692,11 +1685,7 @@ impl PgInbox {
                         tx.commit().await.map_err(storage)?;
                         if !changed {
                             // A state no statement takes (a code written by hand).
-                            return Err(InboxError::WrongState {
-                                id,
-                                state,
-                                expected: "done, dead or pending",
-                            });
+                            return Err(wrong_state());
                         }
                         break state != InboxState::Pending;
                     }
