@@ -389,11 +389,11 @@ impl PgInboxBuilder {
             unclaimed_after: self.unclaimed_warning,
             accepted: std::sync::atomic::AtomicBool::new(false),
             checking: std::sync::atomic::AtomicBool::new(false),
-            home: tokio::runtime::Handle::current(),
-            home_alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            home: std::sync::Mutex::new(Home::here()),
         });
         inner.refresh_pending().await?;
-        spawn_background(&inner);
+        let alive = Arc::clone(&lock(&inner.home).alive);
+        spawn_background(&inner, alive);
         Ok(PgInbox { inner })
     }
 }
@@ -445,11 +445,32 @@ struct Inner {
     accepted: std::sync::atomic::AtomicBool,
     /// An unclaimed check is running (never two at once).
     checking: std::sync::atomic::AtomicBool,
-    /// The runtime the inbox was opened on (see [`Inner::foreign`]).
-    home: tokio::runtime::Handle,
-    /// Whether that runtime still runs: cleared when it stops (the listener's task, which
-    /// lives on it as long as the inbox, is dropped then).
-    home_alive: Arc<std::sync::atomic::AtomicBool>,
+    /// The runtime the inbox runs its own work on (see [`Inner::home_for_caller`]): the one
+    /// it was opened on, or, once that one stopped, the first that asked for something after.
+    home: std::sync::Mutex<Home>,
+}
+
+/// The inbox's runtime, and whether it still runs.
+struct Home {
+    handle: tokio::runtime::Handle,
+    /// Cleared when the runtime stops (the listener's task, which lives on it as long as the
+    /// inbox, is dropped then: see [`HomeRuns`]).
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Home {
+    /// The caller's runtime (called within one).
+    fn here() -> Self {
+        Home {
+            handle: tokio::runtime::Handle::current(),
+            alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+}
+
+/// A lock a panic never made unusable (nothing it guards is left half-changed).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `op` bounded by `limit` on this side: a database that stopped answering fails it.
@@ -477,37 +498,68 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Held by a task that lives on the inbox's runtime as long as the inbox: dropped with it when
 /// that runtime stops, it says so.
-struct HomeRuns(Arc<std::sync::atomic::AtomicBool>);
+struct HomeRuns {
+    inner: std::sync::Weak<Inner>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Drop for HomeRuns {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Relaxed);
+        // The runtime stops while the inbox lives on. The pool's idle connections were opened
+        // on it (every operation ran there): their sockets break with its I/O driver, and the
+        // pool's ping before handing one out does not always tell (a socket's last known
+        // readiness can let a ping through, and the next statement fails). They go now, before
+        // another runtime is told to take over; the pool opens new ones there.
+        if let Some(inner) = self.inner.upgrade() {
+            for _ in 0..inner.pool.size() {
+                match inner.pool.try_acquire() {
+                    Some(connection) => drop(connection.detach()),
+                    None => break,
+                }
+            }
+        }
+        self.alive.store(false, Ordering::Relaxed);
     }
 }
 
 impl Inner {
-    /// Whether the caller runs outside the inbox's own runtime, which still runs. A pooled
-    /// connection belongs to the runtime of the task that opened it, and breaks when that
-    /// runtime stops: actix-web runs each worker thread on a runtime of its own and stops them
-    /// at a graceful shutdown, while the inbox's worker (on the application's runtime) goes on
-    /// with its handlers' transactions on the same pool. So work asked from another runtime
-    /// runs on the inbox's own, and every connection it opens outlives the runtime that asked.
+    /// The inbox's own runtime when the caller runs on another and that one still runs; `None`
+    /// when the caller's is the inbox's own, or the caller runs outside any runtime (then the
+    /// caller's executor runs the work, as it always did).
     ///
-    /// Outside any runtime nothing is sent anywhere: the caller's executor runs the work, as
-    /// it always did.
-    fn foreign(&self) -> bool {
-        self.home_alive.load(Ordering::Relaxed)
-            && tokio::runtime::Handle::try_current().is_ok_and(|here| here.id() != self.home.id())
+    /// A pooled connection belongs to the runtime of the task that opened it, and breaks when
+    /// that runtime stops: actix-web runs each worker thread on a runtime of its own and stops
+    /// them at a graceful shutdown, while the inbox's worker (on the application's runtime)
+    /// goes on with its handlers' transactions on the same pool. So work asked from another
+    /// runtime runs on the inbox's own, and every connection it opens outlives the runtime
+    /// that asked.
+    ///
+    /// Should the inbox's runtime have stopped, the caller's becomes its home: the background
+    /// work (LISTEN for other replicas, announcing this one's accepts, the pending count, the
+    /// unclaimed check), which stopped with the old one, starts again there.
+    fn home_for_caller(self: &Arc<Self>) -> Option<tokio::runtime::Handle> {
+        let here = tokio::runtime::Handle::try_current().ok()?;
+        let mut home = lock(&self.home);
+        if home.alive.load(Ordering::Relaxed) {
+            return (home.handle.id() != here.id()).then(|| home.handle.clone());
+        }
+        *home = Home::here();
+        let alive = Arc::clone(&home.alive);
+        drop(home);
+        tracing::debug!("inbox: its runtime stopped; its background work moves to the caller's");
+        spawn_background(self, alive);
+        None
     }
 
-    /// Spawns `task` on the inbox's runtime when called from another (see [`Inner::foreign`]),
-    /// else on the caller's; outside any runtime (a future dropped there), nowhere.
-    fn spawn<F>(&self, task: F)
+    /// Spawns `task` on the inbox's runtime when called from another (see
+    /// [`Inner::home_for_caller`]), else on the caller's; outside any runtime (a future
+    /// dropped there), nowhere.
+    fn spawn<F>(self: &Arc<Self>, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if self.foreign() {
-            self.home.spawn(task);
+        if let Some(home) = self.home_for_caller() {
+            home.spawn(task);
         } else if let Ok(here) = tokio::runtime::Handle::try_current() {
             here.spawn(task);
         }
@@ -1334,7 +1386,7 @@ fn spawn_announcer(inner: &Arc<Inner>) {
 const LISTEN_SILENCE: Duration = Duration::from_secs(10);
 
 /// LISTEN for other replicas' accepts and recount pending items every second.
-fn spawn_background(inner: &Arc<Inner>) {
+fn spawn_background(inner: &Arc<Inner>, alive: Arc<std::sync::atomic::AtomicBool>) {
     spawn_announcer(inner);
     let weak = Arc::downgrade(inner);
     // The listener keeps its connection for its whole life: one of its own, outside the
@@ -1346,7 +1398,10 @@ fn spawn_background(inner: &Arc<Inner>) {
         .operation_timeout
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
-    let home = HomeRuns(Arc::clone(&inner.home_alive));
+    let home = HomeRuns {
+        inner: Arc::downgrade(inner),
+        alive,
+    };
     tokio::spawn(async move {
         let _home = home;
         loop {
@@ -1741,7 +1796,7 @@ async fn replay_statement(pool: &PgPool, sql: &str, id: i64) -> Result<bool, Inb
 
 /// The inbox's operations as they run on the runtime that runs them: [`PgInbox`]'s
 /// [`InboxStore`] runs them on the inbox's own runtime when asked from another (see
-/// [`Inner::foreign`]).
+/// [`Inner::home_for_caller`]).
 struct Local(PgInbox);
 
 impl std::ops::Deref for Local {
@@ -1753,7 +1808,7 @@ impl std::ops::Deref for Local {
 
 impl PgInbox {
     /// `op` on `Local(self)`, on the inbox's own runtime when called from another (see
-    /// [`Inner::foreign`]). Cancelled as it would be where it was asked: dropping the returned
+    /// [`Inner::home_for_caller`]). Cancelled as it would be where it was asked: dropping the returned
     /// future aborts it there. Should that runtime not start it within [`HOME_START_WAIT`] (a
     /// runtime kept but not driven, a current-thread one nobody `block_on`s), it runs where it
     /// was asked, as before.
@@ -1763,9 +1818,9 @@ impl PgInbox {
         Fut: Future<Output = Result<T, InboxError>> + Send + 'static,
     {
         let run = op(Local(self.clone()));
-        if !self.inner.foreign() {
+        let Some(home) = self.inner.home_for_caller() else {
             return Box::pin(run);
-        }
+        };
         // Whoever takes the operation first runs it: the home runtime's task when it starts,
         // or the caller once it has waited long enough.
         let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
@@ -1773,7 +1828,7 @@ impl PgInbox {
             slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
         };
         let theirs = Arc::clone(&slot);
-        let mut task = AbortOnDrop(self.inner.home.spawn(async move {
+        let mut task = AbortOnDrop(home.spawn(async move {
             let run = take(&theirs);
             match run {
                 Some(run) => Some(run.await),
