@@ -798,12 +798,13 @@ impl<T: Send + Sync + 'static> WebhookApp<T> {
     async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        signals: StopSignals,
         closed_rx: oneshot::Receiver<std::io::Error>,
         args: &ServeArgs,
     ) -> bool {
         match self {
-            Self::Recorded(app) => serve_until_stopped(listener, app, closed_rx, args).await,
-            Self::Direct(route) => serve_until_stopped(listener, route, closed_rx, args).await,
+            Self::Recorded(app) => serve_until_stopped(listener, app, signals, closed_rx, args).await,
+            Self::Direct(route) => serve_until_stopped(listener, route, signals, closed_rx, args).await,
         }
     }
 }
@@ -919,36 +920,57 @@ pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn 
     ))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    // SIGHUP too (the terminal serve ran in closed): stopping gracefully lets running handlers
-    // finish and gives back what the inbox worker holds, where the default action ended the
-    // process at once.
+/// The signals that stop `serve` gracefully, listened for from the moment this is made: made
+/// before the `listening on` line, so that a supervisor's SIGTERM sent as soon as it reads
+/// that line is a graceful stop (listened for only once serving had started, such a signal
+/// ended the process at once).
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let wait = |kind| async move {
-            match signal(kind) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+    streams: [Option<tokio::signal::unix::Signal>; 3],
+}
+
+impl StopSignals {
+    /// Listens from now: SIGTERM, SIGINT (Ctrl-C) and SIGHUP (the terminal serve ran in
+    /// closed; stopping gracefully lets running handlers finish and gives back what the inbox
+    /// worker holds, where the default action ended the process at once).
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                streams: [SignalKind::terminate(), SignalKind::interrupt(), SignalKind::hangup()]
+                    .map(|kind| signal(kind).ok()),
             }
-        };
-        tokio::select! {
-            () = wait(SignalKind::terminate()) => {}
-            () = wait(SignalKind::hangup()) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    tracing::info!("signal received: shutting down gracefully");
+
+    /// Until one of the signals arrives (or arrived since [`StopSignals::listen`]).
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            let [term, int, hup] = self.streams;
+            tokio::select! {
+                () = one(term) => {}
+                () = one(int) => {}
+                () = one(hup) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("signal received: shutting down gracefully");
+    }
 }
 
 /// `--exec-timeout` without --inbox: 4 s (below Procore's 5 s), and 1 s below a sender that
@@ -1362,6 +1384,7 @@ async fn reserve(listen: &str) -> CliResult<(tokio::net::TcpSocket, std::net::So
 async fn serve_until_stopped<S>(
     listener: tokio::net::TcpListener,
     app: S,
+    signals: StopSignals,
     closed_rx: oneshot::Receiver<std::io::Error>,
     args: &ServeArgs,
 ) -> bool
@@ -1372,7 +1395,7 @@ where
     http_server::serve(
         listener,
         app,
-        stop_signal(closed_rx, Arc::clone(&stdout_closed)),
+        stop_signal(signals, closed_rx, Arc::clone(&stdout_closed)),
         http_server::Limits {
             head_timeout: args.header_timeout,
             write_timeout: args.write_timeout,
@@ -1419,9 +1442,13 @@ const DETACHED_WAIT: Duration = Duration::from_secs(10);
 const EXEC_DESCRIPTORS: u64 = 4;
 
 /// What stops the server: a signal, or stdout closed by its reader (then `seen` holds the error).
-async fn stop_signal(closed_rx: oneshot::Receiver<std::io::Error>, seen: Arc<Mutex<Option<std::io::Error>>>) {
+async fn stop_signal(
+    signals: StopSignals,
+    closed_rx: oneshot::Receiver<std::io::Error>,
+    seen: Arc<Mutex<Option<std::io::Error>>>,
+) {
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signals.received() => {}
         Ok(e) = closed_rx => {
             tracing::error!(error = %e, "stdout is closed (its reader exited): no delivery can be printed; shutting down");
             if let Ok(mut s) = seen.lock() {
@@ -1595,6 +1622,7 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;
     let handler = Arc::new(Handler::printing(exec, queue));
     let (listener, addr) = bind(&args.listen).await?;
+    let signals = StopSignals::listen();
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, store {store_name}{})",
         args.path,
@@ -1615,7 +1643,7 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
         &receiver,
     );
     extras.start(Arc::clone(&receiver), None, about);
-    if app.serve(listener, closed_rx, args).await {
+    if app.serve(listener, signals, closed_rx, args).await {
         return Err(CliError::StdoutClosed);
     }
     // Lines of deliveries already answered 2xx are written before exiting (bounded: a reader
@@ -1681,6 +1709,7 @@ async fn run_inbox(
     .on_outcome(move |item, outcome| hook_job.outcome(item, outcome))
     .spawn();
 
+    let signals = StopSignals::listen();
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {} pending, {} running, \
          {} dead; worker: {} at once{})",
@@ -1706,7 +1735,7 @@ async fn run_inbox(
     extras.start(Arc::clone(&receiver), Some(Arc::clone(&inbox)), about);
     // Stop accepting first; then let the worker finish or give back what it holds. Lines of
     // items given back are not written after: the next start prints them (once).
-    let stdout_closed = app.serve(listener, closed_rx, args).await;
+    let stdout_closed = app.serve(listener, signals, closed_rx, args).await;
     let stopping = std::time::Instant::now();
     job.forget_queued(false).await;
     worker.shutdown().await;
