@@ -202,6 +202,15 @@ impl Handler {
         204
     }
 
+    /// Waits (up to 10 s) until the handler has started for a dedupe key: a fixed sleep was
+    /// sometimes too short on a loaded machine.
+    pub async fn started(&self, key: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.calls(key) == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// How often the handler ran for a dedupe key.
     pub fn calls(&self, key: &str) -> u32 {
         self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
@@ -531,7 +540,7 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         let (addr, h, b) = (addr.to_owned(), h.clone(), b.clone());
         async move { send(&addr, "POST", "/bwp", &h, &b, Framing::Length).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    handler.started("buildworkpro:evt_slow_inflight").await;
     let second = post("/bwp", h, b).await;
     check("in flight: copy → 429", &second, &rej(429, "duplicate_in_flight"));
     if second.header("retry-after").is_none() {
@@ -1020,12 +1029,20 @@ pub async fn run_all(addr: &str, handler: &Handler) -> Transcript {
         let mut wire = req.into_bytes();
         wire.extend_from_slice(&b);
         s.write_all(&wire).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await; // the handler runs (1.5 s)
+        handler.started("buildworkpro:evt_slow_sender_gone").await; // it runs (1.5 s)
     } // closed: the sender gave up
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+      // The sender's retries: told to wait (429) while the handler still runs, then a duplicate.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let retry = loop {
+        let r = post("/bwp", h.clone(), b.clone()).await;
+        if r.status != 429 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     check(
         "sender gone mid-handler: its retry → duplicate",
-        &post("/bwp", h, b).await,
+        &retry,
         &Expect {
             status: 200,
             code: None,

@@ -3364,14 +3364,17 @@ fn inbox_exec_then_a_stalled_line_never_costs_an_attempt() {
     let args = bwp_inbox_args(
         "whsec_sl",
         &db,
-        &["--exec", &cmd, "--lease", "4", "--max-attempts", "1", "--workers", "8"],
+        // A lease of 8 s: the command's limit (80 % of it, 6.4 s) leaves the 2.5 s command
+        // room while 400 others start beside it on a loaded machine (with 4 s, 3.2 s did not
+        // always).
+        &["--exec", &cmd, "--lease", "8", "--max-attempts", "1", "--workers", "8"],
     );
     let mut s = Server::start_with(&args, ServeStdout::Unread);
     // The slow one first; while its command runs, the others' lines (long ids) fill the pipe
-    // nobody reads, so its own line waits when the command ends.
+    // nobody reads, so its own line waits when the command ends, past the lease.
     assert_eq!(bwp_post(s.port, "whsec_sl", "slow_one").0, 200);
     post_long_ids(s.port, "whsec_sl", "fill", 400);
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(9));
     s.read_unread();
     wait_for("every item done", Duration::from_secs(60), || {
         inbox_stats(&db)["done"] == 401

@@ -85,7 +85,10 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     }
     drop(a);
 
-    // A worker taking every item as it comes: accepts for five times `after`, no WARN.
+    // A worker taking every item as it comes: accepts for three times `after`, no WARN. Here
+    // `after` is a second: a worker polling every 20 ms can lag 300 ms behind an accept on a
+    // loaded machine (a slow commit), and that is no missing worker.
+    let after = Duration::from_secs(1);
     let before = unclaimed(&logs);
     let with = Schema(format!(
         "hg_unclaimed_with_{}_{}",
@@ -98,14 +101,14 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     // not waiting for anyone.
     let worker = Worker::builder(store, |item: ClaimedItem| async move {
         if item.delivery.event_id() == Some("evt_slow") {
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            tokio::time::sleep(Duration::from_millis(2500)).await;
         }
         Ok(())
     })
     .poll_interval(Duration::from_millis(20))
     .spawn();
     accept(&b, "evt_slow").await;
-    for i in 0..75 {
+    for i in 0..150 {
         accept(&b, &format!("evt_w_{i}")).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -134,9 +137,14 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
         .unwrap();
     let opened = Instant::now();
     tokio::time::sleep(Duration::from_millis(1300)).await;
+    let asked = Instant::now();
     accept(&c, "evt_capped").await;
     tokio::time::sleep(Duration::from_millis(2300).saturating_sub(opened.elapsed())).await;
-    assert_eq!(unclaimed(&logs), before, "the item had not waited a second yet");
+    // Only while the item is surely younger than a second (a loaded machine may wake this
+    // task later than asked, after a check that rightly warned).
+    if asked.elapsed() < Duration::from_millis(950) {
+        assert_eq!(unclaimed(&logs), before, "the item had not waited a second yet");
+    }
     assert!(matches!(
         c.accept(item("evt_refused")).await,
         Err(hookguard_core::inbox::InboxError::Full { .. })
