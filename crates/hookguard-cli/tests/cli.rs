@@ -31,6 +31,8 @@ struct Server {
     unread: Option<ChildStdout>,
     /// Held while stderr's reader waits after the `listening on` line (`start_stalling_stderr`).
     stderr_gate: Option<std::sync::mpsc::Sender<()>>,
+    /// Set once stdout's reader (when there is one) has read the pipe to its end.
+    stdout_eof: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Server {
@@ -64,8 +66,9 @@ impl Server {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stdout.take().unwrap();
         let mut unread = None;
+        let mut stdout_eof = None;
         match mode {
-            ServeStdout::Read => read_lines_into(pipe, Arc::clone(&stdout)),
+            ServeStdout::Read => stdout_eof = Some(read_lines_into(pipe, Arc::clone(&stdout))),
             ServeStdout::Unread => unread = Some(pipe),
             ServeStdout::Closed => drop(pipe),
         }
@@ -107,6 +110,7 @@ impl Server {
             stderr,
             unread,
             stderr_gate: Some(stderr_gate),
+            stdout_eof,
         }
     }
 
@@ -118,14 +122,25 @@ impl Server {
     /// Starts reading the stdout pipe nobody read so far.
     fn read_unread(&mut self) {
         let pipe = self.unread.take().expect("started with ServeStdout::Unread");
-        read_lines_into(pipe, Arc::clone(&self.stdout));
+        self.stdout_eof = Some(read_lines_into(pipe, Arc::clone(&self.stdout)));
     }
 
-    /// Waits (at most `limit`) for the process to exit.
+    /// Once the process has exited: waits (at most 5 s) until stdout's reader has every line
+    /// the process wrote, so that `lines()` is complete.
+    fn read_to_eof(&self) {
+        let Some(eof) = &self.stdout_eof else { return };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !eof.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (at most `limit`) for the process to exit, then for its last stdout lines.
     fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                self.read_to_eof();
                 return Some(st);
             }
             if Instant::now() >= deadline {
@@ -172,12 +187,17 @@ impl Drop for Server {
     }
 }
 
-fn read_lines_into(pipe: ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
+/// Reads `pipe`'s lines into `lines` on a thread of its own; the flag is set at the pipe's end.
+fn read_lines_into(pipe: ChildStdout, lines: Arc<Mutex<Vec<String>>>) -> Arc<std::sync::atomic::AtomicBool> {
+    let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::clone(&eof);
     std::thread::spawn(move || {
         for l in BufReader::new(pipe).lines().map_while(Result::ok) {
             lines.lock().unwrap().push(l);
         }
+        done.store(true, std::sync::atomic::Ordering::Release);
     });
+    eof
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), with 10 s socket
@@ -1532,8 +1552,9 @@ fn connections_beyond_the_limit_wait_for_one_to_close() {
         Server::start(&args)
     };
     // Two connections busy with a delivery (a 3 s handler) hold both places: a third is made
-    // by the kernel (listen queue) but not taken until one of them closes.
-    let s = start(&["--exec", "sleep 3"]);
+    // by the kernel (listen queue) but not taken until one of them closes. The command's limit
+    // well above its 3 s (the default 4 s left a loaded machine too little room).
+    let s = start(&["--exec", "sleep 3", "--exec-timeout", "8"]);
     let mut busy: Vec<TcpStream> = ["evt_busy_1", "evt_busy_2"]
         .iter()
         .map(|id| bwp_send_only(s.port, id))
@@ -3085,7 +3106,7 @@ impl Server {
     fn kill9(&mut self) -> Vec<String> {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        self.read_to_eof();
         self.lines()
     }
 

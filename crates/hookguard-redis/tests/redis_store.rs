@@ -256,9 +256,22 @@ async fn a_completion_is_kept_when_give_backs_fill_their_places() {
     }
     // The handler succeeded; its completion could not reach Redis and goes on in the background.
     store.abandon_complete(handled, RETENTION);
-    let _server = Server::start_on(port);
-    // Its tries span about four seconds; a claim meanwhile would hold the key against it.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let server = Server::start_on(port);
+    // Its tries span about four seconds; a claim meanwhile would hold the key against it, so
+    // the key is read directly until the completion lands (or a deadline well past its tries).
+    let mut redis = admin(&server.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(store.redis_key("handled"))
+            .query_async(&mut redis)
+            .await
+            .unwrap_or(None);
+        if value.as_deref() == Some("done") || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         store.claim("handled", LEASE).await.unwrap(),
         Claim::Done,
