@@ -720,15 +720,16 @@ async fn migrations_are_idempotent_and_semantics_match_the_sqlite_inbox() {
     let c = a.claim(t, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!((c.len(), c[0].attempt), (1, 1));
     assert_eq!(c[0].id, d);
-    assert!(a.defer(c[0].claim(), now_ms() + 1_000).await.unwrap());
+    // Deferred 3 s: the three statements after must come before it on a loaded machine.
+    assert!(a.defer(c[0].claim(), now_ms() + 3_000).await.unwrap());
     assert!(
-        !a.defer(c[0].claim(), now_ms() + 1_000).await.unwrap(),
+        !a.defer(c[0].claim(), now_ms() + 3_000).await.unwrap(),
         "no longer held"
     );
     let rec = a.get(d).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempts), (InboxState::Pending, 0));
     assert!(a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     assert_eq!(
         a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap()[0].attempt,
         1
@@ -1019,14 +1020,14 @@ async fn a_replica_with_a_wrong_clock_keeps_to_the_databases() {
     assert!(held.len() == 1 && held[0].id == id, "due now");
     // Replica B holds it for 30 s; A's clock is an hour ahead.
     assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "leased to B");
-    // B fails the attempt with a 1 s backoff, on a clock an hour behind.
+    // B fails the attempt with a 3 s backoff, on a clock an hour behind.
     let behind = now_ms() - HOUR;
     assert!(b
-        .fail(held[0].claim(), "boom", Some(behind + 1_000), behind)
+        .fail(held[0].claim(), "boom", Some(behind + 3_000), behind)
         .await
         .unwrap());
     assert!(claimed(&a, now_ms() + HOUR, 10).await.is_empty(), "not due yet");
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let again = claimed(&a, now_ms() + HOUR, 10).await;
     assert_eq!((again.len(), again[0].attempt), (1, 2));
 }

@@ -158,9 +158,10 @@ async fn a_late_completion_with_no_newer_claim_is_recorded() {
 #[tokio::test]
 async fn an_expired_lease_lets_a_retry_in_and_the_late_completion_is_refused() {
     let store = store_at(&redis_url(), &unique_prefix("lease")).await;
-    let first = new(store.claim("procore:evt_9", Duration::from_millis(200)).await.unwrap());
+    // A lease of a second: the copy right after must find it live even on a loaded machine.
+    let first = new(store.claim("procore:evt_9", Duration::from_secs(1)).await.unwrap());
     assert_eq!(store.claim("procore:evt_9", LEASE).await.unwrap(), Claim::InFlight);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let second = new(store.claim("procore:evt_9", LEASE).await.unwrap());
     assert_ne!(first.token(), second.token());
@@ -504,6 +505,8 @@ struct CutProxy {
     port: u16,
     cut: tokio::sync::watch::Sender<bool>,
     target: Arc<std::sync::atomic::AtomicU16>,
+    /// Connections being relayed now.
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CutProxy {
@@ -513,6 +516,8 @@ impl CutProxy {
         let (cut, watching) = tokio::sync::watch::channel(false);
         let target = Arc::new(std::sync::atomic::AtomicU16::new(target_port));
         let targets = Arc::clone(&target);
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let relaying = Arc::clone(&open);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if *watching.borrow() {
@@ -520,18 +525,36 @@ impl CutProxy {
                 }
                 let mut watching = watching.clone();
                 let target_port = targets.load(std::sync::atomic::Ordering::SeqCst);
+                let open = Arc::clone(&relaying);
+                open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watching.wait_for(|cut| *cut) => {}
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = watching.wait_for(|cut| *cut) => {}
+                        }
                     }
+                    drop((inbound, watching));
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         });
-        CutProxy { port, cut, target }
+        CutProxy {
+            port,
+            cut,
+            target,
+            open,
+        }
+    }
+
+    /// Cuts every connection and waits (up to 5 s) until none is relayed any more: a request
+    /// sent after this never reaches Redis (a cut only asked for could still pass one).
+    async fn cut(&self) {
+        self.set_cut(true);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.open.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn switch_to(&self, port: u16) {
@@ -635,7 +658,7 @@ async fn a_completion_that_failed_is_finished_once_redis_answers_again() {
     let Ok(Admission::New(guard)) = dedupe.admit(&d).await else {
         panic!("not claimed")
     };
-    proxy.set_cut(true);
+    proxy.cut().await;
     assert!(guard.complete().await.is_err(), "Redis is out of reach");
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.set_cut(false);
@@ -719,15 +742,15 @@ async fn a_full_redis_fails_claims_and_recovers_once_memory_frees() {
 async fn a_renewed_claim_outlives_its_first_lease() {
     let store = store_at(&redis_url(), &unique_prefix("renew")).await;
     assert!(store.renews());
-    // Renewed every 300 ms for 1.5 s (past the 1 s lease): 700 ms of slack for a late wake.
-    let lease = Duration::from_secs(1);
+    // Renewed every second for 4 s (past the 3 s lease): 2 s of slack for a late wake.
+    let lease = Duration::from_secs(3);
     let held = new(store.claim("k", lease).await.unwrap());
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(store.renew(&held, lease).await.unwrap());
         assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InFlight);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let next = new(store.claim("k", lease).await.unwrap());
     assert!(!store.renew(&held, lease).await.unwrap(), "another copy holds it now");
     assert!(store.release(&next).await.unwrap());

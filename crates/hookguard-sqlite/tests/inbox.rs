@@ -693,16 +693,17 @@ async fn a_clock_stepped_back_does_not_hold_new_deliveries() {
     assert_eq!(taken, [(id, 1)]);
     // Its lease runs on the same timeline: not claimable again right away.
     assert_eq!(due(&inbox).await.0, []);
-    // So do its retry and a deferral: due a second later on that timeline, not at once.
+    // So do its retry and a deferral: due 3 s later on that timeline, not at once (3 s: the
+    // check right after must come before it on a loaded machine, with its fsyncs).
     let now = now_ms();
-    assert!(inbox.fail(claims[0], "boom", Some(now + 1_000), now).await.unwrap());
+    assert!(inbox.fail(claims[0], "boom", Some(now + 3_000), now).await.unwrap());
     assert_eq!(due(&inbox).await.0, []);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let (taken, claims) = due(&inbox).await;
     assert_eq!(taken, [(id, 2)]);
-    assert!(inbox.defer(claims[0], now_ms() + 1_000).await.unwrap());
+    assert!(inbox.defer(claims[0], now_ms() + 3_000).await.unwrap());
     assert_eq!(due(&inbox).await.0, []);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let (taken, claims) = due(&inbox).await;
     assert_eq!(taken, [(id, 2)]);
     assert!(inbox.complete(claims[0], now_ms()).await.unwrap());
