@@ -920,7 +920,7 @@ pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn 
     ))
 }
 
-/// The signals that stop `serve` gracefully, listened for from the moment this is made: made
+/// The signals that stop `serve` gracefully, listened for (on Unix) from the moment this is made: made
 /// before the `listening on` line, so that a supervisor's SIGTERM sent as soon as it reads
 /// that line is a graceful stop (listened for only once serving had started, such a signal
 /// ended the process at once).

@@ -1363,10 +1363,12 @@ fn spawn_announcer(inner: &Arc<Inner>) {
                 if !inner.checking.load(Ordering::Acquire) && inner.accepted.swap(false, Ordering::Relaxed) {
                     // A task of its own: a slow database must not hold up the announcements.
                     inner.checking.store(true, Ordering::Release);
-                    let inner = Arc::clone(&inner);
+                    // Cleared however the task ends: also dropped unfinished, with the runtime
+                    // it runs on (the announcer restarted elsewhere then checks again).
+                    let checking = Checking(Arc::clone(&inner));
                     tokio::spawn(async move {
-                        inner.check_unclaimed().await;
-                        inner.checking.store(false, Ordering::Release);
+                        checking.0.check_unclaimed().await;
+                        drop(checking);
                     });
                 }
             }
@@ -1380,6 +1382,15 @@ fn spawn_announcer(inner: &Arc<Inner>) {
             }
         }
     });
+}
+
+/// Held by a running unclaimed check: says it ended when dropped.
+struct Checking(Arc<Inner>);
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        self.0.checking.store(false, Ordering::Release);
+    }
 }
 
 /// How long the LISTEN connection may hear nothing before it is asked whether it still works.

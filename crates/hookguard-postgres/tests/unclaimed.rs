@@ -157,4 +157,59 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    drop(c);
+
+    // An inbox whose runtime stops while a check waits (here on a table lock): the check's
+    // task is dropped with that runtime, and the checks go on where the inbox is used next (a
+    // check left marked as running stopped them for the life of the inbox).
+    let moved = Schema(format!(
+        "hg_unclaimed_moved_{}_{}",
+        std::process::id(),
+        now_ms() % 1_000_000
+    ));
+    let before = unclaimed(&logs);
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let name = moved.0.clone();
+    let home = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pool = PgPoolOptions::new().max_connections(4).connect(&url()).await.unwrap();
+            let d = PgInbox::builder()
+                .schema(&name)
+                .unclaimed_warning(Duration::from_millis(300))
+                .operation_timeout(Duration::from_secs(30))
+                .open(pool)
+                .await
+                .unwrap();
+            opened_tx.send(d).unwrap();
+            // Driven while the test makes a check start and wait.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+    });
+    let d = opened.recv().unwrap();
+    accept(&d, "evt_moved_1").await;
+    let locker = PgPoolOptions::new().max_connections(1).connect(&url()).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".hookguard_inbox IN ACCESS EXCLUSIVE MODE",
+        moved.0
+    ))
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    home.join().unwrap();
+    lock.commit().await.unwrap();
+    assert_eq!(unclaimed(&logs), before, "the check waited on the lock");
+    accept(&d, "evt_moved_2").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unclaimed(&logs) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no WARN once the inbox's runtime stopped during a check"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
