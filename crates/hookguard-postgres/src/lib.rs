@@ -392,8 +392,7 @@ impl PgInboxBuilder {
             home: std::sync::Mutex::new(Home::here()),
         });
         inner.refresh_pending().await?;
-        let alive = Arc::clone(&lock(&inner.home).alive);
-        spawn_background(&inner, alive);
+        spawn_background(&inner);
         Ok(PgInbox { inner })
     }
 }
@@ -468,7 +467,7 @@ impl Home {
     }
 }
 
-/// A lock a panic never made unusable (nothing it guards is left half-changed).
+/// A lock a panic never made unusable: each user leaves nothing it guards half-changed.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -544,10 +543,9 @@ impl Inner {
             return (home.handle.id() != here.id()).then(|| home.handle.clone());
         }
         *home = Home::here();
-        let alive = Arc::clone(&home.alive);
         drop(home);
         tracing::debug!("inbox: its runtime stopped; its background work moves to the caller's");
-        spawn_background(self, alive);
+        spawn_background(self);
         None
     }
 
@@ -703,7 +701,7 @@ struct Completions {
 
 fn lock_completions(inner: &Inner) -> std::sync::MutexGuard<'_, Completions> {
     // Every update under this lock is a push, a drain or a flag: nothing is left half-done.
-    inner.completions.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&inner.completions)
 }
 
 /// The drain task's ownership of the queue. Made before the task is spawned and moved into it,
@@ -1396,8 +1394,9 @@ impl Drop for Checking {
 /// How long the LISTEN connection may hear nothing before it is asked whether it still works.
 const LISTEN_SILENCE: Duration = Duration::from_secs(10);
 
-/// LISTEN for other replicas' accepts and recount pending items every second.
-fn spawn_background(inner: &Arc<Inner>, alive: Arc<std::sync::atomic::AtomicBool>) {
+/// LISTEN for other replicas' accepts and recount pending items every second, on the caller's
+/// runtime, the inbox's home (the listener's task says when it stops: see [`HomeRuns`]).
+fn spawn_background(inner: &Arc<Inner>) {
     spawn_announcer(inner);
     let weak = Arc::downgrade(inner);
     // The listener keeps its connection for its whole life: one of its own, outside the
@@ -1411,7 +1410,7 @@ fn spawn_background(inner: &Arc<Inner>, alive: Arc<std::sync::atomic::AtomicBool
     let (channel, notify) = (inner.channel.clone(), Arc::clone(&inner.notify));
     let home = HomeRuns {
         inner: Arc::downgrade(inner),
-        alive,
+        alive: Arc::clone(&lock(&inner.home).alive),
     };
     tokio::spawn(async move {
         let _home = home;
@@ -1835,9 +1834,7 @@ impl PgInbox {
         // Whoever takes the operation first runs it: the home runtime's task when it starts,
         // or the caller once it has waited long enough.
         let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
-        let take = |slot: &std::sync::Mutex<Option<Pin<Box<Fut>>>>| {
-            slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-        };
+        let take = |slot: &std::sync::Mutex<Option<Pin<Box<Fut>>>>| lock(slot).take();
         let theirs = Arc::clone(&slot);
         let mut task = AbortOnDrop(home.spawn(async move {
             let run = take(&theirs);

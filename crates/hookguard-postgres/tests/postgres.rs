@@ -244,17 +244,9 @@ async fn connections_opened_for_another_runtime_outlive_it() {
 #[tokio::test]
 async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
     let s = schema("gone_rt");
-    let name = s.to_string();
-    let (pool, inbox) = std::thread::spawn(move || {
-        let rt = another_runtime();
-        rt.block_on(async move {
-            let pool = pool_at(&url()).await;
-            let inbox = PgInbox::builder().schema(name).open(pool.clone()).await.unwrap();
-            (pool, inbox)
-        })
-    })
-    .join()
-    .unwrap();
+    let (home, pool, inbox) = opened_on_another_runtime(&s);
+    // A runtime is dropped outside async code.
+    std::thread::spawn(move || drop(home)).join().unwrap();
     // The connections opened on the stopped runtime are gone from the pool: a ping before use
     // does not always find them broken (about one run in ten failed the accept below).
     assert_eq!(
@@ -268,20 +260,31 @@ async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
     assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
     assert!(inbox.complete(c[0].claim(), now_ms()).await.unwrap());
     // Another replica's accept reaches a worker here that only wakes up when told.
-    let (worker, calls) = waking_worker(&inbox);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let other = self::inbox(&s).await;
-    let id = stored(&other, &bwp("evt_from_another_replica")).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while inbox.get(id).await.unwrap().unwrap().state != InboxState::Done {
-        assert!(
-            Instant::now() < deadline,
-            "not woken: nothing listens since its runtime stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    worker.shutdown().await;
+    woken_by_another_replica(
+        &inbox,
+        &other,
+        "evt_from_another_replica",
+        "not woken: nothing listens since its runtime stopped",
+    )
+    .await;
+}
+
+/// An inbox on `schema` opened on a current-thread runtime of its own, on a thread of its own,
+/// and that runtime (no longer driven), with the inbox's pool.
+fn opened_on_another_runtime(schema: &str) -> (tokio::runtime::Runtime, PgPool, PgInbox) {
+    let name = schema.to_owned();
+    std::thread::spawn(move || {
+        let rt = another_runtime();
+        let (pool, inbox) = rt.block_on(async move {
+            let pool = pool_at(&url()).await;
+            let inbox = PgInbox::builder().schema(name).open(pool.clone()).await.unwrap();
+            (pool, inbox)
+        });
+        (rt, pool, inbox)
+    })
+    .join()
+    .unwrap()
 }
 
 /// An inbox opened on a runtime that is kept but no longer driven (a current-thread runtime
@@ -292,20 +295,7 @@ async fn an_inbox_outlives_the_runtime_it_was_opened_on() {
 #[tokio::test]
 async fn an_inbox_whose_runtime_is_kept_but_not_driven_still_answers() {
     let s = schema("idle_rt");
-    let name = s.to_string();
-    let (home, inbox) = std::thread::spawn(move || {
-        let rt = another_runtime();
-        let inbox = rt.block_on(async move {
-            PgInbox::builder()
-                .schema(name)
-                .open(pool_at(&url()).await)
-                .await
-                .unwrap()
-        });
-        (rt, inbox)
-    })
-    .join()
-    .unwrap();
+    let (home, _, inbox) = opened_on_another_runtime(&s);
     let answered = tokio::time::timeout(Duration::from_secs(15), inbox.accept(item(&bwp("evt_idle_home")))).await;
     assert!(
         matches!(answered, Ok(Ok(Accepted::Stored(_)) | Err(InboxError::Storage(_)))),
@@ -1225,17 +1215,28 @@ fn waking_worker(inbox: &PgInbox) -> (hookguard_core::inbox::WorkerHandle, Arc<A
 
 async fn wakes_through_listen(s: &str) {
     let (a, b) = (inbox(s).await, inbox(s).await);
-    let (wb, calls) = waking_worker(&b);
-    // Let the worker's first (empty) claim pass and B's LISTEN connect.
+    woken_by_another_replica(&b, &a, "evt_listen", "replica B was not woken").await;
+}
+
+/// An accept on `other` is handled, once, by a worker on `listening` that finds work by
+/// wake-ups alone (see [`waking_worker`]).
+async fn woken_by_another_replica(listening: &PgInbox, other: &PgInbox, event: &str, not_woken: &str) {
+    let (worker, calls) = waking_worker(listening);
+    // Let the worker's first (empty) claim pass and the listener connect.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let id = stored(&a, &bwp("evt_listen")).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.get(id).await.unwrap().unwrap().state != InboxState::Done {
-        assert!(Instant::now() < deadline, "replica B was not woken");
+    let id = stored(other, &bwp(event)).await;
+    until_done(listening, id, Duration::from_secs(5), not_woken).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    worker.shutdown().await;
+}
+
+/// Waits (at most `limit`, else fails saying `what`) until item `id` is done.
+async fn until_done(inbox: &PgInbox, id: i64, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while inbox.get(id).await.unwrap().unwrap().state != InboxState::Done {
+        assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    wb.shutdown().await;
 }
 
 /// Each replica announces its accepts (up to 20 notifications a second), and every replica
@@ -1300,11 +1301,7 @@ async fn a_replica_that_dies_mid_handler_leaves_a_lease_the_other_takes_over() {
     })
     .poll_interval(Duration::from_millis(50))
     .spawn();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.get(id).await.unwrap().unwrap().state != InboxState::Done {
-        assert!(Instant::now() < deadline, "not taken over");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_done(&b, id, Duration::from_secs(10), "not taken over").await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(
         !a.complete(claimed[0].claim(), now_ms()).await.unwrap(),
@@ -1349,11 +1346,7 @@ async fn transactional_handler_commits_its_write_with_the_done_mark() {
         ))
         .poll_interval(Duration::from_millis(20))
         .spawn();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while a.get(id).await.unwrap().unwrap().state != InboxState::Done {
-        assert!(Instant::now() < deadline, "not done");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_done(&a, id, Duration::from_secs(10), "not done").await;
     worker.shutdown().await;
     let rows: Vec<(String, i32)> = sqlx::query_as(&format!("SELECT key, attempt FROM {table}"))
         .fetch_all(a.pool())

@@ -29,6 +29,15 @@ impl Drop for Schema {
     }
 }
 
+/// A schema of its own for one part of the test (`hg_unclaimed_{part}_…`).
+fn schema(part: &str) -> Schema {
+    Schema(format!(
+        "hg_unclaimed_{part}_{}_{}",
+        std::process::id(),
+        now_ms() % 1_000_000
+    ))
+}
+
 /// The WARNs so far that said no worker claims the inbox's items.
 fn unclaimed(logs: &Logs) -> Vec<String> {
     let mut warned = logs.messages(tracing::Level::WARN);
@@ -69,11 +78,7 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     let after = Duration::from_millis(300);
 
     // No worker: an accepted item waits; a check after a later accept warns about it.
-    let none = Schema(format!(
-        "hg_unclaimed_none_{}_{}",
-        std::process::id(),
-        now_ms() % 1_000_000
-    ));
+    let none = schema("none");
     let a = inbox(&none.0, after).await;
     accept(&a, "evt_waits").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -90,11 +95,7 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     // loaded machine (a slow commit), and that is no missing worker.
     let after = Duration::from_secs(1);
     let before = unclaimed(&logs);
-    let with = Schema(format!(
-        "hg_unclaimed_with_{}_{}",
-        std::process::id(),
-        now_ms() % 1_000_000
-    ));
+    let with = schema("with");
     let b = inbox(&with.0, after).await;
     let store: Arc<dyn InboxStore> = Arc::new(b.clone());
     // One item's handler runs through several checks: a running item with a live lease is
@@ -122,11 +123,7 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     // WARN never came — exactly when no worker runs. Checks every second from the open: the
     // one at 2 s sees the item 0.7 s old (no WARN yet), the one at 3 s, after a refused
     // accept, 1.7 s old.
-    let full = Schema(format!(
-        "hg_unclaimed_full_{}_{}",
-        std::process::id(),
-        now_ms() % 1_000_000
-    ));
+    let full = schema("full");
     let pool = PgPoolOptions::new().max_connections(4).connect(&url()).await.unwrap();
     let c = PgInbox::builder()
         .schema(&full.0)
@@ -162,11 +159,7 @@ async fn replicas_with_no_worker_say_so_and_with_a_worker_do_not() {
     // An inbox whose runtime stops while a check waits (here on a table lock): the check's
     // task is dropped with that runtime, and the checks go on where the inbox is used next (a
     // check left marked as running stopped them for the life of the inbox).
-    let moved = Schema(format!(
-        "hg_unclaimed_moved_{}_{}",
-        std::process::id(),
-        now_ms() % 1_000_000
-    ));
+    let moved = schema("moved");
     let before = unclaimed(&logs);
     let (opened_tx, opened) = std::sync::mpsc::channel();
     let name = moved.0.clone();
