@@ -4,6 +4,16 @@
 //! A challenge value is reflected to whoever asks, so it is bounded in length and answered as
 //! `text/plain` with `X-Content-Type-Options: nosniff`: a hostile value can never become HTML
 //! or script in a browser.
+//!
+//! ```
+//! use hookguard_core::challenge::query_param;
+//! // HCSS's `GET ?challenge=…`: the value is read from the query and echoed as plain text.
+//! let uri: http::Uri = "/hooks?challenge=abc%2B1".parse().unwrap();
+//! let value = query_param(&uri, "challenge", 1024).unwrap().unwrap();
+//! let answer = hookguard_core::ChallengeAnswer::new(value).into_response();
+//! assert_eq!(answer.body().as_ref(), b"abc+1");
+//! assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+//! ```
 
 use bytes::Bytes;
 use http::{Method, Uri};

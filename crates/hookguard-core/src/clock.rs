@@ -1,4 +1,13 @@
 //! Time, injectable so replay windows and expiry are testable.
+//!
+//! ```
+//! use hookguard_core::clock::{Clock, ManualClock, SystemClock};
+//! // Tests drive time by hand; a receiver uses the system's.
+//! let clock = ManualClock::new(1_700_000_000);
+//! clock.advance(301);
+//! assert_eq!(clock.now_unix(), 1_700_000_301);
+//! assert!(SystemClock.now_unix() > 1_700_000_000);
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,14 @@
 //! Should a body still not fit (a documented field missing), [`Delivery::json`](crate::Delivery::json)
 //! answers a retryable `500 unexpected_payload` and logs the field at error level: a gap in
 //! our model must never be a permanent `4xx` that makes the sender drop the event.
+//!
+//! ```
+//! use hookguard_core::envelope::ProcoreEvent;
+//! // Procore's legacy `id` beyond 2^53 keeps every digit.
+//! let e: ProcoreEvent = serde_json::from_str(r#"{"id":5982324300946918154,"resource_name":"RFIs","resource_id":3,"event_type":"update","api_version":"v2","timestamp":"2026-04-25T17:42:01Z","ulid":"01J0000000000000000000000A"}"#).unwrap();
+//! let ProcoreEvent::Legacy(e) = e else { panic!("a legacy event") };
+//! assert_eq!(e.id, 5982324300946918154);
+//! ```
 
 use serde_json::Value;
 

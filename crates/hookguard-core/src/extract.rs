@@ -4,6 +4,17 @@
 //! bounded and timed body read, verify, verdict — for extractors used without the middleware
 //! ([`verify_standalone`]). Adapters wrap [`Refusal`] in their framework's rejection type and
 //! supply only the body read.
+//!
+//! ```
+//! use hookguard_core::extract::{delivery, Refusal};
+//! use hookguard_core::{schemes::GitHub, testing};
+//! // An extractor finds the delivery the middleware verified, or says why it cannot.
+//! let d = testing::deliver(GitHub::new(), "s", br#"{"zen":"x"}"#).unwrap();
+//! assert_eq!(delivery(Some(&d)).unwrap().body().as_ref(), br#"{"zen":"x"}"#);
+//! let refused = delivery(None).unwrap_err();
+//! assert!(matches!(refused, Refusal::MissingMiddleware));
+//! assert_eq!(refused.status(), 500); // our own mistake: never a permanent 4xx
+//! ```
 
 use std::fmt;
 use std::future::Future;

@@ -16,6 +16,13 @@
 //!
 //! Labels have bounded cardinality: providers and states are fixed sets, codes are the stable
 //! rejection codes. No event id, path or secret is ever a label.
+//!
+//! ```
+//! use hookguard_core::{schemes::Hcss, Scheme};
+//! // The kill switch the sender-health warnings count towards: HCSS stops the subscription
+//! // after 5 failed tries.
+//! assert_eq!(Hcss::new().kill_switch().unwrap().failures, 5);
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};

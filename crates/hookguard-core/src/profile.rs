@@ -2,6 +2,14 @@
 //! treats as permanent, its kill switch, and a realistic sample body. Every built-in scheme
 //! declares its [`SenderProfile`] in its own file (`Scheme::profile`); the CLI's `send`, `demo`,
 //! help texts and verdicts, and the sender-health warnings read it from there.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hookguard_core::{schemes::Procore, Scheme};
+//! let p = Procore::new().profile();
+//! assert_eq!(p.timeout, Duration::from_secs(5));
+//! assert!(p.retry_horizon() >= Duration::from_secs(11 * 3600)); // 23 retries over ~11 h
+//! ```
 
 use std::time::Duration;
 

@@ -3,6 +3,13 @@
 //!
 //! Adding a built-in sender = its scheme file in `schemes/` + one line in `registry!` below +
 //! one README row (+ its tests, a known-answer vector, a fuzz-target entry).
+//!
+//! ```
+//! use hookguard_core::{schemes, Provider};
+//! let p: Provider = "procore".parse().unwrap();
+//! assert_eq!(schemes::for_provider(p).unwrap().provider().as_str(), "procore");
+//! assert!("acme".parse::<Provider>().is_err());
+//! ```
 
 use std::fmt;
 use std::str::FromStr;

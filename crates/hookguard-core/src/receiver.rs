@@ -720,62 +720,12 @@ impl Receiver {
     /// are durable, instead of calling the handler inline (a worker handles them afterwards).
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, RequestHead, Scheme, SignParams, Verifier};
-    /// let inbox = Arc::new(MemInbox::default());
+    /// let inbox = Arc::new(MemoryInbox::default());
     /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap()).with_inbox(inbox.clone());
     /// let body = bytes::Bytes::from_static(b"{}");
     /// let mut headers = http::HeaderMap::new();
@@ -784,7 +734,7 @@ impl Receiver {
     /// let head = RequestHead::new(&m, &u, &headers);
     /// let answer = block_on(rx.admit(&head, body)).unwrap_err();
     /// assert_eq!((answer.status(), answer.body().as_ref()), (http::StatusCode::OK, &br#"{"status":"accepted"}"#[..]));
-    /// assert_eq!(inbox.0.lock().unwrap().len(), 1); // stored, for a worker to handle
+    /// assert_eq!(inbox.items().len(), 1); // stored, for a worker to handle
     /// ```
     pub fn with_inbox(mut self, inbox: std::sync::Arc<dyn InboxStore>) -> Self {
         self.inbox = Some(inbox);

@@ -1,4 +1,12 @@
 //! The HTTP answers every adapter gives, built once here so tower and actix answer the same.
+//!
+//! ```
+//! use hookguard_core::{response, Rejection};
+//! assert_eq!(response::accepted().body().as_ref(), br#"{"status":"accepted"}"#);
+//! let forged = response::rejection(&Rejection::SignatureMismatch);
+//! assert_eq!(forged.status(), 401);
+//! assert!(std::str::from_utf8(forged.body()).unwrap().contains("signature_mismatch"));
+//! ```
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};

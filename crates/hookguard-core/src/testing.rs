@@ -1,11 +1,22 @@
 //! Helpers for tests and benches (feature `testing`, off by default): sign-then-verify in one
-//! call, and a tiny executor.
+//! call, a tiny executor, a `tracing` subscriber that keeps what is logged, and an inbox kept in
+//! memory ([`MemoryInbox`]).
+//!
+//! ```
+//! use hookguard_core::{schemes::BuildWorkPro, testing};
+//! // The delivery a handler would get from a genuine BuildWorkPro request.
+//! let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
+//! assert_eq!(d.event_id(), Some("evt_1"));
+//! ```
 
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+
+mod memory_inbox;
+pub use memory_inbox::MemoryInbox;
 
 use crate::{clock::ManualClock, Delivery, Rejection, RequestHead, Scheme, SignParams, Signed, Verdict, Verifier};
 

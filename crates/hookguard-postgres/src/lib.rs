@@ -2299,6 +2299,21 @@ pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + 
 pub trait TxHandler: Send + Sync + 'static {
     /// Handles one attempt inside `tx`; hookguard commits `tx` with the done mark when it
     /// returns `Ok`, and rolls it back otherwise.
+    ///
+    /// ```
+    /// use hookguard_core::inbox::ClaimedItem;
+    /// use hookguard_postgres::{TxFuture, TxHandler};
+    /// use sqlx::{Postgres, Transaction};
+    /// // A closure of this shape is a `TxHandler` too.
+    /// fn count<'t>(_item: &'t ClaimedItem, tx: &'t mut Transaction<'static, Postgres>) -> TxFuture<'t> {
+    ///     Box::pin(async move {
+    ///         sqlx::query("UPDATE counters SET n = n + 1").execute(&mut **tx).await?;
+    ///         Ok(())
+    ///     })
+    /// }
+    /// fn is_handler(_: &impl TxHandler) {}
+    /// is_handler(&count);
+    /// ```
     fn handle<'t>(&'t self, item: &'t ClaimedItem, tx: &'t mut Transaction<'static, Postgres>) -> TxFuture<'t>;
 }
 

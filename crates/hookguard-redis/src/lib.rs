@@ -301,6 +301,13 @@ impl fmt::Debug for RedisStore {
 pub trait IntoRedisClient {
     /// Opens the client (no I/O happens here).
     ///
+    /// ```
+    /// use hookguard_redis::IntoRedisClient;
+    /// // A URL with a password: the error never repeats it.
+    /// let err = "redis://:hunter2@[not-a-host".into_redis_client().unwrap_err();
+    /// assert!(!err.to_string().contains("hunter2"));
+    /// ```
+    ///
     /// # Errors
     /// The URL or connection info is invalid; the message never repeats the URL.
     fn into_redis_client(self) -> Result<Client, StoreError>;

@@ -10,6 +10,19 @@
 //!
 //! A claim whose handler hangs past its lease can be claimed again; a late `complete` or
 //! `release` of the old claim is refused by token, so it never clobbers the newer one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hookguard_core::dedupe::{Claim, DedupeStore, MemoryStore};
+//! use hookguard_core::testing::block_on;
+//! let store = MemoryStore::new(1_000);
+//! let lease = Duration::from_secs(30);
+//! let Claim::New(token) = block_on(store.claim("evt_1", lease)).unwrap() else { unreachable!() };
+//! // A copy while the first is handled is told to come back; once completed it is a duplicate.
+//! assert_eq!(block_on(store.claim("evt_1", lease)).unwrap(), Claim::InFlight);
+//! assert!(block_on(store.complete(&token, Duration::from_secs(3600))).unwrap());
+//! assert_eq!(block_on(store.claim("evt_1", lease)).unwrap(), Claim::Done);
+//! ```
 
 mod memory;
 

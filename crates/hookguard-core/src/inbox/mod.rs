@@ -742,63 +742,13 @@ impl InboxStats {
 /// durable (synced to disk), so the `200` it leads to is a promise.
 ///
 /// ```
-/// # use std::sync::{Arc, Mutex};
+/// # use std::sync::Arc;
 /// # use std::time::Duration;
 /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-/// # #[derive(Default)]
-/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-/// # impl MemInbox {
-/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-/// #         Box::pin(async { Ok(true) })
-/// #     }
-/// # }
-/// # impl InboxStore for MemInbox {
-/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-/// #         let mut v = self.0.lock().unwrap();
-/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-/// #         let answer = match copy {
-/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-/// #             None => {
-/// #                 v.push((item, InboxState::Pending, 0));
-/// #                 Accepted::Stored(v.len() as i64)
-/// #             }
-/// #         };
-/// #         Box::pin(async move { Ok(answer) })
-/// #     }
-/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-/// #         let mut out = Vec::new();
-/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-/// #             if *state == InboxState::Pending && out.len() < limit as usize {
-/// #                 *state = InboxState::Running;
-/// #                 *attempts += 1;
-/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-/// #             }
-/// #         }
-/// #         Box::pin(async move { Ok(out) })
-/// #     }
-/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Done)
-/// #     }
-/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-/// #     }
-/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Pending)
-/// #     }
-/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-/// # }
+/// use hookguard_core::testing::MemoryInbox;
 /// use hookguard_core::{schemes::GitHub, testing::block_on, Receiver, RequestHead, Scheme, SignParams};
 /// // In inbox mode a receiver stores each new delivery and answers at once.
-/// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").inbox(MemInbox::default()).build().unwrap();
+/// let rx: Receiver = Receiver::builder(GitHub::new()).secret("s").inbox(MemoryInbox::default()).build().unwrap();
 /// let body = bytes::Bytes::from_static(br#"{"zen":"Keep it logically awesome."}"#);
 /// let mut headers = http::HeaderMap::new();
 /// headers.extend(GitHub::new().sign("s", &body, &SignParams::new(0)).unwrap().headers);
@@ -818,6 +768,17 @@ pub trait InboxStore: Send + Sync + 'static {
     /// # Errors
     /// [`InboxError::Full`] over the pending cap; [`InboxError::Storage`] when nothing could be
     /// stored. Either way the receiver answers `503` + `Retry-After`, never `2xx`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// assert_eq!(block_on(inbox.accept(item("5982324300946918154"))).unwrap(), Accepted::Stored(1));
+    /// // The sender's retry of the same event: recognised, not stored twice.
+    /// assert_eq!(block_on(inbox.accept(item("5982324300946918154"))).unwrap(), Accepted::Duplicate(1));
+    /// ```
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted>;
 
     /// Claims up to `limit` due items (pending with `next_attempt_at <= now`, or running with an
@@ -826,6 +787,20 @@ pub trait InboxStore: Send + Sync + 'static {
     /// own clock instead of `now_ms` (the PostgreSQL inbox keeps every schedule on the
     /// database's clock, and takes the times given to `fail` and `defer` as delays from the
     /// caller's `now`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let claimed = block_on(inbox.claim(1_000, Duration::from_secs(60), 10)).unwrap();
+    /// assert_eq!((claimed[0].attempt, claimed[0].lease_until_ms), (1, 61_000));
+    /// // Held by its lease: not claimed again before it ends, claimed again after.
+    /// assert!(block_on(inbox.claim(60_999, Duration::from_secs(60), 10)).unwrap().is_empty());
+    /// assert_eq!(block_on(inbox.claim(61_000, Duration::from_secs(60), 10)).unwrap()[0].attempt, 2);
+    /// ```
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>>;
 
     /// Claims as [`claim`](Self::claim) does, only items of the senders named (their
@@ -836,62 +811,27 @@ pub trait InboxStore: Send + Sync + 'static {
     /// that cannot filter must not hand a worker another sender's items.
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// use hookguard_core::testing::MemoryInbox;
+    /// # // A store that keeps the trait's defaults: every required method passed on.
+    /// # struct Plain(MemoryInbox);
+    /// # impl InboxStore for Plain {
+    /// #     fn accept(&self, i: NewItem) -> InboxFuture<'_, Accepted> { self.0.accept(i) }
+    /// #     fn claim(&self, n: i64, l: Duration, k: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { self.0.claim(n, l, k) }
+    /// #     fn complete(&self, c: ClaimRef, n: i64) -> InboxFuture<'_, bool> { self.0.complete(c, n) }
+    /// #     fn fail(&self, c: ClaimRef, e: &str, r: Option<i64>, n: i64) -> InboxFuture<'_, bool> { self.0.fail(c, e, r, n) }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> { self.0.release(c) }
+    /// #     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> { self.0.get(id) }
+    /// #     fn list(&self, f: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { self.0.list(f) }
+    /// #     fn replay(&self, id: i64, n: i64) -> InboxFuture<'_, ()> { self.0.replay(id, n) }
+    /// #     fn replay_dead(&self, n: i64) -> InboxFuture<'_, u64> { self.0.replay_dead(n) }
+    /// #     fn purge(&self, b: i64, d: bool) -> InboxFuture<'_, u64> { self.0.purge(b, d) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { self.0.stats() }
     /// # }
     /// use hookguard_core::{inbox::now_ms, testing::block_on};
-    /// let store = MemInbox::default();
+    /// let store = Plain(MemoryInbox::default());
     /// block_on(store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}")))).unwrap();
     /// // A store that keeps the default cannot claim by sender: refused, never another sender's items.
     /// assert!(block_on(store.claim_of(&["hcss".to_owned()], now_ms(), Duration::from_secs(60), 10)).is_err());
@@ -918,13 +858,57 @@ pub trait InboxStore: Send + Sync + 'static {
     /// Marks the claimed item done. `Ok(false)`: that claim no longer holds the item (its
     /// lease expired and a later claim took it). Completing an item this same claim already
     /// completed answers `Ok(true)` again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let first = block_on(inbox.claim(1_000, Duration::from_secs(1), 1)).unwrap().remove(0);
+    /// let second = block_on(inbox.claim(5_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// // The first claim's lease ended and the second took the item: its answer is refused.
+    /// assert!(!block_on(inbox.complete(first.claim(), 6_000)).unwrap());
+    /// assert!(block_on(inbox.complete(second.claim(), 6_000)).unwrap());
+    /// assert_eq!(block_on(inbox.get(1)).unwrap().unwrap().state, InboxState::Done);
+    /// ```
     fn complete(&self, claim: ClaimRef, now_ms: i64) -> InboxFuture<'_, bool>;
 
     /// Records a failed attempt: back to pending at `retry_at_ms`, or dead when `None`.
     /// `Ok(false)` as for [`complete`](Self::complete).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let c = block_on(inbox.claim(1_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// assert!(block_on(inbox.fail(c.claim(), "downstream 502", Some(3_000), 2_000)).unwrap());
+    /// assert!(block_on(inbox.claim(2_999, Duration::from_secs(60), 1)).unwrap().is_empty()); // not due yet
+    /// let c = block_on(inbox.claim(3_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// assert!(block_on(inbox.fail(c.claim(), "downstream 502", None, 4_000)).unwrap()); // the last attempt
+    /// let dead = block_on(inbox.get(1)).unwrap().unwrap();
+    /// assert_eq!((dead.state, dead.attempts, dead.last_error.as_deref()), (InboxState::Dead, 2, Some("downstream 502")));
+    /// ```
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool>;
 
     /// Gives a claim back without counting the attempt (graceful shutdown): pending, due now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let c = block_on(inbox.claim(1_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// assert!(block_on(inbox.release(c.claim())).unwrap());
+    /// let back = block_on(inbox.get(1)).unwrap().unwrap();
+    /// assert_eq!((back.state, back.attempts), (InboxState::Pending, 0)); // the attempt not counted
+    /// ```
     fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool>;
 
     /// Gives a claim back without counting the attempt, due again at `until_ms`: the handler
@@ -933,62 +917,27 @@ pub trait InboxStore: Send + Sync + 'static {
     /// backends override it (the SQLite and PostgreSQL inboxes do).
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
+    /// use hookguard_core::testing::MemoryInbox;
+    /// # // A store that keeps the trait's defaults: every required method passed on.
+    /// # struct Plain(MemoryInbox);
+    /// # impl InboxStore for Plain {
+    /// #     fn accept(&self, i: NewItem) -> InboxFuture<'_, Accepted> { self.0.accept(i) }
+    /// #     fn claim(&self, n: i64, l: Duration, k: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { self.0.claim(n, l, k) }
+    /// #     fn complete(&self, c: ClaimRef, n: i64) -> InboxFuture<'_, bool> { self.0.complete(c, n) }
+    /// #     fn fail(&self, c: ClaimRef, e: &str, r: Option<i64>, n: i64) -> InboxFuture<'_, bool> { self.0.fail(c, e, r, n) }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> { self.0.release(c) }
+    /// #     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> { self.0.get(id) }
+    /// #     fn list(&self, f: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { self.0.list(f) }
+    /// #     fn replay(&self, id: i64, n: i64) -> InboxFuture<'_, ()> { self.0.replay(id, n) }
+    /// #     fn replay_dead(&self, n: i64) -> InboxFuture<'_, u64> { self.0.replay_dead(n) }
+    /// #     fn purge(&self, b: i64, d: bool) -> InboxFuture<'_, u64> { self.0.purge(b, d) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { self.0.stats() }
     /// # }
     /// use hookguard_core::{inbox::now_ms, testing::block_on};
-    /// let store = MemInbox::default();
+    /// let store = Plain(MemoryInbox::default());
     /// block_on(store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}")))).unwrap();
     /// let item = block_on(store.claim(now_ms(), Duration::from_secs(60), 1)).unwrap().remove(0);
     /// // The default gives the claim back through `release`: due again at once.
@@ -1001,10 +950,36 @@ pub trait InboxStore: Send + Sync + 'static {
     }
 
     /// One item with its headers and body.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let rec = block_on(inbox.get(1)).unwrap().unwrap();
+    /// assert_eq!((rec.dedupe_key.as_deref(), rec.body.as_deref()), (Some("a"), Some(&b"{}"[..])));
+    /// assert!(block_on(inbox.get(2)).unwrap().is_none());
+    /// ```
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>>;
 
     /// Items matching `filter`, without bodies: newest first (filtered on done or dead:
     /// most recently finished first).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// for key in ["a", "b", "c"] {
+    ///     block_on(inbox.accept(item(key))).unwrap();
+    /// }
+    /// let newest: Vec<i64> = block_on(inbox.list(ListFilter::default().limit(2))).unwrap().iter().map(|r| r.id).collect();
+    /// assert_eq!(newest, [3, 2]);
+    /// assert!(block_on(inbox.list(ListFilter::default().state(InboxState::Dead))).unwrap().is_empty());
+    /// ```
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>>;
 
     /// A dead or done item back to pending, due now, with its attempts reset; a pending item
@@ -1014,18 +989,79 @@ pub trait InboxStore: Send + Sync + 'static {
     /// # Errors
     /// [`InboxError::NotFound`], or [`InboxError::WrongState`] for a running item (it may be
     /// running right now; once its lease ends it is claimed again anyway).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let c = block_on(inbox.claim(1_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// assert!(block_on(inbox.replay(1, 1_500)).is_err()); // running
+    /// block_on(inbox.fail(c.claim(), "bug", None, 2_000)).unwrap();
+    /// // The handler was fixed: the dead item runs again, its attempts reset.
+    /// block_on(inbox.replay(1, 3_000)).unwrap();
+    /// assert_eq!(block_on(inbox.claim(3_000, Duration::from_secs(60), 1)).unwrap()[0].attempt, 1);
+    /// ```
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()>;
 
     /// Every dead item back to pending; returns how many. A store with a cap on pending items
     /// may stop at it (the SQLite inbox does: new deliveries would otherwise be refused until
     /// the replayed ones were handled), leaving the rest dead for a later replay.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// for key in ["a", "b"] {
+    ///     block_on(inbox.accept(item(key))).unwrap();
+    /// }
+    /// for c in block_on(inbox.claim(1_000, Duration::from_secs(60), 10)).unwrap() {
+    ///     block_on(inbox.fail(c.claim(), "bug", None, 2_000)).unwrap();
+    /// }
+    /// assert_eq!(block_on(inbox.replay_dead(3_000)).unwrap(), 2);
+    /// assert_eq!(block_on(inbox.stats()).unwrap().pending, 2);
+    /// ```
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64>;
 
     /// Deletes done items (and dead ones with `include_dead`) that finished before
     /// `before_ms`; returns how many. A purged item's dedupe key is forgotten.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// block_on(inbox.accept(item("a"))).unwrap();
+    /// let c = block_on(inbox.claim(1_000, Duration::from_secs(60), 1)).unwrap().remove(0);
+    /// block_on(inbox.complete(c.claim(), 2_000)).unwrap();
+    /// assert_eq!(block_on(inbox.purge(2_000, false)).unwrap(), 0); // finished at the bound: kept
+    /// assert_eq!(block_on(inbox.purge(2_001, false)).unwrap(), 1);
+    /// // Its key is forgotten: the same id is a new delivery now.
+    /// assert_eq!(block_on(inbox.accept(item("a"))).unwrap(), Accepted::Stored(2));
+    /// ```
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64>;
 
     /// Counts per state, oldest pending, bytes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard_core::inbox::{Accepted, InboxState, InboxStore, ListFilter, NewItem};
+    /// use hookguard_core::testing::{block_on, MemoryInbox};
+    /// let inbox = MemoryInbox::default();
+    /// let item = |key: &str| NewItem::from_parts("procore", Some(key.into()), bytes::Bytes::from_static(b"{}"));
+    /// let mut first = item("a");
+    /// first.received_at_ms = 1_000;
+    /// block_on(inbox.accept(first)).unwrap();
+    /// block_on(inbox.accept(item("b"))).unwrap();
+    /// let s = block_on(inbox.stats()).unwrap();
+    /// assert_eq!((s.pending, s.running, s.done, s.dead, s.body_bytes), (2, 0, 0, 0, 4));
+    /// assert_eq!(s.oldest_pending_secs(4_000), Some(4.0)); // item "b" arrived at 0
+    /// ```
     fn stats(&self) -> InboxFuture<'_, InboxStats>;
 
     /// Resolves when new work may be due (an accept or a replay in this process). Workers also

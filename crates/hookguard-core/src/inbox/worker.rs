@@ -367,63 +367,13 @@ impl WorkerBuilder {
     /// failed attempt.
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, RetryPolicy, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("aps", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| std::future::pending::<Result<(), HandlerError>>())
@@ -446,63 +396,13 @@ impl WorkerBuilder {
     /// Work accepted in this process wakes the worker at once.
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
     ///     .poll_interval(Duration::from_millis(50))
@@ -590,63 +490,13 @@ impl WorkerBuilder {
     /// (default 10 s).
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
     /// let handle = Worker::builder(store.clone(), move |_item: ClaimedItem| {
@@ -661,7 +511,7 @@ impl WorkerBuilder {
     /// started.recv().await;
     /// handle.shutdown().await;
     /// // Not finished within the grace: its claim was given back, the item waits for the next start.
-    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Pending);
+    /// assert_eq!(store.items()[0].state, InboxState::Pending);
     /// # });
     /// ```
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -693,63 +543,13 @@ impl WorkerBuilder {
     /// Called after each attempt's outcome was recorded (metrics, the CLI's output line).
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("stripe", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async {
@@ -772,63 +572,13 @@ impl WorkerBuilder {
     /// Builds and starts the worker on the current tokio runtime.
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
@@ -837,7 +587,7 @@ impl WorkerBuilder {
     ///     })
     ///     .spawn();
     /// assert_eq!(outcomes.recv().await, Some(Outcome::Done));
-    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Done);
+    /// assert_eq!(store.items()[0].state, InboxState::Done);
     /// handle.shutdown().await;
     /// # });
     /// ```
@@ -920,64 +670,14 @@ struct Config {
 /// and claims still held after it are given back, so pending work waits for the next start.
 ///
 /// ```
-/// # use std::sync::{Arc, Mutex};
+/// # use std::sync::Arc;
 /// # use std::time::Duration;
 /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-/// # #[derive(Default)]
-/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-/// # impl MemInbox {
-/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-/// #         Box::pin(async { Ok(true) })
-/// #     }
-/// # }
-/// # impl InboxStore for MemInbox {
-/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-/// #         let mut v = self.0.lock().unwrap();
-/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-/// #         let answer = match copy {
-/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-/// #             None => {
-/// #                 v.push((item, InboxState::Pending, 0));
-/// #                 Accepted::Stored(v.len() as i64)
-/// #             }
-/// #         };
-/// #         Box::pin(async move { Ok(answer) })
-/// #     }
-/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-/// #         let mut out = Vec::new();
-/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-/// #             if *state == InboxState::Pending && out.len() < limit as usize {
-/// #                 *state = InboxState::Running;
-/// #                 *attempts += 1;
-/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-/// #             }
-/// #         }
-/// #         Box::pin(async move { Ok(out) })
-/// #     }
-/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Done)
-/// #     }
-/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-/// #     }
-/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Pending)
-/// #     }
-/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-/// # }
+/// use hookguard_core::testing::MemoryInbox;
 /// use hookguard_core::inbox::{now_ms, HandlerError, Outcome, Worker};
 /// use hookguard_core::{schemes::BuildWorkPro, testing};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let store = Arc::new(MemInbox::default());
+/// let store = Arc::new(MemoryInbox::default());
 /// let d = testing::deliver(BuildWorkPro::new(), "whsec_k", br#"{"id":"evt_1","type":"bid.accepted"}"#).unwrap();
 /// store.accept(NewItem::from_delivery(&d, Vec::new(), now_ms())).await.unwrap();
 /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
@@ -1034,63 +734,13 @@ const MAX_PANIC_MESSAGE: usize = 512;
 /// A running worker; [`shutdown`](Self::shutdown) stops it gracefully.
 ///
 /// ```
-/// # use std::sync::{Arc, Mutex};
+/// # use std::sync::Arc;
 /// # use std::time::Duration;
 /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-/// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-/// # #[derive(Default)]
-/// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-/// # impl MemInbox {
-/// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-/// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-/// #         Box::pin(async { Ok(true) })
-/// #     }
-/// # }
-/// # impl InboxStore for MemInbox {
-/// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-/// #         let mut v = self.0.lock().unwrap();
-/// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-/// #         let answer = match copy {
-/// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-/// #             None => {
-/// #                 v.push((item, InboxState::Pending, 0));
-/// #                 Accepted::Stored(v.len() as i64)
-/// #             }
-/// #         };
-/// #         Box::pin(async move { Ok(answer) })
-/// #     }
-/// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-/// #         let mut out = Vec::new();
-/// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-/// #             if *state == InboxState::Pending && out.len() < limit as usize {
-/// #                 *state = InboxState::Running;
-/// #                 *attempts += 1;
-/// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-/// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-/// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-/// #             }
-/// #         }
-/// #         Box::pin(async move { Ok(out) })
-/// #     }
-/// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Done)
-/// #     }
-/// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-/// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-/// #     }
-/// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-/// #         self.set(c, InboxState::Pending)
-/// #     }
-/// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-/// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-/// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-/// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-/// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-/// # }
+/// use hookguard_core::testing::MemoryInbox;
 /// use hookguard_core::inbox::{HandlerError, Worker, WorkerHandle};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let handle: WorkerHandle = Worker::builder(Arc::new(MemInbox::default()), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).spawn();
+/// let handle: WorkerHandle = Worker::builder(Arc::new(MemoryInbox::default()), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) }).spawn();
 /// // ... serve deliveries; then, on shutdown:
 /// handle.shutdown().await;
 /// # });
@@ -1109,63 +759,13 @@ impl WorkerHandle {
     /// times) is left to its lease, like any claim the store cannot take back.
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("procore", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
@@ -1175,7 +775,7 @@ impl WorkerHandle {
     ///     .spawn();
     /// assert_eq!(outcomes.recv().await, Some(Outcome::Done));
     /// handle.shutdown().await; // returns once everything is settled
-    /// assert_eq!(store.0.lock().unwrap()[0].1, InboxState::Done);
+    /// assert_eq!(store.items()[0].state, InboxState::Done);
     /// # });
     /// ```
     pub async fn shutdown(self) {
@@ -1235,63 +835,13 @@ impl Worker {
     /// Runs on the current tokio runtime until [`WorkerHandle::shutdown`].
     ///
     /// ```
-    /// # use std::sync::{Arc, Mutex};
+    /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
-    /// # // A toy in-memory inbox (hookguard-sqlite and hookguard-postgres have real ones).
-    /// # #[derive(Default)]
-    /// # struct MemInbox(Mutex<Vec<(NewItem, InboxState, u32)>>);
-    /// # impl MemInbox {
-    /// #     fn set(&self, c: ClaimRef, s: InboxState) -> InboxFuture<'_, bool> {
-    /// #         self.0.lock().unwrap()[c.id as usize - 1].1 = s;
-    /// #         Box::pin(async { Ok(true) })
-    /// #     }
-    /// # }
-    /// # impl InboxStore for MemInbox {
-    /// #     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-    /// #         let mut v = self.0.lock().unwrap();
-    /// #         let copy = v.iter().position(|(it, _, _)| it.dedupe_key.is_some() && it.dedupe_key == item.dedupe_key);
-    /// #         let answer = match copy {
-    /// #             Some(i) => Accepted::Duplicate(i as i64 + 1),
-    /// #             None => {
-    /// #                 v.push((item, InboxState::Pending, 0));
-    /// #                 Accepted::Stored(v.len() as i64)
-    /// #             }
-    /// #         };
-    /// #         Box::pin(async move { Ok(answer) })
-    /// #     }
-    /// #     fn claim(&self, _now_ms: i64, _lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
-    /// #         let mut out = Vec::new();
-    /// #         for (i, (it, state, attempts)) in self.0.lock().unwrap().iter_mut().enumerate() {
-    /// #             if *state == InboxState::Pending && out.len() < limit as usize {
-    /// #                 *state = InboxState::Running;
-    /// #                 *attempts += 1;
-    /// #                 let claim = ClaimRef::new(i as i64 + 1, *attempts, 0);
-    /// #                 out.push(ClaimedItem::new(claim, &it.provider, it.dedupe_key.clone(), it.event_id.clone(),
-    /// #                     it.event_type.clone(), it.body.clone(), it.received_at_ms));
-    /// #             }
-    /// #         }
-    /// #         Box::pin(async move { Ok(out) })
-    /// #     }
-    /// #     fn complete(&self, c: ClaimRef, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Done)
-    /// #     }
-    /// #     fn fail(&self, c: ClaimRef, _error: &str, retry_at_ms: Option<i64>, _now_ms: i64) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, if retry_at_ms.is_some() { InboxState::Pending } else { InboxState::Dead })
-    /// #     }
-    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> {
-    /// #         self.set(c, InboxState::Pending)
-    /// #     }
-    /// #     fn get(&self, _id: i64) -> InboxFuture<'_, Option<InboxRecord>> { Box::pin(async { Ok(None) }) }
-    /// #     fn list(&self, _filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { Box::pin(async { Ok(Vec::new()) }) }
-    /// #     fn replay(&self, _id: i64, _now_ms: i64) -> InboxFuture<'_, ()> { Box::pin(async { Ok(()) }) }
-    /// #     fn replay_dead(&self, _now_ms: i64) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn purge(&self, _before_ms: i64, _dead: bool) -> InboxFuture<'_, u64> { Box::pin(async { Ok(0) }) }
-    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { Box::pin(async { Ok(InboxStats::default()) }) }
-    /// # }
+    /// use hookguard_core::testing::MemoryInbox;
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemInbox::default());
+    /// let store = Arc::new(MemoryInbox::default());
     /// store.accept(NewItem::from_parts("hcss", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let worker = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })

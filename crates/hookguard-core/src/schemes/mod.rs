@@ -10,6 +10,17 @@
 //! | [`GitHub`] | `X-Hub-Signature-256: sha256=<hex>` | secret string | none |
 //! | [`Slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | secret string | ±300 s |
 //! | [`Aps`] | `x-adsk-signature: sha1hash=<hex HMAC-SHA1>` | the hook's secret token | none |
+//!
+//! ```
+//! use hookguard_core::{schemes::BuildWorkPro, testing, RequestHead, Scheme, SignParams, Verdict, Verifier};
+//! // Sign as the sender does, verify as the receiver does.
+//! let body = bytes::Bytes::from_static(br#"{"id":"evt_1","type":"bid.accepted"}"#);
+//! let signed = BuildWorkPro::new().sign("whsec_k", &body, &SignParams::now()).unwrap();
+//! let (headers, uri) = testing::request_parts(signed, "/hooks");
+//! let verifier = Verifier::builder(BuildWorkPro::new()).secret("whsec_k").build().unwrap();
+//! let verdict = verifier.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), body).unwrap();
+//! assert!(matches!(verdict, Verdict::Deliver(d) if d.event_id() == Some("evt_1")));
+//! ```
 
 mod aps;
 mod buildworkpro;
