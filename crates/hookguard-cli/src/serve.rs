@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hookguard_core::dedupe::{Dedupe, DedupeStore, MemoryStore, DEFAULT_LEASE};
 use hookguard_core::inbox::{
-    ClaimedItem, HandlerError, InboxStore, Outcome, RetryPolicy, Worker, WorkerHandle, DEFAULT_MAX_PENDING, MIN_LEASE,
+    ClaimedItem, HandlerError, InboxError, InboxState, InboxStore, ListFilter, Outcome, RetryPolicy, Worker,
+    WorkerHandle, DEFAULT_MAX_PENDING, MIN_LEASE,
 };
 use hookguard_core::{Delivery, Rejection};
 use hookguard_tower::{VerifiedDelivery, WebhookLayer, WebhookService};
@@ -1655,6 +1656,24 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     Ok(ExitCode::SUCCESS)
 }
 
+/// The most items [`own_count`] counts; beyond, it says `10000+`.
+const OWN_COUNT_CAP: u32 = 10_000;
+
+/// How many of `provider`'s items are in `state` (up to [`OWN_COUNT_CAP`]): the start and stop
+/// lines count what this serve runs, not the items of other senders' serves sharing its inbox.
+async fn own_count(inbox: &dyn InboxStore, provider: &str, state: InboxState) -> Result<String, InboxError> {
+    let filter = ListFilter::default()
+        .state(state)
+        .provider(provider)
+        .limit(OWN_COUNT_CAP + 1);
+    let n = inbox.list(filter).await?.len();
+    Ok(if n > OWN_COUNT_CAP as usize {
+        format!("{OWN_COUNT_CAP}+")
+    } else {
+        n.to_string()
+    })
+}
+
 /// Inbox mode: the route stores; it never calls an inner handler.
 fn never_called(_: Arc<()>, _: axum::extract::Request) -> one_route::Answering {
     Box::pin(async { http::StatusCode::INTERNAL_SERVER_ERROR.into_response() })
@@ -1675,10 +1694,16 @@ async fn run_inbox(
     let (reserved, addr) = reserve(&args.listen).await?;
     let inbox = settings.spec.open(Some(settings.max_pending), true).await?;
     let listener = listen(reserved, addr)?;
-    let stats = inbox
-        .stats()
-        .await
-        .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
+    // This serve's sender's items only: an inbox may be shared with other senders' serves,
+    // whose items this one never runs.
+    let own = args.provider.provider().as_str();
+    let mut stats = Vec::with_capacity(3);
+    for state in [InboxState::Pending, InboxState::Running, InboxState::Dead] {
+        let n = own_count(&*inbox, own, state)
+            .await
+            .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
+        stats.push(n);
+    }
     let (layer, mode) = layer_keyed(spec, Keeper::Inbox(inbox.clone()), args.dedupe_key.as_ref())?;
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
@@ -1712,12 +1737,12 @@ async fn run_inbox(
     let signals = StopSignals::listen();
     write_stderr(format_args!(
         "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {} pending, {} running, \
-         {} dead; worker: {} at once{})",
+         {} dead of {own}; worker: {} at once{})",
         args.path,
         args.provider.provider(),
-        stats.pending,
-        stats.running,
-        stats.dead,
+        stats[0],
+        stats[1],
+        stats[2],
         settings.workers,
         if args.exec.is_some() { ", --exec" } else { "" }
     ));
@@ -1754,10 +1779,15 @@ async fn run_inbox(
     if !writer.finish(rest).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
-    match inbox.stats().await {
-        Ok(s) if s.pending + s.running > 0 => write_stderr(format_args!(
-            "hookguard: stopped; {} item(s) wait in {path} for the next start",
-            s.pending + s.running
+    let left = async {
+        let pending = own_count(&*inbox, own, InboxState::Pending).await?;
+        let running = own_count(&*inbox, own, InboxState::Running).await?;
+        Ok::<_, InboxError>((pending, running))
+    };
+    match left.await {
+        Ok((pending, running)) if (&*pending, &*running) != ("0", "0") => write_stderr(format_args!(
+            "hookguard: stopped; {pending} pending and {running} running {own} item(s) in {path}, for the next \
+             start or another serve of {own} on it"
         )),
         Ok(_) => write_stderr(format_args!("hookguard: stopped")),
         // Not "stopped" alone: the inbox may be gone or broken (a file removed while serving).

@@ -3894,6 +3894,38 @@ fn exec_never_inherits_the_inbox_databases_password() {
     assert!(env.contains("PGPASSWORD=pg-password-of-serve"), "{env}");
 }
 
+/// An inbox shared by two senders' serves: each serve's start and stop lines counted every
+/// sender's items, so a procore serve said an item waited for its next start that only the
+/// buildworkpro serve runs (an operator's tryout). They now count the serve's own sender's.
+#[test]
+fn inbox_start_and_stop_lines_count_only_the_serves_own_senders_items() {
+    let dir = scratch("inbox-own-counts");
+    let db = dir.join("inbox.db");
+    {
+        let inbox = hookguard_sqlite::SqliteInbox::open(&db).unwrap();
+        let item = hookguard_core::inbox::NewItem::from_parts("procore", Some("p1".into()), "{}".into());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(hookguard_core::inbox::InboxStore::accept(&inbox, item))
+            .unwrap();
+    }
+    let mut server = Server::start(&bwp_inbox_args("whsec_own", &db, &[]));
+    sigterm(server.child.id());
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status}: {}", server.stderr());
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(": 0 pending, 0 running, 0 dead of buildworkpro;"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().any(|l| l == "hookguard: stopped"), "{stderr}");
+    assert_eq!(inbox_stats(&db)["pending"], 1, "the procore item stays");
+}
+
 #[test]
 fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
     let dir = scratch("inbox-sigterm");
@@ -3925,7 +3957,7 @@ fn inbox_sigterm_with_pending_work_exits_0_and_the_rest_runs_after_restart() {
         "work left for the next start: {stats}"
     );
     assert_eq!(stats["total"], 4, "{stats}");
-    assert!(first.stderr().contains("wait in"), "{}", first.stderr());
+    assert!(first.stderr().contains("buildworkpro item(s) in"), "{}", first.stderr());
     let printed_first = first.lines();
     assert_eq!(printed_first.len() as u64, stats["done"].as_u64().unwrap());
 

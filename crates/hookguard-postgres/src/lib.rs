@@ -1602,6 +1602,7 @@ impl PgInboxBuilder {
             ),
             ("synchronous_commit", "on".to_owned()),
         ]);
+        let started = tokio::time::Instant::now();
         let pool = match PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
@@ -1612,7 +1613,7 @@ impl PgInboxBuilder {
             // The pool retries a failing connection until its timeout and then says only that
             // it timed out ("connection refused" or a wrong password read as a slow database):
             // one connection of its own says why.
-            Err(sqlx::Error::PoolTimedOut) => return Err(why_no_connection(&opts).await),
+            Err(sqlx::Error::PoolTimedOut) => return Err(why_no_connection(&opts, started).await),
             Err(e) => return Err(storage(e)),
         };
         self.open(pool).await
@@ -1620,13 +1621,18 @@ impl PgInboxBuilder {
 }
 
 /// Why no connection to `opts` can be made, from one attempt bounded as the pool's acquire;
-/// the error never names the URL (sqlx's connection errors do not).
-async fn why_no_connection(opts: &PgConnectOptions) -> InboxError {
+/// the error never names the URL (sqlx's connection errors do not). `started`: when the pool
+/// began trying, so a silent server is reported with the whole time waited (the pool's
+/// attempts and this one).
+async fn why_no_connection(opts: &PgConnectOptions, started: tokio::time::Instant) -> InboxError {
     use sqlx::ConnectOptions;
     let why = match tokio::time::timeout(DEFAULT_ACQUIRE_TIMEOUT, opts.connect()).await {
         Ok(Err(e)) => e.to_string(),
         Ok(Ok(_)) => "connections were refused while the pool opened, and one succeeded just after: retry".to_owned(),
-        Err(_) => format!("no connection within {} ms", DEFAULT_ACQUIRE_TIMEOUT.as_millis()),
+        Err(_) => format!(
+            "the server accepted no connection's start-up within {} ms (two attempts)",
+            started.elapsed().as_millis()
+        ),
     };
     InboxError::storage(format!("cannot connect to PostgreSQL: {why}"))
 }

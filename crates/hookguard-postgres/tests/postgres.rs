@@ -491,6 +491,31 @@ async fn a_connect_that_cannot_connect_says_why() {
     assert!(!e.contains("PW5e1d"), "{e}");
 }
 
+/// A server that accepts connections and never answers was reported as "no connection within
+/// 1000 ms" after twice that (the pool's attempt, then one to say why): an operator's tryout
+/// timed it. The message now gives the whole time waited.
+#[tokio::test]
+async fn a_connect_to_a_silent_server_says_how_long_it_waited() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let Err(e) = PgInbox::connect(&format!("postgres://postgres:PW9a2c@127.0.0.1:{port}/postgres")).await else {
+        panic!("connected to a server that never answers")
+    };
+    let waited = started.elapsed().as_millis();
+    let e = e.to_string();
+    let said: u128 = e
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {e:?}"));
+    assert!(
+        said <= waited && said + 500 >= waited,
+        "said {said} ms, waited {waited} ms: {e}"
+    );
+    assert!(!e.contains("PW9a2c"), "{e}");
+    drop(silent);
+}
+
 /// `open` on a pool without `statement_timeout` waited for ever behind a lock its migration
 /// needs — here another session holds the migration's advisory lock, as a replica whose
 /// migration hangs would — and the process never started nor said why. It now fails after
