@@ -124,6 +124,9 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 /// The bound of `stats` and of each purge batch, which may scan for longer (`stats` allows
 /// itself a minute of statement time).
 const LONG_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+/// The bound of a whole purge or dead replay asked from another runtime (each of their batches
+/// is bounded by [`LONG_OPERATION_TIMEOUT`]; see [`PgInbox::at_home`]).
+const WHOLE_LONG_OPERATION: Duration = Duration::from_secs(3600);
 /// The default of [`PgInboxBuilder::migration_timeout`].
 const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The schema version this crate creates.
@@ -551,16 +554,36 @@ impl Inner {
 
     /// Spawns `task` on the inbox's runtime when called from another (see
     /// [`Inner::home_for_caller`]), else on the caller's; outside any runtime (a future
-    /// dropped there), nowhere.
+    /// dropped there), nowhere. Should the inbox's runtime not start it within
+    /// [`HOME_START_WAIT`] (kept but not driven), the caller's runs it, as
+    /// [`PgInbox::at_home`] does: claims and completions sent only there never ran, each failed
+    /// after its bound, and the completions' queue grew for good.
     fn spawn<F>(self: &Arc<Self>, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if let Some(home) = self.home_for_caller() {
-            home.spawn(task);
-        } else if let Ok(here) = tokio::runtime::Handle::try_current() {
-            here.spawn(task);
-        }
+        let Some(home) = self.home_for_caller() else {
+            if let Ok(here) = tokio::runtime::Handle::try_current() {
+                here.spawn(task);
+            }
+            return;
+        };
+        // Whoever takes it first runs it. (`home_for_caller` answers only within a runtime.)
+        let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(task))));
+        let theirs = Arc::clone(&slot);
+        home.spawn(async move {
+            let task = lock(&theirs).take();
+            if let Some(task) = task {
+                task.await;
+            }
+        });
+        tokio::spawn(async move {
+            tokio::time::sleep(HOME_START_WAIT).await;
+            let task = lock(&slot).take();
+            if let Some(task) = task {
+                task.await;
+            }
+        });
     }
 }
 
@@ -1828,7 +1851,13 @@ impl PgInbox {
     /// future aborts it there. Should that runtime not start it within [`HOME_START_WAIT`] (a
     /// runtime kept but not driven, a current-thread one nobody `block_on`s), it runs where it
     /// was asked, as before.
-    fn at_home<T, Fut>(&self, op: impl FnOnce(Local) -> Fut) -> InboxFuture<'static, T>
+    ///
+    /// From another runtime the caller waits at most `limit` from this call, wherever `op` runs:
+    /// `op`'s own bound starts when it is first polled (up to [`HOME_START_WAIT`] later, which
+    /// made an accept take 5 s, past Procore's timeout, instead of a `503` within 4 s), and its
+    /// timer lives on the runtime that runs it (a home that stopped being driven after taking
+    /// `op` left the caller waiting for ever).
+    fn at_home<T, Fut>(&self, limit: Duration, op: impl FnOnce(Local) -> Fut) -> InboxFuture<'static, T>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<T, InboxError>> + Send + 'static,
@@ -1837,6 +1866,7 @@ impl PgInbox {
         let Some(home) = self.inner.home_for_caller() else {
             return Box::pin(run);
         };
+        let deadline = tokio::time::Instant::now() + limit;
         // Whoever takes the operation first runs it: the home runtime's task when it starts,
         // or the caller once it has waited long enough.
         let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
@@ -1849,7 +1879,7 @@ impl PgInbox {
                 None => None,
             }
         }));
-        Box::pin(async move {
+        let waited = async move {
             let outcome = match tokio::time::timeout(HOME_START_WAIT, &mut task.0).await {
                 Ok(outcome) => outcome,
                 Err(_) => match take(&slot) {
@@ -1866,13 +1896,24 @@ impl PgInbox {
                     None => Err(InboxError::storage("the inbox's runtime stopped during the operation")),
                 },
             }
+        };
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, waited).await.unwrap_or_else(|_| {
+                Err(InboxError::storage(format!(
+                    "PostgreSQL did not answer within {} ms",
+                    limit.as_millis()
+                )))
+            })
         })
     }
 }
 
 impl InboxStore for PgInbox {
     fn accept(&self, item: NewItem) -> InboxFuture<'_, Accepted> {
-        self.at_home(move |l| async move { l.accept(item).await })
+        self.at_home(
+            self.inner.operation_timeout,
+            move |l| async move { l.accept(item).await },
+        )
     }
     fn claim(&self, now_ms: i64, lease: Duration, limit: u32) -> InboxFuture<'_, Vec<ClaimedItem>> {
         self.claim_of(&[], now_ms, lease, limit)
@@ -1922,31 +1963,48 @@ impl InboxStore for PgInbox {
     }
     fn fail(&self, claim: ClaimRef, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> InboxFuture<'_, bool> {
         let error = error.to_owned();
-        self.at_home(move |l| async move { l.fail(claim, &error, retry_at_ms, now_ms).await })
+        self.at_home(self.inner.operation_timeout, move |l| async move {
+            l.fail(claim, &error, retry_at_ms, now_ms).await
+        })
     }
     fn release(&self, claim: ClaimRef) -> InboxFuture<'_, bool> {
-        self.at_home(move |l| async move { l.release(claim).await })
+        self.at_home(
+            self.inner.operation_timeout,
+            move |l| async move { l.release(claim).await },
+        )
     }
     fn defer(&self, claim: ClaimRef, until_ms: i64) -> InboxFuture<'_, bool> {
-        self.at_home(move |l| async move { l.defer(claim, until_ms).await })
+        self.at_home(self.inner.operation_timeout, move |l| async move {
+            l.defer(claim, until_ms).await
+        })
     }
     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> {
-        self.at_home(move |l| async move { l.get(id).await })
+        self.at_home(self.inner.operation_timeout, move |l| async move { l.get(id).await })
     }
     fn list(&self, filter: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> {
-        self.at_home(move |l| async move { l.list(filter).await })
+        self.at_home(
+            self.inner.operation_timeout,
+            move |l| async move { l.list(filter).await },
+        )
     }
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()> {
-        self.at_home(move |l| async move { l.replay(id, now_ms).await })
+        self.at_home(self.inner.operation_timeout, move |l| async move {
+            l.replay(id, now_ms).await
+        })
     }
     fn replay_dead(&self, now_ms: i64) -> InboxFuture<'_, u64> {
-        self.at_home(move |l| async move { l.replay_dead(now_ms).await })
+        self.at_home(
+            WHOLE_LONG_OPERATION,
+            move |l| async move { l.replay_dead(now_ms).await },
+        )
     }
     fn purge(&self, before_ms: i64, include_dead: bool) -> InboxFuture<'_, u64> {
-        self.at_home(move |l| async move { l.purge(before_ms, include_dead).await })
+        self.at_home(WHOLE_LONG_OPERATION, move |l| async move {
+            l.purge(before_ms, include_dead).await
+        })
     }
     fn stats(&self) -> InboxFuture<'_, InboxStats> {
-        self.at_home(move |l| async move { l.stats().await })
+        self.at_home(LONG_OPERATION_TIMEOUT, move |l| async move { l.stats().await })
     }
     fn notified(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.inner.notify.notified())

@@ -307,6 +307,67 @@ async fn an_inbox_whose_runtime_is_kept_but_not_driven_still_answers() {
     std::thread::spawn(move || drop(home)).join().unwrap();
 }
 
+/// Claims and completions asked from another runtime were sent to the inbox's own alone: kept
+/// but not driven, it never ran them, so no item was ever handled from there (each claim
+/// failed after its bound, and the completions' queue grew). They now run where they were
+/// asked once the inbox's runtime has not started them within a moment, as other operations do.
+#[tokio::test]
+async fn claims_and_completions_run_when_the_inbox_runtime_is_kept_but_not_driven() {
+    let s = schema("idle_rt_claims");
+    let (home, pool, inbox) = opened_on_another_runtime(&s);
+    // The idle runtime's connections never answer: only connections opened here are used.
+    while let Some(c) = pool.try_acquire() {
+        drop(c.detach());
+    }
+    let id = stored(&inbox, &bwp("evt_idle_home_claim")).await;
+    let c = tokio::time::timeout(
+        Duration::from_secs(10),
+        inbox.claim(now_ms(), Duration::from_secs(60), 10),
+    )
+    .await
+    .expect("the claim was answered")
+    .expect("claimed");
+    assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
+    let done = tokio::time::timeout(Duration::from_secs(10), inbox.complete(c[0].claim(), now_ms())).await;
+    assert!(matches!(done, Ok(Ok(true))), "{done:?}");
+    std::thread::spawn(move || drop(home)).join().unwrap();
+}
+
+/// An operation the inbox's runtime took, after which that runtime stopped being driven (kept,
+/// not dropped), left its caller on another runtime waiting for ever: the operation's own
+/// timer lives on the idle runtime. The caller now gives up at the operation's bound.
+#[tokio::test]
+async fn an_operation_taken_by_a_runtime_that_then_idles_is_answered_in_time() {
+    let s = schema("idling_rt");
+    let (opened, inbox) = std::sync::mpsc::channel();
+    let (go_idle, idle) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let home = std::thread::spawn(move || {
+        let rt = another_runtime();
+        let (pool, inbox) = rt.block_on(small_inbox(&s, 1));
+        opened.send((pool, inbox)).unwrap();
+        // Driven until told to idle; kept (not dropped) until the test ends.
+        let _ = rt.block_on(idle);
+        let _ = released.recv();
+        drop(rt);
+    });
+    let (pool, inbox) = inbox.recv().unwrap();
+    // The pool's one connection is held: the accept the home takes waits for it.
+    let held = pool.acquire().await.unwrap();
+    let other = inbox.clone();
+    let accept = tokio::spawn(async move { other.accept(item(&bwp("evt_idling_home"))).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    go_idle.send(()).unwrap();
+    drop(held);
+    let answered = tokio::time::timeout(Duration::from_secs(10), accept).await;
+    assert!(
+        matches!(answered, Ok(Ok(Err(InboxError::Storage(_))))),
+        "waited for ever: {answered:?}"
+    );
+    release.send(()).unwrap();
+    home.join().unwrap();
+}
+
 /// An accept asked from another runtime and then given up (the sender hung up, a timeout
 /// layer answered) is cancelled as it would be on the inbox's own runtime: nothing is stored
 /// after the caller left.
