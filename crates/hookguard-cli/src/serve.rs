@@ -1656,22 +1656,27 @@ async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec
     Ok(ExitCode::SUCCESS)
 }
 
-/// The most items [`own_count`] counts; beyond, it says `10000+`.
+/// The most items [`own_counts`] counts in a state; beyond, it says `10000+`.
 const OWN_COUNT_CAP: u32 = 10_000;
 
-/// How many of `provider`'s items are in `state` (up to [`OWN_COUNT_CAP`]): the start and stop
-/// lines count what this serve runs, not the items of other senders' serves sharing its inbox.
-async fn own_count(inbox: &dyn InboxStore, provider: &str, state: InboxState) -> Result<String, InboxError> {
-    let filter = ListFilter::default()
-        .state(state)
-        .provider(provider)
-        .limit(OWN_COUNT_CAP + 1);
-    let n = inbox.list(filter).await?.len();
-    Ok(if n > OWN_COUNT_CAP as usize {
-        format!("{OWN_COUNT_CAP}+")
-    } else {
-        n.to_string()
-    })
+/// How many of `provider`'s items are in each of `states` (up to [`OWN_COUNT_CAP`] each): the
+/// start and stop lines count what this serve runs, not the items of other senders' serves
+/// sharing its inbox.
+async fn own_counts(inbox: &dyn InboxStore, provider: &str, states: &[InboxState]) -> Result<Vec<String>, InboxError> {
+    let mut counts = Vec::with_capacity(states.len());
+    for &state in states {
+        let filter = ListFilter::default()
+            .state(state)
+            .provider(provider)
+            .limit(OWN_COUNT_CAP + 1);
+        let n = inbox.list(filter).await?.len();
+        counts.push(if n > OWN_COUNT_CAP as usize {
+            format!("{OWN_COUNT_CAP}+")
+        } else {
+            n.to_string()
+        });
+    }
+    Ok(counts)
 }
 
 /// Inbox mode: the route stores; it never calls an inner handler.
@@ -1697,13 +1702,24 @@ async fn run_inbox(
     // This serve's sender's items only: an inbox may be shared with other senders' serves,
     // whose items this one never runs.
     let own = args.provider.provider().as_str();
-    let mut stats = Vec::with_capacity(3);
-    for state in [InboxState::Pending, InboxState::Running, InboxState::Dead] {
-        let n = own_count(&*inbox, own, state)
-            .await
-            .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
-        stats.push(n);
-    }
+    let stats = inbox
+        .stats()
+        .await
+        .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
+    let counts = match own_counts(
+        &*inbox,
+        own,
+        &[InboxState::Pending, InboxState::Running, InboxState::Dead],
+    )
+    .await
+    {
+        Ok(c) => format!("{} pending, {} running, {} dead of {own}", c[0], c[1], c[2]),
+        // Lists slower than their bound (a large inbox): the totals, said to be every sender's.
+        Err(_) => format!(
+            "{} pending, {} running, {} dead of every sender",
+            stats.pending, stats.running, stats.dead
+        ),
+    };
     let (layer, mode) = layer_keyed(spec, Keeper::Inbox(inbox.clone()), args.dedupe_key.as_ref())?;
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
@@ -1736,13 +1752,10 @@ async fn run_inbox(
 
     let signals = StopSignals::listen();
     write_stderr(format_args!(
-        "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {} pending, {} running, \
-         {} dead of {own}; worker: {} at once{})",
+        "hookguard: listening on http://{addr}{} (provider {}, auth {mode}, inbox {path}: {counts}; worker: {} at \
+         once{})",
         args.path,
         args.provider.provider(),
-        stats[0],
-        stats[1],
-        stats[2],
         settings.workers,
         if args.exec.is_some() { ", --exec" } else { "" }
     ));
@@ -1779,14 +1792,17 @@ async fn run_inbox(
     if !writer.finish(rest).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
-    let left = async {
-        let pending = own_count(&*inbox, own, InboxState::Pending).await?;
-        let running = own_count(&*inbox, own, InboxState::Running).await?;
-        Ok::<_, InboxError>((pending, running))
+    let left = match own_counts(&*inbox, own, &[InboxState::Pending, InboxState::Running]).await {
+        Ok(c) => Ok((c[0].clone(), c[1].clone(), own)),
+        // Lists slower than their bound (a large inbox): the totals, said to be every sender's.
+        Err(_) => inbox
+            .stats()
+            .await
+            .map(|s| (s.pending.to_string(), s.running.to_string(), "(every sender's)")),
     };
-    match left.await {
-        Ok((pending, running)) if (&*pending, &*running) != ("0", "0") => write_stderr(format_args!(
-            "hookguard: stopped; {pending} pending and {running} running {own} item(s) in {path}, for the next \
+    match left {
+        Ok((pending, running, whose)) if (&*pending, &*running) != ("0", "0") => write_stderr(format_args!(
+            "hookguard: stopped; {pending} pending and {running} running {whose} item(s) in {path}, for the next \
              start or another serve of {own} on it"
         )),
         Ok(_) => write_stderr(format_args!("hookguard: stopped")),

@@ -1866,7 +1866,6 @@ impl PgInbox {
         let Some(home) = self.inner.home_for_caller() else {
             return Box::pin(run);
         };
-        let deadline = tokio::time::Instant::now() + limit;
         // Whoever takes the operation first runs it: the home runtime's task when it starts,
         // or the caller once it has waited long enough.
         let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
@@ -1897,10 +1896,13 @@ impl PgInbox {
                 },
             }
         };
+        // Timed from now, not from the first poll (`timeout` saturates a `limit` too far away:
+        // `operation_timeout(Duration::MAX)` turns the bound off).
+        let waited = tokio::time::timeout(limit, waited);
         Box::pin(async move {
-            tokio::time::timeout_at(deadline, waited).await.unwrap_or_else(|_| {
+            waited.await.unwrap_or_else(|_| {
                 Err(InboxError::storage(format!(
-                    "PostgreSQL did not answer within {} ms",
+                    "the inbox operation did not finish within {} ms",
                     limit.as_millis()
                 )))
             })

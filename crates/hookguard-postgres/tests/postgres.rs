@@ -2009,6 +2009,14 @@ async fn an_unbounded_operation_timeout_still_completes() {
     let c = a.claim(now_ms(), Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(c.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
     assert!(a.complete(c[0].claim(), now_ms()).await.unwrap());
+    // Also asked from another runtime (an actix-web worker's), where the caller's wait is
+    // bounded from the call: a deadline `Duration::MAX` away panicked there.
+    let other = a.clone();
+    let asked = std::thread::spawn(move || {
+        another_runtime().block_on(async move { other.accept(item(&bwp("evt_unbounded_elsewhere"))).await })
+    })
+    .join();
+    assert!(matches!(asked, Ok(Ok(Accepted::Stored(_)))), "{asked:?}");
 }
 
 /// A completion sent again (its first answer was lost) is answered `true` and counts its item

@@ -400,9 +400,25 @@ impl WorkerBuilder {
     /// # use std::time::Duration;
     /// # use hookguard_core::inbox::{Accepted, ClaimRef, ClaimedItem, InboxFuture, InboxRecord, InboxState, InboxStats, InboxStore, ListFilter, NewItem};
     /// use hookguard_core::testing::MemoryInbox;
+    /// # // A store that wakes no worker (the trait's default `notified`): every required method passed on.
+    /// # struct Silent(MemoryInbox);
+    /// # impl InboxStore for Silent {
+    /// #     fn accept(&self, i: NewItem) -> InboxFuture<'_, Accepted> { self.0.accept(i) }
+    /// #     fn claim(&self, n: i64, l: Duration, k: u32) -> InboxFuture<'_, Vec<ClaimedItem>> { self.0.claim(n, l, k) }
+    /// #     fn complete(&self, c: ClaimRef, n: i64) -> InboxFuture<'_, bool> { self.0.complete(c, n) }
+    /// #     fn fail(&self, c: ClaimRef, e: &str, r: Option<i64>, n: i64) -> InboxFuture<'_, bool> { self.0.fail(c, e, r, n) }
+    /// #     fn release(&self, c: ClaimRef) -> InboxFuture<'_, bool> { self.0.release(c) }
+    /// #     fn get(&self, id: i64) -> InboxFuture<'_, Option<InboxRecord>> { self.0.get(id) }
+    /// #     fn list(&self, f: ListFilter) -> InboxFuture<'_, Vec<InboxRecord>> { self.0.list(f) }
+    /// #     fn replay(&self, id: i64, n: i64) -> InboxFuture<'_, ()> { self.0.replay(id, n) }
+    /// #     fn replay_dead(&self, n: i64) -> InboxFuture<'_, u64> { self.0.replay_dead(n) }
+    /// #     fn purge(&self, b: i64, d: bool) -> InboxFuture<'_, u64> { self.0.purge(b, d) }
+    /// #     fn stats(&self) -> InboxFuture<'_, InboxStats> { self.0.stats() }
+    /// # }
     /// use hookguard_core::inbox::{HandlerError, Outcome, Worker};
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = Arc::new(MemoryInbox::default());
+    /// // A store whose accepts wake no worker here, as another process's do not.
+    /// let store = Arc::new(Silent(MemoryInbox::default()));
     /// let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     /// let handle = Worker::builder(store.clone(), |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
     ///     .poll_interval(Duration::from_millis(50))
@@ -413,7 +429,7 @@ impl WorkerBuilder {
     /// tokio::time::sleep(Duration::from_millis(20)).await; // the worker found nothing and waits
     /// // Stored by another process: this store wakes no worker, the next poll finds it.
     /// store.accept(NewItem::from_parts("github", None, bytes::Bytes::from_static(b"{}"))).await.unwrap();
-    /// let outcome = tokio::time::timeout(Duration::from_secs(5), outcomes.recv()).await.unwrap();
+    /// let outcome = tokio::time::timeout(Duration::from_secs(1), outcomes.recv()).await.unwrap();
     /// assert_eq!(outcome, Some(Outcome::Done));
     /// handle.shutdown().await;
     /// # });

@@ -20,6 +20,8 @@ use crate::DedupeScope;
 /// refused once that claim no longer holds its item, a cap on pending items, `list`, `get`,
 /// `replay`, `purge`, `stats`, and a wake-up of waiting workers on each accept and replay.
 ///
+/// [`stats`](InboxStore::stats) reports no `disk_bytes` (nothing is on disk).
+///
 /// **Not durable: for tests only.** Whatever it holds is lost with the process, so a receiver
 /// built on it answers `200 accepted` for deliveries nothing will keep: use
 /// `hookguard-sqlite` or `hookguard-postgres` in production. Done and dead items stay until
@@ -464,7 +466,7 @@ struct Wake(Mutex<WakeState>);
 struct WakeState {
     /// Counts wake-ups: a waiter created before the latest one is woken.
     generation: u64,
-    /// A wake-up left when nobody waited.
+    /// A wake-up left for a worker not waiting yet (the next future to poll takes it).
     permit: bool,
     /// The waiting futures' wakers, by the future's number: one entry per future, removed
     /// when it is dropped, so bounded by the futures alive.
@@ -478,12 +480,15 @@ impl Wake {
     }
 
     fn every(&self) {
-        let mut s = self.lock();
-        s.generation = s.generation.wrapping_add(1);
-        if s.wakers.is_empty() {
+        let waiting = {
+            let mut s = self.lock();
+            s.generation = s.generation.wrapping_add(1);
+            // Left also when some waited: a worker busy claiming (no future alive) may be the
+            // one whose sender's item this is.
             s.permit = true;
-        }
-        for (_, w) in s.wakers.drain(..) {
+            std::mem::take(&mut s.wakers)
+        };
+        for (_, w) in waiting {
             w.wake();
         }
     }
@@ -764,16 +769,18 @@ mod tests {
         block_on(inbox.accept(item(None, DedupeScope::Retained))).unwrap();
         assert!(!pending(&inbox), "a wake-up was left");
         assert!(pending(&inbox), "and taken");
-        // A waiter created before the accept is woken by it.
+        // A waiter created before a replay is woken by it, and a worker not waiting then
+        // (busy claiming) still finds a wake-up: it may be the one the item is for.
         let mut waiting = inbox.notified();
         assert!(waiting
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
             .is_pending());
-        block_on(inbox.accept(item(None, DedupeScope::Retained))).unwrap();
+        block_on(inbox.replay(1, 5_000)).unwrap();
         assert!(waiting
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
             .is_ready());
+        assert!(!pending(&inbox), "a wake-up left for the worker not waiting");
     }
 }
