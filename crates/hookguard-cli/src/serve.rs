@@ -238,8 +238,9 @@ pub struct ServeArgs {
     /// item run again once the lease expires [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     lease: Option<Duration>,
-    /// With --inbox: the most pending and running items; beyond it deliveries are answered
-    /// 503 inbox_full [default: 100000].
+    /// With --inbox: the most pending and running items in the inbox, every sender's (an inbox
+    /// shared by several serves has one cap); beyond it deliveries are answered 503 inbox_full
+    /// [default: 100000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_pending: Option<u64>,
     /// The longest a kept-alive connection may stay idle plus take to send its next request

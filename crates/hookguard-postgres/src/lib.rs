@@ -237,8 +237,11 @@ impl PgInboxBuilder {
         self
     }
 
-    /// The most pending and running items (default 100,000); each replica checks a count
-    /// refreshed every second, so the cap is approximate by what arrives in that second.
+    /// The most pending and running items of the whole inbox, every sender's (default
+    /// 100,000). Each replica checks a count of its own, refreshed from the database every
+    /// second and moved by its own accepts and completions in between, so the cap can be
+    /// passed by what the other replicas accept within that second (with R replicas, up to
+    /// R − 1 replicas' second of deliveries) and by the accepts in flight when it is reached.
     ///
     /// ```
     /// let b = hookguard_postgres::PgInbox::builder().max_pending(10_000);
