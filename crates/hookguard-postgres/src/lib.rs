@@ -364,6 +364,9 @@ impl PgInboxBuilder {
             }
         }
         migrate(&pool, &self.schema, self.migration_timeout).await?;
+        if !self.existing_only {
+            check_writable(&pool, &self.schema).await?;
+        }
         // A 200 means the delivery is on disk: with `synchronous_commit = off` a commit is
         // reported before its WAL is flushed, and a crash loses what was answered.
         let sync: Option<String> = sqlx::query_scalar("SHOW synchronous_commit")
@@ -401,6 +404,31 @@ impl PgInboxBuilder {
         spawn_background(&inner);
         Ok(PgInbox { inner })
     }
+}
+
+/// Refuses a role that cannot write the inbox (a read-only user, a grant forgotten): such an
+/// inbox answers every delivery `503`, and each counts toward the senders' kill switches
+/// (Procore pauses every delivery at the first). Tools that only read open with
+/// [`PgInboxBuilder::existing_only`], which skips this.
+async fn check_writable(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
+    let table = format!("\"{schema}\".hookguard_inbox");
+    // One privilege per call: given a list, `has_table_privilege` answers whether any is held.
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT p FROM unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) AS p WHERE NOT has_table_privilege($1, p)",
+    )
+    .bind(&table)
+    .fetch_all(pool)
+    .await
+    .map_err(storage)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(InboxError::storage(format!(
+        "this database user may not {} rows of {table}: every delivery would be answered 503 \
+         (grant it INSERT, UPDATE and DELETE on the inbox's tables; tools that only read open the \
+         inbox with existing_only)",
+        missing.join(", ")
+    )))
 }
 
 /// The PostgreSQL inbox. Cheap to clone; share one per process.
@@ -516,18 +544,25 @@ impl Drop for HomeRuns {
         // readiness can let a ping through, and the next statement fails). They go now, before
         // another runtime is told to take over; the pool opens new ones there.
         if let Some(inner) = self.inner.upgrade() {
-            for _ in 0..inner.pool.size() {
-                match inner.pool.try_acquire() {
-                    Some(connection) => drop(connection.detach()),
-                    None => break,
-                }
-            }
+            inner.drop_idle_connections();
         }
         self.alive.store(false, Ordering::Relaxed);
     }
 }
 
 impl Inner {
+    /// Takes the pool's idle connections out of it (the pool opens new ones as needed, on the
+    /// runtime that asks): they were opened on the inbox's runtime, which has stopped or is
+    /// not driven, and a statement on one would wait for that runtime's I/O for ever.
+    fn drop_idle_connections(&self) {
+        for _ in 0..self.pool.size() {
+            match self.pool.try_acquire() {
+                Some(connection) => drop(connection.detach()),
+                None => break,
+            }
+        }
+    }
+
     /// The inbox's own runtime when the caller runs on another and that one still runs; `None`
     /// when the caller's is the inbox's own, or the caller runs outside any runtime (then the
     /// caller's executor runs the work, as it always did).
@@ -580,10 +615,13 @@ impl Inner {
                 task.await;
             }
         });
+        let inner = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(HOME_START_WAIT).await;
             let task = lock(&slot).take();
             if let Some(task) = task {
+                // The inbox's runtime is not driven: its connections would not answer here.
+                inner.drop_idle_connections();
                 task.await;
             }
         });
@@ -1874,6 +1912,7 @@ impl PgInbox {
         let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
         let take = |slot: &std::sync::Mutex<Option<Pin<Box<Fut>>>>| lock(slot).take();
         let theirs = Arc::clone(&slot);
+        let inner = Arc::clone(&self.inner);
         let mut task = AbortOnDrop(home.spawn(async move {
             let run = take(&theirs);
             match run {
@@ -1885,7 +1924,12 @@ impl PgInbox {
             let outcome = match tokio::time::timeout(HOME_START_WAIT, &mut task.0).await {
                 Ok(outcome) => outcome,
                 Err(_) => match take(&slot) {
-                    Some(run) => return run.await,
+                    Some(run) => {
+                        // The inbox's runtime is not driven: its connections would not answer
+                        // here (a statement on one waited out the operation's whole bound).
+                        inner.drop_idle_connections();
+                        return run.await;
+                    }
                     None => (&mut task.0).await,
                 },
             };

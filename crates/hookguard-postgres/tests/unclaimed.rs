@@ -22,8 +22,11 @@ struct Schema(String);
 
 impl Drop for Schema {
     fn drop(&mut self) {
+        // Bounded: a session a failed test left in a transaction on the schema would otherwise
+        // hold this drop, and the whole test binary, for ever.
         let _ = Command::new("psql")
             .arg(url())
+            .env("PGOPTIONS", "-c lock_timeout=10000")
             .args(["-qc", &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0)])
             .output();
     }
