@@ -200,14 +200,28 @@ pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u
 /// (`?token=ab%2Bc%2Fd%3D%3D`) are the same token; form decoding would turn the raw `+` into
 /// a space and refuse every delivery.
 ///
+/// A token given twice is refused ([`Rejection::Unauthorized`]), as a doubled credential
+/// header is: which of the two counts is ambiguous (a proxy or a log reading the other one
+/// would disagree with the receiver), and no sender sends two.
+///
 /// ```
 /// use hookguard_core::challenge::query_token;
 /// let raw = http::Uri::from_static("/h?token=ab+c/d==");
 /// let enc = http::Uri::from_static("/h?token=ab%2Bc%2Fd%3D%3D");
 /// assert_eq!(query_token(&raw, "token", 1024).unwrap().unwrap(), b"ab+c/d==");
 /// assert_eq!(query_token(&enc, "token", 1024).unwrap().unwrap(), b"ab+c/d==");
+/// let twice = http::Uri::from_static("/h?token=good&token=other");
+/// assert_eq!(query_token(&twice, "token", 1024), Err(hookguard_core::Rejection::Unauthorized));
 /// ```
 pub fn query_token(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
+    let Some(q) = uri.query() else { return Ok(None) };
+    if q.split(['&', '?'])
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) == name)
+        .count()
+        > 1
+    {
+        return Err(Rejection::Unauthorized);
+    }
     find(uri, name, max_raw, false)
 }
 

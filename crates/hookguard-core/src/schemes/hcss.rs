@@ -403,6 +403,31 @@ mod tests {
         }
     }
 
+    /// A URL token given twice was judged by its first value alone (an operator's tryout:
+    /// `?token=GOOD&token=x` passed, `?token=x&token=GOOD` did not): a proxy or log reading the
+    /// other would disagree with the receiver. Refused `401`, as a doubled token header is.
+    #[test]
+    fn a_url_token_given_twice_is_refused() {
+        use crate::{Rejection, Verifier};
+        let v = Verifier::builder(Hcss::new()).secret("good").build().unwrap();
+        let verify = |uri: &'static str| {
+            let (m, u, h) = (http::Method::POST, http::Uri::from_static(uri), http::HeaderMap::new());
+            v.verify(
+                &RequestHead::new(&m, &u, &h),
+                bytes::Bytes::from_static(br#"{"eventType":"x"}"#),
+            )
+            .map(drop)
+        };
+        assert_eq!(verify("/h?token=good"), Ok(()));
+        for twice in [
+            "/h?token=good&token=x",
+            "/h?token=x&token=good",
+            "/h?token=good&token=good",
+        ] {
+            assert_eq!(verify(twice), Err(Rejection::Unauthorized), "{twice}");
+        }
+    }
+
     /// What `sign` returns for a token mode holds the token itself: its `Debug` (a caller's
     /// `tracing::debug!(?signed)`) shows neither the URL token nor the header's, while the
     /// values themselves are the token.
