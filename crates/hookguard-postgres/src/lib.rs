@@ -606,25 +606,54 @@ impl Inner {
             }
             return;
         };
-        // Whoever takes it first runs it. (`home_for_caller` answers only within a runtime.)
-        let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(task))));
-        let theirs = Arc::clone(&slot);
+        let task = Handoff::new(task);
+        let theirs = task.clone();
         home.spawn(async move {
-            let task = lock(&theirs).take();
-            if let Some(task) = task {
+            if let Some(task) = theirs.take() {
                 task.await;
             }
         });
+        // (`home_for_caller` answers only within a runtime: there is one here.)
         let inner = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(HOME_START_WAIT).await;
-            let task = lock(&slot).take();
-            if let Some(task) = task {
-                // The inbox's runtime is not driven: its connections would not answer here.
-                inner.drop_idle_connections();
+            if let Some(task) = task.take_here(&inner) {
                 task.await;
             }
         });
+    }
+}
+
+/// Work that the inbox's runtime and its caller's may both run, whoever takes it first: the
+/// inbox's runtime's task when it starts, or the caller's once it has waited
+/// [`HOME_START_WAIT`] (see [`Inner::spawn`] and [`PgInbox::at_home`]).
+struct Handoff<F>(Arc<std::sync::Mutex<Option<Pin<Box<F>>>>>);
+
+impl<F> Clone for Handoff<F> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<F> Handoff<F> {
+    fn new(work: F) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(Box::pin(work)))))
+    }
+
+    /// The work, unless taken already.
+    fn take(&self) -> Option<Pin<Box<F>>> {
+        lock(&self.0).take()
+    }
+
+    /// [`take`](Self::take) by the caller once the inbox's runtime has not started the work in
+    /// time: that runtime is not driven, so the pool's idle connections, opened on it, are
+    /// dropped first (a statement on one would wait out its whole bound).
+    fn take_here(&self, inner: &Inner) -> Option<Pin<Box<F>>> {
+        let work = self.take();
+        if work.is_some() {
+            inner.drop_idle_connections();
+        }
+        work
     }
 }
 
@@ -1907,15 +1936,11 @@ impl PgInbox {
         let Some(home) = self.inner.home_for_caller() else {
             return Box::pin(run);
         };
-        // Whoever takes the operation first runs it: the home runtime's task when it starts,
-        // or the caller once it has waited long enough.
-        let slot = Arc::new(std::sync::Mutex::new(Some(Box::pin(run))));
-        let take = |slot: &std::sync::Mutex<Option<Pin<Box<Fut>>>>| lock(slot).take();
-        let theirs = Arc::clone(&slot);
+        let run = Handoff::new(run);
+        let theirs = run.clone();
         let inner = Arc::clone(&self.inner);
         let mut task = AbortOnDrop(home.spawn(async move {
-            let run = take(&theirs);
-            match run {
+            match theirs.take() {
                 Some(run) => Some(run.await),
                 None => None,
             }
@@ -1923,13 +1948,8 @@ impl PgInbox {
         let waited = async move {
             let outcome = match tokio::time::timeout(HOME_START_WAIT, &mut task.0).await {
                 Ok(outcome) => outcome,
-                Err(_) => match take(&slot) {
-                    Some(run) => {
-                        // The inbox's runtime is not driven: its connections would not answer
-                        // here (a statement on one waited out the operation's whole bound).
-                        inner.drop_idle_connections();
-                        return run.await;
-                    }
+                Err(_) => match run.take_here(&inner) {
+                    Some(run) => return run.await,
                     None => (&mut task.0).await,
                 },
             };
@@ -1937,7 +1957,7 @@ impl PgInbox {
                 Ok(Some(r)) => r,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 // Cancelled (the inbox's runtime stopped) or found taken: here if it never ran.
-                Ok(None) | Err(_) => match take(&slot) {
+                Ok(None) | Err(_) => match run.take() {
                     Some(run) => run.await,
                     None => Err(InboxError::storage("the inbox's runtime stopped during the operation")),
                 },
