@@ -1662,22 +1662,35 @@ const OWN_COUNT_CAP: u32 = 10_000;
 
 /// How many of `provider`'s items are in each of `states` (up to [`OWN_COUNT_CAP`] each): the
 /// start and stop lines count what this serve runs, not the items of other senders' serves
-/// sharing its inbox.
-async fn own_counts(inbox: &dyn InboxStore, provider: &str, states: &[InboxState]) -> Result<Vec<String>, InboxError> {
+/// sharing its inbox. When a list is slower than its bound (a large inbox), the inbox's
+/// totals instead, every sender's: then the second value is `false`.
+async fn own_counts(
+    inbox: &dyn InboxStore,
+    provider: &str,
+    states: &[InboxState],
+) -> Result<(Vec<String>, bool), InboxError> {
     let mut counts = Vec::with_capacity(states.len());
     for &state in states {
         let filter = ListFilter::default()
             .state(state)
             .provider(provider)
             .limit(OWN_COUNT_CAP + 1);
-        let n = inbox.list(filter).await?.len();
-        counts.push(if n > OWN_COUNT_CAP as usize {
-            format!("{OWN_COUNT_CAP}+")
-        } else {
-            n.to_string()
-        });
+        match inbox.list(filter).await {
+            Ok(items) if items.len() > OWN_COUNT_CAP as usize => counts.push(format!("{OWN_COUNT_CAP}+")),
+            Ok(items) => counts.push(items.len().to_string()),
+            Err(_) => {
+                let totals = inbox.stats().await?;
+                let total = |state| match state {
+                    InboxState::Pending => totals.pending,
+                    InboxState::Running => totals.running,
+                    InboxState::Done => totals.done,
+                    InboxState::Dead => totals.dead,
+                };
+                return Ok((states.iter().map(|&s| total(s).to_string()).collect(), false));
+            }
+        }
     }
-    Ok(counts)
+    Ok((counts, true))
 }
 
 /// Inbox mode: the route stores; it never calls an inner handler.
@@ -1703,24 +1716,15 @@ async fn run_inbox(
     // This serve's sender's items only: an inbox may be shared with other senders' serves,
     // whose items this one never runs.
     let own = args.provider.provider().as_str();
-    let stats = inbox
-        .stats()
-        .await
-        .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
-    let counts = match own_counts(
+    let (c, mine) = own_counts(
         &*inbox,
         own,
         &[InboxState::Pending, InboxState::Running, InboxState::Dead],
     )
     .await
-    {
-        Ok(c) => format!("{} pending, {} running, {} dead of {own}", c[0], c[1], c[2]),
-        // Lists slower than their bound (a large inbox): the totals, said to be every sender's.
-        Err(_) => format!(
-            "{} pending, {} running, {} dead of every sender",
-            stats.pending, stats.running, stats.dead
-        ),
-    };
+    .map_err(|e| failed(format!("cannot read the inbox {path}: {}", inbox_error(&e))))?;
+    let whose = if mine { own } else { "every sender" };
+    let counts = format!("{} pending, {} running, {} dead of {whose}", c[0], c[1], c[2]);
     let (layer, mode) = layer_keyed(spec, Keeper::Inbox(inbox.clone()), args.dedupe_key.as_ref())?;
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
@@ -1793,14 +1797,9 @@ async fn run_inbox(
     if !writer.finish(rest).await {
         tracing::warn!("stdout is not being read: queued lines may not have been written");
     }
-    let left = match own_counts(&*inbox, own, &[InboxState::Pending, InboxState::Running]).await {
-        Ok(c) => Ok((c[0].clone(), c[1].clone(), own)),
-        // Lists slower than their bound (a large inbox): the totals, said to be every sender's.
-        Err(_) => inbox
-            .stats()
-            .await
-            .map(|s| (s.pending.to_string(), s.running.to_string(), "(every sender's)")),
-    };
+    let left = own_counts(&*inbox, own, &[InboxState::Pending, InboxState::Running])
+        .await
+        .map(|(c, mine)| (c[0].clone(), c[1].clone(), if mine { own } else { "(every sender's)" }));
     match left {
         Ok((pending, running, whose)) if (&*pending, &*running) != ("0", "0") => write_stderr(format_args!(
             "hookguard: stopped; {pending} pending and {running} running {whose} item(s) in {path}, for the next \
