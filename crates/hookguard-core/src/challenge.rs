@@ -91,7 +91,7 @@ impl ChallengeRule {
 
     /// The rule's value in `uri`, decoded as the rule says (see [`query_param`]).
     pub(crate) fn value(&self, uri: &Uri, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
-        find(uri, self.param, max_raw, self.plus_is_space)
+        find(uri, self.param, max_raw, self.plus_is_space, false)
     }
 }
 
@@ -192,7 +192,7 @@ pub(crate) fn bounded(value: Vec<u8>, max: usize) -> Result<ChallengeAnswer, Rej
 /// assert_eq!(hookguard_core::challenge::query_param(&naive, "challenge", 1024).unwrap().unwrap(), b"abc");
 /// ```
 pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
-    find(uri, name, max_raw, true)
+    find(uri, name, max_raw, true, false)
 }
 
 /// Like [`query_param`] for a secret token in the URL: percent-decoded, but `+` stays `+`.
@@ -214,30 +214,32 @@ pub fn query_param(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u
 /// assert_eq!(query_token(&twice, "token", 1024), Err(hookguard_core::Rejection::Unauthorized));
 /// ```
 pub fn query_token(uri: &Uri, name: &str, max_raw: usize) -> Result<Option<Vec<u8>>, Rejection> {
-    let Some(q) = uri.query() else { return Ok(None) };
-    if q.split(['&', '?'])
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) == name)
-        .count()
-        > 1
-    {
-        return Err(Rejection::Unauthorized);
-    }
-    find(uri, name, max_raw, false)
+    find(uri, name, max_raw, false, true)
 }
 
-fn find(uri: &Uri, name: &str, max_raw: usize, plus_is_space: bool) -> Result<Option<Vec<u8>>, Rejection> {
+/// The first value of `name`; with `once`, the whole query is read and a second value is
+/// refused ([`Rejection::Unauthorized`]) before the first's length is judged.
+fn find(uri: &Uri, name: &str, max_raw: usize, plus_is_space: bool, once: bool) -> Result<Option<Vec<u8>>, Rejection> {
     let Some(q) = uri.query() else { return Ok(None) };
+    let mut found = None;
     for pair in q.split(['&', '?']) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k != name {
             continue;
         }
-        if v.len() > max_raw.saturating_mul(3) {
-            return Err(Rejection::ChallengeTooLong { limit: max_raw });
+        if found.is_some() {
+            return Err(Rejection::Unauthorized);
         }
-        return Ok(Some(percent_decode(v.as_bytes(), plus_is_space)));
+        found = Some(v);
+        if !once {
+            break;
+        }
     }
-    Ok(None)
+    let Some(v) = found else { return Ok(None) };
+    if v.len() > max_raw.saturating_mul(3) {
+        return Err(Rejection::ChallengeTooLong { limit: max_raw });
+    }
+    Ok(Some(percent_decode(v.as_bytes(), plus_is_space)))
 }
 
 /// `v` percent-encoded for a URL's query: every byte but the unreserved ones (letters,
