@@ -67,11 +67,17 @@ pub(crate) fn header_token(
 ) -> Result<(), Rejection> {
     // The raw bytes: a token with non-ASCII characters arrives as their UTF-8 bytes, which
     // `to_str` (visible ASCII only) would read as no header at all.
-    let presented = match req.headers.get(name) {
+    let mut values = req.headers.get_all(name).iter();
+    let presented = match values.next() {
         Some(v) if v.len() <= ctx.max_header_len => Some(v.as_bytes()),
         Some(_) => return Err(Rejection::HeaderTooLarge(label)),
         None => None,
     };
+    // Given twice, which one counts is ambiguous (a proxy that adds its own `Authorization`,
+    // a log reading the other): no sender sends two, so neither is taken.
+    if values.next().is_some() {
+        return Err(Rejection::Unauthorized);
+    }
     token_check(ctx.keys(), presented)
 }
 

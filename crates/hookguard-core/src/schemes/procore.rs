@@ -384,4 +384,35 @@ mod tests {
             assert!(matches!(r, Err(Rejection::HeaderTooLarge(l)) if l == label), "{name}");
         }
     }
+
+    /// A token header given twice is refused `401` whichever value comes first (a review's
+    /// finding: the first value alone was judged, so `Bearer GOOD` then `Bearer x` passed and
+    /// the other order did not). HCSS's header token shares the check.
+    #[test]
+    fn a_token_header_given_twice_is_refused() {
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let hcss = crate::schemes::Hcss::header(HeaderName::from_static("x-hcss-token"));
+        for (v, name) in [
+            (Verifier::builder(Procore::new()), "authorization"),
+            (Verifier::builder(hcss), "x-hcss-token"),
+        ] {
+            let v = v.secret("Bearer good").build().unwrap();
+            let verify = |values: &[&str]| {
+                let mut h = http::HeaderMap::new();
+                for value in values {
+                    h.append(HeaderName::from_static(name), value.parse().unwrap());
+                }
+                v.verify(&RequestHead::new(&m, &u, &h), bytes::Bytes::from_static(br#"{"id":1}"#))
+            };
+            assert!(verify(&["Bearer good"]).is_ok(), "{name}");
+            for values in [
+                ["Bearer good", "Bearer x"],
+                ["Bearer x", "Bearer good"],
+                ["Bearer good"; 2],
+            ] {
+                let r = verify(&values);
+                assert!(matches!(r, Err(Rejection::Unauthorized)), "{name} {values:?}: {r:?}");
+            }
+        }
+    }
 }
