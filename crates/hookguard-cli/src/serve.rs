@@ -138,7 +138,8 @@ Observing (both off by default; ADDR is PORT on 127.0.0.1, or HOST:PORT):
                   new genuine deliveries and, apart, the last 200 others, in memory), sender
                   health against its kill switch, and with --inbox the items by state with
                   attempts and last error, and a replay button (dead items in the lists,
-                  done items on their own page); a shared inbox shows every sender's items.
+                  done items on their own page; \"Run now\" on a pending item waiting out
+                  a retry); a shared inbox shows every sender's items.
                   It needs a token: a random one, printed once on stderr as the URL to open
                   (http://127.0.0.1:PORT/?token=…; the first visit sets a cookie), or
                   --ui-token. API clients send `Authorization: Bearer TOKEN` (JSON at

@@ -224,6 +224,34 @@ async fn start_serve(procs: &mut Processes, args: &[&str], log: &Arc<Mutex<Vec<S
     (port, ui, token)
 }
 
+/// Serves a page with one link (`#open`) to `target` on a free port of 127.0.0.1, to be
+/// opened as `http://localhost:PORT/`: another site than `127.0.0.1`'s. Returns the port.
+fn link_page(target: &str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let page = format!("<!doctype html><title>elsewhere</title><a id=\"open\" href=\"{target}\">the inspector</a>");
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            // The request's head, then one answer and the connection closed.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16_384 {
+                match conn.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
 /// Starts chromedriver on a free port and waits (at most 20 s) until it is ready.
 async fn start_driver(procs: &mut Processes, driver: &Path) -> u16 {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -358,7 +386,29 @@ async fn inspector_in_a_real_browser() {
     assert!(source.contains("401"), "{source}");
     assert!(!source.contains(&event_id), "{source}");
 
-    // The printed URL: a cookie, and the token leaves the address bar.
+    // The printed URL, followed from a link on another site's page (a chat, a CI log): the
+    // page itself, not a 401 (a redirect after a cross-site navigation counts as cross-site,
+    // and the `SameSite=Strict` cookie it set was not sent with it); the token leaves the
+    // address bar.
+    let elsewhere = link_page(&format!("{base}/?token={token}"));
+    within("another site's page", c.goto(&format!("http://localhost:{elsewhere}/"))).await;
+    let link = within("its link", c.find(Locator::Id("open"))).await;
+    within("click the link", link.click()).await;
+    within(
+        "the inspector",
+        c.wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css("#answers-table")),
+    )
+    .await;
+    let at = within("current url", c.current_url()).await;
+    assert_eq!((at.host_str(), at.path()), (Some("127.0.0.1"), "/"), "{at}");
+    assert!(!at.as_str().contains(&token), "{at}");
+    // Nor is it in the history: one step back is the other site's page.
+    within("back", c.back()).await;
+    let before = within("current url", c.current_url()).await;
+    assert_eq!(before.host_str(), Some("localhost"), "{before}");
+    // Typed into the address bar: the same.
     within("goto ?token=", c.goto(&format!("{base}/?token={token}"))).await;
     let at = within("current url", c.current_url()).await;
     assert_eq!(at.path(), "/");

@@ -662,23 +662,48 @@ fn form_value(body: &[u8], name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The `Host` values a page on a loopback listener can be asked for by name: another name
-/// that resolves to 127.0.0.1 is a DNS-rebinding page, whose script would otherwise be
-/// same-origin with this one. `None` for a non-loopback listener (names unknown).
+/// The host names a page on a loopback listener can be asked for: another name that
+/// resolves to 127.0.0.1 is a DNS-rebinding page, whose script would otherwise be same-origin
+/// with this one. Any port (or none) goes with them: a port forwarded to this one
+/// (`ssh -L 9000:127.0.0.1:8790`, `kubectl port-forward`, an editor's forwarding) arrives as
+/// `localhost:9000`, and a rebinding page can never send a loopback name. `None` for a
+/// non-loopback listener (names unknown).
 pub fn loopback_hosts(addr: std::net::SocketAddr) -> Option<Vec<String>> {
     addr.ip().is_loopback().then(|| {
-        let p = addr.port();
-        let mut hosts = vec![
-            format!("127.0.0.1:{p}"),
-            format!("localhost:{p}"),
-            format!("[::1]:{p}"),
-            format!("{addr}"),
-        ];
-        // On port 80 a browser leaves the port out of `Host`.
-        if p == 80 {
-            hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
+        let mut hosts: Vec<String> = ["127.0.0.1", "localhost", "[::1]"].map(String::from).into();
+        // The listener's own address (`127.0.0.2`, say), as a browser writes it in `Host`.
+        let own = std::net::SocketAddr::new(addr.ip(), 0).to_string();
+        let own = own.trim_end_matches(":0");
+        if !hosts.iter().any(|h| h == own) {
+            hosts.push(own.to_owned());
         }
         hosts
+    })
+}
+
+/// The name part of a `Host` value, or `None` when what follows it is not a port.
+fn host_name(host: &str) -> Option<&str> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')? + 2;
+            (&host[..end], &host[end..])
+        }
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok.then_some(name)
+}
+
+/// Whether a form's `Origin` is this page's own: the `Host` it was asked for, over plain HTTP
+/// or behind a front end that speaks HTTPS (the browser then names `https://`).
+fn same_origin(origin: &[u8], host: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        origin.len() == scheme.len() + host.len()
+            && origin[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+            && origin[scheme.len()..].eq_ignore_ascii_case(host.as_bytes())
     })
 }
 
@@ -686,7 +711,7 @@ pub fn loopback_hosts(addr: std::net::SocketAddr) -> Option<Vec<String>> {
 pub fn wrong_host(hosts: Option<&[String]>, headers: &HeaderMap) -> Option<Response> {
     let allowed = hosts?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+    if host_name(host).is_some_and(|name| allowed.iter().any(|a| a.eq_ignore_ascii_case(name))) {
         return None;
     }
     let mut r = (
@@ -723,11 +748,24 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
         } else {
             path
         };
-        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, back.to_owned())]).into_response();
+        // A page that moves on by itself, not a redirect: after a link followed from another
+        // site's page (a chat, a CI log) a redirect still counts as that site's navigation,
+        // and the browser would not send the `SameSite=Strict` cookie just set (401). The
+        // refresh is this page's own navigation; it replaces the page in the history.
+        let back = esc(back);
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta http-equiv=\"refresh\" content=\"0;url={back}\"><title>hookguard inspector</title>\
+             </head><body><p><a href=\"{back}\">Open the inspector</a></p></body></html>"
+        );
+        let mut r = html(StatusCode::OK, body);
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             r.headers_mut().insert(header::SET_COOKIE, v);
         }
         harden(&mut r);
+        // The refresh must not carry this address (its token) as its `Referer`.
+        r.headers_mut()
+            .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         return r;
     }
     let Some(credential) = ui.credential(req.headers()) else {
@@ -743,9 +781,8 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let expected = format!("http://{host}");
         if let Some(origin) = req.headers().get(header::ORIGIN) {
-            if !origin.as_bytes().eq_ignore_ascii_case(expected.as_bytes()) {
+            if !same_origin(origin.as_bytes(), host) {
                 return forbidden("cross-origin request");
             }
         }
@@ -1415,21 +1452,60 @@ mod tests {
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
     }
 
-    /// A loopback listener on port 80 answers a browser's port-less `Host`; other names
-    /// still get 421 (DNS rebinding).
+    /// A loopback listener answers its loopback names on any port or none (port 80, a port
+    /// forwarded to it: `ssh -L`, `kubectl port-forward`; was `421` unless the port was the
+    /// listener's own); other names still get 421 (DNS rebinding), and so does a `Host` whose
+    /// port part is no port.
     #[test]
-    fn port_80_accepts_hosts_without_a_port() {
+    fn loopback_names_are_answered_on_any_port() {
         let mut h = HeaderMap::new();
-        let on = |port: u16| loopback_hosts(([127, 0, 0, 1], port).into()).unwrap();
-        for (port, host, ok) in [
-            (80, "127.0.0.1", true),
-            (80, "LOCALHOST", true),
-            (80, "evil.example", false),
-            (8080, "127.0.0.1", false),
-            (8080, "127.0.0.1:8080", true),
+        let on = |ip: [u8; 4], port: u16| loopback_hosts((ip, port).into()).unwrap();
+        for (ip, port, host, ok) in [
+            ([127, 0, 0, 1], 80, "127.0.0.1", true),
+            ([127, 0, 0, 1], 80, "LOCALHOST", true),
+            ([127, 0, 0, 1], 80, "evil.example", false),
+            ([127, 0, 0, 1], 8080, "127.0.0.1", true),
+            ([127, 0, 0, 1], 8080, "127.0.0.1:8080", true),
+            ([127, 0, 0, 1], 8080, "localhost:9000", true),
+            ([127, 0, 0, 1], 8080, "[::1]:9000", true),
+            ([127, 0, 0, 1], 8080, "[::1]", true),
+            ([127, 0, 0, 2], 8080, "127.0.0.2:8080", true),
+            ([127, 0, 0, 1], 8080, "127.0.0.2:8080", false),
+            ([127, 0, 0, 1], 8080, "evil.example:8080", false),
+            ([127, 0, 0, 1], 8080, "localhost.evil.example:8080", false),
+            ([127, 0, 0, 1], 8080, "localhost:", false),
+            ([127, 0, 0, 1], 8080, "localhost:80a", false),
+            ([127, 0, 0, 1], 8080, "localhost:123456", false),
+            ([127, 0, 0, 1], 8080, "localhost:80:80", false),
+            ([127, 0, 0, 1], 8080, "[::1]x", false),
+            ([127, 0, 0, 1], 8080, "[::1", false),
+            ([127, 0, 0, 1], 8080, "", false),
         ] {
             h.insert(header::HOST, host.parse().unwrap());
-            assert_eq!(wrong_host(Some(&on(port)), &h).is_none(), ok, "{port} {host}");
+            assert_eq!(
+                wrong_host(Some(&on(ip, port)), &h).is_none(),
+                ok,
+                "{ip:?}:{port} {host}"
+            );
+        }
+    }
+
+    /// A form's `Origin` is ours over HTTP or behind an HTTPS front end (every replay was
+    /// `403` there); another host, or ours with something appended, is not.
+    #[test]
+    fn a_forms_origin_may_name_http_or_https() {
+        for (origin, ok) in [
+            ("http://insp.example:8790", true),
+            ("https://insp.example:8790", true),
+            ("HTTPS://INSP.example:8790", true),
+            ("https://evil.example", false),
+            ("http://insp.example:8790.evil.example", false),
+            ("https://insp.example:879", false),
+            ("ftp://insp.example:8790", false),
+            ("null", false),
+            ("", false),
+        ] {
+            assert_eq!(same_origin(origin.as_bytes(), "insp.example:8790"), ok, "{origin}");
         }
     }
 
