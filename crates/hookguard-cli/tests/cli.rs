@@ -5149,7 +5149,7 @@ fn inspector_needs_the_token_and_a_post_needs_it_in_the_form() {
     let (status, _, item) = http_full(ui, "GET", &format!("/items/{id}"), &[("Cookie", &cookie)], b"");
     assert_eq!(status, 200);
     // An id that is no inbox id is no item (it was axum's plain-text "Invalid URL" 400).
-    for odd in ["/items/abc", "/items/99999999999999999999999"] {
+    for odd in ["/items/abc", "/items/99999999999999999999999", "/items/%FF"] {
         let (status, _, page) = http_full(ui, "GET", odd, &[("Cookie", &cookie)], b"");
         assert_eq!(status, 404, "{odd}: {page}");
         assert!(page.contains("no inbox item"), "{page}");

@@ -1097,10 +1097,18 @@ async fn index(State(ui): State<Arc<Inspector>>, req: Request) -> Response {
     html(StatusCode::OK, page("hookguard inspector", &body, refresh))
 }
 
-async fn item(State(ui): State<Arc<Inspector>>, Path(id): Path<String>) -> Response {
-    // An id that is no inbox id (`abc`, past i64) is no item: the same 404 as a missing one,
-    // not axum's plain-text path rejection.
-    let id = id.parse::<i64>().unwrap_or(0);
+/// The item id of `/items/{id}`: one that is no inbox id (`abc`, past i64, not UTF-8 once
+/// decoded: `%FF`) is no item, 0 (the same 404 as a missing one, not axum's plain-text
+/// path rejection).
+fn item_id(id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> i64 {
+    id.ok().and_then(|Path(id)| id.parse().ok()).unwrap_or(0)
+}
+
+async fn item(
+    State(ui): State<Arc<Inspector>>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let id = item_id(id);
     let Some(inbox) = &ui.inbox else {
         return html(
             StatusCode::NOT_FOUND,
@@ -1187,8 +1195,12 @@ fn after_post(req_headers: &HeaderMap, json: serde_json::Value) -> Response {
     }
 }
 
-async fn replay(State(ui): State<Arc<Inspector>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let id = id.parse::<i64>().unwrap_or(0);
+async fn replay(
+    State(ui): State<Arc<Inspector>>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let id = item_id(id);
     let Some(inbox) = &ui.inbox else {
         return (StatusCode::NOT_FOUND, "serve runs without --inbox").into_response();
     };
