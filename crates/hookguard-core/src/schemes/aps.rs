@@ -92,12 +92,16 @@ impl Scheme for Aps {
                            (intervals unpublished: assumed +15 min, +1 h, +6 h, +48 h); then the webhook is disabled",
             retry_note: " (4 retries; if the last fails the webhook is disabled)",
             permanent: Permanent::Never,
-            give_up: "APS disables the webhook until it is re-enabled through the Webhooks API",
+            // A hook created with `autoReactivateHook` is tried again, once, by a later event
+            // (the Event Delivery Guarantees page); a default hook stays inactive.
+            give_up: "APS disables the webhook until it is re-enabled through the Webhooks API \
+                      (a hook created with autoReactivateHook gets a later event's one-time attempt)",
             kill_switch: Some(
                 KillSwitch::new(
                     5,
                     "disables this webhook when its fourth retry fails",
-                    "the webhook is probably disabled: re-enable it through the APS Webhooks API",
+                    "the webhook is probably inactive: re-enable it through the APS Webhooks API \
+                     (one created with autoReactivateHook is tried again by a later event)",
                 )
                 .per_event(),
             ),
