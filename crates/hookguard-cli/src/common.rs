@@ -214,6 +214,22 @@ impl std::fmt::Debug for HeaderArg {
     }
 }
 
+/// An id or event type that `sign` and `send` put in a header (clap value parser): not empty,
+/// no whitespace around it, visible ASCII. An empty one printed `webhook-id: ` with nothing
+/// after it, which `verify` then read as no header at all.
+pub fn parse_header_word(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty (leave the flag out to use the default)".into());
+    }
+    if s.trim() != s {
+        return Err("starts or ends with whitespace, which a header drops".into());
+    }
+    if !s.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Err("not visible ASCII, the only text a header carries".into());
+    }
+    Ok(s.to_owned())
+}
+
 /// Parses `Name: value` (clap value parser: a bad one is a usage error, exit 2).
 pub fn parse_header_arg(s: &str) -> Result<HeaderArg, String> {
     let (name, value) = s.split_once(':').ok_or_else(|| "expected 'Name: value'".to_owned())?;

@@ -90,7 +90,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "URL")]
     url: String,
     /// The event type of the sample body (e.g. project.created, CostCodeUpdated, update).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = crate::common::parse_header_word)]
     event_type: Option<String>,
     /// Send this body instead of a sample.
     #[arg(long, value_name = "PATH")]

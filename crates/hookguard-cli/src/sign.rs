@@ -51,10 +51,10 @@ pub struct SignArgs {
     #[arg(long, value_name = "UNIX", value_parser = clap::value_parser!(u64).range(..=999_999_999_999))]
     timestamp: Option<u64>,
     /// The event/message id for id headers (default: the body's `id` for buildworkpro).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::common::parse_header_word)]
     id: Option<String>,
     /// The event type for type headers (BuildWorkPro-Event, X-GitHub-Event).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = crate::common::parse_header_word)]
     event_type: Option<String>,
     /// Read the body from this file instead of stdin.
     #[arg(long, value_name = "PATH")]

@@ -76,8 +76,9 @@ pub struct VerifyArgs {
     /// Verify as if the time were this unix timestamp (replay window).
     #[arg(long, value_name = "UNIX")]
     now: Option<u64>,
-    /// The replay window in seconds (default 300 for timestamped schemes).
-    #[arg(long, value_name = "SECS")]
+    /// The replay window in seconds (default 300 for timestamped schemes; 1 to 86400, as
+    /// `serve`'s: the checks are the receiver's).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     tolerance: Option<u64>,
     /// The body limit in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]

@@ -928,6 +928,12 @@ fn verify_reports_stable_codes_and_usage_errors() {
         code(&verify(&["--now", "1700000301", "--tolerance", "600"], "whsec_v")),
         0
     );
+    // The window `serve` allows, no wider (a tryout: 9999999999 was taken here, refused there).
+    for wide in ["0", "86401", "9999999999"] {
+        let o = verify(&["--now", "1700000000", "--tolerance", wide], "whsec_v");
+        assert_eq!(code(&o), 2, "{wide}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--tolerance"), "{}", text(&o.stderr));
+    }
     // Without --now the real clock is far from 1700000000.
     check(verify(&[], "whsec_v"), 1, "timestamp_out_of_window");
     // A forged signature that is just `v1=`.
@@ -1079,6 +1085,46 @@ fn sign_refuses_a_timestamp_no_receiver_reads() {
     let o = sign("999999999999");
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("t=999999999999,"), "{}", text(&o.stdout));
+}
+
+/// An id or event type no header can carry (empty, whitespace around it, not ASCII) is a
+/// usage error naming the flag: `--id ''` printed `webhook-id: ` with nothing after it, which
+/// `verify` refused as a missing header. A body whose own id no header can carry names the
+/// header (it said only "header values must be visible ASCII").
+#[test]
+fn sign_refuses_ids_and_types_no_header_can_carry() {
+    for (flag, bad) in [
+        ("--id", ""),
+        ("--id", " "),
+        ("--id", "msg_é"),
+        ("--event-type", ""),
+        ("--event-type", "push "),
+    ] {
+        let o = hookguard(
+            &[
+                "sign",
+                "--provider",
+                "standard",
+                "--secret",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                flag,
+                bad,
+            ],
+            Some(br#"{"type":"a"}"#),
+        );
+        assert_eq!(code(&o), 2, "{flag} {bad:?}: {}", text(&o.stdout));
+        assert!(text(&o.stderr).contains(flag), "{}", text(&o.stderr));
+    }
+    let o = hookguard(
+        &["sign", "--provider", "buildworkpro", "--secret", "whsec_t"],
+        Some(r#"{"id":"evt_é","type":"bid.accepted"}"#.as_bytes()),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("`buildworkpro-event-id`"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// GitHub names the event in a header: a push body signed without `--event-type` was labelled

@@ -314,6 +314,10 @@ pub enum ConfigError {
     TooManySecrets(usize),
     /// Another invalid setting.
     Invalid(&'static str),
+    /// A value to sign with cannot be sent in the header named (a header carries visible
+    /// ASCII only): an id or event type given, or taken from the body, that holds other
+    /// characters.
+    HeaderValue(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -323,6 +327,10 @@ impl fmt::Display for ConfigError {
             Self::NoSecret => f.write_str("no secret configured"),
             Self::TooManySecrets(max) => write!(f, "too many secrets (at most {max})"),
             Self::Invalid(why) => write!(f, "invalid configuration: {why}"),
+            Self::HeaderValue(name) => write!(
+                f,
+                "the value for header `{name}` is not visible ASCII (the only text a header carries)"
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::{ConfigError, Key, Rejection};
 pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let value = value.as_ref();
     if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
-        return Err(ConfigError::Invalid("header values must be visible ASCII"));
+        return Err(ConfigError::HeaderValue(name));
     }
     let v = HeaderValue::from_str(value).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
     Ok((HeaderName::from_static(name), v))
