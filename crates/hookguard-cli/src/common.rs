@@ -383,6 +383,12 @@ pub fn auth(p: ProviderArg, secrets: &[String], headers: &[HeaderArg]) -> CliRes
              remove it (the value is not shown)",
         ));
     }
+    // Said on `serve`'s first line: a value from HOOKGUARD_SECRET beside `--auth-header`'s is
+    // accepted too (a rotation), which the line did not show (an operator's tryout).
+    let mode = match all.len() {
+        1 => mode,
+        n => format!("{mode}, {n} accepted values"),
+    };
     Ok(Auth {
         scheme,
         secrets: all,
@@ -629,6 +635,9 @@ mod tests {
         assert!(auth(ProviderArg(Provider::Stripe), &[], &[]).is_err());
         let a = auth(ProviderArg::Procore, &["second".into()], &[h]).unwrap();
         assert_eq!(a.secrets, ["abc", "second"]);
+        // Both accepted, and the start line says so (a HOOKGUARD_SECRET left in the
+        // environment beside --auth-header was accepted unseen).
+        assert_eq!(a.mode, "header `x-token`, 2 accepted values");
         // A header named without a value takes its values from --secret / HOOKGUARD_SECRET
         // (kept out of `ps`): for Procore and for HCSS's shared header alike.
         let named = parse_header_arg("X-Hook-Token:").unwrap();
@@ -640,7 +649,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a.secrets.as_slice(), a.mode.as_str()),
-            (&["tok1".to_owned(), "tok2".to_owned()][..], "header `x-hook-token`")
+            (
+                &["tok1".to_owned(), "tok2".to_owned()][..],
+                "header `x-hook-token`, 2 accepted values"
+            )
         );
         let a = auth(ProviderArg::Hcss, &["tok".into()], std::slice::from_ref(&named)).unwrap();
         assert_eq!(
