@@ -927,7 +927,7 @@ pub async fn open_store(spec: &str, prefix: Option<&str>) -> CliResult<(Arc<dyn 
 /// before the `listening on` line, so that a supervisor's SIGTERM sent as soon as it reads
 /// that line is a graceful stop (listened for only once serving had started, such a signal
 /// ended the process at once).
-struct StopSignals {
+pub(crate) struct StopSignals {
     #[cfg(unix)]
     streams: [Option<tokio::signal::unix::Signal>; 3],
 }
@@ -936,7 +936,7 @@ impl StopSignals {
     /// Listens from now: SIGTERM, SIGINT (Ctrl-C) and SIGHUP (the terminal serve ran in
     /// closed; stopping gracefully lets running handlers finish and gives back what the inbox
     /// worker holds, where the default action ended the process at once).
-    fn listen() -> Self {
+    pub(crate) fn listen() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -950,7 +950,7 @@ impl StopSignals {
     }
 
     /// Until one of the signals arrives (or arrived since [`StopSignals::listen`]).
-    async fn received(self) {
+    pub(crate) async fn received(self) {
         #[cfg(unix)]
         {
             async fn one(signal: Option<tokio::signal::unix::Signal>) {

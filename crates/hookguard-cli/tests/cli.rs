@@ -288,6 +288,9 @@ fn demo_plays_every_vendor_and_exits_0() {
     assert_eq!(code(&o), 0, "{out}\n{}", text(&o.stderr));
     assert!(out.contains("19/19 steps behaved as expected"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
+    // The receiver's own warnings about the deliberate failures, and whose they are.
+    assert!(text(&o.stderr).contains("ERROR"), "{}", text(&o.stderr));
+    assert!(out.contains("stderr are the receiver's own"), "{out}");
     for needle in [
         "signature_mismatch",
         "timestamp_out_of_window",
@@ -3005,6 +3008,54 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// An interrupted demo (Ctrl-C, SIGTERM) stops its receiver and its inbox's worker and removes
+/// its temporary files, exit 130 (a tryout: they were left behind every time, the demo had no
+/// signal handling); interrupted during the inbox act too, with the 6 s handler running. A
+/// TMPDIR that does not exist is an error, not made and left.
+#[test]
+fn an_interrupted_demo_leaves_nothing_behind() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let tmp = scratch("demo-interrupted");
+    for (signal, at) in [(Signal::INT, "\nBuildWorkPro —"), (Signal::TERM, "\nInbox —")] {
+        let mut child = Command::new(BIN)
+            .arg("demo")
+            .env("TMPDIR", &*tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut line, mut seen) = (String::new(), String::new());
+        while out.read_line(&mut line).unwrap() > 0 {
+            seen.push_str(&line);
+            line.clear();
+            if seen.contains(at) {
+                break;
+            }
+        }
+        assert!(seen.contains(at), "{seen}");
+        assert!(std::fs::read_dir(&*tmp).unwrap().count() > 0, "no files while it runs");
+        kill_process(Pid::from_child(&child), signal).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let o = wait_bounded(child, Duration::from_secs(30));
+        assert_eq!(o.status.code(), Some(130), "{at:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("interrupted"), "{}", text(&o.stderr));
+        let left: Vec<_> = std::fs::read_dir(&*tmp).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(left.is_empty(), "{at:?}: left {left:?}");
+    }
+    let missing = tmp.join("nonexistent");
+    let o = Command::new(BIN)
+        .arg("demo")
+        .env("TMPDIR", &missing)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cannot create"), "{}", text(&o.stderr));
+    assert!(!missing.exists());
+}
+
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
     // `hookguard send … | head -1`: the reader goes away after one line, mid-retries.
@@ -3049,6 +3100,9 @@ fn a_closed_stdout_ends_every_command_quietly() {
             !err.contains("panicked") && !err.contains("Broken pipe"),
             "{args:?}: {err}"
         );
+        // The demo's inbox worker stops before its files go (their removal under a running
+        // worker was reported as an ERROR, in about half the runs of a tryout).
+        assert!(!err.contains("ERROR"), "{args:?}: {err}");
     }
 
     // serve: a reader that exits stops the receiver (exit 1), no panic, no silent 2xx after.

@@ -56,7 +56,8 @@ impl Lab {
     /// Opens the inbox, starts its worker and returns the two inbox routes.
     pub(super) fn start() -> CliResult<(Lab, Router)> {
         let dir = std::env::temp_dir().join(format!("hookguard-demo-{}-{}", std::process::id(), rand_hex(4)));
-        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        // Not `create_dir_all`: a TMPDIR that does not exist is an error, not made and left.
+        std::fs::create_dir(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         let mut lab = Lab {
             dir,
             attempts: Arc::default(),
@@ -122,10 +123,11 @@ impl Lab {
         Ok((lab, router))
     }
 
-    /// Stops the worker (the slow handler has finished by then).
-    pub(super) async fn stop(mut self) {
+    /// Stops the worker, waiting at most `within` for it (at the end the slow handler has
+    /// finished; an interrupted demo does not wait for it).
+    pub(super) async fn stop(mut self, within: Duration) {
         if let Some(w) = self.worker.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+            let _ = tokio::time::timeout(within, w.shutdown()).await;
         }
     }
 
