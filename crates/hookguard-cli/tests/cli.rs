@@ -3016,7 +3016,13 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Output {
 fn an_interrupted_demo_leaves_nothing_behind() {
     use rustix::process::{kill_process, Pid, Signal};
     let tmp = scratch("demo-interrupted");
-    for (signal, at) in [(Signal::INT, "\nBuildWorkPro —"), (Signal::TERM, "\nInbox —")] {
+    for (signal, at) in [
+        (Signal::INT, "\nBuildWorkPro —"),
+        // The 6 s handler running (its step is reported once the delivery was answered).
+        (Signal::TERM, "inbox: a handler that takes 6 s"),
+        // The killed -9 act's receiver process starting (the act follows this step).
+        (Signal::INT, "inbox: a handler failing twice"),
+    ] {
         let mut child = Command::new(BIN)
             .arg("demo")
             .env("TMPDIR", &*tmp)
@@ -3041,6 +3047,8 @@ fn an_interrupted_demo_leaves_nothing_behind() {
         let o = wait_bounded(child, Duration::from_secs(30));
         assert_eq!(o.status.code(), Some(130), "{at:?}: {}", text(&o.stderr));
         assert!(text(&o.stderr).contains("interrupted"), "{}", text(&o.stderr));
+        // The worker stopped before its files went (no store error about them).
+        assert!(!text(&o.stderr).contains("removed or replaced"), "{}", text(&o.stderr));
         let left: Vec<_> = std::fs::read_dir(&*tmp).unwrap().map(|e| e.unwrap().path()).collect();
         assert!(left.is_empty(), "{at:?}: left {left:?}");
     }

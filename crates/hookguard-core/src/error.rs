@@ -314,9 +314,10 @@ pub enum ConfigError {
     TooManySecrets(usize),
     /// Another invalid setting.
     Invalid(&'static str),
-    /// A value to sign with cannot be sent in the header named (a header carries visible
-    /// ASCII only): an id or event type given, or taken from the body, that holds other
-    /// characters.
+    /// A value to sign with cannot be sent in the header named as it is (a header carries
+    /// visible ASCII only, an empty one reads as none, and the spaces around a value are
+    /// dropped): an id or event type given, or taken from the body, that is empty, has spaces
+    /// around it or holds other characters.
     HeaderValue(&'static str),
 }
 
@@ -329,7 +330,8 @@ impl fmt::Display for ConfigError {
             Self::Invalid(why) => write!(f, "invalid configuration: {why}"),
             Self::HeaderValue(name) => write!(
                 f,
-                "the value for header `{name}` is not visible ASCII (the only text a header carries)"
+                "the value for header `{name}` cannot be sent as it is: empty, spaces around it, or not \
+                 visible ASCII (the only text a header carries)"
             ),
         }
     }

@@ -5,11 +5,14 @@ use http::{HeaderName, HeaderValue};
 
 use crate::{ConfigError, Key, Rejection};
 
-/// Builds a header pair, refusing values that are not visible ASCII (and spaces): the
-/// verifier reads only those, so anything else would sign a request it then refuses.
+/// Builds a header pair, refusing values that are not visible ASCII (and spaces), are empty,
+/// or have spaces around them: the verifier reads only visible ASCII, an empty header as none
+/// at all, and a value without the spaces HTTP drops around it, so any of those would sign a
+/// request it then refuses (an empty `webhook-id` was `missing_header`).
 pub(crate) fn header(name: &'static str, value: impl AsRef<str>) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let value = value.as_ref();
-    if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+    let visible = value.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    if !visible || value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
         return Err(ConfigError::HeaderValue(name));
     }
     let v = HeaderValue::from_str(value).map_err(|_| ConfigError::Invalid("value is not valid header text"))?;
@@ -179,6 +182,23 @@ mod tests {
         assert!(header("webhook-id", "é").is_err());
         assert!(header("webhook-id", "a\tb").is_err());
         assert!(header("webhook-id", "msg_1 ok").is_ok());
+        // Empty (read as no header: `missing_header`) or with spaces around it (dropped in
+        // transit: the signed id is not the one read), named in the error.
+        for bad in ["", " ", " msg_1", "msg_1 "] {
+            assert_eq!(
+                header("webhook-id", bad).unwrap_err(),
+                ConfigError::HeaderValue("webhook-id"),
+                "{bad:?}"
+            );
+        }
+        // Through a scheme: the SDK's `SignParams::id("")` as the CLI's `--id ''`.
+        use crate::{schemes::StandardWebhooks, Scheme, SignParams};
+        let signed = StandardWebhooks::new().sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            b"{}",
+            &SignParams::new(1_700_000_000).id(""),
+        );
+        assert_eq!(signed.unwrap_err(), ConfigError::HeaderValue("webhook-id"));
     }
 
     #[test]

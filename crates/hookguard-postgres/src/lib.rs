@@ -13,8 +13,9 @@
 //!   on its connections, and [`open`](PgInboxBuilder::open) warns when a pool you pass has it
 //!   `off`). A copy returns no row; a second statement then puts the item it copies back to
 //!   pending if that item is dead ([`Accepted::Stored`] with its id), and otherwise writes
-//!   nothing: the copy is reported as [`Accepted::Duplicate`] with id 0 (reading the copy's
-//!   id would take one more statement). Dedupe semantics per sender are the SQLite inbox's:
+//!   nothing: a third checks that the copy is still there (it may have been purged meanwhile:
+//!   then the delivery is inserted again), and the copy is reported as
+//!   [`Accepted::Duplicate`] with id 0. Each statement commits on its own. Dedupe semantics per sender are the SQLite inbox's:
 //!   retained keys until purged; HCSS in-flight-only keys while pending (until the item's
 //!   first claim).
 //! * **Workers on every replica** claim due rows with `FOR UPDATE SKIP LOCKED` and a lease; a
@@ -2474,7 +2475,7 @@ where
 /// whatever the worker's `concurrency`: the rest stay for accepts, claims and completions, so
 /// slow handlers never make an accept wait out its acquire timeout (and answer `503`). An item
 /// claimed while every turn is taken is given back without counting an attempt and claimed
-/// again shortly.
+/// again after the worker's poll interval (1 s by default).
 ///
 /// ```no_run
 /// use hookguard_core::inbox::{ClaimedItem, Worker};

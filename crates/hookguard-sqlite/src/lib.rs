@@ -350,7 +350,9 @@ impl SqliteInboxBuilder {
         self.max_batch = n.max(1);
         self
     }
-    /// The most operations waiting for the writer; beyond it callers get `Full` (default 16,384).
+    /// The most operations waiting for the writer (default 16,384); beyond it callers get a
+    /// storage error (an accept: `503 store_unavailable`, retried by the sender), not `Full`,
+    /// which is the pending items' cap.
     ///
     /// ```
     /// use hookguard_core::inbox::{Accepted, InboxStore, NewItem};

@@ -44,7 +44,14 @@ pub(super) struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::common::write_stderr(format_args!(
+                    "hookguard demo: cannot remove {}: {e}\n",
+                    self.dir.display()
+                ));
+            }
+        }
     }
 }
 
@@ -107,6 +114,9 @@ impl Lab {
             Ok(())
         })
         .retry(RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(1), 5))
+        // An interrupted demo does not wait out the 6 s handler: stopped after half a second
+        // (its claim given back), the worker is gone before the files are removed.
+        .shutdown_grace(Duration::from_millis(500))
         .on_outcome(move |item, outcome| {
             if let Ok(mut log) = log.lock() {
                 log.push(Attempt {
@@ -123,11 +133,11 @@ impl Lab {
         Ok((lab, router))
     }
 
-    /// Stops the worker, waiting at most `within` for it (at the end the slow handler has
-    /// finished; an interrupted demo does not wait for it).
-    pub(super) async fn stop(mut self, within: Duration) {
+    /// Stops the worker: running handlers get half a second (the worker's shutdown grace),
+    /// then their claims are given back; bounded all the same.
+    pub(super) async fn stop(mut self) {
         if let Some(w) = self.worker.take() {
-            let _ = tokio::time::timeout(within, w.shutdown()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
         }
     }
 

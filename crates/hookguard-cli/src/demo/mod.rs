@@ -272,12 +272,9 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
         r = play(&lab, inbox_routes) => Some(r),
         () = signals.received() => None,
     };
-    // At the end the slow handler has finished; an interrupted demo does not wait for it.
-    lab.stop(Duration::from_secs(if ended.is_some() { 5 } else { 1 })).await;
+    lab.stop().await;
     ended.unwrap_or_else(|| {
-        crate::common::write_stderr(format_args!(
-            "hookguard demo: interrupted; its temporary files are removed\n"
-        ));
+        crate::common::write_stderr(format_args!("hookguard demo: interrupted\n"));
         Ok(ExitCode::from(130))
     })
 }

@@ -716,7 +716,7 @@ pub fn wrong_host(hosts: Option<&[String]>, headers: &HeaderMap) -> Option<Respo
     }
     let mut r = (
         StatusCode::MISDIRECTED_REQUEST,
-        "this page answers only to 127.0.0.1 and localhost\n",
+        "this page answers only to 127.0.0.1, localhost and [::1] (any port)\n",
     )
         .into_response();
     harden(&mut r);
@@ -738,7 +738,8 @@ async fn guard(State(ui): State<Arc<Inspector>>, req: Request, next: Next) -> Re
         if !(safe && ct_eq(given.as_bytes(), ui.token.as_bytes())) {
             return unauthorized();
         }
-        // Set the cookie, and take the token out of the address bar and the history.
+        // Set the cookie, and take the token out of the address bar and the tab's back history
+        // (the browser's list of visited pages keeps it, as it did the redirect's).
         let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.cookie, ui.session);
         // Back to the page asked for, only as a path of this site: `//host/?token=` would
         // otherwise redirect to another site.

@@ -738,8 +738,10 @@ impl InboxStats {
 /// Where deliveries wait: embedded SQLite (`hookguard-sqlite`), PostgreSQL for many replicas.
 ///
 /// Every method is one transaction, but for the bulk ones (`purge`, `replay_dead`), which may
-/// take several so that accepts go on between them. `accept` returns only once the item is
-/// durable (synced to disk), so the `200` it leads to is a promise.
+/// take several so that accepts go on between them, and a PostgreSQL `accept` that meets a
+/// stored copy (up to three statements, each committing on its own: see that crate). `accept`
+/// returns only once the item is durable (synced to disk), so the `200` it leads to is a
+/// promise.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -1007,8 +1009,9 @@ pub trait InboxStore: Send + Sync + 'static {
     fn replay(&self, id: i64, now_ms: i64) -> InboxFuture<'_, ()>;
 
     /// Every dead item back to pending; returns how many. A store with a cap on pending items
-    /// may stop at it (the SQLite inbox does: new deliveries would otherwise be refused until
-    /// the replayed ones were handled), leaving the rest dead for a later replay.
+    /// may stop before it (the SQLite and PostgreSQL inboxes stop once pending items fill half
+    /// the cap: new deliveries would otherwise be refused until the replayed ones were
+    /// handled), leaving the rest dead for a later replay.
     ///
     /// ```
     /// use std::time::Duration;

@@ -49,7 +49,9 @@ impl HandlerError {
 
     /// The handler could not run now and did nothing (an output not read fast enough, a
     /// downstream queue full, shutting down): the item is given back **without counting an
-    /// attempt** and tried again after `after`. Only for "not attempted": a handler that did
+    /// attempt** and tried again after `after` (at least the worker's
+    /// [`poll_interval`](WorkerBuilder::poll_interval), during which its slot stays taken).
+    /// Only for "not attempted": a handler that did
     /// part of its work returns [`new`](Self::new), so the retry limit still ends a loop.
     ///
     /// ```
