@@ -289,6 +289,25 @@ pub fn one_secret(secret: Option<&String>) -> CliResult<()> {
     }
 }
 
+/// [`auth`] for `sign` and `send`, which sign with one value: `--auth-header 'Name: value'`
+/// beside `--secret` (or `HOOKGUARD_SECRET`) gave two, and the secret was dropped unsaid (an
+/// operator's tryout). `--auth-header 'Name:'` takes its value from the secret.
+pub fn signing_auth(p: ProviderArg, secret: Option<&String>, header: Option<&HeaderArg>) -> CliResult<Auth> {
+    one_secret(secret)?;
+    let a = auth(
+        p,
+        secret.map(std::slice::from_ref).unwrap_or_default(),
+        header.map(std::slice::from_ref).unwrap_or_default(),
+    )?;
+    if a.secrets.len() > 1 {
+        return Err(usage(
+            "signing takes one value: --auth-header 'Name: value' and --secret (or HOOKGUARD_SECRET) \
+             each give one; give the header as 'Name:' to send the secret's value in it",
+        ));
+    }
+    Ok(a)
+}
+
 /// `--tolerance` for a sender whose signatures carry no timestamp (GitHub, Procore, HCSS, APS)
 /// would change nothing: refused, so nobody believes in a replay window that is not there (a
 /// tryout's finding: it was taken silently).

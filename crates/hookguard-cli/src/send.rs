@@ -295,16 +295,18 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
             "Slack's url_verification is the Request URL check, not an event: use --challenge",
         ));
     }
-    crate::common::one_secret(args.secret.as_ref())?;
-    let secrets: Vec<String> = args.secret.iter().cloned().collect();
-    let headers: Vec<HeaderArg> = args.auth_header.iter().cloned().collect();
     // HCSS sends no credential of its own: without --secret/--auth-header, whatever token the
     // registered callback URL carries is the authentication, and nothing is added.
-    let signer: Option<Auth> = if args.provider == ProviderArg::Hcss && secrets.is_empty() && headers.is_empty() {
-        None
-    } else {
-        Some(auth(args.provider, &secrets, &headers)?)
-    };
+    let signer: Option<Auth> =
+        if args.provider == ProviderArg::Hcss && args.secret.is_none() && args.auth_header.is_none() {
+            None
+        } else {
+            Some(crate::common::signing_auth(
+                args.provider,
+                args.secret.as_ref(),
+                args.auth_header.as_ref(),
+            )?)
+        };
     let start = now_unix();
     let body = match &args.file {
         Some(p) => read_body(Some(p))?,
@@ -330,7 +332,7 @@ pub async fn run(args: SendArgs) -> CliResult<ExitCode> {
     }
 
     let mut display = display_url(&url);
-    if args.provider == ProviderArg::Hcss && headers.is_empty() && !secrets.is_empty() {
+    if args.provider == ProviderArg::Hcss && args.auth_header.is_none() && args.secret.is_some() {
         display.push(if url.query().is_some() { '&' } else { '?' });
         display.push_str("token=***");
     }

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::common::{
-    auth, display_name, encode_query_value, now_unix, parse_header_arg, read_body, usage, CliResult, HeaderArg,
-    ProviderArg,
+    display_name, encode_query_value, now_unix, parse_header_arg, read_body, usage, CliResult, HeaderArg, ProviderArg,
 };
 use crate::vendor::sign_params;
 
@@ -63,10 +62,7 @@ pub struct SignArgs {
 
 /// Runs `hookguard sign`.
 pub fn run(args: SignArgs) -> CliResult<ExitCode> {
-    crate::common::one_secret(args.secret.as_ref())?;
-    let secrets: Vec<String> = args.secret.into_iter().collect();
-    let headers: Vec<HeaderArg> = args.auth_header.into_iter().collect();
-    let a = auth(args.provider, &secrets, &headers)?;
+    let a = crate::common::signing_auth(args.provider, args.secret.as_ref(), args.auth_header.as_ref())?;
     let body = read_body(args.file.as_deref())?;
     // GitHub names the event in a header, not the body: without --event-type only a ping
     // (its body has `zen`) may be labelled `ping`, as `send` requires for a file of one's own.

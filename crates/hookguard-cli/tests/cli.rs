@@ -1175,6 +1175,42 @@ fn sign_prints_the_hcss_query_pair_and_procore_header() {
         Some(b"{}"),
     );
     assert_eq!(text(&o.stdout), "X-Hook-Token: v1\nContent-Type: application/json\n");
+    // A header with a value beside --secret is two values for one signature: refused (the
+    // secret was dropped unsaid); 'Name:' sends the secret's value in that header.
+    let o = hookguard(
+        &[
+            "sign",
+            "--provider",
+            "procore",
+            "--secret",
+            "Bearer b",
+            "--auth-header",
+            "X-Hook-Token: v1",
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("signing takes one value"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hookguard(
+        &[
+            "sign",
+            "--provider",
+            "procore",
+            "--secret",
+            "Bearer b",
+            "--auth-header",
+            "X-Hook-Token:",
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(
+        text(&o.stdout),
+        "X-Hook-Token: Bearer b\nContent-Type: application/json\n"
+    );
     // BuildWorkPro's POSTs carry a delivery id besides the event's.
     let o = hookguard(
         &["sign", "--provider", "buildworkpro", "--secret", "whsec_d"],
