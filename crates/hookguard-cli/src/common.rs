@@ -308,6 +308,10 @@ pub fn signing_auth(p: ProviderArg, secret: Option<&String>, header: Option<&Hea
     Ok(a)
 }
 
+/// The widest `--tolerance` (`serve` and `verify` alike): one day. A wider replay window is
+/// replay protection in name only.
+pub const MAX_TOLERANCE_SECS: u64 = 86_400;
+
 /// `--tolerance` for a sender whose signatures carry no timestamp (GitHub, Procore, HCSS, APS)
 /// would change nothing: refused, so nobody believes in a replay window that is not there (a
 /// tryout's finding: it was taken silently).

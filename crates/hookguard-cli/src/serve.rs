@@ -180,7 +180,7 @@ pub struct ServeArgs {
     path: String,
     /// The replay window in seconds for timestamped schemes (default 300; 1 to 86400: a wider
     /// window is replay protection in name only).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=crate::common::MAX_TOLERANCE_SECS))]
     tolerance: Option<u64>,
     /// The body limit in bytes (503 body_too_large above it, retried: raise it if a sender needs more).
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]

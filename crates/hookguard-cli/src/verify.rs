@@ -78,7 +78,7 @@ pub struct VerifyArgs {
     now: Option<u64>,
     /// The replay window in seconds (default 300 for timestamped schemes; 1 to 86400, as
     /// `serve`'s: the checks are the receiver's).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=crate::common::MAX_TOLERANCE_SECS))]
     tolerance: Option<u64>,
     /// The body limit in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]

@@ -1177,36 +1177,28 @@ fn sign_prints_the_hcss_query_pair_and_procore_header() {
     assert_eq!(text(&o.stdout), "X-Hook-Token: v1\nContent-Type: application/json\n");
     // A header with a value beside --secret is two values for one signature: refused (the
     // secret was dropped unsaid); 'Name:' sends the secret's value in that header.
-    let o = hookguard(
-        &[
-            "sign",
-            "--provider",
-            "procore",
-            "--secret",
-            "Bearer b",
-            "--auth-header",
-            "X-Hook-Token: v1",
-        ],
-        Some(b"{}"),
-    );
+    let with_secret = |header: &str| {
+        hookguard(
+            &[
+                "sign",
+                "--provider",
+                "procore",
+                "--secret",
+                "Bearer b",
+                "--auth-header",
+                header,
+            ],
+            Some(b"{}"),
+        )
+    };
+    let o = with_secret("X-Hook-Token: v1");
     assert_eq!(code(&o), 2, "{}", text(&o.stdout));
     assert!(
         text(&o.stderr).contains("signing takes one value"),
         "{}",
         text(&o.stderr)
     );
-    let o = hookguard(
-        &[
-            "sign",
-            "--provider",
-            "procore",
-            "--secret",
-            "Bearer b",
-            "--auth-header",
-            "X-Hook-Token:",
-        ],
-        Some(b"{}"),
-    );
+    let o = with_secret("X-Hook-Token:");
     assert_eq!(
         text(&o.stdout),
         "X-Hook-Token: Bearer b\nContent-Type: application/json\n"
