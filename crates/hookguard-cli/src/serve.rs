@@ -949,10 +949,11 @@ impl StopSignals {
         StopSignals {}
     }
 
-    /// Until one of the signals arrives (or arrived since [`StopSignals::listen`]).
-    pub(crate) async fn received(self) {
+    /// Until one of the signals arrives (or arrived since [`StopSignals::listen`]); its number
+    /// (15, 2 or 1), for a shell's exit status of 128 + N.
+    pub(crate) async fn received(self) -> u8 {
         #[cfg(unix)]
-        {
+        let number = {
             async fn one(signal: Option<tokio::signal::unix::Signal>) {
                 match signal {
                     Some(mut s) => {
@@ -963,16 +964,18 @@ impl StopSignals {
             }
             let [term, int, hup] = self.streams;
             tokio::select! {
-                () = one(term) => {}
-                () = one(int) => {}
-                () = one(hup) => {}
+                () = one(term) => 15,
+                () = one(int) => 2,
+                () = one(hup) => 1,
             }
-        }
+        };
         #[cfg(not(unix))]
-        {
+        let number = {
             let _ = tokio::signal::ctrl_c().await;
-        }
+            2
+        };
         tracing::info!("signal received: shutting down gracefully");
+        number
     }
 }
 
@@ -1451,7 +1454,7 @@ async fn stop_signal(
     seen: Arc<Mutex<Option<std::io::Error>>>,
 ) {
     tokio::select! {
-        () = signals.received() => {}
+        _ = signals.received() => {}
         Ok(e) = closed_rx => {
             tracing::error!(error = %e, "stdout is closed (its reader exited): no delivery can be printed; shutting down");
             if let Ok(mut s) = seen.lock() {

@@ -269,13 +269,15 @@ pub async fn run(_args: DemoArgs) -> CliResult<ExitCode> {
     let (lab, inbox_routes) = inbox::Lab::start()?;
     let signals = crate::serve::StopSignals::listen();
     let ended = tokio::select! {
-        r = play(&lab, inbox_routes) => Some(r),
-        () = signals.received() => None,
+        r = play(&lab, inbox_routes) => Ok(r),
+        n = signals.received() => Err(n),
     };
     lab.stop().await;
-    ended.unwrap_or_else(|| {
+    // A shell's status for a process ended by signal N: 128 + N (130 for Ctrl-C, 143 for
+    // SIGTERM), so a supervisor tells an interrupted demo from a failed one.
+    ended.unwrap_or_else(|n| {
         crate::common::write_stderr(format_args!("hookguard demo: interrupted\n"));
-        Ok(ExitCode::from(130))
+        Ok(ExitCode::from(128 + n))
     })
 }
 
