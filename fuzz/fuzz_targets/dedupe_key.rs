@@ -28,9 +28,9 @@ fuzz_main!(|data: &[u8]| {
     let head = RequestHead::new(&http::Method::POST, &uri, &h);
     let Ok(verdict) = v.verify(&head, Bytes::copy_from_slice(body)) else { return };
     let Some(delivery) = verdict.delivery() else { return };
-    // A single pointer (no comma in the list) that resolves to a plain string.
+    // A single pointer (no comma, no alternative in the list) that resolves to a plain string.
     let single = spec.trim();
-    if single.starts_with('/') && !single.contains(',') {
+    if single.starts_with('/') && !single.contains([',', '|']) {
         let plain = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|doc| doc.pointer(single).and_then(|v| v.as_str().map(str::to_owned)))

@@ -288,10 +288,12 @@ pub struct ServeArgs {
     retry_signature_mismatch: bool,
     /// Recognise copies of an event by these signed fields instead of the sender's own id:
     /// comma-separated JSON pointers into the body and `header:NAME` for headers the sender
-    /// signs (standard: webhook-id, webhook-timestamp; an unsigned header is refused).
+    /// signs (standard: webhook-id, webhook-timestamp; an unsigned header is refused);
+    /// alternatives of one field separated by `|`, the first present counting.
     ///
-    /// Procore sends one change as several events with distinct ids now and then:
-    /// `--dedupe-key /resource_name,/resource_id,/event_type,/timestamp` handles it once. Copies
+    /// Procore sends one change as several events with distinct ids now and then: `--dedupe-key
+    /// '/resource_name|/resource_type,/resource_id,/event_type|/reason,/timestamp'` handles it
+    /// once, for v2/v3 hooks and for v4 hooks (which name two of those fields otherwise). Copies
     /// are remembered for the retention, so the fields must identify one event (include a time
     /// or an id). A delivery lacking a field keeps the sender's own key (never rejected). The
     /// key in the JSON line is `PROVIDER:fields:[values…]`.

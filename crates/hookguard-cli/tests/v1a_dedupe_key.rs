@@ -139,6 +139,39 @@ fn verify_runs_the_receivers_prechecks_and_computes_dedupe_keys() {
         json(&o)["dedupe_key"],
         r#"procore:fields:["RFIs",245510722,"update","2020-07-20T15:22:01.353581Z"]"#
     );
+    // One key with alternatives for v2 and v4 hooks (v4 renames `resource_name` and
+    // `event_type`); the v2 recipe alone keys a v4 body on its own id.
+    let v4 = br#"{"id":"01EDPD2J6SBY1163N77H95GW09","reason":"update","resource_type":"RFIs","resource_id":"245510722","timestamp":"2020-07-20T15:22:01.353581Z"}"#;
+    for (key, body, want) in [
+        (
+            "/resource_name|/resource_type,/resource_id,/event_type|/reason,/timestamp",
+            &v4[..],
+            r#"procore:fields:["RFIs","245510722","update","2020-07-20T15:22:01.353581Z"]"#,
+        ),
+        (
+            "/resource_name|/resource_type,/resource_id,/event_type|/reason,/timestamp",
+            &body[..],
+            r#"procore:fields:["RFIs",245510722,"update","2020-07-20T15:22:01.353581Z"]"#,
+        ),
+        (
+            "/resource_name,/resource_id,/event_type,/timestamp",
+            &v4[..],
+            "procore:01EDPD2J6SBY1163N77H95GW09",
+        ),
+    ] {
+        let args = [
+            "verify",
+            "--provider",
+            "procore",
+            "--secret",
+            "Bearer t",
+            "-H",
+            "Authorization: Bearer t",
+        ];
+        let o = hookguard(&[&args[..], &["--dedupe-key", key]].concat(), body);
+        assert_eq!(o.status.code(), Some(0), "{key}: {}", text(&o.stderr));
+        assert_eq!(json(&o)["dedupe_key"], want, "{key}");
+    }
     let keyed = |key: &str| {
         let o = hookguard(
             &[
@@ -155,7 +188,12 @@ fn verify_runs_the_receivers_prechecks_and_computes_dedupe_keys() {
         assert_eq!(o.status.code(), Some(2), "{key}: {}", text(&o.stderr));
         text(&o.stderr)
     };
-    for bad in ["resource_id", "header:authorization"] {
+    for bad in [
+        "resource_id",
+        "header:authorization",
+        "/id|",
+        "/id|header:authorization",
+    ] {
         keyed(bad);
     }
     // An unsigned header: said once, with advice the CLI's user can follow.

@@ -4,7 +4,9 @@
 //! Some senders deliver one change as several events with distinct ids (Procore says two
 //! events for one change can reach the endpoint, delayed in its pipeline). A dedupe key built
 //! from the fields that identify the change — `/resource_name`, `/resource_id`, `/event_type`,
-//! `/timestamp` — recognises those copies too.
+//! `/timestamp` — recognises those copies too. A field may name alternatives, the first present
+//! counting (`/event_type|/reason`: Procore's v4 hooks rename `event_type` to `reason` and
+//! `resource_name` to `resource_type`).
 //!
 //! Only signed material may make a key: JSON pointers into the body (covered by the signature,
 //! or by the shared credential for senders that sign nothing) and the headers a scheme's
@@ -49,8 +51,12 @@ const MAX_KEY_LEN: usize = 256;
 /// ([`DedupeScope::Retained`](crate::DedupeScope::Retained)): choose fields that identify one
 /// event (include an id or a time), or two genuine events would be handled once.
 ///
-/// **A delivery without one of the fields** (a pointer that resolves to nothing, a body that is
-/// not JSON, an absent header) is never rejected: it keeps the sender's own default key and
+/// A field may list alternatives ([`or_pointer`](Self::or_pointer), `|` in the text): the first
+/// present counts, so one key serves bodies that name a field differently (Procore's v2/v3
+/// and v4 hooks).
+///
+/// **A delivery without one of the fields** (a pointer that resolves to nothing — nor any of
+/// its alternatives —, a body that is not JSON, an absent header) is never rejected: it keeps the sender's own default key and
 /// scope (its event id; for senders that send none, the body digest), as if no dedupe key
 /// were configured, and a warning is logged. Retries of that delivery still coalesce; only
 /// the event-level copies go unrecognised — there is nothing to recognise them by.
@@ -70,7 +76,8 @@ const MAX_KEY_LEN: usize = 256;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DedupeKey {
-    fields: Vec<Field>,
+    /// Each field of the key: its alternatives, in order (never empty).
+    fields: Vec<Vec<Field>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +109,53 @@ impl DedupeKey {
     /// assert_eq!(k.to_string(), "/resource_name,/resource_id");
     /// ```
     pub fn pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.fields.push(Field::Pointer(pointer.into()));
+        self.fields.push(vec![Field::Pointer(pointer.into())]);
+        self
+    }
+
+    /// Adds an alternative to the last field: where the fields before it resolve to nothing,
+    /// this pointer counts (on an empty key, the same as [`pointer`](Self::pointer)). The key
+    /// holds the value found, wherever it was found.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, testing, DedupeKey, Verifier, RequestHead, Scheme, SignParams};
+    /// // Procore's v4 hooks name `resource_name` and `event_type` `resource_type` and `reason`.
+    /// let key = DedupeKey::new()
+    ///     .pointer("/resource_name").or_pointer("/resource_type")
+    ///     .pointer("/resource_id")
+    ///     .pointer("/event_type").or_pointer("/reason")
+    ///     .pointer("/timestamp");
+    /// assert_eq!(key.to_string(), "/resource_name|/resource_type,/resource_id,/event_type|/reason,/timestamp");
+    /// let v = Verifier::builder(Procore::new()).secret("Bearer t").dedupe_key(key).build().unwrap();
+    /// let body = br#"{"id":"01EDPD2J6SBY1163N77H95GW09","reason":"update","resource_type":"RFIs","resource_id":"245510722","timestamp":"2020-07-20T15:22:01Z"}"#;
+    /// let signed = Procore::new().sign("Bearer t", body, &SignParams::new(0)).unwrap();
+    /// let (headers, uri) = testing::request_parts(signed, "/webhooks");
+    /// let verdict = v.verify(&RequestHead::new(&http::Method::POST, &uri, &headers), bytes::Bytes::from_static(body)).unwrap();
+    /// assert_eq!(
+    ///     verdict.delivery().unwrap().dedupe_key(),
+    ///     Some(r#"procore:fields:["RFIs","245510722","update","2020-07-20T15:22:01Z"]"#)
+    /// );
+    /// ```
+    pub fn or_pointer(self, pointer: impl Into<String>) -> Self {
+        self.or(Field::Pointer(pointer.into()))
+    }
+
+    /// Adds a header as an alternative to the last field (see [`or_pointer`](Self::or_pointer);
+    /// the same rules as [`header`](Self::header)).
+    ///
+    /// ```
+    /// let k = hookguard_core::DedupeKey::new().pointer("/id").or_header("webhook-id");
+    /// assert_eq!(k.to_string(), "/id|header:webhook-id");
+    /// ```
+    pub fn or_header(self, name: impl AsRef<str>) -> Self {
+        self.or(Field::Header(name.as_ref().trim().to_ascii_lowercase()))
+    }
+
+    fn or(mut self, field: Field) -> Self {
+        match self.fields.last_mut() {
+            Some(last) => last.push(field),
+            None => self.fields.push(vec![field]),
+        }
         self
     }
 
@@ -116,7 +169,7 @@ impl DedupeKey {
     /// ```
     pub fn header(mut self, name: impl AsRef<str>) -> Self {
         self.fields
-            .push(Field::Header(name.as_ref().trim().to_ascii_lowercase()));
+            .push(vec![Field::Header(name.as_ref().trim().to_ascii_lowercase())]);
         self
     }
 
@@ -140,55 +193,70 @@ impl DedupeKey {
                 "a dedupe key needs at least one JSON pointer or header",
             ));
         }
-        if self.fields.len() > MAX_DEDUPE_KEY_FIELDS {
-            return Err(ConfigError::Invalid("a dedupe key combines at most 16 fields"));
+        if self.fields.iter().map(Vec::len).sum::<usize>() > MAX_DEDUPE_KEY_FIELDS {
+            return Err(ConfigError::Invalid(
+                "a dedupe key combines at most 16 fields, alternatives included",
+            ));
         }
         let mut fields = Vec::with_capacity(self.fields.len());
-        for f in &self.fields {
-            fields.push(match f {
-                Field::Pointer(p) => CompiledField::Pointer(parse_pointer(p)?),
-                Field::Header(h) => {
-                    let name = HeaderName::from_bytes(h.as_bytes())
-                        .map_err(|_| ConfigError::Invalid("a dedupe key header name is not a valid header name"))?;
-                    // The key is stored, listed, logged and handed to `--exec`: never a credential
-                    // (the sender's own header, `Authorization`, `Cookie`, `X-Api-Key`, a copy of
-                    // the URL with its token…: every header the inbox never stores).
-                    if crate::inbox::may_hold_a_credential(&name, scheme.credential_header()) {
-                        return Err(ConfigError::Invalid(
-                            "a dedupe key cannot use a header that carries or may carry a credential (it would be \
-                             stored and shown with every delivery)",
-                        ));
-                    }
-                    let signed = scheme.signed_headers().contains(&name);
-                    if !signed && !allowed_unsigned.iter().any(|a| a == h) {
-                        return Err(ConfigError::Invalid(
-                            "a dedupe key header is not covered by the sender's signature: a replayed delivery \
-                             with a forged value could make a genuine event look like a duplicate (allow it \
-                             explicitly with .allow_unsigned_key_header(name) if you must)",
-                        ));
-                    }
-                    CompiledField::Header(name)
-                }
-            });
+        for alternatives in &self.fields {
+            let mut compiled = Vec::with_capacity(alternatives.len());
+            for f in alternatives {
+                compiled.push(Self::compile_one(f, scheme, allowed_unsigned)?);
+            }
+            fields.push(compiled);
         }
         Ok(Compiled {
             fields,
             text: self.to_string(),
         })
     }
+
+    fn compile_one(f: &Field, scheme: &dyn Scheme, allowed_unsigned: &[String]) -> Result<CompiledField, ConfigError> {
+        Ok(match f {
+            Field::Pointer(p) => CompiledField::Pointer(parse_pointer(p)?),
+            Field::Header(h) => {
+                let name = HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| ConfigError::Invalid("a dedupe key header name is not a valid header name"))?;
+                // The key is stored, listed, logged and handed to `--exec`: never a credential
+                // (the sender's own header, `Authorization`, `Cookie`, `X-Api-Key`, a copy of
+                // the URL with its token…: every header the inbox never stores).
+                if crate::inbox::may_hold_a_credential(&name, scheme.credential_header()) {
+                    return Err(ConfigError::Invalid(
+                        "a dedupe key cannot use a header that carries or may carry a credential (it would be \
+                             stored and shown with every delivery)",
+                    ));
+                }
+                let signed = scheme.signed_headers().contains(&name);
+                if !signed && !allowed_unsigned.iter().any(|a| a == h) {
+                    return Err(ConfigError::Invalid(
+                        "a dedupe key header is not covered by the sender's signature: a replayed delivery \
+                             with a forged value could make a genuine event look like a duplicate (allow it \
+                             explicitly with .allow_unsigned_key_header(name) if you must)",
+                    ));
+                }
+                CompiledField::Header(name)
+            }
+        })
+    }
 }
 
 /// The syntax the CLI takes: comma-separated fields, each a JSON pointer (`/…`) or
-/// `header:NAME`.
+/// `header:NAME`, alternatives of one field separated by `|`.
 impl fmt::Display for DedupeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, field) in self.fields.iter().enumerate() {
+        for (i, alternatives) in self.fields.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            match field {
-                Field::Pointer(p) => f.write_str(p)?,
-                Field::Header(h) => write!(f, "header:{h}")?,
+            for (j, field) in alternatives.iter().enumerate() {
+                if j > 0 {
+                    f.write_str("|")?;
+                }
+                match field {
+                    Field::Pointer(p) => f.write_str(p)?,
+                    Field::Header(h) => write!(f, "header:{h}")?,
+                }
             }
         }
         Ok(())
@@ -217,28 +285,40 @@ impl fmt::Display for ParseDedupeKeyError {
 
 impl std::error::Error for ParseDedupeKeyError {}
 
-/// Parses `/resource_name,/resource_id,header:webhook-id` (spaces around fields are ignored;
-/// a pointer cannot contain a comma in this syntax — use [`DedupeKey::pointer`] for that).
+/// Parses `/resource_name|/resource_type,/resource_id,header:webhook-id` (spaces around fields
+/// are ignored; `|` separates a field's alternatives; a pointer cannot contain a comma or a `|`
+/// in this syntax — use [`DedupeKey::pointer`] for that).
 ///
 /// ```
 /// use hookguard_core::DedupeKey;
-/// let k: DedupeKey = "/resource_name, /resource_id,header:webhook-id".parse().unwrap();
-/// assert_eq!(k, DedupeKey::new().pointer("/resource_name").pointer("/resource_id").header("webhook-id"));
+/// let k: DedupeKey = "/resource_name | /resource_type, /resource_id,header:webhook-id".parse().unwrap();
+/// assert_eq!(
+///     k,
+///     DedupeKey::new().pointer("/resource_name").or_pointer("/resource_type").pointer("/resource_id").header("webhook-id")
+/// );
 /// assert!("resource_id".parse::<DedupeKey>().is_err());
+/// assert!("/id|".parse::<DedupeKey>().is_err());
 /// assert!("".parse::<DedupeKey>().is_err());
 /// ```
 impl FromStr for DedupeKey {
     type Err = ParseDedupeKeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut key = DedupeKey::new();
-        for item in s.split(',').map(str::trim) {
-            key = if item.starts_with('/') {
-                key.pointer(item)
-            } else if let Some(h) = item.strip_prefix("header:").filter(|h| !h.trim().is_empty()) {
-                key.header(h)
-            } else {
-                return Err(ParseDedupeKeyError(item.to_owned()));
-            };
+        for field in s.split(',') {
+            for (j, item) in field.split('|').map(str::trim).enumerate() {
+                let one = if item.starts_with('/') {
+                    Field::Pointer(item.to_owned())
+                } else if let Some(h) = item.strip_prefix("header:").filter(|h| !h.trim().is_empty()) {
+                    Field::Header(h.trim().to_ascii_lowercase())
+                } else {
+                    return Err(ParseDedupeKeyError(item.to_owned()));
+                };
+                if j == 0 {
+                    key.fields.push(vec![one]);
+                } else {
+                    key = key.or(one);
+                }
+            }
         }
         Ok(key)
     }
@@ -247,7 +327,8 @@ impl FromStr for DedupeKey {
 /// A dedupe key checked against its scheme, ready to compute keys.
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
-    fields: Vec<CompiledField>,
+    /// Each field's alternatives, in order.
+    fields: Vec<Vec<CompiledField>>,
     /// The configured fields, for logs.
     text: String,
 }
@@ -390,15 +471,20 @@ impl Compiled {
     /// The key of one delivery (without the provider prefix), or `None` when a field is
     /// missing (the caller keeps the sender's default key).
     pub(crate) fn compute(&self, scheme: &dyn crate::Scheme, head: &RequestHead<'_>, body: &[u8]) -> Option<String> {
-        let needs_body = self.fields.iter().any(|f| matches!(f, CompiledField::Pointer(_)));
+        let needs_body = self
+            .fields
+            .iter()
+            .flatten()
+            .any(|f| matches!(f, CompiledField::Pointer(_)));
+        // A body that is not JSON has no pointer's value (a header may still be an alternative).
         let root: Option<&RawValue> = if needs_body {
-            Some(serde_json::from_slice(crate::json_fast::without_bom(body)).ok()?)
+            serde_json::from_slice(crate::json_fast::without_bom(body)).ok()
         } else {
             None
         };
         // The top level is parsed once for all pointers; deeper levels only along each path.
         let top = match root {
-            Some(r) => Some(Level::of(r)?),
+            Some(r) => Level::of(r),
             None => None,
         };
         let mut budget = body
@@ -406,26 +492,21 @@ impl Compiled {
             .saturating_mul(PARSE_BUDGET_PER_BODY_BYTE)
             .saturating_add(PARSE_BUDGET_FLOOR);
         let mut out = String::from("[");
-        for (i, f) in self.fields.iter().enumerate() {
+        for (i, alternatives) in self.fields.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            match f {
-                CompiledField::Header(name) => {
-                    // Not lossy: two different byte strings must not share a key (a value that
-                    // is not visible ASCII has no key; the sender's default is kept).
-                    let v = scheme.key_header(head, name)?.to_str().ok()?;
-                    out.push_str(&serde_json::to_string(v).ok()?);
+            // The first alternative present counts; one that fails half-way leaves nothing.
+            let mark = out.len();
+            let found = alternatives.iter().any(|f| {
+                let written = value(f, scheme, head, top.as_ref(), &mut out, &mut budget).is_some();
+                if !written {
+                    out.truncate(mark);
                 }
-                CompiledField::Pointer(tokens) => {
-                    let (first, rest) = tokens.split_first()?;
-                    let mut cur = top.as_ref()?.child(first)?;
-                    for t in rest {
-                        spend(&mut budget, cur.get())?;
-                        cur = Level::of(cur)?.child(t)?;
-                    }
-                    canonical(cur, &mut out, 0, &mut budget)?;
-                }
+                written
+            });
+            if !found {
+                return None;
             }
         }
         out.push(']');
@@ -436,6 +517,35 @@ impl Compiled {
         }
         Some(format!("fields:{out}"))
     }
+}
+
+/// Writes one field's value to `out`; `None` when the delivery lacks it.
+fn value(
+    f: &CompiledField,
+    scheme: &dyn crate::Scheme,
+    head: &RequestHead<'_>,
+    top: Option<&Level<'_>>,
+    out: &mut String,
+    budget: &mut usize,
+) -> Option<()> {
+    match f {
+        CompiledField::Header(name) => {
+            // Not lossy: two different byte strings must not share a key (a value that is not
+            // visible ASCII has no key; the sender's default is kept).
+            let v = scheme.key_header(head, name)?.to_str().ok()?;
+            out.push_str(&serde_json::to_string(v).ok()?);
+        }
+        CompiledField::Pointer(tokens) => {
+            let (first, rest) = tokens.split_first()?;
+            let mut cur = top?.child(first)?;
+            for t in rest {
+                spend(budget, cur.get())?;
+                cur = Level::of(cur)?.child(t)?;
+            }
+            canonical(cur, out, 0, budget)?;
+        }
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -519,6 +629,55 @@ mod tests {
         assert!(key("/x", long.as_bytes()).unwrap().starts_with("fields:sha256:"));
     }
 
+    /// A field's alternatives: the first present counts, whichever position it is in; a field
+    /// none of whose alternatives is present leaves no key; an alternative that fails half-way
+    /// (too deep) leaves nothing of itself in the key.
+    #[test]
+    fn the_first_alternative_present_counts() {
+        let spec = "/resource_name|/resource_type,/resource_id,/event_type|/reason";
+        let v2 = br#"{"resource_name":"RFIs","resource_id":245510722,"event_type":"update"}"#;
+        let v4 = br#"{"resource_type":"RFIs","resource_id":"245510722","reason":"update"}"#;
+        assert_eq!(key(spec, v2).unwrap(), r#"fields:["RFIs",245510722,"update"]"#);
+        assert_eq!(key(spec, v4).unwrap(), r#"fields:["RFIs","245510722","update"]"#);
+        // Both present: the first listed, not the last.
+        let both = br#"{"resource_name":"A","resource_type":"B","resource_id":1,"event_type":"x","reason":"y"}"#;
+        assert_eq!(key(spec, both).unwrap(), r#"fields:["A",1,"x"]"#);
+        // `null` is present.
+        assert_eq!(key("/a|/b", br#"{"a":null,"b":2}"#).unwrap(), "fields:[null]");
+        assert_eq!(key(spec, br#"{"resource_type":"RFIs","resource_id":1}"#), None);
+        let deep = format!(
+            r#"{{"a":{}1{},"b":"ok"}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(key("/a|/b", deep.as_bytes()).unwrap(), r#"fields:["ok"]"#);
+        // A header alternative serves a body that is not JSON.
+        let c = "/id|header:x-hop-id"
+            .parse::<DedupeKey>()
+            .unwrap()
+            .compile(&Procore::new(), &["x-hop-id".to_owned()])
+            .unwrap();
+        let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
+        let mut h = http::HeaderMap::new();
+        h.insert("x-hop-id", http::HeaderValue::from_static("hop-1"));
+        let head = RequestHead::new(&m, &u, &h);
+        let gh = crate::schemes::GitHub::new();
+        assert_eq!(c.compute(&gh, &head, b"not json").unwrap(), r#"fields:["hop-1"]"#);
+        assert_eq!(c.compute(&gh, &head, br#"{"id":7}"#).unwrap(), "fields:[7]");
+        // Alternatives count toward the bound on fields; every alternative is checked.
+        let many = (0..8).fold(DedupeKey::new(), |k, i| {
+            k.pointer(format!("/f{i}")).or_pointer(format!("/g{i}"))
+        });
+        assert!(many.compile(&Procore::new(), &[]).is_ok());
+        assert!(many.or_pointer("/h").compile(&Procore::new(), &[]).is_err());
+        let unsigned = DedupeKey::new().pointer("/id").or_header("buildworkpro-event-id");
+        assert!(unsigned.compile(&BuildWorkPro::new(), &[]).is_err());
+        assert!(DedupeKey::new().or_pointer("/a").compile(&Procore::new(), &[]).is_ok());
+        for bad in ["/a|", "|/a", "/a||/b", "/a|b", "/a|header:"] {
+            assert!(bad.parse::<DedupeKey>().is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn headers_must_be_signed_or_allowed() {
         let k = DedupeKey::new().header("webhook-id").pointer("/type");
@@ -572,7 +731,7 @@ mod tests {
         /// scheme never panics.
         #[test]
         fn parsing_round_trips_and_never_panics(
-            spec in "((/[a-z~0-9 ]{0,6}){1,3}|header:[ a-zA-Z-]{0,8}|[a-z: ]{0,5})(, ?((/[a-z~01]{0,4}){1,2}|header:[a-z-]{1,8}|[ -~]{0,3})){0,4}",
+            spec in "((/[a-z~0-9 ]{0,6}){1,3}|header:[ a-zA-Z-]{0,8}|[a-z: ]{0,5})([,|] ?((/[a-z~01]{0,4}){1,2}|header:[a-z-]{1,8}|[ -~]{0,3})){0,4}",
         ) {
             if let Ok(key) = spec.parse::<DedupeKey>() {
                 proptest::prop_assert_eq!(key.to_string().parse::<DedupeKey>(), Ok(key.clone()), "{}", spec);

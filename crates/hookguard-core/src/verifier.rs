@@ -938,7 +938,7 @@ macro_rules! verifier_setters {
         /// ```
         /// use hookguard_core::{schemes::{BuildWorkPro, Procore, StandardWebhooks}, dedupe::MemoryStore};
         /// use hookguard_core::{ConfigError, DedupeKey, Receiver, Verifier};
-        /// let fields: DedupeKey = "/resource_name,/resource_id,/event_type,/timestamp".parse().unwrap();
+        /// let fields: DedupeKey = "/resource_name|/resource_type,/resource_id,/event_type|/reason,/timestamp".parse().unwrap();
         /// assert!(Verifier::builder(BuildWorkPro::new()).secret("s").dedupe_key(fields.clone()).build().is_ok());
         /// let rx: Receiver = Receiver::builder(Procore::new())
         ///     .secret("Bearer t")
