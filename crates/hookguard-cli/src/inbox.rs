@@ -148,8 +148,8 @@ struct ReplayArgs {
     /// The item's id.
     #[arg(value_name = "ID")]
     id: Option<i64>,
-    /// Every dead item (until pending items fill half the pending cap: serve's, recorded in a
-    /// SQLite file; on PostgreSQL the default's; the rest stay dead).
+    /// Every dead item (until pending items fill half the pending cap: serve's, recorded in the
+    /// SQLite file or the PostgreSQL database; the rest stay dead).
     #[arg(long)]
     dead: bool,
     #[command(flatten)]
@@ -238,8 +238,8 @@ impl InboxSpec {
     }
 
     /// Opens the inbox (creating a SQLite file or the PostgreSQL tables when `create`), with
-    /// `max_pending` as its cap; without one, a SQLite file keeps the cap last recorded in it
-    /// (`serve --max-pending`), so the `inbox` commands never change it.
+    /// `max_pending` as its cap; without one, the cap last recorded in the file or the database
+    /// (`serve --max-pending`), so the `inbox` commands never change it and keep to it.
     pub async fn open(&self, max_pending: Option<u64>, create: bool) -> CliResult<Arc<dyn InboxStore>> {
         self.check()?;
         let shown = self.shown();
@@ -257,9 +257,10 @@ impl InboxSpec {
             InboxSpec::Postgres(url) => {
                 let (url, schema) = split_schema(url);
                 let mut b = PgInbox::builder();
-                if let Some(n) = max_pending {
-                    b = b.max_pending(n);
-                }
+                b = match max_pending {
+                    Some(n) => b.max_pending(n),
+                    None => b.keep_recorded_cap(),
+                };
                 if let Some(schema) = schema {
                     b = b.schema(schema);
                 }

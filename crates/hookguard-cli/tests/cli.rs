@@ -3283,35 +3283,41 @@ fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
 
-/// `inbox migrate` keeps the pending cap `serve --max-pending` recorded in the file, and
-/// `inbox replay --dead` (given no cap) keeps to half of it, saying how many stay dead: it
-/// used to open the file with the default cap, so a replay could fill `serve`'s inbox and
-/// every new delivery was refused `inbox_full`.
+/// `inbox migrate` keeps the pending cap `serve --max-pending` recorded in the file or the
+/// database, and `inbox replay --dead` (given no cap) keeps to half of it, saying how many stay
+/// dead: it used to open the inbox with the default cap, so a replay could fill `serve`'s
+/// inbox and every new delivery was refused `inbox_full` (on PostgreSQL until this session).
 #[test]
 fn the_inbox_commands_keep_to_serves_pending_cap() {
     let dir = scratch("inbox-cap");
-    let db = dir.join("inbox.db");
-    {
-        let s = Server::start(&bwp_inbox_args(
-            "whsec_cap",
-            &db,
-            &["--max-pending", "4", "--exec", "exit 1", "--max-attempts", "1"],
-        ));
-        for i in 0..4 {
-            let (status, answer) = bwp_post(s.port, "whsec_cap", &format!("evt_cap_{i}"));
-            assert_eq!(status, 200, "{answer}");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while inbox_json(&["stats"], &db)[0]["dead"] != i + 1 {
-                assert!(Instant::now() < deadline, "evt_cap_{i} never went dead");
-                std::thread::sleep(Duration::from_millis(50));
+    let pg = pg_inbox("cap");
+    drop_pg_schema(&pg);
+    for db in [dir.join("inbox.db"), std::path::PathBuf::from(&pg)] {
+        {
+            let s = Server::start(&bwp_inbox_args(
+                "whsec_cap",
+                &db,
+                &["--max-pending", "4", "--exec", "exit 1", "--max-attempts", "1"],
+            ));
+            for i in 0..4 {
+                let (status, answer) = bwp_post(s.port, "whsec_cap", &format!("evt_cap_{i}"));
+                assert_eq!(status, 200, "{answer}");
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while inbox_json(&["stats"], &db)[0]["dead"] != i + 1 {
+                    assert!(Instant::now() < deadline, "evt_cap_{i} never went dead");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
+        inbox_json(&["migrate"], &db);
+        assert_eq!(
+            inbox_json(&["replay", "--dead"], &db),
+            [serde_json::json!({"replayed": 2, "still_dead": 2})],
+            "{}",
+            db.display()
+        );
     }
-    inbox_json(&["migrate"], &db);
-    assert_eq!(
-        inbox_json(&["replay", "--dead"], &db),
-        [serde_json::json!({"replayed": 2, "still_dead": 2})]
-    );
+    drop_pg_schema(&pg);
 }
 
 /// `inbox list`, `show` and `stats` read an inbox this user cannot write — a file alone in a

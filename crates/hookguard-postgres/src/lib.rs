@@ -203,6 +203,8 @@ pub struct PgInboxBuilder {
     operation_timeout: Duration,
     migration_timeout: Duration,
     unclaimed_warning: Duration,
+    /// Take the cap recorded in the database instead of `max_pending` (a tool's open).
+    recorded_cap: bool,
 }
 
 impl Default for PgInboxBuilder {
@@ -214,6 +216,7 @@ impl Default for PgInboxBuilder {
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
             unclaimed_warning: hookguard_core::inbox::DEFAULT_UNCLAIMED_WARNING,
+            recorded_cap: false,
         }
     }
 }
@@ -244,6 +247,11 @@ impl PgInboxBuilder {
     /// passed by what the other replicas accept within that second (with R replicas, up to
     /// R − 1 replicas' second of deliveries) and by the accepts in flight when it is reached.
     ///
+    /// Recorded in the database (the default too) by every open that is not
+    /// [`existing_only`](Self::existing_only) — the last replica started wins —, so a tool
+    /// opened with [`keep_recorded_cap`](Self::keep_recorded_cap) (the `hookguard inbox`
+    /// commands) keeps to it: a replay of every dead item then stops at half of it.
+    ///
     /// ```
     /// let b = hookguard_postgres::PgInbox::builder().max_pending(10_000);
     /// assert!(format!("{b:?}").contains("max_pending: 10000"));
@@ -252,6 +260,21 @@ impl PgInboxBuilder {
     /// ```
     pub fn max_pending(mut self, n: u64) -> Self {
         self.max_pending = n;
+        self.recorded_cap = false;
+        self
+    }
+
+    /// Takes the cap the serving replicas recorded (see [`max_pending`](Self::max_pending))
+    /// instead of one of its own: for a tool that looks into an inbox while replicas serve it.
+    /// The default cap where none is recorded (an inbox made by an earlier build, or a role
+    /// that may not read the record).
+    ///
+    /// ```
+    /// let tool = hookguard_postgres::PgInbox::builder().existing_only().keep_recorded_cap();
+    /// assert!(format!("{tool:?}").contains("recorded_cap: true"));
+    /// ```
+    pub fn keep_recorded_cap(mut self) -> Self {
+        self.recorded_cap = true;
         self
     }
 
@@ -368,6 +391,15 @@ impl PgInboxBuilder {
         if !self.existing_only {
             check_writable(&pool, &self.schema).await?;
         }
+        let max_pending = match self.recorded_cap {
+            true => recorded_cap(&pool, &self.schema).await.unwrap_or(DEFAULT_MAX_PENDING),
+            false => self.max_pending,
+        };
+        // (Recording the cap it read changes nothing but makes the table where it is missing:
+        // `hookguard inbox migrate` run by a role that may create it.)
+        if !self.existing_only {
+            record_cap(&pool, &self.schema, max_pending, self.migration_timeout).await;
+        }
         // A 200 means the delivery is on disk: with `synchronous_commit = off` a commit is
         // reported before its WAL is flushed, and a crash loses what was answered.
         let sync: Option<String> = sqlx::query_scalar("SHOW synchronous_commit")
@@ -389,7 +421,7 @@ impl PgInboxBuilder {
             pool,
             notify,
             pending,
-            max_pending: self.max_pending,
+            max_pending,
             unannounced: std::sync::atomic::AtomicBool::new(false),
             completions: std::sync::Mutex::default(),
             stats_turn: tokio::sync::Mutex::new(()),
@@ -404,6 +436,92 @@ impl PgInboxBuilder {
         inner.refresh_pending().await?;
         spawn_background(&inner);
         Ok(PgInbox { inner })
+    }
+}
+
+/// The name/value table beside the inbox (today only `max_pending`): made by the first open
+/// that records a cap, not by the migration, so an inbox of an earlier build still opens for a
+/// role that may not create tables (the record is then missing, and said).
+fn settings_table(schema: &str) -> String {
+    format!("\"{schema}\".hookguard_settings")
+}
+
+/// Records `cap` for tools that open the inbox without one ([`PgInboxBuilder::keep_recorded_cap`]),
+/// making the settings table where missing (under the migration's lock: replicas starting
+/// together would race on it). Never fails the open: a role that may not make or write the
+/// table is warned about, since only a tool's replay of dead items needs the record.
+async fn record_cap(pool: &PgPool, schema: &str, cap: u64, limit: Duration) {
+    let table = settings_table(schema);
+    let recorded = async {
+        let mut tx = pool.begin().await?;
+        let exists: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{table}') IS NOT NULL"))
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            let ms = limit.as_millis().clamp(1, i32::MAX as u128).to_string();
+            sqlx::query(
+                "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
+                        set_config('client_min_messages', 'warning', true)",
+            )
+            .bind(&ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (name text PRIMARY KEY, value bigint NOT NULL)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {table} (name, value) VALUES ('max_pending', $1)
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+        ))
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    };
+    if let Err(e) = recorded.await {
+        tracing::warn!(
+            schema,
+            error = %e,
+            "inbox: cannot record the pending cap in {table}; `hookguard inbox replay --dead` will keep \
+             to the default cap ({DEFAULT_MAX_PENDING}) instead of this one. Let this role create and \
+             write that table, or make it once: CREATE TABLE {table} (name text PRIMARY KEY, value \
+             bigint NOT NULL)"
+        );
+    }
+}
+
+/// The cap the serving replicas recorded ([`record_cap`]); `None` when there is none or it
+/// cannot be read (said at WARN).
+async fn recorded_cap(pool: &PgPool, schema: &str) -> Option<u64> {
+    let table = settings_table(schema);
+    let read = async {
+        let exists: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{table}') IS NOT NULL"))
+            .fetch_one(pool)
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        sqlx::query_scalar::<_, i64>(&format!("SELECT value FROM {table} WHERE name = 'max_pending'"))
+            .fetch_optional(pool)
+            .await
+    };
+    match read.await {
+        Ok(cap) => cap.map(i64::unsigned_abs),
+        Err(e) => {
+            tracing::warn!(
+                schema,
+                error = %e,
+                "inbox: cannot read the pending cap the serving replicas recorded; keeping to the \
+                 default ({DEFAULT_MAX_PENDING})"
+            );
+            None
+        }
     }
 }
 

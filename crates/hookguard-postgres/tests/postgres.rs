@@ -2159,3 +2159,63 @@ async fn replaying_dead_items_leaves_half_the_pending_cap_for_new_deliveries() {
     assert_eq!(inbox.replay_dead(now_ms()).await.unwrap(), 2);
     stored(&inbox, &bwp("evt_replay_half_new")).await;
 }
+
+/// A tool that opens the inbox without a cap of its own (`hookguard inbox replay --dead`)
+/// keeps to the one the serving replica recorded: it used to take the default (100,000), so
+/// its replay filled the serving replica's cap and every new delivery was refused `503`
+/// (SQLite records its cap in the file). An inbox of an earlier build (no record) gets its
+/// record from the next serving open; a tool's open records nothing of its own.
+#[tokio::test]
+async fn a_tool_without_a_cap_keeps_to_the_one_the_serving_replica_recorded() {
+    let s = schema("recorded_cap");
+    let serving = capped_inbox(&s, 4).await;
+    for i in 0..6 {
+        stored(&serving, &bwp(&format!("evt_recorded_cap_{i}"))).await;
+        let c = claimed(&serving, now_ms(), 10).await;
+        assert!(serving.fail(c[0].claim(), "refused", None, now_ms()).await.unwrap());
+    }
+    let tool = || async {
+        PgInbox::builder()
+            .schema(&*s)
+            .existing_only()
+            .keep_recorded_cap()
+            .open(pool_at(&url()).await)
+            .await
+            .unwrap()
+    };
+    assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 2);
+    // An explicit cap on a tool's open (existing only) records nothing.
+    drop(
+        PgInbox::builder()
+            .schema(&*s)
+            .existing_only()
+            .max_pending(1_000)
+            .open(pool_at(&url()).await)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        tool().await.replay_dead(now_ms()).await.unwrap(),
+        0,
+        "the cap is still 4"
+    );
+    // An earlier build's inbox (no record): the next serving open records its cap (6: room
+    // for 1 beside the 2 pending), and without it a tool keeps to the default (all 3 left).
+    let psql = |sql: String| {
+        let o = Command::new("psql").arg(url()).args(["-qAtc", &sql]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    psql(format!("DROP TABLE \"{}\".hookguard_settings", &*s));
+    drop(capped_inbox(&s, 6).await);
+    assert_eq!(
+        psql(format!(
+            "SELECT value FROM \"{}\".hookguard_settings WHERE name = 'max_pending'",
+            &*s
+        )),
+        "6"
+    );
+    assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 1);
+    psql(format!("DROP TABLE \"{}\".hookguard_settings", &*s));
+    assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 3, "the default cap");
+}

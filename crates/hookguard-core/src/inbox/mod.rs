@@ -75,7 +75,9 @@ mod worker;
 /// of different senders may share a store: each claims only its own senders' items, so one
 /// woken at random could be the wrong one), and leaves a wake-up for one that is not waiting
 /// yet (busy claiming: what was just stored may not have been in its claim). For stores whose
-/// `notified` waits on this `Notify`, after an accept or a give-back.
+/// `notified` waits on this `Notify`, after an accept or a replay made items due. (The SQLite
+/// and PostgreSQL inboxes do not wake for a give-back: the worker that gives items back is
+/// stopping or deferring them, and another finds them at its next poll.)
 ///
 /// ```
 /// let notify = tokio::sync::Notify::new();
