@@ -4523,6 +4523,29 @@ fn an_inbox_urls_password_is_never_shown_nor_made_a_file() {
     let o = hookguard(&["inbox", "stats", "--inbox", "postgres://app:my", "s3cr3t@h/db"], None);
     assert_eq!(code(&o), 2, "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("s3cr3t"), "{}", text(&o.stderr));
+    // A password given as a parameter the driver does not read (`passwd=`): the driver logged it
+    // with its value, once per parse (an operator's tryout). Its name is said, never its value.
+    let misnamed = format!(
+        "postgres://app@127.0.0.1:{}/db?passwd=s3cr3t-param&sslmode=disable&hookguard_schema=h",
+        closed_port()
+    );
+    for cmd in [
+        &["inbox", "stats"][..],
+        &[
+            "serve",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let o = hookguard(&[cmd, &["--inbox", &misnamed]].concat(), None);
+        assert_eq!(code(&o), 1, "{cmd:?}: {}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("s3cr3t"), "{cmd:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("passwd"), "{cmd:?}: {}", text(&o.stderr));
+    }
 }
 
 #[test]

@@ -176,7 +176,100 @@ pub fn check_schema(name: &str) -> Result<(), &'static str> {
 /// # Errors
 /// The URL cannot be read.
 pub fn check_url(url: &str) -> Result<(), &'static str> {
-    url.parse::<PgConnectOptions>().map(drop).map_err(|_| NOT_A_URL)
+    parse_url(url).map(drop)
+}
+
+/// The query parameters sqlx reads from a connection URL (`sqlx-postgres`'s `options/parse.rs`).
+const KNOWN_URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// `url` without the query parameters sqlx does not read, and those parameters' names. sqlx
+/// ignores them too, but logs each one with its value — a mistyped password parameter
+/// (`passwd=…`) reached the log (an operator's tryout); here only the name is said.
+fn unknown_parameters_removed(url: &str) -> (std::borrow::Cow<'_, str>, Vec<String>) {
+    let Some((base, rest)) = url.split_once('?') else {
+        return (url.into(), Vec::new());
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let mut dropped = Vec::new();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = percent_decoded(pair.split_once('=').map_or(*pair, |(k, _)| k));
+            let known = pair.is_empty() || KNOWN_URL_PARAMETERS.contains(&key.as_str());
+            if !known {
+                dropped.push(key);
+            }
+            known
+        })
+        .collect();
+    if dropped.is_empty() {
+        return (url.into(), dropped);
+    }
+    let mut out = base.to_owned();
+    if kept.iter().any(|p| !p.is_empty()) {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    (out.into(), dropped)
+}
+
+/// A query key as the URL parser reads it (`%XX` and `+`); anything else kept as it is.
+fn percent_decoded(key: &str) -> String {
+    let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+    let b = key.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], hex(b.get(i + 1)), hex(b.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', ..) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a connection URL without letting sqlx log what it does not know (see
+/// [`unknown_parameters_removed`]); the names of the parameters dropped.
+fn parse_url(url: &str) -> Result<(PgConnectOptions, Vec<String>), &'static str> {
+    let (url, dropped) = unknown_parameters_removed(url);
+    let opts = url.parse::<PgConnectOptions>().map_err(|_| NOT_A_URL)?;
+    Ok((opts, dropped))
 }
 
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
@@ -1804,7 +1897,15 @@ impl PgInboxBuilder {
     /// # }
     /// ```
     pub async fn connect(self, url: &str) -> Result<PgInbox, InboxError> {
-        let opts: PgConnectOptions = url.parse().map_err(|_| InboxError::storage(NOT_A_URL))?;
+        let (opts, dropped) = parse_url(url).map_err(InboxError::storage)?;
+        if !dropped.is_empty() {
+            tracing::warn!(
+                parameters = %dropped.join(", "),
+                "ignoring connection parameters of the URL that the PostgreSQL driver does not read \
+                 (their values are not shown: one may be a mistyped password); it reads {}",
+                KNOWN_URL_PARAMETERS.join(", ")
+            );
+        }
         // `synchronous_commit = on` whatever the role's or database's default: an accept is
         // answered 200 only once its commit is on disk.
         let opts = opts.options([
@@ -2900,6 +3001,36 @@ mod tests {
         assert_eq!((pending, keyed), (2, 1), "both pending, one holding the key");
         drop(inbox);
         run(&pool, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+    }
+
+    /// The driver logs a parameter it does not read with its value: such parameters are taken
+    /// out first (names only, decoded as the URL parser decodes them); the rest of the URL is
+    /// left byte for byte.
+    #[test]
+    fn parameters_the_driver_does_not_read_are_taken_out_by_name() {
+        let strip = |u: &str| {
+            let (url, dropped) = unknown_parameters_removed(u);
+            (url.into_owned(), dropped)
+        };
+        let plain = "postgres://u:p%3Fw@h:5432/db?sslmode=disable&application_name=a%20b";
+        assert_eq!(strip(plain), (plain.to_owned(), vec![]));
+        assert_eq!(strip("postgres://u@h/db"), ("postgres://u@h/db".to_owned(), vec![]));
+        assert_eq!(
+            strip("postgres://u@h/db?passwd=hunter2&sslmode=disable&pass%77ord=x&connect_timeout=3"),
+            (
+                // `pass%77ord` is `password` to the driver: kept.
+                "postgres://u@h/db?sslmode=disable&pass%77ord=x".to_owned(),
+                vec!["passwd".to_owned(), "connect_timeout".to_owned()]
+            )
+        );
+        assert_eq!(
+            strip("postgres://u@h/db?passwd=hunter2#f"),
+            ("postgres://u@h/db#f".to_owned(), vec!["passwd".to_owned()])
+        );
+        assert_eq!(percent_decoded("ssl%6dode+x%2"), "sslmode x%2");
+        let (opts, dropped) = parse_url("postgres://u@h/db?passwd=hunter2&port=6000").unwrap();
+        assert_eq!((opts.get_port(), dropped), (6000, vec!["passwd".to_owned()]));
+        assert_eq!(check_url("postgres://u@h/db?passwd=hunter2"), Ok(()));
     }
 
     #[test]
