@@ -240,15 +240,17 @@ pub fn parse_header_arg(s: &str) -> Result<HeaderArg, String> {
     Ok(HeaderArg { name, value })
 }
 
-/// Parses seconds, fractions allowed (`4`, `0.5`).
+/// Parses seconds, fractions allowed (`4`, `0.5`): more than 0, at most 86400 (a day).
 pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("expected seconds, got {s:?}"))?;
+    // The range is said (an operator's tryout: `--lease 86401` left the bound to be guessed).
+    let out_of_range = || format!("{s} is not in the range of more than 0 and at most 86400 seconds (a day)");
     if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
-        return Err(format!("seconds out of range: {s}"));
+        return Err(out_of_range());
     }
     // A positive value too small for a nanosecond would be a zero wait: refused like 0.
     match std::time::Duration::from_secs_f64(v) {
-        std::time::Duration::ZERO => Err(format!("seconds out of range: {s}")),
+        std::time::Duration::ZERO => Err(out_of_range()),
         d => Ok(d),
     }
 }
@@ -540,6 +542,12 @@ mod tests {
         for bad in ["0", "1E-10", "4e-10", "-1", "86400.5", "inf", "NaN", ""] {
             assert!(parse_secs(bad).is_err(), "{bad}");
         }
+        // Out of range: the range is said.
+        for bad in ["0", "1E-10", "86401"] {
+            let why = parse_secs(bad).unwrap_err();
+            assert!(why.contains("more than 0 and at most 86400"), "{bad}: {why}");
+        }
+        assert_eq!(parse_secs("86400"), Ok(Duration::from_secs(86_400)));
     }
 
     #[test]

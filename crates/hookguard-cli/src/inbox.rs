@@ -479,7 +479,19 @@ pub async fn run(args: InboxArgs) -> CliResult<ExitCode> {
             if let Some(p) = &a.provider {
                 filter = filter.provider(p.clone());
             }
-            let items = inbox.list(filter).await.map_err(|e| store_failed(&path, &e))?;
+            let mut items = inbox.list(filter.clone()).await.map_err(|e| store_failed(&path, &e))?;
+            // A built-in sender's name in another case (`HCSS`): its items are stored under the
+            // lower-case name (an operator's tryout: it listed nothing, not even the note below).
+            let built_in = a.provider.as_deref().and_then(|p| {
+                let b = p.parse::<hookguard_core::Provider>().ok()?;
+                (b.as_str() != p).then(|| b.as_str().to_owned())
+            });
+            if let Some(name) = built_in.filter(|_| items.is_empty()) {
+                items = inbox
+                    .list(filter.provider(name))
+                    .await
+                    .map_err(|e| store_failed(&path, &e))?;
+            }
             // A mistyped sender lists nothing, like a sender with no items: said when the name
             // is no built-in sender's (an application's own senders keep their names).
             if let Some(p) = a

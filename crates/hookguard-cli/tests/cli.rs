@@ -4296,6 +4296,8 @@ fn inbox_commands_output_shapes_and_no_credentials() {
     );
     assert!(inbox_json(&["list", "--state", "pending"], &db).is_empty());
     assert!(inbox_json(&["list", "--provider", "github"], &db).is_empty());
+    // A built-in sender's name in another case lists its items (it listed nothing).
+    assert_eq!(inbox_json(&["list", "--provider", "Procore"], &db).len(), 1);
 
     // show: the record, the headers minus credentials, the body as sent.
     let id = v["id"].as_i64().unwrap();

@@ -1217,7 +1217,8 @@ async fn attempt(
     // Every claim counts an attempt; only a recorded failure decides `dead`. A claim past the
     // last attempt means the earlier ones ended with no outcome recorded: the process died (or
     // the lease ran out) while the handler ran — perhaps because of this very delivery. It is
-    // not run again: it goes dead, to wait for a replay, instead of killing every restart.
+    // not run again: it goes dead, to wait for a replay, instead of killing every restart. (Or
+    // the limit was lowered since, a restart with a smaller `--max-attempts`: said so too.)
     let ran = item.attempt <= cfg.retry.max_attempts;
     // `Err((why, Some(after)))`: the handler deferred (not an attempt).
     let result: Result<(), (String, Option<Duration>)> = if ran {
@@ -1241,8 +1242,9 @@ async fn attempt(
     } else {
         Err((
             format!(
-                "not run: attempt {} of at most {}; the earlier attempts ended with no outcome recorded \
-                 (the process stopped, or the lease expired, while the handler ran)",
+                "not run: attempt {}, past the last of {}: the limit was lowered since the earlier \
+                 attempts, or they ended with no outcome recorded (the process stopped, or the lease \
+                 expired, while the handler ran)",
                 item.attempt, cfg.retry.max_attempts
             ),
             None,

@@ -143,7 +143,11 @@ impl Scheme for BuildWorkPro {
         let key = match &id {
             Some(id) => id.clone(),
             None => {
-                tracing::warn!("BuildWorkPro delivery without `id`; deduplicating on a digest of the body");
+                tracing::warn!(
+                    "BuildWorkPro delivery without a usable `id` (absent, empty, over 256 bytes, with a \
+                     control character, or a number that is no whole number within 64 bits); \
+                     deduplicating on a digest of the body"
+                );
                 super::body_digest(body)
             }
         };

@@ -204,7 +204,11 @@ impl Scheme for Procore {
         let key = ulid.or_else(|| id.clone()).or_else(|| {
             // Procore documents an id on every payload version; without one, a retry still
             // carries the same bytes, so the body's digest recognises it.
-            tracing::warn!("Procore delivery without `id` or `ulid`; deduplicating on a digest of the body");
+            tracing::warn!(
+                "Procore delivery without a usable `id` or `ulid` (absent, empty, over 256 bytes, with a \
+                 control character, or a number that is no whole number within 64 bits); \
+                 deduplicating on a digest of the body"
+            );
             Some(super::body_digest(body))
         });
         let action = p.event_type.or(p.reason);
