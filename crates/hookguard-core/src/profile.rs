@@ -221,7 +221,8 @@ impl SenderProfile {
     /// let p = BuildWorkPro::new().profile();
     /// assert_eq!(p.judge(&Attempt::Status(200), 1, Duration::ZERO), Next::Delivered);
     /// // BuildWorkPro drops a delivery on a 4xx other than 408 and 429…
-    /// assert!(matches!(p.judge(&Attempt::Status(400), 1, Duration::ZERO), Next::GiveUp { .. }));
+    /// // (it counts toward the endpoint's 20 consecutive failures: the verdict says so)
+    /// assert!(matches!(p.judge(&Attempt::Status(400), 1, Duration::ZERO), Next::GiveUp { verdict } if verdict.contains("20 consecutive")));
     /// // …and retries a 503 after 30 s.
     /// assert!(matches!(p.judge(&Attempt::Status(503), 1, Duration::ZERO), Next::Retry { after, .. } if after == Duration::from_secs(30)));
     /// ```
@@ -235,9 +236,16 @@ impl SenderProfile {
                 && *s != 408
                 && *s != 429
             {
+                // It counts toward the endpoint's kill switch too (a wrong secret or route
+                // answers every event so): said, as the retries' end says it.
+                let counts = self
+                    .kill_switch
+                    .as_ref()
+                    .map(|k| format!("; the failure counts: it {}", k.what))
+                    .unwrap_or_default();
                 return Next::GiveUp {
                     verdict: format!(
-                        "permanent failure: {} never retries a 4xx other than 408/429 (got {s})",
+                        "permanent failure: {} never retries a 4xx other than 408/429 (got {s}){counts}",
                         self.name
                     ),
                 };
