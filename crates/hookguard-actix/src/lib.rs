@@ -41,7 +41,9 @@
 //!    secret or the body).
 //! 4. Claims the delivery in the dedupe store: done → `200 {"status":"duplicate"}`; in flight
 //!    → `429` + `Retry-After`; new → the wrapped service runs; its 2xx completes the claim,
-//!    anything else (an error, a panic, a dropped future) releases it.
+//!    anything else (an error, a panic) releases it. A request whose connection fails while it
+//!    runs (a reset: actix-web then drops its future) is finished in the background, as the
+//!    tower layer does (see [`ResponseFuture`]).
 //! 5. Answers `200 {"status":"ignored"}` for Procore deliveries from your own application ids.
 //! 6. Puts the verified body back as the request payload (so `web::Json`, `web::Bytes` work)
 //!    and the [`Delivery`](hookguard_core::Delivery) in the request extensions.
@@ -86,9 +88,11 @@
 
 mod convert;
 mod extract;
+mod future;
 mod middleware;
 mod transform;
 
 pub use extract::{Verified, VerifiedDelivery, VerifiedNoDedupe, VerifiedRejection};
+pub use future::{ResponseFuture, MAX_DETACHED};
 pub use middleware::WebhookMiddleware;
 pub use transform::{Webhook, WebhookBuilder};

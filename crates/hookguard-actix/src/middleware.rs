@@ -11,10 +11,10 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::web::{self, PayloadConfig};
 use actix_web::{Error, HttpMessage as _, HttpResponse, ResponseError};
 use bytes::Bytes;
-use futures_util::future::LocalBoxFuture;
 use hookguard_core::{HandlerOutcome, Receiver, Reply};
 
 use crate::convert::{self, Head, Recent};
+use crate::future::{ResponseFuture, Sender};
 
 /// The middleware service [`Webhook`](crate::Webhook) builds around the wrapped service.
 ///
@@ -51,6 +51,8 @@ pub struct WebhookMiddleware<S> {
     /// Request targets and header names already converted to `http` 1.x form, for the next
     /// requests.
     recent: RefCell<Recent>,
+    /// For a request finished in the background (see [`ResponseFuture`]).
+    sender: Sender,
 }
 
 /// actix-web's default limits of `web::Bytes`/`String` (`PayloadConfig`), `web::Json`
@@ -115,6 +117,7 @@ fn raised(
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>, set: Option<usize>) -> Self {
+        let sender = Sender::of(&receiver);
         let limit = Limits {
             max_body: receiver.verifier().max_body(),
             set,
@@ -125,6 +128,7 @@ impl<S> WebhookMiddleware<S> {
             limits: Rc::new(raised(None, None, None, limit)),
             limit,
             recent: RefCell::default(),
+            sender,
         }
     }
 }
@@ -150,7 +154,7 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = ResponseFuture<Self::Response>;
 
     forward_ready!(service);
 
@@ -160,50 +164,54 @@ where
         let limits = Rc::clone(&self.limits);
         let extractors = self.limit;
         let head = Head::with(req.head(), Some(&mut self.recent.borrow_mut()));
-        Box::pin(async move {
-            // The sender's timeout runs from here: reading the body counts too.
-            let arrived = std::time::Instant::now();
-            let head = match head {
-                Ok(head) => head,
-                Err(r) => return Ok(answer(req, &rx.reject(&r))),
-            };
-            let limit = match rx.precheck(&head.as_core()) {
-                Ok(limit) => limit,
-                Err(early) => return Ok(answer(req, &early)),
-            };
-            let mut payload = req.take_payload();
-            let read_timeout = rx.verifier().read_timeout();
-            let body = match convert::read_body_within(&mut payload, &head, limit, read_timeout).await {
-                Ok(body) => body,
-                Err(r) => return Ok(answer(req, &rx.reject_read(&head.as_core(), r))),
-            };
-            let budget = rx.budget();
-            // The request goes to the handler only for a new, genuine delivery; otherwise it
-            // stays here to carry hookguard's own answer.
-            let mut waiting = Some(req);
-            let reply = rx
-                .deliver_since(&head.as_core(), body, arrived, |delivery| {
-                    let mut req = waiting.take().expect("the core calls the handler at most once");
-                    req.set_payload(Payload::from(delivery.body().clone()));
-                    // The extractors' limits (see `lifted`); the container added last is
-                    // looked at first.
-                    match lifted(&req, extractors) {
-                        Some(own) => req.add_data_container(Rc::new(own)),
-                        None => req.add_data_container(limits),
-                    }
-                    req.extensions_mut().insert(delivery);
-                    let deadline = budget.map(tokio::time::sleep);
-                    HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())
-                })
-                .await?;
-            match (reply, waiting) {
-                (Reply::Handler(res), _) => Ok(res.map_into_left_body()),
-                (Reply::Respond(r), Some(req)) => Ok(answer(req, &r)),
-                // Over budget: the request was dropped with the handler's future, so the answer
-                // travels as an error whose response is exactly the core's.
-                (Reply::Respond(r), None) => Err(Answered(r).into()),
-            }
-        })
+        let sender = self.sender;
+        ResponseFuture::new(
+            Box::pin(async move {
+                // The sender's timeout runs from here: reading the body counts too.
+                let arrived = std::time::Instant::now();
+                let head = match head {
+                    Ok(head) => head,
+                    Err(r) => return Ok(answer(req, &rx.reject(&r))),
+                };
+                let limit = match rx.precheck(&head.as_core()) {
+                    Ok(limit) => limit,
+                    Err(early) => return Ok(answer(req, &early)),
+                };
+                let mut payload = req.take_payload();
+                let read_timeout = rx.verifier().read_timeout();
+                let body = match convert::read_body_within(&mut payload, &head, limit, read_timeout).await {
+                    Ok(body) => body,
+                    Err(r) => return Ok(answer(req, &rx.reject_read(&head.as_core(), r))),
+                };
+                let budget = rx.budget();
+                // The request goes to the handler only for a new, genuine delivery; otherwise it
+                // stays here to carry hookguard's own answer.
+                let mut waiting = Some(req);
+                let reply = rx
+                    .deliver_since(&head.as_core(), body, arrived, |delivery| {
+                        let mut req = waiting.take().expect("the core calls the handler at most once");
+                        req.set_payload(Payload::from(delivery.body().clone()));
+                        // The extractors' limits (see `lifted`); the container added last is
+                        // looked at first.
+                        match lifted(&req, extractors) {
+                            Some(own) => req.add_data_container(Rc::new(own)),
+                            None => req.add_data_container(limits),
+                        }
+                        req.extensions_mut().insert(delivery);
+                        let deadline = budget.map(tokio::time::sleep);
+                        HandlerOutcome::of(service.call(req), deadline, |r| r.status().is_success())
+                    })
+                    .await?;
+                match (reply, waiting) {
+                    (Reply::Handler(res), _) => Ok(res.map_into_left_body()),
+                    (Reply::Respond(r), Some(req)) => Ok(answer(req, &r)),
+                    // Over budget: the request was dropped with the handler's future, so the answer
+                    // travels as an error whose response is exactly the core's.
+                    (Reply::Respond(r), None) => Err(Answered(r).into()),
+                }
+            }),
+            sender,
+        )
     }
 }
 
