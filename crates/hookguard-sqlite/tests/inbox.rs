@@ -1180,6 +1180,49 @@ async fn the_handler_deadline_counts_from_the_claim() {
     worker.shutdown().await;
 }
 
+/// A claim answered after the handler's deadline (here 1.2 s late under a 1 s lease, whose
+/// deadline is 0.9 s: the lease is over, another process may have claimed the item) does not
+/// start the handler: `handle` and its future's first poll ran before the timeout could stop
+/// them (a review; `--exec` spawned its command there). Given back without counting an
+/// attempt, never dead; a claim answered in time runs it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_answered_past_the_deadline_does_not_start_the_handler() {
+    let dir = TempDir::new("past-deadline");
+    let inbox = SqliteInbox::open(dir.file()).unwrap();
+    let id = stored(&inbox, &bwp("evt_past_deadline")).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = |calls: Arc<AtomicU32>| {
+        move |_item: ClaimedItem| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<(), HandlerError>(()) }
+        }
+    };
+    let late: Arc<dyn InboxStore> = Arc::new(LateClaims(
+        inbox.clone(),
+        Duration::from_millis(1200),
+        Duration::ZERO,
+        Duration::ZERO,
+        Arc::default(),
+    ));
+    let worker = Worker::builder(late, handler(Arc::clone(&calls)))
+        .lease(Duration::from_secs(1))
+        .retry(quick_retries(1))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    worker.shutdown().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "started past its deadline");
+    assert_ne!(inbox.get(id).await.unwrap().unwrap().state, InboxState::Dead);
+    let store: Arc<dyn InboxStore> = Arc::new(inbox.clone());
+    let worker = Worker::builder(store, handler(Arc::clone(&calls)))
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_for(&inbox, id, InboxState::Done).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    worker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_back_claims_of_handlers_that_do_not_finish() {
     let dir = TempDir::new("shutdown");

@@ -333,7 +333,9 @@ impl WorkerBuilder {
     }
     /// How long a claim holds an item (default 60 s). A handler is stopped and its attempt
     /// counted as failed at 90 % of the lease counted from the claim (a claim answered late
-    /// leaves its handler less time), so no other process claims it while it runs.
+    /// leaves its handler less time; one answered after that point does not start the handler
+    /// and gives the item back without counting an attempt), so no other process claims it
+    /// while it runs.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -1219,9 +1221,20 @@ async fn attempt(
     // the lease ran out) while the handler ran — perhaps because of this very delivery. It is
     // not run again: it goes dead, to wait for a replay, instead of killing every restart. (Or
     // the limit was lowered since, a restart with a smaller `--max-attempts`: said so too.)
-    let ran = item.attempt <= cfg.retry.max_attempts;
+    // A claim answered after its handler's deadline (a store that stalled, a runtime too busy
+    // to start the task) leaves the handler no time: its lease may have ended, and another
+    // process may run the item now. Not started — `handle` and a future's first poll run
+    // before any timeout could stop them (a review: `--exec` spawned its command there) —
+    // but given back like a deferral, which counts no attempt.
+    let late = tokio::time::Instant::now() >= deadline;
+    let ran = !late && item.attempt <= cfg.retry.max_attempts;
     // `Err((why, Some(after)))`: the handler deferred (not an attempt).
-    let result: Result<(), (String, Option<Duration>)> = if ran {
+    let result: Result<(), (String, Option<Duration>)> = if late {
+        Err((
+            "not run: the claim was answered after the handler's deadline (90 % of the lease)".to_owned(),
+            Some(cfg.poll),
+        ))
+    } else if ran {
         // `handle` itself may panic before it returns its future (work done outside `async`).
         let started_handler =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.handler.handle(item.clone())));
