@@ -15,7 +15,7 @@ const MAX_DETAIL: usize = 256;
 /// numbers, unknown variants and unknown field names that way) — except the field named by
 /// "missing field" and "duplicate field", which is the application's own. It names the field
 /// and the position, never the body's content; at most 256 bytes, cut on a character boundary.
-fn redact_values(msg: &str) -> String {
+pub(crate) fn redact_values(msg: &str) -> String {
     let keep_ticks = msg.starts_with("missing field `") || msg.starts_with("duplicate field `");
     let mut out = String::with_capacity(msg.len().min(MAX_DETAIL + 8));
     let mut chars = msg.chars();

@@ -86,12 +86,17 @@ impl fmt::Display for HandlerError {
 impl<E: std::error::Error + 'static> From<E> for HandlerError {
     /// The error's text; for a typed parse that failed ([`Delivery::json`](crate::Delivery::json)'s
     /// `unexpected_payload`), with the field and place it names (its values left out), so a
-    /// dead item's last error says what to fix.
+    /// dead item's last error says what to fix. A `serde_json::Error` of the handler's own
+    /// parse (`serde_json::from_slice(item.delivery.body())?`) has its values left out too: its
+    /// text quotes the body (`invalid type: string "4111…"`), and the error is logged and stored
+    /// as the item's last error.
     fn from(e: E) -> Self {
-        match (&e as &dyn std::any::Any).downcast_ref::<crate::Rejection>() {
+        let any = &e as &dyn std::any::Any;
+        match any.downcast_ref::<crate::Rejection>() {
             Some(crate::Rejection::UnexpectedPayload { detail }) if !detail.is_empty() => {
                 Self::new(format!("{e}: {detail}"))
             }
+            _ if any.is::<serde_json::Error>() => Self::new(crate::delivery::redact_values(&e.to_string())),
             _ => Self::new(e.to_string()),
         }
     }
@@ -1465,6 +1470,26 @@ impl ClaimLog {
 
 #[cfg(test)]
 mod tests {
+    /// A handler's own `serde_json` parse that fails keeps the field and place, not the body's
+    /// values (they were logged and stored as the item's last error; a review).
+    #[test]
+    fn a_handlers_own_json_error_keeps_no_value_of_the_body() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Card {
+            number: u64,
+        }
+        let e = serde_json::from_slice::<Card>(br#"{"number":"4111111111111111"}"#).unwrap_err();
+        let text = HandlerError::from(e).to_string();
+        assert!(!text.contains("4111"), "{text}");
+        assert!(text.contains("invalid type") && text.contains("line 1"), "{text}");
+        // Other errors keep their text.
+        assert_eq!(
+            HandlerError::from(std::io::Error::other("disk \"full\"")).to_string(),
+            "disk \"full\""
+        );
+    }
+
     use super::*;
 
     /// A tryout's finding: on a full disk the worker wrote a WARN for every poll, each second,
