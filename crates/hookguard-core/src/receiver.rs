@@ -772,7 +772,8 @@ impl Receiver {
         self.inbox.as_ref()
     }
 
-    /// De-duplicates with `dedupe`.
+    /// De-duplicates with `dedupe`. Unlike the builder, which refuses them, a lease or
+    /// retention under a second is not an error here: each claim then gets one second.
     ///
     /// ```
     /// use std::time::Duration;

@@ -611,16 +611,20 @@ impl Dedupe {
         let Some(key) = delivery.dedupe_key() else {
             return Ok(Admission::Unkeyed);
         };
-        let claimed = match self.store.claim_at_once(key, self.lease) {
+        // At least a second each, whatever was set: the receiver's builder refuses less, but a
+        // `Receiver::with_dedupe` is not checked, and a lease that ends before any copy could
+        // see it lets every copy run beside the first (a review).
+        let (lease, retention) = (self.lease.max(MIN_LEASE), self.retention.max(MIN_LEASE));
+        let claimed = match self.store.claim_at_once(key, lease) {
             Some(answer) => answer,
-            None => self.store.claim(key, self.lease).await,
+            None => self.store.claim(key, lease).await,
         };
         match claimed {
             Ok(Claim::New(token)) => Ok(Admission::New(ClaimGuard {
                 store: Arc::clone(&self.store),
                 token: Some(token),
-                lease: self.lease,
-                retention: self.retention,
+                lease,
+                retention,
                 remember: delivery.dedupe_scope() == crate::DedupeScope::Retained,
                 completing: false,
             })),
@@ -663,6 +667,9 @@ impl fmt::Debug for ClaimGuard {
             .finish()
     }
 }
+
+/// The shortest lease and retention a claim gets (see [`Dedupe::admit`]).
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 impl ClaimGuard {
     /// How often the claim is renewed while its handler runs (a third of the lease), or
@@ -787,6 +794,76 @@ impl Drop for ClaimGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-memory store, recording the lease and retention each claim and completion asks.
+    #[derive(Default)]
+    struct Asked {
+        store: MemoryStore,
+        asked: std::sync::Mutex<Vec<Duration>>,
+    }
+
+    impl DedupeStore for Asked {
+        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+            self.asked.lock().unwrap().push(lease);
+            self.store.claim(key, lease)
+        }
+        fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+            self.asked.lock().unwrap().push(retention);
+            self.store.complete(token, retention)
+        }
+        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+            self.store.release(token)
+        }
+        fn abandon(&self, token: ClaimToken) {
+            self.store.abandon(token)
+        }
+    }
+
+    /// A lease or retention under a second, which the receiver's builder refuses, still gets a
+    /// second per claim when set without it (`Receiver::with_dedupe`): a zero lease ended before
+    /// any copy could see it (a review).
+    #[test]
+    fn claims_get_at_least_a_second_however_the_policy_was_set() {
+        use crate::testing::block_on;
+        let store = Arc::new(Asked::default());
+        let dedupe = Dedupe::new(ArcStore(Arc::clone(&store)))
+            .lease(Duration::ZERO)
+            .retention(Duration::from_millis(1));
+        let d = crate::testing::deliver(
+            crate::schemes::BuildWorkPro::new(),
+            "whsec_k",
+            br#"{"id":"evt_short","type":"bid.accepted"}"#,
+        )
+        .unwrap();
+        let Admission::New(claim) = block_on(dedupe.admit(&d)).unwrap() else {
+            panic!("a new delivery")
+        };
+        assert_eq!(block_on(dedupe.admit(&d)).unwrap_err(), Rejection::DuplicateInFlight);
+        block_on(claim.complete()).unwrap();
+        let asked = store.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1)]
+        );
+    }
+
+    /// A shared [`Asked`], as a store.
+    struct ArcStore(Arc<Asked>);
+
+    impl DedupeStore for ArcStore {
+        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+            self.0.claim(key, lease)
+        }
+        fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
+            self.0.complete(token, retention)
+        }
+        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
+            self.0.release(token)
+        }
+        fn abandon(&self, token: ClaimToken) {
+            self.0.abandon(token)
+        }
+    }
 
     /// The in-memory store whose `complete` never answers (a store mid-call when the client
     /// goes away); everything else is the real store. With `at_once`, it answers claims and
