@@ -31,7 +31,9 @@ macro_rules! registry {
         #[non_exhaustive]
         pub enum Provider {
             $( $(#[$doc])* $variant, )*
-            /// A user-defined sender.
+            /// A user-defined sender. Its name prefixes its dedupe keys (`name:key`) in a store
+            /// shared with other senders: give it a name of its own — no built-in sender's, and
+            /// without `:` (`acme:v2` with key `x` and `acme` with key `v2:x` would share a key).
             Custom(&'static str),
         }
 

@@ -77,6 +77,14 @@
 //! or a failover to a replica that had not received the latest writes, forgets recent
 //! claims, so copies arriving afterwards may be handled again.
 //!
+//! Claims and done markers expire on the Redis server's wall clock (Redis stores an absolute
+//! expiry time): a step of that clock forward (an NTP correction, a VM restored from a
+//! snapshot) ends every lease shorter than the step at once — a copy arriving then runs beside
+//! the handler still running — and shortens every retention by it. Keep the Redis host's clock
+//! slewed, never stepped. Likewise keep the dedupe lease well above the store's
+//! [`call_timeout`](RedisStoreBuilder::call_timeout) (default 1.5 s): a renewal that waits for a
+//! stalled Redis for longer than two thirds of the lease arrives after the claim lapsed.
+//!
 //! # Errors and secrets
 //!
 //! [`StoreError`] messages are short descriptions such as `redis claim: timed out`; they
