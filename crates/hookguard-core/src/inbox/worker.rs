@@ -1350,7 +1350,19 @@ async fn attempt(
     };
     crate::observe::inbox_transition(provider.as_str(), transition);
     if let Some(hook) = &cfg.on_outcome {
-        hook(&item, &outcome);
+        // The outcome is recorded already: a hook that panics changes nothing of the item (it
+        // was reported as an attempt panicking outside its handler, to run again after its
+        // lease, for an item that was done; a review). Said as what it is; a deferral still
+        // holds its slot below.
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&item, &outcome)));
+        if let Err(panic) = called {
+            tracing::error!(
+                id = item.id,
+                transition,
+                panic = %panicked(&*panic),
+                "inbox: the on_outcome hook panicked (the outcome was recorded before it)"
+            );
+        }
     }
     // A deferral holds the handler's slot for its delay (see `give_back`), but not a stop:
     // it holds no claim, so there is nothing to wait for.
@@ -1491,6 +1503,49 @@ mod tests {
     }
 
     use super::*;
+
+    /// An `on_outcome` hook that panics is said as such: the panic reached the attempt's outer
+    /// guard, which reported an attempt panicking outside its handler, "to run again after its
+    /// lease", for an item already done (a review).
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_panicking_outcome_hook_is_said_as_such() {
+        use crate::inbox::{InboxState, InboxStore, NewItem};
+        use crate::testing::MemoryInbox;
+        let logs = crate::testing::Logs::default();
+        let inbox = Arc::new(MemoryInbox::default());
+        tracing::subscriber::with_default(logs.clone(), || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let item = NewItem::from_parts("github", None, bytes::Bytes::from_static(b"{}"));
+                let id = match inbox.accept(item).await.unwrap() {
+                    crate::inbox::Accepted::Stored(id) => id,
+                    other => panic!("{other:?}"),
+                };
+                let store: Arc<dyn InboxStore> = inbox.clone();
+                let worker = Worker::builder(store, |_item: ClaimedItem| async { Ok::<(), HandlerError>(()) })
+                    .on_outcome(|_, _| panic!("the hook fails"))
+                    .poll_interval(Duration::from_millis(10))
+                    .spawn();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while inbox.get(id).await.unwrap().map(|r| r.state) != Some(InboxState::Done) {
+                    assert!(tokio::time::Instant::now() < deadline, "never done");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                worker.shutdown().await;
+            });
+        });
+        let errors = logs.messages(tracing::Level::ERROR);
+        assert!(
+            errors.iter().any(|m| m.contains("on_outcome hook panicked")),
+            "{errors:?}"
+        );
+        assert!(!errors.iter().any(|m| m.contains("outside its handler")), "{errors:?}");
+    }
 
     /// A tryout's finding: on a full disk the worker wrote a WARN for every poll, each second,
     /// for as long as the disk stayed full. Now the first of a run, then one a minute with the
