@@ -151,6 +151,7 @@ STATUS = {
     "unauthorized": 401,
     "malformed_signature": 400,
     "missing_header": 400,
+    "repeated_header": 400,
     "malformed_timestamp": 400,
     "timestamp_out_of_window": 503,
     "too_many_signatures": 400,
@@ -248,7 +249,7 @@ def standard():
           "the APIs built on it send unless their customer paid for the webhook- prefix; Svix's libraries accept "
           "both. Read when none of the webhook- headers is present; deduplicated on svix-id.",
           source="docs.svix.com/receiving/verifying-payloads/how-manual", secrets=[secret], headers=svix,
-          body=body, now=ts, expect=ok, tags=["vector", "headers"])
+          body=body, now=ts, expect=ok, tags=["vector", "headers", "policy"])
     c.add("svix-names-never-mixed", "A webhook-id with Svix's timestamp and signature: the webhook- names are "
           "read alone, so the timestamp is missing.", secrets=[secret], headers=[("webhook-id", mid)] + svix[1:],
           body=body, now=ts, expect=rej("missing_header"), tags=["headers"])
@@ -257,9 +258,10 @@ def standard():
           tags=["junk"])
     c.add("valid-beside-junk", "The valid entry first, junk after it.",
           secrets=[secret], headers=h(sig + " v1, v1,Zm9v"), body=body, now=ts, expect=ok, tags=["junk"])
-    c.add("too-many-signatures", "17 entries (the bound is 16), a valid one last: refused before any MAC.",
+    c.add("too-many-signatures", "17 entries (the bound is 16, hookguard's own: no sender documents one), a "
+          "valid one last: refused before any MAC.",
           secrets=[secret], headers=h(" ".join(["v1,Zm9v"] * 16 + [sig])), body=body, now=ts,
-          expect=rej("too_many_signatures"), tags=["malformed", "bounds"])
+          expect=rej("too_many_signatures"), tags=["malformed", "bounds", "policy"])
     old = "whsec_" + b64(b"an-older-secret-0123456789abcdef")
     other = "whsec_" + b64(b"a-stranger-secret-0123456789abcd")
     c.add("rotation-new-signs", "Two secrets configured during a rotation; signed with the current one.",
@@ -291,9 +293,24 @@ def standard():
           body=body, now=ts, expect=rej("missing_header"), tags=["headers"])
     c.add("missing-signature", "No webhook-signature header.", secrets=[secret], headers=h(sig)[:2], body=body,
           now=ts, expect=rej("missing_signature"), tags=["headers"])
-    c.add("timestamp-not-digits", "A timestamp that is not unix seconds.", secrets=[secret],
+    c.add("timestamp-not-digits", "A timestamp that is not unix seconds (integer digits; the reference Python "
+          "library reads it as a float and accepts this one).", secrets=[secret],
           headers=[("webhook-id", mid), ("webhook-timestamp", "1614265330.5"), ("webhook-signature", sig)],
-          body=body, now=ts, expect=rej("malformed_timestamp"), tags=["headers"])
+          body=body, now=ts, expect=rej("malformed_timestamp"), tags=["headers", "policy"])
+    for name, first, second in [("signature-header-twice-valid-first", sig, "v1,Zm9v"),
+                                ("signature-header-twice-junk-first", "v1,Zm9v", sig)]:
+        c.add(name, "The signature header given twice (%s): which one the sender signed is ambiguous; refused "
+              "whatever the order." % ("the valid one first" if first == sig else "junk first"),
+              secrets=[secret], headers=h(first) + [("webhook-signature", second)], body=body, now=ts,
+              expect=rej("repeated_header"), tags=["headers", "policy"])
+    c.add("id-header-twice", "webhook-id given twice (the signed one first): which id was signed is ambiguous.",
+          secrets=[secret], headers=h(sig) + [("webhook-id", "msg_other")], body=body, now=ts,
+          expect=rej("repeated_header"), tags=["headers", "policy"])
+    c.add("tolerance-60-edge", "config.tolerance 60: now = timestamp + 60 s still verifies.", secrets=[secret],
+          headers=h(sig), body=body, now=ts + 60, tolerance=60, expect=ok, tags=["window"])
+    c.add("tolerance-60-past", "config.tolerance 60: now = timestamp + 61 s is outside.", secrets=[secret],
+          headers=h(sig), body=body, now=ts + 61, tolerance=60, expect=rej("timestamp_out_of_window"),
+          tags=["window"])
     raw = b'{"bin":"\xff\xfe\x00\x80"}\xc3('
     c.add("non-utf8-body", "A body that is not UTF-8 (nor JSON): signed and verified as raw bytes.",
           secrets=[secret], headers=h(v1(key, b=raw)), body=raw, now=ts, expect=ok, tags=["non-utf8"])
@@ -357,7 +374,7 @@ def standard():
     c.add("v1a-five-entries", "Five well-formed v1a entries: refused before any Ed25519 check (each costs a "
           "verification and a SHA-512 of the body per public key; hookguard checks at most four).",
           secrets=[whpk], headers=h(" ".join(strangers + [sig_a])), body=body, now=ts,
-          expect=rej("too_many_signatures"), tags=["v1a", "bounds"])
+          expect=rej("too_many_signatures"), tags=["v1a", "bounds", "policy"])
     for name, s, desc in [
         ("v1a-empty", "v1a,", "`v1a,` with nothing after the comma."),
         ("v1a-short", sig_a[:60], "A truncated Ed25519 signature."),
@@ -406,7 +423,7 @@ def standard():
 # --- BuildWorkPro and Stripe: t=…,v1=<hex> ---------------------------------------------------
 
 
-def tv1_common(c, header, secret, body, ts, ok, label):
+def tv1_common(c, header, secret, body, ts, ok, label, several_v1):
     def sig(s=secret, t=ts, b=body):
         return hmac256(s.encode(), str(t).encode(), b".", b).hex()
 
@@ -420,8 +437,8 @@ def tv1_common(c, header, secret, body, ts, ok, label):
           now=ts, expect=ok, tags=["basic"])
     c.add("rotation-old-signs", "Two secrets configured; signed with the older one.", secrets=[secret, other],
           headers=h("t=%d,v1=%s" % (ts, sig(other))), body=body, now=ts, expect=ok, tags=["rotation"])
-    c.add("rotation-several-v1", "Several v1 while a secret rolls (keeping only the last v1 breaks rolls): "
-          "the valid one first.", secrets=[secret], headers=h("t=%d,v1=%s,v1=%s" % (ts, sig(), sig(stranger))),
+    c.add("rotation-several-v1", several_v1 + " The valid one first.", secrets=[secret],
+          headers=h("t=%d,v1=%s,v1=%s" % (ts, sig(), sig(stranger))),
           body=body, now=ts, expect=ok, tags=["rotation", "junk"])
     c.add("unknown-secret", "Signed with a secret the receiver does not hold.", secrets=[secret, other],
           headers=h("t=%d,v1=%s" % (ts, sig(stranger))), body=body, now=ts, expect=rej("signature_mismatch"),
@@ -429,8 +446,16 @@ def tv1_common(c, header, secret, body, ts, ok, label):
     for off, expect in [(300, ok), (-300, ok), (301, rej("timestamp_out_of_window")),
                         (-301, rej("timestamp_out_of_window"))]:
         name = "window-%s%d" % ("plus" if off > 0 else "minus", abs(off))
-        c.add(name, "now = t %+d s (the window is ±300 s, inclusive)." % off, secrets=[secret], headers=h(good),
-              body=body, now=ts + off, expect=expect, tags=["window"])
+        # A timestamp in the future is refused too (Stripe's own libraries check only the past).
+        future = " A timestamp from the future is outside too." if off == -301 else ""
+        c.add(name, "now = t %+d s (the window is ±300 s, inclusive).%s" % (off, future), secrets=[secret],
+              headers=h(good), body=body, now=ts + off, expect=expect,
+              tags=["window", "policy"] if future else ["window"])
+    c.add("tolerance-60-edge", "config.tolerance 60: now = t + 60 s still verifies.", secrets=[secret],
+          headers=h(good), body=body, now=ts + 60, tolerance=60, expect=ok, tags=["window"])
+    c.add("tolerance-60-past", "config.tolerance 60: now = t - 61 s (a timestamp from the future) is outside.",
+          secrets=[secret], headers=h(good), body=body, now=ts - 61, tolerance=60,
+          expect=rej("timestamp_out_of_window"), tags=["window", "policy"])
     c.add("window-forged-stale", "Signed with a secret the receiver does not hold, an hour before now: forged, whatever its time (the signature is checked before the window; only an authentic delivery is out of window).", secrets=[secret], headers=h("t=%d,v1=%s" % (ts, sig(stranger))),
           body=body, now=ts + 3600, expect=rej("signature_mismatch"), tags=["window", "tamper"])
     for name, v, desc in [
@@ -440,17 +465,30 @@ def tv1_common(c, header, secret, body, ts, ok, label):
         ("v1-not-hex", "t=%d,v1=%s" % (ts, "zz" * 32), "64 characters that are not hex."),
         ("garbage", "garbage", "Not a t=…,v1=… list."),
         ("no-timestamp", "v1=%s" % sig(), "No t=."),
-        ("repeated-timestamp", "t=%d,t=%d,v1=%s" % (ts, ts + 1, sig()), "Two t= (which one was signed?)."),
+        ("repeated-timestamp", "t=%d,t=%d,v1=%s" % (ts, ts + 1, sig()),
+         "Two t= (which one was signed? Stripe's own libraries take the first)."),
         ("only-v0", "t=%d,v0=%s" % (ts, sig()), "A valid MAC under another label."),
     ]:
         c.add(name, desc + " Malformed.", secrets=[secret], headers=h(v), body=body, now=ts,
-              expect=rej("malformed_signature"), tags=["malformed"])
-    c.add("junk-beside-valid", "A junk v1 and a v0 beside the valid v1.", secrets=[secret],
+              expect=rej("malformed_signature"),
+              tags=["malformed", "policy"] if name == "repeated-timestamp" else ["malformed"])
+    c.add("v1-uppercase-hex", "The v1 MAC in upper-case hex: the same bytes, accepted (%s sends lower case; "
+          "some senders' own libraries compare the text and refuse it)." % label, secrets=[secret],
+          headers=h("t=%d,v1=%s" % (ts, sig().upper())), body=body, now=ts, expect=ok, tags=["policy"])
+    for name, first, second in [("signature-header-twice-valid-first", good, "t=%d,v1=%s" % (ts, "ab" * 32)),
+                                ("signature-header-twice-junk-first", "t=%d,v1=%s" % (ts, "ab" * 32), good)]:
+        c.add(name, "The signature header given twice (%s): which one the sender signed is ambiguous; refused "
+              "whatever the order." % ("the valid one first" if first == good else "junk first"),
+              secrets=[secret], headers=h(first) + h(second), body=body, now=ts, expect=rej("repeated_header"),
+              tags=["headers", "policy"])
+    c.add("junk-beside-valid", "A junk v1 and a v0 beside the valid v1: every v1 is tried (a receiver that "
+          "takes the first v1 only, as BuildWorkPro's sample does, refuses this).", secrets=[secret],
           headers=h("t=%d,v1=%s,v0=abc,v1=%s" % (ts, "ab" * 32, sig())), body=body, now=ts, expect=ok,
-          tags=["junk"])
-    c.add("too-many-signatures", "17 v1 entries (the bound is 16), the valid one last.", secrets=[secret],
+          tags=["junk", "policy"])
+    c.add("too-many-signatures", "17 v1 entries (the bound is 16, hookguard's own: no sender documents one), the "
+          "valid one last.", secrets=[secret],
           headers=h("t=%d,%s,v1=%s" % (ts, ",".join(["v1=" + "ab" * 32] * 16), sig())), body=body, now=ts,
-          expect=rej("too_many_signatures"), tags=["malformed", "bounds"])
+          expect=rej("too_many_signatures"), tags=["malformed", "bounds", "policy"])
     c.add("timestamp-not-digits", "t= is not unix seconds.", secrets=[secret],
           headers=h("t=17e8,v1=%s" % sig()), body=body, now=ts, expect=rej("malformed_timestamp"), tags=["headers"])
     c.add("missing-signature", "No signature header.", secrets=[secret], headers=[], body=body, now=ts,
@@ -471,9 +509,11 @@ def tv1_common(c, header, secret, body, ts, ok, label):
     c.add("non-utf8-body", "Authentic bytes that are not JSON at all: refused as a payload (400: the same bytes "
           "never parse).", secrets=[secret], headers=h("t=%d,v1=%s" % (ts, sig(b=not_json))), body=not_json,
           now=ts, expect=rej("invalid_payload"), tags=["non-utf8", "payload"])
-    c.add("non-utf8-body-lossy-signature", "Signed over the lossy UTF-8 conversion of the body: must not verify.",
-          secrets=[secret], headers=h("t=%d,v1=%s" % (ts, sig(b=raw.decode("utf-8", "replace").encode()))),
-          body=raw, now=ts, expect=rej("signature_mismatch"), tags=["non-utf8"])
+    c.add("non-utf8-body-lossy-signature", "Signed over the lossy UTF-8 conversion of the body: must not verify "
+          "(the raw bytes are signed; BuildWorkPro's sample converts the body to text first, which would accept "
+          "this).", secrets=[secret],
+          headers=h("t=%d,v1=%s" % (ts, sig(b=raw.decode("utf-8", "replace").encode()))),
+          body=raw, now=ts, expect=rej("signature_mismatch"), tags=["non-utf8", "policy"])
     return sig
 
 
@@ -487,7 +527,8 @@ def buildworkpro():
     body = (b'{"id":"evt_01HZX3","type":"bid.accepted","created_at":"2025-06-15T15:06:40.000Z","tenant_id":17,'
             b'"data":{"id":9}}')
     ok = accept("evt_01HZX3", "bid.accepted", "buildworkpro:evt_01HZX3")
-    sig = tv1_common(c, "BuildWorkPro-Signature", secret, body, ts, ok, "BuildWorkPro")
+    sig = tv1_common(c, "BuildWorkPro-Signature", secret, body, ts, ok, "BuildWorkPro",
+                     "Several v1 in one header (BuildWorkPro sends one; every v1 is still tried).")
     c.add("secret-without-prefix-is-another-key", "Keyed by `whsec_…` as is: the MAC with the prefix stripped "
           "(or base64-decoded) is another key.", secrets=[secret],
           headers=[("BuildWorkPro-Signature", "t=%d,v1=%s" % (ts, sig(s=secret[6:])))], body=body, now=ts,
@@ -531,7 +572,8 @@ def stripe():
     secret, ts = "whsec_stripe_conformance", 1750000000
     body = b'{"id":"evt_1Pq","object":"event","type":"payment_intent.succeeded","created":1750000000,"data":{}}'
     tv1_common(c, "Stripe-Signature", secret, body, ts, accept("evt_1Pq", "payment_intent.succeeded",
-                                                                 "stripe:evt_1Pq"), "Stripe")
+                                                                 "stripe:evt_1Pq"), "Stripe",
+               "Several v1 while a secret rolls (keeping only the last v1 breaks rolls).")
     return c
 
 
@@ -578,6 +620,13 @@ def github():
     ]:
         c.add(name, desc + " Malformed.", secrets=["gh-secret"], headers=[("X-Hub-Signature-256", v)] + hdrs[1:],
               body=event, now=now, expect=rej("malformed_signature"), tags=["malformed"])
+    c.add("uppercase-hex", "The MAC in upper-case hex: the same bytes, accepted.", secrets=["gh-secret"],
+          headers=[("X-Hub-Signature-256", "sha256=" + hmac256(b"gh-secret", event).hex().upper())] + hdrs[1:],
+          body=event, now=now, expect=ok, tags=["policy"])
+    c.add("signature-header-twice", "X-Hub-Signature-256 given twice, the valid one first: refused whatever the "
+          "order (which one was signed is ambiguous).", secrets=["gh-secret"],
+          headers=[hdrs[0], ("X-Hub-Signature-256", "sha256=" + "ab" * 32)] + hdrs[1:], body=event, now=now,
+          expect=rej("repeated_header"), tags=["headers", "policy"])
     c.add("missing-signature", "Only X-Hub-Signature (SHA-1) is sent.", secrets=["gh-secret"],
           headers=[("X-Hub-Signature", "sha1=" + hmac1(b"gh-secret", event).hex())] + hdrs[1:], body=event, now=now,
           expect=rej("missing_signature"), tags=["headers"])
@@ -633,6 +682,10 @@ def aps():
     ]:
         c.add(name, desc + " Malformed.", secrets=[secret], headers=[("x-adsk-signature", v)], body=body, now=now,
               expect=rej("malformed_signature"), tags=["malformed"])
+    c.add("signature-header-twice", "x-adsk-signature given twice, junk first: refused whatever the order "
+          "(which one was signed is ambiguous).", secrets=[secret],
+          headers=[("x-adsk-signature", "sha1hash=" + "ab" * 20)] + hdrs, body=body, now=now,
+          expect=rej("repeated_header"), tags=["headers", "policy"])
     c.add("missing-signature", "No x-adsk-signature header.", secrets=[secret], headers=hdrs[1:], body=body,
           now=now, expect=rej("missing_signature"), tags=["headers"])
     raw = b'{"hook":{"event":"\xff"}}'
@@ -702,6 +755,19 @@ def slack():
               expect=rej("malformed_signature"), tags=["malformed"])
     c.add("missing-signature", "No X-Slack-Signature.", secrets=[secret], headers=h(vec)[:1], body=body, now=ts,
           expect=rej("missing_signature"), tags=["headers"])
+    c.add("no-headers", "Neither header: the signature's absence is said first (Standard Webhooks says the "
+          "id's: each scheme checks its headers in its own order).", secrets=[secret], headers=[], body=body,
+          now=ts, expect=rej("missing_signature"), tags=["headers"])
+    c.add("uppercase-hex", "The MAC in upper-case hex: the same bytes, accepted (Slack's own SDK compares the "
+          "text and refuses it).", secrets=[secret], headers=h("v0=" + vec[3:].upper()), body=body, now=ts,
+          expect=ok, tags=["policy"])
+    c.add("signature-header-twice", "X-Slack-Signature given twice, junk first: refused whatever the order "
+          "(which one was signed is ambiguous).", secrets=[secret],
+          headers=h("v0=" + "ab" * 32) + [("X-Slack-Signature", vec)], body=body, now=ts,
+          expect=rej("repeated_header"), tags=["headers", "policy"])
+    c.add("timestamp-header-twice", "X-Slack-Request-Timestamp given twice, the signed one first.",
+          secrets=[secret], headers=h(vec) + [("X-Slack-Request-Timestamp", str(ts + 1))], body=body, now=ts,
+          expect=rej("repeated_header"), tags=["headers", "policy"])
     c.add("missing-timestamp", "No X-Slack-Request-Timestamp.", secrets=[secret], headers=h(vec)[1:], body=body,
           now=ts, expect=rej("missing_header"), tags=["headers"])
     event = (b'{"type":"event_callback","event_id":"Ev08MFMKH6","event_time":1531420618,'

@@ -4,7 +4,7 @@
 The verifier must follow the `hookguard verify` command-line shape (see conformance/README.md):
 
     python3 conformance/run.py -- target/debug/hookguard verify
-    python3 conformance/run.py --provider standard --skip-tag payload -- ./my-verifier
+    python3 conformance/run.py --provider standard --skip-tag payload --skip-tag policy -- ./my-verifier
 
 Python 3 standard library only. Prints one line per failing case and a summary; exits 0 when
 every selected case passes, 1 when any fails, 2 on a usage error.

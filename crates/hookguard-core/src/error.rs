@@ -20,6 +20,7 @@ use http::StatusCode;
 /// | `signature_not_verified` | 503 + `Retry-After` | the same, when the verifier is told to [retry it](crate::VerifierBuilder::retry_signature_mismatch): a sender that rotated its secret without overlap is retried until the receiver holds the new one |
 /// | `unauthorized` | 401 | Procore/HCSS shared header or URL token missing or wrong |
 /// | `missing_header` | 400 | a required header (timestamp, id) is absent |
+/// | `repeated_header` | 400 | a signature, timestamp or id header given more than once: which value the sender signed is ambiguous, and judging by the first would make the answer depend on the order |
 /// | `malformed_timestamp` | 400 | |
 /// | `timestamp_out_of_window` | 503 + `Retry-After` | authentic (checked after the signature) but signed further from our clock than the tolerance: a replay, or one of the two clocks is off. Senders re-sign their retries, so once the clocks agree a retry gets through; a 400 would make BuildWorkPro drop every event while our clock is wrong |
 /// | `header_too_large` | 431 | bounded header parsing |
@@ -67,6 +68,11 @@ pub enum Rejection {
     Unauthorized,
     /// A required header is absent.
     MissingHeader(&'static str),
+    /// A header the signature depends on (the signature itself, its timestamp, the signed id)
+    /// came more than once: which value the sender signed is ambiguous. Refused whatever the
+    /// order (judged by the first value, a genuine delivery behind a proxy that added a
+    /// header of the same name passed or failed by order).
+    RepeatedHeader(&'static str),
     /// The timestamp is not a unix time in seconds.
     MalformedTimestamp,
     /// The delivery is authentic (its signature checked first) but its timestamp is further
@@ -127,6 +133,7 @@ impl fmt::Display for Rejection {
             ),
             Self::Unauthorized => f.write_str("credentials are missing or not accepted"),
             Self::MissingHeader(h) => write!(f, "required header `{h}` is missing"),
+            Self::RepeatedHeader(h) => write!(f, "header `{h}` appears more than once"),
             Self::MalformedTimestamp => f.write_str("timestamp is malformed"),
             Self::TimestampOutOfWindow => f.write_str("timestamp is outside the accepted window"),
             Self::HeaderTooLarge(h) => write!(f, "header `{h}` is too large or not visible ASCII"),
@@ -164,6 +171,7 @@ impl Rejection {
             Self::SignatureNotVerified => "signature_not_verified",
             Self::Unauthorized => "unauthorized",
             Self::MissingHeader(_) => "missing_header",
+            Self::RepeatedHeader(_) => "repeated_header",
             Self::MalformedTimestamp => "malformed_timestamp",
             Self::TimestampOutOfWindow => "timestamp_out_of_window",
             Self::HeaderTooLarge(_) => "header_too_large",
@@ -205,6 +213,7 @@ impl Rejection {
             Self::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MalformedSignature
             | Self::MissingHeader(_)
+            | Self::RepeatedHeader(_)
             | Self::MalformedTimestamp
             | Self::TooManySignatures
             | Self::BodyReadFailed
@@ -246,6 +255,7 @@ impl Rejection {
             Self::MissingSignature(_)
                 | Self::MalformedSignature
                 | Self::MissingHeader(_)
+                | Self::RepeatedHeader(_)
                 | Self::MalformedTimestamp
                 | Self::TooManySignatures
         )
@@ -369,6 +379,7 @@ mod tests {
             Rejection::SignatureNotVerified,
             Rejection::Unauthorized,
             Rejection::MissingHeader("x"),
+            Rejection::RepeatedHeader("x"),
             Rejection::MalformedTimestamp,
             Rejection::TimestampOutOfWindow,
             Rejection::HeaderTooLarge("x"),

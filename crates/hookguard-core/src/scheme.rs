@@ -131,7 +131,9 @@ impl<'a> Context<'a> {
         self.max_signatures
     }
 
-    /// A header as visible ASCII, bounded in length. `Ok(None)` when absent.
+    /// A header as visible ASCII, bounded in length. `Ok(None)` when absent;
+    /// [`Rejection::RepeatedHeader`] when given more than once (which value was signed would
+    /// be ambiguous).
     ///
     /// ```
     /// use hookguard_core::{Context, RequestHead};
@@ -147,11 +149,12 @@ impl<'a> Context<'a> {
         self.headers(req, [name]).map(|[v]| v)
     }
 
-    /// Several headers at once, each read exactly as [`header`](Self::header) reads it (the
-    /// first value of the name, visible ASCII, bounded): a request with few headers is scanned
-    /// once instead of hashing every name. The names must be distinct (a repeated one is
-    /// answered only in its first slot). Every value is checked, in order, before any is
-    /// returned: the first malformed one is the error.
+    /// Several headers at once, each read exactly as [`header`](Self::header) reads it (one
+    /// value of the name, visible ASCII, bounded; a name given twice is
+    /// [`Rejection::RepeatedHeader`]): a request with few headers is scanned once instead of
+    /// hashing every name. The names must be distinct (a repeated one is answered only in its
+    /// first slot). Every value is checked, in order, before any is returned: the first
+    /// malformed one is the error.
     ///
     /// ```
     /// use hookguard_core::{Context, RequestHead};
@@ -160,11 +163,14 @@ impl<'a> Context<'a> {
     /// let mut headers = http::HeaderMap::new();
     /// headers.insert("x-b", "2".parse().unwrap());
     /// headers.append("x-a", "1".parse().unwrap());
-    /// headers.append("x-a", "ignored".parse().unwrap());
     /// let (m, u) = (http::Method::POST, http::Uri::from_static("/"));
     /// let ctx = Context::new(&[], None, 0);
     /// let [a, b] = ctx.headers(&RequestHead::new(&m, &u, &headers), [&X_A, &X_B]).unwrap();
     /// assert_eq!((a, b), (Some("1"), Some("2")));
+    /// // Given twice: refused, whichever value comes first.
+    /// headers.append("x-a", "2".parse().unwrap());
+    /// let twice = ctx.headers(&RequestHead::new(&m, &u, &headers), [&X_A, &X_B]);
+    /// assert_eq!(twice, Err(hookguard_core::Rejection::RepeatedHeader("x-a")));
     /// ```
     pub fn headers<'h, const N: usize>(
         &self,
@@ -172,6 +178,9 @@ impl<'a> Context<'a> {
         names: [&'static HeaderName; N],
     ) -> Result<[Option<&'h str>; N], Rejection> {
         let found = Self::raw_headers(req, names);
+        if let Some(name) = Self::repeated(req, &names) {
+            return Err(Rejection::RepeatedHeader(name));
+        }
         let mut out = [None; N];
         for ((slot, name), value) in out.iter_mut().zip(names).zip(found) {
             *slot = self.checked(name, value)?;
@@ -209,6 +218,18 @@ impl<'a> Context<'a> {
             }
         }
         found
+    }
+
+    /// The first of `names` given more than once, if any. Free for the usual request, which
+    /// repeats no header name at all (the map then holds one value per name).
+    pub(crate) fn repeated(req: &RequestHead<'_>, names: &[&'static HeaderName]) -> Option<&'static str> {
+        if req.headers.len() == req.headers.keys_len() {
+            return None;
+        }
+        names
+            .iter()
+            .find(|name| req.headers.get_all(**name).iter().nth(1).is_some())
+            .map(|name| name.as_str())
     }
 
     /// One header value as [`header`](Self::header) reads it: visible ASCII, bounded.
@@ -799,7 +820,7 @@ mod tests {
 
     proptest::proptest! {
         /// The one-pass read of several headers answers exactly what one hashed lookup per
-        /// name answers — values, absence, duplicates (first wins), over-long and non-ASCII
+        /// name answers — values, absence, duplicates (refused), over-long and non-ASCII
         /// values — on both sides of the scan limit.
         #[test]
         fn reading_several_headers_at_once_equals_one_read_per_name(
@@ -816,10 +837,15 @@ mod tests {
             let head = RequestHead::new(&m, &u, &headers);
             let mut ctx = Context::new(&[], None, 0);
             ctx.max_header_len = 24;
-            // The reference: a hashed `get` per name, checked alone.
-            let one_by_one: Result<Vec<Option<&str>>, Rejection> =
-                [&A, &B, &C].into_iter().map(|n| ctx.checked(n, headers.get(n))).collect();
-            proptest::prop_assert_eq!(ctx.header(&head, &B), ctx.checked(&B, headers.get(&B)));
+            // The reference: a name given twice is refused (the first such name); otherwise a
+            // hashed `get` per name, checked alone.
+            let twice = |n: &'static HeaderName| headers.get_all(n).iter().count() > 1;
+            let one_by_one: Result<Vec<Option<&str>>, Rejection> = match [&A, &B, &C].into_iter().find(|n| twice(n)) {
+                Some(n) => Err(Rejection::RepeatedHeader(n.as_str())),
+                None => [&A, &B, &C].into_iter().map(|n| ctx.checked(n, headers.get(n))).collect(),
+            };
+            let one = if twice(&B) { Err(Rejection::RepeatedHeader("webhook-signature")) } else { ctx.checked(&B, headers.get(&B)) };
+            proptest::prop_assert_eq!(ctx.header(&head, &B), one);
             let at_once = ctx.headers(&head, [&A, &B, &C]).map(|v| v.to_vec());
             proptest::prop_assert_eq!(at_once, one_by_one);
         }

@@ -261,6 +261,7 @@ fn every_case_of_the_corpus_holds() {
         "v1a",
         "dedupe",
         "challenge",
+        "policy",
     ] {
         assert!(tags.contains(tag), "no case tagged {tag}");
     }

@@ -473,6 +473,74 @@ mod tests {
         );
     }
 
+    /// A signature, timestamp or signed id header given twice is refused `repeated_header`
+    /// whichever value comes first, for every sender that signs: judged by the first value, a
+    /// genuine delivery passed with the junk copy after it and failed `401` with it before
+    /// (BuildWorkPro never retries a 401; a third party's conformance tryout).
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_signed_header_given_twice_is_refused_whatever_the_order() {
+        use crate::{clock::ManualClock, RequestHead, Scheme, SignParams, Verifier};
+        const NOW: u64 = 1_700_000_000;
+        let body = br#"{"id":"evt_1","type":"x","event_id":"Ev1"}"#;
+        let schemes: Vec<(std::sync::Arc<dyn Scheme>, &str, &[&str])> = vec![
+            (
+                std::sync::Arc::new(BuildWorkPro::new()),
+                "whsec_k",
+                &["buildworkpro-signature"],
+            ),
+            (std::sync::Arc::new(Stripe::new()), "whsec_k", &["stripe-signature"]),
+            (std::sync::Arc::new(GitHub::new()), "k", &["x-hub-signature-256"]),
+            (std::sync::Arc::new(Aps::new()), "k", &["x-adsk-signature"]),
+            (
+                std::sync::Arc::new(Slack::new()),
+                "k",
+                &["x-slack-signature", "x-slack-request-timestamp"],
+            ),
+            (
+                std::sync::Arc::new(StandardWebhooks::new()),
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                &["webhook-signature", "webhook-timestamp", "webhook-id"],
+            ),
+        ];
+        for (scheme, secret, names) in schemes {
+            let signed = scheme.sign(secret, body, &SignParams::new(NOW)).unwrap();
+            let (headers, uri) = crate::testing::request_parts(signed, "/hooks");
+            let v = Verifier::builder_arc(scheme)
+                .secret(secret)
+                .clock(ManualClock::new(NOW))
+                .build()
+                .unwrap();
+            let verify = |h: &http::HeaderMap| {
+                v.verify(
+                    &RequestHead::new(&http::Method::POST, &uri, h),
+                    bytes::Bytes::from_static(body),
+                )
+                .map(drop)
+            };
+            assert_eq!(verify(&headers), Ok(()), "{names:?}");
+            for name in names.iter().copied() {
+                let genuine = headers.get(name).unwrap().clone();
+                let junk = http::HeaderValue::from_static("junk");
+                for (first, second) in [
+                    (genuine.clone(), junk.clone()),
+                    (junk, genuine.clone()),
+                    (genuine.clone(), genuine),
+                ] {
+                    let mut twice = headers.clone();
+                    twice.insert(name, first);
+                    twice.append(name, second);
+                    let got = verify(&twice);
+                    assert!(
+                        matches!(got, Err(Rejection::RepeatedHeader(n)) if n.eq_ignore_ascii_case(name)),
+                        "{name}: {got:?}"
+                    );
+                    assert_eq!(Rejection::RepeatedHeader("x").status(), http::StatusCode::BAD_REQUEST);
+                }
+            }
+        }
+    }
+
     /// Every sender's delivery gets a bounded dedupe key: its own id when it has a usable one,
     /// else a digest of the body (a Stripe event or a Slack form without an id was handled
     /// again on every copy; a Procore `ulid` of any length went into the key).

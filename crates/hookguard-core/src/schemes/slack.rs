@@ -180,6 +180,9 @@ impl Scheme for Slack {
 
     fn authenticate(&self, req: &RequestHead<'_>, body: &[u8], ctx: &Context<'_>) -> Result<Authenticated, Rejection> {
         let [sig, ts_raw] = Context::raw_headers(req, [&SIGNATURE, &TIMESTAMP]);
+        if let Some(name) = Context::repeated(req, &[&SIGNATURE, &TIMESTAMP]) {
+            return Err(Rejection::RepeatedHeader(name));
+        }
         let sig = ctx
             .checked(&SIGNATURE, sig)?
             .ok_or(Rejection::MissingSignature("X-Slack-Signature"))?;

@@ -400,6 +400,9 @@ impl Scheme for StandardWebhooks {
         // One pass finds the three headers; each is then checked in the order that decides
         // which refusal a request with several faults gets.
         let (names, [id, ts_raw, sig]) = Self::headers(req);
+        if let Some(name) = Context::repeated(req, &names) {
+            return Err(Rejection::RepeatedHeader(name));
+        }
         let [id_name, ts_name, sig_name] = names;
         let id = ctx
             .checked(id_name, id)?
