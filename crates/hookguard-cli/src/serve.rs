@@ -1623,8 +1623,10 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
 async fn run_inline(args: &ServeArgs, spec: &ReceiverSpec<'_>, exec: Option<Exec>) -> CliResult<ExitCode> {
     let (store, store_name) =
         open_store(args.store.as_deref().unwrap_or("memory"), args.store_prefix.as_deref()).await?;
-    let (layer, mode) = layer_keyed(spec, Keeper::Dedupe(store), args.dedupe_key.as_ref())?;
+    // The metrics recorder first: the receiver's sender-health gauge is set to 0 when it is
+    // built, and set before the recorder it was missing until the first failure (a review).
     let mut extras = ui::Extras::bind(args).await?;
+    let (layer, mode) = layer_keyed(spec, Keeper::Dedupe(store), args.dedupe_key.as_ref())?;
     let receiver = Arc::clone(layer.receiver());
     let (closed_tx, closed_rx) = oneshot::channel();
     let (writer, queue) = StdoutWriter::start(args.stdout_queue as usize, closed_tx)?;

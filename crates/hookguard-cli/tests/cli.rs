@@ -4816,6 +4816,15 @@ fn serve_metrics_count_real_deliveries_and_show_no_secret_or_id() {
         status_with_host(mport, "/metrics", &format!("127.0.0.1:{mport}"), &[]),
         200
     );
+    // The sender-health gauge is there from the start, at 0 (inline `serve` built its receiver
+    // before the recorder was installed: the series was missing until the first failure).
+    assert_eq!(
+        sample(
+            &scrape(mport),
+            "hookguard_sender_consecutive_failures{provider=\"buildworkpro\"}"
+        ),
+        Some(0.0)
+    );
     // One delivery by the vendor simulator, one signed by hand and its copy, one forged.
     let o = send_fast("buildworkpro", secret, &s.url(), &[]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
@@ -4862,6 +4871,11 @@ fn serve_metrics_count_real_deliveries_and_show_no_secret_or_id() {
         m.contains("hookguard_verify_seconds_bucket{provider=\"buildworkpro\",le=\"0.001\"}"),
         "{m}"
     );
+    // Bounds at the senders' timeouts and an inbox handler's limit (BuildWorkPro waits 10 s).
+    for le in ["5", "6", "10", "60"] {
+        let bucket = format!("hookguard_handler_seconds_bucket{{provider=\"buildworkpro\",le=\"{le}\"}}");
+        assert!(m.contains(&bucket), "{bucket}: {m}");
+    }
     assert_eq!(
         sample(&m, "hookguard_sender_consecutive_failures{provider=\"buildworkpro\"}"),
         Some(1.0),

@@ -140,7 +140,7 @@ pub struct SenderHealth {
     failures: AtomicU32,
     /// Failed tries per event and the last one's time (per-event kill switches only), and
     /// how many it holds.
-    events: Mutex<HashMap<u64, (u32, Instant)>>,
+    events: Mutex<Events>,
     tracked: AtomicUsize,
     /// How long the sender retries one event; an event failed longer ago than this is
     /// forgotten at the next success (the sender has given up on it).
@@ -149,6 +149,20 @@ pub struct SenderHealth {
     /// with no request that carried one in between (see [`SenderHealth::refused_uncredentialed`]).
     uncredentialed: AtomicU32,
 }
+
+/// The events a per-event kill switch tracks (see [`SenderHealth::answered_event`]).
+#[derive(Debug, Default)]
+struct Events {
+    /// Failed tries per event and the last one's time.
+    tries: HashMap<u64, (u32, Instant)>,
+    /// When events the sender gave up on were last forgotten.
+    swept: Option<Instant>,
+}
+
+/// How often events the sender gave up on are forgotten: at most this often, not at every
+/// success (with thousands tracked after an outage, each success scanned them all under the
+/// lock; a review measured +120 µs per delivery for a day).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Uncredentialed refusals in a row at which [`SenderHealth::refused_uncredentialed`] first
 /// warns (and again at every tenfold).
@@ -192,8 +206,9 @@ impl SenderHealth {
     }
 
     /// How long the sender retries one event (from its profile; the receiver sets it). A
-    /// success forgets the events whose last failure is older: the sender no longer retries
-    /// them, so after the operator revived the subscription the count falls back.
+    /// success forgets the events whose last failure is older (looked for at most once a
+    /// minute): the sender no longer retries them, so after the operator revived the
+    /// subscription the count falls back.
     ///
     /// ```
     /// use std::time::Duration;
@@ -259,7 +274,7 @@ impl SenderHealth {
             return 0;
         }
         let m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().map(|&(n, _)| n).max().unwrap_or(0)
+        m.tries.values().map(|&(n, _)| n).max().unwrap_or(0)
     }
 
     /// Records one answer to the event `event` (from [`event_of`]; `None` when no body was
@@ -285,11 +300,16 @@ impl SenderHealth {
         if !k.per_event || (success && self.tracked.load(Ordering::Relaxed) == 0) {
             return;
         }
-        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let Events { tries: m, swept } = &mut *guard;
         let n = if success {
             m.remove(&e);
             if let Some(h) = self.retry_horizon {
-                m.retain(|_, &mut (_, last)| last.elapsed() <= h);
+                if swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                    let now = Instant::now();
+                    m.retain(|_, &mut (_, last)| now.duration_since(last) <= h);
+                    *swept = Some(now);
+                }
             }
             0
         } else {
@@ -301,7 +321,7 @@ impl SenderHealth {
             c.0
         };
         self.tracked.store(m.len(), Ordering::Relaxed);
-        drop(m);
+        drop(guard);
         self.warn(k, n, Counted::OneEvent);
     }
 
@@ -710,12 +730,14 @@ pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v:
     let _ = (name, label, v);
 }
 
-/// Counts an inbox transition.
+/// Counts an inbox transition of an item stored under the sender's name `provider` (a
+/// record's `provider`).
 ///
 /// ```
 /// use hookguard_core::observe::inbox_transition;
 /// inbox_transition("procore", "done");
-/// // A sender that is no built-in one is counted as `custom`: labels stay a bounded set.
+/// // A name no built-in sender has is counted as `custom`: a stored name may come from any
+/// // process writing the inbox, and labels stay a bounded set.
 /// inbox_transition("acme-erp", "dead");
 /// ```
 pub fn inbox_transition(provider: &str, transition: &'static str) {
@@ -723,6 +745,16 @@ pub fn inbox_transition(provider: &str, transition: &'static str) {
     count(
         "hookguard_inbox_transitions_total",
         &[("provider", provider), ("transition", transition)],
+    );
+}
+
+/// [`inbox_transition`] for a sender this process knows (the receiver's, the worker's): a
+/// custom sender is labelled with its own name, as its answers and handler times are (it was
+/// `custom` here alone, so the series could not be joined; a review).
+pub(crate) fn inbox_transition_of(provider: Provider, transition: &'static str) {
+    count(
+        "hookguard_inbox_transitions_total",
+        &[("provider", provider.as_str()), ("transition", transition)],
     );
 }
 
@@ -792,6 +824,27 @@ mod tests {
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::noop()
         }
+    }
+
+    /// A custom sender's inbox transitions counted by the receiver and the worker carry its
+    /// own name, as its answers do (they were all `custom`); a stored name no sender of this
+    /// process has stays `custom`.
+    #[test]
+    fn a_custom_senders_transitions_carry_its_name() {
+        let counts = Counts::default();
+        metrics::with_local_recorder(&counts, || {
+            super::inbox_transition_of(crate::Provider::Custom("acme-erp"), "accepted");
+            super::inbox_transition("someone-elses", "replayed");
+        });
+        let c = counts.0.lock().unwrap();
+        assert_eq!(
+            c.get("hookguard_inbox_transitions_total{provider=acme-erp,transition=accepted}"),
+            Some(&1)
+        );
+        assert_eq!(
+            c.get("hookguard_inbox_transitions_total{provider=custom,transition=replayed}"),
+            Some(&1)
+        );
     }
 
     /// The gauge was absent from `/metrics` until the first failure (a tryout's finding).
@@ -1042,6 +1095,36 @@ mod health_tests {
         let answer = rx.precheck(&RequestHead::new(&http::Method::GET, &challenge, &headers));
         assert_eq!(answer.unwrap_err().status(), 200);
         assert_eq!(rx.health().consecutive_failures(), 3);
+        // Nor does a challenge refused for its length count as a failed delivery (it did: six
+        // such GETs, no token needed, read as HCSS's failed tries; a review).
+        let long: http::Uri = format!("/h?challenge={}", "a".repeat(1_100)).parse().unwrap();
+        for _ in 0..3 {
+            let answer = rx.precheck(&RequestHead::new(&http::Method::GET, &long, &headers));
+            assert_eq!(answer.unwrap_err().status(), 400);
+        }
+        assert_eq!(rx.health().consecutive_failures(), 3);
+    }
+
+    /// Events the sender gave up on are looked for at most once a minute, not at every
+    /// success: with thousands tracked after an outage, each success scanned them all under
+    /// the lock (+120 µs per delivery for a day, measured by a review).
+    #[test]
+    fn given_up_events_are_swept_at_most_once_a_minute() {
+        use super::{event_of, KillSwitch, SenderHealth, SWEEP_EVERY};
+        use crate::Provider;
+        use std::time::Instant;
+        let k = KillSwitch::new(5, "stops", "re-subscribe").per_event();
+        let h = SenderHealth::new(Provider::Hcss, Some(k)).with_retry_horizon(Duration::ZERO);
+        h.answered_event(false, Some(event_of(b"a")));
+        h.answered_event(true, Some(event_of(b"b")));
+        assert_eq!(h.event_failures(), 0, "the first success sweeps");
+        h.answered_event(false, Some(event_of(b"c")));
+        h.answered_event(true, Some(event_of(b"d")));
+        assert_eq!(h.event_failures(), 1, "not again within the minute");
+        // A minute on: swept again.
+        h.events.lock().unwrap().swept = Instant::now().checked_sub(SWEEP_EVERY);
+        h.answered_event(true, Some(event_of(b"d")));
+        assert_eq!(h.event_failures(), 0);
     }
 
     /// A sender whose switch counts failures in a row (BuildWorkPro) tracks no events.

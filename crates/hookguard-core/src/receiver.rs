@@ -414,8 +414,8 @@ enum Whose {
     /// under a configuration that does not match): not a failed answer, but a streak of them is
     /// warned about ([`SenderHealth::refused_uncredentialed`]).
     Uncredentialed,
-    /// No sender delivers so (another method, a challenge request without its challenge): the
-    /// metrics only.
+    /// No sender delivers so (another method, a challenge request without its challenge or with
+    /// one over the bound): the metrics only.
     NotADelivery,
 }
 
@@ -906,7 +906,9 @@ impl Receiver {
     /// one in a form the sender never writes, is a scanner's — or the sender's, misconfigured.
     fn whose(&self, r: &Rejection, head: &RequestHead<'_>) -> Whose {
         match r {
-            Rejection::MethodNotAllowed | Rejection::ChallengeMissing => Whose::NotADelivery,
+            Rejection::MethodNotAllowed | Rejection::ChallengeMissing | Rejection::ChallengeTooLong { .. } => {
+                Whose::NotADelivery
+            }
             r if r.is_uncredentialed() => Whose::Uncredentialed,
             // Procore and a header-token HCSS always send their header: only a wrong value
             // may be the sender's (a rotated secret).
@@ -1361,7 +1363,7 @@ impl Receiver {
                 // Debug: one line per delivery; the inbox row is the record.
                 tracing::debug!(%provider, id, event_id = delivery.event_id(), "webhook accepted into the inbox");
                 self.answered_2xx("accepted", arrived, None, event);
-                observe::inbox_transition(provider.as_str(), "accepted");
+                observe::inbox_transition_of(provider, "accepted");
                 self.acknowledge(crate::response::accepted())
             }
             Ok(Accepted::Duplicate(id)) => {

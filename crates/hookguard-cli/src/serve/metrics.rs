@@ -13,9 +13,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::common::{failed, CliResult};
 
 /// Bucket bounds (seconds) of the `_seconds` histograms: verification takes microseconds, a
-/// durable commit milliseconds, a handler up to the sender's timeout.
-const BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+/// durable commit milliseconds, a handler up to the sender's timeout — with bounds at the
+/// senders' timeouts (Slack 3 s, Procore 5 s, APS 6 s, BuildWorkPro 10 s) and up to an inbox
+/// handler's default limit (48 s of a 60 s lease), which all fell in one 2.5–10 s bucket or
+/// beyond the last (a review).
+const BUCKETS: [f64; 21] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0,
+    6.0, 10.0, 30.0, 60.0,
 ];
 
 /// The metric table of `hookguard_core::observe`, as `# HELP` lines.

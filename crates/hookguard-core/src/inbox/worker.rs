@@ -1348,7 +1348,7 @@ async fn attempt(
         Outcome::Lost => "lost",
         Outcome::Deferred { .. } => "deferred",
     };
-    crate::observe::inbox_transition(provider.as_str(), transition);
+    crate::observe::inbox_transition_of(provider, transition);
     if let Some(hook) = &cfg.on_outcome {
         // The outcome is recorded already: a hook that panics changes nothing of the item (it
         // was reported as an attempt panicking outside its handler, to run again after its
