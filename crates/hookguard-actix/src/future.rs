@@ -24,7 +24,7 @@ use futures_util::future::LocalBoxFuture;
 /// on for at most the receiver's
 /// [`background_limit`](hookguard_core::Receiver::background_limit), then is dropped. Outside
 /// an actix-web worker (no `System`), after a panic in a poll, or with [`MAX_DETACHED`]
-/// requests of this process finishing in the background already, it is dropped as it is (the
+/// requests of this worker thread finishing in the background already, it is dropped as it is (the
 /// claim is released: the sender's retry runs it again). A worker that stops ends them.
 ///
 /// ```

@@ -496,15 +496,21 @@ impl Compiled {
             if i > 0 {
                 out.push(',');
             }
-            // The first alternative present counts; one that fails half-way leaves nothing.
-            let mark = out.len();
-            let found = alternatives.iter().any(|f| {
-                let written = value(f, scheme, head, top.as_ref(), &mut out, &mut budget).is_some();
-                if !written {
-                    out.truncate(mark);
+            // The first alternative present counts. One present but unreadable (too deep, over
+            // the parse budget, a header that is not visible ASCII) leaves the delivery its
+            // default key, as a single field would: falling through to the next alternative
+            // would give two different events that share the next one the same key (a review).
+            let mut found = false;
+            for f in alternatives {
+                match value(f, scheme, head, top.as_ref(), &mut out, &mut budget) {
+                    Lookup::Found => {
+                        found = true;
+                        break;
+                    }
+                    Lookup::Absent => continue,
+                    Lookup::Unreadable => return None,
                 }
-                written
-            });
+            }
             if !found {
                 return None;
             }
@@ -519,7 +525,18 @@ impl Compiled {
     }
 }
 
-/// Writes one field's value to `out`; `None` when the delivery lacks it.
+/// What [`value`] found of one field.
+enum Lookup {
+    /// Written to the key.
+    Found,
+    /// Not in the delivery (nothing written): the next alternative may be.
+    Absent,
+    /// There, but it cannot be read into a key (too deep, over the parse budget, not visible
+    /// ASCII); part of it may have been written.
+    Unreadable,
+}
+
+/// Writes one field's value to `out`.
 fn value(
     f: &CompiledField,
     scheme: &dyn crate::Scheme,
@@ -527,25 +544,42 @@ fn value(
     top: Option<&Level<'_>>,
     out: &mut String,
     budget: &mut usize,
-) -> Option<()> {
+) -> Lookup {
     match f {
         CompiledField::Header(name) => {
+            let Some(v) = scheme.key_header(head, name) else {
+                return Lookup::Absent;
+            };
             // Not lossy: two different byte strings must not share a key (a value that is not
             // visible ASCII has no key; the sender's default is kept).
-            let v = scheme.key_header(head, name)?.to_str().ok()?;
-            out.push_str(&serde_json::to_string(v).ok()?);
+            match v.to_str().ok().and_then(|v| serde_json::to_string(v).ok()) {
+                Some(json) => out.push_str(&json),
+                None => return Lookup::Unreadable,
+            }
         }
         CompiledField::Pointer(tokens) => {
-            let (first, rest) = tokens.split_first()?;
-            let mut cur = top?.child(first)?;
-            for t in rest {
-                spend(budget, cur.get())?;
-                cur = Level::of(cur)?.child(t)?;
+            // (A body that is not JSON has none of its pointers.)
+            let Some(mut cur) = tokens.split_first().and_then(|(first, _)| top?.child(first)) else {
+                return Lookup::Absent;
+            };
+            for t in &tokens[1..] {
+                if spend(budget, cur.get()).is_none() {
+                    return Lookup::Unreadable;
+                }
+                let Some(level) = Level::of(cur) else {
+                    return Lookup::Unreadable;
+                };
+                match level.child(t) {
+                    Some(next) => cur = next,
+                    None => return Lookup::Absent,
+                }
             }
-            canonical(cur, out, 0, budget)?;
+            if canonical(cur, out, 0, budget).is_none() {
+                return Lookup::Unreadable;
+            }
         }
     }
-    Some(())
+    Lookup::Found
 }
 
 #[cfg(test)]
@@ -630,8 +664,9 @@ mod tests {
     }
 
     /// A field's alternatives: the first present counts, whichever position it is in; a field
-    /// none of whose alternatives is present leaves no key; an alternative that fails half-way
-    /// (too deep) leaves nothing of itself in the key.
+    /// none of whose alternatives is present leaves no key; one present but unreadable (too
+    /// deep) leaves no key either, rather than falling through to the next (two events sharing
+    /// the next one would share a key).
     #[test]
     fn the_first_alternative_present_counts() {
         let spec = "/resource_name|/resource_type,/resource_id,/event_type|/reason";
@@ -650,7 +685,8 @@ mod tests {
             "[".repeat(MAX_DEPTH + 1),
             "]".repeat(MAX_DEPTH + 1)
         );
-        assert_eq!(key("/a|/b", deep.as_bytes()).unwrap(), r#"fields:["ok"]"#);
+        assert_eq!(key("/a|/b", deep.as_bytes()), None);
+        assert_eq!(key("/b|/a", deep.as_bytes()).unwrap(), r#"fields:["ok"]"#);
         // A header alternative serves a body that is not JSON.
         let c = "/id|header:x-hop-id"
             .parse::<DedupeKey>()

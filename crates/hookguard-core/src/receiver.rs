@@ -773,7 +773,8 @@ impl Receiver {
     }
 
     /// De-duplicates with `dedupe`. Unlike the builder, which refuses them, a lease or
-    /// retention under a second is not an error here: each claim then gets one second.
+    /// retention under a second is not an error here: it is taken as one second (by the claims,
+    /// the handler budget and the background limit alike).
     ///
     /// ```
     /// use std::time::Duration;
@@ -1637,7 +1638,7 @@ impl<T> ReceiverBuilder<T> {
         if let Some(d) = &self.dedupe {
             // A zero lease ended before any copy could see it (Redis keeps it a millisecond):
             // every copy then ran beside the first.
-            if d.lease_duration() < Duration::from_secs(1) || d.retention_duration() < Duration::from_secs(1) {
+            if d.below_a_second() {
                 return Err(ConfigError::Invalid(
                     "the dedupe lease and retention must be at least 1 s (copies arriving later would run the handler again)",
                 ));

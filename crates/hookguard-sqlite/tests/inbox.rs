@@ -1185,8 +1185,26 @@ async fn the_handler_deadline_counts_from_the_claim() {
 /// start the handler: `handle` and its future's first poll ran before the timeout could stop
 /// them (a review; `--exec` spawned its command there). Given back without counting an
 /// attempt, never dead; a claim answered in time runs it, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_answered_past_the_deadline_does_not_start_the_handler() {
+#[test]
+fn a_claim_answered_past_the_deadline_does_not_start_the_handler() {
+    // On this thread alone (a current-thread runtime), so its log is this test's.
+    let logs = hookguard_core::testing::Logs::default();
+    tracing::subscriber::with_default(logs.clone(), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(past_the_deadline());
+    });
+    // Said, since nothing runs while claims answer that late.
+    let warned = logs.messages(tracing::Level::WARN);
+    assert!(
+        warned.iter().any(|m| m.contains("after its handler's deadline")),
+        "{warned:?}"
+    );
+}
+
+async fn past_the_deadline() {
     let dir = TempDir::new("past-deadline");
     let inbox = SqliteInbox::open(dir.file()).unwrap();
     let id = stored(&inbox, &bwp("evt_past_deadline")).await;

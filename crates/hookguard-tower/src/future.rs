@@ -17,7 +17,8 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// Dropped before it is done — the sender's client hung up at its timeout (hyper then drops
 /// the request's future), or a timeout layer outside this one answered — it is finished in
 /// the background on the current tokio runtime, as actix-web finishes a request whose client
-/// went away: the handler runs to its end and its claim is completed, so the sender's retry
+/// closed the connection (and `hookguard_actix::ResponseFuture` one whose connection was
+/// reset): the handler runs to its end and its claim is completed, so the sender's retry
 /// is answered `duplicate` instead of running the handler again from the start (handlers are
 /// rarely safe to stop at any `.await`); its `2xx` counts as a failure in the sender's health
 /// ([`answer_given_up`](hookguard_core::answer_given_up)): the sender got no answer. It goes

@@ -552,20 +552,30 @@ impl Dedupe {
         self.store.renews()
     }
 
-    /// The lease.
+    /// The lease (at least a second, however it was set).
     ///
     /// ```
     /// use std::time::Duration;
     /// use hookguard_core::dedupe::{Dedupe, MemoryStore, DEFAULT_LEASE};
     /// let d = Dedupe::new(MemoryStore::new(1_000));
     /// assert_eq!(d.lease_duration(), DEFAULT_LEASE);
-    /// assert_eq!(d.lease(Duration::from_secs(10)).lease_duration(), Duration::from_secs(10));
+    /// let d = d.lease(Duration::from_secs(10));
+    /// assert_eq!(d.lease_duration(), Duration::from_secs(10));
+    /// assert_eq!(d.lease(Duration::ZERO).lease_duration(), Duration::from_secs(1));
     /// ```
     pub fn lease_duration(&self) -> Duration {
-        self.lease
+        // At least a second, however it was set (see `admit`): the receiver's budget and
+        // background limit are derived from it too.
+        self.lease.max(MIN_LEASE)
     }
 
-    /// How long a handled key is remembered.
+    /// Whether the lease or the retention was set under a second (the receiver's builder
+    /// refuses that; the getters and claims take a second).
+    pub(crate) fn below_a_second(&self) -> bool {
+        self.lease < MIN_LEASE || self.retention < MIN_LEASE
+    }
+
+    /// How long a handled key is remembered (at least a second, however it was set).
     ///
     /// ```
     /// use std::time::Duration;
@@ -573,7 +583,7 @@ impl Dedupe {
     /// assert_eq!(Dedupe::new(MemoryStore::default()).retention_duration(), DEFAULT_RETENTION);
     /// ```
     pub fn retention_duration(&self) -> Duration {
-        self.retention
+        self.retention.max(MIN_LEASE)
     }
 
     /// The store.
@@ -614,7 +624,7 @@ impl Dedupe {
         // At least a second each, whatever was set: the receiver's builder refuses less, but a
         // `Receiver::with_dedupe` is not checked, and a lease that ends before any copy could
         // see it lets every copy run beside the first (a review).
-        let (lease, retention) = (self.lease.max(MIN_LEASE), self.retention.max(MIN_LEASE));
+        let (lease, retention) = (self.lease_duration(), self.retention_duration());
         let claimed = match self.store.claim_at_once(key, lease) {
             Some(answer) => answer,
             None => self.store.claim(key, lease).await,
@@ -845,6 +855,15 @@ mod tests {
             asked,
             [Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1)]
         );
+        // The receiver's budget follows (from a zero lease it was zero: every handler cut).
+        let v = crate::Verifier::builder(crate::schemes::BuildWorkPro::new())
+            .secret("whsec_k")
+            .build()
+            .unwrap();
+        let rx = crate::Receiver::new(v)
+            .with_budget(Some(Duration::from_secs(10)))
+            .with_dedupe(Dedupe::new(MemoryStore::default()).lease(Duration::ZERO));
+        assert_eq!(rx.budget(), Some(Duration::from_millis(900)));
     }
 
     /// A shared [`Asked`], as a store.

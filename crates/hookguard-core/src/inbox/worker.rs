@@ -1204,6 +1204,31 @@ fn handler_ended(held: &Mutex<HashMap<i64, Held>>, id: i64, claim: u64) -> Optio
     Some(h.claim)
 }
 
+/// Says (at WARN, at most once a minute in the process) that claims are answered after their
+/// handlers' deadline: such items are given back unrun and uncounted, so a store that always
+/// answers that late would run nothing, and nothing else would say why (a review).
+fn warn_late_claims(id: i64) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+    let now = now_ms();
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(
+            id,
+            "inbox: a claim was answered after its handler's deadline (90 % of the lease): the item is \
+             given back unrun; a store this slow runs nothing — lengthen the lease, or look at the store"
+        );
+    }
+}
+
 /// Runs one claimed attempt; the handler must finish by `deadline` (90 % of the lease after the
 /// claim began).
 async fn attempt(
@@ -1235,6 +1260,7 @@ async fn attempt(
     let ran = !late && item.attempt <= cfg.retry.max_attempts;
     // `Err((why, Some(after)))`: the handler deferred (not an attempt).
     let result: Result<(), (String, Option<Duration>)> = if late {
+        warn_late_claims(item.id);
         Err((
             "not run: the claim was answered after the handler's deadline (90 % of the lease)".to_owned(),
             Some(cfg.poll),
