@@ -29,7 +29,15 @@ dir=$(mktemp -d)
 # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
 run() { if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$dir"; runuser -u postgres -- "$@"; else "$@"; fi; }
 run "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust >&2
-run "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -o "-p $port -k $dir -c listen_addresses=127.0.0.1" -w start >&2
+# TLS offered, as a real server's is (the inbox's TLS test needs it): a throwaway certificate.
+ssl=""
+if command -v openssl >/dev/null 2>&1 &&
+  openssl req -new -x509 -days 2 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1; then
+  chmod 600 "$dir/server.key"
+  ssl="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+fi
+run "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $ssl" -w start >&2
 url="postgres://postgres@127.0.0.1:$port/postgres"
 ok "$url" || { log "could not start PostgreSQL"; exit 1; }
 log "started PostgreSQL on 127.0.0.1:$port (data $dir/data)"

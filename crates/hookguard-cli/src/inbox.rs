@@ -227,6 +227,16 @@ impl InboxSpec {
     /// (Checked apart from the parse, whose shown form every such value still has.)
     pub fn check(&self) -> CliResult<()> {
         let InboxSpec::Postgres(url) = self else { return Ok(()) };
+        // Two schemas: which inbox is meant? (The last was taken without a word; a tryout.)
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        if query
+            .split('&')
+            .filter(|kv| kv.starts_with("hookguard_schema="))
+            .count()
+            > 1
+        {
+            return Err(usage("--inbox: hookguard_schema is given more than once"));
+        }
         let (url, schema) = split_schema(url);
         hookguard_postgres::check_url(&url)
             .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
@@ -668,6 +678,13 @@ mod tests {
             split_schema("postgres://h/db?hookguard_schema=x"),
             ("postgres://h/db".to_owned(), Some("x".to_owned()))
         );
+        // Two schemas are refused, not the last taken.
+        let twice = parse_inbox_spec("postgres://h/db?hookguard_schema=a&hookguard_schema=b").unwrap();
+        assert!(matches!(twice.check(), Err(crate::common::CliError::Usage(m)) if m.contains("more than once")));
+        assert!(parse_inbox_spec("postgres://h/db?hookguard_schema=a")
+            .unwrap()
+            .check()
+            .is_ok());
         assert_eq!(
             parse_inbox_spec("postgresql://h/db").unwrap().shown(),
             "postgresql://h/db"

@@ -3,8 +3,10 @@
 //! The durable inbox on PostgreSQL, for receivers running as several replicas behind a load
 //! balancer: every replica accepts into one table, every replica's worker drains it.
 //!
-//! Built on **sqlx 0.8** (the current 0.8 line, with `runtime-tokio`, no TLS feature: add
-//! sqlx's own `tls-*` feature in your application if your database needs it). sqlx is the pool
+//! Built on **sqlx 0.8** (the current 0.8 line, with `runtime-tokio` and TLS by rustls with the
+//! web's root certificates, `tls-rustls-ring-webpki`: `?sslmode=require` or
+//! `?sslmode=verify-full&sslrootcert=…` in the URL; the default `prefer` takes TLS where the
+//! server offers it). sqlx is the pool
 //! most Rust services already hold, so you pass your own [`PgPool`] (and, for transactional
 //! handlers, work inside the `sqlx::Transaction` hookguard gives you).
 //!
@@ -217,7 +219,9 @@ fn unknown_parameters_removed(url: &str) -> (std::borrow::Cow<'_, str>, Vec<Stri
         .split('&')
         .filter(|pair| {
             let key = percent_decoded(pair.split_once('=').map_or(*pair, |(k, _)| k));
-            let known = pair.is_empty() || KNOWN_URL_PARAMETERS.contains(&key.as_str());
+            // `options[NAME]=VALUE` sets one server option (`options[search_path]=hooks`).
+            let option = key.starts_with("options[") && key.ends_with(']');
+            let known = pair.is_empty() || option || KNOWN_URL_PARAMETERS.contains(&key.as_str());
             if !known {
                 dropped.push(key);
             }
@@ -296,7 +300,8 @@ pub struct PgInboxBuilder {
     operation_timeout: Duration,
     migration_timeout: Duration,
     unclaimed_warning: Duration,
-    /// Take the cap recorded in the database instead of `max_pending` (a tool's open).
+    /// Take the cap recorded in the database (else the default) instead of `max_pending`, and
+    /// record nothing (a tool's open).
     recorded_cap: bool,
 }
 
@@ -340,10 +345,10 @@ impl PgInboxBuilder {
     /// passed by what the other replicas accept within that second (with R replicas, up to
     /// R − 1 replicas' second of deliveries) and by the accepts in flight when it is reached.
     ///
-    /// Recorded in the database (the default too) by every open that is not
-    /// [`existing_only`](Self::existing_only) — the last replica started wins —, so a tool
-    /// opened with [`keep_recorded_cap`](Self::keep_recorded_cap) (the `hookguard inbox`
-    /// commands) keeps to it: a replay of every dead item then stops at half of it.
+    /// Recorded in the database (the default too, as the SQLite inbox records it) by an open
+    /// that is not [`existing_only`](Self::existing_only) — the last replica started wins —,
+    /// so a tool opened with [`keep_recorded_cap`](Self::keep_recorded_cap) (the `hookguard
+    /// inbox` commands) keeps to it: a replay of every dead item then stops at half of it.
     ///
     /// ```
     /// let b = hookguard_postgres::PgInbox::builder().max_pending(10_000);
@@ -358,9 +363,9 @@ impl PgInboxBuilder {
     }
 
     /// Takes the cap the serving replicas recorded (see [`max_pending`](Self::max_pending))
-    /// instead of one of its own: for a tool that looks into an inbox while replicas serve it.
-    /// The default cap where none is recorded (an inbox made by an earlier build, or a role
-    /// that may not read the record).
+    /// instead of one of its own, and records none: for a tool that looks into an inbox while
+    /// replicas serve it. The default cap where none is recorded (an inbox made by an earlier
+    /// build, or a role that may not read the record).
     ///
     /// ```
     /// let tool = hookguard_postgres::PgInbox::builder().existing_only().keep_recorded_cap();
@@ -484,15 +489,18 @@ impl PgInboxBuilder {
         if !self.existing_only {
             check_writable(&pool, &self.schema).await?;
         }
+        // A cap read back is not recorded again: where none could be read it is the default,
+        // which would overwrite the serving replicas' (`hookguard inbox migrate` on a pool
+        // that timed out; a review).
         let max_pending = match self.recorded_cap {
             true => recorded_cap(&pool, &self.schema).await.unwrap_or(DEFAULT_MAX_PENDING),
-            false => self.max_pending,
+            false => {
+                if !self.existing_only {
+                    record_cap(&pool, &self.schema, self.max_pending, self.migration_timeout).await;
+                }
+                self.max_pending
+            }
         };
-        // (Recording the cap it read changes nothing but makes the table where it is missing:
-        // `hookguard inbox migrate` run by a role that may create it.)
-        if !self.existing_only {
-            record_cap(&pool, &self.schema, max_pending, self.migration_timeout).await;
-        }
         // A 200 means the delivery is on disk: with `synchronous_commit = off` a commit is
         // reported before its WAL is flushed, and a crash loses what was answered.
         let sync: Option<String> = sqlx::query_scalar("SHOW synchronous_commit")
@@ -545,11 +553,13 @@ fn settings_table(schema: &str) -> String {
 /// table is warned about, since only a tool's replay of dead items needs the record.
 async fn record_cap(pool: &PgPool, schema: &str, cap: u64, limit: Duration) {
     let table = settings_table(schema);
+    let mut existed = None;
     let recorded = async {
         let mut tx = pool.begin().await?;
         let exists: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{table}') IS NOT NULL"))
             .fetch_one(&mut *tx)
             .await?;
+        existed = Some(exists);
         if !exists {
             let ms = limit.as_millis().clamp(1, i32::MAX as u128).to_string();
             sqlx::query(
@@ -568,24 +578,48 @@ async fn record_cap(pool: &PgPool, schema: &str, cap: u64, limit: Duration) {
             .execute(&mut *tx)
             .await?;
         }
+        // The value it replaces, if another: replicas with different caps each refuse at their
+        // own, and a replay keeps to the last one recorded (said; a tryout).
+        let before: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT value FROM {table} WHERE name = 'max_pending' FOR UPDATE"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let value = i64::try_from(cap).unwrap_or(i64::MAX);
         sqlx::query(&format!(
             "INSERT INTO {table} (name, value) VALUES ('max_pending', $1)
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
         ))
-        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .bind(value)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(before.filter(|b| *b != value))
     };
-    if let Err(e) = recorded.await {
-        tracing::warn!(
+    match recorded.await {
+        Ok(Some(before)) => tracing::warn!(
+            schema,
+            "inbox: this replica's pending cap ({cap}) replaces {before}, recorded by another: replicas \
+             of one inbox should share one cap (each refuses at its own; `hookguard inbox replay --dead` \
+             keeps to half of the last one recorded)"
+        ),
+        Ok(None) => {}
+        // The table is there: what is missing is this role's right to write it.
+        Err(e) if existed == Some(true) => tracing::warn!(
+            schema,
+            error = %e,
+            "inbox: cannot record the pending cap in {table}; `hookguard inbox replay --dead` will keep \
+             to the cap recorded before (else the default, {DEFAULT_MAX_PENDING}) instead of this one. \
+             Grant this role SELECT, INSERT and UPDATE on {table}"
+        ),
+        Err(e) => tracing::warn!(
             schema,
             error = %e,
             "inbox: cannot record the pending cap in {table}; `hookguard inbox replay --dead` will keep \
              to the default cap ({DEFAULT_MAX_PENDING}) instead of this one. Let this role create and \
              write that table, or make it once: CREATE TABLE {table} (name text PRIMARY KEY, value \
              bigint NOT NULL)"
-        );
+        ),
     }
 }
 
@@ -610,8 +644,9 @@ async fn recorded_cap(pool: &PgPool, schema: &str) -> Option<u64> {
             tracing::warn!(
                 schema,
                 error = %e,
-                "inbox: cannot read the pending cap the serving replicas recorded; keeping to the \
-                 default ({DEFAULT_MAX_PENDING})"
+                "inbox: cannot read the pending cap the serving replicas recorded (grant this role \
+                 SELECT on the inbox's settings table); keeping to the default ({DEFAULT_MAX_PENDING}) \
+                 for what uses it here: accepts and replays of every dead item"
             );
             None
         }
@@ -637,7 +672,8 @@ async fn check_writable(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
     }
     Err(InboxError::storage(format!(
         "this database user may not {} rows of {table}: every delivery would be answered 503 \
-         (grant it INSERT, UPDATE and DELETE on the inbox's tables; tools that only read open the \
+         (grant it INSERT, UPDATE and DELETE on the inbox's tables; tools that only read — `hookguard \
+         inbox list|show|stats` — open the \
          inbox with existing_only)",
         missing.join(", ")
     )))
@@ -1902,7 +1938,7 @@ impl PgInboxBuilder {
             tracing::warn!(
                 parameters = %dropped.join(", "),
                 "ignoring connection parameters of the URL that the PostgreSQL driver does not read \
-                 (their values are not shown: one may be a mistyped password); it reads {}",
+                 (their values are not shown: one may be a mistyped password); it reads {} and options[NAME]",
                 KNOWN_URL_PARAMETERS.join(", ")
             );
         }
@@ -3028,6 +3064,13 @@ mod tests {
             ("postgres://u@h/db#f".to_owned(), vec!["passwd".to_owned()])
         );
         assert_eq!(percent_decoded("ssl%6dode+x%2"), "sslmode x%2");
+        // One server option by name, as the driver reads it (it was dropped; a review).
+        for kept in [
+            "postgres://u@h/db?options[search_path]=hooks",
+            "postgres://u@h/db?options%5Block_timeout%5D=2s",
+        ] {
+            assert_eq!(strip(kept), (kept.to_owned(), vec![]));
+        }
         let (opts, dropped) = parse_url("postgres://u@h/db?passwd=hunter2&port=6000").unwrap();
         assert_eq!((opts.get_port(), dropped), (6000, vec!["passwd".to_owned()]));
         assert_eq!(check_url("postgres://u@h/db?passwd=hunter2"), Ok(()));

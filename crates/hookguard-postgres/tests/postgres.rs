@@ -1775,8 +1775,10 @@ impl SilentProxy {
                 tokio::spawn(Self::pump(sr, cw, Arc::clone(&pause), (own, None)));
             }
         });
+        // In plain text: the proxy recognises a `LISTEN` by its bytes (TLS would hide them).
+        let sep = if path.contains('?') { '&' } else { '?' };
         SilentProxy {
-            url: format!("{head}://{at}127.0.0.1:{port}/{path}"),
+            url: format!("{head}://{at}127.0.0.1:{port}/{path}{sep}sslmode=disable"),
             paused,
             listeners,
         }
@@ -2199,6 +2201,16 @@ async fn a_tool_without_a_cap_keeps_to_the_one_the_serving_replica_recorded() {
         0,
         "the cap is still 4"
     );
+    // Nor does a writing open that keeps the recorded cap (`hookguard inbox migrate`).
+    drop(
+        PgInbox::builder()
+            .schema(&*s)
+            .keep_recorded_cap()
+            .open(pool_at(&url()).await)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 0, "still 4");
     // An earlier build's inbox (no record): the next serving open records its cap (6: room
     // for 1 beside the 2 pending), and without it a tool keeps to the default (all 3 left).
     let psql = |sql: String| {
@@ -2218,4 +2230,63 @@ async fn a_tool_without_a_cap_keeps_to_the_one_the_serving_replica_recorded() {
     assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 1);
     psql(format!("DROP TABLE \"{}\".hookguard_settings", &*s));
     assert_eq!(tool().await.replay_dead(now_ms()).await.unwrap(), 3, "the default cap");
+    // A replica with another cap than the one recorded says so (replicas should share one).
+    drop(capped_inbox(&s, 6).await);
+    let logs = hookguard_core::testing::Logs::default();
+    {
+        let _on_this_thread = tracing::subscriber::set_default(logs.clone());
+        drop(capped_inbox(&s, 7).await);
+        drop(capped_inbox(&s, 7).await);
+    }
+    let warned: Vec<String> = logs
+        .messages(tracing::Level::WARN)
+        .into_iter()
+        .filter(|m| m.contains("pending cap"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("(7) replaces 6"), "{warned:?}");
+}
+
+/// The inbox speaks TLS to PostgreSQL: `sslmode=require` connects (it failed: "SQLx was built
+/// without TLS support"), and by default (`prefer`) a server that offers TLS gets it — the
+/// delivery bodies and the role's login no longer cross the network in clear, without a word
+/// (an operator's tryout found six plain connections to a server with `ssl = on`).
+#[tokio::test]
+async fn the_inbox_connects_over_tls_when_the_server_offers_it() {
+    let psql = |sql: &str| {
+        let o = Command::new("psql").arg(url()).args(["-qAtc", sql]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    if psql("SHOW ssl") != "on" {
+        // scripts/ensure-postgres.sh starts its own server with TLS; a server of the caller's
+        // without it cannot show this.
+        assert!(std::env::var_os("CI").is_none(), "the test server offers no TLS");
+        eprintln!("skipped: this PostgreSQL offers no TLS");
+        return;
+    }
+    let s = schema("tls");
+    let sep = if url().contains('?') { '&' } else { '?' };
+    for (mode, query) in [("require", "sslmode=require&"), ("the default", "")] {
+        let app = format!("hg_tls_{}_{}", std::process::id(), query.len());
+        let inbox = PgInbox::builder()
+            .schema(&*s)
+            .connect(&format!("{}{sep}{query}application_name={app}", url()))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        stored(&inbox, &bwp(&format!("evt_tls_{}", query.len()))).await;
+        let (encrypted, plain) = {
+            let row = psql(&format!(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{app}'"
+            ));
+            let (a, b) = row.split_once('|').unwrap();
+            (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap())
+        };
+        assert!(
+            encrypted >= 1 && plain == 0,
+            "{mode}: {encrypted} encrypted, {plain} plain"
+        );
+        drop(inbox);
+    }
 }
