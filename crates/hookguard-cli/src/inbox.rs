@@ -241,8 +241,12 @@ impl InboxSpec {
         hookguard_postgres::check_url(&url)
             .and_then(|()| schema.as_deref().map_or(Ok(()), hookguard_postgres::check_schema))
             .map_err(|why| {
+                // Which parameter, where one is at fault (its name only; a tryout).
+                let which = hookguard_postgres::bad_url_parameter(&url)
+                    .map(|name| format!(": the value of its {name} parameter cannot be read"))
+                    .unwrap_or_default();
                 usage(format!(
-                    "--inbox: {why} (the value is not shown: it may hold a password)"
+                    "--inbox: {why}{which} (the value is not shown: it may hold a password)"
                 ))
             })
     }
@@ -678,6 +682,21 @@ mod tests {
             split_schema("postgres://h/db?hookguard_schema=x"),
             ("postgres://h/db".to_owned(), Some("x".to_owned()))
         );
+        // A parameter whose value cannot be read is named (not its value).
+        for (url, name) in [
+            ("postgres://u:s3cr3t@h/db?sslmode=bogus", "sslmode"),
+            ("postgres://u:s3cr3t@h/db?hookguard_schema=a&port=notaport", "port"),
+        ] {
+            match parse_inbox_spec(url).unwrap().check() {
+                Err(crate::common::CliError::Usage(m)) => {
+                    assert!(
+                        m.contains(&format!("its {name} parameter")) && !m.contains("s3cr3t"),
+                        "{m}"
+                    )
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
         // Two schemas are refused, not the last taken.
         let twice = parse_inbox_spec("postgres://h/db?hookguard_schema=a&hookguard_schema=b").unwrap();
         assert!(matches!(twice.check(), Err(crate::common::CliError::Usage(m)) if m.contains("more than once")));

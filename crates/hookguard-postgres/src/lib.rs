@@ -181,6 +181,32 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
     parse_url(url).map(drop)
 }
 
+/// The connection parameter of `url` whose value the driver cannot read (`sslmode=bogus`,
+/// `port=x`), by its name — never its value —, for a message that says which one to fix; `None`
+/// when the URL reads, or when what fails is not one parameter.
+///
+/// ```
+/// use hookguard_postgres::bad_url_parameter;
+/// assert_eq!(bad_url_parameter("postgres://u:pw@h/db?sslmode=bogus&port=5432"), Some("sslmode"));
+/// assert_eq!(bad_url_parameter("postgres://u:pw@h/db?sslmode=require"), None);
+/// assert_eq!(bad_url_parameter("postgres://not a url?port=x"), None);
+/// ```
+pub fn bad_url_parameter(url: &str) -> Option<&'static str> {
+    let (url, _) = unknown_parameters_removed(url);
+    if parse_url(&url).is_ok() {
+        return None;
+    }
+    let (base, query) = url.split_once('?')?;
+    if parse_url(base).is_err() {
+        return None;
+    }
+    query.split('&').find_map(|pair| {
+        let key = percent_decoded(pair.split_once('=').map_or(pair, |(k, _)| k));
+        let name = KNOWN_URL_PARAMETERS.iter().copied().find(|k| *k == key)?;
+        parse_url(&format!("{base}?{pair}")).is_err().then_some(name)
+    })
+}
+
 /// The query parameters sqlx reads from a connection URL (`sqlx-postgres`'s `options/parse.rs`).
 const KNOWN_URL_PARAMETERS: &[&str] = &[
     "sslmode",
