@@ -261,9 +261,10 @@ pub struct ServeArgs {
     /// Connections open at once (a delivery whose sender hung up keeps its place until its
     /// handling ends); more wait in the listen queue until one closes, so a flood of
     /// connections cannot take the file descriptors the inbox and --exec need. When someone
-    /// waits, connections idle for a second are closed to make room [default: what the
-    /// open-file limit leaves after 256 (and 4 per --exec command that may run at once), at
-    /// most 65536].
+    /// waits, connections idle for a second are closed to make room. Each may hold a request
+    /// head (up to 64 KiB) and a body (up to --max-body) in memory: memory is bounded by this
+    /// many of both [default: what the open-file limit leaves after 256 (and 4 per --exec
+    /// command that may run at once), at most 1024; more than the limit leaves is refused].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: Option<u32>,
     /// JSON lines that may wait for a slow stdout reader; when full, deliveries get 503.
@@ -1409,13 +1410,7 @@ where
             write_timeout: args.write_timeout,
             max_connections: args.max_connections.map_or_else(
                 || {
-                    // A command run per delivery holds its three pipes: inline, one per
-                    // connection; from the inbox's worker, one per worker.
-                    let (per_connection, workers) = match (&args.exec, &args.inbox) {
-                        (None, _) => (1, 0),
-                        (Some(_), None) => (1 + EXEC_DESCRIPTORS, 0),
-                        (Some(_), Some(_)) => (1, workers(args) as u64 * EXEC_DESCRIPTORS),
-                    };
+                    let (per_connection, workers) = descriptors(args);
                     http_server::default_max_connections(per_connection, workers)
                 },
                 |n| n as usize,
@@ -1527,8 +1522,31 @@ fn check_path(path: &str) -> CliResult<()> {
 }
 
 /// Runs `hookguard serve`.
+/// The descriptors a connection takes, and those kept for the worker's commands: a command run
+/// per delivery holds its three pipes — inline, one per connection; from the inbox's worker,
+/// one per worker.
+fn descriptors(args: &ServeArgs) -> (u64, u64) {
+    match (&args.exec, &args.inbox) {
+        (None, _) => (1, 0),
+        (Some(_), None) => (1 + EXEC_DESCRIPTORS, 0),
+        (Some(_), Some(_)) => (1, workers(args) as u64 * EXEC_DESCRIPTORS),
+    }
+}
+
 pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     check_path(&args.path)?;
+    // More connections than descriptors: accepts fail and idle connections are never closed
+    // to make room (an operator's tryout: deliveries waited 15 s behind 400 idle sockets).
+    if let Some(n) = args.max_connections {
+        let (per_connection, workers) = descriptors(&args);
+        let most = http_server::descriptor_max_connections(per_connection, workers);
+        if n as usize > most {
+            return Err(usage(format!(
+                "--max-connections {n} is more than the open-file limit allows here ({most}, after the \
+                 descriptors kept for the inbox and --exec): raise the limit (ulimit -n) or lower the value"
+            )));
+        }
+    }
     crate::common::check_tolerance(args.provider, args.tolerance)?;
     // `sh -c ''` exits 0: every delivery would be marked handled with nothing run (an unset
     // variable in `--exec "$HANDLER"`).

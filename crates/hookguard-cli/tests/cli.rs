@@ -5746,3 +5746,50 @@ fn postgres_inbox_replica_killed_mid_handler_is_finished_by_the_other() {
     drop(b);
     drop_pg_schema(&url);
 }
+
+/// Memory per connection is bounded: a request head still arriving once 64 KiB are in is
+/// refused `431` (hyper's ~400 KB read buffer let 1,000 connections sending endless heads hold
+/// 400 MB; a tryout), while a head of 44 KB is served; and `--max-connections` above what the open-file limit
+/// allows is refused at start (accepts then failed for want of descriptors and idle
+/// connections were never closed to make room: deliveries waited 15 s behind idle sockets).
+#[test]
+fn serve_bounds_each_connections_head_and_refuses_more_connections_than_descriptors() {
+    let s = Server::start(&["--provider", "procore", "--secret", "Bearer head-bound-t"]);
+    let pad = "a".repeat(1_100);
+    let names: Vec<String> = (0..90).map(|i| format!("x-pad-{i}")).collect();
+    let body = br#"{"id":1,"ulid":"01HEADBOUND0000000000000000","event_type":"update","resource_name":"RFIs","resource_id":1}"#;
+    let ask = |pads: usize| {
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("Authorization", "Bearer head-bound-t"),
+            ("Content-Type", "application/json"),
+        ];
+        headers.extend(names[..pads].iter().map(|n| (n.as_str(), pad.as_str())));
+        http_full(s.port, "POST", "/webhooks", &headers, body).0
+    };
+    assert_eq!(ask(40), 204, "a 44 KB head");
+    // A head still arriving once 64 KiB are in (endless, or slow): refused, not buffered on.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = String::from("POST /webhooks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer head-bound-t\r\n");
+    for n in &names[..70] {
+        head.push_str(&format!("{n}: {pad}\r\n"));
+    }
+    c.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = c.write_all(b"x-more: 1\r\n");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(text(&answer).starts_with("HTTP/1.1 431"), "{}", text(&answer));
+
+    let o = Command::new("sh")
+        .args(["-c", &format!("ulimit -n 400 && exec timeout 20 {BIN} serve --provider github --secret s --listen 127.0.0.1:0 --max-connections 1000")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("more than the open-file limit allows"),
+        "{}",
+        text(&o.stderr)
+    );
+}

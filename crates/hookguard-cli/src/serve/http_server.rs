@@ -101,10 +101,12 @@ pub struct ConnectionShare(#[allow(dead_code)] Arc<(tokio::sync::OwnedSemaphoreP
 /// the metrics endpoint and the inspector).
 const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// `--max-connections`' default: what the process's open-file limit leaves after
+/// The most connections the process's open-file limit allows: what it leaves after
 /// [`RESERVED_DESCRIPTORS`] and `reserved` more, each connection taking `per_connection`; at
-/// least 64 and at most 65,536 (the limit taken as 1,024 where it cannot be read).
-pub fn default_max_connections(per_connection: u64, reserved: u64) -> usize {
+/// least 64 and at most 65,536 (the limit taken as 1,024 where it cannot be read). A
+/// `--max-connections` above it is refused: accepts would fail for want of descriptors, and
+/// idle connections would not be closed to make room (they are only when the limit is full).
+pub fn descriptor_max_connections(per_connection: u64, reserved: u64) -> usize {
     #[cfg(target_os = "linux")]
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     #[cfg(not(target_os = "linux"))]
@@ -112,6 +114,23 @@ pub fn default_max_connections(per_connection: u64, reserved: u64) -> usize {
     let open = limit.unwrap_or(1_024).saturating_sub(RESERVED_DESCRIPTORS + reserved) / per_connection.max(1);
     usize::try_from(open.clamp(64, 65_536)).unwrap_or(65_536)
 }
+
+/// The most connections `--max-connections` allows by default, whatever the descriptors allow:
+/// each may hold a head (up to [`MAX_HEAD_BUFFER`]) and a body (up to `--max-body`) in memory,
+/// so memory is bounded by this many of both (a tryout held 2.8 GB with 2,000 connections
+/// each sending a 1 MiB body slowly, under a default of 19,744 connections).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+
+/// `--max-connections`' default: [`descriptor_max_connections`], at most
+/// [`DEFAULT_MAX_CONNECTIONS`].
+pub fn default_max_connections(per_connection: u64, reserved: u64) -> usize {
+    descriptor_max_connections(per_connection, reserved).min(DEFAULT_MAX_CONNECTIONS)
+}
+
+/// The most a connection's read buffer holds (hyper's default is ~400 KB): a request head
+/// that does not fit is refused `431`. Webhook heads are a few KB; 1,000 connections sending
+/// heads that never end held 400 MB.
+pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `stop` completes; then stops accepting, lets each
 /// connection finish the request it is answering, closes the others, and returns once all
@@ -224,10 +243,12 @@ pub async fn serve<A: App>(listener: TcpListener, app: A, stop: impl Future<Outp
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             {
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(
-                    TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&activity))),
-                    service,
-                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(MAX_HEAD_BUFFER)
+                    .serve_connection(
+                        TokioIo::new(WriteBound::new(stream, write_timeout, Arc::clone(&activity))),
+                        service,
+                    );
                 tokio::pin!(conn);
                 loop {
                     tokio::select! {
@@ -570,10 +591,16 @@ mod tests {
 
     #[test]
     fn the_default_connection_limit_leaves_descriptors_for_the_rest() {
-        let n = default_max_connections(1, 0) as u64;
+        // At most DEFAULT_MAX_CONNECTIONS by default, whatever the descriptors allow.
+        assert!(default_max_connections(1, 0) <= DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            default_max_connections(1, 0),
+            descriptor_max_connections(1, 0).min(DEFAULT_MAX_CONNECTIONS)
+        );
+        let n = descriptor_max_connections(1, 0) as u64;
         assert!((64..=65_536).contains(&n), "{n}");
-        let with_exec = default_max_connections(5, 0) as u64;
-        let with_workers = default_max_connections(1, 400) as u64;
+        let with_exec = descriptor_max_connections(5, 0) as u64;
+        let with_workers = descriptor_max_connections(1, 400) as u64;
         #[cfg(target_os = "linux")]
         if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
             if (5 * 64 + RESERVED_DESCRIPTORS + 400..=65_536).contains(&limit) {
