@@ -6,10 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::Error;
 use futures_util::future::LocalBoxFuture;
+use hookguard_core::GivenUp;
 
 /// Response future of [`WebhookMiddleware`](crate::WebhookMiddleware).
 ///
@@ -48,31 +48,11 @@ pub struct ResponseFuture<R> {
     /// future must not be polled again.
     polling: bool,
     /// Spawns the rest of `inner` (chosen where `R` is known to be `'static`).
-    finish: fn(Inner<R>, Detached, Sender),
-    sender: Sender,
+    finish: fn(Inner<R>, Detached, GivenUp),
+    sender: GivenUp,
 }
 
 type Inner<R> = LocalBoxFuture<'static, Result<R, Error>>;
-
-/// What a request finished in the background needs to know of its receiver.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sender {
-    provider: hookguard_core::Provider,
-    /// How long it waits for an answer (named in the warning).
-    waits: Duration,
-    /// How long the rest may go on ([`hookguard_core::Receiver::background_limit`]).
-    limit: Duration,
-}
-
-impl Sender {
-    pub(crate) fn of(rx: &hookguard_core::Receiver) -> Self {
-        Self {
-            provider: rx.verifier().provider(),
-            waits: rx.sender_timeout(),
-            limit: rx.background_limit(),
-        }
-    }
-}
 
 /// The most requests of one worker thread finished in the background at once: they escape
 /// the server's own limits (its connection limit), so a slow dependency with senders that
@@ -110,7 +90,7 @@ impl Drop for Detached {
 }
 
 impl<R: 'static> ResponseFuture<R> {
-    pub(crate) fn new(f: Inner<R>, sender: Sender) -> Self {
+    pub(crate) fn new(f: Inner<R>, sender: GivenUp) -> Self {
         Self {
             inner: Some(f),
             polling: false,
@@ -120,20 +100,11 @@ impl<R: 'static> ResponseFuture<R> {
     }
 }
 
-/// Runs the rest of a dropped request's future as a task of this worker thread, for at most
-/// `sender.limit`.
-fn finish_in_background<R: 'static>(rest: Inner<R>, place: Detached, sender: Sender) {
-    let Sender { provider, limit, .. } = sender;
+/// Runs the rest of a dropped request's future as a task of this worker thread
+/// ([`GivenUp::finish`]).
+fn finish_in_background<R: 'static>(rest: Inner<R>, place: Detached, sender: GivenUp) {
     actix_web::rt::spawn(async move {
-        // Its 2xx, if any, is a failure to the sender, which got no answer.
-        let rest = hookguard_core::answer_given_up(rest);
-        if tokio::time::timeout(limit, rest).await.is_err() {
-            tracing::warn!(
-                %provider,
-                "a request finishing in the background since its connection failed ran for {} s: dropped (its claim released; the sender's retry runs it again)",
-                limit.as_secs_f64()
-            );
-        }
+        sender.finish(rest).await;
         drop(place);
     });
 }
@@ -171,19 +142,12 @@ impl<R> Drop for ResponseFuture<R> {
         if self.polling || actix_web::rt::System::try_current().is_none() {
             return;
         }
-        let Sender { provider, waits, .. } = self.sender;
         let Some(place) = Detached::enter() else {
-            tracing::warn!(
-                %provider,
-                "a request's answer was given up before it was ready, and {MAX_DETACHED} requests of this worker are finishing in the background already: this one is dropped (its claim released; the sender's retry runs it again)"
-            );
+            self.sender.warn_too_many(MAX_DETACHED, "of this worker thread");
             return;
         };
-        tracing::warn!(
-            %provider,
-            "a request's answer was given up before it was ready (its connection failed: the sender or a proxy reset it): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
-            waits.as_secs_f64()
-        );
+        self.sender
+            .warn_finishing("its connection failed: the sender or a proxy reset it");
         (self.finish)(rest, place, self.sender);
     }
 }

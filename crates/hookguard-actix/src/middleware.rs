@@ -14,7 +14,8 @@ use bytes::Bytes;
 use hookguard_core::{HandlerOutcome, Receiver, Reply};
 
 use crate::convert::{self, Head, Recent};
-use crate::future::{ResponseFuture, Sender};
+use crate::future::ResponseFuture;
+use hookguard_core::GivenUp;
 
 /// The middleware service [`Webhook`](crate::Webhook) builds around the wrapped service.
 ///
@@ -52,7 +53,7 @@ pub struct WebhookMiddleware<S> {
     /// requests.
     recent: RefCell<Recent>,
     /// For a request finished in the background (see [`ResponseFuture`]).
-    sender: Sender,
+    sender: GivenUp,
 }
 
 /// actix-web's default limits of `web::Bytes`/`String` (`PayloadConfig`), `web::Json`
@@ -117,7 +118,7 @@ fn raised(
 
 impl<S> WebhookMiddleware<S> {
     pub(crate) fn new(service: Rc<S>, receiver: Arc<Receiver>, set: Option<usize>) -> Self {
-        let sender = Sender::of(&receiver);
+        let sender = GivenUp::of(&receiver);
         let limit = Limits {
             max_body: receiver.verifier().max_body(),
             set,

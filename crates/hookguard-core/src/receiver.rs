@@ -290,6 +290,109 @@ pub fn answer_given_up<F: Future + Unpin>(rest: F) -> impl Future<Output = F::Ou
     })
 }
 
+/// What an adapter finishing a request in the background needs of its receiver, and what it
+/// says about it: the tower layer and the actix middleware finish the rest of a request whose
+/// answer was given up (its sender hung up, its connection failed) so the handler runs to its
+/// end, each with its own bound on how many at once.
+///
+/// ```
+/// use hookguard_core::{schemes::GitHub, GivenUp, Receiver, Verifier};
+/// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+/// let given_up = GivenUp::of(&rx);
+/// assert_eq!(given_up.limit(), rx.background_limit());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct GivenUp {
+    provider: crate::Provider,
+    /// How long the sender waits for an answer (named in the warning).
+    waits: Duration,
+    /// How long the rest may go on ([`Receiver::background_limit`]).
+    limit: Duration,
+}
+
+impl GivenUp {
+    /// The receiver's sender, its wait and its background limit.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::Procore, GivenUp, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(Procore::new()).secret("Bearer t").build().unwrap());
+    /// assert_eq!(GivenUp::of(&rx).limit(), hookguard_core::DEFAULT_BACKGROUND_LIMIT);
+    /// ```
+    pub fn of(rx: &Receiver) -> Self {
+        Self {
+            provider: rx.verifier().provider(),
+            waits: rx.sender_timeout(),
+            limit: rx.background_limit(),
+        }
+    }
+
+    /// How long the rest of a request may go on in the background.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, GivenUp, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// assert!(GivenUp::of(&rx).limit() > std::time::Duration::ZERO);
+    /// ```
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Says (WARN) that a request's answer was given up before it was ready and that it is
+    /// finished in the background; `how`: what gave it up ("its sender closed the connection,
+    /// or a timeout answered").
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, GivenUp, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// GivenUp::of(&rx).warn_finishing("its connection failed");
+    /// ```
+    pub fn warn_finishing(&self, how: &str) {
+        tracing::warn!(
+            provider = %self.provider,
+            "a request's answer was given up before it was ready ({how}): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
+            self.waits.as_secs_f64()
+        );
+    }
+
+    /// Says (WARN) that a request given up is dropped as it is, `max` finishing in the
+    /// background already (`of_what`: "of this process", "of this worker thread").
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, GivenUp, Receiver, Verifier};
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// GivenUp::of(&rx).warn_too_many(1024, "of this process");
+    /// ```
+    pub fn warn_too_many(&self, max: usize, of_what: &str) {
+        tracing::warn!(
+            provider = %self.provider,
+            "a request's answer was given up before it was ready, and {max} requests {of_what} are finishing in the background already: this one is dropped (its claim released; the sender's retry runs it again)"
+        );
+    }
+
+    /// Runs the rest of a request given up to its end, its `2xx` counted as a failure in the
+    /// sender's health ([`answer_given_up`]), for at most [`limit`](Self::limit); past it the
+    /// rest is dropped (its claim released), said at WARN.
+    ///
+    /// ```
+    /// use hookguard_core::{schemes::GitHub, GivenUp, Receiver, Verifier};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let rx = Receiver::new(Verifier::builder(GitHub::new()).secret("s").build().unwrap());
+    /// GivenUp::of(&rx).finish(Box::pin(async { /* the handler's rest */ })).await;
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn finish<F: Future + Unpin>(self, rest: F) {
+        if tokio::time::timeout(self.limit, answer_given_up(rest)).await.is_err() {
+            tracing::warn!(
+                provider = %self.provider,
+                "a request finishing in the background since its answer was given up ran for {} s: dropped (its claim released; the sender's retry runs it again)",
+                self.limit.as_secs_f64()
+            );
+        }
+    }
+}
+
 /// How long a request whose sender hung up may go on in the background when nothing else
 /// bounds it (see [`Receiver::background_limit`]).
 ///

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hookguard_core::GivenUp;
 use http::Response;
 
 type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
@@ -50,29 +51,9 @@ pub struct ResponseFuture<B, E> {
     /// future must not be polled again.
     polling: bool,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
-    finish: fn(&tokio::runtime::Handle, Inner<B, E>, Detached, Sender),
+    finish: fn(&tokio::runtime::Handle, Inner<B, E>, Detached, GivenUp),
     /// The sender, how long it waits and how long the rest may go on.
-    sender: Sender,
-}
-
-/// What a request finished in the background needs to know of its receiver.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sender {
-    pub(crate) provider: hookguard_core::Provider,
-    /// How long it waits for an answer (named in the warning).
-    pub(crate) waits: Duration,
-    /// How long the rest may go on ([`hookguard_core::Receiver::background_limit`]).
-    pub(crate) limit: Duration,
-}
-
-impl Sender {
-    pub(crate) fn of(rx: &hookguard_core::Receiver) -> Self {
-        Self {
-            provider: rx.verifier().provider(),
-            waits: rx.sender_timeout(),
-            limit: rx.background_limit(),
-        }
-    }
+    sender: GivenUp,
 }
 
 /// The most requests of this process finished in the background at once: they escape the
@@ -131,29 +112,21 @@ pub async fn finish_detached(limit: Duration) -> usize {
     }
 }
 
-/// Runs the rest of a dropped request's future on `rt`, for at most `sender.limit`.
+/// Runs the rest of a dropped request's future on `rt` ([`GivenUp::finish`]).
 fn finish_in_background<B: Send + 'static, E: Send + 'static>(
     rt: &tokio::runtime::Handle,
     rest: Inner<B, E>,
     place: Detached,
-    sender: Sender,
+    sender: GivenUp,
 ) {
     rt.spawn(async move {
-        // Its 2xx, if any, is a failure to the sender, which got no answer.
-        let rest = hookguard_core::answer_given_up(rest);
-        if tokio::time::timeout(sender.limit, rest).await.is_err() {
-            tracing::warn!(
-                provider = %sender.provider,
-                "a request finishing in the background since its sender hung up ran for {} s: dropped (its claim released; the sender's retry runs it again)",
-                sender.limit.as_secs_f64()
-            );
-        }
+        sender.finish(rest).await;
         drop(place);
     });
 }
 
 impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
-    pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static, sender: Sender) -> Self {
+    pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static, sender: GivenUp) -> Self {
         Self {
             inner: Some(Box::pin(f)),
             polling: false,
@@ -192,23 +165,16 @@ impl<B, E> Drop for ResponseFuture<B, E> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
             if !self.polling {
-                let Sender { provider, waits, .. } = self.sender;
                 // Outside a runtime nothing can finish it: dropped as it is, quietly.
                 let Ok(rt) = tokio::runtime::Handle::try_current() else {
                     return;
                 };
                 let Some(place) = Detached::enter() else {
-                    tracing::warn!(
-                        %provider,
-                        "a request's answer was given up before it was ready, and {MAX_DETACHED} requests are finishing in the background already: this one is dropped (its claim released; the sender's retry runs it again)"
-                    );
+                    self.sender.warn_too_many(MAX_DETACHED, "of this process");
                     return;
                 };
-                tracing::warn!(
-                    %provider,
-                    "a request's answer was given up before it was ready (its sender closed the connection, or a timeout answered): the sender counts a failure and retries; the request is finished in the background. A handler that may outlast the sender's timeout ({} s) belongs in the inbox",
-                    waits.as_secs_f64()
-                );
+                self.sender
+                    .warn_finishing("its sender closed the connection, or a timeout answered");
                 (self.finish)(&rt, rest, place, self.sender);
             }
         }
@@ -223,11 +189,15 @@ mod tests {
 
     use super::*;
 
-    const SENDER: Sender = Sender {
-        provider: hookguard_core::Provider::Procore,
-        waits: Duration::from_secs(5),
-        limit: Duration::from_secs(60),
-    };
+    /// A Procore receiver's, going on in the background for at most `budget` (its handler
+    /// budget), else the default limit.
+    fn sender(budget: Option<Duration>) -> GivenUp {
+        let v = hookguard_core::Verifier::builder(hookguard_core::schemes::Procore::new())
+            .secret("Bearer t")
+            .build()
+            .unwrap();
+        GivenUp::of(&hookguard_core::Receiver::new(v).with_budget(budget))
+    }
 
     /// A request's future dropped half-way (its client went away) is finished in the
     /// background; one that completed, or whose poll panicked, is not run again.
@@ -237,7 +207,7 @@ mod tests {
 
         // A poll that panicked: dropped as it is (a future must not be polled again then).
         let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut p = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&polls)), SENDER);
+        let mut p = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&polls)), sender(None));
         assert!(futures_poll_once(&mut p).is_pending());
         let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures_poll_once(&mut p)));
         assert!(again.is_err());
@@ -247,7 +217,7 @@ mod tests {
 
         // A completed one is not run again.
         let ready = Arc::new(std::sync::atomic::AtomicUsize::new(2));
-        let mut c = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&ready)), SENDER);
+        let mut c = ResponseFuture::<(), ()>::new(PanicsOnSecondPoll(Arc::clone(&ready)), sender(None));
         assert!(futures_poll_once(&mut c).is_ready());
         drop(c);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -269,7 +239,7 @@ mod tests {
                 flag.store(true, Ordering::SeqCst);
                 Ok(Response::new(()))
             },
-            SENDER,
+            sender(None),
         );
         assert!(futures_poll_once(&mut f).is_pending());
         drop(f);
@@ -287,10 +257,8 @@ mod tests {
         }
         let dropped = Arc::new(AtomicBool::new(false));
         let held = SetOnDrop(Arc::clone(&dropped));
-        let stuck = Sender {
-            limit: Duration::from_millis(100),
-            ..SENDER
-        };
+        let stuck = sender(Some(Duration::from_millis(100)));
+        assert_eq!(stuck.limit(), Duration::from_millis(100));
         let mut f = ResponseFuture::<(), ()>::new(
             async move {
                 let _held = held;
@@ -315,7 +283,7 @@ mod tests {
                 flag.store(true, Ordering::SeqCst);
                 Ok(Response::new(()))
             },
-            SENDER,
+            sender(None),
         );
         assert!(futures_poll_once(&mut f).is_pending());
         drop(f);

@@ -60,7 +60,7 @@ pub struct WebhookService<S> {
     receiver: Arc<Receiver>,
     /// The sender, how long it waits and how long a request whose sender hung up may go on
     /// (read once here, not per request).
-    sender: crate::future::Sender,
+    sender: hookguard_core::GivenUp,
     /// The limit axum's extractors get (see `with_body_limit`).
     #[cfg(feature = "axum")]
     body_limit: usize,
@@ -91,7 +91,7 @@ impl<S> WebhookService<S> {
     pub(crate) fn new(inner: S, receiver: Arc<Receiver>, #[cfg(feature = "axum")] body_limit: usize) -> Self {
         Self {
             inner,
-            sender: crate::future::Sender::of(&receiver),
+            sender: hookguard_core::GivenUp::of(&receiver),
             receiver,
             #[cfg(feature = "axum")]
             body_limit,
