@@ -1539,8 +1539,8 @@ pub async fn run(args: ServeArgs) -> CliResult<ExitCode> {
     // to make room (an operator's tryout: deliveries waited 15 s behind 400 idle sockets).
     if let Some(n) = args.max_connections {
         let (per_connection, workers) = descriptors(&args);
-        let most = http_server::descriptor_max_connections(per_connection, workers);
-        if n as usize > most {
+        // Where the limit can be read, and as it is (not the default's 64–65,536).
+        if let Some(most) = http_server::descriptor_room(per_connection, workers).filter(|most| u64::from(n) > *most) {
             return Err(usage(format!(
                 "--max-connections {n} is more than the open-file limit allows here ({most}, after the \
                  descriptors kept for the inbox and --exec): raise the limit (ulimit -n) or lower the value"

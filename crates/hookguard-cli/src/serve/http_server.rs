@@ -101,17 +101,24 @@ pub struct ConnectionShare(#[allow(dead_code)] Arc<(tokio::sync::OwnedSemaphoreP
 /// the metrics endpoint and the inspector).
 const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// The most connections the process's open-file limit allows: what it leaves after
-/// [`RESERVED_DESCRIPTORS`] and `reserved` more, each connection taking `per_connection`; at
-/// least 64 and at most 65,536 (the limit taken as 1,024 where it cannot be read). A
-/// `--max-connections` above it is refused: accepts would fail for want of descriptors, and
-/// idle connections would not be closed to make room (they are only when the limit is full).
-pub fn descriptor_max_connections(per_connection: u64, reserved: u64) -> usize {
+/// The connections the process's open-file limit has room for: what it leaves after
+/// [`RESERVED_DESCRIPTORS`] and `reserved` more, each connection taking `per_connection`;
+/// `None` where the limit cannot be read (or is unlimited). A `--max-connections` above it is
+/// refused: accepts would fail for want of descriptors, and idle connections would not be
+/// closed to make room (they are only when the limit is full).
+pub fn descriptor_room(per_connection: u64, reserved: u64) -> Option<u64> {
     #[cfg(target_os = "linux")]
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     #[cfg(not(target_os = "linux"))]
-    let limit: Option<u64> = Some(1_024);
-    let open = limit.unwrap_or(1_024).saturating_sub(RESERVED_DESCRIPTORS + reserved) / per_connection.max(1);
+    let limit: Option<u64> = None;
+    limit.map(|l| l.saturating_sub(RESERVED_DESCRIPTORS + reserved) / per_connection.max(1))
+}
+
+/// [`descriptor_room`] for a default: at least 64 and at most 65,536 (the limit taken as 1,024
+/// where it cannot be read).
+pub fn descriptor_max_connections(per_connection: u64, reserved: u64) -> usize {
+    let open = descriptor_room(per_connection, reserved)
+        .unwrap_or_else(|| 1_024u64.saturating_sub(RESERVED_DESCRIPTORS + reserved) / per_connection.max(1));
     usize::try_from(open.clamp(64, 65_536)).unwrap_or(65_536)
 }
 
@@ -610,5 +617,11 @@ mod tests {
             }
         }
         assert!(with_exec <= n && with_workers <= n, "{n} {with_exec} {with_workers}");
+        // The refusal's room is not clamped: a large limit allows more than the default's
+        // 65,536 (a review: `ulimit -n 1048576` refused 100,000).
+        #[cfg(target_os = "linux")]
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            assert_eq!(descriptor_room(1, 0), Some(limit.saturating_sub(RESERVED_DESCRIPTORS)));
+        }
     }
 }
