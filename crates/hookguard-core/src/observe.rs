@@ -741,11 +741,8 @@ pub fn gauge(name: &'static str, label: Option<(&'static str, &'static str)>, v:
 /// inbox_transition("acme-erp", "dead");
 /// ```
 pub fn inbox_transition(provider: &str, transition: &'static str) {
-    let provider = provider.parse::<Provider>().map(|p| p.as_str()).unwrap_or("custom");
-    count(
-        "hookguard_inbox_transitions_total",
-        &[("provider", provider), ("transition", transition)],
-    );
+    let provider = provider.parse::<Provider>().unwrap_or(Provider::Custom("custom"));
+    inbox_transition_of(provider, transition);
 }
 
 /// [`inbox_transition`] for a sender this process knows (the receiver's, the worker's): a

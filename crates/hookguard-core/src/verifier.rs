@@ -210,7 +210,7 @@ struct Inner {
 
 /// Whether a warning last logged at `last` (unix seconds, 0: never) may be logged again at
 /// `now`: a minute later, by one caller only.
-fn once_a_minute(last: &std::sync::atomic::AtomicU64, now: u64) -> bool {
+pub(crate) fn once_a_minute(last: &std::sync::atomic::AtomicU64, now: u64) -> bool {
     use std::sync::atomic::Ordering;
     let seen = last.load(Ordering::Relaxed);
     if seen != 0 && now < seen.saturating_add(60) {

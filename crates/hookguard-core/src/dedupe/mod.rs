@@ -836,7 +836,7 @@ mod tests {
     fn claims_get_at_least_a_second_however_the_policy_was_set() {
         use crate::testing::block_on;
         let store = Arc::new(Asked::default());
-        let dedupe = Dedupe::new(ArcStore(Arc::clone(&store)))
+        let dedupe = Dedupe::new(Arc::clone(&store))
             .lease(Duration::ZERO)
             .retention(Duration::from_millis(1));
         let d = crate::testing::deliver(
@@ -864,24 +864,6 @@ mod tests {
             .with_budget(Some(Duration::from_secs(10)))
             .with_dedupe(Dedupe::new(MemoryStore::default()).lease(Duration::ZERO));
         assert_eq!(rx.budget(), Some(Duration::from_millis(900)));
-    }
-
-    /// A shared [`Asked`], as a store.
-    struct ArcStore(Arc<Asked>);
-
-    impl DedupeStore for ArcStore {
-        fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-            self.0.claim(key, lease)
-        }
-        fn complete<'a>(&'a self, token: &'a ClaimToken, retention: Duration) -> StoreFuture<'a, bool> {
-            self.0.complete(token, retention)
-        }
-        fn release<'a>(&'a self, token: &'a ClaimToken) -> StoreFuture<'a, bool> {
-            self.0.release(token)
-        }
-        fn abandon(&self, token: ClaimToken) {
-            self.0.abandon(token)
-        }
     }
 
     /// The in-memory store whose `complete` never answers (a store mid-call when the client

@@ -1208,19 +1208,9 @@ fn handler_ended(held: &Mutex<HashMap<i64, Held>>, id: i64, claim: u64) -> Optio
 /// handlers' deadline: such items are given back unrun and uncounted, so a store that always
 /// answers that late would run nothing, and nothing else would say why (a review).
 fn warn_late_claims(id: i64) {
-    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
-    let now = now_ms();
-    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
-    if now.saturating_sub(last) >= 60_000
-        && LAST
-            .compare_exchange(
-                last,
-                now,
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            )
-            .is_ok()
-    {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    if crate::verifier::once_a_minute(&LAST, now_secs) {
         tracing::warn!(
             id,
             "inbox: a claim was answered after its handler's deadline (90 % of the lease): the item is \
