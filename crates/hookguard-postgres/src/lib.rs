@@ -201,7 +201,7 @@ pub fn bad_url_parameter(url: &str) -> Option<&'static str> {
         return None;
     }
     query.split('&').find_map(|pair| {
-        let key = percent_decoded(pair.split_once('=').map_or(pair, |(k, _)| k));
+        let key = key_of(pair);
         let name = KNOWN_URL_PARAMETERS.iter().copied().find(|k| *k == key)?;
         parse_url(&format!("{base}?{pair}")).is_err().then_some(name)
     })
@@ -244,7 +244,7 @@ fn unknown_parameters_removed(url: &str) -> (std::borrow::Cow<'_, str>, Vec<Stri
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let key = percent_decoded(pair.split_once('=').map_or(*pair, |(k, _)| k));
+            let key = key_of(pair);
             // `options[NAME]=VALUE` sets one server option (`options[search_path]=hooks`).
             let option = key.starts_with("options[") && key.ends_with(']');
             let known = pair.is_empty() || option || KNOWN_URL_PARAMETERS.contains(&key.as_str());
@@ -267,6 +267,11 @@ fn unknown_parameters_removed(url: &str) -> (std::borrow::Cow<'_, str>, Vec<Stri
         out.push_str(f);
     }
     (out.into(), dropped)
+}
+
+/// The key of a query's `key=value` pair, decoded as the URL parser decodes it.
+fn key_of(pair: &str) -> String {
+    percent_decoded(pair.split_once('=').map_or(pair, |(k, _)| k))
 }
 
 /// A query key as the URL parser reads it (`%XX` and `+`); anything else kept as it is.
@@ -587,17 +592,7 @@ async fn record_cap(pool: &PgPool, schema: &str, cap: u64, limit: Duration) {
             .await?;
         existed = Some(exists);
         if !exists {
-            let ms = limit.as_millis().clamp(1, i32::MAX as u128).to_string();
-            sqlx::query(
-                "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
-                        set_config('client_min_messages', 'warning', true)",
-            )
-            .bind(&ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
-                .execute(&mut *tx)
-                .await?;
+            lock_for_migration(&mut tx, limit).await?;
             sqlx::query(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (name text PRIMARY KEY, value bigint NOT NULL)"
             ))
@@ -1408,6 +1403,35 @@ fn newer_schema(version: i32) -> InboxError {
     ))
 }
 
+/// Bounds `tx`'s statements by `limit` on the server too and takes the global migration lock
+/// (one at a time across replicas), for a transaction that may make or change tables.
+async fn lock_for_migration(tx: &mut Transaction<'_, Postgres>, limit: Duration) -> Result<(), sqlx::Error> {
+    // The server's own bound, as long as the caller's (`migration_timeout`): a caller that
+    // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
+    // table, which every replica's accepts would then wait behind); the transaction is rolled
+    // back when its statement ends.
+    // PostgreSQL takes at most `i32::MAX` ms (~24.8 days); a longer bound (`Duration::MAX`:
+    // none) is no server bound at all (0), the caller's still applies.
+    let ms = match limit.as_millis() {
+        0 => "1ms".to_owned(),
+        ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
+        _ => "0".to_owned(),
+    };
+    // (And no NOTICE for each `IF NOT EXISTS` with nothing to do: sqlx logs every one, and an
+    // operator's first start read "… does not exist, skipping" as a fault.)
+    sqlx::query(
+        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
+                set_config('client_min_messages', 'warning', true)",
+    )
+    .bind(&ms)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Creates the schema, table, indexes and notify trigger if missing, under an advisory lock so
 /// replicas starting together do not race. Idempotent.
 async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), InboxError> {
@@ -1417,31 +1441,7 @@ async fn migrate(pool: &PgPool, schema: &str, limit: Duration) -> Result<(), Inb
     // transaction until its connection is used again, and this one holds the global
     // migration lock (every other open waited for it) and its locks on the inbox.
     let done = async {
-        // The server's own bound, as long as the caller's (`migration_timeout`): a caller that
-        // gave up leaves no statement waiting behind a lock (and no DDL queued for the inbox's
-        // table, which every replica's accepts would then wait behind); the transaction is rolled
-        // back when its statement ends.
-        // PostgreSQL takes at most `i32::MAX` ms (~24.8 days); a longer bound (`Duration::MAX`:
-        // none) is no server bound at all (0), the caller's still applies.
-        let ms = match limit.as_millis() {
-            0 => "1ms".to_owned(),
-            ms if ms <= i32::MAX as u128 => format!("{ms}ms"),
-            _ => "0".to_owned(),
-        };
-        // (And no NOTICE for each `IF NOT EXISTS` with nothing to do: sqlx logs every one, and an
-        // operator's first start read "… does not exist, skipping" as a fault.)
-        sqlx::query(
-            "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
-                    set_config('client_min_messages', 'warning', true)",
-        )
-        .bind(&ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookguard_inbox_migrate'))")
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+        lock_for_migration(&mut tx, limit).await.map_err(storage)?;
         let existed: bool = sqlx::query_scalar(&format!("SELECT to_regclass('{t}') IS NOT NULL"))
             .fetch_one(&mut *tx)
             .await
