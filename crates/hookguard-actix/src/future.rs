@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use actix_web::Error;
 use futures_util::future::LocalBoxFuture;
-use hookguard_core::GivenUp;
+use hookguard_core::{Finishable, GivenUp};
 
 /// Response future of [`WebhookMiddleware`](crate::WebhookMiddleware).
 ///
@@ -43,10 +43,7 @@ use hookguard_core::GivenUp;
 /// # });
 /// ```
 pub struct ResponseFuture<R> {
-    inner: Option<Inner<R>>,
-    /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
-    /// future must not be polled again.
-    polling: bool,
+    inner: Finishable<Inner<R>>,
     /// Spawns the rest of `inner` (chosen where `R` is known to be `'static`).
     finish: fn(Inner<R>, Detached, GivenUp),
     sender: GivenUp,
@@ -92,8 +89,7 @@ impl Drop for Detached {
 impl<R: 'static> ResponseFuture<R> {
     pub(crate) fn new(f: Inner<R>, sender: GivenUp) -> Self {
         Self {
-            inner: Some(f),
-            polling: false,
+            inner: Finishable::new(f),
             finish: finish_in_background::<R>,
             sender,
         }
@@ -112,7 +108,7 @@ fn finish_in_background<R: 'static>(rest: Inner<R>, place: Detached, sender: Giv
 impl<R> fmt::Debug for ResponseFuture<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("done", &self.inner.is_none())
+            .field("done", &self.inner.is_done())
             .finish_non_exhaustive()
     }
 }
@@ -120,26 +116,17 @@ impl<R> fmt::Debug for ResponseFuture<R> {
 impl<R> Future for ResponseFuture<R> {
     type Output = Result<R, Error>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
-            panic!("ResponseFuture polled after it completed");
-        };
-        this.polling = true;
-        let out = inner.as_mut().poll(cx);
-        this.polling = false;
-        if out.is_ready() {
-            this.inner = None;
-        }
-        out
+        Pin::new(&mut self.get_mut().inner).poll(cx)
     }
 }
 
 impl<R> Drop for ResponseFuture<R> {
     fn drop(&mut self) {
-        let Some(rest) = self.inner.take() else { return };
+        // Not after a poll that panicked (see `Finishable`).
+        let Some(rest) = self.inner.take_rest() else { return };
         // Outside an actix-web worker there is no thread's task set to finish it on (and
-        // `spawn` would panic): dropped as it is, quietly. Likewise after a panic in a poll.
-        if self.polling || actix_web::rt::System::try_current().is_none() {
+        // `spawn` would panic): dropped as it is, quietly.
+        if actix_web::rt::System::try_current().is_none() {
             return;
         }
         let Some(place) = Detached::enter() else {

@@ -83,8 +83,8 @@ pub use error::{ConfigError, Rejection};
 pub use key::{HmacSha256, Key};
 pub use provider::{Provider, UnknownProvider};
 pub use receiver::{
-    answer_given_up, body_error_timed_out, error_causes, extractor_limit, join_capacity, within, Admitted, GivenUp,
-    HandlerOutcome, Receiver, ReceiverBuilder, Reply, Sleep, DEFAULT_BACKGROUND_LIMIT,
+    answer_given_up, body_error_timed_out, error_causes, extractor_limit, join_capacity, within, Admitted, Finishable,
+    GivenUp, HandlerOutcome, Receiver, ReceiverBuilder, Reply, Sleep, DEFAULT_BACKGROUND_LIMIT,
 };
 pub use scheme::{
     Authenticated, Context, DedupePolicy, DedupeScope, Described, RequestHead, Scheme, SignParams, Signed,

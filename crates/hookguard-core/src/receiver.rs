@@ -393,6 +393,82 @@ impl GivenUp {
     }
 }
 
+/// A request's future that its framework may drop before it is done, polled through this so
+/// that an adapter can take the rest then and finish it ([`GivenUp::finish`]) — unless a poll
+/// of it panicked: a future must not be polled again after that. The tower layer's and the
+/// actix middleware's response futures each hold one.
+///
+/// ```
+/// use hookguard_core::Finishable;
+/// let mut f = Finishable::new(Box::pin(std::future::pending::<()>()));
+/// assert!(!f.is_done());
+/// assert!(f.take_rest().is_some(), "not done: the rest is there to finish");
+/// assert!(f.take_rest().is_none(), "taken once");
+/// ```
+pub struct Finishable<F> {
+    inner: Option<F>,
+    /// Set while `inner` is polled: still set when the rest is asked for means a poll panicked.
+    polling: bool,
+}
+
+impl<F> Finishable<F> {
+    /// `f`, not polled yet.
+    ///
+    /// ```
+    /// let f = hookguard_core::Finishable::new(Box::pin(async { 7 }));
+    /// assert!(!f.is_done());
+    /// ```
+    pub fn new(f: F) -> Self {
+        Self {
+            inner: Some(f),
+            polling: false,
+        }
+    }
+
+    /// Whether it completed (or its rest was taken).
+    ///
+    /// ```
+    /// let mut f = hookguard_core::Finishable::new(Box::pin(async { 7 }));
+    /// assert_eq!(hookguard_core::testing::block_on(&mut f), 7);
+    /// assert!(f.is_done());
+    /// ```
+    pub fn is_done(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// The rest of a future dropped before it was done, to finish; `None` when it completed,
+    /// when a poll of it panicked, or when it was taken already.
+    ///
+    /// ```
+    /// let mut f = hookguard_core::Finishable::new(Box::pin(async { 7 }));
+    /// let _ = hookguard_core::testing::block_on(&mut f);
+    /// assert!(f.take_rest().is_none(), "completed: nothing to finish");
+    /// ```
+    pub fn take_rest(&mut self) -> Option<F> {
+        if self.polling {
+            return None;
+        }
+        self.inner.take()
+    }
+}
+
+impl<F: Future + Unpin> Future for Finishable<F> {
+    type Output = F::Output;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            panic!("ResponseFuture polled after it completed");
+        };
+        this.polling = true;
+        let out = std::pin::Pin::new(inner).poll(cx);
+        this.polling = false;
+        if out.is_ready() {
+            this.inner = None;
+        }
+        out
+    }
+}
+
 /// How long a request whose sender hung up may go on in the background when nothing else
 /// bounds it (see [`Receiver::background_limit`]).
 ///

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hookguard_core::GivenUp;
+use hookguard_core::{Finishable, GivenUp};
 use http::Response;
 
 type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
@@ -46,10 +46,7 @@ type Inner<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 /// # }
 /// ```
 pub struct ResponseFuture<B, E> {
-    inner: Option<Inner<B, E>>,
-    /// Set while `inner` is polled: still set at drop means a poll panicked, and such a
-    /// future must not be polled again.
-    polling: bool,
+    inner: Finishable<Inner<B, E>>,
     /// Spawns the rest of `inner` (chosen where `B` and `E` are known to be `'static`).
     finish: fn(&tokio::runtime::Handle, Inner<B, E>, Detached, GivenUp),
     /// The sender, how long it waits and how long the rest may go on.
@@ -128,8 +125,7 @@ fn finish_in_background<B: Send + 'static, E: Send + 'static>(
 impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
     pub(crate) fn new(f: impl Future<Output = Result<Response<B>, E>> + Send + 'static, sender: GivenUp) -> Self {
         Self {
-            inner: Some(Box::pin(f)),
-            polling: false,
+            inner: Finishable::new(Box::pin(f)),
             finish: finish_in_background::<B, E>,
             sender,
         }
@@ -139,7 +135,7 @@ impl<B: Send + 'static, E: Send + 'static> ResponseFuture<B, E> {
 impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("done", &self.inner.is_none())
+            .field("done", &self.inner.is_done())
             .finish_non_exhaustive()
     }
 }
@@ -147,36 +143,25 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
 impl<B, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<B>, E>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
-            panic!("ResponseFuture polled after it completed");
-        };
-        this.polling = true;
-        let out = inner.as_mut().poll(cx);
-        this.polling = false;
-        if out.is_ready() {
-            this.inner = None;
-        }
-        out
+        Pin::new(&mut self.get_mut().inner).poll(cx)
     }
 }
 
 impl<B, E> Drop for ResponseFuture<B, E> {
     fn drop(&mut self) {
-        if let Some(rest) = self.inner.take() {
-            if !self.polling {
-                // Outside a runtime nothing can finish it: dropped as it is, quietly.
-                let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                    return;
-                };
-                let Some(place) = Detached::enter() else {
-                    self.sender.warn_too_many(MAX_DETACHED, "of this process");
-                    return;
-                };
-                self.sender
-                    .warn_finishing("its sender closed the connection, or a timeout answered");
-                (self.finish)(&rt, rest, place, self.sender);
-            }
+        // Not after a poll that panicked (see `Finishable`).
+        if let Some(rest) = self.inner.take_rest() {
+            // Outside a runtime nothing can finish it: dropped as it is, quietly.
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let Some(place) = Detached::enter() else {
+                self.sender.warn_too_many(MAX_DETACHED, "of this process");
+                return;
+            };
+            self.sender
+                .warn_finishing("its sender closed the connection, or a timeout answered");
+            (self.finish)(&rt, rest, place, self.sender);
         }
     }
 }
